@@ -1,0 +1,434 @@
+//! The fields of one event that ccvault reads, borrowed from the payload bytes.
+//!
+//! An event is `{"<Family>": {...}}` (SPEC §2 shape 1). Only the fields the
+//! index and the metrics need are kept; every other field is skipped without
+//! being materialized. Each kept field is a [`Lenient`], so an odd type makes
+//! that field absent and never fails the event. A repeated key keeps its last
+//! value, as JavaScript's `JSON.parse` does.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use serde::de::{self, Deserializer, IgnoredAny, MapAccess, Visitor};
+use serde::Deserialize;
+
+use crate::value::Lenient;
+
+/// `msgInfo`: publication metadata. Sometimes an empty object.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct MsgInfo<'a> {
+    pub timestamp: Lenient<'a>,
+    pub sequence_id: Lenient<'a>,
+    pub instance_id: Lenient<'a>,
+}
+
+/// The body of one event (the object under the family key).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct EventBody<'a> {
+    pub event: Lenient<'a>,
+    pub interaction_guid: Lenient<'a>,
+    pub agent_id: Lenient<'a>,
+    pub queue_id: Lenient<'a>,
+    pub media_type: Lenient<'a>,
+    pub direction: Lenient<'a>,
+    pub is_outbound_call: Lenient<'a>,
+    pub status: Lenient<'a>,
+    pub hangup_initiator: Lenient<'a>,
+    pub call_hangup_reason: Lenient<'a>,
+    pub disposition_code: Lenient<'a>,
+    pub reject_reason: Lenient<'a>,
+    pub new_state: Lenient<'a>,
+    pub new_sub_state: Lenient<'a>,
+    pub new_reason_code_user: Lenient<'a>,
+    pub interaction_event_ts: Lenient<'a>,
+    pub status_event_ts: Lenient<'a>,
+    pub event_ts: Lenient<'a>,
+    pub msg_info: MsgInfo<'a>,
+}
+
+/// A decoded event: its family (the single top-level key) and body.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Event<'a> {
+    pub family: Cow<'a, str>,
+    pub body: EventBody<'a>,
+}
+
+impl<'a> Event<'a> {
+    /// The event type: `body.event` for families that carry one (Interaction,
+    /// AgentProvChange), else the family name (`AgentStatusChange`).
+    pub fn event_type(&self) -> Cow<'_, str> {
+        match self.body.event.as_text() {
+            Some(t) => t,
+            None => Cow::Borrowed(self.family.as_ref()),
+        }
+    }
+
+    /// The time the payload itself states (METRICS §2 rules 1–4), in ms, or
+    /// `None` when no field is present and > 0. Rules 5–6 need the record's
+    /// metadata: see [`crate::event_time_ms`].
+    pub fn payload_time_ms(&self) -> Option<i64> {
+        let b = &self.body;
+        let secs = |v: &Lenient| {
+            v.as_i64()
+                .filter(|s| *s > 0)
+                .and_then(|s| s.checked_mul(1000))
+        };
+        secs(&b.interaction_event_ts)
+            .or_else(|| secs(&b.status_event_ts))
+            .or_else(|| b.msg_info.timestamp.as_i64().filter(|ms| *ms > 0))
+            .or_else(|| secs(&b.event_ts))
+    }
+
+    /// `msgInfo.sequenceId` as a number, when present.
+    pub fn sequence_id(&self) -> Option<i64> {
+        self.body.msg_info.sequence_id.as_i64()
+    }
+}
+
+/// Why a payload is not an event.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NotAnEvent {
+    #[error("not UTF-8: {0}")]
+    NotUtf8(String),
+    #[error("not JSON: {0}")]
+    NotJson(String),
+    #[error("no recognizable event: {0}")]
+    NoEvent(&'static str),
+}
+
+/// Parses event payload bytes (shape 1).
+pub fn parse_event(payload: &[u8]) -> Result<Event<'_>, NotAnEvent> {
+    let text = std::str::from_utf8(payload).map_err(|e| NotAnEvent::NotUtf8(e.to_string()))?;
+    match serde_json::from_str::<Top<'_>>(text) {
+        Ok(Top::Event(ev)) => Ok(ev),
+        Ok(Top::Envelope { .. }) => Err(NotAnEvent::NoEvent(
+            "a Pulsar envelope where an event was expected",
+        )),
+        Ok(Top::Other(why)) => Err(NotAnEvent::NoEvent(why)),
+        Err(e) => Err(NotAnEvent::NotJson(e.to_string())),
+    }
+}
+
+/// What a top-level JSON message is (SPEC §2 shapes 1 and 2).
+#[derive(Debug)]
+pub(crate) enum Top<'a> {
+    Event(Event<'a>),
+    Envelope {
+        message_id: Lenient<'a>,
+        payload: Lenient<'a>,
+        publish_time: Lenient<'a>,
+    },
+    Other(&'static str),
+}
+
+impl<'de> Deserialize<'de> for Top<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(TopVisitor)
+    }
+}
+
+struct TopVisitor;
+
+/// A top-level value: an object body or anything else.
+enum Slot<'a> {
+    Body(EventBody<'a>),
+    NotObject,
+}
+
+impl<'de> Deserialize<'de> for Slot<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(SlotVisitor)
+    }
+}
+
+struct SlotVisitor;
+
+impl<'de> Visitor<'de> for SlotVisitor {
+    type Value = Slot<'de>;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+        BodyVisitor.visit_map(map).map(Slot::Body)
+    }
+    fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(Slot::NotObject)
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(Slot::NotObject)
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+        Ok(Slot::NotObject)
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+        Ok(Slot::NotObject)
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+        Ok(Slot::NotObject)
+    }
+    fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
+        Ok(Slot::NotObject)
+    }
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(Slot::NotObject)
+    }
+}
+
+/// A map key borrowed from the input when it has no escapes.
+struct Key<'a>(Cow<'a, str>);
+
+impl<'de> Deserialize<'de> for Key<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        match Lenient::deserialize(d)? {
+            Lenient::Text(t) => Ok(Key(t)),
+            _ => Err(de::Error::custom("object key is not a string")),
+        }
+    }
+}
+
+impl<'de> Visitor<'de> for TopVisitor {
+    type Value = Top<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut keys = 0usize;
+        let mut first: Option<(Cow<'de, str>, Slot<'de>)> = None;
+        let (mut message_id, mut payload, mut publish_time) =
+            (Lenient::Null, Lenient::Null, Lenient::Null);
+        let mut has_payload_key = false;
+        while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
+            keys += 1;
+            match key.as_ref() {
+                "payload" => {
+                    has_payload_key = true;
+                    payload = map.next_value()?;
+                }
+                "messageId" => message_id = map.next_value()?,
+                "publishTime" => publish_time = map.next_value()?,
+                _ if keys == 1 => {
+                    let slot: Slot<'de> = map.next_value()?;
+                    first = Some((key, slot));
+                }
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        if has_payload_key {
+            return Ok(Top::Envelope {
+                message_id,
+                payload,
+                publish_time,
+            });
+        }
+        match (keys, first) {
+            (1, Some((family, Slot::Body(body)))) => Ok(Top::Event(Event { family, body })),
+            (1, _) => Ok(Top::Other("the family key's value is not an object")),
+            (0, _) => Ok(Top::Other("empty object")),
+            _ => Ok(Top::Other(
+                "an event has exactly one top-level key naming its family",
+            )),
+        }
+    }
+
+    fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(Top::Other("a JSON array, not an object"))
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(Top::Other("a JSON scalar, not an object"))
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+        Ok(Top::Other("a JSON scalar, not an object"))
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+        Ok(Top::Other("a JSON scalar, not an object"))
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+        Ok(Top::Other("a JSON scalar, not an object"))
+    }
+    fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
+        Ok(Top::Other("a JSON scalar, not an object"))
+    }
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(Top::Other("a JSON scalar, not an object"))
+    }
+}
+
+struct BodyVisitor;
+
+impl<'de> Visitor<'de> for BodyVisitor {
+    type Value = EventBody<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("an event object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut b = EventBody::default();
+        while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
+            let slot = match key.as_ref() {
+                "event" => &mut b.event,
+                "interactionGUID" => &mut b.interaction_guid,
+                "agentId" => &mut b.agent_id,
+                "queueId" => &mut b.queue_id,
+                "mediaType" => &mut b.media_type,
+                "direction" => &mut b.direction,
+                "isOutboundCall" => &mut b.is_outbound_call,
+                "status" => &mut b.status,
+                "hangupInitiator" => &mut b.hangup_initiator,
+                "callHangupReason" => &mut b.call_hangup_reason,
+                "dispositionCode" => &mut b.disposition_code,
+                "rejectReason" => &mut b.reject_reason,
+                "newState" => &mut b.new_state,
+                "newSubState" => &mut b.new_sub_state,
+                "newReasonCodeUser" => &mut b.new_reason_code_user,
+                "interactionEventTS" => &mut b.interaction_event_ts,
+                "statusEventTS" => &mut b.status_event_ts,
+                "eventTS" => &mut b.event_ts,
+                "msgInfo" => {
+                    b.msg_info = map.next_value::<MsgInfoSlot<'de>>()?.0;
+                    continue;
+                }
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                    continue;
+                }
+            };
+            *slot = map.next_value()?;
+        }
+        Ok(b)
+    }
+}
+
+/// `msgInfo` read leniently: anything but an object reads as empty.
+struct MsgInfoSlot<'a>(MsgInfo<'a>);
+
+impl<'de> Deserialize<'de> for MsgInfoSlot<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(MsgInfoVisitor)
+    }
+}
+
+struct MsgInfoVisitor;
+
+impl<'de> Visitor<'de> for MsgInfoVisitor {
+    type Value = MsgInfoSlot<'de>;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("msgInfo")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut m = MsgInfo::default();
+        while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
+            match key.as_ref() {
+                "timestamp" => m.timestamp = map.next_value()?,
+                "sequenceId" => m.sequence_id = map.next_value()?,
+                "instanceId" => m.instance_id = map.next_value()?,
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(MsgInfoSlot(m))
+    }
+    fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(MsgInfoSlot(MsgInfo::default()))
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(MsgInfoSlot(MsgInfo::default()))
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+        Ok(MsgInfoSlot(MsgInfo::default()))
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+        Ok(MsgInfoSlot(MsgInfo::default()))
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+        Ok(MsgInfoSlot(MsgInfo::default()))
+    }
+    fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
+        Ok(MsgInfoSlot(MsgInfo::default()))
+    }
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(MsgInfoSlot(MsgInfo::default()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_an_interaction_event_with_odd_types() {
+        let raw = br#"{"Interaction":{"event":"InteractionQueued","interactionGUID":"int-1","queueId":"0311","interactionEventTS":"1763900100","msgInfo":{},"extra":{"deep":[1,2,{"x":null}]}}}"#;
+        let ev = parse_event(raw).unwrap();
+        assert_eq!(ev.family, "Interaction");
+        assert_eq!(ev.event_type(), "InteractionQueued");
+        assert_eq!(ev.body.queue_id.as_i64(), Some(311));
+        assert_eq!(ev.body.queue_id.as_text().as_deref(), Some("0311"));
+        assert_eq!(ev.payload_time_ms(), Some(1_763_900_100_000));
+        assert_eq!(ev.sequence_id(), None);
+    }
+
+    #[test]
+    fn family_names_the_type_when_there_is_no_event_field() {
+        let raw = br#"{"AgentStatusChange":{"agentId":"ag1","newState":"5","statusEventTS":1763899460,"msgInfo":{"sequenceId":991,"timestamp":1763899460000}}}"#;
+        let ev = parse_event(raw).unwrap();
+        assert_eq!(ev.event_type(), "AgentStatusChange");
+        assert_eq!(ev.body.new_state.as_i64(), Some(5));
+        assert_eq!(ev.payload_time_ms(), Some(1_763_899_460_000));
+        assert_eq!(ev.sequence_id(), Some(991));
+    }
+
+    #[test]
+    fn time_falls_back_through_the_contract_order() {
+        let msg_ts = br#"{"Interaction":{"event":"X","eventTS":5,"msgInfo":{"timestamp":7000}}}"#;
+        assert_eq!(parse_event(msg_ts).unwrap().payload_time_ms(), Some(7000));
+        let zero_first = br#"{"Interaction":{"event":"X","interactionEventTS":0,"eventTS":5}}"#;
+        assert_eq!(
+            parse_event(zero_first).unwrap().payload_time_ms(),
+            Some(5000)
+        );
+        let none = br#"{"Interaction":{"event":"X","msgInfo":{}}}"#;
+        assert_eq!(parse_event(none).unwrap().payload_time_ms(), None);
+    }
+
+    #[test]
+    fn rejects_what_is_not_an_event() {
+        assert!(matches!(
+            parse_event(b"[1,2,3]"),
+            Err(NotAnEvent::NoEvent(_))
+        ));
+        assert!(matches!(
+            parse_event(b"not json"),
+            Err(NotAnEvent::NotJson(_))
+        ));
+        assert!(matches!(
+            parse_event(b"{\"a\":1}"),
+            Err(NotAnEvent::NoEvent(_))
+        ));
+        assert!(matches!(
+            parse_event(b"{\"a\":{},\"b\":{}}"),
+            Err(NotAnEvent::NoEvent(_))
+        ));
+        assert!(matches!(
+            parse_event(&[0xff, 0xfe]),
+            Err(NotAnEvent::NotUtf8(_))
+        ));
+        assert!(matches!(
+            parse_event(br#"{"Interaction": {"event": "InteractionQueued""#),
+            Err(NotAnEvent::NotJson(_))
+        ));
+    }
+
+    #[test]
+    fn escaped_keys_and_repeated_keys_are_read() {
+        let raw = br#"{"Interaction":{"\u0065vent":"A","event":"B"}}"#;
+        assert_eq!(parse_event(raw).unwrap().event_type(), "B");
+    }
+}

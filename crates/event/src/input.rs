@@ -1,0 +1,161 @@
+//! Input shape detection (SPEC §2): one message in, what to archive out.
+//!
+//! Guarantees: every message yields something to archive. A bare event is
+//! archived as received; a Pulsar envelope is archived as its decoded payload
+//! with `messageId`/`publishTime` kept as metadata; anything else (not UTF-8,
+//! not JSON, bad base64, no recognizable event) is archived as received and
+//! carries a quarantine reason. Decoding never panics and never fails.
+
+use std::borrow::Cow;
+
+use base64::Engine;
+
+use crate::event::{parse_event, Event, NotAnEvent, Top};
+use crate::value::Lenient;
+
+/// What the index needs to know of an event.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Keys {
+    pub interaction_guid: Option<String>,
+    pub agent_id: Option<String>,
+    /// METRICS §2 rules 1–4 (payload fields only).
+    pub time_ms: Option<i64>,
+}
+
+impl Keys {
+    pub fn of(event: &Event<'_>) -> Keys {
+        let text = |v: &Lenient| v.as_text().map(Cow::into_owned);
+        Keys {
+            interaction_guid: text(&event.body.interaction_guid),
+            agent_id: text(&event.body.agent_id),
+            time_ms: event.payload_time_ms(),
+        }
+    }
+}
+
+/// One message, ready to archive.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Decoded<'a> {
+    /// The bytes to archive: the message as received, or an envelope's
+    /// decoded payload.
+    pub payload: Cow<'a, [u8]>,
+    /// Envelope `messageId` and `publishTime`, as text, when the message was
+    /// a Pulsar envelope.
+    pub message_id: Option<String>,
+    pub publish_time: Option<String>,
+    /// `Ok(keys)` for an event, `Err(reason)` for a quarantined message.
+    pub outcome: Result<Keys, String>,
+}
+
+/// Detects the shape of one message and decodes it.
+pub fn decode_message(raw: &[u8]) -> Decoded<'_> {
+    let quarantined = |reason: String| Decoded {
+        payload: Cow::Borrowed(raw),
+        message_id: None,
+        publish_time: None,
+        outcome: Err(reason),
+    };
+    let text = match std::str::from_utf8(raw) {
+        Ok(t) => t,
+        Err(e) => return quarantined(NotAnEvent::NotUtf8(e.to_string()).to_string()),
+    };
+    let top = match serde_json::from_str::<Top<'_>>(text) {
+        Ok(top) => top,
+        Err(e) => return quarantined(NotAnEvent::NotJson(e.to_string()).to_string()),
+    };
+    match top {
+        Top::Event(ev) => Decoded {
+            outcome: Ok(Keys::of(&ev)),
+            payload: Cow::Borrowed(raw),
+            message_id: None,
+            publish_time: None,
+        },
+        Top::Other(why) => quarantined(NotAnEvent::NoEvent(why).to_string()),
+        Top::Envelope {
+            message_id,
+            payload,
+            publish_time,
+        } => {
+            let message_id = message_id.as_text().map(Cow::into_owned);
+            let publish_time = publish_time.as_text().map(Cow::into_owned);
+            let decoded = match &payload {
+                Lenient::Text(b64) => base64::engine::general_purpose::STANDARD
+                    .decode(b64.as_bytes())
+                    .map_err(|e| format!("bad base64 payload in Pulsar envelope: {e}")),
+                _ => Err("Pulsar envelope payload is not a string".to_owned()),
+            };
+            match decoded {
+                Ok(bytes) => {
+                    let outcome = parse_event(&bytes)
+                        .map(|ev| Keys::of(&ev))
+                        .map_err(|e| format!("Pulsar envelope payload: {e}"));
+                    Decoded {
+                        payload: Cow::Owned(bytes),
+                        message_id,
+                        publish_time,
+                        outcome,
+                    }
+                }
+                Err(reason) => Decoded {
+                    payload: Cow::Borrowed(raw),
+                    message_id,
+                    publish_time,
+                    outcome: Err(reason),
+                },
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bare_event_is_archived_as_received() {
+        let raw = br#"{"Interaction":{"event":"InteractionCreated","interactionGUID":"int-a-northwind01","agentId":"ag1","interactionEventTS":1763900000}}"#;
+        let d = decode_message(raw);
+        assert_eq!(d.payload.as_ref(), raw.as_slice());
+        let keys = d.outcome.unwrap();
+        assert_eq!(keys.interaction_guid.as_deref(), Some("int-a-northwind01"));
+        assert_eq!(keys.agent_id.as_deref(), Some("ag1"));
+        assert_eq!(keys.time_ms, Some(1_763_900_000_000));
+    }
+
+    #[test]
+    fn envelope_is_archived_as_its_decoded_payload() {
+        let event = br#"{"AgentStatusChange":{"agentId":"ag1","newState":1}}"#;
+        let b64 = base64::engine::general_purpose::STANDARD.encode(event);
+        let raw = format!(
+            r#"{{"messageId":"CAEQAQ==","payload":"{b64}","properties":{{}},"publishTime":"2025-11-23T12:13:20.000Z","redeliveryCount":0}}"#
+        );
+        let d = decode_message(raw.as_bytes());
+        assert_eq!(d.payload.as_ref(), event.as_slice());
+        assert_eq!(d.message_id.as_deref(), Some("CAEQAQ=="));
+        assert_eq!(d.publish_time.as_deref(), Some("2025-11-23T12:13:20.000Z"));
+        assert_eq!(d.outcome.unwrap().agent_id.as_deref(), Some("ag1"));
+    }
+
+    #[test]
+    fn malformed_messages_are_quarantined_not_lost() {
+        for (raw, why) in [
+            (&b"not json at all"[..], "not JSON"),
+            (b"[1,2,3]", "no recognizable event"),
+            (b"{\"Interaction\": {\"event\": \"X\"", "not JSON"),
+            (b"\xff\xfe", "not UTF-8"),
+            (
+                br#"{"messageId":"CAEQAw==","payload":"%%%not-base64%%%","properties":{}}"#,
+                "bad base64",
+            ),
+            (
+                br#"{"messageId":"CAEQAw==","payload":"WzEsMl0=","properties":{}}"#,
+                "Pulsar envelope payload: no recognizable event",
+            ),
+        ] {
+            let d = decode_message(raw);
+            let reason = d.outcome.unwrap_err();
+            assert!(reason.contains(why), "{reason:?} should mention {why:?}");
+            assert!(!d.payload.is_empty());
+        }
+    }
+}

@@ -1,0 +1,20 @@
+//! The ccvault event model: what one 8x8 message is, read the way the
+//! contract (`SPEC.md` §2, `METRICS.md` §1–2) says.
+//!
+//! Guarantees:
+//! - [`decode_message`] accepts any bytes and never fails: an event, a Pulsar
+//!   envelope (decoded to its payload) or a quarantine reason.
+//! - Reading a field never fails an event: [`Lenient`] values answer "as a
+//!   number / flag / text" by METRICS §1 and are absent otherwise.
+//! - [`CanonicalKey`] orders any set of distinct events the same way whatever
+//!   their arrival order.
+
+mod event;
+mod input;
+mod order;
+mod value;
+
+pub use event::{parse_event, Event, EventBody, MsgInfo, NotAnEvent};
+pub use input::{decode_message, Decoded, Keys};
+pub use order::{event_time_ms, lifecycle_rank, parse_publish_time, CanonicalKey};
+pub use value::Lenient;
