@@ -110,6 +110,8 @@ pub fn parse_event(payload: &[u8]) -> Result<Event<'_>, NotAnEvent> {
 }
 
 /// What a top-level JSON message is (SPEC §2 shapes 1 and 2).
+// Short-lived on the stack; boxing the body would cost an allocation per event.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub(crate) enum Top<'a> {
     Event(Event<'a>),
@@ -130,6 +132,7 @@ impl<'de> Deserialize<'de> for Top<'de> {
 struct TopVisitor;
 
 /// A top-level value: an object body or anything else.
+#[allow(clippy::large_enum_variant)]
 enum Slot<'a> {
     Body(EventBody<'a>),
     NotObject,
