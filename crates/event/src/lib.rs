@@ -16,5 +16,5 @@ mod value;
 
 pub use event::{parse_event, Event, EventBody, MsgInfo, NotAnEvent};
 pub use input::{decode_message, Decoded, Keys};
-pub use order::{event_time_ms, lifecycle_rank, parse_publish_time, CanonicalKey};
+pub use order::{event_time_ms, lifecycle_rank, parse_publish_time, resolve_time, CanonicalKey};
 pub use value::Lenient;
