@@ -33,6 +33,8 @@ pub struct EventBody<'a> {
     pub direction: Lenient<'a>,
     pub is_outbound_call: Lenient<'a>,
     pub status: Lenient<'a>,
+    /// `callState` (`CS_QUEUED`, `CS_CONNECTED`, ...): shown by timelines.
+    pub call_state: Lenient<'a>,
     pub hangup_initiator: Lenient<'a>,
     pub call_hangup_reason: Lenient<'a>,
     pub disposition_code: Lenient<'a>,
@@ -283,6 +285,7 @@ impl<'de> Visitor<'de> for BodyVisitor {
                 "direction" => &mut b.direction,
                 "isOutboundCall" => &mut b.is_outbound_call,
                 "status" => &mut b.status,
+                "callState" => &mut b.call_state,
                 "hangupInitiator" => &mut b.hangup_initiator,
                 "callHangupReason" => &mut b.call_hangup_reason,
                 "dispositionCode" => &mut b.disposition_code,

@@ -35,8 +35,17 @@ pub fn parse_publish_time(text: &str) -> Option<i64> {
 /// The event time t(e) in ms (METRICS §2): the payload's own times, then the
 /// envelope's `publishTime`, then the record's ingest time.
 pub fn event_time_ms(event: &Event<'_>, publish_time: Option<&str>, ingest_ms: i64) -> i64 {
-    event
-        .payload_time_ms()
+    resolve_time(event.payload_time_ms(), publish_time, ingest_ms)
+}
+
+/// METRICS §2 rules 5–6 on top of the payload's own time (rules 1–4, see
+/// [`Event::payload_time_ms`]).
+pub fn resolve_time(
+    payload_time_ms: Option<i64>,
+    publish_time: Option<&str>,
+    ingest_ms: i64,
+) -> i64 {
+    payload_time_ms
         .or_else(|| {
             publish_time
                 .and_then(parse_publish_time)

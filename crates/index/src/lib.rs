@@ -93,6 +93,31 @@ pub struct Entry<'a> {
     pub quarantined: bool,
 }
 
+/// The posting tables.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PostingKind {
+    Guid,
+    Agent,
+    Payload,
+}
+
+impl PostingKind {
+    fn table(self) -> Postings {
+        match self {
+            PostingKind::Guid => BY_GUID,
+            PostingKind::Agent => BY_AGENT,
+            PostingKind::Payload => BY_PAYLOAD,
+        }
+    }
+    fn hash(self, key: &[u8]) -> u64 {
+        match self {
+            PostingKind::Guid => xxh3_64_with_seed(key, GUID_SEED),
+            PostingKind::Agent => xxh3_64_with_seed(key, AGENT_SEED),
+            PostingKind::Payload => xxh3_64(key),
+        }
+    }
+}
+
 /// A record found by a lookup: its offset and position in its segment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Hit {
@@ -101,13 +126,13 @@ pub struct Hit {
 }
 
 pub fn payload_hash(payload: &[u8]) -> u64 {
-    xxh3_64(payload)
+    PostingKind::Payload.hash(payload)
 }
 pub fn guid_hash(guid: &str) -> u64 {
-    xxh3_64_with_seed(guid.as_bytes(), GUID_SEED)
+    PostingKind::Guid.hash(guid.as_bytes())
 }
 pub fn agent_hash(agent: &str) -> u64 {
-    xxh3_64_with_seed(agent.as_bytes(), AGENT_SEED)
+    PostingKind::Agent.hash(agent.as_bytes())
 }
 
 fn err(path: &Path) -> impl Fn(redb::Error) -> IndexError + '_ {
@@ -333,6 +358,39 @@ impl IndexReader {
             f(h, &group);
         }
         Ok(())
+    }
+
+    /// The position stored for `offset` under `key` in one posting table,
+    /// if that posting exists (for verification).
+    pub fn posting(&self, kind: PostingKind, key: &[u8], offset: u64) -> Result<Option<u32>> {
+        let t = match self.txn.open_table(kind.table()) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+            Err(e) => return Err(self.err(e)),
+        };
+        let v = t
+            .get((kind.hash(key), offset))
+            .map_err(|e| self.err(e))?
+            .map(|v| v.value());
+        Ok(v)
+    }
+
+    /// Number of postings in one table.
+    pub fn posting_count(&self, kind: PostingKind) -> Result<u64> {
+        match self.txn.open_table(kind.table()) {
+            Ok(t) => t.len().map_err(|e| self.err(e)),
+            Err(redb::TableError::TableDoesNotExist(_)) => Ok(0),
+            Err(e) => Err(self.err(e)),
+        }
+    }
+
+    /// Number of quarantine entries.
+    pub fn quarantine_count(&self) -> Result<u64> {
+        match self.txn.open_table(QUARANTINE) {
+            Ok(t) => t.len().map_err(|e| self.err(e)),
+            Err(redb::TableError::TableDoesNotExist(_)) => Ok(0),
+            Err(e) => Err(self.err(e)),
+        }
     }
 
     /// Number of postings by GUID (one per event that names an interaction).

@@ -1,0 +1,464 @@
+//! The archive writer: decode, deduplicate, append, make durable, index.
+//!
+//! Invariants:
+//! - A batch is acknowledged (its [`BatchReport`] returned) only after its
+//!   records are durable in the log under the fsync policy AND indexed. The
+//!   index commit follows the log flush, so a crash between the two leaves
+//!   records in the log past the index checkpoint; [`Archive::open`] indexes
+//!   them before anything else happens.
+//! - No two records of the log have equal payload bytes: every message is
+//!   checked against the index (committed batches) and the batch in hand.
+//!   Both are exact byte comparisons; the hash only finds candidates.
+//! - After any error the writer is poisoned: it refuses further work, and the
+//!   next open recovers from whatever reached the disk.
+
+use std::collections::HashMap;
+use std::fs::DirBuilder;
+use std::os::unix::fs::DirBuilderExt;
+use std::path::{Path, PathBuf};
+
+use ccvault_event::{decode_message, parse_event, resolve_time, Keys};
+use ccvault_index::{payload_hash, Checkpoint, CommitDurability, Entry, Index, IndexReader};
+use ccvault_log::{
+    FsyncPolicy, Log, LogOptions, LogReader, NewRecord, Position, ScanItem, SourceKind,
+};
+
+use crate::error::{io, Result, StoreError};
+use crate::layout::Layout;
+use crate::lock::WriterLock;
+use crate::segments::SegmentMap;
+
+/// How the archive writes.
+#[derive(Debug, Clone)]
+pub struct ArchiveOptions {
+    pub segment_bytes: u64,
+    pub fsync: FsyncPolicy,
+    /// Messages larger than this are rejected (not archived) with an error
+    /// naming them.
+    pub max_record_bytes: usize,
+}
+
+impl Default for ArchiveOptions {
+    fn default() -> Self {
+        ArchiveOptions {
+            segment_bytes: LogOptions::default().segment_bytes,
+            fsync: FsyncPolicy::Batch,
+            max_record_bytes: 1 << 20,
+        }
+    }
+}
+
+/// One message to archive, as received.
+#[derive(Debug, Clone, Copy)]
+pub struct Incoming<'a> {
+    pub raw: &'a [u8],
+    pub source_kind: SourceKind,
+    /// File path or topic.
+    pub source: &'a str,
+    /// Line number in a file (0 for streams).
+    pub line: u64,
+    /// Transport metadata known outside the payload (e.g. an MQTT message
+    /// has none; a Pulsar envelope carries its own and needs none here).
+    pub message_id: Option<&'a str>,
+    pub ingest_ms: i64,
+}
+
+/// What happened to one message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Archived {
+        offset: u64,
+    },
+    Quarantined {
+        offset: u64,
+        reason: String,
+    },
+    /// Equal payload bytes are already archived at `offset`.
+    Duplicate {
+        offset: u64,
+    },
+    /// Not archived: over a limit.
+    Rejected {
+        reason: String,
+    },
+}
+
+/// The outcome of each message of a batch, in input order. Everything in it
+/// is durable.
+#[derive(Debug, Clone, Default)]
+pub struct BatchReport {
+    pub outcomes: Vec<Outcome>,
+    /// The log's next offset after this batch.
+    pub next_offset: u64,
+}
+
+/// What opening the archive had to repair.
+#[derive(Debug, Clone, Default)]
+pub struct OpenReport {
+    pub truncated_bytes: u64,
+    pub damaged_records: usize,
+    /// Records past the index checkpoint that were indexed on open.
+    pub reindexed_tail: u64,
+    /// The index was ahead of the log or unreadable and was rebuilt.
+    pub index_rebuilt: bool,
+}
+
+/// The single writer of an archive directory.
+pub struct Archive {
+    layout: Layout,
+    log: Log,
+    log_reader: LogReader,
+    index: Index,
+    segments: SegmentMap,
+    options: ArchiveOptions,
+    poisoned: Option<String>,
+    _lock: WriterLock,
+}
+
+fn create_private_dir(path: &Path) -> Result<()> {
+    DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(path)
+        .map_err(io("cannot create directory", path))
+}
+
+/// Ms since the Unix epoch, now.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+impl Archive {
+    /// Opens (creating if needed) the archive in `dir` for writing: takes
+    /// the writer lock, recovers the log tail and indexes what the index
+    /// has not seen.
+    pub fn open(dir: &Path, options: ArchiveOptions) -> Result<(Archive, OpenReport)> {
+        create_private_dir(dir)?;
+        let lock = WriterLock::acquire(dir)?;
+        let layout = Layout::new(dir);
+        create_private_dir(&layout.log_dir())?;
+        let mut report = OpenReport::default();
+
+        remove_file_if_exists(&layout.scratch_index_path())?;
+        let index = match Index::open(&layout.index_path()) {
+            Ok(index) => index,
+            Err(e) => {
+                tracing::warn!("index unusable ({e}); rebuilding it from the log");
+                remove_file_if_exists(&layout.index_path())?;
+                report.index_rebuilt = true;
+                Index::open(&layout.index_path())?
+            }
+        };
+        let checkpoint = index.reader()?.checkpoint()?;
+        let log_options = LogOptions {
+            segment_bytes: options.segment_bytes,
+            fsync: options.fsync,
+        };
+        let scan_from = checkpoint.map(|c| Position {
+            segment: c.segment,
+            pos: c.pos,
+        });
+        let (log, recovery) = Log::open(&layout.log_dir(), log_options, scan_from)?;
+        report.truncated_bytes = recovery.truncated_bytes;
+        report.damaged_records = recovery.damaged.len();
+        for d in &recovery.damaged {
+            tracing::warn!("damaged record kept aside on open: {d:?}");
+        }
+        let log_reader = log.reader();
+        let mut archive = Archive {
+            segments: SegmentMap::new(&log_reader),
+            layout,
+            log,
+            log_reader,
+            index,
+            options,
+            poisoned: None,
+            _lock: lock,
+        };
+        let index = if checkpoint.is_some_and(|c| c.next_offset > archive.log.next_offset()) {
+            tracing::warn!(
+                "index checkpoint is past the end of the log (the log lost an unsynced tail); rebuilding the index"
+            );
+            report.index_rebuilt = true;
+            archive.rebuild_index()?
+        } else {
+            archive.index_tail(scan_from)?
+        };
+        report.reindexed_tail = index;
+        Ok((archive, report))
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.layout.dir()
+    }
+
+    pub fn next_offset(&self) -> u64 {
+        self.log.next_offset()
+    }
+
+    /// A snapshot reader of this archive as of the last commit.
+    pub fn index_snapshot(&self) -> Result<IndexReader> {
+        Ok(self.index.reader()?)
+    }
+
+    /// Rebuilds the index from the whole log into a scratch file and then
+    /// swaps it in by rename, so a crash midway leaves the old index in
+    /// place. Returns the number of records indexed.
+    pub fn rebuild_index(&mut self) -> Result<u64> {
+        let path = self.layout.index_path();
+        let scratch = self.layout.scratch_index_path();
+        let duplicates = self
+            .index
+            .reader()?
+            .counters()
+            .map(|c| c.duplicates)
+            .unwrap_or(0);
+        remove_file_if_exists(&scratch)?;
+        let fresh = Index::open(&scratch)?;
+        drop(std::mem::replace(&mut self.index, fresh));
+        let n = self.index_tail(None)?;
+        // Duplicates are messages that never reached the log: their count
+        // survives a rebuild only through the old index.
+        let mut w = self.index.begin()?;
+        w.add_duplicates(duplicates)?;
+        w.commit(None, CommitDurability::Immediate)?;
+        std::fs::rename(&scratch, &path).map_err(io("cannot replace index", &path))?;
+        Ok(n)
+    }
+
+    /// Indexes every record from `from` (the start of the log when `None`)
+    /// to the end of the log, in batches.
+    fn index_tail(&mut self, from: Option<Position>) -> Result<u64> {
+        const BATCH: usize = 16_384;
+        let start = from.unwrap_or(Position { segment: 0, pos: 0 });
+        let mut pending: Vec<(u64, u32, Vec<u8>, Keys, i64, bool)> = Vec::with_capacity(BATCH);
+        let mut total = 0u64;
+        let mut last_end: Option<Position> = None;
+        let mut scan = self.log_reader.scan(start);
+        loop {
+            let item = scan.next();
+            let done = item.is_none();
+            if let Some(item) = item {
+                match item? {
+                    ScanItem::Record(pos, rec) => {
+                        let (keys, payload_time) = if rec.quarantined {
+                            (Keys::default(), None)
+                        } else {
+                            match parse_event(&rec.payload) {
+                                Ok(ev) => (Keys::of(&ev), ev.payload_time_ms()),
+                                Err(_) => (Keys::default(), None),
+                            }
+                        };
+                        let publish =
+                            (!rec.publish_time.is_empty()).then_some(rec.publish_time.as_str());
+                        let time = resolve_time(payload_time, publish, rec.ingest_ms);
+                        let frame_end = pos.pos.saturating_add(rec.as_ref().frame_len() as u32);
+                        last_end = Some(Position {
+                            segment: pos.segment,
+                            pos: frame_end,
+                        });
+                        pending.push((
+                            rec.offset,
+                            pos.pos,
+                            rec.payload,
+                            keys,
+                            time,
+                            rec.quarantined,
+                        ));
+                    }
+                    ScanItem::Damage(d) => {
+                        tracing::warn!("skipping damaged record while indexing: {d:?}");
+                    }
+                }
+            }
+            if pending.len() >= BATCH || (done && !pending.is_empty()) {
+                let entries: Vec<Entry> = pending
+                    .iter()
+                    .map(|(offset, pos, payload, keys, time, quarantined)| Entry {
+                        offset: *offset,
+                        pos: *pos,
+                        payload,
+                        interaction_guid: keys.interaction_guid.as_deref(),
+                        agent_id: keys.agent_id.as_deref(),
+                        time_ms: *time,
+                        quarantined: *quarantined,
+                    })
+                    .collect();
+                let next_offset = pending.last().map_or(0, |p| p.0 + 1);
+                let end = last_end.unwrap_or(start);
+                let mut w = self.index.begin()?;
+                w.add_all(&entries)?;
+                w.commit(
+                    Some(Checkpoint {
+                        next_offset,
+                        segment: end.segment,
+                        pos: end.pos,
+                    }),
+                    CommitDurability::Immediate,
+                )?;
+                total += pending.len() as u64;
+                pending.clear();
+            }
+            if done {
+                break;
+            }
+        }
+        Ok(total)
+    }
+
+    /// Archives a batch of messages and returns once all of it is durable
+    /// and indexed.
+    pub fn append_batch(&mut self, batch: &[Incoming<'_>]) -> Result<BatchReport> {
+        if let Some(why) = &self.poisoned {
+            return Err(StoreError::Poisoned(why.clone()));
+        }
+        let result = self.append_batch_inner(batch);
+        if let Err(e) = &result {
+            self.poisoned = Some(e.to_string());
+        }
+        result
+    }
+
+    fn append_batch_inner(&mut self, batch: &[Incoming<'_>]) -> Result<BatchReport> {
+        let snapshot = self.index.reader()?;
+        let mut outcomes = Vec::with_capacity(batch.len());
+        // Payloads appended in this batch, by hash, for in-batch dedup.
+        let mut in_batch: HashMap<u64, Vec<usize>> = HashMap::new();
+        struct Pending<'a> {
+            offset: u64,
+            pos: u32,
+            payload: std::borrow::Cow<'a, [u8]>,
+            keys: Keys,
+            time: i64,
+            quarantined: bool,
+        }
+        let mut pending: Vec<Pending> = Vec::with_capacity(batch.len());
+        let mut duplicates = 0u64;
+
+        for msg in batch {
+            if msg.raw.len() > self.options.max_record_bytes {
+                outcomes.push(Outcome::Rejected {
+                    reason: format!(
+                        "message of {} bytes exceeds the limit of {} bytes",
+                        msg.raw.len(),
+                        self.options.max_record_bytes
+                    ),
+                });
+                continue;
+            }
+            let decoded = decode_message(msg.raw);
+            let hash = payload_hash(&decoded.payload);
+            if let Some(offset) = in_batch.get(&hash).and_then(|idx| {
+                idx.iter()
+                    .map(|&i| &pending[i])
+                    .find(|p| p.payload == decoded.payload)
+                    .map(|p| p.offset)
+            }) {
+                duplicates += 1;
+                outcomes.push(Outcome::Duplicate { offset });
+                continue;
+            }
+            if let Some(offset) = self.find_archived(&snapshot, &decoded.payload)? {
+                duplicates += 1;
+                outcomes.push(Outcome::Duplicate { offset });
+                continue;
+            }
+            let message_id = decoded
+                .message_id
+                .as_deref()
+                .or(msg.message_id)
+                .unwrap_or("");
+            let publish_time = decoded.publish_time.as_deref().unwrap_or("");
+            let (keys, reason) = match decoded.outcome {
+                Ok(keys) => (keys, None),
+                Err(reason) => (Keys::default(), Some(reason)),
+            };
+            let (offset, position) = self.log.append(&NewRecord {
+                ingest_ms: msg.ingest_ms,
+                quarantined: reason.is_some(),
+                source_kind: msg.source_kind,
+                source: msg.source,
+                line: msg.line,
+                message_id,
+                publish_time,
+                quarantine_reason: reason.as_deref().unwrap_or(""),
+                payload: &decoded.payload,
+            })?;
+            let publish = (!publish_time.is_empty()).then_some(publish_time);
+            let time = resolve_time(keys.time_ms, publish, msg.ingest_ms);
+            outcomes.push(match reason {
+                Some(reason) => Outcome::Quarantined { offset, reason },
+                None => Outcome::Archived { offset },
+            });
+            in_batch.entry(hash).or_default().push(pending.len());
+            pending.push(Pending {
+                offset,
+                pos: position.pos,
+                quarantined: matches!(outcomes.last(), Some(Outcome::Quarantined { .. })),
+                payload: decoded.payload,
+                keys,
+                time,
+            });
+        }
+
+        let next_offset = self.log.flush()?;
+        let end = self.log.end_position();
+        let entries: Vec<Entry> = pending
+            .iter()
+            .map(|p| Entry {
+                offset: p.offset,
+                pos: p.pos,
+                payload: &p.payload,
+                interaction_guid: p.keys.interaction_guid.as_deref(),
+                agent_id: p.keys.agent_id.as_deref(),
+                time_ms: p.time,
+                quarantined: p.quarantined,
+            })
+            .collect();
+        let mut w = self.index.begin()?;
+        w.add_all(&entries)?;
+        w.add_duplicates(duplicates)?;
+        w.commit(
+            Some(Checkpoint {
+                next_offset,
+                segment: end.segment,
+                pos: end.pos,
+            }),
+            CommitDurability::Immediate,
+        )?;
+        Ok(BatchReport {
+            outcomes,
+            next_offset,
+        })
+    }
+
+    /// The offset of an archived record with exactly these payload bytes.
+    fn find_archived(&mut self, snapshot: &IndexReader, payload: &[u8]) -> Result<Option<u64>> {
+        for hit in snapshot.payload_hits(payload)? {
+            let at = self
+                .segments
+                .position(&self.log_reader, hit.offset, hit.pos);
+            match self.log_reader.read_at(at) {
+                Ok(rec) if rec.payload == payload => return Ok(Some(rec.offset)),
+                Ok(_) => {}
+                Err(e) => tracing::warn!("cannot read record {} to compare: {e}", hit.offset),
+            }
+        }
+        Ok(None)
+    }
+
+    /// Flushes and syncs everything (used at shutdown).
+    pub fn sync(&mut self) -> Result<u64> {
+        Ok(self.log.flush()?)
+    }
+}
+
+fn remove_file_if_exists(path: &PathBuf) -> Result<()> {
+    match std::fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(io("cannot remove", path)(e)),
+    }
+}

@@ -1,0 +1,35 @@
+use std::path::PathBuf;
+
+/// Errors of the archive. Each names the file, record or input line at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{0}")]
+    Log(#[from] ccvault_log::LogError),
+    #[error("{0}")]
+    Index(#[from] ccvault_index::IndexError),
+    #[error("{what} {path}: {source}")]
+    Io {
+        what: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("archive {dir} is locked by another writer{holder}; stop it or wait for it to finish (read commands work meanwhile)")]
+    Locked { dir: PathBuf, holder: String },
+    #[error("no archive at {0} (create one with `ccvault import` or `ccvault demo`, or pass --data-dir)")]
+    NoArchive(PathBuf),
+    #[error("the archive writer stopped after an earlier error and must be reopened: {0}")]
+    Poisoned(String),
+    #[error("index disagrees with the log: {0}")]
+    Inconsistent(String),
+}
+
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+pub(crate) fn io(
+    what: &'static str,
+    path: impl Into<PathBuf>,
+) -> impl FnOnce(std::io::Error) -> StoreError {
+    let path = path.into();
+    move |source| StoreError::Io { what, path, source }
+}

@@ -1,0 +1,32 @@
+//! The ccvault archive: the segment log and its index behind one facade.
+//!
+//! Guarantees:
+//! - An [`Archive`] is the only writer of its directory (a `flock`ed `LOCK`
+//!   file; a second writer gets an error naming the holder's pid).
+//! - [`Archive::append_batch`] returns only when the batch is durable (per
+//!   the fsync policy) and indexed; a crash at any moment loses nothing it
+//!   returned, and reopening indexes whatever reached the log after the last
+//!   index commit (open time depends on that tail, not on the archive size).
+//! - No payload is stored twice; every message has an outcome (archived,
+//!   quarantined, duplicate, or rejected over a limit).
+//! - [`ArchiveReader`] works while a writer runs and sees the archive as of
+//!   one index commit.
+//! - Files are created `0600`, directories `0700`.
+
+mod archive;
+mod error;
+mod import;
+mod layout;
+mod lock;
+mod reader;
+mod segments;
+mod verify;
+
+pub use archive::{now_ms, Archive, ArchiveOptions, BatchReport, Incoming, OpenReport, Outcome};
+pub use ccvault_index::{Counters, Hit, IndexReader};
+pub use ccvault_log::{FsyncPolicy, Record, SourceKind};
+pub use error::{Result, StoreError};
+pub use import::{import_stream, maybe_gunzip, ImportSummary, Progress, Rejected};
+pub use layout::Layout;
+pub use reader::{ArchiveReader, Stats};
+pub use verify::{verify, VerifyReport};

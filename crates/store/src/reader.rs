@@ -1,0 +1,196 @@
+//! Read access to an archive, also while a writer runs.
+//!
+//! Invariant: a reader sees the archive as of one index commit. It reads log
+//! records only below that commit's checkpoint, so a record the writer has
+//! appended but not yet indexed is never visible, and the view is the same
+//! whichever file a query touches.
+
+use std::path::Path;
+
+use ccvault_event::parse_event;
+use ccvault_index::{Counters, Hit, IndexReader};
+use ccvault_log::{LogReader, Record, ScanItem};
+
+use crate::archive::{Archive, ArchiveOptions};
+use crate::error::{Result, StoreError};
+use crate::layout::Layout;
+use crate::segments::SegmentMap;
+
+/// Totals for `ccvault stats`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Stats {
+    pub records: u64,
+    pub events: u64,
+    pub quarantined: u64,
+    pub duplicates: u64,
+    pub interactions: u64,
+    pub segments: u64,
+    /// Log plus index bytes on disk.
+    pub bytes: u64,
+    pub log_bytes: u64,
+    pub index_bytes: u64,
+    pub min_time_ms: Option<i64>,
+    pub max_time_ms: Option<i64>,
+}
+
+pub struct ArchiveReader {
+    layout: Layout,
+    index: IndexReader,
+    log: LogReader,
+    segments: SegmentMap,
+    /// Records at offsets >= this are not visible.
+    visible_end: u64,
+}
+
+impl ArchiveReader {
+    /// Opens the archive in `dir` for reading. If no writer holds it and its
+    /// index needs recovery after a crash, recovers it first.
+    pub fn open(dir: &Path) -> Result<ArchiveReader> {
+        let layout = Layout::new(dir);
+        if !layout.index_path().exists() && !layout.log_dir().exists() {
+            return Err(StoreError::NoArchive(dir.to_path_buf()));
+        }
+        let index = match IndexReader::open(&layout.index_path()) {
+            Ok(index) => index,
+            Err(first) => {
+                // A crashed writer leaves the index needing repair (or, after
+                // `rm index.redb`, missing): a writer open fixes both.
+                match Archive::open(dir, ArchiveOptions::default()) {
+                    Ok((archive, _)) => drop(archive),
+                    Err(StoreError::Locked { .. }) => return Err(first.into()),
+                    Err(e) => return Err(e),
+                }
+                IndexReader::open(&layout.index_path())?
+            }
+        };
+        Self::with_index(layout, index)
+    }
+
+    /// A reader over the writer's own snapshot.
+    pub fn of_writer(archive: &Archive) -> Result<ArchiveReader> {
+        Self::with_index(Layout::new(archive.dir()), archive.index_snapshot()?)
+    }
+
+    fn with_index(layout: Layout, index: IndexReader) -> Result<ArchiveReader> {
+        let log = LogReader::open(&layout.log_dir())?;
+        let visible_end = index.checkpoint()?.map_or(0, |c| c.next_offset);
+        Ok(ArchiveReader {
+            segments: SegmentMap::new(&log),
+            layout,
+            index,
+            log,
+            visible_end,
+        })
+    }
+
+    pub fn index(&self) -> &IndexReader {
+        &self.index
+    }
+
+    pub fn log(&self) -> &LogReader {
+        &self.log
+    }
+
+    /// One past the last visible offset.
+    pub fn visible_end(&self) -> u64 {
+        self.visible_end
+    }
+
+    /// Reads the records of index hits, in offset order.
+    pub fn read_hits(&mut self, hits: &[Hit]) -> Result<Vec<Record>> {
+        let mut records = Vec::with_capacity(hits.len());
+        for hit in hits.iter().filter(|h| h.offset < self.visible_end) {
+            let at = self.segments.position(&self.log, hit.offset, hit.pos);
+            let rec = self.log.read_at(at)?;
+            if rec.offset != hit.offset {
+                return Err(StoreError::Inconsistent(format!(
+                    "index points offset {} at segment {} position {}, which holds offset {}",
+                    hit.offset, at.segment, at.pos, rec.offset
+                )));
+            }
+            records.push(rec);
+        }
+        Ok(records)
+    }
+
+    /// The records of one interaction, in offset (arrival) order.
+    pub fn interaction_records(&mut self, guid: &str) -> Result<Vec<Record>> {
+        let hits = self.index.guid_hits(guid)?;
+        let mut records = self.read_hits(&hits)?;
+        // A hash collision can bring in records of another interaction.
+        records.retain(|r| names_guid(&r.payload, guid));
+        Ok(records)
+    }
+
+    /// The records that name an agent, in offset order.
+    pub fn agent_records(&mut self, agent: &str) -> Result<Vec<Record>> {
+        let hits = self.index.agent_hits(agent)?;
+        let mut records = self.read_hits(&hits)?;
+        records.retain(|r| {
+            parse_event(&r.payload)
+                .ok()
+                .and_then(|ev| ev.body.agent_id.as_text().map(|a| a == agent))
+                .unwrap_or(false)
+        });
+        Ok(records)
+    }
+
+    /// Quarantined records, in offset order.
+    pub fn quarantined(&mut self) -> Result<Vec<Record>> {
+        let hits = self.index.quarantined()?;
+        self.read_hits(&hits)
+    }
+
+    pub fn counters(&self) -> Result<Counters> {
+        Ok(self.index.counters()?)
+    }
+
+    pub fn stats(&self) -> Result<Stats> {
+        let c = self.index.counters()?;
+        let log_bytes = self.log.total_bytes();
+        let index_bytes = std::fs::metadata(self.layout.index_path()).map_or(0, |m| m.len());
+        Ok(Stats {
+            records: c.records,
+            events: c.events,
+            quarantined: c.quarantined,
+            duplicates: c.duplicates,
+            interactions: c.interactions,
+            segments: self.log.segments().len() as u64,
+            bytes: log_bytes + index_bytes,
+            log_bytes,
+            index_bytes,
+            min_time_ms: c.min_time_ms,
+            max_time_ms: c.max_time_ms,
+        })
+    }
+
+    /// Visits every visible record in log order. Damaged records are
+    /// reported to `on_damage` and skipped.
+    pub fn for_each_record(
+        &self,
+        mut f: impl FnMut(Record) -> Result<()>,
+        mut on_damage: impl FnMut(String),
+    ) -> Result<()> {
+        let start = ccvault_log::Position { segment: 0, pos: 0 };
+        for item in self.log.scan(start) {
+            match item? {
+                ScanItem::Record(_, rec) => {
+                    if rec.offset >= self.visible_end {
+                        break;
+                    }
+                    f(rec)?;
+                }
+                ScanItem::Damage(d) => on_damage(format!("{d:?}")),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Whether an event payload's `interactionGUID` reads as `guid`.
+fn names_guid(payload: &[u8], guid: &str) -> bool {
+    parse_event(payload)
+        .ok()
+        .and_then(|ev| ev.body.interaction_guid.as_text().map(|g| g == guid))
+        .unwrap_or(false)
+}
