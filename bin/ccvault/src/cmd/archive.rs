@@ -1,0 +1,382 @@
+//! The archive commands: import, show, stats, verify, reindex, quarantine.
+
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use ccvault_event::{event_time_ms, parse_event, CanonicalKey};
+use ccvault_store::{
+    import_stream, Archive, ArchiveOptions, ArchiveReader, FsyncPolicy, ImportSummary, Record,
+    SourceKind,
+};
+use serde_json::json;
+
+use crate::output::{format_ms, json_line, time_zone};
+use crate::{Cli, Format, Fsync, WriteArgs};
+
+pub fn archive_options(w: &WriteArgs) -> ArchiveOptions {
+    ArchiveOptions {
+        segment_bytes: w.segment_bytes,
+        fsync: match w.fsync {
+            Fsync::Always => FsyncPolicy::Always,
+            Fsync::Batch => FsyncPolicy::Batch,
+            Fsync::Never => FsyncPolicy::Never,
+        },
+        max_record_bytes: w.max_record_bytes,
+    }
+}
+
+/// Opens the archive for writing and reports what recovery did.
+pub fn open_writer(cli: &Cli, options: ArchiveOptions) -> Result<Archive> {
+    let (archive, report) = Archive::open(&cli.data_dir, options)
+        .with_context(|| format!("cannot open archive {}", cli.data_dir.display()))?;
+    if report.truncated_bytes > 0 || report.damaged_records > 0 || report.index_rebuilt {
+        eprintln!(
+            "recovered archive {}: truncated a torn tail of {} bytes, {} damaged records kept aside, index {}",
+            cli.data_dir.display(),
+            report.truncated_bytes,
+            report.damaged_records,
+            if report.index_rebuilt { "rebuilt" } else { "intact" }
+        );
+    }
+    if report.reindexed_tail > 0 {
+        eprintln!(
+            "indexed {} records past the index checkpoint",
+            report.reindexed_tail
+        );
+    }
+    Ok(archive)
+}
+
+pub fn open_reader(cli: &Cli) -> Result<ArchiveReader> {
+    ArchiveReader::open(&cli.data_dir)
+        .with_context(|| format!("cannot read archive {}", cli.data_dir.display()))
+}
+
+pub fn import(
+    cli: &Cli,
+    files: &[PathBuf],
+    write: &WriteArgs,
+    print_acks: bool,
+) -> Result<ExitCode> {
+    let mut archive = open_writer(cli, archive_options(write))?;
+    let started = Instant::now();
+    let stdin_only = files.is_empty() || files.iter().all(|f| f.as_os_str() == "-");
+    let sources: Vec<Option<&PathBuf>> = if stdin_only {
+        vec![None]
+    } else {
+        files
+            .iter()
+            .map(|f| (f.as_os_str() != "-").then_some(f))
+            .collect()
+    };
+    let show_progress = std::io::stderr().is_terminal() && !print_acks;
+    let mut total = ImportSummary::default();
+    let stdout = std::io::stdout();
+    for source in sources {
+        let (name, kind, input): (String, SourceKind, Box<dyn std::io::Read>) = match source {
+            None => (
+                "-".into(),
+                SourceKind::Stdin,
+                Box::new(std::io::stdin().lock()),
+            ),
+            Some(path) => (
+                path.display().to_string(),
+                SourceKind::File,
+                Box::new(
+                    std::fs::File::open(path)
+                        .with_context(|| format!("cannot open {}", path.display()))?,
+                ),
+            ),
+        };
+        let size = source
+            .and_then(|p| std::fs::metadata(p).ok())
+            .map(|m| m.len());
+        let bar = show_progress.then(|| progress_bar(size, &name));
+        let summary = import_stream(
+            &mut archive,
+            input,
+            kind,
+            &name,
+            write.max_record_bytes,
+            &mut |p| {
+                if print_acks {
+                    let mut out = stdout.lock();
+                    let _ = writeln!(out, "durable {} {}", p.source, p.durable_through_line);
+                    let _ = out.flush();
+                }
+                if let Some(bar) = &bar {
+                    bar.set_position(p.input_bytes);
+                    bar.set_message(format!("{} lines", p.summary.lines));
+                }
+            },
+        )?;
+        if let Some(bar) = bar {
+            bar.finish_and_clear();
+        }
+        for r in &summary.rejected {
+            eprintln!(
+                "ccvault: error: {}:{}: rejected: {}",
+                r.source, r.line, r.reason
+            );
+        }
+        total.absorb(&summary);
+    }
+    let secs = started.elapsed().as_secs_f64();
+    let rate = if secs > 0.0 {
+        total.lines as f64 / secs
+    } else {
+        0.0
+    };
+    match cli.format {
+        Format::Json => json_line(
+            &mut std::io::stdout().lock(),
+            &json!({
+                "lines": total.lines, "archived": total.archived, "quarantined": total.quarantined,
+                "duplicates": total.duplicates, "rejected": total.rejected.len(),
+                "seconds": (secs * 1000.0).round() / 1000.0,
+            }),
+        )?,
+        Format::Human => eprintln!(
+            "imported {} lines in {secs:.2}s ({rate:.0} lines/s): {} archived, {} quarantined, {} duplicates, {} rejected; all durable",
+            total.lines,
+            total.archived,
+            total.quarantined,
+            total.duplicates,
+            total.rejected.len()
+        ),
+    }
+    Ok(if total.rejected.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(3)
+    })
+}
+
+fn progress_bar(size: Option<u64>, name: &str) -> indicatif::ProgressBar {
+    let bar = match size {
+        Some(n) => indicatif::ProgressBar::new(n),
+        None => indicatif::ProgressBar::new_spinner(),
+    };
+    let style = indicatif::ProgressStyle::with_template(
+        "{prefix} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} {msg}",
+    )
+    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
+    bar.set_style(style.progress_chars("=> "));
+    bar.set_prefix(name.to_owned());
+    bar
+}
+
+/// Records in canonical order (METRICS §2), each with its event time.
+/// Records that are not events (cannot occur for an interaction's records,
+/// but the log is the judge) sort last by offset.
+pub fn canonical(records: Vec<Record>) -> Vec<(Option<i64>, Record)> {
+    let mut keyed: Vec<(Option<i64>, Record)> = records
+        .into_iter()
+        .map(|r| {
+            let t = parse_event(&r.payload).ok().map(|ev| {
+                let publish = (!r.publish_time.is_empty()).then_some(r.publish_time.as_str());
+                event_time_ms(&ev, publish, r.ingest_ms)
+            });
+            (t, r)
+        })
+        .collect();
+    keyed.sort_by(
+        |(ta, a), (tb, b)| match (parse_event(&a.payload), parse_event(&b.payload)) {
+            (Ok(ea), Ok(eb)) => CanonicalKey::new(&ea, ta.unwrap_or(0), &a.payload)
+                .cmp(&CanonicalKey::new(&eb, tb.unwrap_or(0), &b.payload)),
+            (Ok(_), Err(_)) => std::cmp::Ordering::Less,
+            (Err(_), Ok(_)) => std::cmp::Ordering::Greater,
+            (Err(_), Err(_)) => a.offset.cmp(&b.offset),
+        },
+    );
+    keyed
+}
+
+pub fn show(cli: &Cli, guid: &str, raw: bool) -> Result<ExitCode> {
+    let mut reader = open_reader(cli)?;
+    let records = reader.interaction_records(guid)?;
+    if records.is_empty() {
+        anyhow::bail!(
+            "no events of interaction {guid:?} in {}",
+            cli.data_dir.display()
+        );
+    }
+    let events = canonical(records);
+    let mut out = std::io::stdout().lock();
+    if raw {
+        for (_, r) in &events {
+            out.write_all(&r.payload)?;
+            out.write_all(b"\n")?;
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let tz = time_zone(cli.tz.as_deref())?;
+    match cli.format {
+        Format::Json => {
+            for (t, r) in &events {
+                let payload: serde_json::Value = serde_json::from_slice(&r.payload)
+                    .unwrap_or_else(|_| json!(String::from_utf8_lossy(&r.payload)));
+                json_line(
+                    &mut out,
+                    &json!({"offset": r.offset, "t": t, "source": r.source, "line": r.line,
+                            "messageId": r.message_id, "publishTime": r.publish_time, "event": payload}),
+                )?;
+            }
+        }
+        Format::Human => {
+            writeln!(out, "interaction {guid}: {} events\n", events.len())?;
+            let mut prev: Option<i64> = None;
+            for (t, r) in &events {
+                let ev = parse_event(&r.payload).ok();
+                let kind = ev
+                    .as_ref()
+                    .map(|e| e.event_type().into_owned())
+                    .unwrap_or_default();
+                let agent = ev
+                    .as_ref()
+                    .and_then(|e| e.body.agent_id.as_text().map(|a| a.into_owned()))
+                    .unwrap_or_default();
+                let delta = match (prev, t) {
+                    (Some(p), Some(t)) => format!("+{:.3}s", (t - p) as f64 / 1000.0),
+                    _ => String::new(),
+                };
+                prev = *t;
+                writeln!(
+                    out,
+                    "{:<29} {:>10}  {:<28} {:<24} offset {}",
+                    t.map(|t| format_ms(t, &tz)).unwrap_or_default(),
+                    delta,
+                    kind,
+                    agent,
+                    r.offset
+                )?;
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn stats(cli: &Cli) -> Result<ExitCode> {
+    let reader = open_reader(cli)?;
+    let s = reader.stats()?;
+    let tz = time_zone(cli.tz.as_deref())?;
+    let mut out = std::io::stdout().lock();
+    match cli.format {
+        Format::Json => json_line(
+            &mut out,
+            &json!({
+                "records": s.records, "events": s.events, "quarantined": s.quarantined,
+                "duplicates": s.duplicates, "segments": s.segments, "bytes": s.bytes,
+                "logBytes": s.log_bytes, "indexBytes": s.index_bytes,
+                "interactions": s.interactions, "minTime": s.min_time_ms, "maxTime": s.max_time_ms,
+            }),
+        )?,
+        Format::Human => {
+            writeln!(out, "archive       {}", cli.data_dir.display())?;
+            writeln!(out, "records       {}", s.records)?;
+            writeln!(out, "  events      {}", s.events)?;
+            writeln!(out, "  quarantined {}", s.quarantined)?;
+            writeln!(out, "duplicates    {} (messages skipped)", s.duplicates)?;
+            writeln!(out, "interactions  {}", s.interactions)?;
+            writeln!(out, "segments      {}", s.segments)?;
+            writeln!(
+                out,
+                "bytes         {} (log {}, index {})",
+                s.bytes, s.log_bytes, s.index_bytes
+            )?;
+            if let (Some(a), Some(b)) = (s.min_time_ms, s.max_time_ms) {
+                writeln!(
+                    out,
+                    "time range    {} .. {}",
+                    format_ms(a, &tz),
+                    format_ms(b, &tz)
+                )?;
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn verify(cli: &Cli) -> Result<ExitCode> {
+    let report = ccvault_store::verify(&cli.data_dir)
+        .with_context(|| format!("cannot verify {}", cli.data_dir.display()))?;
+    let mut out = std::io::stdout().lock();
+    match cli.format {
+        Format::Json => json_line(
+            &mut out,
+            &json!({"clean": report.is_clean(), "segments": report.segments, "records": report.records,
+                    "damage": report.damage, "indexProblems": report.index_problems}),
+        )?,
+        Format::Human => {
+            for d in &report.damage {
+                writeln!(out, "DAMAGE {d}")?;
+            }
+            for p in &report.index_problems {
+                writeln!(out, "INDEX  {p}")?;
+            }
+            writeln!(
+                out,
+                "{}: {} segments, {} readable records, {} damaged places, {} index problems",
+                if report.is_clean() {
+                    "clean"
+                } else {
+                    "NOT CLEAN"
+                },
+                report.segments,
+                report.records,
+                report.damage.len(),
+                report.index_problems.len()
+            )?;
+        }
+    }
+    Ok(if report.is_clean() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+pub fn reindex(cli: &Cli) -> Result<ExitCode> {
+    let mut archive = open_writer(cli, ArchiveOptions::default())?;
+    let started = Instant::now();
+    let n = archive.rebuild_index()?;
+    let secs = started.elapsed().as_secs_f64();
+    eprintln!(
+        "reindexed {n} records in {secs:.2}s ({:.0} records/s)",
+        if secs > 0.0 { n as f64 / secs } else { 0.0 }
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn quarantine(cli: &Cli) -> Result<ExitCode> {
+    let mut reader = open_reader(cli)?;
+    let records = reader.quarantined()?;
+    let tz = time_zone(cli.tz.as_deref())?;
+    let mut out = std::io::stdout().lock();
+    for r in &records {
+        match cli.format {
+            Format::Json => json_line(
+                &mut out,
+                &json!({"offset": r.offset, "source": r.source, "line": r.line,
+                        "reason": r.quarantine_reason, "ingestTime": r.ingest_ms,
+                        "payload": String::from_utf8_lossy(&r.payload)}),
+            )?,
+            Format::Human => writeln!(
+                out,
+                "offset {}  {}:{}  {}  {}",
+                r.offset,
+                r.source,
+                r.line,
+                format_ms(r.ingest_ms, &tz),
+                r.quarantine_reason
+            )?,
+        }
+    }
+    if cli.format == Format::Human {
+        writeln!(out, "{} quarantined messages", records.len())?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
