@@ -1,0 +1,111 @@
+//! Errors of the segment log.
+//!
+//! Invariants:
+//! - Every error that concerns bytes on disk names the file and, where there is one,
+//!   the byte position inside it.
+//! - Nothing in this crate panics on bytes read from disk: such bytes produce a
+//!   [`LogError`] (random access) or a `Damage` (scans), never a panic.
+
+use std::io;
+use std::path::PathBuf;
+
+/// Error of the segment log.
+#[derive(Debug, thiserror::Error)]
+pub enum LogError {
+    /// An operating-system I/O error (including a full disk).
+    #[error("I/O error while {op} {path}: {source}")]
+    Io {
+        /// What was being done ("writing", "fsyncing", ...).
+        op: &'static str,
+        /// The file or directory concerned.
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+
+    /// A record (or segment header) failed validation: bad magic, impossible length,
+    /// CRC mismatch or malformed body. The record is not served.
+    #[error("corrupt data in {} at byte {pos}: {what}", file.display())]
+    Corrupt {
+        /// The segment file.
+        file: PathBuf,
+        /// Byte position of the record (or header) in that file.
+        pos: u64,
+        /// What is wrong.
+        what: String,
+    },
+
+    /// There is no record at the requested position (past the end of the data,
+    /// inside the segment header, or the segment does not exist).
+    #[error("no record in {} at byte {pos}: {what}", file.display())]
+    NoRecord {
+        /// The segment file.
+        file: PathBuf,
+        /// Requested byte position.
+        pos: u64,
+        /// Why there is no record there.
+        what: String,
+    },
+
+    /// The segment file declares a format version this build cannot read.
+    #[error("{} has segment format version {version}, this build reads version {supported}", file.display())]
+    UnsupportedVersion {
+        /// The segment file.
+        file: PathBuf,
+        /// The version found in its header.
+        version: u16,
+        /// The version this build reads and writes.
+        supported: u16,
+    },
+
+    /// Another writer holds the log directory.
+    #[error("log {} is already open for writing by another writer ({holder}); only one writer may run at a time", dir.display())]
+    Locked {
+        /// The log directory.
+        dir: PathBuf,
+        /// Who holds the lock, e.g. "pid 1234", as recorded in the lock file.
+        holder: String,
+    },
+
+    /// A string field of a new record is longer than the format allows.
+    #[error("record field `{field}` is {len} bytes long, the maximum is {max} bytes")]
+    FieldTooLong {
+        /// Field name.
+        field: &'static str,
+        /// Its length in bytes.
+        len: usize,
+        /// The maximum.
+        max: usize,
+    },
+
+    /// A new record is larger than the format allows.
+    #[error("record body would be {len} bytes, the maximum is {max} bytes")]
+    RecordTooLarge {
+        /// Encoded body length.
+        len: u64,
+        /// The maximum.
+        max: u64,
+    },
+
+    /// An earlier write or fsync failed; the writer refuses further work because the
+    /// state of the file tail is unknown. Drop the `Log` and open it again: recovery
+    /// truncates any torn tail.
+    #[error("log writer stopped after an earlier error ({reason}); reopen the log to recover")]
+    Poisoned {
+        /// The earlier error.
+        reason: String,
+    },
+}
+
+impl LogError {
+    pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Self {
+        LogError::Io {
+            op,
+            path: path.into(),
+            source,
+        }
+    }
+}
+
+/// Shorthand used throughout the crate.
+pub type Result<T, E = LogError> = std::result::Result<T, E>;

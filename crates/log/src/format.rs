@@ -1,0 +1,518 @@
+//! Byte layout of segment files, format version 1 (documented in `docs/FORMAT.md`).
+//!
+//! Invariants:
+//! - Every integer is little endian.
+//! - A segment file is a 32-byte header followed by record frames, back to back.
+//! - A frame is `RECORD_MAGIC | body_len: u32 | crc: u32 | body[body_len]`, where
+//!   `crc` is CRC-32/IEEE over the 4 `body_len` bytes followed by the body.
+//! - `encode_frame` writes exactly `FRAME_HEADER_LEN + body_len` bytes, and
+//!   `decode_body` of that body returns the same fields (round trip).
+//! - `decode_body` and `check_header` never panic: every length read from disk is
+//!   checked against the bytes actually present.
+
+use crate::error::{LogError, Result};
+
+/// Magic at the start of every segment file.
+pub const SEGMENT_MAGIC: [u8; 8] = *b"CCVLSEG\0";
+/// The segment format version this build reads and writes.
+pub const FORMAT_VERSION: u16 = 1;
+/// Length of the segment file header; the first record starts here.
+pub const HEADER_LEN: u32 = 32;
+/// Sync magic at the start of every record frame. `0xFE` never occurs in UTF-8 text,
+/// so the magic is rare inside JSON payloads, which keeps resynchronisation cheap.
+pub const RECORD_MAGIC: [u8; 4] = [0xFE, 0xCC, 0x5E, 0x91];
+/// Bytes before the body: magic, body length, CRC.
+pub const FRAME_HEADER_LEN: u32 = 12;
+/// Smallest possible body: fixed fields, four empty strings and an empty payload.
+pub const MIN_BODY_LEN: u32 = 8 + 8 + 8 + 1 + 1 + 4 * 2 + 4;
+/// Largest body accepted by the writer and considered plausible by readers (64 MiB).
+pub const MAX_BODY_LEN: u32 = 64 << 20;
+/// Segment files never grow past this, so byte positions fit in a `u32`.
+pub const MAX_SEGMENT_BYTES: u64 = u32::MAX as u64;
+/// Maximum length of each string field.
+pub const MAX_FIELD_LEN: usize = u16::MAX as usize;
+
+/// Record flag bit 0: the record is quarantined.
+const FLAG_QUARANTINED: u8 = 1;
+
+/// Where a record came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub enum SourceKind {
+    /// Not recorded (code 0).
+    #[default]
+    Unknown,
+    /// An imported file (code 1).
+    File,
+    /// Standard input (code 2).
+    Stdin,
+    /// An MQTT subscription (code 3).
+    Mqtt,
+    /// A Pulsar WebSocket reader (code 4).
+    Pulsar,
+    /// Anything else (code 5).
+    Other,
+}
+
+impl SourceKind {
+    /// The on-disk code.
+    pub fn code(self) -> u8 {
+        match self {
+            SourceKind::Unknown => 0,
+            SourceKind::File => 1,
+            SourceKind::Stdin => 2,
+            SourceKind::Mqtt => 3,
+            SourceKind::Pulsar => 4,
+            SourceKind::Other => 5,
+        }
+    }
+
+    /// Decodes an on-disk code; `None` for codes this version does not define.
+    pub fn from_code(code: u8) -> Option<SourceKind> {
+        Some(match code {
+            0 => SourceKind::Unknown,
+            1 => SourceKind::File,
+            2 => SourceKind::Stdin,
+            3 => SourceKind::Mqtt,
+            4 => SourceKind::Pulsar,
+            5 => SourceKind::Other,
+            _ => return None,
+        })
+    }
+
+    /// Lower-case name ("file", "mqtt", ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SourceKind::Unknown => "unknown",
+            SourceKind::File => "file",
+            SourceKind::Stdin => "stdin",
+            SourceKind::Mqtt => "mqtt",
+            SourceKind::Pulsar => "pulsar",
+            SourceKind::Other => "other",
+        }
+    }
+}
+
+impl std::fmt::Display for SourceKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A record to append. The offset is assigned by the log.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct NewRecord<'a> {
+    /// Ingest time, milliseconds since the Unix epoch.
+    pub ingest_ms: i64,
+    /// The payload could not be understood and is archived as-is.
+    pub quarantined: bool,
+    /// Kind of source.
+    pub source_kind: SourceKind,
+    /// File path or topic ("" = unknown).
+    pub source: &'a str,
+    /// Line number in the source file (0 = not applicable).
+    pub line: u64,
+    /// Transport message id ("" = none).
+    pub message_id: &'a str,
+    /// Transport publish time, as given ("" = none).
+    pub publish_time: &'a str,
+    /// Why the record is quarantined ("" = not quarantined / no reason).
+    pub quarantine_reason: &'a str,
+    /// The raw payload bytes exactly as received.
+    pub payload: &'a [u8],
+}
+
+/// A record read back, owned.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct Record {
+    /// Global offset (record N of the log has offset N).
+    pub offset: u64,
+    /// Ingest time, milliseconds since the Unix epoch.
+    pub ingest_ms: i64,
+    /// Quarantine flag.
+    pub quarantined: bool,
+    /// Kind of source.
+    pub source_kind: SourceKind,
+    /// File path or topic.
+    pub source: String,
+    /// Line number (0 = n/a).
+    pub line: u64,
+    /// Transport message id.
+    pub message_id: String,
+    /// Transport publish time.
+    pub publish_time: String,
+    /// Quarantine reason ("" = absent).
+    pub quarantine_reason: String,
+    /// The raw payload bytes.
+    pub payload: Vec<u8>,
+}
+
+/// A record read back, borrowing from the reader's buffer (no allocation).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RecordRef<'a> {
+    /// Global offset.
+    pub offset: u64,
+    /// Ingest time, milliseconds since the Unix epoch.
+    pub ingest_ms: i64,
+    /// Quarantine flag.
+    pub quarantined: bool,
+    /// Kind of source.
+    pub source_kind: SourceKind,
+    /// File path or topic.
+    pub source: &'a str,
+    /// Line number (0 = n/a).
+    pub line: u64,
+    /// Transport message id.
+    pub message_id: &'a str,
+    /// Transport publish time.
+    pub publish_time: &'a str,
+    /// Quarantine reason ("" = absent).
+    pub quarantine_reason: &'a str,
+    /// The raw payload bytes.
+    pub payload: &'a [u8],
+}
+
+impl RecordRef<'_> {
+    /// Copies into an owned [`Record`].
+    pub fn to_record(&self) -> Record {
+        Record {
+            offset: self.offset,
+            ingest_ms: self.ingest_ms,
+            quarantined: self.quarantined,
+            source_kind: self.source_kind,
+            source: self.source.to_owned(),
+            line: self.line,
+            message_id: self.message_id.to_owned(),
+            publish_time: self.publish_time.to_owned(),
+            quarantine_reason: self.quarantine_reason.to_owned(),
+            payload: self.payload.to_vec(),
+        }
+    }
+
+    /// Length of this record's frame on disk (header + body).
+    pub fn frame_len(&self) -> u64 {
+        u64::from(FRAME_HEADER_LEN)
+            + u64::from(MIN_BODY_LEN)
+            + (self.source.len()
+                + self.message_id.len()
+                + self.publish_time.len()
+                + self.quarantine_reason.len()
+                + self.payload.len()) as u64
+    }
+}
+
+impl Record {
+    /// Borrows as a [`RecordRef`].
+    pub fn as_ref(&self) -> RecordRef<'_> {
+        RecordRef {
+            offset: self.offset,
+            ingest_ms: self.ingest_ms,
+            quarantined: self.quarantined,
+            source_kind: self.source_kind,
+            source: &self.source,
+            line: self.line,
+            message_id: &self.message_id,
+            publish_time: &self.publish_time,
+            quarantine_reason: &self.quarantine_reason,
+            payload: &self.payload,
+        }
+    }
+}
+
+/// Validates field sizes and returns the body length of `rec`.
+pub(crate) fn body_len(rec: &NewRecord<'_>) -> Result<u32> {
+    let fields = [
+        ("source", rec.source.len()),
+        ("message_id", rec.message_id.len()),
+        ("publish_time", rec.publish_time.len()),
+        ("quarantine_reason", rec.quarantine_reason.len()),
+    ];
+    let mut total = u64::from(MIN_BODY_LEN);
+    for (field, len) in fields {
+        if len > MAX_FIELD_LEN {
+            return Err(LogError::FieldTooLong {
+                field,
+                len,
+                max: MAX_FIELD_LEN,
+            });
+        }
+        total += len as u64;
+    }
+    total = total.saturating_add(rec.payload.len() as u64);
+    if total > u64::from(MAX_BODY_LEN) {
+        return Err(LogError::RecordTooLarge {
+            len: total,
+            max: u64::from(MAX_BODY_LEN),
+        });
+    }
+    // total <= MAX_BODY_LEN < u32::MAX
+    Ok(total as u32)
+}
+
+/// CRC of a frame: CRC-32/IEEE over the 4 length bytes followed by the body.
+pub(crate) fn frame_crc(len_bytes: &[u8], body: &[u8]) -> u32 {
+    let mut h = crc32fast::Hasher::new();
+    h.update(len_bytes);
+    h.update(body);
+    h.finalize()
+}
+
+/// Appends the frame of `rec` with `offset` to `buf`. `body_len` must come from
+/// [`body_len`] for the same record (which also checked every length fits).
+pub(crate) fn encode_frame(buf: &mut Vec<u8>, offset: u64, rec: &NewRecord<'_>, body_len: u32) {
+    let start = buf.len();
+    buf.reserve(FRAME_HEADER_LEN as usize + body_len as usize);
+    buf.extend_from_slice(&RECORD_MAGIC);
+    buf.extend_from_slice(&body_len.to_le_bytes());
+    buf.extend_from_slice(&[0; 4]); // CRC, filled in below
+    buf.extend_from_slice(&offset.to_le_bytes());
+    buf.extend_from_slice(&rec.ingest_ms.to_le_bytes());
+    buf.extend_from_slice(&rec.line.to_le_bytes());
+    buf.push(if rec.quarantined { FLAG_QUARANTINED } else { 0 });
+    buf.push(rec.source_kind.code());
+    for s in [
+        rec.source,
+        rec.message_id,
+        rec.publish_time,
+        rec.quarantine_reason,
+    ] {
+        buf.extend_from_slice(&(s.len() as u16).to_le_bytes());
+        buf.extend_from_slice(s.as_bytes());
+    }
+    buf.extend_from_slice(&(rec.payload.len() as u32).to_le_bytes());
+    buf.extend_from_slice(rec.payload);
+    let frame = &mut buf[start..];
+    let crc = frame_crc(&frame[4..8], &frame[FRAME_HEADER_LEN as usize..]);
+    frame[8..12].copy_from_slice(&crc.to_le_bytes());
+    debug_assert_eq!(frame.len(), FRAME_HEADER_LEN as usize + body_len as usize);
+}
+
+/// Checked little-endian reader over a byte slice.
+struct Cursor<'a> {
+    bytes: &'a [u8],
+}
+
+impl<'a> Cursor<'a> {
+    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        if n > self.bytes.len() {
+            return None;
+        }
+        let (head, tail) = self.bytes.split_at(n);
+        self.bytes = tail;
+        Some(head)
+    }
+    fn array<const N: usize>(&mut self) -> Option<[u8; N]> {
+        self.take(N).and_then(|s| s.try_into().ok())
+    }
+    fn u8(&mut self) -> Option<u8> {
+        self.array::<1>().map(|a| a[0])
+    }
+    fn u16(&mut self) -> Option<u16> {
+        self.array().map(u16::from_le_bytes)
+    }
+    fn u32(&mut self) -> Option<u32> {
+        self.array().map(u32::from_le_bytes)
+    }
+    fn u64(&mut self) -> Option<u64> {
+        self.array().map(u64::from_le_bytes)
+    }
+}
+
+/// Reads the frame header fields `(magic, body_len, crc)` from at least 12 bytes.
+pub(crate) fn frame_header(bytes: &[u8]) -> Option<([u8; 4], u32, u32)> {
+    let mut c = Cursor { bytes };
+    Some((c.array()?, c.u32()?, c.u32()?))
+}
+
+/// Decodes a record body (the bytes after the 12-byte frame header). The CRC must
+/// already have been checked; this checks the structure.
+pub(crate) fn decode_body(body: &[u8]) -> Result<RecordRef<'_>, &'static str> {
+    let mut c = Cursor { bytes: body };
+    let short = "body shorter than its fields";
+    let offset = c.u64().ok_or(short)?;
+    let ingest_ms = i64::from_le_bytes(c.array().ok_or(short)?);
+    let line = c.u64().ok_or(short)?;
+    let flags = c.u8().ok_or(short)?;
+    if flags & !FLAG_QUARANTINED != 0 {
+        return Err("unknown flag bits");
+    }
+    let source_kind = SourceKind::from_code(c.u8().ok_or(short)?).ok_or("unknown source kind")?;
+    let mut strings = [""; 4];
+    for s in &mut strings {
+        let len = c.u16().ok_or(short)?;
+        let bytes = c.take(usize::from(len)).ok_or(short)?;
+        *s = std::str::from_utf8(bytes).map_err(|_| "string field is not UTF-8")?;
+    }
+    let payload_len = c.u32().ok_or(short)?;
+    let payload = c.take(payload_len as usize).ok_or(short)?;
+    if !c.bytes.is_empty() {
+        return Err("body longer than its fields");
+    }
+    let [source, message_id, publish_time, quarantine_reason] = strings;
+    Ok(RecordRef {
+        offset,
+        ingest_ms,
+        quarantined: flags & FLAG_QUARANTINED != 0,
+        source_kind,
+        source,
+        line,
+        message_id,
+        publish_time,
+        quarantine_reason,
+        payload,
+    })
+}
+
+/// The 32-byte header of a segment whose first record has offset `base`.
+pub(crate) fn encode_header(base: u64) -> [u8; HEADER_LEN as usize] {
+    let mut h = [0u8; HEADER_LEN as usize];
+    h[0..8].copy_from_slice(&SEGMENT_MAGIC);
+    h[8..10].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
+    h[10..12].copy_from_slice(&(HEADER_LEN as u16).to_le_bytes());
+    h[12..20].copy_from_slice(&base.to_le_bytes());
+    // 20..28 reserved, zero
+    let crc = crc32fast::hash(&h[0..28]);
+    h[28..32].copy_from_slice(&crc.to_le_bytes());
+    h
+}
+
+/// What is wrong with a segment header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum HeaderProblem {
+    /// The file is shorter than a header.
+    Short,
+    /// Damaged header (bad magic, CRC, header length or base offset).
+    Damaged(&'static str),
+    /// A well-formed header of another format version.
+    Version(u16),
+}
+
+/// Checks a segment header against the base offset from the file name.
+pub(crate) fn check_header(bytes: &[u8], base: u64) -> Result<(), HeaderProblem> {
+    let Some(h) = bytes.get(..HEADER_LEN as usize) else {
+        return Err(HeaderProblem::Short);
+    };
+    let mut c = Cursor { bytes: h };
+    let magic: [u8; 8] = c.array().ok_or(HeaderProblem::Short)?;
+    let version = c.u16().ok_or(HeaderProblem::Short)?;
+    let header_len = c.u16().ok_or(HeaderProblem::Short)?;
+    let hbase = c.u64().ok_or(HeaderProblem::Short)?;
+    let _reserved: [u8; 8] = c.array().ok_or(HeaderProblem::Short)?;
+    let crc = c.u32().ok_or(HeaderProblem::Short)?;
+    if magic != SEGMENT_MAGIC {
+        return Err(HeaderProblem::Damaged("bad segment magic"));
+    }
+    let body = h.get(..28).ok_or(HeaderProblem::Short)?;
+    if crc32fast::hash(body) != crc {
+        return Err(HeaderProblem::Damaged("segment header CRC mismatch"));
+    }
+    if version != FORMAT_VERSION {
+        return Err(HeaderProblem::Version(version));
+    }
+    if u32::from(header_len) != HEADER_LEN {
+        return Err(HeaderProblem::Damaged("unexpected segment header length"));
+    }
+    if hbase != base {
+        return Err(HeaderProblem::Damaged(
+            "segment header base offset differs from the file name",
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn crc32_is_ieee() {
+        assert_eq!(crc32fast::hash(b"123456789"), 0xCBF4_3926);
+        assert_eq!(frame_crc(b"1234", b"56789"), 0xCBF4_3926);
+    }
+
+    #[test]
+    fn frame_roundtrip() {
+        let rec = NewRecord {
+            ingest_ms: -5,
+            quarantined: true,
+            source_kind: SourceKind::Pulsar,
+            source: "persistent://t/ns/topic",
+            line: 42,
+            message_id: "CAAQAw==",
+            publish_time: "2024-01-01T00:00:00Z",
+            quarantine_reason: "not json",
+            payload: b"\xff\x00raw",
+        };
+        let len = body_len(&rec).unwrap();
+        let mut buf = vec![];
+        encode_frame(&mut buf, 7, &rec, len);
+        assert_eq!(buf.len(), 12 + len as usize);
+        let (magic, blen, crc) = frame_header(&buf).unwrap();
+        assert_eq!(magic, RECORD_MAGIC);
+        assert_eq!(blen, len);
+        assert_eq!(crc, frame_crc(&buf[4..8], &buf[12..]));
+        let r = decode_body(&buf[12..]).unwrap();
+        assert_eq!(r.offset, 7);
+        assert_eq!(r.frame_len(), buf.len() as u64);
+        assert_eq!(r.source, rec.source);
+        assert_eq!(r.payload, rec.payload);
+        assert!(r.quarantined);
+        assert_eq!(r.source_kind, SourceKind::Pulsar);
+    }
+
+    #[test]
+    fn empty_record_is_min_body() {
+        let rec = NewRecord::default();
+        assert_eq!(body_len(&rec).unwrap(), MIN_BODY_LEN);
+    }
+
+    #[test]
+    fn decode_never_panics_on_prefixes_and_garbage() {
+        let rec = NewRecord {
+            source: "a",
+            payload: b"xyz",
+            ..Default::default()
+        };
+        let len = body_len(&rec).unwrap();
+        let mut buf = vec![];
+        encode_frame(&mut buf, 1, &rec, len);
+        let body = &buf[12..];
+        for i in 0..body.len() {
+            assert!(decode_body(&body[..i]).is_err());
+            let mut b = body.to_vec();
+            b[i] ^= 0xFF;
+            let _ = decode_body(&b);
+        }
+    }
+
+    #[test]
+    fn header_roundtrip_and_damage() {
+        let h = encode_header(99);
+        assert_eq!(check_header(&h, 99), Ok(()));
+        assert!(matches!(
+            check_header(&h, 98),
+            Err(HeaderProblem::Damaged(_))
+        ));
+        assert_eq!(check_header(&h[..31], 99), Err(HeaderProblem::Short));
+        for i in 0..h.len() {
+            let mut b = h;
+            b[i] ^= 1;
+            assert!(check_header(&b, 99).is_err(), "flip at {i}");
+        }
+    }
+
+    #[test]
+    fn field_limits() {
+        let long = "x".repeat(MAX_FIELD_LEN + 1);
+        let rec = NewRecord {
+            message_id: &long,
+            ..Default::default()
+        };
+        assert!(matches!(
+            body_len(&rec),
+            Err(LogError::FieldTooLong {
+                field: "message_id",
+                ..
+            })
+        ));
+    }
+}

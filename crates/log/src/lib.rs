@@ -1,0 +1,62 @@
+//! ccvault's append-only segment log.
+//!
+//! What this crate guarantees:
+//! - Every appended record gets the next global offset (dense from 0) and is stored
+//!   with its payload bytes exactly as given, framed and CRC-checked (CRC-32/IEEE).
+//! - A record is durable once [`Log::flush`] returns an offset above it (under
+//!   [`FsyncPolicy::Always`], once `append` returns). Reopening after a crash keeps
+//!   every durable record and truncates only a torn tail of the last segment.
+//! - No corrupted record is ever served: readers return an error or a [`Damage`], and
+//!   damage never hides the valid records after it (scans resynchronise).
+//! - No byte pattern on disk makes this crate panic.
+//! - One writer per directory (an `flock`), any number of readers, also from other
+//!   processes, while it writes.
+//!
+//! The on-disk format is documented in `docs/FORMAT.md`. Modules, each with one job:
+//! [`format`] (bytes), `segment` (files), `scan` (sequential reading with resync),
+//! `writer` (appending), `recovery` (torn tails), `reader` (random access and scans),
+//! `verify` (full check), `lock` (single writer).
+
+mod error;
+pub mod format;
+mod lock;
+mod reader;
+mod recovery;
+mod scan;
+mod segment;
+mod verify;
+mod writer;
+
+pub use error::LogError;
+pub use format::{
+    NewRecord, Record, RecordRef, SourceKind, FORMAT_VERSION, HEADER_LEN, MAX_BODY_LEN,
+    MAX_FIELD_LEN,
+};
+pub use lock::LOCK_FILE_NAME;
+pub use reader::LogReader;
+pub use recovery::Recovery;
+pub use scan::{Damage, DamageReason, Scan, ScanItem, ScanRef};
+pub use segment::segment_file_name;
+pub use verify::{verify, VerifyReport};
+pub use writer::{FsyncPolicy, Log, LogOptions, DEFAULT_SEGMENT_BYTES, WRITE_BUFFER_BYTES};
+
+/// Where a record lives: the segment (by base offset) and the byte position of the
+/// record's frame in that segment file. Ordered like the log.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub struct Position {
+    /// Base offset of the segment (its first record's offset; names the file).
+    pub segment: u64,
+    /// Byte position of the record in the segment file.
+    pub pos: u32,
+}
+
+impl Position {
+    /// The start of the log (scan from here to read everything).
+    pub const START: Position = Position { segment: 0, pos: 0 };
+}
+
+impl std::fmt::Display for Position {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}@{}", segment_file_name(self.segment), self.pos)
+    }
+}

@@ -1,0 +1,59 @@
+//! The single-writer lock of a log directory.
+//!
+//! Invariants:
+//! - At most one `Log` (in any process) holds `writer.lock` via `flock(LOCK_EX)`;
+//!   the kernel releases it when the holder exits, even on `kill -9`.
+//! - The holder writes `pid <n>` into the file so a refused writer can name it.
+//! - Readers never touch the lock.
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::path::Path;
+
+use crate::error::{LogError, Result};
+
+/// Name of the lock file inside the log directory.
+pub const LOCK_FILE_NAME: &str = "writer.lock";
+
+/// A held writer lock; released on drop.
+#[derive(Debug)]
+pub(crate) struct DirLock {
+    _file: File,
+}
+
+pub(crate) fn lock_dir(dir: &Path) -> Result<DirLock> {
+    let path = dir.join(LOCK_FILE_NAME);
+    let mut file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(&path)
+        .map_err(|e| LogError::io("opening lock file", &path, e))?;
+    // SAFETY: flock on a valid, owned file descriptor has no memory effects.
+    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    if rc != 0 {
+        let err = std::io::Error::last_os_error();
+        if err.kind() == std::io::ErrorKind::WouldBlock {
+            let holder = std::fs::read_to_string(&path)
+                .ok()
+                .map(|s| s.trim().to_owned())
+                .filter(|s| !s.is_empty())
+                .unwrap_or_else(|| "unknown process".to_owned());
+            return Err(LogError::Locked {
+                dir: dir.to_owned(),
+                holder,
+            });
+        }
+        return Err(LogError::io("locking", &path, err));
+    }
+    let note = format!("pid {}\n", std::process::id());
+    file.set_len(0)
+        .and_then(|()| file.write_all_at(note.as_bytes(), 0))
+        .and_then(|()| file.flush())
+        .map_err(|e| LogError::io("writing lock file", &path, e))?;
+    Ok(DirLock { _file: file })
+}

@@ -1,0 +1,220 @@
+//! Read-only access to a log, safe alongside a running writer (even in another
+//! process).
+//!
+//! Invariants:
+//! - A reader never takes the writer lock and never modifies a file.
+//! - Random reads use `pread` on shared file handles; the segment list is re-read
+//!   from the directory on demand, so a reader sees segments a writer added later.
+//! - `read_at` returns a record only if its magic, length, CRC and body are valid;
+//!   otherwise it returns an error naming the file and byte position.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use crate::error::{LogError, Result};
+use crate::format::{
+    decode_body, frame_crc, frame_header, Record, FRAME_HEADER_LEN, HEADER_LEN, MAX_BODY_LEN,
+    MIN_BODY_LEN, RECORD_MAGIC,
+};
+use crate::scan::{Scan, ScanRef};
+use crate::segment::{list_segments, read_full_at, read_header, segment_path};
+use crate::Position;
+
+/// Bytes read speculatively by `read_at`; most records fit in one `pread`.
+const READ_AHEAD: usize = 4096;
+
+/// Read-only handle on a log directory. Cheap to clone; `Send + Sync`.
+#[derive(Clone)]
+pub struct LogReader {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    dir: PathBuf,
+    segments: Mutex<Vec<u64>>,
+    files: Mutex<HashMap<u64, Arc<File>>>,
+}
+
+impl std::fmt::Debug for LogReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LogReader")
+            .field("dir", &self.inner.dir)
+            .finish()
+    }
+}
+
+impl LogReader {
+    /// Opens the log in `dir` for reading. The directory must exist.
+    pub fn open(dir: &Path) -> Result<LogReader> {
+        let segments = list_segments(dir)?;
+        Ok(LogReader {
+            inner: Arc::new(Inner {
+                dir: dir.to_owned(),
+                segments: Mutex::new(segments),
+                files: Mutex::new(HashMap::new()),
+            }),
+        })
+    }
+
+    pub(crate) fn empty(dir: &Path) -> LogReader {
+        LogReader {
+            inner: Arc::new(Inner {
+                dir: dir.to_owned(),
+                segments: Mutex::new(Vec::new()),
+                files: Mutex::new(HashMap::new()),
+            }),
+        }
+    }
+
+    /// The log directory.
+    pub fn dir(&self) -> &Path {
+        &self.inner.dir
+    }
+
+    /// Base offsets of the segments, sorted, freshly listed from the directory.
+    pub fn segments(&self) -> Vec<u64> {
+        match list_segments(&self.inner.dir) {
+            Ok(fresh) => {
+                if let Ok(mut s) = self.inner.segments.lock() {
+                    s.clone_from(&fresh);
+                }
+                fresh
+            }
+            // An unreadable directory: fall back to the last known listing.
+            Err(_) => self
+                .inner
+                .segments
+                .lock()
+                .map(|s| s.clone())
+                .unwrap_or_default(),
+        }
+    }
+
+    /// Total size in bytes of all segment files.
+    pub fn total_bytes(&self) -> u64 {
+        self.segments()
+            .into_iter()
+            .filter_map(|b| std::fs::metadata(segment_path(&self.inner.dir, b)).ok())
+            .map(|m| m.len())
+            .sum()
+    }
+
+    fn file(&self, base: u64) -> Result<Arc<File>> {
+        if let Some(f) = self
+            .inner
+            .files
+            .lock()
+            .ok()
+            .and_then(|m| m.get(&base).cloned())
+        {
+            return Ok(f);
+        }
+        let path = segment_path(&self.inner.dir, base);
+        let file = match File::open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(LogError::NoRecord {
+                    file: path,
+                    pos: 0,
+                    what: "no such segment".into(),
+                })
+            }
+            Err(e) => return Err(LogError::io("opening", path, e)),
+        };
+        // Refuse other format versions; a damaged header does not prevent reading
+        // the (self-validating) records.
+        read_header(&file, &path, base)?;
+        let file = Arc::new(file);
+        if let Ok(mut m) = self.inner.files.lock() {
+            m.insert(base, Arc::clone(&file));
+        }
+        Ok(file)
+    }
+
+    /// Reads the record at `at`, checking magic, length, CRC and body.
+    pub fn read_at(&self, at: Position) -> Result<Record> {
+        let path = segment_path(&self.inner.dir, at.segment);
+        let pos = u64::from(at.pos);
+        let corrupt = |what: String| LogError::Corrupt {
+            file: path.clone(),
+            pos,
+            what,
+        };
+        if at.pos < HEADER_LEN {
+            return Err(LogError::NoRecord {
+                file: path,
+                pos,
+                what: "position is inside the segment header".into(),
+            });
+        }
+        let file = self.file(at.segment)?;
+        let mut buf = vec![0u8; READ_AHEAD];
+        let got = read_full_at(&file, &path, &mut buf, pos)?;
+        if got == 0 {
+            return Err(LogError::NoRecord {
+                file: path,
+                pos,
+                what: "position is at or past the end of the segment data".into(),
+            });
+        }
+        let Some((magic, body_len, crc)) = buf.get(..got).and_then(frame_header) else {
+            return Err(corrupt(format!(
+                "incomplete record header ({got} bytes before end of file)"
+            )));
+        };
+        if magic != RECORD_MAGIC {
+            return Err(corrupt("no record starts here (bad record magic)".into()));
+        }
+        if !(MIN_BODY_LEN..=MAX_BODY_LEN).contains(&body_len) {
+            return Err(corrupt(format!("impossible record length {body_len}")));
+        }
+        let frame_len = (FRAME_HEADER_LEN + body_len) as usize;
+        if frame_len > got {
+            buf.resize(frame_len, 0);
+            let more = buf.get_mut(got..).unwrap_or(&mut []);
+            let n = read_full_at(&file, &path, more, pos + got as u64)?;
+            if got + n < frame_len {
+                return Err(corrupt(format!(
+                    "record of {frame_len} bytes is cut off by the end of the file"
+                )));
+            }
+        }
+        let (len_bytes, body) = match (buf.get(4..8), buf.get(FRAME_HEADER_LEN as usize..frame_len))
+        {
+            (Some(l), Some(b)) => (l, b),
+            _ => return Err(corrupt("internal error: frame out of range".into())),
+        };
+        let computed = frame_crc(len_bytes, body);
+        if computed != crc {
+            return Err(corrupt(format!(
+                "CRC mismatch (stored {crc:#010x}, computed {computed:#010x})"
+            )));
+        }
+        decode_body(body)
+            .map(|r| r.to_record())
+            .map_err(|what| corrupt(format!("malformed record: {what}")))
+    }
+
+    /// Scans records and damage from `from` to the end of the data present, in log
+    /// order across segments. `Position::default()` scans the whole log.
+    pub fn scan(&self, from: Position) -> Scan {
+        Scan::new(self.inner.dir.clone(), self.segments(), from)
+    }
+
+    /// Fast scan: calls `f` for every record (borrowed, no allocation) and every
+    /// damaged range from `from` to the end of the data present. Reads segments with
+    /// large sequential reads. Stops at the first error (from the log or from `f`).
+    pub fn scan_with<E, F>(&self, from: Position, mut f: F) -> std::result::Result<(), E>
+    where
+        E: From<LogError>,
+        F: FnMut(ScanRef<'_>) -> std::result::Result<(), E>,
+    {
+        let mut scan = self.scan(from);
+        while let Some(item) = scan.next_ref() {
+            f(item?)?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,194 @@
+//! Crash recovery of the last segment when a writer opens the log.
+//!
+//! Invariants:
+//! - Only the last segment is read; sealed segments were fsynced before the next
+//!   segment was created, so they cannot have a torn tail. Open cost is one
+//!   directory listing plus a scan of (part of) the last segment.
+//! - Bytes are truncated only if no valid record follows them (a torn tail). Damage
+//!   followed by a valid record is kept and reported: it may hide nothing, and
+//!   truncating would drop acknowledged records.
+//! - A checkpoint position is trusted only if a valid record starts there;
+//!   otherwise the whole last segment is scanned.
+//! - After recovery, everything kept in the last segment is fsynced.
+
+use std::fs::{File, OpenOptions};
+use std::path::Path;
+
+use crate::error::{LogError, Result};
+use crate::format::HEADER_LEN;
+use crate::scan::{Damage, DamageReason, SegCursor, Src, Step, Window};
+use crate::segment::{read_header, rewrite_empty_segment, segment_path, HeaderState};
+use crate::Position;
+
+/// What recovery found and did when the writer opened the log.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Recovery {
+    /// Bytes of torn tail removed from the end of the last segment.
+    pub truncated_bytes: u64,
+    /// Damage found in the last segment and kept because valid records follow it.
+    pub damaged: Vec<Damage>,
+    /// The offset the next appended record gets.
+    pub next_offset: u64,
+    /// Valid records scanned during recovery.
+    pub scanned_records: u64,
+    /// Where the torn tail was cut, if anything was truncated.
+    pub truncated_at: Option<Position>,
+    /// Where the scan of the last segment started.
+    pub scanned_from: Position,
+}
+
+/// The recovered last segment, ready for appending.
+pub(crate) struct Recovered {
+    pub file: File,
+    /// Length of the file after recovery: the next record goes here.
+    pub len: u64,
+    pub recovery: Recovery,
+}
+
+/// Scans state of the last segment from one start position.
+struct Pass {
+    records: u64,
+    last_offset: Option<u64>,
+    /// End of the last valid record (or the start position).
+    good_end: u64,
+    damage: Vec<Damage>,
+}
+
+fn run(cur: &mut SegCursor, win: &mut Window) -> Result<Pass> {
+    let mut pass = Pass {
+        records: 0,
+        last_offset: None,
+        good_end: cur.pos,
+        damage: Vec::new(),
+    };
+    loop {
+        match cur.step(win)? {
+            Step::Record { pos, len, offset } => {
+                pass.records += 1;
+                pass.last_offset = Some(offset);
+                pass.good_end = pos + u64::from(len);
+            }
+            Step::Damage(d) => pass.damage.push(d),
+            Step::End => return Ok(pass),
+        }
+    }
+}
+
+/// Recovers segment `base` of `dir`, the last one of the log.
+pub(crate) fn recover_last(
+    dir: &Path,
+    base: u64,
+    scan_from: Option<Position>,
+) -> Result<Recovered> {
+    let path = segment_path(dir, base);
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&path)
+        .map_err(|e| LogError::io("opening", &path, e))?;
+    let header = read_header(&file, &path, base)?;
+    let scan_file = file
+        .try_clone()
+        .map_err(|e| LogError::io("opening", &path, e))?;
+    let src = Src::from_file(scan_file, path.clone(), base, true)?;
+    let old_len = src.real_len;
+    let mut win = Window::new();
+
+    // Start at the checkpoint if a valid record starts there, else at the start.
+    let mut cur = SegCursor::new(src, u64::from(HEADER_LEN));
+    let mut start = u64::from(HEADER_LEN);
+    if let Some(sf) = scan_from {
+        let p = u64::from(sf.pos);
+        if sf.segment == base && p > start && p < cur.src.len {
+            cur.pos = p;
+            if matches!(cur.step(&mut win)?, Step::Record { .. }) {
+                start = p;
+            }
+            cur.pos = start;
+            cur.min_offset = base;
+        }
+    }
+    let mut pass = run(&mut cur, &mut win)?;
+
+    let scanned_from = Position {
+        segment: base,
+        pos: u32::try_from(start).unwrap_or(u32::MAX),
+    };
+    let mut recovery = Recovery {
+        truncated_bytes: 0,
+        damaged: Vec::new(),
+        next_offset: base,
+        scanned_records: pass.records,
+        truncated_at: None,
+        scanned_from,
+    };
+
+    // A segment whose creation was torn: no valid header and no record.
+    if header != HeaderState::Ok && pass.records == 0 {
+        rewrite_empty_segment(&file, &path, base)?;
+        recovery.truncated_bytes = old_len.saturating_sub(u64::from(HEADER_LEN));
+        if recovery.truncated_bytes > 0 {
+            recovery.truncated_at = Some(Position {
+                segment: base,
+                pos: HEADER_LEN,
+            });
+        }
+        return Ok(Recovered {
+            file,
+            len: u64::from(HEADER_LEN),
+            recovery,
+        });
+    }
+    if let HeaderState::Damaged(what) = header {
+        recovery.damaged.push(Damage {
+            segment: base,
+            pos: 0,
+            len_skipped: u64::from(HEADER_LEN),
+            reason: DamageReason::SegmentHeader(what),
+        });
+    }
+
+    // Trailing damage with no valid record after it is a torn tail.
+    let mut cut: Option<u64> = None;
+    while let Some(d) = pass.damage.last() {
+        let tail = matches!(
+            d.reason,
+            DamageReason::TruncatedTail | DamageReason::BeyondSegmentLimit
+        );
+        if !tail || d.pos < pass.good_end {
+            break;
+        }
+        cut = Some(d.pos);
+        pass.damage.pop();
+    }
+    recovery.damaged.append(&mut pass.damage);
+
+    let len = match cut {
+        Some(at) => {
+            file.set_len(at)
+                .map_err(|e| LogError::io("truncating torn tail of", &path, e))?;
+            file.sync_all()
+                .map_err(|e| LogError::io("fsyncing", &path, e))?;
+            recovery.truncated_bytes = old_len - at;
+            recovery.truncated_at = Some(Position {
+                segment: base,
+                pos: u32::try_from(at).unwrap_or(u32::MAX),
+            });
+            at
+        }
+        None => {
+            file.sync_data()
+                .map_err(|e| LogError::io("fsyncing", &path, e))?;
+            old_len
+        }
+    };
+    recovery.next_offset = pass
+        .last_offset
+        .map_or(base, |o| o.saturating_add(1))
+        .max(base);
+    Ok(Recovered {
+        file,
+        len,
+        recovery,
+    })
+}

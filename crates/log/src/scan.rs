@@ -1,0 +1,651 @@
+//! Sequential scanning of segment files with damage detection and resynchronisation.
+//!
+//! Invariants:
+//! - A record is returned only if its magic, length, CRC and body structure are all
+//!   valid; everything else is reported as a [`Damage`] covering the skipped bytes.
+//! - Every byte of a segment after the start position is either inside a returned
+//!   record or inside exactly one reported `Damage` (nothing is skipped silently).
+//! - After damage at `p` the scanner resumes at the first `q > p` where a complete
+//!   frame with a valid CRC, a well-formed body and an offset not below the last
+//!   good offset starts, so damage never hides the records after it.
+//! - Reads are large sequential `pread`s into one reusable buffer; no per-record
+//!   system call, no per-record allocation in the borrowed (`next_ref`) path.
+//! - Every index into the buffer is checked; no byte pattern on disk can panic.
+
+use std::fmt;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use crate::error::{LogError, Result};
+use crate::format::{
+    decode_body, frame_crc, frame_header, Record, RecordRef, FRAME_HEADER_LEN, HEADER_LEN,
+    MAX_BODY_LEN, MAX_SEGMENT_BYTES, MIN_BODY_LEN, RECORD_MAGIC,
+};
+use crate::segment::{list_segments, read_header, segment_file_name, segment_path, HeaderState};
+use crate::Position;
+
+/// Size of one sequential read (the buffer grows only for larger records).
+pub(crate) const READ_CHUNK: usize = 2 << 20;
+
+/// Why a byte range was skipped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DamageReason {
+    /// The segment header is damaged (bad magic, CRC, or base offset).
+    SegmentHeader(&'static str),
+    /// No record magic where a record should start.
+    BadMagic,
+    /// The length field is outside `MIN_BODY_LEN..=MAX_BODY_LEN`.
+    BadLength(u32),
+    /// The length field points past the end of the segment.
+    LengthPastEnd(u32),
+    /// The CRC does not match.
+    CrcMismatch,
+    /// The CRC matches but the body is not well formed.
+    Malformed(&'static str),
+    /// An incomplete or invalid record at the end of the last segment with no valid
+    /// record after it: a torn write (recovery truncates it).
+    TruncatedTail,
+    /// Invalid bytes at the end of a sealed (not last) segment.
+    DamagedSegmentEnd,
+    /// Bytes past the 4 GiB limit of a segment file.
+    BeyondSegmentLimit,
+    /// Offsets are not dense: a record (or segment base) skips offsets.
+    OffsetGap {
+        /// The offset that should have come next.
+        expected: u64,
+        /// The offset found.
+        found: u64,
+    },
+    /// Offsets are not increasing: a record repeats or goes back.
+    OffsetNotIncreasing {
+        /// The offset that should have come next.
+        expected: u64,
+        /// The offset found.
+        found: u64,
+    },
+}
+
+impl fmt::Display for DamageReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DamageReason::SegmentHeader(what) => write!(f, "bad segment header: {what}"),
+            DamageReason::BadMagic => f.write_str("bad record magic"),
+            DamageReason::BadLength(len) => write!(f, "impossible record length {len}"),
+            DamageReason::LengthPastEnd(len) => {
+                write!(f, "record length {len} runs past the end of the segment")
+            }
+            DamageReason::CrcMismatch => f.write_str("CRC mismatch"),
+            DamageReason::Malformed(what) => write!(f, "malformed record: {what}"),
+            DamageReason::TruncatedTail => f.write_str("truncated tail"),
+            DamageReason::DamagedSegmentEnd => f.write_str("damaged end of sealed segment"),
+            DamageReason::BeyondSegmentLimit => f.write_str("data beyond the 4 GiB segment limit"),
+            DamageReason::OffsetGap { expected, found } => write!(
+                f,
+                "offset gap: expected {expected}, found {found} ({} offsets missing)",
+                found.saturating_sub(*expected)
+            ),
+            DamageReason::OffsetNotIncreasing { expected, found } => write!(
+                f,
+                "offset not increasing: expected {expected}, found {found}"
+            ),
+        }
+    }
+}
+
+impl PartialEq<str> for DamageReason {
+    fn eq(&self, other: &str) -> bool {
+        self.to_string().as_str() == other
+    }
+}
+
+impl PartialEq<&str> for DamageReason {
+    fn eq(&self, other: &&str) -> bool {
+        self.to_string().as_str() == *other
+    }
+}
+
+/// A damaged byte range of a segment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Damage {
+    /// Base offset of the segment (its file is [`Damage::file_name`]).
+    pub segment: u64,
+    /// Byte position of the damage in the segment file.
+    pub pos: u64,
+    /// Number of bytes skipped (0 for offset-order problems, which skip nothing).
+    pub len_skipped: u64,
+    /// What is wrong.
+    pub reason: DamageReason,
+}
+
+impl Damage {
+    /// File name of the segment, e.g. `00000000000000000000.seg`.
+    pub fn file_name(&self) -> String {
+        segment_file_name(self.segment)
+    }
+}
+
+impl fmt::Display for Damage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} byte {}: {} ({} bytes skipped)",
+            self.file_name(),
+            self.pos,
+            self.reason,
+            self.len_skipped
+        )
+    }
+}
+
+/// One item of a scan, owned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ScanItem {
+    /// A valid record at its position.
+    Record(Position, Record),
+    /// A damaged range that was skipped.
+    Damage(Damage),
+}
+
+/// One item of a scan, borrowing from the scan buffer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ScanRef<'a> {
+    /// A valid record at its position.
+    Record(Position, RecordRef<'a>),
+    /// A damaged range that was skipped.
+    Damage(Damage),
+}
+
+impl ScanRef<'_> {
+    /// Copies into an owned [`ScanItem`].
+    pub fn to_item(&self) -> ScanItem {
+        match self {
+            ScanRef::Record(p, r) => ScanItem::Record(*p, r.to_record()),
+            ScanRef::Damage(d) => ScanItem::Damage(d.clone()),
+        }
+    }
+}
+
+/// An open segment file being scanned.
+pub(crate) struct Src {
+    pub file: File,
+    pub path: PathBuf,
+    pub base: u64,
+    /// End of the bytes considered (file length, capped at `MAX_SEGMENT_BYTES`).
+    pub len: u64,
+    /// Real file length (may exceed `len` only past the 4 GiB limit).
+    pub real_len: u64,
+    /// The last segment of the log: invalid bytes at its end are a torn tail.
+    pub is_last: bool,
+}
+
+impl Src {
+    pub fn open(dir: &Path, base: u64, is_last: bool) -> Result<Src> {
+        let path = segment_path(dir, base);
+        let file = File::open(&path).map_err(|e| LogError::io("opening", &path, e))?;
+        Src::from_file(file, path, base, is_last)
+    }
+
+    pub fn from_file(file: File, path: PathBuf, base: u64, is_last: bool) -> Result<Src> {
+        let mut src = Src {
+            file,
+            path,
+            base,
+            len: 0,
+            real_len: 0,
+            is_last,
+        };
+        src.restat()?;
+        Ok(src)
+    }
+
+    /// Re-reads the file length; returns true if it grew.
+    pub fn restat(&mut self) -> Result<bool> {
+        let real = self
+            .file
+            .metadata()
+            .map_err(|e| LogError::io("reading metadata of", &self.path, e))?
+            .len();
+        let old = self.len;
+        self.real_len = real;
+        self.len = real.min(MAX_SEGMENT_BYTES);
+        Ok(self.len > old)
+    }
+}
+
+/// A reusable read buffer holding file bytes `[start, start + len)`.
+pub(crate) struct Window {
+    buf: Vec<u8>,
+    start: u64,
+    len: usize,
+    /// Identity of the file whose bytes are held (segment base), to avoid mixing.
+    owner: Option<u64>,
+}
+
+impl Window {
+    pub fn new() -> Window {
+        Window {
+            buf: Vec::new(),
+            start: 0,
+            len: 0,
+            owner: None,
+        }
+    }
+
+    /// Makes bytes `[pos, pos + need)` of `src` available. The caller guarantees
+    /// `pos + need <= src.len`.
+    fn fill(&mut self, src: &Src, pos: u64, need: usize) -> Result<()> {
+        let end = self.start + self.len as u64;
+        let same = self.owner == Some(src.base);
+        if same && pos >= self.start && pos + need as u64 <= end {
+            return Ok(());
+        }
+        if same && pos >= self.start && pos < end {
+            let from = (pos - self.start) as usize;
+            self.buf.copy_within(from..self.len, 0);
+            self.len -= from;
+        } else {
+            self.len = 0;
+        }
+        self.owner = Some(src.base);
+        self.start = pos;
+        let cap = need.max(READ_CHUNK);
+        if self.buf.len() < cap {
+            self.buf.resize(cap, 0);
+        }
+        let want = (self.buf.len() as u64).min(src.len.saturating_sub(pos)) as usize;
+        if want > self.len {
+            let dst = self
+                .buf
+                .get_mut(self.len..want)
+                .ok_or_else(|| internal(src, pos))?;
+            let got =
+                crate::segment::read_full_at(&src.file, &src.path, dst, pos + self.len as u64)?;
+            self.len += got;
+        }
+        if self.len < need {
+            return Err(LogError::Corrupt {
+                file: src.path.clone(),
+                pos,
+                what: "segment file shrank while being read".into(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Bytes `[pos, pos + n)`, which must have been filled.
+    fn slice(&self, src: &Src, pos: u64, n: usize) -> Result<&[u8]> {
+        let from = pos
+            .checked_sub(self.start)
+            .and_then(|d| usize::try_from(d).ok())
+            .ok_or_else(|| internal(src, pos))?;
+        let to = from.checked_add(n).ok_or_else(|| internal(src, pos))?;
+        if to > self.len {
+            return Err(internal(src, pos));
+        }
+        self.buf.get(from..to).ok_or_else(|| internal(src, pos))
+    }
+}
+
+fn internal(src: &Src, pos: u64) -> LogError {
+    LogError::Corrupt {
+        file: src.path.clone(),
+        pos,
+        what: "internal error: scan buffer out of range".into(),
+    }
+}
+
+/// Outcome of checking the frame at one position.
+enum Frame {
+    /// A complete frame with a valid CRC and body; `len` is the frame length.
+    Valid { len: u32, offset: u64 },
+    /// Not a valid record.
+    Invalid(DamageReason),
+}
+
+/// Checks the frame at `p`: magic, length, CRC and body structure.
+fn probe(win: &mut Window, src: &Src, p: u64) -> Result<Frame> {
+    let remaining = src.len.saturating_sub(p);
+    if remaining < u64::from(FRAME_HEADER_LEN) {
+        return Ok(Frame::Invalid(DamageReason::TruncatedTail));
+    }
+    win.fill(src, p, FRAME_HEADER_LEN as usize)?;
+    let Some((magic, body_len, crc)) =
+        frame_header(win.slice(src, p, FRAME_HEADER_LEN as usize)?)
+    else {
+        return Err(internal(src, p));
+    };
+    if magic != RECORD_MAGIC {
+        return Ok(Frame::Invalid(DamageReason::BadMagic));
+    }
+    if !(MIN_BODY_LEN..=MAX_BODY_LEN).contains(&body_len) {
+        return Ok(Frame::Invalid(DamageReason::BadLength(body_len)));
+    }
+    let frame_len = FRAME_HEADER_LEN + body_len; // <= 64 MiB + 12, no overflow
+    if u64::from(frame_len) > remaining {
+        return Ok(Frame::Invalid(DamageReason::LengthPastEnd(body_len)));
+    }
+    win.fill(src, p, frame_len as usize)?;
+    let frame = win.slice(src, p, frame_len as usize)?;
+    let (len_bytes, body) = match (frame.get(4..8), frame.get(FRAME_HEADER_LEN as usize..)) {
+        (Some(l), Some(b)) => (l, b),
+        _ => return Err(internal(src, p)),
+    };
+    if frame_crc(len_bytes, body) != crc {
+        return Ok(Frame::Invalid(DamageReason::CrcMismatch));
+    }
+    match decode_body(body) {
+        Ok(r) => Ok(Frame::Valid {
+            len: frame_len,
+            offset: r.offset,
+        }),
+        Err(what) => Ok(Frame::Invalid(DamageReason::Malformed(what))),
+    }
+}
+
+/// Finds the first position `>= from` holding a valid frame whose offset is at
+/// least `min_offset`.
+fn resync(win: &mut Window, src: &Src, from: u64, min_offset: u64) -> Result<Option<u64>> {
+    let mut q = from;
+    while q.saturating_add(u64::from(FRAME_HEADER_LEN)) <= src.len {
+        let n = (src.len - q).min(READ_CHUNK as u64) as usize;
+        win.fill(src, q, n)?;
+        let hit = win
+            .slice(src, q, n)?
+            .windows(RECORD_MAGIC.len())
+            .position(|w| w == RECORD_MAGIC);
+        match hit {
+            None => {
+                // keep the last 3 bytes: a magic may straddle the chunk boundary
+                q += (n as u64)
+                    .saturating_sub(RECORD_MAGIC.len() as u64 - 1)
+                    .max(1);
+            }
+            Some(i) => {
+                let m = q + i as u64;
+                if let Frame::Valid { offset, .. } = probe(win, src, m)? {
+                    if offset >= min_offset {
+                        return Ok(Some(m));
+                    }
+                }
+                q = m + 1;
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// One raw scan step (no borrowed data, so callers can loop freely).
+pub(crate) enum Step {
+    /// A valid record frame at `pos` of length `len` with `offset`.
+    Record { pos: u64, len: u32, offset: u64 },
+    /// A damaged range.
+    Damage(Damage),
+    /// End of this segment's data.
+    End,
+}
+
+/// Scanning state inside one segment.
+pub(crate) struct SegCursor {
+    pub src: Src,
+    pub pos: u64,
+    /// Resynchronisation accepts only records with at least this offset.
+    pub min_offset: u64,
+    excess_reported: bool,
+}
+
+impl SegCursor {
+    pub fn new(src: Src, pos: u64) -> SegCursor {
+        let min_offset = src.base;
+        SegCursor {
+            src,
+            pos: pos.max(u64::from(HEADER_LEN)),
+            min_offset,
+            excess_reported: false,
+        }
+    }
+
+    /// Checks the segment header; returns its damage, if any.
+    pub fn header_damage(&self) -> Result<Option<Damage>> {
+        let state = read_header(&self.src.file, &self.src.path, self.src.base)?;
+        let reason = match state {
+            HeaderState::Ok => return Ok(None),
+            HeaderState::Short if self.src.is_last => DamageReason::TruncatedTail,
+            HeaderState::Short => DamageReason::SegmentHeader("segment shorter than its header"),
+            HeaderState::Damaged(what) => DamageReason::SegmentHeader(what),
+        };
+        Ok(Some(Damage {
+            segment: self.src.base,
+            pos: 0,
+            len_skipped: self.src.len.min(u64::from(HEADER_LEN)),
+            reason,
+        }))
+    }
+
+    /// Advances by one record or damaged range.
+    pub fn step(&mut self, win: &mut Window) -> Result<Step> {
+        let p = self.pos;
+        if p >= self.src.len {
+            if self.src.real_len > self.src.len && !self.excess_reported {
+                self.excess_reported = true;
+                return Ok(Step::Damage(Damage {
+                    segment: self.src.base,
+                    pos: self.src.len,
+                    len_skipped: self.src.real_len - self.src.len,
+                    reason: DamageReason::BeyondSegmentLimit,
+                }));
+            }
+            return Ok(Step::End);
+        }
+        match probe(win, &self.src, p)? {
+            Frame::Valid { len, offset } => {
+                self.pos = p + u64::from(len);
+                self.min_offset = self.min_offset.max(offset.saturating_add(1));
+                Ok(Step::Record {
+                    pos: p,
+                    len,
+                    offset,
+                })
+            }
+            Frame::Invalid(reason) => {
+                let next = resync(win, &self.src, p + 1, self.min_offset)?;
+                let (end, reason) = match next {
+                    Some(q) => (q, reason),
+                    None if self.src.is_last => (self.src.len, DamageReason::TruncatedTail),
+                    None => (self.src.len, DamageReason::DamagedSegmentEnd),
+                };
+                self.pos = end;
+                Ok(Step::Damage(Damage {
+                    segment: self.src.base,
+                    pos: p,
+                    len_skipped: end - p,
+                    reason,
+                }))
+            }
+        }
+    }
+
+    /// Decodes the record returned by the last `Step::Record`.
+    pub fn record<'w>(&self, win: &'w Window, pos: u64, len: u32) -> Result<RecordRef<'w>> {
+        let frame = win.slice(&self.src, pos, len as usize)?;
+        let body = frame
+            .get(FRAME_HEADER_LEN as usize..)
+            .ok_or_else(|| internal(&self.src, pos))?;
+        decode_body(body).map_err(|what| LogError::Corrupt {
+            file: self.src.path.clone(),
+            pos,
+            what: what.into(),
+        })
+    }
+
+    /// The position of a record as a [`Position`].
+    pub fn position(&self, pos: u64) -> Position {
+        // pos < src.len <= MAX_SEGMENT_BYTES = u32::MAX
+        Position {
+            segment: self.src.base,
+            pos: u32::try_from(pos).unwrap_or(u32::MAX),
+        }
+    }
+}
+
+/// Iterator over the records and damage of a log, in log order across segments.
+///
+/// Yields `Result<ScanItem, LogError>`; an `Err` (I/O error, unsupported version)
+/// ends the scan. Use [`Scan::next_ref`] to avoid allocating per record.
+pub struct Scan {
+    dir: PathBuf,
+    segments: Vec<u64>,
+    /// Index in `segments` of the next segment to open.
+    next_idx: usize,
+    /// Start position inside the first segment scanned.
+    first_pos: Option<(u64, u64)>,
+    cur: Option<SegCursor>,
+    win: Window,
+    done: bool,
+}
+
+impl Scan {
+    pub(crate) fn new(dir: PathBuf, segments: Vec<u64>, from: Position) -> Scan {
+        // Start in the segment whose base is `from.segment`; if there is none, in
+        // the first segment after it.
+        let next_idx = segments.partition_point(|&b| b < from.segment);
+        let first_pos = match segments.get(next_idx) {
+            Some(&b) if b == from.segment => Some((b, u64::from(from.pos))),
+            _ => None,
+        };
+        Scan {
+            dir,
+            segments,
+            next_idx,
+            first_pos,
+            cur: None,
+            win: Window::new(),
+            done: false,
+        }
+    }
+
+    /// Opens the next segment; returns a header damage to report, if any.
+    fn open_next(&mut self) -> Result<Option<Option<Damage>>> {
+        if self.next_idx >= self.segments.len() {
+            // Pick up segments a concurrent writer created since the listing.
+            let last = self.segments.last().copied();
+            let fresh = list_segments(&self.dir)?;
+            self.segments = fresh;
+            self.next_idx = match last {
+                Some(l) => self.segments.partition_point(|&b| b <= l),
+                None => 0,
+            };
+            if self.next_idx >= self.segments.len() {
+                return Ok(None);
+            }
+        }
+        let base = self.segments[self.next_idx];
+        self.next_idx += 1;
+        let is_last = self.next_idx == self.segments.len();
+        let src = Src::open(&self.dir, base, is_last)?;
+        let start = match self.first_pos.take() {
+            Some((b, p)) if b == base => p,
+            _ => 0,
+        };
+        let cur = SegCursor::new(src, start);
+        let damage = if start < u64::from(HEADER_LEN) {
+            cur.header_damage()?
+        } else {
+            // still refuse other format versions
+            read_header(&cur.src.file, &cur.src.path, base)?;
+            None
+        };
+        self.cur = Some(cur);
+        Ok(Some(damage))
+    }
+
+    /// When the current (last) segment seems to end, checks whether a concurrent
+    /// writer has since added data or sealed it; returns true to keep scanning it.
+    fn grew(&mut self) -> Result<bool> {
+        let Some(cur) = self.cur.as_mut() else {
+            return Ok(false);
+        };
+        if !cur.src.is_last {
+            return Ok(false);
+        }
+        // List first: a segment created after this one proves it is complete, so
+        // the length read afterwards is final.
+        let fresh = list_segments(&self.dir)?;
+        let sealed = fresh.iter().any(|&b| b > cur.src.base);
+        let grew = cur.src.restat()?;
+        if sealed {
+            cur.src.is_last = false;
+        }
+        Ok(grew || sealed)
+    }
+
+    fn next_raw(&mut self) -> Result<Option<(u64, u32, Option<Damage>)>> {
+        loop {
+            if self.cur.is_none() {
+                match self.open_next()? {
+                    None => return Ok(None),
+                    Some(Some(d)) => return Ok(Some((0, 0, Some(d)))),
+                    Some(None) => {}
+                }
+            }
+            let Some(cur) = self.cur.as_mut() else {
+                continue;
+            };
+            let before = cur.pos;
+            match cur.step(&mut self.win)? {
+                Step::Record { pos, len, .. } => return Ok(Some((pos, len, None))),
+                Step::Damage(d) => {
+                    if d.reason == DamageReason::TruncatedTail && self.grew()? {
+                        if let Some(cur) = self.cur.as_mut() {
+                            cur.pos = before;
+                        }
+                        continue;
+                    }
+                    return Ok(Some((0, 0, Some(d))));
+                }
+                Step::End => {
+                    if self.grew()? {
+                        continue;
+                    }
+                    self.cur = None;
+                }
+            }
+        }
+    }
+
+    /// Next item, borrowing record fields from the scan buffer (no allocation).
+    pub fn next_ref(&mut self) -> Option<Result<ScanRef<'_>>> {
+        if self.done {
+            return None;
+        }
+        match self.next_raw() {
+            Ok(None) => {
+                self.done = true;
+                None
+            }
+            Ok(Some((_, _, Some(d)))) => Some(Ok(ScanRef::Damage(d))),
+            Ok(Some((pos, len, None))) => {
+                let Some(cur) = self.cur.as_ref() else {
+                    self.done = true;
+                    return None;
+                };
+                let position = cur.position(pos);
+                Some(
+                    cur.record(&self.win, pos, len)
+                        .map(|r| ScanRef::Record(position, r)),
+                )
+            }
+            Err(e) => {
+                self.done = true;
+                Some(Err(e))
+            }
+        }
+    }
+}
+
+impl Iterator for Scan {
+    type Item = Result<ScanItem>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        self.next_ref().map(|r| r.map(|item| item.to_item()))
+    }
+}

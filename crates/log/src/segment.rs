@@ -1,0 +1,149 @@
+//! Segment files: naming, listing, creation and header checks.
+//!
+//! Invariants:
+//! - A segment file is named `{base:020}.seg`, where `base` is the offset of its
+//!   first record; other names in the directory are ignored.
+//! - A new segment file is created exclusively (never over an existing one) with
+//!   mode 0600, gets its header written and fsynced, and then the directory is
+//!   fsynced, before any record is written to it.
+//! - Listing never opens a segment: its cost is one directory read.
+
+use std::fs::{File, OpenOptions};
+use std::io::{ErrorKind, Write};
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use crate::error::{LogError, Result};
+use crate::format::{check_header, encode_header, HeaderProblem, FORMAT_VERSION, HEADER_LEN};
+
+/// File name of the segment with base offset `base`.
+pub fn segment_file_name(base: u64) -> String {
+    format!("{base:020}.seg")
+}
+
+/// Path of the segment with base offset `base` in `dir`.
+pub(crate) fn segment_path(dir: &Path, base: u64) -> PathBuf {
+    dir.join(segment_file_name(base))
+}
+
+/// Parses a segment file name; `None` if it is not one.
+pub(crate) fn parse_segment_name(name: &str) -> Option<u64> {
+    let digits = name.strip_suffix(".seg")?;
+    if digits.len() != 20 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
+}
+
+/// Base offsets of the segments in `dir`, sorted ascending.
+pub(crate) fn list_segments(dir: &Path) -> Result<Vec<u64>> {
+    let rd = std::fs::read_dir(dir).map_err(|e| LogError::io("listing", dir, e))?;
+    let mut bases = Vec::new();
+    for entry in rd {
+        let entry = entry.map_err(|e| LogError::io("listing", dir, e))?;
+        if let Some(base) = entry.file_name().to_str().and_then(parse_segment_name) {
+            bases.push(base);
+        }
+    }
+    bases.sort_unstable();
+    Ok(bases)
+}
+
+/// fsyncs a directory so that file creations in it are durable.
+pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| LogError::io("fsyncing directory", dir, e))
+}
+
+/// Creates the segment `base` in `dir` (mode 0600), writes and fsyncs its header,
+/// fsyncs the directory, and returns the file open for appending.
+pub(crate) fn create_segment(dir: &Path, base: u64) -> Result<File> {
+    let path = segment_path(dir, base);
+    let mut file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)
+        .map_err(|e| LogError::io("creating segment", &path, e))?;
+    file.write_all(&encode_header(base))
+        .map_err(|e| LogError::io("writing segment header to", &path, e))?;
+    file.sync_all()
+        .map_err(|e| LogError::io("fsyncing", &path, e))?;
+    sync_dir(dir)?;
+    Ok(file)
+}
+
+/// Rewrites the header of a segment that holds no record (torn creation).
+pub(crate) fn rewrite_empty_segment(file: &File, path: &Path, base: u64) -> Result<()> {
+    file.set_len(0)
+        .map_err(|e| LogError::io("truncating", path, e))?;
+    file.write_all_at(&encode_header(base), 0)
+        .map_err(|e| LogError::io("writing segment header to", path, e))?;
+    file.sync_all()
+        .map_err(|e| LogError::io("fsyncing", path, e))
+}
+
+/// Reads up to `buf.len()` bytes at `pos`, stopping early only at end of file.
+pub(crate) fn read_full_at(file: &File, path: &Path, buf: &mut [u8], pos: u64) -> Result<usize> {
+    let mut got = 0;
+    while got < buf.len() {
+        let Some(dst) = buf.get_mut(got..) else { break };
+        match file.read_at(dst, pos + got as u64) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) => return Err(LogError::io("reading", path, e)),
+        }
+    }
+    Ok(got)
+}
+
+/// Result of looking at a segment header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum HeaderState {
+    /// Valid header for this base and version.
+    Ok,
+    /// Shorter than a header (torn creation, or empty file).
+    Short,
+    /// Damaged header.
+    Damaged(&'static str),
+}
+
+/// Reads and checks the header of segment `base`. A well-formed header of another
+/// version is an error ([`LogError::UnsupportedVersion`]); damage is reported as
+/// state so that the records after it can still be read.
+pub(crate) fn read_header(file: &File, path: &Path, base: u64) -> Result<HeaderState> {
+    let mut h = [0u8; HEADER_LEN as usize];
+    let got = read_full_at(file, path, &mut h, 0)?;
+    match check_header(h.get(..got).unwrap_or(&[]), base) {
+        Ok(()) => Ok(HeaderState::Ok),
+        Err(HeaderProblem::Short) => Ok(HeaderState::Short),
+        Err(HeaderProblem::Damaged(what)) => Ok(HeaderState::Damaged(what)),
+        Err(HeaderProblem::Version(version)) => Err(LogError::UnsupportedVersion {
+            file: path.to_owned(),
+            version,
+            supported: FORMAT_VERSION,
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names() {
+        assert_eq!(segment_file_name(5), "00000000000000000005.seg");
+        assert_eq!(parse_segment_name("00000000000000000005.seg"), Some(5));
+        assert_eq!(parse_segment_name("0000000000000000005.seg"), None);
+        assert_eq!(parse_segment_name("00000000000000000005.seg.tmp"), None);
+        assert_eq!(parse_segment_name("+0000000000000000005.seg"), None);
+        assert_eq!(parse_segment_name("99999999999999999999.seg"), None);
+        assert_eq!(
+            parse_segment_name(&segment_file_name(u64::MAX)),
+            Some(u64::MAX)
+        );
+    }
+}

@@ -1,0 +1,113 @@
+//! Full verification of a log: every segment, every byte, every CRC.
+//!
+//! Invariants:
+//! - Every segment is read completely, in order; damage never stops verification.
+//! - Every damaged byte range and every break in offset order (gap, repeat, segment
+//!   base that does not continue the previous segment) is reported with its segment
+//!   file and byte position.
+//! - Verification only reads; it never takes the writer lock. On a live log the
+//!   record being written may show as a "truncated tail".
+
+use std::path::Path;
+
+use crate::error::Result;
+use crate::scan::{Damage, DamageReason, SegCursor, Src, Step, Window};
+use crate::segment::list_segments;
+
+/// Result of [`verify`].
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct VerifyReport {
+    /// Number of segment files.
+    pub segments: usize,
+    /// Valid records found.
+    pub records: u64,
+    /// Valid records flagged as quarantined.
+    pub quarantined: u64,
+    /// Total bytes of all segment files.
+    pub bytes: u64,
+    /// Every damage found, in log order.
+    pub damage: Vec<Damage>,
+    /// One past the highest offset found (the next offset a writer would use).
+    pub next_offset: u64,
+}
+
+impl VerifyReport {
+    /// True if no damage was found.
+    pub fn is_clean(&self) -> bool {
+        self.damage.is_empty()
+    }
+}
+
+/// Verifies every segment of the log in `dir`: header, magic, length and CRC of every
+/// record, and that offsets are dense and increasing from 0 across segments.
+pub fn verify(dir: &Path) -> Result<VerifyReport> {
+    let segments = list_segments(dir)?;
+    let mut report = VerifyReport {
+        segments: segments.len(),
+        ..VerifyReport::default()
+    };
+    let mut win = Window::new();
+    let mut expected: u64 = 0;
+    for (i, &base) in segments.iter().enumerate() {
+        let src = Src::open(dir, base, i + 1 == segments.len())?;
+        report.bytes += src.real_len;
+        let mut cur = SegCursor::new(src, 0);
+        if let Some(d) = cur.header_damage()? {
+            report.damage.push(d);
+        }
+        if base != expected {
+            let reason = if base > expected {
+                DamageReason::OffsetGap {
+                    expected,
+                    found: base,
+                }
+            } else {
+                DamageReason::OffsetNotIncreasing {
+                    expected,
+                    found: base,
+                }
+            };
+            report.damage.push(Damage {
+                segment: base,
+                pos: 0,
+                len_skipped: 0,
+                reason,
+            });
+            expected = base;
+        }
+        loop {
+            match cur.step(&mut win)? {
+                Step::Record { pos, len, offset } => {
+                    report.records += 1;
+                    if cur.record(&win, pos, len)?.quarantined {
+                        report.quarantined += 1;
+                    }
+                    if offset != expected {
+                        let reason = if offset > expected {
+                            DamageReason::OffsetGap {
+                                expected,
+                                found: offset,
+                            }
+                        } else {
+                            DamageReason::OffsetNotIncreasing {
+                                expected,
+                                found: offset,
+                            }
+                        };
+                        report.damage.push(Damage {
+                            segment: base,
+                            pos,
+                            len_skipped: 0,
+                            reason,
+                        });
+                    }
+                    expected = expected.max(offset.saturating_add(1));
+                }
+                Step::Damage(d) => report.damage.push(d),
+                Step::End => break,
+            }
+        }
+    }
+    report.next_offset = expected;
+    Ok(report)
+}

@@ -1,0 +1,338 @@
+//! The single writer: appends records, rolls segments, makes data durable.
+//!
+//! Invariants:
+//! - Offsets are dense: the record appended after offset N gets N + 1.
+//! - Bytes reach the file in append order through one in-memory buffer; a record is
+//!   never split across segments.
+//! - A segment is sealed (fsynced, whatever the policy) before its successor is
+//!   created, so only the last segment can ever have a torn tail.
+//! - A segment file exceeds `segment_bytes` only if it holds a single record that
+//!   is larger; it never exceeds 4 GiB, so positions fit in `u32`.
+//! - `flush` returns N only when every record below N is durable under the policy.
+//! - After any failed write or fsync the writer is poisoned: it refuses further
+//!   work, and reopening the log (which recovers the tail) is the way forward.
+
+use std::fs::File;
+use std::os::unix::fs::{DirBuilderExt, FileExt};
+use std::path::{Path, PathBuf};
+
+use crate::error::{LogError, Result};
+use crate::format::{
+    body_len, encode_frame, NewRecord, FRAME_HEADER_LEN, HEADER_LEN, MAX_BODY_LEN,
+    MAX_SEGMENT_BYTES,
+};
+use crate::lock::{lock_dir, DirLock};
+use crate::reader::LogReader;
+use crate::recovery::{recover_last, Recovery};
+use crate::segment::{create_segment, list_segments, segment_path};
+use crate::Position;
+
+/// Size of the in-memory append buffer; it is written out when it fills up.
+pub const WRITE_BUFFER_BYTES: usize = 1 << 20;
+
+/// Default segment size (64 MiB).
+pub const DEFAULT_SEGMENT_BYTES: u64 = 64 << 20;
+
+/// When appended data is fsynced.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub enum FsyncPolicy {
+    /// Write and fsync after every append.
+    Always,
+    /// Group commit: write and fsync at each `flush` (the default).
+    #[default]
+    Batch,
+    /// Write at each `flush`, never fsync (sealed segments are still fsynced).
+    Never,
+}
+
+impl std::str::FromStr for FsyncPolicy {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "always" => Ok(FsyncPolicy::Always),
+            "batch" => Ok(FsyncPolicy::Batch),
+            "never" => Ok(FsyncPolicy::Never),
+            other => Err(format!(
+                "unknown fsync policy `{other}` (expected always, batch or never)"
+            )),
+        }
+    }
+}
+
+impl std::fmt::Display for FsyncPolicy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            FsyncPolicy::Always => "always",
+            FsyncPolicy::Batch => "batch",
+            FsyncPolicy::Never => "never",
+        })
+    }
+}
+
+/// Options of the writer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LogOptions {
+    /// Roll to a new segment when the next record would push the file past this
+    /// size. Clamped to `[HEADER_LEN + 1, 4 GiB - 1 - max record]`.
+    pub segment_bytes: u64,
+    /// When to fsync.
+    pub fsync: FsyncPolicy,
+}
+
+impl Default for LogOptions {
+    fn default() -> Self {
+        LogOptions {
+            segment_bytes: DEFAULT_SEGMENT_BYTES,
+            fsync: FsyncPolicy::Batch,
+        }
+    }
+}
+
+/// The single writer of a log directory.
+pub struct Log {
+    dir: PathBuf,
+    opts: LogOptions,
+    _lock: DirLock,
+    /// Base offset of the active (last) segment.
+    base: u64,
+    file: File,
+    path: PathBuf,
+    /// Bytes already written to the active segment file.
+    written: u64,
+    buf: Vec<u8>,
+    next_offset: u64,
+    /// Every record below this offset is durable under the policy.
+    durable_offset: u64,
+    poisoned: Option<String>,
+}
+
+impl std::fmt::Debug for Log {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Log")
+            .field("dir", &self.dir)
+            .field("segment", &self.base)
+            .field("next_offset", &self.next_offset)
+            .finish()
+    }
+}
+
+impl Log {
+    /// Opens (creating if needed, directory mode 0700) the log in `dir` for writing
+    /// and recovers the tail of its last segment.
+    ///
+    /// Only the last segment is read. It is scanned from `scan_from` when that
+    /// position lies in the last segment and a valid record starts there (an index
+    /// checkpoint; pass the position of the last indexed record), otherwise from the
+    /// segment start. A torn tail (invalid bytes with no valid record after them) is
+    /// truncated; damage followed by valid records is kept and reported.
+    pub fn open(
+        dir: &Path,
+        opts: LogOptions,
+        scan_from: Option<Position>,
+    ) -> Result<(Log, Recovery)> {
+        if !dir.is_dir() {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)
+                .map_err(|e| LogError::io("creating log directory", dir, e))?;
+        }
+        let lock = lock_dir(dir)?;
+        let max_seg = MAX_SEGMENT_BYTES - u64::from(FRAME_HEADER_LEN + MAX_BODY_LEN) - 1;
+        let opts = LogOptions {
+            segment_bytes: opts.segment_bytes.clamp(u64::from(HEADER_LEN) + 1, max_seg),
+            fsync: opts.fsync,
+        };
+        let segments = list_segments(dir)?;
+        let (base, file, written, recovery) = match segments.last() {
+            None => {
+                let file = create_segment(dir, 0)?;
+                (0, file, u64::from(HEADER_LEN), Recovery::default())
+            }
+            Some(&base) => {
+                let r = recover_last(dir, base, scan_from)?;
+                (base, r.file, r.len, r.recovery)
+            }
+        };
+        let next_offset = recovery.next_offset;
+        let log = Log {
+            dir: dir.to_owned(),
+            opts,
+            _lock: lock,
+            base,
+            path: segment_path(dir, base),
+            file,
+            written,
+            buf: Vec::with_capacity(WRITE_BUFFER_BYTES),
+            next_offset,
+            durable_offset: next_offset,
+            poisoned: None,
+        };
+        Ok((log, recovery))
+    }
+
+    /// Appends a record and returns its offset and position. The record is buffered
+    /// in memory; it is durable once [`Log::flush`] returns an offset above it (or at
+    /// once under [`FsyncPolicy::Always`]). Rolls to a new segment when needed.
+    ///
+    /// A record that breaks a format limit is rejected without changing the log.
+    pub fn append(&mut self, rec: &NewRecord<'_>) -> Result<(u64, Position)> {
+        self.check_poisoned()?;
+        let body_len = body_len(rec)?;
+        let frame_len = u64::from(FRAME_HEADER_LEN + body_len);
+        let cur = self.end_pos();
+        if cur > u64::from(HEADER_LEN) && cur + frame_len > self.opts.segment_bytes {
+            self.roll()?;
+        }
+        let pos = self.end_pos();
+        let position = Position {
+            segment: self.base,
+            // end_pos <= segment_bytes (clamped far below u32::MAX), or this is the
+            // only record of a fresh segment (HEADER_LEN)
+            pos: u32::try_from(pos).map_err(|_| LogError::Poisoned {
+                reason: "segment position overflow".into(),
+            })?,
+        };
+        let offset = self.next_offset;
+        encode_frame(&mut self.buf, offset, rec, body_len);
+        self.next_offset += 1;
+        match self.opts.fsync {
+            FsyncPolicy::Always => {
+                self.write_buf()?;
+                self.sync()?;
+                self.durable_offset = self.next_offset;
+            }
+            FsyncPolicy::Batch | FsyncPolicy::Never => {
+                if self.buf.len() >= WRITE_BUFFER_BYTES {
+                    self.write_buf()?;
+                }
+            }
+        }
+        Ok((offset, position))
+    }
+
+    /// Writes buffered records and makes them durable per the policy (`Batch`,
+    /// `Always`: fsync; `Never`: write only). Returns the offset one past the last
+    /// durable record.
+    pub fn flush(&mut self) -> Result<u64> {
+        self.check_poisoned()?;
+        if self.durable_offset == self.next_offset && self.buf.is_empty() {
+            return Ok(self.durable_offset);
+        }
+        self.write_buf()?;
+        if self.opts.fsync != FsyncPolicy::Never {
+            self.sync()?;
+        }
+        self.durable_offset = self.next_offset;
+        Ok(self.durable_offset)
+    }
+
+    /// Flushes and closes the log, returning the final durable offset.
+    pub fn close(mut self) -> Result<u64> {
+        self.flush()
+    }
+
+    /// The offset the next appended record will get.
+    pub fn next_offset(&self) -> u64 {
+        self.next_offset
+    }
+
+    /// One past the last record made durable by `flush` (or recovered at open).
+    pub fn durable_offset(&self) -> u64 {
+        self.durable_offset
+    }
+
+    /// The end of the data: where the next record goes unless it triggers a roll, in
+    /// which case it goes to `Position { segment: next_offset(), pos: HEADER_LEN }`.
+    pub fn end_position(&self) -> Position {
+        Position {
+            segment: self.base,
+            pos: u32::try_from(self.end_pos()).unwrap_or(u32::MAX),
+        }
+    }
+
+    /// The log directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The effective options (after clamping).
+    pub fn options(&self) -> LogOptions {
+        self.opts
+    }
+
+    /// A reader of this log; it sees everything flushed.
+    pub fn reader(&self) -> LogReader {
+        // The directory exists and is readable: `open` just listed it. Listing can
+        // only fail now if it was removed underneath us; then the reader is empty.
+        LogReader::open(&self.dir).unwrap_or_else(|_| LogReader::empty(&self.dir))
+    }
+
+    fn end_pos(&self) -> u64 {
+        self.written + self.buf.len() as u64
+    }
+
+    fn check_poisoned(&self) -> Result<()> {
+        match &self.poisoned {
+            Some(reason) => Err(LogError::Poisoned {
+                reason: reason.clone(),
+            }),
+            None => Ok(()),
+        }
+    }
+
+    fn poison(&mut self, err: LogError) -> LogError {
+        self.poisoned = Some(err.to_string());
+        err
+    }
+
+    fn write_buf(&mut self) -> Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        if let Err(e) = self.file.write_all_at(&self.buf, self.written) {
+            let err = LogError::io("writing", &self.path, e);
+            return Err(self.poison(err));
+        }
+        self.written += self.buf.len() as u64;
+        self.buf.clear();
+        Ok(())
+    }
+
+    fn sync(&mut self) -> Result<()> {
+        if let Err(e) = self.file.sync_data() {
+            let err = LogError::io("fsyncing", &self.path, e);
+            return Err(self.poison(err));
+        }
+        Ok(())
+    }
+
+    /// Seals the active segment (write + fsync) and creates the next one.
+    fn roll(&mut self) -> Result<()> {
+        self.write_buf()?;
+        self.sync()?;
+        self.durable_offset = self.next_offset;
+        let base = self.next_offset;
+        let file = match create_segment(&self.dir, base) {
+            Ok(f) => f,
+            Err(e) => return Err(self.poison(e)),
+        };
+        self.file = file;
+        self.base = base;
+        self.path = segment_path(&self.dir, base);
+        self.written = u64::from(HEADER_LEN);
+        Ok(())
+    }
+}
+
+impl Drop for Log {
+    /// Best effort: writes (and per policy fsyncs) buffered records. Call
+    /// [`Log::flush`] to learn about errors.
+    fn drop(&mut self) {
+        if self.poisoned.is_none()
+            && (self.durable_offset != self.next_offset || !self.buf.is_empty())
+        {
+            let _ = self.flush();
+        }
+    }
+}

@@ -1,0 +1,165 @@
+#![allow(dead_code)]
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use ccvault_log::{
+    FsyncPolicy, Log, LogOptions, LogReader, NewRecord, Position, Record, ScanItem, SourceKind,
+};
+
+/// Deterministic xorshift PRNG.
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.0 = x;
+        x
+    }
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+/// Owned data for a test record.
+#[derive(Clone, Debug)]
+pub struct TestRec {
+    pub ingest_ms: i64,
+    pub quarantined: bool,
+    pub source_kind: SourceKind,
+    pub source: String,
+    pub line: u64,
+    pub message_id: String,
+    pub publish_time: String,
+    pub quarantine_reason: String,
+    pub payload: Vec<u8>,
+}
+
+impl TestRec {
+    pub fn new(i: u64, max_payload: u64) -> TestRec {
+        let mut rng = Rng(i.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
+        let len = rng.below(max_payload + 1) as usize;
+        let payload: Vec<u8> = if matches!(i % 5, 0) {
+            (0..len).map(|_| rng.next() as u8).collect()
+        } else {
+            let s = format!("{{\"Interaction\":{{\"n\":{i},\"pad\":\"");
+            let mut p = s.into_bytes();
+            while p.len() < len {
+                p.push(b'a' + (rng.below(26) as u8));
+            }
+            p.extend_from_slice(b"\"}}");
+            p
+        };
+        TestRec {
+            ingest_ms: 1_700_000_000_000 + i as i64,
+            quarantined: matches!(i % 5, 0),
+            source_kind: [
+                SourceKind::Unknown,
+                SourceKind::File,
+                SourceKind::Stdin,
+                SourceKind::Mqtt,
+                SourceKind::Pulsar,
+                SourceKind::Other,
+            ][(i % 6) as usize],
+            source: if matches!(i % 3, 0) {
+                String::new()
+            } else {
+                format!("/data/events-{}.jsonl", i % 7)
+            },
+            line: i % 4 * i,
+            message_id: if matches!(i % 2, 0) {
+                format!("m{i}")
+            } else {
+                String::new()
+            },
+            publish_time: "2024-05-01T12:00:00.123Z".into(),
+            quarantine_reason: if matches!(i % 5, 0) {
+                "not valid JSON".into()
+            } else {
+                String::new()
+            },
+            payload,
+        }
+    }
+
+    pub fn as_new(&self) -> NewRecord<'_> {
+        NewRecord {
+            ingest_ms: self.ingest_ms,
+            quarantined: self.quarantined,
+            source_kind: self.source_kind,
+            source: &self.source,
+            line: self.line,
+            message_id: &self.message_id,
+            publish_time: &self.publish_time,
+            quarantine_reason: &self.quarantine_reason,
+            payload: &self.payload,
+        }
+    }
+
+    pub fn matches(&self, offset: u64, r: &Record) -> bool {
+        r.offset == offset
+            && r.ingest_ms == self.ingest_ms
+            && r.quarantined == self.quarantined
+            && r.source_kind == self.source_kind
+            && r.source == self.source
+            && r.line == self.line
+            && r.message_id == self.message_id
+            && r.publish_time == self.publish_time
+            && r.quarantine_reason == self.quarantine_reason
+            && r.payload == self.payload
+    }
+}
+
+pub fn opts(segment_bytes: u64) -> LogOptions {
+    LogOptions {
+        segment_bytes,
+        fsync: FsyncPolicy::Batch,
+    }
+}
+
+/// Writes records `from..to` (flushing at the end) and returns their positions.
+pub fn write_records(log: &mut Log, from: u64, to: u64, max_payload: u64) -> Vec<Position> {
+    let mut out = Vec::new();
+    for i in from..to {
+        let r = TestRec::new(i, max_payload);
+        let (off, pos) = log.append(&r.as_new()).unwrap();
+        assert_eq!(off, i);
+        out.push(pos);
+    }
+    assert_eq!(log.flush().unwrap(), to);
+    out
+}
+
+/// Scans the whole log; returns records and damage.
+pub fn scan_all(dir: &Path) -> (Vec<(Position, Record)>, Vec<ccvault_log::Damage>) {
+    let reader = LogReader::open(dir).unwrap();
+    let mut recs = Vec::new();
+    let mut damage = Vec::new();
+    for item in reader.scan(Position::START) {
+        match item.unwrap() {
+            ScanItem::Record(p, r) => recs.push((p, r)),
+            ScanItem::Damage(d) => damage.push(d),
+        }
+    }
+    (recs, damage)
+}
+
+pub fn segment_files(dir: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "seg"))
+        .collect();
+    v.sort();
+    v
+}
+
+pub fn copy_dir(from: &Path, to: &Path) {
+    fs::create_dir_all(to).unwrap();
+    for f in segment_files(from) {
+        fs::copy(&f, to.join(f.file_name().unwrap())).unwrap();
+    }
+}

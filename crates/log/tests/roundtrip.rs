@@ -1,0 +1,414 @@
+//! Append / read / scan round trips, rolling, reopening, options, locking.
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt;
+
+use ccvault_log::{
+    verify, FsyncPolicy, Log, LogError, LogOptions, LogReader, NewRecord, Position, ScanItem,
+    ScanRef, HEADER_LEN,
+};
+use common::*;
+
+#[test]
+fn roundtrip_across_rolls_and_reopen() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("log");
+    let (mut log, rec) = Log::open(&dir, opts(4096), None).unwrap();
+    assert_eq!(rec.next_offset, 0);
+    let positions = write_records(&mut log, 0, 400, 300);
+    assert_eq!(log.next_offset(), 400);
+    let reader = log.reader();
+    let segs = reader.segments();
+    assert!(
+        segs.len() > 10,
+        "expected many segments, got {}",
+        segs.len()
+    );
+    assert_eq!(segs[0], 0);
+    for f in segment_files(&dir) {
+        assert!(std::fs::metadata(&f).unwrap().len() <= 4096);
+    }
+    // positions are increasing in log order and read back exactly
+    for w in positions.windows(2) {
+        assert!(w[0] < w[1]);
+    }
+    for (i, p) in positions.iter().enumerate() {
+        let r = reader.read_at(*p).unwrap();
+        assert!(
+            TestRec::new(i as u64, 300).matches(i as u64, &r),
+            "record {i}"
+        );
+    }
+    // segment base = offset of its first record
+    for &b in &segs {
+        let first = positions.iter().position(|p| p.segment == b).unwrap();
+        assert_eq!(first as u64, b);
+        assert_eq!(positions[first].pos, HEADER_LEN);
+    }
+    let (recs, damage) = scan_all(&dir);
+    assert!(damage.is_empty());
+    assert_eq!(recs.len(), 400);
+    for (i, (p, r)) in recs.iter().enumerate() {
+        assert_eq!(*p, positions[i]);
+        assert!(TestRec::new(i as u64, 300).matches(i as u64, r));
+    }
+    // scan from the middle
+    let mid = positions[237];
+    let tail: Vec<_> = reader.scan(mid).map(|i| i.unwrap()).collect();
+    assert_eq!(tail.len(), 400 - 237);
+    // the borrowed fast scan sees the same
+    let mut n = 0u64;
+    reader
+        .scan_with(Position::START, |item| -> Result<(), LogError> {
+            match item {
+                ScanRef::Record(_, r) => {
+                    assert_eq!(r.offset, n);
+                    assert_eq!(r.payload, TestRec::new(n, 300).payload.as_slice());
+                    n += 1;
+                }
+                ScanRef::Damage(d) => panic!("unexpected damage {d}"),
+            }
+            Ok(())
+        })
+        .unwrap();
+    assert_eq!(n, 400);
+    assert!(reader.total_bytes() > 400 * 50);
+    drop(log);
+
+    let (mut log, rec) = Log::open(&dir, opts(4096), None).unwrap();
+    assert_eq!(rec.next_offset, 400);
+    assert_eq!(rec.truncated_bytes, 0);
+    assert!(rec.damaged.is_empty());
+    write_records(&mut log, 400, 500, 300);
+    drop(log);
+    let (recs, damage) = scan_all(&dir);
+    assert!(damage.is_empty());
+    assert_eq!(recs.len(), 500);
+    for (i, (_, r)) in recs.iter().enumerate() {
+        assert!(TestRec::new(i as u64, 300).matches(i as u64, r));
+    }
+    let report = verify(&dir).unwrap();
+    assert!(report.is_clean(), "{:?}", report.damage);
+    assert_eq!(report.records, 500);
+    assert_eq!(report.next_offset, 500);
+    assert_eq!(report.quarantined, 100);
+}
+
+#[test]
+fn reader_sees_segments_added_later() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let (mut log, _) = Log::open(dir, opts(2048), None).unwrap();
+    let reader = LogReader::open(dir).unwrap();
+    assert_eq!(reader.segments(), vec![0]);
+    assert_eq!(reader.scan(Position::START).count(), 0);
+    let positions = write_records(&mut log, 0, 100, 200);
+    assert!(reader.segments().len() > 3);
+    assert_eq!(reader.scan(Position::START).count(), 100);
+    let last = *positions.last().unwrap();
+    assert_eq!(reader.read_at(last).unwrap().offset, 99);
+    // unflushed data is not visible, flushed data is
+    let r = TestRec::new(100, 10);
+    let (_, p) = log.append(&r.as_new()).unwrap();
+    assert!(reader.read_at(p).is_err());
+    log.flush().unwrap();
+    assert_eq!(reader.read_at(p).unwrap().offset, 100);
+}
+
+#[test]
+fn fsync_policies_produce_identical_files() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut contents = Vec::new();
+    for policy in [FsyncPolicy::Always, FsyncPolicy::Batch, FsyncPolicy::Never] {
+        let dir = tmp.path().join(policy.to_string());
+        let o = LogOptions {
+            segment_bytes: 4096,
+            fsync: policy,
+        };
+        let (mut log, _) = Log::open(&dir, o, None).unwrap();
+        for i in 0..300 {
+            log.append(&TestRec::new(i, 250).as_new()).unwrap();
+            if matches!(i % 7, 0) {
+                assert_eq!(log.flush().unwrap(), i + 1);
+            }
+        }
+        log.close().unwrap();
+        let files: Vec<(String, Vec<u8>)> = segment_files(&dir)
+            .into_iter()
+            .map(|p| {
+                (
+                    p.file_name().unwrap().to_string_lossy().into_owned(),
+                    std::fs::read(&p).unwrap(),
+                )
+            })
+            .collect();
+        assert!(files.len() > 5);
+        contents.push(files);
+    }
+    assert_eq!(contents[0], contents[1]);
+    assert_eq!(contents[1], contents[2]);
+}
+
+#[test]
+fn always_policy_is_durable_per_append() {
+    let tmp = tempfile::tempdir().unwrap();
+    let o = LogOptions {
+        segment_bytes: 1 << 20,
+        fsync: FsyncPolicy::Always,
+    };
+    let (mut log, _) = Log::open(tmp.path(), o, None).unwrap();
+    let (_, p) = log.append(&TestRec::new(0, 10).as_new()).unwrap();
+    assert_eq!(log.durable_offset(), 1);
+    // written without an explicit flush
+    assert_eq!(log.reader().read_at(p).unwrap().offset, 0);
+}
+
+#[test]
+fn second_writer_is_refused_and_names_the_holder() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (log, _) = Log::open(tmp.path(), opts(4096), None).unwrap();
+    let err = Log::open(tmp.path(), opts(4096), None).unwrap_err();
+    match &err {
+        LogError::Locked { holder, .. } => {
+            assert_eq!(holder, &format!("pid {}", std::process::id()))
+        }
+        other => panic!("expected Locked, got {other:?}"),
+    }
+    assert!(err.to_string().contains("already open for writing"));
+    // readers are not blocked
+    LogReader::open(tmp.path()).unwrap();
+    drop(log);
+    Log::open(tmp.path(), opts(4096), None).unwrap();
+}
+
+#[test]
+fn files_are_private() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("a/b");
+    let (mut log, _) = Log::open(&dir, opts(1024), None).unwrap();
+    write_records(&mut log, 0, 30, 100);
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&dir), 0o700);
+    assert_eq!(mode(&dir.join(ccvault_log::LOCK_FILE_NAME)), 0o600);
+    let segs = segment_files(&dir);
+    assert!(segs.len() > 1);
+    for f in segs {
+        assert_eq!(mode(&f), 0o600, "{}", f.display());
+    }
+}
+
+#[test]
+fn limits_reject_without_damage() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (mut log, _) = Log::open(tmp.path(), opts(4096), None).unwrap();
+    write_records(&mut log, 0, 3, 100);
+    let long = "x".repeat(70_000);
+    let err = log
+        .append(&NewRecord {
+            source: &long,
+            ..Default::default()
+        })
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            LogError::FieldTooLong {
+                field: "source",
+                ..
+            }
+        ),
+        "{err}"
+    );
+    let big = vec![0u8; ccvault_log::MAX_BODY_LEN as usize];
+    let err = log
+        .append(&NewRecord {
+            payload: &big,
+            ..Default::default()
+        })
+        .unwrap_err();
+    assert!(matches!(err, LogError::RecordTooLarge { .. }), "{err}");
+    // still usable, offsets unchanged
+    write_records(&mut log, 3, 6, 100);
+    drop(log);
+    assert!(verify(tmp.path()).unwrap().is_clean());
+}
+
+#[test]
+fn record_larger_than_segment_gets_its_own_segment() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (mut log, _) = Log::open(tmp.path(), opts(4096), None).unwrap();
+    write_records(&mut log, 0, 5, 100);
+    let big = vec![7u8; 20_000];
+    let (off, pos) = log
+        .append(&NewRecord {
+            payload: &big,
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(off, 5);
+    assert_eq!(
+        pos,
+        Position {
+            segment: 5,
+            pos: HEADER_LEN
+        }
+    );
+    let (off, pos) = log.append(&TestRec::new(6, 10).as_new()).unwrap();
+    assert_eq!((off, pos.segment, pos.pos), (6, 6, HEADER_LEN));
+    log.flush().unwrap();
+    assert_eq!(
+        log.reader()
+            .read_at(Position {
+                segment: 5,
+                pos: HEADER_LEN
+            })
+            .unwrap()
+            .payload,
+        big
+    );
+    drop(log);
+    let report = verify(tmp.path()).unwrap();
+    assert!(report.is_clean(), "{:?}", report.damage);
+    assert_eq!(report.records, 7);
+}
+
+#[test]
+fn drop_writes_buffered_records() {
+    let tmp = tempfile::tempdir().unwrap();
+    {
+        let (mut log, _) = Log::open(tmp.path(), opts(1 << 20), None).unwrap();
+        for i in 0..10 {
+            log.append(&TestRec::new(i, 50).as_new()).unwrap();
+        }
+    }
+    let (log, rec) = Log::open(tmp.path(), opts(1 << 20), None).unwrap();
+    assert_eq!(rec.next_offset, 10);
+    assert_eq!(log.next_offset(), 10);
+}
+
+#[test]
+fn checkpoint_limits_the_recovery_scan() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (mut log, _) = Log::open(tmp.path(), opts(1 << 20), None).unwrap();
+    let positions = write_records(&mut log, 0, 50, 100);
+    drop(log);
+    // a valid checkpoint: only the records from it on are scanned
+    let (log, rec) = Log::open(tmp.path(), opts(1 << 20), Some(positions[40])).unwrap();
+    assert_eq!(rec.scanned_records, 10);
+    assert_eq!(rec.scanned_from, positions[40]);
+    assert_eq!(rec.next_offset, 50);
+    drop(log);
+    // a checkpoint in the middle of a record is not trusted: full scan, nothing lost
+    let bogus = Position {
+        segment: 0,
+        pos: positions[40].pos + 5,
+    };
+    let (log, rec) = Log::open(tmp.path(), opts(1 << 20), Some(bogus)).unwrap();
+    assert_eq!(rec.scanned_records, 50);
+    assert_eq!(rec.truncated_bytes, 0);
+    assert!(rec.damaged.is_empty());
+    assert_eq!(rec.next_offset, 50);
+    drop(log);
+    // a checkpoint at the end of the data (or past it), or in another segment
+    for cp in [
+        log_end(tmp.path()),
+        Position {
+            segment: 0,
+            pos: u32::MAX,
+        },
+        Position {
+            segment: 77,
+            pos: 40,
+        },
+    ] {
+        let (log, rec) = Log::open(tmp.path(), opts(1 << 20), Some(cp)).unwrap();
+        assert_eq!(rec.next_offset, 50, "{cp}");
+        assert_eq!(rec.truncated_bytes, 0);
+        drop(log);
+    }
+    let (recs, damage) = scan_all(tmp.path());
+    assert_eq!(recs.len(), 50);
+    assert!(damage.is_empty());
+}
+
+fn log_end(dir: &std::path::Path) -> Position {
+    let (log, _) = Log::open(dir, opts(1 << 20), None).unwrap();
+    log.end_position()
+}
+
+#[test]
+fn empty_log_and_fresh_segment() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (log, rec) = Log::open(tmp.path(), opts(4096), None).unwrap();
+    assert_eq!(rec.next_offset, 0);
+    assert_eq!(
+        log.end_position(),
+        Position {
+            segment: 0,
+            pos: HEADER_LEN
+        }
+    );
+    drop(log);
+    let (mut log, rec) = Log::open(tmp.path(), opts(4096), None).unwrap();
+    assert_eq!(rec.next_offset, 0);
+    write_records(&mut log, 0, 3, 10);
+    assert!(verify(tmp.path()).unwrap().is_clean());
+}
+
+#[test]
+fn concurrent_reader_sees_a_dense_prefix() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().to_owned();
+    let (mut log, _) = Log::open(&dir, opts(64 << 10), None).unwrap();
+    let reader = LogReader::open(&dir).unwrap();
+    let total = 20_000u64;
+    let writer = std::thread::spawn(move || {
+        for i in 0..total {
+            log.append(&TestRec::new(i, 200).as_new()).unwrap();
+            if matches!(i % 50, 0) {
+                log.flush().unwrap();
+            }
+        }
+        log.flush().unwrap();
+    });
+    let mut scans = 0;
+    loop {
+        let done = writer.is_finished();
+        let mut expected = 0u64;
+        let items: Vec<ScanItem> = reader.scan(Position::START).map(|i| i.unwrap()).collect();
+        let n = items.len();
+        for (k, item) in items.into_iter().enumerate() {
+            match item {
+                ScanItem::Record(_, r) => {
+                    assert_eq!(r.offset, expected);
+                    assert!(TestRec::new(expected, 200).matches(expected, &r));
+                    expected += 1;
+                }
+                // only a record being written at the very end may look torn
+                ScanItem::Damage(d) => {
+                    assert!(k + 1 == n && d.reason == "truncated tail", "{d}");
+                    assert!(!done, "{d}");
+                }
+            }
+        }
+        scans += 1;
+        if done {
+            assert_eq!(expected, total);
+            break;
+        }
+    }
+    writer.join().unwrap();
+    assert!(scans > 1);
+    assert!(verify(&dir).unwrap().is_clean());
+}
+
+#[test]
+fn handles_are_send_and_sync() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    fn assert_send<T: Send>() {}
+    assert_send_sync::<LogReader>();
+    assert_send_sync::<Log>();
+    assert_send::<ccvault_log::Scan>();
+    assert_send_sync::<LogError>();
+}
