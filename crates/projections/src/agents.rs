@@ -1,0 +1,281 @@
+//! Agent state time (METRICS §5): per agent, how long each `newState` of
+//! `AgentStatusChange` lasted, clipped to a report window.
+//!
+//! [`AgentStates`] collects changes in any order and from any number of
+//! threads ([`AgentStates::merge`]); ordering and duplicate removal happen in
+//! [`AgentStates::finish`], so the result depends only on the set of events.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use ccvault_event::{event_time_ms, lifecycle_rank, parse_event, CanonicalKey, Event};
+use serde::{Deserialize, Serialize};
+
+use crate::input::{dedupe_in_canonical_order, Canonical, EventInput};
+use crate::text::table;
+use crate::timefmt::format_duration;
+
+/// The window of an agents report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct AgentWindow {
+    /// Spans are clipped to `[from, to)`; changes are counted in it.
+    pub from: Option<i64>,
+    pub to: Option<i64>,
+    /// The largest t(e) of any event in the archive: where the last state
+    /// ends when there is no `to`.
+    pub archive_max_time_ms: i64,
+}
+
+/// One agent's line of `ccvault agents --format json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AgentStateTime {
+    pub agent_id: String,
+    /// ms per `newState`; JSON keys are the decimal text of the state, in
+    /// numeric order. Only states with time in the window appear.
+    pub state_ms: BTreeMap<i64, i64>,
+    /// AgentStatusChange events with t(e) in the window.
+    pub changes: u64,
+}
+
+/// One distinct status change, kept with what canonical order needs.
+#[derive(Debug, Clone)]
+struct Change {
+    time_ms: i64,
+    sequence_id: Option<i64>,
+    rank: u8,
+    raw: Box<[u8]>,
+    new_state: i64,
+}
+
+impl Canonical for Change {
+    fn key(&self) -> CanonicalKey<'_> {
+        CanonicalKey {
+            time_ms: self.time_ms,
+            sequence_id: self.sequence_id,
+            rank: self.rank,
+            raw: &self.raw,
+        }
+    }
+}
+
+/// The agent state accumulator.
+#[derive(Debug, Clone, Default)]
+pub struct AgentStates {
+    agents: BTreeMap<String, Vec<Change>>,
+}
+
+impl AgentStates {
+    pub fn new() -> AgentStates {
+        AgentStates::default()
+    }
+
+    /// Takes one archived record; `false` when it is not an
+    /// `AgentStatusChange` with an `agentId` and a numeric `newState`.
+    pub fn add(&mut self, input: &EventInput<'_>) -> bool {
+        let Ok(event) = parse_event(input.payload) else {
+            return false;
+        };
+        let t = event_time_ms(&event, input.publish_time, input.ingest_ms);
+        self.add_event(&event, t, input.payload)
+    }
+
+    /// As [`AgentStates::add`], for a caller that has already parsed the
+    /// payload `raw` into `event` and knows its t(e).
+    pub fn add_event(&mut self, event: &Event<'_>, time_ms: i64, raw: &[u8]) -> bool {
+        let event_type = event.event_type();
+        if event.family != "AgentStatusChange" && event_type != "AgentStatusChange" {
+            return false;
+        }
+        let (Some(agent), Some(new_state)) =
+            (event.body.agent_id.as_text(), event.body.new_state.as_i64())
+        else {
+            return false;
+        };
+        let change = Change {
+            time_ms,
+            sequence_id: event.sequence_id(),
+            rank: lifecycle_rank(&event_type),
+            raw: raw.into(),
+            new_state,
+        };
+        match self.agents.get_mut(agent.as_ref()) {
+            Some(changes) => changes.push(change),
+            None => {
+                self.agents.insert(agent.into_owned(), vec![change]);
+            }
+        }
+        true
+    }
+
+    /// Adds the changes another accumulator collected.
+    pub fn merge(&mut self, other: AgentStates) {
+        for (agent, mut changes) in other.agents {
+            self.agents.entry(agent).or_default().append(&mut changes);
+        }
+    }
+
+    /// Drops duplicate payloads and sorts canonically; bounds memory on
+    /// long feeds. Idempotent.
+    pub fn compact(&mut self) {
+        for changes in self.agents.values_mut() {
+            dedupe_in_canonical_order(changes);
+        }
+    }
+
+    /// Time per state for every agent with time or changes in the window,
+    /// sorted by `agentId`.
+    pub fn finish(mut self, window: &AgentWindow) -> Vec<AgentStateTime> {
+        self.compact();
+        let lo = window.from.unwrap_or(i64::MIN);
+        let hi = window.to.unwrap_or(window.archive_max_time_ms);
+        let mut out = Vec::new();
+        for (agent_id, changes) in self.agents {
+            let mut state_ms: BTreeMap<i64, i64> = BTreeMap::new();
+            let mut count = 0u64;
+            for (i, c) in changes.iter().enumerate() {
+                if c.time_ms >= lo && window.to.is_none_or(|to| c.time_ms < to) {
+                    count += 1;
+                }
+                let next = changes.get(i + 1).map_or(hi, |n| n.time_ms);
+                let (start, end) = (c.time_ms.max(lo), next.min(hi));
+                if let Some(ms) = end.checked_sub(start).filter(|ms| *ms > 0) {
+                    let slot = state_ms.entry(c.new_state).or_insert(0);
+                    *slot = slot.saturating_add(ms);
+                }
+            }
+            if count > 0 || !state_ms.is_empty() {
+                out.push(AgentStateTime {
+                    agent_id,
+                    state_ms,
+                    changes: count,
+                });
+            }
+        }
+        out
+    }
+}
+
+/// Names for state codes in human output. The 8x8 documents disagree, so
+/// the mapping is configurable; JSON always keeps the numbers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StateNames(BTreeMap<i64, String>);
+
+impl Default for StateNames {
+    /// The streaming docs: 0 logged out, 1 logged in, 5 available.
+    fn default() -> Self {
+        StateNames::from_pairs(&[(0, "logged out"), (1, "logged in"), (5, "available")])
+    }
+}
+
+/// A state-name mapping that does not read as `code=name,...`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid state name {entry:?}: expected CODE=NAME, e.g. 5=available")]
+pub struct ParseStateNamesError {
+    entry: String,
+}
+
+impl StateNames {
+    fn from_pairs(pairs: &[(i64, &str)]) -> StateNames {
+        StateNames(pairs.iter().map(|(c, n)| (*c, n.to_string())).collect())
+    }
+
+    /// The agent-status API's codes: 1 logged out, 2 logged in, 3 on break,
+    /// 4 available, 5 working offline.
+    pub fn agent_status_api() -> StateNames {
+        StateNames::from_pairs(&[
+            (1, "logged out"),
+            (2, "logged in"),
+            (3, "on break"),
+            (4, "available"),
+            (5, "working offline"),
+        ])
+    }
+
+    /// Reads `CODE=NAME` pairs separated by commas (`0=off,5=ready`);
+    /// codes not listed print as `state N`.
+    pub fn parse(spec: &str) -> Result<StateNames, ParseStateNamesError> {
+        let mut names = BTreeMap::new();
+        for entry in spec.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+            let bad = || ParseStateNamesError {
+                entry: entry.to_string(),
+            };
+            let (code, name) = entry.split_once('=').ok_or_else(bad)?;
+            let code: i64 = code.trim().parse().map_err(|_| bad())?;
+            let name = name.trim();
+            if name.is_empty() {
+                return Err(bad());
+            }
+            names.insert(code, name.to_string());
+        }
+        Ok(StateNames(names))
+    }
+
+    /// The name of a code, or `state N`.
+    pub fn name(&self, code: i64) -> String {
+        self.0
+            .get(&code)
+            .cloned()
+            .unwrap_or_else(|| format!("state {code}"))
+    }
+}
+
+/// Human output: one line per agent and state.
+pub fn render_text(agents: &[AgentStateTime], names: &StateNames) -> String {
+    if agents.is_empty() {
+        return "no agent status changes\n".to_string();
+    }
+    let mut rows = Vec::new();
+    for a in agents {
+        let total: i64 = a
+            .state_ms
+            .values()
+            .fold(0i64, |t, ms| t.saturating_add(*ms));
+        if a.state_ms.is_empty() {
+            rows.push(vec![
+                a.agent_id.clone(),
+                a.changes.to_string(),
+                "-".into(),
+                "-".into(),
+                "-".into(),
+            ]);
+        }
+        for (i, (code, ms)) in a.state_ms.iter().enumerate() {
+            let share = if total > 0 {
+                format!("{:.1}%", *ms as f64 * 100.0 / total as f64)
+            } else {
+                "-".into()
+            };
+            let first = i == 0;
+            rows.push(vec![
+                if first {
+                    a.agent_id.clone()
+                } else {
+                    String::new()
+                },
+                if first {
+                    a.changes.to_string()
+                } else {
+                    String::new()
+                },
+                format!("{} ({code})", names.name(*code)),
+                format_duration(*ms),
+                share,
+            ]);
+        }
+    }
+    let mut out = String::new();
+    let _ = write!(
+        out,
+        "{}",
+        table(
+            &["AGENT", "CHANGES", "STATE", "TIME", "SHARE"],
+            &rows,
+            &[false, true, false, true, true],
+        )
+    );
+    out
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,156 @@
+use super::*;
+use crate::test_util::*;
+
+const T: i64 = 1_763_899_400_000;
+
+fn status(agent: &str, state: &str, secs: i64, extra: &str) -> String {
+    format!(
+        r#"{{"AgentStatusChange":{{"agentId":"{agent}","newState":{state},"statusEventTS":{secs}{extra}}}}}"#
+    )
+}
+
+fn run(events: &[String], window: AgentWindow) -> Vec<AgentStateTime> {
+    let mut states = AgentStates::new();
+    for e in events {
+        states.add(&inputs(&[e.as_bytes()])[0]);
+    }
+    states.finish(&window)
+}
+
+#[test]
+fn sample_agent_state_time() {
+    let mut states = AgentStates::new();
+    let mut accepted = 0;
+    for input in inputs(&sample_lines()) {
+        accepted += usize::from(states.add(&input));
+    }
+    assert_eq!(accepted, 2); // the two AgentStatusChange lines
+    let out = states.finish(&AgentWindow {
+        from: None,
+        to: None,
+        // The sample's largest payload time: the outbound call's Deleted.
+        archive_max_time_ms: 1_763_900_533_000,
+    });
+    let json = serde_json::to_string(&out).unwrap();
+    // state 1 from 1763899400000 to 1763899460000 = 60000;
+    // state 5 ("5" as text) from 1763899460000 to 1763900533000 = 1073000.
+    assert_eq!(
+        json,
+        r#"[{"agentId":"agR2t9LmQx7VbN3cZk5WpYe","stateMs":{"1":60000,"5":1073000},"changes":2}]"#
+    );
+    let back: Vec<AgentStateTime> = serde_json::from_str(&json).unwrap();
+    assert_eq!(back, out);
+}
+
+#[test]
+fn window_clips_spans_and_counts_changes_inside() {
+    let events = vec![
+        status("a", "0", 1_763_899_400, ""),
+        status("a", "1", 1_763_899_500, ""),
+        status("a", "5", 1_763_899_600, ""),
+        status("a", "10", 1_763_899_700, ""),
+    ];
+    let out = run(
+        &events,
+        AgentWindow {
+            from: Some(T + 150_000),
+            to: Some(T + 250_000),
+            archive_max_time_ms: 0, // ignored when `to` is given
+        },
+    );
+    assert_eq!(out.len(), 1);
+    // state 1: [150, 200) s, state 5: [200, 250) s after T.
+    assert_eq!(out[0].state_ms, BTreeMap::from([(1, 50_000), (5, 50_000)]));
+    assert_eq!(out[0].changes, 1); // only the change at T+200 s
+
+    // The last state runs to `to`, past the last event.
+    let out = run(
+        &events,
+        AgentWindow {
+            from: None,
+            to: Some(T + 400_000),
+            archive_max_time_ms: T + 999_000_000,
+        },
+    );
+    assert_eq!(
+        out[0].state_ms,
+        BTreeMap::from([(0, 100_000), (1, 100_000), (5, 100_000), (10, 100_000)])
+    );
+    assert_eq!(out[0].changes, 4);
+    // Numeric key order in JSON: "10" after "5".
+    let json = serde_json::to_string(&out[0].state_ms).unwrap();
+    assert_eq!(json, r#"{"0":100000,"1":100000,"5":100000,"10":100000}"#);
+
+    // A window before any change: the agent is not listed.
+    let out = run(
+        &events,
+        AgentWindow {
+            from: Some(0),
+            to: Some(T),
+            archive_max_time_ms: 0,
+        },
+    );
+    assert!(out.is_empty());
+}
+
+#[test]
+fn order_duplicates_and_odd_values() {
+    let events = vec![
+        status("b", "5", 1_763_899_460, r#","msgInfo":{"sequenceId":2}"#),
+        status("b", "\"1\"", 1_763_899_400, r#","msgInfo":{}"#),
+        status("b", "5", 1_763_899_460, r#","msgInfo":{"sequenceId":2}"#),
+        status("b", "\"busy\"", 1_763_899_430, ""), // not a number: ignored
+        // Same second, sequenceId first: state 0 (seq 1) then 5 (seq 2).
+        status("b", "0", 1_763_899_460, r#","msgInfo":{"sequenceId":1}"#),
+        r#"{"AgentStatusChange":{"newState":1,"statusEventTS":1763899400}}"#.to_string(),
+        r#"{"Interaction":{"event":"InteractionCreated","agentId":"b"}}"#.to_string(),
+    ];
+    let window = AgentWindow {
+        from: None,
+        to: None,
+        archive_max_time_ms: T + 120_000,
+    };
+    let out = run(&events, window);
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].agent_id, "b");
+    // 1 for [0, 60) s; 0 for an instant (omitted); 5 for [60, 120) s.
+    assert_eq!(out[0].state_ms, BTreeMap::from([(1, 60_000), (5, 60_000)]));
+    assert_eq!(out[0].changes, 3);
+
+    // Any order and split across accumulators: the same result.
+    let mut reversed = events.clone();
+    reversed.reverse();
+    let mut left = AgentStates::new();
+    let mut right = AgentStates::new();
+    for (i, e) in reversed.iter().enumerate() {
+        let acc = if i % 2 == 0 { &mut left } else { &mut right };
+        acc.add(&inputs(&[e.as_bytes()])[0]);
+    }
+    left.merge(right);
+    assert_eq!(left.finish(&window), out);
+}
+
+#[test]
+fn state_names() {
+    let names = StateNames::default();
+    assert_eq!(names.name(0), "logged out");
+    assert_eq!(names.name(5), "available");
+    assert_eq!(names.name(7), "state 7");
+    assert_eq!(StateNames::agent_status_api().name(5), "working offline");
+    let custom = StateNames::parse("4=ready, 3 = on break").unwrap();
+    assert_eq!(custom.name(3), "on break");
+    assert_eq!(custom.name(0), "state 0");
+    assert!(StateNames::parse("x=y").is_err());
+    assert!(StateNames::parse("4").is_err());
+    assert!(StateNames::parse("4=").is_err());
+
+    let out = vec![AgentStateTime {
+        agent_id: "a".into(),
+        state_ms: BTreeMap::from([(1, 60_000), (5, 1_073_000)]),
+        changes: 2,
+    }];
+    let text = render_text(&out, &names);
+    assert!(text.contains("logged in (1)"), "{text}");
+    assert!(text.contains("available (5)"), "{text}");
+    assert!(text.contains("17m 53s"), "{text}");
+}

@@ -1,0 +1,137 @@
+//! From archived records to the distinct events of one subject, parsed once
+//! and in canonical order (METRICS §2).
+
+use std::cmp::Ordering;
+
+use ccvault_event::{event_time_ms, parse_event, CanonicalKey, Event};
+
+/// One archived record as the projections need it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EventInput<'a> {
+    /// The archived payload bytes (a decoded envelope's payload, not the envelope).
+    pub payload: &'a [u8],
+    /// The Pulsar envelope's `publishTime`, when the record came in one.
+    pub publish_time: Option<&'a str>,
+    /// The archive's ingest time of the record, in ms.
+    pub ingest_ms: i64,
+    /// The tenant named by the MQTT topic the record arrived on, when known.
+    pub topic_tenant: Option<&'a str>,
+}
+
+/// What the interaction rules need to know of an event type; decided once
+/// per event so the rule walks compare enums, not strings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    Created,
+    Queued,
+    Assigned,
+    Rejected,
+    Accepted,
+    CustomerAccepted,
+    LineHold,
+    PostProcess,
+    EndPostProcess,
+    Unqueued,
+    Deleted,
+    TransferRequest,
+    Other,
+}
+
+impl Kind {
+    fn of(event_type: &str) -> Kind {
+        match event_type {
+            "InteractionCreated" => Kind::Created,
+            "InteractionQueued" => Kind::Queued,
+            "InteractionAssigned" => Kind::Assigned,
+            "InteractionRejected" => Kind::Rejected,
+            "InteractionAccepted" => Kind::Accepted,
+            "InteractionCustomerAccepted" => Kind::CustomerAccepted,
+            "LineHoldStatus" => Kind::LineHold,
+            "InteractionPostProcess" => Kind::PostProcess,
+            "InteractionEndPostProcess" => Kind::EndPostProcess,
+            "InteractionUnqueued" => Kind::Unqueued,
+            "InteractionDeleted" => Kind::Deleted,
+            "InteractionTransferRequest" => Kind::TransferRequest,
+            _ => Kind::Other,
+        }
+    }
+}
+
+/// One distinct event, parsed, with its place in canonical order.
+#[derive(Debug, Clone)]
+pub(crate) struct Prepared<'a> {
+    pub key: CanonicalKey<'a>,
+    pub event: Event<'a>,
+    pub kind: Kind,
+    pub topic_tenant: Option<&'a str>,
+    /// Index into the caller's input slice of the copy that was kept.
+    pub input_index: usize,
+}
+
+/// Parses every record once, drops non-events, keeps one copy of each
+/// distinct payload and sorts the result canonically.
+pub(crate) fn prepare<'a>(inputs: &[EventInput<'a>]) -> Vec<Prepared<'a>> {
+    let mut out: Vec<Prepared<'a>> = Vec::with_capacity(inputs.len());
+    for (input_index, input) in inputs.iter().enumerate() {
+        let Ok(event) = parse_event(input.payload) else {
+            continue;
+        };
+        let t = event_time_ms(&event, input.publish_time, input.ingest_ms);
+        let key = CanonicalKey::new(&event, t, input.payload);
+        let kind = Kind::of(&event.event_type());
+        out.push(Prepared {
+            key,
+            event,
+            kind,
+            topic_tenant: input.topic_tenant.filter(|t| !t.is_empty()),
+            input_index,
+        });
+    }
+    dedupe_in_canonical_order(&mut out);
+    out
+}
+
+/// Items that have a place in canonical order.
+pub(crate) trait Canonical {
+    fn key(&self) -> CanonicalKey<'_>;
+    /// Among copies of one payload (same bytes), which copy's record
+    /// metadata wins; it must not depend on arrival order.
+    fn prefer(&self, _other: &Self) -> Ordering {
+        Ordering::Equal
+    }
+}
+
+impl Canonical for Prepared<'_> {
+    fn key(&self) -> CanonicalKey<'_> {
+        self.key.clone()
+    }
+    fn prefer(&self, other: &Self) -> Ordering {
+        // A known tenant beats an unknown one; ties go to the smaller text.
+        match (self.topic_tenant, other.topic_tenant) {
+            (Some(a), Some(b)) => a.cmp(b),
+            (Some(_), None) => Ordering::Less,
+            (None, Some(_)) => Ordering::Greater,
+            (None, None) => Ordering::Equal,
+        }
+        .then(self.input_index.cmp(&other.input_index))
+    }
+}
+
+/// Keeps one copy per distinct payload and sorts canonically.
+///
+/// Copies of one payload can differ in t(e) only when the time comes from
+/// the record (publish or ingest time); the earliest copy is kept, so the
+/// result depends on the set of records, not on which arrived first.
+pub(crate) fn dedupe_in_canonical_order<T: Canonical>(items: &mut Vec<T>) {
+    items.sort_unstable_by(|a, b| {
+        let (ka, kb) = (a.key(), b.key());
+        ka.raw
+            .cmp(kb.raw)
+            .then(ka.time_ms.cmp(&kb.time_ms))
+            .then_with(|| a.prefer(b))
+    });
+    items.dedup_by(|later, kept| later.key().raw == kept.key().raw);
+    // The raw bytes end the key, so distinct payloads never tie: an unstable
+    // sort is deterministic here.
+    items.sort_unstable_by(|a, b| a.key().cmp(&b.key()));
+}

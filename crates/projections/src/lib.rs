@@ -1,0 +1,31 @@
+//! Projections of the ccvault archive: interaction summaries and timelines,
+//! aggregate reports and agent state time (`METRICS.md` §3–5).
+//!
+//! Guarantees:
+//! - Every output is a pure function of the *set* of distinct events given
+//!   (events are the same when their payload bytes are equal): arrival order
+//!   and duplicates never change a byte of the JSON or text output.
+//! - Nothing here panics on input: payloads that are not events are skipped,
+//!   odd values read as absent, arithmetic that would overflow reads as null.
+//! - Accumulators ([`report::Report`], [`agents::AgentStates`]) can be fed in
+//!   any order, split across threads and merged, with the same result.
+//!
+//! Rules the contract leaves open are decided in `INTERPRETATION.md`.
+
+pub mod agents;
+#[cfg(test)]
+mod determinism;
+mod input;
+pub mod report;
+pub mod summary;
+#[cfg(test)]
+mod test_util;
+mod text;
+pub mod timefmt;
+pub mod timeline;
+
+pub use agents::{AgentStateTime, AgentStates, AgentWindow, StateNames};
+pub use input::EventInput;
+pub use report::{GroupBy, GroupKey, Interval, Report, ReportOptions, ReportRow};
+pub use summary::{summarize, Anomaly, Direction, Outcome, Summary};
+pub use timeline::{Timeline, TimelineEvent};

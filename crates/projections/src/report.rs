@@ -1,0 +1,594 @@
+//! Aggregate reports (METRICS §4): interactions bucketed by the interval of
+//! their `offeredAt` in a time zone, grouped by all / queue / agent.
+//!
+//! [`Report`] is an accumulator: summaries can be added one at a time, in any
+//! order, on several threads, and the partial reports merged. Sums are kept
+//! as integers so the order of additions cannot change a rounded result.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
+
+use jiff::tz::TimeZone;
+use jiff::Timestamp;
+use serde::ser::{Serialize, SerializeMap, Serializer};
+
+use crate::summary::{Outcome, Summary};
+use crate::text::table;
+use crate::timefmt::{format_instant, format_opt_duration, zone_for_display};
+
+const MINUTE_MS: i64 = 60_000;
+const DAY_MS: i64 = 86_400_000;
+
+/// `--interval`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Interval {
+    Min15,
+    Min30,
+    Hour1,
+    Day1,
+}
+
+impl Interval {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Interval::Min15 => "15m",
+            Interval::Min30 => "30m",
+            Interval::Hour1 => "1h",
+            Interval::Day1 => "1d",
+        }
+    }
+
+    /// Length in ms of a bucket with no offset change inside it.
+    fn nominal_ms(self) -> i64 {
+        match self {
+            Interval::Min15 => 15 * MINUTE_MS,
+            Interval::Min30 => 30 * MINUTE_MS,
+            Interval::Hour1 => 60 * MINUTE_MS,
+            Interval::Day1 => DAY_MS,
+        }
+    }
+}
+
+impl fmt::Display for Interval {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A `--interval` or `--by` value that is not one of the choices.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid {what} {given:?}: expected one of {choices}")]
+pub struct ParseChoiceError {
+    what: &'static str,
+    given: String,
+    choices: &'static str,
+}
+
+impl FromStr for Interval {
+    type Err = ParseChoiceError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "15m" => Ok(Interval::Min15),
+            "30m" => Ok(Interval::Min30),
+            "1h" | "60m" => Ok(Interval::Hour1),
+            "1d" => Ok(Interval::Day1),
+            _ => Err(ParseChoiceError {
+                what: "interval",
+                given: s.to_string(),
+                choices: "15m, 30m, 1h, 1d",
+            }),
+        }
+    }
+}
+
+/// `--by`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum GroupBy {
+    #[default]
+    All,
+    Queue,
+    Agent,
+}
+
+impl FromStr for GroupBy {
+    type Err = ParseChoiceError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "all" | "none" => Ok(GroupBy::All),
+            "queue" => Ok(GroupBy::Queue),
+            "agent" => Ok(GroupBy::Agent),
+            _ => Err(ParseChoiceError {
+                what: "grouping",
+                given: s.to_string(),
+                choices: "all, queue, agent",
+            }),
+        }
+    }
+}
+
+/// The group of a row besides its interval. `None` keys (no `queueId` /
+/// no answering agent) form their own group and sort first.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum GroupKey {
+    All,
+    Queue(Option<i64>),
+    Agent(Option<String>),
+}
+
+/// What a report covers and how it buckets.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReportOptions {
+    pub interval: Interval,
+    pub by: GroupBy,
+    /// Buckets follow this zone's wall clock; day buckets start at local midnight.
+    pub tz: TimeZone,
+    /// `--sla`: an answer with `waitMs` ≤ this is in service level.
+    pub sla_ms: i64,
+    /// `--short-abandon`: an abandon with `abandonMs` < this is short.
+    pub short_abandon_ms: i64,
+    /// Only interactions with `offeredAt` in `[from, to)`.
+    pub from: Option<i64>,
+    pub to: Option<i64>,
+}
+
+impl Default for ReportOptions {
+    fn default() -> Self {
+        ReportOptions {
+            interval: Interval::Hour1,
+            by: GroupBy::All,
+            tz: TimeZone::UTC,
+            sla_ms: 20_000,
+            short_abandon_ms: 5_000,
+            from: None,
+            to: None,
+        }
+    }
+}
+
+/// The bucket `[start, end)` (ms) holding the instant `ms`.
+///
+/// Sub-day buckets are aligned to the zone's wall clock with the offset in
+/// force at `ms`; an offset change starts a new bucket, so a repeated or
+/// skipped wall-clock hour never merges two real hours. Day buckets run from
+/// local midnight (or the day's first instant when midnight is skipped) to the
+/// next day's, so a DST day is 23 or 25 hours. Instants outside the calendar
+/// range fall back to UTC-aligned fixed buckets.
+pub fn bucket(ms: i64, interval: Interval, tz: &TimeZone) -> (i64, i64) {
+    let len = interval.nominal_ms();
+    let zoned = match interval {
+        Interval::Day1 => day_bucket(ms, tz),
+        _ => sub_day_bucket(ms, len, tz),
+    };
+    zoned.unwrap_or_else(|| {
+        let start = ms.div_euclid(len) * len;
+        (start, start.saturating_add(len))
+    })
+}
+
+fn day_bucket(ms: i64, tz: &TimeZone) -> Option<(i64, i64)> {
+    let zoned = Timestamp::from_millisecond(ms)
+        .ok()?
+        .to_zoned_datetime(tz.clone());
+    let start = zoned.start_of_day().ok()?;
+    let end = start.tomorrow().ok()?.start_of_day().ok()?;
+    Some((
+        start.timestamp().as_millisecond(),
+        end.timestamp().as_millisecond(),
+    ))
+}
+
+fn sub_day_bucket(ms: i64, len: i64, tz: &TimeZone) -> Option<(i64, i64)> {
+    let ts = Timestamp::from_millisecond(ms).ok()?;
+    let offset_ms = i64::from(tz.to_offset(ts).seconds()) * 1000;
+    let local = ms.checked_add(offset_ms)?;
+    let local_start = local.div_euclid(len) * len;
+    let mut start = local_start.checked_sub(offset_ms)?;
+    let mut end = local_start.checked_add(len)?.checked_sub(offset_ms)?;
+    // `preceding` is strict; probing 1 ms later finds a change at `ms` itself.
+    let probe = Timestamp::from_millisecond(ms.checked_add(1)?).ok()?;
+    for tr in tz.preceding(probe) {
+        let at = tr.timestamp().as_millisecond();
+        if at <= start {
+            break;
+        }
+        if changes_offset(tz, at) {
+            start = at;
+            break;
+        }
+    }
+    for tr in tz.following(ts) {
+        let at = tr.timestamp().as_millisecond();
+        if at >= end {
+            break;
+        }
+        if changes_offset(tz, at) {
+            end = at;
+            break;
+        }
+    }
+    Some((start, end))
+}
+
+/// Whether the offset differs on either side of a transition (some only
+/// change the abbreviation or the DST flag).
+fn changes_offset(tz: &TimeZone, at_ms: i64) -> bool {
+    match (
+        Timestamp::from_millisecond(at_ms - 1),
+        Timestamp::from_millisecond(at_ms),
+    ) {
+        (Ok(before), Ok(at)) => tz.to_offset(before) != tz.to_offset(at),
+        _ => false,
+    }
+}
+
+/// A mean kept as an exact integer sum and a count.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Mean {
+    sum: i128,
+    count: u64,
+}
+
+impl Mean {
+    fn add(&mut self, v: Option<i64>) {
+        if let Some(v) = v {
+            self.sum += i128::from(v);
+            self.count += 1;
+        }
+    }
+    fn merge(&mut self, o: Mean) {
+        self.sum += o.sum;
+        self.count += o.count;
+    }
+    fn value(self) -> Option<i64> {
+        mean_half_away(self.sum, self.count)
+    }
+}
+
+/// `sum / count` rounded half away from zero, in integers.
+fn mean_half_away(sum: i128, count: u64) -> Option<i64> {
+    if count == 0 {
+        return None;
+    }
+    let c = i128::from(count);
+    let q = (2 * sum.abs() + c) / (2 * c);
+    i64::try_from(if sum < 0 { -q } else { q }).ok()
+}
+
+/// `num / den` rounded to 4 decimals (half away from zero); `None` when
+/// `den` is 0.
+fn ratio4(num: u64, den: u64) -> Option<f64> {
+    if den == 0 {
+        return None;
+    }
+    let (n, d) = (u128::from(num), u128::from(den));
+    let ten_thousandths = (2 * n * 10_000 + d) / (2 * d);
+    // An integer over 10^4 divides to the double nearest the 4-decimal
+    // value, which serde_json prints as exactly those decimals.
+    Some(ten_thousandths as f64 / 10_000.0)
+}
+
+/// One group's running totals.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Acc {
+    interval_end: i64,
+    offered: u64,
+    queued: u64,
+    answered: u64,
+    answered_queued: u64,
+    abandoned: u64,
+    short_abandoned: u64,
+    unanswered: u64,
+    answered_in_sla: u64,
+    wait: Mean,
+    handle: Mean,
+    talk: Mean,
+    hold: Mean,
+    wrap: Mean,
+    max_wait_ms: Option<i64>,
+    holds: u64,
+    rejects: u64,
+    transfers: u64,
+}
+
+impl Acc {
+    fn merge(&mut self, o: &Acc) {
+        self.interval_end = o.interval_end;
+        self.offered += o.offered;
+        self.queued += o.queued;
+        self.answered += o.answered;
+        self.answered_queued += o.answered_queued;
+        self.abandoned += o.abandoned;
+        self.short_abandoned += o.short_abandoned;
+        self.unanswered += o.unanswered;
+        self.answered_in_sla += o.answered_in_sla;
+        self.wait.merge(o.wait);
+        self.handle.merge(o.handle);
+        self.talk.merge(o.talk);
+        self.hold.merge(o.hold);
+        self.wrap.merge(o.wrap);
+        self.max_wait_ms = self.max_wait_ms.max(o.max_wait_ms);
+        self.holds += o.holds;
+        self.rejects += o.rejects;
+        self.transfers += o.transfers;
+    }
+}
+
+/// The report accumulator.
+#[derive(Debug, Clone)]
+pub struct Report {
+    opts: ReportOptions,
+    groups: BTreeMap<(i64, GroupKey), Acc>,
+    /// The last bucket computed: summaries mostly arrive in time order, and
+    /// buckets partition time, so this skips most zone lookups.
+    last_bucket: Option<(i64, i64)>,
+}
+
+impl Report {
+    pub fn new(opts: ReportOptions) -> Report {
+        Report {
+            opts,
+            groups: BTreeMap::new(),
+            last_bucket: None,
+        }
+    }
+
+    pub fn options(&self) -> &ReportOptions {
+        &self.opts
+    }
+
+    /// Counts one interaction; `false` when its `offeredAt` is outside
+    /// `[from, to)`. Each interaction must be added once.
+    pub fn add(&mut self, s: &Summary) -> bool {
+        let at = s.offered_at;
+        if self.opts.from.is_some_and(|from| at < from) || self.opts.to.is_some_and(|to| at >= to) {
+            return false;
+        }
+        let (start, end) = match self.last_bucket {
+            Some((start, end)) if start <= at && at < end => (start, end),
+            _ => {
+                let b = bucket(at, self.opts.interval, &self.opts.tz);
+                self.last_bucket = Some(b);
+                b
+            }
+        };
+        let key = match self.opts.by {
+            GroupBy::All => GroupKey::All,
+            GroupBy::Queue => GroupKey::Queue(s.queue_id),
+            GroupBy::Agent => GroupKey::Agent(s.agent_id.clone()),
+        };
+        let acc = self.groups.entry((start, key)).or_default();
+        acc.interval_end = end;
+
+        acc.offered += 1;
+        let queued = s.queued_at.is_some();
+        acc.queued += u64::from(queued);
+        acc.holds += s.hold_count;
+        acc.rejects += s.reject_count;
+        acc.transfers += u64::from(s.transferred);
+        match s.outcome {
+            Outcome::Answered => {
+                acc.answered += 1;
+                if queued {
+                    acc.answered_queued += 1;
+                    if s.wait_ms.is_some_and(|w| w <= self.opts.sla_ms) {
+                        acc.answered_in_sla += 1;
+                    }
+                }
+                acc.wait.add(s.wait_ms);
+                acc.handle.add(s.handle_ms);
+                acc.talk.add(s.talk_ms);
+                acc.hold.add(s.hold_ms);
+                acc.wrap.add(s.wrap_ms);
+                acc.max_wait_ms = acc.max_wait_ms.max(s.wait_ms);
+            }
+            Outcome::Abandoned => {
+                acc.abandoned += 1;
+                if s.abandon_ms.is_some_and(|a| a < self.opts.short_abandon_ms) {
+                    acc.short_abandoned += 1;
+                }
+                acc.max_wait_ms = acc.max_wait_ms.max(s.abandon_ms);
+            }
+            Outcome::Unanswered => acc.unanswered += 1,
+            Outcome::Ended | Outcome::Open => {}
+        }
+        true
+    }
+
+    /// Adds another partial report built with the same options.
+    pub fn merge(&mut self, other: Report) {
+        debug_assert_eq!(
+            self.opts, other.opts,
+            "merging reports of different options"
+        );
+        for (key, acc) in other.groups {
+            self.groups.entry(key).or_default().merge(&acc);
+        }
+    }
+
+    /// The rows, sorted by `intervalStart` then group key.
+    pub fn rows(&self) -> Vec<ReportRow> {
+        self.groups
+            .iter()
+            .map(|((start, key), a)| {
+                let not_short = a.abandoned.saturating_sub(a.short_abandoned);
+                ReportRow {
+                    interval_start: *start,
+                    interval_end: a.interval_end,
+                    group: key.clone(),
+                    offered: a.offered,
+                    queued: a.queued,
+                    answered: a.answered,
+                    abandoned: a.abandoned,
+                    short_abandoned: a.short_abandoned,
+                    unanswered: a.unanswered,
+                    answered_in_sla: a.answered_in_sla,
+                    service_level: ratio4(a.answered_in_sla, a.answered_queued + not_short),
+                    abandon_rate: ratio4(not_short, a.queued.saturating_sub(a.short_abandoned)),
+                    asa_ms: a.wait.value(),
+                    aht_ms: a.handle.value(),
+                    avg_talk_ms: a.talk.value(),
+                    avg_hold_ms: a.hold.value(),
+                    avg_wrap_ms: a.wrap.value(),
+                    max_wait_ms: a.max_wait_ms,
+                    holds: a.holds,
+                    rejects: a.rejects,
+                    transfers: a.transfers,
+                }
+            })
+            .collect()
+    }
+}
+
+/// One printed row. JSON keys in this order: `intervalStart`,
+/// `intervalEnd`, `queueId` or `agentId` when grouped, then the METRICS §4
+/// table in its order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReportRow {
+    pub interval_start: i64,
+    pub interval_end: i64,
+    pub group: GroupKey,
+    pub offered: u64,
+    pub queued: u64,
+    pub answered: u64,
+    pub abandoned: u64,
+    pub short_abandoned: u64,
+    pub unanswered: u64,
+    pub answered_in_sla: u64,
+    pub service_level: Option<f64>,
+    pub abandon_rate: Option<f64>,
+    pub asa_ms: Option<i64>,
+    pub aht_ms: Option<i64>,
+    pub avg_talk_ms: Option<i64>,
+    pub avg_hold_ms: Option<i64>,
+    pub avg_wrap_ms: Option<i64>,
+    pub max_wait_ms: Option<i64>,
+    pub holds: u64,
+    pub rejects: u64,
+    pub transfers: u64,
+}
+
+impl Serialize for ReportRow {
+    fn serialize<S: Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
+        let grouped = !matches!(self.group, GroupKey::All);
+        let mut m = ser.serialize_map(Some(20 + usize::from(grouped)))?;
+        m.serialize_entry("intervalStart", &self.interval_start)?;
+        m.serialize_entry("intervalEnd", &self.interval_end)?;
+        match &self.group {
+            GroupKey::All => {}
+            GroupKey::Queue(q) => m.serialize_entry("queueId", q)?,
+            GroupKey::Agent(a) => m.serialize_entry("agentId", a)?,
+        }
+        m.serialize_entry("offered", &self.offered)?;
+        m.serialize_entry("queued", &self.queued)?;
+        m.serialize_entry("answered", &self.answered)?;
+        m.serialize_entry("abandoned", &self.abandoned)?;
+        m.serialize_entry("shortAbandoned", &self.short_abandoned)?;
+        m.serialize_entry("unanswered", &self.unanswered)?;
+        m.serialize_entry("answeredInSla", &self.answered_in_sla)?;
+        m.serialize_entry("serviceLevel", &self.service_level)?;
+        m.serialize_entry("abandonRate", &self.abandon_rate)?;
+        m.serialize_entry("asaMs", &self.asa_ms)?;
+        m.serialize_entry("ahtMs", &self.aht_ms)?;
+        m.serialize_entry("avgTalkMs", &self.avg_talk_ms)?;
+        m.serialize_entry("avgHoldMs", &self.avg_hold_ms)?;
+        m.serialize_entry("avgWrapMs", &self.avg_wrap_ms)?;
+        m.serialize_entry("maxWaitMs", &self.max_wait_ms)?;
+        m.serialize_entry("holds", &self.holds)?;
+        m.serialize_entry("rejects", &self.rejects)?;
+        m.serialize_entry("transfers", &self.transfers)?;
+        m.end()
+    }
+}
+
+/// Human output: one line per row; times in the report's zone (UTC with `Z`).
+pub fn render_text(rows: &[ReportRow], opts: &ReportOptions) -> String {
+    let tz = zone_for_display(&opts.tz);
+    let group_header = match opts.by {
+        GroupBy::All => None,
+        GroupBy::Queue => Some("QUEUE"),
+        GroupBy::Agent => Some("AGENT"),
+    };
+    let pct = |r: Option<f64>| r.map_or_else(|| "-".to_string(), |r| format!("{:.2}%", r * 100.0));
+    let body: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| {
+            let mut row = vec![format_instant(r.interval_start, tz)];
+            match &r.group {
+                GroupKey::All => {}
+                GroupKey::Queue(q) => row.push(q.map_or_else(|| "-".into(), |q| q.to_string())),
+                GroupKey::Agent(a) => row.push(a.clone().unwrap_or_else(|| "-".into())),
+            }
+            row.extend([
+                r.offered.to_string(),
+                r.answered.to_string(),
+                format!("{} ({} short)", r.abandoned, r.short_abandoned),
+                r.unanswered.to_string(),
+                pct(r.service_level),
+                pct(r.abandon_rate),
+                format_opt_duration(r.asa_ms),
+                format_opt_duration(r.aht_ms),
+                format_opt_duration(r.avg_talk_ms),
+                format_opt_duration(r.avg_hold_ms),
+                format_opt_duration(r.avg_wrap_ms),
+                format_opt_duration(r.max_wait_ms),
+                r.holds.to_string(),
+                r.rejects.to_string(),
+                r.transfers.to_string(),
+            ]);
+            row
+        })
+        .collect();
+    let mut headers = vec!["INTERVAL"];
+    headers.extend(group_header);
+    let numbers = [
+        "OFFERED",
+        "ANSWERED",
+        "ABANDONED",
+        "UNANS",
+        "SL",
+        "ABAND%",
+        "ASA",
+        "AHT",
+        "TALK",
+        "HOLD",
+        "WRAP",
+        "MAXWAIT",
+        "HOLDS",
+        "REJECTS",
+        "XFERS",
+    ];
+    headers.extend(numbers);
+    let mut right = vec![false; headers.len() - numbers.len()];
+    right.extend([true; 15]);
+    let mut out = format!(
+        "Report by {} interval{} (SLA {} s, short abandon < {} s), times {}\n\
+         Metrics land in the interval of each interaction's offeredAt.\n\n",
+        opts.interval,
+        match opts.by {
+            GroupBy::All => "",
+            GroupBy::Queue => " and queue",
+            GroupBy::Agent => " and agent",
+        },
+        fmt_secs(opts.sla_ms),
+        fmt_secs(opts.short_abandon_ms),
+        opts.tz.iana_name().unwrap_or("UTC"),
+    );
+    if body.is_empty() {
+        out.push_str("no interactions\n");
+    } else {
+        out.push_str(&table(&headers, &body, &right));
+    }
+    out
+}
+
+fn fmt_secs(ms: i64) -> String {
+    if ms % 1000 == 0 {
+        (ms / 1000).to_string()
+    } else {
+        format!("{}.{:03}", ms / 1000, (ms % 1000).abs())
+    }
+}
+
+#[cfg(test)]
+mod tests;
