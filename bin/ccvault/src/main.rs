@@ -87,6 +87,8 @@ pub enum Command {
     Reindex,
     /// List quarantined messages with the reason and where they came from.
     Quarantine,
+    /// Live archive from an MQTT broker or a Pulsar WebSocket reader until SIGINT/SIGTERM; acknowledges only what is durable.
+    Ingest(cmd::ingest::IngestArgs),
 }
 
 fn main() -> ExitCode {

@@ -2,37 +2,47 @@
 //!
 //! Guarantees and invariants:
 //! - The log is the source of truth. Everything here is derived from it and
-//!   can be rebuilt by replaying the log through [`IndexWriter::add`]; two
-//!   indexes built from the same log answer every query identically.
+//!   can be rebuilt by replaying the log through [`IndexWriter::add_all`];
+//!   two indexes built from the same log answer every query identically.
 //! - The checkpoint is committed in the same transaction as the entries it
 //!   covers: a reader never sees entries past it, nor a checkpoint ahead of
 //!   its entries. After a crash the index is at some earlier checkpoint and
 //!   the caller re-indexes the log tail past it.
-//! - Keys are 64-bit hashes (xxh3) of GUIDs, agent ids and payloads, paired
-//!   with the offset, so a posting costs 16 key bytes and 4 value bytes and
-//!   is never rewritten. Hashes can collide: callers confirm a match against
-//!   the record itself (the store does), so a collision costs a read, never a
-//!   wrong answer.
-//! - Each record's position in its segment is stored with its offset, so a
-//!   lookup reads the log with one `pread` per record.
+//! - Postings are chunked: one commit writes, per GUID or agent, one value
+//!   `(key hash, first offset) -> packed postings` (see [`chunk`]), so an
+//!   interaction costs one B-tree entry per commit, not one per event, and
+//!   nothing is ever rewritten. Keys are 64-bit hashes (xxh3): callers
+//!   confirm a match against the record itself, so a collision costs a read,
+//!   never a wrong answer.
+//! - Deduplication finds candidates by payload hash: within the GUID's
+//!   postings (which carry payload hashes) for events of an interaction, in
+//!   a payload-hash table for every other record.
+//! - A writer accumulates a commit's entries in memory (bounded by how often
+//!   the caller commits) and writes them in one transaction.
 
-use std::path::Path;
+pub mod chunk;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 
 use redb::{
     ConcurrencyMode, Database, Durability, ReadOnlyDatabase, ReadTransaction, ReadableDatabase,
-    ReadableTable, ReadableTableMetadata, TableDefinition, WriteTransaction,
+    ReadableTable, ReadableTableMetadata, TableDefinition,
 };
 use xxhash_rust::xxh3::{xxh3_64, xxh3_64_with_seed};
 
-/// (key hash, offset) -> position of the record in its segment.
-type Postings = TableDefinition<'static, (u64, u64), u32>;
+use chunk::Posting;
 
-const BY_GUID: Postings = TableDefinition::new("by_guid");
-const BY_AGENT: Postings = TableDefinition::new("by_agent");
-const BY_PAYLOAD: Postings = TableDefinition::new("by_payload");
+/// (key hash, first offset) -> a chunk of postings.
+type Chunks = TableDefinition<'static, (u64, u64), &'static [u8]>;
+
+const BY_GUID: Chunks = TableDefinition::new("by_guid");
+const BY_AGENT: Chunks = TableDefinition::new("by_agent");
+/// (payload hash, offset) -> position, for records that name no interaction.
+const BY_PAYLOAD: TableDefinition<(u64, u64), u32> = TableDefinition::new("by_payload");
 /// offset -> position, for quarantined records only.
 const QUARANTINE: TableDefinition<u64, u32> = TableDefinition::new("quarantine");
-/// Running maximum of event time (ms) at the end of a batch -> the batch's
+/// Running maximum of event time (ms) at the end of a commit -> the commit's
 /// first offset. Records at offsets below the value of the first key >= T
 /// all have event times < T.
 const TIME: TableDefinition<u64, u64> = TableDefinition::new("time");
@@ -40,7 +50,11 @@ const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 
 /// Bumped when the tables change meaning; an index of another version is
 /// rebuilt from the log.
-pub const INDEX_VERSION: u64 = 1;
+pub const INDEX_VERSION: u64 = 2;
+
+/// redb's page cache. Bounded so that memory stays bounded whatever the
+/// archive size (redb's default is 1 GiB).
+const CACHE_BYTES: usize = 64 << 20;
 
 const GUID_SEED: u64 = 0x6775_6964;
 const AGENT_SEED: u64 = 0x6167_656e;
@@ -55,6 +69,8 @@ pub enum IndexError {
     },
     #[error("index {path} is version {found}, this ccvault reads version {INDEX_VERSION}: run `ccvault reindex`")]
     Version { path: String, found: u64 },
+    #[error("index {path}: {what}: run `ccvault reindex`")]
+    Corrupt { path: String, what: String },
 }
 
 pub type Result<T> = std::result::Result<T, IndexError>;
@@ -85,7 +101,7 @@ pub struct Counters {
 pub struct Entry<'a> {
     pub offset: u64,
     pub pos: u32,
-    pub payload: &'a [u8],
+    pub payload_hash: u64,
     pub interaction_guid: Option<&'a str>,
     pub agent_id: Option<&'a str>,
     /// Event time t(e) (METRICS §2), or ingest time for quarantined records.
@@ -102,13 +118,6 @@ pub enum PostingKind {
 }
 
 impl PostingKind {
-    fn table(self) -> Postings {
-        match self {
-            PostingKind::Guid => BY_GUID,
-            PostingKind::Agent => BY_AGENT,
-            PostingKind::Payload => BY_PAYLOAD,
-        }
-    }
     fn hash(self, key: &[u8]) -> u64 {
         match self {
             PostingKind::Guid => xxh3_64_with_seed(key, GUID_SEED),
@@ -142,30 +151,37 @@ fn err(path: &Path) -> impl Fn(redb::Error) -> IndexError + '_ {
     }
 }
 
+fn builder() -> redb::Builder {
+    let mut b = Database::builder();
+    b.set_concurrency_mode(ConcurrencyMode::SingleWriter)
+        .set_cache_size(CACHE_BYTES);
+    b
+}
+
 /// The writable index, held by the archive's single writer.
 pub struct Index {
     db: Database,
-    path: std::path::PathBuf,
+    path: PathBuf,
 }
 
 impl Index {
     /// Opens or creates the index file. Other processes may open it
     /// read-only ([`IndexReader::open`]) while this handle lives.
     pub fn open(path: &Path) -> Result<Index> {
-        let db = Database::builder()
-            .set_concurrency_mode(ConcurrencyMode::SingleWriter)
-            .create(path)
-            .map_err(|e| err(path)(e.into()))?;
+        let db = builder().create(path).map_err(|e| err(path)(e.into()))?;
         let index = Index {
             db,
             path: path.to_path_buf(),
         };
-        let version = index.reader()?.meta("version")?;
-        match version {
+        match index.reader()?.meta("version")? {
             None => {
-                let mut w = index.begin()?;
-                w.put_meta("version", INDEX_VERSION)?;
-                w.commit(None, Durability::Immediate)?;
+                let txn = index.db.begin_write().map_err(|e| index.err(e.into()))?;
+                {
+                    let mut t = txn.open_table(META).map_err(|e| index.err(e.into()))?;
+                    t.insert("version", INDEX_VERSION)
+                        .map_err(|e| index.err(e.into()))?;
+                }
+                txn.commit().map_err(|e| index.err(e.into()))?;
             }
             Some(v) if v != INDEX_VERSION => {
                 return Err(IndexError::Version {
@@ -178,15 +194,95 @@ impl Index {
         Ok(index)
     }
 
-    pub fn begin(&self) -> Result<IndexWriter<'_>> {
-        let txn = self.db.begin_write().map_err(|e| self.err(e.into()))?;
+    /// Starts collecting a commit's entries.
+    pub fn begin(&self) -> Result<IndexWriter> {
+        let snapshot = self.reader()?;
+        let counters = snapshot.counters()?;
         Ok(IndexWriter {
-            txn,
-            path: &self.path,
-            counters: None,
-            batch_first_offset: None,
-            batch_max_time: None,
+            snapshot,
+            counters,
+            guid: HashMap::new(),
+            agent: HashMap::new(),
+            payload: HashMap::new(),
+            quarantine: Vec::new(),
+            first_offset: None,
+            collected: 0,
         })
+    }
+
+    /// Writes everything the writer collected, with the checkpoint after it
+    /// (`None` keeps the checkpoint), in one durable transaction.
+    pub fn commit(&self, w: IndexWriter, checkpoint: Option<Checkpoint>) -> Result<()> {
+        let e = |x: redb::Error| err(&self.path)(x);
+        let txn = self.db.begin_write().map_err(|x| e(x.into()))?;
+        {
+            let mut buf = Vec::new();
+            for (table, map, with_hash) in [(BY_GUID, &w.guid, true), (BY_AGENT, &w.agent, false)] {
+                let mut t = txn.open_table(table).map_err(|x| e(x.into()))?;
+                let mut keys: Vec<&u64> = map.keys().collect();
+                keys.sort_unstable();
+                for hash in keys {
+                    let Some(postings) = map.get(hash) else {
+                        continue;
+                    };
+                    let Some(first) = postings.first() else {
+                        continue;
+                    };
+                    chunk::encode(first.offset, postings, with_hash, &mut buf);
+                    t.insert((*hash, first.offset), buf.as_slice())
+                        .map_err(|x| e(x.into()))?;
+                }
+            }
+            let mut t = txn.open_table(BY_PAYLOAD).map_err(|x| e(x.into()))?;
+            let mut payload: Vec<(u64, Hit)> = w
+                .payload
+                .iter()
+                .flat_map(|(h, hits)| hits.iter().map(move |hit| (*h, *hit)))
+                .collect();
+            payload.sort_unstable();
+            for (h, hit) in payload {
+                t.insert((h, hit.offset), hit.pos)
+                    .map_err(|x| e(x.into()))?;
+            }
+            let mut t = txn.open_table(QUARANTINE).map_err(|x| e(x.into()))?;
+            for hit in &w.quarantine {
+                t.insert(hit.offset, hit.pos).map_err(|x| e(x.into()))?;
+            }
+            if let (Some(first), Some(max_time)) = (w.first_offset, w.counters.max_time_ms) {
+                let mut t = txn.open_table(TIME).map_err(|x| e(x.into()))?;
+                let key = max_time.max(0) as u64;
+                if t.get(key).map_err(|x| e(x.into()))?.is_none() {
+                    t.insert(key, first).map_err(|x| e(x.into()))?;
+                }
+            }
+            let mut t = txn.open_table(META).map_err(|x| e(x.into()))?;
+            let c = w.counters;
+            let mut meta = vec![
+                ("records", c.records),
+                ("events", c.events),
+                ("quarantined", c.quarantined),
+                ("duplicates", c.duplicates),
+                ("interactions", c.interactions),
+            ];
+            if let Some(t) = c.min_time_ms {
+                meta.push(("min_time_ms", t as u64));
+            }
+            if let Some(t) = c.max_time_ms {
+                meta.push(("max_time_ms", t as u64));
+            }
+            if let Some(cp) = checkpoint {
+                meta.push(("checkpoint.next_offset", cp.next_offset));
+                meta.push(("checkpoint.segment", cp.segment));
+                meta.push(("checkpoint.pos", u64::from(cp.pos)));
+            }
+            for (k, v) in meta {
+                t.insert(k, v).map_err(|x| e(x.into()))?;
+            }
+        }
+        let mut txn = txn;
+        txn.set_durability(Durability::Immediate)
+            .map_err(|x| e(redb::Error::from(x)))?;
+        txn.commit().map_err(|x| e(x.into()))
     }
 
     /// A snapshot of the last commit.
@@ -206,15 +302,14 @@ impl Index {
 /// A snapshot of the index as of one commit.
 pub struct IndexReader {
     txn: ReadTransaction,
-    path: std::path::PathBuf,
+    path: PathBuf,
 }
 
 impl IndexReader {
     /// Opens the index of another (possibly running) writer read-only and
     /// takes a snapshot of its last commit.
     pub fn open(path: &Path) -> Result<IndexReader> {
-        let db: ReadOnlyDatabase = Database::builder()
-            .set_concurrency_mode(ConcurrencyMode::SingleWriter)
+        let db: ReadOnlyDatabase = builder()
             .open_read_only(path)
             .map_err(|e| err(path)(e.into()))?;
         let txn = db.begin_read().map_err(|e| err(path)(e.into()))?;
@@ -233,6 +328,13 @@ impl IndexReader {
 
     fn err(&self, e: impl Into<redb::Error>) -> IndexError {
         err(&self.path)(e.into())
+    }
+
+    fn corrupt(&self, what: String) -> IndexError {
+        IndexError::Corrupt {
+            path: self.path.display().to_string(),
+            what,
+        }
     }
 
     fn meta(&self, key: &str) -> Result<Option<u64>> {
@@ -270,29 +372,109 @@ impl IndexReader {
         })
     }
 
-    fn postings(&self, table: Postings, hash: u64) -> Result<Vec<Hit>> {
+    /// Every posting of one key hash, in offset order.
+    fn chunk_postings(&self, kind: PostingKind, hash: u64) -> Result<Vec<Posting>> {
+        let (table, with_hash) = match kind {
+            PostingKind::Guid => (BY_GUID, true),
+            PostingKind::Agent => (BY_AGENT, false),
+            PostingKind::Payload => {
+                return Ok(self
+                    .payload_postings(hash)?
+                    .into_iter()
+                    .map(|h| Posting {
+                        offset: h.offset,
+                        pos: h.pos,
+                        payload_hash: hash,
+                    })
+                    .collect())
+            }
+        };
         let t = match self.txn.open_table(table) {
             Ok(t) => t,
             Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
             Err(e) => return Err(self.err(e)),
         };
-        collect_postings(&t, hash).map_err(|e| self.err(e))
+        let mut out = Vec::new();
+        for item in t
+            .range((hash, 0)..=(hash, u64::MAX))
+            .map_err(|e| self.err(e))?
+        {
+            let (k, v) = item.map_err(|e| self.err(e))?;
+            chunk::decode(k.value().1, v.value(), with_hash, &mut out)
+                .map_err(|w| self.corrupt(w))?;
+        }
+        Ok(out)
+    }
+
+    fn payload_postings(&self, hash: u64) -> Result<Vec<Hit>> {
+        let t = match self.txn.open_table(BY_PAYLOAD) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+            Err(e) => return Err(self.err(e)),
+        };
+        let mut hits = Vec::new();
+        for item in t
+            .range((hash, 0)..=(hash, u64::MAX))
+            .map_err(|e| self.err(e))?
+        {
+            let (k, v) = item.map_err(|e| self.err(e))?;
+            hits.push(Hit {
+                offset: k.value().1,
+                pos: v.value(),
+            });
+        }
+        Ok(hits)
+    }
+
+    fn hits(&self, kind: PostingKind, hash: u64) -> Result<Vec<Hit>> {
+        Ok(self
+            .chunk_postings(kind, hash)?
+            .into_iter()
+            .map(|p| Hit {
+                offset: p.offset,
+                pos: p.pos,
+            })
+            .collect())
     }
 
     /// Records whose GUID hashes like `guid`, in offset order. Confirm each
     /// against the record: a hash collision can add foreign records.
     pub fn guid_hits(&self, guid: &str) -> Result<Vec<Hit>> {
-        self.postings(BY_GUID, guid_hash(guid))
+        self.hits(PostingKind::Guid, guid_hash(guid))
     }
 
     /// Records whose agent id hashes like `agent`, in offset order.
     pub fn agent_hits(&self, agent: &str) -> Result<Vec<Hit>> {
-        self.postings(BY_AGENT, agent_hash(agent))
+        self.hits(PostingKind::Agent, agent_hash(agent))
     }
 
-    /// Records whose payload hashes like `payload`.
-    pub fn payload_hits(&self, payload: &[u8]) -> Result<Vec<Hit>> {
-        self.postings(BY_PAYLOAD, payload_hash(payload))
+    /// Records that may hold exactly `payload`: same payload hash, looked
+    /// up where the writer put them (under the GUID when there is one).
+    pub fn duplicate_candidates(&self, hash: u64, guid: Option<&str>) -> Result<Vec<Hit>> {
+        match guid {
+            Some(g) => Ok(self
+                .chunk_postings(PostingKind::Guid, guid_hash(g))?
+                .into_iter()
+                .filter(|p| p.payload_hash == hash)
+                .map(|p| Hit {
+                    offset: p.offset,
+                    pos: p.pos,
+                })
+                .collect()),
+            None => self.payload_postings(hash),
+        }
+    }
+
+    fn has_guid_hash(&self, hash: u64) -> Result<bool> {
+        match self.txn.open_table(BY_GUID) {
+            Ok(t) => Ok(t
+                .range((hash, 0)..=(hash, u64::MAX))
+                .map_err(|e| self.err(e))?
+                .next()
+                .is_some()),
+            Err(redb::TableError::TableDoesNotExist(_)) => Ok(false),
+            Err(e) => Err(self.err(e)),
+        }
     }
 
     /// Quarantined records in offset order.
@@ -329,8 +511,8 @@ impl IndexReader {
         }
     }
 
-    /// Every distinct GUID hash with its records, in hash order: the unit of
-    /// work of a projection rebuild.
+    /// Every distinct GUID hash with its records in offset order, in hash
+    /// order: the unit of work of a projection rebuild.
     pub fn for_each_guid_group(&self, mut f: impl FnMut(u64, &[Hit])) -> Result<()> {
         let t = match self.txn.open_table(BY_GUID) {
             Ok(t) => t,
@@ -338,24 +520,30 @@ impl IndexReader {
             Err(e) => return Err(self.err(e)),
         };
         let mut current: Option<u64> = None;
-        let mut group = Vec::new();
+        let mut postings = Vec::new();
+        let mut hits = Vec::new();
+        let mut flush = |h: u64, postings: &mut Vec<Posting>, hits: &mut Vec<Hit>| {
+            hits.clear();
+            hits.extend(postings.iter().map(|p| Hit {
+                offset: p.offset,
+                pos: p.pos,
+            }));
+            f(h, hits);
+            postings.clear();
+        };
         for item in t.iter().map_err(|e| self.err(e))? {
             let (k, v) = item.map_err(|e| self.err(e))?;
-            let (hash, offset) = k.value();
+            let (hash, first) = k.value();
             if current != Some(hash) {
                 if let Some(h) = current {
-                    f(h, &group);
+                    flush(h, &mut postings, &mut hits);
                 }
-                group.clear();
                 current = Some(hash);
             }
-            group.push(Hit {
-                offset,
-                pos: v.value(),
-            });
+            chunk::decode(first, v.value(), true, &mut postings).map_err(|w| self.corrupt(w))?;
         }
         if let Some(h) = current {
-            f(h, &group);
+            flush(h, &mut postings, &mut hits);
         }
         Ok(())
     }
@@ -363,25 +551,41 @@ impl IndexReader {
     /// The position stored for `offset` under `key` in one posting table,
     /// if that posting exists (for verification).
     pub fn posting(&self, kind: PostingKind, key: &[u8], offset: u64) -> Result<Option<u32>> {
-        let t = match self.txn.open_table(kind.table()) {
-            Ok(t) => t,
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
-            Err(e) => return Err(self.err(e)),
-        };
-        let v = t
-            .get((kind.hash(key), offset))
-            .map_err(|e| self.err(e))?
-            .map(|v| v.value());
-        Ok(v)
+        Ok(self
+            .chunk_postings(kind, kind.hash(key))?
+            .into_iter()
+            .find(|p| p.offset == offset)
+            .map(|p| p.pos))
     }
 
     /// Number of postings in one table.
     pub fn posting_count(&self, kind: PostingKind) -> Result<u64> {
-        match self.txn.open_table(kind.table()) {
-            Ok(t) => t.len().map_err(|e| self.err(e)),
-            Err(redb::TableError::TableDoesNotExist(_)) => Ok(0),
-            Err(e) => Err(self.err(e)),
+        let (table, with_hash) = match kind {
+            PostingKind::Guid => (BY_GUID, true),
+            PostingKind::Agent => (BY_AGENT, false),
+            PostingKind::Payload => {
+                return match self.txn.open_table(BY_PAYLOAD) {
+                    Ok(t) => t.len().map_err(|e| self.err(e)),
+                    Err(redb::TableError::TableDoesNotExist(_)) => Ok(0),
+                    Err(e) => Err(self.err(e)),
+                }
+            }
+        };
+        let t = match self.txn.open_table(table) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(0),
+            Err(e) => return Err(self.err(e)),
+        };
+        let mut n = 0u64;
+        let mut buf = Vec::new();
+        for item in t.iter().map_err(|e| self.err(e))? {
+            let (k, v) = item.map_err(|e| self.err(e))?;
+            buf.clear();
+            chunk::decode(k.value().1, v.value(), with_hash, &mut buf)
+                .map_err(|w| self.corrupt(w))?;
+            n += buf.len() as u64;
         }
+        Ok(n)
     }
 
     /// Number of quarantine entries.
@@ -392,127 +596,91 @@ impl IndexReader {
             Err(e) => Err(self.err(e)),
         }
     }
-
-    /// Number of postings by GUID (one per event that names an interaction).
-    pub fn guid_postings(&self) -> Result<u64> {
-        match self.txn.open_table(BY_GUID) {
-            Ok(t) => t.len().map_err(|e| self.err(e)),
-            Err(redb::TableError::TableDoesNotExist(_)) => Ok(0),
-            Err(e) => Err(self.err(e)),
-        }
-    }
 }
 
-fn collect_postings(
-    t: &impl ReadableTable<(u64, u64), u32>,
-    hash: u64,
-) -> std::result::Result<Vec<Hit>, redb::Error> {
-    let mut hits = Vec::new();
-    for item in t.range((hash, 0)..=(hash, u64::MAX))? {
-        let (k, v) = item?;
-        hits.push(Hit {
-            offset: k.value().1,
-            pos: v.value(),
-        });
-    }
-    Ok(hits)
+/// The entries of one commit, collected in memory, plus the snapshot they
+/// build on. Lookups see both.
+pub struct IndexWriter {
+    snapshot: IndexReader,
+    counters: Counters,
+    guid: HashMap<u64, Vec<Posting>>,
+    agent: HashMap<u64, Vec<Posting>>,
+    /// Records that name no interaction, by payload hash.
+    payload: HashMap<u64, Vec<Hit>>,
+    quarantine: Vec<Hit>,
+    first_offset: Option<u64>,
+    collected: u64,
 }
 
-/// One write transaction: a batch of entries and the checkpoint after them.
-pub struct IndexWriter<'a> {
-    txn: WriteTransaction,
-    path: &'a Path,
-    counters: Option<Counters>,
-    batch_first_offset: Option<u64>,
-    batch_max_time: Option<i64>,
-}
-
-impl IndexWriter<'_> {
-    fn err(&self, e: impl Into<redb::Error>) -> IndexError {
-        err(self.path)(e.into())
-    }
-
-    fn put_meta(&mut self, key: &str, value: u64) -> Result<()> {
-        let mut t = self.txn.open_table(META).map_err(|e| self.err(e))?;
-        t.insert(key, value).map_err(|e| self.err(e))?;
-        Ok(())
-    }
-
-    fn get_meta(&self, key: &str) -> Result<Option<u64>> {
-        let t = self.txn.open_table(META).map_err(|e| self.err(e))?;
-        let v = t.get(key).map_err(|e| self.err(e))?.map(|v| v.value());
-        Ok(v)
-    }
-
-    fn counters_mut(&mut self) -> Result<&mut Counters> {
-        if self.counters.is_none() {
-            let get = |w: &Self, k: &str| -> Result<u64> { Ok(w.get_meta(k)?.unwrap_or(0)) };
-            let time =
-                |w: &Self, k: &str| -> Result<Option<i64>> { Ok(w.get_meta(k)?.map(|v| v as i64)) };
-            let c = Counters {
-                records: get(self, "records")?,
-                events: get(self, "events")?,
-                quarantined: get(self, "quarantined")?,
-                duplicates: get(self, "duplicates")?,
-                interactions: get(self, "interactions")?,
-                min_time_ms: time(self, "min_time_ms")?,
-                max_time_ms: time(self, "max_time_ms")?,
-            };
-            self.counters = Some(c);
-        }
-        Ok(self.counters.get_or_insert_with(Counters::default))
-    }
-
-    /// Records whose payload hashes like `payload`, including those added in
-    /// this transaction.
-    pub fn payload_hits(&self, payload: &[u8]) -> Result<Vec<Hit>> {
-        let t = self.txn.open_table(BY_PAYLOAD).map_err(|e| self.err(e))?;
-        collect_postings(&t, payload_hash(payload)).map_err(|e| self.err(e))
-    }
-
-    /// Indexes a batch of records, in log order.
-    pub fn add_all(&mut self, entries: &[Entry<'_>]) -> Result<()> {
-        if entries.is_empty() {
-            return Ok(());
-        }
-        let mut new_interactions = 0u64;
-        {
-            let mut by_guid = self.txn.open_table(BY_GUID).map_err(|e| self.err(e))?;
-            let mut by_agent = self.txn.open_table(BY_AGENT).map_err(|e| self.err(e))?;
-            let mut by_payload = self.txn.open_table(BY_PAYLOAD).map_err(|e| self.err(e))?;
-            let mut quarantine = self.txn.open_table(QUARANTINE).map_err(|e| self.err(e))?;
-            let e2 = |e: redb::StorageError| err(self.path)(e.into());
-            for entry in entries {
-                by_payload
-                    .insert((payload_hash(entry.payload), entry.offset), entry.pos)
-                    .map_err(e2)?;
-                if entry.quarantined {
-                    quarantine.insert(entry.offset, entry.pos).map_err(e2)?;
+impl IndexWriter {
+    /// Records that may hold exactly these payload bytes (same hash), among
+    /// committed and collected entries. `guid` is the payload's GUID.
+    pub fn duplicate_candidates(&self, hash: u64, guid: Option<&str>) -> Result<Vec<Hit>> {
+        let mut hits = self.snapshot.duplicate_candidates(hash, guid)?;
+        match guid {
+            Some(g) => {
+                if let Some(ps) = self.guid.get(&guid_hash(g)) {
+                    hits.extend(ps.iter().filter(|p| p.payload_hash == hash).map(|p| Hit {
+                        offset: p.offset,
+                        pos: p.pos,
+                    }));
                 }
-                if let Some(guid) = entry.interaction_guid {
-                    let h = guid_hash(guid);
-                    let seen = by_guid
-                        .range((h, 0)..=(h, u64::MAX))
-                        .map_err(e2)?
-                        .next()
-                        .is_some();
-                    if !seen {
-                        new_interactions += 1;
-                    }
-                    by_guid.insert((h, entry.offset), entry.pos).map_err(e2)?;
-                }
-                if let Some(agent) = entry.agent_id {
-                    by_agent
-                        .insert((agent_hash(agent), entry.offset), entry.pos)
-                        .map_err(e2)?;
+            }
+            None => {
+                if let Some(hs) = self.payload.get(&hash) {
+                    hits.extend_from_slice(hs);
                 }
             }
         }
-        let c = self.counters_mut()?;
-        c.interactions += new_interactions;
+        Ok(hits)
+    }
+
+    /// Number of records collected since `begin`.
+    pub fn pending(&self) -> u64 {
+        self.collected
+    }
+
+    /// Collects a batch of records, in log order.
+    pub fn add_all(&mut self, entries: &[Entry<'_>]) -> Result<()> {
         for entry in entries {
+            if self.first_offset.is_none() {
+                self.first_offset = Some(entry.offset);
+            }
+            let posting = Posting {
+                offset: entry.offset,
+                pos: entry.pos,
+                payload_hash: entry.payload_hash,
+            };
+            let hit = Hit {
+                offset: entry.offset,
+                pos: entry.pos,
+            };
+            match entry.interaction_guid {
+                Some(guid) => {
+                    let h = guid_hash(guid);
+                    let is_new_here = !self.guid.contains_key(&h);
+                    if is_new_here && !self.snapshot.has_guid_hash(h)? {
+                        self.counters.interactions += 1;
+                    }
+                    self.guid.entry(h).or_default().push(posting);
+                }
+                None => self
+                    .payload
+                    .entry(entry.payload_hash)
+                    .or_default()
+                    .push(hit),
+            }
+            if let Some(agent) = entry.agent_id {
+                self.agent
+                    .entry(agent_hash(agent))
+                    .or_default()
+                    .push(posting);
+            }
+            self.collected += 1;
+            let c = &mut self.counters;
             c.records += 1;
             if entry.quarantined {
+                self.quarantine.push(hit);
                 c.quarantined += 1;
             } else {
                 c.events += 1;
@@ -526,75 +694,24 @@ impl IndexWriter<'_> {
                     .map_or(entry.time_ms, |m| m.max(entry.time_ms)),
             );
         }
-        let max_time = c.max_time_ms;
-        if self.batch_first_offset.is_none() {
-            self.batch_first_offset = entries.first().map(|e| e.offset);
-        }
-        self.batch_max_time = max_time;
         Ok(())
     }
 
     /// Counts messages skipped as duplicates.
-    pub fn add_duplicates(&mut self, n: u64) -> Result<()> {
-        if n > 0 {
-            self.counters_mut()?.duplicates += n;
-        }
-        Ok(())
-    }
-
-    /// Commits the batch with the checkpoint after it (`None` keeps the
-    /// checkpoint, for commits that add no records).
-    pub fn commit(mut self, checkpoint: Option<Checkpoint>, durability: Durability) -> Result<()> {
-        if let (Some(first), Some(max_time)) = (self.batch_first_offset, self.batch_max_time) {
-            let mut t = self.txn.open_table(TIME).map_err(|e| self.err(e))?;
-            let key = max_time.max(0) as u64;
-            let present = t.get(key).map_err(|e| self.err(e))?.is_some();
-            if !present {
-                t.insert(key, first).map_err(|e| self.err(e))?;
-            }
-        }
-        if let Some(c) = self.counters {
-            for (k, v) in [
-                ("records", c.records),
-                ("events", c.events),
-                ("quarantined", c.quarantined),
-                ("duplicates", c.duplicates),
-                ("interactions", c.interactions),
-            ] {
-                self.put_meta(k, v)?;
-            }
-            if let Some(t) = c.min_time_ms {
-                self.put_meta("min_time_ms", t as u64)?;
-            }
-            if let Some(t) = c.max_time_ms {
-                self.put_meta("max_time_ms", t as u64)?;
-            }
-        }
-        if let Some(cp) = checkpoint {
-            self.put_meta("checkpoint.next_offset", cp.next_offset)?;
-            self.put_meta("checkpoint.segment", cp.segment)?;
-            self.put_meta("checkpoint.pos", u64::from(cp.pos))?;
-        }
-        let path = self.path;
-        let mut txn = self.txn;
-        txn.set_durability(durability)
-            .map_err(|e| err(path)(redb::Error::from(e)))?;
-        txn.commit().map_err(|e| err(path)(e.into()))
+    pub fn add_duplicates(&mut self, n: u64) {
+        self.counters.duplicates += n;
     }
 }
-
-/// Durability of an index commit, re-exported so callers need not name redb.
-pub use redb::Durability as CommitDurability;
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn entry(offset: u64, payload: &'static [u8], guid: Option<&'static str>) -> Entry<'static> {
+    fn entry(offset: u64, payload: &[u8], guid: Option<&'static str>) -> Entry<'static> {
         Entry {
             offset,
             pos: offset as u32 * 10,
-            payload,
+            payload_hash: payload_hash(payload),
             interaction_guid: guid,
             agent_id: Some("ag1"),
             time_ms: 1000 * offset as i64,
@@ -610,32 +727,59 @@ mod tests {
         assert_eq!(index.reader().unwrap().checkpoint().unwrap(), None);
 
         let mut w = index.begin().unwrap();
-        w.add_all(&[
-            entry(0, b"a", Some("g1")),
-            entry(1, b"b", Some("g2")),
-            entry(2, b"c", Some("g1")),
-            entry(3, b"junk", None),
-        ])
-        .unwrap();
-        assert_eq!(w.payload_hits(b"c").unwrap().len(), 1, "visible in-txn");
-        w.add_duplicates(2).unwrap();
+        w.add_all(&[entry(0, b"a", Some("g1")), entry(1, b"b", Some("g2"))])
+            .unwrap();
+        w.add_all(&[entry(2, b"c", Some("g1")), entry(3, b"junk", None)])
+            .unwrap();
+        let c_hash = payload_hash(b"c");
+        assert_eq!(
+            w.duplicate_candidates(c_hash, Some("g1")).unwrap().len(),
+            1,
+            "visible before commit"
+        );
+        assert!(w
+            .duplicate_candidates(c_hash, Some("g2"))
+            .unwrap()
+            .is_empty());
+        assert_eq!(
+            w.duplicate_candidates(payload_hash(b"junk"), None)
+                .unwrap()
+                .len(),
+            1
+        );
+        w.add_duplicates(2);
         let cp = Checkpoint {
             next_offset: 4,
             segment: 0,
             pos: 40,
         };
-        w.commit(Some(cp), Durability::Immediate).unwrap();
+        index.commit(w, Some(cp)).unwrap();
+
+        // A second commit adds a second chunk for g1.
+        let mut w = index.begin().unwrap();
+        assert_eq!(
+            w.duplicate_candidates(c_hash, Some("g1")).unwrap().len(),
+            1,
+            "committed"
+        );
+        w.add_all(&[entry(4, b"d", Some("g1"))]).unwrap();
+        let cp2 = Checkpoint {
+            next_offset: 5,
+            segment: 0,
+            pos: 50,
+        };
+        index.commit(w, Some(cp2)).unwrap();
 
         let r = index.reader().unwrap();
-        assert_eq!(r.checkpoint().unwrap(), Some(cp));
+        assert_eq!(r.checkpoint().unwrap(), Some(cp2));
         let hits: Vec<u64> = r
             .guid_hits("g1")
             .unwrap()
             .iter()
             .map(|h| h.offset)
             .collect();
-        assert_eq!(hits, vec![0, 2]);
-        assert_eq!(r.agent_hits("ag1").unwrap().len(), 4);
+        assert_eq!(hits, vec![0, 2, 4]);
+        assert_eq!(r.agent_hits("ag1").unwrap().len(), 5);
         assert_eq!(r.quarantined().unwrap(), vec![Hit { offset: 3, pos: 30 }]);
         let c = r.counters().unwrap();
         assert_eq!(
@@ -646,15 +790,22 @@ mod tests {
                 c.duplicates,
                 c.interactions
             ),
-            (4, 3, 1, 2, 2)
+            (5, 4, 1, 2, 2)
         );
-        assert_eq!(c.max_time_ms, Some(3000));
+        assert_eq!(c.max_time_ms, Some(4000));
         assert_eq!(r.seek_time(2500).unwrap(), 0);
-        assert_eq!(r.seek_time(99_999).unwrap(), 4);
-        let mut groups = 0;
-        r.for_each_guid_group(|_, hits| groups += hits.len())
+        assert_eq!(r.seek_time(3500).unwrap(), 4);
+        assert_eq!(r.seek_time(99_999).unwrap(), 5);
+        let mut groups = Vec::new();
+        r.for_each_guid_group(|_, hits| groups.push(hits.len()))
             .unwrap();
-        assert_eq!(groups, 3);
+        groups.sort();
+        assert_eq!(groups, vec![1, 3]);
+        assert_eq!(r.posting(PostingKind::Guid, b"g1", 2).unwrap(), Some(20));
+        assert_eq!(r.posting(PostingKind::Guid, b"g1", 1).unwrap(), None);
+        assert_eq!(r.posting_count(PostingKind::Guid).unwrap(), 4);
+        assert_eq!(r.posting_count(PostingKind::Agent).unwrap(), 5);
+        assert_eq!(r.posting_count(PostingKind::Payload).unwrap(), 1);
     }
 
     #[test]
@@ -678,8 +829,7 @@ mod tests {
         let index = Index::open(&path).unwrap();
         let mut w = index.begin().unwrap();
         w.add_all(&[entry(0, b"a", Some("g1"))]).unwrap();
-        w.commit(Some(Checkpoint::default()), Durability::Immediate)
-            .unwrap();
+        index.commit(w, Some(Checkpoint::default())).unwrap();
         let r = IndexReader::open(&path).unwrap();
         assert_eq!(r.guid_hits("g1").unwrap().len(), 1);
     }

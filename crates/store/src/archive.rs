@@ -2,10 +2,13 @@
 //!
 //! Invariants:
 //! - A batch is acknowledged (its [`BatchReport`] returned) only after its
-//!   records are durable in the log under the fsync policy AND indexed. The
-//!   index commit follows the log flush, so a crash between the two leaves
-//!   records in the log past the index checkpoint; [`Archive::open`] indexes
-//!   them before anything else happens.
+//!   records are durable in the log under the fsync policy. The index is
+//!   derived: its write transaction stays open across batches and commits
+//!   every `index_commit_records` records or `index_commit_interval`, and at
+//!   close. A crash leaves records in the log past the index checkpoint;
+//!   [`Archive::open`] indexes them before anything else happens, so open
+//!   time is bounded by the commit interval, not the archive size.
+//! - Readers see the archive as of the last index commit.
 //! - No two records of the log have equal payload bytes: every message is
 //!   checked against the index (committed batches) and the batch in hand.
 //!   Both are exact byte comparisons; the hash only finds candidates.
@@ -16,11 +19,12 @@ use std::collections::HashMap;
 use std::fs::DirBuilder;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use ccvault_event::{decode_message, parse_event, resolve_time, Keys};
-use ccvault_index::{payload_hash, Checkpoint, CommitDurability, Entry, Index, IndexReader};
+use ccvault_index::{payload_hash, Checkpoint, Entry, Index, IndexReader, IndexWriter};
 use ccvault_log::{
-    FsyncPolicy, Log, LogOptions, LogReader, NewRecord, Position, ScanItem, SourceKind,
+    FsyncPolicy, Log, LogOptions, LogReader, NewRecord, Position, ScanRef, SourceKind,
 };
 
 use crate::error::{io, Result, StoreError};
@@ -36,6 +40,10 @@ pub struct ArchiveOptions {
     /// Messages larger than this are rejected (not archived) with an error
     /// naming them.
     pub max_record_bytes: usize,
+    /// Commit the index after this many records...
+    pub index_commit_records: u64,
+    /// ...or when this much time has passed since the last commit.
+    pub index_commit_interval: Duration,
 }
 
 impl Default for ArchiveOptions {
@@ -44,6 +52,8 @@ impl Default for ArchiveOptions {
             segment_bytes: LogOptions::default().segment_bytes,
             fsync: FsyncPolicy::Batch,
             max_record_bytes: 1 << 20,
+            index_commit_records: 262_144,
+            index_commit_interval: Duration::from_secs(1),
         }
     }
 }
@@ -111,6 +121,9 @@ pub struct Archive {
     index: Index,
     segments: SegmentMap,
     options: ArchiveOptions,
+    /// The open index transaction holding batches not yet committed.
+    txn: Option<IndexWriter>,
+    last_commit: Instant,
     poisoned: Option<String>,
     _lock: WriterLock,
 }
@@ -174,6 +187,8 @@ impl Archive {
             log_reader,
             index,
             options,
+            txn: None,
+            last_commit: Instant::now(),
             poisoned: None,
             _lock: lock,
         };
@@ -207,6 +222,7 @@ impl Archive {
     /// swaps it in by rename, so a crash midway leaves the old index in
     /// place. Returns the number of records indexed.
     pub fn rebuild_index(&mut self) -> Result<u64> {
+        self.commit_index()?;
         let path = self.layout.index_path();
         let scratch = self.layout.scratch_index_path();
         let duplicates = self
@@ -222,88 +238,65 @@ impl Archive {
         // Duplicates are messages that never reached the log: their count
         // survives a rebuild only through the old index.
         let mut w = self.index.begin()?;
-        w.add_duplicates(duplicates)?;
-        w.commit(None, CommitDurability::Immediate)?;
+        w.add_duplicates(duplicates);
+        self.index.commit(w, None)?;
         std::fs::rename(&scratch, &path).map_err(io("cannot replace index", &path))?;
         Ok(n)
     }
 
     /// Indexes every record from `from` (the start of the log when `None`)
-    /// to the end of the log, in batches.
+    /// to the end of the log, committing every `index_commit_records`.
     fn index_tail(&mut self, from: Option<Position>) -> Result<u64> {
-        const BATCH: usize = 16_384;
+        self.commit_index()?;
         let start = from.unwrap_or(Position { segment: 0, pos: 0 });
-        let mut pending: Vec<(u64, u32, Vec<u8>, Keys, i64, bool)> = Vec::with_capacity(BATCH);
+        let every = self.options.index_commit_records.max(1);
         let mut total = 0u64;
-        let mut last_end: Option<Position> = None;
-        let mut scan = self.log_reader.scan(start);
-        loop {
-            let item = scan.next();
-            let done = item.is_none();
-            if let Some(item) = item {
-                match item? {
-                    ScanItem::Record(pos, rec) => {
-                        let (keys, payload_time) = if rec.quarantined {
-                            (Keys::default(), None)
-                        } else {
-                            match parse_event(&rec.payload) {
-                                Ok(ev) => (Keys::of(&ev), ev.payload_time_ms()),
-                                Err(_) => (Keys::default(), None),
-                            }
-                        };
-                        let publish =
-                            (!rec.publish_time.is_empty()).then_some(rec.publish_time.as_str());
-                        let time = resolve_time(payload_time, publish, rec.ingest_ms);
-                        let frame_end = pos.pos.saturating_add(rec.as_ref().frame_len() as u32);
-                        last_end = Some(Position {
-                            segment: pos.segment,
-                            pos: frame_end,
-                        });
-                        pending.push((
-                            rec.offset,
-                            pos.pos,
-                            rec.payload,
-                            keys,
-                            time,
-                            rec.quarantined,
-                        ));
-                    }
-                    ScanItem::Damage(d) => {
-                        tracing::warn!("skipping damaged record while indexing: {d:?}");
-                    }
+        let mut writer = self.index.begin()?;
+        let mut checkpoint: Option<Checkpoint> = None;
+        let index = &self.index;
+        self.log_reader.scan_with(start, |item| -> Result<()> {
+            let (at, rec) = match item {
+                ScanRef::Record(at, rec) => (at, rec),
+                ScanRef::Damage(d) => {
+                    tracing::warn!("skipping damaged record while indexing: {d}");
+                    return Ok(());
                 }
+            };
+            let (keys, payload_time) = if rec.quarantined {
+                (Keys::default(), None)
+            } else {
+                match parse_event(rec.payload) {
+                    Ok(ev) => (Keys::of(&ev), ev.payload_time_ms()),
+                    Err(_) => (Keys::default(), None),
+                }
+            };
+            let publish = (!rec.publish_time.is_empty()).then_some(rec.publish_time);
+            writer.add_all(&[Entry {
+                offset: rec.offset,
+                pos: at.pos,
+                payload_hash: payload_hash(rec.payload),
+                interaction_guid: keys.interaction_guid.as_deref(),
+                agent_id: keys.agent_id.as_deref(),
+                time_ms: resolve_time(payload_time, publish, rec.ingest_ms),
+                quarantined: rec.quarantined,
+            }])?;
+            total += 1;
+            checkpoint = Some(Checkpoint {
+                next_offset: rec.offset + 1,
+                segment: at.segment,
+                pos: at
+                    .pos
+                    .saturating_add(u32::try_from(rec.frame_len()).unwrap_or(u32::MAX)),
+            });
+            if writer.pending() >= every {
+                let full = std::mem::replace(&mut writer, index.begin()?);
+                index.commit(full, checkpoint)?;
+                writer = index.begin()?;
             }
-            if pending.len() >= BATCH || (done && !pending.is_empty()) {
-                let entries: Vec<Entry> = pending
-                    .iter()
-                    .map(|(offset, pos, payload, keys, time, quarantined)| Entry {
-                        offset: *offset,
-                        pos: *pos,
-                        payload,
-                        interaction_guid: keys.interaction_guid.as_deref(),
-                        agent_id: keys.agent_id.as_deref(),
-                        time_ms: *time,
-                        quarantined: *quarantined,
-                    })
-                    .collect();
-                let next_offset = pending.last().map_or(0, |p| p.0 + 1);
-                let end = last_end.unwrap_or(start);
-                let mut w = self.index.begin()?;
-                w.add_all(&entries)?;
-                w.commit(
-                    Some(Checkpoint {
-                        next_offset,
-                        segment: end.segment,
-                        pos: end.pos,
-                    }),
-                    CommitDurability::Immediate,
-                )?;
-                total += pending.len() as u64;
-                pending.clear();
-            }
-            if done {
-                break;
-            }
+            Ok(())
+        })?;
+        if writer.pending() > 0 {
+            self.index.commit(writer, checkpoint)?;
         }
         Ok(total)
     }
@@ -322,7 +315,9 @@ impl Archive {
     }
 
     fn append_batch_inner(&mut self, batch: &[Incoming<'_>]) -> Result<BatchReport> {
-        let snapshot = self.index.reader()?;
+        if self.txn.is_none() {
+            self.txn = Some(self.index.begin()?);
+        }
         let mut outcomes = Vec::with_capacity(batch.len());
         // Payloads appended in this batch, by hash, for in-batch dedup.
         let mut in_batch: HashMap<u64, Vec<usize>> = HashMap::new();
@@ -330,6 +325,7 @@ impl Archive {
             offset: u64,
             pos: u32,
             payload: std::borrow::Cow<'a, [u8]>,
+            hash: u64,
             keys: Keys,
             time: i64,
             quarantined: bool,
@@ -360,7 +356,12 @@ impl Archive {
                 outcomes.push(Outcome::Duplicate { offset });
                 continue;
             }
-            if let Some(offset) = self.find_archived(&snapshot, &decoded.payload)? {
+            let guid = decoded
+                .outcome
+                .as_ref()
+                .ok()
+                .and_then(|k| k.interaction_guid.as_deref());
+            if let Some(offset) = self.find_archived(&decoded.payload, hash, guid)? {
                 duplicates += 1;
                 outcomes.push(Outcome::Duplicate { offset });
                 continue;
@@ -396,6 +397,7 @@ impl Archive {
             pending.push(Pending {
                 offset,
                 pos: position.pos,
+                hash,
                 quarantined: matches!(outcomes.last(), Some(Outcome::Quarantined { .. })),
                 payload: decoded.payload,
                 keys,
@@ -404,39 +406,63 @@ impl Archive {
         }
 
         let next_offset = self.log.flush()?;
-        let end = self.log.end_position();
         let entries: Vec<Entry> = pending
             .iter()
             .map(|p| Entry {
                 offset: p.offset,
                 pos: p.pos,
-                payload: &p.payload,
+                payload_hash: p.hash,
                 interaction_guid: p.keys.interaction_guid.as_deref(),
                 agent_id: p.keys.agent_id.as_deref(),
                 time_ms: p.time,
                 quarantined: p.quarantined,
             })
             .collect();
-        let mut w = self.index.begin()?;
-        w.add_all(&entries)?;
-        w.add_duplicates(duplicates)?;
-        w.commit(
-            Some(Checkpoint {
-                next_offset,
-                segment: end.segment,
-                pos: end.pos,
-            }),
-            CommitDurability::Immediate,
-        )?;
+        let txn = match self.txn.as_mut() {
+            Some(txn) => txn,
+            None => self.txn.insert(self.index.begin()?),
+        };
+        txn.add_all(&entries)?;
+        txn.add_duplicates(duplicates);
+        if txn.pending() >= self.options.index_commit_records
+            || self.last_commit.elapsed() >= self.options.index_commit_interval
+        {
+            self.commit_index()?;
+        }
         Ok(BatchReport {
             outcomes,
             next_offset,
         })
     }
 
+    /// Commits the open index transaction, making everything appended so
+    /// far visible to readers.
+    pub fn commit_index(&mut self) -> Result<()> {
+        if let Some(txn) = self.txn.take() {
+            let end = self.log.end_position();
+            let checkpoint = Checkpoint {
+                next_offset: self.log.next_offset(),
+                segment: end.segment,
+                pos: end.pos,
+            };
+            self.index.commit(txn, Some(checkpoint))?;
+        }
+        self.last_commit = Instant::now();
+        Ok(())
+    }
+
     /// The offset of an archived record with exactly these payload bytes.
-    fn find_archived(&mut self, snapshot: &IndexReader, payload: &[u8]) -> Result<Option<u64>> {
-        for hit in snapshot.payload_hits(payload)? {
+    fn find_archived(
+        &mut self,
+        payload: &[u8],
+        hash: u64,
+        guid: Option<&str>,
+    ) -> Result<Option<u64>> {
+        let hits = match &self.txn {
+            Some(txn) => txn.duplicate_candidates(hash, guid)?,
+            None => self.index.reader()?.duplicate_candidates(hash, guid)?,
+        };
+        for hit in hits {
             let at = self
                 .segments
                 .position(&self.log_reader, hit.offset, hit.pos);
@@ -449,9 +475,27 @@ impl Archive {
         Ok(None)
     }
 
-    /// Flushes and syncs everything (used at shutdown).
+    /// Flushes and syncs the log and commits the index (used at shutdown).
     pub fn sync(&mut self) -> Result<u64> {
-        Ok(self.log.flush()?)
+        let next = self.log.flush()?;
+        self.commit_index()?;
+        Ok(next)
+    }
+
+    /// A snapshot reader; commits the index first so it sees every batch.
+    pub fn reader(&mut self) -> Result<crate::ArchiveReader> {
+        self.commit_index()?;
+        crate::ArchiveReader::of_writer(self)
+    }
+}
+
+impl Drop for Archive {
+    fn drop(&mut self) {
+        if self.poisoned.is_none() {
+            if let Err(e) = self.sync() {
+                tracing::error!("closing archive {}: {e}", self.layout.dir().display());
+            }
+        }
     }
 }
 

@@ -25,6 +25,7 @@ pub fn archive_options(w: &WriteArgs) -> ArchiveOptions {
             Fsync::Never => FsyncPolicy::Never,
         },
         max_record_bytes: w.max_record_bytes,
+        ..ArchiveOptions::default()
     }
 }
 
@@ -124,6 +125,7 @@ pub fn import(
         }
         total.absorb(&summary);
     }
+    archive.sync()?;
     let secs = started.elapsed().as_secs_f64();
     let rate = if secs > 0.0 {
         total.lines as f64 / secs

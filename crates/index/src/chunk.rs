@@ -1,0 +1,145 @@
+//! Posting chunks: the records of one key written by one index commit.
+//!
+//! A chunk is the value of `(key hash, first offset)` and lists records in
+//! increasing offset order:
+//!
+//! ```text
+//! repeat: varint(offset - previous offset)   previous = the key's first offset
+//!         varint(position in segment)
+//!         [u64 LE payload hash]               only in chunks that carry hashes
+//! ```
+//!
+//! Decoding is total: a malformed chunk yields an error, never a panic.
+
+/// One record named by a posting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Posting {
+    pub offset: u64,
+    pub pos: u32,
+    /// The payload hash, when the chunk carries hashes.
+    pub payload_hash: u64,
+}
+
+fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+fn get_varint(bytes: &[u8], at: &mut usize) -> Option<u64> {
+    let mut v = 0u64;
+    for shift in (0..64).step_by(7) {
+        let b = *bytes.get(*at)?;
+        *at += 1;
+        v |= u64::from(b & 0x7f).checked_shl(shift)?;
+        if b & 0x80 == 0 {
+            return Some(v);
+        }
+    }
+    None
+}
+
+/// Encodes postings (sorted by offset, all at or after `first`).
+pub fn encode(first: u64, postings: &[Posting], with_hash: bool, out: &mut Vec<u8>) {
+    out.clear();
+    let mut prev = first;
+    for p in postings {
+        put_varint(out, p.offset - prev);
+        put_varint(out, u64::from(p.pos));
+        if with_hash {
+            out.extend_from_slice(&p.payload_hash.to_le_bytes());
+        }
+        prev = p.offset;
+    }
+}
+
+/// Decodes a chunk written by [`encode`], appending to `out`.
+pub fn decode(
+    first: u64,
+    bytes: &[u8],
+    with_hash: bool,
+    out: &mut Vec<Posting>,
+) -> Result<(), String> {
+    let mut at = 0usize;
+    let mut prev = first;
+    while at < bytes.len() {
+        let start = at;
+        let bad = || format!("malformed posting chunk at byte {start} of {}", bytes.len());
+        let delta = get_varint(bytes, &mut at).ok_or_else(bad)?;
+        let pos = get_varint(bytes, &mut at).ok_or_else(bad)?;
+        let offset = prev.checked_add(delta).ok_or_else(bad)?;
+        let pos = u32::try_from(pos).map_err(|_| bad())?;
+        let payload_hash = if with_hash {
+            let raw = bytes.get(at..at + 8).ok_or_else(bad)?;
+            at += 8;
+            let mut b = [0u8; 8];
+            b.copy_from_slice(raw);
+            u64::from_le_bytes(b)
+        } else {
+            0
+        };
+        out.push(Posting {
+            offset,
+            pos,
+            payload_hash,
+        });
+        prev = offset;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_with_and_without_hashes() {
+        let ps = vec![
+            Posting {
+                offset: 10,
+                pos: 32,
+                payload_hash: 7,
+            },
+            Posting {
+                offset: 11,
+                pos: 900,
+                payload_hash: u64::MAX,
+            },
+            Posting {
+                offset: 5_000_000,
+                pos: u32::MAX,
+                payload_hash: 0,
+            },
+        ];
+        for with_hash in [true, false] {
+            let mut buf = Vec::new();
+            encode(10, &ps, with_hash, &mut buf);
+            let mut back = Vec::new();
+            decode(10, &buf, with_hash, &mut back).unwrap();
+            let expect: Vec<Posting> = ps
+                .iter()
+                .map(|p| Posting {
+                    payload_hash: if with_hash { p.payload_hash } else { 0 },
+                    ..*p
+                })
+                .collect();
+            assert_eq!(back, expect);
+        }
+    }
+
+    #[test]
+    fn malformed_chunks_are_errors_not_panics() {
+        let mut out = Vec::new();
+        for bytes in [
+            &[0x80u8][..],
+            &[0xff; 11],
+            &[1, 1, 1, 2, 3],
+            &[0, 0x80, 0x80, 0x80, 0x80, 0x10],
+        ] {
+            assert!(decode(0, bytes, true, &mut out).is_err(), "{bytes:?}");
+        }
+        assert!(decode(u64::MAX, &[5, 0], false, &mut out).is_err());
+    }
+}
