@@ -34,3 +34,10 @@ pub fn json_line(out: &mut impl Write, value: &serde_json::Value) -> Result<()> 
     out.write_all(b"\n")?;
     Ok(())
 }
+
+/// This process's peak resident set size in KiB (Linux `VmHWM`), if known.
+pub fn peak_rss_kib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}

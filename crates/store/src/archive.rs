@@ -73,6 +73,42 @@ pub struct Incoming<'a> {
     pub ingest_ms: i64,
 }
 
+/// A message decoded ahead of [`Archive::append_prepared`], possibly on
+/// another thread: shape detection, envelope decoding and hashing are the
+/// CPU-heavy part of archiving and need nothing from the archive.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    /// An envelope's decoded payload; `None` when the message is archived
+    /// as received.
+    decoded_payload: Option<Vec<u8>>,
+    message_id: Option<String>,
+    publish_time: Option<String>,
+    outcome: std::result::Result<Keys, String>,
+    hash: u64,
+}
+
+impl Prepared {
+    pub fn of(raw: &[u8]) -> Prepared {
+        let d = decode_message(raw);
+        let hash = payload_hash(&d.payload);
+        Prepared {
+            decoded_payload: match d.payload {
+                std::borrow::Cow::Borrowed(_) => None,
+                std::borrow::Cow::Owned(v) => Some(v),
+            },
+            message_id: d.message_id,
+            publish_time: d.publish_time,
+            outcome: d.outcome,
+            hash,
+        }
+    }
+
+    /// The bytes to archive for the message `raw` this was prepared from.
+    fn payload<'a>(&'a self, raw: &'a [u8]) -> &'a [u8] {
+        self.decoded_payload.as_deref().unwrap_or(raw)
+    }
+}
+
 /// What happened to one message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
@@ -304,17 +340,40 @@ impl Archive {
     /// Archives a batch of messages and returns once all of it is durable
     /// and indexed.
     pub fn append_batch(&mut self, batch: &[Incoming<'_>]) -> Result<BatchReport> {
+        let prepared: Vec<Prepared> = batch.iter().map(|m| Prepared::of(m.raw)).collect();
+        self.append_prepared(batch, &prepared)
+    }
+
+    /// [`Archive::append_batch`] with the messages already decoded
+    /// (`prepared[i]` is `Prepared::of(batch[i].raw)`), so that decoding can
+    /// run on another thread.
+    pub fn append_prepared(
+        &mut self,
+        batch: &[Incoming<'_>],
+        prepared: &[Prepared],
+    ) -> Result<BatchReport> {
         if let Some(why) = &self.poisoned {
             return Err(StoreError::Poisoned(why.clone()));
         }
-        let result = self.append_batch_inner(batch);
+        if prepared.len() != batch.len() {
+            return Err(StoreError::Poisoned(format!(
+                "{} prepared messages for a batch of {}",
+                prepared.len(),
+                batch.len()
+            )));
+        }
+        let result = self.append_batch_inner(batch, prepared);
         if let Err(e) = &result {
             self.poisoned = Some(e.to_string());
         }
         result
     }
 
-    fn append_batch_inner(&mut self, batch: &[Incoming<'_>]) -> Result<BatchReport> {
+    fn append_batch_inner(
+        &mut self,
+        batch: &[Incoming<'_>],
+        prepared: &[Prepared],
+    ) -> Result<BatchReport> {
         if self.txn.is_none() {
             self.txn = Some(self.index.begin()?);
         }
@@ -324,7 +383,7 @@ impl Archive {
         struct Pending<'a> {
             offset: u64,
             pos: u32,
-            payload: std::borrow::Cow<'a, [u8]>,
+            payload: &'a [u8],
             hash: u64,
             keys: Keys,
             time: i64,
@@ -333,7 +392,7 @@ impl Archive {
         let mut pending: Vec<Pending> = Vec::with_capacity(batch.len());
         let mut duplicates = 0u64;
 
-        for msg in batch {
+        for (msg, prep) in batch.iter().zip(prepared) {
             if msg.raw.len() > self.options.max_record_bytes {
                 outcomes.push(Outcome::Rejected {
                     reason: format!(
@@ -344,37 +403,33 @@ impl Archive {
                 });
                 continue;
             }
-            let decoded = decode_message(msg.raw);
-            let hash = payload_hash(&decoded.payload);
+            let payload = prep.payload(msg.raw);
+            let hash = prep.hash;
             if let Some(offset) = in_batch.get(&hash).and_then(|idx| {
                 idx.iter()
                     .map(|&i| &pending[i])
-                    .find(|p| p.payload == decoded.payload)
+                    .find(|p| p.payload == payload)
                     .map(|p| p.offset)
             }) {
                 duplicates += 1;
                 outcomes.push(Outcome::Duplicate { offset });
                 continue;
             }
-            let guid = decoded
+            let guid = prep
                 .outcome
                 .as_ref()
                 .ok()
                 .and_then(|k| k.interaction_guid.as_deref());
-            if let Some(offset) = self.find_archived(&decoded.payload, hash, guid)? {
+            if let Some(offset) = self.find_archived(payload, hash, guid)? {
                 duplicates += 1;
                 outcomes.push(Outcome::Duplicate { offset });
                 continue;
             }
-            let message_id = decoded
-                .message_id
-                .as_deref()
-                .or(msg.message_id)
-                .unwrap_or("");
-            let publish_time = decoded.publish_time.as_deref().unwrap_or("");
-            let (keys, reason) = match decoded.outcome {
-                Ok(keys) => (keys, None),
-                Err(reason) => (Keys::default(), Some(reason)),
+            let message_id = prep.message_id.as_deref().or(msg.message_id).unwrap_or("");
+            let publish_time = prep.publish_time.as_deref().unwrap_or("");
+            let (keys, reason) = match &prep.outcome {
+                Ok(keys) => (keys.clone(), None),
+                Err(reason) => (Keys::default(), Some(reason.as_str())),
             };
             let (offset, position) = self.log.append(&NewRecord {
                 ingest_ms: msg.ingest_ms,
@@ -384,13 +439,16 @@ impl Archive {
                 line: msg.line,
                 message_id,
                 publish_time,
-                quarantine_reason: reason.as_deref().unwrap_or(""),
-                payload: &decoded.payload,
+                quarantine_reason: reason.unwrap_or(""),
+                payload,
             })?;
             let publish = (!publish_time.is_empty()).then_some(publish_time);
             let time = resolve_time(keys.time_ms, publish, msg.ingest_ms);
             outcomes.push(match reason {
-                Some(reason) => Outcome::Quarantined { offset, reason },
+                Some(reason) => Outcome::Quarantined {
+                    offset,
+                    reason: reason.to_owned(),
+                },
                 None => Outcome::Archived { offset },
             });
             in_batch.entry(hash).or_default().push(pending.len());
@@ -399,7 +457,7 @@ impl Archive {
                 pos: position.pos,
                 hash,
                 quarantined: matches!(outcomes.last(), Some(Outcome::Quarantined { .. })),
-                payload: decoded.payload,
+                payload,
                 keys,
                 time,
             });

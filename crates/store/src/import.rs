@@ -15,7 +15,7 @@ use std::io::{BufRead, BufReader, Read};
 use ccvault_log::SourceKind;
 use flate2::read::MultiGzDecoder;
 
-use crate::archive::{now_ms, Archive, Incoming, Outcome};
+use crate::archive::{now_ms, Archive, Incoming, Outcome, Prepared};
 use crate::error::{io, Result};
 
 const BATCH_LINES: usize = 8192;
@@ -99,7 +99,7 @@ fn read_capped_line(
             }
             break;
         }
-        let (take, found_newline) = match chunk.iter().position(|&b| b == b'\n') {
+        let (take, found_newline) = match memchr::memchr(b'\n', chunk) {
             Some(i) => (i + 1, true),
             None => (chunk.len(), false),
         };
@@ -121,51 +121,113 @@ fn read_capped_line(
     Ok(Some((consumed, too_long)))
 }
 
-/// Imports one NDJSON stream into the archive.
-pub fn import_stream(
-    archive: &mut Archive,
+/// One batch of input lines, read and decoded by the reading thread.
+struct ReadBatch {
+    data: Vec<u8>,
+    /// (start, end, line number) of each message in `data`.
+    spans: Vec<(usize, usize, u64)>,
+    prepared: Vec<Prepared>,
+    rejected: Vec<Rejected>,
+    /// The last line read (all lines up to it are in this or earlier batches).
+    through_line: u64,
+    /// Input bytes consumed so far.
+    input_bytes: u64,
+}
+
+/// Reads lines into batches and decodes them; runs on its own thread so that
+/// decoding overlaps with appending and syncing.
+fn read_batches(
     input: impl Read,
-    source_kind: SourceKind,
     source: &str,
     max_record_bytes: usize,
-    progress: &mut dyn FnMut(&Progress),
-) -> Result<ImportSummary> {
-    let mut input = maybe_gunzip(input)?;
-    let mut summary = ImportSummary::default();
-    // Lines of the batch live in one buffer; `spans` index into it.
-    let mut data: Vec<u8> = Vec::with_capacity(BATCH_BYTES + max_record_bytes);
-    let mut spans: Vec<(usize, usize, u64)> = Vec::with_capacity(BATCH_LINES);
+    tx: std::sync::mpsc::SyncSender<Result<ReadBatch>>,
+) {
+    let mut input = match maybe_gunzip(input) {
+        Ok(i) => i,
+        Err(e) => {
+            let _ = tx.send(Err(e));
+            return;
+        }
+    };
+    let new_batch = |through_line, input_bytes| ReadBatch {
+        data: Vec::with_capacity(BATCH_BYTES + max_record_bytes),
+        spans: Vec::with_capacity(BATCH_LINES),
+        prepared: Vec::new(),
+        rejected: Vec::new(),
+        through_line,
+        input_bytes,
+    };
+    let mut batch = new_batch(0, 0);
     let mut line_buf = Vec::new();
-    let mut line_no = 0u64;
-    let mut input_bytes = 0u64;
     loop {
-        let next = read_capped_line(&mut input, &mut line_buf, max_record_bytes)
-            .map_err(io("cannot read", source))?;
+        let next = match read_capped_line(&mut input, &mut line_buf, max_record_bytes) {
+            Ok(n) => n,
+            Err(e) => {
+                let _ = tx.send(Err(io("cannot read", source)(e)));
+                return;
+            }
+        };
         let done = next.is_none();
         if let Some((consumed, too_long)) = next {
-            line_no += 1;
-            input_bytes += consumed;
+            batch.through_line += 1;
+            batch.input_bytes += consumed;
             if too_long {
-                summary.lines += 1;
-                summary.rejected.push(Rejected {
+                batch.rejected.push(Rejected {
                     source: source.to_owned(),
-                    line: line_no,
+                    line: batch.through_line,
                     reason: format!(
                         "line exceeds the record size limit of {max_record_bytes} bytes"
                     ),
                 });
             } else if !line_buf.iter().all(u8::is_ascii_whitespace) {
-                let start = data.len();
-                data.extend_from_slice(&line_buf);
-                spans.push((start, data.len(), line_no));
+                let start = batch.data.len();
+                batch.data.extend_from_slice(&line_buf);
+                batch
+                    .spans
+                    .push((start, batch.data.len(), batch.through_line));
             }
         }
-        if spans.len() >= BATCH_LINES || data.len() >= BATCH_BYTES || (done && !spans.is_empty()) {
+        let full = batch.spans.len() >= BATCH_LINES || batch.data.len() >= BATCH_BYTES;
+        if full || (done && (!batch.spans.is_empty() || !batch.rejected.is_empty())) {
+            let next = new_batch(batch.through_line, batch.input_bytes);
+            let mut ready = std::mem::replace(&mut batch, next);
+            ready.prepared = ready
+                .spans
+                .iter()
+                .map(|&(s, e, _)| Prepared::of(&ready.data[s..e]))
+                .collect();
+            if tx.send(Ok(ready)).is_err() {
+                return; // the writer stopped; it reports why
+            }
+        }
+        if done {
+            return;
+        }
+    }
+}
+
+/// Imports one NDJSON stream into the archive. Reading and decoding run on
+/// a second thread, appending and syncing on this one.
+pub fn import_stream(
+    archive: &mut Archive,
+    input: impl Read + Send,
+    source_kind: SourceKind,
+    source: &str,
+    max_record_bytes: usize,
+    progress: &mut dyn FnMut(&Progress),
+) -> Result<ImportSummary> {
+    let mut summary = ImportSummary::default();
+    std::thread::scope(|scope| {
+        let (tx, rx) = std::sync::mpsc::sync_channel(2);
+        scope.spawn(move || read_batches(input, source, max_record_bytes, tx));
+        for batch in rx {
+            let batch = batch?;
             let ingest_ms = now_ms();
-            let batch: Vec<Incoming> = spans
+            let incoming: Vec<Incoming> = batch
+                .spans
                 .iter()
                 .map(|&(s, e, line)| Incoming {
-                    raw: &data[s..e],
+                    raw: &batch.data[s..e],
                     source_kind,
                     source,
                     line,
@@ -173,8 +235,8 @@ pub fn import_stream(
                     ingest_ms,
                 })
                 .collect();
-            let report = archive.append_batch(&batch)?;
-            for ((s, e, line), outcome) in spans.iter().zip(&report.outcomes) {
+            let report = archive.append_prepared(&incoming, &batch.prepared)?;
+            for ((s, e, line), outcome) in batch.spans.iter().zip(&report.outcomes) {
                 summary.lines += 1;
                 match outcome {
                     Outcome::Archived { .. } => {
@@ -193,21 +255,18 @@ pub fn import_stream(
                     }),
                 }
             }
-            let through = spans.last().map_or(line_no, |s| s.2);
+            summary.lines += batch.rejected.len() as u64;
+            summary.rejected.extend(batch.rejected);
+            summary.rejected.sort_by_key(|r| r.line);
             progress(&Progress {
                 source,
-                durable_through_line: through,
+                durable_through_line: batch.through_line,
                 summary: &summary,
-                input_bytes,
+                input_bytes: batch.input_bytes,
             });
-            data.clear();
-            spans.clear();
         }
-        if done {
-            break;
-        }
-    }
-    Ok(summary)
+        Ok(summary)
+    })
 }
 
 #[cfg(test)]

@@ -22,7 +22,9 @@ mod reader;
 mod segments;
 mod verify;
 
-pub use archive::{now_ms, Archive, ArchiveOptions, BatchReport, Incoming, OpenReport, Outcome};
+pub use archive::{
+    now_ms, Archive, ArchiveOptions, BatchReport, Incoming, OpenReport, Outcome, Prepared,
+};
 pub use ccvault_index::{Counters, Hit, IndexReader};
 pub use ccvault_log::{FsyncPolicy, Record, SourceKind};
 pub use error::{Result, StoreError};

@@ -9,7 +9,7 @@ use std::path::Path;
 
 use ccvault_event::parse_event;
 use ccvault_index::{Counters, Hit, IndexReader};
-use ccvault_log::{LogReader, Record, ScanItem};
+use ccvault_log::{LogReader, Record, ScanItem, ScanRef, SourceKind};
 
 use crate::archive::{Archive, ArchiveOptions};
 use crate::error::{Result, StoreError};
@@ -162,6 +162,42 @@ impl ArchiveReader {
             min_time_ms: c.min_time_ms,
             max_time_ms: c.max_time_ms,
         })
+    }
+
+    /// The `message_id` of the last visible record that came from `source`
+    /// (a topic) of kind `kind`: where a Pulsar reader resumes. Scans the
+    /// log backwards one segment at a time (each segment forwards, stopping
+    /// at the first segment holding such a record), so the cost is one
+    /// segment when the archive is fed by that source, the whole log only
+    /// when it never was. Damaged records are skipped.
+    pub fn last_message_id(&self, kind: SourceKind, source: &str) -> Result<Option<String>> {
+        for base in self.log.segments().into_iter().rev() {
+            let mut found: Option<String> = None;
+            let mut scan = self.log.scan(ccvault_log::Position {
+                segment: base,
+                pos: 0,
+            });
+            while let Some(item) = scan.next_ref() {
+                match item? {
+                    ScanRef::Record(pos, rec) => {
+                        if pos.segment != base || rec.offset >= self.visible_end {
+                            break;
+                        }
+                        if rec.source_kind == kind
+                            && rec.source == source
+                            && !rec.message_id.is_empty()
+                        {
+                            found = Some(rec.message_id.to_owned());
+                        }
+                    }
+                    ScanRef::Damage(_) => {}
+                }
+            }
+            if found.is_some() {
+                return Ok(found);
+            }
+        }
+        Ok(None)
     }
 
     /// Visits every visible record in log order. Damaged records are

@@ -77,12 +77,9 @@ pub fn import(
     let mut total = ImportSummary::default();
     let stdout = std::io::stdout();
     for source in sources {
-        let (name, kind, input): (String, SourceKind, Box<dyn std::io::Read>) = match source {
-            None => (
-                "-".into(),
-                SourceKind::Stdin,
-                Box::new(std::io::stdin().lock()),
-            ),
+        let (name, kind, input): (String, SourceKind, Box<dyn std::io::Read + Send>) = match source
+        {
+            None => ("-".into(), SourceKind::Stdin, Box::new(std::io::stdin())),
             Some(path) => (
                 path.display().to_string(),
                 SourceKind::File,
@@ -139,6 +136,7 @@ pub fn import(
                 "lines": total.lines, "archived": total.archived, "quarantined": total.quarantined,
                 "duplicates": total.duplicates, "rejected": total.rejected.len(),
                 "seconds": (secs * 1000.0).round() / 1000.0,
+                "peakRssKiB": crate::output::peak_rss_kib(),
             }),
         )?,
         Format::Human => eprintln!(
