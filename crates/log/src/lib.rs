@@ -32,7 +32,7 @@ pub use format::{
     NewRecord, Record, RecordRef, SourceKind, FORMAT_VERSION, HEADER_LEN, MAX_BODY_LEN,
     MAX_FIELD_LEN,
 };
-pub use lock::LOCK_FILE_NAME;
+pub use lock::{lock_dir, DirLock, LOCK_FILE_NAME};
 pub use reader::LogReader;
 pub use recovery::Recovery;
 pub use scan::{Damage, DamageReason, Scan, ScanItem, ScanRef};

@@ -19,11 +19,13 @@ pub const LOCK_FILE_NAME: &str = "writer.lock";
 
 /// A held writer lock; released on drop.
 #[derive(Debug)]
-pub(crate) struct DirLock {
+pub struct DirLock {
     _file: File,
 }
 
-pub(crate) fn lock_dir(dir: &Path) -> Result<DirLock> {
+/// Takes the single-writer lock of `dir` (creating `dir/writer.lock`).
+/// Also used by the store for the archive directory as a whole.
+pub fn lock_dir(dir: &Path) -> Result<DirLock> {
     let path = dir.join(LOCK_FILE_NAME);
     let mut file = OpenOptions::new()
         .read(true)

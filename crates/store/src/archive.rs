@@ -29,7 +29,6 @@ use ccvault_log::{
 
 use crate::error::{io, Result, StoreError};
 use crate::layout::Layout;
-use crate::lock::WriterLock;
 use crate::segments::SegmentMap;
 
 /// How the archive writes.
@@ -161,7 +160,7 @@ pub struct Archive {
     txn: Option<IndexWriter>,
     last_commit: Instant,
     poisoned: Option<String>,
-    _lock: WriterLock,
+    _lock: ccvault_log::DirLock,
 }
 
 fn create_private_dir(path: &Path) -> Result<()> {
@@ -185,7 +184,13 @@ impl Archive {
     /// has not seen.
     pub fn open(dir: &Path, options: ArchiveOptions) -> Result<(Archive, OpenReport)> {
         create_private_dir(dir)?;
-        let lock = WriterLock::acquire(dir)?;
+        let lock = ccvault_log::lock_dir(dir).map_err(|e| match e {
+            ccvault_log::LogError::Locked { holder, .. } => StoreError::Locked {
+                dir: dir.to_path_buf(),
+                holder: format!(" ({holder})"),
+            },
+            other => StoreError::Log(other),
+        })?;
         let layout = Layout::new(dir);
         create_private_dir(&layout.log_dir())?;
         let mut report = OpenReport::default();

@@ -1,8 +1,8 @@
 //! The ccvault archive: the segment log and its index behind one facade.
 //!
 //! Guarantees:
-//! - An [`Archive`] is the only writer of its directory (a `flock`ed `LOCK`
-//!   file; a second writer gets an error naming the holder's pid).
+//! - An [`Archive`] is the only writer of its directory (a `flock`ed
+//!   `writer.lock`; a second writer gets an error naming the holder's pid).
 //! - [`Archive::append_batch`] returns only when the batch is durable (per
 //!   the fsync policy) and indexed; a crash at any moment loses nothing it
 //!   returned, and reopening indexes whatever reached the log after the last
@@ -17,7 +17,6 @@ mod archive;
 mod error;
 mod import;
 mod layout;
-mod lock;
 mod reader;
 mod segments;
 mod verify;
