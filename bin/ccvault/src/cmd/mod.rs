@@ -1,6 +1,7 @@
 //! One function per command.
 
 mod archive;
+pub mod ingest;
 
 use std::process::ExitCode;
 
@@ -20,5 +21,6 @@ pub fn run(cli: &Cli) -> Result<ExitCode> {
         Command::Verify => archive::verify(cli),
         Command::Reindex => archive::reindex(cli),
         Command::Quarantine => archive::quarantine(cli),
+        Command::Ingest(args) => ingest::run(cli, args),
     }
 }

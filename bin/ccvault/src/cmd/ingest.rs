@@ -1,0 +1,266 @@
+//! `ccvault ingest mqtt|pulsar`: live archiving until SIGINT/SIGTERM.
+//!
+//! Exit codes: 0 after a requested stop (everything received was committed
+//! and acknowledged), 3 when the peer refused the credentials or a
+//! subscription (retrying would not help; e.g. systemd
+//! `RestartPreventExitStatus=3`), 1 for any other error.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use ccvault_ingest::backoff::Backoff;
+use ccvault_ingest::mqtt::{self, MqttConfig};
+use ccvault_ingest::pulsar::{self, PulsarConfig, Start};
+use ccvault_ingest::{secrets, IngestError, Metrics, SinkOptions, Summary};
+use clap::{Args, Subcommand, ValueEnum};
+use serde_json::json;
+
+use super::archive::{archive_options, open_writer};
+use crate::{Cli, Format, WriteArgs};
+
+/// `ccvault ingest ...`
+#[derive(Args, Debug)]
+pub struct IngestArgs {
+    #[command(subcommand)]
+    pub source: IngestSource,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum IngestSource {
+    /// Archive from an MQTT broker (8x8 topic layout, QoS 1, persistent session; PUBACK only once durable).
+    Mqtt(MqttArgs),
+    /// Archive from a Pulsar WebSocket reader, resuming after the last archived messageId.
+    Pulsar(PulsarArgs),
+}
+
+/// Options both sources share.
+#[derive(Args, Debug)]
+pub struct CommonArgs {
+    #[command(flatten)]
+    pub write: WriteArgs,
+    /// Serve Prometheus metrics (text format) on this address, e.g. 127.0.0.1:9464.
+    #[arg(long)]
+    pub metrics_addr: Option<SocketAddr>,
+    /// Largest group commit, in messages.
+    #[arg(long, default_value_t = 8192)]
+    pub max_batch: usize,
+    /// First reconnect delay in milliseconds (doubles up to --max-backoff-ms, with jitter).
+    #[arg(long, default_value_t = 200)]
+    pub backoff_ms: u64,
+    /// Longest reconnect delay in milliseconds.
+    #[arg(long, default_value_t = 30_000)]
+    pub max_backoff_ms: u64,
+}
+
+#[derive(Args, Debug)]
+pub struct MqttArgs {
+    /// Broker URL: mqtt://HOST[:PORT] or mqtts://HOST[:PORT] (TLS).
+    #[arg(long)]
+    pub url: String,
+    /// Topic filter to subscribe to at QoS 1; repeatable. Default: +/event-v1/all.
+    #[arg(long = "topic")]
+    pub topics: Vec<String>,
+    /// Client id of the persistent session (default: derived from the archive path, stable across runs).
+    #[arg(long)]
+    pub client_id: Option<String>,
+    /// User name for the broker.
+    #[arg(long, env = "CCVAULT_MQTT_USERNAME")]
+    pub username: Option<String>,
+    /// File holding the broker password (else the CCVAULT_MQTT_PASSWORD environment variable).
+    #[arg(long)]
+    pub password_file: Option<PathBuf>,
+    /// PEM CA certificates to trust for mqtts:// (default: the system's).
+    #[arg(long)]
+    pub ca_file: Option<PathBuf>,
+    /// PEM client certificate for mutual TLS (with --client-key).
+    #[arg(long)]
+    pub client_cert: Option<PathBuf>,
+    /// PEM private key for mutual TLS (with --client-cert).
+    #[arg(long)]
+    pub client_key: Option<PathBuf>,
+    /// MQTT keep-alive in seconds.
+    #[arg(long, default_value_t = 30)]
+    pub keep_alive: u64,
+    #[command(flatten)]
+    pub common: CommonArgs,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum StartArg {
+    Earliest,
+    Latest,
+}
+
+#[derive(Args, Debug)]
+pub struct PulsarArgs {
+    /// Reader URL: wss://HOST/ws/v2/reader/persistent/TENANT/event-v1/all
+    #[arg(long)]
+    pub url: String,
+    /// File holding the API key, sent as the X-API-Key header (else the CCVAULT_PULSAR_API_KEY environment variable).
+    #[arg(long)]
+    pub api_key_file: Option<PathBuf>,
+    /// Where to start when the archive holds no messageId for this topic (otherwise it resumes after the last one).
+    #[arg(long, value_enum, default_value_t = StartArg::Earliest)]
+    pub start: StartArg,
+    /// Messages the proxy may send ahead of our (durable) acknowledgements.
+    #[arg(long, default_value_t = 1000)]
+    pub receiver_queue_size: u32,
+    /// PEM CA certificates to trust for wss:// (default: the system's).
+    #[arg(long)]
+    pub ca_file: Option<PathBuf>,
+    /// WebSocket ping period in seconds; silence for three periods counts as a lost connection.
+    #[arg(long, default_value_t = 30)]
+    pub ping_interval: u64,
+    #[command(flatten)]
+    pub common: CommonArgs,
+}
+
+pub fn run(cli: &Cli, args: &IngestArgs) -> Result<ExitCode> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async {
+        match &args.source {
+            IngestSource::Mqtt(a) => run_mqtt(cli, a).await,
+            IngestSource::Pulsar(a) => run_pulsar(cli, a).await,
+        }
+    })
+}
+
+fn sink_options(c: &CommonArgs) -> SinkOptions {
+    SinkOptions {
+        max_batch: c.max_batch.max(1),
+        ..SinkOptions::default()
+    }
+}
+
+fn backoff(c: &CommonArgs) -> Backoff {
+    Backoff::new(
+        Duration::from_millis(c.backoff_ms),
+        Duration::from_millis(c.max_backoff_ms),
+    )
+}
+
+async fn run_mqtt(cli: &Cli, a: &MqttArgs) -> Result<ExitCode> {
+    let password = secrets::load(
+        a.password_file.as_deref(),
+        "CCVAULT_MQTT_PASSWORD",
+        "MQTT password",
+    )?;
+    let mut cfg = MqttConfig::new(
+        a.url.clone(),
+        a.client_id
+            .clone()
+            .unwrap_or_else(|| mqtt::default_client_id(&cli.data_dir)),
+    );
+    cfg.topics = a.topics.clone();
+    cfg.username = a.username.clone();
+    cfg.password = password;
+    cfg.ca_file = a.ca_file.clone();
+    cfg.client_cert = a.client_cert.clone();
+    cfg.client_key = a.client_key.clone();
+    cfg.keep_alive = Duration::from_secs(a.keep_alive);
+    cfg.sink = sink_options(&a.common);
+    cfg.backoff = backoff(&a.common);
+    // Validate the options before taking the archive lock.
+    mqtt::parse_url(&cfg.url)?;
+    let archive = open_writer(cli, archive_options(&a.common.write))?;
+    let metrics = Metrics::new("mqtt");
+    let stop = ccvault_ingest::shutdown::on_signals().context("cannot install signal handlers")?;
+    let server = serve_metrics(a.common.metrics_addr, &metrics).await?;
+    let result = mqtt::run(cfg, archive, metrics.clone(), stop).await;
+    finish(cli, "mqtt", &metrics, server, result)
+}
+
+async fn run_pulsar(cli: &Cli, a: &PulsarArgs) -> Result<ExitCode> {
+    let api_key = secrets::load(
+        a.api_key_file.as_deref(),
+        "CCVAULT_PULSAR_API_KEY",
+        "Pulsar API key",
+    )?;
+    let mut cfg = PulsarConfig::new(a.url.clone());
+    cfg.api_key = api_key;
+    cfg.start = match a.start {
+        StartArg::Earliest => Start::Earliest,
+        StartArg::Latest => Start::Latest,
+    };
+    cfg.receiver_queue_size = a.receiver_queue_size.max(1);
+    cfg.ca_file = a.ca_file.clone();
+    cfg.ping_interval = Duration::from_secs(a.ping_interval.max(1));
+    cfg.sink = sink_options(&a.common);
+    cfg.backoff = backoff(&a.common);
+    pulsar::parse_url(&cfg.url)?;
+    let archive = open_writer(cli, archive_options(&a.common.write))?;
+    let metrics = Metrics::new("pulsar");
+    let stop = ccvault_ingest::shutdown::on_signals().context("cannot install signal handlers")?;
+    let server = serve_metrics(a.common.metrics_addr, &metrics).await?;
+    let result = pulsar::run(cfg, archive, metrics.clone(), stop).await;
+    finish(cli, "pulsar", &metrics, server, result)
+}
+
+async fn serve_metrics(
+    addr: Option<SocketAddr>,
+    metrics: &Arc<Metrics>,
+) -> Result<Option<tokio::task::JoinHandle<()>>> {
+    match addr {
+        Some(addr) => Ok(Some(
+            ccvault_ingest::metrics::serve(addr, metrics.clone()).await?,
+        )),
+        None => Ok(None),
+    }
+}
+
+/// Prints the summary (always, also after an error) and picks the exit code.
+fn finish(
+    cli: &Cli,
+    source: &str,
+    metrics: &Metrics,
+    server: Option<tokio::task::JoinHandle<()>>,
+    result: ccvault_ingest::Result<()>,
+) -> Result<ExitCode> {
+    if let Some(server) = server {
+        server.abort();
+    }
+    let s = Summary::from_metrics(metrics);
+    match cli.format {
+        Format::Json => println!(
+            "{}",
+            json!({
+                "source": source,
+                "ok": result.is_ok(),
+                "received": s.received,
+                "archived": s.archived,
+                "quarantined": s.quarantined,
+                "duplicates": s.duplicates,
+                "rejected": s.rejected,
+                "acked": s.acked,
+                "reconnects": s.reconnects,
+            })
+        ),
+        Format::Human => println!(
+            "ingest {source} {}: received {}, archived {}, quarantined {}, duplicates {}, rejected {}, acknowledged {}, reconnects {}",
+            if result.is_ok() { "stopped" } else { "failed" },
+            s.received,
+            s.archived,
+            s.quarantined,
+            s.duplicates,
+            s.rejected,
+            s.acked,
+            s.reconnects
+        ),
+    }
+    match result {
+        Ok(()) => Ok(ExitCode::SUCCESS),
+        Err(e @ (IngestError::Auth(_) | IngestError::Refused(_))) => {
+            eprintln!("ccvault: error: {e}");
+            Ok(ExitCode::from(3))
+        }
+        Err(e) => Err(e.into()),
+    }
+}

@@ -1,0 +1,92 @@
+//! Secrets (MQTT password, Pulsar API key): read from a file or an
+//! environment variable, never from a flag value (which shows in `ps`), and
+//! never printed: [`Secret`]'s `Debug` and `Display` are redacted.
+
+use std::path::Path;
+
+use crate::{IngestError, Result};
+
+/// A secret value. Formatting it prints `<redacted>`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Secret {
+        Secret(value.into())
+    }
+
+    /// The value, for the one place that sends it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+impl std::fmt::Display for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+/// Loads a secret: from `file` when given (surrounding whitespace and the
+/// trailing newline trimmed), else from the environment variable `env_var`
+/// when set and non-empty, else `None`. `what` names the secret in errors.
+pub fn load(file: Option<&Path>, env_var: &str, what: &str) -> Result<Option<Secret>> {
+    if let Some(path) = file {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            IngestError::Config(format!("cannot read {what} file {}: {e}", path.display()))
+        })?;
+        warn_if_readable_by_others(path, what);
+        let value = text.trim();
+        if value.is_empty() {
+            return Err(IngestError::Config(format!(
+                "{what} file {} is empty",
+                path.display()
+            )));
+        }
+        return Ok(Some(Secret::new(value)));
+    }
+    match std::env::var(env_var) {
+        Ok(v) if !v.trim().is_empty() => Ok(Some(Secret::new(v.trim()))),
+        _ => Ok(None),
+    }
+}
+
+fn warn_if_readable_by_others(path: &Path, what: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    if let Ok(meta) = std::fs::metadata(path) {
+        if meta.permissions().mode() & 0o077 != 0 {
+            tracing::warn!(
+                "{what} file {} is readable by other users (chmod 600 it)",
+                path.display()
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_wins_and_is_trimmed_and_never_printed() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("key");
+        std::fs::write(&f, "s3cret\n").unwrap();
+        let s = load(Some(&f), "CCVAULT_TEST_NO_SUCH_VAR", "API key")
+            .unwrap()
+            .unwrap();
+        assert_eq!(s.expose(), "s3cret");
+        assert_eq!(format!("{s:?} {s}"), "<redacted> <redacted>");
+        std::fs::write(&f, "\n").unwrap();
+        assert!(load(Some(&f), "X", "API key").is_err());
+        assert!(load(None, "CCVAULT_TEST_NO_SUCH_VAR", "API key")
+            .unwrap()
+            .is_none());
+    }
+}

@@ -1,0 +1,208 @@
+//! The durable sink shared by both sources: one thread owns the
+//! [`Archive`] and commits messages in groups.
+//!
+//! Guarantees:
+//! - Items are archived in the order they were sent.
+//! - A [`Done`] is emitted for an item only after `append_batch` returned
+//!   for its batch: the item is durable and indexed. Sources acknowledge to
+//!   their peer on `Done`, never earlier.
+//! - Group commit: the thread takes everything queued so far (up to
+//!   `max_batch` items / `max_batch_bytes`) as one batch, so one fsync serves
+//!   many messages under load and a lone message is committed at once.
+//! - When every sender is dropped the thread commits what is left, syncs,
+//!   and ends; the done channel then closes. On an archive error it stops
+//!   at once (nothing after the failed batch is acknowledged) and
+//!   [`SinkThread::join`] returns the error.
+
+use std::sync::Arc;
+
+use ccvault_event::{decode_message, resolve_time};
+use ccvault_store::{now_ms, Archive, Incoming, Outcome, SourceKind};
+use tokio::sync::mpsc;
+
+use crate::metrics::Metrics;
+use crate::{IngestError, Result};
+
+/// How long the stream must be quiet before the sink syncs the archive
+/// (so readers see the latest records even if the store defers commits).
+const IDLE_SYNC: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// Group-commit limits and queue size.
+#[derive(Debug, Clone, Copy)]
+pub struct SinkOptions {
+    pub max_batch: usize,
+    pub max_batch_bytes: usize,
+    /// Items queued towards the sink before sources wait.
+    pub queue: usize,
+}
+
+impl Default for SinkOptions {
+    fn default() -> Self {
+        SinkOptions {
+            max_batch: 8192,
+            max_batch_bytes: 16 << 20,
+            queue: 16_384,
+        }
+    }
+}
+
+/// One message for the sink, with what the source needs to acknowledge it.
+#[derive(Debug)]
+pub struct Item<T> {
+    pub raw: Vec<u8>,
+    /// The topic it came from.
+    pub source: Arc<str>,
+    pub token: T,
+}
+
+/// A durable item and its outcome.
+#[derive(Debug)]
+pub struct Done<T> {
+    pub token: T,
+    pub outcome: Outcome,
+}
+
+/// The sink's thread.
+pub struct SinkThread {
+    handle: std::thread::JoinHandle<Result<()>>,
+}
+
+impl SinkThread {
+    /// Waits for the thread to end (after every sender is dropped or after
+    /// an archive error) and returns how it ended.
+    pub async fn join(self) -> Result<()> {
+        let handle = self.handle;
+        match tokio::task::spawn_blocking(move || handle.join()).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) => Err(IngestError::Internal("the archive thread panicked".into())),
+            Err(e) => Err(IngestError::Internal(format!(
+                "cannot join the archive thread: {e}"
+            ))),
+        }
+    }
+
+    pub fn is_finished(&self) -> bool {
+        self.handle.is_finished()
+    }
+}
+
+pub type Channels<T> = (
+    mpsc::Sender<Item<T>>,
+    mpsc::UnboundedReceiver<Vec<Done<T>>>,
+    SinkThread,
+);
+
+/// Starts the sink thread on `archive`.
+pub fn start<T: Send + 'static>(
+    mut archive: Archive,
+    kind: SourceKind,
+    metrics: Arc<Metrics>,
+    options: SinkOptions,
+) -> Result<Channels<T>> {
+    let runtime = tokio::runtime::Handle::try_current()
+        .map_err(|e| IngestError::Internal(format!("the sink needs a tokio runtime: {e}")))?;
+    let (tx, mut rx) = mpsc::channel::<Item<T>>(options.queue.max(1));
+    let (done_tx, done_rx) = mpsc::unbounded_channel::<Vec<Done<T>>>();
+    let handle = std::thread::Builder::new()
+        .name("ccvault-sink".into())
+        .spawn(move || -> Result<()> {
+            let mut items: Vec<Item<T>> = Vec::with_capacity(options.max_batch);
+            // Whether batches were appended since the last sync. The store
+            // may defer index commits; when the stream goes quiet we sync
+            // so readers see everything archived.
+            let mut dirty = false;
+            loop {
+                let next = if dirty {
+                    match runtime.block_on(async { tokio::time::timeout(IDLE_SYNC, rx.recv()).await }) {
+                        Ok(next) => next,
+                        Err(_) => {
+                            archive.sync()?;
+                            dirty = false;
+                            continue;
+                        }
+                    }
+                } else {
+                    rx.blocking_recv()
+                };
+                let Some(first) = next else { break };
+                dirty = true;
+                let mut bytes = first.raw.len();
+                items.push(first);
+                while items.len() < options.max_batch && bytes < options.max_batch_bytes {
+                    match rx.try_recv() {
+                        Ok(item) => {
+                            bytes += item.raw.len();
+                            items.push(item);
+                        }
+                        Err(_) => break,
+                    }
+                }
+                let ingest_ms = now_ms();
+                let batch: Vec<Incoming> = items
+                    .iter()
+                    .map(|i| Incoming {
+                        raw: &i.raw,
+                        source_kind: kind,
+                        source: &i.source,
+                        line: 0,
+                        message_id: None,
+                        ingest_ms,
+                    })
+                    .collect();
+                let report = match archive.append_batch(&batch) {
+                    Ok(r) => r,
+                    Err(e) => {
+                        tracing::error!("archive append failed; stopping ingest: {e}");
+                        return Err(e.into());
+                    }
+                };
+                drop(batch);
+                let durable_ms = now_ms();
+                if let Some(observe) = metrics.durable_observer() {
+                    for item in &items {
+                        observe(&item.raw);
+                    }
+                }
+                metrics.add_batch();
+                let mut last_archived: Option<usize> = None;
+                for (i, outcome) in report.outcomes.iter().enumerate() {
+                    match outcome {
+                        Outcome::Archived { .. } => {
+                            metrics.add_archived(1);
+                            last_archived = Some(i);
+                        }
+                        Outcome::Quarantined { reason, offset } => {
+                            metrics.add_quarantined(1);
+                            tracing::warn!(source = %items[i].source, offset, "quarantined: {reason}");
+                        }
+                        Outcome::Duplicate { .. } => metrics.add_duplicates(1),
+                        Outcome::Rejected { reason } => {
+                            metrics.add_rejected(1);
+                            tracing::error!(source = %items[i].source, "message not archived: {reason}");
+                        }
+                    }
+                }
+                if let Some(i) = last_archived {
+                    let d = decode_message(&items[i].raw);
+                    let payload_ms = d.outcome.as_ref().ok().and_then(|k| k.time_ms);
+                    let t = resolve_time(payload_ms, d.publish_time.as_deref(), durable_ms);
+                    metrics.set_last_event(t, durable_ms);
+                }
+                let done: Vec<Done<T>> = items
+                    .drain(..)
+                    .zip(report.outcomes)
+                    .map(|(item, outcome)| Done {
+                        token: item.token,
+                        outcome,
+                    })
+                    .collect();
+                // The source may be gone (shutting down after an error):
+                // the batch is durable either way.
+                let _ = done_tx.send(done);
+            }
+            archive.sync()?;
+            Ok(())
+        })
+        .map_err(|e| IngestError::Internal(format!("cannot start the archive thread: {e}")))?;
+    Ok((tx, done_rx, SinkThread { handle }))
+}

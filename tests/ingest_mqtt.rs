@@ -1,0 +1,546 @@
+//! `ccvault ingest mqtt` against a real mosquitto started by the test.
+//!
+//! The decisive test publishes a numbered stream at QoS 1 (waiting for each
+//! PUBACK) while the ingest process is SIGKILLed and restarted several
+//! times, and asserts that every published event ends up archived exactly
+//! once. Requires the `mosquitto` binary (`.ci/run` installs it); without
+//! it the tests fail with a message saying so.
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use ccvault_store::ArchiveReader;
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+
+const BIN: &str = env!("CARGO_BIN_EXE_ccvault");
+
+fn mosquitto_binary() -> PathBuf {
+    for dir in std::env::var("PATH").unwrap_or_default().split(':').chain([
+        "/usr/sbin",
+        "/usr/local/sbin",
+        "/sbin",
+    ]) {
+        let p = Path::new(dir).join("mosquitto");
+        if p.is_file() {
+            return p;
+        }
+    }
+    panic!("the `mosquitto` broker is not installed: these tests need it (run .ci/run, or `apt-get install -y mosquitto`)");
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("no free loopback port")
+}
+
+/// A mosquitto on a free loopback port, killed on drop.
+struct Broker {
+    child: Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Broker {
+    fn start(extra_conf: &str) -> Broker {
+        let bin = mosquitto_binary();
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let conf = dir.path().join("mosquitto.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "listener {port} 127.0.0.1\nmax_queued_messages 0\npersistence false\nlog_dest stderr\nlog_type error\nlog_type warning\n{extra_conf}\n"
+            ),
+        )
+        .unwrap();
+        let child = Command::new(bin)
+            .arg("-c")
+            .arg(&conf)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.path().join("broker.log")).unwrap())
+            .spawn()
+            .expect("cannot start mosquitto");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "mosquitto did not start listening on {port}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Broker {
+            child,
+            port,
+            _dir: dir,
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("mqtt://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One `ccvault ingest mqtt` process, its stderr in a file; killed on drop.
+struct Ingest {
+    child: Option<Child>,
+    log: PathBuf,
+}
+
+impl Ingest {
+    fn start(data: &Path, logdir: &Path, n: usize, args: &[&str], env: &[(&str, &str)]) -> Ingest {
+        let log = logdir.join(format!("ingest-{n}.log"));
+        let mut cmd = Command::new(BIN);
+        cmd.arg("--data-dir")
+            .arg(data)
+            .arg("--format")
+            .arg("json")
+            .args(["ingest", "mqtt"])
+            .args(args)
+            .env("CCVAULT_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&log).unwrap());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let child = cmd.spawn().expect("cannot start ccvault");
+        Ingest {
+            child: Some(child),
+            log,
+        }
+    }
+
+    fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Waits until the log shows `needle` (or the process exits).
+    fn wait_for_log(&mut self, needle: &str, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if self.stderr().contains(needle) {
+                return;
+            }
+            if let Some(c) = self.child.as_mut() {
+                if let Ok(Some(st)) = c.try_wait() {
+                    panic!(
+                        "ingest exited ({st}) before logging {needle:?}:\n{}",
+                        self.stderr()
+                    );
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "ingest did not log {needle:?}:\n{}",
+                self.stderr()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM, then the exit status and stdout.
+    fn terminate(&mut self) -> (std::process::ExitStatus, String) {
+        let mut c = self.child.take().expect("not running");
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(c.id().to_string())
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(st) = c.try_wait().unwrap() {
+                let mut out = String::new();
+                if let Some(mut so) = c.stdout.take() {
+                    let _ = so.read_to_string(&mut out);
+                }
+                return (st, out);
+            }
+            if Instant::now() > deadline {
+                let _ = c.kill();
+                panic!(
+                    "ingest did not stop within 30s of SIGTERM:\n{}",
+                    self.stderr()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Waits for the process to exit by itself.
+    fn wait_exit(&mut self, timeout: Duration) -> std::process::ExitStatus {
+        let mut c = self.child.take().expect("not running");
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(st) = c.try_wait().unwrap() {
+                return st;
+            }
+            if Instant::now() > deadline {
+                let _ = c.kill();
+                panic!("ingest did not exit within {timeout:?}:\n{}", self.stderr());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Ingest {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+fn event(i: usize) -> String {
+    format!(
+        r#"{{"Interaction":{{"event":"InteractionCreated","interactionGUID":"int-{i:06}-test-acme","queueId":"7","interactionEventTS":{},"msgInfo":{{"sequenceId":{i},"timestamp":{}}}}}}}"#,
+        1_763_900_000 + i,
+        1_763_900_000_000u64 + i as u64 * 1000
+    )
+}
+
+/// Publishes `payloads` at QoS 1, each after the previous one's PUBACK.
+fn publish_all(port: u16, items: Vec<(String, Vec<u8>)>) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async move {
+        let mut o = MqttOptions::new(
+            format!("test-pub-{port}-{}", std::process::id()),
+            "127.0.0.1",
+            port,
+        );
+        o.set_keep_alive(Duration::from_secs(30));
+        o.set_max_packet_size(1 << 20, 1 << 20);
+        let (client, mut el) = AsyncClient::new(o, 16);
+        let (ack_tx, mut ack_rx) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            loop {
+                match el.poll().await {
+                    Ok(Event::Incoming(Packet::PubAck(a))) => {
+                        let _ = ack_tx.send(a.pkid);
+                    }
+                    Ok(_) => {}
+                    Err(e) => panic!("publisher connection failed: {e}"),
+                }
+            }
+        });
+        for (topic, payload) in items {
+            client
+                .publish(topic, QoS::AtLeastOnce, false, payload)
+                .await
+                .unwrap();
+            tokio::time::timeout(Duration::from_secs(10), ack_rx.recv())
+                .await
+                .expect("no PUBACK within 10s")
+                .unwrap();
+        }
+        let _ = client.disconnect().await;
+    });
+}
+
+/// The archive's records: payload -> count, read at library level.
+fn archived(data: &Path) -> (BTreeMap<Vec<u8>, usize>, ccvault_store::Stats) {
+    let reader = ArchiveReader::open(data).unwrap();
+    let mut map = BTreeMap::new();
+    reader
+        .for_each_record(
+            |r| {
+                *map.entry(r.payload).or_insert(0) += 1;
+                Ok(())
+            },
+            |d| panic!("damage in the archive: {d}"),
+        )
+        .unwrap();
+    (map, reader.stats().unwrap())
+}
+
+fn wait_records(data: &Path, n: u64, timeout: Duration, ingest: &Ingest) {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Ok(r) = ArchiveReader::open(data) {
+            if r.stats().map(|s| s.records).unwrap_or(0) >= n {
+                return;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the archive did not reach {n} records:\n{}",
+            ingest.stderr()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn summary(stdout: &str) -> serde_json::Value {
+    let line = stdout
+        .lines()
+        .last()
+        .unwrap_or_else(|| panic!("no summary in {stdout:?}"));
+    serde_json::from_str(line).unwrap_or_else(|e| panic!("summary {line:?}: {e}"))
+}
+
+#[test]
+fn every_event_is_archived_exactly_once_across_kill9_restarts() {
+    let broker = Broker::start("allow_anonymous true");
+    let work = tempfile::tempdir().unwrap();
+    let data = work.path().join("data");
+    let url = broker.url();
+    let args = [
+        "--url",
+        url.as_str(),
+        "--client-id",
+        "ccvault-test-kill",
+        "--backoff-ms",
+        "50",
+        "--max-backoff-ms",
+        "500",
+    ];
+    let mut runs = 0;
+    let mut ingest = Ingest::start(&data, work.path(), runs, &args, &[]);
+    // The persistent session must exist before anything is published.
+    ingest.wait_for_log("subscribed", Duration::from_secs(20));
+
+    const N: usize = 3000;
+    let port = broker.port;
+    let publisher = std::thread::spawn(move || {
+        publish_all(
+            port,
+            (0..N)
+                .map(|i| ("acme/event-v1/all".to_owned(), event(i).into_bytes()))
+                .collect(),
+        )
+    });
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos() as u64
+        | 1;
+    let mut rng = seed;
+    let mut next = || {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng
+    };
+    eprintln!("seed {seed}");
+    for _ in 0..6 {
+        std::thread::sleep(Duration::from_millis(150 + next() % 450));
+        ingest.kill9();
+        std::thread::sleep(Duration::from_millis(next() % 200));
+        runs += 1;
+        ingest = Ingest::start(&data, work.path(), runs, &args, &[]);
+    }
+    publisher.join().expect("publisher failed");
+    // Readers may only look once the writer holds the archive (a reader
+    // that finds a crashed index repairs it, which needs the writer lock).
+    ingest.wait_for_log("subscribed", Duration::from_secs(20));
+    wait_records(&data, N as u64, Duration::from_secs(90), &ingest);
+    // Let the last PUBACKs go out, then stop cleanly.
+    std::thread::sleep(Duration::from_millis(300));
+    let (status, stdout) = ingest.terminate();
+    assert!(status.success(), "exit {status}:\n{}", ingest.stderr());
+    let s = summary(&stdout);
+    assert_eq!(s["ok"], true, "{s}");
+
+    let (records, stats) = archived(&data);
+    assert_eq!(records.len(), N, "distinct archived payloads");
+    for i in 0..N {
+        assert_eq!(
+            records.get(event(i).as_bytes()),
+            Some(&1),
+            "event {i} archived once"
+        );
+    }
+    assert_eq!(stats.records, N as u64);
+    assert_eq!(stats.quarantined, 0);
+    eprintln!(
+        "{runs} restarts; duplicates skipped overall: {}",
+        stats.duplicates
+    );
+
+    // A last run finds the session empty: nothing new arrives.
+    let mut again = Ingest::start(&data, work.path(), 99, &args, &[]);
+    again.wait_for_log("subscribed", Duration::from_secs(20));
+    std::thread::sleep(Duration::from_millis(500));
+    let (status, stdout) = again.terminate();
+    assert!(status.success());
+    assert_eq!(summary(&stdout)["archived"], 0, "{stdout}");
+}
+
+#[test]
+fn topics_tenants_dedup_quarantine_metrics_and_clean_shutdown() {
+    let broker = Broker::start("allow_anonymous true");
+    let work = tempfile::tempdir().unwrap();
+    let data = work.path().join("data");
+    let url = broker.url();
+    let metrics_port = free_port();
+    let metrics_addr = format!("127.0.0.1:{metrics_port}");
+    let args = [
+        "--url",
+        url.as_str(),
+        "--client-id",
+        "ccvault-test-topics",
+        "--topic",
+        "+/event-v1/#",
+        "--topic",
+        "+/agent-v1/+",
+        "--metrics-addr",
+        metrics_addr.as_str(),
+    ];
+    let mut ingest = Ingest::start(&data, work.path(), 0, &args, &[]);
+    ingest.wait_for_log("subscribed", Duration::from_secs(20));
+    std::thread::sleep(Duration::from_millis(200));
+
+    let ev = br#"{"AgentStatusChange":{"agentId":"agA","newState":5,"statusEventTS":1763900000}}"#
+        .to_vec();
+    let other = event(1).into_bytes();
+    publish_all(
+        broker.port,
+        vec![
+            // The same event on three topics of one tenant: archived once.
+            ("acme/event-v1/all".into(), ev.clone()),
+            ("acme/event-v1/AgentStatusChange".into(), ev.clone()),
+            ("acme/agent-v1/agA".into(), ev.clone()),
+            // Another tenant.
+            ("globex/event-v1/all".into(), other.clone()),
+            // Not an event: archived, quarantined.
+            ("acme/event-v1/all".into(), b"this is not json".to_vec()),
+        ],
+    );
+    wait_records(&data, 3, Duration::from_secs(20), &ingest);
+    std::thread::sleep(Duration::from_millis(300));
+
+    let mut conn = TcpStream::connect(("127.0.0.1", metrics_port)).unwrap();
+    conn.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let mut body = String::new();
+    conn.read_to_string(&mut body).unwrap();
+    assert!(body.starts_with("HTTP/1.1 200"), "{body}");
+    for line in [
+        "ccvault_ingest_received_total{source=\"mqtt\"} 5",
+        "ccvault_ingest_archived_total{source=\"mqtt\"} 2",
+        "ccvault_ingest_duplicates_total{source=\"mqtt\"} 2",
+        "ccvault_ingest_quarantined_total{source=\"mqtt\"} 1",
+        "ccvault_ingest_acked_total{source=\"mqtt\"} 5",
+        "ccvault_ingest_connected{source=\"mqtt\"} 1",
+        "ccvault_ingest_reconnects_total{source=\"mqtt\"} 0",
+        "ccvault_ingest_last_event_timestamp_seconds{source=\"mqtt\"}",
+        "ccvault_ingest_lag_seconds{source=\"mqtt\"}",
+    ] {
+        assert!(body.contains(line), "metrics lack {line:?}:\n{body}");
+    }
+
+    let (status, stdout) = ingest.terminate();
+    assert!(status.success(), "exit {status}:\n{}", ingest.stderr());
+    let s = summary(&stdout);
+    assert_eq!(
+        (
+            s["received"].as_u64(),
+            s["archived"].as_u64(),
+            s["duplicates"].as_u64(),
+            s["quarantined"].as_u64()
+        ),
+        (Some(5), Some(2), Some(2), Some(1)),
+        "{s}"
+    );
+
+    let reader = ArchiveReader::open(&data).unwrap();
+    let mut sources = Vec::new();
+    reader
+        .for_each_record(
+            |r| {
+                sources.push((r.source.clone(), r.quarantined));
+                Ok(())
+            },
+            |d| panic!("{d}"),
+        )
+        .unwrap();
+    assert_eq!(
+        sources,
+        vec![
+            ("acme/event-v1/all".to_owned(), false),
+            ("globex/event-v1/all".to_owned(), false),
+            ("acme/event-v1/all".to_owned(), true),
+        ]
+    );
+}
+
+#[test]
+fn a_refused_login_is_a_clear_error_without_retries_and_the_password_stays_secret() {
+    let work = tempfile::tempdir().unwrap();
+    let pwfile = work.path().join("broker.passwd");
+    std::fs::write(&pwfile, "").unwrap();
+    let st = Command::new("mosquitto_passwd")
+        .arg("-b")
+        .arg(&pwfile)
+        .args(["archiver", "right-password"])
+        .status()
+        .expect("mosquitto_passwd (from the mosquitto package) is needed");
+    assert!(st.success());
+    let broker = Broker::start(&format!(
+        "allow_anonymous false\npassword_file {}",
+        pwfile.display()
+    ));
+    let data = work.path().join("data");
+    let url = broker.url();
+    let secret_file = work.path().join("pw");
+    std::fs::write(&secret_file, "wrong-password-XYZZY\n").unwrap();
+    let started = Instant::now();
+    let mut ingest = Ingest::start(
+        &data,
+        work.path(),
+        0,
+        &[
+            "--url",
+            url.as_str(),
+            "--username",
+            "archiver",
+            "--password-file",
+            secret_file.to_str().unwrap(),
+        ],
+        &[],
+    );
+    let status = ingest.wait_exit(Duration::from_secs(20));
+    assert_eq!(status.code(), Some(3), "{}", ingest.stderr());
+    assert!(started.elapsed() < Duration::from_secs(10));
+    let err = ingest.stderr();
+    assert!(err.contains("refused the login"), "{err}");
+    assert!(
+        !err.contains("XYZZY"),
+        "the password leaked into the log:\n{err}"
+    );
+    assert!(
+        !err.contains("reconnecting"),
+        "retried a refused login:\n{err}"
+    );
+
+    // The right password from the environment works.
+    let mut ok = Ingest::start(
+        &data,
+        work.path(),
+        1,
+        &["--url", url.as_str(), "--username", "archiver"],
+        &[("CCVAULT_MQTT_PASSWORD", "right-password")],
+    );
+    ok.wait_for_log("subscribed", Duration::from_secs(20));
+    let (status, _) = ok.terminate();
+    assert!(status.success(), "{}", ok.stderr());
+}
