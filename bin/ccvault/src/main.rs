@@ -89,6 +89,8 @@ pub enum Command {
     Quarantine,
     /// Live archive from an MQTT broker or a Pulsar WebSocket reader until SIGINT/SIGTERM; acknowledges only what is durable.
     Ingest(cmd::ingest::IngestArgs),
+    /// Write a realistic synthetic 8x8 stream (NDJSON, deterministic by --seed) with the quirks of real feeds.
+    Simulate(cmd::sim::SimulateArgs),
 }
 
 fn main() -> ExitCode {

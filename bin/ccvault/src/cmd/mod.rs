@@ -2,6 +2,7 @@
 
 mod archive;
 pub mod ingest;
+pub mod sim;
 
 use std::process::ExitCode;
 
@@ -22,5 +23,6 @@ pub fn run(cli: &Cli) -> Result<ExitCode> {
         Command::Reindex => archive::reindex(cli),
         Command::Quarantine => archive::quarantine(cli),
         Command::Ingest(args) => ingest::run(cli, args),
+        Command::Simulate(args) => sim::run(cli, args),
     }
 }
