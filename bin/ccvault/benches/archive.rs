@@ -82,7 +82,7 @@ impl<W: Write> Write for Padder<W> {
             self.lines += 1;
             self.out.write_all(&self.padded)?;
             self.out.write_all(b"\n")?;
-            if self.lines % self.guid_every == 0 {
+            if self.lines.is_multiple_of(self.guid_every) {
                 if let Ok(keys) = ccvault_event::decode_message(&self.padded).outcome {
                     self.guids.extend(keys.interaction_guid);
                 }
