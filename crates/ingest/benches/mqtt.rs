@@ -194,6 +194,11 @@ fn main() {
         n as f64 / s.batches.max(1) as f64
     );
 
+    // Let the archive settle (the store commits its index on a timer and
+    // the sink syncs when the stream goes quiet): the latency phase measures
+    // the steady state, not the catch-up of phase 1.
+    std::thread::sleep(Duration::from_millis(1500));
+
     // 2. Latency at 1,000 events/s.
     let count = seconds * 1000;
     let stamps: Arc<Mutex<Vec<Option<Instant>>>> =
