@@ -72,7 +72,7 @@ pub enum Command {
         #[arg(long, hide = true)]
         print_acks: bool,
     },
-    /// Every archived event of one interaction, in canonical order.
+    /// One interaction's timeline: every event with its time, state, agent and the gap since the previous one, then the derived durations and outcome.
     Show {
         guid: String,
         /// Print the archived payloads byte-exact, one per line, in canonical order.
@@ -91,6 +91,17 @@ pub enum Command {
     Ingest(cmd::ingest::IngestArgs),
     /// Write a realistic synthetic 8x8 stream (NDJSON, deterministic by --seed) with the quirks of real feeds.
     Simulate(cmd::sim::SimulateArgs),
+    /// One summary per interaction (METRICS §3), sorted by offeredAt then GUID.
+    Interactions(cmd::projections::InteractionsArgs),
+    /// Aggregate metrics per interval and queue/agent (METRICS §4), by the interval of offeredAt.
+    Report(cmd::projections::ReportArgs),
+    /// Time in each state per agent (METRICS §5).
+    Agents(cmd::projections::AgentsArgs),
+    /// Recompute all projections from the log, with progress and throughput.
+    #[command(alias = "replay")]
+    Rebuild,
+    /// Raw events byte-exact as NDJSON, or interaction summaries as NDJSON or CSV (`--format ndjson|csv`).
+    Export(cmd::projections::ExportArgs),
 }
 
 fn main() -> ExitCode {
@@ -101,7 +112,9 @@ fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    let cli = Cli::parse();
+    let cli = Cli::parse_from(cmd::projections::rewrite_export_format(
+        std::env::args_os().collect(),
+    ));
     match cmd::run(&cli) {
         Ok(code) => code,
         Err(e) => {

@@ -59,6 +59,18 @@ impl Canonical for Change {
     }
 }
 
+/// The agent of an event that counts as a status change (METRICS §5): an
+/// `AgentStatusChange` with an `agentId` and a `newState` that reads as a
+/// number. The one test of that rule, shared by the accumulator and the
+/// materialized store.
+pub(crate) fn status_change_agent<'e>(event: &'e Event<'_>) -> Option<std::borrow::Cow<'e, str>> {
+    if event.family != "AgentStatusChange" && event.event_type() != "AgentStatusChange" {
+        return None;
+    }
+    event.body.new_state.as_i64()?;
+    event.body.agent_id.as_text()
+}
+
 /// The agent state accumulator.
 #[derive(Debug, Clone, Default)]
 pub struct AgentStates {
@@ -83,15 +95,13 @@ impl AgentStates {
     /// As [`AgentStates::add`], for a caller that has already parsed the
     /// payload `raw` into `event` and knows its t(e).
     pub fn add_event(&mut self, event: &Event<'_>, time_ms: i64, raw: &[u8]) -> bool {
-        let event_type = event.event_type();
-        if event.family != "AgentStatusChange" && event_type != "AgentStatusChange" {
-            return false;
-        }
-        let (Some(agent), Some(new_state)) =
-            (event.body.agent_id.as_text(), event.body.new_state.as_i64())
-        else {
+        let Some(agent) = status_change_agent(event) else {
             return false;
         };
+        let Some(new_state) = event.body.new_state.as_i64() else {
+            return false;
+        };
+        let event_type = event.event_type();
         let change = Change {
             time_ms,
             sequence_id: event.sequence_id(),

@@ -38,7 +38,7 @@ pub(crate) enum Kind {
 }
 
 impl Kind {
-    fn of(event_type: &str) -> Kind {
+    pub(crate) fn of(event_type: &str) -> Kind {
         match event_type {
             "InteractionCreated" => Kind::Created,
             "InteractionQueued" => Kind::Queued,

@@ -10,12 +10,17 @@
 //! - Accumulators ([`report::Report`], [`agents::AgentStates`]) can be fed in
 //!   any order, split across threads and merged, with the same result.
 //!
-//! Rules the contract leaves open are decided in `INTERPRETATION.md`.
+//! - [`materialize::Projections`] keeps them in `projections.redb` beside the
+//!   archive; a rebuild and any sequence of catch-ups give the same tables.
+//!
+//! Rules the contract leaves open are decided in `docs/METRICS.md`.
 
 pub mod agents;
+mod codec;
 #[cfg(test)]
 mod determinism;
 mod input;
+pub mod materialize;
 pub mod report;
 pub mod summary;
 #[cfg(test)]
@@ -26,6 +31,10 @@ pub mod timeline;
 
 pub use agents::{AgentStateTime, AgentStates, AgentWindow, StateNames};
 pub use input::EventInput;
+pub use materialize::{
+    record_input, Access, Applied, InteractionFilter, ProjectionError, Projections, RebuildOptions,
+    PROJECTION_VERSION,
+};
 pub use report::{GroupBy, GroupKey, Interval, Report, ReportOptions, ReportRow};
 pub use summary::{summarize, Anomaly, Direction, Outcome, Summary};
 pub use timeline::{Timeline, TimelineEvent};

@@ -2,6 +2,7 @@
 
 mod archive;
 pub mod ingest;
+pub mod projections;
 pub mod sim;
 
 use std::process::ExitCode;
@@ -17,12 +18,18 @@ pub fn run(cli: &Cli) -> Result<ExitCode> {
             write,
             print_acks,
         } => archive::import(cli, files, write, *print_acks),
-        Command::Show { guid, raw } => archive::show(cli, guid, *raw),
+        Command::Show { guid, raw: true } => archive::show(cli, guid, true),
+        Command::Show { guid, raw: false } => projections::show(cli, guid),
         Command::Stats => archive::stats(cli),
         Command::Verify => archive::verify(cli),
         Command::Reindex => archive::reindex(cli),
         Command::Quarantine => archive::quarantine(cli),
         Command::Ingest(args) => ingest::run(cli, args),
         Command::Simulate(args) => sim::run(cli, args),
+        Command::Interactions(args) => projections::interactions(cli, args),
+        Command::Report(args) => projections::report(cli, args),
+        Command::Agents(args) => projections::agents(cli, args),
+        Command::Rebuild => projections::rebuild(cli),
+        Command::Export(args) => projections::export(cli, args),
     }
 }

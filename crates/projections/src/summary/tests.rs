@@ -141,9 +141,8 @@ fn json_names_order_and_nulls() {
 fn bincode_round_trip() {
     for guid in [GUID1, GUID2, GUID3] {
         let s = sample_summary(guid);
-        let cfg = bincode::config::standard();
-        let bytes = bincode::serde::encode_to_vec(&s, cfg).unwrap();
-        let (back, _): (Summary, usize) = bincode::serde::decode_from_slice(&bytes, cfg).unwrap();
+        let bytes = crate::codec::encode(&s).unwrap();
+        let back: Summary = crate::codec::decode(&bytes).unwrap();
         assert_eq!(back, s);
     }
 }
