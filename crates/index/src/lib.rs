@@ -21,6 +21,7 @@
 //!   the caller commits) and writes them in one transaction.
 
 pub mod chunk;
+mod guard;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -32,6 +33,7 @@ use redb::{
 use xxhash_rust::xxh3::{xxh3_64, xxh3_64_with_seed};
 
 use chunk::Posting;
+use guard::{guarded, unguarded};
 
 /// (key hash, first offset) -> a chunk of postings.
 type Chunks = TableDefinition<'static, (u64, u64), &'static [u8]>;
@@ -168,30 +170,44 @@ impl Index {
     /// Opens or creates the index file. Other processes may open it
     /// read-only ([`IndexReader::open`]) while this handle lives.
     pub fn open(path: &Path) -> Result<Index> {
-        let db = builder().create(path).map_err(|e| err(path)(e.into()))?;
-        let index = Index {
-            db,
-            path: path.to_path_buf(),
-        };
-        match index.reader()?.meta("version")? {
-            None => {
-                let txn = index.db.begin_write().map_err(|e| index.err(e.into()))?;
-                {
-                    let mut t = txn.open_table(META).map_err(|e| index.err(e.into()))?;
-                    t.insert("version", INDEX_VERSION)
-                        .map_err(|e| index.err(e.into()))?;
+        guarded(path, || {
+            // Archive files are private (they hold phone numbers and names):
+            // create the file 0600 before redb initializes it.
+            {
+                use std::os::unix::fs::OpenOptionsExt;
+                std::fs::OpenOptions::new()
+                    .write(true)
+                    .create(true)
+                    .truncate(false)
+                    .mode(0o600)
+                    .open(path)
+                    .map_err(|e| err(path)(redb::Error::Io(e)))?;
+            }
+            let db = builder().create(path).map_err(|e| err(path)(e.into()))?;
+            let index = Index {
+                db,
+                path: path.to_path_buf(),
+            };
+            match index.reader()?.meta("version")? {
+                None => {
+                    let txn = index.db.begin_write().map_err(|e| index.err(e.into()))?;
+                    {
+                        let mut t = txn.open_table(META).map_err(|e| index.err(e.into()))?;
+                        t.insert("version", INDEX_VERSION)
+                            .map_err(|e| index.err(e.into()))?;
+                    }
+                    txn.commit().map_err(|e| index.err(e.into()))?;
                 }
-                txn.commit().map_err(|e| index.err(e.into()))?;
+                Some(v) if v != INDEX_VERSION => {
+                    return Err(IndexError::Version {
+                        path: path.display().to_string(),
+                        found: v,
+                    })
+                }
+                Some(_) => {}
             }
-            Some(v) if v != INDEX_VERSION => {
-                return Err(IndexError::Version {
-                    path: path.display().to_string(),
-                    found: v,
-                })
-            }
-            Some(_) => {}
-        }
-        Ok(index)
+            Ok(index)
+        })
     }
 
     /// Starts collecting a commit's entries.
@@ -213,84 +229,90 @@ impl Index {
     /// Writes everything the writer collected, with the checkpoint after it
     /// (`None` keeps the checkpoint), in one durable transaction.
     pub fn commit(&self, w: IndexWriter, checkpoint: Option<Checkpoint>) -> Result<()> {
-        let e = |x: redb::Error| err(&self.path)(x);
-        let txn = self.db.begin_write().map_err(|x| e(x.into()))?;
-        {
-            let mut buf = Vec::new();
-            for (table, map, with_hash) in [(BY_GUID, &w.guid, true), (BY_AGENT, &w.agent, false)] {
-                let mut t = txn.open_table(table).map_err(|x| e(x.into()))?;
-                let mut keys: Vec<&u64> = map.keys().collect();
-                keys.sort_unstable();
-                for hash in keys {
-                    let Some(postings) = map.get(hash) else {
-                        continue;
-                    };
-                    let Some(first) = postings.first() else {
-                        continue;
-                    };
-                    chunk::encode(first.offset, postings, with_hash, &mut buf);
-                    t.insert((*hash, first.offset), buf.as_slice())
+        guarded(&self.path, || {
+            let e = |x: redb::Error| err(&self.path)(x);
+            let txn = self.db.begin_write().map_err(|x| e(x.into()))?;
+            {
+                let mut buf = Vec::new();
+                for (table, map, with_hash) in
+                    [(BY_GUID, &w.guid, true), (BY_AGENT, &w.agent, false)]
+                {
+                    let mut t = txn.open_table(table).map_err(|x| e(x.into()))?;
+                    let mut keys: Vec<&u64> = map.keys().collect();
+                    keys.sort_unstable();
+                    for hash in keys {
+                        let Some(postings) = map.get(hash) else {
+                            continue;
+                        };
+                        let Some(first) = postings.first() else {
+                            continue;
+                        };
+                        chunk::encode(first.offset, postings, with_hash, &mut buf);
+                        t.insert((*hash, first.offset), buf.as_slice())
+                            .map_err(|x| e(x.into()))?;
+                    }
+                }
+                let mut t = txn.open_table(BY_PAYLOAD).map_err(|x| e(x.into()))?;
+                let mut payload: Vec<(u64, Hit)> = w
+                    .payload
+                    .iter()
+                    .flat_map(|(h, hits)| hits.iter().map(move |hit| (*h, *hit)))
+                    .collect();
+                payload.sort_unstable();
+                for (h, hit) in payload {
+                    t.insert((h, hit.offset), hit.pos)
                         .map_err(|x| e(x.into()))?;
                 }
-            }
-            let mut t = txn.open_table(BY_PAYLOAD).map_err(|x| e(x.into()))?;
-            let mut payload: Vec<(u64, Hit)> = w
-                .payload
-                .iter()
-                .flat_map(|(h, hits)| hits.iter().map(move |hit| (*h, *hit)))
-                .collect();
-            payload.sort_unstable();
-            for (h, hit) in payload {
-                t.insert((h, hit.offset), hit.pos)
-                    .map_err(|x| e(x.into()))?;
-            }
-            let mut t = txn.open_table(QUARANTINE).map_err(|x| e(x.into()))?;
-            for hit in &w.quarantine {
-                t.insert(hit.offset, hit.pos).map_err(|x| e(x.into()))?;
-            }
-            if let (Some(first), Some(max_time)) = (w.first_offset, w.counters.max_time_ms) {
-                let mut t = txn.open_table(TIME).map_err(|x| e(x.into()))?;
-                let key = max_time.max(0) as u64;
-                if t.get(key).map_err(|x| e(x.into()))?.is_none() {
-                    t.insert(key, first).map_err(|x| e(x.into()))?;
+                let mut t = txn.open_table(QUARANTINE).map_err(|x| e(x.into()))?;
+                for hit in &w.quarantine {
+                    t.insert(hit.offset, hit.pos).map_err(|x| e(x.into()))?;
+                }
+                if let (Some(first), Some(max_time)) = (w.first_offset, w.counters.max_time_ms) {
+                    let mut t = txn.open_table(TIME).map_err(|x| e(x.into()))?;
+                    let key = max_time.max(0) as u64;
+                    if t.get(key).map_err(|x| e(x.into()))?.is_none() {
+                        t.insert(key, first).map_err(|x| e(x.into()))?;
+                    }
+                }
+                let mut t = txn.open_table(META).map_err(|x| e(x.into()))?;
+                let c = w.counters;
+                let mut meta = vec![
+                    ("records", c.records),
+                    ("events", c.events),
+                    ("quarantined", c.quarantined),
+                    ("duplicates", c.duplicates),
+                    ("interactions", c.interactions),
+                ];
+                if let Some(t) = c.min_time_ms {
+                    meta.push(("min_time_ms", t as u64));
+                }
+                if let Some(t) = c.max_time_ms {
+                    meta.push(("max_time_ms", t as u64));
+                }
+                if let Some(cp) = checkpoint {
+                    meta.push(("checkpoint.next_offset", cp.next_offset));
+                    meta.push(("checkpoint.segment", cp.segment));
+                    meta.push(("checkpoint.pos", u64::from(cp.pos)));
+                }
+                for (k, v) in meta {
+                    t.insert(k, v).map_err(|x| e(x.into()))?;
                 }
             }
-            let mut t = txn.open_table(META).map_err(|x| e(x.into()))?;
-            let c = w.counters;
-            let mut meta = vec![
-                ("records", c.records),
-                ("events", c.events),
-                ("quarantined", c.quarantined),
-                ("duplicates", c.duplicates),
-                ("interactions", c.interactions),
-            ];
-            if let Some(t) = c.min_time_ms {
-                meta.push(("min_time_ms", t as u64));
-            }
-            if let Some(t) = c.max_time_ms {
-                meta.push(("max_time_ms", t as u64));
-            }
-            if let Some(cp) = checkpoint {
-                meta.push(("checkpoint.next_offset", cp.next_offset));
-                meta.push(("checkpoint.segment", cp.segment));
-                meta.push(("checkpoint.pos", u64::from(cp.pos)));
-            }
-            for (k, v) in meta {
-                t.insert(k, v).map_err(|x| e(x.into()))?;
-            }
-        }
-        let mut txn = txn;
-        txn.set_durability(Durability::Immediate)
-            .map_err(|x| e(redb::Error::from(x)))?;
-        txn.commit().map_err(|x| e(x.into()))
+            let mut txn = txn;
+            txn.set_durability(Durability::Immediate)
+                .map_err(|x| e(redb::Error::from(x)))?;
+            txn.commit().map_err(|x| e(x.into()))
+        })
     }
 
     /// A snapshot of the last commit.
     pub fn reader(&self) -> Result<IndexReader> {
-        let txn = self.db.begin_read().map_err(|e| self.err(e.into()))?;
-        Ok(IndexReader {
-            txn,
-            path: self.path.clone(),
+        guarded(&self.path, || {
+            let txn = self.db.begin_read().map_err(|e| self.err(e.into()))?;
+            Ok(IndexReader {
+                txn,
+                path: self.path.clone(),
+            })
         })
     }
 
@@ -309,21 +331,23 @@ impl IndexReader {
     /// Opens the index of another (possibly running) writer read-only and
     /// takes a snapshot of its last commit.
     pub fn open(path: &Path) -> Result<IndexReader> {
-        let db: ReadOnlyDatabase = builder()
-            .open_read_only(path)
-            .map_err(|e| err(path)(e.into()))?;
-        let txn = db.begin_read().map_err(|e| err(path)(e.into()))?;
-        let reader = IndexReader {
-            txn,
-            path: path.to_path_buf(),
-        };
-        match reader.meta("version")? {
-            Some(v) if v != INDEX_VERSION => Err(IndexError::Version {
-                path: path.display().to_string(),
-                found: v,
-            }),
-            _ => Ok(reader),
-        }
+        guarded(path, || {
+            let db: ReadOnlyDatabase = builder()
+                .open_read_only(path)
+                .map_err(|e| err(path)(e.into()))?;
+            let txn = db.begin_read().map_err(|e| err(path)(e.into()))?;
+            let reader = IndexReader {
+                txn,
+                path: path.to_path_buf(),
+            };
+            match reader.meta("version")? {
+                Some(v) if v != INDEX_VERSION => Err(IndexError::Version {
+                    path: path.display().to_string(),
+                    found: v,
+                }),
+                _ => Ok(reader),
+            }
+        })
     }
 
     fn err(&self, e: impl Into<redb::Error>) -> IndexError {
@@ -338,11 +362,11 @@ impl IndexReader {
     }
 
     fn meta(&self, key: &str) -> Result<Option<u64>> {
-        match self.txn.open_table(META) {
+        guarded(&self.path, || match self.txn.open_table(META) {
             Ok(t) => Ok(t.get(key).map_err(|e| self.err(e))?.map(|v| v.value())),
             Err(redb::TableError::TableDoesNotExist(_)) => Ok(None),
             Err(e) => Err(self.err(e)),
-        }
+        })
     }
 
     pub fn checkpoint(&self) -> Result<Option<Checkpoint>> {
@@ -374,56 +398,60 @@ impl IndexReader {
 
     /// Every posting of one key hash, in offset order.
     fn chunk_postings(&self, kind: PostingKind, hash: u64) -> Result<Vec<Posting>> {
-        let (table, with_hash) = match kind {
-            PostingKind::Guid => (BY_GUID, true),
-            PostingKind::Agent => (BY_AGENT, false),
-            PostingKind::Payload => {
-                return Ok(self
-                    .payload_postings(hash)?
-                    .into_iter()
-                    .map(|h| Posting {
-                        offset: h.offset,
-                        pos: h.pos,
-                        payload_hash: hash,
-                    })
-                    .collect())
+        guarded(&self.path, || {
+            let (table, with_hash) = match kind {
+                PostingKind::Guid => (BY_GUID, true),
+                PostingKind::Agent => (BY_AGENT, false),
+                PostingKind::Payload => {
+                    return Ok(self
+                        .payload_postings(hash)?
+                        .into_iter()
+                        .map(|h| Posting {
+                            offset: h.offset,
+                            pos: h.pos,
+                            payload_hash: hash,
+                        })
+                        .collect())
+                }
+            };
+            let t = match self.txn.open_table(table) {
+                Ok(t) => t,
+                Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+                Err(e) => return Err(self.err(e)),
+            };
+            let mut out = Vec::new();
+            for item in t
+                .range((hash, 0)..=(hash, u64::MAX))
+                .map_err(|e| self.err(e))?
+            {
+                let (k, v) = item.map_err(|e| self.err(e))?;
+                chunk::decode(k.value().1, v.value(), with_hash, &mut out)
+                    .map_err(|w| self.corrupt(w))?;
             }
-        };
-        let t = match self.txn.open_table(table) {
-            Ok(t) => t,
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
-            Err(e) => return Err(self.err(e)),
-        };
-        let mut out = Vec::new();
-        for item in t
-            .range((hash, 0)..=(hash, u64::MAX))
-            .map_err(|e| self.err(e))?
-        {
-            let (k, v) = item.map_err(|e| self.err(e))?;
-            chunk::decode(k.value().1, v.value(), with_hash, &mut out)
-                .map_err(|w| self.corrupt(w))?;
-        }
-        Ok(out)
+            Ok(out)
+        })
     }
 
     fn payload_postings(&self, hash: u64) -> Result<Vec<Hit>> {
-        let t = match self.txn.open_table(BY_PAYLOAD) {
-            Ok(t) => t,
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
-            Err(e) => return Err(self.err(e)),
-        };
-        let mut hits = Vec::new();
-        for item in t
-            .range((hash, 0)..=(hash, u64::MAX))
-            .map_err(|e| self.err(e))?
-        {
-            let (k, v) = item.map_err(|e| self.err(e))?;
-            hits.push(Hit {
-                offset: k.value().1,
-                pos: v.value(),
-            });
-        }
-        Ok(hits)
+        guarded(&self.path, || {
+            let t = match self.txn.open_table(BY_PAYLOAD) {
+                Ok(t) => t,
+                Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+                Err(e) => return Err(self.err(e)),
+            };
+            let mut hits = Vec::new();
+            for item in t
+                .range((hash, 0)..=(hash, u64::MAX))
+                .map_err(|e| self.err(e))?
+            {
+                let (k, v) = item.map_err(|e| self.err(e))?;
+                hits.push(Hit {
+                    offset: k.value().1,
+                    pos: v.value(),
+                });
+            }
+            Ok(hits)
+        })
     }
 
     fn hits(&self, kind: PostingKind, hash: u64) -> Result<Vec<Hit>> {
@@ -466,7 +494,7 @@ impl IndexReader {
     }
 
     fn has_guid_hash(&self, hash: u64) -> Result<bool> {
-        match self.txn.open_table(BY_GUID) {
+        guarded(&self.path, || match self.txn.open_table(BY_GUID) {
             Ok(t) => Ok(t
                 .range((hash, 0)..=(hash, u64::MAX))
                 .map_err(|e| self.err(e))?
@@ -474,78 +502,85 @@ impl IndexReader {
                 .is_some()),
             Err(redb::TableError::TableDoesNotExist(_)) => Ok(false),
             Err(e) => Err(self.err(e)),
-        }
+        })
     }
 
     /// Quarantined records in offset order.
     pub fn quarantined(&self) -> Result<Vec<Hit>> {
-        let t = match self.txn.open_table(QUARANTINE) {
-            Ok(t) => t,
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
-            Err(e) => return Err(self.err(e)),
-        };
-        let mut hits = Vec::new();
-        for item in t.iter().map_err(|e| self.err(e))? {
-            let (k, v) = item.map_err(|e| self.err(e))?;
-            hits.push(Hit {
-                offset: k.value(),
-                pos: v.value(),
-            });
-        }
-        Ok(hits)
+        guarded(&self.path, || {
+            let t = match self.txn.open_table(QUARANTINE) {
+                Ok(t) => t,
+                Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+                Err(e) => return Err(self.err(e)),
+            };
+            let mut hits = Vec::new();
+            for item in t.iter().map_err(|e| self.err(e))? {
+                let (k, v) = item.map_err(|e| self.err(e))?;
+                hits.push(Hit {
+                    offset: k.value(),
+                    pos: v.value(),
+                });
+            }
+            Ok(hits)
+        })
     }
 
     /// An offset from which a scan sees every record with event time >= `t_ms`
     /// (records before it all have earlier times).
     pub fn seek_time(&self, t_ms: i64) -> Result<u64> {
-        let t = match self.txn.open_table(TIME) {
-            Ok(t) => t,
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(0),
-            Err(e) => return Err(self.err(e)),
-        };
-        let key = t_ms.max(0) as u64;
-        let mut range = t.range(key..).map_err(|e| self.err(e))?;
-        match range.next() {
-            Some(item) => Ok(item.map_err(|e| self.err(e))?.1.value()),
-            None => Ok(self.checkpoint()?.map_or(0, |c| c.next_offset)),
-        }
+        guarded(&self.path, || {
+            let t = match self.txn.open_table(TIME) {
+                Ok(t) => t,
+                Err(redb::TableError::TableDoesNotExist(_)) => return Ok(0),
+                Err(e) => return Err(self.err(e)),
+            };
+            let key = t_ms.max(0) as u64;
+            let mut range = t.range(key..).map_err(|e| self.err(e))?;
+            match range.next() {
+                Some(item) => Ok(item.map_err(|e| self.err(e))?.1.value()),
+                None => Ok(self.checkpoint()?.map_or(0, |c| c.next_offset)),
+            }
+        })
     }
 
     /// Every distinct GUID hash with its records in offset order, in hash
     /// order: the unit of work of a projection rebuild.
     pub fn for_each_guid_group(&self, mut f: impl FnMut(u64, &[Hit])) -> Result<()> {
-        let t = match self.txn.open_table(BY_GUID) {
-            Ok(t) => t,
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(()),
-            Err(e) => return Err(self.err(e)),
-        };
-        let mut current: Option<u64> = None;
-        let mut postings = Vec::new();
-        let mut hits = Vec::new();
-        let mut flush = |h: u64, postings: &mut Vec<Posting>, hits: &mut Vec<Hit>| {
-            hits.clear();
-            hits.extend(postings.iter().map(|p| Hit {
-                offset: p.offset,
-                pos: p.pos,
-            }));
-            f(h, hits);
-            postings.clear();
-        };
-        for item in t.iter().map_err(|e| self.err(e))? {
-            let (k, v) = item.map_err(|e| self.err(e))?;
-            let (hash, first) = k.value();
-            if current != Some(hash) {
-                if let Some(h) = current {
-                    flush(h, &mut postings, &mut hits);
+        guarded(&self.path, || {
+            let t = match self.txn.open_table(BY_GUID) {
+                Ok(t) => t,
+                Err(redb::TableError::TableDoesNotExist(_)) => return Ok(()),
+                Err(e) => return Err(self.err(e)),
+            };
+            let mut current: Option<u64> = None;
+            let mut postings = Vec::new();
+            let mut hits = Vec::new();
+            let mut flush = |h: u64, postings: &mut Vec<Posting>, hits: &mut Vec<Hit>| {
+                hits.clear();
+                hits.extend(postings.iter().map(|p| Hit {
+                    offset: p.offset,
+                    pos: p.pos,
+                }));
+                unguarded(|| f(h, hits));
+                postings.clear();
+            };
+            for item in t.iter().map_err(|e| self.err(e))? {
+                let (k, v) = item.map_err(|e| self.err(e))?;
+                let (hash, first) = k.value();
+                if current != Some(hash) {
+                    if let Some(h) = current {
+                        flush(h, &mut postings, &mut hits);
+                    }
+                    current = Some(hash);
                 }
-                current = Some(hash);
+                chunk::decode(first, v.value(), true, &mut postings)
+                    .map_err(|w| self.corrupt(w))?;
             }
-            chunk::decode(first, v.value(), true, &mut postings).map_err(|w| self.corrupt(w))?;
-        }
-        if let Some(h) = current {
-            flush(h, &mut postings, &mut hits);
-        }
-        Ok(())
+            if let Some(h) = current {
+                flush(h, &mut postings, &mut hits);
+            }
+            Ok(())
+        })
     }
 
     /// The position stored for `offset` under `key` in one posting table,
@@ -560,41 +595,43 @@ impl IndexReader {
 
     /// Number of postings in one table.
     pub fn posting_count(&self, kind: PostingKind) -> Result<u64> {
-        let (table, with_hash) = match kind {
-            PostingKind::Guid => (BY_GUID, true),
-            PostingKind::Agent => (BY_AGENT, false),
-            PostingKind::Payload => {
-                return match self.txn.open_table(BY_PAYLOAD) {
-                    Ok(t) => t.len().map_err(|e| self.err(e)),
-                    Err(redb::TableError::TableDoesNotExist(_)) => Ok(0),
-                    Err(e) => Err(self.err(e)),
+        guarded(&self.path, || {
+            let (table, with_hash) = match kind {
+                PostingKind::Guid => (BY_GUID, true),
+                PostingKind::Agent => (BY_AGENT, false),
+                PostingKind::Payload => {
+                    return match self.txn.open_table(BY_PAYLOAD) {
+                        Ok(t) => t.len().map_err(|e| self.err(e)),
+                        Err(redb::TableError::TableDoesNotExist(_)) => Ok(0),
+                        Err(e) => Err(self.err(e)),
+                    }
                 }
+            };
+            let t = match self.txn.open_table(table) {
+                Ok(t) => t,
+                Err(redb::TableError::TableDoesNotExist(_)) => return Ok(0),
+                Err(e) => return Err(self.err(e)),
+            };
+            let mut n = 0u64;
+            let mut buf = Vec::new();
+            for item in t.iter().map_err(|e| self.err(e))? {
+                let (k, v) = item.map_err(|e| self.err(e))?;
+                buf.clear();
+                chunk::decode(k.value().1, v.value(), with_hash, &mut buf)
+                    .map_err(|w| self.corrupt(w))?;
+                n += buf.len() as u64;
             }
-        };
-        let t = match self.txn.open_table(table) {
-            Ok(t) => t,
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(0),
-            Err(e) => return Err(self.err(e)),
-        };
-        let mut n = 0u64;
-        let mut buf = Vec::new();
-        for item in t.iter().map_err(|e| self.err(e))? {
-            let (k, v) = item.map_err(|e| self.err(e))?;
-            buf.clear();
-            chunk::decode(k.value().1, v.value(), with_hash, &mut buf)
-                .map_err(|w| self.corrupt(w))?;
-            n += buf.len() as u64;
-        }
-        Ok(n)
+            Ok(n)
+        })
     }
 
     /// Number of quarantine entries.
     pub fn quarantine_count(&self) -> Result<u64> {
-        match self.txn.open_table(QUARANTINE) {
+        guarded(&self.path, || match self.txn.open_table(QUARANTINE) {
             Ok(t) => t.len().map_err(|e| self.err(e)),
             Err(redb::TableError::TableDoesNotExist(_)) => Ok(0),
             Err(e) => Err(self.err(e)),
-        }
+        })
     }
 }
 

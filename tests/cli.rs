@@ -1,0 +1,588 @@
+//! CLI tests: the built binary on the sample streams (including the
+//! malformed one) and on constructed inputs.
+//!
+//! Expected counts for the three sample files (`../shared/samples`):
+//! - `events.ndjson`: 24 non-blank lines, 24 distinct bare events: 21
+//!   `Interaction` events of 3 interactions (13 + 4 + 4), 2
+//!   `AgentStatusChange` and 1 `AgentProvChange` event (no GUID).
+//! - `pulsar-envelopes.ndjson`: 6 Pulsar envelopes whose base64 payloads
+//!   decode to exactly the bytes of the first 6 lines of `events.ndjson`
+//!   (dedup is by decoded payload bytes): 6 duplicates, nothing new.
+//! - `malformed.ndjson`: 5 lines. Quarantined: line 1 (truncated JSON),
+//!   line 2 (not JSON), line 3 (envelope with a bad base64 payload), line 5
+//!   (`[1,2,3]`, no recognizable event). Line 4 is a valid event of a 4th
+//!   interaction.
+//!
+//! So importing the three: records = 24 + 5 = 29 distinct stored records,
+//! events = 24 + 1 = 25, quarantined = 4, duplicates = 6, interactions = 3 +
+//! 1 = 4, segments = 1 (far below the 64 MiB default). `sample_facts` checks
+//! the facts this reasoning rests on, so a changed sample fails clearly.
+
+mod common;
+
+use std::collections::{BTreeMap, HashSet};
+use std::fs;
+use std::io::{BufRead, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use common::{ccvault, ccvault_stdin, command, import, sample, stats, Stream};
+use serde_json::Value;
+
+const GUID_A: &str = "int-19ab3f0c1d2-Qm7tZp2LxWc9aRf3kYv8bNe1H-phone-00-northwind01";
+const GUID_B: &str = "int-19ab3f0d7e1-Lk2VbN8sXq4ZtR6mPy1cJw0Ud-phone-01-northwind01";
+const GUID_C: &str = "int-19ab3f0e9a4-Zx5CvB7nMq2WeR8tYu3iOp6As-phone-02-northwind01";
+const GUID_OK: &str = "int-ok-after-garbage-phone-00-northwind01";
+
+fn samples() -> [PathBuf; 3] {
+    [
+        sample("events.ndjson"),
+        sample("pulsar-envelopes.ndjson"),
+        sample("malformed.ndjson"),
+    ]
+}
+
+fn import_samples(dir: &Path) -> common::Run {
+    let [a, b, c] = samples();
+    import(dir, &[&a, &b, &c], &["--format", "json"])
+}
+
+fn non_blank_lines(path: &Path) -> Vec<Vec<u8>> {
+    fs::read(path)
+        .unwrap()
+        .split(|&b| b == b'\n')
+        .filter(|l| !l.iter().all(u8::is_ascii_whitespace))
+        .map(<[u8]>::to_vec)
+        .collect()
+}
+
+/// Standard base64 decoding (the test's own, independent of the engine).
+fn base64_decode(s: &str) -> Option<Vec<u8>> {
+    let mut out = Vec::new();
+    let mut acc = 0u32;
+    let mut bits = 0;
+    for c in s.bytes().filter(|&c| c != b'=') {
+        let v = match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' => 62,
+            b'/' => 63,
+            _ => return None,
+        } as u32;
+        acc = (acc << 6) | v;
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+        }
+    }
+    Some(out)
+}
+
+fn guid_of(line: &[u8]) -> Option<String> {
+    let v: Value = serde_json::from_slice(line).ok()?;
+    let (_, body) = v.as_object()?.iter().next()?;
+    body.get("interactionGUID")?.as_str().map(str::to_owned)
+}
+
+#[test]
+fn sample_facts() {
+    let events = non_blank_lines(&sample("events.ndjson"));
+    assert_eq!(events.len(), 24);
+    assert_eq!(events.iter().collect::<HashSet<_>>().len(), 24);
+    let guids: Vec<Option<String>> = events.iter().map(|l| guid_of(l)).collect();
+    let count = |g: &str| guids.iter().filter(|x| x.as_deref() == Some(g)).count();
+    assert_eq!((count(GUID_A), count(GUID_B), count(GUID_C)), (13, 4, 4));
+    assert_eq!(guids.iter().filter(|g| g.is_none()).count(), 3);
+
+    let envelopes = non_blank_lines(&sample("pulsar-envelopes.ndjson"));
+    assert_eq!(envelopes.len(), 6);
+    for (i, e) in envelopes.iter().enumerate() {
+        let v: Value = serde_json::from_slice(e).unwrap();
+        let payload = base64_decode(v["payload"].as_str().unwrap()).unwrap();
+        assert_eq!(
+            payload,
+            events[i],
+            "envelope {} is events line {}",
+            i + 1,
+            i + 1
+        );
+    }
+    let malformed = non_blank_lines(&sample("malformed.ndjson"));
+    assert_eq!(malformed.len(), 5);
+    assert_eq!(guid_of(&malformed[3]).as_deref(), Some(GUID_OK));
+}
+
+#[test]
+fn stats_counts_the_samples_exactly() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("a");
+    let run = import_samples(&dir);
+    let summary = &run.json_lines()[0];
+    assert_eq!(summary["lines"], 35u64, "{summary}");
+    assert_eq!(summary["archived"], 25u64, "{summary}");
+    assert_eq!(summary["quarantined"], 4u64, "{summary}");
+    assert_eq!(summary["duplicates"], 6u64, "{summary}");
+    assert_eq!(summary["rejected"], 0u64, "{summary}");
+    let s = stats(&dir);
+    assert_eq!(
+        (
+            s.records,
+            s.events,
+            s.quarantined,
+            s.duplicates,
+            s.interactions,
+            s.segments
+        ),
+        (29, 25, 4, 6, 4, 1),
+        "{}",
+        s.json
+    );
+    for key in ["bytes", "logBytes", "indexBytes"] {
+        assert!(s.json[key].as_u64().unwrap() > 0, "{}", s.json);
+    }
+    // Human output carries the same numbers.
+    let human = ccvault(&dir, &["stats"]).ok().stdout_str();
+    assert!(human.contains("29") && human.contains("25"), "{human}");
+    ccvault(&dir, &["verify"]).ok();
+}
+
+#[test]
+fn quarantine_lists_the_malformed_lines_with_file_line_and_reason() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("a");
+    import_samples(&dir);
+    let malformed = sample("malformed.ndjson");
+    let raw = non_blank_lines(&malformed);
+    let listed = ccvault(&dir, &["quarantine", "--format", "json"])
+        .ok()
+        .json_lines();
+    let lines: Vec<u64> = listed.iter().map(|q| q["line"].as_u64().unwrap()).collect();
+    assert_eq!(lines, [1, 2, 3, 5]);
+    for q in &listed {
+        let line = q["line"].as_u64().unwrap() as usize;
+        assert_eq!(q["source"], malformed.to_str().unwrap(), "{q}");
+        assert!(!q["reason"].as_str().unwrap().is_empty(), "{q}");
+        // The quarantined payload is the line as received.
+        assert_eq!(
+            q["payload"].as_str().unwrap().as_bytes(),
+            &raw[line - 1][..],
+            "{q}"
+        );
+    }
+    let human = ccvault(&dir, &["quarantine"]).ok().stdout_str();
+    for n in [1, 2, 3, 5] {
+        assert!(
+            human.contains(&format!("malformed.ndjson:{n}")),
+            "line {n} missing:\n{human}"
+        );
+    }
+    assert!(!human.contains("malformed.ndjson:4"), "{human}");
+}
+
+/// The canonical order of METRICS §2, computed from the JSON directly.
+fn canonical_key(line: &[u8]) -> (i64, u8, i64, u8, Vec<u8>) {
+    let v: Value = serde_json::from_slice(line).unwrap();
+    let body = v.as_object().unwrap().values().next().unwrap();
+    let num = |x: &Value| -> Option<i64> {
+        x.as_i64()
+            .or_else(|| x.as_str().and_then(|s| s.trim().parse().ok()))
+            .filter(|&n| n > 0)
+    };
+    let t = num(&body["interactionEventTS"])
+        .map(|s| s * 1000)
+        .or_else(|| num(&body["statusEventTS"]).map(|s| s * 1000))
+        .or_else(|| num(&body["msgInfo"]["timestamp"]))
+        .or_else(|| num(&body["eventTS"]).map(|s| s * 1000))
+        .expect("sample events have a time");
+    let seq = num(&body["msgInfo"]["sequenceId"]);
+    let rank = match body["event"].as_str().unwrap_or("") {
+        "InteractionCreated" => 0,
+        "InteractionQueued" => 1,
+        "InteractionAssigned" => 2,
+        "InteractionRejected" | "InteractionDeassigned" => 3,
+        "InteractionAccepted" => 4,
+        "InteractionCustomerAccepted" => 5,
+        "LineHoldStatus" => 6,
+        "InteractionPostProcess" => 8,
+        "InteractionEndPostProcess" => 9,
+        "InteractionUnqueued" => 10,
+        "InteractionDeleted" => 11,
+        _ => 7,
+    };
+    (
+        t,
+        u8::from(seq.is_none()),
+        seq.unwrap_or(0),
+        rank,
+        line.to_vec(),
+    )
+}
+
+fn expected_raw(guid: &str) -> Vec<u8> {
+    let mut lines: Vec<Vec<u8>> = non_blank_lines(&sample("events.ndjson"))
+        .into_iter()
+        .chain(non_blank_lines(&sample("malformed.ndjson")))
+        .filter(|l| guid_of(l).as_deref() == Some(guid))
+        .collect();
+    lines.sort_by_cached_key(|l| canonical_key(l));
+    let mut out = Vec::new();
+    for l in lines {
+        out.extend_from_slice(&l);
+        out.push(b'\n');
+    }
+    out
+}
+
+#[test]
+fn show_raw_prints_the_payloads_byte_exact_in_canonical_order() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("a");
+    // Envelopes first: their records carry the envelope metadata.
+    let [events, envelopes, malformed] = samples();
+    import(&dir, &[&envelopes, &events, &malformed], &[]);
+    for guid in [GUID_A, GUID_B, GUID_C, GUID_OK] {
+        let run = ccvault(&dir, &["show", guid, "--raw"]).ok();
+        let expected = expected_raw(guid);
+        assert_eq!(
+            String::from_utf8_lossy(&run.stdout),
+            String::from_utf8_lossy(&expected),
+            "show {guid} --raw"
+        );
+        assert_eq!(run.stdout, expected);
+
+        let json = ccvault(&dir, &["show", guid, "--format", "json"])
+            .ok()
+            .json_lines();
+        assert_eq!(json.len(), expected.split(|&b| b == b'\n').count() - 1);
+        let human = ccvault(&dir, &["show", guid]).ok().stdout_str();
+        assert!(human.contains(guid), "{human}");
+    }
+    // The envelope metadata (messageId, publishTime) is kept with the
+    // decoded payload.
+    let env_lines = non_blank_lines(&envelopes);
+    let json = ccvault(&dir, &["show", GUID_A, "--format", "json"])
+        .ok()
+        .json_lines();
+    for e in env_lines {
+        let env: Value = serde_json::from_slice(&e).unwrap();
+        let payload: Value =
+            serde_json::from_slice(&base64_decode(env["payload"].as_str().unwrap()).unwrap())
+                .unwrap();
+        let shown = json
+            .iter()
+            .find(|j| j["event"] == payload)
+            .unwrap_or_else(|| panic!("event of envelope {} not shown", env["messageId"]));
+        assert_eq!(shown["messageId"], env["messageId"], "{shown}");
+        assert_eq!(shown["publishTime"], env["publishTime"], "{shown}");
+    }
+}
+
+/// Stats without the fields an import legitimately changes.
+fn stable_stats(dir: &Path) -> BTreeMap<String, Value> {
+    let mut m: BTreeMap<String, Value> = stats(dir)
+        .json
+        .as_object()
+        .unwrap()
+        .clone()
+        .into_iter()
+        .collect();
+    m.remove("bytes");
+    m.remove("indexBytes");
+    m
+}
+
+#[test]
+fn importing_the_same_files_twice_changes_nothing_but_duplicates() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("a");
+    import_samples(&dir);
+    let before = stable_stats(&dir);
+    let show_before = ccvault(&dir, &["show", GUID_A, "--format", "json"])
+        .ok()
+        .stdout;
+    let q_before = ccvault(&dir, &["quarantine", "--format", "json"])
+        .ok()
+        .stdout;
+    let run = import_samples(&dir);
+    let summary = &run.json_lines()[0];
+    // All 35 lines (quarantined ones included) are already archived.
+    assert_eq!(summary["duplicates"], 35u64, "{summary}");
+    assert_eq!(summary["archived"], 0u64, "{summary}");
+    assert_eq!(summary["quarantined"], 0u64, "{summary}");
+    let mut after = stable_stats(&dir);
+    assert_eq!(after["duplicates"], 6 + 35);
+    after.insert("duplicates".into(), before["duplicates"].clone());
+    assert_eq!(after, before);
+    assert_eq!(
+        ccvault(&dir, &["show", GUID_A, "--format", "json"])
+            .ok()
+            .stdout,
+        show_before
+    );
+    assert_eq!(
+        ccvault(&dir, &["quarantine", "--format", "json"])
+            .ok()
+            .stdout,
+        q_before
+    );
+}
+
+/// What an archive answers, independent of where its input came from.
+fn content(dir: &Path) -> (Vec<u64>, Vec<Vec<u8>>) {
+    let s = stats(dir);
+    let counts = vec![
+        s.records,
+        s.events,
+        s.quarantined,
+        s.duplicates,
+        s.interactions,
+    ];
+    let shows = [GUID_A, GUID_B, GUID_C, GUID_OK]
+        .iter()
+        .map(|g| ccvault(dir, &["show", g, "--raw"]).ok().stdout)
+        .collect();
+    (counts, shows)
+}
+
+#[test]
+fn gzip_input_gives_the_same_archive_as_plain() {
+    let tmp = tempfile::tempdir().unwrap();
+    let plain = tmp.path().join("plain");
+    let gz_dir = tmp.path().join("gz");
+    import_samples(&plain);
+    let mut gz_files = Vec::new();
+    for s in samples() {
+        let to = tmp
+            .path()
+            .join(format!("{}.gz", s.file_name().unwrap().to_str().unwrap()));
+        let mut enc = flate2::write::GzEncoder::new(
+            fs::File::create(&to).unwrap(),
+            flate2::Compression::default(),
+        );
+        enc.write_all(&fs::read(&s).unwrap()).unwrap();
+        enc.finish().unwrap();
+        gz_files.push(to);
+    }
+    let refs: Vec<&Path> = gz_files.iter().map(PathBuf::as_path).collect();
+    import(&gz_dir, &refs, &[]);
+    assert_eq!(content(&gz_dir), content(&plain));
+    let q = ccvault(&gz_dir, &["quarantine", "--format", "json"])
+        .ok()
+        .json_lines();
+    assert_eq!(q.len(), 4);
+    assert!(q[0]["source"]
+        .as_str()
+        .unwrap()
+        .ends_with("malformed.ndjson.gz"));
+}
+
+#[test]
+fn stdin_import_gives_the_same_archive_as_files() {
+    let tmp = tempfile::tempdir().unwrap();
+    let files = tmp.path().join("files");
+    let stdin = tmp.path().join("stdin");
+    let stdin2 = tmp.path().join("stdin2");
+    import_samples(&files);
+    let mut all = Vec::new();
+    for s in samples() {
+        all.extend(fs::read(&s).unwrap());
+    }
+    ccvault_stdin(&stdin, &["import", "-"], &all).ok();
+    assert_eq!(content(&stdin), content(&files));
+    // No file argument reads stdin too.
+    ccvault_stdin(&stdin2, &["import"], &all).ok();
+    assert_eq!(content(&stdin2), content(&files));
+    let q = ccvault(&stdin, &["quarantine", "--format", "json"])
+        .ok()
+        .json_lines();
+    // Line numbers count from the start of stdin (events 24 + envelopes 6
+    // lines come first).
+    let lines: Vec<u64> = q.iter().map(|x| x["line"].as_u64().unwrap()).collect();
+    assert_eq!(lines, [31, 32, 33, 35]);
+    assert!(q.iter().all(|x| x["source"] == "-"), "{q:?}");
+}
+
+#[test]
+fn a_line_over_the_size_limit_is_rejected_by_name_and_the_rest_archived() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("a");
+    let small = Stream {
+        events: 6,
+        interactions: 6,
+        line_len: 300,
+    };
+    let big = Stream {
+        events: 1,
+        interactions: 1,
+        line_len: 5000,
+    };
+    let mut text = small.text(0..3);
+    text.push_str(&big.line(0).replace("e2e", "big"));
+    text.push('\n');
+    text.push_str(&small.text(3..6));
+    let input = tmp.path().join("with-a-big-line.ndjson");
+    fs::write(&input, &text).unwrap();
+    let run = ccvault(
+        &dir,
+        &[
+            "import",
+            input.to_str().unwrap(),
+            "--max-record-bytes",
+            "2000",
+        ],
+    )
+    .expect_code(3);
+    let needle = format!("{}:4", input.display());
+    assert!(run.stderr.contains(&needle), "{}", run.stderr);
+    assert!(run.stderr.contains("2000"), "{}", run.stderr);
+    let s = stats(&dir);
+    assert_eq!((s.records, s.events, s.quarantined), (6, 6, 0));
+    for g in 0..6 {
+        let out = ccvault(&dir, &["show", &small.guid(g), "--raw"]).ok();
+        assert_eq!(out.stdout_str(), small.raw_of(g));
+    }
+    ccvault(&dir, &["show", &big.guid(0).replace("e2e", "big")]).expect_code(1);
+    // Through stdin the error names `-` and the line.
+    let dir2 = tmp.path().join("b");
+    let run = ccvault_stdin(
+        &dir2,
+        &["import", "-", "--max-record-bytes", "2000"],
+        text.as_bytes(),
+    )
+    .expect_code(3);
+    assert!(run.stderr.contains("-:4"), "{}", run.stderr);
+    assert_eq!(stats(&dir2).records, 6);
+}
+
+#[test]
+fn a_second_writer_is_refused_by_pid_while_readers_work() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("a");
+    import_samples(&dir);
+    // A writer that holds the archive: an import reading a stdin we keep open.
+    let mut writer = command(&dir, &["import", "-", "--print-acks"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = writer.id();
+    let mut stdin = writer.stdin.take().unwrap();
+    let stream = Stream {
+        events: 10,
+        interactions: 5,
+        line_len: 300,
+    };
+    stdin.write_all(stream.text(0..10).as_bytes()).unwrap();
+    stdin.flush().unwrap();
+    // Wait until it holds the lock: a small lock file in the archive names
+    // its pid.
+    let names_pid = |d: &Path| {
+        fs::read_dir(d).into_iter().flatten().flatten().any(|e| {
+            e.metadata().is_ok_and(|m| m.is_file() && m.len() < 64)
+                && fs::read_to_string(e.path()).is_ok_and(|t| {
+                    t.split(|c: char| !c.is_ascii_digit())
+                        .any(|w| w == pid.to_string())
+                })
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !names_pid(&dir) && !names_pid(&dir.join("log")) {
+        assert!(Instant::now() < deadline, "the writer never took the lock");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let empty = common::empty_file(tmp.path());
+    let second = ccvault(&dir, &["import", empty.to_str().unwrap()]).expect_code(1);
+    assert!(second.stderr.contains("locked"), "{}", second.stderr);
+    assert!(
+        second.stderr.contains(&pid.to_string()),
+        "the error must name pid {pid}: {}",
+        second.stderr
+    );
+    // Readers work meanwhile.
+    let s = stats(&dir);
+    assert!(s.records >= 29, "{}", s.json);
+    let raw = ccvault(&dir, &["show", GUID_A, "--raw"]).ok();
+    assert_eq!(raw.stdout, expected_raw(GUID_A));
+    ccvault(&dir, &["reindex"]).expect_code(1);
+
+    // The writer finishes when its input ends; the lines are archived.
+    drop(stdin);
+    let out = writer.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let acks: Vec<String> = out.stdout.as_slice().lines().map(Result::unwrap).collect();
+    assert_eq!(acks.last().map(String::as_str), Some("durable - 10"));
+    assert_eq!(stats(&dir).records, 29 + 10);
+    ccvault(&dir, &["verify"]).ok();
+}
+
+#[test]
+fn archive_files_are_private() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("a");
+    import_samples(&dir);
+    ccvault(&dir, &["reindex"]).ok();
+    fn walk(path: &Path, seen: &mut usize) {
+        let meta = fs::metadata(path).unwrap();
+        let mode = meta.permissions().mode() & 0o777;
+        if meta.is_dir() {
+            assert_eq!(mode, 0o700, "{} is {mode:o}", path.display());
+            for e in fs::read_dir(path).unwrap() {
+                walk(&e.unwrap().path(), seen);
+            }
+        } else {
+            assert_eq!(mode, 0o600, "{} is {mode:o}", path.display());
+            *seen += 1;
+        }
+    }
+    let mut files = 0;
+    walk(&dir, &mut files);
+    assert!(files >= 3, "expected a segment, the index and the lock");
+    assert!(dir.join("index.redb").is_file());
+}
+
+#[test]
+fn verify_is_clean_on_a_clean_archive() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("a");
+    import_samples(&dir);
+    let run = ccvault(&dir, &["verify"]).ok();
+    assert!(run.stdout_str().contains("clean"), "{}", run.stdout_str());
+    let json = ccvault(&dir, &["verify", "--format", "json"])
+        .ok()
+        .json_lines();
+    assert_eq!(json[0]["clean"], true);
+    assert_eq!(json[0]["records"], 29u64);
+}
+
+#[test]
+fn unknown_guid_and_missing_archive_are_clear_errors() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("a");
+    import_samples(&dir);
+    let run = ccvault(&dir, &["show", "int-no-such-interaction"]).expect_code(1);
+    assert!(
+        run.stderr.contains("int-no-such-interaction"),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stdout.is_empty());
+    let run = ccvault(&dir, &["show", "int-no-such-interaction", "--raw"]).expect_code(1);
+    assert!(run.stdout.is_empty());
+
+    let nowhere = tmp.path().join("nowhere");
+    let run = ccvault(&nowhere, &["stats"]).expect_code(1);
+    assert!(run.stderr.contains("no archive"), "{}", run.stderr);
+    assert!(
+        !nowhere.exists(),
+        "a read command must not create an archive"
+    );
+}

@@ -1,0 +1,389 @@
+//! Helpers shared by the end-to-end tests: the numbered event stream, running
+//! the built `ccvault` binary, and reading an archive back at library level.
+//! Each piece of logic lives here once.
+
+#![allow(dead_code)]
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use ccvault_store::{ArchiveReader, Record};
+
+// ---------------------------------------------------------------------------
+// Randomness
+
+/// Deterministic xorshift64 PRNG (seed must not be 0).
+#[derive(Clone, Debug)]
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next_u64(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.0 = x;
+        x
+    }
+    /// Uniform in `0..n` (n > 0).
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next_u64() % n
+    }
+    /// A seed from the clock (printed by callers, so a failure can be replayed
+    /// with `CCVAULT_TEST_SEED`).
+    pub fn seeded() -> (Rng, u64) {
+        let seed = std::env::var("CCVAULT_TEST_SEED")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| {
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(1, |d| d.as_nanos() as u64)
+            })
+            | 1;
+        (Rng(seed), seed)
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The numbered event stream
+
+/// A generated stream of distinct bare `Interaction` events. Line `i`
+/// (0-based) belongs to interaction `i % interactions` (round robin, so the
+/// neighbours of any record in the log belong to other interactions), has
+/// `msgInfo.sequenceId = i`, and an event time that grows with `i`, so the
+/// canonical order of an interaction's events is their line order.
+#[derive(Clone, Copy, Debug)]
+pub struct Stream {
+    pub events: usize,
+    pub interactions: usize,
+    /// Approximate length of each line in bytes (without the newline).
+    pub line_len: usize,
+}
+
+const EVENT_TYPES: [&str; 6] = [
+    "InteractionCreated",
+    "InteractionQueued",
+    "InteractionAssigned",
+    "InteractionAccepted",
+    "LineHoldStatus",
+    "InteractionDeleted",
+];
+
+pub const TIME_BASE_S: u64 = 1_763_900_000;
+
+impl Stream {
+    pub fn guid(&self, interaction: usize) -> String {
+        format!("int-e2e{interaction:08}-Qm7tZp2LxWc9aRf3kYv8bNe1H-phone-00-acmecorp01")
+    }
+
+    pub fn agent(&self, i: usize) -> String {
+        format!("agE2E{:05}VbN3cZk5WpYe", i % 37)
+    }
+
+    pub fn interaction_of(&self, i: usize) -> usize {
+        i % self.interactions
+    }
+
+    /// Line `i`, without its newline.
+    pub fn line(&self, i: usize) -> String {
+        let g = self.interaction_of(i);
+        let k = i / self.interactions;
+        let event = EVENT_TYPES[k.min(EVENT_TYPES.len() - 1)];
+        let mut s = format!(
+            "{{\"Interaction\":{{\"event\":\"{event}\",\"interactionGUID\":\"{}\",\"agentId\":\"{}\",\"queueId\":\"{}\",\"interactionEventTS\":{},\"msgInfo\":{{\"instanceId\":\"e2e\",\"sequenceId\":{i},\"timestamp\":{}}},\"pad\":\"",
+            self.guid(g),
+            self.agent(i),
+            300 + i % 7,
+            TIME_BASE_S + i as u64,
+            (TIME_BASE_S + i as u64) * 1000 + 17,
+        );
+        let mut rng = Rng((i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
+        while s.len() + 3 < self.line_len {
+            s.push((b'a' + rng.below(26) as u8) as char);
+        }
+        s.push_str("\"}}");
+        s
+    }
+
+    /// The line number (0-based) a payload of this stream claims to be: its
+    /// `sequenceId` (confirm it against the line).
+    pub fn claimed_index(&self, payload: &[u8]) -> Option<usize> {
+        let text = std::str::from_utf8(payload).ok()?;
+        let at = text.find("\"sequenceId\":")? + "\"sequenceId\":".len();
+        let digits: String = text[at..]
+            .chars()
+            .take_while(char::is_ascii_digit)
+            .collect();
+        digits.parse().ok().filter(|&i| i < self.events)
+    }
+
+    /// The line number (0-based) of a payload of this stream, if it is one
+    /// (confirmed byte for byte).
+    pub fn index_of(&self, payload: &[u8]) -> Option<usize> {
+        let i = self.claimed_index(payload)?;
+        (self.line(i).as_bytes() == payload).then_some(i)
+    }
+
+    /// Lines `range` of the stream, each followed by a newline.
+    pub fn text(&self, range: std::ops::Range<usize>) -> String {
+        let mut out = String::new();
+        for i in range {
+            out.push_str(&self.line(i));
+            out.push('\n');
+        }
+        out
+    }
+
+    /// Writes the whole stream to `path`.
+    pub fn write(&self, path: &Path) {
+        let mut f = std::io::BufWriter::new(fs::File::create(path).unwrap());
+        for i in 0..self.events {
+            f.write_all(self.line(i).as_bytes()).unwrap();
+            f.write_all(b"\n").unwrap();
+        }
+        f.flush().unwrap();
+    }
+
+    /// The lines of interaction `g` in canonical order (= line order), each
+    /// followed by a newline: what `show GUID --raw` must print.
+    pub fn raw_of(&self, g: usize) -> String {
+        let mut out = String::new();
+        for i in (g..self.events).step_by(self.interactions) {
+            out.push_str(&self.line(i));
+            out.push('\n');
+        }
+        out
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Running the binary
+
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_ccvault")
+}
+
+/// The sample streams beside the repository (`../shared/samples`).
+pub fn samples_dir() -> PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/samples");
+    assert!(
+        dir.join("events.ndjson").is_file(),
+        "the sample files are missing: expected them in {}",
+        dir.display()
+    );
+    dir
+}
+
+pub fn sample(name: &str) -> PathBuf {
+    samples_dir().join(name)
+}
+
+/// The outcome of one run of the binary.
+#[derive(Debug)]
+pub struct Run {
+    pub args: Vec<String>,
+    pub code: i32,
+    pub stdout: Vec<u8>,
+    pub stderr: String,
+}
+
+impl Run {
+    fn from_output(args: Vec<String>, out: Output) -> Run {
+        let run = Run {
+            args,
+            code: out.status.code().unwrap_or(-1),
+            stdout: out.stdout,
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        };
+        run.assert_no_panic();
+        run
+    }
+
+    pub fn stdout_str(&self) -> String {
+        String::from_utf8_lossy(&self.stdout).into_owned()
+    }
+
+    /// A panic is a failure whatever the command and whatever the damage.
+    pub fn assert_no_panic(&self) {
+        assert!(
+            self.code != 101 && !self.stderr.contains("panicked"),
+            "ccvault {:?} panicked (exit {}):\n{}",
+            self.args,
+            self.code,
+            self.stderr
+        );
+        assert!(
+            self.code >= 0,
+            "ccvault {:?} was killed by a signal:\n{}",
+            self.args,
+            self.stderr
+        );
+    }
+
+    /// Asserts the exit code and returns self.
+    pub fn expect_code(self, code: i32) -> Run {
+        assert_eq!(
+            self.code,
+            code,
+            "ccvault {:?}: expected exit {code}\nstdout:\n{}\nstderr:\n{}",
+            self.args,
+            self.stdout_str(),
+            self.stderr
+        );
+        self
+    }
+
+    pub fn ok(self) -> Run {
+        self.expect_code(0)
+    }
+
+    /// stdout parsed as NDJSON.
+    pub fn json_lines(&self) -> Vec<serde_json::Value> {
+        self.stdout_str()
+            .lines()
+            .map(|l| {
+                serde_json::from_str(l)
+                    .unwrap_or_else(|e| panic!("ccvault {:?}: bad JSON line {l:?}: {e}", self.args))
+            })
+            .collect()
+    }
+}
+
+/// A `ccvault` command on the archive `dir`, ready to spawn or run.
+pub fn command(dir: &Path, args: &[&str]) -> Command {
+    let mut cmd = Command::new(bin());
+    cmd.arg("--data-dir").arg(dir).args(args);
+    cmd.env_remove("CCVAULT_DATA").env_remove("CCVAULT_LOG");
+    cmd
+}
+
+/// Runs `ccvault --data-dir DIR ARGS...` with no stdin and waits.
+pub fn ccvault(dir: &Path, args: &[&str]) -> Run {
+    let out = command(dir, args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("cannot run ccvault");
+    Run::from_output(args.iter().map(|s| s.to_string()).collect(), out)
+}
+
+/// Runs `ccvault --data-dir DIR ARGS...` with `input` on stdin.
+pub fn ccvault_stdin(dir: &Path, args: &[&str], input: &[u8]) -> Run {
+    let mut child = command(dir, args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("cannot run ccvault");
+    let mut stdin = child.stdin.take().unwrap();
+    let input = input.to_vec();
+    let feeder = std::thread::spawn(move || {
+        let _ = stdin.write_all(&input);
+    });
+    let out = child.wait_with_output().unwrap();
+    feeder.join().unwrap();
+    Run::from_output(args.iter().map(|s| s.to_string()).collect(), out)
+}
+
+/// `import FILES... ARGS...`, which must succeed.
+pub fn import(dir: &Path, files: &[&Path], extra: &[&str]) -> Run {
+    let mut args: Vec<&str> = vec!["import"];
+    args.extend(files.iter().map(|f| f.to_str().unwrap()));
+    args.extend_from_slice(extra);
+    ccvault(dir, &args).ok()
+}
+
+/// The `stats --format json` answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stats {
+    pub records: u64,
+    pub events: u64,
+    pub quarantined: u64,
+    pub duplicates: u64,
+    pub interactions: u64,
+    pub segments: u64,
+    pub json: serde_json::Value,
+}
+
+pub fn stats(dir: &Path) -> Stats {
+    let run = ccvault(dir, &["stats", "--format", "json"]).ok();
+    let lines = run.json_lines();
+    assert_eq!(
+        lines.len(),
+        1,
+        "stats --format json: {:?}",
+        run.stdout_str()
+    );
+    let json = lines.into_iter().next().unwrap();
+    let field = |k: &str| {
+        json[k]
+            .as_u64()
+            .unwrap_or_else(|| panic!("stats has no count {k:?}: {json}"))
+    };
+    Stats {
+        records: field("records"),
+        events: field("events"),
+        quarantined: field("quarantined"),
+        duplicates: field("duplicates"),
+        interactions: field("interactions"),
+        segments: field("segments"),
+        json: json.clone(),
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Reading an archive at library level
+
+/// Every visible record of the archive, in log order, and the damage the
+/// scan skipped.
+pub fn scan(dir: &Path) -> (Vec<Record>, Vec<String>) {
+    let reader = ArchiveReader::open(dir).unwrap_or_else(|e| panic!("open {}: {e}", dir.display()));
+    let mut records = Vec::new();
+    let mut damage = Vec::new();
+    reader
+        .for_each_record(
+            |r| {
+                records.push(r);
+                Ok(())
+            },
+            |d| damage.push(d),
+        )
+        .unwrap_or_else(|e| panic!("scan {}: {e}", dir.display()));
+    (records, damage)
+}
+
+/// The segment files of an archive, sorted.
+pub fn segment_files(dir: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = fs::read_dir(dir.join("log"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "seg"))
+        .collect();
+    files.sort();
+    files
+}
+
+/// Copies a directory tree (files and directories, keeping modes).
+pub fn copy_dir(from: &Path, to: &Path) {
+    fs::create_dir_all(to).unwrap();
+    fs::set_permissions(to, fs::metadata(from).unwrap().permissions()).unwrap();
+    for entry in fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let dest = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &dest);
+        } else {
+            fs::copy(entry.path(), &dest).unwrap();
+        }
+    }
+}
+
+/// An empty input file (importing it just opens the archive as a writer,
+/// which runs recovery).
+pub fn empty_file(dir: &Path) -> PathBuf {
+    let path = dir.join("empty.ndjson");
+    fs::write(&path, b"").unwrap();
+    path
+}

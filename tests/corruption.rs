@@ -1,0 +1,393 @@
+//! Corruption test: damage a real archive byte by byte and check that no
+//! command panics, `verify` names the segment file and byte position of the
+//! damage, and every record that is not damaged stays readable, before and
+//! after the damaged one. Truncating the last segment anywhere is recovered
+//! by the next writer; a damaged index is replaced by `reindex`.
+
+mod common;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use ccvault_log::{segment_file_name, LogReader, Position, ScanItem};
+use common::{ccvault, copy_dir, empty_file, import, scan, stats, Stream};
+
+/// Where one record of the pristine archive lives.
+#[derive(Debug, Clone)]
+struct Frame {
+    segment: u64,
+    start: u64,
+    end: u64,
+    offset: u64,
+    /// Its line in the stream (0-based).
+    line: usize,
+}
+
+struct Pristine {
+    _tmp: tempfile::TempDir,
+    dir: PathBuf,
+    input: PathBuf,
+    stream: Stream,
+    frames: Vec<Frame>,
+    /// Base offset and file length of each segment.
+    segments: Vec<(u64, u64)>,
+}
+
+impl Pristine {
+    /// An archive of a generated stream in many small segments.
+    fn build() -> Pristine {
+        let tmp = tempfile::tempdir().unwrap();
+        let stream = Stream {
+            events: 2400,
+            interactions: 600,
+            line_len: 220,
+        };
+        let input = tmp.path().join("stream.ndjson");
+        stream.write(&input);
+        let dir = tmp.path().join("pristine");
+        import(&dir, &[&input], &["--segment-bytes", "65536"]);
+        let log = LogReader::open(&dir.join("log")).unwrap();
+        let mut frames = Vec::new();
+        for item in log.scan(Position::START) {
+            match item.unwrap() {
+                ScanItem::Record(at, rec) => frames.push(Frame {
+                    segment: at.segment,
+                    start: u64::from(at.pos),
+                    end: u64::from(at.pos) + rec.as_ref().frame_len(),
+                    offset: rec.offset,
+                    line: stream.index_of(&rec.payload).expect("a line of the stream"),
+                }),
+                ScanItem::Damage(d) => panic!("the pristine archive is damaged: {d}"),
+            }
+        }
+        assert_eq!(frames.len(), stream.events);
+        let segments: Vec<(u64, u64)> = log
+            .segments()
+            .into_iter()
+            .map(|b| (b, fs::metadata(seg_path(&dir, b)).unwrap().len()))
+            .collect();
+        assert!(segments.len() >= 8, "want many segments: {segments:?}");
+        ccvault(&dir, &["verify"]).ok();
+        Pristine {
+            _tmp: tmp,
+            dir,
+            input,
+            stream,
+            frames,
+            segments,
+        }
+    }
+
+    /// A fresh copy of the archive to damage.
+    fn copy(&self, name: &str) -> PathBuf {
+        let to = self._tmp.path().join(name);
+        if to.exists() {
+            fs::remove_dir_all(&to).unwrap();
+        }
+        copy_dir(&self.dir, &to);
+        to
+    }
+
+    fn frame_at(&self, segment: u64, pos: u64) -> Option<usize> {
+        self.frames
+            .iter()
+            .position(|f| f.segment == segment && f.start <= pos && pos < f.end)
+    }
+
+    /// Checks that `show GUID --raw` of interaction `g` prints exactly the
+    /// lines of `g` that `alive` keeps, in canonical order; with none left it
+    /// must be a clear error.
+    fn check_show(&self, dir: &Path, g: usize, alive: impl Fn(usize) -> bool, when: &str) {
+        let guid = self.stream.guid(g);
+        let expected: String = (g..self.stream.events)
+            .step_by(self.stream.interactions)
+            .filter(|&i| alive(i))
+            .map(|i| self.stream.line(i) + "\n")
+            .collect();
+        let run = ccvault(dir, &["show", &guid, "--raw"]);
+        if expected.is_empty() {
+            assert_eq!(run.code, 1, "{when}: show {guid} of a lost interaction");
+            assert!(run.stderr.contains(&guid), "{when}: {}", run.stderr);
+        } else {
+            let run = run.ok();
+            assert_eq!(run.stdout_str(), expected, "{when}: show {guid} --raw");
+        }
+    }
+}
+
+fn seg_path(dir: &Path, base: u64) -> PathBuf {
+    dir.join("log").join(segment_file_name(base))
+}
+
+fn flip(path: &Path, pos: u64) {
+    let mut bytes = fs::read(path).unwrap();
+    bytes[pos as usize] ^= 0x5A;
+    fs::write(path, bytes).unwrap();
+}
+
+/// Flips the byte at `pos` of segment `segment` in a copy of the archive and
+/// checks everything the damage must not break.
+fn check_flip(p: &Pristine, segment: u64, pos: u64) {
+    let dir = p.copy("flipped");
+    let seg_name = segment_file_name(segment);
+    flip(&seg_path(&dir, segment), pos);
+    let when = format!("byte {pos} of {seg_name} flipped");
+    let damaged = p.frame_at(segment, pos);
+    let damage_at = damaged.map_or(0, |f| p.frames[f].start);
+
+    // verify fails and names the segment file and the byte position.
+    let run = ccvault(&dir, &["verify"]);
+    assert_eq!(
+        run.code,
+        1,
+        "{when}: verify must fail\n{}{}",
+        run.stdout_str(),
+        run.stderr
+    );
+    let report = run.stdout_str();
+    let needle = format!("{seg_name} byte {damage_at}");
+    assert!(
+        report.contains(&needle),
+        "{when}: verify must report {needle:?}:\n{report}{}",
+        run.stderr
+    );
+
+    // Every record but the damaged one is still served, in order.
+    let (records, damage) = scan(&dir);
+    let offsets: Vec<u64> = records.iter().map(|r| r.offset).collect();
+    let expected: Vec<u64> = p
+        .frames
+        .iter()
+        .enumerate()
+        .filter(|&(i, _)| Some(i) != damaged)
+        .map(|(_, f)| f.offset)
+        .collect();
+    assert_eq!(offsets, expected, "{when}: records served by a full scan");
+    if damaged.is_some() {
+        assert!(
+            !damage.is_empty(),
+            "{when}: the scan must report the damage"
+        );
+    }
+    for r in &records {
+        assert_eq!(
+            p.stream.index_of(&r.payload),
+            Some(p.frames[r.offset as usize].line),
+            "{when}: offset {} serves the wrong payload",
+            r.offset
+        );
+    }
+
+    // The index is intact: stats answers, and the interactions of the
+    // records just before and just after the damaged one read back whole.
+    let s = stats(&dir);
+    assert_eq!(s.records, p.stream.events as u64, "{when}");
+    let Some(f) = damaged else {
+        // Header damage hides no record.
+        let g = p.stream.interaction_of(p.frames[p.frames.len() / 2].line);
+        p.check_show(&dir, g, |_| true, &when);
+        return;
+    };
+    let bad_line = p.frames[f].line;
+    let bad_g = p.stream.interaction_of(bad_line);
+    for neighbour in [f.checked_sub(1), Some(f + 1)].into_iter().flatten() {
+        if let Some(nf) = p.frames.get(neighbour) {
+            let g = p.stream.interaction_of(nf.line);
+            assert_ne!(g, bad_g);
+            p.check_show(&dir, g, |_| true, &when);
+        }
+    }
+    // The damaged interaction: an error naming the damage, or its other
+    // events; never the damaged bytes.
+    let guid = p.stream.guid(bad_g);
+    let run = ccvault(&dir, &["show", &guid, "--raw"]);
+    if run.code == 0 {
+        let expected: String = (bad_g..p.stream.events)
+            .step_by(p.stream.interactions)
+            .filter(|&i| i != bad_line)
+            .map(|i| p.stream.line(i) + "\n")
+            .collect();
+        assert_eq!(
+            run.stdout_str(),
+            expected,
+            "{when}: show of the damaged interaction"
+        );
+    } else {
+        assert_eq!(run.code, 1, "{when}: {}", run.stderr);
+        assert!(
+            run.stderr.contains(&seg_name),
+            "{when}: the error must name the segment: {}",
+            run.stderr
+        );
+    }
+}
+
+#[test]
+fn flipped_log_bytes_are_reported_and_hide_nothing() {
+    let p = Pristine::build();
+    // A strided sample over all segment files (headers included)...
+    let total: u64 = p.segments.iter().map(|s| s.1).sum();
+    let samples = 48u64;
+    let mut positions: Vec<(u64, u64)> = Vec::new();
+    for k in 0..samples {
+        let mut at = k * total / samples + k * 7 % 13;
+        for &(base, len) in &p.segments {
+            if at < len {
+                positions.push((base, at));
+                break;
+            }
+            at -= len;
+        }
+    }
+    // ...the first bytes of a segment header...
+    positions.extend((0..32).step_by(5).map(|b| (p.segments[1].0, b)));
+    // ...and the last record of the last segment (a damaged tail).
+    let last = p.frames.last().unwrap();
+    positions.extend([last.start, last.start + 5, last.end - 1].map(|b| (last.segment, b)));
+    for (segment, pos) in positions {
+        check_flip(&p, segment, pos);
+    }
+}
+
+#[test]
+fn every_byte_of_one_record_flipped_is_reported_and_hides_nothing() {
+    let p = Pristine::build();
+    // A record in the middle of a middle segment.
+    let mid_seg = p.segments[p.segments.len() / 2].0;
+    let in_seg: Vec<&Frame> = p.frames.iter().filter(|f| f.segment == mid_seg).collect();
+    let f = in_seg[in_seg.len() / 2].clone();
+    for pos in f.start..f.end {
+        check_flip(&p, f.segment, pos);
+    }
+}
+
+#[test]
+fn a_truncated_last_segment_is_recovered_by_the_next_writer() {
+    let p = Pristine::build();
+    let (last_seg, last_len) = *p.segments.last().unwrap();
+    let last_frames: Vec<&Frame> = p.frames.iter().filter(|f| f.segment == last_seg).collect();
+    assert!(last_frames.len() >= 10);
+    let mut cuts: Vec<u64> = vec![0, 1, 20, 31, 32, 33, last_len - 1];
+    for f in last_frames.iter().step_by(10) {
+        cuts.extend([
+            f.start,
+            f.start + 1,
+            f.start + 11,
+            f.start + 12,
+            (f.start + f.end) / 2,
+        ]);
+    }
+    cuts.sort_unstable();
+    cuts.dedup();
+    let empty = empty_file(p._tmp.path());
+    for cut in cuts {
+        let when = format!("{} cut at byte {cut}", segment_file_name(last_seg));
+        let dir = p.copy("truncated");
+        let file = fs::OpenOptions::new()
+            .write(true)
+            .open(seg_path(&dir, last_seg))
+            .unwrap();
+        file.set_len(cut).unwrap();
+        drop(file);
+        let survives = |f: &Frame| f.segment != last_seg || f.end <= cut;
+        let kept: Vec<&Frame> = p.frames.iter().filter(|f| survives(f)).collect();
+
+        // Before any writer recovers: the index names records the log lost,
+        // so verify fails; nothing panics.
+        let run = ccvault(&dir, &["verify"]);
+        assert_eq!(
+            run.code,
+            1,
+            "{when}: verify before recovery\n{}",
+            run.stdout_str()
+        );
+        ccvault(&dir, &["stats"]).ok();
+
+        // A writer reopens: the torn tail goes, verify is clean, and every
+        // record before the cut remains.
+        import(&dir, &[&empty], &[]);
+        let run = ccvault(&dir, &["verify"]);
+        assert_eq!(
+            run.code,
+            0,
+            "{when}: verify after recovery\n{}{}",
+            run.stdout_str(),
+            run.stderr
+        );
+        let (records, damage) = scan(&dir);
+        assert!(damage.is_empty(), "{when}: {damage:?}");
+        let offsets: Vec<u64> = records.iter().map(|r| r.offset).collect();
+        let expected: Vec<u64> = kept.iter().map(|f| f.offset).collect();
+        assert_eq!(offsets, expected, "{when}: records after recovery");
+        assert_eq!(stats(&dir).records, kept.len() as u64, "{when}");
+        let alive = |i: usize| kept.iter().any(|f| f.line == i);
+        let first = p.stream.interaction_of(p.frames[0].line);
+        p.check_show(&dir, first, alive, &when);
+        let lost = p.stream.interaction_of(p.frames.last().unwrap().line);
+        p.check_show(&dir, lost, alive, &when);
+
+        // Importing the stream again brings back exactly what was cut.
+        let run = import(&dir, &[&p.input], &["--format", "json"]);
+        let summary = &run.json_lines()[0];
+        assert_eq!(
+            summary["archived"],
+            (p.stream.events - kept.len()) as u64,
+            "{when}: {summary}"
+        );
+        assert_eq!(stats(&dir).records, p.stream.events as u64, "{when}");
+        ccvault(&dir, &["verify"]).ok();
+    }
+}
+
+#[test]
+fn a_damaged_index_never_panics_and_reindex_restores_it() {
+    let p = Pristine::build();
+    let pristine_stats = stats(&p.dir);
+    let index_len = fs::metadata(p.dir.join("index.redb")).unwrap().len();
+    let samples = 40u64;
+    let g = p.stream.interaction_of(p.frames[100].line);
+    let guid = p.stream.guid(g);
+    for k in 0..samples {
+        let pos = k * index_len / samples + (k * 31 % 97);
+        let when = format!("byte {pos} of index.redb flipped");
+        let dir = p.copy("bad-index");
+        flip(&dir.join("index.redb"), pos.min(index_len - 1));
+        // Errors are fine; panics are not (checked by every run).
+        for args in [
+            &["stats"][..],
+            &["stats", "--format", "json"],
+            &["show", &guid, "--raw"],
+            &["show", &guid],
+            &["quarantine"],
+            &["verify"],
+        ] {
+            ccvault(&dir, args);
+        }
+        // Whatever the damage, deleting the index and reindexing restores
+        // correct answers from the log.
+        fs::remove_file(dir.join("index.redb")).unwrap();
+        let run = ccvault(&dir, &["reindex"]);
+        assert_eq!(run.code, 0, "{when}: reindex: {}", run.stderr);
+        let s = stats(&dir);
+        assert_eq!(
+            (
+                s.records,
+                s.events,
+                s.quarantined,
+                s.interactions,
+                s.segments
+            ),
+            (
+                pristine_stats.records,
+                pristine_stats.events,
+                pristine_stats.quarantined,
+                pristine_stats.interactions,
+                pristine_stats.segments
+            ),
+            "{when}"
+        );
+        p.check_show(&dir, g, |_| true, &when);
+        let run = ccvault(&dir, &["verify"]);
+        assert_eq!(run.code, 0, "{when}: {}", run.stdout_str());
+    }
+}

@@ -1,0 +1,303 @@
+//! Crash test: `ccvault import --print-acks` is SIGKILLed at random moments,
+//! round after round on the same archive. After every kill the archive is
+//! reopened and must hold every acknowledged line exactly once, nothing that
+//! is not a line of the input, and verify clean. A final re-import of the
+//! whole file completes the archive without storing anything twice.
+//!
+//! Replay a failing run with `CCVAULT_TEST_SEED=<seed printed on stderr>`.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::Stdio;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use common::{ccvault, command, empty_file, import, scan, stats, Rng, Stream};
+
+const ROUNDS: usize = 24;
+
+/// Checks the archive against the stream: every record is a line of the
+/// stream, no line is stored twice, and lines `0..acked` are all present.
+/// Returns how many distinct lines the archive holds.
+fn check_archive(
+    dir: &std::path::Path,
+    stream: &Stream,
+    lines: &[String],
+    acked: usize,
+    when: &str,
+) -> usize {
+    let (records, damage) = scan(dir);
+    assert!(damage.is_empty(), "{when}: the scan met damage: {damage:?}");
+    let mut seen = vec![0u8; stream.events];
+    for r in &records {
+        let i = stream
+            .claimed_index(&r.payload)
+            .filter(|&i| lines[i].as_bytes() == r.payload)
+            .unwrap_or_else(|| {
+                panic!(
+                    "{when}: offset {} holds a payload that is not a line of the input: {:?}",
+                    r.offset,
+                    String::from_utf8_lossy(&r.payload[..r.payload.len().min(200)])
+                )
+            });
+        seen[i] += 1;
+        assert_eq!(seen[i], 1, "{when}: line {} is archived twice", i + 1);
+    }
+    if let Some(missing) = (0..acked).find(|&i| seen[i] == 0) {
+        panic!(
+            "{when}: line {} was acknowledged durable (acks reached line {acked}) but is not archived",
+            missing + 1
+        );
+    }
+    let s = stats(dir);
+    assert_eq!(
+        s.records,
+        records.len() as u64,
+        "{when}: stats and the log disagree on the record count"
+    );
+    assert_eq!(s.events, s.records, "{when}: no line is quarantined");
+    records.len()
+}
+
+#[test]
+fn sigkill_at_random_moments_loses_no_acknowledged_line_and_stores_none_twice() {
+    let started = Instant::now();
+    let tmp = tempfile::tempdir().unwrap();
+    let stream = Stream {
+        events: 64_000,
+        interactions: 16_000,
+        line_len: 800,
+    };
+    let input = tmp.path().join("stream.ndjson");
+    stream.write(&input);
+    let lines: Vec<String> = (0..stream.events).map(|i| stream.line(i)).collect();
+    let input_str = input.to_str().unwrap().to_owned();
+    let dir = tmp.path().join("archive");
+    let empty = empty_file(tmp.path());
+    let (mut rng, seed) = Rng::seeded();
+    eprintln!("crash test seed {seed} (set CCVAULT_TEST_SEED to replay)");
+
+    // Lines 1..=acked_through (1-based) have been acknowledged durable.
+    let mut acked_through = 0usize;
+    let mut killed_mid_import = 0usize;
+    let mut last_present = 0usize;
+    let mut rounds_that_appended = 0usize;
+    for round in 0..ROUNDS {
+        let fsync = ["batch", "never", "always"][round % 3];
+        let segment_bytes = if round % 2 == 0 { "1048576" } else { "8388608" };
+        // When to kill. Every round re-reads the file from line 1, so it
+        // first opens (recovering the previous crash), then re-reads the
+        // lines already archived (all duplicates), then appends new ones in
+        // batches of 8192 lines, each acknowledged once durable.
+        // - `--fsync never` rounds are killed at a random moment of the open
+        //   or of the re-read (estimated from how much is archived).
+        // - `--fsync batch` rounds are killed after the first new
+        //   acknowledgement plus a random delay, anywhere in the next batch
+        //   (appending, rolling a segment, syncing, committing the index,
+        //   printing the ack).
+        // - Under `--fsync always` a batch takes seconds (one fsync per
+        //   record): those rounds are killed by their deadline, mid-batch.
+        // Each round adds little, so the archive fills up over all rounds.
+        let after_new_ack = fsync == "batch";
+        let delay = Duration::from_millis(if after_new_ack {
+            rng.below(40)
+        } else {
+            rng.below(30 + acked_through as u64 / 150)
+        });
+        let deadline = Duration::from_millis(if fsync == "always" {
+            300 + rng.below(700)
+        } else {
+            4000
+        });
+
+        let mut child = command(
+            &dir,
+            &[
+                "import",
+                &input_str,
+                "--print-acks",
+                "--fsync",
+                fsync,
+                "--segment-bytes",
+                segment_bytes,
+            ],
+        )
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+        let t0 = Instant::now();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = mpsc::channel::<String>();
+        let reader = std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let start_ack = acked_through;
+        let mut round_acks: Vec<usize> = Vec::new();
+        let parse_ack = |line: &str| -> usize {
+            let rest = line
+                .strip_prefix("durable ")
+                .unwrap_or_else(|| panic!("unexpected stdout line {line:?}"));
+            let (source, n) = rest.rsplit_once(' ').unwrap();
+            assert_eq!(source, input_str, "ack names the wrong source: {line:?}");
+            n.parse().unwrap()
+        };
+        // Wait for the acks the kill is scheduled after.
+        let mut exited_by_itself = false;
+        let mut kill_at: Option<Instant> =
+            (!after_new_ack && fsync != "always").then(|| t0 + delay);
+        loop {
+            let now = Instant::now();
+            if kill_at.is_some_and(|k| now >= k) || now >= t0 + deadline {
+                break;
+            }
+            let wait = kill_at
+                .unwrap_or(t0 + deadline)
+                .min(t0 + deadline)
+                .saturating_duration_since(now);
+            match rx.recv_timeout(wait) {
+                Ok(line) => {
+                    let n = parse_ack(&line);
+                    round_acks.push(n);
+                    if kill_at.is_none() && n > start_ack {
+                        kill_at = Some(Instant::now() + delay);
+                    }
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    exited_by_itself = true;
+                    break;
+                }
+            }
+        }
+        // SIGKILL (Child::kill sends SIGKILL on Unix).
+        let _ = child.kill();
+        let status = child.wait().unwrap();
+        reader.join().unwrap();
+        // Acks printed before the kill took effect count too.
+        round_acks.extend(rx.try_iter().map(|l| parse_ack(&l)));
+        assert!(
+            round_acks.windows(2).all(|w| w[0] < w[1]),
+            "round {round}: acks must advance: {round_acks:?}"
+        );
+        if let Some(&last) = round_acks.last() {
+            acked_through = acked_through.max(last);
+        }
+        let stderr = {
+            let mut s = String::new();
+            use std::io::Read;
+            child.stderr.take().unwrap().read_to_string(&mut s).unwrap();
+            s
+        };
+        assert!(
+            !stderr.contains("panicked"),
+            "round {round}: import panicked:\n{stderr}"
+        );
+        if exited_by_itself || status.success() {
+            assert!(
+                status.success(),
+                "round {round}: import failed by itself ({status}):\n{stderr}"
+            );
+        } else {
+            killed_mid_import += 1;
+        }
+
+        // A reader right after the crash, before any writer recovers,
+        // works (it sees the archive as of the last index commit) and never
+        // shows more than the log holds.
+        let before = ccvault(&dir, &["stats", "--format", "json"]);
+        let before_records = if before.code == 0 {
+            before.json_lines()[0]["records"].as_u64().unwrap()
+        } else {
+            // Killed before the archive was created.
+            assert!(
+                acked_through == 0 && before.stderr.contains("no archive"),
+                "round {round}: stats right after the kill failed: {}",
+                before.stderr
+            );
+            0
+        };
+
+        // Reopen as a writer (recovery), then check everything.
+        import(&dir, &[&empty], &["--fsync", fsync]);
+        let when = format!(
+            "round {round} (fsync {fsync}, segments {segment_bytes}, killed after {:?} with acks {:?})",
+            t0.elapsed(),
+            round_acks
+        );
+        let present = check_archive(&dir, &stream, &lines, acked_through, &when);
+        assert!(
+            before_records <= present as u64,
+            "{when}: before recovery a reader counted {before_records} records, the recovered log has {present}"
+        );
+        if present > last_present {
+            rounds_that_appended += 1;
+        }
+        last_present = present;
+        let verify = ccvault(&dir, &["verify"]);
+        assert_eq!(
+            verify.code,
+            0,
+            "{when}: verify is not clean:\n{}{}",
+            verify.stdout_str(),
+            verify.stderr
+        );
+        eprintln!(
+            "{when}: {present} lines archived, acks through line {acked_through}, {:?} so far",
+            started.elapsed()
+        );
+    }
+    assert!(
+        killed_mid_import >= ROUNDS / 2,
+        "only {killed_mid_import} of {ROUNDS} rounds were killed before the import finished: the test lost its teeth"
+    );
+
+    assert!(
+        rounds_that_appended >= 4,
+        "only {rounds_that_appended} rounds appended lines before being killed"
+    );
+
+    // Re-importing the whole file completes the archive; the lines already
+    // present are counted as duplicates and nothing is stored twice.
+    let present = check_archive(
+        &dir,
+        &stream,
+        &lines,
+        acked_through,
+        "before the final import",
+    ) as u64;
+    let dup_before = stats(&dir).duplicates;
+    let run = import(&dir, &[&input], &["--format", "json"]);
+    let summary = &run.json_lines()[0];
+    assert_eq!(summary["lines"], stream.events as u64, "{summary}");
+    assert_eq!(
+        summary["archived"],
+        stream.events as u64 - present,
+        "{summary}"
+    );
+    assert_eq!(summary["duplicates"], present, "{summary}");
+    assert_eq!(summary["rejected"], 0u64, "{summary}");
+    let after = stats(&dir);
+    assert_eq!(after.records, stream.events as u64);
+    assert_eq!(after.duplicates, dup_before + present);
+    assert_eq!(after.interactions, stream.interactions as u64);
+    assert_eq!(
+        check_archive(
+            &dir,
+            &stream,
+            &lines,
+            stream.events,
+            "after the final import"
+        ),
+        stream.events
+    );
+    ccvault(&dir, &["verify"]).ok();
+    eprintln!("crash test done in {:?}", started.elapsed());
+}
