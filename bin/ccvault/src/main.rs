@@ -62,6 +62,8 @@ pub struct WriteArgs {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
+    /// Simulate a day of a contact center, archive it into a fresh directory, print the report and one interaction: the quick start.
+    Demo(cmd::demo::DemoArgs),
     /// Archive NDJSON files or stdin (`-`): bare events or Pulsar envelopes, gzip or plain.
     Import {
         /// Files to import; `-` or nothing reads stdin.
@@ -78,6 +80,9 @@ pub enum Command {
         /// Print the archived payloads byte-exact, one per line, in canonical order.
         #[arg(long)]
         raw: bool,
+        /// Also write a self-contained HTML page with a swim-lane timeline and the raw events.
+        #[arg(long, value_name = "FILE", conflicts_with = "raw")]
+        html: Option<PathBuf>,
     },
     /// Records, bytes, duplicates, quarantined, segments, time range.
     Stats,

@@ -169,33 +169,9 @@ fn progress_bar(size: Option<u64>, name: &str) -> indicatif::ProgressBar {
     bar
 }
 
-/// Records in canonical order (METRICS §2), each with its event time.
-/// Records that are not events (cannot occur for an interaction's records,
-/// but the log is the judge) sort last by offset.
-pub fn canonical(records: Vec<Record>) -> Vec<(Option<i64>, Record)> {
-    let mut keyed: Vec<(Option<i64>, Record)> = records
-        .into_iter()
-        .map(|r| {
-            let t = parse_event(&r.payload).ok().map(|ev| {
-                let publish = (!r.publish_time.is_empty()).then_some(r.publish_time.as_str());
-                event_time_ms(&ev, publish, r.ingest_ms)
-            });
-            (t, r)
-        })
-        .collect();
-    keyed.sort_by(
-        |(ta, a), (tb, b)| match (parse_event(&a.payload), parse_event(&b.payload)) {
-            (Ok(ea), Ok(eb)) => CanonicalKey::new(&ea, ta.unwrap_or(0), &a.payload)
-                .cmp(&CanonicalKey::new(&eb, tb.unwrap_or(0), &b.payload)),
-            (Ok(_), Err(_)) => std::cmp::Ordering::Less,
-            (Err(_), Ok(_)) => std::cmp::Ordering::Greater,
-            (Err(_), Err(_)) => a.offset.cmp(&b.offset),
-        },
-    );
-    keyed
-}
-
-pub fn show(cli: &Cli, guid: &str, raw: bool) -> Result<ExitCode> {
+/// `show GUID --raw`: the archived payloads byte-exact, one a line, in
+/// canonical order (METRICS §2).
+pub fn show_raw(cli: &Cli, guid: &str) -> Result<ExitCode> {
     let mut reader = open_reader(cli)?;
     let records = reader.interaction_records(guid)?;
     if records.is_empty() {
@@ -204,57 +180,21 @@ pub fn show(cli: &Cli, guid: &str, raw: bool) -> Result<ExitCode> {
             cli.data_dir.display()
         );
     }
-    let events = canonical(records);
-    let mut out = std::io::stdout().lock();
-    if raw {
-        for (_, r) in &events {
-            out.write_all(&r.payload)?;
-            out.write_all(b"\n")?;
-        }
-        return Ok(ExitCode::SUCCESS);
+    let mut keyed: Vec<(CanonicalKey, &Record)> = Vec::with_capacity(records.len());
+    let events: Vec<_> = records
+        .iter()
+        .filter_map(|r| parse_event(&r.payload).ok().map(|ev| (ev, r)))
+        .collect();
+    for (ev, r) in &events {
+        let publish = (!r.publish_time.is_empty()).then_some(r.publish_time.as_str());
+        let t = event_time_ms(ev, publish, r.ingest_ms);
+        keyed.push((CanonicalKey::new(ev, t, &r.payload), r));
     }
-    let tz = time_zone(cli.tz.as_deref())?;
-    match cli.format {
-        Format::Json => {
-            for (t, r) in &events {
-                let payload: serde_json::Value = serde_json::from_slice(&r.payload)
-                    .unwrap_or_else(|_| json!(String::from_utf8_lossy(&r.payload)));
-                json_line(
-                    &mut out,
-                    &json!({"offset": r.offset, "t": t, "source": r.source, "line": r.line,
-                            "messageId": r.message_id, "publishTime": r.publish_time, "event": payload}),
-                )?;
-            }
-        }
-        Format::Human => {
-            writeln!(out, "interaction {guid}: {} events\n", events.len())?;
-            let mut prev: Option<i64> = None;
-            for (t, r) in &events {
-                let ev = parse_event(&r.payload).ok();
-                let kind = ev
-                    .as_ref()
-                    .map(|e| e.event_type().into_owned())
-                    .unwrap_or_default();
-                let agent = ev
-                    .as_ref()
-                    .and_then(|e| e.body.agent_id.as_text().map(|a| a.into_owned()))
-                    .unwrap_or_default();
-                let delta = match (prev, t) {
-                    (Some(p), Some(t)) => format!("+{:.3}s", (t - p) as f64 / 1000.0),
-                    _ => String::new(),
-                };
-                prev = *t;
-                writeln!(
-                    out,
-                    "{:<29} {:>10}  {:<28} {:<24} offset {}",
-                    t.map(|t| format_ms(t, &tz)).unwrap_or_default(),
-                    delta,
-                    kind,
-                    agent,
-                    r.offset
-                )?;
-            }
-        }
+    keyed.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut out = std::io::stdout().lock();
+    for (_, r) in keyed {
+        out.write_all(&r.payload)?;
+        out.write_all(b"\n")?;
     }
     Ok(ExitCode::SUCCESS)
 }

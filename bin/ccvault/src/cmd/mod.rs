@@ -1,6 +1,7 @@
 //! One function per command.
 
 mod archive;
+pub mod demo;
 pub mod ingest;
 pub mod projections;
 pub mod sim;
@@ -18,8 +19,15 @@ pub fn run(cli: &Cli) -> Result<ExitCode> {
             write,
             print_acks,
         } => archive::import(cli, files, write, *print_acks),
-        Command::Show { guid, raw: true } => archive::show(cli, guid, true),
-        Command::Show { guid, raw: false } => projections::show(cli, guid),
+        Command::Demo(args) => demo::demo(cli, args),
+        Command::Show {
+            guid, raw: true, ..
+        } => archive::show_raw(cli, guid),
+        Command::Show {
+            guid,
+            raw: false,
+            html,
+        } => projections::show(cli, guid, html.as_deref()),
         Command::Stats => archive::stats(cli),
         Command::Verify => archive::verify(cli),
         Command::Reindex => archive::reindex(cli),

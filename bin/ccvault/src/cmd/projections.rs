@@ -121,6 +121,9 @@ pub struct ReportArgs {
     /// Abandons with abandonMs below this are short (excluded from service level and abandon rate).
     #[arg(long, default_value = "5s", value_parser = parse_duration)]
     pub short_abandon: i64,
+    /// Also write a self-contained HTML page with charts of volume, service level, ASA and abandons.
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<std::path::PathBuf>,
 }
 
 #[derive(clap::Args, Debug, Clone)]
@@ -261,7 +264,7 @@ fn up_to_date(cli: &Cli) -> Result<Projections> {
 }
 
 /// `show GUID` (not `--raw`): the full timeline.
-pub fn show(cli: &Cli, guid: &str) -> Result<ExitCode> {
+pub fn show(cli: &Cli, guid: &str, html: Option<&std::path::Path>) -> Result<ExitCode> {
     let mut reader = open_reader(cli)?;
     let records = reader.interaction_records(guid)?;
     let inputs: Vec<_> = records
@@ -275,6 +278,11 @@ pub fn show(cli: &Cli, guid: &str) -> Result<ExitCode> {
             cli.data_dir.display()
         );
     };
+    let tz = time_zone(cli.tz.as_deref())?;
+    if let Some(path) = html {
+        std::fs::write(path, ccvault_html::render_timeline(&tl, &inputs, &tz))
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
     let mut out = std::io::stdout().lock();
     match cli.format {
         Format::Json => {
@@ -282,7 +290,6 @@ pub fn show(cli: &Cli, guid: &str) -> Result<ExitCode> {
             out.write_all(b"\n")?;
         }
         Format::Human => {
-            let tz = time_zone(cli.tz.as_deref())?;
             out.write_all(timeline::render_text(&tl, zone_for_display(&tz)).as_bytes())?;
         }
     }
@@ -365,6 +372,10 @@ pub fn report(cli: &Cli, args: &ReportArgs) -> Result<ExitCode> {
     };
     let p = up_to_date(cli)?;
     let rows = p.report(opts.clone())?;
+    if let Some(path) = &args.html {
+        std::fs::write(path, ccvault_html::render_report(&rows, &opts))
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
     let mut out = BufWriter::new(std::io::stdout().lock());
     match cli.format {
         Format::Json => {

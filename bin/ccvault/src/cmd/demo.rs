@@ -1,0 +1,147 @@
+//! `ccvault demo`: the quick start. Simulates a day of a contact center,
+//! archives it into a fresh directory, builds the projections, prints the
+//! report and one interesting interaction, writes the HTML pictures, and says
+//! what to try next. Everything here is glue over the library crates.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use ccvault_projections::{materialize::record_input, timeline, Projections, ReportOptions};
+use ccvault_sim::{SimConfig, Truth};
+use ccvault_store::{import_stream, Archive, ArchiveOptions, ArchiveReader, SourceKind};
+
+use crate::Cli;
+
+#[derive(clap::Args, Debug)]
+pub struct DemoArgs {
+    /// Simulator seed (the same seed gives the same day).
+    #[arg(long, default_value_t = 7)]
+    pub seed: u64,
+    /// Agents on shift.
+    #[arg(long, default_value_t = 40)]
+    pub agents: u32,
+    /// Where to create the demo archive (must not exist); default
+    /// `./ccvault-demo-<UTC time>`.
+    #[arg(long)]
+    pub into: Option<PathBuf>,
+}
+
+/// How much an answered interaction shows off: rejected offers and holds.
+fn interest(t: &Truth) -> i64 {
+    if t.outcome != "answered" || t.wrap_ms.is_none() {
+        return -1;
+    }
+    t.reject_count.min(2) * 10 + t.hold_count.min(2) * 5 + t.offer_count
+}
+
+pub fn demo(_cli: &Cli, args: &DemoArgs) -> Result<ExitCode> {
+    let started = Instant::now();
+    let dir = match &args.into {
+        Some(d) => d.clone(),
+        None => PathBuf::from(format!(
+            "ccvault-demo-{}",
+            jiff::Timestamp::now().strftime("%Y%m%d-%H%M%S")
+        )),
+    };
+    if dir.exists() {
+        bail!(
+            "{} already exists; the demo archives into a fresh directory (pass --into)",
+            dir.display()
+        );
+    }
+    let mut out = std::io::stdout().lock();
+
+    // 1. A simulated day, with every quirk of the real stream.
+    let cfg = SimConfig {
+        seed: args.seed,
+        agents: args.agents,
+        ..SimConfig::default()
+    };
+    let mut stream = Vec::new();
+    let mut best: Option<(i64, String)> = None;
+    let sim = ccvault_sim::simulate_with_truth(&cfg, &mut stream, &mut |t| {
+        let score = interest(&t);
+        if best.as_ref().is_none_or(|(s, _)| score > *s) {
+            best = Some((score, t.interaction_guid));
+        }
+    })
+    .context("simulating")?;
+    writeln!(
+        out,
+        "Simulated one day of a contact center (seed {}, {} agents): {} lines, {} interactions,\n  with {} duplicates, {} Pulsar envelopes and {} malformed lines mixed in, as the real stream has.\n",
+        args.seed, args.agents, sim.lines, sim.interactions, sim.duplicates, sim.envelopes, sim.malformed
+    )?;
+
+    // 2. Archive it.
+    let (mut archive, _) = Archive::open(&dir, ArchiveOptions::default())
+        .with_context(|| format!("cannot create the demo archive {}", dir.display()))?;
+    let summary = import_stream(
+        &mut archive,
+        std::io::Cursor::new(stream),
+        SourceKind::Other,
+        "simulated-day",
+        ArchiveOptions::default().max_record_bytes,
+        &mut |_| {},
+    )?;
+    archive.sync()?;
+    drop(archive);
+    writeln!(
+        out,
+        "Archived into {}: {} events stored, {} duplicates skipped, {} malformed lines quarantined.\n",
+        dir.display(),
+        summary.archived,
+        summary.duplicates,
+        summary.quarantined
+    )?;
+
+    // 3. Projections and the report.
+    let mut reader = ArchiveReader::open(&dir)?;
+    let mut projections = Projections::open(&dir)?;
+    projections.catch_up(&mut reader, &mut |_| {})?;
+    let opts = ReportOptions::default();
+    let rows = projections.report(opts.clone())?;
+    writeln!(out, "The day by hour (all queues, UTC, SLA 20 s):\n")?;
+    writeln!(
+        out,
+        "{}",
+        ccvault_projections::report::render_text(&rows, &opts)
+    )?;
+    let report_html = dir.join("report.html");
+    std::fs::write(&report_html, ccvault_html::render_report(&rows, &opts))
+        .with_context(|| format!("cannot write {}", report_html.display()))?;
+
+    // 4. One interesting interaction, event by event.
+    let Some((_, guid)) = best else {
+        bail!("the simulated day has no interactions");
+    };
+    let records = reader.interaction_records(&guid)?;
+    let inputs: Vec<_> = records.iter().map(record_input).collect();
+    let Some(tl) = timeline::build(&inputs) else {
+        bail!("interaction {guid} has no events");
+    };
+    writeln!(
+        out,
+        "An interaction with rejected offers and holds, as a support engineer sees it:\n"
+    )?;
+    writeln!(out, "{}", timeline::render_text(&tl, None))?;
+    let timeline_html = dir.join("timeline.html");
+    std::fs::write(
+        &timeline_html,
+        ccvault_html::render_timeline(&tl, &inputs, &jiff::tz::TimeZone::UTC),
+    )
+    .with_context(|| format!("cannot write {}", timeline_html.display()))?;
+
+    // 5. What next.
+    let d = dir.display();
+    writeln!(
+        out,
+        "Done in {:.1}s. Pictures: {} and {}\n\nTry next:\n  ccvault --data-dir {d} stats\n  ccvault --data-dir {d} show {guid} --raw\n  ccvault --data-dir {d} report --interval 15m --by queue --tz Europe/London\n  ccvault --data-dir {d} interactions --outcome abandoned --format json | head\n  ccvault --data-dir {d} agents\n  ccvault --data-dir {d} quarantine\n  ccvault --data-dir {d} verify\n  ccvault simulate --days 7 --seed 1 > week.ndjson && ccvault import week.ndjson",
+        started.elapsed().as_secs_f64(),
+        report_html.display(),
+        timeline_html.display(),
+    )?;
+    Ok(ExitCode::SUCCESS)
+}
