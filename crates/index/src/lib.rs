@@ -114,9 +114,9 @@ pub struct Entry<'a> {
 /// The posting tables.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PostingKind {
-    Guid,
-    Agent,
-    Payload,
+    Guid = 0,
+    Agent = 1,
+    Payload = 2,
 }
 
 impl PostingKind {
@@ -126,6 +126,36 @@ impl PostingKind {
             PostingKind::Agent => xxh3_64_with_seed(key, AGENT_SEED),
             PostingKind::Payload => xxh3_64(key),
         }
+    }
+}
+
+/// An order-independent fingerprint of a set of postings: their count and
+/// the wrapping sum of a hash of each `(table, key hash, offset, position)`.
+/// Two sets with equal digests are equal but for a 2^-64 chance, so
+/// `verify` compares the log's expected postings with the index's in one
+/// sequential pass each, and looks records up one by one only to name the
+/// differences when the digests disagree.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PostingDigest {
+    pub count: u64,
+    pub sum: u64,
+}
+
+impl PostingDigest {
+    pub fn add(&mut self, kind: PostingKind, key_hash: u64, offset: u64, pos: u32) {
+        let mut bytes = [0u8; 21];
+        bytes[0] = kind as u8;
+        bytes[1..9].copy_from_slice(&key_hash.to_le_bytes());
+        bytes[9..17].copy_from_slice(&offset.to_le_bytes());
+        bytes[17..21].copy_from_slice(&pos.to_le_bytes());
+        self.count += 1;
+        self.sum = self.sum.wrapping_add(xxh3_64(&bytes));
+    }
+
+    /// Adds the posting of a record under its key (the GUID, agent id or
+    /// payload bytes, as the table is keyed).
+    pub fn add_key(&mut self, kind: PostingKind, key: &[u8], offset: u64, pos: u32) {
+        self.add(kind, kind.hash(key), offset, pos);
     }
 }
 
@@ -593,35 +623,45 @@ impl IndexReader {
             .map(|p| p.pos))
     }
 
-    /// Number of postings in one table.
-    pub fn posting_count(&self, kind: PostingKind) -> Result<u64> {
+    /// The number of postings in one table and their [`PostingDigest`]:
+    /// one sequential pass, for verification.
+    pub fn posting_digest(&self, kind: PostingKind) -> Result<PostingDigest> {
         guarded(&self.path, || {
+            let mut digest = PostingDigest::default();
             let (table, with_hash) = match kind {
                 PostingKind::Guid => (BY_GUID, true),
                 PostingKind::Agent => (BY_AGENT, false),
                 PostingKind::Payload => {
-                    return match self.txn.open_table(BY_PAYLOAD) {
-                        Ok(t) => t.len().map_err(|e| self.err(e)),
-                        Err(redb::TableError::TableDoesNotExist(_)) => Ok(0),
-                        Err(e) => Err(self.err(e)),
+                    let t = match self.txn.open_table(BY_PAYLOAD) {
+                        Ok(t) => t,
+                        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(digest),
+                        Err(e) => return Err(self.err(e)),
+                    };
+                    for item in t.iter().map_err(|e| self.err(e))? {
+                        let (k, v) = item.map_err(|e| self.err(e))?;
+                        let (hash, offset) = k.value();
+                        digest.add(kind, hash, offset, v.value());
                     }
+                    return Ok(digest);
                 }
             };
             let t = match self.txn.open_table(table) {
                 Ok(t) => t,
-                Err(redb::TableError::TableDoesNotExist(_)) => return Ok(0),
+                Err(redb::TableError::TableDoesNotExist(_)) => return Ok(digest),
                 Err(e) => return Err(self.err(e)),
             };
-            let mut n = 0u64;
             let mut buf = Vec::new();
             for item in t.iter().map_err(|e| self.err(e))? {
                 let (k, v) = item.map_err(|e| self.err(e))?;
+                let (hash, first) = k.value();
                 buf.clear();
-                chunk::decode(k.value().1, v.value(), with_hash, &mut buf)
+                chunk::decode(first, v.value(), with_hash, &mut buf)
                     .map_err(|w| self.corrupt(w))?;
-                n += buf.len() as u64;
+                for p in &buf {
+                    digest.add(kind, hash, p.offset, p.pos);
+                }
             }
-            Ok(n)
+            Ok(digest)
         })
     }
 
@@ -840,9 +880,15 @@ mod tests {
         assert_eq!(groups, vec![1, 3]);
         assert_eq!(r.posting(PostingKind::Guid, b"g1", 2).unwrap(), Some(20));
         assert_eq!(r.posting(PostingKind::Guid, b"g1", 1).unwrap(), None);
-        assert_eq!(r.posting_count(PostingKind::Guid).unwrap(), 4);
-        assert_eq!(r.posting_count(PostingKind::Agent).unwrap(), 5);
-        assert_eq!(r.posting_count(PostingKind::Payload).unwrap(), 1);
+        assert_eq!(r.posting_digest(PostingKind::Guid).unwrap().count, 4);
+        assert_eq!(r.posting_digest(PostingKind::Agent).unwrap().count, 5);
+        assert_eq!(r.posting_digest(PostingKind::Payload).unwrap().count, 1);
+        let mut want = PostingDigest::default();
+        for (offset, pos) in [(0, 0), (2, 20), (4, 40)] {
+            want.add_key(PostingKind::Guid, b"g1", offset, pos);
+        }
+        want.add_key(PostingKind::Guid, b"g2", 1, 10);
+        assert_eq!(r.posting_digest(PostingKind::Guid).unwrap(), want);
     }
 
     #[test]

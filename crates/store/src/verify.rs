@@ -9,8 +9,8 @@
 use std::path::Path;
 
 use ccvault_event::{parse_event, Keys};
-use ccvault_index::PostingKind;
-use ccvault_log::{verify as verify_log, Position, ScanItem};
+use ccvault_index::{PostingDigest, PostingKind};
+use ccvault_log::{verify as verify_log, Position, ScanRef};
 
 use crate::error::Result;
 use crate::reader::ArchiveReader;
@@ -31,6 +31,45 @@ impl VerifyReport {
     }
 }
 
+/// Calls `f(kind, key, offset, pos)` for every posting the visible records
+/// of the log call for, and returns (records seen, quarantined records).
+fn expected_postings(
+    reader: &ArchiveReader,
+    mut f: impl FnMut(PostingKind, &[u8], u64, u32) -> Result<()>,
+) -> Result<(u64, u64)> {
+    let visible_end = reader.visible_end();
+    let (mut seen, mut quarantined) = (0u64, 0u64);
+    let mut scan = reader.log().scan(Position { segment: 0, pos: 0 });
+    while let Some(item) = scan.next_ref() {
+        let (at, rec) = match item? {
+            ScanRef::Record(at, rec) => (at, rec),
+            ScanRef::Damage(_) => continue, // reported by the log verification
+        };
+        if rec.offset >= visible_end {
+            break;
+        }
+        seen += 1;
+        let keys = if rec.quarantined {
+            quarantined += 1;
+            Keys::default()
+        } else {
+            parse_event(rec.payload)
+                .map(|ev| Keys::of(&ev))
+                .unwrap_or_default()
+        };
+        match &keys.interaction_guid {
+            Some(guid) => f(PostingKind::Guid, guid.as_bytes(), rec.offset, at.pos)?,
+            None => f(PostingKind::Payload, rec.payload, rec.offset, at.pos)?,
+        }
+        if let Some(agent) = &keys.agent_id {
+            f(PostingKind::Agent, agent.as_bytes(), rec.offset, at.pos)?;
+        }
+    }
+    Ok((seen, quarantined))
+}
+
+const KINDS: [PostingKind; 3] = [PostingKind::Guid, PostingKind::Agent, PostingKind::Payload];
+
 pub fn verify(dir: &Path) -> Result<VerifyReport> {
     let reader = ArchiveReader::open(dir)?;
     let log_report = verify_log(&dir.join("log"))?;
@@ -43,69 +82,62 @@ pub fn verify(dir: &Path) -> Result<VerifyReport> {
     let index = reader.index();
     let visible_end = reader.visible_end();
     let mut problems = Vec::new();
-    let mut expect = [0u64; 3];
-    let mut quarantined = 0u64;
-    let mut seen = 0u64;
-    let mut check = |kind: PostingKind, key: &[u8], offset: u64, pos: u32| -> Result<()> {
-        match index.posting(kind, key, offset)? {
-            Some(p) if p == pos => {}
-            Some(p) => problems.push(format!(
-                "{kind:?} posting of offset {offset} says position {p}, the log has it at {pos}"
-            )),
-            None => problems.push(format!("{kind:?} posting of offset {offset} is missing")),
-        }
+
+    // Pass 1: digests of what the log calls for, against the index's.
+    let mut expected = [PostingDigest::default(); 3];
+    let (seen, quarantined) = expected_postings(&reader, |kind, key, offset, pos| {
+        expected[kind as usize].add_key(kind, key, offset, pos);
         Ok(())
-    };
-    for item in reader.log().scan(Position { segment: 0, pos: 0 }) {
-        let (at, rec) = match item? {
-            ScanItem::Record(at, rec) => (at, rec),
-            ScanItem::Damage(_) => continue, // reported by the log verification
-        };
-        if rec.offset >= visible_end {
-            break;
-        }
-        seen += 1;
-        let keys = if rec.quarantined {
-            Keys::default()
-        } else {
-            parse_event(&rec.payload)
-                .map(|ev| Keys::of(&ev))
-                .unwrap_or_default()
-        };
-        if rec.quarantined {
-            quarantined += 1;
-        }
-        match &keys.interaction_guid {
-            Some(guid) => {
-                check(PostingKind::Guid, guid.as_bytes(), rec.offset, at.pos)?;
-                expect[0] += 1;
+    })?;
+    let mut differing = Vec::new();
+    for kind in KINDS {
+        let have = index.posting_digest(kind)?;
+        let want = expected[kind as usize];
+        if have != want {
+            differing.push(kind);
+            if have.count != want.count {
+                problems.push(format!(
+                    "{kind:?} postings: the index has {}, the log's records call for {}",
+                    have.count, want.count
+                ));
             }
-            None => {
-                check(PostingKind::Payload, &rec.payload, rec.offset, at.pos)?;
-                expect[2] += 1;
-            }
-        }
-        if let Some(agent) = &keys.agent_id {
-            check(PostingKind::Agent, agent.as_bytes(), rec.offset, at.pos)?;
-            expect[1] += 1;
         }
     }
-    for (kind, n) in [
-        (PostingKind::Guid, expect[0]),
-        (PostingKind::Agent, expect[1]),
-        (PostingKind::Payload, expect[2]),
-    ] {
-        let have = index.posting_count(kind)?;
-        if have != n {
+
+    // Pass 2, only when they disagree: name each posting that is missing or
+    // wrong; whatever is left over is in the index but not in the log.
+    if !differing.is_empty() {
+        let mut named = 0usize;
+        expected_postings(&reader, |kind, key, offset, pos| {
+            if !differing.contains(&kind) {
+                return Ok(());
+            }
+            match index.posting(kind, key, offset)? {
+                Some(p) if p == pos => {}
+                Some(p) => {
+                    named += 1;
+                    problems.push(format!(
+                        "{kind:?} posting of offset {offset} says position {p}, the log has it at {pos}"
+                    ))
+                }
+                None => {
+                    named += 1;
+                    problems.push(format!("{kind:?} posting of offset {offset} is missing"))
+                }
+            }
+            Ok(())
+        })?;
+        if named == 0 {
             problems.push(format!(
-                "{kind:?} postings: the index has {have}, the log's records call for {n}"
+                "{differing:?} postings: the index holds entries that no record of the log calls for"
             ));
         }
     }
-    if index.quarantine_count()? != quarantined {
+
+    let quarantine_entries = index.quarantine_count()?;
+    if quarantine_entries != quarantined {
         problems.push(format!(
-            "quarantine entries: the index has {}, the log has {quarantined} quarantined records",
-            index.quarantine_count()?
+            "quarantine entries: the index has {quarantine_entries}, the log has {quarantined} quarantined records"
         ));
     }
     let counters = index.counters()?;
