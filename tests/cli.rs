@@ -257,7 +257,16 @@ fn show_raw_prints_the_payloads_byte_exact_in_canonical_order() {
         let json = ccvault(&dir, &["show", guid, "--format", "json"])
             .ok()
             .json_lines();
-        assert_eq!(json.len(), expected.split(|&b| b == b'\n').count() - 1);
+        assert_eq!(json.len(), 1, "one timeline object");
+        let events = json[0]["events"].as_array().unwrap();
+        assert_eq!(events.len(), expected.split(|&b| b == b'\n').count() - 1);
+        // In canonical order, each with its archived payload.
+        for (shown, line) in events.iter().zip(expected.split(|&b| b == b'\n')) {
+            assert_eq!(
+                shown["event"],
+                serde_json::from_slice::<Value>(line).unwrap()
+            );
+        }
         let human = ccvault(&dir, &["show", guid]).ok().stdout_str();
         assert!(human.contains(guid), "{human}");
     }
@@ -267,6 +276,7 @@ fn show_raw_prints_the_payloads_byte_exact_in_canonical_order() {
     let json = ccvault(&dir, &["show", GUID_A, "--format", "json"])
         .ok()
         .json_lines();
+    let json = json[0]["events"].as_array().unwrap();
     for e in env_lines {
         let env: Value = serde_json::from_slice(&e).unwrap();
         let payload: Value =

@@ -263,15 +263,44 @@ fn up_to_date(cli: &Cli) -> Result<Projections> {
     Ok(p)
 }
 
+/// The timeline as JSON, each event with where it came from — archive
+/// offset, source and line, envelope `messageId`/`publishTime` — and the
+/// archived payload itself, so a dispute can be settled from this output.
+fn with_provenance(
+    tl: &ccvault_projections::Timeline,
+    records: &[ccvault_store::Record],
+) -> Result<serde_json::Value> {
+    let mut value = serde_json::to_value(tl)?;
+    if let Some(events) = value.get_mut("events").and_then(|e| e.as_array_mut()) {
+        for (json, event) in events.iter_mut().zip(&tl.events) {
+            let (Some(obj), Some(rec)) = (json.as_object_mut(), records.get(event.input_index))
+            else {
+                continue;
+            };
+            let payload: serde_json::Value = serde_json::from_slice(&rec.payload)
+                .unwrap_or_else(|_| String::from_utf8_lossy(&rec.payload).into());
+            let text = |s: &str| (!s.is_empty()).then(|| serde_json::Value::from(s));
+            obj.insert("offset".into(), rec.offset.into());
+            obj.insert("source".into(), rec.source.clone().into());
+            obj.insert("line".into(), rec.line.into());
+            obj.insert("messageId".into(), text(&rec.message_id).into());
+            obj.insert("publishTime".into(), text(&rec.publish_time).into());
+            obj.insert("ingestTime".into(), rec.ingest_ms.into());
+            obj.insert("event".into(), payload);
+        }
+    }
+    Ok(value)
+}
+
 /// `show GUID` (not `--raw`): the full timeline.
 pub fn show(cli: &Cli, guid: &str, html: Option<&std::path::Path>) -> Result<ExitCode> {
     let mut reader = open_reader(cli)?;
-    let records = reader.interaction_records(guid)?;
-    let inputs: Vec<_> = records
-        .iter()
+    let records: Vec<_> = reader
+        .interaction_records(guid)?
+        .into_iter()
         .filter(|r| !r.quarantined)
-        .map(record_input)
         .collect();
+    let inputs: Vec<_> = records.iter().map(record_input).collect();
     let Some(tl) = timeline::build(&inputs) else {
         bail!(
             "no events of interaction {guid:?} in {}",
@@ -286,7 +315,7 @@ pub fn show(cli: &Cli, guid: &str, html: Option<&std::path::Path>) -> Result<Exi
     let mut out = std::io::stdout().lock();
     match cli.format {
         Format::Json => {
-            serde_json::to_writer(&mut out, &tl)?;
+            serde_json::to_writer(&mut out, &with_provenance(&tl, &records)?)?;
             out.write_all(b"\n")?;
         }
         Format::Human => {
