@@ -335,6 +335,29 @@ impl Index {
         })
     }
 
+    /// Gives the file's free space back: redb's copy-on-write commits leave
+    /// freed pages behind (a fresh index of ~19 bytes an event measured
+    /// 71 bytes an event on disk before compaction). Skipped, returning
+    /// `false`, while another process holds a read transaction.
+    pub fn compact(&mut self) -> Result<bool> {
+        let path = self.path.clone();
+        guarded(&path, || {
+            let mut compacted = false;
+            loop {
+                match self.db.compact() {
+                    Ok(true) => compacted = true,
+                    Ok(false) => return Ok(compacted),
+                    Err(
+                        redb::CompactionError::TransactionInProgress
+                        | redb::CompactionError::EphemeralSavepointExists
+                        | redb::CompactionError::PersistentSavepointExists,
+                    ) => return Ok(compacted),
+                    Err(e) => return Err(err(&path)(e.into())),
+                }
+            }
+        })
+    }
+
     /// A snapshot of the last commit.
     pub fn reader(&self) -> Result<IndexReader> {
         guarded(&self.path, || {

@@ -200,7 +200,7 @@ pub fn start<T: Send + 'static>(
                 // the batch is durable either way.
                 let _ = done_tx.send(done);
             }
-            archive.sync()?;
+            archive.close()?;
             Ok(())
         })
         .map_err(|e| IngestError::Internal(format!("cannot start the archive thread: {e}")))?;

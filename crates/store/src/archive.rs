@@ -545,6 +545,17 @@ impl Archive {
         Ok(next)
     }
 
+    /// Syncs, commits the index and compacts its file; the way to end a
+    /// write session (dropping the archive syncs and commits, but leaves
+    /// the index file at its high-water size).
+    pub fn close(mut self) -> Result<u64> {
+        let next = self.sync()?;
+        let started = Instant::now();
+        let compacted = self.index.compact()?;
+        tracing::debug!(compacted, elapsed = ?started.elapsed(), "index compaction");
+        Ok(next)
+    }
+
     /// A snapshot reader; commits the index first so it sees every batch.
     pub fn reader(&mut self) -> Result<crate::ArchiveReader> {
         self.commit_index()?;

@@ -122,7 +122,7 @@ pub fn import(
         }
         total.absorb(&summary);
     }
-    archive.sync()?;
+    archive.close()?;
     let secs = started.elapsed().as_secs_f64();
     let rate = if secs > 0.0 {
         total.lines as f64 / secs
@@ -283,6 +283,7 @@ pub fn reindex(cli: &Cli) -> Result<ExitCode> {
     let mut archive = open_writer(cli, ArchiveOptions::default())?;
     let started = Instant::now();
     let n = archive.rebuild_index()?;
+    archive.close()?;
     let secs = started.elapsed().as_secs_f64();
     eprintln!(
         "reindexed {n} records in {secs:.2}s ({:.0} records/s)",

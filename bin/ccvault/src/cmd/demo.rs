@@ -86,8 +86,7 @@ pub fn demo(_cli: &Cli, args: &DemoArgs) -> Result<ExitCode> {
         ArchiveOptions::default().max_record_bytes,
         &mut |_| {},
     )?;
-    archive.sync()?;
-    drop(archive);
+    archive.close()?;
     writeln!(
         out,
         "Archived into {}: {} events stored, {} duplicates skipped, {} malformed lines quarantined.\n",
