@@ -288,58 +288,111 @@ impl Archive {
     /// Indexes every record from `from` (the start of the log when `None`)
     /// to the end of the log, committing every `index_commit_records`.
     fn index_tail(&mut self, from: Option<Position>) -> Result<u64> {
+        /// What indexing needs of one record, computed on the scanning thread.
+        struct Scanned {
+            offset: u64,
+            pos: u32,
+            hash: u64,
+            keys: Keys,
+            time: i64,
+            quarantined: bool,
+            after: Checkpoint,
+        }
+        const CHUNK: usize = 4096;
+
         self.commit_index()?;
         let start = from.unwrap_or(Position { segment: 0, pos: 0 });
         let every = self.options.index_commit_records.max(1);
-        let mut total = 0u64;
-        let mut writer = self.index.begin()?;
-        let mut checkpoint: Option<Checkpoint> = None;
+        let log_reader = self.log_reader.clone();
         let index = &self.index;
-        self.log_reader.scan_with(start, |item| -> Result<()> {
-            let (at, rec) = match item {
-                ScanRef::Record(at, rec) => (at, rec),
-                ScanRef::Damage(d) => {
-                    tracing::warn!("skipping damaged record while indexing: {d}");
-                    return Ok(());
+        // Scanning and parsing run on a second thread; this one indexes.
+        std::thread::scope(|scope| {
+            let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Scanned>>(4);
+            let scanner = scope.spawn(move || -> Result<()> {
+                let mut chunk = Vec::with_capacity(CHUNK);
+                log_reader.scan_with(start, |item| -> Result<()> {
+                    let (at, rec) = match item {
+                        ScanRef::Record(at, rec) => (at, rec),
+                        ScanRef::Damage(d) => {
+                            tracing::warn!("skipping damaged record while indexing: {d}");
+                            return Ok(());
+                        }
+                    };
+                    let (keys, payload_time) = if rec.quarantined {
+                        (Keys::default(), None)
+                    } else {
+                        match parse_event(rec.payload) {
+                            Ok(ev) => (Keys::of(&ev), ev.payload_time_ms()),
+                            Err(_) => (Keys::default(), None),
+                        }
+                    };
+                    let publish = (!rec.publish_time.is_empty()).then_some(rec.publish_time);
+                    let frame = u32::try_from(rec.frame_len()).unwrap_or(u32::MAX);
+                    chunk.push(Scanned {
+                        offset: rec.offset,
+                        pos: at.pos,
+                        hash: payload_hash(rec.payload),
+                        keys,
+                        time: resolve_time(payload_time, publish, rec.ingest_ms),
+                        quarantined: rec.quarantined,
+                        after: Checkpoint {
+                            next_offset: rec.offset + 1,
+                            segment: at.segment,
+                            pos: at.pos.saturating_add(frame),
+                        },
+                    });
+                    if chunk.len() >= CHUNK {
+                        let full = std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK));
+                        // A closed channel means the indexing side failed; it reports why.
+                        if tx.send(full).is_err() {
+                            return Ok(());
+                        }
+                    }
+                    Ok(())
+                })?;
+                if !chunk.is_empty() {
+                    let _ = tx.send(chunk);
                 }
-            };
-            let (keys, payload_time) = if rec.quarantined {
-                (Keys::default(), None)
-            } else {
-                match parse_event(rec.payload) {
-                    Ok(ev) => (Keys::of(&ev), ev.payload_time_ms()),
-                    Err(_) => (Keys::default(), None),
-                }
-            };
-            let publish = (!rec.publish_time.is_empty()).then_some(rec.publish_time);
-            writer.add_all(&[Entry {
-                offset: rec.offset,
-                pos: at.pos,
-                payload_hash: payload_hash(rec.payload),
-                interaction_guid: keys.interaction_guid.as_deref(),
-                agent_id: keys.agent_id.as_deref(),
-                time_ms: resolve_time(payload_time, publish, rec.ingest_ms),
-                quarantined: rec.quarantined,
-            }])?;
-            total += 1;
-            checkpoint = Some(Checkpoint {
-                next_offset: rec.offset + 1,
-                segment: at.segment,
-                pos: at
-                    .pos
-                    .saturating_add(u32::try_from(rec.frame_len()).unwrap_or(u32::MAX)),
+                Ok(())
             });
-            if writer.pending() >= every {
-                let full = std::mem::replace(&mut writer, index.begin()?);
-                index.commit(full, checkpoint)?;
-                writer = index.begin()?;
+
+            let mut total = 0u64;
+            let mut writer = index.begin()?;
+            let mut checkpoint: Option<Checkpoint> = None;
+            for chunk in rx {
+                let entries: Vec<Entry> = chunk
+                    .iter()
+                    .map(|r| Entry {
+                        offset: r.offset,
+                        pos: r.pos,
+                        payload_hash: r.hash,
+                        interaction_guid: r.keys.interaction_guid.as_deref(),
+                        agent_id: r.keys.agent_id.as_deref(),
+                        time_ms: r.time,
+                        quarantined: r.quarantined,
+                    })
+                    .collect();
+                writer.add_all(&entries)?;
+                total += chunk.len() as u64;
+                checkpoint = chunk.last().map(|r| r.after).or(checkpoint);
+                if writer.pending() >= every {
+                    let full = std::mem::replace(&mut writer, index.begin()?);
+                    index.commit(full, checkpoint)?;
+                }
             }
-            Ok(())
-        })?;
-        if writer.pending() > 0 {
-            self.index.commit(writer, checkpoint)?;
-        }
-        Ok(total)
+            match scanner.join() {
+                Ok(scanned) => scanned?,
+                Err(_) => {
+                    return Err(StoreError::Poisoned(
+                        "the log scanning thread panicked".to_owned(),
+                    ))
+                }
+            }
+            if writer.pending() > 0 {
+                index.commit(writer, checkpoint)?;
+            }
+            Ok(total)
+        })
     }
 
     /// Archives a batch of messages and returns once all of it is durable

@@ -18,8 +18,8 @@ use flate2::read::MultiGzDecoder;
 use crate::archive::{now_ms, Archive, Incoming, Outcome, Prepared};
 use crate::error::{io, Result};
 
-const BATCH_LINES: usize = 8192;
-const BATCH_BYTES: usize = 8 << 20;
+const BATCH_LINES: usize = 16_384;
+const BATCH_BYTES: usize = 16 << 20;
 
 /// A line that was not archived.
 #[derive(Debug, Clone, PartialEq, Eq)]
