@@ -464,17 +464,7 @@ pub fn render_timeline(timeline: &Timeline, inputs: &[EventInput<'_>], tz: &Time
     push(&mut out, &anomalies.join(", "));
     out.push_str("</b></p>\n");
 
-    let durations = [
-        ("queue", s.queue_ms),
-        ("ring", s.ring_ms),
-        ("wait", s.wait_ms),
-        ("dial", s.dial_ms),
-        ("talk", s.talk_ms),
-        ("hold", s.hold_ms),
-        ("wrap", s.wrap_ms),
-        ("handle", s.handle_ms),
-        ("abandon", s.abandon_ms),
-    ];
+    let durations = s.durations();
     out.push_str("<table class=\"durations\"><tr>");
     for (k, _) in durations {
         let _ = write!(out, "<th class=\"num\">{k}</th>");

@@ -166,6 +166,24 @@ pub struct Summary {
     pub anomalies: Vec<Anomaly>,
 }
 
+impl Summary {
+    /// The derived durations (METRICS §3) with their short names, in the
+    /// order every human view lists them.
+    pub fn durations(&self) -> [(&'static str, Option<i64>); 9] {
+        [
+            ("queue", self.queue_ms),
+            ("ring", self.ring_ms),
+            ("wait", self.wait_ms),
+            ("dial", self.dial_ms),
+            ("talk", self.talk_ms),
+            ("hold", self.hold_ms),
+            ("wrap", self.wrap_ms),
+            ("handle", self.handle_ms),
+            ("abandon", self.abandon_ms),
+        ]
+    }
+}
+
 /// Summarizes the records of one interaction (any order, duplicates allowed;
 /// records that are not events are ignored). `None` when no record is an event.
 pub fn summarize(events: &[EventInput<'_>]) -> Option<Summary> {

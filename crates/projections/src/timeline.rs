@@ -149,17 +149,7 @@ pub fn render_text(timeline: &Timeline, tz: Option<&TimeZone>) -> String {
         let _ = writeln!(out, "{name:<11} {}", format_opt_instant(at, tz));
     }
     out.push('\n');
-    let durations = [
-        ("queue", s.queue_ms),
-        ("ring", s.ring_ms),
-        ("wait", s.wait_ms),
-        ("dial", s.dial_ms),
-        ("talk", s.talk_ms),
-        ("hold", s.hold_ms),
-        ("wrap", s.wrap_ms),
-        ("handle", s.handle_ms),
-        ("abandon", s.abandon_ms),
-    ];
+    let durations = s.durations();
     for (name, ms) in durations {
         let _ = writeln!(out, "{name:<11} {}", format_opt_duration(ms));
     }
