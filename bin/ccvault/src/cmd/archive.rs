@@ -62,8 +62,6 @@ pub fn import(
     write: &WriteArgs,
     print_acks: bool,
 ) -> Result<ExitCode> {
-    let mut archive = open_writer(cli, archive_options(write))?;
-    let started = Instant::now();
     let stdin_only = files.is_empty() || files.iter().all(|f| f.as_os_str() == "-");
     let sources: Vec<Option<&PathBuf>> = if stdin_only {
         vec![None]
@@ -73,22 +71,30 @@ pub fn import(
             .map(|f| (f.as_os_str() != "-").then_some(f))
             .collect()
     };
+    // Fail on an unreadable file before touching (or creating) the archive.
+    let mut opened: Vec<Option<std::fs::File>> = Vec::with_capacity(sources.len());
+    for source in &sources {
+        opened.push(match source {
+            None => None,
+            Some(path) => Some(
+                std::fs::File::open(path)
+                    .with_context(|| format!("cannot open {}", path.display()))?,
+            ),
+        });
+    }
+    let mut archive = open_writer(cli, archive_options(write))?;
+    let started = Instant::now();
     let show_progress = std::io::stderr().is_terminal() && !print_acks;
     let mut total = ImportSummary::default();
     let stdout = std::io::stdout();
-    for source in sources {
-        let (name, kind, input): (String, SourceKind, Box<dyn std::io::Read + Send>) = match source
-        {
-            None => ("-".into(), SourceKind::Stdin, Box::new(std::io::stdin())),
-            Some(path) => (
-                path.display().to_string(),
-                SourceKind::File,
-                Box::new(
-                    std::fs::File::open(path)
-                        .with_context(|| format!("cannot open {}", path.display()))?,
-                ),
-            ),
-        };
+    for (source, file) in sources.into_iter().zip(opened) {
+        let (name, kind, input): (String, SourceKind, Box<dyn std::io::Read + Send>) =
+            match (source, file) {
+                (Some(path), Some(file)) => {
+                    (path.display().to_string(), SourceKind::File, Box::new(file))
+                }
+                _ => ("-".into(), SourceKind::Stdin, Box::new(std::io::stdin())),
+            };
         let size = source
             .and_then(|p| std::fs::metadata(p).ok())
             .map(|m| m.len());
