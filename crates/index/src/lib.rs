@@ -183,10 +183,9 @@ fn err(path: &Path) -> impl Fn(redb::Error) -> IndexError + '_ {
     }
 }
 
-fn builder() -> redb::Builder {
+fn builder(mode: ConcurrencyMode) -> redb::Builder {
     let mut b = Database::builder();
-    b.set_concurrency_mode(ConcurrencyMode::SingleWriter)
-        .set_cache_size(CACHE_BYTES);
+    b.set_concurrency_mode(mode).set_cache_size(CACHE_BYTES);
     b
 }
 
@@ -194,12 +193,44 @@ fn builder() -> redb::Builder {
 pub struct Index {
     db: Database,
     path: PathBuf,
+    /// A scratch index (being rebuilt, read by no one): commits need not be
+    /// durable until [`Index::seal`].
+    scratch: bool,
 }
 
 impl Index {
     /// Opens or creates the index file. Other processes may open it
     /// read-only ([`IndexReader::open`]) while this handle lives.
     pub fn open(path: &Path) -> Result<Index> {
+        Self::open_mode(path, false)
+    }
+
+    /// Creates an index that only this process uses while it is filled (a
+    /// rebuild's scratch file): its commits skip the fsync, and
+    /// [`Index::seal`] makes everything durable at the end. A crash midway
+    /// leaves a scratch file to delete, never a damaged live index.
+    pub fn create_scratch(path: &Path) -> Result<Index> {
+        Self::open_mode(path, true)
+    }
+
+    /// Makes every commit of a scratch index durable and closes it.
+    pub fn seal(self) -> Result<()> {
+        let path = self.path.clone();
+        guarded(&path, || {
+            let mut txn = self.db.begin_write().map_err(|e| self.err(e.into()))?;
+            txn.set_durability(if self.scratch {
+                Durability::None
+            } else {
+                Durability::Immediate
+            })
+            .map_err(|e| self.err(redb::Error::from(e)))?;
+            txn.commit().map_err(|e| self.err(e.into()))?;
+            let path = self.path;
+            self.db.close().map_err(|e| err(&path)(e.into()))
+        })
+    }
+
+    fn open_mode(path: &Path, scratch: bool) -> Result<Index> {
         guarded(path, || {
             // Archive files are private (they hold phone numbers and names):
             // create the file 0600 before redb initializes it.
@@ -213,10 +244,18 @@ impl Index {
                     .open(path)
                     .map_err(|e| err(path)(redb::Error::Io(e)))?;
             }
-            let db = builder().create(path).map_err(|e| err(path)(e.into()))?;
+            let mode = if scratch {
+                ConcurrencyMode::ExclusiveWriter
+            } else {
+                ConcurrencyMode::SingleWriter
+            };
+            let db = builder(mode)
+                .create(path)
+                .map_err(|e| err(path)(e.into()))?;
             let index = Index {
                 db,
                 path: path.to_path_buf(),
+                scratch,
             };
             match index.reader()?.meta("version")? {
                 None => {
@@ -385,7 +424,7 @@ impl IndexReader {
     /// takes a snapshot of its last commit.
     pub fn open(path: &Path) -> Result<IndexReader> {
         guarded(path, || {
-            let db: ReadOnlyDatabase = builder()
+            let db: ReadOnlyDatabase = builder(ConcurrencyMode::SingleWriter)
                 .open_read_only(path)
                 .map_err(|e| err(path)(e.into()))?;
             let txn = db.begin_read().map_err(|e| err(path)(e.into()))?;

@@ -273,7 +273,7 @@ impl Archive {
             .map(|c| c.duplicates)
             .unwrap_or(0);
         remove_file_if_exists(&scratch)?;
-        let fresh = Index::open(&scratch)?;
+        let fresh = Index::create_scratch(&scratch)?;
         drop(std::mem::replace(&mut self.index, fresh));
         let n = self.index_tail(None)?;
         // Duplicates are messages that never reached the log: their count
@@ -281,7 +281,11 @@ impl Archive {
         let mut w = self.index.begin()?;
         w.add_duplicates(duplicates);
         self.index.commit(w, None)?;
+        // Hold the old index while the new one is sealed, then swap files.
+        let built = std::mem::replace(&mut self.index, Index::open(&path)?);
+        built.seal()?;
         std::fs::rename(&scratch, &path).map_err(io("cannot replace index", &path))?;
+        self.index = Index::open(&path)?;
         Ok(n)
     }
 
@@ -376,8 +380,9 @@ impl Archive {
                 total += chunk.len() as u64;
                 checkpoint = chunk.last().map(|r| r.after).or(checkpoint);
                 if writer.pending() >= every {
-                    let full = std::mem::replace(&mut writer, index.begin()?);
-                    index.commit(full, checkpoint)?;
+                    // The next writer's snapshot must include this commit.
+                    index.commit(writer, checkpoint)?;
+                    writer = index.begin()?;
                 }
             }
             match scanner.join() {

@@ -103,3 +103,50 @@ fn a_posting_with_a_wrong_position_is_named() {
         "{text}"
     );
 }
+
+/// Many small index commits, while appending and while rebuilding: every
+/// counter and posting must survive the hand-over between commits.
+#[test]
+fn counts_and_postings_survive_many_index_commits() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = ArchiveOptions {
+        index_commit_records: 1_000,
+        segment_bytes: 4096,
+        ..ArchiveOptions::default()
+    };
+    // More records than one scanning chunk of a rebuild (4,096), 1,000 duplicates.
+    let lines: Vec<String> = (0..10_000).map(|i| event(i % 9_000)).collect();
+    let (mut archive, _) = Archive::open(dir.path(), options.clone()).unwrap();
+    for (n, chunk) in lines.chunks(1_300).enumerate() {
+        let batch: Vec<Incoming> = chunk
+            .iter()
+            .enumerate()
+            .map(|(i, l)| Incoming {
+                raw: l.as_bytes(),
+                source_kind: SourceKind::File,
+                source: "t.ndjson",
+                line: (n * 1_300 + i) as u64 + 1,
+                message_id: None,
+                ingest_ms: 1,
+            })
+            .collect();
+        archive.append_batch(&batch).unwrap();
+    }
+    let counters = |archive: &mut Archive| {
+        let c = archive.reader().unwrap().counters().unwrap();
+        (c.records, c.events, c.duplicates, c.interactions)
+    };
+    assert_eq!(counters(&mut archive), (9_000, 9_000, 1_000, 9_000));
+    archive.close().unwrap();
+    assert!(verify(dir.path()).unwrap().is_clean());
+
+    let (mut archive, _) = Archive::open(dir.path(), options).unwrap();
+    assert_eq!(archive.rebuild_index().unwrap(), 9_000);
+    assert_eq!(counters(&mut archive), (9_000, 9_000, 1_000, 9_000));
+    let mut reader = archive.reader().unwrap();
+    assert_eq!(reader.interaction_records("int-7-t").unwrap().len(), 1);
+    assert_eq!(reader.agent_records("ag1").unwrap().len(), 3_000);
+    archive.close().unwrap();
+    let report = verify(dir.path()).unwrap();
+    assert!(report.is_clean(), "{report:?}");
+}
