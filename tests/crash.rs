@@ -65,8 +65,10 @@ fn sigkill_at_random_moments_loses_no_acknowledged_line_and_stores_none_twice() 
     let started = Instant::now();
     let tmp = tempfile::tempdir().unwrap();
     let stream = Stream {
-        events: 64_000,
-        interactions: 16_000,
+        // Several times the import's group-commit batch (16,384 lines), so
+        // that most rounds still have lines to append when they are killed.
+        events: 200_000,
+        interactions: 50_000,
         line_len: 800,
     };
     let input = tmp.path().join("stream.ndjson");
@@ -89,7 +91,7 @@ fn sigkill_at_random_moments_loses_no_acknowledged_line_and_stores_none_twice() 
         // When to kill. Every round re-reads the file from line 1, so it
         // first opens (recovering the previous crash), then re-reads the
         // lines already archived (all duplicates), then appends new ones in
-        // batches of 8192 lines, each acknowledged once durable.
+        // batches of up to 16,384 lines, each acknowledged once durable.
         // - `--fsync never` rounds are killed at a random moment of the open
         //   or of the re-read (estimated from how much is archived).
         // - `--fsync batch` rounds are killed after the first new

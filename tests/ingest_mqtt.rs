@@ -14,7 +14,10 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use ccvault_store::ArchiveReader;
+use common::daemon::Daemon;
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+
+mod common;
 
 const BIN: &str = env!("CARGO_BIN_EXE_ccvault");
 
@@ -93,118 +96,23 @@ impl Drop for Broker {
     }
 }
 
-/// One `ccvault ingest mqtt` process, its stderr in a file; killed on drop.
-struct Ingest {
-    child: Option<Child>,
-    log: PathBuf,
-}
-
-impl Ingest {
-    fn start(data: &Path, logdir: &Path, n: usize, args: &[&str], env: &[(&str, &str)]) -> Ingest {
-        let log = logdir.join(format!("ingest-{n}.log"));
-        let mut cmd = Command::new(BIN);
-        cmd.arg("--data-dir")
-            .arg(data)
-            .arg("--format")
-            .arg("json")
-            .args(["ingest", "mqtt"])
-            .args(args)
-            .env("CCVAULT_LOG", "info")
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(&log).unwrap());
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        let child = cmd.spawn().expect("cannot start ccvault");
-        Ingest {
-            child: Some(child),
-            log,
-        }
+/// One `ccvault ingest mqtt` process (see `common::daemon`).
+fn start_ingest(
+    data: &Path,
+    logdir: &Path,
+    n: usize,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> Daemon {
+    let mut cmd = Command::new(BIN);
+    cmd.arg("--data-dir")
+        .arg(data)
+        .args(["--format", "json", "ingest", "mqtt"])
+        .args(args);
+    for (k, v) in env {
+        cmd.env(k, v);
     }
-
-    fn stderr(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// Waits until the log shows `needle` (or the process exits).
-    fn wait_for_log(&mut self, needle: &str, timeout: Duration) {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if self.stderr().contains(needle) {
-                return;
-            }
-            if let Some(c) = self.child.as_mut() {
-                if let Ok(Some(st)) = c.try_wait() {
-                    panic!(
-                        "ingest exited ({st}) before logging {needle:?}:\n{}",
-                        self.stderr()
-                    );
-                }
-            }
-            assert!(
-                Instant::now() < deadline,
-                "ingest did not log {needle:?}:\n{}",
-                self.stderr()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn kill9(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-
-    /// SIGTERM, then the exit status and stdout.
-    fn terminate(&mut self) -> (std::process::ExitStatus, String) {
-        let mut c = self.child.take().expect("not running");
-        let _ = Command::new("kill")
-            .arg("-TERM")
-            .arg(c.id().to_string())
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Some(st) = c.try_wait().unwrap() {
-                let mut out = String::new();
-                if let Some(mut so) = c.stdout.take() {
-                    let _ = so.read_to_string(&mut out);
-                }
-                return (st, out);
-            }
-            if Instant::now() > deadline {
-                let _ = c.kill();
-                panic!(
-                    "ingest did not stop within 30s of SIGTERM:\n{}",
-                    self.stderr()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    /// Waits for the process to exit by itself.
-    fn wait_exit(&mut self, timeout: Duration) -> std::process::ExitStatus {
-        let mut c = self.child.take().expect("not running");
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(st) = c.try_wait().unwrap() {
-                return st;
-            }
-            if Instant::now() > deadline {
-                let _ = c.kill();
-                panic!("ingest did not exit within {timeout:?}:\n{}", self.stderr());
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Ingest {
-    fn drop(&mut self) {
-        self.kill9();
-    }
+    Daemon::spawn(cmd, logdir.join(format!("ingest-{n}.log")))
 }
 
 fn event(i: usize) -> String {
@@ -272,7 +180,7 @@ fn archived(data: &Path) -> (BTreeMap<Vec<u8>, usize>, ccvault_store::Stats) {
     (map, reader.stats().unwrap())
 }
 
-fn wait_records(data: &Path, n: u64, timeout: Duration, ingest: &Ingest) {
+fn wait_records(data: &Path, n: u64, timeout: Duration, ingest: &Daemon) {
     let deadline = Instant::now() + timeout;
     loop {
         if let Ok(r) = ArchiveReader::open(data) {
@@ -314,7 +222,7 @@ fn every_event_is_archived_exactly_once_across_kill9_restarts() {
         "500",
     ];
     let mut runs = 0;
-    let mut ingest = Ingest::start(&data, work.path(), runs, &args, &[]);
+    let mut ingest = start_ingest(&data, work.path(), runs, &args, &[]);
     // The persistent session must exist before anything is published.
     ingest.wait_for_log("subscribed", Duration::from_secs(20));
 
@@ -346,7 +254,7 @@ fn every_event_is_archived_exactly_once_across_kill9_restarts() {
         ingest.kill9();
         std::thread::sleep(Duration::from_millis(next() % 200));
         runs += 1;
-        ingest = Ingest::start(&data, work.path(), runs, &args, &[]);
+        ingest = start_ingest(&data, work.path(), runs, &args, &[]);
     }
     publisher.join().expect("publisher failed");
     // Readers may only look once the writer holds the archive (a reader
@@ -377,7 +285,7 @@ fn every_event_is_archived_exactly_once_across_kill9_restarts() {
     );
 
     // A last run finds the session empty: nothing new arrives.
-    let mut again = Ingest::start(&data, work.path(), 99, &args, &[]);
+    let mut again = start_ingest(&data, work.path(), 99, &args, &[]);
     again.wait_for_log("subscribed", Duration::from_secs(20));
     std::thread::sleep(Duration::from_millis(500));
     let (status, stdout) = again.terminate();
@@ -405,7 +313,7 @@ fn topics_tenants_dedup_quarantine_metrics_and_clean_shutdown() {
         "--metrics-addr",
         metrics_addr.as_str(),
     ];
-    let mut ingest = Ingest::start(&data, work.path(), 0, &args, &[]);
+    let mut ingest = start_ingest(&data, work.path(), 0, &args, &[]);
     ingest.wait_for_log("subscribed", Duration::from_secs(20));
     std::thread::sleep(Duration::from_millis(200));
 
@@ -504,7 +412,7 @@ fn a_refused_login_is_a_clear_error_without_retries_and_the_password_stays_secre
     let secret_file = work.path().join("pw");
     std::fs::write(&secret_file, "wrong-password-XYZZY\n").unwrap();
     let started = Instant::now();
-    let mut ingest = Ingest::start(
+    let mut ingest = start_ingest(
         &data,
         work.path(),
         0,
@@ -518,7 +426,7 @@ fn a_refused_login_is_a_clear_error_without_retries_and_the_password_stays_secre
         ],
         &[],
     );
-    let status = ingest.wait_exit(Duration::from_secs(20));
+    let (status, _) = ingest.wait_exit(Duration::from_secs(20));
     assert_eq!(status.code(), Some(3), "{}", ingest.stderr());
     assert!(started.elapsed() < Duration::from_secs(10));
     let err = ingest.stderr();
@@ -533,7 +441,7 @@ fn a_refused_login_is_a_clear_error_without_retries_and_the_password_stays_secre
     );
 
     // The right password from the environment works.
-    let mut ok = Ingest::start(
+    let mut ok = start_ingest(
         &data,
         work.path(),
         1,

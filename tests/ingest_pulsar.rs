@@ -7,18 +7,21 @@
 //! `{"messageId": ...}` acks. It can also drop connections abruptly.
 
 use std::collections::BTreeMap;
-use std::io::Read;
+
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
 use ccvault_store::ArchiveReader;
+use common::daemon::Daemon;
 use futures_util::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
 use tokio_tungstenite::tungstenite::http::StatusCode;
 use tokio_tungstenite::tungstenite::Message;
+
+mod common;
 
 const BIN: &str = env!("CARGO_BIN_EXE_ccvault");
 const KEY: &str = "test-api-key-PLUGH";
@@ -236,117 +239,39 @@ async fn serve(
     }
 }
 
-struct Ingest {
-    child: Option<Child>,
-    log: PathBuf,
-}
-
-impl Ingest {
-    fn start(
-        data: &Path,
-        dir: &Path,
-        n: usize,
-        url: &str,
-        key_file: &Path,
-        extra: &[&str],
-    ) -> Ingest {
-        let log = dir.join(format!("ingest-{n}.log"));
-        let child = Command::new(BIN)
-            .arg("--data-dir")
-            .arg(data)
-            .args([
-                "--format",
-                "json",
-                "ingest",
-                "pulsar",
-                "--url",
-                url,
-                "--api-key-file",
-            ])
-            .arg(key_file)
-            .args([
-                "--backoff-ms",
-                "50",
-                "--max-backoff-ms",
-                "400",
-                "--receiver-queue-size",
-                "100",
-            ])
-            .args(extra)
-            .env("CCVAULT_LOG", "info")
-            .env_remove("CCVAULT_PULSAR_API_KEY")
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .expect("cannot start ccvault");
-        Ingest {
-            child: Some(child),
-            log,
-        }
-    }
-
-    fn stderr(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn wait_for_log(&mut self, needle: &str, timeout: Duration) {
-        let deadline = Instant::now() + timeout;
-        while !self.stderr().contains(needle) {
-            if let Some(Ok(Some(st))) = self.child.as_mut().map(|c| c.try_wait()) {
-                panic!(
-                    "ingest exited ({st}) before logging {needle:?}:\n{}",
-                    self.stderr()
-                );
-            }
-            assert!(
-                Instant::now() < deadline,
-                "ingest did not log {needle:?}:\n{}",
-                self.stderr()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn kill9(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-
-    fn wait_exit(&mut self, timeout: Duration) -> (std::process::ExitStatus, String) {
-        let mut c = self.child.take().expect("not running");
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(st) = c.try_wait().unwrap() {
-                let mut out = String::new();
-                if let Some(mut so) = c.stdout.take() {
-                    let _ = so.read_to_string(&mut out);
-                }
-                return (st, out);
-            }
-            if Instant::now() > deadline {
-                let _ = c.kill();
-                panic!("ingest did not exit within {timeout:?}:\n{}", self.stderr());
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn terminate(&mut self) -> (std::process::ExitStatus, String) {
-        let pid = self.child.as_ref().expect("not running").id();
-        let _ = Command::new("kill")
-            .arg("-TERM")
-            .arg(pid.to_string())
-            .status();
-        self.wait_exit(Duration::from_secs(30))
-    }
-}
-
-impl Drop for Ingest {
-    fn drop(&mut self) {
-        self.kill9();
-    }
+/// One `ccvault ingest pulsar` process (see `common::daemon`).
+fn start_ingest(
+    data: &Path,
+    dir: &Path,
+    n: usize,
+    url: &str,
+    key_file: &Path,
+    extra: &[&str],
+) -> Daemon {
+    let mut cmd = Command::new(BIN);
+    cmd.arg("--data-dir")
+        .arg(data)
+        .args([
+            "--format",
+            "json",
+            "ingest",
+            "pulsar",
+            "--url",
+            url,
+            "--api-key-file",
+        ])
+        .arg(key_file)
+        .args([
+            "--backoff-ms",
+            "50",
+            "--max-backoff-ms",
+            "400",
+            "--receiver-queue-size",
+            "100",
+        ])
+        .args(extra)
+        .env_remove("CCVAULT_PULSAR_API_KEY");
+    Daemon::spawn(cmd, dir.join(format!("ingest-{n}.log")))
 }
 
 fn key_file(dir: &Path, key: &str) -> PathBuf {
@@ -355,7 +280,7 @@ fn key_file(dir: &Path, key: &str) -> PathBuf {
     p
 }
 
-fn wait_records(data: &Path, n: u64, timeout: Duration, ingest: &Ingest) {
+fn wait_records(data: &Path, n: u64, timeout: Duration, ingest: &Daemon) {
     let deadline = Instant::now() + timeout;
     loop {
         if let Ok(r) = ArchiveReader::open(data) {
@@ -432,7 +357,7 @@ fn every_message_is_archived_exactly_once_across_kill9_restarts_and_resumes() {
             std::thread::sleep(Duration::from_millis(40));
         }
     });
-    let mut ingest = Ingest::start(&data, work.path(), 0, &url, &key, &[]);
+    let mut ingest = start_ingest(&data, work.path(), 0, &url, &key, &[]);
     let mut seed = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -445,7 +370,7 @@ fn every_message_is_archived_exactly_once_across_kill9_restarts_and_resumes() {
         seed ^= seed << 17;
         std::thread::sleep(Duration::from_millis(100 + seed % 400));
         ingest.kill9();
-        ingest = Ingest::start(&data, work.path(), n, &url, &key, &[]);
+        ingest = start_ingest(&data, work.path(), n, &url, &key, &[]);
     }
     producer.join().unwrap();
     ingest.wait_for_log("Pulsar reader connected", Duration::from_secs(20));
@@ -476,7 +401,7 @@ fn every_message_is_archived_exactly_once_across_kill9_restarts_and_resumes() {
     drop(s);
 
     // A new run resumes after the last archived message: nothing is resent.
-    let mut again = Ingest::start(&data, work.path(), 99, &url, &key, &[]);
+    let mut again = start_ingest(&data, work.path(), 99, &url, &key, &[]);
     again.wait_for_log("Pulsar reader connected", Duration::from_secs(20));
     std::thread::sleep(Duration::from_millis(300));
     let (status, stdout) = again.terminate();
@@ -496,7 +421,7 @@ fn a_wrong_api_key_is_a_clear_error_without_a_retry_storm() {
     let data = work.path().join("data");
     let key = key_file(work.path(), "wrong-key-XYZZY");
     let started = Instant::now();
-    let mut ingest = Ingest::start(&data, work.path(), 0, &server.url(), &key, &[]);
+    let mut ingest = start_ingest(&data, work.path(), 0, &server.url(), &key, &[]);
     let (status, stdout) = ingest.wait_exit(Duration::from_secs(20));
     assert_eq!(status.code(), Some(3), "{}", ingest.stderr());
     assert!(started.elapsed() < Duration::from_secs(10));
@@ -525,7 +450,7 @@ fn dropped_connections_resume_without_loss_or_doubling() {
     let work = tempfile::tempdir().unwrap();
     let data = work.path().join("data");
     let key = key_file(work.path(), KEY);
-    let mut ingest = Ingest::start(&data, work.path(), 0, &server.url(), &key, &[]);
+    let mut ingest = start_ingest(&data, work.path(), 0, &server.url(), &key, &[]);
     ingest.wait_for_log("Pulsar reader connected", Duration::from_secs(20));
     wait_records(&data, N as u64, Duration::from_secs(60), &ingest);
     let (status, stdout) = ingest.terminate();

@@ -1,0 +1,97 @@
+//! A long-running `ccvault` process under test (e.g. `ingest`): stdout
+//! piped, stderr (its log) in a file the test can search, SIGKILLed on drop
+//! so a failing test never leaves it behind.
+
+use std::io::Read;
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+pub struct Daemon {
+    child: Option<Child>,
+    log: PathBuf,
+}
+
+impl Daemon {
+    /// Spawns `cmd` with logging at `info` into the file `log`.
+    pub fn spawn(mut cmd: Command, log: PathBuf) -> Daemon {
+        let stderr = std::fs::File::create(&log).expect("create the daemon's log file");
+        let child = cmd
+            .env("CCVAULT_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(stderr)
+            .spawn()
+            .expect("cannot start ccvault");
+        Daemon {
+            child: Some(child),
+            log,
+        }
+    }
+
+    /// Everything the process logged so far.
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Waits until the log shows `needle`; fails if the process exits first.
+    pub fn wait_for_log(&mut self, needle: &str, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while !self.stderr().contains(needle) {
+            if let Some(Ok(Some(st))) = self.child.as_mut().map(|c| c.try_wait()) {
+                panic!(
+                    "exited ({st}) before logging {needle:?}:\n{}",
+                    self.stderr()
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "did not log {needle:?}:\n{}",
+                self.stderr()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Waits for the process to exit by itself: its status and stdout.
+    pub fn wait_exit(&mut self, timeout: Duration) -> (ExitStatus, String) {
+        let mut c = self.child.take().expect("not running");
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(st) = c.try_wait().expect("wait for the daemon") {
+                let mut out = String::new();
+                if let Some(mut so) = c.stdout.take() {
+                    let _ = so.read_to_string(&mut out);
+                }
+                return (st, out);
+            }
+            if Instant::now() > deadline {
+                let _ = c.kill();
+                panic!("did not exit within {timeout:?}:\n{}", self.stderr());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// SIGTERM, then [`Daemon::wait_exit`] (30 s).
+    pub fn terminate(&mut self) -> (ExitStatus, String) {
+        let pid = self.child.as_ref().expect("not running").id();
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(pid.to_string())
+            .status();
+        self.wait_exit(Duration::from_secs(30))
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
