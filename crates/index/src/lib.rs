@@ -23,6 +23,7 @@
 pub mod chunk;
 mod guard;
 
+use std::collections::hash_map::Entry as MapEntry;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
@@ -287,6 +288,7 @@ impl Index {
             snapshot,
             counters,
             guid: HashMap::new(),
+            committed_guid: HashMap::new(),
             agent: HashMap::new(),
             payload: HashMap::new(),
             quarantine: Vec::new(),
@@ -743,6 +745,10 @@ pub struct IndexWriter {
     snapshot: IndexReader,
     counters: Counters,
     guid: HashMap<u64, Vec<Posting>>,
+    /// The snapshot's postings of each GUID looked up during this commit.
+    /// An interaction's events arrive close together, so one B-tree lookup
+    /// serves all of them (bounded, like `guid`, by the commit's size).
+    committed_guid: HashMap<u64, Vec<Posting>>,
     agent: HashMap<u64, Vec<Posting>>,
     /// Records that name no interaction, by payload hash.
     payload: HashMap<u64, Vec<Hit>>,
@@ -754,24 +760,42 @@ pub struct IndexWriter {
 impl IndexWriter {
     /// Records that may hold exactly these payload bytes (same hash), among
     /// committed and collected entries. `guid` is the payload's GUID.
-    pub fn duplicate_candidates(&self, hash: u64, guid: Option<&str>) -> Result<Vec<Hit>> {
-        let mut hits = self.snapshot.duplicate_candidates(hash, guid)?;
+    pub fn duplicate_candidates(&mut self, hash: u64, guid: Option<&str>) -> Result<Vec<Hit>> {
+        let same = |p: &&Posting| p.payload_hash == hash;
+        let hit = |p: &Posting| Hit {
+            offset: p.offset,
+            pos: p.pos,
+        };
         match guid {
             Some(g) => {
-                if let Some(ps) = self.guid.get(&guid_hash(g)) {
-                    hits.extend(ps.iter().filter(|p| p.payload_hash == hash).map(|p| Hit {
-                        offset: p.offset,
-                        pos: p.pos,
-                    }));
+                let h = guid_hash(g);
+                let mut hits: Vec<Hit> = self
+                    .committed_postings(h)?
+                    .iter()
+                    .filter(same)
+                    .map(hit)
+                    .collect();
+                if let Some(ps) = self.guid.get(&h) {
+                    hits.extend(ps.iter().filter(same).map(hit));
                 }
+                Ok(hits)
             }
             None => {
+                let mut hits = self.snapshot.payload_postings(hash)?;
                 if let Some(hs) = self.payload.get(&hash) {
                     hits.extend_from_slice(hs);
                 }
+                Ok(hits)
             }
         }
-        Ok(hits)
+    }
+
+    /// The snapshot's postings of one GUID hash, looked up once a commit.
+    fn committed_postings(&mut self, h: u64) -> Result<&[Posting]> {
+        Ok(match self.committed_guid.entry(h) {
+            MapEntry::Occupied(e) => e.into_mut(),
+            MapEntry::Vacant(e) => e.insert(self.snapshot.chunk_postings(PostingKind::Guid, h)?),
+        })
     }
 
     /// Number of records collected since `begin`.
@@ -797,9 +821,14 @@ impl IndexWriter {
             match entry.interaction_guid {
                 Some(guid) => {
                     let h = guid_hash(guid);
-                    let is_new_here = !self.guid.contains_key(&h);
-                    if is_new_here && !self.snapshot.has_guid_hash(h)? {
-                        self.counters.interactions += 1;
+                    if !self.guid.contains_key(&h) {
+                        let committed = match self.committed_guid.get(&h) {
+                            Some(ps) => !ps.is_empty(),
+                            None => self.snapshot.has_guid_hash(h)?,
+                        };
+                        if !committed {
+                            self.counters.interactions += 1;
+                        }
                     }
                     self.guid.entry(h).or_default().push(posting);
                 }

@@ -448,10 +448,15 @@ impl Archive {
             pos: u32,
             payload: &'a [u8],
             hash: u64,
-            keys: Keys,
+            keys: &'a Keys,
             time: i64,
             quarantined: bool,
         }
+        const NO_KEYS: Keys = Keys {
+            interaction_guid: None,
+            agent_id: None,
+            time_ms: None,
+        };
         let mut pending: Vec<Pending> = Vec::with_capacity(batch.len());
         let mut duplicates = 0u64;
 
@@ -491,8 +496,8 @@ impl Archive {
             let message_id = prep.message_id.as_deref().or(msg.message_id).unwrap_or("");
             let publish_time = prep.publish_time.as_deref().unwrap_or("");
             let (keys, reason) = match &prep.outcome {
-                Ok(keys) => (keys.clone(), None),
-                Err(reason) => (Keys::default(), Some(reason.as_str())),
+                Ok(keys) => (keys, None),
+                Err(reason) => (&NO_KEYS, Some(reason.as_str())),
             };
             let (offset, position) = self.log.append(&NewRecord {
                 ingest_ms: msg.ingest_ms,
@@ -579,7 +584,7 @@ impl Archive {
         hash: u64,
         guid: Option<&str>,
     ) -> Result<Option<u64>> {
-        let hits = match &self.txn {
+        let hits = match &mut self.txn {
             Some(txn) => txn.duplicate_candidates(hash, guid)?,
             None => self.index.reader()?.duplicate_candidates(hash, guid)?,
         };
