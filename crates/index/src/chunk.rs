@@ -41,21 +41,61 @@ fn get_varint(bytes: &[u8], at: &mut usize) -> Option<u64> {
     None
 }
 
-/// Encodes postings (sorted by offset, all at or after `first`).
-pub fn encode(first: u64, postings: &[Posting], with_hash: bool, out: &mut Vec<u8>) {
-    out.clear();
-    let mut prev = first;
-    for p in postings {
-        put_varint(out, p.offset - prev);
-        put_varint(out, u64::from(p.pos));
-        if with_hash {
-            out.extend_from_slice(&p.payload_hash.to_le_bytes());
+/// A chunk being collected, encoded as postings arrive: a commit holds
+/// ~15 bytes a record this way instead of a `Posting` (24) and its share
+/// of a growing `Vec`.
+#[derive(Debug, Clone)]
+pub struct ChunkBuilder {
+    first: u64,
+    prev: u64,
+    with_hash: bool,
+    bytes: Vec<u8>,
+}
+
+impl ChunkBuilder {
+    /// A chunk whose first posting will be at offset `first`.
+    pub fn new(first: u64, with_hash: bool) -> ChunkBuilder {
+        ChunkBuilder {
+            first,
+            prev: first,
+            with_hash,
+            bytes: Vec::new(),
         }
-        prev = p.offset;
+    }
+
+    /// Appends a posting; offsets must not decrease (callers add in log order).
+    pub fn push(&mut self, p: &Posting) {
+        debug_assert!(p.offset >= self.prev, "postings out of order");
+        put_varint(&mut self.bytes, p.offset.saturating_sub(self.prev));
+        put_varint(&mut self.bytes, u64::from(p.pos));
+        if self.with_hash {
+            self.bytes.extend_from_slice(&p.payload_hash.to_le_bytes());
+        }
+        self.prev = p.offset;
+    }
+
+    /// The chunk's key offset.
+    pub fn first(&self) -> u64 {
+        self.first
+    }
+
+    /// The encoded chunk, as stored.
+    pub fn bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    /// Heap bytes held.
+    pub fn capacity(&self) -> usize {
+        self.bytes.capacity()
+    }
+
+    /// Appends the postings collected so far to `out`.
+    pub fn decode_into(&self, out: &mut Vec<Posting>) -> Result<(), String> {
+        decode(self.first, &self.bytes, self.with_hash, out)
     }
 }
 
-/// Decodes a chunk written by [`encode`], appending to `out`.
+/// Decodes a chunk written by a [`ChunkBuilder`], appending to `out`.
 pub fn decode(
     first: u64,
     bytes: &[u8],
@@ -114,10 +154,15 @@ mod tests {
             },
         ];
         for with_hash in [true, false] {
-            let mut buf = Vec::new();
-            encode(10, &ps, with_hash, &mut buf);
+            let mut chunk = ChunkBuilder::new(10, with_hash);
+            for p in &ps {
+                chunk.push(p);
+            }
             let mut back = Vec::new();
-            decode(10, &buf, with_hash, &mut back).unwrap();
+            decode(10, chunk.bytes(), with_hash, &mut back).unwrap();
+            let mut again = Vec::new();
+            chunk.decode_into(&mut again).unwrap();
+            assert_eq!(again, back);
             let expect: Vec<Posting> = ps
                 .iter()
                 .map(|p| Posting {

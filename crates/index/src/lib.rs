@@ -33,7 +33,7 @@ use redb::{
 };
 use xxhash_rust::xxh3::{xxh3_64, xxh3_64_with_seed};
 
-use chunk::Posting;
+use chunk::{ChunkBuilder, Posting};
 use guard::{guarded, unguarded};
 
 /// (key hash, first offset) -> a chunk of postings.
@@ -294,6 +294,7 @@ impl Index {
             quarantine: Vec::new(),
             first_offset: None,
             collected: 0,
+            held_bytes: 0,
         })
     }
 
@@ -304,22 +305,12 @@ impl Index {
             let e = |x: redb::Error| err(&self.path)(x);
             let txn = self.db.begin_write().map_err(|x| e(x.into()))?;
             {
-                let mut buf = Vec::new();
-                for (table, map, with_hash) in
-                    [(BY_GUID, &w.guid, true), (BY_AGENT, &w.agent, false)]
-                {
+                for (table, map) in [(BY_GUID, &w.guid), (BY_AGENT, &w.agent)] {
                     let mut t = txn.open_table(table).map_err(|x| e(x.into()))?;
-                    let mut keys: Vec<&u64> = map.keys().collect();
-                    keys.sort_unstable();
-                    for hash in keys {
-                        let Some(postings) = map.get(hash) else {
-                            continue;
-                        };
-                        let Some(first) = postings.first() else {
-                            continue;
-                        };
-                        chunk::encode(first.offset, postings, with_hash, &mut buf);
-                        t.insert((*hash, first.offset), buf.as_slice())
+                    let mut chunks: Vec<(&u64, &ChunkBuilder)> = map.iter().collect();
+                    chunks.sort_unstable_by_key(|(hash, _)| **hash);
+                    for (hash, chunk) in chunks {
+                        t.insert((*hash, chunk.first()), chunk.bytes())
                             .map_err(|x| e(x.into()))?;
                     }
                 }
@@ -744,17 +735,39 @@ impl IndexReader {
 pub struct IndexWriter {
     snapshot: IndexReader,
     counters: Counters,
-    guid: HashMap<u64, Vec<Posting>>,
+    guid: HashMap<u64, ChunkBuilder>,
     /// The snapshot's postings of each GUID looked up during this commit.
     /// An interaction's events arrive close together, so one B-tree lookup
     /// serves all of them (bounded, like `guid`, by the commit's size).
     committed_guid: HashMap<u64, Vec<Posting>>,
-    agent: HashMap<u64, Vec<Posting>>,
+    agent: HashMap<u64, ChunkBuilder>,
     /// Records that name no interaction, by payload hash.
     payload: HashMap<u64, Vec<Hit>>,
     quarantine: Vec<Hit>,
     first_offset: Option<u64>,
     collected: u64,
+    /// Approximate heap bytes of the collected entries.
+    held_bytes: usize,
+}
+
+/// Approximate heap bytes of one map entry besides its chunk's bytes.
+const ENTRY_OVERHEAD: usize = 64;
+
+/// Adds a posting to the chunk of `key`, counting the bytes it takes.
+fn collect(
+    chunks: &mut HashMap<u64, ChunkBuilder>,
+    key: u64,
+    posting: &Posting,
+    with_hash: bool,
+    held_bytes: &mut usize,
+) {
+    let chunk = chunks.entry(key).or_insert_with(|| {
+        *held_bytes += ENTRY_OVERHEAD;
+        ChunkBuilder::new(posting.offset, with_hash)
+    });
+    let before = chunk.capacity();
+    chunk.push(posting);
+    *held_bytes += chunk.capacity() - before;
 }
 
 impl IndexWriter {
@@ -775,8 +788,12 @@ impl IndexWriter {
                     .filter(same)
                     .map(hit)
                     .collect();
-                if let Some(ps) = self.guid.get(&h) {
-                    hits.extend(ps.iter().filter(same).map(hit));
+                if let Some(chunk) = self.guid.get(&h) {
+                    let mut collected = Vec::new();
+                    chunk
+                        .decode_into(&mut collected)
+                        .map_err(|w| self.snapshot.corrupt(w))?;
+                    hits.extend(collected.iter().filter(same).map(hit));
                 }
                 Ok(hits)
             }
@@ -801,6 +818,12 @@ impl IndexWriter {
     /// Number of records collected since `begin`.
     pub fn pending(&self) -> u64 {
         self.collected
+    }
+
+    /// Approximate heap bytes held by the records collected since `begin`
+    /// (for callers that bound a commit by memory).
+    pub fn held_bytes(&self) -> usize {
+        self.held_bytes
     }
 
     /// Collects a batch of records, in log order.
@@ -830,25 +853,26 @@ impl IndexWriter {
                             self.counters.interactions += 1;
                         }
                     }
-                    self.guid.entry(h).or_default().push(posting);
+                    collect(&mut self.guid, h, &posting, true, &mut self.held_bytes);
                 }
-                None => self
-                    .payload
-                    .entry(entry.payload_hash)
-                    .or_default()
-                    .push(hit),
+                None => {
+                    self.payload
+                        .entry(entry.payload_hash)
+                        .or_default()
+                        .push(hit);
+                    self.held_bytes += ENTRY_OVERHEAD;
+                }
             }
             if let Some(agent) = entry.agent_id {
-                self.agent
-                    .entry(agent_hash(agent))
-                    .or_default()
-                    .push(posting);
+                let h = agent_hash(agent);
+                collect(&mut self.agent, h, &posting, false, &mut self.held_bytes);
             }
             self.collected += 1;
             let c = &mut self.counters;
             c.records += 1;
             if entry.quarantined {
                 self.quarantine.push(hit);
+                self.held_bytes += std::mem::size_of::<Hit>();
                 c.quarantined += 1;
             } else {
                 c.events += 1;

@@ -203,6 +203,26 @@ impl LogReader {
         Scan::new(self.inner.dir.clone(), self.segments(), from)
     }
 
+    /// [`LogReader::scan_with`] over the one segment `base`, from `pos` (0:
+    /// its start) to its end. Segments are separate files, so threads can
+    /// scan different segments at once.
+    pub fn scan_segment_with<E, F>(
+        &self,
+        base: u64,
+        pos: u32,
+        mut f: F,
+    ) -> std::result::Result<(), E>
+    where
+        E: From<LogError>,
+        F: FnMut(ScanRef<'_>) -> std::result::Result<(), E>,
+    {
+        let mut scan = Scan::single(self.inner.dir.clone(), base, pos);
+        while let Some(item) = scan.next_ref() {
+            f(item?)?;
+        }
+        Ok(())
+    }
+
     /// Fast scan: calls `f` for every record (borrowed, no allocation) and every
     /// damaged range from `from` to the end of the data present. Reads segments with
     /// large sequential reads. Stops at the first error (from the log or from `f`).

@@ -501,6 +501,8 @@ pub struct Scan {
     cur: Option<SegCursor>,
     win: Window,
     done: bool,
+    /// Whether to pick up segments created after the listing.
+    follow: bool,
 }
 
 impl Scan {
@@ -520,12 +522,23 @@ impl Scan {
             cur: None,
             win: Window::new(),
             done: false,
+            follow: true,
         }
+    }
+
+    /// A scan of the one segment `base` from `pos`, ending at its end.
+    pub(crate) fn single(dir: PathBuf, base: u64, pos: u32) -> Scan {
+        let mut scan = Scan::new(dir, vec![base], Position { segment: base, pos });
+        scan.follow = false;
+        scan
     }
 
     /// Opens the next segment; returns a header damage to report, if any.
     fn open_next(&mut self) -> Result<Option<Option<Damage>>> {
         if self.next_idx >= self.segments.len() {
+            if !self.follow {
+                return Ok(None);
+            }
             // Pick up segments a concurrent writer created since the listing.
             let last = self.segments.last().copied();
             let fresh = list_segments(&self.dir)?;

@@ -73,6 +73,38 @@ fn roundtrip_across_rolls_and_reopen() {
         })
         .unwrap();
     assert_eq!(n, 400);
+    // segment by segment, out of order, each scan ends at its segment's end
+    let mut seen = Vec::new();
+    for &base in segs.iter().rev() {
+        let mut in_segment = Vec::new();
+        reader
+            .scan_segment_with(base, 0, |item| -> Result<(), LogError> {
+                match item {
+                    ScanRef::Record(at, r) => in_segment.push((at, r.offset)),
+                    ScanRef::Damage(d) => panic!("unexpected damage {d}"),
+                }
+                Ok(())
+            })
+            .unwrap();
+        assert!(!in_segment.is_empty());
+        assert!(in_segment.iter().all(|(at, _)| at.segment == base));
+        seen.splice(0..0, in_segment);
+    }
+    let expect: Vec<(Position, u64)> = positions.iter().copied().zip(0..).collect();
+    assert_eq!(seen, expect);
+    // from a position inside a segment
+    let mut from_mid = 0;
+    reader
+        .scan_segment_with(mid.segment, mid.pos, |_| -> Result<(), LogError> {
+            from_mid += 1;
+            Ok(())
+        })
+        .unwrap();
+    let in_mid_segment = positions.iter().filter(|p| p.segment == mid.segment);
+    assert_eq!(
+        from_mid,
+        in_mid_segment.filter(|p| p.pos >= mid.pos).count()
+    );
     assert!(reader.total_bytes() > 400 * 50);
     drop(log);
 

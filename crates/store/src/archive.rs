@@ -43,6 +43,10 @@ pub struct ArchiveOptions {
     pub index_commit_records: u64,
     /// ...or when this much time has passed since the last commit.
     pub index_commit_interval: Duration,
+    /// A rebuild commits when its collected entries hold this many bytes:
+    /// fewer, larger commits of random GUID keys rewrite fewer B-tree pages
+    /// (docs/BENCHMARKS.md), at this much memory.
+    pub rebuild_commit_bytes: usize,
 }
 
 impl Default for ArchiveOptions {
@@ -53,6 +57,7 @@ impl Default for ArchiveOptions {
             max_record_bytes: 1 << 20,
             index_commit_records: 262_144,
             index_commit_interval: Duration::from_secs(1),
+            rebuild_commit_bytes: 96 << 20,
         }
     }
 }
@@ -240,7 +245,7 @@ impl Archive {
             report.index_rebuilt = true;
             archive.rebuild_index()?
         } else {
-            archive.index_tail(scan_from)?
+            archive.index_tail(scan_from, archive.options.index_commit_records)?
         };
         report.reindexed_tail = index;
         Ok((archive, report))
@@ -275,7 +280,9 @@ impl Archive {
         remove_file_if_exists(&scratch)?;
         let fresh = Index::create_scratch(&scratch)?;
         drop(std::mem::replace(&mut self.index, fresh));
-        let n = self.index_tail(None)?;
+        let started = Instant::now();
+        let n = self.index_tail(None, u64::MAX)?;
+        tracing::debug!(records = n, elapsed = ?started.elapsed(), "index rebuilt from the log");
         // Duplicates are messages that never reached the log: their count
         // survives a rebuild only through the old index.
         let mut w = self.index.begin()?;
@@ -283,114 +290,95 @@ impl Archive {
         self.index.commit(w, None)?;
         // Hold the old index while the new one is sealed, then swap files.
         let built = std::mem::replace(&mut self.index, Index::open(&path)?);
+        let started = Instant::now();
         built.seal()?;
+        tracing::debug!(elapsed = ?started.elapsed(), "rebuilt index sealed");
         std::fs::rename(&scratch, &path).map_err(io("cannot replace index", &path))?;
         self.index = Index::open(&path)?;
         Ok(n)
     }
 
     /// Indexes every record from `from` (the start of the log when `None`)
-    /// to the end of the log, committing every `index_commit_records`.
-    fn index_tail(&mut self, from: Option<Position>) -> Result<u64> {
-        /// What indexing needs of one record, computed on the scanning thread.
-        struct Scanned {
-            offset: u64,
-            pos: u32,
-            hash: u64,
-            keys: Keys,
-            time: i64,
-            quarantined: bool,
-            after: Checkpoint,
-        }
-        const CHUNK: usize = 4096;
-
+    /// to the end of the log, committing every `every_records` records or
+    /// `rebuild_commit_bytes` of collected entries, whichever comes first.
+    ///
+    /// Reading and parsing (most of the work) run on scanner threads, each
+    /// taking whole segments in turn; this thread indexes their output in
+    /// log order, segment by segment.
+    fn index_tail(&mut self, from: Option<Position>, every_records: u64) -> Result<u64> {
         self.commit_index()?;
         let start = from.unwrap_or(Position { segment: 0, pos: 0 });
-        let every = self.options.index_commit_records.max(1);
-        let log_reader = self.log_reader.clone();
+        let every_bytes = self.options.rebuild_commit_bytes.max(1);
+        // (segment, where to start in it), in log order.
+        let segments: Vec<(u64, u32)> = self
+            .log_reader
+            .segments()
+            .into_iter()
+            .filter(|&base| base >= start.segment)
+            .map(|base| (base, if base == start.segment { start.pos } else { 0 }))
+            .collect();
+        let scanners = std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .clamp(1, 4)
+            .min(segments.len().max(1));
+        let log_reader = &self.log_reader;
         let index = &self.index;
-        // Scanning and parsing run on a second thread; this one indexes.
         std::thread::scope(|scope| {
-            let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Scanned>>(4);
-            let scanner = scope.spawn(move || -> Result<()> {
-                let mut chunk = Vec::with_capacity(CHUNK);
-                log_reader.scan_with(start, |item| -> Result<()> {
-                    let (at, rec) = match item {
-                        ScanRef::Record(at, rec) => (at, rec),
-                        ScanRef::Damage(d) => {
-                            tracing::warn!("skipping damaged record while indexing: {d}");
-                            return Ok(());
-                        }
-                    };
-                    let (keys, payload_time) = if rec.quarantined {
-                        (Keys::default(), None)
-                    } else {
-                        match parse_event(rec.payload) {
-                            Ok(ev) => (Keys::of(&ev), ev.payload_time_ms()),
-                            Err(_) => (Keys::default(), None),
-                        }
-                    };
-                    let publish = (!rec.publish_time.is_empty()).then_some(rec.publish_time);
-                    let frame = u32::try_from(rec.frame_len()).unwrap_or(u32::MAX);
-                    chunk.push(Scanned {
-                        offset: rec.offset,
-                        pos: at.pos,
-                        hash: payload_hash(rec.payload),
-                        keys,
-                        time: resolve_time(payload_time, publish, rec.ingest_ms),
-                        quarantined: rec.quarantined,
-                        after: Checkpoint {
-                            next_offset: rec.offset + 1,
-                            segment: at.segment,
-                            pos: at.pos.saturating_add(frame),
-                        },
-                    });
-                    if chunk.len() >= CHUNK {
-                        let full = std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK));
-                        // A closed channel means the indexing side failed; it reports why.
-                        if tx.send(full).is_err() {
-                            return Ok(());
-                        }
-                    }
-                    Ok(())
-                })?;
-                if !chunk.is_empty() {
-                    let _ = tx.send(chunk);
-                }
-                Ok(())
-            });
+            let mut outputs = Vec::with_capacity(scanners);
+            let mut handles = Vec::with_capacity(scanners);
+            for k in 0..scanners {
+                let (tx, rx) = std::sync::mpsc::sync_channel::<Scanned>(4);
+                let mine: Vec<(u64, u32)> =
+                    segments.iter().skip(k).step_by(scanners).copied().collect();
+                handles.push(scope.spawn(move || scan_segments(log_reader, &mine, &tx)));
+                outputs.push(rx);
+            }
 
             let mut total = 0u64;
             let mut writer = index.begin()?;
             let mut checkpoint: Option<Checkpoint> = None;
-            for chunk in rx {
-                let entries: Vec<Entry> = chunk
-                    .iter()
-                    .map(|r| Entry {
-                        offset: r.offset,
-                        pos: r.pos,
-                        payload_hash: r.hash,
-                        interaction_guid: r.keys.interaction_guid.as_deref(),
-                        agent_id: r.keys.agent_id.as_deref(),
-                        time_ms: r.time,
-                        quarantined: r.quarantined,
-                    })
-                    .collect();
-                writer.add_all(&entries)?;
-                total += chunk.len() as u64;
-                checkpoint = chunk.last().map(|r| r.after).or(checkpoint);
-                if writer.pending() >= every {
-                    // The next writer's snapshot must include this commit.
-                    index.commit(writer, checkpoint)?;
-                    writer = index.begin()?;
+            'segments: for i in 0..segments.len() {
+                let Some(rx) = outputs.get(i % scanners) else {
+                    break;
+                };
+                loop {
+                    let chunk = match rx.recv() {
+                        Ok(Scanned::Records(chunk)) => chunk,
+                        Ok(Scanned::SegmentEnd) => break,
+                        // The scanner stopped early: joining it says why.
+                        Err(_) => break 'segments,
+                    };
+                    let entries: Vec<Entry> = chunk
+                        .iter()
+                        .map(|r| Entry {
+                            offset: r.offset,
+                            pos: r.pos,
+                            payload_hash: r.hash,
+                            interaction_guid: r.keys.interaction_guid.as_deref(),
+                            agent_id: r.keys.agent_id.as_deref(),
+                            time_ms: r.time,
+                            quarantined: r.quarantined,
+                        })
+                        .collect();
+                    writer.add_all(&entries)?;
+                    total += chunk.len() as u64;
+                    checkpoint = chunk.last().map(|r| r.after).or(checkpoint);
+                    if writer.pending() >= every_records || writer.held_bytes() >= every_bytes {
+                        // The next writer's snapshot must include this commit.
+                        index.commit(writer, checkpoint)?;
+                        writer = index.begin()?;
+                    }
                 }
             }
-            match scanner.join() {
-                Ok(scanned) => scanned?,
-                Err(_) => {
-                    return Err(StoreError::Poisoned(
-                        "the log scanning thread panicked".to_owned(),
-                    ))
+            drop(outputs);
+            for handle in handles {
+                match handle.join() {
+                    Ok(scanned) => scanned?,
+                    Err(_) => {
+                        return Err(StoreError::Poisoned(
+                            "a log scanning thread panicked".to_owned(),
+                        ))
+                    }
                 }
             }
             if writer.pending() > 0 {
@@ -633,6 +621,99 @@ impl Drop for Archive {
                 tracing::error!("closing archive {}: {e}", self.layout.dir().display());
             }
         }
+    }
+}
+
+/// What indexing needs of one record, computed on a scanning thread.
+struct ScannedRecord {
+    offset: u64,
+    pos: u32,
+    hash: u64,
+    keys: Keys,
+    time: i64,
+    quarantined: bool,
+    after: Checkpoint,
+}
+
+/// A scanning thread's output, in log order.
+enum Scanned {
+    Records(Vec<ScannedRecord>),
+    /// The current segment is done; the next message is of the scanner's
+    /// next segment.
+    SegmentEnd,
+}
+
+/// Why a scanning thread stopped before the end.
+enum ScanStop {
+    /// The receiver is gone: the indexing side failed and reports why.
+    ReceiverGone,
+    Failed(StoreError),
+}
+
+impl From<ccvault_log::LogError> for ScanStop {
+    fn from(e: ccvault_log::LogError) -> ScanStop {
+        ScanStop::Failed(e.into())
+    }
+}
+
+/// Scans and parses `segments` (segment, start position) in order, sending
+/// records in chunks and a [`Scanned::SegmentEnd`] after each segment.
+fn scan_segments(
+    log_reader: &LogReader,
+    segments: &[(u64, u32)],
+    tx: &std::sync::mpsc::SyncSender<Scanned>,
+) -> Result<()> {
+    const CHUNK: usize = 4096;
+    let send = |msg: Scanned| tx.send(msg).map_err(|_| ScanStop::ReceiverGone);
+    let scanned = segments.iter().try_for_each(|&(base, pos)| {
+        let mut chunk = Vec::with_capacity(CHUNK);
+        log_reader.scan_segment_with(base, pos, |item| -> std::result::Result<(), ScanStop> {
+            let (at, rec) = match item {
+                ScanRef::Record(at, rec) => (at, rec),
+                ScanRef::Damage(d) => {
+                    tracing::warn!("skipping damaged record while indexing: {d}");
+                    return Ok(());
+                }
+            };
+            let (keys, payload_time) = if rec.quarantined {
+                (Keys::default(), None)
+            } else {
+                match parse_event(rec.payload) {
+                    Ok(ev) => (Keys::of(&ev), ev.payload_time_ms()),
+                    Err(_) => (Keys::default(), None),
+                }
+            };
+            let publish = (!rec.publish_time.is_empty()).then_some(rec.publish_time);
+            let frame = u32::try_from(rec.frame_len()).unwrap_or(u32::MAX);
+            chunk.push(ScannedRecord {
+                offset: rec.offset,
+                pos: at.pos,
+                hash: payload_hash(rec.payload),
+                keys,
+                time: resolve_time(payload_time, publish, rec.ingest_ms),
+                quarantined: rec.quarantined,
+                after: Checkpoint {
+                    next_offset: rec.offset + 1,
+                    segment: at.segment,
+                    pos: at.pos.saturating_add(frame),
+                },
+            });
+            if chunk.len() >= CHUNK {
+                send(Scanned::Records(std::mem::replace(
+                    &mut chunk,
+                    Vec::with_capacity(CHUNK),
+                )))?;
+            }
+            Ok(())
+        })?;
+        if !chunk.is_empty() {
+            send(Scanned::Records(chunk))?;
+        }
+        send(Scanned::SegmentEnd)
+    });
+    match scanned {
+        Ok(()) | Err(ScanStop::ReceiverGone) => Ok(()),
+        Err(ScanStop::Failed(e)) => Err(e),
     }
 }
 

@@ -111,6 +111,7 @@ fn counts_and_postings_survive_many_index_commits() {
     let dir = tempfile::tempdir().unwrap();
     let options = ArchiveOptions {
         index_commit_records: 1_000,
+        rebuild_commit_bytes: 16 << 10,
         segment_bytes: 4096,
         ..ArchiveOptions::default()
     };
