@@ -66,6 +66,7 @@ fn main() {
             let opts = LogOptions {
                 segment_bytes: 64 << 20,
                 fsync: policy,
+                ..LogOptions::default()
             };
             let t = Instant::now();
             let (mut log, _) = Log::open(&dir, opts, None).expect("open");

@@ -14,10 +14,12 @@
 //!
 //! The on-disk format is documented in `docs/FORMAT.md`. Modules, each with one job:
 //! [`format`] (bytes), `segment` (files), `scan` (sequential reading with resync),
-//! `writer` (appending), `recovery` (torn tails), `reader` (random access and scans),
+//! `writer` (appending), `flusher` (the writer's file I/O thread), `recovery` (torn tails), `reader` (random access and scans),
 //! `verify` (full check), `lock` (single writer).
 
+mod direct;
 mod error;
+mod flusher;
 pub mod format;
 mod lock;
 mod reader;

@@ -1,5 +1,10 @@
 //! The single writer: appends records, rolls segments, makes data durable.
 //!
+//! The appender encodes frames into a buffer and hands full buffers, fsync
+//! requests and segment rolls to the flusher thread (`flusher`), which
+//! performs them in order; callers wait only where they need data written
+//! or durable.
+//!
 //! Invariants:
 //! - Offsets are dense: the record appended after offset N gets N + 1.
 //! - Bytes reach the file in append order through one in-memory buffer; a record is
@@ -8,15 +13,16 @@
 //!   created, so only the last segment can ever have a torn tail.
 //! - A segment file exceeds `segment_bytes` only if it holds a single record that
 //!   is larger; it never exceeds 4 GiB, so positions fit in `u32`.
-//! - `flush` returns N only when every record below N is durable under the policy.
+//! - `flush` (and `wait_durable(N)`) returns N only when every record below N is
+//!   durable under the policy.
 //! - After any failed write or fsync the writer is poisoned: it refuses further
 //!   work, and reopening the log (which recovers the tail) is the way forward.
 
-use std::fs::File;
-use std::os::unix::fs::{DirBuilderExt, FileExt};
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
 use crate::error::{LogError, Result};
+use crate::flusher::{Flusher, Job, Reached};
 use crate::format::{
     body_len, encode_frame, NewRecord, FRAME_HEADER_LEN, HEADER_LEN, MAX_BODY_LEN,
     MAX_SEGMENT_BYTES,
@@ -24,7 +30,7 @@ use crate::format::{
 use crate::lock::{lock_dir, DirLock};
 use crate::reader::LogReader;
 use crate::recovery::{recover_last, Recovery};
-use crate::segment::{create_segment, list_segments, segment_path};
+use crate::segment::{create_segment, list_segments};
 use crate::Position;
 
 /// Size of the in-memory append buffer; it is written out when it fills up.
@@ -77,6 +83,9 @@ pub struct LogOptions {
     pub segment_bytes: u64,
     /// When to fsync.
     pub fsync: FsyncPolicy,
+    /// Write whole blocks with `O_DIRECT` where the file system allows it
+    /// (see `direct`); `false` always goes through the page cache.
+    pub direct_io: bool,
 }
 
 impl Default for LogOptions {
@@ -84,6 +93,7 @@ impl Default for LogOptions {
         LogOptions {
             segment_bytes: DEFAULT_SEGMENT_BYTES,
             fsync: FsyncPolicy::Batch,
+            direct_io: true,
         }
     }
 }
@@ -92,18 +102,21 @@ impl Default for LogOptions {
 pub struct Log {
     dir: PathBuf,
     opts: LogOptions,
-    _lock: DirLock,
     /// Base offset of the active (last) segment.
     base: u64,
-    file: File,
-    path: PathBuf,
-    /// Bytes already written to the active segment file.
+    /// Bytes of the active segment handed to the flusher (header included).
     written: u64,
     buf: Vec<u8>,
     next_offset: u64,
-    /// Every record below this offset is durable under the policy.
-    durable_offset: u64,
+    /// Every record below this offset is handed to the flusher.
+    sent_offset: u64,
+    /// A sync through this offset has been requested.
+    sync_requested: u64,
     poisoned: Option<String>,
+    /// Dropping it finishes the queued jobs: declared before the lock, so
+    /// that the directory is unlocked only after the last write.
+    flusher: Flusher,
+    _lock: DirLock,
 }
 
 impl std::fmt::Debug for Log {
@@ -141,7 +154,7 @@ impl Log {
         let max_seg = MAX_SEGMENT_BYTES - u64::from(FRAME_HEADER_LEN + MAX_BODY_LEN) - 1;
         let opts = LogOptions {
             segment_bytes: opts.segment_bytes.clamp(u64::from(HEADER_LEN) + 1, max_seg),
-            fsync: opts.fsync,
+            ..opts
         };
         let segments = list_segments(dir)?;
         let (base, file, written, recovery) = match segments.last() {
@@ -160,13 +173,13 @@ impl Log {
             opts,
             _lock: lock,
             base,
-            path: segment_path(dir, base),
-            file,
             written,
             buf: Vec::with_capacity(WRITE_BUFFER_BYTES),
             next_offset,
-            durable_offset: next_offset,
+            sent_offset: next_offset,
+            sync_requested: next_offset,
             poisoned: None,
+            flusher: Flusher::start(dir, base, file, written, opts, next_offset)?,
         };
         Ok((log, recovery))
     }
@@ -198,13 +211,11 @@ impl Log {
         self.next_offset += 1;
         match self.opts.fsync {
             FsyncPolicy::Always => {
-                self.write_buf()?;
-                self.sync()?;
-                self.durable_offset = self.next_offset;
+                self.flush()?;
             }
             FsyncPolicy::Batch | FsyncPolicy::Never => {
                 if self.buf.len() >= WRITE_BUFFER_BYTES {
-                    self.write_buf()?;
+                    self.send_buf()?;
                 }
             }
         }
@@ -215,16 +226,57 @@ impl Log {
     /// `Always`: fsync; `Never`: write only). Returns the offset one past the last
     /// durable record.
     pub fn flush(&mut self) -> Result<u64> {
+        let through = self.flush_nowait()?;
+        self.wait_durable(through)
+    }
+
+    /// Starts making every record appended so far durable, without waiting:
+    /// returns the offset to pass to [`Log::wait_durable`]. Appending can go
+    /// on meanwhile.
+    pub fn flush_nowait(&mut self) -> Result<u64> {
         self.check_poisoned()?;
-        if self.durable_offset == self.next_offset && self.buf.is_empty() {
-            return Ok(self.durable_offset);
+        if self.sync_requested < self.next_offset || !self.buf.is_empty() {
+            self.send_buf()?;
+            let through = self.next_offset;
+            self.submit(Job::Sync {
+                through,
+                durable: true,
+            })?;
+            self.sync_requested = through;
         }
-        self.write_buf()?;
-        if self.opts.fsync != FsyncPolicy::Never {
-            self.sync()?;
+        Ok(self.next_offset)
+    }
+
+    /// Blocks until every record below `through` (at most what has been
+    /// flushed) is durable; returns the durable offset.
+    pub fn wait_durable(&mut self, through: u64) -> Result<u64> {
+        self.check_poisoned()?;
+        let through = through.min(self.sync_requested);
+        if let Err(e) = self.flusher.wait(through, Reached::Durable) {
+            return Err(self.poison(e));
         }
-        self.durable_offset = self.next_offset;
-        Ok(self.durable_offset)
+        Ok(self.durable_offset())
+    }
+
+    /// Blocks until the record at `offset` is in its segment file (readable
+    /// by position), durable or not.
+    pub fn wait_written(&mut self, offset: u64) -> Result<()> {
+        self.check_poisoned()?;
+        if offset >= self.sent_offset {
+            self.send_buf()?;
+        }
+        let through = offset.saturating_add(1).min(self.sent_offset);
+        if !self.flusher.has_reached(through, Reached::Written) {
+            // Direct writes keep a partial block back until asked.
+            self.submit(Job::Sync {
+                through: self.sent_offset,
+                durable: false,
+            })?;
+        }
+        if let Err(e) = self.flusher.wait(through, Reached::Written) {
+            return Err(self.poison(e));
+        }
+        Ok(())
     }
 
     /// Flushes and closes the log, returning the final durable offset.
@@ -239,7 +291,7 @@ impl Log {
 
     /// One past the last record made durable by `flush` (or recovered at open).
     pub fn durable_offset(&self) -> u64 {
-        self.durable_offset
+        self.flusher.durable()
     }
 
     /// The end of the data: where the next record goes unless it triggers a roll, in
@@ -272,54 +324,60 @@ impl Log {
         self.written + self.buf.len() as u64
     }
 
-    fn check_poisoned(&self) -> Result<()> {
-        match &self.poisoned {
-            Some(reason) => Err(LogError::Poisoned {
+    fn check_poisoned(&mut self) -> Result<()> {
+        if let Some(reason) = &self.poisoned {
+            return Err(LogError::Poisoned {
                 reason: reason.clone(),
-            }),
-            None => Ok(()),
+            });
         }
+        if self.flusher.failed() {
+            let err = self.flusher.take_failure().unwrap_or(LogError::Poisoned {
+                reason: "an earlier write or fsync failed".into(),
+            });
+            return Err(self.poison(err));
+        }
+        Ok(())
     }
 
     fn poison(&mut self, err: LogError) -> LogError {
-        self.poisoned = Some(err.to_string());
+        if self.poisoned.is_none() {
+            self.poisoned = Some(err.to_string());
+        }
         err
     }
 
-    fn write_buf(&mut self) -> Result<()> {
+    fn submit(&mut self, job: Job) -> Result<()> {
+        self.flusher.submit(job).map_err(|e| self.poison(e))
+    }
+
+    /// Hands the buffered records to the flusher.
+    fn send_buf(&mut self) -> Result<()> {
         if self.buf.is_empty() {
             return Ok(());
         }
-        if let Err(e) = self.file.write_all_at(&self.buf, self.written) {
-            let err = LogError::io("writing", &self.path, e);
-            return Err(self.poison(err));
-        }
-        self.written += self.buf.len() as u64;
-        self.buf.clear();
+        let fresh = self
+            .flusher
+            .spare_buffer()
+            .unwrap_or_else(|| Vec::with_capacity(WRITE_BUFFER_BYTES));
+        let bytes = std::mem::replace(&mut self.buf, fresh);
+        let len = bytes.len() as u64;
+        self.submit(Job::Write {
+            bytes,
+            at: self.written,
+            through: self.next_offset,
+        })?;
+        self.written += len;
+        self.sent_offset = self.next_offset;
         Ok(())
     }
 
-    fn sync(&mut self) -> Result<()> {
-        if let Err(e) = self.file.sync_data() {
-            let err = LogError::io("fsyncing", &self.path, e);
-            return Err(self.poison(err));
-        }
-        Ok(())
-    }
-
-    /// Seals the active segment (write + fsync) and creates the next one.
+    /// Seals the active segment (write + fsync) and starts the next one.
     fn roll(&mut self) -> Result<()> {
-        self.write_buf()?;
-        self.sync()?;
-        self.durable_offset = self.next_offset;
+        self.send_buf()?;
         let base = self.next_offset;
-        let file = match create_segment(&self.dir, base) {
-            Ok(f) => f,
-            Err(e) => return Err(self.poison(e)),
-        };
-        self.file = file;
+        self.submit(Job::Roll { base })?;
+        self.sync_requested = base;
         self.base = base;
-        self.path = segment_path(&self.dir, base);
         self.written = u64::from(HEADER_LEN);
         Ok(())
     }
@@ -330,7 +388,7 @@ impl Drop for Log {
     /// [`Log::flush`] to learn about errors.
     fn drop(&mut self) {
         if self.poisoned.is_none()
-            && (self.durable_offset != self.next_offset || !self.buf.is_empty())
+            && (self.sync_requested != self.next_offset || !self.buf.is_empty())
         {
             let _ = self.flush();
         }

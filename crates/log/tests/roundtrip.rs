@@ -157,6 +157,7 @@ fn fsync_policies_produce_identical_files() {
         let o = LogOptions {
             segment_bytes: 4096,
             fsync: policy,
+            ..LogOptions::default()
         };
         let (mut log, _) = Log::open(&dir, o, None).unwrap();
         for i in 0..300 {
@@ -188,6 +189,7 @@ fn always_policy_is_durable_per_append() {
     let o = LogOptions {
         segment_bytes: 1 << 20,
         fsync: FsyncPolicy::Always,
+        ..LogOptions::default()
     };
     let (mut log, _) = Log::open(tmp.path(), o, None).unwrap();
     let (_, p) = log.append(&TestRec::new(0, 10).as_new()).unwrap();

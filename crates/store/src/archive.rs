@@ -214,6 +214,7 @@ impl Archive {
         let log_options = LogOptions {
             segment_bytes: options.segment_bytes,
             fsync: options.fsync,
+            ..LogOptions::default()
         };
         let scan_from = checkpoint.map(|c| Position {
             segment: c.segment,
@@ -403,6 +404,20 @@ impl Archive {
         batch: &[Incoming<'_>],
         prepared: &[Prepared],
     ) -> Result<BatchReport> {
+        let report = self.append_prepared_deferred(batch, prepared)?;
+        self.wait_durable(report.next_offset)?;
+        Ok(report)
+    }
+
+    /// [`Archive::append_prepared`] without waiting for the batch to be
+    /// durable: the fsync runs while the caller prepares the next batch.
+    /// Nothing of the batch may be acknowledged before
+    /// [`Archive::wait_durable`]`(report.next_offset)` returns.
+    pub fn append_prepared_deferred(
+        &mut self,
+        batch: &[Incoming<'_>],
+        prepared: &[Prepared],
+    ) -> Result<BatchReport> {
         if let Some(why) = &self.poisoned {
             return Err(StoreError::Poisoned(why.clone()));
         }
@@ -414,6 +429,18 @@ impl Archive {
             )));
         }
         let result = self.append_batch_inner(batch, prepared);
+        if let Err(e) = &result {
+            self.poisoned = Some(e.to_string());
+        }
+        result
+    }
+
+    /// Blocks until every record below `through` is durable in the log.
+    pub fn wait_durable(&mut self, through: u64) -> Result<u64> {
+        if let Some(why) = &self.poisoned {
+            return Err(StoreError::Poisoned(why.clone()));
+        }
+        let result = self.log.wait_durable(through).map_err(StoreError::from);
         if let Err(e) = &result {
             self.poisoned = Some(e.to_string());
         }
@@ -519,7 +546,7 @@ impl Archive {
             });
         }
 
-        let next_offset = self.log.flush()?;
+        let next_offset = self.log.flush_nowait()?;
         let entries: Vec<Entry> = pending
             .iter()
             .map(|p| Entry {
@@ -553,6 +580,8 @@ impl Archive {
     /// far visible to readers.
     pub fn commit_index(&mut self) -> Result<()> {
         if let Some(txn) = self.txn.take() {
+            // The checkpoint must never be ahead of the durable log.
+            self.log.flush()?;
             let end = self.log.end_position();
             let checkpoint = Checkpoint {
                 next_offset: self.log.next_offset(),
@@ -577,6 +606,8 @@ impl Archive {
             None => self.index.reader()?.duplicate_candidates(hash, guid)?,
         };
         for hit in hits {
+            // The candidate may still be on its way to the file.
+            self.log.wait_written(hit.offset)?;
             let at = self
                 .segments
                 .position(&self.log_reader, hit.offset, hit.pos);

@@ -206,8 +206,18 @@ fn read_batches(
     }
 }
 
+/// A batch handed to the archive whose fsync may still be running.
+struct InFlight {
+    through_offset: u64,
+    through_line: u64,
+    input_bytes: u64,
+    counts: ImportSummary,
+}
+
 /// Imports one NDJSON stream into the archive. Reading and decoding run on
-/// a second thread, appending and syncing on this one.
+/// a second thread, appending on this one, and each batch's fsync overlaps
+/// with appending the next: a batch is reported (and its counts added)
+/// only once it is durable.
 pub fn import_stream(
     archive: &mut Archive,
     input: impl Read + Send,
@@ -217,9 +227,22 @@ pub fn import_stream(
     progress: &mut dyn FnMut(&Progress),
 ) -> Result<ImportSummary> {
     let mut summary = ImportSummary::default();
+    let mut land = |archive: &mut Archive, batch: InFlight, summary: &mut ImportSummary| {
+        archive.wait_durable(batch.through_offset)?;
+        summary.absorb(&batch.counts);
+        summary.rejected.sort_by_key(|r| r.line);
+        progress(&Progress {
+            source,
+            durable_through_line: batch.through_line,
+            summary,
+            input_bytes: batch.input_bytes,
+        });
+        Ok::<_, crate::StoreError>(())
+    };
     std::thread::scope(|scope| {
         let (tx, rx) = std::sync::mpsc::sync_channel(2);
         scope.spawn(move || read_batches(input, source, max_record_bytes, tx));
+        let mut in_flight: Option<InFlight> = None;
         for batch in rx {
             let batch = batch?;
             let ingest_ms = now_ms();
@@ -235,35 +258,41 @@ pub fn import_stream(
                     ingest_ms,
                 })
                 .collect();
-            let report = archive.append_prepared(&incoming, &batch.prepared)?;
+            let report = archive.append_prepared_deferred(&incoming, &batch.prepared)?;
+            let mut counts = ImportSummary::default();
             for ((s, e, line), outcome) in batch.spans.iter().zip(&report.outcomes) {
-                summary.lines += 1;
+                counts.lines += 1;
                 match outcome {
                     Outcome::Archived { .. } => {
-                        summary.archived += 1;
-                        summary.payload_bytes += (e - s) as u64;
+                        counts.archived += 1;
+                        counts.payload_bytes += (e - s) as u64;
                     }
                     Outcome::Quarantined { .. } => {
-                        summary.quarantined += 1;
-                        summary.payload_bytes += (e - s) as u64;
+                        counts.quarantined += 1;
+                        counts.payload_bytes += (e - s) as u64;
                     }
-                    Outcome::Duplicate { .. } => summary.duplicates += 1,
-                    Outcome::Rejected { reason } => summary.rejected.push(Rejected {
+                    Outcome::Duplicate { .. } => counts.duplicates += 1,
+                    Outcome::Rejected { reason } => counts.rejected.push(Rejected {
                         source: source.to_owned(),
                         line: *line,
                         reason: reason.clone(),
                     }),
                 }
             }
-            summary.lines += batch.rejected.len() as u64;
-            summary.rejected.extend(batch.rejected);
-            summary.rejected.sort_by_key(|r| r.line);
-            progress(&Progress {
-                source,
-                durable_through_line: batch.through_line,
-                summary: &summary,
+            counts.lines += batch.rejected.len() as u64;
+            counts.rejected.extend(batch.rejected);
+            let this = InFlight {
+                through_offset: report.next_offset,
+                through_line: batch.through_line,
                 input_bytes: batch.input_bytes,
-            });
+                counts,
+            };
+            if let Some(previous) = in_flight.replace(this) {
+                land(archive, previous, &mut summary)?;
+            }
+        }
+        if let Some(last) = in_flight.take() {
+            land(archive, last, &mut summary)?;
         }
         Ok(summary)
     })

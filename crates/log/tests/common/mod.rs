@@ -117,6 +117,7 @@ pub fn opts(segment_bytes: u64) -> LogOptions {
     LogOptions {
         segment_bytes,
         fsync: FsyncPolicy::Batch,
+        ..LogOptions::default()
     }
 }
 
