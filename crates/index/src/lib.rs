@@ -45,9 +45,10 @@ const BY_AGENT: Chunks = TableDefinition::new("by_agent");
 const BY_PAYLOAD: TableDefinition<(u64, u64), u32> = TableDefinition::new("by_payload");
 /// offset -> position, for quarantined records only.
 const QUARANTINE: TableDefinition<u64, u32> = TableDefinition::new("quarantine");
-/// Running maximum of event time (ms) at the end of a commit -> the commit's
-/// first offset. Records at offsets below the value of the first key >= T
-/// all have event times < T.
+/// Running maximum of event time (ms) at the end of a slice of the log (at
+/// most [`TIME_SLICE`] records, ending at the latest at a commit) -> the
+/// slice's first offset. Records at offsets below the value of the first
+/// key >= T all have event times < T.
 const TIME: TableDefinition<u64, u64> = TableDefinition::new("time");
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 
@@ -292,7 +293,8 @@ impl Index {
             agent: HashMap::new(),
             payload: HashMap::new(),
             quarantine: Vec::new(),
-            first_offset: None,
+            slice_first: None,
+            time_marks: Vec::new(),
             collected: 0,
             held_bytes: 0,
         })
@@ -329,9 +331,12 @@ impl Index {
                 for hit in &w.quarantine {
                     t.insert(hit.offset, hit.pos).map_err(|x| e(x.into()))?;
                 }
-                if let (Some(first), Some(max_time)) = (w.first_offset, w.counters.max_time_ms) {
-                    let mut t = txn.open_table(TIME).map_err(|x| e(x.into()))?;
-                    let key = max_time.max(0) as u64;
+                let mut time_marks = w.time_marks;
+                if let (Some(first), Some(max_time)) = (w.slice_first, w.counters.max_time_ms) {
+                    time_marks.push((max_time.max(0) as u64, first));
+                }
+                let mut t = txn.open_table(TIME).map_err(|x| e(x.into()))?;
+                for (key, first) in time_marks {
                     if t.get(key).map_err(|x| e(x.into()))?.is_none() {
                         t.insert(key, first).map_err(|x| e(x.into()))?;
                     }
@@ -744,11 +749,18 @@ pub struct IndexWriter {
     /// Records that name no interaction, by payload hash.
     payload: HashMap<u64, Vec<Hit>>,
     quarantine: Vec<Hit>,
-    first_offset: Option<u64>,
+    /// First offset of the current time slice (see [`TIME_SLICE`]).
+    slice_first: Option<u64>,
+    /// (running max event time at the end of a slice, its first offset).
+    time_marks: Vec<(u64, u64)>,
     collected: u64,
     /// Approximate heap bytes of the collected entries.
     held_bytes: usize,
 }
+
+/// Records per time-index entry: a seek by time starts at most this many
+/// records early, whatever the commit size.
+pub const TIME_SLICE: u64 = 16_384;
 
 /// Approximate heap bytes of one map entry besides its chunk's bytes.
 const ENTRY_OVERHEAD: usize = 64;
@@ -829,9 +841,7 @@ impl IndexWriter {
     /// Collects a batch of records, in log order.
     pub fn add_all(&mut self, entries: &[Entry<'_>]) -> Result<()> {
         for entry in entries {
-            if self.first_offset.is_none() {
-                self.first_offset = Some(entry.offset);
-            }
+            let slice_first = *self.slice_first.get_or_insert(entry.offset);
             let posting = Posting {
                 offset: entry.offset,
                 pos: entry.pos,
@@ -885,6 +895,11 @@ impl IndexWriter {
                 c.max_time_ms
                     .map_or(entry.time_ms, |m| m.max(entry.time_ms)),
             );
+            if entry.offset + 1 - slice_first >= TIME_SLICE {
+                let max_time = c.max_time_ms.map_or(0, |m| m.max(0) as u64);
+                self.time_marks.push((max_time, slice_first));
+                self.slice_first = None;
+            }
         }
         Ok(())
     }
@@ -1004,6 +1019,37 @@ mod tests {
         }
         want.add_key(PostingKind::Guid, b"g2", 1, 10);
         assert_eq!(r.posting_digest(PostingKind::Guid).unwrap(), want);
+    }
+
+    #[test]
+    fn one_large_commit_still_seeks_by_time_slice() {
+        let dir = tempfile::tempdir().unwrap();
+        let index = Index::open(&dir.path().join("i.redb")).unwrap();
+        let n = 3 * TIME_SLICE + 10;
+        let entries: Vec<Entry> = (0..n)
+            .map(|offset| Entry {
+                offset,
+                pos: 0,
+                payload_hash: offset,
+                interaction_guid: None,
+                agent_id: None,
+                time_ms: offset as i64 * 10,
+                quarantined: false,
+            })
+            .collect();
+        let mut w = index.begin().unwrap();
+        w.add_all(&entries).unwrap();
+        index.commit(w, None).unwrap();
+        let r = index.reader().unwrap();
+        // Times grow with offsets: a seek lands on the start of T's slice.
+        for offset in [0, 5, TIME_SLICE - 1, TIME_SLICE, 2 * TIME_SLICE + 7, n - 1] {
+            let t = offset as i64 * 10;
+            assert_eq!(
+                r.seek_time(t).unwrap(),
+                offset / TIME_SLICE * TIME_SLICE,
+                "seek to {t}"
+            );
+        }
     }
 
     #[test]
