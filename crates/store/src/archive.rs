@@ -351,14 +351,8 @@ impl Archive {
                     };
                     let entries: Vec<Entry> = chunk
                         .iter()
-                        .map(|r| Entry {
-                            offset: r.offset,
-                            pos: r.pos,
-                            payload_hash: r.hash,
-                            interaction_guid: r.keys.interaction_guid.as_deref(),
-                            agent_id: r.keys.agent_id.as_deref(),
-                            time_ms: r.time,
-                            quarantined: r.quarantined,
+                        .map(|r| {
+                            index_entry(r.offset, r.pos, r.hash, &r.keys, r.time, r.quarantined)
                         })
                         .collect();
                     writer.add_all(&entries)?;
@@ -549,15 +543,7 @@ impl Archive {
         let next_offset = self.log.flush_nowait()?;
         let entries: Vec<Entry> = pending
             .iter()
-            .map(|p| Entry {
-                offset: p.offset,
-                pos: p.pos,
-                payload_hash: p.hash,
-                interaction_guid: p.keys.interaction_guid.as_deref(),
-                agent_id: p.keys.agent_id.as_deref(),
-                time_ms: p.time,
-                quarantined: p.quarantined,
-            })
+            .map(|p| index_entry(p.offset, p.pos, p.hash, p.keys, p.time, p.quarantined))
             .collect();
         let txn = match self.txn.as_mut() {
             Some(txn) => txn,
@@ -679,6 +665,26 @@ enum Scanned {
     /// The current segment is done; the next message is of the scanner's
     /// next segment.
     SegmentEnd,
+}
+
+/// The index entry of the record at `offset`/`pos` with these keys.
+fn index_entry(
+    offset: u64,
+    pos: u32,
+    payload_hash: u64,
+    keys: &Keys,
+    time_ms: i64,
+    quarantined: bool,
+) -> Entry<'_> {
+    Entry {
+        offset,
+        pos,
+        payload_hash,
+        interaction_guid: keys.interaction_guid.as_deref(),
+        agent_id: keys.agent_id.as_deref(),
+        time_ms,
+        quarantined,
+    }
 }
 
 /// Why a scanning thread stopped before the end.
