@@ -3,7 +3,8 @@
 //! What this crate guarantees:
 //! - Every appended record gets the next global offset (dense from 0) and is stored
 //!   with its payload bytes exactly as given, framed and CRC-checked (CRC-32/IEEE).
-//! - A record is durable once [`Log::flush`] returns an offset above it (under
+//! - A record is durable once [`Log::flush`] (or [`Log::wait_durable`] after
+//!   [`Log::flush_nowait`]) returns an offset above it (under
 //!   [`FsyncPolicy::Always`], once `append` returns). Reopening after a crash keeps
 //!   every durable record and truncates only a torn tail of the last segment.
 //! - No corrupted record is ever served: readers return an error or a [`Damage`], and
