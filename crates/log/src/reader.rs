@@ -7,6 +7,10 @@
 //!   from the directory on demand, so a reader sees segments a writer added later.
 //! - `read_at` returns a record only if its magic, length, CRC and body are valid;
 //!   otherwise it returns an error naming the file and byte position.
+//! - A scan alongside a writer yields a dense prefix of the log: it follows into
+//!   a later segment only once the current one is sealed, and it ends at the end
+//!   of the last segment's data, or at a torn record being written (reported as a
+//!   "truncated tail"), never resuming past either.
 
 use std::collections::HashMap;
 use std::fs::File;

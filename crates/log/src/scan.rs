@@ -652,12 +652,19 @@ impl Scan {
         Ok(grew || sealed)
     }
 
+    /// Ends the scan after the current item: no more records, no more segments.
+    fn end_here(&mut self) {
+        self.cur = None;
+        self.follow = false;
+        self.next_idx = self.segments.len();
+    }
+
     fn next_raw(&mut self) -> Result<Option<(u64, u32, Option<Damage>)>> {
         loop {
             if self.cur.is_none() {
                 match self.open_next()? {
                     None => return Ok(None),
-                    Some(Some(d)) => return Ok(Some((0, 0, Some(d)))),
+                    Some(Some(d)) => return Ok(Some((0, 0, Some(self.ends_if_torn(d))))),
                     Some(None) => {}
                 }
             }
@@ -674,16 +681,32 @@ impl Scan {
                         }
                         continue;
                     }
-                    return Ok(Some((0, 0, Some(d))));
+                    return Ok(Some((0, 0, Some(self.ends_if_torn(d)))));
                 }
                 Step::End => {
                     if self.grew()? {
                         continue;
                     }
-                    self.cur = None;
+                    match &self.cur {
+                        // The end of the data as of now: a segment listed later
+                        // may only be followed into once this one is sealed, or
+                        // records the writer adds to it meanwhile would be skipped.
+                        Some(cur) if cur.src.is_last => self.end_here(),
+                        _ => self.cur = None,
+                    }
                 }
             }
         }
+    }
+
+    /// A torn tail is the end of what is readable now, so it ends the scan. The
+    /// writer may complete it a moment later, but its bytes were reported as
+    /// damage: going on from the middle of that record would misread the rest.
+    fn ends_if_torn(&mut self, d: Damage) -> Damage {
+        if d.reason == DamageReason::TruncatedTail {
+            self.end_here();
+        }
+        d
     }
 
     /// Next item, borrowing record fields from the scan buffer (no allocation).
