@@ -9,6 +9,14 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+/// A rebuild hands millions of small records from the log reader to the
+/// workers; glibc's malloc serializes those cross-thread frees on an arena lock
+/// (a profile showed ~6 % of all CPU in its futex waits). With mimalloc the 5M
+/// rebuild is 1.29× faster (`docs/BENCHMARKS.md`). Libraries leave the choice of
+/// allocator to the binary.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser, Debug)]
 #[command(
     name = "ccvault",

@@ -7,6 +7,10 @@
 //! padded). The rebuild runs in a child process so its peak RSS (VmHWM) is
 //! its own, not the import's.
 
+// The allocator of the `ccvault` binary, whose rebuild this measures.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::path::Path;
 use std::process::Command;
 use std::time::Instant;
