@@ -293,36 +293,55 @@ pub fn record_input(rec: &Record) -> crate::EventInput<'_> {
 }
 
 /// A record detached from the log's buffer: what the projections need.
+/// One allocation a record (payload and publish time together): a rebuild
+/// makes millions on the log reader's thread and frees them on the workers'.
 #[derive(Debug, Clone)]
 struct Rec {
     offset: u64,
     ingest_ms: i64,
-    publish_time: Box<str>,
+    /// The payload, then the publish time.
+    bytes: Box<[u8]>,
+    payload_len: usize,
     tenant: Option<Box<str>>,
-    payload: Box<[u8]>,
 }
 
 impl Rec {
-    fn of_ref(r: &RecordRef<'_>) -> Rec {
+    fn new(
+        offset: u64,
+        ingest_ms: i64,
+        payload: &[u8],
+        publish_time: &str,
+        tenant: Option<&str>,
+    ) -> Rec {
+        let mut bytes = Vec::with_capacity(payload.len() + publish_time.len());
+        bytes.extend_from_slice(payload);
+        bytes.extend_from_slice(publish_time.as_bytes());
         Rec {
-            offset: r.offset,
-            ingest_ms: r.ingest_ms,
-            publish_time: r.publish_time.into(),
-            tenant: topic_tenant(r.source_kind, r.source).map(Into::into),
-            payload: r.payload.into(),
+            offset,
+            ingest_ms,
+            bytes: bytes.into_boxed_slice(),
+            payload_len: payload.len(),
+            tenant: tenant.map(Into::into),
         }
+    }
+    fn of_ref(r: &RecordRef<'_>) -> Rec {
+        let tenant = topic_tenant(r.source_kind, r.source);
+        Rec::new(r.offset, r.ingest_ms, r.payload, r.publish_time, tenant)
     }
     fn of_record(r: &Record) -> Rec {
-        Rec {
-            offset: r.offset,
-            ingest_ms: r.ingest_ms,
-            publish_time: r.publish_time.as_str().into(),
-            tenant: topic_tenant(r.source_kind, &r.source).map(Into::into),
-            payload: r.payload.as_slice().into(),
-        }
+        let tenant = topic_tenant(r.source_kind, &r.source);
+        Rec::new(r.offset, r.ingest_ms, &r.payload, &r.publish_time, tenant)
+    }
+    fn payload(&self) -> &[u8] {
+        self.bytes.get(..self.payload_len).unwrap_or_default()
+    }
+    /// The publish time ("" when none; it was a `&str` when stored).
+    fn publish_time(&self) -> &str {
+        let tail = self.bytes.get(self.payload_len..).unwrap_or_default();
+        std::str::from_utf8(tail).unwrap_or_default()
     }
     fn bytes(&self) -> usize {
-        self.payload.len() + self.publish_time.len() + 64
+        self.bytes.len() + 64
     }
 }
 
@@ -367,10 +386,11 @@ fn project_records(
     // Usually one interaction; more only on a GUID hash collision.
     let mut by_guid: Vec<(String, Vec<Prepared<'_>>)> = Vec::new();
     for (input_index, r) in recs.iter().enumerate() {
-        let Ok(event) = parse_event(&r.payload) else {
+        let Ok(event) = parse_event(r.payload()) else {
             continue;
         };
-        let publish = (!r.publish_time.is_empty()).then_some(&*r.publish_time);
+        let publish_time = r.publish_time();
+        let publish = (!publish_time.is_empty()).then_some(publish_time);
         let t = event_time_ms(&event, publish, r.ingest_ms);
         out.max_time_ms = out.max_time_ms.max(Some(t));
         if want_agents {
@@ -379,7 +399,7 @@ fn project_records(
                     agent: agent.into_owned(),
                     time_ms: t,
                     offset: r.offset,
-                    payload: r.payload.clone(),
+                    payload: r.payload().into(),
                 });
             }
         }
@@ -396,7 +416,7 @@ fn project_records(
                 }
             },
         };
-        let key = CanonicalKey::new(&event, t, &r.payload);
+        let key = CanonicalKey::new(&event, t, r.payload());
         let kind = Kind::of(&event.event_type());
         by_guid[slot].1.push(Prepared {
             key,
@@ -1045,7 +1065,7 @@ fn collect_new(
     projected: &mut Projected,
 ) -> Result<(), ScanStop> {
     for r in recs.iter() {
-        if let Ok(event) = parse_event(&r.payload) {
+        if let Ok(event) = parse_event(r.payload()) {
             if let Some(g) = event.body.interaction_guid.as_text() {
                 if !touched.contains(g.as_ref()) {
                     touched.insert(g.into_owned());
