@@ -210,35 +210,34 @@ impl LogReader {
     /// [`LogReader::scan_with`] over the one segment `base`, from `pos` (0:
     /// its start) to its end. Segments are separate files, so threads can
     /// scan different segments at once.
-    pub fn scan_segment_with<E, F>(
-        &self,
-        base: u64,
-        pos: u32,
-        mut f: F,
-    ) -> std::result::Result<(), E>
+    pub fn scan_segment_with<E, F>(&self, base: u64, pos: u32, f: F) -> std::result::Result<(), E>
     where
         E: From<LogError>,
         F: FnMut(ScanRef<'_>) -> std::result::Result<(), E>,
     {
-        let mut scan = Scan::single(self.inner.dir.clone(), base, pos);
-        while let Some(item) = scan.next_ref() {
-            f(item?)?;
-        }
-        Ok(())
+        for_each_ref(Scan::single(self.inner.dir.clone(), base, pos), f)
     }
 
     /// Fast scan: calls `f` for every record (borrowed, no allocation) and every
     /// damaged range from `from` to the end of the data present. Reads segments with
     /// large sequential reads. Stops at the first error (from the log or from `f`).
-    pub fn scan_with<E, F>(&self, from: Position, mut f: F) -> std::result::Result<(), E>
+    pub fn scan_with<E, F>(&self, from: Position, f: F) -> std::result::Result<(), E>
     where
         E: From<LogError>,
         F: FnMut(ScanRef<'_>) -> std::result::Result<(), E>,
     {
-        let mut scan = self.scan(from);
-        while let Some(item) = scan.next_ref() {
-            f(item?)?;
-        }
-        Ok(())
+        for_each_ref(self.scan(from), f)
     }
+}
+
+/// Drives `scan`, calling `f` on each item; stops at the first error.
+fn for_each_ref<E, F>(mut scan: Scan, mut f: F) -> std::result::Result<(), E>
+where
+    E: From<LogError>,
+    F: FnMut(ScanRef<'_>) -> std::result::Result<(), E>,
+{
+    while let Some(item) = scan.next_ref() {
+        f(item?)?;
+    }
+    Ok(())
 }

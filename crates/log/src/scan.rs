@@ -644,10 +644,16 @@ impl Scan {
         // List first: a segment created after this one proves it is complete, so
         // the length read afterwards is final.
         let fresh = list_segments(&self.dir)?;
-        let sealed = fresh.iter().any(|&b| b > cur.src.base);
+        let base = cur.src.base;
+        let sealed = fresh.iter().any(|&b| b > base);
         let grew = cur.src.restat()?;
         if sealed {
             cur.src.is_last = false;
+            // Keep the listing that proved it: the next segment is in it.
+            if self.follow {
+                self.next_idx = fresh.partition_point(|&b| b <= base);
+                self.segments = fresh;
+            }
         }
         Ok(grew || sealed)
     }
