@@ -1,7 +1,7 @@
 //! CLI tests: the built binary on the sample streams (including the
 //! malformed one) and on constructed inputs.
 //!
-//! Expected counts for the three sample files (`../shared/samples`):
+//! Expected counts for the three sample files (`tests/fixtures/samples`):
 //! - `events.ndjson`: 24 non-blank lines, 24 distinct bare events: 21
 //!   `Interaction` events of 3 interactions (13 + 4 + 4), 2
 //!   `AgentStatusChange` and 1 `AgentProvChange` event (no GUID).

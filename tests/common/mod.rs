@@ -168,9 +168,9 @@ pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_ccvault")
 }
 
-/// The sample streams beside the repository (`../shared/samples`).
+/// The sample streams kept in the repository (`tests/fixtures/samples`).
 pub fn samples_dir() -> PathBuf {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/samples");
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/samples");
     assert!(
         dir.join("events.ndjson").is_file(),
         "the sample files are missing: expected them in {}",
