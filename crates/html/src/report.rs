@@ -68,40 +68,8 @@ fn group_label(g: &GroupKey) -> String {
 pub fn render_report(rows: &[ReportRow], opts: &ReportOptions) -> String {
     let mut out = String::with_capacity(32_768 + rows.len() * 600);
     crate::page_start(&mut out, "ccvault report", CSS);
-    let display_tz = zone_for_display(&opts.tz);
-    let by = match opts.by {
-        GroupBy::All => "all",
-        GroupBy::Queue => "queue",
-        GroupBy::Agent => "agent",
-    };
-    out.push_str("<h1>Contact-center report</h1>\n<p class=\"facts\">");
-    let mut facts = vec![
-        ("interval", opts.interval.as_str().to_string()),
-        ("by", by.to_string()),
-        ("time zone", zone_name(&opts.tz)),
-        ("SLA", format_duration(opts.sla_ms)),
-        (
-            "short abandon",
-            format!("< {}", format_duration(opts.short_abandon_ms)),
-        ),
-    ];
-    if let Some(from) = opts.from {
-        facts.push(("from", format_instant(from, display_tz)));
-    }
-    if let Some(to) = opts.to {
-        facts.push(("to", format_instant(to, display_tz)));
-    }
-    facts.push(("rows", rows.len().to_string()));
-    for (i, (k, v)) in facts.iter().enumerate() {
-        if i > 0 {
-            out.push_str(" · ");
-        }
-        push(&mut out, k);
-        out.push_str(" <b>");
-        push(&mut out, v);
-        out.push_str("</b>");
-    }
-    out.push_str("</p>\n");
+    out.push_str("<h1>Contact-center report</h1>\n");
+    options_facts(&mut out, rows, opts);
 
     let mut per_interval: BTreeMap<i64, Totals> = BTreeMap::new();
     for r in rows {
@@ -132,165 +100,17 @@ pub fn render_report(rows: &[ReportRow], opts: &ReportOptions) -> String {
 
     let t0 = per_interval.keys().next().copied().unwrap_or(0);
     let t1 = per_interval.values().map(|t| t.end).max().unwrap_or(t0 + 1);
-    let x = Scale::new(t0 as f64, t1 as f64, ML, W - MR);
-
-    // Series per group for the ratio/mean charts, largest groups first.
-    let mut groups: BTreeMap<&GroupKey, u64> = BTreeMap::new();
-    for r in rows {
-        *groups.entry(&r.group).or_default() += r.offered;
-    }
-    let mut ranked: Vec<(&GroupKey, u64)> = groups.into_iter().collect();
-    ranked.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(b.0)));
-    let shown: Vec<&GroupKey> = ranked.iter().take(MAX_SERIES).map(|g| g.0).collect();
-    let series_note = if ranked.len() > MAX_SERIES {
-        format!(
-            " (the {MAX_SERIES} largest of {} groups by offered; all are in the table)",
-            ranked.len()
-        )
-    } else {
-        String::new()
+    let charts = Charts {
+        x: Scale::new(t0 as f64, t1 as f64, ML, W - MR),
+        per_interval,
+        rows,
+        opts,
     };
-
-    // Volume.
-    out.push_str("<h2>Volume per interval</h2>\n<div class=\"legend\"><span><i class=\"k-offered\"></i>offered</span><span><i class=\"k-answered\"></i>answered</span><span><i class=\"k-abandoned\"></i>abandoned</span></div>\n");
-    let vmax = per_interval.values().map(|t| t.offered).max().unwrap_or(0) as f64;
-    let (top, step) = nice_axis(vmax, 5);
-    chart_start(
-        &mut out,
-        "volume",
-        "offered, answered and abandoned per interval",
-    );
-    let y = y_axis(&mut out, top, step, |v| format!("{v}"));
-    x_axis(&mut out, &x, &per_interval, opts);
-    for (start, t) in &per_interval {
-        let (sx0, sx1) = (x.at(*start as f64), x.at(t.end as f64));
-        let slot = (sx1 - sx0).max(1.0);
-        let bw = (slot * 0.8 / 3.0).max(0.8);
-        let base = sx0 + slot * 0.1;
-        let when = clock(*start, &opts.tz, "%Y-%m-%d %H:%M");
-        for (k, (class, v)) in [
-            ("offered", t.offered),
-            ("answered", t.answered),
-            ("abandoned", t.abandoned),
-        ]
-        .into_iter()
-        .enumerate()
-        {
-            bar(
-                &mut out,
-                base + bw * k as f64,
-                bw,
-                &y,
-                v as f64,
-                class,
-                &format!("{when}: {v} {class}"),
-            );
-        }
-    }
-    out.push_str("</svg>\n");
-
-    // Service level.
-    let _ = writeln!(
-        out,
-        "<h2>Service level (answered within {}){}</h2>",
-        esc(&format_duration(opts.sla_ms)),
-        esc(&series_note)
-    );
-    legend(&mut out, &shown);
-    chart_start(&mut out, "service-level", "service level per interval");
-    let y = y_axis(&mut out, 1.0, 0.2, |v| format!("{:.0}%", v * 100.0));
-    x_axis(&mut out, &x, &per_interval, opts);
-    for (i, g) in shown.iter().enumerate() {
-        let pts: Vec<(i64, i64, Option<f64>)> = rows
-            .iter()
-            .filter(|r| &&r.group == g)
-            .map(|r| (r.interval_start, r.interval_end, r.service_level))
-            .collect();
-        line(
-            &mut out,
-            &x,
-            &y,
-            &pts,
-            PALETTE[i % PALETTE.len()],
-            &group_label(g),
-            &opts.tz,
-            |v| format!("{:.1}%", v * 100.0),
-        );
-    }
-    out.push_str("</svg>\n");
-
-    // ASA.
-    let _ = writeln!(out, "<h2>Average speed of answer{}</h2>", esc(&series_note));
-    legend(&mut out, &shown);
-    let amax = rows.iter().filter_map(|r| r.asa_ms).max().unwrap_or(0);
-    let (top, step) = duration_axis(amax, 5);
-    chart_start(&mut out, "asa", "average speed of answer per interval");
-    let y = y_axis(&mut out, top as f64, step as f64, |v| {
-        format_duration(v as i64)
-    });
-    x_axis(&mut out, &x, &per_interval, opts);
-    for (i, g) in shown.iter().enumerate() {
-        let pts: Vec<(i64, i64, Option<f64>)> = rows
-            .iter()
-            .filter(|r| &&r.group == g)
-            .map(|r| (r.interval_start, r.interval_end, r.asa_ms.map(|v| v as f64)))
-            .collect();
-        line(
-            &mut out,
-            &x,
-            &y,
-            &pts,
-            PALETTE[i % PALETTE.len()],
-            &group_label(g),
-            &opts.tz,
-            |v| format_duration(v as i64),
-        );
-    }
-    out.push_str("</svg>\n");
-
-    // Abandons.
-    let _ = writeln!(
-        out,
-        "<h2>Abandons per interval</h2>\n<div class=\"legend\"><span><i class=\"k-abandoned\"></i>abandoned after {0} or more</span><span><i class=\"k-short\"></i>short abandons (under {0})</span></div>",
-        esc(&format_duration(opts.short_abandon_ms))
-    );
-    let bmax = per_interval
-        .values()
-        .map(|t| t.abandoned)
-        .max()
-        .unwrap_or(0) as f64;
-    let (top, step) = nice_axis(bmax, 5);
-    chart_start(&mut out, "abandons", "abandons per interval");
-    let y = y_axis(&mut out, top, step, |v| format!("{v}"));
-    x_axis(&mut out, &x, &per_interval, opts);
-    for (start, t) in &per_interval {
-        let (sx0, sx1) = (x.at(*start as f64), x.at(t.end as f64));
-        let slot = (sx1 - sx0).max(1.0);
-        let bw = (slot * 0.6).max(0.8);
-        let bx = sx0 + slot * 0.2;
-        let when = clock(*start, &opts.tz, "%Y-%m-%d %H:%M");
-        let long = t.abandoned.saturating_sub(t.short_abandoned);
-        bar(
-            &mut out,
-            bx,
-            bw,
-            &y,
-            long as f64,
-            "abandoned",
-            &format!("{when}: {long} abandoned"),
-        );
-        // Short abandons stack on top of the others.
-        let _ = writeln!(
-            out,
-            "<rect class=\"short\" x=\"{}\" y=\"{}\" width=\"{}\" height=\"{}\"><title>{}</title></rect>",
-            f(bx),
-            f(y.at((long + t.short_abandoned) as f64)),
-            f(bw),
-            f(y.at(long as f64) - y.at((long + t.short_abandoned) as f64)),
-            esc(&format!("{when}: {} short abandons", t.short_abandoned))
-        );
-    }
-    out.push_str("</svg>\n");
+    charts.volume(&mut out);
+    let series = Series::largest(rows);
+    charts.service_level(&mut out, &series);
+    charts.asa(&mut out, &series);
+    charts.abandons(&mut out);
 
     table(&mut out, rows, opts);
     crate::page_end(
@@ -301,6 +121,245 @@ pub fn render_report(rows: &[ReportRow], opts: &ReportOptions) -> String {
         ),
     );
     out
+}
+
+/// The report's options as a line of facts.
+fn options_facts(out: &mut String, rows: &[ReportRow], opts: &ReportOptions) {
+    let display_tz = zone_for_display(&opts.tz);
+    let by = match opts.by {
+        GroupBy::All => "all",
+        GroupBy::Queue => "queue",
+        GroupBy::Agent => "agent",
+    };
+    out.push_str("<p class=\"facts\">");
+    let mut facts = vec![
+        ("interval", opts.interval.as_str().to_string()),
+        ("by", by.to_string()),
+        ("time zone", zone_name(&opts.tz)),
+        ("SLA", format_duration(opts.sla_ms)),
+        (
+            "short abandon",
+            format!("< {}", format_duration(opts.short_abandon_ms)),
+        ),
+    ];
+    if let Some(from) = opts.from {
+        facts.push(("from", format_instant(from, display_tz)));
+    }
+    if let Some(to) = opts.to {
+        facts.push(("to", format_instant(to, display_tz)));
+    }
+    facts.push(("rows", rows.len().to_string()));
+    for (i, (k, v)) in facts.iter().enumerate() {
+        if i > 0 {
+            out.push_str(" · ");
+        }
+        push(out, k);
+        out.push_str(" <b>");
+        push(out, v);
+        out.push_str("</b>");
+    }
+    out.push_str("</p>\n");
+}
+
+/// The groups drawn as lines in the ratio/mean charts: the largest by offered.
+struct Series<'r> {
+    shown: Vec<&'r GroupKey>,
+    /// Said in the chart titles when some groups are left out.
+    note: String,
+}
+
+impl<'r> Series<'r> {
+    fn largest(rows: &'r [ReportRow]) -> Self {
+        let mut groups: BTreeMap<&GroupKey, u64> = BTreeMap::new();
+        for r in rows {
+            *groups.entry(&r.group).or_default() += r.offered;
+        }
+        let mut ranked: Vec<(&GroupKey, u64)> = groups.into_iter().collect();
+        ranked.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(b.0)));
+        let shown = ranked.iter().take(MAX_SERIES).map(|g| g.0).collect();
+        let note = if ranked.len() > MAX_SERIES {
+            format!(
+                " (the {MAX_SERIES} largest of {} groups by offered; all are in the table)",
+                ranked.len()
+            )
+        } else {
+            String::new()
+        };
+        Series { shown, note }
+    }
+}
+
+/// What every chart of one report shares: the time axis and the data.
+struct Charts<'r> {
+    x: Scale,
+    per_interval: BTreeMap<i64, Totals>,
+    rows: &'r [ReportRow],
+    opts: &'r ReportOptions,
+}
+
+impl Charts<'_> {
+    fn when(&self, start: i64) -> String {
+        clock(start, &self.opts.tz, "%Y-%m-%d %H:%M")
+    }
+
+    /// Offered, answered and abandoned side by side per interval.
+    fn volume(&self, out: &mut String) {
+        out.push_str("<h2>Volume per interval</h2>\n<div class=\"legend\"><span><i class=\"k-offered\"></i>offered</span><span><i class=\"k-answered\"></i>answered</span><span><i class=\"k-abandoned\"></i>abandoned</span></div>\n");
+        let vmax = self
+            .per_interval
+            .values()
+            .map(|t| t.offered)
+            .max()
+            .unwrap_or(0) as f64;
+        let (top, step) = nice_axis(vmax, 5);
+        chart_start(
+            out,
+            "volume",
+            "offered, answered and abandoned per interval",
+        );
+        let y = y_axis(out, top, step, |v| format!("{v}"));
+        x_axis(out, &self.x, &self.per_interval, self.opts);
+        for (start, t) in &self.per_interval {
+            let (sx0, sx1) = (self.x.at(*start as f64), self.x.at(t.end as f64));
+            let slot = (sx1 - sx0).max(1.0);
+            let bw = (slot * 0.8 / 3.0).max(0.8);
+            let base = sx0 + slot * 0.1;
+            let when = self.when(*start);
+            for (k, (class, v)) in [
+                ("offered", t.offered),
+                ("answered", t.answered),
+                ("abandoned", t.abandoned),
+            ]
+            .into_iter()
+            .enumerate()
+            {
+                bar(
+                    out,
+                    base + bw * k as f64,
+                    bw,
+                    &y,
+                    v as f64,
+                    class,
+                    &format!("{when}: {v} {class}"),
+                );
+            }
+        }
+        out.push_str("</svg>\n");
+    }
+
+    /// One line per group of `value` over the intervals.
+    fn group_lines(
+        &self,
+        out: &mut String,
+        series: &Series<'_>,
+        y: &Scale,
+        value: impl Fn(&ReportRow) -> Option<f64>,
+        fmt: impl Fn(f64) -> String,
+    ) {
+        for (i, g) in series.shown.iter().enumerate() {
+            let pts: Vec<(i64, i64, Option<f64>)> = self
+                .rows
+                .iter()
+                .filter(|r| &&r.group == g)
+                .map(|r| (r.interval_start, r.interval_end, value(r)))
+                .collect();
+            line(
+                out,
+                &self.x,
+                y,
+                &pts,
+                PALETTE[i % PALETTE.len()],
+                &group_label(g),
+                &self.opts.tz,
+                &fmt,
+            );
+        }
+    }
+
+    fn service_level(&self, out: &mut String, series: &Series<'_>) {
+        let _ = writeln!(
+            out,
+            "<h2>Service level (answered within {}){}</h2>",
+            esc(&format_duration(self.opts.sla_ms)),
+            esc(&series.note)
+        );
+        legend(out, &series.shown);
+        chart_start(out, "service-level", "service level per interval");
+        let y = y_axis(out, 1.0, 0.2, |v| format!("{:.0}%", v * 100.0));
+        x_axis(out, &self.x, &self.per_interval, self.opts);
+        self.group_lines(
+            out,
+            series,
+            &y,
+            |r| r.service_level,
+            |v| format!("{:.1}%", v * 100.0),
+        );
+        out.push_str("</svg>\n");
+    }
+
+    fn asa(&self, out: &mut String, series: &Series<'_>) {
+        let _ = writeln!(out, "<h2>Average speed of answer{}</h2>", esc(&series.note));
+        legend(out, &series.shown);
+        let amax = self.rows.iter().filter_map(|r| r.asa_ms).max().unwrap_or(0);
+        let (top, step) = duration_axis(amax, 5);
+        chart_start(out, "asa", "average speed of answer per interval");
+        let y = y_axis(out, top as f64, step as f64, |v| format_duration(v as i64));
+        x_axis(out, &self.x, &self.per_interval, self.opts);
+        self.group_lines(
+            out,
+            series,
+            &y,
+            |r| r.asa_ms.map(|v| v as f64),
+            |v| format_duration(v as i64),
+        );
+        out.push_str("</svg>\n");
+    }
+
+    /// Abandons per interval, short abandons stacked on top of the others.
+    fn abandons(&self, out: &mut String) {
+        let _ = writeln!(
+            out,
+            "<h2>Abandons per interval</h2>\n<div class=\"legend\"><span><i class=\"k-abandoned\"></i>abandoned after {0} or more</span><span><i class=\"k-short\"></i>short abandons (under {0})</span></div>",
+            esc(&format_duration(self.opts.short_abandon_ms))
+        );
+        let bmax = self
+            .per_interval
+            .values()
+            .map(|t| t.abandoned)
+            .max()
+            .unwrap_or(0) as f64;
+        let (top, step) = nice_axis(bmax, 5);
+        chart_start(out, "abandons", "abandons per interval");
+        let y = y_axis(out, top, step, |v| format!("{v}"));
+        x_axis(out, &self.x, &self.per_interval, self.opts);
+        for (start, t) in &self.per_interval {
+            let (sx0, sx1) = (self.x.at(*start as f64), self.x.at(t.end as f64));
+            let slot = (sx1 - sx0).max(1.0);
+            let bw = (slot * 0.6).max(0.8);
+            let bx = sx0 + slot * 0.2;
+            let when = self.when(*start);
+            let long = t.abandoned.saturating_sub(t.short_abandoned);
+            bar(
+                out,
+                bx,
+                bw,
+                &y,
+                long as f64,
+                "abandoned",
+                &format!("{when}: {long} abandoned"),
+            );
+            let _ = writeln!(
+                out,
+                "<rect class=\"short\" x=\"{}\" y=\"{}\" width=\"{}\" height=\"{}\"><title>{}</title></rect>",
+                f(bx),
+                f(y.at((long + t.short_abandoned) as f64)),
+                f(bw),
+                f(y.at(long as f64) - y.at((long + t.short_abandoned) as f64)),
+                esc(&format!("{when}: {} short abandons", t.short_abandoned))
+            );
+        }
+        out.push_str("</svg>\n");
+    }
 }
 
 fn chart_start(out: &mut String, id: &str, label: &str) {

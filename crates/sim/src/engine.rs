@@ -15,60 +15,6 @@ use crate::rng::Rng;
 use crate::truth;
 use crate::{SimConfig, SimSummary, Truth};
 
-pub(crate) struct QueueDef {
-    pub id: i64,
-    pub name: &'static str,
-    pub channel: &'static str,
-    pub media: &'static str,
-    pub talk_mean_s: f64,
-    pub patience_mean_s: f64,
-    pub hold_p: f64,
-}
-
-pub(crate) const QUEUES: [QueueDef; 4] = [
-    QueueDef {
-        id: 311,
-        name: "Billing",
-        channel: "Billing Line",
-        media: "phone",
-        talk_mean_s: 240.0,
-        patience_mean_s: 150.0,
-        hold_p: 0.25,
-    },
-    QueueDef {
-        id: 313,
-        name: "Support",
-        channel: "Support Line",
-        media: "phone",
-        talk_mean_s: 330.0,
-        patience_mean_s: 200.0,
-        hold_p: 0.3,
-    },
-    QueueDef {
-        id: 314,
-        name: "Chat Support",
-        channel: "Web Chat",
-        media: "chat",
-        talk_mean_s: 420.0,
-        patience_mean_s: 300.0,
-        hold_p: 0.0,
-    },
-    QueueDef {
-        id: 312,
-        name: "Sales",
-        channel: "Sales Outbound",
-        media: "phone",
-        talk_mean_s: 180.0,
-        patience_mean_s: 0.0,
-        hold_p: 0.1,
-    },
-];
-const Q_BILLING: u8 = 0;
-const Q_SUPPORT: u8 = 1;
-const Q_CHAT: u8 = 2;
-const Q_SALES: u8 = 3;
-const INBOUND: [u8; 3] = [Q_BILLING, Q_SUPPORT, Q_CHAT];
-
 const SEC: i64 = 1000;
 const MIN: i64 = 60 * SEC;
 const HOUR: i64 = 60 * MIN;

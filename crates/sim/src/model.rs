@@ -7,6 +7,61 @@ use crate::Truth;
 
 pub(crate) const NO_AGENT: u32 = u32::MAX;
 
+/// A queue of the simulated center: its 8x8 identity and the means that drive its load.
+pub(crate) struct QueueDef {
+    pub id: i64,
+    pub name: &'static str,
+    pub channel: &'static str,
+    pub media: &'static str,
+    pub talk_mean_s: f64,
+    pub patience_mean_s: f64,
+    pub hold_p: f64,
+}
+
+pub(crate) const QUEUES: [QueueDef; 4] = [
+    QueueDef {
+        id: 311,
+        name: "Billing",
+        channel: "Billing Line",
+        media: "phone",
+        talk_mean_s: 240.0,
+        patience_mean_s: 150.0,
+        hold_p: 0.25,
+    },
+    QueueDef {
+        id: 313,
+        name: "Support",
+        channel: "Support Line",
+        media: "phone",
+        talk_mean_s: 330.0,
+        patience_mean_s: 200.0,
+        hold_p: 0.3,
+    },
+    QueueDef {
+        id: 314,
+        name: "Chat Support",
+        channel: "Web Chat",
+        media: "chat",
+        talk_mean_s: 420.0,
+        patience_mean_s: 300.0,
+        hold_p: 0.0,
+    },
+    QueueDef {
+        id: 312,
+        name: "Sales",
+        channel: "Sales Outbound",
+        media: "phone",
+        talk_mean_s: 180.0,
+        patience_mean_s: 0.0,
+        hold_p: 0.1,
+    },
+];
+pub(crate) const Q_BILLING: u8 = 0;
+pub(crate) const Q_SUPPORT: u8 = 1;
+pub(crate) const Q_CHAT: u8 = 2;
+pub(crate) const Q_SALES: u8 = 3;
+pub(crate) const INBOUND: [u8; 3] = [Q_BILLING, Q_SUPPORT, Q_CHAT];
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Kind {
     Created,

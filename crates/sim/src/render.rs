@@ -3,8 +3,9 @@
 
 use base64::Engine as _;
 
-use crate::engine::QUEUES;
-use crate::model::{Ev, Ix, Kind, DISP_TEXT, HANGUP_REASONS, INITIATORS, NO_AGENT};
+use crate::model::{
+    Ev, Ix, Kind, QueueDef, DISP_TEXT, HANGUP_REASONS, INITIATORS, INIT_CUSTOMER, NO_AGENT, QUEUES,
+};
 
 pub(crate) const INSTANCES: [&str; 2] = ["uk3sapi02.example-sapi-v1", "uk3sapi03.example-sapi-v1"];
 
@@ -147,7 +148,9 @@ fn disposition(o: &mut Obj<'_>, d: i64, text: bool) {
     }
 }
 
-/// One interaction event as shape 1 (`{"Interaction":{...}}`), no newline.
+/// One interaction event as shape 1 (`{"Interaction":{...}}`), no newline. Keys
+/// go in byte order, so each piece below writes the keys of one topic and they
+/// are called in the order of their first key.
 pub(crate) fn interaction(
     b: &mut Vec<u8>,
     ix: &Ix,
@@ -177,41 +180,7 @@ pub(crate) fn interaction(
         }
         o.str("agentId", id);
     }
-    match k {
-        Kind::Created => {
-            let b = o.raw_key("attachedData");
-            b.extend_from_slice(b"{\"attachedDatum\":[");
-            let mut first = true;
-            datum_int(b, &mut first, "@pri", 100);
-            datum_str(b, &mut first, "callingName", &ix.caller);
-            if let Some(orig) = &ix.original {
-                datum_str(b, &mut first, "originalInteractionGuid", orig);
-            }
-            datum_int(b, &mut first, "phoneNum", ix.phone as i64);
-            b.extend_from_slice(b"]}");
-        }
-        Kind::Queued => {
-            let b = o.raw_key("attachedData");
-            b.extend_from_slice(b"{\"attachedDatum\":[");
-            let mut first = true;
-            datum_str(b, &mut first, "channelName", q.channel);
-            let que = format!("{tenant}~~queue~~{}~~{}", q.media, q.id);
-            datum_str(b, &mut first, "que", &que);
-            datum_str(b, &mut first, "queueDirection", "in");
-            datum_int(b, &mut first, "priority", ix.priority);
-            datum_str(b, &mut first, "tenantSkillName", q.name);
-            b.extend_from_slice(b"]}");
-        }
-        Kind::Deleted if ev.a == i64::from(crate::model::INIT_CUSTOMER) => {
-            let b = o.raw_key("attachedData");
-            b.extend_from_slice(b"{\"attachedDatum\":[");
-            let mut first = true;
-            datum_str(b, &mut first, "callingName", &ix.caller);
-            datum_int(b, &mut first, "phoneNum", ix.phone as i64);
-            b.extend_from_slice(b"]}");
-        }
-        _ => {}
-    }
+    attached_data(&mut o, ix, ev, q, tenant);
     if k == Kind::Deleted {
         let reason = HANGUP_REASONS.get((ev.b & 0xff) as usize).copied();
         o.str(
@@ -219,22 +188,9 @@ pub(crate) fn interaction(
             reason.unwrap_or("CEC_DISCONNECT_NORMAL"),
         );
     }
-    let call_state = match k {
-        Kind::Created if ix.outbound => "CS_IDLE",
-        Kind::Created | Kind::Queued | Kind::Rejected => "CS_QUEUED",
-        Kind::Assigned => "CS_INPROGRESS",
-        Kind::Accepted if ix.outbound => "CS_INPROGRESS",
-        Kind::Accepted | Kind::CustomerAccepted | Kind::TransferRequest => "CS_CONNECTED",
-        Kind::LineHold if ev.a != 0 => "CS_HOLD",
-        Kind::LineHold => "CS_CONNECTED",
-        Kind::Unqueued => "CS_IDLE",
-        Kind::PostProcess | Kind::EndPostProcess | Kind::Deassigned | Kind::Deleted => {
-            "CS_DISCONNECTED"
-        }
-        Kind::Recording | Kind::FutureThing => "",
-    };
-    if !call_state.is_empty() {
-        o.str("callState", call_state);
+    let state = call_state(ix, ev);
+    if !state.is_empty() {
+        o.str("callState", state);
     }
     let dir = if ix.outbound { "out" } else { "in" };
     match k {
@@ -266,18 +222,7 @@ pub(crate) fn interaction(
         o.int("interactionEventTS", sec, m & M_TS_TEXT != 0);
     }
     o.str("interactionGUID", &ix.guid);
-    if k == Kind::Recording {
-        o.boolean("isAPICall", false, 1);
-    }
-    if inbound && matches!(k, Kind::Queued | Kind::Assigned) {
-        o.boolean("isAgentInitiated", false, bool_style);
-    }
-    if ix.outbound && matches!(k, Kind::Assigned | Kind::CustomerAccepted) {
-        o.boolean("isOutboundCall", true, bool_style);
-    }
-    if k == Kind::Deleted {
-        o.boolean("isQueued", false, bool_style);
-    }
+    flags(&mut o, ix, k, bool_style);
     if matches!(
         k,
         Kind::Queued
@@ -302,27 +247,7 @@ pub(crate) fn interaction(
     if k == Kind::Queued {
         o.int("priority", ix.priority, num_text);
     }
-    if matches!(
-        k,
-        Kind::Queued | Kind::Assigned | Kind::Accepted | Kind::CustomerAccepted | Kind::Unqueued
-    ) {
-        if m & M_QUEUE_TEXT != 0 {
-            let s = if m & M_QUEUE_ZERO != 0 {
-                format!("0{}", q.id)
-            } else {
-                q.id.to_string()
-            };
-            o.str("queueId", &s);
-        } else {
-            o.int("queueId", q.id, false);
-        }
-    }
-    if matches!(k, Kind::Queued | Kind::Rejected) {
-        o.int("queueList", q.id, num_text);
-    }
-    if k == Kind::Queued {
-        o.int("queueTime", sec, m & M_TS_TEXT != 0);
-    }
+    queue_fields(&mut o, q, k, m, sec);
     if k == Kind::Recording {
         o.str("recordingMode", "yes");
     }
@@ -358,6 +283,105 @@ pub(crate) fn interaction(
     }
     o.close();
     b.push(b'}');
+}
+
+/// `attachedData`: the caller and the parent leg on creation, the routing data
+/// on queueing, the caller again when the customer hangs up.
+fn attached_data(o: &mut Obj<'_>, ix: &Ix, ev: &Ev, q: &QueueDef, tenant: &str) {
+    match ev.kind {
+        Kind::Created => {
+            let b = o.raw_key("attachedData");
+            b.extend_from_slice(b"{\"attachedDatum\":[");
+            let mut first = true;
+            datum_int(b, &mut first, "@pri", 100);
+            datum_str(b, &mut first, "callingName", &ix.caller);
+            if let Some(orig) = &ix.original {
+                datum_str(b, &mut first, "originalInteractionGuid", orig);
+            }
+            datum_int(b, &mut first, "phoneNum", ix.phone as i64);
+            b.extend_from_slice(b"]}");
+        }
+        Kind::Queued => {
+            let b = o.raw_key("attachedData");
+            b.extend_from_slice(b"{\"attachedDatum\":[");
+            let mut first = true;
+            datum_str(b, &mut first, "channelName", q.channel);
+            let que = format!("{tenant}~~queue~~{}~~{}", q.media, q.id);
+            datum_str(b, &mut first, "que", &que);
+            datum_str(b, &mut first, "queueDirection", "in");
+            datum_int(b, &mut first, "priority", ix.priority);
+            datum_str(b, &mut first, "tenantSkillName", q.name);
+            b.extend_from_slice(b"]}");
+        }
+        Kind::Deleted if ev.a == i64::from(INIT_CUSTOMER) => {
+            let b = o.raw_key("attachedData");
+            b.extend_from_slice(b"{\"attachedDatum\":[");
+            let mut first = true;
+            datum_str(b, &mut first, "callingName", &ix.caller);
+            datum_int(b, &mut first, "phoneNum", ix.phone as i64);
+            b.extend_from_slice(b"]}");
+        }
+        _ => {}
+    }
+}
+
+/// `callState` as the platform reports it at this event; "" where it sends none.
+fn call_state(ix: &Ix, ev: &Ev) -> &'static str {
+    match ev.kind {
+        Kind::Created if ix.outbound => "CS_IDLE",
+        Kind::Created | Kind::Queued | Kind::Rejected => "CS_QUEUED",
+        Kind::Assigned => "CS_INPROGRESS",
+        Kind::Accepted if ix.outbound => "CS_INPROGRESS",
+        Kind::Accepted | Kind::CustomerAccepted | Kind::TransferRequest => "CS_CONNECTED",
+        Kind::LineHold if ev.a != 0 => "CS_HOLD",
+        Kind::LineHold => "CS_CONNECTED",
+        Kind::Unqueued => "CS_IDLE",
+        Kind::PostProcess | Kind::EndPostProcess | Kind::Deassigned | Kind::Deleted => {
+            "CS_DISCONNECTED"
+        }
+        Kind::Recording | Kind::FutureThing => "",
+    }
+}
+
+/// The `is...` booleans (`isAPICall` .. `isQueued`).
+fn flags(o: &mut Obj<'_>, ix: &Ix, k: Kind, bool_style: u8) {
+    if k == Kind::Recording {
+        o.boolean("isAPICall", false, 1);
+    }
+    if !ix.outbound && matches!(k, Kind::Queued | Kind::Assigned) {
+        o.boolean("isAgentInitiated", false, bool_style);
+    }
+    if ix.outbound && matches!(k, Kind::Assigned | Kind::CustomerAccepted) {
+        o.boolean("isOutboundCall", true, bool_style);
+    }
+    if k == Kind::Deleted {
+        o.boolean("isQueued", false, bool_style);
+    }
+}
+
+/// `queueId` (sometimes as text, sometimes zero-padded), `queueList`, `queueTime`.
+fn queue_fields(o: &mut Obj<'_>, q: &QueueDef, k: Kind, m: u8, sec: i64) {
+    if matches!(
+        k,
+        Kind::Queued | Kind::Assigned | Kind::Accepted | Kind::CustomerAccepted | Kind::Unqueued
+    ) {
+        if m & M_QUEUE_TEXT != 0 {
+            let s = if m & M_QUEUE_ZERO != 0 {
+                format!("0{}", q.id)
+            } else {
+                q.id.to_string()
+            };
+            o.str("queueId", &s);
+        } else {
+            o.int("queueId", q.id, false);
+        }
+    }
+    if matches!(k, Kind::Queued | Kind::Rejected) {
+        o.int("queueList", q.id, m & M_NUM_TEXT != 0);
+    }
+    if k == Kind::Queued {
+        o.int("queueTime", sec, m & M_TS_TEXT != 0);
+    }
 }
 
 pub(crate) struct AgentLine<'a> {

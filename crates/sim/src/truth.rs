@@ -2,8 +2,7 @@
 //! rendered. `finalize` has already made the list's order equal to canonical order,
 //! so "first/last in canonical order" is "first/last in the list" here.
 
-use crate::engine::QUEUES;
-use crate::model::{disposition_text, Ev, Ix, Kind, HANGUP_REASONS, INITIATORS, NO_AGENT};
+use crate::model::{disposition_text, Ev, Ix, Kind, HANGUP_REASONS, INITIATORS, NO_AGENT, QUEUES};
 use crate::Truth;
 
 fn dur(a: Option<i64>, b: Option<i64>) -> Option<i64> {
