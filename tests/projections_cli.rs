@@ -18,7 +18,7 @@ const OPEN: &str = "int-ok-after-garbage-phone-00-northwind01";
 const AGENT: &str = "agR2t9LmQx7VbN3cZk5WpYe";
 
 fn samples() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/samples")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/samples")
 }
 
 struct Out {

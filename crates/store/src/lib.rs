@@ -25,9 +25,9 @@ pub use archive::{
     now_ms, Archive, ArchiveOptions, BatchReport, Incoming, OpenReport, Outcome, Prepared,
 };
 pub use ccvault_index::{Counters, Hit, IndexReader};
-pub use ccvault_log::{FsyncPolicy, Record, SourceKind};
+pub use ccvault_log::{FsyncPolicy, Position, Record, RecordRef, SourceKind};
 pub use error::{Result, StoreError};
 pub use import::{import_stream, maybe_gunzip, ImportSummary, Progress, Rejected};
 pub use layout::Layout;
-pub use reader::{ArchiveReader, Stats};
+pub use reader::{ArchiveReader, Stats, VisibleRecords};
 pub use verify::{verify, VerifyReport};

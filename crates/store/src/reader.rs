@@ -5,11 +5,14 @@
 //! appended but not yet indexed is never visible, and the view is the same
 //! whichever file a query touches.
 
+use std::ops::ControlFlow;
 use std::path::Path;
 
 use ccvault_event::parse_event;
 use ccvault_index::{Counters, Hit, IndexReader};
-use ccvault_log::{LogReader, Record, ScanItem, ScanRef, SourceKind};
+use ccvault_log::{
+    LogError, LogReader, Position, Record, RecordRef, ScanItem, ScanRef, SourceKind,
+};
 
 use crate::archive::{Archive, ArchiveOptions};
 use crate::error::{Result, StoreError};
@@ -89,6 +92,15 @@ impl ArchiveReader {
 
     pub fn log(&self) -> &LogReader {
         &self.log
+    }
+
+    /// A scan over the records this reader sees, which can be handed to
+    /// another thread while the reader serves lookups.
+    pub fn records(&self) -> VisibleRecords<'_> {
+        VisibleRecords {
+            log: &self.log,
+            end: self.visible_end,
+        }
     }
 
     /// One past the last visible offset.
@@ -220,6 +232,70 @@ impl ArchiveReader {
             }
         }
         Ok(())
+    }
+}
+
+/// The visible records of one [`ArchiveReader`] in log order, without
+/// copying them out of the log's read buffer.
+///
+/// Guarantees: every record at an offset below the reader's visible end is
+/// passed exactly once, in offset order (records before the start position
+/// are not), and none at or above it; damaged ranges are skipped (the scan
+/// resynchronises after them; reporting them is `verify`'s job).
+#[derive(Clone, Copy)]
+pub struct VisibleRecords<'a> {
+    log: &'a LogReader,
+    end: u64,
+}
+
+impl VisibleRecords<'_> {
+    /// One past the last visible offset.
+    pub fn end(&self) -> u64 {
+        self.end
+    }
+
+    /// Whether the log still has the segment whose base offset is `base`
+    /// (where a scan position saved earlier can resume).
+    pub fn has_segment(&self, base: u64) -> bool {
+        self.log.segments().contains(&base)
+    }
+
+    /// Calls `f` with each visible record from `from` on and the position
+    /// it was read at; stops early when `f` breaks, returning its value.
+    pub fn scan<B>(
+        &self,
+        from: Position,
+        mut f: impl FnMut(Position, RecordRef<'_>) -> ControlFlow<B>,
+    ) -> Result<ControlFlow<B>> {
+        /// Why the underlying scan stopped before the log's end.
+        enum Stop<B> {
+            End,
+            Break(B),
+            Log(LogError),
+        }
+        impl<B> From<LogError> for Stop<B> {
+            fn from(e: LogError) -> Self {
+                Stop::Log(e)
+            }
+        }
+        let end = self.end;
+        let scanned = self.log.scan_with(from, |item| {
+            let ScanRef::Record(pos, rec) = item else {
+                return Ok(());
+            };
+            if rec.offset >= end {
+                return Err(Stop::End);
+            }
+            match f(pos, rec) {
+                ControlFlow::Continue(()) => Ok(()),
+                ControlFlow::Break(b) => Err(Stop::Break(b)),
+            }
+        });
+        match scanned {
+            Ok(()) | Err(Stop::End) => Ok(ControlFlow::Continue(())),
+            Err(Stop::Break(b)) => Ok(ControlFlow::Break(b)),
+            Err(Stop::Log(e)) => Err(e.into()),
+        }
     }
 }
 

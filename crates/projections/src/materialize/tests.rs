@@ -9,8 +9,12 @@ use ccvault_store::{import_stream, Archive, ArchiveOptions, ArchiveReader, Incom
 use jiff::tz::TimeZone;
 
 use super::*;
-use crate::report::{GroupBy, Interval};
+use crate::agents::{AgentStates, AgentWindow};
+use crate::report::{GroupBy, Interval, Report, ReportOptions};
 use crate::summary::summarize;
+use crate::summary::Summary;
+use ccvault_event::{event_time_ms, parse_event};
+use schema::META;
 
 fn sim_lines(seed: u64, interactions: u64) -> Vec<Vec<u8>> {
     let cfg = SimConfig {

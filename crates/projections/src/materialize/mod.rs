@@ -1,0 +1,265 @@
+//! Materialized projections: `projections.redb` beside the archive.
+//!
+//! What is stored, and the invariants that hold after every commit:
+//! - `meta`: `version` (= [`PROJECTION_VERSION`] of the code that wrote it),
+//!   `consumed` (every visible archive record at an offset below it has been
+//!   applied, none at or above it), `scan_segment`/`scan_pos` (the log
+//!   position of the record at `consumed - 1`, where the next catch-up starts
+//!   scanning) and `max_time_ms` (the largest t(e) of any event below
+//!   `consumed`; absent when there is none).
+//! - `interactions_by_offered`: `(offeredAt, interactionGUID) -> Summary`
+//!   (codec), one entry per interaction that has at least one event below
+//!   `consumed`, each equal to `summarize` of ALL its records below
+//!   `consumed`. Listing and reports read this one table in key order, so a
+//!   report is a sequential range scan, not a lookup per interaction.
+//! - `interaction_offered`: `interactionGUID -> offeredAt`, exactly the keys
+//!   of the table above (how a late event finds the row to replace).
+//! - `agent_status`: `(agentId, t(e), offset) -> payload bytes` for every
+//!   status change (METRICS §5) below `consumed`: enough to recompute agent
+//!   state time exactly for any window.
+//!
+//! Every value is a function of the set of records below `consumed`, so
+//! [`Projections::rebuild`] and any sequence of [`Projections::catch_up`]
+//! calls over the same archive leave the same tables. Both paths summarize an
+//! interaction with the same function ([`project_records`]) over the same
+//! records (those whose parsed `interactionGUID` equals it).
+//!
+//! A rebuild writes a new file and renames it over the old one, so a crash
+//! mid-rebuild leaves the previous projections intact, and a reader in
+//! another process keeps its (old) snapshot.
+//!
+//! The parts: [`schema`] (the tables and their writers), [`project`] (the
+//! one summarizing function), [`catch_up`], [`rebuild`] (the parallel
+//! rebuild) and [`query`] (what the commands read).
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use ccvault_store::{Layout, StoreError};
+use redb::{Database, ReadOnlyDatabase, ReadTransaction, ReadableDatabase};
+
+use crate::codec::CodecError;
+
+mod catch_up;
+mod project;
+mod query;
+mod rebuild;
+mod schema;
+
+pub use project::record_input;
+pub use query::InteractionFilter;
+
+/// Bump whenever a stored value or a rule of METRICS.md changes: a store
+/// written with another version is rebuilt on the next catch-up.
+pub const PROJECTION_VERSION: i64 = 1;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProjectionError {
+    #[error("{path}: {source}")]
+    Redb {
+        path: String,
+        #[source]
+        source: redb::Error,
+    },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("{path}: {source}")]
+    Codec {
+        path: String,
+        #[source]
+        source: CodecError,
+    },
+    #[error("{0}: the projections are open read-only (another process is updating them)")]
+    ReadOnly(String),
+    #[error("{0}: projections have not been built yet; run `ccvault rebuild`")]
+    NotBuilt(String),
+    #[error("{0}: projections were written by version {1} of the projection code (this is version {PROJECTION_VERSION}); run `ccvault rebuild`")]
+    Version(String, i64),
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("a rebuild worker failed: {0}")]
+    Worker(String),
+}
+
+pub type Result<T, E = ProjectionError> = std::result::Result<T, E>;
+
+/// Names the file an error of redb or of the codec happened in: the one
+/// conversion every storage call of this module goes through.
+trait AtPath<T> {
+    fn at(self, path: &Path) -> Result<T>;
+}
+
+impl<T, E: Into<redb::Error>> AtPath<T> for std::result::Result<T, E> {
+    fn at(self, path: &Path) -> Result<T> {
+        self.map_err(|e| ProjectionError::Redb {
+            path: path.display().to_string(),
+            source: e.into(),
+        })
+    }
+}
+
+impl<T> AtPath<T> for std::result::Result<T, CodecError> {
+    fn at(self, path: &Path) -> Result<T> {
+        self.map_err(|source| ProjectionError::Codec {
+            path: path.display().to_string(),
+            source,
+        })
+    }
+}
+
+/// How the store was opened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// This process holds the file for writing: it can catch up.
+    Writable,
+    /// Another process holds it: reads see its last commit as is.
+    ReadOnly,
+}
+
+/// What the store says about itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct State {
+    pub version: Option<i64>,
+    /// Records below this offset are applied.
+    pub consumed: u64,
+    pub max_time_ms: Option<i64>,
+    pub interactions: u64,
+}
+
+/// Rebuild progress, reported a few times a second.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Progress {
+    /// Records read from the log so far.
+    pub records: u64,
+    /// Records to read in all (the archive's visible end).
+    pub total: u64,
+    pub elapsed: Duration,
+}
+
+impl Progress {
+    pub fn records_per_sec(&self) -> f64 {
+        per_sec(self.records, self.elapsed)
+    }
+}
+
+fn per_sec(records: u64, elapsed: Duration) -> f64 {
+    let secs = elapsed.as_secs_f64();
+    if secs > 0.0 {
+        records as f64 / secs
+    } else {
+        0.0
+    }
+}
+
+/// What a rebuild or catch-up did.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct Applied {
+    /// Whether the tables were recomputed from scratch.
+    pub rebuilt: bool,
+    /// Archive records read from the log.
+    pub records: u64,
+    /// Interaction summaries written (each replaced at most once per run).
+    pub interactions: u64,
+    /// Agent status changes added.
+    pub agent_changes: u64,
+    /// Interactions set aside during a rebuild (their records spread too
+    /// far through the log to buffer) and recomputed from the index.
+    pub deferred: u64,
+    pub elapsed: Duration,
+    /// `consumed` after the run.
+    pub consumed: u64,
+}
+
+impl Applied {
+    pub fn records_per_sec(&self) -> f64 {
+        per_sec(self.records, self.elapsed)
+    }
+}
+
+pub use rebuild::RebuildOptions;
+
+enum Db {
+    Writable(Database),
+    ReadOnly(ReadOnlyDatabase),
+}
+
+/// The materialized projections of one archive.
+pub struct Projections {
+    path: PathBuf,
+    db: Option<Db>,
+}
+
+impl Projections {
+    /// Opens (creating if needed) the projections of the archive in `dir`:
+    /// writable when no other process holds the file, else read-only.
+    pub fn open(dir: &Path) -> Result<Projections> {
+        let path = Layout::new(dir).projections_path();
+        match Self::open_writable(&path) {
+            Ok(p) => Ok(p),
+            Err(ProjectionError::Redb {
+                source: redb::Error::DatabaseAlreadyOpen,
+                ..
+            }) => Self::open_read_only(&path),
+            // A read-only directory: use the file as it is, if there is one.
+            Err(ProjectionError::Io { source, .. })
+                if source.kind() == std::io::ErrorKind::PermissionDenied && path.exists() =>
+            {
+                Self::open_read_only(&path)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    fn open_writable(path: &Path) -> Result<Projections> {
+        schema::create_private(path)?;
+        let db = schema::builder().create(path).at(path)?;
+        Ok(Projections {
+            path: path.to_path_buf(),
+            db: Some(Db::Writable(db)),
+        })
+    }
+
+    fn open_read_only(path: &Path) -> Result<Projections> {
+        if !path.exists() {
+            return Err(ProjectionError::NotBuilt(path.display().to_string()));
+        }
+        let db = schema::builder().open_read_only(path).at(path)?;
+        Ok(Projections {
+            path: path.to_path_buf(),
+            db: Some(Db::ReadOnly(db)),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn access(&self) -> Access {
+        match self.db {
+            Some(Db::Writable(_)) => Access::Writable,
+            _ => Access::ReadOnly,
+        }
+    }
+
+    fn read_txn(&self) -> Result<ReadTransaction> {
+        match &self.db {
+            Some(Db::Writable(db)) => db.begin_read().at(&self.path),
+            Some(Db::ReadOnly(db)) => db.begin_read().at(&self.path),
+            None => Err(ProjectionError::NotBuilt(self.path.display().to_string())),
+        }
+    }
+
+    fn writable(&self) -> Result<&Database> {
+        match &self.db {
+            Some(Db::Writable(db)) => Ok(db),
+            _ => Err(ProjectionError::ReadOnly(self.path.display().to_string())),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

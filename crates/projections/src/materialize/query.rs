@@ -1,0 +1,126 @@
+//! What the commands read: one summary, the summaries in `offeredAt`
+//! order, the aggregate report and agent state time.
+
+use ccvault_event::parse_event;
+use redb::ReadableTable;
+
+use super::schema::{AGENT_STATUS, BY_OFFERED, OFFERED};
+use super::{AtPath, Projections, Result};
+use crate::agents::{AgentStateTime, AgentStates, AgentWindow};
+use crate::codec;
+use crate::report::{Report, ReportOptions, ReportRow};
+use crate::summary::{Outcome, Summary};
+
+/// `interactions` filters: all present ones must hold.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct InteractionFilter {
+    /// `offeredAt` in `[from, to)`.
+    pub from: Option<i64>,
+    pub to: Option<i64>,
+    pub queue_id: Option<i64>,
+    pub agent_id: Option<String>,
+    pub outcome: Option<Outcome>,
+}
+
+impl InteractionFilter {
+    pub fn matches(&self, s: &Summary) -> bool {
+        self.from.is_none_or(|f| s.offered_at >= f)
+            && self.to.is_none_or(|t| s.offered_at < t)
+            && self.queue_id.is_none_or(|q| s.queue_id == Some(q))
+            && self
+                .agent_id
+                .as_deref()
+                .is_none_or(|a| s.agent_id.as_deref() == Some(a))
+            && self.outcome.is_none_or(|o| s.outcome == o)
+    }
+}
+
+impl Projections {
+    /// The summary of one interaction, if it has events.
+    pub fn summary(&self, guid: &str) -> Result<Option<Summary>> {
+        let txn = self.read_txn()?;
+        let offered = match txn.open_table(OFFERED) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+            Err(e) => return Err(e).at(&self.path),
+        };
+        let Some(at) = offered.get(guid).at(&self.path)?.map(|v| v.value()) else {
+            return Ok(None);
+        };
+        let t = txn.open_table(BY_OFFERED).at(&self.path)?;
+        match t.get((at, guid)).at(&self.path)? {
+            Some(v) => Ok(Some(codec::decode(v.value()).at(&self.path)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Visits the summaries matching `filter`, sorted by `offeredAt` then
+    /// GUID; `f` returns `false` to stop.
+    pub fn for_each_interaction(
+        &self,
+        filter: &InteractionFilter,
+        mut f: impl FnMut(Summary) -> Result<bool>,
+    ) -> Result<()> {
+        let txn = self.read_txn()?;
+        let t = match txn.open_table(BY_OFFERED) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(()),
+            Err(e) => return Err(e).at(&self.path),
+        };
+        let lo = filter.from.unwrap_or(i64::MIN);
+        let range = match filter.to {
+            Some(to) => t.range((lo, "")..(to, "")),
+            None => t.range((lo, "")..),
+        }
+        .at(&self.path)?;
+        for item in range {
+            let (_, v) = item.at(&self.path)?;
+            let s: Summary = codec::decode(v.value()).at(&self.path)?;
+            if filter.matches(&s) && !f(s)? {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// The aggregate report over the stored summaries (METRICS §4).
+    pub fn report(&self, opts: ReportOptions) -> Result<Vec<ReportRow>> {
+        let filter = InteractionFilter {
+            from: opts.from,
+            to: opts.to,
+            ..InteractionFilter::default()
+        };
+        let mut report = Report::new(opts);
+        self.for_each_interaction(&filter, |s| {
+            report.add(&s);
+            Ok(true)
+        })?;
+        Ok(report.rows())
+    }
+
+    /// Agent state time (METRICS §5) over `[from, to)`; without `to`, the
+    /// last state runs to the largest t(e) in the archive.
+    pub fn agents(&self, from: Option<i64>, to: Option<i64>) -> Result<Vec<AgentStateTime>> {
+        let state = self.state()?;
+        let txn = self.read_txn()?;
+        let t = match txn.open_table(AGENT_STATUS) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+            Err(e) => return Err(e).at(&self.path),
+        };
+        let mut acc = AgentStates::new();
+        for item in t.iter().at(&self.path)? {
+            let (k, v) = item.at(&self.path)?;
+            let (_, time_ms, _) = k.value();
+            let raw = v.value();
+            if let Ok(event) = parse_event(raw) {
+                acc.add_event(&event, time_ms, raw);
+            }
+        }
+        Ok(acc.finish(&AgentWindow {
+            from,
+            to,
+            archive_max_time_ms: state.max_time_ms.unwrap_or(i64::MIN),
+        }))
+    }
+}

@@ -1,0 +1,446 @@
+//! The parallel rebuild: one sequential log scan groups records by
+//! interaction (the index says how many records each group has), worker
+//! threads project complete groups, and this thread writes. Interactions
+//! spread too far through the log to buffer are set aside and recomputed
+//! from the index at the end, so memory stays bounded.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::ops::ControlFlow;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use ccvault_store::{ArchiveReader, Hit, Position, StoreError, VisibleRecords};
+use redb::Durability;
+
+use super::project::{project_records, ArchivedEvent, Projected, Want};
+use super::schema::{create_private, scratch_builder, Rows};
+use super::{Applied, AtPath, Db, Progress, ProjectionError, Projections, Result};
+use crate::codec::CodecError;
+
+/// Records buffered for interactions whose last record has not been read
+/// yet, during a rebuild. Past this, the oldest interactions are set aside
+/// and recomputed from the index at the end, so memory stays bounded
+/// whatever the archive's shape.
+const DEFAULT_BUFFER_BYTES: usize = 96 << 20;
+/// Records per unit of work handed to a rebuild worker (and per batch a
+/// catch-up parses).
+pub(super) const WORK_RECORDS: usize = 512;
+/// Summaries per intermediate (non-durable) commit of a rebuild.
+const COMMIT_EVERY: usize = 50_000;
+
+/// Tuning of a rebuild (tests shrink the buffer to exercise deferral).
+#[derive(Debug, Clone, Copy)]
+pub struct RebuildOptions {
+    /// Compute threads besides the log reader and the writer.
+    pub workers: usize,
+    pub buffer_bytes: usize,
+}
+
+impl Default for RebuildOptions {
+    fn default() -> Self {
+        RebuildOptions {
+            workers: std::thread::available_parallelism().map_or(2, |n| n.get().clamp(1, 8)),
+            buffer_bytes: DEFAULT_BUFFER_BYTES,
+        }
+    }
+}
+
+impl Projections {
+    /// Recomputes every projection from the archive: a new file, filled by
+    /// a log reader, `opts.workers` compute threads and this thread writing,
+    /// then renamed over the old one.
+    pub fn rebuild(
+        &mut self,
+        reader: &mut ArchiveReader,
+        opts: RebuildOptions,
+        progress: &mut dyn FnMut(Progress),
+    ) -> Result<Applied> {
+        self.writable()?;
+        let started = Instant::now();
+        let scratch = self.path.with_extension("redb.rebuild");
+        let _ = std::fs::remove_file(&scratch);
+        create_private(&scratch)?;
+        let db = scratch_builder().create(&scratch).at(&scratch)?;
+        let building = Projections {
+            path: scratch.clone(),
+            db: Some(Db::Writable(db)),
+        };
+        let mut applied = building.fill(reader, opts, progress, started)?;
+        drop(building);
+        // Release our handle on the old file, then swap the new one in.
+        self.db = None;
+        std::fs::rename(&scratch, &self.path).map_err(|source| ProjectionError::Io {
+            path: self.path.display().to_string(),
+            source,
+        })?;
+        if let Some(dir) = self.path.parent() {
+            if let Ok(d) = std::fs::File::open(dir) {
+                let _ = d.sync_all();
+            }
+        }
+        let reopened =
+            Self::open_writable(&self.path).or_else(|_| Self::open_read_only(&self.path))?;
+        self.db = reopened.db;
+        applied.elapsed = started.elapsed();
+        Ok(applied)
+    }
+
+    /// The rebuild proper, into this (empty) store.
+    fn fill(
+        &self,
+        reader: &mut ArchiveReader,
+        opts: RebuildOptions,
+        progress: &mut dyn FnMut(Progress),
+        started: Instant,
+    ) -> Result<Applied> {
+        let end = reader.visible_end();
+        // Which interaction group (GUID hash) each offset belongs to, and how
+        // many records each group has: a group is complete, and can be
+        // summarized, as soon as the scan has read its last record. 4 bytes
+        // per record, plus 4 per group.
+        let mut group_of: Vec<u32> = vec![NO_GROUP; usize::try_from(end).unwrap_or(0)];
+        let mut remaining: Vec<u32> = Vec::new();
+        reader
+            .index()
+            .for_each_guid_group(|_, hits| {
+                let gid = remaining.len() as u32;
+                let mut n = 0u32;
+                for h in hits {
+                    if let Some(slot) = group_of.get_mut(h.offset as usize) {
+                        *slot = gid;
+                        n += 1;
+                    }
+                }
+                remaining.push(n);
+            })
+            .map_err(StoreError::from)?;
+
+        let records_read = AtomicU64::new(0);
+        let failed = AtomicBool::new(false);
+        let workers = opts.workers.max(1);
+        let (work_tx, work_rx) = mpsc::sync_channel::<Vec<Work>>(workers * 4);
+        let work_rx = Arc::new(Mutex::new(work_rx));
+        let (out_tx, out_rx) = mpsc::sync_channel::<Result<Projected, CodecError>>(workers * 4);
+
+        let mut applied = Applied {
+            rebuilt: true,
+            consumed: end,
+            ..Applied::default()
+        };
+        let records_seen = reader.records();
+        let (group_of, remaining) = (&group_of, &mut remaining);
+        let (records_read, failed) = (&records_read, &failed);
+        let outcome = std::thread::scope(|scope| -> Result<ScanResult> {
+            let scan = scope.spawn(move || {
+                scan_groups(
+                    records_seen,
+                    group_of,
+                    remaining,
+                    opts.buffer_bytes,
+                    work_tx,
+                    records_read,
+                    failed,
+                )
+            });
+            for _ in 0..workers {
+                let rx = Arc::clone(&work_rx);
+                let tx = out_tx.clone();
+                scope.spawn(move || compute_worker(&rx, &tx, failed));
+            }
+            // Only the workers hold the receiving end: if they all stop, the
+            // reader's sends fail instead of blocking.
+            drop(work_rx);
+            drop(out_tx);
+            let written = self.write_outputs(&out_rx, records_read, end, started, progress);
+            if written.is_err() {
+                failed.store(true, Ordering::Relaxed);
+                // Unblock the workers so the scope can end.
+                while out_rx.recv().is_ok() {}
+            }
+            let scan_result = scan
+                .join()
+                .map_err(|_| ProjectionError::Worker("the log reader panicked".into()))?;
+            let (interactions, agents, max_time) = written?;
+            let mut r = scan_result?;
+            r.interactions = interactions;
+            r.agents = agents;
+            r.max_time_ms = r.max_time_ms.max(max_time);
+            Ok(r)
+        })?;
+        applied.records = outcome.records;
+        applied.interactions = outcome.interactions;
+        applied.agent_changes = outcome.agents;
+        applied.deferred = outcome.deferred.len() as u64;
+        let mut max_time = outcome.max_time_ms;
+
+        // Interactions set aside: recompute each from the index, like a
+        // catch-up does.
+        if !outcome.deferred.is_empty() {
+            let deferred: BTreeSet<u32> = outcome.deferred.iter().copied().collect();
+            let mut groups: Vec<Vec<Hit>> = Vec::new();
+            let mut gid = 0u32;
+            reader
+                .index()
+                .for_each_guid_group(|_, hits| {
+                    if deferred.contains(&gid) {
+                        groups.push(hits.iter().copied().filter(|h| h.offset < end).collect());
+                    }
+                    gid += 1;
+                })
+                .map_err(StoreError::from)?;
+            let db = self.writable()?;
+            let txn = db.begin_write().at(&self.path)?;
+            for hits in groups {
+                let recs: Vec<ArchivedEvent> = reader
+                    .read_hits(&hits)?
+                    .iter()
+                    .filter(|r| !r.quarantined)
+                    .map(ArchivedEvent::of_record)
+                    .collect();
+                let p = project_records(&recs, Want::ALL).at(&self.path)?;
+                max_time = max_time.max(p.max_time_ms);
+                applied.interactions += p.summaries.len() as u64;
+                applied.agent_changes += p.agents.len() as u64;
+                self.put_summaries(&txn, &p.summaries, Rows::New)?;
+                self.put_agents(&txn, &p.agents)?;
+            }
+            txn.commit().at(&self.path)?;
+        }
+
+        let db = self.writable()?;
+        let mut txn = db.begin_write().at(&self.path)?;
+        self.put_meta(&txn, end, outcome.last_pos, max_time)?;
+        txn.set_durability(Durability::Immediate).at(&self.path)?;
+        txn.commit().at(&self.path)?;
+        progress(Progress {
+            records: applied.records,
+            total: end,
+            elapsed: started.elapsed(),
+        });
+        Ok(applied)
+    }
+
+    /// The writer side of a rebuild: stores what the workers project, in
+    /// non-durable commits (the final meta commit makes them durable).
+    fn write_outputs(
+        &self,
+        out_rx: &Receiver<Result<Projected, CodecError>>,
+        records_read: &AtomicU64,
+        end: u64,
+        started: Instant,
+        progress: &mut dyn FnMut(Progress),
+    ) -> Result<(u64, u64, Option<i64>)> {
+        let db = self.writable()?;
+        let (mut interactions, mut agents, mut max_time) = (0u64, 0u64, None);
+        let mut txn = db.begin_write().at(&self.path)?;
+        let mut in_txn = 0usize;
+        let mut last_report = Instant::now();
+        loop {
+            let item = match out_rx.recv_timeout(Duration::from_millis(200)) {
+                Ok(item) => Some(item),
+                Err(RecvTimeoutError::Timeout) => None,
+                Err(RecvTimeoutError::Disconnected) => break,
+            };
+            if let Some(item) = item {
+                let p = item.at(&self.path)?;
+                interactions += p.summaries.len() as u64;
+                agents += p.agents.len() as u64;
+                max_time = max_time.max(p.max_time_ms);
+                in_txn += p.summaries.len() + p.agents.len();
+                self.put_summaries(&txn, &p.summaries, Rows::New)?;
+                self.put_agents(&txn, &p.agents)?;
+                if in_txn >= COMMIT_EVERY {
+                    txn.set_durability(Durability::None).at(&self.path)?;
+                    txn.commit().at(&self.path)?;
+                    txn = db.begin_write().at(&self.path)?;
+                    in_txn = 0;
+                }
+            }
+            if last_report.elapsed() >= Duration::from_millis(200) {
+                last_report = Instant::now();
+                progress(Progress {
+                    records: records_read.load(Ordering::Relaxed),
+                    total: end,
+                    elapsed: started.elapsed(),
+                });
+            }
+        }
+        txn.set_durability(Durability::None).at(&self.path)?;
+        txn.commit().at(&self.path)?;
+        Ok((interactions, agents, max_time))
+    }
+}
+
+const NO_GROUP: u32 = u32::MAX;
+
+/// A unit of rebuild work: the complete records of one interaction group,
+/// or records outside any interaction (status changes and the like).
+enum Work {
+    Group(Vec<ArchivedEvent>),
+    Loose(Vec<ArchivedEvent>),
+}
+
+struct ScanResult {
+    records: u64,
+    last_pos: Option<Position>,
+    deferred: Vec<u32>,
+    interactions: u64,
+    agents: u64,
+    max_time_ms: Option<i64>,
+}
+
+/// The log reader of a rebuild: one sequential scan; hands each group to
+/// the workers once its last record is read.
+fn scan_groups(
+    records_seen: VisibleRecords<'_>,
+    group_of: &[u32],
+    remaining: &mut [u32],
+    buffer_bytes: usize,
+    work_tx: SyncSender<Vec<Work>>,
+    records_read: &AtomicU64,
+    failed: &AtomicBool,
+) -> Result<ScanResult> {
+    let mut inflight: HashMap<u32, (u64, usize, Vec<ArchivedEvent>)> = HashMap::new();
+    // First buffered offset -> group, to set the oldest aside when over budget.
+    let mut by_age: BTreeMap<u64, u32> = BTreeMap::new();
+    let mut deferred: Vec<u32> = Vec::new();
+    let mut deferred_set: HashSet<u32> = HashSet::new();
+    let mut buffered = 0usize;
+    let mut batch: Vec<Work> = Vec::new();
+    let mut batch_records = 0usize;
+    let mut loose: Vec<ArchivedEvent> = Vec::new();
+    let mut records = 0u64;
+    let mut last_pos = None;
+    let send = |batch: &mut Vec<Work>| -> Result<()> {
+        if failed.load(Ordering::Relaxed) {
+            return Err(ProjectionError::Worker("stopped after an error".into()));
+        }
+        work_tx
+            .send(std::mem::take(batch))
+            .map_err(|_| ProjectionError::Worker("workers stopped".into()))
+    };
+    let scanned = records_seen.scan(Position::START, |pos, rec| {
+        records += 1;
+        last_pos = Some(pos);
+        if records & 4095 == 0 {
+            records_read.store(records, Ordering::Relaxed);
+        }
+        if rec.quarantined {
+            return ControlFlow::Continue(());
+        }
+        let gid = group_of
+            .get(rec.offset as usize)
+            .copied()
+            .unwrap_or(NO_GROUP);
+        if gid == NO_GROUP {
+            loose.push(ArchivedEvent::of_ref(&rec));
+            if loose.len() >= WORK_RECORDS {
+                batch_records += loose.len();
+                batch.push(Work::Loose(std::mem::take(&mut loose)));
+            }
+        } else if !deferred_set.contains(&gid) {
+            let r = ArchivedEvent::of_ref(&rec);
+            buffered += r.buffered_bytes();
+            let left = remaining.get_mut(gid as usize).map_or(0, |n| {
+                *n = n.saturating_sub(1);
+                *n
+            });
+            let entry = inflight.entry(gid).or_insert_with(|| {
+                by_age.insert(rec.offset, gid);
+                (rec.offset, 0, Vec::new())
+            });
+            entry.1 += r.buffered_bytes();
+            entry.2.push(r);
+            if left == 0 {
+                if let Some((first, bytes, recs)) = inflight.remove(&gid) {
+                    by_age.remove(&first);
+                    buffered -= bytes;
+                    batch_records += recs.len();
+                    batch.push(Work::Group(recs));
+                }
+            }
+            while buffered > buffer_bytes {
+                let Some((_, old)) = by_age.pop_first() else {
+                    break;
+                };
+                if let Some((_, bytes, _)) = inflight.remove(&old) {
+                    buffered -= bytes;
+                }
+                deferred.push(old);
+                deferred_set.insert(old);
+            }
+        }
+        if batch_records >= WORK_RECORDS {
+            if let Err(e) = send(&mut batch) {
+                return ControlFlow::Break(e);
+            }
+            batch_records = 0;
+        }
+        ControlFlow::Continue(())
+    })?;
+    if let ControlFlow::Break(e) = scanned {
+        return Err(e);
+    }
+    records_read.store(records, Ordering::Relaxed);
+    if !loose.is_empty() {
+        batch.push(Work::Loose(loose));
+    }
+    // Groups whose remaining records are not visible (cannot happen with a
+    // consistent index, but the log is the judge): project what was read.
+    let mut rest: Vec<(u64, Vec<ArchivedEvent>)> = inflight
+        .into_values()
+        .map(|(first, _, recs)| (first, recs))
+        .collect();
+    rest.sort_by_key(|(first, _)| *first);
+    batch.extend(rest.into_iter().map(|(_, recs)| Work::Group(recs)));
+    if !batch.is_empty() {
+        send(&mut batch)?;
+    }
+    deferred.sort_unstable();
+    Ok(ScanResult {
+        records,
+        last_pos,
+        deferred,
+        interactions: 0,
+        agents: 0,
+        max_time_ms: None,
+    })
+}
+
+/// A rebuild worker: projects units of work until the reader is done.
+fn compute_worker(
+    rx: &Mutex<Receiver<Vec<Work>>>,
+    tx: &SyncSender<Result<Projected, CodecError>>,
+    failed: &AtomicBool,
+) {
+    loop {
+        let batch = match rx.lock() {
+            Ok(rx) => rx.recv(),
+            Err(_) => return,
+        };
+        let Ok(batch) = batch else {
+            return;
+        };
+        let mut out = Projected::default();
+        for work in batch {
+            let p = match &work {
+                Work::Group(recs) => project_records(recs, Want::ALL),
+                // Records outside interactions can still be status changes.
+                Work::Loose(recs) => project_records(recs, Want::AGENTS),
+            };
+            match p {
+                Ok(p) => out.absorb(p),
+                Err(e) => {
+                    failed.store(true, Ordering::Relaxed);
+                    let _ = tx.send(Err(e));
+                    return;
+                }
+            }
+        }
+        if tx.send(Ok(out)).is_err() {
+            return;
+        }
+    }
+}

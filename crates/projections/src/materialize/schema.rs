@@ -1,0 +1,160 @@
+//! The tables of `projections.redb` (see the module header for what each
+//! holds) and the only code that writes them.
+
+use std::path::Path;
+
+use ccvault_store::Position;
+use redb::{Database, ReadableTableMetadata, TableDefinition, WriteTransaction};
+
+use super::project::AgentRow;
+use super::{AtPath, ProjectionError, Projections, Result, State, PROJECTION_VERSION};
+
+pub(super) const META: TableDefinition<&str, i64> = TableDefinition::new("meta");
+pub(super) const BY_OFFERED: TableDefinition<(i64, &str), &[u8]> =
+    TableDefinition::new("interactions_by_offered");
+pub(super) const OFFERED: TableDefinition<&str, i64> = TableDefinition::new("interaction_offered");
+pub(super) const AGENT_STATUS: TableDefinition<(&str, i64, u64), &[u8]> =
+    TableDefinition::new("agent_status");
+
+/// redb's page cache; bounded so a rebuild's memory does not grow with the
+/// archive.
+const CACHE_BYTES: usize = 64 << 20;
+
+pub(super) fn builder() -> redb::Builder {
+    let mut b = Database::builder();
+    // One process updates the file; any number read it meanwhile.
+    b.set_concurrency_mode(redb::ConcurrencyMode::SingleWriter)
+        .set_cache_size(CACHE_BYTES);
+    b
+}
+
+/// For the private scratch file of a rebuild, which no other process opens:
+/// the exclusive mode allows non-durable intermediate commits.
+pub(super) fn scratch_builder() -> redb::Builder {
+    let mut b = Database::builder();
+    b.set_cache_size(CACHE_BYTES);
+    b
+}
+
+/// Creates `path` owner-only before redb initializes it (projections hold
+/// names and phone numbers, like the archive).
+pub(super) fn create_private(path: &Path) -> Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(path)
+        .map(drop)
+        .map_err(|source| ProjectionError::Io {
+            path: path.display().to_string(),
+            source,
+        })
+}
+
+/// Whether the interactions being written may already have rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Rows {
+    /// A rebuild: each interaction is written once into an empty store.
+    New,
+    /// A catch-up: an interaction's earlier row goes (its `offeredAt`, part
+    /// of the key, may have changed).
+    Replace,
+}
+
+impl Projections {
+    /// The stored version, offset consumed and sizes.
+    pub fn state(&self) -> Result<State> {
+        let txn = self.read_txn()?;
+        let meta = match txn.open_table(META) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(State::default()),
+            Err(e) => return Err(e).at(&self.path),
+        };
+        let get =
+            |k: &str| -> Result<Option<i64>> { Ok(meta.get(k).at(&self.path)?.map(|v| v.value())) };
+        let interactions = match txn.open_table(OFFERED) {
+            Ok(t) => t.len().at(&self.path)?,
+            Err(redb::TableError::TableDoesNotExist(_)) => 0,
+            Err(e) => return Err(e).at(&self.path),
+        };
+        Ok(State {
+            version: get("version")?,
+            consumed: get("consumed")?.map_or(0, |c| c.max(0) as u64),
+            max_time_ms: get("max_time_ms")?,
+            interactions,
+        })
+    }
+
+    /// Where the last catch-up or rebuild stopped scanning, if recorded.
+    pub(super) fn scan_position(&self) -> Result<Option<Position>> {
+        let txn = self.read_txn()?;
+        let meta = txn.open_table(META).at(&self.path)?;
+        let segment = meta.get("scan_segment").at(&self.path)?;
+        let pos = meta.get("scan_pos").at(&self.path)?;
+        Ok(match (segment, pos) {
+            (Some(s), Some(p)) => Some(Position {
+                segment: s.value().max(0) as u64,
+                pos: u32::try_from(p.value()).unwrap_or(0),
+            }),
+            _ => None,
+        })
+    }
+
+    /// Writes `(guid, offeredAt, encoded Summary)` rows.
+    pub(super) fn put_summaries(
+        &self,
+        txn: &WriteTransaction,
+        summaries: &[(String, i64, Vec<u8>)],
+        rows: Rows,
+    ) -> Result<()> {
+        let mut by_offered = txn.open_table(BY_OFFERED).at(&self.path)?;
+        let mut offered = txn.open_table(OFFERED).at(&self.path)?;
+        for (guid, at, bytes) in summaries {
+            let old = offered
+                .insert(guid.as_str(), *at)
+                .at(&self.path)?
+                .map(|v| v.value());
+            if rows == Rows::Replace {
+                if let Some(old) = old.filter(|old| old != at) {
+                    by_offered.remove((old, guid.as_str())).at(&self.path)?;
+                }
+            }
+            by_offered
+                .insert((*at, guid.as_str()), bytes.as_slice())
+                .at(&self.path)?;
+        }
+        Ok(())
+    }
+
+    pub(super) fn put_agents(&self, txn: &WriteTransaction, rows: &[AgentRow]) -> Result<()> {
+        let mut t = txn.open_table(AGENT_STATUS).at(&self.path)?;
+        for r in rows {
+            t.insert((r.agent.as_str(), r.time_ms, r.offset), &*r.payload)
+                .at(&self.path)?;
+        }
+        Ok(())
+    }
+
+    pub(super) fn put_meta(
+        &self,
+        txn: &WriteTransaction,
+        consumed: u64,
+        last_pos: Option<Position>,
+        max_time_ms: Option<i64>,
+    ) -> Result<()> {
+        let mut t = txn.open_table(META).at(&self.path)?;
+        let mut put = |k: &str, v: i64| t.insert(k, v).map(drop).at(&self.path);
+        put("version", PROJECTION_VERSION)?;
+        put("consumed", i64::try_from(consumed).unwrap_or(i64::MAX))?;
+        if let Some(p) = last_pos {
+            put("scan_segment", i64::try_from(p.segment).unwrap_or(i64::MAX))?;
+            put("scan_pos", i64::from(p.pos))?;
+        }
+        if let Some(m) = max_time_ms {
+            put("max_time_ms", m)?;
+        }
+        Ok(())
+    }
+}
