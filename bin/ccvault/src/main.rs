@@ -1,13 +1,24 @@
 //! `ccvault`: the command line. Thin: parsing, output, exit codes. The work
 //! is done by the store, projections, ingest and simulator crates.
+//!
+//! Exit codes (docs/OPERATIONS.md): 0 success, also when the reader of our
+//! output closed the pipe; 1 error; 2 bad command line (clap's errors and
+//! [`output::UsageError`]); 3 as the command documents (import with rejected
+//! lines, ingest refused by the peer).
 
+mod args;
 mod cmd;
+mod csv_out;
 mod output;
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::builder::PossibleValuesParser;
+use clap::{ArgAction, Parser, Subcommand, ValueEnum};
+
+use crate::output::{ColorChoice, HumanJson};
 
 /// A rebuild hands millions of small records from the log reader to the
 /// workers; glibc's malloc serializes those cross-thread frees on an arena lock
@@ -32,20 +43,40 @@ pub struct Cli {
         default_value = "./ccvault-data"
     )]
     pub data_dir: PathBuf,
-    /// Output format: readable text, or stable machine output (NDJSON for lists).
-    #[arg(long, global = true, value_enum, default_value_t = Format::Human)]
-    pub format: Format,
-    /// Time zone for printed times (IANA name, e.g. Europe/London); UTC by default.
-    #[arg(long, global = true)]
-    pub tz: Option<String>,
+    /// Output format for the command that follows (each command lists the values it takes in its --help; the flag may also follow the command name).
+    #[arg(long = "format", value_name = "FORMAT", value_parser = PossibleValuesParser::new(output::ANY_FORMAT))]
+    pub format: Option<String>,
+    /// Time zone for printed times and for dates without an offset (IANA name, e.g. Europe/London); UTC by default.
+    #[arg(long, global = true, value_name = "ZONE", value_parser = args::parse_tz)]
+    pub tz: Option<jiff::tz::TimeZone>,
+    /// Colour on stderr: auto (only when stderr is a terminal and NO_COLOR is unset), always, never.
+    #[arg(long, global = true, value_enum, default_value_t = ColorChoice::Auto, value_name = "WHEN")]
+    pub color: ColorChoice,
+    /// Print nothing on stderr but errors (no progress, summaries, notes or warnings).
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+    /// More log detail on stderr: -v info, -vv debug, -vvv trace (CCVAULT_LOG, a tracing filter, overrides).
+    #[arg(short, long, global = true, action = ArgAction::Count, conflicts_with = "quiet")]
+    pub verbose: u8,
     #[command(subcommand)]
     pub command: Command,
 }
 
-#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
-pub enum Format {
-    Human,
-    Json,
+impl Cli {
+    /// The command's output format: its own `--format`, else the one given
+    /// before the command name.
+    pub fn format_of<F: ValueEnum + Clone>(
+        &self,
+        own: Option<F>,
+        command: &str,
+    ) -> anyhow::Result<F> {
+        output::resolve_format(own, self.format.as_deref(), command)
+    }
+
+    /// `--tz`, or UTC.
+    pub fn tz(&self) -> jiff::tz::TimeZone {
+        output::time_zone(self.tz.as_ref())
+    }
 }
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
@@ -60,12 +91,42 @@ pub struct WriteArgs {
     /// When appended records are made durable: every record, every batch (group commit), or never (left to the OS).
     #[arg(long, value_enum, default_value_t = Fsync::Batch)]
     pub fsync: Fsync,
-    /// Segment size at which the log rolls to a new file.
-    #[arg(long, default_value_t = 64 << 20)]
+    /// Segment size at which the log rolls to a new file (bytes, or with a unit: 64MiB).
+    #[arg(long, default_value = "64MiB", value_name = "SIZE", value_parser = args::parse_size)]
     pub segment_bytes: u64,
-    /// Messages larger than this are rejected with an error naming them.
-    #[arg(long, default_value_t = 1 << 20)]
+    /// Messages larger than this are rejected with an error naming them (bytes, or with a unit: 1MiB).
+    #[arg(long, default_value = "1MiB", value_name = "SIZE", value_parser = args::parse_size_usize)]
     pub max_record_bytes: usize,
+}
+
+/// `--format human|json` of a command that prints one report.
+#[derive(clap::Args, Debug, Clone)]
+pub struct HumanJsonArg {
+    /// Output format: readable text, or JSON.
+    #[arg(long, value_enum)]
+    pub format: Option<HumanJson>,
+}
+
+/// `--from`/`--to` of a command that filters by time.
+#[derive(clap::Args, Debug, Clone)]
+pub struct TimeRange {
+    /// From this instant on (inclusive): RFC 3339, epoch ms, a date (midnight in --tz), a local time, now, or relative (-7d, 2h ago).
+    #[arg(long, value_name = "T", value_parser = args::parse_time, allow_hyphen_values = true)]
+    pub from: Option<args::TimeArg>,
+    /// Before this instant (exclusive); same forms as --from.
+    #[arg(long, value_name = "T", value_parser = args::parse_time, allow_hyphen_values = true)]
+    pub to: Option<args::TimeArg>,
+}
+
+impl TimeRange {
+    /// The range in epoch ms, with dates in `--tz` and relative times from now.
+    pub fn resolve(&self, cli: &Cli) -> anyhow::Result<(Option<i64>, Option<i64>)> {
+        let tz = cli.tz();
+        Ok((
+            args::resolve_opt(self.from.as_ref(), &tz)?,
+            args::resolve_opt(self.to.as_ref(), &tz)?,
+        ))
+    }
 }
 
 #[derive(Subcommand, Debug)]
@@ -81,6 +142,8 @@ pub enum Command {
         /// Print `durable SOURCE LINE` on stdout each time input up to LINE is durable.
         #[arg(long, hide = true)]
         print_acks: bool,
+        #[command(flatten)]
+        out: HumanJsonArg,
     },
     /// One interaction's timeline: every event with its time, state, agent and the gap since the previous one, then the derived durations and outcome.
     Show {
@@ -88,18 +151,34 @@ pub enum Command {
         /// Print the archived payloads byte-exact, one per line, in canonical order.
         #[arg(long)]
         raw: bool,
-        /// Also write a self-contained HTML page with a swim-lane timeline and the raw events.
+        /// Also write a self-contained HTML page with a swim-lane timeline and the raw events (`-`: only the page, on stdout).
         #[arg(long, value_name = "FILE", conflicts_with = "raw")]
         html: Option<PathBuf>,
+        #[command(flatten)]
+        out: HumanJsonArg,
     },
     /// Records, bytes, duplicates, quarantined, segments, time range.
-    Stats,
+    Stats {
+        #[command(flatten)]
+        out: HumanJsonArg,
+    },
     /// Check every CRC of the log and the index against the log; exit 0 only when clean.
-    Verify,
+    Verify {
+        #[command(flatten)]
+        out: HumanJsonArg,
+    },
     /// Rebuild the index from the log.
-    Reindex,
-    /// List quarantined messages with the reason and where they came from.
-    Quarantine,
+    Reindex {
+        #[command(flatten)]
+        out: HumanJsonArg,
+    },
+    /// List quarantined messages with the reason and where they came from (--from/--to: by arrival time).
+    Quarantine {
+        #[command(flatten)]
+        range: TimeRange,
+        #[command(flatten)]
+        out: HumanJsonArg,
+    },
     /// Live archive from an MQTT broker or a Pulsar WebSocket reader until SIGINT/SIGTERM; acknowledges only what is durable.
     Ingest(cmd::ingest::IngestArgs),
     /// Write a realistic synthetic 8x8 stream (NDJSON, deterministic by --seed) with the quirks of real feeds.
@@ -112,27 +191,33 @@ pub enum Command {
     Agents(cmd::projections::AgentsArgs),
     /// Recompute all projections from the log, with progress and throughput.
     #[command(alias = "replay")]
-    Rebuild,
-    /// Raw events byte-exact as NDJSON, or interaction summaries as NDJSON or CSV (`--format ndjson|csv`).
+    Rebuild {
+        #[command(flatten)]
+        out: HumanJsonArg,
+    },
+    /// Raw events byte-exact as NDJSON, or interaction summaries as NDJSON or CSV.
     Export(cmd::projections::ExportArgs),
+    /// Print a shell completion script: `ccvault completions bash > /etc/bash_completion.d/ccvault`.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff): `ccvault man > ccvault.1; man ./ccvault.1`.
+    Man,
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("CCVAULT_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
-    let cli = Cli::parse_from(cmd::projections::rewrite_export_format(
-        std::env::args_os().collect(),
-    ));
+    let cli = Cli::parse();
+    output::set_quiet(cli.quiet);
+    output::init_logging(cli.verbose, cli.quiet, output::use_color(cli.color));
     match cmd::run(&cli) {
         Ok(code) => code,
+        // `ccvault export | head`: the reader has what it wanted.
+        Err(e) if output::is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("ccvault: error: {e:#}");
-            ExitCode::from(1)
+            // Not eprintln!, which panics when stderr is closed too.
+            let _ = writeln!(std::io::stderr(), "ccvault: error: {e:#}");
+            ExitCode::from(output::exit_code_of(&e))
         }
     }
 }

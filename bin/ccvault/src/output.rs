@@ -1,17 +1,214 @@
-//! Printing: times, and JSON lines.
+//! The output layer: what every command shares about writing results.
+//!
+//! Guarantees:
+//! - Results go to stdout, everything else (progress, summaries, notes,
+//!   warnings, logs, errors) to stderr; `-q` silences all of stderr but
+//!   errors.
+//! - `--format` is validated per command by clap ([`HumanJson`],
+//!   [`Table`], [`Export`], [`Stream`]); the same flag before the command
+//!   name is accepted too and checked against the command's values (a
+//!   mismatch is a usage error, exit 2).
+//! - A reader that closes the pipe (`| head`) ends the command quietly with
+//!   exit 0 ([`is_broken_pipe`]).
+//! - ANSI colour only when stderr is a terminal (`--color auto`, the
+//!   default, and `NO_COLOR` unset), or with `--color always`.
 
-use std::io::Write;
+use std::fmt;
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 
-use anyhow::{Context, Result};
+use anyhow::Result;
+use clap::ValueEnum;
+
+/// `--format` of commands whose output is one report: readable text or JSON.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum HumanJson {
+    Human,
+    Json,
+}
+
+/// `--format` of commands that list rows: text, JSON lines, or CSV.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Table {
+    Human,
+    Json,
+    Csv,
+}
+
+/// `export --format`: JSON lines (`ndjson`, also spelled `json`) or CSV.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Export {
+    #[value(alias = "json")]
+    Ndjson,
+    Csv,
+}
+
+/// `simulate --format`: its output is always the NDJSON event stream.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Stream {
+    #[value(alias = "ndjson")]
+    Json,
+}
+
+/// Every value `--format` takes before a command name (each command
+/// accepts its own subset).
+pub const ANY_FORMAT: [&str; 4] = ["human", "json", "ndjson", "csv"];
+
+/// A bad command line found after clap's parse: exit code 2.
+#[derive(Debug)]
+pub struct UsageError(pub String);
+
+impl fmt::Display for UsageError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for UsageError {}
+
+/// The command's format: its own `--format`, else the one given before the
+/// command name (checked against the command's values), else the first
+/// value of `F` (each format type lists its default first).
+pub fn resolve_format<F: ValueEnum + Clone>(
+    own: Option<F>,
+    before: Option<&str>,
+    command: &str,
+) -> Result<F> {
+    if let Some(f) = own {
+        return Ok(f);
+    }
+    let Some(name) = before else {
+        return Ok(F::value_variants()[0].clone());
+    };
+    F::from_str(name, false).map_err(|_| {
+        let allowed: Vec<String> = F::value_variants()
+            .iter()
+            .filter_map(|v| v.to_possible_value().map(|p| p.get_name().to_owned()))
+            .collect();
+        anyhow::Error::new(UsageError(format!(
+            "`{command}` has no --format {name} (it takes: {})",
+            allowed.join(", ")
+        )))
+    })
+}
+
+/// True when `e` (anywhere in its chain) is a write to a closed pipe.
+pub fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
+/// The exit code for an error: 2 for a bad command line, else 1.
+pub fn exit_code_of(e: &anyhow::Error) -> u8 {
+    if e.chain().any(|c| c.is::<UsageError>()) {
+        2
+    } else {
+        1
+    }
+}
+
+/// `--color`.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ColorChoice {
+    Auto,
+    Always,
+    Never,
+}
+
+/// Whether to colour what goes to stderr: `always`/`never` as told; `auto`
+/// only when stderr is a terminal and `NO_COLOR` is unset or empty.
+pub fn use_color(choice: ColorChoice) -> bool {
+    match choice {
+        ColorChoice::Always => true,
+        ColorChoice::Never => false,
+        ColorChoice::Auto => {
+            std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+                && std::io::stderr().is_terminal()
+        }
+    }
+}
+
+static QUIET: AtomicBool = AtomicBool::new(false);
+
+/// Set once by `main` from `-q`.
+pub fn set_quiet(quiet: bool) {
+    QUIET.store(quiet, Ordering::Relaxed);
+}
+
+pub fn quiet() -> bool {
+    QUIET.load(Ordering::Relaxed)
+}
+
+/// Prints a status line (a summary, a note, a warning) on stderr unless `-q`.
+pub fn status(args: fmt::Arguments<'_>) {
+    if !quiet() {
+        let mut err = std::io::stderr().lock();
+        let _ = err.write_fmt(args);
+        let _ = err.write_all(b"\n");
+    }
+}
+
+/// `status!("...", args)`: [`status`] with `format!` syntax.
+#[macro_export]
+macro_rules! status {
+    ($($arg:tt)*) => { $crate::output::status(format_args!($($arg)*)) };
+}
+
+/// Whether to draw progress bars: stderr is a terminal and not `-q`.
+pub fn show_progress() -> bool {
+    !quiet() && std::io::stderr().is_terminal()
+}
+
+/// The log filter: `CCVAULT_LOG` when set, else by `-q`/`-v`.
+pub fn init_logging(verbose: u8, quiet: bool, color: bool) {
+    let default = match (quiet, verbose) {
+        (true, _) => "error",
+        (false, 0) => "warn",
+        (false, 1) => "info",
+        (false, 2) => "debug",
+        (false, _) => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("CCVAULT_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(color)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+/// A path flag where `-` means stdout.
+pub fn is_stdout(path: &Path) -> bool {
+    path.as_os_str() == "-"
+}
+
+/// Writes `bytes` to `path`, or to stdout for `-`; says on stderr what it
+/// wrote to a file.
+pub fn write_file_or_stdout(path: &Path, bytes: &[u8], what: &str) -> Result<()> {
+    if is_stdout(path) {
+        let mut out = std::io::stdout().lock();
+        out.write_all(bytes)?;
+        out.flush()?;
+    } else {
+        std::fs::write(path, bytes).map_err(|e| {
+            anyhow::Error::new(e).context(format!("cannot write {}", path.display()))
+        })?;
+        status!("wrote {what} to {}", path.display());
+    }
+    Ok(())
+}
+
+/// An optional output path: `None` for `-` (stdout).
+pub fn file_unless_stdout(path: Option<&PathBuf>) -> Option<&Path> {
+    path.map(PathBuf::as_path).filter(|p| !is_stdout(p))
+}
 
 /// The time zone for printed times: `--tz`, or UTC.
-pub fn time_zone(tz: Option<&str>) -> Result<jiff::tz::TimeZone> {
-    match tz {
-        None => Ok(jiff::tz::TimeZone::UTC),
-        Some(name) => jiff::tz::TimeZone::get(name).with_context(|| {
-            format!("unknown time zone {name:?} (use an IANA name such as Europe/London)")
-        }),
-    }
+pub fn time_zone(tz: Option<&jiff::tz::TimeZone>) -> jiff::tz::TimeZone {
+    tz.cloned().unwrap_or(jiff::tz::TimeZone::UTC)
 }
 
 /// An epoch-ms instant as ISO-8601 in `tz` (`Z` for UTC).
@@ -29,7 +226,7 @@ pub fn format_ms(ms: i64, tz: &jiff::tz::TimeZone) -> String {
 }
 
 /// Writes one JSON value as a line.
-pub fn json_line(out: &mut impl Write, value: &serde_json::Value) -> Result<()> {
+pub fn json_line(out: &mut impl Write, value: &impl serde::Serialize) -> Result<()> {
     serde_json::to_writer(&mut *out, value)?;
     out.write_all(b"\n")?;
     Ok(())
@@ -40,4 +237,44 @@ pub fn peak_rss_kib() -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
     line.split_whitespace().nth(1)?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_format_before_the_command_is_checked_against_the_command() {
+        assert_eq!(
+            resolve_format::<Table>(None, Some("csv"), "report").unwrap(),
+            Table::Csv
+        );
+        assert_eq!(
+            resolve_format::<Export>(None, Some("json"), "export").unwrap(),
+            Export::Ndjson
+        );
+        assert_eq!(
+            resolve_format::<HumanJson>(Some(HumanJson::Json), Some("human"), "stats").unwrap(),
+            HumanJson::Json
+        );
+        assert_eq!(
+            resolve_format::<HumanJson>(None, None, "stats").unwrap(),
+            HumanJson::Human
+        );
+        let e = resolve_format::<HumanJson>(None, Some("csv"), "stats").unwrap_err();
+        assert_eq!(exit_code_of(&e), 2);
+        assert_eq!(
+            e.to_string(),
+            "`stats` has no --format csv (it takes: human, json)"
+        );
+    }
+
+    #[test]
+    fn a_closed_pipe_is_found_under_context() {
+        let e = anyhow::Error::new(std::io::Error::from(std::io::ErrorKind::BrokenPipe))
+            .context("writing");
+        assert!(is_broken_pipe(&e));
+        assert!(!is_broken_pipe(&anyhow::anyhow!("other")));
+        assert_eq!(exit_code_of(&e), 1);
+    }
 }

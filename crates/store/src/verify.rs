@@ -20,7 +20,7 @@ pub struct VerifyReport {
     pub segments: usize,
     pub records: u64,
     /// Log damage: segment file and position of each damaged record.
-    pub damage: Vec<String>,
+    pub damage: Vec<ccvault_log::Damage>,
     /// Disagreements between the index and the log.
     pub index_problems: Vec<String>,
 }
@@ -76,7 +76,7 @@ pub fn verify(dir: &Path) -> Result<VerifyReport> {
     let mut report = VerifyReport {
         segments: log_report.segments,
         records: log_report.records,
-        damage: log_report.damage.iter().map(|d| d.to_string()).collect(),
+        damage: log_report.damage,
         index_problems: Vec::new(),
     };
     let index = reader.index();

@@ -1,6 +1,6 @@
 //! The archive commands: import, show, stats, verify, reindex, quarantine.
 
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
@@ -13,8 +13,8 @@ use ccvault_store::{
 };
 use serde_json::json;
 
-use crate::output::{format_ms, json_line, time_zone};
-use crate::{Cli, Format, Fsync, WriteArgs};
+use crate::output::{format_ms, json_line, HumanJson};
+use crate::{status, Cli, Fsync, TimeRange, WriteArgs};
 
 pub fn archive_options(w: &WriteArgs) -> ArchiveOptions {
     ArchiveOptions {
@@ -34,7 +34,7 @@ pub fn open_writer(cli: &Cli, options: ArchiveOptions) -> Result<Archive> {
     let (archive, report) = Archive::open(&cli.data_dir, options)
         .with_context(|| format!("cannot open archive {}", cli.data_dir.display()))?;
     if report.truncated_bytes > 0 || report.damaged_records > 0 || report.index_rebuilt {
-        eprintln!(
+        status!(
             "recovered archive {}: truncated a torn tail of {} bytes, {} damaged records kept aside, index {}",
             cli.data_dir.display(),
             report.truncated_bytes,
@@ -43,7 +43,7 @@ pub fn open_writer(cli: &Cli, options: ArchiveOptions) -> Result<Archive> {
         );
     }
     if report.reindexed_tail > 0 {
-        eprintln!(
+        status!(
             "indexed {} records past the index checkpoint",
             report.reindexed_tail
         );
@@ -61,6 +61,7 @@ pub fn import(
     files: &[PathBuf],
     write: &WriteArgs,
     print_acks: bool,
+    format: HumanJson,
 ) -> Result<ExitCode> {
     let stdin_only = files.is_empty() || files.iter().all(|f| f.as_os_str() == "-");
     let sources: Vec<Option<&PathBuf>> = if stdin_only {
@@ -84,7 +85,7 @@ pub fn import(
     }
     let mut archive = open_writer(cli, archive_options(write))?;
     let started = Instant::now();
-    let show_progress = std::io::stderr().is_terminal() && !print_acks;
+    let show_progress = crate::output::show_progress() && !print_acks;
     let mut total = ImportSummary::default();
     let stdout = std::io::stdout();
     for (source, file) in sources.into_iter().zip(opened) {
@@ -121,6 +122,7 @@ pub fn import(
             bar.finish_and_clear();
         }
         for r in &summary.rejected {
+            // Rejections are errors (exit 3): printed even with -q.
             eprintln!(
                 "ccvault: error: {}:{}: rejected: {}",
                 r.source, r.line, r.reason
@@ -135,8 +137,8 @@ pub fn import(
     } else {
         0.0
     };
-    match cli.format {
-        Format::Json => json_line(
+    match format {
+        HumanJson::Json => json_line(
             &mut std::io::stdout().lock(),
             &json!({
                 "lines": total.lines, "archived": total.archived, "quarantined": total.quarantined,
@@ -145,7 +147,7 @@ pub fn import(
                 "peakRssKiB": crate::output::peak_rss_kib(),
             }),
         )?,
-        Format::Human => eprintln!(
+        HumanJson::Human => status!(
             "imported {} lines in {secs:.2}s ({rate:.0} lines/s): {} archived, {} quarantined, {} duplicates, {} rejected; all durable",
             total.lines,
             total.archived,
@@ -205,13 +207,13 @@ pub fn show_raw(cli: &Cli, guid: &str) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn stats(cli: &Cli) -> Result<ExitCode> {
+pub fn stats(cli: &Cli, format: HumanJson) -> Result<ExitCode> {
     let reader = open_reader(cli)?;
     let s = reader.stats()?;
-    let tz = time_zone(cli.tz.as_deref())?;
+    let tz = cli.tz();
     let mut out = std::io::stdout().lock();
-    match cli.format {
-        Format::Json => json_line(
+    match format {
+        HumanJson::Json => json_line(
             &mut out,
             &json!({
                 "records": s.records, "events": s.events, "quarantined": s.quarantined,
@@ -220,7 +222,7 @@ pub fn stats(cli: &Cli) -> Result<ExitCode> {
                 "interactions": s.interactions, "minTime": s.min_time_ms, "maxTime": s.max_time_ms,
             }),
         )?,
-        Format::Human => {
+        HumanJson::Human => {
             writeln!(out, "archive       {}", cli.data_dir.display())?;
             writeln!(out, "records       {}", s.records)?;
             writeln!(out, "  events      {}", s.events)?;
@@ -246,17 +248,32 @@ pub fn stats(cli: &Cli) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn verify(cli: &Cli) -> Result<ExitCode> {
+pub fn verify(cli: &Cli, format: HumanJson) -> Result<ExitCode> {
     let report = ccvault_store::verify(&cli.data_dir)
         .with_context(|| format!("cannot verify {}", cli.data_dir.display()))?;
     let mut out = std::io::stdout().lock();
-    match cli.format {
-        Format::Json => json_line(
-            &mut out,
-            &json!({"clean": report.is_clean(), "segments": report.segments, "records": report.records,
-                    "damage": report.damage, "indexProblems": report.index_problems}),
-        )?,
-        Format::Human => {
+    match format {
+        HumanJson::Json => {
+            let damage: Vec<_> = report
+                .damage
+                .iter()
+                .map(|d| {
+                    json!({"segment": d.file_name(), "segmentBase": d.segment, "pos": d.pos,
+                           "bytesSkipped": d.len_skipped, "reason": d.reason.to_string()})
+                })
+                .collect();
+            let index: Vec<_> = report
+                .index_problems
+                .iter()
+                .map(|p| json!({"problem": p}))
+                .collect();
+            json_line(
+                &mut out,
+                &json!({"clean": report.is_clean(), "segments": report.segments, "records": report.records,
+                        "damage": damage, "indexProblems": index}),
+            )?
+        }
+        HumanJson::Human => {
             for d in &report.damage {
                 writeln!(out, "DAMAGE {d}")?;
             }
@@ -285,33 +302,46 @@ pub fn verify(cli: &Cli) -> Result<ExitCode> {
     })
 }
 
-pub fn reindex(cli: &Cli) -> Result<ExitCode> {
+pub fn reindex(cli: &Cli, format: HumanJson) -> Result<ExitCode> {
     let mut archive = open_writer(cli, ArchiveOptions::default())?;
     let started = Instant::now();
     let n = archive.rebuild_index()?;
     archive.close()?;
     let secs = started.elapsed().as_secs_f64();
-    eprintln!(
-        "reindexed {n} records in {secs:.2}s ({:.0} records/s)",
-        if secs > 0.0 { n as f64 / secs } else { 0.0 }
-    );
+    let rate = if secs > 0.0 { n as f64 / secs } else { 0.0 };
+    match format {
+        HumanJson::Json => json_line(
+            &mut std::io::stdout().lock(),
+            &json!({"records": n, "seconds": (secs * 1000.0).round() / 1000.0,
+                    "recordsPerSec": rate.round(), "peakRssKiB": crate::output::peak_rss_kib()}),
+        )?,
+        HumanJson::Human => status!("reindexed {n} records in {secs:.2}s ({rate:.0} records/s)"),
+    }
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn quarantine(cli: &Cli) -> Result<ExitCode> {
+/// `quarantine [--from T] [--to T]`: by arrival (ingest) time, since a
+/// quarantined line has no event time.
+pub fn quarantine(cli: &Cli, range: &TimeRange, format: HumanJson) -> Result<ExitCode> {
+    let (from, to) = range.resolve(cli)?;
     let mut reader = open_reader(cli)?;
     let records = reader.quarantined()?;
-    let tz = time_zone(cli.tz.as_deref())?;
-    let mut out = std::io::stdout().lock();
-    for r in &records {
-        match cli.format {
-            Format::Json => json_line(
+    let tz = cli.tz();
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let mut listed = 0u64;
+    for r in records
+        .iter()
+        .filter(|r| from.is_none_or(|f| r.ingest_ms >= f) && to.is_none_or(|t| r.ingest_ms < t))
+    {
+        listed += 1;
+        match format {
+            HumanJson::Json => json_line(
                 &mut out,
                 &json!({"offset": r.offset, "source": r.source, "line": r.line,
                         "reason": r.quarantine_reason, "ingestTime": r.ingest_ms,
                         "payload": String::from_utf8_lossy(&r.payload)}),
             )?,
-            Format::Human => writeln!(
+            HumanJson::Human => writeln!(
                 out,
                 "offset {}  {}:{}  {}  {}",
                 r.offset,
@@ -322,8 +352,9 @@ pub fn quarantine(cli: &Cli) -> Result<ExitCode> {
             )?,
         }
     }
-    if cli.format == Format::Human {
-        writeln!(out, "{} quarantined messages", records.len())?;
+    if format == HumanJson::Human {
+        writeln!(out, "{listed} quarantined messages")?;
     }
+    out.flush()?;
     Ok(ExitCode::SUCCESS)
 }

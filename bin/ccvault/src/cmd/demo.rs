@@ -13,6 +13,7 @@ use ccvault_projections::{materialize::record_input, timeline, Projections, Repo
 use ccvault_sim::{SimConfig, Truth};
 use ccvault_store::{import_stream, Archive, ArchiveOptions, ArchiveReader, SourceKind};
 
+use crate::output::{json_line, HumanJson};
 use crate::Cli;
 
 #[derive(clap::Args, Debug)]
@@ -27,6 +28,40 @@ pub struct DemoArgs {
     /// `./ccvault-demo-<UTC time>`.
     #[arg(long)]
     pub into: Option<PathBuf>,
+    /// Output format: the guided text, or one JSON object with the counts, paths and the commands to try next.
+    #[arg(long, value_enum)]
+    pub format: Option<HumanJson>,
+}
+
+/// `path` as one shell word (quoted only when it needs to be), so a
+/// printed command works when pasted.
+fn shell_word(path: &std::path::Path) -> String {
+    let s = path.display().to_string();
+    let plain = !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_./:+@%,=".contains(&b));
+    if plain {
+        s
+    } else {
+        format!("'{}'", s.replace('\'', "'\\''"))
+    }
+}
+
+/// The commands the demo suggests, each one that works as printed from
+/// the directory the demo ran in.
+pub fn try_next(dir: &std::path::Path, guid: &str) -> Vec<String> {
+    let d = shell_word(dir);
+    vec![
+        format!("ccvault --data-dir {d} stats"),
+        format!("ccvault --data-dir {d} show {guid}"),
+        format!("ccvault --data-dir {d} show {guid} --raw"),
+        format!("ccvault --data-dir {d} report --interval 15m --by queue --tz Europe/London --sla 30s"),
+        format!("ccvault --data-dir {d} interactions --outcome abandoned --format json | head -3"),
+        format!("ccvault --data-dir {d} agents --format csv"),
+        format!("ccvault --data-dir {d} quarantine"),
+        format!("ccvault --data-dir {d} verify"),
+        "ccvault simulate --interactions 200 --seed 1 > sample.ndjson && ccvault import sample.ndjson".to_string(),
+    ]
 }
 
 /// How much an answered interaction shows off: rejected offers and holds.
@@ -37,7 +72,9 @@ fn interest(t: &Truth) -> i64 {
     t.reject_count.min(2) * 10 + t.hold_count.min(2) * 5 + t.offer_count
 }
 
-pub fn demo(_cli: &Cli, args: &DemoArgs) -> Result<ExitCode> {
+pub fn demo(cli: &Cli, args: &DemoArgs) -> Result<ExitCode> {
+    let format = cli.format_of(args.format, "demo")?;
+    let human = format == HumanJson::Human;
     let started = Instant::now();
     let dir = match &args.into {
         Some(d) => d.clone(),
@@ -53,6 +90,9 @@ pub fn demo(_cli: &Cli, args: &DemoArgs) -> Result<ExitCode> {
         );
     }
     let mut out = std::io::stdout().lock();
+    // With --format json the text goes nowhere and one object ends the run.
+    let mut sink = std::io::sink();
+    let text: &mut dyn Write = if human { &mut out } else { &mut sink };
 
     // 1. A simulated day, with every quirk of the real stream.
     let cfg = SimConfig {
@@ -70,7 +110,7 @@ pub fn demo(_cli: &Cli, args: &DemoArgs) -> Result<ExitCode> {
     })
     .context("simulating")?;
     writeln!(
-        out,
+        text,
         "Simulated one day of a contact center (seed {}, {} agents): {} lines, {} interactions,\n  with {} duplicates, {} Pulsar envelopes and {} malformed lines mixed in, as the real stream has.\n",
         args.seed, args.agents, sim.lines, sim.interactions, sim.duplicates, sim.envelopes, sim.malformed
     )?;
@@ -88,7 +128,7 @@ pub fn demo(_cli: &Cli, args: &DemoArgs) -> Result<ExitCode> {
     )?;
     archive.close()?;
     writeln!(
-        out,
+        text,
         "Archived into {}: {} events stored, {} duplicates skipped, {} malformed lines quarantined.\n",
         dir.display(),
         summary.archived,
@@ -102,9 +142,9 @@ pub fn demo(_cli: &Cli, args: &DemoArgs) -> Result<ExitCode> {
     projections.catch_up(&mut reader, &mut |_| {})?;
     let opts = ReportOptions::default();
     let rows = projections.report(opts.clone())?;
-    writeln!(out, "The day by hour (all queues, UTC, SLA 20 s):\n")?;
+    writeln!(text, "The day by hour (all queues, UTC, SLA 20 s):\n")?;
     writeln!(
-        out,
+        text,
         "{}",
         ccvault_projections::report::render_text(&rows, &opts)
     )?;
@@ -122,10 +162,10 @@ pub fn demo(_cli: &Cli, args: &DemoArgs) -> Result<ExitCode> {
         bail!("interaction {guid} has no events");
     };
     writeln!(
-        out,
+        text,
         "An interaction with rejected offers and holds, as a support engineer sees it:\n"
     )?;
-    writeln!(out, "{}", timeline::render_text(&tl, None))?;
+    writeln!(text, "{}", timeline::render_text(&tl, None))?;
     let timeline_html = dir.join("timeline.html");
     std::fs::write(
         &timeline_html,
@@ -134,13 +174,31 @@ pub fn demo(_cli: &Cli, args: &DemoArgs) -> Result<ExitCode> {
     .with_context(|| format!("cannot write {}", timeline_html.display()))?;
 
     // 5. What next.
-    let d = dir.display();
-    writeln!(
-        out,
-        "Done in {:.1}s. Pictures: {} and {}\n\nTry next:\n  ccvault --data-dir {d} stats\n  ccvault --data-dir {d} show {guid} --raw\n  ccvault --data-dir {d} report --interval 15m --by queue --tz Europe/London\n  ccvault --data-dir {d} interactions --outcome abandoned --format json | head\n  ccvault --data-dir {d} agents\n  ccvault --data-dir {d} quarantine\n  ccvault --data-dir {d} verify\n  ccvault simulate --days 7 --seed 1 > week.ndjson && ccvault import week.ndjson",
-        started.elapsed().as_secs_f64(),
-        report_html.display(),
-        timeline_html.display(),
-    )?;
+    let next = try_next(&dir, &guid);
+    let secs = started.elapsed().as_secs_f64();
+    if human {
+        writeln!(
+            out,
+            "Done in {secs:.1}s. Pictures: {} and {}\n\nTry next:",
+            report_html.display(),
+            timeline_html.display(),
+        )?;
+        for line in &next {
+            writeln!(out, "  {line}")?;
+        }
+    } else {
+        json_line(
+            &mut out,
+            &serde_json::json!({
+                "dataDir": dir, "seed": args.seed, "agents": args.agents,
+                "lines": sim.lines, "interactions": sim.interactions,
+                "archived": summary.archived, "duplicates": summary.duplicates,
+                "quarantined": summary.quarantined, "reportRows": rows.len(),
+                "interactionGUID": guid, "reportHtml": report_html, "timelineHtml": timeline_html,
+                "seconds": (secs * 1000.0).round() / 1000.0, "tryNext": next,
+            }),
+        )?;
+    }
+    out.flush()?;
     Ok(ExitCode::SUCCESS)
 }

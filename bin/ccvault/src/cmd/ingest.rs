@@ -5,6 +5,7 @@
 //! subscription (retrying would not help; e.g. systemd
 //! `RestartPreventExitStatus=3`), 1 for any other error.
 
+use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -20,7 +21,9 @@ use clap::{Args, Subcommand, ValueEnum};
 use serde_json::json;
 
 use super::archive::{archive_options, open_writer};
-use crate::{Cli, Format, WriteArgs};
+use crate::args::parse_duration;
+use crate::output::{json_line, HumanJson};
+use crate::{Cli, WriteArgs};
 
 /// `ccvault ingest ...`
 #[derive(Args, Debug)]
@@ -48,12 +51,21 @@ pub struct CommonArgs {
     /// Largest group commit, in messages.
     #[arg(long, default_value_t = 8192)]
     pub max_batch: usize,
-    /// First reconnect delay in milliseconds (doubles up to --max-backoff-ms, with jitter).
-    #[arg(long, default_value_t = 200)]
-    pub backoff_ms: u64,
-    /// Longest reconnect delay in milliseconds.
-    #[arg(long, default_value_t = 30_000)]
-    pub max_backoff_ms: u64,
+    /// First reconnect delay (doubles up to --max-backoff, with jitter): 200ms, 1s.
+    #[arg(long, default_value = "200ms", value_name = "DURATION", value_parser = parse_duration)]
+    pub backoff: Duration,
+    /// Longest reconnect delay.
+    #[arg(long, default_value = "30s", value_name = "DURATION", value_parser = parse_duration)]
+    pub max_backoff: Duration,
+    /// The former spelling of --backoff, in milliseconds.
+    #[arg(long, hide = true, conflicts_with = "backoff")]
+    pub backoff_ms: Option<u64>,
+    /// The former spelling of --max-backoff, in milliseconds.
+    #[arg(long, hide = true, conflicts_with = "max_backoff")]
+    pub max_backoff_ms: Option<u64>,
+    /// Output format of the final summary (stdout): text or JSON.
+    #[arg(long, value_enum)]
+    pub format: Option<HumanJson>,
 }
 
 #[derive(Args, Debug)]
@@ -82,9 +94,9 @@ pub struct MqttArgs {
     /// PEM private key for mutual TLS (with --client-cert).
     #[arg(long)]
     pub client_key: Option<PathBuf>,
-    /// MQTT keep-alive in seconds.
-    #[arg(long, default_value_t = 30)]
-    pub keep_alive: u64,
+    /// MQTT keep-alive: 30s, 1m.
+    #[arg(long, default_value = "30s", value_name = "DURATION", value_parser = parse_duration)]
+    pub keep_alive: Duration,
     #[command(flatten)]
     pub common: CommonArgs,
 }
@@ -112,9 +124,9 @@ pub struct PulsarArgs {
     /// PEM CA certificates to trust for wss:// (default: the system's).
     #[arg(long)]
     pub ca_file: Option<PathBuf>,
-    /// WebSocket ping period in seconds; silence for three periods counts as a lost connection.
-    #[arg(long, default_value_t = 30)]
-    pub ping_interval: u64,
+    /// WebSocket ping period; silence for three periods counts as a lost connection: 30s.
+    #[arg(long, default_value = "30s", value_name = "DURATION", value_parser = parse_duration)]
+    pub ping_interval: Duration,
     #[command(flatten)]
     pub common: CommonArgs,
 }
@@ -142,8 +154,9 @@ fn sink_options(c: &CommonArgs) -> SinkOptions {
 
 fn backoff(c: &CommonArgs) -> Backoff {
     Backoff::new(
-        Duration::from_millis(c.backoff_ms),
-        Duration::from_millis(c.max_backoff_ms),
+        c.backoff_ms.map_or(c.backoff, Duration::from_millis),
+        c.max_backoff_ms
+            .map_or(c.max_backoff, Duration::from_millis),
     )
 }
 
@@ -165,7 +178,7 @@ async fn run_mqtt(cli: &Cli, a: &MqttArgs) -> Result<ExitCode> {
     cfg.ca_file = a.ca_file.clone();
     cfg.client_cert = a.client_cert.clone();
     cfg.client_key = a.client_key.clone();
-    cfg.keep_alive = Duration::from_secs(a.keep_alive);
+    cfg.keep_alive = a.keep_alive;
     cfg.sink = sink_options(&a.common);
     cfg.backoff = backoff(&a.common);
     // Validate the options before taking the archive lock.
@@ -175,7 +188,7 @@ async fn run_mqtt(cli: &Cli, a: &MqttArgs) -> Result<ExitCode> {
     let stop = ccvault_ingest::shutdown::on_signals().context("cannot install signal handlers")?;
     let server = serve_metrics(a.common.metrics_addr, &metrics).await?;
     let result = mqtt::run(cfg, archive, metrics.clone(), stop).await;
-    finish(cli, "mqtt", &metrics, server, result)
+    finish(cli, &a.common, "mqtt", &metrics, server, result)
 }
 
 async fn run_pulsar(cli: &Cli, a: &PulsarArgs) -> Result<ExitCode> {
@@ -192,7 +205,7 @@ async fn run_pulsar(cli: &Cli, a: &PulsarArgs) -> Result<ExitCode> {
     };
     cfg.receiver_queue_size = a.receiver_queue_size.max(1);
     cfg.ca_file = a.ca_file.clone();
-    cfg.ping_interval = Duration::from_secs(a.ping_interval.max(1));
+    cfg.ping_interval = a.ping_interval.max(Duration::from_millis(1));
     cfg.sink = sink_options(&a.common);
     cfg.backoff = backoff(&a.common);
     pulsar::parse_url(&cfg.url)?;
@@ -201,7 +214,7 @@ async fn run_pulsar(cli: &Cli, a: &PulsarArgs) -> Result<ExitCode> {
     let stop = ccvault_ingest::shutdown::on_signals().context("cannot install signal handlers")?;
     let server = serve_metrics(a.common.metrics_addr, &metrics).await?;
     let result = pulsar::run(cfg, archive, metrics.clone(), stop).await;
-    finish(cli, "pulsar", &metrics, server, result)
+    finish(cli, &a.common, "pulsar", &metrics, server, result)
 }
 
 async fn serve_metrics(
@@ -219,6 +232,7 @@ async fn serve_metrics(
 /// Prints the summary (always, also after an error) and picks the exit code.
 fn finish(
     cli: &Cli,
+    common: &CommonArgs,
     source: &str,
     metrics: &Metrics,
     server: Option<tokio::task::JoinHandle<()>>,
@@ -228,10 +242,11 @@ fn finish(
         server.abort();
     }
     let s = Summary::from_metrics(metrics);
-    match cli.format {
-        Format::Json => println!(
-            "{}",
-            json!({
+    let mut out = std::io::stdout().lock();
+    match cli.format_of(common.format, "ingest")? {
+        HumanJson::Json => json_line(
+            &mut out,
+            &json!({
                 "source": source,
                 "ok": result.is_ok(),
                 "received": s.received,
@@ -241,9 +256,10 @@ fn finish(
                 "rejected": s.rejected,
                 "acked": s.acked,
                 "reconnects": s.reconnects,
-            })
-        ),
-        Format::Human => println!(
+            }),
+        )?,
+        HumanJson::Human => writeln!(
+            out,
             "ingest {source} {}: received {}, archived {}, quarantined {}, duplicates {}, rejected {}, acknowledged {}, reconnects {}",
             if result.is_ok() { "stopped" } else { "failed" },
             s.received,
@@ -253,8 +269,9 @@ fn finish(
             s.rejected,
             s.acked,
             s.reconnects
-        ),
+        )?,
     }
+    out.flush()?;
     match result {
         Ok(()) => Ok(ExitCode::SUCCESS),
         Err(e @ (IngestError::Auth(_) | IngestError::Refused(_))) => {

@@ -2,6 +2,7 @@
 
 mod archive;
 pub mod demo;
+pub mod docs;
 pub mod ingest;
 pub mod projections;
 pub mod sim;
@@ -18,7 +19,14 @@ pub fn run(cli: &Cli) -> Result<ExitCode> {
             files,
             write,
             print_acks,
-        } => archive::import(cli, files, write, *print_acks),
+            out,
+        } => archive::import(
+            cli,
+            files,
+            write,
+            *print_acks,
+            cli.format_of(out.format, "import")?,
+        ),
         Command::Demo(args) => demo::demo(cli, args),
         Command::Show {
             guid, raw: true, ..
@@ -27,17 +35,39 @@ pub fn run(cli: &Cli) -> Result<ExitCode> {
             guid,
             raw: false,
             html,
-        } => projections::show(cli, guid, html.as_deref()),
-        Command::Stats => archive::stats(cli),
-        Command::Verify => archive::verify(cli),
-        Command::Reindex => archive::reindex(cli),
-        Command::Quarantine => archive::quarantine(cli),
+            out,
+        } => projections::show(
+            cli,
+            guid,
+            html.as_deref(),
+            cli.format_of(out.format, "show")?,
+        ),
+        Command::Stats { out } => archive::stats(cli, cli.format_of(out.format, "stats")?),
+        Command::Verify { out } => archive::verify(cli, cli.format_of(out.format, "verify")?),
+        Command::Reindex { out } => archive::reindex(cli, cli.format_of(out.format, "reindex")?),
+        Command::Quarantine { range, out } => {
+            archive::quarantine(cli, range, cli.format_of(out.format, "quarantine")?)
+        }
         Command::Ingest(args) => ingest::run(cli, args),
         Command::Simulate(args) => sim::run(cli, args),
         Command::Interactions(args) => projections::interactions(cli, args),
         Command::Report(args) => projections::report(cli, args),
         Command::Agents(args) => projections::agents(cli, args),
-        Command::Rebuild => projections::rebuild(cli),
+        Command::Rebuild { out } => {
+            projections::rebuild(cli, cli.format_of(out.format, "rebuild")?)
+        }
         Command::Export(args) => projections::export(cli, args),
+        Command::Completions { shell } => docs::completions(cli, *shell),
+        Command::Man => docs::man(cli),
+    }
+}
+
+/// A command that has no `--format` refuses one given before its name.
+fn no_format(cli: &Cli, command: &str) -> Result<()> {
+    match &cli.format {
+        None => Ok(()),
+        Some(f) => {
+            Err(crate::output::UsageError(format!("`{command}` has no --format (got {f})")).into())
+        }
     }
 }

@@ -12,11 +12,15 @@
 //!   set of events gives byte-identical output.
 //! - Bad flag values are clap errors (exit 2) naming the value; nothing
 //!   here panics on input.
+//! - `--format csv` (interactions, report, agents, export) has the JSON
+//!   field names as columns ([`crate::csv_out`]).
 
-use std::io::{BufWriter, IsTerminal, Write};
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
+use ccvault_event::{event_time_ms, parse_event};
 use ccvault_projections::materialize::Progress;
 use ccvault_projections::report::{self, GroupBy, Interval, ReportOptions};
 use ccvault_projections::timefmt::{format_instant, format_opt_duration, zone_for_display};
@@ -27,44 +31,11 @@ use ccvault_projections::{
 use ccvault_store::ArchiveReader;
 use serde_json::json;
 
+use crate::args::parse_duration_ms;
 use crate::cmd::archive::open_reader;
-use crate::output::{json_line, time_zone};
-use crate::{Cli, Format};
-
-/// An instant flag: RFC 3339 (`2025-11-23T12:00:00Z`) or epoch milliseconds.
-pub fn parse_time(s: &str) -> Result<i64, String> {
-    let t = s.trim();
-    let digits = t.strip_prefix('-').unwrap_or(t);
-    if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) {
-        return t
-            .parse::<i64>()
-            .map_err(|_| format!("{s:?} is out of range for epoch milliseconds"));
-    }
-    t.parse::<jiff::Timestamp>()
-        .map(|ts| ts.as_millisecond())
-        .map_err(|_| {
-            format!("invalid time {s:?}: expected RFC 3339 (2025-11-23T12:00:00Z) or epoch milliseconds")
-        })
-}
-
-/// A duration flag: a whole number with a unit, `500ms`, `20s`, `2m`, `1h`.
-pub fn parse_duration(s: &str) -> Result<i64, String> {
-    let t = s.trim();
-    let bad = || {
-        format!("invalid duration {s:?}: expected a number with a unit, e.g. 500ms, 20s, 2m, 1h")
-    };
-    let split = t.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
-    let (num, unit) = t.split_at(split);
-    let n: i64 = num.parse().map_err(|_| bad())?;
-    let factor = match unit.trim() {
-        "ms" => 1,
-        "s" => 1_000,
-        "m" | "min" => 60_000,
-        "h" => 3_600_000,
-        _ => return Err(bad()),
-    };
-    n.checked_mul(factor).ok_or_else(bad)
-}
+use crate::csv_out::{self, CsvRows};
+use crate::output::{self, json_line, Export, HumanJson, Table};
+use crate::{status, Cli, TimeRange};
 
 fn parse_interval(s: &str) -> Result<Interval, String> {
     s.parse::<Interval>().map_err(|e| e.to_string())
@@ -82,14 +53,19 @@ fn parse_state_names(s: &str) -> Result<StateNames, String> {
     StateNames::parse(s).map_err(|e| e.to_string())
 }
 
+/// `--format human|json|csv` of the listing commands.
+#[derive(clap::Args, Debug, Clone)]
+pub struct TableArg {
+    /// Output format: a readable table, JSON lines, or CSV (JSON field names as columns).
+    #[arg(long, value_enum)]
+    pub format: Option<Table>,
+}
+
 #[derive(clap::Args, Debug, Clone)]
 pub struct InteractionsArgs {
-    /// Only interactions offered at or after T (RFC 3339 or epoch ms).
-    #[arg(long, value_name = "T", value_parser = parse_time)]
-    pub from: Option<i64>,
-    /// Only interactions offered before T.
-    #[arg(long, value_name = "T", value_parser = parse_time)]
-    pub to: Option<i64>,
+    /// Only interactions offered in this range.
+    #[command(flatten)]
+    pub range: TimeRange,
     /// Only this queueId.
     #[arg(long, value_name = "Q")]
     pub queue: Option<i64>,
@@ -99,50 +75,44 @@ pub struct InteractionsArgs {
     /// Only this outcome: answered, abandoned, unanswered, ended, open.
     #[arg(long, value_name = "O", value_parser = parse_outcome)]
     pub outcome: Option<Outcome>,
+    #[command(flatten)]
+    pub out: TableArg,
 }
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct ReportArgs {
-    /// Only interactions offered at or after T (RFC 3339 or epoch ms).
-    #[arg(long, value_name = "T", value_parser = parse_time)]
-    pub from: Option<i64>,
-    /// Only interactions offered before T.
-    #[arg(long, value_name = "T", value_parser = parse_time)]
-    pub to: Option<i64>,
+    /// Only interactions offered in this range.
+    #[command(flatten)]
+    pub range: TimeRange,
     /// Interval length: 15m, 30m, 1h, 1d (day buckets start at local midnight of --tz).
     #[arg(long, default_value = "1h", value_parser = parse_interval)]
     pub interval: Interval,
     /// Group rows by queue or agent (default: all interactions together).
     #[arg(long, value_name = "queue|agent", value_parser = parse_group)]
     pub by: Option<GroupBy>,
-    /// Service-level threshold on waitMs (answered within it are in SLA).
-    #[arg(long, default_value = "20s", value_parser = parse_duration)]
+    /// Service-level threshold on waitMs (answered within it are in SLA): 20s, 1m30s, 500ms.
+    #[arg(long, default_value = "20s", value_name = "DURATION", value_parser = parse_duration_ms)]
     pub sla: i64,
     /// Abandons with abandonMs below this are short (excluded from service level and abandon rate).
-    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    #[arg(long, default_value = "5s", value_name = "DURATION", value_parser = parse_duration_ms)]
     pub short_abandon: i64,
-    /// Also write a self-contained HTML page with charts of volume, service level, ASA and abandons.
+    /// Also write a self-contained HTML page with charts of volume, service level, ASA and abandons (`-`: only the page, on stdout).
     #[arg(long, value_name = "FILE")]
-    pub html: Option<std::path::PathBuf>,
+    pub html: Option<PathBuf>,
+    #[command(flatten)]
+    pub out: TableArg,
 }
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct AgentsArgs {
-    /// Window start (RFC 3339 or epoch ms): spans are clipped to it.
-    #[arg(long, value_name = "T", value_parser = parse_time)]
-    pub from: Option<i64>,
-    /// Window end; without it the last state runs to the archive's latest event.
-    #[arg(long, value_name = "T", value_parser = parse_time)]
-    pub to: Option<i64>,
+    /// The window: spans are clipped to it; without --to the last state runs to the archive's latest event.
+    #[command(flatten)]
+    pub range: TimeRange,
     /// Names of state codes for human output, e.g. "0=logged out,1=logged in,5=available".
     #[arg(long, value_name = "CODE=NAME,...", value_parser = parse_state_names)]
     pub state_names: Option<StateNames>,
-}
-
-#[derive(Copy, Clone, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum ExportFormat {
-    Ndjson,
-    Csv,
+    #[command(flatten)]
+    pub out: TableArg,
 }
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -156,45 +126,16 @@ pub struct ExportArgs {
     /// What to export: the raw events (byte-exact, log order) or the interaction summaries.
     #[arg(long, value_enum, default_value_t = ExportWhat::Events)]
     pub what: ExportWhat,
-    /// `export --format ndjson|csv` arrives here (see [`rewrite_export_format`]).
-    #[arg(long = "export-format", value_enum, hide = true)]
-    pub export_format: Option<ExportFormat>,
-}
-
-/// `--format` is global (human|json), but `export` takes `--format
-/// ndjson|csv` (SPEC §5): for the export subcommand only, those two values
-/// are passed to its own hidden `--export-format` instead.
-pub fn rewrite_export_format(args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
-    let is_export = args.iter().skip(1).any(|a| a == "export");
-    if !is_export {
-        return args;
-    }
-    let mut out = Vec::with_capacity(args.len());
-    let mut i = 0;
-    while i < args.len() {
-        let a = &args[i];
-        let value_of = |v: &std::ffi::OsStr| matches!(v.to_str(), Some("ndjson" | "csv"));
-        if a == "--format" && args.get(i + 1).is_some_and(|v| value_of(v)) {
-            out.push("--export-format".into());
-            out.push(args[i + 1].clone());
-            i += 2;
-            continue;
-        }
-        if let Some(v) = a.to_str().and_then(|s| s.strip_prefix("--format=")) {
-            if v == "ndjson" || v == "csv" {
-                out.push(format!("--export-format={v}").into());
-                i += 1;
-                continue;
-            }
-        }
-        out.push(a.clone());
-        i += 1;
-    }
-    out
+    /// Only events whose event time (interactions: whose offeredAt) is in this range.
+    #[command(flatten)]
+    pub range: TimeRange,
+    /// Output format: JSON lines (`ndjson`, or `json`), or CSV (interactions only).
+    #[arg(long, value_enum)]
+    pub format: Option<Export>,
 }
 
 fn progress_bar(total: u64, what: &str) -> Option<indicatif::ProgressBar> {
-    if !std::io::stderr().is_terminal() {
+    if !output::show_progress() {
         return None;
     }
     let bar = indicatif::ProgressBar::new(total);
@@ -231,7 +172,7 @@ fn up_to_date(cli: &Cli) -> Result<Projections> {
                 bar.finish_and_clear();
             }
             if applied.rebuilt {
-                eprintln!(
+                status!(
                     "built projections: {} records in {:.2}s ({:.0} events/s)",
                     applied.records,
                     applied.elapsed.as_secs_f64(),
@@ -252,7 +193,7 @@ fn up_to_date(cli: &Cli) -> Result<Projections> {
                 ),
                 Some(_) => {}
             }
-            eprintln!(
+            status!(
                 "ccvault: note: {} is held by another process; showing its stored state (records below offset {} of {})",
                 p.path().display(),
                 st.consumed,
@@ -293,7 +234,7 @@ fn with_provenance(
 }
 
 /// `show GUID` (not `--raw`): the full timeline.
-pub fn show(cli: &Cli, guid: &str, html: Option<&std::path::Path>) -> Result<ExitCode> {
+pub fn show(cli: &Cli, guid: &str, html: Option<&Path>, format: HumanJson) -> Result<ExitCode> {
     let mut reader = open_reader(cli)?;
     let records: Vec<_> = reader
         .interaction_records(guid)?
@@ -307,58 +248,94 @@ pub fn show(cli: &Cli, guid: &str, html: Option<&std::path::Path>) -> Result<Exi
             cli.data_dir.display()
         );
     };
-    let tz = time_zone(cli.tz.as_deref())?;
+    let tz = cli.tz();
     if let Some(path) = html {
-        std::fs::write(path, ccvault_html::render_timeline(&tl, &inputs, &tz))
-            .with_context(|| format!("cannot write {}", path.display()))?;
+        let page = ccvault_html::render_timeline(&tl, &inputs, &tz);
+        output::write_file_or_stdout(path, page.as_bytes(), "the timeline page")?;
+        if output::is_stdout(path) {
+            return Ok(ExitCode::SUCCESS);
+        }
     }
     let mut out = std::io::stdout().lock();
-    match cli.format {
-        Format::Json => {
-            serde_json::to_writer(&mut out, &with_provenance(&tl, &records)?)?;
-            out.write_all(b"\n")?;
-        }
-        Format::Human => {
+    match format {
+        HumanJson::Json => json_line(&mut out, &with_provenance(&tl, &records)?)?,
+        HumanJson::Human => {
             out.write_all(timeline::render_text(&tl, zone_for_display(&tz)).as_bytes())?;
         }
     }
+    out.flush()?;
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn interactions(cli: &Cli, args: &InteractionsArgs) -> Result<ExitCode> {
-    let tz = time_zone(cli.tz.as_deref())?;
-    let p = up_to_date(cli)?;
-    let filter = InteractionFilter {
-        from: args.from,
-        to: args.to,
-        queue_id: args.queue,
-        agent_id: args.agent.clone(),
-        outcome: args.outcome,
-    };
-    let mut out = BufWriter::new(std::io::stdout().lock());
-    let zone = zone_for_display(&tz);
+/// Writes the interactions `filter` selects, in the crate's order, as
+/// `format` (the human table with a count line).
+fn write_interactions(
+    p: &Projections,
+    filter: &InteractionFilter,
+    format: Table,
+    tz: &jiff::tz::TimeZone,
+    out: &mut impl Write,
+) -> Result<()> {
+    let zone = zone_for_display(tz);
     let mut n = 0u64;
-    if cli.format == Format::Human {
+    if format == Table::Human {
         writeln!(
             out,
             "{:<29}  {:<72}  {:>6}  {:<3}  {:<10}  {:<24}  {:>10}  {:>10}  {:>10}",
             "OFFERED", "GUID", "QUEUE", "DIR", "OUTCOME", "AGENT", "WAIT", "TALK", "HANDLE"
         )?;
     }
-    p.for_each_interaction(&filter, |s| {
-        n += 1;
-        let written = match cli.format {
-            Format::Json => serde_json::to_writer(&mut out, &s)
-                .map_err(std::io::Error::from)
-                .and_then(|_| out.write_all(b"\n")),
-            Format::Human => human_interaction(&mut out, &s, zone),
-        };
-        // A closed pipe (`| head`) ends the listing quietly.
-        Ok(written.is_ok())
-    })?;
-    if cli.format == Format::Human {
-        writeln!(out, "{n} interactions")?;
+    enum Sink<'a, W: Write> {
+        Csv(Box<CsvRows<&'a mut W>>),
+        Json(&'a mut W),
+        Human(&'a mut W),
     }
+    let mut sink = match format {
+        Table::Csv => Sink::Csv(Box::new(CsvRows::new(&mut *out))),
+        Table::Json => Sink::Json(&mut *out),
+        Table::Human => Sink::Human(&mut *out),
+    };
+    // The callback cannot return our error: keep the first one and stop.
+    let mut failed: Option<anyhow::Error> = None;
+    p.for_each_interaction(filter, |s| {
+        n += 1;
+        let written = match &mut sink {
+            Sink::Csv(csv) => csv.row(&s),
+            Sink::Json(out) => json_line(out, &s),
+            Sink::Human(out) => human_interaction(out, &s, zone).map_err(anyhow::Error::from),
+        };
+        match written {
+            Ok(()) => Ok(true),
+            Err(e) => {
+                failed = Some(e);
+                Ok(false)
+            }
+        }
+    })?;
+    if let Some(e) = failed {
+        return Err(e);
+    }
+    match sink {
+        Sink::Csv(csv) => csv.finish()?,
+        Sink::Human(out) => writeln!(out, "{n} interactions")?,
+        Sink::Json(_) => {}
+    }
+    Ok(())
+}
+
+pub fn interactions(cli: &Cli, args: &InteractionsArgs) -> Result<ExitCode> {
+    let format = cli.format_of(args.out.format, "interactions")?;
+    let (from, to) = args.range.resolve(cli)?;
+    let p = up_to_date(cli)?;
+    let filter = InteractionFilter {
+        from,
+        to,
+        queue_id: args.queue,
+        agent_id: args.agent.clone(),
+        outcome: args.outcome,
+    };
+    let mut out = BufWriter::new(std::io::stdout().lock());
+    write_interactions(&p, &filter, format, &cli.tz(), &mut out)?;
     out.flush()?;
     Ok(ExitCode::SUCCESS)
 }
@@ -388,59 +365,69 @@ fn human_interaction(
     )
 }
 
+/// Rows as JSON lines or CSV; `None` for human output (each command renders its own).
+fn write_rows<T: serde::Serialize>(
+    format: Table,
+    rows: &[T],
+    out: &mut impl Write,
+) -> Result<bool> {
+    match format {
+        Table::Json => {
+            for row in rows {
+                json_line(out, row)?;
+            }
+        }
+        Table::Csv => csv_out::write_all(&mut *out, rows)?,
+        Table::Human => return Ok(false),
+    }
+    Ok(true)
+}
+
 pub fn report(cli: &Cli, args: &ReportArgs) -> Result<ExitCode> {
-    let tz = time_zone(cli.tz.as_deref())?;
+    let format = cli.format_of(args.out.format, "report")?;
+    let (from, to) = args.range.resolve(cli)?;
     let opts = ReportOptions {
         interval: args.interval,
         by: args.by.unwrap_or_default(),
-        tz,
+        tz: cli.tz(),
         sla_ms: args.sla,
         short_abandon_ms: args.short_abandon,
-        from: args.from,
-        to: args.to,
+        from,
+        to,
     };
     let p = up_to_date(cli)?;
     let rows = p.report(opts.clone())?;
     if let Some(path) = &args.html {
-        std::fs::write(path, ccvault_html::render_report(&rows, &opts))
-            .with_context(|| format!("cannot write {}", path.display()))?;
+        let page = ccvault_html::render_report(&rows, &opts);
+        output::write_file_or_stdout(path, page.as_bytes(), "the report page")?;
+        if output::is_stdout(path) {
+            return Ok(ExitCode::SUCCESS);
+        }
     }
     let mut out = BufWriter::new(std::io::stdout().lock());
-    match cli.format {
-        Format::Json => {
-            for row in &rows {
-                serde_json::to_writer(&mut out, row)?;
-                out.write_all(b"\n")?;
-            }
-        }
-        Format::Human => out.write_all(report::render_text(&rows, &opts).as_bytes())?,
+    if !write_rows(format, &rows, &mut out)? {
+        out.write_all(report::render_text(&rows, &opts).as_bytes())?;
     }
     out.flush()?;
     Ok(ExitCode::SUCCESS)
 }
 
 pub fn agents(cli: &Cli, args: &AgentsArgs) -> Result<ExitCode> {
+    let format = cli.format_of(args.out.format, "agents")?;
+    let (from, to) = args.range.resolve(cli)?;
     let p = up_to_date(cli)?;
-    let states = p.agents(args.from, args.to)?;
+    let states = p.agents(from, to)?;
     let mut out = BufWriter::new(std::io::stdout().lock());
-    match cli.format {
-        Format::Json => {
-            for a in &states {
-                serde_json::to_writer(&mut out, a)?;
-                out.write_all(b"\n")?;
-            }
-        }
-        Format::Human => {
-            let names = args.state_names.clone().unwrap_or_default();
-            out.write_all(agents::render_text(&states, &names).as_bytes())?;
-        }
+    if !write_rows(format, &states, &mut out)? {
+        let names = args.state_names.clone().unwrap_or_default();
+        out.write_all(agents::render_text(&states, &names).as_bytes())?;
     }
     out.flush()?;
     Ok(ExitCode::SUCCESS)
 }
 
 /// `rebuild` / `replay`: everything from the log, with progress.
-pub fn rebuild(cli: &Cli) -> Result<ExitCode> {
+pub fn rebuild(cli: &Cli, format: HumanJson) -> Result<ExitCode> {
     let mut reader = open_reader(cli)?;
     let mut p = Projections::open(&cli.data_dir)
         .with_context(|| format!("cannot open the projections of {}", cli.data_dir.display()))?;
@@ -456,8 +443,8 @@ pub fn rebuild(cli: &Cli) -> Result<ExitCode> {
         bar.finish_and_clear();
     }
     let secs = applied.elapsed.as_secs_f64();
-    match cli.format {
-        Format::Json => json_line(
+    match format {
+        HumanJson::Json => json_line(
             &mut std::io::stdout().lock(),
             &json!({
                 "records": applied.records, "interactions": applied.interactions,
@@ -467,7 +454,7 @@ pub fn rebuild(cli: &Cli) -> Result<ExitCode> {
                 "peakRssKiB": crate::output::peak_rss_kib(),
             }),
         )?,
-        Format::Human => eprintln!(
+        HumanJson::Human => status!(
             "rebuilt projections from {} records in {secs:.2}s ({:.0} events/s): {} interactions, {} agent status changes",
             applied.records,
             applied.records_per_sec(),
@@ -478,106 +465,33 @@ pub fn rebuild(cli: &Cli) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// The summary fields in METRICS / JSON order: the CSV header.
-const SUMMARY_FIELDS: [&str; 35] = [
-    "interactionGUID",
-    "tenant",
-    "mediaType",
-    "queueId",
-    "direction",
-    "createdAt",
-    "queuedAt",
-    "offeredAt",
-    "offerCount",
-    "rejectCount",
-    "acceptedAt",
-    "assignedAt",
-    "agentId",
-    "connectedAt",
-    "wrapStartAt",
-    "wrapEndAt",
-    "endedAt",
-    "holdCount",
-    "holdMs",
-    "queueMs",
-    "ringMs",
-    "waitMs",
-    "dialMs",
-    "talkMs",
-    "wrapMs",
-    "handleMs",
-    "abandonMs",
-    "outcome",
-    "hangupInitiator",
-    "callHangupReason",
-    "dispositionCode",
-    "transferred",
-    "complete",
-    "eventCount",
-    "anomalies",
-];
-
-/// One CSV cell (RFC 4180): null is empty, lists join with `;`, text with
-/// a comma, quote or line break is quoted.
-fn csv_cell(v: Option<&serde_json::Value>) -> String {
-    use serde_json::Value;
-    let text = match v {
-        None | Some(Value::Null) => String::new(),
-        Some(Value::String(s)) => s.clone(),
-        Some(Value::Array(items)) => items
-            .iter()
-            .map(|i| i.as_str().map_or_else(|| i.to_string(), str::to_owned))
-            .collect::<Vec<_>>()
-            .join(";"),
-        Some(other) => other.to_string(),
-    };
-    if text.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", text.replace('"', "\"\""))
-    } else {
-        text
-    }
-}
-
 pub fn export(cli: &Cli, args: &ExportArgs) -> Result<ExitCode> {
-    let format = args.export_format.unwrap_or(ExportFormat::Ndjson);
+    let format = cli.format_of(args.format, "export")?;
+    let (from, to) = args.range.resolve(cli)?;
     let mut out = BufWriter::with_capacity(1 << 20, std::io::stdout().lock());
-    match args.what {
-        ExportWhat::Events => {
-            if format == ExportFormat::Csv {
-                bail!("raw events export only as ndjson (their fields vary); use --what interactions for CSV");
-            }
-            let reader = open_reader(cli)?;
-            export_events(&reader, &mut out)?;
+    match (args.what, format) {
+        (ExportWhat::Events, Export::Csv) => {
+            return Err(output::UsageError(
+                "raw events export only as ndjson (their fields vary); use --what interactions for CSV".into(),
+            )
+            .into());
         }
-        ExportWhat::Interactions => {
+        (ExportWhat::Events, Export::Ndjson) => {
+            let reader = open_reader(cli)?;
+            export_events(&reader, (from, to), &mut out)?;
+        }
+        (ExportWhat::Interactions, _) => {
             let p = up_to_date(cli)?;
-            if format == ExportFormat::Csv {
-                writeln!(out, "{}", SUMMARY_FIELDS.join(","))?;
-            }
-            let mut failed: Option<std::io::Error> = None;
-            p.for_each_interaction(&InteractionFilter::default(), |s| {
-                let r = match format {
-                    ExportFormat::Ndjson => serde_json::to_writer(&mut out, &s)
-                        .map_err(std::io::Error::from)
-                        .and_then(|_| out.write_all(b"\n")),
-                    ExportFormat::Csv => {
-                        let v = serde_json::to_value(&s).map_err(std::io::Error::from);
-                        v.and_then(|v| {
-                            let cells: Vec<String> =
-                                SUMMARY_FIELDS.iter().map(|f| csv_cell(v.get(*f))).collect();
-                            writeln!(out, "{}", cells.join(","))
-                        })
-                    }
-                };
-                if let Err(e) = r {
-                    failed = Some(e);
-                    return Ok(false);
-                }
-                Ok(true)
-            })?;
-            if let Some(e) = failed {
-                return Err(e.into());
-            }
+            let filter = InteractionFilter {
+                from,
+                to,
+                ..InteractionFilter::default()
+            };
+            let table = match format {
+                Export::Ndjson => Table::Json,
+                Export::Csv => Table::Csv,
+            };
+            write_interactions(&p, &filter, table, &cli.tz(), &mut out)?;
         }
     }
     out.flush()?;
@@ -588,12 +502,28 @@ pub fn export(cli: &Cli, args: &ExportArgs) -> Result<ExitCode> {
 /// line, byte-exact. JSON cannot hold a raw line break inside a string, so a
 /// CR or LF in a payload is whitespace between tokens: it is written as a
 /// space to keep one event per line (same JSON value).
-fn export_events(reader: &ArchiveReader, out: &mut impl Write) -> Result<()> {
+fn export_events(
+    reader: &ArchiveReader,
+    (from, to): (Option<i64>, Option<i64>),
+    out: &mut impl Write,
+) -> Result<()> {
     let mut damaged = 0u64;
+    let filtered = from.is_some() || to.is_some();
     reader.for_each_record(
         |rec| {
             if rec.quarantined {
                 return Ok(());
+            }
+            if filtered {
+                // Event time as METRICS defines it; an event without one is outside every range.
+                let Ok(ev) = parse_event(&rec.payload) else {
+                    return Ok(());
+                };
+                let publish = (!rec.publish_time.is_empty()).then_some(rec.publish_time.as_str());
+                let t = event_time_ms(&ev, publish, rec.ingest_ms);
+                if from.is_some_and(|f| t < f) || to.is_some_and(|e| t >= e) {
+                    return Ok(());
+                }
             }
             let mut payload = rec.payload;
             for b in payload.iter_mut() {
@@ -612,7 +542,7 @@ fn export_events(reader: &ArchiveReader, out: &mut impl Write) -> Result<()> {
         |_| damaged += 1,
     )?;
     if damaged > 0 {
-        eprintln!(
+        status!(
             "ccvault: warning: skipped {damaged} damaged places in the log (run `ccvault verify`)"
         );
     }

@@ -11,7 +11,9 @@ use std::process::ExitCode;
 use anyhow::{bail, Context, Result};
 use ccvault_sim::{simulate_with_truth, Quirks, SimConfig, SimSummary, Truth};
 
-use crate::Cli;
+use crate::args::parse_duration_ms;
+use crate::output::{self, Stream};
+use crate::{status, Cli};
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct SimulateArgs {
@@ -30,7 +32,7 @@ pub struct SimulateArgs {
     /// Same seed, same flags: byte-identical output.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
-    /// Write the stream to FILE instead of stdout.
+    /// Write the stream to FILE instead of stdout (`-`: stdout).
     #[arg(long, value_name = "FILE")]
     pub out: Option<PathBuf>,
     /// A clean stream: no mixed types, empty msgInfo, missing timestamps, unknown types,
@@ -46,8 +48,11 @@ pub struct SimulateArgs {
     /// Garbage lines per event line (0..1), which import must quarantine.
     #[arg(long, value_name = "R")]
     pub malformed_rate: Option<f64>,
-    /// Lines are emitted up to this many ms (of event time) out of order; 0 = in order.
-    #[arg(long, value_name = "MS")]
+    /// Lines are emitted up to this much event time out of order (250ms, 2s); 0s = in order.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration_ms)]
+    pub reorder_window: Option<i64>,
+    /// The former spelling of --reorder-window, in milliseconds.
+    #[arg(long, hide = true, conflicts_with = "reorder_window")]
     pub reorder_window_ms: Option<i64>,
     /// Also write the simulator's ground truth (one METRICS §3 summary per interaction, NDJSON) to FILE.
     #[arg(long, value_name = "FILE")]
@@ -55,6 +60,9 @@ pub struct SimulateArgs {
     /// Tenant suffix of every interactionGUID.
     #[arg(long, default_value = "northwind01")]
     pub tenant: String,
+    /// The output is always the NDJSON event stream; `--format json` is accepted for uniformity.
+    #[arg(long, value_enum)]
+    pub format: Option<Stream>,
 }
 
 fn rate(name: &str, v: Option<f64>, default: f64) -> Result<f64> {
@@ -77,10 +85,10 @@ pub fn config(args: &SimulateArgs) -> Result<SimConfig> {
         // The tenant is read back as the text after the GUID's last `-`.
         bail!("--tenant must be non-empty and contain no '-'");
     }
-    let reorder_window_ms = match args.reorder_window_ms {
+    let reorder_window_ms = match args.reorder_window.or(args.reorder_window_ms) {
         None => base.reorder_window_ms,
         Some(ms) if ms >= 0 => ms,
-        Some(ms) => bail!("--reorder-window-ms must not be negative, got {ms}"),
+        Some(ms) => bail!("--reorder-window must not be negative, got {ms} ms"),
     };
     let quirks = Quirks {
         duplicate_rate: rate("duplicate-rate", args.duplicate_rate, base.duplicate_rate)?,
@@ -104,7 +112,8 @@ pub fn config(args: &SimulateArgs) -> Result<SimConfig> {
     })
 }
 
-pub fn run(_cli: &Cli, args: &SimulateArgs) -> Result<ExitCode> {
+pub fn run(cli: &Cli, args: &SimulateArgs) -> Result<ExitCode> {
+    cli.format_of(args.format, "simulate")?;
     let cfg = config(args)?;
 
     let mut truth_out = match &args.truth {
@@ -131,7 +140,7 @@ pub fn run(_cli: &Cli, args: &SimulateArgs) -> Result<ExitCode> {
         }
     };
 
-    let result: io::Result<SimSummary> = match &args.out {
+    let result: io::Result<SimSummary> = match output::file_unless_stdout(args.out.as_ref()) {
         Some(path) => {
             let file =
                 File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
@@ -154,7 +163,7 @@ pub fn run(_cli: &Cli, args: &SimulateArgs) -> Result<ExitCode> {
         w.flush()
             .with_context(|| format!("writing truth file {}", path.display()))?;
     }
-    eprintln!(
+    status!(
         "simulated {} lines: {} events of {} interactions, {} duplicates, {} envelopes, {} malformed",
         summary.lines,
         summary.events,
