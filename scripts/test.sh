@@ -1,5 +1,8 @@
 #!/usr/bin/env bash
-# Runs the whole test suite. Installs what the tests need first (the
+# Runs the whole test suite: every test binary, even after a failure
+# (--no-fail-fast), then one summary line, "N passed, M failed", summed over
+# the test binaries' result lines. Exits non-zero on any failure (or when a
+# test binary does not build). Installs what the tests need first (the
 # mosquitto broker for the MQTT tests) when it is missing and we are root;
 # otherwise says what to install.
 set -euo pipefail
@@ -17,4 +20,22 @@ if ! command -v mosquitto >/dev/null 2>&1 && [ ! -x /usr/sbin/mosquitto ]; then
 fi
 export PATH="$PATH:/usr/sbin"
 
-cargo test --workspace --locked
+log="$(mktemp)"
+trap 'rm -f "$log"' EXIT
+status=0
+cargo test --workspace --locked --no-fail-fast 2>&1 | tee "$log" || status=$?
+
+# "test result: ok. 12 passed; 0 failed; 0 ignored; ..." once per test binary.
+read -r passed failed < <(awk '
+  /^test result: / {
+    for (i = 1; i <= NF; i++) {
+      if ($(i + 1) ~ /^passed;?$/) p += $i
+      if ($(i + 1) ~ /^failed;?$/) f += $i
+    }
+  }
+  END { print p + 0, f + 0 }' "$log")
+echo
+echo "$passed passed, $failed failed"
+if [ "$failed" -ne 0 ] || [ "$status" -ne 0 ]; then
+  exit 1
+fi

@@ -20,7 +20,7 @@
 
 mod common;
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::fs;
 use std::io::{BufRead, Write};
 use std::os::unix::fs::PermissionsExt;
@@ -595,4 +595,73 @@ fn unknown_guid_and_missing_archive_are_clear_errors() {
         !nowhere.exists(),
         "a read command must not create an archive"
     );
+}
+
+// ---------------------------------------------------------------------------
+// The 8x8 documentation's own examples
+
+fn docs_fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/fixtures/8x8-docs")
+        .join(name)
+}
+
+/// The interactionGUIDs a fixture names (read with serde_json, not ccvault).
+fn guids_in(path: &Path) -> BTreeSet<String> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .filter_map(|l| {
+            let v: Value = serde_json::from_str(l).unwrap();
+            v["Interaction"]["interactionGUID"]
+                .as_str()
+                .map(str::to_owned)
+        })
+        .collect()
+}
+
+#[test]
+fn the_8x8_documentation_examples_import_exactly() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("a");
+    let reference = docs_fixture("event-reference.ndjson");
+    let format = docs_fixture("message-format.ndjson");
+    // 9 + 5 example blocks; all distinct; the envelope's payload is not an
+    // 8x8 event, so it is kept but quarantined.
+    let run = import(&dir, &[&reference, &format], &["--format", "json"]);
+    let summary = &run.json_lines()[0];
+    assert_eq!(summary["lines"], 14, "{summary}");
+    assert_eq!(summary["archived"], 13, "{summary}");
+    assert_eq!(summary["quarantined"], 1, "{summary}");
+    assert_eq!(summary["duplicates"], 0, "{summary}");
+    assert_eq!(summary["rejected"], 0, "{summary}");
+    let s = stats(&dir);
+    assert_eq!((s.records, s.events, s.quarantined), (14, 13, 1));
+
+    let mut guids = guids_in(&reference);
+    guids.extend(guids_in(&format));
+    assert_eq!(guids.len(), 7);
+    assert_eq!(s.interactions, 7);
+    let listed: BTreeSet<String> = ccvault(&dir, &["interactions", "--format", "json"])
+        .ok()
+        .json_lines()
+        .iter()
+        .map(|v| v["interactionGUID"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(listed, guids);
+
+    let q = ccvault(&dir, &["quarantine", "--format", "json"])
+        .ok()
+        .json_lines();
+    assert_eq!(q.len(), 1);
+    assert_eq!(q[0]["line"], 1);
+    assert!(q[0]["source"]
+        .as_str()
+        .unwrap()
+        .ends_with("message-format.ndjson"));
+
+    // The same page again is all duplicates.
+    let again = import(&dir, &[&reference], &["--format", "json"]);
+    assert_eq!(again.json_lines()[0]["duplicates"], 9);
+    assert_eq!(stats(&dir).records, 14);
 }

@@ -1,0 +1,73 @@
+//! Checks of the repository itself, so its promises cannot drift: the
+//! declared minimum Rust version is exactly the highest one any locked
+//! dependency declares, and every crate of the workspace inherits it.
+
+use std::path::Path;
+use std::process::Command;
+
+use serde_json::Value;
+
+fn version(v: &str) -> Vec<u64> {
+    v.split('.').map(|p| p.parse().unwrap_or(0)).collect()
+}
+
+#[test]
+fn rust_version_is_the_highest_any_locked_dependency_needs() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let out = Command::new(cargo)
+        .args([
+            "metadata",
+            "--format-version",
+            "1",
+            "--locked",
+            "--manifest-path",
+        ])
+        .arg(root.join("Cargo.toml"))
+        .output()
+        .expect("run cargo metadata");
+    assert!(
+        out.status.success(),
+        "cargo metadata: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let meta: Value = serde_json::from_slice(&out.stdout).expect("cargo metadata JSON");
+    let members: Vec<&str> = meta["workspace_members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m.as_str().unwrap())
+        .collect();
+    let mut declared: Option<String> = None;
+    let mut needed: Option<(Vec<u64>, String)> = None;
+    for p in meta["packages"].as_array().unwrap() {
+        let name = p["name"].as_str().unwrap();
+        let rv = p["rust_version"].as_str();
+        if members.contains(&p["id"].as_str().unwrap()) {
+            let rv = rv.unwrap_or_else(|| {
+                panic!("{name} declares no rust-version: add `rust-version.workspace = true`")
+            });
+            match &declared {
+                None => declared = Some(rv.to_owned()),
+                Some(d) => assert_eq!(d, rv, "{name} declares another rust-version"),
+            }
+        } else if let Some(rv) = rv {
+            let v = version(rv);
+            if needed.as_ref().is_none_or(|(n, _)| v > *n) {
+                needed = Some((v, format!("{name} {} needs {rv}", p["version"])));
+            }
+        }
+    }
+    let declared = declared.expect("workspace members");
+    let (needed, by) = needed.expect("locked dependencies declare rust-version");
+    assert_eq!(
+        version(&declared),
+        needed,
+        "the workspace declares rust-version {declared}, but {by}: set [workspace.package] rust-version (and the README) to it"
+    );
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    assert!(
+        readme.contains(&format!("Rust {declared}+")),
+        "README.md should say \"Rust {declared}+\""
+    );
+}
