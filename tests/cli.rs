@@ -665,3 +665,310 @@ fn the_8x8_documentation_examples_import_exactly() {
     assert_eq!(again.json_lines()[0]["duplicates"], 9);
     assert_eq!(stats(&dir).records, 14);
 }
+
+// ---------------------------------------------------------------------------
+// Unix manners: pipes, colour, quiet, causes, exit codes, `-`, JSON everywhere
+
+/// An archive of the samples, shared by the tests below (each its own copy).
+fn sample_archive(tmp: &Path) -> PathBuf {
+    let dir = tmp.join("archive");
+    import_samples(&dir);
+    dir
+}
+
+/// Runs `ccvault ARGS` with its stdout a pipe whose reader is already gone.
+fn with_closed_stdout(dir: &Path, args: &[&str]) -> (i32, String) {
+    let mut child = command(dir, args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn a_closed_pipe_ends_every_printing_command_quietly_with_exit_0() {
+    let tmp = tempfile::tempdir().unwrap();
+    // Large enough that every listing needs many writes.
+    let stream = Stream {
+        events: 6_000,
+        interactions: 1_500,
+        line_len: 400,
+    };
+    let input = tmp.path().join("stream.ndjson");
+    stream.write(&input);
+    let dir = tmp.path().join("archive");
+    import(&dir, &[&input], &[]);
+    let guid = stream.guid(0);
+    let demo = tmp.path().join("demo");
+    let demo = demo.to_str().unwrap();
+    for args in [
+        vec!["export"],
+        vec!["export", "--what", "interactions", "--format", "csv"],
+        vec!["show", &guid, "--raw"],
+        vec!["show", &guid],
+        vec!["show", &guid, "--html", "-"],
+        vec!["interactions"],
+        vec!["interactions", "--format", "json"],
+        vec!["report", "--interval", "15m"],
+        vec!["agents", "--format", "csv"],
+        vec!["stats"],
+        vec!["quarantine"],
+        vec!["verify"],
+        vec!["simulate", "--interactions", "300"],
+        vec!["demo", "--seed", "2", "--into", demo],
+        vec!["completions", "bash"],
+        vec!["man"],
+    ] {
+        let (code, stderr) = with_closed_stdout(&dir, &args);
+        assert_eq!(
+            code, 0,
+            "{args:?} with a closed stdout: exit {code}\n{stderr}"
+        );
+        for noise in ["error", "Broken pipe", "panicked"] {
+            assert!(
+                !stderr.contains(noise),
+                "{args:?} printed {noise:?}:\n{stderr}"
+            );
+        }
+    }
+}
+
+#[test]
+fn logs_have_no_colour_unless_asked_and_quiet_means_quiet() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = sample_archive(tmp.path());
+    let empty = common::empty_file(tmp.path());
+    let empty = empty.to_str().unwrap();
+    // -vv shows the writer's debug log; stderr is a pipe here, so no ANSI.
+    let run = ccvault(&dir, &["-vv", "import", empty]).ok();
+    assert!(run.stderr.contains("DEBUG"), "{}", run.stderr);
+    assert!(!run.stderr.contains('\u{1b}'), "{:?}", run.stderr);
+    // --color always colours it (so the check above can fail).
+    let run = ccvault(&dir, &["--color", "always", "-vv", "import", empty]).ok();
+    assert!(run.stderr.contains("\u{1b}["), "{:?}", run.stderr);
+    let run = ccvault(&dir, &["--color", "never", "-vv", "import", empty]).ok();
+    assert!(!run.stderr.contains('\u{1b}'), "{:?}", run.stderr);
+    let run = command(&dir, &["-vv", "import", empty])
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    assert!(!String::from_utf8_lossy(&run.stderr).contains('\u{1b}'));
+    // Without -v only warnings and the summary; with -q nothing at all.
+    let run = ccvault(&dir, &["import", empty]).ok();
+    assert!(!run.stderr.contains("DEBUG") && run.stderr.contains("imported 0 lines"));
+    for args in [
+        vec!["-q", "import", empty],
+        vec!["rebuild", "-q"],
+        vec!["-q", "interactions"],
+        vec!["-q", "simulate", "--interactions", "5"],
+    ] {
+        let run = ccvault(&dir, &args).ok();
+        assert_eq!(run.stderr, "", "{args:?}");
+    }
+    assert_eq!(ccvault(&dir, &["-q", "-v", "stats"]).code, 2);
+}
+
+#[test]
+fn each_cause_of_an_error_is_printed_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = sample_archive(tmp.path());
+    // A segment that is a directory: the log's I/O error, wrapped by the
+    // store and by the command's context.
+    let segment = common::segment_files(&dir).remove(0);
+    fs::remove_file(&segment).unwrap();
+    fs::create_dir(&segment).unwrap();
+    let name = segment.file_name().unwrap().to_str().unwrap().to_owned();
+    for args in [vec!["verify"], vec!["import", "-"]] {
+        let run = ccvault(&dir, &args).expect_code(1);
+        let error = run
+            .stderr
+            .lines()
+            .find(|l| l.starts_with("ccvault: error: "))
+            .unwrap_or_else(|| panic!("{args:?}: no error line:\n{}", run.stderr));
+        assert_eq!(error.matches("Is a directory").count(), 1, "{error}");
+        assert_eq!(error.matches(&name).count(), 1, "{error}");
+    }
+}
+
+#[test]
+fn exit_codes_are_as_documented() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = sample_archive(tmp.path());
+    let missing = tmp.path().join("nothing-here");
+    for (args, code) in [
+        (vec!["stats"], 0),
+        (vec!["verify"], 0),
+        (vec!["--help"], 0),
+        (vec!["--version"], 0),
+        // 1: an error.
+        (vec!["show", "int-not-archived"], 1),
+        // 2: a bad command line, whatever the command.
+        (vec!["frobnicate"], 2),
+        (vec!["stats", "--no-such-flag"], 2),
+        (vec!["--tz", "Mars/Olympus", "stats"], 2),
+        (vec!["report", "--tz", "Mars/Olympus"], 2),
+        (vec!["stats", "--format", "csv"], 2),
+        (vec!["--format", "csv", "stats"], 2),
+        (vec!["--format", "human", "export"], 2),
+        (vec!["--format", "json", "man"], 2),
+        (vec!["export", "--format", "csv"], 2),
+        (vec!["report", "--sla", "20"], 2),
+        (vec!["report", "--from", "last tuesday"], 2),
+        (vec!["import", "--segment-bytes", "lots"], 2),
+        (vec!["completions", "tcsh"], 2),
+    ] {
+        let run = ccvault(&dir, &args);
+        assert_eq!(run.code, code, "{args:?}:\n{}", run.stderr);
+        if code == 2 {
+            assert!(!run.stderr.is_empty(), "{args:?} says nothing");
+        }
+    }
+    let run = ccvault(&missing, &["stats"]).expect_code(1);
+    assert!(run.stderr.contains("no archive at"), "{}", run.stderr);
+    // verify: 1 when damage is found.
+    let seg = common::segment_files(&dir).remove(0);
+    let mut bytes = fs::read(&seg).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0xff;
+    fs::write(&seg, bytes).unwrap();
+    let run = ccvault(&dir, &["verify", "--format", "json"]).expect_code(1);
+    let report = &run.json_lines()[0];
+    assert_eq!(report["clean"], false);
+    let damage = report["damage"].as_array().unwrap();
+    assert!(!damage.is_empty());
+    // Damage comes as objects, not text.
+    for d in damage {
+        assert!(d["segment"].as_str().unwrap().ends_with(".seg"), "{d}");
+        assert!(d["pos"].is_u64() && d["reason"].is_string(), "{d}");
+    }
+}
+
+#[test]
+fn a_dash_means_stdout_for_html_and_out() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = sample_archive(tmp.path());
+    let guid = GUID_A;
+    for args in [
+        vec!["show", guid, "--html", "-"],
+        vec!["report", "--html", "-"],
+    ] {
+        let run = ccvault(&dir, &args).ok();
+        let page = run.stdout_str();
+        assert!(page.starts_with("<!DOCTYPE html>"), "{args:?}: {page:.80}");
+        assert!(page.contains("<svg"), "{args:?}");
+        assert!(!dir.join("-").exists() && !Path::new("-").exists());
+    }
+    // A file is written and named on stderr.
+    let file = tmp.path().join("call.html");
+    let run = ccvault(&dir, &["show", guid, "--html", file.to_str().unwrap()]).ok();
+    assert!(run
+        .stderr
+        .contains(&format!("wrote the timeline page to {}", file.display())));
+    assert!(fs::read_to_string(&file).unwrap().contains("<svg"));
+    let run = ccvault(&dir, &["simulate", "--interactions", "20", "--out", "-"]).ok();
+    let to_stdout = run.stdout_str();
+    assert!(to_stdout.lines().count() > 20);
+    let plain = ccvault(&dir, &["simulate", "--interactions", "20"]).ok();
+    assert_eq!(plain.stdout_str(), to_stdout);
+}
+
+#[test]
+fn every_command_speaks_json_when_asked() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = sample_archive(tmp.path());
+    let events = sample("events.ndjson");
+    let demo = tmp.path().join("demo");
+    let commands: Vec<Vec<&str>> = vec![
+        vec!["import", events.to_str().unwrap()],
+        vec!["stats"],
+        vec!["verify"],
+        vec!["reindex"],
+        vec!["quarantine"],
+        vec!["show", GUID_A],
+        vec!["interactions"],
+        vec!["report"],
+        vec!["agents"],
+        vec!["rebuild"],
+        vec!["export"],
+        vec!["export", "--what", "interactions"],
+        vec!["simulate", "--interactions", "5"],
+        vec!["demo", "--into", demo.to_str().unwrap()],
+    ];
+    for args in commands {
+        // After the command name, and before it.
+        for json_first in [false, true] {
+            let mut full: Vec<&str> = Vec::new();
+            if json_first {
+                full.extend(["--format", "json"]);
+            }
+            full.extend(&args);
+            if !json_first {
+                full.extend(["--format", "json"]);
+            }
+            if args[0] == "demo" && json_first {
+                fs::remove_dir_all(&demo).unwrap();
+            }
+            let run = ccvault(&dir, &full).ok();
+            let lines = run.json_lines();
+            assert!(!lines.is_empty(), "{full:?} printed nothing");
+        }
+    }
+}
+
+#[test]
+fn time_flags_take_dates_relative_times_and_units() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = sample_archive(tmp.path());
+    let count = |args: &[&str]| {
+        let mut full = vec!["--format", "json"];
+        full.extend_from_slice(args);
+        ccvault(&dir, &full).ok().json_lines().len()
+    };
+    let all = count(&["interactions"]);
+    assert!(all > 0);
+    // The samples are of 2025-11-23 (UTC).
+    assert_eq!(count(&["interactions", "--from", "2025-11-23"]), all);
+    assert_eq!(count(&["interactions", "--from", "2025-11-24"]), 0);
+    assert_eq!(count(&["interactions", "--to", "2025-11-23"]), 0);
+    // Midnight of the 24th in Tokyo is 15:00 UTC on the 23rd, after them all.
+    assert_eq!(
+        count(&["interactions", "--tz", "Asia/Tokyo", "--to", "2025-11-24"]),
+        all
+    );
+    assert_eq!(count(&["interactions", "--from", "-7d"]), 0);
+    assert_eq!(count(&["interactions", "--to", "now"]), all);
+    // Raw events by event time: the one sample event without a time of its
+    // own has its arrival time (METRICS), so it alone is after the 24th.
+    let late = ccvault(&dir, &["export", "--from", "2025-11-24"]).ok();
+    let late = late.json_lines();
+    assert_eq!(late.len(), 1);
+    assert_eq!(late[0]["AgentProvChange"]["msgInfo"], serde_json::json!({}));
+    assert_eq!(
+        count(&["export", "--to", "2025-11-24"]) + 1,
+        count(&["export"])
+    );
+    assert_eq!(count(&["export", "--to", "now"]), count(&["export"]));
+    // Quarantined lines arrived just now.
+    assert_eq!(
+        count(&["quarantine", "--from", "-1h"]),
+        count(&["quarantine"])
+    );
+    assert_eq!(count(&["quarantine", "--to", "-1h"]), 0);
+    for sla in ["1m30s", "90s", "PT90S"] {
+        assert_eq!(
+            ccvault(&dir, &["--format", "json", "report", "--sla", sla])
+                .ok()
+                .stdout,
+            ccvault(&dir, &["--format", "json", "report", "--sla", "90000ms"])
+                .ok()
+                .stdout
+        );
+    }
+}

@@ -95,9 +95,16 @@ pub fn resolve_format<F: ValueEnum + Clone>(
 
 /// True when `e` (anywhere in its chain) is a write to a closed pipe.
 pub fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    use std::io::ErrorKind::BrokenPipe;
+    // serde_json and csv keep the io::Error inside without exposing it as a source.
     e.chain().any(|c| {
         c.downcast_ref::<std::io::Error>()
-            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+            .is_some_and(|io| io.kind() == BrokenPipe)
+            || c.downcast_ref::<serde_json::Error>()
+                .is_some_and(|j| j.io_error_kind() == Some(BrokenPipe))
+            || c.downcast_ref::<csv::Error>().is_some_and(
+                |e| matches!(e.kind(), csv::ErrorKind::Io(io) if io.kind() == BrokenPipe),
+            )
     })
 }
 
@@ -243,6 +250,17 @@ pub fn peak_rss_kib() -> Option<u64> {
 mod tests {
     use super::*;
 
+    struct BrokenWriter;
+
+    impl Write for BrokenWriter {
+        fn write(&mut self, _: &[u8]) -> std::io::Result<usize> {
+            Err(std::io::ErrorKind::BrokenPipe.into())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Err(std::io::ErrorKind::BrokenPipe.into())
+        }
+    }
+
     #[test]
     fn a_format_before_the_command_is_checked_against_the_command() {
         assert_eq!(
@@ -275,6 +293,12 @@ mod tests {
             .context("writing");
         assert!(is_broken_pipe(&e));
         assert!(!is_broken_pipe(&anyhow::anyhow!("other")));
+        let json = serde_json::to_writer(BrokenWriter, &1).unwrap_err();
+        assert!(is_broken_pipe(&anyhow::Error::new(json).context("listing")));
+        let mut csv = csv::Writer::from_writer(BrokenWriter);
+        let _ = csv.write_record(["a"]);
+        let csv = csv.flush().map_err(csv::Error::from).unwrap_err();
+        assert!(is_broken_pipe(&anyhow::Error::new(csv)));
         assert_eq!(exit_code_of(&e), 1);
     }
 }

@@ -65,7 +65,7 @@ const AGENT_SEED: u64 = 0x6167_656e;
 
 #[derive(Debug, thiserror::Error)]
 pub enum IndexError {
-    #[error("index {path}: {source}")]
+    #[error("index {path}")]
     Redb {
         path: String,
         #[source]

@@ -53,7 +53,7 @@ pub enum IngestError {
     Config(String),
     /// The archive failed; ingest stopped. Unacknowledged messages stay with
     /// the peer and are read again after a restart.
-    #[error("archive error, ingest stopped: {0}")]
+    #[error("archive error, ingest stopped")]
     Store(#[from] ccvault_store::StoreError),
     #[error("{0}")]
     Internal(String),

@@ -152,7 +152,7 @@ pub fn start<T: Send + 'static>(
                 let report = match archive.append_batch(&batch) {
                     Ok(r) => r,
                     Err(e) => {
-                        tracing::error!("archive append failed; stopping ingest: {e}");
+                        tracing::error!(error = &e as &dyn std::error::Error, "archive append failed; stopping ingest");
                         return Err(e.into());
                     }
                 };

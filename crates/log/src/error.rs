@@ -13,7 +13,7 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum LogError {
     /// An operating-system I/O error (including a full disk).
-    #[error("I/O error while {op} {path}: {source}")]
+    #[error("I/O error while {op} {path}")]
     Io {
         /// What was being done ("writing", "fsyncing", ...).
         op: &'static str,
@@ -109,3 +109,17 @@ impl LogError {
 
 /// Shorthand used throughout the crate.
 pub type Result<T, E = LogError> = std::result::Result<T, E>;
+
+/// `e` and its causes, joined by `": "` (as `anyhow`'s `{:#}` prints them):
+/// for keeping an error as text. The error types name their cause only
+/// through `source()`, so `to_string()` alone would drop it.
+pub fn display_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        text.push_str(": ");
+        text.push_str(&c.to_string());
+        cause = c.source();
+    }
+    text
+}

@@ -30,7 +30,7 @@ mod segment;
 mod verify;
 mod writer;
 
-pub use error::LogError;
+pub use error::{display_chain, LogError};
 pub use format::{
     NewRecord, Record, RecordRef, SourceKind, FORMAT_VERSION, HEADER_LEN, MAX_BODY_LEN,
     MAX_FIELD_LEN,

@@ -341,7 +341,7 @@ impl Log {
 
     fn poison(&mut self, err: LogError) -> LogError {
         if self.poisoned.is_none() {
-            self.poisoned = Some(err.to_string());
+            self.poisoned = Some(crate::error::display_chain(&err));
         }
         err
     }

@@ -424,7 +424,7 @@ impl Archive {
         }
         let result = self.append_batch_inner(batch, prepared);
         if let Err(e) = &result {
-            self.poisoned = Some(e.to_string());
+            self.poisoned = Some(ccvault_log::display_chain(e));
         }
         result
     }
@@ -436,7 +436,7 @@ impl Archive {
         }
         let result = self.log.wait_durable(through).map_err(StoreError::from);
         if let Err(e) = &result {
-            self.poisoned = Some(e.to_string());
+            self.poisoned = Some(ccvault_log::display_chain(e));
         }
         result
     }

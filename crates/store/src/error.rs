@@ -3,11 +3,11 @@ use std::path::PathBuf;
 /// Errors of the archive. Each names the file, record or input line at fault.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("{0}")]
+    #[error(transparent)]
     Log(#[from] ccvault_log::LogError),
-    #[error("{0}")]
+    #[error(transparent)]
     Index(#[from] ccvault_index::IndexError),
-    #[error("{what} {path}: {source}")]
+    #[error("{what} {path}")]
     Io {
         what: &'static str,
         path: PathBuf,

@@ -55,7 +55,7 @@ pub const PROJECTION_VERSION: i64 = 1;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProjectionError {
-    #[error("{path}: {source}")]
+    #[error("{path}")]
     Redb {
         path: String,
         #[source]
@@ -63,7 +63,7 @@ pub enum ProjectionError {
     },
     #[error(transparent)]
     Store(#[from] StoreError),
-    #[error("{path}: {source}")]
+    #[error("{path}")]
     Codec {
         path: String,
         #[source]
