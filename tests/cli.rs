@@ -972,3 +972,65 @@ fn time_flags_take_dates_relative_times_and_units() {
         );
     }
 }
+
+#[test]
+fn completions_and_the_manual_page_cover_every_command() {
+    let tmp = tempfile::tempdir().unwrap();
+    let commands = [
+        "demo",
+        "import",
+        "show",
+        "stats",
+        "verify",
+        "reindex",
+        "quarantine",
+        "ingest",
+        "simulate",
+        "interactions",
+        "report",
+        "agents",
+        "rebuild",
+        "export",
+        "completions",
+        "man",
+    ];
+    for shell in ["bash", "zsh", "fish"] {
+        let run = ccvault(tmp.path(), &["completions", shell]).ok();
+        let script = run.stdout_str();
+        for c in commands {
+            assert!(script.contains(c), "{shell} completion lacks {c}");
+        }
+        // Flags of the commands (fish names them without dashes).
+        for flag in ["outcome", "sla", "data-dir", "format"] {
+            assert!(script.contains(flag), "{shell} completion lacks {flag}");
+        }
+    }
+    // The bash script is valid bash.
+    let script = tmp.path().join("ccvault.bash");
+    fs::write(
+        &script,
+        ccvault(tmp.path(), &["completions", "bash"]).ok().stdout,
+    )
+    .unwrap();
+    let check = std::process::Command::new("bash")
+        .arg("-n")
+        .arg(&script)
+        .output()
+        .unwrap();
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+
+    let page = ccvault(tmp.path(), &["man"]).ok().stdout_str();
+    assert!(
+        page.starts_with(".ie") || page.contains(".TH ccvault 1"),
+        "{page:.200}"
+    );
+    assert!(page.contains(".TH ccvault 1"));
+    for c in commands {
+        assert!(page.contains(c), "the man page lacks {c}");
+    }
+    assert!(page.contains("CCVAULT_DATA") && page.contains("\\-\\-data\\-dir"));
+}

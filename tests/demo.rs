@@ -83,3 +83,57 @@ fn demo_archives_a_day_and_prints_the_report_and_a_timeline() {
     assert!(!again.status.success());
     assert!(String::from_utf8_lossy(&again.stderr).contains("already exists"));
 }
+
+/// The "Try next" lines work as printed: run each one in a shell, from the
+/// directory the demo ran in, with `ccvault` on PATH (as after `cargo install`).
+#[test]
+fn every_try_next_line_works_as_printed() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let bin = std::path::Path::new(env!("CARGO_BIN_EXE_ccvault"));
+    let path = format!(
+        "{}:{}",
+        bin.parent().expect("bin dir").display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    // The default directory: ./ccvault-demo-<time>, relative to where it ran.
+    let out = Command::new(bin)
+        .args(["demo", "--seed", "5"])
+        .current_dir(tmp.path())
+        .env_remove("CCVAULT_DATA")
+        .output()
+        .expect("run demo");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let (_, next) = stdout.split_once("Try next:\n").expect("Try next");
+    let lines: Vec<&str> = next
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
+    assert!(lines.len() >= 5, "{next}");
+    assert!(lines.iter().any(|l| l.contains(" show int-")), "{next}");
+    for line in lines {
+        assert!(line.starts_with("ccvault "), "{line}");
+        let run = Command::new("bash")
+            .args(["-o", "pipefail", "-c", line])
+            .current_dir(tmp.path())
+            .env("PATH", &path)
+            .env_remove("CCVAULT_DATA")
+            .output()
+            .expect("bash");
+        assert!(
+            run.status.success(),
+            "`{line}` failed ({}):\n{}",
+            run.status,
+            String::from_utf8_lossy(&run.stderr)
+        );
+        assert!(
+            !run.stdout.is_empty() || line.contains('>'),
+            "`{line}` printed nothing"
+        );
+    }
+}
