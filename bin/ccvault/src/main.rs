@@ -8,7 +8,6 @@
 
 mod args;
 mod cmd;
-mod csv_out;
 mod output;
 
 use std::io::Write;

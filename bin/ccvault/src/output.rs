@@ -96,15 +96,14 @@ pub fn resolve_format<F: ValueEnum + Clone>(
 /// True when `e` (anywhere in its chain) is a write to a closed pipe.
 pub fn is_broken_pipe(e: &anyhow::Error) -> bool {
     use std::io::ErrorKind::BrokenPipe;
-    // serde_json and csv keep the io::Error inside without exposing it as a source.
+    // serde_json and the CSV writer keep the io::Error inside without exposing it as a source.
     e.chain().any(|c| {
         c.downcast_ref::<std::io::Error>()
             .is_some_and(|io| io.kind() == BrokenPipe)
             || c.downcast_ref::<serde_json::Error>()
                 .is_some_and(|j| j.io_error_kind() == Some(BrokenPipe))
-            || c.downcast_ref::<csv::Error>().is_some_and(
-                |e| matches!(e.kind(), csv::ErrorKind::Io(io) if io.kind() == BrokenPipe),
-            )
+            || c.downcast_ref::<ccvault_projections::columns::CsvError>()
+                .is_some_and(|e| e.is_broken_pipe())
     })
 }
 
@@ -295,9 +294,11 @@ mod tests {
         assert!(!is_broken_pipe(&anyhow::anyhow!("other")));
         let json = serde_json::to_writer(BrokenWriter, &1).unwrap_err();
         assert!(is_broken_pipe(&anyhow::Error::new(json).context("listing")));
-        let mut csv = csv::Writer::from_writer(BrokenWriter);
-        let _ = csv.write_record(["a"]);
-        let csv = csv.flush().map_err(csv::Error::from).unwrap_err();
+        let columns = &ccvault_projections::agents::AGENT_STATE_COLUMNS;
+        let csv = ccvault_projections::columns::CsvWriter::new(BrokenWriter, columns)
+            .and_then(|w| w.finish())
+            .err()
+            .expect("a closed pipe fails the CSV flush");
         assert!(is_broken_pipe(&anyhow::Error::new(csv)));
         assert_eq!(exit_code_of(&e), 1);
     }

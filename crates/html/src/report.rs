@@ -10,9 +10,9 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use ccvault_projections::timefmt::{
-    format_duration, format_instant, format_opt_duration, zone_for_display,
-};
+use ccvault_projections::columns::Column;
+use ccvault_projections::report::human_report_columns;
+use ccvault_projections::timefmt::{format_duration, format_instant, zone_for_display};
 use ccvault_projections::{GroupBy, GroupKey, Interval, ReportOptions, ReportRow};
 use jiff::tz::TimeZone;
 
@@ -521,79 +521,36 @@ fn line(
     out.push_str("</g>\n");
 }
 
+/// The report's table: the human columns of the projections' column list.
 fn table(out: &mut String, rows: &[ReportRow], opts: &ReportOptions) {
     let display_tz = zone_for_display(&opts.tz);
-    out.push_str("<h2>Table</h2>\n<table class=\"report\"><thead><tr><th>interval start</th>");
-    match opts.by {
-        GroupBy::All => {}
-        GroupBy::Queue => out.push_str("<th>queue</th>"),
-        GroupBy::Agent => out.push_str("<th>agent</th>"),
-    }
-    for h in [
-        "offered",
-        "answered",
-        "abandoned",
-        "short",
-        "unans.",
-        "SL",
-        "aband. rate",
-        "ASA",
-        "AHT",
-        "talk",
-        "hold",
-        "wrap",
-        "max wait",
-        "holds",
-        "rejects",
-        "transfers",
-    ] {
-        let _ = write!(out, "<th class=\"num\">{h}</th>");
-    }
-    out.push_str("</tr></thead><tbody>\n");
-    let pct = |r: Option<f64>| r.map_or_else(|| "-".to_string(), |r| format!("{:.2}%", r * 100.0));
-    for r in rows {
+    let columns: Vec<_> = human_report_columns(opts.by).collect();
+    let class = |c: &Column<ReportRow>| {
+        if c.show.right_aligned() {
+            "num"
+        } else {
+            "mono"
+        }
+    };
+    out.push_str("<h2>Table</h2>\n<table class=\"report\"><thead><tr>");
+    for c in &columns {
         let _ = write!(
             out,
-            "<tr><td class=\"mono\">{}</td>",
-            esc(&format_instant(r.interval_start, display_tz))
+            "<th class=\"{}\">{}</th>",
+            class(c),
+            esc(c.label.unwrap_or(""))
         );
-        match &r.group {
-            GroupKey::All => {}
-            GroupKey::Queue(q) => {
-                let _ = write!(
-                    out,
-                    "<td>{}</td>",
-                    q.map_or_else(|| "-".to_string(), |q| q.to_string())
-                );
-            }
-            GroupKey::Agent(a) => {
-                let _ = write!(
-                    out,
-                    "<td class=\"mono\">{}</td>",
-                    esc(a.as_deref().unwrap_or("-"))
-                );
-            }
-        }
-        let cells = [
-            r.offered.to_string(),
-            r.answered.to_string(),
-            r.abandoned.to_string(),
-            r.short_abandoned.to_string(),
-            r.unanswered.to_string(),
-            pct(r.service_level),
-            pct(r.abandon_rate),
-            format_opt_duration(r.asa_ms),
-            format_opt_duration(r.aht_ms),
-            format_opt_duration(r.avg_talk_ms),
-            format_opt_duration(r.avg_hold_ms),
-            format_opt_duration(r.avg_wrap_ms),
-            format_opt_duration(r.max_wait_ms),
-            r.holds.to_string(),
-            r.rejects.to_string(),
-            r.transfers.to_string(),
-        ];
-        for c in cells {
-            let _ = write!(out, "<td class=\"num\">{}</td>", esc(&c));
+    }
+    out.push_str("</tr></thead><tbody>\n");
+    for r in rows {
+        out.push_str("<tr>");
+        for c in &columns {
+            let _ = write!(
+                out,
+                "<td class=\"{}\">{}</td>",
+                class(c),
+                esc(&c.human(r, display_tz))
+            );
         }
         out.push_str("</tr>\n");
     }

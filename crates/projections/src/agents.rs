@@ -11,6 +11,7 @@ use std::fmt::Write as _;
 use ccvault_event::{event_time_ms, lifecycle_rank, parse_event, CanonicalKey, Event};
 use serde::{Deserialize, Serialize};
 
+use crate::columns::{Cell, Column, Show};
 use crate::input::{dedupe_in_canonical_order, Canonical, EventInput};
 use crate::text::table;
 use crate::timefmt::format_duration;
@@ -37,6 +38,65 @@ pub struct AgentStateTime {
     /// AgentStatusChange events with t(e) in the window.
     pub changes: u64,
 }
+
+impl AgentStateTime {
+    /// The agent as flat rows, one per state with time (CSV's shape of the
+    /// `stateMs` map); an agent with no state time gives one row without a state.
+    pub fn rows(&self) -> Vec<AgentStateRow> {
+        let row = |state: Option<(&i64, &i64)>| AgentStateRow {
+            agent_id: self.agent_id.clone(),
+            state: state.map(|(s, _)| *s),
+            state_ms: state.map(|(_, ms)| *ms),
+            changes: self.changes,
+        };
+        if self.state_ms.is_empty() {
+            return vec![row(None)];
+        }
+        self.state_ms.iter().map(|s| row(Some(s))).collect()
+    }
+}
+
+/// One agent and state: a row of `ccvault agents --format csv`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentStateRow {
+    pub agent_id: String,
+    pub state: Option<i64>,
+    pub state_ms: Option<i64>,
+    pub changes: u64,
+}
+
+/// The columns of [`AgentStateRow`]: the JSON keys of [`AgentStateTime`],
+/// with its `stateMs` map spread over `state` and `stateMs`.
+pub static AGENT_STATE_COLUMNS: [Column<AgentStateRow>; 4] = [
+    Column {
+        key: "agentId",
+        label: Some("agent"),
+        show: Show::Text,
+        width: 0,
+        get: |r| Cell::Text(r.agent_id.as_str().into()),
+    },
+    Column {
+        key: "state",
+        label: Some("state"),
+        show: Show::Number,
+        width: 0,
+        get: |r| Cell::opt_int(r.state),
+    },
+    Column {
+        key: "stateMs",
+        label: Some("time"),
+        show: Show::Duration,
+        width: 0,
+        get: |r| Cell::opt_int(r.state_ms),
+    },
+    Column {
+        key: "changes",
+        label: Some("changes"),
+        show: Show::Number,
+        width: 0,
+        get: |r| Cell::Count(r.changes),
+    },
+];
 
 /// One distinct status change, kept with what canonical order needs.
 #[derive(Debug, Clone)]

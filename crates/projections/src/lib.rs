@@ -17,6 +17,7 @@
 
 pub mod agents;
 mod codec;
+pub mod columns;
 #[cfg(test)]
 mod determinism;
 mod input;

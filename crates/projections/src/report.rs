@@ -11,11 +11,14 @@ use std::str::FromStr;
 
 use jiff::tz::TimeZone;
 use jiff::Timestamp;
-use serde::ser::{Serialize, SerializeMap, Serializer};
+use serde::ser::{SerializeMap, Serializer};
+use serde::Serialize;
 
 use crate::summary::{Outcome, Summary};
 use crate::text::table;
-use crate::timefmt::{format_instant, format_opt_duration, zone_for_display};
+use crate::timefmt::zone_for_display;
+
+pub use columns::{human_report_columns, report_columns, REPORT_COLUMNS};
 
 const MINUTE_MS: i64 = 60_000;
 const DAY_MS: i64 = 86_400_000;
@@ -441,12 +444,14 @@ impl Report {
 }
 
 /// One printed row. JSON keys in this order: `intervalStart`,
-/// `intervalEnd`, `queueId` or `agentId` when grouped, then the METRICS §4
-/// table in its order.
-#[derive(Debug, Clone, PartialEq)]
+/// `intervalEnd`, `queueId` or `agentId` when grouped, then the
+/// docs/METRICS.md §4 table in its order; [`REPORT_COLUMNS`] lists them.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct ReportRow {
     pub interval_start: i64,
     pub interval_end: i64,
+    #[serde(flatten)]
     pub group: GroupKey,
     pub offered: u64,
     pub queued: u64,
@@ -468,35 +473,16 @@ pub struct ReportRow {
     pub transfers: u64,
 }
 
-impl Serialize for ReportRow {
+/// A group serializes as the keys of its grouping (none for all), which the
+/// row flattens between its interval and its metrics.
+impl Serialize for GroupKey {
     fn serialize<S: Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
-        let grouped = !matches!(self.group, GroupKey::All);
-        let mut m = ser.serialize_map(Some(20 + usize::from(grouped)))?;
-        m.serialize_entry("intervalStart", &self.interval_start)?;
-        m.serialize_entry("intervalEnd", &self.interval_end)?;
-        match &self.group {
+        let mut m = ser.serialize_map(None)?;
+        match self {
             GroupKey::All => {}
             GroupKey::Queue(q) => m.serialize_entry("queueId", q)?,
             GroupKey::Agent(a) => m.serialize_entry("agentId", a)?,
         }
-        m.serialize_entry("offered", &self.offered)?;
-        m.serialize_entry("queued", &self.queued)?;
-        m.serialize_entry("answered", &self.answered)?;
-        m.serialize_entry("abandoned", &self.abandoned)?;
-        m.serialize_entry("shortAbandoned", &self.short_abandoned)?;
-        m.serialize_entry("unanswered", &self.unanswered)?;
-        m.serialize_entry("answeredInSla", &self.answered_in_sla)?;
-        m.serialize_entry("serviceLevel", &self.service_level)?;
-        m.serialize_entry("abandonRate", &self.abandon_rate)?;
-        m.serialize_entry("asaMs", &self.asa_ms)?;
-        m.serialize_entry("ahtMs", &self.aht_ms)?;
-        m.serialize_entry("avgTalkMs", &self.avg_talk_ms)?;
-        m.serialize_entry("avgHoldMs", &self.avg_hold_ms)?;
-        m.serialize_entry("avgWrapMs", &self.avg_wrap_ms)?;
-        m.serialize_entry("maxWaitMs", &self.max_wait_ms)?;
-        m.serialize_entry("holds", &self.holds)?;
-        m.serialize_entry("rejects", &self.rejects)?;
-        m.serialize_entry("transfers", &self.transfers)?;
         m.end()
     }
 }
@@ -504,63 +490,17 @@ impl Serialize for ReportRow {
 /// Human output: one line per row; times in the report's zone (UTC with `Z`).
 pub fn render_text(rows: &[ReportRow], opts: &ReportOptions) -> String {
     let tz = zone_for_display(&opts.tz);
-    let group_header = match opts.by {
-        GroupBy::All => None,
-        GroupBy::Queue => Some("QUEUE"),
-        GroupBy::Agent => Some("AGENT"),
-    };
-    let pct = |r: Option<f64>| r.map_or_else(|| "-".to_string(), |r| format!("{:.2}%", r * 100.0));
+    let columns: Vec<_> = human_report_columns(opts.by).collect();
     let body: Vec<Vec<String>> = rows
         .iter()
-        .map(|r| {
-            let mut row = vec![format_instant(r.interval_start, tz)];
-            match &r.group {
-                GroupKey::All => {}
-                GroupKey::Queue(q) => row.push(q.map_or_else(|| "-".into(), |q| q.to_string())),
-                GroupKey::Agent(a) => row.push(a.clone().unwrap_or_else(|| "-".into())),
-            }
-            row.extend([
-                r.offered.to_string(),
-                r.answered.to_string(),
-                format!("{} ({} short)", r.abandoned, r.short_abandoned),
-                r.unanswered.to_string(),
-                pct(r.service_level),
-                pct(r.abandon_rate),
-                format_opt_duration(r.asa_ms),
-                format_opt_duration(r.aht_ms),
-                format_opt_duration(r.avg_talk_ms),
-                format_opt_duration(r.avg_hold_ms),
-                format_opt_duration(r.avg_wrap_ms),
-                format_opt_duration(r.max_wait_ms),
-                r.holds.to_string(),
-                r.rejects.to_string(),
-                r.transfers.to_string(),
-            ]);
-            row
-        })
+        .map(|r| columns.iter().map(|c| c.human(r, tz)).collect())
         .collect();
-    let mut headers = vec!["INTERVAL"];
-    headers.extend(group_header);
-    let numbers = [
-        "OFFERED",
-        "ANSWERED",
-        "ABANDONED",
-        "UNANS",
-        "SL",
-        "ABAND%",
-        "ASA",
-        "AHT",
-        "TALK",
-        "HOLD",
-        "WRAP",
-        "MAXWAIT",
-        "HOLDS",
-        "REJECTS",
-        "XFERS",
-    ];
-    headers.extend(numbers);
-    let mut right = vec![false; headers.len() - numbers.len()];
-    right.extend([true; 15]);
+    let headers: Vec<String> = columns
+        .iter()
+        .map(|c| c.label.unwrap_or("").to_uppercase())
+        .collect();
+    let headers: Vec<&str> = headers.iter().map(String::as_str).collect();
+    let right: Vec<bool> = columns.iter().map(|c| c.show.right_aligned()).collect();
     let mut out = format!(
         "Report by {} interval{} (SLA {} s, short abandon < {} s), times {}\n\
          Metrics land in the interval of each interaction's offeredAt.\n\n",
@@ -590,5 +530,6 @@ fn fmt_secs(ms: i64) -> String {
     }
 }
 
+mod columns;
 #[cfg(test)]
 mod tests;

@@ -1,13 +1,11 @@
 //! The interaction summary (METRICS §3): one record per `interactionGUID`,
 //! derived from that interaction's distinct events walked in canonical order.
 
-use std::borrow::Cow;
-
-use ccvault_event::Lenient;
 use serde::{Deserialize, Serialize};
 
+use crate::input::prepare;
 pub use crate::input::EventInput;
-use crate::input::{prepare, Kind, Prepared};
+pub use columns::{listing_header, listing_row, SUMMARY_COLUMNS};
 
 /// `direction` as derived by METRICS §3 (not the raw attribute).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -15,6 +13,15 @@ use crate::input::{prepare, Kind, Prepared};
 pub enum Direction {
     In,
     Out,
+}
+
+impl Direction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Direction::In => "in",
+            Direction::Out => "out",
+        }
+    }
 }
 
 /// `outcome` (METRICS §3).
@@ -190,317 +197,9 @@ pub fn summarize(events: &[EventInput<'_>]) -> Option<Summary> {
     derive(&prepare(events))
 }
 
-fn owned(v: &Lenient<'_>) -> Option<String> {
-    v.as_text().map(Cow::into_owned)
-}
+mod columns;
+mod derive;
 
-/// `direction` compares as text as given (METRICS §1): a number never matches.
-fn text_is(v: &Lenient<'_>, want: &str) -> bool {
-    matches!(v, Lenient::Text(t) if t == want)
-}
-
-/// `end − start`, or `None` when an end is missing or the difference does
-/// not fit; a negative result is `None` and records `negative`.
-fn duration(
-    end: Option<i64>,
-    start: Option<i64>,
-    negative: Anomaly,
-    anomalies: &mut Vec<Anomaly>,
-) -> Option<i64> {
-    non_negative(end?.checked_sub(start?), negative, anomalies)
-}
-
-fn non_negative(d: Option<i64>, negative: Anomaly, anomalies: &mut Vec<Anomaly>) -> Option<i64> {
-    match d {
-        Some(d) if d < 0 => {
-            anomalies.push(negative);
-            None
-        }
-        d => d,
-    }
-}
-
-/// The METRICS §3 walk over distinct events already in canonical order.
-pub(crate) fn derive(events: &[Prepared<'_>]) -> Option<Summary> {
-    let first = events.first()?;
-
-    let mut guid: Option<String> = None;
-    let mut topic_tenant: Option<&str> = None;
-    let mut media_type: Option<String> = None;
-    let mut queue_id: Option<i64> = None;
-    let (mut any_out, mut any_in) = (false, false);
-
-    let (mut created_at, mut queued_at) = (None, None);
-    let (mut offer_count, mut reject_count) = (0u64, 0u64);
-    let mut first_accepted: Option<&Prepared> = None;
-    // The last InteractionAssigned seen before the first InteractionAccepted.
-    let mut answering_offer: Option<&Prepared> = None;
-    let mut customer_accepted_at = None;
-    let mut wrap_start: Option<usize> = None;
-    let mut wrap_end_at = None;
-    let mut last_end_post_process: Option<&Prepared> = None;
-    let mut first_unqueued_at = None;
-    let mut last_deleted: Option<&Prepared> = None;
-    let mut transferred = false;
-
-    for (i, p) in events.iter().enumerate() {
-        let b = &p.event.body;
-        let t = p.key.time_ms;
-        if guid.is_none() {
-            guid = owned(&b.interaction_guid);
-        }
-        if topic_tenant.is_none() {
-            topic_tenant = p.topic_tenant;
-        }
-        if media_type.is_none() {
-            media_type = owned(&b.media_type);
-        }
-        if queue_id.is_none() {
-            queue_id = b.queue_id.as_i64();
-        }
-        any_out |= text_is(&b.direction, "out") || b.is_outbound_call.as_bool() == Some(true);
-        any_in |= text_is(&b.direction, "in");
-
-        match p.kind {
-            Kind::Created => {
-                created_at.get_or_insert(t);
-            }
-            Kind::Queued => {
-                any_in = true;
-                queued_at.get_or_insert(t);
-            }
-            Kind::Assigned => {
-                offer_count += 1;
-                if first_accepted.is_none() {
-                    answering_offer = Some(p);
-                }
-            }
-            Kind::Rejected => reject_count += 1,
-            Kind::Accepted => {
-                first_accepted.get_or_insert(p);
-            }
-            Kind::CustomerAccepted => {
-                any_out = true;
-                customer_accepted_at.get_or_insert(t);
-            }
-            Kind::PostProcess => {
-                wrap_start.get_or_insert(i);
-            }
-            Kind::EndPostProcess => {
-                if wrap_start.is_some() && wrap_end_at.is_none() {
-                    wrap_end_at = Some(t);
-                }
-                last_end_post_process = Some(p);
-            }
-            Kind::Unqueued => {
-                first_unqueued_at.get_or_insert(t);
-            }
-            Kind::Deleted => last_deleted = Some(p),
-            Kind::TransferRequest => transferred = true,
-            Kind::LineHold | Kind::Other => {}
-        }
-    }
-
-    let direction = if any_out {
-        Some(Direction::Out)
-    } else if any_in {
-        Some(Direction::In)
-    } else {
-        None
-    };
-    let outbound = direction == Some(Direction::Out);
-
-    let mut anomalies = Vec::new();
-    if created_at.is_none() {
-        anomalies.push(Anomaly::MissingCreated);
-    }
-
-    let accepted_at = first_accepted.map(|p| p.key.time_ms);
-    let (assigned_at, agent_id) = match first_accepted {
-        None => (None, None),
-        Some(acc) => {
-            if answering_offer.is_none() {
-                anomalies.push(Anomaly::AcceptedWithoutAssigned);
-            }
-            let agent = owned(&acc.event.body.agent_id)
-                .or_else(|| answering_offer.and_then(|a| owned(&a.event.body.agent_id)));
-            (answering_offer.map(|a| a.key.time_ms), agent)
-        }
-    };
-    let connected_at = if outbound {
-        customer_accepted_at
-    } else {
-        accepted_at
-    };
-    let wrap_start_at = wrap_start
-        .and_then(|i| events.get(i))
-        .map(|p| p.key.time_ms);
-    let ended_at = last_deleted.map(|p| p.key.time_ms);
-    let talk_end_at = wrap_start_at.or(ended_at);
-
-    // Holds, within the talk window [connectedAt, talkEndAt] only.
-    let window = connected_at.zip(talk_end_at);
-    let mut hold_count = 0u64;
-    let mut hold_total = 0i64;
-    let mut on_hold_since: Option<i64> = None;
-    for p in events.iter().filter(|p| p.kind == Kind::LineHold) {
-        let t = p.key.time_ms;
-        match window {
-            Some((from, to)) if from <= t && t <= to => match p.event.body.status.as_bool() {
-                Some(true) if on_hold_since.is_none() => {
-                    on_hold_since = Some(t);
-                    hold_count += 1;
-                }
-                Some(false) => {
-                    if let Some(start) = on_hold_since.take() {
-                        hold_total = hold_total.saturating_add(t.saturating_sub(start));
-                    }
-                }
-                _ => {}
-            },
-            _ => anomalies.push(Anomaly::HoldOutsideTalk),
-        }
-    }
-    if let (Some(start), Some((_, to))) = (on_hold_since, window) {
-        hold_total = hold_total.saturating_add(to.saturating_sub(start));
-    }
-    let hold_ms = window.map(|_| hold_total);
-
-    let queue_ms = duration(
-        assigned_at,
-        queued_at,
-        Anomaly::NegativeQueueMs,
-        &mut anomalies,
-    );
-    let ring_ms = duration(
-        accepted_at,
-        assigned_at,
-        Anomaly::NegativeRingMs,
-        &mut anomalies,
-    );
-    let wait_ms = duration(
-        accepted_at,
-        queued_at,
-        Anomaly::NegativeWaitMs,
-        &mut anomalies,
-    );
-    let dial_ms = if outbound {
-        duration(
-            connected_at,
-            accepted_at,
-            Anomaly::NegativeDialMs,
-            &mut anomalies,
-        )
-    } else {
-        None
-    };
-    let talk_ms = match (talk_end_at, connected_at, hold_ms) {
-        (Some(end), Some(start), Some(hold)) => non_negative(
-            end.checked_sub(start).and_then(|d| d.checked_sub(hold)),
-            Anomaly::NegativeTalkMs,
-            &mut anomalies,
-        ),
-        _ => None,
-    };
-    let wrap_ms = duration(
-        wrap_end_at,
-        wrap_start_at,
-        Anomaly::NegativeWrapMs,
-        &mut anomalies,
-    );
-    let handle_ms = match (talk_ms, hold_ms) {
-        (Some(talk), Some(hold)) => non_negative(
-            talk.checked_add(hold)
-                .and_then(|d| d.checked_add(wrap_ms.unwrap_or(0))),
-            Anomaly::NegativeHandleMs,
-            &mut anomalies,
-        ),
-        _ => None,
-    };
-
-    let outcome = if connected_at.is_some() {
-        Outcome::Answered
-    } else if !outbound
-        && queued_at.is_some()
-        && (first_unqueued_at.is_some() || last_deleted.is_some())
-    {
-        Outcome::Abandoned
-    } else if outbound && last_deleted.is_some() {
-        Outcome::Unanswered
-    } else if last_deleted.is_some() {
-        Outcome::Ended
-    } else {
-        Outcome::Open
-    };
-    let abandon_ms = if outcome == Outcome::Abandoned {
-        duration(
-            first_unqueued_at.or(ended_at),
-            queued_at,
-            Anomaly::NegativeAbandonMs,
-            &mut anomalies,
-        )
-    } else {
-        None
-    };
-
-    let deleted_body = last_deleted.map(|p| &p.event.body);
-    let hangup_initiator = deleted_body.and_then(|b| owned(&b.hangup_initiator));
-    let call_hangup_reason = deleted_body.and_then(|b| owned(&b.call_hangup_reason));
-    let disposition_code = deleted_body
-        .and_then(|b| owned(&b.disposition_code))
-        .or_else(|| last_end_post_process.and_then(|p| owned(&p.event.body.disposition_code)));
-
-    let tenant = match topic_tenant {
-        Some(t) => Some(t.to_owned()),
-        None => guid
-            .as_deref()
-            .and_then(|g| g.rsplit_once('-'))
-            .map(|(_, suffix)| suffix)
-            .filter(|s| !s.is_empty())
-            .map(str::to_owned),
-    };
-
-    anomalies.sort_unstable();
-    anomalies.dedup();
-
-    Some(Summary {
-        interaction_guid: guid,
-        tenant,
-        media_type,
-        queue_id,
-        direction,
-        created_at,
-        queued_at,
-        offered_at: queued_at.or(created_at).unwrap_or(first.key.time_ms),
-        offer_count,
-        reject_count,
-        accepted_at,
-        assigned_at,
-        agent_id,
-        connected_at,
-        wrap_start_at,
-        wrap_end_at,
-        ended_at,
-        hold_count,
-        hold_ms,
-        queue_ms,
-        ring_ms,
-        wait_ms,
-        dial_ms,
-        talk_ms,
-        wrap_ms,
-        handle_ms,
-        abandon_ms,
-        outcome,
-        hangup_initiator,
-        call_hangup_reason,
-        disposition_code,
-        transferred,
-        complete: last_deleted.is_some(),
-        event_count: events.len() as u64,
-        anomalies,
-    })
-}
-
+pub(crate) use derive::derive;
 #[cfg(test)]
 mod tests;

@@ -21,6 +21,13 @@ pub(crate) fn table(headers: &[&str], rows: &[Vec<String>], right: &[bool]) -> S
 }
 
 fn push_row(out: &mut String, cells: &[String], widths: &[usize], right: &[bool]) {
+    out.push_str(&line(cells, widths, right));
+    out.push('\n');
+}
+
+/// One table line without its line break: cells padded to `widths`, two
+/// spaces apart, trailing blanks trimmed.
+pub(crate) fn line(cells: &[String], widths: &[usize], right: &[bool]) -> String {
     let mut line = String::new();
     for (i, cell) in cells.iter().enumerate() {
         let width = widths.get(i).copied().unwrap_or(0);
@@ -36,6 +43,6 @@ fn push_row(out: &mut String, cells: &[String], widths: &[usize], right: &[bool]
             line.extend(std::iter::repeat_n(' ', pad));
         }
     }
-    out.push_str(line.trim_end());
-    out.push('\n');
+    line.truncate(line.trim_end().len());
+    line
 }

@@ -12,8 +12,9 @@
 //!   set of events gives byte-identical output.
 //! - Bad flag values are clap errors (exit 2) naming the value; nothing
 //!   here panics on input.
-//! - `--format csv` (interactions, report, agents, export) has the JSON
-//!   field names as columns ([`crate::csv_out`]).
+//! - `--format csv` (interactions, report, agents, export) writes the
+//!   projections crate's column lists (its JSON field names; agents one row
+//!   per agent and state) through its CSV writer.
 
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -21,9 +22,12 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
 use ccvault_event::{event_time_ms, parse_event};
+use ccvault_projections::agents::AGENT_STATE_COLUMNS;
+use ccvault_projections::columns::{Column, CsvWriter};
 use ccvault_projections::materialize::Progress;
 use ccvault_projections::report::{self, GroupBy, Interval, ReportOptions};
-use ccvault_projections::timefmt::{format_instant, format_opt_duration, zone_for_display};
+use ccvault_projections::summary::{self, SUMMARY_COLUMNS};
+use ccvault_projections::timefmt::zone_for_display;
 use ccvault_projections::{
     agents, record_input, timeline, Access, InteractionFilter, Outcome, Projections, StateNames,
     Summary, PROJECTION_VERSION,
@@ -33,7 +37,6 @@ use serde_json::json;
 
 use crate::args::parse_duration_ms;
 use crate::cmd::archive::open_reader;
-use crate::csv_out::{self, CsvRows};
 use crate::output::{self, json_line, Export, HumanJson, Table};
 use crate::{status, Cli, TimeRange};
 
@@ -279,19 +282,15 @@ fn write_interactions(
     let zone = zone_for_display(tz);
     let mut n = 0u64;
     if format == Table::Human {
-        writeln!(
-            out,
-            "{:<29}  {:<72}  {:>6}  {:<3}  {:<10}  {:<24}  {:>10}  {:>10}  {:>10}",
-            "OFFERED", "GUID", "QUEUE", "DIR", "OUTCOME", "AGENT", "WAIT", "TALK", "HANDLE"
-        )?;
+        writeln!(out, "{}", summary::listing_header())?;
     }
     enum Sink<'a, W: Write> {
-        Csv(Box<CsvRows<&'a mut W>>),
+        Csv(Box<CsvWriter<'static, &'a mut W, Summary>>),
         Json(&'a mut W),
         Human(&'a mut W),
     }
     let mut sink = match format {
-        Table::Csv => Sink::Csv(Box::new(CsvRows::new(&mut *out))),
+        Table::Csv => Sink::Csv(Box::new(CsvWriter::new(&mut *out, &SUMMARY_COLUMNS)?)),
         Table::Json => Sink::Json(&mut *out),
         Table::Human => Sink::Human(&mut *out),
     };
@@ -300,9 +299,11 @@ fn write_interactions(
     p.for_each_interaction(filter, |s| {
         n += 1;
         let written = match &mut sink {
-            Sink::Csv(csv) => csv.row(&s),
+            Sink::Csv(csv) => csv.write(&s).map_err(anyhow::Error::from),
             Sink::Json(out) => json_line(out, &s),
-            Sink::Human(out) => human_interaction(out, &s, zone).map_err(anyhow::Error::from),
+            Sink::Human(out) => {
+                writeln!(out, "{}", summary::listing_row(&s, zone)).map_err(anyhow::Error::from)
+            }
         };
         match written {
             Ok(()) => Ok(true),
@@ -316,7 +317,9 @@ fn write_interactions(
         return Err(e);
     }
     match sink {
-        Sink::Csv(csv) => csv.finish()?,
+        Sink::Csv(csv) => {
+            csv.finish()?;
+        }
         Sink::Human(out) => writeln!(out, "{n} interactions")?,
         Sink::Json(_) => {}
     }
@@ -340,35 +343,13 @@ pub fn interactions(cli: &Cli, args: &InteractionsArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn human_interaction(
-    out: &mut impl Write,
-    s: &Summary,
-    zone: Option<&jiff::tz::TimeZone>,
-) -> std::io::Result<()> {
-    let dash = |v: Option<String>| v.unwrap_or_else(|| "-".into());
-    writeln!(
-        out,
-        "{:<29}  {:<72}  {:>6}  {:<3}  {:<10}  {:<24}  {:>10}  {:>10}  {:>10}",
-        format_instant(s.offered_at, zone),
-        dash(s.interaction_guid.clone()),
-        dash(s.queue_id.map(|q| q.to_string())),
-        match s.direction {
-            Some(ccvault_projections::Direction::In) => "in",
-            Some(ccvault_projections::Direction::Out) => "out",
-            None => "-",
-        },
-        s.outcome.as_str(),
-        dash(s.agent_id.clone()),
-        format_opt_duration(s.wait_ms),
-        format_opt_duration(s.talk_ms),
-        format_opt_duration(s.handle_ms),
-    )
-}
-
-/// Rows as JSON lines or CSV; `None` for human output (each command renders its own).
-fn write_rows<T: serde::Serialize>(
+/// Rows as JSON lines or CSV (the columns of `columns`); `false` for human
+/// output (each command renders its own).
+fn write_rows<'c, T: serde::Serialize, R: 'c>(
     format: Table,
     rows: &[T],
+    columns: impl IntoIterator<Item = &'c Column<R>>,
+    csv_rows: impl Fn(&T) -> Vec<R>,
     out: &mut impl Write,
 ) -> Result<bool> {
     match format {
@@ -377,7 +358,15 @@ fn write_rows<T: serde::Serialize>(
                 json_line(out, row)?;
             }
         }
-        Table::Csv => csv_out::write_all(&mut *out, rows)?,
+        Table::Csv => {
+            let mut csv = CsvWriter::new(&mut *out, columns)?;
+            for row in rows {
+                for r in csv_rows(row) {
+                    csv.write(&r)?;
+                }
+            }
+            csv.finish()?;
+        }
         Table::Human => return Ok(false),
     }
     Ok(true)
@@ -405,7 +394,8 @@ pub fn report(cli: &Cli, args: &ReportArgs) -> Result<ExitCode> {
         }
     }
     let mut out = BufWriter::new(std::io::stdout().lock());
-    if !write_rows(format, &rows, &mut out)? {
+    let columns = report::report_columns(opts.by);
+    if !write_rows(format, &rows, columns, |r| vec![r.clone()], &mut out)? {
         out.write_all(report::render_text(&rows, &opts).as_bytes())?;
     }
     out.flush()?;
@@ -418,7 +408,13 @@ pub fn agents(cli: &Cli, args: &AgentsArgs) -> Result<ExitCode> {
     let p = up_to_date(cli)?;
     let states = p.agents(from, to)?;
     let mut out = BufWriter::new(std::io::stdout().lock());
-    if !write_rows(format, &states, &mut out)? {
+    if !write_rows(
+        format,
+        &states,
+        &AGENT_STATE_COLUMNS,
+        |a| a.rows(),
+        &mut out,
+    )? {
         let names = args.state_names.clone().unwrap_or_default();
         out.write_all(agents::render_text(&states, &names).as_bytes())?;
     }

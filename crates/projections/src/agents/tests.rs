@@ -154,3 +154,51 @@ fn state_names() {
     assert!(text.contains("available (5)"), "{text}");
     assert!(text.contains("17m 53s"), "{text}");
 }
+
+#[test]
+fn csv_rows_spread_the_state_map_and_keep_every_json_key() {
+    let out = run(
+        &[
+            status("a1", "1", 100, ""),
+            status("a1", "5", 160, ""),
+            status("b2", "0", 400, ""),
+        ],
+        AgentWindow {
+            from: None,
+            to: Some(400_000),
+            archive_max_time_ms: 0,
+        },
+    );
+    let mut w = crate::columns::CsvWriter::new(Vec::new(), &AGENT_STATE_COLUMNS).unwrap();
+    for a in &out {
+        for row in a.rows() {
+            w.write(&row).unwrap();
+        }
+    }
+    let csv = String::from_utf8(w.finish().unwrap()).unwrap();
+    // b2's only change is at `to`: counted nowhere, no time, so not listed.
+    assert_eq!(
+        csv,
+        "agentId,state,stateMs,changes\na1,1,60000,2\na1,5,240000,2\n"
+    );
+    // Each JSON key of an agent line is a column (the map as state + stateMs).
+    let text = serde_json::to_string(&out[0]).unwrap();
+    let keys: Vec<&str> = AGENT_STATE_COLUMNS.iter().map(|c| c.key).collect();
+    for k in crate::columns::json_keys(&text) {
+        assert!(keys.contains(&k.as_str()), "{k} has no CSV column");
+    }
+    let empty = AgentStateTime {
+        agent_id: "c3".into(),
+        state_ms: Default::default(),
+        changes: 1,
+    };
+    assert_eq!(
+        empty.rows(),
+        [AgentStateRow {
+            agent_id: "c3".into(),
+            state: None,
+            state_ms: None,
+            changes: 1
+        }]
+    );
+}

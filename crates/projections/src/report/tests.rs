@@ -392,3 +392,61 @@ fn human_table_names_the_zone() {
     let empty = render_text(&[], r.options());
     assert!(empty.contains("no interactions"));
 }
+
+#[test]
+fn the_column_list_is_the_serde_field_list_for_every_grouping() {
+    let mut summaries = sample_summaries();
+    summaries.push(abandoned(ms("2025-11-23T12:40:00Z"), 2_000));
+    for by in [GroupBy::All, GroupBy::Queue, GroupBy::Agent] {
+        let opts = ReportOptions {
+            by,
+            ..ReportOptions::default()
+        };
+        let rows = report_of(opts, &summaries).rows();
+        assert!(!rows.is_empty());
+        let cols: Vec<_> = report_columns(by).collect();
+        for row in &rows {
+            crate::columns::assert_columns_match_serde(&cols, row);
+        }
+    }
+}
+
+#[test]
+fn csv_and_text_follow_the_column_list() {
+    let opts = ReportOptions {
+        by: GroupBy::Queue,
+        ..ReportOptions::default()
+    };
+    let r = report_of(opts, &sample_summaries());
+    let rows = r.rows();
+    let mut w = crate::columns::CsvWriter::new(Vec::new(), report_columns(GroupBy::Queue)).unwrap();
+    for row in &rows {
+        w.write(row).unwrap();
+    }
+    let csv = String::from_utf8(w.finish().unwrap()).unwrap();
+    let mut lines = csv.lines();
+    assert_eq!(
+        lines.next().unwrap(),
+        "intervalStart,intervalEnd,queueId,offered,queued,answered,abandoned,shortAbandoned,\
+         unanswered,answeredInSla,serviceLevel,abandonRate,asaMs,ahtMs,avgTalkMs,avgHoldMs,\
+         avgWrapMs,maxWaitMs,holds,rejects,transfers"
+    );
+    // Queue 311 holds the answered and the abandoned sample: SL 0, abandon rate 0.5.
+    assert_eq!(
+        lines.next().unwrap(),
+        "1763899200000,1763902800000,311,2,2,1,1,0,0,0,0.0,0.5,79000,350000,276000,45000,29000,79000,1,1,0"
+    );
+    let text = render_text(&rows, r.options());
+    let header = text.lines().nth(3).unwrap();
+    let labels: Vec<String> = human_report_columns(GroupBy::Queue)
+        .map(|c| c.label.unwrap().to_uppercase())
+        .collect();
+    assert_eq!(
+        header
+            .split("  ")
+            .filter(|h| !h.is_empty())
+            .map(str::trim)
+            .collect::<Vec<_>>(),
+        labels
+    );
+}

@@ -667,3 +667,51 @@ fn tenant_from_topic_else_guid_suffix() {
     let no_dash = br#"{"Interaction":{"event":"InteractionCreated","interactionGUID":"nodash","interactionEventTS":5}}"#;
     assert_eq!(summarize(&inputs(&[no_dash])).unwrap().tenant, None);
 }
+
+#[test]
+fn the_column_list_is_the_serde_field_list() {
+    let cols: Vec<_> = SUMMARY_COLUMNS.iter().collect();
+    // Every sample summary: nulls, lists and both directions are all met.
+    for guid in [GUID1, GUID2, GUID3] {
+        crate::columns::assert_columns_match_serde(&cols, &sample_summary(guid));
+    }
+    let mut s = sample_summary(GUID2);
+    s.anomalies = vec![Anomaly::MissingCreated, Anomaly::NegativeRingMs];
+    s.direction = Some(Direction::Out);
+    crate::columns::assert_columns_match_serde(&cols, &s);
+}
+
+#[test]
+fn csv_rows_carry_every_column_as_json_prints_it() {
+    let mut s = sample_summary(GUID1);
+    s.disposition_code = Some("a,\"b\"".into());
+    s.anomalies = vec![Anomaly::HoldOutsideTalk, Anomaly::MissingCreated];
+    let mut w = crate::columns::CsvWriter::new(Vec::new(), &SUMMARY_COLUMNS).unwrap();
+    w.write(&s).unwrap();
+    let text = String::from_utf8(w.finish().unwrap()).unwrap();
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    let keys: Vec<&str> = SUMMARY_COLUMNS.iter().map(|c| c.key).collect();
+    assert_eq!(header, keys);
+    let row = lines.next().unwrap();
+    assert!(row.starts_with(&format!("{GUID1},northwind01,phone,311,in,1763900000000,")));
+    assert!(row.ends_with(
+        ",CUSTOMER,CEC_DISCONNECT_NORMAL,\"a,\"\"b\"\"\",false,true,13,hold_outside_talk;missing_created"
+    ));
+    assert!(row.contains(",73000,6000,79000,,276000,"), "{row}");
+    assert_eq!(lines.next(), None);
+}
+
+#[test]
+fn the_human_listing_shows_the_labelled_columns() {
+    let header = listing_header();
+    assert_eq!(
+        header.split_whitespace().collect::<Vec<_>>(),
+        ["GUID", "QUEUE", "DIR", "OFFERED", "AGENT", "WAIT", "TALK", "HANDLE", "OUTCOME"]
+    );
+    let row = listing_row(&sample_summary(GUID1), None);
+    assert!(row.starts_with(GUID1), "{row}");
+    assert!(row.contains("2025-11-23T12:13:22.000Z"), "{row}");
+    assert!(row.ends_with("answered"), "{row}");
+    assert!(row.contains("1m 19s"), "{row}");
+}

@@ -1,0 +1,112 @@
+//! The columns of a [`ReportRow`], in JSON order: the one list that CSV,
+//! the text table and the HTML table read (JSON comes from serde; a test
+//! holds the two equal).
+
+use crate::columns::{Cell, Column, Show};
+use crate::report::{GroupBy, GroupKey, ReportRow};
+
+const fn col(
+    key: &'static str,
+    label: Option<&'static str>,
+    show: Show,
+    get: fn(&ReportRow) -> Cell<'_>,
+) -> Column<ReportRow> {
+    Column {
+        key,
+        label,
+        show,
+        width: 0,
+        get,
+    }
+}
+
+/// Every column a report row can have, in JSON order; the group columns
+/// (`queueId`, `agentId`) appear only when the report groups by them
+/// ([`report_columns`]).
+pub static REPORT_COLUMNS: [Column<ReportRow>; 22] = [
+    col("intervalStart", Some("interval"), Show::Instant, |r| {
+        Cell::Int(r.interval_start)
+    }),
+    col("intervalEnd", None, Show::Instant, |r| {
+        Cell::Int(r.interval_end)
+    }),
+    col("queueId", Some("queue"), Show::Text, |r| match &r.group {
+        GroupKey::Queue(q) => Cell::opt_int(*q),
+        _ => Cell::Null,
+    }),
+    col("agentId", Some("agent"), Show::Text, |r| match &r.group {
+        GroupKey::Agent(a) => Cell::opt_text(a.as_deref()),
+        _ => Cell::Null,
+    }),
+    col("offered", Some("offered"), Show::Number, |r| {
+        Cell::Count(r.offered)
+    }),
+    col("queued", None, Show::Number, |r| Cell::Count(r.queued)),
+    col("answered", Some("answered"), Show::Number, |r| {
+        Cell::Count(r.answered)
+    }),
+    col("abandoned", Some("abandoned"), Show::Number, |r| {
+        Cell::Count(r.abandoned)
+    }),
+    col("shortAbandoned", Some("short"), Show::Number, |r| {
+        Cell::Count(r.short_abandoned)
+    }),
+    col("unanswered", Some("unans."), Show::Number, |r| {
+        Cell::Count(r.unanswered)
+    }),
+    col("answeredInSla", None, Show::Number, |r| {
+        Cell::Count(r.answered_in_sla)
+    }),
+    col("serviceLevel", Some("SL"), Show::Percent, |r| {
+        Cell::opt_ratio(r.service_level)
+    }),
+    col("abandonRate", Some("aband. rate"), Show::Percent, |r| {
+        Cell::opt_ratio(r.abandon_rate)
+    }),
+    col("asaMs", Some("ASA"), Show::Duration, |r| {
+        Cell::opt_int(r.asa_ms)
+    }),
+    col("ahtMs", Some("AHT"), Show::Duration, |r| {
+        Cell::opt_int(r.aht_ms)
+    }),
+    col("avgTalkMs", Some("talk"), Show::Duration, |r| {
+        Cell::opt_int(r.avg_talk_ms)
+    }),
+    col("avgHoldMs", Some("hold"), Show::Duration, |r| {
+        Cell::opt_int(r.avg_hold_ms)
+    }),
+    col("avgWrapMs", Some("wrap"), Show::Duration, |r| {
+        Cell::opt_int(r.avg_wrap_ms)
+    }),
+    col("maxWaitMs", Some("max wait"), Show::Duration, |r| {
+        Cell::opt_int(r.max_wait_ms)
+    }),
+    col("holds", Some("holds"), Show::Number, |r| {
+        Cell::Count(r.holds)
+    }),
+    col("rejects", Some("rejects"), Show::Number, |r| {
+        Cell::Count(r.rejects)
+    }),
+    col("transfers", Some("transfers"), Show::Number, |r| {
+        Cell::Count(r.transfers)
+    }),
+];
+
+/// The group columns and which grouping shows each.
+fn shown_for(key: &str, by: GroupBy) -> bool {
+    match key {
+        "queueId" => by == GroupBy::Queue,
+        "agentId" => by == GroupBy::Agent,
+        _ => true,
+    }
+}
+
+/// The columns of a report grouped `by`, in JSON order.
+pub fn report_columns(by: GroupBy) -> impl Iterator<Item = &'static Column<ReportRow>> {
+    REPORT_COLUMNS.iter().filter(move |c| shown_for(c.key, by))
+}
+
+/// The columns of human views (text and HTML tables) of a report grouped `by`.
+pub fn human_report_columns(by: GroupBy) -> impl Iterator<Item = &'static Column<ReportRow>> {
+    report_columns(by).filter(|c| c.label.is_some())
+}
