@@ -1,6 +1,6 @@
 //! Self-contained HTML pictures of ccvault projections: the swim-lane timeline
-//! of one interaction (`show GUID --html`) and the charts of a report
-//! (`report --html`).
+//! of one interaction, or of every leg of a contact with the transfers between
+//! them (`show GUID --html`), and the charts of a report (`report --html`).
 //!
 //! Guarantees:
 //! - One self-contained document: inline CSS and inline SVG only; no scripts,
@@ -10,11 +10,13 @@
 //!   and the document is well-formed XML (XHTML syntax), so XML tools read it.
 //! - Rendering is a pure function of its inputs and never panics.
 
+mod contact;
 mod escape;
 mod report;
 mod svg;
 mod timeline;
 
+pub use contact::{render_contact, LegView};
 pub use report::render_report;
 pub use timeline::{lanes, render_timeline, Lane, Segment, SegmentKind};
 

@@ -10,7 +10,7 @@ use ccvault_projections::{
 use jiff::tz::TimeZone;
 
 use crate::test_xml::check;
-use crate::{lanes, render_report, render_timeline, SegmentKind};
+use crate::{lanes, render_contact, render_report, render_timeline, LegView, SegmentKind};
 
 /// A lane as (kind, title, agent, segments in seconds after `T0`).
 type LaneShape<'a> = (SegmentKind, &'a str, Option<&'a str>, Vec<(i64, i64)>);
@@ -391,6 +391,11 @@ fn simulated_interactions_render_and_add_up() {
         seed: 42,
         interactions: Some(400),
         agents: 12,
+        quirks: ccvault_sim::Quirks {
+            // Event times from `publishTime` are not derived yet.
+            weak_event_ts: false,
+            ..Default::default()
+        },
         ..Default::default()
     };
     let mut buf = Vec::new();
@@ -461,4 +466,233 @@ fn simulated_interactions_render_and_add_up() {
     );
     let html = render_report(&report.rows(), report.options());
     check(&html);
+}
+
+const LEG_A: &str = "int-19a1b2c3d4e-AAAAAAAAAAAAAAAAAAAAAAAAA-phone-00-acmecorp01";
+const LEG_B: &str = "int-19a1b2c3d4f-BBBBBBBBBBBBBBBBBBBBBBBBB-phone-01-acmecorp01";
+const LEG_C: &str = "int-19a1b2c3d50-CCCCCCCCCCCCCCCCCCCCCCCCC-phone-02-acmecorp01";
+
+fn leg_ev(guid: &str, kind: &str, dt: i64, extra: &str) -> String {
+    format!(
+        r#"{{"Interaction":{{"event":"{kind}","interactionGUID":"{guid}","interactionEventTS":{},"mediaType":"phone"{extra}}}}}"#,
+        T0 + dt
+    )
+}
+
+fn from(parent: &str) -> String {
+    format!(
+        r#","attachedData":{{"attachedDatum":[{{"attachedDataKey":"originalInteractionGuid","attachedDataValue":"{parent}"}}]}}"#
+    )
+}
+
+/// A contact of three legs: A answered by agA, who consults agC (leg C, never
+/// queued) and then transfers the customer to queue 313 (leg B, answered by agB).
+fn contact_legs() -> Vec<Vec<String>> {
+    let q = r#","queueId":311,"direction":"in""#;
+    let a = vec![
+        leg_ev(LEG_A, "InteractionCreated", 0, ""),
+        leg_ev(LEG_A, "InteractionQueued", 2, q),
+        leg_ev(LEG_A, "InteractionAssigned", 10, r#","agentId":"agA""#),
+        leg_ev(LEG_A, "InteractionAccepted", 14, r#","agentId":"agA""#),
+        leg_ev(
+            LEG_A,
+            "InteractionTransferRequest",
+            100,
+            r#","agentId":"agA""#,
+        ),
+        leg_ev(LEG_A, "InteractionDeleted", 110, ""),
+    ];
+    let b = vec![
+        leg_ev(LEG_B, "InteractionCreated", 111, &from(LEG_A)),
+        leg_ev(
+            LEG_B,
+            "InteractionQueued",
+            112,
+            r#","queueId":313,"direction":"in""#,
+        ),
+        leg_ev(LEG_B, "InteractionAssigned", 130, r#","agentId":"agB""#),
+        leg_ev(LEG_B, "InteractionAccepted", 133, r#","agentId":"agB""#),
+        leg_ev(LEG_B, "InteractionDeleted", 300, ""),
+    ];
+    let c = vec![
+        leg_ev(LEG_C, "InteractionCreated", 40, &from(LEG_A)),
+        leg_ev(LEG_C, "InteractionAssigned", 41, r#","agentId":"agC""#),
+        leg_ev(LEG_C, "InteractionAccepted", 44, r#","agentId":"agC""#),
+        leg_ev(LEG_C, "InteractionDeleted", 80, ""),
+    ];
+    vec![a, c, b]
+}
+
+#[test]
+fn contact_page_draws_each_leg_and_the_handoffs_between_them() {
+    let legs = contact_legs();
+    let recs: Vec<Vec<EventInput>> = legs.iter().map(|l| inputs(l)).collect();
+    let tls: Vec<_> = recs.iter().map(|r| timeline::build(r).unwrap()).collect();
+    let parents = [None, Some(LEG_A), Some(LEG_A)];
+    let views: Vec<LegView> = (0..3)
+        .map(|i| LegView {
+            timeline: &tls[i],
+            inputs: &recs[i],
+            parent_guid: parents[i],
+            asked: i == 2,
+        })
+        .collect();
+    let html = render_contact(&views, &TimeZone::UTC);
+    let doc = check(&html);
+    assert!(html.contains(&format!("Contact <code>{LEG_A}</code>")));
+
+    // One group per leg, in the order given, the asked one marked; each with
+    // the same lanes as the leg's own page.
+    let groups: Vec<roxmltree::Node> = doc
+        .descendants()
+        .filter(|n| n.has_tag_name("g") && n.attribute("class") == Some("leg"))
+        .collect();
+    let guids: Vec<&str> = groups
+        .iter()
+        .filter_map(|g| g.attribute("data-guid"))
+        .collect();
+    assert_eq!(guids, [LEG_A, LEG_C, LEG_B]);
+    let asked: Vec<&str> = groups
+        .iter()
+        .filter_map(|g| g.attribute("data-asked"))
+        .collect();
+    assert_eq!(asked, ["false", "false", "true"]);
+    for (g, (tl, r)) in groups.iter().zip(tls.iter().zip(&recs)) {
+        let drawn: Vec<&str> = g
+            .descendants()
+            .filter(|n| n.has_tag_name("g") && n.attribute("class") == Some("lane"))
+            .filter_map(|n| n.attribute("data-title"))
+            .collect();
+        let expected: Vec<String> = lanes(tl, r).into_iter().map(|l| l.title).collect();
+        assert_eq!(drawn, expected);
+    }
+
+    // The transfer leaves A at its transfer request and reaches B's first
+    // event; the consultation leaves A when C starts.
+    let arrows: Vec<(&str, &str, &str, &str, &str)> = doc
+        .descendants()
+        .filter(|n| n.has_tag_name("path"))
+        .map(|n| {
+            (
+                n.attribute("class").unwrap_or(""),
+                n.attribute("data-from").unwrap_or(""),
+                n.attribute("data-to").unwrap_or(""),
+                n.attribute("data-from-ms").unwrap_or(""),
+                n.attribute("data-to-ms").unwrap_or(""),
+            )
+        })
+        .collect();
+    let ms = |dt: i64| ((T0 + dt) * 1000).to_string();
+    assert_eq!(
+        arrows,
+        [
+            ("handoff consult", LEG_A, LEG_C, &*ms(40), &*ms(40)),
+            ("handoff transfer", LEG_A, LEG_B, &*ms(100), &*ms(111)),
+        ]
+    );
+    // Every leg's raw events are listed.
+    let raws = doc
+        .descendants()
+        .filter(|n| n.attribute("class") == Some("raw"))
+        .count();
+    assert_eq!(raws, legs.iter().map(Vec::len).sum::<usize>());
+    assert!(!html.contains("url(") && !html.contains("<script"));
+}
+
+#[test]
+fn a_parent_the_archive_never_had_is_named_not_drawn() {
+    let legs = contact_legs();
+    let recs = inputs(&legs[2]);
+    let tl = timeline::build(&recs).unwrap();
+    let views = [LegView {
+        timeline: &tl,
+        inputs: &recs,
+        parent_guid: Some(LEG_A),
+        asked: true,
+    }];
+    let html = render_contact(&views, &TimeZone::UTC);
+    let doc = check(&html);
+    // The contact is the missing first leg.
+    assert!(html.contains(&format!("Contact <code>{LEG_A}</code>")));
+    assert!(html.contains("(not in the archive)"));
+    assert_eq!(
+        doc.descendants().filter(|n| n.has_tag_name("path")).count(),
+        0
+    );
+    assert!(render_contact(&[], &TimeZone::UTC).contains("(no legs)"));
+}
+
+/// Every contact of a simulated stream with more than one leg renders, with one
+/// arrow per leg whose parent is on the page.
+#[test]
+fn simulated_contacts_render_with_their_handoffs() {
+    let cfg = ccvault_sim::SimConfig {
+        seed: 7,
+        interactions: Some(1500),
+        agents: 20,
+        quirks: ccvault_sim::Quirks::none(),
+        ..Default::default()
+    };
+    let mut buf = Vec::new();
+    let mut truths = Vec::new();
+    ccvault_sim::simulate_with_truth(&cfg, &mut buf, &mut |t| truths.push(t)).unwrap();
+    let mut by_guid: BTreeMap<String, Records> = BTreeMap::new();
+    for line in buf.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+        let d = ccvault_event::decode_message(line);
+        if let Ok(Some(g)) = d.outcome.as_ref().map(|k| k.interaction_guid.clone()) {
+            by_guid
+                .entry(g)
+                .or_default()
+                .push((d.payload.to_vec(), d.publish_time.clone()));
+        }
+    }
+    let mut contacts: BTreeMap<&str, Vec<&ccvault_sim::Truth>> = BTreeMap::new();
+    for t in &truths {
+        contacts.entry(t.contact_id.as_str()).or_default().push(t);
+    }
+    let mut drawn = 0;
+    for legs in contacts.values().filter(|l| l.len() > 1) {
+        let recs: Vec<Vec<EventInput>> = legs
+            .iter()
+            .map(|t| {
+                by_guid[&t.interaction_guid]
+                    .iter()
+                    .map(|(p, pt)| EventInput {
+                        payload: p,
+                        publish_time: pt.as_deref(),
+                        ingest_ms: 0,
+                        topic_tenant: None,
+                    })
+                    .collect()
+            })
+            .collect();
+        let tls: Vec<_> = recs.iter().map(|r| timeline::build(r).unwrap()).collect();
+        let views: Vec<LegView> = legs
+            .iter()
+            .enumerate()
+            .map(|(i, t)| LegView {
+                timeline: &tls[i],
+                inputs: &recs[i],
+                parent_guid: t.parent_guid.as_deref(),
+                asked: i == 0,
+            })
+            .collect();
+        let html = render_contact(&views, &TimeZone::UTC);
+        let doc = check(&html);
+        let on_page = legs
+            .iter()
+            .filter(|t| {
+                t.parent_guid
+                    .as_deref()
+                    .is_some_and(|p| legs.iter().any(|o| o.interaction_guid == p))
+            })
+            .count();
+        let arrows = doc.descendants().filter(|n| n.has_tag_name("path")).count();
+        assert_eq!(arrows, on_page, "{}", legs[0].contact_id);
+        drawn += arrows;
+    }
+    assert!(
+        drawn > 10,
+        "the sample should have transfers and consultations"
+    );
 }

@@ -24,7 +24,6 @@ const OPEN_H: i64 = 7;
 const CLOSE_H: i64 = 21;
 const DIAL_FROM: i64 = 9 * HOUR;
 const DIAL_TO: i64 = 19 * HOUR;
-const MAX_PATIENCE: i64 = 30 * MIN;
 
 const FIRST: [&str; 16] = [
     "Dana", "Alex", "Priya", "Tom", "Maria", "Chen", "Olu", "Sara", "Liam", "Noor", "Jonas",
@@ -99,10 +98,21 @@ struct Call {
     waiting: bool,
 }
 
+/// Where a new leg comes from: the leg it was transferred from or consults for.
+#[derive(Clone)]
+struct Origin {
+    parent: String,
+    contact: String,
+    /// Of the new leg.
+    leg_index: u8,
+}
+
+/// A leg decided now that starts later.
 struct Leg {
-    original: String,
+    origin: Origin,
     queue: u8,
-    leg: u8,
+    /// `Some(agent)`: that agent consults a colleague; `None`: a transfer to `queue`.
+    consult_by: Option<u32>,
 }
 
 #[derive(Default)]
@@ -138,8 +148,8 @@ struct Engine<'a, W: Write> {
     hseq: u64,
     now: i64,
     agents: Vec<Agent>,
-    idle: [BTreeSet<(i64, u32)>; 3],
-    waiting: [BTreeSet<(i64, u32)>; 3],
+    idle: [BTreeSet<(i64, u32)>; INBOUND.len()],
+    waiting: [BTreeSet<(i64, u32)>; INBOUND.len()],
     calls: Vec<Option<Call>>,
     free_calls: Vec<u32>,
     legs: Vec<Option<Leg>>,
@@ -148,7 +158,7 @@ struct Engine<'a, W: Write> {
     /// at or after the oldest of them may be released (it may still emit there).
     open: BTreeSet<(i64, u64)>,
     /// Calls per ms, per inbound queue and hour of the current day.
-    rates: [[f64; 24]; 3],
+    rates: [[f64; 24]; INBOUND.len()],
     day_start: i64,
     created: u64,
     next_id: u64,
@@ -186,7 +196,7 @@ pub(crate) fn run<W: Write>(
         legs: Vec::new(),
         free_legs: Vec::new(),
         open: BTreeSet::new(),
-        rates: [[0.0; 24]; 3],
+        rates: [[0.0; 24]; INBOUND.len()],
         day_start: cfg.start_ms,
         created: 0,
         next_id: 0,
@@ -237,8 +247,8 @@ impl<W: Write> Engine<'_, W> {
         for i in 0..self.cfg.agents {
             // Fixed skill mix by index so that even 1-3 agents cover the phone queues.
             let skills = match i % 8 {
-                2 => (1 << Q_BILLING) | (1 << Q_SUPPORT) | (1 << Q_CHAT),
-                5 => (1 << Q_CHAT) | (1 << Q_SUPPORT),
+                2 => (1 << Q_BILLING) | (1 << Q_SUPPORT) | (1 << Q_CHAT) | (1 << Q_EMAIL),
+                5 => (1 << Q_CHAT) | (1 << Q_SUPPORT) | (1 << Q_EMAIL),
                 6 | 7 => (1 << Q_SALES) | (1 << Q_BILLING),
                 _ => (1 << Q_BILLING) | (1 << Q_SUPPORT),
             };
@@ -307,7 +317,7 @@ impl<W: Write> Engine<'_, W> {
         self.day_start = start;
         let weekday = start.div_euclid(DAY).rem_euclid(7); // 0 = Thursday
         let weekend = weekday == 2 || weekday == 3;
-        let mut staff = [[0.0f64; 24]; 3];
+        let mut staff = [[0.0f64; 24]; INBOUND.len()];
         for a in 0..self.agents.len() {
             let works = !weekend || self.rng.chance(0.45);
             let offset = 6 * HOUR + 45 * MIN + self.rng.range(0, 26) * 15 * MIN;
@@ -376,13 +386,13 @@ impl<W: Write> Engine<'_, W> {
                 let per_hour = if !open {
                     0.0
                 } else if unstaffed {
-                    if q == Q_CHAT {
+                    if QUEUES[q as usize].media != "phone" {
                         0.0
                     } else {
                         6.0
                     }
                 } else {
-                    staffed * 0.86 * per_agent_hour * 0.93 * day_factor * noise * shape
+                    staffed * 0.86 * per_agent_hour * def.load * day_factor * noise * shape
                 };
                 *rate = per_hour / HOUR as f64;
             }
@@ -424,7 +434,19 @@ impl<W: Write> Engine<'_, W> {
             return;
         }
         self.count_interaction();
-        self.new_inbound(q, None, 0);
+        // A call transferred in from a leg the stream never carried (another
+        // tenant's or from before the stream began): its contact is that leg.
+        let origin = if QUEUES[q as usize].media == "phone" && self.rng.chance(0.02) {
+            let parent = self.guid("phone", 0);
+            Some(Origin {
+                contact: parent.clone(),
+                parent,
+                leg_index: 1,
+            })
+        } else {
+            None
+        };
+        self.new_inbound(q, origin);
         let qi = INBOUND.iter().position(|&x| x == q).unwrap_or(0);
         if let Some(t) = self.next_arrival(qi, self.now) {
             self.schedule(t, SimEv::Arrival(q));
@@ -466,25 +488,44 @@ impl<W: Write> Engine<'_, W> {
 
     // ---- interactions ------------------------------------------------------------
 
-    fn new_ix(&mut self, queue: u8, outbound: bool, leg: u8, original: Option<String>) -> Ix {
-        let def = &QUEUES[queue as usize];
+    /// A fresh GUID of a leg at `leg_index` of its contact on `media`.
+    fn guid(&mut self, media: &str, leg_index: u8) -> String {
         let mut guid = format!("int-{:x}-", self.now);
         self.rng.alnum(&mut guid, 25);
-        guid.push_str(&format!("-{}-{:02}-{}", def.media, leg, self.cfg.tenant));
+        guid.push_str(&format!("-{media}-{leg_index:02}-{}", self.cfg.tenant));
+        guid
+    }
+
+    fn new_ix(&mut self, queue: u8, outbound: bool, consult: bool, origin: Option<Origin>) -> Ix {
+        let def = &QUEUES[queue as usize];
+        let leg_index = origin.as_ref().map_or(0, |o| o.leg_index);
+        let guid = self.guid(def.media, leg_index);
         let caller = format!("{} {}", self.rng.pick(&FIRST), self.rng.pick(&LAST));
         let phone = 4_420_795_500_000 + self.rng.below(100_000);
         let instance = self.rng.below(2) as u8;
         let priority = *self.rng.pick(&[50i64, 50, 50, 100]);
+        // How the leg's channel is written is the feed's business: its own stream.
+        let resource_type = *self.qrng.pick(def.resource_types);
+        let no_media = self.cfg.quirks.resource_type_only && self.qrng.chance(0.05);
         self.txn += 1;
+        let (parent, contact) = match origin {
+            Some(o) => (Some(o.parent), o.contact),
+            None => (None, guid.clone()),
+        };
         Ix {
             guid,
             queue,
             outbound,
+            consult,
+            parent,
+            contact,
+            leg_index,
+            resource_type,
+            no_media,
             offer_sec: self.now.div_euclid(1000).into(),
             instance,
             caller,
             phone,
-            original,
             txn: self.txn,
             priority,
             remaining: 0.into(),
@@ -492,10 +533,12 @@ impl<W: Write> Engine<'_, W> {
         }
     }
 
-    fn new_inbound(&mut self, q: u8, original: Option<String>, leg: u8) {
+    /// A contact that reaches the center: through the IVR to a queue, or hanging
+    /// up in the IVR. `origin` is set for a transferred leg.
+    fn new_inbound(&mut self, q: u8, origin: Option<Origin>) {
         let now = self.now;
-        let is_leg = original.is_some();
-        let ix = Rc::new(self.new_ix(q, false, leg, original));
+        let is_leg = origin.is_some();
+        let ix = Rc::new(self.new_ix(q, false, false, origin));
         let id = self.next_id;
         self.next_id += 1;
         let d = self.pub_delay();
@@ -522,7 +565,9 @@ impl<W: Write> Engine<'_, W> {
             }
         };
         self.open.insert((now, id));
-        if !is_leg && self.rng.chance(0.03) {
+        // Only calls pass an IVR.
+        let phone = QUEUES[q as usize].media == "phone";
+        if !is_leg && self.rng.chance(0.03) && phone {
             let t = now + self.rng.range(4 * SEC, 40 * SEC);
             self.schedule(t, SimEv::IvrHangup(slot, id));
         } else {
@@ -558,9 +603,9 @@ impl<W: Write> Engine<'_, W> {
         let Some(q) = self.call_mut(slot, id).map(|c| c.queue) else {
             return;
         };
-        let mean = QUEUES[q as usize].patience_mean_s * 1000.0;
-        let long = 5 * SEC + self.rng.exp(mean) as i64;
-        let patience = if impatient { short } else { long }.min(MAX_PATIENCE);
+        let def = &QUEUES[q as usize];
+        let long = 5 * SEC + self.rng.exp(def.patience_mean_s * 1000.0) as i64;
+        let patience = if impatient { short } else { long }.min(def.patience_max_s * SEC);
         let Some(c) = self.call_mut(slot, id) else {
             return;
         };
@@ -692,15 +737,21 @@ impl<W: Write> Engine<'_, W> {
                     return;
                 };
                 c.evs.push(Ev::new(now, d, Kind::Accepted, a));
-                let allow_transfer =
-                    QUEUES[c.queue as usize].media == "phone" && c.ix.original.is_none();
-                let (free_at, transfer) =
+                // A contact has at most three legs.
+                let phone = QUEUES[c.queue as usize].media == "phone";
+                let allow_transfer = phone && c.ix.leg_index < 2;
+                let (free_at, next) =
                     self.plan_connected(&mut c.evs, c.queue, a, now, allow_transfer);
-                if let Some((at, target)) = transfer {
+                if let Some((at, target, consult)) = next {
+                    let origin = Origin {
+                        parent: c.ix.guid.clone(),
+                        contact: c.ix.contact.clone(),
+                        leg_index: c.ix.leg_index + 1,
+                    };
                     let leg = Leg {
-                        original: c.ix.guid.clone(),
+                        origin,
                         queue: target,
-                        leg: 1,
+                        consult_by: consult.then_some(a),
                     };
                     self.add_leg(at, leg);
                 }
@@ -792,11 +843,68 @@ impl<W: Write> Engine<'_, W> {
         };
         self.free_legs.push(slot);
         self.pending_legs = self.pending_legs.saturating_sub(1);
-        self.new_inbound(leg.queue, Some(leg.original), leg.leg);
+        match leg.consult_by {
+            Some(a) => self.consult(a, leg.queue, leg.origin),
+            None => self.new_inbound(leg.queue, Some(leg.origin)),
+        }
+    }
+
+    /// Agent `a` calls a colleague (the longest idle one) about the call in hand:
+    /// a leg that never queues. Nobody idle: it rings out unanswered.
+    fn consult(&mut self, a: u32, queue: u8, origin: Origin) {
+        let now = self.now;
+        let colleague = self
+            .idle
+            .iter()
+            .flat_map(|set| set.iter())
+            .filter(|&&(_, b)| b != a)
+            .min()
+            .map(|&(_, b)| b);
+        let ix = Rc::new(self.new_ix(queue, false, true, Some(origin)));
+        let id = self.next_id;
+        self.next_id += 1;
+        self.open.insert((now, id));
+        let (d0, d1, d2, d3, d4) = (
+            self.pub_delay(),
+            self.pub_delay(),
+            self.pub_delay(),
+            self.pub_delay(),
+            self.pub_delay(),
+        );
+        let assigned = now + self.rng.range(300, 1500);
+        let accepted = assigned + self.rng.range(SEC, 5 * SEC);
+        let talk = self.rng.range(20 * SEC, 150 * SEC);
+        let no_answer = now + self.rng.range(15 * SEC, 30 * SEC);
+        let gap = self.rng.range(5, 60);
+        let mut evs = vec![Ev::new(now, d0, Kind::Created, NO_AGENT)];
+        match colleague {
+            Some(b) => {
+                self.clear_idle(b);
+                if let Some(ag) = self.agents.get_mut(b as usize) {
+                    ag.busy = true;
+                    ag.gen += 1;
+                }
+                let end = accepted + talk;
+                evs.push(Ev::new(assigned, d1, Kind::Assigned, b));
+                evs.push(Ev::new(accepted, d2, Kind::Accepted, b));
+                evs.push(
+                    Ev::new(end, d3, Kind::Deleted, NO_AGENT)
+                        .with(i64::from(INIT_AGENT), i64::from(REASON_NORMAL)),
+                );
+                evs.push(Ev::new(end + gap, d4, Kind::Deassigned, b));
+                self.schedule(end + gap, SimEv::AgentFree(b));
+            }
+            None => evs.push(
+                Ev::new(no_answer, d3, Kind::Deleted, NO_AGENT)
+                    .with(i64::from(INIT_SYSTEM), i64::from(REASON_NOANSWER)),
+            ),
+        }
+        self.complete(ix, now, id, evs);
     }
 
     /// Plans everything from connect to the end of wrap-up; returns when the agent
-    /// is free and, for a transfer, when and where the next leg starts.
+    /// is free and, for a transfer or a consultation, when the next leg starts, in
+    /// which queue, and whether it is a consultation.
     fn plan_connected(
         &mut self,
         evs: &mut Vec<Ev>,
@@ -804,9 +912,9 @@ impl<W: Write> Engine<'_, W> {
         a: u32,
         connected: i64,
         allow_transfer: bool,
-    ) -> (i64, Option<(i64, u8)>) {
+    ) -> (i64, Option<(i64, u8, bool)>) {
         let def = &QUEUES[queue as usize];
-        let chat = def.media == "chat";
+        let chat = def.media != "phone";
         let mut talk = (self.rng.erlang(2, def.talk_mean_s * 1000.0) as i64).max(20 * SEC);
         let mut transfer = None;
         let mut initiator = if self.rng.chance(0.7) {
@@ -825,8 +933,11 @@ impl<W: Write> Engine<'_, W> {
             let d = self.pub_delay();
             evs.push(Ev::new(x, d, Kind::TransferRequest, a).with(0, i64::from(target)));
             talk = y - connected;
-            transfer = Some((y + self.rng.range(100, 900), target));
+            transfer = Some((y + self.rng.range(100, 900), target, false));
             initiator = INIT_AGENT;
+        } else if allow_transfer && self.rng.chance(0.04) {
+            let x = connected + talk * self.rng.range(20, 60) / 100;
+            transfer = Some((x, queue, true));
         }
         let end = connected + talk;
         if !chat && talk > 40 * SEC && self.rng.chance(def.hold_p) {
@@ -835,7 +946,7 @@ impl<W: Write> Engine<'_, W> {
             for k in 0..n {
                 let seg_start = connected + 5 * SEC + k * seg;
                 let hs = seg_start + self.rng.range(0, seg / 3);
-                let open = k == n - 1 && transfer.is_none() && self.rng.chance(0.06);
+                let open = k == n - 1 && transfer.is_none_or(|t| t.2) && self.rng.chance(0.06);
                 let dur = 5 * SEC + self.rng.exp(35_000.0) as i64;
                 let he = (hs + dur).min(seg_start + seg - 2 * SEC);
                 let (d1, d2, d3, d4) = (
@@ -848,7 +959,7 @@ impl<W: Write> Engine<'_, W> {
                 let rec2 = self.rng.range(40, 400);
                 if open {
                     // Still on hold when the agent drops the call: the hold runs to the
-                    // end of talk (METRICS: closed at talkEndAt).
+                    // end of talk (docs/METRICS.md §3: closed at talkEndAt).
                     evs.push(Ev::new(hs, d1, Kind::LineHold, a).with(1, 0));
                     evs.push(Ev::new(hs + rec1, d2, Kind::Recording, a).with(1, 0));
                     initiator = INIT_AGENT;
@@ -919,10 +1030,14 @@ impl<W: Write> Engine<'_, W> {
             ag.gen += 1;
         }
         self.count_interaction();
-        let ix = Rc::new(self.new_ix(Q_SALES, true, 0, None));
+        let ix = Rc::new(self.new_ix(Q_SALES, true, false, None));
         let id = self.next_id;
         self.next_id += 1;
         self.open.insert((now, id));
+        // Some campaigns route through a queue: queued outbound calls, which never
+        // count in inbound service level.
+        let queued = self.rng.chance(0.3).then(|| now + self.rng.range(50, 250));
+        let dq = self.pub_delay();
         let assigned = now + self.rng.range(300, 1500);
         let accepted = assigned + self.rng.range(SEC, 4 * SEC);
         let (d0, d1, d2, d3, d4) = (
@@ -937,6 +1052,9 @@ impl<W: Write> Engine<'_, W> {
             Ev::new(assigned, d1, Kind::Assigned, a),
             Ev::new(accepted, d2, Kind::Accepted, a),
         ];
+        if let Some(q) = queued {
+            evs.insert(1, Ev::new(q, dq, Kind::Queued, NO_AGENT));
+        }
         let u = self.rng.f64();
         let free_at = if u < 0.55 {
             let ca = accepted + self.rng.range(6 * SEC, 25 * SEC);
@@ -993,6 +1111,7 @@ impl<W: Write> Engine<'_, W> {
             let empty = self.qrng.chance(0.04);
             let mixed = self.qrng.chance(0.15);
             let bits = self.qrng.u64() as u8;
+            let weak = self.qrng.chance(0.02);
             if q.mixed_types && mixed {
                 evs[i].mix = bits;
             }
@@ -1000,7 +1119,17 @@ impl<W: Write> Engine<'_, W> {
                 (i == 0 || evs[i - 1].surely_before(&evs[i]))
                     && (i + 1 >= n || evs[i].surely_before(&evs[i + 1]))
             };
-            if q.missing_event_ts && drop_ts && evs[i].has_msg {
+            // Without a time of its own, an event of a kind that occurs twice could
+            // be byte-equal to the other one, which would make them one event.
+            let unique = || evs.iter().filter(|e| e.kind == evs[i].kind).count() == 1;
+            if q.weak_event_ts && weak && unique() {
+                let e = &mut evs[i];
+                (e.has_ts, e.has_msg, e.weak) = (false, false, true);
+                if !ok(&evs) {
+                    let e = &mut evs[i];
+                    (e.has_ts, e.has_msg, e.weak) = (true, true, false);
+                }
+            } else if q.missing_event_ts && drop_ts && evs[i].has_msg {
                 evs[i].has_ts = false;
                 if !ok(&evs) {
                     evs[i].has_ts = true;
@@ -1059,7 +1188,7 @@ impl<W: Write> Engine<'_, W> {
         let skills = ag.skills;
         self.agent_status(a, ST_LOGGED_IN, "none");
         if first {
-            for q in 0..4u8 {
+            for q in 0..QUEUES.len() as u8 {
                 if skills & (1 << q) != 0 {
                     self.out.push(self.now, Body::Prov { agent: a, queue: q });
                 }

@@ -6,13 +6,20 @@
 //!   portable distributions, no hash-map iteration, no clock).
 //! - **Load-driven.** A discrete-event simulation of agents on shifts serving
 //!   queues: queue times, abandons and ring-no-answers come from the load.
-//! - **Quirks of SPEC §2**, each switchable in [`Quirks`]: mixed JSON types, empty
-//!   `msgInfo`, missing `interactionEventTS`, unknown event types and families,
-//!   out-of-order delivery, duplicates, Pulsar envelopes, malformed lines.
-//! - **Exact ground truth.** [`simulate_with_truth`] reports, per interaction, the
-//!   METRICS.md §3 summary that a correct implementation derives from the emitted
-//!   lines (event times as METRICS §2 reads them from the rendered fields; quirks are
-//!   only applied where canonical order stays the intended order).
+//! - **The contact center's variety**: phone, chat and email queues with their own
+//!   patience and handling times, IVR hang-ups, transfer chains of up to three
+//!   legs (some whose first leg the stream never carried), consultations, dialled
+//!   and queued outbound campaign calls, rejects by timeout and by the agent.
+//! - **Quirks of the real feed**, each switchable in [`Quirks`]: mixed JSON types,
+//!   empty `msgInfo`, missing `interactionEventTS`, events with only `eventTS` in
+//!   an envelope, legs with only `resourceType`, untimed agent events, unknown
+//!   event types and families, out-of-order delivery, duplicates, Pulsar
+//!   envelopes, malformed lines.
+//! - **Exact ground truth.** [`simulate_with_truth`] reports, per interaction (leg),
+//!   the docs/METRICS.md §3 summary that a correct implementation derives from the
+//!   emitted lines, legs and contacts included. It is computed from the
+//!   simulator's own model (event times as §2 reads them from the rendered fields;
+//!   quirks are only applied where canonical order stays the intended order).
 //! - **Bounded memory.** Only interactions in progress (and a few thousand lines of
 //!   reorder/duplicate buffers) are held, however long the run.
 
@@ -64,7 +71,7 @@ impl Default for SimConfig {
     }
 }
 
-/// SPEC §2 quirks. `Default` is all on (malformed at a very small rate).
+/// Quirks of the real 8x8 feed. `Default` is all on (malformed at a very small rate).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Quirks {
     /// Numbers and booleans sometimes as text (`"311"`, `"false"`, `"5"`, `"0311"`).
@@ -85,6 +92,15 @@ pub struct Quirks {
     pub envelope_rate: f64,
     /// Extra garbage lines per event line (truncated JSON, not JSON, bad base64, ...).
     pub malformed_rate: f64,
+    /// Some legs write their channel only as `resourceType` (no `mediaType`).
+    pub resource_type_only: bool,
+    /// Some events carry only `eventTS` (the queue-entry second, which does not
+    /// advance): no `interactionEventTS`, `"msgInfo":{}`, inside a Pulsar envelope
+    /// whose `publishTime` is when the event happened.
+    pub weak_event_ts: bool,
+    /// Some agent status changes carry no time at all (`"msgInfo":{}`, no
+    /// `statusEventTS`, no envelope), as the untimed events of the real feed.
+    pub untimed_agent_events: bool,
 }
 
 impl Default for Quirks {
@@ -98,6 +114,9 @@ impl Default for Quirks {
             duplicate_rate: 0.01,
             envelope_rate: 0.1,
             malformed_rate: 0.0002,
+            resource_type_only: true,
+            weak_event_ts: true,
+            untimed_agent_events: true,
         }
     }
 }
@@ -114,6 +133,9 @@ impl Quirks {
             duplicate_rate: 0.0,
             envelope_rate: 0.0,
             malformed_rate: 0.0,
+            resource_type_only: false,
+            weak_event_ts: false,
+            untimed_agent_events: false,
         }
     }
 }
@@ -135,7 +157,7 @@ pub struct SimSummary {
     pub malformed: u64,
 }
 
-/// METRICS.md §3 summary of one interaction, as derivable from the emitted stream.
+/// docs/METRICS.md §3 summary of one interaction, as derivable from the emitted stream.
 /// Names and nulls as in `ccvault interactions --format json`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -146,6 +168,14 @@ pub struct Truth {
     pub media_type: Option<String>,
     pub queue_id: Option<i64>,
     pub direction: Option<String>,
+    /// The leg this one was transferred from or consults for.
+    pub parent_guid: Option<String>,
+    /// The first leg of the customer's contact (maybe a leg the stream never had).
+    pub contact_id: String,
+    /// Legs between this one and the contact's first.
+    pub leg_index: i64,
+    /// "inbound" | "outbound" | "consult" | "unqueued".
+    pub kind: String,
     /// "answered" | "abandoned" | "unanswered" | "ended".
     pub outcome: String,
     pub agent_id: Option<String>,
@@ -169,6 +199,10 @@ pub struct Truth {
     pub abandon_ms: Option<i64>,
     pub offer_count: i64,
     pub reject_count: i64,
+    /// Rejects because the agent did not respond (`rejectReason` 1).
+    pub reject_timeouts: i64,
+    /// Rejects by the agent (`rejectReason` 2).
+    pub reject_refusals: i64,
     pub transferred: bool,
     pub hangup_initiator: Option<String>,
     pub call_hangup_reason: Option<String>,

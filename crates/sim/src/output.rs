@@ -2,7 +2,7 @@
 //! shape choice, then the transport quirks (reorder, duplicates, malformed lines).
 
 use std::cmp::{Ordering, Reverse};
-use std::collections::BinaryHeap;
+use std::collections::{BinaryHeap, HashSet};
 use std::io::{self, BufWriter, Write};
 use std::rc::Rc;
 
@@ -87,6 +87,8 @@ pub(crate) struct Output<'a, W: Write> {
     max_lines: Option<u64>,
     pub stopped: bool,
     cb: &'a mut dyn FnMut(Truth),
+    /// Untimed agent status lines written so far (a few per agent and day).
+    untimed_seen: HashSet<Vec<u8>>,
 }
 
 impl<'a, W: Write> Output<'a, W> {
@@ -118,6 +120,7 @@ impl<'a, W: Write> Output<'a, W> {
             max_lines,
             stopped: max_lines == Some(0),
             cb,
+            untimed_seen: HashSet::new(),
         }
     }
 
@@ -195,11 +198,18 @@ impl<'a, W: Write> Output<'a, W> {
         let mut b = Vec::with_capacity(640);
         let mut ix_ref = None;
         let mut publish = t;
+        // Some(publishTime): this line must be an envelope published exactly then;
+        // None: it never is one.
+        let mut must_wrap: Option<Option<i64>> = None;
         match body {
             Body::Ix(ix, ev) => {
                 let seq = self.next_seq(ix.instance);
                 render::interaction(&mut b, &ix, &ev, seq, &self.tenant, &self.agent_ids);
                 publish = ev.r + ev.d + 2;
+                if ev.weak {
+                    // The envelope's publishTime is the event's only time.
+                    must_wrap = Some(Some(ev.r + ev.d));
+                }
                 ix_ref = Some(ix);
             }
             Body::Agent {
@@ -211,24 +221,37 @@ impl<'a, W: Write> Output<'a, W> {
                 let seq = self.next_seq(instance);
                 let empty = self.rng.chance(0.04);
                 let text = self.rng.chance(0.3);
+                let mut untimed = self.q.untimed_agent_events && self.rng.chance(0.01);
                 let id = self
                     .agent_ids
                     .get(agent as usize)
                     .map_or("", |p| p.0.as_str());
-                render::agent_status(
-                    &mut b,
-                    &AgentLine {
-                        agent_id: id,
-                        state,
-                        reason,
-                        t,
-                        has_msg: !(self.q.empty_msg_info && empty),
-                        text_state: self.q.mixed_types && text,
-                        instance,
-                        seq,
-                        publish_ms: t + 1,
-                    },
-                );
+                let mut line = AgentLine {
+                    agent_id: id,
+                    state,
+                    reason,
+                    t,
+                    has_msg: !(untimed || self.q.empty_msg_info && empty),
+                    timed: !untimed,
+                    text_state: self.q.mixed_types && text,
+                    instance,
+                    seq,
+                    publish_ms: t + 1,
+                };
+                render::agent_status(&mut b, &line);
+                // Without a time, the same change twice is the same payload, which
+                // counts once: such a change keeps its time instead.
+                if untimed && !self.untimed_seen.insert(b.clone()) {
+                    untimed = false;
+                    line.has_msg = !(self.q.empty_msg_info && empty);
+                    line.timed = true;
+                    b.clear();
+                    render::agent_status(&mut b, &line);
+                }
+                if untimed {
+                    // Any envelope would give it a time.
+                    must_wrap = Some(None);
+                }
             }
             Body::Prov { agent, queue } => {
                 let instance = (agent & 1) as u8;
@@ -270,12 +293,17 @@ impl<'a, W: Write> Output<'a, W> {
             }
         }
         let bare_len = b.len();
-        let wrap = self.rng.chance(self.q.envelope_rate);
+        let chance = self.rng.chance(self.q.envelope_rate);
+        let (wrap, publish) = match must_wrap {
+            Some(Some(exact)) => (true, exact),
+            Some(None) => (false, publish),
+            None => (chance, publish + self.rng.range(0, 200)),
+        };
         if wrap {
             self.entry += 1;
             let id = render::message_id(self.ledger, self.entry);
             let mut e = Vec::with_capacity(b.len() * 4 / 3 + 160);
-            render::envelope(&mut e, &id, &b, publish + self.rng.range(0, 200));
+            render::envelope(&mut e, &id, &b, publish);
             b = e;
         }
         Line {

@@ -194,7 +194,8 @@ pub(crate) fn interaction(
     }
     let dir = if ix.outbound { "out" } else { "in" };
     match k {
-        Kind::Queued | Kind::Assigned | Kind::Accepted => o.str("direction", dir),
+        // A consultation is neither: the feed gives it no direction.
+        Kind::Queued | Kind::Assigned | Kind::Accepted if !ix.consult => o.str("direction", dir),
         Kind::CustomerAccepted => o.str("direction", "out"),
         _ => {}
     }
@@ -204,10 +205,12 @@ pub(crate) fn interaction(
         _ => {}
     }
     o.str("event", k.name());
-    if matches!(
-        k,
-        Kind::Queued | Kind::Assigned | Kind::Accepted | Kind::CustomerAccepted
-    ) {
+    if ev.weak
+        || matches!(
+            k,
+            Kind::Queued | Kind::Assigned | Kind::Accepted | Kind::CustomerAccepted
+        )
+    {
         o.int("eventTS", ix.offer_sec.get(), m & M_TS_TEXT != 0);
     }
     if k == Kind::FutureThing {
@@ -223,16 +226,7 @@ pub(crate) fn interaction(
     }
     o.str("interactionGUID", &ix.guid);
     flags(&mut o, ix, k, bool_style);
-    if matches!(
-        k,
-        Kind::Queued
-            | Kind::Assigned
-            | Kind::Accepted
-            | Kind::CustomerAccepted
-            | Kind::LineHold
-            | Kind::TransferRequest
-            | Kind::Deleted
-    ) {
+    if !ix.no_media && k.carries_media_type() {
         o.str("mediaType", q.media);
     }
     msg_info(&mut o, ev.has_msg, ix.instance, seq, ev.r + ev.d);
@@ -247,7 +241,9 @@ pub(crate) fn interaction(
     if k == Kind::Queued {
         o.int("priority", ix.priority, num_text);
     }
-    queue_fields(&mut o, q, k, m, sec);
+    if !ix.consult {
+        queue_fields(&mut o, q, k, m, sec);
+    }
     if k == Kind::Recording {
         o.str("recordingMode", "yes");
     }
@@ -257,11 +253,8 @@ pub(crate) fn interaction(
     if k == Kind::Deleted {
         o.int("rejectReason", 0, num_text);
     }
-    if matches!(
-        k,
-        Kind::Created | Kind::Queued | Kind::Assigned | Kind::Rejected | Kind::Deleted
-    ) {
-        o.int("resourceType", 0, num_text);
+    if k.carries_resource_type() {
+        o.int("resourceType", ix.resource_type, num_text);
     }
     match k {
         Kind::LineHold => {
@@ -295,7 +288,7 @@ fn attached_data(o: &mut Obj<'_>, ix: &Ix, ev: &Ev, q: &QueueDef, tenant: &str) 
             let mut first = true;
             datum_int(b, &mut first, "@pri", 100);
             datum_str(b, &mut first, "callingName", &ix.caller);
-            if let Some(orig) = &ix.original {
+            if let Some(orig) = &ix.parent {
                 datum_str(b, &mut first, "originalInteractionGuid", orig);
             }
             datum_int(b, &mut first, "phoneNum", ix.phone as i64);
@@ -308,7 +301,8 @@ fn attached_data(o: &mut Obj<'_>, ix: &Ix, ev: &Ev, q: &QueueDef, tenant: &str) 
             datum_str(b, &mut first, "channelName", q.channel);
             let que = format!("{tenant}~~queue~~{}~~{}", q.media, q.id);
             datum_str(b, &mut first, "que", &que);
-            datum_str(b, &mut first, "queueDirection", "in");
+            let dir = if ix.outbound { "out" } else { "in" };
+            datum_str(b, &mut first, "queueDirection", dir);
             datum_int(b, &mut first, "priority", ix.priority);
             datum_str(b, &mut first, "tenantSkillName", q.name);
             b.extend_from_slice(b"]}");
@@ -351,7 +345,7 @@ fn flags(o: &mut Obj<'_>, ix: &Ix, k: Kind, bool_style: u8) {
     if !ix.outbound && matches!(k, Kind::Queued | Kind::Assigned) {
         o.boolean("isAgentInitiated", false, bool_style);
     }
-    if ix.outbound && matches!(k, Kind::Assigned | Kind::CustomerAccepted) {
+    if ix.outbound && matches!(k, Kind::Queued | Kind::Assigned | Kind::CustomerAccepted) {
         o.boolean("isOutboundCall", true, bool_style);
     }
     if k == Kind::Deleted {
@@ -361,10 +355,7 @@ fn flags(o: &mut Obj<'_>, ix: &Ix, k: Kind, bool_style: u8) {
 
 /// `queueId` (sometimes as text, sometimes zero-padded), `queueList`, `queueTime`.
 fn queue_fields(o: &mut Obj<'_>, q: &QueueDef, k: Kind, m: u8, sec: i64) {
-    if matches!(
-        k,
-        Kind::Queued | Kind::Assigned | Kind::Accepted | Kind::CustomerAccepted | Kind::Unqueued
-    ) {
+    if k.carries_queue_id() {
         if m & M_QUEUE_TEXT != 0 {
             let s = if m & M_QUEUE_ZERO != 0 {
                 format!("0{}", q.id)
@@ -390,6 +381,8 @@ pub(crate) struct AgentLine<'a> {
     pub reason: &'a str,
     pub t: i64,
     pub has_msg: bool,
+    /// `statusEventTS` written (an untimed change has neither it nor `msgInfo`).
+    pub timed: bool,
     pub text_state: bool,
     pub instance: u8,
     pub seq: u64,
@@ -405,7 +398,9 @@ pub(crate) fn agent_status(b: &mut Vec<u8>, a: &AgentLine<'_>) {
     o.int("newState", a.state, a.text_state);
     o.str("newSubState", "none");
     o.str("newSubStateReason", "none");
-    o.int("statusEventTS", a.t.div_euclid(1000), false);
+    if a.timed {
+        o.int("statusEventTS", a.t.div_euclid(1000), false);
+    }
     o.close();
     b.push(b'}');
 }

@@ -1,8 +1,13 @@
-//! Ground truth: METRICS.md §3 applied to the events exactly as they will be
-//! rendered. `finalize` has already made the list's order equal to canonical order,
-//! so "first/last in canonical order" is "first/last in the list" here.
+//! Ground truth: docs/METRICS.md §3 applied to the simulator's own model of a leg
+//! (its events exactly as they will be rendered, and the leg's place in its
+//! contact), never to the rendered lines. `complete` has already made the list's
+//! order equal to canonical order, so "first/last in canonical order" is
+//! "first/last in the list" here.
 
-use crate::model::{disposition_text, Ev, Ix, Kind, HANGUP_REASONS, INITIATORS, NO_AGENT, QUEUES};
+use crate::model::{
+    disposition_text, media_of_resource_type, Ev, Ix, Kind, HANGUP_REASONS, INITIATORS, NO_AGENT,
+    QUEUES,
+};
 use crate::Truth;
 
 fn dur(a: Option<i64>, b: Option<i64>) -> Option<i64> {
@@ -25,33 +30,20 @@ pub(crate) fn compute(ix: &Ix, evs: &[Ev], agent_ids: &[(String, String)]) -> Tr
     };
 
     let q = &QUEUES[ix.queue as usize];
-    let has_queue_field = evs.iter().any(|e| {
-        matches!(
-            e.kind,
-            Kind::Queued
-                | Kind::Assigned
-                | Kind::Accepted
-                | Kind::CustomerAccepted
-                | Kind::Unqueued
-        )
-    });
-    // The renderer writes `mediaType` on Queued/Assigned/Accepted/CustomerAccepted/
-    // LineHold/TransferRequest/Deleted; every interaction has a Deleted.
-    let has_media = evs.iter().any(|e| {
-        matches!(
-            e.kind,
-            Kind::Queued
-                | Kind::Assigned
-                | Kind::Accepted
-                | Kind::CustomerAccepted
-                | Kind::LineHold
-                | Kind::TransferRequest
-                | Kind::Deleted
-        )
-    });
+    let has_queue_field = !ix.consult && evs.iter().any(|e| e.kind.carries_queue_id());
+    let has_media = !ix.no_media && evs.iter().any(|e| e.kind.carries_media_type());
+    let has_resource_type = evs.iter().any(|e| e.kind.carries_resource_type());
+    let media_type = if has_media {
+        Some(q.media)
+    } else if has_resource_type {
+        media_of_resource_type(ix.resource_type)
+    } else {
+        None
+    };
+    // `direction` is written on Queued/Assigned/Accepted of queued and dialled legs.
     let direction = if ix.outbound || any(Kind::CustomerAccepted) {
         Some("out".to_string())
-    } else if any(Kind::Queued) {
+    } else if any(Kind::Queued) || (!ix.consult && (any(Kind::Assigned) || any(Kind::Accepted))) {
         Some("in".to_string())
     } else {
         None
@@ -61,7 +53,11 @@ pub(crate) fn compute(ix: &Ix, evs: &[Ev], agent_ids: &[(String, String)]) -> Tr
     let created_at = first(Kind::Created).map(Ev::t);
     let queued_at = first(Kind::Queued).map(Ev::t);
     let offer_count = evs.iter().filter(|e| e.kind == Kind::Assigned).count() as i64;
-    let reject_count = evs.iter().filter(|e| e.kind == Kind::Rejected).count() as i64;
+    let rejects = |reason: Option<i64>| {
+        evs.iter()
+            .filter(|e| e.kind == Kind::Rejected && reason.is_none_or(|r| e.a == r))
+            .count() as i64
+    };
 
     let acc_idx = evs.iter().position(|e| e.kind == Kind::Accepted);
     let accepted_at = acc_idx.map(|i| evs[i].t());
@@ -153,6 +149,15 @@ pub(crate) fn compute(ix: &Ix, evs: &[Ev], agent_ids: &[(String, String)]) -> Tr
     } else {
         None
     };
+    let kind = if outbound {
+        "outbound"
+    } else if queued_at.is_some() {
+        "inbound"
+    } else if ix.parent.is_some() {
+        "consult"
+    } else {
+        "unqueued"
+    };
     let disposition_code = deleted
         .and_then(|e| disposition_text(e.b >> 8))
         .or_else(|| last(Kind::EndPostProcess).and_then(|e| disposition_text(e.b)));
@@ -160,9 +165,13 @@ pub(crate) fn compute(ix: &Ix, evs: &[Ev], agent_ids: &[(String, String)]) -> Tr
     Truth {
         interaction_guid: ix.guid.clone(),
         tenant: ix.guid.rsplit('-').next().unwrap_or_default().to_string(),
-        media_type: has_media.then(|| q.media.to_string()),
+        media_type: media_type.map(str::to_string),
         queue_id: has_queue_field.then_some(q.id),
         direction,
+        parent_guid: ix.parent.clone(),
+        contact_id: ix.contact.clone(),
+        leg_index: i64::from(ix.leg_index),
+        kind: kind.to_string(),
         outcome: outcome.to_string(),
         agent_id,
         created_at,
@@ -184,7 +193,9 @@ pub(crate) fn compute(ix: &Ix, evs: &[Ev], agent_ids: &[(String, String)]) -> Tr
         handle_ms,
         abandon_ms,
         offer_count,
-        reject_count,
+        reject_count: rejects(None),
+        reject_timeouts: rejects(Some(1)),
+        reject_refusals: rejects(Some(2)),
         transferred: any(Kind::TransferRequest),
         hangup_initiator: deleted.and_then(|e| INITIATORS.get(e.a as usize).map(|s| s.to_string())),
         call_hangup_reason: deleted.and_then(|e| {

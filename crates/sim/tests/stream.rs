@@ -1,6 +1,6 @@
 //! End-to-end properties of the generated stream, checked with an independent
-//! reading of SPEC §2 and METRICS.md §2-§3 (written from the documents, not from
-//! the simulator's code).
+//! reading of docs/METRICS.md §2-§3 (written from the document, not from the
+//! simulator's code), legs and contacts included.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -28,6 +28,11 @@ fn small(seed: u64, quirks: Quirks) -> SimConfig {
 /// Decoded payload bytes of a line (shape 1 or 2), or None when ingest would
 /// quarantine it.
 fn payload(line: &[u8]) -> Option<Vec<u8>> {
+    record(line).map(|(p, _)| p)
+}
+
+/// Payload bytes and, for an envelope, its `publishTime` in ms.
+fn record(line: &[u8]) -> Option<(Vec<u8>, Option<i64>)> {
     let v: Value = serde_json::from_slice(line).ok()?;
     let obj = v.as_object()?;
     if obj.contains_key("payload") && obj.contains_key("messageId") {
@@ -36,12 +41,17 @@ fn payload(line: &[u8]) -> Option<Vec<u8>> {
         let inner: Value = serde_json::from_slice(&bytes).ok()?;
         let o = inner.as_object()?;
         if o.len() == 1 && o.values().all(Value::is_object) {
-            return Some(bytes);
+            let publish = obj
+                .get("publishTime")
+                .and_then(Value::as_str)
+                .and_then(|t| t.parse::<jiff::Timestamp>().ok())
+                .map(|t| t.as_millisecond());
+            return Some((bytes, publish));
         }
         return None;
     }
     if obj.len() == 1 && obj.values().all(Value::is_object) {
-        return Some(line.to_vec());
+        return Some((line.to_vec(), None));
     }
     None
 }
@@ -51,26 +61,38 @@ fn lines(out: &[u8]) -> Vec<&[u8]> {
     out[..out.len() - 1].split(|&b| b == b'\n').collect()
 }
 
+/// One distinct event: payload bytes, parsed, the smallest `publishTime` of the
+/// records that hold it.
+type Distinct = (Vec<u8>, Value, Option<i64>);
+
 /// Distinct decoded events (METRICS: same payload bytes = same event).
-fn distinct_events(out: &[u8]) -> (Vec<(Vec<u8>, Value)>, usize) {
-    let mut seen = HashSet::new();
-    let mut evs = Vec::new();
+fn distinct_events(out: &[u8]) -> (Vec<Distinct>, usize) {
+    let mut seen: HashMap<Vec<u8>, usize> = HashMap::new();
+    let mut evs: Vec<Distinct> = Vec::new();
     let mut bad = 0;
     for l in lines(out) {
-        match payload(l) {
-            Some(p) => {
-                if seen.insert(p.clone()) {
-                    let v: Value = serde_json::from_slice(&p).expect("payload is JSON");
-                    evs.push((p, v));
+        match record(l) {
+            Some((p, publish)) => match seen.get(&p) {
+                Some(&i) => {
+                    let kept = &mut evs[i].2;
+                    *kept = match (*kept, publish) {
+                        (Some(a), Some(b)) => Some(a.min(b)),
+                        (a, b) => a.or(b),
+                    };
                 }
-            }
+                None => {
+                    let v: Value = serde_json::from_slice(&p).expect("payload is JSON");
+                    seen.insert(p.clone(), evs.len());
+                    evs.push((p, v, publish));
+                }
+            },
             None => bad += 1,
         }
     }
     (evs, bad)
 }
 
-// ---- METRICS.md §1-§2, independently ------------------------------------------
+// ---- docs/METRICS.md §1-§2, independently ------------------------------------------
 
 fn present(v: Option<&Value>) -> Option<&Value> {
     v.filter(|v| !v.is_null() && v.as_str() != Some(""))
@@ -117,11 +139,13 @@ fn text(v: Option<&Value>) -> Option<String> {
     }
 }
 
-fn event_time(e: &Value) -> Option<i64> {
+/// docs/METRICS.md §2 event time of a file's record (no receipt or import time here).
+fn event_time(e: &Value, publish: Option<i64>) -> Option<i64> {
     let pos = |x: Option<i64>| x.filter(|&x| x > 0);
     pos(num(e.get("interactionEventTS")).map(|s| s * 1000))
         .or_else(|| pos(num(e.get("statusEventTS")).map(|s| s * 1000)))
         .or_else(|| pos(num(e.get("msgInfo").and_then(|m| m.get("timestamp")))))
+        .or_else(|| pos(publish))
         .or_else(|| pos(num(e.get("eventTS")).map(|s| s * 1000)))
 }
 
@@ -130,16 +154,48 @@ fn rank(t: &str) -> u8 {
         "InteractionCreated" => 0,
         "InteractionQueued" => 1,
         "InteractionAssigned" => 2,
-        "InteractionRejected" | "InteractionDeassigned" => 3,
+        "InteractionRejected" => 3,
         "InteractionAccepted" => 4,
         "InteractionCustomerAccepted" => 5,
         "LineHoldStatus" => 6,
         "InteractionPostProcess" => 8,
         "InteractionEndPostProcess" => 9,
-        "InteractionUnqueued" => 10,
-        "InteractionDeleted" => 11,
+        "InteractionDeassigned" => 10,
+        "InteractionUnqueued" => 11,
+        "InteractionDeleted" => 12,
         _ => 7,
     }
+}
+
+/// `originalInteractionGuid` of an event: an `attachedDatum` entry or a body field.
+fn original_guid(e: &Value) -> Option<String> {
+    let datum = e
+        .get("attachedData")
+        .and_then(|a| a.get("attachedDatum"))
+        .and_then(Value::as_array)
+        .and_then(|items| {
+            items.iter().find_map(|d| {
+                (d.get("attachedDataKey").and_then(Value::as_str)
+                    == Some("originalInteractionGuid"))
+                .then(|| text(d.get("attachedDataValue")))
+                .flatten()
+            })
+        });
+    datum.or_else(|| text(e.get("originalInteractionGuid")))
+}
+
+/// docs/METRICS.md §3 `contactId` and `legIndex`: walk the parents while they are archived.
+fn contact_of(guid: &str, parents: &HashMap<String, Option<String>>) -> (String, i64) {
+    let mut seen = vec![guid.to_string()];
+    let mut cur = guid.to_string();
+    while let Some(Some(p)) = parents.get(&cur) {
+        if seen.contains(p) {
+            panic!("the simulator made a cycle at {p}");
+        }
+        seen.push(p.clone());
+        cur = p.clone();
+    }
+    (cur, seen.len() as i64 - 1)
 }
 
 struct E {
@@ -148,27 +204,28 @@ struct E {
     v: Value,
 }
 
-/// METRICS §3 derived from the distinct events of one interaction.
-fn derive(mut raw: Vec<(Vec<u8>, Value)>) -> Truth {
-    raw.sort_by(|(ab, av), (bb, bv)| {
-        let key = |v: &Value| {
+/// docs/METRICS.md §3 derived from the distinct events of one interaction; `parents`
+/// holds the `parentGuid` of every interaction in the stream.
+fn derive(mut raw: Vec<Distinct>, parents: &HashMap<String, Option<String>>) -> Truth {
+    raw.sort_by(|(ab, av, ap), (bb, bv, bp)| {
+        let key = |v: &Value, p: Option<i64>| {
             let e = &v["Interaction"];
             let seq = num(e.get("msgInfo").and_then(|m| m.get("sequenceId")));
             (
-                event_time(e).expect("every simulated event has a time"),
+                event_time(e, p).expect("every simulated event has a time"),
                 seq.is_none(),
                 seq.unwrap_or(0),
                 rank(e["event"].as_str().unwrap_or("")),
             )
         };
-        key(av).cmp(&key(bv)).then_with(|| ab.cmp(bb))
+        key(av, *ap).cmp(&key(bv, *bp)).then_with(|| ab.cmp(bb))
     });
     let evs: Vec<E> = raw
         .into_iter()
-        .map(|(_, v)| {
+        .map(|(_, v, p)| {
             let e = v["Interaction"].clone();
             E {
-                t: event_time(&e).unwrap_or(0),
+                t: event_time(&e, p).unwrap_or(0),
                 ty: e["event"].as_str().unwrap_or("").to_string(),
                 v: e,
             }
@@ -269,6 +326,37 @@ fn derive(mut raw: Vec<(Vec<u8>, Value)>) -> Truth {
     } else {
         "open"
     };
+    let parent_guid = parents.get(&guid).cloned().flatten();
+    let kind = if outbound {
+        "outbound"
+    } else if queued_at.is_some() {
+        "inbound"
+    } else if parent_guid.is_some() {
+        "consult"
+    } else {
+        "unqueued"
+    };
+    let (contact_id, leg_index) = contact_of(&guid, parents);
+    let media_type =
+        attr(&|e| text(e.v.get("mediaType")).map(|m| m.to_lowercase())).or_else(|| {
+            attr(&|e| {
+                Some(
+                    match num(e.v.get("resourceType"))? {
+                        0 | 4 => "phone",
+                        1 => "email",
+                        2 | 3 => "chat",
+                        _ => return None,
+                    }
+                    .to_string(),
+                )
+            })
+        });
+    let rejects = |reason: Option<i64>| {
+        evs.iter()
+            .filter(|e| e.ty == "InteractionRejected")
+            .filter(|e| reason.is_none_or(|r| num(e.v.get("rejectReason")) == Some(r)))
+            .count() as i64
+    };
     let abandon_ms = (outcome == "abandoned")
         .then(|| {
             d(
@@ -280,9 +368,13 @@ fn derive(mut raw: Vec<(Vec<u8>, Value)>) -> Truth {
     Truth {
         tenant: guid.rsplit('-').next().unwrap_or("").to_string(),
         interaction_guid: guid,
-        media_type: attr(&|e| text(e.v.get("mediaType"))),
+        media_type,
         queue_id: evs.iter().find_map(|e| num(e.v.get("queueId"))),
         direction,
+        parent_guid,
+        contact_id,
+        leg_index,
+        kind: kind.to_string(),
         outcome: outcome.to_string(),
         agent_id,
         created_at,
@@ -308,7 +400,9 @@ fn derive(mut raw: Vec<(Vec<u8>, Value)>) -> Truth {
         handle_ms: talk_ms.map(|t| t + hold_ms.unwrap_or(0) + wrap_ms.unwrap_or(0)),
         abandon_ms,
         offer_count: evs.iter().filter(|e| e.ty == "InteractionAssigned").count() as i64,
-        reject_count: evs.iter().filter(|e| e.ty == "InteractionRejected").count() as i64,
+        reject_count: rejects(None),
+        reject_timeouts: rejects(Some(1)),
+        reject_refusals: rejects(Some(2)),
         transferred: any("InteractionTransferRequest"),
         hangup_initiator: deleted.and_then(|e| text(e.v.get("hangupInitiator"))),
         call_hangup_reason: deleted.and_then(|e| text(e.v.get("callHangupReason"))),
@@ -325,20 +419,32 @@ fn derive(mut raw: Vec<(Vec<u8>, Value)>) -> Truth {
 
 fn check_truth(out: &[u8], truths: &[Truth]) {
     let (evs, _) = distinct_events(out);
-    let mut by_guid: HashMap<String, Vec<(Vec<u8>, Value)>> = HashMap::new();
-    for (b, v) in evs {
+    let mut by_guid: HashMap<String, Vec<Distinct>> = HashMap::new();
+    for (b, v, p) in evs {
         if let Some(e) = v.get("Interaction") {
             let g = e["interactionGUID"].as_str().expect("guid").to_string();
-            by_guid.entry(g).or_default().push((b, v));
+            by_guid.entry(g).or_default().push((b, v, p));
         }
     }
+    // First present originalInteractionGuid that is not the leg's own, in any
+    // order: the simulator writes one value per leg.
+    let parents: HashMap<String, Option<String>> = by_guid
+        .iter()
+        .map(|(g, evs)| {
+            let p = evs
+                .iter()
+                .filter_map(|(_, v, _)| original_guid(&v["Interaction"]))
+                .find(|p| p != g);
+            (g.clone(), p)
+        })
+        .collect();
     assert!(!truths.is_empty());
     assert_eq!(by_guid.len(), truths.len(), "one truth per interaction");
     for t in truths {
         let evs = by_guid
             .remove(&t.interaction_guid)
             .unwrap_or_else(|| panic!("no events for {}", t.interaction_guid));
-        let got = derive(evs);
+        let got = derive(evs, &parents);
         assert_eq!(&got, t, "derived vs truth for {}", t.interaction_guid);
     }
 }
@@ -361,6 +467,26 @@ fn truth_matches_an_independent_reading_without_quirks() {
     assert!(truths
         .iter()
         .any(|t| t.wrap_ms.is_none() && t.outcome == "answered"));
+    // Every kind of leg, every channel, contacts of up to three legs, some whose
+    // first leg is not in the stream, and both reasons of a reject.
+    let kinds: HashSet<&str> = truths.iter().map(|t| t.kind.as_str()).collect();
+    for k in ["inbound", "outbound", "consult", "unqueued"] {
+        assert!(kinds.contains(k), "kind {k} occurs");
+    }
+    let media: HashSet<Option<&str>> = truths.iter().map(|t| t.media_type.as_deref()).collect();
+    for m in ["phone", "chat", "email"] {
+        assert!(media.contains(&Some(m)), "mediaType {m} occurs");
+    }
+    assert!(truths
+        .iter()
+        .any(|t| t.kind == "outbound" && t.queued_at.is_some()));
+    assert!(truths.iter().any(|t| t.leg_index == 2));
+    let guids: HashSet<&str> = truths.iter().map(|t| t.interaction_guid.as_str()).collect();
+    assert!(truths
+        .iter()
+        .any(|t| t.leg_index == 1 && !guids.contains(t.contact_id.as_str())));
+    assert!(truths.iter().any(|t| t.reject_timeouts > 0));
+    assert!(truths.iter().any(|t| t.reject_refusals > 0));
 }
 
 #[test]
@@ -442,7 +568,7 @@ fn interaction_events(out: &[u8]) -> Vec<Value> {
     distinct_events(out)
         .0
         .into_iter()
-        .filter_map(|(_, v)| v.get("Interaction").cloned())
+        .filter_map(|(_, v, _)| v.get("Interaction").cloned())
         .collect()
 }
 
@@ -529,6 +655,77 @@ fn each_quirk_switch_does_what_it_says() {
         count(q, &|e| no_ts(e) && e["msgInfo"].get("timestamp").is_none()),
         0
     );
+
+    // Only eventTS: no interactionEventTS, empty msgInfo, always in an envelope.
+    let (out, _, _) = run(&small(
+        12,
+        Quirks {
+            weak_event_ts: true,
+            ..base.clone()
+        },
+    ));
+    let weak = lines(&out)
+        .iter()
+        .filter_map(|l| {
+            let v: Value = serde_json::from_slice(l).ok()?;
+            let e = serde_json::from_slice::<Value>(&payload(l)?).ok()?["Interaction"].clone();
+            let bare = e.get("interactionEventTS").is_none()
+                && e["msgInfo"].as_object().is_some_and(|m| m.is_empty());
+            bare.then(|| v.get("publishTime").is_some() && e.get("eventTS").is_some())
+        })
+        .collect::<Vec<bool>>();
+    assert!(!weak.is_empty() && weak.iter().all(|&in_envelope| in_envelope));
+
+    let only_resource = |q: Quirks| {
+        let (_, truths, _) = run(&small(12, q));
+        let (out, _, _) = run(&small(12, Quirks::none()));
+        let with_media: HashSet<String> = interaction_events(&out)
+            .iter()
+            .filter(|e| e.get("mediaType").is_some())
+            .filter_map(|e| e["interactionGUID"].as_str().map(str::to_string))
+            .collect();
+        truths
+            .iter()
+            .filter(|t| t.media_type.is_some() && !with_media.contains(&t.interaction_guid))
+            .count()
+    };
+    assert_eq!(only_resource(base.clone()), 0);
+    let q = Quirks {
+        resource_type_only: true,
+        ..base.clone()
+    };
+    let (out, truths, _) = run(&small(12, q));
+    let mut media_seen: HashMap<String, bool> = HashMap::new();
+    for e in interaction_events(&out) {
+        let g = e["interactionGUID"].as_str().unwrap_or("").to_string();
+        *media_seen.entry(g).or_default() |= e.get("mediaType").is_some();
+    }
+    let resource_only: Vec<&Truth> = truths
+        .iter()
+        .filter(|t| media_seen.get(&t.interaction_guid) == Some(&false))
+        .collect();
+    assert!(!resource_only.is_empty());
+    assert!(resource_only.iter().all(|t| t.media_type.is_some()));
+
+    let untimed = |e: &Value| e.get("statusEventTS").is_none();
+    let agent_lines = |q: Quirks| -> Vec<Value> {
+        let (out, _, _) = run(&small(12, q));
+        lines(&out)
+            .iter()
+            .filter_map(|l| serde_json::from_slice::<Value>(l).ok())
+            .filter_map(|v| v.get("AgentStatusChange").cloned())
+            .collect()
+    };
+    assert!(!agent_lines(base.clone()).iter().any(untimed));
+    let with = agent_lines(Quirks {
+        untimed_agent_events: true,
+        ..base.clone()
+    });
+    assert!(with.iter().any(untimed));
+    assert!(with
+        .iter()
+        .filter(|e| untimed(e))
+        .all(|e| e["msgInfo"].as_object().is_some_and(|m| m.is_empty())));
 
     let future = |e: &Value| e["event"] == "InteractionFutureThing";
     assert_eq!(count(base.clone(), &future), 0);
@@ -651,7 +848,7 @@ fn tenant_and_guid_shape() {
         assert!(i64::from_str_radix(parts[1], 16).is_ok());
         assert_eq!(parts[2].len(), 25);
         assert!(parts[2].bytes().all(|b| b.is_ascii_alphanumeric()));
-        assert!(parts[3] == "phone" || parts[3] == "chat");
+        assert!(["phone", "chat", "email"].contains(&parts[3]), "{parts:?}");
     }
 }
 

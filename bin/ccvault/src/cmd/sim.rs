@@ -35,8 +35,10 @@ pub struct SimulateArgs {
     /// Write the stream to FILE instead of stdout (`-`: stdout).
     #[arg(long, value_name = "FILE")]
     pub out: Option<PathBuf>,
-    /// A clean stream: no mixed types, empty msgInfo, missing timestamps, unknown types,
-    /// reordering, duplicates, envelopes or malformed lines (the rate flags below still apply).
+    /// A clean stream: no mixed types, empty msgInfo, missing timestamps, eventTS-only or
+    /// untimed events, resourceType-only legs, unknown types, reordering, duplicates,
+    /// envelopes or malformed lines (the rate flags below still apply). The traffic itself
+    /// (transfers, consultations, IVR hang-ups, outbound, chat and email) stays.
     #[arg(long)]
     pub no_quirks: bool,
     /// Share of lines emitted twice (0..1).
@@ -54,7 +56,7 @@ pub struct SimulateArgs {
     /// The former spelling of --reorder-window, in milliseconds.
     #[arg(long, hide = true, conflicts_with = "reorder_window")]
     pub reorder_window_ms: Option<i64>,
-    /// Also write the simulator's ground truth (one METRICS §3 summary per interaction, NDJSON) to FILE.
+    /// Also write the simulator's ground truth (one summary per interaction as docs/METRICS.md §3 defines it, NDJSON) to FILE.
     #[arg(long, value_name = "FILE")]
     pub truth: Option<PathBuf>,
     /// Tenant suffix of every interactionGUID.
