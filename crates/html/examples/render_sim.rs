@@ -1,8 +1,10 @@
-//! Renders a simulated day: one interesting interaction's timeline and the
-//! day's hourly report, as HTML files (for looking at them in a browser).
+//! Renders a simulated day: one interesting interaction's timeline, one
+//! contact of several legs, and the day's hourly report, as HTML files (for
+//! looking at them in a browser).
 //!
 //! `cargo run -p ccvault-html --example render_sim -- [OUT_DIR] [SEED] [TZ]`
-//! writes OUT_DIR/timeline.html and OUT_DIR/report.html (default /tmp).
+//! writes OUT_DIR/timeline.html, OUT_DIR/contact.html and OUT_DIR/report.html
+//! (default /tmp).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -36,7 +38,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         ..Default::default()
     };
     let mut buf = Vec::new();
-    ccvault_sim::simulate(&cfg, &mut buf)?;
+    let mut truths = Vec::new();
+    ccvault_sim::simulate_with_truth(&cfg, &mut buf, &mut |t| truths.push(t))?;
 
     let mut by_guid: BTreeMap<String, Records> = BTreeMap::new();
     for line in buf.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
@@ -77,15 +80,62 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         &timeline_path,
         ccvault_html::render_timeline(&tl, &inputs, &tz),
     )?;
+    let contact_path = dir.join("contact.html");
+    std::fs::write(&contact_path, contact_page(&truths, &by_guid, &tz)?)?;
     let report_path = dir.join("report.html");
     std::fs::write(
         &report_path,
         ccvault_html::render_report(&report.rows(), report.options()),
     )?;
     println!(
-        "{}\n{}\n{guid}",
+        "{}\n{}\n{}\n{guid}",
         timeline_path.display(),
+        contact_path.display(),
         report_path.display()
     );
     Ok(())
+}
+
+/// The page of the contact with the most legs (a consultation and a transfer
+/// when the day has one), its legs in order of their first event.
+fn contact_page(
+    truths: &[ccvault_sim::Truth],
+    by_guid: &BTreeMap<String, Records>,
+    tz: &TimeZone,
+) -> Result<String, Box<dyn std::error::Error>> {
+    let mut contacts: BTreeMap<&str, Vec<&ccvault_sim::Truth>> = BTreeMap::new();
+    for t in truths {
+        contacts.entry(&t.contact_id).or_default().push(t);
+    }
+    let score = |legs: &Vec<&ccvault_sim::Truth>| {
+        let kinds = |k: &str| legs.iter().filter(|t| t.kind == k).count().min(1);
+        legs.len() * 10
+            + kinds("consult") * 5
+            + legs.iter().map(|t| t.hold_count).sum::<i64>() as usize
+    };
+    let legs = contacts
+        .values()
+        .filter(|l| l.iter().all(|t| by_guid.contains_key(&t.interaction_guid)))
+        .max_by_key(|l| score(l))
+        .ok_or("no contact in the simulated day")?;
+    let inputs: Vec<Vec<EventInput>> = legs
+        .iter()
+        .map(|t| inputs_of(&by_guid[&t.interaction_guid]))
+        .collect();
+    let mut tls = Vec::new();
+    for i in &inputs {
+        tls.push(timeline::build(i).ok_or("no events")?);
+    }
+    let mut order: Vec<usize> = (0..legs.len()).collect();
+    order.sort_by_key(|&i| (tls[i].summary.offered_at, legs[i].interaction_guid.clone()));
+    let views: Vec<ccvault_html::LegView> = order
+        .iter()
+        .map(|&i| ccvault_html::LegView {
+            timeline: &tls[i],
+            inputs: &inputs[i],
+            parent_guid: legs[i].parent_guid.as_deref(),
+            asked: legs[i].leg_index == 1,
+        })
+        .collect();
+    Ok(ccvault_html::render_contact(&views, tz))
 }
