@@ -1,0 +1,30 @@
+//! The index's errors. Every redb error names the index file; a damaged or
+//! foreign-version file says how to recover (`ccvault reindex`), since the
+//! index is derived from the log.
+
+use std::path::Path;
+
+use crate::INDEX_VERSION;
+
+#[derive(Debug, thiserror::Error)]
+pub enum IndexError {
+    #[error("index {path}")]
+    Redb {
+        path: String,
+        #[source]
+        source: redb::Error,
+    },
+    #[error("index {path} is version {found}, this ccvault reads version {INDEX_VERSION}: run `ccvault reindex`")]
+    Version { path: String, found: u64 },
+    #[error("index {path}: {what}: run `ccvault reindex`")]
+    Corrupt { path: String, what: String },
+}
+
+pub type Result<T> = std::result::Result<T, IndexError>;
+
+pub(crate) fn err(path: &Path) -> impl Fn(redb::Error) -> IndexError + '_ {
+    move |source| IndexError::Redb {
+        path: path.display().to_string(),
+        source,
+    }
+}

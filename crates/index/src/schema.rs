@@ -1,0 +1,143 @@
+//! What the index stores: its redb tables, how keys are hashed, and the
+//! values a caller hands in ([`Entry`]) and gets back ([`Hit`],
+//! [`Checkpoint`], [`Counters`]). A change of a table's meaning bumps
+//! [`INDEX_VERSION`], and an index of another version is rebuilt from the log.
+
+use redb::{ConcurrencyMode, Database, TableDefinition};
+use xxhash_rust::xxh3::{xxh3_64, xxh3_64_with_seed};
+
+/// (key hash, first offset) -> a chunk of postings.
+pub(crate) type Chunks = TableDefinition<'static, (u64, u64), &'static [u8]>;
+
+pub(crate) const BY_GUID: Chunks = TableDefinition::new("by_guid");
+pub(crate) const BY_AGENT: Chunks = TableDefinition::new("by_agent");
+/// (payload hash, offset) -> position, for records that name no interaction.
+pub(crate) const BY_PAYLOAD: TableDefinition<(u64, u64), u32> = TableDefinition::new("by_payload");
+/// offset -> position, for quarantined records only.
+pub(crate) const QUARANTINE: TableDefinition<u64, u32> = TableDefinition::new("quarantine");
+/// Running maximum of event time (ms) at the end of a slice of the log (at
+/// most [`TIME_SLICE`] records, ending at the latest at a commit) -> the
+/// slice's first offset. Records at offsets below the value of the first
+/// key >= T all have event times < T.
+pub(crate) const TIME: TableDefinition<u64, u64> = TableDefinition::new("time");
+pub(crate) const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+
+/// Bumped when the tables change meaning; an index of another version is
+/// rebuilt from the log.
+pub const INDEX_VERSION: u64 = 2;
+
+/// redb's page cache. Bounded so that memory stays bounded whatever the
+/// archive size (redb's default is 1 GiB).
+const CACHE_BYTES: usize = 64 << 20;
+
+const GUID_SEED: u64 = 0x6775_6964;
+const AGENT_SEED: u64 = 0x6167_656e;
+
+/// Records per time-index entry: a seek by time starts at most this many
+/// records early, whatever the commit size.
+pub const TIME_SLICE: u64 = 16_384;
+
+/// Where indexing stopped: the next offset to index and its log position.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Checkpoint {
+    pub next_offset: u64,
+    pub segment: u64,
+    pub pos: u32,
+}
+
+/// Totals kept with the index (all counts are of distinct stored records,
+/// except `duplicates`, which counts messages skipped as duplicates).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Counters {
+    pub records: u64,
+    pub events: u64,
+    pub quarantined: u64,
+    pub duplicates: u64,
+    pub interactions: u64,
+    pub min_time_ms: Option<i64>,
+    pub max_time_ms: Option<i64>,
+}
+
+/// One record to index.
+#[derive(Debug, Clone, Copy)]
+pub struct Entry<'a> {
+    pub offset: u64,
+    pub pos: u32,
+    pub payload_hash: u64,
+    pub interaction_guid: Option<&'a str>,
+    pub agent_id: Option<&'a str>,
+    /// Event time t(e) (METRICS §2), or ingest time for quarantined records.
+    pub time_ms: i64,
+    pub quarantined: bool,
+}
+
+/// The posting tables.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PostingKind {
+    Guid = 0,
+    Agent = 1,
+    Payload = 2,
+}
+
+impl PostingKind {
+    pub(crate) fn hash(self, key: &[u8]) -> u64 {
+        match self {
+            PostingKind::Guid => xxh3_64_with_seed(key, GUID_SEED),
+            PostingKind::Agent => xxh3_64_with_seed(key, AGENT_SEED),
+            PostingKind::Payload => xxh3_64(key),
+        }
+    }
+}
+
+/// An order-independent fingerprint of a set of postings: their count and
+/// the wrapping sum of a hash of each `(table, key hash, offset, position)`.
+/// Two sets with equal digests are equal but for a 2^-64 chance, so
+/// `verify` compares the log's expected postings with the index's in one
+/// sequential pass each, and looks records up one by one only to name the
+/// differences when the digests disagree.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PostingDigest {
+    pub count: u64,
+    pub sum: u64,
+}
+
+impl PostingDigest {
+    pub fn add(&mut self, kind: PostingKind, key_hash: u64, offset: u64, pos: u32) {
+        let mut bytes = [0u8; 21];
+        bytes[0] = kind as u8;
+        bytes[1..9].copy_from_slice(&key_hash.to_le_bytes());
+        bytes[9..17].copy_from_slice(&offset.to_le_bytes());
+        bytes[17..21].copy_from_slice(&pos.to_le_bytes());
+        self.count += 1;
+        self.sum = self.sum.wrapping_add(xxh3_64(&bytes));
+    }
+
+    /// Adds the posting of a record under its key (the GUID, agent id or
+    /// payload bytes, as the table is keyed).
+    pub fn add_key(&mut self, kind: PostingKind, key: &[u8], offset: u64, pos: u32) {
+        self.add(kind, kind.hash(key), offset, pos);
+    }
+}
+
+/// A record found by a lookup: its offset and position in its segment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Hit {
+    pub offset: u64,
+    pub pos: u32,
+}
+
+pub fn payload_hash(payload: &[u8]) -> u64 {
+    PostingKind::Payload.hash(payload)
+}
+pub fn guid_hash(guid: &str) -> u64 {
+    PostingKind::Guid.hash(guid.as_bytes())
+}
+pub fn agent_hash(agent: &str) -> u64 {
+    PostingKind::Agent.hash(agent.as_bytes())
+}
+
+pub(crate) fn builder(mode: ConcurrencyMode) -> redb::Builder {
+    let mut b = Database::builder();
+    b.set_concurrency_mode(mode).set_cache_size(CACHE_BYTES);
+    b
+}
