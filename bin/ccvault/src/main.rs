@@ -78,18 +78,11 @@ impl Cli {
     }
 }
 
-#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
-pub enum Fsync {
-    Always,
-    Batch,
-    Never,
-}
-
 #[derive(clap::Args, Debug, Clone)]
 pub struct WriteArgs {
-    /// When appended records are made durable: every record, every batch (group commit), or never (left to the OS).
-    #[arg(long, value_enum, default_value_t = Fsync::Batch)]
-    pub fsync: Fsync,
+    /// When appended records are made durable: every record, every batch (group commit), or never (left to the OS) [possible values: always, batch, never].
+    #[arg(long, default_value_t = ccvault_store::FsyncPolicy::Batch)]
+    pub fsync: ccvault_store::FsyncPolicy,
     /// Segment size at which the log rolls to a new file (bytes, or with a unit: 64MiB).
     #[arg(long, default_value = "64MiB", value_name = "SIZE", value_parser = args::parse_size)]
     pub segment_bytes: u64,

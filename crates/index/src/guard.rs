@@ -3,10 +3,31 @@
 //! data, so damage must surface as an error that says "rebuild it"
 //! (`ccvault reindex`), never as a panic. Every entry point of this crate
 //! that reads or writes redb runs inside [`guarded`]: a panic raised while it
-//! runs is caught, kept off stderr, and returned as [`IndexError::Corrupt`].
-//! Caller code run from inside a guarded call (a visitor callback) runs
-//! [`unguarded`], so a bug there still panics as usual.
+//! runs is caught and returned as [`IndexError::Corrupt`]. Caller code run
+//! from inside a guarded call (a visitor callback) runs [`unguarded`], so a
+//! bug there still panics as usual.
+//!
+//! Which panics are redb's is decided by the payload, not by a panic hook:
+//! [`unguarded`] wraps a caller's panic in a [`CallerPanic`] marker on its
+//! way out, and [`guarded`] re-raises exactly those (with their original
+//! payload) and turns every other one into an error. A panic hook is
+//! installed only to keep redb's panic messages off stderr; if the program
+//! replaces it, the messages show but the outcome is the same.
+//!
+//! Limits:
+//! - The guard needs unwinding. Built with `panic = "abort"` it could not
+//!   catch anything, so this crate refuses to build that way.
+//! - A damaged page that makes redb overflow its stack, or abort, ends the
+//!   process: that is not a panic and cannot be caught.
+//! - State redb held while it panicked is dropped with the failed call; the
+//!   caller treats the index as damaged (`ccvault reindex`), never retries on it.
 
+#[cfg(panic = "abort")]
+compile_error!(
+    "ccvault-index needs panic = \"unwind\": its guard turns redb panics on a damaged index into errors"
+);
+
+use std::any::Any;
 use std::cell::{Cell, RefCell};
 use std::panic::{self, AssertUnwindSafe};
 use std::path::Path;
@@ -17,9 +38,15 @@ use crate::{IndexError, Result};
 thread_local! {
     /// Depth of `guarded` calls on this thread (0 inside `unguarded`).
     static DEPTH: Cell<u32> = const { Cell::new(0) };
-    /// The message of the panic caught by the innermost `guarded` call.
-    static CAUGHT: RefCell<Option<String>> = const { RefCell::new(None) };
+    /// Where the last panic silenced by the hook was raised (a detail for
+    /// the error message; classification never depends on it).
+    static LOCATION: RefCell<Option<String>> = const { RefCell::new(None) };
 }
+
+/// The payload of a panic raised by caller code inside [`unguarded`]: it
+/// passes through every [`guarded`] call and leaves the outermost one as the
+/// original payload.
+struct CallerPanic(Box<dyn Any + Send>);
 
 /// Installs (once per process) a panic hook that stays silent for panics
 /// inside `guarded` and defers to the previous hook for all others.
@@ -31,15 +58,8 @@ fn install_hook() {
             if DEPTH.with(Cell::get) > 0 {
                 let at = info
                     .location()
-                    .map(|l| format!(" at {}:{}", l.file(), l.line()))
-                    .unwrap_or_default();
-                let msg = info
-                    .payload()
-                    .downcast_ref::<&str>()
-                    .map(|s| s.to_string())
-                    .or_else(|| info.payload().downcast_ref::<String>().cloned())
-                    .unwrap_or_else(|| "panic".into());
-                CAUGHT.with(|c| *c.borrow_mut() = Some(format!("{msg}{at}")));
+                    .map(|l| format!("{}:{}", l.file(), l.line()));
+                LOCATION.with(|c| *c.borrow_mut() = at);
             } else {
                 previous(info);
             }
@@ -56,6 +76,15 @@ impl Drop for Depth {
     }
 }
 
+/// The message of a panic payload (`panic!` gives a `&str` or a `String`).
+fn message(payload: &(dyn Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "panic".into())
+}
+
 /// Runs `f`, turning a panic inside it (from redb reading a damaged file)
 /// into an error naming the index file.
 pub(crate) fn guarded<T>(path: &Path, f: impl FnOnce() -> Result<T>) -> Result<T> {
@@ -65,16 +94,28 @@ pub(crate) fn guarded<T>(path: &Path, f: impl FnOnce() -> Result<T>) -> Result<T
         let _restore = Depth(outer);
         panic::catch_unwind(AssertUnwindSafe(f))
     };
-    match result {
-        Ok(r) => r,
-        Err(payload) => match CAUGHT.with(|c| c.borrow_mut().take()) {
-            Some(msg) => Err(IndexError::Corrupt {
+    let payload = match result {
+        Ok(r) => return r,
+        Err(payload) => payload,
+    };
+    match payload.downcast::<CallerPanic>() {
+        // A panic of caller code: not ours to hide. Nested in another guarded
+        // call it stays marked, so that call re-raises it too.
+        Ok(caller) if outer > 0 => panic::resume_unwind(caller),
+        Ok(caller) => panic::resume_unwind(caller.0),
+        Err(payload) => {
+            let at = LOCATION
+                .with(|c| c.borrow_mut().take())
+                .map(|l| format!(" at {l}"))
+                .unwrap_or_default();
+            Err(IndexError::Corrupt {
                 path: path.display().to_string(),
-                what: format!("the index file is damaged (reading it failed: {msg})"),
-            }),
-            // A panic of caller code run `unguarded`: not ours to hide.
-            None => panic::resume_unwind(payload),
-        },
+                what: format!(
+                    "the index file is damaged (reading it failed: {}{at})",
+                    message(payload.as_ref())
+                ),
+            })
+        }
     }
 }
 
@@ -82,7 +123,10 @@ pub(crate) fn guarded<T>(path: &Path, f: impl FnOnce() -> Result<T>) -> Result<T
 pub(crate) fn unguarded<T>(f: impl FnOnce() -> T) -> T {
     let outer = DEPTH.with(|d| d.replace(0));
     let _restore = Depth(outer);
-    f()
+    match panic::catch_unwind(AssertUnwindSafe(f)) {
+        Ok(v) => v,
+        Err(payload) => panic::resume_unwind(Box::new(CallerPanic(payload))),
+    }
 }
 
 #[cfg(test)]
@@ -100,9 +144,32 @@ mod tests {
         });
         let e = r.unwrap_err().to_string();
         assert!(e.contains("/x/index.redb") && e.contains("damaged"), "{e}");
+        assert!(e.contains("index out of bounds"), "{e}");
         assert_eq!(guarded(p, || Ok(7)).unwrap(), 7);
-        let bug = panic::catch_unwind(|| guarded::<()>(p, || unguarded(|| panic!("caller bug"))));
-        assert!(bug.is_err(), "a caller's panic must propagate");
+        let bug = panic::catch_unwind(|| guarded::<()>(p, || unguarded(|| panic!("caller bug"))))
+            .unwrap_err();
+        assert_eq!(message(bug.as_ref()), "caller bug", "the original payload");
         assert_eq!(DEPTH.with(Cell::get), 0);
+    }
+
+    #[test]
+    fn a_callers_panic_passes_nested_guards_and_a_replaced_hook_changes_nothing() {
+        let p = Path::new("/x/index.redb");
+        install_hook();
+        // Another part of the program takes the hook over (and puts a
+        // silent one in its place): classification does not need ours.
+        let ours = panic::take_hook();
+        panic::set_hook(Box::new(|_| {}));
+        let bug = panic::catch_unwind(|| {
+            guarded::<()>(p, || {
+                guarded(p, || unguarded(|| panic!("nested caller bug")))
+            })
+        })
+        .unwrap_err();
+        let redb: Result<()> = guarded(p, || guarded(p, || panic!("redb: bad page")));
+        panic::set_hook(ours);
+        assert_eq!(message(bug.as_ref()), "nested caller bug");
+        let e = redb.unwrap_err().to_string();
+        assert!(e.contains("damaged") && e.contains("redb: bad page"), "{e}");
     }
 }

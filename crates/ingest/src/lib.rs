@@ -37,6 +37,8 @@ pub mod shutdown;
 pub mod sink;
 
 pub use metrics::{Metrics, Snapshot};
+use rustls::pki_types::pem::{self, PemObject};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 pub use sink::SinkOptions;
 
 /// Why ingest stopped with an error.
@@ -81,7 +83,7 @@ pub(crate) fn tls_config(
                 IngestError::Config(format!("cannot read CA file {}: {e}", path.display()))
             })?;
             let mut n = 0;
-            for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
+            for cert in CertificateDer::pem_slice_iter(&pem) {
                 let cert = cert.map_err(|e| {
                     IngestError::Config(format!("bad certificate in {}: {e}", path.display()))
                 })?;
@@ -117,7 +119,7 @@ pub(crate) fn tls_config(
             let cert_pem = std::fs::read(cert_path).map_err(|e| {
                 IngestError::Config(format!("cannot read {}: {e}", cert_path.display()))
             })?;
-            let certs = rustls_pemfile::certs(&mut cert_pem.as_slice())
+            let certs = CertificateDer::pem_slice_iter(&cert_pem)
                 .collect::<std::result::Result<Vec<_>, _>>()
                 .map_err(|e| {
                     IngestError::Config(format!("bad certificate in {}: {e}", cert_path.display()))
@@ -125,13 +127,12 @@ pub(crate) fn tls_config(
             let key_pem = std::fs::read(key_path).map_err(|e| {
                 IngestError::Config(format!("cannot read {}: {e}", key_path.display()))
             })?;
-            let key = rustls_pemfile::private_key(&mut key_pem.as_slice())
-                .map_err(|e| {
-                    IngestError::Config(format!("bad private key in {}: {e}", key_path.display()))
-                })?
-                .ok_or_else(|| {
+            let key = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|e| match e {
+                pem::Error::NoItemsFound => {
                     IngestError::Config(format!("no private key in {}", key_path.display()))
-                })?;
+                }
+                e => IngestError::Config(format!("bad private key in {}: {e}", key_path.display())),
+            })?;
             builder.with_client_auth_cert(certs, key).map_err(|e| {
                 IngestError::Config(format!("client certificate and key do not match: {e}"))
             })
@@ -163,5 +164,46 @@ impl Summary {
             reconnects: s.reconnects,
             acked: s.acked,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config_error(r: Result<rustls::ClientConfig>) -> String {
+        match r {
+            Err(IngestError::Config(why)) => why,
+            Err(e) => panic!("expected a configuration error, got {e}"),
+            Ok(_) => panic!("expected a configuration error, got a TLS configuration"),
+        }
+    }
+
+    #[test]
+    fn pem_files_without_what_they_should_hold_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let empty = dir.path().join("empty.pem");
+        std::fs::write(&empty, "no PEM here\n").unwrap();
+        let why = config_error(tls_config(Some(&empty), None));
+        assert!(
+            why.contains("no PEM certificate") && why.contains("empty.pem"),
+            "{why}"
+        );
+
+        let bad = dir.path().join("bad.pem");
+        std::fs::write(
+            &bad,
+            "-----BEGIN CERTIFICATE-----\n!!not base64!!\n-----END CERTIFICATE-----\n",
+        )
+        .unwrap();
+        let why = config_error(tls_config(Some(&bad), None));
+        assert!(
+            why.contains("bad certificate in") && why.contains("bad.pem"),
+            "{why}"
+        );
+
+        let missing = dir.path().join("missing.pem");
+        let why = config_error(tls_config(Some(&missing), None));
+        assert!(why.contains("cannot read CA file"), "{why}");
     }
 }

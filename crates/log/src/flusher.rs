@@ -25,8 +25,8 @@ use std::thread::JoinHandle;
 
 use crate::direct::DirectAppender;
 use crate::error::{LogError, Result};
+use crate::options::{FsyncPolicy, LogOptions};
 use crate::segment::{create_segment, segment_path};
-use crate::writer::{FsyncPolicy, LogOptions};
 
 /// Jobs queued before `submit` blocks.
 const QUEUE_JOBS: usize = 4;

@@ -16,13 +16,14 @@
 //! The on-disk format is documented in `docs/FORMAT.md`. Modules, each with one job:
 //! [`format`] (bytes), `segment` (files), `scan` (sequential reading with resync),
 //! `writer` (appending), `flusher` (the writer's file I/O thread), `recovery` (torn tails), `reader` (random access and scans),
-//! `verify` (full check), `lock` (single writer).
+//! `verify` (full check), `lock` (single writer), `options` (the writer's options).
 
 mod direct;
 mod error;
 mod flusher;
 pub mod format;
 mod lock;
+mod options;
 mod reader;
 mod recovery;
 mod scan;
@@ -36,12 +37,13 @@ pub use format::{
     MAX_FIELD_LEN,
 };
 pub use lock::{lock_dir, DirLock, LOCK_FILE_NAME};
-pub use reader::LogReader;
+pub use options::{FsyncPolicy, LogOptions, DEFAULT_SEGMENT_BYTES};
+pub use reader::{LogReader, ScanControl};
 pub use recovery::Recovery;
 pub use scan::{Damage, DamageReason, Scan, ScanItem, ScanRef};
 pub use segment::segment_file_name;
 pub use verify::{verify, VerifyReport};
-pub use writer::{FsyncPolicy, Log, LogOptions, DEFAULT_SEGMENT_BYTES, WRITE_BUFFER_BYTES};
+pub use writer::{Log, WRITE_BUFFER_BYTES};
 
 /// Where a record lives: the segment (by base offset) and the byte position of the
 /// record's frame in that segment file. Ordered like the log.

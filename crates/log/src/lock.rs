@@ -1,14 +1,14 @@
 //! The single-writer lock of a log directory.
 //!
 //! Invariants:
-//! - At most one `Log` (in any process) holds `writer.lock` via `flock(LOCK_EX)`;
-//!   the kernel releases it when the holder exits, even on `kill -9`.
+//! - At most one `Log` (in any process) holds `writer.lock` via an exclusive
+//!   [`File::try_lock`] (`flock(LOCK_EX)` on Linux); the kernel releases it when
+//!   the holder exits, even on `kill -9`.
 //! - The holder writes `pid <n>` into the file so a refused writer can name it.
 //! - Readers never touch the lock.
 
-use std::fs::{File, OpenOptions};
+use std::fs::{File, OpenOptions, TryLockError};
 use std::io::Write;
-use std::os::fd::AsRawFd;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::Path;
 
@@ -35,11 +35,9 @@ pub fn lock_dir(dir: &Path) -> Result<DirLock> {
         .mode(0o600)
         .open(&path)
         .map_err(|e| LogError::io("opening lock file", &path, e))?;
-    // SAFETY: flock on a valid, owned file descriptor has no memory effects.
-    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-    if rc != 0 {
-        let err = std::io::Error::last_os_error();
-        if err.kind() == std::io::ErrorKind::WouldBlock {
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(TryLockError::WouldBlock) => {
             let holder = std::fs::read_to_string(&path)
                 .ok()
                 .map(|s| s.trim().to_owned())
@@ -50,7 +48,7 @@ pub fn lock_dir(dir: &Path) -> Result<DirLock> {
                 holder,
             });
         }
-        return Err(LogError::io("locking", &path, err));
+        Err(TryLockError::Error(e)) => return Err(LogError::io("locking", &path, e)),
     }
     let note = format!("pid {}\n", std::process::id());
     file.set_len(0)

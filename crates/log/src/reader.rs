@@ -14,6 +14,7 @@
 
 use std::collections::HashMap;
 use std::fs::File;
+use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -210,34 +211,64 @@ impl LogReader {
     /// [`LogReader::scan_with`] over the one segment `base`, from `pos` (0:
     /// its start) to its end. Segments are separate files, so threads can
     /// scan different segments at once.
-    pub fn scan_segment_with<E, F>(&self, base: u64, pos: u32, f: F) -> std::result::Result<(), E>
+    pub fn scan_segment_with<E, C, F>(
+        &self,
+        base: u64,
+        pos: u32,
+        f: F,
+    ) -> std::result::Result<(), E>
     where
         E: From<LogError>,
-        F: FnMut(ScanRef<'_>) -> std::result::Result<(), E>,
+        C: ScanControl,
+        F: FnMut(ScanRef<'_>) -> std::result::Result<C, E>,
     {
         for_each_ref(Scan::single(self.inner.dir.clone(), base, pos), f)
     }
 
     /// Fast scan: calls `f` for every record (borrowed, no allocation) and every
     /// damaged range from `from` to the end of the data present. Reads segments with
-    /// large sequential reads. Stops at the first error (from the log or from `f`).
-    pub fn scan_with<E, F>(&self, from: Position, f: F) -> std::result::Result<(), E>
+    /// large sequential reads. Stops at the first error (from the log or from `f`),
+    /// or early, with `Ok`, when `f` returns [`ControlFlow::Break`].
+    pub fn scan_with<E, C, F>(&self, from: Position, f: F) -> std::result::Result<(), E>
     where
         E: From<LogError>,
-        F: FnMut(ScanRef<'_>) -> std::result::Result<(), E>,
+        C: ScanControl,
+        F: FnMut(ScanRef<'_>) -> std::result::Result<C, E>,
     {
         for_each_ref(self.scan(from), f)
     }
 }
 
-/// Drives `scan`, calling `f` on each item; stops at the first error.
-fn for_each_ref<E, F>(mut scan: Scan, mut f: F) -> std::result::Result<(), E>
+/// What a scan callback returns when it does not fail: `()` to go on, or a
+/// [`ControlFlow`] whose `Break` ends the scan early without an error (the
+/// consumer is gone, or has seen enough).
+pub trait ScanControl {
+    fn into_flow(self) -> ControlFlow<()>;
+}
+
+impl ScanControl for () {
+    fn into_flow(self) -> ControlFlow<()> {
+        ControlFlow::Continue(())
+    }
+}
+
+impl ScanControl for ControlFlow<()> {
+    fn into_flow(self) -> ControlFlow<()> {
+        self
+    }
+}
+
+/// Drives `scan`, calling `f` on each item; stops at the first error or break.
+fn for_each_ref<E, C, F>(mut scan: Scan, mut f: F) -> std::result::Result<(), E>
 where
     E: From<LogError>,
-    F: FnMut(ScanRef<'_>) -> std::result::Result<(), E>,
+    C: ScanControl,
+    F: FnMut(ScanRef<'_>) -> std::result::Result<C, E>,
 {
     while let Some(item) = scan.next_ref() {
-        f(item?)?;
+        if f(item?)?.into_flow().is_break() {
+            break;
+        }
     }
     Ok(())
 }

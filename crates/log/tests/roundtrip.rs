@@ -2,6 +2,7 @@
 
 mod common;
 
+use std::ops::ControlFlow;
 use std::os::unix::fs::PermissionsExt;
 
 use ccvault_log::{
@@ -100,6 +101,19 @@ fn roundtrip_across_rolls_and_reopen() {
             Ok(())
         })
         .unwrap();
+    // a callback's Break ends the scan early, without an error
+    let mut seen_before_break = 0;
+    reader
+        .scan_with(Position::START, |_| -> Result<ControlFlow<()>, LogError> {
+            seen_before_break += 1;
+            Ok(if seen_before_break == 10 {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            })
+        })
+        .unwrap();
+    assert_eq!(seen_before_break, 10);
     let in_mid_segment = positions.iter().filter(|p| p.segment == mid.segment);
     assert_eq!(
         from_mid,

@@ -17,6 +17,7 @@
 
 use std::collections::HashMap;
 use std::fs::DirBuilder;
+use std::ops::ControlFlow;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -687,19 +688,6 @@ fn index_entry(
     }
 }
 
-/// Why a scanning thread stopped before the end.
-enum ScanStop {
-    /// The receiver is gone: the indexing side failed and reports why.
-    ReceiverGone,
-    Failed(StoreError),
-}
-
-impl From<ccvault_log::LogError> for ScanStop {
-    fn from(e: ccvault_log::LogError) -> ScanStop {
-        ScanStop::Failed(e.into())
-    }
-}
-
 /// Scans and parses `segments` (segment, start position) in order, sending
 /// records in chunks and a [`Scanned::SegmentEnd`] after each segment.
 fn scan_segments(
@@ -708,15 +696,24 @@ fn scan_segments(
     tx: &std::sync::mpsc::SyncSender<Scanned>,
 ) -> Result<()> {
     const CHUNK: usize = 4096;
-    let send = |msg: Scanned| tx.send(msg).map_err(|_| ScanStop::ReceiverGone);
-    let scanned = segments.iter().try_for_each(|&(base, pos)| {
+    // A failed send means the indexing side is gone: it failed and reports
+    // why, so the scanner just stops.
+    let send = |msg: Scanned| {
+        if tx.send(msg).is_ok() {
+            ControlFlow::Continue(())
+        } else {
+            ControlFlow::Break(())
+        }
+    };
+    for &(base, pos) in segments {
         let mut chunk = Vec::with_capacity(CHUNK);
-        log_reader.scan_segment_with(base, pos, |item| -> std::result::Result<(), ScanStop> {
+        let mut receiver_gone = false;
+        log_reader.scan_segment_with(base, pos, |item| -> Result<ControlFlow<()>> {
             let (at, rec) = match item {
                 ScanRef::Record(at, rec) => (at, rec),
                 ScanRef::Damage(d) => {
                     tracing::warn!("skipping damaged record while indexing: {d}");
-                    return Ok(());
+                    return Ok(ControlFlow::Continue(()));
                 }
             };
             let (keys, payload_time) = if rec.quarantined {
@@ -743,22 +740,21 @@ fn scan_segments(
                 },
             });
             if chunk.len() >= CHUNK {
-                send(Scanned::Records(std::mem::replace(
-                    &mut chunk,
-                    Vec::with_capacity(CHUNK),
-                )))?;
+                let full = std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK));
+                let flow = send(Scanned::Records(full));
+                receiver_gone = flow.is_break();
+                return Ok(flow);
             }
-            Ok(())
+            Ok(ControlFlow::Continue(()))
         })?;
-        if !chunk.is_empty() {
-            send(Scanned::Records(chunk))?;
+        let ended = receiver_gone
+            || (!chunk.is_empty() && send(Scanned::Records(chunk)).is_break())
+            || send(Scanned::SegmentEnd).is_break();
+        if ended {
+            break;
         }
-        send(Scanned::SegmentEnd)
-    });
-    match scanned {
-        Ok(()) | Err(ScanStop::ReceiverGone) => Ok(()),
-        Err(ScanStop::Failed(e)) => Err(e),
     }
+    Ok(())
 }
 
 fn remove_file_if_exists(path: &PathBuf) -> Result<()> {

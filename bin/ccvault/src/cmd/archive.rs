@@ -8,22 +8,17 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use ccvault_event::{event_time_ms, parse_event, CanonicalKey};
 use ccvault_store::{
-    import_stream, Archive, ArchiveOptions, ArchiveReader, FsyncPolicy, ImportSummary, Record,
-    SourceKind,
+    import_stream, Archive, ArchiveOptions, ArchiveReader, ImportSummary, Record, SourceKind,
 };
 use serde_json::json;
 
 use crate::output::{format_ms, json_line, HumanJson};
-use crate::{status, Cli, Fsync, TimeRange, WriteArgs};
+use crate::{status, Cli, TimeRange, WriteArgs};
 
 pub fn archive_options(w: &WriteArgs) -> ArchiveOptions {
     ArchiveOptions {
         segment_bytes: w.segment_bytes,
-        fsync: match w.fsync {
-            Fsync::Always => FsyncPolicy::Always,
-            Fsync::Batch => FsyncPolicy::Batch,
-            Fsync::Never => FsyncPolicy::Never,
-        },
+        fsync: w.fsync,
         max_record_bytes: w.max_record_bytes,
         ..ArchiveOptions::default()
     }
