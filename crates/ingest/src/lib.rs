@@ -24,9 +24,11 @@
 //! - **Secrets** (MQTT password, Pulsar API key) come from a file or an
 //!   environment variable, never from a flag value, and are never logged.
 //!
-//! Modules, one job each: [`sink`] (the durable group-commit writer shared
-//! by both sources), [`mqtt`], [`pulsar`], [`backoff`], [`metrics`]
-//! (counters and the Prometheus endpoint), [`secrets`], [`shutdown`].
+//! Modules, one job each: [`source`] (the [`Source`] trait and the one loop
+//! every source runs in: connect, read, acknowledge, back off, stop),
+//! [`sink`] (the durable group-commit writer it feeds), the sources
+//! [`mqtt`] and [`pulsar`], [`backoff`], [`metrics`] (counters and the
+//! Prometheus endpoint), [`secrets`], [`shutdown`].
 
 pub mod backoff;
 pub mod metrics;
@@ -35,11 +37,13 @@ pub mod pulsar;
 pub mod secrets;
 pub mod shutdown;
 pub mod sink;
+pub mod source;
 
 pub use metrics::{Metrics, Snapshot};
 use rustls::pki_types::pem::{self, PemObject};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 pub use sink::SinkOptions;
+pub use source::Source;
 
 /// Why ingest stopped with an error.
 #[derive(Debug, thiserror::Error)]

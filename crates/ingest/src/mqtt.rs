@@ -2,13 +2,14 @@
 //! QoS 1 with a persistent session and acknowledge each message only once
 //! it is durable.
 //!
-//! How a message flows: the network task reads a PUBLISH from the event
-//! loop and queues it to the [`sink`](crate::sink) tagged with the
-//! connection generation and packet id; after its batch is durable the ack
-//! task sends the PUBACK. The broker keeps every unacknowledged message in
-//! our session (`clean_session = false`, a stable client id) and sends it
-//! again after a reconnect or a restart; the archive's dedup makes that
-//! harmless.
+//! How a message flows: a task polls the rumqttc event loop and hands each
+//! PUBLISH to [`MqttSource`], which the shared ingest loop
+//! ([`source::run`]) reads and queues to the [`sink`](crate::sink), tagged
+//! with the connection generation and packet id; after its batch is durable
+//! the loop hands it back and a second task sends the PUBACK. The broker
+//! keeps every unacknowledged message in our session (`clean_session =
+//! false`, a stable client id) and sends it again after a reconnect or a
+//! restart; the archive's dedup makes that harmless.
 //!
 //! A PUBACK is only sent on the connection that delivered the message
 //! (same generation). Messages of an earlier connection are redelivered by
@@ -26,13 +27,13 @@ use rumqttc::{
     AsyncClient, ConnectReturnCode, ConnectionError, Event, EventLoop, MqttOptions, Outgoing,
     Packet, Publish, QoS, SubscribeFilter, SubscribeReasonCode, Transport,
 };
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, watch, Notify};
 
 use crate::backoff::Backoff;
 use crate::metrics::Metrics;
 use crate::secrets::Secret;
-use crate::shutdown::requested;
-use crate::sink::{self, Done, Item, SinkOptions};
+use crate::sink::{Done, Item, SinkOptions};
+use crate::source::{self, Failure, Source};
 use crate::{IngestError, Result};
 
 /// The default subscription: every event of every tenant, once.
@@ -257,262 +258,289 @@ pub async fn run(
     metrics: Arc<Metrics>,
     stop: watch::Receiver<bool>,
 ) -> Result<()> {
-    let (mqtt_options, topics) = options(&cfg)?;
-    let ep = parse_url(&cfg.url)?;
-    tracing::info!(
-        host = %ep.host, port = ep.port, tls = ep.tls, client_id = %cfg.client_id,
-        topics = ?topics, "MQTT ingest starting"
-    );
-    let (client, eventloop) = AsyncClient::new(mqtt_options, cfg.sink.queue.max(1024) * 2);
-    let (sink_tx, done_rx, sink_thread) =
-        sink::start::<Token>(archive, SourceKind::Mqtt, metrics.clone(), cfg.sink)?;
-    let generation = Arc::new(AtomicU64::new(0));
-
-    let mut net = tokio::spawn(network(
-        eventloop,
-        client.clone(),
-        sink_tx,
-        generation.clone(),
-        metrics.clone(),
-        stop.clone(),
-        cfg.backoff.clone(),
-        topics,
-    ));
-    let mut acker = tokio::spawn(acknowledge(
-        done_rx,
-        client.clone(),
-        generation,
-        metrics.clone(),
-    ));
-    let mut stop = stop;
-
-    let outcome: Result<()> = tokio::select! {
-        r = &mut net => {
-            // A permanent error (or the archive thread died): the sink
-            // sender is gone with the task, so the sink drains and ends.
-            let r = flatten(r);
-            let _ = (&mut acker).await;
-            let s = sink_thread.join().await;
-            return r.and(s);
-        }
-        _ = &mut acker => {
-            // The done channel closed while not stopping: the archive
-            // thread ended on an error.
-            net.abort();
-            return match sink_thread.join().await {
-                Ok(()) => Err(IngestError::Internal("the archive thread ended unexpectedly".into())),
-                Err(e) => Err(e),
-            };
-        }
-        _ = requested(&mut stop) => Ok(()),
-    };
-
-    // Stopping: the network task has dropped its sink sender and discards
-    // new messages; the sink commits what it holds; the ack task sends the
-    // last PUBACKs through the still-running network task.
-    if tokio::time::timeout(Duration::from_secs(60), &mut acker)
-        .await
-        .is_err()
-    {
-        tracing::warn!("timed out waiting for the last acknowledgements");
-        acker.abort();
-    }
-    let sink_result = sink_thread.join().await;
-    let _ = client.try_disconnect();
-    match tokio::time::timeout(Duration::from_secs(5), &mut net).await {
-        Ok(r) => {
-            if let Err(e) = flatten(r) {
-                tracing::warn!("while disconnecting: {e}");
-            }
-        }
-        Err(_) => net.abort(),
-    }
-    metrics.set_connected(false);
-    outcome.and(sink_result)
+    let (sink, backoff) = (cfg.sink, cfg.backoff.clone());
+    let source = MqttSource::new(&cfg)?;
+    source::run(source, archive, metrics, stop, sink, backoff).await
 }
 
-fn flatten(r: std::result::Result<Result<()>, tokio::task::JoinError>) -> Result<()> {
-    match r {
-        Ok(r) => r,
-        Err(e) => Err(IngestError::Internal(format!("MQTT task failed: {e}"))),
-    }
-}
+/// Events of the event loop, as its polling task hands them over.
+type Polled = std::result::Result<Event, ConnectionError>;
 
-#[allow(clippy::too_many_arguments)]
-async fn network(
-    mut eventloop: EventLoop,
+/// The MQTT transport behind [`Source`].
+///
+/// rumqttc's event loop must be polled for anything to move, acknowledgements
+/// included, and a poll must not be abandoned halfway (it may have taken a
+/// request it has not written yet). So one task polls it without pause and
+/// hands every event over a channel (which [`Source::next_batch`] may
+/// abandon at any time), and another sends the PUBACKs, so acknowledging
+/// never waits on reading. After a failed poll the polling task waits until
+/// [`Source::connect`] asks for the next attempt, so the run's backoff paces
+/// reconnects.
+pub struct MqttSource {
     client: AsyncClient,
-    sink_tx: mpsc::Sender<Item<Token>>,
-    generation: Arc<AtomicU64>,
-    metrics: Arc<Metrics>,
-    mut stop: watch::Receiver<bool>,
-    mut backoff: Backoff,
+    /// The event loop until the first connect starts its polling task.
+    eventloop: Option<EventLoop>,
+    events: mpsc::Receiver<Polled>,
+    events_tx: mpsc::Sender<Polled>,
+    /// Lets the polling task try again after a failed poll.
+    retry: Arc<Notify>,
+    /// The PUBACK task's input, taken when closing.
+    acks: Option<mpsc::UnboundedSender<Vec<Token>>>,
+    acker: Option<tokio::task::JoinHandle<()>>,
+    /// Generation of the live connection; 0 while none is live.
+    live: Arc<AtomicU64>,
+    generation: u64,
     topics: Vec<String>,
-) -> Result<()> {
-    let mut sink_tx = Some(sink_tx);
-    let mut sources: HashMap<String, Arc<str>> = HashMap::new();
-    let mut gen = 0u64;
-    loop {
-        let event = if sink_tx.is_none() {
-            eventloop.poll().await
-        } else {
-            tokio::select! {
-                biased;
-                _ = requested(&mut stop) => {
-                    sink_tx = None;
-                    continue;
-                }
-                e = eventloop.poll() => e,
+    /// Topic -> the shared source string of its records.
+    sources: HashMap<String, Arc<str>>,
+}
+
+impl MqttSource {
+    pub fn new(cfg: &MqttConfig) -> Result<MqttSource> {
+        let (mqtt_options, topics) = options(cfg)?;
+        let ep = parse_url(&cfg.url)?;
+        tracing::info!(
+            host = %ep.host, port = ep.port, tls = ep.tls, client_id = %cfg.client_id,
+            topics = ?topics, "MQTT ingest starting"
+        );
+        let (client, eventloop) = AsyncClient::new(mqtt_options, cfg.sink.queue.max(1024) * 2);
+        let (events_tx, events) = mpsc::channel(1024);
+        let live = Arc::new(AtomicU64::new(0));
+        let (acks, acks_rx) = mpsc::unbounded_channel();
+        let acker = tokio::spawn(acknowledge(acks_rx, client.clone(), live.clone()));
+        Ok(MqttSource {
+            client,
+            eventloop: Some(eventloop),
+            events,
+            events_tx,
+            retry: Arc::new(Notify::new()),
+            acks: Some(acks),
+            acker: Some(acker),
+            live,
+            generation: 0,
+            topics,
+            sources: HashMap::new(),
+        })
+    }
+
+    /// The next event of the event loop.
+    async fn poll(&mut self) -> std::result::Result<Event, Failure> {
+        match self.events.recv().await {
+            Some(Ok(event)) => Ok(event),
+            Some(Err(e)) => {
+                self.live.store(0, Ordering::SeqCst);
+                Err(connection_failure(e))
             }
-        };
-        let stopping = sink_tx.is_none();
-        match event {
-            Ok(Event::Incoming(Packet::ConnAck(ack))) => {
-                gen += 1;
-                generation.store(gen, Ordering::SeqCst);
-                backoff.reset();
-                metrics.set_connected(true);
-                tracing::info!(session_present = ack.session_present, "MQTT connected");
+            None => Err(Failure::Fatal(IngestError::Internal(
+                "the MQTT event loop stopped".into(),
+            ))),
+        }
+    }
+
+    /// The shared source string of `topic`'s records.
+    fn source_of(&mut self, topic: &str) -> Arc<str> {
+        if let Some(s) = self.sources.get(topic) {
+            return s.clone();
+        }
+        if parse_topic(topic).is_none() {
+            tracing::warn!(topic = %topic, "topic does not follow the 8x8 layout; archiving its messages anyway");
+        }
+        if self.sources.len() > 100_000 {
+            self.sources.clear();
+        }
+        let s: Arc<str> = Arc::from(topic);
+        self.sources.insert(topic.to_owned(), s.clone());
+        s
+    }
+}
+
+impl Source for MqttSource {
+    type Token = Token;
+    const KIND: SourceKind = SourceKind::Mqtt;
+    const NAME: &'static str = "MQTT";
+
+    async fn connect(&mut self) -> std::result::Result<(), Failure> {
+        match self.eventloop.take() {
+            Some(eventloop) => {
+                tokio::spawn(poll_loop(
+                    eventloop,
+                    self.events_tx.clone(),
+                    self.retry.clone(),
+                ));
+            }
+            None => self.retry.notify_one(),
+        }
+        loop {
+            if let Event::Incoming(Packet::ConnAck(ack)) = self.poll().await? {
+                self.generation += 1;
+                self.live.store(self.generation, Ordering::SeqCst);
+                tracing::info!(session_present = ack.session_present, "MQTT session");
                 // Subscribing again on a resumed session is harmless (at
                 // worst retained messages come again, as duplicates) and
                 // picks up a changed --topic list.
-                if !stopping {
-                    let filters = topics
-                        .iter()
-                        .map(|t| SubscribeFilter::new(t.clone(), QoS::AtLeastOnce));
-                    if let Err(e) = client.try_subscribe_many(filters) {
-                        return Err(IngestError::Internal(format!("cannot subscribe: {e}")));
-                    }
-                }
+                let filters = self
+                    .topics
+                    .iter()
+                    .map(|t| SubscribeFilter::new(t.clone(), QoS::AtLeastOnce));
+                return self.client.try_subscribe_many(filters).map_err(|e| {
+                    Failure::Fatal(IngestError::Internal(format!("cannot subscribe: {e}")))
+                });
             }
-            Ok(Event::Incoming(Packet::Publish(p))) => {
-                let Some(tx) = &sink_tx else {
-                    // Stopping: not archived, not acknowledged; the broker
-                    // keeps it for the next run.
-                    continue;
-                };
-                metrics.add_received(1);
-                let source = match sources.get(p.topic.as_str()) {
-                    Some(s) => s.clone(),
-                    None => {
-                        if parse_topic(&p.topic).is_none() {
-                            tracing::warn!(topic = %p.topic, "topic does not follow the 8x8 layout; archiving its messages anyway");
-                        }
-                        if sources.len() > 100_000 {
-                            sources.clear();
-                        }
-                        let s: Arc<str> = Arc::from(p.topic.as_str());
-                        sources.insert(p.topic.clone(), s.clone());
-                        s
-                    }
-                };
-                let item = Item {
-                    raw: p.payload.to_vec(),
-                    source,
-                    token: Token {
-                        generation: gen,
-                        pkid: p.pkid,
-                        qos: p.qos,
-                    },
-                };
-                if tx.send(item).await.is_err() {
-                    return Err(IngestError::Internal(
-                        "the archive thread stopped".into(),
-                    ));
-                }
-            }
-            Ok(Event::Incoming(Packet::SubAck(s))) => {
-                for (code, topic) in s.return_codes.iter().zip(&topics) {
-                    match code {
-                        SubscribeReasonCode::Failure => {
-                            return Err(IngestError::Refused(format!(
-                                "the broker refused the subscription to {topic:?} (check the ACL)"
-                            )))
-                        }
-                        SubscribeReasonCode::Success(qos) => {
-                            tracing::info!(topic = %topic, ?qos, "subscribed");
-                            if *qos == QoS::AtMostOnce {
-                                tracing::warn!(topic = %topic, "the broker granted QoS 0: messages on it can be lost in transit");
-                            }
-                        }
-                    }
-                }
-            }
-            Ok(Event::Outgoing(Outgoing::Disconnect)) if stopping => return Ok(()),
-            Ok(_) => {}
-            Err(ConnectionError::ConnectionRefused(code)) => match code {
-                ConnectReturnCode::BadUserNamePassword | ConnectReturnCode::NotAuthorized => {
-                    return Err(IngestError::Auth(format!(
-                        "the MQTT broker refused the login ({code:?}); check --username and the password"
-                    )))
-                }
-                ConnectReturnCode::BadClientId | ConnectReturnCode::RefusedProtocolVersion => {
-                    return Err(IngestError::Refused(format!(
-                        "the MQTT broker refused the connection ({code:?})"
-                    )))
-                }
-                _ => {
-                    if stopping {
-                        return Ok(());
-                    }
-                    retry_pause(&mut backoff, &metrics, &mut stop, &mut sink_tx, &format!("refused: {code:?}")).await;
-                }
-            },
-            Err(ConnectionError::RequestsDone) => return Ok(()),
-            Err(e) => {
-                if stopping {
+        }
+    }
+
+    async fn next_batch(
+        &mut self,
+        batch: &mut Vec<Item<Token>>,
+    ) -> std::result::Result<(), Failure> {
+        loop {
+            match self.poll().await? {
+                Event::Incoming(Packet::Publish(p)) => {
+                    let source = self.source_of(&p.topic);
+                    batch.push(Item {
+                        raw: p.payload.to_vec(),
+                        source,
+                        token: Token {
+                            generation: self.generation,
+                            pkid: p.pkid,
+                            qos: p.qos,
+                        },
+                    });
                     return Ok(());
                 }
-                retry_pause(&mut backoff, &metrics, &mut stop, &mut sink_tx, &e.to_string()).await;
+                Event::Incoming(Packet::SubAck(s)) => check_suback(&s.return_codes, &self.topics)?,
+                _ => {}
+            }
+        }
+    }
+
+    async fn ack(&mut self, done: Vec<Done<Token>>) -> std::result::Result<u64, Failure> {
+        let tokens: Vec<Token> = done
+            .into_iter()
+            .map(|d| d.token)
+            .filter(|t| t.qos != QoS::AtMostOnce && t.generation == self.generation)
+            .collect();
+        let n = tokens.len() as u64;
+        let sent = self.acks.as_ref().is_some_and(|a| a.send(tokens).is_ok());
+        if !sent {
+            return Err(Failure::Fatal(IngestError::Internal(
+                "the MQTT acknowledging task stopped".into(),
+            )));
+        }
+        Ok(n)
+    }
+
+    async fn close(&mut self) {
+        // The last PUBACKs go out through the event loop before the
+        // DISCONNECT queued after them; reading on keeps it polling.
+        self.acks = None;
+        if let Some(mut acker) = self.acker.take() {
+            let drained = tokio::time::timeout(Duration::from_secs(60), async {
+                loop {
+                    tokio::select! {
+                        _ = &mut acker => return,
+                        e = self.events.recv() => if e.is_none() { return },
+                    }
+                }
+            });
+            if drained.await.is_err() {
+                tracing::warn!("timed out waiting for the last acknowledgements");
+            }
+        }
+        let _ = self.client.try_disconnect();
+        let disconnected = tokio::time::timeout(Duration::from_secs(5), async {
+            loop {
+                match self.events.recv().await {
+                    Some(Ok(Event::Outgoing(Outgoing::Disconnect))) | Some(Err(_)) | None => return,
+                    Some(Ok(_)) => {}
+                }
+            }
+        });
+        let _ = disconnected.await;
+        self.live.store(0, Ordering::SeqCst);
+    }
+}
+
+/// Polls the event loop for as long as the source lives, handing each event
+/// over; after a failure, waits for the source's next connect.
+async fn poll_loop(mut eventloop: EventLoop, events: mpsc::Sender<Polled>, retry: Arc<Notify>) {
+    loop {
+        let polled = eventloop.poll().await;
+        let failed = polled.is_err();
+        if events.send(polled).await.is_err() {
+            return;
+        }
+        if failed {
+            tokio::select! {
+                _ = retry.notified() => {}
+                _ = events.closed() => return,
             }
         }
     }
 }
 
-/// After a lost connection: counts it and waits the backoff delay (or
-/// until a stop is requested).
-async fn retry_pause(
-    backoff: &mut Backoff,
-    metrics: &Metrics,
-    stop: &mut watch::Receiver<bool>,
-    sink_tx: &mut Option<mpsc::Sender<Item<Token>>>,
-    why: &str,
-) {
-    metrics.set_connected(false);
-    metrics.add_reconnect();
-    let delay = backoff.next_delay();
-    tracing::warn!(error = %why, delay_ms = delay.as_millis() as u64, "MQTT connection lost; reconnecting");
-    tokio::select! {
-        _ = tokio::time::sleep(delay) => {}
-        _ = requested(stop) => { *sink_tx = None; }
+/// What a failed poll means: a refused login or client is permanent,
+/// anything else is a lost connection.
+fn connection_failure(e: ConnectionError) -> Failure {
+    match e {
+        ConnectionError::ConnectionRefused(
+            code @ (ConnectReturnCode::BadUserNamePassword | ConnectReturnCode::NotAuthorized),
+        ) => Failure::Fatal(IngestError::Auth(format!(
+            "the MQTT broker refused the login ({code:?}); check --username and the password"
+        ))),
+        ConnectionError::ConnectionRefused(
+            code @ (ConnectReturnCode::BadClientId | ConnectReturnCode::RefusedProtocolVersion),
+        ) => Failure::Fatal(IngestError::Refused(format!(
+            "the MQTT broker refused the connection ({code:?})"
+        ))),
+        ConnectionError::ConnectionRefused(code) => Failure::Lost(format!("refused: {code:?}")),
+        e => Failure::Lost(e.to_string()),
     }
 }
 
-/// Sends the PUBACK of every durable message delivered on the current
-/// connection.
+/// A refused subscription is permanent (an ACL, most likely).
+fn check_suback(
+    codes: &[SubscribeReasonCode],
+    topics: &[String],
+) -> std::result::Result<(), Failure> {
+    for (code, topic) in codes.iter().zip(topics) {
+        match code {
+            SubscribeReasonCode::Failure => {
+                return Err(Failure::Fatal(IngestError::Refused(format!(
+                    "the broker refused the subscription to {topic:?} (check the ACL)"
+                ))))
+            }
+            SubscribeReasonCode::Success(qos) => {
+                tracing::info!(topic = %topic, ?qos, "subscribed");
+                if *qos == QoS::AtMostOnce {
+                    tracing::warn!(topic = %topic, "the broker granted QoS 0: messages on it can be lost in transit");
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Sends the PUBACKs of durable messages, as long as the connection that
+/// delivered them is still the live one.
 async fn acknowledge(
-    mut done_rx: mpsc::UnboundedReceiver<Vec<Done<Token>>>,
+    mut acks: mpsc::UnboundedReceiver<Vec<Token>>,
     client: AsyncClient,
-    generation: Arc<AtomicU64>,
-    metrics: Arc<Metrics>,
+    live: Arc<AtomicU64>,
 ) {
     let mut ack = Publish::new("", QoS::AtLeastOnce, Vec::<u8>::new());
-    while let Some(batch) = done_rx.recv().await {
-        let current = generation.load(Ordering::SeqCst);
-        let mut n = 0u64;
-        for d in batch {
-            if d.token.qos == QoS::AtMostOnce || d.token.generation != current {
+    while let Some(tokens) = acks.recv().await {
+        for t in tokens {
+            if t.generation != live.load(Ordering::SeqCst) {
                 continue;
             }
-            ack.qos = d.token.qos;
-            ack.pkid = d.token.pkid;
+            ack.qos = t.qos;
+            ack.pkid = t.pkid;
             if client.ack(&ack).await.is_err() {
                 // The event loop is gone; the broker redelivers.
                 return;
             }
-            n += 1;
         }
-        metrics.add_acked(n);
     }
 }
 

@@ -32,8 +32,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ccvault_store::{Archive, ArchiveReader, Outcome, SourceKind};
+use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
@@ -43,8 +44,8 @@ use tokio_tungstenite::Connector;
 use crate::backoff::Backoff;
 use crate::metrics::Metrics;
 use crate::secrets::Secret;
-use crate::shutdown::requested;
-use crate::sink::{self, Done, Item, SinkOptions};
+use crate::sink::{Done, Item, SinkOptions};
+use crate::source::{self, Failure, Source};
 use crate::{IngestError, Result};
 
 /// Where to start when the archive holds no position for the topic.
@@ -195,14 +196,6 @@ struct FrameHead<'a> {
     message_id: Option<Cow<'a, str>>,
 }
 
-/// Why a connection ended.
-enum Ended {
-    /// Stop requested and everything received was committed.
-    Stopped,
-    /// Lost; reconnect.
-    Lost(String),
-}
-
 /// Archives the reader's messages until `stop` turns true (then commits,
 /// acknowledges, closes and returns `Ok`) or a permanent error (refused API
 /// key, archive failure).
@@ -212,105 +205,211 @@ pub async fn run(
     metrics: Arc<Metrics>,
     stop: watch::Receiver<bool>,
 ) -> Result<()> {
-    let url = parse_url(&cfg.url)?;
-    let connector = if url.tls {
-        Some(Connector::Rustls(Arc::new(crate::tls_config(
-            cfg.ca_file.as_deref(),
-            None,
-        )?)))
-    } else {
-        Some(Connector::Plain)
-    };
-    let archived =
-        ArchiveReader::of_writer(&archive)?.last_message_id(SourceKind::Pulsar, &url.topic)?;
-    let mut position = match &archived {
-        Some(id) => {
-            tracing::info!(topic = %url.topic, message_id = %id, "resuming after the last archived message");
-            id.clone()
-        }
-        None => {
-            let p = match cfg.start {
-                Start::Earliest => "earliest",
-                Start::Latest => "latest",
-            };
-            tracing::info!(topic = %url.topic, start = p, "no archived position for this topic");
-            p.to_owned()
-        }
-    };
-    if cfg.api_key.is_none() {
-        tracing::warn!("no Pulsar API key given (--api-key-file or CCVAULT_PULSAR_API_KEY)");
-    }
-    let (sink_tx, mut done_rx, sink_thread) =
-        sink::start::<Token>(archive, SourceKind::Pulsar, metrics.clone(), cfg.sink)?;
-    let mut sink_tx = Some(sink_tx);
-    let mut stop = stop;
-    let mut backoff = cfg.backoff.clone();
-    let source: Arc<str> = Arc::from(url.topic.as_str());
-    let mut generation = 0u64;
+    let source = PulsarSource::new(&cfg, &archive)?;
+    source::run(source, archive, metrics, stop, cfg.sink, cfg.backoff).await
+}
 
-    let result: Result<()> = loop {
-        if sink_tx.is_none() {
-            break Ok(());
-        }
-        let target = url.with_position(&position, cfg.receiver_queue_size.max(1));
-        tracing::info!(topic = %url.topic, position = %position, "connecting to the Pulsar reader");
-        let connected = tokio::select! {
-            c = connect(&target, cfg.api_key.as_ref(), connector.clone(), cfg.connect_timeout) => c,
-            _ = requested(&mut stop) => { sink_tx = None; break Ok(()); }
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// One live reader connection.
+struct Connection {
+    tx: SplitSink<Ws, Message>,
+    rx: SplitStream<Ws>,
+    ping: tokio::time::Interval,
+    last_rx: Instant,
+}
+
+/// The Pulsar WebSocket reader behind [`Source`].
+pub struct PulsarSource {
+    url: ReaderUrl,
+    api_key: Option<Secret>,
+    connector: Connector,
+    receiver_queue_size: u32,
+    ping_interval: Duration,
+    connect_timeout: Duration,
+    /// The reader starts after this message (or at `earliest`/`latest`).
+    position: String,
+    /// The topic, as the source of every record.
+    source: Arc<str>,
+    generation: u64,
+    connection: Option<Connection>,
+}
+
+impl PulsarSource {
+    /// Reads the resume position of the topic from `archive`.
+    pub fn new(cfg: &PulsarConfig, archive: &Archive) -> Result<PulsarSource> {
+        let url = parse_url(&cfg.url)?;
+        let connector = if url.tls {
+            Connector::Rustls(Arc::new(crate::tls_config(cfg.ca_file.as_deref(), None)?))
+        } else {
+            Connector::Plain
         };
-        let ws = match connected {
-            Ok(ws) => ws,
-            Err(ConnectError::Auth(why)) => break Err(IngestError::Auth(why)),
-            Err(ConnectError::Config(why)) => break Err(IngestError::Config(why)),
-            Err(ConnectError::Transient(why)) => {
-                metrics.add_reconnect();
-                let delay = backoff.next_delay();
-                tracing::warn!(error = %why, delay_ms = delay.as_millis() as u64, "cannot connect to the Pulsar reader; retrying");
-                tokio::select! {
-                    _ = tokio::time::sleep(delay) => continue,
-                    _ = requested(&mut stop) => { sink_tx = None; break Ok(()); }
-                }
+        let archived =
+            ArchiveReader::of_writer(archive)?.last_message_id(SourceKind::Pulsar, &url.topic)?;
+        let position = match archived {
+            Some(id) => {
+                tracing::info!(topic = %url.topic, message_id = %id, "resuming after the last archived message");
+                id
+            }
+            None => {
+                let p = match cfg.start {
+                    Start::Earliest => "earliest",
+                    Start::Latest => "latest",
+                };
+                tracing::info!(topic = %url.topic, start = p, "no archived position for this topic");
+                p.to_owned()
             }
         };
-        generation += 1;
-        backoff.reset();
-        metrics.set_connected(true);
-        tracing::info!(topic = %url.topic, "Pulsar reader connected");
-        let ended = session(
-            ws,
-            generation,
-            &source,
-            &mut sink_tx,
-            &mut done_rx,
-            &mut position,
-            &metrics,
-            &mut stop,
-            cfg.ping_interval,
+        if cfg.api_key.is_none() {
+            tracing::warn!("no Pulsar API key given (--api-key-file or CCVAULT_PULSAR_API_KEY)");
+        }
+        Ok(PulsarSource {
+            source: Arc::from(url.topic.as_str()),
+            url,
+            api_key: cfg.api_key.clone(),
+            connector,
+            receiver_queue_size: cfg.receiver_queue_size.max(1),
+            ping_interval: cfg.ping_interval.max(Duration::from_millis(100)),
+            connect_timeout: cfg.connect_timeout,
+            position,
+            generation: 0,
+            connection: None,
+        })
+    }
+
+    fn connection(&mut self) -> std::result::Result<&mut Connection, Failure> {
+        self.connection
+            .as_mut()
+            .ok_or_else(|| Failure::Lost("not connected".into()))
+    }
+}
+
+impl Source for PulsarSource {
+    type Token = Token;
+    const KIND: SourceKind = SourceKind::Pulsar;
+    const NAME: &'static str = "the Pulsar reader";
+
+    async fn connect(&mut self) -> std::result::Result<(), Failure> {
+        self.connection = None;
+        let target = self
+            .url
+            .with_position(&self.position, self.receiver_queue_size);
+        tracing::info!(topic = %self.url.topic, position = %self.position, "connecting to the Pulsar reader");
+        let ws = connect(
+            &target,
+            self.api_key.as_ref(),
+            Some(self.connector.clone()),
+            self.connect_timeout,
         )
-        .await;
-        metrics.set_connected(false);
-        match ended {
-            Ok(Ended::Stopped) => break Ok(()),
-            Ok(Ended::Lost(why)) => {
-                if sink_tx.is_none() {
-                    break Ok(());
+        .await
+        .map_err(|e| match e {
+            ConnectError::Auth(why) => Failure::Fatal(IngestError::Auth(why)),
+            ConnectError::Config(why) => Failure::Fatal(IngestError::Config(why)),
+            ConnectError::Transient(why) => Failure::Lost(why),
+        })?;
+        let (tx, rx) = ws.split();
+        let period = self.ping_interval;
+        self.generation += 1;
+        self.connection = Some(Connection {
+            tx,
+            rx,
+            ping: tokio::time::interval_at(tokio::time::Instant::now() + period, period),
+            last_rx: Instant::now(),
+        });
+        Ok(())
+    }
+
+    async fn next_batch(
+        &mut self,
+        batch: &mut Vec<Item<Token>>,
+    ) -> std::result::Result<(), Failure> {
+        let period = self.ping_interval;
+        let c = self.connection()?;
+        let bytes = loop {
+            tokio::select! {
+                frame = c.rx.next() => {
+                    c.last_rx = Instant::now();
+                    match frame {
+                        Some(Ok(Message::Text(t))) => break t.as_str().as_bytes().to_vec(),
+                        Some(Ok(Message::Binary(b))) => break b.to_vec(),
+                        Some(Ok(Message::Close(f))) => {
+                            return Err(Failure::Lost(match f {
+                                Some(f) => format!("closed by the peer: {} {}", f.code, f.reason),
+                                None => "closed by the peer".into(),
+                            }));
+                        }
+                        Some(Ok(_)) => {}
+                        Some(Err(e)) => return Err(Failure::Lost(e.to_string())),
+                        None => return Err(Failure::Lost("connection closed".into())),
+                    }
                 }
-                metrics.add_reconnect();
-                let delay = backoff.next_delay();
-                tracing::warn!(error = %why, delay_ms = delay.as_millis() as u64, "Pulsar connection lost; reconnecting");
-                tokio::select! {
-                    _ = tokio::time::sleep(delay) => {}
-                    _ = requested(&mut stop) => { sink_tx = None; break Ok(()); }
+                _ = c.ping.tick() => {
+                    if c.last_rx.elapsed() > period * 3 {
+                        return Err(Failure::Lost(format!(
+                            "nothing received for {}s (not even a pong)",
+                            c.last_rx.elapsed().as_secs()
+                        )));
+                    }
+                    if let Err(e) = c.tx.send(Message::Ping(Vec::new().into())).await {
+                        return Err(Failure::Lost(format!("cannot send a ping: {e}")));
+                    }
                 }
             }
-            Err(e) => break Err(e),
+        };
+        let message_id = serde_json::from_slice::<FrameHead>(&bytes)
+            .ok()
+            .and_then(|h| h.message_id.map(Cow::into_owned));
+        match &message_id {
+            Some(id) => self.position.clone_from(id),
+            None => tracing::warn!(
+                "a reader frame without messageId (archived; cannot be acknowledged)"
+            ),
         }
-    };
-    // Whatever happened: no more input; let the sink commit what it holds.
-    drop(sink_tx);
-    while done_rx.recv().await.is_some() {}
-    let sink_result = sink_thread.join().await;
-    result.and(sink_result)
+        batch.push(Item {
+            raw: bytes,
+            source: self.source.clone(),
+            token: Token {
+                generation: self.generation,
+                message_id,
+            },
+        });
+        Ok(())
+    }
+
+    async fn ack(&mut self, done: Vec<Done<Token>>) -> std::result::Result<u64, Failure> {
+        let generation = self.generation;
+        let c = self.connection()?;
+        let mut n = 0u64;
+        for d in done {
+            if let Outcome::Rejected { reason } = &d.outcome {
+                tracing::error!(message_id = ?d.token.message_id, "message not archived: {reason}");
+            }
+            let Some(id) = d.token.message_id else {
+                continue;
+            };
+            if d.token.generation != generation {
+                continue;
+            }
+            let ack = serde_json::json!({ "messageId": id }).to_string();
+            if let Err(e) = c.tx.feed(Message::text(ack)).await {
+                return Err(Failure::Lost(format!(
+                    "cannot send an acknowledgement: {e}"
+                )));
+            }
+            n += 1;
+        }
+        if let Err(e) = c.tx.flush().await {
+            return Err(Failure::Lost(format!("cannot send acknowledgements: {e}")));
+        }
+        Ok(n)
+    }
+
+    async fn close(&mut self) {
+        if let Some(mut c) = self.connection.take() {
+            let _ = c.tx.send(Message::Close(None)).await;
+        }
+    }
 }
 
 enum ConnectError {
@@ -318,9 +417,6 @@ enum ConnectError {
     Config(String),
     Transient(String),
 }
-
-type Ws =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 async fn connect(
     url: &str,
@@ -368,113 +464,6 @@ async fn connect(
             }
         }
         Ok(Err(e)) => Err(ConnectError::Transient(e.to_string())),
-    }
-}
-
-/// Reads and acknowledges on one connection until it ends.
-#[allow(clippy::too_many_arguments)]
-async fn session(
-    ws: Ws,
-    generation: u64,
-    source: &Arc<str>,
-    sink_tx: &mut Option<mpsc::Sender<Item<Token>>>,
-    done_rx: &mut mpsc::UnboundedReceiver<Vec<Done<Token>>>,
-    position: &mut String,
-    metrics: &Metrics,
-    stop: &mut watch::Receiver<bool>,
-    ping_interval: Duration,
-) -> Result<Ended> {
-    let (mut tx, mut rx) = ws.split();
-    let ping_interval = ping_interval.max(Duration::from_millis(100));
-    let mut ping =
-        tokio::time::interval_at(tokio::time::Instant::now() + ping_interval, ping_interval);
-    let mut last_rx = Instant::now();
-    loop {
-        let stopping = sink_tx.is_none();
-        tokio::select! {
-            biased;
-            _ = requested(stop), if !stopping => {
-                // Stop reading; keep acknowledging until the sink is drained.
-                *sink_tx = None;
-            }
-            done = done_rx.recv() => match done {
-                Some(batch) => {
-                    let mut n = 0u64;
-                    for d in batch {
-                        if let Outcome::Rejected { reason } = &d.outcome {
-                            tracing::error!(message_id = ?d.token.message_id, "message not archived: {reason}");
-                        }
-                        let Some(id) = d.token.message_id else { continue };
-                        if d.token.generation != generation {
-                            continue;
-                        }
-                        let ack = serde_json::json!({ "messageId": id }).to_string();
-                        if let Err(e) = tx.feed(Message::text(ack)).await {
-                            return Ok(Ended::Lost(format!("cannot send an acknowledgement: {e}")));
-                        }
-                        n += 1;
-                    }
-                    if let Err(e) = tx.flush().await {
-                        return Ok(Ended::Lost(format!("cannot send acknowledgements: {e}")));
-                    }
-                    metrics.add_acked(n);
-                }
-                None => {
-                    if stopping {
-                        let _ = tx.send(Message::Close(None)).await;
-                        return Ok(Ended::Stopped);
-                    }
-                    return Err(IngestError::Internal("the archive thread stopped".into()));
-                }
-            },
-            frame = rx.next(), if !stopping => {
-                last_rx = Instant::now();
-                let bytes = match frame {
-                    Some(Ok(Message::Text(t))) => t.as_str().as_bytes().to_vec(),
-                    Some(Ok(Message::Binary(b))) => b.to_vec(),
-                    Some(Ok(Message::Close(f))) => {
-                        return Ok(Ended::Lost(match f {
-                            Some(f) => format!("closed by the peer: {} {}", f.code, f.reason),
-                            None => "closed by the peer".into(),
-                        }));
-                    }
-                    Some(Ok(_)) => continue,
-                    Some(Err(e)) => return Ok(Ended::Lost(e.to_string())),
-                    None => return Ok(Ended::Lost("connection closed".into())),
-                };
-                metrics.add_received(1);
-                let message_id = serde_json::from_slice::<FrameHead>(&bytes)
-                    .ok()
-                    .and_then(|h| h.message_id.map(Cow::into_owned));
-                match &message_id {
-                    Some(id) => position.clone_from(id),
-                    None => tracing::warn!("a reader frame without messageId (archived; cannot be acknowledged)"),
-                }
-                let item = Item {
-                    raw: bytes,
-                    source: source.clone(),
-                    token: Token { generation, message_id },
-                };
-                let Some(sender) = sink_tx.as_ref() else { continue };
-                if sender.send(item).await.is_err() {
-                    return Err(IngestError::Internal("the archive thread stopped".into()));
-                }
-            }
-            _ = ping.tick() => {
-                if stopping {
-                    continue;
-                }
-                if last_rx.elapsed() > ping_interval * 3 {
-                    return Ok(Ended::Lost(format!(
-                        "nothing received for {}s (not even a pong)",
-                        last_rx.elapsed().as_secs()
-                    )));
-                }
-                if let Err(e) = tx.send(Message::Ping(Vec::new().into())).await {
-                    return Ok(Ended::Lost(format!("cannot send a ping: {e}")));
-                }
-            }
-        }
     }
 }
 

@@ -51,7 +51,24 @@ pub enum SourceKind {
     Pulsar,
     /// Anything else (code 5).
     Other,
+    /// A source a later version names: codes 6–127 are reserved for sources
+    /// added without a format bump, and this version reads them as such.
+    Later(LaterSource),
 }
+
+/// The code of a [`SourceKind::Later`]: always in the reserved range 6–127,
+/// so it only comes from [`SourceKind::from_code`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct LaterSource(u8);
+
+impl LaterSource {
+    pub fn code(self) -> u8 {
+        self.0
+    }
+}
+
+/// The source kind codes reserved for sources added later (see FORMAT.md).
+pub const RESERVED_SOURCE_CODES: std::ops::RangeInclusive<u8> = 6..=127;
 
 impl SourceKind {
     /// The on-disk code.
@@ -63,6 +80,7 @@ impl SourceKind {
             SourceKind::Mqtt => 3,
             SourceKind::Pulsar => 4,
             SourceKind::Other => 5,
+            SourceKind::Later(code) => code.0,
         }
     }
 
@@ -75,11 +93,12 @@ impl SourceKind {
             3 => SourceKind::Mqtt,
             4 => SourceKind::Pulsar,
             5 => SourceKind::Other,
+            c if RESERVED_SOURCE_CODES.contains(&c) => SourceKind::Later(LaterSource(c)),
             _ => return None,
         })
     }
 
-    /// Lower-case name ("file", "mqtt", ...).
+    /// Lower-case name ("file", "mqtt", ..., "later" for a reserved code).
     pub fn as_str(self) -> &'static str {
         match self {
             SourceKind::Unknown => "unknown",
@@ -88,13 +107,17 @@ impl SourceKind {
             SourceKind::Mqtt => "mqtt",
             SourceKind::Pulsar => "pulsar",
             SourceKind::Other => "other",
+            SourceKind::Later(_) => "later",
         }
     }
 }
 
 impl std::fmt::Display for SourceKind {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
+        match self {
+            SourceKind::Later(code) => write!(f, "source {}", code.0),
+            _ => f.write_str(self.as_str()),
+        }
     }
 }
 
@@ -457,6 +480,37 @@ mod tests {
         assert_eq!(r.payload, rec.payload);
         assert!(r.quarantined);
         assert_eq!(r.source_kind, SourceKind::Pulsar);
+    }
+
+    #[test]
+    fn reserved_source_codes_read_and_others_are_malformed() {
+        let rec = NewRecord {
+            source_kind: SourceKind::Mqtt,
+            payload: b"{}",
+            ..Default::default()
+        };
+        let len = body_len(&rec).unwrap();
+        let mut buf = vec![];
+        encode_frame(&mut buf, 3, &rec, len);
+        let mut body = buf[12..].to_vec();
+        assert_eq!(body[25], SourceKind::Mqtt.code(), "the source kind byte");
+        for code in [6u8, 42, 127] {
+            body[25] = code;
+            let kind = decode_body(&body).unwrap().source_kind;
+            assert!(matches!(kind, SourceKind::Later(_)), "{code}: {kind:?}");
+            assert_eq!(kind.code(), code);
+            assert_eq!(kind.to_string(), format!("source {code}"));
+        }
+        for code in [128u8, 255] {
+            body[25] = code;
+            assert!(decode_body(&body).is_err(), "{code} must stay invalid");
+        }
+        for code in 0..=5u8 {
+            assert_eq!(
+                SourceKind::from_code(code).map(SourceKind::code),
+                Some(code)
+            );
+        }
     }
 
     #[test]

@@ -33,8 +33,8 @@ mod writer;
 
 pub use error::{display_chain, LogError};
 pub use format::{
-    NewRecord, Record, RecordRef, SourceKind, FORMAT_VERSION, HEADER_LEN, MAX_BODY_LEN,
-    MAX_FIELD_LEN,
+    LaterSource, NewRecord, Record, RecordRef, SourceKind, FORMAT_VERSION, HEADER_LEN,
+    MAX_BODY_LEN, MAX_FIELD_LEN, RESERVED_SOURCE_CODES,
 };
 pub use lock::{lock_dir, DirLock, LOCK_FILE_NAME};
 pub use options::{FsyncPolicy, LogOptions, DEFAULT_SEGMENT_BYTES};
