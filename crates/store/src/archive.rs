@@ -14,23 +14,25 @@
 //!   Both are exact byte comparisons; the hash only finds candidates.
 //! - After any error the writer is poisoned: it refuses further work, and the
 //!   next open recovers from whatever reached the disk.
+//!
+//! Indexing the log in bulk (the tail at open, a whole rebuild) is in
+//! `reindex`; this module appends.
 
 use std::collections::HashMap;
 use std::fs::DirBuilder;
-use std::ops::ControlFlow;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use ccvault_event::{decode_message, parse_event, resolve_time, Keys};
+use ccvault_event::{decode_message, resolve_time, Keys};
 use ccvault_index::{payload_hash, Checkpoint, Entry, Index, IndexReader, IndexWriter};
-use ccvault_log::{
-    FsyncPolicy, Log, LogOptions, LogReader, NewRecord, Position, ScanRef, SourceKind,
-};
+use ccvault_log::{FsyncPolicy, Log, LogOptions, LogReader, NewRecord, Position, SourceKind};
 
 use crate::error::{io, Result, StoreError};
 use crate::layout::Layout;
 use crate::segments::SegmentMap;
+
+mod reindex;
 
 /// How the archive writes.
 #[derive(Debug, Clone)]
@@ -264,124 +266,6 @@ impl Archive {
     /// A snapshot reader of this archive as of the last commit.
     pub fn index_snapshot(&self) -> Result<IndexReader> {
         Ok(self.index.reader()?)
-    }
-
-    /// Rebuilds the index from the whole log into a scratch file and then
-    /// swaps it in by rename, so a crash midway leaves the old index in
-    /// place. Returns the number of records indexed.
-    pub fn rebuild_index(&mut self) -> Result<u64> {
-        self.commit_index()?;
-        let path = self.layout.index_path();
-        let scratch = self.layout.scratch_index_path();
-        let duplicates = self
-            .index
-            .reader()?
-            .counters()
-            .map(|c| c.duplicates)
-            .unwrap_or(0);
-        remove_file_if_exists(&scratch)?;
-        let fresh = Index::create_scratch(&scratch)?;
-        drop(std::mem::replace(&mut self.index, fresh));
-        let started = Instant::now();
-        let n = self.index_tail(None, u64::MAX)?;
-        tracing::debug!(records = n, elapsed = ?started.elapsed(), "index rebuilt from the log");
-        // Duplicates are messages that never reached the log: their count
-        // survives a rebuild only through the old index.
-        let mut w = self.index.begin()?;
-        w.add_duplicates(duplicates);
-        self.index.commit(w, None)?;
-        // Hold the old index while the new one is sealed, then swap files.
-        let built = std::mem::replace(&mut self.index, Index::open(&path)?);
-        let started = Instant::now();
-        built.seal()?;
-        tracing::debug!(elapsed = ?started.elapsed(), "rebuilt index sealed");
-        std::fs::rename(&scratch, &path).map_err(io("cannot replace index", &path))?;
-        self.index = Index::open(&path)?;
-        Ok(n)
-    }
-
-    /// Indexes every record from `from` (the start of the log when `None`)
-    /// to the end of the log, committing every `every_records` records or
-    /// `rebuild_commit_bytes` of collected entries, whichever comes first.
-    ///
-    /// Reading and parsing (most of the work) run on scanner threads, each
-    /// taking whole segments in turn; this thread indexes their output in
-    /// log order, segment by segment.
-    fn index_tail(&mut self, from: Option<Position>, every_records: u64) -> Result<u64> {
-        self.commit_index()?;
-        let start = from.unwrap_or(Position { segment: 0, pos: 0 });
-        let every_bytes = self.options.rebuild_commit_bytes.max(1);
-        // (segment, where to start in it), in log order.
-        let segments: Vec<(u64, u32)> = self
-            .log_reader
-            .segments()
-            .into_iter()
-            .filter(|&base| base >= start.segment)
-            .map(|base| (base, if base == start.segment { start.pos } else { 0 }))
-            .collect();
-        let scanners = std::thread::available_parallelism()
-            .map_or(1, |n| n.get())
-            .clamp(1, 4)
-            .min(segments.len().max(1));
-        let log_reader = &self.log_reader;
-        let index = &self.index;
-        std::thread::scope(|scope| {
-            let mut outputs = Vec::with_capacity(scanners);
-            let mut handles = Vec::with_capacity(scanners);
-            for k in 0..scanners {
-                let (tx, rx) = std::sync::mpsc::sync_channel::<Scanned>(SCANNED_QUEUE);
-                let mine: Vec<(u64, u32)> =
-                    segments.iter().skip(k).step_by(scanners).copied().collect();
-                handles.push(scope.spawn(move || scan_segments(log_reader, &mine, &tx)));
-                outputs.push(rx);
-            }
-
-            let mut total = 0u64;
-            let mut writer = index.begin()?;
-            let mut checkpoint: Option<Checkpoint> = None;
-            'segments: for i in 0..segments.len() {
-                let Some(rx) = outputs.get(i % scanners) else {
-                    break;
-                };
-                loop {
-                    let chunk = match rx.recv() {
-                        Ok(Scanned::Records(chunk)) => chunk,
-                        Ok(Scanned::SegmentEnd) => break,
-                        // The scanner stopped early: joining it says why.
-                        Err(_) => break 'segments,
-                    };
-                    let entries: Vec<Entry> = chunk
-                        .iter()
-                        .map(|r| {
-                            index_entry(r.offset, r.pos, r.hash, &r.keys, r.time, r.quarantined)
-                        })
-                        .collect();
-                    writer.add_all(&entries)?;
-                    total += chunk.len() as u64;
-                    checkpoint = chunk.last().map(|r| r.after).or(checkpoint);
-                    if writer.pending() >= every_records || writer.held_bytes() >= every_bytes {
-                        // The next writer's snapshot must include this commit.
-                        index.commit(writer, checkpoint)?;
-                        writer = index.begin()?;
-                    }
-                }
-            }
-            drop(outputs);
-            for handle in handles {
-                match handle.join() {
-                    Ok(scanned) => scanned?,
-                    Err(_) => {
-                        return Err(StoreError::Poisoned(
-                            "a log scanning thread panicked".to_owned(),
-                        ))
-                    }
-                }
-            }
-            if writer.pending() > 0 {
-                index.commit(writer, checkpoint)?;
-            }
-            Ok(total)
-        })
     }
 
     /// Archives a batch of messages and returns once all of it is durable
@@ -642,34 +526,8 @@ impl Drop for Archive {
     }
 }
 
-/// Chunks a scanning thread may queue. The indexing thread drains one
-/// scanner's segment while the others scan theirs ahead: the queue holds a
-/// whole default segment (64 MiB of ~800-byte records is 20 chunks), else
-/// the scanners take turns instead of running together (5M records:
-/// 10.8 s with 4 chunks, 8.5 s with 32).
-const SCANNED_QUEUE: usize = 24;
-
-/// What indexing needs of one record, computed on a scanning thread.
-struct ScannedRecord {
-    offset: u64,
-    pos: u32,
-    hash: u64,
-    keys: Keys,
-    time: i64,
-    quarantined: bool,
-    after: Checkpoint,
-}
-
-/// A scanning thread's output, in log order.
-enum Scanned {
-    Records(Vec<ScannedRecord>),
-    /// The current segment is done; the next message is of the scanner's
-    /// next segment.
-    SegmentEnd,
-}
-
 /// The index entry of the record at `offset`/`pos` with these keys.
-fn index_entry(
+pub(crate) fn index_entry(
     offset: u64,
     pos: u32,
     payload_hash: u64,
@@ -688,76 +546,7 @@ fn index_entry(
     }
 }
 
-/// Scans and parses `segments` (segment, start position) in order, sending
-/// records in chunks and a [`Scanned::SegmentEnd`] after each segment.
-fn scan_segments(
-    log_reader: &LogReader,
-    segments: &[(u64, u32)],
-    tx: &std::sync::mpsc::SyncSender<Scanned>,
-) -> Result<()> {
-    const CHUNK: usize = 4096;
-    // A failed send means the indexing side is gone: it failed and reports
-    // why, so the scanner just stops.
-    let send = |msg: Scanned| {
-        if tx.send(msg).is_ok() {
-            ControlFlow::Continue(())
-        } else {
-            ControlFlow::Break(())
-        }
-    };
-    for &(base, pos) in segments {
-        let mut chunk = Vec::with_capacity(CHUNK);
-        let mut receiver_gone = false;
-        log_reader.scan_segment_with(base, pos, |item| -> Result<ControlFlow<()>> {
-            let (at, rec) = match item {
-                ScanRef::Record(at, rec) => (at, rec),
-                ScanRef::Damage(d) => {
-                    tracing::warn!("skipping damaged record while indexing: {d}");
-                    return Ok(ControlFlow::Continue(()));
-                }
-            };
-            let (keys, payload_time) = if rec.quarantined {
-                (Keys::default(), None)
-            } else {
-                match parse_event(rec.payload) {
-                    Ok(ev) => (Keys::of(&ev), ev.payload_time_ms()),
-                    Err(_) => (Keys::default(), None),
-                }
-            };
-            let publish = (!rec.publish_time.is_empty()).then_some(rec.publish_time);
-            let frame = u32::try_from(rec.frame_len()).unwrap_or(u32::MAX);
-            chunk.push(ScannedRecord {
-                offset: rec.offset,
-                pos: at.pos,
-                hash: payload_hash(rec.payload),
-                keys,
-                time: resolve_time(payload_time, publish, rec.ingest_ms),
-                quarantined: rec.quarantined,
-                after: Checkpoint {
-                    next_offset: rec.offset + 1,
-                    segment: at.segment,
-                    pos: at.pos.saturating_add(frame),
-                },
-            });
-            if chunk.len() >= CHUNK {
-                let full = std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK));
-                let flow = send(Scanned::Records(full));
-                receiver_gone = flow.is_break();
-                return Ok(flow);
-            }
-            Ok(ControlFlow::Continue(()))
-        })?;
-        let ended = receiver_gone
-            || (!chunk.is_empty() && send(Scanned::Records(chunk)).is_break())
-            || send(Scanned::SegmentEnd).is_break();
-        if ended {
-            break;
-        }
-    }
-    Ok(())
-}
-
-fn remove_file_if_exists(path: &PathBuf) -> Result<()> {
+pub(crate) fn remove_file_if_exists(path: &PathBuf) -> Result<()> {
     match std::fs::remove_file(path) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),

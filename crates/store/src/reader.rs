@@ -267,35 +267,22 @@ impl VisibleRecords<'_> {
         from: Position,
         mut f: impl FnMut(Position, RecordRef<'_>) -> ControlFlow<B>,
     ) -> Result<ControlFlow<B>> {
-        /// Why the underlying scan stopped before the log's end.
-        enum Stop<B> {
-            End,
-            Break(B),
-            Log(LogError),
-        }
-        impl<B> From<LogError> for Stop<B> {
-            fn from(e: LogError) -> Self {
-                Stop::Log(e)
-            }
-        }
         let end = self.end;
-        let scanned = self.log.scan_with(from, |item| {
-            let ScanRef::Record(pos, rec) = item else {
-                return Ok(());
-            };
-            if rec.offset >= end {
-                return Err(Stop::End);
-            }
-            match f(pos, rec) {
-                ControlFlow::Continue(()) => Ok(()),
-                ControlFlow::Break(b) => Err(Stop::Break(b)),
-            }
-        });
-        match scanned {
-            Ok(()) | Err(Stop::End) => Ok(ControlFlow::Continue(())),
-            Err(Stop::Break(b)) => Ok(ControlFlow::Break(b)),
-            Err(Stop::Log(e)) => Err(e.into()),
-        }
+        let mut broke = None;
+        self.log
+            .scan_with(from, |item| -> std::result::Result<_, LogError> {
+                let ScanRef::Record(pos, rec) = item else {
+                    return Ok(ControlFlow::Continue(()));
+                };
+                if rec.offset >= end {
+                    return Ok(ControlFlow::Break(()));
+                }
+                Ok(f(pos, rec).map_break(|b| broke = Some(b)))
+            })?;
+        Ok(match broke {
+            Some(b) => ControlFlow::Break(b),
+            None => ControlFlow::Continue(()),
+        })
     }
 }
 
