@@ -14,7 +14,7 @@
 //!   processes, while it writes.
 //!
 //! The on-disk format is documented in `docs/FORMAT.md`. Modules, each with one job:
-//! [`format`] (bytes), `segment` (files), `scan` (sequential reading with resync),
+//! [`format`] (bytes), `segment` (files), `scan` (sequential reading with resync), `window` (its chunked reads),
 //! `writer` (appending), `flusher` (the writer's file I/O thread), `recovery` (torn tails), `reader` (random access and scans),
 //! `verify` (full check), `lock` (single writer), `options` (the writer's options).
 
@@ -29,6 +29,7 @@ mod recovery;
 mod scan;
 mod segment;
 mod verify;
+mod window;
 mod writer;
 
 pub use error::{display_chain, LogError};

@@ -16,8 +16,9 @@ use std::path::Path;
 
 use crate::error::{LogError, Result};
 use crate::format::HEADER_LEN;
-use crate::scan::{Damage, DamageReason, SegCursor, Src, Step, Window};
+use crate::scan::{Damage, DamageReason, SegCursor, Step};
 use crate::segment::{read_header, rewrite_empty_segment, segment_path, HeaderState};
+use crate::window::{Src, Window};
 use crate::Position;
 
 /// What recovery found and did when the writer opened the log.

@@ -11,8 +11,9 @@
 use std::path::Path;
 
 use crate::error::Result;
-use crate::scan::{Damage, DamageReason, SegCursor, Src, Step, Window};
+use crate::scan::{Damage, DamageReason, SegCursor, Step};
 use crate::segment::list_segments;
+use crate::window::{Src, Window};
 
 /// Result of [`verify`].
 #[derive(Debug, Clone, PartialEq, Eq, Default)]

@@ -1,0 +1,209 @@
+//! Reading a segment file front to back in large chunks: the open file
+//! ([`Src`]) and the reusable buffer a scan reads through ([`Window`]).
+//!
+//! Guarantees:
+//! - One `pread` fills many records; the buffer is reused, so a scan makes
+//!   no per-record system call or allocation.
+//! - Every slice handed out lies inside bytes actually read; a request
+//!   outside them is an error naming the file, never a panic.
+//! - A file that shrinks while it is read is reported as such.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use crate::error::{LogError, Result};
+use crate::format::MAX_SEGMENT_BYTES;
+use crate::segment::segment_path;
+
+/// Size of one sequential read (the buffer grows only for larger records).
+pub(crate) const READ_CHUNK: usize = 2 << 20;
+
+/// An open segment file being scanned.
+pub(crate) struct Src {
+    pub file: File,
+    /// The same file opened with `O_DIRECT`, for the scan's large reads
+    /// (`None` where the file system refuses it).
+    pub direct: Option<File>,
+    pub path: PathBuf,
+    pub base: u64,
+    /// End of the bytes considered (file length, capped at `MAX_SEGMENT_BYTES`).
+    pub len: u64,
+    /// Real file length (may exceed `len` only past the 4 GiB limit).
+    pub real_len: u64,
+    /// The last segment of the log: invalid bytes at its end are a torn tail.
+    pub is_last: bool,
+}
+
+impl Src {
+    pub fn open(dir: &Path, base: u64, is_last: bool) -> Result<Src> {
+        let path = segment_path(dir, base);
+        let file = File::open(&path).map_err(|e| LogError::io("opening", &path, e))?;
+        let mut src = Src::from_file(file, path, base, is_last)?;
+        src.direct = {
+            use std::os::unix::fs::OpenOptionsExt;
+            std::fs::OpenOptions::new()
+                .read(true)
+                .custom_flags(libc::O_DIRECT)
+                .open(&src.path)
+                .ok()
+        };
+        Ok(src)
+    }
+
+    pub fn from_file(file: File, path: PathBuf, base: u64, is_last: bool) -> Result<Src> {
+        let mut src = Src {
+            file,
+            direct: None,
+            path,
+            base,
+            len: 0,
+            real_len: 0,
+            is_last,
+        };
+        src.restat()?;
+        Ok(src)
+    }
+
+    /// Re-reads the file length; returns true if it grew.
+    pub fn restat(&mut self) -> Result<bool> {
+        let real = self
+            .file
+            .metadata()
+            .map_err(|e| LogError::io("reading metadata of", &self.path, e))?
+            .len();
+        let old = self.len;
+        self.real_len = real;
+        self.len = real.min(MAX_SEGMENT_BYTES);
+        Ok(self.len > old)
+    }
+}
+
+/// A reusable read buffer holding file bytes `[start, start + len)` at
+/// `buf[at..]`.
+///
+/// Scans read whole chunks with `O_DIRECT` where the file system allows
+/// it: a one-pass scan of a log larger than memory gains nothing from the
+/// page cache, and copying freshly read pages out of it was most of a cold
+/// reindex's time (`docs/BENCHMARKS.md`). Direct reads start at a block
+/// boundary at or before the wanted position; the bytes before it are
+/// simply not used. A refused or failed direct read falls back to a
+/// buffered one.
+pub(crate) struct Window {
+    buf: Vec<u8>,
+    /// Where the held bytes start in `buf` (block-aligned address).
+    at: usize,
+    start: u64,
+    len: usize,
+    /// Identity of the file whose bytes are held (segment base), to avoid mixing.
+    owner: Option<u64>,
+}
+
+impl Window {
+    pub fn new() -> Window {
+        Window {
+            buf: Vec::new(),
+            at: 0,
+            start: 0,
+            len: 0,
+            owner: None,
+        }
+    }
+
+    /// Makes bytes `[pos, pos + need)` of `src` available. The caller guarantees
+    /// `pos + need <= src.len`.
+    pub(crate) fn fill(&mut self, src: &Src, pos: u64, need: usize) -> Result<()> {
+        let end = self.start + self.len as u64;
+        if self.owner == Some(src.base) && pos >= self.start && pos + need as u64 <= end {
+            return Ok(());
+        }
+        self.owner = None;
+        let block = crate::direct::BLOCK;
+        // Room for a block of slack before `pos` and whole blocks.
+        let cap = (need.max(READ_CHUNK) + 2 * block).next_multiple_of(block);
+        if self.buf.len() < cap + block {
+            self.buf = vec![0; cap + block];
+        }
+        self.at = self.buf.as_ptr().align_offset(block);
+        if self.at >= block {
+            return Err(internal(src, pos));
+        }
+        let aligned = pos - pos % block as u64;
+        let want = (cap as u64).min(src.len.saturating_sub(aligned)) as usize;
+        let direct = match &src.direct {
+            Some(file) => {
+                let dst = self
+                    .buf
+                    .get_mut(self.at..self.at + cap)
+                    .ok_or_else(|| internal(src, pos))?;
+                read_direct(file, dst, aligned).ok()
+            }
+            None => None,
+        };
+        match direct {
+            Some(got) => {
+                self.start = aligned;
+                self.len = got.min(want);
+            }
+            None => {
+                let want = (cap as u64).min(src.len.saturating_sub(pos)) as usize;
+                let dst = self
+                    .buf
+                    .get_mut(self.at..self.at + want)
+                    .ok_or_else(|| internal(src, pos))?;
+                self.start = pos;
+                self.len = crate::segment::read_full_at(&src.file, &src.path, dst, pos)?;
+            }
+        }
+        self.owner = Some(src.base);
+        if self.start + (self.len as u64) < pos + need as u64 {
+            return Err(LogError::Corrupt {
+                file: src.path.clone(),
+                pos,
+                what: "segment file shrank while being read".into(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Bytes `[pos, pos + n)`, which must have been filled.
+    pub(crate) fn slice(&self, src: &Src, pos: u64, n: usize) -> Result<&[u8]> {
+        let from = pos
+            .checked_sub(self.start)
+            .and_then(|d| usize::try_from(d).ok())
+            .ok_or_else(|| internal(src, pos))?;
+        let to = from.checked_add(n).ok_or_else(|| internal(src, pos))?;
+        if to > self.len {
+            return Err(internal(src, pos));
+        }
+        self.buf
+            .get(self.at + from..self.at + to)
+            .ok_or_else(|| internal(src, pos))
+    }
+}
+
+/// Fills `dst` (block-aligned address and length) from block-aligned `pos`
+/// with direct reads; stops early only at end of file.
+fn read_direct(file: &File, dst: &mut [u8], pos: u64) -> std::io::Result<usize> {
+    use std::os::unix::fs::FileExt;
+    let block = crate::direct::BLOCK;
+    let mut got = 0;
+    while got < dst.len() {
+        match file.read_at(&mut dst[got..], pos + got as u64) {
+            Ok(0) => break,
+            // A short read not at a block boundary is the end of the file.
+            Ok(n) if n % block != 0 => return Ok(got + n),
+            Ok(n) => got += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(got)
+}
+
+pub(crate) fn internal(src: &Src, pos: u64) -> LogError {
+    LogError::Corrupt {
+        file: src.path.clone(),
+        pos,
+        what: "internal error: scan buffer out of range".into(),
+    }
+}
