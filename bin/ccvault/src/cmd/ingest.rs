@@ -14,9 +14,10 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use ccvault_ingest::backoff::Backoff;
-use ccvault_ingest::mqtt::{self, MqttConfig};
-use ccvault_ingest::pulsar::{self, PulsarConfig, Start};
-use ccvault_ingest::{secrets, IngestError, Metrics, SinkOptions, Summary};
+use ccvault_ingest::mqtt::{self, MqttConfig, MqttSource};
+use ccvault_ingest::pulsar::{self, PulsarConfig, PulsarSource, Start};
+use ccvault_ingest::{secrets, IngestError, Metrics, SinkOptions, Source, Summary};
+use ccvault_store::Archive;
 use clap::{Args, Subcommand, ValueEnum};
 use serde_json::json;
 
@@ -179,16 +180,9 @@ async fn run_mqtt(cli: &Cli, a: &MqttArgs) -> Result<ExitCode> {
     cfg.client_cert = a.client_cert.clone();
     cfg.client_key = a.client_key.clone();
     cfg.keep_alive = a.keep_alive;
-    cfg.sink = sink_options(&a.common);
-    cfg.backoff = backoff(&a.common);
     // Validate the options before taking the archive lock.
     mqtt::parse_url(&cfg.url)?;
-    let archive = open_writer(cli, archive_options(&a.common.write))?;
-    let metrics = Metrics::new("mqtt");
-    let stop = ccvault_ingest::shutdown::on_signals().context("cannot install signal handlers")?;
-    let server = serve_metrics(a.common.metrics_addr, &metrics).await?;
-    let result = mqtt::run(cfg, archive, metrics.clone(), stop).await;
-    finish(cli, &a.common, "mqtt", &metrics, server, result)
+    ingest(cli, &a.common, |_| MqttSource::new(&cfg)).await
 }
 
 async fn run_pulsar(cli: &Cli, a: &PulsarArgs) -> Result<ExitCode> {
@@ -206,15 +200,31 @@ async fn run_pulsar(cli: &Cli, a: &PulsarArgs) -> Result<ExitCode> {
     cfg.receiver_queue_size = a.receiver_queue_size.max(1);
     cfg.ca_file = a.ca_file.clone();
     cfg.ping_interval = a.ping_interval.max(Duration::from_millis(1));
-    cfg.sink = sink_options(&a.common);
-    cfg.backoff = backoff(&a.common);
     pulsar::parse_url(&cfg.url)?;
-    let archive = open_writer(cli, archive_options(&a.common.write))?;
-    let metrics = Metrics::new("pulsar");
+    ingest(cli, &a.common, |archive| PulsarSource::new(&cfg, archive)).await
+}
+
+/// Opens the archive, builds the source on it and runs it until a stop or a
+/// permanent error: the wiring every source shares (metrics endpoint,
+/// signals, group commit, backoff, summary and exit code).
+async fn ingest<S: Source>(
+    cli: &Cli,
+    common: &CommonArgs,
+    source: impl FnOnce(&Archive) -> ccvault_ingest::Result<S>,
+) -> Result<ExitCode> {
+    let archive = open_writer(cli, archive_options(&common.write))?;
+    let name = S::KIND.as_str();
+    let metrics = Metrics::new(name);
     let stop = ccvault_ingest::shutdown::on_signals().context("cannot install signal handlers")?;
-    let server = serve_metrics(a.common.metrics_addr, &metrics).await?;
-    let result = pulsar::run(cfg, archive, metrics.clone(), stop).await;
-    finish(cli, &a.common, "pulsar", &metrics, server, result)
+    let server = serve_metrics(common.metrics_addr, &metrics).await?;
+    let result = match source(&archive) {
+        Ok(source) => {
+            let (sink, backoff) = (sink_options(common), backoff(common));
+            ccvault_ingest::source::run(source, archive, metrics.clone(), stop, sink, backoff).await
+        }
+        Err(e) => Err(e),
+    };
+    finish(cli, common, name, &metrics, server, result)
 }
 
 async fn serve_metrics(
