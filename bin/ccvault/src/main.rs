@@ -10,7 +10,6 @@ mod args;
 mod cmd;
 mod output;
 
-use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -207,8 +206,7 @@ fn main() -> ExitCode {
         // `ccvault export | head`: the reader has what it wanted.
         Err(e) if output::is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
-            // Not eprintln!, which panics when stderr is closed too.
-            let _ = writeln!(std::io::stderr(), "ccvault: error: {e:#}");
+            output::error_line(format_args!("ccvault: error: {e:#}"));
             ExitCode::from(output::exit_code_of(&e))
         }
     }

@@ -163,6 +163,14 @@ macro_rules! status {
     ($($arg:tt)*) => { $crate::output::status(format_args!($($arg)*)) };
 }
 
+/// Prints an error line on stderr (also with `-q`); never panics, even
+/// when stderr is closed.
+pub fn error_line(args: fmt::Arguments<'_>) {
+    let mut err = std::io::stderr().lock();
+    let _ = err.write_fmt(args);
+    let _ = err.write_all(b"\n");
+}
+
 /// Whether to draw progress bars: stderr is a terminal and not `-q`.
 pub fn show_progress() -> bool {
     !quiet() && std::io::stderr().is_terminal()

@@ -118,10 +118,10 @@ pub fn import(
         }
         for r in &summary.rejected {
             // Rejections are errors (exit 3): printed even with -q.
-            eprintln!(
+            crate::output::error_line(format_args!(
                 "ccvault: error: {}:{}: rejected: {}",
                 r.source, r.line, r.reason
-            );
+            ));
         }
         total.absorb(&summary);
     }

@@ -285,7 +285,7 @@ fn finish(
     match result {
         Ok(()) => Ok(ExitCode::SUCCESS),
         Err(e @ (IngestError::Auth(_) | IngestError::Refused(_))) => {
-            eprintln!("ccvault: error: {e}");
+            crate::output::error_line(format_args!("ccvault: error: {e}"));
             Ok(ExitCode::from(3))
         }
         Err(e) => Err(e.into()),
