@@ -137,3 +137,48 @@ fn every_try_next_line_works_as_printed() {
         );
     }
 }
+
+/// The README's quick start, line by line, in an empty directory with
+/// `ccvault` on PATH (the `cargo install` line put it there; the test-suite
+/// line is what runs this).
+#[test]
+fn the_readme_quick_start_works_as_written() {
+    let readme = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../README.md"),
+    )
+    .expect("README.md");
+    let (_, start) = readme.split_once("## Quick start").expect("a quick start");
+    let (_, block) = start.split_once("```sh\n").expect("a shell block");
+    let (block, _) = block.split_once("```").expect("the block's end");
+    let lines: Vec<&str> = block.lines().collect();
+    assert!(
+        lines[0].starts_with("cargo install --locked --path bin/ccvault"),
+        "{block}"
+    );
+    assert!(lines.iter().any(|l| l.starts_with("bash scripts/test.sh")));
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let bin = std::path::Path::new(env!("CARGO_BIN_EXE_ccvault"));
+    let path = format!(
+        "{}:{}",
+        bin.parent().expect("bin dir").display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let mut ran = 0;
+    for line in lines.iter().filter(|l| l.starts_with("ccvault ")) {
+        let run = Command::new("bash")
+            .args(["-o", "pipefail", "-c", line])
+            .current_dir(tmp.path())
+            .env("PATH", &path)
+            .env_remove("CCVAULT_DATA")
+            .output()
+            .expect("bash");
+        assert!(
+            run.status.success(),
+            "`{line}` failed:\n{}",
+            String::from_utf8_lossy(&run.stderr)
+        );
+        assert!(!run.stdout.is_empty(), "`{line}` printed nothing");
+        ran += 1;
+    }
+    assert!(ran >= 2, "{block}");
+}
