@@ -746,16 +746,16 @@ fn logs_have_no_colour_unless_asked_and_quiet_means_quiet() {
     let dir = sample_archive(tmp.path());
     let empty = common::empty_file(tmp.path());
     let empty = empty.to_str().unwrap();
-    // -vv shows the writer's debug log; stderr is a pipe here, so no ANSI.
-    let run = ccvault(&dir, &["-vv", "import", empty]).ok();
+    // -vv shows debug logs; stderr is a pipe here, so no ANSI.
+    let run = ccvault(&dir, &["-vv", "stats"]).ok();
     assert!(run.stderr.contains("DEBUG"), "{}", run.stderr);
     assert!(!run.stderr.contains('\u{1b}'), "{:?}", run.stderr);
     // --color always colours it (so the check above can fail).
-    let run = ccvault(&dir, &["--color", "always", "-vv", "import", empty]).ok();
+    let run = ccvault(&dir, &["--color", "always", "-vv", "stats"]).ok();
     assert!(run.stderr.contains("\u{1b}["), "{:?}", run.stderr);
-    let run = ccvault(&dir, &["--color", "never", "-vv", "import", empty]).ok();
+    let run = ccvault(&dir, &["--color", "never", "-vv", "stats"]).ok();
     assert!(!run.stderr.contains('\u{1b}'), "{:?}", run.stderr);
-    let run = command(&dir, &["-vv", "import", empty])
+    let run = command(&dir, &["-vv", "stats"])
         .env("NO_COLOR", "1")
         .output()
         .unwrap();

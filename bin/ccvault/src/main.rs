@@ -201,6 +201,11 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     output::set_quiet(cli.quiet);
     output::init_logging(cli.verbose, cli.quiet, output::use_color(cli.color));
+    tracing::debug!(
+        version = env!("CARGO_PKG_VERSION"),
+        data_dir = %cli.data_dir.display(),
+        "ccvault starting"
+    );
     match cmd::run(&cli) {
         Ok(code) => code,
         // `ccvault export | head`: the reader has what it wanted.
