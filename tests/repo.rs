@@ -71,3 +71,47 @@ fn rust_version_is_the_highest_any_locked_dependency_needs() {
         "README.md should say \"Rust {declared}+\""
     );
 }
+
+/// Every file of the repository (not build output or git's own), for checks
+/// of what the repository says and reads.
+fn repository_files(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
+    for entry in std::fs::read_dir(dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
+        let entry = entry.unwrap();
+        let path = entry.path();
+        let name = entry.file_name();
+        if name == "target" || name == ".git" {
+            continue;
+        }
+        if entry.file_type().unwrap().is_dir() {
+            repository_files(&path, out);
+        } else {
+            out.push(path);
+        }
+    }
+}
+
+#[test]
+fn nothing_refers_to_files_outside_the_repository() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let mut files = Vec::new();
+    repository_files(&root, &mut files);
+    assert!(files.len() > 50, "{} files", files.len());
+    // Spelled in pieces so this file does not match itself.
+    let needles = [format!("../{}/", "shared"), format!("/work/{}", "shared")];
+    let mut found = Vec::new();
+    for file in &files {
+        let Ok(text) = std::fs::read_to_string(file) else {
+            continue; // binary
+        };
+        for needle in &needles {
+            if text.contains(needle.as_str()) {
+                found.push(format!("{} names {needle}", file.display()));
+            }
+        }
+    }
+    assert!(
+        found.is_empty(),
+        "the repository must stand alone:\n{}",
+        found.join("\n")
+    );
+}
