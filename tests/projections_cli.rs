@@ -6,6 +6,9 @@
 //! Self-contained on purpose: it needs only the binary, the samples and the
 //! simulator crate.
 
+// json! of a whole summary nests deeper than the default limit.
+#![recursion_limit = "256"]
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -93,9 +96,11 @@ fn interactions_json_on_the_samples() {
     assert_eq!(guids, [ANSWERED, OPEN, ABANDONED, OUTBOUND]);
     assert_eq!(
         rows[0],
-        json!({"interactionGUID":ANSWERED,"tenant":"northwind01","mediaType":"phone","queueId":311,
+        json!({"interactionGUID":ANSWERED,"contactId":ANSWERED,"legIndex":0,"parentGuid":null,
+            "kind":"inbound","tenant":"northwind01","mediaType":"phone","queueId":311,
             "direction":"in","createdAt":1763900000000i64,"queuedAt":1763900002000i64,
-            "offeredAt":1763900002000i64,"offerCount":2,"rejectCount":1,"acceptedAt":1763900081000i64,
+            "offeredAt":1763900002000i64,"offerCount":2,"rejectCount":1,"rejectTimeouts":1,
+            "rejectRefusals":0,"acceptedAt":1763900081000i64,
             "assignedAt":1763900075000i64,"agentId":AGENT,"connectedAt":1763900081000i64,
             "wrapStartAt":1763900402000i64,"wrapEndAt":1763900431000i64,"endedAt":1763900402000i64,
             "holdCount":1,"holdMs":45000,"queueMs":73000,"ringMs":6000,"waitMs":79000,"dialMs":null,
@@ -344,12 +349,16 @@ fn export_on_the_samples() {
     );
     let mut csv_lines = csv.lines();
     let header = csv_lines.next().unwrap();
-    assert!(header.starts_with("interactionGUID,tenant,mediaType,queueId,direction,createdAt"));
+    assert!(header.starts_with(
+        "interactionGUID,contactId,legIndex,parentGuid,kind,tenant,mediaType,queueId,direction,createdAt"
+    ));
     assert!(header.ends_with("transferred,complete,eventCount,anomalies"));
-    assert_eq!(header.split(',').count(), 35);
+    assert_eq!(header.split(',').count(), 41);
     let rows: Vec<&str> = csv_lines.collect();
     assert_eq!(rows.len(), 4);
-    assert!(rows[1].starts_with(&format!("{OPEN},northwind01,,311,in,,1763900100000,")));
+    assert!(rows[1].starts_with(&format!(
+        "{OPEN},{OPEN},0,,inbound,northwind01,,311,in,,1763900100000,"
+    )));
     assert!(rows[1].ends_with(",open,,,,false,false,1,missing_created"));
 
     let nd = lines(&ok(dir.path(), &["export", "--what", "interactions"]));

@@ -46,6 +46,13 @@ pub struct EventBody<'a> {
     pub status_event_ts: Lenient<'a>,
     pub event_ts: Lenient<'a>,
     pub msg_info: MsgInfo<'a>,
+    /// `resourceType`: the channel's code, for legs without `mediaType`.
+    pub resource_type: Lenient<'a>,
+    /// `originalInteractionGuid` as a field of the body.
+    pub original_interaction_guid: Lenient<'a>,
+    /// The value of the `attachedData.attachedDatum` entry whose
+    /// `attachedDataKey` is `originalInteractionGuid` (the last such entry).
+    pub attached_original_guid: Lenient<'a>,
 }
 
 /// A decoded event: its family (the single top-level key) and body.
@@ -296,6 +303,15 @@ impl<'de> Visitor<'de> for BodyVisitor {
                 "interactionEventTS" => &mut b.interaction_event_ts,
                 "statusEventTS" => &mut b.status_event_ts,
                 "eventTS" => &mut b.event_ts,
+                "resourceType" => &mut b.resource_type,
+                "originalInteractionGuid" => &mut b.original_interaction_guid,
+                "attachedData" => {
+                    let found = map.next_value::<AttachedData<'de>>()?.0;
+                    if found.is_present() {
+                        b.attached_original_guid = found;
+                    }
+                    continue;
+                }
                 "msgInfo" => {
                     b.msg_info = map.next_value::<MsgInfoSlot<'de>>()?.0;
                     continue;
@@ -309,6 +325,142 @@ impl<'de> Visitor<'de> for BodyVisitor {
         }
         Ok(b)
     }
+}
+
+/// A visitor's scalar cases, each reading as `$absent` (shapes this crate
+/// does not expect make a value absent, never fail the event).
+macro_rules! scalars_read_as {
+    ($absent:expr) => {
+        fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+            Ok($absent)
+        }
+        fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+            Ok($absent)
+        }
+        fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+            Ok($absent)
+        }
+        fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+            Ok($absent)
+        }
+        fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
+            Ok($absent)
+        }
+        fn visit_unit<E>(self) -> Result<Self::Value, E> {
+            Ok($absent)
+        }
+    };
+}
+
+/// The attached datum this crate reads.
+const ORIGINAL_GUID_KEY: &str = "originalInteractionGuid";
+
+/// `attachedData` read leniently for the `originalInteractionGuid` entry of
+/// its `attachedDatum` list (a single entry object is read as a list of
+/// one); any other shape reads as absent, other entries are skipped.
+struct AttachedData<'a>(Lenient<'a>);
+
+impl<'de> Deserialize<'de> for AttachedData<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(AttachedDataVisitor)
+    }
+}
+
+struct AttachedDataVisitor;
+
+impl<'de> Visitor<'de> for AttachedDataVisitor {
+    type Value = AttachedData<'de>;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("attachedData")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut found = Lenient::Null;
+        while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
+            if key == "attachedDatum" {
+                let v = map.next_value::<Datums<'de>>()?.0;
+                if v.is_present() {
+                    found = v;
+                }
+            } else {
+                map.next_value::<IgnoredAny>()?;
+            }
+        }
+        Ok(AttachedData(found))
+    }
+    fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(AttachedData(Lenient::Null))
+    }
+    scalars_read_as!(AttachedData(Lenient::Null));
+}
+
+/// `attachedDatum`: a list of `{attachedDataKey, attachedDataValue}`
+/// entries, or one entry; the value of the original-GUID entry.
+struct Datums<'a>(Lenient<'a>);
+
+impl<'de> Deserialize<'de> for Datums<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(DatumsVisitor)
+    }
+}
+
+struct DatumsVisitor;
+
+impl<'de> Visitor<'de> for DatumsVisitor {
+    type Value = Datums<'de>;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("attachedDatum")
+    }
+    fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut found = Lenient::Null;
+        while let Some(Datum(v)) = seq.next_element::<Datum<'de>>()? {
+            if v.is_present() {
+                found = v;
+            }
+        }
+        Ok(Datums(found))
+    }
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+        DatumVisitor.visit_map(map).map(|d| Datums(d.0))
+    }
+    scalars_read_as!(Datums(Lenient::Null));
+}
+
+/// One entry: its value when its key is the original GUID's, else absent.
+struct Datum<'a>(Lenient<'a>);
+
+impl<'de> Deserialize<'de> for Datum<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(DatumVisitor)
+    }
+}
+
+struct DatumVisitor;
+
+impl<'de> Visitor<'de> for DatumVisitor {
+    type Value = Datum<'de>;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("an attachedDatum entry")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let (mut key, mut value) = (Lenient::Null, Lenient::Null);
+        while let Some(Key(k)) = map.next_key::<Key<'de>>()? {
+            match k.as_ref() {
+                "attachedDataKey" => key = map.next_value()?,
+                "attachedDataValue" => value = map.next_value()?,
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        let wanted = matches!(&key, Lenient::Text(k) if k == ORIGINAL_GUID_KEY);
+        Ok(Datum(if wanted { value } else { Lenient::Null }))
+    }
+    fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(Datum(Lenient::Null))
+    }
+    scalars_read_as!(Datum(Lenient::Null));
 }
 
 /// `msgInfo` read leniently: anything but an object reads as empty.
@@ -402,6 +554,37 @@ mod tests {
         );
         let none = br#"{"Interaction":{"event":"X","msgInfo":{}}}"#;
         assert_eq!(parse_event(none).unwrap().payload_time_ms(), None);
+    }
+
+    #[test]
+    fn reads_the_original_guid_from_attached_data_and_the_body() {
+        let raw = br#"{"Interaction":{"event":"InteractionCreated","resourceType":2,"attachedData":{"attachedDatum":[{"attachedDataKey":"@pri","attachedDataValue":100},{"attachedDataKey":"originalInteractionGuid","attachedDataValue":"int-parent"},{"attachedDataValue":"x"}],"other":1},"originalInteractionGuid":"int-body"}}"#;
+        let ev = parse_event(raw).unwrap();
+        assert_eq!(ev.body.resource_type.as_i64(), Some(2));
+        assert_eq!(
+            ev.body.attached_original_guid.as_text().as_deref(),
+            Some("int-parent")
+        );
+        assert_eq!(
+            ev.body.original_interaction_guid.as_text().as_deref(),
+            Some("int-body")
+        );
+        // One entry instead of a list; odd shapes read as absent.
+        let one = br#"{"Interaction":{"attachedData":{"attachedDatum":{"attachedDataKey":"originalInteractionGuid","attachedDataValue":"int-p"}}}}"#;
+        let ev = parse_event(one).unwrap();
+        assert_eq!(
+            ev.body.attached_original_guid.as_text().as_deref(),
+            Some("int-p")
+        );
+        for odd in [
+            &br#"{"Interaction":{"event":"X","attachedData":[1,2]}}"#[..],
+            br#"{"Interaction":{"event":"X","attachedData":{"attachedDatum":"s"}}}"#,
+            br#"{"Interaction":{"event":"X","attachedData":{"attachedDatum":[null,true,[{}],{"attachedDataKey":7,"attachedDataValue":"v"}]}}}"#,
+        ] {
+            let ev = parse_event(odd).unwrap();
+            assert_eq!(ev.event_type(), "X");
+            assert!(!ev.body.attached_original_guid.is_present());
+        }
     }
 
     #[test]

@@ -7,20 +7,22 @@ use std::cmp::Ordering;
 
 use crate::event::Event;
 
-/// METRICS §2 lifecycle rank of an event type.
+/// The lifecycle rank of an event type (docs/METRICS.md §2).
 pub fn lifecycle_rank(event_type: &str) -> u8 {
     match event_type {
         "InteractionCreated" => 0,
         "InteractionQueued" => 1,
         "InteractionAssigned" => 2,
-        "InteractionRejected" | "InteractionDeassigned" => 3,
+        "InteractionRejected" => 3,
         "InteractionAccepted" => 4,
         "InteractionCustomerAccepted" => 5,
         "LineHoldStatus" => 6,
         "InteractionPostProcess" => 8,
         "InteractionEndPostProcess" => 9,
-        "InteractionUnqueued" => 10,
-        "InteractionDeleted" => 11,
+        // v2: the agent's release comes after its wrap-up, not with a reject.
+        "InteractionDeassigned" => 10,
+        "InteractionUnqueued" => 11,
+        "InteractionDeleted" => 12,
         _ => 7,
     }
 }

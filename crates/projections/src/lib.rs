@@ -37,5 +37,5 @@ pub use materialize::{
     PROJECTION_VERSION,
 };
 pub use report::{GroupBy, GroupKey, Interval, Report, ReportOptions, ReportRow};
-pub use summary::{summarize, Anomaly, Direction, Outcome, Summary};
+pub use summary::{summarize, Anomaly, Direction, LegKind, Outcome, Summary};
 pub use timeline::{Timeline, TimelineEvent};

@@ -24,6 +24,45 @@ impl Direction {
     }
 }
 
+/// `kind` of a leg (docs/METRICS.md §3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LegKind {
+    /// Queued for agents (a transferred leg that queues again included).
+    Inbound,
+    Outbound,
+    /// A consultation: a child leg that never queued.
+    Consult,
+    /// Ended in the IVR or before reaching a queue.
+    Unqueued,
+}
+
+impl LegKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LegKind::Inbound => "inbound",
+            LegKind::Outbound => "outbound",
+            LegKind::Consult => "consult",
+            LegKind::Unqueued => "unqueued",
+        }
+    }
+}
+
+impl std::str::FromStr for LegKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "inbound" => Ok(LegKind::Inbound),
+            "outbound" => Ok(LegKind::Outbound),
+            "consult" => Ok(LegKind::Consult),
+            "unqueued" => Ok(LegKind::Unqueued),
+            _ => Err(format!(
+                "unknown kind {s:?} (expected inbound, outbound, consult or unqueued)"
+            )),
+        }
+    }
+}
+
 /// `outcome` (METRICS §3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -136,6 +175,13 @@ impl Anomaly {
 pub struct Summary {
     #[serde(rename = "interactionGUID")]
     pub interaction_guid: Option<String>,
+    /// The GUID of the contact's first known leg; the summary of one leg
+    /// alone says its own GUID, the store resolves it through the archive.
+    pub contact_id: Option<String>,
+    /// How many parent links lead from this leg to `contactId`.
+    pub leg_index: u64,
+    pub parent_guid: Option<String>,
+    pub kind: LegKind,
     pub tenant: Option<String>,
     pub media_type: Option<String>,
     pub queue_id: Option<i64>,
@@ -146,6 +192,8 @@ pub struct Summary {
     pub offered_at: i64,
     pub offer_count: u64,
     pub reject_count: u64,
+    pub reject_timeouts: u64,
+    pub reject_refusals: u64,
     pub accepted_at: Option<i64>,
     pub assigned_at: Option<i64>,
     pub agent_id: Option<String>,
@@ -203,3 +251,5 @@ mod derive;
 pub(crate) use derive::derive;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod v2_tests;

@@ -51,7 +51,7 @@ pub use query::InteractionFilter;
 
 /// Bump whenever a stored value or a rule of METRICS.md changes: a store
 /// written with another version is rebuilt on the next catch-up.
-pub const PROJECTION_VERSION: i64 = 1;
+pub const PROJECTION_VERSION: i64 = 2;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProjectionError {

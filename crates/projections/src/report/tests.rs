@@ -21,6 +21,10 @@ fn sample_summaries() -> Vec<Summary> {
 fn base(offered_at: i64) -> Summary {
     Summary {
         interaction_guid: Some("g".into()),
+        contact_id: Some("g".into()),
+        leg_index: 0,
+        parent_guid: None,
+        kind: crate::summary::LegKind::Inbound,
         tenant: None,
         media_type: None,
         queue_id: None,
@@ -30,6 +34,8 @@ fn base(offered_at: i64) -> Summary {
         offered_at,
         offer_count: 0,
         reject_count: 0,
+        reject_timeouts: 0,
+        reject_refusals: 0,
         accepted_at: None,
         assigned_at: None,
         agent_id: None,

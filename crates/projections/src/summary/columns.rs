@@ -25,12 +25,22 @@ fn text(v: &Option<String>) -> Cell<'_> {
 }
 
 /// Every field of [`Summary`], in JSON order.
-pub static SUMMARY_COLUMNS: [Column<Summary>; 35] = [
+pub static SUMMARY_COLUMNS: [Column<Summary>; 41] = [
     col("interactionGUID", Some("guid"), Show::Text, 72, |s| {
         text(&s.interaction_guid)
     }),
+    col("contactId", None, Show::Text, 0, |s| text(&s.contact_id)),
+    col("legIndex", None, Show::Number, 0, |s| {
+        Cell::Count(s.leg_index)
+    }),
+    col("parentGuid", None, Show::Text, 0, |s| text(&s.parent_guid)),
+    col("kind", Some("kind"), Show::Text, 8, |s| {
+        Cell::Text(s.kind.as_str().into())
+    }),
     col("tenant", None, Show::Text, 0, |s| text(&s.tenant)),
-    col("mediaType", None, Show::Text, 0, |s| text(&s.media_type)),
+    col("mediaType", Some("channel"), Show::Text, 7, |s| {
+        text(&s.media_type)
+    }),
     col("queueId", Some("queue"), Show::Number, 6, |s| {
         Cell::opt_int(s.queue_id)
     }),
@@ -51,6 +61,12 @@ pub static SUMMARY_COLUMNS: [Column<Summary>; 35] = [
     }),
     col("rejectCount", None, Show::Number, 0, |s| {
         Cell::Count(s.reject_count)
+    }),
+    col("rejectTimeouts", None, Show::Number, 0, |s| {
+        Cell::Count(s.reject_timeouts)
+    }),
+    col("rejectRefusals", None, Show::Number, 0, |s| {
+        Cell::Count(s.reject_refusals)
     }),
     col("acceptedAt", None, Show::Instant, 0, |s| {
         Cell::opt_int(s.accepted_at)

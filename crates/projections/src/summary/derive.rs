@@ -8,7 +8,7 @@ use std::borrow::Cow;
 use ccvault_event::{EventBody, Lenient};
 
 use crate::input::{Kind, Prepared};
-use crate::summary::{Anomaly, Direction, Outcome, Summary};
+use crate::summary::{Anomaly, Direction, LegKind, Outcome, Summary};
 
 fn owned(v: &Lenient<'_>) -> Option<String> {
     v.as_text().map(Cow::into_owned)
@@ -26,13 +26,20 @@ struct Walk<'e, 'a> {
     guid: Option<String>,
     topic_tenant: Option<&'a str>,
     media_type: Option<String>,
+    /// The first `resourceType` that names a channel.
+    resource_media: Option<&'static str>,
     queue_id: Option<i64>,
+    /// The first present `originalInteractionGuid`, and the first one that
+    /// differs from it (used when the first is the leg's own GUID).
+    original_guids: [Option<Cow<'e, str>>; 2],
     any_out: bool,
     any_in: bool,
     created_at: Option<i64>,
     queued_at: Option<i64>,
     offer_count: u64,
     reject_count: u64,
+    reject_timeouts: u64,
+    reject_refusals: u64,
     first_accepted: Option<&'e Prepared<'a>>,
     /// The last InteractionAssigned before the first InteractionAccepted.
     answering_offer: Option<&'e Prepared<'a>>,
@@ -64,10 +71,26 @@ impl<'e, 'a> Walk<'e, 'a> {
             self.topic_tenant = p.topic_tenant;
         }
         if self.media_type.is_none() {
-            self.media_type = owned(&b.media_type);
+            self.media_type = b.media_type.as_text().map(|m| m.to_lowercase());
+        }
+        if self.resource_media.is_none() {
+            self.resource_media = b.resource_type.as_i64().and_then(media_of_resource);
         }
         if self.queue_id.is_none() {
             self.queue_id = b.queue_id.as_i64();
+        }
+        if self.original_guids[1].is_none() {
+            for v in [&b.attached_original_guid, &b.original_interaction_guid] {
+                let Some(g) = v.as_text() else { continue };
+                match &self.original_guids[0] {
+                    None => self.original_guids[0] = Some(g),
+                    Some(first) if *first != g => {
+                        self.original_guids[1] = Some(g);
+                        break;
+                    }
+                    Some(_) => {}
+                }
+            }
         }
         self.any_out |= text_is(&b.direction, "out") || b.is_outbound_call.as_bool() == Some(true);
         self.any_in |= text_is(&b.direction, "in");
@@ -89,7 +112,14 @@ impl<'e, 'a> Walk<'e, 'a> {
                     self.answering_offer = Some(p);
                 }
             }
-            Kind::Rejected => self.reject_count += 1,
+            Kind::Rejected => {
+                self.reject_count += 1;
+                match p.event.body.reject_reason.as_i64() {
+                    Some(REJECT_TIMEOUT) => self.reject_timeouts += 1,
+                    Some(REJECT_REFUSED) => self.reject_refusals += 1,
+                    _ => {}
+                }
+            }
             Kind::Accepted => {
                 self.first_accepted.get_or_insert(p);
             }
@@ -124,6 +154,25 @@ impl<'e, 'a> Walk<'e, 'a> {
         } else {
             None
         }
+    }
+
+    /// `mediaType`: the first present `mediaType` lower-cased, else the
+    /// channel of the first `resourceType`.
+    fn media_type(&mut self) -> Option<String> {
+        self.media_type
+            .take()
+            .or_else(|| self.resource_media.map(str::to_owned))
+    }
+
+    /// `parentGuid`: the first present `originalInteractionGuid` that is
+    /// not the leg's own GUID.
+    fn parent_guid(&self) -> Option<String> {
+        let own = self.guid.as_deref();
+        self.original_guids
+            .iter()
+            .flatten()
+            .find(|g| Some(g.as_ref()) != own)
+            .map(|g| g.clone().into_owned())
     }
 
     /// `tenant`: the topic's, else the text after the GUID's last `-`.
@@ -167,6 +216,35 @@ struct Answer {
     accepted_at: Option<i64>,
     assigned_at: Option<i64>,
     agent_id: Option<String>,
+}
+
+/// `rejectReason` 1: the agent did not respond in time.
+const REJECT_TIMEOUT: i64 = 1;
+/// `rejectReason` 2: the agent rejected the offer.
+const REJECT_REFUSED: i64 = 2;
+
+/// The channel 8x8 normalizes a `resourceType` code to (voice and video
+/// are phone, SMS is chat).
+fn media_of_resource(code: i64) -> Option<&'static str> {
+    match code {
+        0 | 4 => Some("phone"),
+        1 => Some("email"),
+        2 | 3 => Some("chat"),
+        _ => None,
+    }
+}
+
+/// `kind`, in the contract's order of precedence.
+fn leg_kind(outbound: bool, queued: bool, has_parent: bool) -> LegKind {
+    if outbound {
+        LegKind::Outbound
+    } else if queued {
+        LegKind::Inbound
+    } else if has_parent {
+        LegKind::Consult
+    } else {
+        LegKind::Unqueued
+    }
 }
 
 /// Holds inside the talk window `[connectedAt, talkEndAt]`: (`holdCount`,
@@ -275,9 +353,11 @@ fn outcome(w: &Walk<'_, '_>, connected_at: Option<i64>, outbound: bool) -> Outco
 /// The summary of distinct events already in canonical order.
 pub(crate) fn derive(events: &[Prepared<'_>]) -> Option<Summary> {
     let first = events.first()?;
-    let w = Walk::over(events);
+    let mut w = Walk::over(events);
     let direction = w.direction();
     let outbound = direction == Some(Direction::Out);
+    let parent_guid = w.parent_guid();
+    let kind = leg_kind(outbound, w.queued_at.is_some(), parent_guid.is_some());
 
     let mut anomalies = Vec::new();
     if w.created_at.is_none() {
@@ -336,8 +416,13 @@ pub(crate) fn derive(events: &[Prepared<'_>]) -> Option<Summary> {
 
     Some(Summary {
         tenant: w.tenant(),
+        media_type: w.media_type(),
+        // One leg alone is its own contact; the store links legs.
+        contact_id: w.guid.clone(),
+        leg_index: 0,
+        parent_guid,
+        kind,
         interaction_guid: w.guid,
-        media_type: w.media_type,
         queue_id: w.queue_id,
         direction,
         created_at: w.created_at,
@@ -345,6 +430,8 @@ pub(crate) fn derive(events: &[Prepared<'_>]) -> Option<Summary> {
         offered_at: queued_at.or(w.created_at).unwrap_or(first.key.time_ms),
         offer_count: w.offer_count,
         reject_count: w.reject_count,
+        reject_timeouts: w.reject_timeouts,
+        reject_refusals: w.reject_refusals,
         accepted_at,
         assigned_at,
         agent_id,

@@ -121,9 +121,11 @@ fn json_names_order_and_nulls() {
     let json = serde_json::to_string(&sample_summary(GUID1)).unwrap();
     let expected = concat!(
         r#"{"interactionGUID":"int-19ab3f0c1d2-Qm7tZp2LxWc9aRf3kYv8bNe1H-phone-00-northwind01","#,
+        r#""contactId":"int-19ab3f0c1d2-Qm7tZp2LxWc9aRf3kYv8bNe1H-phone-00-northwind01","#,
+        r#""legIndex":0,"parentGuid":null,"kind":"inbound","#,
         r#""tenant":"northwind01","mediaType":"phone","queueId":311,"direction":"in","#,
         r#""createdAt":1763900000000,"queuedAt":1763900002000,"offeredAt":1763900002000,"#,
-        r#""offerCount":2,"rejectCount":1,"acceptedAt":1763900081000,"assignedAt":1763900075000,"#,
+        r#""offerCount":2,"rejectCount":1,"rejectTimeouts":1,"rejectRefusals":0,"acceptedAt":1763900081000,"assignedAt":1763900075000,"#,
         r#""agentId":"agR2t9LmQx7VbN3cZk5WpYe","connectedAt":1763900081000,"#,
         r#""wrapStartAt":1763900402000,"wrapEndAt":1763900431000,"endedAt":1763900402000,"#,
         r#""holdCount":1,"holdMs":45000,"queueMs":73000,"ringMs":6000,"waitMs":79000,"#,
@@ -694,7 +696,9 @@ fn csv_rows_carry_every_column_as_json_prints_it() {
     let keys: Vec<&str> = SUMMARY_COLUMNS.iter().map(|c| c.key).collect();
     assert_eq!(header, keys);
     let row = lines.next().unwrap();
-    assert!(row.starts_with(&format!("{GUID1},northwind01,phone,311,in,1763900000000,")));
+    assert!(row.starts_with(&format!(
+        "{GUID1},{GUID1},0,,inbound,northwind01,phone,311,in,1763900000000,"
+    )));
     assert!(row.ends_with(
         ",CUSTOMER,CEC_DISCONNECT_NORMAL,\"a,\"\"b\"\"\",false,true,13,hold_outside_talk;missing_created"
     ));
@@ -707,7 +711,10 @@ fn the_human_listing_shows_the_labelled_columns() {
     let header = listing_header();
     assert_eq!(
         header.split_whitespace().collect::<Vec<_>>(),
-        ["GUID", "QUEUE", "DIR", "OFFERED", "AGENT", "WAIT", "TALK", "HANDLE", "OUTCOME"]
+        [
+            "GUID", "KIND", "CHANNEL", "QUEUE", "DIR", "OFFERED", "AGENT", "WAIT", "TALK",
+            "HANDLE", "OUTCOME"
+        ]
     );
     let row = listing_row(&sample_summary(GUID1), None);
     assert!(row.starts_with(GUID1), "{row}");
