@@ -40,6 +40,7 @@ const CONTACT_CSS: &str = "
 .handoff{fill:none;stroke:#1f2933;stroke-width:1.6}
 .handoff.consult{stroke-dasharray:5 3}
 .handoff-label{font-size:11px;fill:#1f2933;font-weight:600}
+.handoff-label-bg{fill:#fff;fill-opacity:.85}
 .handoff-head{fill:#1f2933}
 tr.asked td{background:#fdf1d6}
 ";
@@ -347,5 +348,16 @@ fn handoff(out: &mut String, x: &Scale, placed: &[Placed<'_>], child: &Placed<'_
         ),
     );
     out.push_str("</title></path>\n");
-    text(out, x0 + 4.0, y0 + 14.0, "handoff-label", "start", kind);
+    // The label sits left of the arrow's way down, on a white ground, where
+    // the parent's later lanes (wrap, hold) rarely have bars at that moment.
+    let (lx, ly) = (x0 - 5.0, (y0 + y1) / 2.0 + 4.0);
+    let lw = text_width(kind, 11.0);
+    let _ = writeln!(
+        out,
+        "<rect class=\"handoff-label-bg\" x=\"{}\" y=\"{}\" width=\"{}\" height=\"15\" rx=\"2\"/>",
+        f(lx - lw - 3.0),
+        f(ly - 11.0),
+        f(lw + 6.0)
+    );
+    text(out, lx, ly, "handoff-label", "end", kind);
 }
