@@ -57,22 +57,11 @@ pub fn verify(dir: &Path) -> Result<VerifyReport> {
             report.damage.push(d);
         }
         if base != expected {
-            let reason = if base > expected {
-                DamageReason::OffsetGap {
-                    expected,
-                    found: base,
-                }
-            } else {
-                DamageReason::OffsetNotIncreasing {
-                    expected,
-                    found: base,
-                }
-            };
             report.damage.push(Damage {
                 segment: base,
                 pos: 0,
                 len_skipped: 0,
-                reason,
+                reason: offset_damage(expected, base),
             });
             expected = base;
         }
@@ -84,22 +73,11 @@ pub fn verify(dir: &Path) -> Result<VerifyReport> {
                         report.quarantined += 1;
                     }
                     if offset != expected {
-                        let reason = if offset > expected {
-                            DamageReason::OffsetGap {
-                                expected,
-                                found: offset,
-                            }
-                        } else {
-                            DamageReason::OffsetNotIncreasing {
-                                expected,
-                                found: offset,
-                            }
-                        };
                         report.damage.push(Damage {
                             segment: base,
                             pos,
                             len_skipped: 0,
-                            reason,
+                            reason: offset_damage(expected, offset),
                         });
                     }
                     expected = expected.max(offset.saturating_add(1));
@@ -111,4 +89,14 @@ pub fn verify(dir: &Path) -> Result<VerifyReport> {
     }
     report.next_offset = expected;
     Ok(report)
+}
+
+/// Why `found` where `expected` was due: a gap, or an offset not above the
+/// previous one.
+fn offset_damage(expected: u64, found: u64) -> DamageReason {
+    if found > expected {
+        DamageReason::OffsetGap { expected, found }
+    } else {
+        DamageReason::OffsetNotIncreasing { expected, found }
+    }
 }
