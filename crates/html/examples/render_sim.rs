@@ -133,7 +133,6 @@ fn contact_page(
         .map(|&i| ccvault_html::LegView {
             timeline: &tls[i],
             inputs: &inputs[i],
-            parent_guid: legs[i].parent_guid.as_deref(),
             asked: legs[i].leg_index == 1,
         })
         .collect();

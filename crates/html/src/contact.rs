@@ -10,7 +10,7 @@
 use std::fmt::Write as _;
 
 use ccvault_projections::timefmt::{format_duration, format_instant, zone_for_display};
-use ccvault_projections::{EventInput, Timeline};
+use ccvault_projections::{EventInput, LegKind, Timeline};
 use jiff::tz::TimeZone;
 
 use crate::escape::{esc, push};
@@ -26,8 +26,6 @@ pub struct LegView<'a> {
     pub timeline: &'a Timeline,
     /// The records the timeline was built from (raw payloads, reject reasons).
     pub inputs: &'a [EventInput<'a>],
-    /// The leg this one was transferred from or consults for (`parentGuid`).
-    pub parent_guid: Option<&'a str>,
     /// The leg `show` was asked for.
     pub asked: bool,
 }
@@ -53,6 +51,11 @@ struct Placed<'a> {
     leg: &'a LegView<'a>,
     lanes: Vec<Lane>,
     top: f64,
+}
+
+/// The leg this one was transferred from or consults for.
+fn parent_of<'a>(leg: &LegView<'a>) -> Option<&'a str> {
+    leg.timeline.summary.parent_guid.as_deref()
 }
 
 impl Placed<'_> {
@@ -100,7 +103,7 @@ pub fn render_contact(legs: &[LegView<'_>], tz: &TimeZone) -> String {
         out,
         "<p class=\"facts\">legs <b>{}</b> · transfers and consultations <b>{}</b></p>",
         legs.len(),
-        legs.iter().filter(|l| l.parent_guid.is_some()).count()
+        legs.iter().filter(|l| parent_of(l).is_some()).count()
     );
     legs_table(&mut out, legs, tz);
 
@@ -132,7 +135,7 @@ fn contact_label<'a>(legs: &'a [LegView<'a>]) -> &'a str {
     let Some(first) = legs.first() else {
         return "(no legs)";
     };
-    match first.parent_guid {
+    match parent_of(first) {
         Some(p) if !legs.iter().any(|l| guid_text(l.timeline) == p) => p,
         _ => guid_text(first.timeline),
     }
@@ -141,20 +144,21 @@ fn contact_label<'a>(legs: &'a [LegView<'a>]) -> &'a str {
 /// One row per leg: what it was and how it went.
 fn legs_table(out: &mut String, legs: &[LegView<'_>], tz: &TimeZone) {
     let display_tz = zone_for_display(tz);
-    out.push_str("<table class=\"legs\"><thead><tr><th class=\"num\">leg</th><th>interaction</th><th>from</th><th>started</th><th>outcome</th><th>queue</th><th>media</th><th>agent</th><th class=\"num\">waitMs</th><th class=\"num\">talkMs</th><th class=\"num\">handleMs</th></tr></thead><tbody>\n");
+    out.push_str("<table class=\"legs\"><thead><tr><th class=\"num\">leg</th><th>interaction</th><th>from</th><th>started</th><th>kind</th><th>outcome</th><th>queue</th><th>media</th><th>agent</th><th class=\"num\">waitMs</th><th class=\"num\">talkMs</th><th class=\"num\">handleMs</th></tr></thead><tbody>\n");
     let dur = |v: Option<i64>| v.map_or_else(|| "-".to_string(), format_duration);
     for (i, leg) in legs.iter().enumerate() {
         let s = &leg.timeline.summary;
         let started = leg.timeline.events.iter().map(|e| e.t).min();
         let _ = writeln!(
             out,
-            "<tr{}><td class=\"num\">{}</td><td class=\"mono\">{}{}</td><td class=\"mono\">{}</td><td class=\"mono nowrap\">{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"mono\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td></tr>",
+            "<tr{}><td class=\"num\">{}</td><td class=\"mono\">{}{}</td><td class=\"mono\">{}</td><td class=\"mono nowrap\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"mono\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td></tr>",
             if leg.asked { " class=\"asked\"" } else { "" },
             i + 1,
             esc(guid_text(leg.timeline)),
             if leg.asked { " (asked)" } else { "" },
-            esc(leg.parent_guid.unwrap_or("-")),
+            esc(parent_of(leg).unwrap_or("-")),
             esc(&started.map_or_else(|| "-".to_string(), |t| format_instant(t, display_tz))),
+            esc(s.kind.as_str()),
             esc(s.outcome.as_str()),
             esc(&s.queue_id.map_or_else(|| "-".to_string(), |q| q.to_string())),
             esc(s.media_type.as_deref().unwrap_or("-")),
@@ -268,7 +272,7 @@ fn leg_group(out: &mut String, x: &Scale, i: usize, p: &Placed<'_>, tz: &TimeZon
 /// parent's talk lane, to the child's start on its header. A parent that is
 /// not on the page is named in the child's header instead.
 fn handoff(out: &mut String, x: &Scale, placed: &[Placed<'_>], child: &Placed<'_>, tz: &TimeZone) {
-    let Some(parent_guid) = child.leg.parent_guid else {
+    let Some(parent_guid) = parent_of(child.leg) else {
         return;
     };
     let Some(to_t) = child.start() else {
@@ -285,8 +289,7 @@ fn handoff(out: &mut String, x: &Scale, placed: &[Placed<'_>], child: &Placed<'_
         );
         return;
     };
-    // A leg that never queued was a consultation.
-    let consult = child.leg.timeline.summary.queued_at.is_none();
+    let consult = child.leg.timeline.summary.kind == LegKind::Consult;
     let request = parent
         .leg
         .timeline

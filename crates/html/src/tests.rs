@@ -528,12 +528,10 @@ fn contact_page_draws_each_leg_and_the_handoffs_between_them() {
     let legs = contact_legs();
     let recs: Vec<Vec<EventInput>> = legs.iter().map(|l| inputs(l)).collect();
     let tls: Vec<_> = recs.iter().map(|r| timeline::build(r).unwrap()).collect();
-    let parents = [None, Some(LEG_A), Some(LEG_A)];
     let views: Vec<LegView> = (0..3)
         .map(|i| LegView {
             timeline: &tls[i],
             inputs: &recs[i],
-            parent_guid: parents[i],
             asked: i == 2,
         })
         .collect();
@@ -607,7 +605,6 @@ fn a_parent_the_archive_never_had_is_named_not_drawn() {
     let views = [LegView {
         timeline: &tl,
         inputs: &recs,
-        parent_guid: Some(LEG_A),
         asked: true,
     }];
     let html = render_contact(&views, &TimeZone::UTC);
@@ -670,11 +667,14 @@ fn simulated_contacts_render_with_their_handoffs() {
         let views: Vec<LegView> = legs
             .iter()
             .enumerate()
-            .map(|(i, t)| LegView {
-                timeline: &tls[i],
-                inputs: &recs[i],
-                parent_guid: t.parent_guid.as_deref(),
-                asked: i == 0,
+            .map(|(i, t)| {
+                // The arrows follow the parent each summary derives.
+                assert_eq!(tls[i].summary.parent_guid, t.parent_guid);
+                LegView {
+                    timeline: &tls[i],
+                    inputs: &recs[i],
+                    asked: i == 0,
+                }
             })
             .collect();
         let html = render_contact(&views, &TimeZone::UTC);
