@@ -12,6 +12,9 @@
 //! max_inflight_messages, default 1000), CCVAULT_BENCH_DIR (archive parent
 //! dir, default the system temp dir).
 
+// A benchmark: a failure may stop it (the library crates deny these).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};

@@ -2,6 +2,9 @@
 //! returns an error, stops the writer, and the next open recovers a consistent log.
 //! Alone in its test binary because the limit applies to the whole process.
 
+// Test code: a failed unwrap is a failed test (the library crates deny these).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod common;
 
 use ccvault_log::{verify, Log, LogError};
@@ -13,6 +16,7 @@ fn set_fsize_limit(limit: libc::rlim_t) {
         rlim_max: libc::RLIM_INFINITY,
     };
     // SAFETY: plain libc calls with valid arguments.
+    #[allow(unsafe_code)]
     unsafe {
         libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
         assert_eq!(libc::setrlimit(libc::RLIMIT_FSIZE, &lim), 0);

@@ -4,6 +4,9 @@
 //! files exactly as long as their data after every flush, and records
 //! readable as soon as `wait_written` returns.
 
+// Test code: a failed unwrap is a failed test (the library crates deny these).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod common;
 
 use std::path::Path;

@@ -1,5 +1,8 @@
 //! Append / read / scan round trips, rolling, reopening, options, locking.
 
+// Test code: a failed unwrap is a failed test (the library crates deny these).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod common;
 
 use std::ops::ControlFlow;

@@ -7,6 +7,9 @@
 //! padded). The rebuild runs in a child process so its peak RSS (VmHWM) is
 //! its own, not the import's.
 
+// A benchmark: a failure may stop it (the library crates deny these).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 // The allocator of the `ccvault` binary, whose rebuild this measures.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;

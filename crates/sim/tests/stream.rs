@@ -2,6 +2,9 @@
 //! reading of docs/METRICS.md §2-§3 (written from the document, not from the
 //! simulator's code), legs and contacts included.
 
+// Test code: a failed unwrap is a failed test (the library crates deny these).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use base64::Engine as _;

@@ -1,4 +1,6 @@
 #![allow(dead_code)]
+// Test code: a failed unwrap is a failed test (the library crates deny these).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::fs;
 use std::path::{Path, PathBuf};
