@@ -452,3 +452,68 @@ fn a_refused_login_is_a_clear_error_without_retries_and_the_password_stays_secre
     let (status, _) = ok.terminate();
     assert!(status.success(), "{}", ok.stderr());
 }
+
+/// An envelope whose `messageId` is longer than a record's metadata can hold
+/// (65,535 bytes) is archived as received and quarantined naming the field,
+/// and the stream goes on: the event published after it is archived and the
+/// process keeps running (it used to exit, and again on every redelivery).
+#[test]
+fn an_envelope_with_oversized_metadata_is_quarantined_and_the_stream_goes_on() {
+    use base64::Engine;
+    let broker = Broker::start("allow_anonymous true");
+    let work = tempfile::tempdir().unwrap();
+    let data = work.path().join("data");
+    let url = broker.url();
+    let mut ingest = start_ingest(
+        &data,
+        work.path(),
+        0,
+        &[
+            "--url",
+            url.as_str(),
+            "--client-id",
+            "ccvault-test-oversized",
+        ],
+        &[],
+    );
+    ingest.wait_for_log("subscribed", Duration::from_secs(20));
+    std::thread::sleep(Duration::from_millis(200));
+    let oversized = format!(
+        r#"{{"messageId":"{}","publishTime":"2025-11-23T12:13:20.000Z","payload":"{}"}}"#,
+        "M".repeat(70_000),
+        base64::engine::general_purpose::STANDARD.encode(event(1))
+    )
+    .into_bytes();
+    let after = event(2).into_bytes();
+    publish_all(
+        broker.port,
+        vec![
+            ("acme/event-v1/all".into(), oversized.clone()),
+            ("acme/event-v1/all".into(), after.clone()),
+        ],
+    );
+    wait_records(&data, 2, Duration::from_secs(20), &ingest);
+    let (status, stdout) = ingest.terminate();
+    assert!(status.success(), "exit {status}:\n{}", ingest.stderr());
+    let s = summary(&stdout);
+    assert_eq!(
+        (s["archived"].as_u64(), s["quarantined"].as_u64()),
+        (Some(1), Some(1)),
+        "{s}"
+    );
+    let reader = ArchiveReader::open(&data).unwrap();
+    let mut records = Vec::new();
+    reader
+        .for_each_record(
+            |r| {
+                records.push((r.payload, r.quarantined, r.quarantine_reason));
+                Ok(())
+            },
+            |d| panic!("{d}"),
+        )
+        .unwrap();
+    assert_eq!(records.len(), 2, "{records:?}");
+    assert_eq!((&records[0].0, records[0].1), (&oversized, true));
+    assert!(records[0].2.contains("messageId"), "{}", records[0].2);
+    assert_eq!((&records[1].0, records[1].1), (&after, false));
+}

@@ -26,7 +26,9 @@ use std::time::{Duration, Instant};
 
 use ccvault_event::{decode_message, resolve_time, Keys};
 use ccvault_index::{payload_hash, Checkpoint, Entry, Index, IndexReader, IndexWriter};
-use ccvault_log::{FsyncPolicy, Log, LogOptions, LogReader, NewRecord, Position, SourceKind};
+use ccvault_log::{
+    FsyncPolicy, Log, LogOptions, LogReader, NewRecord, Position, SourceKind, MAX_FIELD_LEN,
+};
 
 use crate::error::{io, Result, StoreError};
 use crate::layout::Layout;
@@ -97,6 +99,31 @@ pub struct Prepared {
 impl Prepared {
     pub fn of(raw: &[u8]) -> Prepared {
         let d = decode_message(raw);
+        // A record keeps each metadata field in at most MAX_FIELD_LEN bytes.
+        // An envelope whose field is longer is archived whole, as received
+        // (nothing dropped), and quarantined naming the field, so one such
+        // message can never fail the batch and stop the stream behind it.
+        let oversized = [
+            ("messageId", d.message_id.as_deref()),
+            ("publishTime", d.publish_time.as_deref()),
+        ]
+        .into_iter()
+        .find_map(|(field, v)| {
+            v.filter(|v| v.len() > MAX_FIELD_LEN)
+                .map(|v| (field, v.len()))
+        });
+        if let Some((field, len)) = oversized {
+            return Prepared {
+                decoded_payload: None,
+                message_id: None,
+                publish_time: None,
+                outcome: Err(format!(
+                    "Pulsar envelope {field} of {len} bytes is longer than the {MAX_FIELD_LEN} \
+                     bytes a record's metadata holds; the envelope is archived as received"
+                )),
+                hash: payload_hash(raw),
+            };
+        }
         let hash = payload_hash(&d.payload);
         Prepared {
             decoded_payload: match d.payload {
@@ -361,6 +388,23 @@ impl Archive {
                         "message of {} bytes exceeds the limit of {} bytes",
                         msg.raw.len(),
                         self.options.max_record_bytes
+                    ),
+                });
+                continue;
+            }
+            // The caller's own metadata (a path, a topic, a transport id)
+            // must fit a record too; it is not the message's fault, but the
+            // message is still refused by name instead of failing the batch.
+            if let Some((field, len)) = [
+                ("source", msg.source.len()),
+                ("message id", msg.message_id.map_or(0, str::len)),
+            ]
+            .into_iter()
+            .find(|&(_, len)| len > MAX_FIELD_LEN)
+            {
+                outcomes.push(Outcome::Rejected {
+                    reason: format!(
+                        "{field} of {len} bytes exceeds the {MAX_FIELD_LEN} bytes a record's metadata holds"
                     ),
                 });
                 continue;

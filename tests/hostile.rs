@@ -1,0 +1,73 @@
+//! Hostile input and hostile machines, through the built binary: a message
+//! no record can hold, readers behind the log, and a data directory an
+//! attacker prepared. Each test reproduces a way the archive once failed
+//! (issue 15) and asserts the outcome the operations guide promises.
+
+mod common;
+
+use std::fs;
+
+use base64::Engine;
+use common::{ccvault, import, stats, Stream};
+
+/// A Pulsar envelope around `payload` with the given metadata.
+fn envelope(message_id: &str, publish_time: &str, payload: &str) -> String {
+    let b64 = base64::engine::general_purpose::STANDARD.encode(payload);
+    format!(r#"{{"messageId":"{message_id}","publishTime":"{publish_time}","payload":"{b64}"}}"#)
+}
+
+/// Metadata longer than a record can hold (65,535 bytes) in an envelope far
+/// below `--max-record-bytes`: the envelope is archived as received and
+/// quarantined naming the field, and everything after it (in the same file
+/// and in the next file) is archived.
+#[test]
+fn an_envelope_with_oversized_metadata_is_quarantined_and_the_import_goes_on() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("a");
+    let s = Stream {
+        events: 5,
+        interactions: 5,
+        line_len: 300,
+    };
+    let long = "M".repeat(70_000);
+    let lines = [
+        s.line(0),
+        envelope(&long, "2025-11-23T12:13:20.000Z", &s.line(1)),
+        envelope("CAEQAQ==", &long, &s.line(2)),
+        s.line(3),
+    ];
+    let first = tmp.path().join("first.ndjson");
+    fs::write(&first, lines.join("\n") + "\n").unwrap();
+    let second = tmp.path().join("second.ndjson");
+    fs::write(&second, s.line(4) + "\n").unwrap();
+
+    import(&dir, &[&first, &second], &[]);
+
+    let st = stats(&dir);
+    assert_eq!(
+        (st.records, st.events, st.quarantined),
+        (5, 3, 2),
+        "{}",
+        st.json
+    );
+    let listed = ccvault(&dir, &["quarantine", "--format", "json"])
+        .ok()
+        .json_lines();
+    assert_eq!(listed.len(), 2, "{listed:?}");
+    for (q, (line, field)) in listed.iter().zip([(2, "messageId"), (3, "publishTime")]) {
+        assert_eq!(q["source"], first.to_str().unwrap(), "{q}");
+        assert_eq!(q["line"], line, "{q}");
+        let reason = q["reason"].as_str().unwrap();
+        assert!(
+            reason.contains(field) && reason.contains("70000"),
+            "{reason}"
+        );
+        // Nothing is lost: the envelope is kept byte for byte.
+        assert_eq!(q["payload"].as_str().unwrap(), lines[line - 1], "{q}");
+    }
+    for g in [0, 3, 4] {
+        let out = ccvault(&dir, &["show", &s.guid(g), "--raw"]).ok();
+        assert_eq!(out.stdout_str(), s.raw_of(g));
+    }
+    ccvault(&dir, &["verify"]).ok();
+}
