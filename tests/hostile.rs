@@ -71,3 +71,50 @@ fn an_envelope_with_oversized_metadata_is_quarantined_and_the_import_goes_on() {
     }
     ccvault(&dir, &["verify"]).ok();
 }
+
+/// An index that is cleanly closed but behind the log (the state a writer
+/// stopped by an error leaves, made here by restoring an older
+/// `index.redb`): readers index the durable records they would miss, and
+/// `verify` reports the lag instead of "clean".
+#[test]
+fn readers_see_every_durable_record_and_verify_reports_a_lagging_index() {
+    let tmp = tempfile::tempdir().unwrap();
+    let lagging = tmp.path().join("lagging");
+    let s = Stream {
+        events: 6,
+        interactions: 6,
+        line_len: 300,
+    };
+    let first = tmp.path().join("first.ndjson");
+    fs::write(&first, s.text(0..3)).unwrap();
+    let second = tmp.path().join("second.ndjson");
+    fs::write(&second, s.text(3..6)).unwrap();
+    import(&lagging, &[&first], &[]);
+    let older_index = tmp.path().join("older-index.redb");
+    fs::copy(lagging.join("index.redb"), &older_index).unwrap();
+    let acks = import(&lagging, &[&second], &["--print-acks"]);
+    let acked = acks.stdout_str();
+    assert!(acked.trim_end().ends_with("second.ndjson 3"), "{acked}");
+    fs::copy(&older_index, lagging.join("index.redb")).unwrap();
+    let for_verify = tmp.path().join("for-verify");
+    common::copy_dir(&lagging, &for_verify);
+
+    // verify: not clean the first time (it names the lag and indexes the
+    // records), clean after.
+    let run = ccvault(&for_verify, &["verify"]).expect_code(1);
+    let out = run.stdout_str();
+    assert!(
+        out.contains("behind the log") && out.contains("3..6"),
+        "{out}"
+    );
+    ccvault(&for_verify, &["verify"]).ok();
+    assert_eq!(stats(&for_verify).records, 6);
+
+    // Readers: every acknowledged record is there.
+    let st = stats(&lagging);
+    assert_eq!((st.records, st.events), (6, 6), "{}", st.json);
+    for g in 0..6 {
+        let out = ccvault(&lagging, &["show", &s.guid(g), "--raw"]).ok();
+        assert_eq!(out.stdout_str(), s.raw_of(g));
+    }
+}

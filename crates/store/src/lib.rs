@@ -29,5 +29,5 @@ pub use ccvault_log::{FsyncPolicy, Position, Record, RecordRef, SourceKind};
 pub use error::{Result, StoreError};
 pub use import::{import_stream, maybe_gunzip, ImportSummary, Progress, Rejected};
 pub use layout::Layout;
-pub use reader::{ArchiveReader, Stats, VisibleRecords};
+pub use reader::{ArchiveReader, CatchUp, Stats, VisibleRecords};
 pub use verify::{verify, VerifyReport};

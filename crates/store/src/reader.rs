@@ -1,9 +1,14 @@
 //! Read access to an archive, also while a writer runs.
 //!
-//! Invariant: a reader sees the archive as of one index commit. It reads log
-//! records only below that commit's checkpoint, so a record the writer has
-//! appended but not yet indexed is never visible, and the view is the same
-//! whichever file a query touches.
+//! Invariants:
+//! - A reader sees the archive as of one index commit. It reads log records
+//!   only below that commit's checkpoint, so the view is the same whichever
+//!   file a query touches.
+//! - Every durable record is visible unless a writer is running: a reader
+//!   that finds records in the log past the index's checkpoint with no writer
+//!   holding the archive (one stopped by an error, or an index restored from
+//!   an older copy) indexes them before it reads. With a writer running, the
+//!   view lags by at most the writer's commit interval.
 
 use std::ops::ControlFlow;
 use std::path::Path;
@@ -36,6 +41,24 @@ pub struct Stats {
     pub max_time_ms: Option<i64>,
 }
 
+/// Whether an opened reader found the index behind the log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CatchUp {
+    UpToDate,
+    /// A writer holds the archive; it indexes its own records.
+    WriterRunning,
+    /// Records `first..end` were durable but not indexed; they are now.
+    CaughtUp {
+        first: u64,
+        end: u64,
+    },
+    /// Records from `first` are not indexed and could not be.
+    Failed {
+        first: u64,
+        error: String,
+    },
+}
+
 pub struct ArchiveReader {
     layout: Layout,
     index: IndexReader,
@@ -47,8 +70,65 @@ pub struct ArchiveReader {
 
 impl ArchiveReader {
     /// Opens the archive in `dir` for reading. If no writer holds it and its
-    /// index needs recovery after a crash, recovers it first.
+    /// index needs recovery after a crash, or is behind the log, recovers it
+    /// first.
     pub fn open(dir: &Path) -> Result<ArchiveReader> {
+        Self::open_catching_up(dir).map(|(reader, _)| reader)
+    }
+
+    /// [`ArchiveReader::open`], also saying whether the index was behind the
+    /// log and what was done about it (`verify` reports it).
+    pub fn open_catching_up(dir: &Path) -> Result<(ArchiveReader, CatchUp)> {
+        let reader = Self::open_as_committed(dir)?;
+        let Some(first) = reader.first_unindexed()? else {
+            return Ok((reader, CatchUp::UpToDate));
+        };
+        match Archive::open(dir, ArchiveOptions::default()) {
+            Ok((archive, _)) => drop(archive),
+            Err(StoreError::Locked { .. }) => return Ok((reader, CatchUp::WriterRunning)),
+            Err(e) => {
+                // Reads must keep working where a writer cannot (a full or
+                // read-only disk); the records past the checkpoint stay unseen.
+                tracing::warn!(
+                    "records from offset {first} are in the log but not in the index, \
+                     and indexing them failed: {e}"
+                );
+                return Ok((
+                    reader,
+                    CatchUp::Failed {
+                        first,
+                        error: e.to_string(),
+                    },
+                ));
+            }
+        }
+        let reader = Self::open_as_committed(dir)?;
+        let end = reader.visible_end;
+        Ok((reader, CatchUp::CaughtUp { first, end }))
+    }
+
+    /// The offset of the first valid record past the index's checkpoint, if
+    /// the log holds one (damage there is not a record and is left to
+    /// recovery and `verify`).
+    fn first_unindexed(&self) -> Result<Option<u64>> {
+        let from = self
+            .index
+            .checkpoint()?
+            .map_or(Position::START, |c| Position {
+                segment: c.segment,
+                pos: c.pos,
+            });
+        let mut scan = self.log.scan(from);
+        while let Some(item) = scan.next_ref() {
+            if let ScanRef::Record(_, rec) = item? {
+                return Ok((rec.offset >= self.visible_end).then_some(rec.offset));
+            }
+        }
+        Ok(None)
+    }
+
+    /// The archive as of its last index commit, without catching up.
+    fn open_as_committed(dir: &Path) -> Result<ArchiveReader> {
         let layout = Layout::new(dir);
         if !layout.index_path().exists() && !layout.log_dir().exists() {
             return Err(StoreError::NoArchive(dir.to_path_buf()));
