@@ -158,10 +158,12 @@ fn report_json_on_the_samples() {
     assert_eq!(
         day,
         [
-            json!({"intervalStart":1763856000000i64,"intervalEnd":1763942400000i64,"offered":4,
-            "queued":3,"answered":1,"abandoned":1,"shortAbandoned":0,"unanswered":1,"answeredInSla":0,
-            "serviceLevel":0.0,"abandonRate":0.3333,"asaMs":79000,"ahtMs":350000,"avgTalkMs":276000,
-            "avgHoldMs":45000,"avgWrapMs":29000,"maxWaitMs":79000,"holds":1,"rejects":1,"transfers":0})
+            json!({"intervalStart":1763856000000i64,"intervalEnd":1763942400000i64,"offered":3,
+            "contacts":3,"transferredIn":0,"answered":1,"abandoned":1,"shortAbandoned":0,
+            "answeredInSla":0,"serviceLevel":0.0,"abandonRate":0.3333,"asaMs":79000,
+            "maxWaitMs":79000,"unqueued":0,"consults":0,"outbound":1,"outboundConnected":0,
+            "handled":1,"ahtMs":350000,"avgTalkMs":276000,"avgHoldMs":45000,"avgWrapMs":29000,
+            "holds":1,"rejects":1,"transfers":0})
         ]
     );
     let by_queue = lines(&ok(
@@ -175,7 +177,7 @@ fn report_json_on_the_samples() {
     assert_eq!(by_queue[0]["offered"], 3);
     assert_eq!(by_queue[1]["queueId"], 312);
     assert_eq!(by_queue[1]["serviceLevel"], Value::Null);
-    assert_eq!(by_queue[1]["unanswered"], 1);
+    assert_eq!(by_queue[1]["outbound"], 1);
     // A generous SLA puts the 79 s answer in service level; a long short-abandon
     // threshold makes the 48 s abandon short.
     let sla = lines(&ok(

@@ -13,7 +13,7 @@ use std::fmt::Write as _;
 use ccvault_projections::columns::Column;
 use ccvault_projections::report::human_report_columns;
 use ccvault_projections::timefmt::{format_duration, format_instant, zone_for_display};
-use ccvault_projections::{GroupBy, GroupKey, Interval, ReportOptions, ReportRow};
+use ccvault_projections::{GroupKey, Interval, ReportOptions, ReportRow};
 use jiff::tz::TimeZone;
 
 use crate::escape::{esc, push};
@@ -52,15 +52,11 @@ struct Totals {
     answered: u64,
     abandoned: u64,
     short_abandoned: u64,
-    unanswered: u64,
+    outbound: u64,
 }
 
 fn group_label(g: &GroupKey) -> String {
-    match g {
-        GroupKey::All => "all".to_string(),
-        GroupKey::Queue(q) => q.map_or_else(|| "queue -".to_string(), |q| format!("queue {q}")),
-        GroupKey::Agent(a) => a.clone().unwrap_or_else(|| "no agent".to_string()),
-    }
+    g.label()
 }
 
 /// The page for `report --html`: the options, totals, four charts and the
@@ -79,17 +75,17 @@ pub fn render_report(rows: &[ReportRow], opts: &ReportOptions) -> String {
         t.answered += r.answered;
         t.abandoned += r.abandoned;
         t.short_abandoned += r.short_abandoned;
-        t.unanswered += r.unanswered;
+        t.outbound += r.outbound;
     }
     let sum = |g: fn(&Totals) -> u64| per_interval.values().map(g).sum::<u64>();
     let _ = writeln!(
         out,
-        "<p class=\"facts\">offered <b>{}</b> · answered <b>{}</b> · abandoned <b>{}</b> ({} short) · unanswered <b>{}</b></p>",
+        "<p class=\"facts\">offered <b>{}</b> · answered <b>{}</b> · abandoned <b>{}</b> ({} short) · outbound <b>{}</b></p>",
         sum(|t| t.offered),
         sum(|t| t.answered),
         sum(|t| t.abandoned),
         sum(|t| t.short_abandoned),
-        sum(|t| t.unanswered),
+        sum(|t| t.outbound),
     );
 
     if rows.is_empty() {
@@ -126,17 +122,13 @@ pub fn render_report(rows: &[ReportRow], opts: &ReportOptions) -> String {
 /// The report's options as a line of facts.
 fn options_facts(out: &mut String, rows: &[ReportRow], opts: &ReportOptions) {
     let display_tz = zone_for_display(&opts.tz);
-    let by = match opts.by {
-        GroupBy::All => "all",
-        GroupBy::Queue => "queue",
-        GroupBy::Agent => "agent",
-    };
+    let by = opts.by.to_string();
     out.push_str("<p class=\"facts\">");
     let mut facts = vec![
         ("interval", opts.interval.as_str().to_string()),
-        ("by", by.to_string()),
+        ("by", by),
         ("time zone", zone_name(&opts.tz)),
-        ("SLA", format_duration(opts.sla_ms)),
+        ("SLA", opts.sla.to_string()),
         (
             "short abandon",
             format!("< {}", format_duration(opts.short_abandon_ms)),
@@ -280,7 +272,7 @@ impl Charts<'_> {
         let _ = writeln!(
             out,
             "<h2>Service level (answered within {}){}</h2>",
-            esc(&format_duration(self.opts.sla_ms)),
+            esc(&self.opts.sla.to_string()),
             esc(&series.note)
         );
         legend(out, &series.shown);

@@ -243,11 +243,16 @@ fn row(
         interval_end: T0 * 1000 + (start_h + 1) * 3_600_000,
         group,
         offered,
-        queued: offered,
+        contacts: offered,
+        transferred_in: 0,
         answered: offered - 2,
         abandoned: 2,
         short_abandoned: 1,
-        unanswered: 0,
+        unqueued: 0,
+        consults: 0,
+        outbound: 0,
+        outbound_connected: 0,
+        handled: offered - 2,
         answered_in_sla: offered / 2,
         service_level: sl,
         abandon_rate: Some(0.1),
@@ -267,10 +272,10 @@ fn row(
 fn report_page_has_four_charts_and_the_table() {
     use ccvault_projections::GroupKey;
     let rows = vec![
-        row(0, 10, Some(0.8), Some(12_000), GroupKey::All),
-        row(1, 20, Some(0.5), Some(31_000), GroupKey::All),
+        row(0, 10, Some(0.8), Some(12_000), GroupKey::default()),
+        row(1, 20, Some(0.5), Some(31_000), GroupKey::default()),
         // 2 has no interactions: a gap, not a zero.
-        row(3, 7, None, None, GroupKey::All),
+        row(3, 7, None, None, GroupKey::default()),
     ];
     let html = render_report(&rows, &ReportOptions::default());
     let doc = check(&html);
@@ -346,19 +351,19 @@ fn report_by_agent_escapes_names_and_limits_series() {
             10 + a,
             Some(0.9),
             Some(5_000),
-            GroupKey::Agent(Some(name.clone())),
+            GroupKey::agent(Some(name.clone())),
         ));
         rows.push(row(
             1,
             10 + a,
             Some(0.7),
             Some(9_000),
-            GroupKey::Agent(Some(name)),
+            GroupKey::agent(Some(name)),
         ));
     }
-    rows.push(row(1, 3, None, None, GroupKey::Agent(None)));
+    rows.push(row(1, 3, None, None, GroupKey::agent(None)));
     let opts = ReportOptions {
-        by: GroupBy::Agent,
+        by: GroupBy::AGENT,
         ..ReportOptions::default()
     };
     let html = render_report(&rows, &opts);

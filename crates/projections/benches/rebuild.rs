@@ -166,7 +166,7 @@ fn main() {
             "report 15m by queue America/New_York",
             ReportOptions {
                 interval: Interval::Min15,
-                by: GroupBy::Queue,
+                by: GroupBy::QUEUE,
                 tz: jiff::tz::TimeZone::get("America/New_York").expect("tz"),
                 ..ReportOptions::default()
             },
@@ -175,7 +175,7 @@ fn main() {
             "report 1d by agent",
             ReportOptions {
                 interval: Interval::Day1,
-                by: GroupBy::Agent,
+                by: GroupBy::AGENT,
                 ..ReportOptions::default()
             },
         ),

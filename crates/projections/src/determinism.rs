@@ -27,7 +27,7 @@ fn project(records: &[&[u8]]) -> String {
     let mut out = String::new();
     let opts = ReportOptions {
         interval: Interval::Min15,
-        by: GroupBy::Queue,
+        by: GroupBy::QUEUE,
         tz: TimeZone::get("America/New_York").unwrap(),
         ..ReportOptions::default()
     };

@@ -1,5 +1,7 @@
-//! Aggregate reports (METRICS §4): interactions bucketed by the interval of
-//! their `offeredAt` in a time zone, grouped by all / queue / agent.
+//! Aggregate reports (docs/METRICS.md §4): legs bucketed by the interval of
+//! their `offeredAt` in a time zone, grouped by any combination of queue,
+//! agent and channel. Service metrics count inbound legs only; outbound
+//! calls, consultations and legs that never queued have columns of their own.
 //!
 //! [`Report`] is an accumulator: summaries can be added one at a time, in any
 //! order, on several threads, and the partial reports merged. Sums are kept
@@ -11,12 +13,11 @@ use std::str::FromStr;
 
 use jiff::tz::TimeZone;
 use jiff::Timestamp;
-use serde::ser::{SerializeMap, Serializer};
 use serde::Serialize;
 
-use crate::summary::{Outcome, Summary};
+use crate::summary::{Direction, LegKind, Outcome, Summary};
 use crate::text::table;
-use crate::timefmt::zone_for_display;
+use crate::timefmt::{format_duration, zone_for_display};
 
 pub use columns::{human_report_columns, report_columns, REPORT_COLUMNS};
 
@@ -63,9 +64,9 @@ impl fmt::Display for Interval {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid {what} {given:?}: expected one of {choices}")]
 pub struct ParseChoiceError {
-    what: &'static str,
-    given: String,
-    choices: &'static str,
+    pub(crate) what: &'static str,
+    pub(crate) given: String,
+    pub(crate) choices: &'static str,
 }
 
 impl FromStr for Interval {
@@ -85,40 +86,6 @@ impl FromStr for Interval {
     }
 }
 
-/// `--by`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-pub enum GroupBy {
-    #[default]
-    All,
-    Queue,
-    Agent,
-}
-
-impl FromStr for GroupBy {
-    type Err = ParseChoiceError;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s.trim().to_ascii_lowercase().as_str() {
-            "all" | "none" => Ok(GroupBy::All),
-            "queue" => Ok(GroupBy::Queue),
-            "agent" => Ok(GroupBy::Agent),
-            _ => Err(ParseChoiceError {
-                what: "grouping",
-                given: s.to_string(),
-                choices: "all, queue, agent",
-            }),
-        }
-    }
-}
-
-/// The group of a row besides its interval. `None` keys (no `queueId` /
-/// no answering agent) form their own group and sort first.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum GroupKey {
-    All,
-    Queue(Option<i64>),
-    Agent(Option<String>),
-}
-
 /// What a report covers and how it buckets.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ReportOptions {
@@ -126,8 +93,9 @@ pub struct ReportOptions {
     pub by: GroupBy,
     /// Buckets follow this zone's wall clock; day buckets start at local midnight.
     pub tz: TimeZone,
-    /// `--sla`: an answer with `waitMs` ≤ this is in service level.
-    pub sla_ms: i64,
+    /// `--sla`: an answer with `waitMs` ≤ its channel's threshold is in
+    /// service level.
+    pub sla: Sla,
     /// `--short-abandon`: an abandon with `abandonMs` < this is short.
     pub short_abandon_ms: i64,
     /// Only interactions with `offeredAt` in `[from, to)`.
@@ -139,9 +107,9 @@ impl Default for ReportOptions {
     fn default() -> Self {
         ReportOptions {
             interval: Interval::Hour1,
-            by: GroupBy::All,
+            by: GroupBy::ALL,
             tz: TimeZone::UTC,
-            sla_ms: 20_000,
+            sla: Sla::default(),
             short_abandon_ms: 5_000,
             from: None,
             to: None,
@@ -271,49 +239,106 @@ fn ratio4(num: u64, den: u64) -> Option<f64> {
     Some(ten_thousandths as f64 / 10_000.0)
 }
 
-/// One group's running totals.
+/// One group's running totals (docs/METRICS.md §4).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-struct Acc {
+struct Totals {
     interval_end: i64,
+    // Inbound legs: the service metrics.
     offered: u64,
-    queued: u64,
+    transferred_in: u64,
     answered: u64,
-    answered_queued: u64,
     abandoned: u64,
     short_abandoned: u64,
-    unanswered: u64,
     answered_in_sla: u64,
     wait: Mean,
+    max_wait_ms: Option<i64>,
+    // Every leg, counted by kind.
+    contacts: u64,
+    unqueued: u64,
+    consults: u64,
+    outbound: u64,
+    outbound_connected: u64,
+    handled: u64,
     handle: Mean,
     talk: Mean,
     hold: Mean,
     wrap: Mean,
-    max_wait_ms: Option<i64>,
     holds: u64,
     rejects: u64,
     transfers: u64,
 }
 
-impl Acc {
-    fn merge(&mut self, o: &Acc) {
+impl Totals {
+    fn merge(&mut self, o: &Totals) {
         self.interval_end = o.interval_end;
         self.offered += o.offered;
-        self.queued += o.queued;
+        self.transferred_in += o.transferred_in;
         self.answered += o.answered;
-        self.answered_queued += o.answered_queued;
         self.abandoned += o.abandoned;
         self.short_abandoned += o.short_abandoned;
-        self.unanswered += o.unanswered;
         self.answered_in_sla += o.answered_in_sla;
         self.wait.merge(o.wait);
+        self.max_wait_ms = self.max_wait_ms.max(o.max_wait_ms);
+        self.contacts += o.contacts;
+        self.unqueued += o.unqueued;
+        self.consults += o.consults;
+        self.outbound += o.outbound;
+        self.outbound_connected += o.outbound_connected;
+        self.handled += o.handled;
         self.handle.merge(o.handle);
         self.talk.merge(o.talk);
         self.hold.merge(o.hold);
         self.wrap.merge(o.wrap);
-        self.max_wait_ms = self.max_wait_ms.max(o.max_wait_ms);
         self.holds += o.holds;
         self.rejects += o.rejects;
         self.transfers += o.transfers;
+    }
+
+    /// The service metrics of an inbound leg.
+    fn add_inbound(&mut self, s: &Summary, opts: &ReportOptions) {
+        self.offered += 1;
+        self.transferred_in += u64::from(s.parent_guid.is_some());
+        match s.outcome {
+            Outcome::Answered => {
+                self.answered += 1;
+                let sla = opts.sla.threshold_ms(s.media_type.as_deref());
+                self.answered_in_sla += u64::from(s.wait_ms.is_some_and(|w| w <= sla));
+                self.wait.add(s.wait_ms);
+                self.max_wait_ms = self.max_wait_ms.max(s.wait_ms);
+            }
+            Outcome::Abandoned => {
+                self.abandoned += 1;
+                let short = s.abandon_ms.is_some_and(|a| a < opts.short_abandon_ms);
+                self.short_abandoned += u64::from(short);
+                self.max_wait_ms = self.max_wait_ms.max(s.abandon_ms);
+            }
+            Outcome::Unanswered | Outcome::Ended | Outcome::Open => {}
+        }
+    }
+
+    /// What every leg counts, whatever its kind.
+    fn add_leg(&mut self, s: &Summary) {
+        let answered = s.outcome == Outcome::Answered;
+        self.contacts += u64::from(s.leg_index == 0 && s.direction != Some(Direction::Out));
+        match s.kind {
+            LegKind::Inbound => {}
+            LegKind::Unqueued => self.unqueued += 1,
+            LegKind::Consult => self.consults += 1,
+            LegKind::Outbound => {
+                self.outbound += 1;
+                self.outbound_connected += u64::from(answered);
+            }
+        }
+        if answered {
+            self.handled += 1;
+            self.handle.add(s.handle_ms);
+            self.talk.add(s.talk_ms);
+            self.hold.add(s.hold_ms);
+            self.wrap.add(s.wrap_ms);
+        }
+        self.holds += s.hold_count;
+        self.rejects += s.reject_count;
+        self.transfers += u64::from(s.transferred);
     }
 }
 
@@ -321,7 +346,7 @@ impl Acc {
 #[derive(Debug, Clone)]
 pub struct Report {
     opts: ReportOptions,
-    groups: BTreeMap<(i64, GroupKey), Acc>,
+    groups: BTreeMap<(i64, GroupKey), Totals>,
     /// The last bucket computed: summaries mostly arrive in time order, and
     /// buckets partition time, so this skips most zone lookups.
     last_bucket: Option<(i64, i64)>,
@@ -355,46 +380,15 @@ impl Report {
                 b
             }
         };
-        let key = match self.opts.by {
-            GroupBy::All => GroupKey::All,
-            GroupBy::Queue => GroupKey::Queue(s.queue_id),
-            GroupBy::Agent => GroupKey::Agent(s.agent_id.clone()),
-        };
-        let acc = self.groups.entry((start, key)).or_default();
-        acc.interval_end = end;
-
-        acc.offered += 1;
-        let queued = s.queued_at.is_some();
-        acc.queued += u64::from(queued);
-        acc.holds += s.hold_count;
-        acc.rejects += s.reject_count;
-        acc.transfers += u64::from(s.transferred);
-        match s.outcome {
-            Outcome::Answered => {
-                acc.answered += 1;
-                if queued {
-                    acc.answered_queued += 1;
-                    if s.wait_ms.is_some_and(|w| w <= self.opts.sla_ms) {
-                        acc.answered_in_sla += 1;
-                    }
-                }
-                acc.wait.add(s.wait_ms);
-                acc.handle.add(s.handle_ms);
-                acc.talk.add(s.talk_ms);
-                acc.hold.add(s.hold_ms);
-                acc.wrap.add(s.wrap_ms);
-                acc.max_wait_ms = acc.max_wait_ms.max(s.wait_ms);
-            }
-            Outcome::Abandoned => {
-                acc.abandoned += 1;
-                if s.abandon_ms.is_some_and(|a| a < self.opts.short_abandon_ms) {
-                    acc.short_abandoned += 1;
-                }
-                acc.max_wait_ms = acc.max_wait_ms.max(s.abandon_ms);
-            }
-            Outcome::Unanswered => acc.unanswered += 1,
-            Outcome::Ended | Outcome::Open => {}
+        let totals = self
+            .groups
+            .entry((start, self.opts.by.key_of(s)))
+            .or_default();
+        totals.interval_end = end;
+        if s.kind == LegKind::Inbound {
+            totals.add_inbound(s, &self.opts);
         }
+        totals.add_leg(s);
         true
     }
 
@@ -404,8 +398,8 @@ impl Report {
             self.opts, other.opts,
             "merging reports of different options"
         );
-        for (key, acc) in other.groups {
-            self.groups.entry(key).or_default().merge(&acc);
+        for (key, totals) in other.groups {
+            self.groups.entry(key).or_default().merge(&totals);
         }
     }
 
@@ -420,20 +414,25 @@ impl Report {
                     interval_end: a.interval_end,
                     group: key.clone(),
                     offered: a.offered,
-                    queued: a.queued,
+                    contacts: a.contacts,
+                    transferred_in: a.transferred_in,
                     answered: a.answered,
                     abandoned: a.abandoned,
                     short_abandoned: a.short_abandoned,
-                    unanswered: a.unanswered,
                     answered_in_sla: a.answered_in_sla,
-                    service_level: ratio4(a.answered_in_sla, a.answered_queued + not_short),
-                    abandon_rate: ratio4(not_short, a.queued.saturating_sub(a.short_abandoned)),
+                    service_level: ratio4(a.answered_in_sla, a.answered + not_short),
+                    abandon_rate: ratio4(not_short, a.offered.saturating_sub(a.short_abandoned)),
                     asa_ms: a.wait.value(),
+                    max_wait_ms: a.max_wait_ms,
+                    unqueued: a.unqueued,
+                    consults: a.consults,
+                    outbound: a.outbound,
+                    outbound_connected: a.outbound_connected,
+                    handled: a.handled,
                     aht_ms: a.handle.value(),
                     avg_talk_ms: a.talk.value(),
                     avg_hold_ms: a.hold.value(),
                     avg_wrap_ms: a.wrap.value(),
-                    max_wait_ms: a.max_wait_ms,
                     holds: a.holds,
                     rejects: a.rejects,
                     transfers: a.transfers,
@@ -444,8 +443,9 @@ impl Report {
 }
 
 /// One printed row. JSON keys in this order: `intervalStart`,
-/// `intervalEnd`, `queueId` or `agentId` when grouped, then the
-/// docs/METRICS.md §4 table in its order; [`REPORT_COLUMNS`] lists them.
+/// `intervalEnd`, `queueId` / `agentId` / `mediaType` when grouped by
+/// them, then the docs/METRICS.md §4 table in its order;
+/// [`REPORT_COLUMNS`] lists them.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ReportRow {
@@ -454,37 +454,28 @@ pub struct ReportRow {
     #[serde(flatten)]
     pub group: GroupKey,
     pub offered: u64,
-    pub queued: u64,
+    pub contacts: u64,
+    pub transferred_in: u64,
     pub answered: u64,
     pub abandoned: u64,
     pub short_abandoned: u64,
-    pub unanswered: u64,
     pub answered_in_sla: u64,
     pub service_level: Option<f64>,
     pub abandon_rate: Option<f64>,
     pub asa_ms: Option<i64>,
+    pub max_wait_ms: Option<i64>,
+    pub unqueued: u64,
+    pub consults: u64,
+    pub outbound: u64,
+    pub outbound_connected: u64,
+    pub handled: u64,
     pub aht_ms: Option<i64>,
     pub avg_talk_ms: Option<i64>,
     pub avg_hold_ms: Option<i64>,
     pub avg_wrap_ms: Option<i64>,
-    pub max_wait_ms: Option<i64>,
     pub holds: u64,
     pub rejects: u64,
     pub transfers: u64,
-}
-
-/// A group serializes as the keys of its grouping (none for all), which the
-/// row flattens between its interval and its metrics.
-impl Serialize for GroupKey {
-    fn serialize<S: Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
-        let mut m = ser.serialize_map(None)?;
-        match self {
-            GroupKey::All => {}
-            GroupKey::Queue(q) => m.serialize_entry("queueId", q)?,
-            GroupKey::Agent(a) => m.serialize_entry("agentId", a)?,
-        }
-        m.end()
-    }
 }
 
 /// Human output: one line per row; times in the report's zone (UTC with `Z`).
@@ -501,17 +492,17 @@ pub fn render_text(rows: &[ReportRow], opts: &ReportOptions) -> String {
         .collect();
     let headers: Vec<&str> = headers.iter().map(String::as_str).collect();
     let right: Vec<bool> = columns.iter().map(|c| c.show.right_aligned()).collect();
+    let by = if opts.by.is_all() {
+        String::new()
+    } else {
+        format!(" and {}", opts.by.to_string().replace(',', ", "))
+    };
     let mut out = format!(
-        "Report by {} interval{} (SLA {} s, short abandon < {} s), times {}\n\
-         Metrics land in the interval of each interaction's offeredAt.\n\n",
+        "Report by {} interval{by} (SLA {}, short abandon < {}), times {}\n\
+         Service metrics count inbound legs; every metric lands in the interval of its leg's offeredAt.\n\n",
         opts.interval,
-        match opts.by {
-            GroupBy::All => "",
-            GroupBy::Queue => " and queue",
-            GroupBy::Agent => " and agent",
-        },
-        fmt_secs(opts.sla_ms),
-        fmt_secs(opts.short_abandon_ms),
+        opts.sla,
+        format_duration(opts.short_abandon_ms),
         opts.tz.iana_name().unwrap_or("UTC"),
     );
     if body.is_empty() {
@@ -522,14 +513,11 @@ pub fn render_text(rows: &[ReportRow], opts: &ReportOptions) -> String {
     out
 }
 
-fn fmt_secs(ms: i64) -> String {
-    if ms % 1000 == 0 {
-        (ms / 1000).to_string()
-    } else {
-        format!("{}.{:03}", ms / 1000, (ms % 1000).abs())
-    }
-}
-
 mod columns;
+mod grouping;
+
+pub use grouping::{GroupBy, GroupKey, ParseSlaError, Sla};
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod v2_tests;

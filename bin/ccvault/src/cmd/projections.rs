@@ -25,12 +25,12 @@ use ccvault_event::{event_time_ms, parse_event};
 use ccvault_projections::agents::AGENT_STATE_COLUMNS;
 use ccvault_projections::columns::{Column, CsvWriter};
 use ccvault_projections::materialize::Progress;
-use ccvault_projections::report::{self, GroupBy, Interval, ReportOptions};
+use ccvault_projections::report::{self, GroupBy, Interval, ReportOptions, Sla};
 use ccvault_projections::summary::{self, SUMMARY_COLUMNS};
 use ccvault_projections::timefmt::zone_for_display;
 use ccvault_projections::{
-    agents, record_input, timeline, Access, InteractionFilter, Outcome, Projections, StateNames,
-    Summary, PROJECTION_VERSION,
+    agents, record_input, timeline, Access, InteractionFilter, LegKind, Outcome, Projections,
+    StateNames, Summary, PROJECTION_VERSION,
 };
 use ccvault_store::ArchiveReader;
 use serde_json::json;
@@ -42,6 +42,14 @@ use crate::{status, Cli, TimeRange};
 
 fn parse_interval(s: &str) -> Result<Interval, String> {
     s.parse::<Interval>().map_err(|e| e.to_string())
+}
+
+fn parse_sla(s: &str) -> Result<Sla, String> {
+    s.parse::<Sla>().map_err(|e| e.to_string())
+}
+
+fn parse_kind(s: &str) -> Result<LegKind, String> {
+    s.parse::<LegKind>()
 }
 
 fn parse_group(s: &str) -> Result<GroupBy, String> {
@@ -78,6 +86,15 @@ pub struct InteractionsArgs {
     /// Only this outcome: answered, abandoned, unanswered, ended, open.
     #[arg(long, value_name = "O", value_parser = parse_outcome)]
     pub outcome: Option<Outcome>,
+    /// Only this channel (mediaType: phone, chat, email, ...).
+    #[arg(long, value_name = "CHANNEL")]
+    pub channel: Option<String>,
+    /// Only legs of this kind: inbound, outbound, consult, unqueued.
+    #[arg(long, value_name = "KIND", value_parser = parse_kind)]
+    pub kind: Option<LegKind>,
+    /// Only the legs of the contact whose first leg is GUID (its contactId).
+    #[arg(long, value_name = "GUID")]
+    pub contact: Option<String>,
     #[command(flatten)]
     pub out: TableArg,
 }
@@ -90,12 +107,12 @@ pub struct ReportArgs {
     /// Interval length: 15m, 30m, 1h, 1d (day buckets start at local midnight of --tz).
     #[arg(long, default_value = "1h", value_parser = parse_interval)]
     pub interval: Interval,
-    /// Group rows by queue or agent (default: all interactions together).
-    #[arg(long, value_name = "queue|agent", value_parser = parse_group)]
+    /// Group rows by any combination of queue, agent and channel, e.g. `queue,channel` (default: all legs together).
+    #[arg(long, value_name = "queue,agent,channel", value_parser = parse_group)]
     pub by: Option<GroupBy>,
-    /// Service-level threshold on waitMs (answered within it are in SLA): 20s, 1m30s, 500ms.
-    #[arg(long, default_value = "20s", value_name = "DURATION", value_parser = parse_duration_ms)]
-    pub sla: i64,
+    /// Service-level threshold on waitMs of inbound legs: one (20s, 1m30s, 1.5s) or one per channel (phone=20s,chat=60s,email=4h,*=30s).
+    #[arg(long, default_value = "20s", value_name = "DURATION|CHANNEL=DURATION,...", value_parser = parse_sla)]
+    pub sla: Sla,
     /// Abandons with abandonMs below this are short (excluded from service level and abandon rate).
     #[arg(long, default_value = "5s", value_name = "DURATION", value_parser = parse_duration_ms)]
     pub short_abandon: i64,
@@ -336,6 +353,9 @@ pub fn interactions(cli: &Cli, args: &InteractionsArgs) -> Result<ExitCode> {
         queue_id: args.queue,
         agent_id: args.agent.clone(),
         outcome: args.outcome,
+        media_type: args.channel.as_deref().map(str::to_lowercase),
+        kind: args.kind,
+        contact_id: args.contact.clone(),
     };
     let mut out = BufWriter::new(std::io::stdout().lock());
     write_interactions(&p, &filter, format, &cli.tz(), &mut out)?;
@@ -379,7 +399,7 @@ pub fn report(cli: &Cli, args: &ReportArgs) -> Result<ExitCode> {
         interval: args.interval,
         by: args.by.unwrap_or_default(),
         tz: cli.tz(),
-        sla_ms: args.sla,
+        sla: args.sla.clone(),
         short_abandon_ms: args.short_abandon,
         from,
         to,

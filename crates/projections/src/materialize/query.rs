@@ -9,7 +9,7 @@ use super::{AtPath, Projections, Result};
 use crate::agents::{AgentStateTime, AgentStates, AgentWindow};
 use crate::codec;
 use crate::report::{Report, ReportOptions, ReportRow};
-use crate::summary::{Outcome, Summary};
+use crate::summary::{LegKind, Outcome, Summary};
 
 /// `interactions` filters: all present ones must hold.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -20,6 +20,11 @@ pub struct InteractionFilter {
     pub queue_id: Option<i64>,
     pub agent_id: Option<String>,
     pub outcome: Option<Outcome>,
+    /// `mediaType` (lower case).
+    pub media_type: Option<String>,
+    pub kind: Option<LegKind>,
+    /// Every leg of one contact.
+    pub contact_id: Option<String>,
 }
 
 impl InteractionFilter {
@@ -32,6 +37,15 @@ impl InteractionFilter {
                 .as_deref()
                 .is_none_or(|a| s.agent_id.as_deref() == Some(a))
             && self.outcome.is_none_or(|o| s.outcome == o)
+            && self
+                .media_type
+                .as_deref()
+                .is_none_or(|m| s.media_type.as_deref() == Some(m))
+            && self.kind.is_none_or(|k| s.kind == k)
+            && self
+                .contact_id
+                .as_deref()
+                .is_none_or(|c| s.contact_id.as_deref() == Some(c))
     }
 }
 

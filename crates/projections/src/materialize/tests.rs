@@ -73,13 +73,13 @@ fn report_opts() -> Vec<ReportOptions> {
         ReportOptions::default(),
         ReportOptions {
             interval: Interval::Min15,
-            by: GroupBy::Queue,
+            by: GroupBy::QUEUE,
             tz: TimeZone::get("America/New_York").unwrap(),
             ..ReportOptions::default()
         },
         ReportOptions {
             interval: Interval::Day1,
-            by: GroupBy::Agent,
+            by: GroupBy::AGENT,
             ..ReportOptions::default()
         },
     ]

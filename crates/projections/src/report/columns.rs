@@ -3,7 +3,7 @@
 //! holds the two equal).
 
 use crate::columns::{Cell, Column, Show};
-use crate::report::{GroupBy, GroupKey, ReportRow};
+use crate::report::{GroupBy, ReportRow};
 
 const fn col(
     key: &'static str,
@@ -21,27 +21,33 @@ const fn col(
 }
 
 /// Every column a report row can have, in JSON order; the group columns
-/// (`queueId`, `agentId`) appear only when the report groups by them
-/// ([`report_columns`]).
-pub static REPORT_COLUMNS: [Column<ReportRow>; 22] = [
+/// (`queueId`, `agentId`, `mediaType`) appear only when the report groups
+/// by them ([`report_columns`]).
+pub static REPORT_COLUMNS: [Column<ReportRow>; 28] = [
     col("intervalStart", Some("interval"), Show::Instant, |r| {
         Cell::Int(r.interval_start)
     }),
     col("intervalEnd", None, Show::Instant, |r| {
         Cell::Int(r.interval_end)
     }),
-    col("queueId", Some("queue"), Show::Text, |r| match &r.group {
-        GroupKey::Queue(q) => Cell::opt_int(*q),
-        _ => Cell::Null,
+    col("queueId", Some("queue"), Show::Text, |r| {
+        Cell::opt_int(r.group.queue_id.flatten())
     }),
-    col("agentId", Some("agent"), Show::Text, |r| match &r.group {
-        GroupKey::Agent(a) => Cell::opt_text(a.as_deref()),
-        _ => Cell::Null,
+    col("agentId", Some("agent"), Show::Text, |r| {
+        Cell::opt_text(r.group.agent_id.as_ref().and_then(|a| a.as_deref()))
+    }),
+    col("mediaType", Some("channel"), Show::Text, |r| {
+        Cell::opt_text(r.group.media_type.as_ref().and_then(|m| m.as_deref()))
     }),
     col("offered", Some("offered"), Show::Number, |r| {
         Cell::Count(r.offered)
     }),
-    col("queued", None, Show::Number, |r| Cell::Count(r.queued)),
+    col("contacts", Some("contacts"), Show::Number, |r| {
+        Cell::Count(r.contacts)
+    }),
+    col("transferredIn", Some("xfer in"), Show::Number, |r| {
+        Cell::Count(r.transferred_in)
+    }),
     col("answered", Some("answered"), Show::Number, |r| {
         Cell::Count(r.answered)
     }),
@@ -50,9 +56,6 @@ pub static REPORT_COLUMNS: [Column<ReportRow>; 22] = [
     }),
     col("shortAbandoned", Some("short"), Show::Number, |r| {
         Cell::Count(r.short_abandoned)
-    }),
-    col("unanswered", Some("unans."), Show::Number, |r| {
-        Cell::Count(r.unanswered)
     }),
     col("answeredInSla", None, Show::Number, |r| {
         Cell::Count(r.answered_in_sla)
@@ -66,6 +69,24 @@ pub static REPORT_COLUMNS: [Column<ReportRow>; 22] = [
     col("asaMs", Some("ASA"), Show::Duration, |r| {
         Cell::opt_int(r.asa_ms)
     }),
+    col("maxWaitMs", Some("max wait"), Show::Duration, |r| {
+        Cell::opt_int(r.max_wait_ms)
+    }),
+    col("unqueued", Some("unqueued"), Show::Number, |r| {
+        Cell::Count(r.unqueued)
+    }),
+    col("consults", Some("consults"), Show::Number, |r| {
+        Cell::Count(r.consults)
+    }),
+    col("outbound", Some("outbound"), Show::Number, |r| {
+        Cell::Count(r.outbound)
+    }),
+    col("outboundConnected", Some("out conn."), Show::Number, |r| {
+        Cell::Count(r.outbound_connected)
+    }),
+    col("handled", Some("handled"), Show::Number, |r| {
+        Cell::Count(r.handled)
+    }),
     col("ahtMs", Some("AHT"), Show::Duration, |r| {
         Cell::opt_int(r.aht_ms)
     }),
@@ -77,9 +98,6 @@ pub static REPORT_COLUMNS: [Column<ReportRow>; 22] = [
     }),
     col("avgWrapMs", Some("wrap"), Show::Duration, |r| {
         Cell::opt_int(r.avg_wrap_ms)
-    }),
-    col("maxWaitMs", Some("max wait"), Show::Duration, |r| {
-        Cell::opt_int(r.max_wait_ms)
     }),
     col("holds", Some("holds"), Show::Number, |r| {
         Cell::Count(r.holds)
@@ -95,8 +113,9 @@ pub static REPORT_COLUMNS: [Column<ReportRow>; 22] = [
 /// The group columns and which grouping shows each.
 fn shown_for(key: &str, by: GroupBy) -> bool {
     match key {
-        "queueId" => by == GroupBy::Queue,
-        "agentId" => by == GroupBy::Agent,
+        "queueId" => by.queue,
+        "agentId" => by.agent,
+        "mediaType" => by.channel,
         _ => true,
     }
 }

@@ -1,5 +1,5 @@
 use super::*;
-use crate::summary::{summarize, Summary};
+use crate::summary::{summarize, Direction, LegKind, Summary};
 use crate::test_util::*;
 
 fn ms(rfc3339: &str) -> i64 {
@@ -18,13 +18,13 @@ fn sample_summaries() -> Vec<Summary> {
 }
 
 /// A summary with only what a test sets.
-fn base(offered_at: i64) -> Summary {
+pub(super) fn base(offered_at: i64) -> Summary {
     Summary {
         interaction_guid: Some("g".into()),
         contact_id: Some("g".into()),
         leg_index: 0,
         parent_guid: None,
-        kind: crate::summary::LegKind::Inbound,
+        kind: LegKind::Unqueued,
         tenant: None,
         media_type: None,
         queue_id: None,
@@ -67,6 +67,7 @@ fn base(offered_at: i64) -> Summary {
 fn answered(at: i64, wait: i64) -> Summary {
     Summary {
         queued_at: Some(at),
+        kind: LegKind::Inbound,
         outcome: Outcome::Answered,
         wait_ms: Some(wait),
         ..base(at)
@@ -76,8 +77,18 @@ fn answered(at: i64, wait: i64) -> Summary {
 fn abandoned(at: i64, after: i64) -> Summary {
     Summary {
         queued_at: Some(at),
+        kind: LegKind::Inbound,
         outcome: Outcome::Abandoned,
         abandon_ms: Some(after),
+        ..base(at)
+    }
+}
+
+fn outbound_unanswered(at: i64) -> Summary {
+    Summary {
+        direction: Some(Direction::Out),
+        kind: LegKind::Outbound,
+        outcome: Outcome::Unanswered,
         ..base(at)
     }
 }
@@ -97,8 +108,8 @@ fn parses_intervals_and_groupings() {
     assert_eq!("1h".parse(), Ok(Interval::Hour1));
     assert_eq!(" 1d".parse(), Ok(Interval::Day1));
     assert!("2h".parse::<Interval>().is_err());
-    assert_eq!("queue".parse(), Ok(GroupBy::Queue));
-    assert_eq!("Agent".parse(), Ok(GroupBy::Agent));
+    assert_eq!("queue".parse(), Ok(GroupBy::QUEUE));
+    assert_eq!("Agent".parse(), Ok(GroupBy::AGENT));
     assert!("tenant".parse::<GroupBy>().is_err());
 }
 
@@ -186,14 +197,16 @@ fn sample_report_by_hour() {
     let r = report_of(ReportOptions::default(), &sample_summaries());
     let json = serde_json::to_string(&r.rows()).unwrap();
     // All three offeredAt (12:13:22, 12:18:21, 12:21:40 UTC) are in 12:00-13:00.
-    // serviceLevel = 0 in SLA / (1 answered+queued + 1 abandoned - 0 short) = 0;
-    // abandonRate = (1 - 0) / (2 queued - 0) = 0.5; maxWait = max(79000, 48000).
+    // Two inbound legs and an outbound call (not offered, not in service level).
+    // serviceLevel = 0 in SLA / (1 answered + 1 abandoned - 0 short) = 0;
+    // abandonRate = (1 - 0) / (2 offered - 0) = 0.5; maxWait = max(79000, 48000).
     let expected = concat!(
         r#"[{"intervalStart":1763899200000,"intervalEnd":1763902800000,"#,
-        r#""offered":3,"queued":2,"answered":1,"abandoned":1,"shortAbandoned":0,"#,
-        r#""unanswered":1,"answeredInSla":0,"serviceLevel":0.0,"abandonRate":0.5,"#,
-        r#""asaMs":79000,"ahtMs":350000,"avgTalkMs":276000,"avgHoldMs":45000,"#,
-        r#""avgWrapMs":29000,"maxWaitMs":79000,"holds":1,"rejects":1,"transfers":0}]"#
+        r#""offered":2,"contacts":2,"transferredIn":0,"answered":1,"abandoned":1,"#,
+        r#""shortAbandoned":0,"answeredInSla":0,"serviceLevel":0.0,"abandonRate":0.5,"#,
+        r#""asaMs":79000,"maxWaitMs":79000,"unqueued":0,"consults":0,"outbound":1,"#,
+        r#""outboundConnected":0,"handled":1,"ahtMs":350000,"avgTalkMs":276000,"#,
+        r#""avgHoldMs":45000,"avgWrapMs":29000,"holds":1,"rejects":1,"transfers":0}]"#
     );
     assert_eq!(json, expected);
     let text = render_text(&r.rows(), r.options());
@@ -205,7 +218,7 @@ fn grouped_rows_carry_their_key_and_sort_by_interval_then_key() {
     let mut summaries = sample_summaries();
     summaries[0].offered_at = ms("2025-11-23T11:59:00Z");
     let opts = ReportOptions {
-        by: GroupBy::Queue,
+        by: GroupBy::QUEUE,
         ..ReportOptions::default()
     };
     let mut no_queue = base(ms("2025-11-23T12:30:00Z"));
@@ -219,10 +232,10 @@ fn grouped_rows_carry_their_key_and_sort_by_interval_then_key() {
     assert_eq!(
         keys,
         vec![
-            (ms("2025-11-23T11:00:00Z"), GroupKey::Queue(Some(311))),
-            (ms("2025-11-23T12:00:00Z"), GroupKey::Queue(None)),
-            (ms("2025-11-23T12:00:00Z"), GroupKey::Queue(Some(311))),
-            (ms("2025-11-23T12:00:00Z"), GroupKey::Queue(Some(312))),
+            (ms("2025-11-23T11:00:00Z"), GroupKey::queue(Some(311))),
+            (ms("2025-11-23T12:00:00Z"), GroupKey::queue(None)),
+            (ms("2025-11-23T12:00:00Z"), GroupKey::queue(Some(311))),
+            (ms("2025-11-23T12:00:00Z"), GroupKey::queue(Some(312))),
         ]
     );
     let json = serde_json::to_value(&rows[1]).unwrap();
@@ -230,7 +243,7 @@ fn grouped_rows_carry_their_key_and_sort_by_interval_then_key() {
     assert!(json.get("agentId").is_none());
 
     let opts = ReportOptions {
-        by: GroupBy::Agent,
+        by: GroupBy::AGENT,
         ..ReportOptions::default()
     };
     let rows = report_of(opts, &sample_summaries()).rows();
@@ -238,9 +251,9 @@ fn grouped_rows_carry_their_key_and_sort_by_interval_then_key() {
     assert_eq!(
         agents,
         vec![
-            GroupKey::Agent(None),
-            GroupKey::Agent(Some("agH4s8KpWz1XcV6bNm2QrTa".into())),
-            GroupKey::Agent(Some("agR2t9LmQx7VbN3cZk5WpYe".into())),
+            GroupKey::agent(None),
+            GroupKey::agent(Some("agH4s8KpWz1XcV6bNm2QrTa".into())),
+            GroupKey::agent(Some("agR2t9LmQx7VbN3cZk5WpYe".into())),
         ]
     );
     let text = serde_json::to_string(&rows[2]).unwrap();
@@ -256,27 +269,28 @@ fn service_level_and_abandon_rate() {
         answered(t, 20_000), // in SLA (<=)
         answered(t, 20_001),
         answered(t, 3_000),
-        // Answered without queuedAt: not in the SL divisor.
+        // Answered without queuedAt (unqueued): not a service metric.
         Summary {
             outcome: Outcome::Answered,
+            wait_ms: Some(1),
             ..base(t)
         },
         abandoned(t, 4_999), // short
         abandoned(t, 5_000), // not short
         abandoned(t, 60_000),
-        Summary {
-            outcome: Outcome::Unanswered,
-            ..base(t)
-        },
+        outbound_unanswered(t),
     ];
     let rows = report_of(ReportOptions::default(), &summaries).rows();
     let r = &rows[0];
-    assert_eq!((r.offered, r.queued, r.answered), (8, 6, 4));
-    assert_eq!((r.abandoned, r.short_abandoned, r.unanswered), (3, 1, 1));
+    assert_eq!((r.offered, r.answered), (6, 3));
+    assert_eq!((r.abandoned, r.short_abandoned), (3, 1));
+    assert_eq!((r.unqueued, r.outbound, r.outbound_connected), (1, 1, 0));
+    assert_eq!(r.handled, 4); // the unqueued answer is handled work
+    assert_eq!(r.contacts, 7); // every leg 0 but the outbound call
     assert_eq!(r.answered_in_sla, 2);
-    // 2 / (3 answered+queued + 3 abandoned - 1 short) = 0.4
+    // 2 / (3 answered + 3 abandoned - 1 short) = 0.4
     assert_eq!(r.service_level, Some(0.4));
-    // (3 - 1) / (6 queued - 1 short) = 0.4
+    // (3 - 1) / (6 offered - 1 short) = 0.4
     assert_eq!(r.abandon_rate, Some(0.4));
     // asa over answered with waitMs: (20000 + 20001 + 3000) / 3 = 14333.67
     assert_eq!(r.asa_ms, Some(14_334));
@@ -285,7 +299,7 @@ fn service_level_and_abandon_rate() {
 
     // Options change the thresholds.
     let opts = ReportOptions {
-        sla_ms: 3_000,
+        sla: Sla::uniform(3_000),
         short_abandon_ms: 10_000,
         ..ReportOptions::default()
     };
@@ -293,19 +307,12 @@ fn service_level_and_abandon_rate() {
     assert_eq!((r.answered_in_sla, r.short_abandoned), (1, 2));
 
     // Null divisors: only outbound unanswered calls.
-    let rows = report_of(
-        ReportOptions::default(),
-        &[Summary {
-            outcome: Outcome::Unanswered,
-            ..base(t)
-        }],
-    )
-    .rows();
+    let rows = report_of(ReportOptions::default(), &[outbound_unanswered(t)]).rows();
     assert_eq!((rows[0].service_level, rows[0].abandon_rate), (None, None));
     assert_eq!((rows[0].asa_ms, rows[0].max_wait_ms), (None, None));
     let json = serde_json::to_string(&rows[0]).unwrap();
     assert!(json.contains(r#""serviceLevel":null,"abandonRate":null"#));
-    // Only short abandons: abandonRate's divisor is queued - short = 0.
+    // Only short abandons: abandonRate's divisor is offered - short = 0.
     let rows = report_of(ReportOptions::default(), &[abandoned(t, 1_000)]).rows();
     assert_eq!((rows[0].service_level, rows[0].abandon_rate), (None, None));
 }
@@ -357,7 +364,7 @@ fn merging_partials_equals_one_pass() {
     let tz = ny();
     let opts = ReportOptions {
         interval: Interval::Min15,
-        by: GroupBy::Queue,
+        by: GroupBy::QUEUE,
         tz,
         ..ReportOptions::default()
     };
@@ -403,7 +410,7 @@ fn human_table_names_the_zone() {
 fn the_column_list_is_the_serde_field_list_for_every_grouping() {
     let mut summaries = sample_summaries();
     summaries.push(abandoned(ms("2025-11-23T12:40:00Z"), 2_000));
-    for by in [GroupBy::All, GroupBy::Queue, GroupBy::Agent] {
+    for by in [GroupBy::ALL, GroupBy::QUEUE, GroupBy::AGENT] {
         let opts = ReportOptions {
             by,
             ..ReportOptions::default()
@@ -420,12 +427,12 @@ fn the_column_list_is_the_serde_field_list_for_every_grouping() {
 #[test]
 fn csv_and_text_follow_the_column_list() {
     let opts = ReportOptions {
-        by: GroupBy::Queue,
+        by: GroupBy::QUEUE,
         ..ReportOptions::default()
     };
     let r = report_of(opts, &sample_summaries());
     let rows = r.rows();
-    let mut w = crate::columns::CsvWriter::new(Vec::new(), report_columns(GroupBy::Queue)).unwrap();
+    let mut w = crate::columns::CsvWriter::new(Vec::new(), report_columns(GroupBy::QUEUE)).unwrap();
     for row in &rows {
         w.write(row).unwrap();
     }
@@ -433,18 +440,19 @@ fn csv_and_text_follow_the_column_list() {
     let mut lines = csv.lines();
     assert_eq!(
         lines.next().unwrap(),
-        "intervalStart,intervalEnd,queueId,offered,queued,answered,abandoned,shortAbandoned,\
-         unanswered,answeredInSla,serviceLevel,abandonRate,asaMs,ahtMs,avgTalkMs,avgHoldMs,\
-         avgWrapMs,maxWaitMs,holds,rejects,transfers"
+        "intervalStart,intervalEnd,queueId,offered,contacts,transferredIn,answered,abandoned,\
+         shortAbandoned,answeredInSla,serviceLevel,abandonRate,asaMs,maxWaitMs,unqueued,consults,\
+         outbound,outboundConnected,handled,ahtMs,avgTalkMs,avgHoldMs,avgWrapMs,holds,rejects,\
+         transfers"
     );
     // Queue 311 holds the answered and the abandoned sample: SL 0, abandon rate 0.5.
     assert_eq!(
         lines.next().unwrap(),
-        "1763899200000,1763902800000,311,2,2,1,1,0,0,0,0.0,0.5,79000,350000,276000,45000,29000,79000,1,1,0"
+        "1763899200000,1763902800000,311,2,2,0,1,1,0,0,0.0,0.5,79000,79000,0,0,0,0,1,350000,276000,45000,29000,1,1,0"
     );
     let text = render_text(&rows, r.options());
     let header = text.lines().nth(3).unwrap();
-    let labels: Vec<String> = human_report_columns(GroupBy::Queue)
+    let labels: Vec<String> = human_report_columns(GroupBy::QUEUE)
         .map(|c| c.label.unwrap().to_uppercase())
         .collect();
     assert_eq!(
