@@ -1,4 +1,4 @@
-//! Agent state time (METRICS §5): per agent, how long each `newState` of
+//! Agent state time (docs/METRICS.md §5): per agent, how long each `newState` of
 //! `AgentStatusChange` lasted, clipped to a report window.
 //!
 //! [`AgentStates`] collects changes in any order and from any number of
@@ -119,7 +119,7 @@ impl Canonical for Change {
     }
 }
 
-/// The agent of an event that counts as a status change (METRICS §5): an
+/// The agent of an event that counts as a status change (docs/METRICS.md §5): an
 /// `AgentStatusChange` with an `agentId` and a `newState` that reads as a
 /// number. The one test of that rule, shared by the accumulator and the
 /// materialized store.

@@ -1,4 +1,4 @@
-//! The interaction summary (METRICS §3): one record per `interactionGUID`,
+//! The interaction summary (docs/METRICS.md §3): one record per `interactionGUID`,
 //! derived from that interaction's distinct events walked in canonical order.
 
 use serde::{Deserialize, Serialize};
@@ -7,7 +7,7 @@ use crate::input::prepare;
 pub use crate::input::EventInput;
 pub use columns::{listing_header, listing_row, SUMMARY_COLUMNS};
 
-/// `direction` as derived by METRICS §3 (not the raw attribute).
+/// `direction` as derived by docs/METRICS.md §3 (not the raw attribute).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Direction {
@@ -63,7 +63,7 @@ impl std::str::FromStr for LegKind {
     }
 }
 
-/// `outcome` (METRICS §3).
+/// `outcome` (docs/METRICS.md §3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Outcome {
@@ -102,7 +102,7 @@ impl std::str::FromStr for Outcome {
     }
 }
 
-/// The anomalies METRICS §3 allows, and only those.
+/// The anomalies docs/METRICS.md §3 allows, and only those.
 ///
 /// Variants are declared in the byte order of their names, so the derived
 /// `Ord` sorts them as the contract's "sorted distinct strings".
@@ -188,7 +188,7 @@ pub struct Summary {
     pub direction: Option<Direction>,
     pub created_at: Option<i64>,
     pub queued_at: Option<i64>,
-    /// METRICS §4: `queuedAt`, else `createdAt`, else t(first event).
+    /// docs/METRICS.md §4: `queuedAt`, else `createdAt`, else t(first event).
     pub offered_at: i64,
     pub offer_count: u64,
     pub reject_count: u64,
@@ -222,7 +222,7 @@ pub struct Summary {
 }
 
 impl Summary {
-    /// The derived durations (METRICS §3) with their short names, in the
+    /// The derived durations (docs/METRICS.md §3) with their short names, in the
     /// order every human view lists them.
     pub fn durations(&self) -> [(&'static str, Option<i64>); 9] {
         [
