@@ -138,9 +138,10 @@ fn every_try_next_line_works_as_printed() {
     }
 }
 
-/// The README's quick start, line by line, in an empty directory with
-/// `ccvault` on PATH (the `cargo install` line put it there; the test-suite
-/// line is what runs this).
+/// The README's quick start: its first two commands run the demo and the
+/// test suite (this test is part of what the second one runs); the install
+/// block's `ccvault` lines run as written, in an empty directory with
+/// `ccvault` on PATH (as the `cargo install` line puts it there).
 #[test]
 fn the_readme_quick_start_works_as_written() {
     let readme = std::fs::read_to_string(
@@ -148,14 +149,21 @@ fn the_readme_quick_start_works_as_written() {
     )
     .expect("README.md");
     let (_, start) = readme.split_once("## Quick start").expect("a quick start");
-    let (_, block) = start.split_once("```sh\n").expect("a shell block");
+    let (_, first) = start.split_once("```sh\n").expect("a shell block");
+    let (first, rest) = first.split_once("```").expect("the block's end");
+    let first: Vec<&str> = first.lines().collect();
+    assert!(
+        first[0].starts_with("cargo run --release -- demo"),
+        "{first:?}"
+    );
+    assert!(first[1].starts_with("bash scripts/test.sh"), "{first:?}");
+    let (_, block) = rest.split_once("```sh\n").expect("the install block");
     let (block, _) = block.split_once("```").expect("the block's end");
     let lines: Vec<&str> = block.lines().collect();
     assert!(
         lines[0].starts_with("cargo install --locked --path bin/ccvault"),
         "{block}"
     );
-    assert!(lines.iter().any(|l| l.starts_with("bash scripts/test.sh")));
     let tmp = tempfile::tempdir().expect("tempdir");
     let bin = std::path::Path::new(env!("CARGO_BIN_EXE_ccvault"));
     let path = format!(
