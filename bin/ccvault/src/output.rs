@@ -19,6 +19,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::Result;
+use ccvault_projections::timefmt;
 use clap::ValueEnum;
 
 /// `--format` of commands whose output is one report: readable text or JSON.
@@ -225,18 +226,10 @@ pub fn time_zone(tz: Option<&jiff::tz::TimeZone>) -> jiff::tz::TimeZone {
     tz.cloned().unwrap_or(jiff::tz::TimeZone::UTC)
 }
 
-/// An epoch-ms instant as ISO-8601 in `tz` (`Z` for UTC).
+/// An epoch-ms instant as ISO-8601 in `tz` (`Z` for UTC, whatever its name),
+/// exactly as the projections print it.
 pub fn format_ms(ms: i64, tz: &jiff::tz::TimeZone) -> String {
-    match jiff::Timestamp::from_millisecond(ms) {
-        Ok(ts) if tz == &jiff::tz::TimeZone::UTC => {
-            ts.strftime("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
-        }
-        Ok(ts) => ts
-            .to_zoned_datetime(tz.clone())
-            .strftime("%Y-%m-%dT%H:%M:%S%.3f%:z")
-            .to_string(),
-        Err(_) => format!("{ms}ms"),
-    }
+    timefmt::format_instant(ms, timefmt::zone_for_display(tz))
 }
 
 /// Writes one JSON value as a line.

@@ -12,9 +12,11 @@
 mod event;
 mod input;
 mod order;
+mod topic;
 mod value;
 
 pub use event::{parse_event, Event, EventBody, MsgInfo, NotAnEvent};
 pub use input::{decode_message, Decoded, Keys};
 pub use order::{event_time_ms, lifecycle_rank, parse_publish_time, resolve_time, CanonicalKey};
+pub use topic::{parse_topic, Topic, TopicKind};
 pub use value::Lenient;

@@ -7,8 +7,10 @@
 //! summary's instants and the docs/METRICS.md §3 hold rule, so the picture adds up to
 //! the numbers `show` prints.
 
+use std::borrow::Cow;
 use std::fmt::Write as _;
 
+use ccvault_event::{parse_event, Lenient};
 use ccvault_projections::timefmt::{format_duration, format_instant, zone_for_display};
 use ccvault_projections::{Direction, EventInput, Summary, Timeline, TimelineEvent};
 use jiff::tz::TimeZone;
@@ -82,27 +84,15 @@ fn reject_reason_text(code: Option<i64>) -> &'static str {
     }
 }
 
-/// `rejectReason` of a raw payload (`{"Interaction": {...}}`), read leniently.
+/// `rejectReason` of a raw payload, read as the summary reads it.
 fn reject_reason(payload: &[u8]) -> Option<i64> {
-    let v: serde_json::Value = serde_json::from_slice(payload).ok()?;
-    let body = v.as_object()?.values().next()?;
-    match body.get("rejectReason")? {
-        serde_json::Value::Number(n) => n.as_i64(),
-        serde_json::Value::String(s) => s.trim().parse().ok(),
-        _ => None,
-    }
+    parse_event(payload).ok()?.body.reject_reason.as_i64()
 }
 
-/// docs/METRICS.md §1 flag reading, for `LineHoldStatus.status` as the timeline keeps it.
+/// `LineHoldStatus.status` as a flag, read from the text the timeline keeps
+/// exactly as the summary reads the event (docs/METRICS.md, reading values).
 fn flag(s: Option<&str>) -> Option<bool> {
-    let s = s?.trim();
-    if s.eq_ignore_ascii_case("true") || s == "1" || s.eq_ignore_ascii_case("yes") {
-        Some(true)
-    } else if s.eq_ignore_ascii_case("false") || s == "0" || s.eq_ignore_ascii_case("no") {
-        Some(false)
-    } else {
-        None
-    }
+    Lenient::Text(Cow::Borrowed(s?)).as_bool()
 }
 
 struct Offer {

@@ -22,6 +22,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use ccvault_event::parse_topic;
 use ccvault_store::{Archive, SourceKind};
 use rumqttc::{
     AsyncClient, ConnectReturnCode, ConnectionError, Event, EventLoop, MqttOptions, Outgoing,
@@ -133,41 +134,6 @@ pub fn parse_url(url: &str) -> Result<Endpoint> {
         port,
         tls,
     })
-}
-
-/// What an 8x8 topic says.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum TopicKind<'a> {
-    /// `{tenant}/event-v1/all`
-    AllEvents,
-    /// `{tenant}/event-v1/{EventType}`
-    EventType(&'a str),
-    /// `{tenant}/agent-v1/{agentId}`
-    Agent(&'a str),
-}
-
-/// An 8x8 topic: the tenant and what the topic carries.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Topic<'a> {
-    pub tenant: &'a str,
-    pub kind: TopicKind<'a>,
-}
-
-/// Reads an 8x8 topic name; `None` when it does not follow the layout (such
-/// messages are archived all the same, with the topic as their source).
-pub fn parse_topic(topic: &str) -> Option<Topic<'_>> {
-    let mut parts = topic.split('/');
-    let (tenant, family, leaf) = (parts.next()?, parts.next()?, parts.next()?);
-    if parts.next().is_some() || tenant.is_empty() || leaf.is_empty() {
-        return None;
-    }
-    let kind = match (family, leaf) {
-        ("event-v1", "all") => TopicKind::AllEvents,
-        ("event-v1", t) => TopicKind::EventType(t),
-        ("agent-v1", a) => TopicKind::Agent(a),
-        _ => return None,
-    };
-    Some(Topic { tenant, kind })
 }
 
 /// A stable default client id for the archive in `data_dir`: the broker
@@ -563,30 +529,6 @@ mod tests {
         assert!(parse_url("mqtt://u:p@host").is_err());
         assert!(parse_url("http://host").is_err());
         assert!(parse_url("host:1883").is_err());
-    }
-
-    #[test]
-    fn topics_follow_the_8x8_layout() {
-        assert_eq!(
-            parse_topic("acme/event-v1/all"),
-            Some(Topic {
-                tenant: "acme",
-                kind: TopicKind::AllEvents
-            })
-        );
-        assert_eq!(
-            parse_topic("acme/event-v1/InteractionCreated").map(|t| t.kind),
-            Some(TopicKind::EventType("InteractionCreated"))
-        );
-        assert_eq!(
-            parse_topic("acme/agent-v1/ag1"),
-            Some(Topic {
-                tenant: "acme",
-                kind: TopicKind::Agent("ag1")
-            })
-        );
-        assert_eq!(parse_topic("acme/other/x"), None);
-        assert_eq!(parse_topic("acme/event-v1/all/extra"), None);
     }
 
     #[test]

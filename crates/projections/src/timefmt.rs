@@ -77,6 +77,20 @@ mod tests {
     }
 
     #[test]
+    fn every_name_of_utc_prints_with_z() {
+        for name in ["UTC", "Etc/UTC"] {
+            let tz = TimeZone::get(name).unwrap();
+            assert_eq!(
+                format_instant(1_763_900_000_120, zone_for_display(&tz)),
+                "2025-11-23T12:13:20.120Z",
+                "{name}"
+            );
+        }
+        let ny = TimeZone::get("America/New_York").unwrap();
+        assert!(zone_for_display(&ny).is_some());
+    }
+
+    #[test]
     fn durations_print_compactly() {
         assert_eq!(format_duration(45_000), "45s");
         assert_eq!(format_duration(79_000), "1m 19s");

@@ -2,7 +2,7 @@
 //! both the rebuild and the catch-up summarize with, which is why they
 //! agree.
 
-use ccvault_event::{event_time_ms, parse_event, CanonicalKey};
+use ccvault_event::{event_time_ms, parse_event, parse_topic, CanonicalKey};
 use ccvault_store::{Record, RecordRef, SourceKind};
 
 use crate::agents::status_change_agent;
@@ -10,15 +10,12 @@ use crate::codec::{self, CodecError};
 use crate::input::{dedupe_in_canonical_order, Kind, Prepared};
 use crate::summary::derive;
 
-/// The tenant an MQTT topic names (`{tenant}/event-v1/...`).
+/// The tenant a record's MQTT topic names, when it follows the 8x8 layout.
 fn topic_tenant(kind: SourceKind, source: &str) -> Option<&str> {
     if kind != SourceKind::Mqtt {
         return None;
     }
-    source
-        .split_once('/')
-        .map(|(t, _)| t)
-        .filter(|t| !t.is_empty())
+    parse_topic(source).map(|t| t.tenant)
 }
 
 /// An archived record as the projection functions take it.
