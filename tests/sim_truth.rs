@@ -168,6 +168,7 @@ fn every_interaction_matches_the_simulators_truth() {
                 payload: &r.payload,
                 publish_time: (!r.publish_time.is_empty()).then_some(r.publish_time.as_str()),
                 ingest_ms: r.ingest_ms,
+                live: false,
                 topic_tenant: None,
             })
             .collect();

@@ -12,6 +12,7 @@ use std::fmt;
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde::Deserialize;
 
+use crate::time::{EventTime, PayloadTimes, TimeSource};
 use crate::value::Lenient;
 
 /// `msgInfo`: publication metadata. Sometimes an empty object.
@@ -72,20 +73,33 @@ impl<'a> Event<'a> {
         }
     }
 
-    /// The time the payload itself states (METRICS §2 rules 1–4), in ms, or
-    /// `None` when no field is present and > 0. Rules 5–6 need the record's
-    /// metadata: see [`crate::event_time_ms`].
-    pub fn payload_time_ms(&self) -> Option<i64> {
+    /// What the payload says about the event's time: the first of
+    /// `interactionEventTS`, `statusEventTS` (seconds) and
+    /// `msgInfo.timestamp` (ms) that is present and > 0, and `eventTS`.
+    /// The record's metadata ranks between the two: see
+    /// [`crate::resolve_time`].
+    pub fn payload_times(&self) -> PayloadTimes {
         let b = &self.body;
         let secs = |v: &Lenient| {
             v.as_i64()
                 .filter(|s| *s > 0)
                 .and_then(|s| s.checked_mul(1000))
         };
-        secs(&b.interaction_event_ts)
-            .or_else(|| secs(&b.status_event_ts))
-            .or_else(|| b.msg_info.timestamp.as_i64().filter(|ms| *ms > 0))
-            .or_else(|| secs(&b.event_ts))
+        let at = |source| move |ms| EventTime { ms, source };
+        let own = secs(&b.interaction_event_ts)
+            .map(at(TimeSource::InteractionEventTs))
+            .or_else(|| secs(&b.status_event_ts).map(at(TimeSource::StatusEventTs)))
+            .or_else(|| {
+                b.msg_info
+                    .timestamp
+                    .as_i64()
+                    .filter(|ms| *ms > 0)
+                    .map(at(TimeSource::MsgInfoTimestamp))
+            });
+        PayloadTimes {
+            own,
+            event_ts_ms: secs(&b.event_ts),
+        }
     }
 
     /// `msgInfo.sequenceId` as a number, when present.
@@ -529,7 +543,10 @@ mod tests {
         assert_eq!(ev.event_type(), "InteractionQueued");
         assert_eq!(ev.body.queue_id.as_i64(), Some(311));
         assert_eq!(ev.body.queue_id.as_text().as_deref(), Some("0311"));
-        assert_eq!(ev.payload_time_ms(), Some(1_763_900_100_000));
+        assert_eq!(
+            ev.payload_times().own.map(|t| t.ms),
+            Some(1_763_900_100_000)
+        );
         assert_eq!(ev.sequence_id(), None);
     }
 
@@ -539,21 +556,29 @@ mod tests {
         let ev = parse_event(raw).unwrap();
         assert_eq!(ev.event_type(), "AgentStatusChange");
         assert_eq!(ev.body.new_state.as_i64(), Some(5));
-        assert_eq!(ev.payload_time_ms(), Some(1_763_899_460_000));
+        assert_eq!(
+            ev.payload_times().own,
+            Some(EventTime {
+                ms: 1_763_899_460_000,
+                source: TimeSource::StatusEventTs
+            })
+        );
         assert_eq!(ev.sequence_id(), Some(991));
     }
 
     #[test]
-    fn time_falls_back_through_the_contract_order() {
-        let msg_ts = br#"{"Interaction":{"event":"X","eventTS":5,"msgInfo":{"timestamp":7000}}}"#;
-        assert_eq!(parse_event(msg_ts).unwrap().payload_time_ms(), Some(7000));
-        let zero_first = br#"{"Interaction":{"event":"X","interactionEventTS":0,"eventTS":5}}"#;
-        assert_eq!(
-            parse_event(zero_first).unwrap().payload_time_ms(),
-            Some(5000)
-        );
-        let none = br#"{"Interaction":{"event":"X","msgInfo":{}}}"#;
-        assert_eq!(parse_event(none).unwrap().payload_time_ms(), None);
+    fn payload_times_keep_event_ts_apart() {
+        let times = |raw: &[u8]| parse_event(raw).unwrap().payload_times();
+        let msg_ts =
+            times(br#"{"Interaction":{"event":"X","eventTS":5,"msgInfo":{"timestamp":7000}}}"#);
+        assert_eq!(msg_ts.own.map(|t| t.ms), Some(7000));
+        assert_eq!(msg_ts.event_ts_ms, Some(5000));
+        let zero_first =
+            times(br#"{"Interaction":{"event":"X","interactionEventTS":0,"eventTS":5}}"#);
+        assert_eq!(zero_first.own, None);
+        assert_eq!(zero_first.event_ts_ms, Some(5000));
+        let none = times(br#"{"Interaction":{"event":"X","msgInfo":{}}}"#);
+        assert_eq!(none, PayloadTimes::default());
     }
 
     #[test]

@@ -11,6 +11,7 @@ use std::borrow::Cow;
 use base64::Engine;
 
 use crate::event::{parse_event, Event, NotAnEvent, Top};
+use crate::time::PayloadTimes;
 use crate::value::Lenient;
 
 /// What the index needs to know of an event.
@@ -18,8 +19,8 @@ use crate::value::Lenient;
 pub struct Keys {
     pub interaction_guid: Option<String>,
     pub agent_id: Option<String>,
-    /// METRICS §2 rules 1–4 (payload fields only).
-    pub time_ms: Option<i64>,
+    /// What the payload says about the event's time.
+    pub times: PayloadTimes,
 }
 
 impl Keys {
@@ -28,7 +29,7 @@ impl Keys {
         Keys {
             interaction_guid: text(&event.body.interaction_guid),
             agent_id: text(&event.body.agent_id),
-            time_ms: event.payload_time_ms(),
+            times: event.payload_times(),
         }
     }
 }
@@ -119,7 +120,7 @@ mod tests {
         let keys = d.outcome.unwrap();
         assert_eq!(keys.interaction_guid.as_deref(), Some("int-a-northwind01"));
         assert_eq!(keys.agent_id.as_deref(), Some("ag1"));
-        assert_eq!(keys.time_ms, Some(1_763_900_000_000));
+        assert_eq!(keys.times.own.map(|t| t.ms), Some(1_763_900_000_000));
     }
 
     #[test]

@@ -12,11 +12,13 @@
 mod event;
 mod input;
 mod order;
+mod time;
 mod topic;
 mod value;
 
 pub use event::{parse_event, Event, EventBody, MsgInfo, NotAnEvent};
 pub use input::{decode_message, Decoded, Keys};
-pub use order::{event_time_ms, lifecycle_rank, parse_publish_time, resolve_time, CanonicalKey};
+pub use order::{event_time, lifecycle_rank, CanonicalKey};
+pub use time::{parse_publish_time, resolve_time, Arrival, EventTime, PayloadTimes, TimeSource};
 pub use topic::{parse_topic, Topic, TopicKind};
 pub use value::Lenient;

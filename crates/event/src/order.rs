@@ -6,6 +6,7 @@
 use std::cmp::Ordering;
 
 use crate::event::Event;
+use crate::time::{resolve_time, Arrival, EventTime};
 
 /// The lifecycle rank of an event type (docs/METRICS.md §2).
 pub fn lifecycle_rank(event_type: &str) -> u8 {
@@ -27,33 +28,9 @@ pub fn lifecycle_rank(event_type: &str) -> u8 {
     }
 }
 
-/// Parses an envelope `publishTime` (RFC 3339) to ms since the epoch.
-pub fn parse_publish_time(text: &str) -> Option<i64> {
-    text.parse::<jiff::Timestamp>()
-        .ok()
-        .map(|ts| ts.as_millisecond())
-}
-
-/// The event time t(e) in ms (METRICS §2): the payload's own times, then the
-/// envelope's `publishTime`, then the record's ingest time.
-pub fn event_time_ms(event: &Event<'_>, publish_time: Option<&str>, ingest_ms: i64) -> i64 {
-    resolve_time(event.payload_time_ms(), publish_time, ingest_ms)
-}
-
-/// METRICS §2 rules 5–6 on top of the payload's own time (rules 1–4, see
-/// [`Event::payload_time_ms`]).
-pub fn resolve_time(
-    payload_time_ms: Option<i64>,
-    publish_time: Option<&str>,
-    ingest_ms: i64,
-) -> i64 {
-    payload_time_ms
-        .or_else(|| {
-            publish_time
-                .and_then(parse_publish_time)
-                .filter(|ms| *ms > 0)
-        })
-        .unwrap_or(ingest_ms)
+/// t(e) of `event` held by a record that arrived as `arrival`.
+pub fn event_time(event: &Event<'_>, arrival: Arrival<'_>) -> EventTime {
+    resolve_time(event.payload_times(), arrival)
 }
 
 /// The sort key of one event in canonical order; compare with [`Ord`].
@@ -105,7 +82,15 @@ mod tests {
 
     fn key(raw: &[u8]) -> CanonicalKey<'_> {
         let ev = parse_event(raw).unwrap();
-        let t = event_time_ms(&ev, None, 0);
+        let t = event_time(
+            &ev,
+            Arrival {
+                publish_time: None,
+                ingest_ms: 0,
+                live: false,
+            },
+        )
+        .ms;
         CanonicalKey::new(&ev, t, raw)
     }
 
@@ -122,17 +107,5 @@ mod tests {
         let a = br#"{"Interaction":{"event":"Foo","interactionEventTS":10,"a":1}}"#;
         let b = br#"{"Interaction":{"event":"Foo","interactionEventTS":10,"a":2}}"#;
         assert!(key(a) < key(b));
-    }
-
-    #[test]
-    fn publish_time_and_ingest_time_are_the_last_resorts() {
-        let raw = br#"{"Interaction":{"event":"X","msgInfo":{}}}"#;
-        let ev = parse_event(raw).unwrap();
-        assert_eq!(
-            event_time_ms(&ev, Some("2025-11-23T12:13:20.000Z"), 42),
-            1_763_900_000_000
-        );
-        assert_eq!(event_time_ms(&ev, Some("garbage"), 42), 42);
-        assert_eq!(event_time_ms(&ev, None, 42), 42);
     }
 }

@@ -20,6 +20,7 @@ fn inputs_of(recs: &Records) -> Vec<EventInput<'_>> {
             payload: p,
             publish_time: pt.as_deref(),
             ingest_ms: 0,
+            live: false,
             topic_tenant: None,
         })
         .collect()

@@ -68,6 +68,7 @@ fn inputs(lines: &[String]) -> Vec<EventInput<'_>> {
             payload: l.as_bytes(),
             publish_time: None,
             ingest_ms: 0,
+            live: false,
             topic_tenant: None,
         })
         .collect()
@@ -430,6 +431,7 @@ fn simulated_interactions_render_and_add_up() {
                 payload: p,
                 publish_time: pt.as_deref(),
                 ingest_ms: 0,
+                live: false,
                 topic_tenant: None,
             })
             .collect();
@@ -663,6 +665,7 @@ fn simulated_contacts_render_with_their_handoffs() {
                         payload: p,
                         publish_time: pt.as_deref(),
                         ingest_ms: 0,
+                        live: false,
                         topic_tenant: None,
                     })
                     .collect()

@@ -16,7 +16,7 @@
 
 use std::sync::Arc;
 
-use ccvault_event::{decode_message, resolve_time};
+use ccvault_event::{decode_message, resolve_time, Arrival};
 use ccvault_store::{now_ms, Archive, Incoming, Outcome, SourceKind};
 use tokio::sync::mpsc;
 
@@ -184,8 +184,13 @@ pub fn start<T: Send + 'static>(
                 }
                 if let Some(i) = last_archived {
                     let d = decode_message(&items[i].raw);
-                    let payload_ms = d.outcome.as_ref().ok().and_then(|k| k.time_ms);
-                    let t = resolve_time(payload_ms, d.publish_time.as_deref(), durable_ms);
+                    let times = d.outcome.as_ref().map(|k| k.times).unwrap_or_default();
+                    let arrival = Arrival {
+                        publish_time: d.publish_time.as_deref(),
+                        ingest_ms: durable_ms,
+                        live: true,
+                    };
+                    let t = resolve_time(times, arrival).ms;
                     metrics.set_last_event(t, durable_ms);
                 }
                 let done: Vec<Done<T>> = items

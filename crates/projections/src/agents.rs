@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use ccvault_event::{event_time_ms, lifecycle_rank, parse_event, CanonicalKey, Event};
+use ccvault_event::{event_time, lifecycle_rank, parse_event, CanonicalKey, Event};
 use serde::{Deserialize, Serialize};
 
 use crate::columns::{Cell, Column, Show};
@@ -148,8 +148,8 @@ impl AgentStates {
         let Ok(event) = parse_event(input.payload) else {
             return false;
         };
-        let t = event_time_ms(&event, input.publish_time, input.ingest_ms);
-        self.add_event(&event, t, input.payload)
+        let t = event_time(&event, input.arrival());
+        self.add_event(&event, t.ms, input.payload)
     }
 
     /// As [`AgentStates::add`], for a caller that has already parsed the

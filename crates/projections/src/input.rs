@@ -3,10 +3,10 @@
 
 use std::cmp::Ordering;
 
-use ccvault_event::{event_time_ms, parse_event, CanonicalKey, Event};
+use ccvault_event::{event_time, parse_event, Arrival, CanonicalKey, Event, TimeSource};
 
 /// One archived record as the projections need it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct EventInput<'a> {
     /// The archived payload bytes (a decoded envelope's payload, not the envelope).
     pub payload: &'a [u8],
@@ -14,8 +14,23 @@ pub struct EventInput<'a> {
     pub publish_time: Option<&'a str>,
     /// The archive's ingest time of the record, in ms.
     pub ingest_ms: i64,
+    /// Whether a live source (MQTT, Pulsar) received the record (its ingest
+    /// time is then a receipt time, which ranks above `eventTS`); else it
+    /// was imported and its ingest time is weak.
+    pub live: bool,
     /// The tenant named by the MQTT topic the record arrived on, when known.
     pub topic_tenant: Option<&'a str>,
+}
+
+impl EventInput<'_> {
+    /// How the record arrived, for t(e).
+    pub fn arrival(&self) -> Arrival<'_> {
+        Arrival {
+            publish_time: self.publish_time,
+            ingest_ms: self.ingest_ms,
+            live: self.live,
+        }
+    }
 }
 
 /// What the interaction rules need to know of an event type; decided once
@@ -61,6 +76,8 @@ impl Kind {
 #[derive(Debug, Clone)]
 pub(crate) struct Prepared<'a> {
     pub key: CanonicalKey<'a>,
+    /// The rule that gave `key.time_ms`.
+    pub time_source: TimeSource,
     pub event: Event<'a>,
     pub kind: Kind,
     pub topic_tenant: Option<&'a str>,
@@ -76,11 +93,12 @@ pub(crate) fn prepare<'a>(inputs: &[EventInput<'a>]) -> Vec<Prepared<'a>> {
         let Ok(event) = parse_event(input.payload) else {
             continue;
         };
-        let t = event_time_ms(&event, input.publish_time, input.ingest_ms);
-        let key = CanonicalKey::new(&event, t, input.payload);
+        let t = event_time(&event, input.arrival());
+        let key = CanonicalKey::new(&event, t.ms, input.payload);
         let kind = Kind::of(&event.event_type());
         out.push(Prepared {
             key,
+            time_source: t.source,
             event,
             kind,
             topic_tenant: input.topic_tenant.filter(|t| !t.is_empty()),

@@ -33,6 +33,7 @@ pub fn inputs<'a>(payloads: &[&'a [u8]]) -> Vec<EventInput<'a>> {
             payload: p,
             publish_time: None,
             ingest_ms: 0,
+            live: false,
             topic_tenant: None,
         })
         .collect()

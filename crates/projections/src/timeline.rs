@@ -5,6 +5,7 @@
 use std::borrow::Cow;
 use std::fmt::Write as _;
 
+use ccvault_event::TimeSource;
 use jiff::tz::TimeZone;
 use serde::{Deserialize, Serialize};
 
@@ -17,8 +18,11 @@ use crate::timefmt::{format_duration, format_instant, format_opt_duration, forma
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct TimelineEvent {
-    /// t(e), ms since the epoch (METRICS §2).
+    /// t(e), ms since the epoch (docs/METRICS.md, event time).
     pub t: i64,
+    /// The rule that gave `t`; a weak one (`eventTS`, `imported`) orders the
+    /// event but says little about when it happened.
+    pub time_source: TimeSource,
     /// t(e) minus the previous event's t(e); `null` for the first event.
     pub delta_ms: Option<i64>,
     pub event_type: String,
@@ -61,6 +65,7 @@ pub fn build(events: &[EventInput<'_>]) -> Option<Timeline> {
             previous = Some(t);
             TimelineEvent {
                 t,
+                time_source: p.time_source,
                 delta_ms,
                 event_type: p.event.event_type().into_owned(),
                 agent_id: b.agent_id.as_text().map(Cow::into_owned),
@@ -117,6 +122,9 @@ pub fn render_text(timeline: &Timeline, tz: Option<&TimeZone>) -> String {
             }
             if let Some(st) = &e.status {
                 detail.push(format!("status {st}"));
+            }
+            if !e.time_source.is_timed() {
+                detail.push(format!("weak time ({})", e.time_source));
             }
             vec![
                 format_instant(e.t, tz),
@@ -247,7 +255,7 @@ mod tests {
 
         let json = serde_json::to_string(&tl).unwrap();
         assert!(json.starts_with(&format!(
-            r#"{{"interactionGUID":"{GUID1}","events":[{{"t":1763900000000,"deltaMs":null,"eventType":"InteractionCreated","agentId":null,"callState":"CS_QUEUED","newState":null,"status":null,"sequenceId":1001}}"#
+            r#"{{"interactionGUID":"{GUID1}","events":[{{"t":1763900000000,"timeSource":"interactionEventTS","deltaMs":null,"eventType":"InteractionCreated","agentId":null,"callState":"CS_QUEUED","newState":null,"status":null,"sequenceId":1001}}"#
         )));
         assert!(json.contains(r#""summary":{"interactionGUID""#));
     }

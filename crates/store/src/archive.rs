@@ -24,7 +24,7 @@ use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use ccvault_event::{decode_message, resolve_time, Keys};
+use ccvault_event::{decode_message, resolve_time, Arrival, Keys, PayloadTimes};
 use ccvault_index::{payload_hash, Checkpoint, Entry, Index, IndexReader, IndexWriter};
 use ccvault_log::{
     FsyncPolicy, Log, LogOptions, LogReader, NewRecord, Position, SourceKind, MAX_FIELD_LEN,
@@ -376,7 +376,10 @@ impl Archive {
         const NO_KEYS: Keys = Keys {
             interaction_guid: None,
             agent_id: None,
-            time_ms: None,
+            times: PayloadTimes {
+                own: None,
+                event_ts_ms: None,
+            },
         };
         let mut pending: Vec<Pending> = Vec::with_capacity(batch.len());
         let mut duplicates = 0u64;
@@ -449,7 +452,8 @@ impl Archive {
                 payload,
             })?;
             let publish = (!publish_time.is_empty()).then_some(publish_time);
-            let time = resolve_time(keys.time_ms, publish, msg.ingest_ms);
+            let time =
+                resolve_time(keys.times, arrival(publish, msg.ingest_ms, msg.source_kind)).ms;
             outcomes.push(match reason {
                 Some(reason) => Outcome::Quarantined {
                     offset,
@@ -595,5 +599,15 @@ pub(crate) fn remove_file_if_exists(path: &PathBuf) -> Result<()> {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
         Err(e) => Err(io("cannot remove", path)(e)),
+    }
+}
+
+/// How a record arrived, for its event time: a live source's ingest time is
+/// a receipt time, an import's is weak.
+pub(crate) fn arrival(publish_time: Option<&str>, ingest_ms: i64, kind: SourceKind) -> Arrival<'_> {
+    Arrival {
+        publish_time,
+        ingest_ms,
+        live: matches!(kind, SourceKind::Mqtt | SourceKind::Pulsar),
     }
 }

@@ -6,7 +6,8 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
-use ccvault_event::{event_time_ms, parse_event, CanonicalKey};
+use ccvault_event::{event_time, parse_event, CanonicalKey};
+use ccvault_projections::record_input;
 use ccvault_store::{
     import_stream, Archive, ArchiveOptions, ArchiveReader, ImportSummary, Record, SourceKind,
 };
@@ -189,9 +190,8 @@ pub fn show_raw(cli: &Cli, guid: &str) -> Result<ExitCode> {
         .filter_map(|r| parse_event(&r.payload).ok().map(|ev| (ev, r)))
         .collect();
     for (ev, r) in &events {
-        let publish = (!r.publish_time.is_empty()).then_some(r.publish_time.as_str());
-        let t = event_time_ms(ev, publish, r.ingest_ms);
-        keyed.push((CanonicalKey::new(ev, t, &r.payload), r));
+        let t = event_time(ev, record_input(r).arrival());
+        keyed.push((CanonicalKey::new(ev, t.ms, &r.payload), r));
     }
     keyed.sort_by(|a, b| a.0.cmp(&b.0));
     let mut out = std::io::stdout().lock();

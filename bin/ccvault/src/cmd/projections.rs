@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
-use ccvault_event::{event_time_ms, parse_event};
+use ccvault_event::{event_time, parse_event};
 use ccvault_projections::agents::AGENT_STATE_COLUMNS;
 use ccvault_projections::columns::{Column, CsvWriter};
 use ccvault_projections::materialize::Progress;
@@ -535,8 +535,7 @@ fn export_events(
                 let Ok(ev) = parse_event(&rec.payload) else {
                     return Ok(());
                 };
-                let publish = (!rec.publish_time.is_empty()).then_some(rec.publish_time.as_str());
-                let t = event_time_ms(&ev, publish, rec.ingest_ms);
+                let t = event_time(&ev, record_input(&rec).arrival()).ms;
                 if from.is_some_and(|f| t < f) || to.is_some_and(|e| t >= e) {
                     return Ok(());
                 }

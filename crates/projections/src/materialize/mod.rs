@@ -5,8 +5,8 @@
 //!   `consumed` (every visible archive record at an offset below it has been
 //!   applied, none at or above it), `scan_segment`/`scan_pos` (the log
 //!   position of the record at `consumed - 1`, where the next catch-up starts
-//!   scanning) and `max_time_ms` (the largest t(e) of any event below
-//!   `consumed`; absent when there is none).
+//!   scanning) and `max_time_ms` (the largest timed t(e) of any event below
+//!   `consumed`, weak times left out; absent when there is none).
 //! - `interactions_by_offered`: `(offeredAt, interactionGUID) -> Summary`
 //!   (codec), one entry per interaction that has at least one event below
 //!   `consumed`, each equal to `summarize` of ALL its records below
@@ -14,8 +14,8 @@
 //!   report is a sequential range scan, not a lookup per interaction.
 //! - `interaction_offered`: `interactionGUID -> offeredAt`, exactly the keys
 //!   of the table above (how a late event finds the row to replace).
-//! - `agent_status`: `(agentId, t(e), offset) -> payload bytes` for every
-//!   status change (METRICS §5) below `consumed`: enough to recompute agent
+//! - `agent_status`: `(agentId, t(e), offset) -> (time source rank,
+//!   payload bytes)` for every status change (METRICS §5) below `consumed`: enough to recompute agent
 //!   state time exactly for any window.
 //!
 //! Every value is a function of the set of records below `consumed`, so

@@ -2,7 +2,7 @@
 //! both the rebuild and the catch-up summarize with, which is why they
 //! agree.
 
-use ccvault_event::{event_time_ms, parse_event, parse_topic, CanonicalKey};
+use ccvault_event::{event_time, parse_event, parse_topic, Arrival, CanonicalKey, TimeSource};
 use ccvault_store::{Record, RecordRef, SourceKind};
 
 use crate::agents::status_change_agent;
@@ -18,12 +18,19 @@ fn topic_tenant(kind: SourceKind, source: &str) -> Option<&str> {
     parse_topic(source).map(|t| t.tenant)
 }
 
+/// Whether records of this kind were received from a live source (their
+/// ingest time is a receipt time, not an import time).
+fn is_live(kind: SourceKind) -> bool {
+    matches!(kind, SourceKind::Mqtt | SourceKind::Pulsar)
+}
+
 /// An archived record as the projection functions take it.
 pub fn record_input(rec: &Record) -> crate::EventInput<'_> {
     crate::EventInput {
         payload: &rec.payload,
         publish_time: (!rec.publish_time.is_empty()).then_some(rec.publish_time.as_str()),
         ingest_ms: rec.ingest_ms,
+        live: is_live(rec.source_kind),
         topic_tenant: topic_tenant(rec.source_kind, &rec.source),
     }
 }
@@ -35,6 +42,7 @@ pub fn record_input(rec: &Record) -> crate::EventInput<'_> {
 pub(super) struct ArchivedEvent {
     pub(super) offset: u64,
     ingest_ms: i64,
+    live: bool,
     /// The payload, then the publish time.
     bytes: Box<[u8]>,
     payload_len: usize,
@@ -44,7 +52,7 @@ pub(super) struct ArchivedEvent {
 impl ArchivedEvent {
     fn new(
         offset: u64,
-        ingest_ms: i64,
+        (ingest_ms, live): (i64, bool),
         payload: &[u8],
         publish_time: &str,
         tenant: Option<&str>,
@@ -55,6 +63,7 @@ impl ArchivedEvent {
         ArchivedEvent {
             offset,
             ingest_ms,
+            live,
             bytes: bytes.into_boxed_slice(),
             payload_len: payload.len(),
             tenant: tenant.map(Into::into),
@@ -63,22 +72,30 @@ impl ArchivedEvent {
 
     pub(super) fn of_ref(r: &RecordRef<'_>) -> ArchivedEvent {
         let tenant = topic_tenant(r.source_kind, r.source);
-        ArchivedEvent::new(r.offset, r.ingest_ms, r.payload, r.publish_time, tenant)
+        let arrival = (r.ingest_ms, is_live(r.source_kind));
+        ArchivedEvent::new(r.offset, arrival, r.payload, r.publish_time, tenant)
     }
 
     pub(super) fn of_record(r: &Record) -> ArchivedEvent {
         let tenant = topic_tenant(r.source_kind, &r.source);
-        ArchivedEvent::new(r.offset, r.ingest_ms, &r.payload, &r.publish_time, tenant)
+        let arrival = (r.ingest_ms, is_live(r.source_kind));
+        ArchivedEvent::new(r.offset, arrival, &r.payload, &r.publish_time, tenant)
     }
 
     pub(super) fn payload(&self) -> &[u8] {
         self.bytes.get(..self.payload_len).unwrap_or_default()
     }
 
-    /// The publish time ("" when none; it was a `&str` when stored).
-    fn publish_time(&self) -> &str {
+    /// How the record arrived, for t(e).
+    fn arrival(&self) -> Arrival<'_> {
         let tail = self.bytes.get(self.payload_len..).unwrap_or_default();
-        std::str::from_utf8(tail).unwrap_or_default()
+        // It was a `&str` when stored; "" means none.
+        let publish_time = std::str::from_utf8(tail).unwrap_or_default();
+        Arrival {
+            publish_time: (!publish_time.is_empty()).then_some(publish_time),
+            ingest_ms: self.ingest_ms,
+            live: self.live,
+        }
     }
 
     /// What buffering it costs, roughly (the rebuild's memory budget).
@@ -92,6 +109,7 @@ impl ArchivedEvent {
 pub(super) struct AgentRow {
     pub(super) agent: String,
     pub(super) time_ms: i64,
+    pub(super) source: TimeSource,
     pub(super) offset: u64,
     pub(super) payload: Box<[u8]>,
 }
@@ -103,6 +121,7 @@ pub(super) struct Projected {
     /// `(guid, offeredAt, encoded Summary)`.
     pub(super) summaries: Vec<(String, i64, Vec<u8>)>,
     pub(super) agents: Vec<AgentRow>,
+    /// The largest timed t(e) (weak times left out).
     pub(super) max_time_ms: Option<i64>,
 }
 
@@ -151,15 +170,17 @@ pub(super) fn project_records(recs: &[ArchivedEvent], want: Want) -> Result<Proj
         let Ok(event) = parse_event(r.payload()) else {
             continue;
         };
-        let publish_time = r.publish_time();
-        let publish = (!publish_time.is_empty()).then_some(publish_time);
-        let t = event_time_ms(&event, publish, r.ingest_ms);
-        out.max_time_ms = out.max_time_ms.max(Some(t));
+        let t = event_time(&event, r.arrival());
+        // A weak time orders events but never stretches a window.
+        if t.is_timed() {
+            out.max_time_ms = out.max_time_ms.max(Some(t.ms));
+        }
         if want.agents {
             if let Some(agent) = status_change_agent(&event) {
                 out.agents.push(AgentRow {
                     agent: agent.into_owned(),
-                    time_ms: t,
+                    time_ms: t.ms,
+                    source: t.source,
                     offset: r.offset,
                     payload: r.payload().into(),
                 });
@@ -178,10 +199,11 @@ pub(super) fn project_records(recs: &[ArchivedEvent], want: Want) -> Result<Proj
                 }
             },
         };
-        let key = CanonicalKey::new(&event, t, r.payload());
+        let key = CanonicalKey::new(&event, t.ms, r.payload());
         let kind = Kind::of(&event.event_type());
         by_guid[slot].1.push(Prepared {
             key,
+            time_source: t.source,
             event,
             kind,
             topic_tenant: r.tenant.as_deref(),
@@ -197,4 +219,46 @@ pub(super) fn project_records(recs: &[ArchivedEvent], want: Want) -> Result<Proj
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn imported(offset: u64, payload: &str, ingest_ms: i64) -> ArchivedEvent {
+        ArchivedEvent::new(offset, (ingest_ms, false), payload.as_bytes(), "", None)
+    }
+
+    #[test]
+    fn weak_times_never_raise_the_largest_time() {
+        // An AgentProvChange with an empty msgInfo takes the import time
+        // (months later); a queued event carries only eventTS. Neither may
+        // stretch the archive's time span.
+        let prov =
+            r#"{"AgentProvChange":{"event":"AgentProvChange","agentId":"ag1","msgInfo":{}}}"#;
+        let weak = r#"{"Interaction":{"event":"InteractionQueued","interactionGUID":"g1","eventTS":1763900900}}"#;
+        let status =
+            r#"{"AgentStatusChange":{"agentId":"ag1","newState":5,"statusEventTS":1763900000}}"#;
+        let recs = [
+            imported(0, prov, 1_800_000_000_000),
+            imported(1, weak, 1_800_000_000_000),
+            imported(2, status, 1_800_000_000_000),
+        ];
+        let p = project_records(&recs, Want::AGENTS).unwrap();
+        assert_eq!(p.max_time_ms, Some(1_763_900_000_000));
+        assert_eq!(p.agents.len(), 1);
+        assert_eq!(p.agents[0].source, TimeSource::StatusEventTs);
+        // With nothing timed there is no largest time at all.
+        let p = project_records(&recs[..2], Want::AGENTS).unwrap();
+        assert_eq!(p.max_time_ms, None);
+    }
+
+    #[test]
+    fn a_live_receipt_is_timed() {
+        let prov =
+            r#"{"AgentProvChange":{"event":"AgentProvChange","agentId":"ag1","msgInfo":{}}}"#;
+        let rec = ArchivedEvent::new(0, (1_763_900_123_000, true), prov.as_bytes(), "", None);
+        let p = project_records(&[rec], Want::AGENTS).unwrap();
+        assert_eq!(p.max_time_ms, Some(1_763_900_123_000));
+    }
 }

@@ -113,7 +113,7 @@ impl Projections {
     }
 
     /// Agent state time (METRICS §5) over `[from, to)`; without `to`, the
-    /// last state runs to the largest t(e) in the archive.
+    /// last state runs to the largest timed t(e) in the archive.
     pub fn agents(&self, from: Option<i64>, to: Option<i64>) -> Result<Vec<AgentStateTime>> {
         let state = self.state()?;
         let txn = self.read_txn()?;
@@ -126,7 +126,9 @@ impl Projections {
         for item in t.iter().at(&self.path)? {
             let (k, v) = item.at(&self.path)?;
             let (_, time_ms, _) = k.value();
-            let raw = v.value();
+            // The source says whether the change is timed (agent state
+            // time counts timed changes only).
+            let (_source, raw) = v.value();
             if let Ok(event) = parse_event(raw) {
                 acc.add_event(&event, time_ms, raw);
             }

@@ -13,7 +13,8 @@ pub(super) const META: TableDefinition<&str, i64> = TableDefinition::new("meta")
 pub(super) const BY_OFFERED: TableDefinition<(i64, &str), &[u8]> =
     TableDefinition::new("interactions_by_offered");
 pub(super) const OFFERED: TableDefinition<&str, i64> = TableDefinition::new("interaction_offered");
-pub(super) const AGENT_STATUS: TableDefinition<(&str, i64, u64), &[u8]> =
+/// `(agentId, t(e), offset) -> (rank of t(e)'s time source, payload)`.
+pub(super) const AGENT_STATUS: TableDefinition<(&str, i64, u64), (u8, &[u8])> =
     TableDefinition::new("agent_status");
 
 /// redb's page cache; bounded so a rebuild's memory does not grow with the
@@ -131,8 +132,11 @@ impl Projections {
     pub(super) fn put_agents(&self, txn: &WriteTransaction, rows: &[AgentRow]) -> Result<()> {
         let mut t = txn.open_table(AGENT_STATUS).at(&self.path)?;
         for r in rows {
-            t.insert((r.agent.as_str(), r.time_ms, r.offset), &*r.payload)
-                .at(&self.path)?;
+            t.insert(
+                (r.agent.as_str(), r.time_ms, r.offset),
+                (r.source.rank(), &*r.payload),
+            )
+            .at(&self.path)?;
         }
         Ok(())
     }

@@ -13,7 +13,7 @@ use crate::agents::{AgentStates, AgentWindow};
 use crate::report::{GroupBy, Interval, Report, ReportOptions};
 use crate::summary::summarize;
 use crate::summary::Summary;
-use ccvault_event::{event_time_ms, parse_event};
+use ccvault_event::{event_time, parse_event};
 use schema::META;
 
 fn sim_lines(seed: u64, interactions: u64) -> Vec<Vec<u8>> {
@@ -136,8 +136,10 @@ fn oracle(dir: &Path) -> String {
     for r in &recs {
         let input = record_input(r);
         if let Ok(ev) = parse_event(&r.payload) {
-            let t = event_time_ms(&ev, input.publish_time, input.ingest_ms);
-            max_time = max_time.max(Some(t));
+            let t = event_time(&ev, input.arrival());
+            if t.is_timed() {
+                max_time = max_time.max(Some(t.ms));
+            }
             if let Some(g) = ev.body.interaction_guid.as_text() {
                 by_guid.entry(g.into_owned()).or_default().push(input);
             }

@@ -192,6 +192,7 @@ fn duplicates_timed_by_the_record_keep_the_earliest_copy() {
         payload: raw,
         publish_time: None,
         ingest_ms,
+        live: false,
         topic_tenant: None,
     };
     let a = summarize(&[rec(9_000), rec(5_000)]).unwrap();
@@ -214,18 +215,21 @@ fn empty_msg_info_and_missing_interaction_ts_fall_back() {
             payload: queued,
             publish_time: None,
             ingest_ms: 1,
+            live: false,
             topic_tenant: None,
         },
         EventInput {
             payload: created,
             publish_time: Some("2025-11-23T12:13:20.000Z"),
             ingest_ms: 1,
+            live: false,
             topic_tenant: None,
         },
         EventInput {
             payload: deleted,
             publish_time: None,
             ingest_ms: 1_763_900_010_500,
+            live: false,
             topic_tenant: None,
         },
     ])

@@ -13,11 +13,11 @@
 use std::ops::ControlFlow;
 use std::time::Instant;
 
-use ccvault_event::{parse_event, resolve_time, Keys};
+use ccvault_event::{parse_event, resolve_time, Keys, PayloadTimes};
 use ccvault_index::{payload_hash, Checkpoint, Entry, Index};
 use ccvault_log::{LogReader, Position, ScanRef};
 
-use super::{index_entry, remove_file_if_exists, Archive};
+use super::{arrival, index_entry, remove_file_if_exists, Archive};
 use crate::error::{io, Result, StoreError};
 
 impl Archive {
@@ -195,11 +195,11 @@ fn scan_segments(
                 }
             };
             let (keys, payload_time) = if rec.quarantined {
-                (Keys::default(), None)
+                (Keys::default(), PayloadTimes::default())
             } else {
                 match parse_event(rec.payload) {
-                    Ok(ev) => (Keys::of(&ev), ev.payload_time_ms()),
-                    Err(_) => (Keys::default(), None),
+                    Ok(ev) => (Keys::of(&ev), ev.payload_times()),
+                    Err(_) => (Keys::default(), PayloadTimes::default()),
                 }
             };
             let publish = (!rec.publish_time.is_empty()).then_some(rec.publish_time);
@@ -209,7 +209,11 @@ fn scan_segments(
                 pos: at.pos,
                 hash: payload_hash(rec.payload),
                 keys,
-                time: resolve_time(payload_time, publish, rec.ingest_ms),
+                time: resolve_time(
+                    payload_time,
+                    arrival(publish, rec.ingest_ms, rec.source_kind),
+                )
+                .ms,
                 quarantined: rec.quarantined,
                 after: Checkpoint {
                     next_offset: rec.offset + 1,

@@ -1,0 +1,241 @@
+//! Event time t(e) and where it came from (docs/METRICS.md, "Event time and
+//! order").
+//!
+//! Guarantees: [`resolve_time`] always yields a time and names the rule that
+//! gave it; the ranking lives here only. Sources 1–5 are *timed*; `eventTS`
+//! (the interaction's queue-entry time, which does not advance from event
+//! to event) and the import time are *weak*: they order events but never
+//! extend a window or a time range.
+
+/// The rule that gave an event its time, best first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum TimeSource {
+    /// 1. `interactionEventTS` × 1000.
+    InteractionEventTs,
+    /// 2. `statusEventTS` × 1000.
+    StatusEventTs,
+    /// 3. `msgInfo.timestamp` (ms).
+    MsgInfoTimestamp,
+    /// 4. The Pulsar envelope's `publishTime`.
+    PublishTime,
+    /// 5. When a live source (MQTT, Pulsar) received the record.
+    Received,
+    /// 6. `eventTS` × 1000 (weak).
+    EventTs,
+    /// 7. When the record was imported from a file or stdin (weak).
+    Imported,
+}
+
+impl TimeSource {
+    /// The name `show --format json` prints as `timeSource`.
+    pub fn name(self) -> &'static str {
+        match self {
+            TimeSource::InteractionEventTs => "interactionEventTS",
+            TimeSource::StatusEventTs => "statusEventTS",
+            TimeSource::MsgInfoTimestamp => "msgInfo.timestamp",
+            TimeSource::PublishTime => "publishTime",
+            TimeSource::Received => "received",
+            TimeSource::EventTs => "eventTS",
+            TimeSource::Imported => "imported",
+        }
+    }
+
+    /// Every source, best first (its rank is its index).
+    pub const ALL: [TimeSource; 7] = [
+        TimeSource::InteractionEventTs,
+        TimeSource::StatusEventTs,
+        TimeSource::MsgInfoTimestamp,
+        TimeSource::PublishTime,
+        TimeSource::Received,
+        TimeSource::EventTs,
+        TimeSource::Imported,
+    ];
+
+    /// The rank (1–7), a stable code for storing it.
+    pub fn rank(self) -> u8 {
+        self as u8 + 1
+    }
+
+    /// The source of a rank, if it is one.
+    pub fn of_rank(rank: u8) -> Option<TimeSource> {
+        Self::ALL.get(usize::from(rank.checked_sub(1)?)).copied()
+    }
+
+    /// The source a name (as [`TimeSource::name`] gives it) stands for.
+    pub fn of_name(name: &str) -> Option<TimeSource> {
+        Self::ALL.into_iter().find(|s| s.name() == name)
+    }
+
+    /// Whether the time says when the event happened (sources 1–5).
+    pub fn is_timed(self) -> bool {
+        self < TimeSource::EventTs
+    }
+}
+
+impl serde::Serialize for TimeSource {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.name())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for TimeSource {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let name = std::borrow::Cow::<str>::deserialize(d)?;
+        TimeSource::of_name(&name)
+            .ok_or_else(|| serde::de::Error::custom(format!("unknown time source {name:?}")))
+    }
+}
+
+impl std::fmt::Display for TimeSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// An event time in ms and its source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EventTime {
+    pub ms: i64,
+    pub source: TimeSource,
+}
+
+impl EventTime {
+    pub fn is_timed(&self) -> bool {
+        self.source.is_timed()
+    }
+}
+
+/// What an event's payload says about its time: the first of rules 1–3
+/// that is present and > 0, and rule 6 (`eventTS`), which ranks below the
+/// record's metadata.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PayloadTimes {
+    pub own: Option<EventTime>,
+    pub event_ts_ms: Option<i64>,
+}
+
+/// How the record holding an event reached the archive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Arrival<'a> {
+    /// The Pulsar envelope's `publishTime` (RFC 3339), when it came in one.
+    pub publish_time: Option<&'a str>,
+    /// When the archive took the record in, ms.
+    pub ingest_ms: i64,
+    /// Whether a live source (MQTT, Pulsar) received it; else it was
+    /// imported from a file or stdin, and `ingest_ms` is the import time.
+    pub live: bool,
+}
+
+/// Parses an envelope `publishTime` (RFC 3339) to ms since the epoch.
+pub fn parse_publish_time(text: &str) -> Option<i64> {
+    text.parse::<jiff::Timestamp>()
+        .ok()
+        .map(|ts| ts.as_millisecond())
+}
+
+/// t(e) by the ranking: the payload's rules 1–3, `publishTime`, live
+/// receipt, `eventTS`, import time.
+pub fn resolve_time(payload: PayloadTimes, arrival: Arrival<'_>) -> EventTime {
+    let at = |ms, source| EventTime { ms, source };
+    if let Some(own) = payload.own {
+        return own;
+    }
+    if let Some(ms) = arrival
+        .publish_time
+        .and_then(parse_publish_time)
+        .filter(|ms| *ms > 0)
+    {
+        return at(ms, TimeSource::PublishTime);
+    }
+    if arrival.live {
+        return at(arrival.ingest_ms, TimeSource::Received);
+    }
+    match payload.event_ts_ms {
+        Some(ms) => at(ms, TimeSource::EventTs),
+        None => at(arrival.ingest_ms, TimeSource::Imported),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::parse_event;
+
+    fn t(raw: &[u8], publish_time: Option<&str>, live: bool) -> EventTime {
+        let ev = parse_event(raw).unwrap();
+        resolve_time(
+            ev.payload_times(),
+            Arrival {
+                publish_time,
+                ingest_ms: 42,
+                live,
+            },
+        )
+    }
+
+    const PT: Option<&str> = Some("2025-11-23T12:13:20.000Z");
+
+    #[test]
+    fn each_rule_in_its_rank() {
+        let all = br#"{"Interaction":{"event":"X","interactionEventTS":3,"statusEventTS":4,"eventTS":5,"msgInfo":{"timestamp":7000}}}"#;
+        let first = t(all, PT, true);
+        assert_eq!(
+            (first.ms, first.source),
+            (3000, TimeSource::InteractionEventTs)
+        );
+        let status = br#"{"AgentStatusChange":{"statusEventTS":4,"eventTS":5,"msgInfo":{"timestamp":7000}}}"#;
+        assert_eq!(t(status, PT, true).source, TimeSource::StatusEventTs);
+        let msg = br#"{"Interaction":{"event":"X","eventTS":5,"msgInfo":{"timestamp":7000}}}"#;
+        let m = t(msg, PT, true);
+        assert_eq!((m.ms, m.source), (7000, TimeSource::MsgInfoTimestamp));
+    }
+
+    #[test]
+    fn publish_time_and_receipt_outrank_event_ts() {
+        // An assignment that carries only the interaction's queue-entry
+        // time, in an envelope published 40 s later: the envelope wins.
+        let only_event_ts =
+            br#"{"Interaction":{"event":"InteractionAssigned","eventTS":1763899980,"msgInfo":{}}}"#;
+        let p = t(only_event_ts, PT, false);
+        assert_eq!(
+            (p.ms, p.source),
+            (1_763_900_000_000, TimeSource::PublishTime)
+        );
+        let r = t(only_event_ts, None, true);
+        assert_eq!((r.ms, r.source), (42, TimeSource::Received));
+        let e = t(only_event_ts, None, false);
+        assert_eq!((e.ms, e.source), (1_763_899_980_000, TimeSource::EventTs));
+        assert!(!e.is_timed());
+        assert_eq!(
+            t(only_event_ts, Some("garbage"), false).source,
+            TimeSource::EventTs
+        );
+    }
+
+    #[test]
+    fn import_time_is_the_last_resort_and_weak() {
+        let none = br#"{"AgentProvChange":{"event":"AgentProvChange","msgInfo":{}}}"#;
+        let i = t(none, None, false);
+        assert_eq!((i.ms, i.source), (42, TimeSource::Imported));
+        assert!(!i.is_timed());
+        let zero = br#"{"Interaction":{"event":"X","interactionEventTS":0,"eventTS":0}}"#;
+        assert_eq!(t(zero, None, false).source, TimeSource::Imported);
+    }
+
+    #[test]
+    fn names_and_strength() {
+        let timed = [
+            TimeSource::InteractionEventTs,
+            TimeSource::StatusEventTs,
+            TimeSource::MsgInfoTimestamp,
+            TimeSource::PublishTime,
+            TimeSource::Received,
+        ];
+        assert!(timed.iter().all(|s| s.is_timed()));
+        assert!(!TimeSource::EventTs.is_timed() && !TimeSource::Imported.is_timed());
+        assert_eq!(
+            TimeSource::MsgInfoTimestamp.to_string(),
+            "msgInfo.timestamp"
+        );
+    }
+}

@@ -1,0 +1,121 @@
+//! End-to-end tests of the metric rules of docs/METRICS.md that need the
+//! whole path (import, index, projections, CLI): event-time sources and
+//! transport control messages. Each test builds its stream by hand.
+
+mod common;
+
+use std::path::Path;
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use common::{ccvault, ccvault_stdin};
+use serde_json::Value;
+
+fn one_json(dir: &Path, args: &[&str]) -> Value {
+    let run = ccvault(dir, args).ok();
+    let mut lines = run.json_lines();
+    assert_eq!(lines.len(), 1, "ccvault {args:?}: one JSON line expected");
+    lines.remove(0)
+}
+
+fn import_stdin(dir: &Path, stream: &str) -> Value {
+    let run = ccvault_stdin(dir, &["import", "-", "--format", "json"], stream.as_bytes()).ok();
+    run.json_lines().remove(0)
+}
+
+const END_OF_TOPIC: &str = r#"{"type":"isEndOfTopic","endOfTopic":true}"#;
+const CLIENT_CHECK: &str = r#"{"ClientCheck":{"timestamp":1763900000000}}"#;
+const STATUS: &str = r#"{"AgentStatusChange":{"agentId":"ag1","newState":5,"statusEventTS":1763900000,"msgInfo":{"sequenceId":1}}}"#;
+
+#[test]
+fn control_messages_are_counted_never_archived_and_the_count_survives_reindex() {
+    let dir = tempfile::tempdir().unwrap();
+    let stream = format!("{END_OF_TOPIC}\n{STATUS}\n{CLIENT_CHECK}\n{END_OF_TOPIC}\n");
+    let imported = import_stdin(dir.path(), &stream);
+    assert_eq!(imported["lines"], 4);
+    assert_eq!(imported["archived"], 1);
+    assert_eq!(imported["quarantined"], 0);
+    assert_eq!(imported["control"], 3);
+    // Control messages are neither events nor duplicates of each other.
+    assert_eq!(imported["duplicates"], 0);
+
+    let stats = one_json(dir.path(), &["stats", "--format", "json"]);
+    assert_eq!(stats["records"], 1);
+    assert_eq!(stats["quarantined"], 0);
+    assert_eq!(stats["control"], 3);
+    assert!(ccvault(dir.path(), &["quarantine"]).ok().stdout.is_empty());
+
+    // Like duplicates, the count lives only in the index: a reindex from
+    // the log must carry it over.
+    ccvault(dir.path(), &["reindex"]).ok();
+    let stats = one_json(dir.path(), &["stats", "--format", "json"]);
+    assert_eq!(stats["control"], 3);
+    assert_eq!(stats["records"], 1);
+}
+
+#[test]
+fn show_names_each_event_time_source() {
+    let dir = tempfile::tempdir().unwrap();
+    let guid = "int-ts-1-phone-00-acme01";
+    // Queued with its own time; an assignment that carries only eventTS (the
+    // queue-entry time) inside an envelope published 40 s later; a deletion
+    // with nothing but eventTS, imported from a file.
+    let queued = format!(
+        r#"{{"Interaction":{{"event":"InteractionQueued","interactionGUID":"{guid}","interactionEventTS":1763900000,"eventTS":1763900000}}}}"#
+    );
+    let assigned = format!(
+        r#"{{"Interaction":{{"event":"InteractionAssigned","interactionGUID":"{guid}","agentId":"ag1","eventTS":1763900000,"msgInfo":{{}}}}}}"#
+    );
+    let deleted = format!(
+        r#"{{"Interaction":{{"event":"InteractionDeleted","interactionGUID":"{guid}","eventTS":1763900000}}}}"#
+    );
+    let envelope = format!(
+        r#"{{"messageId":"CAEQAQ==","payload":"{}","publishTime":"2025-11-23T12:14:00.000Z"}}"#,
+        STANDARD.encode(assigned.as_bytes())
+    );
+    import_stdin(dir.path(), &format!("{queued}\n{envelope}\n{deleted}\n"));
+    let shown = one_json(dir.path(), &["show", guid, "--format", "json"]);
+    let events = shown["events"].as_array().unwrap();
+    let by_type = |t: &str| {
+        events
+            .iter()
+            .find(|e| e["eventType"] == t)
+            .unwrap_or_else(|| panic!("no {t} in {shown}"))
+    };
+    let q = by_type("InteractionQueued");
+    assert_eq!(
+        (q["t"].as_i64(), q["timeSource"].as_str()),
+        (Some(1_763_900_000_000), Some("interactionEventTS"))
+    );
+    let a = by_type("InteractionAssigned");
+    assert_eq!(
+        (a["t"].as_i64(), a["timeSource"].as_str()),
+        (Some(1_763_900_040_000), Some("publishTime"))
+    );
+    let d = by_type("InteractionDeleted");
+    assert_eq!(
+        (d["t"].as_i64(), d["timeSource"].as_str()),
+        (Some(1_763_900_000_000), Some("eventTS"))
+    );
+    // The assignment rings 40 s after queueing, not 0 s.
+    assert_eq!(shown["summary"]["queuedAt"], 1_763_900_000_000i64);
+}
+
+#[test]
+fn agent_time_without_to_ends_at_the_last_timed_event() {
+    let dir = tempfile::tempdir().unwrap();
+    // The 8x8 documentation's AgentProvChange example has `msgInfo: {}` and
+    // no other time: imported, it takes the import time (today), which must
+    // not keep the agent in its last state until today.
+    let prov = r#"{"AgentProvChange":{"agentId":"agUeZBQ3RnQTaL0qZZukNOaw","enabled":"yes","event":"AgentSkillChanged","msgInfo":{},"skillId":"tenant01-agUeZBQ3RnQTaL0qZZukNOaw-phone-529-f01e6bdb-75a2-4639-825c-91c0f5168258","tenantSkillId":"tenant01-phone-529-b1e3e2f2-b01a-4a03-ba3d-f30859414d97"}}"#;
+    let later = r#"{"Interaction":{"event":"InteractionCreated","interactionGUID":"int-x-phone-00-acme01","interactionEventTS":1763900090}}"#;
+    import_stdin(dir.path(), &format!("{STATUS}\n{prov}\n{later}\n"));
+    let agents = ccvault(dir.path(), &["agents", "--format", "json"])
+        .ok()
+        .json_lines();
+    let ag1 = agents
+        .iter()
+        .find(|a| a["agentId"] == "ag1")
+        .expect("ag1 listed");
+    assert_eq!(ag1["stateMs"]["5"], 90_000, "{ag1}");
+}
