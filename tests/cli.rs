@@ -183,7 +183,7 @@ fn quarantine_lists_the_malformed_lines_with_file_line_and_reason() {
     assert!(!human.contains("malformed.ndjson:4"), "{human}");
 }
 
-/// The canonical order of METRICS §2, computed from the JSON directly.
+/// The canonical order of docs/METRICS.md §2, computed from the JSON directly.
 fn canonical_key(line: &[u8]) -> (i64, u8, i64, u8, Vec<u8>) {
     let v: Value = serde_json::from_slice(line).unwrap();
     let body = v.as_object().unwrap().values().next().unwrap();

@@ -174,11 +174,11 @@ pub enum Command {
     Ingest(cmd::ingest::IngestArgs),
     /// Write a realistic synthetic 8x8 stream (NDJSON, deterministic by --seed) with the quirks of real feeds.
     Simulate(cmd::sim::SimulateArgs),
-    /// One summary per interaction (METRICS §3), sorted by offeredAt then GUID.
+    /// One summary per interaction (docs/METRICS.md §3), sorted by offeredAt then GUID.
     Interactions(cmd::projections::InteractionsArgs),
-    /// Aggregate metrics per interval and queue/agent (METRICS §4), by the interval of offeredAt.
+    /// Aggregate metrics per interval and queue/agent (docs/METRICS.md §4), by the interval of offeredAt.
     Report(cmd::projections::ReportArgs),
-    /// Time in each state per agent (METRICS §5).
+    /// Time in each state per agent (docs/METRICS.md §5).
     Agents(cmd::projections::AgentsArgs),
     /// Recompute all projections from the log, with progress and throughput.
     #[command(alias = "replay")]

@@ -1,6 +1,6 @@
 //! The fields of one event that ccvault reads, borrowed from the payload bytes.
 //!
-//! An event is `{"<Family>": {...}}` (SPEC §2 shape 1). Only the fields the
+//! An event is `{"<Family>": {...}}` (input shape 1, docs/OPERATIONS.md). Only the fields the
 //! index and the metrics need are kept; every other field is skipped without
 //! being materialized. Each kept field is a [`Lenient`], so an odd type makes
 //! that field absent and never fails the event. A repeated key keeps its last
@@ -128,11 +128,12 @@ pub fn parse_event(payload: &[u8]) -> Result<Event<'_>, NotAnEvent> {
             "a Pulsar envelope where an event was expected",
         )),
         Ok(Top::Other(why)) => Err(NotAnEvent::NoEvent(why)),
+        Ok(Top::Control) => Err(NotAnEvent::NoEvent("a transport control message")),
         Err(e) => Err(NotAnEvent::NotJson(e.to_string())),
     }
 }
 
-/// What a top-level JSON message is (SPEC §2 shapes 1 and 2).
+/// What a top-level JSON message is (input shapes 1 and 2, docs/OPERATIONS.md).
 // Short-lived on the stack; boxing the body would cost an allocation per event.
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
@@ -144,6 +145,10 @@ pub(crate) enum Top<'a> {
         publish_time: Lenient<'a>,
     },
     Other(&'static str),
+    /// A transport control message, not an event: a Pulsar control frame
+    /// (a `type` field and no `payload`, e.g. `{"type": "isEndOfTopic"}`)
+    /// or the legacy API's `ClientCheck` heartbeat.
+    Control,
 }
 
 impl<'de> Deserialize<'de> for Top<'de> {
@@ -226,12 +231,20 @@ impl<'de> Visitor<'de> for TopVisitor {
         let (mut message_id, mut payload, mut publish_time) =
             (Lenient::Null, Lenient::Null, Lenient::Null);
         let mut has_payload_key = false;
+        let mut has_type_scalar = false;
         while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
             keys += 1;
             match key.as_ref() {
                 "payload" => {
                     has_payload_key = true;
                     payload = map.next_value()?;
+                }
+                "type" => {
+                    let slot: Slot<'de> = map.next_value()?;
+                    has_type_scalar = matches!(slot, Slot::NotObject);
+                    if keys == 1 {
+                        first = Some((key, slot));
+                    }
                 }
                 "messageId" => message_id = map.next_value()?,
                 "publishTime" => publish_time = map.next_value()?,
@@ -251,7 +264,11 @@ impl<'de> Visitor<'de> for TopVisitor {
                 publish_time,
             });
         }
+        if has_type_scalar {
+            return Ok(Top::Control);
+        }
         match (keys, first) {
+            (1, Some((family, _))) if family == "ClientCheck" => Ok(Top::Control),
             (1, Some((family, Slot::Body(body)))) => Ok(Top::Event(Event { family, body })),
             (1, _) => Ok(Top::Other("the family key's value is not an object")),
             (0, _) => Ok(Top::Other("empty object")),

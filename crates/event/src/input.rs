@@ -1,4 +1,4 @@
-//! Input shape detection (SPEC §2): one message in, what to archive out.
+//! Input shape detection (docs/OPERATIONS.md, input shapes): one message in, what to archive out.
 //!
 //! Guarantees: every message yields something to archive. A bare event is
 //! archived as received; a Pulsar envelope is archived as its decoded payload
@@ -46,6 +46,9 @@ pub struct Decoded<'a> {
     pub publish_time: Option<String>,
     /// `Ok(keys)` for an event, `Err(reason)` for a quarantined message.
     pub outcome: Result<Keys, String>,
+    /// A transport control message (a Pulsar control frame, a `ClientCheck`
+    /// heartbeat): neither archived nor quarantined, only counted.
+    pub control: bool,
 }
 
 /// Detects the shape of one message and decodes it.
@@ -55,6 +58,7 @@ pub fn decode_message(raw: &[u8]) -> Decoded<'_> {
         message_id: None,
         publish_time: None,
         outcome: Err(reason),
+        control: false,
     };
     let text = match std::str::from_utf8(raw) {
         Ok(t) => t,
@@ -70,8 +74,13 @@ pub fn decode_message(raw: &[u8]) -> Decoded<'_> {
             payload: Cow::Borrowed(raw),
             message_id: None,
             publish_time: None,
+            control: false,
         },
         Top::Other(why) => quarantined(NotAnEvent::NoEvent(why).to_string()),
+        Top::Control => Decoded {
+            control: true,
+            ..quarantined("a transport control message".to_owned())
+        },
         Top::Envelope {
             message_id,
             payload,
@@ -95,6 +104,7 @@ pub fn decode_message(raw: &[u8]) -> Decoded<'_> {
                         message_id,
                         publish_time,
                         outcome,
+                        control: false,
                     }
                 }
                 Err(reason) => Decoded {
@@ -102,6 +112,7 @@ pub fn decode_message(raw: &[u8]) -> Decoded<'_> {
                     message_id,
                     publish_time,
                     outcome: Err(reason),
+                    control: false,
                 },
             }
         }
@@ -157,6 +168,31 @@ mod tests {
             let reason = d.outcome.unwrap_err();
             assert!(reason.contains(why), "{reason:?} should mention {why:?}");
             assert!(!d.payload.is_empty());
+        }
+    }
+
+    #[test]
+    fn control_messages_are_recognized_and_nothing_else() {
+        for raw in [
+            &br#"{"type":"isEndOfTopic"}"#[..],
+            br#"{"type":"isEndOfTopic","endOfTopic":true}"#,
+            br#"{"ClientCheck":{"ts":1}}"#,
+            br#"{"ClientCheck":"ping"}"#,
+        ] {
+            let d = decode_message(raw);
+            assert!(d.control, "{}", String::from_utf8_lossy(raw));
+            assert!(d.outcome.is_err());
+        }
+        for raw in [
+            &br#"{"messageId":"m","payload":"e30=","type":"x"}"#[..],
+            br#"{"Interaction":{"event":"X","type":"y"}}"#,
+            br#"{"kind":"isEndOfTopic"}"#,
+        ] {
+            assert!(
+                !decode_message(raw).control,
+                "{}",
+                String::from_utf8_lossy(raw)
+            );
         }
     }
 }

@@ -1,11 +1,11 @@
 //! The ccvault event model: what one 8x8 message is, read the way the
-//! contract (`SPEC.md` §2, `METRICS.md` §1–2) says.
+//! contract (docs/OPERATIONS.md, input shapes; docs/METRICS.md §1–2) says.
 //!
 //! Guarantees:
 //! - [`decode_message`] accepts any bytes and never fails: an event, a Pulsar
 //!   envelope (decoded to its payload) or a quarantine reason.
 //! - Reading a field never fails an event: [`Lenient`] values answer "as a
-//!   number / flag / text" by METRICS §1 and are absent otherwise.
+//!   number / flag / text" by docs/METRICS.md §1 and are absent otherwise.
 //! - [`CanonicalKey`] orders any set of distinct events the same way whatever
 //!   their arrival order.
 

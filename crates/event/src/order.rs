@@ -1,4 +1,4 @@
-//! Event time and canonical order (METRICS.md §2).
+//! Event time and canonical order (docs/METRICS.md §2).
 //!
 //! Canonical order is total over distinct payloads: the last key is the raw
 //! bytes, so any arrival order of the same set of events sorts identically.

@@ -1,4 +1,4 @@
-//! Lenient JSON values (METRICS.md §1).
+//! Lenient JSON values (docs/METRICS.md §1).
 //!
 //! The 8x8 stream does not fix a JSON type per field: `311`, `"311"` and
 //! `"0311"` may all name the same queue, `true` and `"true"` the same flag.

@@ -99,6 +99,7 @@ impl IndexReader {
             events: get("events")?,
             quarantined: get("quarantined")?,
             duplicates: get("duplicates")?,
+            control: get("control")?,
             interactions: get("interactions")?,
             min_time_ms: time("min_time_ms")?,
             max_time_ms: time("max_time_ms")?,

@@ -46,13 +46,15 @@ pub struct Checkpoint {
 }
 
 /// Totals kept with the index (all counts are of distinct stored records,
-/// except `duplicates`, which counts messages skipped as duplicates).
+/// except `duplicates`, which counts messages skipped as duplicates, and
+/// `control`, which counts transport control messages, never stored).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Counters {
     pub records: u64,
     pub events: u64,
     pub quarantined: u64,
     pub duplicates: u64,
+    pub control: u64,
     pub interactions: u64,
     pub min_time_ms: Option<i64>,
     pub max_time_ms: Option<i64>,
@@ -66,7 +68,7 @@ pub struct Entry<'a> {
     pub payload_hash: u64,
     pub interaction_guid: Option<&'a str>,
     pub agent_id: Option<&'a str>,
-    /// Event time t(e) (METRICS §2), or ingest time for quarantined records.
+    /// Event time t(e) (docs/METRICS.md §2), or ingest time for quarantined records.
     pub time_ms: i64,
     pub quarantined: bool,
 }

@@ -175,6 +175,7 @@ impl Index {
                     ("events", c.events),
                     ("quarantined", c.quarantined),
                     ("duplicates", c.duplicates),
+                    ("control", c.control),
                     ("interactions", c.interactions),
                 ];
                 if let Some(t) = c.min_time_ms {
@@ -406,6 +407,11 @@ impl IndexWriter {
     /// Counts messages skipped as duplicates.
     pub fn add_duplicates(&mut self, n: u64) {
         self.counters.duplicates += n;
+    }
+
+    /// Counts transport control messages (not archived).
+    pub fn add_control(&mut self, n: u64) {
+        self.counters.control += n;
     }
 }
 

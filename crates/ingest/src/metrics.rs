@@ -1,7 +1,7 @@
 //! Ingest counters and the optional Prometheus text endpoint.
 //!
 //! Metric names (all prefixed `ccvault_ingest_`, label `source="mqtt|pulsar"`):
-//! `received_total`, `archived_total`, `duplicates_total`,
+//! `received_total`, `archived_total`, `duplicates_total`, `control_total`,
 //! `quarantined_total`, `rejected_total`, `acked_total`, `reconnects_total`,
 //! `batches_total`, `last_event_timestamp_seconds` (event time of the last
 //! archived message), `lag_seconds` (durable time minus event time of the
@@ -28,6 +28,7 @@ pub struct Metrics {
     received: AtomicU64,
     archived: AtomicU64,
     duplicates: AtomicU64,
+    control: AtomicU64,
     quarantined: AtomicU64,
     rejected: AtomicU64,
     acked: AtomicU64,
@@ -44,6 +45,7 @@ pub struct Snapshot {
     pub received: u64,
     pub archived: u64,
     pub duplicates: u64,
+    pub control: u64,
     pub quarantined: u64,
     pub rejected: u64,
     pub acked: u64,
@@ -90,6 +92,9 @@ impl Metrics {
     pub fn add_duplicates(&self, n: u64) {
         self.duplicates.fetch_add(n, Relaxed);
     }
+    pub fn add_control(&self, n: u64) {
+        self.control.fetch_add(n, Relaxed);
+    }
     pub fn add_quarantined(&self, n: u64) {
         self.quarantined.fetch_add(n, Relaxed);
     }
@@ -119,6 +124,7 @@ impl Metrics {
             received: self.received.load(Relaxed),
             archived: self.archived.load(Relaxed),
             duplicates: self.duplicates.load(Relaxed),
+            control: self.control.load(Relaxed),
             quarantined: self.quarantined.load(Relaxed),
             rejected: self.rejected.load(Relaxed),
             acked: self.acked.load(Relaxed),
@@ -158,6 +164,12 @@ impl Metrics {
             "counter",
             "Messages already archived (not stored again).",
             s.duplicates.to_string(),
+        );
+        metric(
+            "control_total",
+            "counter",
+            "Transport control messages (not archived).",
+            s.control.to_string(),
         );
         metric(
             "quarantined_total",

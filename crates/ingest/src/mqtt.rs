@@ -1,4 +1,4 @@
-//! The MQTT source (SPEC §2 shape 4): subscribe to the 8x8 topic layout at
+//! The MQTT source (input shape 4, docs/OPERATIONS.md): subscribe to the 8x8 topic layout at
 //! QoS 1 with a persistent session and acknowledge each message only once
 //! it is durable.
 //!

@@ -1,4 +1,4 @@
-//! The Pulsar WebSocket reader source (SPEC §2 shape 2, the transport 8x8
+//! The Pulsar WebSocket reader source (input shape 2, docs/OPERATIONS.md, the transport 8x8
 //! uses today).
 //!
 //! Protocol (Pulsar WebSocket API, reader endpoint):

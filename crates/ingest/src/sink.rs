@@ -176,6 +176,7 @@ pub fn start<T: Send + 'static>(
                             tracing::warn!(source = %items[i].source, offset, "quarantined: {reason}");
                         }
                         Outcome::Duplicate { .. } => metrics.add_duplicates(1),
+                        Outcome::Control => metrics.add_control(1),
                         Outcome::Rejected { reason } => {
                             metrics.add_rejected(1);
                             tracing::error!(source = %items[i].source, "message not archived: {reason}");

@@ -1,5 +1,5 @@
 //! From archived records to the distinct events of one subject, parsed once
-//! and in canonical order (METRICS §2).
+//! and in canonical order (docs/METRICS.md §2).
 
 use std::cmp::Ordering;
 

@@ -1,5 +1,5 @@
 //! Projections of the ccvault archive: interaction summaries and timelines,
-//! aggregate reports and agent state time (`METRICS.md` §3–5).
+//! aggregate reports and agent state time (docs/METRICS.md §3–5).
 //!
 //! Guarantees:
 //! - Every output is a pure function of the *set* of distinct events given

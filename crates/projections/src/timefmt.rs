@@ -1,4 +1,4 @@
-//! How instants and durations print in human output (SPEC §5: UTC ISO-8601
+//! How instants and durations print in human output (docs/METRICS.md: UTC ISO-8601
 //! unless a time zone is given).
 
 use jiff::tz::TimeZone;

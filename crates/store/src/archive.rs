@@ -93,6 +93,7 @@ pub struct Prepared {
     message_id: Option<String>,
     publish_time: Option<String>,
     outcome: std::result::Result<Keys, String>,
+    control: bool,
     hash: u64,
 }
 
@@ -121,6 +122,7 @@ impl Prepared {
                     "Pulsar envelope {field} of {len} bytes is longer than the {MAX_FIELD_LEN} \
                      bytes a record's metadata holds; the envelope is archived as received"
                 )),
+                control: false,
                 hash: payload_hash(raw),
             };
         }
@@ -133,6 +135,7 @@ impl Prepared {
             message_id: d.message_id,
             publish_time: d.publish_time,
             outcome: d.outcome,
+            control: d.control,
             hash,
         }
     }
@@ -161,6 +164,9 @@ pub enum Outcome {
     Rejected {
         reason: String,
     },
+    /// Not archived: a transport control message (a Pulsar control frame,
+    /// a `ClientCheck` heartbeat), counted only.
+    Control,
 }
 
 /// The outcome of each message of a batch, in input order. Everything in it
@@ -383,8 +389,14 @@ impl Archive {
         };
         let mut pending: Vec<Pending> = Vec::with_capacity(batch.len());
         let mut duplicates = 0u64;
+        let mut control = 0u64;
 
         for (msg, prep) in batch.iter().zip(prepared) {
+            if prep.control {
+                control += 1;
+                outcomes.push(Outcome::Control);
+                continue;
+            }
             if msg.raw.len() > self.options.max_record_bytes {
                 outcomes.push(Outcome::Rejected {
                     reason: format!(
@@ -484,6 +496,7 @@ impl Archive {
         };
         txn.add_all(&entries)?;
         txn.add_duplicates(duplicates);
+        txn.add_control(control);
         if txn.pending() >= self.options.index_commit_records
             || self.last_commit.elapsed() >= self.options.index_commit_interval
         {

@@ -1,4 +1,4 @@
-//! Importing NDJSON streams (SPEC §2 shape 3): files or stdin, plain or gzip.
+//! Importing NDJSON streams (input shape 3, docs/OPERATIONS.md): files or stdin, plain or gzip.
 //!
 //! Guarantees:
 //! - Every non-blank line becomes an outcome: archived, quarantined,
@@ -36,6 +36,8 @@ pub struct ImportSummary {
     pub archived: u64,
     pub quarantined: u64,
     pub duplicates: u64,
+    /// Transport control messages, counted and not archived.
+    pub control: u64,
     pub rejected: Vec<Rejected>,
     pub payload_bytes: u64,
 }
@@ -46,6 +48,7 @@ impl ImportSummary {
         self.archived += other.archived;
         self.quarantined += other.quarantined;
         self.duplicates += other.duplicates;
+        self.control += other.control;
         self.rejected.extend(other.rejected.iter().cloned());
         self.payload_bytes += other.payload_bytes;
     }
@@ -285,6 +288,7 @@ pub fn import_stream(
                         counts.payload_bytes += (e - s) as u64;
                     }
                     Outcome::Duplicate { .. } => counts.duplicates += 1,
+                    Outcome::Control => counts.control += 1,
                     Outcome::Rejected { reason } => counts.rejected.push(Rejected {
                         source: source.to_owned(),
                         line: *line,

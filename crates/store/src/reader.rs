@@ -31,6 +31,8 @@ pub struct Stats {
     pub events: u64,
     pub quarantined: u64,
     pub duplicates: u64,
+    /// Transport control messages seen (never archived).
+    pub control: u64,
     pub interactions: u64,
     pub segments: u64,
     /// Log plus index bytes on disk.
@@ -246,6 +248,7 @@ impl ArchiveReader {
             events: c.events,
             quarantined: c.quarantined,
             duplicates: c.duplicates,
+            control: c.control,
             interactions: c.interactions,
             segments: self.log.segments().len() as u64,
             bytes: log_bytes + index_bytes,

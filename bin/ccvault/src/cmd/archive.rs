@@ -138,17 +138,19 @@ pub fn import(
             &mut std::io::stdout().lock(),
             &json!({
                 "lines": total.lines, "archived": total.archived, "quarantined": total.quarantined,
-                "duplicates": total.duplicates, "rejected": total.rejected.len(),
+                "duplicates": total.duplicates, "control": total.control,
+                "rejected": total.rejected.len(),
                 "seconds": (secs * 1000.0).round() / 1000.0,
                 "peakRssKiB": crate::output::peak_rss_kib(),
             }),
         )?,
         HumanJson::Human => status!(
-            "imported {} lines in {secs:.2}s ({rate:.0} lines/s): {} archived, {} quarantined, {} duplicates, {} rejected; all durable",
+            "imported {} lines in {secs:.2}s ({rate:.0} lines/s): {} archived, {} quarantined, {} duplicates, {} control, {} rejected; all durable",
             total.lines,
             total.archived,
             total.quarantined,
             total.duplicates,
+            total.control,
             total.rejected.len()
         ),
     }
@@ -174,7 +176,7 @@ fn progress_bar(size: Option<u64>, name: &str) -> indicatif::ProgressBar {
 }
 
 /// `show GUID --raw`: the archived payloads byte-exact, one a line, in
-/// canonical order (METRICS §2).
+/// canonical order (docs/METRICS.md §2).
 pub fn show_raw(cli: &Cli, guid: &str) -> Result<ExitCode> {
     let mut reader = open_reader(cli)?;
     let records = reader.interaction_records(guid)?;
@@ -212,7 +214,8 @@ pub fn stats(cli: &Cli, format: HumanJson) -> Result<ExitCode> {
             &mut out,
             &json!({
                 "records": s.records, "events": s.events, "quarantined": s.quarantined,
-                "duplicates": s.duplicates, "segments": s.segments, "bytes": s.bytes,
+                "duplicates": s.duplicates, "control": s.control,
+                "segments": s.segments, "bytes": s.bytes,
                 "logBytes": s.log_bytes, "indexBytes": s.index_bytes,
                 "interactions": s.interactions, "minTime": s.min_time_ms, "maxTime": s.max_time_ms,
             }),
@@ -223,6 +226,11 @@ pub fn stats(cli: &Cli, format: HumanJson) -> Result<ExitCode> {
             writeln!(out, "  events      {}", s.events)?;
             writeln!(out, "  quarantined {}", s.quarantined)?;
             writeln!(out, "duplicates    {} (messages skipped)", s.duplicates)?;
+            writeln!(
+                out,
+                "control       {} (transport messages, not archived)",
+                s.control
+            )?;
             writeln!(out, "interactions  {}", s.interactions)?;
             writeln!(out, "segments      {}", s.segments)?;
             writeln!(

@@ -263,6 +263,7 @@ fn finish(
                 "archived": s.archived,
                 "quarantined": s.quarantined,
                 "duplicates": s.duplicates,
+                "control": s.control,
                 "rejected": s.rejected,
                 "acked": s.acked,
                 "reconnects": s.reconnects,

@@ -15,7 +15,7 @@
 //! - `interaction_offered`: `interactionGUID -> offeredAt`, exactly the keys
 //!   of the table above (how a late event finds the row to replace).
 //! - `agent_status`: `(agentId, t(e), offset) -> (time source rank,
-//!   payload bytes)` for every status change (METRICS §5) below `consumed`: enough to recompute agent
+//!   payload bytes)` for every status change (docs/METRICS.md §5) below `consumed`: enough to recompute agent
 //!   state time exactly for any window.
 //!
 //! Every value is a function of the set of records below `consumed`, so
@@ -49,7 +49,7 @@ mod schema;
 pub use project::record_input;
 pub use query::InteractionFilter;
 
-/// Bump whenever a stored value or a rule of METRICS.md changes: a store
+/// Bump whenever a stored value or a rule of docs/METRICS.md changes: a store
 /// written with another version is rebuilt on the next catch-up.
 pub const PROJECTION_VERSION: i64 = 2;
 

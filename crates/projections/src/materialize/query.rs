@@ -97,7 +97,7 @@ impl Projections {
         Ok(())
     }
 
-    /// The aggregate report over the stored summaries (METRICS §4).
+    /// The aggregate report over the stored summaries (docs/METRICS.md §4).
     pub fn report(&self, opts: ReportOptions) -> Result<Vec<ReportRow>> {
         let filter = InteractionFilter {
             from: opts.from,
@@ -112,7 +112,7 @@ impl Projections {
         Ok(report.rows())
     }
 
-    /// Agent state time (METRICS §5) over `[from, to)`; without `to`, the
+    /// Agent state time (docs/METRICS.md §5) over `[from, to)`; without `to`, the
     /// last state runs to the largest timed t(e) in the archive.
     pub fn agents(&self, from: Option<i64>, to: Option<i64>) -> Result<Vec<AgentStateTime>> {
         let state = self.state()?;

@@ -28,22 +28,23 @@ impl Archive {
         self.commit_index()?;
         let path = self.layout.index_path();
         let scratch = self.layout.scratch_index_path();
-        let duplicates = self
+        let (duplicates, control) = self
             .index
             .reader()?
             .counters()
-            .map(|c| c.duplicates)
-            .unwrap_or(0);
+            .map(|c| (c.duplicates, c.control))
+            .unwrap_or_default();
         remove_file_if_exists(&scratch)?;
         let fresh = Index::create_scratch(&scratch)?;
         drop(std::mem::replace(&mut self.index, fresh));
         let started = Instant::now();
         let n = self.index_tail(None, u64::MAX)?;
         tracing::debug!(records = n, elapsed = ?started.elapsed(), "index rebuilt from the log");
-        // Duplicates are messages that never reached the log: their count
-        // survives a rebuild only through the old index.
+        // Duplicates and control messages never reached the log: their
+        // counts survive a rebuild only through the old index.
         let mut w = self.index.begin()?;
         w.add_duplicates(duplicates);
+        w.add_control(control);
         self.index.commit(w, None)?;
         // Hold the old index while the new one is sealed, then swap files.
         let built = std::mem::replace(&mut self.index, Index::open(&path)?);
