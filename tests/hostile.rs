@@ -6,6 +6,7 @@
 mod common;
 
 use std::fs;
+use std::path::{Path, PathBuf};
 
 use base64::Engine;
 use common::{ccvault, import, stats, Stream};
@@ -117,4 +118,104 @@ fn readers_see_every_durable_record_and_verify_reports_a_lagging_index() {
         let out = ccvault(&lagging, &["show", &s.guid(g), "--raw"]).ok();
         assert_eq!(out.stdout_str(), s.raw_of(g));
     }
+}
+
+/// An archive with one event imported, and a second input to import into it.
+fn small_archive(tmp: &Path) -> (PathBuf, PathBuf) {
+    let s = Stream {
+        events: 2,
+        interactions: 2,
+        line_len: 300,
+    };
+    fs::create_dir_all(tmp).unwrap();
+    let dir = tmp.join("archive");
+    let first = tmp.join("first.ndjson");
+    fs::write(&first, s.text(0..1)).unwrap();
+    import(&dir, &[&first], &[]);
+    let second = tmp.join("second.ndjson");
+    fs::write(&second, s.text(1..2)).unwrap();
+    (dir, second)
+}
+
+/// `import` into `dir` must be refused with an error naming `path` and
+/// containing `why`.
+fn import_is_refused(dir: &Path, input: &Path, path: &Path, why: &str) {
+    let run = ccvault(dir, &["import", input.to_str().unwrap()]).expect_code(1);
+    assert!(
+        run.stderr.contains("refusing")
+            && run.stderr.contains(&path.display().to_string())
+            && run.stderr.contains(why),
+        "{}",
+        run.stderr
+    );
+}
+
+/// Each file the archive creates, replaced by a symlink to a file of the
+/// operator's: the archive refuses it and the target is untouched (it used
+/// to be truncated or appended to).
+#[test]
+fn a_symlink_in_place_of_any_archive_file_is_refused_and_its_target_untouched() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (probe, _) = small_archive(&tmp.path().join("probe"));
+    let segment = common::segment_files(&probe)[0]
+        .strip_prefix(&probe)
+        .unwrap()
+        .to_path_buf();
+    let files = [
+        PathBuf::from("writer.lock"),
+        PathBuf::from("log/writer.lock"),
+        segment,
+        PathBuf::from("index.redb"),
+        PathBuf::from("index.redb.rebuild"),
+    ];
+    for (n, file) in files.iter().enumerate() {
+        let case = tmp.path().join(format!("case-{n}"));
+        let (dir, input) = small_archive(&case);
+        let victim = case.join("victim");
+        fs::write(&victim, "precious\n").unwrap();
+        let planted = dir.join(file);
+        let _ = fs::remove_file(&planted);
+        std::os::unix::fs::symlink(&victim, &planted).unwrap();
+        import_is_refused(&dir, &input, &planted, "symbolic link");
+        assert_eq!(
+            fs::read_to_string(&victim).unwrap(),
+            "precious\n",
+            "{} was followed",
+            file.display()
+        );
+    }
+}
+
+/// A data directory or archive file that group or others may write, or
+/// (checked when the test runs as root) that another user owns, is refused
+/// with an error saying why.
+#[test]
+fn a_data_directory_or_file_others_could_write_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let (dir, input) = small_archive(tmp.path());
+    let segment = common::segment_files(&dir)[0].clone();
+    for (path, mode) in [
+        (dir.clone(), 0o770),
+        (dir.join("log"), 0o707),
+        (dir.join("index.redb"), 0o620),
+        (segment.clone(), 0o602),
+        (dir.join("writer.lock"), 0o660),
+    ] {
+        let before = fs::metadata(&path).unwrap().permissions();
+        fs::set_permissions(&path, fs::Permissions::from_mode(mode)).unwrap();
+        import_is_refused(&dir, &input, &path, "lets its group or others write");
+        fs::set_permissions(&path, before).unwrap();
+    }
+    // SAFETY: geteuid cannot fail.
+    #[allow(unsafe_code)]
+    let root = unsafe { libc::geteuid() } == 0;
+    if root {
+        std::os::unix::fs::chown(&segment, Some(4242), None).unwrap();
+        import_is_refused(&dir, &input, &segment, "owned by user id 4242");
+        std::os::unix::fs::chown(&segment, Some(0), None).unwrap();
+    }
+    // Put right, the archive works again.
+    import(&dir, &[&input], &[]);
+    assert_eq!(stats(&dir).records, 2);
 }

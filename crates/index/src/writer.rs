@@ -70,6 +70,8 @@ impl Index {
                     .create(true)
                     .truncate(false)
                     .mode(0o600)
+                    // A planted symlink is refused, never followed.
+                    .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
                     .open(path)
                     .map_err(|e| err(path)(redb::Error::Io(e)))?;
             }

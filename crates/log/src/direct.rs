@@ -38,7 +38,7 @@ impl DirectAppender {
     pub fn open(path: &Path, file: &File, end: u64) -> Option<DirectAppender> {
         let direct = OpenOptions::new()
             .write(true)
-            .custom_flags(libc::O_DIRECT)
+            .custom_flags(libc::O_DIRECT | libc::O_NOFOLLOW | libc::O_CLOEXEC)
             .open(path)
             .ok()?;
         let memory = vec![0u8; WINDOW + BLOCK];

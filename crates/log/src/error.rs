@@ -67,6 +67,16 @@ pub enum LogError {
         holder: String,
     },
 
+    /// An archive file or directory that may not be trusted: a symbolic
+    /// link, owned by another user, or writable by group or others.
+    #[error("refusing {}: {why}", path.display())]
+    NotPrivate {
+        /// The file or directory.
+        path: PathBuf,
+        /// What is wrong with it.
+        why: String,
+    },
+
     /// A string field of a new record is longer than the format allows.
     #[error("record field `{field}` is {len} bytes long, the maximum is {max} bytes")]
     FieldTooLong {

@@ -12,11 +12,13 @@
 //! - No byte pattern on disk makes this crate panic.
 //! - One writer per directory (an `flock`), any number of readers, also from other
 //!   processes, while it writes.
+//! - No file of the log is opened through a symbolic link, or when another user
+//!   owns it or group or others may write it (`private`).
 //!
 //! The on-disk format is documented in `docs/FORMAT.md`. Modules, each with one job:
 //! [`format`] (bytes), `segment` (files), `scan` (sequential reading with resync), `window` (its chunked reads),
 //! `writer` (appending), `flusher` (the writer's file I/O thread), `recovery` (torn tails), `reader` (random access and scans),
-//! `verify` (full check), `lock` (single writer), `options` (the writer's options).
+//! `verify` (full check), `lock` (single writer), `private` (safe opening of files others could tamper with), `options` (the writer's options).
 
 mod direct;
 mod error;
@@ -24,6 +26,7 @@ mod flusher;
 pub mod format;
 mod lock;
 mod options;
+mod private;
 mod reader;
 mod recovery;
 mod scan;
@@ -39,6 +42,7 @@ pub use format::{
 };
 pub use lock::{lock_dir, DirLock, LOCK_FILE_NAME};
 pub use options::{FsyncPolicy, LogOptions, DEFAULT_SEGMENT_BYTES};
+pub use private::{check_private_dir, open_private, private_options};
 pub use reader::{LogReader, ScanControl};
 pub use recovery::Recovery;
 pub use scan::{Damage, DamageReason, Scan, ScanItem, ScanRef};

@@ -7,12 +7,13 @@
 //! - The holder writes `pid <n>` into the file so a refused writer can name it.
 //! - Readers never touch the lock.
 
-use std::fs::{File, OpenOptions, TryLockError};
+use std::fs::{File, TryLockError};
 use std::io::Write;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::Path;
 
 use crate::error::{LogError, Result};
+use crate::private::{open_private, private_options};
 
 /// Name of the lock file inside the log directory.
 pub const LOCK_FILE_NAME: &str = "writer.lock";
@@ -27,14 +28,16 @@ pub struct DirLock {
 /// Also used by the store for the archive directory as a whole.
 pub fn lock_dir(dir: &Path) -> Result<DirLock> {
     let path = dir.join(LOCK_FILE_NAME);
-    let mut file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o600)
-        .open(&path)
-        .map_err(|e| LogError::io("opening lock file", &path, e))?;
+    let mut file = open_private(
+        private_options()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600),
+        &path,
+        "opening lock file",
+    )?;
     match file.try_lock() {
         Ok(()) => {}
         Err(TryLockError::WouldBlock) => {

@@ -23,6 +23,7 @@ use crate::format::{
     decode_body, frame_crc, frame_header, Record, FRAME_HEADER_LEN, HEADER_LEN, MAX_BODY_LEN,
     MIN_BODY_LEN, RECORD_MAGIC,
 };
+use crate::private::{open_private, private_options};
 use crate::scan::{Scan, ScanRef};
 use crate::segment::{list_segments, read_full_at, read_header, segment_path};
 use crate::Position;
@@ -117,16 +118,16 @@ impl LogReader {
             return Ok(f);
         }
         let path = segment_path(&self.inner.dir, base);
-        let file = match File::open(&path) {
+        let file = match open_private(private_options().read(true), &path, "opening") {
             Ok(f) => f,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            Err(LogError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
                 return Err(LogError::NoRecord {
                     file: path,
                     pos: 0,
                     what: "no such segment".into(),
                 })
             }
-            Err(e) => return Err(LogError::io("opening", path, e)),
+            Err(e) => return Err(e),
         };
         // Refuse other format versions; a damaged header does not prevent reading
         // the (self-validating) records.

@@ -11,11 +11,12 @@
 //!   otherwise the whole last segment is scanned.
 //! - After recovery, everything kept in the last segment is fsynced.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::path::Path;
 
 use crate::error::{LogError, Result};
 use crate::format::HEADER_LEN;
+use crate::private::{open_private, private_options};
 use crate::scan::{Damage, DamageReason, SegCursor, Step};
 use crate::segment::{read_header, rewrite_empty_segment, segment_path, HeaderState};
 use crate::window::{Src, Window};
@@ -82,11 +83,7 @@ pub(crate) fn recover_last(
     scan_from: Option<Position>,
 ) -> Result<Recovered> {
     let path = segment_path(dir, base);
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(&path)
-        .map_err(|e| LogError::io("opening", &path, e))?;
+    let file = open_private(private_options().read(true).write(true), &path, "opening")?;
     let header = read_header(&file, &path, base)?;
     let scan_file = file
         .try_clone()

@@ -8,13 +8,14 @@
 //!   fsynced, before any record is written to it.
 //! - Listing never opens a segment: its cost is one directory read.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{ErrorKind, Write};
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use crate::error::{LogError, Result};
 use crate::format::{check_header, encode_header, HeaderProblem, FORMAT_VERSION, HEADER_LEN};
+use crate::private::{open_private, private_options};
 
 /// File name of the segment with base offset `base`.
 pub fn segment_file_name(base: u64) -> String {
@@ -60,13 +61,15 @@ pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
 /// fsyncs the directory, and returns the file open for appending.
 pub(crate) fn create_segment(dir: &Path, base: u64) -> Result<File> {
     let path = segment_path(dir, base);
-    let mut file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&path)
-        .map_err(|e| LogError::io("creating segment", &path, e))?;
+    let mut file = open_private(
+        private_options()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .mode(0o600),
+        &path,
+        "creating segment",
+    )?;
     file.write_all(&encode_header(base))
         .map_err(|e| LogError::io("writing segment header to", &path, e))?;
     file.sync_all()

@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{LogError, Result};
 use crate::format::MAX_SEGMENT_BYTES;
+use crate::private::{open_private, private_options};
 use crate::segment::segment_path;
 
 /// Size of one sequential read (the buffer grows only for larger records).
@@ -37,13 +38,13 @@ pub(crate) struct Src {
 impl Src {
     pub fn open(dir: &Path, base: u64, is_last: bool) -> Result<Src> {
         let path = segment_path(dir, base);
-        let file = File::open(&path).map_err(|e| LogError::io("opening", &path, e))?;
+        let file = open_private(private_options().read(true), &path, "opening")?;
         let mut src = Src::from_file(file, path, base, is_last)?;
         src.direct = {
             use std::os::unix::fs::OpenOptionsExt;
             std::fs::OpenOptions::new()
                 .read(true)
-                .custom_flags(libc::O_DIRECT)
+                .custom_flags(libc::O_DIRECT | libc::O_NOFOLLOW | libc::O_CLOEXEC)
                 .open(&src.path)
                 .ok()
         };

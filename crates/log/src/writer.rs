@@ -29,6 +29,7 @@ use crate::format::{
 };
 use crate::lock::{lock_dir, DirLock};
 use crate::options::{FsyncPolicy, LogOptions};
+use crate::private::check_private_dir;
 use crate::reader::LogReader;
 use crate::recovery::{recover_last, Recovery};
 use crate::segment::{create_segment, list_segments};
@@ -89,6 +90,7 @@ impl Log {
                 .create(dir)
                 .map_err(|e| LogError::io("creating log directory", dir, e))?;
         }
+        check_private_dir(dir, false)?;
         let lock = lock_dir(dir)?;
         let max_seg = MAX_SEGMENT_BYTES - u64::from(FRAME_HEADER_LEN + MAX_BODY_LEN) - 1;
         let opts = LogOptions {

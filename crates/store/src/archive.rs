@@ -12,6 +12,9 @@
 //! - No two records of the log have equal payload bytes: every message is
 //!   checked against the index (committed batches) and the batch in hand.
 //!   Both are exact byte comparisons; the hash only finds candidates.
+//! - An archive directory or index another user could have prepared (a
+//!   symlink, another owner, writable by group or others) is refused before
+//!   anything is written ([`check_private_files`]).
 //! - After any error the writer is poisoned: it refuses further work, and the
 //!   next open recovers from whatever reached the disk.
 //!
@@ -212,6 +215,27 @@ fn create_private_dir(path: &Path) -> Result<()> {
         .map_err(io("cannot create directory", path))
 }
 
+/// Refuses an archive directory, or an index in it, that another user could
+/// have prepared: a symlink, a file of another owner, or one writable by
+/// group or others (the log checks its own files as it opens them). The
+/// index is opened by redb by path; with the directory private, nobody else
+/// can swap the checked file for a link before that open.
+pub(crate) fn check_private_files(dir: &Path) -> Result<()> {
+    ccvault_log::check_private_dir(dir, true)?;
+    let layout = Layout::new(dir);
+    for path in [layout.index_path(), layout.scratch_index_path()] {
+        match std::fs::symlink_metadata(&path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            _ => drop(ccvault_log::open_private(
+                ccvault_log::private_options().read(true),
+                &path,
+                "opening",
+            )?),
+        }
+    }
+    Ok(())
+}
+
 /// Ms since the Unix epoch, now.
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now()
@@ -225,6 +249,7 @@ impl Archive {
     /// has not seen.
     pub fn open(dir: &Path, options: ArchiveOptions) -> Result<(Archive, OpenReport)> {
         create_private_dir(dir)?;
+        check_private_files(dir)?;
         let lock = ccvault_log::lock_dir(dir).map_err(|e| match e {
             ccvault_log::LogError::Locked { holder, .. } => StoreError::Locked {
                 dir: dir.to_path_buf(),

@@ -19,7 +19,7 @@ use ccvault_log::{
     LogError, LogReader, Position, Record, RecordRef, ScanItem, ScanRef, SourceKind,
 };
 
-use crate::archive::{Archive, ArchiveOptions};
+use crate::archive::{check_private_files, Archive, ArchiveOptions};
 use crate::error::{Result, StoreError};
 use crate::layout::Layout;
 use crate::segments::SegmentMap;
@@ -135,6 +135,7 @@ impl ArchiveReader {
         if !layout.index_path().exists() && !layout.log_dir().exists() {
             return Err(StoreError::NoArchive(dir.to_path_buf()));
         }
+        check_private_files(dir)?;
         let index = match IndexReader::open(&layout.index_path()) {
             Ok(index) => index,
             Err(first) => {
