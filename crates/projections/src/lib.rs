@@ -18,6 +18,7 @@
 pub mod agents;
 mod codec;
 pub mod columns;
+pub mod contact;
 #[cfg(test)]
 mod determinism;
 mod input;
