@@ -32,11 +32,7 @@ const ARCHIVE_WIDE: [&str; 2] = ["contactId", "legIndex"];
 fn shuffled_day(dir: &Path, seed: u64) -> BTreeMap<String, Value> {
     let cfg = SimConfig {
         seed,
-        quirks: Quirks {
-            // Event times from `publishTime` are not derived yet.
-            weak_event_ts: false,
-            ..Quirks::default()
-        },
+        quirks: Quirks::default(),
         ..SimConfig::default()
     };
     let mut truths: Vec<Truth> = Vec::new();

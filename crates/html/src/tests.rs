@@ -397,11 +397,6 @@ fn simulated_interactions_render_and_add_up() {
         seed: 42,
         interactions: Some(400),
         agents: 12,
-        quirks: ccvault_sim::Quirks {
-            // Event times from `publishTime` are not derived yet.
-            weak_event_ts: false,
-            ..Default::default()
-        },
         ..Default::default()
     };
     let mut buf = Vec::new();
