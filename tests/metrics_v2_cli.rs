@@ -120,3 +120,30 @@ fn agent_time_without_to_ends_at_the_last_timed_event() {
         .expect("ag1 listed");
     assert_eq!(ag1["stateMs"]["5"], 90_000, "{ag1}");
 }
+
+/// docs/METRICS.md §5: a status change that carries no time of its own
+/// (`msgInfo: {}`, no `statusEventTS`) is imported with a weak time, so it
+/// sets no state and is counted as `untimed`, through the materialized
+/// projections of the built binary.
+#[test]
+fn an_untimed_status_change_sets_no_state_and_is_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let untimed = r#"{"AgentStatusChange":{"agentId":"ag1","msgInfo":{},"newState":0}}"#;
+    let later = r#"{"Interaction":{"event":"InteractionCreated","interactionGUID":"int-x-phone-00-acme01","interactionEventTS":1763900090}}"#;
+    import_stdin(dir.path(), &format!("{STATUS}\n{untimed}\n{later}\n"));
+    let agents = ccvault(dir.path(), &["agents", "--format", "json"])
+        .ok()
+        .json_lines();
+    let ag1 = agents
+        .iter()
+        .find(|a| a["agentId"] == "ag1")
+        .expect("ag1 listed");
+    // Without the rule, state 0 would start at the import time (today) and
+    // state 5 would not end at the last timed event.
+    assert_eq!(ag1["stateMs"], serde_json::json!({"5": 90_000}), "{ag1}");
+    assert_eq!(
+        (ag1["changes"].as_u64(), ag1["untimed"].as_u64()),
+        (Some(1), Some(1)),
+        "{ag1}"
+    );
+}

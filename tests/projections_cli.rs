@@ -227,7 +227,7 @@ fn agents_json_on_the_samples() {
     ));
     assert_eq!(
         window,
-        [json!({"agentId":AGENT,"stateMs":{"1":60000,"5":1140000},"changes":2})]
+        [json!({"agentId":AGENT,"stateMs":{"1":60000,"5":1140000},"changes":2,"untimed":0})]
     );
     let clipped = lines(&ok(
         dir.path(),
@@ -243,7 +243,7 @@ fn agents_json_on_the_samples() {
     ));
     assert_eq!(
         clipped,
-        [json!({"agentId":AGENT,"stateMs":{"5":600000},"changes":0})]
+        [json!({"agentId":AGENT,"stateMs":{"5":600000},"changes":0,"untimed":0})]
     );
     let human = ok(
         dir.path(),

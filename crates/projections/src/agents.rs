@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use ccvault_event::{event_time, lifecycle_rank, parse_event, CanonicalKey, Event};
+use ccvault_event::{event_time, lifecycle_rank, parse_event, CanonicalKey, Event, EventTime};
 use serde::{Deserialize, Serialize};
 
 use crate::columns::{Cell, Column, Show};
@@ -35,8 +35,12 @@ pub struct AgentStateTime {
     /// ms per `newState`; JSON keys are the decimal text of the state, in
     /// numeric order. Only states with time in the window appear.
     pub state_ms: BTreeMap<i64, i64>,
-    /// AgentStatusChange events with t(e) in the window.
+    /// Timed AgentStatusChange events with t(e) in the window.
     pub changes: u64,
+    /// AgentStatusChange events left out because their time is weak
+    /// (docs/METRICS.md §5): counted whatever the window, since a weak time
+    /// cannot place them in or out of it.
+    pub untimed: u64,
 }
 
 impl AgentStateTime {
@@ -48,6 +52,7 @@ impl AgentStateTime {
             state: state.map(|(s, _)| *s),
             state_ms: state.map(|(_, ms)| *ms),
             changes: self.changes,
+            untimed: self.untimed,
         };
         if self.state_ms.is_empty() {
             return vec![row(None)];
@@ -63,11 +68,12 @@ pub struct AgentStateRow {
     pub state: Option<i64>,
     pub state_ms: Option<i64>,
     pub changes: u64,
+    pub untimed: u64,
 }
 
 /// The columns of [`AgentStateRow`]: the JSON keys of [`AgentStateTime`],
 /// with its `stateMs` map spread over `state` and `stateMs`.
-pub static AGENT_STATE_COLUMNS: [Column<AgentStateRow>; 4] = [
+pub static AGENT_STATE_COLUMNS: [Column<AgentStateRow>; 5] = [
     Column {
         key: "agentId",
         label: Some("agent"),
@@ -95,6 +101,13 @@ pub static AGENT_STATE_COLUMNS: [Column<AgentStateRow>; 4] = [
         show: Show::Number,
         width: 0,
         get: |r| Cell::Count(r.changes),
+    },
+    Column {
+        key: "untimed",
+        label: Some("untimed"),
+        show: Show::Number,
+        width: 0,
+        get: |r| Cell::Count(r.untimed),
     },
 ];
 
@@ -131,10 +144,18 @@ pub(crate) fn status_change_agent<'e>(event: &'e Event<'_>) -> Option<std::borro
     event.body.agent_id.as_text()
 }
 
+/// One agent's distinct status changes, split by whether their time says
+/// when they happened.
+#[derive(Debug, Clone, Default)]
+struct AgentChanges {
+    timed: Vec<Change>,
+    untimed: Vec<Change>,
+}
+
 /// The agent state accumulator.
 #[derive(Debug, Clone, Default)]
 pub struct AgentStates {
-    agents: BTreeMap<String, Vec<Change>>,
+    agents: BTreeMap<String, AgentChanges>,
 }
 
 impl AgentStates {
@@ -149,12 +170,13 @@ impl AgentStates {
             return false;
         };
         let t = event_time(&event, input.arrival());
-        self.add_event(&event, t.ms, input.payload)
+        self.add_event(&event, t, input.payload)
     }
 
     /// As [`AgentStates::add`], for a caller that has already parsed the
-    /// payload `raw` into `event` and knows its t(e).
-    pub fn add_event(&mut self, event: &Event<'_>, time_ms: i64, raw: &[u8]) -> bool {
+    /// payload `raw` into `event` and knows its t(e) and time source. A
+    /// change with a weak time is kept aside and only counted.
+    pub fn add_event(&mut self, event: &Event<'_>, time: EventTime, raw: &[u8]) -> bool {
         let Some(agent) = status_change_agent(event) else {
             return false;
         };
@@ -163,17 +185,20 @@ impl AgentStates {
         };
         let event_type = event.event_type();
         let change = Change {
-            time_ms,
+            time_ms: time.ms,
             sequence_id: event.sequence_id(),
             rank: lifecycle_rank(&event_type),
             raw: raw.into(),
             new_state,
         };
-        match self.agents.get_mut(agent.as_ref()) {
-            Some(changes) => changes.push(change),
-            None => {
-                self.agents.insert(agent.into_owned(), vec![change]);
-            }
+        let changes = match self.agents.get_mut(agent.as_ref()) {
+            Some(changes) => changes,
+            None => self.agents.entry(agent.into_owned()).or_default(),
+        };
+        if time.is_timed() {
+            changes.timed.push(change);
+        } else {
+            changes.untimed.push(change);
         }
         true
     }
@@ -181,7 +206,9 @@ impl AgentStates {
     /// Adds the changes another accumulator collected.
     pub fn merge(&mut self, other: AgentStates) {
         for (agent, mut changes) in other.agents {
-            self.agents.entry(agent).or_default().append(&mut changes);
+            let mine = self.agents.entry(agent).or_default();
+            mine.timed.append(&mut changes.timed);
+            mine.untimed.append(&mut changes.untimed);
         }
     }
 
@@ -189,7 +216,8 @@ impl AgentStates {
     /// long feeds. Idempotent.
     pub fn compact(&mut self) {
         for changes in self.agents.values_mut() {
-            dedupe_in_canonical_order(changes);
+            dedupe_in_canonical_order(&mut changes.timed);
+            dedupe_in_canonical_order(&mut changes.untimed);
         }
     }
 
@@ -200,7 +228,14 @@ impl AgentStates {
         let lo = window.from.unwrap_or(i64::MIN);
         let hi = window.to.unwrap_or(window.archive_max_time_ms);
         let mut out = Vec::new();
-        for (agent_id, changes) in self.agents {
+        for (
+            agent_id,
+            AgentChanges {
+                timed: changes,
+                untimed,
+            },
+        ) in self.agents
+        {
             let mut state_ms: BTreeMap<i64, i64> = BTreeMap::new();
             let mut count = 0u64;
             for (i, c) in changes.iter().enumerate() {
@@ -214,11 +249,13 @@ impl AgentStates {
                     *slot = slot.saturating_add(ms);
                 }
             }
-            if count > 0 || !state_ms.is_empty() {
+            let untimed = untimed.len() as u64;
+            if count > 0 || !state_ms.is_empty() || untimed > 0 {
                 out.push(AgentStateTime {
                     agent_id,
                     state_ms,
                     changes: count,
+                    untimed,
                 });
             }
         }
@@ -305,6 +342,7 @@ pub fn render_text(agents: &[AgentStateTime], names: &StateNames) -> String {
             rows.push(vec![
                 a.agent_id.clone(),
                 a.changes.to_string(),
+                a.untimed.to_string(),
                 "-".into(),
                 "-".into(),
                 "-".into(),
@@ -328,6 +366,11 @@ pub fn render_text(agents: &[AgentStateTime], names: &StateNames) -> String {
                 } else {
                     String::new()
                 },
+                if first {
+                    a.untimed.to_string()
+                } else {
+                    String::new()
+                },
                 format!("{} ({code})", names.name(*code)),
                 format_duration(*ms),
                 share,
@@ -339,9 +382,9 @@ pub fn render_text(agents: &[AgentStateTime], names: &StateNames) -> String {
         out,
         "{}",
         table(
-            &["AGENT", "CHANGES", "STATE", "TIME", "SHARE"],
+            &["AGENT", "CHANGES", "UNTIMED", "STATE", "TIME", "SHARE"],
             &rows,
-            &[false, true, false, true, true],
+            &[false, true, true, false, true, true],
         )
     );
     out

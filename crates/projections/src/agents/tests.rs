@@ -36,7 +36,7 @@ fn sample_agent_state_time() {
     // state 5 ("5" as text) from 1763899460000 to 1763900533000 = 1073000.
     assert_eq!(
         json,
-        r#"[{"agentId":"agR2t9LmQx7VbN3cZk5WpYe","stateMs":{"1":60000,"5":1073000},"changes":2}]"#
+        r#"[{"agentId":"agR2t9LmQx7VbN3cZk5WpYe","stateMs":{"1":60000,"5":1073000},"changes":2,"untimed":0}]"#
     );
     let back: Vec<AgentStateTime> = serde_json::from_str(&json).unwrap();
     assert_eq!(back, out);
@@ -148,6 +148,7 @@ fn state_names() {
         agent_id: "a".into(),
         state_ms: BTreeMap::from([(1, 60_000), (5, 1_073_000)]),
         changes: 2,
+        untimed: 0,
     }];
     let text = render_text(&out, &names);
     assert!(text.contains("logged in (1)"), "{text}");
@@ -179,7 +180,7 @@ fn csv_rows_spread_the_state_map_and_keep_every_json_key() {
     // b2's only change is at `to`: counted nowhere, no time, so not listed.
     assert_eq!(
         csv,
-        "agentId,state,stateMs,changes\na1,1,60000,2\na1,5,240000,2\n"
+        "agentId,state,stateMs,changes,untimed\na1,1,60000,2,0\na1,5,240000,2,0\n"
     );
     // Each JSON key of an agent line is a column (the map as state + stateMs).
     let text = serde_json::to_string(&out[0]).unwrap();
@@ -191,6 +192,7 @@ fn csv_rows_spread_the_state_map_and_keep_every_json_key() {
         agent_id: "c3".into(),
         state_ms: Default::default(),
         changes: 1,
+        untimed: 0,
     };
     assert_eq!(
         empty.rows(),
@@ -198,7 +200,39 @@ fn csv_rows_spread_the_state_map_and_keep_every_json_key() {
             agent_id: "c3".into(),
             state: None,
             state_ms: None,
-            changes: 1
+            changes: 1,
+            untimed: 0
         }]
+    );
+}
+
+/// docs/METRICS.md §5: a status change whose only time is weak (the import
+/// time here: no `statusEventTS`, `msgInfo` empty) sets no state and is
+/// counted as `untimed`; an agent with only untimed changes is listed with
+/// an empty `stateMs`. Without the rule, b's import time (1.8e12 ms, years
+/// after the timed changes) would stretch a's state 1 to the import.
+#[test]
+fn weak_status_changes_are_counted_as_untimed_and_set_no_state() {
+    let events = [
+        status("a", "1", 1_763_899_400, ""),
+        status("a", "5", 1_763_899_460, ""),
+        // The 8x8 shape of a change with no time of its own.
+        r#"{"AgentStatusChange":{"agentId":"a","msgInfo":{},"newState":0}}"#.to_string(),
+        r#"{"AgentStatusChange":{"agentId":"b","msgInfo":{},"newState":"5"}}"#.to_string(),
+        // The same payload twice counts once.
+        r#"{"AgentStatusChange":{"agentId":"b","msgInfo":{},"newState":"5"}}"#.to_string(),
+    ];
+    let out = run(
+        &events,
+        AgentWindow {
+            from: None,
+            to: None,
+            archive_max_time_ms: 1_763_899_560_000,
+        },
+    );
+    let json = serde_json::to_string(&out).unwrap();
+    assert_eq!(
+        json,
+        r#"[{"agentId":"a","stateMs":{"1":60000,"5":100000},"changes":2,"untimed":1},{"agentId":"b","stateMs":{},"changes":0,"untimed":1}]"#
     );
 }

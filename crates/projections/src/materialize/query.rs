@@ -1,7 +1,7 @@
 //! What the commands read: one summary, the summaries in `offeredAt`
 //! order, the aggregate report and agent state time.
 
-use ccvault_event::parse_event;
+use ccvault_event::{parse_event, EventTime, TimeSource};
 use redb::ReadableTable;
 
 use super::schema::{AGENT_STATUS, BY_OFFERED, OFFERED};
@@ -128,9 +128,18 @@ impl Projections {
             let (_, time_ms, _) = k.value();
             // The source says whether the change is timed (agent state
             // time counts timed changes only).
-            let (_source, raw) = v.value();
+            let (rank, raw) = v.value();
+            // A rank this code does not know cannot be trusted to be timed.
+            let source = TimeSource::of_rank(rank).unwrap_or(TimeSource::Imported);
             if let Ok(event) = parse_event(raw) {
-                acc.add_event(&event, time_ms, raw);
+                acc.add_event(
+                    &event,
+                    EventTime {
+                        ms: time_ms,
+                        source,
+                    },
+                    raw,
+                );
             }
         }
         Ok(acc.finish(&AgentWindow {
