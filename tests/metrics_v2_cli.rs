@@ -147,3 +147,72 @@ fn an_untimed_status_change_sets_no_state_and_is_counted() {
         "{ag1}"
     );
 }
+
+/// docs/METRICS.md §3: a leg's contact is found through the archive, so a
+/// parent archived after its child moves the child into the parent's
+/// contact, whether the projections caught up (each import) or were rebuilt.
+/// Chain a -> b -> c, imported c first, then b; a never arrives.
+#[test]
+fn a_late_parent_moves_its_child_into_the_parents_contact() {
+    let dir = tempfile::tempdir().unwrap();
+    let leg = |guid: &str, parent: &str, ts: i64| {
+        format!(
+            r#"{{"Interaction":{{"attachedData":{{"attachedDatum":[{{"attachedDataKey":"originalInteractionGuid","attachedDataValue":"{parent}"}}]}},"event":"InteractionQueued","interactionGUID":"{guid}","interactionEventTS":{ts},"queueId":311,"direction":"in"}}}}"#
+        )
+    };
+    let place = |dir: &Path| -> Vec<(String, String, u64)> {
+        ccvault(dir, &["interactions", "--format", "json"])
+            .ok()
+            .json_lines()
+            .iter()
+            .map(|s| {
+                (
+                    s["interactionGUID"].as_str().unwrap_or_default().to_owned(),
+                    s["contactId"].as_str().unwrap_or_default().to_owned(),
+                    s["legIndex"].as_u64().unwrap_or(99),
+                )
+            })
+            .collect()
+    };
+    let own = |g: &str, c: &str, i: u64| (g.to_owned(), c.to_owned(), i);
+    import_stdin(
+        dir.path(),
+        &format!(
+            "{}\n",
+            leg("int-c-phone-02-acme01", "int-b-phone-01-acme01", 1763900200)
+        ),
+    );
+    // b is not archived: the walk stops at it, index 1.
+    assert_eq!(
+        place(dir.path()),
+        [own("int-c-phone-02-acme01", "int-b-phone-01-acme01", 1)]
+    );
+    import_stdin(
+        dir.path(),
+        &format!(
+            "{}\n",
+            leg("int-b-phone-01-acme01", "int-a-phone-00-acme01", 1763900100)
+        ),
+    );
+    let expected = [
+        own("int-b-phone-01-acme01", "int-a-phone-00-acme01", 1),
+        own("int-c-phone-02-acme01", "int-a-phone-00-acme01", 2),
+    ];
+    assert_eq!(place(dir.path()), expected);
+    ccvault(dir.path(), &["rebuild"]).ok();
+    assert_eq!(place(dir.path()), expected);
+    // `--contact` lists every leg of the contact.
+    let legs = ccvault(
+        dir.path(),
+        &[
+            "interactions",
+            "--format",
+            "json",
+            "--contact",
+            "int-a-phone-00-acme01",
+        ],
+    )
+    .ok()
+    .json_lines();
+    assert_eq!(legs.len(), 2);
+}

@@ -18,6 +18,12 @@
 //!   payload bytes)` for every status change (docs/METRICS.md §5) below `consumed`: enough to recompute agent
 //!   state time exactly for any window.
 //!
+//! A stored summary holds one leg's own answer for `contactId`/`legIndex`
+//! (its GUID, 0); [`Projections::summary`] and every listing replace them
+//! with the walk through the stored summaries' `parentGuid`s
+//! (docs/METRICS.md §3) as they read. Resolving on read, not storing, is what
+//! makes a late parent move its children at once without rewriting them.
+//!
 //! Every value is a function of the set of records below `consumed`, so
 //! [`Projections::rebuild`] and any sequence of [`Projections::catch_up`]
 //! calls over the same archive leave the same tables. Both paths summarize an

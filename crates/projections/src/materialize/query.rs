@@ -2,12 +2,13 @@
 //! order, the aggregate report and agent state time.
 
 use ccvault_event::{parse_event, EventTime, TimeSource};
-use redb::ReadableTable;
+use redb::{ReadOnlyTable, ReadableTable};
 
 use super::schema::{AGENT_STATUS, BY_OFFERED, OFFERED};
 use super::{AtPath, Projections, Result};
 use crate::agents::{AgentStateTime, AgentStates, AgentWindow};
 use crate::codec;
+use crate::contact::resolve_contact;
 use crate::report::{Report, ReportOptions, ReportRow};
 use crate::summary::{LegKind, Outcome, Summary};
 
@@ -62,10 +63,62 @@ impl Projections {
             return Ok(None);
         };
         let t = txn.open_table(BY_OFFERED).at(&self.path)?;
-        match t.get((at, guid)).at(&self.path)? {
-            Some(v) => Ok(Some(codec::decode(v.value()).at(&self.path)?)),
-            None => Ok(None),
+        let Some(v) = t.get((at, guid)).at(&self.path)? else {
+            return Ok(None);
+        };
+        let mut s: Summary = codec::decode(v.value()).at(&self.path)?;
+        self.place_in_contact(&mut s, &offered, &t)?;
+        Ok(Some(s))
+    }
+
+    /// Fills `contactId` and `legIndex` (docs/METRICS.md §3) by walking the
+    /// leg's parents through the stored summaries. They are resolved when
+    /// read, never stored, so a parent archived late changes its children's
+    /// answers at once, and a rebuild and any sequence of catch-ups (which
+    /// store the same rows) give the same answers. Only legs with a parent
+    /// walk; the others are their own contact at index 0.
+    fn place_in_contact(
+        &self,
+        s: &mut Summary,
+        offered: &ReadOnlyTable<&str, i64>,
+        by_offered: &ReadOnlyTable<(i64, &str), &[u8]>,
+    ) -> Result<()> {
+        let Some(own) = s.interaction_guid.clone() else {
+            return Ok(());
+        };
+        s.contact_id = Some(own.clone());
+        s.leg_index = 0;
+        let Some(first_parent) = s.parent_guid.clone() else {
+            return Ok(());
+        };
+        let mut failure = None;
+        let mut parent_of = |guid: &str| -> Option<String> {
+            if guid == own {
+                return Some(first_parent.clone());
+            }
+            let found = (|| -> Result<Option<String>> {
+                let Some(at) = offered.get(guid).at(&self.path)?.map(|v| v.value()) else {
+                    return Ok(None);
+                };
+                let Some(v) = by_offered.get((at, guid)).at(&self.path)? else {
+                    return Ok(None);
+                };
+                let parent: Summary = codec::decode(v.value()).at(&self.path)?;
+                Ok(parent.parent_guid)
+            })();
+            found.unwrap_or_else(|e| {
+                failure.get_or_insert(e);
+                None
+            })
+        };
+        let archived = |guid: &str| offered.get(guid).ok().flatten().is_some();
+        let place = resolve_contact(&own, &mut parent_of, archived);
+        if let Some(e) = failure {
+            return Err(e);
         }
+        s.contact_id = Some(place.contact_id);
+        s.leg_index = u64::from(place.leg_index);
+        Ok(())
     }
 
     /// Visits the summaries matching `filter`, sorted by `offeredAt` then
@@ -81,6 +134,7 @@ impl Projections {
             Err(redb::TableError::TableDoesNotExist(_)) => return Ok(()),
             Err(e) => return Err(e).at(&self.path),
         };
+        let offered = txn.open_table(OFFERED).at(&self.path)?;
         let lo = filter.from.unwrap_or(i64::MIN);
         let range = match filter.to {
             Some(to) => t.range((lo, "")..(to, "")),
@@ -89,7 +143,8 @@ impl Projections {
         .at(&self.path)?;
         for item in range {
             let (_, v) = item.at(&self.path)?;
-            let s: Summary = codec::decode(v.value()).at(&self.path)?;
+            let mut s: Summary = codec::decode(v.value()).at(&self.path)?;
+            self.place_in_contact(&mut s, &offered, &t)?;
             if filter.matches(&s) && !f(s)? {
                 break;
             }
