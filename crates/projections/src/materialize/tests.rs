@@ -147,6 +147,23 @@ fn oracle(dir: &Path) -> String {
         agents.add(&input);
     }
     let mut summaries: Vec<Summary> = by_guid.values().filter_map(|e| summarize(e)).collect();
+    // Contacts (docs/METRICS.md §3) straight from the rule, over every leg.
+    let parents: BTreeMap<String, Option<String>> = summaries
+        .iter()
+        .filter_map(|s| Some((s.interaction_guid.clone()?, s.parent_guid.clone())))
+        .collect();
+    for s in &mut summaries {
+        let Some(guid) = s.interaction_guid.clone() else {
+            continue;
+        };
+        let place = crate::contact::resolve_contact(
+            &guid,
+            |g| parents.get(g).cloned().flatten(),
+            |g| parents.contains_key(g),
+        );
+        s.contact_id = Some(place.contact_id);
+        s.leg_index = u64::from(place.leg_index);
+    }
     summaries.sort_by(|a, b| {
         (a.offered_at, &a.interaction_guid).cmp(&(b.offered_at, &b.interaction_guid))
     });
