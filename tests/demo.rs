@@ -84,17 +84,46 @@ fn demo_archives_a_day_and_prints_the_report_and_a_timeline() {
     assert!(String::from_utf8_lossy(&again.stderr).contains("already exists"));
 }
 
+/// PATH with the built `ccvault` first, as after `cargo install`.
+fn path_with_ccvault() -> String {
+    let bin = std::path::Path::new(env!("CARGO_BIN_EXE_ccvault"));
+    format!(
+        "{}:{}",
+        bin.parent().expect("bin dir").display(),
+        std::env::var("PATH").unwrap_or_default()
+    )
+}
+
+/// Runs one documented command line in bash (pipefail) from `dir`, as a
+/// user would type it; asserts it succeeds and prints something (unless it
+/// redirects its output).
+fn run_as_printed(line: &str, dir: &std::path::Path, path: &str) {
+    let run = Command::new("bash")
+        .args(["-o", "pipefail", "-c", line])
+        .current_dir(dir)
+        .env("PATH", path)
+        .env_remove("CCVAULT_DATA")
+        .output()
+        .expect("bash");
+    assert!(
+        run.status.success(),
+        "`{line}` failed ({}):\n{}",
+        run.status,
+        String::from_utf8_lossy(&run.stderr)
+    );
+    assert!(
+        !run.stdout.is_empty() || line.contains('>'),
+        "`{line}` printed nothing"
+    );
+}
+
 /// The "Try next" lines work as printed: run each one in a shell, from the
 /// directory the demo ran in, with `ccvault` on PATH (as after `cargo install`).
 #[test]
 fn every_try_next_line_works_as_printed() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let bin = std::path::Path::new(env!("CARGO_BIN_EXE_ccvault"));
-    let path = format!(
-        "{}:{}",
-        bin.parent().expect("bin dir").display(),
-        std::env::var("PATH").unwrap_or_default()
-    );
+    let path = path_with_ccvault();
     // The default directory: ./ccvault-demo-<time>, relative to where it ran.
     let out = Command::new(bin)
         .args(["demo", "--seed", "5"])
@@ -118,23 +147,7 @@ fn every_try_next_line_works_as_printed() {
     assert!(lines.iter().any(|l| l.contains(" show int-")), "{next}");
     for line in lines {
         assert!(line.starts_with("ccvault "), "{line}");
-        let run = Command::new("bash")
-            .args(["-o", "pipefail", "-c", line])
-            .current_dir(tmp.path())
-            .env("PATH", &path)
-            .env_remove("CCVAULT_DATA")
-            .output()
-            .expect("bash");
-        assert!(
-            run.status.success(),
-            "`{line}` failed ({}):\n{}",
-            run.status,
-            String::from_utf8_lossy(&run.stderr)
-        );
-        assert!(
-            !run.stdout.is_empty() || line.contains('>'),
-            "`{line}` printed nothing"
-        );
+        run_as_printed(line, tmp.path(), &path);
     }
 }
 
@@ -165,27 +178,11 @@ fn the_readme_quick_start_works_as_written() {
         "{block}"
     );
     let tmp = tempfile::tempdir().expect("tempdir");
-    let bin = std::path::Path::new(env!("CARGO_BIN_EXE_ccvault"));
-    let path = format!(
-        "{}:{}",
-        bin.parent().expect("bin dir").display(),
-        std::env::var("PATH").unwrap_or_default()
-    );
+    let path = path_with_ccvault();
     let mut ran = 0;
     for line in lines.iter().filter(|l| l.starts_with("ccvault ")) {
-        let run = Command::new("bash")
-            .args(["-o", "pipefail", "-c", line])
-            .current_dir(tmp.path())
-            .env("PATH", &path)
-            .env_remove("CCVAULT_DATA")
-            .output()
-            .expect("bash");
-        assert!(
-            run.status.success(),
-            "`{line}` failed:\n{}",
-            String::from_utf8_lossy(&run.stderr)
-        );
-        assert!(!run.stdout.is_empty(), "`{line}` printed nothing");
+        assert!(!line.contains('>'), "a quick-start line must print: {line}");
+        run_as_printed(line, tmp.path(), &path);
         ran += 1;
     }
     assert!(ran >= 2, "{block}");
