@@ -3,8 +3,9 @@
 //! channel, the v2 report columns in JSON and CSV, and the `interactions`
 //! filters `--channel`, `--kind` and `--contact`.
 
+mod common;
+
 use std::path::Path;
-use std::process::{Command, Stdio};
 
 use serde_json::Value;
 
@@ -72,21 +73,12 @@ fn stream() -> String {
 }
 
 fn run(dir: &Path, args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_ccvault"))
-        .arg("--data-dir")
-        .arg(dir)
-        .args(args)
-        .env_remove("CCVAULT_DATA")
-        .env_remove("CCVAULT_LOG")
-        .stdin(Stdio::null())
-        .output()
-        .expect("cannot run ccvault");
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+    let out = common::ccvault(dir, args);
+    assert!(!out.stderr.contains("panicked"), "{args:?}: {}", out.stderr);
     (
-        out.status.code().unwrap_or(-1),
+        out.code,
         String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr,
+        out.stderr,
     )
 }
 

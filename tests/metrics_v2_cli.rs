@@ -111,13 +111,7 @@ fn agent_time_without_to_ends_at_the_last_timed_event() {
     let prov = r#"{"AgentProvChange":{"agentId":"agUeZBQ3RnQTaL0qZZukNOaw","enabled":"yes","event":"AgentSkillChanged","msgInfo":{},"skillId":"tenant01-agUeZBQ3RnQTaL0qZZukNOaw-phone-529-f01e6bdb-75a2-4639-825c-91c0f5168258","tenantSkillId":"tenant01-phone-529-b1e3e2f2-b01a-4a03-ba3d-f30859414d97"}}"#;
     let later = r#"{"Interaction":{"event":"InteractionCreated","interactionGUID":"int-x-phone-00-acme01","interactionEventTS":1763900090}}"#;
     import_stdin(dir.path(), &format!("{STATUS}\n{prov}\n{later}\n"));
-    let agents = ccvault(dir.path(), &["agents", "--format", "json"])
-        .ok()
-        .json_lines();
-    let ag1 = agents
-        .iter()
-        .find(|a| a["agentId"] == "ag1")
-        .expect("ag1 listed");
+    let ag1 = agent_line(dir.path(), "ag1");
     assert_eq!(ag1["stateMs"]["5"], 90_000, "{ag1}");
 }
 
@@ -131,13 +125,7 @@ fn an_untimed_status_change_sets_no_state_and_is_counted() {
     let untimed = r#"{"AgentStatusChange":{"agentId":"ag1","msgInfo":{},"newState":0}}"#;
     let later = r#"{"Interaction":{"event":"InteractionCreated","interactionGUID":"int-x-phone-00-acme01","interactionEventTS":1763900090}}"#;
     import_stdin(dir.path(), &format!("{STATUS}\n{untimed}\n{later}\n"));
-    let agents = ccvault(dir.path(), &["agents", "--format", "json"])
-        .ok()
-        .json_lines();
-    let ag1 = agents
-        .iter()
-        .find(|a| a["agentId"] == "ag1")
-        .expect("ag1 listed");
+    let ag1 = agent_line(dir.path(), "ag1");
     // Without the rule, state 0 would start at the import time (today) and
     // state 5 would not end at the last timed event.
     assert_eq!(ag1["stateMs"], serde_json::json!({"5": 90_000}), "{ag1}");
@@ -215,4 +203,14 @@ fn a_late_parent_moves_its_child_into_the_parents_contact() {
     .ok()
     .json_lines();
     assert_eq!(legs.len(), 2);
+}
+
+/// `agent`'s line of `ccvault agents --format json`.
+fn agent_line(dir: &Path, agent: &str) -> Value {
+    ccvault(dir, &["agents", "--format", "json"])
+        .ok()
+        .json_lines()
+        .into_iter()
+        .find(|a| a["agentId"] == agent)
+        .unwrap_or_else(|| panic!("{agent} listed"))
 }
