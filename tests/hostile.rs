@@ -219,3 +219,111 @@ fn a_data_directory_or_file_others_could_write_is_refused() {
     import(&dir, &[&input], &[]);
     assert_eq!(stats(&dir).records, 2);
 }
+
+/// Issue 15 item 4: a credential in a URL is refused, and neither the
+/// refusal nor anything else prints it.
+#[test]
+fn a_credential_in_a_url_is_refused_without_printing_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("a");
+    let reader = "wss://h.example/ws/v2/reader/persistent/t/n/x";
+    let cases = [
+        (
+            "mqtt",
+            "mqtt://alice:SECRET-4711@127.0.0.1:1883".to_string(),
+            "credentials",
+        ),
+        (
+            "mqtt",
+            "mqtts://SECRET-4711@127.0.0.1".to_string(),
+            "credentials",
+        ),
+        (
+            "pulsar",
+            format!("{reader}?x-api-key=SECRET-4711&receiverQueueSize=5"),
+            "\"x-api-key\"",
+        ),
+        ("pulsar", format!("{reader}?Token=SECRET-4711"), "\"Token\""),
+        (
+            "pulsar",
+            "wss://bob:SECRET-4711@h.example/ws/v2/reader/persistent/t/n/x".to_string(),
+            "credentials",
+        ),
+    ];
+    for (source, url, named) in cases {
+        let run = ccvault(&dir, &["ingest", source, "--url", &url]);
+        run.assert_no_panic();
+        assert_ne!(run.code, 0, "{url}: {}", run.stderr);
+        assert!(
+            run.stderr.contains(named) && run.stderr.contains("***"),
+            "{url}: {}",
+            run.stderr
+        );
+        let stdout = String::from_utf8_lossy(&run.stdout);
+        assert!(
+            !run.stderr.contains("SECRET-4711") && !stdout.contains("SECRET-4711"),
+            "{url} leaked: {}",
+            run.stderr
+        );
+    }
+}
+
+/// Issue 15 item 5: values from events are printed with their control
+/// characters escaped, so a crafted agentId or GUID can neither send a
+/// terminal escape sequence nor forge a row of human output.
+#[test]
+fn control_characters_in_event_values_never_reach_the_terminal() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("a");
+    let guid = r"int-\u001b]0;pwned\u0007-g1";
+    let agent = r"ag\u001b[2J\nFORGED 999\u009b";
+    let events = [
+        format!(
+            r#"{{"Interaction":{{"event":"InteractionCreated","interactionGUID":"{guid}","mediaType":"phone","direction":"in","queueId":"7","msgInfo":{{"timestamp":1763900000000}}}}}}"#
+        ),
+        format!(
+            r#"{{"Interaction":{{"event":"InteractionQueued","interactionGUID":"{guid}","queueId":"7","isQueued":true,"msgInfo":{{"timestamp":1763900001000}}}}}}"#
+        ),
+        format!(
+            r#"{{"Interaction":{{"event":"InteractionAccepted","interactionGUID":"{guid}","agentId":"{agent}","queueId":"7","msgInfo":{{"timestamp":1763900005000}}}}}}"#
+        ),
+        format!(
+            r#"{{"AgentStatusChange":{{"agentId":"{agent}","newState":1,"msgInfo":{{"timestamp":1763899000000}}}}}}"#
+        ),
+        format!(
+            r#"{{"AgentStatusChange":{{"agentId":"{agent}","newState":5,"msgInfo":{{"timestamp":1763899600000}}}}}}"#
+        ),
+        "{\"Interaction\": \u{1b}[31m not json".to_string(),
+    ];
+    let input = tmp.path().join("in.ndjson");
+    fs::write(&input, events.join("\n") + "\n").unwrap();
+    import(&dir, &[&input], &[]);
+    let decoded_guid = "int-\u{1b}]0;pwned\u{7}-g1";
+    for args in [
+        vec!["show", decoded_guid],
+        vec!["interactions"],
+        vec!["agents"],
+        vec!["report", "--by", "agent"],
+        vec!["quarantine"],
+    ] {
+        let run = ccvault(&dir, &args).ok();
+        let out = run.stdout_str();
+        assert!(
+            !out.chars().any(|c| c.is_control() && c != '\n'),
+            "{args:?} printed a control character:\n{out:?}"
+        );
+        assert!(
+            !out.lines().any(|l| l.starts_with("FORGED")),
+            "{args:?} let an agentId start a line:\n{out}"
+        );
+    }
+    let shown = ccvault(&dir, &["show", decoded_guid]).ok().stdout_str();
+    assert!(shown.contains(r"ag\u{1b}[2J\nFORGED 999\u{9b}"), "{shown}");
+    // JSON keeps the value exactly (its encoder escapes it).
+    let json = ccvault(&dir, &["show", decoded_guid, "--format", "json"]).ok();
+    assert!(
+        json.stdout_str().contains(r"ag\u001b[2J\nFORGED 999"),
+        "{}",
+        json.stdout_str()
+    );
+}

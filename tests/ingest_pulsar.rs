@@ -248,6 +248,11 @@ fn start_ingest(
     key_file: &Path,
     extra: &[&str],
 ) -> Daemon {
+    let cmd = ingest_command(data, url, key_file, extra);
+    Daemon::spawn(cmd, dir.join(format!("ingest-{n}.log")))
+}
+
+fn ingest_command(data: &Path, url: &str, key_file: &Path, extra: &[&str]) -> Command {
     let mut cmd = Command::new(BIN);
     cmd.arg("--data-dir")
         .arg(data)
@@ -270,8 +275,9 @@ fn start_ingest(
             "100",
         ])
         .args(extra)
-        .env_remove("CCVAULT_PULSAR_API_KEY");
-    Daemon::spawn(cmd, dir.join(format!("ingest-{n}.log")))
+        .env_remove("CCVAULT_PULSAR_API_KEY")
+        .env_remove("CCVAULT_LOG");
+    cmd
 }
 
 fn key_file(dir: &Path, key: &str) -> PathBuf {
@@ -437,6 +443,28 @@ fn a_wrong_api_key_is_a_clear_error_without_a_retry_storm() {
         "retried a refused key"
     );
     assert_eq!(summary(&stdout)["archived"], 0);
+}
+
+#[test]
+fn the_api_key_never_reaches_the_log_even_at_trace_level() {
+    let server = Server::start(State::default());
+    server.publish(0..20);
+    let work = tempfile::tempdir().unwrap();
+    let data = work.path().join("data");
+    let key = key_file(work.path(), KEY);
+    let mut cmd = ingest_command(&data, &server.url(), &key, &[]);
+    cmd.env("CCVAULT_LOG", "trace");
+    let mut ingest = Daemon::spawn(cmd, work.path().join("ingest.log"));
+    wait_records(&data, 20, Duration::from_secs(60), &ingest);
+    let (_, stdout) = ingest.terminate();
+    let err = ingest.stderr();
+    // The WebSocket library's own handshake log reached us, so the cap on its
+    // request trace (which prints every header) is what keeps the key out.
+    assert!(err.contains("Client handshake done"), "{err}");
+    assert!(
+        !err.contains(KEY) && !stdout.contains(KEY),
+        "the key leaked:\n{err}"
+    );
 }
 
 #[test]

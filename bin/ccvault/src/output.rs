@@ -188,6 +188,13 @@ pub fn init_logging(verbose: u8, quiet: bool, color: bool) {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_env("CCVAULT_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    // The WebSocket library traces its whole upgrade request, the X-API-Key
+    // header included (docs/INGEST.md, Secrets): capped whatever CCVAULT_LOG
+    // says, since a later directive for the same target replaces it.
+    let filter = match "tungstenite::handshake::client=debug".parse() {
+        Ok(cap) => filter.add_directive(cap),
+        Err(_) => filter,
+    };
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(color)

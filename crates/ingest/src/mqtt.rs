@@ -32,7 +32,7 @@ use tokio::sync::{mpsc, watch, Notify};
 
 use crate::backoff::Backoff;
 use crate::metrics::Metrics;
-use crate::secrets::Secret;
+use crate::secrets::{redact_url, Secret};
 use crate::sink::{Done, Item, SinkOptions};
 use crate::source::{self, Failure, Source};
 use crate::{IngestError, Result};
@@ -97,7 +97,7 @@ pub struct Endpoint {
 /// `ssl://`, `tls://`; IPv6 hosts in brackets). Credentials in the URL are
 /// refused: they would show in `ps`.
 pub fn parse_url(url: &str) -> Result<Endpoint> {
-    let bad = |why: &str| IngestError::Config(format!("bad MQTT URL {url:?}: {why}"));
+    let bad = |why: &str| IngestError::Config(format!("bad MQTT URL {:?}: {why}", redact_url(url)));
     let (scheme, rest) = url
         .split_once("://")
         .ok_or_else(|| bad("expected mqtt://HOST:PORT or mqtts://HOST:PORT"))?;

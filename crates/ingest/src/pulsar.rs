@@ -43,7 +43,7 @@ use tokio_tungstenite::Connector;
 
 use crate::backoff::Backoff;
 use crate::metrics::Metrics;
-use crate::secrets::Secret;
+use crate::secrets::{is_secret_query_key, redact_url, Secret};
 use crate::sink::{Done, Item, SinkOptions};
 use crate::source::{self, Failure, Source};
 use crate::{IngestError, Result};
@@ -84,7 +84,7 @@ impl PulsarConfig {
             receiver_queue_size: 1000,
             ca_file: None,
             ping_interval: Duration::from_secs(30),
-            connect_timeout: Duration::from_secs(30),
+            connect_timeout: Duration::from_secs(45),
             sink: SinkOptions::default(),
             backoff: Backoff::default(),
         }
@@ -106,7 +106,12 @@ pub struct ReaderUrl {
 
 /// Parses `ws[s]://HOST[:PORT]/ws/v2/reader/persistent/{tenant}/{ns}/{topic}`.
 pub fn parse_url(url: &str) -> Result<ReaderUrl> {
-    let bad = |why: &str| IngestError::Config(format!("bad Pulsar reader URL {url:?}: {why}"));
+    let bad = |why: &str| {
+        IngestError::Config(format!(
+            "bad Pulsar reader URL {:?}: {why}",
+            redact_url(url)
+        ))
+    };
     let tls = if url.starts_with("wss://") {
         true
     } else if url.starts_with("ws://") {
@@ -140,6 +145,16 @@ pub fn parse_url(url: &str) -> Result<ReaderUrl> {
         || topic.is_empty()
     {
         return Err(bad("expected .../reader/persistent/TENANT/NAMESPACE/TOPIC"));
+    }
+    if let Some(key) = query
+        .split('&')
+        .map(|kv| kv.split('=').next().unwrap_or(""))
+        .find(|key| is_secret_query_key(key))
+    {
+        return Err(bad(&format!(
+            "the credential {key:?} does not belong in the URL, where `ps` and logs would show it: \
+             put the API key in a file given with --api-key-file, or in CCVAULT_PULSAR_API_KEY"
+        )));
     }
     let query = query
         .split('&')

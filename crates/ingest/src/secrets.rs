@@ -33,6 +33,73 @@ impl std::fmt::Display for Secret {
     }
 }
 
+/// Query parameters that carry a credential (compared case-insensitively,
+/// with `-` and `_` ignored): their values never reach an error or a log.
+const SECRET_QUERY_KEYS: &[&str] = &[
+    "xapikey",
+    "apikey",
+    "token",
+    "accesstoken",
+    "password",
+    "passwd",
+    "secret",
+    "auth",
+];
+
+/// Whether the query parameter `key` carries a credential.
+pub fn is_secret_query_key(key: &str) -> bool {
+    let folded: String = key
+        .chars()
+        .filter(|c| *c != '-' && *c != '_')
+        .map(|c| c.to_ascii_lowercase())
+        .collect();
+    SECRET_QUERY_KEYS.contains(&folded.as_str())
+}
+
+/// `url` fit to print: a user-info part (`user:password@`) becomes `***@` and
+/// the value of every credential query parameter becomes `***`. Every error
+/// that quotes a URL the operator gave goes through this.
+pub fn redact_url(url: &str) -> String {
+    let (before_query, query) = match url.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (url, None),
+    };
+    let mut out = String::with_capacity(url.len());
+    match before_query.split_once("://") {
+        Some((scheme, rest)) => {
+            let authority_end = rest.find(['/', '#']).unwrap_or(rest.len());
+            let (authority, path) = rest.split_at(authority_end);
+            out.push_str(scheme);
+            out.push_str("://");
+            match authority.rsplit_once('@') {
+                Some((_, host)) => {
+                    out.push_str("***@");
+                    out.push_str(host);
+                }
+                None => out.push_str(authority),
+            }
+            out.push_str(path);
+        }
+        None => out.push_str(before_query),
+    }
+    if let Some(query) = query {
+        out.push('?');
+        for (i, pair) in query.split('&').enumerate() {
+            if i > 0 {
+                out.push('&');
+            }
+            match pair.split_once('=') {
+                Some((key, _)) if is_secret_query_key(key) => {
+                    out.push_str(key);
+                    out.push_str("=***");
+                }
+                _ => out.push_str(pair),
+            }
+        }
+    }
+    out
+}
+
 /// Loads a secret: from `file` when given (surrounding whitespace and the
 /// trailing newline trimmed), else from the environment variable `env_var`
 /// when set and non-empty, else `None`. `what` names the secret in errors.
@@ -88,5 +155,22 @@ mod tests {
         assert!(load(None, "CCVAULT_TEST_NO_SUCH_VAR", "API key")
             .unwrap()
             .is_none());
+    }
+
+    #[test]
+    fn urls_are_printed_without_their_credentials() {
+        assert_eq!(
+            redact_url("mqtts://alice:hunter2@broker:8883/x"),
+            "mqtts://***@broker:8883/x"
+        );
+        assert_eq!(
+            redact_url(
+                "wss://h/ws/v2/reader/persistent/t/n/x?X-API-Key=k3y&receiverQueueSize=5&token=t0k"
+            ),
+            "wss://h/ws/v2/reader/persistent/t/n/x?X-API-Key=***&receiverQueueSize=5&token=***"
+        );
+        assert_eq!(redact_url("ws://p@ss@host/a?b=c"), "ws://***@host/a?b=c");
+        assert_eq!(redact_url("not a url"), "not a url");
+        assert!(is_secret_query_key("x_api_key") && !is_secret_query_key("messageId"));
     }
 }

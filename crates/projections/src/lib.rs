@@ -39,4 +39,5 @@ pub use materialize::{
 };
 pub use report::{GroupBy, GroupKey, Interval, Report, ReportOptions, ReportRow};
 pub use summary::{summarize, Anomaly, Direction, LegKind, Outcome, Summary};
+pub use text::for_terminal;
 pub use timeline::{Timeline, TimelineEvent};

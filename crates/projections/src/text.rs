@@ -1,10 +1,42 @@
 //! Plain-text tables for human output.
+//!
+//! Guarantee: every cell of every table, and every field the human output
+//! prints from an event, goes through [`for_terminal`], so a crafted
+//! `agentId` or GUID cannot move the cursor, retitle the window or forge a
+//! row (JSON and CSV carry the values unchanged; their encoders escape).
+
+use std::borrow::Cow;
+
+/// `value` with control characters (C0, DEL, C1, and the bidirectional
+/// overrides that reorder what a terminal shows) written as Rust escapes
+/// (`\u{1b}`, `\n`); text without them is returned as it is.
+pub fn for_terminal(value: &str) -> Cow<'_, str> {
+    fn unsafe_char(c: char) -> bool {
+        c.is_control() || matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+    }
+    if !value.chars().any(unsafe_char) {
+        return Cow::Borrowed(value);
+    }
+    let mut out = String::with_capacity(value.len() + 8);
+    for c in value.chars() {
+        if unsafe_char(c) {
+            out.extend(c.escape_debug());
+        } else {
+            out.push(c);
+        }
+    }
+    Cow::Owned(out)
+}
 
 /// Renders rows under headers, columns padded to their widest cell; columns
 /// flagged in `right` are right-aligned (numbers).
 pub(crate) fn table(headers: &[&str], rows: &[Vec<String>], right: &[bool]) -> String {
+    let rows: Vec<Vec<String>> = rows
+        .iter()
+        .map(|row| row.iter().map(|c| for_terminal(c).into_owned()).collect())
+        .collect();
     let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
-    for row in rows {
+    for row in &rows {
         for (i, cell) in row.iter().enumerate() {
             if let Some(w) = widths.get_mut(i) {
                 *w = (*w).max(cell.chars().count());
@@ -14,7 +46,7 @@ pub(crate) fn table(headers: &[&str], rows: &[Vec<String>], right: &[bool]) -> S
     let mut out = String::new();
     let header: Vec<String> = headers.iter().map(|h| h.to_string()).collect();
     push_row(&mut out, &header, &widths, right);
-    for row in rows {
+    for row in &rows {
         push_row(&mut out, row, &widths, right);
     }
     out
@@ -30,6 +62,8 @@ fn push_row(out: &mut String, cells: &[String], widths: &[usize], right: &[bool]
 pub(crate) fn line(cells: &[String], widths: &[usize], right: &[bool]) -> String {
     let mut line = String::new();
     for (i, cell) in cells.iter().enumerate() {
+        let cell = for_terminal(cell);
+        let cell = cell.as_ref();
         let width = widths.get(i).copied().unwrap_or(0);
         let pad = width.saturating_sub(cell.chars().count());
         if i > 0 {
@@ -45,4 +79,29 @@ pub(crate) fn line(cells: &[String], widths: &[usize], right: &[bool]) -> String
     }
     line.truncate(line.trim_end().len());
     line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn control_characters_are_escaped_and_plain_text_is_borrowed() {
+        assert!(matches!(for_terminal("agent-7 Zoë"), Cow::Borrowed(_)));
+        assert_eq!(
+            for_terminal("a\u{1b}]0;owned\u{7}b\u{1b}[2J\nforged\u{202E}"),
+            "a\\u{1b}]0;owned\\u{7}b\\u{1b}[2J\\nforged\\u{202e}"
+        );
+    }
+
+    #[test]
+    fn a_table_cell_cannot_add_a_row_or_an_escape_sequence() {
+        let out = table(
+            &["AGENT"],
+            &[vec!["x\nFORGED 1".into()], vec!["\u{1b}[2J".into()]],
+            &[false],
+        );
+        assert_eq!(out.lines().count(), 3, "{out}");
+        assert!(!out.contains('\u{1b}'), "{out}");
+    }
 }

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::input::{prepare, EventInput};
 use crate::summary::{derive, Summary};
-use crate::text::table;
+use crate::text::{for_terminal, table};
 use crate::timefmt::{format_duration, format_instant, format_opt_duration, format_opt_instant};
 
 /// One event of a timeline.
@@ -89,7 +89,7 @@ pub fn build(events: &[EventInput<'_>]) -> Option<Timeline> {
 pub fn render_text(timeline: &Timeline, tz: Option<&TimeZone>) -> String {
     let s = &timeline.summary;
     let mut out = String::new();
-    let or_dash = |v: Option<&str>| v.unwrap_or("-").to_string();
+    let or_dash = |v: Option<&str>| for_terminal(v.unwrap_or("-")).into_owned();
     let _ = writeln!(
         out,
         "Interaction {}",
@@ -168,7 +168,7 @@ pub fn render_text(timeline: &Timeline, tz: Option<&TimeZone>) -> String {
         s.outcome.as_str(),
         s.agent_id
             .as_deref()
-            .map_or_else(String::new, |a| format!(" (agent {a})"))
+            .map_or_else(String::new, |a| format!(" (agent {})", for_terminal(a)))
     );
     let _ = writeln!(
         out,

@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 use ccvault_event::{event_time, parse_event, CanonicalKey};
-use ccvault_projections::record_input;
+use ccvault_projections::{for_terminal, record_input};
 use ccvault_store::{
     import_stream, Archive, ArchiveOptions, ArchiveReader, ImportSummary, Record, SourceKind,
 };
@@ -348,10 +348,10 @@ pub fn quarantine(cli: &Cli, range: &TimeRange, format: HumanJson) -> Result<Exi
                 out,
                 "offset {}  {}:{}  {}  {}",
                 r.offset,
-                r.source,
+                for_terminal(&r.source),
                 r.line,
                 format_ms(r.ingest_ms, &tz),
-                r.quarantine_reason
+                for_terminal(&r.quarantine_reason)
             )?,
         }
     }
