@@ -28,7 +28,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::{ccvault, ccvault_stdin, command, import, sample, stats, Stream};
+use common::{ccvault, ccvault_stdin, command, docs_fixture, import, sample, stats, Stream};
 use serde_json::Value;
 
 const GUID_A: &str = "int-19ab3f0c1d2-Qm7tZp2LxWc9aRf3kYv8bNe1H-phone-00-northwind01";
@@ -599,12 +599,6 @@ fn unknown_guid_and_missing_archive_are_clear_errors() {
 
 // ---------------------------------------------------------------------------
 // The 8x8 documentation's own examples
-
-fn docs_fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../tests/fixtures/8x8-docs")
-        .join(name)
-}
 
 /// The interactionGUIDs a fixture names (read with serde_json, not ccvault).
 fn guids_in(path: &Path) -> BTreeSet<String> {

@@ -8,7 +8,7 @@ use std::path::Path;
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
-use common::{ccvault, ccvault_stdin};
+use common::{ccvault, ccvault_stdin, docs_fixture, import};
 use serde_json::Value;
 
 fn one_json(dir: &Path, args: &[&str]) -> Value {
@@ -113,6 +113,51 @@ fn agent_time_without_to_ends_at_the_last_timed_event() {
     import_stdin(dir.path(), &format!("{STATUS}\n{prov}\n{later}\n"));
     let ag1 = agent_line(dir.path(), "ag1");
     assert_eq!(ag1["stateMs"]["5"], 90_000, "{ag1}");
+}
+
+/// docs/METRICS.md §2: weak times (`eventTS`, the import time) never
+/// stretch the time range `stats` shows; they are counted apart as
+/// `untimed`. On the 8x8 documentation's event-reference page, the
+/// AgentProvChange (`msgInfo: {}`, imported: today) and the
+/// InteractionAssigned (only `eventTS`) are weak; the other seven are timed.
+#[test]
+fn stats_time_range_comes_from_timed_events_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let reference = docs_fixture("event-reference.ndjson");
+    let before_import = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    import(dir.path(), &[&reference], &[]);
+    let stats = one_json(dir.path(), &["stats", "--format", "json"]);
+    // AgentStatusChange's statusEventTS .. LineHoldStatus' interactionEventTS.
+    assert_eq!(stats["minTime"], 1_669_235_544_000i64, "{stats}");
+    assert_eq!(stats["maxTime"], 1_744_819_224_000i64, "{stats}");
+    assert_eq!(stats["untimed"], 2, "{stats}");
+    // The assignment's eventTS .. the import time.
+    assert_eq!(stats["untimedMinTime"], 1_744_819_092_000i64, "{stats}");
+    let untimed_max = stats["untimedMaxTime"].as_i64().unwrap();
+    assert!(untimed_max >= before_import, "{stats}");
+
+    let text = ccvault(dir.path(), &["stats"]).ok().stdout_str();
+    assert!(
+        text.contains("time range    2022-11-23T20:32:24.000Z .. 2025-04-16T16:00:24.000Z"),
+        "{text}"
+    );
+    assert!(text.contains("untimed       2 records"), "{text}");
+
+    // A reindex from the log gives the same split.
+    ccvault(dir.path(), &["reindex"]).ok();
+    let again = one_json(dir.path(), &["stats", "--format", "json"]);
+    for key in [
+        "minTime",
+        "maxTime",
+        "untimed",
+        "untimedMinTime",
+        "untimedMaxTime",
+    ] {
+        assert_eq!(again[key], stats[key], "{key} after reindex: {again}");
+    }
 }
 
 /// docs/METRICS.md §5: a status change that carries no time of its own

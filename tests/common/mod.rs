@@ -183,6 +183,13 @@ pub fn sample(name: &str) -> PathBuf {
     samples_dir().join(name)
 }
 
+/// An example file of the 8x8 documentation (`tests/fixtures/8x8-docs`).
+pub fn docs_fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/fixtures/8x8-docs")
+        .join(name)
+}
+
 /// The outcome of one run of the binary.
 #[derive(Debug)]
 pub struct Run {

@@ -103,6 +103,9 @@ impl IndexReader {
             interactions: get("interactions")?,
             min_time_ms: time("min_time_ms")?,
             max_time_ms: time("max_time_ms")?,
+            untimed: get("untimed")?,
+            untimed_min_ms: time("untimed_min_ms")?,
+            untimed_max_ms: time("untimed_max_ms")?,
         })
     }
 

@@ -56,8 +56,36 @@ pub struct Counters {
     pub duplicates: u64,
     pub control: u64,
     pub interactions: u64,
+    /// The range of *timed* event times (docs/METRICS.md §2): a weak time
+    /// (`eventTS`, an import time) never stretches it. An index written
+    /// before weak times were kept apart holds every time here until
+    /// `ccvault reindex`.
     pub min_time_ms: Option<i64>,
     pub max_time_ms: Option<i64>,
+    /// Records whose time is weak, and the range of those times.
+    pub untimed: u64,
+    pub untimed_min_ms: Option<i64>,
+    pub untimed_max_ms: Option<i64>,
+}
+
+impl Counters {
+    /// Counts one record's time in the timed or the untimed range.
+    pub(crate) fn add_time(&mut self, ms: i64, timed: bool) {
+        let (min, max) = if timed {
+            (&mut self.min_time_ms, &mut self.max_time_ms)
+        } else {
+            self.untimed += 1;
+            (&mut self.untimed_min_ms, &mut self.untimed_max_ms)
+        };
+        *min = Some(min.map_or(ms, |m| m.min(ms)));
+        *max = Some(max.map_or(ms, |m| m.max(ms)));
+    }
+
+    /// The largest time of any record, timed or not: the time index's key,
+    /// which must bound every record's time for a seek by time to be safe.
+    pub(crate) fn latest_ms(&self) -> Option<i64> {
+        self.max_time_ms.max(self.untimed_max_ms)
+    }
 }
 
 /// One record to index.
@@ -70,6 +98,8 @@ pub struct Entry<'a> {
     pub agent_id: Option<&'a str>,
     /// Event time t(e) (docs/METRICS.md §2), or ingest time for quarantined records.
     pub time_ms: i64,
+    /// Whether `time_ms` is timed (§2) rather than weak.
+    pub timed: bool,
     pub quarantined: bool,
 }
 

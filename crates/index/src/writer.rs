@@ -161,7 +161,7 @@ impl Index {
                     t.insert(hit.offset, hit.pos).map_err(|x| e(x.into()))?;
                 }
                 let mut time_marks = w.time_marks;
-                if let (Some(first), Some(max_time)) = (w.slice_first, w.counters.max_time_ms) {
+                if let (Some(first), Some(max_time)) = (w.slice_first, w.counters.latest_ms()) {
                     time_marks.push((max_time.max(0) as u64, first));
                 }
                 let mut t = txn.open_table(TIME).map_err(|x| e(x.into()))?;
@@ -180,11 +180,16 @@ impl Index {
                     ("control", c.control),
                     ("interactions", c.interactions),
                 ];
-                if let Some(t) = c.min_time_ms {
-                    meta.push(("min_time_ms", t as u64));
-                }
-                if let Some(t) = c.max_time_ms {
-                    meta.push(("max_time_ms", t as u64));
+                meta.push(("untimed", c.untimed));
+                for (key, time) in [
+                    ("min_time_ms", c.min_time_ms),
+                    ("max_time_ms", c.max_time_ms),
+                    ("untimed_min_ms", c.untimed_min_ms),
+                    ("untimed_max_ms", c.untimed_max_ms),
+                ] {
+                    if let Some(t) = time {
+                        meta.push((key, t as u64));
+                    }
                 }
                 if let Some(cp) = checkpoint {
                     meta.push(("checkpoint.next_offset", cp.next_offset));
@@ -389,16 +394,9 @@ impl IndexWriter {
             } else {
                 c.events += 1;
             }
-            c.min_time_ms = Some(
-                c.min_time_ms
-                    .map_or(entry.time_ms, |m| m.min(entry.time_ms)),
-            );
-            c.max_time_ms = Some(
-                c.max_time_ms
-                    .map_or(entry.time_ms, |m| m.max(entry.time_ms)),
-            );
+            c.add_time(entry.time_ms, entry.timed);
             if entry.offset + 1 - slice_first >= TIME_SLICE {
-                let max_time = c.max_time_ms.map_or(0, |m| m.max(0) as u64);
+                let max_time = c.latest_ms().map_or(0, |m| m.max(0) as u64);
                 self.time_marks.push((max_time, slice_first));
                 self.slice_first = None;
             }
@@ -430,6 +428,7 @@ mod tests {
             interaction_guid: guid,
             agent_id: Some("ag1"),
             time_ms: 1000 * offset as i64,
+            timed: true,
             quarantined: guid.is_none(),
         }
     }
@@ -530,6 +529,32 @@ mod tests {
     }
 
     #[test]
+    fn weak_times_stay_out_of_the_time_range_but_bound_seeks() {
+        let dir = tempfile::tempdir().unwrap();
+        let index = Index::open(&dir.path().join("i.redb")).unwrap();
+        let at = |offset: u64, time_ms: i64, timed: bool| Entry {
+            time_ms,
+            timed,
+            ..entry(offset, &offset.to_le_bytes(), Some("g1"))
+        };
+        let mut w = index.begin().unwrap();
+        w.add_all(&[at(0, 1000, true), at(1, 9000, false)]).unwrap();
+        index.commit(w, None).unwrap();
+        let mut w = index.begin().unwrap();
+        w.add_all(&[at(2, 2000, true), at(3, 500, false)]).unwrap();
+        index.commit(w, None).unwrap();
+        let r = index.reader().unwrap();
+        let c = r.counters().unwrap();
+        assert_eq!((c.min_time_ms, c.max_time_ms), (Some(1000), Some(2000)));
+        assert_eq!(
+            (c.untimed, c.untimed_min_ms, c.untimed_max_ms),
+            (2, Some(500), Some(9000))
+        );
+        // Record 1's weak 9000 ms is still found by a seek from 5000 ms.
+        assert_eq!(r.seek_time(5000).unwrap(), 0);
+    }
+
+    #[test]
     fn one_large_commit_still_seeks_by_time_slice() {
         let dir = tempfile::tempdir().unwrap();
         let index = Index::open(&dir.path().join("i.redb")).unwrap();
@@ -542,6 +567,7 @@ mod tests {
                 interaction_guid: None,
                 agent_id: None,
                 time_ms: offset as i64 * 10,
+                timed: true,
                 quarantined: false,
             })
             .collect();

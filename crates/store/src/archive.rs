@@ -27,7 +27,7 @@ use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use ccvault_event::{decode_message, resolve_time, Arrival, Keys, PayloadTimes};
+use ccvault_event::{decode_message, resolve_time, Arrival, EventTime, Keys, PayloadTimes};
 use ccvault_index::{payload_hash, Checkpoint, Entry, Index, IndexReader, IndexWriter};
 use ccvault_log::{
     FsyncPolicy, Log, LogOptions, LogReader, NewRecord, Position, SourceKind, MAX_FIELD_LEN,
@@ -401,7 +401,7 @@ impl Archive {
             payload: &'a [u8],
             hash: u64,
             keys: &'a Keys,
-            time: i64,
+            time: EventTime,
             quarantined: bool,
         }
         const NO_KEYS: Keys = Keys {
@@ -489,8 +489,7 @@ impl Archive {
                 payload,
             })?;
             let publish = (!publish_time.is_empty()).then_some(publish_time);
-            let time =
-                resolve_time(keys.times, arrival(publish, msg.ingest_ms, msg.source_kind)).ms;
+            let time = resolve_time(keys.times, arrival(publish, msg.ingest_ms, msg.source_kind));
             outcomes.push(match reason {
                 Some(reason) => Outcome::Quarantined {
                     offset,
@@ -618,7 +617,7 @@ pub(crate) fn index_entry(
     pos: u32,
     payload_hash: u64,
     keys: &Keys,
-    time_ms: i64,
+    time: EventTime,
     quarantined: bool,
 ) -> Entry<'_> {
     Entry {
@@ -627,7 +626,8 @@ pub(crate) fn index_entry(
         payload_hash,
         interaction_guid: keys.interaction_guid.as_deref(),
         agent_id: keys.agent_id.as_deref(),
-        time_ms,
+        time_ms: time.ms,
+        timed: time.is_timed(),
         quarantined,
     }
 }

@@ -39,8 +39,13 @@ pub struct Stats {
     pub bytes: u64,
     pub log_bytes: u64,
     pub index_bytes: u64,
+    /// The range of timed event times (docs/METRICS.md §2).
     pub min_time_ms: Option<i64>,
     pub max_time_ms: Option<i64>,
+    /// Records whose time is weak (`eventTS`, an import time), and their range.
+    pub untimed: u64,
+    pub untimed_min_ms: Option<i64>,
+    pub untimed_max_ms: Option<i64>,
 }
 
 /// Whether an opened reader found the index behind the log.
@@ -257,6 +262,9 @@ impl ArchiveReader {
             index_bytes,
             min_time_ms: c.min_time_ms,
             max_time_ms: c.max_time_ms,
+            untimed: c.untimed,
+            untimed_min_ms: c.untimed_min_ms,
+            untimed_max_ms: c.untimed_max_ms,
         })
     }
 

@@ -64,6 +64,7 @@ fn a_posting_the_log_does_not_call_for_is_reported() {
             interaction_guid: Some("int-ghost"),
             agent_id: None,
             time_ms: 0,
+            timed: true,
             quarantined: false,
         },
     );
@@ -91,6 +92,7 @@ fn a_posting_with_a_wrong_position_is_named() {
             interaction_guid: Some("int-7-t"),
             agent_id: Some("ag1"),
             time_ms: 0,
+            timed: true,
             quarantined: false,
         },
     );

@@ -218,6 +218,8 @@ pub fn stats(cli: &Cli, format: HumanJson) -> Result<ExitCode> {
                 "segments": s.segments, "bytes": s.bytes,
                 "logBytes": s.log_bytes, "indexBytes": s.index_bytes,
                 "interactions": s.interactions, "minTime": s.min_time_ms, "maxTime": s.max_time_ms,
+                "untimed": s.untimed, "untimedMinTime": s.untimed_min_ms,
+                "untimedMaxTime": s.untimed_max_ms,
             }),
         )?,
         HumanJson::Human => {
@@ -242,6 +244,16 @@ pub fn stats(cli: &Cli, format: HumanJson) -> Result<ExitCode> {
                 writeln!(
                     out,
                     "time range    {} .. {}",
+                    format_ms(a, &tz),
+                    format_ms(b, &tz)
+                )?;
+            }
+            // Weak times order events but never stretch the range above.
+            if let (Some(a), Some(b)) = (s.untimed_min_ms, s.untimed_max_ms) {
+                writeln!(
+                    out,
+                    "untimed       {} records (eventTS or import time only) {} .. {}",
+                    s.untimed,
                     format_ms(a, &tz),
                     format_ms(b, &tz)
                 )?;

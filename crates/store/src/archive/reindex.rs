@@ -13,7 +13,7 @@
 use std::ops::ControlFlow;
 use std::time::Instant;
 
-use ccvault_event::{parse_event, resolve_time, Keys, PayloadTimes};
+use ccvault_event::{parse_event, resolve_time, EventTime, Keys, PayloadTimes};
 use ccvault_index::{payload_hash, Checkpoint, Entry, Index};
 use ccvault_log::{LogReader, Position, ScanRef};
 
@@ -154,7 +154,7 @@ struct ScannedRecord {
     pos: u32,
     hash: u64,
     keys: Keys,
-    time: i64,
+    time: EventTime,
     quarantined: bool,
     after: Checkpoint,
 }
@@ -213,8 +213,7 @@ fn scan_segments(
                 time: resolve_time(
                     payload_time,
                     arrival(publish, rec.ingest_ms, rec.source_kind),
-                )
-                .ms,
+                ),
                 quarantined: rec.quarantined,
                 after: Checkpoint {
                     next_offset: rec.offset + 1,
