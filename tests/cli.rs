@@ -629,6 +629,8 @@ fn the_8x8_documentation_examples_import_exactly() {
     assert_eq!(summary["quarantined"], 1, "{summary}");
     assert_eq!(summary["duplicates"], 0, "{summary}");
     assert_eq!(summary["rejected"], 0, "{summary}");
+    // The envelope example carries a payload: no transport control message.
+    assert_eq!(summary["control"], 0, "{summary}");
     let s = stats(&dir);
     assert_eq!((s.records, s.events, s.quarantined), (14, 13, 1));
 

@@ -160,6 +160,208 @@ fn stats_time_range_comes_from_timed_events_only() {
     }
 }
 
+/// An archive of both pages of 8x8 examples (`tests/fixtures/8x8-docs`).
+fn docs_archive() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let reference = docs_fixture("event-reference.ndjson");
+    let format = docs_fixture("message-format.ndjson");
+    import(dir.path(), &[&reference, &format], &[]);
+    dir
+}
+
+/// docs/METRICS.md §3 on every interaction of the 8x8 examples: the
+/// channel (`mediaType`, else `resourceType`), the parent link, the contact,
+/// the kind and the reject reasons.
+#[test]
+fn legs_of_the_8x8_examples() {
+    let dir = docs_archive();
+    let rows = ccvault(dir.path(), &["interactions", "--format", "json"])
+        .ok()
+        .json_lines();
+    let got: std::collections::BTreeMap<String, Value> = rows
+        .into_iter()
+        .map(|r| {
+            let guid = r["interactionGUID"].as_str().unwrap().to_owned();
+            let facts = serde_json::json!([
+                r["mediaType"],
+                r["kind"],
+                r["outcome"],
+                r["rejectTimeouts"],
+                r["rejectRefusals"],
+                r["parentGuid"],
+                r["legIndex"],
+                r["contactId"] == r["interactionGUID"]
+            ]);
+            (guid, facts)
+        })
+        .collect();
+    let leg = |media: Value, kind: &str, outcome: &str, refusals: u64| {
+        serde_json::json!([media, kind, outcome, 0, refusals, null, 0, true])
+    };
+    let want: std::collections::BTreeMap<String, Value> = [
+        // Created twice (resourceType 0), queued with mediaType phone, then
+        // deleted: the caller left the queue after 164 s.
+        (
+            "int-184a63564dc-ohWfVIbHJz2Hr2JFhAfdlb4Fa-phone-00-acmecorp01",
+            leg("phone".into(), "inbound", "abandoned", 0),
+        ),
+        // Deleted with isQueued false and rejectReason 0: no queue, no reject.
+        (
+            "int-184a645e074-zGIsMxOkCYzQ8yg68e3t61i7A-phone-00-acmecorp01",
+            leg("phone".into(), "unqueued", "ended", 0),
+        ),
+        // RecordingStatus: neither mediaType nor resourceType.
+        (
+            "int-1963f4d8314-ShlIYL3nayugzbFYJvHhZgPL2-phone-03-tenant01",
+            leg(Value::Null, "unqueued", "open", 0),
+        ),
+        // The queued outbound campaign call's assignment.
+        (
+            "int-1963f527a2a-9wjz0hrkcolMxIqiOhxEsKFe9-phone-01-tenant01",
+            leg("phone".into(), "outbound", "open", 0),
+        ),
+        (
+            "int-1963f52d470-OcB3AbajqjTb9ikyLLBxBr1l7-phone-02-tenant01",
+            leg("phone".into(), "unqueued", "open", 0),
+        ),
+        // Rejected with rejectReason 2 (the agent rejected), resourceType 0.
+        (
+            "int-1963f53a7f9-fRUlBL19w0hsi4GN50Xbcgazp-phone-03-tenant01",
+            leg("phone".into(), "unqueued", "open", 1),
+        ),
+        (
+            "int-1963f541b9f-wgyWcn0J0hwtyhN4XfMHIfCIO-phone-01-tenant01",
+            leg("phone".into(), "inbound", "open", 0),
+        ),
+    ]
+    .into_iter()
+    .map(|(g, v)| (g.to_owned(), v))
+    .collect();
+    assert_eq!(got, want);
+}
+
+/// docs/METRICS.md §4 on the 8x8 examples, one row a day: service metrics
+/// over the two inbound legs only; the outbound campaign call and the legs
+/// that never queued have their own columns.
+#[test]
+fn report_of_the_8x8_examples_counts_inbound_legs_only() {
+    let dir = docs_archive();
+    let rows = ccvault(
+        dir.path(),
+        &["report", "--interval", "1d", "--format", "json"],
+    )
+    .ok()
+    .json_lines();
+    let pick = |r: &Value| {
+        let keys = [
+            "offered",
+            "contacts",
+            "transferredIn",
+            "answered",
+            "abandoned",
+            "serviceLevel",
+            "abandonRate",
+            "asaMs",
+            "maxWaitMs",
+            "unqueued",
+            "consults",
+            "outbound",
+            "outboundConnected",
+            "handled",
+            "rejects",
+        ];
+        keys.map(|k| r[k].clone())
+    };
+    let got: Vec<(Value, [Value; 15])> = rows
+        .iter()
+        .map(|r| (r["intervalStart"].clone(), pick(r)))
+        .collect();
+    let day = |d: &str| serde_json::json!(d.parse::<jiff::Timestamp>().unwrap().as_millisecond());
+    let row = |v: Value| pick(&v);
+    assert_eq!(
+        got,
+        [
+            (
+                day("2022-11-23T00:00:00Z"),
+                row(serde_json::json!({
+                    "offered": 1, "contacts": 2, "transferredIn": 0, "answered": 0,
+                    "abandoned": 1, "serviceLevel": 0.0, "abandonRate": 1.0,
+                    "asaMs": null, "maxWaitMs": 164_000, "unqueued": 1, "consults": 0,
+                    "outbound": 0, "outboundConnected": 0, "handled": 0, "rejects": 0
+                }))
+            ),
+            (
+                day("2025-04-16T00:00:00Z"),
+                row(serde_json::json!({
+                    "offered": 1, "contacts": 4, "transferredIn": 0, "answered": 0,
+                    "abandoned": 0, "serviceLevel": null, "abandonRate": 0.0,
+                    "asaMs": null, "maxWaitMs": null, "unqueued": 3, "consults": 0,
+                    "outbound": 1, "outboundConnected": 0, "handled": 0, "rejects": 1
+                }))
+            ),
+        ]
+    );
+
+    // Grouped by queue and channel: a leg without queueId or channel is in
+    // the null group of that grouping, which sorts first.
+    let groups: Vec<(Value, Value, Value)> = ccvault(
+        dir.path(),
+        &[
+            "report",
+            "--interval",
+            "1d",
+            "--by",
+            "queue,channel",
+            "--format",
+            "json",
+        ],
+    )
+    .ok()
+    .json_lines()
+    .into_iter()
+    .map(|r| {
+        (
+            r["queueId"].clone(),
+            r["mediaType"].clone(),
+            r["offered"].clone(),
+        )
+    })
+    .collect();
+    let g = |q: Value, m: Value, offered: u64| (q, m, offered.into());
+    assert_eq!(
+        groups,
+        [
+            g(Value::Null, "phone".into(), 0),
+            g(591.into(), "phone".into(), 1),
+            g(Value::Null, Value::Null, 0),
+            g(Value::Null, "phone".into(), 0),
+            g(1092.into(), "phone".into(), 0),
+            g(1162.into(), "phone".into(), 1),
+        ]
+    );
+}
+
+/// docs/METRICS.md §5 on the 8x8 examples: the agent's status change
+/// (statusEventTS, the same on both pages, two distinct events) runs to
+/// the last timed event of the archive (the LineHoldStatus), not to the
+/// AgentProvChange's import time nor the assignment's `eventTS`.
+#[test]
+fn agent_state_of_the_8x8_examples_runs_to_the_last_timed_event() {
+    let dir = docs_archive();
+    let agents = ccvault(dir.path(), &["agents", "--format", "json"])
+        .ok()
+        .json_lines();
+    assert_eq!(
+        agents,
+        [serde_json::json!({
+            "agentId": "ag64oyEUb_Sk6bxVB9P5yaaa",
+            "stateMs": {"5": 1_744_819_224_000i64 - 1_669_235_544_000},
+            "changes": 2,
+            "untimed": 0
+        })]
+    );
+}
+
 /// docs/METRICS.md §5: a status change that carries no time of its own
 /// (`msgInfo: {}`, no `statusEventTS`) is imported with a weak time, so it
 /// sets no state and is counted as `untimed`, through the materialized

@@ -222,6 +222,63 @@ mod tests {
         assert_eq!(t(zero, None, false).source, TimeSource::Imported);
     }
 
+    /// Every example event of the 8x8 documentation, imported from a file
+    /// (import time 42): its time and the rule that gave it, in file order.
+    #[test]
+    fn the_8x8_examples_take_the_time_of_the_best_rule_present() {
+        use crate::input::decode_message;
+        use TimeSource::*;
+        let docs = [
+            (
+                include_str!("../../../tests/fixtures/8x8-docs/event-reference.ndjson"),
+                vec![
+                    // statusEventTS outranks msgInfo.timestamp (…917 ms).
+                    (StatusEventTs, 1_669_235_544_000),
+                    // AgentProvChange: `msgInfo: {}` and nothing else.
+                    (Imported, 42),
+                    (MsgInfoTimestamp, 1_669_235_700_000),
+                    // interactionEventTS outranks the equal eventTS.
+                    (InteractionEventTs, 1_744_819_217_000),
+                    (MsgInfoTimestamp, 1_669_236_000_000),
+                    // InteractionAssigned: only eventTS, the queue time.
+                    (EventTs, 1_744_819_092_000),
+                    (InteractionEventTs, 1_744_819_218_000),
+                    (InteractionEventTs, 1_744_819_224_000),
+                    (InteractionEventTs, 1_744_819_223_000),
+                ],
+            ),
+            (
+                include_str!("../../../tests/fixtures/8x8-docs/message-format.ndjson"),
+                vec![
+                    // The envelope: its payload is no event (quarantined), so
+                    // only the envelope's publishTime is left.
+                    (PublishTime, 1_760_520_600_000),
+                    (StatusEventTs, 1_669_235_544_000),
+                    (InteractionEventTs, 1_669_235_827_000),
+                    (InteractionEventTs, 1_669_235_836_000),
+                    (InteractionEventTs, 1_669_236_911_000),
+                ],
+            ),
+        ];
+        for (text, want) in docs {
+            let got: Vec<(TimeSource, i64)> = text
+                .lines()
+                .map(|line| {
+                    let d = decode_message(line.as_bytes());
+                    let arrival = Arrival {
+                        publish_time: d.publish_time.as_deref(),
+                        ingest_ms: 42,
+                        live: false,
+                    };
+                    let times = d.outcome.map(|k| k.times).unwrap_or_default();
+                    let t = resolve_time(times, arrival);
+                    (t.source, t.ms)
+                })
+                .collect();
+            assert_eq!(got, want);
+        }
+    }
+
     #[test]
     fn names_and_strength() {
         let timed = [

@@ -212,6 +212,9 @@ fn sla_per_channel_with_a_default() {
         ("90s", 90_000),
         ("1.5s", 1_500),
         ("500ms", 500),
+        // ISO 8601, as docs/METRICS.md §4 allows.
+        ("PT20S", 20_000),
+        ("PT1M30S", 90_000),
     ] {
         assert_eq!(text.parse::<Sla>(), Ok(Sla::uniform(ms)), "{text}");
     }
