@@ -87,7 +87,7 @@ impl Projections {
                 .map(ArchivedEvent::of_record)
                 .collect();
             let p = project_records(&recs, Want::SUMMARIES).at(&self.path)?;
-            summaries.extend(p.summaries.into_iter().filter(|(g, _, _)| g == guid));
+            summaries.extend(p.summaries.into_iter().filter(|row| row.guid == *guid));
         }
         let interactions = summaries.len() as u64;
         let agent_changes = projected.agents.len() as u64;

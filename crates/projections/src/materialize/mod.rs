@@ -14,6 +14,10 @@
 //!   report is a sequential range scan, not a lookup per interaction.
 //! - `interaction_offered`: `interactionGUID -> offeredAt`, exactly the keys
 //!   of the table above (how a late event finds the row to replace).
+//! - `children`: `(parentGuid, interactionGUID) -> ()`, exactly one entry
+//!   per stored summary that has a `parentGuid` (whether or not the parent
+//!   has events), so the legs of a contact are found from its first leg
+//!   down ([`Projections::contact_legs`]) without a scan.
 //! - `agent_status`: `(agentId, t(e), offset) -> (time source rank,
 //!   payload bytes)` for every status change (docs/METRICS.md §5) below `consumed`: enough to recompute agent
 //!   state time exactly for any window.
@@ -57,7 +61,7 @@ pub use query::InteractionFilter;
 
 /// Bump whenever a stored value or a rule of docs/METRICS.md changes: a store
 /// written with another version is rebuilt on the next catch-up.
-pub const PROJECTION_VERSION: i64 = 2;
+pub const PROJECTION_VERSION: i64 = 3;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProjectionError {

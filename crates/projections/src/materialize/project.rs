@@ -114,12 +114,22 @@ pub(super) struct AgentRow {
     pub(super) payload: Box<[u8]>,
 }
 
+/// One interaction's stored summary and the keys it is filed under.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct SummaryRow {
+    pub(super) guid: String,
+    pub(super) offered_at: i64,
+    /// `parentGuid`: the row files the leg under its parent in `children`.
+    pub(super) parent: Option<String>,
+    /// The encoded Summary (codec).
+    pub(super) bytes: Vec<u8>,
+}
+
 /// The projection of some records: summaries of the interactions they name
 /// and the status changes among them.
 #[derive(Debug, Default)]
 pub(super) struct Projected {
-    /// `(guid, offeredAt, encoded Summary)`.
-    pub(super) summaries: Vec<(String, i64, Vec<u8>)>,
+    pub(super) summaries: Vec<SummaryRow>,
     pub(super) agents: Vec<AgentRow>,
     /// The largest timed t(e) (weak times left out).
     pub(super) max_time_ms: Option<i64>,
@@ -215,7 +225,12 @@ pub(super) fn project_records(recs: &[ArchivedEvent], want: Want) -> Result<Proj
         dedupe_in_canonical_order(&mut prepared);
         if let Some(summary) = derive(&prepared) {
             codec::encode_into(&summary, &mut buf)?;
-            out.summaries.push((guid, summary.offered_at, buf.clone()));
+            out.summaries.push(SummaryRow {
+                guid,
+                offered_at: summary.offered_at,
+                parent: summary.parent_guid,
+                bytes: buf.clone(),
+            });
         }
     }
     Ok(out)

@@ -1,10 +1,12 @@
 //! What the commands read: one summary, the summaries in `offeredAt`
 //! order, the aggregate report and agent state time.
 
-use ccvault_event::{parse_event, EventTime, TimeSource};
-use redb::{ReadOnlyTable, ReadableTable};
+use std::collections::BTreeSet;
 
-use super::schema::{AGENT_STATUS, BY_OFFERED, OFFERED};
+use ccvault_event::{parse_event, EventTime, TimeSource};
+use redb::{ReadOnlyTable, ReadTransaction, ReadableTable};
+
+use super::schema::{AGENT_STATUS, BY_OFFERED, CHILDREN, OFFERED};
 use super::{AtPath, Projections, Result};
 use crate::agents::{AgentStateTime, AgentStates, AgentWindow};
 use crate::codec;
@@ -50,25 +52,102 @@ impl InteractionFilter {
     }
 }
 
+/// The two tables a summary is read through.
+struct SummaryTables {
+    offered: ReadOnlyTable<&'static str, i64>,
+    by_offered: ReadOnlyTable<(i64, &'static str), &'static [u8]>,
+}
+
 impl Projections {
-    /// The summary of one interaction, if it has events.
-    pub fn summary(&self, guid: &str) -> Result<Option<Summary>> {
-        let txn = self.read_txn()?;
+    /// Opens the summary tables; `None` before anything was stored.
+    fn summary_tables(&self, txn: &ReadTransaction) -> Result<Option<SummaryTables>> {
         let offered = match txn.open_table(OFFERED) {
             Ok(t) => t,
             Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
             Err(e) => return Err(e).at(&self.path),
         };
-        let Some(at) = offered.get(guid).at(&self.path)?.map(|v| v.value()) else {
+        let by_offered = txn.open_table(BY_OFFERED).at(&self.path)?;
+        Ok(Some(SummaryTables {
+            offered,
+            by_offered,
+        }))
+    }
+
+    /// One stored summary as stored (`contactId`/`legIndex` not resolved).
+    fn stored_summary(&self, t: &SummaryTables, guid: &str) -> Result<Option<Summary>> {
+        let Some(at) = t.offered.get(guid).at(&self.path)?.map(|v| v.value()) else {
             return Ok(None);
         };
-        let t = txn.open_table(BY_OFFERED).at(&self.path)?;
-        let Some(v) = t.get((at, guid)).at(&self.path)? else {
+        let Some(v) = t.by_offered.get((at, guid)).at(&self.path)? else {
             return Ok(None);
         };
-        let mut s: Summary = codec::decode(v.value()).at(&self.path)?;
-        self.place_in_contact(&mut s, &offered, &t)?;
+        Ok(Some(codec::decode(v.value()).at(&self.path)?))
+    }
+
+    /// The summary of one interaction, if it has events.
+    pub fn summary(&self, guid: &str) -> Result<Option<Summary>> {
+        let txn = self.read_txn()?;
+        let Some(t) = self.summary_tables(&txn)? else {
+            return Ok(None);
+        };
+        let Some(mut s) = self.stored_summary(&t, guid)? else {
+            return Ok(None);
+        };
+        self.place_in_contact(&mut s, &t)?;
         Ok(Some(s))
+    }
+
+    /// Every leg of the contact `guid` belongs to (docs/METRICS.md §3), with
+    /// `contactId` and `legIndex` resolved, in `legIndex` order (then
+    /// `offeredAt`, GUID); empty when `guid` has no events. The walk goes up
+    /// to the contact through the legs' parents, then down through
+    /// `children`: a few lookups per leg, whatever the archive's size.
+    pub fn contact_legs(&self, guid: &str) -> Result<Vec<Summary>> {
+        let txn = self.read_txn()?;
+        let Some(t) = self.summary_tables(&txn)? else {
+            return Ok(Vec::new());
+        };
+        let Some(mut asked) = self.stored_summary(&t, guid)? else {
+            return Ok(Vec::new());
+        };
+        self.place_in_contact(&mut asked, &t)?;
+        let Some(contact) = asked.contact_id.clone() else {
+            return Ok(vec![asked]);
+        };
+        let children = txn.open_table(CHILDREN).at(&self.path)?;
+        // The contact is its first leg (when archived) and everything below
+        // it: every leg whose walk up passes through it ends there, since a
+        // leg has one parent. The visited set ends a cycle's walk down.
+        let mut seen: BTreeSet<String> = BTreeSet::from([contact.clone()]);
+        let mut todo = vec![contact];
+        let mut legs = Vec::new();
+        while let Some(g) = todo.pop() {
+            if let Some(mut s) = self.stored_summary(&t, &g)? {
+                self.place_in_contact(&mut s, &t)?;
+                legs.push(s);
+            }
+            for item in children.range((g.as_str(), "")..).at(&self.path)? {
+                let (k, _) = item.at(&self.path)?;
+                let (parent, child) = k.value();
+                if parent != g {
+                    break;
+                }
+                if seen.insert(child.to_owned()) {
+                    todo.push(child.to_owned());
+                }
+            }
+        }
+        // A leg placed elsewhere would mean `children` disagrees with the
+        // summaries' parents; the summaries are the truth.
+        legs.retain(|s| s.contact_id == asked.contact_id);
+        legs.sort_by(|a, b| {
+            (a.leg_index, a.offered_at, &a.interaction_guid).cmp(&(
+                b.leg_index,
+                b.offered_at,
+                &b.interaction_guid,
+            ))
+        });
+        Ok(legs)
     }
 
     /// Fills `contactId` and `legIndex` (docs/METRICS.md §3) by walking the
@@ -77,12 +156,7 @@ impl Projections {
     /// answers at once, and a rebuild and any sequence of catch-ups (which
     /// store the same rows) give the same answers. Only legs with a parent
     /// walk; the others are their own contact at index 0.
-    fn place_in_contact(
-        &self,
-        s: &mut Summary,
-        offered: &ReadOnlyTable<&str, i64>,
-        by_offered: &ReadOnlyTable<(i64, &str), &[u8]>,
-    ) -> Result<()> {
+    fn place_in_contact(&self, s: &mut Summary, t: &SummaryTables) -> Result<()> {
         let Some(own) = s.interaction_guid.clone() else {
             return Ok(());
         };
@@ -96,22 +170,15 @@ impl Projections {
             if guid == own {
                 return Some(first_parent.clone());
             }
-            let found = (|| -> Result<Option<String>> {
-                let Some(at) = offered.get(guid).at(&self.path)?.map(|v| v.value()) else {
-                    return Ok(None);
-                };
-                let Some(v) = by_offered.get((at, guid)).at(&self.path)? else {
-                    return Ok(None);
-                };
-                let parent: Summary = codec::decode(v.value()).at(&self.path)?;
-                Ok(parent.parent_guid)
-            })();
-            found.unwrap_or_else(|e| {
-                failure.get_or_insert(e);
-                None
-            })
+            match self.stored_summary(t, guid) {
+                Ok(parent) => parent.and_then(|p| p.parent_guid),
+                Err(e) => {
+                    failure.get_or_insert(e);
+                    None
+                }
+            }
         };
-        let archived = |guid: &str| offered.get(guid).ok().flatten().is_some();
+        let archived = |guid: &str| t.offered.get(guid).ok().flatten().is_some();
         let place = resolve_contact(&own, &mut parent_of, archived);
         if let Some(e) = failure {
             return Err(e);
@@ -129,22 +196,19 @@ impl Projections {
         mut f: impl FnMut(Summary) -> Result<bool>,
     ) -> Result<()> {
         let txn = self.read_txn()?;
-        let t = match txn.open_table(BY_OFFERED) {
-            Ok(t) => t,
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(()),
-            Err(e) => return Err(e).at(&self.path),
+        let Some(t) = self.summary_tables(&txn)? else {
+            return Ok(());
         };
-        let offered = txn.open_table(OFFERED).at(&self.path)?;
         let lo = filter.from.unwrap_or(i64::MIN);
         let range = match filter.to {
-            Some(to) => t.range((lo, "")..(to, "")),
-            None => t.range((lo, "")..),
+            Some(to) => t.by_offered.range((lo, "")..(to, "")),
+            None => t.by_offered.range((lo, "")..),
         }
         .at(&self.path)?;
         for item in range {
             let (_, v) = item.at(&self.path)?;
             let mut s: Summary = codec::decode(v.value()).at(&self.path)?;
-            self.place_in_contact(&mut s, &offered, &t)?;
+            self.place_in_contact(&mut s, &t)?;
             if filter.matches(&s) && !f(s)? {
                 break;
             }

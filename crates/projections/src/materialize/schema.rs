@@ -6,13 +6,16 @@ use std::path::Path;
 use ccvault_store::Position;
 use redb::{Database, ReadableTableMetadata, TableDefinition, WriteTransaction};
 
-use super::project::AgentRow;
+use super::project::{AgentRow, SummaryRow};
 use super::{AtPath, ProjectionError, Projections, Result, State, PROJECTION_VERSION};
 
 pub(super) const META: TableDefinition<&str, i64> = TableDefinition::new("meta");
 pub(super) const BY_OFFERED: TableDefinition<(i64, &str), &[u8]> =
     TableDefinition::new("interactions_by_offered");
 pub(super) const OFFERED: TableDefinition<&str, i64> = TableDefinition::new("interaction_offered");
+/// `(parentGuid, interactionGUID) -> ()`: the legs transferred or consulted
+/// from each leg, so a contact is found from its first leg down.
+pub(super) const CHILDREN: TableDefinition<(&str, &str), ()> = TableDefinition::new("children");
 /// `(agentId, t(e), offset) -> (rank of t(e)'s time source, payload)`.
 pub(super) const AGENT_STATUS: TableDefinition<(&str, i64, u64), (u8, &[u8])> =
     TableDefinition::new("agent_status");
@@ -103,28 +106,48 @@ impl Projections {
         })
     }
 
-    /// Writes `(guid, offeredAt, encoded Summary)` rows.
+    /// Writes summary rows and files each leg under its parent. A replaced
+    /// row whose parent changed (an event earlier in canonical order named
+    /// another one) leaves its old parent's `children` entry.
     pub(super) fn put_summaries(
         &self,
         txn: &WriteTransaction,
-        summaries: &[(String, i64, Vec<u8>)],
+        summaries: &[SummaryRow],
         rows: Rows,
     ) -> Result<()> {
         let mut by_offered = txn.open_table(BY_OFFERED).at(&self.path)?;
         let mut offered = txn.open_table(OFFERED).at(&self.path)?;
-        for (guid, at, bytes) in summaries {
-            let old = offered
-                .insert(guid.as_str(), *at)
+        let mut children = txn.open_table(CHILDREN).at(&self.path)?;
+        for row in summaries {
+            let guid = row.guid.as_str();
+            let old_at = offered
+                .insert(guid, row.offered_at)
                 .at(&self.path)?
                 .map(|v| v.value());
+            let moved = match old_at {
+                Some(old) if rows == Rows::Replace && old != row.offered_at => by_offered
+                    .remove((old, guid))
+                    .at(&self.path)?
+                    .map(|v| v.value().to_vec()),
+                _ => None,
+            };
+            let overwritten = by_offered
+                .insert((row.offered_at, guid), row.bytes.as_slice())
+                .at(&self.path)?
+                .map(|v| v.value().to_vec());
             if rows == Rows::Replace {
-                if let Some(old) = old.filter(|old| old != at) {
-                    by_offered.remove((old, guid.as_str())).at(&self.path)?;
+                if let Some(old) = moved.or(overwritten).filter(|old| *old != row.bytes) {
+                    let old: crate::Summary = crate::codec::decode(&old).at(&self.path)?;
+                    if let Some(p) = old.parent_guid.filter(|p| Some(p) != row.parent.as_ref()) {
+                        children.remove((p.as_str(), guid)).at(&self.path)?;
+                    }
                 }
             }
-            by_offered
-                .insert((*at, guid.as_str()), bytes.as_slice())
-                .at(&self.path)?;
+            if let Some(parent) = &row.parent {
+                children
+                    .insert((parent.as_str(), guid), ())
+                    .at(&self.path)?;
+            }
         }
         Ok(())
     }

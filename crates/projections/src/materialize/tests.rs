@@ -14,13 +14,18 @@ use crate::report::{GroupBy, Interval, Report, ReportOptions};
 use crate::summary::summarize;
 use crate::summary::Summary;
 use ccvault_event::{event_time, parse_event};
-use schema::META;
+use schema::{CHILDREN, META};
 
 fn sim_lines(seed: u64, interactions: u64) -> Vec<Vec<u8>> {
+    sim_lines_with(seed, interactions, ccvault_sim::Quirks::default())
+}
+
+fn sim_lines_with(seed: u64, interactions: u64, quirks: ccvault_sim::Quirks) -> Vec<Vec<u8>> {
     let cfg = SimConfig {
         seed,
         interactions: Some(interactions),
         agents: 12,
+        quirks,
         ..SimConfig::default()
     };
     let mut out = Vec::new();
@@ -85,15 +90,31 @@ fn report_opts() -> Vec<ReportOptions> {
     ]
 }
 
-/// Everything the store answers, as text.
+/// Everything the store answers, as text: the summaries, the `children`
+/// table as stored, every leg's contact as `contact_legs` finds it, the
+/// reports, agent state time and the state.
 fn dump(p: &Projections) -> String {
     let mut out = String::new();
+    let mut guids = Vec::new();
     p.for_each_interaction(&InteractionFilter::default(), |s| {
         out += &serde_json::to_string(&s).unwrap();
         out.push('\n');
+        guids.push(s.interaction_guid.clone().unwrap());
         Ok(true)
     })
     .unwrap();
+    {
+        let txn = p.read_txn().unwrap();
+        let children = txn.open_table(CHILDREN).unwrap();
+        for item in redb::ReadableTable::iter(&children).unwrap() {
+            let (k, _) = item.unwrap();
+            let (parent, child) = k.value();
+            out += &format!("child {parent} {child}\n");
+        }
+    }
+    for g in &guids {
+        out += &contact_line(g, &p.contact_legs(g).unwrap());
+    }
     for opts in report_opts() {
         for row in p.report(opts).unwrap() {
             out += &serde_json::to_string(&row).unwrap();
@@ -172,6 +193,28 @@ fn oracle(dir: &Path) -> String {
         out += &serde_json::to_string(s).unwrap();
         out.push('\n');
     }
+    let links: std::collections::BTreeSet<(&str, &str)> = summaries
+        .iter()
+        .filter_map(|s| Some((s.parent_guid.as_deref()?, s.interaction_guid.as_deref()?)))
+        .collect();
+    for (parent, child) in links {
+        out += &format!("child {parent} {child}\n");
+    }
+    for s in &summaries {
+        let mut legs: Vec<Summary> = summaries
+            .iter()
+            .filter(|l| l.contact_id == s.contact_id)
+            .cloned()
+            .collect();
+        legs.sort_by(|a, b| {
+            (a.leg_index, a.offered_at, &a.interaction_guid).cmp(&(
+                b.leg_index,
+                b.offered_at,
+                &b.interaction_guid,
+            ))
+        });
+        out += &contact_line(s.interaction_guid.as_deref().unwrap(), &legs);
+    }
     for opts in report_opts() {
         let mut rep = Report::new(opts);
         for s in &summaries {
@@ -200,6 +243,15 @@ fn oracle(dir: &Path) -> String {
         summaries.len()
     );
     out
+}
+
+/// One leg's contact: its legs as `GUID@legIndex`, in order.
+fn contact_line(guid: &str, legs: &[Summary]) -> String {
+    let legs: Vec<String> = legs
+        .iter()
+        .map(|l| format!("{}@{}", l.interaction_guid.as_deref().unwrap(), l.leg_index))
+        .collect();
+    format!("contact of {guid}: {}\n", legs.join(" "))
 }
 
 fn catch_up(dir: &Path) -> Applied {
@@ -278,6 +330,118 @@ fn rebuild_and_incremental_catch_up_agree() {
     let again = catch_up(d);
     assert_eq!(again.records, 0);
     assert_eq!(dump(&Projections::open(d).unwrap()), expected);
+}
+
+#[test]
+fn children_before_parents_and_a_parent_that_changes() {
+    // Bare lines, so each one's leg can be read from the line itself.
+    let quirks = ccvault_sim::Quirks {
+        envelope_rate: 0.0,
+        weak_event_ts: false,
+        malformed_rate: 0.0,
+        ..ccvault_sim::Quirks::default()
+    };
+    let lines = sim_lines_with(21, 400, quirks);
+    let guid_of = |l: &[u8]| -> Option<String> {
+        let ev = parse_event(l).ok()?;
+        ev.body.interaction_guid.as_text().map(|g| g.into_owned())
+    };
+    let mut by_guid: BTreeMap<String, Vec<&Vec<u8>>> = BTreeMap::new();
+    for l in &lines {
+        if let Some(g) = guid_of(l) {
+            by_guid.entry(g).or_default().push(l);
+        }
+    }
+    let parent: BTreeMap<&str, Option<String>> = by_guid
+        .iter()
+        .map(|(g, ls)| {
+            let inputs: Vec<crate::EventInput> = ls
+                .iter()
+                .map(|l| crate::EventInput {
+                    payload: l,
+                    ..Default::default()
+                })
+                .collect();
+            (g.as_str(), summarize(&inputs).and_then(|s| s.parent_guid))
+        })
+        .collect();
+    let depth = |g: &str| {
+        let mut d = 0;
+        let mut at = g.to_owned();
+        while let Some(Some(p)) = parent.get(at.as_str()) {
+            d += 1;
+            at = p.clone();
+            if d > 10 {
+                break;
+            }
+        }
+        d
+    };
+    let deepest = by_guid.keys().map(|g| depth(g)).max().unwrap();
+    assert!(
+        deepest >= 2,
+        "the simulation has a transfer chain of 3 legs"
+    );
+
+    // One leg is first archived under a parent that is not its own; an
+    // event earlier in canonical order, archived last, names the real one.
+    let moved = by_guid.keys().find(|g| depth(g) == 1).unwrap().clone();
+    let real_parent = parent[moved.as_str()].clone().unwrap();
+    let first: &Vec<u8> = by_guid[&moved][0];
+    let mut earlier: serde_json::Value = serde_json::from_slice(first).unwrap();
+    let ts = earlier["Interaction"]["msgInfo"]["timestamp"]
+        .as_i64()
+        .unwrap();
+    earlier["Interaction"]["msgInfo"]["timestamp"] = (ts - 1).into();
+    let earlier = serde_json::to_vec(&earlier).unwrap();
+    assert!(String::from_utf8_lossy(&earlier).contains(&real_parent));
+    let decoy = |l: &Vec<u8>| -> Vec<u8> {
+        String::from_utf8_lossy(l)
+            .replace(&real_parent, "int-decoy-parent")
+            .into_bytes()
+    };
+
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // The deepest legs first, the first legs (and lines of no leg) last,
+    // each phase caught up before the next arrives.
+    for level in (0..=deepest).rev() {
+        let phase: Vec<Vec<u8>> = lines
+            .iter()
+            .filter(|l| guid_of(l).map_or(0, |g| depth(&g)) == level)
+            .map(|l| {
+                if guid_of(l).as_deref() == Some(moved.as_str()) {
+                    decoy(l)
+                } else {
+                    l.clone()
+                }
+            })
+            .collect();
+        import_lines(d, &phase);
+        catch_up(d);
+    }
+    let before = dump(&Projections::open(d).unwrap());
+    assert!(before.contains(&format!("child int-decoy-parent {moved}\n")));
+    import_lines(d, &[earlier]);
+    let last = catch_up(d);
+    assert!(!last.rebuilt && last.interactions == 1);
+
+    let expected = oracle(d);
+    assert!(expected.contains(&format!("child {real_parent} {moved}\n")));
+    assert!(!expected.contains("int-decoy-parent"));
+    // Three contacts of three legs, each listed from each of its legs.
+    let three_legs = expected
+        .lines()
+        .filter(|l| l.starts_with("contact of ") && l.matches('@').count() == 3)
+        .count();
+    assert!(three_legs >= 9, "{expected}");
+    assert_eq!(dump(&Projections::open(d).unwrap()), expected);
+
+    let mut reader = ArchiveReader::open(d).unwrap();
+    let mut p = Projections::open(d).unwrap();
+    p.rebuild(&mut reader, RebuildOptions::default(), &mut |_| {})
+        .unwrap();
+    assert_eq!(dump(&p), expected, "rebuild differs from the oracle");
 }
 
 #[test]
