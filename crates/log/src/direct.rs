@@ -11,10 +11,12 @@
 //!   never longer than the data written to it.
 //! - After `publish`, the file holds every byte up to the logical end.
 
-use std::fs::{File, OpenOptions};
 use std::io;
-use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::Path;
+use std::sync::Arc;
+
+use crate::segment::read_full_at;
+use crate::vfs::{Vfs, VfsFile};
 
 /// Alignment of direct writes (offset, length and memory); 4 KiB covers
 /// every logical block size Linux file systems use.
@@ -23,7 +25,7 @@ pub(crate) const BLOCK: usize = 4096;
 const WINDOW: usize = 1 << 20;
 
 pub(crate) struct DirectAppender {
-    direct: File,
+    direct: Arc<dyn VfsFile>,
     /// `WINDOW + BLOCK` bytes; the window starts at the first aligned byte.
     memory: Vec<u8>,
     start: usize,
@@ -35,12 +37,13 @@ impl DirectAppender {
     /// Prepares direct appends to `path` (open as `file`) whose data ends at
     /// `end`. `None` when the file system refuses `O_DIRECT`: then the
     /// caller writes through the page cache.
-    pub fn open(path: &Path, file: &File, end: u64) -> Option<DirectAppender> {
-        let direct = OpenOptions::new()
-            .write(true)
-            .custom_flags(libc::O_DIRECT | libc::O_NOFOLLOW | libc::O_CLOEXEC)
-            .open(path)
-            .ok()?;
+    pub fn open(
+        vfs: &dyn Vfs,
+        path: &Path,
+        file: &dyn VfsFile,
+        end: u64,
+    ) -> Option<DirectAppender> {
+        let direct = vfs.open_direct(path, true)?;
         let memory = vec![0u8; WINDOW + BLOCK];
         let start = memory.as_ptr().align_offset(BLOCK);
         if start > BLOCK {
@@ -58,7 +61,10 @@ impl DirectAppender {
         // The partial last block is rewritten whole by the next direct
         // write: start from what the file has.
         let window = appender.window_mut();
-        file.read_exact_at(&mut window[..staged], staged_at).ok()?;
+        let got = read_full_at(file, path, &mut window[..staged], staged_at).ok()?;
+        if got != staged {
+            return None;
+        }
         Some(appender)
     }
 
@@ -105,7 +111,7 @@ impl DirectAppender {
     /// Writes the partial last block through the page cache (`file`), so
     /// the file holds all the data; it stays in the window, to be written
     /// again whole once the block fills.
-    pub fn publish(&self, file: &File) -> io::Result<()> {
+    pub fn publish(&self, file: &dyn VfsFile) -> io::Result<()> {
         if self.staged == 0 {
             return Ok(());
         }

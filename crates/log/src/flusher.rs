@@ -16,8 +16,6 @@
 //! - At most [`QUEUE_JOBS`] jobs (so a bounded number of buffers) are in
 //!   flight: the appender blocks when the disk falls behind.
 
-use std::fs::File;
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -27,6 +25,7 @@ use crate::direct::DirectAppender;
 use crate::error::{LogError, Result};
 use crate::options::{FsyncPolicy, LogOptions};
 use crate::segment::{create_segment, segment_path};
+use crate::vfs::{Vfs, VfsFile};
 
 /// Jobs queued before `submit` blocks.
 const QUEUE_JOBS: usize = 4;
@@ -91,9 +90,10 @@ impl Flusher {
     /// `dir`, `end` bytes long), everything below `next_offset` being
     /// durable already.
     pub fn start(
+        vfs: Arc<dyn Vfs>,
         dir: &Path,
         base: u64,
-        file: File,
+        file: Arc<dyn VfsFile>,
         end: u64,
         opts: LogOptions,
         next_offset: u64,
@@ -114,9 +114,10 @@ impl Flusher {
             dir: dir.to_owned(),
             direct: opts
                 .direct_io
-                .then(|| DirectAppender::open(&path, &file, end))
+                .then(|| DirectAppender::open(vfs.as_ref(), &path, file.as_ref(), end))
                 .flatten(),
             direct_io: opts.direct_io,
+            vfs,
             path,
             file,
             fsync: opts.fsync,
@@ -211,9 +212,10 @@ impl Drop for Flusher {
 
 /// The thread's side.
 struct Worker {
+    vfs: Arc<dyn Vfs>,
     dir: PathBuf,
     path: PathBuf,
-    file: File,
+    file: Arc<dyn VfsFile>,
     /// Direct appends to `file`, where the file system allows them.
     direct: Option<DirectAppender>,
     direct_io: bool,
@@ -289,12 +291,14 @@ impl Worker {
             Job::Roll { base } => {
                 self.publish()?;
                 self.sync()?;
-                self.file = create_segment(&self.dir, base)?;
+                self.file = create_segment(self.vfs.as_ref(), &self.dir, base)?;
                 self.path = segment_path(&self.dir, base);
                 let end = u64::from(crate::HEADER_LEN);
                 self.direct = self
                     .direct_io
-                    .then(|| DirectAppender::open(&self.path, &self.file, end))
+                    .then(|| {
+                        DirectAppender::open(self.vfs.as_ref(), &self.path, self.file.as_ref(), end)
+                    })
                     .flatten();
                 Ok((Progress::Durable(base), None))
             }
@@ -304,7 +308,7 @@ impl Worker {
     fn publish(&self) -> Result<()> {
         match &self.direct {
             Some(direct) => direct
-                .publish(&self.file)
+                .publish(self.file.as_ref())
                 .map_err(|e| LogError::io("writing", &self.path, e)),
             None => Ok(()),
         }

@@ -18,7 +18,8 @@
 //! The on-disk format is documented in `docs/FORMAT.md`. Modules, each with one job:
 //! [`format`] (bytes), `segment` (files), `scan` (sequential reading with resync), `window` (its chunked reads),
 //! `writer` (appending), `flusher` (the writer's file I/O thread), `recovery` (torn tails), `reader` (random access and scans),
-//! `verify` (full check), `lock` (single writer), `private` (safe opening of files others could tamper with), `options` (the writer's options).
+//! `verify` (full check), `lock` (single writer), `private` (safe opening of files others could tamper with), `options` (the writer's options),
+//! [`vfs`] (the file system seam every file operation goes through; tests put a simulated disk under it).
 
 mod direct;
 mod error;
@@ -32,6 +33,7 @@ mod recovery;
 mod scan;
 mod segment;
 mod verify;
+pub mod vfs;
 mod window;
 mod writer;
 
@@ -47,7 +49,8 @@ pub use reader::{LogReader, ScanControl};
 pub use recovery::Recovery;
 pub use scan::{Damage, DamageReason, Scan, ScanItem, ScanRef};
 pub use segment::segment_file_name;
-pub use verify::{verify, VerifyReport};
+pub use verify::{verify, verify_with, VerifyReport};
+pub use vfs::{OpenMode, StdVfs, Vfs, VfsFile};
 pub use writer::{Log, WRITE_BUFFER_BYTES};
 
 /// Where a record lives: the segment (by base offset) and the byte position of the

@@ -13,7 +13,6 @@
 //!   "truncated tail"), never resuming past either.
 
 use std::collections::HashMap;
-use std::fs::File;
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -23,9 +22,9 @@ use crate::format::{
     decode_body, frame_crc, frame_header, Record, FRAME_HEADER_LEN, HEADER_LEN, MAX_BODY_LEN,
     MIN_BODY_LEN, RECORD_MAGIC,
 };
-use crate::private::{open_private, private_options};
 use crate::scan::{Scan, ScanRef};
 use crate::segment::{list_segments, read_full_at, read_header, segment_path};
+use crate::vfs::{OpenMode, StdVfs, Vfs, VfsFile};
 use crate::Position;
 
 /// Bytes read speculatively by `read_at`; most records fit in one `pread`.
@@ -38,9 +37,10 @@ pub struct LogReader {
 }
 
 struct Inner {
+    vfs: Arc<dyn Vfs>,
     dir: PathBuf,
     segments: Mutex<Vec<u64>>,
-    files: Mutex<HashMap<u64, Arc<File>>>,
+    files: Mutex<HashMap<u64, Arc<dyn VfsFile>>>,
 }
 
 impl std::fmt::Debug for LogReader {
@@ -54,9 +54,15 @@ impl std::fmt::Debug for LogReader {
 impl LogReader {
     /// Opens the log in `dir` for reading. The directory must exist.
     pub fn open(dir: &Path) -> Result<LogReader> {
-        let segments = list_segments(dir)?;
+        LogReader::open_with(StdVfs::shared(), dir)
+    }
+
+    /// [`LogReader::open`] on the file system `vfs`.
+    pub fn open_with(vfs: Arc<dyn Vfs>, dir: &Path) -> Result<LogReader> {
+        let segments = list_segments(vfs.as_ref(), dir)?;
         Ok(LogReader {
             inner: Arc::new(Inner {
+                vfs,
                 dir: dir.to_owned(),
                 segments: Mutex::new(segments),
                 files: Mutex::new(HashMap::new()),
@@ -64,9 +70,10 @@ impl LogReader {
         })
     }
 
-    pub(crate) fn empty(dir: &Path) -> LogReader {
+    pub(crate) fn empty(vfs: Arc<dyn Vfs>, dir: &Path) -> LogReader {
         LogReader {
             inner: Arc::new(Inner {
+                vfs,
                 dir: dir.to_owned(),
                 segments: Mutex::new(Vec::new()),
                 files: Mutex::new(HashMap::new()),
@@ -81,7 +88,7 @@ impl LogReader {
 
     /// Base offsets of the segments, sorted, freshly listed from the directory.
     pub fn segments(&self) -> Vec<u64> {
-        match list_segments(&self.inner.dir) {
+        match list_segments(self.inner.vfs.as_ref(), &self.inner.dir) {
             Ok(fresh) => {
                 if let Ok(mut s) = self.inner.segments.lock() {
                     s.clone_from(&fresh);
@@ -102,12 +109,14 @@ impl LogReader {
     pub fn total_bytes(&self) -> u64 {
         self.segments()
             .into_iter()
-            .filter_map(|b| std::fs::metadata(segment_path(&self.inner.dir, b)).ok())
-            .map(|m| m.len())
+            .filter_map(|b| {
+                let path = segment_path(&self.inner.dir, b);
+                self.inner.vfs.file_len(&path).ok()
+            })
             .sum()
     }
 
-    fn file(&self, base: u64) -> Result<Arc<File>> {
+    fn file(&self, base: u64) -> Result<Arc<dyn VfsFile>> {
         if let Some(f) = self
             .inner
             .files
@@ -118,7 +127,7 @@ impl LogReader {
             return Ok(f);
         }
         let path = segment_path(&self.inner.dir, base);
-        let file = match open_private(private_options().read(true), &path, "opening") {
+        let file = match self.inner.vfs.open(&path, OpenMode::Read, "opening") {
             Ok(f) => f,
             Err(LogError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
                 return Err(LogError::NoRecord {
@@ -131,8 +140,7 @@ impl LogReader {
         };
         // Refuse other format versions; a damaged header does not prevent reading
         // the (self-validating) records.
-        read_header(&file, &path, base)?;
-        let file = Arc::new(file);
+        read_header(file.as_ref(), &path, base)?;
         if let Ok(mut m) = self.inner.files.lock() {
             m.insert(base, Arc::clone(&file));
         }
@@ -157,7 +165,7 @@ impl LogReader {
         }
         let file = self.file(at.segment)?;
         let mut buf = vec![0u8; READ_AHEAD];
-        let got = read_full_at(&file, &path, &mut buf, pos)?;
+        let got = read_full_at(file.as_ref(), &path, &mut buf, pos)?;
         if got == 0 {
             return Err(LogError::NoRecord {
                 file: path,
@@ -180,7 +188,7 @@ impl LogReader {
         if frame_len > got {
             buf.resize(frame_len, 0);
             let more = buf.get_mut(got..).unwrap_or(&mut []);
-            let n = read_full_at(&file, &path, more, pos + got as u64)?;
+            let n = read_full_at(file.as_ref(), &path, more, pos + got as u64)?;
             if got + n < frame_len {
                 return Err(corrupt(format!(
                     "record of {frame_len} bytes is cut off by the end of the file"
@@ -206,7 +214,12 @@ impl LogReader {
     /// Scans records and damage from `from` to the end of the data present, in log
     /// order across segments. `Position::default()` scans the whole log.
     pub fn scan(&self, from: Position) -> Scan {
-        Scan::new(self.inner.dir.clone(), self.segments(), from)
+        Scan::new(
+            Arc::clone(&self.inner.vfs),
+            self.inner.dir.clone(),
+            self.segments(),
+            from,
+        )
     }
 
     /// [`LogReader::scan_with`] over the one segment `base`, from `pos` (0:
@@ -223,7 +236,15 @@ impl LogReader {
         C: ScanControl,
         F: FnMut(ScanRef<'_>) -> std::result::Result<C, E>,
     {
-        for_each_ref(Scan::single(self.inner.dir.clone(), base, pos), f)
+        for_each_ref(
+            Scan::single(
+                Arc::clone(&self.inner.vfs),
+                self.inner.dir.clone(),
+                base,
+                pos,
+            ),
+            f,
+        )
     }
 
     /// Fast scan: calls `f` for every record (borrowed, no allocation) and every

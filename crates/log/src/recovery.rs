@@ -11,14 +11,14 @@
 //!   otherwise the whole last segment is scanned.
 //! - After recovery, everything kept in the last segment is fsynced.
 
-use std::fs::File;
 use std::path::Path;
+use std::sync::Arc;
 
 use crate::error::{LogError, Result};
 use crate::format::HEADER_LEN;
-use crate::private::{open_private, private_options};
 use crate::scan::{Damage, DamageReason, SegCursor, Step};
 use crate::segment::{read_header, rewrite_empty_segment, segment_path, HeaderState};
+use crate::vfs::{OpenMode, Vfs, VfsFile};
 use crate::window::{Src, Window};
 use crate::Position;
 
@@ -41,7 +41,7 @@ pub struct Recovery {
 
 /// The recovered last segment, ready for appending.
 pub(crate) struct Recovered {
-    pub file: File,
+    pub file: Arc<dyn VfsFile>,
     /// Length of the file after recovery: the next record goes here.
     pub len: u64,
     pub recovery: Recovery,
@@ -78,17 +78,15 @@ fn run(cur: &mut SegCursor, win: &mut Window) -> Result<Pass> {
 
 /// Recovers segment `base` of `dir`, the last one of the log.
 pub(crate) fn recover_last(
+    vfs: &dyn Vfs,
     dir: &Path,
     base: u64,
     scan_from: Option<Position>,
 ) -> Result<Recovered> {
     let path = segment_path(dir, base);
-    let file = open_private(private_options().read(true).write(true), &path, "opening")?;
-    let header = read_header(&file, &path, base)?;
-    let scan_file = file
-        .try_clone()
-        .map_err(|e| LogError::io("opening", &path, e))?;
-    let src = Src::from_file(scan_file, path.clone(), base, true)?;
+    let file = vfs.open(&path, OpenMode::ReadWrite, "opening")?;
+    let header = read_header(file.as_ref(), &path, base)?;
+    let src = Src::from_file(Arc::clone(&file), path.clone(), base, true)?;
     let old_len = src.real_len;
     let mut win = Window::new();
 
@@ -123,7 +121,7 @@ pub(crate) fn recover_last(
 
     // A segment whose creation was torn: no valid header and no record.
     if header != HeaderState::Ok && pass.records == 0 {
-        rewrite_empty_segment(&file, &path, base)?;
+        rewrite_empty_segment(file.as_ref(), &path, base)?;
         recovery.truncated_bytes = old_len.saturating_sub(u64::from(HEADER_LEN));
         if recovery.truncated_bytes > 0 {
             recovery.truncated_at = Some(Position {

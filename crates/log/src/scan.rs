@@ -14,6 +14,7 @@
 
 use std::fmt;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use crate::error::{LogError, Result};
 use crate::format::{
@@ -21,6 +22,7 @@ use crate::format::{
     MAX_BODY_LEN, MIN_BODY_LEN, RECORD_MAGIC,
 };
 use crate::segment::{list_segments, read_header, segment_file_name, HeaderState};
+use crate::vfs::Vfs;
 use crate::window::{internal, Src, Window, READ_CHUNK};
 use crate::Position;
 
@@ -274,7 +276,7 @@ impl SegCursor {
 
     /// Checks the segment header; returns its damage, if any.
     pub fn header_damage(&self) -> Result<Option<Damage>> {
-        let state = read_header(&self.src.file, &self.src.path, self.src.base)?;
+        let state = read_header(self.src.file.as_ref(), &self.src.path, self.src.base)?;
         let reason = match state {
             HeaderState::Ok => return Ok(None),
             HeaderState::Short if self.src.is_last => DamageReason::TruncatedTail,
@@ -360,6 +362,7 @@ impl SegCursor {
 /// Yields `Result<ScanItem, LogError>`; an `Err` (I/O error, unsupported version)
 /// ends the scan. Use [`Scan::next_ref`] to avoid allocating per record.
 pub struct Scan {
+    vfs: Arc<dyn Vfs>,
     dir: PathBuf,
     segments: Vec<u64>,
     /// Index in `segments` of the next segment to open.
@@ -374,7 +377,7 @@ pub struct Scan {
 }
 
 impl Scan {
-    pub(crate) fn new(dir: PathBuf, segments: Vec<u64>, from: Position) -> Scan {
+    pub(crate) fn new(vfs: Arc<dyn Vfs>, dir: PathBuf, segments: Vec<u64>, from: Position) -> Scan {
         // Start in the segment whose base is `from.segment`; if there is none, in
         // the first segment after it.
         let next_idx = segments.partition_point(|&b| b < from.segment);
@@ -383,6 +386,7 @@ impl Scan {
             _ => None,
         };
         Scan {
+            vfs,
             dir,
             segments,
             next_idx,
@@ -395,8 +399,8 @@ impl Scan {
     }
 
     /// A scan of the one segment `base` from `pos`, ending at its end.
-    pub(crate) fn single(dir: PathBuf, base: u64, pos: u32) -> Scan {
-        let mut scan = Scan::new(dir, vec![base], Position { segment: base, pos });
+    pub(crate) fn single(vfs: Arc<dyn Vfs>, dir: PathBuf, base: u64, pos: u32) -> Scan {
+        let mut scan = Scan::new(vfs, dir, vec![base], Position { segment: base, pos });
         scan.follow = false;
         scan
     }
@@ -409,7 +413,7 @@ impl Scan {
             }
             // Pick up segments a concurrent writer created since the listing.
             let last = self.segments.last().copied();
-            let fresh = list_segments(&self.dir)?;
+            let fresh = list_segments(self.vfs.as_ref(), &self.dir)?;
             self.segments = fresh;
             self.next_idx = match last {
                 Some(l) => self.segments.partition_point(|&b| b <= l),
@@ -422,7 +426,7 @@ impl Scan {
         let base = self.segments[self.next_idx];
         self.next_idx += 1;
         let is_last = self.next_idx == self.segments.len();
-        let src = Src::open(&self.dir, base, is_last)?;
+        let src = Src::open(self.vfs.as_ref(), &self.dir, base, is_last)?;
         let start = match self.first_pos.take() {
             Some((b, p)) if b == base => p,
             _ => 0,
@@ -432,7 +436,7 @@ impl Scan {
             cur.header_damage()?
         } else {
             // still refuse other format versions
-            read_header(&cur.src.file, &cur.src.path, base)?;
+            read_header(cur.src.file.as_ref(), &cur.src.path, base)?;
             None
         };
         self.cur = Some(cur);
@@ -450,7 +454,7 @@ impl Scan {
         }
         // List first: a segment created after this one proves it is complete, so
         // the length read afterwards is final.
-        let fresh = list_segments(&self.dir)?;
+        let fresh = list_segments(self.vfs.as_ref(), &self.dir)?;
         let base = cur.src.base;
         let sealed = fresh.iter().any(|&b| b > base);
         let grew = cur.src.restat()?;

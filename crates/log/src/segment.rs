@@ -8,14 +8,13 @@
 //!   fsynced, before any record is written to it.
 //! - Listing never opens a segment: its cost is one directory read.
 
-use std::fs::File;
-use std::io::{ErrorKind, Write};
-use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use crate::error::{LogError, Result};
 use crate::format::{check_header, encode_header, HeaderProblem, FORMAT_VERSION, HEADER_LEN};
-use crate::private::{open_private, private_options};
+use crate::vfs::{OpenMode, Vfs, VfsFile};
 
 /// File name of the segment with base offset `base`.
 pub fn segment_file_name(base: u64) -> String {
@@ -37,49 +36,36 @@ pub(crate) fn parse_segment_name(name: &str) -> Option<u64> {
 }
 
 /// Base offsets of the segments in `dir`, sorted ascending.
-pub(crate) fn list_segments(dir: &Path) -> Result<Vec<u64>> {
-    let rd = std::fs::read_dir(dir).map_err(|e| LogError::io("listing", dir, e))?;
-    let mut bases = Vec::new();
-    for entry in rd {
-        let entry = entry.map_err(|e| LogError::io("listing", dir, e))?;
-        if let Some(base) = entry.file_name().to_str().and_then(parse_segment_name) {
-            bases.push(base);
-        }
-    }
+pub(crate) fn list_segments(vfs: &dyn Vfs, dir: &Path) -> Result<Vec<u64>> {
+    let names = vfs
+        .list_dir(dir)
+        .map_err(|e| LogError::io("listing", dir, e))?;
+    let mut bases: Vec<u64> = names.iter().filter_map(|n| parse_segment_name(n)).collect();
     bases.sort_unstable();
     Ok(bases)
 }
 
 /// fsyncs a directory so that file creations in it are durable.
-pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
+pub(crate) fn sync_dir(vfs: &dyn Vfs, dir: &Path) -> Result<()> {
+    vfs.sync_dir(dir)
         .map_err(|e| LogError::io("fsyncing directory", dir, e))
 }
 
 /// Creates the segment `base` in `dir` (mode 0600), writes and fsyncs its header,
 /// fsyncs the directory, and returns the file open for appending.
-pub(crate) fn create_segment(dir: &Path, base: u64) -> Result<File> {
+pub(crate) fn create_segment(vfs: &dyn Vfs, dir: &Path, base: u64) -> Result<Arc<dyn VfsFile>> {
     let path = segment_path(dir, base);
-    let mut file = open_private(
-        private_options()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .mode(0o600),
-        &path,
-        "creating segment",
-    )?;
-    file.write_all(&encode_header(base))
+    let file = vfs.open(&path, OpenMode::CreateNew, "creating segment")?;
+    file.write_all_at(&encode_header(base), 0)
         .map_err(|e| LogError::io("writing segment header to", &path, e))?;
     file.sync_all()
         .map_err(|e| LogError::io("fsyncing", &path, e))?;
-    sync_dir(dir)?;
+    sync_dir(vfs, dir)?;
     Ok(file)
 }
 
 /// Rewrites the header of a segment that holds no record (torn creation).
-pub(crate) fn rewrite_empty_segment(file: &File, path: &Path, base: u64) -> Result<()> {
+pub(crate) fn rewrite_empty_segment(file: &dyn VfsFile, path: &Path, base: u64) -> Result<()> {
     file.set_len(0)
         .map_err(|e| LogError::io("truncating", path, e))?;
     file.write_all_at(&encode_header(base), 0)
@@ -89,7 +75,12 @@ pub(crate) fn rewrite_empty_segment(file: &File, path: &Path, base: u64) -> Resu
 }
 
 /// Reads up to `buf.len()` bytes at `pos`, stopping early only at end of file.
-pub(crate) fn read_full_at(file: &File, path: &Path, buf: &mut [u8], pos: u64) -> Result<usize> {
+pub(crate) fn read_full_at(
+    file: &dyn VfsFile,
+    path: &Path,
+    buf: &mut [u8],
+    pos: u64,
+) -> Result<usize> {
     let mut got = 0;
     while got < buf.len() {
         let Some(dst) = buf.get_mut(got..) else { break };
@@ -117,7 +108,7 @@ pub(crate) enum HeaderState {
 /// Reads and checks the header of segment `base`. A well-formed header of another
 /// version is an error ([`LogError::UnsupportedVersion`]); damage is reported as
 /// state so that the records after it can still be read.
-pub(crate) fn read_header(file: &File, path: &Path, base: u64) -> Result<HeaderState> {
+pub(crate) fn read_header(file: &dyn VfsFile, path: &Path, base: u64) -> Result<HeaderState> {
     let mut h = [0u8; HEADER_LEN as usize];
     let got = read_full_at(file, path, &mut h, 0)?;
     match check_header(h.get(..got).unwrap_or(&[]), base) {

@@ -13,6 +13,7 @@ use std::path::Path;
 use crate::error::Result;
 use crate::scan::{Damage, DamageReason, SegCursor, Step};
 use crate::segment::list_segments;
+use crate::vfs::{StdVfs, Vfs};
 use crate::window::{Src, Window};
 
 /// Result of [`verify`].
@@ -42,7 +43,12 @@ impl VerifyReport {
 /// Verifies every segment of the log in `dir`: header, magic, length and CRC of every
 /// record, and that offsets are dense and increasing from 0 across segments.
 pub fn verify(dir: &Path) -> Result<VerifyReport> {
-    let segments = list_segments(dir)?;
+    verify_with(&StdVfs, dir)
+}
+
+/// [`verify`] on the file system `vfs`.
+pub fn verify_with(vfs: &dyn Vfs, dir: &Path) -> Result<VerifyReport> {
+    let segments = list_segments(vfs, dir)?;
     let mut report = VerifyReport {
         segments: segments.len(),
         ..VerifyReport::default()
@@ -50,7 +56,7 @@ pub fn verify(dir: &Path) -> Result<VerifyReport> {
     let mut win = Window::new();
     let mut expected: u64 = 0;
     for (i, &base) in segments.iter().enumerate() {
-        let src = Src::open(dir, base, i + 1 == segments.len())?;
+        let src = Src::open(vfs, dir, base, i + 1 == segments.len())?;
         report.bytes += src.real_len;
         let mut cur = SegCursor::new(src, 0);
         if let Some(d) = cur.header_damage()? {

@@ -8,23 +8,23 @@
 //!   outside them is an error naming the file, never a panic.
 //! - A file that shrinks while it is read is reported as such.
 
-use std::fs::File;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use crate::error::{LogError, Result};
 use crate::format::MAX_SEGMENT_BYTES;
-use crate::private::{open_private, private_options};
 use crate::segment::segment_path;
+use crate::vfs::{OpenMode, Vfs, VfsFile};
 
 /// Size of one sequential read (the buffer grows only for larger records).
 pub(crate) const READ_CHUNK: usize = 2 << 20;
 
 /// An open segment file being scanned.
 pub(crate) struct Src {
-    pub file: File,
+    pub file: Arc<dyn VfsFile>,
     /// The same file opened with `O_DIRECT`, for the scan's large reads
     /// (`None` where the file system refuses it).
-    pub direct: Option<File>,
+    pub direct: Option<Arc<dyn VfsFile>>,
     pub path: PathBuf,
     pub base: u64,
     /// End of the bytes considered (file length, capped at `MAX_SEGMENT_BYTES`).
@@ -36,22 +36,20 @@ pub(crate) struct Src {
 }
 
 impl Src {
-    pub fn open(dir: &Path, base: u64, is_last: bool) -> Result<Src> {
+    pub fn open(vfs: &dyn Vfs, dir: &Path, base: u64, is_last: bool) -> Result<Src> {
         let path = segment_path(dir, base);
-        let file = open_private(private_options().read(true), &path, "opening")?;
+        let file = vfs.open(&path, OpenMode::Read, "opening")?;
         let mut src = Src::from_file(file, path, base, is_last)?;
-        src.direct = {
-            use std::os::unix::fs::OpenOptionsExt;
-            std::fs::OpenOptions::new()
-                .read(true)
-                .custom_flags(libc::O_DIRECT | libc::O_NOFOLLOW | libc::O_CLOEXEC)
-                .open(&src.path)
-                .ok()
-        };
+        src.direct = vfs.open_direct(&src.path, false);
         Ok(src)
     }
 
-    pub fn from_file(file: File, path: PathBuf, base: u64, is_last: bool) -> Result<Src> {
+    pub fn from_file(
+        file: Arc<dyn VfsFile>,
+        path: PathBuf,
+        base: u64,
+        is_last: bool,
+    ) -> Result<Src> {
         let mut src = Src {
             file,
             direct: None,
@@ -69,9 +67,8 @@ impl Src {
     pub fn restat(&mut self) -> Result<bool> {
         let real = self
             .file
-            .metadata()
-            .map_err(|e| LogError::io("reading metadata of", &self.path, e))?
-            .len();
+            .size()
+            .map_err(|e| LogError::io("reading metadata of", &self.path, e))?;
         let old = self.len;
         self.real_len = real;
         self.len = real.min(MAX_SEGMENT_BYTES);
@@ -136,7 +133,7 @@ impl Window {
                     .buf
                     .get_mut(self.at..self.at + cap)
                     .ok_or_else(|| internal(src, pos))?;
-                read_direct(file, dst, aligned).ok()
+                read_direct(file.as_ref(), dst, aligned).ok()
             }
             None => None,
         };
@@ -152,7 +149,7 @@ impl Window {
                     .get_mut(self.at..self.at + want)
                     .ok_or_else(|| internal(src, pos))?;
                 self.start = pos;
-                self.len = crate::segment::read_full_at(&src.file, &src.path, dst, pos)?;
+                self.len = crate::segment::read_full_at(src.file.as_ref(), &src.path, dst, pos)?;
             }
         }
         self.owner = Some(src.base);
@@ -184,8 +181,7 @@ impl Window {
 
 /// Fills `dst` (block-aligned address and length) from block-aligned `pos`
 /// with direct reads; stops early only at end of file.
-fn read_direct(file: &File, dst: &mut [u8], pos: u64) -> std::io::Result<usize> {
-    use std::os::unix::fs::FileExt;
+fn read_direct(file: &dyn VfsFile, dst: &mut [u8], pos: u64) -> std::io::Result<usize> {
     let block = crate::direct::BLOCK;
     let mut got = 0;
     while got < dst.len() {

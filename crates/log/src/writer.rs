@@ -18,8 +18,8 @@
 //! - After any failed write or fsync the writer is poisoned: it refuses further
 //!   work, and reopening the log (which recovers the tail) is the way forward.
 
-use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use crate::error::{LogError, Result};
 use crate::flusher::{Flusher, Job, Reached};
@@ -27,12 +27,11 @@ use crate::format::{
     body_len, encode_frame, NewRecord, FRAME_HEADER_LEN, HEADER_LEN, MAX_BODY_LEN,
     MAX_SEGMENT_BYTES,
 };
-use crate::lock::{lock_dir, DirLock};
 use crate::options::{FsyncPolicy, LogOptions};
-use crate::private::check_private_dir;
 use crate::reader::LogReader;
 use crate::recovery::{recover_last, Recovery};
 use crate::segment::{create_segment, list_segments};
+use crate::vfs::{create_dir_durably, LockGuard, StdVfs, Vfs};
 use crate::Position;
 
 /// Size of the in-memory append buffer; it is written out when it fills up.
@@ -40,6 +39,7 @@ pub const WRITE_BUFFER_BYTES: usize = 1 << 20;
 
 /// The single writer of a log directory.
 pub struct Log {
+    vfs: Arc<dyn Vfs>,
     dir: PathBuf,
     opts: LogOptions,
     /// Base offset of the active (last) segment.
@@ -56,7 +56,7 @@ pub struct Log {
     /// Dropping it finishes the queued jobs: declared before the lock, so
     /// that the directory is unlocked only after the last write.
     flusher: Flusher,
-    _lock: DirLock,
+    _lock: LockGuard,
 }
 
 impl std::fmt::Debug for Log {
@@ -83,33 +83,47 @@ impl Log {
         opts: LogOptions,
         scan_from: Option<Position>,
     ) -> Result<(Log, Recovery)> {
-        if !dir.is_dir() {
-            std::fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o700)
-                .create(dir)
-                .map_err(|e| LogError::io("creating log directory", dir, e))?;
-        }
-        check_private_dir(dir, false)?;
-        let lock = lock_dir(dir)?;
+        Log::open_with(StdVfs::shared(), dir, opts, scan_from)
+    }
+
+    /// [`Log::open`] on the file system `vfs`.
+    pub fn open_with(
+        vfs: Arc<dyn Vfs>,
+        dir: &Path,
+        opts: LogOptions,
+        scan_from: Option<Position>,
+    ) -> Result<(Log, Recovery)> {
+        create_dir_durably(vfs.as_ref(), dir)?;
+        vfs.check_private_dir(dir, false)?;
+        let lock = vfs.lock_dir(dir)?;
         let max_seg = MAX_SEGMENT_BYTES - u64::from(FRAME_HEADER_LEN + MAX_BODY_LEN) - 1;
         let opts = LogOptions {
             segment_bytes: opts.segment_bytes.clamp(u64::from(HEADER_LEN) + 1, max_seg),
             ..opts
         };
-        let segments = list_segments(dir)?;
+        let segments = list_segments(vfs.as_ref(), dir)?;
         let (base, file, written, recovery) = match segments.last() {
             None => {
-                let file = create_segment(dir, 0)?;
+                let file = create_segment(vfs.as_ref(), dir, 0)?;
                 (0, file, u64::from(HEADER_LEN), Recovery::default())
             }
             Some(&base) => {
-                let r = recover_last(dir, base, scan_from)?;
+                let r = recover_last(vfs.as_ref(), dir, base, scan_from)?;
                 (base, r.file, r.len, r.recovery)
             }
         };
         let next_offset = recovery.next_offset;
+        let flusher = Flusher::start(
+            Arc::clone(&vfs),
+            dir,
+            base,
+            file,
+            written,
+            opts,
+            next_offset,
+        )?;
         let log = Log {
+            vfs,
             dir: dir.to_owned(),
             opts,
             _lock: lock,
@@ -120,7 +134,7 @@ impl Log {
             sent_offset: next_offset,
             sync_requested: next_offset,
             poisoned: None,
-            flusher: Flusher::start(dir, base, file, written, opts, next_offset)?,
+            flusher,
         };
         Ok((log, recovery))
     }
@@ -258,7 +272,8 @@ impl Log {
     pub fn reader(&self) -> LogReader {
         // The directory exists and is readable: `open` just listed it. Listing can
         // only fail now if it was removed underneath us; then the reader is empty.
-        LogReader::open(&self.dir).unwrap_or_else(|_| LogReader::empty(&self.dir))
+        LogReader::open_with(Arc::clone(&self.vfs), &self.dir)
+            .unwrap_or_else(|_| LogReader::empty(Arc::clone(&self.vfs), &self.dir))
     }
 
     fn end_pos(&self) -> u64 {

@@ -5,6 +5,8 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
+pub mod sim;
+
 use ccvault_log::{
     FsyncPolicy, Log, LogOptions, LogReader, NewRecord, Position, Record, ScanItem, SourceKind,
 };
