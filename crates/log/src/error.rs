@@ -97,6 +97,14 @@ pub enum LogError {
         max: u64,
     },
 
+    /// The log's last record claims the highest offset there is, so no
+    /// record can follow it (only a damaged log can say so).
+    #[error("log {} has no offset left for a new record: its last record claims offset {}", dir.display(), u64::MAX)]
+    OffsetsExhausted {
+        /// The log directory.
+        dir: PathBuf,
+    },
+
     /// An earlier write or fsync failed; the writer refuses further work because the
     /// state of the file tail is unknown. Drop the `Log` and open it again: recovery
     /// truncates any torn tail.

@@ -143,10 +143,18 @@ impl Log {
     /// in memory; it is durable once [`Log::flush`] returns an offset above it (or at
     /// once under [`FsyncPolicy::Always`]). Rolls to a new segment when needed.
     ///
-    /// A record that breaks a format limit is rejected without changing the log.
+    /// A record that breaks a format limit is rejected without changing the log,
+    /// and so is any record after one claiming offset `u64::MAX`.
     pub fn append(&mut self, rec: &NewRecord<'_>) -> Result<(u64, Position)> {
         self.check_poisoned()?;
         let body_len = body_len(rec)?;
+        // Only a damaged log whose CRCs still hold can claim the last offset.
+        let next = self
+            .next_offset
+            .checked_add(1)
+            .ok_or_else(|| LogError::OffsetsExhausted {
+                dir: self.dir.clone(),
+            })?;
         let frame_len = u64::from(FRAME_HEADER_LEN + body_len);
         let cur = self.end_pos();
         if cur > u64::from(HEADER_LEN) && cur + frame_len > self.opts.segment_bytes {
@@ -163,7 +171,7 @@ impl Log {
         };
         let offset = self.next_offset;
         encode_frame(&mut self.buf, offset, rec, body_len);
-        self.next_offset += 1;
+        self.next_offset = next;
         match self.opts.fsync {
             FsyncPolicy::Always => {
                 self.flush()?;

@@ -89,6 +89,21 @@ impl TestRec {
         }
     }
 
+    /// The fields of a record read back, to append again.
+    pub fn from_record(r: &Record) -> TestRec {
+        TestRec {
+            ingest_ms: r.ingest_ms,
+            quarantined: r.quarantined,
+            source_kind: r.source_kind,
+            source: r.source.clone(),
+            line: r.line,
+            message_id: r.message_id.clone(),
+            publish_time: r.publish_time.clone(),
+            quarantine_reason: r.quarantine_reason.clone(),
+            payload: r.payload.clone(),
+        }
+    }
+
     pub fn as_new(&self) -> NewRecord<'_> {
         NewRecord {
             ingest_ms: self.ingest_ms,

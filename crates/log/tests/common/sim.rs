@@ -205,6 +205,15 @@ impl SimDisk {
         );
     }
 
+    /// The live bytes of the file at `path`.
+    pub fn read_file(&self, path: &Path) -> Option<Vec<u8>> {
+        let s = self.lock();
+        match s.entries.get(path)?.node {
+            Node::File(i) => Some(s.inodes[i].live.clone()),
+            Node::Dir => None,
+        }
+    }
+
     /// Creates the directory `path` (and its parents), durable.
     pub fn put_dir(&self, path: &Path) {
         let mut s = self.lock();
