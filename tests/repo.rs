@@ -1,6 +1,7 @@
 //! Checks of the repository itself, so its promises cannot drift: the
 //! declared minimum Rust version is exactly the highest one any locked
-//! dependency declares, and every crate of the workspace inherits it.
+//! dependency declares, and every crate of the workspace inherits it; every
+//! test docs/OPERATIONS.md names as the proof of a guarantee exists.
 
 use std::path::Path;
 use std::process::Command;
@@ -113,5 +114,47 @@ fn nothing_refers_to_files_outside_the_repository() {
         found.is_empty(),
         "the repository must stand alone:\n{}",
         found.join("\n")
+    );
+}
+
+/// docs/OPERATIONS.md, "Guarantees and the tests that prove them": each row
+/// ends with `` `FILE`: `test`, `test`; `FILE`: `test` ``, and each such test
+/// is a function of that file.
+#[test]
+fn the_guarantees_name_tests_that_exist() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let doc = std::fs::read_to_string(root.join("docs/OPERATIONS.md")).unwrap();
+    let start = doc
+        .find("## Guarantees and the tests that prove them")
+        .expect("docs/OPERATIONS.md lists the guarantees");
+    let section = &doc[start..];
+    let section = &section[..section[3..].find("\n## ").map_or(section.len(), |e| e + 3)];
+    let mut named = 0;
+    let mut missing = Vec::new();
+    for row in section
+        .lines()
+        .filter(|l| l.starts_with("| ") && !l.starts_with("| Guarantee"))
+    {
+        let proof = row.trim_end_matches('|').rsplit('|').next().unwrap();
+        for group in proof.split(';') {
+            let (file, tests) = group
+                .split_once(':')
+                .unwrap_or_else(|| panic!("no `FILE`: `test` in {group:?}"));
+            let file = file.trim().trim_matches('`');
+            let source = std::fs::read_to_string(root.join(file)).unwrap_or_default();
+            for test in tests.split(',') {
+                let test = test.trim().trim_matches('`');
+                named += 1;
+                if !source.contains(&format!("fn {test}(")) {
+                    missing.push(format!("{file}: {test}"));
+                }
+            }
+        }
+    }
+    assert!(named > 40, "only {named} tests named");
+    assert!(
+        missing.is_empty(),
+        "named but not found:\n{}",
+        missing.join("\n")
     );
 }
