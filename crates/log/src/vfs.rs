@@ -172,25 +172,20 @@ impl VfsFile for File {
     }
 }
 
-/// Makes `dir` exist with its entry, and every entry leading to it that
-/// this call created, durable: a record acknowledged in a new log must not
-/// vanish with a directory entry the power cut took.
-pub(crate) fn create_dir_durably(vfs: &dyn Vfs, dir: &Path) -> Result<()> {
+/// Makes `dir` exist (mode 0700), with the entry of every directory this
+/// call created durable: a record acknowledged in a new archive must not
+/// vanish with a directory entry a power cut took. The store creates its
+/// directories with it too.
+pub fn create_dir_durably(vfs: &dyn Vfs, dir: &Path) -> Result<()> {
     let missing: Vec<&Path> = dir
         .ancestors()
         .take_while(|p| !p.as_os_str().is_empty() && !vfs.is_dir(p))
         .collect();
     if !missing.is_empty() {
         vfs.create_dir_all(dir)
-            .map_err(|e| LogError::io("creating log directory", dir, e))?;
+            .map_err(|e| LogError::io("creating directory", dir, e))?;
     }
-    // The log directory's own entry too: whoever created it (the store
-    // creates it before opening the log) may not have made it durable.
-    let mut parents: Vec<&Path> = missing.iter().filter_map(|p| p.parent()).collect();
-    if missing.is_empty() {
-        parents.extend(dir.parent());
-    }
-    for parent in parents.into_iter().rev() {
+    for parent in missing.iter().rev().filter_map(|p| p.parent()) {
         let parent = if parent.as_os_str().is_empty() {
             Path::new(".")
         } else {

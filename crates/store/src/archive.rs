@@ -22,8 +22,6 @@
 //! `reindex`; this module appends.
 
 use std::collections::HashMap;
-use std::fs::DirBuilder;
-use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -208,11 +206,10 @@ pub struct Archive {
 }
 
 fn create_private_dir(path: &Path) -> Result<()> {
-    DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(path)
-        .map_err(io("cannot create directory", path))
+    Ok(ccvault_log::vfs::create_dir_durably(
+        &ccvault_log::StdVfs,
+        path,
+    )?)
 }
 
 /// Refuses an archive directory, or an index in it, that another user could
