@@ -1,12 +1,18 @@
-//! `ccvault ingest pulsar` against a Pulsar WebSocket reader endpoint
-//! implemented here on loopback, the way the Pulsar docs describe it:
-//! `/ws/v2/reader/persistent/{tenant}/{ns}/{topic}`, `X-API-Key` header
-//! auth (401 otherwise), `messageId=earliest|latest|<base64 id>` (start
-//! after that message), base64 payloads, and flow control: at most
-//! `receiverQueueSize` unacknowledged messages in flight, more only after
-//! `{"messageId": ...}` acks. It can also drop connections abruptly.
+//! `ccvault ingest pulsar` against Pulsar WebSocket reader and consumer
+//! endpoints implemented here on loopback, the way the Pulsar docs describe
+//! them: `/ws/v2/reader/persistent/{tenant}/{ns}/{topic}` and
+//! `/ws/v2/consumer/persistent/{tenant}/{ns}/{topic}/{subscription}`,
+//! `X-API-Key` header auth (401 otherwise), base64 payloads, and flow
+//! control: at most `receiverQueueSize` unacknowledged messages in flight,
+//! more only after `{"messageId": ...}` acks. The reader starts after
+//! `messageId=earliest|latest|<base64 id>`; the consumer's subscription keeps
+//! the cursor (acknowledged messages are never sent again, unacknowledged
+//! ones are redelivered when their connection ends) with `subscriptionType`
+//! Exclusive (a second consumer gets 409), Failover (only the first
+//! connected consumer receives; the next one takes over when it goes) or
+//! Shared. It can also drop connections abruptly.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -26,6 +32,7 @@ mod common;
 const BIN: &str = env!("CARGO_BIN_EXE_ccvault");
 const KEY: &str = "test-api-key-PLUGH";
 const PATH: &str = "/ws/v2/reader/persistent/acme/event-v1/all";
+const CONSUMER_PATH: &str = "/ws/v2/consumer/persistent/acme/event-v1/all/";
 
 fn b64(bytes: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(bytes)
@@ -60,6 +67,44 @@ struct State {
     /// Drop each connection abruptly after sending this many messages.
     drop_after: Option<usize>,
     dropped: usize,
+    /// Consumer endpoint: the subscriptions by name.
+    subs: HashMap<String, Sub>,
+    /// Consumer connections so far (their ids).
+    connections: u64,
+    /// Query of each consumer connection.
+    consumer_queries: Vec<String>,
+    /// Consumer upgrades refused because an Exclusive subscription was held.
+    busy: usize,
+}
+
+impl State {
+    /// Whether a connection that sent `sent` messages is to be dropped now
+    /// (counted).
+    fn drops_after(&mut self, sent: usize) -> bool {
+        let drop = self.drop_after.is_some_and(|d| sent >= d);
+        self.dropped += usize::from(drop);
+        drop
+    }
+}
+
+/// A durable subscription: the broker-side cursor.
+#[derive(Default)]
+struct Sub {
+    /// Connected consumers in connection order (ids); with Failover the
+    /// first one is the active one.
+    consumers: Vec<u64>,
+    /// Topic positions acknowledged (never sent again).
+    acked: BTreeSet<usize>,
+    /// Positions sent and not yet acknowledged, and to which consumer.
+    in_flight: BTreeMap<usize, u64>,
+    /// Deliveries per position (redeliveryCount = this - 1).
+    deliveries: HashMap<usize, u32>,
+    /// Acks naming a message not in flight on that connection (must stay 0).
+    bogus_acks: usize,
+    /// Positions each consumer left unacknowledged when its connection ended.
+    released: HashMap<u64, BTreeSet<usize>>,
+    /// Consumer id of each delivery, in order.
+    delivered_to: Vec<u64>,
 }
 
 /// The reader endpoint on a loopback port, served by a background runtime.
@@ -129,11 +174,34 @@ impl Server {
         format!("ws://127.0.0.1:{}{PATH}", self.port)
     }
 
+    fn consumer_url(&self, subscription: &str) -> String {
+        format!("ws://127.0.0.1:{}{CONSUMER_PATH}{subscription}", self.port)
+    }
+
     fn publish(&self, range: std::ops::Range<usize>) {
         let mut s = self.state.lock().unwrap();
         for i in range {
             s.topic.push((message_id(i), event(i)));
         }
+    }
+
+    /// Publishes `range` from a thread, 100 events every 40 ms.
+    fn publish_paced(&self, range: std::ops::Range<usize>) -> std::thread::JoinHandle<()> {
+        let st = self.state.clone();
+        std::thread::spawn(move || {
+            let mut next = range.start;
+            while next < range.end {
+                let end = (next + 100).min(range.end);
+                {
+                    let mut s = st.lock().unwrap();
+                    for i in next..end {
+                        s.topic.push((message_id(i), event(i)));
+                    }
+                }
+                next = end;
+                std::thread::sleep(Duration::from_millis(40));
+            }
+        })
     }
 }
 
@@ -143,6 +211,7 @@ async fn serve(
     st: Arc<Mutex<State>>,
 ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let mut query = String::new();
+    let mut subscription = None;
     let st2 = st.clone();
     let ws = tokio_tungstenite::accept_hdr_async(
         tcp,
@@ -152,7 +221,12 @@ async fn serve(
                 *r.status_mut() = code;
                 r
             };
-            if req.uri().path() != PATH {
+            let path = req.uri().path();
+            subscription = path
+                .strip_prefix(CONSUMER_PATH)
+                .filter(|s| !s.is_empty() && !s.contains('/'))
+                .map(str::to_owned);
+            if path != PATH && subscription.is_none() {
                 return Err(fail(StatusCode::NOT_FOUND, "no such topic"));
             }
             if req.headers().get("X-API-Key").and_then(|v| v.to_str().ok()) != Some(KEY) {
@@ -163,10 +237,29 @@ async fn serve(
                 ));
             }
             query = req.uri().query().unwrap_or("").to_owned();
+            if let Some(name) = &subscription {
+                let exclusive =
+                    query_param(&query, "subscriptionType").is_none_or(|t| t == "Exclusive");
+                let mut s = st2.lock().unwrap();
+                if exclusive
+                    && s.subs
+                        .get(name)
+                        .is_some_and(|sub| !sub.consumers.is_empty())
+                {
+                    s.busy += 1;
+                    return Err(fail(
+                        StatusCode::CONFLICT,
+                        "Exclusive consumer is already connected",
+                    ));
+                }
+            }
             Ok(resp)
         },
     )
     .await?;
+    if let Some(name) = subscription {
+        return serve_consumer(ws, st, &name, &query).await;
+    }
     let start = query_param(&query, "messageId").unwrap_or_else(|| "latest".into());
     let queue: usize = query_param(&query, "receiverQueueSize")
         .and_then(|v| v.parse().ok())
@@ -200,22 +293,14 @@ async fn serve(
                 }
             };
             let Some((id, ev)) = msg else { break };
-            let frame = serde_json::json!({
-                "messageId": id,
-                "payload": b64(ev.as_bytes()),
-                "properties": {},
-                "publishTime": "2025-10-15T09:30:00.000Z",
-                "redeliveryCount": 0,
-            });
-            tx.send(Message::text(frame.to_string())).await?;
+            tx.send(frame(&id, &ev, 0)).await?;
             unacked.push(id);
             next += 1;
             sent += 1;
             {
                 let mut s = st.lock().unwrap();
                 s.max_unacked = s.max_unacked.max(unacked.len());
-                if s.drop_after.is_some_and(|d| sent >= d) {
-                    s.dropped += 1;
+                if s.drops_after(sent) {
                     return Ok(()); // abrupt: no close frame
                 }
             }
@@ -229,6 +314,137 @@ async fn serve(
                     match unacked.iter().position(|u| *u == id) {
                         Some(p) => { unacked.remove(p); s.acks += 1; }
                         None => s.bogus_acks += 1,
+                    }
+                }
+                Some(Ok(_)) => {}
+                _ => return Ok(()),
+            },
+            _ = tick.tick() => {}
+        }
+    }
+}
+
+fn frame(id: &str, ev: &str, redelivery_count: u32) -> Message {
+    Message::text(
+        serde_json::json!({
+            "messageId": id,
+            "payload": b64(ev.as_bytes()),
+            "properties": {},
+            "publishTime": "2025-10-15T09:30:00.000Z",
+            "redeliveryCount": redelivery_count,
+        })
+        .to_string(),
+    )
+}
+
+/// One consumer connection on subscription `name`.
+async fn serve_consumer(
+    ws: tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>,
+    st: Arc<Mutex<State>>,
+    name: &str,
+    query: &str,
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    let queue: usize = query_param(query, "receiverQueueSize")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1000);
+    let shared = query_param(query, "subscriptionType").as_deref() == Some("Shared");
+    let me = {
+        let mut s = st.lock().unwrap();
+        s.connections += 1;
+        s.consumer_queries.push(query.to_owned());
+        let me = s.connections;
+        s.subs
+            .entry(name.to_owned())
+            .or_default()
+            .consumers
+            .push(me);
+        me
+    };
+    let (mut tx, mut rx) = ws.split();
+    let result = consume(&mut tx, &mut rx, &st, name, me, queue, shared).await;
+    // Whatever ended the connection: what it left unacknowledged goes back
+    // to the subscription, for the next (or another) consumer.
+    let mut s = st.lock().unwrap();
+    let sub = s.subs.get_mut(name).unwrap();
+    sub.consumers.retain(|c| *c != me);
+    let mine: BTreeSet<usize> = sub
+        .in_flight
+        .iter()
+        .filter(|(_, c)| **c == me)
+        .map(|(p, _)| *p)
+        .collect();
+    sub.in_flight.retain(|_, c| *c != me);
+    sub.released.insert(me, mine);
+    result
+}
+
+type ServerTx = futures_util::stream::SplitSink<
+    tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>,
+    Message,
+>;
+type ServerRx =
+    futures_util::stream::SplitStream<tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>>;
+
+async fn consume(
+    tx: &mut ServerTx,
+    rx: &mut ServerRx,
+    st: &Arc<Mutex<State>>,
+    name: &str,
+    me: u64,
+    queue: usize,
+    shared: bool,
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    let mut sent = 0usize;
+    let mut tick = tokio::time::interval(Duration::from_millis(5));
+    loop {
+        loop {
+            let msg = {
+                let mut guard = st.lock().unwrap();
+                let s = &mut *guard;
+                let sub = s.subs.get_mut(name).unwrap();
+                let active = shared || sub.consumers.first() == Some(&me);
+                let mine = sub.in_flight.values().filter(|c| **c == me).count();
+                let next = (0..s.topic.len())
+                    .find(|p| !sub.acked.contains(p) && !sub.in_flight.contains_key(p));
+                match next {
+                    Some(p) if active && mine < queue => {
+                        sub.in_flight.insert(p, me);
+                        sub.delivered_to.push(me);
+                        let n = sub.deliveries.entry(p).or_default();
+                        *n += 1;
+                        Some((s.topic[p].clone(), *n - 1))
+                    }
+                    _ => None,
+                }
+            };
+            let Some(((id, ev), redelivery)) = msg else {
+                break;
+            };
+            tx.send(frame(&id, &ev, redelivery)).await?;
+            sent += 1;
+            if st.lock().unwrap().drops_after(sent) {
+                return Ok(()); // abrupt: no close frame
+            }
+        }
+        tokio::select! {
+            m = rx.next() => match m {
+                Some(Ok(Message::Text(t))) => {
+                    let v: serde_json::Value = serde_json::from_str(t.as_str())?;
+                    let id = v["messageId"].as_str().unwrap_or("");
+                    let mut guard = st.lock().unwrap();
+                    let s = &mut *guard;
+                    let p = s.topic.iter().position(|(m, _)| m == id);
+                    let sub = s.subs.get_mut(name).unwrap();
+                    match p.filter(|p| sub.in_flight.get(p) == Some(&me)) {
+                        Some(p) if v["type"] == "negativeAcknowledge" => {
+                            sub.in_flight.remove(&p);
+                        }
+                        Some(p) => {
+                            sub.in_flight.remove(&p);
+                            sub.acked.insert(p);
+                            s.acks += 1;
+                        }
+                        None => sub.bogus_acks += 1,
                     }
                 }
                 Some(Ok(_)) => {}
@@ -341,6 +557,62 @@ fn summary(stdout: &str) -> serde_json::Value {
     serde_json::from_str(line).unwrap()
 }
 
+/// Publishes `n` events while one ingest on `url` is killed with SIGKILL
+/// and restarted six times at random moments; then lets the last one (which
+/// logs `connected`) archive everything, stops it and checks that every
+/// event was archived exactly once.
+fn archive_across_kill9_restarts(
+    server: &Server,
+    work: &Path,
+    data: &Path,
+    key: &Path,
+    url: &str,
+    connected: &str,
+    n: usize,
+) {
+    // A producer publishing while the ingest is killed and restarted.
+    let producer = server.publish_paced(0..n);
+    let mut ingest = start_ingest(data, work, 0, url, key, &[]);
+    let mut seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos() as u64
+        | 1;
+    eprintln!("seed {seed}");
+    for round in 1..=6 {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        std::thread::sleep(Duration::from_millis(100 + seed % 400));
+        ingest.kill9();
+        ingest = start_ingest(data, work, round, url, key, &[]);
+    }
+    producer.join().unwrap();
+    ingest.wait_for_log(connected, Duration::from_secs(20));
+    wait_records(data, n as u64, Duration::from_secs(90), &ingest);
+    let (status, stdout) = ingest.terminate();
+    assert!(status.success(), "exit {status}:\n{}", ingest.stderr());
+    assert_eq!(summary(&stdout)["ok"], true);
+    assert_exactly_once(data, n);
+}
+
+/// A new run on an archive and endpoint that are up to date receives
+/// nothing.
+fn assert_next_run_receives_nothing(
+    data: &Path,
+    work: &Path,
+    url: &str,
+    key: &Path,
+    connected: &str,
+) {
+    let mut again = start_ingest(data, work, 99, url, key, &[]);
+    again.wait_for_log(connected, Duration::from_secs(20));
+    std::thread::sleep(Duration::from_millis(300));
+    let (status, stdout) = again.terminate();
+    assert!(status.success());
+    assert_eq!(summary(&stdout)["received"], 0, "{stdout}");
+}
+
 #[test]
 fn every_message_is_archived_exactly_once_across_kill9_restarts_and_resumes() {
     const N: usize = 3000;
@@ -349,42 +621,8 @@ fn every_message_is_archived_exactly_once_across_kill9_restarts_and_resumes() {
     let data = work.path().join("data");
     let key = key_file(work.path(), KEY);
     let url = server.url();
-
-    // A producer publishing while the ingest is killed and restarted.
-    let st = server.state.clone();
-    let producer = std::thread::spawn(move || {
-        for chunk in 0..N / 100 {
-            {
-                let mut s = st.lock().unwrap();
-                for i in chunk * 100..(chunk + 1) * 100 {
-                    s.topic.push((message_id(i), event(i)));
-                }
-            }
-            std::thread::sleep(Duration::from_millis(40));
-        }
-    });
-    let mut ingest = start_ingest(&data, work.path(), 0, &url, &key, &[]);
-    let mut seed = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos() as u64
-        | 1;
-    eprintln!("seed {seed}");
-    for n in 1..=6 {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        std::thread::sleep(Duration::from_millis(100 + seed % 400));
-        ingest.kill9();
-        ingest = start_ingest(&data, work.path(), n, &url, &key, &[]);
-    }
-    producer.join().unwrap();
-    ingest.wait_for_log("Pulsar reader connected", Duration::from_secs(20));
-    wait_records(&data, N as u64, Duration::from_secs(90), &ingest);
-    let (status, stdout) = ingest.terminate();
-    assert!(status.success(), "exit {status}:\n{}", ingest.stderr());
-    assert_eq!(summary(&stdout)["ok"], true);
-    assert_exactly_once(&data, N);
+    let connected = "Pulsar reader connected";
+    archive_across_kill9_restarts(&server, work.path(), &data, &key, &url, connected, N);
 
     let s = server.state.lock().unwrap();
     assert_eq!(
@@ -407,12 +645,7 @@ fn every_message_is_archived_exactly_once_across_kill9_restarts_and_resumes() {
     drop(s);
 
     // A new run resumes after the last archived message: nothing is resent.
-    let mut again = start_ingest(&data, work.path(), 99, &url, &key, &[]);
-    again.wait_for_log("Pulsar reader connected", Duration::from_secs(20));
-    std::thread::sleep(Duration::from_millis(300));
-    let (status, stdout) = again.terminate();
-    assert!(status.success());
-    assert_eq!(summary(&stdout)["received"], 0, "{stdout}");
+    assert_next_run_receives_nothing(&data, work.path(), &url, &key, connected);
     assert_eq!(
         server.state.lock().unwrap().starts.last(),
         Some(&message_id(N - 1))
@@ -490,4 +723,143 @@ fn dropped_connections_resume_without_loss_or_doubling() {
     let st = server.state.lock().unwrap();
     assert!(st.dropped >= 5);
     assert_eq!(st.bogus_acks, 0);
+}
+
+#[test]
+fn the_consumer_archives_every_message_exactly_once_across_kill9_restarts() {
+    const N: usize = 3000;
+    let server = Server::start(State::default());
+    let work = tempfile::tempdir().unwrap();
+    let data = work.path().join("data");
+    let key = key_file(work.path(), KEY);
+    let url = server.consumer_url("ccvault");
+    // Each message once, though the broker redelivered what each killed
+    // process had not acknowledged; a message acknowledged before it was
+    // durable would be missing (the broker never sends it again).
+    let connected = "Pulsar consumer connected";
+    archive_across_kill9_restarts(&server, work.path(), &data, &key, &url, connected, N);
+
+    let s = server.state.lock().unwrap();
+    let sub = &s.subs["ccvault"];
+    assert_eq!(sub.acked.len(), N, "every message acknowledged");
+    assert!(
+        sub.in_flight.is_empty(),
+        "left unacknowledged after a clean stop"
+    );
+    assert_eq!(
+        sub.bogus_acks, 0,
+        "acks for messages not sent on that connection"
+    );
+    // The broker keeps the position: no messageId, Exclusive by default.
+    assert!(s.consumer_queries.len() >= 7, "{:?}", s.consumer_queries);
+    for q in &s.consumer_queries {
+        assert_eq!(query_param(q, "messageId"), None, "{q}");
+        assert_eq!(
+            query_param(q, "subscriptionType").as_deref(),
+            Some("Exclusive"),
+            "{q}"
+        );
+        assert_eq!(
+            query_param(q, "receiverQueueSize").as_deref(),
+            Some("100"),
+            "{q}"
+        );
+    }
+    drop(s);
+
+    // A new run finds the subscription fully acknowledged: nothing comes.
+    assert_next_run_receives_nothing(&data, work.path(), &url, &key, connected);
+}
+
+#[test]
+fn a_failover_subscription_moves_to_the_standby_when_the_active_ingest_is_killed() {
+    const N: usize = 3000;
+    let server = Server::start(State::default());
+    server.publish(0..500);
+    let work = tempfile::tempdir().unwrap();
+    let (data_a, data_b) = (work.path().join("a"), work.path().join("b"));
+    let key = key_file(work.path(), KEY);
+    let url = server.consumer_url("archive");
+    let failover = ["--subscription-type", "failover"];
+    let mut active = start_ingest(&data_a, work.path(), 0, &url, &key, &failover);
+    active.wait_for_log("Pulsar consumer connected", Duration::from_secs(20));
+    let mut standby = start_ingest(&data_b, work.path(), 1, &url, &key, &failover);
+    standby.wait_for_log("Pulsar consumer connected", Duration::from_secs(20));
+    wait_records(&data_a, 500, Duration::from_secs(60), &active);
+
+    // Publishing goes on while the active process is killed.
+    let producer = server.publish_paced(500..N);
+    std::thread::sleep(Duration::from_millis(300));
+    active.kill9();
+    producer.join().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while server.state.lock().unwrap().subs["archive"].acked.len() < N {
+        assert!(Instant::now() < deadline, "{}", standby.stderr());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (status, stdout) = standby.terminate();
+    assert!(status.success(), "exit {status}:\n{}", standby.stderr());
+    assert_eq!(summary(&stdout)["ok"], true);
+
+    let s = server.state.lock().unwrap();
+    let sub = &s.subs["archive"];
+    assert_eq!(sub.bogus_acks, 0);
+    // Failover: the first consumer got everything until it died, the
+    // standby everything after.
+    let first = sub.delivered_to[0];
+    let switch = sub.delivered_to.iter().position(|c| *c != first).unwrap();
+    assert!(sub.delivered_to[switch..].iter().all(|c| *c != first));
+    let released = &sub.released[&first];
+
+    // Between the two archives every message is there, each once per
+    // archive; the only ones in both are those the killed process had not
+    // acknowledged (durable in its archive or not), which the broker gave
+    // the standby.
+    let (a, b) = (archived(&data_a), archived(&data_b));
+    assert!(
+        a.len() >= 500 && !b.is_empty(),
+        "a {} b {}",
+        a.len(),
+        b.len()
+    );
+    for i in 0..N {
+        let ev = event(i);
+        let (in_a, in_b) = (a.get(ev.as_bytes()), b.get(ev.as_bytes()));
+        assert!(in_a.is_some() || in_b.is_some(), "event {i} lost");
+        for ids in [in_a, in_b].into_iter().flatten() {
+            assert_eq!(ids, &vec![message_id(i)], "event {i}");
+        }
+        if in_a.is_some() && in_b.is_some() {
+            assert!(
+                released.contains(&i),
+                "event {i} acknowledged by the killed process and delivered again"
+            );
+        }
+    }
+}
+
+#[test]
+fn options_of_the_other_endpoint_are_refused_by_name() {
+    let work = tempfile::tempdir().unwrap();
+    let key = key_file(work.path(), KEY);
+    let data = work.path().join("data");
+    let consumer = "ws://127.0.0.1:9/ws/v2/consumer/persistent/acme/event-v1/all/s";
+    let reader = "ws://127.0.0.1:9/ws/v2/reader/persistent/acme/event-v1/all";
+    for (url, extra, needle) in [
+        (
+            consumer,
+            ["--start", "latest"],
+            "--start applies to a reader URL",
+        ),
+        (
+            reader,
+            ["--subscription-type", "shared"],
+            "--subscription-type applies to a consumer URL",
+        ),
+    ] {
+        let out = ingest_command(&data, url, &key, &extra).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        assert!(err.contains(needle), "{err}");
+    }
 }

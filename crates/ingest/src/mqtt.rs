@@ -323,7 +323,10 @@ impl MqttSource {
 impl Source for MqttSource {
     type Token = Token;
     const KIND: SourceKind = SourceKind::Mqtt;
-    const NAME: &'static str = "MQTT";
+
+    fn name(&self) -> &'static str {
+        "MQTT"
+    }
 
     async fn connect(&mut self) -> std::result::Result<(), Failure> {
         match self.eventloop.take() {

@@ -42,8 +42,8 @@ pub trait Source: Send {
     type Token: Send + 'static;
     /// The source kind of its records on disk.
     const KIND: SourceKind;
-    /// Its name in log messages ("MQTT").
-    const NAME: &'static str;
+    /// Its name in log messages ("MQTT", "the Pulsar consumer").
+    fn name(&self) -> &'static str;
 
     /// Connects, or reconnects after [`Failure::Lost`].
     fn connect(&mut self) -> impl Future<Output = std::result::Result<(), Failure>> + Send;
@@ -81,6 +81,7 @@ pub async fn run<S: Source>(
     let (sink_tx, mut done_rx, sink_thread) =
         sink::start::<S::Token>(archive, S::KIND, metrics.clone(), sink_options)?;
     let mut sink_tx = Some(sink_tx);
+    let name = source.name();
     let result: Result<()> = loop {
         let connected = tokio::select! {
             c = source.connect() => c,
@@ -90,7 +91,7 @@ pub async fn run<S: Source>(
             Ok(()) => {
                 backoff.reset();
                 metrics.set_connected(true);
-                tracing::info!("{} connected", S::NAME);
+                tracing::info!("{} connected", name);
                 let ended =
                     session(&mut source, &mut sink_tx, &mut done_rx, &metrics, &mut stop).await;
                 metrics.set_connected(false);
@@ -98,13 +99,13 @@ pub async fn run<S: Source>(
                     Ok(()) => break Ok(()),
                     Err(Failure::Fatal(e)) => break Err(e),
                     Err(Failure::Lost(why)) if sink_tx.is_some() => {
-                        format!("{} connection lost: {why}", S::NAME)
+                        format!("{} connection lost: {why}", name)
                     }
                     Err(Failure::Lost(_)) => break Ok(()),
                 }
             }
             Err(Failure::Fatal(e)) => break Err(e),
-            Err(Failure::Lost(why)) => format!("cannot connect to {}: {why}", S::NAME),
+            Err(Failure::Lost(why)) => format!("cannot connect to {}: {why}", name),
         };
         metrics.add_reconnect();
         let delay = backoff.next_delay();
@@ -202,7 +203,10 @@ mod tests {
     impl Source for Scripted {
         type Token = (u32, u32);
         const KIND: SourceKind = SourceKind::Other;
-        const NAME: &'static str = "scripted";
+
+        fn name(&self) -> &'static str {
+            "scripted"
+        }
 
         async fn connect(&mut self) -> std::result::Result<(), Failure> {
             let mut seen = self.seen.lock().unwrap();

@@ -15,7 +15,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use ccvault_ingest::backoff::Backoff;
 use ccvault_ingest::mqtt::{self, MqttConfig, MqttSource};
-use ccvault_ingest::pulsar::{self, PulsarConfig, PulsarSource, Start};
+use ccvault_ingest::pulsar::{self, Endpoint, PulsarConfig, PulsarSource, Start, SubscriptionType};
 use ccvault_ingest::{secrets, IngestError, Metrics, SinkOptions, Source, Summary};
 use ccvault_store::Archive;
 use clap::{Args, Subcommand, ValueEnum};
@@ -37,7 +37,7 @@ pub struct IngestArgs {
 pub enum IngestSource {
     /// Archive from an MQTT broker (8x8 topic layout, QoS 1, persistent session; PUBACK only once durable).
     Mqtt(MqttArgs),
-    /// Archive from a Pulsar WebSocket reader, resuming after the last archived messageId.
+    /// Archive from a Pulsar WebSocket reader (resuming after the last archived messageId) or consumer (the subscription keeps the position).
     Pulsar(PulsarArgs),
 }
 
@@ -108,17 +108,27 @@ pub enum StartArg {
     Latest,
 }
 
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum SubscriptionTypeArg {
+    Exclusive,
+    Failover,
+    Shared,
+}
+
 #[derive(Args, Debug)]
 pub struct PulsarArgs {
-    /// Reader URL: wss://HOST/ws/v2/reader/persistent/TENANT/event-v1/all
+    /// Reader URL wss://HOST/ws/v2/reader/persistent/TENANT/event-v1/all, or consumer URL wss://HOST/ws/v2/consumer/persistent/TENANT/event-v1/all/SUBSCRIPTION
     #[arg(long)]
     pub url: String,
     /// File holding the API key, sent as the X-API-Key header (else the CCVAULT_PULSAR_API_KEY environment variable).
     #[arg(long)]
     pub api_key_file: Option<PathBuf>,
-    /// Where to start when the archive holds no messageId for this topic (otherwise it resumes after the last one).
-    #[arg(long, value_enum, default_value_t = StartArg::Earliest)]
-    pub start: StartArg,
+    /// Reader: where to start when the archive holds no messageId for this topic (otherwise it resumes after the last one). Default: earliest.
+    #[arg(long, value_enum)]
+    pub start: Option<StartArg>,
+    /// Consumer: how the subscription is shared with other consumers (Failover: one active, the others take over). Default: exclusive.
+    #[arg(long, value_enum)]
+    pub subscription_type: Option<SubscriptionTypeArg>,
     /// Messages the proxy may send ahead of our (durable) acknowledgements.
     #[arg(long, default_value_t = 1000)]
     pub receiver_queue_size: u32,
@@ -191,16 +201,33 @@ async fn run_pulsar(cli: &Cli, a: &PulsarArgs) -> Result<ExitCode> {
         "CCVAULT_PULSAR_API_KEY",
         "Pulsar API key",
     )?;
+    let url = pulsar::parse_url(&a.url)?;
+    match url.endpoint {
+        Endpoint::Reader if a.subscription_type.is_some() => anyhow::bail!(
+            "--subscription-type applies to a consumer URL (/ws/v2/consumer/.../SUBSCRIPTION), not to a reader"
+        ),
+        Endpoint::Consumer { .. } if a.start.is_some() => anyhow::bail!(
+            "--start applies to a reader URL: a consumer's subscription keeps its own position on the broker"
+        ),
+        _ => {}
+    }
     let mut cfg = PulsarConfig::new(a.url.clone());
     cfg.api_key = api_key;
-    cfg.start = match a.start {
+    cfg.start = match a.start.unwrap_or(StartArg::Earliest) {
         StartArg::Earliest => Start::Earliest,
         StartArg::Latest => Start::Latest,
+    };
+    cfg.subscription_type = match a
+        .subscription_type
+        .unwrap_or(SubscriptionTypeArg::Exclusive)
+    {
+        SubscriptionTypeArg::Exclusive => SubscriptionType::Exclusive,
+        SubscriptionTypeArg::Failover => SubscriptionType::Failover,
+        SubscriptionTypeArg::Shared => SubscriptionType::Shared,
     };
     cfg.receiver_queue_size = a.receiver_queue_size.max(1);
     cfg.ca_file = a.ca_file.clone();
     cfg.ping_interval = a.ping_interval.max(Duration::from_millis(1));
-    pulsar::parse_url(&cfg.url)?;
     ingest(cli, &a.common, |archive| PulsarSource::new(&cfg, archive)).await
 }
 
