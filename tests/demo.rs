@@ -59,8 +59,11 @@ fn demo_archives_a_day_and_prints_the_report_and_a_timeline() {
     assert_eq!(stats["events"].as_u64(), Some(stored));
     assert!(stats["interactions"].as_u64().unwrap_or(0) > 1000);
 
-    // Both pictures are written, self-contained.
-    for page in ["report.html", "timeline.html"] {
+    // The pictures are written, self-contained; the contact one has a lane
+    // group per leg of a transferred call.
+    let contact = std::fs::read_to_string(dir.join("contact.html")).expect("contact.html");
+    assert!(contact.matches("<g class=\"leg\"").count() >= 2);
+    for page in ["report.html", "timeline.html", "contact.html"] {
         let html = std::fs::read_to_string(dir.join(page)).expect(page);
         assert!(html.contains("<svg"), "{page} has no SVG");
         for fetch in [

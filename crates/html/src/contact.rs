@@ -82,7 +82,7 @@ impl Placed<'_> {
 }
 
 /// The page for a contact's legs, in the order given (`show` orders them by
-/// `offeredAt`, then GUID); times print in `tz`.
+/// `legIndex`, then `offeredAt`, then GUID); times print in `tz`.
 pub fn render_contact(legs: &[LegView<'_>], tz: &TimeZone) -> String {
     let payload_bytes: usize = legs
         .iter()

@@ -1,11 +1,19 @@
 //! Legs and contacts (docs/METRICS.md §3): which customer contact a leg
-//! belongs to, found by walking `parentGuid` links through the archive.
+//! belongs to, found by walking `parentGuid` links through the archive, and
+//! the text `show` prints for a contact of several legs.
 //!
 //! Guarantees: [`resolve_contact`] terminates on any link graph (cycles
 //! included), and its answer depends only on the links and on which
 //! interactions are archived, never on the order they were learnt in.
 
 use std::collections::BTreeSet;
+use std::fmt::Write as _;
+
+use jiff::tz::TimeZone;
+
+use crate::text::table;
+use crate::timefmt::format_opt_duration;
+use crate::timeline::Timeline;
 
 /// Where a leg sits in its contact.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,6 +62,86 @@ pub fn resolve_contact(
         leg_index: u32::try_from(path.len() - 1).unwrap_or(u32::MAX),
         contact_id: path.pop().unwrap_or_else(|| guid.to_owned()),
     }
+}
+
+/// One leg of a contact as [`render_text`] prints it.
+#[derive(Debug, Clone, Copy)]
+pub struct LegText<'a> {
+    pub timeline: &'a Timeline,
+    /// The leg `show` was asked for.
+    pub asked: bool,
+}
+
+/// `show GUID` of a contact of several legs: an overview of the legs in the
+/// order given (`legIndex` order), then each leg's own timeline
+/// ([`crate::timeline::render_text`]) under a heading; the asked leg is
+/// marked in both. Times print in UTC unless `tz` is given.
+pub fn render_text(legs: &[LegText<'_>], tz: Option<&TimeZone>) -> String {
+    let mut out = String::new();
+    let contact = legs
+        .iter()
+        .find_map(|l| l.timeline.summary.contact_id.as_deref())
+        .unwrap_or("-");
+    let asked = legs
+        .iter()
+        .position(|l| l.asked)
+        .map_or_else(String::new, |i| format!(", leg {} asked", i + 1));
+    let _ = writeln!(out, "Contact {contact}: {} legs{asked}\n", legs.len());
+    let dash = |v: Option<String>| v.unwrap_or_else(|| "-".to_string());
+    let rows: Vec<Vec<String>> = legs
+        .iter()
+        .enumerate()
+        .map(|(i, l)| {
+            let s = &l.timeline.summary;
+            vec![
+                format!("{}{}", i + 1, if l.asked { "*" } else { "" }),
+                s.leg_index.to_string(),
+                dash(l.timeline.interaction_guid.clone()),
+                dash(s.parent_guid.clone()),
+                s.kind.as_str().to_string(),
+                dash(s.media_type.clone()),
+                dash(s.queue_id.map(|q| q.to_string())),
+                dash(s.agent_id.clone()),
+                s.outcome.as_str().to_string(),
+                format_opt_duration(s.wait_ms),
+                format_opt_duration(s.talk_ms),
+                format_opt_duration(s.handle_ms),
+            ]
+        })
+        .collect();
+    out.push_str(&table(
+        &[
+            "LEG",
+            "INDEX",
+            "INTERACTION",
+            "FROM",
+            "KIND",
+            "MEDIA",
+            "QUEUE",
+            "AGENT",
+            "OUTCOME",
+            "WAIT",
+            "TALK",
+            "HANDLE",
+        ],
+        &rows,
+        &[
+            false, true, false, false, false, false, true, false, false, true, true, true,
+        ],
+    ));
+    for (i, l) in legs.iter().enumerate() {
+        let _ = writeln!(
+            out,
+            "\n== Leg {} of {}: {} (legIndex {}{}) ==\n",
+            i + 1,
+            legs.len(),
+            l.timeline.interaction_guid.as_deref().unwrap_or("-"),
+            l.timeline.summary.leg_index,
+            if l.asked { ", asked" } else { "" }
+        );
+        out.push_str(&crate::timeline::render_text(l.timeline, tz));
+    }
+    out
 }
 
 #[cfg(test)]

@@ -107,6 +107,14 @@ pub fn render_text(timeline: &Timeline, tz: Option<&TimeZone>) -> String {
             crate::Direction::Out => "out",
         }),
     );
+    let _ = writeln!(
+        out,
+        "kind {}  contact {}  legIndex {}  from {}",
+        s.kind.as_str(),
+        or_dash(s.contact_id.as_deref()),
+        s.leg_index,
+        or_dash(s.parent_guid.as_deref()),
+    );
     out.push('\n');
 
     let rows: Vec<Vec<String>> = timeline

@@ -1,8 +1,10 @@
 //! `ccvault demo`: the quick start. Simulates a day of a contact center,
 //! archives it into a fresh directory, builds the projections, prints the
-//! report and one interesting interaction, writes the HTML pictures, and says
-//! what to try next. Everything here is glue over the library crates.
+//! report and one interesting interaction, writes the HTML pictures (the
+//! report, that interaction, and a customer's call transferred across legs),
+//! and says what to try next. Everything here is glue over the library crates.
 
+use std::collections::HashSet;
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -13,6 +15,7 @@ use ccvault_projections::{materialize::record_input, timeline, Projections, Repo
 use ccvault_sim::{SimConfig, Truth};
 use ccvault_store::{import_stream, Archive, ArchiveOptions, ArchiveReader, SourceKind};
 
+use crate::cmd::contact;
 use crate::output::{json_line, HumanJson};
 use crate::Cli;
 
@@ -48,20 +51,27 @@ fn shell_word(path: &std::path::Path) -> String {
 }
 
 /// The commands the demo suggests, each one that works as printed from
-/// the directory the demo ran in.
-pub fn try_next(dir: &std::path::Path, guid: &str) -> Vec<String> {
+/// the directory the demo ran in; `contact_leg` is a leg of a contact of
+/// several legs, when the day has one.
+pub fn try_next(dir: &std::path::Path, guid: &str, contact_leg: Option<&str>) -> Vec<String> {
     let d = shell_word(dir);
-    vec![
+    let mut lines = vec![
         format!("ccvault --data-dir {d} stats"),
         format!("ccvault --data-dir {d} show {guid}"),
         format!("ccvault --data-dir {d} show {guid} --raw"),
+    ];
+    if let Some(leg) = contact_leg {
+        lines.push(format!("ccvault --data-dir {d} show {leg}"));
+    }
+    lines.extend([
         format!("ccvault --data-dir {d} report --interval 15m --by queue --tz Europe/London --sla 30s"),
         format!("ccvault --data-dir {d} interactions --outcome abandoned --format json | head -3"),
         format!("ccvault --data-dir {d} agents --format csv"),
         format!("ccvault --data-dir {d} quarantine"),
         format!("ccvault --data-dir {d} verify"),
         "ccvault simulate --interactions 200 --seed 1 > sample.ndjson && ccvault import sample.ndjson".to_string(),
-    ]
+    ]);
+    lines
 }
 
 /// How much an answered interaction shows off: rejected offers and holds.
@@ -102,7 +112,20 @@ pub fn demo(cli: &Cli, args: &DemoArgs) -> Result<ExitCode> {
     };
     let mut stream = Vec::new();
     let mut best: Option<(i64, String)> = None;
+    // Legs after the first of their contact, `(legIndex, GUID, contactId)`,
+    // and every leg: the contact pictured is the longest whose first leg is
+    // in the stream too.
+    let mut later_legs: Vec<(i64, String, String)> = Vec::new();
+    let mut all_legs: HashSet<String> = HashSet::new();
     let sim = ccvault_sim::simulate_with_truth(&cfg, &mut stream, &mut |t| {
+        all_legs.insert(t.interaction_guid.clone());
+        if t.leg_index > 0 {
+            later_legs.push((
+                t.leg_index,
+                t.interaction_guid.clone(),
+                t.contact_id.clone(),
+            ));
+        }
         let score = interest(&t);
         if best.as_ref().is_none_or(|(s, _)| score > *s) {
             best = Some((score, t.interaction_guid));
@@ -173,15 +196,52 @@ pub fn demo(cli: &Cli, args: &DemoArgs) -> Result<ExitCode> {
     )
     .with_context(|| format!("cannot write {}", timeline_html.display()))?;
 
-    // 5. What next.
-    let next = try_next(&dir, &guid);
+    // 5. A customer's call across legs, as `show` pictures it.
+    let mut contact_html = None;
+    let mut contact_leg = None;
+    let deepest = later_legs
+        .into_iter()
+        .filter(|(_, _, contact)| all_legs.contains(contact))
+        .max_by(|a, b| a.0.cmp(&b.0).then_with(|| b.1.cmp(&a.1)));
+    if let Some((_, leg, _)) = deepest {
+        let legs = contact::read_legs(&mut reader, Some(&projections), &leg)?;
+        let shown = contact::timelines(&legs);
+        if shown.len() > 1 {
+            let views: Vec<_> = shown.iter().map(contact::ShownLeg::view).collect();
+            let path = dir.join("contact.html");
+            std::fs::write(
+                &path,
+                ccvault_html::render_contact(&views, &jiff::tz::TimeZone::UTC),
+            )
+            .with_context(|| format!("cannot write {}", path.display()))?;
+            writeln!(
+                text,
+                "A customer's call that went through {} legs (each transfer or consultation makes a new leg); `show` of any leg prints them all.\n",
+                shown.len()
+            )?;
+            contact_html = Some(path);
+            contact_leg = Some(leg);
+        }
+    }
+
+    // 6. What next.
+    let next = try_next(&dir, &guid, contact_leg.as_deref());
     let secs = started.elapsed().as_secs_f64();
     if human {
+        let pictures = [
+            Some(&report_html),
+            Some(&timeline_html),
+            contact_html.as_ref(),
+        ];
+        let pictures: Vec<String> = pictures
+            .iter()
+            .flatten()
+            .map(|p| p.display().to_string())
+            .collect();
         writeln!(
             out,
-            "Done in {secs:.1}s. Pictures: {} and {}\n\nTry next:",
-            report_html.display(),
-            timeline_html.display(),
+            "Done in {secs:.1}s. Pictures: {}\n\nTry next:",
+            pictures.join(", "),
         )?;
         for line in &next {
             writeln!(out, "  {line}")?;
@@ -195,6 +255,7 @@ pub fn demo(cli: &Cli, args: &DemoArgs) -> Result<ExitCode> {
                 "archived": summary.archived, "duplicates": summary.duplicates,
                 "quarantined": summary.quarantined, "reportRows": rows.len(),
                 "interactionGUID": guid, "reportHtml": report_html, "timelineHtml": timeline_html,
+                "contactHtml": contact_html, "contactLeg": contact_leg,
                 "seconds": (secs * 1000.0).round() / 1000.0, "tryNext": next,
             }),
         )?;

@@ -1,6 +1,7 @@
 //! One function per command.
 
 mod archive;
+mod contact;
 pub mod demo;
 pub mod docs;
 pub mod ingest;

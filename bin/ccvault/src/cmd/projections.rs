@@ -5,8 +5,9 @@
 //! - Read commands first bring `projections.redb` up to the archive's last
 //!   index commit (a catch-up, or a rebuild after a projection version
 //!   change); when another process holds the file they read its stored
-//!   state as is and say so on stderr. `show` needs no store: it computes
-//!   the timeline from the interaction's records directly.
+//!   state as is and say so on stderr. `show` reads only which legs form
+//!   the contact from the store (each leg's timeline comes from its own
+//!   records); without a readable store it shows the asked leg alone.
 //! - JSON output is exactly the projections crate's serialization (METRICS
 //!   field names); lists are NDJSON in the crate's sort order, so the same
 //!   set of events gives byte-identical output.
@@ -37,6 +38,7 @@ use serde_json::json;
 
 use crate::args::parse_duration_ms;
 use crate::cmd::archive::open_reader;
+use crate::cmd::contact;
 use crate::output::{self, json_line, Export, HumanJson, Table};
 use crate::{status, Cli, TimeRange};
 
@@ -253,16 +255,27 @@ fn with_provenance(
     Ok(value)
 }
 
-/// `show GUID` (not `--raw`): the full timeline.
+/// The projections for `show`, or `None` (said on stderr) when they cannot
+/// be read: `show` then shows the asked leg alone, from the archive.
+fn projections_for_show(cli: &Cli) -> Option<Projections> {
+    match up_to_date(cli) {
+        Ok(p) => Some(p),
+        Err(e) => {
+            status!("ccvault: note: showing this leg alone, without the other legs of its contact: {e:#}");
+            None
+        }
+    }
+}
+
+/// `show GUID` (not `--raw`): the timeline of every leg of the contact the
+/// interaction belongs to (docs/METRICS.md §3), the asked one marked; one leg
+/// prints as it always did.
 pub fn show(cli: &Cli, guid: &str, html: Option<&Path>, format: HumanJson) -> Result<ExitCode> {
     let mut reader = open_reader(cli)?;
-    let records: Vec<_> = reader
-        .interaction_records(guid)?
-        .into_iter()
-        .filter(|r| !r.quarantined)
-        .collect();
-    let inputs: Vec<_> = records.iter().map(record_input).collect();
-    let Some(tl) = timeline::build(&inputs) else {
+    let store = projections_for_show(cli);
+    let legs = contact::read_legs(&mut reader, store.as_ref(), guid)?;
+    let shown = contact::timelines(&legs);
+    let Some(asked) = shown.iter().find(|l| l.asked) else {
         bail!(
             "no events of interaction {guid:?} in {}",
             cli.data_dir.display()
@@ -270,7 +283,12 @@ pub fn show(cli: &Cli, guid: &str, html: Option<&Path>, format: HumanJson) -> Re
     };
     let tz = cli.tz();
     if let Some(path) = html {
-        let page = ccvault_html::render_timeline(&tl, &inputs, &tz);
+        let page = if shown.len() > 1 {
+            let views: Vec<_> = shown.iter().map(contact::ShownLeg::view).collect();
+            ccvault_html::render_contact(&views, &tz)
+        } else {
+            ccvault_html::render_timeline(&asked.timeline, &asked.inputs, &tz)
+        };
         output::write_file_or_stdout(path, page.as_bytes(), "the timeline page")?;
         if output::is_stdout(path) {
             return Ok(ExitCode::SUCCESS);
@@ -278,9 +296,37 @@ pub fn show(cli: &Cli, guid: &str, html: Option<&Path>, format: HumanJson) -> Re
     }
     let mut out = std::io::stdout().lock();
     match format {
-        HumanJson::Json => json_line(&mut out, &with_provenance(&tl, &records)?)?,
+        HumanJson::Json => {
+            let mut value = with_provenance(&asked.timeline, asked.records)?;
+            let mut legs = Vec::with_capacity(shown.len());
+            for leg in &shown {
+                let mut v = with_provenance(&leg.timeline, leg.records)?;
+                if let Some(obj) = v.as_object_mut() {
+                    obj.insert("asked".into(), leg.asked.into());
+                }
+                legs.push(v);
+            }
+            if let Some(obj) = value.as_object_mut() {
+                let contact_id = asked.timeline.summary.contact_id.clone();
+                obj.insert("contactId".into(), contact_id.into());
+                obj.insert("legs".into(), legs.into());
+            }
+            json_line(&mut out, &value)?
+        }
+        HumanJson::Human if shown.len() > 1 => {
+            let texts: Vec<_> = shown
+                .iter()
+                .map(|l| ccvault_projections::contact::LegText {
+                    timeline: &l.timeline,
+                    asked: l.asked,
+                })
+                .collect();
+            let text = ccvault_projections::contact::render_text(&texts, zone_for_display(&tz));
+            out.write_all(text.as_bytes())?;
+        }
         HumanJson::Human => {
-            out.write_all(timeline::render_text(&tl, zone_for_display(&tz)).as_bytes())?;
+            let text = timeline::render_text(&asked.timeline, zone_for_display(&tz));
+            out.write_all(text.as_bytes())?;
         }
     }
     out.flush()?;
