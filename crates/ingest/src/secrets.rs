@@ -59,45 +59,58 @@ pub fn is_secret_query_key(key: &str) -> bool {
 /// `url` fit to print: a user-info part (`user:password@`) becomes `***@` and
 /// the value of every credential query parameter becomes `***`. Every error
 /// that quotes a URL the operator gave goes through this.
+///
+/// A password may be typed with any character unencoded (`/`, `?`, `#`,
+/// `@`), so the user-info part runs to the last `@` after the scheme: in
+/// doubt, more of the URL is hidden, never less.
 pub fn redact_url(url: &str) -> String {
-    let (before_query, query) = match url.split_once('?') {
-        Some((b, q)) => (b, Some(q)),
-        None => (url, None),
-    };
     let mut out = String::with_capacity(url.len());
-    match before_query.split_once("://") {
+    let rest = match url.split_once("://") {
         Some((scheme, rest)) => {
-            let authority_end = rest.find(['/', '#']).unwrap_or(rest.len());
-            let (authority, path) = rest.split_at(authority_end);
             out.push_str(scheme);
             out.push_str("://");
-            match authority.rsplit_once('@') {
-                Some((_, host)) => {
+            match rest.rfind('@') {
+                Some(at) => {
                     out.push_str("***@");
-                    out.push_str(host);
+                    let host = rest.get(at + 1..).unwrap_or("");
+                    if rest.find('?').is_some_and(|q| q < at) {
+                        // The cut went past the '?': what is left may be
+                        // query parameters.
+                        push_params(&mut out, host);
+                        return out;
+                    }
+                    host
                 }
-                None => out.push_str(authority),
-            }
-            out.push_str(path);
-        }
-        None => out.push_str(before_query),
-    }
-    if let Some(query) = query {
-        out.push('?');
-        for (i, pair) in query.split('&').enumerate() {
-            if i > 0 {
-                out.push('&');
-            }
-            match pair.split_once('=') {
-                Some((key, _)) if is_secret_query_key(key) => {
-                    out.push_str(key);
-                    out.push_str("=***");
-                }
-                _ => out.push_str(pair),
+                None => rest,
             }
         }
+        None => url,
+    };
+    match rest.split_once('?') {
+        Some((before_query, query)) => {
+            out.push_str(before_query);
+            out.push('?');
+            push_params(&mut out, query);
+        }
+        None => out.push_str(rest),
     }
     out
+}
+
+/// Appends the `&`-separated `query`, credential values as `***`.
+fn push_params(out: &mut String, query: &str) {
+    for (i, pair) in query.split('&').enumerate() {
+        if i > 0 {
+            out.push('&');
+        }
+        match pair.split_once('=') {
+            Some((key, _)) if is_secret_query_key(key) => {
+                out.push_str(key);
+                out.push_str("=***");
+            }
+            _ => out.push_str(pair),
+        }
+    }
 }
 
 /// Loads a secret: from `file` when given (surrounding whitespace and the
