@@ -40,6 +40,24 @@ pub struct TimelineEvent {
     pub input_index: usize,
 }
 
+impl TimelineEvent {
+    /// The state the event reports, as `show` prints it: call state,
+    /// `newState N`, `status S` (those present, in that order).
+    pub fn state_details(&self) -> Vec<String> {
+        let mut detail = Vec::new();
+        if let Some(cs) = &self.call_state {
+            detail.push(cs.clone());
+        }
+        if let Some(ns) = self.new_state {
+            detail.push(format!("newState {ns}"));
+        }
+        if let Some(st) = &self.status {
+            detail.push(format!("status {st}"));
+        }
+        detail
+    }
+}
+
 /// `show GUID`: the ordered events and what they add up to.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -121,16 +139,7 @@ pub fn render_text(timeline: &Timeline, tz: Option<&TimeZone>) -> String {
         .events
         .iter()
         .map(|e| {
-            let mut detail = Vec::new();
-            if let Some(cs) = &e.call_state {
-                detail.push(cs.clone());
-            }
-            if let Some(ns) = e.new_state {
-                detail.push(format!("newState {ns}"));
-            }
-            if let Some(st) = &e.status {
-                detail.push(format!("status {st}"));
-            }
+            let mut detail = e.state_details();
             if !e.time_source.is_timed() {
                 detail.push(format!("weak time ({})", e.time_source));
             }
