@@ -186,6 +186,37 @@ fn a_symlink_in_place_of_any_archive_file_is_refused_and_its_target_untouched() 
     }
 }
 
+/// The projections file, replaced by a symlink to a file of the operator's:
+/// the read commands and `rebuild` refuse it and the target is untouched
+/// (it used to be followed and handed to redb); a planted rebuild scratch
+/// is removed, never followed.
+#[test]
+fn a_symlink_in_place_of_the_projections_is_refused_and_its_target_untouched() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (dir, _) = small_archive(tmp.path());
+    let victim = tmp.path().join("victim");
+    fs::write(&victim, "precious\n").unwrap();
+    let planted = dir.join("projections.redb");
+    let _ = fs::remove_file(&planted);
+    std::os::unix::fs::symlink(&victim, &planted).unwrap();
+    for args in [vec!["interactions"], vec!["rebuild"]] {
+        let run = ccvault(&dir, &args).expect_code(1);
+        assert!(
+            run.stderr.contains("refusing")
+                && run.stderr.contains(&planted.display().to_string())
+                && run.stderr.contains("symbolic link"),
+            "{args:?}: {}",
+            run.stderr
+        );
+    }
+    fs::remove_file(&planted).unwrap();
+    let scratch = dir.join("projections.redb.rebuild");
+    std::os::unix::fs::symlink(&victim, &scratch).unwrap();
+    ccvault(&dir, &["rebuild"]).ok();
+    assert_eq!(fs::read_to_string(&victim).unwrap(), "precious\n");
+    assert!(!scratch.exists());
+}
+
 /// A data directory or archive file that group or others may write, or
 /// (checked when the test runs as root) that another user owns, is refused
 /// with an error saying why.

@@ -29,7 +29,9 @@ pub struct Index {
 
 impl Index {
     /// Opens or creates the index file. Other processes may open it
-    /// read-only ([`IndexReader::open`]) while this handle lives.
+    /// read-only ([`IndexReader::open`]) while this handle lives. redb
+    /// creates a missing file with the umask's mode: the store creates it
+    /// owner-only first (`ccvault_log::create_private_file`).
     pub fn open(path: &Path) -> Result<Index> {
         Self::open_mode(path, false)
     }
@@ -61,20 +63,6 @@ impl Index {
 
     fn open_mode(path: &Path, scratch: bool) -> Result<Index> {
         guarded(path, || {
-            // Archive files are private (they hold phone numbers and names):
-            // create the file 0600 before redb initializes it.
-            {
-                use std::os::unix::fs::OpenOptionsExt;
-                std::fs::OpenOptions::new()
-                    .write(true)
-                    .create(true)
-                    .truncate(false)
-                    .mode(0o600)
-                    // A planted symlink is refused, never followed.
-                    .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-                    .open(path)
-                    .map_err(|e| err(path)(redb::Error::Io(e)))?;
-            }
             let mode = if scratch {
                 ConcurrencyMode::ExclusiveWriter
             } else {

@@ -44,7 +44,7 @@ pub use format::{
 };
 pub use lock::{lock_dir, DirLock, LOCK_FILE_NAME};
 pub use options::{FsyncPolicy, LogOptions, DEFAULT_SEGMENT_BYTES};
-pub use private::{check_private_dir, open_private, private_options};
+pub use private::{check_private_dir, create_private_file, open_private, private_options};
 pub use reader::{LogReader, ScanControl};
 pub use recovery::Recovery;
 pub use scan::{Damage, DamageReason, Scan, ScanItem, ScanRef};

@@ -59,6 +59,16 @@ pub fn open_private(options: &OpenOptions, path: &Path, op: &'static str) -> Res
     Ok(file)
 }
 
+/// Creates `path` owner-only (0600) unless it exists, with the refusals of
+/// [`open_private`], for a database that initializes the file itself by
+/// path (redb would create it with the umask's mode, and follow a planted
+/// symlink): the one way the index and the projections files are created.
+pub fn create_private_file(path: &Path) -> Result<()> {
+    let mut options = private_options();
+    options.write(true).create(true).truncate(false).mode(0o600);
+    open_private(&options, path, "creating").map(drop)
+}
+
 /// Refuses the directory `dir` unless this user owns it and group and
 /// others cannot write it. The operator names the data directory, so a
 /// symlink to it is followed; directories inside it are not (`follow`).

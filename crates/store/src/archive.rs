@@ -233,6 +233,24 @@ pub(crate) fn check_private_files(dir: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Creates `path` owner-only unless it exists, refusing a symlink or a file
+/// another user could have prepared (`ccvault_log::create_private_file`):
+/// for the redb files kept beside the log, which redb would create with the
+/// umask's mode. An I/O failure keeps its `io::Error` (a read-only file is
+/// still readable).
+pub fn create_private_file(path: &Path) -> Result<()> {
+    ccvault_log::create_private_file(path).map_err(|e| match e {
+        ccvault_log::LogError::Io { source, .. } => io("cannot create", path)(source),
+        other => other.into(),
+    })
+}
+
+/// Opens the index file, creating it owner-only first.
+pub(crate) fn open_index(path: &Path) -> Result<Index> {
+    create_private_file(path)?;
+    Ok(Index::open(path)?)
+}
+
 /// Ms since the Unix epoch, now.
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now()
@@ -259,13 +277,13 @@ impl Archive {
         let mut report = OpenReport::default();
 
         remove_file_if_exists(&layout.scratch_index_path())?;
-        let index = match Index::open(&layout.index_path()) {
+        let index = match open_index(&layout.index_path()) {
             Ok(index) => index,
             Err(e) => {
                 tracing::warn!("index unusable ({e}); rebuilding it from the log");
                 remove_file_if_exists(&layout.index_path())?;
                 report.index_rebuilt = true;
-                Index::open(&layout.index_path())?
+                open_index(&layout.index_path())?
             }
         };
         let checkpoint = index.reader()?.checkpoint()?;

@@ -22,7 +22,8 @@ mod segments;
 mod verify;
 
 pub use archive::{
-    now_ms, Archive, ArchiveOptions, BatchReport, Incoming, OpenReport, Outcome, Prepared,
+    create_private_file, now_ms, Archive, ArchiveOptions, BatchReport, Incoming, OpenReport,
+    Outcome, Prepared,
 };
 pub use ccvault_index::{Counters, Hit, IndexReader};
 pub use ccvault_log::{FsyncPolicy, Position, Record, RecordRef, SourceKind};

@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use ccvault_store::Position;
+use ccvault_store::{Position, StoreError};
 use redb::{Database, ReadableTableMetadata, TableDefinition, WriteTransaction};
 
 use super::project::{AgentRow, SummaryRow};
@@ -43,18 +43,14 @@ pub(super) fn scratch_builder() -> redb::Builder {
 /// Creates `path` owner-only before redb initializes it (projections hold
 /// names and phone numbers, like the archive).
 pub(super) fn create_private(path: &Path) -> Result<()> {
-    use std::os::unix::fs::OpenOptionsExt;
-    std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o600)
-        .open(path)
-        .map(drop)
-        .map_err(|source| ProjectionError::Io {
+    ccvault_store::create_private_file(path).map_err(|e| match e {
+        // Kept as I/O: `Projections::open` reads a file it may not write.
+        StoreError::Io { source, .. } => ProjectionError::Io {
             path: path.display().to_string(),
             source,
-        })
+        },
+        other => other.into(),
+    })
 }
 
 /// Whether the interactions being written may already have rows.

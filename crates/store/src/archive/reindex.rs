@@ -17,7 +17,9 @@ use ccvault_event::{parse_event, resolve_time, EventTime, Keys, PayloadTimes};
 use ccvault_index::{payload_hash, Checkpoint, Entry, Index};
 use ccvault_log::{LogReader, Position, ScanRef};
 
-use super::{arrival, index_entry, remove_file_if_exists, Archive};
+use super::{
+    arrival, create_private_file, index_entry, open_index, remove_file_if_exists, Archive,
+};
 use crate::error::{io, Result, StoreError};
 
 impl Archive {
@@ -35,6 +37,7 @@ impl Archive {
             .map(|c| (c.duplicates, c.control))
             .unwrap_or_default();
         remove_file_if_exists(&scratch)?;
+        create_private_file(&scratch)?;
         let fresh = Index::create_scratch(&scratch)?;
         drop(std::mem::replace(&mut self.index, fresh));
         let started = Instant::now();
@@ -47,12 +50,12 @@ impl Archive {
         w.add_control(control);
         self.index.commit(w, None)?;
         // Hold the old index while the new one is sealed, then swap files.
-        let built = std::mem::replace(&mut self.index, Index::open(&path)?);
+        let built = std::mem::replace(&mut self.index, open_index(&path)?);
         let started = Instant::now();
         built.seal()?;
         tracing::debug!(elapsed = ?started.elapsed(), "rebuilt index sealed");
         std::fs::rename(&scratch, &path).map_err(io("cannot replace index", &path))?;
-        self.index = Index::open(&path)?;
+        self.index = open_index(&path)?;
         Ok(n)
     }
 
