@@ -19,7 +19,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Instant;
 
-use ccvault_log::{verify_with, FsyncPolicy, Log, LogOptions, ScanItem};
+use ccvault_log::{verify_with, FsyncPolicy, Log, LogOptions, Position, ScanItem};
 use common::sim::SimDisk;
 use common::{Rng, TestRec};
 
@@ -49,6 +49,17 @@ struct Truth {
     acked: BTreeMap<u64, u64>,
     /// Offset each generation started appending at.
     starts: BTreeMap<u64, u64>,
+    /// Where each record was appended, by offset.
+    positions: BTreeMap<u64, Position>,
+}
+
+impl Truth {
+    /// What the index would pass as its checkpoint: the position of the
+    /// last acknowledged record.
+    fn checkpoint(&self) -> Option<Position> {
+        let (offset, _) = self.acked.last_key_value()?;
+        self.positions.get(offset).copied()
+    }
 }
 
 /// Checks a freshly recovered log against `truth`.
@@ -60,7 +71,7 @@ fn check(disk: &SimDisk, log: &Log, next_offset: u64, truth: &Truth, sc: &Scenar
     );
     let mut served: BTreeMap<u64, u64> = BTreeMap::new();
     let mut last: Option<u64> = None;
-    for item in log.reader().scan(ccvault_log::Position::START) {
+    for item in log.reader().scan(Position::START) {
         let ScanItem::Record(at, r) = item.unwrap_or_else(|e| panic!("{what}: scan failed: {e}"))
         else {
             continue;
@@ -100,17 +111,25 @@ fn check(disk: &SimDisk, log: &Log, next_offset: u64, truth: &Truth, sc: &Scenar
     );
 }
 
-/// One generation: opens (recovering) the log, checks it, appends records
-/// with flushes at random points, acknowledging what each flush makes
-/// durable. Stops at the first error, which must be the power cut.
+/// One generation: opens (recovering) the log, every other time from the
+/// checkpoint an index would give, checks it, appends records with flushes
+/// at random points, acknowledging what each flush makes durable. Stops at
+/// the first error, which must be the power cut.
 fn generation(disk: &SimDisk, sc: &Scenario, g: u64, truth: &mut Truth, what: &str) {
-    let (mut log, recovery) = match Log::open_with(disk.vfs(), Path::new(DIR), sc.opts, None) {
+    let scan_from = if g % 2 == 1 { truth.checkpoint() } else { None };
+    let (mut log, recovery) = match Log::open_with(disk.vfs(), Path::new(DIR), sc.opts, scan_from) {
         Ok(opened) => opened,
         Err(e) => {
             assert!(disk.is_cut(), "{what}: open failed with the power on: {e}");
             return;
         }
     };
+    if let Some(cp) = scan_from.filter(|cp| cp.segment == recovery.scanned_from.segment) {
+        assert_eq!(
+            recovery.scanned_from, cp,
+            "{what}: a checkpoint at a durable record was not trusted"
+        );
+    }
     check(disk, &log, recovery.next_offset, truth, sc, what);
     let start = recovery.next_offset;
     truth.starts.insert(g, start);
@@ -118,8 +137,9 @@ fn generation(disk: &SimDisk, sc: &Scenario, g: u64, truth: &mut Truth, what: &s
     for _ in 0..sc.records {
         let offset = log.next_offset();
         match log.append(&record(g, offset, sc.max_payload).as_new()) {
-            Ok((at, _)) => {
+            Ok((at, position)) => {
                 assert_eq!(at, offset);
+                truth.positions.insert(at, position);
                 if sc.opts.fsync == FsyncPolicy::Always {
                     truth.acked.insert(at, g);
                 }
@@ -254,7 +274,7 @@ fn a_new_log_and_its_first_segment_survive_losing_unsynced_directory_entries() {
         );
         let r = log
             .reader()
-            .read_at(ccvault_log::Position {
+            .read_at(Position {
                 segment: 0,
                 pos: ccvault_log::HEADER_LEN,
             })
