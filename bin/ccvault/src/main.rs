@@ -77,6 +77,26 @@ impl Cli {
     }
 }
 
+/// `import --input-format`.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum InputFormatArg {
+    Auto,
+    Ndjson,
+    JsonStream,
+    JsonArray,
+}
+
+impl From<InputFormatArg> for ccvault_store::InputFormat {
+    fn from(f: InputFormatArg) -> Self {
+        match f {
+            InputFormatArg::Auto => ccvault_store::InputFormat::Auto,
+            InputFormatArg::Ndjson => ccvault_store::InputFormat::Ndjson,
+            InputFormatArg::JsonStream => ccvault_store::InputFormat::JsonStream,
+            InputFormatArg::JsonArray => ccvault_store::InputFormat::JsonArray,
+        }
+    }
+}
+
 #[derive(clap::Args, Debug, Clone)]
 pub struct WriteArgs {
     /// When appended records are made durable: every record, every batch (group commit), or never (left to the OS) [possible values: always, batch, never].
@@ -124,10 +144,13 @@ impl TimeRange {
 pub enum Command {
     /// Simulate a day of a contact center, archive it into a fresh directory, print the report and one interaction: the quick start.
     Demo(cmd::demo::DemoArgs),
-    /// Archive NDJSON files or stdin (`-`): bare events or Pulsar envelopes, gzip or plain.
+    /// Archive NDJSON files or stdin (`-`), or legacy JSON captures: bare events or Pulsar envelopes, gzip or plain.
     Import {
         /// Files to import; `-` or nothing reads stdin.
         files: Vec<PathBuf>,
+        /// Shape of the input: one event per line, JSON values back to back (also pretty-printed), JSON arrays, or detected from the start of each file.
+        #[arg(long, value_enum, default_value_t = InputFormatArg::Auto)]
+        input_format: InputFormatArg,
         #[command(flatten)]
         write: WriteArgs,
         /// Print `durable SOURCE LINE` on stdout each time input up to LINE is durable.

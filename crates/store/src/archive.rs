@@ -141,6 +141,14 @@ impl Prepared {
         }
     }
 
+    /// Names the input byte offset the message was found at in its
+    /// quarantine reason, if it has one.
+    pub(crate) fn locate(&mut self, offset: u64) {
+        if let Err(reason) = &mut self.outcome {
+            *reason = format!("{reason} (at input byte offset {offset})");
+        }
+    }
+
     /// The bytes to archive for the message `raw` this was prepared from.
     fn payload<'a>(&'a self, raw: &'a [u8]) -> &'a [u8] {
         self.decoded_payload.as_deref().unwrap_or(raw)

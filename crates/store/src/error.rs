@@ -22,6 +22,9 @@ pub enum StoreError {
     Poisoned(String),
     #[error("index disagrees with the log: {0}")]
     Inconsistent(String),
+    /// Input that cannot be imported at all (e.g. an XML capture).
+    #[error("{0}")]
+    Input(String),
 }
 
 pub type Result<T> = std::result::Result<T, StoreError>;

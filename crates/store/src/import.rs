@@ -1,9 +1,11 @@
-//! Importing NDJSON streams (input shape 3, docs/OPERATIONS.md): files or stdin, plain or gzip.
+//! Importing NDJSON streams and legacy JSON captures (input shape 3,
+//! docs/OPERATIONS.md; split into messages by [`crate::split`]): files or
+//! stdin, plain or gzip.
 //!
 //! Guarantees:
-//! - Every non-blank line becomes an outcome: archived, quarantined,
-//!   duplicate, or rejected with the line number. No line stops the import;
-//!   only an I/O error of the archive does.
+//! - Every non-blank line (or JSON value) becomes an outcome: archived,
+//!   quarantined, duplicate, or rejected with the line number. No message
+//!   stops the import; only an I/O error of the archive does.
 //! - Memory is bounded whatever the input: lines are read with a cap of
 //!   `max_record_bytes` (longer ones are skipped to their newline and
 //!   rejected), and batches are bounded in count and bytes.
@@ -16,7 +18,8 @@ use ccvault_log::SourceKind;
 use flate2::read::MultiGzDecoder;
 
 use crate::archive::{now_ms, Archive, Incoming, Outcome, Prepared};
-use crate::error::{io, Result};
+use crate::error::{io, Result, StoreError};
+use crate::split::{InputFormat, Splitter};
 
 const BATCH_LINES: usize = 16_384;
 const BATCH_BYTES: usize = 16 << 20;
@@ -82,7 +85,7 @@ pub fn maybe_gunzip<'a>(input: impl Read + 'a) -> Result<Box<dyn BufRead + 'a>> 
 /// Reads one line into `buf` (without its `\n` or `\r\n`), keeping at most
 /// `cap + 1` bytes; returns (bytes consumed, whether the line was longer than
 /// `cap`), or `None` at end of input.
-fn read_capped_line(
+pub(crate) fn read_capped_line(
     input: &mut dyn BufRead,
     buf: &mut Vec<u8>,
     cap: usize,
@@ -129,6 +132,9 @@ struct ReadBatch {
     data: Vec<u8>,
     /// (start, end, line number) of each message in `data`.
     spans: Vec<(usize, usize, u64)>,
+    /// Input byte offset of each message, for the JSON shapes (empty for
+    /// NDJSON, whose messages are located by line).
+    offsets: Vec<u64>,
     prepared: Vec<Prepared>,
     rejected: Vec<Rejected>,
     /// The last line read (all lines up to it are in this or earlier batches).
@@ -142,6 +148,7 @@ struct ReadBatch {
 fn read_batches(
     input: impl Read,
     source: &str,
+    format: InputFormat,
     max_record_bytes: usize,
     tx: std::sync::mpsc::SyncSender<Result<ReadBatch>>,
     spare: std::sync::mpsc::Receiver<Vec<u8>>,
@@ -150,6 +157,17 @@ fn read_batches(
         Ok(i) => i,
         Err(e) => {
             let _ = tx.send(Err(e));
+            return;
+        }
+    };
+    let mut splitter = match Splitter::new(format, &mut input) {
+        Ok(Ok(s)) => s,
+        Ok(Err(why)) => {
+            let _ = tx.send(Err(StoreError::Input(format!("{source}: {why}"))));
+            return;
+        }
+        Err(e) => {
+            let _ = tx.send(Err(io("cannot read", source)(e)));
             return;
         }
     };
@@ -165,6 +183,7 @@ fn read_batches(
             },
         ),
         spans: Vec::with_capacity(BATCH_LINES),
+        offsets: Vec::new(),
         prepared: Vec::new(),
         rejected: Vec::new(),
         through_line,
@@ -173,7 +192,7 @@ fn read_batches(
     let mut batch = new_batch(0, 0);
     let mut line_buf = Vec::new();
     loop {
-        let next = match read_capped_line(&mut input, &mut line_buf, max_record_bytes) {
+        let next = match splitter.next(&mut input, &mut line_buf, max_record_bytes) {
             Ok(n) => n,
             Err(e) => {
                 let _ = tx.send(Err(io("cannot read", source)(e)));
@@ -181,23 +200,29 @@ fn read_batches(
             }
         };
         let done = next.is_none();
-        if let Some((consumed, too_long)) = next {
-            batch.through_line += 1;
-            batch.input_bytes += consumed;
-            if too_long {
+        if let Some(piece) = next {
+            batch.through_line = piece.last_line;
+            batch.input_bytes += piece.consumed;
+            if piece.too_long {
                 batch.rejected.push(Rejected {
                     source: source.to_owned(),
-                    line: batch.through_line,
-                    reason: format!(
-                        "line exceeds the record size limit of {max_record_bytes} bytes"
-                    ),
+                    line: piece.first_line,
+                    reason: match piece.offset {
+                        None => format!(
+                            "line exceeds the record size limit of {max_record_bytes} bytes"
+                        ),
+                        Some(at) => format!(
+                            "the JSON value at byte offset {at} exceeds the record size limit of {max_record_bytes} bytes"
+                        ),
+                    },
                 });
             } else if !line_buf.iter().all(u8::is_ascii_whitespace) {
                 let start = batch.data.len();
                 batch.data.extend_from_slice(&line_buf);
                 batch
                     .spans
-                    .push((start, batch.data.len(), batch.through_line));
+                    .push((start, batch.data.len(), piece.first_line));
+                batch.offsets.extend(piece.offset);
             }
         }
         let full = batch.spans.len() >= BATCH_LINES || batch.data.len() >= BATCH_BYTES;
@@ -209,6 +234,9 @@ fn read_batches(
                 .iter()
                 .map(|&(s, e, _)| Prepared::of(&ready.data[s..e]))
                 .collect();
+            for (p, at) in ready.prepared.iter_mut().zip(&ready.offsets) {
+                p.locate(*at);
+            }
             if tx.send(Ok(ready)).is_err() {
                 return; // the writer stopped; it reports why
             }
@@ -227,15 +255,36 @@ struct InFlight {
     counts: ImportSummary,
 }
 
-/// Imports one NDJSON stream into the archive. Reading and decoding run on
-/// a second thread, appending on this one, and each batch's fsync overlaps
-/// with appending the next: a batch is reported (and its counts added)
-/// only once it is durable.
+/// Imports one NDJSON stream into the archive (see [`import_stream_as`]).
 pub fn import_stream(
     archive: &mut Archive,
     input: impl Read + Send,
     source_kind: SourceKind,
     source: &str,
+    max_record_bytes: usize,
+    progress: &mut dyn FnMut(&Progress),
+) -> Result<ImportSummary> {
+    import_stream_as(
+        archive,
+        input,
+        source_kind,
+        source,
+        InputFormat::Ndjson,
+        max_record_bytes,
+        progress,
+    )
+}
+
+/// Imports one stream of shape `format` into the archive. Reading and
+/// decoding run on a second thread, appending on this one, and each batch's
+/// fsync overlaps with appending the next: a batch is reported (and its
+/// counts added) only once it is durable.
+pub fn import_stream_as(
+    archive: &mut Archive,
+    input: impl Read + Send,
+    source_kind: SourceKind,
+    source: &str,
+    format: InputFormat,
     max_record_bytes: usize,
     progress: &mut dyn FnMut(&Progress),
 ) -> Result<ImportSummary> {
@@ -257,7 +306,7 @@ pub fn import_stream(
         // more peak memory (docs/BENCHMARKS.md).
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
         let (spare_tx, spare_rx) = std::sync::mpsc::sync_channel(1);
-        scope.spawn(move || read_batches(input, source, max_record_bytes, tx, spare_rx));
+        scope.spawn(move || read_batches(input, source, format, max_record_bytes, tx, spare_rx));
         let mut in_flight: Option<InFlight> = None;
         for batch in rx {
             let batch = batch?;

@@ -19,6 +19,7 @@ mod import;
 mod layout;
 mod reader;
 mod segments;
+mod split;
 mod verify;
 
 pub use archive::{
@@ -28,7 +29,10 @@ pub use archive::{
 pub use ccvault_index::{Counters, Hit, IndexReader};
 pub use ccvault_log::{FsyncPolicy, Position, Record, RecordRef, SourceKind};
 pub use error::{Result, StoreError};
-pub use import::{import_stream, maybe_gunzip, ImportSummary, Progress, Rejected};
+pub use import::{
+    import_stream, import_stream_as, maybe_gunzip, ImportSummary, Progress, Rejected,
+};
 pub use layout::Layout;
 pub use reader::{ArchiveReader, CatchUp, Stats, VisibleRecords};
+pub use split::InputFormat;
 pub use verify::{verify, VerifyReport};

@@ -9,7 +9,8 @@ use anyhow::{Context, Result};
 use ccvault_event::{event_time, parse_event, CanonicalKey};
 use ccvault_projections::{for_terminal, record_input};
 use ccvault_store::{
-    import_stream, Archive, ArchiveOptions, ArchiveReader, ImportSummary, Record, SourceKind,
+    import_stream_as, Archive, ArchiveOptions, ArchiveReader, ImportSummary, InputFormat, Record,
+    SourceKind,
 };
 use serde_json::json;
 
@@ -55,6 +56,7 @@ pub fn open_reader(cli: &Cli) -> Result<ArchiveReader> {
 pub fn import(
     cli: &Cli,
     files: &[PathBuf],
+    input_format: InputFormat,
     write: &WriteArgs,
     print_acks: bool,
     format: HumanJson,
@@ -96,11 +98,12 @@ pub fn import(
             .and_then(|p| std::fs::metadata(p).ok())
             .map(|m| m.len());
         let bar = show_progress.then(|| progress_bar(size, &name));
-        let summary = import_stream(
+        let summary = import_stream_as(
             &mut archive,
             input,
             kind,
             &name,
+            input_format,
             write.max_record_bytes,
             &mut |p| {
                 if print_acks {

@@ -18,12 +18,14 @@ pub fn run(cli: &Cli) -> Result<ExitCode> {
     match &cli.command {
         Command::Import {
             files,
+            input_format,
             write,
             print_acks,
             out,
         } => archive::import(
             cli,
             files,
+            (*input_format).into(),
             write,
             *print_acks,
             cli.format_of(out.format, "import")?,

@@ -1,0 +1,390 @@
+//! Splitting an import stream into messages: NDJSON lines, or JSON values
+//! back to back (the legacy streaming API's JSON, pretty-printed captures)
+//! or inside JSON arrays (input shape 3, docs/INGEST.md "Legacy captures").
+//!
+//! Guarantees:
+//! - Each message is the exact bytes of one line (NDJSON, without its line
+//!   end) or one JSON value as it appeared in the input, never reformatted,
+//!   so the archive stores and deduplicates each event by its own bytes.
+//! - Memory is bounded: a message is kept up to `cap + 1` bytes; a longer
+//!   one is skipped to its end and flagged.
+//! - Every message knows where it was: its first and last line and, for the
+//!   JSON shapes, its byte offset, which quarantine reasons then name.
+//! - Splitting never fails on content: a value that is not JSON (stray
+//!   text, an unterminated object at the end) becomes a message of its own
+//!   and is quarantined by the archive, so the rest of the stream goes on.
+//! - Auto-detection reads only the first buffered block; an XML capture is
+//!   refused with a message saying so, before anything is archived.
+
+use std::io::BufRead;
+
+/// The shape of an import stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum InputFormat {
+    /// Decide from the first block: `[` is a JSON array, a first value that
+    /// spans lines or is followed by another on the same line is a JSON
+    /// stream, anything else NDJSON; XML is refused.
+    #[default]
+    Auto,
+    /// One message per line.
+    Ndjson,
+    /// JSON values back to back, separated by any whitespace or none.
+    JsonStream,
+    /// One or more JSON arrays whose elements are the messages.
+    JsonArray,
+}
+
+/// One message found in the stream; its bytes are in the caller's buffer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Piece {
+    /// Input bytes consumed, separators included.
+    pub consumed: u64,
+    /// Longer than the cap: the buffer holds only its first `cap + 1` bytes.
+    pub too_long: bool,
+    pub first_line: u64,
+    pub last_line: u64,
+    /// Byte offset of its first byte in the (decompressed) input; `None`
+    /// for NDJSON, whose lines are located by number.
+    pub offset: Option<u64>,
+}
+
+/// Splits one stream; see [`InputFormat`].
+pub(crate) struct Splitter {
+    json: bool,
+    /// JSON array shape: `[`, `,` and `]` around values are separators.
+    array: bool,
+    in_array: bool,
+    /// Position of the next unread byte.
+    offset: u64,
+    line: u64,
+}
+
+impl Splitter {
+    /// Picks the splitter for `format`, peeking at the first block of
+    /// `input` for [`InputFormat::Auto`]. The error is a sentence for the
+    /// user (an XML capture).
+    pub fn new(
+        format: InputFormat,
+        input: &mut dyn BufRead,
+    ) -> std::io::Result<Result<Splitter, String>> {
+        let format = match format {
+            InputFormat::Auto => match detect(fill(input)?) {
+                Ok(f) => f,
+                Err(why) => return Ok(Err(why)),
+            },
+            f => f,
+        };
+        Ok(Ok(Splitter {
+            json: format != InputFormat::Ndjson,
+            array: format == InputFormat::JsonArray,
+            in_array: false,
+            offset: 0,
+            line: 1,
+        }))
+    }
+
+    /// Reads the next message into `buf`, or `None` at the end of input.
+    pub fn next(
+        &mut self,
+        input: &mut dyn BufRead,
+        buf: &mut Vec<u8>,
+        cap: usize,
+    ) -> std::io::Result<Option<Piece>> {
+        if !self.json {
+            let line = self.line;
+            return Ok(crate::import::read_capped_line(input, buf, cap)?.map(
+                |(consumed, too_long)| {
+                    self.line += 1;
+                    Piece {
+                        consumed,
+                        too_long,
+                        first_line: line,
+                        last_line: line,
+                        offset: None,
+                    }
+                },
+            ));
+        }
+        buf.clear();
+        let mut consumed = self.skip_separators(input)?;
+        let (first_line, offset) = (self.line, self.offset);
+        let mut value = Value::default();
+        let mut too_long = false;
+        loop {
+            let chunk = fill(input)?;
+            if chunk.is_empty() {
+                break; // an unterminated value: what there is, quarantined
+            }
+            let (take, done) = match value.end_in(chunk, self.array) {
+                Some(end) => (end, true),
+                None => (chunk.len(), false),
+            };
+            if !too_long {
+                let room = (cap + 1).saturating_sub(buf.len());
+                buf.extend_from_slice(&chunk[..take.min(room)]);
+                too_long = buf.len() > cap;
+            }
+            self.advance(&chunk[..take]);
+            input.consume(take);
+            consumed += take as u64;
+            if done {
+                break;
+            }
+        }
+        if value.started {
+            Ok(Some(Piece {
+                consumed,
+                too_long,
+                first_line,
+                last_line: self.line,
+                offset: Some(offset),
+            }))
+        } else {
+            Ok(None)
+        }
+    }
+
+    /// Consumes whitespace (and a byte order mark) between values, and an
+    /// array's brackets and commas.
+    fn skip_separators(&mut self, input: &mut dyn BufRead) -> std::io::Result<u64> {
+        let mut consumed = 0u64;
+        loop {
+            let chunk = fill(input)?;
+            let mut i = 0;
+            while let Some(&b) = chunk.get(i) {
+                let separator = match b {
+                    b' ' | b'\t' | b'\r' | b'\n' | 0xEF | 0xBB | 0xBF => true,
+                    b'[' if self.array && !self.in_array => {
+                        self.in_array = true;
+                        true
+                    }
+                    b']' if self.array && self.in_array => {
+                        self.in_array = false;
+                        true
+                    }
+                    b',' => self.array && self.in_array,
+                    _ => false,
+                };
+                if !separator {
+                    break;
+                }
+                i += 1;
+            }
+            let at_value = i < chunk.len();
+            self.advance(&chunk[..i]);
+            input.consume(i);
+            consumed += i as u64;
+            if at_value || i == 0 {
+                return Ok(consumed);
+            }
+        }
+    }
+
+    fn advance(&mut self, bytes: &[u8]) {
+        self.offset += bytes.len() as u64;
+        self.line += memchr::memchr_iter(b'\n', bytes).count() as u64;
+    }
+}
+
+/// The buffered bytes, retried on interruption.
+fn fill(input: &mut dyn BufRead) -> std::io::Result<&[u8]> {
+    loop {
+        match input.fill_buf() {
+            Ok(_) => break,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    input.fill_buf()
+}
+
+/// Where one JSON value ends, fed block by block: objects and arrays by
+/// bracket depth outside strings, strings by their closing quote, anything
+/// else (numbers, literals, stray text) at the next whitespace or
+/// structural byte.
+#[derive(Debug, Default, Clone, Copy)]
+struct Value {
+    started: bool,
+    bare: bool,
+    depth: u32,
+    in_string: bool,
+    escape: bool,
+}
+
+impl Value {
+    /// The index just past the value's last byte in `chunk`, if it ends
+    /// there.
+    fn end_in(&mut self, chunk: &[u8], array: bool) -> Option<usize> {
+        for (i, &b) in chunk.iter().enumerate() {
+            if !self.started {
+                self.started = true;
+                match b {
+                    b'{' | b'[' => self.depth = 1,
+                    b'"' => self.in_string = true,
+                    _ => self.bare = true,
+                }
+                continue;
+            }
+            if self.bare {
+                let stop = matches!(b, b' ' | b'\t' | b'\r' | b'\n' | b'{' | b'[' | b'"' | b',')
+                    || (array && b == b']');
+                if stop {
+                    return Some(i);
+                }
+            } else if self.in_string {
+                if self.escape {
+                    self.escape = false;
+                } else if b == b'\\' {
+                    self.escape = true;
+                } else if b == b'"' {
+                    self.in_string = false;
+                    if self.depth == 0 {
+                        return Some(i + 1);
+                    }
+                }
+            } else {
+                match b {
+                    b'"' => self.in_string = true,
+                    b'{' | b'[' => self.depth += 1,
+                    b'}' | b']' => {
+                        self.depth -= 1;
+                        if self.depth == 0 {
+                            return Some(i + 1);
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+        None
+    }
+}
+
+/// The shape of a stream from its first block (see [`InputFormat::Auto`]).
+fn detect(head: &[u8]) -> Result<InputFormat, String> {
+    let head = head.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(head);
+    let Some(start) = head.iter().position(|b| !b.is_ascii_whitespace()) else {
+        return Ok(InputFormat::Ndjson);
+    };
+    let rest = &head[start..];
+    match rest[0] {
+        b'<' => Err(
+            "this looks like an XML capture (the legacy streaming API's XML or \
+             NEWLINE_XML format), which ccvault does not import: capture the stream as JSON \
+             (JSON or NEWLINE_JSON), see docs/INGEST.md"
+                .into(),
+        ),
+        b'[' => Ok(InputFormat::JsonArray),
+        b'{' => {
+            let mut value = Value::default();
+            let Some(end) = value.end_in(rest, false) else {
+                // Not closed within the block: one very long line, or a
+                // broken first line followed by good ones.
+                return Ok(InputFormat::Ndjson);
+            };
+            let spans_lines = rest[..end].contains(&b'\n');
+            let next_on_same_line = rest[end..]
+                .iter()
+                .find(|b| !matches!(b, b' ' | b'\t' | b'\r'))
+                .is_some_and(|&b| b != b'\n');
+            Ok(if spans_lines || next_on_same_line {
+                InputFormat::JsonStream
+            } else {
+                InputFormat::Ndjson
+            })
+        }
+        _ => Ok(InputFormat::Ndjson),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::BufReader;
+
+    use super::*;
+
+    /// (message, first line, last line, offset) of every message, read
+    /// through a 3-byte buffer so values cross block boundaries.
+    fn split(
+        format: InputFormat,
+        input: &[u8],
+        cap: usize,
+    ) -> Vec<(String, u64, u64, Option<u64>, bool)> {
+        let mut r = BufReader::with_capacity(3, input);
+        let mut s = Splitter::new(format, &mut r).unwrap().unwrap();
+        let mut buf = Vec::new();
+        let mut out = Vec::new();
+        while let Some(p) = s.next(&mut r, &mut buf, cap).unwrap() {
+            out.push((
+                String::from_utf8(buf.clone()).unwrap(),
+                p.first_line,
+                p.last_line,
+                p.offset,
+                p.too_long,
+            ));
+        }
+        out
+    }
+
+    #[test]
+    fn values_back_to_back_pretty_or_not_keep_their_bytes_and_position() {
+        let input = b"{\"a\":1}{\"b\":\"}{\\\"\"}\n{\n  \"c\": [1, {\"d\": 2}]\n}\n  42 {\"e\":3";
+        let got = split(InputFormat::JsonStream, input, 100);
+        let texts: Vec<&str> = got.iter().map(|g| g.0.as_str()).collect();
+        assert_eq!(
+            texts,
+            [
+                "{\"a\":1}",
+                "{\"b\":\"}{\\\"\"}",
+                "{\n  \"c\": [1, {\"d\": 2}]\n}",
+                "42",
+                "{\"e\":3"
+            ]
+        );
+        let lines: Vec<(u64, u64)> = got.iter().map(|g| (g.1, g.2)).collect();
+        assert_eq!(lines, [(1, 1), (1, 1), (2, 4), (5, 5), (5, 5)]);
+        let offsets: Vec<Option<u64>> = got.iter().map(|g| g.3).collect();
+        assert_eq!(offsets, [Some(0), Some(7), Some(20), Some(47), Some(50)]);
+        for (text, _, _, offset, _) in &got {
+            let at = offset.unwrap() as usize;
+            assert_eq!(&input[at..at + text.len()], text.as_bytes());
+        }
+    }
+
+    #[test]
+    fn array_elements_are_the_messages() {
+        let input = b"\xEF\xBB\xBF[\n  {\"a\": [1,2]},\n  {\"b\": \"],\"}\n]\n[{\"c\":1}] ";
+        let got = split(InputFormat::JsonArray, input, 100);
+        let texts: Vec<&str> = got.iter().map(|g| g.0.as_str()).collect();
+        assert_eq!(texts, ["{\"a\": [1,2]}", "{\"b\": \"],\"}", "{\"c\":1}"]);
+        assert_eq!(got[1].1, 3);
+    }
+
+    #[test]
+    fn long_values_are_flagged_and_skipped_whole() {
+        let got = split(
+            InputFormat::JsonStream,
+            b"{\"long\":\"abcdefgh\"} {\"s\":1}",
+            8,
+        );
+        assert_eq!(got.len(), 2);
+        assert!(got[0].4 && got[0].0.len() == 9);
+        assert_eq!((got[1].0.as_str(), got[1].4), ("{\"s\":1}", false));
+    }
+
+    #[test]
+    fn detection() {
+        use InputFormat::*;
+        assert_eq!(detect(b"{\"a\":1}\n{\"a\":2}\n"), Ok(Ndjson));
+        assert_eq!(detect(b"  {\"a\":1}  \r\n"), Ok(Ndjson));
+        assert_eq!(detect(b"{\"a\":1}{\"a\":2}"), Ok(JsonStream));
+        assert_eq!(detect(b"{\"a\":1} {\"a\":2}\n"), Ok(JsonStream));
+        assert_eq!(detect(b"{\n  \"a\": 1\n}\n"), Ok(JsonStream));
+        assert_eq!(detect(b"\xEF\xBB\xBF\n[{\"a\":1}]"), Ok(JsonArray));
+        assert_eq!(detect(b"{\"a\": \n"), Ok(Ndjson));
+        assert_eq!(detect(b"not json\n"), Ok(Ndjson));
+        assert_eq!(detect(b""), Ok(Ndjson));
+        let why = detect(b"\n<event><x/></event>").unwrap_err();
+        assert!(why.contains("XML"), "{why}");
+    }
+}

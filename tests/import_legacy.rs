@@ -1,0 +1,190 @@
+//! `ccvault import` of legacy streaming API captures (docs/INGEST.md "Legacy
+//! captures"): the 8x8 documentation's sample events pretty-printed, in a
+//! JSON array, back to back and one a line (tests/fixtures/8x8-docs/legacy),
+//! detected from the file or named with --input-format; each event archived
+//! with its own bytes; quarantine reasons naming the byte offset; XML
+//! refused.
+
+use std::path::{Path, PathBuf};
+
+use common::{ccvault, ccvault_stdin, docs_fixture, import, scan, stats};
+
+mod common;
+
+fn legacy(name: &str) -> PathBuf {
+    docs_fixture(&format!("legacy/{name}"))
+}
+
+/// The six events as the page prints them (pretty) and compacted.
+fn pretty_blocks() -> Vec<String> {
+    let text = std::fs::read_to_string(legacy("sample-events.json")).unwrap();
+    text.split("\n\n")
+        .map(|b| b.trim_end().to_owned())
+        .collect()
+}
+
+fn compact_lines() -> Vec<String> {
+    let text = std::fs::read_to_string(legacy("newline-json.ndjson")).unwrap();
+    text.lines().map(str::to_owned).collect()
+}
+
+/// Archived payloads, in archive order.
+fn payloads(dir: &Path) -> Vec<String> {
+    let (records, damage) = scan(dir);
+    assert!(damage.is_empty(), "{damage:?}");
+    records
+        .into_iter()
+        .map(|r| String::from_utf8(r.payload).unwrap())
+        .collect()
+}
+
+fn summary(dir: &Path, files: &[&Path], extra: &[&str]) -> serde_json::Value {
+    let mut args = vec!["--format", "json"];
+    args.extend_from_slice(extra);
+    let run = import(dir, files, &args);
+    run.json_lines()[0].clone()
+}
+
+fn counts(s: &serde_json::Value) -> [u64; 6] {
+    [
+        "lines",
+        "archived",
+        "quarantined",
+        "duplicates",
+        "control",
+        "rejected",
+    ]
+    .map(|k| s[k].as_u64().unwrap_or_else(|| panic!("{k} in {s}")))
+}
+
+#[test]
+fn every_legacy_json_shape_is_detected_and_each_event_archived_with_its_own_bytes() {
+    let pretty = pretty_blocks();
+    let compact = compact_lines();
+    assert_eq!((pretty.len(), compact.len()), (6, 6));
+    for (file, expected) in [
+        ("sample-events.json", &pretty),
+        ("array.json", &pretty),
+        ("json-stream.json", &compact),
+        ("newline-json.ndjson", &compact),
+    ] {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("a");
+        let s = summary(&dir, &[&legacy(file)], &[]);
+        // Six messages: the heartbeat is control, five events archived.
+        assert_eq!(counts(&s), [6, 5, 0, 0, 1, 0], "{file}: {s}");
+        // Each archived as it appears in the file, not reformatted and not
+        // the whole file; the heartbeat (first) is not archived.
+        assert_eq!(payloads(&dir), expected[1..], "{file}");
+        assert_eq!(stats(&dir).interactions, 2, "{file}");
+    }
+}
+
+#[test]
+fn the_same_events_in_other_bytes_are_other_records() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("a");
+    let files = [
+        legacy("sample-events.json"),
+        legacy("array.json"),
+        legacy("json-stream.json"),
+        legacy("newline-json.ndjson"),
+    ];
+    let files: Vec<&Path> = files.iter().map(PathBuf::as_path).collect();
+    let s = summary(&dir, &files, &[]);
+    // Pretty (twice) and compact (twice): each byte form archived once.
+    assert_eq!(counts(&s), [24, 10, 0, 10, 4, 0], "{s}");
+}
+
+#[test]
+fn the_input_format_can_be_named() {
+    let file = legacy("sample-events.json");
+    let text = std::fs::read_to_string(&file).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+
+    // Read as NDJSON (the former behaviour), every non-blank line of the
+    // pretty-printed file is a message, quarantined the first time its
+    // bytes are seen (`}, {` and the like recur).
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    let distinct = lines
+        .iter()
+        .collect::<std::collections::BTreeSet<_>>()
+        .len() as u64;
+    let n = lines.len() as u64;
+    let s = summary(
+        &tmp.path().join("a"),
+        &[&file],
+        &["--input-format", "ndjson"],
+    );
+    assert_eq!(counts(&s), [n, 0, distinct, n - distinct, 0, 0], "{s}");
+
+    // The pretty file read as a JSON stream, and the array as an array.
+    let s = summary(
+        &tmp.path().join("b"),
+        &[&file],
+        &["--input-format", "json-stream"],
+    );
+    assert_eq!(counts(&s), [6, 5, 0, 0, 1, 0], "{s}");
+    let array = legacy("array.json");
+    let s = summary(
+        &tmp.path().join("c"),
+        &[&array],
+        &["--input-format", "json-array"],
+    );
+    assert_eq!(counts(&s), [6, 5, 0, 0, 1, 0], "{s}");
+}
+
+#[test]
+fn a_bad_value_in_a_stream_is_quarantined_naming_its_line_and_byte_offset() {
+    let compact = compact_lines();
+    let bad = r#"{"not": "an event"}"#;
+    let input = format!("{}\n  {bad}{}", compact[1], compact[2]);
+    let offset = compact[1].len() + 3;
+    assert_eq!(&input[offset..offset + bad.len()], bad);
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("a");
+    let run = ccvault_stdin(
+        &dir,
+        &[
+            "import",
+            "--input-format",
+            "json-stream",
+            "--format",
+            "json",
+            "-",
+        ],
+        input.as_bytes(),
+    )
+    .ok();
+    assert_eq!(counts(&run.json_lines()[0]), [3, 2, 1, 0, 0, 0]);
+    let q = ccvault(&dir, &["quarantine", "--format", "json"])
+        .ok()
+        .json_lines();
+    assert_eq!(q.len(), 1);
+    assert_eq!(q[0]["payload"], bad);
+    assert_eq!(q[0]["line"], 2);
+    let reason = q[0]["reason"].as_str().unwrap();
+    assert!(
+        reason.ends_with(&format!("(at input byte offset {offset})")),
+        "{reason}"
+    );
+}
+
+#[test]
+fn an_xml_capture_is_refused_with_a_clear_message() {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("capture.xml");
+    std::fs::write(
+        &file,
+        "<?xml version=\"1.0\"?>\n<AgentStatusChange><agentId>ag1</agentId></AgentStatusChange>\n",
+    )
+    .unwrap();
+    let dir = tmp.path().join("a");
+    let run = ccvault(&dir, &["import", file.to_str().unwrap()]).expect_code(1);
+    let err = &run.stderr;
+    assert!(
+        err.contains("capture.xml") && err.contains("XML capture") && err.contains("JSON"),
+        "{err}"
+    );
+    assert_eq!(stats(&dir).records, 0);
+}
