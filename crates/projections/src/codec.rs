@@ -6,7 +6,9 @@
 //! changes the on-disk format and must bump `PROJECTION_VERSION`.
 
 use serde::de::DeserializeOwned;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+
+use crate::summary::{Anomaly, Direction, LegKind, Outcome, Summary};
 
 /// A value that could not be encoded or decoded.
 #[derive(Debug, thiserror::Error)]
@@ -19,23 +21,16 @@ fn config() -> bincode::config::Configuration {
 
 /// Appends the encoding of `value` to `buf` (cleared first), so hot loops
 /// reuse one buffer.
-pub fn encode_into<T: Serialize>(value: &T, buf: &mut Vec<u8>) -> Result<(), CodecError> {
+fn encode_into<T: Serialize>(value: &T, buf: &mut Vec<u8>) -> Result<(), CodecError> {
     buf.clear();
     bincode::serde::encode_into_std_write(value, buf, config())
         .map(|_| ())
         .map_err(|e| CodecError(e.to_string()))
 }
 
-#[cfg(test)]
-pub fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, CodecError> {
-    let mut buf = Vec::new();
-    encode_into(value, &mut buf)?;
-    Ok(buf)
-}
-
 /// Decodes a whole value; trailing bytes are an error (a sign of a format
 /// mismatch, not something to ignore).
-pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
+fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
     let (value, used): (T, usize) = bincode::serde::decode_from_slice(bytes, config())
         .map_err(|e| CodecError(e.to_string()))?;
     if used != bytes.len() {
@@ -45,4 +40,267 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
         )));
     }
     Ok(value)
+}
+
+/// The stored form of a [`Summary`] in `interactions_by_offered`: only what
+/// the row's key `(offeredAt, interactionGUID)` does not already say. A
+/// stored summary is one leg's own (`contactId` = its GUID, `legIndex` 0;
+/// the store resolves both when it reads), so neither is kept. Every
+/// instant is kept as its distance from `offeredAt`, and instants and
+/// durations are packed by [`pack_ms`]: mostly 1 or 3 bytes instead of 9
+/// for an epoch in milliseconds.
+#[derive(Serialize, Deserialize)]
+struct StoredSummary {
+    /// `None` when `interactionGUID` is the key's GUID (always, for rows the
+    /// projections write); kept otherwise so nothing is lost.
+    other_guid: Option<Option<String>>,
+    parent_guid: Option<String>,
+    kind: LegKind,
+    tenant: Text,
+    media_type: Text,
+    queue_id: Option<i64>,
+    direction: Option<Direction>,
+    /// Instants, `t - offeredAt` (wrapping, so every i64 round-trips), packed:
+    /// created, queued, accepted, assigned, connected, wrap start, wrap end, ended.
+    instants: [u128; 8],
+    offer_count: u64,
+    reject_count: u64,
+    reject_timeouts: u64,
+    reject_refusals: u64,
+    agent_id: Option<String>,
+    hold_count: u64,
+    /// hold, queue, ring, wait, dial, talk, wrap, handle, abandon, packed.
+    durations: [u128; 9],
+    outcome: Outcome,
+    hangup_initiator: Text,
+    call_hangup_reason: Text,
+    disposition_code: Option<String>,
+    transferred: bool,
+    complete: bool,
+    event_count: u64,
+    anomalies: Vec<Anomaly>,
+}
+
+/// Encodes the summary stored under `(summary.offered_at, guid)` into `buf`
+/// (cleared first). Fails on a summary that is not one leg's own (a
+/// resolved `contactId` or `legIndex` is never stored).
+pub fn encode_summary(guid: &str, summary: Summary, buf: &mut Vec<u8>) -> Result<(), CodecError> {
+    if summary.contact_id != summary.interaction_guid || summary.leg_index != 0 {
+        return Err(CodecError(format!(
+            "summary of {guid}: only a leg's own contactId and legIndex are stored"
+        )));
+    }
+    let at = summary.offered_at;
+    let rel = |t: Option<i64>| pack_ms(t.map(|t| t.wrapping_sub(at)));
+    let stored = StoredSummary {
+        other_guid: (summary.interaction_guid.as_deref() != Some(guid))
+            .then_some(summary.interaction_guid),
+        parent_guid: summary.parent_guid,
+        kind: summary.kind,
+        tenant: Text::of(summary.tenant, guid),
+        media_type: Text::of(summary.media_type, guid),
+        queue_id: summary.queue_id,
+        direction: summary.direction,
+        instants: [
+            rel(summary.created_at),
+            rel(summary.queued_at),
+            rel(summary.accepted_at),
+            rel(summary.assigned_at),
+            rel(summary.connected_at),
+            rel(summary.wrap_start_at),
+            rel(summary.wrap_end_at),
+            rel(summary.ended_at),
+        ],
+        offer_count: summary.offer_count,
+        reject_count: summary.reject_count,
+        reject_timeouts: summary.reject_timeouts,
+        reject_refusals: summary.reject_refusals,
+        agent_id: summary.agent_id,
+        hold_count: summary.hold_count,
+        durations: [
+            summary.hold_ms,
+            summary.queue_ms,
+            summary.ring_ms,
+            summary.wait_ms,
+            summary.dial_ms,
+            summary.talk_ms,
+            summary.wrap_ms,
+            summary.handle_ms,
+            summary.abandon_ms,
+        ]
+        .map(pack_ms),
+        outcome: summary.outcome,
+        hangup_initiator: Text::of(summary.hangup_initiator, guid),
+        call_hangup_reason: Text::of(summary.call_hangup_reason, guid),
+        disposition_code: summary.disposition_code,
+        transferred: summary.transferred,
+        complete: summary.complete,
+        event_count: summary.event_count,
+        anomalies: summary.anomalies,
+    };
+    encode_into(&stored, buf)
+}
+
+/// Decodes the summary stored under `(offered_at, guid)`: the inverse of
+/// [`encode_summary`].
+pub fn decode_summary(guid: &str, offered_at: i64, bytes: &[u8]) -> Result<Summary, CodecError> {
+    let s: StoredSummary = decode(bytes)?;
+    let abs = |t: Option<i64>| t.map(|t| t.wrapping_add(offered_at));
+    let [created_at, queued_at, accepted_at, assigned_at, connected_at, wrap_start_at, wrap_end_at, ended_at] =
+        unpack_all(s.instants)?.map(abs);
+    let [hold_ms, queue_ms, ring_ms, wait_ms, dial_ms, talk_ms, wrap_ms, handle_ms, abandon_ms] =
+        unpack_all(s.durations)?;
+    let interaction_guid = s.other_guid.unwrap_or_else(|| Some(guid.to_owned()));
+    Ok(Summary {
+        contact_id: interaction_guid.clone(),
+        leg_index: 0,
+        interaction_guid,
+        parent_guid: s.parent_guid,
+        kind: s.kind,
+        tenant: s.tenant.text(guid)?,
+        media_type: s.media_type.text(guid)?,
+        queue_id: s.queue_id,
+        direction: s.direction,
+        created_at,
+        queued_at,
+        offered_at,
+        offer_count: s.offer_count,
+        reject_count: s.reject_count,
+        reject_timeouts: s.reject_timeouts,
+        reject_refusals: s.reject_refusals,
+        accepted_at,
+        assigned_at,
+        agent_id: s.agent_id,
+        connected_at,
+        wrap_start_at,
+        wrap_end_at,
+        ended_at,
+        hold_count: s.hold_count,
+        hold_ms,
+        queue_ms,
+        ring_ms,
+        wait_ms,
+        dial_ms,
+        talk_ms,
+        wrap_ms,
+        handle_ms,
+        abandon_ms,
+        outcome: s.outcome,
+        hangup_initiator: s.hangup_initiator.text(guid)?,
+        call_hangup_reason: s.call_hangup_reason.text(guid)?,
+        disposition_code: s.disposition_code,
+        transferred: s.transferred,
+        complete: s.complete,
+        event_count: s.event_count,
+        anomalies: s.anomalies,
+    })
+}
+
+/// An optional millisecond value as one unsigned varint: 0 for none; whole
+/// seconds (most 8x8 times are) as `1 + 2 * zigzag(v / 1000)`; anything
+/// else as `2 + 2 * zigzag(v)`. A wait of 45 s is one byte, a leg of an
+/// hour three; every i64 still round-trips (hence u128).
+fn pack_ms(v: Option<i64>) -> u128 {
+    fn zigzag(v: i64) -> u128 {
+        u128::from(((v << 1) ^ (v >> 63)) as u64)
+    }
+    match v {
+        None => 0,
+        Some(v) if v % 1000 == 0 => 1 + 2 * zigzag(v / 1000),
+        Some(v) => 2 + 2 * zigzag(v),
+    }
+}
+
+/// The inverse of [`pack_ms`]; an encoding no `pack_ms` gives is an error.
+fn unpack_ms(u: u128) -> Result<Option<i64>, CodecError> {
+    let bad = || CodecError(format!("{u} is not a packed millisecond value"));
+    if u == 0 {
+        return Ok(None);
+    }
+    let z = u64::try_from((u - 1) / 2).map_err(|_| bad())?;
+    let v = ((z >> 1) as i64) ^ -((z & 1) as i64);
+    if u % 2 == 1 {
+        // Whole seconds.
+        v.checked_mul(1000).map(Some).ok_or_else(bad)
+    } else if v % 1000 == 0 {
+        Err(bad())
+    } else {
+        Ok(Some(v))
+    }
+}
+
+fn unpack_all<const N: usize>(packed: [u128; N]) -> Result<[Option<i64>; N], CodecError> {
+    let mut out = [None; N];
+    for (slot, u) in out.iter_mut().zip(packed) {
+        *slot = unpack_ms(u)?;
+    }
+    Ok(out)
+}
+
+/// Values of the short text fields that most legs share, stored as their
+/// index. Part of the format: only appended to, with a `PROJECTION_VERSION`
+/// bump.
+const WORDS: [&str; 14] = [
+    "phone",
+    "chat",
+    "email",
+    "voicemail",
+    "sms",
+    "social",
+    "CUSTOMER",
+    "AGENT",
+    "SYSTEM",
+    "CEC_DISCONNECT_NORMAL",
+    "CEC_DISCONNECT_BUSY",
+    "CEC_DISCONNECT_NOANSWER",
+    "CEC_DISCONNECT_ABANDON",
+    "CEC_DISCONNECT_TRANSFER",
+];
+
+/// An optional text field as stored: a common word by its index in
+/// [`WORDS`], the tenant that ends the row's GUID by reference (8x8 GUIDs end
+/// in `-<tenant>`), anything else spelled out.
+#[derive(Serialize, Deserialize)]
+enum Text {
+    Absent,
+    Word(u8),
+    GuidSuffix,
+    Own(String),
+}
+
+impl Text {
+    fn of(value: Option<String>, guid: &str) -> Text {
+        let Some(v) = value else {
+            return Text::Absent;
+        };
+        if let Some(i) = WORDS.iter().position(|w| *w == v) {
+            // WORDS has fewer than 256 entries.
+            return Text::Word(i as u8);
+        }
+        if guid_suffix(guid) == Some(v.as_str()) {
+            return Text::GuidSuffix;
+        }
+        Text::Own(v)
+    }
+
+    fn text(self, guid: &str) -> Result<Option<String>, CodecError> {
+        match self {
+            Text::Absent => Ok(None),
+            Text::Word(i) => WORDS
+                .get(usize::from(i))
+                .map(|w| Some((*w).to_owned()))
+                .ok_or_else(|| CodecError(format!("unknown word {i}"))),
+            Text::GuidSuffix => guid_suffix(guid)
+                .map(|t| Some(t.to_owned()))
+                .ok_or_else(|| CodecError(format!("{guid} has no -suffix"))),
+            Text::Own(s) => Ok(Some(s)),
+        }
+    }
+}
+
+/// What follows the last `-` of a GUID, when there is such a part.
+fn guid_suffix(guid: &str) -> Option<&str> {
+    guid.rsplit_once('-')
+        .map(|(_, t)| t)
+        .filter(|t| !t.is_empty())
 }

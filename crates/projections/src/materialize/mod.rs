@@ -61,7 +61,7 @@ pub use query::InteractionFilter;
 
 /// Bump whenever a stored value or a rule of docs/METRICS.md changes: a store
 /// written with another version is rebuilt on the next catch-up.
-pub const PROJECTION_VERSION: i64 = 3;
+pub const PROJECTION_VERSION: i64 = 4;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProjectionError {

@@ -224,11 +224,13 @@ pub(super) fn project_records(recs: &[ArchivedEvent], want: Want) -> Result<Proj
     for (guid, mut prepared) in by_guid {
         dedupe_in_canonical_order(&mut prepared);
         if let Some(summary) = derive(&prepared) {
-            codec::encode_into(&summary, &mut buf)?;
+            let at = summary.offered_at;
+            let parent = summary.parent_guid.clone();
+            codec::encode_summary(&guid, summary, &mut buf)?;
             out.summaries.push(SummaryRow {
                 guid,
-                offered_at: summary.offered_at,
-                parent: summary.parent_guid,
+                offered_at: at,
+                parent,
                 bytes: buf.clone(),
             });
         }

@@ -81,7 +81,9 @@ impl Projections {
         let Some(v) = t.by_offered.get((at, guid)).at(&self.path)? else {
             return Ok(None);
         };
-        Ok(Some(codec::decode(v.value()).at(&self.path)?))
+        Ok(Some(
+            codec::decode_summary(guid, at, v.value()).at(&self.path)?,
+        ))
     }
 
     /// The summary of one interaction, if it has events.
@@ -206,8 +208,9 @@ impl Projections {
         }
         .at(&self.path)?;
         for item in range {
-            let (_, v) = item.at(&self.path)?;
-            let mut s: Summary = codec::decode(v.value()).at(&self.path)?;
+            let (k, v) = item.at(&self.path)?;
+            let (at, guid) = k.value();
+            let mut s = codec::decode_summary(guid, at, v.value()).at(&self.path)?;
             self.place_in_contact(&mut s, &t)?;
             if filter.matches(&s) && !f(s)? {
                 break;

@@ -124,16 +124,17 @@ impl Projections {
                 Some(old) if rows == Rows::Replace && old != row.offered_at => by_offered
                     .remove((old, guid))
                     .at(&self.path)?
-                    .map(|v| v.value().to_vec()),
+                    .map(|v| (old, v.value().to_vec())),
                 _ => None,
             };
             let overwritten = by_offered
                 .insert((row.offered_at, guid), row.bytes.as_slice())
                 .at(&self.path)?
-                .map(|v| v.value().to_vec());
+                .map(|v| (row.offered_at, v.value().to_vec()));
             if rows == Rows::Replace {
-                if let Some(old) = moved.or(overwritten).filter(|old| *old != row.bytes) {
-                    let old: crate::Summary = crate::codec::decode(&old).at(&self.path)?;
+                if let Some((at, old)) = moved.or(overwritten).filter(|(_, old)| *old != row.bytes)
+                {
+                    let old = crate::codec::decode_summary(guid, at, &old).at(&self.path)?;
                     if let Some(p) = old.parent_guid.filter(|p| Some(p) != row.parent.as_ref()) {
                         children.remove((p.as_str(), guid)).at(&self.path)?;
                     }

@@ -140,13 +140,50 @@ fn json_names_order_and_nulls() {
 }
 
 #[test]
-fn bincode_round_trip() {
+fn stored_round_trip() {
+    use crate::codec::{decode_summary, encode_summary};
+    let mut buf = Vec::new();
     for guid in [GUID1, GUID2, GUID3] {
         let s = sample_summary(guid);
-        let bytes = crate::codec::encode(&s).unwrap();
-        let back: Summary = crate::codec::decode(&bytes).unwrap();
-        assert_eq!(back, s);
+        encode_summary(guid, s.clone(), &mut buf).unwrap();
+        // The key's GUID, the contact and the epochs are not repeated.
+        assert!(buf.len() < 100, "{} bytes", buf.len());
+        assert_eq!(decode_summary(guid, s.offered_at, &buf).unwrap(), s);
     }
+    // Instants at any distance from offeredAt, and a GUID other than the
+    // key's, survive.
+    let mut odd = sample_summary(GUID1);
+    odd.created_at = Some(i64::MIN);
+    odd.ended_at = Some(i64::MAX);
+    odd.offered_at = -5;
+    odd.interaction_guid = None;
+    odd.contact_id = None;
+    // Texts that are not the GUID's tenant or a common word are spelled out.
+    odd.tenant = Some("northwind02".into());
+    odd.media_type = Some("fax".into());
+    odd.hangup_initiator = Some("".into());
+    odd.call_hangup_reason = Some("phone".into());
+    encode_summary(GUID2, odd.clone(), &mut buf).unwrap();
+    assert_eq!(decode_summary(GUID2, -5, &buf).unwrap(), odd);
+}
+
+#[test]
+fn stored_summaries_refuse_a_resolved_contact_and_bad_bytes() {
+    use crate::codec::{decode_summary, encode_summary};
+    let mut s = sample_summary(GUID1);
+    s.leg_index = 1;
+    let err = encode_summary(GUID1, s, &mut Vec::new()).unwrap_err();
+    assert!(err.to_string().contains(GUID1), "{err}");
+
+    let s = sample_summary(GUID1);
+    let mut buf = Vec::new();
+    encode_summary(GUID1, s.clone(), &mut buf).unwrap();
+    for cut in [0, 1, buf.len() / 2, buf.len() - 1] {
+        assert!(decode_summary(GUID1, s.offered_at, &buf[..cut]).is_err());
+    }
+    buf.push(0);
+    let err = decode_summary(GUID1, s.offered_at, &buf).unwrap_err();
+    assert!(err.to_string().contains("trailing"), "{err}");
 }
 
 #[test]

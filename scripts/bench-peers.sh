@@ -1,0 +1,321 @@
+#!/usr/bin/env bash
+# ccvault side by side with the tools a user would pick instead (issue 12):
+# a throw-away PostgreSQL 15 (jsonb table + btree on the interaction GUID)
+# and DuckDB (a JSON table loaded from the same NDJSON), on one simulated
+# corpus, every step a whole process as a user runs it. Prints one markdown
+# table: durable import, size on disk (and x the raw NDJSON), full recompute
+# from the stored events, lookup of one interaction, and the ratios of the
+# peers to ccvault. Each time is the median of RUNS runs (lookups: LOOKUPS).
+#
+# The SQL peers compute only a five-field subset per interaction (created,
+# queued, accepted, abandoned, then an hourly count and mean wait); ccvault's
+# `rebuild` computes every metric of docs/METRICS.md. The script checks that
+# PostgreSQL and DuckDB return the same hourly rows.
+#
+# Usage: scripts/bench-peers.sh [EVENTS]            (default 1000000)
+# Environment:
+#   BENCH_DIR    where corpus and databases go (default: a new temporary
+#                directory, deleted at the end unless KEEP=1)
+#   RUNS         runs of each timed step (default 3)
+#   LOOKUPS      timed lookups per tool (default 11)
+#   CCVAULT      the ccvault binary (default: cargo build --release, then
+#                target/release/ccvault)
+#   PG_BIN       PostgreSQL server binaries (default /usr/lib/postgresql/15/bin)
+#   PG_PORT      port of the throw-away server (default 54329; it listens on a
+#                unix socket in BENCH_DIR only)
+#   PG_USER      the unprivileged user that runs PostgreSQL when the script
+#                runs as root (default nobody)
+#   DUCKDB_VENV  a Python venv with the duckdb package (default
+#                BENCH_DIR/venv, created with `pip install duckdb`)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+repo=$PWD
+
+events=${1:-1000000}
+runs=${RUNS:-3}
+lookups=${LOOKUPS:-11}
+pg_bin=${PG_BIN:-/usr/lib/postgresql/15/bin}
+pg_port=${PG_PORT:-54329}
+pg_user=${PG_USER:-nobody}
+
+say() { echo "bench-peers: $*" >&2; }
+die() {
+  say "$*"
+  exit 1
+}
+
+[[ $events =~ ^[1-9][0-9]*$ ]] || die "EVENTS must be a positive integer, got '$events'"
+[[ $runs =~ ^[1-9][0-9]*$ ]] || die "RUNS must be a positive integer, got '$runs'"
+[[ -x $pg_bin/initdb && -x $pg_bin/pg_ctl ]] || die "no PostgreSQL server binaries in $pg_bin (apt-get install postgresql-15, or set PG_BIN)"
+command -v psql >/dev/null || [[ -x $pg_bin/psql ]] || die "psql not found"
+psql_bin=$pg_bin/psql
+[[ -x $psql_bin ]] || psql_bin=$(command -v psql)
+
+# --- work directory and cleanup -------------------------------------------
+created_dir=""
+if [[ -n ${BENCH_DIR:-} ]]; then
+  mkdir -p "$BENCH_DIR"
+  work=$(cd "$BENCH_DIR" && pwd)
+else
+  work=$(mktemp -d "${TMPDIR:-/tmp}/ccvault-bench-peers.XXXXXX")
+  created_dir=$work
+fi
+pg_data=$work/pg/data
+pg_sock=$work/pg/sock
+pg_started=""
+
+# Runs a command as the user that owns the PostgreSQL cluster.
+as_pg() {
+  if [[ $(id -u) == 0 ]]; then
+    runuser -u "$pg_user" -- "$@"
+  else
+    "$@"
+  fi
+}
+
+cleanup() {
+  local status=$?
+  if [[ -n $pg_started ]]; then
+    as_pg "$pg_bin/pg_ctl" -D "$pg_data" -m fast -w stop >/dev/null 2>&1 ||
+      say "could not stop PostgreSQL (data directory $pg_data)"
+  fi
+  if [[ -n $created_dir && ${KEEP:-0} != 1 ]]; then
+    rm -rf "$created_dir"
+  elif [[ -d $work ]]; then
+    # The databases are large and only this run's: drop them, keep the corpus.
+    rm -rf "$work/pg" "$work/ccvault" "$work/duck.db" "$work/duck.db.wal" "$work/duck-subset.txt"
+  fi
+  exit "$status"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# --- timing helpers ---------------------------------------------------------
+# Seconds (3 decimals) that a command takes, its stdout discarded.
+timed() {
+  local t0 t1
+  t0=$(date +%s%N)
+  "$@" >/dev/null
+  t1=$(date +%s%N)
+  awk -v ns=$((t1 - t0)) 'BEGIN { printf "%.4f\n", ns / 1e9 }'
+}
+
+median() { sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else printf "%.3f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+# All runs, for the log: "1.234 1.301 1.250".
+joined() { tr '\n' ' ' | sed 's/ $//'; }
+
+# --- the tools --------------------------------------------------------------
+if [[ -n ${CCVAULT:-} ]]; then
+  ccvault=$CCVAULT
+else
+  say "building ccvault (release)"
+  cargo build --release --locked -p ccvault -q
+  ccvault=$repo/target/release/ccvault
+fi
+[[ -x $ccvault ]] || die "no ccvault binary at $ccvault"
+
+venv=${DUCKDB_VENV:-$work/venv}
+if [[ ! -x $venv/bin/python ]]; then
+  say "creating a Python venv with duckdb in $venv"
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install -q duckdb
+fi
+py=$venv/bin/python
+"$py" -c 'import duckdb' 2>/dev/null || die "$venv has no duckdb package ($venv/bin/pip install duckdb)"
+
+# --- the corpus -------------------------------------------------------------
+corpus=$work/events.ndjson
+if [[ ! -s $corpus ]]; then
+  say "simulating $events events"
+  "$ccvault" simulate --events "$events" --agents 400 --no-quirks --seed 5 --out "$corpus.tmp" 2>/dev/null
+  mv "$corpus.tmp" "$corpus"
+fi
+raw_bytes=$(stat -c %s "$corpus")
+lines=$(wc -l <"$corpus")
+# One interaction to look up: the first named after the corpus's middle line.
+guid=$(awk -v from=$((lines / 2)) 'NR >= from && match($0, /"interactionGUID":"[^"]*"/) {
+  print substr($0, RSTART + 19, RLENGTH - 20); exit }' "$corpus")
+[[ -n $guid ]] || die "no interactionGUID in the second half of $corpus"
+say "corpus: $lines lines, $raw_bytes bytes; lookup GUID $guid"
+
+# --- ccvault ----------------------------------------------------------------
+cv_dir=$work/ccvault
+cv_import=()
+for ((i = 0; i < runs; i++)); do
+  rm -rf "$cv_dir"
+  sync
+  cv_import+=("$(timed "$ccvault" -q --data-dir "$cv_dir" import "$corpus")")
+done
+cv_rebuild=()
+for ((i = 0; i < runs; i++)); do
+  cv_rebuild+=("$(timed "$ccvault" -q --data-dir "$cv_dir" rebuild)")
+done
+cv_bytes=$(du -sb "$cv_dir" | cut -f1)
+cv_found=$("$ccvault" --data-dir "$cv_dir" show "$guid" --raw | wc -l)
+cv_lookup=()
+for ((i = 0; i < lookups; i++)); do
+  cv_lookup+=("$(timed "$ccvault" --data-dir "$cv_dir" show "$guid" --raw)")
+done
+say "ccvault import ${cv_import[*]}; rebuild ${cv_rebuild[*]}"
+
+# --- PostgreSQL -------------------------------------------------------------
+mkdir -p "$work/pg"
+if [[ $(id -u) == 0 ]]; then
+  # The server refuses to run as root: the cluster belongs to PG_USER, who
+  # must be able to reach the directory.
+  chmod 711 "$work"
+  chown "$pg_user" "$work/pg"
+fi
+as_pg mkdir -p "$pg_data" "$pg_sock"
+as_pg "$pg_bin/initdb" -D "$pg_data" -U bench --auth=trust -E UTF8 --no-locale >/dev/null ||
+  die "initdb failed (is $work reachable by $pg_user?)"
+pg_started=1
+as_pg "$pg_bin/pg_ctl" -D "$pg_data" -l "$work/pg/server.log" -w \
+  -o "-p $pg_port -k $pg_sock -c listen_addresses=''" start >/dev/null ||
+  die "PostgreSQL did not start; see $work/pg/server.log"
+pg() { "$psql_bin" -X -q -v ON_ERROR_STOP=1 -h "$pg_sock" -p "$pg_port" -U bench -d postgres "$@"; }
+
+# CSV with quote and delimiter bytes that never occur in JSON text: each line
+# is read verbatim (backslash escapes untouched) into one jsonb value.
+pg_load=$work/pg/load.sql
+cat >"$pg_load" <<SQL
+create table events (body jsonb not null);
+\\copy events from '$corpus' with (format csv, quote e'\\x01', delimiter e'\\x02')
+create index events_guid on events ((body->'Interaction'->>'interactionGUID'));
+SQL
+pg_subset="with e as (select body->'Interaction'->>'interactionGUID' g, body->'Interaction'->>'event' ev,
+  coalesce((body->'Interaction'->>'interactionEventTS')::bigint*1000,
+           (body->'Interaction'->'msgInfo'->>'timestamp')::bigint) ts
+  from events where body ? 'Interaction'),
+s as (select g, min(ts) filter (where ev='InteractionCreated') cr,
+  min(ts) filter (where ev='InteractionQueued') qu, min(ts) filter (where ev='InteractionAccepted') ac,
+  count(*) filter (where ev='InteractionUnqueued') ab from e group by g)
+select coalesce(cr,qu)/3600000 h, count(*), count(ac), sum((ab>0)::int), avg(ac-qu) from s group by 1 order by 1;"
+pg_lookup_sql="select body from events where body->'Interaction'->>'interactionGUID' = '$guid'"
+
+pg_import=()
+for ((i = 0; i < runs; i++)); do
+  pg -c 'set client_min_messages = warning' -c 'drop table if exists events' -c checkpoint
+  sync
+  pg_import+=("$(timed pg -f "$pg_load")")
+done
+pg -c 'vacuum analyze events'
+pg_bytes=$(pg -At -c "select pg_total_relation_size('events')")
+pg_recompute=()
+for ((i = 0; i < runs; i++)); do
+  pg_recompute+=("$(timed pg -c "$pg_subset")")
+done
+pg -At -c "$pg_subset" >"$work/pg/subset.txt"
+pg_found=$(pg -At -c "$pg_lookup_sql" | wc -l)
+pg_lookup=()
+for ((i = 0; i < lookups; i++)); do
+  pg_lookup+=("$(timed pg -At -c "$pg_lookup_sql")")
+done
+say "PostgreSQL import ${pg_import[*]}; recompute ${pg_recompute[*]}"
+as_pg "$pg_bin/pg_ctl" -D "$pg_data" -m fast -w stop >/dev/null
+pg_started=""
+rm -rf "$work/pg/data"
+
+# --- DuckDB -----------------------------------------------------------------
+duck_db=$work/duck.db
+# One whole Python process per step, like psql and ccvault.
+duck() {
+  "$py" - "$@" <<'PY'
+import sys
+import duckdb
+
+step, db = sys.argv[1], sys.argv[2]
+if step == "import":
+    con = duckdb.connect(db)
+    con.execute("create table events as select json as body from read_ndjson_objects(?)", [sys.argv[3]])
+    # Closing checkpoints the database into its file.
+    con.close()
+    sys.exit(0)
+con = duckdb.connect(db, read_only=True)
+if step == "subset":
+    rows = con.execute("""
+with e as (select json_extract_string(body,'$.Interaction.interactionGUID') g,
+  json_extract_string(body,'$.Interaction.event') ev,
+  coalesce(json_extract(body,'$.Interaction.interactionEventTS')::bigint*1000,
+           json_extract(body,'$.Interaction.msgInfo.timestamp')::bigint) ts
+  from events where json_exists(body,'$.Interaction')),
+s as (select g, min(ts) filter (where ev='InteractionCreated') cr,
+  min(ts) filter (where ev='InteractionQueued') qu, min(ts) filter (where ev='InteractionAccepted') ac,
+  count(*) filter (where ev='InteractionUnqueued') ab from e group by g)
+select coalesce(cr,qu)//3600000 h, count(*), count(ac), sum((ab>0)::int), avg(ac-qu) from s group by 1 order by 1
+""").fetchall()
+elif step == "lookup":
+    rows = con.execute(
+        "select body from events where json_extract_string(body,'$.Interaction.interactionGUID') = ?",
+        [sys.argv[3]],
+    ).fetchall()
+for r in rows:
+    print("|".join("" if v is None else str(v) for v in r))
+PY
+}
+
+duck_import=()
+for ((i = 0; i < runs; i++)); do
+  rm -f "$duck_db" "$duck_db.wal"
+  sync
+  duck_import+=("$(timed duck import "$duck_db" "$corpus")")
+done
+duck_bytes=$(( $(stat -c %s "$duck_db") + $( [[ -f $duck_db.wal ]] && stat -c %s "$duck_db.wal" || echo 0) ))
+duck_recompute=()
+for ((i = 0; i < runs; i++)); do
+  duck_recompute+=("$(timed duck subset "$duck_db")")
+done
+duck subset "$duck_db" >"$work/duck-subset.txt"
+duck_found=$(duck lookup "$duck_db" "$guid" | wc -l)
+duck_lookup=()
+for ((i = 0; i < lookups; i++)); do
+  duck_lookup+=("$(timed duck lookup "$duck_db" "$guid")")
+done
+say "DuckDB import ${duck_import[*]}; recompute ${duck_recompute[*]}"
+# What every DuckDB step pays before any work: starting Python and loading duckdb.
+py_start=()
+for ((i = 0; i < runs; i++)); do
+  py_start+=("$(timed "$py" -c 'import duckdb')")
+done
+
+# --- checks -----------------------------------------------------------------
+[[ $cv_found == "$pg_found" && $pg_found == "$duck_found" ]] ||
+  die "the lookup found $cv_found (ccvault), $pg_found (PostgreSQL), $duck_found (DuckDB) events"
+# Hour, interactions, accepted, abandoned must agree (the mean is printed
+# differently by the two).
+if ! diff <(cut -d'|' -f1-4 "$work/pg/subset.txt") <(cut -d'|' -f1-4 "$work/duck-subset.txt") >/dev/null; then
+  die "PostgreSQL and DuckDB disagree on the subset query"
+fi
+hours=$(wc -l <"$work/duck-subset.txt")
+
+# --- the table --------------------------------------------------------------
+m() { printf '%s\n' "$@" | median; }
+cv_i=$(m "${cv_import[@]}") pg_i=$(m "${pg_import[@]}") dk_i=$(m "${duck_import[@]}")
+cv_r=$(m "${cv_rebuild[@]}") pg_r=$(m "${pg_recompute[@]}") dk_r=$(m "${duck_recompute[@]}")
+cv_l=$(m "${cv_lookup[@]}") pg_l=$(m "${pg_lookup[@]}") dk_l=$(m "${duck_lookup[@]}")
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f×", a / b }'; }
+size() { awk -v b="$1" -v raw="$raw_bytes" 'BEGIN { printf "%.0f MB (%.2f× raw)", b / 1e6, b / raw }'; }
+ms() { awk -v s="$1" 'BEGIN { printf "%.1f ms", s * 1000 }'; }
+rate() { awk -v s="$1" -v n="$lines" 'BEGIN { printf "%.0f", n / s }'; }
+
+cat <<TABLE
+
+$lines events, $((raw_bytes / 1000000)) MB of NDJSON (\`ccvault simulate --events $events --agents 400 --no-quirks --seed 5\`);
+median of $runs runs ($lookups for lookups), each step a whole process; ratios are peer / ccvault.
+$(git -C "$repo" rev-parse --short HEAD 2>/dev/null || echo unknown), $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg).
+
+| step | ccvault | PostgreSQL 15 | DuckDB $("$py" -c 'import duckdb; print(duckdb.__version__)') | PG / ccvault | DuckDB / ccvault |
+|---|---|---|---|---|---|
+| durable import | ${cv_i} s ($(rate "$cv_i") ev/s) | ${pg_i} s | ${dk_i} s | $(ratio "$pg_i" "$cv_i") | $(ratio "$dk_i" "$cv_i") |
+| size on disk | $(size "$cv_bytes") | $(size "$pg_bytes") | $(size "$duck_bytes") | $(ratio "$pg_bytes" "$cv_bytes") | $(ratio "$duck_bytes" "$cv_bytes") |
+| full recompute | ${cv_r} s ($(rate "$cv_r") ev/s) | ${pg_r} s | ${dk_r} s | $(ratio "$pg_r" "$cv_r") | $(ratio "$dk_r" "$cv_r") |
+| lookup one interaction ($cv_found events) | $(ms "$cv_l") | $(ms "$pg_l") | $(ms "$dk_l") | $(ratio "$pg_l" "$cv_l") | $(ratio "$dk_l" "$cv_l") |
+
+All runs (s): ccvault import $(printf '%s\n' "${cv_import[@]}" | joined), rebuild $(printf '%s\n' "${cv_rebuild[@]}" | joined);
+PostgreSQL import $(printf '%s\n' "${pg_import[@]}" | joined), recompute $(printf '%s\n' "${pg_recompute[@]}" | joined);
+DuckDB import $(printf '%s\n' "${duck_import[@]}" | joined), recompute $(printf '%s\n' "${duck_recompute[@]}" | joined).
+PostgreSQL and DuckDB agree on all $hours hourly rows of the subset.
+Each DuckDB step includes starting Python and importing duckdb: $(printf '%s\n' "${py_start[@]}" | median) s.
+Sizes: ccvault's whole data directory (log, index, projections); PostgreSQL's
+pg_total_relation_size (heap, TOAST, index; WAL not counted); DuckDB's database file.
+TABLE
