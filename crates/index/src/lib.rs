@@ -14,19 +14,26 @@
 //!   nothing is ever rewritten. Keys are 64-bit hashes (xxh3): callers
 //!   confirm a match against the record itself, so a collision costs a read,
 //!   never a wrong answer.
+//! - Posting keys lead with the record's generation ([`GENERATION_RECORDS`]
+//!   offsets): a commit writes into the newest generation's part of each
+//!   B-tree, so its cost does not grow with the archive.
 //! - Deduplication finds candidates by payload hash: within the GUID's
 //!   postings (which carry payload hashes) for events of an interaction, in
-//!   a payload-hash table for every other record.
+//!   a payload-hash table for every other record. A complete generation
+//!   whose filter (module `filter`) rejects the key hash is skipped; a filter has
+//!   no false negatives, so the candidates are exactly those a full lookup
+//!   would find.
 //! - A writer accumulates a commit's entries in memory (bounded by how often
 //!   the caller commits) and writes them in one transaction.
 //!
 //! Modules: `schema` (the tables, keys and what a record contributes),
 //! `writer` (the single writer: open, collect, commit), `reader` (snapshots
-//! and lookups), `error`, and `guard` (redb panics on damaged files become
+//! and lookups), `filter` (generation filters), `error`, and `guard` (redb panics on damaged files become
 //! errors).
 
 pub mod chunk;
 mod error;
+mod filter;
 mod guard;
 mod reader;
 mod schema;
@@ -36,6 +43,6 @@ pub use error::{IndexError, Result};
 pub use reader::IndexReader;
 pub use schema::{
     agent_hash, guid_hash, payload_hash, Checkpoint, Counters, Entry, Hit, PostingDigest,
-    PostingKind, INDEX_VERSION, TIME_SLICE,
+    PostingKind, GENERATION_RECORDS, INDEX_VERSION, TIME_SLICE,
 };
 pub use writer::{Index, IndexWriter};

@@ -11,8 +11,9 @@ use redb::{
 
 use crate::chunk::{self, Posting};
 use crate::error::err;
+use crate::filter::{Filters, GenFilter, FILTERED};
 use crate::guard::{guarded, unguarded};
-use crate::schema::{builder, BY_AGENT, BY_GUID, BY_PAYLOAD, META, QUARANTINE, TIME};
+use crate::schema::{builder, BY_AGENT, BY_GUID, BY_PAYLOAD, FILTERS, META, QUARANTINE, TIME};
 use crate::{
     agent_hash, guid_hash, Checkpoint, Counters, Hit, IndexError, PostingDigest, PostingKind,
     Result, INDEX_VERSION,
@@ -109,55 +110,137 @@ impl IndexReader {
         })
     }
 
+    /// The stored filters of the complete generations.
+    pub(crate) fn filters(&self) -> Result<Filters> {
+        guarded(&self.path, || {
+            let mut filters = Filters::default();
+            let sealed = self.meta("sealed_generations")?.unwrap_or(0);
+            let Some(t) = self.table(FILTERS)? else {
+                return Ok(filters);
+            };
+            for g in 0..sealed {
+                let mut got = [GenFilter::Unknown, GenFilter::Unknown];
+                for (slot, kind) in got.iter_mut().zip(FILTERED) {
+                    if let Some(v) = t.get((g, kind as u8)).map_err(|e| self.err(e))? {
+                        *slot = GenFilter::decode(v.value());
+                    }
+                }
+                filters.push(got);
+            }
+            Ok(filters)
+        })
+    }
+
+    /// Number of generations `kind`'s table spans: one past the generation
+    /// of its last key (0 when empty).
+    pub(crate) fn generations(&self, kind: PostingKind) -> Result<u64> {
+        guarded(&self.path, || {
+            let last = match kind {
+                PostingKind::Payload => match self.table(BY_PAYLOAD)? {
+                    Some(t) => t.last().map_err(|e| self.err(e))?.map(|(k, _)| k.value().0),
+                    None => None,
+                },
+                _ => match self.table(chunk_table(kind))? {
+                    Some(t) => t.last().map_err(|e| self.err(e))?.map(|(k, _)| k.value().0),
+                    None => None,
+                },
+            };
+            Ok(last.map_or(0, |g| g + 1))
+        })
+    }
+
     /// Every posting of one key hash, in offset order.
     pub(crate) fn chunk_postings(&self, kind: PostingKind, hash: u64) -> Result<Vec<Posting>> {
+        self.chunk_postings_in(kind, hash, 0..self.generations(kind)?)
+    }
+
+    /// The postings of one key hash in the generations `gens` (increasing),
+    /// in offset order.
+    pub(crate) fn chunk_postings_in(
+        &self,
+        kind: PostingKind,
+        hash: u64,
+        gens: impl Iterator<Item = u64>,
+    ) -> Result<Vec<Posting>> {
         guarded(&self.path, || {
-            let (table, with_hash) = match kind {
-                PostingKind::Guid => (BY_GUID, true),
-                PostingKind::Agent => (BY_AGENT, false),
-                PostingKind::Payload => {
-                    return Ok(self
-                        .payload_postings(hash)?
-                        .into_iter()
-                        .map(|h| Posting {
-                            offset: h.offset,
-                            pos: h.pos,
-                            payload_hash: hash,
-                        })
-                        .collect())
-                }
-            };
-            let Some(t) = self.table(table)? else {
+            if kind == PostingKind::Payload {
+                return Ok(self
+                    .payload_postings_in(hash, gens)?
+                    .into_iter()
+                    .map(|h| Posting {
+                        offset: h.offset,
+                        pos: h.pos,
+                        payload_hash: hash,
+                    })
+                    .collect());
+            }
+            let Some(t) = self.table(chunk_table(kind))? else {
                 return Ok(Vec::new());
             };
             let mut out = Vec::new();
-            for item in t
-                .range((hash, 0)..=(hash, u64::MAX))
-                .map_err(|e| self.err(e))?
-            {
-                let (k, v) = item.map_err(|e| self.err(e))?;
-                chunk::decode(k.value().1, v.value(), with_hash, &mut out)
-                    .map_err(|w| self.corrupt(w))?;
+            for g in gens {
+                for item in t
+                    .range((g, hash, 0)..=(g, hash, u64::MAX))
+                    .map_err(|e| self.err(e))?
+                {
+                    let (k, v) = item.map_err(|e| self.err(e))?;
+                    chunk::decode(k.value().2, v.value(), kind == PostingKind::Guid, &mut out)
+                        .map_err(|w| self.corrupt(w))?;
+                }
             }
             Ok(out)
         })
     }
 
+    /// Whether any of the generations `gens` holds a posting of `hash` in
+    /// `kind`'s chunk table.
+    pub(crate) fn has_chunk_in(
+        &self,
+        kind: PostingKind,
+        hash: u64,
+        gens: impl Iterator<Item = u64>,
+    ) -> Result<bool> {
+        guarded(&self.path, || {
+            let Some(t) = self.table(chunk_table(kind))? else {
+                return Ok(false);
+            };
+            for g in gens {
+                let mut range = t
+                    .range((g, hash, 0)..=(g, hash, u64::MAX))
+                    .map_err(|e| self.err(e))?;
+                if range.next().is_some() {
+                    return Ok(true);
+                }
+            }
+            Ok(false)
+        })
+    }
+
     pub(crate) fn payload_postings(&self, hash: u64) -> Result<Vec<Hit>> {
+        self.payload_postings_in(hash, 0..self.generations(PostingKind::Payload)?)
+    }
+
+    pub(crate) fn payload_postings_in(
+        &self,
+        hash: u64,
+        gens: impl Iterator<Item = u64>,
+    ) -> Result<Vec<Hit>> {
         guarded(&self.path, || {
             let Some(t) = self.table(BY_PAYLOAD)? else {
                 return Ok(Vec::new());
             };
             let mut hits = Vec::new();
-            for item in t
-                .range((hash, 0)..=(hash, u64::MAX))
-                .map_err(|e| self.err(e))?
-            {
-                let (k, v) = item.map_err(|e| self.err(e))?;
-                hits.push(Hit {
-                    offset: k.value().1,
-                    pos: v.value(),
-                });
+            for g in gens {
+                for item in t
+                    .range((g, hash, 0)..=(g, hash, u64::MAX))
+                    .map_err(|e| self.err(e))?
+                {
+                    let (k, v) = item.map_err(|e| self.err(e))?;
+                    hits.push(Hit {
+                        offset: k.value().2,
+                        pos: v.value(),
+                    });
+                }
             }
             Ok(hits)
         })
@@ -202,17 +285,6 @@ impl IndexReader {
         }
     }
 
-    pub(crate) fn has_guid_hash(&self, hash: u64) -> Result<bool> {
-        guarded(&self.path, || match self.table(BY_GUID)? {
-            Some(t) => Ok(t
-                .range((hash, 0)..=(hash, u64::MAX))
-                .map_err(|e| self.err(e))?
-                .next()
-                .is_some()),
-            None => Ok(false),
-        })
-    }
-
     /// Quarantined records in offset order.
     pub fn quarantined(&self) -> Result<Vec<Hit>> {
         guarded(&self.path, || {
@@ -254,32 +326,50 @@ impl IndexReader {
             let Some(t) = self.table(BY_GUID)? else {
                 return Ok(());
             };
-            let mut current: Option<u64> = None;
+            // A GUID's chunks may lie in several generations: one cursor
+            // per generation, merged by hash, each drained in generation
+            // order so that offsets come out increasing.
+            type Cursor = redb::Range<'static, (u64, u64, u64), &'static [u8]>;
+            type Head = Option<(u64, u64, redb::AccessGuard<'static, &'static [u8]>)>;
+            let pull = |cursor: &mut Cursor| -> Result<Head> {
+                match cursor.next() {
+                    None => Ok(None),
+                    Some(item) => {
+                        let (k, v) = item.map_err(|e| self.err(e))?;
+                        let (_, hash, first) = k.value();
+                        Ok(Some((hash, first, v)))
+                    }
+                }
+            };
+            let mut cursors: Vec<Cursor> = Vec::new();
+            let mut heads: Vec<Head> = Vec::new();
+            for g in 0..self.generations(PostingKind::Guid)? {
+                let mut cursor = t
+                    .range((g, 0, 0)..=(g, u64::MAX, u64::MAX))
+                    .map_err(|e| self.err(e))?;
+                heads.push(pull(&mut cursor)?);
+                cursors.push(cursor);
+            }
             let mut postings = Vec::new();
             let mut hits = Vec::new();
-            let mut flush = |h: u64, postings: &mut Vec<Posting>, hits: &mut Vec<Hit>| {
+            while let Some(h) = heads.iter().flatten().map(|(hash, _, _)| *hash).min() {
+                for (head, cursor) in heads.iter_mut().zip(cursors.iter_mut()) {
+                    while let Some((hash, first, v)) = head {
+                        if *hash != h {
+                            break;
+                        }
+                        chunk::decode(*first, v.value(), true, &mut postings)
+                            .map_err(|w| self.corrupt(w))?;
+                        *head = pull(cursor)?;
+                    }
+                }
                 hits.clear();
                 hits.extend(postings.iter().map(|p| Hit {
                     offset: p.offset,
                     pos: p.pos,
                 }));
-                unguarded(|| f(h, hits));
+                unguarded(|| f(h, &hits));
                 postings.clear();
-            };
-            for item in t.iter().map_err(|e| self.err(e))? {
-                let (k, v) = item.map_err(|e| self.err(e))?;
-                let (hash, first) = k.value();
-                if current != Some(hash) {
-                    if let Some(h) = current {
-                        flush(h, &mut postings, &mut hits);
-                    }
-                    current = Some(hash);
-                }
-                chunk::decode(first, v.value(), true, &mut postings)
-                    .map_err(|w| self.corrupt(w))?;
-            }
-            if let Some(h) = current {
-                flush(h, &mut postings, &mut hits);
             }
             Ok(())
         })
@@ -301,15 +391,16 @@ impl IndexReader {
         guarded(&self.path, || {
             let mut digest = PostingDigest::default();
             let (table, with_hash) = match kind {
-                PostingKind::Guid => (BY_GUID, true),
-                PostingKind::Agent => (BY_AGENT, false),
+                PostingKind::Guid | PostingKind::Agent => {
+                    (chunk_table(kind), kind == PostingKind::Guid)
+                }
                 PostingKind::Payload => {
                     let Some(t) = self.table(BY_PAYLOAD)? else {
                         return Ok(digest);
                     };
                     for item in t.iter().map_err(|e| self.err(e))? {
                         let (k, v) = item.map_err(|e| self.err(e))?;
-                        let (hash, offset) = k.value();
+                        let (_, hash, offset) = k.value();
                         digest.add(kind, hash, offset, v.value());
                     }
                     return Ok(digest);
@@ -321,7 +412,7 @@ impl IndexReader {
             let mut buf = Vec::new();
             for item in t.iter().map_err(|e| self.err(e))? {
                 let (k, v) = item.map_err(|e| self.err(e))?;
-                let (hash, first) = k.value();
+                let (_, hash, first) = k.value();
                 buf.clear();
                 chunk::decode(first, v.value(), with_hash, &mut buf)
                     .map_err(|w| self.corrupt(w))?;
@@ -339,5 +430,14 @@ impl IndexReader {
             Some(t) => t.len().map_err(|e| self.err(e)),
             None => Ok(0),
         })
+    }
+}
+
+/// The chunk table of `kind` (`by_payload` holds no chunks; callers
+/// handle it first).
+fn chunk_table(kind: PostingKind) -> crate::schema::Chunks {
+    match kind {
+        PostingKind::Agent => BY_AGENT,
+        PostingKind::Guid | PostingKind::Payload => BY_GUID,
     }
 }

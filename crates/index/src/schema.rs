@@ -6,13 +6,22 @@
 use redb::{ConcurrencyMode, Database, TableDefinition};
 use xxhash_rust::xxh3::{xxh3_64, xxh3_64_with_seed};
 
-/// (key hash, first offset) -> a chunk of postings.
-pub(crate) type Chunks = TableDefinition<'static, (u64, u64), &'static [u8]>;
+/// (generation, key hash, first offset) -> a chunk of postings. The
+/// generation ([`GENERATION_RECORDS`]) leads the key so that a commit's
+/// inserts land in the newest generation's part of the B-tree: a commit
+/// rewrites pages of a bounded region, not of a tree as large as the
+/// archive.
+pub(crate) type Chunks = TableDefinition<'static, (u64, u64, u64), &'static [u8]>;
 
 pub(crate) const BY_GUID: Chunks = TableDefinition::new("by_guid");
 pub(crate) const BY_AGENT: Chunks = TableDefinition::new("by_agent");
-/// (payload hash, offset) -> position, for records that name no interaction.
-pub(crate) const BY_PAYLOAD: TableDefinition<(u64, u64), u32> = TableDefinition::new("by_payload");
+/// (generation, payload hash, offset) -> position, for records that name no
+/// interaction.
+pub(crate) const BY_PAYLOAD: TableDefinition<(u64, u64, u64), u32> =
+    TableDefinition::new("by_payload");
+/// (generation, table code) -> the generation's key filter (see
+/// [`crate::filter`]); written once the generation is complete.
+pub(crate) const FILTERS: TableDefinition<(u64, u8), &[u8]> = TableDefinition::new("gen_filter");
 /// offset -> position, for quarantined records only.
 pub(crate) const QUARANTINE: TableDefinition<u64, u32> = TableDefinition::new("quarantine");
 /// Running maximum of event time (ms) at the end of a slice of the log (at
@@ -24,7 +33,13 @@ pub(crate) const META: TableDefinition<&str, u64> = TableDefinition::new("meta")
 
 /// Bumped when the tables change meaning; an index of another version is
 /// rebuilt from the log.
-pub const INDEX_VERSION: u64 = 2;
+pub const INDEX_VERSION: u64 = 3;
+
+/// Records per generation of the posting tables: a commit touches the
+/// B-tree pages of at most this many records (plus a boundary), so its cost
+/// stays that of a 1M-record archive whatever the archive size, and a
+/// lookup by key visits one B-tree range per generation (docs/BENCHMARKS.md).
+pub const GENERATION_RECORDS: u64 = 1 << 20;
 
 /// redb's page cache. Bounded so that memory stays bounded whatever the
 /// archive size (redb's default is 1 GiB).

@@ -6,13 +6,15 @@
 use std::collections::hash_map::Entry as MapEntry;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use redb::{ConcurrencyMode, Database, Durability, ReadableDatabase, ReadableTable};
 
 use crate::chunk::{ChunkBuilder, Posting};
 use crate::error::err;
+use crate::filter::{generation, Filters, GenFilter, FILTERED};
 use crate::guard::guarded;
-use crate::schema::{builder, BY_AGENT, BY_GUID, BY_PAYLOAD, META, QUARANTINE, TIME};
+use crate::schema::{builder, BY_AGENT, BY_GUID, BY_PAYLOAD, FILTERS, META, QUARANTINE, TIME};
 use crate::{
     agent_hash, guid_hash, Checkpoint, Counters, Entry, Hit, IndexError, IndexReader, PostingKind,
     Result, INDEX_VERSION, TIME_SLICE,
@@ -25,6 +27,8 @@ pub struct Index {
     /// A scratch index (being rebuilt, read by no one): commits need not be
     /// durable until [`Index::seal`].
     scratch: bool,
+    /// The filters of the complete generations as of the last commit.
+    filters: Mutex<Arc<Filters>>,
 }
 
 impl Index {
@@ -71,10 +75,11 @@ impl Index {
             let db = builder(mode)
                 .create(path)
                 .map_err(|e| err(path)(e.into()))?;
-            let index = Index {
+            let mut index = Index {
                 db,
                 path: path.to_path_buf(),
                 scratch,
+                filters: Mutex::default(),
             };
             match index.reader()?.meta("version")? {
                 None => {
@@ -94,6 +99,7 @@ impl Index {
                 }
                 Some(_) => {}
             }
+            index.filters = Mutex::new(Arc::new(index.reader()?.filters()?));
             Ok(index)
         })
     }
@@ -103,6 +109,11 @@ impl Index {
         let snapshot = self.reader()?;
         let counters = snapshot.counters()?;
         Ok(IndexWriter {
+            guid_gens: snapshot.generations(PostingKind::Guid)?,
+            payload_gens: snapshot.generations(PostingKind::Payload)?,
+            filters: self.current_filters(),
+            first_offset: None,
+            next_offset: None,
             snapshot,
             counters,
             guid: HashMap::new(),
@@ -117,38 +128,50 @@ impl Index {
         })
     }
 
+    fn current_filters(&self) -> Arc<Filters> {
+        Arc::clone(&self.filters.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+
     /// Writes everything the writer collected, with the checkpoint after it
     /// (`None` keeps the checkpoint), in one durable transaction.
     pub fn commit(&self, w: IndexWriter, checkpoint: Option<Checkpoint>) -> Result<()> {
         guarded(&self.path, || {
             let e = |x: redb::Error| err(&self.path)(x);
             let txn = self.db.begin_write().map_err(|x| e(x.into()))?;
+            let filters;
             {
-                for (table, map) in [(BY_GUID, &w.guid), (BY_AGENT, &w.agent)] {
-                    let mut t = txn.open_table(table).map_err(|x| e(x.into()))?;
-                    let mut chunks: Vec<(&u64, &ChunkBuilder)> = map.iter().collect();
-                    chunks.sort_unstable_by_key(|(hash, _)| **hash);
-                    for (hash, chunk) in chunks {
-                        t.insert((*hash, chunk.first()), chunk.bytes())
+                // Posting tables in a block of their own: sealing reads them.
+                {
+                    for (table, map) in [(BY_GUID, &w.guid), (BY_AGENT, &w.agent)] {
+                        let mut t = txn.open_table(table).map_err(|x| e(x.into()))?;
+                        let mut chunks: Vec<(&u64, &ChunkBuilder)> = map.iter().collect();
+                        chunks.sort_unstable_by_key(|(hash, _)| **hash);
+                        for (hash, chunk) in chunks {
+                            t.insert(
+                                (generation(chunk.first()), *hash, chunk.first()),
+                                chunk.bytes(),
+                            )
+                            .map_err(|x| e(x.into()))?;
+                        }
+                    }
+                    let mut t = txn.open_table(BY_PAYLOAD).map_err(|x| e(x.into()))?;
+                    let mut payload: Vec<(u64, Hit)> = w
+                        .payload
+                        .iter()
+                        .flat_map(|(h, hits)| hits.iter().map(move |hit| (*h, *hit)))
+                        .collect();
+                    payload.sort_unstable();
+                    for (h, hit) in payload {
+                        t.insert((generation(hit.offset), h, hit.offset), hit.pos)
                             .map_err(|x| e(x.into()))?;
                     }
                 }
-                let mut t = txn.open_table(BY_PAYLOAD).map_err(|x| e(x.into()))?;
-                let mut payload: Vec<(u64, Hit)> = w
-                    .payload
-                    .iter()
-                    .flat_map(|(h, hits)| hits.iter().map(move |hit| (*h, *hit)))
-                    .collect();
-                payload.sort_unstable();
-                for (h, hit) in payload {
-                    t.insert((h, hit.offset), hit.pos)
-                        .map_err(|x| e(x.into()))?;
-                }
+                filters = self.seal_generations(&txn, &w)?;
                 let mut t = txn.open_table(QUARANTINE).map_err(|x| e(x.into()))?;
                 for hit in &w.quarantine {
                     t.insert(hit.offset, hit.pos).map_err(|x| e(x.into()))?;
                 }
-                let mut time_marks = w.time_marks;
+                let mut time_marks = w.time_marks.clone();
                 if let (Some(first), Some(max_time)) = (w.slice_first, w.counters.latest_ms()) {
                     time_marks.push((max_time.max(0) as u64, first));
                 }
@@ -167,6 +190,7 @@ impl Index {
                     ("duplicates", c.duplicates),
                     ("control", c.control),
                     ("interactions", c.interactions),
+                    ("sealed_generations", filters.sealed()),
                 ];
                 meta.push(("untimed", c.untimed));
                 for (key, time) in [
@@ -191,8 +215,53 @@ impl Index {
             let mut txn = txn;
             txn.set_durability(Durability::Immediate)
                 .map_err(|x| e(redb::Error::from(x)))?;
-            txn.commit().map_err(|x| e(x.into()))
+            txn.commit().map_err(|x| e(x.into()))?;
+            *self.filters.lock().unwrap_or_else(PoisonError::into_inner) = filters;
+            Ok(())
         })
+    }
+
+    /// Builds and stores the filters of every generation this commit
+    /// completes (no later record can fall in it: offsets only grow), and
+    /// returns the filters as of this commit.
+    fn seal_generations(
+        &self,
+        txn: &redb::WriteTransaction,
+        w: &IndexWriter,
+    ) -> Result<Arc<Filters>> {
+        let e = |x: redb::Error| err(&self.path)(x);
+        let mut filters = w.filters.as_ref().clone();
+        let mut t = txn.open_table(FILTERS).map_err(|x| e(x.into()))?;
+        // Offsets only grow, so this never happens; were a commit to add
+        // records to a sealed generation, its filters would be stale.
+        if let Some(first) = w.first_offset.filter(|f| generation(*f) < filters.sealed()) {
+            for g in generation(first)..filters.sealed() {
+                for kind in FILTERED {
+                    t.remove((g, kind as u8)).map_err(|x| e(x.into()))?;
+                }
+            }
+            filters.truncate(generation(first));
+        }
+        let Some(next) = w.next_offset else {
+            return Ok(Arc::new(filters));
+        };
+        let guid = txn.open_table(BY_GUID).map_err(|x| e(x.into()))?;
+        let payload = txn.open_table(BY_PAYLOAD).map_err(|x| e(x.into()))?;
+        while filters.sealed() < generation(next) {
+            let g = filters.sealed();
+            let built = [
+                GenFilter::build(&gen_hashes(&guid, g).map_err(e)?),
+                GenFilter::build(&gen_hashes(&payload, g).map_err(e)?),
+            ];
+            for (kind, filter) in FILTERED.iter().zip(&built) {
+                if let Some(bytes) = filter.encode() {
+                    t.insert((g, *kind as u8), bytes.as_slice())
+                        .map_err(|x| e(x.into()))?;
+                }
+            }
+            filters.push(built);
+        }
+        Ok(Arc::new(filters))
     }
 
     /// Gives the file's free space back: redb's copy-on-write commits leave
@@ -234,10 +303,42 @@ impl Index {
     }
 }
 
+/// The distinct key hashes of generation `g` of a posting table, sorted.
+fn gen_hashes<V: redb::Value + 'static>(
+    t: &impl ReadableTable<(u64, u64, u64), V>,
+    g: u64,
+) -> std::result::Result<Vec<u64>, redb::Error> {
+    let mut hashes = Vec::new();
+    for item in t.range((g, 0, 0)..=(g, u64::MAX, u64::MAX))? {
+        let hash = item?.0.value().1;
+        if hashes.last() != Some(&hash) {
+            hashes.push(hash);
+        }
+    }
+    Ok(hashes)
+}
+
+/// The generations below `gens` that may hold `hash` in `kind`'s table.
+fn candidates(
+    filters: &Filters,
+    gens: u64,
+    kind: PostingKind,
+    hash: u64,
+) -> impl Iterator<Item = u64> + '_ {
+    (0..gens).filter(move |&g| filters.may_hold(g, kind, hash))
+}
+
 /// The entries of one commit, collected in memory, plus the snapshot they
 /// build on. Lookups see both.
 pub struct IndexWriter {
     snapshot: IndexReader,
+    /// Generations of the snapshot's `by_guid` and `by_payload` tables.
+    guid_gens: u64,
+    payload_gens: u64,
+    filters: Arc<Filters>,
+    /// The first collected offset, and one past the last.
+    first_offset: Option<u64>,
+    next_offset: Option<u64>,
     counters: Counters,
     guid: HashMap<u64, ChunkBuilder>,
     /// The snapshot's postings of each GUID looked up during this commit.
@@ -305,7 +406,8 @@ impl IndexWriter {
                 Ok(hits)
             }
             None => {
-                let mut hits = self.snapshot.payload_postings(hash)?;
+                let gens = candidates(&self.filters, self.payload_gens, PostingKind::Payload, hash);
+                let mut hits = self.snapshot.payload_postings_in(hash, gens)?;
                 if let Some(hs) = self.payload.get(&hash) {
                     hits.extend_from_slice(hs);
                 }
@@ -318,7 +420,13 @@ impl IndexWriter {
     fn committed_postings(&mut self, h: u64) -> Result<&[Posting]> {
         Ok(match self.committed_guid.entry(h) {
             MapEntry::Occupied(e) => e.into_mut(),
-            MapEntry::Vacant(e) => e.insert(self.snapshot.chunk_postings(PostingKind::Guid, h)?),
+            MapEntry::Vacant(e) => {
+                let gens = candidates(&self.filters, self.guid_gens, PostingKind::Guid, h);
+                e.insert(
+                    self.snapshot
+                        .chunk_postings_in(PostingKind::Guid, h, gens)?,
+                )
+            }
         })
     }
 
@@ -336,6 +444,8 @@ impl IndexWriter {
     /// Collects a batch of records, in log order.
     pub fn add_all(&mut self, entries: &[Entry<'_>]) -> Result<()> {
         for entry in entries {
+            self.first_offset.get_or_insert(entry.offset);
+            self.next_offset = Some(entry.offset + 1);
             let slice_first = *self.slice_first.get_or_insert(entry.offset);
             let posting = Posting {
                 offset: entry.offset,
@@ -352,7 +462,11 @@ impl IndexWriter {
                     if !self.guid.contains_key(&h) {
                         let committed = match self.committed_guid.get(&h) {
                             Some(ps) => !ps.is_empty(),
-                            None => self.snapshot.has_guid_hash(h)?,
+                            None => self.snapshot.has_chunk_in(
+                                PostingKind::Guid,
+                                h,
+                                candidates(&self.filters, self.guid_gens, PostingKind::Guid, h),
+                            )?,
                         };
                         if !committed {
                             self.counters.interactions += 1;
@@ -406,7 +520,7 @@ impl IndexWriter {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{payload_hash, PostingDigest};
+    use crate::{payload_hash, PostingDigest, GENERATION_RECORDS};
 
     fn entry(offset: u64, payload: &[u8], guid: Option<&'static str>) -> Entry<'static> {
         Entry {
@@ -419,6 +533,10 @@ mod tests {
             timed: true,
             quarantined: guid.is_none(),
         }
+    }
+
+    fn offsets(hits: &[Hit]) -> Vec<u64> {
+        hits.iter().map(|h| h.offset).collect()
     }
 
     #[test]
@@ -474,12 +592,7 @@ mod tests {
 
         let r = index.reader().unwrap();
         assert_eq!(r.checkpoint().unwrap(), Some(cp2));
-        let hits: Vec<u64> = r
-            .guid_hits("g1")
-            .unwrap()
-            .iter()
-            .map(|h| h.offset)
-            .collect();
+        let hits = offsets(&r.guid_hits("g1").unwrap());
         assert_eq!(hits, vec![0, 2, 4]);
         assert_eq!(r.agent_hits("ag1").unwrap().len(), 5);
         assert_eq!(r.quarantined().unwrap(), vec![Hit { offset: 3, pos: 30 }]);
@@ -572,6 +685,78 @@ mod tests {
                 "seek to {t}"
             );
         }
+    }
+
+    #[test]
+    fn lookups_span_generations_and_sealed_ones_are_filtered() {
+        const G: u64 = GENERATION_RECORDS;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("i.redb");
+        let commit = |index: &Index, entries: &[Entry]| {
+            let mut w = index.begin().unwrap();
+            w.add_all(entries).unwrap();
+            index.commit(w, None).unwrap();
+        };
+        {
+            let index = Index::open(&path).unwrap();
+            commit(
+                &index,
+                &[
+                    entry(0, b"a", Some("g1")),
+                    entry(1, b"b", Some("g2")),
+                    entry(2, b"junk", None),
+                ],
+            );
+            assert_eq!(index.current_filters().sealed(), 0);
+            // Offsets need not be dense: these fall in generations 1 and 2.
+            commit(&index, &[entry(G + 1, b"c", Some("g1"))]);
+            assert_eq!(index.current_filters().sealed(), 1);
+            commit(
+                &index,
+                &[
+                    entry(2 * G + 3, b"d", Some("g1")),
+                    entry(2 * G + 4, b"e", Some("g3")),
+                ],
+            );
+            assert_eq!(index.current_filters().sealed(), 2);
+        }
+        // Reopened: the filters come back from the file.
+        let index = Index::open(&path).unwrap();
+        assert_eq!(index.current_filters().sealed(), 2);
+        let mut w = index.begin().unwrap();
+        let found = |w: &mut IndexWriter, payload: &[u8], guid| {
+            offsets(&w.duplicate_candidates(payload_hash(payload), guid).unwrap())
+        };
+        assert_eq!(found(&mut w, b"a", Some("g1")), vec![0]);
+        assert_eq!(found(&mut w, b"c", Some("g1")), vec![G + 1]);
+        assert_eq!(found(&mut w, b"d", Some("g1")), vec![2 * G + 3]);
+        assert_eq!(found(&mut w, b"junk", None), vec![2]);
+        assert!(found(&mut w, b"a", Some("g9")).is_empty());
+        assert!(found(&mut w, b"zz", None).is_empty());
+        // g1 is known in three generations: not a new interaction.
+        w.add_all(&[entry(3 * G, b"f", Some("g1"))]).unwrap();
+        index.commit(w, None).unwrap();
+
+        let r = index.reader().unwrap();
+        assert_eq!(r.counters().unwrap().interactions, 3);
+        let hits = offsets(&r.guid_hits("g1").unwrap());
+        assert_eq!(hits, vec![0, G + 1, 2 * G + 3, 3 * G]);
+        let mut groups = Vec::new();
+        r.for_each_guid_group(|h, hits| groups.push((h, hits.iter().map(|x| x.offset).collect())))
+            .unwrap();
+        let mut want: Vec<(u64, Vec<u64>)> = vec![
+            (guid_hash("g1"), hits),
+            (guid_hash("g2"), vec![1]),
+            (guid_hash("g3"), vec![2 * G + 4]),
+        ];
+        want.sort();
+        assert_eq!(groups, want, "one group per GUID, in hash order");
+        assert_eq!(r.posting_digest(PostingKind::Guid).unwrap().count, 6);
+        assert_eq!(r.agent_hits("ag1").unwrap().len(), 7);
+        assert_eq!(
+            r.posting(PostingKind::Guid, b"g1", 2 * G + 3).unwrap(),
+            Some((2 * G + 3) as u32 * 10)
+        );
     }
 
     #[test]

@@ -1,0 +1,231 @@
+//! Generation filters: for each complete generation of the log (see
+//! [`GENERATION_RECORDS`]), a binary fuse filter of the key hashes its
+//! `by_guid` and `by_payload` entries hold. The writer's duplicate check
+//! consults them before it looks a key up in a generation: a filter never
+//! says "absent" for a key that is there, so skipping on "absent" keeps the
+//! check exact, and a false "present" (< 0.4 %) costs one B-tree lookup.
+//! Without them every check would visit every generation, whose pages
+//! stopped fitting redb's cache long ago.
+//!
+//! Guarantees:
+//! - A filter is built once, when no later commit can add entries to its
+//!   generation, and never changes.
+//! - A generation with no filter (not complete yet, or one that could not
+//!   be built or read back) is always looked up: a filter only ever saves
+//!   work, it never decides an answer.
+//! - Decoding checks the stored shape, so damaged bytes can only make a
+//!   filter unusable (looked up instead), never index out of bounds.
+
+use xorf::{BinaryFuse8, Filter};
+
+use crate::schema::GENERATION_RECORDS;
+use crate::PostingKind;
+
+/// The generation of the record at `offset`.
+pub(crate) fn generation(offset: u64) -> u64 {
+    offset / GENERATION_RECORDS
+}
+
+/// What is known of one table's keys in one complete generation.
+#[derive(Debug, Clone)]
+pub(crate) enum GenFilter {
+    /// The generation holds no key of this table.
+    Empty,
+    /// A filter of the generation's key hashes.
+    Keys(Box<BinaryFuse8>),
+    /// No usable filter: look the generation up.
+    Unknown,
+}
+
+const DESCRIPTOR_LEN: usize = 20;
+
+impl GenFilter {
+    /// The filter of a generation's distinct, sorted key hashes.
+    pub(crate) fn build(hashes: &[u64]) -> GenFilter {
+        if hashes.is_empty() {
+            return GenFilter::Empty;
+        }
+        match BinaryFuse8::try_from(hashes) {
+            Ok(f) => GenFilter::Keys(Box::new(f)),
+            Err(_) => GenFilter::Unknown,
+        }
+    }
+
+    /// Whether the generation may hold `hash`.
+    pub(crate) fn may_hold(&self, hash: u64) -> bool {
+        match self {
+            GenFilter::Empty => false,
+            GenFilter::Keys(f) => f.contains(&hash),
+            GenFilter::Unknown => true,
+        }
+    }
+
+    /// The stored form (docs/FORMAT.md §3), or `None` when nothing is worth
+    /// storing (the generation is then looked up).
+    pub(crate) fn encode(&self) -> Option<Vec<u8>> {
+        match self {
+            GenFilter::Empty => Some(Vec::new()),
+            GenFilter::Keys(f) => {
+                let d = &f.descriptor;
+                let mut out = Vec::with_capacity(DESCRIPTOR_LEN + f.fingerprints.len());
+                out.extend_from_slice(&d.seed.to_le_bytes());
+                out.extend_from_slice(&d.segment_length.to_le_bytes());
+                out.extend_from_slice(&d.segment_length_mask.to_le_bytes());
+                out.extend_from_slice(&d.segment_count_length.to_le_bytes());
+                out.extend_from_slice(&f.fingerprints);
+                Some(out)
+            }
+            GenFilter::Unknown => None,
+        }
+    }
+
+    /// Reads a stored filter back; bytes of the wrong shape give
+    /// [`GenFilter::Unknown`].
+    pub(crate) fn decode(bytes: &[u8]) -> GenFilter {
+        if bytes.is_empty() {
+            return GenFilter::Empty;
+        }
+        let Some((head, fingerprints)) = bytes.split_at_checked(DESCRIPTOR_LEN) else {
+            return GenFilter::Unknown;
+        };
+        let u32_at = |i: usize| {
+            let mut b = [0u8; 4];
+            b.copy_from_slice(&head[i..i + 4]);
+            u32::from_le_bytes(b)
+        };
+        let mut seed = [0u8; 8];
+        seed.copy_from_slice(&head[..8]);
+        let descriptor = xorf::Descriptor {
+            seed: u64::from_le_bytes(seed),
+            segment_length: u32_at(8),
+            segment_length_mask: u32_at(12),
+            segment_count_length: u32_at(16),
+        };
+        // A lookup reads fingerprints below segment_count_length + 2 *
+        // segment_length (segment_length a power of two, the mask one less,
+        // the count a multiple of it), with u32 arithmetic: check exactly that.
+        let sl = descriptor.segment_length;
+        let scl = descriptor.segment_count_length;
+        let shaped = sl.is_power_of_two()
+            && descriptor.segment_length_mask == sl - 1
+            && scl.is_multiple_of(sl)
+            && u64::from(scl) + 2 * u64::from(sl) <= fingerprints.len() as u64
+            && u64::from(scl) + 2 * u64::from(sl) <= u64::from(u32::MAX);
+        if !shaped {
+            return GenFilter::Unknown;
+        }
+        GenFilter::Keys(Box::new(BinaryFuse8 {
+            descriptor,
+            fingerprints: fingerprints.into(),
+        }))
+    }
+}
+
+/// The tables that have generation filters, with their code in the
+/// `gen_filter` table's key.
+pub(crate) const FILTERED: [PostingKind; 2] = [PostingKind::Guid, PostingKind::Payload];
+
+/// The filters of the complete generations `0..sealed()`, as the writer
+/// holds them (shared by each commit's writer, replaced after a commit that
+/// completes a generation).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Filters {
+    /// One entry per complete generation: the `by_guid` and `by_payload`
+    /// filters, in [`FILTERED`] order.
+    gens: Vec<[std::sync::Arc<GenFilter>; 2]>,
+}
+
+fn slot(kind: PostingKind) -> Option<usize> {
+    FILTERED.iter().position(|k| *k == kind)
+}
+
+impl Filters {
+    /// Number of complete generations (each has an entry, maybe `Unknown`).
+    pub(crate) fn sealed(&self) -> u64 {
+        self.gens.len() as u64
+    }
+
+    pub(crate) fn push(&mut self, filters: [GenFilter; 2]) {
+        self.gens.push(filters.map(std::sync::Arc::new));
+    }
+
+    /// Forgets the filters of generations `gen..`.
+    pub(crate) fn truncate(&mut self, gen: u64) {
+        self.gens
+            .truncate(usize::try_from(gen).unwrap_or(usize::MAX));
+    }
+
+    /// Whether generation `gen` of `kind`'s table may hold `hash`.
+    pub(crate) fn may_hold(&self, gen: u64, kind: PostingKind, hash: u64) -> bool {
+        let entry = usize::try_from(gen).ok().and_then(|g| self.gens.get(g));
+        match (entry, slot(kind)) {
+            (Some(filters), Some(i)) => filters[i].may_hold(hash),
+            _ => true,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_filter_holds_every_key_and_round_trips() {
+        let keys: Vec<u64> = (0..10_000u64)
+            .map(|i| i.wrapping_mul(0x9e37_79b9_7f4a_7c15))
+            .collect();
+        let mut sorted = keys.clone();
+        sorted.sort_unstable();
+        let built = GenFilter::build(&sorted);
+        let bytes = built.encode().unwrap();
+        let back = GenFilter::decode(&bytes);
+        for f in [&built, &back] {
+            assert!(matches!(f, GenFilter::Keys(_)));
+            assert!(keys.iter().all(|k| f.may_hold(*k)));
+        }
+        let false_hits = (0..100_000u64)
+            .filter(|i| back.may_hold(i.wrapping_mul(0x2545_f491_4f6c_dd1d) | 1))
+            .count();
+        assert!(false_hits < 1_000, "{false_hits} false hits of 100000");
+    }
+
+    #[test]
+    fn an_empty_generation_holds_nothing() {
+        let f = GenFilter::build(&[]);
+        assert!(!f.may_hold(7));
+        assert!(matches!(
+            GenFilter::decode(&f.encode().unwrap()),
+            GenFilter::Empty
+        ));
+    }
+
+    #[test]
+    fn damaged_bytes_give_a_filter_that_is_looked_up() {
+        let keys: Vec<u64> = (1..=1000u64).collect();
+        let bytes = GenFilter::build(&keys).encode().unwrap();
+        let mut wrong_length = bytes.clone();
+        wrong_length.truncate(bytes.len() - 100);
+        let mut wrong_mask = bytes.clone();
+        wrong_mask[12] ^= 0x01;
+        let mut wrong_segment = bytes.clone();
+        wrong_segment[8..12].copy_from_slice(&3u32.to_le_bytes());
+        for damaged in [&bytes[..5], &wrong_length[..], &wrong_mask, &wrong_segment] {
+            let f = GenFilter::decode(damaged);
+            assert!(matches!(f, GenFilter::Unknown));
+            assert!(f.may_hold(12345));
+        }
+    }
+
+    #[test]
+    fn generations_without_a_filter_are_always_looked_up() {
+        let mut filters = Filters::default();
+        filters.push([GenFilter::build(&[5]), GenFilter::Empty]);
+        assert_eq!(filters.sealed(), 1);
+        assert!(filters.may_hold(0, PostingKind::Guid, 5));
+        assert!(!filters.may_hold(0, PostingKind::Payload, 5));
+        assert!(filters.may_hold(1, PostingKind::Payload, 5), "not sealed");
+        assert!(filters.may_hold(0, PostingKind::Agent, 5), "no filter kept");
+        filters.truncate(0);
+        assert!(filters.may_hold(0, PostingKind::Payload, 5));
+    }
+}
