@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use ccvault_store::ArchiveReader;
 use common::daemon::Daemon;
+use common::tls::Pki;
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 
 mod common;
@@ -516,4 +517,139 @@ fn an_envelope_with_oversized_metadata_is_quarantined_and_the_stream_goes_on() {
     assert_eq!((&records[0].0, records[0].1), (&oversized, true));
     assert!(records[0].2.contains("messageId"), "{}", records[0].2);
     assert_eq!((&records[1].0, records[1].1), (&after, false));
+}
+
+fn wait_listening(port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "nothing listens on {port}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn mqtts_verifies_the_broker_and_presents_a_client_certificate() {
+    let work = tempfile::tempdir().unwrap();
+    let pki = Pki::new(work.path());
+    let tls_port = free_port();
+    // A second listener speaking TLS only, requiring a client certificate
+    // signed by the test CA.
+    let broker = Broker::start(&format!(
+        "allow_anonymous true\nlistener {tls_port} 127.0.0.1\ncafile {}\ncertfile {}\nkeyfile {}\nrequire_certificate true\n",
+        pki.ca.display(),
+        pki.server_cert.display(),
+        pki.server_key.display()
+    ));
+    wait_listening(tls_port);
+    let url = format!("mqtts://127.0.0.1:{tls_port}");
+    let (ca, other_ca) = (pki.ca.to_str().unwrap(), pki.other_ca.to_str().unwrap());
+    let (cert, key) = (
+        pki.client_cert.to_str().unwrap(),
+        pki.client_key.to_str().unwrap(),
+    );
+    let base = [
+        "--url",
+        url.as_str(),
+        "--backoff-ms",
+        "50",
+        "--max-backoff-ms",
+        "200",
+    ];
+
+    // The broker is verified by default: without --ca-file the platform's
+    // roots do not know the test CA; with the wrong CA neither. Both keep
+    // retrying (a certificate can be fixed on the broker) and say why.
+    for (n, extra) in [
+        (
+            0,
+            vec![
+                "--client-id",
+                "tls-a",
+                "--client-cert",
+                cert,
+                "--client-key",
+                key,
+            ],
+        ),
+        (
+            1,
+            vec![
+                "--client-id",
+                "tls-b",
+                "--ca-file",
+                other_ca,
+                "--client-cert",
+                cert,
+                "--client-key",
+                key,
+            ],
+        ),
+    ] {
+        let data = work.path().join(format!("refused-{n}"));
+        let args: Vec<&str> = base.iter().copied().chain(extra).collect();
+        let mut ingest = start_ingest(&data, work.path(), n, &args, &[]);
+        ingest.wait_for_log("UnknownIssuer", Duration::from_secs(20));
+        let (status, stdout) = ingest.terminate();
+        assert!(status.success(), "{}", ingest.stderr());
+        let s = summary(&stdout);
+        assert_eq!(s["archived"], 0, "{s}");
+        let log = ingest.stderr();
+        assert!(
+            log.contains("not trusted: give the CA that signed it with --ca-file"),
+            "{log}"
+        );
+        assert!(
+            !log.contains("subscribed"),
+            "connected to an unverified broker:\n{log}"
+        );
+    }
+
+    // Without a client certificate the broker refuses the handshake.
+    let data = work.path().join("no-client-cert");
+    let args: Vec<&str> = base
+        .iter()
+        .copied()
+        .chain(["--client-id", "tls-c", "--ca-file", ca])
+        .collect();
+    let mut ingest = start_ingest(&data, work.path(), 2, &args, &[]);
+    ingest.wait_for_log("reconnecting", Duration::from_secs(20));
+    let (_, stdout) = ingest.terminate();
+    assert_eq!(summary(&stdout)["archived"], 0);
+    assert!(
+        !ingest.stderr().contains("subscribed"),
+        "{}",
+        ingest.stderr()
+    );
+
+    // The right CA and a client certificate: the stream is archived.
+    let data = work.path().join("data");
+    let args: Vec<&str> = base
+        .iter()
+        .copied()
+        .chain([
+            "--client-id",
+            "tls-d",
+            "--ca-file",
+            ca,
+            "--client-cert",
+            cert,
+            "--client-key",
+            key,
+        ])
+        .collect();
+    let mut ingest = start_ingest(&data, work.path(), 3, &args, &[]);
+    ingest.wait_for_log("subscribed", Duration::from_secs(20));
+    const N: usize = 200;
+    publish_all(
+        broker.port,
+        (0..N)
+            .map(|i| ("acme/event-v1/all".to_owned(), event(i).into_bytes()))
+            .collect(),
+    );
+    wait_records(&data, N as u64, Duration::from_secs(30), &ingest);
+    let (status, stdout) = ingest.terminate();
+    assert!(status.success(), "{}", ingest.stderr());
+    assert_eq!(summary(&stdout)["archived"], N as u64);
+    let (records, _) = archived(&data);
+    assert!((0..N).all(|i| records.get(event(i).as_bytes()) == Some(&1)));
 }

@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 use base64::Engine;
 use ccvault_store::ArchiveReader;
 use common::daemon::Daemon;
+use common::tls::Pki;
 use futures_util::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
 use tokio_tungstenite::tungstenite::http::StatusCode;
@@ -75,6 +76,8 @@ struct State {
     consumer_queries: Vec<String>,
     /// Consumer upgrades refused because an Exclusive subscription was held.
     busy: usize,
+    /// TLS handshakes that failed (the client refused our certificate).
+    tls_refused: usize,
 }
 
 impl State {
@@ -139,8 +142,24 @@ fn percent_decode(s: &str) -> String {
     String::from_utf8(out).unwrap()
 }
 
+/// A stream the endpoint can serve: plain TCP or TLS over it.
+trait Conn: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static {}
+impl<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static> Conn for S {}
+
 impl Server {
     fn start(state: State) -> Server {
+        Server::start_with(state, None)
+    }
+
+    /// The endpoint behind TLS (`wss://`), presenting `config`'s certificate.
+    fn start_tls(state: State, config: tokio_rustls::rustls::ServerConfig) -> Server {
+        Server::start_with(
+            state,
+            Some(tokio_rustls::TlsAcceptor::from(Arc::new(config))),
+        )
+    }
+
+    fn start_with(state: State, tls: Option<tokio_rustls::TlsAcceptor>) -> Server {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .enable_all()
@@ -157,9 +176,18 @@ impl Server {
                 let Ok((tcp, _)) = listener.accept().await else {
                     continue;
                 };
-                let st = st.clone();
+                let (st, tls) = (st.clone(), tls.clone());
                 tokio::spawn(async move {
-                    let _ = serve(tcp, st).await;
+                    let _ = match tls {
+                        None => serve(tcp, st).await,
+                        Some(tls) => match tls.accept(tcp).await {
+                            Ok(stream) => serve(stream, st).await,
+                            Err(_) => {
+                                st.lock().unwrap().tls_refused += 1;
+                                Ok(())
+                            }
+                        },
+                    };
                 });
             }
         });
@@ -172,6 +200,10 @@ impl Server {
 
     fn url(&self) -> String {
         format!("ws://127.0.0.1:{}{PATH}", self.port)
+    }
+
+    fn tls_url(&self) -> String {
+        format!("wss://127.0.0.1:{}{PATH}", self.port)
     }
 
     fn consumer_url(&self, subscription: &str) -> String {
@@ -207,7 +239,7 @@ impl Server {
 
 #[allow(clippy::result_large_err)] // tungstenite's handshake callback signature
 async fn serve(
-    tcp: tokio::net::TcpStream,
+    tcp: impl Conn,
     st: Arc<Mutex<State>>,
 ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let mut query = String::new();
@@ -338,8 +370,8 @@ fn frame(id: &str, ev: &str, redelivery_count: u32) -> Message {
 }
 
 /// One consumer connection on subscription `name`.
-async fn serve_consumer(
-    ws: tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>,
+async fn serve_consumer<S: Conn>(
+    ws: tokio_tungstenite::WebSocketStream<S>,
     st: Arc<Mutex<State>>,
     name: &str,
     query: &str,
@@ -378,16 +410,12 @@ async fn serve_consumer(
     result
 }
 
-type ServerTx = futures_util::stream::SplitSink<
-    tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>,
-    Message,
->;
-type ServerRx =
-    futures_util::stream::SplitStream<tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>>;
+type ServerTx<S> = futures_util::stream::SplitSink<tokio_tungstenite::WebSocketStream<S>, Message>;
+type ServerRx<S> = futures_util::stream::SplitStream<tokio_tungstenite::WebSocketStream<S>>;
 
-async fn consume(
-    tx: &mut ServerTx,
-    rx: &mut ServerRx,
+async fn consume<S: Conn>(
+    tx: &mut ServerTx<S>,
+    rx: &mut ServerRx<S>,
     st: &Arc<Mutex<State>>,
     name: &str,
     me: u64,
@@ -862,4 +890,49 @@ fn options_of_the_other_endpoint_are_refused_by_name() {
         assert_eq!(out.status.code(), Some(1), "{err}");
         assert!(err.contains(needle), "{err}");
     }
+}
+
+#[test]
+fn wss_verifies_the_endpoint_against_the_given_ca() {
+    let work = tempfile::tempdir().unwrap();
+    let pki = Pki::new(work.path());
+    let server = Server::start_tls(State::default(), pki.server_config());
+    server.publish(0..50);
+    let key = key_file(work.path(), KEY);
+    let url = server.tls_url();
+
+    // Verification is on by default (the platform's roots do not know the
+    // test CA), and the wrong CA is refused: no upgrade, nothing archived,
+    // the reason in the log; the run keeps retrying until stopped.
+    let other_ca = ["--ca-file", pki.other_ca.to_str().unwrap()];
+    for (n, extra) in [(0, &[][..]), (1, &other_ca[..])] {
+        let data = work.path().join(format!("refused-{n}"));
+        let mut ingest = start_ingest(&data, work.path(), n, &url, &key, extra);
+        ingest.wait_for_log("UnknownIssuer", Duration::from_secs(20));
+        let (status, stdout) = ingest.terminate();
+        assert!(status.success(), "{}", ingest.stderr());
+        assert_eq!(summary(&stdout)["received"], 0);
+        let log = ingest.stderr();
+        assert!(
+            log.contains("not trusted: give the CA that signed it with --ca-file"),
+            "{log}"
+        );
+        assert!(!log.contains("Pulsar reader connected"), "{log}");
+    }
+    let s = server.state.lock().unwrap();
+    assert!(
+        s.tls_refused >= 2 && s.starts.is_empty(),
+        "{}",
+        s.tls_refused
+    );
+    drop(s);
+
+    // The right CA: the reader archives the topic over TLS.
+    let data = work.path().join("data");
+    let ca = ["--ca-file", pki.ca.to_str().unwrap()];
+    let mut ingest = start_ingest(&data, work.path(), 2, &url, &key, &ca);
+    wait_records(&data, 50, Duration::from_secs(30), &ingest);
+    let (status, _) = ingest.terminate();
+    assert!(status.success(), "{}", ingest.stderr());
+    assert_exactly_once(&data, 50);
 }

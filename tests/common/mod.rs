@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod daemon;
+pub mod tls;
 
 use std::fs;
 use std::io::Write;

@@ -144,6 +144,20 @@ pub(crate) fn tls_config(
     }
 }
 
+/// A connection error, with what to do when it is a server certificate
+/// that did not verify (rustls says only "invalid peer certificate:
+/// UnknownIssuer" and the like).
+pub(crate) fn explain_tls(why: String) -> String {
+    if why.contains("invalid peer certificate") {
+        format!(
+            "{why} (the server's TLS certificate is not trusted: give the CA that signed it \
+             with --ca-file; without it the system's CA certificates are used)"
+        )
+    } else {
+        why
+    }
+}
+
 /// Totals of one ingest run, printed at shutdown.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Summary {

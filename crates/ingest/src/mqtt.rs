@@ -463,7 +463,7 @@ fn connection_failure(e: ConnectionError) -> Failure {
             "the MQTT broker refused the connection ({code:?})"
         ))),
         ConnectionError::ConnectionRefused(code) => Failure::Lost(format!("refused: {code:?}")),
-        e => Failure::Lost(e.to_string()),
+        e => Failure::Lost(crate::explain_tls(e.to_string())),
     }
 }
 

@@ -77,6 +77,6 @@ pub(super) async fn connect(
                 )))
             }
         }
-        Ok(Err(e)) => Err(ConnectError::Transient(e.to_string())),
+        Ok(Err(e)) => Err(ConnectError::Transient(crate::explain_tls(e.to_string()))),
     }
 }
