@@ -144,26 +144,29 @@ impl Index {
                 {
                     for (table, map) in [(BY_GUID, &w.guid), (BY_AGENT, &w.agent)] {
                         let mut t = txn.open_table(table).map_err(|x| e(x.into()))?;
-                        let mut chunks: Vec<(&u64, &ChunkBuilder)> = map.iter().collect();
-                        chunks.sort_unstable_by_key(|(hash, _)| **hash);
-                        for (hash, chunk) in chunks {
-                            t.insert(
-                                (generation(chunk.first()), *hash, chunk.first()),
-                                chunk.bytes(),
-                            )
-                            .map_err(|x| e(x.into()))?;
+                        // In key order: a commit spanning generations
+                        // fills each one's pages in one pass.
+                        let mut chunks: Vec<((u64, u64, u64), &ChunkBuilder)> = map
+                            .iter()
+                            .map(|(hash, c)| ((generation(c.first()), *hash, c.first()), c))
+                            .collect();
+                        chunks.sort_unstable_by_key(|(key, _)| *key);
+                        for (key, chunk) in chunks {
+                            t.insert(key, chunk.bytes()).map_err(|x| e(x.into()))?;
                         }
                     }
                     let mut t = txn.open_table(BY_PAYLOAD).map_err(|x| e(x.into()))?;
-                    let mut payload: Vec<(u64, Hit)> = w
+                    let mut payload: Vec<((u64, u64, u64), u32)> = w
                         .payload
                         .iter()
-                        .flat_map(|(h, hits)| hits.iter().map(move |hit| (*h, *hit)))
+                        .flat_map(|(h, hits)| {
+                            hits.iter()
+                                .map(move |hit| ((generation(hit.offset), *h, hit.offset), hit.pos))
+                        })
                         .collect();
                     payload.sort_unstable();
-                    for (h, hit) in payload {
-                        t.insert((generation(hit.offset), h, hit.offset), hit.pos)
-                            .map_err(|x| e(x.into()))?;
+                    for (key, pos) in payload {
+                        t.insert(key, pos).map_err(|x| e(x.into()))?;
                     }
                 }
                 filters = self.seal_generations(&txn, &w)?;
