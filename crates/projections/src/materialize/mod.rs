@@ -12,8 +12,10 @@
 //!   `consumed`, each equal to `summarize` of ALL its records below
 //!   `consumed`. Listing and reports read this one table in key order, so a
 //!   report is a sequential range scan, not a lookup per interaction.
-//! - `interaction_offered`: `interactionGUID -> offeredAt`, exactly the keys
-//!   of the table above (how a late event finds the row to replace).
+//! - `interaction_offered`: `(guid_hash(interactionGUID), offeredAt) -> n`,
+//!   n > 0 the number of keys of the table above with that GUID hash and
+//!   `offeredAt` (how a late event finds the row to replace; the hash keeps
+//!   the GUID out of a second table).
 //! - `children`: `(parentGuid, interactionGUID) -> ()`, exactly one entry
 //!   per stored summary that has a `parentGuid` (whether or not the parent
 //!   has events), so the legs of a contact are found from its first leg
@@ -61,7 +63,7 @@ pub use query::InteractionFilter;
 
 /// Bump whenever a stored value or a rule of docs/METRICS.md changes: a store
 /// written with another version is rebuilt on the next catch-up.
-pub const PROJECTION_VERSION: i64 = 4;
+pub const PROJECTION_VERSION: i64 = 5;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProjectionError {

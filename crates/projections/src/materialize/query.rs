@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use ccvault_event::{parse_event, EventTime, TimeSource};
 use redb::{ReadOnlyTable, ReadTransaction, ReadableTable};
 
-use super::schema::{AGENT_STATUS, BY_OFFERED, CHILDREN, OFFERED};
+use super::schema::{offered_at_of, AGENT_STATUS, BY_OFFERED, CHILDREN, OFFERED};
 use super::{AtPath, Projections, Result};
 use crate::agents::{AgentStateTime, AgentStates, AgentWindow};
 use crate::codec;
@@ -54,7 +54,7 @@ impl InteractionFilter {
 
 /// The two tables a summary is read through.
 struct SummaryTables {
-    offered: ReadOnlyTable<&'static str, i64>,
+    offered: ReadOnlyTable<(u64, i64), u32>,
     by_offered: ReadOnlyTable<(i64, &'static str), &'static [u8]>,
 }
 
@@ -75,7 +75,7 @@ impl Projections {
 
     /// One stored summary as stored (`contactId`/`legIndex` not resolved).
     fn stored_summary(&self, t: &SummaryTables, guid: &str) -> Result<Option<Summary>> {
-        let Some(at) = t.offered.get(guid).at(&self.path)?.map(|v| v.value()) else {
+        let Some(at) = offered_at_of(&t.offered, &t.by_offered, guid).at(&self.path)? else {
             return Ok(None);
         };
         let Some(v) = t.by_offered.get((at, guid)).at(&self.path)? else {
@@ -180,7 +180,12 @@ impl Projections {
                 }
             }
         };
-        let archived = |guid: &str| t.offered.get(guid).ok().flatten().is_some();
+        let archived = |guid: &str| {
+            offered_at_of(&t.offered, &t.by_offered, guid)
+                .ok()
+                .flatten()
+                .is_some()
+        };
         let place = resolve_contact(&own, &mut parent_of, archived);
         if let Some(e) = failure {
             return Err(e);

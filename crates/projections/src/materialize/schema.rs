@@ -3,8 +3,8 @@
 
 use std::path::Path;
 
-use ccvault_store::{Position, StoreError};
-use redb::{Database, ReadableTableMetadata, TableDefinition, WriteTransaction};
+use ccvault_store::{guid_hash, Position, StoreError};
+use redb::{Database, ReadableTable, ReadableTableMetadata, TableDefinition, WriteTransaction};
 
 use super::project::{AgentRow, SummaryRow};
 use super::{AtPath, ProjectionError, Projections, Result, State, PROJECTION_VERSION};
@@ -12,13 +12,54 @@ use super::{AtPath, ProjectionError, Projections, Result, State, PROJECTION_VERS
 pub(super) const META: TableDefinition<&str, i64> = TableDefinition::new("meta");
 pub(super) const BY_OFFERED: TableDefinition<(i64, &str), &[u8]> =
     TableDefinition::new("interactions_by_offered");
-pub(super) const OFFERED: TableDefinition<&str, i64> = TableDefinition::new("interaction_offered");
+/// `(guid_hash(interactionGUID), offeredAt) -> how many stored GUIDs with
+/// that hash have that offeredAt` (1 but for a hash collision): finds a
+/// GUID's row in 16 bytes a leg instead of repeating the GUID.
+pub(super) const OFFERED: TableDefinition<(u64, i64), u32> =
+    TableDefinition::new("interaction_offered");
 /// `(parentGuid, interactionGUID) -> ()`: the legs transferred or consulted
 /// from each leg, so a contact is found from its first leg down.
 pub(super) const CHILDREN: TableDefinition<(&str, &str), ()> = TableDefinition::new("children");
 /// `(agentId, t(e), offset) -> (rank of t(e)'s time source, payload)`.
 pub(super) const AGENT_STATUS: TableDefinition<(&str, i64, u64), (u8, &[u8])> =
     TableDefinition::new("agent_status");
+
+/// The `offeredAt` under which `guid`'s summary is stored, if it has one:
+/// the candidates its hash names in `offered`, checked against `by_offered`.
+pub(super) fn offered_at_of(
+    offered: &impl ReadableTable<(u64, i64), u32>,
+    by_offered: &impl ReadableTable<(i64, &'static str), &'static [u8]>,
+    guid: &str,
+) -> std::result::Result<Option<i64>, redb::StorageError> {
+    let h = guid_hash(guid);
+    for entry in offered.range((h, i64::MIN)..=(h, i64::MAX))? {
+        let (_, at) = entry?.0.value();
+        if by_offered.get((at, guid))?.is_some() {
+            return Ok(Some(at));
+        }
+    }
+    Ok(None)
+}
+
+/// Counts one more (`up`) or one fewer GUID stored under `key` in `offered`.
+fn count_offered(
+    offered: &mut redb::Table<(u64, i64), u32>,
+    key: (u64, i64),
+    up: bool,
+) -> std::result::Result<(), redb::StorageError> {
+    let n = offered.get(key)?.map_or(0, |v| v.value());
+    let n = if up {
+        n.saturating_add(1)
+    } else {
+        n.saturating_sub(1)
+    };
+    if n == 0 {
+        offered.remove(key)?;
+    } else {
+        offered.insert(key, n)?;
+    }
+    Ok(())
+}
 
 /// redb's page cache; bounded so a rebuild's memory does not grow with the
 /// archive.
@@ -74,7 +115,7 @@ impl Projections {
         };
         let get =
             |k: &str| -> Result<Option<i64>> { Ok(meta.get(k).at(&self.path)?.map(|v| v.value())) };
-        let interactions = match txn.open_table(OFFERED) {
+        let interactions = match txn.open_table(BY_OFFERED) {
             Ok(t) => t.len().at(&self.path)?,
             Err(redb::TableError::TableDoesNotExist(_)) => 0,
             Err(e) => return Err(e).at(&self.path),
@@ -116,10 +157,17 @@ impl Projections {
         let mut children = txn.open_table(CHILDREN).at(&self.path)?;
         for row in summaries {
             let guid = row.guid.as_str();
-            let old_at = offered
-                .insert(guid, row.offered_at)
-                .at(&self.path)?
-                .map(|v| v.value());
+            let old_at = match rows {
+                Rows::New => None,
+                Rows::Replace => offered_at_of(&offered, &by_offered, guid).at(&self.path)?,
+            };
+            if old_at != Some(row.offered_at) {
+                let h = guid_hash(guid);
+                if let Some(old) = old_at {
+                    count_offered(&mut offered, (h, old), false).at(&self.path)?;
+                }
+                count_offered(&mut offered, (h, row.offered_at), true).at(&self.path)?;
+            }
             let moved = match old_at {
                 Some(old) if rows == Rows::Replace && old != row.offered_at => by_offered
                     .remove((old, guid))

@@ -14,7 +14,7 @@ use crate::report::{GroupBy, Interval, Report, ReportOptions};
 use crate::summary::summarize;
 use crate::summary::Summary;
 use ccvault_event::{event_time, parse_event};
-use schema::{CHILDREN, META};
+use schema::{CHILDREN, META, OFFERED};
 
 fn sim_lines(seed: u64, interactions: u64) -> Vec<Vec<u8>> {
     sim_lines_with(seed, interactions, ccvault_sim::Quirks::default())
@@ -96,15 +96,30 @@ fn report_opts() -> Vec<ReportOptions> {
 fn dump(p: &Projections) -> String {
     let mut out = String::new();
     let mut guids = Vec::new();
+    let mut offered_keys: BTreeMap<(u64, i64), u32> = BTreeMap::new();
     p.for_each_interaction(&InteractionFilter::default(), |s| {
         out += &serde_json::to_string(&s).unwrap();
         out.push('\n');
-        guids.push(s.interaction_guid.clone().unwrap());
+        let guid = s.interaction_guid.clone().unwrap();
+        *offered_keys
+            .entry((ccvault_store::guid_hash(&guid), s.offered_at))
+            .or_default() += 1;
+        guids.push(guid);
         Ok(true)
     })
     .unwrap();
     {
         let txn = p.read_txn().unwrap();
+        // The GUID-hash table counts exactly the summaries' keys.
+        let offered = txn.open_table(OFFERED).unwrap();
+        let stored: BTreeMap<(u64, i64), u32> = redb::ReadableTable::iter(&offered)
+            .unwrap()
+            .map(|item| {
+                let (k, v) = item.unwrap();
+                (k.value(), v.value())
+            })
+            .collect();
+        assert_eq!(stored, offered_keys);
         let children = txn.open_table(CHILDREN).unwrap();
         for item in redb::ReadableTable::iter(&children).unwrap() {
             let (k, _) = item.unwrap();
