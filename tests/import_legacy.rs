@@ -81,6 +81,24 @@ fn every_legacy_json_shape_is_detected_and_each_event_archived_with_its_own_byte
 }
 
 #[test]
+fn a_gzipped_capture_is_detected_after_decompression() {
+    use std::io::Write;
+    let tmp = tempfile::tempdir().unwrap();
+    let gz = tmp.path().join("sample-events.json.gz");
+    let mut enc = flate2::write::GzEncoder::new(
+        std::fs::File::create(&gz).unwrap(),
+        flate2::Compression::default(),
+    );
+    enc.write_all(&std::fs::read(legacy("sample-events.json")).unwrap())
+        .unwrap();
+    enc.finish().unwrap();
+    let dir = tmp.path().join("a");
+    let s = summary(&dir, &[&gz], &[]);
+    assert_eq!(counts(&s), [6, 5, 0, 0, 1, 0], "{s}");
+    assert_eq!(payloads(&dir), pretty_blocks()[1..]);
+}
+
+#[test]
 fn the_same_events_in_other_bytes_are_other_records() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("a");
