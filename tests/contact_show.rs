@@ -262,6 +262,17 @@ fn a_parent_archived_last_joins_its_legs_after_a_catch_up() {
         "{text}"
     );
 
+    // The contact's own GUID has no events yet: the error names its legs.
+    let missing = ccvault(d, &["show", A]).expect_code(1);
+    assert!(
+        missing.stderr.contains(&format!(
+            "no events of interaction \"{A}\" in {}; it names a contact whose first leg was never archived, and these legs of it were: {B}, {C} (show any of them)",
+            d.display()
+        )),
+        "{}",
+        missing.stderr
+    );
+
     // Parents last: each `show` catches the projections up incrementally.
     import_lines(d, &a);
     for asked in [C, A] {

@@ -4,8 +4,10 @@
 //! Invariants:
 //! - Read commands first bring `projections.redb` up to the archive's last
 //!   index commit (a catch-up, or a rebuild after a projection version
-//!   change); when another process holds the file they read its stored
-//!   state as is and say so on stderr. `show` reads only which legs form
+//!   change); a store that is already current is opened read-only and not
+//!   touched (redb's writable open reads the whole file). When another
+//!   process holds the file they read its stored state as is and say so on
+//!   stderr. `show` reads only which legs form
 //!   the contact from the store (each leg's timeline comes from its own
 //!   records); without a readable store it shows the asked leg alone.
 //! - JSON output is exactly the projections crate's serialization (METRICS
@@ -184,6 +186,9 @@ fn on_progress(bar: &Option<indicatif::ProgressBar>) -> impl FnMut(Progress) + '
 /// process can write them.
 fn up_to_date(cli: &Cli) -> Result<Projections> {
     let mut reader = open_reader(cli)?;
+    if let Some(p) = already_current(cli, &reader) {
+        return Ok(p);
+    }
     let mut p = Projections::open(&cli.data_dir)
         .with_context(|| format!("cannot open the projections of {}", cli.data_dir.display()))?;
     match p.access() {
@@ -224,6 +229,16 @@ fn up_to_date(cli: &Cli) -> Result<Projections> {
         }
     }
     Ok(p)
+}
+
+/// The projections opened read-only when they already hold every record the
+/// archive shows: a writable open makes redb read the whole file (tens of ms
+/// per 10 MB), which a command that only reads a few rows (`show`) cannot
+/// afford. `None` when they are missing, of another version or behind.
+fn already_current(cli: &Cli, reader: &ArchiveReader) -> Option<Projections> {
+    let p = Projections::open_read_only_in(&cli.data_dir).ok()?;
+    let st = p.state().ok()?;
+    (st.version == Some(PROJECTION_VERSION) && st.consumed == reader.visible_end()).then_some(p)
 }
 
 /// The timeline as JSON, each event with where it came from — archive
@@ -276,6 +291,23 @@ pub fn show(cli: &Cli, guid: &str, html: Option<&Path>, format: HumanJson) -> Re
     let legs = contact::read_legs(&mut reader, store.as_ref(), guid)?;
     let shown = contact::timelines(&legs);
     let Some(asked) = shown.iter().find(|l| l.asked) else {
+        // A contactId whose first leg never reached the archive: name the
+        // legs that did, which `show` can show.
+        let legs = match &store {
+            Some(p) => p.contact_legs(guid)?,
+            None => Vec::new(),
+        };
+        let legs: Vec<&str> = legs
+            .iter()
+            .filter_map(|s| s.interaction_guid.as_deref())
+            .collect();
+        if !legs.is_empty() {
+            bail!(
+                "no events of interaction {guid:?} in {}; it names a contact whose first leg was never archived, and these legs of it were: {} (show any of them)",
+                cli.data_dir.display(),
+                legs.join(", ")
+            );
+        }
         bail!(
             "no events of interaction {guid:?} in {}",
             cli.data_dir.display()

@@ -226,6 +226,14 @@ impl Projections {
         }
     }
 
+    /// Opens the projections of the archive in `dir` for reading only, as
+    /// last committed, even when no other process holds them. Costs a few
+    /// page reads, where a writable open has redb check the whole file: a
+    /// reader whose store is already current (see [`State`]) needs no more.
+    pub fn open_read_only_in(dir: &Path) -> Result<Projections> {
+        Self::open_read_only(&Layout::new(dir).projections_path())
+    }
+
     fn open_writable(path: &Path) -> Result<Projections> {
         schema::create_private(path)?;
         let db = schema::builder().create(path).at(path)?;

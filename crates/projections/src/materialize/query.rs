@@ -101,27 +101,32 @@ impl Projections {
 
     /// Every leg of the contact `guid` belongs to (docs/METRICS.md §3), with
     /// `contactId` and `legIndex` resolved, in `legIndex` order (then
-    /// `offeredAt`, GUID); empty when `guid` has no events. The walk goes up
-    /// to the contact through the legs' parents, then down through
+    /// `offeredAt`, GUID). A `guid` without events is taken as a contact
+    /// whose first leg was never archived: its legs are those that name it
+    /// as their parent, and the legs below them (often none). The walk goes
+    /// up to the contact through the legs' parents, then down through
     /// `children`: a few lookups per leg, whatever the archive's size.
     pub fn contact_legs(&self, guid: &str) -> Result<Vec<Summary>> {
         let txn = self.read_txn()?;
         let Some(t) = self.summary_tables(&txn)? else {
             return Ok(Vec::new());
         };
-        let Some(mut asked) = self.stored_summary(&t, guid)? else {
-            return Ok(Vec::new());
-        };
-        self.place_in_contact(&mut asked, &t)?;
-        let Some(contact) = asked.contact_id.clone() else {
-            return Ok(vec![asked]);
+        let contact = match self.stored_summary(&t, guid)? {
+            Some(mut asked) => {
+                self.place_in_contact(&mut asked, &t)?;
+                match asked.contact_id {
+                    Some(c) => c,
+                    None => return Ok(vec![asked]),
+                }
+            }
+            None => guid.to_owned(),
         };
         let children = txn.open_table(CHILDREN).at(&self.path)?;
         // The contact is its first leg (when archived) and everything below
         // it: every leg whose walk up passes through it ends there, since a
         // leg has one parent. The visited set ends a cycle's walk down.
         let mut seen: BTreeSet<String> = BTreeSet::from([contact.clone()]);
-        let mut todo = vec![contact];
+        let mut todo = vec![contact.clone()];
         let mut legs = Vec::new();
         while let Some(g) = todo.pop() {
             if let Some(mut s) = self.stored_summary(&t, &g)? {
@@ -141,7 +146,7 @@ impl Projections {
         }
         // A leg placed elsewhere would mean `children` disagrees with the
         // summaries' parents; the summaries are the truth.
-        legs.retain(|s| s.contact_id == asked.contact_id);
+        legs.retain(|s| s.contact_id.as_deref() == Some(contact.as_str()));
         legs.sort_by(|a, b| {
             (a.leg_index, a.offered_at, &a.interaction_guid).cmp(&(
                 b.leg_index,
