@@ -5,7 +5,8 @@
 # corpus, every step a whole process as a user runs it. Prints one markdown
 # table: durable import, size on disk (and x the raw NDJSON), full recompute
 # from the stored events, lookup of one interaction, and the ratios of the
-# peers to ccvault. Each time is the median of RUNS runs (lookups: LOOKUPS).
+# peers to ccvault. Each time is the median of RUNS runs (lookups: LOOKUPS);
+# the tools take turns within each round.
 #
 # The SQL peers compute only a five-field subset per interaction (created,
 # queued, accepted, abandoned, then an hourly count and mean wait); ccvault's
@@ -138,27 +139,10 @@ guid=$(awk -v from=$((lines / 2)) 'NR >= from && match($0, /"interactionGUID":"[
 [[ -n $guid ]] || die "no interactionGUID in the second half of $corpus"
 say "corpus: $lines lines, $raw_bytes bytes; lookup GUID $guid"
 
-# --- ccvault ----------------------------------------------------------------
+# --- the three tools side by side --------------------------------------------
+# Each round runs a step once per tool, so a change in the machine's load
+# over the run weighs on all three alike.
 cv_dir=$work/ccvault
-cv_import=()
-for ((i = 0; i < runs; i++)); do
-  rm -rf "$cv_dir"
-  sync
-  cv_import+=("$(timed "$ccvault" -q --data-dir "$cv_dir" import "$corpus")")
-done
-cv_rebuild=()
-for ((i = 0; i < runs; i++)); do
-  cv_rebuild+=("$(timed "$ccvault" -q --data-dir "$cv_dir" rebuild)")
-done
-cv_bytes=$(du -sb "$cv_dir" | cut -f1)
-cv_found=$("$ccvault" --data-dir "$cv_dir" show "$guid" --raw | wc -l)
-cv_lookup=()
-for ((i = 0; i < lookups; i++)); do
-  cv_lookup+=("$(timed "$ccvault" --data-dir "$cv_dir" show "$guid" --raw)")
-done
-say "ccvault import ${cv_import[*]}; rebuild ${cv_rebuild[*]}"
-
-# --- PostgreSQL -------------------------------------------------------------
 mkdir -p "$work/pg"
 if [[ $(id -u) == 0 ]]; then
   # The server refuses to run as root: the cluster belongs to PG_USER, who
@@ -193,30 +177,6 @@ s as (select g, min(ts) filter (where ev='InteractionCreated') cr,
 select coalesce(cr,qu)/3600000 h, count(*), count(ac), sum((ab>0)::int), avg(ac-qu) from s group by 1 order by 1;"
 pg_lookup_sql="select body from events where body->'Interaction'->>'interactionGUID' = '$guid'"
 
-pg_import=()
-for ((i = 0; i < runs; i++)); do
-  pg -c 'set client_min_messages = warning' -c 'drop table if exists events' -c checkpoint
-  sync
-  pg_import+=("$(timed pg -f "$pg_load")")
-done
-pg -c 'vacuum analyze events'
-pg_bytes=$(pg -At -c "select pg_total_relation_size('events')")
-pg_recompute=()
-for ((i = 0; i < runs; i++)); do
-  pg_recompute+=("$(timed pg -c "$pg_subset")")
-done
-pg -At -c "$pg_subset" >"$work/pg/subset.txt"
-pg_found=$(pg -At -c "$pg_lookup_sql" | wc -l)
-pg_lookup=()
-for ((i = 0; i < lookups; i++)); do
-  pg_lookup+=("$(timed pg -At -c "$pg_lookup_sql")")
-done
-say "PostgreSQL import ${pg_import[*]}; recompute ${pg_recompute[*]}"
-as_pg "$pg_bin/pg_ctl" -D "$pg_data" -m fast -w stop >/dev/null
-pg_started=""
-rm -rf "$work/pg/data"
-
-# --- DuckDB -----------------------------------------------------------------
 duck_db=$work/duck.db
 # One whole Python process per step, like psql and ccvault.
 duck() {
@@ -254,24 +214,49 @@ for r in rows:
 PY
 }
 
-duck_import=()
+
+cv_import=() pg_import=() duck_import=()
 for ((i = 0; i < runs; i++)); do
+  rm -rf "$cv_dir"
+  sync
+  cv_import+=("$(timed "$ccvault" -q --data-dir "$cv_dir" import "$corpus")")
+  pg -c 'set client_min_messages = warning' -c 'drop table if exists events' -c checkpoint
+  sync
+  pg_import+=("$(timed pg -f "$pg_load")")
   rm -f "$duck_db" "$duck_db.wal"
   sync
   duck_import+=("$(timed duck import "$duck_db" "$corpus")")
 done
-duck_bytes=$(( $(stat -c %s "$duck_db") + $( [[ -f $duck_db.wal ]] && stat -c %s "$duck_db.wal" || echo 0) ))
-duck_recompute=()
+say "import: ccvault ${cv_import[*]}; PostgreSQL ${pg_import[*]}; DuckDB ${duck_import[*]}"
+pg -c 'vacuum analyze events'
+
+cv_rebuild=() pg_recompute=() duck_recompute=()
 for ((i = 0; i < runs; i++)); do
+  cv_rebuild+=("$(timed "$ccvault" -q --data-dir "$cv_dir" rebuild)")
+  pg_recompute+=("$(timed pg -c "$pg_subset")")
   duck_recompute+=("$(timed duck subset "$duck_db")")
 done
+say "recompute: ccvault ${cv_rebuild[*]}; PostgreSQL ${pg_recompute[*]}; DuckDB ${duck_recompute[*]}"
+
+cv_bytes=$(du -sb "$cv_dir" | cut -f1)
+pg_bytes=$(pg -At -c "select pg_total_relation_size('events')")
+duck_bytes=$(($(stat -c %s "$duck_db") + $([[ -f $duck_db.wal ]] && stat -c %s "$duck_db.wal" || echo 0)))
+pg -At -c "$pg_subset" >"$work/pg/subset.txt"
 duck subset "$duck_db" >"$work/duck-subset.txt"
+
+cv_found=$("$ccvault" --data-dir "$cv_dir" show "$guid" --raw | wc -l)
+pg_found=$(pg -At -c "$pg_lookup_sql" | wc -l)
 duck_found=$(duck lookup "$duck_db" "$guid" | wc -l)
-duck_lookup=()
+cv_lookup=() pg_lookup=() duck_lookup=()
 for ((i = 0; i < lookups; i++)); do
+  cv_lookup+=("$(timed "$ccvault" --data-dir "$cv_dir" show "$guid" --raw)")
+  pg_lookup+=("$(timed pg -At -c "$pg_lookup_sql")")
   duck_lookup+=("$(timed duck lookup "$duck_db" "$guid")")
 done
-say "DuckDB import ${duck_import[*]}; recompute ${duck_recompute[*]}"
+as_pg "$pg_bin/pg_ctl" -D "$pg_data" -m fast -w stop >/dev/null
+pg_started=""
+rm -rf "$work/pg/data"
+
 # What every DuckDB step pays before any work: starting Python and loading duckdb.
 py_start=()
 for ((i = 0; i < runs; i++)); do
@@ -296,6 +281,7 @@ cv_l=$(m "${cv_lookup[@]}") pg_l=$(m "${pg_lookup[@]}") dk_l=$(m "${duck_lookup[
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f×", a / b }'; }
 size() { awk -v b="$1" -v raw="$raw_bytes" 'BEGIN { printf "%.0f MB (%.2f× raw)", b / 1e6, b / raw }'; }
 ms() { awk -v s="$1" 'BEGIN { printf "%.1f ms", s * 1000 }'; }
+secs() { awk -v s="$1" 'BEGIN { printf "%.2f s", s }'; }
 rate() { awk -v s="$1" -v n="$lines" 'BEGIN { printf "%.0f", n / s }'; }
 
 cat <<TABLE
@@ -306,9 +292,9 @@ $(git -C "$repo" rev-parse --short HEAD 2>/dev/null || echo unknown), $(date -u 
 
 | step | ccvault | PostgreSQL 15 | DuckDB $("$py" -c 'import duckdb; print(duckdb.__version__)') | PG / ccvault | DuckDB / ccvault |
 |---|---|---|---|---|---|
-| durable import | ${cv_i} s ($(rate "$cv_i") ev/s) | ${pg_i} s | ${dk_i} s | $(ratio "$pg_i" "$cv_i") | $(ratio "$dk_i" "$cv_i") |
+| durable import | $(secs "$cv_i") ($(rate "$cv_i") ev/s) | $(secs "$pg_i") | $(secs "$dk_i") | $(ratio "$pg_i" "$cv_i") | $(ratio "$dk_i" "$cv_i") |
 | size on disk | $(size "$cv_bytes") | $(size "$pg_bytes") | $(size "$duck_bytes") | $(ratio "$pg_bytes" "$cv_bytes") | $(ratio "$duck_bytes" "$cv_bytes") |
-| full recompute | ${cv_r} s ($(rate "$cv_r") ev/s) | ${pg_r} s | ${dk_r} s | $(ratio "$pg_r" "$cv_r") | $(ratio "$dk_r" "$cv_r") |
+| full recompute | $(secs "$cv_r") ($(rate "$cv_r") ev/s) | $(secs "$pg_r") | $(secs "$dk_r") | $(ratio "$pg_r" "$cv_r") | $(ratio "$dk_r" "$cv_r") |
 | lookup one interaction ($cv_found events) | $(ms "$cv_l") | $(ms "$pg_l") | $(ms "$dk_l") | $(ratio "$pg_l" "$cv_l") | $(ratio "$dk_l" "$cv_l") |
 
 All runs (s): ccvault import $(printf '%s\n' "${cv_import[@]}" | joined), rebuild $(printf '%s\n' "${cv_rebuild[@]}" | joined);
