@@ -358,3 +358,73 @@ fn control_characters_in_event_values_never_reach_the_terminal() {
         json.stdout_str()
     );
 }
+
+/// Issue 15 item 7: the small edges of input files. A UTF-8 byte order mark
+/// is not part of the first event; the `\r` of CRLF does not count against
+/// `--max-record-bytes`; a truncated `.gz` keeps its readable prefix, names
+/// what it lost, and the files after it are still imported.
+#[test]
+fn a_bom_crlf_and_a_truncated_gzip_lose_nothing_readable() {
+    use std::io::Write;
+    let tmp = tempfile::tempdir().unwrap();
+    let s = Stream {
+        events: 400,
+        interactions: 40,
+        line_len: 300,
+    };
+
+    let bom = tmp.path().join("bom.ndjson");
+    fs::write(&bom, format!("\u{feff}{}\n{}\n", s.line(0), s.line(1))).unwrap();
+    let dir = tmp.path().join("bom");
+    import(&dir, &[&bom], &[]);
+    let st = stats(&dir);
+    assert_eq!((st.events, st.quarantined), (2, 0), "{:?}", st.json);
+
+    let crlf = tmp.path().join("crlf.ndjson");
+    fs::write(&crlf, format!("{}\r\n{}\r\n", s.line(0), s.line(1))).unwrap();
+    let dir = tmp.path().join("crlf");
+    let cap = s.line(0).len().max(s.line(1).len()).to_string();
+    import(&dir, &[&crlf], &["--max-record-bytes", &cap]);
+    assert_eq!(stats(&dir).events, 2);
+    let raw = ccvault(&dir, &["export"]).ok().stdout_str();
+    assert_eq!(
+        raw,
+        format!("{}\n{}\n", s.line(0), s.line(1)),
+        "CRLF kept in a record"
+    );
+
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(s.text(0..400).as_bytes()).unwrap();
+    let whole = gz.finish().unwrap();
+    let truncated = tmp.path().join("cut.ndjson.gz");
+    fs::write(&truncated, &whole[..whole.len() / 2]).unwrap();
+    let after = tmp.path().join("after.ndjson");
+    fs::write(&after, format!("{}\n", s.line(399))).unwrap();
+    let dir = tmp.path().join("gz");
+    let run = ccvault(
+        &dir,
+        &[
+            "import",
+            truncated.to_str().unwrap(),
+            after.to_str().unwrap(),
+        ],
+    );
+    run.assert_no_panic();
+    assert_eq!(run.code, 3, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("cut.ndjson.gz") && run.stderr.contains("cannot read the rest"),
+        "{}",
+        run.stderr
+    );
+    let st = stats(&dir);
+    let exported = ccvault(&dir, &["export"]).ok().stdout_str();
+    // A readable prefix of whole lines (some 1,000 bytes stay in the
+    // decoder's last unfinished block), then the next file.
+    assert!(st.events > 50 && st.events < 400, "{:?}", st.json);
+    let lines: Vec<&str> = exported.lines().collect();
+    for (i, line) in lines[..lines.len() - 1].iter().enumerate() {
+        assert_eq!(*line, s.line(i));
+    }
+    assert_eq!(lines.last().copied(), Some(s.line(399).as_str()));
+    assert_eq!(st.quarantined, 0);
+}

@@ -83,8 +83,10 @@ pub fn maybe_gunzip<'a>(input: impl Read + 'a) -> Result<Box<dyn BufRead + 'a>> 
 }
 
 /// Reads one line into `buf` (without its `\n` or `\r\n`), keeping at most
-/// `cap + 1` bytes; returns (bytes consumed, whether the line was longer than
-/// `cap`), or `None` at end of input.
+/// `cap + 2` bytes; returns (bytes consumed, whether the line without its
+/// line break was longer than `cap`), or `None` at end of input. The `\r` of
+/// a CRLF line break is not part of the line, so it never counts against
+/// the cap.
 pub(crate) fn read_capped_line(
     input: &mut dyn BufRead,
     buf: &mut Vec<u8>,
@@ -111,9 +113,11 @@ pub(crate) fn read_capped_line(
         };
         let content = &chunk[..if found_newline { take - 1 } else { take }];
         if !too_long {
-            let room = (cap + 1).saturating_sub(buf.len());
+            // One byte more than the cap for a `\r` about to be dropped,
+            // and one more to know the line is too long.
+            let room = (cap + 2).saturating_sub(buf.len());
             buf.extend_from_slice(&content[..content.len().min(room)]);
-            too_long = buf.len() > cap;
+            too_long = buf.len() > cap + 1;
         }
         input.consume(take);
         consumed += take as u64;
@@ -124,6 +128,7 @@ pub(crate) fn read_capped_line(
     if !too_long && buf.last() == Some(&b'\r') {
         buf.pop();
     }
+    too_long = too_long || buf.len() > cap;
     Ok(Some((consumed, too_long)))
 }
 
@@ -195,8 +200,19 @@ fn read_batches(
         let next = match splitter.next(&mut input, &mut line_buf, max_record_bytes) {
             Ok(n) => n,
             Err(e) => {
-                let _ = tx.send(Err(io("cannot read", source)(e)));
-                return;
+                // A damaged input (a truncated .gz, a read error) ends this
+                // input only: what was read before it is imported, the rest
+                // is rejected by name, and the import goes on with the
+                // next input.
+                batch.rejected.push(Rejected {
+                    source: source.to_owned(),
+                    line: batch.through_line + 1,
+                    reason: format!(
+                        "cannot read the rest of the input after byte {}: {e}",
+                        batch.input_bytes
+                    ),
+                });
+                None
             }
         };
         let done = next.is_none();
@@ -383,14 +399,17 @@ mod tests {
 
     #[test]
     fn capped_lines_split_on_newlines_and_flag_long_ones() {
-        let got = lines(b"ab\r\ncdefgh\n\nxyz", 4);
+        let got = lines(b"ab\r\ncdefghi\n\nxyz\nvwxy\r\nvwxyz\r\n", 4);
         assert_eq!(
             got,
             vec![
                 (b"ab".to_vec(), false),
-                (b"cdefg".to_vec(), true),
+                (b"cdefgh".to_vec(), true),
                 (b"".to_vec(), false),
                 (b"xyz".to_vec(), false),
+                // The `\r` of CRLF does not count against the cap.
+                (b"vwxy".to_vec(), false),
+                (b"vwxyz\r".to_vec(), true),
             ]
         );
     }

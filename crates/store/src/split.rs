@@ -39,7 +39,8 @@ pub enum InputFormat {
 pub(crate) struct Piece {
     /// Input bytes consumed, separators included.
     pub consumed: u64,
-    /// Longer than the cap: the buffer holds only its first `cap + 1` bytes.
+    /// Longer than the cap: the buffer holds only its first `cap + 2` bytes
+    /// at most.
     pub too_long: bool,
     pub first_line: u64,
     pub last_line: u64,
@@ -47,6 +48,9 @@ pub(crate) struct Piece {
     /// for NDJSON, whose lines are located by number.
     pub offset: Option<u64>,
 }
+
+/// The UTF-8 byte order mark.
+const BYTE_ORDER_MARK: &[u8] = b"\xEF\xBB\xBF";
 
 /// Splits one stream; see [`InputFormat`].
 pub(crate) struct Splitter {
@@ -94,6 +98,11 @@ impl Splitter {
             let line = self.line;
             return Ok(crate::import::read_capped_line(input, buf, cap)?.map(
                 |(consumed, too_long)| {
+                    // A byte order mark (an editor's or Windows tool's) is
+                    // not part of the first event.
+                    if self.line == 1 && buf.starts_with(BYTE_ORDER_MARK) {
+                        buf.drain(..BYTE_ORDER_MARK.len());
+                    }
                     self.line += 1;
                     Piece {
                         consumed,
@@ -262,7 +271,7 @@ impl Value {
 
 /// The shape of a stream from its first block (see [`InputFormat::Auto`]).
 fn detect(head: &[u8]) -> Result<InputFormat, String> {
-    let head = head.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(head);
+    let head = head.strip_prefix(BYTE_ORDER_MARK).unwrap_or(head);
     let Some(start) = head.iter().position(|b| !b.is_ascii_whitespace()) else {
         return Ok(InputFormat::Ndjson);
     };
