@@ -428,3 +428,50 @@ fn a_bom_crlf_and_a_truncated_gzip_lose_nothing_readable() {
     assert_eq!(lines.last().copied(), Some(s.line(399).as_str()));
     assert_eq!(st.quarantined, 0);
 }
+
+/// Issue 15 item 7: a damaged `projections.redb` (derived data) is an error
+/// that says to run `ccvault rebuild`, never a panic, and `rebuild` replaces
+/// it; HTML pages, which hold the archive's names and numbers, are written
+/// owner-only like the archive.
+#[test]
+fn a_damaged_projections_file_says_rebuild_and_html_pages_are_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("a");
+    ccvault(tmp.path(), &["demo", "--into", dir.to_str().unwrap()]).ok();
+    for page in ["report.html", "timeline.html"] {
+        let mode = fs::metadata(dir.join(page)).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "{page}");
+    }
+    let html = tmp.path().join("r.html");
+    ccvault(&dir, &["report", "--html", html.to_str().unwrap()]).ok();
+    assert_eq!(
+        fs::metadata(&html).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+
+    let report = ccvault(&dir, &["report", "--format", "csv"]).ok().stdout;
+    let path = dir.join("projections.redb");
+    let mut bytes = fs::read(&path).unwrap();
+    let mut x = 0x2545_f491_4f6c_dd1du64;
+    for b in &mut bytes[8192..12288] {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        *b = x as u8;
+    }
+    fs::write(&path, &bytes).unwrap();
+    let damaged = ccvault(&dir, &["report", "--format", "csv"]);
+    damaged.assert_no_panic();
+    assert_eq!(damaged.code, 1, "{}", damaged.stderr);
+    assert!(
+        damaged.stderr.contains("projections.redb") && damaged.stderr.contains("ccvault rebuild"),
+        "{}",
+        damaged.stderr
+    );
+    ccvault(&dir, &["rebuild"]).ok();
+    assert_eq!(
+        ccvault(&dir, &["report", "--format", "csv"]).ok().stdout,
+        report
+    );
+}

@@ -18,7 +18,7 @@ use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use ccvault_projections::timefmt;
 use clap::ValueEnum;
 
@@ -215,12 +215,26 @@ pub fn write_file_or_stdout(path: &Path, bytes: &[u8], what: &str) -> Result<()>
         out.write_all(bytes)?;
         out.flush()?;
     } else {
-        std::fs::write(path, bytes).map_err(|e| {
-            anyhow::Error::new(e).context(format!("cannot write {}", path.display()))
-        })?;
+        write_private(path, bytes)?;
         status!("wrote {what} to {}", path.display());
     }
     Ok(())
+}
+
+/// Writes a page or file ccvault renders from the archive: a new file is
+/// created owner-only (0600) like the archive, since it holds the same names
+/// and phone numbers; an existing file keeps its mode (the operator chose
+/// it).
+pub fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .and_then(|mut f| f.write_all(bytes))
+        .with_context(|| format!("cannot write {}", path.display()))
 }
 
 /// An optional output path: `None` for `-` (stdout).

@@ -88,6 +88,20 @@ fn message(payload: &(dyn Any + Send)) -> String {
 /// Runs `f`, turning a panic inside it (from redb reading a damaged file)
 /// into an error naming the index file.
 pub(crate) fn guarded<T>(path: &Path, f: impl FnOnce() -> Result<T>) -> Result<T> {
+    guard_redb(f, |why| IndexError::Corrupt {
+        path: path.display().to_string(),
+        what: format!("the index file is damaged (reading it failed: {why})"),
+    })
+}
+
+/// Runs `f`, turning a panic inside it (redb reading a damaged file) into
+/// the error `damaged` makes of the panic's message and place; a panic of
+/// caller code inside [`unguarded`] passes through unchanged. The guard of
+/// every redb file ccvault derives (the index here, `projections.redb`).
+pub fn guard_redb<T, E>(
+    f: impl FnOnce() -> std::result::Result<T, E>,
+    damaged: impl FnOnce(String) -> E,
+) -> std::result::Result<T, E> {
     install_hook();
     let outer = DEPTH.with(|d| d.replace(d.get() + 1));
     let result = {
@@ -108,19 +122,13 @@ pub(crate) fn guarded<T>(path: &Path, f: impl FnOnce() -> Result<T>) -> Result<T
                 .with(|c| c.borrow_mut().take())
                 .map(|l| format!(" at {l}"))
                 .unwrap_or_default();
-            Err(IndexError::Corrupt {
-                path: path.display().to_string(),
-                what: format!(
-                    "the index file is damaged (reading it failed: {}{at})",
-                    message(payload.as_ref())
-                ),
-            })
+            Err(damaged(format!("{}{at}", message(payload.as_ref()))))
         }
     }
 }
 
 /// Runs caller code from inside a guarded call: its panics are not caught.
-pub(crate) fn unguarded<T>(f: impl FnOnce() -> T) -> T {
+pub fn unguarded<T>(f: impl FnOnce() -> T) -> T {
     let outer = DEPTH.with(|d| d.replace(0));
     let _restore = Depth(outer);
     match panic::catch_unwind(AssertUnwindSafe(f)) {

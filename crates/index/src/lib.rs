@@ -40,6 +40,7 @@ mod schema;
 mod writer;
 
 pub use error::{IndexError, Result};
+pub use guard::{guard_redb, unguarded};
 pub use reader::IndexReader;
 pub use schema::{
     agent_hash, guid_hash, payload_hash, Checkpoint, Counters, Entry, Hit, PostingDigest,

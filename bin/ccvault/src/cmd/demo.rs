@@ -16,7 +16,7 @@ use ccvault_sim::{SimConfig, Truth};
 use ccvault_store::{import_stream, Archive, ArchiveOptions, ArchiveReader, SourceKind};
 
 use crate::cmd::contact;
-use crate::output::{json_line, HumanJson};
+use crate::output::{json_line, write_private, HumanJson};
 use crate::Cli;
 
 #[derive(clap::Args, Debug)]
@@ -172,8 +172,10 @@ pub fn demo(cli: &Cli, args: &DemoArgs) -> Result<ExitCode> {
         ccvault_projections::report::render_text(&rows, &opts)
     )?;
     let report_html = dir.join("report.html");
-    std::fs::write(&report_html, ccvault_html::render_report(&rows, &opts))
-        .with_context(|| format!("cannot write {}", report_html.display()))?;
+    write_private(
+        &report_html,
+        ccvault_html::render_report(&rows, &opts).as_bytes(),
+    )?;
 
     // 4. One interesting interaction, event by event.
     let Some((_, guid)) = best else {
@@ -190,11 +192,10 @@ pub fn demo(cli: &Cli, args: &DemoArgs) -> Result<ExitCode> {
     )?;
     writeln!(text, "{}", timeline::render_text(&tl, None))?;
     let timeline_html = dir.join("timeline.html");
-    std::fs::write(
+    write_private(
         &timeline_html,
-        ccvault_html::render_timeline(&tl, &inputs, &jiff::tz::TimeZone::UTC),
-    )
-    .with_context(|| format!("cannot write {}", timeline_html.display()))?;
+        ccvault_html::render_timeline(&tl, &inputs, &jiff::tz::TimeZone::UTC).as_bytes(),
+    )?;
 
     // 5. A customer's call across legs, as `show` pictures it.
     let mut contact_html = None;
@@ -209,11 +210,10 @@ pub fn demo(cli: &Cli, args: &DemoArgs) -> Result<ExitCode> {
         if shown.len() > 1 {
             let views: Vec<_> = shown.iter().map(contact::ShownLeg::view).collect();
             let path = dir.join("contact.html");
-            std::fs::write(
+            write_private(
                 &path,
-                ccvault_html::render_contact(&views, &jiff::tz::TimeZone::UTC),
-            )
-            .with_context(|| format!("cannot write {}", path.display()))?;
+                ccvault_html::render_contact(&views, &jiff::tz::TimeZone::UTC).as_bytes(),
+            )?;
             writeln!(
                 text,
                 "A customer's call that went through {} legs (each transfer or consultation makes a new leg); `show` of any leg prints them all.\n",

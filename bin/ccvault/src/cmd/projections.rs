@@ -523,7 +523,7 @@ pub fn agents(cli: &Cli, args: &AgentsArgs) -> Result<ExitCode> {
 /// `rebuild` / `replay`: everything from the log, with progress.
 pub fn rebuild(cli: &Cli, format: HumanJson) -> Result<ExitCode> {
     let mut reader = open_reader(cli)?;
-    let mut p = Projections::open(&cli.data_dir)
+    let mut p = Projections::open_for_rebuild(&cli.data_dir)
         .with_context(|| format!("cannot open the projections of {}", cli.data_dir.display()))?;
     if p.access() != Access::Writable {
         bail!(

@@ -13,7 +13,7 @@ use redb::Durability;
 use super::project::{project_records, ArchivedEvent, Projected, Want};
 use super::rebuild::{RebuildOptions, WORK_RECORDS};
 use super::schema::Rows;
-use super::{Applied, AtPath, Progress, Projections, Result, PROJECTION_VERSION};
+use super::{guarded, Applied, AtPath, Progress, Projections, Result, PROJECTION_VERSION};
 
 impl Projections {
     /// Brings the projections up to the archive's visible end: a rebuild
@@ -26,87 +26,90 @@ impl Projections {
         reader: &mut ArchiveReader,
         progress: &mut dyn FnMut(Progress),
     ) -> Result<Applied> {
-        self.writable()?;
-        let state = self.state()?;
-        let end = reader.visible_end();
-        if state.version != Some(PROJECTION_VERSION) || state.consumed > end {
-            return self.rebuild(reader, RebuildOptions::default(), progress);
-        }
-        let started = Instant::now();
-        if state.consumed == end {
-            return Ok(Applied {
-                consumed: end,
-                elapsed: started.elapsed(),
-                ..Applied::default()
-            });
-        }
-        let stored_pos = self.scan_position()?;
-        let records_seen = reader.records();
-        // Start at the last consumed record when its segment is still there
-        // (it always is: segments are never removed), else at the start; the
-        // offset filter below makes either start correct.
-        let start = stored_pos
-            .filter(|p| state.consumed > 0 && records_seen.has_segment(p.segment))
-            .unwrap_or(Position::START);
+        let path = self.path.clone();
+        guarded(&path, || {
+            self.writable()?;
+            let state = self.state()?;
+            let end = reader.visible_end();
+            if state.version != Some(PROJECTION_VERSION) || state.consumed > end {
+                return self.rebuild(reader, RebuildOptions::default(), progress);
+            }
+            let started = Instant::now();
+            if state.consumed == end {
+                return Ok(Applied {
+                    consumed: end,
+                    elapsed: started.elapsed(),
+                    ..Applied::default()
+                });
+            }
+            let stored_pos = self.scan_position()?;
+            let records_seen = reader.records();
+            // Start at the last consumed record when its segment is still there
+            // (it always is: segments are never removed), else at the start; the
+            // offset filter below makes either start correct.
+            let start = stored_pos
+                .filter(|p| state.consumed > 0 && records_seen.has_segment(p.segment))
+                .unwrap_or(Position::START);
 
-        let mut touched: BTreeSet<String> = BTreeSet::new();
-        let mut new_recs: Vec<ArchivedEvent> = Vec::new();
-        let mut last_pos = stored_pos;
-        let mut records = 0u64;
-        let mut projected = Projected::default();
-        let scanned = records_seen.scan(start, |pos, rec| {
-            if rec.offset < state.consumed {
-                return ControlFlow::Continue(());
-            }
-            last_pos = Some(pos);
-            records += 1;
-            if rec.quarantined {
-                return ControlFlow::Continue(());
-            }
-            new_recs.push(ArchivedEvent::of_ref(&rec));
-            if new_recs.len() >= WORK_RECORDS {
-                if let Err(e) = collect_new(&mut new_recs, &mut touched, &mut projected) {
-                    return ControlFlow::Break(e);
+            let mut touched: BTreeSet<String> = BTreeSet::new();
+            let mut new_recs: Vec<ArchivedEvent> = Vec::new();
+            let mut last_pos = stored_pos;
+            let mut records = 0u64;
+            let mut projected = Projected::default();
+            let scanned = records_seen.scan(start, |pos, rec| {
+                if rec.offset < state.consumed {
+                    return ControlFlow::Continue(());
                 }
+                last_pos = Some(pos);
+                records += 1;
+                if rec.quarantined {
+                    return ControlFlow::Continue(());
+                }
+                new_recs.push(ArchivedEvent::of_ref(&rec));
+                if new_recs.len() >= WORK_RECORDS {
+                    if let Err(e) = collect_new(&mut new_recs, &mut touched, &mut projected) {
+                        return ControlFlow::Break(e);
+                    }
+                }
+                ControlFlow::Continue(())
+            })?;
+            if let ControlFlow::Break(e) = scanned {
+                return Err(e).at(&self.path);
             }
-            ControlFlow::Continue(())
-        })?;
-        if let ControlFlow::Break(e) = scanned {
-            return Err(e).at(&self.path);
-        }
-        collect_new(&mut new_recs, &mut touched, &mut projected).at(&self.path)?;
+            collect_new(&mut new_recs, &mut touched, &mut projected).at(&self.path)?;
 
-        // Every touched interaction, from all its records (late events of
-        // old interactions included).
-        let mut summaries = Vec::with_capacity(touched.len());
-        for guid in &touched {
-            let recs: Vec<ArchivedEvent> = reader
-                .interaction_records(guid)?
-                .iter()
-                .filter(|r| !r.quarantined)
-                .map(ArchivedEvent::of_record)
-                .collect();
-            let p = project_records(&recs, Want::SUMMARIES).at(&self.path)?;
-            summaries.extend(p.summaries.into_iter().filter(|row| row.guid == *guid));
-        }
-        let interactions = summaries.len() as u64;
-        let agent_changes = projected.agents.len() as u64;
-        let db = self.writable()?;
-        let mut txn = db.begin_write().at(&self.path)?;
-        self.put_summaries(&txn, &summaries, Rows::Replace)?;
-        self.put_agents(&txn, &projected.agents)?;
-        let max_time = state.max_time_ms.max(projected.max_time_ms);
-        self.put_meta(&txn, end, last_pos, max_time)?;
-        txn.set_durability(Durability::Immediate).at(&self.path)?;
-        txn.commit().at(&self.path)?;
-        Ok(Applied {
-            rebuilt: false,
-            records,
-            interactions,
-            agent_changes,
-            deferred: 0,
-            elapsed: started.elapsed(),
-            consumed: end,
+            // Every touched interaction, from all its records (late events of
+            // old interactions included).
+            let mut summaries = Vec::with_capacity(touched.len());
+            for guid in &touched {
+                let recs: Vec<ArchivedEvent> = reader
+                    .interaction_records(guid)?
+                    .iter()
+                    .filter(|r| !r.quarantined)
+                    .map(ArchivedEvent::of_record)
+                    .collect();
+                let p = project_records(&recs, Want::SUMMARIES).at(&self.path)?;
+                summaries.extend(p.summaries.into_iter().filter(|row| row.guid == *guid));
+            }
+            let interactions = summaries.len() as u64;
+            let agent_changes = projected.agents.len() as u64;
+            let db = self.writable()?;
+            let mut txn = db.begin_write().at(&self.path)?;
+            self.put_summaries(&txn, &summaries, Rows::Replace)?;
+            self.put_agents(&txn, &projected.agents)?;
+            let max_time = state.max_time_ms.max(projected.max_time_ms);
+            self.put_meta(&txn, end, last_pos, max_time)?;
+            txn.set_durability(Durability::Immediate).at(&self.path)?;
+            txn.commit().at(&self.path)?;
+            Ok(Applied {
+                rebuilt: false,
+                records,
+                interactions,
+                agent_changes,
+                deferred: 0,
+                elapsed: started.elapsed(),
+                consumed: end,
+            })
         })
     }
 }

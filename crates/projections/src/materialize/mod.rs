@@ -93,11 +93,27 @@ pub enum ProjectionError {
         #[source]
         source: std::io::Error,
     },
+    #[error(
+        "{path}: the projections file is damaged (reading it failed: {why}); run `ccvault rebuild`"
+    )]
+    Damaged { path: String, why: String },
     #[error("a rebuild worker failed: {0}")]
     Worker(String),
 }
 
 pub type Result<T, E = ProjectionError> = std::result::Result<T, E>;
+
+/// Runs `f`, turning a panic of redb on a damaged `projections.redb` into
+/// [`ProjectionError::Damaged`] (redb trusts its file's bytes; the file is
+/// derived, so damage is a "rebuild it", never a crash). Every public method
+/// that reads or writes the file runs inside it; caller callbacks run in
+/// `unguarded`, so their bugs still panic.
+fn guarded<T>(path: &Path, f: impl FnOnce() -> Result<T>) -> Result<T> {
+    ccvault_store::guard_redb(f, |why| ProjectionError::Damaged {
+        path: path.display().to_string(),
+        why,
+    })
+}
 
 /// Names the file an error of redb or of the codec happened in: the one
 /// conversion every storage call of this module goes through.
@@ -210,17 +226,17 @@ impl Projections {
     /// writable when no other process holds the file, else read-only.
     pub fn open(dir: &Path) -> Result<Projections> {
         let path = Layout::new(dir).projections_path();
-        match Self::open_writable(&path) {
+        match guarded(&path, || Self::open_writable(&path)) {
             Ok(p) => Ok(p),
             Err(ProjectionError::Redb {
                 source: redb::Error::DatabaseAlreadyOpen,
                 ..
-            }) => Self::open_read_only(&path),
+            }) => guarded(&path, || Self::open_read_only(&path)),
             // A read-only directory: use the file as it is, if there is one.
             Err(ProjectionError::Io { source, .. })
                 if source.kind() == std::io::ErrorKind::PermissionDenied && path.exists() =>
             {
-                Self::open_read_only(&path)
+                guarded(&path, || Self::open_read_only(&path))
             }
             Err(e) => Err(e),
         }
@@ -231,7 +247,29 @@ impl Projections {
     /// page reads, where a writable open has redb check the whole file: a
     /// reader whose store is already current (see [`State`]) needs no more.
     pub fn open_read_only_in(dir: &Path) -> Result<Projections> {
-        Self::open_read_only(&Layout::new(dir).projections_path())
+        let path = Layout::new(dir).projections_path();
+        guarded(&path, || Self::open_read_only(&path))
+    }
+
+    /// Opens the projections of `dir` to rebuild them: a file too damaged
+    /// to open is removed first (it is derived data; the rebuild writes a
+    /// new one from the archive), which is what "run `ccvault rebuild`"
+    /// promises.
+    pub fn open_for_rebuild(dir: &Path) -> Result<Projections> {
+        match Self::open(dir) {
+            Err(
+                ProjectionError::Damaged { path, .. }
+                | ProjectionError::Redb {
+                    path,
+                    source: redb::Error::Corrupted(_) | redb::Error::UpgradeRequired(_),
+                },
+            ) => {
+                std::fs::remove_file(&path)
+                    .map_err(|source| ProjectionError::Io { path, source })?;
+                Self::open(dir)
+            }
+            other => other,
+        }
     }
 
     fn open_writable(path: &Path) -> Result<Projections> {

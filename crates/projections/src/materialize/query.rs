@@ -7,12 +7,13 @@ use ccvault_event::{parse_event, EventTime, TimeSource};
 use redb::{ReadOnlyTable, ReadTransaction, ReadableTable};
 
 use super::schema::{offered_at_of, AGENT_STATUS, BY_OFFERED, CHILDREN, OFFERED};
-use super::{AtPath, Projections, Result};
+use super::{guarded, AtPath, Projections, Result};
 use crate::agents::{AgentStateTime, AgentStates, AgentWindow};
 use crate::codec;
 use crate::contact::resolve_contact;
 use crate::report::{Report, ReportOptions, ReportRow};
 use crate::summary::{LegKind, Outcome, Summary};
+use ccvault_store::unguarded;
 
 /// `interactions` filters: all present ones must hold.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -88,15 +89,17 @@ impl Projections {
 
     /// The summary of one interaction, if it has events.
     pub fn summary(&self, guid: &str) -> Result<Option<Summary>> {
-        let txn = self.read_txn()?;
-        let Some(t) = self.summary_tables(&txn)? else {
-            return Ok(None);
-        };
-        let Some(mut s) = self.stored_summary(&t, guid)? else {
-            return Ok(None);
-        };
-        self.place_in_contact(&mut s, &t)?;
-        Ok(Some(s))
+        guarded(&self.path, || {
+            let txn = self.read_txn()?;
+            let Some(t) = self.summary_tables(&txn)? else {
+                return Ok(None);
+            };
+            let Some(mut s) = self.stored_summary(&t, guid)? else {
+                return Ok(None);
+            };
+            self.place_in_contact(&mut s, &t)?;
+            Ok(Some(s))
+        })
     }
 
     /// Every leg of the contact `guid` belongs to (docs/METRICS.md §3), with
@@ -107,54 +110,56 @@ impl Projections {
     /// up to the contact through the legs' parents, then down through
     /// `children`: a few lookups per leg, whatever the archive's size.
     pub fn contact_legs(&self, guid: &str) -> Result<Vec<Summary>> {
-        let txn = self.read_txn()?;
-        let Some(t) = self.summary_tables(&txn)? else {
-            return Ok(Vec::new());
-        };
-        let contact = match self.stored_summary(&t, guid)? {
-            Some(mut asked) => {
-                self.place_in_contact(&mut asked, &t)?;
-                match asked.contact_id {
-                    Some(c) => c,
-                    None => return Ok(vec![asked]),
+        guarded(&self.path, || {
+            let txn = self.read_txn()?;
+            let Some(t) = self.summary_tables(&txn)? else {
+                return Ok(Vec::new());
+            };
+            let contact = match self.stored_summary(&t, guid)? {
+                Some(mut asked) => {
+                    self.place_in_contact(&mut asked, &t)?;
+                    match asked.contact_id {
+                        Some(c) => c,
+                        None => return Ok(vec![asked]),
+                    }
+                }
+                None => guid.to_owned(),
+            };
+            let children = txn.open_table(CHILDREN).at(&self.path)?;
+            // The contact is its first leg (when archived) and everything below
+            // it: every leg whose walk up passes through it ends there, since a
+            // leg has one parent. The visited set ends a cycle's walk down.
+            let mut seen: BTreeSet<String> = BTreeSet::from([contact.clone()]);
+            let mut todo = vec![contact.clone()];
+            let mut legs = Vec::new();
+            while let Some(g) = todo.pop() {
+                if let Some(mut s) = self.stored_summary(&t, &g)? {
+                    self.place_in_contact(&mut s, &t)?;
+                    legs.push(s);
+                }
+                for item in children.range((g.as_str(), "")..).at(&self.path)? {
+                    let (k, _) = item.at(&self.path)?;
+                    let (parent, child) = k.value();
+                    if parent != g {
+                        break;
+                    }
+                    if seen.insert(child.to_owned()) {
+                        todo.push(child.to_owned());
+                    }
                 }
             }
-            None => guid.to_owned(),
-        };
-        let children = txn.open_table(CHILDREN).at(&self.path)?;
-        // The contact is its first leg (when archived) and everything below
-        // it: every leg whose walk up passes through it ends there, since a
-        // leg has one parent. The visited set ends a cycle's walk down.
-        let mut seen: BTreeSet<String> = BTreeSet::from([contact.clone()]);
-        let mut todo = vec![contact.clone()];
-        let mut legs = Vec::new();
-        while let Some(g) = todo.pop() {
-            if let Some(mut s) = self.stored_summary(&t, &g)? {
-                self.place_in_contact(&mut s, &t)?;
-                legs.push(s);
-            }
-            for item in children.range((g.as_str(), "")..).at(&self.path)? {
-                let (k, _) = item.at(&self.path)?;
-                let (parent, child) = k.value();
-                if parent != g {
-                    break;
-                }
-                if seen.insert(child.to_owned()) {
-                    todo.push(child.to_owned());
-                }
-            }
-        }
-        // A leg placed elsewhere would mean `children` disagrees with the
-        // summaries' parents; the summaries are the truth.
-        legs.retain(|s| s.contact_id.as_deref() == Some(contact.as_str()));
-        legs.sort_by(|a, b| {
-            (a.leg_index, a.offered_at, &a.interaction_guid).cmp(&(
-                b.leg_index,
-                b.offered_at,
-                &b.interaction_guid,
-            ))
-        });
-        Ok(legs)
+            // A leg placed elsewhere would mean `children` disagrees with the
+            // summaries' parents; the summaries are the truth.
+            legs.retain(|s| s.contact_id.as_deref() == Some(contact.as_str()));
+            legs.sort_by(|a, b| {
+                (a.leg_index, a.offered_at, &a.interaction_guid).cmp(&(
+                    b.leg_index,
+                    b.offered_at,
+                    &b.interaction_guid,
+                ))
+            });
+            Ok(legs)
+        })
     }
 
     /// Fills `contactId` and `legIndex` (docs/METRICS.md §3) by walking the
@@ -207,26 +212,28 @@ impl Projections {
         filter: &InteractionFilter,
         mut f: impl FnMut(Summary) -> Result<bool>,
     ) -> Result<()> {
-        let txn = self.read_txn()?;
-        let Some(t) = self.summary_tables(&txn)? else {
-            return Ok(());
-        };
-        let lo = filter.from.unwrap_or(i64::MIN);
-        let range = match filter.to {
-            Some(to) => t.by_offered.range((lo, "")..(to, "")),
-            None => t.by_offered.range((lo, "")..),
-        }
-        .at(&self.path)?;
-        for item in range {
-            let (k, v) = item.at(&self.path)?;
-            let (at, guid) = k.value();
-            let mut s = codec::decode_summary(guid, at, v.value()).at(&self.path)?;
-            self.place_in_contact(&mut s, &t)?;
-            if filter.matches(&s) && !f(s)? {
-                break;
+        guarded(&self.path, || {
+            let txn = self.read_txn()?;
+            let Some(t) = self.summary_tables(&txn)? else {
+                return Ok(());
+            };
+            let lo = filter.from.unwrap_or(i64::MIN);
+            let range = match filter.to {
+                Some(to) => t.by_offered.range((lo, "")..(to, "")),
+                None => t.by_offered.range((lo, "")..),
             }
-        }
-        Ok(())
+            .at(&self.path)?;
+            for item in range {
+                let (k, v) = item.at(&self.path)?;
+                let (at, guid) = k.value();
+                let mut s = codec::decode_summary(guid, at, v.value()).at(&self.path)?;
+                self.place_in_contact(&mut s, &t)?;
+                if filter.matches(&s) && !unguarded(|| f(s))? {
+                    break;
+                }
+            }
+            Ok(())
+        })
     }
 
     /// The aggregate report over the stored summaries (docs/METRICS.md §4).
@@ -247,37 +254,39 @@ impl Projections {
     /// Agent state time (docs/METRICS.md §5) over `[from, to)`; without `to`, the
     /// last state runs to the largest timed t(e) in the archive.
     pub fn agents(&self, from: Option<i64>, to: Option<i64>) -> Result<Vec<AgentStateTime>> {
-        let state = self.state()?;
-        let txn = self.read_txn()?;
-        let t = match txn.open_table(AGENT_STATUS) {
-            Ok(t) => t,
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
-            Err(e) => return Err(e).at(&self.path),
-        };
-        let mut acc = AgentStates::new();
-        for item in t.iter().at(&self.path)? {
-            let (k, v) = item.at(&self.path)?;
-            let (_, time_ms, _) = k.value();
-            // The source says whether the change is timed (agent state
-            // time counts timed changes only).
-            let (rank, raw) = v.value();
-            // A rank this code does not know cannot be trusted to be timed.
-            let source = TimeSource::of_rank(rank).unwrap_or(TimeSource::Imported);
-            if let Ok(event) = parse_event(raw) {
-                acc.add_event(
-                    &event,
-                    EventTime {
-                        ms: time_ms,
-                        source,
-                    },
-                    raw,
-                );
+        guarded(&self.path, || {
+            let state = self.state()?;
+            let txn = self.read_txn()?;
+            let t = match txn.open_table(AGENT_STATUS) {
+                Ok(t) => t,
+                Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+                Err(e) => return Err(e).at(&self.path),
+            };
+            let mut acc = AgentStates::new();
+            for item in t.iter().at(&self.path)? {
+                let (k, v) = item.at(&self.path)?;
+                let (_, time_ms, _) = k.value();
+                // The source says whether the change is timed (agent state
+                // time counts timed changes only).
+                let (rank, raw) = v.value();
+                // A rank this code does not know cannot be trusted to be timed.
+                let source = TimeSource::of_rank(rank).unwrap_or(TimeSource::Imported);
+                if let Ok(event) = parse_event(raw) {
+                    acc.add_event(
+                        &event,
+                        EventTime {
+                            ms: time_ms,
+                            source,
+                        },
+                        raw,
+                    );
+                }
             }
-        }
-        Ok(acc.finish(&AgentWindow {
-            from,
-            to,
-            archive_max_time_ms: state.max_time_ms.unwrap_or(i64::MIN),
-        }))
+            Ok(acc.finish(&AgentWindow {
+                from,
+                to,
+                archive_max_time_ms: state.max_time_ms.unwrap_or(i64::MIN),
+            }))
+        })
     }
 }

@@ -16,7 +16,7 @@ use redb::Durability;
 
 use super::project::{project_records, ArchivedEvent, Projected, Want};
 use super::schema::{create_private, scratch_builder, Rows};
-use super::{Applied, AtPath, Db, Progress, ProjectionError, Projections, Result};
+use super::{guarded, Applied, AtPath, Db, Progress, ProjectionError, Projections, Result};
 use crate::codec::CodecError;
 
 /// Records buffered for interactions whose last record has not been read
@@ -57,34 +57,37 @@ impl Projections {
         opts: RebuildOptions,
         progress: &mut dyn FnMut(Progress),
     ) -> Result<Applied> {
-        self.writable()?;
-        let started = Instant::now();
-        let scratch = self.path.with_extension("redb.rebuild");
-        let _ = std::fs::remove_file(&scratch);
-        create_private(&scratch)?;
-        let db = scratch_builder().create(&scratch).at(&scratch)?;
-        let building = Projections {
-            path: scratch.clone(),
-            db: Some(Db::Writable(db)),
-        };
-        let mut applied = building.fill(reader, opts, progress, started)?;
-        drop(building);
-        // Release our handle on the old file, then swap the new one in.
-        self.db = None;
-        std::fs::rename(&scratch, &self.path).map_err(|source| ProjectionError::Io {
-            path: self.path.display().to_string(),
-            source,
-        })?;
-        if let Some(dir) = self.path.parent() {
-            if let Ok(d) = std::fs::File::open(dir) {
-                let _ = d.sync_all();
+        let path = self.path.clone();
+        guarded(&path, || {
+            self.writable()?;
+            let started = Instant::now();
+            let scratch = self.path.with_extension("redb.rebuild");
+            let _ = std::fs::remove_file(&scratch);
+            create_private(&scratch)?;
+            let db = scratch_builder().create(&scratch).at(&scratch)?;
+            let building = Projections {
+                path: scratch.clone(),
+                db: Some(Db::Writable(db)),
+            };
+            let mut applied = building.fill(reader, opts, progress, started)?;
+            drop(building);
+            // Release our handle on the old file, then swap the new one in.
+            self.db = None;
+            std::fs::rename(&scratch, &self.path).map_err(|source| ProjectionError::Io {
+                path: self.path.display().to_string(),
+                source,
+            })?;
+            if let Some(dir) = self.path.parent() {
+                if let Ok(d) = std::fs::File::open(dir) {
+                    let _ = d.sync_all();
+                }
             }
-        }
-        let reopened =
-            Self::open_writable(&self.path).or_else(|_| Self::open_read_only(&self.path))?;
-        self.db = reopened.db;
-        applied.elapsed = started.elapsed();
-        Ok(applied)
+            let reopened =
+                Self::open_writable(&self.path).or_else(|_| Self::open_read_only(&self.path))?;
+            self.db = reopened.db;
+            applied.elapsed = started.elapsed();
+            Ok(applied)
+        })
     }
 
     /// The rebuild proper, into this (empty) store.

@@ -7,7 +7,7 @@ use ccvault_store::{guid_hash, Position, StoreError};
 use redb::{Database, ReadableTable, ReadableTableMetadata, TableDefinition, WriteTransaction};
 
 use super::project::{AgentRow, SummaryRow};
-use super::{AtPath, ProjectionError, Projections, Result, State, PROJECTION_VERSION};
+use super::{guarded, AtPath, ProjectionError, Projections, Result, State, PROJECTION_VERSION};
 
 pub(super) const META: TableDefinition<&str, i64> = TableDefinition::new("meta");
 pub(super) const BY_OFFERED: TableDefinition<(i64, &str), &[u8]> =
@@ -107,24 +107,27 @@ pub(super) enum Rows {
 impl Projections {
     /// The stored version, offset consumed and sizes.
     pub fn state(&self) -> Result<State> {
-        let txn = self.read_txn()?;
-        let meta = match txn.open_table(META) {
-            Ok(t) => t,
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(State::default()),
-            Err(e) => return Err(e).at(&self.path),
-        };
-        let get =
-            |k: &str| -> Result<Option<i64>> { Ok(meta.get(k).at(&self.path)?.map(|v| v.value())) };
-        let interactions = match txn.open_table(BY_OFFERED) {
-            Ok(t) => t.len().at(&self.path)?,
-            Err(redb::TableError::TableDoesNotExist(_)) => 0,
-            Err(e) => return Err(e).at(&self.path),
-        };
-        Ok(State {
-            version: get("version")?,
-            consumed: get("consumed")?.map_or(0, |c| c.max(0) as u64),
-            max_time_ms: get("max_time_ms")?,
-            interactions,
+        guarded(&self.path, || {
+            let txn = self.read_txn()?;
+            let meta = match txn.open_table(META) {
+                Ok(t) => t,
+                Err(redb::TableError::TableDoesNotExist(_)) => return Ok(State::default()),
+                Err(e) => return Err(e).at(&self.path),
+            };
+            let get = |k: &str| -> Result<Option<i64>> {
+                Ok(meta.get(k).at(&self.path)?.map(|v| v.value()))
+            };
+            let interactions = match txn.open_table(BY_OFFERED) {
+                Ok(t) => t.len().at(&self.path)?,
+                Err(redb::TableError::TableDoesNotExist(_)) => 0,
+                Err(e) => return Err(e).at(&self.path),
+            };
+            Ok(State {
+                version: get("version")?,
+                consumed: get("consumed")?.map_or(0, |c| c.max(0) as u64),
+                max_time_ms: get("max_time_ms")?,
+                interactions,
+            })
         })
     }
 
