@@ -475,3 +475,25 @@ fn a_damaged_projections_file_says_rebuild_and_html_pages_are_private() {
         report
     );
 }
+
+/// Issue 15 item 7: `verify` over a zeroed `index.redb` rebuilds it and says
+/// so with a non-zero exit (it repaired something), instead of "clean".
+#[test]
+fn verify_over_a_zeroed_index_reports_the_rebuild() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (dir, _) = small_archive(tmp.path());
+    let index = dir.join("index.redb");
+    let len = fs::metadata(&index).unwrap().len() as usize;
+    fs::write(&index, vec![0u8; len]).unwrap();
+    let run = ccvault(&dir, &["verify"]);
+    run.assert_no_panic();
+    assert_eq!(run.code, 1, "{}", run.stdout_str());
+    assert!(
+        run.stdout_str().contains("was rebuilt from the log"),
+        "{}",
+        run.stdout_str()
+    );
+    // Repaired: the next verify is clean and every record is served.
+    ccvault(&dir, &["verify"]).ok();
+    assert_eq!(stats(&dir).records, 1);
+}

@@ -64,6 +64,11 @@ pub enum CatchUp {
         first: u64,
         error: String,
     },
+    /// The index could not be opened (`why`: missing, zeroed, damaged) and
+    /// was rebuilt from the log; every record is indexed now.
+    Rebuilt {
+        why: String,
+    },
 }
 
 pub struct ArchiveReader {
@@ -86,7 +91,10 @@ impl ArchiveReader {
     /// [`ArchiveReader::open`], also saying whether the index was behind the
     /// log and what was done about it (`verify` reports it).
     pub fn open_catching_up(dir: &Path) -> Result<(ArchiveReader, CatchUp)> {
-        let reader = Self::open_as_committed(dir)?;
+        let (reader, rebuilt) = Self::open_reporting_rebuild(dir)?;
+        if let Some(why) = rebuilt {
+            return Ok((reader, CatchUp::Rebuilt { why }));
+        }
         let Some(first) = reader.first_unindexed()? else {
             return Ok((reader, CatchUp::UpToDate));
         };
@@ -136,25 +144,37 @@ impl ArchiveReader {
 
     /// The archive as of its last index commit, without catching up.
     fn open_as_committed(dir: &Path) -> Result<ArchiveReader> {
+        Self::open_reporting_rebuild(dir).map(|(reader, _)| reader)
+    }
+
+    /// [`Self::open_as_committed`], and why the index had to be rebuilt
+    /// from the log on the way, if it had.
+    fn open_reporting_rebuild(dir: &Path) -> Result<(ArchiveReader, Option<String>)> {
         let layout = Layout::new(dir);
         if !layout.index_path().exists() && !layout.log_dir().exists() {
             return Err(StoreError::NoArchive(dir.to_path_buf()));
         }
         check_private_files(dir)?;
+        let mut rebuilt = None;
         let index = match IndexReader::open(&layout.index_path()) {
             Ok(index) => index,
             Err(first) => {
                 // A crashed writer leaves the index needing repair (or, after
                 // `rm index.redb`, missing): a writer open fixes both.
                 match Archive::open(dir, ArchiveOptions::default()) {
-                    Ok((archive, _)) => drop(archive),
+                    Ok((archive, report)) => {
+                        if report.index_rebuilt {
+                            rebuilt = Some(first.to_string());
+                        }
+                        drop(archive)
+                    }
                     Err(StoreError::Locked { .. }) => return Err(first.into()),
                     Err(e) => return Err(e),
                 }
                 IndexReader::open(&layout.index_path())?
             }
         };
-        Self::with_index(layout, index)
+        Ok((Self::with_index(layout, index)?, rebuilt))
     }
 
     /// A reader over the writer's own snapshot.

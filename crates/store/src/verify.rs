@@ -91,6 +91,9 @@ pub fn verify(dir: &Path) -> Result<VerifyReport> {
             "the index was behind the log: records {first}..{end} were durable but not indexed, \
              so readers did not see them (indexed now)"
         )),
+        CatchUp::Rebuilt { why } => problems.push(format!(
+            "the index could not be opened ({why}) and was rebuilt from the log"
+        )),
         CatchUp::Failed { first, error } => problems.push(format!(
             "the index is behind the log: records from offset {first} are durable but not \
              indexed, and indexing them failed: {error}"
