@@ -8,6 +8,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use base64::Engine as _;
+use ccvault_event::lifecycle_rank;
 use ccvault_sim::{simulate, simulate_with_truth, Quirks, SimConfig, SimSummary, Truth};
 use serde_json::Value;
 
@@ -152,24 +153,6 @@ fn event_time(e: &Value, publish: Option<i64>) -> Option<i64> {
         .or_else(|| pos(num(e.get("eventTS")).map(|s| s * 1000)))
 }
 
-fn rank(t: &str) -> u8 {
-    match t {
-        "InteractionCreated" => 0,
-        "InteractionQueued" => 1,
-        "InteractionAssigned" => 2,
-        "InteractionRejected" => 3,
-        "InteractionAccepted" => 4,
-        "InteractionCustomerAccepted" => 5,
-        "LineHoldStatus" => 6,
-        "InteractionPostProcess" => 8,
-        "InteractionEndPostProcess" => 9,
-        "InteractionDeassigned" => 10,
-        "InteractionUnqueued" => 11,
-        "InteractionDeleted" => 12,
-        _ => 7,
-    }
-}
-
 /// `originalInteractionGuid` of an event: an `attachedDatum` entry or a body field.
 fn original_guid(e: &Value) -> Option<String> {
     let datum = e
@@ -218,7 +201,7 @@ fn derive(mut raw: Vec<Distinct>, parents: &HashMap<String, Option<String>>) -> 
                 event_time(e, p).expect("every simulated event has a time"),
                 seq.is_none(),
                 seq.unwrap_or(0),
-                rank(e["event"].as_str().unwrap_or("")),
+                lifecycle_rank(e["event"].as_str().unwrap_or("")),
             )
         };
         key(av, *ap).cmp(&key(bv, *bp)).then_with(|| ab.cmp(bb))
@@ -599,7 +582,7 @@ fn quirks_off_means_clean_stream() {
     }
     for e in interaction_events(&out) {
         assert!(e["interactionEventTS"].is_i64());
-        assert!(e["event"].as_str().is_some_and(|t| rank(t) != 7
+        assert!(e["event"].as_str().is_some_and(|t| lifecycle_rank(t) != 7
             || t == "RecordingStatus"
             || t == "InteractionTransferRequest"));
         if let Some(q) = e.get("queueId") {
