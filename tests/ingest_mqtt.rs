@@ -181,23 +181,6 @@ fn archived(data: &Path) -> (BTreeMap<Vec<u8>, usize>, ccvault_store::Stats) {
     (map, reader.stats().unwrap())
 }
 
-fn wait_records(data: &Path, n: u64, timeout: Duration, ingest: &Daemon) {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Ok(r) = ArchiveReader::open(data) {
-            if r.stats().map(|s| s.records).unwrap_or(0) >= n {
-                return;
-            }
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the archive did not reach {n} records:\n{}",
-            ingest.stderr()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 fn summary(stdout: &str) -> serde_json::Value {
     let line = stdout
         .lines()
@@ -261,7 +244,7 @@ fn every_event_is_archived_exactly_once_across_kill9_restarts() {
     // Readers may only look once the writer holds the archive (a reader
     // that finds a crashed index repairs it, which needs the writer lock).
     ingest.wait_for_log("subscribed", Duration::from_secs(20));
-    wait_records(&data, N as u64, Duration::from_secs(90), &ingest);
+    ingest.wait_records(&data, N as u64, Duration::from_secs(90));
     // Let the last PUBACKs go out, then stop cleanly.
     std::thread::sleep(Duration::from_millis(300));
     let (status, stdout) = ingest.terminate();
@@ -334,7 +317,7 @@ fn topics_tenants_dedup_quarantine_metrics_and_clean_shutdown() {
             ("acme/event-v1/all".into(), b"this is not json".to_vec()),
         ],
     );
-    wait_records(&data, 3, Duration::from_secs(20), &ingest);
+    ingest.wait_records(&data, 3, Duration::from_secs(20));
     std::thread::sleep(Duration::from_millis(300));
 
     let mut conn = TcpStream::connect(("127.0.0.1", metrics_port)).unwrap();
@@ -493,7 +476,7 @@ fn an_envelope_with_oversized_metadata_is_quarantined_and_the_stream_goes_on() {
             ("acme/event-v1/all".into(), after.clone()),
         ],
     );
-    wait_records(&data, 2, Duration::from_secs(20), &ingest);
+    ingest.wait_records(&data, 2, Duration::from_secs(20));
     let (status, stdout) = ingest.terminate();
     assert!(status.success(), "exit {status}:\n{}", ingest.stderr());
     let s = summary(&stdout);
@@ -646,7 +629,7 @@ fn mqtts_verifies_the_broker_and_presents_a_client_certificate() {
             .map(|i| ("acme/event-v1/all".to_owned(), event(i).into_bytes()))
             .collect(),
     );
-    wait_records(&data, N as u64, Duration::from_secs(30), &ingest);
+    ingest.wait_records(&data, N as u64, Duration::from_secs(30));
     let (status, stdout) = ingest.terminate();
     assert!(status.success(), "{}", ingest.stderr());
     assert_eq!(summary(&stdout)["archived"], N as u64);

@@ -530,23 +530,6 @@ fn key_file(dir: &Path, key: &str) -> PathBuf {
     p
 }
 
-fn wait_records(data: &Path, n: u64, timeout: Duration, ingest: &Daemon) {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Ok(r) = ArchiveReader::open(data) {
-            if r.stats().map(|s| s.records).unwrap_or(0) >= n {
-                return;
-            }
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the archive did not reach {n} records:\n{}",
-            ingest.stderr()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 /// payload -> (count, messageIds of its records)
 fn archived(data: &Path) -> BTreeMap<Vec<u8>, Vec<String>> {
     let reader = ArchiveReader::open(data).unwrap();
@@ -617,7 +600,7 @@ fn archive_across_kill9_restarts(
     }
     producer.join().unwrap();
     ingest.wait_for_log(connected, Duration::from_secs(20));
-    wait_records(data, n as u64, Duration::from_secs(90), &ingest);
+    ingest.wait_records(data, n as u64, Duration::from_secs(90));
     let (status, stdout) = ingest.terminate();
     assert!(status.success(), "exit {status}:\n{}", ingest.stderr());
     assert_eq!(summary(&stdout)["ok"], true);
@@ -716,7 +699,7 @@ fn the_api_key_never_reaches_the_log_even_at_trace_level() {
     let mut cmd = ingest_command(&data, &server.url(), &key, &[]);
     cmd.env("CCVAULT_LOG", "trace");
     let mut ingest = Daemon::spawn(cmd, work.path().join("ingest.log"));
-    wait_records(&data, 20, Duration::from_secs(60), &ingest);
+    ingest.wait_records(&data, 20, Duration::from_secs(60));
     let (_, stdout) = ingest.terminate();
     let err = ingest.stderr();
     // The WebSocket library's own handshake log reached us, so the cap on its
@@ -741,7 +724,7 @@ fn dropped_connections_resume_without_loss_or_doubling() {
     let key = key_file(work.path(), KEY);
     let mut ingest = start_ingest(&data, work.path(), 0, &server.url(), &key, &[]);
     ingest.wait_for_log("Pulsar reader connected", Duration::from_secs(20));
-    wait_records(&data, N as u64, Duration::from_secs(60), &ingest);
+    ingest.wait_records(&data, N as u64, Duration::from_secs(60));
     let (status, stdout) = ingest.terminate();
     assert!(status.success(), "exit {status}:\n{}", ingest.stderr());
     let s = summary(&stdout);
@@ -814,7 +797,7 @@ fn a_failover_subscription_moves_to_the_standby_when_the_active_ingest_is_killed
     active.wait_for_log("Pulsar consumer connected", Duration::from_secs(20));
     let mut standby = start_ingest(&data_b, work.path(), 1, &url, &key, &failover);
     standby.wait_for_log("Pulsar consumer connected", Duration::from_secs(20));
-    wait_records(&data_a, 500, Duration::from_secs(60), &active);
+    active.wait_records(&data_a, 500, Duration::from_secs(60));
 
     // Publishing goes on while the active process is killed.
     let producer = server.publish_paced(500..N);
@@ -939,7 +922,7 @@ fn wss_verifies_the_endpoint_against_the_given_ca() {
     let data = work.path().join("data");
     let ca = ["--ca-file", pki.ca.to_str().unwrap()];
     let mut ingest = start_ingest(&data, work.path(), 2, &url, &key, &ca);
-    wait_records(&data, 50, Duration::from_secs(30), &ingest);
+    ingest.wait_records(&data, 50, Duration::from_secs(30));
     let (status, _) = ingest.terminate();
     assert!(status.success(), "{}", ingest.stderr());
     assert_exactly_once(&data, 50);

@@ -3,9 +3,11 @@
 //! so a failing test never leaves it behind.
 
 use std::io::Read;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
+
+use ccvault_store::ArchiveReader;
 
 pub struct Daemon {
     child: Option<Child>,
@@ -49,6 +51,26 @@ impl Daemon {
                 self.stderr()
             );
             std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Waits until the archive in `data` holds at least `n` records (read at
+    /// library level while this process keeps writing it); fails with this
+    /// process's log after `timeout`.
+    pub fn wait_records(&self, data: &Path, n: u64, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok(r) = ArchiveReader::open(data) {
+                if r.stats().map(|s| s.records).unwrap_or(0) >= n {
+                    return;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the archive did not reach {n} records:\n{}",
+                self.stderr()
+            );
+            std::thread::sleep(Duration::from_millis(50));
         }
     }
 
