@@ -28,18 +28,16 @@ impl Rng {
     }
 }
 
-/// Owned data for a test record.
+/// A test record: the library's owned [`Record`], its offset left 0 (the log
+/// assigns offsets; `matches` is told the one expected).
 #[derive(Clone, Debug)]
-pub struct TestRec {
-    pub ingest_ms: i64,
-    pub quarantined: bool,
-    pub source_kind: SourceKind,
-    pub source: String,
-    pub line: u64,
-    pub message_id: String,
-    pub publish_time: String,
-    pub quarantine_reason: String,
-    pub payload: Vec<u8>,
+pub struct TestRec(pub Record);
+
+impl std::ops::Deref for TestRec {
+    type Target = Record;
+    fn deref(&self) -> &Record {
+        &self.0
+    }
 }
 
 impl TestRec {
@@ -57,7 +55,8 @@ impl TestRec {
             p.extend_from_slice(b"\"}}");
             p
         };
-        TestRec {
+        TestRec(Record {
+            offset: 0,
             ingest_ms: 1_700_000_000_000 + i as i64,
             quarantined: matches!(i % 5, 0),
             source_kind: [
@@ -86,22 +85,15 @@ impl TestRec {
                 String::new()
             },
             payload,
-        }
+        })
     }
 
     /// The fields of a record read back, to append again.
     pub fn from_record(r: &Record) -> TestRec {
-        TestRec {
-            ingest_ms: r.ingest_ms,
-            quarantined: r.quarantined,
-            source_kind: r.source_kind,
-            source: r.source.clone(),
-            line: r.line,
-            message_id: r.message_id.clone(),
-            publish_time: r.publish_time.clone(),
-            quarantine_reason: r.quarantine_reason.clone(),
-            payload: r.payload.clone(),
-        }
+        TestRec(Record {
+            offset: 0,
+            ..r.clone()
+        })
     }
 
     pub fn as_new(&self) -> NewRecord<'_> {
@@ -118,17 +110,12 @@ impl TestRec {
         }
     }
 
+    /// Whether `r` is this record, read back at `offset`.
     pub fn matches(&self, offset: u64, r: &Record) -> bool {
-        r.offset == offset
-            && r.ingest_ms == self.ingest_ms
-            && r.quarantined == self.quarantined
-            && r.source_kind == self.source_kind
-            && r.source == self.source
-            && r.line == self.line
-            && r.message_id == self.message_id
-            && r.publish_time == self.publish_time
-            && r.quarantine_reason == self.quarantine_reason
-            && r.payload == self.payload
+        *r == Record {
+            offset,
+            ..self.0.clone()
+        }
     }
 }
 
