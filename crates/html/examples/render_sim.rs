@@ -12,19 +12,11 @@ use std::path::PathBuf;
 use ccvault_projections::{summarize, timeline, EventInput, Outcome, Report, ReportOptions};
 use jiff::tz::TimeZone;
 
-type Records = Vec<(Vec<u8>, Option<String>)>;
+// The stream is grouped as the unit tests group it.
+#[path = "../src/sim_day.rs"]
+mod sim_day;
 
-fn inputs_of(recs: &Records) -> Vec<EventInput<'_>> {
-    recs.iter()
-        .map(|(p, pt)| EventInput {
-            payload: p,
-            publish_time: pt.as_deref(),
-            ingest_ms: 0,
-            live: false,
-            topic_tenant: None,
-        })
-        .collect()
-}
+use sim_day::{inputs_of, Records};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
@@ -42,18 +34,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut truths = Vec::new();
     ccvault_sim::simulate_with_truth(&cfg, &mut buf, &mut |t| truths.push(t))?;
 
-    let mut by_guid: BTreeMap<String, Records> = BTreeMap::new();
-    for line in buf.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
-        let d = ccvault_event::decode_message(line);
-        if let Ok(keys) = &d.outcome {
-            if let Some(g) = &keys.interaction_guid {
-                by_guid
-                    .entry(g.clone())
-                    .or_default()
-                    .push((d.payload.to_vec(), d.publish_time.clone()));
-            }
-        }
-    }
+    let by_guid = sim_day::by_guid(&buf);
     let mut report = Report::new(ReportOptions {
         tz: tz.clone(),
         ..ReportOptions::default()

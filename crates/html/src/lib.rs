@@ -71,4 +71,7 @@ pub(crate) mod test_xml {
 }
 
 #[cfg(test)]
+mod sim_day;
+
+#[cfg(test)]
 mod tests;

@@ -9,13 +9,12 @@ use ccvault_projections::{
 };
 use jiff::tz::TimeZone;
 
+use crate::sim_day::{by_guid, inputs_of};
 use crate::test_xml::check;
 use crate::{lanes, render_contact, render_report, render_timeline, LegView, SegmentKind};
 
 /// A lane as (kind, title, agent, segments in seconds after `T0`).
 type LaneShape<'a> = (SegmentKind, &'a str, Option<&'a str>, Vec<(i64, i64)>);
-/// Payloads and publish times of one interaction.
-type Records = Vec<(Vec<u8>, Option<String>)>;
 
 const GUID: &str = "int-19a1b2c3d4e-Qm7tZp2LxWc9aRf3kYv8bNe1H-phone-00-acmecorp01";
 const T0: i64 = 1_763_900_000;
@@ -401,18 +400,7 @@ fn simulated_interactions_render_and_add_up() {
     };
     let mut buf = Vec::new();
     ccvault_sim::simulate(&cfg, &mut buf).unwrap();
-    let mut by_guid: BTreeMap<String, Records> = BTreeMap::new();
-    for line in buf.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
-        let d = ccvault_event::decode_message(line);
-        if let Ok(keys) = &d.outcome {
-            if let Some(g) = &keys.interaction_guid {
-                by_guid
-                    .entry(g.clone())
-                    .or_default()
-                    .push((d.payload.to_vec(), d.publish_time.clone()));
-            }
-        }
-    }
+    let by_guid = by_guid(&buf);
     assert!(by_guid.len() >= 400);
     let mut report = Report::new(ReportOptions {
         interval: ccvault_projections::Interval::Min15,
@@ -420,16 +408,7 @@ fn simulated_interactions_render_and_add_up() {
     });
     let (mut holds_seen, mut rejects_seen) = (0, 0);
     for (guid, recs) in &by_guid {
-        let inputs: Vec<EventInput> = recs
-            .iter()
-            .map(|(p, pt)| EventInput {
-                payload: p,
-                publish_time: pt.as_deref(),
-                ingest_ms: 0,
-                live: false,
-                topic_tenant: None,
-            })
-            .collect();
+        let inputs = inputs_of(recs);
         let tl = timeline::build(&inputs).unwrap();
         let s = &tl.summary;
         report.add(&summarize(&inputs).unwrap());
@@ -635,16 +614,7 @@ fn simulated_contacts_render_with_their_handoffs() {
     let mut buf = Vec::new();
     let mut truths = Vec::new();
     ccvault_sim::simulate_with_truth(&cfg, &mut buf, &mut |t| truths.push(t)).unwrap();
-    let mut by_guid: BTreeMap<String, Records> = BTreeMap::new();
-    for line in buf.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
-        let d = ccvault_event::decode_message(line);
-        if let Ok(Some(g)) = d.outcome.as_ref().map(|k| k.interaction_guid.clone()) {
-            by_guid
-                .entry(g)
-                .or_default()
-                .push((d.payload.to_vec(), d.publish_time.clone()));
-        }
-    }
+    let by_guid = by_guid(&buf);
     let mut contacts: BTreeMap<&str, Vec<&ccvault_sim::Truth>> = BTreeMap::new();
     for t in &truths {
         contacts.entry(t.contact_id.as_str()).or_default().push(t);
@@ -653,18 +623,7 @@ fn simulated_contacts_render_with_their_handoffs() {
     for legs in contacts.values().filter(|l| l.len() > 1) {
         let recs: Vec<Vec<EventInput>> = legs
             .iter()
-            .map(|t| {
-                by_guid[&t.interaction_guid]
-                    .iter()
-                    .map(|(p, pt)| EventInput {
-                        payload: p,
-                        publish_time: pt.as_deref(),
-                        ingest_ms: 0,
-                        live: false,
-                        topic_tenant: None,
-                    })
-                    .collect()
-            })
+            .map(|t| inputs_of(&by_guid[&t.interaction_guid]))
             .collect();
         let tls: Vec<_> = recs.iter().map(|r| timeline::build(r).unwrap()).collect();
         let views: Vec<LegView> = legs
