@@ -17,23 +17,13 @@ use ccvault_store::{ArchiveReader, Record};
 // ---------------------------------------------------------------------------
 // Randomness
 
-/// Deterministic xorshift64 PRNG (seed must not be 0).
-#[derive(Clone, Debug)]
-pub struct Rng(pub u64);
+// One PRNG for every test crate: the log crate's.
+#[path = "../../crates/log/tests/common/rng.rs"]
+mod rng;
+
+pub use rng::Rng;
 
 impl Rng {
-    pub fn next_u64(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        self.0 = x;
-        x
-    }
-    /// Uniform in `0..n` (n > 0).
-    pub fn below(&mut self, n: u64) -> u64 {
-        self.next_u64() % n
-    }
     /// A seed from the clock (printed by callers, so a failure can be replayed
     /// with `CCVAULT_TEST_SEED`).
     pub fn seeded() -> (Rng, u64) {

@@ -168,7 +168,7 @@ fn random_garbage_never_panics() {
                     let a = rng.below(data.len() as u64) as usize;
                     let b = (a + rng.below(500) as usize).min(data.len());
                     for x in &mut data[a..b] {
-                        *x = rng.next() as u8;
+                        *x = rng.next_u64() as u8;
                     }
                 }
                 1 => {
@@ -176,7 +176,7 @@ fn random_garbage_never_panics() {
                     for _ in 0..20 {
                         let a = rng.below(data.len().saturating_sub(8) as u64) as usize;
                         data[a..a + 4].copy_from_slice(&[0xFE, 0xCC, 0x5E, 0x91]);
-                        data[a + 4..a + 8].copy_from_slice(&(rng.next() as u32).to_le_bytes());
+                        data[a + 4..a + 8].copy_from_slice(&(rng.next_u64() as u32).to_le_bytes());
                     }
                 }
                 2 => {
@@ -190,7 +190,7 @@ fn random_garbage_never_panics() {
                 3 => data.truncate(rng.below(data.len() as u64) as usize),
                 _ => {
                     let at = rng.below(data.len() as u64) as usize;
-                    data[at] = rng.next() as u8;
+                    data[at] = rng.next_u64() as u8;
                 }
             }
             std::fs::write(file, &data).unwrap();

@@ -135,7 +135,7 @@ fn garbage_after_the_last_record_is_truncated() {
     let mut data = std::fs::read(&seg).unwrap();
     data.extend(std::iter::repeat_n(0u8, 5000));
     let mut rng = Rng(7);
-    data.extend((0..3000).map(|_| rng.next() as u8));
+    data.extend((0..3000).map(|_| rng.next_u64() as u8));
     std::fs::write(&seg, &data).unwrap();
     let (log, rec) = Log::open(tmp.path(), opts(1 << 20), None).unwrap();
     assert_eq!(rec.truncated_bytes, 8000);

@@ -5,28 +5,14 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
+mod rng;
 pub mod sim;
+
+pub use rng::Rng;
 
 use ccvault_log::{
     FsyncPolicy, Log, LogOptions, LogReader, NewRecord, Position, Record, ScanItem, SourceKind,
 };
-
-/// Deterministic xorshift PRNG.
-pub struct Rng(pub u64);
-
-impl Rng {
-    pub fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        self.0 = x;
-        x
-    }
-    pub fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
 
 /// A test record: the library's owned [`Record`], its offset left 0 (the log
 /// assigns offsets; `matches` is told the one expected).
@@ -45,7 +31,7 @@ impl TestRec {
         let mut rng = Rng(i.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
         let len = rng.below(max_payload + 1) as usize;
         let payload: Vec<u8> = if matches!(i % 5, 0) {
-            (0..len).map(|_| rng.next() as u8).collect()
+            (0..len).map(|_| rng.next_u64() as u8).collect()
         } else {
             let s = format!("{{\"Interaction\":{{\"n\":{i},\"pad\":\"");
             let mut p = s.into_bytes();
