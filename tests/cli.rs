@@ -203,14 +203,16 @@ fn canonical_key(line: &[u8]) -> (i64, u8, i64, u8, Vec<u8>) {
         "InteractionCreated" => 0,
         "InteractionQueued" => 1,
         "InteractionAssigned" => 2,
-        "InteractionRejected" | "InteractionDeassigned" => 3,
+        "InteractionRejected" => 3,
         "InteractionAccepted" => 4,
         "InteractionCustomerAccepted" => 5,
         "LineHoldStatus" => 6,
         "InteractionPostProcess" => 8,
         "InteractionEndPostProcess" => 9,
-        "InteractionUnqueued" => 10,
-        "InteractionDeleted" => 11,
+        // docs/METRICS.md §2 (v2): the agent's release after its wrap-up.
+        "InteractionDeassigned" => 10,
+        "InteractionUnqueued" => 11,
+        "InteractionDeleted" => 12,
         _ => 7,
     };
     (
