@@ -332,11 +332,19 @@ impl ArchiveReader {
         mut on_damage: impl FnMut(String),
     ) -> Result<()> {
         let start = ccvault_log::Position { segment: 0, pos: 0 };
+        let mut order = OffsetOrder::default();
         for item in self.log.scan(start) {
             match item? {
-                ScanItem::Record(_, rec) => {
+                ScanItem::Record(at, rec) => {
                     if rec.offset >= self.visible_end {
                         break;
+                    }
+                    if !order.admits(rec.offset) {
+                        on_damage(format!(
+                            "record at offset {} in segment {} repeats or goes back (a copied or renamed segment); not served",
+                            rec.offset, at.segment
+                        ));
+                        continue;
                     }
                     f(rec)?;
                 }
@@ -381,6 +389,7 @@ impl VisibleRecords<'_> {
     ) -> Result<ControlFlow<B>> {
         let end = self.end;
         let mut broke = None;
+        let mut order = OffsetOrder::default();
         self.log
             .scan_with(from, |item| -> std::result::Result<_, LogError> {
                 let ScanRef::Record(pos, rec) = item else {
@@ -389,12 +398,34 @@ impl VisibleRecords<'_> {
                 if rec.offset >= end {
                     return Ok(ControlFlow::Break(()));
                 }
+                if !order.admits(rec.offset) {
+                    return Ok(ControlFlow::Continue(()));
+                }
                 Ok(f(pos, rec).map_break(|b| broke = Some(b)))
             })?;
         Ok(match broke {
             Some(b) => ControlFlow::Break(b),
             None => ControlFlow::Continue(()),
         })
+    }
+}
+
+/// Enforces "each offset once, in increasing order" on a scan: a record
+/// whose offset is not above the last one passed (a segment copied or
+/// renamed to a wrong base, a repeated frame) is not served; `verify`
+/// reports it as damage.
+#[derive(Default)]
+struct OffsetOrder {
+    next: u64,
+}
+
+impl OffsetOrder {
+    fn admits(&mut self, offset: u64) -> bool {
+        if offset < self.next {
+            return false;
+        }
+        self.next = offset.saturating_add(1);
+        true
     }
 }
 
