@@ -261,11 +261,11 @@ fn every_event_is_archived_exactly_once_across_kill9_restarts() {
             "event {i} archived once"
         );
     }
-    assert_eq!(stats.records, N as u64);
-    assert_eq!(stats.quarantined, 0);
+    assert_eq!(stats.counters.records, N as u64);
+    assert_eq!(stats.counters.quarantined, 0);
     eprintln!(
         "{runs} restarts; duplicates skipped overall: {}",
-        stats.duplicates
+        stats.counters.duplicates
     );
 
     // A last run finds the session empty: nothing new arrives.

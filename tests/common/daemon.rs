@@ -61,7 +61,7 @@ impl Daemon {
         let deadline = Instant::now() + timeout;
         loop {
             if let Ok(r) = ArchiveReader::open(data) {
-                if r.stats().map(|s| s.records).unwrap_or(0) >= n {
+                if r.stats().map(|s| s.counters.records).unwrap_or(0) >= n {
                     return;
                 }
             }

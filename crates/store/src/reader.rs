@@ -24,28 +24,15 @@ use crate::error::{Result, StoreError};
 use crate::layout::Layout;
 use crate::segments::SegmentMap;
 
-/// Totals for `ccvault stats`.
+/// Totals for `ccvault stats`: the index's counters and the sizes on disk.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Stats {
-    pub records: u64,
-    pub events: u64,
-    pub quarantined: u64,
-    pub duplicates: u64,
-    /// Transport control messages seen (never archived).
-    pub control: u64,
-    pub interactions: u64,
+    pub counters: Counters,
     pub segments: u64,
     /// Log plus index bytes on disk.
     pub bytes: u64,
     pub log_bytes: u64,
     pub index_bytes: u64,
-    /// The range of timed event times (docs/METRICS.md §2).
-    pub min_time_ms: Option<i64>,
-    pub max_time_ms: Option<i64>,
-    /// Records whose time is weak (`eventTS`, an import time), and their range.
-    pub untimed: u64,
-    pub untimed_min_ms: Option<i64>,
-    pub untimed_max_ms: Option<i64>,
 }
 
 /// Whether an opened reader found the index behind the log.
@@ -270,21 +257,11 @@ impl ArchiveReader {
         let log_bytes = self.log.total_bytes();
         let index_bytes = std::fs::metadata(self.layout.index_path()).map_or(0, |m| m.len());
         Ok(Stats {
-            records: c.records,
-            events: c.events,
-            quarantined: c.quarantined,
-            duplicates: c.duplicates,
-            control: c.control,
-            interactions: c.interactions,
+            counters: c,
             segments: self.log.segments().len() as u64,
             bytes: log_bytes + index_bytes,
             log_bytes,
             index_bytes,
-            min_time_ms: c.min_time_ms,
-            max_time_ms: c.max_time_ms,
-            untimed: c.untimed,
-            untimed_min_ms: c.untimed_min_ms,
-            untimed_max_ms: c.untimed_max_ms,
         })
     }
 

@@ -210,40 +210,41 @@ pub fn show_raw(cli: &Cli, guid: &str) -> Result<ExitCode> {
 pub fn stats(cli: &Cli, format: HumanJson) -> Result<ExitCode> {
     let reader = open_reader(cli)?;
     let s = reader.stats()?;
+    let c = &s.counters;
     let tz = cli.tz();
     let mut out = std::io::stdout().lock();
     match format {
         HumanJson::Json => json_line(
             &mut out,
             &json!({
-                "records": s.records, "events": s.events, "quarantined": s.quarantined,
-                "duplicates": s.duplicates, "control": s.control,
+                "records": c.records, "events": c.events, "quarantined": c.quarantined,
+                "duplicates": c.duplicates, "control": c.control,
                 "segments": s.segments, "bytes": s.bytes,
                 "logBytes": s.log_bytes, "indexBytes": s.index_bytes,
-                "interactions": s.interactions, "minTime": s.min_time_ms, "maxTime": s.max_time_ms,
-                "untimed": s.untimed, "untimedMinTime": s.untimed_min_ms,
-                "untimedMaxTime": s.untimed_max_ms,
+                "interactions": c.interactions, "minTime": c.min_time_ms, "maxTime": c.max_time_ms,
+                "untimed": c.untimed, "untimedMinTime": c.untimed_min_ms,
+                "untimedMaxTime": c.untimed_max_ms,
             }),
         )?,
         HumanJson::Human => {
             writeln!(out, "archive       {}", cli.data_dir.display())?;
-            writeln!(out, "records       {}", s.records)?;
-            writeln!(out, "  events      {}", s.events)?;
-            writeln!(out, "  quarantined {}", s.quarantined)?;
-            writeln!(out, "duplicates    {} (messages skipped)", s.duplicates)?;
+            writeln!(out, "records       {}", c.records)?;
+            writeln!(out, "  events      {}", c.events)?;
+            writeln!(out, "  quarantined {}", c.quarantined)?;
+            writeln!(out, "duplicates    {} (messages skipped)", c.duplicates)?;
             writeln!(
                 out,
                 "control       {} (transport messages, not archived)",
-                s.control
+                c.control
             )?;
-            writeln!(out, "interactions  {}", s.interactions)?;
+            writeln!(out, "interactions  {}", c.interactions)?;
             writeln!(out, "segments      {}", s.segments)?;
             writeln!(
                 out,
                 "bytes         {} (log {}, index {})",
                 s.bytes, s.log_bytes, s.index_bytes
             )?;
-            if let (Some(a), Some(b)) = (s.min_time_ms, s.max_time_ms) {
+            if let (Some(a), Some(b)) = (c.min_time_ms, c.max_time_ms) {
                 writeln!(
                     out,
                     "time range    {} .. {}",
@@ -252,11 +253,11 @@ pub fn stats(cli: &Cli, format: HumanJson) -> Result<ExitCode> {
                 )?;
             }
             // Weak times order events but never stretch the range above.
-            if let (Some(a), Some(b)) = (s.untimed_min_ms, s.untimed_max_ms) {
+            if let (Some(a), Some(b)) = (c.untimed_min_ms, c.untimed_max_ms) {
                 writeln!(
                     out,
                     "untimed       {} records (eventTS or import time only) {} .. {}",
-                    s.untimed,
+                    c.untimed,
                     format_ms(a, &tz),
                     format_ms(b, &tz)
                 )?;
