@@ -3,18 +3,30 @@
 # (--no-fail-fast), then one summary line, "N passed, M failed", summed over
 # the test binaries' result lines. Exits non-zero on any failure (or when a
 # test binary does not build). Installs what the tests need first (the
-# mosquitto broker for the MQTT tests) when it is missing and we are root;
-# otherwise says what to install.
+# mosquitto broker, Chromium and its WebDriver) when it is missing and we are
+# root; otherwise says what to install.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# The packages the tests need: mosquitto (the MQTT tests), chromium and
+# chromium-driver (tests/browser.rs drives a real headless Chromium).
+missing=()
 if ! command -v mosquitto >/dev/null 2>&1 && [ ! -x /usr/sbin/mosquitto ]; then
+  missing+=(mosquitto)
+fi
+if [ ! -x /usr/lib/chromium/chromium ] && ! command -v chromium >/dev/null 2>&1; then
+  missing+=(chromium)
+fi
+if ! command -v chromedriver >/dev/null 2>&1; then
+  missing+=(chromium-driver)
+fi
+if [ "${#missing[@]}" -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
-    apt-get install -y -qq mosquitto >/dev/null
+    apt-get install -y -qq "${missing[@]}" >/dev/null
   else
-    echo "scripts/test.sh: the MQTT tests need mosquitto: sudo apt-get install -y mosquitto" >&2
+    echo "scripts/test.sh: the tests need ${missing[*]}: sudo apt-get install -y ${missing[*]}" >&2
     exit 1
   fi
 fi

@@ -4,7 +4,9 @@
 
 #![allow(dead_code)]
 
+pub mod browser;
 pub mod daemon;
+pub mod mqtt;
 pub mod tls;
 
 use std::fs;
