@@ -22,9 +22,17 @@ pub enum IndexError {
 
 pub type Result<T> = std::result::Result<T, IndexError>;
 
-pub(crate) fn err(path: &Path) -> impl Fn(redb::Error) -> IndexError + '_ {
-    move |source| IndexError::Redb {
-        path: path.display().to_string(),
-        source,
+/// Names the index file a redb error happened in: the one conversion every
+/// storage call of this crate goes through.
+pub(crate) trait AtPath<T> {
+    fn at(self, path: &Path) -> Result<T>;
+}
+
+impl<T, E: Into<redb::Error>> AtPath<T> for std::result::Result<T, E> {
+    fn at(self, path: &Path) -> Result<T> {
+        self.map_err(|e| IndexError::Redb {
+            path: path.display().to_string(),
+            source: e.into(),
+        })
     }
 }

@@ -27,9 +27,11 @@
 //!   the caller commits) and writes them in one transaction.
 //!
 //! Modules: `schema` (the tables, keys and what a record contributes),
-//! `writer` (the single writer: open, collect, commit), `reader` (snapshots
-//! and lookups), `filter` (generation filters), `error`, and `guard` (redb panics on damaged files become
-//! errors).
+//! `writer` (the single writer: opening the file, then `collect`ing a
+//! commit in memory, `dedupe` lookups over it, the `commit` transaction),
+//! `reader` (snapshots and lookups), `filter` (generation filters),
+//! `chunk` (packed postings), `error`, and `guard` (redb panics on damaged
+//! files become errors).
 
 pub mod chunk;
 mod error;

@@ -10,7 +10,7 @@ use redb::{
 };
 
 use crate::chunk::{self, Posting};
-use crate::error::err;
+use crate::error::AtPath;
 use crate::filter::{Filters, GenFilter, FILTERED};
 use crate::guard::{guarded, unguarded};
 use crate::schema::{builder, BY_AGENT, BY_GUID, BY_PAYLOAD, FILTERS, META, QUARANTINE, TIME};
@@ -32,8 +32,8 @@ impl IndexReader {
         guarded(path, || {
             let db: ReadOnlyDatabase = builder(ConcurrencyMode::SingleWriter)
                 .open_read_only(path)
-                .map_err(|e| err(path)(e.into()))?;
-            let txn = db.begin_read().map_err(|e| err(path)(e.into()))?;
+                .at(path)?;
+            let txn = db.begin_read().at(path)?;
             let reader = IndexReader {
                 txn,
                 path: path.to_path_buf(),
@@ -46,10 +46,6 @@ impl IndexReader {
                 _ => Ok(reader),
             }
         })
-    }
-
-    fn err(&self, e: impl Into<redb::Error>) -> IndexError {
-        err(&self.path)(e.into())
     }
 
     pub(crate) fn corrupt(&self, what: String) -> IndexError {
@@ -68,13 +64,13 @@ impl IndexReader {
         match self.txn.open_table(def) {
             Ok(t) => Ok(Some(t)),
             Err(redb::TableError::TableDoesNotExist(_)) => Ok(None),
-            Err(e) => Err(self.err(e)),
+            Err(e) => Err(e).at(&self.path),
         }
     }
 
     pub(crate) fn meta(&self, key: &str) -> Result<Option<u64>> {
         guarded(&self.path, || match self.table(META)? {
-            Some(t) => Ok(t.get(key).map_err(|e| self.err(e))?.map(|v| v.value())),
+            Some(t) => Ok(t.get(key).at(&self.path)?.map(|v| v.value())),
             None => Ok(None),
         })
     }
@@ -121,7 +117,7 @@ impl IndexReader {
             for g in 0..sealed {
                 let mut got = [GenFilter::Unknown, GenFilter::Unknown];
                 for (slot, kind) in got.iter_mut().zip(FILTERED) {
-                    if let Some(v) = t.get((g, kind as u8)).map_err(|e| self.err(e))? {
+                    if let Some(v) = t.get((g, kind as u8)).at(&self.path)? {
                         *slot = GenFilter::decode(v.value());
                     }
                 }
@@ -137,11 +133,11 @@ impl IndexReader {
         guarded(&self.path, || {
             let last = match kind {
                 PostingKind::Payload => match self.table(BY_PAYLOAD)? {
-                    Some(t) => t.last().map_err(|e| self.err(e))?.map(|(k, _)| k.value().0),
+                    Some(t) => t.last().at(&self.path)?.map(|(k, _)| k.value().0),
                     None => None,
                 },
                 _ => match self.table(chunk_table(kind))? {
-                    Some(t) => t.last().map_err(|e| self.err(e))?.map(|(k, _)| k.value().0),
+                    Some(t) => t.last().at(&self.path)?.map(|(k, _)| k.value().0),
                     None => None,
                 },
             };
@@ -179,11 +175,8 @@ impl IndexReader {
             };
             let mut out = Vec::new();
             for g in gens {
-                for item in t
-                    .range((g, hash, 0)..=(g, hash, u64::MAX))
-                    .map_err(|e| self.err(e))?
-                {
-                    let (k, v) = item.map_err(|e| self.err(e))?;
+                for item in t.range((g, hash, 0)..=(g, hash, u64::MAX)).at(&self.path)? {
+                    let (k, v) = item.at(&self.path)?;
                     chunk::decode(k.value().2, v.value(), kind == PostingKind::Guid, &mut out)
                         .map_err(|w| self.corrupt(w))?;
                 }
@@ -205,9 +198,7 @@ impl IndexReader {
                 return Ok(false);
             };
             for g in gens {
-                let mut range = t
-                    .range((g, hash, 0)..=(g, hash, u64::MAX))
-                    .map_err(|e| self.err(e))?;
+                let mut range = t.range((g, hash, 0)..=(g, hash, u64::MAX)).at(&self.path)?;
                 if range.next().is_some() {
                     return Ok(true);
                 }
@@ -231,11 +222,8 @@ impl IndexReader {
             };
             let mut hits = Vec::new();
             for g in gens {
-                for item in t
-                    .range((g, hash, 0)..=(g, hash, u64::MAX))
-                    .map_err(|e| self.err(e))?
-                {
-                    let (k, v) = item.map_err(|e| self.err(e))?;
+                for item in t.range((g, hash, 0)..=(g, hash, u64::MAX)).at(&self.path)? {
+                    let (k, v) = item.at(&self.path)?;
                     hits.push(Hit {
                         offset: k.value().2,
                         pos: v.value(),
@@ -292,8 +280,8 @@ impl IndexReader {
                 return Ok(Vec::new());
             };
             let mut hits = Vec::new();
-            for item in t.iter().map_err(|e| self.err(e))? {
-                let (k, v) = item.map_err(|e| self.err(e))?;
+            for item in t.iter().at(&self.path)? {
+                let (k, v) = item.at(&self.path)?;
                 hits.push(Hit {
                     offset: k.value(),
                     pos: v.value(),
@@ -311,9 +299,9 @@ impl IndexReader {
                 return Ok(0);
             };
             let key = t_ms.max(0) as u64;
-            let mut range = t.range(key..).map_err(|e| self.err(e))?;
+            let mut range = t.range(key..).at(&self.path)?;
             match range.next() {
-                Some(item) => Ok(item.map_err(|e| self.err(e))?.1.value()),
+                Some(item) => Ok(item.at(&self.path)?.1.value()),
                 None => Ok(self.checkpoint()?.map_or(0, |c| c.next_offset)),
             }
         })
@@ -335,7 +323,7 @@ impl IndexReader {
                 match cursor.next() {
                     None => Ok(None),
                     Some(item) => {
-                        let (k, v) = item.map_err(|e| self.err(e))?;
+                        let (k, v) = item.at(&self.path)?;
                         let (_, hash, first) = k.value();
                         Ok(Some((hash, first, v)))
                     }
@@ -346,7 +334,7 @@ impl IndexReader {
             for g in 0..self.generations(PostingKind::Guid)? {
                 let mut cursor = t
                     .range((g, 0, 0)..=(g, u64::MAX, u64::MAX))
-                    .map_err(|e| self.err(e))?;
+                    .at(&self.path)?;
                 heads.push(pull(&mut cursor)?);
                 cursors.push(cursor);
             }
@@ -398,8 +386,8 @@ impl IndexReader {
                     let Some(t) = self.table(BY_PAYLOAD)? else {
                         return Ok(digest);
                     };
-                    for item in t.iter().map_err(|e| self.err(e))? {
-                        let (k, v) = item.map_err(|e| self.err(e))?;
+                    for item in t.iter().at(&self.path)? {
+                        let (k, v) = item.at(&self.path)?;
                         let (_, hash, offset) = k.value();
                         digest.add(kind, hash, offset, v.value());
                     }
@@ -410,8 +398,8 @@ impl IndexReader {
                 return Ok(digest);
             };
             let mut buf = Vec::new();
-            for item in t.iter().map_err(|e| self.err(e))? {
-                let (k, v) = item.map_err(|e| self.err(e))?;
+            for item in t.iter().at(&self.path)? {
+                let (k, v) = item.at(&self.path)?;
                 let (_, hash, first) = k.value();
                 buf.clear();
                 chunk::decode(first, v.value(), with_hash, &mut buf)
@@ -427,7 +415,7 @@ impl IndexReader {
     /// Number of quarantine entries.
     pub fn quarantine_count(&self) -> Result<u64> {
         guarded(&self.path, || match self.table(QUARANTINE)? {
-            Some(t) => t.len().map_err(|e| self.err(e)),
+            Some(t) => t.len().at(&self.path),
             None => Ok(0),
         })
     }

@@ -1,0 +1,184 @@
+//! Collecting a commit: an [`IndexWriter`] gathers the entries of the
+//! records added since [`Index::begin`](super::Index::begin) in memory, as
+//! the chunks, payload postings, quarantine entries, time marks and
+//! counters that [`Index::commit`](super::Index::commit) writes.
+//!
+//! Invariants:
+//! - Records are added in log order; one chunk per GUID and per agent
+//!   a commit, so an interaction costs one B-tree entry per commit.
+//! - `counters` are the snapshot's plus the collected records': an
+//!   interaction is counted once, when no committed chunk has its GUID.
+//! - What is held grows with the commit, not the archive, and is reported
+//!   by [`IndexWriter::held_bytes`] so callers can bound a commit by memory.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use super::dedupe::candidates;
+use crate::chunk::{ChunkBuilder, Posting};
+use crate::filter::Filters;
+use crate::{
+    agent_hash, guid_hash, Counters, Entry, Hit, IndexReader, PostingKind, Result, TIME_SLICE,
+};
+
+/// The entries of one commit, collected in memory, plus the snapshot they
+/// build on. Lookups see both.
+pub struct IndexWriter {
+    pub(super) snapshot: IndexReader,
+    /// Generations of the snapshot's `by_guid` and `by_payload` tables.
+    pub(super) guid_gens: u64,
+    pub(super) payload_gens: u64,
+    pub(super) filters: Arc<Filters>,
+    /// The first collected offset, and one past the last.
+    pub(super) first_offset: Option<u64>,
+    pub(super) next_offset: Option<u64>,
+    pub(super) counters: Counters,
+    pub(super) guid: HashMap<u64, ChunkBuilder>,
+    /// The snapshot's postings of each GUID looked up during this commit.
+    /// An interaction's events arrive close together, so one B-tree lookup
+    /// serves all of them (bounded, like `guid`, by the commit's size).
+    pub(super) committed_guid: HashMap<u64, Vec<Posting>>,
+    pub(super) agent: HashMap<u64, ChunkBuilder>,
+    /// Records that name no interaction, by payload hash.
+    pub(super) payload: HashMap<u64, Vec<Hit>>,
+    pub(super) quarantine: Vec<Hit>,
+    /// First offset of the current time slice (see [`TIME_SLICE`]).
+    pub(super) slice_first: Option<u64>,
+    /// (running max event time at the end of a slice, its first offset).
+    pub(super) time_marks: Vec<(u64, u64)>,
+    pub(super) collected: u64,
+    /// Approximate heap bytes of the collected entries.
+    pub(super) held_bytes: usize,
+}
+
+/// Approximate heap bytes of one map entry besides its chunk's bytes.
+const ENTRY_OVERHEAD: usize = 64;
+
+/// Adds a posting to the chunk of `key`, counting the bytes it takes.
+fn collect(
+    chunks: &mut HashMap<u64, ChunkBuilder>,
+    key: u64,
+    posting: &Posting,
+    with_hash: bool,
+    held_bytes: &mut usize,
+) {
+    let chunk = chunks.entry(key).or_insert_with(|| {
+        *held_bytes += ENTRY_OVERHEAD;
+        ChunkBuilder::new(posting.offset, with_hash)
+    });
+    let before = chunk.capacity();
+    chunk.push(posting);
+    *held_bytes += chunk.capacity() - before;
+}
+
+impl IndexWriter {
+    /// An empty commit on top of `snapshot`, whose complete generations
+    /// have `filters`.
+    pub(super) fn start(snapshot: IndexReader, filters: Arc<Filters>) -> Result<IndexWriter> {
+        let counters = snapshot.counters()?;
+        Ok(IndexWriter {
+            guid_gens: snapshot.generations(PostingKind::Guid)?,
+            payload_gens: snapshot.generations(PostingKind::Payload)?,
+            filters,
+            first_offset: None,
+            next_offset: None,
+            snapshot,
+            counters,
+            guid: HashMap::new(),
+            committed_guid: HashMap::new(),
+            agent: HashMap::new(),
+            payload: HashMap::new(),
+            quarantine: Vec::new(),
+            slice_first: None,
+            time_marks: Vec::new(),
+            collected: 0,
+            held_bytes: 0,
+        })
+    }
+
+    /// Number of records collected since `begin`.
+    pub fn pending(&self) -> u64 {
+        self.collected
+    }
+
+    /// Approximate heap bytes held by the records collected since `begin`
+    /// (for callers that bound a commit by memory).
+    pub fn held_bytes(&self) -> usize {
+        self.held_bytes
+    }
+
+    /// Collects a batch of records, in log order.
+    pub fn add_all(&mut self, entries: &[Entry<'_>]) -> Result<()> {
+        for entry in entries {
+            self.first_offset.get_or_insert(entry.offset);
+            self.next_offset = Some(entry.offset + 1);
+            let slice_first = *self.slice_first.get_or_insert(entry.offset);
+            let posting = Posting {
+                offset: entry.offset,
+                pos: entry.pos,
+                payload_hash: entry.payload_hash,
+            };
+            let hit = Hit {
+                offset: entry.offset,
+                pos: entry.pos,
+            };
+            match entry.interaction_guid {
+                Some(guid) => {
+                    let h = guid_hash(guid);
+                    if !self.guid.contains_key(&h) {
+                        let committed = match self.committed_guid.get(&h) {
+                            Some(ps) => !ps.is_empty(),
+                            None => self.snapshot.has_chunk_in(
+                                PostingKind::Guid,
+                                h,
+                                candidates(&self.filters, self.guid_gens, PostingKind::Guid, h),
+                            )?,
+                        };
+                        if !committed {
+                            self.counters.interactions += 1;
+                        }
+                    }
+                    collect(&mut self.guid, h, &posting, true, &mut self.held_bytes);
+                }
+                None => {
+                    self.payload
+                        .entry(entry.payload_hash)
+                        .or_default()
+                        .push(hit);
+                    self.held_bytes += ENTRY_OVERHEAD;
+                }
+            }
+            if let Some(agent) = entry.agent_id {
+                let h = agent_hash(agent);
+                collect(&mut self.agent, h, &posting, false, &mut self.held_bytes);
+            }
+            self.collected += 1;
+            let c = &mut self.counters;
+            c.records += 1;
+            if entry.quarantined {
+                self.quarantine.push(hit);
+                self.held_bytes += std::mem::size_of::<Hit>();
+                c.quarantined += 1;
+            } else {
+                c.events += 1;
+            }
+            c.add_time(entry.time_ms, entry.timed);
+            if entry.offset + 1 - slice_first >= TIME_SLICE {
+                let max_time = c.latest_ms().map_or(0, |m| m.max(0) as u64);
+                self.time_marks.push((max_time, slice_first));
+                self.slice_first = None;
+            }
+        }
+        Ok(())
+    }
+
+    /// Counts messages skipped as duplicates.
+    pub fn add_duplicates(&mut self, n: u64) {
+        self.counters.duplicates += n;
+    }
+
+    /// Counts transport control messages (not archived).
+    pub fn add_control(&mut self, n: u64) {
+        self.counters.control += n;
+    }
+}

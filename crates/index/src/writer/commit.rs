@@ -1,0 +1,174 @@
+//! Committing: everything an [`IndexWriter`] collected goes to the file in
+//! one transaction.
+//!
+//! Invariants:
+//! - Postings, quarantine entries, time marks, counters and the checkpoint
+//!   commit together, durably: a reader never sees entries past the
+//!   checkpoint, nor a checkpoint ahead of its entries.
+//! - Posting keys are inserted in key order (generation first), so a commit
+//!   that spans generations fills each one's pages in one pass.
+//! - A generation gets its filters in the commit that completes it (no later
+//!   record can fall in it: offsets only grow), and they never change after;
+//!   the writer's copy of the filters is replaced only once that commit has
+//!   succeeded.
+
+use std::sync::{Arc, PoisonError};
+
+use redb::{Durability, ReadableTable};
+
+use super::{Index, IndexWriter};
+use crate::chunk::ChunkBuilder;
+use crate::error::AtPath;
+use crate::filter::{generation, Filters, GenFilter, FILTERED};
+use crate::guard::guarded;
+use crate::schema::{BY_AGENT, BY_GUID, BY_PAYLOAD, FILTERS, META, QUARANTINE, TIME};
+use crate::{Checkpoint, Result};
+
+impl Index {
+    /// Writes everything the writer collected, with the checkpoint after it
+    /// (`None` keeps the checkpoint), in one durable transaction.
+    pub fn commit(&self, w: IndexWriter, checkpoint: Option<Checkpoint>) -> Result<()> {
+        guarded(&self.path, || {
+            let txn = self.db.begin_write().at(&self.path)?;
+            let filters;
+            {
+                // Posting tables in a block of their own: sealing reads them.
+                {
+                    for (table, map) in [(BY_GUID, &w.guid), (BY_AGENT, &w.agent)] {
+                        let mut t = txn.open_table(table).at(&self.path)?;
+                        // In key order: a commit spanning generations
+                        // fills each one's pages in one pass.
+                        let mut chunks: Vec<((u64, u64, u64), &ChunkBuilder)> = map
+                            .iter()
+                            .map(|(hash, c)| ((generation(c.first()), *hash, c.first()), c))
+                            .collect();
+                        chunks.sort_unstable_by_key(|(key, _)| *key);
+                        for (key, chunk) in chunks {
+                            t.insert(key, chunk.bytes()).at(&self.path)?;
+                        }
+                    }
+                    let mut t = txn.open_table(BY_PAYLOAD).at(&self.path)?;
+                    let mut payload: Vec<((u64, u64, u64), u32)> = w
+                        .payload
+                        .iter()
+                        .flat_map(|(h, hits)| {
+                            hits.iter()
+                                .map(move |hit| ((generation(hit.offset), *h, hit.offset), hit.pos))
+                        })
+                        .collect();
+                    payload.sort_unstable();
+                    for (key, pos) in payload {
+                        t.insert(key, pos).at(&self.path)?;
+                    }
+                }
+                filters = self.seal_generations(&txn, &w)?;
+                let mut t = txn.open_table(QUARANTINE).at(&self.path)?;
+                for hit in &w.quarantine {
+                    t.insert(hit.offset, hit.pos).at(&self.path)?;
+                }
+                let mut time_marks = w.time_marks.clone();
+                if let (Some(first), Some(max_time)) = (w.slice_first, w.counters.latest_ms()) {
+                    time_marks.push((max_time.max(0) as u64, first));
+                }
+                let mut t = txn.open_table(TIME).at(&self.path)?;
+                for (key, first) in time_marks {
+                    if t.get(key).at(&self.path)?.is_none() {
+                        t.insert(key, first).at(&self.path)?;
+                    }
+                }
+                let mut t = txn.open_table(META).at(&self.path)?;
+                let c = w.counters;
+                let mut meta = vec![
+                    ("records", c.records),
+                    ("events", c.events),
+                    ("quarantined", c.quarantined),
+                    ("duplicates", c.duplicates),
+                    ("control", c.control),
+                    ("interactions", c.interactions),
+                    ("sealed_generations", filters.sealed()),
+                ];
+                meta.push(("untimed", c.untimed));
+                for (key, time) in [
+                    ("min_time_ms", c.min_time_ms),
+                    ("max_time_ms", c.max_time_ms),
+                    ("untimed_min_ms", c.untimed_min_ms),
+                    ("untimed_max_ms", c.untimed_max_ms),
+                ] {
+                    if let Some(t) = time {
+                        meta.push((key, t as u64));
+                    }
+                }
+                if let Some(cp) = checkpoint {
+                    meta.push(("checkpoint.next_offset", cp.next_offset));
+                    meta.push(("checkpoint.segment", cp.segment));
+                    meta.push(("checkpoint.pos", u64::from(cp.pos)));
+                }
+                for (k, v) in meta {
+                    t.insert(k, v).at(&self.path)?;
+                }
+            }
+            let mut txn = txn;
+            txn.set_durability(Durability::Immediate).at(&self.path)?;
+            txn.commit().at(&self.path)?;
+            *self.filters.lock().unwrap_or_else(PoisonError::into_inner) = filters;
+            Ok(())
+        })
+    }
+
+    /// Builds and stores the filters of every generation this commit
+    /// completes (no later record can fall in it: offsets only grow), and
+    /// returns the filters as of this commit.
+    fn seal_generations(
+        &self,
+        txn: &redb::WriteTransaction,
+        w: &IndexWriter,
+    ) -> Result<Arc<Filters>> {
+        let mut filters = w.filters.as_ref().clone();
+        let mut t = txn.open_table(FILTERS).at(&self.path)?;
+        // Offsets only grow, so this never happens; were a commit to add
+        // records to a sealed generation, its filters would be stale.
+        if let Some(first) = w.first_offset.filter(|f| generation(*f) < filters.sealed()) {
+            for g in generation(first)..filters.sealed() {
+                for kind in FILTERED {
+                    t.remove((g, kind as u8)).at(&self.path)?;
+                }
+            }
+            filters.truncate(generation(first));
+        }
+        let Some(next) = w.next_offset else {
+            return Ok(Arc::new(filters));
+        };
+        let guid = txn.open_table(BY_GUID).at(&self.path)?;
+        let payload = txn.open_table(BY_PAYLOAD).at(&self.path)?;
+        while filters.sealed() < generation(next) {
+            let g = filters.sealed();
+            let built = [
+                GenFilter::build(&gen_hashes(&guid, g).at(&self.path)?),
+                GenFilter::build(&gen_hashes(&payload, g).at(&self.path)?),
+            ];
+            for (kind, filter) in FILTERED.iter().zip(&built) {
+                if let Some(bytes) = filter.encode() {
+                    t.insert((g, *kind as u8), bytes.as_slice())
+                        .at(&self.path)?;
+                }
+            }
+            filters.push(built);
+        }
+        Ok(Arc::new(filters))
+    }
+}
+
+/// The distinct key hashes of generation `g` of a posting table, sorted.
+fn gen_hashes<V: redb::Value + 'static>(
+    t: &impl ReadableTable<(u64, u64, u64), V>,
+    g: u64,
+) -> std::result::Result<Vec<u64>, redb::Error> {
+    let mut hashes = Vec::new();
+    for item in t.range((g, 0, 0)..=(g, u64::MAX, u64::MAX))? {
+        let hash = item?.0.value().1;
+        if hashes.last() != Some(&hash) {
+            hashes.push(hash);
+        }
+    }
+    Ok(hashes)
+}

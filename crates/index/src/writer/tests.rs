@@ -1,0 +1,271 @@
+//! The writer's commits as a reader sees them, and duplicate lookups
+//! across collected, committed and sealed generations.
+
+use super::*;
+use crate::{
+    guid_hash, payload_hash, Checkpoint, Counters, Entry, Hit, PostingDigest, PostingKind,
+    GENERATION_RECORDS, TIME_SLICE,
+};
+
+fn entry(offset: u64, payload: &[u8], guid: Option<&'static str>) -> Entry<'static> {
+    Entry {
+        offset,
+        pos: offset as u32 * 10,
+        payload_hash: payload_hash(payload),
+        interaction_guid: guid,
+        agent_id: Some("ag1"),
+        time_ms: 1000 * offset as i64,
+        timed: true,
+        quarantined: guid.is_none(),
+    }
+}
+
+fn offsets(hits: &[Hit]) -> Vec<u64> {
+    hits.iter().map(|h| h.offset).collect()
+}
+
+#[test]
+fn postings_counters_and_checkpoint_commit_together() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("index.redb");
+    let index = Index::open(&path).unwrap();
+    assert_eq!(index.reader().unwrap().checkpoint().unwrap(), None);
+
+    let mut w = index.begin().unwrap();
+    w.add_all(&[entry(0, b"a", Some("g1")), entry(1, b"b", Some("g2"))])
+        .unwrap();
+    w.add_all(&[entry(2, b"c", Some("g1")), entry(3, b"junk", None)])
+        .unwrap();
+    let c_hash = payload_hash(b"c");
+    assert_eq!(
+        w.duplicate_candidates(c_hash, Some("g1")).unwrap().len(),
+        1,
+        "visible before commit"
+    );
+    assert!(w
+        .duplicate_candidates(c_hash, Some("g2"))
+        .unwrap()
+        .is_empty());
+    assert_eq!(
+        w.duplicate_candidates(payload_hash(b"junk"), None)
+            .unwrap()
+            .len(),
+        1
+    );
+    w.add_duplicates(2);
+    let cp = Checkpoint {
+        next_offset: 4,
+        segment: 0,
+        pos: 40,
+    };
+    index.commit(w, Some(cp)).unwrap();
+
+    // A second commit adds a second chunk for g1.
+    let mut w = index.begin().unwrap();
+    assert_eq!(
+        w.duplicate_candidates(c_hash, Some("g1")).unwrap().len(),
+        1,
+        "committed"
+    );
+    w.add_all(&[entry(4, b"d", Some("g1"))]).unwrap();
+    let cp2 = Checkpoint {
+        next_offset: 5,
+        segment: 0,
+        pos: 50,
+    };
+    index.commit(w, Some(cp2)).unwrap();
+
+    let r = index.reader().unwrap();
+    assert_eq!(r.checkpoint().unwrap(), Some(cp2));
+    let hits = offsets(&r.guid_hits("g1").unwrap());
+    assert_eq!(hits, vec![0, 2, 4]);
+    assert_eq!(r.agent_hits("ag1").unwrap().len(), 5);
+    assert_eq!(r.quarantined().unwrap(), vec![Hit { offset: 3, pos: 30 }]);
+    let c = r.counters().unwrap();
+    assert_eq!(
+        (
+            c.records,
+            c.events,
+            c.quarantined,
+            c.duplicates,
+            c.interactions
+        ),
+        (5, 4, 1, 2, 2)
+    );
+    assert_eq!(c.max_time_ms, Some(4000));
+    assert_eq!(r.seek_time(2500).unwrap(), 0);
+    assert_eq!(r.seek_time(3500).unwrap(), 4);
+    assert_eq!(r.seek_time(99_999).unwrap(), 5);
+    let mut groups = Vec::new();
+    r.for_each_guid_group(|_, hits| groups.push(hits.len()))
+        .unwrap();
+    groups.sort();
+    assert_eq!(groups, vec![1, 3]);
+    assert_eq!(r.posting(PostingKind::Guid, b"g1", 2).unwrap(), Some(20));
+    assert_eq!(r.posting(PostingKind::Guid, b"g1", 1).unwrap(), None);
+    assert_eq!(r.posting_digest(PostingKind::Guid).unwrap().count, 4);
+    assert_eq!(r.posting_digest(PostingKind::Agent).unwrap().count, 5);
+    assert_eq!(r.posting_digest(PostingKind::Payload).unwrap().count, 1);
+    let mut want = PostingDigest::default();
+    for (offset, pos) in [(0, 0), (2, 20), (4, 40)] {
+        want.add_key(PostingKind::Guid, b"g1", offset, pos);
+    }
+    want.add_key(PostingKind::Guid, b"g2", 1, 10);
+    assert_eq!(r.posting_digest(PostingKind::Guid).unwrap(), want);
+}
+
+#[test]
+fn weak_times_stay_out_of_the_time_range_but_bound_seeks() {
+    let dir = tempfile::tempdir().unwrap();
+    let index = Index::open(&dir.path().join("i.redb")).unwrap();
+    let at = |offset: u64, time_ms: i64, timed: bool| Entry {
+        time_ms,
+        timed,
+        ..entry(offset, &offset.to_le_bytes(), Some("g1"))
+    };
+    let mut w = index.begin().unwrap();
+    w.add_all(&[at(0, 1000, true), at(1, 9000, false)]).unwrap();
+    index.commit(w, None).unwrap();
+    let mut w = index.begin().unwrap();
+    w.add_all(&[at(2, 2000, true), at(3, 500, false)]).unwrap();
+    index.commit(w, None).unwrap();
+    let r = index.reader().unwrap();
+    let c = r.counters().unwrap();
+    assert_eq!((c.min_time_ms, c.max_time_ms), (Some(1000), Some(2000)));
+    assert_eq!(
+        (c.untimed, c.untimed_min_ms, c.untimed_max_ms),
+        (2, Some(500), Some(9000))
+    );
+    // Record 1's weak 9000 ms is still found by a seek from 5000 ms.
+    assert_eq!(r.seek_time(5000).unwrap(), 0);
+}
+
+#[test]
+fn one_large_commit_still_seeks_by_time_slice() {
+    let dir = tempfile::tempdir().unwrap();
+    let index = Index::open(&dir.path().join("i.redb")).unwrap();
+    let n = 3 * TIME_SLICE + 10;
+    let entries: Vec<Entry> = (0..n)
+        .map(|offset| Entry {
+            offset,
+            pos: 0,
+            payload_hash: offset,
+            interaction_guid: None,
+            agent_id: None,
+            time_ms: offset as i64 * 10,
+            timed: true,
+            quarantined: false,
+        })
+        .collect();
+    let mut w = index.begin().unwrap();
+    w.add_all(&entries).unwrap();
+    index.commit(w, None).unwrap();
+    let r = index.reader().unwrap();
+    // Times grow with offsets: a seek lands on the start of T's slice.
+    for offset in [0, 5, TIME_SLICE - 1, TIME_SLICE, 2 * TIME_SLICE + 7, n - 1] {
+        let t = offset as i64 * 10;
+        assert_eq!(
+            r.seek_time(t).unwrap(),
+            offset / TIME_SLICE * TIME_SLICE,
+            "seek to {t}"
+        );
+    }
+}
+
+#[test]
+fn lookups_span_generations_and_sealed_ones_are_filtered() {
+    const G: u64 = GENERATION_RECORDS;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("i.redb");
+    let commit = |index: &Index, entries: &[Entry]| {
+        let mut w = index.begin().unwrap();
+        w.add_all(entries).unwrap();
+        index.commit(w, None).unwrap();
+    };
+    {
+        let index = Index::open(&path).unwrap();
+        commit(
+            &index,
+            &[
+                entry(0, b"a", Some("g1")),
+                entry(1, b"b", Some("g2")),
+                entry(2, b"junk", None),
+            ],
+        );
+        assert_eq!(index.current_filters().sealed(), 0);
+        // Offsets need not be dense: these fall in generations 1 and 2.
+        commit(&index, &[entry(G + 1, b"c", Some("g1"))]);
+        assert_eq!(index.current_filters().sealed(), 1);
+        commit(
+            &index,
+            &[
+                entry(2 * G + 3, b"d", Some("g1")),
+                entry(2 * G + 4, b"e", Some("g3")),
+            ],
+        );
+        assert_eq!(index.current_filters().sealed(), 2);
+    }
+    // Reopened: the filters come back from the file.
+    let index = Index::open(&path).unwrap();
+    assert_eq!(index.current_filters().sealed(), 2);
+    let mut w = index.begin().unwrap();
+    let found = |w: &mut IndexWriter, payload: &[u8], guid| {
+        offsets(&w.duplicate_candidates(payload_hash(payload), guid).unwrap())
+    };
+    assert_eq!(found(&mut w, b"a", Some("g1")), vec![0]);
+    assert_eq!(found(&mut w, b"c", Some("g1")), vec![G + 1]);
+    assert_eq!(found(&mut w, b"d", Some("g1")), vec![2 * G + 3]);
+    assert_eq!(found(&mut w, b"junk", None), vec![2]);
+    assert!(found(&mut w, b"a", Some("g9")).is_empty());
+    assert!(found(&mut w, b"zz", None).is_empty());
+    // g1 is known in three generations: not a new interaction.
+    w.add_all(&[entry(3 * G, b"f", Some("g1"))]).unwrap();
+    index.commit(w, None).unwrap();
+
+    let r = index.reader().unwrap();
+    assert_eq!(r.counters().unwrap().interactions, 3);
+    let hits = offsets(&r.guid_hits("g1").unwrap());
+    assert_eq!(hits, vec![0, G + 1, 2 * G + 3, 3 * G]);
+    let mut groups = Vec::new();
+    r.for_each_guid_group(|h, hits| groups.push((h, hits.iter().map(|x| x.offset).collect())))
+        .unwrap();
+    let mut want: Vec<(u64, Vec<u64>)> = vec![
+        (guid_hash("g1"), hits),
+        (guid_hash("g2"), vec![1]),
+        (guid_hash("g3"), vec![2 * G + 4]),
+    ];
+    want.sort();
+    assert_eq!(groups, want, "one group per GUID, in hash order");
+    assert_eq!(r.posting_digest(PostingKind::Guid).unwrap().count, 6);
+    assert_eq!(r.agent_hits("ag1").unwrap().len(), 7);
+    assert_eq!(
+        r.posting(PostingKind::Guid, b"g1", 2 * G + 3).unwrap(),
+        Some((2 * G + 3) as u32 * 10)
+    );
+}
+
+#[test]
+fn an_uncommitted_batch_is_invisible() {
+    let dir = tempfile::tempdir().unwrap();
+    let index = Index::open(&dir.path().join("i.redb")).unwrap();
+    {
+        let mut w = index.begin().unwrap();
+        w.add_all(&[entry(0, b"a", Some("g1"))]).unwrap();
+        // dropped without commit
+    }
+    let r = index.reader().unwrap();
+    assert!(r.guid_hits("g1").unwrap().is_empty());
+    assert_eq!(r.counters().unwrap(), Counters::default());
+}
+
+#[test]
+fn a_read_only_reader_sees_the_writers_commits() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("i.redb");
+    let index = Index::open(&path).unwrap();
+    let mut w = index.begin().unwrap();
+    w.add_all(&[entry(0, b"a", Some("g1"))]).unwrap();
+    index.commit(w, Some(Checkpoint::default())).unwrap();
+    let r = IndexReader::open(&path).unwrap();
+    assert_eq!(r.guid_hits("g1").unwrap().len(), 1);
+}
