@@ -237,11 +237,8 @@ impl IndexReader {
     fn hits(&self, kind: PostingKind, hash: u64) -> Result<Vec<Hit>> {
         Ok(self
             .chunk_postings(kind, hash)?
-            .into_iter()
-            .map(|p| Hit {
-                offset: p.offset,
-                pos: p.pos,
-            })
+            .iter()
+            .map(Hit::from)
             .collect())
     }
 
@@ -262,12 +259,9 @@ impl IndexReader {
         match guid {
             Some(g) => Ok(self
                 .chunk_postings(PostingKind::Guid, guid_hash(g))?
-                .into_iter()
+                .iter()
                 .filter(|p| p.payload_hash == hash)
-                .map(|p| Hit {
-                    offset: p.offset,
-                    pos: p.pos,
-                })
+                .map(Hit::from)
                 .collect()),
             None => self.payload_postings(hash),
         }
@@ -352,10 +346,7 @@ impl IndexReader {
                     }
                 }
                 hits.clear();
-                hits.extend(postings.iter().map(|p| Hit {
-                    offset: p.offset,
-                    pos: p.pos,
-                }));
+                hits.extend(postings.iter().map(Hit::from));
                 unguarded(|| f(h, &hits));
                 postings.clear();
             }

@@ -6,6 +6,8 @@
 use redb::{ConcurrencyMode, Database, TableDefinition};
 use xxhash_rust::xxh3::{xxh3_64, xxh3_64_with_seed};
 
+use crate::chunk::Posting;
+
 /// (generation, key hash, first offset) -> a chunk of postings. The
 /// generation ([`GENERATION_RECORDS`]) leads the key so that a commit's
 /// inserts land in the newest generation's part of the B-tree: a commit
@@ -171,6 +173,15 @@ impl PostingDigest {
 pub struct Hit {
     pub offset: u64,
     pub pos: u32,
+}
+
+impl From<&Posting> for Hit {
+    fn from(p: &Posting) -> Hit {
+        Hit {
+            offset: p.offset,
+            pos: p.pos,
+        }
+    }
 }
 
 pub fn payload_hash(payload: &[u8]) -> u64 {

@@ -15,6 +15,18 @@ fn event(i: u64) -> String {
     )
 }
 
+/// Line `line` (1-based) of the test file.
+fn incoming(raw: &str, line: u64) -> Incoming<'_> {
+    Incoming {
+        raw: raw.as_bytes(),
+        source_kind: SourceKind::File,
+        source: "t.ndjson",
+        line,
+        message_id: None,
+        ingest_ms: 1,
+    }
+}
+
 fn archive_with(n: u64) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     let (mut archive, _) = Archive::open(dir.path(), ArchiveOptions::default()).unwrap();
@@ -22,14 +34,7 @@ fn archive_with(n: u64) -> tempfile::TempDir {
     let batch: Vec<Incoming> = lines
         .iter()
         .enumerate()
-        .map(|(i, l)| Incoming {
-            raw: l.as_bytes(),
-            source_kind: SourceKind::File,
-            source: "t.ndjson",
-            line: i as u64 + 1,
-            message_id: None,
-            ingest_ms: 1,
-        })
+        .map(|(i, l)| incoming(l, i as u64 + 1))
         .collect();
     archive.append_batch(&batch).unwrap();
     archive.sync().unwrap();
@@ -127,14 +132,7 @@ fn counts_and_postings_survive_many_index_commits() {
         let batch: Vec<Incoming> = chunk
             .iter()
             .enumerate()
-            .map(|(i, l)| Incoming {
-                raw: l.as_bytes(),
-                source_kind: SourceKind::File,
-                source: "t.ndjson",
-                line: (n * 1_300 + i) as u64 + 1,
-                message_id: None,
-                ingest_ms: 1,
-            })
+            .map(|(i, l)| incoming(l, (n * 1_300 + i) as u64 + 1))
             .collect();
         archive.append_batch(&batch).unwrap();
     }

@@ -30,10 +30,6 @@ impl IndexWriter {
     /// committed and collected entries. `guid` is the payload's GUID.
     pub fn duplicate_candidates(&mut self, hash: u64, guid: Option<&str>) -> Result<Vec<Hit>> {
         let same = |p: &&Posting| p.payload_hash == hash;
-        let hit = |p: &Posting| Hit {
-            offset: p.offset,
-            pos: p.pos,
-        };
         match guid {
             Some(g) => {
                 let h = guid_hash(g);
@@ -41,14 +37,14 @@ impl IndexWriter {
                     .committed_postings(h)?
                     .iter()
                     .filter(same)
-                    .map(hit)
+                    .map(Hit::from)
                     .collect();
                 if let Some(chunk) = self.guid.get(&h) {
                     let mut collected = Vec::new();
                     chunk
                         .decode_into(&mut collected)
                         .map_err(|w| self.snapshot.corrupt(w))?;
-                    hits.extend(collected.iter().filter(same).map(hit));
+                    hits.extend(collected.iter().filter(same).map(Hit::from));
                 }
                 Ok(hits)
             }
