@@ -168,11 +168,20 @@ pub enum Command {
         /// Also write a self-contained HTML page with a swim-lane timeline and the raw events (`-`: only the page, on stdout).
         #[arg(long, value_name = "FILE", conflicts_with = "raw")]
         html: Option<PathBuf>,
+        /// Refuse the interaction unless it belongs to this tenant (and show only this tenant's legs of its contact).
+        #[arg(long, value_name = "TENANT", value_parser = cmd::projections::parse_tenant)]
+        tenant: Option<String>,
         #[command(flatten)]
         out: HumanJsonArg,
     },
-    /// Records, bytes, duplicates, quarantined, segments, time range.
+    /// Records, bytes, duplicates, quarantined, segments, time range; per tenant with --by-tenant or --tenant.
     Stats {
+        /// One line per tenant: its events, legs, contacts and time range (from the projections' tenant index).
+        #[arg(long)]
+        by_tenant: bool,
+        /// Only this tenant's line of --by-tenant.
+        #[arg(long, value_name = "TENANT", value_parser = cmd::projections::parse_tenant)]
+        tenant: Option<String>,
         #[command(flatten)]
         out: HumanJsonArg,
     },

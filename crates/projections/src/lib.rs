@@ -12,6 +12,9 @@
 //!
 //! - [`materialize::Projections`] keeps them in `projections.redb` beside the
 //!   archive; a rebuild and any sequence of catch-ups give the same tables.
+//! - One rule says which tenant an event or a leg belongs to
+//!   ([`tenant::event_tenant`]); the tenant index and `Summary::tenant`
+//!   both follow it.
 //!
 //! Rules the contract leaves open are decided in `docs/METRICS.md`.
 
@@ -25,6 +28,7 @@ mod input;
 pub mod materialize;
 pub mod report;
 pub mod summary;
+pub mod tenant;
 #[cfg(test)]
 mod test_util;
 mod text;
@@ -35,9 +39,10 @@ pub use agents::{AgentStateTime, AgentStates, AgentWindow, StateNames};
 pub use input::EventInput;
 pub use materialize::{
     record_input, Access, Applied, InteractionFilter, ProjectionError, Projections, RebuildOptions,
-    PROJECTION_VERSION,
+    TenantStats, PROJECTION_VERSION,
 };
 pub use report::{GroupBy, GroupKey, Interval, Report, ReportOptions, ReportRow};
 pub use summary::{summarize, Anomaly, Direction, LegKind, Outcome, Summary};
+pub use tenant::{event_tenant, guid_tenant, record_tenant};
 pub use text::for_terminal;
 pub use timeline::{Timeline, TimelineEvent};

@@ -26,7 +26,9 @@ pub use archive::{
     create_private_file, now_ms, Archive, ArchiveOptions, BatchReport, Incoming, OpenReport,
     Outcome, Prepared,
 };
-pub use ccvault_index::{guard_redb, guid_hash, unguarded, Counters, Hit, IndexReader};
+pub use ccvault_index::{
+    guard_redb, guid_hash, payload_hash, unguarded, Counters, Hit, IndexReader,
+};
 pub use ccvault_log::{FsyncPolicy, Position, Record, RecordRef, SourceKind};
 pub use error::{Result, StoreError};
 pub use import::{

@@ -7,13 +7,15 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 use ccvault_event::{event_time, parse_event, CanonicalKey};
-use ccvault_projections::{for_terminal, record_input};
+use ccvault_projections::timefmt::zone_for_display;
+use ccvault_projections::{for_terminal, record_input, summarize};
 use ccvault_store::{
     import_stream_as, Archive, ArchiveOptions, ArchiveReader, ImportSummary, InputFormat, Record,
     SourceKind,
 };
 use serde_json::json;
 
+use crate::cmd::projections::{check_tenant, up_to_date};
 use crate::output::{format_ms, json_line, HumanJson};
 use crate::{status, Cli, TimeRange, WriteArgs};
 
@@ -180,7 +182,7 @@ fn progress_bar(size: Option<u64>, name: &str) -> indicatif::ProgressBar {
 
 /// `show GUID --raw`: the archived payloads byte-exact, one a line, in
 /// canonical order (docs/METRICS.md §2).
-pub fn show_raw(cli: &Cli, guid: &str) -> Result<ExitCode> {
+pub fn show_raw(cli: &Cli, guid: &str, tenant: Option<&str>) -> Result<ExitCode> {
     let mut reader = open_reader(cli)?;
     let records = reader.interaction_records(guid)?;
     if records.is_empty() {
@@ -188,6 +190,15 @@ pub fn show_raw(cli: &Cli, guid: &str) -> Result<ExitCode> {
             "no events of interaction {guid:?} in {}",
             cli.data_dir.display()
         );
+    }
+    if let Some(tenant) = tenant {
+        let inputs: Vec<_> = records
+            .iter()
+            .filter(|r| !r.quarantined)
+            .map(record_input)
+            .collect();
+        let leg = summarize(&inputs).and_then(|s| s.tenant);
+        check_tenant(guid, leg.as_deref(), tenant)?;
     }
     let mut keyed: Vec<(CanonicalKey, &Record)> = Vec::with_capacity(records.len());
     let events: Vec<_> = records
@@ -262,6 +273,40 @@ pub fn stats(cli: &Cli, format: HumanJson) -> Result<ExitCode> {
                     format_ms(b, &tz)
                 )?;
             }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `stats --by-tenant` / `--tenant T`: one line per tenant from the
+/// projections' tenant index (brought up to date first, like `report`).
+pub fn tenant_stats(cli: &Cli, only: Option<&str>, format: HumanJson) -> Result<ExitCode> {
+    let p = up_to_date(cli)?;
+    let tenants = p.tenant_stats(only)?;
+    if let (Some(t), true) = (only, tenants.is_empty()) {
+        let known = p.tenant_stats(None)?;
+        let names: Vec<&str> = known.iter().filter_map(|s| s.tenant.as_deref()).collect();
+        anyhow::bail!(
+            "no events of tenant {t:?} in {} (its tenants: {})",
+            cli.data_dir.display(),
+            if names.is_empty() {
+                "none".to_owned()
+            } else {
+                names.join(", ")
+            }
+        );
+    }
+    let tz = cli.tz();
+    let mut out = std::io::stdout().lock();
+    match format {
+        HumanJson::Json => {
+            for t in &tenants {
+                json_line(&mut out, t)?;
+            }
+        }
+        HumanJson::Human => {
+            let text = ccvault_projections::tenant::render_text(&tenants, zone_for_display(&tz));
+            out.write_all(text.as_bytes())?;
         }
     }
     Ok(ExitCode::SUCCESS)

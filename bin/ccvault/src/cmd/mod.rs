@@ -32,20 +32,36 @@ pub fn run(cli: &Cli) -> Result<ExitCode> {
         ),
         Command::Demo(args) => demo::demo(cli, args),
         Command::Show {
-            guid, raw: true, ..
-        } => archive::show_raw(cli, guid),
+            guid,
+            raw: true,
+            tenant,
+            ..
+        } => archive::show_raw(cli, guid, tenant.as_deref()),
         Command::Show {
             guid,
             raw: false,
             html,
+            tenant,
             out,
         } => projections::show(
             cli,
             guid,
+            tenant.as_deref(),
             html.as_deref(),
             cli.format_of(out.format, "show")?,
         ),
-        Command::Stats { out } => archive::stats(cli, cli.format_of(out.format, "stats")?),
+        Command::Stats {
+            by_tenant,
+            tenant,
+            out,
+        } => {
+            let format = cli.format_of(out.format, "stats")?;
+            if *by_tenant || tenant.is_some() {
+                archive::tenant_stats(cli, tenant.as_deref(), format)
+            } else {
+                archive::stats(cli, format)
+            }
+        }
         Command::Verify { out } => archive::verify(cli, cli.format_of(out.format, "verify")?),
         Command::Reindex { out } => archive::reindex(cli, cli.format_of(out.format, "reindex")?),
         Command::Quarantine { range, out } => {

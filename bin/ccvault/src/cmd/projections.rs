@@ -68,6 +68,25 @@ fn parse_state_names(s: &str) -> Result<StateNames, String> {
     StateNames::parse(s).map_err(|e| e.to_string())
 }
 
+/// A tenant name as `--tenant` takes it: what a topic's first level or a
+/// GUID's suffix can be (not empty, no `/`).
+pub fn parse_tenant(s: &str) -> Result<String, String> {
+    if s.is_empty() || s.contains('/') {
+        return Err(format!(
+            "{s:?} is not a tenant name (the first level of an 8x8 topic, or what follows the last `-` of an interactionGUID)"
+        ));
+    }
+    Ok(s.to_owned())
+}
+
+/// `--tenant` of the commands that read one tenant's data.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct TenantArg {
+    /// Only this tenant's data (docs/SCALE.md: the topic's tenant, else the interactionGUID's suffix), read through the tenant index without reading other tenants'.
+    #[arg(long, value_name = "TENANT", value_parser = parse_tenant)]
+    pub tenant: Option<String>,
+}
+
 /// `--format human|json|csv` of the listing commands.
 #[derive(clap::Args, Debug, Clone)]
 pub struct TableArg {
@@ -100,6 +119,8 @@ pub struct InteractionsArgs {
     #[arg(long, value_name = "GUID")]
     pub contact: Option<String>,
     #[command(flatten)]
+    pub tenant: TenantArg,
+    #[command(flatten)]
     pub out: TableArg,
 }
 
@@ -124,6 +145,8 @@ pub struct ReportArgs {
     #[arg(long, value_name = "FILE")]
     pub html: Option<PathBuf>,
     #[command(flatten)]
+    pub tenant: TenantArg,
+    #[command(flatten)]
     pub out: TableArg,
 }
 
@@ -135,6 +158,8 @@ pub struct AgentsArgs {
     /// Names of state codes for human output, e.g. "0=logged out,1=logged in,5=available".
     #[arg(long, value_name = "CODE=NAME,...", value_parser = parse_state_names)]
     pub state_names: Option<StateNames>,
+    #[command(flatten)]
+    pub tenant: TenantArg,
     #[command(flatten)]
     pub out: TableArg,
 }
@@ -153,6 +178,8 @@ pub struct ExportArgs {
     /// Only events whose event time (interactions: whose offeredAt) is in this range.
     #[command(flatten)]
     pub range: TimeRange,
+    #[command(flatten)]
+    pub tenant: TenantArg,
     /// Output format: JSON lines (`ndjson`, or `json`), or CSV (interactions only).
     #[arg(long, value_enum)]
     pub format: Option<Export>,
@@ -184,7 +211,7 @@ fn on_progress(bar: &Option<indicatif::ProgressBar>) -> impl FnMut(Progress) + '
 
 /// The projections, brought up to the archive's last index commit when this
 /// process can write them.
-fn up_to_date(cli: &Cli) -> Result<Projections> {
+pub(crate) fn up_to_date(cli: &Cli) -> Result<Projections> {
     let mut reader = open_reader(cli)?;
     if let Some(p) = already_current(cli, &reader) {
         return Ok(p);
@@ -285,11 +312,22 @@ fn projections_for_show(cli: &Cli) -> Option<Projections> {
 /// `show GUID` (not `--raw`): the timeline of every leg of the contact the
 /// interaction belongs to (docs/METRICS.md §3), the asked one marked; one leg
 /// prints as it always did.
-pub fn show(cli: &Cli, guid: &str, html: Option<&Path>, format: HumanJson) -> Result<ExitCode> {
+pub fn show(
+    cli: &Cli,
+    guid: &str,
+    tenant: Option<&str>,
+    html: Option<&Path>,
+    format: HumanJson,
+) -> Result<ExitCode> {
     let mut reader = open_reader(cli)?;
     let store = projections_for_show(cli);
     let legs = contact::read_legs(&mut reader, store.as_ref(), guid)?;
-    let shown = contact::timelines(&legs);
+    let mut shown = contact::timelines(&legs);
+    if let (Some(tenant), Some(asked)) = (tenant, shown.iter().find(|l| l.asked)) {
+        check_tenant(guid, asked.timeline.summary.tenant.as_deref(), tenant)?;
+        // A contact's other legs of other tenants are theirs to see.
+        shown.retain(|l| l.asked || l.timeline.summary.tenant.as_deref() == Some(tenant));
+    }
     let Some(asked) = shown.iter().find(|l| l.asked) else {
         // A contactId whose first leg never reached the archive: name the
         // legs that did, which `show` can show.
@@ -299,6 +337,7 @@ pub fn show(cli: &Cli, guid: &str, html: Option<&Path>, format: HumanJson) -> Re
         };
         let legs: Vec<&str> = legs
             .iter()
+            .filter(|s| tenant.is_none_or(|t| s.tenant.as_deref() == Some(t)))
             .filter_map(|s| s.interaction_guid.as_deref())
             .collect();
         if !legs.is_empty() {
@@ -363,6 +402,17 @@ pub fn show(cli: &Cli, guid: &str, html: Option<&Path>, format: HumanJson) -> Re
     }
     out.flush()?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// `show GUID --tenant T` refuses a leg of another tenant (or of none).
+pub(crate) fn check_tenant(guid: &str, leg_tenant: Option<&str>, tenant: &str) -> Result<()> {
+    match leg_tenant {
+        Some(t) if t == tenant => Ok(()),
+        Some(t) => bail!("interaction {guid:?} belongs to tenant {t:?}, not to {tenant:?}"),
+        None => bail!(
+            "interaction {guid:?} belongs to no tenant (no topic names one and its GUID has no `-` suffix), not to {tenant:?}"
+        ),
+    }
 }
 
 /// Writes the interactions `filter` selects, in the crate's order, as
@@ -434,6 +484,7 @@ pub fn interactions(cli: &Cli, args: &InteractionsArgs) -> Result<ExitCode> {
         media_type: args.channel.as_deref().map(str::to_lowercase),
         kind: args.kind,
         contact_id: args.contact.clone(),
+        tenant: args.tenant.tenant.clone(),
     };
     let mut out = BufWriter::new(std::io::stdout().lock());
     write_interactions(&p, &filter, format, &cli.tz(), &mut out)?;
@@ -483,7 +534,7 @@ pub fn report(cli: &Cli, args: &ReportArgs) -> Result<ExitCode> {
         to,
     };
     let p = up_to_date(cli)?;
-    let rows = p.report(opts.clone())?;
+    let rows = p.tenant_report(opts.clone(), args.tenant.tenant.as_deref())?;
     if let Some(path) = &args.html {
         let page = ccvault_html::render_report(&rows, &opts);
         output::write_file_or_stdout(path, page.as_bytes(), "the report page")?;
@@ -504,7 +555,7 @@ pub fn agents(cli: &Cli, args: &AgentsArgs) -> Result<ExitCode> {
     let format = cli.format_of(args.out.format, "agents")?;
     let (from, to) = args.range.resolve(cli)?;
     let p = up_to_date(cli)?;
-    let states = p.agents(from, to)?;
+    let states = p.tenant_agents_time(from, to, args.tenant.tenant.as_deref())?;
     let mut out = BufWriter::new(std::io::stdout().lock());
     if !write_rows(
         format,
@@ -570,15 +621,30 @@ pub fn export(cli: &Cli, args: &ExportArgs) -> Result<ExitCode> {
             )
             .into());
         }
-        (ExportWhat::Events, Export::Ndjson) => {
-            let reader = open_reader(cli)?;
-            export_events(&reader, (from, to), &mut out)?;
-        }
+        (ExportWhat::Events, Export::Ndjson) => match &args.tenant.tenant {
+            None => {
+                let reader = open_reader(cli)?;
+                export_events(&reader, (from, to), &mut out)?;
+            }
+            Some(tenant) => {
+                let p = up_to_date(cli)?;
+                let mut reader = open_reader(cli)?;
+                p.tenant_records(&mut reader, tenant, |rec| {
+                    write_event(rec, (from, to), &mut out).map_err(|source| {
+                        ccvault_projections::ProjectionError::Io {
+                            path: "stdout".into(),
+                            source,
+                        }
+                    })
+                })?;
+            }
+        },
         (ExportWhat::Interactions, _) => {
             let p = up_to_date(cli)?;
             let filter = InteractionFilter {
                 from,
                 to,
+                tenant: args.tenant.tenant.clone(),
                 ..InteractionFilter::default()
             };
             let table = match format {
@@ -602,35 +668,16 @@ fn export_events(
     out: &mut impl Write,
 ) -> Result<()> {
     let mut damaged = 0u64;
-    let filtered = from.is_some() || to.is_some();
     reader.for_each_record(
         |rec| {
             if rec.quarantined {
                 return Ok(());
             }
-            if filtered {
-                // Event time as METRICS defines it; an event without one is outside every range.
-                let Ok(ev) = parse_event(&rec.payload) else {
-                    return Ok(());
-                };
-                let t = event_time(&ev, record_input(&rec).arrival()).ms;
-                if from.is_some_and(|f| t < f) || to.is_some_and(|e| t >= e) {
-                    return Ok(());
-                }
-            }
-            let mut payload = rec.payload;
-            for b in payload.iter_mut() {
-                if matches!(*b, b'\n' | b'\r') {
-                    *b = b' ';
-                }
-            }
-            out.write_all(&payload)
-                .and_then(|_| out.write_all(b"\n"))
-                .map_err(|source| ccvault_store::StoreError::Io {
-                    what: "cannot write the export to",
-                    path: "stdout".into(),
-                    source,
-                })
+            write_event(rec, (from, to), out).map_err(|source| ccvault_store::StoreError::Io {
+                what: "cannot write the export to",
+                path: "stdout".into(),
+                source,
+            })
         },
         |_| damaged += 1,
     )?;
@@ -640,4 +687,30 @@ fn export_events(
         );
     }
     Ok(())
+}
+
+/// One event of the export as a line, when its event time is in the range.
+fn write_event(
+    rec: ccvault_store::Record,
+    (from, to): (Option<i64>, Option<i64>),
+    out: &mut impl Write,
+) -> std::io::Result<()> {
+    if from.is_some() || to.is_some() {
+        // Event time as METRICS defines it; an event without one is outside every range.
+        let Ok(ev) = parse_event(&rec.payload) else {
+            return Ok(());
+        };
+        let t = event_time(&ev, record_input(&rec).arrival()).ms;
+        if from.is_some_and(|f| t < f) || to.is_some_and(|e| t >= e) {
+            return Ok(());
+        }
+    }
+    let mut payload = rec.payload;
+    for b in payload.iter_mut() {
+        if matches!(*b, b'\n' | b'\r') {
+            *b = b' ';
+        }
+    }
+    out.write_all(&payload)?;
+    out.write_all(b"\n")
 }

@@ -97,6 +97,7 @@ impl Projections {
             let mut txn = db.begin_write().at(&self.path)?;
             self.put_summaries(&txn, &summaries, Rows::Replace)?;
             self.put_agents(&txn, &projected.agents)?;
+            self.put_tenants(&txn, &projected.tenants)?;
             let max_time = state.max_time_ms.max(projected.max_time_ms);
             self.put_meta(&txn, end, last_pos, max_time)?;
             txn.set_durability(Durability::Immediate).at(&self.path)?;

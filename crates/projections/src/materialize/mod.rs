@@ -23,6 +23,19 @@
 //! - `agent_status`: `(agentId, t(e), offset) -> (time source rank,
 //!   payload bytes)` for every status change (docs/METRICS.md §5) below `consumed`: enough to recompute agent
 //!   state time exactly for any window.
+//! - The tenant index (whose an event or a leg is: `crate::tenant`; "" in a
+//!   key stands for none): `tenant_legs` `(tenant, offeredAt,
+//!   interactionGUID) -> ()`, exactly one entry per row of
+//!   `interactions_by_offered`, under the row's `tenant`; `tenant_guids` and
+//!   `tenant_agents` `(tenant, GUID or agentId) -> ()`, one entry per
+//!   distinct pair an event below `consumed` has; `tenant_other` `(tenant,
+//!   offset) -> payload hash` for each event below `consumed` with a
+//!   tenant but neither a GUID nor an agent; `tenants` `tenant -> (events,
+//!   legs, min, max)`: the events below `consumed` whose tenant it is
+//!   ("" counting those without), its entries in `tenant_legs`, and the
+//!   smallest and largest timed t(e) of its events (`i64::MAX`/`i64::MIN`
+//!   for none). A tenant's data is a key range of each, so `--tenant` reads
+//!   no other tenant's rows.
 //!
 //! A stored summary holds one leg's own answer for `contactId`/`legIndex`
 //! (its GUID, 0); [`Projections::summary`] and every listing replace them
@@ -59,11 +72,11 @@ mod rebuild;
 mod schema;
 
 pub use project::record_input;
-pub use query::InteractionFilter;
+pub use query::{InteractionFilter, TenantStats};
 
 /// Bump whenever a stored value or a rule of docs/METRICS.md changes: a store
 /// written with another version is rebuilt on the next catch-up.
-pub const PROJECTION_VERSION: i64 = 5;
+pub const PROJECTION_VERSION: i64 = 6;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProjectionError {

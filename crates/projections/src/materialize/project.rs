@@ -2,21 +2,16 @@
 //! both the rebuild and the catch-up summarize with, which is why they
 //! agree.
 
-use ccvault_event::{event_time, parse_event, parse_topic, Arrival, CanonicalKey, TimeSource};
-use ccvault_store::{Record, RecordRef, SourceKind};
+use std::collections::{BTreeMap, BTreeSet};
+
+use ccvault_event::{event_time, parse_event, Arrival, CanonicalKey, Event, EventTime, TimeSource};
+use ccvault_store::{payload_hash, Record, RecordRef, SourceKind};
 
 use crate::agents::status_change_agent;
 use crate::codec::{self, CodecError};
 use crate::input::{dedupe_in_canonical_order, Kind, Prepared};
 use crate::summary::derive;
-
-/// The tenant a record's MQTT topic names, when it follows the 8x8 layout.
-fn topic_tenant(kind: SourceKind, source: &str) -> Option<&str> {
-    if kind != SourceKind::Mqtt {
-        return None;
-    }
-    parse_topic(source).map(|t| t.tenant)
-}
+use crate::tenant::{record_tenant, tenant_of};
 
 /// Whether records of this kind were received from a live source (their
 /// ingest time is a receipt time, not an import time).
@@ -31,7 +26,7 @@ pub fn record_input(rec: &Record) -> crate::EventInput<'_> {
         publish_time: (!rec.publish_time.is_empty()).then_some(rec.publish_time.as_str()),
         ingest_ms: rec.ingest_ms,
         live: is_live(rec.source_kind),
-        topic_tenant: topic_tenant(rec.source_kind, &rec.source),
+        topic_tenant: record_tenant(rec.source_kind, &rec.source),
     }
 }
 
@@ -71,13 +66,13 @@ impl ArchivedEvent {
     }
 
     pub(super) fn of_ref(r: &RecordRef<'_>) -> ArchivedEvent {
-        let tenant = topic_tenant(r.source_kind, r.source);
+        let tenant = record_tenant(r.source_kind, r.source);
         let arrival = (r.ingest_ms, is_live(r.source_kind));
         ArchivedEvent::new(r.offset, arrival, r.payload, r.publish_time, tenant)
     }
 
     pub(super) fn of_record(r: &Record) -> ArchivedEvent {
-        let tenant = topic_tenant(r.source_kind, &r.source);
+        let tenant = record_tenant(r.source_kind, &r.source);
         let arrival = (r.ingest_ms, is_live(r.source_kind));
         ArchivedEvent::new(r.offset, arrival, &r.payload, &r.publish_time, tenant)
     }
@@ -119,10 +114,94 @@ pub(super) struct AgentRow {
 pub(super) struct SummaryRow {
     pub(super) guid: String,
     pub(super) offered_at: i64,
+    /// The leg's tenant: the row is filed under it in `tenant_legs`.
+    pub(super) tenant: Option<String>,
     /// `parentGuid`: the row files the leg under its parent in `children`.
     pub(super) parent: Option<String>,
     /// The encoded Summary (codec).
     pub(super) bytes: Vec<u8>,
+}
+
+/// What some events add to one tenant's counts in `tenants`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct TenantCount {
+    pub(super) events: u64,
+    /// The smallest and largest timed t(e) (weak times left out), or
+    /// `i64::MAX`/`i64::MIN` when none is timed.
+    pub(super) min_ms: i64,
+    pub(super) max_ms: i64,
+}
+
+impl Default for TenantCount {
+    fn default() -> Self {
+        TenantCount {
+            events: 0,
+            min_ms: i64::MAX,
+            max_ms: i64::MIN,
+        }
+    }
+}
+
+impl TenantCount {
+    pub(super) fn merge(&mut self, other: TenantCount) {
+        self.events = self.events.saturating_add(other.events);
+        self.min_ms = self.min_ms.min(other.min_ms);
+        self.max_ms = self.max_ms.max(other.max_ms);
+    }
+}
+
+/// The tenant index entries of some events (`crate::tenant::event_tenant`
+/// of each): what `--tenant` and `stats --by-tenant` read.
+#[derive(Debug, Default)]
+pub(super) struct TenantFacts {
+    /// Per tenant ("" for events without one).
+    pub(super) counts: BTreeMap<String, TenantCount>,
+    /// (tenant, interactionGUID) of every event with both.
+    pub(super) guids: BTreeSet<(String, String)>,
+    /// (tenant, agentId) of every event with both.
+    pub(super) agents: BTreeSet<(String, String)>,
+    /// (tenant, offset, payload hash) of the events of a tenant that name
+    /// neither an interaction nor an agent (the index files them by hash).
+    pub(super) other: Vec<(String, u64, u64)>,
+}
+
+impl TenantFacts {
+    fn absorb(&mut self, other: TenantFacts) {
+        for (t, c) in other.counts {
+            self.counts.entry(t).or_default().merge(c);
+        }
+        self.guids.extend(other.guids);
+        self.agents.extend(other.agents);
+        self.other.extend(other.other);
+    }
+
+    /// Files one event of `tenant` (timed at `t` when `timed`).
+    fn add(&mut self, tenant: Option<&str>, event: &Event<'_>, r: &ArchivedEvent, t: EventTime) {
+        let count = self
+            .counts
+            .entry(tenant.unwrap_or("").to_owned())
+            .or_default();
+        count.events += 1;
+        if t.is_timed() {
+            count.min_ms = count.min_ms.min(t.ms);
+            count.max_ms = count.max_ms.max(t.ms);
+        }
+        let Some(tenant) = tenant else {
+            return;
+        };
+        let guid = event.body.interaction_guid.as_text();
+        let agent = event.body.agent_id.as_text();
+        if guid.is_none() && agent.is_none() {
+            let hash = payload_hash(r.payload());
+            self.other.push((tenant.to_owned(), r.offset, hash));
+        }
+        if let Some(g) = guid {
+            self.guids.insert((tenant.to_owned(), g.into_owned()));
+        }
+        if let Some(a) = agent {
+            self.agents.insert((tenant.to_owned(), a.into_owned()));
+        }
+    }
 }
 
 /// The projection of some records: summaries of the interactions they name
@@ -131,6 +210,9 @@ pub(super) struct SummaryRow {
 pub(super) struct Projected {
     pub(super) summaries: Vec<SummaryRow>,
     pub(super) agents: Vec<AgentRow>,
+    /// Comes with the status changes (`Want::agents`): facts of each record,
+    /// which every path projects exactly once.
+    pub(super) tenants: TenantFacts,
     /// The largest timed t(e) (weak times left out).
     pub(super) max_time_ms: Option<i64>,
 }
@@ -139,6 +221,7 @@ impl Projected {
     pub(super) fn absorb(&mut self, other: Projected) {
         self.summaries.extend(other.summaries);
         self.agents.extend(other.agents);
+        self.tenants.absorb(other.tenants);
         self.max_time_ms = self.max_time_ms.max(other.max_time_ms);
     }
 }
@@ -150,7 +233,9 @@ pub(super) struct Want {
     /// Summaries of the interactions the records name: the caller passes
     /// ALL records of those interactions.
     pub(super) summaries: bool,
-    /// The status changes among the records.
+    /// The status changes among the records and their tenant index
+    /// entries: facts of each record on its own, which the caller asks for
+    /// once per record.
     pub(super) agents: bool,
 }
 
@@ -186,6 +271,8 @@ pub(super) fn project_records(recs: &[ArchivedEvent], want: Want) -> Result<Proj
             out.max_time_ms = out.max_time_ms.max(Some(t.ms));
         }
         if want.agents {
+            let tenant = tenant_of(r.tenant.as_deref(), &event);
+            out.tenants.add(tenant.as_deref(), &event, r, t);
             if let Some(agent) = status_change_agent(&event) {
                 out.agents.push(AgentRow {
                     agent: agent.into_owned(),
@@ -226,10 +313,12 @@ pub(super) fn project_records(recs: &[ArchivedEvent], want: Want) -> Result<Proj
         if let Some(summary) = derive(&prepared) {
             let at = summary.offered_at;
             let parent = summary.parent_guid.clone();
+            let tenant = summary.tenant.clone();
             codec::encode_summary(&guid, summary, &mut buf)?;
             out.summaries.push(SummaryRow {
                 guid,
                 offered_at: at,
+                tenant,
                 parent,
                 bytes: buf.clone(),
             });

@@ -6,14 +6,18 @@ use std::collections::BTreeSet;
 use ccvault_event::{parse_event, EventTime, TimeSource};
 use redb::{ReadOnlyTable, ReadTransaction, ReadableTable};
 
-use super::schema::{offered_at_of, AGENT_STATUS, BY_OFFERED, CHILDREN, OFFERED};
+use super::schema::{
+    offered_at_of, AGENT_STATUS, BY_OFFERED, CHILDREN, OFFERED, TENANTS, TENANT_AGENTS,
+    TENANT_GUIDS, TENANT_LEGS, TENANT_OTHER,
+};
 use super::{guarded, AtPath, Projections, Result};
 use crate::agents::{AgentStateTime, AgentStates, AgentWindow};
 use crate::codec;
 use crate::contact::resolve_contact;
 use crate::report::{Report, ReportOptions, ReportRow};
 use crate::summary::{LegKind, Outcome, Summary};
-use ccvault_store::unguarded;
+use crate::tenant::event_tenant;
+use ccvault_store::{unguarded, ArchiveReader, Hit, Record, StoreError};
 
 /// `interactions` filters: all present ones must hold.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -29,6 +33,9 @@ pub struct InteractionFilter {
     pub kind: Option<LegKind>,
     /// Every leg of one contact.
     pub contact_id: Option<String>,
+    /// The leg's tenant (`crate::tenant`): read through the tenant index,
+    /// so other tenants' legs are not read at all.
+    pub tenant: Option<String>,
 }
 
 impl InteractionFilter {
@@ -50,6 +57,10 @@ impl InteractionFilter {
                 .contact_id
                 .as_deref()
                 .is_none_or(|c| s.contact_id.as_deref() == Some(c))
+            && self
+                .tenant
+                .as_deref()
+                .is_none_or(|t| s.tenant.as_deref() == Some(t))
     }
 }
 
@@ -218,6 +229,37 @@ impl Projections {
                 return Ok(());
             };
             let lo = filter.from.unwrap_or(i64::MIN);
+            let mut visit = |at: i64, guid: &str, bytes: &[u8]| -> Result<bool> {
+                let mut s = codec::decode_summary(guid, at, bytes).at(&self.path)?;
+                self.place_in_contact(&mut s, &t)?;
+                Ok(!filter.matches(&s) || unguarded(|| f(s))?)
+            };
+            if let Some(tenant) = filter.tenant.as_deref() {
+                // One tenant's legs: its range of `tenant_legs`, each row
+                // read by its key.
+                let Some(legs) = open_optional(&txn, TENANT_LEGS).at(&self.path)? else {
+                    return Ok(());
+                };
+                let range = match filter.to {
+                    Some(to) => legs.range((tenant, lo, "")..(tenant, to, "")),
+                    None => legs.range((tenant, lo, "")..),
+                }
+                .at(&self.path)?;
+                for item in range {
+                    let (k, _) = item.at(&self.path)?;
+                    let (t_key, at, guid) = k.value();
+                    if t_key != tenant {
+                        break;
+                    }
+                    let Some(v) = t.by_offered.get((at, guid)).at(&self.path)? else {
+                        continue;
+                    };
+                    if !visit(at, guid, v.value())? {
+                        break;
+                    }
+                }
+                return Ok(());
+            }
             let range = match filter.to {
                 Some(to) => t.by_offered.range((lo, "")..(to, "")),
                 None => t.by_offered.range((lo, "")..),
@@ -226,9 +268,7 @@ impl Projections {
             for item in range {
                 let (k, v) = item.at(&self.path)?;
                 let (at, guid) = k.value();
-                let mut s = codec::decode_summary(guid, at, v.value()).at(&self.path)?;
-                self.place_in_contact(&mut s, &t)?;
-                if filter.matches(&s) && !unguarded(|| f(s))? {
+                if !visit(at, guid, v.value())? {
                     break;
                 }
             }
@@ -238,9 +278,20 @@ impl Projections {
 
     /// The aggregate report over the stored summaries (docs/METRICS.md §4).
     pub fn report(&self, opts: ReportOptions) -> Result<Vec<ReportRow>> {
+        self.tenant_report(opts, None)
+    }
+
+    /// [`Projections::report`] over one tenant's legs only, when `tenant`
+    /// is given.
+    pub fn tenant_report(
+        &self,
+        opts: ReportOptions,
+        tenant: Option<&str>,
+    ) -> Result<Vec<ReportRow>> {
         let filter = InteractionFilter {
             from: opts.from,
             to: opts.to,
+            tenant: tenant.map(str::to_owned),
             ..InteractionFilter::default()
         };
         let mut report = Report::new(opts);
@@ -254,32 +305,39 @@ impl Projections {
     /// Agent state time (docs/METRICS.md §5) over `[from, to)`; without `to`, the
     /// last state runs to the largest timed t(e) in the archive.
     pub fn agents(&self, from: Option<i64>, to: Option<i64>) -> Result<Vec<AgentStateTime>> {
+        self.tenant_agents_time(from, to, None)
+    }
+
+    /// [`Projections::agents`] for the agents of one tenant only, when
+    /// `tenant` is given ([`Projections::agents_of_tenant`]; each reads
+    /// its own status changes, so the rows equal the unfiltered ones).
+    pub fn tenant_agents_time(
+        &self,
+        from: Option<i64>,
+        to: Option<i64>,
+        tenant: Option<&str>,
+    ) -> Result<Vec<AgentStateTime>> {
+        let agents = match tenant {
+            Some(t) => Some(self.agents_of_tenant(t)?),
+            None => None,
+        };
         guarded(&self.path, || {
             let state = self.state()?;
             let txn = self.read_txn()?;
-            let t = match txn.open_table(AGENT_STATUS) {
-                Ok(t) => t,
-                Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
-                Err(e) => return Err(e).at(&self.path),
+            let Some(t) = open_optional(&txn, AGENT_STATUS).at(&self.path)? else {
+                return Ok(Vec::new());
             };
             let mut acc = AgentStates::new();
-            for item in t.iter().at(&self.path)? {
-                let (k, v) = item.at(&self.path)?;
-                let (_, time_ms, _) = k.value();
-                // The source says whether the change is timed (agent state
-                // time counts timed changes only).
-                let (rank, raw) = v.value();
-                // A rank this code does not know cannot be trusted to be timed.
-                let source = TimeSource::of_rank(rank).unwrap_or(TimeSource::Imported);
-                if let Ok(event) = parse_event(raw) {
-                    acc.add_event(
-                        &event,
-                        EventTime {
-                            ms: time_ms,
-                            source,
-                        },
-                        raw,
-                    );
+            match &agents {
+                None => feed_status(&mut acc, t.iter().at(&self.path)?, &self.path)?,
+                Some(agents) => {
+                    for a in agents {
+                        let a = a.as_str();
+                        let range = t
+                            .range((a, i64::MIN, 0)..=(a, i64::MAX, u64::MAX))
+                            .at(&self.path)?;
+                        feed_status(&mut acc, range, &self.path)?;
+                    }
                 }
             }
             Ok(acc.finish(&AgentWindow {
@@ -288,5 +346,226 @@ impl Projections {
                 archive_max_time_ms: state.max_time_ms.unwrap_or(i64::MIN),
             }))
         })
+    }
+
+    /// The agents of `tenant`: those named (`agentId`) by an event of the
+    /// tenant, sorted.
+    pub fn agents_of_tenant(&self, tenant: &str) -> Result<Vec<String>> {
+        self.tenant_keys(TENANT_AGENTS, tenant)
+    }
+
+    /// The interactions (GUIDs) named by an event of `tenant`, sorted.
+    pub fn guids_of_tenant(&self, tenant: &str) -> Result<Vec<String>> {
+        self.tenant_keys(TENANT_GUIDS, tenant)
+    }
+
+    /// `(offset, payload hash)` of the events of `tenant` that name neither
+    /// an interaction nor an agent, in offset order.
+    fn others_of_tenant(&self, tenant: &str) -> Result<Vec<(u64, u64)>> {
+        guarded(&self.path, || {
+            let txn = self.read_txn()?;
+            let Some(t) = open_optional(&txn, TENANT_OTHER).at(&self.path)? else {
+                return Ok(Vec::new());
+            };
+            let mut out = Vec::new();
+            for item in t.range((tenant, 0)..=(tenant, u64::MAX)).at(&self.path)? {
+                let (k, v) = item.at(&self.path)?;
+                out.push((k.value().1, v.value()));
+            }
+            Ok(out)
+        })
+    }
+
+    /// Visits the archived events of `tenant` in offset order (those
+    /// below the projections' `consumed`): each event whose own tenant
+    /// ([`crate::tenant::event_tenant`]) is `tenant`, and each event without
+    /// a tenant of its own that names an agent of the tenant
+    /// ([`Projections::agents_of_tenant`]), as `agents --tenant` counts that
+    /// agent's status changes. They are found through the archive's index
+    /// (by the tenant's interactions, agents, and the payload hash of the
+    /// rest), so other tenants' records are not read, but for GUID or agent
+    /// hash collisions, which are read and dropped. Quarantined records are
+    /// not events and are never visited.
+    pub fn tenant_records(
+        &self,
+        reader: &mut ArchiveReader,
+        tenant: &str,
+        mut f: impl FnMut(Record) -> Result<()>,
+    ) -> Result<()> {
+        let consumed = self.state()?.consumed;
+        let agents: BTreeSet<String> = self.agents_of_tenant(tenant)?.into_iter().collect();
+        let mut hits: Vec<Hit> = Vec::new();
+        for g in self.guids_of_tenant(tenant)? {
+            hits.extend(reader.index().guid_hits(&g).map_err(StoreError::from)?);
+        }
+        for a in &agents {
+            hits.extend(reader.index().agent_hits(a).map_err(StoreError::from)?);
+        }
+        for (offset, hash) in self.others_of_tenant(tenant)? {
+            let candidates = reader
+                .index()
+                .duplicate_candidates(hash, None)
+                .map_err(StoreError::from)?;
+            hits.extend(candidates.into_iter().filter(|h| h.offset == offset));
+        }
+        hits.retain(|h| h.offset < consumed);
+        hits.sort_unstable_by_key(|h| h.offset);
+        hits.dedup_by_key(|h| h.offset);
+        for chunk in hits.chunks(TENANT_READ_CHUNK) {
+            for rec in reader.read_hits(chunk)? {
+                if !rec.quarantined && record_of_tenant(&rec, tenant, &agents) {
+                    f(rec)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The second parts of `table`'s keys whose tenant is `tenant`.
+    fn tenant_keys(
+        &self,
+        table: redb::TableDefinition<'static, (&'static str, &'static str), ()>,
+        tenant: &str,
+    ) -> Result<Vec<String>> {
+        guarded(&self.path, || {
+            let txn = self.read_txn()?;
+            let Some(t) = open_optional(&txn, table).at(&self.path)? else {
+                return Ok(Vec::new());
+            };
+            let mut out = Vec::new();
+            for item in t.range((tenant, "")..).at(&self.path)? {
+                let (k, _) = item.at(&self.path)?;
+                let (t_key, second) = k.value();
+                if t_key != tenant {
+                    break;
+                }
+                out.push(second.to_owned());
+            }
+            Ok(out)
+        })
+    }
+
+    /// Per tenant (`crate::tenant`; `None` for events and legs without
+    /// one): its events, legs, contacts and the time range of its timed
+    /// events, in tenant order; only `only` when given. Counting contacts
+    /// reads each of the tenant's legs, as `interactions --tenant` does.
+    pub fn tenant_stats(&self, only: Option<&str>) -> Result<Vec<TenantStats>> {
+        let counts = guarded(&self.path, || {
+            let txn = self.read_txn()?;
+            let Some(t) = open_optional(&txn, TENANTS).at(&self.path)? else {
+                return Ok(Vec::new());
+            };
+            let mut out = Vec::new();
+            for item in t.iter().at(&self.path)? {
+                let (k, v) = item.at(&self.path)?;
+                let tenant = k.value();
+                if only.is_some_and(|o| o != tenant) {
+                    continue;
+                }
+                let (events, legs, min, max) = v.value();
+                out.push(TenantStats {
+                    tenant: (!tenant.is_empty()).then(|| tenant.to_owned()),
+                    events,
+                    legs,
+                    contacts: 0,
+                    min_time_ms: (min <= max).then_some(min),
+                    max_time_ms: (min <= max).then_some(max),
+                });
+            }
+            Ok(out)
+        })?;
+        let mut out = Vec::with_capacity(counts.len());
+        for mut c in counts {
+            if let Some(tenant) = &c.tenant {
+                let mut contacts = BTreeSet::new();
+                let filter = InteractionFilter {
+                    tenant: Some(tenant.clone()),
+                    ..InteractionFilter::default()
+                };
+                self.for_each_interaction(&filter, |s| {
+                    contacts.extend(s.contact_id);
+                    Ok(true)
+                })?;
+                c.contacts = contacts.len() as u64;
+            }
+            out.push(c);
+        }
+        Ok(out)
+    }
+}
+
+/// Adds the status changes of `range` of `agent_status` to `acc`.
+fn feed_status(
+    acc: &mut AgentStates,
+    range: redb::Range<'_, (&'static str, i64, u64), (u8, &'static [u8])>,
+    path: &std::path::Path,
+) -> Result<()> {
+    for item in range {
+        let (k, v) = item.at(path)?;
+        let (_, time_ms, _) = k.value();
+        // The source says whether the change is timed (agent state time
+        // counts timed changes only).
+        let (rank, raw) = v.value();
+        // A rank this code does not know cannot be trusted to be timed.
+        let source = TimeSource::of_rank(rank).unwrap_or(TimeSource::Imported);
+        if let Ok(event) = parse_event(raw) {
+            acc.add_event(
+                &event,
+                EventTime {
+                    ms: time_ms,
+                    source,
+                },
+                raw,
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Records read from the log at a time by [`Projections::tenant_records`].
+const TENANT_READ_CHUNK: usize = 4096;
+
+/// Whether `rec` is an event of `tenant` as [`Projections::tenant_records`]
+/// says: its own tenant is `tenant`, or it has none and names one of
+/// `agents` (the tenant's).
+fn record_of_tenant(rec: &Record, tenant: &str, agents: &BTreeSet<String>) -> bool {
+    let Ok(event) = parse_event(&rec.payload) else {
+        return false;
+    };
+    match event_tenant(rec.source_kind, &rec.source, &event) {
+        Some(t) => t == tenant,
+        None => event
+            .body
+            .agent_id
+            .as_text()
+            .is_some_and(|a| agents.contains(a.as_ref())),
+    }
+}
+
+/// One tenant's line of `ccvault stats --by-tenant`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TenantStats {
+    /// `None`: the events and legs without a tenant.
+    pub tenant: Option<String>,
+    pub events: u64,
+    pub legs: u64,
+    /// Distinct `contactId`s of the tenant's legs (0 for `None`).
+    pub contacts: u64,
+    /// The smallest and largest timed t(e) of the tenant's events.
+    pub min_time_ms: Option<i64>,
+    pub max_time_ms: Option<i64>,
+}
+
+/// `table`, or `None` when nothing has been written to it yet (a store
+/// written before it existed is rebuilt, so only an empty store lacks it).
+fn open_optional<K: redb::Key + 'static, V: redb::Value + 'static>(
+    txn: &ReadTransaction,
+    table: redb::TableDefinition<'static, K, V>,
+) -> std::result::Result<Option<ReadOnlyTable<K, V>>, redb::TableError> {
+    match txn.open_table(table) {
+        Ok(t) => Ok(Some(t)),
+        Err(redb::TableError::TableDoesNotExist(_)) => Ok(None),
+        Err(e) => Err(e),
     }
 }

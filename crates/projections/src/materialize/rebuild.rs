@@ -208,6 +208,7 @@ impl Projections {
                 applied.agent_changes += p.agents.len() as u64;
                 self.put_summaries(&txn, &p.summaries, Rows::New)?;
                 self.put_agents(&txn, &p.agents)?;
+                self.put_tenants(&txn, &p.tenants)?;
             }
             txn.commit().at(&self.path)?;
         }
@@ -254,6 +255,7 @@ impl Projections {
                 in_txn += p.summaries.len() + p.agents.len();
                 self.put_summaries(&txn, &p.summaries, Rows::New)?;
                 self.put_agents(&txn, &p.agents)?;
+                self.put_tenants(&txn, &p.tenants)?;
                 if in_txn >= COMMIT_EVERY {
                     txn.set_durability(Durability::None).at(&self.path)?;
                     txn.commit().at(&self.path)?;

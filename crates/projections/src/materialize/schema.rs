@@ -1,12 +1,13 @@
 //! The tables of `projections.redb` (see the module header for what each
 //! holds) and the only code that writes them.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use ccvault_store::{guid_hash, Position, StoreError};
 use redb::{Database, ReadableTable, ReadableTableMetadata, TableDefinition, WriteTransaction};
 
-use super::project::{AgentRow, SummaryRow};
+use super::project::{AgentRow, SummaryRow, TenantCount, TenantFacts};
 use super::{guarded, AtPath, ProjectionError, Projections, Result, State, PROJECTION_VERSION};
 
 pub(super) const META: TableDefinition<&str, i64> = TableDefinition::new("meta");
@@ -23,6 +24,60 @@ pub(super) const CHILDREN: TableDefinition<(&str, &str), ()> = TableDefinition::
 /// `(agentId, t(e), offset) -> (rank of t(e)'s time source, payload)`.
 pub(super) const AGENT_STATUS: TableDefinition<(&str, i64, u64), (u8, &[u8])> =
     TableDefinition::new("agent_status");
+
+// The tenant index (`crate::tenant` says whose an event or a leg is; ""
+// stands for none where a key needs a tenant).
+
+/// `(leg's tenant, offeredAt, interactionGUID) -> ()`: every row of
+/// `interactions_by_offered` under its leg's tenant, so one tenant's legs
+/// are a range in `offeredAt` order.
+pub(super) const TENANT_LEGS: TableDefinition<(&str, i64, &str), ()> =
+    TableDefinition::new("tenant_legs");
+/// `(event's tenant, interactionGUID) -> ()` for every event having both:
+/// where a tenant's events are found through the archive's index.
+pub(super) const TENANT_GUIDS: TableDefinition<(&str, &str), ()> =
+    TableDefinition::new("tenant_guids");
+/// `(event's tenant, agentId) -> ()` for every event having both: a
+/// tenant's agents.
+pub(super) const TENANT_AGENTS: TableDefinition<(&str, &str), ()> =
+    TableDefinition::new("tenant_agents");
+/// `(event's tenant, offset) -> payload hash` for the events of a tenant
+/// that name neither an interaction nor an agent: the index files those by
+/// payload hash (and finds the others by GUID or agent).
+pub(super) const TENANT_OTHER: TableDefinition<(&str, u64), u64> =
+    TableDefinition::new("tenant_other");
+/// `tenant -> (events, legs, smallest timed t(e), largest timed t(e))`,
+/// "" counting events and legs without a tenant; the times are
+/// `i64::MAX`/`i64::MIN` when no event of the tenant is timed.
+pub(super) const TENANTS: TableDefinition<&str, (u64, u64, i64, i64)> =
+    TableDefinition::new("tenants");
+
+/// The key part standing for a tenant, "" for none.
+pub(super) fn tenant_key(t: &Option<String>) -> &str {
+    t.as_deref().unwrap_or("")
+}
+
+/// Adds `events`/`legs` (negative: removes) and widens the time range of
+/// one tenant's counts.
+fn count_tenant(
+    tenants: &mut redb::Table<&str, (u64, u64, i64, i64)>,
+    tenant: &str,
+    legs: i64,
+    add: TenantCount,
+) -> std::result::Result<(), redb::StorageError> {
+    let (events, old_legs, min, max) = tenants
+        .get(tenant)?
+        .map_or((0, 0, i64::MAX, i64::MIN), |v| v.value());
+    let legs = old_legs.saturating_add_signed(legs);
+    let value = (
+        events.saturating_add(add.events),
+        legs,
+        min.min(add.min_ms),
+        max.max(add.max_ms),
+    );
+    tenants.insert(tenant, value)?;
+    Ok(())
+}
 
 /// The `offeredAt` under which `guid`'s summary is stored, if it has one:
 /// the candidates its hash names in `offered`, checked against `by_offered`.
@@ -158,6 +213,9 @@ impl Projections {
         let mut by_offered = txn.open_table(BY_OFFERED).at(&self.path)?;
         let mut offered = txn.open_table(OFFERED).at(&self.path)?;
         let mut children = txn.open_table(CHILDREN).at(&self.path)?;
+        let mut tenant_legs = txn.open_table(TENANT_LEGS).at(&self.path)?;
+        // Legs added (removed) per tenant: counted by what the table did.
+        let mut legs: BTreeMap<String, i64> = BTreeMap::new();
         for row in summaries {
             let guid = row.guid.as_str();
             let old_at = match rows {
@@ -182,12 +240,19 @@ impl Projections {
                 .insert((row.offered_at, guid), row.bytes.as_slice())
                 .at(&self.path)?
                 .map(|v| (row.offered_at, v.value().to_vec()));
+            // The row replaced: where it was filed (tenant, offeredAt).
+            let mut old_filed = None;
             if rows == Rows::Replace {
-                if let Some((at, old)) = moved.or(overwritten).filter(|(_, old)| *old != row.bytes)
-                {
-                    let old = crate::codec::decode_summary(guid, at, &old).at(&self.path)?;
-                    if let Some(p) = old.parent_guid.filter(|p| Some(p) != row.parent.as_ref()) {
-                        children.remove((p.as_str(), guid)).at(&self.path)?;
+                if let Some((at, old)) = moved.or(overwritten) {
+                    if old == row.bytes {
+                        old_filed = Some((row.tenant.clone(), at));
+                    } else {
+                        let old = crate::codec::decode_summary(guid, at, &old).at(&self.path)?;
+                        if let Some(p) = old.parent_guid.filter(|p| Some(p) != row.parent.as_ref())
+                        {
+                            children.remove((p.as_str(), guid)).at(&self.path)?;
+                        }
+                        old_filed = Some((old.tenant, at));
                     }
                 }
             }
@@ -196,6 +261,57 @@ impl Projections {
                     .insert((parent.as_str(), guid), ())
                     .at(&self.path)?;
             }
+            let tenant = tenant_key(&row.tenant);
+            if let Some((old_tenant, at)) = old_filed {
+                let old_tenant = tenant_key(&old_tenant);
+                if (old_tenant, at) != (tenant, row.offered_at)
+                    && tenant_legs
+                        .remove((old_tenant, at, guid))
+                        .at(&self.path)?
+                        .is_some()
+                {
+                    *legs.entry(old_tenant.to_owned()).or_default() -= 1;
+                }
+            }
+            if tenant_legs
+                .insert((tenant, row.offered_at, guid), ())
+                .at(&self.path)?
+                .is_none()
+            {
+                *legs.entry(tenant.to_owned()).or_default() += 1;
+            }
+        }
+        let mut tenants = txn.open_table(TENANTS).at(&self.path)?;
+        for (tenant, n) in legs.into_iter().filter(|(_, n)| *n != 0) {
+            count_tenant(&mut tenants, &tenant, n, TenantCount::default()).at(&self.path)?;
+        }
+        Ok(())
+    }
+
+    /// Writes the tenant index entries of newly applied records (each
+    /// record's entries are written once: its counts are added).
+    pub(super) fn put_tenants(&self, txn: &WriteTransaction, facts: &TenantFacts) -> Result<()> {
+        let mut guids = txn.open_table(TENANT_GUIDS).at(&self.path)?;
+        for (tenant, guid) in &facts.guids {
+            guids
+                .insert((tenant.as_str(), guid.as_str()), ())
+                .at(&self.path)?;
+        }
+        let mut agents = txn.open_table(TENANT_AGENTS).at(&self.path)?;
+        for (tenant, agent) in &facts.agents {
+            agents
+                .insert((tenant.as_str(), agent.as_str()), ())
+                .at(&self.path)?;
+        }
+        let mut other = txn.open_table(TENANT_OTHER).at(&self.path)?;
+        for (tenant, offset, hash) in &facts.other {
+            other
+                .insert((tenant.as_str(), *offset), *hash)
+                .at(&self.path)?;
+        }
+        let mut tenants = txn.open_table(TENANTS).at(&self.path)?;
+        for (tenant, count) in &facts.counts {
+            count_tenant(&mut tenants, tenant, 0, *count).at(&self.path)?;
         }
         Ok(())
     }

@@ -14,6 +14,7 @@ use crate::report::{GroupBy, Interval, Report, ReportOptions};
 use crate::summary::summarize;
 use crate::summary::Summary;
 use ccvault_event::{event_time, parse_event};
+use query::TenantStats;
 use schema::{CHILDREN, META, OFFERED};
 
 fn sim_lines(seed: u64, interactions: u64) -> Vec<Vec<u8>> {
@@ -26,6 +27,22 @@ fn sim_lines_with(seed: u64, interactions: u64, quirks: ccvault_sim::Quirks) -> 
         interactions: Some(interactions),
         agents: 12,
         quirks,
+        ..SimConfig::default()
+    };
+    let mut out = Vec::new();
+    simulate(&cfg, &mut out).unwrap();
+    out.split(|b| *b == b'\n')
+        .filter(|l| !l.is_empty())
+        .map(<[u8]>::to_vec)
+        .collect()
+}
+
+fn sim_tenant_lines(seed: u64, interactions: u64, tenant: &str) -> Vec<Vec<u8>> {
+    let cfg = SimConfig {
+        seed,
+        interactions: Some(interactions),
+        agents: 6,
+        tenant: tenant.to_owned(),
         ..SimConfig::default()
     };
     let mut out = Vec::new();
@@ -260,6 +277,139 @@ fn oracle(dir: &Path) -> String {
     out
 }
 
+/// What the tenant index answers, per tenant in key order: its stats line,
+/// its legs (`interactions --tenant`), its agents' state time and the
+/// offsets of its events (`export --tenant`).
+fn tenant_dump(p: &Projections, dir: &Path) -> String {
+    let mut out = String::new();
+    let mut reader = ArchiveReader::open(dir).unwrap();
+    for st in p.tenant_stats(None).unwrap() {
+        out += &serde_json::to_string(&st).unwrap();
+        out.push('\n');
+        let Some(t) = st.tenant else { continue };
+        let filter = InteractionFilter {
+            tenant: Some(t.clone()),
+            ..InteractionFilter::default()
+        };
+        p.for_each_interaction(&filter, |s| {
+            out += &serde_json::to_string(&s).unwrap();
+            out.push('\n');
+            Ok(true)
+        })
+        .unwrap();
+        for a in p.tenant_agents_time(None, None, Some(&t)).unwrap() {
+            out += &serde_json::to_string(&a).unwrap();
+            out.push('\n');
+        }
+        p.tenant_records(&mut reader, &t, |r| {
+            out += &format!("event {}\n", r.offset);
+            Ok(())
+        })
+        .unwrap();
+    }
+    out
+}
+
+/// The same per tenant, straight from the archive's records and the rule
+/// of `crate::tenant`, and from the unfiltered answers restricted to the
+/// tenant (its legs, its agents' rows).
+fn tenant_oracle(dir: &Path) -> String {
+    let reader = ArchiveReader::open(dir).unwrap();
+    let mut recs = Vec::new();
+    reader
+        .for_each_record(
+            |r| {
+                if !r.quarantined {
+                    recs.push(r);
+                }
+                Ok(())
+            },
+            |_| {},
+        )
+        .unwrap();
+    let p = Projections::open_read_only_in(dir).unwrap();
+    let mut legs = Vec::new();
+    p.for_each_interaction(&InteractionFilter::default(), |s| {
+        legs.push(s);
+        Ok(true)
+    })
+    .unwrap();
+    let all_agents = p.agents(None, None).unwrap();
+    // tenant ("" none) -> (events, min, max); tenant -> agents.
+    let mut counts: BTreeMap<String, (u64, i64, i64)> = BTreeMap::new();
+    let mut agents: BTreeMap<String, std::collections::BTreeSet<String>> = BTreeMap::new();
+    let mut own: Vec<(u64, Option<String>, Option<String>)> = Vec::new();
+    for r in &recs {
+        let Ok(ev) = parse_event(&r.payload) else {
+            continue;
+        };
+        let tenant = crate::tenant::event_tenant(r.source_kind, &r.source, &ev)
+            .map(std::borrow::Cow::into_owned);
+        let agent = ev.body.agent_id.as_text().map(|a| a.into_owned());
+        let t = event_time(&ev, record_input(r).arrival());
+        let c = counts
+            .entry(tenant.clone().unwrap_or_default())
+            .or_insert((0, i64::MAX, i64::MIN));
+        c.0 += 1;
+        if t.is_timed() {
+            c.1 = c.1.min(t.ms);
+            c.2 = c.2.max(t.ms);
+        }
+        if let (Some(tn), Some(a)) = (&tenant, &agent) {
+            agents.entry(tn.clone()).or_default().insert(a.clone());
+        }
+        own.push((r.offset, tenant, agent));
+    }
+    for s in &legs {
+        counts
+            .entry(s.tenant.clone().unwrap_or_default())
+            .or_insert((0, i64::MAX, i64::MIN));
+    }
+    let mut out = String::new();
+    for (key, (events, min, max)) in &counts {
+        let tenant = (!key.is_empty()).then(|| key.clone());
+        let mine: Vec<&Summary> = legs.iter().filter(|s| s.tenant == tenant).collect();
+        let contacts: std::collections::BTreeSet<&str> = mine
+            .iter()
+            .filter_map(|s| s.contact_id.as_deref())
+            .collect();
+        let st = TenantStats {
+            tenant: tenant.clone(),
+            events: *events,
+            legs: mine.len() as u64,
+            contacts: if tenant.is_some() {
+                contacts.len() as u64
+            } else {
+                0
+            },
+            min_time_ms: (min <= max).then_some(*min),
+            max_time_ms: (min <= max).then_some(*max),
+        };
+        out += &serde_json::to_string(&st).unwrap();
+        out.push('\n');
+        let Some(t) = tenant else { continue };
+        for s in mine {
+            out += &serde_json::to_string(s).unwrap();
+            out.push('\n');
+        }
+        let theirs = agents.get(&t).cloned().unwrap_or_default();
+        for a in all_agents.iter().filter(|a| theirs.contains(&a.agent_id)) {
+            out += &serde_json::to_string(a).unwrap();
+            out.push('\n');
+        }
+        for (offset, tenant, agent) in &own {
+            let of_t = match tenant {
+                Some(x) => *x == t,
+                None => agent.as_ref().is_some_and(|a| theirs.contains(a)),
+            };
+            if of_t {
+                out += &format!("event {offset}\n");
+            }
+        }
+    }
+    out
+}
+
 /// One leg's contact: its legs as `GUID@legIndex`, in order.
 fn contact_line(guid: &str, legs: &[Summary]) -> String {
     let legs: Vec<String> = legs
@@ -291,7 +441,9 @@ fn rebuild_and_incremental_catch_up_agree() {
             early.push(l.clone());
         }
     }
-    let middle: Vec<Vec<u8>> = lines[half..half + 300].to_vec();
+    let mut middle: Vec<Vec<u8>> = lines[half..half + 300].to_vec();
+    // A second tenant's day, by its GUIDs' suffix.
+    middle.extend(sim_tenant_lines(8, 60, "contoso02"));
     let mut rest: Vec<Vec<u8>> = lines[half + 300..].to_vec();
     // Duplicates of already archived lines, and the late events, mixed in.
     rest.extend(early.iter().step_by(5).cloned());
@@ -305,6 +457,10 @@ fn rebuild_and_incremental_catch_up_agree() {
     import_lines(d, &middle);
     // A few events again over MQTT: their topic names the tenant.
     import_mqtt(d, &middle[..40], "acme/event-v1/all");
+    // New ones too (archived from the topic; their copies in the file
+    // later are duplicates): legs whose first topic tenant is not their
+    // GUID's, with events of both tenants.
+    import_mqtt(d, &rest[..60], "acme/event-v1/all");
     let second = catch_up(d);
     assert!(!second.rebuilt && second.records > 0);
     import_lines(d, &rest);
@@ -317,6 +473,19 @@ fn rebuild_and_incremental_catch_up_agree() {
     let incremental = dump(&Projections::open(d).unwrap());
     let expected = oracle(d);
     assert_eq!(incremental, expected, "incremental differs from the oracle");
+    let tenants = tenant_dump(&Projections::open(d).unwrap(), d);
+    let tenants_expected = tenant_oracle(d);
+    assert_eq!(tenants, tenants_expected, "the tenant index differs");
+    // Three tenants: the simulated ones and the MQTT topic's; events
+    // without a tenant (status changes from a file) counted apart.
+    for t in [
+        r#""tenant":null"#,
+        r#""tenant":"acme""#,
+        r#""tenant":"contoso02""#,
+        r#""tenant":"northwind01""#,
+    ] {
+        assert!(tenants.contains(t), "{t} missing:\n{tenants}");
+    }
 
     let mut reader = ArchiveReader::open(d).unwrap();
     let mut p = Projections::open(d).unwrap();
@@ -325,6 +494,7 @@ fn rebuild_and_incremental_catch_up_agree() {
         .unwrap();
     assert_eq!(full.deferred, 0);
     assert_eq!(dump(&p), expected, "rebuild differs from the oracle");
+    assert_eq!(tenant_dump(&p, d), tenants_expected, "rebuilt tenant index");
 
     // A tiny buffer sets interactions aside; the result is the same.
     let tight = p
@@ -339,6 +509,11 @@ fn rebuild_and_incremental_catch_up_agree() {
         .unwrap();
     assert!(tight.deferred > 0);
     assert_eq!(dump(&p), expected, "rebuild with deferral differs");
+    assert_eq!(
+        tenant_dump(&p, d),
+        tenants_expected,
+        "tenant index after deferral"
+    );
 
     // And a catch-up on top of a rebuild changes nothing.
     drop(p);

@@ -9,6 +9,7 @@ use ccvault_event::{EventBody, Lenient};
 
 use crate::input::{Kind, Prepared};
 use crate::summary::{Anomaly, Direction, LegKind, Outcome, Summary};
+use crate::tenant::guid_tenant;
 
 fn owned(v: &Lenient<'_>) -> Option<String> {
     v.as_text().map(Cow::into_owned)
@@ -175,18 +176,11 @@ impl<'e, 'a> Walk<'e, 'a> {
             .map(|g| g.clone().into_owned())
     }
 
-    /// `tenant`: the topic's, else the text after the GUID's last `-`.
+    /// `tenant` (`crate::tenant`): the first topic tenant, else the GUID's.
     fn tenant(&self) -> Option<String> {
-        match self.topic_tenant {
-            Some(t) => Some(t.to_owned()),
-            None => self
-                .guid
-                .as_deref()
-                .and_then(|g| g.rsplit_once('-'))
-                .map(|(_, suffix)| suffix)
-                .filter(|s| !s.is_empty())
-                .map(str::to_owned),
-        }
+        self.topic_tenant
+            .or_else(|| self.guid.as_deref().and_then(guid_tenant))
+            .map(str::to_owned)
     }
 
     /// `acceptedAt`, `assignedAt` and `agentId` of the answer.
