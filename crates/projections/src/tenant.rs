@@ -110,33 +110,20 @@ mod tests {
     #[test]
     fn the_topic_names_the_tenant_else_the_guid() {
         let ev = parse_event(QUEUED.as_bytes()).unwrap();
-        let t = |kind, source| event_tenant(kind, source, &ev).map(Cow::into_owned);
-        assert_eq!(t(SourceKind::File, "day.ndjson").as_deref(), Some("acme01"));
-        assert_eq!(
-            t(SourceKind::Mqtt, "fromtopic/event-v1/all").as_deref(),
-            Some("fromtopic")
-        );
-        assert_eq!(
-            t(SourceKind::Pulsar, "persistent://pulsartenant/event-v1/all").as_deref(),
-            Some("pulsartenant")
-        );
-        assert_eq!(
-            t(SourceKind::Pulsar, "non-persistent://np/event-v1/all").as_deref(),
-            Some("np")
-        );
         // A topic outside the layout, or a file named like one, names none.
-        assert_eq!(
-            t(SourceKind::Mqtt, "some/other/topic/x").as_deref(),
-            Some("acme01")
-        );
-        assert_eq!(
-            t(SourceKind::File, "fromtopic/event-v1/all").as_deref(),
-            Some("acme01")
-        );
-        assert_eq!(
-            t(SourceKind::Pulsar, "fromtopic/event-v1/all").as_deref(),
-            Some("acme01")
-        );
+        for (kind, source, want) in [
+            (SourceKind::File, "day.ndjson", "acme01"),
+            (SourceKind::Mqtt, "fromtopic/event-v1/all", "fromtopic"),
+            (SourceKind::Mqtt, "fromtopic/agent-v1/ag1", "fromtopic"),
+            (SourceKind::Pulsar, "persistent://pt/event-v1/all", "pt"),
+            (SourceKind::Pulsar, "non-persistent://np/event-v1/all", "np"),
+            (SourceKind::Mqtt, "some/other/topic/x", "acme01"),
+            (SourceKind::File, "fromtopic/event-v1/all", "acme01"),
+            (SourceKind::Pulsar, "fromtopic/event-v1/all", "acme01"),
+        ] {
+            let got = event_tenant(kind, source, &ev);
+            assert_eq!(got.as_deref(), Some(want), "{kind:?} {source}");
+        }
     }
 
     #[test]

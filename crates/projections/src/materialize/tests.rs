@@ -22,31 +22,29 @@ fn sim_lines(seed: u64, interactions: u64) -> Vec<Vec<u8>> {
 }
 
 fn sim_lines_with(seed: u64, interactions: u64, quirks: ccvault_sim::Quirks) -> Vec<Vec<u8>> {
-    let cfg = SimConfig {
+    lines_of(&SimConfig {
         seed,
         interactions: Some(interactions),
         agents: 12,
         quirks,
         ..SimConfig::default()
-    };
-    let mut out = Vec::new();
-    simulate(&cfg, &mut out).unwrap();
-    out.split(|b| *b == b'\n')
-        .filter(|l| !l.is_empty())
-        .map(<[u8]>::to_vec)
-        .collect()
+    })
 }
 
+/// A simulated day of another tenant (its GUIDs end in `-tenant`).
 fn sim_tenant_lines(seed: u64, interactions: u64, tenant: &str) -> Vec<Vec<u8>> {
-    let cfg = SimConfig {
+    lines_of(&SimConfig {
         seed,
         interactions: Some(interactions),
         agents: 6,
         tenant: tenant.to_owned(),
         ..SimConfig::default()
-    };
+    })
+}
+
+fn lines_of(cfg: &SimConfig) -> Vec<Vec<u8>> {
     let mut out = Vec::new();
-    simulate(&cfg, &mut out).unwrap();
+    simulate(cfg, &mut out).unwrap();
     out.split(|b| *b == b'\n')
         .filter(|l| !l.is_empty())
         .map(<[u8]>::to_vec)
@@ -167,9 +165,8 @@ fn dump(p: &Projections) -> String {
     out
 }
 
-/// The same answers computed directly from the archive's records with the
-/// pure functions (no store involved).
-fn oracle(dir: &Path) -> String {
+/// The archive's records that are not quarantined, in log order.
+fn archived(dir: &Path) -> (ArchiveReader, Vec<ccvault_store::Record>) {
     let reader = ArchiveReader::open(dir).unwrap();
     let mut recs = Vec::new();
     reader
@@ -183,6 +180,13 @@ fn oracle(dir: &Path) -> String {
             |_| {},
         )
         .unwrap();
+    (reader, recs)
+}
+
+/// The same answers computed directly from the archive's records with the
+/// pure functions (no store involved).
+fn oracle(dir: &Path) -> String {
+    let (reader, recs) = archived(dir);
     let mut by_guid: BTreeMap<String, Vec<crate::EventInput>> = BTreeMap::new();
     let mut agents = AgentStates::new();
     let mut max_time = None;
@@ -314,19 +318,7 @@ fn tenant_dump(p: &Projections, dir: &Path) -> String {
 /// of `crate::tenant`, and from the unfiltered answers restricted to the
 /// tenant (its legs, its agents' rows).
 fn tenant_oracle(dir: &Path) -> String {
-    let reader = ArchiveReader::open(dir).unwrap();
-    let mut recs = Vec::new();
-    reader
-        .for_each_record(
-            |r| {
-                if !r.quarantined {
-                    recs.push(r);
-                }
-                Ok(())
-            },
-            |_| {},
-        )
-        .unwrap();
+    let (_, recs) = archived(dir);
     let p = Projections::open_read_only_in(dir).unwrap();
     let mut legs = Vec::new();
     p.for_each_interaction(&InteractionFilter::default(), |s| {
