@@ -391,3 +391,77 @@ fn a_damaged_index_never_panics_and_reindex_restores_it() {
         assert_eq!(run.code, 0, "{when}: {}", run.stdout_str());
     }
 }
+
+/// Issue 15 item 7: `verify` run again and again in one process while an
+/// `import` of a large file runs in another (rolling small segments) never
+/// reports the writer's unfinished tail, or anything else, as damage or as
+/// an index problem; every run exits 0.
+#[test]
+fn verify_beside_a_running_import_reports_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let stream = Stream {
+        events: 100_000,
+        interactions: 20_000,
+        line_len: 400,
+    };
+    let input = tmp.path().join("big.ndjson");
+    stream.write(&input);
+    // Small segments roll while verify reads; large ones keep verify in
+    // the segment being written.
+    for (round, (fsync, segment)) in [("batch", "64MiB"), ("never", "1MiB"), ("never", "64MiB")]
+        .into_iter()
+        .enumerate()
+    {
+        let dir = tmp.path().join(format!("archive-{round}"));
+        // A first import so that the archive exists before verify starts.
+        let first = tmp.path().join("first.ndjson");
+        fs::write(&first, stream.text(0..10)).unwrap();
+        import(&dir, &[&first], &[]);
+        let mut writer = common::command(
+            &dir,
+            &[
+                "import",
+                input.to_str().unwrap(),
+                "--fsync",
+                fsync,
+                "--segment-bytes",
+                segment,
+            ],
+        )
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+        let mut runs = 0;
+        let mut saw_growth = false;
+        let mut last_records = 0;
+        loop {
+            let running = writer.try_wait().unwrap().is_none();
+            let run = ccvault(&dir, &["verify", "--format", "json"]);
+            runs += 1;
+            let report = &run.json_lines()[0];
+            assert_eq!(
+                (run.code, &report["clean"]),
+                (0, &serde_json::json!(true)),
+                "round {round} (fsync {fsync}), verify run {runs} beside the import:\n{}{}",
+                run.stdout_str(),
+                run.stderr
+            );
+            let records = report["records"].as_u64().unwrap();
+            saw_growth |= running && records > last_records && last_records > 10;
+            last_records = records;
+            if !running {
+                break;
+            }
+        }
+        let status = writer.wait().unwrap();
+        assert!(status.success(), "import failed: {status}");
+        assert!(
+            runs >= 3 && saw_growth,
+            "round {round}: only {runs} verify runs, growth seen: {saw_growth}; the import was too quick to test anything"
+        );
+        assert_eq!(stats(&dir).records, stream.events as u64);
+        ccvault(&dir, &["verify"]).ok();
+    }
+}

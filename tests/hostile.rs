@@ -557,3 +557,195 @@ fn a_copied_or_misnamed_segment_is_reported_and_never_served_twice() {
         );
     }
 }
+
+/// Issue 15 item 7: valid JSON that `f64` or UTF-8 cannot hold (a number
+/// out of range, a lone surrogate escape) is an event like any other: it is
+/// archived byte for byte, not quarantined, and only the odd field reads as
+/// absent, in the index and in the projections.
+#[test]
+fn unrepresentable_numbers_and_lone_surrogates_are_archived_with_the_field_absent() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("a");
+    let s = Stream {
+        events: 18,
+        interactions: 3,
+        line_len: 300,
+    };
+    // Interaction 0: its queue is out of f64 range. Interaction 1: its
+    // agent is a lone surrogate. Interaction 2: as generated.
+    let lines: Vec<String> = (0..s.events)
+        .map(|i| {
+            let line = s.line(i);
+            match s.interaction_of(i) {
+                0 => line.replacen(
+                    &format!("\"queueId\":\"{}\"", 300 + i % 7),
+                    "\"queueId\":1e400",
+                    1,
+                ),
+                1 => line.replacen(
+                    &format!("\"agentId\":\"{}\"", s.agent(i)),
+                    r#""agentId":"\ud800""#,
+                    1,
+                ),
+                _ => line,
+            }
+        })
+        .collect();
+    assert!(lines[0].contains("1e400") && lines[1].contains(r"\ud800"));
+    let input = tmp.path().join("odd.ndjson");
+    fs::write(&input, lines.join("\n") + "\n").unwrap();
+
+    let run = import(&dir, &[&input], &["--format", "json"]);
+    let summary = &run.json_lines()[0];
+    assert_eq!(
+        (&summary["archived"], &summary["quarantined"]),
+        (&serde_json::json!(18), &serde_json::json!(0)),
+        "{summary}"
+    );
+    let st = stats(&dir);
+    assert_eq!(
+        (st.records, st.events, st.quarantined, st.interactions),
+        (18, 18, 0, 3),
+        "{}",
+        st.json
+    );
+    // Kept as received.
+    let exported = ccvault(&dir, &["export"]).ok().stdout_str();
+    assert_eq!(exported, lines.join("\n") + "\n");
+    for g in 0..3 {
+        let raw = ccvault(&dir, &["show", &s.guid(g), "--raw"])
+            .ok()
+            .stdout_str();
+        let want: String = lines
+            .iter()
+            .skip(g)
+            .step_by(3)
+            .map(|l| format!("{l}\n"))
+            .collect();
+        assert_eq!(raw, want, "interaction {g}");
+    }
+    // The projections: only the odd field is absent.
+    let rows = ccvault(&dir, &["interactions", "--format", "json"])
+        .ok()
+        .json_lines();
+    assert_eq!(rows.len(), 3, "{rows:?}");
+    let row = |g: usize| {
+        rows.iter()
+            .find(|r| r["interactionGUID"] == s.guid(g).as_str())
+            .unwrap_or_else(|| panic!("no summary of interaction {g}: {rows:?}"))
+    };
+    assert!(row(0)["queueId"].is_null(), "{}", row(0));
+    assert!(row(0)["agentId"].is_string(), "{}", row(0));
+    assert!(row(1)["queueId"].is_number(), "{}", row(1));
+    assert!(row(1)["agentId"].is_null(), "{}", row(1));
+    assert!(
+        row(2)["queueId"].is_number() && row(2)["agentId"].is_string(),
+        "{}",
+        row(2)
+    );
+    for g in 0..2 {
+        for key in ["eventCount", "outcome", "complete"] {
+            assert_eq!(row(g)[key], row(2)[key], "{key} of interaction {g}");
+        }
+    }
+    ccvault(&dir, &["verify"]).ok();
+}
+
+/// Issue 15 item 7: a deleted `index.redb` is rebuilt by `verify`, which
+/// says it repaired something and exits 1 (it used to say "clean").
+#[test]
+fn verify_over_a_missing_index_reports_the_rebuild() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (dir, _) = small_archive(tmp.path());
+    fs::remove_file(dir.join("index.redb")).unwrap();
+    let run = ccvault(&dir, &["verify"]);
+    assert_eq!(run.code, 1, "{}{}", run.stdout_str(), run.stderr);
+    assert!(
+        run.stdout_str().contains("index.redb was missing")
+            && run.stdout_str().contains("rebuilt from the log"),
+        "{}",
+        run.stdout_str()
+    );
+    ccvault(&dir, &["verify"]).ok();
+    assert_eq!(stats(&dir).records, 1);
+}
+
+/// Runs the built binary as the unprivileged user 65534 (`nobody`) on the
+/// archive `dir`; `None` when not root (the switch needs root; CI is root).
+fn as_nobody(dir: &Path, args: &[&str]) -> Option<std::process::Output> {
+    if !is_root() {
+        return None;
+    }
+    Some(
+        std::process::Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+            .arg(common::bin())
+            .arg("--data-dir")
+            .arg(dir)
+            .args(args)
+            .env_remove("CCVAULT_DATA")
+            .env_remove("CCVAULT_LOG")
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("cannot run setpriv"),
+    )
+}
+
+fn is_root() -> bool {
+    use std::os::unix::fs::MetadataExt;
+    // The owner of a file this process just created is its effective uid.
+    let probe = tempfile::NamedTempFile::new().unwrap();
+    fs::metadata(probe.path()).unwrap().uid() == 0
+}
+
+/// Issue 15 item 7: an archive this user may not read is a permission
+/// error naming the path, never "no archive here", for every command.
+#[test]
+fn a_permission_error_says_so_instead_of_no_archive() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (dir, input) = small_archive(tmp.path());
+    let guid = Stream {
+        events: 1,
+        interactions: 1,
+        line_len: 300,
+    }
+    .guid(0);
+    use std::os::unix::fs::PermissionsExt;
+    // First the archive directory (0700, root's) cannot be searched, then
+    // it can, but it and its files are another user's.
+    fs::set_permissions(tmp.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    for open_parent in [false, true] {
+        if open_parent {
+            fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        for args in [
+            &["stats"][..],
+            &["show", &guid],
+            &["export"],
+            &["verify"],
+            &["interactions"],
+            &["report"],
+            &["quarantine"],
+            &["agents"],
+            &["import", input.to_str().unwrap()],
+        ] {
+            let Some(out) = as_nobody(&dir, args) else {
+                eprintln!("skipped: not root, so the test cannot run ccvault as another user");
+                return;
+            };
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(
+                out.status.code(),
+                Some(1),
+                "{args:?} (parent open: {open_parent}): {stderr}"
+            );
+            assert!(
+                (stderr.contains("Permission denied") || stderr.contains("not by this user"))
+                    && !stderr.contains("no archive"),
+                "{args:?} (parent open: {open_parent}): {stderr}"
+            );
+            assert!(!stderr.contains("panicked"), "{stderr}");
+        }
+    }
+    assert_eq!(stats(&dir).records, 1);
+}

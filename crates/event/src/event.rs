@@ -13,6 +13,7 @@ use serde::de::{self, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde::Deserialize;
 
 use crate::time::{EventTime, PayloadTimes, TimeSource};
+use crate::unrepresentable::absent_unrepresentable;
 use crate::value::Lenient;
 
 /// `msgInfo`: publication metadata. Sometimes an empty object.
@@ -56,6 +57,41 @@ pub struct EventBody<'a> {
     pub attached_original_guid: Lenient<'a>,
 }
 
+impl EventBody<'_> {
+    /// Detaches the body from the payload bytes.
+    pub fn into_owned(self) -> EventBody<'static> {
+        EventBody {
+            event: self.event.into_owned(),
+            interaction_guid: self.interaction_guid.into_owned(),
+            agent_id: self.agent_id.into_owned(),
+            queue_id: self.queue_id.into_owned(),
+            media_type: self.media_type.into_owned(),
+            direction: self.direction.into_owned(),
+            is_outbound_call: self.is_outbound_call.into_owned(),
+            status: self.status.into_owned(),
+            call_state: self.call_state.into_owned(),
+            hangup_initiator: self.hangup_initiator.into_owned(),
+            call_hangup_reason: self.call_hangup_reason.into_owned(),
+            disposition_code: self.disposition_code.into_owned(),
+            reject_reason: self.reject_reason.into_owned(),
+            new_state: self.new_state.into_owned(),
+            new_sub_state: self.new_sub_state.into_owned(),
+            new_reason_code_user: self.new_reason_code_user.into_owned(),
+            interaction_event_ts: self.interaction_event_ts.into_owned(),
+            status_event_ts: self.status_event_ts.into_owned(),
+            event_ts: self.event_ts.into_owned(),
+            msg_info: MsgInfo {
+                timestamp: self.msg_info.timestamp.into_owned(),
+                sequence_id: self.msg_info.sequence_id.into_owned(),
+                instance_id: self.msg_info.instance_id.into_owned(),
+            },
+            resource_type: self.resource_type.into_owned(),
+            original_interaction_guid: self.original_interaction_guid.into_owned(),
+            attached_original_guid: self.attached_original_guid.into_owned(),
+        }
+    }
+}
+
 /// A decoded event: its family (the single top-level key) and body.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Event<'a> {
@@ -64,6 +100,14 @@ pub struct Event<'a> {
 }
 
 impl<'a> Event<'a> {
+    /// Detaches the event from the payload bytes.
+    pub fn into_owned(self) -> Event<'static> {
+        Event {
+            family: Cow::Owned(self.family.into_owned()),
+            body: self.body.into_owned(),
+        }
+    }
+
     /// The event type: `body.event` for families that carry one (Interaction,
     /// AgentProvChange), else the family name (`AgentStatusChange`).
     pub fn event_type(&self) -> Cow<'_, str> {
@@ -122,7 +166,7 @@ pub enum NotAnEvent {
 /// Parses event payload bytes (shape 1).
 pub fn parse_event(payload: &[u8]) -> Result<Event<'_>, NotAnEvent> {
     let text = std::str::from_utf8(payload).map_err(|e| NotAnEvent::NotUtf8(e.to_string()))?;
-    match serde_json::from_str::<Top<'_>>(text) {
+    match parse_top(text) {
         Ok(Top::Event(ev)) => Ok(ev),
         Ok(Top::Envelope { .. }) => Err(NotAnEvent::NoEvent(
             "a Pulsar envelope where an event was expected",
@@ -130,6 +174,26 @@ pub fn parse_event(payload: &[u8]) -> Result<Event<'_>, NotAnEvent> {
         Ok(Top::Other(why)) => Err(NotAnEvent::NoEvent(why)),
         Ok(Top::Control) => Err(NotAnEvent::NoEvent("a transport control message")),
         Err(e) => Err(NotAnEvent::NotJson(e.to_string())),
+    }
+}
+
+/// Reads a top-level message. A document serde_json refuses only for a
+/// value it cannot represent (a number out of `f64` range, a lone surrogate)
+/// is read again with those values absent (`crate::unrepresentable`); the
+/// result then owns its text. Any other refusal keeps serde_json's error.
+pub(crate) fn parse_top(text: &str) -> Result<Top<'_>, serde_json::Error> {
+    let first = match serde_json::from_str::<Top<'_>>(text) {
+        Ok(top) => return Ok(top),
+        Err(e) => e,
+    };
+    if !first.is_syntax() {
+        return Err(first);
+    }
+    match absent_unrepresentable(text) {
+        Some(readable) => serde_json::from_str::<Top<'_>>(&readable)
+            .map(Top::into_owned)
+            .map_err(|_| first),
+        None => Err(first),
     }
 }
 
@@ -149,6 +213,25 @@ pub(crate) enum Top<'a> {
     /// (a `type` field and no `payload`, e.g. `{"type": "isEndOfTopic"}`)
     /// or the legacy API's `ClientCheck` heartbeat.
     Control,
+}
+
+impl Top<'_> {
+    fn into_owned(self) -> Top<'static> {
+        match self {
+            Top::Event(ev) => Top::Event(ev.into_owned()),
+            Top::Envelope {
+                message_id,
+                payload,
+                publish_time,
+            } => Top::Envelope {
+                message_id: message_id.into_owned(),
+                payload: payload.into_owned(),
+                publish_time: publish_time.into_owned(),
+            },
+            Top::Other(why) => Top::Other(why),
+            Top::Control => Top::Control,
+        }
+    }
 }
 
 impl<'de> Deserialize<'de> for Top<'de> {

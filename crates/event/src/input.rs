@@ -10,7 +10,7 @@ use std::borrow::Cow;
 
 use base64::Engine;
 
-use crate::event::{parse_event, Event, NotAnEvent, Top};
+use crate::event::{parse_event, parse_top, Event, NotAnEvent, Top};
 use crate::time::PayloadTimes;
 use crate::value::Lenient;
 
@@ -64,7 +64,7 @@ pub fn decode_message(raw: &[u8]) -> Decoded<'_> {
         Ok(t) => t,
         Err(e) => return quarantined(NotAnEvent::NotUtf8(e.to_string()).to_string()),
     };
-    let top = match serde_json::from_str::<Top<'_>>(text) {
+    let top = match parse_top(text) {
         Ok(top) => top,
         Err(e) => return quarantined(NotAnEvent::NotJson(e.to_string()).to_string()),
     };
@@ -169,6 +169,58 @@ mod tests {
             assert!(reason.contains(why), "{reason:?} should mention {why:?}");
             assert!(!d.payload.is_empty());
         }
+    }
+
+    #[test]
+    fn unrepresentable_values_are_archived_and_read_as_absent() {
+        let plain = br#"{"Interaction":{"event":"InteractionQueued","interactionGUID":"int-1","agentId":"ag1","queueId":311,"interactionEventTS":1763900000}}"#;
+        let keys = decode_message(plain).outcome.unwrap();
+        for (raw, agent, ts) in [
+            (
+                &br#"{"Interaction":{"event":"InteractionQueued","interactionGUID":"int-1","agentId":"ag1","queueId":1e400,"interactionEventTS":1763900000}}"#[..],
+                Some("ag1"),
+                Some(1_763_900_000_000),
+            ),
+            (
+                br#"{"Interaction":{"event":"InteractionQueued","interactionGUID":"int-1","agentId":"\ud800","queueId":311,"interactionEventTS":-1E+999}}"#,
+                None,
+                None,
+            ),
+            (
+                br#"{"Interaction":{"event":"InteractionQueued","interactionGUID":"int-1","agentId":"ag1","extra":{"k\udc00":[1e400]},"interactionEventTS":1763900000}}"#,
+                Some("ag1"),
+                Some(1_763_900_000_000),
+            ),
+        ] {
+            let d = decode_message(raw);
+            assert_eq!(d.payload.as_ref(), raw, "archived as received");
+            let got = d.outcome.unwrap_or_else(|e| panic!("quarantined: {e}"));
+            assert_eq!(got.interaction_guid, keys.interaction_guid);
+            assert_eq!(got.agent_id.as_deref(), agent);
+            assert_eq!(got.times.own.map(|t| t.ms), ts);
+            let ev = parse_event(raw).unwrap();
+            assert_eq!(ev.event_type(), "InteractionQueued");
+            let queue = ev.body.queue_id.as_i64();
+            assert!(queue.is_none() || queue == Some(311), "{queue:?}");
+        }
+        let queue_absent = parse_event(br#"{"Interaction":{"queueId":1e400}}"#).unwrap();
+        assert!(!queue_absent.body.queue_id.is_present());
+
+        // The same inside a Pulsar envelope, around the payload or in it.
+        let event = br#"{"AgentStatusChange":{"agentId":"ag1","newState":1e400}}"#;
+        let b64 = base64::engine::general_purpose::STANDARD.encode(event);
+        let raw = format!(
+            r#"{{"messageId":"CAEQAQ==","payload":"{b64}","properties":{{"x":"\ud800"}},"publishTime":1e999}}"#
+        );
+        let d = decode_message(raw.as_bytes());
+        assert_eq!(d.payload.as_ref(), event.as_slice());
+        assert_eq!(d.message_id.as_deref(), Some("CAEQAQ=="));
+        assert_eq!(d.publish_time, None);
+        assert_eq!(d.outcome.unwrap().agent_id.as_deref(), Some("ag1"));
+
+        // Still quarantined: what is not JSON for another reason too.
+        let d = decode_message(br#"{"Interaction":{"queueId":1e400,}}"#);
+        assert!(d.outcome.unwrap_err().contains("not JSON"));
     }
 
     #[test]

@@ -5,7 +5,9 @@
 //! - [`decode_message`] accepts any bytes and never fails: an event, a Pulsar
 //!   envelope (decoded to its payload) or a quarantine reason.
 //! - Reading a field never fails an event: [`Lenient`] values answer "as a
-//!   number / flag / text" by docs/METRICS.md §1 and are absent otherwise.
+//!   number / flag / text" by docs/METRICS.md §1 and are absent otherwise;
+//!   a value JSON can hold but `f64`/UTF-8 cannot (`1e400`, a lone
+//!   surrogate `"\ud800"`) is absent too, and the event is still an event.
 //! - [`CanonicalKey`] orders any set of distinct events the same way whatever
 //!   their arrival order.
 
@@ -14,6 +16,7 @@ mod input;
 mod order;
 mod time;
 mod topic;
+mod unrepresentable;
 mod value;
 
 pub use event::{parse_event, Event, EventBody, MsgInfo, NotAnEvent};

@@ -42,7 +42,7 @@ pub use format::{
     LaterSource, NewRecord, Record, RecordRef, SourceKind, FORMAT_VERSION, HEADER_LEN,
     MAX_BODY_LEN, MAX_FIELD_LEN, RESERVED_SOURCE_CODES,
 };
-pub use lock::{lock_dir, DirLock, LOCK_FILE_NAME};
+pub use lock::{lock_dir, writer_running, DirLock, LOCK_FILE_NAME};
 pub use options::{FsyncPolicy, LogOptions, DEFAULT_SEGMENT_BYTES};
 pub use private::{check_private_dir, create_private_file, open_private, private_options};
 pub use reader::{LogReader, ScanControl};

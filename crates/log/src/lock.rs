@@ -5,7 +5,7 @@
 //!   [`File::try_lock`] (`flock(LOCK_EX)` on Linux); the kernel releases it when
 //!   the holder exits, even on `kill -9`.
 //! - The holder writes `pid <n>` into the file so a refused writer can name it.
-//! - Readers never touch the lock.
+//! - Readers never take the lock; [`writer_running`] only probes it.
 
 use std::fs::{File, TryLockError};
 use std::io::Write;
@@ -59,4 +59,24 @@ pub fn lock_dir(dir: &Path) -> Result<DirLock> {
         .and_then(|()| file.flush())
         .map_err(|e| LogError::io("writing lock file", &path, e))?;
     Ok(DirLock { _file: file })
+}
+
+/// Whether a writer holds the lock of `dir` at this moment (`verify` asks,
+/// to tell the record a running writer is still writing from a torn tail).
+/// Probes with a shared lock released at once: a writer starting in that
+/// instant is refused as if another held the lock. No lock file: no writer.
+pub fn writer_running(dir: &Path) -> Result<bool> {
+    let path = dir.join(LOCK_FILE_NAME);
+    let file = match open_private(private_options().read(true), &path, "opening lock file") {
+        Ok(file) => file,
+        Err(LogError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+            return Ok(false)
+        }
+        Err(e) => return Err(e),
+    };
+    match file.try_lock_shared() {
+        Ok(()) => Ok(false),
+        Err(TryLockError::WouldBlock) => Ok(true),
+        Err(TryLockError::Error(e)) => Err(LogError::io("probing", &path, e)),
+    }
 }

@@ -138,7 +138,11 @@ impl ArchiveReader {
     /// from the log on the way, if it had.
     fn open_reporting_rebuild(dir: &Path) -> Result<(ArchiveReader, Option<String>)> {
         let layout = Layout::new(dir);
-        if !layout.index_path().exists() && !layout.log_dir().exists() {
+        // "No archive" only when the files are surely absent: a directory
+        // this user may not search answers `exists()` with false too, and
+        // that is a permission error to name, not an empty place.
+        let index_exists = exists(&layout.index_path())?;
+        if !index_exists && !exists(&layout.log_dir())? {
             return Err(StoreError::NoArchive(dir.to_path_buf()));
         }
         check_private_files(dir)?;
@@ -152,6 +156,14 @@ impl ArchiveReader {
                     Ok((archive, report)) => {
                         if report.index_rebuilt {
                             rebuilt = Some(first.to_string());
+                        } else if !index_exists && report.reindexed_tail > 0 {
+                            // Rebuilding a deleted index is a repair like
+                            // rebuilding a zeroed one: `verify` says so.
+                            rebuilt = Some(format!(
+                                "{} was missing; {} records indexed",
+                                layout.index_path().display(),
+                                report.reindexed_tail
+                            ));
                         }
                         drop(archive)
                     }
@@ -404,6 +416,13 @@ impl OffsetOrder {
         self.next = offset.saturating_add(1);
         true
     }
+}
+
+/// Whether `path` exists; an error other than "not found" (a directory
+/// this user may not search) is an error naming the path.
+fn exists(path: &Path) -> Result<bool> {
+    path.try_exists()
+        .map_err(crate::error::io("cannot read the archive at", path))
 }
 
 /// Whether an event payload's `interactionGUID` reads as `guid`.

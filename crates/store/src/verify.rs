@@ -7,13 +7,15 @@
 //! the posting tables must hold nothing else. An index behind the log with
 //! no writer running is a problem (readers did not see durable records): it
 //! is reported, and indexed, so the run exits non-zero once and the next is
-//! clean. A running writer's uncommitted records are not a problem.
+//! clean. A running writer's uncommitted records are not a problem, and the
+//! record it is writing (a torn tail of the last segment while it holds the
+//! log) is not damage.
 
 use std::path::Path;
 
 use ccvault_event::{parse_event, Keys};
 use ccvault_index::{PostingDigest, PostingKind};
-use ccvault_log::{verify as verify_log, Position, ScanRef};
+use ccvault_log::{verify as verify_log, DamageReason, Position, ScanRef};
 
 use crate::error::Result;
 use crate::reader::{ArchiveReader, CatchUp};
@@ -71,11 +73,44 @@ fn expected_postings(
     Ok((seen, quarantined))
 }
 
+/// [`verify_log`], not counting the record a running writer is still
+/// writing: the end of the last segment then reads as a torn tail, which
+/// is damage only when no writer holds the log. A writer that stopped
+/// between the check and the probe has completed its tail, so a second
+/// read tells the two apart.
+fn verify_log_beside_writer(log_dir: &Path) -> Result<ccvault_log::VerifyReport> {
+    let torn = |r: &ccvault_log::VerifyReport| {
+        r.damage
+            .last()
+            .filter(|d| d.reason == DamageReason::TruncatedTail)
+            .map(|d| (d.segment, d.pos))
+    };
+    let mut report = verify_log(log_dir)?;
+    for second_read in [false, true] {
+        let Some(tail) = torn(&report) else {
+            break;
+        };
+        if ccvault_log::writer_running(log_dir)? {
+            report.damage.pop();
+            break;
+        }
+        if second_read {
+            break;
+        }
+        let again = verify_log(log_dir)?;
+        if torn(&again) == Some(tail) {
+            break;
+        }
+        report = again;
+    }
+    Ok(report)
+}
+
 const KINDS: [PostingKind; 3] = [PostingKind::Guid, PostingKind::Agent, PostingKind::Payload];
 
 pub fn verify(dir: &Path) -> Result<VerifyReport> {
     let (reader, catch_up) = ArchiveReader::open_catching_up(dir)?;
-    let log_report = verify_log(&dir.join("log"))?;
+    let log_report = verify_log_beside_writer(&dir.join("log"))?;
     let mut report = VerifyReport {
         segments: log_report.segments,
         records: log_report.records,
