@@ -77,7 +77,9 @@ const ESCAPE_LEN: usize = 6;
 /// overflow first; such values count too. Underflow reads as 0 and is
 /// accepted by serde_json.)
 fn out_of_range(token: &str) -> bool {
-    token.parse::<f64>().is_ok_and(|v| v.is_nan() || v.abs() >= 1e308)
+    token
+        .parse::<f64>()
+        .is_ok_and(|v| v.is_nan() || v.abs() >= 1e308)
 }
 
 /// The index just past the closing quote of the string starting at
