@@ -195,7 +195,11 @@ pub fn agent_hash(agent: &str) -> u64 {
 }
 
 pub(crate) fn builder(mode: ConcurrencyMode) -> redb::Builder {
+    builder_with_cache(mode, CACHE_BYTES)
+}
+
+pub(crate) fn builder_with_cache(mode: ConcurrencyMode, cache_bytes: usize) -> redb::Builder {
     let mut b = Database::builder();
-    b.set_concurrency_mode(mode).set_cache_size(CACHE_BYTES);
+    b.set_concurrency_mode(mode).set_cache_size(cache_bytes);
     b
 }

@@ -29,6 +29,13 @@ const DEFAULT_BUFFER_BYTES: usize = 96 << 20;
 pub(super) const WORK_RECORDS: usize = 512;
 /// Summaries per intermediate (non-durable) commit of a rebuild.
 const COMMIT_EVERY: usize = 50_000;
+/// The page cache of the rebuild's own handle on the archive index. Its
+/// reads are sequential passes over the GUID postings (counting each
+/// interaction's records, then the deferred ones), which the reader's usual
+/// 64 MiB would not speed up but would hold all through the rebuild: that
+/// cache was the largest item of a 5M rebuild's peak memory
+/// (docs/BENCHMARKS.md, issue 9).
+const INDEX_CACHE_BYTES: usize = 4 << 20;
 
 /// Tuning of a rebuild (tests shrink the buffer to exercise deferral).
 #[derive(Debug, Clone, Copy)]
@@ -105,8 +112,13 @@ impl Projections {
         // per record, plus 4 per group.
         let mut group_of: Vec<u32> = vec![NO_GROUP; usize::try_from(end).unwrap_or(0)];
         let mut remaining: Vec<u32> = Vec::new();
-        reader
-            .index()
+        // Both passes over the groups go through one handle, so that they
+        // number the groups alike; a newer snapshot than the reader's is
+        // harmless, as records at or past `end` are left out of both. When
+        // the file cannot be opened twice, the reader's own handle serves.
+        let own_index = reader.index().reopen_with_cache(INDEX_CACHE_BYTES).ok();
+        let index = own_index.as_ref().unwrap_or(reader.index());
+        index
             .for_each_guid_group(|_, hits| {
                 let gid = remaining.len() as u32;
                 let mut n = 0u32;
@@ -184,8 +196,7 @@ impl Projections {
             let deferred: BTreeSet<u32> = outcome.deferred.iter().copied().collect();
             let mut groups: Vec<Vec<Hit>> = Vec::new();
             let mut gid = 0u32;
-            reader
-                .index()
+            index
                 .for_each_guid_group(|_, hits| {
                     if deferred.contains(&gid) {
                         groups.push(hits.iter().copied().filter(|h| h.offset < end).collect());
