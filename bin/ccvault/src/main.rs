@@ -218,7 +218,7 @@ pub enum Command {
         #[command(flatten)]
         out: HumanJsonArg,
     },
-    /// Raw events byte-exact as NDJSON, or interaction summaries as NDJSON or CSV.
+    /// Raw events byte-exact as NDJSON, interaction summaries as NDJSON or CSV, or events, legs and agent state spans as Parquet tables (--format parquet --out DIR).
     Export(cmd::projections::ExportArgs),
     /// Print a shell completion script: `ccvault completions bash > /etc/bash_completion.d/ccvault`.
     Completions {

@@ -37,12 +37,14 @@ pub enum Table {
     Csv,
 }
 
-/// `export --format`: JSON lines (`ndjson`, also spelled `json`) or CSV.
+/// `export --format`: JSON lines (`ndjson`, also spelled `json`), CSV, or
+/// a directory of Parquet tables (`--out DIR`).
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Export {
     #[value(alias = "json")]
     Ndjson,
     Csv,
+    Parquet,
 }
 
 /// `simulate --format`: its output is always the NDJSON event stream.
@@ -54,7 +56,7 @@ pub enum Stream {
 
 /// Every value `--format` takes before a command name (each command
 /// accepts its own subset).
-pub const ANY_FORMAT: [&str; 4] = ["human", "json", "ndjson", "csv"];
+pub const ANY_FORMAT: [&str; 5] = ["human", "json", "ndjson", "csv", "parquet"];
 
 /// A bad command line found after clap's parse: exit code 2.
 #[derive(Debug)]

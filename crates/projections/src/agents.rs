@@ -3,8 +3,11 @@
 //!
 //! [`AgentStates`] collects changes in any order and from any number of
 //! threads ([`AgentStates::merge`]); ordering and duplicate removal happen in
-//! [`AgentStates::finish`], so the result depends only on the set of events.
+//! [`AgentStates::finish`] (time per state) and [`AgentStates::spans`] (one
+//! row per state span, for the Parquet export), which walk the same spans, so
+//! the result depends only on the set of events and the two always agree.
 
+use std::cmp::Ordering;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
@@ -111,6 +114,24 @@ pub static AGENT_STATE_COLUMNS: [Column<AgentStateRow>; 5] = [
     },
 ];
 
+/// One state span of an agent: a row of the Parquet export's `agent-states`
+/// table. The state set by one timed change, from its t(e) to the agent's
+/// next timed change (the last one to the archive's latest timed t(e)).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AgentSpan {
+    pub agent_id: String,
+    pub state: i64,
+    /// `newReasonCodeUser` of the change, as text (§1).
+    pub reason: Option<String>,
+    /// The change's tenant ([`crate::event_tenant`]).
+    pub tenant: Option<String>,
+    pub start_ms: i64,
+    pub end_ms: i64,
+    /// `end_ms - start_ms`; 0 when the next change has the same t(e).
+    pub ms: i64,
+}
+
 /// One distinct status change, kept with what canonical order needs.
 #[derive(Debug, Clone)]
 struct Change {
@@ -119,6 +140,9 @@ struct Change {
     rank: u8,
     raw: Box<[u8]>,
     new_state: i64,
+    /// Kept only for [`AgentStates::spans`] (`None` from [`AgentStates::add_event`]).
+    reason: Option<Box<str>>,
+    tenant: Option<Box<str>>,
 }
 
 impl Canonical for Change {
@@ -130,6 +154,26 @@ impl Canonical for Change {
             raw: &self.raw,
         }
     }
+    fn prefer(&self, other: &Self) -> Ordering {
+        // Copies of one payload differ only by their record's tenant: a
+        // known one beats none, then the smaller text (as for legs).
+        match (&self.tenant, &other.tenant) {
+            (Some(a), Some(b)) => a.cmp(b),
+            (Some(_), None) => Ordering::Less,
+            (None, Some(_)) => Ordering::Greater,
+            (None, None) => Ordering::Equal,
+        }
+    }
+}
+
+/// The spans of one agent's timed changes in canonical order: each change's
+/// state from its t(e) until the next change, the last one until
+/// `last_end` (never before its own start).
+fn spans_of(changes: &[Change], last_end: i64) -> impl Iterator<Item = (&Change, i64, i64)> {
+    changes.iter().enumerate().map(move |(i, c)| {
+        let end = changes.get(i + 1).map_or(last_end, |n| n.time_ms);
+        (c, c.time_ms, end)
+    })
 }
 
 /// The agent of an event that counts as a status change (docs/METRICS.md §5): an
@@ -177,6 +221,29 @@ impl AgentStates {
     /// payload `raw` into `event` and knows its t(e) and time source. A
     /// change with a weak time is kept aside and only counted.
     pub fn add_event(&mut self, event: &Event<'_>, time: EventTime, raw: &[u8]) -> bool {
+        self.add_change(event, time, raw, None)
+    }
+
+    /// As [`AgentStates::add_event`], also keeping the change's reason and
+    /// its record's `tenant` for [`AgentStates::spans`].
+    pub fn add_event_with_tenant(
+        &mut self,
+        event: &Event<'_>,
+        time: EventTime,
+        raw: &[u8],
+        tenant: Option<&str>,
+    ) -> bool {
+        self.add_change(event, time, raw, Some(tenant))
+    }
+
+    /// `detail`: `Some(tenant)` keeps the reason and the tenant.
+    fn add_change(
+        &mut self,
+        event: &Event<'_>,
+        time: EventTime,
+        raw: &[u8],
+        detail: Option<Option<&str>>,
+    ) -> bool {
         let Some(agent) = status_change_agent(event) else {
             return false;
         };
@@ -190,6 +257,10 @@ impl AgentStates {
             rank: lifecycle_rank(&event_type),
             raw: raw.into(),
             new_state,
+            reason: detail
+                .and_then(|_| event.body.new_reason_code_user.as_text())
+                .map(|r| r.into()),
+            tenant: detail.flatten().map(Into::into),
         };
         let changes = match self.agents.get_mut(agent.as_ref()) {
             Some(changes) => changes,
@@ -238,12 +309,11 @@ impl AgentStates {
         {
             let mut state_ms: BTreeMap<i64, i64> = BTreeMap::new();
             let mut count = 0u64;
-            for (i, c) in changes.iter().enumerate() {
+            for (c, start, end) in spans_of(&changes, hi) {
                 if c.time_ms >= lo && window.to.is_none_or(|to| c.time_ms < to) {
                     count += 1;
                 }
-                let next = changes.get(i + 1).map_or(hi, |n| n.time_ms);
-                let (start, end) = (c.time_ms.max(lo), next.min(hi));
+                let (start, end) = (start.max(lo), end.min(hi));
                 if let Some(ms) = end.checked_sub(start).filter(|ms| *ms > 0) {
                     let slot = state_ms.entry(c.new_state).or_insert(0);
                     *slot = slot.saturating_add(ms);
@@ -256,6 +326,31 @@ impl AgentStates {
                     state_ms,
                     changes: count,
                     untimed,
+                });
+            }
+        }
+        out
+    }
+
+    /// Every state span of every agent, unclipped (the whole archive; the
+    /// last span of an agent ends at `archive_max_time_ms`), by `agentId`
+    /// then start: one row per timed change, so an agent has as many spans
+    /// as `agents` without a window counts `changes`, and the spans of a
+    /// state add up to its `stateMs` there. Untimed changes have no span.
+    pub fn spans(mut self, archive_max_time_ms: i64) -> Vec<AgentSpan> {
+        self.compact();
+        let mut out = Vec::new();
+        for (agent_id, changes) in &self.agents {
+            for (c, start, end) in spans_of(&changes.timed, archive_max_time_ms) {
+                let end = end.max(start);
+                out.push(AgentSpan {
+                    agent_id: agent_id.clone(),
+                    state: c.new_state,
+                    reason: c.reason.as_deref().map(str::to_owned),
+                    tenant: c.tenant.as_deref().map(str::to_owned),
+                    start_ms: start,
+                    end_ms: end,
+                    ms: end.saturating_sub(start),
                 });
             }
         }

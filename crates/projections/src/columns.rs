@@ -97,6 +97,10 @@ pub enum Show {
     Number,
     /// Text as given, left-aligned.
     Text,
+    /// A boolean (`true`/`false`).
+    Flag,
+    /// A list of names (`;`-joined in CSV, comma-separated in human views).
+    List,
 }
 
 impl Show {

@@ -35,7 +35,7 @@ mod text;
 pub mod timefmt;
 pub mod timeline;
 
-pub use agents::{AgentStateTime, AgentStates, AgentWindow, StateNames};
+pub use agents::{AgentSpan, AgentStateTime, AgentStates, AgentWindow, StateNames};
 pub use input::EventInput;
 pub use materialize::{
     record_input, Access, Applied, InteractionFilter, ProjectionError, Projections, RebuildOptions,

@@ -172,17 +172,26 @@ pub enum ExportWhat {
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct ExportArgs {
-    /// What to export: the raw events (byte-exact, log order) or the interaction summaries.
-    #[arg(long, value_enum, default_value_t = ExportWhat::Events)]
-    pub what: ExportWhat,
-    /// Only events whose event time (interactions: whose offeredAt) is in this range.
+    /// What to export: the raw events (byte-exact, log order; the default) or the interaction summaries (`--format parquet` writes both and the agent state spans).
+    #[arg(long, value_enum)]
+    pub what: Option<ExportWhat>,
+    /// Only events whose event time (interactions: whose offeredAt) is in this range (not with parquet).
     #[command(flatten)]
     pub range: TimeRange,
     #[command(flatten)]
     pub tenant: TenantArg,
-    /// Output format: JSON lines (`ndjson`, or `json`), or CSV (interactions only).
+    /// Output format: JSON lines (`ndjson`, or `json`), CSV (interactions only), or Parquet tables in the directory --out (docs/SCALE.md).
     #[arg(long, value_enum)]
     pub format: Option<Export>,
+    /// The directory of a Parquet export: `events`, `interactions` and `agent-states` as Hive partitions `<table>/tenant=<t>/date=<YYYY-MM-DD>/` (dates in --tz).
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// Parquet: continue the export in --out from its checkpoint, rewriting only the partitions that changed (a full export when there is none).
+    #[arg(long)]
+    pub since_last: bool,
+    /// Parquet: uncompressed bytes of a row group (for tests; 128MiB by default).
+    #[arg(long, hide = true, value_parser = crate::args::parse_size_usize)]
+    pub row_group_size: Option<usize>,
 }
 
 fn progress_bar(total: u64, what: &str) -> Option<indicatif::ProgressBar> {
@@ -612,9 +621,20 @@ pub fn rebuild(cli: &Cli, format: HumanJson) -> Result<ExitCode> {
 
 pub fn export(cli: &Cli, args: &ExportArgs) -> Result<ExitCode> {
     let format = cli.format_of(args.format, "export")?;
+    if format == Export::Parquet {
+        return export_parquet(cli, args);
+    }
+    if args.out.is_some() || args.since_last {
+        return Err(output::UsageError(
+            "--out and --since-last are for --format parquet (the other formats write to stdout)"
+                .into(),
+        )
+        .into());
+    }
     let (from, to) = args.range.resolve(cli)?;
     let mut out = BufWriter::with_capacity(1 << 20, std::io::stdout().lock());
-    match (args.what, format) {
+    match (args.what.unwrap_or(ExportWhat::Events), format) {
+        (_, Export::Parquet) => return unreachable_parquet(),
         (ExportWhat::Events, Export::Csv) => {
             return Err(output::UsageError(
                 "raw events export only as ndjson (their fields vary); use --what interactions for CSV".into(),
@@ -650,11 +670,81 @@ pub fn export(cli: &Cli, args: &ExportArgs) -> Result<ExitCode> {
             let table = match format {
                 Export::Ndjson => Table::Json,
                 Export::Csv => Table::Csv,
+                Export::Parquet => return unreachable_parquet(),
             };
             write_interactions(&p, &filter, table, &cli.tz(), &mut out)?;
         }
     }
     out.flush()?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `--format parquet` is handled before the stream formats.
+fn unreachable_parquet() -> Result<ExitCode> {
+    bail!("internal: parquet is not a stream format")
+}
+
+/// `export --format parquet --out DIR [--since-last]`: the three tables
+/// (crates/export); what was written goes to stderr.
+fn export_parquet(cli: &Cli, args: &ExportArgs) -> Result<ExitCode> {
+    let Some(dir) = &args.out else {
+        return Err(output::UsageError(
+            "--format parquet writes a directory of tables: give it with --out DIR".into(),
+        )
+        .into());
+    };
+    let filtered = args.range.from.is_some() || args.range.to.is_some();
+    if args.what.is_some() || filtered || args.tenant.tenant.is_some() {
+        return Err(output::UsageError(
+            "--format parquet exports every table of the whole archive (no --what, --from, --to or --tenant); filter in the query engine (a tenant is the tenant=T partition)".into(),
+        )
+        .into());
+    }
+    let started = std::time::Instant::now();
+    // The projections first: the log scan then sees at least the records they hold.
+    let p = up_to_date(cli)?;
+    let reader = open_reader(cli)?;
+    let mut opts = ccvault_export::ExportOptions {
+        tz: cli.tz(),
+        since_last: args.since_last,
+        ..Default::default()
+    };
+    if let Some(n) = args.row_group_size {
+        opts.row_group_bytes = n.max(1);
+    }
+    let summary = ccvault_export::export(&reader, &p, dir, &opts)
+        .with_context(|| format!("cannot export to {}", dir.display()))?;
+    let secs = started.elapsed().as_secs_f64();
+    status!(
+        "{} export run {} of {} records to {} in {secs:.2}s",
+        if summary.incremental {
+            "incremental"
+        } else {
+            "full"
+        },
+        summary.run,
+        summary.events_end,
+        dir.display()
+    );
+    for t in &summary.tables {
+        status!(
+            "  {:<13} {} rows in {} files ({} bytes); partitions: {} written, {} unchanged, {} removed; {:.2}s",
+            t.table,
+            t.rows,
+            t.files,
+            t.bytes,
+            t.partitions_written,
+            t.partitions_unchanged,
+            t.partitions_removed,
+            t.seconds
+        );
+    }
+    if summary.damaged > 0 {
+        status!(
+            "ccvault: warning: skipped {} damaged places in the log (run `ccvault verify`)",
+            summary.damaged
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -236,3 +236,71 @@ fn weak_status_changes_are_counted_as_untimed_and_set_no_state() {
         r#"[{"agentId":"a","stateMs":{"1":60000,"5":100000},"changes":2,"untimed":1},{"agentId":"b","stateMs":{},"changes":0,"untimed":1}]"#
     );
 }
+
+#[test]
+fn spans_are_the_state_time_row_by_row() {
+    let events = vec![
+        status("a", "1", 1_763_899_400, r#","newReasonCodeUser":"lunch""#),
+        status("a", "5", 1_763_899_460, ""),
+        // The same payload twice is one change; a same-time change gives a 0 ms span.
+        status("a", "5", 1_763_899_460, ""),
+        status("a", "1", 1_763_899_520, ""),
+        status("a", "3", 1_763_899_520, ""),
+        status("b", "5", 1_763_899_430, ""),
+        // An untimed change (eventTS only) has no span.
+        r#"{"AgentStatusChange":{"agentId":"b","newState":1,"eventTS":1763899500}}"#.to_string(),
+    ];
+    let max = T + 300_000;
+    let mut states = AgentStates::new();
+    for e in &events {
+        let ev = ccvault_event::parse_event(e.as_bytes()).unwrap();
+        let t = ccvault_event::event_time(&ev, inputs(&[e.as_bytes()])[0].arrival());
+        states.add_event_with_tenant(&ev, t, e.as_bytes(), Some("acme"));
+    }
+    let spans = states.clone().spans(max);
+    let totals = states.finish(&AgentWindow {
+        from: None,
+        to: None,
+        archive_max_time_ms: max,
+    });
+    let got: Vec<(&str, i64, Option<&str>, i64, i64)> = spans
+        .iter()
+        .map(|s| {
+            (
+                s.agent_id.as_str(),
+                s.state,
+                s.reason.as_deref(),
+                s.start_ms - T,
+                s.ms,
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            ("a", 1, Some("lunch"), 0, 60_000),
+            ("a", 5, None, 60_000, 60_000),
+            ("a", 1, None, 120_000, 0),
+            ("a", 3, None, 120_000, 180_000),
+            ("b", 5, None, 30_000, 270_000),
+        ]
+    );
+    assert!(spans.iter().all(|s| s.tenant.as_deref() == Some("acme")));
+    assert!(spans.iter().all(|s| s.end_ms - s.start_ms == s.ms));
+    for agent in &totals {
+        let mine: Vec<&AgentSpan> = spans
+            .iter()
+            .filter(|s| s.agent_id == agent.agent_id)
+            .collect();
+        assert_eq!(mine.len() as u64, agent.changes, "{}", agent.agent_id);
+        let mut by_state: BTreeMap<i64, i64> = BTreeMap::new();
+        for s in mine.iter().filter(|s| s.ms > 0) {
+            *by_state.entry(s.state).or_insert(0) += s.ms;
+        }
+        assert_eq!(by_state, agent.state_ms, "{}", agent.agent_id);
+    }
+    assert_eq!(
+        totals.iter().find(|a| a.agent_id == "b").unwrap().untimed,
+        1
+    );
+}

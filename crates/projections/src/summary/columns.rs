@@ -131,14 +131,14 @@ pub static SUMMARY_COLUMNS: [Column<Summary>; 41] = [
     col("dispositionCode", None, Show::Text, 0, |s| {
         text(&s.disposition_code)
     }),
-    col("transferred", None, Show::Text, 0, |s| {
+    col("transferred", None, Show::Flag, 0, |s| {
         Cell::Bool(s.transferred)
     }),
-    col("complete", None, Show::Text, 0, |s| Cell::Bool(s.complete)),
+    col("complete", None, Show::Flag, 0, |s| Cell::Bool(s.complete)),
     col("eventCount", None, Show::Number, 0, |s| {
         Cell::Count(s.event_count)
     }),
-    col("anomalies", None, Show::Text, 0, |s| {
+    col("anomalies", None, Show::List, 0, |s| {
         Cell::List(s.anomalies.iter().map(|a| a.as_str()).collect())
     }),
 ];

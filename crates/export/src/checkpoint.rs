@@ -1,0 +1,159 @@
+//! The checkpoint of an export directory: `_ccvault_export.json`, what the
+//! last completed run left in place.
+//!
+//! Invariants: it names every data file of the export (per table and
+//! partition) and nothing else; it is replaced atomically (temporary file,
+//! sync, rename, directory sync) and only after every file it names is in
+//! place, so after a crash it describes a complete export. Files of the
+//! table directories that it does not name are leftovers of an interrupted
+//! run, which the next run deletes before writing. The leading `_` keeps
+//! Hive, Spark and Trino from reading it as data.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{io, ExportError, Result};
+use crate::partition::{create_new, sync_dir};
+
+pub const CHECKPOINT_FILE: &str = "_ccvault_export.json";
+const FORMAT: &str = "ccvault-parquet-export";
+const VERSION: u32 = 1;
+
+/// One partition of one table as the checkpoint knows it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartState {
+    /// A hash of the partition's rows (tables rewritten by partition);
+    /// `None` for `events`, whose partitions only gain files.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hash: Option<String>,
+    pub files: Vec<String>,
+    pub rows: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Checkpoint {
+    pub format: String,
+    pub version: u32,
+    /// The number of the last completed run (file names carry it).
+    pub run: u64,
+    /// The IANA name of the zone the dates are in.
+    pub tz: String,
+    /// Records below this offset are in the `events` table.
+    pub events_end: u64,
+    /// Table name → partition (`tenant=…/date=…`) → its files.
+    pub tables: BTreeMap<String, BTreeMap<String, PartState>>,
+}
+
+impl Checkpoint {
+    pub fn empty(tz: String, run: u64) -> Checkpoint {
+        Checkpoint {
+            format: FORMAT.to_owned(),
+            version: VERSION,
+            run,
+            tz,
+            events_end: 0,
+            tables: BTreeMap::new(),
+        }
+    }
+
+    pub fn path(dir: &Path) -> PathBuf {
+        dir.join(CHECKPOINT_FILE)
+    }
+
+    /// The checkpoint of `dir`, `None` when it has none.
+    pub fn load(dir: &Path) -> Result<Option<Checkpoint>> {
+        let path = Checkpoint::path(dir);
+        let text = match std::fs::read(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(io("cannot read", &path)(e)),
+        };
+        let bad = |why: String| ExportError::Checkpoint {
+            path: path.clone(),
+            why,
+        };
+        let c: Checkpoint = serde_json::from_slice(&text).map_err(|e| {
+            bad(format!(
+                "not a checkpoint ({e}); remove the directory and export again"
+            ))
+        })?;
+        if c.format != FORMAT || c.version != VERSION {
+            return Err(bad(format!(
+                "format {} version {} is not {FORMAT} version {VERSION}",
+                c.format, c.version
+            )));
+        }
+        Ok(Some(c))
+    }
+
+    /// Replaces the checkpoint of `dir` atomically and durably.
+    pub fn store(&self, dir: &Path) -> Result<()> {
+        let path = Checkpoint::path(dir);
+        let tmp = dir.join(format!(".{CHECKPOINT_FILE}.tmp"));
+        match std::fs::remove_file(&tmp) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io("cannot remove", &tmp)(e)),
+        }
+        let mut text = serde_json::to_vec_pretty(self).map_err(|e| ExportError::Checkpoint {
+            path: path.clone(),
+            why: e.to_string(),
+        })?;
+        text.push(b'\n');
+        let mut f = create_new(&tmp)?;
+        f.write_all(&text)
+            .and_then(|()| f.sync_all())
+            .map_err(io("cannot write", &tmp))?;
+        drop(f);
+        std::fs::rename(&tmp, &path).map_err(io("cannot rename into place", &path))?;
+        sync_dir(dir)
+    }
+
+    /// Every file the checkpoint names, as paths relative to the export
+    /// directory.
+    pub fn files(&self) -> impl Iterator<Item = String> + '_ {
+        self.tables.iter().flat_map(|(table, parts)| {
+            parts.iter().flat_map(move |(part, st)| {
+                st.files.iter().map(move |f| format!("{table}/{part}/{f}"))
+            })
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn store_then_load_and_refuse_garbage() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(Checkpoint::load(dir.path()).unwrap(), None);
+        let mut c = Checkpoint::empty("UTC".into(), 3);
+        c.events_end = 42;
+        c.tables.entry("events".into()).or_default().insert(
+            "tenant=a/date=2025-11-24".into(),
+            PartState {
+                hash: None,
+                files: vec!["part-000003-0000.parquet".into()],
+                rows: 7,
+            },
+        );
+        c.store(dir.path()).unwrap();
+        c.store(dir.path()).unwrap();
+        assert_eq!(Checkpoint::load(dir.path()).unwrap(), Some(c.clone()));
+        assert_eq!(
+            c.files().collect::<Vec<_>>(),
+            vec!["events/tenant=a/date=2025-11-24/part-000003-0000.parquet"]
+        );
+        std::fs::write(Checkpoint::path(dir.path()), b"{").unwrap();
+        let e = Checkpoint::load(dir.path()).unwrap_err().to_string();
+        assert!(
+            e.contains(CHECKPOINT_FILE) && e.contains("not a checkpoint"),
+            "{e}"
+        );
+    }
+}

@@ -1,0 +1,433 @@
+//! Typed Parquet columns and the row-group buffers that fill them.
+//!
+//! Invariants: a table is a list of [`Spec`]s; its Parquet schema
+//! ([`schema`]) and its buffers ([`Rows`]) are both made from that list, so
+//! a value lands in the column the schema declares or the push fails
+//! ([`ColumnError`], never a panic or a misaligned file); every row gives
+//! every column exactly one value (a list counts as one), checked by
+//! [`Rows::end_row`].
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+
+use ccvault_projections::columns::{Cell, Show};
+use parquet::data_type::{BoolType, ByteArray, ByteArrayType, DoubleType, Int64Type};
+use parquet::errors::ParquetError;
+use parquet::file::writer::SerializedFileWriter;
+use parquet::schema::types::Type;
+
+/// The Parquet type of a column.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ty {
+    /// INT64 TIMESTAMP(MILLIS, UTC): an epoch-ms instant.
+    Timestamp,
+    /// INT64: a duration in ms, a count, an offset or an identifier number.
+    Int64,
+    Bool,
+    /// DOUBLE: a ratio.
+    Double,
+    /// BYTE_ARRAY STRING.
+    Text,
+    /// LIST of STRING: names such as a leg's anomalies.
+    TextList,
+}
+
+impl Ty {
+    /// The Parquet type a column of the projections' column lists has, from
+    /// how its human views show it (so a new column of [`Show`] kind needs
+    /// no change here).
+    pub fn of_show(show: Show) -> Ty {
+        match show {
+            Show::Instant => Ty::Timestamp,
+            Show::Duration | Show::Number => Ty::Int64,
+            Show::Percent => Ty::Double,
+            Show::Text => Ty::Text,
+            Show::Flag => Ty::Bool,
+            Show::List => Ty::TextList,
+        }
+    }
+}
+
+/// One column of a table.
+#[derive(Clone, Debug)]
+pub struct Spec {
+    pub name: &'static str,
+    pub ty: Ty,
+    pub nullable: bool,
+    /// Dictionary-encode the values (strings that repeat); off for values
+    /// that rarely repeat (payloads), where a dictionary only costs time.
+    pub dictionary: bool,
+}
+
+impl Spec {
+    pub const fn new(name: &'static str, ty: Ty, nullable: bool) -> Spec {
+        Spec {
+            name,
+            ty,
+            nullable,
+            dictionary: matches!(ty, Ty::Text | Ty::TextList),
+        }
+    }
+}
+
+/// The Parquet schema of a table.
+pub fn schema(specs: &[Spec]) -> Result<Arc<Type>, ParquetError> {
+    let mut text = String::from("message schema {\n");
+    for s in specs {
+        let rep = if s.nullable { "OPTIONAL" } else { "REQUIRED" };
+        let name = s.name;
+        let _ = match s.ty {
+            Ty::Timestamp => writeln!(text, "{rep} INT64 {name} (TIMESTAMP(MILLIS,true));"),
+            Ty::Int64 => writeln!(text, "{rep} INT64 {name};"),
+            Ty::Bool => writeln!(text, "{rep} BOOLEAN {name};"),
+            Ty::Double => writeln!(text, "{rep} DOUBLE {name};"),
+            Ty::Text => writeln!(text, "{rep} BYTE_ARRAY {name} (STRING);"),
+            // The three-level LIST of the Parquet spec, which every engine reads.
+            Ty::TextList => writeln!(
+                text,
+                "{rep} group {name} (LIST) {{ REPEATED group list {{ REQUIRED BYTE_ARRAY element (STRING); }} }}"
+            ),
+        };
+    }
+    text.push('}');
+    Ok(Arc::new(parquet::schema::parser::parse_message_type(
+        &text,
+    )?))
+}
+
+/// A value that does not fit its column.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ColumnError {
+    pub column: &'static str,
+    pub why: String,
+}
+
+/// The values of one column for the row group being filled.
+#[derive(Debug)]
+enum Values {
+    I64(Vec<i64>),
+    Bool(Vec<bool>),
+    F64(Vec<f64>),
+    Bytes(Vec<ByteArray>),
+}
+
+#[derive(Debug)]
+struct ColumnBuf {
+    spec: Spec,
+    values: Values,
+    /// Definition levels (nullable columns and lists).
+    def: Vec<i16>,
+    /// Repetition levels (lists only).
+    rep: Vec<i16>,
+    /// Rows given so far.
+    rows: usize,
+}
+
+/// The definition level of a present value: 1 for a nullable column, and
+/// for a list 1 more when the list itself may be null.
+fn present_level(spec: &Spec) -> i16 {
+    let list = i16::from(spec.ty == Ty::TextList);
+    i16::from(spec.nullable) + list
+}
+
+impl ColumnBuf {
+    fn new(spec: Spec) -> ColumnBuf {
+        let values = match spec.ty {
+            Ty::Timestamp | Ty::Int64 => Values::I64(Vec::new()),
+            Ty::Bool => Values::Bool(Vec::new()),
+            Ty::Double => Values::F64(Vec::new()),
+            Ty::Text | Ty::TextList => Values::Bytes(Vec::new()),
+        };
+        ColumnBuf {
+            spec,
+            values,
+            def: Vec::new(),
+            rep: Vec::new(),
+            rows: 0,
+        }
+    }
+
+    fn mismatch(&self, what: &str) -> ColumnError {
+        ColumnError {
+            column: self.spec.name,
+            why: format!("a {what} value for a {:?} column", self.spec.ty),
+        }
+    }
+
+    /// Records one present scalar's levels.
+    fn present(&mut self) {
+        if self.spec.nullable {
+            self.def.push(1);
+        }
+        self.rows += 1;
+    }
+
+    fn null(&mut self) -> Result<(), ColumnError> {
+        if !self.spec.nullable {
+            return Err(ColumnError {
+                column: self.spec.name,
+                why: "null in a column that is never null".into(),
+            });
+        }
+        self.def.push(0);
+        if self.spec.ty == Ty::TextList {
+            self.rep.push(0);
+        }
+        self.rows += 1;
+        Ok(())
+    }
+
+    fn int(&mut self, v: i64) -> Result<usize, ColumnError> {
+        match &mut self.values {
+            Values::I64(vals) => vals.push(v),
+            _ => return Err(self.mismatch("integer")),
+        }
+        self.present();
+        Ok(8)
+    }
+
+    fn flag(&mut self, v: bool) -> Result<usize, ColumnError> {
+        match &mut self.values {
+            Values::Bool(vals) => vals.push(v),
+            _ => return Err(self.mismatch("boolean")),
+        }
+        self.present();
+        Ok(1)
+    }
+
+    fn double(&mut self, v: f64) -> Result<usize, ColumnError> {
+        match &mut self.values {
+            Values::F64(vals) => vals.push(v),
+            _ => return Err(self.mismatch("double")),
+        }
+        self.present();
+        Ok(8)
+    }
+
+    fn bytes(&mut self, v: ByteArray) -> Result<usize, ColumnError> {
+        let n = v.len() + 4;
+        match (&mut self.values, self.spec.ty) {
+            (Values::Bytes(vals), Ty::Text) => vals.push(v),
+            _ => return Err(self.mismatch("text")),
+        }
+        self.present();
+        Ok(n)
+    }
+
+    fn list(&mut self, items: &[&str]) -> Result<usize, ColumnError> {
+        let (Values::Bytes(vals), Ty::TextList) = (&mut self.values, self.spec.ty) else {
+            return Err(self.mismatch("list"));
+        };
+        let full = present_level(&self.spec);
+        let mut n = 0;
+        if items.is_empty() {
+            // An empty list: defined up to the list, no element.
+            self.def.push(full - 1);
+            self.rep.push(0);
+        }
+        for (i, item) in items.iter().enumerate() {
+            vals.push(ByteArray::from(*item));
+            self.def.push(full);
+            self.rep.push(i16::from(i > 0));
+            n += item.len() + 4;
+        }
+        self.rows += 1;
+        Ok(n + 2)
+    }
+
+    fn clear(&mut self) {
+        match &mut self.values {
+            Values::I64(v) => v.clear(),
+            Values::Bool(v) => v.clear(),
+            Values::F64(v) => v.clear(),
+            Values::Bytes(v) => v.clear(),
+        }
+        self.def.clear();
+        self.rep.clear();
+        self.rows = 0;
+    }
+}
+
+/// The rows of one row group being filled, column by column.
+#[derive(Debug)]
+pub struct Rows {
+    columns: Vec<ColumnBuf>,
+    rows: usize,
+    /// The uncompressed size of the values so far (an estimate: values plus
+    /// 4 bytes of length per string), which sizes row groups.
+    bytes: usize,
+}
+
+impl Rows {
+    pub fn new(specs: &[Spec]) -> Rows {
+        Rows {
+            columns: specs.iter().cloned().map(ColumnBuf::new).collect(),
+            rows: 0,
+            bytes: 0,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.rows
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rows == 0
+    }
+
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    fn col(&mut self, i: usize) -> Result<&mut ColumnBuf, ColumnError> {
+        self.columns.get_mut(i).ok_or_else(|| ColumnError {
+            column: "?",
+            why: format!("the table has no column {i}"),
+        })
+    }
+
+    pub fn null(&mut self, i: usize) -> Result<(), ColumnError> {
+        self.col(i)?.null()
+    }
+
+    pub fn int(&mut self, i: usize, v: i64) -> Result<(), ColumnError> {
+        self.bytes += self.col(i)?.int(v)?;
+        Ok(())
+    }
+
+    pub fn opt_int(&mut self, i: usize, v: Option<i64>) -> Result<(), ColumnError> {
+        match v {
+            Some(v) => self.int(i, v),
+            None => self.null(i),
+        }
+    }
+
+    pub fn text(&mut self, i: usize, v: &str) -> Result<(), ColumnError> {
+        self.bytes += self.col(i)?.bytes(ByteArray::from(v))?;
+        Ok(())
+    }
+
+    pub fn opt_text(&mut self, i: usize, v: Option<&str>) -> Result<(), ColumnError> {
+        match v {
+            Some(v) => self.text(i, v),
+            None => self.null(i),
+        }
+    }
+
+    /// A text value given as its bytes, kept as they are (the caller knows
+    /// they are UTF-8: an archived event's payload).
+    pub fn raw_text(&mut self, i: usize, v: &[u8]) -> Result<(), ColumnError> {
+        self.bytes += self.col(i)?.bytes(ByteArray::from(v))?;
+        Ok(())
+    }
+
+    /// A cell of the projections' column lists, in the column of its type.
+    pub fn cell(&mut self, i: usize, cell: Cell<'_>) -> Result<(), ColumnError> {
+        let col = self.col(i)?;
+        let n = match cell {
+            Cell::Null => col.null().map(|()| 0)?,
+            Cell::Int(v) => col.int(v)?,
+            Cell::Count(v) => {
+                let v = i64::try_from(v).map_err(|_| ColumnError {
+                    column: col.spec.name,
+                    why: format!("count {v} does not fit INT64"),
+                })?;
+                col.int(v)?
+            }
+            Cell::Ratio(v) => col.double(v)?,
+            Cell::Bool(v) => col.flag(v)?,
+            Cell::Text(t) => col.bytes(ByteArray::from(t.as_ref()))?,
+            Cell::List(items) => col.list(&items)?,
+        };
+        self.bytes += n;
+        Ok(())
+    }
+
+    /// Closes a row: every column must have had exactly one value.
+    pub fn end_row(&mut self) -> Result<(), ColumnError> {
+        self.rows += 1;
+        match self.columns.iter().find(|c| c.rows != self.rows) {
+            Some(c) => Err(ColumnError {
+                column: c.spec.name,
+                why: format!("{} values for {} rows", c.rows, self.rows),
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// Writes the rows as one row group of `file` and empties the buffers.
+    pub fn write_row_group<W: std::io::Write + Send>(
+        &mut self,
+        file: &mut SerializedFileWriter<W>,
+    ) -> Result<(), ParquetError> {
+        let mut group = file.next_row_group()?;
+        let mut columns = self.columns.iter_mut();
+        while let Some(mut writer) = group.next_column()? {
+            let Some(c) = columns.next() else {
+                return Err(ParquetError::General(
+                    "the schema has more columns than the rows".into(),
+                ));
+            };
+            let def = (!c.def.is_empty()).then_some(c.def.as_slice());
+            let rep = (!c.rep.is_empty()).then_some(c.rep.as_slice());
+            match &c.values {
+                Values::I64(v) => writer.typed::<Int64Type>().write_batch(v, def, rep)?,
+                Values::Bool(v) => writer.typed::<BoolType>().write_batch(v, def, rep)?,
+                Values::F64(v) => writer.typed::<DoubleType>().write_batch(v, def, rep)?,
+                Values::Bytes(v) => writer.typed::<ByteArrayType>().write_batch(v, def, rep)?,
+            };
+            writer.close()?;
+        }
+        group.close()?;
+        for c in &mut self.columns {
+            c.clear();
+        }
+        self.rows = 0;
+        self.bytes = 0;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_value_of_the_wrong_type_or_count_is_an_error() {
+        let specs = [
+            Spec::new("a", Ty::Int64, false),
+            Spec::new("b", Ty::Text, true),
+            Spec::new("c", Ty::TextList, false),
+        ];
+        let mut rows = Rows::new(&specs);
+        assert_eq!(rows.text(0, "x").unwrap_err().column, "a");
+        assert_eq!(rows.null(0).unwrap_err().column, "a");
+        rows.int(0, 1).unwrap();
+        rows.null(1).unwrap();
+        rows.cell(2, Cell::List(vec![])).unwrap();
+        rows.end_row().unwrap();
+        rows.int(0, 2).unwrap();
+        let e = rows.end_row().unwrap_err();
+        assert_eq!(e.column, "b");
+        assert!(rows.cell(9, Cell::Null).is_err());
+    }
+
+    #[test]
+    fn the_schema_types_every_kind() {
+        let specs = [
+            Spec::new("t", Ty::Timestamp, false),
+            Spec::new("n", Ty::Int64, true),
+            Spec::new("f", Ty::Bool, false),
+            Spec::new("r", Ty::Double, true),
+            Spec::new("s", Ty::Text, true),
+            Spec::new("l", Ty::TextList, false),
+        ];
+        let schema = schema(&specs).unwrap();
+        assert_eq!(schema.get_fields().len(), 6);
+        let descr = parquet::schema::types::SchemaDescriptor::new(schema);
+        assert_eq!(descr.num_columns(), 6);
+        // The list's leaf: defined 1 (list present), repeated 1.
+        assert_eq!(descr.column(5).max_def_level(), 1);
+        assert_eq!(descr.column(5).max_rep_level(), 1);
+    }
+}

@@ -1,0 +1,553 @@
+//! One export run: full, or incremental from the directory's checkpoint.
+//!
+//! Invariants:
+//! - `events` gains, per run, the records at offsets from the checkpoint's
+//!   `eventsEnd` to the reader's visible end, each once, in new files of
+//!   their partitions: a record's partition never changes (its tenant and
+//!   t(e) come from the record alone), so no row is written twice.
+//! - `interactions` and `agent-states` are rewritten by partition: a run
+//!   hashes every partition's rows and writes only those whose hash differs
+//!   from the checkpoint's (a leg changed by a late event, moved to another
+//!   day, or new); a partition left empty loses its files. After any run the
+//!   tables hold what a full export would.
+//! - Order of effects: leftovers of an interrupted run are removed, new
+//!   files are put in place (each complete before it is visible), the
+//!   checkpoint is replaced, and only then are the files it no longer names
+//!   deleted. A crash at any point leaves the last checkpoint's files or
+//!   the new ones complete; the next run removes the rest.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+use ccvault_projections::agents::AgentSpan;
+use ccvault_projections::{AgentStates, InteractionFilter, Projections, Summary};
+use ccvault_store::{ArchiveReader, StoreError};
+use jiff::tz::TimeZone;
+use serde::Serialize;
+use xxhash_rust::xxh3::Xxh3;
+
+use crate::checkpoint::{Checkpoint, PartState, CHECKPOINT_FILE};
+use crate::error::{io, ExportError, Result};
+use crate::partition::{create_dirs, Dates, NewFile, PartitionKey, TableWriter};
+use crate::tables::{push_event, push_span, push_summary, read_event, Table};
+
+/// How to export.
+#[derive(Clone, Debug)]
+pub struct ExportOptions {
+    /// The zone of the `date=` partitions.
+    pub tz: TimeZone,
+    /// Continue from the directory's checkpoint (a full export when it has none).
+    pub since_last: bool,
+    /// Uncompressed bytes of a row group.
+    pub row_group_bytes: usize,
+    /// Rows buffered over all partitions of a table before the largest
+    /// buffer is written out early.
+    pub memory_bytes: usize,
+}
+
+impl Default for ExportOptions {
+    fn default() -> Self {
+        ExportOptions {
+            tz: TimeZone::UTC,
+            since_last: false,
+            row_group_bytes: 128 << 20,
+            memory_bytes: 512 << 20,
+        }
+    }
+}
+
+/// What a run did to one table.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TableSummary {
+    pub table: &'static str,
+    /// Rows in the files this run wrote.
+    pub rows: u64,
+    pub files: u64,
+    pub bytes: u64,
+    /// Partitions that got new files.
+    pub partitions_written: u64,
+    /// Partitions left as they were.
+    pub partitions_unchanged: u64,
+    /// Partitions whose files were deleted (they have no rows any more).
+    pub partitions_removed: u64,
+    /// Time spent on this table (`events`: the log scan, which also
+    /// collects the agent status changes).
+    pub seconds: f64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ExportSummary {
+    pub run: u64,
+    /// False for a full export (also `since_last` without a checkpoint).
+    pub incremental: bool,
+    /// The records the export now covers: offsets below this.
+    pub events_end: u64,
+    /// Damaged places of the log that were skipped.
+    pub damaged: u64,
+    pub tables: Vec<TableSummary>,
+}
+
+/// The name a zone is recorded under in the checkpoint.
+fn tz_name(tz: &TimeZone) -> String {
+    tz.iana_name()
+        .map_or_else(|| format!("{tz:?}"), str::to_owned)
+}
+
+/// Exports the archive `reader` sees and its projections `p` (brought up
+/// to date by the caller) to `dir`.
+pub fn export(
+    reader: &ArchiveReader,
+    p: &Projections,
+    dir: &Path,
+    opts: &ExportOptions,
+) -> Result<ExportSummary> {
+    create_dirs(dir)?;
+    let old = Checkpoint::load(dir)?;
+    if old.is_none() {
+        refuse_foreign(dir)?;
+    }
+    let tz = tz_name(&opts.tz);
+    let incremental = match &old {
+        Some(c) if opts.since_last => {
+            if c.tz != tz {
+                return Err(ExportError::Refused(format!(
+                    "{} was exported with --tz {}; an incremental export must use the same zone (or run a full export without --since-last)",
+                    dir.display(),
+                    c.tz
+                )));
+            }
+            true
+        }
+        _ => false,
+    };
+    let run = old.as_ref().map_or(1, |c| c.run + 1);
+    remove_leftovers(dir, old.as_ref())?;
+    let mut new = match (&old, incremental) {
+        (Some(c), true) => c.clone(),
+        _ => Checkpoint::empty(tz, run),
+    };
+    new.run = run;
+    let start = new.events_end;
+    let end = reader.visible_end();
+    if start > end {
+        return Err(ExportError::Refused(format!(
+            "{} covers {start} records but the archive shows only {end}: it was exported from another archive; run a full export (without --since-last) or use another directory",
+            dir.display()
+        )));
+    }
+
+    let mut tables = Vec::new();
+    let clock = std::time::Instant::now();
+    let (events, spans_source, damaged) = scan_events(reader, dir, run, start, opts)?;
+    let mut sum = merge_appended(&mut new, Table::Events, &events);
+    sum.seconds = clock.elapsed().as_secs_f64();
+    tables.push(sum);
+    new.events_end = end;
+
+    let old_parts = |t: Table| {
+        old.as_ref()
+            .filter(|_| incremental)
+            .and_then(|c| c.tables.get(t.name()))
+            .cloned()
+            .unwrap_or_default()
+    };
+    let clock = std::time::Instant::now();
+    let mut dates = Dates::new(opts.tz.clone());
+    let legs = Rewrite::new(Table::Interactions, old_parts(Table::Interactions));
+    let legs = legs_by_partition(p, &mut dates, legs, dir, run, opts)?;
+    let mut sum = legs.into_checkpoint(&mut new);
+    sum.seconds = clock.elapsed().as_secs_f64();
+    tables.push(sum);
+
+    let clock = std::time::Instant::now();
+    let max_time = p.state()?.max_time_ms.unwrap_or(i64::MIN);
+    let spans = spans_source.spans(max_time);
+    let mut rewrite = Rewrite::new(Table::AgentStates, old_parts(Table::AgentStates));
+    let key = |s: &AgentSpan, dates: &mut Dates| PartitionKey {
+        tenant: s.tenant.clone(),
+        date: dates.of(s.start_ms),
+    };
+    for s in &spans {
+        rewrite.hash(&key(s, &mut dates), s)?;
+    }
+    let mut writer = rewrite.writer(dir, run, opts)?;
+    for s in &spans {
+        let k = key(s, &mut dates);
+        if rewrite.changed(&k) {
+            writer.row(&k, |rows| push_span(rows, s))?;
+        }
+    }
+    rewrite.files = writer.finish()?;
+    let mut sum = rewrite.into_checkpoint(&mut new);
+    sum.seconds = clock.elapsed().as_secs_f64();
+    tables.push(sum);
+
+    new.store(dir)?;
+    if let Some(old) = &old {
+        remove_superseded(dir, old, &new)?;
+    }
+    Ok(ExportSummary {
+        run,
+        incremental,
+        events_end: end,
+        damaged,
+        tables,
+    })
+}
+
+/// One pass over the log: the `events` rows of records at `start..` and
+/// every agent status change (agent spans need all of them).
+fn scan_events(
+    reader: &ArchiveReader,
+    dir: &Path,
+    run: u64,
+    start: u64,
+    opts: &ExportOptions,
+) -> Result<(Vec<NewFile>, AgentStates, u64)> {
+    let mut writer = TableWriter::new(
+        Table::Events,
+        dir.join(Table::Events.name()),
+        run,
+        opts.row_group_bytes,
+        opts.memory_bytes,
+    )?;
+    let mut agents = AgentStates::new();
+    let mut dates = Dates::new(opts.tz.clone());
+    let mut damaged = 0u64;
+    let mut failed: Option<ExportError> = None;
+    let scanned = reader.for_each_record(
+        |rec| {
+            if rec.quarantined {
+                return Ok(());
+            }
+            let wanted = rec.offset >= start;
+            if !wanted && !may_be_status_change(&rec.payload) {
+                return Ok(());
+            }
+            let row = read_event(&rec);
+            if let Some(ev) = &row.event {
+                agents.add_event_with_tenant(ev, row.time, &rec.payload, row.tenant.as_deref());
+            }
+            if !wanted {
+                return Ok(());
+            }
+            let key = PartitionKey {
+                tenant: row.tenant.clone(),
+                date: dates.of(row.time.ms),
+            };
+            match writer.row(&key, |rows| push_event(rows, &rec, &row)) {
+                Ok(()) => Ok(()),
+                Err(e) => {
+                    failed = Some(e);
+                    Err(StoreError::Input("export stopped".into()))
+                }
+            }
+        },
+        |_| damaged += 1,
+    );
+    if let Some(e) = failed {
+        return Err(e);
+    }
+    scanned?;
+    Ok((writer.finish()?, agents, damaged))
+}
+
+/// Whether a payload can be an `AgentStatusChange` (docs/METRICS.md §5):
+/// it names the family or type, or it escapes characters (and could spell
+/// it with escapes). Skips parsing the older records an incremental run
+/// reads only for the agent states.
+fn may_be_status_change(payload: &[u8]) -> bool {
+    memchr::memmem::find(payload, b"AgentStatusChange").is_some()
+        || memchr::memchr(b'\\', payload).is_some()
+}
+
+/// Adds the `events` files of this run to their partitions.
+fn merge_appended(new: &mut Checkpoint, table: Table, files: &[NewFile]) -> TableSummary {
+    let parts = new.tables.entry(table.name().to_owned()).or_default();
+    let mut sum = TableSummary {
+        table: table.name(),
+        ..TableSummary::default()
+    };
+    let mut written = BTreeSet::new();
+    for f in files {
+        let st = parts.entry(f.partition.clone()).or_default();
+        st.files.push(f.name.clone());
+        st.rows += f.rows;
+        sum.rows += f.rows;
+        sum.files += 1;
+        sum.bytes += f.bytes;
+        written.insert(f.partition.as_str());
+    }
+    sum.partitions_written = written.len() as u64;
+    sum.partitions_unchanged = (parts.len() - written.len()) as u64;
+    sum
+}
+
+/// A table rewritten by partition: the hash of each partition's rows now,
+/// against the checkpoint's.
+struct Rewrite {
+    table: Table,
+    old: BTreeMap<String, PartState>,
+    now: BTreeMap<String, (Xxh3, u64)>,
+    /// Partitions (relative dirs) to write, known once every row is hashed.
+    changed: BTreeSet<String>,
+    files: Vec<NewFile>,
+}
+
+impl Rewrite {
+    fn new(table: Table, old: BTreeMap<String, PartState>) -> Rewrite {
+        Rewrite {
+            table,
+            old,
+            now: BTreeMap::new(),
+            changed: BTreeSet::new(),
+            files: Vec::new(),
+        }
+    }
+
+    fn hash(&mut self, key: &PartitionKey, row: &impl Serialize) -> Result<()> {
+        let bytes = serde_json::to_vec(row).map_err(|e| ExportError::Column {
+            table: self.table.name(),
+            column: "*",
+            why: e.to_string(),
+        })?;
+        let (h, n) = self
+            .now
+            .entry(key.rel_dir())
+            .or_insert_with(|| (Xxh3::new(), 0));
+        h.update(&bytes);
+        h.update(b"\n");
+        *n += 1;
+        Ok(())
+    }
+
+    /// Decides which partitions to write and opens the writer.
+    fn writer(&mut self, dir: &Path, run: u64, opts: &ExportOptions) -> Result<TableWriter> {
+        self.changed = self
+            .now
+            .iter()
+            .filter(|(part, (h, _))| {
+                self.old.get(*part).and_then(|o| o.hash.as_deref()) != Some(&hex(h))
+            })
+            .map(|(part, _)| part.clone())
+            .collect();
+        TableWriter::new(
+            self.table,
+            dir.join(self.table.name()),
+            run,
+            opts.row_group_bytes,
+            opts.memory_bytes,
+        )
+    }
+
+    fn changed(&self, key: &PartitionKey) -> bool {
+        self.changed.contains(&key.rel_dir())
+    }
+
+    /// The table's partitions in the new checkpoint: new files where
+    /// changed, the old ones elsewhere, none where no row is left.
+    fn into_checkpoint(self, new: &mut Checkpoint) -> TableSummary {
+        let mut sum = TableSummary {
+            table: self.table.name(),
+            ..TableSummary::default()
+        };
+        let mut parts: BTreeMap<String, PartState> = BTreeMap::new();
+        for (part, (h, rows)) in &self.now {
+            if self.changed.contains(part) {
+                parts.insert(
+                    part.clone(),
+                    PartState {
+                        hash: Some(hex(h)),
+                        files: Vec::new(),
+                        rows: *rows,
+                    },
+                );
+            } else if let Some(o) = self.old.get(part) {
+                parts.insert(part.clone(), o.clone());
+                sum.partitions_unchanged += 1;
+            }
+        }
+        for f in &self.files {
+            if let Some(st) = parts.get_mut(&f.partition) {
+                st.files.push(f.name.clone());
+            }
+            sum.rows += f.rows;
+            sum.files += 1;
+            sum.bytes += f.bytes;
+        }
+        sum.partitions_written = self.changed.len() as u64;
+        sum.partitions_removed = self
+            .old
+            .keys()
+            .filter(|k| !self.now.contains_key(*k))
+            .count() as u64;
+        new.tables.insert(self.table.name().to_owned(), parts);
+        sum
+    }
+}
+
+fn hex(h: &Xxh3) -> String {
+    format!("{:032x}", h.digest128())
+}
+
+/// The legs, hashed by partition in one pass over the projections, then
+/// the changed partitions written in a second.
+fn legs_by_partition(
+    p: &Projections,
+    dates: &mut Dates,
+    mut rewrite: Rewrite,
+    dir: &Path,
+    run: u64,
+    opts: &ExportOptions,
+) -> Result<Rewrite> {
+    let key = |s: &Summary, dates: &mut Dates| PartitionKey {
+        tenant: s.tenant.clone(),
+        date: dates.of(s.offered_at),
+    };
+    let all = InteractionFilter::default();
+    let mut failed: Option<ExportError> = None;
+    p.for_each_interaction(&all, |s| {
+        let k = key(&s, dates);
+        Ok(match rewrite.hash(&k, &s) {
+            Ok(()) => true,
+            Err(e) => {
+                failed = Some(e);
+                false
+            }
+        })
+    })?;
+    if let Some(e) = failed {
+        return Err(e);
+    }
+    let mut writer = rewrite.writer(dir, run, opts)?;
+    if !rewrite.changed.is_empty() {
+        p.for_each_interaction(&all, |s| {
+            let k = key(&s, dates);
+            if !rewrite.changed(&k) {
+                return Ok(true);
+            }
+            Ok(match writer.row(&k, |rows| push_summary(rows, &s)) {
+                Ok(()) => true,
+                Err(e) => {
+                    failed = Some(e);
+                    false
+                }
+            })
+        })?;
+    }
+    if let Some(e) = failed {
+        return Err(e);
+    }
+    rewrite.files = writer.finish()?;
+    Ok(rewrite)
+}
+
+/// A directory without a checkpoint must hold nothing but what an
+/// interrupted first run leaves (table directories, a checkpoint's
+/// temporary file): a full export never deletes files it did not write.
+fn refuse_foreign(dir: &Path) -> Result<()> {
+    let entries = std::fs::read_dir(dir).map_err(io("cannot list", dir))?;
+    let tmp = format!(".{CHECKPOINT_FILE}.tmp");
+    for e in entries {
+        let e = e.map_err(io("cannot list", dir))?;
+        let name = e.file_name();
+        let name = name.to_string_lossy();
+        let ours = Table::ALL.iter().any(|t| t.name() == name) || name == tmp;
+        if !ours {
+            return Err(ExportError::Refused(format!(
+                "{} holds {name:?} and no export checkpoint ({CHECKPOINT_FILE}): export into a new or empty directory",
+                dir.display()
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// The data files and temporary files under the table directories
+/// (`<table>/tenant=*/date=*/`), as paths relative to `dir`.
+fn table_files(dir: &Path) -> Result<Vec<String>> {
+    let mut out = Vec::new();
+    for t in Table::ALL {
+        let tdir = dir.join(t.name());
+        for tenant in list(&tdir)? {
+            if !tenant.starts_with("tenant=") {
+                continue;
+            }
+            for date in list(&tdir.join(&tenant))? {
+                if !date.starts_with("date=") {
+                    continue;
+                }
+                for f in list(&tdir.join(&tenant).join(&date))? {
+                    let data = f.starts_with("part-") && f.ends_with(".parquet");
+                    let tmp = f.starts_with(".part-") && f.ends_with(".tmp");
+                    if data || tmp {
+                        out.push(format!("{}/{tenant}/{date}/{f}", t.name()));
+                    }
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Entry names of `dir`; none when it does not exist.
+fn list(dir: &Path) -> Result<Vec<String>> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotADirectory => return Ok(Vec::new()),
+        Err(e) => return Err(io("cannot list", dir)(e)),
+    };
+    let mut names = Vec::new();
+    for e in entries {
+        let e = e.map_err(io("cannot list", dir))?;
+        names.push(e.file_name().to_string_lossy().into_owned());
+    }
+    names.sort();
+    Ok(names)
+}
+
+/// Deletes what an interrupted run left: temporary files, and data files
+/// the checkpoint does not name.
+fn remove_leftovers(dir: &Path, old: Option<&Checkpoint>) -> Result<()> {
+    let named: BTreeSet<String> = old.map(|c| c.files().collect()).unwrap_or_default();
+    for f in table_files(dir)? {
+        if !named.contains(&f) {
+            remove(dir, &f)?;
+        }
+    }
+    Ok(())
+}
+
+/// Deletes the files `old` names and `new` does not, and the partition
+/// directories left empty.
+fn remove_superseded(dir: &Path, old: &Checkpoint, new: &Checkpoint) -> Result<()> {
+    let kept: BTreeSet<String> = new.files().collect();
+    for f in old.files().filter(|f| !kept.contains(f)) {
+        remove(dir, &f)?;
+    }
+    Ok(())
+}
+
+/// Removes one file (relative to `dir`) and the date and tenant
+/// directories it leaves empty.
+fn remove(dir: &Path, rel: &str) -> Result<()> {
+    let path = dir.join(rel);
+    match std::fs::remove_file(&path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(io("cannot remove", &path)(e)),
+    }
+    // Not empty (or already gone) is fine: only empty directories go.
+    let mut d = path.parent();
+    for _ in 0..2 {
+        let Some(p) = d else { break };
+        if std::fs::remove_dir(p).is_err() {
+            break;
+        }
+        d = p.parent();
+    }
+    Ok(())
+}

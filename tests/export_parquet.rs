@@ -1,0 +1,487 @@
+//! `export --format parquet` through the built binary: every table read back
+//! with the `parquet` crate and compared row by row with what the other
+//! commands print (`export` NDJSON, `interactions --format json`, `agents
+//! --format json`); the partitions, types and compression; an incremental
+//! export after late events equals a full one; an interrupted run's
+//! leftovers never show; bad command lines.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use common::{ccvault, import};
+use parquet::basic::{Compression, Encoding, LogicalType, TimeUnit};
+use parquet::file::reader::{FileReader, SerializedFileReader};
+use parquet::record::Field;
+use serde_json::{json, Value};
+
+/// Two tenants: acme01 over two days, globex02 on one (with the
+/// simulator's quirks: duplicates, envelopes, reordering, untimed changes).
+fn streams(dir: &Path) -> (PathBuf, PathBuf) {
+    let a = dir.join("acme.ndjson");
+    let b = dir.join("globex.ndjson");
+    for (path, tenant, days, seed) in [(&a, "acme01", "2", "1"), (&b, "globex02", "1", "2")] {
+        ccvault(
+            dir,
+            &[
+                "simulate",
+                "--interactions",
+                "120",
+                "--agents",
+                "8",
+                "--days",
+                days,
+                "--seed",
+                seed,
+                "--tenant",
+                tenant,
+                "--out",
+                path.to_str().unwrap(),
+            ],
+        )
+        .ok();
+    }
+    (a, b)
+}
+
+fn export(data: &Path, out: &Path, extra: &[&str]) -> String {
+    let mut args = vec![
+        "--tz",
+        "America/Anchorage",
+        "export",
+        "--format",
+        "parquet",
+        "--out",
+        out.to_str().unwrap(),
+        "--row-group-size",
+        "64KiB",
+    ];
+    args.extend_from_slice(extra);
+    ccvault(data, &args).ok().stderr
+}
+
+/// The data files of one table: (partition directory, file name).
+fn files(out: &Path, table: &str) -> Vec<(String, PathBuf)> {
+    let mut found = Vec::new();
+    let root = out.join(table);
+    for tenant in std::fs::read_dir(&root).unwrap() {
+        let tenant = tenant.unwrap().path();
+        for date in std::fs::read_dir(&tenant).unwrap() {
+            let date = date.unwrap().path();
+            for f in std::fs::read_dir(&date).unwrap() {
+                let f = f.unwrap().path();
+                let rel = date
+                    .strip_prefix(&root)
+                    .unwrap()
+                    .to_str()
+                    .unwrap()
+                    .to_owned();
+                found.push((rel, f));
+            }
+        }
+    }
+    found.sort();
+    found
+}
+
+/// A Parquet value as the JSON outputs write it (instants as epoch ms).
+fn json_of(f: &Field) -> Value {
+    match f {
+        Field::Null => Value::Null,
+        Field::Bool(b) => json!(b),
+        Field::Long(n) => json!(n),
+        Field::Int(n) => json!(n),
+        Field::Double(d) => json!(d),
+        Field::Str(s) => json!(s),
+        Field::TimestampMillis(ms) => json!(ms),
+        Field::ListInternal(l) => Value::Array(l.elements().iter().map(json_of).collect()),
+        other => panic!("unexpected Parquet value {other:?}"),
+    }
+}
+
+/// Every row of a table, each with its partition directory.
+fn rows(out: &Path, table: &str) -> Vec<(String, serde_json::Map<String, Value>)> {
+    let mut all = Vec::new();
+    for (part, path) in files(out, table) {
+        let name = path.file_name().unwrap().to_str().unwrap();
+        assert!(
+            name.starts_with("part-") && name.ends_with(".parquet"),
+            "{table}: stray file {}",
+            path.display()
+        );
+        let reader = SerializedFileReader::new(File::open(&path).unwrap()).unwrap();
+        for row in reader.get_row_iter(None).unwrap() {
+            let row = row.unwrap();
+            let obj = row
+                .get_column_iter()
+                .map(|(k, v)| (k.clone(), json_of(v)))
+                .collect();
+            all.push((part.clone(), obj));
+        }
+    }
+    all
+}
+
+/// The partition a row must be in: its tenant, its instant's date in Anchorage.
+fn partition_of(tenant: &Value, ms: i64) -> String {
+    let tenant = tenant.as_str().unwrap_or("__HIVE_DEFAULT_PARTITION__");
+    let date = jiff::Timestamp::from_millisecond(ms)
+        .unwrap()
+        .to_zoned_datetime(jiff::tz::TimeZone::get("America/Anchorage").unwrap())
+        .date();
+    format!("tenant={tenant}/date={date}")
+}
+
+/// The tables as sorted lists of rows, for comparing two exports.
+fn contents(out: &Path) -> BTreeMap<&'static str, Vec<String>> {
+    let mut all = BTreeMap::new();
+    for table in ["events", "interactions", "agent-states"] {
+        let mut rows: Vec<String> = rows(out, table)
+            .into_iter()
+            .map(|(part, row)| format!("{part} {}", Value::Object(row)))
+            .collect();
+        rows.sort();
+        all.insert(table, rows);
+    }
+    all
+}
+
+#[test]
+fn every_table_reads_back_as_the_other_commands_print_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let (a, b) = streams(tmp.path());
+    import(&data, &[&a, &b], &[]);
+    let out = tmp.path().join("export");
+    let said = export(&data, &out, &[]);
+    assert!(said.contains("full export run 1"), "{said}");
+    assert!(out.join("_ccvault_export.json").is_file());
+
+    // events: the NDJSON export's lines, in offset order, byte for byte (NDJSON
+    // writes a line break inside a payload as a space).
+    let ndjson = ccvault(&data, &["export"]).ok().stdout_str();
+    let mut events = rows(&out, "events");
+    events.sort_by_key(|(_, r)| r["offset"].as_i64().unwrap());
+    let lines: Vec<&str> = ndjson.lines().collect();
+    assert_eq!(events.len(), lines.len());
+    let mut tenants = std::collections::BTreeSet::new();
+    for ((part, row), line) in events.iter().zip(&lines) {
+        let payload = row["payload"].as_str().unwrap().replace(['\n', '\r'], " ");
+        assert_eq!(&payload, line);
+        let t = row["eventTime"].as_i64().unwrap();
+        assert_eq!(part, &partition_of(&row["tenant"], t), "{row:?}");
+        let ev: Value = serde_json::from_str(line).unwrap();
+        let (family, body) = ev.as_object().unwrap().iter().next().unwrap();
+        assert_eq!(row["family"], json!(family));
+        let guid = &body["interactionGUID"];
+        assert_eq!(&row["interactionGUID"], guid);
+        if let Some(g) = guid.as_str() {
+            // The tenant is the GUID's last part (the streams were imported from files).
+            assert_eq!(row["tenant"], json!(g.rsplit('-').next().unwrap()));
+        }
+        assert_eq!(row["sourceKind"], json!("file"));
+        assert!(row["ingestTime"].as_i64().unwrap() > 1_700_000_000_000);
+        tenants.insert(part.split('/').next().unwrap().to_owned());
+    }
+    assert!(tenants.contains("tenant=acme01") && tenants.contains("tenant=globex02"));
+    assert!(
+        tenants.contains("tenant=__HIVE_DEFAULT_PARTITION__"),
+        "{tenants:?}"
+    );
+
+    // interactions: the JSON listing's objects, every field, row by row.
+    let listed = ccvault(&data, &["interactions", "--format", "json"]).ok();
+    let mut want: Vec<Value> = listed.json_lines();
+    let mut legs = rows(&out, "interactions");
+    assert_eq!(legs.len(), want.len());
+    let guid = |v: &Value| v["interactionGUID"].as_str().unwrap_or("").to_owned();
+    want.sort_by_key(guid);
+    legs.sort_by_key(|(_, r)| guid(&Value::Object(r.clone())));
+    for ((part, row), want) in legs.iter().zip(&want) {
+        assert_eq!(&Value::Object(row.clone()), want);
+        let offered = want["offeredAt"].as_i64().unwrap();
+        assert_eq!(part, &partition_of(&want["tenant"], offered));
+    }
+    // The day runs 07:00-11:00 UTC, across midnight in Anchorage (UTC-9): legs on both dates.
+    let days: std::collections::BTreeSet<&str> = legs
+        .iter()
+        .filter(|(p, _)| p.starts_with("tenant=acme01/"))
+        .map(|(p, _)| p.as_str())
+        .collect();
+    assert!(days.len() >= 2, "{days:?}");
+
+    // agent-states: per agent, one span per timed change, adding up to `agents`.
+    let agents = ccvault(&data, &["agents", "--format", "json"])
+        .ok()
+        .json_lines();
+    let spans = rows(&out, "agent-states");
+    assert!(!spans.is_empty());
+    let mut by_agent: BTreeMap<String, (u64, BTreeMap<String, i64>)> = BTreeMap::new();
+    for (part, s) in &spans {
+        let (start, end, ms) = (
+            s["start"].as_i64().unwrap(),
+            s["end"].as_i64().unwrap(),
+            s["ms"].as_i64().unwrap(),
+        );
+        assert_eq!(end - start, ms);
+        assert_eq!(part, &partition_of(&s["tenant"], start));
+        let e = by_agent
+            .entry(s["agentId"].as_str().unwrap().to_owned())
+            .or_default();
+        e.0 += 1;
+        if ms > 0 {
+            *e.1.entry(s["state"].as_i64().unwrap().to_string())
+                .or_default() += ms;
+        }
+    }
+    let with_changes: Vec<&Value> = agents
+        .iter()
+        .filter(|a| a["changes"].as_u64().unwrap() > 0)
+        .collect();
+    assert_eq!(by_agent.len(), with_changes.len());
+    for a in with_changes {
+        let (n, states) = &by_agent[a["agentId"].as_str().unwrap()];
+        assert_eq!(json!(n), a["changes"], "{a}");
+        assert_eq!(json!(states), a["stateMs"], "{a}");
+    }
+    assert!(spans.iter().any(|(_, s)| s["reason"].is_string()));
+
+    // The physical layout: typed columns, zstd, dictionaries for text.
+    let (_, first) = &files(&out, "events")[0];
+    let reader = SerializedFileReader::new(File::open(first).unwrap()).unwrap();
+    let meta = reader.metadata();
+    let schema = meta.file_metadata().schema_descr();
+    let col = |name: &str| {
+        (0..schema.num_columns())
+            .find(|i| schema.column(*i).name() == name)
+            .unwrap()
+    };
+    assert_eq!(
+        schema.column(col("eventTime")).logical_type_ref(),
+        Some(&LogicalType::timestamp(true, TimeUnit::MILLIS))
+    );
+    assert_eq!(
+        schema.column(col("payload")).logical_type_ref(),
+        Some(&LogicalType::String)
+    );
+    let rg = meta.row_group(0);
+    assert!(rg
+        .columns()
+        .iter()
+        .all(|c| c.compression() == Compression::ZSTD(Default::default())));
+    let encodings = |name: &str| rg.column(col(name)).encodings().collect::<Vec<_>>();
+    assert!(encodings("family").contains(&Encoding::RLE_DICTIONARY));
+    assert!(!encodings("payload").contains(&Encoding::RLE_DICTIONARY));
+    // 64 KiB row groups: a day of a tenant's events needs several.
+    let most = files(&out, "events")
+        .iter()
+        .map(|(_, f)| {
+            SerializedFileReader::new(File::open(f).unwrap())
+                .unwrap()
+                .metadata()
+                .num_row_groups()
+        })
+        .max()
+        .unwrap();
+    assert!(most > 1, "{most}");
+    let legs_file = &files(&out, "interactions")[0].1;
+    let reader = SerializedFileReader::new(File::open(legs_file).unwrap()).unwrap();
+    let schema = reader.metadata().file_metadata().schema_descr_ptr();
+    let types: BTreeMap<String, String> = (0..schema.num_columns())
+        .map(|i| {
+            let c = schema.column(i);
+            (
+                c.path().parts()[0].clone(),
+                format!("{:?}", c.physical_type()),
+            )
+        })
+        .collect();
+    assert_eq!(types["waitMs"], "INT64");
+    assert_eq!(types["offerCount"], "INT64");
+    assert_eq!(types["transferred"], "BOOLEAN");
+    assert_eq!(types["anomalies"], "BYTE_ARRAY");
+}
+
+#[test]
+fn an_incremental_export_after_late_events_equals_a_full_one() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let (a, b) = streams(tmp.path());
+    // globex02 loses every fifth line to a second import: late events of
+    // interactions already exported, and agent changes that move spans.
+    let text = std::fs::read_to_string(&b).unwrap();
+    let (mut early, mut late) = (String::new(), String::new());
+    for (i, line) in text.lines().enumerate() {
+        let part = if i % 5 == 4 { &mut late } else { &mut early };
+        part.push_str(line);
+        part.push('\n');
+    }
+    let (b1, b2) = (tmp.path().join("b1.ndjson"), tmp.path().join("b2.ndjson"));
+    std::fs::write(&b1, early).unwrap();
+    std::fs::write(&b2, late).unwrap();
+    import(&data, &[&a, &b1], &[]);
+    let inc = tmp.path().join("incremental");
+    let said = export(&data, &inc, &["--since-last"]);
+    assert!(said.contains("full export run 1"), "{said}");
+    let acme_before = files(&inc, "interactions")
+        .into_iter()
+        .filter(|(p, _)| p.starts_with("tenant=acme01/"))
+        .collect::<Vec<_>>();
+    assert!(!acme_before.is_empty());
+
+    import(&data, &[&b2], &[]);
+    let said = export(&data, &inc, &["--since-last"]);
+    assert!(said.contains("incremental export run 2"), "{said}");
+    let full = tmp.path().join("full");
+    export(&data, &full, &[]);
+    let (got, want) = (contents(&inc), contents(&full));
+    for table in ["events", "interactions", "agent-states"] {
+        assert!(!want[table].is_empty(), "{table}");
+        assert_eq!(got[table].len(), want[table].len(), "{table}");
+        assert_eq!(got[table], want[table], "{table}");
+    }
+    // Only changed partitions were rewritten: acme01's legs kept their files.
+    let acme_after = files(&inc, "interactions")
+        .into_iter()
+        .filter(|(p, _)| p.starts_with("tenant=acme01/"))
+        .collect::<Vec<_>>();
+    assert_eq!(acme_after, acme_before);
+    let globex: Vec<_> = files(&inc, "interactions")
+        .into_iter()
+        .filter(|(p, _)| p.starts_with("tenant=globex02/"))
+        .collect();
+    assert!(globex.iter().all(|(_, f)| f
+        .file_name()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .starts_with("part-000002-")));
+    // The late events went to new files of their partitions; acme01 got none.
+    let events = files(&inc, "events");
+    assert!(events.iter().any(|(p, f)| p.starts_with("tenant=globex02/")
+        && f.file_name()
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .starts_with("part-000002-")));
+    assert!(events.iter().all(|(p, f)| !p.starts_with("tenant=acme01/")
+        || f.file_name()
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .starts_with("part-000001-")));
+
+    // Nothing new: a third run writes nothing and changes nothing.
+    let said = export(&data, &inc, &["--since-last"]);
+    assert!(said.contains("0 rows in 0 files"), "{said}");
+    assert_eq!(contents(&inc), want);
+}
+
+#[test]
+fn an_interrupted_run_leaves_nothing_visible_that_the_next_run_keeps() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let (a, _) = streams(tmp.path());
+    import(&data, &[&a], &[]);
+    let out = tmp.path().join("export");
+    export(&data, &out, &[]);
+    let want = contents(&out);
+    // What a run killed before its checkpoint leaves: a half-written
+    // temporary file (hidden from engines) and a complete file in place.
+    let (part, file) = files(&out, "interactions").remove(0);
+    let dir = out.join("interactions").join(&part);
+    std::fs::write(dir.join(".part-000002-0000.parquet.tmp"), b"PAR1 half").unwrap();
+    std::fs::copy(&file, dir.join("part-000002-0001.parquet")).unwrap();
+    let said = export(&data, &out, &["--since-last"]);
+    assert!(said.contains("incremental export run 2"), "{said}");
+    let names: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        names
+            .iter()
+            .all(|n| !n.ends_with(".tmp") && n != "part-000002-0001.parquet"),
+        "{names:?}"
+    );
+    assert_eq!(contents(&out), want);
+    // A full export into the same directory replaces every file.
+    export(&data, &out, &[]);
+    assert!(files(&out, "events").iter().all(|(_, f)| f
+        .file_name()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .starts_with("part-000003-")));
+    assert_eq!(contents(&out), want);
+}
+
+#[test]
+fn bad_command_lines_and_foreign_directories_are_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let (a, _) = streams(tmp.path());
+    import(&data, &[&a], &[]);
+    let no_out = ccvault(&data, &["export", "--format", "parquet"]).expect_code(2);
+    assert!(no_out.stderr.contains("--out DIR"), "{}", no_out.stderr);
+    let out = tmp.path().join("x");
+    let o = out.to_str().unwrap();
+    let stray = ccvault(&data, &["export", "--out", o]).expect_code(2);
+    assert!(
+        stray.stderr.contains("--format parquet"),
+        "{}",
+        stray.stderr
+    );
+    let ranged = ccvault(
+        &data,
+        &[
+            "export",
+            "--format",
+            "parquet",
+            "--out",
+            o,
+            "--from",
+            "2025-01-01",
+        ],
+    )
+    .expect_code(2);
+    assert!(ranged.stderr.contains("--from"), "{}", ranged.stderr);
+
+    let foreign = tmp.path().join("foreign");
+    std::fs::create_dir(&foreign).unwrap();
+    std::fs::write(foreign.join("notes.txt"), b"mine").unwrap();
+    let f = foreign.to_str().unwrap();
+    let refused = ccvault(&data, &["export", "--format", "parquet", "--out", f]).expect_code(1);
+    assert!(refused.stderr.contains("notes.txt"), "{}", refused.stderr);
+    assert_eq!(std::fs::read(foreign.join("notes.txt")).unwrap(), b"mine");
+
+    ccvault(&data, &["export", "--format", "parquet", "--out", o]).ok();
+    let other_zone = ccvault(
+        &data,
+        &[
+            "--tz",
+            "Asia/Tokyo",
+            "export",
+            "--format",
+            "parquet",
+            "--out",
+            o,
+            "--since-last",
+        ],
+    )
+    .expect_code(1);
+    assert!(
+        other_zone.stderr.contains("--tz UTC"),
+        "{}",
+        other_zone.stderr
+    );
+    std::fs::write(out.join("_ccvault_export.json"), b"{\"format\":").unwrap();
+    let broken = ccvault(&data, &["export", "--format", "parquet", "--out", o]).expect_code(1);
+    assert!(
+        broken.stderr.contains("_ccvault_export.json"),
+        "{}",
+        broken.stderr
+    );
+}
