@@ -303,7 +303,17 @@ impl Rows {
     }
 
     pub fn text(&mut self, i: usize, v: &str) -> Result<(), ColumnError> {
-        self.bytes += self.col(i)?.bytes(ByteArray::from(v))?;
+        let col = self.col(i)?;
+        // Most text repeats the row before (source, family, tenant...): share
+        // its buffer instead of allocating a copy.
+        let value = match &col.values {
+            Values::Bytes(vals) => match vals.last() {
+                Some(last) if last.data() == v.as_bytes() => last.clone(),
+                _ => ByteArray::from(v),
+            },
+            _ => ByteArray::from(v),
+        };
+        self.bytes += col.bytes(value)?;
         Ok(())
     }
 

@@ -13,11 +13,17 @@
 //!   rows buffered over all partitions pass `memory_bytes`, the largest
 //!   buffer is written out early (a smaller row group), so memory stays
 //!   bounded whatever the number of partitions.
+//! - Encoding, compression and file I/O run on one writer thread per
+//!   table, fed one row group at a time (at most one queued), while the
+//!   caller reads and parses the next rows; the first error of either side
+//!   ends the export.
 
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::Arc;
+use std::thread::JoinHandle;
 
 use jiff::civil::Date;
 use jiff::tz::TimeZone;
@@ -130,14 +136,7 @@ struct OpenFile {
     tmp: PathBuf,
     name: String,
     rows: u64,
-}
-
-struct Part {
-    rows: Rows,
-    file: Option<OpenFile>,
-    /// The next file number of this partition in this run.
-    next: u32,
-    /// When a row group last went to `file` (to close the idlest file).
+    /// When a row group last went to it (to close the idlest file).
     last_write: u64,
 }
 
@@ -145,110 +144,31 @@ struct Part {
 /// partition gets another file if more rows come).
 const MAX_OPEN_FILES: usize = 64;
 
-/// Writes the rows of one table into its partitions' new files.
-pub struct TableWriter {
-    table: Table,
+/// The files of one table being written: encoding, compression and file
+/// I/O, on their own thread (while the caller parses the next rows).
+struct Files {
     dir: PathBuf,
     run: u64,
-    specs: Vec<Spec>,
     schema: Arc<Type>,
     props: Arc<WriterProperties>,
-    parts: BTreeMap<PartitionKey, Part>,
-    buffered: usize,
-    row_group_bytes: usize,
-    memory_bytes: usize,
+    open: BTreeMap<PartitionKey, OpenFile>,
+    /// The next file number of each partition in this run.
+    next: BTreeMap<PartitionKey, u32>,
     writes: u64,
-    open: usize,
     done: Vec<NewFile>,
     dirs: Vec<PathBuf>,
 }
 
-impl TableWriter {
-    /// A writer of `table` under `dir` (the table's directory) for run `run`.
-    pub fn new(
-        table: Table,
-        dir: PathBuf,
-        run: u64,
-        row_group_bytes: usize,
-        memory_bytes: usize,
-    ) -> Result<TableWriter> {
-        let specs = table.specs();
-        let parquet_err = |source| ExportError::Parquet {
-            path: dir.clone(),
-            source,
-        };
-        let schema = schema(&specs).map_err(parquet_err)?;
-        let props = Arc::new(properties(&specs).map_err(parquet_err)?);
-        Ok(TableWriter {
-            table,
-            dir,
-            run,
-            specs,
-            schema,
-            props,
-            parts: BTreeMap::new(),
-            buffered: 0,
-            row_group_bytes,
-            memory_bytes,
-            writes: 0,
-            open: 0,
-            done: Vec::new(),
-            dirs: Vec::new(),
-        })
-    }
-
-    /// Adds one row to `key`'s partition: `push` writes its columns.
-    pub fn row(
-        &mut self,
-        key: &PartitionKey,
-        push: impl FnOnce(&mut Rows) -> Result<(), ColumnError>,
-    ) -> Result<()> {
-        if !self.parts.contains_key(key) {
-            let part = Part {
-                rows: Rows::new(&self.specs),
-                file: None,
-                next: 0,
-                last_write: 0,
-            };
-            self.parts.insert(key.clone(), part);
-        }
-        let table = self.table.name();
-        let Some(part) = self.parts.get_mut(key) else {
-            return Ok(());
-        };
-        let before = part.rows.bytes();
-        push(&mut part.rows).map_err(|e| ExportError::Column {
-            table,
-            column: e.column,
-            why: e.why,
-        })?;
-        let after = part.rows.bytes();
-        self.buffered += after.saturating_sub(before);
-        if after >= self.row_group_bytes {
-            self.flush(key)?;
-        } else if self.buffered > self.memory_bytes {
-            let largest = self
-                .parts
-                .iter()
-                .max_by_key(|(_, p)| p.rows.bytes())
-                .map(|(k, _)| k.clone());
-            if let Some(k) = largest {
-                self.flush(&k)?;
-            }
-        }
-        Ok(())
-    }
-
-    /// Writes `key`'s buffered rows as a row group of its open file.
-    fn flush(&mut self, key: &PartitionKey) -> Result<()> {
-        let has_file = self.parts.get(key).is_some_and(|p| p.file.is_some());
-        if !has_file {
-            if self.open >= MAX_OPEN_FILES {
+impl Files {
+    /// Writes `rows` as a row group of `key`'s open file (opened first if
+    /// needed) and empties them.
+    fn write(&mut self, key: &PartitionKey, rows: &mut Rows) -> Result<()> {
+        if !self.open.contains_key(key) {
+            if self.open.len() >= MAX_OPEN_FILES {
                 let idlest = self
-                    .parts
+                    .open
                     .iter()
-                    .filter(|(_, p)| p.file.is_some())
-                    .min_by_key(|(_, p)| p.last_write)
+                    .min_by_key(|(_, f)| f.last_write)
                     .map(|(k, _)| k.clone());
                 if let Some(k) = idlest {
                     self.finish_file(&k)?;
@@ -257,18 +177,12 @@ impl TableWriter {
             self.open_file(key)?;
         }
         self.writes += 1;
-        let writes = self.writes;
-        let Some(part) = self.parts.get_mut(key) else {
+        let Some(file) = self.open.get_mut(key) else {
             return Ok(());
         };
-        let Some(file) = part.file.as_mut() else {
-            return Ok(());
-        };
-        self.buffered = self.buffered.saturating_sub(part.rows.bytes());
-        file.rows += part.rows.len() as u64;
-        part.last_write = writes;
-        part.rows
-            .write_row_group(&mut file.writer)
+        file.rows += rows.len() as u64;
+        file.last_write = self.writes;
+        rows.write_row_group(&mut file.writer)
             .map_err(|source| ExportError::Parquet {
                 path: file.tmp.clone(),
                 source,
@@ -279,11 +193,9 @@ impl TableWriter {
         let rel = key.rel_dir();
         let dir = self.dir.join(&rel);
         create_dirs(&dir)?;
-        let Some(part) = self.parts.get_mut(key) else {
-            return Ok(());
-        };
-        let name = format!("part-{:06}-{:04}.parquet", self.run, part.next);
-        part.next += 1;
+        let n = self.next.entry(key.clone()).or_insert(0);
+        let name = format!("part-{:06}-{:04}.parquet", self.run, *n);
+        *n += 1;
         let tmp = dir.join(format!(".{name}.tmp"));
         let file = create_new(&tmp)?;
         let writer = SerializedFileWriter::new(file, self.schema.clone(), self.props.clone())
@@ -291,13 +203,16 @@ impl TableWriter {
                 path: tmp.clone(),
                 source,
             })?;
-        part.file = Some(OpenFile {
-            writer,
-            tmp,
-            name,
-            rows: 0,
-        });
-        self.open += 1;
+        self.open.insert(
+            key.clone(),
+            OpenFile {
+                writer,
+                tmp,
+                name,
+                rows: 0,
+                last_write: 0,
+            },
+        );
         if !self.dirs.contains(&dir) {
             self.dirs.push(dir);
         }
@@ -306,15 +221,15 @@ impl TableWriter {
 
     /// Completes `key`'s open file: footer, sync, rename to its final name.
     fn finish_file(&mut self, key: &PartitionKey) -> Result<()> {
-        let Some(file) = self.parts.get_mut(key).and_then(|p| p.file.take()) else {
+        let Some(file) = self.open.remove(key) else {
             return Ok(());
         };
-        self.open = self.open.saturating_sub(1);
         let OpenFile {
             writer,
             tmp,
             name,
             rows,
+            ..
         } = file;
         let inner = writer.into_inner().map_err(|source| ExportError::Parquet {
             path: tmp.clone(),
@@ -335,20 +250,191 @@ impl TableWriter {
         Ok(())
     }
 
-    /// Writes what is buffered, completes every file and syncs the
-    /// directories that received one; returns the files in place.
-    pub fn finish(mut self) -> Result<Vec<NewFile>> {
-        let keys: Vec<PartitionKey> = self.parts.keys().cloned().collect();
+    /// Completes every file and syncs the directories that received one.
+    fn finish(mut self) -> Result<Vec<NewFile>> {
+        let keys: Vec<PartitionKey> = self.open.keys().cloned().collect();
         for k in &keys {
-            if self.parts.get(k).is_some_and(|p| !p.rows.is_empty()) {
-                self.flush(k)?;
-            }
             self.finish_file(k)?;
         }
         for d in &self.dirs {
             sync_dir(d)?;
         }
         Ok(self.done)
+    }
+
+    /// The writer thread: row groups in, files out. Files are completed
+    /// only on [`Msg::Finish`]: when the caller stops on an error instead,
+    /// they stay under their hidden temporary names (the next run removes
+    /// them), so a failed run puts nothing in place.
+    fn serve(mut self, msgs: Receiver<Msg>) -> Result<Vec<NewFile>> {
+        for msg in msgs {
+            match msg {
+                Msg::Group(key, mut rows) => self.write(&key, &mut rows)?,
+                Msg::Finish => return self.finish(),
+            }
+        }
+        Err(ExportError::Refused(
+            "the export stopped before its files were complete".into(),
+        ))
+    }
+}
+
+/// What the writer thread is sent.
+enum Msg {
+    Group(PartitionKey, Rows),
+    Finish,
+}
+
+/// Writes the rows of one table into its partitions' new files: rows are
+/// buffered here by partition, and each full buffer goes to the writer
+/// thread as one row group.
+pub struct TableWriter {
+    table: Table,
+    specs: Vec<Spec>,
+    parts: BTreeMap<PartitionKey, Rows>,
+    buffered: usize,
+    row_group_bytes: usize,
+    memory_bytes: usize,
+    groups: Option<SyncSender<Msg>>,
+    thread: Option<JoinHandle<Result<Vec<NewFile>>>>,
+}
+
+impl TableWriter {
+    /// A writer of `table` under `dir` (the table's directory) for run `run`.
+    pub fn new(
+        table: Table,
+        dir: PathBuf,
+        run: u64,
+        row_group_bytes: usize,
+        memory_bytes: usize,
+    ) -> Result<TableWriter> {
+        let specs = table.specs();
+        let parquet_err = |source| ExportError::Parquet {
+            path: dir.clone(),
+            source,
+        };
+        let schema = schema(&specs).map_err(parquet_err)?;
+        let props = Arc::new(properties(&specs).map_err(parquet_err)?);
+        let files = Files {
+            dir,
+            run,
+            schema,
+            props,
+            open: BTreeMap::new(),
+            next: BTreeMap::new(),
+            writes: 0,
+            done: Vec::new(),
+            dirs: Vec::new(),
+        };
+        // One row group queued while one is written: the parse and the
+        // encoding overlap, and memory stays at two groups past the buffers.
+        let (tx, rx) = sync_channel(1);
+        let thread = std::thread::Builder::new()
+            .name(format!("export-{}", table.name()))
+            .spawn(move || files.serve(rx))
+            .map_err(io("cannot start the writer thread for", table.name()))?;
+        Ok(TableWriter {
+            table,
+            specs,
+            parts: BTreeMap::new(),
+            buffered: 0,
+            row_group_bytes,
+            memory_bytes,
+            groups: Some(tx),
+            thread: Some(thread),
+        })
+    }
+
+    /// Adds one row to `key`'s partition: `push` writes its columns.
+    pub fn row(
+        &mut self,
+        key: &PartitionKey,
+        push: impl FnOnce(&mut Rows) -> Result<(), ColumnError>,
+    ) -> Result<()> {
+        if !self.parts.contains_key(key) {
+            self.parts.insert(key.clone(), Rows::new(&self.specs));
+        }
+        let table = self.table.name();
+        let Some(rows) = self.parts.get_mut(key) else {
+            return Ok(());
+        };
+        let before = rows.bytes();
+        push(rows).map_err(|e| ExportError::Column {
+            table,
+            column: e.column,
+            why: e.why,
+        })?;
+        let after = rows.bytes();
+        self.buffered += after.saturating_sub(before);
+        if after >= self.row_group_bytes {
+            self.flush(key)?;
+        } else if self.buffered > self.memory_bytes {
+            let largest = self
+                .parts
+                .iter()
+                .max_by_key(|(_, r)| r.bytes())
+                .map(|(k, _)| k.clone());
+            if let Some(k) = largest {
+                self.flush(&k)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Hands `key`'s buffered rows to the writer thread as a row group.
+    fn flush(&mut self, key: &PartitionKey) -> Result<()> {
+        let Some(rows) = self.parts.get_mut(key) else {
+            return Ok(());
+        };
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let full = std::mem::replace(rows, Rows::new(&self.specs));
+        self.buffered = self.buffered.saturating_sub(full.bytes());
+        self.send(Msg::Group(key.clone(), full))
+    }
+
+    fn send(&mut self, msg: Msg) -> Result<()> {
+        let sent = match &self.groups {
+            Some(tx) => tx.send(msg).is_ok(),
+            None => false,
+        };
+        if sent {
+            return Ok(());
+        }
+        // The thread stopped: its error says why.
+        self.join().and_then(|_| {
+            Err(ExportError::Refused(format!(
+                "the writer thread of table {} ended early",
+                self.table.name()
+            )))
+        })
+    }
+
+    fn join(&mut self) -> Result<Vec<NewFile>> {
+        self.groups = None;
+        match self.thread.take().map(JoinHandle::join) {
+            Some(Ok(result)) => result,
+            Some(Err(_)) => Err(ExportError::Refused(format!(
+                "the writer thread of table {} failed",
+                self.table.name()
+            ))),
+            None => Err(ExportError::Refused(format!(
+                "the writer of table {} was already finished",
+                self.table.name()
+            ))),
+        }
+    }
+
+    /// Writes what is buffered, completes every file and syncs the
+    /// directories that received one; returns the files in place.
+    pub fn finish(mut self) -> Result<Vec<NewFile>> {
+        let keys: Vec<PartitionKey> = self.parts.keys().cloned().collect();
+        for k in &keys {
+            self.flush(k)?;
+        }
+        self.send(Msg::Finish)?;
+        self.join()
     }
 }
 
