@@ -74,6 +74,25 @@ impl Daemon {
         }
     }
 
+    /// The next line the process prints on stdout (blocking until it does).
+    pub fn stdout_line(&mut self) -> String {
+        let out = self
+            .child
+            .as_mut()
+            .and_then(|c| c.stdout.as_mut())
+            .expect("stdout is piped");
+        let mut line = String::new();
+        let mut byte = [0u8; 1];
+        // Byte by byte: a buffered reader would keep what follows the line.
+        while out.read(&mut byte).unwrap_or(0) == 1 {
+            if byte[0] == b'\n' {
+                break;
+            }
+            line.push(byte[0] as char);
+        }
+        line
+    }
+
     pub fn kill9(&mut self) {
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();

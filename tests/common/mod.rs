@@ -6,6 +6,7 @@
 
 pub mod browser;
 pub mod daemon;
+pub mod http;
 pub mod mqtt;
 pub mod tls;
 

@@ -6,99 +6,13 @@
 //! parse time: an instant is kept as typed ([`TimeArg`]) and resolved once
 //! the command runs ([`TimeArg::resolve`]).
 
-use jiff::civil::{Date, DateTime};
 use jiff::tz::TimeZone;
-use jiff::{SignedDuration, Span, Timestamp};
 
-/// An instant as typed on the command line.
-#[derive(Clone, Debug)]
-pub enum TimeArg {
-    /// RFC 3339 with an offset, or epoch milliseconds: the same everywhere.
-    Instant(i64),
-    /// A bare date: local midnight in `--tz`.
-    Date(Date),
-    /// A date and time without an offset: local in `--tz`.
-    Local(DateTime),
-    /// `now`, or now plus a signed span (`-7d`, `-1h30m`, `2h ago`): days
-    /// and larger units are calendar units in `--tz`.
-    Relative(Span),
-}
-
-const TIME_FORMS: &str = "RFC 3339 (2025-11-24T08:00:00Z), epoch milliseconds, a date (2025-11-24, midnight in --tz), a local time (2025-11-24T08:00), now, or a relative time (-7d, -2h30m, 3d ago)";
-
-/// `--from`/`--to` and every other instant flag.
-pub fn parse_time(s: &str) -> Result<TimeArg, String> {
-    let t = s.trim();
-    if t.eq_ignore_ascii_case("now") {
-        return Ok(TimeArg::Relative(Span::new()));
-    }
-    let digits = t.strip_prefix('-').unwrap_or(t);
-    if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) {
-        return t
-            .parse::<i64>()
-            .map(TimeArg::Instant)
-            .map_err(|_| format!("{s:?} is out of range for epoch milliseconds"));
-    }
-    if let Ok(ts) = t.parse::<Timestamp>() {
-        return Ok(TimeArg::Instant(ts.as_millisecond()));
-    }
-    // jiff reads a date out of a date-time too, so only a bare date is a Date.
-    if !t.contains(['T', 't', ' ']) {
-        if let Ok(d) = t.parse::<Date>() {
-            return Ok(TimeArg::Date(d));
-        }
-    }
-    if let Ok(dt) = t.parse::<DateTime>() {
-        return Ok(TimeArg::Local(dt));
-    }
-    let relative = t.starts_with(['-', '+']) || t.ends_with("ago");
-    if relative {
-        if let Ok(span) = t.parse::<Span>() {
-            return Ok(TimeArg::Relative(span));
-        }
-    }
-    Err(format!("invalid time {s:?}: expected {TIME_FORMS}"))
-}
-
-impl TimeArg {
-    /// Epoch milliseconds of this instant, with dates and local times in
-    /// `tz` and relative times from `now`.
-    pub fn resolve(&self, tz: &TimeZone, now: Timestamp) -> anyhow::Result<i64> {
-        let zoned = match self {
-            TimeArg::Instant(ms) => return Ok(*ms),
-            TimeArg::Date(d) => d.to_zoned_datetime(tz.clone()),
-            TimeArg::Local(dt) => dt.to_zoned_datetime(tz.clone()),
-            TimeArg::Relative(span) => now.to_zoned_datetime(tz.clone()).checked_add(*span),
-        };
-        zoned
-            .map(|z| z.timestamp().as_millisecond())
-            .map_err(|e| anyhow::anyhow!("time {self:?} is out of range: {e}"))
-    }
-}
+pub use ccvault_projections::timearg::{parse_duration, parse_duration_ms, parse_time, TimeArg};
 
 /// Resolves an optional instant flag against `--tz` and the clock.
 pub fn resolve_opt(t: Option<&TimeArg>, tz: &TimeZone) -> anyhow::Result<Option<i64>> {
-    t.map(|t| t.resolve(tz, Timestamp::now())).transpose()
-}
-
-const DURATION_FORMS: &str =
-    "a duration with units such as 250ms, 90s, 1m30s, 2h (or ISO 8601, PT1M30S)";
-
-/// A non-negative duration in jiff's friendly forms (`250ms`, `90s`,
-/// `1m30s`, `1h`) or ISO 8601 (`PT90S`).
-pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
-    let d: SignedDuration = s
-        .trim()
-        .parse()
-        .map_err(|_| format!("invalid duration {s:?}: expected {DURATION_FORMS}"))?;
-    std::time::Duration::try_from(d)
-        .map_err(|_| format!("invalid duration {s:?}: must not be negative"))
-}
-
-/// [`parse_duration`] in whole milliseconds (what the projections take).
-pub fn parse_duration_ms(s: &str) -> Result<i64, String> {
-    let d = parse_duration(s)?;
-    i64::try_from(d.as_millis()).map_err(|_| format!("duration {s:?} is too long"))
+    ccvault_projections::timearg::resolve_opt(t, tz).map_err(anyhow::Error::msg)
 }
 
 /// A size: bytes, or with a unit (`64MiB`, `1GiB`, `512KiB`, `10MB`).
@@ -124,64 +38,6 @@ pub fn parse_tz(s: &str) -> Result<TimeZone, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn at(s: &str, tz: &str) -> i64 {
-        let now: Timestamp = "2025-11-24T12:00:00Z".parse().unwrap();
-        parse_time(s)
-            .unwrap()
-            .resolve(&TimeZone::get(tz).unwrap(), now)
-            .unwrap()
-    }
-
-    #[test]
-    fn instants_in_every_form() {
-        let noon = 1_763_985_600_000; // 2025-11-24T12:00:00Z
-        assert_eq!(at("2025-11-24T12:00:00Z", "UTC"), noon);
-        assert_eq!(at("2025-11-24T13:00:00+01:00", "UTC"), noon);
-        assert_eq!(at("1763985600000", "Europe/Paris"), noon);
-        assert_eq!(at("now", "Europe/Paris"), noon);
-        assert_eq!(at("-7d", "UTC"), noon - 7 * 86_400_000);
-        assert_eq!(at("2h ago", "UTC"), noon - 2 * 3_600_000);
-        assert_eq!(at("-1h30m", "UTC"), noon - 90 * 60_000);
-        // A bare date is midnight in --tz; a time without offset is local too.
-        assert_eq!(at("2025-11-24", "UTC"), noon - 12 * 3_600_000);
-        assert_eq!(at("2025-11-24", "Europe/London"), noon - 12 * 3_600_000);
-        assert_eq!(at("2025-11-24", "America/New_York"), noon - 7 * 3_600_000);
-        assert_eq!(at("2025-11-24T08:00", "Europe/Paris"), noon - 5 * 3_600_000);
-    }
-
-    #[test]
-    fn a_relative_day_is_a_calendar_day_in_the_zone() {
-        // 2025-03-30 is 23 hours long in Paris (summer time starts).
-        let now: Timestamp = "2025-03-30T12:00:00+02:00".parse().unwrap();
-        let paris = TimeZone::get("Europe/Paris").unwrap();
-        let then = parse_time("-1d").unwrap().resolve(&paris, now).unwrap();
-        assert_eq!(now.as_millisecond() - then, 23 * 3_600_000);
-    }
-
-    #[test]
-    fn bad_instants_name_the_value_and_the_forms() {
-        for bad in ["yesterday", "2025-13-01", "7d", "", "12:00"] {
-            let e = parse_time(bad).unwrap_err();
-            assert!(e.contains(&format!("{bad:?}")), "{e}");
-            assert!(e.contains("RFC 3339"), "{e}");
-        }
-    }
-
-    #[test]
-    fn durations_in_friendly_forms() {
-        assert_eq!(parse_duration_ms("250ms"), Ok(250));
-        assert_eq!(parse_duration_ms("90s"), Ok(90_000));
-        assert_eq!(parse_duration_ms("1m30s"), Ok(90_000));
-        assert_eq!(parse_duration_ms("1m 30s"), Ok(90_000));
-        assert_eq!(parse_duration_ms("2h"), Ok(7_200_000));
-        assert_eq!(parse_duration_ms("PT20S"), Ok(20_000));
-        assert_eq!(parse_duration_ms("0s"), Ok(0));
-        for bad in ["20", "-5s", "fast", "1x"] {
-            let e = parse_duration(bad).unwrap_err();
-            assert!(e.contains(&format!("{bad:?}")), "{e}");
-        }
-    }
 
     #[test]
     fn sizes_with_units() {

@@ -5,7 +5,7 @@
 /// Control characters that XML 1.0 forbids even as character references are
 /// shown as U+FFFD: a payload may carry them (as JSON `\u0000` escapes, decoded
 /// into a field) and the page must stay well-formed.
-pub(crate) fn push(out: &mut String, s: &str) {
+pub fn push(out: &mut String, s: &str) {
     for c in s.chars() {
         match c {
             '&' => out.push_str("&amp;"),
@@ -21,7 +21,7 @@ pub(crate) fn push(out: &mut String, s: &str) {
 }
 
 /// `s` escaped (see [`push`]).
-pub(crate) fn esc(s: &str) -> String {
+pub fn esc(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     push(&mut out, s);
     out

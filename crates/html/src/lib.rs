@@ -17,6 +17,7 @@ mod svg;
 mod timeline;
 
 pub use contact::{render_contact, LegView};
+pub use escape::{esc as escape, push as push_escaped};
 pub use report::render_report;
 pub use timeline::{lanes, render_timeline, Lane, Segment, SegmentKind};
 
@@ -37,7 +38,7 @@ tr:nth-child(even) td{background:#fafbfc}
 .raw{white-space:pre-wrap;word-break:break-all;font-size:11px;color:#334e68}
 svg{display:block;max-width:100%;height:auto;font-family:system-ui,-apple-system,'Segoe UI',Roboto,Helvetica,Arial,sans-serif}
 .legend span{display:inline-block;margin-right:14px;font-size:12px}
-.legend i{display:inline-block;width:12px;height:12px;margin-right:4px;vertical-align:-2px;border-radius:2px}
+.legend svg.swatch{display:inline-block;margin-right:4px;vertical-align:-2px}
 footer{margin-top:24px;font-size:11px;color:#7b8794}
 ";
 

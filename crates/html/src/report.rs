@@ -367,7 +367,9 @@ fn legend(out: &mut String, groups: &[&GroupKey]) {
     for (i, g) in groups.iter().enumerate() {
         let _ = write!(
             out,
-            "<span><i style=\"background:{}\"></i>{}</span>",
+            // An SVG swatch, not a style attribute: the page keeps working
+            // under a Content-Security-Policy without 'unsafe-inline'.
+            "<span><svg xmlns=\"http://www.w3.org/2000/svg\" class=\"swatch\" width=\"12\" height=\"12\" viewBox=\"0 0 12 12\"><rect width=\"12\" height=\"12\" rx=\"2\" fill=\"{}\"/></svg>{}</span>",
             PALETTE[i % PALETTE.len()],
             esc(&group_label(g))
         );

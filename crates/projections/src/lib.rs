@@ -25,6 +25,7 @@ pub mod contact;
 #[cfg(test)]
 mod determinism;
 mod input;
+pub mod live;
 pub mod materialize;
 pub mod report;
 pub mod summary;
@@ -32,11 +33,13 @@ pub mod tenant;
 #[cfg(test)]
 mod test_util;
 mod text;
+pub mod timearg;
 pub mod timefmt;
 pub mod timeline;
 
 pub use agents::{AgentSpan, AgentStateTime, AgentStates, AgentWindow, StateNames};
 pub use input::EventInput;
+pub use live::{could_be_in_progress, live_stage, AgentNow, Live, Stage};
 pub use materialize::{
     record_input, Access, Applied, InteractionFilter, ProjectionError, Projections, RebuildOptions,
     TenantStats, PROJECTION_VERSION,

@@ -6,11 +6,10 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
-use ccvault_event::{event_time, parse_event, CanonicalKey};
 use ccvault_projections::timefmt::zone_for_display;
 use ccvault_projections::{for_terminal, record_input, summarize};
 use ccvault_store::{
-    import_stream_as, Archive, ArchiveOptions, ArchiveReader, ImportSummary, InputFormat, Record,
+    import_stream_as, Archive, ArchiveOptions, ArchiveReader, ImportSummary, InputFormat,
     SourceKind,
 };
 use serde_json::json;
@@ -200,21 +199,8 @@ pub fn show_raw(cli: &Cli, guid: &str, tenant: Option<&str>) -> Result<ExitCode>
         let leg = summarize(&inputs).and_then(|s| s.tenant);
         check_tenant(guid, leg.as_deref(), tenant)?;
     }
-    let mut keyed: Vec<(CanonicalKey, &Record)> = Vec::with_capacity(records.len());
-    let events: Vec<_> = records
-        .iter()
-        .filter_map(|r| parse_event(&r.payload).ok().map(|ev| (ev, r)))
-        .collect();
-    for (ev, r) in &events {
-        let t = event_time(ev, record_input(r).arrival());
-        keyed.push((CanonicalKey::new(ev, t.ms, &r.payload), r));
-    }
-    keyed.sort_by(|a, b| a.0.cmp(&b.0));
     let mut out = std::io::stdout().lock();
-    for (_, r) in keyed {
-        out.write_all(&r.payload)?;
-        out.write_all(b"\n")?;
-    }
+    super::contact::write_raw(&records, &mut out)?;
     Ok(ExitCode::SUCCESS)
 }
 

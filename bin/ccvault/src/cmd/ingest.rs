@@ -67,6 +67,12 @@ pub struct CommonArgs {
     /// Output format of the final summary (stdout): text or JSON.
     #[arg(long, value_enum)]
     pub format: Option<HumanJson>,
+    /// Also run the web application of `ccvault serve` in this process on this address (e.g. 127.0.0.1:8080; port 0 picks one, printed on stdout first).
+    #[arg(long, value_name = "ADDR")]
+    pub serve: Option<SocketAddr>,
+    /// The bearer token file of --serve (required for a non-loopback address).
+    #[arg(long, value_name = "FILE", requires = "serve")]
+    pub serve_token_file: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -244,6 +250,13 @@ async fn ingest<S: Source>(
     let metrics = Metrics::new(name);
     let stop = ccvault_ingest::shutdown::on_signals().context("cannot install signal handlers")?;
     let server = serve_metrics(common.metrics_addr, &metrics).await?;
+    let (web_stop, web) = match common.serve {
+        Some(addr) => {
+            let (tx, task) = serve_web(cli, common, addr).await?;
+            (Some(tx), Some(task))
+        }
+        None => (None, None),
+    };
     let result = match source(&archive) {
         Ok(source) => {
             let (sink, backoff) = (sink_options(common), backoff(common));
@@ -251,7 +264,51 @@ async fn ingest<S: Source>(
         }
         Err(e) => Err(e),
     };
+    if let (Some(stop), Some(web)) = (web_stop, web) {
+        let _ = stop.send(());
+        match web.await {
+            Ok(Err(e)) => tracing::warn!("the web server failed: {e:#}"),
+            Err(e) => tracing::warn!("the web server task failed: {e}"),
+            Ok(Ok(())) => {}
+        }
+    }
     finish(cli, common, name, &metrics, server, result)
+}
+
+/// `--serve ADDR`: the web application of `ccvault serve` in this process,
+/// reading the archive this process writes; it stops when ingest does.
+async fn serve_web(
+    cli: &Cli,
+    common: &CommonArgs,
+    addr: SocketAddr,
+) -> Result<(
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<Result<()>>,
+)> {
+    let args = super::serve::ServeArgs::for_ingest(addr, common.serve_token_file.clone());
+    let opts = args.options()?;
+    let live = args.live(cli)?;
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel::<SocketAddr>();
+    let task = tokio::spawn(async move {
+        let shutdown = async move {
+            let _ = stop_rx.await;
+        };
+        ccvault_serve::serve(live, opts, shutdown, move |a| {
+            let _ = ready_tx.send(a);
+        })
+        .await
+    });
+    match ready_rx.await {
+        Ok(a) => super::serve::announce(a, false),
+        Err(_) => {
+            return match task.await {
+                Ok(Err(e)) => Err(e),
+                _ => Err(anyhow::anyhow!("the web server did not start")),
+            }
+        }
+    }
+    Ok((stop_tx, task))
 }
 
 async fn serve_metrics(

@@ -6,6 +6,7 @@ pub mod demo;
 pub mod docs;
 pub mod ingest;
 pub mod projections;
+pub mod serve;
 pub mod sim;
 
 use std::process::ExitCode;
@@ -76,6 +77,8 @@ pub fn run(cli: &Cli) -> Result<ExitCode> {
             projections::rebuild(cli, cli.format_of(out.format, "rebuild")?)
         }
         Command::Export(args) => projections::export(cli, args),
+        Command::Serve(args) => serve::serve(cli, args),
+        Command::Wallboard(args) => serve::wallboard(cli, args),
         Command::Completions { shell } => docs::completions(cli, *shell),
         Command::Man => docs::man(cli),
     }

@@ -277,35 +277,6 @@ fn already_current(cli: &Cli, reader: &ArchiveReader) -> Option<Projections> {
     (st.version == Some(PROJECTION_VERSION) && st.consumed == reader.visible_end()).then_some(p)
 }
 
-/// The timeline as JSON, each event with where it came from — archive
-/// offset, source and line, envelope `messageId`/`publishTime` — and the
-/// archived payload itself, so a dispute can be settled from this output.
-fn with_provenance(
-    tl: &ccvault_projections::Timeline,
-    records: &[ccvault_store::Record],
-) -> Result<serde_json::Value> {
-    let mut value = serde_json::to_value(tl)?;
-    if let Some(events) = value.get_mut("events").and_then(|e| e.as_array_mut()) {
-        for (json, event) in events.iter_mut().zip(&tl.events) {
-            let (Some(obj), Some(rec)) = (json.as_object_mut(), records.get(event.input_index))
-            else {
-                continue;
-            };
-            let payload: serde_json::Value = serde_json::from_slice(&rec.payload)
-                .unwrap_or_else(|_| String::from_utf8_lossy(&rec.payload).into());
-            let text = |s: &str| (!s.is_empty()).then(|| serde_json::Value::from(s));
-            obj.insert("offset".into(), rec.offset.into());
-            obj.insert("source".into(), rec.source.clone().into());
-            obj.insert("line".into(), rec.line.into());
-            obj.insert("messageId".into(), text(&rec.message_id).into());
-            obj.insert("publishTime".into(), text(&rec.publish_time).into());
-            obj.insert("ingestTime".into(), rec.ingest_ms.into());
-            obj.insert("event".into(), payload);
-        }
-    }
-    Ok(value)
-}
-
 /// The projections for `show`, or `None` (said on stderr) when they cannot
 /// be read: `show` then shows the asked leg alone, from the archive.
 fn projections_for_show(cli: &Cli) -> Option<Projections> {
@@ -377,21 +348,9 @@ pub fn show(
     let mut out = std::io::stdout().lock();
     match format {
         HumanJson::Json => {
-            let mut value = with_provenance(&asked.timeline, asked.records)?;
-            let mut legs = Vec::with_capacity(shown.len());
-            for leg in &shown {
-                let mut v = with_provenance(&leg.timeline, leg.records)?;
-                if let Some(obj) = v.as_object_mut() {
-                    obj.insert("asked".into(), leg.asked.into());
-                }
-                legs.push(v);
+            if let Some(value) = contact::contact_json(&shown)? {
+                json_line(&mut out, &value)?
             }
-            if let Some(obj) = value.as_object_mut() {
-                let contact_id = asked.timeline.summary.contact_id.clone();
-                obj.insert("contactId".into(), contact_id.into());
-                obj.insert("legs".into(), legs.into());
-            }
-            json_line(&mut out, &value)?
         }
         HumanJson::Human if shown.len() > 1 => {
             let texts: Vec<_> = shown

@@ -14,6 +14,7 @@ use super::{guarded, AtPath, Projections, Result};
 use crate::agents::{AgentStateTime, AgentStates, AgentWindow};
 use crate::codec;
 use crate::contact::resolve_contact;
+use crate::live::AgentNow;
 use crate::report::{Report, ReportOptions, ReportRow};
 use crate::summary::{LegKind, Outcome, Summary};
 use crate::tenant::event_tenant;
@@ -300,6 +301,56 @@ impl Projections {
             Ok(true)
         })?;
         Ok(report.rows())
+    }
+
+    /// Each agent's latest status change that names a `newState` (the
+    /// largest t(e), then offset): a few lookups per agent, never a scan of
+    /// the agents' history.
+    pub fn agents_now(&self) -> Result<Vec<AgentNow>> {
+        guarded(&self.path, || {
+            let txn = self.read_txn()?;
+            let t = match txn.open_table(AGENT_STATUS) {
+                Ok(t) => t,
+                Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+                Err(e) => return Err(e).at(&self.path),
+            };
+            let mut out = Vec::new();
+            // The smallest agent id above the last one seen: its own id and "\0".
+            let mut above: Option<String> = None;
+            loop {
+                let first = match &above {
+                    None => t.iter().at(&self.path)?.next(),
+                    Some(a) => t
+                        .range((a.as_str(), i64::MIN, 0u64)..)
+                        .at(&self.path)?
+                        .next(),
+                };
+                let Some(first) = first else { break };
+                let (k, _) = first.at(&self.path)?;
+                let agent = k.value().0.to_owned();
+                let history = t
+                    .range((agent.as_str(), i64::MIN, 0u64)..=(agent.as_str(), i64::MAX, u64::MAX))
+                    .at(&self.path)?;
+                for item in history.rev() {
+                    let (k, v) = item.at(&self.path)?;
+                    let (_, time_ms, _) = k.value();
+                    let (_, raw) = v.value();
+                    let state = parse_event(raw)
+                        .ok()
+                        .and_then(|e| e.body.new_state.as_i64());
+                    if let Some(state) = state {
+                        out.push(AgentNow {
+                            agent_id: agent.clone(),
+                            state,
+                            since_ms: time_ms,
+                        });
+                        break;
+                    }
+                }
+                above = Some(format!("{agent}\0"));
+            }
+            Ok(out)
+        })
     }
 
     /// Agent state time (docs/METRICS.md §5) over `[from, to)`; without `to`, the

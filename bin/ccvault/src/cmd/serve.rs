@@ -1,0 +1,244 @@
+//! `ccvault serve` and `ccvault wallboard`: the web application and the
+//! wallboard document it pushes, both from crates/serve (docs/SERVE.md).
+//!
+//! Invariants: `wallboard --format json` prints the bytes `/api/wallboard`
+//! serves for the same options and clock (one producer,
+//! `ccvault_serve::wallboard::compute`); `serve` refuses a non-loopback
+//! address without `--token-file` before it listens.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use ccvault_projections::report::Sla;
+use ccvault_projections::timefmt::{format_duration, format_instant, zone_for_display};
+use ccvault_projections::StateNames;
+use ccvault_serve::{Clock, Live, ServeOptions, Token, WallboardOptions};
+use jiff::Timestamp;
+
+use crate::args::{parse_duration, parse_duration_ms, parse_time, TimeArg};
+use crate::cmd::archive::open_reader;
+use crate::cmd::projections::up_to_date;
+use crate::output::{json_line, HumanJson};
+use crate::{Cli, HumanJsonArg};
+
+fn parse_sla(s: &str) -> Result<Sla, String> {
+    s.parse::<Sla>().map_err(|e| e.to_string())
+}
+
+fn parse_state_names(s: &str) -> Result<StateNames, String> {
+    StateNames::parse(s).map_err(|e| e.to_string())
+}
+
+/// What a wallboard counts, shared by `serve` and `wallboard`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct WallboardFlags {
+    /// Service-level threshold on waitMs: one (20s) or one per channel (phone=20s,chat=60s,*=30s), as `report --sla`.
+    #[arg(long, default_value = "20s", value_name = "DURATION|CHANNEL=DURATION,...", value_parser = parse_sla)]
+    pub sla: Sla,
+    /// Abandons with abandonMs below this are short, as `report --short-abandon`.
+    #[arg(long, default_value = "5s", value_name = "DURATION", value_parser = parse_duration_ms)]
+    pub short_abandon: i64,
+    /// Names of agent state codes, e.g. "0=logged out,1=logged in,5=available".
+    #[arg(long, value_name = "CODE=NAME,...", value_parser = parse_state_names)]
+    pub state_names: Option<StateNames>,
+    /// The wallboard's clock ("today" and what is in progress): a fixed instant for replaying a day of the archive; now by default.
+    #[arg(long, value_name = "T", value_parser = parse_time, allow_hyphen_values = true)]
+    pub at: Option<TimeArg>,
+}
+
+impl WallboardFlags {
+    fn options(&self, cli: &Cli) -> Result<(WallboardOptions, Clock)> {
+        let tz = cli.tz();
+        let clock = match &self.at {
+            Some(t) => Clock::Fixed(
+                t.resolve(&tz, Timestamp::now())
+                    .map_err(anyhow::Error::msg)?,
+            ),
+            None => Clock::System,
+        };
+        Ok((
+            WallboardOptions {
+                tz,
+                sla: self.sla.clone(),
+                short_abandon_ms: self.short_abandon,
+                state_names: self.state_names.clone().unwrap_or_default(),
+                now_ms: clock.now_ms(),
+            },
+            clock,
+        ))
+    }
+}
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct ServeArgs {
+    /// Address to listen on; anything but loopback requires --token-file. Port 0 picks a free port (printed on stdout).
+    #[arg(long, default_value = "127.0.0.1:8080", value_name = "ADDR")]
+    pub addr: SocketAddr,
+    /// A file whose first line is the bearer token every client must present (at least 16 characters).
+    #[arg(long, value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
+    /// Serve HTTPS with this PEM certificate chain (with --tls-key).
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// How often the archive is looked at for new records.
+    #[arg(long, default_value = "100ms", value_name = "DURATION", value_parser = parse_duration)]
+    pub poll: Duration,
+    #[command(flatten)]
+    pub wallboard: WallboardFlags,
+}
+
+impl ServeArgs {
+    /// `ingest --serve ADDR`: the defaults of `serve` on that address.
+    pub fn for_ingest(addr: SocketAddr, token_file: Option<PathBuf>) -> ServeArgs {
+        ServeArgs {
+            addr,
+            token_file,
+            tls_cert: None,
+            tls_key: None,
+            poll: Duration::from_millis(100),
+            wallboard: WallboardFlags {
+                sla: Sla::default(),
+                short_abandon: 5_000,
+                state_names: None,
+                at: None,
+            },
+        }
+    }
+
+    /// The server's options, the token read from its file.
+    pub fn options(&self) -> Result<ServeOptions> {
+        let token = match &self.token_file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("cannot read the token file {}", path.display()))?;
+                Some(
+                    Token::from_file_text(&text)
+                        .map_err(|e| anyhow::anyhow!("the token file {}: {e}", path.display()))?,
+                )
+            }
+            None => None,
+        };
+        let opts = ServeOptions {
+            addr: self.addr,
+            token,
+            tls: self.tls_cert.clone().zip(self.tls_key.clone()),
+            poll: self.poll.max(Duration::from_millis(10)),
+        };
+        ccvault_serve::check_exposure(&opts)?;
+        Ok(opts)
+    }
+
+    /// The watcher over `cli`'s archive.
+    pub fn live(&self, cli: &Cli) -> Result<std::sync::Arc<Live>> {
+        let (wallboard, clock) = self.wallboard.options(cli)?;
+        Ok(Live::new(&cli.data_dir, wallboard, clock))
+    }
+}
+
+/// Prints where the server listens (stdout: scripts and tests read it).
+pub fn announce(addr: SocketAddr, tls: bool) {
+    let scheme = if tls { "https" } else { "http" };
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "serving {scheme}://{addr}/");
+    let _ = out.flush();
+}
+
+pub fn serve(cli: &Cli, args: &ServeArgs) -> Result<ExitCode> {
+    crate::cmd::no_format(cli, "serve")?;
+    let opts = args.options()?;
+    let live = args.live(cli)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async {
+        let mut stop =
+            ccvault_ingest::shutdown::on_signals().context("cannot install signal handlers")?;
+        let tls = opts.tls.is_some();
+        let shutdown = async move { ccvault_ingest::shutdown::requested(&mut stop).await };
+        ccvault_serve::serve(live, opts, shutdown, |addr| announce(addr, tls)).await
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct WallboardArgs {
+    #[command(flatten)]
+    pub wallboard: WallboardFlags,
+    #[command(flatten)]
+    pub out: HumanJsonArg,
+}
+
+/// `wallboard`: the document `/api/wallboard` serves, once.
+pub fn wallboard(cli: &Cli, args: &WallboardArgs) -> Result<ExitCode> {
+    let format = cli.format_of(args.out.format, "wallboard")?;
+    let (opts, _) = args.wallboard.options(cli)?;
+    let mut reader = open_reader(cli)?;
+    let p = up_to_date(cli)?;
+    let board = ccvault_serve::wallboard::compute(&p, &mut reader, &opts)?;
+    let mut out = std::io::stdout().lock();
+    match format {
+        HumanJson::Json => json_line(&mut out, &board)?,
+        HumanJson::Human => {
+            let tz = zone_for_display(&opts.tz);
+            let ago = |since: i64| format_duration(opts.now_ms.saturating_sub(since));
+            let or_dash = |v: Option<String>| v.unwrap_or_else(|| "-".into());
+            writeln!(
+                out,
+                "Wallboard at {} ({} records)",
+                format_instant(board.as_of_ms, tz),
+                board.records
+            )?;
+            writeln!(
+                out,
+                "\nQueues (today since {}):",
+                format_instant(board.day_start_ms, tz)
+            )?;
+            for q in &board.queues {
+                writeln!(
+                    out,
+                    "  queue {} {}: waiting {} (longest {}), offered {}, answered {}, abandoned {}, service level {}",
+                    or_dash(q.queue_id.map(|q| q.to_string())),
+                    or_dash(q.media_type.clone()),
+                    q.waiting,
+                    or_dash(q.oldest_waiting_since_ms.map(ago)),
+                    q.offered,
+                    q.answered,
+                    q.abandoned,
+                    or_dash(q.service_level.map(|s| format!("{:.1}%", s * 100.0)))
+                )?;
+            }
+            writeln!(out, "\nIn progress: {}", board.in_progress.len())?;
+            for l in &board.in_progress {
+                writeln!(
+                    out,
+                    "  {} {} for {} (queue {}, agent {})",
+                    ccvault_projections::for_terminal(&l.interaction_guid),
+                    l.stage.as_str(),
+                    ago(l.since_ms),
+                    or_dash(l.queue_id.map(|q| q.to_string())),
+                    ccvault_projections::for_terminal(l.agent_id.as_deref().unwrap_or("-"))
+                )?;
+            }
+            writeln!(out, "\nAgents: {}", board.agents.len())?;
+            for a in &board.agents {
+                writeln!(
+                    out,
+                    "  {} {} for {}",
+                    ccvault_projections::for_terminal(&a.agent_id),
+                    a.state_name,
+                    ago(a.since_ms)
+                )?;
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,114 @@
+// The live wallboard (docs/SERVE.md). Served from /assets/wallboard.js: the
+// page has no inline script (Content-Security-Policy: script-src 'self').
+// Every `wallboard` message of /events is the /api/wallboard document; the
+// tables are rebuilt from it with textContent only (no HTML from data), and
+// every cell with data-since-ms advances once a second from the browser's
+// clock. Nothing is polled: the server pushes.
+'use strict';
+(function () {
+  function clock(ms) {
+    var s = Math.max(0, Math.floor(ms / 1000));
+    var h = Math.floor(s / 3600);
+    var m = Math.floor((s % 3600) / 60);
+    var ss = String(s % 60).padStart(2, '0');
+    return h > 0 ? h + ':' + String(m).padStart(2, '0') + ':' + ss : m + ':' + ss;
+  }
+  function cell(tr, text, cls) {
+    var td = document.createElement('td');
+    td.textContent = text === null || text === undefined ? '-' : String(text);
+    if (cls) td.className = cls;
+    tr.appendChild(td);
+    return td;
+  }
+  function since(tr, ms, cls) {
+    var td = cell(tr, '', cls);
+    if (ms === null || ms === undefined) {
+      td.textContent = '-';
+      return td;
+    }
+    td.dataset.sinceMs = String(ms);
+    td.textContent = clock(Date.now() - ms);
+    return td;
+  }
+  function pct(v) {
+    return v === null || v === undefined ? '-' : (v * 100).toFixed(1) + '%';
+  }
+  function secs(v) {
+    return v === null || v === undefined ? '-' : (v / 1000).toFixed(1) + 's';
+  }
+  function body(id) {
+    var table = document.getElementById(id);
+    var tbody = table.tBodies[0];
+    while (tbody.firstChild) tbody.removeChild(tbody.firstChild);
+    return tbody;
+  }
+  function render(w) {
+    var q = body('queues');
+    w.queues.forEach(function (r) {
+      var tr = document.createElement('tr');
+      tr.dataset.queue = r.queueId === null ? 'none' : String(r.queueId);
+      tr.dataset.channel = r.mediaType === null ? 'none' : r.mediaType;
+      cell(tr, r.queueId);
+      cell(tr, r.mediaType);
+      cell(tr, r.waiting, 'num');
+      since(tr, r.oldestWaitingSinceMs, 'num longest');
+      cell(tr, r.offered, 'num');
+      cell(tr, r.answered, 'num');
+      cell(tr, r.abandoned, 'num');
+      cell(tr, pct(r.serviceLevel), 'num');
+      cell(tr, secs(r.asaMs), 'num');
+      q.appendChild(tr);
+    });
+    var a = body('agents');
+    w.agents.forEach(function (r) {
+      var tr = document.createElement('tr');
+      tr.dataset.agent = r.agentId;
+      tr.dataset.state = String(r.state);
+      cell(tr, r.agentId);
+      cell(tr, r.stateName);
+      since(tr, r.sinceMs, 'num');
+      a.appendChild(tr);
+    });
+    var p = body('in-progress');
+    w.inProgress.forEach(function (r) {
+      var tr = document.createElement('tr');
+      tr.dataset.guid = r.interactionGUID;
+      tr.dataset.stage = r.stage;
+      var td = cell(tr, '');
+      var link = document.createElement('a');
+      link.href = '/contact/' + encodeURIComponent(r.interactionGUID);
+      link.textContent = r.interactionGUID;
+      td.appendChild(link);
+      cell(tr, r.stage, 'stage');
+      since(tr, r.sinceMs, 'num wait');
+      cell(tr, r.queueId);
+      cell(tr, r.mediaType);
+      cell(tr, r.agentId);
+      p.appendChild(tr);
+    });
+    var status = document.getElementById('status');
+    status.textContent = 'live: ' + w.records + ' records, ' + w.inProgress.length +
+      ' in progress, as of ' + new Date(w.asOfMs).toLocaleTimeString();
+    status.className = 'live';
+  }
+  function tick() {
+    document.querySelectorAll('[data-since-ms]').forEach(function (td) {
+      td.textContent = clock(Date.now() - Number(td.dataset.sinceMs));
+    });
+  }
+  setInterval(tick, 1000);
+  var source = new EventSource('/events');
+  source.addEventListener('wallboard', function (e) {
+    render(JSON.parse(e.data));
+  });
+  source.addEventListener('problem', function (e) {
+    var status = document.getElementById('status');
+    status.textContent = 'not live: ' + e.data;
+    status.className = 'down';
+  });
+  source.onerror = function () {
+    var status = document.getElementById('status');
+    status.textContent = 'reconnecting…';
+    status.className = 'down';
+  };
+})();

@@ -1,0 +1,221 @@
+//! The server's HTML: the wallboard shell, the contact, search, report and
+//! login pages.
+//!
+//! Invariants:
+//! - Every text from data goes through crates/html's escaping
+//!   ([`ccvault_html::escape`]); attribute values are double-quoted.
+//! - No inline script or style of this module's own: the wallboard's
+//!   behaviour is `/assets/wallboard.js`, its look `/assets/serve.css`. The
+//!   contact and report pictures are crates/html's pages, whose one inline
+//!   stylesheet the response's policy allows by hash.
+//! - The wallboard's DOM contract (docs/SERVE.md) is kept by
+//!   `assets/wallboard.js`: rows `tr[data-guid][data-stage]` in
+//!   `table#in-progress` with `td.wait[data-since-ms]`, `tr[data-queue]` in
+//!   `table#queues`, `tr[data-agent][data-state]` in `table#agents`.
+
+use std::fmt::Write as _;
+
+use ccvault_html::{escape, push_escaped};
+use ccvault_projections::timefmt::format_opt_instant;
+use ccvault_projections::Summary;
+use ccvault_store::Record;
+use jiff::tz::TimeZone;
+
+const NAV: &str = "<nav><a href=\"/\">Wallboard</a><a href=\"/search\">Search</a><a href=\"/report\">Report</a></nav>\n";
+
+/// A page of this server: its stylesheet, the navigation, `body`.
+pub fn shell(title: &str, body: &str) -> String {
+    let mut out = String::with_capacity(body.len() + 1024);
+    out.push_str("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\"/>\n<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"/>\n<title>");
+    push_escaped(&mut out, title);
+    out.push_str(
+        "</title>\n<link rel=\"stylesheet\" href=\"/assets/serve.css\"/>\n</head>\n<body>\n",
+    );
+    out.push_str(NAV);
+    out.push_str(body);
+    out.push_str("</body>\n</html>\n");
+    out
+}
+
+/// `/`: the tables the script fills from `/events`.
+pub fn wallboard() -> String {
+    shell(
+        "ccvault wallboard",
+        "<h1>Wallboard</h1>\n<p id=\"status\">connecting…</p>\n\
+<h2>Queues (today)</h2>\n<table id=\"queues\"><thead><tr><th>queue</th><th>channel</th><th class=\"num\">waiting</th><th class=\"num\">longest wait</th><th class=\"num\">offered</th><th class=\"num\">answered</th><th class=\"num\">abandoned</th><th class=\"num\">service level</th><th class=\"num\">ASA</th></tr></thead><tbody></tbody></table>\n\
+<h2>In progress</h2>\n<table id=\"in-progress\"><thead><tr><th>interaction</th><th>stage</th><th class=\"num\">time</th><th>queue</th><th>channel</th><th>agent</th></tr></thead><tbody></tbody></table>\n\
+<h2>Agents</h2>\n<table id=\"agents\"><thead><tr><th>agent</th><th>state</th><th class=\"num\">time in state</th></tr></thead><tbody></tbody></table>\n\
+<script src=\"/assets/wallboard.js\"></script>\n",
+    )
+}
+
+/// Inserts `html` right after the `<body>` tag of a crates/html page (or
+/// at its start when there is none).
+pub fn after_body_tag(page: &mut String, html: &str) {
+    let at = page.find("<body>").map_or(0, |i| i + "<body>".len());
+    page.insert_str(at, html);
+}
+
+/// Inserts `html` before the page's footer (or its end).
+pub fn before_footer(page: &mut String, html: &str) {
+    let at = page
+        .find("<footer>")
+        .or_else(|| page.find("</body>"))
+        .unwrap_or(page.len());
+    page.insert_str(at, html);
+}
+
+/// The navigation of a crates/html page shown by the server.
+pub fn nav_for_page(download: Option<&str>) -> String {
+    let mut s = String::from("\n<nav class=\"facts\"><a href=\"/\">Wallboard</a> · <a href=\"/search\">Search</a> · <a href=\"/report\">Report</a>");
+    if let Some(href) = download {
+        s.push_str(" · <a href=\"");
+        push_escaped(&mut s, href);
+        s.push_str("\">raw events (NDJSON)</a>");
+    }
+    s.push_str("</nav>\n");
+    s
+}
+
+/// The archived records of each leg with where they came from.
+pub fn provenance(legs: &[(&str, &[Record])], tz: &TimeZone) -> String {
+    let mut out = String::from("<h2>Archived records</h2>\n");
+    for (guid, records) in legs {
+        out.push_str("<h3>");
+        push_escaped(&mut out, guid);
+        out.push_str("</h3>\n<table class=\"provenance\"><tr><th class=\"num\">offset</th><th>source</th><th class=\"num\">line</th><th>messageId</th><th>publishTime</th><th>ingest time</th><th>payload (as archived)</th></tr>\n");
+        for r in *records {
+            let _ = write!(out, "<tr><td class=\"num\">{}</td><td>", r.offset);
+            push_escaped(&mut out, &r.source);
+            let _ = write!(out, "</td><td class=\"num\">{}</td><td>", r.line);
+            push_escaped(&mut out, &r.message_id);
+            out.push_str("</td><td>");
+            push_escaped(&mut out, &r.publish_time);
+            out.push_str("</td><td class=\"nowrap\">");
+            push_escaped(&mut out, &format_opt_instant(Some(r.ingest_ms), Some(tz)));
+            out.push_str("</td><td class=\"raw\">");
+            push_escaped(&mut out, &String::from_utf8_lossy(&r.payload));
+            out.push_str("</td></tr>\n");
+        }
+        out.push_str("</table>\n");
+    }
+    out
+}
+
+/// A form field of the query pages.
+fn field(out: &mut String, label: &str, name: &str, value: Option<&str>) {
+    let _ = write!(
+        out,
+        "<label>{label} <input name=\"{name}\" value=\"{}\"/></label>",
+        escape(value.unwrap_or(""))
+    );
+}
+
+/// `/search`: the form and, once asked, the results.
+pub fn search(
+    params: &[(&str, &str, Option<&str>)],
+    results: Option<Result<(&[Summary], bool), String>>,
+    tz: &TimeZone,
+) -> String {
+    let mut body =
+        String::from("<h1>Search</h1>\n<form class=\"query\" method=\"get\" action=\"/search\">");
+    for (label, name, value) in params {
+        field(&mut body, label, name, *value);
+    }
+    body.push_str("<button type=\"submit\">Search</button></form>\n");
+    match results {
+        None => {}
+        Some(Err(e)) => {
+            body.push_str("<p class=\"error\">");
+            push_escaped(&mut body, &e);
+            body.push_str("</p>\n");
+        }
+        Some(Ok((legs, truncated))) => {
+            let _ = writeln!(
+                body,
+                "<p>{} legs{}</p>",
+                legs.len(),
+                if truncated {
+                    " (stopped at a bound: narrow the search)"
+                } else {
+                    ""
+                }
+            );
+            body.push_str("<table id=\"results\"><thead><tr><th>interaction</th><th>contact</th><th>offered</th><th>kind</th><th>queue</th><th>channel</th><th>agent</th><th>outcome</th><th class=\"num\">wait</th></tr></thead><tbody>\n");
+            for s in legs {
+                let guid = s.interaction_guid.as_deref().unwrap_or("");
+                body.push_str("<tr><td><a href=\"/contact/");
+                push_escaped(&mut body, &percent_encode(guid));
+                body.push_str("\">");
+                push_escaped(&mut body, guid);
+                body.push_str("</a></td><td>");
+                push_escaped(&mut body, s.contact_id.as_deref().unwrap_or("-"));
+                body.push_str("</td><td class=\"nowrap\">");
+                push_escaped(&mut body, &format_opt_instant(Some(s.offered_at), Some(tz)));
+                let _ = write!(body, "</td><td>{}</td><td>", s.kind.as_str());
+                push_escaped(
+                    &mut body,
+                    &s.queue_id.map_or("-".to_owned(), |q| q.to_string()),
+                );
+                body.push_str("</td><td>");
+                push_escaped(&mut body, s.media_type.as_deref().unwrap_or("-"));
+                body.push_str("</td><td>");
+                push_escaped(&mut body, s.agent_id.as_deref().unwrap_or("-"));
+                let _ = write!(
+                    body,
+                    "</td><td>{}</td><td class=\"num\">{}</td></tr>\n",
+                    s.outcome.as_str(),
+                    s.wait_ms.map_or("-".to_owned(), |w| format!("{w} ms"))
+                );
+            }
+            body.push_str("</tbody></table>\n");
+        }
+    }
+    shell("ccvault search", &body)
+}
+
+/// The report form, put above crates/html's report page.
+pub fn report_form(params: &[(&str, &str, Option<&str>)]) -> String {
+    let mut out = String::from("<form class=\"facts\" method=\"get\" action=\"/report\">");
+    for (label, name, value) in params {
+        field(&mut out, label, name, *value);
+        out.push(' ');
+    }
+    out.push_str("<button type=\"submit\">Show</button></form>\n");
+    out
+}
+
+/// A page saying what went wrong (the message escaped).
+pub fn problem(title: &str, message: &str) -> String {
+    let mut body = String::from("<h1>");
+    push_escaped(&mut body, title);
+    body.push_str("</h1>\n<p class=\"error\">");
+    push_escaped(&mut body, message);
+    body.push_str("</p>\n");
+    shell(title, &body)
+}
+
+/// `/login`: where a browser presents the token once (it is then kept in
+/// an HttpOnly cookie).
+pub fn login(failed: bool) -> String {
+    let mut body = String::from("<h1>ccvault</h1>\n");
+    if failed {
+        body.push_str("<p class=\"error\">That is not the token.</p>\n");
+    }
+    body.push_str("<form class=\"query\" method=\"post\" action=\"/login\"><label>Token <input type=\"password\" name=\"token\" autocomplete=\"current-password\"/></label><button type=\"submit\">Sign in</button></form>\n");
+    shell("ccvault sign in", &body)
+}
+
+/// `s` with everything but unreserved URL characters percent-encoded (a
+/// path segment).
+pub fn percent_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            let _ = write!(out, "%{b:02X}");
+        }
+    }
+    out
+}

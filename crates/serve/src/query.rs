@@ -1,0 +1,163 @@
+//! The questions the server's pages and `/api/…` routes take as query
+//! parameters, read with the CLI's grammar (same names as its flags, same
+//! value forms), so `/api/report?interval=15m&by=queue` asks exactly what
+//! `ccvault report --interval 15m --by queue` asks.
+//!
+//! Invariant: a bad parameter is an error naming it and its value (the
+//! server answers 400 with it), never a panic and never silently ignored.
+
+use ccvault_projections::report::{GroupBy, Interval, ReportOptions, Sla};
+use ccvault_projections::timearg::{parse_duration_ms, parse_time};
+use ccvault_projections::{InteractionFilter, LegKind, Outcome};
+use jiff::tz::TimeZone;
+use serde::Deserialize;
+
+/// A bad query parameter.
+#[derive(Debug, thiserror::Error)]
+#[error("bad parameter {name}: {why}")]
+pub struct BadParam {
+    pub name: &'static str,
+    pub why: String,
+}
+
+fn param<T>(
+    name: &'static str,
+    v: Option<&str>,
+    parse: impl Fn(&str) -> Result<T, String>,
+) -> Result<Option<T>, BadParam> {
+    match v.map(str::trim).filter(|v| !v.is_empty()) {
+        None => Ok(None),
+        Some(v) => parse(v).map(Some).map_err(|why| BadParam { name, why }),
+    }
+}
+
+fn instant(name: &'static str, v: Option<&str>, tz: &TimeZone) -> Result<Option<i64>, BadParam> {
+    let Some(t) = param(name, v, parse_time)? else {
+        return Ok(None);
+    };
+    t.resolve(tz, jiff::Timestamp::now())
+        .map(Some)
+        .map_err(|why| BadParam { name, why })
+}
+
+fn from_str<T: std::str::FromStr>(s: &str) -> Result<T, String>
+where
+    T::Err: std::fmt::Display,
+{
+    s.parse::<T>().map_err(|e| e.to_string())
+}
+
+/// `/api/interactions` and `/search`: the `interactions` command's flags.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct InteractionsQuery {
+    pub from: Option<String>,
+    pub to: Option<String>,
+    pub queue: Option<String>,
+    pub agent: Option<String>,
+    pub outcome: Option<String>,
+    pub channel: Option<String>,
+    pub kind: Option<String>,
+    pub contact: Option<String>,
+}
+
+impl InteractionsQuery {
+    /// The filter `ccvault interactions` builds from the same flags.
+    pub fn filter(&self, tz: &TimeZone) -> Result<InteractionFilter, BadParam> {
+        Ok(InteractionFilter {
+            from: instant("from", self.from.as_deref(), tz)?,
+            to: instant("to", self.to.as_deref(), tz)?,
+            queue_id: param("queue", self.queue.as_deref(), from_str::<i64>)?,
+            agent_id: param("agent", self.agent.as_deref(), |s| Ok(s.to_owned()))?,
+            outcome: param("outcome", self.outcome.as_deref(), from_str::<Outcome>)?,
+            media_type: param("channel", self.channel.as_deref(), |s| Ok(s.to_lowercase()))?,
+            kind: param("kind", self.kind.as_deref(), from_str::<LegKind>)?,
+            contact_id: param("contact", self.contact.as_deref(), |s| Ok(s.to_owned()))?,
+        })
+    }
+}
+
+/// `/api/report` and `/report`: the `report` command's flags.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct ReportQuery {
+    pub from: Option<String>,
+    pub to: Option<String>,
+    pub interval: Option<String>,
+    pub by: Option<String>,
+    pub sla: Option<String>,
+    pub short_abandon: Option<String>,
+}
+
+impl ReportQuery {
+    /// The options `ccvault report` builds from the same flags (and its
+    /// defaults: 1h, all legs together, 20s, 5s).
+    pub fn options(&self, tz: &TimeZone) -> Result<ReportOptions, BadParam> {
+        Ok(ReportOptions {
+            interval: param("interval", self.interval.as_deref(), from_str::<Interval>)?
+                .unwrap_or(Interval::Hour1),
+            by: param("by", self.by.as_deref(), from_str::<GroupBy>)?.unwrap_or_default(),
+            tz: tz.clone(),
+            sla: param("sla", self.sla.as_deref(), from_str::<Sla>)?
+                .map_or_else(default_sla, Ok)?,
+            short_abandon_ms: param(
+                "short_abandon",
+                self.short_abandon.as_deref(),
+                parse_duration_ms,
+            )?
+            .unwrap_or(5_000),
+            from: instant("from", self.from.as_deref(), tz)?,
+            to: instant("to", self.to.as_deref(), tz)?,
+        })
+    }
+}
+
+/// `report --sla`'s default.
+pub fn default_sla() -> Result<Sla, BadParam> {
+    from_str::<Sla>("20s").map_err(|why| BadParam { name: "sla", why })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parameters_read_as_the_cli_flags() {
+        let q = InteractionsQuery {
+            from: Some("2025-11-24".into()),
+            queue: Some("301".into()),
+            channel: Some("Phone".into()),
+            outcome: Some("answered".into()),
+            ..Default::default()
+        };
+        let f = q.filter(&TimeZone::UTC).unwrap();
+        assert_eq!(f.from, Some(1_763_942_400_000));
+        assert_eq!(f.queue_id, Some(301));
+        assert_eq!(f.media_type.as_deref(), Some("phone"));
+        assert_eq!(f.outcome, Some(Outcome::Answered));
+        let r = ReportQuery {
+            interval: Some("15m".into()),
+            by: Some("queue,channel".into()),
+            ..Default::default()
+        }
+        .options(&TimeZone::UTC)
+        .unwrap();
+        assert_eq!(r.interval, Interval::Min15);
+        assert_eq!(r.short_abandon_ms, 5_000);
+    }
+
+    #[test]
+    fn a_bad_parameter_is_named() {
+        let q = InteractionsQuery {
+            queue: Some("three".into()),
+            ..Default::default()
+        };
+        let e = q.filter(&TimeZone::UTC).unwrap_err();
+        assert_eq!(e.name, "queue");
+        let e = ReportQuery {
+            interval: Some("7m".into()),
+            ..Default::default()
+        }
+        .options(&TimeZone::UTC)
+        .unwrap_err();
+        assert!(e.to_string().contains("interval"), "{e}");
+    }
+}

@@ -1,0 +1,109 @@
+//! Who may ask, and what a response may do in the browser.
+//!
+//! Invariants:
+//! - A bearer token is compared in constant time (both sides hashed first,
+//!   so neither its content nor its length leaks through timing).
+//! - Every response carries a strict Content-Security-Policy: scripts and
+//!   styles only from this server, no inline script, nothing fetched from
+//!   elsewhere. A page from crates/html keeps its one inline stylesheet,
+//!   allowed by its hash and nothing else ([`csp_for_page`]).
+
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+/// The policy of every response that sets no other.
+pub const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'";
+
+/// The name of the cookie a browser presents the token in (set by `/login`).
+pub const TOKEN_COOKIE: &str = "ccvault_token";
+
+/// The secret clients must present.
+#[derive(Clone)]
+pub struct Token {
+    digest: [u8; 32],
+}
+
+impl std::fmt::Debug for Token {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Token(..)")
+    }
+}
+
+impl Token {
+    /// The token in the first line of a token file (surrounding whitespace
+    /// ignored); an empty one is refused.
+    pub fn from_file_text(text: &str) -> Result<Token, String> {
+        let t = text.lines().next().unwrap_or("").trim();
+        if t.len() < 16 {
+            return Err("the token must be at least 16 characters on the file's first line".into());
+        }
+        Ok(Token {
+            digest: Sha256::digest(t.as_bytes()).into(),
+        })
+    }
+
+    /// Whether `given` is the token, in constant time.
+    pub fn matches(&self, given: &str) -> bool {
+        let d: [u8; 32] = Sha256::digest(given.as_bytes()).into();
+        d.ct_eq(&self.digest).into()
+    }
+
+    /// Whether request headers carry the token: `Authorization: Bearer T`,
+    /// or the `/login` cookie.
+    pub fn admits(&self, authorization: Option<&str>, cookie: Option<&str>) -> bool {
+        let bearer = authorization
+            .and_then(|a| a.strip_prefix("Bearer "))
+            .is_some_and(|t| self.matches(t.trim()));
+        let cookie = cookie.is_some_and(|c| {
+            c.split(';')
+                .filter_map(|kv| kv.trim().split_once('='))
+                .any(|(k, v)| k == TOKEN_COOKIE && self.matches(v))
+        });
+        bearer || cookie
+    }
+}
+
+/// The policy of a crates/html page: [`CSP`], with the page's one inline
+/// `<style>` element allowed by its SHA-256.
+pub fn csp_for_page(page: &str) -> String {
+    let Some(css) = page
+        .split_once("<style>")
+        .and_then(|(_, rest)| rest.split_once("</style>"))
+        .map(|(css, _)| css)
+    else {
+        return CSP.to_owned();
+    };
+    use base64::Engine as _;
+    let hash = base64::engine::general_purpose::STANDARD.encode(Sha256::digest(css.as_bytes()));
+    CSP.replace(
+        "style-src 'self'",
+        &format!("style-src 'self' 'sha256-{hash}'"),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_token_is_admitted_by_header_or_cookie_only_when_equal() {
+        let t = Token::from_file_text("  s3cret-token-0123456789\n").unwrap();
+        assert!(t.admits(Some("Bearer s3cret-token-0123456789"), None));
+        assert!(!t.admits(Some("Bearer s3cret-token-012345678"), None));
+        assert!(!t.admits(Some("s3cret-token-0123456789"), None));
+        assert!(!t.admits(None, None));
+        assert!(t.admits(None, Some("a=b; ccvault_token=s3cret-token-0123456789")));
+        assert!(!t.admits(None, Some("ccvault_token=nope")));
+        assert!(Token::from_file_text("short\n").is_err());
+        assert!(Token::from_file_text("").is_err());
+    }
+
+    #[test]
+    fn a_page_policy_allows_its_own_style_by_hash() {
+        let csp = csp_for_page("<html><style>b{}</style></html>");
+        assert!(csp.contains("style-src 'self' 'sha256-"), "{csp}");
+        assert!(!csp.contains("unsafe-inline"));
+        assert!(csp.contains("script-src 'self';"));
+        assert_eq!(csp_for_page("<html></html>"), CSP);
+    }
+}

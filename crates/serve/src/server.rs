@@ -1,0 +1,630 @@
+//! The HTTP server: routes, authentication, headers, access log, TLS.
+//!
+//! Invariants:
+//! - Read-only: no route changes the archive.
+//! - A non-loopback address is refused without a token ([`check_exposure`]);
+//!   with one, every route but `/login` and `/assets/…` requires it.
+//! - Every `/api/…` body is the bytes the CLI's `--format json` prints for
+//!   the same question (the same library function and serialization).
+//! - Work that reads files runs on the blocking pool, never on the async
+//!   workers; the wallboard is computed once per change by [`Live`] and
+//!   shared.
+//! - The access log names the method, the route *pattern* (never the path,
+//!   which holds GUIDs, nor the query string, which holds phone numbers),
+//!   the status and the time taken.
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use axum::body::Body;
+use axum::extract::{MatchedPath, Path, Query, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::get;
+use axum::{Form, Router};
+use ccvault_projections::Projections;
+use serde::Deserialize;
+use tokio_stream::wrappers::WatchStream;
+use tokio_stream::StreamExt as _;
+
+use crate::contact::{contact_json, read_legs, timelines, write_raw};
+use crate::live::{is_no_archive, json_line, Live};
+use crate::query::{InteractionsQuery, ReportQuery};
+use crate::security::{csp_for_page, Token, CSP, TOKEN_COOKIE};
+use crate::{pages, search};
+
+const WALLBOARD_JS: &str = include_str!("../assets/wallboard.js");
+const SERVE_CSS: &str = include_str!("../assets/serve.css");
+
+/// How the server is reached.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    pub addr: SocketAddr,
+    /// Required of every client when set.
+    pub token: Option<Token>,
+    /// Certificate chain and private key (PEM): HTTPS instead of HTTP.
+    pub tls: Option<(PathBuf, PathBuf)>,
+    /// How often the archive is looked at.
+    pub poll: Duration,
+}
+
+/// Refuses to expose the archive beyond this machine without a token.
+pub fn check_exposure(opts: &ServeOptions) -> Result<()> {
+    if !opts.addr.ip().is_loopback() && opts.token.is_none() {
+        bail!(
+            "refusing to serve on {} without --token-file: only a loopback address (127.0.0.1, ::1) may be served without a token",
+            opts.addr
+        );
+    }
+    Ok(())
+}
+
+/// Requests by route pattern and status, for `/metrics`.
+#[derive(Debug, Default)]
+struct RequestCounts(Mutex<BTreeMap<(String, u16), u64>>);
+
+#[derive(Clone)]
+struct AppState {
+    live: Arc<Live>,
+    token: Option<Token>,
+    secure_cookie: bool,
+    requests: Arc<RequestCounts>,
+}
+
+/// A failure shown to the client: a status and a message.
+struct Problem(StatusCode, String);
+
+impl IntoResponse for Problem {
+    fn into_response(self) -> Response {
+        let mut r = (self.0, format!("{}\n", self.1)).into_response();
+        r.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; charset=utf-8"),
+        );
+        r
+    }
+}
+
+fn internal(e: anyhow::Error) -> Problem {
+    if is_no_archive(&e) {
+        return Problem(StatusCode::SERVICE_UNAVAILABLE, format!("{e:#}"));
+    }
+    tracing::warn!("request failed: {e:#}");
+    Problem(StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}"))
+}
+
+fn bad_request(e: impl std::fmt::Display) -> Problem {
+    Problem(StatusCode::BAD_REQUEST, e.to_string())
+}
+
+fn body(content_type: &'static str, bytes: impl Into<Body>) -> Response {
+    let mut r = Response::new(bytes.into());
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    r
+}
+
+fn html(page: String) -> Response {
+    body("text/html; charset=utf-8", page)
+}
+
+/// A crates/html page, its inline stylesheet allowed by hash.
+fn html_page(page: String) -> Response {
+    let csp = csp_for_page(&page);
+    let mut r = html(page);
+    if let Ok(v) = HeaderValue::from_str(&csp) {
+        r.headers_mut().insert(header::CONTENT_SECURITY_POLICY, v);
+    }
+    r
+}
+
+const JSON: &str = "application/json";
+const NDJSON: &str = "application/x-ndjson";
+
+/// Runs blocking work on the blocking pool.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, Problem> + Send + 'static,
+) -> Result<T, Problem> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| Problem(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+}
+
+async fn index() -> Response {
+    html(pages::wallboard())
+}
+
+async fn asset_js() -> Response {
+    body("text/javascript; charset=utf-8", WALLBOARD_JS)
+}
+
+async fn asset_css() -> Response {
+    body("text/css; charset=utf-8", SERVE_CSS)
+}
+
+async fn api_wallboard(State(s): State<AppState>) -> Result<Response, Problem> {
+    match &s.live.latest().wallboard {
+        Ok(json) => Ok(body(JSON, json.to_string())),
+        Err(e) => Err(Problem(StatusCode::SERVICE_UNAVAILABLE, e.clone())),
+    }
+}
+
+/// `/events`: the current wallboard at once, then each new one. A client
+/// that falls behind gets the latest, never a backlog.
+async fn events(
+    State(s): State<AppState>,
+) -> Sse<impl tokio_stream::Stream<Item = Result<Event, Infallible>>> {
+    let stream = WatchStream::new(s.live.subscribe()).map(|snap| {
+        Ok(match &snap.wallboard {
+            Ok(json) => Event::default()
+                .event("wallboard")
+                .data(json.trim_end_matches('\n')),
+            Err(e) => Event::default().event("problem").data(e.replace('\n', " ")),
+        })
+    });
+    Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+}
+
+/// The contact of `guid` as the page and the API show it.
+async fn contact_page(
+    State(s): State<AppState>,
+    Path(guid): Path<String>,
+) -> Result<Response, Problem> {
+    let live = s.live.clone();
+    blocking(move || {
+        let tz = live.options().tz.clone();
+        let mut reader = live.reader().map_err(internal)?;
+        let legs = live
+            .with_projections(|p| read_legs(&mut reader, Some(p), &guid))
+            .map_err(internal)?;
+        let shown = timelines(&legs);
+        if !shown.iter().any(|l| l.asked) {
+            return Ok((
+                StatusCode::NOT_FOUND,
+                html(pages::problem(
+                    "Not found",
+                    &format!("no events of interaction {guid:?} in the archive"),
+                )),
+            )
+                .into_response());
+        }
+        let mut page = if shown.len() > 1 {
+            let views: Vec<_> = shown.iter().map(|l| l.view()).collect();
+            ccvault_html::render_contact(&views, &tz)
+        } else {
+            let leg = &shown[0];
+            ccvault_html::render_timeline(&leg.timeline, &leg.inputs, &tz)
+        };
+        let download = format!("/contact/{}/events.ndjson", pages::percent_encode(&guid));
+        pages::after_body_tag(&mut page, &pages::nav_for_page(Some(&download)));
+        let provenance: Vec<(&str, &[ccvault_store::Record])> = shown
+            .iter()
+            .map(|l| {
+                (
+                    l.timeline.interaction_guid.as_deref().unwrap_or(""),
+                    l.records,
+                )
+            })
+            .collect();
+        pages::before_footer(&mut page, &pages::provenance(&provenance, &tz));
+        Ok(html_page(page))
+    })
+    .await
+}
+
+async fn contact_ndjson(
+    State(s): State<AppState>,
+    Path(guid): Path<String>,
+) -> Result<Response, Problem> {
+    let live = s.live.clone();
+    blocking(move || {
+        let mut reader = live.reader().map_err(internal)?;
+        let legs = live
+            .with_projections(|p| read_legs(&mut reader, Some(p), &guid))
+            .map_err(internal)?;
+        if legs.is_empty() {
+            return Err(Problem(
+                StatusCode::NOT_FOUND,
+                format!("no events of interaction {guid:?}"),
+            ));
+        }
+        let mut out = Vec::new();
+        for leg in &legs {
+            write_raw(&leg.records, &mut out).map_err(|e| internal(e.into()))?;
+        }
+        let mut r = body(NDJSON, out);
+        let name = format!(
+            "attachment; filename=\"contact-{}.ndjson\"",
+            pages::percent_encode(&guid)
+        );
+        if let Ok(v) = HeaderValue::from_str(&name) {
+            r.headers_mut().insert(header::CONTENT_DISPOSITION, v);
+        }
+        Ok(r)
+    })
+    .await
+}
+
+async fn api_contact(
+    State(s): State<AppState>,
+    Path(guid): Path<String>,
+) -> Result<Response, Problem> {
+    let live = s.live.clone();
+    blocking(move || {
+        let mut reader = live.reader().map_err(internal)?;
+        let legs = live
+            .with_projections(|p| read_legs(&mut reader, Some(p), &guid))
+            .map_err(internal)?;
+        let shown = timelines(&legs);
+        match contact_json(&shown).map_err(internal)? {
+            Some(v) => Ok(body(JSON, json_line(&v).map_err(internal)?)),
+            None => Err(Problem(
+                StatusCode::NOT_FOUND,
+                format!("no events of interaction {guid:?}"),
+            )),
+        }
+    })
+    .await
+}
+
+async fn api_interactions(
+    State(s): State<AppState>,
+    Query(q): Query<InteractionsQuery>,
+) -> Result<Response, Problem> {
+    let live = s.live.clone();
+    blocking(move || {
+        let filter = q.filter(&live.options().tz).map_err(bad_request)?;
+        let out = live
+            .with_projections(|p| {
+                let mut out = Vec::new();
+                p.for_each_interaction(&filter, |s| {
+                    if let Ok(line) = json_line(&s) {
+                        out.extend_from_slice(line.as_bytes());
+                    }
+                    Ok(true)
+                })?;
+                Ok(out)
+            })
+            .map_err(internal)?;
+        Ok(body(NDJSON, out))
+    })
+    .await
+}
+
+fn report_rows(
+    p: &Projections,
+    opts: ccvault_projections::ReportOptions,
+) -> Result<Vec<ccvault_projections::ReportRow>> {
+    Ok(p.report(opts)?)
+}
+
+async fn api_report(
+    State(s): State<AppState>,
+    Query(q): Query<ReportQuery>,
+) -> Result<Response, Problem> {
+    let live = s.live.clone();
+    blocking(move || {
+        let opts = q.options(&live.options().tz).map_err(bad_request)?;
+        let rows = live
+            .with_projections(|p| report_rows(p, opts))
+            .map_err(internal)?;
+        let mut out = String::new();
+        for r in &rows {
+            out.push_str(&json_line(r).map_err(internal)?);
+        }
+        Ok(body(NDJSON, out))
+    })
+    .await
+}
+
+async fn report_page(
+    State(s): State<AppState>,
+    Query(q): Query<ReportQuery>,
+) -> Result<Response, Problem> {
+    let live = s.live.clone();
+    blocking(move || {
+        let form = pages::report_form(&[
+            ("from", "from", q.from.as_deref()),
+            ("to", "to", q.to.as_deref()),
+            ("interval", "interval", q.interval.as_deref()),
+            ("by", "by", q.by.as_deref()),
+            ("SLA", "sla", q.sla.as_deref()),
+            ("short abandon", "short_abandon", q.short_abandon.as_deref()),
+        ]);
+        let opts = match q.options(&live.options().tz) {
+            Ok(o) => o,
+            Err(e) => {
+                let mut page = pages::problem("Report", &e.to_string());
+                pages::after_body_tag(&mut page, &form);
+                return Ok((StatusCode::BAD_REQUEST, html(page)).into_response());
+            }
+        };
+        let rows = live
+            .with_projections(|p| report_rows(p, opts.clone()))
+            .map_err(internal)?;
+        let mut page = ccvault_html::render_report(&rows, &opts);
+        pages::after_body_tag(&mut page, &format!("{}{form}", pages::nav_for_page(None)));
+        Ok(html_page(page))
+    })
+    .await
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct SearchQuery {
+    q: Option<String>,
+    #[serde(flatten)]
+    filter: InteractionsQuery,
+}
+
+async fn search_page(
+    State(s): State<AppState>,
+    Query(q): Query<SearchQuery>,
+) -> Result<Response, Problem> {
+    let live = s.live.clone();
+    blocking(move || {
+        let tz = live.options().tz.clone();
+        let f = &q.filter;
+        let params = [
+            ("GUID, phone or attached value", "q", q.q.as_deref()),
+            ("agent", "agent", f.agent.as_deref()),
+            ("queue", "queue", f.queue.as_deref()),
+            ("outcome", "outcome", f.outcome.as_deref()),
+            ("channel", "channel", f.channel.as_deref()),
+            ("from", "from", f.from.as_deref()),
+            ("to", "to", f.to.as_deref()),
+        ];
+        let asked = params
+            .iter()
+            .any(|(_, _, v)| v.is_some_and(|v| !v.is_empty()));
+        if !asked {
+            return Ok(html(pages::search(&params, None, &tz)));
+        }
+        let filter = match f.filter(&tz) {
+            Ok(filter) => filter,
+            Err(e) => {
+                let page = pages::search(&params, Some(Err(e.to_string())), &tz);
+                return Ok((StatusCode::BAD_REQUEST, html(page)).into_response());
+            }
+        };
+        let mut reader = live.reader().map_err(internal)?;
+        let found = live
+            .with_projections(|p| search::search(p, &mut reader, &filter, q.q.as_deref()))
+            .map_err(internal)?;
+        Ok(html(pages::search(
+            &params,
+            Some(Ok((&found.legs, found.truncated))),
+            &tz,
+        )))
+    })
+    .await
+}
+
+async fn metrics(State(s): State<AppState>) -> Response {
+    let c = &s.live.counters;
+    let mut out = String::new();
+    out.push_str("# HELP ccvault_serve_requests_total HTTP requests by route pattern and status.\n# TYPE ccvault_serve_requests_total counter\n");
+    if let Ok(map) = s.requests.0.lock() {
+        for ((route, code), n) in map.iter() {
+            out.push_str(&format!(
+                "ccvault_serve_requests_total{{route=\"{}\",code=\"{code}\"}} {n}\n",
+                route.replace('\\', "\\\\").replace('"', "\\\"")
+            ));
+        }
+    }
+    let gauges = [
+        (
+            "ccvault_serve_event_clients",
+            "Clients following /events now.",
+            "gauge",
+            s.live.subscribers() as u64,
+        ),
+        (
+            "ccvault_serve_refreshes_total",
+            "Wallboard computations (one per archive change, shared by every client).",
+            "counter",
+            c.refreshes.load(Ordering::Relaxed),
+        ),
+        (
+            "ccvault_serve_refresh_errors_total",
+            "Wallboard computations that failed.",
+            "counter",
+            c.refresh_errors.load(Ordering::Relaxed),
+        ),
+        (
+            "ccvault_serve_last_refresh_microseconds",
+            "Duration of the last wallboard computation.",
+            "gauge",
+            c.last_refresh_us.load(Ordering::Relaxed),
+        ),
+        (
+            "ccvault_serve_archive_records",
+            "Archive records the last wallboard includes.",
+            "gauge",
+            c.records.load(Ordering::Relaxed),
+        ),
+    ];
+    for (name, help, kind, v) in gauges {
+        out.push_str(&format!(
+            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}\n"
+        ));
+    }
+    body("text/plain; version=0.0.4; charset=utf-8", out)
+}
+
+async fn login_form() -> Response {
+    html(pages::login(false))
+}
+
+#[derive(Deserialize)]
+struct LoginForm {
+    token: String,
+}
+
+async fn login(State(s): State<AppState>, Form(f): Form<LoginForm>) -> Response {
+    match &s.token {
+        Some(t) if t.matches(f.token.trim()) => {
+            let secure = if s.secure_cookie { "; Secure" } else { "" };
+            let cookie = format!(
+                "{TOKEN_COOKIE}={}; Path=/; HttpOnly; SameSite=Strict{secure}",
+                f.token.trim()
+            );
+            let mut r = Redirect::to("/").into_response();
+            if let Ok(v) = HeaderValue::from_str(&cookie) {
+                r.headers_mut().insert(header::SET_COOKIE, v);
+            }
+            r
+        }
+        Some(_) => (StatusCode::UNAUTHORIZED, html(pages::login(true))).into_response(),
+        None => Redirect::to("/").into_response(),
+    }
+}
+
+/// Token check, security headers, access log and request counts.
+async fn guard(State(s): State<AppState>, req: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("(no route)", |m| m.as_str())
+        .to_owned();
+    let method = req.method().clone();
+    let open = route == "/login" || route.starts_with("/assets/");
+    let admitted = match &s.token {
+        None => true,
+        Some(t) => {
+            open || {
+                let h: &HeaderMap = req.headers();
+                let auth = h.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+                let cookie = h.get(header::COOKIE).and_then(|v| v.to_str().ok());
+                t.admits(auth, cookie)
+            }
+        }
+    };
+    let mut response = if admitted {
+        next.run(req).await
+    } else {
+        let mut r = Problem(
+            StatusCode::UNAUTHORIZED,
+            "a token is required: send `Authorization: Bearer TOKEN`, or sign in at /login".into(),
+        )
+        .into_response();
+        r.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static("Bearer realm=\"ccvault\""),
+        );
+        r
+    };
+    let h = response.headers_mut();
+    if !h.contains_key(header::CONTENT_SECURITY_POLICY) {
+        h.insert(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(CSP),
+        );
+    }
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    let status = response.status().as_u16();
+    if let Ok(mut map) = s.requests.0.lock() {
+        *map.entry((route.clone(), status)).or_default() += 1;
+    }
+    tracing::info!(
+        target: "ccvault::access",
+        method = %method,
+        route = %route,
+        status,
+        ms = started.elapsed().as_millis() as u64,
+        "request"
+    );
+    response
+}
+
+/// The application, for any listener.
+fn app(live: Arc<Live>, opts: &ServeOptions) -> Router {
+    let state = AppState {
+        live,
+        token: opts.token.clone(),
+        secure_cookie: opts.tls.is_some(),
+        requests: Arc::new(RequestCounts::default()),
+    };
+    Router::new()
+        .route("/", get(index))
+        .route("/events", get(events))
+        .route("/assets/wallboard.js", get(asset_js))
+        .route("/assets/serve.css", get(asset_css))
+        .route("/contact/{guid}", get(contact_page))
+        .route("/contact/{guid}/events.ndjson", get(contact_ndjson))
+        .route("/search", get(search_page))
+        .route("/report", get(report_page))
+        .route("/api/wallboard", get(api_wallboard))
+        .route("/api/contact/{guid}", get(api_contact))
+        .route("/api/interactions", get(api_interactions))
+        .route("/api/report", get(api_report))
+        .route("/metrics", get(metrics))
+        .route("/login", get(login_form).post(login))
+        .route_layer(middleware::from_fn_with_state(state.clone(), guard))
+        .fallback(|| async { Problem(StatusCode::NOT_FOUND, "no such page".into()) })
+        .with_state(state)
+}
+
+/// Serves until `shutdown` completes. The watcher runs on its own thread;
+/// when `shutdown` completes it is stopped, which ends every `/events`
+/// stream, and the server drains.
+pub async fn serve(
+    live: Arc<Live>,
+    opts: ServeOptions,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    on_ready: impl FnOnce(SocketAddr),
+) -> Result<()> {
+    check_exposure(&opts)?;
+    let listener = tokio::net::TcpListener::bind(opts.addr)
+        .await
+        .with_context(|| format!("cannot listen on {}", opts.addr))?;
+    let local = listener.local_addr()?;
+    let watcher = {
+        let live = live.clone();
+        let poll = opts.poll;
+        std::thread::Builder::new()
+            .name("ccvault-serve-watch".into())
+            .spawn(move || live.run(poll))
+            .context("cannot start the archive watcher")?
+    };
+    let router = app(live.clone(), &opts);
+    let stopping = {
+        let live = live.clone();
+        async move {
+            shutdown.await;
+            live.stop();
+        }
+    };
+    let tls = match &opts.tls {
+        Some((cert, key)) => Some(crate::tls::acceptor(cert, key)?),
+        None => None,
+    };
+    on_ready(local);
+    let served = match tls {
+        None => axum::serve(listener, router)
+            .with_graceful_shutdown(stopping)
+            .await
+            .context("the HTTP server failed"),
+        Some(acceptor) => crate::tls::serve(listener, acceptor, router, stopping).await,
+    };
+    live.stop();
+    let _ = watcher.join();
+    served
+}

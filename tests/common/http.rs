@@ -1,0 +1,254 @@
+//! A minimal HTTP/1.1 client for the server tests (and benchmarks): one
+//! request per connection, `Content-Length` or chunked bodies, and a reader
+//! of Server-Sent Events. Blocking std sockets; loopback only.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+#[derive(Debug)]
+pub struct Response {
+    pub status: u16,
+    /// Header names in lower case.
+    pub headers: BTreeMap<String, String>,
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    pub fn header(&self, name: &str) -> &str {
+        self.headers.get(name).map(String::as_str).unwrap_or("")
+    }
+}
+
+fn head(stream: &mut impl BufRead) -> (u16, BTreeMap<String, String>) {
+    let mut line = String::new();
+    stream.read_line(&mut line).expect("read the status line");
+    let status: u16 = line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("bad status line {line:?}"));
+    let mut headers = BTreeMap::new();
+    loop {
+        let mut h = String::new();
+        stream.read_line(&mut h).expect("read a header");
+        let h = h.trim_end();
+        if h.is_empty() {
+            break;
+        }
+        if let Some((k, v)) = h.split_once(':') {
+            headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_owned());
+        }
+    }
+    (status, headers)
+}
+
+fn read_body(stream: &mut impl BufRead, headers: &BTreeMap<String, String>) -> Vec<u8> {
+    let mut body = Vec::new();
+    if headers
+        .get("transfer-encoding")
+        .is_some_and(|t| t.contains("chunked"))
+    {
+        loop {
+            let mut size = String::new();
+            stream.read_line(&mut size).expect("read a chunk size");
+            let n = usize::from_str_radix(size.trim(), 16).expect("chunk size");
+            if n == 0 {
+                break;
+            }
+            let mut chunk = vec![0; n + 2];
+            stream.read_exact(&mut chunk).expect("read a chunk");
+            body.extend_from_slice(&chunk[..n]);
+        }
+    } else if let Some(n) = headers.get("content-length") {
+        let n: usize = n.parse().expect("content-length");
+        body.resize(n, 0);
+        stream.read_exact(&mut body).expect("read the body");
+    } else {
+        stream.read_to_end(&mut body).expect("read the body");
+    }
+    body
+}
+
+fn request_text(method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Vec<u8> {
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    if !body.is_empty() || method == "POST" {
+        req.push_str(&format!("Content-Length: {}\r\n", body.len()));
+    }
+    req.push_str("\r\n");
+    let mut bytes = req.into_bytes();
+    bytes.extend_from_slice(body);
+    bytes
+}
+
+/// Sends one request over any stream and reads the response.
+pub fn exchange(
+    stream: impl Read + Write,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Response {
+    let mut stream = BufReader::new(stream);
+    stream
+        .get_mut()
+        .write_all(&request_text(method, path, headers, body))
+        .expect("send the request");
+    let (status, headers) = head(&mut stream);
+    let body = read_body(&mut stream, &headers);
+    Response {
+        status,
+        headers,
+        body,
+    }
+}
+
+fn connect(addr: SocketAddr) -> TcpStream {
+    let s = TcpStream::connect(addr).expect("connect to the server");
+    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    s
+}
+
+pub fn get(addr: SocketAddr, path: &str) -> Response {
+    exchange(connect(addr), "GET", path, &[], b"")
+}
+
+pub fn get_with(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> Response {
+    exchange(connect(addr), "GET", path, headers, b"")
+}
+
+pub fn post_form(addr: SocketAddr, path: &str, form: &str) -> Response {
+    exchange(
+        connect(addr),
+        "POST",
+        path,
+        &[("Content-Type", "application/x-www-form-urlencoded")],
+        form.as_bytes(),
+    )
+}
+
+/// A Server-Sent Events stream being read.
+pub struct Events {
+    stream: BufReader<TcpStream>,
+    chunked: bool,
+    pending: String,
+    pub status: u16,
+    pub headers: BTreeMap<String, String>,
+}
+
+/// One event: its name and data.
+#[derive(Debug, Clone)]
+pub struct Message {
+    pub event: String,
+    pub data: String,
+}
+
+impl Events {
+    pub fn open(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> Events {
+        let mut s = connect(addr);
+        s.write_all(&request_text("GET", path, headers, b""))
+            .expect("send the request");
+        let mut stream = BufReader::new(s);
+        let (status, headers) = head(&mut stream);
+        let chunked = headers
+            .get("transfer-encoding")
+            .is_some_and(|t| t.contains("chunked"));
+        Events {
+            stream,
+            chunked,
+            pending: String::new(),
+            status,
+            headers,
+        }
+    }
+
+    /// More of the body, de-chunked; `false` at its end.
+    fn fill(&mut self) -> bool {
+        if self.chunked {
+            let mut size = String::new();
+            if self.stream.read_line(&mut size).unwrap_or(0) == 0 {
+                return false;
+            }
+            let Ok(n) = usize::from_str_radix(size.trim(), 16) else {
+                return false;
+            };
+            if n == 0 {
+                return false;
+            }
+            let mut chunk = vec![0; n + 2];
+            if self.stream.read_exact(&mut chunk).is_err() {
+                return false;
+            }
+            self.pending.push_str(&String::from_utf8_lossy(&chunk[..n]));
+        } else {
+            let mut buf = [0u8; 8192];
+            match self.stream.read(&mut buf) {
+                Ok(0) | Err(_) => return false,
+                Ok(n) => self.pending.push_str(&String::from_utf8_lossy(&buf[..n])),
+            }
+        }
+        true
+    }
+
+    /// The next event (comments and keep-alives skipped); `None` when the
+    /// stream ends.
+    pub fn next(&mut self) -> Option<Message> {
+        loop {
+            if let Some(end) = self.pending.find("\n\n") {
+                let block: String = self.pending.drain(..end + 2).collect();
+                let mut msg = Message {
+                    event: "message".into(),
+                    data: String::new(),
+                };
+                let mut any = false;
+                for line in block.lines() {
+                    if let Some(v) = line.strip_prefix("event:") {
+                        msg.event = v.trim_start().to_owned();
+                        any = true;
+                    } else if let Some(v) = line.strip_prefix("data:") {
+                        if !msg.data.is_empty() {
+                            msg.data.push('\n');
+                        }
+                        msg.data.push_str(v.strip_prefix(' ').unwrap_or(v));
+                        any = true;
+                    }
+                }
+                if any {
+                    return Some(msg);
+                }
+                continue;
+            }
+            if !self.fill() {
+                return None;
+            }
+        }
+    }
+
+    /// Reads events until `want` accepts one; fails after `timeout`.
+    pub fn until(&mut self, timeout: Duration, mut want: impl FnMut(&Message) -> bool) -> Message {
+        let deadline = Instant::now() + timeout;
+        self.stream
+            .get_ref()
+            .set_read_timeout(Some(timeout))
+            .unwrap();
+        loop {
+            assert!(
+                Instant::now() < deadline,
+                "no wanted event within {timeout:?}"
+            );
+            match self.next() {
+                Some(m) if want(&m) => return m,
+                Some(_) => {}
+                None => panic!("the event stream ended"),
+            }
+        }
+    }
+}

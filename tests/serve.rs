@@ -1,0 +1,521 @@
+//! `ccvault serve` end to end: the built binary serving a real archive over
+//! loopback HTTP(S), checked route by route (status, content type, bodies
+//! equal to the CLI's `--format json` for the same question), live updates
+//! over Server-Sent Events while another process archives, escaping of
+//! hostile values, the token, TLS, and the access log.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use common::daemon::Daemon;
+use common::http::{self, Events};
+use common::{ccvault, ccvault_stdin, command, import, sample};
+
+/// A sample-day instant: 2025-11-23T12:30:00Z, after every sample event.
+const AT: &str = "2025-11-23T12:30:00Z";
+const GUID: &str = "int-19ab3f0c1d2-Qm7tZp2LxWc9aRf3kYv8bNe1H-phone-00-northwind01";
+
+struct Server {
+    daemon: Daemon,
+    addr: SocketAddr,
+}
+
+impl Server {
+    /// `ccvault serve --addr 127.0.0.1:0 ARGS` on `data`, once it listens.
+    fn start(data: &Path, log: &Path, args: &[&str]) -> Server {
+        let mut all = vec!["serve", "--addr", "127.0.0.1:0"];
+        all.extend_from_slice(args);
+        let mut daemon = Daemon::spawn(command(data, &all), log.to_path_buf());
+        let line = daemon.stdout_line();
+        let addr = line
+            .strip_prefix("serving http://")
+            .or_else(|| line.strip_prefix("serving https://"))
+            .and_then(|a| a.strip_suffix('/'))
+            .unwrap_or_else(|| panic!("no address in {line:?}:\n{}", daemon.stderr()))
+            .parse()
+            .unwrap();
+        Server { daemon, addr }
+    }
+
+    fn get(&self, path: &str) -> http::Response {
+        http::get(self.addr, path)
+    }
+}
+
+fn assert_type(r: &http::Response, ty: &str) {
+    assert!(
+        r.header("content-type").starts_with(ty),
+        "content type {:?}, expected {ty}",
+        r.header("content-type")
+    );
+}
+
+/// The strict policy: no inline script, nothing from elsewhere.
+fn assert_strict_csp(r: &http::Response) {
+    let csp = r.header("content-security-policy");
+    assert!(csp.contains("default-src 'none'"), "{csp}");
+    assert!(csp.contains("script-src 'self'"), "{csp}");
+    assert!(
+        !csp.contains("unsafe-inline") && !csp.contains("http"),
+        "{csp}"
+    );
+    assert_eq!(r.header("x-content-type-options"), "nosniff");
+}
+
+#[test]
+fn every_route_answers_and_the_api_is_the_clis_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    import(&data, &[&sample("events.ndjson")], &[]);
+    let server = Server::start(&data, &dir.path().join("serve.log"), &["--at", AT]);
+
+    // The wallboard page: the tables of the DOM contract, the script from
+    // a route, no inline script.
+    let r = server.get("/");
+    assert_eq!(r.status, 200);
+    assert_type(&r, "text/html");
+    assert_strict_csp(&r);
+    let page = r.text();
+    for id in ["queues", "agents", "in-progress"] {
+        assert!(page.contains(&format!("<table id=\"{id}\">")), "{page}");
+    }
+    assert!(page.contains("<script src=\"/assets/wallboard.js\"></script>"));
+    assert!(!page.contains("<script>"), "no inline script");
+    let js = server.get("/assets/wallboard.js");
+    assert_eq!(js.status, 200);
+    assert_type(&js, "text/javascript");
+    assert!(js.text().contains("new EventSource('/events')"));
+    assert!(js.text().contains("addEventListener('wallboard'"));
+    assert_type(&server.get("/assets/serve.css"), "text/css");
+
+    // The API: byte for byte what the CLI prints for the same question.
+    let cases: [(&str, Vec<&str>); 6] = [
+        (
+            "/api/wallboard",
+            vec!["wallboard", "--format", "json", "--at", AT],
+        ),
+        (
+            "/api/interactions",
+            vec!["interactions", "--format", "json"],
+        ),
+        (
+            "/api/interactions?queue=311&outcome=answered",
+            vec![
+                "interactions",
+                "--format",
+                "json",
+                "--queue",
+                "311",
+                "--outcome",
+                "answered",
+            ],
+        ),
+        (
+            "/api/report?interval=15m&by=queue,channel&sla=30s",
+            vec![
+                "report",
+                "--format",
+                "json",
+                "--interval",
+                "15m",
+                "--by",
+                "queue,channel",
+                "--sla",
+                "30s",
+            ],
+        ),
+        (
+            "/api/report?from=2025-11-23T12:00:00Z&to=2025-11-23T12:10:00Z",
+            vec![
+                "report",
+                "--format",
+                "json",
+                "--from",
+                "2025-11-23T12:00:00Z",
+                "--to",
+                "2025-11-23T12:10:00Z",
+            ],
+        ),
+        (
+            &format!("/api/contact/{GUID}"),
+            vec!["show", GUID, "--format", "json"],
+        ),
+    ];
+    for (path, args) in &cases {
+        let r = server.get(path);
+        assert_eq!(r.status, 200, "{path}: {}", r.text());
+        let cli = ccvault(&data, args).ok();
+        assert!(!cli.stdout.is_empty(), "{args:?} printed nothing");
+        assert_eq!(
+            r.text(),
+            cli.stdout_str(),
+            "{path} differs from ccvault {args:?}"
+        );
+        let ty = if path.starts_with("/api/wallboard") || path.starts_with("/api/contact") {
+            "application/json"
+        } else {
+            "application/x-ndjson"
+        };
+        assert_type(&r, ty);
+    }
+    // The wallboard of the sample day: queue 311 offered two, answered
+    // one, abandoned one; both agents' last states are there.
+    let board: serde_json::Value =
+        serde_json::from_str(&server.get("/api/wallboard").text()).unwrap();
+    let q311 = board["queues"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|q| q["queueId"] == 311)
+        .expect("queue 311");
+    assert_eq!(
+        (
+            q311["offered"].as_u64(),
+            q311["answered"].as_u64(),
+            q311["abandoned"].as_u64()
+        ),
+        (Some(2), Some(1), Some(1))
+    );
+    assert_eq!(board["agents"].as_array().unwrap().len(), 1, "{board}");
+
+    // The contact page: the swim lanes, the archived records with their
+    // offsets and payloads, the download; its one inline stylesheet is
+    // allowed by hash only.
+    let r = server.get(&format!("/contact/{GUID}"));
+    assert_eq!(r.status, 200);
+    assert_type(&r, "text/html");
+    assert_strict_csp(&r);
+    assert!(r
+        .header("content-security-policy")
+        .contains("style-src 'self' 'sha256-"));
+    let page = r.text();
+    assert!(page.contains("<svg"), "swim lanes");
+    assert!(page.contains("Archived records"));
+    assert!(
+        page.contains("&quot;event&quot;:&quot;InteractionQueued&quot;"),
+        "raw payloads, escaped"
+    );
+    assert!(page.contains(&format!("/contact/{GUID}/events.ndjson")));
+    let raw = server.get(&format!("/contact/{GUID}/events.ndjson"));
+    assert_eq!(raw.status, 200);
+    assert_type(&raw, "application/x-ndjson");
+    assert_eq!(
+        raw.body,
+        ccvault(&data, &["show", GUID, "--raw"]).ok().stdout
+    );
+    assert_eq!(server.get("/contact/int-nope").status, 404);
+    assert_eq!(server.get("/api/contact/int-nope").status, 404);
+
+    // Search: by GUID prefix, by phone number (in attachedData), by agent.
+    let r = server.get("/search?q=int-19ab3f0c");
+    assert_eq!(r.status, 200);
+    assert!(
+        r.text().contains(&format!("href=\"/contact/{GUID}\"")),
+        "{}",
+        r.text()
+    );
+    let r = server.get("/search?q=%2B44+20+7955+50123");
+    assert!(
+        r.text().contains(&format!("href=\"/contact/{GUID}\"")),
+        "{}",
+        r.text()
+    );
+    let r = server.get("/search?agent=agH4s8KpWz1XcV6bNm2QrTa");
+    assert!(r.text().contains("2 legs"), "{}", r.text());
+    let r = server.get("/search?q=nobody-at-all");
+    assert!(r.text().contains("0 legs"), "{}", r.text());
+    assert_eq!(server.get("/search?queue=three").status, 400);
+    assert_type(&server.get("/search"), "text/html");
+
+    // The report page with the CLI's options; bad options are named.
+    let r = server.get("/report?interval=15m&by=queue");
+    assert_eq!(r.status, 200);
+    assert_type(&r, "text/html");
+    assert!(r.text().contains("<svg"));
+    let bad = server.get("/api/report?interval=7m");
+    assert_eq!(bad.status, 400);
+    assert!(bad.text().contains("interval"), "{}", bad.text());
+    assert_eq!(server.get("/report?sla=fast").status, 400);
+
+    // Prometheus.
+    let m = server.get("/metrics");
+    assert_eq!(m.status, 200);
+    assert_type(&m, "text/plain");
+    let m = m.text();
+    assert!(
+        m.contains("ccvault_serve_requests_total{route=\"/api/wallboard\",code=\"200\"}"),
+        "{m}"
+    );
+    assert!(m.contains("ccvault_serve_refreshes_total"), "{m}");
+    assert_eq!(server.get("/no/such/page").status, 404);
+
+    // The access log names route patterns, never GUIDs, phone numbers or
+    // query strings.
+    let log = server.daemon.stderr();
+    assert!(log.contains("route=/contact/{guid}"), "{log}");
+    for secret in [GUID, "7955", "agH4s8KpWz1XcV6bNm2QrTa", "queue=311"] {
+        assert!(
+            !log.contains(secret),
+            "the access log shows {secret:?}:\n{log}"
+        );
+    }
+}
+
+/// Events of one call queued and accepted now (the wallboard's clock).
+fn live_call(guid: &str, queued_ms: i64, accepted: bool) -> String {
+    let s = queued_ms / 1000;
+    let mut lines = format!(
+        "{{\"Interaction\":{{\"event\":\"InteractionCreated\",\"interactionGUID\":\"{guid}\",\"interactionEventTS\":{s},\"mediaType\":\"phone\"}}}}\n\
+         {{\"Interaction\":{{\"event\":\"InteractionQueued\",\"interactionGUID\":\"{guid}\",\"interactionEventTS\":{s},\"queueId\":\"77\",\"mediaType\":\"phone\"}}}}\n"
+    );
+    if accepted {
+        lines.push_str(&format!(
+            "{{\"Interaction\":{{\"event\":\"InteractionAccepted\",\"interactionGUID\":\"{guid}\",\"interactionEventTS\":{},\"agentId\":\"ag-live\",\"queueId\":\"77\"}}}}\n",
+            s + 1
+        ));
+    }
+    lines
+}
+
+fn stage_of(board: &serde_json::Value, guid: &str) -> Option<String> {
+    board["inProgress"]
+        .as_array()?
+        .iter()
+        .find(|l| l["interactionGUID"] == guid)
+        .map(|l| l["stage"].as_str().unwrap_or("").to_owned())
+}
+
+#[test]
+fn the_wallboard_is_pushed_as_another_process_archives() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    import(&data, &[&sample("events.ndjson")], &[]);
+    let server = Server::start(&data, &dir.path().join("serve.log"), &[]);
+    let mut events = Events::open(server.addr, "/events", &[]);
+    assert_eq!(events.status, 200);
+    assert!(events
+        .headers
+        .get("content-type")
+        .is_some_and(|t| t.starts_with("text/event-stream")));
+    // The current document at once.
+    let first = events.until(Duration::from_secs(10), |m| m.event == "wallboard");
+    let board: serde_json::Value = serde_json::from_str(&first.data).unwrap();
+    assert!(board["inProgress"].as_array().unwrap().is_empty());
+
+    let now = jiff::Timestamp::now().as_millisecond();
+    let guid = "int-live-0001-phone-00-tenant01";
+    ccvault_stdin(
+        &data,
+        &["import", "-"],
+        live_call(guid, now - 5_000, false).as_bytes(),
+    )
+    .ok();
+    let m = events.until(Duration::from_secs(5), |m| {
+        serde_json::from_str::<serde_json::Value>(&m.data)
+            .is_ok_and(|b| stage_of(&b, guid).is_some())
+    });
+    let board: serde_json::Value = serde_json::from_str(&m.data).unwrap();
+    assert_eq!(stage_of(&board, guid).as_deref(), Some("queued"));
+    let q77 = board["queues"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|q| q["queueId"] == 77)
+        .expect("queue 77");
+    assert_eq!(q77["waiting"], 1);
+    assert_eq!(q77["oldestWaitingSinceMs"], (now - 5_000) / 1000 * 1000);
+
+    ccvault_stdin(
+        &data,
+        &["import", "-"],
+        live_call(guid, now - 5_000, true).as_bytes(),
+    )
+    .ok();
+    let m = events.until(Duration::from_secs(5), |m| {
+        serde_json::from_str::<serde_json::Value>(&m.data)
+            .is_ok_and(|b| stage_of(&b, guid).as_deref() == Some("talking"))
+    });
+    let board: serde_json::Value = serde_json::from_str(&m.data).unwrap();
+    let q77 = board["queues"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|q| q["queueId"] == 77)
+        .unwrap();
+    assert_eq!(q77["waiting"], 0);
+    assert_eq!(q77["answered"], 1);
+
+    // Many clients share one computation per change.
+    let before = metric(&server, "ccvault_serve_refreshes_total");
+    let mut others: Vec<Events> = (0..20)
+        .map(|_| Events::open(server.addr, "/events", &[]))
+        .collect();
+    for e in &mut others {
+        e.until(Duration::from_secs(5), |m| m.event == "wallboard");
+    }
+    assert!(metric(&server, "ccvault_serve_event_clients") >= 21);
+    assert!(
+        metric(&server, "ccvault_serve_refreshes_total") - before <= 2,
+        "clients connecting must not each compute the wallboard"
+    );
+}
+
+fn metric(server: &Server, name: &str) -> u64 {
+    let text = server.get("/metrics").text();
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in\n{text}"))
+}
+
+#[test]
+fn hostile_values_are_escaped_everywhere() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let guid = "int-<script>alert(1)</script>-x";
+    let line = format!(
+        "{{\"Interaction\":{{\"event\":\"InteractionQueued\",\"interactionGUID\":\"{guid}\",\"interactionEventTS\":1763900000,\"queueId\":\"5\",\"agentId\":\"\\\"><img src=x onerror=alert(2)>\",\"attachedData\":{{\"attachedDatum\":[{{\"attachedDataKey\":\"note\",\"attachedDataValue\":\"</td><script>alert(3)</script>\"}}]}}}}}}\n"
+    );
+    ccvault_stdin(&data, &["import", "-"], line.as_bytes()).ok();
+    let server = Server::start(&data, &dir.path().join("serve.log"), &["--at", AT]);
+    let path = format!("/contact/{}", percent(guid));
+    let r = server.get(&path);
+    assert_eq!(r.status, 200, "{}", r.text());
+    let page = r.text();
+    assert!(!page.contains("<script>alert"), "{page}");
+    assert!(!page.contains("<img src=x"), "{page}");
+    assert!(page.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
+    assert!(page.contains("&lt;/td&gt;&lt;script&gt;alert(3)"));
+    // The search page echoes the question escaped, and finds the leg by its
+    // attached value.
+    let r = server.get("/search?q=%3C%2Ftd%3E%3Cscript%3E");
+    let page = r.text();
+    assert!(!page.contains("<script>"), "{page}");
+    assert!(
+        page.contains("value=\"&lt;/td&gt;&lt;script&gt;\""),
+        "{page}"
+    );
+    assert!(page.contains("1 legs"), "{page}");
+    // The JSON keeps the value as it is (JSON escaping only).
+    let api = server.get(&format!("/api/contact/{}", percent(guid)));
+    assert_eq!(api.status, 200);
+    let v: serde_json::Value = serde_json::from_str(&api.text()).unwrap();
+    assert_eq!(v["interactionGUID"], guid);
+}
+
+fn percent(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b == b'-' {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+#[test]
+fn a_public_address_needs_a_token_and_the_token_is_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    import(&data, &[&sample("events.ndjson")], &[]);
+    // Refused before it listens.
+    let r = ccvault(&data, &["serve", "--addr", "0.0.0.0:0"]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(r.stderr.contains("--token-file"), "{}", r.stderr);
+    let short = dir.path().join("short.token");
+    std::fs::write(&short, "abc\n").unwrap();
+    let r = ccvault(&data, &["serve", "--token-file", short.to_str().unwrap()]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(r.stderr.contains("16 characters"), "{}", r.stderr);
+
+    let token = dir.path().join("serve.token");
+    std::fs::write(&token, "correct-horse-battery-staple\n").unwrap();
+    let server = Server::start(
+        &data,
+        &dir.path().join("serve.log"),
+        &["--token-file", token.to_str().unwrap()],
+    );
+    let r = server.get("/api/wallboard");
+    assert_eq!(r.status, 401);
+    assert!(r.header("www-authenticate").starts_with("Bearer"));
+    assert_strict_csp(&r);
+    for bad in [
+        "Bearer correct-horse-battery-stapl",
+        "Bearer ",
+        "correct-horse-battery-staple",
+    ] {
+        let r = http::get_with(server.addr, "/api/wallboard", &[("Authorization", bad)]);
+        assert_eq!(r.status, 401, "{bad:?}");
+    }
+    let ok = [("Authorization", "Bearer correct-horse-battery-staple")];
+    assert_eq!(
+        http::get_with(server.addr, "/api/wallboard", &ok).status,
+        200
+    );
+    assert_eq!(http::get_with(server.addr, "/metrics", &ok).status, 200);
+    assert_eq!(server.get("/metrics").status, 401);
+    let events = Events::open(server.addr, "/events", &[]);
+    assert_eq!(events.status, 401);
+    // A browser signs in once; the cookie is HttpOnly and strict.
+    assert_eq!(server.get("/login").status, 200);
+    assert_eq!(
+        http::post_form(server.addr, "/login", "token=wrong").status,
+        401
+    );
+    let r = http::post_form(server.addr, "/login", "token=correct-horse-battery-staple");
+    assert_eq!(r.status, 303);
+    let cookie = r.header("set-cookie").to_owned();
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
+        "{cookie}"
+    );
+    let pair = cookie.split(';').next().unwrap();
+    let r = http::get_with(server.addr, "/", &[("Cookie", pair)]);
+    assert_eq!(r.status, 200);
+}
+
+#[test]
+fn https_with_the_given_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    import(&data, &[&sample("events.ndjson")], &[]);
+    let pki = common::tls::Pki::new(dir.path());
+    let server = Server::start(
+        &data,
+        &dir.path().join("serve.log"),
+        &[
+            "--tls-cert",
+            pki.server_cert.to_str().unwrap(),
+            "--tls-key",
+            pki.server_key.to_str().unwrap(),
+            "--at",
+            AT,
+        ],
+    );
+    let cli = ccvault(&data, &["wallboard", "--format", "json", "--at", AT]).ok();
+    let r = common::tls::https_get(&pki.ca, server.addr, "/api/wallboard");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.text(), cli.stdout_str());
+    // Plain HTTP on the TLS port gets no page.
+    let plain = std::panic::catch_unwind(|| http::get(server.addr, "/api/wallboard"));
+    assert!(plain.map_or(true, |r| r.status != 200));
+    // A missing key file is named before anything listens.
+    let r = ccvault(
+        &data,
+        &[
+            "serve",
+            "--addr",
+            "127.0.0.1:0",
+            "--tls-cert",
+            pki.server_cert.to_str().unwrap(),
+            "--tls-key",
+            "/nonexistent/key.pem",
+        ],
+    );
+    assert_eq!(r.code, 1);
+    assert!(r.stderr.contains("/nonexistent/key.pem"), "{}", r.stderr);
+}
