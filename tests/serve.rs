@@ -128,7 +128,7 @@ fn every_route_answers_and_the_api_is_the_clis_json() {
             ],
         ),
         (
-            "/api/report?from=2025-11-23T12:00:00Z&to=2025-11-23T12:10:00Z",
+            "/api/report?from=2025-11-23T12:00:00Z&to=2025-11-23T12:20:00Z",
             vec![
                 "report",
                 "--format",
@@ -136,7 +136,7 @@ fn every_route_answers_and_the_api_is_the_clis_json() {
                 "--from",
                 "2025-11-23T12:00:00Z",
                 "--to",
-                "2025-11-23T12:10:00Z",
+                "2025-11-23T12:20:00Z",
             ],
         ),
         (
@@ -223,8 +223,10 @@ fn every_route_answers_and_the_api_is_the_clis_json() {
         "{}",
         r.text()
     );
+    // The agent who answered (the one whose offer was rejected does not count).
     let r = server.get("/search?agent=agH4s8KpWz1XcV6bNm2QrTa");
-    assert!(r.text().contains("2 legs"), "{}", r.text());
+    assert!(r.text().contains("<p>1 leg</p>"), "{}", r.text());
+    assert!(r.text().contains("int-19ab3f0e9a4"), "{}", r.text());
     let r = server.get("/search?q=nobody-at-all");
     assert!(r.text().contains("0 legs"), "{}", r.text());
     assert_eq!(server.get("/search?queue=three").status, 400);
@@ -397,7 +399,7 @@ fn hostile_values_are_escaped_everywhere() {
         page.contains("value=\"&lt;/td&gt;&lt;script&gt;\""),
         "{page}"
     );
-    assert!(page.contains("1 legs"), "{page}");
+    assert!(page.contains("<p>1 leg</p>"), "{page}");
     // The JSON keeps the value as it is (JSON escaping only).
     let api = server.get(&format!("/api/contact/{}", percent(guid)));
     assert_eq!(api.status, 200);

@@ -218,7 +218,8 @@ impl Live {
         Ok((board, reader.visible_end()))
     }
 
-    fn publish(&self) {
+    /// Computes and publishes the wallboard now.
+    pub fn publish(&self) {
         let started = Instant::now();
         let snapshot = match self.refresh() {
             Ok((board, records)) => {
@@ -255,12 +256,12 @@ impl Live {
 
     /// Watches the archive until [`Live::stop`]: polls the index file every
     /// `poll` (or wakes on [`Live::notify`]) and publishes a new snapshot
-    /// when it moved, or when the last one is [`MAX_STALE`].
+    /// when it moved, or when the last one is [`MAX_STALE`]. The first poll
+    /// always publishes.
     pub fn run(self: Arc<Self>, poll: Duration) {
         let index = Layout::new(&self.dir).index_path();
         let mut seen: Option<(u64, Option<SystemTime>)> = None;
         let mut last = Instant::now();
-        self.publish();
         while !self.stop.load(Ordering::SeqCst) {
             let notified = {
                 let (lock, cv) = &self.wake;

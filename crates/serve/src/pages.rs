@@ -133,8 +133,9 @@ pub fn search(
         Some(Ok((legs, truncated))) => {
             let _ = writeln!(
                 body,
-                "<p>{} legs{}</p>",
+                "<p>{} leg{}{}</p>",
                 legs.len(),
+                if legs.len() == 1 { "" } else { "s" },
                 if truncated {
                     " (stopped at a bound: narrow the search)"
                 } else {
@@ -161,9 +162,9 @@ pub fn search(
                 push_escaped(&mut body, s.media_type.as_deref().unwrap_or("-"));
                 body.push_str("</td><td>");
                 push_escaped(&mut body, s.agent_id.as_deref().unwrap_or("-"));
-                let _ = write!(
+                let _ = writeln!(
                     body,
-                    "</td><td>{}</td><td class=\"num\">{}</td></tr>\n",
+                    "</td><td>{}</td><td class=\"num\">{}</td></tr>",
                     s.outcome.as_str(),
                     s.wait_ms.map_or("-".to_owned(), |w| format!("{w} ms"))
                 );

@@ -35,7 +35,7 @@ use serde::Deserialize;
 use tokio_stream::wrappers::WatchStream;
 use tokio_stream::StreamExt as _;
 
-use crate::contact::{contact_json, read_legs, timelines, write_raw};
+use crate::contact::{contact_json, read_legs, timelines, write_raw, LegRecords};
 use crate::live::{is_no_archive, json_line, Live};
 use crate::query::{InteractionsQuery, ReportQuery};
 use crate::security::{csp_for_page, Token, CSP, TOKEN_COOKIE};
@@ -173,6 +173,13 @@ async fn events(
     Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
 }
 
+/// The archived records of every leg of `guid`'s contact.
+fn contact_legs(live: &Live, guid: &str) -> Result<Vec<LegRecords>, Problem> {
+    let mut reader = live.reader().map_err(internal)?;
+    live.with_projections(|p| read_legs(&mut reader, Some(p), guid))
+        .map_err(internal)
+}
+
 /// The contact of `guid` as the page and the API show it.
 async fn contact_page(
     State(s): State<AppState>,
@@ -181,10 +188,7 @@ async fn contact_page(
     let live = s.live.clone();
     blocking(move || {
         let tz = live.options().tz.clone();
-        let mut reader = live.reader().map_err(internal)?;
-        let legs = live
-            .with_projections(|p| read_legs(&mut reader, Some(p), &guid))
-            .map_err(internal)?;
+        let legs = contact_legs(&live, &guid)?;
         let shown = timelines(&legs);
         if !shown.iter().any(|l| l.asked) {
             return Ok((
@@ -226,10 +230,7 @@ async fn contact_ndjson(
 ) -> Result<Response, Problem> {
     let live = s.live.clone();
     blocking(move || {
-        let mut reader = live.reader().map_err(internal)?;
-        let legs = live
-            .with_projections(|p| read_legs(&mut reader, Some(p), &guid))
-            .map_err(internal)?;
+        let legs = contact_legs(&live, &guid)?;
         if legs.is_empty() {
             return Err(Problem(
                 StatusCode::NOT_FOUND,
@@ -259,10 +260,7 @@ async fn api_contact(
 ) -> Result<Response, Problem> {
     let live = s.live.clone();
     blocking(move || {
-        let mut reader = live.reader().map_err(internal)?;
-        let legs = live
-            .with_projections(|p| read_legs(&mut reader, Some(p), &guid))
-            .map_err(internal)?;
+        let legs = contact_legs(&live, &guid)?;
         let shown = timelines(&legs);
         match contact_json(&shown).map_err(internal)? {
             Some(v) => Ok(body(JSON, json_line(&v).map_err(internal)?)),
@@ -596,6 +594,18 @@ pub async fn serve(
         .await
         .with_context(|| format!("cannot listen on {}", opts.addr))?;
     let local = listener.local_addr()?;
+    let tls = match &opts.tls {
+        Some((cert, key)) => Some(crate::tls::acceptor(cert, key)?),
+        None => None,
+    };
+    // The first document before the address is announced: a client that
+    // connects once it is told where gets the wallboard, not "not yet".
+    {
+        let live = live.clone();
+        tokio::task::spawn_blocking(move || live.publish())
+            .await
+            .context("the first wallboard computation failed")?;
+    }
     let watcher = {
         let live = live.clone();
         let poll = opts.poll;
@@ -611,10 +621,6 @@ pub async fn serve(
             shutdown.await;
             live.stop();
         }
-    };
-    let tls = match &opts.tls {
-        Some((cert, key)) => Some(crate::tls::acceptor(cert, key)?),
-        None => None,
     };
     on_ready(local);
     let served = match tls {

@@ -149,11 +149,7 @@ pub struct PulsarArgs {
 }
 
 pub fn run(cli: &Cli, args: &IngestArgs) -> Result<ExitCode> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
+    let runtime = super::runtime()?;
     runtime.block_on(async {
         match &args.source {
             IngestSource::Mqtt(a) => run_mqtt(cli, a).await,

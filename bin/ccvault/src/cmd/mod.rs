@@ -93,3 +93,14 @@ fn no_format(cli: &Cli, command: &str) -> Result<()> {
         }
     }
 }
+
+/// The async runtime of the long-running commands (`ingest`, `serve`): two
+/// workers, the I/O and timer drivers.
+pub fn runtime() -> Result<tokio::runtime::Runtime> {
+    use anyhow::Context as _;
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}

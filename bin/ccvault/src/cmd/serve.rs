@@ -154,11 +154,7 @@ pub fn serve(cli: &Cli, args: &ServeArgs) -> Result<ExitCode> {
     crate::cmd::no_format(cli, "serve")?;
     let opts = args.options()?;
     let live = args.live(cli)?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
+    let runtime = super::runtime()?;
     runtime.block_on(async {
         let mut stop =
             ccvault_ingest::shutdown::on_signals().context("cannot install signal handlers")?;

@@ -309,10 +309,8 @@ impl Projections {
     pub fn agents_now(&self) -> Result<Vec<AgentNow>> {
         guarded(&self.path, || {
             let txn = self.read_txn()?;
-            let t = match txn.open_table(AGENT_STATUS) {
-                Ok(t) => t,
-                Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
-                Err(e) => return Err(e).at(&self.path),
+            let Some(t) = open_optional(&txn, AGENT_STATUS).at(&self.path)? else {
+                return Ok(Vec::new());
             };
             let mut out = Vec::new();
             // The smallest agent id above the last one seen: its own id and "\0".
