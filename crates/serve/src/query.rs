@@ -58,6 +58,7 @@ pub struct InteractionsQuery {
     pub channel: Option<String>,
     pub kind: Option<String>,
     pub contact: Option<String>,
+    pub tenant: Option<String>,
 }
 
 impl InteractionsQuery {
@@ -72,6 +73,7 @@ impl InteractionsQuery {
             media_type: param("channel", self.channel.as_deref(), |s| Ok(s.to_lowercase()))?,
             kind: param("kind", self.kind.as_deref(), from_str::<LegKind>)?,
             contact_id: param("contact", self.contact.as_deref(), |s| Ok(s.to_owned()))?,
+            tenant: param("tenant", self.tenant.as_deref(), |s| Ok(s.to_owned()))?,
         })
     }
 }
