@@ -1,24 +1,340 @@
 //! ccvault's pages in a real headless Chromium (`tests/common/browser.rs`):
-//! what a user sees, with the page's own scripts running under its
+//! what a user sees, with the page's own scripts running under the server's
 //! Content-Security-Policy, not what a test parses out of the HTML.
 //!
-//! Requires `chromium` and `chromium-driver` (and `mosquitto` for the live
-//! wallboard); `scripts/test.sh` installs them when root.
+//! - The live wallboard: a real mosquitto, `ccvault ingest mqtt … --serve`,
+//!   the page open; a published InteractionQueued appears as a row within
+//!   1 s of its publication, its wait ticks every second, and it moves to
+//!   `ringing` and `talking` as the offer and the accept arrive (the DOM
+//!   contract is docs/SERVE.md's). Its contact page shows the archived
+//!   payloads byte for byte.
+//! - A simulated day, replayed so that it is happening now: the wallboard
+//!   shows exactly what `/api/wallboard` says, and a transferred customer's
+//!   contact page shows every leg's payloads. With `CCVAULT_SCREENSHOTS=DIR`
+//!   the screenshots of both pages are kept in DIR (how `docs/img/` is made).
+//!
+//! Requires `chromium`, `chromium-driver` and `mosquitto`;
+//! `scripts/test.sh` installs them when root.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use common::browser::Browser;
-use serde_json::json;
+use common::daemon::Daemon;
+use common::mqtt::{publish_all, Broker};
+use serde_json::{json, Value};
 
 mod common;
 
+/// The page must show a change this soon after its event was published
+/// (the issue's "within a second of an event becoming durable"; durability
+/// comes after publication, so this is the stricter bound).
+const ON_SCREEN_WITHIN_MS: i64 = 1000;
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
 /// Browser console entries at level SEVERE (script errors, CSP violations,
-/// failed loads) since the page was opened.
+/// failed loads) since the last look; but the favicon, which the browser
+/// asks for by itself and which no page of ccvault names.
 fn severe_console_entries(browser: &Browser) -> Vec<String> {
     browser
         .console_log()
         .into_iter()
         .filter(|e| e["level"] == "SEVERE")
+        .filter(|e| {
+            !e["message"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("/favicon.ico ")
+        })
         .map(|e| e["message"].as_str().unwrap_or_default().to_string())
         .collect()
+}
+
+/// Where screenshots go: `CCVAULT_SCREENSHOTS` if set, else `fallback`.
+fn screenshot_path(fallback: &Path, name: &str) -> PathBuf {
+    match std::env::var_os("CCVAULT_SCREENSHOTS") {
+        Some(dir) => PathBuf::from(dir).join(name),
+        None => fallback.join(name),
+    }
+}
+
+/// Width and height of a PNG, from its IHDR chunk.
+fn png_size(png: &[u8]) -> (u32, u32) {
+    assert!(png.len() > 24 && &png[12..16] == b"IHDR", "not a PNG");
+    let be = |at: usize| u32::from_be_bytes(png[at..at + 4].try_into().unwrap());
+    (be(16), be(20))
+}
+
+/// A `ccvault` process that serves the web application, at the address it
+/// prints first ("serving http://ADDR/").
+struct Served {
+    daemon: Daemon,
+    addr: SocketAddr,
+}
+
+impl Served {
+    fn spawn(cmd: Command, log: PathBuf) -> Served {
+        let mut daemon = Daemon::spawn(cmd, log);
+        let line = daemon.stdout_line();
+        let addr = line
+            .strip_prefix("serving http://")
+            .and_then(|a| a.trim_end_matches('/').parse().ok())
+            .unwrap_or_else(|| {
+                panic!(
+                    "expected \"serving http://ADDR/\" first, got {line:?}:\n{}",
+                    daemon.stderr()
+                )
+            });
+        Served { daemon, addr }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+}
+
+/// Opens the wallboard and waits until its script has applied the first
+/// `wallboard` message (the status line says `live`).
+fn open_wallboard(browser: &Browser, served: &Served) {
+    browser.goto(&served.url("/"));
+    browser.wait_for(
+        "the wallboard's first message",
+        Duration::from_secs(20),
+        "var s = document.getElementById('status');
+         return s && s.className === 'live';",
+        json!([]),
+    );
+}
+
+/// Records in the page, for each `GUID stage` seen in `#in-progress`, the
+/// browser's clock when the row first showed it (a MutationObserver: the
+/// time the page's script changed the DOM, not when a test poll saw it).
+const WATCH_IN_PROGRESS: &str = "
+    window.__seen = {};
+    var table = document.getElementById('in-progress');
+    var look = function () {
+      var t = Date.now();
+      table.querySelectorAll('tr[data-guid]').forEach(function (r) {
+        var k = r.dataset.guid + ' ' + r.dataset.stage;
+        if (!(k in window.__seen)) window.__seen[k] = t;
+      });
+    };
+    new MutationObserver(look).observe(table, {subtree: true, childList: true, attributes: true});
+    look();
+    return true;";
+
+/// Waits until the row of `guid` has shown `stage`; the browser's clock
+/// when it first did.
+fn seen_at(browser: &Browser, guid: &str, stage: &str) -> i64 {
+    browser
+        .wait_for(
+            &format!("the row of {guid} in stage {stage}"),
+            Duration::from_secs(15),
+            "return window.__seen[arguments[0]] || null;",
+            json!([format!("{guid} {stage}")]),
+        )
+        .as_i64()
+        .expect("a time")
+}
+
+/// One bare 8x8 Interaction event of `guid`, timed `ms`.
+fn interaction(event: &str, guid: &str, seq: u64, ms: i64, extra: &str) -> String {
+    format!(
+        r#"{{"Interaction":{{"event":"{event}","interactionGUID":"{guid}","mediaType":"phone","direction":"in","queueId":311,"interactionEventTS":{},"msgInfo":{{"instanceId":"browser-test","sequenceId":{seq},"timestamp":{ms}}},"resourceType":0{extra}}}}}"#,
+        ms / 1000
+    )
+}
+
+/// Publishes `payload` on the 8x8 topic; the time just before.
+fn publish(broker: &Broker, payload: &str) -> i64 {
+    let at = now_ms();
+    publish_all(
+        broker.port,
+        vec![("acme/event-v1/all".to_string(), payload.as_bytes().to_vec())],
+    );
+    at
+}
+
+/// m:ss as the page writes a wait (under an hour).
+fn parse_clock(text: &str) -> i64 {
+    let (m, s) = text
+        .split_once(':')
+        .unwrap_or_else(|| panic!("not m:ss: {text:?}"));
+    m.parse::<i64>().unwrap() * 60 + s.parse::<i64>().unwrap()
+}
+
+#[test]
+fn a_published_call_appears_on_the_live_wallboard_ticks_and_moves_to_talking() {
+    let work = tempfile::tempdir().unwrap();
+    let data = work.path().join("data");
+    let broker = Broker::start("allow_anonymous true");
+    let mut cmd = common::command(
+        &data,
+        &[
+            "ingest",
+            "mqtt",
+            "--url",
+            &broker.url(),
+            "--topic",
+            "+/event-v1/all",
+            "--serve",
+            "127.0.0.1:0",
+        ],
+    );
+    cmd.stdin(std::process::Stdio::null());
+    let mut served = Served::spawn(cmd, work.path().join("ingest.log"));
+    served
+        .daemon
+        .wait_for_log("subscribed", Duration::from_secs(20));
+
+    let browser = Browser::start();
+    open_wallboard(&browser, &served);
+    assert!(browser.execute(WATCH_IN_PROGRESS, json!([])).as_bool() == Some(true));
+
+    // Queued: a new row, in time.
+    let guid = format!("int-{:x}-BrowserTestCall-phone-00-acme", now_ms());
+    let t0 = now_ms();
+    let created = interaction(
+        "InteractionCreated",
+        &guid,
+        1,
+        t0,
+        r#","callState":"CS_QUEUED""#,
+    );
+    let queued = interaction(
+        "InteractionQueued",
+        &guid,
+        2,
+        t0,
+        r#","callState":"CS_QUEUED","queueTime":0"#,
+    );
+    publish(&broker, &created);
+    let published = publish(&broker, &queued);
+    let shown = seen_at(&browser, &guid, "queued");
+    assert!(
+        shown - published < ON_SCREEN_WITHIN_MS,
+        "the queued call was on screen {} ms after its publication",
+        shown - published
+    );
+
+    // Its wait: the cell the contract names, since the queue entry, and
+    // advancing once a second from the browser's own clock.
+    let wait = |b: &Browser| {
+        b.execute(
+            "var td = document.querySelector('#in-progress tr[data-guid=\"' + arguments[0] + '\"] td.wait');
+             return td ? [td.textContent, Number(td.dataset.sinceMs), Date.now()] : null;",
+            json!([guid]),
+        )
+    };
+    let first = wait(&browser);
+    let since = first[1].as_i64().expect("data-since-ms");
+    assert!(
+        (since - t0).abs() <= 1000,
+        "data-since-ms {since} is not the queue entry {t0}"
+    );
+    let first_secs = parse_clock(first[0].as_str().unwrap());
+    let first_expected = (first[2].as_i64().unwrap() - since) / 1000;
+    assert!(
+        (first_secs - first_expected).abs() <= 1,
+        "the wait reads {first} but {first_expected} s have passed since {since}"
+    );
+    let ticked = browser.wait_for(
+        "the wait to advance",
+        Duration::from_millis(2500),
+        "var td = document.querySelector('#in-progress tr[data-guid=\"' + arguments[0] + '\"] td.wait');
+         return td && td.textContent !== arguments[1] ? td.textContent : null;",
+        json!([guid, first[0]]),
+    );
+    let ticked_secs = parse_clock(ticked.as_str().unwrap());
+    assert_eq!(
+        ticked_secs,
+        first_secs + 1,
+        "the wait went from {} to {ticked}",
+        first[0]
+    );
+    // And again: it keeps ticking without any new message.
+    let again = browser.wait_for(
+        "the wait to advance again",
+        Duration::from_millis(2500),
+        "var td = document.querySelector('#in-progress tr[data-guid=\"' + arguments[0] + '\"] td.wait');
+         return td && td.textContent !== arguments[1] ? td.textContent : null;",
+        json!([guid, ticked]),
+    );
+    assert_eq!(parse_clock(again.as_str().unwrap()), ticked_secs + 1);
+
+    // Offered to an agent (ringing), then accepted (talking): each in time.
+    let agent = "agBrowserTest01";
+    let t1 = now_ms();
+    let assigned = interaction(
+        "InteractionAssigned",
+        &guid,
+        3,
+        t1,
+        &format!(r#","callState":"CS_INPROGRESS","agentId":"{agent}""#),
+    );
+    let published = publish(&broker, &assigned);
+    let shown = seen_at(&browser, &guid, "ringing");
+    assert!(
+        shown - published < ON_SCREEN_WITHIN_MS,
+        "ringing was on screen {} ms after its publication",
+        shown - published
+    );
+    let t2 = now_ms();
+    let accepted = interaction(
+        "InteractionAccepted",
+        &guid,
+        4,
+        t2,
+        &format!(r#","callState":"CS_CONNECTED","agentId":"{agent}""#),
+    );
+    let published = publish(&broker, &accepted);
+    let shown = seen_at(&browser, &guid, "talking");
+    assert!(
+        shown - published < ON_SCREEN_WITHIN_MS,
+        "talking was on screen {} ms after its publication",
+        shown - published
+    );
+    let row = browser.execute(
+        "var r = document.querySelector('#in-progress tr[data-guid=\"' + arguments[0] + '\"]');
+         return [r.dataset.stage, r.textContent, document.querySelectorAll('#in-progress tr[data-guid]').length];",
+        json!([guid]),
+    );
+    assert_eq!(row[0], "talking");
+    assert!(row[1].as_str().unwrap().contains(agent), "{row}");
+    assert_eq!(row[2], 1, "one call in progress: {row}");
+    assert_eq!(severe_console_entries(&browser), Vec::<String>::new());
+
+    // The dispute view: every archived payload, byte for byte, in order.
+    browser.goto(&served.url(&format!("/contact/{guid}")));
+    let raw = browser.execute(
+        "return Array.from(document.querySelectorAll('td.raw')).map(function (td) { return td.textContent; });",
+        json!([]),
+    );
+    assert_eq!(
+        raw,
+        json!([created, queued, assigned, accepted]),
+        "the contact page's payloads; the page says:\n{}",
+        browser.text()
+    );
+    assert!(browser.text().contains(&guid));
+    assert_eq!(severe_console_entries(&browser), Vec::<String>::new());
+    let shot = screenshot_path(work.path(), "live-contact.png");
+    browser.screenshot_page(&shot, 4000);
+    drop(browser);
+
+    let (status, _) = served.daemon.terminate();
+    assert!(
+        status.success(),
+        "ingest: {status}\n{}",
+        served.daemon.stderr()
+    );
 }
 
 #[test]
@@ -45,7 +361,7 @@ fn the_html_report_file_renders_in_chromium_with_every_row_and_no_errors() {
     let browser = Browser::start();
     browser.goto(&format!("file://{}", page.display()));
     assert!(
-        browser.title().contains("report") || browser.title().contains("Report"),
+        browser.title().to_lowercase().contains("report"),
         "title: {:?}",
         browser.title()
     );
@@ -55,13 +371,13 @@ fn the_html_report_file_renders_in_chromium_with_every_row_and_no_errors() {
              .filter(r => r.getBoundingClientRect().height > 0).length;",
         json!([]),
     );
+    assert!(!rows.is_empty());
     assert_eq!(
         shown.as_u64(),
         Some(rows.len() as u64),
         "rows shown vs report --format json rows:\n{}",
         browser.text()
     );
-    assert!(!rows.is_empty());
     assert_eq!(severe_console_entries(&browser), Vec::<String>::new());
 
     let shot = work.path().join("shots/report.png");
@@ -72,9 +388,214 @@ fn the_html_report_file_renders_in_chromium_with_every_row_and_no_errors() {
     assert!(h >= 200, "screenshot height {h}");
 }
 
-/// Width and height of a PNG, from its IHDR chunk.
-fn png_size(png: &[u8]) -> (u32, u32) {
-    assert!(png.len() > 24 && &png[12..16] == b"IHDR", "not a PNG");
-    let be = |at: usize| u32::from_be_bytes(png[at..at + 4].try_into().unwrap());
-    (be(16), be(20))
+/// The simulated day's instant that is made "now" in [`replay_now`]: a busy
+/// afternoon (the simulator starts its days at 2025-11-24T00:00Z).
+const SIM_NOW_MS: i64 = 1_763_989_200_000; // 2025-11-24T13:00Z
+
+/// The time fields of the 8x8 payloads, in seconds.
+const SECONDS_FIELDS: [&str; 5] = [
+    "interactionEventTS",
+    "eventTS",
+    "queueTime",
+    "statusEventTS",
+    "tickTS",
+];
+
+fn shift_number(v: &mut Value, by: i64) {
+    if let Some(n) = v.as_i64().filter(|n| *n > 0) {
+        *v = json!(n + by);
+    } else if let Some(n) = v.as_str().and_then(|s| s.parse::<i64>().ok()) {
+        if n > 0 {
+            *v = json!((n + by).to_string());
+        }
+    }
+}
+
+/// Moves every time of an 8x8 payload by `by_s` seconds.
+fn shift_times(v: &mut Value, by_s: i64) {
+    match v {
+        Value::Object(m) => {
+            for (k, x) in m.iter_mut() {
+                if SECONDS_FIELDS.contains(&k.as_str()) {
+                    shift_number(x, by_s);
+                } else if k == "msgInfo" {
+                    if let Some(ts) = x.get_mut("timestamp") {
+                        shift_number(ts, by_s * 1000);
+                    }
+                } else {
+                    shift_times(x, by_s);
+                }
+            }
+        }
+        Value::Array(a) => a.iter_mut().for_each(|x| shift_times(x, by_s)),
+        _ => {}
+    }
+}
+
+/// t(e) of a payload as crates/event reads it: interactionEventTS, else
+/// statusEventTS, else msgInfo.timestamp (else tickTS, else eventTS).
+fn payload_time_ms(v: &Value) -> Option<i64> {
+    let body = v.as_object()?.values().next()?;
+    let secs = |k: &str| {
+        let x = &body[k];
+        x.as_i64()
+            .or_else(|| x.as_str().and_then(|s| s.parse().ok()))
+            .filter(|n| *n > 0)
+            .map(|n| n * 1000)
+    };
+    secs("interactionEventTS")
+        .or_else(|| secs("statusEventTS"))
+        .or_else(|| body["msgInfo"]["timestamp"].as_i64().filter(|n| *n > 0))
+        .or_else(|| secs("tickTS"))
+        .or_else(|| secs("eventTS"))
+}
+
+/// A simulated day (clean stream) cut at [`SIM_NOW_MS`] and moved in time
+/// so that that instant is now: what an archive being written today looks
+/// like at this moment. Written to `out`.
+fn replay_now(work: &Path, out: &Path) {
+    let sim = work.join("day.ndjson");
+    common::ccvault(
+        work,
+        &[
+            "simulate",
+            "--no-quirks",
+            "--seed",
+            "7",
+            "--agents",
+            "20",
+            "--out",
+            sim.to_str().unwrap(),
+        ],
+    )
+    .ok();
+    let by_s = (now_ms() - SIM_NOW_MS) / 1000;
+    let mut text = String::new();
+    for line in std::fs::read_to_string(&sim).unwrap().lines() {
+        let mut v: Value = serde_json::from_str(line).unwrap();
+        if payload_time_ms(&v).is_some_and(|t| t <= SIM_NOW_MS) {
+            shift_times(&mut v, by_s);
+            text.push_str(&v.to_string());
+            text.push('\n');
+        }
+    }
+    std::fs::write(out, text).unwrap();
+}
+
+#[test]
+fn a_day_happening_now_on_the_wallboard_and_a_transferred_customer_on_the_contact_page() {
+    let work = tempfile::tempdir().unwrap();
+    let data = work.path().join("data");
+    let day = work.path().join("today.ndjson");
+    replay_now(work.path(), &day);
+    common::import(&data, &[&day], &[]);
+
+    let mut cmd = common::command(&data, &["serve", "--addr", "127.0.0.1:0"]);
+    cmd.stdin(std::process::Stdio::null());
+    let mut served = Served::spawn(cmd, work.path().join("serve.log"));
+    let browser = Browser::start();
+    open_wallboard(&browser, &served);
+
+    // The page shows what the API says (nothing is written meanwhile).
+    let api = common::http::get(served.addr, "/api/wallboard");
+    assert_eq!(api.status, 200, "{}", api.text());
+    let api: Value = serde_json::from_slice(&api.body).unwrap();
+    let mut expected: Vec<String> = api["inProgress"]
+        .as_array()
+        .expect("inProgress")
+        .iter()
+        .map(|r| {
+            format!(
+                "{} {}",
+                r["interactionGUID"].as_str().unwrap(),
+                r["stage"].as_str().unwrap()
+            )
+        })
+        .collect();
+    expected.sort();
+    assert!(
+        expected.len() >= 5,
+        "a busy afternoon has calls in progress: {expected:?}"
+    );
+    let page = browser.execute(
+        "return [
+           Array.from(document.querySelectorAll('#in-progress tr[data-guid]'))
+             .map(function (r) { return r.dataset.guid + ' ' + r.dataset.stage; }),
+           document.querySelectorAll('#in-progress td.wait[data-since-ms]').length,
+           document.querySelectorAll('#queues tr[data-queue]').length,
+           document.querySelectorAll('#agents tr[data-agent][data-state]').length];",
+        json!([]),
+    );
+    let mut shown: Vec<String> = serde_json::from_value(page[0].clone()).unwrap();
+    shown.sort();
+    assert_eq!(shown, expected, "in progress: the page vs /api/wallboard");
+    assert_eq!(page[1], expected.len(), "a ticking wait per row");
+    assert_eq!(page[2], api["queues"].as_array().unwrap().len());
+    assert_eq!(page[3], api["agents"].as_array().unwrap().len());
+    assert!(
+        api["queues"].as_array().unwrap().len() >= 2,
+        "{}",
+        api["queues"]
+    );
+    assert_eq!(severe_console_entries(&browser), Vec::<String>::new());
+    let shot = screenshot_path(work.path(), "wallboard.png");
+    browser.screenshot_page(&shot, 2400);
+
+    // The customer with the most legs today (a transfer or a consultation).
+    let legs = common::ccvault(&data, &["interactions", "--format", "json"])
+        .ok()
+        .json_lines();
+    let mut by_contact: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    for l in &legs {
+        if let (Some(c), Some(g)) = (l["contactId"].as_str(), l["interactionGUID"].as_str()) {
+            by_contact
+                .entry(c.to_string())
+                .or_default()
+                .push(g.to_string());
+        }
+    }
+    let (contact, contact_legs) = by_contact
+        .iter()
+        .max_by_key(|(c, g)| (g.len(), std::cmp::Reverse(c.as_str())))
+        .unwrap();
+    assert!(contact_legs.len() >= 2, "no contact of several legs today");
+    let mut archived: Vec<String> = Vec::new();
+    for g in contact_legs {
+        let raw = common::ccvault(&data, &["show", g, "--raw"])
+            .ok()
+            .stdout_str();
+        archived.extend(raw.lines().map(str::to_string));
+    }
+    archived.sort();
+
+    browser.goto(&served.url(&format!("/contact/{contact}")));
+    let mut raw: Vec<String> = serde_json::from_value(browser.execute(
+        "return Array.from(document.querySelectorAll('td.raw')).map(function (td) { return td.textContent; });",
+        json!([]),
+    ))
+    .unwrap();
+    raw.sort();
+    assert_eq!(
+        raw, archived,
+        "the contact page's payloads vs show --raw of each leg"
+    );
+    let text = browser.text();
+    for g in contact_legs {
+        assert!(
+            text.contains(g.as_str()),
+            "leg {g} is not on its contact's page"
+        );
+    }
+    assert_eq!(severe_console_entries(&browser), Vec::<String>::new());
+    // The top of the page: the legs, the picture and the first events.
+    let shot = screenshot_path(work.path(), "contact.png");
+    browser.screenshot_page(&shot, 1500);
+    drop(browser);
+
+    let (status, _) = served.daemon.terminate();
+    assert!(
+        status.success(),
+        "serve: {status}\n{}",
+        served.daemon.stderr()
+    );
 }

@@ -4,9 +4,9 @@
 //!
 //! Invariants:
 //! - Everything it starts, it stops: `chromedriver` runs in a process group
-//!   of its own, with Chromium (and Chromium's helper processes) below it;
-//!   on drop the session is deleted (Chromium quits) and then the whole group
-//!   is SIGKILLed, so a failing test leaves no browser behind.
+//!   of its own, with Chromium (and Chromium's helper processes) in it; on
+//!   drop the whole group is SIGKILLed, so a failing test leaves no browser
+//!   behind.
 //! - Nothing is shared with another run or with the user's browser: the
 //!   profile is a fresh temporary directory, chromedriver listens on a port
 //!   the kernel picked (`--port=0`, read back from its first line), loopback
@@ -15,14 +15,14 @@
 //!   carries chromedriver's message.
 //!
 //! Why plain WebDriver over HTTP rather than `fantoccini`/`thirtyfour`: the
-//! tests need eight commands (new session, navigate, execute script, window
-//! size, screenshot, delete session, title, element text), all of them a
-//! JSON request and a JSON answer; `ureq` (blocking, no TLS, no features)
-//! sends them, as the rest of these tests are synchronous too. `fantoccini`
-//! would bring hyper's client, the `webdriver` and `cookie` crates and an
-//! async API for no gain here.
+//! tests need seven commands (new session, navigate, title, execute script,
+//! window size, screenshot, console log), each one JSON request and one JSON
+//! answer, which the tests' own HTTP client (`common::http`) sends; the
+//! tests are synchronous. `fantoccini` would bring hyper's client, the
+//! `webdriver` and `cookie` crates and an async runtime for no gain here.
 
 use std::io::{BufRead, BufReader};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -51,9 +51,8 @@ fn find_binary(env: &str, candidates: &[&str], package: &str) -> PathBuf {
 /// A chromedriver with one Chromium session.
 pub struct Browser {
     driver: Option<Child>,
-    base: String,
+    port: u16,
     session: String,
-    agent: ureq::Agent,
     _profile: tempfile::TempDir,
 }
 
@@ -88,16 +87,10 @@ impl Browser {
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {}: {e}", driver_bin.display()));
         let port = read_port(&mut driver);
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .timeout_global(Some(Duration::from_secs(60)))
-            .http_status_as_error(false)
-            .build()
-            .into();
         let mut browser = Browser {
             driver: Some(driver),
-            base: format!("http://127.0.0.1:{port}"),
+            port,
             session: String::new(),
-            agent,
             _profile: profile,
         };
         let args = [
@@ -140,32 +133,31 @@ impl Browser {
     /// One WebDriver command: its `value`, or a panic naming the command and
     /// chromedriver's error.
     fn call(&self, method: &str, path: &str, body: Option<Value>) -> Value {
-        let url = format!("{}{path}", self.base);
-        let response = match (method, body) {
-            ("GET", _) => self.agent.get(&url).call(),
-            ("DELETE", _) => self.agent.delete(&url).call(),
-            (_, body) => self
-                .agent
-                .post(&url)
-                .header("content-type", "application/json")
-                .send(body.unwrap_or_else(|| json!({})).to_string()),
+        let stream = TcpStream::connect(("127.0.0.1", self.port))
+            .unwrap_or_else(|e| panic!("WebDriver {method} {path}: cannot connect: {e}"));
+        stream
+            .set_read_timeout(Some(Duration::from_secs(60)))
+            .unwrap();
+        let body = match (method, body) {
+            ("POST", None) => "{}".to_string(),
+            (_, None) => String::new(),
+            (_, Some(b)) => b.to_string(),
         };
-        let mut response =
-            response.unwrap_or_else(|e| panic!("WebDriver {method} {path}: no answer: {e}"));
-        let status = response.status();
-        let text = response
-            .body_mut()
-            .with_config()
-            .limit(64 << 20)
-            .read_to_string()
-            .unwrap_or_else(|e| panic!("WebDriver {method} {path}: unreadable answer: {e}"));
+        let response = super::http::exchange(
+            stream,
+            method,
+            path,
+            &[("Content-Type", "application/json")],
+            body.as_bytes(),
+        );
+        let text = response.text();
         let json: Value = serde_json::from_str(&text)
             .unwrap_or_else(|e| panic!("WebDriver {method} {path}: not JSON ({e}): {text}"));
         let value = json["value"].clone();
-        if !status.is_success() || value.get("error").is_some_and(|e| !e.is_null()) {
+        if response.status != 200 || value.get("error").is_some_and(|e| !e.is_null()) {
             panic!(
-                "WebDriver {method} {path}: {status} {}: {}",
-                value["error"], value["message"]
+                "WebDriver {method} {path}: {} {}: {}",
+                response.status, value["error"], value["message"]
             );
         }
         value
@@ -321,13 +313,11 @@ fn read_port(driver: &mut Child) -> u16 {
 
 impl Drop for Browser {
     fn drop(&mut self) {
-        if !self.session.is_empty() {
-            // Chromium quits with its session; errors do not matter here.
-            let url = format!("{}/session/{}", self.base, self.session);
-            let _ = self.agent.delete(&url).call();
-        }
         if let Some(mut driver) = self.driver.take() {
-            // The group: chromedriver and every Chromium process it started.
+            // The group: chromedriver and every Chromium process it started
+            // (Chromium's crash handlers, in sessions of their own, exit when
+            // the browser is gone). No DELETE of the session first: a drop
+            // while a test panics must not risk a second panic.
             let _ = Command::new("kill")
                 .args(["-KILL", "--", &format!("-{}", driver.id())])
                 .stderr(Stdio::null())
