@@ -39,7 +39,6 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use serde_json::json;
 
-#[allow(dead_code)]
 #[path = "../../../tests/common/mod.rs"]
 mod common;
 
