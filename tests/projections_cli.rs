@@ -103,7 +103,7 @@ fn interactions_json_on_the_samples() {
             "rejectRefusals":0,"acceptedAt":1763900081000i64,
             "assignedAt":1763900075000i64,"agentId":AGENT,"connectedAt":1763900081000i64,
             "wrapStartAt":1763900402000i64,"wrapEndAt":1763900431000i64,"endedAt":1763900402000i64,
-            "holdCount":1,"holdMs":45000,"queueMs":73000,"ringMs":6000,"waitMs":79000,"dialMs":null,
+            "holdCount":1,"holdMs":45000,"maxHoldMs":45000,"queueMs":73000,"ringMs":6000,"waitMs":79000,"dialMs":null,
             "talkMs":276000,"wrapMs":29000,"handleMs":350000,"abandonMs":null,"outcome":"answered",
             "hangupInitiator":"CUSTOMER","callHangupReason":"CEC_DISCONNECT_NORMAL",
             "dispositionCode":"1000","transferred":false,"complete":true,"eventCount":13,"anomalies":[]})
@@ -163,7 +163,7 @@ fn report_json_on_the_samples() {
             "answeredInSla":0,"serviceLevel":0.0,"abandonRate":0.3333,"asaMs":79000,
             "maxWaitMs":79000,"unqueued":0,"consults":0,"outbound":1,"outboundConnected":0,
             "handled":1,"ahtMs":350000,"avgTalkMs":276000,"avgHoldMs":45000,"avgWrapMs":29000,
-            "holds":1,"rejects":1,"transfers":0})
+            "holds":1,"maxHoldMs":45000,"rejects":1,"transfers":0})
         ]
     );
     let by_queue = lines(&ok(
@@ -355,7 +355,8 @@ fn export_on_the_samples() {
         "interactionGUID,contactId,legIndex,parentGuid,kind,tenant,mediaType,queueId,direction,createdAt"
     ));
     assert!(header.ends_with("transferred,complete,eventCount,anomalies"));
-    assert_eq!(header.split(',').count(), 41);
+    assert_eq!(header.split(',').count(), 42);
+    assert!(header.contains(",holdCount,holdMs,maxHoldMs,queueMs,"));
     let rows: Vec<&str> = csv_lines.collect();
     assert_eq!(rows.len(), 4);
     assert!(rows[1].starts_with(&format!(

@@ -133,6 +133,7 @@ fn every_interaction_matches_the_simulators_truth() {
     assert!(count(&|t| t["outcome"] == "unanswered") > 10);
     assert!(count(&|t| t["rejectCount"].as_i64() > Some(0)) > 10);
     assert!(count(&|t| t["holdCount"].as_i64() > Some(0)) > 10);
+    assert!(count(&|t| t["holdCount"].as_i64() > Some(1) && t["maxHoldMs"] != t["holdMs"]) > 5);
     assert!(count(&|t| t["transferred"] == true) > 0);
     assert!(count(&|t| t["direction"] == "out") > 10);
     for kind in ["inbound", "outbound", "consult", "unqueued"] {

@@ -263,6 +263,7 @@ fn row(
         avg_wrap_ms: Some(30_000),
         max_wait_ms: Some(95_000),
         holds: 1,
+        max_hold_ms: Some(61_000),
         rejects: 2,
         transfers: 0,
     }
@@ -336,6 +337,13 @@ fn report_page_has_four_charts_and_the_table() {
         .flat_map(|b| b.children().filter(|c| c.has_tag_name("tr")))
         .count();
     assert_eq!(rows_in_table, 3);
+    let headers: Vec<&str> = doc
+        .descendants()
+        .filter(|n| n.has_tag_name("th"))
+        .filter_map(|n| n.text())
+        .collect();
+    assert!(headers.contains(&"max hold"), "{headers:?}");
+    assert!(html.contains(">1m 1s<"), "max hold");
     assert!(html.contains("80.00%"));
     assert!(html.contains("31s"));
 }
@@ -424,6 +432,13 @@ fn simulated_interactions_render_and_add_up() {
         assert_eq!(count(SegmentKind::Ring) as u64, s.offer_count, "{guid}");
         if let (Some(h), Some(t)) = (s.hold_ms, s.talk_ms) {
             assert_eq!(total(SegmentKind::Hold), h, "{guid}");
+            let longest = ls
+                .iter()
+                .filter(|l| l.kind == SegmentKind::Hold)
+                .flat_map(|l| &l.segments)
+                .map(|s| s.duration_ms())
+                .max();
+            assert_eq!(longest, s.max_hold_ms, "{guid}");
             assert_eq!(total(SegmentKind::Talk), t, "{guid}");
             holds_seen += s.hold_count;
         }

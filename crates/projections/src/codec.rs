@@ -69,8 +69,9 @@ struct StoredSummary {
     reject_refusals: u64,
     agent_id: Option<String>,
     hold_count: u64,
-    /// hold, queue, ring, wait, dial, talk, wrap, handle, abandon, packed.
-    durations: [u128; 9],
+    /// hold, max hold, queue, ring, wait, dial, talk, wrap, handle, abandon,
+    /// packed.
+    durations: [u128; 10],
     outcome: Outcome,
     hangup_initiator: Text,
     call_hangup_reason: Text,
@@ -119,6 +120,7 @@ pub fn encode_summary(guid: &str, summary: Summary, buf: &mut Vec<u8>) -> Result
         hold_count: summary.hold_count,
         durations: [
             summary.hold_ms,
+            summary.max_hold_ms,
             summary.queue_ms,
             summary.ring_ms,
             summary.wait_ms,
@@ -148,7 +150,7 @@ pub fn decode_summary(guid: &str, offered_at: i64, bytes: &[u8]) -> Result<Summa
     let abs = |t: Option<i64>| t.map(|t| t.wrapping_add(offered_at));
     let [created_at, queued_at, accepted_at, assigned_at, connected_at, wrap_start_at, wrap_end_at, ended_at] =
         unpack_all(s.instants)?.map(abs);
-    let [hold_ms, queue_ms, ring_ms, wait_ms, dial_ms, talk_ms, wrap_ms, handle_ms, abandon_ms] =
+    let [hold_ms, max_hold_ms, queue_ms, ring_ms, wait_ms, dial_ms, talk_ms, wrap_ms, handle_ms, abandon_ms] =
         unpack_all(s.durations)?;
     let interaction_guid = s.other_guid.unwrap_or_else(|| Some(guid.to_owned()));
     Ok(Summary {
@@ -177,6 +179,7 @@ pub fn decode_summary(guid: &str, offered_at: i64, bytes: &[u8]) -> Result<Summa
         ended_at,
         hold_count: s.hold_count,
         hold_ms,
+        max_hold_ms,
         queue_ms,
         ring_ms,
         wait_ms,

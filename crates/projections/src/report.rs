@@ -264,6 +264,7 @@ struct Totals {
     hold: Mean,
     wrap: Mean,
     holds: u64,
+    max_hold_ms: Option<i64>,
     rejects: u64,
     transfers: u64,
 }
@@ -290,6 +291,7 @@ impl Totals {
         self.hold.merge(o.hold);
         self.wrap.merge(o.wrap);
         self.holds += o.holds;
+        self.max_hold_ms = self.max_hold_ms.max(o.max_hold_ms);
         self.rejects += o.rejects;
         self.transfers += o.transfers;
     }
@@ -337,6 +339,7 @@ impl Totals {
             self.wrap.add(s.wrap_ms);
         }
         self.holds += s.hold_count;
+        self.max_hold_ms = self.max_hold_ms.max(s.max_hold_ms);
         self.rejects += s.reject_count;
         self.transfers += u64::from(s.transferred);
     }
@@ -434,6 +437,7 @@ impl Report {
                     avg_hold_ms: a.hold.value(),
                     avg_wrap_ms: a.wrap.value(),
                     holds: a.holds,
+                    max_hold_ms: a.max_hold_ms,
                     rejects: a.rejects,
                     transfers: a.transfers,
                 }
@@ -474,6 +478,8 @@ pub struct ReportRow {
     pub avg_hold_ms: Option<i64>,
     pub avg_wrap_ms: Option<i64>,
     pub holds: u64,
+    /// The longest single hold of any leg (a ccvault addition).
+    pub max_hold_ms: Option<i64>,
     pub rejects: u64,
     pub transfers: u64,
 }

@@ -203,6 +203,8 @@ pub struct Summary {
     pub ended_at: Option<i64>,
     pub hold_count: u64,
     pub hold_ms: Option<i64>,
+    /// The longest single hold (a ccvault addition); `null` without holds.
+    pub max_hold_ms: Option<i64>,
     pub queue_ms: Option<i64>,
     pub ring_ms: Option<i64>,
     pub wait_ms: Option<i64>,
@@ -224,7 +226,7 @@ pub struct Summary {
 impl Summary {
     /// The derived durations (docs/METRICS.md §3) with their short names, in the
     /// order every human view lists them.
-    pub fn durations(&self) -> [(&'static str, Option<i64>); 9] {
+    pub fn durations(&self) -> [(&'static str, Option<i64>); 10] {
         [
             ("queue", self.queue_ms),
             ("ring", self.ring_ms),
@@ -232,6 +234,7 @@ impl Summary {
             ("dial", self.dial_ms),
             ("talk", self.talk_ms),
             ("hold", self.hold_ms),
+            ("max hold", self.max_hold_ms),
             ("wrap", self.wrap_ms),
             ("handle", self.handle_ms),
             ("abandon", self.abandon_ms),

@@ -193,6 +193,8 @@ pub struct Truth {
     pub dial_ms: Option<i64>,
     pub talk_ms: Option<i64>,
     pub hold_ms: Option<i64>,
+    /// The longest single hold; `None` without a hold.
+    pub max_hold_ms: Option<i64>,
     pub hold_count: i64,
     pub wrap_ms: Option<i64>,
     pub handle_ms: Option<i64>,

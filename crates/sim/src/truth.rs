@@ -87,9 +87,11 @@ pub(crate) fn compute(ix: &Ix, evs: &[Ev], agent_ids: &[(String, String)]) -> Tr
     let talk_end_at = wrap_start_at.or(ended_at);
 
     let mut hold_count = 0i64;
+    let mut max_hold_ms: Option<i64> = None;
     let hold_ms = match (connected_at, talk_end_at) {
         (Some(c), Some(te)) => {
-            let mut total = 0i64;
+            // The model's holds, each as the time it lasted.
+            let mut held: Vec<i64> = Vec::new();
             let mut since: Option<i64> = None;
             for e in evs.iter().filter(|e| e.kind == Kind::LineHold) {
                 let t = e.t();
@@ -102,16 +104,17 @@ pub(crate) fn compute(ix: &Ix, evs: &[Ev], agent_ids: &[(String, String)]) -> Tr
                         hold_count += 1;
                     }
                     (false, Some(s)) => {
-                        total += t - s;
+                        held.push(t - s);
                         since = None;
                     }
                     _ => {}
                 }
             }
             if let Some(s) = since {
-                total += te - s;
+                held.push(te - s);
             }
-            Some(total)
+            max_hold_ms = held.iter().copied().max();
+            Some(held.iter().sum())
         }
         _ => None,
     };
@@ -188,6 +191,7 @@ pub(crate) fn compute(ix: &Ix, evs: &[Ev], agent_ids: &[(String, String)]) -> Tr
         dial_ms,
         talk_ms,
         hold_ms,
+        max_hold_ms,
         hold_count,
         wrap_ms,
         handle_ms,

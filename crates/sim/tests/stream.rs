@@ -266,10 +266,12 @@ fn derive(mut raw: Vec<Distinct>, parents: &HashMap<String, Option<String>>) -> 
     let ended_at = last("InteractionDeleted").map(|e| e.t);
     let talk_end = wrap_start_at.or(ended_at);
     let mut hold_count = 0;
+    let mut max_hold_ms: Option<i64> = None;
     let hold_ms = match (connected_at, talk_end) {
         (Some(c), Some(te)) => {
             let mut tot = 0;
             let mut on: Option<i64> = None;
+            let mut longest = |held: i64| max_hold_ms = max_hold_ms.max(Some(held));
             for e in evs.iter().filter(|e| e.ty == "LineHoldStatus") {
                 if e.t < c || e.t > te {
                     continue;
@@ -281,6 +283,7 @@ fn derive(mut raw: Vec<Distinct>, parents: &HashMap<String, Option<String>>) -> 
                     }
                     (Some(false), Some(s)) => {
                         tot += e.t - s;
+                        longest(e.t - s);
                         on = None;
                     }
                     _ => {}
@@ -288,6 +291,7 @@ fn derive(mut raw: Vec<Distinct>, parents: &HashMap<String, Option<String>>) -> 
             }
             if let Some(s) = on {
                 tot += te - s;
+                longest(te - s);
             }
             Some(tot)
         }
@@ -381,6 +385,7 @@ fn derive(mut raw: Vec<Distinct>, parents: &HashMap<String, Option<String>>) -> 
         },
         talk_ms,
         hold_ms,
+        max_hold_ms,
         hold_count,
         wrap_ms,
         handle_ms: talk_ms.map(|t| t + hold_ms.unwrap_or(0) + wrap_ms.unwrap_or(0)),
@@ -446,6 +451,10 @@ fn truth_matches_an_independent_reading_without_quirks() {
     }
     assert!(truths.iter().any(|t| t.reject_count > 0));
     assert!(truths.iter().any(|t| t.hold_count > 0));
+    // Legs with two holds, where the longest is not their sum.
+    assert!(truths
+        .iter()
+        .any(|t| t.hold_count > 1 && t.max_hold_ms < t.hold_ms));
     assert!(truths.iter().any(|t| t.transferred));
     assert!(truths
         .iter()

@@ -23,7 +23,7 @@ const fn col(
 /// Every column a report row can have, in JSON order; the group columns
 /// (`queueId`, `agentId`, `mediaType`) appear only when the report groups
 /// by them ([`report_columns`]).
-pub static REPORT_COLUMNS: [Column<ReportRow>; 28] = [
+pub static REPORT_COLUMNS: [Column<ReportRow>; 29] = [
     col("intervalStart", Some("interval"), Show::Instant, |r| {
         Cell::Int(r.interval_start)
     }),
@@ -101,6 +101,9 @@ pub static REPORT_COLUMNS: [Column<ReportRow>; 28] = [
     }),
     col("holds", Some("holds"), Show::Number, |r| {
         Cell::Count(r.holds)
+    }),
+    col("maxHoldMs", Some("max hold"), Show::Duration, |r| {
+        Cell::opt_int(r.max_hold_ms)
     }),
     col("rejects", Some("rejects"), Show::Number, |r| {
         Cell::Count(r.rejects)

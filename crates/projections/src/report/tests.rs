@@ -45,6 +45,7 @@ pub(super) fn base(offered_at: i64) -> Summary {
         ended_at: None,
         hold_count: 0,
         hold_ms: None,
+        max_hold_ms: None,
         queue_ms: None,
         ring_ms: None,
         wait_ms: None,
@@ -206,7 +207,7 @@ fn sample_report_by_hour() {
         r#""shortAbandoned":0,"answeredInSla":0,"serviceLevel":0.0,"abandonRate":0.5,"#,
         r#""asaMs":79000,"maxWaitMs":79000,"unqueued":0,"consults":0,"outbound":1,"#,
         r#""outboundConnected":0,"handled":1,"ahtMs":350000,"avgTalkMs":276000,"#,
-        r#""avgHoldMs":45000,"avgWrapMs":29000,"holds":1,"rejects":1,"transfers":0}]"#
+        r#""avgHoldMs":45000,"avgWrapMs":29000,"holds":1,"maxHoldMs":45000,"rejects":1,"transfers":0}]"#
     );
     assert_eq!(json, expected);
     let text = render_text(&r.rows(), r.options());
@@ -377,6 +378,7 @@ fn merging_partials_equals_one_pass() {
         };
         s.queue_id = Some(i % 4);
         s.hold_count = (i % 2) as u64;
+        s.max_hold_ms = (i % 2 == 1).then_some((i * 7_919) % 50_000);
         all.push(s);
     }
     let one = report_of(opts.clone(), &all);
@@ -388,6 +390,34 @@ fn merging_partials_equals_one_pass() {
     let mut reversed = all.clone();
     reversed.reverse();
     assert_eq!(json(&report_of(opts, &reversed)), json(&one));
+}
+
+#[test]
+fn longest_hold_of_a_row_is_the_longest_hold_of_any_leg() {
+    let at = ms("2025-11-23T12:05:00Z");
+    let held = |s: Summary, count: u64, longest: i64| Summary {
+        hold_count: count,
+        max_hold_ms: Some(longest),
+        ..s
+    };
+    let r = report_of(
+        ReportOptions::default(),
+        &[
+            held(answered(at, 1_000), 2, 30_000),
+            // Every kind counts, as for `holds`: an outbound call's hold too.
+            held(outbound_unanswered(at + 60_000), 1, 95_000),
+            answered(at + 120_000, 2_000),
+            // A later hour without any hold: no longest hold.
+            answered(at + 3_600_000, 3_000),
+        ],
+    );
+    let rows = r.rows();
+    assert_eq!(rows.len(), 2);
+    assert_eq!((rows[0].holds, rows[0].max_hold_ms), (3, Some(95_000)));
+    assert_eq!((rows[1].holds, rows[1].max_hold_ms), (0, None));
+    let text = render_text(&rows, r.options());
+    assert!(text.contains("MAX HOLD"), "{text}");
+    assert!(text.contains("1m 35s"), "{text}");
 }
 
 #[test]
@@ -442,13 +472,13 @@ fn csv_and_text_follow_the_column_list() {
         lines.next().unwrap(),
         "intervalStart,intervalEnd,queueId,offered,contacts,transferredIn,answered,abandoned,\
          shortAbandoned,answeredInSla,serviceLevel,abandonRate,asaMs,maxWaitMs,unqueued,consults,\
-         outbound,outboundConnected,handled,ahtMs,avgTalkMs,avgHoldMs,avgWrapMs,holds,rejects,\
-         transfers"
+         outbound,outboundConnected,handled,ahtMs,avgTalkMs,avgHoldMs,avgWrapMs,holds,maxHoldMs,\
+         rejects,transfers"
     );
     // Queue 311 holds the answered and the abandoned sample: SL 0, abandon rate 0.5.
     assert_eq!(
         lines.next().unwrap(),
-        "1763899200000,1763902800000,311,2,2,0,1,1,0,0,0.0,0.5,79000,79000,0,0,0,0,1,350000,276000,45000,29000,1,1,0"
+        "1763899200000,1763902800000,311,2,2,0,1,1,0,0,0.0,0.5,79000,79000,0,0,0,0,1,350000,276000,45000,29000,1,45000,1,0"
     );
     let text = render_text(&rows, r.options());
     let header = text.lines().nth(3).unwrap();

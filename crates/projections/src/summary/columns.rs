@@ -25,7 +25,7 @@ fn text(v: &Option<String>) -> Cell<'_> {
 }
 
 /// Every field of [`Summary`], in JSON order.
-pub static SUMMARY_COLUMNS: [Column<Summary>; 41] = [
+pub static SUMMARY_COLUMNS: [Column<Summary>; 42] = [
     col("interactionGUID", Some("guid"), Show::Text, 72, |s| {
         text(&s.interaction_guid)
     }),
@@ -94,6 +94,9 @@ pub static SUMMARY_COLUMNS: [Column<Summary>; 41] = [
     }),
     col("holdMs", None, Show::Duration, 0, |s| {
         Cell::opt_int(s.hold_ms)
+    }),
+    col("maxHoldMs", None, Show::Duration, 0, |s| {
+        Cell::opt_int(s.max_hold_ms)
     }),
     col("queueMs", None, Show::Duration, 0, |s| {
         Cell::opt_int(s.queue_ms)

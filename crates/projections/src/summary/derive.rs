@@ -241,17 +241,32 @@ fn leg_kind(outbound: bool, queued: bool, has_parent: bool) -> LegKind {
     }
 }
 
-/// Holds inside the talk window `[connectedAt, talkEndAt]`: (`holdCount`,
-/// `holdMs`); `holdMs` is `null` without a window, and a hold event outside
-/// it is the anomaly `hold_outside_talk`.
+/// The holds of a leg (docs/METRICS.md §3).
+struct Holds {
+    /// `holdCount`.
+    count: u64,
+    /// `holdMs`: `null` without a talk window.
+    total_ms: Option<i64>,
+    /// `maxHoldMs`: `null` when `count` is 0.
+    longest_ms: Option<i64>,
+}
+
+/// Holds inside the talk window `[connectedAt, talkEndAt]`; a hold event
+/// outside it is the anomaly `hold_outside_talk`.
 fn holds(
     events: &[Prepared<'_>],
     window: Option<(i64, i64)>,
     anomalies: &mut Vec<Anomaly>,
-) -> (u64, Option<i64>) {
+) -> Holds {
     let mut count = 0u64;
     let mut total = 0i64;
+    let mut longest: Option<i64> = None;
     let mut on_hold_since: Option<i64> = None;
+    let mut close = |start: i64, end: i64| {
+        let held = end.saturating_sub(start);
+        total = total.saturating_add(held);
+        longest = longest.max(Some(held));
+    };
     for p in events.iter().filter(|p| p.kind == Kind::LineHold) {
         let t = p.key.time_ms;
         match window {
@@ -262,7 +277,7 @@ fn holds(
                 }
                 Some(false) => {
                     if let Some(start) = on_hold_since.take() {
-                        total = total.saturating_add(t.saturating_sub(start));
+                        close(start, t);
                     }
                 }
                 _ => {}
@@ -271,9 +286,13 @@ fn holds(
         }
     }
     if let (Some(start), Some((_, to))) = (on_hold_since, window) {
-        total = total.saturating_add(to.saturating_sub(start));
+        close(start, to);
     }
-    (count, window.map(|_| total))
+    Holds {
+        count,
+        total_ms: window.map(|_| total),
+        longest_ms: longest,
+    }
 }
 
 /// `end − start`, or `None` when an end is missing or the difference does
@@ -373,7 +392,11 @@ pub(crate) fn derive(events: &[Prepared<'_>]) -> Option<Summary> {
     let talk_end_at = w.wrap_start_at.or(ended_at);
     let queued_at = w.queued_at;
 
-    let (hold_count, hold_ms) = holds(events, connected_at.zip(talk_end_at), &mut anomalies);
+    let Holds {
+        count: hold_count,
+        total_ms: hold_ms,
+        longest_ms: max_hold_ms,
+    } = holds(events, connected_at.zip(talk_end_at), &mut anomalies);
 
     // Durations.
     let a = &mut anomalies;
@@ -435,6 +458,7 @@ pub(crate) fn derive(events: &[Prepared<'_>]) -> Option<Summary> {
         ended_at,
         hold_count,
         hold_ms,
+        max_hold_ms,
         queue_ms,
         ring_ms,
         wait_ms,

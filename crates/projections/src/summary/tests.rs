@@ -38,6 +38,7 @@ fn sample_answered_inbound_with_reject_hold_and_wrap() {
     assert_eq!(s.ended_at, Some(1_763_900_402_000));
     assert_eq!(s.hold_count, 1);
     assert_eq!(s.hold_ms, Some(45_000)); // 1763900245000 - 1763900200000
+    assert_eq!(s.max_hold_ms, Some(45_000)); // the one hold
     assert_eq!(s.queue_ms, Some(73_000)); // 1763900075000 - 1763900002000
     assert_eq!(s.ring_ms, Some(6_000)); // 1763900081000 - 1763900075000
     assert_eq!(s.wait_ms, Some(79_000)); // 1763900081000 - 1763900002000
@@ -128,7 +129,7 @@ fn json_names_order_and_nulls() {
         r#""offerCount":2,"rejectCount":1,"rejectTimeouts":1,"rejectRefusals":0,"acceptedAt":1763900081000,"assignedAt":1763900075000,"#,
         r#""agentId":"agR2t9LmQx7VbN3cZk5WpYe","connectedAt":1763900081000,"#,
         r#""wrapStartAt":1763900402000,"wrapEndAt":1763900431000,"endedAt":1763900402000,"#,
-        r#""holdCount":1,"holdMs":45000,"queueMs":73000,"ringMs":6000,"waitMs":79000,"#,
+        r#""holdCount":1,"holdMs":45000,"maxHoldMs":45000,"queueMs":73000,"ringMs":6000,"waitMs":79000,"#,
         r#""dialMs":null,"talkMs":276000,"wrapMs":29000,"handleMs":350000,"abandonMs":null,"#,
         r#""outcome":"answered","hangupInitiator":"CUSTOMER","#,
         r#""callHangupReason":"CEC_DISCONNECT_NORMAL","dispositionCode":"1000","#,
@@ -361,6 +362,7 @@ fn text_typed_numbers_and_booleans() {
     assert_eq!(s.agent_id.as_deref(), Some("1234")); // agentId read as text
     assert_eq!(s.hold_count, 2);
     assert_eq!(s.hold_ms, Some(4_000)); // 5..8 and 9..10
+    assert_eq!(s.max_hold_ms, Some(3_000)); // 5..8
     assert_eq!(s.disposition_code.as_deref(), Some("0311")); // stays text
     assert_eq!(s.direction, Some(Direction::In)); // type InteractionQueued
 }
@@ -410,6 +412,7 @@ fn hold_left_open_ends_at_wrap_start() {
     ]);
     assert_eq!(s.hold_count, 1);
     assert_eq!(s.hold_ms, Some(30_000)); // 10 s .. wrapStartAt 40 s
+    assert_eq!(s.max_hold_ms, Some(30_000)); // left open: measured to wrapStartAt
     assert_eq!(s.talk_ms, Some(6_000)); // (40 - 4) s - 30 s
     assert_eq!(s.wrap_ms, Some(10_000));
     assert_eq!(s.handle_ms, Some(46_000)); // 6 + 30 + 10
@@ -432,8 +435,40 @@ fn hold_outside_talk_is_an_anomaly_and_not_counted() {
     // Without a talk end there is no window: holdMs is null.
     let s = answered_with(vec![ev("LineHoldStatus", T0 + 20, r#""status":true"#)]);
     assert_eq!((s.hold_count, s.hold_ms, s.talk_ms), (0, None, None));
+    assert_eq!(s.max_hold_ms, None);
     assert_eq!(s.outcome, Outcome::Answered);
     assert_eq!(s.anomalies, vec![Anomaly::HoldOutsideTalk]);
+}
+
+#[test]
+fn longest_hold_is_one_hold_not_their_sum() {
+    // 30 s, then 90 s, then one left open for 20 s until the Deleted.
+    let s = answered_with(vec![
+        ev("LineHoldStatus", T0 + 10, r#""status":true"#),
+        ev("LineHoldStatus", T0 + 40, r#""status":false"#),
+        ev("LineHoldStatus", T0 + 50, r#""status":true"#),
+        ev("LineHoldStatus", T0 + 140, r#""status":false"#),
+        ev("LineHoldStatus", T0 + 150, r#""status":true"#),
+        ev("InteractionDeleted", T0 + 170, ""),
+    ]);
+    assert_eq!(s.hold_count, 3);
+    assert_eq!(s.hold_ms, Some(140_000));
+    assert_eq!(s.max_hold_ms, Some(90_000));
+    assert!(s.anomalies.is_empty());
+
+    // Talked without a hold: nothing to measure, while holdMs is 0.
+    let s = answered_with(vec![ev("InteractionDeleted", T0 + 30, "")]);
+    assert_eq!((s.hold_count, s.hold_ms, s.max_hold_ms), (0, Some(0), None));
+
+    // A hold opened exactly at the end of talk counts with 0 ms.
+    let s = answered_with(vec![
+        ev("LineHoldStatus", T0 + 30, r#""status":true"#),
+        ev("InteractionDeleted", T0 + 30, ""),
+    ]);
+    assert_eq!(
+        (s.hold_count, s.hold_ms, s.max_hold_ms),
+        (1, Some(0), Some(0))
+    );
 }
 
 // --- Offers --------------------------------------------------------------
