@@ -9,7 +9,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use base64::Engine;
-use common::{ccvault, import, stats, Stream};
+use common::{ccvault, import, is_root, stats, Stream};
 
 /// A Pulsar envelope around `payload` with the given metadata.
 fn envelope(message_id: &str, publish_time: &str, payload: &str) -> String {
@@ -689,13 +689,6 @@ fn as_nobody(dir: &Path, args: &[&str]) -> Option<std::process::Output> {
             .output()
             .expect("cannot run setpriv"),
     )
-}
-
-fn is_root() -> bool {
-    use std::os::unix::fs::MetadataExt;
-    // The owner of a file this process just created is its effective uid.
-    let probe = tempfile::NamedTempFile::new().unwrap();
-    fs::metadata(probe.path()).unwrap().uid() == 0
 }
 
 /// Issue 15 item 7: an archive this user may not read is a permission

@@ -194,7 +194,9 @@ pub struct Run {
 }
 
 impl Run {
-    fn from_output(args: Vec<String>, out: Output) -> Run {
+    /// The outcome of a finished `ccvault ARGS...` (however it was run),
+    /// which must not have panicked.
+    pub fn from_output(args: Vec<String>, out: Output) -> Run {
         let run = Run {
             args,
             code: out.status.code().unwrap_or(-1),
@@ -253,6 +255,15 @@ impl Run {
             })
             .collect()
     }
+}
+
+/// Whether the tests run as root (CI does): some need to mount, or to run
+/// the binary as another user.
+pub fn is_root() -> bool {
+    use std::os::unix::fs::MetadataExt;
+    // The owner of a file this process just created is its effective uid.
+    let probe = tempfile::NamedTempFile::new().unwrap();
+    fs::metadata(probe.path()).unwrap().uid() == 0
 }
 
 /// A `ccvault` command on the archive `dir`, ready to spawn or run.

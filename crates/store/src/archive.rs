@@ -254,6 +254,36 @@ pub fn create_private_file(path: &Path) -> Result<()> {
     })
 }
 
+/// Opens an existing redb file kept beside the log for reading, and for
+/// writing too when the file system lets this user (`true` then), with the
+/// refusals of [`create_private_file`]: for a caller that reads the file
+/// through its own redb backend. An I/O failure keeps its `io::Error`.
+pub fn open_private_file(path: &Path) -> Result<(std::fs::File, bool)> {
+    let open = |write: bool| {
+        ccvault_log::open_private(
+            ccvault_log::private_options().read(true).write(write),
+            path,
+            "opening",
+        )
+        .map_err(|e| match e {
+            ccvault_log::LogError::Io { source, .. } => io("cannot open", path)(source),
+            other => other.into(),
+        })
+    };
+    match open(true) {
+        Ok(file) => Ok((file, true)),
+        Err(StoreError::Io { source, .. })
+            if matches!(
+                source.kind(),
+                std::io::ErrorKind::ReadOnlyFilesystem | std::io::ErrorKind::PermissionDenied
+            ) =>
+        {
+            open(false).map(|file| (file, false))
+        }
+        Err(e) => Err(e),
+    }
+}
+
 /// Opens the index file, creating it owner-only first.
 pub(crate) fn open_index(path: &Path) -> Result<Index> {
     create_private_file(path)?;

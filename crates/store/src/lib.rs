@@ -23,8 +23,8 @@ mod split;
 mod verify;
 
 pub use archive::{
-    create_private_file, now_ms, Archive, ArchiveOptions, BatchReport, Incoming, OpenReport,
-    Outcome, Prepared,
+    create_private_file, now_ms, open_private_file, Archive, ArchiveOptions, BatchReport, Incoming,
+    OpenReport, Outcome, Prepared,
 };
 pub use ccvault_index::{
     guard_redb, guid_hash, payload_hash, unguarded, Counters, Hit, IndexReader,

@@ -234,7 +234,12 @@ pub(crate) fn up_to_date(cli: &Cli) -> Result<Projections> {
             if let Some(bar) = bar {
                 bar.finish_and_clear();
             }
-            if applied.rebuilt {
+            if let Some(why) = p.unsaved() {
+                status!(
+                    "ccvault: warning: could not save the projections to {} ({why}); brought them up to date in memory for this command only (free space, then any read saves them)",
+                    p.path().display()
+                );
+            } else if applied.rebuilt {
                 status!(
                     "built projections: {} records in {:.2}s ({:.0} events/s)",
                     applied.records,

@@ -13,7 +13,9 @@ use redb::Durability;
 use super::project::{project_records, ArchivedEvent, Projected, Want};
 use super::rebuild::{RebuildOptions, WORK_RECORDS};
 use super::schema::Rows;
-use super::{guarded, Applied, AtPath, Progress, Projections, Result, PROJECTION_VERSION};
+use super::{
+    guarded, refused_write, Applied, AtPath, Progress, Projections, Result, PROJECTION_VERSION,
+};
 
 impl Projections {
     /// Brings the projections up to the archive's visible end: a rebuild
@@ -21,7 +23,34 @@ impl Projections {
     /// the store, i.e. it was replaced), else only the records past
     /// `consumed`, recomputing every interaction they touch from all its
     /// records.
+    ///
+    /// When the file system refuses the writes (a full disk, a quota, a
+    /// read-only file system), the same catch-up runs again with the
+    /// projections as last saved and every change kept in memory, so the
+    /// reads of this process still see every record; [`Projections::unsaved`]
+    /// then says why nothing was saved.
     pub fn catch_up(
+        &mut self,
+        reader: &mut ArchiveReader,
+        progress: &mut dyn FnMut(Progress),
+    ) -> Result<Applied> {
+        match self.catch_up_here(reader, progress) {
+            Err(e) if self.unsaved.is_none() => match refused_write(&e) {
+                Some(why) => {
+                    let why = why.to_string();
+                    // Release the file (and its lock) before reading it
+                    // again as the base of the copy in memory.
+                    self.db = None;
+                    *self = Self::open_in_memory(&self.path, why)?;
+                    self.catch_up_here(reader, progress)
+                }
+                None => Err(e),
+            },
+            other => other,
+        }
+    }
+
+    fn catch_up_here(
         &mut self,
         reader: &mut ArchiveReader,
         progress: &mut dyn FnMut(Progress),

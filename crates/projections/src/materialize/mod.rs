@@ -53,9 +53,16 @@
 //! mid-rebuild leaves the previous projections intact, and a reader in
 //! another process keeps its (old) snapshot.
 //!
+//! When the file system refuses to write the file (full, over quota,
+//! read-only), [`Projections::catch_up`] goes on over the file as last
+//! saved with every change kept in memory ([`overlay`]): the reads of that
+//! process see every record, nothing is saved, [`Projections::unsaved`]
+//! says why, and a file its own failed creation half-wrote is removed.
+//!
 //! The parts: [`schema`] (the tables and their writers), [`project`] (the
 //! one summarizing function), [`catch_up`], [`rebuild`] (the parallel
-//! rebuild) and [`query`] (what the commands read).
+//! rebuild), [`overlay`] (the in-memory fallback) and [`query`] (what the
+//! commands read).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -66,6 +73,7 @@ use redb::{Database, ReadOnlyDatabase, ReadTransaction, ReadableDatabase};
 use crate::codec::CodecError;
 
 mod catch_up;
+mod overlay;
 mod project;
 mod query;
 mod rebuild;
@@ -226,33 +234,109 @@ pub use rebuild::RebuildOptions;
 enum Db {
     Writable(Database),
     ReadOnly(ReadOnlyDatabase),
+    /// The file as last saved, with this process's writes kept in memory
+    /// ([`overlay`]): the file system refused a write.
+    Memory(Database),
 }
 
 /// The materialized projections of one archive.
 pub struct Projections {
     path: PathBuf,
     db: Option<Db>,
+    /// Why the projections are kept in memory ([`Db::Memory`]).
+    unsaved: Option<String>,
+}
+
+/// The refusal of a write by the file system that reads may work around by
+/// keeping the projections in memory: a full disk, a quota, a read-only
+/// file system, the file size limit, a file or directory this user may not
+/// write. `None` for any other error.
+fn refused_write(e: &ProjectionError) -> Option<&std::io::Error> {
+    use std::io::ErrorKind::*;
+    let io = match e {
+        ProjectionError::Io { source, .. }
+        | ProjectionError::Redb {
+            source: redb::Error::Io(source),
+            ..
+        } => source,
+        _ => return None,
+    };
+    matches!(
+        io.kind(),
+        StorageFull | QuotaExceeded | ReadOnlyFilesystem | FileTooLarge | PermissionDenied
+    )
+    .then_some(io)
 }
 
 impl Projections {
     /// Opens (creating if needed) the projections of the archive in `dir`:
-    /// writable when no other process holds the file, else read-only.
+    /// writable when no other process holds the file, else read-only. When
+    /// the file system refuses to write them (see [`Projections::unsaved`]),
+    /// they are opened as saved, with every change kept in memory, so that
+    /// [`Projections::catch_up`] still brings them up to date for this
+    /// process.
     pub fn open(dir: &Path) -> Result<Projections> {
         let path = Layout::new(dir).projections_path();
-        match guarded(&path, || Self::open_writable(&path)) {
-            Ok(p) => Ok(p),
+        match Self::open_on_disk(&path) {
+            Err(e) => match refused_write(&e) {
+                Some(why) => Self::open_in_memory(&path, why.to_string()),
+                None => Err(e),
+            },
+            ok => ok,
+        }
+    }
+
+    /// [`Projections::open`] without the fallback to memory.
+    fn open_on_disk(path: &Path) -> Result<Projections> {
+        match guarded(path, || Self::open_writable(path)) {
             Err(ProjectionError::Redb {
                 source: redb::Error::DatabaseAlreadyOpen,
                 ..
-            }) => guarded(&path, || Self::open_read_only(&path)),
-            // A read-only directory: use the file as it is, if there is one.
-            Err(ProjectionError::Io { source, .. })
-                if source.kind() == std::io::ErrorKind::PermissionDenied && path.exists() =>
-            {
-                guarded(&path, || Self::open_read_only(&path))
-            }
-            Err(e) => Err(e),
+            }) => guarded(path, || Self::open_read_only(path)),
+            other => other,
         }
+    }
+
+    /// The projections as saved in `path` (nothing when there is no file),
+    /// every change kept in memory; `why` the file could not be written.
+    fn open_in_memory(path: &Path, why: String) -> Result<Projections> {
+        guarded(path, || {
+            let db = match ccvault_store::open_private_file(path) {
+                Ok(file) => Some(file),
+                Err(StoreError::Io { source, .. })
+                    if source.kind() == std::io::ErrorKind::NotFound =>
+                {
+                    None
+                }
+                Err(e) => return Err(e.into()),
+            };
+            let backend = overlay::Overlay::over(db).map_err(|source| ProjectionError::Io {
+                path: path.display().to_string(),
+                source,
+            })?;
+            // Without a lock on the file, redb's single-writer mode (which
+            // shares the file with readers) is not available; nobody else
+            // can write such a file anyway.
+            let builder = if backend.lockable() {
+                schema::builder()
+            } else {
+                schema::scratch_builder()
+            };
+            let db = builder.create_with_backend(backend).at(path)?;
+            Ok(Projections {
+                path: path.to_path_buf(),
+                db: Some(Db::Memory(db)),
+                unsaved: Some(why),
+            })
+        })
+    }
+
+    /// Why the projections are not saved: the file system refused to write
+    /// them (the reason, e.g. "No space left on device"), so they were
+    /// brought up to date in memory, for this process only. `None` when
+    /// every change is saved.
+    pub fn unsaved(&self) -> Option<&str> {
+        self.unsaved.as_deref()
     }
 
     /// Opens the projections of the archive in `dir` for reading only, as
@@ -268,8 +352,10 @@ impl Projections {
     /// to open is removed first (it is derived data; the rebuild writes a
     /// new one from the archive), which is what "run `ccvault rebuild`"
     /// promises.
+    /// Never in memory: a rebuild is for saving.
     pub fn open_for_rebuild(dir: &Path) -> Result<Projections> {
-        match Self::open(dir) {
+        let path = Layout::new(dir).projections_path();
+        match Self::open_on_disk(&path) {
             Err(
                 ProjectionError::Damaged { path, .. }
                 | ProjectionError::Redb {
@@ -279,18 +365,31 @@ impl Projections {
             ) => {
                 std::fs::remove_file(&path)
                     .map_err(|source| ProjectionError::Io { path, source })?;
-                Self::open(dir)
+                Self::open_on_disk(&Layout::new(dir).projections_path())
             }
             other => other,
         }
     }
 
     fn open_writable(path: &Path) -> Result<Projections> {
+        let had_data = std::fs::symlink_metadata(path).is_ok_and(|m| m.len() > 0);
         schema::create_private(path)?;
-        let db = schema::builder().create(path).at(path)?;
+        let db = match schema::builder().create(path).at(path) {
+            Ok(db) => db,
+            Err(e) => {
+                // A file this call created and redb could not initialize
+                // (a full disk) is half a header: left there, it would read
+                // as "not a redb database" until someone deleted it.
+                if !had_data && refused_write(&e).is_some() {
+                    let _ = std::fs::remove_file(path);
+                }
+                return Err(e);
+            }
+        };
         Ok(Projections {
             path: path.to_path_buf(),
             db: Some(Db::Writable(db)),
+            unsaved: None,
         })
     }
 
@@ -302,6 +401,7 @@ impl Projections {
         Ok(Projections {
             path: path.to_path_buf(),
             db: Some(Db::ReadOnly(db)),
+            unsaved: None,
         })
     }
 
@@ -311,14 +411,14 @@ impl Projections {
 
     pub fn access(&self) -> Access {
         match self.db {
-            Some(Db::Writable(_)) => Access::Writable,
+            Some(Db::Writable(_) | Db::Memory(_)) => Access::Writable,
             _ => Access::ReadOnly,
         }
     }
 
     fn read_txn(&self) -> Result<ReadTransaction> {
         match &self.db {
-            Some(Db::Writable(db)) => db.begin_read().at(&self.path),
+            Some(Db::Writable(db) | Db::Memory(db)) => db.begin_read().at(&self.path),
             Some(Db::ReadOnly(db)) => db.begin_read().at(&self.path),
             None => Err(ProjectionError::NotBuilt(self.path.display().to_string())),
         }
@@ -326,7 +426,7 @@ impl Projections {
 
     fn writable(&self) -> Result<&Database> {
         match &self.db {
-            Some(Db::Writable(db)) => Ok(db),
+            Some(Db::Writable(db) | Db::Memory(db)) => Ok(db),
             _ => Err(ProjectionError::ReadOnly(self.path.display().to_string())),
         }
     }

@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use ccvault_store::{ArchiveReader, Hit, Position, StoreError, VisibleRecords};
+use redb::backends::InMemoryBackend;
 use redb::Durability;
 
 use super::project::{project_records, ArchivedEvent, Projected, Want};
@@ -68,16 +69,40 @@ impl Projections {
         guarded(&path, || {
             self.writable()?;
             let started = Instant::now();
+            if let Some(Db::Memory(_)) = self.db {
+                // Nothing is saved: build the new tables in memory too.
+                let db = scratch_builder()
+                    .create_with_backend(InMemoryBackend::new())
+                    .at(&self.path)?;
+                let building = Projections {
+                    path: self.path.clone(),
+                    db: Some(Db::Memory(db)),
+                    unsaved: None,
+                };
+                let mut applied = building.fill(reader, opts, progress, started)?;
+                self.db = building.db;
+                applied.elapsed = started.elapsed();
+                return Ok(applied);
+            }
             let scratch = self.path.with_extension("redb.rebuild");
             let _ = std::fs::remove_file(&scratch);
-            create_private(&scratch)?;
-            let db = scratch_builder().create(&scratch).at(&scratch)?;
-            let building = Projections {
-                path: scratch.clone(),
-                db: Some(Db::Writable(db)),
+            let filled = create_private(&scratch).and_then(|()| {
+                let db = scratch_builder().create(&scratch).at(&scratch)?;
+                let building = Projections {
+                    path: scratch.clone(),
+                    db: Some(Db::Writable(db)),
+                    unsaved: None,
+                };
+                building.fill(reader, opts, progress, started)
+            });
+            let mut applied = match filled {
+                Ok(applied) => applied,
+                Err(e) => {
+                    // Not left to fill a disk that is already full.
+                    let _ = std::fs::remove_file(&scratch);
+                    return Err(e);
+                }
             };
-            let mut applied = building.fill(reader, opts, progress, started)?;
-            drop(building);
             // Release our handle on the old file, then swap the new one in.
             self.db = None;
             std::fs::rename(&scratch, &self.path).map_err(|source| ProjectionError::Io {

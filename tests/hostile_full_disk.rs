@@ -1,0 +1,243 @@
+//! Reads on a machine that refuses writes (issue 15 item 7, "reads work on
+//! a full disk"), through the built binary: every read command gives the
+//! answer it gives on a roomy disk, whether the projections were built
+//! before the refusal, are behind the log, or were never built, and a read
+//! that could not save the projections leaves no half-written file behind.
+//!
+//! Two refusals: the file size limit (`ulimit -f 0`: every write to a file
+//! fails with EFBIG; any user, so it always runs), and a real full file
+//! system (a small tmpfs filled to the last byte: ENOSPC; mounting needs
+//! root, which CI has, and the test says when it skips it).
+
+mod common;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use common::{ccvault, import, is_root, Run, Stream};
+
+/// A small tmpfs mounted for one test and unmounted when dropped.
+struct SmallDisk {
+    path: PathBuf,
+}
+
+impl SmallDisk {
+    /// `None` when not root (only root may mount).
+    fn mount(at: PathBuf, bytes: u64) -> Option<SmallDisk> {
+        if !is_root() {
+            return None;
+        }
+        fs::create_dir_all(&at).unwrap();
+        let out = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={bytes},mode=0700")])
+            .arg("tmpfs")
+            .arg(&at)
+            .output()
+            .expect("cannot run mount");
+        assert!(
+            out.status.success(),
+            "mount tmpfs at {}: {}",
+            at.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Some(SmallDisk { path: at })
+    }
+
+    /// Writes a file until the file system refuses more.
+    fn fill(&self) {
+        use std::io::Write;
+        let mut f = fs::File::create(self.path.join("filler")).unwrap();
+        let chunk = vec![0xA5u8; 4096];
+        loop {
+            if let Err(e) = f.write_all(&chunk) {
+                assert_eq!(e.raw_os_error(), Some(28), "expected ENOSPC: {e}");
+                break;
+            }
+        }
+        // The last partial block too.
+        while f.write_all(&[0xA5]).is_ok() {}
+        assert!(fs::write(self.path.join("probe"), b"x").is_err());
+    }
+
+    fn free(&self) {
+        fs::remove_file(self.path.join("filler")).unwrap();
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.path).status();
+    }
+}
+
+/// Runs `ccvault --data-dir DIR ARGS...` with a file size limit of 0: every
+/// write to a regular file fails with EFBIG (SIGXFSZ, which would kill the
+/// process instead, is ignored, as a daemon manager may set it).
+fn ccvault_no_file_writes(dir: &Path, args: &[&str]) -> Run {
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(r#"trap '' XFSZ; ulimit -f 0 && exec "$0" "$@""#)
+        .arg(common::bin())
+        .arg("--data-dir")
+        .arg(dir)
+        .args(args)
+        .env_remove("CCVAULT_DATA")
+        .env_remove("CCVAULT_LOG")
+        .stdin(Stdio::null())
+        .output()
+        .expect("cannot run sh");
+    Run::from_output(args.iter().map(|s| s.to_string()).collect(), out)
+}
+
+/// What the projections are when the writes start failing.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Prepared {
+    NeverBuilt,
+    Current,
+    BehindTheLog,
+}
+
+const UNSAVED: &str = "could not save the projections";
+
+/// Issue 15 item 7: every read command works on an archive whose file
+/// system refuses writes: `stats`, `show`, `export`, `interactions`,
+/// `report`, `agents` and `verify` give the same answers as on a roomy
+/// disk, whether the projections were built before, are behind the log, or
+/// were never built (then they are computed in memory), and a read that
+/// could not save them says so and leaves no half-written file. Once the
+/// writes work again, the next read saves them.
+#[test]
+fn reads_work_when_the_disk_is_full_or_no_file_may_grow() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = Stream {
+        events: 400,
+        interactions: 80,
+        line_len: 300,
+    };
+    let first = tmp.path().join("first.ndjson");
+    fs::write(&first, s.text(0..300)).unwrap();
+    let second = tmp.path().join("second.ndjson");
+    fs::write(&second, s.text(300..400)).unwrap();
+    let roomy = tmp.path().join("roomy");
+    import(&roomy, &[&first, &second], &[]);
+    let reads: Vec<Vec<String>> = vec![
+        vec!["stats".into(), "--format".into(), "json".into()],
+        vec!["show".into(), s.guid(3), "--raw".into()],
+        vec!["show".into(), s.guid(5)],
+        vec!["export".into()],
+        vec!["interactions".into(), "--format".into(), "json".into()],
+        vec!["report".into(), "--format".into(), "csv".into()],
+        vec!["agents".into(), "--format".into(), "json".into()],
+        vec!["verify".into()],
+    ];
+    let answer = |run: &Run| -> String {
+        assert_eq!(run.code, 0, "{:?}: {}", run.args, run.stderr);
+        let out = run.stdout_str();
+        if run.args[0] == "stats" {
+            // Sizes on disk differ between the copies; the counts may not.
+            let mut v: serde_json::Value = serde_json::from_str(&out).unwrap();
+            for k in ["bytes", "logBytes", "indexBytes"] {
+                v.as_object_mut().unwrap().remove(k);
+            }
+            return v.to_string();
+        }
+        out
+    };
+    let want: Vec<String> = reads
+        .iter()
+        .map(|a| {
+            let a: Vec<&str> = a.iter().map(String::as_str).collect();
+            answer(&ccvault(&roomy, &a))
+        })
+        .collect();
+    assert_eq!(want[4].lines().count(), 80, "interactions: {}", want[4]);
+    assert!(want[5].contains(",80,80,"), "report: {}", want[5]);
+
+    // Every read, each checked against the roomy archive's answer.
+    let read_all = |dir: &Path, run: fn(&Path, &[&str]) -> Run, refusal: &str, how: Prepared| {
+        let mut runs = Vec::new();
+        for (args, want) in reads.iter().zip(&want) {
+            let a: Vec<&str> = args.iter().map(String::as_str).collect();
+            let run = run(dir, &a);
+            assert_eq!(&answer(&run), want, "{refusal}, {how:?}: {a:?}");
+            runs.push(run);
+        }
+        runs
+    };
+    let prepare = |dir: &Path, how: Prepared| {
+        match how {
+            Prepared::NeverBuilt => drop(import(dir, &[&first, &second], &[])),
+            Prepared::Current => {
+                import(dir, &[&first, &second], &[]);
+                ccvault(dir, &["report"]).ok();
+            }
+            Prepared::BehindTheLog => {
+                import(dir, &[&first], &[]);
+                ccvault(dir, &["report"]).ok();
+                import(dir, &[&second], &[]);
+            }
+        }
+        let projections = dir.join("projections.redb");
+        (how != Prepared::NeverBuilt).then(|| fs::read(&projections).unwrap())
+    };
+    // After the refused reads: the projections file is as it was (never
+    // half-written, never created), and the reads that had to catch up said
+    // that nothing was saved.
+    let check_after = |dir: &Path, how: Prepared, before: Option<Vec<u8>>, runs: &[Run]| {
+        let projections = dir.join("projections.redb");
+        match &before {
+            None => assert!(
+                !projections.exists(),
+                "{how:?}: a read that could not build the projections left {} behind",
+                projections.display()
+            ),
+            Some(_) => assert!(projections.exists(), "{how:?}"),
+        }
+        for run in runs {
+            let catches_up = matches!(run.args[0].as_str(), "interactions" | "report" | "agents")
+                || (run.args[0] == "show" && run.args.len() == 2);
+            let said = run.stderr.contains(UNSAVED);
+            assert_eq!(
+                said,
+                catches_up && how != Prepared::Current,
+                "{how:?}: {:?}: {}",
+                run.args,
+                run.stderr
+            );
+        }
+    };
+    // Writes work again: the next read saves the projections.
+    let check_recovered = |dir: &Path, how: Prepared| {
+        let run = ccvault(dir, &["report", "--format", "csv"]).ok();
+        assert!(!run.stderr.contains(UNSAVED), "{how:?}: {}", run.stderr);
+        assert_eq!(answer(&run), want[5], "{how:?}");
+        assert!(dir.join("projections.redb").exists(), "{how:?}");
+    };
+
+    for how in [
+        Prepared::NeverBuilt,
+        Prepared::Current,
+        Prepared::BehindTheLog,
+    ] {
+        // No file may grow.
+        let dir = tmp.path().join(format!("limited-{how:?}"));
+        let before = prepare(&dir, how);
+        let runs = read_all(&dir, ccvault_no_file_writes, "file size limit", how);
+        check_after(&dir, how, before, &runs);
+        check_recovered(&dir, how);
+
+        // A full file system.
+        let Some(disk) = SmallDisk::mount(tmp.path().join(format!("disk-{how:?}")), 8 << 20) else {
+            eprintln!("skipped the full disk: not root, so the test cannot mount a small file system to fill (the file size limit ran)");
+            continue;
+        };
+        let dir = disk.path.join("archive");
+        let before = prepare(&dir, how);
+        disk.fill();
+        let runs = read_all(&dir, ccvault, "full disk", how);
+        check_after(&dir, how, before, &runs);
+        disk.free();
+        check_recovered(&dir, how);
+    }
+}
