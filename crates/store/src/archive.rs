@@ -5,7 +5,9 @@
 //!   records are durable in the log under the fsync policy. The index is
 //!   derived: its write transaction stays open across batches and commits
 //!   every `index_commit_records` records or `index_commit_interval`, and at
-//!   close. A crash leaves records in the log past the index checkpoint;
+//!   close; a batch that dropped duplicates or control messages (counts that
+//!   live only in the index) commits before it returns, so no crash forgets
+//!   an acknowledged one. A crash leaves records in the log past the index checkpoint;
 //!   [`Archive::open`] indexes them before anything else happens, so open
 //!   time is bounded by the commit interval, not the archive size.
 //! - Readers see the archive as of the last index commit.
@@ -575,7 +577,13 @@ impl Archive {
         txn.add_all(&entries)?;
         txn.add_duplicates(duplicates);
         txn.add_control(control);
-        if txn.pending() >= self.options.index_commit_records
+        // Duplicates and control messages never reach the log, so recovery
+        // cannot count them again: a batch that dropped any is committed
+        // before it can be acknowledged, else a crash after the
+        // acknowledgement would forget them (issue 15).
+        if duplicates > 0
+            || control > 0
+            || txn.pending() >= self.options.index_commit_records
             || self.last_commit.elapsed() >= self.options.index_commit_interval
         {
             self.commit_index()?;
