@@ -53,14 +53,9 @@ psql_bin=$pg_bin/psql
 [[ -x $psql_bin ]] || psql_bin=$(command -v psql)
 
 # --- work directory and cleanup -------------------------------------------
-created_dir=""
-if [[ -n ${BENCH_DIR:-} ]]; then
-  mkdir -p "$BENCH_DIR"
-  work=$(cd "$BENCH_DIR" && pwd)
-else
-  work=$(mktemp -d "${TMPDIR:-/tmp}/ccvault-bench-peers.XXXXXX")
-  created_dir=$work
-fi
+# shellcheck source=scripts/lib/duckdb.sh
+. scripts/lib/duckdb.sh
+work_dir "${BENCH_DIR:-}" ccvault-bench-peers
 pg_data=$work/pg/data
 pg_sock=$work/pg/sock
 pg_started=""
@@ -101,28 +96,9 @@ timed() {
   awk -v ns=$((t1 - t0)) 'BEGIN { printf "%.4f\n", ns / 1e9 }'
 }
 
-median() { sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else printf "%.3f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
-# All runs, for the log: "1.234 1.301 1.250".
-joined() { tr '\n' ' ' | sed 's/ $//'; }
-
 # --- the tools --------------------------------------------------------------
-if [[ -n ${CCVAULT:-} ]]; then
-  ccvault=$CCVAULT
-else
-  say "building ccvault (release)"
-  cargo build --release --locked -p ccvault -q
-  ccvault=$repo/target/release/ccvault
-fi
-[[ -x $ccvault ]] || die "no ccvault binary at $ccvault"
-
-venv=${DUCKDB_VENV:-$work/venv}
-if [[ ! -x $venv/bin/python ]]; then
-  say "creating a Python venv with duckdb in $venv"
-  python3 -m venv "$venv"
-  "$venv/bin/pip" install -q duckdb
-fi
-py=$venv/bin/python
-"$py" -c 'import duckdb' 2>/dev/null || die "$venv has no duckdb package ($venv/bin/pip install duckdb)"
+ccvault_binary
+duckdb_python
 
 # --- the corpus -------------------------------------------------------------
 corpus=$work/events.ndjson

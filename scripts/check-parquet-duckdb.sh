@@ -39,14 +39,9 @@ die() {
   exit 1
 }
 
-created_dir=""
-if [[ -n ${WORK:-} ]]; then
-  mkdir -p "$WORK"
-  work=$(cd "$WORK" && pwd)
-else
-  work=$(mktemp -d "${TMPDIR:-/tmp}/ccvault-parquet.XXXXXX")
-  created_dir=$work
-fi
+# shellcheck source=scripts/lib/duckdb.sh
+. scripts/lib/duckdb.sh
+work_dir "${WORK:-}" ccvault-parquet
 cleanup() {
   local status=$?
   if [[ -n $created_dir && ${KEEP:-0} != 1 ]]; then
@@ -57,23 +52,8 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-if [[ -n ${CCVAULT:-} ]]; then
-  ccvault=$CCVAULT
-else
-  say "building ccvault (release)"
-  cargo build --release --locked -p ccvault -q
-  ccvault=$repo/target/release/ccvault
-fi
-[[ -x $ccvault ]] || die "no ccvault binary at $ccvault"
-
-venv=${DUCKDB_VENV:-$work/venv}
-if [[ ! -x $venv/bin/python ]]; then
-  say "creating a Python venv with duckdb in $venv"
-  python3 -m venv "$venv"
-  "$venv/bin/pip" install -q duckdb
-fi
-py=$venv/bin/python
-"$py" -c 'import duckdb' 2>/dev/null || die "$venv has no duckdb package ($venv/bin/pip install duckdb)"
+ccvault_binary
+duckdb_python
 
 data=$work/demo
 export_dir=$work/export

@@ -42,6 +42,10 @@ pub struct Checkpoint {
     pub run: u64,
     /// The IANA name of the zone the dates are in.
     pub tz: String,
+    /// The tenant of a tenant's export; absent for the whole archive
+    /// (as in checkpoints written before tenants' exports existed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<String>,
     /// Records below this offset are in the `events` table.
     pub events_end: u64,
     /// Table name → partition (`tenant=…/date=…`) → its files.
@@ -49,12 +53,13 @@ pub struct Checkpoint {
 }
 
 impl Checkpoint {
-    pub fn empty(tz: String, run: u64) -> Checkpoint {
+    pub fn empty(tz: String, run: u64, tenant: Option<String>) -> Checkpoint {
         Checkpoint {
             format: FORMAT.to_owned(),
             version: VERSION,
             run,
             tz,
+            tenant,
             events_end: 0,
             tables: BTreeMap::new(),
         }
@@ -132,7 +137,7 @@ mod tests {
     fn store_then_load_and_refuse_garbage() {
         let dir = tempfile::tempdir().unwrap();
         assert_eq!(Checkpoint::load(dir.path()).unwrap(), None);
-        let mut c = Checkpoint::empty("UTC".into(), 3);
+        let mut c = Checkpoint::empty("UTC".into(), 3, Some("acme".into()));
         c.events_end = 42;
         c.tables.entry("events".into()).or_default().insert(
             "tenant=a/date=2025-11-24".into(),

@@ -6,6 +6,11 @@
 //! ([`ColumnError`], never a panic or a misaligned file); every row gives
 //! every column exactly one value (a list counts as one), checked by
 //! [`Rows::end_row`].
+//! - Text is buffered as one byte arena per column, each value a range of
+//!   it, and handed to the Parquet writer as slices of that one buffer:
+//!   filling a row group allocates per column, never per value (an
+//!   allocation and a cross-thread free per string cost more than the
+//!   rest of the export).
 
 use std::fmt::Write as _;
 use std::sync::Arc;
@@ -108,7 +113,28 @@ enum Values {
     I64(Vec<i64>),
     Bool(Vec<bool>),
     F64(Vec<f64>),
-    Bytes(Vec<ByteArray>),
+    /// Strings: their bytes one after the other in `data`, each value a
+    /// `(start, end)` range of it; a value equal to the one before shares
+    /// its range (most text repeats: source, family, tenant...).
+    Text {
+        data: Vec<u8>,
+        ranges: Vec<(usize, usize)>,
+    },
+}
+
+impl Values {
+    /// Appends one string.
+    fn push_text(data: &mut Vec<u8>, ranges: &mut Vec<(usize, usize)>, v: &[u8]) {
+        if let Some(&(start, end)) = ranges.last() {
+            if data.get(start..end) == Some(v) {
+                ranges.push((start, end));
+                return;
+            }
+        }
+        let start = data.len();
+        data.extend_from_slice(v);
+        ranges.push((start, data.len()));
+    }
 }
 
 #[derive(Debug)]
@@ -131,18 +157,40 @@ fn present_level(spec: &Spec) -> i16 {
 }
 
 impl ColumnBuf {
-    fn new(spec: Spec) -> ColumnBuf {
+    /// An empty column with room for what `like` holds (the partition's
+    /// last row group: the next one is filled without regrowing).
+    fn new(spec: Spec, like: Option<&ColumnBuf>) -> ColumnBuf {
+        let room = |n: usize| like.map_or(0, |_| n);
+        let (values, def, rep) = match like {
+            Some(c) => (
+                match &c.values {
+                    Values::I64(v) => room(v.len()),
+                    Values::Bool(v) => room(v.len()),
+                    Values::F64(v) => room(v.len()),
+                    Values::Text { ranges, .. } => room(ranges.len()),
+                },
+                c.def.len(),
+                c.rep.len(),
+            ),
+            None => (0, 0, 0),
+        };
         let values = match spec.ty {
-            Ty::Timestamp | Ty::Int64 => Values::I64(Vec::new()),
-            Ty::Bool => Values::Bool(Vec::new()),
-            Ty::Double => Values::F64(Vec::new()),
-            Ty::Text | Ty::TextList => Values::Bytes(Vec::new()),
+            Ty::Timestamp | Ty::Int64 => Values::I64(Vec::with_capacity(values)),
+            Ty::Bool => Values::Bool(Vec::with_capacity(values)),
+            Ty::Double => Values::F64(Vec::with_capacity(values)),
+            Ty::Text | Ty::TextList => Values::Text {
+                data: Vec::with_capacity(match like.map(|c| &c.values) {
+                    Some(Values::Text { data, .. }) => data.len(),
+                    _ => 0,
+                }),
+                ranges: Vec::with_capacity(values),
+            },
         };
         ColumnBuf {
             spec,
             values,
-            def: Vec::new(),
-            rep: Vec::new(),
+            def: Vec::with_capacity(def),
+            rep: Vec::with_capacity(rep),
             rows: 0,
         }
     }
@@ -204,18 +252,17 @@ impl ColumnBuf {
         Ok(8)
     }
 
-    fn bytes(&mut self, v: ByteArray) -> Result<usize, ColumnError> {
-        let n = v.len() + 4;
+    fn bytes(&mut self, v: &[u8]) -> Result<usize, ColumnError> {
         match (&mut self.values, self.spec.ty) {
-            (Values::Bytes(vals), Ty::Text) => vals.push(v),
+            (Values::Text { data, ranges }, Ty::Text) => Values::push_text(data, ranges, v),
             _ => return Err(self.mismatch("text")),
         }
         self.present();
-        Ok(n)
+        Ok(v.len() + 4)
     }
 
     fn list(&mut self, items: &[&str]) -> Result<usize, ColumnError> {
-        let (Values::Bytes(vals), Ty::TextList) = (&mut self.values, self.spec.ty) else {
+        let (Values::Text { data, ranges }, Ty::TextList) = (&mut self.values, self.spec.ty) else {
             return Err(self.mismatch("list"));
         };
         let full = present_level(&self.spec);
@@ -226,7 +273,7 @@ impl ColumnBuf {
             self.rep.push(0);
         }
         for (i, item) in items.iter().enumerate() {
-            vals.push(ByteArray::from(*item));
+            Values::push_text(data, ranges, item.as_bytes());
             self.def.push(full);
             self.rep.push(i16::from(i > 0));
             n += item.len() + 4;
@@ -240,7 +287,10 @@ impl ColumnBuf {
             Values::I64(v) => v.clear(),
             Values::Bool(v) => v.clear(),
             Values::F64(v) => v.clear(),
-            Values::Bytes(v) => v.clear(),
+            Values::Text { data, ranges } => {
+                data.clear();
+                ranges.clear();
+            }
         }
         self.def.clear();
         self.rep.clear();
@@ -261,7 +311,24 @@ pub struct Rows {
 impl Rows {
     pub fn new(specs: &[Spec]) -> Rows {
         Rows {
-            columns: specs.iter().cloned().map(ColumnBuf::new).collect(),
+            columns: specs
+                .iter()
+                .map(|s| ColumnBuf::new(s.clone(), None))
+                .collect(),
+            rows: 0,
+            bytes: 0,
+        }
+    }
+
+    /// Empty rows of the same columns, with room for as many values as
+    /// these hold.
+    pub fn empty_like(&self) -> Rows {
+        Rows {
+            columns: self
+                .columns
+                .iter()
+                .map(|c| ColumnBuf::new(c.spec.clone(), Some(c)))
+                .collect(),
             rows: 0,
             bytes: 0,
         }
@@ -303,17 +370,7 @@ impl Rows {
     }
 
     pub fn text(&mut self, i: usize, v: &str) -> Result<(), ColumnError> {
-        let col = self.col(i)?;
-        // Most text repeats the row before (source, family, tenant...): share
-        // its buffer instead of allocating a copy.
-        let value = match &col.values {
-            Values::Bytes(vals) => match vals.last() {
-                Some(last) if last.data() == v.as_bytes() => last.clone(),
-                _ => ByteArray::from(v),
-            },
-            _ => ByteArray::from(v),
-        };
-        self.bytes += col.bytes(value)?;
+        self.bytes += self.col(i)?.bytes(v.as_bytes())?;
         Ok(())
     }
 
@@ -327,7 +384,7 @@ impl Rows {
     /// A text value given as its bytes, kept as they are (the caller knows
     /// they are UTF-8: an archived event's payload).
     pub fn raw_text(&mut self, i: usize, v: &[u8]) -> Result<(), ColumnError> {
-        self.bytes += self.col(i)?.bytes(ByteArray::from(v))?;
+        self.bytes += self.col(i)?.bytes(v)?;
         Ok(())
     }
 
@@ -346,7 +403,7 @@ impl Rows {
             }
             Cell::Ratio(v) => col.double(v)?,
             Cell::Bool(v) => col.flag(v)?,
-            Cell::Text(t) => col.bytes(ByteArray::from(t.as_ref()))?,
+            Cell::Text(t) => col.bytes(t.as_bytes())?,
             Cell::List(items) => col.list(&items)?,
         };
         self.bytes += n;
@@ -380,11 +437,21 @@ impl Rows {
             };
             let def = (!c.def.is_empty()).then_some(c.def.as_slice());
             let rep = (!c.rep.is_empty()).then_some(c.rep.as_slice());
-            match &c.values {
+            match &mut c.values {
                 Values::I64(v) => writer.typed::<Int64Type>().write_batch(v, def, rep)?,
                 Values::Bool(v) => writer.typed::<BoolType>().write_batch(v, def, rep)?,
                 Values::F64(v) => writer.typed::<DoubleType>().write_batch(v, def, rep)?,
-                Values::Bytes(v) => writer.typed::<ByteArrayType>().write_batch(v, def, rep)?,
+                Values::Text { data, ranges } => {
+                    // One shared buffer; each value a slice of it.
+                    let whole = ByteArray::from(std::mem::take(data));
+                    let values: Vec<ByteArray> = ranges
+                        .iter()
+                        .map(|&(start, end)| whole.slice(start, end - start))
+                        .collect();
+                    writer
+                        .typed::<ByteArrayType>()
+                        .write_batch(&values, def, rep)?
+                }
             };
             writer.close()?;
         }

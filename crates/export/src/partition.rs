@@ -389,7 +389,8 @@ impl TableWriter {
         if rows.is_empty() {
             return Ok(());
         }
-        let full = std::mem::replace(rows, Rows::new(&self.specs));
+        let next = rows.empty_like();
+        let full = std::mem::replace(rows, next);
         self.buffered = self.buffered.saturating_sub(full.bytes());
         self.send(Msg::Group(key.clone(), full))
     }
@@ -429,9 +430,10 @@ impl TableWriter {
     /// Writes what is buffered, completes every file and syncs the
     /// directories that received one; returns the files in place.
     pub fn finish(mut self) -> Result<Vec<NewFile>> {
-        let keys: Vec<PartitionKey> = self.parts.keys().cloned().collect();
-        for k in &keys {
-            self.flush(k)?;
+        for (key, rows) in std::mem::take(&mut self.parts) {
+            if !rows.is_empty() {
+                self.send(Msg::Group(key, rows))?;
+            }
         }
         self.send(Msg::Finish)?;
         self.join()

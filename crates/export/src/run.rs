@@ -2,9 +2,10 @@
 //!
 //! Invariants:
 //! - `events` gains, per run, the records at offsets from the checkpoint's
-//!   `eventsEnd` to the reader's visible end, each once, in new files of
-//!   their partitions: a record's partition never changes (its tenant and
-//!   t(e) come from the record alone), so no row is written twice.
+//!   `eventsEnd` to the reader's visible end (a tenant's export: to the
+//!   end the projections hold), each once, in new files of their
+//!   partitions: a record's partition never changes (its tenant and t(e)
+//!   come from the record alone), so no row is written twice.
 //! - `interactions` and `agent-states` are rewritten by partition: a run
 //!   hashes every partition's rows and writes only those whose hash differs
 //!   from the checkpoint's (a leg changed by a late event, moved to another
@@ -15,18 +16,22 @@
 //!   checkpoint is replaced, and only then are the files it no longer names
 //!   deleted. A crash at any point leaves the last checkpoint's files or
 //!   the new ones complete; the next run removes the rest.
+//! - A tenant's export (`tenant`) reads that tenant's records through the
+//!   tenant index (`Projections::tenant_records`), never another tenant's,
+//!   and writes only `tenant=<T>` partitions; its checkpoint names the
+//!   tenant, so `since_last` continues only an export of the same tenant.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
-use ccvault_projections::agents::AgentSpan;
-use ccvault_projections::{AgentStates, InteractionFilter, Projections, Summary};
-use ccvault_store::{ArchiveReader, StoreError};
+use ccvault_projections::{AgentStates, InteractionFilter, Projections};
+use ccvault_store::{ArchiveReader, Record, StoreError};
 use jiff::tz::TimeZone;
 use serde::Serialize;
 use xxhash_rust::xxh3::Xxh3;
 
 use crate::checkpoint::{Checkpoint, PartState, CHECKPOINT_FILE};
+use crate::column::{ColumnError, Rows};
 use crate::error::{io, ExportError, Result};
 use crate::partition::{create_dirs, Dates, NewFile, PartitionKey, TableWriter};
 use crate::tables::{push_event, push_span, push_summary, read_event, Table};
@@ -43,6 +48,9 @@ pub struct ExportOptions {
     /// Rows buffered over all partitions of a table before the largest
     /// buffer is written out early.
     pub memory_bytes: usize,
+    /// Only this tenant's rows (docs/SCALE.md, "A tenant's export"): its
+    /// events and legs, and the state spans of its agents.
+    pub tenant: Option<String>,
 }
 
 impl Default for ExportOptions {
@@ -52,6 +60,7 @@ impl Default for ExportOptions {
             since_last: false,
             row_group_bytes: 128 << 20,
             memory_bytes: 512 << 20,
+            tenant: None,
         }
     }
 }
@@ -98,7 +107,7 @@ fn tz_name(tz: &TimeZone) -> String {
 /// Exports the archive `reader` sees and its projections `p` (brought up
 /// to date by the caller) to `dir`.
 pub fn export(
-    reader: &ArchiveReader,
+    reader: &mut ArchiveReader,
     p: &Projections,
     dir: &Path,
     opts: &ExportOptions,
@@ -118,6 +127,13 @@ pub fn export(
                     c.tz
                 )));
             }
+            if c.tenant != opts.tenant {
+                return Err(ExportError::Refused(format!(
+                    "{} is an export of {}; an incremental export must be of the same (or run a full export without --since-last)",
+                    dir.display(),
+                    scope(c.tenant.as_deref())
+                )));
+            }
             true
         }
         _ => false,
@@ -126,11 +142,16 @@ pub fn export(
     remove_leftovers(dir, old.as_ref())?;
     let mut new = match (&old, incremental) {
         (Some(c), true) => c.clone(),
-        _ => Checkpoint::empty(tz, run),
+        _ => Checkpoint::empty(tz, run, opts.tenant.clone()),
     };
     new.run = run;
     let start = new.events_end;
-    let end = reader.visible_end();
+    let end = match &opts.tenant {
+        None => reader.visible_end(),
+        // A tenant's records are found through the projections' tenant
+        // index, which covers the records they have consumed.
+        Some(_) => p.state()?.consumed.min(reader.visible_end()),
+    };
     if start > end {
         return Err(ExportError::Refused(format!(
             "{} covers {start} records but the archive shows only {end}: it was exported from another archive; run a full export (without --since-last) or use another directory",
@@ -140,7 +161,7 @@ pub fn export(
 
     let mut tables = Vec::new();
     let clock = std::time::Instant::now();
-    let (events, spans_source, damaged) = scan_events(reader, dir, run, start, opts)?;
+    let (events, spans_source, damaged) = scan_events(reader, p, dir, run, start..end, opts)?;
     let mut sum = merge_appended(&mut new, Table::Events, &events);
     sum.seconds = clock.elapsed().as_secs_f64();
     tables.push(sum);
@@ -156,31 +177,45 @@ pub fn export(
     let clock = std::time::Instant::now();
     let mut dates = Dates::new(opts.tz.clone());
     let legs = Rewrite::new(Table::Interactions, old_parts(Table::Interactions));
-    let legs = legs_by_partition(p, &mut dates, legs, dir, run, opts)?;
+    let filter = InteractionFilter {
+        tenant: opts.tenant.clone(),
+        ..InteractionFilter::default()
+    };
+    let legs = legs.write_changed(dir, run, opts, push_summary, |f| {
+        let mut failed = None;
+        p.for_each_interaction(&filter, |s| {
+            let key = PartitionKey {
+                tenant: s.tenant.clone(),
+                date: dates.of(s.offered_at),
+            };
+            Ok(match f(&key, &s) {
+                Ok(()) => true,
+                Err(e) => {
+                    failed = Some(e);
+                    false
+                }
+            })
+        })?;
+        failed.map_or(Ok(()), Err)
+    })?;
     let mut sum = legs.into_checkpoint(&mut new);
     sum.seconds = clock.elapsed().as_secs_f64();
     tables.push(sum);
 
     let clock = std::time::Instant::now();
     let max_time = p.state()?.max_time_ms.unwrap_or(i64::MIN);
-    let spans = spans_source.spans(max_time);
-    let mut rewrite = Rewrite::new(Table::AgentStates, old_parts(Table::AgentStates));
-    let key = |s: &AgentSpan, dates: &mut Dates| PartitionKey {
-        tenant: s.tenant.clone(),
-        date: dates.of(s.start_ms),
-    };
-    for s in &spans {
-        rewrite.hash(&key(s, &mut dates), s)?;
-    }
-    let mut writer = rewrite.writer(dir, run, opts)?;
-    for s in &spans {
-        let k = key(s, &mut dates);
-        if rewrite.changed(&k) {
-            writer.row(&k, |rows| push_span(rows, s))?;
-        }
-    }
-    rewrite.files = writer.finish()?;
-    let mut sum = rewrite.into_checkpoint(&mut new);
+    let spans_of_agents = spans_source.spans(max_time);
+    let spans = Rewrite::new(Table::AgentStates, old_parts(Table::AgentStates));
+    let spans = spans.write_changed(dir, run, opts, push_span, |f| {
+        spans_of_agents.iter().try_for_each(|s| {
+            let key = PartitionKey {
+                tenant: s.tenant.clone(),
+                date: dates.of(s.start_ms),
+            };
+            f(&key, s)
+        })
+    })?;
+    let mut sum = spans.into_checkpoint(&mut new);
     sum.seconds = clock.elapsed().as_secs_f64();
     tables.push(sum);
 
@@ -197,13 +232,25 @@ pub fn export(
     })
 }
 
-/// One pass over the log: the `events` rows of records at `start..` and
-/// every agent status change (agent spans need all of them).
+/// `the whole archive` or `tenant "T"`, for messages.
+fn scope(tenant: Option<&str>) -> String {
+    match tenant {
+        None => "the whole archive".to_owned(),
+        Some(t) => format!("tenant {t:?}"),
+    }
+}
+
+/// One pass over the log (a tenant's export: over the tenant's records):
+/// the `events` rows of records in `wanted` and every agent status change
+/// (agent spans need all of them). In a tenant's export, a status change
+/// without a tenant of its own (one of the tenant's agents': only those
+/// are read) makes a span of the tenant.
 fn scan_events(
-    reader: &ArchiveReader,
+    reader: &mut ArchiveReader,
+    p: &Projections,
     dir: &Path,
     run: u64,
-    start: u64,
+    wanted: std::ops::Range<u64>,
     opts: &ExportOptions,
 ) -> Result<(Vec<NewFile>, AgentStates, u64)> {
     let mut writer = TableWriter::new(
@@ -215,42 +262,48 @@ fn scan_events(
     )?;
     let mut agents = AgentStates::new();
     let mut dates = Dates::new(opts.tz.clone());
-    let mut damaged = 0u64;
+    let only = opts.tenant.as_deref();
+    let mut visit = |rec: Record| -> Result<()> {
+        if rec.quarantined {
+            return Ok(());
+        }
+        let row_wanted = wanted.contains(&rec.offset);
+        if !row_wanted && !may_be_status_change(&rec.payload) {
+            return Ok(());
+        }
+        let row = read_event(&rec);
+        if let Some(ev) = &row.event {
+            let tenant = row.tenant.as_deref().or(only);
+            agents.add_event_with_tenant(ev, row.time, &rec.payload, tenant);
+        }
+        if !row_wanted || only.is_some_and(|t| row.tenant.as_deref() != Some(t)) {
+            return Ok(());
+        }
+        let key = PartitionKey {
+            tenant: row.tenant.clone(),
+            date: dates.of(row.time.ms),
+        };
+        writer.row(&key, |rows| push_event(rows, &rec, &row))
+    };
+    // The first export error, kept while the reader is told to stop.
     let mut failed: Option<ExportError> = None;
-    let scanned = reader.for_each_record(
-        |rec| {
-            if rec.quarantined {
-                return Ok(());
-            }
-            let wanted = rec.offset >= start;
-            if !wanted && !may_be_status_change(&rec.payload) {
-                return Ok(());
-            }
-            let row = read_event(&rec);
-            if let Some(ev) = &row.event {
-                agents.add_event_with_tenant(ev, row.time, &rec.payload, row.tenant.as_deref());
-            }
-            if !wanted {
-                return Ok(());
-            }
-            let key = PartitionKey {
-                tenant: row.tenant.clone(),
-                date: dates.of(row.time.ms),
-            };
-            match writer.row(&key, |rows| push_event(rows, &rec, &row)) {
-                Ok(()) => Ok(()),
-                Err(e) => {
-                    failed = Some(e);
-                    Err(StoreError::Input("export stopped".into()))
-                }
-            }
-        },
-        |_| damaged += 1,
-    );
+    let mut stop = |e: ExportError| {
+        failed = Some(e);
+        StoreError::Input("export stopped".into())
+    };
+    let mut damaged = 0u64;
+    let read = match only {
+        None => reader
+            .for_each_record(|rec| visit(rec).map_err(&mut stop), |_| damaged += 1)
+            .map_err(ExportError::from),
+        Some(t) => p
+            .tenant_records(reader, t, |rec| visit(rec).map_err(|e| stop(e).into()))
+            .map_err(ExportError::from),
+    };
     if let Some(e) = failed {
         return Err(e);
     }
-    scanned?;
+    read?;
     Ok((writer.finish()?, agents, damaged))
 }
 
@@ -323,8 +376,38 @@ impl Rewrite {
         Ok(())
     }
 
-    /// Decides which partitions to write and opens the writer.
-    fn writer(&mut self, dir: &Path, run: u64, opts: &ExportOptions) -> Result<TableWriter> {
+    /// Hashes every row by partition, then writes the partitions whose
+    /// hash differs from the checkpoint's. `rows` visits every row of the
+    /// table with its partition, in the same order each time it is called:
+    /// once to hash, and once more to write when a partition changed (once
+    /// for both when the checkpoint has no partition of the table).
+    fn write_changed<R: Serialize>(
+        mut self,
+        dir: &Path,
+        run: u64,
+        opts: &ExportOptions,
+        push: fn(&mut Rows, &R) -> Result<(), ColumnError>,
+        mut rows: impl FnMut(&mut dyn FnMut(&PartitionKey, &R) -> Result<()>) -> Result<()>,
+    ) -> Result<Rewrite> {
+        let mut writer = TableWriter::new(
+            self.table,
+            dir.join(self.table.name()),
+            run,
+            opts.row_group_bytes,
+            opts.memory_bytes,
+        )?;
+        if self.old.is_empty() {
+            // Nothing to compare with: every partition is written, in the
+            // one pass that hashes it.
+            rows(&mut |key, row| {
+                self.hash(key, row)?;
+                writer.row(key, |r| push(r, row))
+            })?;
+            self.changed = self.now.keys().cloned().collect();
+            self.files = writer.finish()?;
+            return Ok(self);
+        }
+        rows(&mut |key, row| self.hash(key, row))?;
         self.changed = self
             .now
             .iter()
@@ -333,17 +416,18 @@ impl Rewrite {
             })
             .map(|(part, _)| part.clone())
             .collect();
-        TableWriter::new(
-            self.table,
-            dir.join(self.table.name()),
-            run,
-            opts.row_group_bytes,
-            opts.memory_bytes,
-        )
-    }
-
-    fn changed(&self, key: &PartitionKey) -> bool {
-        self.changed.contains(&key.rel_dir())
+        if !self.changed.is_empty() {
+            let changed = &self.changed;
+            rows(&mut |key, row| {
+                if changed.contains(&key.rel_dir()) {
+                    writer.row(key, |r| push(r, row))
+                } else {
+                    Ok(())
+                }
+            })?;
+        }
+        self.files = writer.finish()?;
+        Ok(self)
     }
 
     /// The table's partitions in the new checkpoint: new files where
@@ -390,58 +474,6 @@ impl Rewrite {
 
 fn hex(h: &Xxh3) -> String {
     format!("{:032x}", h.digest128())
-}
-
-/// The legs, hashed by partition in one pass over the projections, then
-/// the changed partitions written in a second.
-fn legs_by_partition(
-    p: &Projections,
-    dates: &mut Dates,
-    mut rewrite: Rewrite,
-    dir: &Path,
-    run: u64,
-    opts: &ExportOptions,
-) -> Result<Rewrite> {
-    let key = |s: &Summary, dates: &mut Dates| PartitionKey {
-        tenant: s.tenant.clone(),
-        date: dates.of(s.offered_at),
-    };
-    let all = InteractionFilter::default();
-    let mut failed: Option<ExportError> = None;
-    p.for_each_interaction(&all, |s| {
-        let k = key(&s, dates);
-        Ok(match rewrite.hash(&k, &s) {
-            Ok(()) => true,
-            Err(e) => {
-                failed = Some(e);
-                false
-            }
-        })
-    })?;
-    if let Some(e) = failed {
-        return Err(e);
-    }
-    let mut writer = rewrite.writer(dir, run, opts)?;
-    if !rewrite.changed.is_empty() {
-        p.for_each_interaction(&all, |s| {
-            let k = key(&s, dates);
-            if !rewrite.changed(&k) {
-                return Ok(true);
-            }
-            Ok(match writer.row(&k, |rows| push_summary(rows, &s)) {
-                Ok(()) => true,
-                Err(e) => {
-                    failed = Some(e);
-                    false
-                }
-            })
-        })?;
-    }
-    if let Some(e) = failed {
-        return Err(e);
-    }
-    rewrite.files = writer.finish()?;
-    Ok(rewrite)
 }
 
 /// A directory without a checkpoint must hold nothing but what an

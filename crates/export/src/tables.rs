@@ -145,11 +145,12 @@ pub fn push_event(rows: &mut Rows, rec: &Record, row: &EventRow<'_>) -> Result<(
         }
     }
     rows.opt_text(13, row.tenant.as_deref())?;
-    match (&row.event, std::str::from_utf8(&rec.payload)) {
+    if row.event.is_some() || std::str::from_utf8(&rec.payload).is_ok() {
         // Parsed as an event, so UTF-8: kept byte for byte.
-        (Some(_), _) | (None, Ok(_)) => rows.raw_text(14, &rec.payload)?,
+        rows.raw_text(14, &rec.payload)?;
+    } else {
         // A STRING column must hold UTF-8; no archived event lacks it.
-        (None, Err(_)) => rows.text(14, &String::from_utf8_lossy(&rec.payload))?,
+        rows.text(14, &String::from_utf8_lossy(&rec.payload))?;
     }
     rows.end_row()
 }

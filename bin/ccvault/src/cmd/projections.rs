@@ -658,29 +658,30 @@ fn export_parquet(cli: &Cli, args: &ExportArgs) -> Result<ExitCode> {
         .into());
     };
     let filtered = args.range.from.is_some() || args.range.to.is_some();
-    if args.what.is_some() || filtered || args.tenant.tenant.is_some() {
+    if args.what.is_some() || filtered {
         return Err(output::UsageError(
-            "--format parquet exports every table of the whole archive (no --what, --from, --to or --tenant); filter in the query engine (a tenant is the tenant=T partition)".into(),
+            "--format parquet exports every table, kept in step with the archive by --since-last (no --what, --from or --to); filter by time in the query engine (the date=YYYY-MM-DD partitions)".into(),
         )
         .into());
     }
     let started = std::time::Instant::now();
     // The projections first: the log scan then sees at least the records they hold.
     let p = up_to_date(cli)?;
-    let reader = open_reader(cli)?;
+    let mut reader = open_reader(cli)?;
     let mut opts = ccvault_export::ExportOptions {
         tz: cli.tz(),
         since_last: args.since_last,
+        tenant: args.tenant.tenant.clone(),
         ..Default::default()
     };
     if let Some(n) = args.row_group_size {
         opts.row_group_bytes = n.max(1);
     }
-    let summary = ccvault_export::export(&reader, &p, dir, &opts)
+    let summary = ccvault_export::export(&mut reader, &p, dir, &opts)
         .with_context(|| format!("cannot export to {}", dir.display()))?;
     let secs = started.elapsed().as_secs_f64();
     status!(
-        "{} export run {} of {} records to {} in {secs:.2}s",
+        "{} export run {} of {} records{} to {} in {secs:.2}s",
         if summary.incremental {
             "incremental"
         } else {
@@ -688,6 +689,10 @@ fn export_parquet(cli: &Cli, args: &ExportArgs) -> Result<ExitCode> {
         },
         summary.run,
         summary.events_end,
+        match &opts.tenant {
+            Some(t) => format!(" (tenant {t})"),
+            None => String::new(),
+        },
         dir.display()
     );
     for t in &summary.tables {
