@@ -40,19 +40,13 @@ fn now_ms() -> i64 {
 }
 
 /// Browser console entries at level SEVERE (script errors, CSP violations,
-/// failed loads) since the last look; but the favicon, which the browser
-/// asks for by itself and which no page of ccvault names.
+/// failed loads, the favicon the browser asks for by itself included) since
+/// the last look.
 fn severe_console_entries(browser: &Browser) -> Vec<String> {
     browser
         .console_log()
         .into_iter()
         .filter(|e| e["level"] == "SEVERE")
-        .filter(|e| {
-            !e["message"]
-                .as_str()
-                .unwrap_or_default()
-                .contains("/favicon.ico ")
-        })
         .map(|e| e["message"].as_str().unwrap_or_default().to_string())
         .collect()
 }
@@ -82,35 +76,23 @@ struct Served {
 impl Served {
     fn spawn(cmd: Command, log: PathBuf) -> Served {
         let mut daemon = Daemon::spawn(cmd, log);
-        let line = daemon.stdout_line();
-        let addr = line
-            .strip_prefix("serving http://")
-            .and_then(|a| a.trim_end_matches('/').parse().ok())
-            .unwrap_or_else(|| {
-                panic!(
-                    "expected \"serving http://ADDR/\" first, got {line:?}:\n{}",
-                    daemon.stderr()
-                )
-            });
+        let (addr, _) = daemon.serving_addr();
         Served { daemon, addr }
     }
 
     fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
     }
-}
 
-/// Opens the wallboard and waits until its script has applied the first
-/// `wallboard` message (the status line says `live`).
-fn open_wallboard(browser: &Browser, served: &Served) {
-    browser.goto(&served.url("/"));
-    browser.wait_for(
-        "the wallboard's first message",
-        Duration::from_secs(20),
-        "var s = document.getElementById('status');
-         return s && s.className === 'live';",
-        json!([]),
-    );
+    /// Stops the process (SIGTERM) and checks that it ended well.
+    fn stop(mut self, what: &str) {
+        let (status, _) = self.daemon.terminate();
+        assert!(
+            status.success(),
+            "{what}: {status}\n{}",
+            self.daemon.stderr()
+        );
+    }
 }
 
 /// Records in the page, for each `GUID stage` seen in `#in-progress`, the
@@ -162,12 +144,30 @@ fn publish(broker: &Broker, payload: &str) -> i64 {
     at
 }
 
-/// m:ss as the page writes a wait (under an hour).
+/// Waits until the wait of `guid`'s row no longer reads `from` (within
+/// 2.5 s: it ticks every second); what it reads then.
+fn next_tick(browser: &Browser, guid: &str, from: &str) -> String {
+    browser
+        .wait_for(
+            "the wait to advance",
+            Duration::from_millis(2500),
+            "var td = document.querySelector('#in-progress tr[data-guid=\"' + arguments[0] + '\"] td.wait');
+             return td && td.textContent !== arguments[1] ? td.textContent : null;",
+            json!([guid, from]),
+        )
+        .as_str()
+        .expect("the wait's text")
+        .to_string()
+}
+
+/// Seconds of a wait as the page writes it (m:ss, h:mm:ss).
 fn parse_clock(text: &str) -> i64 {
-    let (m, s) = text
-        .split_once(':')
-        .unwrap_or_else(|| panic!("not m:ss: {text:?}"));
-    m.parse::<i64>().unwrap() * 60 + s.parse::<i64>().unwrap()
+    text.split(':').fold(0, |acc, part| {
+        acc * 60
+            + part
+                .parse::<i64>()
+                .unwrap_or_else(|_| panic!("not m:ss: {text:?}"))
+    })
 }
 
 #[test]
@@ -195,7 +195,7 @@ fn a_published_call_appears_on_the_live_wallboard_ticks_and_moves_to_talking() {
         .wait_for_log("subscribed", Duration::from_secs(20));
 
     let browser = Browser::start();
-    open_wallboard(&browser, &served);
+    browser.open_wallboard(&served.url("/"));
     assert!(browser.execute(WATCH_IN_PROGRESS, json!([])).as_bool() == Some(true));
 
     // Queued: a new row, in time.
@@ -245,14 +245,8 @@ fn a_published_call_appears_on_the_live_wallboard_ticks_and_moves_to_talking() {
         (first_secs - first_expected).abs() <= 1,
         "the wait reads {first} but {first_expected} s have passed since {since}"
     );
-    let ticked = browser.wait_for(
-        "the wait to advance",
-        Duration::from_millis(2500),
-        "var td = document.querySelector('#in-progress tr[data-guid=\"' + arguments[0] + '\"] td.wait');
-         return td && td.textContent !== arguments[1] ? td.textContent : null;",
-        json!([guid, first[0]]),
-    );
-    let ticked_secs = parse_clock(ticked.as_str().unwrap());
+    let ticked = next_tick(&browser, &guid, first[0].as_str().unwrap());
+    let ticked_secs = parse_clock(&ticked);
     assert_eq!(
         ticked_secs,
         first_secs + 1,
@@ -260,14 +254,8 @@ fn a_published_call_appears_on_the_live_wallboard_ticks_and_moves_to_talking() {
         first[0]
     );
     // And again: it keeps ticking without any new message.
-    let again = browser.wait_for(
-        "the wait to advance again",
-        Duration::from_millis(2500),
-        "var td = document.querySelector('#in-progress tr[data-guid=\"' + arguments[0] + '\"] td.wait');
-         return td && td.textContent !== arguments[1] ? td.textContent : null;",
-        json!([guid, ticked]),
-    );
-    assert_eq!(parse_clock(again.as_str().unwrap()), ticked_secs + 1);
+    let again = next_tick(&browser, &guid, &ticked);
+    assert_eq!(parse_clock(&again), ticked_secs + 1);
 
     // Offered to an agent (ringing), then accepted (talking): each in time.
     let agent = "agBrowserTest01";
@@ -329,12 +317,7 @@ fn a_published_call_appears_on_the_live_wallboard_ticks_and_moves_to_talking() {
     browser.screenshot_page(&shot, 4000);
     drop(browser);
 
-    let (status, _) = served.daemon.terminate();
-    assert!(
-        status.success(),
-        "ingest: {status}\n{}",
-        served.daemon.stderr()
-    );
+    served.stop("ingest");
 }
 
 #[test]
@@ -388,10 +371,6 @@ fn the_html_report_file_renders_in_chromium_with_every_row_and_no_errors() {
     assert!(h >= 200, "screenshot height {h}");
 }
 
-/// The simulated day's instant that is made "now" in [`replay_now`]: a busy
-/// afternoon (the simulator starts its days at 2025-11-24T00:00Z).
-const SIM_NOW_MS: i64 = 1_763_989_200_000; // 2025-11-24T13:00Z
-
 /// The time fields of the 8x8 payloads, in seconds.
 const SECONDS_FIELDS: [&str; 5] = [
     "interactionEventTS",
@@ -432,52 +411,16 @@ fn shift_times(v: &mut Value, by_s: i64) {
     }
 }
 
-/// t(e) of a payload as crates/event reads it: interactionEventTS, else
-/// statusEventTS, else msgInfo.timestamp (else tickTS, else eventTS).
-fn payload_time_ms(v: &Value) -> Option<i64> {
-    let body = v.as_object()?.values().next()?;
-    let secs = |k: &str| {
-        let x = &body[k];
-        x.as_i64()
-            .or_else(|| x.as_str().and_then(|s| s.parse().ok()))
-            .filter(|n| *n > 0)
-            .map(|n| n * 1000)
-    };
-    secs("interactionEventTS")
-        .or_else(|| secs("statusEventTS"))
-        .or_else(|| body["msgInfo"]["timestamp"].as_i64().filter(|n| *n > 0))
-        .or_else(|| secs("tickTS"))
-        .or_else(|| secs("eventTS"))
-}
-
-/// A simulated day (clean stream) cut at [`SIM_NOW_MS`] and moved in time
-/// so that that instant is now: what an archive being written today looks
+/// The simulated afternoon ([`common::SIM_AFTERNOON_MS`]) moved in time so
+/// that that instant is now: what an archive being written today looks
 /// like at this moment. Written to `out`.
 fn replay_now(work: &Path, out: &Path) {
-    let sim = work.join("day.ndjson");
-    common::ccvault(
-        work,
-        &[
-            "simulate",
-            "--no-quirks",
-            "--seed",
-            "7",
-            "--agents",
-            "20",
-            "--out",
-            sim.to_str().unwrap(),
-        ],
-    )
-    .ok();
-    let by_s = (now_ms() - SIM_NOW_MS) / 1000;
+    let by_s = (now_ms() - common::SIM_AFTERNOON_MS) / 1000;
     let mut text = String::new();
-    for line in std::fs::read_to_string(&sim).unwrap().lines() {
-        let mut v: Value = serde_json::from_str(line).unwrap();
-        if payload_time_ms(&v).is_some_and(|t| t <= SIM_NOW_MS) {
-            shift_times(&mut v, by_s);
-            text.push_str(&v.to_string());
-            text.push('\n');
-        }
+    for mut v in common::simulated_day_until(work, common::SIM_AFTERNOON_MS, None) {
+        shift_times(&mut v, by_s);
+        text.push_str(&v.to_string());
+        text.push('\n');
     }
     std::fs::write(out, text).unwrap();
 }
@@ -492,9 +435,9 @@ fn a_day_happening_now_on_the_wallboard_and_a_transferred_customer_on_the_contac
 
     let mut cmd = common::command(&data, &["serve", "--addr", "127.0.0.1:0"]);
     cmd.stdin(std::process::Stdio::null());
-    let mut served = Served::spawn(cmd, work.path().join("serve.log"));
+    let served = Served::spawn(cmd, work.path().join("serve.log"));
     let browser = Browser::start();
-    open_wallboard(&browser, &served);
+    browser.open_wallboard(&served.url("/"));
 
     // The page shows what the API says (nothing is written meanwhile).
     let api = common::http::get(served.addr, "/api/wallboard");
@@ -592,10 +535,51 @@ fn a_day_happening_now_on_the_wallboard_and_a_transferred_customer_on_the_contac
     browser.screenshot_page(&shot, 1500);
     drop(browser);
 
-    let (status, _) = served.daemon.terminate();
-    assert!(
-        status.success(),
-        "serve: {status}\n{}",
-        served.daemon.stderr()
+    served.stop("serve");
+}
+
+#[test]
+fn a_replayed_instant_ticks_from_the_servers_clock_not_the_browsers() {
+    let work = tempfile::tempdir().unwrap();
+    let data = work.path().join("data");
+    // A call queued 65 s before a fixed instant of a past day.
+    let at_ms: i64 = 1_763_900_000_000; // 2025-11-23T12:13:20Z
+    let guid = "int-replay-clock-phone-00-acme";
+    let queued = interaction(
+        "InteractionQueued",
+        guid,
+        1,
+        at_ms - 65_000,
+        r#","queueTime":0"#,
     );
+    common::ccvault_stdin(&data, &["import", "-"], queued.as_bytes()).ok();
+    let mut cmd = common::command(
+        &data,
+        &["serve", "--addr", "127.0.0.1:0", "--at", &at_ms.to_string()],
+    );
+    cmd.stdin(std::process::Stdio::null());
+    let served = Served::spawn(cmd, work.path().join("serve.log"));
+    let browser = Browser::start();
+    browser.open_wallboard(&served.url("/"));
+    let wait = |b: &Browser| {
+        b.execute(
+            "var td = document.querySelector('#in-progress tr[data-guid=\"' + arguments[0] + '\"] td.wait');
+             return td ? td.textContent : null;",
+            json!([guid]),
+        )
+        .as_str()
+        .map(parse_clock)
+        .expect("the call's wait")
+    };
+    // The server's clock says 1:05 at load; the browser's would say a year.
+    let first = wait(&browser);
+    assert!(
+        (65..=70).contains(&first),
+        "the wait reads {first} s, not 65 s from the server's clock"
+    );
+    let ticked = next_tick(&browser, guid, &format!("{}:{:02}", first / 60, first % 60));
+    assert_eq!(parse_clock(&ticked), first + 1);
+    assert_eq!(severe_console_entries(&browser), Vec::<String>::new());
+    drop(browser);
+    served.stop("serve");
 }

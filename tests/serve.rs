@@ -29,14 +29,7 @@ impl Server {
         let mut all = vec!["serve", "--addr", "127.0.0.1:0"];
         all.extend_from_slice(args);
         let mut daemon = Daemon::spawn(command(data, &all), log.to_path_buf());
-        let line = daemon.stdout_line();
-        let addr = line
-            .strip_prefix("serving http://")
-            .or_else(|| line.strip_prefix("serving https://"))
-            .and_then(|a| a.strip_suffix('/'))
-            .unwrap_or_else(|| panic!("no address in {line:?}:\n{}", daemon.stderr()))
-            .parse()
-            .unwrap();
+        let (addr, _) = daemon.serving_addr();
         Server { daemon, addr }
     }
 
@@ -51,6 +44,19 @@ fn assert_type(r: &http::Response, ty: &str) {
         "content type {:?}, expected {ty}",
         r.header("content-type")
     );
+}
+
+/// Every header the server promises on every response (docs/SERVE.md,
+/// Security), errors included.
+fn assert_security_headers(r: &http::Response, what: &str) {
+    assert_strict_csp(r);
+    for (name, value) in [
+        ("referrer-policy", "no-referrer"),
+        ("x-frame-options", "DENY"),
+        ("cache-control", "no-store"),
+    ] {
+        assert_eq!(r.header(name), value, "{what}: {name}");
+    }
 }
 
 /// The strict policy: no inline script, nothing from elsewhere.
@@ -266,6 +272,179 @@ fn every_route_answers_and_the_api_is_the_clis_json() {
     }
 }
 
+#[test]
+fn every_error_carries_the_security_headers_and_the_favicon_is_served() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    import(&data, &[&sample("events.ndjson")], &[]);
+    let server = Server::start(&data, &dir.path().join("serve.log"), &["--at", AT]);
+    let errors = [
+        ("GET", "/no/such/page", 404),
+        ("GET", "/contact/int-nope", 404),
+        ("GET", "/api/contact/int-nope", 404),
+        ("GET", "/contact/int-nope/events.ndjson", 404),
+        ("GET", "/api/report?interval=7m", 400),
+        ("GET", "/report?sla=fast", 400),
+        ("POST", "/api/wallboard", 405),
+    ];
+    for (method, path, status) in errors {
+        let r = http::exchange(
+            std::net::TcpStream::connect(server.addr).unwrap(),
+            method,
+            path,
+            &[],
+            b"",
+        );
+        assert_eq!(r.status, status, "{method} {path}: {}", r.text());
+        assert_security_headers(&r, &format!("{method} {path}"));
+    }
+    // The icon a browser asks for by itself: an ICO holding a PNG, from the
+    // binary (no other file, no other site).
+    let icon = server.get("/favicon.ico");
+    assert_eq!(icon.status, 200);
+    assert_type(&icon, "image/x-icon");
+    assert_security_headers(&icon, "/favicon.ico");
+    let b = &icon.body;
+    assert_eq!(&b[..4], &[0, 0, 1, 0], "an ICO header");
+    let at = u32::from_le_bytes(b[18..22].try_into().unwrap()) as usize;
+    let len = u32::from_le_bytes(b[14..18].try_into().unwrap()) as usize;
+    assert_eq!(at + len, b.len(), "the one image fills the file");
+    assert!(b[at..].starts_with(b"\x89PNG\r\n\x1a\n"), "a PNG inside");
+}
+
+/// `data-since-ms="MS">TEXT</td>`: a cell of a time that grows with the
+/// clock as the server renders it.
+fn since_cell(ms: i64, text: &str) -> String {
+    format!("data-since-ms=\"{ms}\">{text}</td>")
+}
+
+#[test]
+fn the_wallboard_page_is_rendered_by_the_server_at_its_clock() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    import(&data, &[&sample("events.ndjson")], &[]);
+    let at: jiff::Timestamp = AT.parse().unwrap();
+    let at = at.as_millisecond();
+    // One call talking for 1:04 (queued 65 s before, accepted a second
+    // later), one waiting for over an hour.
+    let talking = "int-ssr-talking-phone-00-tenant01";
+    let waiting = "int-ssr-waiting-phone-00-tenant01";
+    let mut lines = live_call(talking, at - 65_000, true);
+    lines.push_str(&live_call(waiting, at - 3_725_000, false));
+    ccvault_stdin(&data, &["import", "-"], lines.as_bytes()).ok();
+    let server = Server::start(&data, &dir.path().join("serve.log"), &["--at", AT]);
+
+    let page = server.get("/").text();
+    let api: serde_json::Value =
+        serde_json::from_str(&server.get("/api/wallboard").text()).unwrap();
+    // Without any script: every row of the document, with its state.
+    assert!(
+        page.contains(&format!("<div id=\"wallboard\" data-now-ms=\"{at}\">")),
+        "the page carries the server's clock: {page}"
+    );
+    assert!(page.contains(&format!(
+        "<tr data-guid=\"{talking}\" data-stage=\"talking\">"
+    )));
+    assert!(page.contains(&since_cell(at - 64_000, "1:04")), "{page}");
+    assert!(page.contains(&format!(
+        "<tr data-guid=\"{waiting}\" data-stage=\"queued\">"
+    )));
+    assert!(
+        page.contains(&since_cell(at - 3_725_000, "1:02:05")),
+        "{page}"
+    );
+    let rows = |table: &str, attr: &str| {
+        let start = page.find(&format!("<table id=\"{table}\">")).unwrap();
+        let end = start + page[start..].find("</table>").unwrap();
+        page[start..end].matches(attr).count()
+    };
+    let len = |key: &str| api[key].as_array().unwrap().len();
+    assert_eq!(rows("in-progress", "<tr data-guid="), len("inProgress"));
+    assert_eq!(rows("queues", "<tr data-queue="), len("queues"));
+    assert_eq!(rows("agents", "<tr data-agent="), len("agents"));
+    for q in api["queues"].as_array().unwrap() {
+        let id = q["queueId"]
+            .as_i64()
+            .map_or("none".into(), |q| q.to_string());
+        let channel = q["mediaType"].as_str().unwrap_or("none");
+        assert!(
+            page.contains(&format!(
+                "<tr data-queue=\"{id}\" data-channel=\"{channel}\"><td>"
+            )),
+            "queue {id} {channel}: {page}"
+        );
+    }
+    let q77 = page
+        .split("<tr data-queue=\"77\"")
+        .nth(1)
+        .and_then(|r| r.split("</tr>").next())
+        .expect("queue 77's row");
+    assert!(
+        q77.contains("<td class=\"num\">1</td>") && q77.contains("1:02:05"),
+        "one waiting for 1:02:05: {q77}"
+    );
+    assert!(page.contains("class=\"static\""), "not yet live: {page}");
+}
+
+#[test]
+fn ingest_serves_https_with_the_given_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let pki = common::tls::Pki::new(dir.path());
+    let broker = common::mqtt::Broker::start("allow_anonymous true");
+    let mut cmd = command(
+        &data,
+        &[
+            "ingest",
+            "mqtt",
+            "--url",
+            &broker.url(),
+            "--serve",
+            "127.0.0.1:0",
+            "--serve-tls-cert",
+            pki.server_cert.to_str().unwrap(),
+            "--serve-tls-key",
+            pki.server_key.to_str().unwrap(),
+        ],
+    );
+    cmd.stdin(std::process::Stdio::null());
+    let mut daemon = Daemon::spawn(cmd, dir.path().join("ingest.log"));
+    let (addr, tls) = daemon.serving_addr();
+    assert!(tls, "ingest --serve with a certificate announces https");
+    daemon.wait_for_log("subscribed", Duration::from_secs(20));
+    let call = "{\"Interaction\":{\"event\":\"InteractionQueued\",\"interactionGUID\":\"int-tls-1-phone-00-t\",\"interactionEventTS\":1763900000,\"queueId\":\"9\"}}";
+    common::mqtt::publish_all(
+        broker.port,
+        vec![("acme/event-v1/all".into(), call.as_bytes().to_vec())],
+    );
+    daemon.wait_records(&data, 1, Duration::from_secs(20));
+    let r = common::tls::https_get(&pki.ca, addr, "/api/contact/int-tls-1-phone-00-t");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(r.text().contains("int-tls-1-phone-00-t"));
+    let plain = std::panic::catch_unwind(|| http::get(addr, "/api/wallboard"));
+    assert!(plain.map_or(true, |r| r.status != 200));
+    // A missing key is named (another archive: this one is held).
+    let r = ccvault(
+        &dir.path().join("other"),
+        &[
+            "ingest",
+            "mqtt",
+            "--url",
+            &broker.url(),
+            "--serve",
+            "127.0.0.1:0",
+            "--serve-tls-cert",
+            pki.server_cert.to_str().unwrap(),
+            "--serve-tls-key",
+            "/nonexistent/key.pem",
+        ],
+    );
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(r.stderr.contains("/nonexistent/key.pem"), "{}", r.stderr);
+    let (status, _) = daemon.terminate();
+    assert!(status.success(), "{}", daemon.stderr());
+}
+
 /// Events of one call queued and accepted now (the wallboard's clock).
 fn live_call(guid: &str, queued_ms: i64, accepted: bool) -> String {
     let s = queued_ms / 1000;
@@ -382,6 +561,14 @@ fn hostile_values_are_escaped_everywhere() {
     );
     ccvault_stdin(&data, &["import", "-"], line.as_bytes()).ok();
     let server = Server::start(&data, &dir.path().join("serve.log"), &["--at", AT]);
+    // The wallboard the server renders shows the leg in progress, escaped.
+    let page = server.get("/").text();
+    assert!(
+        page.contains("&lt;script&gt;alert(1)&lt;/script&gt;"),
+        "{page}"
+    );
+    assert!(!page.contains("<script>alert"), "{page}");
+    assert!(!page.contains("<img src=x"), "{page}");
     let path = format!("/contact/{}", percent(guid));
     let r = server.get(&path);
     assert_eq!(r.status, 200, "{}", r.text());
@@ -520,4 +707,146 @@ fn https_with_the_given_certificate() {
     );
     assert_eq!(r.code, 1);
     assert!(r.stderr.contains("/nonexistent/key.pem"), "{}", r.stderr);
+}
+
+/// The floor of `ms` to its second: the 8x8 payloads carry their times in
+/// seconds, so the archive sees every simulated instant that way.
+fn secs(ms: Option<i64>) -> Option<i64> {
+    ms.map(|t| t.div_euclid(1000) * 1000)
+}
+
+/// The wallboard of a simulated afternoon, the day cut at that instant as
+/// an archive being written then holds it, against the simulator's ground
+/// truth (computed from its own model, not from the events): which agents
+/// are on an interaction and in which stage, and per queue today's
+/// offered, answered and outbound legs.
+#[test]
+fn the_wallboard_of_a_simulated_instant_is_the_simulators_truth() {
+    let work = tempfile::tempdir().unwrap();
+    let truth = work.path().join("truth.ndjson");
+    let now = common::SIM_AFTERNOON_MS;
+    let mut cut = String::new();
+    for v in common::simulated_day_until(work.path(), now, Some(&truth)) {
+        cut.push_str(&v.to_string());
+        cut.push('\n');
+    }
+    let data = work.path().join("data");
+    ccvault_stdin(&data, &["import", "-"], cut.as_bytes()).ok();
+    let board = ccvault(
+        &data,
+        &[
+            "--tz",
+            "UTC",
+            "wallboard",
+            "--format",
+            "json",
+            "--at",
+            &now.to_string(),
+        ],
+    )
+    .ok()
+    .stdout_str();
+    let board: serde_json::Value = serde_json::from_str(&board).unwrap();
+
+    // The truth at `now`: agents handling a leg (accepted, and neither its
+    // wrap-up nor, without one, the leg itself ended), and per queue
+    // today's legs by kind.
+    let mut busy: std::collections::BTreeMap<String, (String, u64)> = Default::default();
+    let mut queues: std::collections::BTreeMap<i64, [u64; 4]> = Default::default();
+    let day_start = now - now.rem_euclid(86_400_000);
+    let before = |t: Option<i64>| secs(t).is_some_and(|t| t <= now);
+    for line in std::fs::read_to_string(&truth).unwrap().lines() {
+        // One `simulate --truth` line: docs/METRICS.md §3's summary.
+        let t: serde_json::Value = serde_json::from_str(line).unwrap();
+        let at = |k: &str| t[k].as_i64();
+        let work_end = if at("wrapStartAt").is_some() {
+            at("wrapEndAt")
+        } else {
+            at("endedAt")
+        };
+        if let Some(agent) = t["agentId"].as_str() {
+            if before(at("acceptedAt")) && !before(work_end) {
+                let stage = if before(at("wrapStartAt")) {
+                    "wrapup"
+                } else {
+                    "talking"
+                };
+                let e = busy.entry(agent.to_string()).or_insert((String::new(), 0));
+                e.1 += 1;
+                if e.0 != "wrapup" || stage == "wrapup" {
+                    e.0 = stage.to_string();
+                }
+            }
+        }
+        let Some(q) = at("queueId") else { continue };
+        let row = queues.entry(q).or_default();
+        let today = |at: Option<i64>| secs(at).is_some_and(|at| at >= day_start && at <= now);
+        match t["kind"].as_str().unwrap_or("") {
+            "inbound" if today(at("queuedAt")) => {
+                row[0] += 1;
+                if before(at("acceptedAt")) {
+                    row[1] += 1;
+                }
+            }
+            "outbound" if today(at("createdAt").or(at("acceptedAt"))) => {
+                row[2] += 1;
+                if before(at("connectedAt")) {
+                    row[3] += 1;
+                }
+            }
+            _ => {}
+        }
+    }
+    assert!(busy.len() >= 5, "a busy afternoon: {busy:?}");
+
+    let shown: std::collections::BTreeMap<String, (String, u64)> = board["agents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| !a["activity"].is_null())
+        .map(|a| {
+            let stage = a["activity"].as_str().unwrap();
+            // The truth has no hold intervals: on hold is talking here.
+            let stage = if stage == "hold" { "talking" } else { stage };
+            (
+                a["agentId"].as_str().unwrap().to_string(),
+                (stage.to_string(), a["interactions"].as_u64().unwrap()),
+            )
+        })
+        .collect();
+    assert_eq!(
+        shown.keys().collect::<Vec<_>>(),
+        busy.keys().collect::<Vec<_>>(),
+        "agents on an interaction: the wallboard vs the truth"
+    );
+    for (agent, (stage, n)) in &busy {
+        assert_eq!(shown[agent].1, *n, "legs of {agent}");
+        if *n == 1 {
+            assert_eq!(&shown[agent].0, stage, "activity of {agent}");
+        }
+    }
+    for (q, [offered, answered, outbound, connected]) in &queues {
+        let rows: Vec<&serde_json::Value> = board["queues"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["queueId"] == *q)
+            .collect();
+        let sum = |k: &str| rows.iter().map(|r| r[k].as_u64().unwrap()).sum::<u64>();
+        assert_eq!(
+            [
+                sum("offered"),
+                sum("answered"),
+                sum("outbound"),
+                sum("outboundConnected")
+            ],
+            [*offered, *answered, *outbound, *connected],
+            "queue {q}: offered, answered, outbound, connected (wallboard vs truth)"
+        );
+    }
+    let sales = queues.get(&312).expect("the outbound campaign queue");
+    assert!(
+        sales[0] == 0 && sales[2] > 0,
+        "queue 312 is outbound: {sales:?}"
+    );
 }

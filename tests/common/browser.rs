@@ -211,6 +211,20 @@ impl Browser {
         }
     }
 
+    /// Opens the wallboard at `url` and waits until its script has applied
+    /// the first `wallboard` message of `/events` (the status line says
+    /// `live`; before that it shows the state the server rendered).
+    pub fn open_wallboard(&self, url: &str) {
+        self.goto(url);
+        self.wait_for(
+            "the wallboard's first message",
+            Duration::from_secs(30),
+            "var s = document.getElementById('status');
+             return s && s.className === 'live';",
+            json!([]),
+        );
+    }
+
     /// The page's visible text.
     pub fn text(&self) -> String {
         self.execute(

@@ -93,6 +93,27 @@ impl Daemon {
         line
     }
 
+    /// Where a process that serves the web application (`serve`, `ingest
+    /// --serve`) listens, from the line it prints first ("serving
+    /// http://ADDR/" or "serving https://ADDR/"); whether it is HTTPS.
+    pub fn serving_addr(&mut self) -> (std::net::SocketAddr, bool) {
+        let line = self.stdout_line();
+        let (rest, tls) = match line.strip_prefix("serving https://") {
+            Some(rest) => (Some(rest), true),
+            None => (line.strip_prefix("serving http://"), false),
+        };
+        let addr = rest
+            .and_then(|a| a.strip_suffix('/'))
+            .and_then(|a| a.parse().ok())
+            .unwrap_or_else(|| {
+                panic!(
+                    "expected \"serving http(s)://ADDR/\" first, got {line:?}:\n{}",
+                    self.stderr()
+                )
+            });
+        (addr, tls)
+    }
+
     pub fn kill9(&mut self) {
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();

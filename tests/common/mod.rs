@@ -401,3 +401,58 @@ pub fn empty_file(dir: &Path) -> PathBuf {
     fs::write(&path, b"").unwrap();
     path
 }
+
+/// A busy afternoon of [`simulated_day_until`]'s day (the simulator starts
+/// its days at 2025-11-24T00:00Z): 2025-11-24T13:00Z.
+pub const SIM_AFTERNOON_MS: i64 = 1_763_989_200_000;
+
+/// The simulated day of the wallboard tests (`simulate --no-quirks --seed 7
+/// --agents 20`; its ground truth written to `truth` when given), cut at
+/// `until_ms`: the events an archive being written at that instant holds,
+/// in the simulator's order.
+pub fn simulated_day_until(
+    work: &Path,
+    until_ms: i64,
+    truth: Option<&Path>,
+) -> Vec<serde_json::Value> {
+    let day = work.join("simulated-day.ndjson");
+    let mut args = vec![
+        "simulate".to_string(),
+        "--no-quirks".into(),
+        "--seed".into(),
+        "7".into(),
+        "--agents".into(),
+        "20".into(),
+        "--out".into(),
+        day.display().to_string(),
+    ];
+    if let Some(t) = truth {
+        args.extend(["--truth".to_string(), t.display().to_string()]);
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    ccvault(work, &args).ok();
+    fs::read_to_string(&day)
+        .unwrap()
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .filter(|v| payload_time_ms(v).is_some_and(|t| t <= until_ms))
+        .collect()
+}
+
+/// t(e) of a payload as crates/event reads it: interactionEventTS, else
+/// statusEventTS, else msgInfo.timestamp (else tickTS, else eventTS).
+pub fn payload_time_ms(v: &serde_json::Value) -> Option<i64> {
+    let body = v.as_object()?.values().next()?;
+    let secs = |k: &str| {
+        let x = &body[k];
+        x.as_i64()
+            .or_else(|| x.as_str().and_then(|s| s.parse().ok()))
+            .filter(|n| *n > 0)
+            .map(|n| n * 1000)
+    };
+    secs("interactionEventTS")
+        .or_else(|| secs("statusEventTS"))
+        .or_else(|| body["msgInfo"]["timestamp"].as_i64().filter(|n| *n > 0))
+        .or_else(|| secs("tickTS"))
+        .or_else(|| secs("eventTS"))
+}

@@ -4,7 +4,8 @@
 //!   CCVAULT_BENCH_DIR=/work/bench-h4 cargo bench -p ccvault --bench serve
 //!
 //! A real mosquitto, `ccvault ingest mqtt … --serve 127.0.0.1:0` (the
-//! optimized binary), one headless Chromium on the wallboard, and SSE
+//! optimized binary, or the one `CCVAULT_BENCH_BIN` names, to measure a
+//! baseline in the same session), one headless Chromium on the wallboard, and SSE
 //! clients on `/events`. A publisher sends a paced stream of interaction
 //! lifecycles (Created, Queued, Assigned, Accepted, PostProcess,
 //! EndPostProcess: ~2 s each, so a few hundred calls are in progress) at
@@ -268,13 +269,7 @@ fn run_phase(
     rate: u64,
     first: u64,
 ) -> Phase {
-    browser.goto(&format!("http://{addr}/"));
-    browser.wait_for(
-        "the wallboard",
-        Duration::from_secs(30),
-        "var s = document.getElementById('status'); return s && s.className === 'live';",
-        json!([]),
-    );
+    browser.open_wallboard(&format!("http://{addr}/"));
     browser.execute(WATCH_STATUS, json!([]));
     let stop = Arc::new(AtomicBool::new(false));
     let watcher = watch_archive(data.to_path_buf(), stop.clone());
@@ -373,7 +368,10 @@ fn main() {
     std::fs::create_dir_all(&dir).unwrap();
 
     let broker = Broker::start("allow_anonymous true\nmax_inflight_messages 1000");
-    let mut cmd = Command::new(common::bin());
+    // Another build of ccvault (a baseline) when CCVAULT_BENCH_BIN names one.
+    let bin = std::env::var_os("CCVAULT_BENCH_BIN")
+        .map_or_else(|| PathBuf::from(common::bin()), PathBuf::from);
+    let mut cmd = Command::new(&bin);
     cmd.arg("--data-dir").arg(&data).args([
         "ingest",
         "mqtt",
@@ -386,11 +384,7 @@ fn main() {
     ]);
     cmd.env_remove("CCVAULT_DATA");
     let mut ingest = Daemon::spawn(cmd, dir.join("serve-bench-ingest.log"));
-    let line = ingest.stdout_line();
-    let addr: SocketAddr = line
-        .strip_prefix("serving http://")
-        .and_then(|a| a.trim_end_matches('/').parse().ok())
-        .unwrap_or_else(|| panic!("ingest --serve printed {line:?}:\n{}", ingest.stderr()));
+    let (addr, _) = ingest.serving_addr();
     ingest.wait_for_log("subscribed", Duration::from_secs(30));
     let browser = Browser::start();
 

@@ -42,7 +42,7 @@ pub mod source;
 pub use metrics::{Metrics, Snapshot};
 use rustls::pki_types::pem::{self, PemObject};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-pub use sink::SinkOptions;
+pub use sink::{SinkOptions, Visible};
 pub use source::Source;
 
 /// Why ingest stopped with an error.

@@ -224,7 +224,7 @@ pub async fn run(
     metrics: Arc<Metrics>,
     stop: watch::Receiver<bool>,
 ) -> Result<()> {
-    let (sink, backoff) = (cfg.sink, cfg.backoff.clone());
+    let (sink, backoff) = (cfg.sink.clone(), cfg.backoff.clone());
     let source = MqttSource::new(&cfg)?;
     source::run(source, archive, metrics, stop, sink, backoff).await
 }

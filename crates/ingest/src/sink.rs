@@ -9,6 +9,10 @@
 //! - Group commit: the thread takes everything queued so far (up to
 //!   `max_batch` items / `max_batch_bytes`) as one batch, so one fsync serves
 //!   many messages under load and a lone message is committed at once.
+//! - With [`Visible`] (a reader in the same process, `ingest --serve`):
+//!   every archived record is committed to the index, so readers see it,
+//!   within [`Visible::within`] of its batch becoming durable, and the
+//!   reader is told at once ([`Visible::notify`]) instead of polling.
 //! - When every sender is dropped the thread commits what is left, syncs,
 //!   and ends; the done channel then closes. On an archive error it stops
 //!   at once (nothing after the failed batch is acknowledged) and
@@ -28,12 +32,35 @@ use crate::{IngestError, Result};
 const IDLE_SYNC: std::time::Duration = std::time::Duration::from_millis(200);
 
 /// Group-commit limits and queue size.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct SinkOptions {
     pub max_batch: usize,
     pub max_batch_bytes: usize,
     /// Items queued towards the sink before sources wait.
     pub queue: usize,
+    /// Make records visible to readers promptly and tell them.
+    pub visible: Option<Visible>,
+}
+
+/// A reader of the archive in this process that wants new records soon.
+#[derive(Clone)]
+pub struct Visible {
+    /// Longest time from a batch being durable to its index commit. The
+    /// store alone commits the index every second under load; a live view
+    /// wants less. Commits are grouped: one per `within` at most while
+    /// records keep coming.
+    pub within: std::time::Duration,
+    /// Called on the sink thread after each index commit that made records
+    /// visible: cheap and non-blocking (it wakes the reader).
+    pub notify: Arc<dyn Fn() + Send + Sync>,
+}
+
+impl std::fmt::Debug for Visible {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Visible")
+            .field("within", &self.within)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Default for SinkOptions {
@@ -42,6 +69,7 @@ impl Default for SinkOptions {
             max_batch: 8192,
             max_batch_bytes: 16 << 20,
             queue: 16_384,
+            visible: None,
         }
     }
 }
@@ -111,18 +139,38 @@ pub fn start<T: Send + 'static>(
             // may defer index commits; when the stream goes quiet we sync
             // so readers see everything archived.
             let mut dirty = false;
+            // With a reader to serve: whether archived records wait for an
+            // index commit, and when the last such commit was. A record is
+            // committed at once when the last commit is `within` old, else
+            // with the others of that interval: at most one commit (one
+            // fsync of the index) per `within`, and none delayed longer.
+            let mut unseen = false;
+            let mut last_shown: Option<std::time::Instant> = None;
             loop {
-                let next = if dirty {
-                    match runtime.block_on(async { tokio::time::timeout(IDLE_SYNC, rx.recv()).await }) {
+                if let (Some(v), true) = (&options.visible, unseen) {
+                    if last_shown.is_none_or(|t| t.elapsed() >= v.within) {
+                        archive.commit_index()?;
+                        unseen = false;
+                        last_shown = Some(std::time::Instant::now());
+                        (v.notify)();
+                    }
+                }
+                let wait = match (&options.visible, unseen, last_shown) {
+                    (Some(v), true, Some(t)) => Some(v.within.saturating_sub(t.elapsed())),
+                    _ if dirty => Some(IDLE_SYNC),
+                    _ => None,
+                };
+                let next = match wait {
+                    Some(wait) => match runtime.block_on(async { tokio::time::timeout(wait, rx.recv()).await }) {
                         Ok(next) => next,
+                        Err(_) if unseen => continue,
                         Err(_) => {
                             archive.sync()?;
                             dirty = false;
                             continue;
                         }
-                    }
-                } else {
-                    rx.blocking_recv()
+                    },
+                    None => rx.blocking_recv(),
                 };
                 let Some(first) = next else { break };
                 dirty = true;
@@ -157,6 +205,7 @@ pub fn start<T: Send + 'static>(
                     }
                 };
                 drop(batch);
+                unseen = options.visible.is_some();
                 let durable_ms = now_ms();
                 if let Some(observe) = metrics.durable_observer() {
                     for item in &items {
@@ -207,8 +256,83 @@ pub fn start<T: Send + 'static>(
                 let _ = done_tx.send(done);
             }
             archive.close()?;
+            if let Some(v) = &options.visible {
+                (v.notify)();
+            }
             Ok(())
         })
         .map_err(|e| IngestError::Internal(format!("cannot start the archive thread: {e}")))?;
     Ok((tx, done_rx, SinkThread { handle }))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+    use std::time::Duration;
+
+    use ccvault_store::{ArchiveOptions, ArchiveReader};
+
+    use super::*;
+
+    /// With a reader to serve, each notification means the records archived
+    /// so far are visible to a new reader, although the store alone would
+    /// not commit its index for an hour.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_serving_sink_commits_the_index_and_tells_the_reader() {
+        let dir = tempfile::tempdir().unwrap();
+        let options = ArchiveOptions {
+            index_commit_interval: Duration::from_secs(3600),
+            ..ArchiveOptions::default()
+        };
+        let (archive, _) = Archive::open(dir.path(), options).unwrap();
+        let (told_tx, mut told) = mpsc::unbounded_channel::<()>();
+        let told_tx = Mutex::new(told_tx);
+        let sink = SinkOptions {
+            visible: Some(Visible {
+                within: Duration::from_millis(20),
+                notify: Arc::new(move || {
+                    let _ = told_tx.lock().unwrap().send(());
+                }),
+            }),
+            ..SinkOptions::default()
+        };
+        let (tx, mut done, thread) =
+            start::<u32>(archive, SourceKind::Other, Metrics::new("test"), sink).unwrap();
+        for round in 0..3u32 {
+            for i in 0..5 {
+                let n = round * 5 + i;
+                let raw = format!(
+                    r#"{{"Interaction":{{"event":"InteractionQueued","interactionGUID":"int-{n}","interactionEventTS":1763900000}}}}"#
+                );
+                tx.send(Item {
+                    raw: raw.into_bytes(),
+                    source: Arc::from("t"),
+                    token: n,
+                })
+                .await
+                .unwrap();
+            }
+            let mut durable = 0;
+            while durable < 5 {
+                durable += done.recv().await.unwrap().len();
+            }
+            // Told after the commit that shows this round (an earlier
+            // notification may have shown part of it).
+            loop {
+                // A bound against hanging, not a measurement.
+                tokio::time::timeout(Duration::from_secs(30), told.recv())
+                    .await
+                    .expect("no notification")
+                    .unwrap();
+                let end = ArchiveReader::open(dir.path()).unwrap().visible_end();
+                if end == u64::from(round * 5 + 5) {
+                    break;
+                }
+                assert!(end < u64::from(round * 5 + 5), "{end}");
+            }
+        }
+        drop(tx);
+        while done.recv().await.is_some() {}
+        thread.join().await.unwrap();
+    }
 }

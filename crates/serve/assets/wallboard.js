@@ -2,10 +2,19 @@
 // page has no inline script (Content-Security-Policy: script-src 'self').
 // Every `wallboard` message of /events is the /api/wallboard document; the
 // tables are rebuilt from it with textContent only (no HTML from data), and
-// every cell with data-since-ms advances once a second from the browser's
-// clock. Nothing is polled: the server pushes.
+// every cell with data-since-ms advances once a second from the server's
+// clock: the page carries it (data-now-ms, when the server rendered the
+// page) and it advances with the browser's monotonic timer, so neither a
+// wrong browser clock nor `serve --at` (a replayed day) skews the waits.
+// The server renders the first state itself; this script takes over.
+// Nothing is polled: the server pushes.
 'use strict';
 (function () {
+  var root = document.getElementById('wallboard');
+  var anchor = { server: Number(root.dataset.nowMs), local: performance.now() };
+  function serverNow() {
+    return anchor.server + (performance.now() - anchor.local);
+  }
   function clock(ms) {
     var s = Math.max(0, Math.floor(ms / 1000));
     var h = Math.floor(s / 3600);
@@ -27,7 +36,7 @@
       return td;
     }
     td.dataset.sinceMs = String(ms);
-    td.textContent = clock(Date.now() - ms);
+    td.textContent = clock(serverNow() - ms);
     return td;
   }
   function pct(v) {
@@ -57,6 +66,8 @@
       cell(tr, r.abandoned, 'num');
       cell(tr, pct(r.serviceLevel), 'num');
       cell(tr, secs(r.asaMs), 'num');
+      cell(tr, r.outbound, 'num');
+      cell(tr, r.outboundConnected, 'num');
       q.appendChild(tr);
     });
     var a = body('agents');
@@ -64,9 +75,13 @@
       var tr = document.createElement('tr');
       tr.dataset.agent = r.agentId;
       tr.dataset.state = String(r.state);
+      tr.dataset.activity = r.activity === null ? 'none' : r.activity;
       cell(tr, r.agentId);
       cell(tr, r.stateName);
       since(tr, r.sinceMs, 'num');
+      cell(tr, r.activity, 'stage');
+      since(tr, r.activitySinceMs, 'num');
+      cell(tr, r.interactions, 'num');
       a.appendChild(tr);
     });
     var p = body('in-progress');
@@ -93,7 +108,7 @@
   }
   function tick() {
     document.querySelectorAll('[data-since-ms]').forEach(function (td) {
-      td.textContent = clock(Date.now() - Number(td.dataset.sinceMs));
+      td.textContent = clock(serverNow() - Number(td.dataset.sinceMs));
     });
   }
   setInterval(tick, 1000);

@@ -37,6 +37,8 @@ pub struct Snapshot {
     /// The wallboard as `/api/wallboard` serves it (one JSON line), or why
     /// there is none.
     pub wallboard: std::result::Result<Arc<str>, String>,
+    /// The same document, for the page the server renders.
+    pub board: Option<Arc<Wallboard>>,
     /// The archive's visible end when it was computed.
     pub records: u64,
 }
@@ -86,6 +88,7 @@ impl Live {
     pub fn new(dir: &Path, options: WallboardOptions, clock: Clock) -> Arc<Live> {
         let (tx, rx) = watch::channel(Arc::new(Snapshot {
             wallboard: Err("the archive has not been read yet".into()),
+            board: None,
             records: 0,
         }));
         Arc::new(Live {
@@ -227,10 +230,12 @@ impl Live {
                 match json_line(&board) {
                     Ok(json) => Snapshot {
                         wallboard: Ok(json.into()),
+                        board: Some(Arc::new(board)),
                         records,
                     },
                     Err(e) => Snapshot {
                         wallboard: Err(format!("{e:#}")),
+                        board: None,
                         records,
                     },
                 }
@@ -240,6 +245,7 @@ impl Live {
                 tracing::warn!("cannot refresh the wallboard: {e:#}");
                 Snapshot {
                     wallboard: Err(format!("{e:#}")),
+                    board: None,
                     records: self.counters.records.load(Ordering::Relaxed),
                 }
             }

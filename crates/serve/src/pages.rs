@@ -16,10 +16,12 @@
 use std::fmt::Write as _;
 
 use ccvault_html::{escape, push_escaped};
-use ccvault_projections::timefmt::format_opt_instant;
+use ccvault_projections::timefmt::{format_opt_instant, zone_for_display};
 use ccvault_projections::Summary;
 use ccvault_store::Record;
 use jiff::tz::TimeZone;
+
+use crate::wallboard::Wallboard;
 
 const NAV: &str = "<nav><a href=\"/\">Wallboard</a><a href=\"/search\">Search</a><a href=\"/report\">Report</a></nav>\n";
 
@@ -37,16 +39,144 @@ pub fn shell(title: &str, body: &str) -> String {
     out
 }
 
-/// `/`: the tables the script fills from `/events`.
-pub fn wallboard() -> String {
-    shell(
-        "ccvault wallboard",
-        "<h1>Wallboard</h1>\n<p id=\"status\">connecting…</p>\n\
-<h2>Queues (today)</h2>\n<table id=\"queues\"><thead><tr><th>queue</th><th>channel</th><th class=\"num\">waiting</th><th class=\"num\">longest wait</th><th class=\"num\">offered</th><th class=\"num\">answered</th><th class=\"num\">abandoned</th><th class=\"num\">service level</th><th class=\"num\">ASA</th></tr></thead><tbody></tbody></table>\n\
-<h2>In progress</h2>\n<table id=\"in-progress\"><thead><tr><th>interaction</th><th>stage</th><th class=\"num\">time</th><th>queue</th><th>channel</th><th>agent</th></tr></thead><tbody></tbody></table>\n\
-<h2>Agents</h2>\n<table id=\"agents\"><thead><tr><th>agent</th><th>state</th><th class=\"num\">time in state</th></tr></thead><tbody></tbody></table>\n\
-<script src=\"/assets/wallboard.js\"></script>\n",
-    )
+/// A wait as the page writes it: m:ss, h:mm:ss past an hour (the same as
+/// `clock()` in `assets/wallboard.js`, which takes over once connected).
+pub fn clock(ms: i64) -> String {
+    let s = ms.max(0) / 1000;
+    let (h, m, ss) = (s / 3600, (s % 3600) / 60, s % 60);
+    if h > 0 {
+        format!("{h}:{m:02}:{ss:02}")
+    } else {
+        format!("{m}:{ss:02}")
+    }
+}
+
+fn td(out: &mut String, class: &str, text: &str) {
+    if class.is_empty() {
+        out.push_str("<td>");
+    } else {
+        let _ = write!(out, "<td class=\"{class}\">");
+    }
+    push_escaped(out, text);
+    out.push_str("</td>");
+}
+
+fn or_dash<T: std::fmt::Display>(v: Option<T>) -> String {
+    v.map_or_else(|| "-".to_owned(), |v| v.to_string())
+}
+
+/// A cell of a duration that grows with the clock: `since` as data, the
+/// time from it to `now_ms` as text.
+fn since_td(out: &mut String, class: &str, since: Option<i64>, now_ms: i64) {
+    match since {
+        Some(ms) => {
+            let _ = write!(
+                out,
+                "<td class=\"{class}\" data-since-ms=\"{ms}\">{}</td>",
+                clock(now_ms.saturating_sub(ms))
+            );
+        }
+        None => td(out, class, "-"),
+    }
+}
+
+/// `/`: the wallboard as of `board` (rendered here, so the page is not
+/// empty without JavaScript), which `/assets/wallboard.js` then keeps
+/// current from `/events`. `now_ms` is the server's clock: the script
+/// advances the waits from it, never from the browser's clock.
+pub fn wallboard(board: Option<&Wallboard>, now_ms: i64, tz: &TimeZone) -> String {
+    let mut b = String::with_capacity(4096);
+    let _ = write!(
+        b,
+        "<h1>Wallboard</h1>\n<div id=\"wallboard\" data-now-ms=\"{now_ms}\">\n"
+    );
+    match board {
+        Some(w) => {
+            let _ = write!(
+                b,
+                "<p id=\"status\" class=\"static\">{} records, {} in progress, as of ",
+                w.records,
+                w.in_progress.len()
+            );
+            push_escaped(
+                &mut b,
+                &format_opt_instant(Some(w.as_of_ms), zone_for_display(tz)),
+            );
+            b.push_str(" (connecting for live updates…)</p>\n");
+        }
+        None => b.push_str("<p id=\"status\">connecting…</p>\n"),
+    }
+    b.push_str("<h2>Queues (today)</h2>\n<table id=\"queues\"><thead><tr><th>queue</th><th>channel</th><th class=\"num\">waiting</th><th class=\"num\">longest wait</th><th class=\"num\">offered</th><th class=\"num\">answered</th><th class=\"num\">abandoned</th><th class=\"num\">service level</th><th class=\"num\">ASA</th><th class=\"num\">outbound</th><th class=\"num\">connected</th></tr></thead><tbody>\n");
+    for q in board.map_or(&[][..], |w| &w.queues) {
+        b.push_str("<tr data-queue=\"");
+        push_escaped(
+            &mut b,
+            &q.queue_id.map_or("none".to_owned(), |q| q.to_string()),
+        );
+        b.push_str("\" data-channel=\"");
+        push_escaped(&mut b, q.media_type.as_deref().unwrap_or("none"));
+        b.push_str("\">");
+        td(&mut b, "", &or_dash(q.queue_id));
+        td(&mut b, "", q.media_type.as_deref().unwrap_or("-"));
+        td(&mut b, "num", &q.waiting.to_string());
+        since_td(&mut b, "num longest", q.oldest_waiting_since_ms, now_ms);
+        td(&mut b, "num", &q.offered.to_string());
+        td(&mut b, "num", &q.answered.to_string());
+        td(&mut b, "num", &q.abandoned.to_string());
+        td(
+            &mut b,
+            "num",
+            &or_dash(q.service_level.map(|v| format!("{:.1}%", v * 100.0))),
+        );
+        td(
+            &mut b,
+            "num",
+            &or_dash(q.asa_ms.map(|v| format!("{:.1}s", v as f64 / 1000.0))),
+        );
+        td(&mut b, "num", &q.outbound.to_string());
+        td(&mut b, "num", &q.outbound_connected.to_string());
+        b.push_str("</tr>\n");
+    }
+    b.push_str("</tbody></table>\n<h2>In progress</h2>\n<table id=\"in-progress\"><thead><tr><th>interaction</th><th>stage</th><th class=\"num\">time</th><th>queue</th><th>channel</th><th>agent</th></tr></thead><tbody>\n");
+    for l in board.map_or(&[][..], |w| &w.in_progress) {
+        b.push_str("<tr data-guid=\"");
+        push_escaped(&mut b, &l.interaction_guid);
+        let _ = write!(
+            b,
+            "\" data-stage=\"{}\"><td><a href=\"/contact/",
+            l.stage.as_str()
+        );
+        push_escaped(&mut b, &percent_encode(&l.interaction_guid));
+        b.push_str("\">");
+        push_escaped(&mut b, &l.interaction_guid);
+        b.push_str("</a></td>");
+        td(&mut b, "stage", l.stage.as_str());
+        since_td(&mut b, "num wait", Some(l.since_ms), now_ms);
+        td(&mut b, "", &or_dash(l.queue_id));
+        td(&mut b, "", l.media_type.as_deref().unwrap_or("-"));
+        td(&mut b, "", l.agent_id.as_deref().unwrap_or("-"));
+        b.push_str("</tr>\n");
+    }
+    b.push_str("</tbody></table>\n<h2>Agents</h2>\n<table id=\"agents\"><thead><tr><th>agent</th><th>state</th><th class=\"num\">time in state</th><th>on</th><th class=\"num\">time</th><th class=\"num\">legs</th></tr></thead><tbody>\n");
+    for a in board.map_or(&[][..], |w| &w.agents) {
+        b.push_str("<tr data-agent=\"");
+        push_escaped(&mut b, &a.agent_id);
+        let activity = a.activity.map_or("none", |s| s.as_str());
+        let _ = write!(
+            b,
+            "\" data-state=\"{}\" data-activity=\"{activity}\">",
+            a.state
+        );
+        td(&mut b, "", &a.agent_id);
+        td(&mut b, "", &a.state_name);
+        since_td(&mut b, "num", Some(a.since_ms), now_ms);
+        td(&mut b, "stage", a.activity.map_or("-", |s| s.as_str()));
+        since_td(&mut b, "num", a.activity_since_ms, now_ms);
+        td(&mut b, "num", &a.interactions.to_string());
+        b.push_str("</tr>\n");
+    }
+    b.push_str("</tbody></table>\n</div>\n<script src=\"/assets/wallboard.js\"></script>\n");
+    shell("ccvault wallboard", &b)
 }
 
 /// Inserts `html` right after the `<body>` tag of a crates/html page (or

@@ -35,7 +35,7 @@ use serde::Deserialize;
 use tokio_stream::wrappers::WatchStream;
 use tokio_stream::StreamExt as _;
 
-use crate::contact::{contact_json, read_legs, timelines, write_raw, LegRecords};
+use crate::contact::{contact_json, read_legs, timelines, write_raw, ShownLeg};
 use crate::live::{is_no_archive, json_line, Live};
 use crate::query::{InteractionsQuery, ReportQuery};
 use crate::security::{csp_for_page, Token, CSP, TOKEN_COOKIE};
@@ -43,6 +43,9 @@ use crate::{pages, search};
 
 const WALLBOARD_JS: &str = include_str!("../assets/wallboard.js");
 const SERVE_CSS: &str = include_str!("../assets/serve.css");
+/// The icon browsers ask for by themselves: a 32x32 PNG in an ICO
+/// container, kept in the binary like every other asset.
+const FAVICON: &[u8] = include_bytes!("../assets/favicon.ico");
 
 /// How the server is reached.
 #[derive(Debug, Clone)]
@@ -138,8 +141,13 @@ async fn blocking<T: Send + 'static>(
         .map_err(|e| Problem(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
 }
 
-async fn index() -> Response {
-    html(pages::wallboard())
+async fn index(State(s): State<AppState>) -> Response {
+    let snapshot = s.live.latest();
+    html(pages::wallboard(
+        snapshot.board.as_deref(),
+        s.live.clock().now_ms(),
+        &s.live.options().tz,
+    ))
 }
 
 async fn asset_js() -> Response {
@@ -148,6 +156,10 @@ async fn asset_js() -> Response {
 
 async fn asset_css() -> Response {
     body("text/css; charset=utf-8", SERVE_CSS)
+}
+
+async fn favicon() -> Response {
+    body("image/x-icon", FAVICON)
 }
 
 async fn api_wallboard(State(s): State<AppState>) -> Result<Response, Problem> {
@@ -173,11 +185,49 @@ async fn events(
     Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
 }
 
-/// The archived records of every leg of `guid`'s contact.
-fn contact_legs(live: &Live, guid: &str) -> Result<Vec<LegRecords>, Problem> {
-    let mut reader = live.reader().map_err(internal)?;
-    live.with_projections(|p| read_legs(&mut reader, Some(p), guid))
-        .map_err(internal)
+/// How a route answers: an HTML page, or data (JSON, NDJSON).
+#[derive(Clone, Copy)]
+enum Answer {
+    Page,
+    Data,
+}
+
+/// A 404 saying `message`, as a page or as text.
+fn not_found(answer: Answer, message: String) -> Response {
+    match answer {
+        Answer::Page => (
+            StatusCode::NOT_FOUND,
+            html(pages::problem("Not found", &message)),
+        )
+            .into_response(),
+        Answer::Data => Problem(StatusCode::NOT_FOUND, message).into_response(),
+    }
+}
+
+/// The step every contact route shares: on the blocking pool, reads the
+/// records of every leg of `guid`'s contact and their timelines, answers
+/// 404 when the asked leg has no event, else `f(tz, legs)`.
+async fn with_contact(
+    live: Arc<Live>,
+    guid: String,
+    answer: Answer,
+    f: impl FnOnce(&jiff::tz::TimeZone, &[ShownLeg<'_>]) -> Result<Response, Problem> + Send + 'static,
+) -> Result<Response, Problem> {
+    blocking(move || {
+        let mut reader = live.reader().map_err(internal)?;
+        let legs = live
+            .with_projections(|p| read_legs(&mut reader, Some(p), &guid))
+            .map_err(internal)?;
+        let shown = timelines(&legs);
+        if !shown.iter().any(|l| l.asked) {
+            return Ok(not_found(
+                answer,
+                format!("no events of interaction {guid:?} in the archive"),
+            ));
+        }
+        f(&live.options().tz, &shown)
+    })
+    .await
 }
 
 /// The contact of `guid` as the page and the API show it.
@@ -185,29 +235,15 @@ async fn contact_page(
     State(s): State<AppState>,
     Path(guid): Path<String>,
 ) -> Result<Response, Problem> {
-    let live = s.live.clone();
-    blocking(move || {
-        let tz = live.options().tz.clone();
-        let legs = contact_legs(&live, &guid)?;
-        let shown = timelines(&legs);
-        if !shown.iter().any(|l| l.asked) {
-            return Ok((
-                StatusCode::NOT_FOUND,
-                html(pages::problem(
-                    "Not found",
-                    &format!("no events of interaction {guid:?} in the archive"),
-                )),
-            )
-                .into_response());
-        }
+    let download = format!("/contact/{}/events.ndjson", pages::percent_encode(&guid));
+    with_contact(s.live.clone(), guid, Answer::Page, move |tz, shown| {
         let mut page = if shown.len() > 1 {
             let views: Vec<_> = shown.iter().map(|l| l.view()).collect();
-            ccvault_html::render_contact(&views, &tz)
+            ccvault_html::render_contact(&views, tz)
         } else {
             let leg = &shown[0];
-            ccvault_html::render_timeline(&leg.timeline, &leg.inputs, &tz)
+            ccvault_html::render_timeline(&leg.timeline, &leg.inputs, tz)
         };
-        let download = format!("/contact/{}/events.ndjson", pages::percent_encode(&guid));
         pages::after_body_tag(&mut page, &pages::nav_for_page(Some(&download)));
         let provenance: Vec<(&str, &[ccvault_store::Record])> = shown
             .iter()
@@ -218,7 +254,7 @@ async fn contact_page(
                 )
             })
             .collect();
-        pages::before_footer(&mut page, &pages::provenance(&provenance, &tz));
+        pages::before_footer(&mut page, &pages::provenance(&provenance, tz));
         Ok(html_page(page))
     })
     .await
@@ -228,24 +264,16 @@ async fn contact_ndjson(
     State(s): State<AppState>,
     Path(guid): Path<String>,
 ) -> Result<Response, Problem> {
-    let live = s.live.clone();
-    blocking(move || {
-        let legs = contact_legs(&live, &guid)?;
-        if legs.is_empty() {
-            return Err(Problem(
-                StatusCode::NOT_FOUND,
-                format!("no events of interaction {guid:?}"),
-            ));
-        }
+    let name = format!(
+        "attachment; filename=\"contact-{}.ndjson\"",
+        pages::percent_encode(&guid)
+    );
+    with_contact(s.live.clone(), guid, Answer::Data, move |_, shown| {
         let mut out = Vec::new();
-        for leg in &legs {
-            write_raw(&leg.records, &mut out).map_err(|e| internal(e.into()))?;
+        for leg in shown {
+            write_raw(leg.records, &mut out).map_err(|e| internal(e.into()))?;
         }
         let mut r = body(NDJSON, out);
-        let name = format!(
-            "attachment; filename=\"contact-{}.ndjson\"",
-            pages::percent_encode(&guid)
-        );
         if let Ok(v) = HeaderValue::from_str(&name) {
             r.headers_mut().insert(header::CONTENT_DISPOSITION, v);
         }
@@ -258,18 +286,15 @@ async fn api_contact(
     State(s): State<AppState>,
     Path(guid): Path<String>,
 ) -> Result<Response, Problem> {
-    let live = s.live.clone();
-    blocking(move || {
-        let legs = contact_legs(&live, &guid)?;
-        let shown = timelines(&legs);
-        match contact_json(&shown).map_err(internal)? {
+    with_contact(
+        s.live.clone(),
+        guid,
+        Answer::Data,
+        |_, shown| match contact_json(shown).map_err(internal)? {
             Some(v) => Ok(body(JSON, json_line(&v).map_err(internal)?)),
-            None => Err(Problem(
-                StatusCode::NOT_FOUND,
-                format!("no events of interaction {guid:?}"),
-            )),
-        }
-    })
+            None => Err(internal(anyhow::anyhow!("the asked leg has no timeline"))),
+        },
+    )
     .await
 }
 
@@ -494,7 +519,7 @@ async fn guard(State(s): State<AppState>, req: Request, next: Next) -> Response 
         .map_or("(no route)", |m| m.as_str())
         .to_owned();
     let method = req.method().clone();
-    let open = route == "/login" || route.starts_with("/assets/");
+    let open = route == "/login" || route == "/favicon.ico" || route.starts_with("/assets/");
     let admitted = match &s.token {
         None => true,
         Some(t) => {
@@ -565,6 +590,7 @@ fn app(live: Arc<Live>, opts: &ServeOptions) -> Router {
         .route("/events", get(events))
         .route("/assets/wallboard.js", get(asset_js))
         .route("/assets/serve.css", get(asset_css))
+        .route("/favicon.ico", get(favicon))
         .route("/contact/{guid}", get(contact_page))
         .route("/contact/{guid}/events.ndjson", get(contact_ndjson))
         .route("/search", get(search_page))
@@ -575,8 +601,10 @@ fn app(live: Arc<Live>, opts: &ServeOptions) -> Router {
         .route("/api/report", get(api_report))
         .route("/metrics", get(metrics))
         .route("/login", get(login_form).post(login))
-        .route_layer(middleware::from_fn_with_state(state.clone(), guard))
         .fallback(|| async { Problem(StatusCode::NOT_FOUND, "no such page".into()) })
+        // A layer, not a route layer: 404s and 405s get the token check and
+        // the security headers too.
+        .layer(middleware::from_fn_with_state(state.clone(), guard))
         .with_state(state)
 }
 

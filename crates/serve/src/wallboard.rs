@@ -13,7 +13,7 @@
 //! - Lists are sorted (queues by queue then channel, legs by `sinceMs` then
 //!   GUID, agents by id), so equal inputs give equal bytes.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use anyhow::{Context, Result};
 use ccvault_projections::report::{GroupBy, GroupKey, Interval, ReportOptions, Sla};
@@ -78,6 +78,11 @@ pub struct QueueNow {
     pub service_level: Option<f64>,
     pub abandon_rate: Option<f64>,
     pub asa_ms: Option<i64>,
+    /// Today's outbound legs (campaign calls too, even when they queue:
+    /// never in `offered`, docs/METRICS.md §4) and those the customer
+    /// answered.
+    pub outbound: u64,
+    pub outbound_connected: u64,
 }
 
 /// One agent's current state.
@@ -85,9 +90,19 @@ pub struct QueueNow {
 #[serde(rename_all = "camelCase")]
 pub struct AgentRow {
     pub agent_id: String,
+    /// The agent's status (8x8's agent stream: presence, e.g. available),
+    /// which does not change when a call is accepted.
     pub state: i64,
     pub state_name: String,
     pub since_ms: i64,
+    /// What the agent is doing on an interaction now, from the legs in
+    /// progress: the stage (`talking`, `hold`, `wrapup`) of the latest leg
+    /// the agent handles; `None` when the agent handles none.
+    pub activity: Option<Stage>,
+    /// When that stage began.
+    pub activity_since_ms: Option<i64>,
+    /// Legs in progress the agent handles (a chat agent may have several).
+    pub interactions: u64,
 }
 
 /// One leg in progress.
@@ -104,6 +119,23 @@ pub struct InProgress {
     pub queue_id: Option<i64>,
     pub media_type: Option<String>,
     pub agent_id: Option<String>,
+}
+
+/// Per agent, what it does on the legs in progress: the stage and start of
+/// its latest leg talking, on hold or in wrap-up (`in_progress` is sorted
+/// by `sinceMs`, so the last one seen is the latest), and how many it has.
+fn handled_by_agent(in_progress: &[InProgress]) -> HashMap<&str, (Stage, i64, u64)> {
+    let mut out: HashMap<&str, (Stage, i64, u64)> = HashMap::new();
+    for l in in_progress {
+        let Some(agent) = l.agent_id.as_deref() else {
+            continue;
+        };
+        if matches!(l.stage, Stage::Talking | Stage::Hold | Stage::Wrapup) {
+            let e = out.entry(agent).or_insert((l.stage, l.since_ms, 0));
+            *e = (l.stage, l.since_ms, e.2 + 1);
+        }
+    }
+    out
 }
 
 /// Local midnight of the day of `now_ms` in `tz`, and the next one.
@@ -141,6 +173,8 @@ pub fn compute(
         service_level: None,
         abandon_rate: None,
         asa_ms: None,
+        outbound: 0,
+        outbound_connected: 0,
     };
 
     let rows = p.report(ReportOptions {
@@ -172,6 +206,8 @@ pub fn compute(
         row.service_level = r.service_level;
         row.abandon_rate = r.abandon_rate;
         row.asa_ms = r.asa_ms;
+        row.outbound += r.outbound;
+        row.outbound_connected += r.outbound_connected;
     }
 
     let mut in_progress = Vec::new();
@@ -224,15 +260,26 @@ pub fn compute(
         .sort_by(|a, b| (a.since_ms, &a.interaction_guid).cmp(&(b.since_ms, &b.interaction_guid)));
 
     let horizon = opts.now_ms.saturating_sub(LIVE_HORIZON_MS);
+    let handling = handled_by_agent(&in_progress);
     let agents = p
         .agents_now()?
         .into_iter()
         .filter(|a| a.since_ms >= horizon)
-        .map(|a| AgentRow {
-            state_name: opts.state_names.name(a.state),
-            agent_id: a.agent_id,
-            state: a.state,
-            since_ms: a.since_ms,
+        .map(|a| {
+            let (activity, activity_since_ms, interactions) = handling
+                .get(a.agent_id.as_str())
+                .map_or((None, None, 0), |&(stage, since, n)| {
+                    (Some(stage), Some(since), n)
+                });
+            AgentRow {
+                state_name: opts.state_names.name(a.state),
+                agent_id: a.agent_id,
+                state: a.state,
+                since_ms: a.since_ms,
+                activity,
+                activity_since_ms,
+                interactions,
+            }
         })
         .collect();
 

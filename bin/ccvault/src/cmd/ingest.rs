@@ -73,6 +73,12 @@ pub struct CommonArgs {
     /// The bearer token file of --serve (required for a non-loopback address).
     #[arg(long, value_name = "FILE", requires = "serve")]
     pub serve_token_file: Option<PathBuf>,
+    /// Serve --serve over HTTPS with this PEM certificate chain (with --serve-tls-key), as `serve --tls-cert`.
+    #[arg(long, value_name = "FILE", requires_all = ["serve", "serve_tls_key"])]
+    pub serve_tls_cert: Option<PathBuf>,
+    /// The PEM private key of --serve-tls-cert.
+    #[arg(long, value_name = "FILE", requires_all = ["serve", "serve_tls_cert"])]
+    pub serve_tls_key: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -246,16 +252,23 @@ async fn ingest<S: Source>(
     let metrics = Metrics::new(name);
     let stop = ccvault_ingest::shutdown::on_signals().context("cannot install signal handlers")?;
     let server = serve_metrics(common.metrics_addr, &metrics).await?;
-    let (web_stop, web) = match common.serve {
+    let (web_stop, web, live) = match common.serve {
         Some(addr) => {
-            let (tx, task) = serve_web(cli, common, addr).await?;
-            (Some(tx), Some(task))
+            let (tx, task, live) = serve_web(cli, common, addr).await?;
+            (Some(tx), Some(task), Some(live))
         }
-        None => (None, None),
+        None => (None, None, None),
     };
     let result = match source(&archive) {
         Ok(source) => {
-            let (sink, backoff) = (sink_options(common), backoff(common));
+            let mut sink = sink_options(common);
+            // The server in this process is told of each index commit, and
+            // the sink commits often enough for the page to be live.
+            sink.visible = live.map(|live| ccvault_ingest::Visible {
+                within: SERVE_VISIBLE_WITHIN,
+                notify: Arc::new(move || live.notify()),
+            });
+            let backoff = backoff(common);
             ccvault_ingest::source::run(source, archive, metrics.clone(), stop, sink, backoff).await
         }
         Err(e) => Err(e),
@@ -271,8 +284,13 @@ async fn ingest<S: Source>(
     finish(cli, common, name, &metrics, server, result)
 }
 
+/// With `--serve`: the longest a durable record waits for the index commit
+/// that shows it to the server (docs/SERVE.md, Live updates).
+const SERVE_VISIBLE_WITHIN: Duration = Duration::from_millis(100);
+
 /// `--serve ADDR`: the web application of `ccvault serve` in this process,
-/// reading the archive this process writes; it stops when ingest does.
+/// reading the archive this process writes; it stops when ingest does. Its
+/// watcher is returned for the sink to notify.
 async fn serve_web(
     cli: &Cli,
     common: &CommonArgs,
@@ -280,10 +298,15 @@ async fn serve_web(
 ) -> Result<(
     tokio::sync::oneshot::Sender<()>,
     tokio::task::JoinHandle<Result<()>>,
+    Arc<ccvault_serve::Live>,
 )> {
-    let args = super::serve::ServeArgs::for_ingest(addr, common.serve_token_file.clone());
+    let mut args = super::serve::ServeArgs::for_ingest(addr, common.serve_token_file.clone());
+    args.tls_cert = common.serve_tls_cert.clone();
+    args.tls_key = common.serve_tls_key.clone();
     let opts = args.options()?;
+    let tls = opts.tls.is_some();
     let live = args.live(cli)?;
+    let watched = live.clone();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let (ready_tx, ready_rx) = tokio::sync::oneshot::channel::<SocketAddr>();
     let task = tokio::spawn(async move {
@@ -296,7 +319,7 @@ async fn serve_web(
         .await
     });
     match ready_rx.await {
-        Ok(a) => super::serve::announce(a, false),
+        Ok(a) => super::serve::announce(a, tls),
         Err(_) => {
             return match task.await {
                 Ok(Err(e)) => Err(e),
@@ -304,7 +327,7 @@ async fn serve_web(
             }
         }
     }
-    Ok((stop_tx, task))
+    Ok((stop_tx, task, watched))
 }
 
 async fn serve_metrics(

@@ -201,7 +201,7 @@ pub fn wallboard(cli: &Cli, args: &WallboardArgs) -> Result<ExitCode> {
             for q in &board.queues {
                 writeln!(
                     out,
-                    "  queue {} {}: waiting {} (longest {}), offered {}, answered {}, abandoned {}, service level {}",
+                    "  queue {} {}: waiting {} (longest {}), offered {}, answered {}, abandoned {}, service level {}, outbound {} ({} connected)",
                     or_dash(q.queue_id.map(|q| q.to_string())),
                     or_dash(q.media_type.clone()),
                     q.waiting,
@@ -209,7 +209,9 @@ pub fn wallboard(cli: &Cli, args: &WallboardArgs) -> Result<ExitCode> {
                     q.offered,
                     q.answered,
                     q.abandoned,
-                    or_dash(q.service_level.map(|s| format!("{:.1}%", s * 100.0)))
+                    or_dash(q.service_level.map(|s| format!("{:.1}%", s * 100.0))),
+                    q.outbound,
+                    q.outbound_connected
                 )?;
             }
             writeln!(out, "\nIn progress: {}", board.in_progress.len())?;
@@ -226,9 +228,15 @@ pub fn wallboard(cli: &Cli, args: &WallboardArgs) -> Result<ExitCode> {
             }
             writeln!(out, "\nAgents: {}", board.agents.len())?;
             for a in &board.agents {
+                let activity = match (a.activity, a.activity_since_ms) {
+                    (Some(stage), Some(since)) => {
+                        format!(", {} for {}", stage.as_str(), ago(since))
+                    }
+                    _ => String::new(),
+                };
                 writeln!(
                     out,
-                    "  {} {} for {}",
+                    "  {} {} for {}{activity}",
                     ccvault_projections::for_terminal(&a.agent_id),
                     a.state_name,
                     ago(a.since_ms)
