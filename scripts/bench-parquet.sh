@@ -82,6 +82,9 @@ for ((r = 1; r <= runs; r++)); do
   /usr/bin/time -f '%U %S' -o "$work/cpu.txt" "$ccvault" --data-dir "$data" export >"$work/export.ndjson"
   ndjson+=("$(secs "$t0" "$(now)")")
   ndjson_cpu+=("$(cpu)")
+  # Only its size is needed: at 10M events it is as large as the corpus.
+  exported=$(stat -c %s "$work/export.ndjson")
+  rm -f "$work/export.ndjson"
   rm -rf "$work/export"
   t0=$(now)
   /usr/bin/time -f '%U %S %M' -o "$work/cpu.txt" "$ccvault" --data-dir "$data" export --format parquet --out "$work/export" 2>"$work/export.log" ||
@@ -100,7 +103,6 @@ done
 load_after=$(cut -d' ' -f1-3 /proc/loadavg)
 
 raw=$(stat -c %s "$corpus")
-exported=$(stat -c %s "$work/export.ndjson")
 size() { du -sb "$work/export/$1" | cut -f1; }
 ev=$(size events) legs=$(size interactions) spans=$(size agent-states)
 m_cp=$(printf '%s\n' "${copy[@]}" | median)
