@@ -98,6 +98,22 @@ impl SourceKind {
         })
     }
 
+    /// Whether the records of this kind came from a live source, so that
+    /// their ingest time is a receipt time (an event time, docs/METRICS.md
+    /// §2) rather than an import time. The match is exhaustive on purpose:
+    /// a new source does not compile until it says which it is. A code of
+    /// the reserved range is not known to be live.
+    pub fn is_live(self) -> bool {
+        match self {
+            SourceKind::Mqtt | SourceKind::Pulsar => true,
+            SourceKind::Unknown
+            | SourceKind::File
+            | SourceKind::Stdin
+            | SourceKind::Other
+            | SourceKind::Later(_) => false,
+        }
+    }
+
     /// Lower-case name ("file", "mqtt", ..., "later" for a reserved code).
     pub fn as_str(self) -> &'static str {
         match self {

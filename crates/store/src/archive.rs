@@ -708,6 +708,6 @@ pub(crate) fn arrival(publish_time: Option<&str>, ingest_ms: i64, kind: SourceKi
     Arrival {
         publish_time,
         ingest_ms,
-        live: matches!(kind, SourceKind::Mqtt | SourceKind::Pulsar),
+        live: kind.is_live(),
     }
 }

@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use ccvault_event::{event_time, parse_event, Arrival, CanonicalKey, Event, EventTime, TimeSource};
-use ccvault_store::{payload_hash, Record, RecordRef, SourceKind};
+use ccvault_store::{payload_hash, Record, RecordRef};
 
 use crate::agents::status_change_agent;
 use crate::codec::{self, CodecError};
@@ -13,19 +13,13 @@ use crate::input::{dedupe_in_canonical_order, Kind, Prepared};
 use crate::summary::derive;
 use crate::tenant::{record_tenant, tenant_of};
 
-/// Whether records of this kind were received from a live source (their
-/// ingest time is a receipt time, not an import time).
-fn is_live(kind: SourceKind) -> bool {
-    matches!(kind, SourceKind::Mqtt | SourceKind::Pulsar)
-}
-
 /// An archived record as the projection functions take it.
 pub fn record_input(rec: &Record) -> crate::EventInput<'_> {
     crate::EventInput {
         payload: &rec.payload,
         publish_time: (!rec.publish_time.is_empty()).then_some(rec.publish_time.as_str()),
         ingest_ms: rec.ingest_ms,
-        live: is_live(rec.source_kind),
+        live: rec.source_kind.is_live(),
         topic_tenant: record_tenant(rec.source_kind, &rec.source),
     }
 }
@@ -67,13 +61,13 @@ impl ArchivedEvent {
 
     pub(super) fn of_ref(r: &RecordRef<'_>) -> ArchivedEvent {
         let tenant = record_tenant(r.source_kind, r.source);
-        let arrival = (r.ingest_ms, is_live(r.source_kind));
+        let arrival = (r.ingest_ms, r.source_kind.is_live());
         ArchivedEvent::new(r.offset, arrival, r.payload, r.publish_time, tenant)
     }
 
     pub(super) fn of_record(r: &Record) -> ArchivedEvent {
         let tenant = record_tenant(r.source_kind, &r.source);
-        let arrival = (r.ingest_ms, is_live(r.source_kind));
+        let arrival = (r.ingest_ms, r.source_kind.is_live());
         ArchivedEvent::new(r.offset, arrival, &r.payload, &r.publish_time, tenant)
     }
 
