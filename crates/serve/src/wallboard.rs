@@ -16,7 +16,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use anyhow::{Context, Result};
-use ccvault_projections::report::{GroupBy, GroupKey, Interval, ReportOptions, Sla};
+use ccvault_projections::report::{GroupBy, GroupKey, Interval, Report, ReportOptions, Sla};
 use ccvault_projections::{
     could_be_in_progress, live_stage, record_input, InteractionFilter, LegKind, Projections, Stage,
     StateNames,
@@ -177,7 +177,11 @@ pub fn compute(
         outbound_connected: 0,
     };
 
-    let rows = p.report(ReportOptions {
+    // One pass over the stored summaries serves both today's counts and
+    // the legs that may be in progress (the last 24 hours): in summary key
+    // order, as `Projections::report` adds them, so the rows are the same.
+    let horizon = opts.now_ms.saturating_sub(LIVE_HORIZON_MS);
+    let mut report = Report::new(ReportOptions {
         interval: Interval::Day1,
         by: GroupBy {
             queue: true,
@@ -189,8 +193,20 @@ pub fn compute(
         short_abandon_ms: opts.short_abandon_ms,
         from: Some(day_start),
         to: Some(day_end),
+    });
+    let mut candidates = Vec::new();
+    let scan = InteractionFilter {
+        from: Some(day_start.min(horizon)),
+        ..InteractionFilter::default()
+    };
+    p.for_each_interaction(&scan, |s| {
+        report.add(&s);
+        if s.offered_at >= horizon && could_be_in_progress(&s) {
+            candidates.push(s);
+        }
+        Ok(true)
     })?;
-    for r in rows {
+    for r in report.rows() {
         let GroupKey {
             queue_id,
             media_type,
@@ -211,17 +227,6 @@ pub fn compute(
     }
 
     let mut in_progress = Vec::new();
-    let mut candidates = Vec::new();
-    let recent = InteractionFilter {
-        from: Some(opts.now_ms.saturating_sub(LIVE_HORIZON_MS)),
-        ..InteractionFilter::default()
-    };
-    p.for_each_interaction(&recent, |s| {
-        if could_be_in_progress(&s) {
-            candidates.push(s);
-        }
-        Ok(true)
-    })?;
     for s in candidates {
         let Some(guid) = s.interaction_guid.clone() else {
             continue;
@@ -259,7 +264,6 @@ pub fn compute(
     in_progress
         .sort_by(|a, b| (a.since_ms, &a.interaction_guid).cmp(&(b.since_ms, &b.interaction_guid)));
 
-    let horizon = opts.now_ms.saturating_sub(LIVE_HORIZON_MS);
     let handling = handled_by_agent(&in_progress);
     let agents = p
         .agents_now()?

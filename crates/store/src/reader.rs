@@ -182,10 +182,13 @@ impl ArchiveReader {
     }
 
     fn with_index(layout: Layout, index: IndexReader) -> Result<ArchiveReader> {
+        let checkpoint = index.checkpoint()?;
+        // Listed after the checkpoint was read: the listing holds its
+        // segment (see SegmentMap::for_snapshot).
         let log = LogReader::open(&layout.log_dir())?;
-        let visible_end = index.checkpoint()?.map_or(0, |c| c.next_offset);
+        let visible_end = checkpoint.map_or(0, |c| c.next_offset);
         Ok(ArchiveReader {
-            segments: SegmentMap::new(&log),
+            segments: SegmentMap::for_snapshot(&log, checkpoint.map(|c| c.segment)),
             layout,
             index,
             log,

@@ -2,20 +2,39 @@
 //!
 //! The list is cached and re-read from the log directory only when an offset
 //! falls in the last known segment, the only one a writer can have rolled
-//! past since the last look.
+//! past since the last look — and never for a reader's snapshot whose
+//! listing already holds the segment of its index checkpoint: no segment
+//! created later can hold a record the snapshot sees. (Listing the
+//! directory per record read was the largest cost of the live wallboard's
+//! refresh, docs/BENCHMARKS.md.)
 
 use ccvault_log::{LogReader, Position};
 
 #[derive(Debug, Clone, Default)]
 pub struct SegmentMap {
     bases: Vec<u64>,
+    /// Every offset looked up lies in a listed segment (see
+    /// [`SegmentMap::for_snapshot`]).
+    settled: bool,
 }
 
 impl SegmentMap {
     pub fn new(reader: &LogReader) -> SegmentMap {
         SegmentMap {
             bases: reader.segments(),
+            settled: false,
         }
+    }
+
+    /// The map of a snapshot whose visible records all lie in segments up
+    /// to `last_visible` (its checkpoint's segment), for lookups of visible
+    /// offsets only. Segments are never removed, and a segment a writer
+    /// creates later begins past every visible record; so once the listing
+    /// holds `last_visible`, it is final.
+    pub fn for_snapshot(reader: &LogReader, last_visible: Option<u64>) -> SegmentMap {
+        let bases = reader.segments();
+        let settled = last_visible.is_some_and(|s| bases.last().is_some_and(|&b| b >= s));
+        SegmentMap { bases, settled }
     }
 
     fn base_of(&self, offset: u64) -> Option<(u64, bool)> {
@@ -28,7 +47,7 @@ impl SegmentMap {
     /// its segment is `pos`.
     pub fn position(&mut self, reader: &LogReader, offset: u64, pos: u32) -> Position {
         match self.base_of(offset) {
-            Some((base, false)) => Position { segment: base, pos },
+            Some((base, last)) if !last || self.settled => Position { segment: base, pos },
             _ => {
                 self.bases = reader.segments();
                 let segment = self.base_of(offset).map_or(0, |(b, _)| b);
