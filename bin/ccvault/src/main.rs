@@ -219,7 +219,7 @@ pub enum Command {
         out: HumanJsonArg,
     },
     /// Raw events byte-exact as NDJSON, interaction summaries as NDJSON or CSV, or events, legs and agent state spans as Parquet tables (--format parquet --out DIR).
-    Export(cmd::projections::ExportArgs),
+    Export(cmd::export::ExportArgs),
     /// A read-only web application over the archive: live wallboard (pushed over Server-Sent Events), contact dispute view, search, report, JSON API and Prometheus metrics (docs/SERVE.md).
     Serve(cmd::serve::ServeArgs),
     /// What is happening now: per queue the contacts waiting and today's service, agents by state, interactions in progress by stage (the document `serve` pushes).

@@ -4,6 +4,7 @@ mod archive;
 mod contact;
 pub mod demo;
 pub mod docs;
+pub mod export;
 pub mod ingest;
 pub mod projections;
 pub mod serve;
@@ -76,7 +77,7 @@ pub fn run(cli: &Cli) -> Result<ExitCode> {
         Command::Rebuild { out } => {
             projections::rebuild(cli, cli.format_of(out.format, "rebuild")?)
         }
-        Command::Export(args) => projections::export(cli, args),
+        Command::Export(args) => export::export(cli, args),
         Command::Serve(args) => serve::serve(cli, args),
         Command::Wallboard(args) => serve::wallboard(cli, args),
         Command::Completions { shell } => docs::completions(cli, *shell),
