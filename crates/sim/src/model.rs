@@ -231,7 +231,7 @@ pub(crate) fn disposition_text(d: i64) -> Option<String> {
 
 /// One planned event of an interaction.
 #[derive(Clone, Debug)]
-pub(crate) struct Ev {
+pub(crate) struct PlannedEvent {
     /// When it happened (ms). `interactionEventTS` is `r / 1000`.
     pub r: i64,
     /// Publish delay: `msgInfo.timestamp = r + d`.
@@ -253,9 +253,9 @@ pub(crate) struct Ev {
     pub mix: u8,
 }
 
-impl Ev {
+impl PlannedEvent {
     pub(crate) fn new(r: i64, d: i64, kind: Kind, agent: u32) -> Self {
-        Ev {
+        PlannedEvent {
             r,
             d,
             kind,
@@ -271,7 +271,7 @@ impl Ev {
 
     /// True when docs/METRICS.md §2 canonical order is sure to put `self` before `next`
     /// (`next` later in the list, so with a larger `sequenceId` when both have one).
-    pub(crate) fn surely_before(&self, next: &Ev) -> bool {
+    pub(crate) fn surely_before(&self, next: &PlannedEvent) -> bool {
         let (ta, tb) = (self.t(), next.t());
         if ta != tb {
             return ta < tb;
@@ -306,7 +306,7 @@ impl Ev {
 }
 
 /// Fixed attributes of one interaction leg, shared by all its queued output events.
-pub(crate) struct Ix {
+pub(crate) struct LegAttrs {
     pub guid: String,
     pub queue: u8,
     pub outbound: bool,
@@ -341,7 +341,7 @@ mod tests {
 
     #[test]
     fn event_time_follows_the_rendered_fields() {
-        let mut e = Ev::new(1_763_900_002_999, 40, Kind::Queued, NO_AGENT);
+        let mut e = PlannedEvent::new(1_763_900_002_999, 40, Kind::Queued, NO_AGENT);
         assert_eq!(e.t(), 1_763_900_002_000);
         e.has_ts = false;
         assert_eq!(e.t(), 1_763_900_003_039);
@@ -351,14 +351,14 @@ mod tests {
     fn guard_refuses_quirks_that_would_reorder() {
         // Without its interactionEventTS the Assigned reads as 11.040 s, after an
         // Accepted that reads as 11.000 s.
-        let mut asg = Ev::new(10_990, 50, Kind::Assigned, 0);
-        let acc = Ev::new(11_995, 5, Kind::Accepted, 0);
+        let mut asg = PlannedEvent::new(10_990, 50, Kind::Assigned, 0);
+        let acc = PlannedEvent::new(11_995, 5, Kind::Accepted, 0);
         assert!(asg.surely_before(&acc));
         asg.has_ts = false;
         assert!(!asg.surely_before(&acc));
         // Same second: an empty msgInfo sorts after one with a sequenceId.
-        let del = Ev::new(20_100, 5, Kind::Deleted, NO_AGENT);
-        let mut pp = Ev::new(20_120, 5, Kind::PostProcess, 0);
+        let del = PlannedEvent::new(20_100, 5, Kind::Deleted, NO_AGENT);
+        let mut pp = PlannedEvent::new(20_120, 5, Kind::PostProcess, 0);
         assert!(del.surely_before(&pp));
         let mut del2 = del.clone();
         del2.has_msg = false;
@@ -366,7 +366,7 @@ mod tests {
         // Both empty: lifecycle rank decides.
         pp.has_msg = false;
         assert!(!del2.surely_before(&pp));
-        let mut pp2 = Ev::new(20_100, 5, Kind::PostProcess, 0);
+        let mut pp2 = PlannedEvent::new(20_100, 5, Kind::PostProcess, 0);
         pp2.has_msg = false;
         assert!(pp2.surely_before(&del2));
     }

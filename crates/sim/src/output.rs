@@ -6,13 +6,13 @@ use std::collections::{BinaryHeap, HashSet};
 use std::io::{self, BufWriter, Write};
 use std::rc::Rc;
 
-use crate::model::{Ev, Ix};
+use crate::model::{LegAttrs, PlannedEvent};
 use crate::render::{self, AgentLine, TickLine};
 use crate::rng::Rng;
 use crate::{Quirks, SimSummary, Truth};
 
 pub(crate) enum Body {
-    Ix(Rc<Ix>, Ev),
+    Leg(Rc<LegAttrs>, PlannedEvent),
     Agent {
         agent: u32,
         state: i64,
@@ -57,7 +57,7 @@ impl<T> Ord for Keyed<T> {
 
 struct Line {
     bytes: Vec<u8>,
-    ix: Option<Rc<Ix>>,
+    ix: Option<Rc<LegAttrs>>,
     envelope: bool,
     /// Shape-1 bytes of the event (for malformed variants of an envelope line).
     bare_len: usize,
@@ -202,7 +202,7 @@ impl<'a, W: Write> Output<'a, W> {
         // None: it never is one.
         let mut must_wrap: Option<Option<i64>> = None;
         match body {
-            Body::Ix(ix, ev) => {
+            Body::Leg(ix, ev) => {
                 let seq = self.next_seq(ix.instance);
                 render::interaction(&mut b, &ix, &ev, seq, &self.tenant, &self.agent_ids);
                 publish = ev.r + ev.d + 2;

@@ -4,12 +4,13 @@
 use base64::Engine as _;
 
 use crate::model::{
-    Ev, Ix, Kind, QueueDef, DISP_TEXT, HANGUP_REASONS, INITIATORS, INIT_CUSTOMER, NO_AGENT, QUEUES,
+    Kind, LegAttrs, PlannedEvent, QueueDef, DISP_TEXT, HANGUP_REASONS, INITIATORS, INIT_CUSTOMER,
+    NO_AGENT, QUEUES,
 };
 
 pub(crate) const INSTANCES: [&str; 2] = ["uk3sapi02.example-sapi-v1", "uk3sapi03.example-sapi-v1"];
 
-// `Ev::mix` bits (only set when the mixed-types quirk is on).
+// `PlannedEvent::mix` bits (only set when the mixed-types quirk is on).
 pub(crate) const M_TS_TEXT: u8 = 1;
 pub(crate) const M_QUEUE_TEXT: u8 = 2;
 pub(crate) const M_QUEUE_ZERO: u8 = 4;
@@ -153,8 +154,8 @@ fn disposition(o: &mut Obj<'_>, d: i64, text: bool) {
 /// are called in the order of their first key.
 pub(crate) fn interaction(
     b: &mut Vec<u8>,
-    ix: &Ix,
-    ev: &Ev,
+    ix: &LegAttrs,
+    ev: &PlannedEvent,
     seq: u64,
     tenant: &str,
     agents: &[(String, String)],
@@ -280,7 +281,7 @@ pub(crate) fn interaction(
 
 /// `attachedData`: the caller and the parent leg on creation, the routing data
 /// on queueing, the caller again when the customer hangs up.
-fn attached_data(o: &mut Obj<'_>, ix: &Ix, ev: &Ev, q: &QueueDef, tenant: &str) {
+fn attached_data(o: &mut Obj<'_>, ix: &LegAttrs, ev: &PlannedEvent, q: &QueueDef, tenant: &str) {
     match ev.kind {
         Kind::Created => {
             let b = o.raw_key("attachedData");
@@ -320,7 +321,7 @@ fn attached_data(o: &mut Obj<'_>, ix: &Ix, ev: &Ev, q: &QueueDef, tenant: &str) 
 }
 
 /// `callState` as the platform reports it at this event; "" where it sends none.
-fn call_state(ix: &Ix, ev: &Ev) -> &'static str {
+fn call_state(ix: &LegAttrs, ev: &PlannedEvent) -> &'static str {
     match ev.kind {
         Kind::Created if ix.outbound => "CS_IDLE",
         Kind::Created | Kind::Queued | Kind::Rejected => "CS_QUEUED",
@@ -338,7 +339,7 @@ fn call_state(ix: &Ix, ev: &Ev) -> &'static str {
 }
 
 /// The `is...` booleans (`isAPICall` .. `isQueued`).
-fn flags(o: &mut Obj<'_>, ix: &Ix, k: Kind, bool_style: u8) {
+fn flags(o: &mut Obj<'_>, ix: &LegAttrs, k: Kind, bool_style: u8) {
     if k == Kind::Recording {
         o.boolean("isAPICall", false, 1);
     }

@@ -5,8 +5,8 @@
 //! "first/last in the list" here.
 
 use crate::model::{
-    disposition_text, media_of_resource_type, Ev, Ix, Kind, HANGUP_REASONS, INITIATORS, NO_AGENT,
-    QUEUES,
+    disposition_text, media_of_resource_type, Kind, LegAttrs, PlannedEvent, HANGUP_REASONS,
+    INITIATORS, NO_AGENT, QUEUES,
 };
 use crate::Truth;
 
@@ -17,7 +17,11 @@ fn dur(a: Option<i64>, b: Option<i64>) -> Option<i64> {
     }
 }
 
-pub(crate) fn compute(ix: &Ix, evs: &[Ev], agent_ids: &[(String, String)]) -> Truth {
+pub(crate) fn compute(
+    ix: &LegAttrs,
+    evs: &[PlannedEvent],
+    agent_ids: &[(String, String)],
+) -> Truth {
     let first = |k: Kind| evs.iter().find(|e| e.kind == k);
     let last = |k: Kind| evs.iter().rev().find(|e| e.kind == k);
     let any = |k: Kind| evs.iter().any(|e| e.kind == k);
@@ -50,8 +54,8 @@ pub(crate) fn compute(ix: &Ix, evs: &[Ev], agent_ids: &[(String, String)]) -> Tr
     };
     let outbound = direction.as_deref() == Some("out");
 
-    let created_at = first(Kind::Created).map(Ev::t);
-    let queued_at = first(Kind::Queued).map(Ev::t);
+    let created_at = first(Kind::Created).map(PlannedEvent::t);
+    let queued_at = first(Kind::Queued).map(PlannedEvent::t);
     let offer_count = evs.iter().filter(|e| e.kind == Kind::Assigned).count() as i64;
     let rejects = |reason: Option<i64>| {
         evs.iter()
@@ -66,24 +70,24 @@ pub(crate) fn compute(ix: &Ix, evs: &[Ev], agent_ids: &[(String, String)]) -> Tr
             let asg = evs[..i].iter().rev().find(|e| e.kind == Kind::Assigned);
             let acc_agent = agent_name(evs[i].agent);
             let agent = acc_agent.or_else(|| asg.and_then(|e| agent_name(e.agent)));
-            (asg.map(Ev::t), agent)
+            (asg.map(PlannedEvent::t), agent)
         }
         None => (None, None),
     };
     let connected_at = if outbound {
-        first(Kind::CustomerAccepted).map(Ev::t)
+        first(Kind::CustomerAccepted).map(PlannedEvent::t)
     } else {
         accepted_at
     };
-    let wrap_start_at = first(Kind::PostProcess).map(Ev::t);
+    let wrap_start_at = first(Kind::PostProcess).map(PlannedEvent::t);
     let wrap_end_at = wrap_start_at.and_then(|ws| {
         let i = evs.iter().position(|e| e.kind == Kind::PostProcess)?;
         evs[i + 1..]
             .iter()
             .find(|e| e.kind == Kind::EndPostProcess && e.t() >= ws)
-            .map(Ev::t)
+            .map(PlannedEvent::t)
     });
-    let ended_at = last(Kind::Deleted).map(Ev::t);
+    let ended_at = last(Kind::Deleted).map(PlannedEvent::t);
     let talk_end_at = wrap_start_at.or(ended_at);
 
     let mut hold_count = 0i64;
@@ -147,7 +151,7 @@ pub(crate) fn compute(ix: &Ix, evs: &[Ev], agent_ids: &[(String, String)]) -> Tr
         "open"
     };
     let abandon_ms = if outcome == "abandoned" {
-        let end = first(Kind::Unqueued).or(deleted).map(Ev::t);
+        let end = first(Kind::Unqueued).or(deleted).map(PlannedEvent::t);
         dur(end, queued_at)
     } else {
         None

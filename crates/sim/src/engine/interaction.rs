@@ -11,7 +11,7 @@ use std::io::Write;
 use std::rc::Rc;
 
 use super::{Engine, Origin};
-use crate::model::{Ev, Ix, Kind, NO_AGENT, QUEUES};
+use crate::model::{Kind, LegAttrs, PlannedEvent, NO_AGENT, QUEUES};
 use crate::output::Body;
 use crate::truth;
 
@@ -53,7 +53,7 @@ impl<W: Write> Engine<'_, W> {
         outbound: bool,
         consult: bool,
         origin: Option<Origin>,
-    ) -> Ix {
+    ) -> LegAttrs {
         let def = &QUEUES[queue as usize];
         let leg_index = origin.as_ref().map_or(0, |o| o.leg_index);
         let guid = self.guid(def.media, leg_index);
@@ -69,7 +69,7 @@ impl<W: Write> Engine<'_, W> {
             Some(o) => (Some(o.parent), o.contact),
             None => (None, guid.clone()),
         };
-        Ix {
+        LegAttrs {
             guid,
             queue,
             outbound,
@@ -92,7 +92,13 @@ impl<W: Write> Engine<'_, W> {
 
     /// Applies the per-event quirks where they cannot change canonical order,
     /// computes the truth and hands the events to the output.
-    pub(super) fn complete(&mut self, ix: Rc<Ix>, created: i64, id: u64, mut evs: Vec<Ev>) {
+    pub(super) fn complete(
+        &mut self,
+        ix: Rc<LegAttrs>,
+        created: i64,
+        id: u64,
+        mut evs: Vec<PlannedEvent>,
+    ) {
         let q = &self.cfg.quirks;
         evs.sort_by_key(|e| e.r);
         let insert = self.qrng.chance(0.03);
@@ -106,7 +112,7 @@ impl<W: Write> Engine<'_, W> {
                 .map(|e| e.agent)
                 .find(|&a| a != NO_AGENT)
                 .unwrap_or(NO_AGENT);
-            let f = Ev::new(prev.r, prev.d, Kind::FutureThing, agent);
+            let f = PlannedEvent::new(prev.r, prev.d, Kind::FutureThing, agent);
             evs.insert(i, f);
         }
         let n = evs.len();
@@ -119,7 +125,7 @@ impl<W: Write> Engine<'_, W> {
             if q.mixed_types && mixed {
                 evs[i].mix = bits;
             }
-            let ok = |evs: &[Ev]| {
+            let ok = |evs: &[PlannedEvent]| {
                 (i == 0 || evs[i - 1].surely_before(&evs[i]))
                     && (i + 1 >= n || evs[i].surely_before(&evs[i + 1]))
             };
@@ -149,7 +155,7 @@ impl<W: Write> Engine<'_, W> {
         *ix.truth.borrow_mut() = Some(t);
         ix.remaining.set(evs.len() as u32);
         for ev in evs {
-            self.out.push(ev.r, Body::Ix(ix.clone(), ev));
+            self.out.push(ev.r, Body::Leg(ix.clone(), ev));
         }
         self.open.remove(&(created, id));
     }

@@ -9,7 +9,9 @@ use std::io::Write;
 use std::rc::Rc;
 
 use super::{Engine, Leg, Origin, SimEv, SEC};
-use crate::model::{Ev, Kind, INIT_AGENT, INIT_SYSTEM, NO_AGENT, REASON_NOANSWER, REASON_NORMAL};
+use crate::model::{
+    Kind, PlannedEvent, INIT_AGENT, INIT_SYSTEM, NO_AGENT, REASON_NOANSWER, REASON_NORMAL,
+};
 
 impl<W: Write> Engine<'_, W> {
     pub(super) fn add_leg(&mut self, at: i64, leg: Leg) {
@@ -65,7 +67,7 @@ impl<W: Write> Engine<'_, W> {
         let talk = self.rng.range(20 * SEC, 150 * SEC);
         let no_answer = now + self.rng.range(15 * SEC, 30 * SEC);
         let gap = self.rng.range(5, 60);
-        let mut evs = vec![Ev::new(now, d0, Kind::Created, NO_AGENT)];
+        let mut evs = vec![PlannedEvent::new(now, d0, Kind::Created, NO_AGENT)];
         match colleague {
             Some(b) => {
                 self.clear_idle(b);
@@ -74,17 +76,17 @@ impl<W: Write> Engine<'_, W> {
                     ag.gen += 1;
                 }
                 let end = accepted + talk;
-                evs.push(Ev::new(assigned, d1, Kind::Assigned, b));
-                evs.push(Ev::new(accepted, d2, Kind::Accepted, b));
+                evs.push(PlannedEvent::new(assigned, d1, Kind::Assigned, b));
+                evs.push(PlannedEvent::new(accepted, d2, Kind::Accepted, b));
                 evs.push(
-                    Ev::new(end, d3, Kind::Deleted, NO_AGENT)
+                    PlannedEvent::new(end, d3, Kind::Deleted, NO_AGENT)
                         .with(i64::from(INIT_AGENT), i64::from(REASON_NORMAL)),
                 );
-                evs.push(Ev::new(end + gap, d4, Kind::Deassigned, b));
+                evs.push(PlannedEvent::new(end + gap, d4, Kind::Deassigned, b));
                 self.schedule(end + gap, SimEv::AgentFree(b));
             }
             None => evs.push(
-                Ev::new(no_answer, d3, Kind::Deleted, NO_AGENT)
+                PlannedEvent::new(no_answer, d3, Kind::Deleted, NO_AGENT)
                     .with(i64::from(INIT_SYSTEM), i64::from(REASON_NOANSWER)),
             ),
         }

@@ -17,7 +17,7 @@ use std::collections::{BTreeSet, BinaryHeap};
 use std::io::{self, Write};
 use std::rc::Rc;
 
-use crate::model::{Ev, Ix, INBOUND};
+use crate::model::{LegAttrs, PlannedEvent, INBOUND};
 use crate::output::Output;
 use crate::rng::Rng;
 use crate::{SimConfig, SimSummary, Truth};
@@ -65,9 +65,9 @@ enum RingOut {
 
 struct Call {
     id: u64,
-    ix: Rc<Ix>,
+    ix: Rc<LegAttrs>,
     created: i64,
-    evs: Vec<Ev>,
+    evs: Vec<PlannedEvent>,
     queue: u8,
     queued: i64,
     deadline: i64,

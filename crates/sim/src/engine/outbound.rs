@@ -9,7 +9,7 @@ use std::rc::Rc;
 
 use super::{Engine, SimEv, HOUR, SEC};
 use crate::model::{
-    Ev, Kind, DISP_BUSY, DISP_NO_ANSWER, INIT_SYSTEM, NO_AGENT, Q_SALES, REASON_BUSY,
+    Kind, PlannedEvent, DISP_BUSY, DISP_NO_ANSWER, INIT_SYSTEM, NO_AGENT, Q_SALES, REASON_BUSY,
     REASON_NOANSWER,
 };
 
@@ -52,17 +52,17 @@ impl<W: Write> Engine<'_, W> {
         let accepted = assigned + self.rng.range(SEC, 4 * SEC);
         let [d0, d1, d2, d3, d4] = self.pub_delays();
         let mut evs = vec![
-            Ev::new(now, d0, Kind::Created, NO_AGENT),
-            Ev::new(assigned, d1, Kind::Assigned, a),
-            Ev::new(accepted, d2, Kind::Accepted, a),
+            PlannedEvent::new(now, d0, Kind::Created, NO_AGENT),
+            PlannedEvent::new(assigned, d1, Kind::Assigned, a),
+            PlannedEvent::new(accepted, d2, Kind::Accepted, a),
         ];
         if let Some(q) = queued {
-            evs.insert(1, Ev::new(q, dq, Kind::Queued, NO_AGENT));
+            evs.insert(1, PlannedEvent::new(q, dq, Kind::Queued, NO_AGENT));
         }
         let u = self.rng.f64();
         let free_at = if u < 0.55 {
             let ca = accepted + self.rng.range(6 * SEC, 25 * SEC);
-            evs.push(Ev::new(ca, d3, Kind::CustomerAccepted, a));
+            evs.push(PlannedEvent::new(ca, d3, Kind::CustomerAccepted, a));
             self.plan_connected(&mut evs, Q_SALES, a, ca, false).0
         } else {
             let (end, reason, disp) = if u < 0.85 {
@@ -80,10 +80,10 @@ impl<W: Write> Engine<'_, W> {
             };
             let gap = self.rng.range(5, 60);
             evs.push(
-                Ev::new(end, d3, Kind::Deleted, NO_AGENT)
+                PlannedEvent::new(end, d3, Kind::Deleted, NO_AGENT)
                     .with(i64::from(INIT_SYSTEM), (disp << 8) | i64::from(reason)),
             );
-            evs.push(Ev::new(end + gap, d4, Kind::Deassigned, a));
+            evs.push(PlannedEvent::new(end + gap, d4, Kind::Deassigned, a));
             end + gap
         };
         self.complete(ix, now, id, evs);

@@ -10,7 +10,7 @@ use std::rc::Rc;
 
 use super::agents::ST_NOT_READY;
 use super::{Call, Engine, Leg, Origin, RingOut, SimEv, SEC};
-use crate::model::{Ev, Kind, INIT_CUSTOMER, NO_AGENT, QUEUES, Q_CHAT, REASON_NORMAL};
+use crate::model::{Kind, PlannedEvent, INIT_CUSTOMER, NO_AGENT, QUEUES, Q_CHAT, REASON_NORMAL};
 
 impl<W: Write> Engine<'_, W> {
     /// A contact that reaches the center: through the IVR to a queue, or hanging
@@ -26,7 +26,7 @@ impl<W: Write> Engine<'_, W> {
             id,
             ix,
             created: now,
-            evs: vec![Ev::new(now, d, Kind::Created, NO_AGENT)],
+            evs: vec![PlannedEvent::new(now, d, Kind::Created, NO_AGENT)],
             queue: q,
             queued: 0,
             deadline: 0,
@@ -89,7 +89,8 @@ impl<W: Write> Engine<'_, W> {
         let Some(c) = self.call_mut(slot, id) else {
             return;
         };
-        c.evs.push(Ev::new(now, d, Kind::Queued, NO_AGENT));
+        c.evs
+            .push(PlannedEvent::new(now, d, Kind::Queued, NO_AGENT));
         c.ix.offer_sec.set(now.div_euclid(1000));
         c.queued = now;
         c.deadline = now + patience;
@@ -107,7 +108,8 @@ impl<W: Write> Engine<'_, W> {
         if let Some(mut c) = self.take_call(slot) {
             let b = i64::from(REASON_NORMAL);
             c.evs.push(
-                Ev::new(self.now, d, Kind::Deleted, NO_AGENT).with(i64::from(INIT_CUSTOMER), b),
+                PlannedEvent::new(self.now, d, Kind::Deleted, NO_AGENT)
+                    .with(i64::from(INIT_CUSTOMER), b),
             );
             self.complete(c.ix, c.created, c.id, c.evs);
         }
@@ -136,9 +138,10 @@ impl<W: Write> Engine<'_, W> {
         if c.waiting {
             self.waiting[c.queue as usize].remove(&(c.queued, slot));
         }
-        c.evs.push(Ev::new(now, d1, Kind::Unqueued, NO_AGENT));
+        c.evs
+            .push(PlannedEvent::new(now, d1, Kind::Unqueued, NO_AGENT));
         c.evs.push(
-            Ev::new(now + gap, d2, Kind::Deleted, NO_AGENT)
+            PlannedEvent::new(now + gap, d2, Kind::Deleted, NO_AGENT)
                 .with(i64::from(INIT_CUSTOMER), i64::from(REASON_NORMAL)),
         );
         self.complete(c.ix, c.created, c.id, c.evs);
@@ -182,7 +185,7 @@ impl<W: Write> Engine<'_, W> {
             self.waiting[c.queue as usize].remove(&(c.queued, slot));
             c.waiting = false;
         }
-        c.evs.push(Ev::new(now, d, Kind::Assigned, a));
+        c.evs.push(PlannedEvent::new(now, d, Kind::Assigned, a));
         let (mut out, ring) = if u < 0.90 {
             let r = if c.queue == Q_CHAT {
                 chat_ring
@@ -216,7 +219,7 @@ impl<W: Write> Engine<'_, W> {
                 let Some(mut c) = self.take_call(slot) else {
                     return;
                 };
-                c.evs.push(Ev::new(now, d, Kind::Accepted, a));
+                c.evs.push(PlannedEvent::new(now, d, Kind::Accepted, a));
                 // A contact has at most three legs.
                 let phone = QUEUES[c.queue as usize].media == "phone";
                 let allow_transfer = phone && c.ix.leg_index < 2;
@@ -242,7 +245,7 @@ impl<W: Write> Engine<'_, W> {
                 let reason = if out == RingOut::Rna { 1 } else { 2 };
                 if let Some(c) = self.call_mut(slot, id) {
                     c.evs
-                        .push(Ev::new(now, d, Kind::Rejected, a).with(reason, 0));
+                        .push(PlannedEvent::new(now, d, Kind::Rejected, a).with(reason, 0));
                     c.rejected_by.push(a);
                 }
                 self.requeue(slot, id);
@@ -267,10 +270,11 @@ impl<W: Write> Engine<'_, W> {
                 let gap = self.rng.range(5, 60);
                 if let Some(mut c) = self.take_call(slot) {
                     c.evs.push(
-                        Ev::new(now, d, Kind::Deleted, NO_AGENT)
+                        PlannedEvent::new(now, d, Kind::Deleted, NO_AGENT)
                             .with(i64::from(INIT_CUSTOMER), i64::from(REASON_NORMAL)),
                     );
-                    c.evs.push(Ev::new(now + gap, d2, Kind::Deassigned, a));
+                    c.evs
+                        .push(PlannedEvent::new(now + gap, d2, Kind::Deassigned, a));
                     self.complete(c.ix, c.created, c.id, c.evs);
                 }
                 if let Some(ag) = self.agents.get_mut(a as usize) {

@@ -9,7 +9,7 @@ use std::io::Write;
 
 use super::{Engine, SEC};
 use crate::model::{
-    Ev, Kind, INIT_AGENT, INIT_CUSTOMER, NO_AGENT, QUEUES, Q_BILLING, Q_SALES, Q_SUPPORT,
+    Kind, PlannedEvent, INIT_AGENT, INIT_CUSTOMER, NO_AGENT, QUEUES, Q_BILLING, Q_SALES, Q_SUPPORT,
     REASON_NORMAL,
 };
 
@@ -21,7 +21,7 @@ impl<W: Write> Engine<'_, W> {
     /// which queue, and whether it is a consultation.
     pub(super) fn plan_connected(
         &mut self,
-        evs: &mut Vec<Ev>,
+        evs: &mut Vec<PlannedEvent>,
         queue: u8,
         a: u32,
         connected: i64,
@@ -45,7 +45,7 @@ impl<W: Write> Engine<'_, W> {
                 Q_BILLING
             };
             let d = self.pub_delay();
-            evs.push(Ev::new(x, d, Kind::TransferRequest, a).with(0, i64::from(target)));
+            evs.push(PlannedEvent::new(x, d, Kind::TransferRequest, a).with(0, i64::from(target)));
             talk = y - connected;
             transfer = Some((y + self.rng.range(100, 900), target, false));
             initiator = INIT_AGENT;
@@ -69,18 +69,18 @@ impl<W: Write> Engine<'_, W> {
                 if open {
                     // Still on hold when the agent drops the call: the hold runs to the
                     // end of talk (docs/METRICS.md §3: closed at talkEndAt).
-                    evs.push(Ev::new(hs, d1, Kind::LineHold, a).with(1, 0));
-                    evs.push(Ev::new(hs + rec1, d2, Kind::Recording, a).with(1, 0));
+                    evs.push(PlannedEvent::new(hs, d1, Kind::LineHold, a).with(1, 0));
+                    evs.push(PlannedEvent::new(hs + rec1, d2, Kind::Recording, a).with(1, 0));
                     initiator = INIT_AGENT;
                     continue;
                 }
                 if he - hs < 3 * SEC {
                     continue;
                 }
-                evs.push(Ev::new(hs, d1, Kind::LineHold, a).with(1, 0));
-                evs.push(Ev::new(hs + rec1, d2, Kind::Recording, a).with(1, 0));
-                evs.push(Ev::new(he, d3, Kind::LineHold, a).with(0, 0));
-                evs.push(Ev::new(he + rec2, d4, Kind::Recording, a).with(0, 0));
+                evs.push(PlannedEvent::new(hs, d1, Kind::LineHold, a).with(1, 0));
+                evs.push(PlannedEvent::new(hs + rec1, d2, Kind::Recording, a).with(1, 0));
+                evs.push(PlannedEvent::new(he, d3, Kind::LineHold, a).with(0, 0));
+                evs.push(PlannedEvent::new(he + rec2, d4, Kind::Recording, a).with(0, 0));
             }
         }
         let outbound = queue == Q_SALES;
@@ -96,17 +96,22 @@ impl<W: Write> Engine<'_, W> {
         let pp_gap = self.rng.range(5, 40);
         let da_gap = self.rng.range(5, 60);
         let del_disp = if disp_on_deleted { disp } else { 0 };
-        evs.push(Ev::new(end, d1, Kind::Deleted, NO_AGENT).with(
+        evs.push(PlannedEvent::new(end, d1, Kind::Deleted, NO_AGENT).with(
             i64::from(initiator),
             (del_disp << 8) | i64::from(REASON_NORMAL),
         ));
         let free_at = if wraps {
-            evs.push(Ev::new(end + pp_gap, d2, Kind::PostProcess, a));
-            evs.push(Ev::new(end + wrap, d3, Kind::EndPostProcess, a).with(0, disp));
-            evs.push(Ev::new(end + wrap + da_gap, d4, Kind::Deassigned, a));
+            evs.push(PlannedEvent::new(end + pp_gap, d2, Kind::PostProcess, a));
+            evs.push(PlannedEvent::new(end + wrap, d3, Kind::EndPostProcess, a).with(0, disp));
+            evs.push(PlannedEvent::new(
+                end + wrap + da_gap,
+                d4,
+                Kind::Deassigned,
+                a,
+            ));
             end + wrap + da_gap
         } else {
-            evs.push(Ev::new(end + da_gap, d4, Kind::Deassigned, a));
+            evs.push(PlannedEvent::new(end + da_gap, d4, Kind::Deassigned, a));
             end + da_gap
         };
         (free_at, transfer)
