@@ -358,24 +358,30 @@ fn the_duplicate_counter_counts_every_acknowledged_duplicate_across_sigkills() {
                 }
             }
         });
-        // Half the rounds die at a random moment, the others a random
-        // moment after the first acknowledgement (mid-way through the next
-        // batches, well within a second of the last index commit).
+        // Half the rounds die a random moment after the start (mostly
+        // before the first acknowledgement), the others right after a
+        // random one of the first three acknowledgements. Both are tied to
+        // the import's own progress, not to wall-clock guesses, so the kill
+        // lands mid-import on a fast idle machine as on a loaded one (each
+        // of the ~5 batches is 16 MiB written and synced).
         let t0 = Instant::now();
-        let first = if round % 2 == 1 {
-            rx.recv_timeout(Duration::from_secs(20)).ok()
+        let mut seen = Vec::new();
+        if round % 2 == 1 {
+            let want = 1 + rng.below(3) as usize;
+            while seen.len() < want {
+                match rx.recv_timeout(Duration::from_secs(20)) {
+                    Ok(n) => seen.push(n),
+                    Err(_) => break,
+                }
+            }
+            std::thread::sleep(Duration::from_millis(rng.below(10)));
         } else {
-            None
-        };
-        std::thread::sleep(Duration::from_millis(if first.is_some() {
-            rng.below(200)
-        } else {
-            150 + rng.below(450)
-        }));
+            std::thread::sleep(Duration::from_millis(rng.below(60)));
+        }
         let _ = child.kill();
         let status = child.wait().unwrap();
         reader.join().unwrap();
-        let acked = rx.try_iter().chain(first).max().unwrap_or(0);
+        let acked = rx.try_iter().chain(seen).max().unwrap_or(0);
         if !status.success() {
             killed += 1;
         }
