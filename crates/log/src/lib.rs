@@ -7,6 +7,9 @@
 //!   [`Log::flush_nowait`]) returns an offset above it (under
 //!   [`FsyncPolicy::Always`], once `append` returns). Reopening after a crash keeps
 //!   every durable record and truncates only a torn tail of the last segment.
+//! - Sealed segments may be compressed (`.segz`, [`Log::compact_sealed`]):
+//!   records keep their positions, readers read both kinds, and a crash at any
+//!   point of a compression leaves one complete copy of every segment.
 //! - No corrupted record is ever served: readers return an error or a [`Damage`], and
 //!   damage never hides the valid records after it (scans resynchronise).
 //! - No byte pattern on disk makes this crate panic.
@@ -16,11 +19,12 @@
 //!   owns it or group or others may write it (`private`).
 //!
 //! The on-disk format is documented in `docs/FORMAT.md`. Modules, each with one job:
-//! [`format`] (bytes), `segment` (files), `scan` (sequential reading with resync), `window` (its chunked reads),
+//! [`format`] (bytes), `segment` (files), `segz` (compressed sealed segments), `compact` (making them, and tidying after a crash), `scan` (sequential reading with resync), `window` (its chunked reads),
 //! `writer` (appending), `flusher` (the writer's file I/O thread), `recovery` (torn tails), `reader` (random access and scans),
 //! `verify` (full check), `lock` (single writer), `private` (safe opening of files others could tamper with), `options` (the writer's options),
 //! [`vfs`] (the file system seam every file operation goes through; tests put a simulated disk under it).
 
+mod compact;
 mod direct;
 mod error;
 mod flusher;
@@ -32,11 +36,13 @@ mod reader;
 mod recovery;
 mod scan;
 mod segment;
+mod segz;
 mod verify;
 pub mod vfs;
 mod window;
 mod writer;
 
+pub use compact::Compacted;
 pub use error::{display_chain, LogError};
 pub use format::{
     LaterSource, NewRecord, Record, RecordRef, SourceKind, FORMAT_VERSION, HEADER_LEN,
@@ -48,7 +54,8 @@ pub use private::{check_private_dir, create_private_file, open_private, private_
 pub use reader::{LogReader, ScanControl};
 pub use recovery::Recovery;
 pub use scan::{Damage, DamageReason, Scan, ScanItem, ScanRef};
-pub use segment::segment_file_name;
+pub use segment::{segment_file_name, segz_file_name};
+pub use segz::Compression;
 pub use verify::{verify, verify_with, VerifyReport};
 pub use vfs::{OpenMode, StdVfs, Vfs, VfsFile};
 pub use writer::{Log, WRITE_BUFFER_BYTES};

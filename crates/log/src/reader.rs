@@ -6,7 +6,10 @@
 //! - Random reads use `pread` on shared file handles; the segment list is re-read
 //!   from the directory on demand, so a reader sees segments a writer added later.
 //! - `read_at` returns a record only if its magic, length, CRC and body are valid;
-//!   otherwise it returns an error naming the file and byte position.
+//!   otherwise it returns an error naming the file and byte position. In a
+//!   compressed segment it reads and decompresses the one block holding the
+//!   position (its block CRC checked first); a damaged block is an error
+//!   naming the `.segz` and the block's place in it.
 //! - A scan alongside a writer yields a dense prefix of the log: it follows into
 //!   a later segment only once the current one is sealed, and it ends at the end
 //!   of the last segment's data, or at a torn record being written (reported as a
@@ -23,8 +26,11 @@ use crate::format::{
     MIN_BODY_LEN, RECORD_MAGIC,
 };
 use crate::scan::{Scan, ScanRef};
-use crate::segment::{list_segments, read_full_at, read_header, segment_path};
-use crate::vfs::{OpenMode, StdVfs, Vfs, VfsFile};
+use crate::segment::{
+    list_segments, open_segment, read_full_at, read_header, segment_path, segz_path, Kind,
+};
+use crate::segz::{self, Table};
+use crate::vfs::{StdVfs, Vfs, VfsFile};
 use crate::Position;
 
 /// Bytes read speculatively by `read_at`; most records fit in one `pread`.
@@ -40,7 +46,15 @@ struct Inner {
     vfs: Arc<dyn Vfs>,
     dir: PathBuf,
     segments: Mutex<Vec<u64>>,
-    files: Mutex<HashMap<u64, Arc<dyn VfsFile>>>,
+    files: Mutex<HashMap<u64, Seg>>,
+}
+
+/// An open segment file.
+#[derive(Clone)]
+enum Seg {
+    Plain(Arc<dyn VfsFile>),
+    /// A `.segz` with its block table (read once per reader).
+    Packed(Arc<dyn VfsFile>, Arc<Table>),
 }
 
 impl std::fmt::Debug for LogReader {
@@ -105,18 +119,21 @@ impl LogReader {
         }
     }
 
-    /// Total size in bytes of all segment files.
+    /// Total size in bytes of all segment files, as stored (a compressed
+    /// segment counts its compressed length).
     pub fn total_bytes(&self) -> u64 {
         self.segments()
             .into_iter()
             .filter_map(|b| {
-                let path = segment_path(&self.inner.dir, b);
-                self.inner.vfs.file_len(&path).ok()
+                let vfs = self.inner.vfs.as_ref();
+                vfs.file_len(&segment_path(&self.inner.dir, b))
+                    .or_else(|_| vfs.file_len(&segz_path(&self.inner.dir, b)))
+                    .ok()
             })
             .sum()
     }
 
-    fn file(&self, base: u64) -> Result<Arc<dyn VfsFile>> {
+    fn file(&self, base: u64) -> Result<Seg> {
         if let Some(f) = self
             .inner
             .files
@@ -126,89 +143,58 @@ impl LogReader {
         {
             return Ok(f);
         }
-        let path = segment_path(&self.inner.dir, base);
-        let file = match self.inner.vfs.open(&path, OpenMode::Read, "opening") {
-            Ok(f) => f,
-            Err(LogError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
-                return Err(LogError::NoRecord {
-                    file: path,
-                    pos: 0,
-                    what: "no such segment".into(),
-                })
-            }
-            Err(e) => return Err(e),
+        let Some((file, path, kind)) =
+            open_segment(self.inner.vfs.as_ref(), &self.inner.dir, base)?
+        else {
+            return Err(LogError::NoRecord {
+                file: segment_path(&self.inner.dir, base),
+                pos: 0,
+                what: "no such segment".into(),
+            });
         };
-        // Refuse other format versions; a damaged header does not prevent reading
-        // the (self-validating) records.
-        read_header(file.as_ref(), &path, base)?;
+        let seg = match kind {
+            Kind::Plain => {
+                // Refuse other format versions; a damaged header does not prevent
+                // reading the (self-validating) records.
+                read_header(file.as_ref(), &path, base)?;
+                Seg::Plain(file)
+            }
+            Kind::Packed => {
+                let table = segz::load_table(file.as_ref(), &path, base)?;
+                // The frames' own format version, as for a `.seg`.
+                read_header(&segz::MemFile::new(table.seg_header.to_vec()), &path, base)?;
+                Seg::Packed(file, Arc::new(table))
+            }
+        };
         if let Ok(mut m) = self.inner.files.lock() {
-            m.insert(base, Arc::clone(&file));
+            m.insert(base, seg.clone());
         }
-        Ok(file)
+        Ok(seg)
     }
 
     /// Reads the record at `at`, checking magic, length, CRC and body.
     pub fn read_at(&self, at: Position) -> Result<Record> {
-        let path = segment_path(&self.inner.dir, at.segment);
         let pos = u64::from(at.pos);
-        let corrupt = |what: String| LogError::Corrupt {
-            file: path.clone(),
-            pos,
-            what,
-        };
         if at.pos < HEADER_LEN {
             return Err(LogError::NoRecord {
-                file: path,
+                file: segment_path(&self.inner.dir, at.segment),
                 pos,
                 what: "position is inside the segment header".into(),
             });
         }
-        let file = self.file(at.segment)?;
-        let mut buf = vec![0u8; READ_AHEAD];
-        let got = read_full_at(file.as_ref(), &path, &mut buf, pos)?;
-        if got == 0 {
-            return Err(LogError::NoRecord {
-                file: path,
+        match self.file(at.segment)? {
+            Seg::Plain(file) => read_plain(
+                file.as_ref(),
+                &segment_path(&self.inner.dir, at.segment),
                 pos,
-                what: "position is at or past the end of the segment data".into(),
-            });
+            ),
+            Seg::Packed(file, table) => read_packed(
+                file.as_ref(),
+                &table,
+                &segz_path(&self.inner.dir, at.segment),
+                pos,
+            ),
         }
-        let Some((magic, body_len, crc)) = buf.get(..got).and_then(frame_header) else {
-            return Err(corrupt(format!(
-                "incomplete record header ({got} bytes before end of file)"
-            )));
-        };
-        if magic != RECORD_MAGIC {
-            return Err(corrupt("no record starts here (bad record magic)".into()));
-        }
-        if !(MIN_BODY_LEN..=MAX_BODY_LEN).contains(&body_len) {
-            return Err(corrupt(format!("impossible record length {body_len}")));
-        }
-        let frame_len = (FRAME_HEADER_LEN + body_len) as usize;
-        if frame_len > got {
-            buf.resize(frame_len, 0);
-            let more = buf.get_mut(got..).unwrap_or(&mut []);
-            let n = read_full_at(file.as_ref(), &path, more, pos + got as u64)?;
-            if got + n < frame_len {
-                return Err(corrupt(format!(
-                    "record of {frame_len} bytes is cut off by the end of the file"
-                )));
-            }
-        }
-        let (len_bytes, body) = match (buf.get(4..8), buf.get(FRAME_HEADER_LEN as usize..frame_len))
-        {
-            (Some(l), Some(b)) => (l, b),
-            _ => return Err(corrupt("internal error: frame out of range".into())),
-        };
-        let computed = frame_crc(len_bytes, body);
-        if computed != crc {
-            return Err(corrupt(format!(
-                "CRC mismatch (stored {crc:#010x}, computed {computed:#010x})"
-            )));
-        }
-        decode_body(body)
-            .map(|r| r.to_record())
-            .map_err(|what| corrupt(format!("malformed record: {what}")))
     }
 
     /// Scans records and damage from `from` to the end of the data present, in log
@@ -259,6 +245,116 @@ impl LogReader {
     {
         for_each_ref(self.scan(from), f)
     }
+}
+
+/// Reads the record at byte `pos` of the `.seg` file `file`.
+fn read_plain(file: &dyn VfsFile, path: &Path, pos: u64) -> Result<Record> {
+    let corrupt = |what: String| LogError::Corrupt {
+        file: path.to_owned(),
+        pos,
+        what,
+    };
+    let mut buf = vec![0u8; READ_AHEAD];
+    let got = read_full_at(file, path, &mut buf, pos)?;
+    if got == 0 {
+        return Err(LogError::NoRecord {
+            file: path.to_owned(),
+            pos,
+            what: "position is at or past the end of the segment data".into(),
+        });
+    }
+    let frame_len = frame_len(buf.get(..got).unwrap_or(&[])).map_err(corrupt)?;
+    if frame_len > got {
+        buf.resize(frame_len, 0);
+        let more = buf.get_mut(got..).unwrap_or(&mut []);
+        let n = read_full_at(file, path, more, pos + got as u64)?;
+        if got + n < frame_len {
+            return Err(corrupt(format!(
+                "record of {frame_len} bytes is cut off by the end of the file"
+            )));
+        }
+    }
+    decode_frame(buf.get(..frame_len).unwrap_or(&[])).map_err(corrupt)
+}
+
+/// Reads the record at segment position `pos` of the `.segz` `file`: one
+/// block read and decompressed.
+fn read_packed(file: &dyn VfsFile, table: &Table, path: &Path, pos: u64) -> Result<Record> {
+    let corrupt = |what: String| LogError::Corrupt {
+        file: path.to_owned(),
+        pos,
+        what,
+    };
+    let Some(block) = table.block_at(pos) else {
+        if pos >= table.seg_len {
+            return Err(LogError::NoRecord {
+                file: path.to_owned(),
+                pos,
+                what: "position is at or past the end of the segment data".into(),
+            });
+        }
+        let hole = table
+            .holes
+            .iter()
+            .find(|h| h.raw_pos <= pos && pos < h.raw_pos + h.raw_len);
+        return Err(corrupt(match hole {
+            Some(h) => format!("{} (at byte {} of the compressed file)", h.what, h.file_pos),
+            None => "no block of the compressed segment holds this position".into(),
+        }));
+    };
+    let raw = segz::read_block(file, path, block)?.map_err(|what| {
+        corrupt(format!(
+            "{what} (block at byte {} of the compressed file)",
+            block.file_pos
+        ))
+    })?;
+    let at = usize::try_from(pos - u64::from(block.raw_pos)).unwrap_or(usize::MAX);
+    let bytes = raw.get(at..).unwrap_or(&[]);
+    let frame_len = frame_len(bytes).map_err(corrupt)?;
+    let frame = bytes.get(..frame_len).ok_or_else(|| {
+        corrupt(format!(
+            "record of {frame_len} bytes runs past the end of its block"
+        ))
+    })?;
+    decode_frame(frame).map_err(corrupt)
+}
+
+/// The length of the frame `bytes` start with, from its header (magic and
+/// length checked).
+fn frame_len(bytes: &[u8]) -> std::result::Result<usize, String> {
+    let Some((magic, body_len, _)) = frame_header(bytes) else {
+        return Err(format!(
+            "incomplete record header ({} bytes before end of file)",
+            bytes.len()
+        ));
+    };
+    if magic != RECORD_MAGIC {
+        return Err("no record starts here (bad record magic)".into());
+    }
+    if !(MIN_BODY_LEN..=MAX_BODY_LEN).contains(&body_len) {
+        return Err(format!("impossible record length {body_len}"));
+    }
+    Ok((FRAME_HEADER_LEN + body_len) as usize)
+}
+
+/// Checks the CRC and body of one whole frame and decodes it.
+fn decode_frame(frame: &[u8]) -> std::result::Result<Record, String> {
+    let (Some((_, _, crc)), Some(len_bytes), Some(body)) = (
+        frame_header(frame),
+        frame.get(4..8),
+        frame.get(FRAME_HEADER_LEN as usize..),
+    ) else {
+        return Err("internal error: frame out of range".into());
+    };
+    let computed = frame_crc(len_bytes, body);
+    if computed != crc {
+        return Err(format!(
+            "CRC mismatch (stored {crc:#010x}, computed {computed:#010x})"
+        ));
+    }
+    decode_body(body)
+        .map(|r| r.to_record())
+        .map_err(|what| format!("malformed record: {what}"))
 }
 
 /// What a scan callback returns when it does not fail: `()` to go on, or a

@@ -141,6 +141,7 @@ pub(crate) fn recover_last(
             pos: 0,
             len_skipped: u64::from(HEADER_LEN),
             reason: DamageReason::SegmentHeader(what),
+            compressed: false,
         });
     }
 

@@ -21,7 +21,7 @@ use crate::format::{
     decode_body, frame_crc, frame_header, Record, RecordRef, FRAME_HEADER_LEN, HEADER_LEN,
     MAX_BODY_LEN, MIN_BODY_LEN, RECORD_MAGIC,
 };
-use crate::segment::{list_segments, read_header, segment_file_name, HeaderState};
+use crate::segment::{list_segments, read_header, segment_file_name, segz_file_name, HeaderState};
 use crate::vfs::Vfs;
 use crate::window::{internal, Src, Window, READ_CHUNK};
 use crate::Position;
@@ -62,6 +62,15 @@ pub enum DamageReason {
         /// The offset found.
         found: u64,
     },
+    /// Part of a compressed segment (`.segz`) is damaged: a block (its
+    /// records are lost), or its header or block index (nothing lost when
+    /// the walk over the block headers found every block: 0 bytes skipped).
+    Compressed {
+        /// Where the damage is in the `.segz` file.
+        file_pos: u64,
+        /// What is wrong.
+        what: &'static str,
+    },
 }
 
 impl fmt::Display for DamageReason {
@@ -87,6 +96,9 @@ impl fmt::Display for DamageReason {
                 f,
                 "offset not increasing: expected {expected}, found {found}"
             ),
+            DamageReason::Compressed { file_pos, what } => {
+                write!(f, "{what} (at byte {file_pos} of the compressed file)")
+            }
         }
     }
 }
@@ -108,18 +120,27 @@ impl PartialEq<&str> for DamageReason {
 pub struct Damage {
     /// Base offset of the segment (its file is [`Damage::file_name`]).
     pub segment: u64,
-    /// Byte position of the damage in the segment file.
+    /// Byte position of the damage in the segment: in a `.seg`, in the file;
+    /// in a `.segz`, the position the bytes had in the `.seg` (the positions
+    /// records keep; the reason names the position in the compressed file).
     pub pos: u64,
     /// Number of bytes skipped (0 for offset-order problems, which skip nothing).
     pub len_skipped: u64,
     /// What is wrong.
     pub reason: DamageReason,
+    /// The segment is a compressed `.segz`.
+    pub compressed: bool,
 }
 
 impl Damage {
-    /// File name of the segment, e.g. `00000000000000000000.seg`.
+    /// File name of the segment, e.g. `00000000000000000000.seg` (or
+    /// `.segz` when it is compressed).
     pub fn file_name(&self) -> String {
-        segment_file_name(self.segment)
+        if self.compressed {
+            segz_file_name(self.segment)
+        } else {
+            segment_file_name(self.segment)
+        }
     }
 }
 
@@ -261,16 +282,37 @@ pub(crate) struct SegCursor {
     /// Resynchronisation accepts only records with at least this offset.
     pub min_offset: u64,
     excess_reported: bool,
+    /// The next hole of a `.segz` to report (`src.holes`).
+    next_hole: usize,
 }
 
 impl SegCursor {
     pub fn new(src: Src, pos: u64) -> SegCursor {
         let min_offset = src.base;
+        let pos = pos.max(u64::from(HEADER_LEN));
+        // Holes before a start inside the segment are not this scan's.
+        let next_hole = if pos > u64::from(HEADER_LEN) {
+            src.holes.partition_point(|h| h.raw_pos < pos)
+        } else {
+            0
+        };
         SegCursor {
             src,
-            pos: pos.max(u64::from(HEADER_LEN)),
+            pos,
             min_offset,
             excess_reported: false,
+            next_hole,
+        }
+    }
+
+    /// A damage of this segment.
+    fn damage(&self, pos: u64, len_skipped: u64, reason: DamageReason) -> Damage {
+        Damage {
+            segment: self.src.base,
+            pos,
+            len_skipped,
+            reason,
+            compressed: self.src.packed,
         }
     }
 
@@ -283,26 +325,40 @@ impl SegCursor {
             HeaderState::Short => DamageReason::SegmentHeader("segment shorter than its header"),
             HeaderState::Damaged(what) => DamageReason::SegmentHeader(what),
         };
-        Ok(Some(Damage {
-            segment: self.src.base,
-            pos: 0,
-            len_skipped: self.src.len.min(u64::from(HEADER_LEN)),
+        Ok(Some(self.damage(
+            0,
+            self.src.len.min(u64::from(HEADER_LEN)),
             reason,
-        }))
+        )))
     }
 
     /// Advances by one record or damaged range.
     pub fn step(&mut self, win: &mut Window) -> Result<Step> {
         let p = self.pos;
+        if let Some(h) = self.src.holes.get(self.next_hole) {
+            if p >= h.raw_pos {
+                // A lost block of a `.segz`: its bytes are zeros, skip them.
+                let d = self.damage(
+                    h.raw_pos,
+                    h.raw_len,
+                    DamageReason::Compressed {
+                        file_pos: h.file_pos,
+                        what: h.what,
+                    },
+                );
+                self.next_hole += 1;
+                self.pos = p.max(h.raw_pos + h.raw_len);
+                return Ok(Step::Damage(d));
+            }
+        }
         if p >= self.src.len {
             if self.src.real_len > self.src.len && !self.excess_reported {
                 self.excess_reported = true;
-                return Ok(Step::Damage(Damage {
-                    segment: self.src.base,
-                    pos: self.src.len,
-                    len_skipped: self.src.real_len - self.src.len,
-                    reason: DamageReason::BeyondSegmentLimit,
-                }));
+                return Ok(Step::Damage(self.damage(
+                    self.src.len,
+                    self.src.real_len - self.src.len,
+                    DamageReason::BeyondSegmentLimit,
+                )));
             }
             return Ok(Step::End);
         }
@@ -324,12 +380,7 @@ impl SegCursor {
                     None => (self.src.len, DamageReason::DamagedSegmentEnd),
                 };
                 self.pos = end;
-                Ok(Step::Damage(Damage {
-                    segment: self.src.base,
-                    pos: p,
-                    len_skipped: end - p,
-                    reason,
-                }))
+                Ok(Step::Damage(self.damage(p, end - p, reason)))
             }
         }
     }

@@ -1,8 +1,12 @@
 //! Segment files: naming, listing, creation and header checks.
 //!
 //! Invariants:
-//! - A segment file is named `{base:020}.seg`, where `base` is the offset of its
-//!   first record; other names in the directory are ignored.
+//! - A segment file is named `{base:020}.seg`, or `{base:020}.segz` once it is
+//!   sealed and compressed (`segz`), where `base` is the offset of its first
+//!   record; other names in the directory are ignored. A base listed with
+//!   both names (a compression that has not yet removed the `.seg`) is one
+//!   segment; readers open the `.seg` first and fall back to the `.segz`
+//!   when the `.seg` is gone, so a reader racing a compression finds one.
 //! - A new segment file is created exclusively (never over an existing one) with
 //!   mode 0600, gets its header written and fsynced, and then the directory is
 //!   fsynced, before any record is written to it.
@@ -26,23 +30,85 @@ pub(crate) fn segment_path(dir: &Path, base: u64) -> PathBuf {
     dir.join(segment_file_name(base))
 }
 
-/// Parses a segment file name; `None` if it is not one.
-pub(crate) fn parse_segment_name(name: &str) -> Option<u64> {
-    let digits = name.strip_suffix(".seg")?;
+/// File name of the compressed segment with base offset `base`.
+pub fn segz_file_name(base: u64) -> String {
+    format!("{base:020}.segz")
+}
+
+/// Path of the compressed segment with base offset `base` in `dir`.
+pub(crate) fn segz_path(dir: &Path, base: u64) -> PathBuf {
+    dir.join(segz_file_name(base))
+}
+
+/// The two kinds of segment file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Kind {
+    /// `.seg`: header and frames.
+    Plain,
+    /// `.segz`: a sealed segment in compressed blocks.
+    Packed,
+}
+
+fn parse_base(digits: &str) -> Option<u64> {
     if digits.len() != 20 || !digits.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
     digits.parse().ok()
 }
 
-/// Base offsets of the segments in `dir`, sorted ascending.
-pub(crate) fn list_segments(vfs: &dyn Vfs, dir: &Path) -> Result<Vec<u64>> {
+/// Parses a segment file name of either kind; `None` if it is not one.
+pub(crate) fn parse_any_segment_name(name: &str) -> Option<(u64, Kind)> {
+    if let Some(d) = name.strip_suffix(".seg") {
+        return parse_base(d).map(|b| (b, Kind::Plain));
+    }
+    parse_base(name.strip_suffix(".segz")?).map(|b| (b, Kind::Packed))
+}
+
+/// Every segment file in `dir` with its kind, sorted by base (a base may
+/// appear with both kinds).
+pub(crate) fn list_segment_files(vfs: &dyn Vfs, dir: &Path) -> Result<Vec<(u64, Kind)>> {
     let names = vfs
         .list_dir(dir)
         .map_err(|e| LogError::io("listing", dir, e))?;
-    let mut bases: Vec<u64> = names.iter().filter_map(|n| parse_segment_name(n)).collect();
-    bases.sort_unstable();
+    let mut files: Vec<(u64, Kind)> = names
+        .iter()
+        .filter_map(|n| parse_any_segment_name(n))
+        .collect();
+    files.sort_unstable_by_key(|&(b, k)| (b, k == Kind::Packed));
+    Ok(files)
+}
+
+/// Base offsets of the segments in `dir`, sorted ascending.
+pub(crate) fn list_segments(vfs: &dyn Vfs, dir: &Path) -> Result<Vec<u64>> {
+    let mut bases: Vec<u64> = list_segment_files(vfs, dir)?
+        .into_iter()
+        .map(|(b, _)| b)
+        .collect();
+    bases.dedup();
     Ok(bases)
+}
+
+/// An open segment file, its path and its kind.
+pub(crate) type OpenedSegment = (Arc<dyn VfsFile>, PathBuf, Kind);
+
+/// Opens segment `base` for reading: its `.seg`, or its `.segz` if there is
+/// no `.seg` (any more). `Ok(None)` if neither exists.
+pub(crate) fn open_segment(
+    vfs: &dyn Vfs,
+    dir: &Path,
+    base: u64,
+) -> Result<Option<OpenedSegment>> {
+    for (path, kind) in [
+        (segment_path(dir, base), Kind::Plain),
+        (segz_path(dir, base), Kind::Packed),
+    ] {
+        match vfs.open(&path, OpenMode::Read, "opening") {
+            Ok(f) => return Ok(Some((f, path, kind))),
+            Err(LogError::Io { source, .. }) if source.kind() == ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(None)
 }
 
 /// fsyncs a directory so that file creations in it are durable.
@@ -127,6 +193,13 @@ pub(crate) fn read_header(file: &dyn VfsFile, path: &Path, base: u64) -> Result<
 mod tests {
     use super::*;
 
+    fn parse_segment_name(name: &str) -> Option<u64> {
+        match parse_any_segment_name(name)? {
+            (base, Kind::Plain) => Some(base),
+            (_, Kind::Packed) => None,
+        }
+    }
+
     #[test]
     fn names() {
         assert_eq!(segment_file_name(5), "00000000000000000005.seg");
@@ -135,6 +208,19 @@ mod tests {
         assert_eq!(parse_segment_name("00000000000000000005.seg.tmp"), None);
         assert_eq!(parse_segment_name("+0000000000000000005.seg"), None);
         assert_eq!(parse_segment_name("99999999999999999999.seg"), None);
+        assert_eq!(parse_segment_name("00000000000000000005.segz"), None);
+        assert_eq!(
+            parse_any_segment_name("00000000000000000005.segz"),
+            Some((5, Kind::Packed))
+        );
+        assert_eq!(
+            parse_any_segment_name("00000000000000000005.seg"),
+            Some((5, Kind::Plain))
+        );
+        assert_eq!(
+            parse_any_segment_name("00000000000000000005.segz.tmp"),
+            None
+        );
         assert_eq!(
             parse_segment_name(&segment_file_name(u64::MAX)),
             Some(u64::MAX)

@@ -25,7 +25,7 @@ pub struct VerifyReport {
     pub records: u64,
     /// Valid records flagged as quarantined.
     pub quarantined: u64,
-    /// Total bytes of all segment files.
+    /// Total bytes of all segment files (as stored: compressed ones compressed).
     pub bytes: u64,
     /// Every damage found, in log order.
     pub damage: Vec<Damage>,
@@ -57,7 +57,7 @@ pub fn verify_with(vfs: &dyn Vfs, dir: &Path) -> Result<VerifyReport> {
     let mut expected: u64 = 0;
     for (i, &base) in segments.iter().enumerate() {
         let src = Src::open(vfs, dir, base, i + 1 == segments.len())?;
-        report.bytes += src.real_len;
+        report.bytes += src.file_bytes;
         let mut cur = SegCursor::new(src, 0);
         if let Some(d) = cur.header_damage()? {
             report.damage.push(d);
@@ -68,6 +68,7 @@ pub fn verify_with(vfs: &dyn Vfs, dir: &Path) -> Result<VerifyReport> {
                 pos: 0,
                 len_skipped: 0,
                 reason: offset_damage(expected, base),
+                compressed: cur.src.packed,
             });
             expected = base;
         }
@@ -84,6 +85,7 @@ pub fn verify_with(vfs: &dyn Vfs, dir: &Path) -> Result<VerifyReport> {
                             pos,
                             len_skipped: 0,
                             reason: offset_damage(expected, offset),
+                            compressed: cur.src.packed,
                         });
                     }
                     expected = expected.max(offset.saturating_add(1));

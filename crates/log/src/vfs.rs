@@ -1,5 +1,6 @@
 //! The file system seam: every file operation of the log (create, open,
-//! read, write, fsync, truncate, list, directory fsync, lock) goes through a
+//! read, write, fsync, truncate, rename, remove, list, directory fsync,
+//! lock) goes through a
 //! [`Vfs`], so that tests can put a simulated disk under the real writer,
 //! recovery and readers (power loss, `tests/power_loss.rs`), the way SQLite's
 //! crash VFS and redb's crash-consistency backend do.
@@ -61,6 +62,12 @@ pub trait Vfs: Send + Sync + std::fmt::Debug {
     fn file_len(&self, path: &Path) -> io::Result<u64>;
     /// Makes the creation of the entries of `dir` durable.
     fn sync_dir(&self, dir: &Path) -> io::Result<()>;
+    /// Renames `from` to `to` (same directory), replacing `to`; atomic, and
+    /// durable once the directory is fsynced.
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()>;
+    /// Removes the file `path` (open handles keep reading it); durable once
+    /// the directory is fsynced.
+    fn remove_file(&self, path: &Path) -> io::Result<()>;
     /// Takes the single-writer lock of `dir`.
     fn lock_dir(&self, dir: &Path) -> Result<LockGuard>;
 }
@@ -144,6 +151,14 @@ impl Vfs for StdVfs {
 
     fn sync_dir(&self, dir: &Path) -> io::Result<()> {
         File::open(dir).and_then(|d| d.sync_all())
+    }
+
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        std::fs::rename(from, to)
+    }
+
+    fn remove_file(&self, path: &Path) -> io::Result<()> {
+        std::fs::remove_file(path)
     }
 
     fn lock_dir(&self, dir: &Path) -> Result<LockGuard> {

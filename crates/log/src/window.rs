@@ -1,5 +1,8 @@
 //! Reading a segment file front to back in large chunks: the open file
 //! ([`Src`]) and the reusable buffer a scan reads through ([`Window`]).
+//! A compressed segment (`.segz`) is read whole and decompressed into
+//! memory first, so a scan sees the bytes of the `.seg` it came from, at the
+//! same positions, with the blocks that could not be read listed as holes.
 //!
 //! Guarantees:
 //! - One `pread` fills many records; the buffer is reused, so a scan makes
@@ -13,8 +16,9 @@ use std::sync::Arc;
 
 use crate::error::{LogError, Result};
 use crate::format::MAX_SEGMENT_BYTES;
-use crate::segment::segment_path;
-use crate::vfs::{OpenMode, Vfs, VfsFile};
+use crate::segment::{open_segment, segment_path, Kind};
+use crate::segz::{self, Hole, MemFile};
+use crate::vfs::{Vfs, VfsFile};
 
 /// Size of one sequential read (the buffer grows only for larger records).
 pub(crate) const READ_CHUNK: usize = 2 << 20;
@@ -33,15 +37,41 @@ pub(crate) struct Src {
     pub real_len: u64,
     /// The last segment of the log: invalid bytes at its end are a torn tail.
     pub is_last: bool,
+    /// Read from a `.segz`: `file` holds the decompressed segment.
+    pub packed: bool,
+    /// Segment positions of a `.segz` that could not be read, in order.
+    pub holes: Vec<Hole>,
+    /// Length of the file on disk (for a `.segz`, the compressed length).
+    pub file_bytes: u64,
 }
 
 impl Src {
+    /// Opens segment `base` of `dir`, whichever kind of file it is in.
     pub fn open(vfs: &dyn Vfs, dir: &Path, base: u64, is_last: bool) -> Result<Src> {
-        let path = segment_path(dir, base);
-        let file = vfs.open(&path, OpenMode::Read, "opening")?;
-        let mut src = Src::from_file(file, path, base, is_last)?;
-        src.direct = vfs.open_direct(&src.path, false);
-        Ok(src)
+        let Some((file, path, kind)) = open_segment(vfs, dir, base)? else {
+            return Err(LogError::io(
+                "opening",
+                segment_path(dir, base),
+                std::io::Error::from(std::io::ErrorKind::NotFound),
+            ));
+        };
+        match kind {
+            Kind::Plain => {
+                let mut src = Src::from_file(file, path, base, is_last)?;
+                src.direct = vfs.open_direct(&src.path, false);
+                Ok(src)
+            }
+            Kind::Packed => {
+                let bytes = segz::read_all(file.as_ref(), &path)?;
+                let file_bytes = bytes.len() as u64;
+                let (img, holes) = segz::image(bytes, &path, base)?;
+                let mut src = Src::from_file(Arc::new(MemFile::new(img)), path, base, false)?;
+                src.packed = true;
+                src.holes = holes;
+                src.file_bytes = file_bytes;
+                Ok(src)
+            }
+        }
     }
 
     pub fn from_file(
@@ -58,8 +88,12 @@ impl Src {
             len: 0,
             real_len: 0,
             is_last,
+            packed: false,
+            holes: Vec::new(),
+            file_bytes: 0,
         };
         src.restat()?;
+        src.file_bytes = src.real_len;
         Ok(src)
     }
 

@@ -21,6 +21,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use crate::compact::{compact_segment, Compacted};
 use crate::error::{LogError, Result};
 use crate::flusher::{Flusher, Job, Reached};
 use crate::format::{
@@ -30,7 +31,8 @@ use crate::format::{
 use crate::options::{FsyncPolicy, LogOptions};
 use crate::reader::LogReader;
 use crate::recovery::{recover_last, Recovery};
-use crate::segment::{create_segment, list_segments};
+use crate::segment::{create_segment, list_segment_files, list_segments, Kind};
+use crate::segz::Compression;
 use crate::vfs::{create_dir_durably, LockGuard, StdVfs, Vfs};
 use crate::Position;
 
@@ -96,6 +98,7 @@ impl Log {
         create_dir_durably(vfs.as_ref(), dir)?;
         vfs.check_private_dir(dir, false)?;
         let lock = vfs.lock_dir(dir)?;
+        crate::compact::tidy(vfs.as_ref(), dir)?;
         let max_seg = MAX_SEGMENT_BYTES - u64::from(FRAME_HEADER_LEN + MAX_BODY_LEN) - 1;
         let opts = LogOptions {
             segment_bytes: opts.segment_bytes.clamp(u64::from(HEADER_LEN) + 1, max_seg),
@@ -274,6 +277,26 @@ impl Log {
     /// The effective options (after clamping).
     pub fn options(&self) -> LogOptions {
         self.opts
+    }
+
+    /// Compresses every sealed segment still held as a `.seg` (all but the
+    /// active one), one after the other; returns what was done to each.
+    /// Readers, here and in other processes, go on reading meanwhile.
+    ///
+    /// It first flushes: a roll is only queued to the flusher, and a segment
+    /// counts as sealed once its successor exists durably.
+    pub fn compact_sealed(&mut self, c: Compression) -> Result<Vec<(u64, Compacted)>> {
+        self.flush()?;
+        let mut done = Vec::new();
+        for (base, kind) in list_segment_files(self.vfs.as_ref(), &self.dir)? {
+            if kind == Kind::Plain && base < self.base {
+                done.push((
+                    base,
+                    compact_segment(self.vfs.as_ref(), &self.dir, base, c)?,
+                ));
+            }
+        }
+        Ok(done)
     }
 
     /// A reader of this log; it sees everything flushed.

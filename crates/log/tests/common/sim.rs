@@ -14,7 +14,10 @@
 //!   order), with a length anywhere between the old and the new one;
 //! - bytes that were fsynced are never changed;
 //! - an entry created since its directory's last fsync is kept or lost
-//!   (losing a directory loses everything under it).
+//!   (losing a directory loses everything under it);
+//! - a rename since the directory's last fsync happened or not, atomically
+//!   (the file is under exactly one of the two names); a removal since then
+//!   happened or not.
 //!
 //! [`SimDisk::restart`] then powers the disk back on with that image.
 
@@ -50,6 +53,9 @@ enum Node {
 struct Entry {
     node: Node,
     durable: bool,
+    /// Renamed here since the directory's last fsync, from this name, which
+    /// was durable (or not): a cut keeps the file under one of the two.
+    renamed_from: Option<(PathBuf, bool)>,
 }
 
 /// What survives a cut: directories and files with their bytes.
@@ -67,6 +73,9 @@ struct State {
     image: Option<Image>,
     rng: Rng,
     direct_io: bool,
+    /// Durable entries removed since their directory's last fsync: a cut
+    /// may bring them back.
+    removed: Vec<(PathBuf, Node)>,
 }
 
 /// The simulated disk; clone it to share.
@@ -105,6 +114,7 @@ impl SimDisk {
                 image: None,
                 rng: Rng(seed | 1),
                 direct_io,
+                removed: Vec::new(),
             })),
         }
     }
@@ -179,9 +189,11 @@ impl SimDisk {
                 Entry {
                     node,
                     durable: true,
+                    renamed_from: None,
                 },
             );
         }
+        s.removed.clear();
         s.generation += 1;
         s.ops = 0;
         s.cut_at = None;
@@ -201,6 +213,7 @@ impl SimDisk {
             Entry {
                 node,
                 durable: true,
+                renamed_from: None,
             },
         );
     }
@@ -223,6 +236,7 @@ impl SimDisk {
                 Entry {
                     node: Node::Dir,
                     durable: true,
+                    renamed_from: None,
                 },
             );
         }
@@ -280,17 +294,46 @@ impl State {
         for path in paths {
             let entry = &self.entries[&path];
             let (node, durable) = (entry.node, entry.durable);
+            let renamed_from = entry.renamed_from.clone();
             let parent_kept = path
                 .parent()
                 .is_some_and(|p| p.parent().is_none() || image.get(p).is_some_and(Option::is_none));
-            if !parent_kept || !(durable || self.rng.below(2) == 0) {
+            if !parent_kept {
                 continue;
             }
+            // A rename not yet durable: under the new name or the old one.
+            let name = match renamed_from {
+                Some((from, from_durable)) if !durable => {
+                    if self.rng.below(2) == 0 {
+                        Some(path)
+                    } else if from_durable {
+                        Some(from)
+                    } else {
+                        None
+                    }
+                }
+                _ if durable || self.rng.below(2) == 0 => Some(path),
+                _ => None,
+            };
+            let Some(name) = name else { continue };
             let content = match node {
                 Node::Dir => None,
                 Node::File(i) => Some(survivor(&mut self.rng, &self.inodes[i])),
             };
-            image.insert(path, content);
+            image.insert(name, content);
+        }
+        // A removal not yet durable may be undone.
+        let removed = std::mem::take(&mut self.removed);
+        for (path, node) in removed {
+            let parent_kept = path
+                .parent()
+                .is_some_and(|p| p.parent().is_none() || image.get(p).is_some_and(Option::is_none));
+            if parent_kept && !image.contains_key(&path) && self.rng.below(2) == 0 {
+                if let Node::File(i) = node {
+                    let content = survivor(&mut self.rng, &self.inodes[i]);
+                    image.insert(path, Some(content));
+                }
+            }
         }
         self.image = Some(image);
     }
@@ -451,6 +494,7 @@ impl Vfs for SimDisk {
                 Entry {
                     node: Node::Dir,
                     durable: false,
+                    renamed_from: None,
                 },
             );
         }
@@ -515,6 +559,7 @@ impl Vfs for SimDisk {
                     Entry {
                         node: Node::File(inode),
                         durable: false,
+                        renamed_from: None,
                     },
                 );
                 inode
@@ -566,6 +611,60 @@ impl Vfs for SimDisk {
         for (path, entry) in s.entries.iter_mut() {
             if path.parent() == Some(dir) {
                 entry.durable = true;
+                entry.renamed_from = None;
+            }
+        }
+        s.removed.retain(|(p, _)| p.parent() != Some(dir));
+        Ok(())
+    }
+
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        let mut s = self.lock();
+        s.alive(s.generation)?;
+        let Some(entry) = s.entries.get(from) else {
+            return Err(not_found(from));
+        };
+        if !matches!(entry.node, Node::File(_)) || from.parent() != to.parent() {
+            return Err(io::Error::other(
+                "the simulated disk renames files within a directory only",
+            ));
+        }
+        s.tick(None)?;
+        let Some(old) = s.entries.remove(from) else {
+            return Err(not_found(from));
+        };
+        // Whatever `to` was is replaced; if it was durable, a cut may keep it
+        // only when the rename is lost, which `removed` models.
+        if let Some(replaced) = s.entries.remove(to) {
+            if replaced.durable {
+                let node = replaced.node;
+                s.removed.push((to.to_owned(), node));
+            }
+        }
+        let from_durable = old.durable && old.renamed_from.is_none();
+        s.entries.insert(
+            to.to_owned(),
+            Entry {
+                node: old.node,
+                durable: false,
+                renamed_from: Some((from.to_owned(), from_durable)),
+            },
+        );
+        Ok(())
+    }
+
+    fn remove_file(&self, path: &Path) -> io::Result<()> {
+        let mut s = self.lock();
+        s.alive(s.generation)?;
+        match s.entries.get(path) {
+            Some(e) if matches!(e.node, Node::File(_)) => {}
+            Some(_) => return Err(io::Error::from_raw_os_error(libc::EISDIR)),
+            None => return Err(not_found(path)),
+        }
+        s.tick(None)?;
+        if let Some(e) = s.entries.remove(path) {
+            if e.durable {
+                s.removed.push((path.to_owned(), e.node));
             }
         }
         Ok(())

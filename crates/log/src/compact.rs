@@ -1,0 +1,169 @@
+//! Compressing sealed segments (`.seg` → `.segz`, docs/FORMAT.md §1.7) and
+//! putting the directory right after a crash in the middle of it.
+//!
+//! Invariants:
+//! - Only a sealed segment (never the last) whose every byte verifies (intact
+//!   header, every frame valid, nothing skipped) is compressed; a damaged one
+//!   stays a `.seg`, its damage reported as before.
+//! - The `.segz` is written to `{base:020}.segz.tmp`, fsynced, renamed into
+//!   place, and the directory fsynced, before the `.seg` is removed (and the
+//!   directory fsynced again): at every instant at least one complete copy
+//!   of the segment exists under a name readers look for.
+//! - After a crash, [`tidy`] (run when a writer opens the log) deletes any
+//!   `.segz.tmp`, and where a segment has both files keeps the `.segz` only if
+//!   every block of it reads back, otherwise the `.seg`.
+//! - Compression never delays an acknowledgement: the records of a sealed
+//!   segment were durable before it was sealed.
+
+use std::io::ErrorKind;
+use std::path::Path;
+use std::sync::Arc;
+
+use crate::error::{LogError, Result};
+use crate::scan::{SegCursor, Step};
+use crate::segment::{list_segment_files, segment_path, segz_path, sync_dir, Kind};
+use crate::segz::{self, Compression, MemFile};
+use crate::vfs::{OpenMode, Vfs};
+use crate::window::{Src, Window};
+
+/// What compressing one segment did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Compacted {
+    /// The `.seg` of `seg_bytes` was replaced by a `.segz` of `segz_bytes`.
+    Done {
+        /// Length of the `.seg`.
+        seg_bytes: u64,
+        /// Length of the `.segz`.
+        segz_bytes: u64,
+    },
+    /// Left as a `.seg`: it has damage (`verify` reports it).
+    Damaged,
+    /// There is no `.seg` for this base (already compressed).
+    Absent,
+}
+
+fn temp_path(dir: &Path, base: u64) -> std::path::PathBuf {
+    dir.join(format!("{base:020}.segz.tmp"))
+}
+
+fn remove_if_present(vfs: &dyn Vfs, path: &Path) -> Result<bool> {
+    match vfs.remove_file(path) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(LogError::io("removing", path, e)),
+    }
+}
+
+/// Compresses the sealed segment `base` of `dir`. The caller holds the
+/// writer lock and guarantees the segment is sealed (not the last one).
+pub(crate) fn compact_segment(
+    vfs: &dyn Vfs,
+    dir: &Path,
+    base: u64,
+    c: Compression,
+) -> Result<Compacted> {
+    let seg = segment_path(dir, base);
+    let file = match vfs.open(&seg, OpenMode::Read, "opening") {
+        Ok(f) => f,
+        Err(LogError::Io { source, .. }) if source.kind() == ErrorKind::NotFound => {
+            return Ok(Compacted::Absent)
+        }
+        Err(e) => return Err(e),
+    };
+    let bytes = Arc::new(segz::read_all(file.as_ref(), &seg)?);
+    let mem = Arc::new(MemFile(Arc::clone(&bytes)));
+    let src = Src::from_file(mem, seg.clone(), base, false)?;
+    let mut cur = SegCursor::new(src, 0);
+    if cur.header_damage()?.is_some() {
+        return Ok(Compacted::Damaged);
+    }
+    let mut win = Window::new();
+    let mut frames = Vec::new();
+    loop {
+        match cur.step(&mut win)? {
+            Step::Record { pos, len, offset } => {
+                let pos = u32::try_from(pos).map_err(|_| LogError::Corrupt {
+                    file: seg.clone(),
+                    pos,
+                    what: "record past the 4 GiB segment limit".into(),
+                })?;
+                frames.push((pos, len, offset));
+            }
+            Step::Damage(_) => return Ok(Compacted::Damaged),
+            Step::End => break,
+        }
+    }
+    drop(cur);
+    let out =
+        segz::encode(&bytes, &frames, base, c).map_err(|e| LogError::io("compressing", &seg, e))?;
+    let tmp = temp_path(dir, base);
+    remove_if_present(vfs, &tmp)?;
+    let f = vfs.open(&tmp, OpenMode::CreateNew, "creating")?;
+    f.write_all_at(&out, 0)
+        .map_err(|e| LogError::io("writing", &tmp, e))?;
+    f.sync_all()
+        .map_err(|e| LogError::io("fsyncing", &tmp, e))?;
+    drop(f);
+    let segz = segz_path(dir, base);
+    vfs.rename(&tmp, &segz)
+        .map_err(|e| LogError::io("renaming", &tmp, e))?;
+    sync_dir(vfs, dir)?;
+    vfs.remove_file(&seg)
+        .map_err(|e| LogError::io("removing", &seg, e))?;
+    sync_dir(vfs, dir)?;
+    Ok(Compacted::Done {
+        seg_bytes: bytes.len() as u64,
+        segz_bytes: out.len() as u64,
+    })
+}
+
+/// Whether the `.segz` of `base` reads back whole: header, index, every
+/// block's CRC and length, and the `.seg` header inside.
+fn segz_is_whole(vfs: &dyn Vfs, dir: &Path, base: u64) -> Result<bool> {
+    let path = segz_path(dir, base);
+    let file = vfs.open(&path, OpenMode::Read, "opening")?;
+    let bytes = segz::read_all(file.as_ref(), &path)?;
+    match segz::image(bytes, &path, base) {
+        Ok((img, holes)) => {
+            let header = crate::segment::read_header(&MemFile::new(img), &path, base);
+            Ok(holes.is_empty() && matches!(header, Ok(crate::segment::HeaderState::Ok)))
+        }
+        Err(LogError::UnsupportedVersion { .. }) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// Puts `dir` right after a crash during a compression: removes torn
+/// `.segz.tmp` files, and for a segment present as both `.seg` and `.segz`
+/// keeps the `.segz` if it is whole, else the `.seg`.
+pub(crate) fn tidy(vfs: &dyn Vfs, dir: &Path) -> Result<()> {
+    let names = vfs
+        .list_dir(dir)
+        .map_err(|e| LogError::io("listing", dir, e))?;
+    let mut removed = false;
+    for name in &names {
+        let Some(stem) = name.strip_suffix(".tmp") else {
+            continue;
+        };
+        if let Some((_, Kind::Packed)) = crate::segment::parse_any_segment_name(stem) {
+            removed |= remove_if_present(vfs, &dir.join(name))?;
+        }
+    }
+    let files = list_segment_files(vfs, dir)?;
+    for pair in files.windows(2) {
+        if let [(a, Kind::Plain), (b, Kind::Packed)] = *pair {
+            if a == b {
+                let loser = if segz_is_whole(vfs, dir, a)? {
+                    segment_path(dir, a)
+                } else {
+                    segz_path(dir, a)
+                };
+                removed |= remove_if_present(vfs, &loser)?;
+            }
+        }
+    }
+    if removed {
+        sync_dir(vfs, dir)?;
+    }
+    Ok(())
+}

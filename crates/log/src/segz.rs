@@ -1,0 +1,627 @@
+//! Compressed sealed segments: `{base:020}.segz` (docs/FORMAT.md §1.7).
+//!
+//! A sealed `.seg` is rewritten as a run of independently decompressible zstd
+//! blocks, each holding whole record frames copied unchanged, followed by a
+//! block index. Reading one record decompresses one block.
+//!
+//! Invariants:
+//! - Positions do not change: a record keeps the byte position it had in its
+//!   `.seg` (the *segment position*), so the index, which stores positions,
+//!   stays valid across compression. A block covers the segment positions
+//!   `[raw_pos, raw_pos + raw_len)`; blocks cover `[32, seg_len)` back to back.
+//! - The `.seg` header is kept verbatim in the `.segz` header, so the frames'
+//!   format version travels with them and is checked as for a `.seg`.
+//! - The `.segz` header, every block header, every block's compressed bytes
+//!   and the block index each have a CRC-32. A damaged block hides only its
+//!   own records. A damaged header or index is not needed to find the blocks:
+//!   each block header says where it belongs and how long it is, so a walk
+//!   over the file finds every block whose header is intact.
+//! - Nothing read from a `.segz` can panic or allocate without bound: every
+//!   length is checked against the bytes present, and decompression is
+//!   limited to the block's declared length (itself at most
+//!   [`MAX_BLOCK_RAW`]).
+
+use std::io;
+use std::path::Path;
+use std::sync::Arc;
+
+use crate::error::{LogError, Result};
+use crate::format::{Cursor, HEADER_LEN, MAX_BODY_LEN, MAX_SEGMENT_BYTES};
+use crate::segment::read_full_at;
+use crate::vfs::VfsFile;
+
+/// Magic at the start of every `.segz` file.
+pub const SEGZ_MAGIC: [u8; 8] = *b"CCVLSGZ\0";
+/// The `.segz` container version this build reads and writes.
+pub const SEGZ_VERSION: u16 = 1;
+/// Length of the `.segz` header; the first block starts here.
+pub const SEGZ_HEADER_LEN: u32 = 80;
+/// Magic at the start of every block (`0xFE`, as in the record magic: it
+/// never occurs in UTF-8, and a walk looks for it only in damaged files).
+pub const BLOCK_MAGIC: [u8; 4] = [0xFE, 0xCC, 0xB1, 0x0C];
+/// Length of a block header.
+pub const BLOCK_HEADER_LEN: u32 = 32;
+/// Length of one block index entry.
+pub const INDEX_ENTRY_LEN: u32 = 24;
+/// Largest uncompressed block accepted: several frames up to the writer's
+/// block size (at most 16 MiB), or one frame of up to 64 MiB.
+pub const MAX_BLOCK_RAW: u32 = MAX_BODY_LEN + (16 << 20);
+
+/// How sealed segments are compressed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Compression {
+    /// zstd level.
+    pub level: i32,
+    /// Frames are grouped into blocks of at most this many uncompressed bytes
+    /// (a single larger frame gets a block of its own). Clamped to 4 KiB–16 MiB.
+    pub block_bytes: u32,
+}
+
+impl Default for Compression {
+    /// The measured choice (docs/FORMAT.md §1.7).
+    fn default() -> Self {
+        Compression {
+            level: 3,
+            block_bytes: 128 << 10,
+        }
+    }
+}
+
+/// One block, as the index (or a walk over the file) names it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Block {
+    /// Position of the block header in the `.segz` file.
+    pub file_pos: u64,
+    /// First segment position the block covers.
+    pub raw_pos: u32,
+    /// Uncompressed length.
+    pub raw_len: u32,
+    /// Compressed length (the bytes after the block header).
+    pub comp_len: u32,
+    /// Offset of the block's first record.
+    pub first_offset: u64,
+}
+
+impl Block {
+    fn raw_end(&self) -> u64 {
+        u64::from(self.raw_pos) + u64::from(self.raw_len)
+    }
+    fn file_end(&self) -> u64 {
+        self.file_pos + u64::from(BLOCK_HEADER_LEN) + u64::from(self.comp_len)
+    }
+}
+
+/// A part of a `.segz` that could not be read: segment positions
+/// `[raw_pos, raw_pos + raw_len)` (empty when nothing was lost, e.g. a
+/// damaged index whose blocks were all found by a walk).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Hole {
+    pub raw_pos: u64,
+    pub raw_len: u64,
+    /// Where in the `.segz` file the damage is.
+    pub file_pos: u64,
+    pub what: &'static str,
+}
+
+/// The layout of a `.segz`: where each block is and what is damaged.
+#[derive(Clone, Debug)]
+pub(crate) struct Table {
+    /// The `.seg` header the frames came with (zeros if the `.segz` header
+    /// is damaged: then it reads as a damaged segment header).
+    pub seg_header: [u8; HEADER_LEN as usize],
+    /// Length of the original `.seg` (the end of the segment positions).
+    pub seg_len: u64,
+    /// The blocks in segment-position order.
+    pub blocks: Vec<Block>,
+    /// Damage found in the header, the index or between blocks.
+    pub holes: Vec<Hole>,
+}
+
+impl Table {
+    /// The block covering segment position `pos`.
+    pub fn block_at(&self, pos: u64) -> Option<&Block> {
+        let i = self
+            .blocks
+            .partition_point(|b| u64::from(b.raw_pos) <= pos)
+            .checked_sub(1)?;
+        self.blocks.get(i).filter(|b| pos < b.raw_end())
+    }
+}
+
+fn put_u32(out: &mut Vec<u8>, v: u32) {
+    out.extend_from_slice(&v.to_le_bytes());
+}
+
+fn put_u64(out: &mut Vec<u8>, v: u64) {
+    out.extend_from_slice(&v.to_le_bytes());
+}
+
+/// A frame of the segment being compressed: position, length, offset.
+pub(crate) type FrameSpan = (u32, u32, u64);
+
+/// The bytes of the `.segz` for the `.seg` whose bytes are `seg` and whose
+/// frames, back to back from byte 32 to the end, are `frames`.
+pub(crate) fn encode(
+    seg: &[u8],
+    frames: &[FrameSpan],
+    base: u64,
+    c: Compression,
+) -> io::Result<Vec<u8>> {
+    let block_bytes = c.block_bytes.clamp(4 << 10, 16 << 20);
+    let seg_header = seg
+        .get(..HEADER_LEN as usize)
+        .ok_or_else(|| io::Error::other("segment shorter than its header"))?;
+    let mut out = vec![0u8; SEGZ_HEADER_LEN as usize];
+    let mut index: Vec<u8> = Vec::new();
+    let mut blocks: u32 = 0;
+    let mut i = 0;
+    let mut covered = HEADER_LEN;
+    while let Some(&(start, _, first_offset)) = frames.get(i) {
+        if start != covered {
+            return Err(io::Error::other("frames are not back to back"));
+        }
+        let mut end = start;
+        while let Some(&(pos, len, _)) = frames.get(i) {
+            if pos != end || (end > start && end - start + len > block_bytes) {
+                break;
+            }
+            end = pos + len;
+            i += 1;
+        }
+        if end == start {
+            return Err(io::Error::other("frames are not back to back"));
+        }
+        covered = end;
+        let raw = seg
+            .get(start as usize..end as usize)
+            .ok_or_else(|| io::Error::other("frame past the end of the segment"))?;
+        let comp = zstd::bulk::compress(raw, c.level)?;
+        let comp_len = u32::try_from(comp.len()).map_err(io::Error::other)?;
+        let file_pos = out.len() as u64;
+        let mut h = Vec::with_capacity(BLOCK_HEADER_LEN as usize);
+        h.extend_from_slice(&BLOCK_MAGIC);
+        put_u32(&mut h, start);
+        put_u32(&mut h, end - start);
+        put_u32(&mut h, comp_len);
+        put_u64(&mut h, first_offset);
+        put_u32(&mut h, crc32fast::hash(&comp));
+        let crc = crc32fast::hash(&h);
+        put_u32(&mut h, crc);
+        out.extend_from_slice(&h);
+        out.extend_from_slice(&comp);
+        put_u64(&mut index, file_pos);
+        put_u32(&mut index, start);
+        put_u32(&mut index, end - start);
+        put_u64(&mut index, first_offset);
+        blocks += 1;
+    }
+    if covered as usize != seg.len() {
+        return Err(io::Error::other(
+            "frames do not reach the end of the segment",
+        ));
+    }
+    let index_pos = out.len() as u64;
+    let index_crc = crc32fast::hash(&index);
+    out.extend_from_slice(&index);
+    put_u32(&mut out, index_crc);
+    let mut h = Vec::with_capacity(SEGZ_HEADER_LEN as usize);
+    h.extend_from_slice(&SEGZ_MAGIC);
+    h.extend_from_slice(&SEGZ_VERSION.to_le_bytes());
+    h.extend_from_slice(&(SEGZ_HEADER_LEN as u16).to_le_bytes());
+    put_u64(&mut h, base);
+    put_u64(&mut h, seg.len() as u64);
+    put_u32(&mut h, blocks);
+    put_u64(&mut h, index_pos);
+    h.extend_from_slice(seg_header);
+    put_u32(&mut h, 0);
+    let crc = crc32fast::hash(&h);
+    put_u32(&mut h, crc);
+    out.splice(0..SEGZ_HEADER_LEN as usize, h);
+    Ok(out)
+}
+
+/// The fields of an intact `.segz` header.
+struct Header {
+    seg_len: u64,
+    blocks: u32,
+    index_pos: u64,
+    seg_header: [u8; HEADER_LEN as usize],
+}
+
+enum HeaderCheck {
+    Ok(Header),
+    Damaged(&'static str),
+    Version(u16),
+}
+
+fn check_header(bytes: &[u8], base: u64) -> HeaderCheck {
+    let Some(h) = bytes.get(..SEGZ_HEADER_LEN as usize) else {
+        return HeaderCheck::Damaged("file shorter than its header");
+    };
+    let mut c = Cursor { bytes: h };
+    let short = HeaderCheck::Damaged("file shorter than its header");
+    let (
+        Some(magic),
+        Some(version),
+        Some(header_len),
+        Some(hbase),
+        Some(seg_len),
+        Some(blocks),
+        Some(index_pos),
+        Some(seg_header),
+        Some(_reserved),
+        Some(crc),
+    ) = (
+        c.array::<8>(),
+        c.u16(),
+        c.u16(),
+        c.u64(),
+        c.u64(),
+        c.u32(),
+        c.u64(),
+        c.array::<{ HEADER_LEN as usize }>(),
+        c.u32(),
+        c.u32(),
+    )
+    else {
+        return short;
+    };
+    if magic != SEGZ_MAGIC {
+        return HeaderCheck::Damaged("bad .segz magic");
+    }
+    if crc32fast::hash(h.get(..76).unwrap_or(&[])) != crc {
+        return HeaderCheck::Damaged(".segz header CRC mismatch");
+    }
+    if version != SEGZ_VERSION {
+        return HeaderCheck::Version(version);
+    }
+    if u32::from(header_len) != SEGZ_HEADER_LEN {
+        return HeaderCheck::Damaged("unexpected .segz header length");
+    }
+    if hbase != base {
+        return HeaderCheck::Damaged(".segz header base offset differs from the file name");
+    }
+    if !(u64::from(HEADER_LEN)..=MAX_SEGMENT_BYTES).contains(&seg_len) {
+        return HeaderCheck::Damaged("impossible segment length in the .segz header");
+    }
+    HeaderCheck::Ok(Header {
+        seg_len,
+        blocks,
+        index_pos,
+        seg_header,
+    })
+}
+
+/// Parses a block header; `None` unless magic and header CRC hold and the
+/// lengths are possible.
+fn parse_block_header(bytes: &[u8], file_pos: u64) -> Option<(Block, u32)> {
+    let h = bytes.get(..BLOCK_HEADER_LEN as usize)?;
+    let mut c = Cursor { bytes: h };
+    let magic = c.array::<4>()?;
+    let raw_pos = c.u32()?;
+    let raw_len = c.u32()?;
+    let comp_len = c.u32()?;
+    let first_offset = c.u64()?;
+    let data_crc = c.u32()?;
+    let crc = c.u32()?;
+    if magic != BLOCK_MAGIC
+        || crc32fast::hash(h.get(..28)?) != crc
+        || raw_len == 0
+        || raw_len > MAX_BLOCK_RAW
+        || raw_pos < HEADER_LEN
+    {
+        return None;
+    }
+    Some((
+        Block {
+            file_pos,
+            raw_pos,
+            raw_len,
+            comp_len,
+            first_offset,
+        },
+        data_crc,
+    ))
+}
+
+/// Whether `blocks` cover `[32, seg_len)` back to back and lie back to back
+/// in the file from its header to `index_pos`.
+fn consistent(blocks: &[Block], seg_len: u64, index_pos: u64) -> bool {
+    let mut raw = u64::from(HEADER_LEN);
+    let mut file = u64::from(SEGZ_HEADER_LEN);
+    for b in blocks {
+        if u64::from(b.raw_pos) != raw || b.file_pos != file || b.raw_len > MAX_BLOCK_RAW {
+            return false;
+        }
+        raw = b.raw_end();
+        file = b.file_end();
+    }
+    raw == seg_len && file == index_pos
+}
+
+/// Reads the block index of an intact header; `Err` says what is wrong.
+fn read_index(
+    file: &dyn VfsFile,
+    path: &Path,
+    h: &Header,
+    file_len: u64,
+) -> Result<std::result::Result<Vec<Block>, &'static str>> {
+    let n = u64::from(h.blocks);
+    let idx_len = n * u64::from(INDEX_ENTRY_LEN) + 4;
+    if h.index_pos < u64::from(SEGZ_HEADER_LEN)
+        || h.index_pos.checked_add(idx_len) != Some(file_len)
+    {
+        return Ok(Err("the block index does not end the file"));
+    }
+    let mut buf = vec![0u8; idx_len as usize]; // <= file_len, read below
+    if read_full_at(file, path, &mut buf, h.index_pos)? != buf.len() {
+        return Ok(Err("the block index is cut off"));
+    }
+    let (entries, crc) = buf.split_at(buf.len() - 4);
+    let crc = Cursor { bytes: crc }.u32().unwrap_or(0);
+    if crc32fast::hash(entries) != crc {
+        return Ok(Err("block index CRC mismatch"));
+    }
+    let mut blocks: Vec<Block> = Vec::with_capacity(n as usize);
+    let mut c = Cursor { bytes: entries };
+    while !c.bytes.is_empty() {
+        let (Some(file_pos), Some(raw_pos), Some(raw_len), Some(first_offset)) =
+            (c.u64(), c.u32(), c.u32(), c.u64())
+        else {
+            return Ok(Err("the block index is cut off"));
+        };
+        blocks.push(Block {
+            file_pos,
+            raw_pos,
+            raw_len,
+            comp_len: 0,
+            first_offset,
+        });
+    }
+    // A block's compressed length is the distance to the next block (or
+    // to the index), less its header.
+    let ends: Vec<u64> = blocks
+        .iter()
+        .skip(1)
+        .map(|b| b.file_pos)
+        .chain([h.index_pos])
+        .collect();
+    for (b, end) in blocks.iter_mut().zip(ends) {
+        let len = end
+            .checked_sub(b.file_pos + u64::from(BLOCK_HEADER_LEN))
+            .and_then(|l| u32::try_from(l).ok());
+        match len {
+            Some(l) => b.comp_len = l,
+            None => return Ok(Err("the block index does not match the blocks")),
+        }
+    }
+    if !consistent(&blocks, h.seg_len, h.index_pos) {
+        return Ok(Err("the block index does not match the blocks"));
+    }
+    Ok(Ok(blocks))
+}
+
+/// Reads the whole file (a `.segz` is small: a compressed segment).
+pub(crate) fn read_all(file: &dyn VfsFile, path: &Path) -> Result<Vec<u8>> {
+    let len = file
+        .size()
+        .map_err(|e| LogError::io("reading metadata of", path, e))?
+        .min(MAX_SEGMENT_BYTES);
+    let mut buf = vec![0u8; len as usize];
+    let got = read_full_at(file, path, &mut buf, 0)?;
+    buf.truncate(got);
+    Ok(buf)
+}
+
+/// Finds the blocks of a file whose header or index is damaged by looking
+/// for block headers, and names what lies between them as holes.
+fn walk(bytes: &[u8], end: u64, seg_len: Option<u64>) -> (Vec<Block>, Vec<Hole>) {
+    let mut blocks: Vec<Block> = Vec::new();
+    let end = end.min(bytes.len() as u64);
+    let mut p = u64::from(SEGZ_HEADER_LEN).min(end);
+    while p + u64::from(BLOCK_HEADER_LEN) <= end {
+        let rest = bytes.get(p as usize..end as usize).unwrap_or(&[]);
+        let Some(i) = rest.windows(4).position(|w| w == BLOCK_MAGIC) else {
+            break;
+        };
+        let m = p + i as u64;
+        let found = bytes
+            .get(m as usize..)
+            .and_then(|b| parse_block_header(b, m))
+            .filter(|(b, _)| b.file_end() <= end);
+        match found {
+            Some((b, _)) => {
+                let after = blocks.last().map_or(0, Block::raw_end);
+                if u64::from(b.raw_pos) >= after {
+                    blocks.push(b);
+                }
+                p = b.file_end();
+            }
+            None => p = m + 1,
+        }
+    }
+    let seg_len =
+        seg_len.unwrap_or_else(|| blocks.last().map_or(u64::from(HEADER_LEN), Block::raw_end));
+    blocks.retain(|b| b.raw_end() <= seg_len);
+    let mut holes = Vec::new();
+    let mut raw = u64::from(HEADER_LEN);
+    let mut file = u64::from(SEGZ_HEADER_LEN);
+    for b in &blocks {
+        if u64::from(b.raw_pos) > raw {
+            holes.push(Hole {
+                raw_pos: raw,
+                raw_len: u64::from(b.raw_pos) - raw,
+                file_pos: file,
+                what: "block lost: its block header is damaged",
+            });
+        }
+        raw = b.raw_end();
+        file = b.file_end();
+    }
+    if seg_len > raw {
+        holes.push(Hole {
+            raw_pos: raw,
+            raw_len: seg_len - raw,
+            file_pos: file,
+            what: "block lost: its block header is damaged",
+        });
+    }
+    (blocks, holes)
+}
+
+/// The layout of the `.segz` of segment `base`. A well-formed header of
+/// another version is an error; any other damage becomes holes.
+pub(crate) fn load_table(file: &dyn VfsFile, path: &Path, base: u64) -> Result<Table> {
+    let file_len = file
+        .size()
+        .map_err(|e| LogError::io("reading metadata of", path, e))?;
+    let mut hb = [0u8; SEGZ_HEADER_LEN as usize];
+    let got = read_full_at(file, path, &mut hb, 0)?;
+    let (header, note) = match check_header(hb.get(..got).unwrap_or(&[]), base) {
+        HeaderCheck::Version(version) => {
+            return Err(LogError::UnsupportedVersion {
+                file: path.to_owned(),
+                version,
+                supported: SEGZ_VERSION,
+            })
+        }
+        HeaderCheck::Ok(h) => match read_index(file, path, &h, file_len)? {
+            Ok(blocks) => {
+                return Ok(Table {
+                    seg_header: h.seg_header,
+                    seg_len: h.seg_len,
+                    blocks,
+                    holes: Vec::new(),
+                })
+            }
+            Err(what) => {
+                let at = h.index_pos.min(file_len);
+                (Some(h), (at, what))
+            }
+        },
+        HeaderCheck::Damaged(what) => (None, (0, what)),
+    };
+    let bytes = read_all(file, path)?;
+    let end = header
+        .as_ref()
+        .map_or(file_len, |h| h.index_pos.min(file_len));
+    let (blocks, mut holes) = walk(&bytes, end, header.as_ref().map(|h| h.seg_len));
+    holes.insert(
+        0,
+        Hole {
+            raw_pos: if header.is_some() {
+                u64::from(HEADER_LEN)
+            } else {
+                0
+            },
+            raw_len: 0,
+            file_pos: note.0,
+            what: note.1,
+        },
+    );
+    let seg_len = match &header {
+        Some(h) => h.seg_len,
+        None => blocks.last().map_or(u64::from(HEADER_LEN), Block::raw_end),
+    };
+    Ok(Table {
+        seg_header: header.map_or([0; HEADER_LEN as usize], |h| h.seg_header),
+        seg_len,
+        blocks,
+        holes,
+    })
+}
+
+/// Reads and decompresses block `b`: `Ok(Err(what))` if it is damaged.
+pub(crate) fn read_block(
+    file: &dyn VfsFile,
+    path: &Path,
+    b: &Block,
+) -> Result<std::result::Result<Vec<u8>, &'static str>> {
+    let len = BLOCK_HEADER_LEN as usize + b.comp_len as usize;
+    let mut buf = vec![0u8; len];
+    if read_full_at(file, path, &mut buf, b.file_pos)? != len {
+        return Ok(Err("block cut off by the end of the file"));
+    }
+    let Some((found, data_crc)) = parse_block_header(&buf, b.file_pos) else {
+        return Ok(Err("block header damaged"));
+    };
+    if found != *b {
+        return Ok(Err("block header does not match the block index"));
+    }
+    let data = buf.get(BLOCK_HEADER_LEN as usize..).unwrap_or(&[]);
+    if crc32fast::hash(data) != data_crc {
+        return Ok(Err("block CRC mismatch"));
+    }
+    match zstd::bulk::decompress(data, b.raw_len as usize) {
+        Ok(raw) if raw.len() == b.raw_len as usize => Ok(Ok(raw)),
+        Ok(_) => Ok(Err("block decompresses to a wrong length")),
+        Err(_) => Ok(Err("block does not decompress")),
+    }
+}
+
+/// The segment as it was before compression, rebuilt from a `.segz` held
+/// in memory (`bytes`): its bytes, and the holes where blocks were lost
+/// (their bytes are zero), in segment-position order.
+pub(crate) fn image(bytes: Vec<u8>, path: &Path, base: u64) -> Result<(Vec<u8>, Vec<Hole>)> {
+    let file = MemFile::new(bytes);
+    let table = load_table(&file, path, base)?;
+    let mut img = vec![0u8; table.seg_len as usize]; // <= 4 GiB, checked
+    if let Some(h) = img.get_mut(..HEADER_LEN as usize) {
+        h.copy_from_slice(&table.seg_header);
+    }
+    let mut holes = table.holes;
+    for b in &table.blocks {
+        match read_block(&file, path, b)? {
+            Ok(raw) => {
+                if let Some(dst) = img.get_mut(b.raw_pos as usize..b.raw_end() as usize) {
+                    dst.copy_from_slice(&raw);
+                }
+            }
+            Err(what) => holes.push(Hole {
+                raw_pos: u64::from(b.raw_pos),
+                raw_len: u64::from(b.raw_len),
+                file_pos: b.file_pos,
+                what,
+            }),
+        }
+    }
+    holes.sort_by_key(|h| (h.raw_pos, h.raw_len));
+    Ok((img, holes))
+}
+
+/// Bytes in memory behind the [`VfsFile`] interface (read only), so that
+/// the code reading files reads a decompressed segment the same way.
+pub(crate) struct MemFile(pub Arc<Vec<u8>>);
+
+impl MemFile {
+    pub fn new(bytes: Vec<u8>) -> MemFile {
+        MemFile(Arc::new(bytes))
+    }
+}
+
+impl VfsFile for MemFile {
+    fn read_at(&self, buf: &mut [u8], pos: u64) -> io::Result<usize> {
+        let from = usize::try_from(pos).unwrap_or(usize::MAX).min(self.0.len());
+        let src = self.0.get(from..).unwrap_or(&[]);
+        let n = buf.len().min(src.len());
+        if let (Some(d), Some(s)) = (buf.get_mut(..n), src.get(..n)) {
+            d.copy_from_slice(s);
+        }
+        Ok(n)
+    }
+    fn write_all_at(&self, _buf: &[u8], _pos: u64) -> io::Result<()> {
+        Err(io::Error::from(io::ErrorKind::PermissionDenied))
+    }
+    fn sync_data(&self) -> io::Result<()> {
+        Ok(())
+    }
+    fn sync_all(&self) -> io::Result<()> {
+        Ok(())
+    }
+    fn set_len(&self, _len: u64) -> io::Result<()> {
+        Err(io::Error::from(io::ErrorKind::PermissionDenied))
+    }
+    fn size(&self) -> io::Result<u64> {
+        Ok(self.0.len() as u64)
+    }
+}
