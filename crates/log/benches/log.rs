@@ -75,6 +75,7 @@ fn main() {
             let (mut log, _) = Log::open(&dir, opts, None).expect("open");
             for i in 0..n {
                 let rec = NewRecord {
+                    kind: ccvault_log::RecordKind::Message,
                     ingest_ms: 1_700_000_000_000 + i as i64,
                     quarantined: false,
                     source_kind: SourceKind::Mqtt,

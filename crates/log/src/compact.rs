@@ -126,7 +126,7 @@ fn segz_is_whole(vfs: &dyn Vfs, dir: &Path, base: u64) -> Result<bool> {
     match segz::image(bytes, &path, base) {
         Ok((img, holes)) => {
             let header = crate::segment::read_header(&MemFile::new(img), &path, base);
-            Ok(holes.is_empty() && matches!(header, Ok(crate::segment::HeaderState::Ok)))
+            Ok(holes.is_empty() && matches!(header, Ok(crate::segment::HeaderState::Ok { .. })))
         }
         Err(LogError::UnsupportedVersion { .. }) => Ok(false),
         Err(e) => Err(e),

@@ -48,13 +48,15 @@ pub enum LogError {
     },
 
     /// The segment file declares a format version this build cannot read.
-    #[error("{} has segment format version {version}, this build reads version {supported}", file.display())]
+    #[error("{} has segment format version {version}, this build reads versions {oldest} to {supported}: a newer ccvault wrote it", file.display())]
     UnsupportedVersion {
         /// The segment file.
         file: PathBuf,
         /// The version found in its header.
         version: u16,
-        /// The version this build reads and writes.
+        /// The oldest version this build reads.
+        oldest: u16,
+        /// The version this build writes (and the newest it reads).
         supported: u16,
     },
 
@@ -87,6 +89,13 @@ pub enum LogError {
         /// The maximum.
         max: usize,
     },
+
+    /// A new tally record that is quarantined or whose payload is not a
+    /// tally's 16 bytes.
+    #[error(
+        "a tally record must carry exactly a tally's 16-byte payload and must not be quarantined"
+    )]
+    MalformedTally,
 
     /// A new record is larger than the format allows.
     #[error("record body would be {len} bytes, the maximum is {max} bytes")]

@@ -1,6 +1,12 @@
-//! Byte layout of segment files, format version 1 (documented in `docs/FORMAT.md`).
+//! Byte layout of segment files, format version 2 (documented in `docs/FORMAT.md`).
 //!
 //! Invariants:
+//! - This version reads segments of version 1 and 2 and writes version 2. The
+//!   only difference is the tally record kind (flag bit 1), which version 1
+//!   never wrote: a version 1 reader would take a tally for damage, so a
+//!   segment holding one must say version 2 and old readers refuse it whole.
+//! - A tally's payload is exactly [`TALLY_PAYLOAD_LEN`] bytes and it is never
+//!   quarantined; any other combination is malformed.
 //! - Every integer is little endian.
 //! - A segment file is a 32-byte header followed by record frames, back to back.
 //! - A frame is `RECORD_MAGIC | body_len: u32 | crc: u32 | body[body_len]`, where
@@ -14,8 +20,11 @@ use crate::error::{LogError, Result};
 
 /// Magic at the start of every segment file.
 pub const SEGMENT_MAGIC: [u8; 8] = *b"CCVLSEG\0";
-/// The segment format version this build reads and writes.
-pub const FORMAT_VERSION: u16 = 1;
+/// The segment format version this build writes.
+pub const FORMAT_VERSION: u16 = 2;
+/// The oldest segment format version this build reads (version 1 has no
+/// tally records; everything else is the same).
+pub const OLDEST_READABLE_VERSION: u16 = 1;
 /// Length of the segment file header; the first record starts here.
 pub const HEADER_LEN: u32 = 32;
 /// Sync magic at the start of every record frame. `0xFE` never occurs in UTF-8 text,
@@ -34,6 +43,57 @@ pub const MAX_FIELD_LEN: usize = u16::MAX as usize;
 
 /// Record flag bit 0: the record is quarantined.
 const FLAG_QUARANTINED: u8 = 1;
+/// Record flag bit 1: the record is a tally, not a message (format version 2).
+const FLAG_TALLY: u8 = 2;
+/// Length of a tally's payload: two little-endian `u64`.
+pub const TALLY_PAYLOAD_LEN: usize = 16;
+
+/// What a record is. Every reader of messages (events, quarantined input)
+/// skips the other kinds: their offsets are taken, their payloads are not
+/// input.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub enum RecordKind {
+    /// A message as received: an event or a quarantined input.
+    #[default]
+    Message,
+    /// A [`Tally`]: counts of messages that were dropped, not stored.
+    Tally,
+}
+
+/// The payload of a tally record: how many messages the archive has dropped
+/// as duplicates and as transport control messages, in total, up to and
+/// including the batch this tally was appended with. The counts are running
+/// totals, not a batch's share: the last readable tally alone gives the
+/// counts, so indexing one twice (a crash between the log and the index) or
+/// losing an earlier one to damage changes nothing (docs/FORMAT.md §1.4).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub struct Tally {
+    /// Messages skipped because equal payload bytes were already stored.
+    pub duplicates: u64,
+    /// Transport control messages (not stored).
+    pub control: u64,
+}
+
+impl Tally {
+    /// The payload of a tally record.
+    pub fn encode(&self) -> [u8; TALLY_PAYLOAD_LEN] {
+        let mut b = [0u8; TALLY_PAYLOAD_LEN];
+        b[..8].copy_from_slice(&self.duplicates.to_le_bytes());
+        b[8..].copy_from_slice(&self.control.to_le_bytes());
+        b
+    }
+
+    /// Reads a tally payload; `None` unless it is exactly
+    /// [`TALLY_PAYLOAD_LEN`] bytes.
+    pub fn decode(payload: &[u8]) -> Option<Tally> {
+        let b: &[u8; TALLY_PAYLOAD_LEN] = payload.try_into().ok()?;
+        let (d, c) = b.split_at(8);
+        Some(Tally {
+            duplicates: u64::from_le_bytes(d.try_into().ok()?),
+            control: u64::from_le_bytes(c.try_into().ok()?),
+        })
+    }
+}
 
 /// Where a record came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
@@ -140,6 +200,9 @@ impl std::fmt::Display for SourceKind {
 /// A record to append. The offset is assigned by the log.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct NewRecord<'a> {
+    /// A message, or a tally (then `payload` is [`Tally::encode`]'s and
+    /// `quarantined` is false; see [`NewRecord::tally`]).
+    pub kind: RecordKind,
     /// Ingest time, milliseconds since the Unix epoch.
     pub ingest_ms: i64,
     /// The payload could not be understood and is archived as-is.
@@ -160,9 +223,33 @@ pub struct NewRecord<'a> {
     pub payload: &'a [u8],
 }
 
+impl<'a> NewRecord<'a> {
+    /// A tally record carrying `payload` (from [`Tally::encode`]), placed
+    /// at the message `source`/`line` of the batch it accounts for.
+    pub fn tally(
+        payload: &'a [u8; TALLY_PAYLOAD_LEN],
+        ingest_ms: i64,
+        source_kind: SourceKind,
+        source: &'a str,
+        line: u64,
+    ) -> NewRecord<'a> {
+        NewRecord {
+            kind: RecordKind::Tally,
+            ingest_ms,
+            source_kind,
+            source,
+            line,
+            payload,
+            ..NewRecord::default()
+        }
+    }
+}
+
 /// A record read back, owned.
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
 pub struct Record {
+    /// A message or a tally: readers of messages skip tallies.
+    pub kind: RecordKind,
     /// Global offset (record N of the log has offset N).
     pub offset: u64,
     /// Ingest time, milliseconds since the Unix epoch.
@@ -188,6 +275,8 @@ pub struct Record {
 /// A record read back, borrowing from the reader's buffer (no allocation).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RecordRef<'a> {
+    /// A message or a tally: readers of messages skip tallies.
+    pub kind: RecordKind,
     /// Global offset.
     pub offset: u64,
     /// Ingest time, milliseconds since the Unix epoch.
@@ -211,9 +300,18 @@ pub struct RecordRef<'a> {
 }
 
 impl RecordRef<'_> {
+    /// The counts of a tally record; `None` for a message.
+    pub fn tally(&self) -> Option<Tally> {
+        match self.kind {
+            RecordKind::Tally => Tally::decode(self.payload),
+            RecordKind::Message => None,
+        }
+    }
+
     /// Copies into an owned [`Record`].
     pub fn to_record(&self) -> Record {
         Record {
+            kind: self.kind,
             offset: self.offset,
             ingest_ms: self.ingest_ms,
             quarantined: self.quarantined,
@@ -240,9 +338,15 @@ impl RecordRef<'_> {
 }
 
 impl Record {
+    /// The counts of a tally record; `None` for a message.
+    pub fn tally(&self) -> Option<Tally> {
+        self.as_ref().tally()
+    }
+
     /// Borrows as a [`RecordRef`].
     pub fn as_ref(&self) -> RecordRef<'_> {
         RecordRef {
+            kind: self.kind,
             offset: self.offset,
             ingest_ms: self.ingest_ms,
             quarantined: self.quarantined,
@@ -265,6 +369,10 @@ pub(crate) fn body_len(rec: &NewRecord<'_>) -> Result<u32> {
         ("publish_time", rec.publish_time.len()),
         ("quarantine_reason", rec.quarantine_reason.len()),
     ];
+    if rec.kind == RecordKind::Tally && (rec.quarantined || rec.payload.len() != TALLY_PAYLOAD_LEN)
+    {
+        return Err(LogError::MalformedTally);
+    }
     let mut total = u64::from(MIN_BODY_LEN);
     for (field, len) in fields {
         if len > MAX_FIELD_LEN {
@@ -306,7 +414,11 @@ pub(crate) fn encode_frame(buf: &mut Vec<u8>, offset: u64, rec: &NewRecord<'_>, 
     buf.extend_from_slice(&offset.to_le_bytes());
     buf.extend_from_slice(&rec.ingest_ms.to_le_bytes());
     buf.extend_from_slice(&rec.line.to_le_bytes());
-    buf.push(if rec.quarantined { FLAG_QUARANTINED } else { 0 });
+    let kind = match rec.kind {
+        RecordKind::Message => 0,
+        RecordKind::Tally => FLAG_TALLY,
+    };
+    buf.push(kind | if rec.quarantined { FLAG_QUARANTINED } else { 0 });
     buf.push(rec.source_kind.code());
     for s in [
         rec.source,
@@ -371,9 +483,14 @@ pub(crate) fn decode_body(body: &[u8]) -> Result<RecordRef<'_>, &'static str> {
     let ingest_ms = i64::from_le_bytes(c.array().ok_or(short)?);
     let line = c.u64().ok_or(short)?;
     let flags = c.u8().ok_or(short)?;
-    if flags & !FLAG_QUARANTINED != 0 {
+    if flags & !(FLAG_QUARANTINED | FLAG_TALLY) != 0 {
         return Err("unknown flag bits");
     }
+    let kind = if flags & FLAG_TALLY != 0 {
+        RecordKind::Tally
+    } else {
+        RecordKind::Message
+    };
     let source_kind = SourceKind::from_code(c.u8().ok_or(short)?).ok_or("unknown source kind")?;
     let mut strings = [""; 4];
     for s in &mut strings {
@@ -386,8 +503,14 @@ pub(crate) fn decode_body(body: &[u8]) -> Result<RecordRef<'_>, &'static str> {
     if !c.bytes.is_empty() {
         return Err("body longer than its fields");
     }
+    if kind == RecordKind::Tally
+        && (flags & FLAG_QUARANTINED != 0 || payload.len() != TALLY_PAYLOAD_LEN)
+    {
+        return Err("a tally that is quarantined or whose payload is not 16 bytes");
+    }
     let [source, message_id, publish_time, quarantine_reason] = strings;
     Ok(RecordRef {
+        kind,
         offset,
         ingest_ms,
         quarantined: flags & FLAG_QUARANTINED != 0,
@@ -403,9 +526,14 @@ pub(crate) fn decode_body(body: &[u8]) -> Result<RecordRef<'_>, &'static str> {
 
 /// The 32-byte header of a segment whose first record has offset `base`.
 pub(crate) fn encode_header(base: u64) -> [u8; HEADER_LEN as usize] {
+    encode_header_version(base, FORMAT_VERSION)
+}
+
+/// [`encode_header`] claiming format `version` (tests write older segments).
+pub fn encode_header_version(base: u64, version: u16) -> [u8; HEADER_LEN as usize] {
     let mut h = [0u8; HEADER_LEN as usize];
     h[0..8].copy_from_slice(&SEGMENT_MAGIC);
-    h[8..10].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
+    h[8..10].copy_from_slice(&version.to_le_bytes());
     h[10..12].copy_from_slice(&(HEADER_LEN as u16).to_le_bytes());
     h[12..20].copy_from_slice(&base.to_le_bytes());
     // 20..28 reserved, zero
@@ -425,8 +553,9 @@ pub(crate) enum HeaderProblem {
     Version(u16),
 }
 
-/// Checks a segment header against the base offset from the file name.
-pub(crate) fn check_header(bytes: &[u8], base: u64) -> Result<(), HeaderProblem> {
+/// Checks a segment header against the base offset from the file name and
+/// returns its format version (one this build reads).
+pub(crate) fn check_header(bytes: &[u8], base: u64) -> Result<u16, HeaderProblem> {
     let Some(h) = bytes.get(..HEADER_LEN as usize) else {
         return Err(HeaderProblem::Short);
     };
@@ -444,7 +573,7 @@ pub(crate) fn check_header(bytes: &[u8], base: u64) -> Result<(), HeaderProblem>
     if crc32fast::hash(body) != crc {
         return Err(HeaderProblem::Damaged("segment header CRC mismatch"));
     }
-    if version != FORMAT_VERSION {
+    if !(OLDEST_READABLE_VERSION..=FORMAT_VERSION).contains(&version) {
         return Err(HeaderProblem::Version(version));
     }
     if u32::from(header_len) != HEADER_LEN {
@@ -455,7 +584,7 @@ pub(crate) fn check_header(bytes: &[u8], base: u64) -> Result<(), HeaderProblem>
             "segment header base offset differs from the file name",
         ));
     }
-    Ok(())
+    Ok(version)
 }
 
 #[cfg(test)]
@@ -471,6 +600,7 @@ mod tests {
     #[test]
     fn frame_roundtrip() {
         let rec = NewRecord {
+            kind: RecordKind::Message,
             ingest_ms: -5,
             quarantined: true,
             source_kind: SourceKind::Pulsar,
@@ -527,6 +657,80 @@ mod tests {
                 Some(code)
             );
         }
+        // The flags byte: bit 0 (quarantined) and, since format version 2,
+        // bit 1 (tally) are known; bits 2-7 stay malformed. A message body
+        // with bit 1 set reads as a tally only when its payload is a
+        // tally's 16 bytes (this one's is 2), so it is malformed too.
+        body[25] = SourceKind::Mqtt.code();
+        assert_eq!(body[24], 0, "the flags byte");
+        body[24] = FLAG_QUARANTINED;
+        assert!(decode_body(&body).unwrap().quarantined);
+        for bit in 1..8 {
+            body[24] = 1 << bit;
+            assert!(decode_body(&body).is_err(), "flag bit {bit}");
+        }
+    }
+
+    #[test]
+    fn tally_roundtrip_and_malformed_tallies() {
+        let counts = Tally {
+            duplicates: 7,
+            control: u64::MAX - 1,
+        };
+        let payload = counts.encode();
+        let rec = NewRecord::tally(
+            &payload,
+            1_700_000_000_000,
+            SourceKind::File,
+            "in.ndjson",
+            99,
+        );
+        let len = body_len(&rec).unwrap();
+        let mut buf = vec![];
+        encode_frame(&mut buf, 12, &rec, len);
+        assert_eq!(buf[12 + 24], FLAG_TALLY, "a tally is flag bit 1");
+        let r = decode_body(&buf[12..]).unwrap();
+        assert_eq!(r.kind, RecordKind::Tally);
+        assert_eq!(r.tally(), Some(counts));
+        assert_eq!((r.offset, r.line, r.source), (12, 99, "in.ndjson"));
+        assert!(!r.quarantined);
+        assert_eq!(r.frame_len(), buf.len() as u64);
+        assert_eq!(r.to_record().tally(), Some(counts));
+        // A message never reads as a tally, whatever its payload.
+        let msg = NewRecord {
+            payload: &payload,
+            ..Default::default()
+        };
+        let mut mbuf = vec![];
+        encode_frame(&mut mbuf, 1, &msg, body_len(&msg).unwrap());
+        let m = decode_body(&mbuf[12..]).unwrap();
+        assert_eq!((m.kind, m.tally()), (RecordKind::Message, None));
+        // Quarantined tallies and tallies of another payload length are
+        // refused by the writer and malformed on disk.
+        let mut body = buf[12..].to_vec();
+        body[24] = FLAG_TALLY | FLAG_QUARANTINED;
+        assert!(decode_body(&body).is_err());
+        assert!(matches!(
+            body_len(&NewRecord {
+                quarantined: true,
+                ..rec
+            }),
+            Err(LogError::MalformedTally)
+        ));
+        for len in [0usize, 15, 17] {
+            let p = vec![0u8; len];
+            let bad = NewRecord { payload: &p, ..rec };
+            assert!(matches!(body_len(&bad), Err(LogError::MalformedTally)));
+            let as_msg = NewRecord {
+                kind: RecordKind::Message,
+                ..bad
+            };
+            let mut b = vec![];
+            encode_frame(&mut b, 1, &as_msg, body_len(&as_msg).unwrap());
+            b[12 + 24] = FLAG_TALLY;
+            assert!(decode_body(&b[12..]).is_err(), "a tally of {len} bytes");
+        }
+        assert_eq!(Tally::decode(&[0; 15]), None);
     }
 
     #[test]
@@ -557,7 +761,14 @@ mod tests {
     #[test]
     fn header_roundtrip_and_damage() {
         let h = encode_header(99);
-        assert_eq!(check_header(&h, 99), Ok(()));
+        assert_eq!(check_header(&h, 99), Ok(FORMAT_VERSION));
+        assert_eq!(check_header(&encode_header_version(99, 1), 99), Ok(1));
+        for v in [0, FORMAT_VERSION + 1, u16::MAX] {
+            assert_eq!(
+                check_header(&encode_header_version(99, v), 99),
+                Err(HeaderProblem::Version(v))
+            );
+        }
         assert!(matches!(
             check_header(&h, 98),
             Err(HeaderProblem::Damaged(_))

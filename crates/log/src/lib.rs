@@ -3,6 +3,10 @@
 //! What this crate guarantees:
 //! - Every appended record gets the next global offset (dense from 0) and is stored
 //!   with its payload bytes exactly as given, framed and CRC-checked (CRC-32/IEEE).
+//! - A record is a message or a tally ([`RecordKind`]); this crate stores both
+//!   alike and says which each is: skipping tallies is for readers of messages.
+//! - Segments of format version 1 (before tallies) are read; new records go
+//!   only into segments of version 2 (`FORMAT_VERSION`).
 //! - A record is durable once [`Log::flush`] (or [`Log::wait_durable`] after
 //!   [`Log::flush_nowait`]) returns an offset above it (under
 //!   [`FsyncPolicy::Always`], once `append` returns). Reopening after a crash keeps
@@ -45,8 +49,9 @@ mod writer;
 pub use compact::Compacted;
 pub use error::{display_chain, LogError};
 pub use format::{
-    LaterSource, NewRecord, Record, RecordRef, SourceKind, FORMAT_VERSION, HEADER_LEN,
-    MAX_BODY_LEN, MAX_FIELD_LEN, RESERVED_SOURCE_CODES,
+    LaterSource, NewRecord, Record, RecordKind, RecordRef, SourceKind, Tally, FORMAT_VERSION,
+    HEADER_LEN, MAX_BODY_LEN, MAX_FIELD_LEN, OLDEST_READABLE_VERSION, RESERVED_SOURCE_CODES,
+    TALLY_PAYLOAD_LEN,
 };
 pub use lock::{lock_dir, writer_running, DirLock, LOCK_FILE_NAME};
 pub use options::{FsyncPolicy, LogOptions, DEFAULT_SEGMENT_BYTES};

@@ -15,7 +15,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use crate::error::{LogError, Result};
-use crate::format::HEADER_LEN;
+use crate::format::{FORMAT_VERSION, HEADER_LEN};
 use crate::scan::{Damage, DamageReason, SegCursor, Step};
 use crate::segment::{read_header, rewrite_empty_segment, segment_path, HeaderState};
 use crate::vfs::{OpenMode, Vfs, VfsFile};
@@ -37,6 +37,11 @@ pub struct Recovery {
     pub truncated_at: Option<Position>,
     /// Where the scan of the last segment started.
     pub scanned_from: Position,
+    /// The last segment held records of an older format version, so the
+    /// writer left it sealed as it was and started a new segment of this
+    /// version: the version found. Records of a newer kind never go into an
+    /// older segment.
+    pub rolled_from_version: Option<u16>,
 }
 
 /// The recovered last segment, ready for appending.
@@ -45,6 +50,9 @@ pub(crate) struct Recovered {
     /// Length of the file after recovery: the next record goes here.
     pub len: u64,
     pub recovery: Recovery,
+    /// The format version of the segment's header after recovery (`None`:
+    /// damaged, and records follow it).
+    pub version: Option<u16>,
 }
 
 /// Scans state of the last segment from one start position.
@@ -117,10 +125,11 @@ pub(crate) fn recover_last(
         scanned_records: pass.records,
         truncated_at: None,
         scanned_from,
+        rolled_from_version: None,
     };
 
     // A segment whose creation was torn: no valid header and no record.
-    if header != HeaderState::Ok && pass.records == 0 {
+    if matches!(header, HeaderState::Short | HeaderState::Damaged(_)) && pass.records == 0 {
         rewrite_empty_segment(file.as_ref(), &path, base)?;
         recovery.truncated_bytes = old_len.saturating_sub(u64::from(HEADER_LEN));
         if recovery.truncated_bytes > 0 {
@@ -133,6 +142,7 @@ pub(crate) fn recover_last(
             file,
             len: u64::from(HEADER_LEN),
             recovery,
+            version: Some(FORMAT_VERSION),
         });
     }
     if let HeaderState::Damaged(what) = header {
@@ -183,9 +193,14 @@ pub(crate) fn recover_last(
         .last_offset
         .map_or(base, |o| o.saturating_add(1))
         .max(base);
+    let version = match header {
+        HeaderState::Ok { version } => Some(version),
+        HeaderState::Short | HeaderState::Damaged(_) => None,
+    };
     Ok(Recovered {
         file,
         len,
         recovery,
+        version,
     })
 }

@@ -320,7 +320,7 @@ impl SegCursor {
     pub fn header_damage(&self) -> Result<Option<Damage>> {
         let state = read_header(self.src.file.as_ref(), &self.src.path, self.src.base)?;
         let reason = match state {
-            HeaderState::Ok => return Ok(None),
+            HeaderState::Ok { .. } => return Ok(None),
             HeaderState::Short if self.src.is_last => DamageReason::TruncatedTail,
             HeaderState::Short => DamageReason::SegmentHeader("segment shorter than its header"),
             HeaderState::Damaged(what) => DamageReason::SegmentHeader(what),

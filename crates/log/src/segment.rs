@@ -17,7 +17,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::error::{LogError, Result};
-use crate::format::{check_header, encode_header, HeaderProblem, FORMAT_VERSION, HEADER_LEN};
+use crate::format::{
+    check_header, encode_header, HeaderProblem, FORMAT_VERSION, HEADER_LEN, OLDEST_READABLE_VERSION,
+};
 use crate::vfs::{OpenMode, Vfs, VfsFile};
 
 /// File name of the segment with base offset `base`.
@@ -93,11 +95,7 @@ pub(crate) type OpenedSegment = (Arc<dyn VfsFile>, PathBuf, Kind);
 
 /// Opens segment `base` for reading: its `.seg`, or its `.segz` if there is
 /// no `.seg` (any more). `Ok(None)` if neither exists.
-pub(crate) fn open_segment(
-    vfs: &dyn Vfs,
-    dir: &Path,
-    base: u64,
-) -> Result<Option<OpenedSegment>> {
+pub(crate) fn open_segment(vfs: &dyn Vfs, dir: &Path, base: u64) -> Result<Option<OpenedSegment>> {
     for (path, kind) in [
         (segment_path(dir, base), Kind::Plain),
         (segz_path(dir, base), Kind::Packed),
@@ -163,27 +161,28 @@ pub(crate) fn read_full_at(
 /// Result of looking at a segment header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum HeaderState {
-    /// Valid header for this base and version.
-    Ok,
+    /// Valid header for this base, of a version this build reads.
+    Ok { version: u16 },
     /// Shorter than a header (torn creation, or empty file).
     Short,
     /// Damaged header.
     Damaged(&'static str),
 }
 
-/// Reads and checks the header of segment `base`. A well-formed header of another
-/// version is an error ([`LogError::UnsupportedVersion`]); damage is reported as
+/// Reads and checks the header of segment `base`. A well-formed header of a
+/// version this build does not read is an error ([`LogError::UnsupportedVersion`]); damage is reported as
 /// state so that the records after it can still be read.
 pub(crate) fn read_header(file: &dyn VfsFile, path: &Path, base: u64) -> Result<HeaderState> {
     let mut h = [0u8; HEADER_LEN as usize];
     let got = read_full_at(file, path, &mut h, 0)?;
     match check_header(h.get(..got).unwrap_or(&[]), base) {
-        Ok(()) => Ok(HeaderState::Ok),
+        Ok(version) => Ok(HeaderState::Ok { version }),
         Err(HeaderProblem::Short) => Ok(HeaderState::Short),
         Err(HeaderProblem::Damaged(what)) => Ok(HeaderState::Damaged(what)),
         Err(HeaderProblem::Version(version)) => Err(LogError::UnsupportedVersion {
             file: path.to_owned(),
             version,
+            oldest: OLDEST_READABLE_VERSION,
             supported: FORMAT_VERSION,
         }),
     }

@@ -482,6 +482,7 @@ pub(crate) fn load_table(file: &dyn VfsFile, path: &Path, base: u64) -> Result<T
             return Err(LogError::UnsupportedVersion {
                 file: path.to_owned(),
                 version,
+                oldest: SEGZ_VERSION,
                 supported: SEGZ_VERSION,
             })
         }

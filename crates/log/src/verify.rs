@@ -11,6 +11,7 @@
 use std::path::Path;
 
 use crate::error::Result;
+use crate::format::RecordKind;
 use crate::scan::{Damage, DamageReason, SegCursor, Step};
 use crate::segment::list_segments;
 use crate::vfs::{StdVfs, Vfs};
@@ -25,6 +26,8 @@ pub struct VerifyReport {
     pub records: u64,
     /// Valid records flagged as quarantined.
     pub quarantined: u64,
+    /// Valid tally records (counted in `records` too).
+    pub tallies: u64,
     /// Total bytes of all segment files (as stored: compressed ones compressed).
     pub bytes: u64,
     /// Every damage found, in log order.
@@ -76,9 +79,9 @@ pub fn verify_with(vfs: &dyn Vfs, dir: &Path) -> Result<VerifyReport> {
             match cur.step(&mut win)? {
                 Step::Record { pos, len, offset } => {
                     report.records += 1;
-                    if cur.record(&win, pos, len)?.quarantined {
-                        report.quarantined += 1;
-                    }
+                    let rec = cur.record(&win, pos, len)?;
+                    report.quarantined += u64::from(rec.quarantined);
+                    report.tallies += u64::from(rec.kind == RecordKind::Tally);
                     if offset != expected {
                         report.damage.push(Damage {
                             segment: base,

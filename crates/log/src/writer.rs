@@ -9,6 +9,8 @@
 //! - Offsets are dense: the record appended after offset N gets N + 1.
 //! - Bytes reach the file in append order through one in-memory buffer; a record is
 //!   never split across segments.
+//! - Records are appended only to a segment whose header says this format
+//!   version ([`FORMAT_VERSION`]); an older last segment is sealed at open.
 //! - A segment is sealed (fsynced, whatever the policy) before its successor is
 //!   created, so only the last segment can ever have a torn tail.
 //! - A segment file exceeds `segment_bytes` only if it holds a single record that
@@ -24,6 +26,7 @@ use std::sync::Arc;
 use crate::compact::{compact_segment, Compacted};
 use crate::error::{LogError, Result};
 use crate::flusher::{Flusher, Job, Reached};
+use crate::format::FORMAT_VERSION;
 use crate::format::{
     body_len, encode_frame, NewRecord, FRAME_HEADER_LEN, HEADER_LEN, MAX_BODY_LEN,
     MAX_SEGMENT_BYTES,
@@ -31,7 +34,9 @@ use crate::format::{
 use crate::options::{FsyncPolicy, LogOptions};
 use crate::reader::LogReader;
 use crate::recovery::{recover_last, Recovery};
-use crate::segment::{create_segment, list_segment_files, list_segments, Kind};
+use crate::segment::{
+    create_segment, list_segment_files, list_segments, rewrite_empty_segment, segment_path, Kind,
+};
 use crate::segz::Compression;
 use crate::vfs::{create_dir_durably, LockGuard, StdVfs, Vfs};
 use crate::Position;
@@ -80,6 +85,12 @@ impl Log {
     /// checkpoint; pass the position of the last indexed record), otherwise from the
     /// segment start. A torn tail (invalid bytes with no valid record after them) is
     /// truncated; damage followed by valid records is kept and reported.
+    ///
+    /// New records only ever go into a segment whose header says this format
+    /// version: a last segment of an older version (a log written before
+    /// tallies) is left sealed as it is and a new segment started
+    /// ([`Recovery::rolled_from_version`]), or, when it holds nothing, given
+    /// a header of this version.
     pub fn open(
         dir: &Path,
         opts: LogOptions,
@@ -112,7 +123,28 @@ impl Log {
             }
             Some(&base) => {
                 let r = recover_last(vfs.as_ref(), dir, base, scan_from)?;
-                (base, r.file, r.len, r.recovery)
+                let mut recovery = r.recovery;
+                match r.version {
+                    Some(version) if version < FORMAT_VERSION => {
+                        if r.len == u64::from(HEADER_LEN) {
+                            // Holds nothing: it becomes a segment of this version.
+                            let path = segment_path(dir, base);
+                            rewrite_empty_segment(r.file.as_ref(), &path, base)?;
+                            (base, r.file, r.len, recovery)
+                        } else {
+                            // Records of an older version stay where they
+                            // are, sealed (recovery synced them); new
+                            // records go to a segment of this version.
+                            let next = recovery.next_offset;
+                            let file = create_segment(vfs.as_ref(), dir, next)?;
+                            recovery.rolled_from_version = Some(version);
+                            (next, file, u64::from(HEADER_LEN), recovery)
+                        }
+                    }
+                    // This version, or a damaged header (records after it
+                    // are read as ever; its version is unknown).
+                    _ => (base, r.file, r.len, recovery),
+                }
             }
         };
         let next_offset = recovery.next_offset;

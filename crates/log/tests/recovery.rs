@@ -1,4 +1,5 @@
-//! Torn tails: cut the last segment at every byte of its last records.
+//! Torn tails: cut the last segment at every byte of its last records; and
+//! opening a log of an older format version.
 
 // Test code: a failed unwrap is a failed test (the library crates deny these).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -171,4 +172,116 @@ fn damaged_record_followed_by_valid_ones_is_kept_not_truncated() {
     let offsets: Vec<u64> = recs.iter().map(|(_, r)| r.offset).collect();
     let expected: Vec<u64> = (0..25).filter(|&i| i != 10).collect();
     assert_eq!(offsets, expected);
+}
+
+/// Rewrites the header of the segment file `path` to claim format `version`
+/// (a log written before tallies has version 1 and no tally in it).
+fn set_version(path: &std::path::Path, version: u16) {
+    let mut bytes = std::fs::read(path).unwrap();
+    let base: u64 = path.file_stem().unwrap().to_str().unwrap().parse().unwrap();
+    bytes[..HEADER_LEN as usize]
+        .copy_from_slice(&ccvault_log::format::encode_header_version(base, version));
+    std::fs::write(path, bytes).unwrap();
+}
+
+/// Messages only: a version 1 log cannot hold tallies.
+fn write_messages(log: &mut Log, n: usize) -> Vec<(u64, TestRec)> {
+    let mut out = Vec::new();
+    let mut i = 0;
+    while out.len() < n {
+        if !TestRec::is_tally(i) {
+            let r = TestRec::new(i, 100);
+            let (offset, _) = log.append(&r.as_new()).unwrap();
+            out.push((offset, r));
+        }
+        i += 1;
+    }
+    log.flush().unwrap();
+    out
+}
+
+#[test]
+fn a_version_1_log_is_read_and_new_records_go_to_a_version_2_segment() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("log");
+    let (mut log, _) = Log::open(&dir, opts(1 << 20), None).unwrap();
+    let mut written = write_messages(&mut log, 30);
+    drop(log);
+    let v1 = segment_files(&dir).pop().unwrap();
+    set_version(&v1, 1);
+    let v1_bytes = std::fs::read(&v1).unwrap();
+    assert_eq!(verify(&dir).unwrap().records, 30, "a v2 reader reads v1");
+
+    let (mut log, rec) = Log::open(&dir, opts(1 << 20), None).unwrap();
+    assert_eq!(rec.rolled_from_version, Some(1));
+    assert_eq!(rec.next_offset, 30);
+    let tally = TestRec::new(3, 0);
+    assert!(TestRec::is_tally(3));
+    let (offset, at) = log.append(&tally.as_new()).unwrap();
+    assert_eq!((offset, at.segment, at.pos), (30, 30, HEADER_LEN));
+    written.push((offset, tally));
+    written.extend(write_messages(&mut log, 5));
+    drop(log);
+
+    assert_eq!(
+        std::fs::read(&v1).unwrap(),
+        v1_bytes,
+        "the v1 segment is left as it was"
+    );
+    let files = segment_files(&dir);
+    assert_eq!(files.len(), 2);
+    assert_eq!(
+        &std::fs::read(&files[1]).unwrap()[8..10],
+        &2u16.to_le_bytes()
+    );
+    let (recs, damage) = scan_all(&dir);
+    assert!(damage.is_empty(), "{damage:?}");
+    assert_eq!(recs.len(), written.len());
+    for ((_, r), (offset, want)) in recs.iter().zip(&written) {
+        assert!(want.matches(*offset, r), "offset {offset}");
+    }
+    let report = verify(&dir).unwrap();
+    assert!(report.is_clean(), "{report:?}");
+    assert_eq!((report.records, report.tallies), (36, 1));
+
+    // Reopening does not roll again: the last segment is of this version.
+    let (log, rec) = Log::open(&dir, opts(1 << 20), None).unwrap();
+    drop(log);
+    assert_eq!(rec.rolled_from_version, None);
+    assert_eq!(segment_files(&dir).len(), 2);
+}
+
+#[test]
+fn an_empty_version_1_segment_becomes_a_version_2_segment() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("log");
+    drop(Log::open(&dir, opts(1 << 20), None).unwrap());
+    let seg = segment_files(&dir).pop().unwrap();
+    set_version(&seg, 1);
+    let (mut log, rec) = Log::open(&dir, opts(1 << 20), None).unwrap();
+    assert_eq!(rec.rolled_from_version, None, "nothing to keep: no roll");
+    log.append(&TestRec::new(3, 0).as_new()).unwrap();
+    log.flush().unwrap();
+    drop(log);
+    assert_eq!(segment_files(&dir), vec![seg.clone()]);
+    assert_eq!(&std::fs::read(&seg).unwrap()[8..10], &2u16.to_le_bytes());
+    assert!(verify(&dir).unwrap().is_clean());
+}
+
+#[test]
+fn a_segment_of_a_newer_version_is_refused_by_name() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("log");
+    let (mut log, _) = Log::open(&dir, opts(1 << 20), None).unwrap();
+    write_messages(&mut log, 3);
+    drop(log);
+    let seg = segment_files(&dir).pop().unwrap();
+    set_version(&seg, 3);
+    let err = Log::open(&dir, opts(1 << 20), None)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains(seg.to_str().unwrap()) && err.contains("version 3") && err.contains("1 to 2"),
+        "{err}"
+    );
 }

@@ -30,7 +30,8 @@ use std::time::{Duration, Instant};
 use ccvault_event::{decode_message, resolve_time, Arrival, EventTime, Keys, PayloadTimes};
 use ccvault_index::{payload_hash, Checkpoint, Entry, Index, IndexReader, IndexWriter};
 use ccvault_log::{
-    FsyncPolicy, Log, LogOptions, LogReader, NewRecord, Position, SourceKind, MAX_FIELD_LEN,
+    FsyncPolicy, Log, LogOptions, LogReader, NewRecord, Position, RecordKind, SourceKind,
+    MAX_FIELD_LEN,
 };
 
 use crate::error::{io, Result, StoreError};
@@ -534,6 +535,7 @@ impl Archive {
                 Err(reason) => (&NO_KEYS, Some(reason.as_str())),
             };
             let (offset, position) = self.log.append(&NewRecord {
+                kind: RecordKind::Message,
                 ingest_ms: msg.ingest_ms,
                 quarantined: reason.is_some(),
                 source_kind: msg.source_kind,

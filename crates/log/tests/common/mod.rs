@@ -11,7 +11,8 @@ pub mod sim;
 pub use rng::Rng;
 
 use ccvault_log::{
-    FsyncPolicy, Log, LogOptions, LogReader, NewRecord, Position, Record, ScanItem, SourceKind,
+    FsyncPolicy, Log, LogOptions, LogReader, NewRecord, Position, Record, RecordKind, ScanItem,
+    SourceKind, Tally,
 };
 
 /// A test record: the library's owned [`Record`], its offset left 0 (the log
@@ -27,7 +28,27 @@ impl std::ops::Deref for TestRec {
 }
 
 impl TestRec {
+    /// Record `i` of the test workloads. Every seventh one (but never a
+    /// quarantined one) is a tally, so that every workload (round trips,
+    /// power loss, corruption, recovery) carries both kinds of record.
     pub fn new(i: u64, max_payload: u64) -> TestRec {
+        if Self::is_tally(i) {
+            return TestRec(Record {
+                kind: RecordKind::Tally,
+                offset: 0,
+                ingest_ms: 1_700_000_000_000 + i as i64,
+                source_kind: SourceKind::File,
+                source: format!("/data/events-{}.jsonl", i % 7),
+                line: i,
+                payload: Tally {
+                    duplicates: i,
+                    control: i / 2,
+                }
+                .encode()
+                .to_vec(),
+                ..Record::default()
+            });
+        }
         let mut rng = Rng(i.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
         let len = rng.below(max_payload + 1) as usize;
         let payload: Vec<u8> = if matches!(i % 5, 0) {
@@ -42,6 +63,7 @@ impl TestRec {
             p
         };
         TestRec(Record {
+            kind: RecordKind::Message,
             offset: 0,
             ingest_ms: 1_700_000_000_000 + i as i64,
             quarantined: matches!(i % 5, 0),
@@ -74,6 +96,11 @@ impl TestRec {
         })
     }
 
+    /// Whether record `i` of the workloads is a tally.
+    pub fn is_tally(i: u64) -> bool {
+        i % 7 == 3 && !i.is_multiple_of(5)
+    }
+
     /// The fields of a record read back, to append again.
     pub fn from_record(r: &Record) -> TestRec {
         TestRec(Record {
@@ -84,6 +111,7 @@ impl TestRec {
 
     pub fn as_new(&self) -> NewRecord<'_> {
         NewRecord {
+            kind: self.kind,
             ingest_ms: self.ingest_ms,
             quarantined: self.quarantined,
             source_kind: self.source_kind,
