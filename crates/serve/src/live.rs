@@ -16,17 +16,21 @@
 //! - The document is recomputed at least every [`MAX_STALE`] even when
 //!   nothing was archived, so "today" rolls over at midnight.
 
+use std::collections::BTreeSet;
+use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, RwLock};
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context, Result};
-use ccvault_projections::{Access, Projections};
-use ccvault_store::{ArchiveReader, Layout, StoreError};
+use axum::body::Bytes;
+use ccvault_event::parse_event;
+use ccvault_projections::{Access, Applied, Projections};
+use ccvault_store::{ArchiveReader, Layout, Position, StoreError};
 use tokio::sync::watch;
 
-use crate::wallboard::{self, Wallboard, WallboardOptions};
+use crate::wallboard::{Floor, Wallboard, WallboardOptions};
 
 /// The longest a published wallboard goes without being recomputed.
 pub const MAX_STALE: Duration = Duration::from_secs(30);
@@ -36,11 +40,40 @@ pub const MAX_STALE: Duration = Duration::from_secs(30);
 pub struct Snapshot {
     /// The wallboard as `/api/wallboard` serves it (one JSON line), or why
     /// there is none.
-    pub wallboard: std::result::Result<Arc<str>, String>,
+    pub wallboard: std::result::Result<Bytes, String>,
+    /// The Server-Sent Event that carries it to `/events` (event
+    /// `wallboard`, or `problem` with the reason): formatted once, and its
+    /// bytes shared by every client.
+    pub message: Bytes,
     /// The same document, for the page the server renders.
     pub board: Option<Arc<Wallboard>>,
     /// The archive's visible end when it was computed.
     pub records: u64,
+}
+
+impl Snapshot {
+    fn new(
+        wallboard: std::result::Result<String, String>,
+        board: Option<Arc<Wallboard>>,
+        records: u64,
+    ) -> Snapshot {
+        // A JSON line has no line break but its last (serde_json escapes
+        // them in strings), so it is one `data:` field; a reason's are
+        // folded.
+        let message = match &wallboard {
+            Ok(json) => format!(
+                "event: wallboard\ndata: {}\n\n",
+                json.trim_end_matches('\n')
+            ),
+            Err(e) => format!("event: problem\ndata: {}\n\n", e.replace(['\n', '\r'], " ")),
+        };
+        Snapshot {
+            wallboard: wallboard.map(Bytes::from),
+            message: Bytes::from(message),
+            board,
+            records,
+        }
+    }
 }
 
 /// The clock of a wallboard: the real one, or fixed (tests, replays).
@@ -63,6 +96,9 @@ impl Clock {
 #[derive(Debug, Default)]
 pub struct Counters {
     pub refreshes: AtomicU64,
+    /// Wallboard states built from scratch (the others were updates from
+    /// the legs the new records touched).
+    pub builds: AtomicU64,
     pub refresh_errors: AtomicU64,
     pub last_refresh_us: AtomicU64,
     pub records: AtomicU64,
@@ -79,6 +115,9 @@ pub struct Live {
     tx: RwLock<Option<watch::Sender<Arc<Snapshot>>>>,
     /// A receiver kept to subscribe from once `tx` is gone.
     rx: watch::Receiver<Arc<Snapshot>>,
+    /// The wallboard's state as of the last refresh, when this process
+    /// keeps the projections up to date (see [`Floor`]).
+    floor: Mutex<Option<Tracked>>,
     wake: (Mutex<bool>, Condvar),
     stop: AtomicBool,
     pub counters: Counters,
@@ -86,11 +125,11 @@ pub struct Live {
 
 impl Live {
     pub fn new(dir: &Path, options: WallboardOptions, clock: Clock) -> Arc<Live> {
-        let (tx, rx) = watch::channel(Arc::new(Snapshot {
-            wallboard: Err("the archive has not been read yet".into()),
-            board: None,
-            records: 0,
-        }));
+        let (tx, rx) = watch::channel(Arc::new(Snapshot::new(
+            Err("the archive has not been read yet".into()),
+            None,
+            0,
+        )));
         Arc::new(Live {
             dir: dir.to_path_buf(),
             options,
@@ -98,6 +137,7 @@ impl Live {
             projections: RwLock::new(None),
             tx: RwLock::new(Some(tx)),
             rx,
+            floor: Mutex::new(None),
             wake: (Mutex::new(false), Condvar::new()),
             stop: AtomicBool::new(false),
             counters: Counters::default(),
@@ -185,8 +225,8 @@ impl Live {
     }
 
     /// Brings the projections up to `reader` (when this process can write
-    /// them; else they are read as another process left them).
-    fn catch_up(&self, reader: &mut ArchiveReader) -> Result<()> {
+    /// them; else they are read as another process left them, and `None`).
+    fn catch_up(&self, reader: &mut ArchiveReader) -> Result<Option<Applied>> {
         let mut guard = self
             .projections
             .write()
@@ -202,22 +242,54 @@ impl Live {
                 format!("cannot open the projections of {}", self.dir.display())
             })?);
         }
-        if let Some(p) = guard.as_mut() {
-            if p.access() == Access::Writable {
-                p.catch_up(reader, &mut |_| {})?;
-            }
+        match guard.as_mut() {
+            Some(p) if p.access() == Access::Writable => Ok(Some(p.catch_up(reader, &mut |_| {})?)),
+            _ => Ok(None),
         }
-        Ok(())
     }
 
-    /// Reads the archive's last commit, catches up and computes the
-    /// wallboard.
+    /// Reads the archive's last commit, catches up and brings the
+    /// wallboard's state up to it: from the legs the new records touched
+    /// when this process caught the projections up since the state was
+    /// built, else from scratch.
     fn refresh(&self) -> Result<(Wallboard, u64)> {
         let mut reader = self.reader()?;
-        self.catch_up(&mut reader)?;
+        let applied = self.catch_up(&mut reader)?;
         let mut options = self.options.clone();
         options.now_ms = self.clock.now_ms();
-        let board = self.with_projections(|p| wallboard::compute(p, &mut reader, &options))?;
+        let mut tracked = self
+            .floor
+            .lock()
+            .map_err(|_| anyhow::anyhow!("the wallboard state lock is poisoned"))?;
+        let board = self.with_projections(|p| {
+            let kept = tracked.take().filter(|t| {
+                applied.as_ref().is_some_and(|a| !a.rebuilt)
+                    && t.floor.covers(&options)
+                    && t.floor.records() <= reader.visible_end()
+            });
+            let t = match kept {
+                Some(mut t) => {
+                    let new = touched_since(&reader, t.floor.records(), t.resume)?;
+                    t.floor
+                        .update(p, &mut reader, &new.guids, new.agents, &options)?;
+                    t.resume = new.resume.or(t.resume);
+                    t
+                }
+                None => {
+                    self.counters.builds.fetch_add(1, Ordering::Relaxed);
+                    Tracked {
+                        floor: Floor::build(p, &mut reader, &options)?,
+                        resume: None,
+                    }
+                }
+            };
+            let board = t.floor.wallboard(&options)?;
+            // Only a state this process keeps up to date is worth keeping.
+            if applied.is_some() {
+                *tracked = Some(t);
+            }
+            Ok(board)
+        })?;
         Ok((board, reader.visible_end()))
     }
 
@@ -228,26 +300,18 @@ impl Live {
             Ok((board, records)) => {
                 self.counters.records.store(records, Ordering::Relaxed);
                 match json_line(&board) {
-                    Ok(json) => Snapshot {
-                        wallboard: Ok(json.into()),
-                        board: Some(Arc::new(board)),
-                        records,
-                    },
-                    Err(e) => Snapshot {
-                        wallboard: Err(format!("{e:#}")),
-                        board: None,
-                        records,
-                    },
+                    Ok(json) => Snapshot::new(Ok(json), Some(Arc::new(board)), records),
+                    Err(e) => Snapshot::new(Err(format!("{e:#}")), None, records),
                 }
             }
             Err(e) => {
                 self.counters.refresh_errors.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!("cannot refresh the wallboard: {e:#}");
-                Snapshot {
-                    wallboard: Err(format!("{e:#}")),
-                    board: None,
-                    records: self.counters.records.load(Ordering::Relaxed),
-                }
+                Snapshot::new(
+                    Err(format!("{e:#}")),
+                    None,
+                    self.counters.records.load(Ordering::Relaxed),
+                )
             }
         };
         self.counters.refreshes.fetch_add(1, Ordering::Relaxed);
@@ -300,6 +364,80 @@ impl Live {
     }
 }
 
+/// The wallboard's state and where the scan for the records after it
+/// resumes.
+struct Tracked {
+    floor: Floor,
+    /// The position of a record before the state's end (`None`: the start
+    /// of the segment that holds it).
+    resume: Option<Position>,
+}
+
+/// What the records since a wallboard state changed.
+struct Touched {
+    /// The legs they name (quarantined records aside), as the projections'
+    /// catch-up finds them.
+    guids: BTreeSet<String>,
+    /// Whether one may be an agent status change (one is when it is not an
+    /// interaction's or says it is one).
+    agents: bool,
+    /// The position of the last record read.
+    resume: Option<Position>,
+}
+
+/// Reads the records from offset `from` to `reader`'s visible end,
+/// starting at `resume` (a position at or before `from`).
+fn touched_since(reader: &ArchiveReader, from: u64, resume: Option<Position>) -> Result<Touched> {
+    let mut out = Touched {
+        guids: BTreeSet::new(),
+        agents: false,
+        resume: None,
+    };
+    if from >= reader.visible_end() {
+        return Ok(out);
+    }
+    let records = reader.records();
+    let segments = reader.log().segments();
+    let start = resume
+        .filter(|p| segments.contains(&p.segment))
+        .unwrap_or_else(|| Position {
+            // The segment holding `from`: the last one whose base is not above it.
+            segment: segments
+                .iter()
+                .copied()
+                .filter(|&b| b <= from)
+                .max()
+                .unwrap_or(0),
+            pos: 0,
+        });
+    let scanned = records.scan(start, |pos, rec| {
+        if rec.offset < from {
+            return ControlFlow::<()>::Continue(());
+        }
+        out.resume = Some(pos);
+        if rec.quarantined {
+            return ControlFlow::Continue(());
+        }
+        // Unparsable records touch nothing: the catch-up skips them too.
+        if let Ok(event) = parse_event(rec.payload) {
+            match event.body.interaction_guid.as_text() {
+                Some(g) => {
+                    if !out.guids.contains(g.as_ref()) {
+                        out.guids.insert(g.into_owned());
+                    }
+                }
+                // Not an interaction's: the agents are read again.
+                None => out.agents = true,
+            }
+            out.agents |=
+                event.family == "AgentStatusChange" || event.event_type() == "AgentStatusChange";
+        }
+        ControlFlow::Continue(())
+    })?;
+    debug_assert!(scanned.is_continue());
+    Ok(out)
+}
+
 /// One JSON value and a newline: the bytes `--format json` writes.
 pub fn json_line(value: &impl serde::Serialize) -> Result<String> {
     let mut s = serde_json::to_string(value)?;
@@ -315,4 +453,168 @@ pub fn is_no_archive(e: &anyhow::Error) -> bool {
             Some(StoreError::NoArchive(_))
         )
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use ccvault_projections::report::Sla;
+    use ccvault_projections::StateNames;
+    use ccvault_store::{Archive, ArchiveOptions, Incoming, SourceKind};
+    use jiff::tz::TimeZone;
+
+    use super::*;
+    use crate::wallboard::compute;
+
+    /// Replays two simulated days (every quirk of the feed on: reordered,
+    /// duplicated, malformed, enveloped and untimed events, transfers,
+    /// consultations, agent status changes) into an archive in uneven
+    /// batches, and after each publish compares the server's wallboard,
+    /// kept up to date from the legs each commit touched, with one computed
+    /// from scratch. Some publishes cover several index commits, the log
+    /// rolls over small segments, and the server restarts midway (its state
+    /// then built again from the projections it left).
+    #[test]
+    fn the_incremental_wallboard_equals_the_full_computation_through_a_replayed_day() {
+        let cfg = ccvault_sim::SimConfig {
+            days: 2,
+            agents: 2,
+            ..ccvault_sim::SimConfig::default()
+        };
+        let mut out = Vec::new();
+        ccvault_sim::simulate(&cfg, &mut out).unwrap();
+        let lines: Vec<&[u8]> = out
+            .split(|&b| b == b'\n')
+            .filter(|l| !l.is_empty())
+            .collect();
+        let day = 86_400_000;
+        // Evening of the first day, and midday of the second (New York):
+        // today's counts and the legs in progress both move through the replay.
+        for clock in [
+            ccvault_sim::DEFAULT_START_MS + 22 * 3_600_000,
+            ccvault_sim::DEFAULT_START_MS + day + 17 * 3_600_000,
+        ] {
+            replay(&lines, clock);
+        }
+    }
+
+    fn replay(lines: &[&[u8]], clock: i64) {
+        let dir = tempfile::tempdir().unwrap();
+        let options = WallboardOptions {
+            tz: TimeZone::get("America/New_York").unwrap(),
+            sla: Sla::default(),
+            short_abandon_ms: 5_000,
+            state_names: StateNames::agent_status_api(),
+            now_ms: clock,
+        };
+        let (mut archive, _) = Archive::open(
+            dir.path(),
+            ArchiveOptions {
+                segment_bytes: 64 << 10,
+                index_commit_interval: Duration::from_secs(3600),
+                ..ArchiveOptions::default()
+            },
+        )
+        .unwrap();
+        let mut live = Live::new(dir.path(), options.clone(), Clock::Fixed(clock));
+        let (mut builds, mut publishes) = (0, 0);
+        let (mut busiest, mut offered, mut agents) = (0, 0, 0);
+        let mut contacts = Vec::new();
+        let sizes = [1usize, 37, 80, 200, 3, 60];
+        // Then, one commit each, a transfer whose legs arrive child first:
+        // the leg in progress changes contact when its parent arrives.
+        let late: Vec<Vec<u8>> = [
+            ("child", Some("parent"), "InteractionQueued"),
+            ("parent", Some("first"), "InteractionAccepted"),
+            ("first", None, "InteractionQueued"),
+        ]
+        .iter()
+        .map(|(leg, parent, event)| {
+            let parent = parent.map_or(String::new(), |p| {
+                format!(r#","originalInteractionGuid":"int-late-{p}-phone-00-northwind01""#)
+            });
+            format!(
+                r#"{{"Interaction":{{"event":"{event}","interactionGUID":"int-late-{leg}-phone-00-northwind01"{parent},"mediaType":"phone","queueId":301,"interactionEventTS":{}}}}}"#,
+                (clock - 60_000) / 1000
+            )
+            .into_bytes()
+        })
+        .collect();
+        let mut lines: Vec<&[u8]> = lines.to_vec();
+        let sim_lines = lines.len();
+        lines.extend(late.iter().map(Vec::as_slice));
+        let mut at = 0;
+        let mut step = 0;
+        while at < lines.len() {
+            let size = if at < sim_lines {
+                sizes[step % sizes.len()]
+            } else {
+                1
+            };
+            let end = (at + size).min(if at < sim_lines {
+                sim_lines
+            } else {
+                lines.len()
+            });
+            let batch: Vec<Incoming> = lines[at..end]
+                .iter()
+                .map(|l| Incoming {
+                    raw: l,
+                    source_kind: SourceKind::Mqtt,
+                    source: "northwind01/event-v1/all",
+                    line: 0,
+                    message_id: None,
+                    ingest_ms: clock,
+                })
+                .collect();
+            archive.append_batch(&batch).unwrap();
+            archive.commit_index().unwrap();
+            at = end;
+            step += 1;
+            if step % 4 == 3 && at < sim_lines {
+                continue; // the next publish covers two commits
+            }
+            if step == 20 {
+                live = Live::new(dir.path(), options.clone(), Clock::Fixed(clock));
+            }
+            live.publish();
+            publishes += 1;
+            let shown = live.latest();
+            let board = shown
+                .board
+                .clone()
+                .unwrap_or_else(|| panic!("no wallboard after {at} lines: {:?}", shown.wallboard));
+            let fresh = live
+                .with_projections(|p| compute(p, &mut live.reader()?, &options))
+                .unwrap();
+            assert_eq!(*board, fresh, "after {at} of {} lines", lines.len());
+            if at > sim_lines {
+                let child = fresh
+                    .in_progress
+                    .iter()
+                    .find(|l| l.interaction_guid.starts_with("int-late-child"));
+                contacts.push(child.and_then(|l| l.contact_id.clone()));
+            }
+            assert_eq!(
+                shown.wallboard.as_deref().ok(),
+                Some(json_line(&fresh).unwrap().as_bytes())
+            );
+            builds = live.counters.builds.load(Ordering::Relaxed);
+            busiest = busiest.max(fresh.in_progress.len());
+            offered = offered.max(fresh.queues.iter().map(|q| q.offered).sum());
+            agents = agents.max(fresh.agents.len());
+        }
+        // The comparison means something: the state was kept, not rebuilt
+        // at each publish (once at the start, once after the restart), and
+        // the boards had legs in progress, today's counts and agents.
+        assert_eq!(builds, 1, "builds since the restart");
+        assert!(publishes > 20, "{publishes}");
+        assert!(
+            busiest > 0 && offered > 0 && agents > 0,
+            "{busiest} {offered} {agents}"
+        );
+        assert_eq!(contacts.len(), 3);
+        assert!(contacts[0] != contacts[1], "{contacts:?}");
+    }
 }

@@ -22,18 +22,16 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use axum::body::Body;
+use axum::body::{Body, Bytes};
 use axum::extract::{MatchedPath, Path, Query, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
-use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 use axum::{Form, Router};
 use ccvault_projections::Projections;
 use serde::Deserialize;
 use tokio_stream::wrappers::WatchStream;
-use tokio_stream::StreamExt as _;
 
 use crate::contact::{contact_json, read_legs, timelines, write_raw, ShownLeg};
 use crate::live::{is_no_archive, json_line, Live};
@@ -164,25 +162,60 @@ async fn favicon() -> Response {
 
 async fn api_wallboard(State(s): State<AppState>) -> Result<Response, Problem> {
     match &s.live.latest().wallboard {
-        Ok(json) => Ok(body(JSON, json.to_string())),
+        Ok(json) => Ok(body(JSON, json.clone())),
         Err(e) => Err(Problem(StatusCode::SERVICE_UNAVAILABLE, e.clone())),
     }
 }
 
 /// `/events`: the current wallboard at once, then each new one. A client
-/// that falls behind gets the latest, never a backlog.
-async fn events(
-    State(s): State<AppState>,
-) -> Sse<impl tokio_stream::Stream<Item = Result<Event, Infallible>>> {
-    let stream = WatchStream::new(s.live.subscribe()).map(|snap| {
-        Ok(match &snap.wallboard {
-            Ok(json) => Event::default()
-                .event("wallboard")
-                .data(json.trim_end_matches('\n')),
-            Err(e) => Event::default().event("problem").data(e.replace('\n', " ")),
-        })
-    });
-    Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+/// that falls behind gets the latest, never a backlog. Every client is sent
+/// the bytes of the snapshot's one [`Snapshot::message`](crate::live::Snapshot).
+async fn events(State(s): State<AppState>) -> Response {
+    let mut r = body(
+        "text/event-stream",
+        Body::from_stream(Messages {
+            snapshots: WatchStream::new(s.live.subscribe()),
+            keep_alive: Box::pin(tokio::time::sleep(KEEP_ALIVE)),
+        }),
+    );
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    r
+}
+
+/// How long `/events` stays silent before a comment line, so proxies and
+/// browsers keep an idle stream open.
+const KEEP_ALIVE: Duration = Duration::from_secs(15);
+
+/// The body of `/events`: each snapshot's message, and a comment after
+/// [`KEEP_ALIVE`] without one; it ends when the watcher stops.
+struct Messages {
+    snapshots: WatchStream<Arc<crate::live::Snapshot>>,
+    keep_alive: std::pin::Pin<Box<tokio::time::Sleep>>,
+}
+
+impl tokio_stream::Stream for Messages {
+    type Item = Result<Bytes, Infallible>;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        use std::future::Future as _;
+        use std::task::Poll;
+        let this = &mut *self;
+        let next = match std::pin::Pin::new(&mut this.snapshots).poll_next(cx) {
+            Poll::Ready(Some(snapshot)) => snapshot.message.clone(),
+            Poll::Ready(None) => return Poll::Ready(None),
+            Poll::Pending => match this.keep_alive.as_mut().poll(cx) {
+                Poll::Ready(()) => Bytes::from_static(b":\n\n"),
+                Poll::Pending => return Poll::Pending,
+            },
+        };
+        let deadline = tokio::time::Instant::now() + KEEP_ALIVE;
+        this.keep_alive.as_mut().reset(deadline);
+        Poll::Ready(Some(Ok(next)))
+    }
 }
 
 /// How a route answers: an HTML page, or data (JSON, NDJSON).
@@ -454,6 +487,12 @@ async fn metrics(State(s): State<AppState>) -> Response {
             "Wallboard computations (one per archive change, shared by every client).",
             "counter",
             c.refreshes.load(Ordering::Relaxed),
+        ),
+        (
+            "ccvault_serve_wallboard_builds_total",
+            "Wallboard states built from scratch; the other computations updated the last state from the legs the new records touched.",
+            "counter",
+            c.builds.load(Ordering::Relaxed),
         ),
         (
             "ccvault_serve_refresh_errors_total",

@@ -13,13 +13,13 @@
 //! - Lists are sorted (queues by queue then channel, legs by `sinceMs` then
 //!   GUID, agents by id), so equal inputs give equal bytes.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use anyhow::{Context, Result};
-use ccvault_projections::report::{GroupBy, GroupKey, Interval, Report, ReportOptions, Sla};
+use ccvault_projections::report::{GroupBy, Interval, Report, ReportOptions, Sla};
 use ccvault_projections::{
     could_be_in_progress, live_stage, record_input, InteractionFilter, LegKind, Projections, Stage,
-    StateNames,
+    StateNames, Summary,
 };
 use ccvault_store::ArchiveReader;
 use jiff::tz::TimeZone;
@@ -152,84 +152,212 @@ fn today(tz: &TimeZone, now_ms: i64) -> Result<(i64, i64)> {
 }
 
 /// The wallboard of the archive `reader` sees, from projections caught up
-/// to it.
+/// to it: [`Floor::build`] then [`Floor::wallboard`], the same code the
+/// server's incremental updates end in.
 pub fn compute(
     p: &Projections,
     reader: &mut ArchiveReader,
     opts: &WallboardOptions,
 ) -> Result<Wallboard> {
-    let (day_start, day_end) = today(&opts.tz, opts.now_ms)?;
-    let mut queues: BTreeMap<(Option<i64>, Option<String>), QueueNow> = BTreeMap::new();
-    let empty = |queue_id: Option<i64>, media_type: Option<String>| QueueNow {
-        queue_id,
-        media_type,
-        waiting: 0,
-        oldest_waiting_since_ms: None,
-        offered: 0,
-        answered: 0,
-        abandoned: 0,
-        short_abandoned: 0,
-        answered_in_sla: 0,
-        service_level: None,
-        abandon_rate: None,
-        asa_ms: None,
-        outbound: 0,
-        outbound_connected: 0,
-    };
+    Floor::build(p, reader, opts)?.wallboard(opts)
+}
 
-    // One pass over the stored summaries serves both today's counts and
-    // the legs that may be in progress (the last 24 hours): in summary key
-    // order, as `Projections::report` adds them, so the rows are the same.
-    let horizon = opts.now_ms.saturating_sub(LIVE_HORIZON_MS);
-    let mut report = Report::new(ReportOptions {
-        interval: Interval::Day1,
-        by: GroupBy {
-            queue: true,
-            channel: true,
-            agent: false,
-        },
-        tz: opts.tz.clone(),
-        sla: opts.sla.clone(),
-        short_abandon_ms: opts.short_abandon_ms,
-        from: Some(day_start),
-        to: Some(day_end),
-    });
-    let mut candidates = Vec::new();
-    let scan = InteractionFilter {
-        from: Some(day_start.min(horizon)),
-        ..InteractionFilter::default()
-    };
-    p.for_each_interaction(&scan, |s| {
-        report.add(&s);
-        if s.offered_at >= horizon && could_be_in_progress(&s) {
-            candidates.push(s);
+/// A queue row's key: queue, then channel.
+type QueueKey = (Option<i64>, Option<String>);
+
+/// Today's counts of one queue and channel (a [`QueueNow`] without what
+/// waits now).
+#[derive(Debug, Clone, Default, PartialEq)]
+struct DayCounts {
+    offered: u64,
+    answered: u64,
+    abandoned: u64,
+    short_abandoned: u64,
+    answered_in_sla: u64,
+    service_level: Option<f64>,
+    abandon_rate: Option<f64>,
+    asa_ms: Option<i64>,
+    outbound: u64,
+    outbound_connected: u64,
+}
+
+/// Today's legs of one queue and channel and their counts.
+#[derive(Debug, Clone, Default)]
+struct QueueDay {
+    /// By (`offeredAt`, GUID): the order `Projections::report` adds them
+    /// in, so the counts are the report's.
+    legs: BTreeMap<(i64, String), Summary>,
+    counts: DayCounts,
+    /// `counts` no longer matches `legs`.
+    stale: bool,
+}
+
+/// A leg that may be in progress, with its stage.
+#[derive(Debug, Clone, PartialEq)]
+struct LegNow {
+    offered_at: i64,
+    has_parent: bool,
+    row: InProgress,
+}
+
+/// The state a wallboard is rendered from, kept current by applying the
+/// legs each index commit touched ([`Floor::update`]) instead of reading
+/// every leg again.
+///
+/// Invariant: after [`Floor::build`] and any sequence of
+/// [`Floor::update`]s, each given the legs touched by the records the
+/// projections were caught up with since (and whether an agent status
+/// change was among them), [`Floor::wallboard`] equals [`compute`] on the
+/// same archive, for any clock in the same local day. The caller builds
+/// again when the day changes, or when it cannot name the touched legs (the
+/// projections were rebuilt, or caught up by another process).
+#[derive(Debug, Clone)]
+pub struct Floor {
+    /// Today, `[start, end)`, in the zone of the options it was built with.
+    day: (i64, i64),
+    /// Today's legs, by queue and channel.
+    queues: BTreeMap<QueueKey, QueueDay>,
+    /// Where each of today's legs is filed in `queues`.
+    filed: HashMap<String, (QueueKey, i64)>,
+    /// Legs in progress, whatever their `offeredAt`: those offered more
+    /// than [`LIVE_HORIZON_MS`] before the clock are left out when
+    /// rendering (the clock moves on without the archive changing).
+    live: HashMap<String, LegNow>,
+    /// Each agent's latest status change.
+    agents: Vec<ccvault_projections::AgentNow>,
+    /// The archive's visible end the state includes.
+    records: u64,
+}
+
+impl Floor {
+    /// The state of the archive `reader` sees, from projections caught up
+    /// to it, for the day of `opts.now_ms`.
+    pub fn build(
+        p: &Projections,
+        reader: &mut ArchiveReader,
+        opts: &WallboardOptions,
+    ) -> Result<Floor> {
+        let day = today(&opts.tz, opts.now_ms)?;
+        let mut floor = Floor {
+            day,
+            queues: BTreeMap::new(),
+            filed: HashMap::new(),
+            live: HashMap::new(),
+            agents: p.agents_now()?,
+            records: reader.visible_end(),
+        };
+        // One pass over the stored summaries serves both today's legs and
+        // those that may be in progress (the last 24 hours).
+        let horizon = opts.now_ms.saturating_sub(LIVE_HORIZON_MS);
+        let mut candidates = Vec::new();
+        let scan = InteractionFilter {
+            from: Some(day.0.min(horizon)),
+            ..InteractionFilter::default()
+        };
+        p.for_each_interaction(&scan, |s| {
+            if s.offered_at >= horizon && could_be_in_progress(&s) {
+                candidates.push(s.clone());
+            }
+            floor.file(s);
+            Ok(true)
+        })?;
+        for s in candidates {
+            floor.place_live(reader, s)?;
         }
-        Ok(true)
-    })?;
-    for r in report.rows() {
-        let GroupKey {
-            queue_id,
-            media_type,
-            ..
-        } = r.group;
-        let (q, m) = (queue_id.flatten(), media_type.flatten());
-        let row = queues.entry((q, m.clone())).or_insert_with(|| empty(q, m));
-        row.offered += r.offered;
-        row.answered += r.answered;
-        row.abandoned += r.abandoned;
-        row.short_abandoned += r.short_abandoned;
-        row.answered_in_sla += r.answered_in_sla;
-        row.service_level = r.service_level;
-        row.abandon_rate = r.abandon_rate;
-        row.asa_ms = r.asa_ms;
-        row.outbound += r.outbound;
-        row.outbound_connected += r.outbound_connected;
+        floor.count(opts);
+        Ok(floor)
     }
 
-    let mut in_progress = Vec::new();
-    for s in candidates {
+    /// Whether the clock of `opts` falls in the day the state counts (else
+    /// [`Floor::wallboard`] refuses it: build again).
+    pub fn covers(&self, opts: &WallboardOptions) -> bool {
+        today(&opts.tz, opts.now_ms).is_ok_and(|d| d == self.day)
+    }
+
+    /// The archive's visible end the state includes.
+    pub fn records(&self) -> u64 {
+        self.records
+    }
+
+    /// Applies the legs `touched` by the records between the state's end
+    /// and `reader`'s (the projections caught up to it); `agents_changed`
+    /// when an agent status change was among those records.
+    pub fn update(
+        &mut self,
+        p: &Projections,
+        reader: &mut ArchiveReader,
+        touched: &BTreeSet<String>,
+        agents_changed: bool,
+        opts: &WallboardOptions,
+    ) -> Result<()> {
+        for guid in touched {
+            self.unfile(guid);
+            self.live.remove(guid);
+            let Some(s) = p.summary(guid)? else {
+                continue;
+            };
+            if could_be_in_progress(&s) {
+                self.place_live(reader, s.clone())?;
+            }
+            self.file(s);
+        }
+        if !touched.is_empty() {
+            // A leg's contact is found through its parents' summaries: a
+            // parent archived now moves its children in progress too.
+            let children: Vec<String> = self
+                .live
+                .iter()
+                .filter(|(g, l)| l.has_parent && !touched.contains(*g))
+                .map(|(g, _)| g.clone())
+                .collect();
+            for guid in children {
+                let contact = p.summary(&guid)?.and_then(|s| s.contact_id);
+                if let Some(l) = self.live.get_mut(&guid) {
+                    l.row.contact_id = contact;
+                }
+            }
+        }
+        if agents_changed {
+            self.agents = p.agents_now()?;
+        }
+        self.records = reader.visible_end();
+        self.count(opts);
+        Ok(())
+    }
+
+    /// Files one of today's legs under its queue (others are ignored).
+    fn file(&mut self, s: Summary) {
+        if s.offered_at < self.day.0 || s.offered_at >= self.day.1 {
+            return;
+        }
         let Some(guid) = s.interaction_guid.clone() else {
-            continue;
+            return;
+        };
+        let key = (s.queue_id, s.media_type.clone());
+        let q = self.queues.entry(key.clone()).or_default();
+        q.legs.insert((s.offered_at, guid.clone()), s.clone());
+        q.stale = true;
+        self.filed.insert(guid, (key, s.offered_at));
+    }
+
+    /// Takes a leg out of today's counts.
+    fn unfile(&mut self, guid: &str) {
+        let Some((key, at)) = self.filed.remove(guid) else {
+            return;
+        };
+        if let Some(q) = self.queues.get_mut(&key) {
+            q.legs.remove(&(at, guid.to_owned()));
+            q.stale = true;
+            if q.legs.is_empty() {
+                self.queues.remove(&key);
+            }
+        }
+    }
+
+    /// Reads the leg's records and keeps it when it is in progress.
+    fn place_live(&mut self, reader: &mut ArchiveReader, s: Summary) -> Result<()> {
+        let Some(guid) = s.interaction_guid.clone() else {
+            return Ok(());
         };
         let records: Vec<_> = reader
             .interaction_records(&guid)?
@@ -238,62 +366,150 @@ pub fn compute(
             .collect();
         let inputs: Vec<_> = records.iter().map(record_input).collect();
         let Some(live) = live_stage(&inputs) else {
-            continue;
+            return Ok(());
         };
-        if matches!(live.stage, Stage::Queued | Stage::Ringing) {
-            let row = queues
-                .entry((s.queue_id, s.media_type.clone()))
-                .or_insert_with(|| empty(s.queue_id, s.media_type.clone()));
-            row.waiting += 1;
-            row.oldest_waiting_since_ms = Some(
-                row.oldest_waiting_since_ms
-                    .map_or(live.since_ms, |o| o.min(live.since_ms)),
-            );
-        }
-        in_progress.push(InProgress {
-            interaction_guid: guid,
-            contact_id: s.contact_id,
-            stage: live.stage,
-            since_ms: live.since_ms,
-            kind: s.kind,
-            queue_id: s.queue_id,
-            media_type: s.media_type,
-            agent_id: s.agent_id,
-        });
+        self.live.insert(
+            guid.clone(),
+            LegNow {
+                offered_at: s.offered_at,
+                has_parent: s.parent_guid.is_some(),
+                row: InProgress {
+                    interaction_guid: guid,
+                    contact_id: s.contact_id,
+                    stage: live.stage,
+                    since_ms: live.since_ms,
+                    kind: s.kind,
+                    queue_id: s.queue_id,
+                    media_type: s.media_type,
+                    agent_id: s.agent_id,
+                },
+            },
+        );
+        Ok(())
     }
-    in_progress
-        .sort_by(|a, b| (a.since_ms, &a.interaction_guid).cmp(&(b.since_ms, &b.interaction_guid)));
 
-    let handling = handled_by_agent(&in_progress);
-    let agents = p
-        .agents_now()?
-        .into_iter()
-        .filter(|a| a.since_ms >= horizon)
-        .map(|a| {
-            let (activity, activity_since_ms, interactions) = handling
-                .get(a.agent_id.as_str())
-                .map_or((None, None, 0), |&(stage, since, n)| {
-                    (Some(stage), Some(since), n)
-                });
-            AgentRow {
-                state_name: opts.state_names.name(a.state),
-                agent_id: a.agent_id,
-                state: a.state,
-                since_ms: a.since_ms,
-                activity,
-                activity_since_ms,
-                interactions,
+    /// Counts today's legs again where they changed, with the report's
+    /// code (docs/METRICS.md §4).
+    fn count(&mut self, opts: &WallboardOptions) {
+        for q in self.queues.values_mut().filter(|q| q.stale) {
+            let mut report = Report::new(ReportOptions {
+                interval: Interval::Day1,
+                by: GroupBy {
+                    queue: true,
+                    channel: true,
+                    agent: false,
+                },
+                tz: opts.tz.clone(),
+                sla: opts.sla.clone(),
+                short_abandon_ms: opts.short_abandon_ms,
+                from: Some(self.day.0),
+                to: Some(self.day.1),
+            });
+            for s in q.legs.values() {
+                report.add(s);
             }
-        })
-        .collect();
+            let mut c = DayCounts::default();
+            for r in report.rows() {
+                c.offered += r.offered;
+                c.answered += r.answered;
+                c.abandoned += r.abandoned;
+                c.short_abandoned += r.short_abandoned;
+                c.answered_in_sla += r.answered_in_sla;
+                c.service_level = r.service_level;
+                c.abandon_rate = r.abandon_rate;
+                c.asa_ms = r.asa_ms;
+                c.outbound += r.outbound;
+                c.outbound_connected += r.outbound_connected;
+            }
+            q.counts = c;
+            q.stale = false;
+        }
+    }
 
-    Ok(Wallboard {
-        as_of_ms: opts.now_ms,
-        day_start_ms: day_start,
-        time_zone: opts.tz.iana_name().unwrap_or("UTC").to_owned(),
-        records: reader.visible_end(),
-        queues: queues.into_values().collect(),
-        agents,
-        in_progress,
-    })
+    /// The wallboard at the clock of `opts` (which must fall in the
+    /// state's day: else build again).
+    pub fn wallboard(&self, opts: &WallboardOptions) -> Result<Wallboard> {
+        let day = today(&opts.tz, opts.now_ms)?;
+        anyhow::ensure!(
+            day == self.day,
+            "the wallboard state counts another day than the clock's"
+        );
+        let empty = |(queue_id, media_type): QueueKey, c: &DayCounts| QueueNow {
+            queue_id,
+            media_type,
+            waiting: 0,
+            oldest_waiting_since_ms: None,
+            offered: c.offered,
+            answered: c.answered,
+            abandoned: c.abandoned,
+            short_abandoned: c.short_abandoned,
+            answered_in_sla: c.answered_in_sla,
+            service_level: c.service_level,
+            abandon_rate: c.abandon_rate,
+            asa_ms: c.asa_ms,
+            outbound: c.outbound,
+            outbound_connected: c.outbound_connected,
+        };
+        let mut queues: BTreeMap<QueueKey, QueueNow> = self
+            .queues
+            .iter()
+            .map(|(k, q)| (k.clone(), empty(k.clone(), &q.counts)))
+            .collect();
+        let horizon = opts.now_ms.saturating_sub(LIVE_HORIZON_MS);
+        let mut in_progress: Vec<InProgress> = self
+            .live
+            .values()
+            .filter(|l| l.offered_at >= horizon)
+            .map(|l| l.row.clone())
+            .collect();
+        for l in &in_progress {
+            if matches!(l.stage, Stage::Queued | Stage::Ringing) {
+                let key = (l.queue_id, l.media_type.clone());
+                let row = queues
+                    .entry(key.clone())
+                    .or_insert_with(|| empty(key, &DayCounts::default()));
+                row.waiting += 1;
+                row.oldest_waiting_since_ms = Some(
+                    row.oldest_waiting_since_ms
+                        .map_or(l.since_ms, |o| o.min(l.since_ms)),
+                );
+            }
+        }
+        in_progress.sort_by(|a, b| {
+            (a.since_ms, &a.interaction_guid).cmp(&(b.since_ms, &b.interaction_guid))
+        });
+
+        let handling = handled_by_agent(&in_progress);
+        let agents = self
+            .agents
+            .iter()
+            .filter(|a| a.since_ms >= horizon)
+            .map(|a| {
+                let (activity, activity_since_ms, interactions) = handling
+                    .get(a.agent_id.as_str())
+                    .map_or((None, None, 0), |&(stage, since, n)| {
+                        (Some(stage), Some(since), n)
+                    });
+                AgentRow {
+                    state_name: opts.state_names.name(a.state),
+                    agent_id: a.agent_id.clone(),
+                    state: a.state,
+                    since_ms: a.since_ms,
+                    activity,
+                    activity_since_ms,
+                    interactions,
+                }
+            })
+            .collect();
+
+        Ok(Wallboard {
+            as_of_ms: opts.now_ms,
+            day_start_ms: self.day.0,
+            time_zone: opts.tz.iana_name().unwrap_or("UTC").to_owned(),
+            records: self.records,
+            queues: queues.into_values().collect(),
+            agents,
+            in_progress,
+        })
+    }
 }
