@@ -14,7 +14,7 @@ mod common;
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use common::{ccvault, import, is_root, Run, Stream};
 
@@ -78,19 +78,8 @@ impl Drop for SmallDisk {
 /// write to a regular file fails with EFBIG (SIGXFSZ, which would kill the
 /// process instead, is ignored, as a daemon manager may set it).
 fn ccvault_no_file_writes(dir: &Path, args: &[&str]) -> Run {
-    let out = Command::new("sh")
-        .arg("-c")
-        .arg(r#"trap '' XFSZ; ulimit -f 0 && exec "$0" "$@""#)
-        .arg(common::bin())
-        .arg("--data-dir")
-        .arg(dir)
-        .args(args)
-        .env_remove("CCVAULT_DATA")
-        .env_remove("CCVAULT_LOG")
-        .stdin(Stdio::null())
-        .output()
-        .expect("cannot run sh");
-    Run::from_output(args.iter().map(|s| s.to_string()).collect(), out)
+    let limit = r#"trap '' XFSZ; ulimit -f 0 && exec "$0" "$@""#;
+    common::ccvault_under(&["sh", "-c", limit], dir, args)
 }
 
 /// What the projections are when the writes start failing.

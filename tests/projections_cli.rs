@@ -2,16 +2,15 @@
 //! exact JSON values on the sample stream, filters and flag errors, the CLI
 //! catch-up after more imports, and determinism (a shuffled, duplicated copy
 //! of a stream in another archive prints byte-identical output).
-//!
-//! Self-contained on purpose: it needs only the binary, the samples and the
-//! simulator crate.
 
 // json! of a whole summary nests deeper than the default limit.
 #![recursion_limit = "256"]
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+mod common;
 
+use std::path::Path;
+
+use common::{samples_dir as samples, Run};
 use serde_json::{json, Value};
 
 const ANSWERED: &str = "int-19ab3f0c1d2-Qm7tZp2LxWc9aRf3kYv8bNe1H-phone-00-northwind01";
@@ -20,43 +19,15 @@ const OUTBOUND: &str = "int-19ab3f0e9a4-Zx5CvB7nMq2WeR8tYu3iOp6As-phone-02-north
 const OPEN: &str = "int-ok-after-garbage-phone-00-northwind01";
 const AGENT: &str = "agR2t9LmQx7VbN3cZk5WpYe";
 
-fn samples() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/samples")
-}
-
-struct Out {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-fn run(dir: &Path, args: &[&str]) -> Out {
-    let out = Command::new(env!("CARGO_BIN_EXE_ccvault"))
-        .arg("--data-dir")
-        .arg(dir)
-        .args(args)
-        .env_remove("CCVAULT_DATA")
-        .env_remove("CCVAULT_LOG")
-        .stdin(Stdio::null())
-        .output()
-        .expect("cannot run ccvault");
-    let o = Out {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    };
-    assert!(
-        o.code != 101 && !o.stderr.contains("panicked"),
-        "ccvault {args:?} panicked:\n{}",
-        o.stderr
-    );
-    o
+/// `ccvault --data-dir DIR ARGS...` (it must not panic).
+fn run(dir: &Path, args: &[&str]) -> Run {
+    common::ccvault(dir, args)
 }
 
 fn ok(dir: &Path, args: &[&str]) -> String {
     let o = run(dir, args);
     assert_eq!(o.code, 0, "ccvault {args:?} failed:\n{}", o.stderr);
-    o.stdout
+    o.stdout_str()
 }
 
 fn lines(text: &str) -> Vec<Value> {

@@ -268,7 +268,27 @@ pub fn is_root() -> bool {
 
 /// A `ccvault` command on the archive `dir`, ready to spawn or run.
 pub fn command(dir: &Path, args: &[&str]) -> Command {
-    let mut cmd = Command::new(bin());
+    on_archive(Command::new(bin()), dir, args)
+}
+
+/// `ccvault --data-dir DIR ARGS...` run through `wrapper`: a program and its
+/// arguments that end by executing the rest of the command line in a changed
+/// setting (another user, a resource limit), e.g.
+/// `["setpriv", "--reuid=65534", "--"]`. No stdin; waits for it.
+pub fn ccvault_under(wrapper: &[&str], dir: &Path, args: &[&str]) -> Run {
+    let (program, wrapper_args) = wrapper.split_first().expect("a wrapper program");
+    let mut cmd = Command::new(program);
+    cmd.args(wrapper_args).arg(bin());
+    let out = on_archive(cmd, dir, args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {program}: {e}"));
+    Run::from_output(args.iter().map(|s| s.to_string()).collect(), out)
+}
+
+/// `cmd` given the archive and `args`, with the environment that could
+/// point it elsewhere removed.
+fn on_archive(mut cmd: Command, dir: &Path, args: &[&str]) -> Command {
     cmd.arg("--data-dir").arg(dir).args(args);
     cmd.env_remove("CCVAULT_DATA").env_remove("CCVAULT_LOG");
     cmd
