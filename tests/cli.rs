@@ -28,7 +28,9 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::{ccvault, ccvault_stdin, command, docs_fixture, import, sample, stats, Stream};
+use common::{
+    ccvault, ccvault_stdin, command, docs_fixture, import, sample, stats, tallies, Stream,
+};
 use serde_json::Value;
 
 const GUID_A: &str = "int-19ab3f0c1d2-Qm7tZp2LxWc9aRf3kYv8bNe1H-phone-00-northwind01";
@@ -328,6 +330,11 @@ fn importing_the_same_files_twice_changes_nothing_but_duplicates() {
     let mut after = stable_stats(&dir);
     assert_eq!(after["duplicates"], 6 + 35);
     after.insert("duplicates".into(), before["duplicates"].clone());
+    // The log grew only by the tallies of the dropped lines (docs/FORMAT.md
+    // §1.4): the last one counts them all.
+    assert_eq!(tallies(&dir).last().map(|t| t.1.duplicates), Some(6 + 35));
+    assert!(after["logBytes"].as_u64() > before["logBytes"].as_u64());
+    after.insert("logBytes".into(), before["logBytes"].clone());
     assert_eq!(after, before);
     assert_eq!(
         ccvault(&dir, &["show", GUID_A, "--format", "json"])

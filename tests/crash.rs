@@ -13,7 +13,7 @@ use std::process::Stdio;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use common::{ccvault, command, empty_file, import, scan, stats, Rng, Stream};
+use common::{ccvault, command, empty_file, import, scan, stats, tallies, Rng, Stream};
 
 const ROUNDS: usize = 24;
 
@@ -304,19 +304,23 @@ fn sigkill_at_random_moments_loses_no_acknowledged_line_and_stores_none_twice() 
     eprintln!("crash test done in {:?}", started.elapsed());
 }
 
-/// Issue 15 item 7: the duplicate counter is exact after crashes. An archive
-/// holds every line of a file; `import` of the same file again (every line
-/// a duplicate, acknowledged batch by batch) is SIGKILLed at random moments.
-/// After each kill and recovery the counter has grown by at least the lines
-/// acknowledged (an acknowledged duplicate is never forgotten, though its
-/// index commit died with the process) and by at most those plus the two
-/// batches an import may have had past durability but not yet acknowledged
-/// (a redelivery of those is counted again, as it was sent again). A
-/// `reindex` derives the same count from the log.
+/// Issue 15 item 7: the duplicate counter is exact after crashes, and
+/// derived from the log. An archive holds every line of a file; `import` of
+/// the same file again (every line a duplicate, acknowledged batch by batch)
+/// is SIGKILLed at random moments. Each batch that dropped duplicates ends
+/// with a tally record, durable with it. After each kill and recovery:
+/// - the counter is the log's last tally, and each tally of the round counts
+///   exactly the lines of its batch (the line it names minus the previous
+///   one's), so the counter grew by exactly the lines of the batches the log
+///   holds: no batch counted twice, none the log lost;
+/// - it grew by at least the lines acknowledged (an acknowledged duplicate is
+///   never forgotten) and at most those plus the two batches an import may
+///   have had durable but not yet acknowledged (a redelivery of those is
+///   counted again, as it was sent again);
+/// - losing the index (`rm index.redb`) or `reindex` gives the same count.
 #[test]
 fn the_duplicate_counter_counts_every_acknowledged_duplicate_across_sigkills() {
-    // Long lines make small batches (an import batch ends at 16 MiB), each
-    // acknowledged well within the second between two index commits.
+    // Long lines make small batches (an import batch ends at 16 MiB).
     const LINE: usize = 20_000;
     const BATCH: u64 = ((16 << 20) / LINE + 1) as u64;
     const DUP_ROUNDS: usize = 8;
@@ -334,10 +338,12 @@ fn the_duplicate_counter_counts_every_acknowledged_duplicate_across_sigkills() {
     import(&dir, &[&input], &[]);
     let records = stats(&dir).records;
     assert_eq!(records, stream.events as u64);
+    assert!(tallies(&dir).is_empty(), "nothing was dropped yet");
     let (mut rng, seed) = Rng::seeded();
     eprintln!("duplicate crash test seed {seed} (set CCVAULT_TEST_SEED to replay)");
 
     let mut counted = stats(&dir).duplicates;
+    let mut tallied = 0;
     let mut acked_total = 0u64;
     let mut killed = 0;
     for round in 0..DUP_ROUNDS {
@@ -393,11 +399,34 @@ fn the_duplicate_counter_counts_every_acknowledged_duplicate_across_sigkills() {
             "round {round}: nothing is stored twice"
         );
         let grew = after.duplicates - counted;
-        let in_flight = (stream.events as u64 - acked).min(2 * BATCH);
+        let all = tallies(&dir);
+        let new = &all[tallied..];
         eprintln!(
-            "round {round}: killed after {:?}, {acked} lines acknowledged, the counter grew by {grew}",
-            t0.elapsed()
+            "round {round}: killed after {:?}, {acked} lines acknowledged, the counter grew by {grew}, {} tallies",
+            t0.elapsed(),
+            new.len()
         );
+        assert_eq!(
+            all.last().map_or(0, |(_, t, _)| t.duplicates),
+            after.duplicates,
+            "round {round}: the counter is not the log's last tally"
+        );
+        // This round's batches covered lines 1..=L in order, all duplicates.
+        let mut previous = (counted, 0u64);
+        for (offset, t, line) in new {
+            assert_eq!(
+                t.duplicates - previous.0,
+                line - previous.1,
+                "round {round}: the tally at offset {offset} (through line {line}) does not count its batch's lines"
+            );
+            previous = (t.duplicates, *line);
+        }
+        assert_eq!(
+            grew, previous.1,
+            "round {round}: the counter grew by {grew}, the durable batches hold {} lines",
+            previous.1
+        );
+        let in_flight = (stream.events as u64 - acked).min(2 * BATCH);
         assert!(
             grew >= acked,
             "round {round}: {acked} duplicates were acknowledged, but after the crash the counter grew by only {grew}"
@@ -407,6 +436,7 @@ fn the_duplicate_counter_counts_every_acknowledged_duplicate_across_sigkills() {
             "round {round}: the counter grew by {grew}, more than the {acked} acknowledged and {in_flight} in flight"
         );
         counted = after.duplicates;
+        tallied = all.len();
         acked_total += acked;
     }
     assert!(
@@ -414,6 +444,12 @@ fn the_duplicate_counter_counts_every_acknowledged_duplicate_across_sigkills() {
         "only {killed} of {DUP_ROUNDS} imports were killed before they finished"
     );
     assert!(counted >= acked_total);
+    std::fs::remove_file(dir.join("index.redb")).unwrap();
+    assert_eq!(
+        stats(&dir).duplicates,
+        counted,
+        "the index was lost: the log gives another count"
+    );
     ccvault(&dir, &["reindex"]).ok();
     assert_eq!(
         stats(&dir).duplicates,

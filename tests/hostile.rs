@@ -732,3 +732,109 @@ fn a_permission_error_says_so_instead_of_no_archive() {
     }
     assert_eq!(stats(&dir).records, 1);
 }
+
+/// The files of `dir` this process holds open, each with whether its
+/// descriptor is close-on-exec (`/proc/self/fdinfo`'s `flags`, octal).
+fn open_files_under(dir: &Path) -> Vec<(PathBuf, bool)> {
+    let mut out = Vec::new();
+    for entry in fs::read_dir("/proc/self/fd").unwrap() {
+        let fd = entry.unwrap().file_name();
+        // A descriptor closed since the listing is simply gone.
+        let Ok(target) = fs::read_link(Path::new("/proc/self/fd").join(&fd)) else {
+            continue;
+        };
+        if !target.starts_with(dir) {
+            continue;
+        }
+        let Ok(info) = fs::read_to_string(Path::new("/proc/self/fdinfo").join(&fd)) else {
+            continue;
+        };
+        let flags = info
+            .lines()
+            .find_map(|l| l.strip_prefix("flags:"))
+            .map(|v| i64::from_str_radix(v.trim(), 8).unwrap())
+            .unwrap_or_else(|| panic!("no flags in fdinfo of {target:?}: {info}"));
+        out.push((target, flags & i64::from(libc::O_CLOEXEC) != 0));
+    }
+    out
+}
+
+/// Issue 15 item 3: every file the archive opens is close-on-exec, so no
+/// child a process of the archive starts (a shell, a browser for `serve`)
+/// inherits a descriptor of it. Checked while each kind of file is open: the
+/// writer's lock, segments (buffered and `O_DIRECT`) and index; a reader's
+/// segments, mid-scan; the projections.
+#[test]
+fn every_file_the_archive_opens_is_close_on_exec() {
+    use ccvault_store::{Archive, ArchiveOptions, ArchiveReader, Incoming, SourceKind};
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("a");
+    let s = Stream {
+        events: 200,
+        interactions: 20,
+        line_len: 300,
+    };
+    let lines: Vec<String> = (0..s.events).map(|i| s.line(i)).collect();
+    let batch: Vec<Incoming> = lines
+        .iter()
+        .chain(&lines[..3]) // duplicates: a tally record too
+        .zip(1..)
+        .map(|(l, line)| Incoming {
+            raw: l.as_bytes(),
+            source_kind: SourceKind::File,
+            source: "in.ndjson",
+            line,
+            message_id: None,
+            ingest_ms: 1,
+        })
+        .collect();
+    let options = ArchiveOptions {
+        segment_bytes: 16 << 10,
+        ..ArchiveOptions::default()
+    };
+    let mut seen = Vec::new();
+    let (mut archive, _) = Archive::open(&dir, options).unwrap();
+    archive.append_batch(&batch).unwrap();
+    archive.sync().unwrap();
+    let mut reader = archive.reader().unwrap();
+    seen.extend(open_files_under(&dir));
+    // A reader of its own, and the projections, while the writer holds
+    // everything it opened.
+    let other = ArchiveReader::open(&dir).unwrap();
+    let mut mid_scan = Vec::new();
+    let _ = other
+        .records()
+        .scan(ccvault_store::Position::START, |_, r| {
+            if r.offset == 150 {
+                mid_scan = open_files_under(&dir);
+            }
+            std::ops::ControlFlow::<()>::Continue(())
+        })
+        .unwrap();
+    assert!(!mid_scan.is_empty(), "the scan holds its segment open");
+    seen.extend(mid_scan);
+    let mut projections = ccvault_projections::materialize::Projections::open(&dir).unwrap();
+    projections.catch_up(&mut reader, &mut |_| {}).unwrap();
+    seen.extend(open_files_under(&dir));
+    drop((projections, other, reader, archive));
+
+    let names: std::collections::BTreeSet<String> = seen
+        .iter()
+        .map(|(p, _)| p.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    for want in ["writer.lock", "index.redb", "projections.redb"] {
+        assert!(
+            names.contains(want),
+            "{want} was never seen open: {names:?}"
+        );
+    }
+    assert!(
+        names.iter().filter(|n| n.ends_with(".seg")).count() >= 2,
+        "segments seen open: {names:?}"
+    );
+    let leaking: Vec<_> = seen.iter().filter(|(_, cloexec)| !cloexec).collect();
+    assert!(
+        leaking.is_empty(),
+        "descriptors a child would inherit: {leaking:?}"
+    );
+}

@@ -388,6 +388,22 @@ pub fn scan(dir: &Path) -> (Vec<Record>, Vec<String>) {
     (records, damage)
 }
 
+/// The tally records of an archive's log (docs/FORMAT.md §1.4), in log
+/// order: (offset, running totals, line of the batch's last message).
+pub fn tallies(dir: &Path) -> Vec<(u64, ccvault_log::Tally, u64)> {
+    let reader = ccvault_log::LogReader::open(&dir.join("log"))
+        .unwrap_or_else(|e| panic!("open the log of {}: {e}", dir.display()));
+    let mut out = Vec::new();
+    for item in reader.scan(ccvault_log::Position::START) {
+        if let ccvault_log::ScanItem::Record(_, r) = item.unwrap() {
+            if let Some(t) = r.tally() {
+                out.push((r.offset, t, r.line));
+            }
+        }
+    }
+    out
+}
+
 /// The segment files of an archive, sorted.
 pub fn segment_files(dir: &Path) -> Vec<PathBuf> {
     let mut files: Vec<PathBuf> = fs::read_dir(dir.join("log"))

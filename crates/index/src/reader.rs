@@ -97,6 +97,14 @@ impl IndexReader {
         })
     }
 
+    /// The offset of the log's tally record that `duplicates` and `control`
+    /// of [`IndexReader::counters`] come from; `None` when no tally is
+    /// behind them (none was indexed: an index of a log written before
+    /// tallies keeps counts the log does not hold).
+    pub fn tally_offset(&self) -> Result<Option<u64>> {
+        self.meta("tally.offset")
+    }
+
     pub fn checkpoint(&self) -> Result<Option<Checkpoint>> {
         let Some(next_offset) = self.meta("checkpoint.next_offset")? else {
             return Ok(None);

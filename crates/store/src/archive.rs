@@ -5,12 +5,18 @@
 //!   records are durable in the log under the fsync policy. The index is
 //!   derived: its write transaction stays open across batches and commits
 //!   every `index_commit_records` records or `index_commit_interval`, and at
-//!   close; a batch that dropped duplicates or control messages (counts that
-//!   live only in the index) commits before it returns, so no crash forgets
-//!   an acknowledged one. A crash leaves records in the log past the index checkpoint;
+//!   close. A crash leaves records in the log past the index checkpoint;
 //!   [`Archive::open`] indexes them before anything else happens, so open
 //!   time is bounded by the commit interval, not the archive size.
 //! - Readers see the archive as of the last index commit.
+//! - The counts of messages dropped as duplicates or control messages are
+//!   derived from the log: a batch that dropped any ends with a tally record
+//!   of the running totals, durable with the batch, so after any crash the
+//!   counts are exactly those of the batches the log holds (never of a
+//!   batch it lost, never one counted twice), and a rebuild finds them
+//!   again. The index holds the offset of the tally its counts come from;
+//!   counts with no tally behind them (an archive written before tallies)
+//!   are written into one at open ([`Archive::open`]).
 //! - No two records of the log have equal payload bytes: every message is
 //!   checked against the index (committed batches) and the batch in hand.
 //!   Both are exact byte comparisons; the hash only finds candidates.
@@ -30,7 +36,7 @@ use std::time::{Duration, Instant};
 use ccvault_event::{decode_message, resolve_time, Arrival, EventTime, Keys, PayloadTimes};
 use ccvault_index::{payload_hash, Checkpoint, Entry, Index, IndexReader, IndexWriter};
 use ccvault_log::{
-    FsyncPolicy, Log, LogOptions, LogReader, NewRecord, Position, RecordKind, SourceKind,
+    FsyncPolicy, Log, LogOptions, LogReader, NewRecord, Position, RecordKind, SourceKind, Tally,
     MAX_FIELD_LEN,
 };
 
@@ -367,7 +373,43 @@ impl Archive {
             archive.index_tail(scan_from, archive.options.index_commit_records)?
         };
         report.reindexed_tail = index;
+        archive.tally_untallied_counts()?;
         Ok((archive, report))
+    }
+
+    /// Writes counts of dropped messages that no tally of the log holds
+    /// (those of an index of an archive written before tallies) into a
+    /// tally, durably, so that a rebuild of the index finds them. A crash
+    /// before the index commit leaves the tally to the next open's tail,
+    /// which takes its counts (the same) and offset: written once.
+    fn tally_untallied_counts(&mut self) -> Result<()> {
+        let snapshot = self.index.reader()?;
+        let c = snapshot.counters()?;
+        if (c.duplicates == 0 && c.control == 0) || snapshot.tally_offset()?.is_some() {
+            return Ok(());
+        }
+        let payload = Tally {
+            duplicates: c.duplicates,
+            control: c.control,
+        }
+        .encode();
+        let (offset, _) = self.log.append(&NewRecord::tally(
+            &payload,
+            now_ms(),
+            SourceKind::Unknown,
+            "",
+            0,
+        ))?;
+        let mut w = self.index.begin()?;
+        w.add_tally(offset, c.duplicates, c.control);
+        self.txn = Some(w);
+        tracing::info!(
+            duplicates = c.duplicates,
+            control = c.control,
+            offset,
+            "counts of dropped messages written into the log"
+        );
+        self.commit_index()
     }
 
     pub fn dir(&self) -> &Path {
@@ -567,25 +609,40 @@ impl Archive {
             });
         }
 
-        let next_offset = self.log.flush_nowait()?;
-        let entries: Vec<Entry> = pending
-            .iter()
-            .map(|p| index_entry(p.offset, p.pos, p.hash, p.keys, p.time, p.quarantined))
-            .collect();
         let txn = match self.txn.as_mut() {
             Some(txn) => txn,
             None => self.txn.insert(self.index.begin()?),
         };
+        let entries: Vec<Entry> = pending
+            .iter()
+            .map(|p| index_entry(p.offset, p.pos, p.hash, p.keys, p.time, p.quarantined))
+            .collect();
         txn.add_all(&entries)?;
-        txn.add_duplicates(duplicates);
-        txn.add_control(control);
-        // Duplicates and control messages never reach the log, so recovery
-        // cannot count them again: a batch that dropped any is committed
-        // before it can be acknowledged, else a crash after the
-        // acknowledgement would forget them (issue 15).
-        if duplicates > 0
-            || control > 0
-            || txn.pending() >= self.options.index_commit_records
+        // Duplicates and control messages never reach the log as messages:
+        // a tally of the running totals closes the batch and is made durable
+        // with it, so the counts are acknowledged with the batch and derived
+        // from the log after any crash (issue 15; docs/FORMAT.md §1.4).
+        if duplicates > 0 || control > 0 {
+            let c = txn.counters();
+            let totals = Tally {
+                duplicates: c.duplicates + duplicates,
+                control: c.control + control,
+            };
+            let last = batch.last().copied();
+            let payload = totals.encode();
+            let (offset, _) = self.log.append(&NewRecord::tally(
+                &payload,
+                last.map_or_else(now_ms, |m| m.ingest_ms),
+                last.map_or(SourceKind::Unknown, |m| m.source_kind),
+                last.map(|m| m.source)
+                    .filter(|s| s.len() <= MAX_FIELD_LEN)
+                    .unwrap_or(""),
+                last.map_or(0, |m| m.line),
+            ))?;
+            txn.add_tally(offset, totals.duplicates, totals.control);
+        }
+        let next_offset = self.log.flush_nowait()?;
+        if txn.pending() >= self.options.index_commit_records
             || self.last_commit.elapsed() >= self.options.index_commit_interval
         {
             self.commit_index()?;

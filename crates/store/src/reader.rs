@@ -4,6 +4,8 @@
 //! - A reader sees the archive as of one index commit. It reads log records
 //!   only below that commit's checkpoint, so the view is the same whichever
 //!   file a query touches.
+//! - Readers of messages never see a tally record (docs/FORMAT.md §1.4):
+//!   the scans here skip them; the counts they carry are the index's.
 //! - Every durable record is visible unless a writer is running: a reader
 //!   that finds records in the log past the index's checkpoint with no writer
 //!   holding the archive (one stopped by an error, or an index restored from
@@ -16,7 +18,7 @@ use std::path::Path;
 use ccvault_event::parse_event;
 use ccvault_index::{Counters, Hit, IndexReader};
 use ccvault_log::{
-    LogError, LogReader, Position, Record, RecordRef, ScanItem, ScanRef, SourceKind,
+    LogError, LogReader, Position, Record, RecordKind, RecordRef, ScanItem, ScanRef, SourceKind,
 };
 
 use crate::archive::{check_private_files, Archive, ArchiveOptions};
@@ -299,7 +301,8 @@ impl ArchiveReader {
                         if pos.segment != base || rec.offset >= self.visible_end {
                             break;
                         }
-                        if rec.source_kind == kind
+                        if rec.kind == RecordKind::Message
+                            && rec.source_kind == kind
                             && rec.source == source
                             && !rec.message_id.is_empty()
                         {
@@ -316,8 +319,9 @@ impl ArchiveReader {
         Ok(None)
     }
 
-    /// Visits every visible record in log order. Damaged records are
-    /// reported to `on_damage` and skipped.
+    /// Visits every visible message in log order (tally records are not
+    /// messages and are skipped). Damaged records are reported to
+    /// `on_damage` and skipped.
     pub fn for_each_record(
         &self,
         mut f: impl FnMut(Record) -> Result<()>,
@@ -338,7 +342,9 @@ impl ArchiveReader {
                         ));
                         continue;
                     }
-                    f(rec)?;
+                    if rec.kind == RecordKind::Message {
+                        f(rec)?;
+                    }
                 }
                 ScanItem::Damage(d) => on_damage(format!("{d:?}")),
             }
@@ -350,10 +356,12 @@ impl ArchiveReader {
 /// The visible records of one [`ArchiveReader`] in log order, without
 /// copying them out of the log's read buffer.
 ///
-/// Guarantees: every record at an offset below the reader's visible end is
-/// passed exactly once, in offset order (records before the start position
-/// are not), and none at or above it; damaged ranges are skipped (the scan
-/// resynchronises after them; reporting them is `verify`'s job).
+/// Guarantees: every message (event or quarantined input) at an offset
+/// below the reader's visible end is passed exactly once, in offset order
+/// (records before the start position are not), and none at or above it;
+/// tally records are never passed (offsets may skip them); damaged ranges
+/// are skipped (the scan resynchronises after them; reporting them is
+/// `verify`'s job).
 #[derive(Clone, Copy)]
 pub struct VisibleRecords<'a> {
     log: &'a LogReader,
@@ -390,7 +398,7 @@ impl VisibleRecords<'_> {
                 if rec.offset >= end {
                     return Ok(ControlFlow::Break(()));
                 }
-                if !order.admits(rec.offset) {
+                if !order.admits(rec.offset) || rec.kind != RecordKind::Message {
                     return Ok(ControlFlow::Continue(()));
                 }
                 Ok(f(pos, rec).map_break(|b| broke = Some(b)))

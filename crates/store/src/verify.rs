@@ -4,10 +4,11 @@
 //! reported with its segment file and byte position and never hides the
 //! records after it; every visible record must be found by every posting
 //! that should name it (by GUID, else by payload hash; and by agent), and
-//! the posting tables must hold nothing else. An index behind the log with
-//! no writer running is a problem (readers did not see durable records): it
-//! is reported, and indexed, so the run exits non-zero once and the next is
-//! clean. A running writer's uncommitted records are not a problem, and the
+//! the posting tables must hold nothing else; the index's counts of
+//! dropped messages must be those of the log's last readable tally. An
+//! index behind the log with no writer running is a problem (readers did
+//! not see durable records): it is reported, and indexed, so the run exits
+//! non-zero once and the next is clean. A running writer's uncommitted records are not a problem, and the
 //! record it is writing (a torn tail of the last segment while it holds the
 //! log) is not damage.
 
@@ -15,7 +16,7 @@ use std::path::Path;
 
 use ccvault_event::{parse_event, Keys};
 use ccvault_index::{PostingDigest, PostingKind};
-use ccvault_log::{verify as verify_log, DamageReason, Position, ScanRef};
+use ccvault_log::{verify as verify_log, DamageReason, Position, ScanRef, Tally};
 
 use crate::error::Result;
 use crate::reader::{ArchiveReader, CatchUp};
@@ -23,7 +24,10 @@ use crate::reader::{ArchiveReader, CatchUp};
 #[derive(Debug, Clone, Default)]
 pub struct VerifyReport {
     pub segments: usize,
+    /// Readable messages (events and quarantined inputs).
     pub records: u64,
+    /// Readable tally records (docs/FORMAT.md §1.4), not in `records`.
+    pub tallies: u64,
     /// Log damage: segment file and position of each damaged record.
     pub damage: Vec<ccvault_log::Damage>,
     /// Disagreements between the index and the log.
@@ -36,14 +40,24 @@ impl VerifyReport {
     }
 }
 
+/// What the visible records of the log hold besides postings.
+#[derive(Default)]
+struct Seen {
+    /// Messages (events and quarantined inputs).
+    messages: u64,
+    quarantined: u64,
+    /// The last readable tally: its offset and counts.
+    last_tally: Option<(u64, Tally)>,
+}
+
 /// Calls `f(kind, key, offset, pos)` for every posting the visible records
-/// of the log call for, and returns (records seen, quarantined records).
+/// of the log call for, and returns what else they hold.
 fn expected_postings(
     reader: &ArchiveReader,
     mut f: impl FnMut(PostingKind, &[u8], u64, u32) -> Result<()>,
-) -> Result<(u64, u64)> {
+) -> Result<Seen> {
     let visible_end = reader.visible_end();
-    let (mut seen, mut quarantined) = (0u64, 0u64);
+    let mut seen = Seen::default();
     let mut scan = reader.log().scan(Position { segment: 0, pos: 0 });
     while let Some(item) = scan.next_ref() {
         let (at, rec) = match item? {
@@ -53,9 +67,13 @@ fn expected_postings(
         if rec.offset >= visible_end {
             break;
         }
-        seen += 1;
+        if let Some(t) = rec.tally() {
+            seen.last_tally = Some((rec.offset, t));
+            continue;
+        }
+        seen.messages += 1;
         let keys = if rec.quarantined {
-            quarantined += 1;
+            seen.quarantined += 1;
             Keys::default()
         } else {
             parse_event(rec.payload)
@@ -70,7 +88,7 @@ fn expected_postings(
             f(PostingKind::Agent, agent.as_bytes(), rec.offset, at.pos)?;
         }
     }
-    Ok((seen, quarantined))
+    Ok(seen)
 }
 
 /// [`verify_log`], not counting the record a running writer is still
@@ -106,6 +124,38 @@ fn verify_log_beside_writer(log_dir: &Path) -> Result<ccvault_log::VerifyReport>
     Ok(report)
 }
 
+/// Whether the index's counts of dropped messages are those of the log's
+/// last readable tally (a log written before tallies has none, and the
+/// index may hold counts of its own then).
+fn tally_problem(
+    index_tally: Option<u64>,
+    (duplicates, control): (u64, u64),
+    log_tally: Option<(u64, Tally)>,
+) -> Option<String> {
+    match (index_tally, log_tally) {
+        (None, None) => None,
+        (Some(at), Some((offset, t)))
+            if at == offset && (t.duplicates, t.control) == (duplicates, control) =>
+        {
+            None
+        }
+        (Some(at), Some((offset, t))) => Some(format!(
+            "the index counts {duplicates} duplicates and {control} control messages from the \
+             tally at offset {at}; the log's last readable tally, at offset {offset}, says {} and {}",
+            t.duplicates, t.control
+        )),
+        (Some(at), None) => Some(format!(
+            "the index counts {duplicates} duplicates and {control} control messages from the \
+             tally at offset {at}, but the log holds no readable tally"
+        )),
+        (None, Some((offset, t))) => Some(format!(
+            "the log's tally at offset {offset} counts {} duplicates and {} control messages, \
+             but the index's counts ({duplicates} and {control}) do not come from it",
+            t.duplicates, t.control
+        )),
+    }
+}
+
 const KINDS: [PostingKind; 3] = [PostingKind::Guid, PostingKind::Agent, PostingKind::Payload];
 
 pub fn verify(dir: &Path) -> Result<VerifyReport> {
@@ -113,7 +163,8 @@ pub fn verify(dir: &Path) -> Result<VerifyReport> {
     let log_report = verify_log_beside_writer(&dir.join("log"))?;
     let mut report = VerifyReport {
         segments: log_report.segments,
-        records: log_report.records,
+        records: log_report.records - log_report.tallies,
+        tallies: log_report.tallies,
         damage: log_report.damage,
         index_problems: Vec::new(),
     };
@@ -137,7 +188,7 @@ pub fn verify(dir: &Path) -> Result<VerifyReport> {
 
     // Pass 1: digests of what the log calls for, against the index's.
     let mut expected = [PostingDigest::default(); 3];
-    let (seen, quarantined) = expected_postings(&reader, |kind, key, offset, pos| {
+    let seen = expected_postings(&reader, |kind, key, offset, pos| {
         expected[kind as usize].add_key(kind, key, offset, pos);
         Ok(())
     })?;
@@ -187,18 +238,24 @@ pub fn verify(dir: &Path) -> Result<VerifyReport> {
     }
 
     let quarantine_entries = index.quarantine_count()?;
-    if quarantine_entries != quarantined {
+    if quarantine_entries != seen.quarantined {
         problems.push(format!(
-            "quarantine entries: the index has {quarantine_entries}, the log has {quarantined} quarantined records"
+            "quarantine entries: the index has {quarantine_entries}, the log has {} quarantined records",
+            seen.quarantined
         ));
     }
     let counters = index.counters()?;
-    if counters.records != seen {
+    if counters.records != seen.messages {
         problems.push(format!(
-            "the index counts {} records below its checkpoint {visible_end}; the log has {seen} readable ones",
-            counters.records
+            "the index counts {} records below its checkpoint {visible_end}; the log has {} readable ones",
+            counters.records, seen.messages
         ));
     }
+    problems.extend(tally_problem(
+        index.tally_offset()?,
+        (counters.duplicates, counters.control),
+        seen.last_tally,
+    ));
     report.index_problems = problems;
     Ok(report)
 }

@@ -320,6 +320,7 @@ pub fn verify(cli: &Cli, format: HumanJson) -> Result<ExitCode> {
             json_line(
                 &mut out,
                 &json!({"clean": report.is_clean(), "segments": report.segments, "records": report.records,
+                        "tallies": report.tallies,
                         "damage": damage, "indexProblems": index}),
             )?
         }

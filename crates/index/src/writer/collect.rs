@@ -33,6 +33,9 @@ pub struct IndexWriter {
     pub(super) first_offset: Option<u64>,
     pub(super) next_offset: Option<u64>,
     pub(super) counters: Counters,
+    /// The last tally record collected (its offset), whose totals are now
+    /// `counters.duplicates` and `counters.control`.
+    pub(super) tally_offset: Option<u64>,
     pub(super) guid: HashMap<u64, ChunkBuilder>,
     /// The snapshot's postings of each GUID looked up during this commit.
     /// An interaction's events arrive close together, so one B-tree lookup
@@ -84,6 +87,7 @@ impl IndexWriter {
             next_offset: None,
             snapshot,
             counters,
+            tally_offset: None,
             guid: HashMap::new(),
             committed_guid: HashMap::new(),
             agent: HashMap::new(),
@@ -172,13 +176,27 @@ impl IndexWriter {
         Ok(())
     }
 
-    /// Counts messages skipped as duplicates.
-    pub fn add_duplicates(&mut self, n: u64) {
-        self.counters.duplicates += n;
+    /// The counters as of this commit: the snapshot's plus what was
+    /// collected.
+    pub fn counters(&self) -> Counters {
+        self.counters
     }
 
-    /// Counts transport control messages (not archived).
-    pub fn add_control(&mut self, n: u64) {
-        self.counters.control += n;
+    /// Takes the counts of the log's tally record at `offset`: `duplicates`
+    /// and `control` are running totals (docs/FORMAT.md §1.4), so they
+    /// replace the counters, and a tally collected twice (the tail indexed
+    /// again after a crash) changes nothing.
+    pub fn add_tally(&mut self, offset: u64, duplicates: u64, control: u64) {
+        self.counters.duplicates = duplicates;
+        self.counters.control = control;
+        self.tally_offset = Some(offset);
+    }
+
+    /// Sets counts that no tally of the log holds: those of an index of a
+    /// log written before tallies, kept across a rebuild until the archive
+    /// writes them into a tally.
+    pub fn keep_untallied(&mut self, duplicates: u64, control: u64) {
+        self.counters.duplicates = duplicates;
+        self.counters.control = control;
     }
 }

@@ -98,6 +98,9 @@ impl Index {
                         meta.push((key, t as u64));
                     }
                 }
+                if let Some(offset) = w.tally_offset {
+                    meta.push(("tally.offset", offset));
+                }
                 if let Some(cp) = checkpoint {
                     meta.push(("checkpoint.next_offset", cp.next_offset));
                     meta.push(("checkpoint.segment", cp.segment));

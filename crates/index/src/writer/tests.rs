@@ -52,7 +52,7 @@ fn postings_counters_and_checkpoint_commit_together() {
             .len(),
         1
     );
-    w.add_duplicates(2);
+    w.keep_untallied(2, 0);
     let cp = Checkpoint {
         next_offset: 4,
         segment: 0,
@@ -268,4 +268,48 @@ fn a_read_only_reader_sees_the_writers_commits() {
     index.commit(w, Some(Checkpoint::default())).unwrap();
     let r = IndexReader::open(&path).unwrap();
     assert_eq!(r.guid_hits("g1").unwrap().len(), 1);
+}
+
+#[test]
+fn tallies_replace_the_dropped_counts_and_a_repeated_one_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let index = Index::open(&dir.path().join("index.redb")).unwrap();
+    let r = index.reader().unwrap();
+    assert_eq!(r.tally_offset().unwrap(), None);
+
+    let mut w = index.begin().unwrap();
+    w.add_all(&[entry(0, b"a", Some("g1"))]).unwrap();
+    w.add_tally(1, 3, 1);
+    assert_eq!((w.counters().duplicates, w.counters().control), (3, 1));
+    let cp = |next_offset| Checkpoint {
+        next_offset,
+        segment: 0,
+        pos: 10 * next_offset as u32,
+    };
+    index.commit(w, Some(cp(2))).unwrap();
+    let r = index.reader().unwrap();
+    assert_eq!(r.tally_offset().unwrap(), Some(1));
+    let c = r.counters().unwrap();
+    assert_eq!((c.records, c.duplicates, c.control), (1, 3, 1));
+
+    // The same tally indexed again (a tail indexed twice), then a later one:
+    // running totals, so the last one read is the count.
+    let mut w = index.begin().unwrap();
+    w.add_tally(1, 3, 1);
+    assert_eq!((w.counters().duplicates, w.counters().control), (3, 1));
+    w.add_all(&[entry(2, b"b", Some("g1"))]).unwrap();
+    w.add_tally(3, 8, 1);
+    index.commit(w, Some(cp(4))).unwrap();
+    let r = index.reader().unwrap();
+    assert_eq!(r.tally_offset().unwrap(), Some(3));
+    let c = r.counters().unwrap();
+    assert_eq!((c.records, c.duplicates, c.control), (2, 8, 1));
+
+    // A commit without a tally keeps the last one's offset and counts.
+    let mut w = index.begin().unwrap();
+    w.add_all(&[entry(4, b"c", None)]).unwrap();
+    index.commit(w, Some(cp(5))).unwrap();
+    let r = index.reader().unwrap();
+    assert_eq!(r.tally_offset().unwrap(), Some(3));
+    assert_eq!(r.counters().unwrap().duplicates, 8);
 }

@@ -5,6 +5,9 @@
 //! - Records are indexed in log order, whatever thread read them, and each
 //!   commit carries the checkpoint just past its last record, so a crash
 //!   midway resumes from the last commit.
+//! - Tally records are not indexed as records: the last one read gives the
+//!   counts of dropped messages (running totals), so indexing a tail twice
+//!   counts nothing twice.
 //! - A rebuild fills a scratch file and renames it over the index only once
 //!   it is sealed: a crash leaves the old index in place.
 //! - Reading and parsing (most of the work) run on up to four scanner
@@ -15,7 +18,7 @@ use std::time::Instant;
 
 use ccvault_event::{parse_event, resolve_time, EventTime, Keys, PayloadTimes};
 use ccvault_index::{payload_hash, Checkpoint, Entry, Index};
-use ccvault_log::{LogReader, Position, ScanRef};
+use ccvault_log::{LogReader, Position, RecordKind, RecordRef, ScanRef, Tally};
 
 use super::{
     arrival, create_private_file, index_entry, open_index, remove_file_if_exists, Archive,
@@ -30,12 +33,15 @@ impl Archive {
         self.commit_index()?;
         let path = self.layout.index_path();
         let scratch = self.layout.scratch_index_path();
-        let (duplicates, control) = self
-            .index
-            .reader()?
-            .counters()
-            .map(|c| (c.duplicates, c.control))
-            .unwrap_or_default();
+        // Counts of dropped messages come from the log's tallies; an index
+        // of a log written before tallies holds counts no tally has, kept
+        // here until `open` writes them into one.
+        let old = self.index.reader()?;
+        let untallied = match old.tally_offset()? {
+            None => old.counters().ok(),
+            Some(_) => None,
+        };
+        drop(old);
         remove_file_if_exists(&scratch)?;
         create_private_file(&scratch)?;
         let fresh = Index::create_scratch(&scratch)?;
@@ -43,12 +49,13 @@ impl Archive {
         let started = Instant::now();
         let n = self.index_tail(None, u64::MAX)?;
         tracing::debug!(records = n, elapsed = ?started.elapsed(), "index rebuilt from the log");
-        // Duplicates and control messages never reached the log: their
-        // counts survive a rebuild only through the old index.
-        let mut w = self.index.begin()?;
-        w.add_duplicates(duplicates);
-        w.add_control(control);
-        self.index.commit(w, None)?;
+        if let Some(c) = untallied {
+            if self.index.reader()?.tally_offset()?.is_none() {
+                let mut w = self.index.begin()?;
+                w.keep_untallied(c.duplicates, c.control);
+                self.index.commit(w, None)?;
+            }
+        }
         // Hold the old index while the new one is sealed, then swap files.
         let built = std::mem::replace(&mut self.index, open_index(&path)?);
         let started = Instant::now();
@@ -98,6 +105,9 @@ impl Archive {
             let mut total = 0u64;
             let mut writer = index.begin()?;
             let mut checkpoint: Option<Checkpoint> = None;
+            // The checkpoint of the last commit: records (tallies too) past
+            // it are still to commit.
+            let mut committed: Option<Checkpoint> = None;
             'segments: for i in 0..segments.len() {
                 let Some(rx) = outputs.get(i % scanners) else {
                     break;
@@ -111,16 +121,32 @@ impl Archive {
                     };
                     let entries: Vec<Entry> = chunk
                         .iter()
-                        .map(|r| {
-                            index_entry(r.offset, r.pos, r.hash, &r.keys, r.time, r.quarantined)
+                        .filter_map(|r| match &r.what {
+                            What::Message(m) => Some(index_entry(
+                                r.offset,
+                                r.pos,
+                                m.hash,
+                                &m.keys,
+                                m.time,
+                                m.quarantined,
+                            )),
+                            What::Tally(_) => None,
                         })
                         .collect();
                     writer.add_all(&entries)?;
-                    total += chunk.len() as u64;
+                    total += entries.len() as u64;
+                    // Running totals: the last tally (in log order) is the count.
+                    if let Some((offset, t)) = chunk.iter().rev().find_map(|r| match r.what {
+                        What::Tally(t) => Some((r.offset, t)),
+                        What::Message(_) => None,
+                    }) {
+                        writer.add_tally(offset, t.duplicates, t.control);
+                    }
                     checkpoint = chunk.last().map(|r| r.after).or(checkpoint);
                     if writer.pending() >= every_records || writer.held_bytes() >= every_bytes {
                         // The next writer's snapshot must include this commit.
                         index.commit(writer, checkpoint)?;
+                        committed = checkpoint;
                         writer = index.begin()?;
                     }
                 }
@@ -136,7 +162,9 @@ impl Archive {
                     }
                 }
             }
-            if writer.pending() > 0 {
+            // A tail of tallies alone (a re-import of archived lines) has
+            // no entries but moves the checkpoint and the counts.
+            if writer.pending() > 0 || checkpoint != committed {
                 index.commit(writer, checkpoint)?;
             }
             Ok(total)
@@ -155,11 +183,21 @@ const SCANNED_QUEUE: usize = 24;
 struct ScannedRecord {
     offset: u64,
     pos: u32,
+    what: What,
+    after: Checkpoint,
+}
+
+/// A message's index entry, or a tally's counts.
+enum What {
+    Message(ScannedMessage),
+    Tally(Tally),
+}
+
+struct ScannedMessage {
     hash: u64,
     keys: Keys,
     time: EventTime,
     quarantined: bool,
-    after: Checkpoint,
 }
 
 /// A scanning thread's output, in log order.
@@ -168,6 +206,28 @@ enum Scanned {
     /// The current segment is done; the next message is of the scanner's
     /// next segment.
     SegmentEnd,
+}
+
+/// What indexing needs of a message.
+fn scan_message(rec: &RecordRef<'_>) -> ScannedMessage {
+    let (keys, payload_time) = if rec.quarantined {
+        (Keys::default(), PayloadTimes::default())
+    } else {
+        match parse_event(rec.payload) {
+            Ok(ev) => (Keys::of(&ev), ev.payload_times()),
+            Err(_) => (Keys::default(), PayloadTimes::default()),
+        }
+    };
+    let publish = (!rec.publish_time.is_empty()).then_some(rec.publish_time);
+    ScannedMessage {
+        hash: payload_hash(rec.payload),
+        keys,
+        time: resolve_time(
+            payload_time,
+            arrival(publish, rec.ingest_ms, rec.source_kind),
+        ),
+        quarantined: rec.quarantined,
+    }
 }
 
 /// Scans and parses `segments` (segment, start position) in order, sending
@@ -198,31 +258,25 @@ fn scan_segments(
                     return Ok(ControlFlow::Continue(()));
                 }
             };
-            let (keys, payload_time) = if rec.quarantined {
-                (Keys::default(), PayloadTimes::default())
-            } else {
-                match parse_event(rec.payload) {
-                    Ok(ev) => (Keys::of(&ev), ev.payload_times()),
-                    Err(_) => (Keys::default(), PayloadTimes::default()),
-                }
-            };
-            let publish = (!rec.publish_time.is_empty()).then_some(rec.publish_time);
             let frame = u32::try_from(rec.frame_len()).unwrap_or(u32::MAX);
+            let after = Checkpoint {
+                next_offset: rec.offset + 1,
+                segment: at.segment,
+                pos: at.pos.saturating_add(frame),
+            };
+            let what = match rec.kind {
+                RecordKind::Tally => match rec.tally() {
+                    Some(t) => What::Tally(t),
+                    // The decoder only serves 16-byte tallies.
+                    None => return Ok(ControlFlow::Continue(())),
+                },
+                RecordKind::Message => What::Message(scan_message(&rec)),
+            };
             chunk.push(ScannedRecord {
                 offset: rec.offset,
                 pos: at.pos,
-                hash: payload_hash(rec.payload),
-                keys,
-                time: resolve_time(
-                    payload_time,
-                    arrival(publish, rec.ingest_ms, rec.source_kind),
-                ),
-                quarantined: rec.quarantined,
-                after: Checkpoint {
-                    next_offset: rec.offset + 1,
-                    segment: at.segment,
-                    pos: at.pos.saturating_add(frame),
-                },
+                what,
+                after,
             });
             if chunk.len() >= CHUNK {
                 let full = std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK));
