@@ -6,20 +6,15 @@
 // Test code: a failed unwrap is a failed test (the library crates deny these).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+
 use std::ops::ControlFlow;
 use std::path::Path;
 
 use ccvault_index::{Checkpoint, Index};
 use ccvault_log::{LogReader, Position, RecordKind, ScanItem, Tally};
 use ccvault_store::{verify, Archive, ArchiveOptions, ArchiveReader, Incoming, SourceKind};
-
-fn event(i: u64) -> String {
-    format!(
-        r#"{{"Interaction":{{"event":"InteractionQueued","interactionGUID":"int-{i}-t","agentId":"ag{}","interactionEventTS":{}}}}}"#,
-        i % 3,
-        1_763_900_000 + i
-    )
-}
+use common::event;
 
 const HEARTBEAT: &str = r#"{"ClientCheck":{"ts":1}}"#;
 

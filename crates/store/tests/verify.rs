@@ -4,16 +4,11 @@
 // Test code: a failed unwrap is a failed test (the library crates deny these).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+
 use ccvault_index::{payload_hash, Entry, Index};
 use ccvault_store::{verify, Archive, ArchiveOptions, Incoming, SourceKind};
-
-fn event(i: u64) -> String {
-    format!(
-        r#"{{"Interaction":{{"event":"InteractionQueued","interactionGUID":"int-{i}-t","agentId":"ag{}","interactionEventTS":{}}}}}"#,
-        i % 3,
-        1_763_900_000 + i
-    )
-}
+use common::event;
 
 /// Line `line` (1-based) of the test file.
 fn incoming(raw: &str, line: u64) -> Incoming<'_> {
