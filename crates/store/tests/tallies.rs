@@ -12,7 +12,7 @@ use std::ops::ControlFlow;
 use std::path::Path;
 
 use ccvault_index::{Checkpoint, Index};
-use ccvault_log::{LogReader, Position, RecordKind, ScanItem, Tally};
+use ccvault_log::{DamageReason, LogReader, Position, RecordKind, ScanItem, Tally};
 use ccvault_store::{verify, Archive, ArchiveOptions, ArchiveReader, Incoming, SourceKind};
 use common::event;
 
@@ -248,4 +248,68 @@ fn a_rebuild_of_an_index_written_before_tallies_keeps_its_counts() {
     archive.close().unwrap();
     assert_eq!(dropped(dir), (4, 1, Some(5)));
     assert!(verify(dir).unwrap().is_clean());
+}
+
+#[test]
+fn a_damaged_tally_loses_no_count_once_a_later_one_is_written() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let (mut archive, _) = Archive::open(dir, ArchiveOptions::default()).unwrap();
+    let events: Vec<String> = (0..12).map(event).collect();
+    append(&mut archive, &events[..4], 1); // offsets 0..4
+    append(&mut archive, &events[..6], 5); // 4 duplicates: offsets 4, 5, tally at 6
+    append(&mut archive, &events[..8], 11); // 6 duplicates: offsets 7, 8, tally at 9
+    append(&mut archive, &events[8..], 19); // offsets 10..14
+    archive.close().unwrap();
+    let t = |duplicates| Tally {
+        duplicates,
+        control: 0,
+    };
+    assert_eq!(tallies(dir), vec![(6, t(4), 10), (9, t(10), 18)]);
+
+    // Flip the last payload byte of the first tally: a CRC mismatch.
+    let reader = LogReader::open(&dir.join("log")).unwrap();
+    let (at, len) = reader
+        .scan(Position::START)
+        .find_map(|item| match item.unwrap() {
+            ScanItem::Record(at, r) if r.offset == 6 => Some((at, r.as_ref().frame_len())),
+            _ => None,
+        })
+        .unwrap();
+    let seg = dir
+        .join("log")
+        .join(ccvault_log::segment_file_name(at.segment));
+    let mut bytes = std::fs::read(&seg).unwrap();
+    bytes[(u64::from(at.pos) + len - 1) as usize] ^= 0x40;
+    std::fs::write(&seg, bytes).unwrap();
+
+    // Reported as damage (the frame, and the offset it leaves out), not as
+    // an index problem: the index's counts are the later tally's.
+    let report = verify(dir).unwrap();
+    let reasons: Vec<_> = report.damage.iter().map(|d| d.reason.clone()).collect();
+    assert_eq!(
+        reasons,
+        vec![
+            DamageReason::CrcMismatch,
+            DamageReason::OffsetGap {
+                expected: 6,
+                found: 7
+            }
+        ],
+        "{report:?}"
+    );
+    assert_eq!(report.damage[0].pos, u64::from(at.pos));
+    assert!(report.index_problems.is_empty(), "{report:?}");
+    assert_eq!(dropped(dir), (10, 0, Some(9)));
+    // The index lost too: the later tally has every count.
+    std::fs::remove_file(dir.join("index.redb")).unwrap();
+    assert_eq!(dropped(dir), (10, 0, Some(9)));
+    assert_eq!(
+        ArchiveReader::open(dir)
+            .unwrap()
+            .counters()
+            .unwrap()
+            .records,
+        12
+    );
 }
