@@ -513,7 +513,11 @@ fn a_copied_or_misnamed_segment_is_reported_and_never_served_twice() {
     };
     let input = tmp.path().join("in.ndjson");
     s.write(&input);
-    import(&dir, &[&input], &["--segment-bytes", "4KiB"]);
+    import(
+        &dir,
+        &[&input],
+        &["--segment-bytes", "4KiB", "--no-compress"],
+    );
     let original = ccvault(&dir, &["export"]).ok().stdout_str();
     let interactions = ccvault(&dir, &["interactions", "--format", "json"])
         .ok()

@@ -167,3 +167,70 @@ pub(crate) fn tidy(vfs: &dyn Vfs, dir: &Path) -> Result<()> {
     }
     Ok(())
 }
+
+/// The writer's background compressor: a thread compressing the segments
+/// sent to it, one at a time, in order. Dropping it lets it finish the
+/// segments already sent (the sender is the flusher's, dropped first), then
+/// joins it, so a command that wrote a log leaves it compressed.
+pub(crate) struct Compressor {
+    thread: Option<std::thread::JoinHandle<()>>,
+    /// The first failure: the segment stays a `.seg`, tried again at the
+    /// next open.
+    failure: Arc<std::sync::Mutex<Option<String>>>,
+}
+
+impl Compressor {
+    /// Starts the thread; `queued` are compressed first. Every compression,
+    /// here or by `Log::compact_sealed`, holds `turn`.
+    pub fn start(
+        vfs: Arc<dyn Vfs>,
+        dir: &Path,
+        c: Compression,
+        queued: Vec<u64>,
+        turn: Arc<std::sync::Mutex<()>>,
+    ) -> Result<(Compressor, std::sync::mpsc::Sender<u64>)> {
+        let (tx, rx) = std::sync::mpsc::channel::<u64>();
+        for base in queued {
+            let _ = tx.send(base);
+        }
+        let failure = Arc::new(std::sync::Mutex::new(None));
+        let fail = Arc::clone(&failure);
+        let path = dir.to_owned();
+        let dir = dir.to_owned();
+        let thread = std::thread::Builder::new()
+            .name("ccvault-log-compressor".into())
+            .spawn(move || {
+                for base in rx {
+                    let _turn = turn.lock().unwrap_or_else(|e| e.into_inner());
+                    if let Err(e) = compact_segment(vfs.as_ref(), &dir, base, c) {
+                        let mut f = fail.lock().unwrap_or_else(|e| e.into_inner());
+                        f.get_or_insert_with(|| crate::error::display_chain(&e));
+                    }
+                }
+            })
+            .map_err(|e| LogError::io("starting the compressor thread for", path, e))?;
+        Ok((
+            Compressor {
+                thread: Some(thread),
+                failure,
+            },
+            tx,
+        ))
+    }
+
+    /// The first compression that failed, if any.
+    pub fn failure(&self) -> Option<String> {
+        self.failure
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+}
+
+impl Drop for Compressor {
+    fn drop(&mut self) {
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}

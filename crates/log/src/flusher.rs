@@ -17,7 +17,7 @@
 //!   flight: the appender blocks when the disk falls behind.
 
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::sync::mpsc::{sync_channel, Receiver, Sender, SyncSender};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 
@@ -89,6 +89,9 @@ impl Flusher {
     /// Starts the thread for the active segment `file` (segment `base` of
     /// `dir`, `end` bytes long), everything below `next_offset` being
     /// durable already.
+    /// Each segment it seals, once its successor exists durably, is sent
+    /// to `sealed` (the compressor), if any.
+    #[allow(clippy::too_many_arguments)]
     pub fn start(
         vfs: Arc<dyn Vfs>,
         dir: &Path,
@@ -97,6 +100,7 @@ impl Flusher {
         end: u64,
         opts: LogOptions,
         next_offset: u64,
+        sealed: Option<Sender<u64>>,
     ) -> Result<Flusher> {
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
@@ -120,6 +124,8 @@ impl Flusher {
             vfs,
             path,
             file,
+            base,
+            sealed,
             fsync: opts.fsync,
             shared: Arc::clone(&shared),
         };
@@ -216,6 +222,10 @@ struct Worker {
     dir: PathBuf,
     path: PathBuf,
     file: Arc<dyn VfsFile>,
+    /// Base of the active segment.
+    base: u64,
+    /// Where sealed segments go to be compressed.
+    sealed: Option<Sender<u64>>,
     /// Direct appends to `file`, where the file system allows them.
     direct: Option<DirectAppender>,
     direct_io: bool,
@@ -293,6 +303,12 @@ impl Worker {
                 self.sync()?;
                 self.file = create_segment(self.vfs.as_ref(), &self.dir, base)?;
                 self.path = segment_path(&self.dir, base);
+                // Sealed, and its successor durable: it may be compressed. A
+                // compressor that is gone only means it stays a `.seg`.
+                let sealed = std::mem::replace(&mut self.base, base);
+                if let Some(tx) = &self.sealed {
+                    let _ = tx.send(sealed);
+                }
                 let end = u64::from(crate::HEADER_LEN);
                 self.direct = self
                     .direct_io

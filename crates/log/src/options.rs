@@ -1,7 +1,9 @@
-//! The writer's options: segment size, fsync policy, direct I/O. Their own
+//! The writer's options: segment size, fsync policy, direct I/O, compression. Their own
 //! module so that the writer and the flusher thread both depend on it
 //! rather than on each other. `FsyncPolicy` parses and prints the names the
 //! CLI's `--fsync` flag takes, so there is one list of them.
+
+use crate::segz::Compression;
 
 /// Default segment size (64 MiB).
 pub const DEFAULT_SEGMENT_BYTES: u64 = 64 << 20;
@@ -53,6 +55,9 @@ pub struct LogOptions {
     /// Write whole blocks with `O_DIRECT` where the file system allows it
     /// (see `direct`); `false` always goes through the page cache.
     pub direct_io: bool,
+    /// Compress each sealed segment into a `.segz` on a background thread
+    /// (and, at open, those left as `.seg`); `None` keeps them as they are.
+    pub compression: Option<Compression>,
 }
 
 impl Default for LogOptions {
@@ -61,6 +66,7 @@ impl Default for LogOptions {
             segment_bytes: DEFAULT_SEGMENT_BYTES,
             fsync: FsyncPolicy::Batch,
             direct_io: true,
+            compression: Some(Compression::default()),
         }
     }
 }

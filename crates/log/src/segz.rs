@@ -62,7 +62,7 @@ impl Default for Compression {
     fn default() -> Self {
         Compression {
             level: 3,
-            block_bytes: 128 << 10,
+            block_bytes: 256 << 10,
         }
     }
 }

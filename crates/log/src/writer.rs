@@ -17,13 +17,16 @@
 //!   is larger; it never exceeds 4 GiB, so positions fit in `u32`.
 //! - `flush` (and `wait_durable(N)`) returns N only when every record below N is
 //!   durable under the policy.
+//! - Sealed segments are compressed (`.segz`) by a background thread once
+//!   their successor exists durably, never on the path of an append or an
+//!   acknowledgement; closing the log waits for the segments already sealed.
 //! - After any failed write or fsync the writer is poisoned: it refuses further
 //!   work, and reopening the log (which recovers the tail) is the way forward.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
-use crate::compact::{compact_segment, Compacted};
+use crate::compact::{compact_segment, Compacted, Compressor};
 use crate::error::{LogError, Result};
 use crate::flusher::{Flusher, Job, Reached};
 use crate::format::FORMAT_VERSION;
@@ -63,6 +66,11 @@ pub struct Log {
     /// Dropping it finishes the queued jobs: declared before the lock, so
     /// that the directory is unlocked only after the last write.
     flusher: Flusher,
+    /// Compresses sealed segments; dropped after the flusher (which holds
+    /// its queue), before the lock.
+    compressor: Option<Compressor>,
+    /// Held by every compression of a segment, background or not.
+    compact_turn: Arc<Mutex<()>>,
     _lock: LockGuard,
 }
 
@@ -148,6 +156,22 @@ impl Log {
             }
         };
         let next_offset = recovery.next_offset;
+        let compact_turn = Arc::new(Mutex::new(()));
+        let (compressor, sealed) = match opts.compression {
+            Some(c) => {
+                // Sealed segments left as `.seg` (an older archive, or a
+                // writer that stopped before compressing them).
+                let queued = list_segment_files(vfs.as_ref(), dir)?
+                    .into_iter()
+                    .filter(|&(b, k)| k == Kind::Plain && b < base)
+                    .map(|(b, _)| b)
+                    .collect();
+                let (compressor, tx) =
+                    Compressor::start(Arc::clone(&vfs), dir, c, queued, Arc::clone(&compact_turn))?;
+                (Some(compressor), Some(tx))
+            }
+            None => (None, None),
+        };
         let flusher = Flusher::start(
             Arc::clone(&vfs),
             dir,
@@ -156,6 +180,7 @@ impl Log {
             written,
             opts,
             next_offset,
+            sealed,
         )?;
         let log = Log {
             vfs,
@@ -170,6 +195,8 @@ impl Log {
             sync_requested: next_offset,
             poisoned: None,
             flusher,
+            compressor,
+            compact_turn,
         };
         Ok((log, recovery))
     }
@@ -322,6 +349,7 @@ impl Log {
         let mut done = Vec::new();
         for (base, kind) in list_segment_files(self.vfs.as_ref(), &self.dir)? {
             if kind == Kind::Plain && base < self.base {
+                let _turn = self.compact_turn.lock().unwrap_or_else(|e| e.into_inner());
                 done.push((
                     base,
                     compact_segment(self.vfs.as_ref(), &self.dir, base, c)?,
@@ -329,6 +357,12 @@ impl Log {
             }
         }
         Ok(done)
+    }
+
+    /// The first background compression that failed, if any (that segment
+    /// stays a `.seg` and is tried again at the next open).
+    pub fn compression_failure(&self) -> Option<String> {
+        self.compressor.as_ref().and_then(Compressor::failure)
     }
 
     /// A reader of this log; it sees everything flushed.

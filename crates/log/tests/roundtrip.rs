@@ -174,6 +174,7 @@ fn fsync_policies_produce_identical_files() {
         let o = LogOptions {
             segment_bytes: 4096,
             fsync: policy,
+            compression: None,
             ..LogOptions::default()
         };
         let (mut log, _) = Log::open(&dir, o, None).unwrap();

@@ -385,3 +385,45 @@ fn opening_puts_right_what_a_crash_left_mid_compression() {
     assert!(report.is_clean(), "{:?}", report.damage);
     assert_eq!(report.records, 100);
 }
+
+#[test]
+fn the_writer_compresses_what_it_seals_and_what_an_older_writer_left() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("log");
+    // An older writer, without compression.
+    let (mut log, _) = Log::open(&dir, opts(16 << 10), None).unwrap();
+    write_records(&mut log, 0, 200, 400);
+    drop(log);
+    let plain = names(&dir);
+    assert!(
+        plain.len() >= 3 && plain.iter().all(|n| n.ends_with(".seg")),
+        "{plain:?}"
+    );
+
+    // The default options compress in the background: at open, the sealed
+    // segments left as `.seg`; then each segment once sealed.
+    let options = ccvault_log::LogOptions {
+        compression: Some(SMALL),
+        ..opts(16 << 10)
+    };
+    assert!(ccvault_log::LogOptions::default().compression.is_some());
+    let (mut log, _) = Log::open(&dir, options, None).unwrap();
+    write_records(&mut log, 200, 500, 400);
+    let last = *log.reader().segments().last().unwrap();
+    drop(log); // waits for the segments already sealed
+    assert!(LogReader::open(&dir).unwrap().segments().len() >= 6);
+    for name in names(&dir) {
+        let is_last = name == segment_file_name(last);
+        assert_eq!(name.ends_with(".segz"), !is_last, "{name}");
+    }
+    let (recs, damage) = scan_all(&dir);
+    assert!(damage.is_empty(), "{damage:?}");
+    assert_eq!(recs.len(), 500);
+    for (i, (_, r)) in recs.iter().enumerate() {
+        assert!(
+            TestRec::new(i as u64, 400).matches(i as u64, r),
+            "record {i}"
+        );
+    }
+    assert!(verify(&dir).unwrap().is_clean());
+}

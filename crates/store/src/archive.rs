@@ -36,8 +36,8 @@ use std::time::{Duration, Instant};
 use ccvault_event::{decode_message, resolve_time, Arrival, EventTime, Keys, PayloadTimes};
 use ccvault_index::{payload_hash, Checkpoint, Entry, Index, IndexReader, IndexWriter};
 use ccvault_log::{
-    FsyncPolicy, Log, LogOptions, LogReader, NewRecord, Position, RecordKind, SourceKind, Tally,
-    MAX_FIELD_LEN,
+    Compression, FsyncPolicy, Log, LogOptions, LogReader, NewRecord, Position, RecordKind,
+    SourceKind, Tally, MAX_FIELD_LEN,
 };
 
 use crate::error::{io, Result, StoreError};
@@ -63,6 +63,9 @@ pub struct ArchiveOptions {
     /// smaller commits cost no time: 32 MiB against 96 MiB took a 10M
     /// reindex's peak RSS from ~315 to ~242 MiB (docs/BENCHMARKS.md).
     pub rebuild_commit_bytes: usize,
+    /// How sealed log segments are compressed in the background (`None`:
+    /// left as `.seg`), docs/FORMAT.md §1.7.
+    pub compression: Option<Compression>,
 }
 
 impl Default for ArchiveOptions {
@@ -74,6 +77,7 @@ impl Default for ArchiveOptions {
             index_commit_records: 262_144,
             index_commit_interval: Duration::from_secs(1),
             rebuild_commit_bytes: 32 << 20,
+            compression: LogOptions::default().compression,
         }
     }
 }
@@ -338,6 +342,7 @@ impl Archive {
         let log_options = LogOptions {
             segment_bytes: options.segment_bytes,
             fsync: options.fsync,
+            compression: options.compression,
             ..LogOptions::default()
         };
         let scan_from = checkpoint.map(|c| Position {

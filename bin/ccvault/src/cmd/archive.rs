@@ -23,6 +23,11 @@ pub fn archive_options(w: &WriteArgs) -> ArchiveOptions {
         segment_bytes: w.segment_bytes,
         fsync: w.fsync,
         max_record_bytes: w.max_record_bytes,
+        compression: if w.no_compress {
+            None
+        } else {
+            ArchiveOptions::default().compression
+        },
         ..ArchiveOptions::default()
     }
 }

@@ -133,10 +133,13 @@ impl TestRec {
     }
 }
 
+/// Options with sealed segments left as `.seg` (the tests that flip their
+/// bytes need them there); `tests/segz.rs` compresses explicitly.
 pub fn opts(segment_bytes: u64) -> LogOptions {
     LogOptions {
         segment_bytes,
         fsync: FsyncPolicy::Batch,
+        compression: None,
         ..LogOptions::default()
     }
 }
