@@ -15,7 +15,7 @@
 //!   of the last segment's data, or at a torn record being written (reported as a
 //!   "truncated tail"), never resuming past either.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -47,7 +47,18 @@ struct Inner {
     dir: PathBuf,
     segments: Mutex<Vec<u64>>,
     files: Mutex<HashMap<u64, Seg>>,
+    /// The blocks of `.segz` files decompressed last (segment, block start):
+    /// reads by position mostly come in log order (a duplicate check of a
+    /// re-imported file, an interaction's events), so one decompression of a
+    /// block serves all its records.
+    blocks: Mutex<VecDeque<CachedBlock>>,
 }
+
+/// A decompressed block: segment base, block start, bytes.
+type CachedBlock = (u64, u32, Arc<Vec<u8>>);
+
+/// Decompressed blocks a reader keeps (at most 256 KiB each by default).
+const CACHED_BLOCKS: usize = 8;
 
 /// An open segment file.
 #[derive(Clone)]
@@ -80,6 +91,7 @@ impl LogReader {
                 dir: dir.to_owned(),
                 segments: Mutex::new(segments),
                 files: Mutex::new(HashMap::new()),
+                blocks: Mutex::new(VecDeque::new()),
             }),
         })
     }
@@ -91,6 +103,7 @@ impl LogReader {
                 dir: dir.to_owned(),
                 segments: Mutex::new(Vec::new()),
                 files: Mutex::new(HashMap::new()),
+                blocks: Mutex::new(VecDeque::new()),
             }),
         }
     }
@@ -188,13 +201,80 @@ impl LogReader {
                 &segment_path(&self.inner.dir, at.segment),
                 pos,
             ),
-            Seg::Packed(file, table) => read_packed(
+            Seg::Packed(file, table) => self.read_packed(
                 file.as_ref(),
                 &table,
                 &segz_path(&self.inner.dir, at.segment),
+                at.segment,
                 pos,
             ),
         }
+    }
+
+    /// Reads the record at segment position `pos` of the `.segz` `file`:
+    /// one block read and decompressed, unless it is cached.
+    fn read_packed(
+        &self,
+        file: &dyn VfsFile,
+        table: &Table,
+        path: &Path,
+        base: u64,
+        pos: u64,
+    ) -> Result<Record> {
+        let corrupt = |what: String| LogError::Corrupt {
+            file: path.to_owned(),
+            pos,
+            what,
+        };
+        let Some(block) = table.block_at(pos) else {
+            if pos >= table.seg_len {
+                return Err(LogError::NoRecord {
+                    file: path.to_owned(),
+                    pos,
+                    what: "position is at or past the end of the segment data".into(),
+                });
+            }
+            let hole = table
+                .holes
+                .iter()
+                .find(|h| h.raw_pos <= pos && pos < h.raw_pos + h.raw_len);
+            return Err(corrupt(match hole {
+                Some(h) => format!("{} (at byte {} of the compressed file)", h.what, h.file_pos),
+                None => "no block of the compressed segment holds this position".into(),
+            }));
+        };
+        let cached = self.inner.blocks.lock().ok().and_then(|c| {
+            c.iter()
+                .find(|(b, p, _)| *b == base && *p == block.raw_pos)
+                .map(|(_, _, raw)| Arc::clone(raw))
+        });
+        let raw = match cached {
+            Some(raw) => raw,
+            None => {
+                let raw = Arc::new(segz::read_block(file, path, block)?.map_err(|what| {
+                    corrupt(format!(
+                        "{what} (block at byte {} of the compressed file)",
+                        block.file_pos
+                    ))
+                })?);
+                if let Ok(mut c) = self.inner.blocks.lock() {
+                    if c.len() >= CACHED_BLOCKS {
+                        c.pop_front();
+                    }
+                    c.push_back((base, block.raw_pos, Arc::clone(&raw)));
+                }
+                raw
+            }
+        };
+        let at = usize::try_from(pos - u64::from(block.raw_pos)).unwrap_or(usize::MAX);
+        let bytes = raw.get(at..).unwrap_or(&[]);
+        let frame_len = frame_len(bytes).map_err(corrupt)?;
+        let frame = bytes.get(..frame_len).ok_or_else(|| {
+            corrupt(format!(
+                "record of {frame_len} bytes runs past the end of its block"
+            ))
+        })?;
+        decode_frame(frame).map_err(corrupt)
     }
 
     /// Scans records and damage from `from` to the end of the data present, in log
@@ -275,48 +355,6 @@ fn read_plain(file: &dyn VfsFile, path: &Path, pos: u64) -> Result<Record> {
         }
     }
     decode_frame(buf.get(..frame_len).unwrap_or(&[])).map_err(corrupt)
-}
-
-/// Reads the record at segment position `pos` of the `.segz` `file`: one
-/// block read and decompressed.
-fn read_packed(file: &dyn VfsFile, table: &Table, path: &Path, pos: u64) -> Result<Record> {
-    let corrupt = |what: String| LogError::Corrupt {
-        file: path.to_owned(),
-        pos,
-        what,
-    };
-    let Some(block) = table.block_at(pos) else {
-        if pos >= table.seg_len {
-            return Err(LogError::NoRecord {
-                file: path.to_owned(),
-                pos,
-                what: "position is at or past the end of the segment data".into(),
-            });
-        }
-        let hole = table
-            .holes
-            .iter()
-            .find(|h| h.raw_pos <= pos && pos < h.raw_pos + h.raw_len);
-        return Err(corrupt(match hole {
-            Some(h) => format!("{} (at byte {} of the compressed file)", h.what, h.file_pos),
-            None => "no block of the compressed segment holds this position".into(),
-        }));
-    };
-    let raw = segz::read_block(file, path, block)?.map_err(|what| {
-        corrupt(format!(
-            "{what} (block at byte {} of the compressed file)",
-            block.file_pos
-        ))
-    })?;
-    let at = usize::try_from(pos - u64::from(block.raw_pos)).unwrap_or(usize::MAX);
-    let bytes = raw.get(at..).unwrap_or(&[]);
-    let frame_len = frame_len(bytes).map_err(corrupt)?;
-    let frame = bytes.get(..frame_len).ok_or_else(|| {
-        corrupt(format!(
-            "record of {frame_len} bytes runs past the end of its block"
-        ))
-    })?;
-    decode_frame(frame).map_err(corrupt)
 }
 
 /// The length of the frame `bytes` start with, from its header (magic and
