@@ -178,8 +178,7 @@ impl Projections {
         let outcome = std::thread::scope(|scope| -> Result<ScanResult> {
             let scan = scope.spawn(move || {
                 scan_groups(
-                    records_seen,
-                    facts,
+                    (records_seen, facts),
                     group_of,
                     remaining,
                     opts.buffer_bytes,
@@ -342,8 +341,7 @@ struct ScanResult {
 /// The log reader of a rebuild: one sequential scan; hands each group to
 /// the workers once its last record is read.
 fn scan_groups(
-    records_seen: VisibleRecords<'_>,
-    mut facts: FactsCursor,
+    (records_seen, mut facts): (VisibleRecords<'_>, FactsCursor),
     group_of: &[u32],
     remaining: &mut [u32],
     buffer_bytes: usize,
