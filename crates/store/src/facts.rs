@@ -23,6 +23,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use ccvault_event::FACTS_VERSION;
+use ccvault_index::chunk::{get_varint as varint, put_varint};
 
 use crate::error::{io, Result};
 
@@ -150,27 +151,6 @@ pub(crate) fn remove_all(dir: &Path) -> Result<()> {
 
 fn file_path(dir: &Path, first: u64) -> PathBuf {
     dir.join(format!("{first:020}.{EXTENSION}"))
-}
-
-fn put_varint(out: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        out.push((v as u8) | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
-}
-
-fn varint(bytes: &[u8], at: &mut usize) -> Option<u64> {
-    let mut v = 0u64;
-    for shift in (0..64).step_by(7) {
-        let b = *bytes.get(*at)?;
-        *at += 1;
-        v |= u64::from(b & 0x7f) << shift;
-        if b & 0x80 == 0 {
-            return Some(v);
-        }
-    }
-    None
 }
 
 /// What a facts file says about one record.
