@@ -792,8 +792,11 @@ fn every_file_the_archive_opens_is_close_on_exec() {
             ingest_ms: 1,
         })
         .collect();
+    // Sealed segments stay `.seg`, held open by readers (a `.segz` is read
+    // whole and closed at once).
     let options = ArchiveOptions {
         segment_bytes: 16 << 10,
+        compression: None,
         ..ArchiveOptions::default()
     };
     let mut seen = Vec::new();
