@@ -11,7 +11,6 @@ use std::borrow::Cow;
 use base64::Engine;
 
 use crate::event::{parse_event, parse_top, Event, NotAnEvent, Top};
-use crate::facts::encode_facts;
 use crate::time::PayloadTimes;
 use crate::value::Lenient;
 
@@ -22,9 +21,6 @@ pub struct Keys {
     pub agent_id: Option<String>,
     /// What the payload says about the event's time.
     pub times: PayloadTimes,
-    /// The whole event as [`crate::encode_facts`] writes it: what the
-    /// archive keeps so that a rebuild need not parse the payload again.
-    pub facts: Vec<u8>,
 }
 
 impl Keys {
@@ -34,11 +30,6 @@ impl Keys {
             interaction_guid: text(&event.body.interaction_guid),
             agent_id: text(&event.body.agent_id),
             times: event.payload_times(),
-            facts: {
-                let mut facts = Vec::with_capacity(128);
-                encode_facts(event, &mut facts);
-                facts
-            },
         }
     }
 }

@@ -8,13 +8,10 @@
 //!   number / flag / text" by docs/METRICS.md §1 and are absent otherwise;
 //!   a value JSON can hold but `f64`/UTF-8 cannot (`1e400`, a lone
 //!   surrogate `"\ud800"`) is absent too, and the event is still an event.
-//! - [`decode_facts`] gives back exactly the [`Event`] that [`encode_facts`]
-//!   was given, or an error for any other bytes (never a panic).
 //! - [`CanonicalKey`] orders any set of distinct events the same way whatever
 //!   their arrival order.
 
 mod event;
-mod facts;
 mod input;
 mod order;
 mod time;
@@ -23,7 +20,6 @@ mod unrepresentable;
 mod value;
 
 pub use event::{parse_event, Event, EventBody, MsgInfo, NotAnEvent};
-pub use facts::{decode_facts, encode_facts, FactsError, FACTS_VERSION};
 pub use input::{decode_message, Decoded, Keys};
 pub use order::{event_time, lifecycle_rank, CanonicalKey};
 pub use time::{parse_publish_time, resolve_time, Arrival, EventTime, PayloadTimes, TimeSource};

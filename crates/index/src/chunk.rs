@@ -20,8 +20,7 @@ pub struct Posting {
     pub payload_hash: u64,
 }
 
-/// Appends `v` as unsigned LEB128 (also the facts files' varint).
-pub fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+fn put_varint(out: &mut Vec<u8>, mut v: u64) {
     while v >= 0x80 {
         out.push((v as u8) | 0x80);
         v >>= 7;
@@ -29,9 +28,7 @@ pub fn put_varint(out: &mut Vec<u8>, mut v: u64) {
     out.push(v as u8);
 }
 
-/// Reads an unsigned LEB128 value at `*at`, moving past it; `None` when
-/// truncated or longer than 64 bits.
-pub fn get_varint(bytes: &[u8], at: &mut usize) -> Option<u64> {
+fn get_varint(bytes: &[u8], at: &mut usize) -> Option<u64> {
     let mut v = 0u64;
     for shift in (0..64).step_by(7) {
         let b = *bytes.get(*at)?;

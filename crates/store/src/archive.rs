@@ -33,7 +33,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use ccvault_event::{decode_message, resolve_time, Arrival, EventTime, Keys};
+use ccvault_event::{decode_message, resolve_time, Arrival, EventTime, Keys, PayloadTimes};
 use ccvault_index::{payload_hash, Checkpoint, Entry, Index, IndexReader, IndexWriter};
 use ccvault_log::{
     Compression, FsyncPolicy, Log, LogOptions, LogReader, NewRecord, Position, RecordKind,
@@ -41,7 +41,6 @@ use ccvault_log::{
 };
 
 use crate::error::{io, Result, StoreError};
-use crate::facts::FactsWriter;
 use crate::layout::Layout;
 use crate::segments::SegmentMap;
 
@@ -225,12 +224,10 @@ pub struct Archive {
     txn: Option<IndexWriter>,
     last_commit: Instant,
     poisoned: Option<String>,
-    /// The facts of records appended or indexed since the last facts file.
-    facts: FactsWriter,
     _lock: ccvault_log::DirLock,
 }
 
-pub(crate) fn create_private_dir(path: &Path) -> Result<()> {
+fn create_private_dir(path: &Path) -> Result<()> {
     Ok(ccvault_log::vfs::create_dir_durably(
         &ccvault_log::StdVfs,
         path,
@@ -361,7 +358,7 @@ impl Archive {
         let log_reader = log.reader();
         let mut archive = Archive {
             segments: SegmentMap::new(&log_reader),
-            layout: layout.clone(),
+            layout,
             log,
             log_reader,
             index,
@@ -369,7 +366,6 @@ impl Archive {
             txn: None,
             last_commit: Instant::now(),
             poisoned: None,
-            facts: FactsWriter::new(layout.facts_dir()),
             _lock: lock,
         };
         let index = if checkpoint.is_some_and(|c| c.next_offset > archive.log.next_offset()) {
@@ -512,8 +508,14 @@ impl Archive {
             time: EventTime,
             quarantined: bool,
         }
-        // The keys of a quarantined record: none.
-        let no_keys = Keys::default();
+        const NO_KEYS: Keys = Keys {
+            interaction_guid: None,
+            agent_id: None,
+            times: PayloadTimes {
+                own: None,
+                event_ts_ms: None,
+            },
+        };
         let mut pending: Vec<Pending> = Vec::with_capacity(batch.len());
         let mut duplicates = 0u64;
         let mut control = 0u64;
@@ -577,7 +579,7 @@ impl Archive {
             let publish_time = prep.publish_time.as_deref().unwrap_or("");
             let (keys, reason) = match &prep.outcome {
                 Ok(keys) => (keys, None),
-                Err(reason) => (&no_keys, Some(reason.as_str())),
+                Err(reason) => (&NO_KEYS, Some(reason.as_str())),
             };
             let (offset, position) = self.log.append(&NewRecord {
                 kind: RecordKind::Message,
@@ -600,7 +602,6 @@ impl Archive {
                 },
                 None => Outcome::Archived { offset },
             });
-            self.facts.push(offset, hash, &keys.facts);
             in_batch.entry(hash).or_default().push(pending.len());
             pending.push(Pending {
                 offset,
@@ -671,10 +672,6 @@ impl Archive {
             };
             self.index.commit(txn, Some(checkpoint))?;
         }
-        // Only now are the buffered facts' records durable and indexed.
-        if self.facts.is_full() {
-            self.facts.write();
-        }
         self.last_commit = Instant::now();
         Ok(())
     }
@@ -717,7 +714,6 @@ impl Archive {
     /// the index file at its high-water size).
     pub fn close(mut self) -> Result<u64> {
         let next = self.sync()?;
-        self.facts.write();
         let started = Instant::now();
         let compacted = self.index.compact()?;
         tracing::debug!(compacted, elapsed = ?started.elapsed(), "index compaction");
@@ -734,11 +730,8 @@ impl Archive {
 impl Drop for Archive {
     fn drop(&mut self) {
         if self.poisoned.is_none() {
-            match self.sync() {
-                Ok(_) => self.facts.write(),
-                Err(e) => {
-                    tracing::error!("closing archive {}: {e}", self.layout.dir().display())
-                }
+            if let Err(e) = self.sync() {
+                tracing::error!("closing archive {}: {e}", self.layout.dir().display());
             }
         }
     }

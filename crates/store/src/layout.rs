@@ -25,10 +25,6 @@ impl Layout {
     pub fn scratch_index_path(&self) -> PathBuf {
         self.dir.join("index.redb.rebuild")
     }
-    /// The facts files (crate::facts), derived from the log.
-    pub fn facts_dir(&self) -> PathBuf {
-        self.dir.join("facts")
-    }
     pub fn projections_path(&self) -> PathBuf {
         self.dir.join("projections.redb")
     }

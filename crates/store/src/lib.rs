@@ -12,13 +12,9 @@
 //! - [`ArchiveReader`] works while a writer runs and sees the archive as of
 //!   one index commit.
 //! - Files are created `0600`, directories `0700`.
-//! - Facts files ([`FactsCursor`]) are derived: a reader uses a record's
-//!   facts only when its file's version, range and CRC and the record's
-//!   payload length check out.
 
 mod archive;
 mod error;
-mod facts;
 mod import;
 mod layout;
 mod reader;
@@ -35,7 +31,6 @@ pub use ccvault_index::{
 };
 pub use ccvault_log::{Compression, FsyncPolicy, Position, Record, RecordRef, SourceKind};
 pub use error::{Result, StoreError};
-pub use facts::{Fact, FactsCursor, FactsUse};
 pub use import::{
     import_stream, import_stream_as, maybe_gunzip, ImportSummary, Progress, Rejected,
 };

@@ -215,11 +215,6 @@ impl ArchiveReader {
         }
     }
 
-    /// The facts files of the archive, listed now (crate::facts).
-    pub fn facts(&self) -> crate::FactsCursor {
-        crate::FactsCursor::open(self.layout.dir())
-    }
-
     /// One past the last visible offset.
     pub fn visible_end(&self) -> u64 {
         self.visible_end

@@ -536,17 +536,15 @@ pub fn rebuild(cli: &Cli, format: HumanJson) -> Result<ExitCode> {
             &json!({
                 "records": applied.records, "interactions": applied.interactions,
                 "agentChanges": applied.agent_changes, "deferred": applied.deferred,
-                "fromFacts": applied.from_facts,
                 "seconds": (secs * 1000.0).round() / 1000.0,
                 "eventsPerSec": applied.records_per_sec().round(),
                 "peakRssKiB": crate::output::peak_rss_kib(),
             }),
         )?,
         HumanJson::Human => status!(
-            "rebuilt projections from {} records in {secs:.2}s ({:.0} events/s, {} read from facts): {} interactions, {} agent status changes",
+            "rebuilt projections from {} records in {secs:.2}s ({:.0} events/s): {} interactions, {} agent status changes",
             applied.records,
             applied.records_per_sec(),
-            applied.from_facts,
             applied.interactions,
             applied.agent_changes
         ),

@@ -94,7 +94,7 @@ impl Projections {
                 if rec.quarantined {
                     return ControlFlow::Continue(());
                 }
-                new_recs.push(ArchivedEvent::of_ref(&rec, None));
+                new_recs.push(ArchivedEvent::of_ref(&rec));
                 if new_recs.len() >= WORK_RECORDS {
                     if let Err(e) = collect_new(&mut new_recs, &mut touched, &mut projected) {
                         return ControlFlow::Break(e);
@@ -139,8 +139,6 @@ impl Projections {
                 deferred: 0,
                 elapsed: started.elapsed(),
                 consumed: end,
-                // A catch-up reads few records, past the newest facts file.
-                ..Applied::default()
             })
         })
     }

@@ -218,12 +218,6 @@ pub struct Applied {
     /// Interactions set aside during a rebuild (their records spread too
     /// far through the log to buffer) and recomputed from the index.
     pub deferred: u64,
-    /// Records whose event a rebuild read from the archive's facts files
-    /// instead of parsing the payload.
-    pub from_facts: u64,
-    /// Facts files a rebuild could not use (damaged, stale, another
-    /// version): their records were parsed instead.
-    pub unusable_facts_files: u64,
     pub elapsed: Duration,
     /// `consumed` after the run.
     pub consumed: u64,
@@ -438,7 +432,5 @@ impl Projections {
     }
 }
 
-#[cfg(test)]
-mod facts_tests;
 #[cfg(test)]
 mod tests;

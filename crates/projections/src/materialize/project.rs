@@ -4,10 +4,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use ccvault_event::{
-    decode_facts, event_time, parse_event, Arrival, CanonicalKey, Event, EventTime, TimeSource,
-};
-use ccvault_store::{payload_hash, Fact, Record, RecordRef};
+use ccvault_event::{event_time, parse_event, Arrival, CanonicalKey, Event, EventTime, TimeSource};
+use ccvault_store::{payload_hash, Record, RecordRef};
 
 use crate::agents::status_change_agent;
 use crate::codec::{self, CodecError};
@@ -27,30 +25,17 @@ pub fn record_input(rec: &Record) -> crate::EventInput<'_> {
 }
 
 /// A record detached from the log's buffer: what the projections need.
-/// One allocation a record (payload, publish time and facts together): a
-/// rebuild makes millions on the log reader's thread and frees them on the
-/// workers'.
+/// One allocation a record (payload and publish time together): a rebuild
+/// makes millions on the log reader's thread and frees them on the workers'.
 #[derive(Debug, Clone)]
 pub(super) struct ArchivedEvent {
     pub(super) offset: u64,
     ingest_ms: i64,
     live: bool,
-    /// The payload, then the publish time, then the facts if `known` has them.
+    /// The payload, then the publish time.
     bytes: Box<[u8]>,
     payload_len: usize,
-    publish_len: usize,
-    known: Known,
     tenant: Option<Box<str>>,
-}
-
-/// What the archive's facts files said of a record.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Known {
-    /// Nothing: the payload is parsed.
-    Unknown,
-    NotAnEvent,
-    /// The event's facts end the record's bytes.
-    Facts,
 }
 
 impl ArchivedEvent {
@@ -60,72 +45,39 @@ impl ArchivedEvent {
         payload: &[u8],
         publish_time: &str,
         tenant: Option<&str>,
-        fact: Option<Fact<'_>>,
     ) -> ArchivedEvent {
-        let (known, facts) = match fact {
-            None => (Known::Unknown, &[][..]),
-            Some(Fact::NotAnEvent) => (Known::NotAnEvent, &[][..]),
-            Some(Fact::Event(f)) => (Known::Facts, f),
-        };
-        let mut bytes = Vec::with_capacity(payload.len() + publish_time.len() + facts.len());
+        let mut bytes = Vec::with_capacity(payload.len() + publish_time.len());
         bytes.extend_from_slice(payload);
         bytes.extend_from_slice(publish_time.as_bytes());
-        bytes.extend_from_slice(facts);
         ArchivedEvent {
             offset,
             ingest_ms,
             live,
             bytes: bytes.into_boxed_slice(),
             payload_len: payload.len(),
-            publish_len: publish_time.len(),
-            known,
             tenant: tenant.map(Into::into),
         }
     }
 
-    /// `fact`: what the facts files say of the record, if anything.
-    pub(super) fn of_ref(r: &RecordRef<'_>, fact: Option<Fact<'_>>) -> ArchivedEvent {
+    pub(super) fn of_ref(r: &RecordRef<'_>) -> ArchivedEvent {
         let tenant = record_tenant(r.source_kind, r.source);
         let arrival = (r.ingest_ms, r.source_kind.is_live());
-        ArchivedEvent::new(r.offset, arrival, r.payload, r.publish_time, tenant, fact)
+        ArchivedEvent::new(r.offset, arrival, r.payload, r.publish_time, tenant)
     }
 
     pub(super) fn of_record(r: &Record) -> ArchivedEvent {
         let tenant = record_tenant(r.source_kind, &r.source);
         let arrival = (r.ingest_ms, r.source_kind.is_live());
-        ArchivedEvent::new(r.offset, arrival, &r.payload, &r.publish_time, tenant, None)
+        ArchivedEvent::new(r.offset, arrival, &r.payload, &r.publish_time, tenant)
     }
 
     pub(super) fn payload(&self) -> &[u8] {
         self.bytes.get(..self.payload_len).unwrap_or_default()
     }
 
-    /// The record's event: from its facts when it has usable ones, else
-    /// parsed from the payload (`None`: not an event).
-    fn event(&self) -> Option<Event<'_>> {
-        match self.known {
-            Known::NotAnEvent => None,
-            Known::Facts => {
-                let facts = self
-                    .bytes
-                    .get(self.payload_len + self.publish_len..)
-                    .unwrap_or_default();
-                // Facts that passed their file's CRC but do not decode
-                // (a bug, not damage): the payload is the judge.
-                decode_facts(facts)
-                    .ok()
-                    .or_else(|| parse_event(self.payload()).ok())
-            }
-            Known::Unknown => parse_event(self.payload()).ok(),
-        }
-    }
-
     /// How the record arrived, for t(e).
     fn arrival(&self) -> Arrival<'_> {
-        let tail = self
-            .bytes
-            .get(self.payload_len..self.payload_len + self.publish_len)
-            .unwrap_or_default();
+        let tail = self.bytes.get(self.payload_len..).unwrap_or_default();
         // It was a `&str` when stored; "" means none.
         let publish_time = std::str::from_utf8(tail).unwrap_or_default();
         Arrival {
@@ -304,7 +256,7 @@ pub(super) fn project_records(recs: &[ArchivedEvent], want: Want) -> Result<Proj
     // Usually one interaction; more only on a GUID hash collision.
     let mut by_guid: Vec<(String, Vec<Prepared<'_>>)> = Vec::new();
     for (input_index, r) in recs.iter().enumerate() {
-        let Some(event) = r.event() else {
+        let Ok(event) = parse_event(r.payload()) else {
             continue;
         };
         let t = event_time(&event, r.arrival());
@@ -374,14 +326,7 @@ mod tests {
     use super::*;
 
     fn imported(offset: u64, payload: &str, ingest_ms: i64) -> ArchivedEvent {
-        ArchivedEvent::new(
-            offset,
-            (ingest_ms, false),
-            payload.as_bytes(),
-            "",
-            None,
-            None,
-        )
+        ArchivedEvent::new(offset, (ingest_ms, false), payload.as_bytes(), "", None)
     }
 
     #[test]
@@ -412,14 +357,7 @@ mod tests {
     fn a_live_receipt_is_timed() {
         let prov =
             r#"{"AgentProvChange":{"event":"AgentProvChange","agentId":"ag1","msgInfo":{}}}"#;
-        let rec = ArchivedEvent::new(
-            0,
-            (1_763_900_123_000, true),
-            prov.as_bytes(),
-            "",
-            None,
-            None,
-        );
+        let rec = ArchivedEvent::new(0, (1_763_900_123_000, true), prov.as_bytes(), "", None);
         let p = project_records(&[rec], Want::AGENTS).unwrap();
         assert_eq!(p.max_time_ms, Some(1_763_900_123_000));
     }

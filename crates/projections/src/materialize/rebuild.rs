@@ -11,9 +11,7 @@ use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use ccvault_store::{
-    ArchiveReader, FactsCursor, FactsUse, Hit, Position, StoreError, VisibleRecords,
-};
+use ccvault_store::{ArchiveReader, Hit, Position, StoreError, VisibleRecords};
 use redb::backends::InMemoryBackend;
 use redb::Durability;
 
@@ -172,13 +170,12 @@ impl Projections {
             ..Applied::default()
         };
         let records_seen = reader.records();
-        let facts = reader.facts();
         let (group_of, remaining) = (&group_of, &mut remaining);
         let (records_read, failed) = (&records_read, &failed);
         let outcome = std::thread::scope(|scope| -> Result<ScanResult> {
             let scan = scope.spawn(move || {
                 scan_groups(
-                    (records_seen, facts),
+                    records_seen,
                     group_of,
                     remaining,
                     opts.buffer_bytes,
@@ -216,8 +213,6 @@ impl Projections {
         applied.interactions = outcome.interactions;
         applied.agent_changes = outcome.agents;
         applied.deferred = outcome.deferred.len() as u64;
-        applied.from_facts = outcome.facts.found;
-        applied.unusable_facts_files = outcome.facts.unusable_files;
         let mut max_time = outcome.max_time_ms;
 
         // Interactions set aside: recompute each from the index, like a
@@ -330,7 +325,6 @@ enum Work {
 
 struct ScanResult {
     records: u64,
-    facts: FactsUse,
     last_pos: Option<Position>,
     deferred: Vec<u32>,
     interactions: u64,
@@ -341,7 +335,7 @@ struct ScanResult {
 /// The log reader of a rebuild: one sequential scan; hands each group to
 /// the workers once its last record is read.
 fn scan_groups(
-    (records_seen, mut facts): (VisibleRecords<'_>, FactsCursor),
+    records_seen: VisibleRecords<'_>,
     group_of: &[u32],
     remaining: &mut [u32],
     buffer_bytes: usize,
@@ -382,15 +376,13 @@ fn scan_groups(
             .copied()
             .unwrap_or(NO_GROUP);
         if gid == NO_GROUP {
-            let fact = facts.get(rec.offset, rec.payload);
-            loose.push(ArchivedEvent::of_ref(&rec, fact));
+            loose.push(ArchivedEvent::of_ref(&rec));
             if loose.len() >= WORK_RECORDS {
                 batch_records += loose.len();
                 batch.push(Work::Loose(std::mem::take(&mut loose)));
             }
         } else if !deferred_set.contains(&gid) {
-            let fact = facts.get(rec.offset, rec.payload);
-            let r = ArchivedEvent::of_ref(&rec, fact);
+            let r = ArchivedEvent::of_ref(&rec);
             buffered += r.buffered_bytes();
             let left = remaining.get_mut(gid as usize).map_or(0, |n| {
                 *n = n.saturating_sub(1);
@@ -450,7 +442,6 @@ fn scan_groups(
     deferred.sort_unstable();
     Ok(ScanResult {
         records,
-        facts: facts.used(),
         last_pos,
         deferred,
         interactions: 0,

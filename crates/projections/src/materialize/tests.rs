@@ -17,7 +17,7 @@ use ccvault_event::{event_time, parse_event};
 use query::TenantStats;
 use schema::{CHILDREN, META, OFFERED};
 
-pub(super) fn sim_lines(seed: u64, interactions: u64) -> Vec<Vec<u8>> {
+fn sim_lines(seed: u64, interactions: u64) -> Vec<Vec<u8>> {
     sim_lines_with(seed, interactions, ccvault_sim::Quirks::default())
 }
 
@@ -51,7 +51,7 @@ fn lines_of(cfg: &SimConfig) -> Vec<Vec<u8>> {
         .collect()
 }
 
-pub(super) fn import_lines(dir: &Path, lines: &[Vec<u8>]) {
+fn import_lines(dir: &Path, lines: &[Vec<u8>]) {
     let (mut archive, _) = Archive::open(dir, ArchiveOptions::default()).unwrap();
     let mut text = Vec::new();
     for l in lines {
@@ -71,7 +71,7 @@ pub(super) fn import_lines(dir: &Path, lines: &[Vec<u8>]) {
 }
 
 /// Appends lines as if they came from MQTT (the topic names the tenant).
-pub(super) fn import_mqtt(dir: &Path, lines: &[Vec<u8>], topic: &str) {
+fn import_mqtt(dir: &Path, lines: &[Vec<u8>], topic: &str) {
     let (mut archive, _) = Archive::open(dir, ArchiveOptions::default()).unwrap();
     let batch: Vec<Incoming> = lines
         .iter()
@@ -108,7 +108,7 @@ fn report_opts() -> Vec<ReportOptions> {
 /// Everything the store answers, as text: the summaries, the `children`
 /// table as stored, every leg's contact as `contact_legs` finds it, the
 /// reports, agent state time and the state.
-pub(super) fn dump(p: &Projections) -> String {
+fn dump(p: &Projections) -> String {
     let mut out = String::new();
     let mut guids = Vec::new();
     let mut offered_keys: BTreeMap<(u64, i64), u32> = BTreeMap::new();
@@ -166,7 +166,7 @@ pub(super) fn dump(p: &Projections) -> String {
 }
 
 /// The archive's records that are not quarantined, in log order.
-pub(super) fn archived(dir: &Path) -> (ArchiveReader, Vec<ccvault_store::Record>) {
+fn archived(dir: &Path) -> (ArchiveReader, Vec<ccvault_store::Record>) {
     let reader = ArchiveReader::open(dir).unwrap();
     let mut recs = Vec::new();
     reader
@@ -185,7 +185,7 @@ pub(super) fn archived(dir: &Path) -> (ArchiveReader, Vec<ccvault_store::Record>
 
 /// The same answers computed directly from the archive's records with the
 /// pure functions (no store involved).
-pub(super) fn oracle(dir: &Path) -> String {
+fn oracle(dir: &Path) -> String {
     let (reader, recs) = archived(dir);
     let mut by_guid: BTreeMap<String, Vec<crate::EventInput>> = BTreeMap::new();
     let mut agents = AgentStates::new();
@@ -284,7 +284,7 @@ pub(super) fn oracle(dir: &Path) -> String {
 /// What the tenant index answers, per tenant in key order: its stats line,
 /// its legs (`interactions --tenant`), its agents' state time and the
 /// offsets of its events (`export --tenant`).
-pub(super) fn tenant_dump(p: &Projections, dir: &Path) -> String {
+fn tenant_dump(p: &Projections, dir: &Path) -> String {
     let mut out = String::new();
     let mut reader = ArchiveReader::open(dir).unwrap();
     for st in p.tenant_stats(None).unwrap() {

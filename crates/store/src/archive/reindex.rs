@@ -46,9 +46,6 @@ impl Archive {
         create_private_file(&scratch)?;
         let fresh = Index::create_scratch(&scratch)?;
         drop(std::mem::replace(&mut self.index, fresh));
-        // The facts files are rewritten too, as the log is read again.
-        self.facts.clear();
-        crate::facts::remove_all(&self.layout.facts_dir())?;
         let started = Instant::now();
         let n = self.index_tail(None, u64::MAX)?;
         tracing::debug!(records = n, elapsed = ?started.elapsed(), "index rebuilt from the log");
@@ -94,7 +91,6 @@ impl Archive {
             .min(segments.len().max(1));
         let log_reader = &self.log_reader;
         let index = &self.index;
-        let facts = &mut self.facts;
         std::thread::scope(|scope| {
             let mut outputs = Vec::with_capacity(scanners);
             let mut handles = Vec::with_capacity(scanners);
@@ -138,11 +134,6 @@ impl Archive {
                         })
                         .collect();
                     writer.add_all(&entries)?;
-                    for r in &chunk {
-                        if let What::Message(m) = &r.what {
-                            facts.push(r.offset, m.hash, &m.keys.facts);
-                        }
-                    }
                     total += entries.len() as u64;
                     // Running totals: the last tally (in log order) is the count.
                     if let Some((offset, t)) = chunk.iter().rev().find_map(|r| match r.what {
@@ -156,9 +147,6 @@ impl Archive {
                         // The next writer's snapshot must include this commit.
                         index.commit(writer, checkpoint)?;
                         committed = checkpoint;
-                        if facts.is_full() {
-                            facts.write();
-                        }
                         writer = index.begin()?;
                     }
                 }
@@ -178,9 +166,6 @@ impl Archive {
             // no entries but moves the checkpoint and the counts.
             if writer.pending() > 0 || checkpoint != committed {
                 index.commit(writer, checkpoint)?;
-                if facts.is_full() {
-                    facts.write();
-                }
             }
             Ok(total)
         })
