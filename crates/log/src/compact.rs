@@ -22,7 +22,7 @@ use std::sync::Arc;
 use crate::error::{LogError, Result};
 use crate::scan::{SegCursor, Step};
 use crate::segment::{list_segment_files, segment_path, segz_path, sync_dir, Kind};
-use crate::segz::{self, Compression, MemFile};
+use crate::segz::{self, Compression, Image};
 use crate::vfs::{OpenMode, Vfs};
 use crate::window::{Src, Window};
 
@@ -71,7 +71,7 @@ pub(crate) fn compact_segment(
         Err(e) => return Err(e),
     };
     let bytes = Arc::new(segz::read_all(file.as_ref(), &seg)?);
-    let mem = Arc::new(MemFile(Arc::clone(&bytes)));
+    let mem = Arc::new(Image::whole(Arc::clone(&bytes)));
     let src = Src::from_file(mem, seg.clone(), base, false)?;
     let mut cur = SegCursor::new(src, 0);
     if cur.header_damage()?.is_some() {
@@ -125,7 +125,7 @@ fn segz_is_whole(vfs: &dyn Vfs, dir: &Path, base: u64) -> Result<bool> {
     let bytes = segz::read_all(file.as_ref(), &path)?;
     match segz::image(bytes, &path, base) {
         Ok((img, holes)) => {
-            let header = crate::segment::read_header(&MemFile::new(img), &path, base);
+            let header = crate::segment::read_header(&img, &path, base);
             Ok(holes.is_empty() && matches!(header, Ok(crate::segment::HeaderState::Ok { .. })))
         }
         Err(LogError::UnsupportedVersion { .. }) => Ok(false),

@@ -48,10 +48,12 @@ pub enum LogError {
     },
 
     /// The segment file declares a format version this build cannot read.
-    #[error("{} has segment format version {version}, this build reads versions {oldest} to {supported}: a newer ccvault wrote it", file.display())]
+    #[error("{} has {what} version {version}, {}", file.display(), readable_versions(*version, *oldest, *supported))]
     UnsupportedVersion {
         /// The segment file.
         file: PathBuf,
+        /// Which version: "segment format" or ".segz container".
+        what: &'static str,
         /// The version found in its header.
         version: u16,
         /// The oldest version this build reads.
@@ -149,4 +151,48 @@ pub fn display_chain(e: &dyn std::error::Error) -> String {
         cause = c.source();
     }
     text
+}
+
+/// The end of an [`LogError::UnsupportedVersion`] message: what this build
+/// reads, and who could have written the file.
+fn readable_versions(version: u16, oldest: u16, supported: u16) -> String {
+    let reads = if oldest == supported {
+        format!("this build reads only version {supported}")
+    } else {
+        format!("this build reads versions {oldest} to {supported}")
+    };
+    if version > supported {
+        format!("{reads}: a newer ccvault wrote it")
+    } else {
+        format!("{reads}: no ccvault writes version {version}, the file is damaged or not a ccvault file")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_version_error_names_what_this_build_reads() {
+        let e = |version, oldest, supported| {
+            LogError::UnsupportedVersion {
+                file: PathBuf::from("x.segz"),
+                what: ".segz container",
+                version,
+                oldest,
+                supported,
+            }
+            .to_string()
+        };
+        assert_eq!(
+            e(2, 1, 1),
+            "x.segz has .segz container version 2, this build reads only version 1: a newer ccvault wrote it"
+        );
+        assert_eq!(
+            e(3, 1, 2),
+            "x.segz has .segz container version 3, this build reads versions 1 to 2: a newer ccvault wrote it"
+        );
+        assert!(e(0, 1, 2)
+            .ends_with("no ccvault writes version 0, the file is damaged or not a ccvault file"));
+    }
 }

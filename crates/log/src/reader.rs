@@ -175,7 +175,11 @@ impl LogReader {
             Kind::Packed => {
                 let table = segz::load_table(file.as_ref(), &path, base)?;
                 // The frames' own format version, as for a `.seg`.
-                read_header(&segz::MemFile::new(table.seg_header.to_vec()), &path, base)?;
+                read_header(
+                    &segz::Image::whole(Arc::new(table.seg_header.to_vec())),
+                    &path,
+                    base,
+                )?;
                 Seg::Packed(file, Arc::new(table))
             }
         };

@@ -181,6 +181,7 @@ pub(crate) fn read_header(file: &dyn VfsFile, path: &Path, base: u64) -> Result<
         Err(HeaderProblem::Damaged(what)) => Ok(HeaderState::Damaged(what)),
         Err(HeaderProblem::Version(version)) => Err(LogError::UnsupportedVersion {
             file: path.to_owned(),
+            what: "segment format",
             version,
             oldest: OLDEST_READABLE_VERSION,
             supported: FORMAT_VERSION,

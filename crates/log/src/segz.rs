@@ -16,10 +16,12 @@
 //!   own records. A damaged header or index is not needed to find the blocks:
 //!   each block header says where it belongs and how long it is, so a walk
 //!   over the file finds every block whose header is intact.
-//! - Nothing read from a `.segz` can panic or allocate without bound: every
-//!   length is checked against the bytes present, and decompression is
-//!   limited to the block's declared length (itself at most
-//!   [`MAX_BLOCK_RAW`]).
+//! - Nothing read from a `.segz` can panic or allocate what a field merely
+//!   claims: every length is checked against the bytes present; a block
+//!   reserves its declared length only up to what its compressed bytes can
+//!   decompress to (and at most [`MAX_BLOCK_RAW`]); a decompressed segment
+//!   ([`Image`]) stores only the blocks that decompressed, so a header's
+//!   `seg_len` or a lost block's length costs no memory.
 
 use std::io;
 use std::path::Path;
@@ -481,6 +483,7 @@ pub(crate) fn load_table(file: &dyn VfsFile, path: &Path, base: u64) -> Result<T
         HeaderCheck::Version(version) => {
             return Err(LogError::UnsupportedVersion {
                 file: path.to_owned(),
+                what: ".segz container",
                 version,
                 oldest: SEGZ_VERSION,
                 supported: SEGZ_VERSION,
@@ -532,13 +535,25 @@ pub(crate) fn load_table(file: &dyn VfsFile, path: &Path, base: u64) -> Result<T
     })
 }
 
+/// Most bytes one byte of a zstd frame can decompress to: every zstd block
+/// has a 3-byte header and at least one byte of content (an RLE block) and
+/// yields at most 128 KiB, so a frame of `n` bytes yields less than
+/// `n * 32768`. It bounds what a block's declared `raw_len` may reserve.
+const ZSTD_MAX_EXPANSION: u64 = 32 << 10;
+
 /// Reads and decompresses block `b`: `Ok(Err(what))` if it is damaged.
+///
+/// The output buffer is reserved from `raw_len` only up to what the block's
+/// compressed bytes, really present in the file, can decompress to, so a
+/// crafted length cannot make this allocate more than the data yields.
 pub(crate) fn read_block(
     file: &dyn VfsFile,
     path: &Path,
     b: &Block,
 ) -> Result<std::result::Result<Vec<u8>, &'static str>> {
     let len = BLOCK_HEADER_LEN as usize + b.comp_len as usize;
+    // comp_len is at most the distance to the next block or the index, all
+    // inside the file (checked by `read_index` / `walk`).
     let mut buf = vec![0u8; len];
     if read_full_at(file, path, &mut buf, b.file_pos)? != len {
         return Ok(Err("block cut off by the end of the file"));
@@ -553,6 +568,11 @@ pub(crate) fn read_block(
     if crc32fast::hash(data) != data_crc {
         return Ok(Err("block CRC mismatch"));
     }
+    if u64::from(b.raw_len) > u64::from(b.comp_len).saturating_mul(ZSTD_MAX_EXPANSION) {
+        return Ok(Err(
+            "block declares more bytes than its compressed data can hold",
+        ));
+    }
     match zstd::bulk::decompress(data, b.raw_len as usize) {
         Ok(raw) if raw.len() == b.raw_len as usize => Ok(Ok(raw)),
         Ok(_) => Ok(Err("block decompresses to a wrong length")),
@@ -560,53 +580,54 @@ pub(crate) fn read_block(
     }
 }
 
-/// The segment as it was before compression, rebuilt from a `.segz` held
-/// in memory (`bytes`): its bytes, and the holes where blocks were lost
-/// (their bytes are zero), in segment-position order.
-pub(crate) fn image(bytes: Vec<u8>, path: &Path, base: u64) -> Result<(Vec<u8>, Vec<Hole>)> {
-    let file = MemFile::new(bytes);
-    let table = load_table(&file, path, base)?;
-    let mut img = vec![0u8; table.seg_len as usize]; // <= 4 GiB, checked
-    if let Some(h) = img.get_mut(..HEADER_LEN as usize) {
-        h.copy_from_slice(&table.seg_header);
-    }
-    let mut holes = table.holes;
-    for b in &table.blocks {
-        match read_block(&file, path, b)? {
-            Ok(raw) => {
-                if let Some(dst) = img.get_mut(b.raw_pos as usize..b.raw_end() as usize) {
-                    dst.copy_from_slice(&raw);
-                }
-            }
-            Err(what) => holes.push(Hole {
-                raw_pos: u64::from(b.raw_pos),
-                raw_len: u64::from(b.raw_len),
-                file_pos: b.file_pos,
-                what,
-            }),
+/// Bytes in memory behind the [`VfsFile`] interface (read only), so that
+/// the code reading files reads them the same way: a whole file
+/// ([`Image::whole`]), or a `.segz` decompressed ([`image`]): the bytes of
+/// the `.seg` it came from at their segment positions, held as the blocks
+/// that were read. Positions no piece covers (holes) read as zeros without
+/// being stored, so memory is what the blocks really decompressed to,
+/// whatever length the header claims.
+pub(crate) struct Image {
+    len: u64,
+    /// `(position, bytes)`, in position order, not overlapping.
+    pieces: Vec<(u64, Arc<Vec<u8>>)>,
+}
+
+impl Image {
+    /// `bytes` as a file of their length.
+    pub fn whole(bytes: Arc<Vec<u8>>) -> Image {
+        Image {
+            len: bytes.len() as u64,
+            pieces: vec![(0, bytes)],
         }
     }
-    holes.sort_by_key(|h| (h.raw_pos, h.raw_len));
-    Ok((img, holes))
 }
 
-/// Bytes in memory behind the [`VfsFile`] interface (read only), so that
-/// the code reading files reads a decompressed segment the same way.
-pub(crate) struct MemFile(pub Arc<Vec<u8>>);
-
-impl MemFile {
-    pub fn new(bytes: Vec<u8>) -> MemFile {
-        MemFile(Arc::new(bytes))
-    }
-}
-
-impl VfsFile for MemFile {
+impl VfsFile for Image {
     fn read_at(&self, buf: &mut [u8], pos: u64) -> io::Result<usize> {
-        let from = usize::try_from(pos).unwrap_or(usize::MAX).min(self.0.len());
-        let src = self.0.get(from..).unwrap_or(&[]);
-        let n = buf.len().min(src.len());
-        if let (Some(d), Some(s)) = (buf.get_mut(..n), src.get(..n)) {
-            d.copy_from_slice(s);
+        let n = usize::try_from(self.len.saturating_sub(pos))
+            .unwrap_or(usize::MAX)
+            .min(buf.len());
+        let Some(out) = buf.get_mut(..n) else {
+            return Ok(0);
+        };
+        out.fill(0);
+        let end = pos + n as u64;
+        // The first piece that ends after `pos`.
+        let first = self
+            .pieces
+            .partition_point(|(at, b)| at + b.len() as u64 <= pos);
+        for (at, bytes) in self.pieces.iter().skip(first) {
+            if *at >= end {
+                break;
+            }
+            let from = pos.max(*at);
+            let to = end.min(at + bytes.len() as u64);
+            let src = bytes.get((from - at) as usize..(to - at) as usize);
+            let dst = out.get_mut((from - pos) as usize..(to - pos) as usize);
+            if let (Some(d), Some(s)) = (dst, src) {
+                d.copy_from_slice(s);
+            }
         }
         Ok(n)
     }
@@ -623,6 +644,35 @@ impl VfsFile for MemFile {
         Err(io::Error::from(io::ErrorKind::PermissionDenied))
     }
     fn size(&self) -> io::Result<u64> {
-        Ok(self.0.len() as u64)
+        Ok(self.len)
     }
+}
+
+/// The segment as it was before compression, rebuilt from a `.segz` held
+/// in memory (`bytes`): its bytes, and the holes where blocks were lost
+/// (they read as zeros), in segment-position order.
+pub(crate) fn image(bytes: Vec<u8>, path: &Path, base: u64) -> Result<(Image, Vec<Hole>)> {
+    let file = Image::whole(Arc::new(bytes));
+    let table = load_table(&file, path, base)?;
+    let mut pieces = vec![(0, Arc::new(table.seg_header.to_vec()))];
+    let mut holes = table.holes;
+    for b in &table.blocks {
+        match read_block(&file, path, b)? {
+            Ok(raw) => pieces.push((u64::from(b.raw_pos), Arc::new(raw))),
+            Err(what) => holes.push(Hole {
+                raw_pos: u64::from(b.raw_pos),
+                raw_len: u64::from(b.raw_len),
+                file_pos: b.file_pos,
+                what,
+            }),
+        }
+    }
+    holes.sort_by_key(|h| (h.raw_pos, h.raw_len));
+    Ok((
+        Image {
+            len: table.seg_len,
+            pieces,
+        },
+        holes,
+    ))
 }

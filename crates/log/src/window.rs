@@ -2,7 +2,8 @@
 //! ([`Src`]) and the reusable buffer a scan reads through ([`Window`]).
 //! A compressed segment (`.segz`) is read whole and decompressed into
 //! memory first, so a scan sees the bytes of the `.seg` it came from, at the
-//! same positions, with the blocks that could not be read listed as holes.
+//! same positions, with the blocks that could not be read listed as holes
+//! (held as nothing: memory is what the readable blocks decompress to).
 //!
 //! Guarantees:
 //! - One `pread` fills many records; the buffer is reused, so a scan makes
@@ -17,7 +18,7 @@ use std::sync::Arc;
 use crate::error::{LogError, Result};
 use crate::format::MAX_SEGMENT_BYTES;
 use crate::segment::{open_segment, segment_path, Kind};
-use crate::segz::{self, Hole, MemFile};
+use crate::segz::{self, Hole};
 use crate::vfs::{Vfs, VfsFile};
 
 /// Size of one sequential read (the buffer grows only for larger records).
@@ -65,7 +66,7 @@ impl Src {
                 let bytes = segz::read_all(file.as_ref(), &path)?;
                 let file_bytes = bytes.len() as u64;
                 let (img, holes) = segz::image(bytes, &path, base)?;
-                let mut src = Src::from_file(Arc::new(MemFile::new(img)), path, base, false)?;
+                let mut src = Src::from_file(Arc::new(img), path, base, false)?;
                 src.packed = true;
                 src.holes = holes;
                 src.file_bytes = file_bytes;
