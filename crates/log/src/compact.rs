@@ -17,6 +17,7 @@
 
 use std::io::ErrorKind;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use crate::error::{LogError, Result};
@@ -40,6 +41,9 @@ pub enum Compacted {
     Damaged,
     /// There is no `.seg` for this base (already compressed).
     Absent,
+    /// Left as a `.seg`: the writer closed first (the next writer to open
+    /// the log compresses it).
+    Stopped,
 }
 
 fn temp_path(dir: &Path, base: u64) -> std::path::PathBuf {
@@ -56,11 +60,14 @@ fn remove_if_present(vfs: &dyn Vfs, path: &Path) -> Result<bool> {
 
 /// Compresses the sealed segment `base` of `dir`. The caller holds the
 /// writer lock and guarantees the segment is sealed (not the last one).
+/// Once `stop` is set it gives up before writing anything
+/// ([`Compacted::Stopped`]).
 pub(crate) fn compact_segment(
     vfs: &dyn Vfs,
     dir: &Path,
     base: u64,
     c: Compression,
+    stop: &AtomicBool,
 ) -> Result<Compacted> {
     let seg = segment_path(dir, base);
     let file = match vfs.open(&seg, OpenMode::Read, "opening") {
@@ -80,6 +87,9 @@ pub(crate) fn compact_segment(
     let mut win = Window::new();
     let mut frames = Vec::new();
     loop {
+        if stop.load(Ordering::Relaxed) {
+            return Ok(Compacted::Stopped);
+        }
         match cur.step(&mut win)? {
             Step::Record { pos, len, offset } => {
                 let pos = u32::try_from(pos).map_err(|_| LogError::Corrupt {
@@ -94,8 +104,11 @@ pub(crate) fn compact_segment(
         }
     }
     drop(cur);
-    let out =
-        segz::encode(&bytes, &frames, base, c).map_err(|e| LogError::io("compressing", &seg, e))?;
+    let Some(out) = segz::encode(&bytes, &frames, base, c, stop)
+        .map_err(|e| LogError::io("compressing", &seg, e))?
+    else {
+        return Ok(Compacted::Stopped);
+    };
     let tmp = temp_path(dir, base);
     remove_if_present(vfs, &tmp)?;
     let f = vfs.open(&tmp, OpenMode::CreateNew, "creating")?;
@@ -169,11 +182,14 @@ pub(crate) fn tidy(vfs: &dyn Vfs, dir: &Path) -> Result<()> {
 }
 
 /// The writer's background compressor: a thread compressing the segments
-/// sent to it, one at a time, in order. Dropping it lets it finish the
-/// segments already sent (the sender is the flusher's, dropped first), then
-/// joins it, so a command that wrote a log leaves it compressed.
+/// sent to it, one at a time, in order. Dropping it stops the thread at
+/// the next block and joins it: closing a writer waits for no compression
+/// (the sealed `.seg` files are durable; the segments not yet compressed
+/// stay `.seg` and the next writer that opens the log compresses them).
 pub(crate) struct Compressor {
     thread: Option<std::thread::JoinHandle<()>>,
+    /// Set when the writer closes.
+    stop: Arc<AtomicBool>,
     /// The first failure: the segment stays a `.seg`, tried again at the
     /// next open.
     failure: Arc<std::sync::Mutex<Option<String>>>,
@@ -195,14 +211,19 @@ impl Compressor {
         }
         let failure = Arc::new(std::sync::Mutex::new(None));
         let fail = Arc::clone(&failure);
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopped = Arc::clone(&stop);
         let path = dir.to_owned();
         let dir = dir.to_owned();
         let thread = std::thread::Builder::new()
             .name("ccvault-log-compressor".into())
             .spawn(move || {
                 for base in rx {
+                    if stopped.load(Ordering::Relaxed) {
+                        break;
+                    }
                     let _turn = turn.lock().unwrap_or_else(|e| e.into_inner());
-                    if let Err(e) = compact_segment(vfs.as_ref(), &dir, base, c) {
+                    if let Err(e) = compact_segment(vfs.as_ref(), &dir, base, c, &stopped) {
                         let mut f = fail.lock().unwrap_or_else(|e| e.into_inner());
                         f.get_or_insert_with(|| crate::error::display_chain(&e));
                     }
@@ -212,6 +233,7 @@ impl Compressor {
         Ok((
             Compressor {
                 thread: Some(thread),
+                stop,
                 failure,
             },
             tx,
@@ -229,6 +251,7 @@ impl Compressor {
 
 impl Drop for Compressor {
     fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }

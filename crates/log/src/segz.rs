@@ -25,6 +25,7 @@
 
 use std::io;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use crate::error::{LogError, Result};
@@ -142,13 +143,15 @@ fn put_u64(out: &mut Vec<u8>, v: u64) {
 pub(crate) type FrameSpan = (u32, u32, u64);
 
 /// The bytes of the `.segz` for the `.seg` whose bytes are `seg` and whose
-/// frames, back to back from byte 32 to the end, are `frames`.
+/// frames, back to back from byte 32 to the end, are `frames`; `None` if
+/// `stop` was set before the last block was compressed.
 pub(crate) fn encode(
     seg: &[u8],
     frames: &[FrameSpan],
     base: u64,
     c: Compression,
-) -> io::Result<Vec<u8>> {
+    stop: &AtomicBool,
+) -> io::Result<Option<Vec<u8>>> {
     let block_bytes = c.block_bytes.clamp(4 << 10, 16 << 20);
     let seg_header = seg
         .get(..HEADER_LEN as usize)
@@ -159,6 +162,9 @@ pub(crate) fn encode(
     let mut i = 0;
     let mut covered = HEADER_LEN;
     while let Some(&(start, _, first_offset)) = frames.get(i) {
+        if stop.load(Ordering::Relaxed) {
+            return Ok(None);
+        }
         if start != covered {
             return Err(io::Error::other("frames are not back to back"));
         }
@@ -219,7 +225,7 @@ pub(crate) fn encode(
     let crc = crc32fast::hash(&h);
     put_u32(&mut h, crc);
     out.splice(0..SEGZ_HEADER_LEN as usize, h);
-    Ok(out)
+    Ok(Some(out))
 }
 
 /// The fields of an intact `.segz` header.

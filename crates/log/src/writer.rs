@@ -19,11 +19,13 @@
 //!   durable under the policy.
 //! - Sealed segments are compressed (`.segz`) by a background thread once
 //!   their successor exists durably, never on the path of an append or an
-//!   acknowledgement; closing the log waits for the segments already sealed.
+//!   acknowledgement; closing the log stops it without waiting for what is
+//!   queued (those stay `.seg`, durable, for the next writer to compress).
 //! - After any failed write or fsync the writer is poisoned: it refuses further
 //!   work, and reopening the log (which recovers the tail) is the way forward.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 
 use crate::compact::{compact_segment, Compacted, Compressor};
@@ -352,7 +354,13 @@ impl Log {
                 let _turn = self.compact_turn.lock().unwrap_or_else(|e| e.into_inner());
                 done.push((
                     base,
-                    compact_segment(self.vfs.as_ref(), &self.dir, base, c)?,
+                    compact_segment(
+                        self.vfs.as_ref(),
+                        &self.dir,
+                        base,
+                        c,
+                        &AtomicBool::new(false),
+                    )?,
                 ));
             }
         }

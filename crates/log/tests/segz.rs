@@ -410,12 +410,25 @@ fn the_writer_compresses_what_it_seals_and_what_an_older_writer_left() {
     let (mut log, _) = Log::open(&dir, options, None).unwrap();
     write_records(&mut log, 200, 500, 400);
     let last = *log.reader().segments().last().unwrap();
-    drop(log); // waits for the segments already sealed
-    assert!(LogReader::open(&dir).unwrap().segments().len() >= 6);
-    for name in names(&dir) {
-        let is_last = name == segment_file_name(last);
-        assert_eq!(name.ends_with(".segz"), !is_last, "{name}");
+    // The writer, still open, compresses every sealed segment by itself.
+    let all_compressed = || {
+        names(&dir)
+            .iter()
+            .all(|n| n.ends_with(".segz") == (*n != segment_file_name(last)))
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !all_compressed() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not compressed within a minute: {:?}",
+            names(&dir)
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
     }
+    assert!(log.compression_failure().is_none());
+    drop(log);
+    assert!(LogReader::open(&dir).unwrap().segments().len() >= 6);
+    assert!(all_compressed(), "{:?}", names(&dir));
     let (recs, damage) = scan_all(&dir);
     assert!(damage.is_empty(), "{damage:?}");
     assert_eq!(recs.len(), 500);
@@ -425,5 +438,63 @@ fn the_writer_compresses_what_it_seals_and_what_an_older_writer_left() {
             "record {i}"
         );
     }
+    assert!(verify(&dir).unwrap().is_clean());
+}
+
+#[test]
+fn closing_the_writer_leaves_what_it_did_not_compress_to_the_next_one() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("log");
+    let (mut log, _) = Log::open(&dir, opts(16 << 10), None).unwrap();
+    write_records(&mut log, 0, 3000, 400);
+    drop(log);
+    let plain = names(&dir).len();
+    assert!(plain >= 40, "{plain} segments");
+    let options = ccvault_log::LogOptions {
+        compression: Some(SMALL),
+        ..opts(16 << 10)
+    };
+    // Opened and closed at once: the compressor had every sealed segment
+    // queued and is stopped at the next block; whatever it did not finish is
+    // a whole `.seg`, never a `.segz.tmp` or a pair.
+    let (log, _) = Log::open(&dir, options, None).unwrap();
+    assert_eq!(log.close().unwrap(), 3000);
+    let after_close = names(&dir);
+    // Forty compressions, each with three fsyncs, cannot all be done by
+    // the time an immediate close returns: closing did not wait for them.
+    assert!(
+        after_close.iter().filter(|n| n.ends_with(".seg")).count() > 1,
+        "{after_close:?}"
+    );
+    for name in &after_close {
+        assert!(name.ends_with(".seg") || name.ends_with(".segz"), "{name}");
+    }
+    let bases = |v: &[String]| {
+        let mut b: Vec<String> = v.iter().map(|n| n[..20].to_owned()).collect();
+        b.dedup();
+        b
+    };
+    assert_eq!(
+        bases(&after_close).len(),
+        after_close.len(),
+        "{after_close:?}"
+    );
+    let (recs, damage) = scan_all(&dir);
+    assert!(damage.is_empty(), "{damage:?}");
+    assert_eq!(recs.len(), 3000);
+
+    // The next writer compresses the rest while it runs.
+    let (log, _) = Log::open(&dir, options, None).unwrap();
+    let last = *log.reader().segments().last().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while names(&dir)
+        .iter()
+        .any(|n| n.ends_with(".seg") && *n != segment_file_name(last))
+    {
+        assert!(std::time::Instant::now() < deadline, "{:?}", names(&dir));
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    drop(log);
+    assert_eq!(bases(&names(&dir)).len(), plain);
     assert!(verify(&dir).unwrap().is_clean());
 }
