@@ -12,7 +12,6 @@ use redb::Durability;
 
 use super::project::{project_records, ArchivedEvent, Projected, Want};
 use super::rebuild::{RebuildOptions, WORK_RECORDS};
-use super::schema::Rows;
 use super::{
     guarded, refused_write, Applied, AtPath, Progress, Projections, Result, PROJECTION_VERSION,
 };
@@ -124,7 +123,7 @@ impl Projections {
             let agent_changes = projected.agents.len() as u64;
             let db = self.writable()?;
             let mut txn = db.begin_write().at(&self.path)?;
-            self.put_summaries(&txn, &summaries, Rows::Replace)?;
+            self.put_summaries(&txn, &summaries)?;
             self.put_agents(&txn, &projected.agents)?;
             self.put_tenants(&txn, &projected.tenants)?;
             let max_time = state.max_time_ms.max(projected.max_time_ms);

@@ -16,7 +16,7 @@ use redb::backends::InMemoryBackend;
 use redb::Durability;
 
 use super::project::{project_records, ArchivedEvent, Projected, Want};
-use super::schema::{create_private, scratch_builder, Rows};
+use super::schema::{create_private, scratch_builder};
 use super::{guarded, Applied, AtPath, Db, Progress, ProjectionError, Projections, Result};
 use crate::codec::CodecError;
 
@@ -231,6 +231,7 @@ impl Projections {
                 .map_err(StoreError::from)?;
             let db = self.writable()?;
             let txn = db.begin_write().at(&self.path)?;
+            let mut all = Projected::default();
             for hits in groups {
                 let recs: Vec<ArchivedEvent> = reader
                     .read_hits(&hits)?
@@ -242,10 +243,9 @@ impl Projections {
                 max_time = max_time.max(p.max_time_ms);
                 applied.interactions += p.summaries.len() as u64;
                 applied.agent_changes += p.agents.len() as u64;
-                self.put_summaries(&txn, &p.summaries, Rows::New)?;
-                self.put_agents(&txn, &p.agents)?;
-                self.put_tenants(&txn, &p.tenants)?;
+                all.absorb(p);
             }
+            self.put_projected(&txn, &mut all)?;
             txn.commit().at(&self.path)?;
         }
 
@@ -274,7 +274,9 @@ impl Projections {
     ) -> Result<(u64, u64, Option<i64>)> {
         let db = self.writable()?;
         let (mut interactions, mut agents, mut max_time) = (0u64, 0u64, None);
-        let mut txn = db.begin_write().at(&self.path)?;
+        // What the workers sent since the last commit, written all at once
+        // so that each table receives its keys sorted.
+        let mut pending = Projected::default();
         let mut in_txn = 0usize;
         let mut last_report = Instant::now();
         loop {
@@ -289,13 +291,13 @@ impl Projections {
                 agents += p.agents.len() as u64;
                 max_time = max_time.max(p.max_time_ms);
                 in_txn += p.summaries.len() + p.agents.len();
-                self.put_summaries(&txn, &p.summaries, Rows::New)?;
-                self.put_agents(&txn, &p.agents)?;
-                self.put_tenants(&txn, &p.tenants)?;
+                pending.absorb(p);
                 if in_txn >= COMMIT_EVERY {
+                    let mut txn = db.begin_write().at(&self.path)?;
+                    self.put_projected(&txn, &mut pending)?;
+                    pending = Projected::default();
                     txn.set_durability(Durability::None).at(&self.path)?;
                     txn.commit().at(&self.path)?;
-                    txn = db.begin_write().at(&self.path)?;
                     in_txn = 0;
                 }
             }
@@ -308,9 +310,18 @@ impl Projections {
                 });
             }
         }
+        let mut txn = db.begin_write().at(&self.path)?;
+        self.put_projected(&txn, &mut pending)?;
         txn.set_durability(Durability::None).at(&self.path)?;
         txn.commit().at(&self.path)?;
         Ok((interactions, agents, max_time))
+    }
+
+    /// Writes what a rebuild projected (every interaction new to the store).
+    fn put_projected(&self, txn: &redb::WriteTransaction, p: &mut Projected) -> Result<()> {
+        self.put_new_summaries(txn, &mut p.summaries)?;
+        self.put_agents(txn, &p.agents)?;
+        self.put_tenants(txn, &p.tenants)
     }
 }
 
