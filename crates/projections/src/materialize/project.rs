@@ -2,7 +2,7 @@
 //! both the rebuild and the catch-up summarize with, which is why they
 //! agree.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use ccvault_event::{event_time, parse_event, Arrival, CanonicalKey, Event, EventTime, TimeSource};
 use ccvault_store::{payload_hash, Record, RecordRef};
@@ -145,18 +145,31 @@ impl TenantCount {
 }
 
 /// The tenant index entries of some events (`crate::tenant::event_tenant`
-/// of each): what `--tenant` and `stats --by-tenant` read.
+/// of each): what `--tenant` and `stats --by-tenant` read. The pairs are
+/// lists, not sets: the events of an interaction come together, so a pair
+/// equal to the last one is not added again, and the writer sorts and
+/// dedupes what is left (a set per batch cost a rebuild more than the
+/// tables it fills, issue 12).
 #[derive(Debug, Default)]
 pub(super) struct TenantFacts {
     /// Per tenant ("" for events without one).
     pub(super) counts: BTreeMap<String, TenantCount>,
-    /// (tenant, interactionGUID) of every event with both.
-    pub(super) guids: BTreeSet<(String, String)>,
-    /// (tenant, agentId) of every event with both.
-    pub(super) agents: BTreeSet<(String, String)>,
+    /// (tenant, interactionGUID) of every event with both, possibly
+    /// repeated.
+    pub(super) guids: Vec<(String, String)>,
+    /// (tenant, agentId) of every event with both, possibly repeated.
+    pub(super) agents: Vec<(String, String)>,
     /// (tenant, offset, payload hash) of the events of a tenant that name
     /// neither an interaction nor an agent (the index files them by hash).
     pub(super) other: Vec<(String, u64, u64)>,
+}
+
+/// Adds `(tenant, value)` to `pairs` unless it is the last pair already.
+fn push_pair(pairs: &mut Vec<(String, String)>, tenant: &str, value: &str) {
+    if pairs.last().is_some_and(|(t, v)| t == tenant && v == value) {
+        return;
+    }
+    pairs.push((tenant.to_owned(), value.to_owned()));
 }
 
 impl TenantFacts {
@@ -171,10 +184,11 @@ impl TenantFacts {
 
     /// Files one event of `tenant` (timed at `t` when `timed`).
     fn add(&mut self, tenant: Option<&str>, event: &Event<'_>, r: &ArchivedEvent, t: EventTime) {
-        let count = self
-            .counts
-            .entry(tenant.unwrap_or("").to_owned())
-            .or_default();
+        let key = tenant.unwrap_or("");
+        let count = match self.counts.get_mut(key) {
+            Some(count) => count,
+            None => self.counts.entry(key.to_owned()).or_default(),
+        };
         count.events += 1;
         if t.is_timed() {
             count.min_ms = count.min_ms.min(t.ms);
@@ -190,10 +204,10 @@ impl TenantFacts {
             self.other.push((tenant.to_owned(), r.offset, hash));
         }
         if let Some(g) = guid {
-            self.guids.insert((tenant.to_owned(), g.into_owned()));
+            push_pair(&mut self.guids, tenant, &g);
         }
         if let Some(a) = agent {
-            self.agents.insert((tenant.to_owned(), a.into_owned()));
+            push_pair(&mut self.agents, tenant, &a);
         }
     }
 }

@@ -343,17 +343,17 @@ impl Projections {
     /// Writes the tenant index entries of newly applied records (each
     /// record's entries are written once: its counts are added).
     pub(super) fn put_tenants(&self, txn: &WriteTransaction, facts: &TenantFacts) -> Result<()> {
-        let mut guids = txn.open_table(TENANT_GUIDS).at(&self.path)?;
-        for (tenant, guid) in &facts.guids {
-            guids
-                .insert((tenant.as_str(), guid.as_str()), ())
-                .at(&self.path)?;
-        }
-        let mut agents = txn.open_table(TENANT_AGENTS).at(&self.path)?;
-        for (tenant, agent) in &facts.agents {
-            agents
-                .insert((tenant.as_str(), agent.as_str()), ())
-                .at(&self.path)?;
+        for (table, pairs) in [(TENANT_GUIDS, &facts.guids), (TENANT_AGENTS, &facts.agents)] {
+            let mut keys: Vec<(&str, &str)> = pairs
+                .iter()
+                .map(|(t, v)| (t.as_str(), v.as_str()))
+                .collect();
+            keys.sort_unstable();
+            keys.dedup();
+            let mut table = txn.open_table(table).at(&self.path)?;
+            for key in keys {
+                table.insert(key, ()).at(&self.path)?;
+            }
         }
         let mut other = txn.open_table(TENANT_OTHER).at(&self.path)?;
         for (tenant, offset, hash) in &facts.other {
