@@ -6,19 +6,28 @@
 //! ([`ColumnError`], never a panic or a misaligned file); every row gives
 //! every column exactly one value (a list counts as one), checked by
 //! [`Rows::end_row`].
+//! - Rows are buffered in small batches, not whole row groups: each batch
+//!   is encoded and compressed into the row group's column writers as it
+//!   comes ([`Rows::write_to`]), so what a row group holds in memory is its
+//!   compressed pages, and a batch's buffers, emptied, serve the next one
+//!   (fresh memory costs more than the copying: the kernel zeroes every new
+//!   page).
 //! - Text is buffered as one byte arena per column, each value a range of
 //!   it, and handed to the Parquet writer as slices of that one buffer:
-//!   filling a row group allocates per column, never per value (an
-//!   allocation and a cross-thread free per string cost more than the
-//!   rest of the export).
+//!   filling a batch allocates per column, never per value (an allocation
+//!   and a cross-thread free per string cost more than the rest of the
+//!   export). The arena comes back for the next batch once the writer
+//!   holds no slice of it (a dictionary keeps slices of its distinct
+//!   values until the row group ends: that arena is left to it).
 
 use std::fmt::Write as _;
 use std::sync::Arc;
 
+use bytes::Bytes;
 use ccvault_projections::columns::{Cell, Show};
-use parquet::data_type::{BoolType, ByteArray, ByteArrayType, DoubleType, Int64Type};
+use parquet::column::writer::ColumnWriter;
+use parquet::data_type::ByteArray;
 use parquet::errors::ParquetError;
-use parquet::file::writer::SerializedFileWriter;
 use parquet::schema::types::Type;
 
 /// The Parquet type of a column.
@@ -157,40 +166,21 @@ fn present_level(spec: &Spec) -> i16 {
 }
 
 impl ColumnBuf {
-    /// An empty column with room for what `like` holds (the partition's
-    /// last row group: the next one is filled without regrowing).
-    fn new(spec: Spec, like: Option<&ColumnBuf>) -> ColumnBuf {
-        let room = |n: usize| like.map_or(0, |_| n);
-        let (values, def, rep) = match like {
-            Some(c) => (
-                match &c.values {
-                    Values::I64(v) => room(v.len()),
-                    Values::Bool(v) => room(v.len()),
-                    Values::F64(v) => room(v.len()),
-                    Values::Text { ranges, .. } => room(ranges.len()),
-                },
-                c.def.len(),
-                c.rep.len(),
-            ),
-            None => (0, 0, 0),
-        };
+    fn new(spec: Spec) -> ColumnBuf {
         let values = match spec.ty {
-            Ty::Timestamp | Ty::Int64 => Values::I64(Vec::with_capacity(values)),
-            Ty::Bool => Values::Bool(Vec::with_capacity(values)),
-            Ty::Double => Values::F64(Vec::with_capacity(values)),
+            Ty::Timestamp | Ty::Int64 => Values::I64(Vec::new()),
+            Ty::Bool => Values::Bool(Vec::new()),
+            Ty::Double => Values::F64(Vec::new()),
             Ty::Text | Ty::TextList => Values::Text {
-                data: Vec::with_capacity(match like.map(|c| &c.values) {
-                    Some(Values::Text { data, .. }) => data.len(),
-                    _ => 0,
-                }),
-                ranges: Vec::with_capacity(values),
+                data: Vec::new(),
+                ranges: Vec::new(),
             },
         };
         ColumnBuf {
             spec,
             values,
-            def: Vec::with_capacity(def),
-            rep: Vec::with_capacity(rep),
+            def: Vec::new(),
+            rep: Vec::new(),
             rows: 0,
         }
     }
@@ -311,24 +301,7 @@ pub struct Rows {
 impl Rows {
     pub fn new(specs: &[Spec]) -> Rows {
         Rows {
-            columns: specs
-                .iter()
-                .map(|s| ColumnBuf::new(s.clone(), None))
-                .collect(),
-            rows: 0,
-            bytes: 0,
-        }
-    }
-
-    /// Empty rows of the same columns, with room for as many values as
-    /// these hold.
-    pub fn empty_like(&self) -> Rows {
-        Rows {
-            columns: self
-                .columns
-                .iter()
-                .map(|c| ColumnBuf::new(c.spec.clone(), Some(c)))
-                .collect(),
+            columns: specs.iter().map(|s| ColumnBuf::new(s.clone())).collect(),
             rows: 0,
             bytes: 0,
         }
@@ -422,46 +395,82 @@ impl Rows {
         }
     }
 
-    /// Writes the rows as one row group of `file` and empties the buffers.
-    pub fn write_row_group<W: std::io::Write + Send>(
+    /// Encodes the rows into `columns` (the writers of one row group's
+    /// column chunks, in the order of the specs) and empties the buffers,
+    /// keeping their memory. `scratch`: the caller's reusable list of value
+    /// slices.
+    pub fn write_to(
         &mut self,
-        file: &mut SerializedFileWriter<W>,
+        columns: &mut [ColumnWriter<'_>],
+        scratch: &mut Vec<ByteArray>,
     ) -> Result<(), ParquetError> {
-        let mut group = file.next_row_group()?;
-        let mut columns = self.columns.iter_mut();
-        while let Some(mut writer) = group.next_column()? {
-            let Some(c) = columns.next() else {
-                return Err(ParquetError::General(
-                    "the schema has more columns than the rows".into(),
-                ));
-            };
+        if columns.len() != self.columns.len() {
+            return Err(ParquetError::General(format!(
+                "{} column writers for {} columns",
+                columns.len(),
+                self.columns.len()
+            )));
+        }
+        for (c, writer) in self.columns.iter_mut().zip(columns) {
             let def = (!c.def.is_empty()).then_some(c.def.as_slice());
             let rep = (!c.rep.is_empty()).then_some(c.rep.as_slice());
-            match &mut c.values {
-                Values::I64(v) => writer.typed::<Int64Type>().write_batch(v, def, rep)?,
-                Values::Bool(v) => writer.typed::<BoolType>().write_batch(v, def, rep)?,
-                Values::F64(v) => writer.typed::<DoubleType>().write_batch(v, def, rep)?,
-                Values::Text { data, ranges } => {
-                    // One shared buffer; each value a slice of it.
-                    let whole = ByteArray::from(std::mem::take(data));
-                    let values: Vec<ByteArray> = ranges
-                        .iter()
-                        .map(|&(start, end)| whole.slice(start, end - start))
-                        .collect();
-                    writer
-                        .typed::<ByteArrayType>()
-                        .write_batch(&values, def, rep)?
+            match (&mut c.values, writer) {
+                (Values::I64(v), ColumnWriter::Int64ColumnWriter(w)) => {
+                    w.write_batch(v, def, rep)?;
                 }
-            };
-            writer.close()?;
+                (Values::Bool(v), ColumnWriter::BoolColumnWriter(w)) => {
+                    w.write_batch(v, def, rep)?;
+                }
+                (Values::F64(v), ColumnWriter::DoubleColumnWriter(w)) => {
+                    w.write_batch(v, def, rep)?;
+                }
+                (Values::Text { data, ranges }, ColumnWriter::ByteArrayColumnWriter(w)) => {
+                    // One shared buffer; each value a slice of it.
+                    let whole = Arc::new(std::mem::take(data));
+                    let bytes = Bytes::from_owner(Lent(Arc::clone(&whole)));
+                    scratch.clear();
+                    scratch.extend(
+                        ranges
+                            .iter()
+                            .map(|&(start, end)| ByteArray::from(bytes.slice(start..end))),
+                    );
+                    drop(bytes);
+                    w.write_batch(scratch, def, rep)?;
+                    scratch.clear();
+                    // Unless a dictionary kept slices, the buffer is ours
+                    // again (else the next batch allocates one).
+                    if let Ok(buf) = Arc::try_unwrap(whole) {
+                        *data = buf;
+                    }
+                }
+                _ => {
+                    return Err(ParquetError::General(format!(
+                        "column {} ({:?}) has a writer of another type",
+                        c.spec.name, c.spec.ty
+                    )))
+                }
+            }
         }
-        group.close()?;
+        self.clear();
+        Ok(())
+    }
+
+    /// Empties the rows, keeping the capacity of every buffer.
+    pub fn clear(&mut self) {
         for c in &mut self.columns {
             c.clear();
         }
         self.rows = 0;
         self.bytes = 0;
-        Ok(())
+    }
+}
+
+/// A column's text buffer lent to the Parquet writer as [`Bytes`].
+struct Lent(Arc<Vec<u8>>);
+
+impl AsRef<[u8]> for Lent {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
     }
 }
 

@@ -9,28 +9,40 @@
 //!   written under a hidden temporary name (`.part-…​.tmp`, which engines
 //!   skip), synced, then renamed; [`TableWriter::finish`] also syncs the
 //!   directories, so the files it names survive a crash.
-//! - Row groups hold about `row_group_bytes` of uncompressed values; when the
-//!   rows buffered over all partitions pass `memory_bytes`, the largest
-//!   buffer is written out early (a smaller row group), so memory stays
-//!   bounded whatever the number of partitions.
+//! - Row groups hold about `row_group_bytes` of uncompressed values. They
+//!   are encoded and compressed as their rows come, in batches of about
+//!   [`BATCH_BYTES`]: memory holds a batch per partition being filled (at
+//!   most [`BATCHES_BYTES`] over all; past it the idlest goes to the
+//!   writer early) and, per row group in progress, its compressed pages
+//!   and its dictionaries. When the row groups in progress pass
+//!   `memory_bytes` of values, the idlest is completed early (a smaller
+//!   row group): memory stays bounded whatever the number of partitions
+//!   or the size of the archive.
 //! - Encoding, compression and file I/O run on one writer thread per
-//!   table, fed one row group at a time (at most one queued), while the
-//!   caller reads and parses the next rows; the first error of either side
-//!   ends the export.
+//!   table, fed batch by batch (a few queued), while the caller reads and
+//!   parses the next rows; emptied batches go back to the caller for reuse.
+//!   The first error of either side ends the export.
 
 use std::collections::BTreeMap;
 use std::fs::File;
+use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
-use std::sync::Arc;
+use std::sync::mpsc::{channel, sync_channel, Receiver, Sender, SyncSender};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
+
+use bytes::Bytes;
 
 use jiff::civil::Date;
 use jiff::tz::TimeZone;
 use jiff::Timestamp;
+use parquet::column::page::{CompressedPage, PageWriteSpec, PageWriter};
+use parquet::column::writer::{get_column_writer, ColumnWriter};
+use parquet::data_type::ByteArray;
+use parquet::errors::ParquetError;
 use parquet::file::properties::WriterProperties;
-use parquet::file::writer::SerializedFileWriter;
-use parquet::schema::types::Type;
+use parquet::file::writer::{SerializedFileWriter, SerializedPageWriter, TrackedWrite};
+use parquet::schema::types::{SchemaDescriptor, Type};
 
 use crate::column::{schema, ColumnError, Rows, Spec};
 use crate::error::{io, ExportError, Result};
@@ -131,13 +143,71 @@ pub struct NewFile {
     pub bytes: u64,
 }
 
+/// Uncompressed bytes of values a partition buffers before they go to the
+/// writer thread as one batch.
+pub const BATCH_BYTES: usize = 2 << 20;
+/// Batches buffered over all partitions at most: past it the idlest
+/// partition's batch goes to the writer early.
+pub const BATCHES_BYTES: usize = 32 << 20;
+/// Batches queued for the writer thread at most.
+const QUEUED_BATCHES: usize = 4;
+
 struct OpenFile {
     writer: SerializedFileWriter<File>,
     tmp: PathBuf,
     name: String,
     rows: u64,
-    /// When a row group last went to it (to close the idlest file).
+    /// When a batch last went to it (to close the idlest file).
     last_write: u64,
+    /// The row group being encoded, if any.
+    group: Option<Group>,
+}
+
+/// A row group being filled: its column chunks are encoded and compressed
+/// into memory as batches come, and copied into the file when it is
+/// complete (a row group's chunks are contiguous in the file, one column
+/// after the other, while rows fill all columns at once).
+struct Group {
+    columns: Vec<ColumnWriter<'static>>,
+    /// Where each column's pages go.
+    chunks: Vec<Arc<Mutex<Vec<u8>>>>,
+    /// Uncompressed bytes of values so far.
+    bytes: usize,
+}
+
+/// A column chunk's pages, serialized into memory.
+struct ChunkPages {
+    sink: TrackedWrite<ChunkSink>,
+}
+
+impl PageWriter for ChunkPages {
+    fn write_page(&mut self, page: CompressedPage) -> parquet::errors::Result<PageWriteSpec> {
+        SerializedPageWriter::new(&mut self.sink).write_page(page)
+    }
+
+    fn close(&mut self) -> parquet::errors::Result<()> {
+        self.sink.flush()?;
+        Ok(())
+    }
+}
+
+/// The bytes of one column chunk, shared with the [`Group`] that takes them
+/// once the column writer is closed.
+struct ChunkSink(Arc<Mutex<Vec<u8>>>);
+
+impl Write for ChunkSink {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let mut chunk = self
+            .0
+            .lock()
+            .map_err(|_| std::io::Error::other("a column chunk's buffer was poisoned"))?;
+        chunk.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// Files open at once at most; past it the idlest is finished (its
@@ -150,18 +220,34 @@ struct Files {
     dir: PathBuf,
     run: u64,
     schema: Arc<Type>,
+    descr: Arc<SchemaDescriptor>,
     props: Arc<WriterProperties>,
+    row_group_bytes: usize,
+    memory_bytes: usize,
     open: BTreeMap<PartitionKey, OpenFile>,
     /// The next file number of each partition in this run.
     next: BTreeMap<PartitionKey, u32>,
     writes: u64,
+    /// Uncompressed bytes of the row groups in progress.
+    grouped: usize,
     done: Vec<NewFile>,
     dirs: Vec<PathBuf>,
+    /// Reused for every text column (the values as slices of its buffer).
+    scratch: Vec<ByteArray>,
+    /// Where emptied batches go back to the caller.
+    spare: Sender<Rows>,
 }
 
 impl Files {
-    /// Writes `rows` as a row group of `key`'s open file (opened first if
-    /// needed) and empties them.
+    fn parquet_err(path: &Path) -> impl FnOnce(ParquetError) -> ExportError + '_ {
+        move |source| ExportError::Parquet {
+            path: path.to_owned(),
+            source,
+        }
+    }
+
+    /// Encodes `rows` into the row group of `key`'s open file (opening the
+    /// file and starting a group first if needed) and empties them.
     fn write(&mut self, key: &PartitionKey, rows: &mut Rows) -> Result<()> {
         if !self.open.contains_key(key) {
             if self.open.len() >= MAX_OPEN_FILES {
@@ -177,16 +263,46 @@ impl Files {
             self.open_file(key)?;
         }
         self.writes += 1;
+        let new_group = || Group::new(&self.descr, &self.props);
         let Some(file) = self.open.get_mut(key) else {
             return Ok(());
         };
+        let group = file.group.get_or_insert_with(new_group);
+        let bytes = rows.bytes();
         file.rows += rows.len() as u64;
         file.last_write = self.writes;
-        rows.write_row_group(&mut file.writer)
-            .map_err(|source| ExportError::Parquet {
-                path: file.tmp.clone(),
-                source,
-            })
+        rows.write_to(&mut group.columns, &mut self.scratch)
+            .map_err(Files::parquet_err(&file.tmp))?;
+        group.bytes += bytes;
+        self.grouped += bytes;
+        if group.bytes >= self.row_group_bytes {
+            self.end_group(key)?;
+        } else if self.grouped > self.memory_bytes {
+            let idlest = self
+                .open
+                .iter()
+                .filter(|(_, f)| f.group.is_some())
+                .min_by_key(|(_, f)| f.last_write)
+                .map(|(k, _)| k.clone());
+            if let Some(k) = idlest {
+                self.end_group(&k)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Completes `key`'s row group in progress: its column chunks go into
+    /// the file.
+    fn end_group(&mut self, key: &PartitionKey) -> Result<()> {
+        let Some(file) = self.open.get_mut(key) else {
+            return Ok(());
+        };
+        let Some(group) = file.group.take() else {
+            return Ok(());
+        };
+        self.grouped = self.grouped.saturating_sub(group.bytes);
+        let err = Files::parquet_err(&file.tmp);
+        group.write(&mut file.writer).map_err(err)
     }
 
     fn open_file(&mut self, key: &PartitionKey) -> Result<()> {
@@ -211,6 +327,7 @@ impl Files {
                 name,
                 rows: 0,
                 last_write: 0,
+                group: None,
             },
         );
         if !self.dirs.contains(&dir) {
@@ -219,8 +336,10 @@ impl Files {
         Ok(())
     }
 
-    /// Completes `key`'s open file: footer, sync, rename to its final name.
+    /// Completes `key`'s open file: its last row group, the footer, sync,
+    /// rename to its final name.
     fn finish_file(&mut self, key: &PartitionKey) -> Result<()> {
+        self.end_group(key)?;
         let Some(file) = self.open.remove(key) else {
             return Ok(());
         };
@@ -262,14 +381,18 @@ impl Files {
         Ok(self.done)
     }
 
-    /// The writer thread: row groups in, files out. Files are completed
-    /// only on [`Msg::Finish`]: when the caller stops on an error instead,
-    /// they stay under their hidden temporary names (the next run removes
-    /// them), so a failed run puts nothing in place.
+    /// The writer thread: batches in, files out. Files are completed only
+    /// on [`Msg::Finish`]: when the caller stops on an error instead, they
+    /// stay under their hidden temporary names (the next run removes them),
+    /// so a failed run puts nothing in place.
     fn serve(mut self, msgs: Receiver<Msg>) -> Result<Vec<NewFile>> {
         for msg in msgs {
             match msg {
-                Msg::Group(key, mut rows) => self.write(&key, &mut rows)?,
+                Msg::Batch(key, mut rows) => {
+                    self.write(&key, &mut rows)?;
+                    // The caller may be finishing: then the rows just go.
+                    let _ = self.spare.send(rows);
+                }
                 Msg::Finish => return self.finish(),
             }
         }
@@ -279,23 +402,72 @@ impl Files {
     }
 }
 
+impl Group {
+    fn new(descr: &SchemaDescriptor, props: &Arc<WriterProperties>) -> Group {
+        let mut columns = Vec::with_capacity(descr.num_columns());
+        let mut chunks = Vec::with_capacity(descr.num_columns());
+        for i in 0..descr.num_columns() {
+            let chunk = Arc::new(Mutex::new(Vec::new()));
+            let pages = ChunkPages {
+                sink: TrackedWrite::new(ChunkSink(Arc::clone(&chunk))),
+            };
+            columns.push(get_column_writer(
+                descr.column(i),
+                Arc::clone(props),
+                Box::new(pages),
+            ));
+            chunks.push(chunk);
+        }
+        Group {
+            columns,
+            chunks,
+            bytes: 0,
+        }
+    }
+
+    /// Closes the column writers and appends their chunks to `file` as one
+    /// row group.
+    fn write(self, file: &mut SerializedFileWriter<File>) -> parquet::errors::Result<()> {
+        let mut group = file.next_row_group()?;
+        for (column, chunk) in self.columns.into_iter().zip(self.chunks) {
+            let close = column.close()?;
+            let bytes = chunk
+                .lock()
+                .map(|mut c| std::mem::take(&mut *c))
+                .map_err(|_| {
+                    ParquetError::General("a column chunk's buffer was poisoned".into())
+                })?;
+            group.append_column(&Bytes::from(bytes), close)?;
+        }
+        group.close()?;
+        Ok(())
+    }
+}
+
 /// What the writer thread is sent.
 enum Msg {
-    Group(PartitionKey, Rows),
+    Batch(PartitionKey, Rows),
     Finish,
 }
 
 /// Writes the rows of one table into its partitions' new files: rows are
-/// buffered here by partition, and each full buffer goes to the writer
-/// thread as one row group.
+/// buffered here by partition, and each full batch goes to the writer
+/// thread, which encodes it into the partition's row group.
 pub struct TableWriter {
     table: Table,
     specs: Vec<Spec>,
-    parts: BTreeMap<PartitionKey, Rows>,
+    /// Each partition's batch being filled, and when a row last came (a
+    /// count of rows) to find the idlest.
+    parts: BTreeMap<PartitionKey, (Rows, u64)>,
+    /// Rows added so far.
+    added: u64,
+    /// Bytes of values in `parts`.
     buffered: usize,
-    row_group_bytes: usize,
-    memory_bytes: usize,
+    /// A batch's bytes: [`BATCH_BYTES`], or less for smaller row groups.
+    batch_bytes: usize,
     groups: Option<SyncSender<Msg>>,
+    /// Emptied batches back from the writer thread (none once finishing).
+    spare: Option<Receiver<Rows>>,
     thread: Option<JoinHandle<Result<Vec<NewFile>>>>,
 }
 
@@ -315,20 +487,25 @@ impl TableWriter {
         };
         let schema = schema(&specs).map_err(parquet_err)?;
         let props = Arc::new(properties(&specs).map_err(parquet_err)?);
+        let (spare_tx, spare) = channel();
         let files = Files {
             dir,
             run,
+            descr: Arc::new(SchemaDescriptor::new(schema.clone())),
             schema,
             props,
+            row_group_bytes,
+            memory_bytes,
             open: BTreeMap::new(),
             next: BTreeMap::new(),
             writes: 0,
+            grouped: 0,
             done: Vec::new(),
             dirs: Vec::new(),
+            scratch: Vec::new(),
+            spare: spare_tx,
         };
-        // One row group queued while one is written: the parse and the
-        // encoding overlap, and memory stays at two groups past the buffers.
-        let (tx, rx) = sync_channel(1);
+        let (tx, rx) = sync_channel(QUEUED_BATCHES);
         let thread = std::thread::Builder::new()
             .name(format!("export-{}", table.name()))
             .spawn(move || files.serve(rx))
@@ -337,10 +514,11 @@ impl TableWriter {
             table,
             specs,
             parts: BTreeMap::new(),
+            added: 0,
             buffered: 0,
-            row_group_bytes,
-            memory_bytes,
+            batch_bytes: row_group_bytes.clamp(1, BATCH_BYTES),
             groups: Some(tx),
+            spare: Some(spare),
             thread: Some(thread),
         })
     }
@@ -352,12 +530,16 @@ impl TableWriter {
         push: impl FnOnce(&mut Rows) -> Result<(), ColumnError>,
     ) -> Result<()> {
         if !self.parts.contains_key(key) {
-            self.parts.insert(key.clone(), Rows::new(&self.specs));
+            let spare = self.spare.as_ref().and_then(|r| r.try_recv().ok());
+            let rows = spare.unwrap_or_else(|| Rows::new(&self.specs));
+            self.parts.insert(key.clone(), (rows, 0));
         }
         let table = self.table.name();
-        let Some(rows) = self.parts.get_mut(key) else {
+        self.added += 1;
+        let Some((rows, last)) = self.parts.get_mut(key) else {
             return Ok(());
         };
+        *last = self.added;
         let before = rows.bytes();
         push(rows).map_err(|e| ExportError::Column {
             table,
@@ -366,33 +548,32 @@ impl TableWriter {
         })?;
         let after = rows.bytes();
         self.buffered += after.saturating_sub(before);
-        if after >= self.row_group_bytes {
+        if after >= self.batch_bytes {
             self.flush(key)?;
-        } else if self.buffered > self.memory_bytes {
-            let largest = self
+        } else if self.buffered > BATCHES_BYTES {
+            let idlest = self
                 .parts
                 .iter()
-                .max_by_key(|(_, r)| r.bytes())
+                .min_by_key(|(_, (_, last))| *last)
                 .map(|(k, _)| k.clone());
-            if let Some(k) = largest {
+            if let Some(k) = idlest {
                 self.flush(&k)?;
             }
         }
         Ok(())
     }
 
-    /// Hands `key`'s buffered rows to the writer thread as a row group.
+    /// Hands `key`'s batch to the writer thread. The partition keeps no
+    /// buffer: its next row takes one the writer handed back.
     fn flush(&mut self, key: &PartitionKey) -> Result<()> {
-        let Some(rows) = self.parts.get_mut(key) else {
+        let Some((full, _)) = self.parts.remove(key) else {
             return Ok(());
         };
-        if rows.is_empty() {
+        if full.is_empty() {
             return Ok(());
         }
-        let next = rows.empty_like();
-        let full = std::mem::replace(rows, next);
         self.buffered = self.buffered.saturating_sub(full.bytes());
-        self.send(Msg::Group(key.clone(), full))
+        self.send(Msg::Batch(key.clone(), full))
     }
 
     fn send(&mut self, msg: Msg) -> Result<()> {
@@ -430,9 +611,10 @@ impl TableWriter {
     /// Writes what is buffered, completes every file and syncs the
     /// directories that received one; returns the files in place.
     pub fn finish(mut self) -> Result<Vec<NewFile>> {
-        for (key, rows) in std::mem::take(&mut self.parts) {
+        self.spare = None;
+        for (key, (rows, _)) in std::mem::take(&mut self.parts) {
             if !rows.is_empty() {
-                self.send(Msg::Group(key, rows))?;
+                self.send(Msg::Batch(key, rows))?;
             }
         }
         self.send(Msg::Finish)?;
@@ -450,6 +632,14 @@ fn properties(specs: &[Spec]) -> parquet::errors::Result<WriterProperties> {
         .set_created_by(format!("ccvault {}", env!("CARGO_PKG_VERSION")));
     for s in specs {
         b = b.set_column_dictionary_enabled(ColumnPath::from(s.name), s.dictionary);
+        if !s.dictionary && matches!(s.ty, crate::column::Ty::Text) {
+            // Minimum and maximum of long unique texts (payloads) help no
+            // reader skip anything, and cost comparisons of every value.
+            b = b.set_column_statistics_enabled(
+                ColumnPath::from(s.name),
+                parquet::file::properties::EnabledStatistics::None,
+            );
+        }
     }
     Ok(b.build())
 }
