@@ -12,7 +12,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::input::{prepare, EventInput, Kind};
+use crate::input::{prepare, EventInput, Kind, Prepared};
 use crate::summary::Summary;
 
 /// Where a leg in progress is.
@@ -67,8 +67,15 @@ pub struct Live {
 /// reached a queue or an agent (only InteractionCreated, IVR events) is not
 /// in progress.
 pub fn live_stage(events: &[EventInput<'_>]) -> Option<Live> {
+    stage_of_prepared(&prepare(events))
+}
+
+/// [`live_stage`] of a leg's events already parsed, deduplicated and in
+/// canonical order (what the summaries are derived from: the catch-up hands
+/// both out from one parse).
+pub(crate) fn stage_of_prepared(prepared: &[Prepared<'_>]) -> Option<Live> {
     let mut now: Option<Live> = None;
-    for p in prepare(events) {
+    for p in prepared {
         let t = p.key.time_ms;
         let stage = now.map(|l| l.stage);
         let waiting_since = match now {

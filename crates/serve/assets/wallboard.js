@@ -45,62 +45,91 @@
   function secs(v) {
     return v === null || v === undefined ? '-' : (v / 1000).toFixed(1) + 's';
   }
-  function body(id) {
-    var table = document.getElementById(id);
-    var tbody = table.tBodies[0];
-    while (tbody.firstChild) tbody.removeChild(tbody.firstChild);
-    return tbody;
+  // Each table's rows by key, with the JSON of the data they show: a row
+  // whose data did not change is kept as it is (its waits go on ticking),
+  // so a document redraws only the rows it changes, not the whole floor.
+  var shown = { queues: new Map(), agents: new Map(), 'in-progress': new Map() };
+  function sync(id, rows, key, build) {
+    var tbody = document.getElementById(id).tBodies[0];
+    var before = shown[id];
+    var now = new Map();
+    var wanted = [];
+    rows.forEach(function (r) {
+      var k = key(r);
+      var json = JSON.stringify(r);
+      var had = before.get(k);
+      var tr = had && had.json === json && !now.has(k) ? had.tr : build(r);
+      now.set(k, { json: json, tr: tr });
+      wanted.push(tr);
+    });
+    shown[id] = now;
+    var keep = new Set(wanted);
+    Array.prototype.slice.call(tbody.rows).forEach(function (tr) {
+      if (!keep.has(tr)) tbody.removeChild(tr);
+    });
+    // The rows before `at` are wanted's first ones, in order: only a row
+    // out of place is moved.
+    var at = tbody.firstChild;
+    wanted.forEach(function (tr) {
+      if (tr === at) {
+        at = at.nextSibling;
+      } else {
+        tbody.insertBefore(tr, at);
+      }
+    });
+  }
+  function queueRow(r) {
+    var tr = document.createElement('tr');
+    tr.dataset.queue = r.queueId === null ? 'none' : String(r.queueId);
+    tr.dataset.channel = r.mediaType === null ? 'none' : r.mediaType;
+    cell(tr, r.queueId);
+    cell(tr, r.mediaType);
+    cell(tr, r.waiting, 'num');
+    since(tr, r.oldestWaitingSinceMs, 'num longest');
+    cell(tr, r.offered, 'num');
+    cell(tr, r.answered, 'num');
+    cell(tr, r.abandoned, 'num');
+    cell(tr, pct(r.serviceLevel), 'num');
+    cell(tr, secs(r.asaMs), 'num');
+    cell(tr, r.outbound, 'num');
+    cell(tr, r.outboundConnected, 'num');
+    return tr;
+  }
+  function agentRow(r) {
+    var tr = document.createElement('tr');
+    tr.dataset.agent = r.agentId;
+    tr.dataset.state = String(r.state);
+    tr.dataset.activity = r.activity === null ? 'none' : r.activity;
+    cell(tr, r.agentId);
+    cell(tr, r.stateName);
+    since(tr, r.sinceMs, 'num');
+    cell(tr, r.activity, 'stage');
+    since(tr, r.activitySinceMs, 'num');
+    cell(tr, r.interactions, 'num');
+    return tr;
+  }
+  function legRow(r) {
+    var tr = document.createElement('tr');
+    tr.dataset.guid = r.interactionGUID;
+    tr.dataset.stage = r.stage;
+    var td = cell(tr, '');
+    var link = document.createElement('a');
+    link.href = '/contact/' + encodeURIComponent(r.interactionGUID);
+    link.textContent = r.interactionGUID;
+    td.appendChild(link);
+    cell(tr, r.stage, 'stage');
+    since(tr, r.sinceMs, 'num wait');
+    cell(tr, r.queueId);
+    cell(tr, r.mediaType);
+    cell(tr, r.agentId);
+    return tr;
   }
   function render(w) {
-    var q = body('queues');
-    w.queues.forEach(function (r) {
-      var tr = document.createElement('tr');
-      tr.dataset.queue = r.queueId === null ? 'none' : String(r.queueId);
-      tr.dataset.channel = r.mediaType === null ? 'none' : r.mediaType;
-      cell(tr, r.queueId);
-      cell(tr, r.mediaType);
-      cell(tr, r.waiting, 'num');
-      since(tr, r.oldestWaitingSinceMs, 'num longest');
-      cell(tr, r.offered, 'num');
-      cell(tr, r.answered, 'num');
-      cell(tr, r.abandoned, 'num');
-      cell(tr, pct(r.serviceLevel), 'num');
-      cell(tr, secs(r.asaMs), 'num');
-      cell(tr, r.outbound, 'num');
-      cell(tr, r.outboundConnected, 'num');
-      q.appendChild(tr);
-    });
-    var a = body('agents');
-    w.agents.forEach(function (r) {
-      var tr = document.createElement('tr');
-      tr.dataset.agent = r.agentId;
-      tr.dataset.state = String(r.state);
-      tr.dataset.activity = r.activity === null ? 'none' : r.activity;
-      cell(tr, r.agentId);
-      cell(tr, r.stateName);
-      since(tr, r.sinceMs, 'num');
-      cell(tr, r.activity, 'stage');
-      since(tr, r.activitySinceMs, 'num');
-      cell(tr, r.interactions, 'num');
-      a.appendChild(tr);
-    });
-    var p = body('in-progress');
-    w.inProgress.forEach(function (r) {
-      var tr = document.createElement('tr');
-      tr.dataset.guid = r.interactionGUID;
-      tr.dataset.stage = r.stage;
-      var td = cell(tr, '');
-      var link = document.createElement('a');
-      link.href = '/contact/' + encodeURIComponent(r.interactionGUID);
-      link.textContent = r.interactionGUID;
-      td.appendChild(link);
-      cell(tr, r.stage, 'stage');
-      since(tr, r.sinceMs, 'num wait');
-      cell(tr, r.queueId);
-      cell(tr, r.mediaType);
-      cell(tr, r.agentId);
-      p.appendChild(tr);
-    });
+    sync('queues', w.queues, function (r) {
+      return String(r.queueId) + '\u0000' + String(r.mediaType);
+    }, queueRow);
+    sync('agents', w.agents, function (r) { return r.agentId; }, agentRow);
+    sync('in-progress', w.inProgress, function (r) { return r.interactionGUID; }, legRow);
     var status = document.getElementById('status');
     status.textContent = 'live: ' + w.records + ' records, ' + w.inProgress.length +
       ' in progress, as of ' + new Date(w.asOfMs).toLocaleTimeString();

@@ -16,8 +16,6 @@
 //! - The document is recomputed at least every [`MAX_STALE`] even when
 //!   nothing was archived, so "today" rolls over at midnight.
 
-use std::collections::BTreeSet;
-use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, RwLock};
@@ -25,9 +23,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context, Result};
 use axum::body::Bytes;
-use ccvault_event::parse_event;
-use ccvault_projections::{Access, Applied, Projections};
-use ccvault_store::{ArchiveReader, Layout, Position, StoreError};
+use ccvault_projections::{Access, Applied, Projections, Touched};
+use ccvault_store::{ArchiveReader, Layout, StoreError};
 use tokio::sync::watch;
 
 use crate::wallboard::{Floor, Wallboard, WallboardOptions};
@@ -117,7 +114,7 @@ pub struct Live {
     rx: watch::Receiver<Arc<Snapshot>>,
     /// The wallboard's state as of the last refresh, when this process
     /// keeps the projections up to date (see [`Floor`]).
-    floor: Mutex<Option<Tracked>>,
+    floor: Mutex<Option<Floor>>,
     wake: (Mutex<bool>, Condvar),
     stop: AtomicBool,
     pub counters: Counters,
@@ -207,7 +204,7 @@ impl Live {
             }
         }
         let mut reader = self.reader()?;
-        self.catch_up(&mut reader)?;
+        self.catch_up(&mut reader, None)?;
         let guard = self
             .projections
             .read()
@@ -225,8 +222,14 @@ impl Live {
     }
 
     /// Brings the projections up to `reader` (when this process can write
-    /// them; else they are read as another process left them, and `None`).
-    fn catch_up(&self, reader: &mut ArchiveReader) -> Result<Option<Applied>> {
+    /// them; else they are read as another process left them, and `None`),
+    /// noting in `touched`, when given, which legs the catch-up summarized
+    /// again.
+    fn catch_up(
+        &self,
+        reader: &mut ArchiveReader,
+        touched: Option<&mut Touched>,
+    ) -> Result<Option<Applied>> {
         let mut guard = self
             .projections
             .write()
@@ -243,54 +246,57 @@ impl Live {
             })?);
         }
         match guard.as_mut() {
-            Some(p) if p.access() == Access::Writable => Ok(Some(p.catch_up(reader, &mut |_| {})?)),
+            Some(p) if p.access() == Access::Writable => {
+                Ok(Some(p.catch_up_noting(reader, &mut |_| {}, touched)?))
+            }
             _ => Ok(None),
         }
     }
 
     /// Reads the archive's last commit, catches up and brings the
-    /// wallboard's state up to it: from the legs the new records touched
-    /// when this process caught the projections up since the state was
-    /// built, else from scratch.
+    /// wallboard's state up to it: from the legs the catch-up summarized
+    /// again (it hands their stage over, so no leg is read twice) when this
+    /// process caught the projections up from the state's end, else from
+    /// scratch.
     fn refresh(&self) -> Result<(Wallboard, u64)> {
         let mut reader = self.reader()?;
-        let applied = self.catch_up(&mut reader)?;
         let mut options = self.options.clone();
         options.now_ms = self.clock.now_ms();
         let mut tracked = self
             .floor
             .lock()
             .map_err(|_| anyhow::anyhow!("the wallboard state lock is poisoned"))?;
+        // Only a kept state needs the touched legs: a state built from
+        // scratch reads every leg anyway.
+        let mut touched = Touched::default();
+        let noting = tracked.is_some().then_some(&mut touched);
+        let applied = self.catch_up(&mut reader, noting)?;
+        let end = reader.visible_end();
         let board = self.with_projections(|p| {
-            let kept = tracked.take().filter(|t| {
+            let kept = tracked.take().filter(|f| {
                 applied.as_ref().is_some_and(|a| !a.rebuilt)
-                    && t.floor.covers(&options)
-                    && t.floor.records() <= reader.visible_end()
+                    && f.covers(&options)
+                    && f.records() == touched.from
             });
-            let t = match kept {
-                Some(mut t) => {
-                    let new = touched_since(&reader, t.floor.records(), t.resume)?;
-                    t.floor
-                        .update(p, &mut reader, &new.guids, new.agents, &options)?;
-                    t.resume = new.resume.or(t.resume);
-                    t
+            let floor = match kept {
+                Some(mut f) => {
+                    let agents = applied.as_ref().is_some_and(|a| a.agent_changes > 0);
+                    f.update(p, &touched, agents, end, &options)?;
+                    f
                 }
                 None => {
                     self.counters.builds.fetch_add(1, Ordering::Relaxed);
-                    Tracked {
-                        floor: Floor::build(p, &mut reader, &options)?,
-                        resume: None,
-                    }
+                    Floor::build(p, &mut reader, &options)?
                 }
             };
-            let board = t.floor.wallboard(&options)?;
+            let board = floor.wallboard(&options)?;
             // Only a state this process keeps up to date is worth keeping.
             if applied.is_some() {
-                *tracked = Some(t);
+                *tracked = Some(floor);
             }
             Ok(board)
         })?;
-        Ok((board, reader.visible_end()))
+        Ok((board, end))
     }
 
     /// Computes and publishes the wallboard now.
@@ -362,80 +368,6 @@ impl Live {
             }
         }
     }
-}
-
-/// The wallboard's state and where the scan for the records after it
-/// resumes.
-struct Tracked {
-    floor: Floor,
-    /// The position of a record before the state's end (`None`: the start
-    /// of the segment that holds it).
-    resume: Option<Position>,
-}
-
-/// What the records since a wallboard state changed.
-struct Touched {
-    /// The legs they name (quarantined records aside), as the projections'
-    /// catch-up finds them.
-    guids: BTreeSet<String>,
-    /// Whether one may be an agent status change (one is when it is not an
-    /// interaction's or says it is one).
-    agents: bool,
-    /// The position of the last record read.
-    resume: Option<Position>,
-}
-
-/// Reads the records from offset `from` to `reader`'s visible end,
-/// starting at `resume` (a position at or before `from`).
-fn touched_since(reader: &ArchiveReader, from: u64, resume: Option<Position>) -> Result<Touched> {
-    let mut out = Touched {
-        guids: BTreeSet::new(),
-        agents: false,
-        resume: None,
-    };
-    if from >= reader.visible_end() {
-        return Ok(out);
-    }
-    let records = reader.records();
-    let segments = reader.log().segments();
-    let start = resume
-        .filter(|p| segments.contains(&p.segment))
-        .unwrap_or_else(|| Position {
-            // The segment holding `from`: the last one whose base is not above it.
-            segment: segments
-                .iter()
-                .copied()
-                .filter(|&b| b <= from)
-                .max()
-                .unwrap_or(0),
-            pos: 0,
-        });
-    let scanned = records.scan(start, |pos, rec| {
-        if rec.offset < from {
-            return ControlFlow::<()>::Continue(());
-        }
-        out.resume = Some(pos);
-        if rec.quarantined {
-            return ControlFlow::Continue(());
-        }
-        // Unparsable records touch nothing: the catch-up skips them too.
-        if let Ok(event) = parse_event(rec.payload) {
-            match event.body.interaction_guid.as_text() {
-                Some(g) => {
-                    if !out.guids.contains(g.as_ref()) {
-                        out.guids.insert(g.into_owned());
-                    }
-                }
-                // Not an interaction's: the agents are read again.
-                None => out.agents = true,
-            }
-            out.agents |=
-                event.family == "AgentStatusChange" || event.event_type() == "AgentStatusChange";
-        }
-        ControlFlow::Continue(())
-    })?;
-    debug_assert!(scanned.is_continue());
-    Ok(out)
 }
 
 /// One JSON value and a newline: the bytes `--format json` writes.

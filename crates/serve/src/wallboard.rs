@@ -13,13 +13,13 @@
 //! - Lists are sorted (queues by queue then channel, legs by `sinceMs` then
 //!   GUID, agents by id), so equal inputs give equal bytes.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use anyhow::{Context, Result};
 use ccvault_projections::report::{GroupBy, Interval, Report, ReportOptions, Sla};
 use ccvault_projections::{
-    could_be_in_progress, live_stage, record_input, InteractionFilter, LegKind, Projections, Stage,
-    StateNames, Summary,
+    could_be_in_progress, live_stage, record_input, InteractionFilter, LegKind, Live, Projections,
+    Stage, StateNames, Summary, Touched,
 };
 use ccvault_store::ArchiveReader;
 use jiff::tz::TimeZone;
@@ -205,12 +205,13 @@ struct LegNow {
 /// every leg again.
 ///
 /// Invariant: after [`Floor::build`] and any sequence of
-/// [`Floor::update`]s, each given the legs touched by the records the
-/// projections were caught up with since (and whether an agent status
-/// change was among them), [`Floor::wallboard`] equals [`compute`] on the
-/// same archive, for any clock in the same local day. The caller builds
-/// again when the day changes, or when it cannot name the touched legs (the
-/// projections were rebuilt, or caught up by another process).
+/// [`Floor::update`]s, each given what the catch-up from the state's end
+/// noted (the legs it summarized again with their stage, and whether an
+/// agent status change was among the records), [`Floor::wallboard`] equals
+/// [`compute`] on the same archive, for any clock in the same local day.
+/// The caller builds again when the day changes, or when it cannot name the
+/// touched legs (the projections were rebuilt, or caught up by another
+/// process, or from another offset than the state's end).
 #[derive(Debug, Clone)]
 pub struct Floor {
     /// Today, `[start, end)`, in the zone of the options it was built with.
@@ -261,7 +262,7 @@ impl Floor {
             floor.file(s);
             Ok(true)
         })?;
-        for s in candidates {
+        for s in &candidates {
             floor.place_live(reader, s)?;
         }
         floor.count(opts);
@@ -279,35 +280,44 @@ impl Floor {
         self.records
     }
 
-    /// Applies the legs `touched` by the records between the state's end
-    /// and `reader`'s (the projections caught up to it); `agents_changed`
-    /// when an agent status change was among those records.
+    /// Applies what the catch-up of the projections from the state's end
+    /// (`touched.from`, which must be [`Floor::records`]) to `end` noted;
+    /// `agents_changed` when an agent status change was among those
+    /// records. The legs' events are not read again: the catch-up handed
+    /// their stage over with them.
     pub fn update(
         &mut self,
         p: &Projections,
-        reader: &mut ArchiveReader,
-        touched: &BTreeSet<String>,
+        touched: &Touched,
         agents_changed: bool,
+        end: u64,
         opts: &WallboardOptions,
     ) -> Result<()> {
-        for guid in touched {
+        anyhow::ensure!(
+            touched.from == self.records,
+            "the catch-up started at record {}, the wallboard state ends at {}",
+            touched.from,
+            self.records
+        );
+        for (guid, live) in &touched.legs {
             self.unfile(guid);
             self.live.remove(guid);
             let Some(s) = p.summary(guid)? else {
                 continue;
             };
-            if could_be_in_progress(&s) {
-                self.place_live(reader, s.clone())?;
+            if let Some(live) = *live {
+                self.place(&s, live);
             }
             self.file(s);
         }
-        if !touched.is_empty() {
+        if !touched.legs.is_empty() {
+            let updated: HashSet<&str> = touched.legs.iter().map(|(g, _)| g.as_str()).collect();
             // A leg's contact is found through its parents' summaries: a
             // parent archived now moves its children in progress too.
             let children: Vec<String> = self
                 .live
                 .iter()
-                .filter(|(g, l)| l.has_parent && !touched.contains(*g))
+                .filter(|(g, l)| l.has_parent && !updated.contains(g.as_str()))
                 .map(|(g, _)| g.clone())
                 .collect();
             for guid in children {
@@ -320,7 +330,7 @@ impl Floor {
         if agents_changed {
             self.agents = p.agents_now()?;
         }
-        self.records = reader.visible_end();
+        self.records = end;
         self.count(opts);
         Ok(())
     }
@@ -355,18 +365,26 @@ impl Floor {
     }
 
     /// Reads the leg's records and keeps it when it is in progress.
-    fn place_live(&mut self, reader: &mut ArchiveReader, s: Summary) -> Result<()> {
-        let Some(guid) = s.interaction_guid.clone() else {
+    fn place_live(&mut self, reader: &mut ArchiveReader, s: &Summary) -> Result<()> {
+        let Some(guid) = s.interaction_guid.as_deref() else {
             return Ok(());
         };
         let records: Vec<_> = reader
-            .interaction_records(&guid)?
+            .interaction_records(guid)?
             .into_iter()
             .filter(|r| !r.quarantined)
             .collect();
         let inputs: Vec<_> = records.iter().map(record_input).collect();
-        let Some(live) = live_stage(&inputs) else {
-            return Ok(());
+        if let Some(live) = live_stage(&inputs) {
+            self.place(s, live);
+        }
+        Ok(())
+    }
+
+    /// Keeps a leg in progress, in stage `live`.
+    fn place(&mut self, s: &Summary, live: Live) {
+        let Some(guid) = s.interaction_guid.clone() else {
+            return;
         };
         self.live.insert(
             guid.clone(),
@@ -375,17 +393,16 @@ impl Floor {
                 has_parent: s.parent_guid.is_some(),
                 row: InProgress {
                     interaction_guid: guid,
-                    contact_id: s.contact_id,
+                    contact_id: s.contact_id.clone(),
                     stage: live.stage,
                     since_ms: live.since_ms,
                     kind: s.kind,
                     queue_id: s.queue_id,
-                    media_type: s.media_type,
-                    agent_id: s.agent_id,
+                    media_type: s.media_type.clone(),
+                    agent_id: s.agent_id.clone(),
                 },
             },
         );
-        Ok(())
     }
 
     /// Counts today's legs again where they changed, with the report's

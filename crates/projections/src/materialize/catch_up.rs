@@ -15,6 +15,22 @@ use super::rebuild::{RebuildOptions, WORK_RECORDS};
 use super::{
     guarded, refused_write, Applied, AtPath, Progress, Projections, Result, PROJECTION_VERSION,
 };
+use crate::live::Live;
+
+/// The legs a catch-up summarized again, for a caller that keeps state of
+/// its own from them (the server's wallboard) instead of reading each leg a
+/// second time.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Touched {
+    /// `consumed` before the catch-up: `legs` are those named by the
+    /// records from here to [`Applied::consumed`]. Empty after a rebuild
+    /// ([`Applied::rebuilt`]), which names none.
+    pub from: u64,
+    /// Each leg with the stage it is in when in progress
+    /// ([`crate::live_stage`] of the same events its summary was derived
+    /// from), by GUID.
+    pub legs: Vec<(String, Option<Live>)>,
+}
 
 impl Projections {
     /// Brings the projections up to the archive's visible end: a rebuild
@@ -33,7 +49,18 @@ impl Projections {
         reader: &mut ArchiveReader,
         progress: &mut dyn FnMut(Progress),
     ) -> Result<Applied> {
-        match self.catch_up_here(reader, progress) {
+        self.catch_up_noting(reader, progress, None)
+    }
+
+    /// [`Projections::catch_up`], also saying in `touched` which legs it
+    /// summarized again and their stage.
+    pub fn catch_up_noting(
+        &mut self,
+        reader: &mut ArchiveReader,
+        progress: &mut dyn FnMut(Progress),
+        mut touched: Option<&mut Touched>,
+    ) -> Result<Applied> {
+        match self.catch_up_here(reader, progress, touched.as_deref_mut()) {
             Err(e) if self.unsaved.is_none() => match refused_write(&e) {
                 Some(why) => {
                     let why = why.to_string();
@@ -41,7 +68,7 @@ impl Projections {
                     // again as the base of the copy in memory.
                     self.db = None;
                     *self = Self::open_in_memory(&self.path, why)?;
-                    self.catch_up_here(reader, progress)
+                    self.catch_up_here(reader, progress, touched)
                 }
                 None => Err(e),
             },
@@ -53,12 +80,17 @@ impl Projections {
         &mut self,
         reader: &mut ArchiveReader,
         progress: &mut dyn FnMut(Progress),
+        mut noted: Option<&mut Touched>,
     ) -> Result<Applied> {
         let path = self.path.clone();
         guarded(&path, || {
             self.writable()?;
             let state = self.state()?;
             let end = reader.visible_end();
+            if let Some(t) = noted.as_deref_mut() {
+                t.from = state.consumed;
+                t.legs.clear();
+            }
             if state.version != Some(PROJECTION_VERSION) || state.consumed > end {
                 return self.rebuild(reader, RebuildOptions::default(), progress);
             }
@@ -108,6 +140,10 @@ impl Projections {
 
             // Every touched interaction, from all its records (late events of
             // old interactions included).
+            let want = Want {
+                live: noted.is_some(),
+                ..Want::SUMMARIES
+            };
             let mut summaries = Vec::with_capacity(touched.len());
             for guid in &touched {
                 let recs: Vec<ArchivedEvent> = reader
@@ -116,8 +152,13 @@ impl Projections {
                     .filter(|r| !r.quarantined)
                     .map(ArchivedEvent::of_record)
                     .collect();
-                let p = project_records(&recs, Want::SUMMARIES).at(&self.path)?;
+                let p = project_records(&recs, want).at(&self.path)?;
+                let before = summaries.len();
                 summaries.extend(p.summaries.into_iter().filter(|row| row.guid == *guid));
+                if let Some(t) = noted.as_deref_mut() {
+                    let live = summaries.get(before..).and_then(|r| r.first()?.live);
+                    t.legs.push((guid.clone(), live));
+                }
             }
             let interactions = summaries.len() as u64;
             let agent_changes = projected.agents.len() as u64;

@@ -79,6 +79,7 @@ mod query;
 mod rebuild;
 mod schema;
 
+pub use catch_up::Touched;
 pub use project::record_input;
 pub use query::{InteractionFilter, TenantStats};
 

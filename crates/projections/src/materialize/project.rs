@@ -10,6 +10,7 @@ use ccvault_store::{payload_hash, Record, RecordRef};
 use crate::agents::status_change_agent;
 use crate::codec::{self, CodecError};
 use crate::input::{dedupe_in_canonical_order, Kind, Prepared};
+use crate::live::{stage_of_prepared, Live};
 use crate::summary::derive;
 use crate::tenant::{record_tenant, tenant_of};
 
@@ -114,6 +115,9 @@ pub(super) struct SummaryRow {
     pub(super) parent: Option<String>,
     /// The encoded Summary (codec).
     pub(super) bytes: Vec<u8>,
+    /// The leg's stage when in progress (`live_stage`), when asked for
+    /// (`Want::live`).
+    pub(super) live: Option<Live>,
 }
 
 /// What some events add to one tenant's counts in `tenants`.
@@ -245,20 +249,26 @@ pub(super) struct Want {
     /// entries: facts of each record on its own, which the caller asks for
     /// once per record.
     pub(super) agents: bool,
+    /// With the summaries, each leg's stage when in progress (a walk of the
+    /// events the summary was derived from: no second parse).
+    pub(super) live: bool,
 }
 
 impl Want {
     pub(super) const ALL: Want = Want {
         summaries: true,
         agents: true,
+        live: false,
     };
     pub(super) const SUMMARIES: Want = Want {
         summaries: true,
         agents: false,
+        live: false,
     };
     pub(super) const AGENTS: Want = Want {
         summaries: false,
         agents: true,
+        live: false,
     };
 }
 
@@ -318,6 +328,11 @@ pub(super) fn project_records(recs: &[ArchivedEvent], want: Want) -> Result<Proj
     let mut buf = Vec::new();
     for (guid, mut prepared) in by_guid {
         dedupe_in_canonical_order(&mut prepared);
+        let live = if want.live {
+            stage_of_prepared(&prepared)
+        } else {
+            None
+        };
         if let Some(summary) = derive(&prepared) {
             let at = summary.offered_at;
             let parent = summary.parent_guid.clone();
@@ -329,6 +344,7 @@ pub(super) fn project_records(recs: &[ArchivedEvent], want: Want) -> Result<Proj
                 tenant,
                 parent,
                 bytes: buf.clone(),
+                live,
             });
         }
     }
