@@ -16,6 +16,8 @@
 #                     `simulate | dd` for the baseline). Chosen by itself when the
 #                     input and an archive do not both fit; import then runs at the
 #                     simulator's speed, so compare CPU seconds, not wall time
+#                     (the simulator writes into a FIFO: the CPU and RSS measured
+#                     are the import's, or the copy's, alone)
 # Default sizes: 1M 10M (50M only when asked: ~26 GB of input, ~31 GB archived).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -33,7 +35,7 @@ while [ $# -gt 0 ]; do
     --dir) dir="$2"; shift 2 ;;
     --rounds) rounds="$2"; shift 2 ;;
     --stream) stream=1; shift ;;
-    -h|--help) sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     -*) echo "bench-scale.sh: unknown option $1" >&2; exit 2 ;;
     *) sizes+=("$1"); shift ;;
   esac
@@ -59,7 +61,7 @@ mkdir -p "$dir"
 dir="$(cd "$dir" && pwd)"
 results="$dir/results.tsv"
 : > "$results"
-trap 'rm -rf "$dir"/archive "$dir"/copy "$dir"/input.ndjson' EXIT
+trap 'rm -rf "$dir"/archive "$dir"/copy "$dir"/input.ndjson "$dir"/input.fifo' EXIT
 
 free_bytes() { df -B1 --output=avail "$dir" | tail -1 | tr -d ' '; }
 
@@ -108,7 +110,12 @@ for size in "${sizes[@]}"; do
     if [ "$mode" = file ]; then
       measure baseline "$n" copy dd if="$dir/input.ndjson" of="$dir/copy" bs=4M conv=fsync status=none
     else
-      measure baseline "$n" copy sh -c "\"$bin\" simulate --no-quirks --events $n -q --seed 1 | dd of=\"$dir/copy\" bs=4M iflag=fullblock conv=fsync status=none"
+      # Through a FIFO, so that /usr/bin/time counts the copy alone.
+      mkfifo "$dir/input.fifo"
+      simulate "$n" > "$dir/input.fifo" &
+      measure baseline "$n" copy dd if="$dir/input.fifo" of="$dir/copy" bs=4M iflag=fullblock conv=fsync status=none
+      wait $!
+      rm -f "$dir/input.fifo"
     fi
     rm -f "$dir/copy"
     for b in "${order[@]}"; do
@@ -120,7 +127,12 @@ for size in "${sizes[@]}"; do
       if [ "$mode" = file ]; then
         measure "$label" "$n" import "$b" import -q --data-dir "$a" "$dir/input.ndjson"
       else
-        measure "$label" "$n" import sh -c "\"$bin\" simulate --no-quirks --events $n -q --seed 1 | \"$b\" import -q --data-dir \"$a\" -"
+        # Through a FIFO: the CPU and peak RSS are the import's alone.
+        mkfifo "$dir/input.fifo"
+        simulate "$n" > "$dir/input.fifo" &
+        measure "$label" "$n" import "$b" import -q --data-dir "$a" - < "$dir/input.fifo"
+        wait $!
+        rm -f "$dir/input.fifo"
       fi
       measure "$label" "$n" reindex "$b" reindex -q --data-dir "$a"
       measure "$label" "$n" rebuild "$b" rebuild -q --data-dir "$a"
