@@ -23,7 +23,7 @@ use std::sync::Arc;
 use crate::error::{LogError, Result};
 use crate::scan::{SegCursor, Step};
 use crate::segment::{list_segment_files, segment_path, segz_path, sync_dir, Kind};
-use crate::segz::{self, Compression, Image};
+use crate::segz::{self, Compression};
 use crate::vfs::{OpenMode, Vfs};
 use crate::window::{Src, Window};
 
@@ -77,9 +77,10 @@ pub(crate) fn compact_segment(
         }
         Err(e) => return Err(e),
     };
-    let bytes = Arc::new(segz::read_all(file.as_ref(), &seg)?);
-    let mem = Arc::new(Image::whole(Arc::clone(&bytes)));
-    let src = Src::from_file(mem, seg.clone(), base, false)?;
+    // Read through the scan's window (a few MiB), not whole: memory stays
+    // the output and one block whatever the segment size.
+    let src = Src::from_file(Arc::clone(&file), seg.clone(), base, false)?;
+    let seg_len = src.len;
     let mut cur = SegCursor::new(src, 0);
     if cur.header_damage()?.is_some() {
         return Ok(Compacted::Damaged);
@@ -104,9 +105,7 @@ pub(crate) fn compact_segment(
         }
     }
     drop(cur);
-    let Some(out) = segz::encode(&bytes, &frames, base, c, stop)
-        .map_err(|e| LogError::io("compressing", &seg, e))?
-    else {
+    let Some(out) = segz::encode(file.as_ref(), &seg, seg_len, &frames, base, c, stop)? else {
         return Ok(Compacted::Stopped);
     };
     let tmp = temp_path(dir, base);
@@ -125,7 +124,7 @@ pub(crate) fn compact_segment(
         .map_err(|e| LogError::io("removing", &seg, e))?;
     sync_dir(vfs, dir)?;
     Ok(Compacted::Done {
-        seg_bytes: bytes.len() as u64,
+        seg_bytes: seg_len,
         segz_bytes: out.len() as u64,
     })
 }

@@ -142,20 +142,29 @@ fn put_u64(out: &mut Vec<u8>, v: u64) {
 /// A frame of the segment being compressed: position, length, offset.
 pub(crate) type FrameSpan = (u32, u32, u64);
 
-/// The bytes of the `.segz` for the `.seg` whose bytes are `seg` and whose
-/// frames, back to back from byte 32 to the end, are `frames`; `None` if
-/// `stop` was set before the last block was compressed.
+/// The bytes of the `.segz` for the `.seg` `seg` (at `path`, `seg_len`
+/// bytes long) whose frames, back to back from byte 32 to the end, are
+/// `frames`; `None` if `stop` was set before the last block was compressed.
+/// The segment is read one block at a time: memory is the output and one
+/// block, not the segment.
 pub(crate) fn encode(
-    seg: &[u8],
+    seg: &dyn VfsFile,
+    path: &Path,
+    seg_len: u64,
     frames: &[FrameSpan],
     base: u64,
     c: Compression,
     stop: &AtomicBool,
-) -> io::Result<Option<Vec<u8>>> {
+) -> Result<Option<Vec<u8>>> {
+    let fail = |what: &str| LogError::io("compressing", path, io::Error::other(what.to_owned()));
     let block_bytes = c.block_bytes.clamp(4 << 10, 16 << 20);
-    let seg_header = seg
-        .get(..HEADER_LEN as usize)
-        .ok_or_else(|| io::Error::other("segment shorter than its header"))?;
+    let mut seg_header = [0u8; HEADER_LEN as usize];
+    if read_full_at(seg, path, &mut seg_header, 0)? != seg_header.len() {
+        return Err(fail("segment shorter than its header"));
+    }
+    let mut zstd =
+        zstd::bulk::Compressor::new(c.level).map_err(|e| LogError::io("compressing", path, e))?;
+    let mut raw = Vec::new();
     let mut out = vec![0u8; SEGZ_HEADER_LEN as usize];
     let mut index: Vec<u8> = Vec::new();
     let mut blocks: u32 = 0;
@@ -166,7 +175,7 @@ pub(crate) fn encode(
             return Ok(None);
         }
         if start != covered {
-            return Err(io::Error::other("frames are not back to back"));
+            return Err(fail("frames are not back to back"));
         }
         let mut end = start;
         while let Some(&(pos, len, _)) = frames.get(i) {
@@ -177,14 +186,19 @@ pub(crate) fn encode(
             i += 1;
         }
         if end == start {
-            return Err(io::Error::other("frames are not back to back"));
+            return Err(fail("frames are not back to back"));
         }
         covered = end;
-        let raw = seg
-            .get(start as usize..end as usize)
-            .ok_or_else(|| io::Error::other("frame past the end of the segment"))?;
-        let comp = zstd::bulk::compress(raw, c.level)?;
-        let comp_len = u32::try_from(comp.len()).map_err(io::Error::other)?;
+        raw.resize((end - start) as usize, 0);
+        if u64::from(end) > seg_len
+            || read_full_at(seg, path, &mut raw, u64::from(start))? != raw.len()
+        {
+            return Err(fail("frame past the end of the segment"));
+        }
+        let comp = zstd
+            .compress(&raw)
+            .map_err(|e| LogError::io("compressing", path, e))?;
+        let comp_len = u32::try_from(comp.len()).map_err(|_| fail("block too large"))?;
         let file_pos = out.len() as u64;
         let mut h = Vec::with_capacity(BLOCK_HEADER_LEN as usize);
         h.extend_from_slice(&BLOCK_MAGIC);
@@ -203,10 +217,8 @@ pub(crate) fn encode(
         put_u64(&mut index, first_offset);
         blocks += 1;
     }
-    if covered as usize != seg.len() {
-        return Err(io::Error::other(
-            "frames do not reach the end of the segment",
-        ));
+    if u64::from(covered) != seg_len {
+        return Err(fail("frames do not reach the end of the segment"));
     }
     let index_pos = out.len() as u64;
     let index_crc = crc32fast::hash(&index);
@@ -217,10 +229,10 @@ pub(crate) fn encode(
     h.extend_from_slice(&SEGZ_VERSION.to_le_bytes());
     h.extend_from_slice(&(SEGZ_HEADER_LEN as u16).to_le_bytes());
     put_u64(&mut h, base);
-    put_u64(&mut h, seg.len() as u64);
+    put_u64(&mut h, seg_len);
     put_u32(&mut h, blocks);
     put_u64(&mut h, index_pos);
-    h.extend_from_slice(seg_header);
+    h.extend_from_slice(&seg_header);
     put_u32(&mut h, 0);
     let crc = crc32fast::hash(&h);
     put_u32(&mut h, crc);
