@@ -45,8 +45,8 @@ pub struct ExportOptions {
     pub since_last: bool,
     /// Uncompressed bytes of a row group.
     pub row_group_bytes: usize,
-    /// Rows buffered over all partitions of a table before the largest
-    /// buffer is written out early.
+    /// Uncompressed values of a table's row groups in progress, over all
+    /// partitions, past which the idlest is completed early.
     pub memory_bytes: usize,
     /// Only this tenant's rows (docs/SCALE.md, "A tenant's export"): its
     /// events and legs, and the state spans of its agents.
