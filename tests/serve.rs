@@ -200,6 +200,16 @@ fn every_route_answers_and_the_api_is_the_clis_json() {
     let page = r.text();
     assert!(page.contains("<svg"), "swim lanes");
     assert!(page.contains("Archived records"));
+    // Each record with where it came from: offset, source and line (an
+    // import: no messageId nor publishTime), then the ingest time.
+    assert!(
+        page.contains("<th class=\"num\">offset</th><th>source</th><th class=\"num\">line</th><th>messageId</th><th>publishTime</th><th>ingest time</th>"),
+        "{page}"
+    );
+    assert!(
+        page.contains("events.ndjson</td><td class=\"num\">1</td><td></td><td></td>"),
+        "the first record's provenance: {page}"
+    );
     assert!(
         page.contains("&quot;event&quot;:&quot;InteractionQueued&quot;"),
         "raw payloads, escaped"
@@ -233,6 +243,27 @@ fn every_route_answers_and_the_api_is_the_clis_json() {
     let r = server.get("/search?agent=agH4s8KpWz1XcV6bNm2QrTa");
     assert!(r.text().contains("<p>1 leg</p>"), "{}", r.text());
     assert!(r.text().contains("int-19ab3f0e9a4"), "{}", r.text());
+    // Any attachedData value, the outcome, the queue and a time range.
+    let found = |query: &str| -> Vec<&str> {
+        let r = server.get(&format!("/search?{query}"));
+        assert_eq!(r.status, 200, "{query}");
+        let page = r.text();
+        ["int-19ab3f0c1d2", "int-19ab3f0d7e1", "int-19ab3f0e9a4"]
+            .into_iter()
+            .filter(|g| page.contains(&format!("href=\"/contact/{g}")))
+            .collect()
+    };
+    assert_eq!(found("q=Dana+Whitfield"), ["int-19ab3f0c1d2"]);
+    assert_eq!(found("outcome=abandoned"), ["int-19ab3f0d7e1"]);
+    assert_eq!(found("queue=311"), ["int-19ab3f0c1d2", "int-19ab3f0d7e1"]);
+    assert_eq!(
+        found("queue=311&from=2025-11-23T12:15:00Z"),
+        ["int-19ab3f0d7e1"]
+    );
+    assert_eq!(
+        found("queue=311&to=2025-11-23T12:15:00Z"),
+        ["int-19ab3f0c1d2"]
+    );
     let r = server.get("/search?q=nobody-at-all");
     assert!(r.text().contains("0 legs"), "{}", r.text());
     assert_eq!(server.get("/search?queue=three").status, 400);
