@@ -15,7 +15,7 @@ use ccvault_store::{ArchiveReader, Hit, Position, StoreError, VisibleRecords};
 use redb::backends::InMemoryBackend;
 use redb::Durability;
 
-use super::project::{project_records, ArchivedEvent, Projected, Want};
+use super::project::{project_records, ArchivedEvent, ArchivedGroup, Projected, Want};
 use super::schema::{create_private, scratch_builder};
 use super::{guarded, Applied, AtPath, Db, Progress, ProjectionError, Projections, Result};
 use crate::codec::CodecError;
@@ -330,8 +330,8 @@ const NO_GROUP: u32 = u32::MAX;
 /// A unit of rebuild work: the complete records of one interaction group,
 /// or records outside any interaction (status changes and the like).
 enum Work {
-    Group(Vec<ArchivedEvent>),
-    Loose(Vec<ArchivedEvent>),
+    Group(ArchivedGroup),
+    Loose(ArchivedGroup),
 }
 
 struct ScanResult {
@@ -354,7 +354,7 @@ fn scan_groups(
     records_read: &AtomicU64,
     failed: &AtomicBool,
 ) -> Result<ScanResult> {
-    let mut inflight: HashMap<u32, (u64, usize, Vec<ArchivedEvent>)> = HashMap::new();
+    let mut inflight: HashMap<u32, (u64, usize, ArchivedGroup)> = HashMap::new();
     // First buffered offset -> group, to set the oldest aside when over budget.
     let mut by_age: BTreeMap<u64, u32> = BTreeMap::new();
     let mut deferred: Vec<u32> = Vec::new();
@@ -362,7 +362,7 @@ fn scan_groups(
     let mut buffered = 0usize;
     let mut batch: Vec<Work> = Vec::new();
     let mut batch_records = 0usize;
-    let mut loose: Vec<ArchivedEvent> = Vec::new();
+    let mut loose = ArchivedGroup::default();
     let mut records = 0u64;
     let mut last_pos = None;
     let send = |batch: &mut Vec<Work>| -> Result<()> {
@@ -387,24 +387,26 @@ fn scan_groups(
             .copied()
             .unwrap_or(NO_GROUP);
         if gid == NO_GROUP {
-            loose.push(ArchivedEvent::of_ref(&rec));
+            loose.push(&rec);
             if loose.len() >= WORK_RECORDS {
                 batch_records += loose.len();
                 batch.push(Work::Loose(std::mem::take(&mut loose)));
             }
         } else if !deferred_set.contains(&gid) {
-            let r = ArchivedEvent::of_ref(&rec);
-            buffered += r.buffered_bytes();
-            let left = remaining.get_mut(gid as usize).map_or(0, |n| {
+            let (left, expected) = remaining.get_mut(gid as usize).map_or((0, 1), |n| {
+                let expected = *n as usize;
                 *n = n.saturating_sub(1);
-                *n
+                (*n, expected)
             });
             let entry = inflight.entry(gid).or_insert_with(|| {
                 by_age.insert(rec.offset, gid);
-                (rec.offset, 0, Vec::new())
+                (rec.offset, 0, ArchivedGroup::for_records(expected, &rec))
             });
-            entry.1 += r.buffered_bytes();
-            entry.2.push(r);
+            let before = entry.2.footprint();
+            entry.2.push(&rec);
+            let grown = entry.2.footprint().saturating_sub(before) + 64;
+            entry.1 += grown;
+            buffered += grown;
             if left == 0 {
                 if let Some((first, bytes, recs)) = inflight.remove(&gid) {
                     by_age.remove(&first);
@@ -441,7 +443,7 @@ fn scan_groups(
     }
     // Groups whose remaining records are not visible (cannot happen with a
     // consistent index, but the log is the judge): project what was read.
-    let mut rest: Vec<(u64, Vec<ArchivedEvent>)> = inflight
+    let mut rest: Vec<(u64, ArchivedGroup)> = inflight
         .into_values()
         .map(|(first, _, recs)| (first, recs))
         .collect();
@@ -478,9 +480,9 @@ fn compute_worker(
         let mut out = Projected::default();
         for work in batch {
             let p = match &work {
-                Work::Group(recs) => project_records(recs, Want::ALL),
+                Work::Group(recs) => project_records(&recs.events(), Want::ALL),
                 // Records outside interactions can still be status changes.
-                Work::Loose(recs) => project_records(recs, Want::AGENTS),
+                Work::Loose(recs) => project_records(&recs.events(), Want::AGENTS),
             };
             match p {
                 Ok(p) => out.absorb(p),
