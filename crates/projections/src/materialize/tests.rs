@@ -669,3 +669,72 @@ fn a_second_process_reads_read_only() {
         Err(ProjectionError::ReadOnly(_))
     ));
 }
+
+/// A catch-up that notes what it did names exactly the legs the new records
+/// touch, each with the stage `live_stage` gives from all its archived
+/// records (what the server's wallboard takes instead of reading them
+/// again); a rebuild names none.
+#[test]
+fn a_noting_catch_up_names_the_touched_legs_with_their_stage() {
+    use std::ops::ControlFlow;
+
+    let lines = sim_lines(11, 200);
+    let half = lines.len() / 2;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    import_lines(d, &lines[..half]);
+    let mut p = Projections::open(d).unwrap();
+    let mut noted = Touched::default();
+    let mut reader = ArchiveReader::open(d).unwrap();
+    let first = p
+        .catch_up_noting(&mut reader, &mut |_| {}, Some(&mut noted))
+        .unwrap();
+    assert!(first.rebuilt, "an empty store is rebuilt");
+    assert!(noted.legs.is_empty(), "a rebuild names no legs");
+
+    // Mid-day: some calls of the new records are still in progress.
+    import_lines(d, &lines[half..half + 150]);
+    let mut reader = ArchiveReader::open(d).unwrap();
+    let applied = p
+        .catch_up_noting(&mut reader, &mut |_| {}, Some(&mut noted))
+        .unwrap();
+    assert!(!applied.rebuilt);
+    assert_eq!(noted.from, first.consumed);
+    let mut guids = std::collections::BTreeSet::new();
+    let scanned = reader
+        .records()
+        .scan(ccvault_store::Position::START, |_, rec| {
+            if rec.offset >= first.consumed && !rec.quarantined {
+                if let Some(g) = parse_event(rec.payload)
+                    .ok()
+                    .and_then(|e| e.body.interaction_guid.as_text().map(|g| g.into_owned()))
+                {
+                    guids.insert(g);
+                }
+            }
+            ControlFlow::<()>::Continue(())
+        })
+        .unwrap();
+    assert!(scanned.is_continue());
+    let expected: BTreeMap<String, Option<crate::Live>> = guids
+        .into_iter()
+        .map(|g| {
+            let records: Vec<_> = reader
+                .interaction_records(&g)
+                .unwrap()
+                .into_iter()
+                .filter(|r| !r.quarantined)
+                .collect();
+            let inputs: Vec<_> = records.iter().map(record_input).collect();
+            (g, crate::live_stage(&inputs))
+        })
+        .collect();
+    let got: BTreeMap<String, Option<crate::Live>> = noted.legs.iter().cloned().collect();
+    assert_eq!(got.len(), noted.legs.len(), "each leg named once");
+    assert_eq!(got, expected);
+    assert!(
+        got.values().filter(|l| l.is_some()).count() > 0
+            && got.values().filter(|l| l.is_none()).count() > 0,
+        "legs in progress and legs ended: {got:?}"
+    );
+}
