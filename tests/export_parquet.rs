@@ -112,6 +112,26 @@ fn files(out: &Path, table: &str) -> Vec<(String, PathBuf)> {
     found
 }
 
+/// Every file under `out` (checkpoint included) with what a rewrite
+/// changes even under the same name: inode, modification time, size.
+fn stamps(out: &Path) -> BTreeMap<PathBuf, (u64, std::time::SystemTime, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    let mut all = BTreeMap::new();
+    let mut dirs = vec![out.to_path_buf()];
+    while let Some(d) = dirs.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let path = e.unwrap().path();
+            let m = std::fs::metadata(&path).unwrap();
+            if m.is_dir() {
+                dirs.push(path);
+            } else {
+                all.insert(path, (m.ino(), m.modified().unwrap(), m.len()));
+            }
+        }
+    }
+    all
+}
+
 /// A Parquet value as the JSON outputs write it (instants as epoch ms).
 fn json_of(f: &Field) -> Value {
     match f {
@@ -342,6 +362,7 @@ fn an_incremental_export_after_late_events_equals_a_full_one() {
         .filter(|(p, _)| p.starts_with("tenant=acme01/"))
         .collect::<Vec<_>>();
     assert!(!acme_before.is_empty());
+    let stamps_before = stamps(&inc);
 
     import(&data, &[&b2], &[]);
     let said = export(&data, &inc, &["--since-last"]);
@@ -360,6 +381,21 @@ fn an_incremental_export_after_late_events_equals_a_full_one() {
         .filter(|(p, _)| p.starts_with("tenant=acme01/"))
         .collect::<Vec<_>>();
     assert_eq!(acme_after, acme_before);
+    // Not even rewritten under the same names: acme01's interactions and
+    // events files are the very files of run 1.
+    let stamps_after = stamps(&inc);
+    let acme = |s: &BTreeMap<PathBuf, _>| -> Vec<_> {
+        s.iter()
+            .filter(|(p, _)| {
+                let p = p.strip_prefix(&inc).unwrap().to_str().unwrap();
+                p.starts_with("interactions/tenant=acme01/")
+                    || p.starts_with("events/tenant=acme01/")
+            })
+            .map(|(p, st)| (p.clone(), *st))
+            .collect()
+    };
+    assert!(!acme(&stamps_before).is_empty());
+    assert_eq!(acme(&stamps_after), acme(&stamps_before));
     let globex: Vec<_> = files(&inc, "interactions")
         .into_iter()
         .filter(|(p, _)| p.starts_with("tenant=globex02/"))
@@ -385,9 +421,33 @@ fn an_incremental_export_after_late_events_equals_a_full_one() {
             .unwrap()
             .starts_with("part-000001-")));
 
-    // Nothing new: a third run writes nothing and changes nothing.
+    // Nothing new: a third run writes nothing and changes nothing, not
+    // even the checkpoint (it reads neither the log nor the legs).
     let said = export(&data, &inc, &["--since-last"]);
     assert!(said.contains("0 rows in 0 files"), "{said}");
+    assert!(said.contains("incremental export run 2"), "{said}");
+    assert_eq!(stamps(&inc), stamps_after);
+    assert_eq!(contents(&inc), want);
+
+    // A checkpoint written by other export code (or over other
+    // projections) is not trusted to be current: the run compares every
+    // partition (all equal here, so no data file changes) and records
+    // what it compared against.
+    let checkpoint = inc.join("_ccvault_export.json");
+    let mut c: Value = serde_json::from_slice(&std::fs::read(&checkpoint).unwrap()).unwrap();
+    let writer = c["sources"]["writer"].as_str().unwrap().to_owned();
+    assert!(writer.starts_with("ccvault "), "{writer}");
+    c["sources"]["writer"] = json!("ccvault 0.0.0 0000000000000000");
+    std::fs::write(&checkpoint, serde_json::to_vec(&c).unwrap()).unwrap();
+    let said = export(&data, &inc, &["--since-last"]);
+    assert!(said.contains("incremental export run 3"), "{said}");
+    assert!(said.contains("0 rows in 0 files"), "{said}");
+    let c: Value = serde_json::from_slice(&std::fs::read(&checkpoint).unwrap()).unwrap();
+    assert_eq!(c["sources"]["writer"], json!(writer));
+    let data_files = |s: BTreeMap<PathBuf, _>| -> Vec<_> {
+        s.into_iter().filter(|(p, _)| p != &checkpoint).collect()
+    };
+    assert_eq!(data_files(stamps(&inc)), data_files(stamps_after));
     assert_eq!(contents(&inc), want);
 }
 
@@ -406,8 +466,9 @@ fn an_interrupted_run_leaves_nothing_visible_that_the_next_run_keeps() {
     let dir = out.join("interactions").join(&part);
     std::fs::write(dir.join(".part-000002-0000.parquet.tmp"), b"PAR1 half").unwrap();
     std::fs::copy(&file, dir.join("part-000002-0001.parquet")).unwrap();
+    // Nothing new since run 1: the leftovers go, and run 1 stays the last.
     let said = export(&data, &out, &["--since-last"]);
-    assert!(said.contains("incremental export run 2"), "{said}");
+    assert!(said.contains("incremental export run 1"), "{said}");
     let names: Vec<String> = std::fs::read_dir(&dir)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
@@ -426,7 +487,7 @@ fn an_interrupted_run_leaves_nothing_visible_that_the_next_run_keeps() {
         .unwrap()
         .to_str()
         .unwrap()
-        .starts_with("part-000003-")));
+        .starts_with("part-000002-")));
     assert_eq!(contents(&out), want);
 }
 

@@ -48,8 +48,29 @@ pub struct Checkpoint {
     pub tenant: Option<String>,
     /// Records below this offset are in the `events` table.
     pub events_end: u64,
+    /// What the other tables were computed from (absent in checkpoints
+    /// written before it existed: their next run compares every partition).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sources: Option<Sources>,
     /// Table name → partition (`tenant=…/date=…`) → its files.
     pub tables: BTreeMap<String, BTreeMap<String, PartState>>,
+}
+
+/// What `interactions` and `agent-states` are a function of, besides the
+/// log up to `events_end`: the projections' version, the records they
+/// have applied and the largest t(e) they saw (open agent spans end
+/// there), and the export's own code (its version and columns). When a
+/// run finds the same sources and no new record, no row of any table can
+/// differ, so it reads nothing and writes nothing.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Sources {
+    pub projection_version: Option<i64>,
+    pub consumed: u64,
+    pub max_time_ms: Option<i64>,
+    pub interactions: u64,
+    /// `ccvault <version>` and a hash of every table's columns.
+    pub writer: String,
 }
 
 impl Checkpoint {
@@ -61,6 +82,7 @@ impl Checkpoint {
             tz,
             tenant,
             events_end: 0,
+            sources: None,
             tables: BTreeMap::new(),
         }
     }

@@ -11,6 +11,9 @@
 //!   from the checkpoint's (a leg changed by a late event, moved to another
 //!   day, or new); a partition left empty loses its files. After any run the
 //!   tables hold what a full export would.
+//! - A run that finds no new record and the same [`Sources`] as the
+//!   checkpoint's reads no record and no leg and writes nothing (the
+//!   checkpoint stays as it is): the tables are a function of those alone.
 //! - Order of effects: leftovers of an interrupted run are removed, new
 //!   files are put in place (each complete before it is visible), the
 //!   checkpoint is replaced, and only then are the files it no longer names
@@ -30,7 +33,7 @@ use jiff::tz::TimeZone;
 use serde::Serialize;
 use xxhash_rust::xxh3::Xxh3;
 
-use crate::checkpoint::{Checkpoint, PartState, CHECKPOINT_FILE};
+use crate::checkpoint::{Checkpoint, PartState, Sources, CHECKPOINT_FILE};
 use crate::column::{ColumnError, Rows};
 use crate::error::{io, ExportError, Result};
 use crate::partition::{create_dirs, Dates, NewFile, PartitionKey, TableWriter};
@@ -146,11 +149,12 @@ pub fn export(
     };
     new.run = run;
     let start = new.events_end;
+    let state = p.state()?;
     let end = match &opts.tenant {
         None => reader.visible_end(),
         // A tenant's records are found through the projections' tenant
         // index, which covers the records they have consumed.
-        Some(_) => p.state()?.consumed.min(reader.visible_end()),
+        Some(_) => state.consumed.min(reader.visible_end()),
     };
     if start > end {
         return Err(ExportError::Refused(format!(
@@ -158,6 +162,20 @@ pub fn export(
             dir.display()
         )));
     }
+
+    let sources = Sources {
+        projection_version: state.version,
+        consumed: state.consumed,
+        max_time_ms: state.max_time_ms,
+        interactions: state.interactions,
+        writer: writer_id(),
+    };
+    if let Some(c) = old.as_ref().filter(|_| incremental && start == end) {
+        if c.sources.as_ref() == Some(&sources) {
+            return Ok(unchanged(c));
+        }
+    }
+    new.sources = Some(sources);
 
     let mut tables = Vec::new();
     let clock = std::time::Instant::now();
@@ -203,7 +221,7 @@ pub fn export(
     tables.push(sum);
 
     let clock = std::time::Instant::now();
-    let max_time = p.state()?.max_time_ms.unwrap_or(i64::MIN);
+    let max_time = state.max_time_ms.unwrap_or(i64::MIN);
     let spans_of_agents = spans_source.spans(max_time);
     let spans = Rewrite::new(Table::AgentStates, old_parts(Table::AgentStates));
     let spans = spans.write_changed(dir, run, opts, push_span, |f| {
@@ -230,6 +248,38 @@ pub fn export(
         damaged,
         tables,
     })
+}
+
+/// Identifies the code that turns rows into files: a run by other code
+/// (another version, other columns) must not take the checkpoint's
+/// partitions as its own without comparing them.
+fn writer_id() -> String {
+    let mut h = Xxh3::new();
+    for t in Table::ALL {
+        h.update(format!("{}: {:?}\n", t.name(), t.specs()).as_bytes());
+    }
+    format!("ccvault {} {:016x}", env!("CARGO_PKG_VERSION"), h.digest())
+}
+
+/// The summary of a run that found nothing new: the checkpoint's run, no
+/// file written, every partition unchanged; the directory is left as it
+/// is, checkpoint included.
+fn unchanged(c: &Checkpoint) -> ExportSummary {
+    let tables = Table::ALL
+        .iter()
+        .map(|t| TableSummary {
+            table: t.name(),
+            partitions_unchanged: c.tables.get(t.name()).map_or(0, |p| p.len() as u64),
+            ..TableSummary::default()
+        })
+        .collect();
+    ExportSummary {
+        run: c.run,
+        incremental: true,
+        events_end: c.events_end,
+        damaged: 0,
+        tables,
+    }
 }
 
 /// `the whole archive` or `tenant "T"`, for messages.
