@@ -158,6 +158,13 @@ fn tally_problem(
 
 const KINDS: [PostingKind; 3] = [PostingKind::Guid, PostingKind::Agent, PostingKind::Payload];
 
+/// The page cache of the handle the digests are read through. Each digest
+/// is one sequential pass over a posting table, which the reader's usual
+/// 64 MiB would not speed up; it would only fill once the index outgrows it
+/// (past ~2M events), and that filling was most of verify's growth in peak
+/// memory from 1M to 10M events (docs/BENCHMARKS.md, issue 17).
+const DIGEST_CACHE_BYTES: usize = 4 << 20;
+
 pub fn verify(dir: &Path) -> Result<VerifyReport> {
     let (reader, catch_up) = ArchiveReader::open_catching_up(dir)?;
     let log_report = verify_log_beside_writer(&dir.join("log"))?;
@@ -186,7 +193,16 @@ pub fn verify(dir: &Path) -> Result<VerifyReport> {
         )),
     }
 
-    // Pass 1: digests of what the log calls for, against the index's.
+    // Pass 1: digests of what the log calls for, against the index's. The
+    // digests are read through a second handle with a small cache when it
+    // sees the same commit (same checkpoint: postings only ever change with
+    // it), else through the reader's own.
+    let snapshot = index.checkpoint()?;
+    let small = index
+        .reopen_with_cache(DIGEST_CACHE_BYTES)
+        .ok()
+        .filter(|own| matches!(own.checkpoint(), Ok(c) if c == snapshot));
+    let digests = small.as_ref().unwrap_or(index);
     let mut expected = [PostingDigest::default(); 3];
     let seen = expected_postings(&reader, |kind, key, offset, pos| {
         expected[kind as usize].add_key(kind, key, offset, pos);
@@ -194,7 +210,7 @@ pub fn verify(dir: &Path) -> Result<VerifyReport> {
     })?;
     let mut differing = Vec::new();
     for kind in KINDS {
-        let have = index.posting_digest(kind)?;
+        let have = digests.posting_digest(kind)?;
         let want = expected[kind as usize];
         if have != want {
             differing.push(kind);
@@ -206,6 +222,8 @@ pub fn verify(dir: &Path) -> Result<VerifyReport> {
             }
         }
     }
+
+    drop(small);
 
     // Pass 2, only when they disagree: name each posting that is missing or
     // wrong; whatever is left over is in the index but not in the log.

@@ -313,3 +313,51 @@ fn tallies_replace_the_dropped_counts_and_a_repeated_one_changes_nothing() {
     assert_eq!(r.tally_offset().unwrap(), Some(3));
     assert_eq!(r.counters().unwrap().duplicates, 8);
 }
+
+/// `verify` reads the posting digests through a second, small-cache handle
+/// only when its checkpoint is the snapshot's: the premise is that equal
+/// checkpoints mean equal postings, and a later commit moves the checkpoint.
+#[test]
+fn a_reopened_handle_has_the_snapshots_digests_until_a_commit_moves_the_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("i.redb");
+    let index = Index::open(&path).unwrap();
+    let mut w = index.begin().unwrap();
+    w.add_all(&[entry(0, b"a", Some("g1")), entry(1, b"j", None)])
+        .unwrap();
+    let first = Checkpoint {
+        next_offset: 2,
+        segment: 0,
+        pos: 20,
+    };
+    index.commit(w, Some(first)).unwrap();
+    let snapshot = IndexReader::open(&path).unwrap();
+    let digests = |r: &IndexReader| {
+        [PostingKind::Guid, PostingKind::Agent, PostingKind::Payload]
+            .map(|k| r.posting_digest(k).unwrap())
+    };
+    let small = snapshot.reopen_with_cache(1 << 20).unwrap();
+    assert_eq!(small.checkpoint().unwrap(), Some(first));
+    assert_eq!(digests(&small), digests(&snapshot));
+
+    let mut w = index.begin().unwrap();
+    w.add_all(&[entry(2, b"b", Some("g2"))]).unwrap();
+    index
+        .commit(
+            w,
+            Some(Checkpoint {
+                next_offset: 3,
+                segment: 0,
+                pos: 30,
+            }),
+        )
+        .unwrap();
+    let newer = snapshot.reopen_with_cache(1 << 20).unwrap();
+    assert_ne!(newer.checkpoint().unwrap(), snapshot.checkpoint().unwrap());
+    assert_ne!(digests(&newer), digests(&snapshot));
+    assert_eq!(
+        snapshot.checkpoint().unwrap(),
+        Some(first),
+        "the snapshot stays"
+    );
+}
