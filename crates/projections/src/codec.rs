@@ -8,6 +8,7 @@
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+use crate::report::ReportLeg;
 use crate::summary::{Anomaly, Direction, LegKind, Outcome, Summary};
 
 /// A value that could not be encoded or decoded.
@@ -197,6 +198,190 @@ pub fn decode_summary(guid: &str, offered_at: i64, bytes: &[u8]) -> Result<Summa
         event_count: s.event_count,
         anomalies: s.anomalies,
     })
+}
+
+/// The stored form of a chunk of [`ReportLeg`]s in `report_chunks`
+/// (docs/FORMAT.md §4): the agent ids and channels the legs name, each
+/// once, then per leg only what a report reads, mostly a byte a field.
+#[derive(Serialize, Deserialize)]
+struct StoredChunk<'a> {
+    #[serde(borrow)]
+    words: Vec<&'a str>,
+    /// The first leg's `offeredAt`.
+    first_at: i64,
+    legs: Vec<StoredLeg>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct StoredLeg {
+    /// `offeredAt` minus the previous leg's (wrapping; 0 for the first).
+    at_delta: u64,
+    /// `kind` * 8 + `outcome` (their codes below).
+    kind_outcome: u8,
+    /// Bits: 0-1 `direction` (0 none, 1 in, 2 out), 2 first leg, 3 has a
+    /// parent, 4 transferred.
+    bits: u8,
+    queue_id: Option<i64>,
+    /// Index into `words` plus 1; 0 for none.
+    agent: u32,
+    media: u32,
+    hold_count: u64,
+    reject_count: u64,
+    /// wait, abandon, handle, talk, hold, wrap, max hold; [`pack_ms`].
+    durations: [u128; 7],
+}
+
+/// By code: the inverse of the matches in [`encode_report_chunk`].
+const KINDS: [LegKind; 4] = [
+    LegKind::Inbound,
+    LegKind::Outbound,
+    LegKind::Consult,
+    LegKind::Unqueued,
+];
+const OUTCOMES: [Outcome; 5] = [
+    Outcome::Answered,
+    Outcome::Abandoned,
+    Outcome::Unanswered,
+    Outcome::Ended,
+    Outcome::Open,
+];
+
+/// Encodes `legs` (any order; a chunk keeps it) as one `report_chunks`
+/// value into `buf` (cleared first).
+pub fn encode_report_chunk<'a>(
+    legs: &[ReportLeg<'a>],
+    buf: &mut Vec<u8>,
+) -> Result<(), CodecError> {
+    let mut words: Vec<&'a str> = Vec::new();
+    let mut index: std::collections::HashMap<&'a str, u32> = std::collections::HashMap::new();
+    let mut word = |w: Option<&'a str>| -> u32 {
+        let Some(w) = w else { return 0 };
+        *index.entry(w).or_insert_with(|| {
+            words.push(w);
+            words.len() as u32
+        })
+    };
+    let mut prev = legs.first().map_or(0, |l| l.offered_at);
+    let mut stored = Vec::with_capacity(legs.len());
+    for l in legs {
+        // Exhaustive, so a new variant fails to compile until it has a code
+        // (appended to KINDS / OUTCOMES, with a version bump).
+        let kind = match l.kind {
+            LegKind::Inbound => 0,
+            LegKind::Outbound => 1,
+            LegKind::Consult => 2,
+            LegKind::Unqueued => 3,
+        };
+        let outcome = match l.outcome {
+            Outcome::Answered => 0,
+            Outcome::Abandoned => 1,
+            Outcome::Unanswered => 2,
+            Outcome::Ended => 3,
+            Outcome::Open => 4,
+        };
+        let direction = match l.direction {
+            None => 0,
+            Some(Direction::In) => 1,
+            Some(Direction::Out) => 2,
+        };
+        stored.push(StoredLeg {
+            at_delta: l.offered_at.wrapping_sub(prev) as u64,
+            kind_outcome: kind * 8 + outcome,
+            bits: direction
+                | u8::from(l.first_leg) << 2
+                | u8::from(l.has_parent) << 3
+                | u8::from(l.transferred) << 4,
+            queue_id: l.queue_id,
+            agent: word(l.agent_id),
+            media: word(l.media_type),
+            hold_count: l.hold_count,
+            reject_count: l.reject_count,
+            durations: [
+                l.wait_ms,
+                l.abandon_ms,
+                l.handle_ms,
+                l.talk_ms,
+                l.hold_ms,
+                l.wrap_ms,
+                l.max_hold_ms,
+            ]
+            .map(pack_ms),
+        });
+        prev = l.offered_at;
+    }
+    let chunk = StoredChunk {
+        words,
+        first_at: legs.first().map_or(0, |l| l.offered_at),
+        legs: stored,
+    };
+    encode_into(&chunk, buf)
+}
+
+/// Decodes a `report_chunks` value: the inverse of
+/// [`encode_report_chunk`]; the legs borrow their texts from `bytes`.
+pub fn decode_report_chunk(bytes: &[u8]) -> Result<Vec<ReportLeg<'_>>, CodecError> {
+    let (chunk, used): (StoredChunk<'_>, usize) =
+        bincode::serde::borrow_decode_from_slice(bytes, config())
+            .map_err(|e| CodecError(e.to_string()))?;
+    if used != bytes.len() {
+        return Err(CodecError(format!(
+            "{} trailing bytes after a report chunk",
+            bytes.len() - used
+        )));
+    }
+    let word = |i: u32| -> Result<Option<&str>, CodecError> {
+        match i {
+            0 => Ok(None),
+            i => chunk
+                .words
+                .get(i as usize - 1)
+                .map(|w| Some(*w))
+                .ok_or_else(|| CodecError(format!("report chunk: no word {i}"))),
+        }
+    };
+    let mut at = chunk.first_at;
+    let mut out = Vec::with_capacity(chunk.legs.len());
+    for l in &chunk.legs {
+        at = at.wrapping_add(l.at_delta as i64);
+        let kind = KINDS.get(usize::from(l.kind_outcome / 8));
+        let outcome = OUTCOMES.get(usize::from(l.kind_outcome % 8));
+        let direction = match l.bits & 3 {
+            0 => None,
+            1 => Some(Direction::In),
+            2 => Some(Direction::Out),
+            _ => return Err(CodecError(format!("report chunk: bad bits {}", l.bits))),
+        };
+        let (Some(kind), Some(outcome)) = (kind, outcome) else {
+            return Err(CodecError(format!(
+                "report chunk: bad kind and outcome {}",
+                l.kind_outcome
+            )));
+        };
+        let [wait_ms, abandon_ms, handle_ms, talk_ms, hold_ms, wrap_ms, max_hold_ms] =
+            unpack_all(l.durations)?;
+        out.push(ReportLeg {
+            offered_at: at,
+            kind: *kind,
+            outcome: *outcome,
+            direction,
+            first_leg: l.bits & 4 != 0,
+            has_parent: l.bits & 8 != 0,
+            transferred: l.bits & 16 != 0,
+            queue_id: l.queue_id,
+            agent_id: word(l.agent)?,
+            media_type: word(l.media)?,
+            wait_ms,
+            abandon_ms,
+            handle_ms,
+            talk_ms,
+            hold_ms,
+            wrap_ms,
+            max_hold_ms,
+            hold_count: l.hold_count,
+            reject_count: l.reject_count,
+        });
+    }
+    Ok(out)
 }
 
 /// An optional millisecond value as one unsigned varint: 0 for none; whole

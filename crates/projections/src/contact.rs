@@ -64,6 +64,16 @@ pub fn resolve_contact(
     }
 }
 
+/// Whether [`resolve_contact`] puts the leg `guid` at `legIndex` 0, known
+/// from the leg alone: it has no parent, or is its own (a cycle of one,
+/// which the walk meets at once). Any other parent is a link walked, so
+/// the index is at least 1 (a cycle through others counts its distinct
+/// GUIDs minus 1, at least 1). Lets a report count contacts without
+/// walking.
+pub fn opens_contact(guid: &str, parent: Option<&str>) -> bool {
+    parent.is_none_or(|p| p == guid)
+}
+
 /// One leg of a contact as [`render_text`] prints it.
 #[derive(Debug, Clone, Copy)]
 pub struct LegText<'a> {
@@ -198,5 +208,27 @@ mod tests {
         // (its own GUID is no parent), but a two-leg loop is a cycle.
         let links = [("p", "q"), ("q", "p")];
         assert_eq!(place("q", &links, &["p", "q"]), ("p".into(), 1));
+    }
+
+    #[test]
+    fn opens_contact_is_the_walk_at_index_zero() {
+        // Every parent assignment of three archived legs, each parent
+        // none, one of them (itself included) or a leg never archived.
+        let legs = ["a", "b", "c"];
+        let choices = [None, Some("a"), Some("b"), Some("c"), Some("x")];
+        for i in 0..choices.len().pow(3) {
+            let pick = |k: u32| choices[i / choices.len().pow(k) % choices.len()];
+            let links: Vec<(&str, &str)> = (0..3u32)
+                .filter_map(|k| Some((legs[k as usize], pick(k)?)))
+                .collect();
+            for (k, leg) in legs.iter().enumerate() {
+                let walked = place(leg, &links, &legs).1 == 0;
+                assert_eq!(
+                    opens_contact(leg, pick(k as u32)),
+                    walked,
+                    "{leg} with links {links:?}"
+                );
+            }
+        }
     }
 }

@@ -297,13 +297,13 @@ impl Totals {
     }
 
     /// The service metrics of an inbound leg.
-    fn add_inbound(&mut self, s: &Summary, opts: &ReportOptions) {
+    fn add_inbound(&mut self, s: &ReportLeg<'_>, opts: &ReportOptions) {
         self.offered += 1;
-        self.transferred_in += u64::from(s.parent_guid.is_some());
+        self.transferred_in += u64::from(s.has_parent);
         match s.outcome {
             Outcome::Answered => {
                 self.answered += 1;
-                let sla = opts.sla.threshold_ms(s.media_type.as_deref());
+                let sla = opts.sla.threshold_ms(s.media_type);
                 self.answered_in_sla += u64::from(s.wait_ms.is_some_and(|w| w <= sla));
                 self.wait.add(s.wait_ms);
                 self.max_wait_ms = self.max_wait_ms.max(s.wait_ms);
@@ -319,9 +319,9 @@ impl Totals {
     }
 
     /// What every leg counts, whatever its kind.
-    fn add_leg(&mut self, s: &Summary) {
+    fn add_leg(&mut self, s: &ReportLeg<'_>) {
         let answered = s.outcome == Outcome::Answered;
-        self.contacts += u64::from(s.leg_index == 0 && s.direction != Some(Direction::Out));
+        self.contacts += u64::from(s.first_leg && s.direction != Some(Direction::Out));
         match s.kind {
             LegKind::Inbound => {}
             LegKind::Unqueued => self.unqueued += 1,
@@ -342,6 +342,63 @@ impl Totals {
         self.max_hold_ms = self.max_hold_ms.max(s.max_hold_ms);
         self.rejects += s.reject_count;
         self.transfers += u64::from(s.transferred);
+    }
+}
+
+/// What a report reads of one leg: a [`Summary`]'s fields that the metrics
+/// of docs/METRICS.md §4 and the groupings use, and nothing else, so the
+/// store can keep legs for reports in a compact form of their own
+/// (`report_chunks`, docs/FORMAT.md §4) and fold them without decoding
+/// whole summaries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReportLeg<'a> {
+    pub offered_at: i64,
+    pub kind: LegKind,
+    pub outcome: Outcome,
+    pub direction: Option<Direction>,
+    /// `legIndex` is 0 (the leg opens its contact).
+    pub first_leg: bool,
+    /// `parentGuid` is present (a transferred-in leg when inbound).
+    pub has_parent: bool,
+    pub transferred: bool,
+    pub queue_id: Option<i64>,
+    pub agent_id: Option<&'a str>,
+    pub media_type: Option<&'a str>,
+    pub wait_ms: Option<i64>,
+    pub abandon_ms: Option<i64>,
+    pub handle_ms: Option<i64>,
+    pub talk_ms: Option<i64>,
+    pub hold_ms: Option<i64>,
+    pub wrap_ms: Option<i64>,
+    pub max_hold_ms: Option<i64>,
+    pub hold_count: u64,
+    pub reject_count: u64,
+}
+
+impl<'a> ReportLeg<'a> {
+    /// The report's view of a summary whose `legIndex` is resolved.
+    pub fn of(s: &'a Summary) -> ReportLeg<'a> {
+        ReportLeg {
+            offered_at: s.offered_at,
+            kind: s.kind,
+            outcome: s.outcome,
+            direction: s.direction,
+            first_leg: s.leg_index == 0,
+            has_parent: s.parent_guid.is_some(),
+            transferred: s.transferred,
+            queue_id: s.queue_id,
+            agent_id: s.agent_id.as_deref(),
+            media_type: s.media_type.as_deref(),
+            wait_ms: s.wait_ms,
+            abandon_ms: s.abandon_ms,
+            handle_ms: s.handle_ms,
+            talk_ms: s.talk_ms,
+            hold_ms: s.hold_ms,
+            wrap_ms: s.wrap_ms,
+            max_hold_ms: s.max_hold_ms,
+            hold_count: s.hold_count,
+            reject_count: s.reject_count,
+        }
     }
 }
 
@@ -371,6 +428,11 @@ impl Report {
     /// Counts one interaction; `false` when its `offeredAt` is outside
     /// `[from, to)`. Each interaction must be added once.
     pub fn add(&mut self, s: &Summary) -> bool {
+        self.add_leg(&ReportLeg::of(s))
+    }
+
+    /// [`Report::add`] of a leg as the report sees it.
+    pub fn add_leg(&mut self, s: &ReportLeg<'_>) -> bool {
         let at = s.offered_at;
         if self.opts.from.is_some_and(|from| at < from) || self.opts.to.is_some_and(|to| at >= to) {
             return false;

@@ -164,7 +164,8 @@ impl Projections {
             let agent_changes = projected.agents.len() as u64;
             let db = self.writable()?;
             let mut txn = db.begin_write().at(&self.path)?;
-            self.put_summaries(&txn, &summaries)?;
+            let chunks = self.put_summaries(&txn, &summaries)?;
+            self.put_report_chunks(&txn, &chunks)?;
             self.put_agents(&txn, &projected.agents)?;
             self.put_tenants(&txn, &projected.tenants)?;
             let max_time = state.max_time_ms.max(projected.max_time_ms);

@@ -12,6 +12,13 @@
 //!   `consumed`, each equal to `summarize` of ALL its records below
 //!   `consumed`. Listing and reports read this one table in key order, so a
 //!   report is a sequential range scan, not a lookup per interaction.
+//! - `report_chunks`: `hour -> legs`, for every hour (`offeredAt` div
+//!   `REPORT_CHUNK_MS`) with rows in `interactions_by_offered`, exactly
+//!   those rows in key order as [`crate::report::ReportLeg`]s
+//!   (`codec::encode_report_chunk`), `legIndex` = 0 known from the leg
+//!   alone ([`crate::contact::opens_contact`]); a report reads only these.
+//!   Rewritten whole from the summaries by one function, for the hours a
+//!   catch-up's rows left or took, and by a rebuild once at its end.
 //! - `interaction_offered`: `(guid_hash(interactionGUID), offeredAt) -> n`,
 //!   n > 0 the number of keys of the table above with that GUID hash and
 //!   `offeredAt` (how a late event finds the row to replace; the hash keeps
@@ -85,7 +92,7 @@ pub use query::{InteractionFilter, TenantStats};
 
 /// Bump whenever a stored value or a rule of docs/METRICS.md changes: a store
 /// written with another version is rebuilt on the next catch-up.
-pub const PROJECTION_VERSION: i64 = 7;
+pub const PROJECTION_VERSION: i64 = 8;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProjectionError {

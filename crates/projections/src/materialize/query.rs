@@ -7,10 +7,10 @@ use ccvault_event::{parse_event, EventTime, TimeSource};
 use redb::{ReadOnlyTable, ReadTransaction, ReadableTable};
 
 use super::schema::{
-    offered_at_of, AGENT_STATUS, BY_OFFERED, CHILDREN, OFFERED, TENANTS, TENANT_AGENTS,
-    TENANT_GUIDS, TENANT_LEGS, TENANT_OTHER,
+    offered_at_of, report_chunk_of, AGENT_STATUS, BY_OFFERED, CHILDREN, OFFERED, REPORT_CHUNKS,
+    TENANTS, TENANT_AGENTS, TENANT_GUIDS, TENANT_LEGS, TENANT_OTHER,
 };
-use super::{guarded, AtPath, Projections, Result};
+use super::{guarded, AtPath, ProjectionError, Projections, Result};
 use crate::agents::{AgentStateTime, AgentStates, AgentWindow};
 use crate::codec;
 use crate::contact::resolve_contact;
@@ -277,14 +277,54 @@ impl Projections {
         })
     }
 
-    /// The aggregate report over the stored summaries (docs/METRICS.md §4).
+    /// The aggregate report over the stored summaries (docs/METRICS.md §4),
+    /// read from `report_chunks`: the chunks of the hours `[from, to)`
+    /// touches, each decoded and folded on its own, on both cores.
     pub fn report(&self, opts: ReportOptions) -> Result<Vec<ReportRow>> {
-        self.tenant_report(opts, None)
+        guarded(&self.path, || {
+            let txn = self.read_txn()?;
+            let Some(chunks) = open_optional(&txn, REPORT_CHUNKS).at(&self.path)? else {
+                return Ok(Report::new(opts).rows());
+            };
+            let lo = report_chunk_of(opts.from.unwrap_or(i64::MIN));
+            let range = match opts.to {
+                Some(to) => chunks.range(lo..=report_chunk_of(to)),
+                None => chunks.range(lo..),
+            }
+            .at(&self.path)?;
+            let values = range
+                .map(|item| item.map(|(_, v)| v))
+                .collect::<std::result::Result<Vec<_>, _>>()
+                .at(&self.path)?;
+            let fold = |part: &[redb::AccessGuard<'_, &'static [u8]>]| -> Result<Report> {
+                let mut report = Report::new(opts.clone());
+                for v in part {
+                    for leg in codec::decode_report_chunk(v.value()).at(&self.path)? {
+                        report.add_leg(&leg);
+                    }
+                }
+                Ok(report)
+            };
+            let (a, b) = values.split_at(values.len() / 2);
+            let (first, second) = std::thread::scope(|scope| {
+                let other = scope.spawn(|| fold(b));
+                let first = fold(a);
+                let second = other
+                    .join()
+                    .map_err(|_| ProjectionError::Worker("a report worker panicked".into()));
+                (first, second)
+            });
+            let mut report = first?;
+            report.merge(second??);
+            Ok(report.rows())
+        })
     }
 
-    /// [`Projections::report`] over one tenant's legs only, when `tenant`
-    /// is given.
-    pub fn tenant_report(
+    /// The report from the stored summaries themselves, each decoded whole
+    /// and placed in its contact: what `report_chunks` must agree with,
+    /// and `--tenant`'s path (one tenant's legs are found through
+    /// `tenant_legs`).
+    pub fn report_from_summaries(
         &self,
         opts: ReportOptions,
         tenant: Option<&str>,
@@ -301,6 +341,19 @@ impl Projections {
             Ok(true)
         })?;
         Ok(report.rows())
+    }
+
+    /// [`Projections::report`] over one tenant's legs only, when `tenant`
+    /// is given.
+    pub fn tenant_report(
+        &self,
+        opts: ReportOptions,
+        tenant: Option<&str>,
+    ) -> Result<Vec<ReportRow>> {
+        match tenant {
+            None => self.report(opts),
+            Some(_) => self.report_from_summaries(opts, tenant),
+        }
     }
 
     /// Each agent's latest status change that names a `newState` (the

@@ -9,6 +9,9 @@ use redb::{Database, ReadableTable, ReadableTableMetadata, TableDefinition, Writ
 
 use super::project::{AgentRow, SummaryRow, TenantCount, TenantFacts};
 use super::{guarded, AtPath, ProjectionError, Projections, Result, State, PROJECTION_VERSION};
+use crate::codec;
+use crate::contact::opens_contact;
+use crate::report::ReportLeg;
 
 pub(super) const META: TableDefinition<&str, i64> = TableDefinition::new("meta");
 pub(super) const BY_OFFERED: TableDefinition<(i64, &str), &[u8]> =
@@ -21,6 +24,22 @@ pub(super) const OFFERED: TableDefinition<(u64, i64), u32> =
 /// `(parentGuid, interactionGUID) -> ()`: the legs transferred or consulted
 /// from each leg, so a contact is found from its first leg down.
 pub(super) const CHILDREN: TableDefinition<(&str, &str), ()> = TableDefinition::new("children");
+/// `hour -> legs`: every row of `interactions_by_offered` whose
+/// `offeredAt` is in the hour `[hour, hour + 1) * REPORT_CHUNK_MS`, as
+/// the report reads it (`codec::encode_report_chunk`, in the rows' key
+/// order), so a report decodes a few bytes a leg, not whole summaries.
+/// An hour without rows has no entry.
+pub(super) const REPORT_CHUNKS: TableDefinition<i64, &[u8]> = TableDefinition::new("report_chunks");
+/// The span of `offeredAt` one `report_chunks` entry covers: a catch-up
+/// rewrites the chunks of the legs it changes whole, so small enough for
+/// that to be cheap, large enough for a report to read few entries.
+pub(super) const REPORT_CHUNK_MS: i64 = 3_600_000;
+
+/// The `report_chunks` key of a leg offered at `at`.
+pub(super) fn report_chunk_of(at: i64) -> i64 {
+    at.div_euclid(REPORT_CHUNK_MS)
+}
+
 /// `(agentId, t(e), offset) -> (rank of t(e)'s time source, payload)`.
 pub(super) const AGENT_STATUS: TableDefinition<(&str, i64, u64), (u8, &[u8])> =
     TableDefinition::new("agent_status");
@@ -263,11 +282,14 @@ impl Projections {
     /// leg under its parent. A replaced row whose parent changed (an event
     /// earlier in canonical order named another one) leaves its old
     /// parent's `children` entry.
+    /// Returns the `report_chunks` keys of every `offeredAt` a row left or
+    /// took, for [`Projections::put_report_chunks`].
     pub(super) fn put_summaries(
         &self,
         txn: &WriteTransaction,
         summaries: &[SummaryRow],
-    ) -> Result<()> {
+    ) -> Result<std::collections::BTreeSet<i64>> {
+        let mut chunks = std::collections::BTreeSet::new();
         let mut by_offered = txn.open_table(BY_OFFERED).at(&self.path)?;
         let mut offered = txn.open_table(OFFERED).at(&self.path)?;
         let mut children = txn.open_table(CHILDREN).at(&self.path)?;
@@ -277,6 +299,8 @@ impl Projections {
         for row in summaries {
             let guid = row.guid.as_str();
             let old_at = offered_at_of(&offered, &by_offered, guid).at(&self.path)?;
+            chunks.extend(old_at.map(report_chunk_of));
+            chunks.insert(report_chunk_of(row.offered_at));
             if old_at != Some(row.offered_at) {
                 let h = guid_hash(guid);
                 if let Some(old) = old_at {
@@ -336,6 +360,85 @@ impl Projections {
         let mut tenants = txn.open_table(TENANTS).at(&self.path)?;
         for (tenant, n) in legs.into_iter().filter(|(_, n)| *n != 0) {
             count_tenant(&mut tenants, &tenant, n, TenantCount::default()).at(&self.path)?;
+        }
+        Ok(chunks)
+    }
+
+    /// Rewrites the `report_chunks` entries `chunks` from the rows of
+    /// `interactions_by_offered` in their hours (removing an entry whose
+    /// hour has none left): a catch-up's, after its summaries are written.
+    pub(super) fn put_report_chunks(
+        &self,
+        txn: &WriteTransaction,
+        chunks: &std::collections::BTreeSet<i64>,
+    ) -> Result<()> {
+        for &c in chunks {
+            self.write_report_chunks(txn, c, Some(c))?;
+        }
+        Ok(())
+    }
+
+    /// Writes every `report_chunks` entry from `interactions_by_offered`
+    /// in one pass: a rebuild's, once its summaries are all written (into
+    /// a new file, whose `report_chunks` is empty).
+    pub(super) fn put_all_report_chunks(&self, txn: &WriteTransaction) -> Result<()> {
+        self.write_report_chunks(txn, report_chunk_of(i64::MIN), None)
+    }
+
+    /// Writes the chunks `first..=last` (`None`: to the end) from the
+    /// summaries in their hours and removes those with no summary left;
+    /// the one function both paths use, so the chunks are a function of
+    /// the summaries alone.
+    fn write_report_chunks(
+        &self,
+        txn: &WriteTransaction,
+        first: i64,
+        last: Option<i64>,
+    ) -> Result<()> {
+        let by_offered = txn.open_table(BY_OFFERED).at(&self.path)?;
+        let mut out = txn.open_table(REPORT_CHUNKS).at(&self.path)?;
+        let mut written = std::collections::BTreeSet::new();
+        let mut summaries: Vec<crate::summary::Summary> = Vec::new();
+        let mut current = None;
+        let mut buf = Vec::new();
+        let mut flush = |c: i64, summaries: &mut Vec<crate::summary::Summary>| -> Result<()> {
+            let legs: Vec<ReportLeg<'_>> = summaries.iter().map(report_leg_of_stored).collect();
+            codec::encode_report_chunk(&legs, &mut buf).at(&self.path)?;
+            out.insert(c, buf.as_slice()).at(&self.path)?;
+            written.insert(c);
+            summaries.clear();
+            Ok(())
+        };
+        let start = first.saturating_mul(REPORT_CHUNK_MS);
+        for item in by_offered.range((start, "")..).at(&self.path)? {
+            let (k, v) = item.at(&self.path)?;
+            let (at, guid) = k.value();
+            let c = report_chunk_of(at);
+            if last.is_some_and(|l| c > l) {
+                break;
+            }
+            if let Some(cur) = current.filter(|&cur| cur != c) {
+                flush(cur, &mut summaries)?;
+            }
+            current = Some(c);
+            summaries.push(codec::decode_summary(guid, at, v.value()).at(&self.path)?);
+        }
+        if let Some(cur) = current {
+            flush(cur, &mut summaries)?;
+        }
+        let stale: Vec<i64> = match last {
+            Some(l) => out.range(first..=l),
+            None => out.range(first..),
+        }
+        .at(&self.path)?
+        .map(|item| item.map(|(k, _)| k.value()))
+        .collect::<std::result::Result<Vec<i64>, _>>()
+        .at(&self.path)?
+        .into_iter()
+        .filter(|c| !written.contains(c))
+        .collect();
+        for c in stale {
+            out.remove(c).at(&self.path)?;
         }
         Ok(())
     }
@@ -405,4 +508,16 @@ impl Projections {
         }
         Ok(())
     }
+}
+
+/// The report's view of a stored summary (`legIndex` not resolved): a leg
+/// opens its contact exactly when [`opens_contact`] says so, which is what
+/// the walk on read ([`Projections::summary`]) would find.
+fn report_leg_of_stored(s: &crate::summary::Summary) -> ReportLeg<'_> {
+    let mut leg = ReportLeg::of(s);
+    leg.first_leg = s
+        .interaction_guid
+        .as_deref()
+        .is_none_or(|g| opens_contact(g, s.parent_guid.as_deref()));
+    leg
 }

@@ -102,6 +102,21 @@ fn report_opts() -> Vec<ReportOptions> {
             by: GroupBy::AGENT,
             ..ReportOptions::default()
         },
+        // Thresholds are flags: report_chunks keep the durations, not
+        // verdicts. A window of `offeredAt` that cuts hours.
+        ReportOptions {
+            interval: Interval::Min30,
+            by: GroupBy {
+                queue: true,
+                agent: false,
+                channel: true,
+            },
+            tz: TimeZone::get("Asia/Kolkata").unwrap(),
+            sla: "phone=10s,chat=45s,*=2m".parse().unwrap(),
+            short_abandon_ms: 12_000,
+            from: Some(ccvault_sim::DEFAULT_START_MS + 9 * 3_600_000 + 1_234_567),
+            to: Some(ccvault_sim::DEFAULT_START_MS + 14 * 3_600_000 + 7),
+        },
     ]
 }
 
@@ -146,7 +161,14 @@ fn dump(p: &Projections) -> String {
         out += &contact_line(g, &p.contact_legs(g).unwrap());
     }
     for opts in report_opts() {
-        for row in p.report(opts).unwrap() {
+        // The compact rows and the whole summaries (placed in their
+        // contacts) give the same report.
+        let rows = p.report(opts.clone()).unwrap();
+        // A day of a few hundred legs has some in the window of hours.
+        let day = p.state().unwrap().interactions >= 200;
+        assert!(!day || opts.from.is_none() || !rows.is_empty(), "no legs");
+        assert_eq!(rows, p.report_from_summaries(opts, None).unwrap());
+        for row in rows {
             out += &serde_json::to_string(&row).unwrap();
             out.push('\n');
         }

@@ -10,7 +10,7 @@ use jiff::SignedDuration;
 use serde::Serialize;
 
 use super::ParseChoiceError;
-use crate::summary::Summary;
+use super::ReportLeg;
 
 /// `--by`: the groupings besides the interval; none = every leg together.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -45,11 +45,11 @@ impl GroupBy {
     }
 
     /// The group of one leg.
-    pub fn key_of(self, s: &Summary) -> GroupKey {
+    pub fn key_of(self, s: &ReportLeg<'_>) -> GroupKey {
         GroupKey {
             queue_id: self.queue.then_some(s.queue_id),
-            agent_id: self.agent.then(|| s.agent_id.clone()),
-            media_type: self.channel.then(|| s.media_type.clone()),
+            agent_id: self.agent.then(|| s.agent_id.map(str::to_owned)),
+            media_type: self.channel.then(|| s.media_type.map(str::to_owned)),
         }
     }
 }

@@ -188,6 +188,62 @@ fn stored_summaries_refuse_a_resolved_contact_and_bad_bytes() {
 }
 
 #[test]
+fn report_chunks_round_trip_and_refuse_bad_bytes() {
+    use crate::codec::{decode_report_chunk, encode_report_chunk};
+    use crate::report::ReportLeg;
+    let summaries: Vec<Summary> = [GUID1, GUID2, GUID3].map(sample_summary).to_vec();
+    let mut legs: Vec<ReportLeg> = summaries.iter().map(ReportLeg::of).collect();
+    // Every kind, outcome, direction and flag, extreme instants and
+    // durations, texts absent or repeated.
+    let mut odd = legs[0];
+    odd.offered_at = i64::MIN;
+    odd.kind = LegKind::Unqueued;
+    odd.outcome = Outcome::Open;
+    odd.direction = Some(Direction::Out);
+    odd.first_leg = false;
+    odd.has_parent = true;
+    odd.transferred = true;
+    odd.queue_id = Some(i64::MIN);
+    odd.agent_id = None;
+    odd.media_type = Some("fax");
+    odd.wait_ms = Some(i64::MAX);
+    odd.abandon_ms = Some(-1);
+    odd.max_hold_ms = None;
+    odd.hold_count = u64::MAX;
+    legs.push(odd);
+    let mut late = legs[1];
+    late.offered_at = i64::MAX;
+    late.kind = LegKind::Consult;
+    late.outcome = Outcome::Ended;
+    late.direction = None;
+    legs.push(late);
+    let mut buf = Vec::new();
+    encode_report_chunk(&legs, &mut buf).unwrap();
+    assert_eq!(decode_report_chunk(&buf).unwrap(), legs);
+    encode_report_chunk(&[], &mut buf).unwrap();
+    assert_eq!(decode_report_chunk(&buf).unwrap(), Vec::new());
+
+    encode_report_chunk(&legs[..3], &mut buf).unwrap();
+    // A few bytes a leg: its texts are the chunk's, its instant a delta.
+    assert!(buf.len() < 3 * 40 + 80, "{} bytes", buf.len());
+    for cut in [0, 1, buf.len() / 2, buf.len() - 1] {
+        assert!(decode_report_chunk(&buf[..cut]).is_err());
+    }
+    let mut trailing = buf.clone();
+    trailing.push(0);
+    let err = decode_report_chunk(&trailing).unwrap_err();
+    assert!(err.to_string().contains("trailing"), "{err}");
+    // Any byte changed decodes to something or fails; it never panics.
+    for i in 0..buf.len() {
+        for x in [1u8, 0x80, 0xff] {
+            let mut bad = buf.clone();
+            bad[i] ^= x;
+            let _ = decode_report_chunk(&bad);
+        }
+    }
+}
+
+#[test]
 fn anomaly_names_sort_as_strings() {
     let mut by_name = Anomaly::ALL.to_vec();
     by_name.sort_by_key(|a| a.as_str());
