@@ -472,6 +472,42 @@ fn an_incremental_export_after_late_events_equals_a_full_one() {
     };
     assert_eq!(data_files(stamps(&inc)), data_files(stamps_after));
     assert_eq!(contents(&inc), want);
+
+    // Late events of old interactions, none an agent status change and
+    // none later than the archive's last t(e) (acme01's events again,
+    // made new by another sequenceId): the run reads only them for the
+    // agent states, which stand as they were, file for file; every table
+    // still equals a full export.
+    let acme = std::fs::read_to_string(tmp.path().join("acme.ndjson")).unwrap();
+    let mut late = String::new();
+    for line in acme.lines().step_by(7) {
+        if line.contains("AgentStatusChange") || line.contains('\\') {
+            continue;
+        }
+        late.push_str(&line.replacen("\"sequenceId\":", "\"sequenceId\":9", 1));
+        late.push('\n');
+    }
+    assert!(late.lines().count() > 20, "{late}");
+    let late_path = tmp.path().join("late-acme.ndjson");
+    std::fs::write(&late_path, late).unwrap();
+    import(&data, &[&late_path], &[]);
+    let spans_of = |s: BTreeMap<PathBuf, _>| -> Vec<_> {
+        s.into_iter()
+            .filter(|(p, _)| p.starts_with(inc.join("agent-states")))
+            .collect()
+    };
+    let spans_before = spans_of(stamps(&inc));
+    assert!(!spans_before.is_empty());
+    let said = export(&data, &inc, &["--since-last"]);
+    assert!(said.contains("incremental export run 4"), "{said}");
+    assert!(!said.contains("events        0 rows"), "{said}");
+    assert_eq!(spans_of(stamps(&inc)), spans_before);
+    let full = tmp.path().join("full-after-acme");
+    export(&data, &full, &[]);
+    let (got, want) = (contents(&inc), contents(&full));
+    for table in ["events", "interactions", "agent-states"] {
+        assert_eq!(got[table], want[table], "{table}");
+    }
 }
 
 #[test]

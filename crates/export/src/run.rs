@@ -11,6 +11,10 @@
 //!   from the checkpoint's (a leg changed by a late event, moved to another
 //!   day, or new); a partition left empty loses its files. After any run the
 //!   tables hold what a full export would.
+//! - `agent-states` is a function of the status changes, the largest t(e)
+//!   and the code: a whole-archive run whose new records hold no status
+//!   change, with the checkpoint's largest t(e), projection version and
+//!   export code, keeps its partitions and reads only the new records.
 //! - A run that finds no new record and the same [`Sources`] as the
 //!   checkpoint's reads no record and no leg and writes nothing (the
 //!   checkpoint stays as it is): the tables are a function of those alone.
@@ -25,10 +29,11 @@
 //!   tenant, so `since_last` continues only an export of the same tenant.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::ops::ControlFlow;
 use std::path::Path;
 
 use ccvault_projections::{AgentStates, InteractionFilter, Projections};
-use ccvault_store::{ArchiveReader, Record, StoreError};
+use ccvault_store::{ArchiveReader, Position, Record, RecordRef, StoreError};
 use jiff::tz::TimeZone;
 use serde::Serialize;
 use xxhash_rust::xxh3::Xxh3;
@@ -175,11 +180,26 @@ pub fn export(
             return Ok(unchanged(c));
         }
     }
+    // Agent spans are a function of the status changes, the largest t(e)
+    // and the code: when those are the checkpoint's and no new record is a
+    // status change, its `agent-states` stand and the log before `start`
+    // is not read (late events of old interactions cost only their own
+    // records and the legs).
+    let spans_kept = match old.as_ref().and_then(|c| c.sources.as_ref()) {
+        Some(s) if incremental && opts.tenant.is_none() => {
+            s.max_time_ms == sources.max_time_ms
+                && s.projection_version == sources.projection_version
+                && s.writer == sources.writer
+                && !any_status_change(reader, start..end)?
+        }
+        _ => false,
+    };
     new.sources = Some(sources);
 
     let mut tables = Vec::new();
     let clock = std::time::Instant::now();
-    let (events, spans_source, damaged) = scan_events(reader, p, dir, run, start..end, opts)?;
+    let (events, spans_source, damaged) =
+        scan_events(reader, p, dir, run, start..end, spans_kept, opts)?;
     let mut sum = merge_appended(&mut new, Table::Events, &events);
     sum.seconds = clock.elapsed().as_secs_f64();
     tables.push(sum);
@@ -220,6 +240,14 @@ pub fn export(
     sum.seconds = clock.elapsed().as_secs_f64();
     tables.push(sum);
 
+    if spans_kept {
+        tables.push(TableSummary {
+            table: Table::AgentStates.name(),
+            partitions_unchanged: old_parts(Table::AgentStates).len() as u64,
+            ..TableSummary::default()
+        });
+        return finish(dir, old.as_ref(), &new, incremental, end, damaged, tables);
+    }
     let clock = std::time::Instant::now();
     let max_time = state.max_time_ms.unwrap_or(i64::MIN);
     let spans_of_agents = spans_source.spans(max_time);
@@ -236,13 +264,25 @@ pub fn export(
     let mut sum = spans.into_checkpoint(&mut new);
     sum.seconds = clock.elapsed().as_secs_f64();
     tables.push(sum);
+    finish(dir, old.as_ref(), &new, incremental, end, damaged, tables)
+}
 
+/// Replaces the checkpoint, then deletes the files it no longer names.
+fn finish(
+    dir: &Path,
+    old: Option<&Checkpoint>,
+    new: &Checkpoint,
+    incremental: bool,
+    end: u64,
+    damaged: u64,
+    tables: Vec<TableSummary>,
+) -> Result<ExportSummary> {
     new.store(dir)?;
-    if let Some(old) = &old {
-        remove_superseded(dir, old, &new)?;
+    if let Some(old) = old {
+        remove_superseded(dir, old, new)?;
     }
     Ok(ExportSummary {
-        run,
+        run: new.run,
         incremental,
         events_end: end,
         damaged,
@@ -290,17 +330,72 @@ fn scope(tenant: Option<&str>) -> String {
     }
 }
 
+/// Whether a record at an offset in `range` may be an agent status change.
+fn any_status_change(reader: &ArchiveReader, range: std::ops::Range<u64>) -> Result<bool> {
+    let mut found = false;
+    for_each_new_record(reader, range, |rec| {
+        found = may_be_status_change(rec.payload);
+        Ok(!found)
+    })?;
+    Ok(found)
+}
+
+/// Visits the records at offsets in `range`, in log order, reading the
+/// log from the segment that holds `range.start` on; `f` returns whether
+/// to go on.
+fn for_each_new_record(
+    reader: &ArchiveReader,
+    range: std::ops::Range<u64>,
+    mut f: impl FnMut(RecordRef<'_>) -> Result<bool>,
+) -> Result<()> {
+    if range.is_empty() {
+        return Ok(());
+    }
+    // Segments are named by the offset of their first record.
+    let segment = reader
+        .log()
+        .segments()
+        .into_iter()
+        .filter(|base| *base <= range.start)
+        .max()
+        .unwrap_or(0);
+    let mut failed = None;
+    // Where the scan stopped does not matter: `f` said, or the range ended.
+    let _: ControlFlow<()> = reader
+        .records()
+        .scan(Position { segment, pos: 0 }, |_, rec| {
+            if rec.offset < range.start {
+                return ControlFlow::Continue(());
+            }
+            if rec.offset >= range.end {
+                return ControlFlow::Break(());
+            }
+            match f(rec) {
+                Ok(true) => ControlFlow::Continue(()),
+                Ok(false) => ControlFlow::Break(()),
+                Err(e) => {
+                    failed = Some(e);
+                    ControlFlow::Break(())
+                }
+            }
+        })
+        .map_err(ExportError::from)?;
+    failed.map_or(Ok(()), Err)
+}
+
 /// One pass over the log (a tenant's export: over the tenant's records):
 /// the `events` rows of records in `wanted` and every agent status change
-/// (agent spans need all of them). In a tenant's export, a status change
-/// without a tenant of its own (one of the tenant's agents': only those
-/// are read) makes a span of the tenant.
+/// (agent spans need all of them), or with `only_wanted` (spans not
+/// needed) just the records in `wanted`. In a tenant's export, a status
+/// change without a tenant of its own (one of the tenant's agents': only
+/// those are read) makes a span of the tenant.
 fn scan_events(
     reader: &mut ArchiveReader,
     p: &Projections,
     dir: &Path,
     run: u64,
     wanted: std::ops::Range<u64>,
+    only_wanted: bool,
     opts: &ExportOptions,
 ) -> Result<(Vec<NewFile>, AgentStates, u64)> {
     let mut writer = TableWriter::new(
@@ -343,6 +438,12 @@ fn scan_events(
     };
     let mut damaged = 0u64;
     let read = match only {
+        None if only_wanted => {
+            for_each_new_record(reader, wanted.clone(), |rec| {
+                visit(rec.to_record()).map(|()| true)
+            })?;
+            Ok(())
+        }
         None => reader
             .for_each_record(|rec| visit(rec).map_err(&mut stop), |_| damaged += 1)
             .map_err(ExportError::from),
