@@ -200,35 +200,27 @@ pub fn decode_summary(guid: &str, offered_at: i64, bytes: &[u8]) -> Result<Summa
     })
 }
 
-/// The stored form of a chunk of [`ReportLeg`]s in `report_chunks`
-/// (docs/FORMAT.md §4): the agent ids and channels the legs name, each
-/// once, then per leg only what a report reads, mostly a byte a field.
-#[derive(Serialize, Deserialize)]
-struct StoredChunk<'a> {
-    #[serde(borrow)]
-    words: Vec<&'a str>,
-    /// The first leg's `offeredAt`.
-    first_at: i64,
-    legs: Vec<StoredLeg>,
-}
+/// A chunk of [`ReportLeg`]s in `report_chunks` (docs/FORMAT.md §4) is
+/// written by hand, not by bincode: a report decodes every leg of the
+/// archive, and a varint loop is several times cheaper than serde's
+/// visitors. Its bytes: the number of texts, each text (length, UTF-8),
+/// the first leg's `offeredAt` (zigzag), the number of legs, then per leg
+/// `offeredAt` minus the previous leg's (wrapping), one byte `kind` * 8 +
+/// `outcome`, one byte of [`Bits`], `queueId` (zigzag) when present, the
+/// agent and the channel (index into the texts plus 1, 0 for none),
+/// `holdCount`, `rejectCount` and seven durations packed by [`pack_ms`]
+/// (wait, abandon, handle, talk, hold, wrap, max hold). Every number is an
+/// unsigned LEB128 varint.
+struct Bits;
 
-#[derive(Serialize, Deserialize)]
-struct StoredLeg {
-    /// `offeredAt` minus the previous leg's (wrapping; 0 for the first).
-    at_delta: u64,
-    /// `kind` * 8 + `outcome` (their codes below).
-    kind_outcome: u8,
-    /// Bits: 0-1 `direction` (0 none, 1 in, 2 out), 2 first leg, 3 has a
-    /// parent, 4 transferred.
-    bits: u8,
-    queue_id: Option<i64>,
-    /// Index into `words` plus 1; 0 for none.
-    agent: u32,
-    media: u32,
-    hold_count: u64,
-    reject_count: u64,
-    /// wait, abandon, handle, talk, hold, wrap, max hold; [`pack_ms`].
-    durations: [u128; 7],
+impl Bits {
+    /// `direction`: 0 none, 1 in, 2 out.
+    const DIRECTION: u8 = 3;
+    const FIRST_LEG: u8 = 4;
+    const HAS_PARENT: u8 = 8;
+    const TRANSFERRED: u8 = 16;
+    const HAS_QUEUE: u8 = 32;
+    const ALL: u8 = 63;
 }
 
 /// By code: the inverse of the matches in [`encode_report_chunk`].
@@ -261,18 +253,19 @@ pub fn encode_report_chunk<'a>(
             words.len() as u32
         })
     };
-    let mut prev = legs.first().map_or(0, |l| l.offered_at);
-    let mut stored = Vec::with_capacity(legs.len());
+    let mut body = Vec::with_capacity(legs.len() * 24);
+    let first_at = legs.first().map_or(0, |l| l.offered_at);
+    let mut prev = first_at;
     for l in legs {
         // Exhaustive, so a new variant fails to compile until it has a code
         // (appended to KINDS / OUTCOMES, with a version bump).
-        let kind = match l.kind {
+        let kind: u8 = match l.kind {
             LegKind::Inbound => 0,
             LegKind::Outbound => 1,
             LegKind::Consult => 2,
             LegKind::Unqueued => 3,
         };
-        let outcome = match l.outcome {
+        let outcome: u8 = match l.outcome {
             Outcome::Answered => 0,
             Outcome::Abandoned => 1,
             Outcome::Unanswered => 2,
@@ -284,92 +277,124 @@ pub fn encode_report_chunk<'a>(
             Some(Direction::In) => 1,
             Some(Direction::Out) => 2,
         };
-        stored.push(StoredLeg {
-            at_delta: l.offered_at.wrapping_sub(prev) as u64,
-            kind_outcome: kind * 8 + outcome,
-            bits: direction
-                | u8::from(l.first_leg) << 2
-                | u8::from(l.has_parent) << 3
-                | u8::from(l.transferred) << 4,
-            queue_id: l.queue_id,
-            agent: word(l.agent_id),
-            media: word(l.media_type),
-            hold_count: l.hold_count,
-            reject_count: l.reject_count,
-            durations: [
-                l.wait_ms,
-                l.abandon_ms,
-                l.handle_ms,
-                l.talk_ms,
-                l.hold_ms,
-                l.wrap_ms,
-                l.max_hold_ms,
-            ]
-            .map(pack_ms),
-        });
+        let flag = |on: bool, bit: u8| if on { bit } else { 0 };
+        put_varint(
+            &mut body,
+            u128::from(l.offered_at.wrapping_sub(prev) as u64),
+        );
+        body.push(kind * 8 + outcome);
+        body.push(
+            direction
+                | flag(l.first_leg, Bits::FIRST_LEG)
+                | flag(l.has_parent, Bits::HAS_PARENT)
+                | flag(l.transferred, Bits::TRANSFERRED)
+                | flag(l.queue_id.is_some(), Bits::HAS_QUEUE),
+        );
+        if let Some(q) = l.queue_id {
+            put_varint(&mut body, zigzag(q));
+        }
+        put_varint(&mut body, u128::from(word(l.agent_id)));
+        put_varint(&mut body, u128::from(word(l.media_type)));
+        put_varint(&mut body, u128::from(l.hold_count));
+        put_varint(&mut body, u128::from(l.reject_count));
+        for d in [
+            l.wait_ms,
+            l.abandon_ms,
+            l.handle_ms,
+            l.talk_ms,
+            l.hold_ms,
+            l.wrap_ms,
+            l.max_hold_ms,
+        ] {
+            put_varint(&mut body, pack_ms(d));
+        }
         prev = l.offered_at;
     }
-    let chunk = StoredChunk {
-        words,
-        first_at: legs.first().map_or(0, |l| l.offered_at),
-        legs: stored,
-    };
-    encode_into(&chunk, buf)
+    buf.clear();
+    put_varint(buf, words.len() as u128);
+    for w in &words {
+        put_varint(buf, w.len() as u128);
+        buf.extend_from_slice(w.as_bytes());
+    }
+    put_varint(buf, zigzag(first_at));
+    put_varint(buf, legs.len() as u128);
+    buf.extend_from_slice(&body);
+    Ok(())
 }
 
 /// Decodes a `report_chunks` value: the inverse of
 /// [`encode_report_chunk`]; the legs borrow their texts from `bytes`.
 pub fn decode_report_chunk(bytes: &[u8]) -> Result<Vec<ReportLeg<'_>>, CodecError> {
-    let (chunk, used): (StoredChunk<'_>, usize) =
-        bincode::serde::borrow_decode_from_slice(bytes, config())
-            .map_err(|e| CodecError(e.to_string()))?;
-    if used != bytes.len() {
-        return Err(CodecError(format!(
-            "{} trailing bytes after a report chunk",
-            bytes.len() - used
-        )));
+    let mut r = Reader { bytes, pos: 0 };
+    let n_words = r.count()?;
+    let mut words = Vec::with_capacity(n_words.min(bytes.len()));
+    for _ in 0..n_words {
+        let len = r.count()?;
+        let raw = r.take(len)?;
+        words.push(
+            std::str::from_utf8(raw)
+                .map_err(|_| CodecError("report chunk: a text is not UTF-8".into()))?,
+        );
     }
-    let word = |i: u32| -> Result<Option<&str>, CodecError> {
-        match i {
-            0 => Ok(None),
-            i => chunk
-                .words
-                .get(i as usize - 1)
-                .map(|w| Some(*w))
-                .ok_or_else(|| CodecError(format!("report chunk: no word {i}"))),
+    let word = |i: u128| -> Result<Option<&str>, CodecError> {
+        if i == 0 {
+            return Ok(None);
         }
+        usize::try_from(i - 1)
+            .ok()
+            .and_then(|i| words.get(i))
+            .map(|w| Some(*w))
+            .ok_or_else(|| CodecError(format!("report chunk: no text {i}")))
     };
-    let mut at = chunk.first_at;
-    let mut out = Vec::with_capacity(chunk.legs.len());
-    for l in &chunk.legs {
-        at = at.wrapping_add(l.at_delta as i64);
-        let kind = KINDS.get(usize::from(l.kind_outcome / 8));
-        let outcome = OUTCOMES.get(usize::from(l.kind_outcome % 8));
-        let direction = match l.bits & 3 {
+    let mut at = unzigzag(r.varint()?)?;
+    let n_legs = r.count()?;
+    // Each leg takes at least 13 bytes: a hostile count allocates nothing.
+    let mut out = Vec::with_capacity(n_legs.min(bytes.len() / 13));
+    for _ in 0..n_legs {
+        let delta = u64::try_from(r.varint()?).map_err(|_| r.bad("offeredAt"))?;
+        at = at.wrapping_add(delta as i64);
+        let ko = r.byte()?;
+        let (Some(kind), Some(outcome)) = (
+            KINDS.get(usize::from(ko / 8)),
+            OUTCOMES.get(usize::from(ko % 8)),
+        ) else {
+            return Err(r.bad("kind and outcome"));
+        };
+        let bits = r.byte()?;
+        let direction = match bits & Bits::DIRECTION {
             0 => None,
             1 => Some(Direction::In),
             2 => Some(Direction::Out),
-            _ => return Err(CodecError(format!("report chunk: bad bits {}", l.bits))),
+            _ => return Err(r.bad("direction")),
         };
-        let (Some(kind), Some(outcome)) = (kind, outcome) else {
-            return Err(CodecError(format!(
-                "report chunk: bad kind and outcome {}",
-                l.kind_outcome
-            )));
+        if bits & !Bits::ALL != 0 {
+            return Err(r.bad("flags"));
+        }
+        let queue_id = if bits & Bits::HAS_QUEUE != 0 {
+            Some(unzigzag(r.varint()?)?)
+        } else {
+            None
         };
-        let [wait_ms, abandon_ms, handle_ms, talk_ms, hold_ms, wrap_ms, max_hold_ms] =
-            unpack_all(l.durations)?;
+        let agent_id = word(r.varint()?)?;
+        let media_type = word(r.varint()?)?;
+        let hold_count = u64::try_from(r.varint()?).map_err(|_| r.bad("holdCount"))?;
+        let reject_count = u64::try_from(r.varint()?).map_err(|_| r.bad("rejectCount"))?;
+        let mut d = [None; 7];
+        for slot in &mut d {
+            *slot = unpack_ms(r.varint()?)?;
+        }
+        let [wait_ms, abandon_ms, handle_ms, talk_ms, hold_ms, wrap_ms, max_hold_ms] = d;
         out.push(ReportLeg {
             offered_at: at,
             kind: *kind,
             outcome: *outcome,
             direction,
-            first_leg: l.bits & 4 != 0,
-            has_parent: l.bits & 8 != 0,
-            transferred: l.bits & 16 != 0,
-            queue_id: l.queue_id,
-            agent_id: word(l.agent)?,
-            media_type: word(l.media)?,
+            first_leg: bits & Bits::FIRST_LEG != 0,
+            has_parent: bits & Bits::HAS_PARENT != 0,
+            transferred: bits & Bits::TRANSFERRED != 0,
+            queue_id,
+            agent_id,
+            media_type,
             wait_ms,
             abandon_ms,
             handle_ms,
@@ -377,11 +402,82 @@ pub fn decode_report_chunk(bytes: &[u8]) -> Result<Vec<ReportLeg<'_>>, CodecErro
             hold_ms,
             wrap_ms,
             max_hold_ms,
-            hold_count: l.hold_count,
-            reject_count: l.reject_count,
+            hold_count,
+            reject_count,
         });
     }
+    if r.pos != bytes.len() {
+        return Err(CodecError(format!(
+            "{} trailing bytes after a report chunk",
+            bytes.len() - r.pos
+        )));
+    }
     Ok(out)
+}
+
+/// Appends `v` as an unsigned LEB128 varint.
+fn put_varint(buf: &mut Vec<u8>, mut v: u128) {
+    while v >= 0x80 {
+        buf.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    buf.push(v as u8);
+}
+
+fn zigzag(v: i64) -> u128 {
+    u128::from(((v << 1) ^ (v >> 63)) as u64)
+}
+
+fn unzigzag(u: u128) -> Result<i64, CodecError> {
+    let z = u64::try_from(u).map_err(|_| CodecError(format!("{u} is not a zigzag i64")))?;
+    Ok(((z >> 1) as i64) ^ -((z & 1) as i64))
+}
+
+/// A cursor over a report chunk's bytes; every read checks the length.
+struct Reader<'a> {
+    bytes: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn bad(&self, what: &str) -> CodecError {
+        CodecError(format!("report chunk: bad {what} at byte {}", self.pos))
+    }
+
+    fn byte(&mut self) -> Result<u8, CodecError> {
+        let b = *self.bytes.get(self.pos).ok_or_else(|| self.bad("length"))?;
+        self.pos += 1;
+        Ok(b)
+    }
+
+    /// An unsigned LEB128 varint of at most 19 bytes (128 bits).
+    fn varint(&mut self) -> Result<u128, CodecError> {
+        let mut v: u128 = 0;
+        for shift in (0..128).step_by(7) {
+            let b = self.byte()?;
+            v |= u128::from(b & 0x7f) << shift;
+            if b & 0x80 == 0 {
+                return Ok(v);
+            }
+        }
+        Err(self.bad("varint"))
+    }
+
+    fn count(&mut self) -> Result<usize, CodecError> {
+        let v = self.varint()?;
+        usize::try_from(v).map_err(|_| self.bad("count"))
+    }
+
+    fn take(&mut self, len: usize) -> Result<&'a [u8], CodecError> {
+        let end = self
+            .pos
+            .checked_add(len)
+            .filter(|&e| e <= self.bytes.len())
+            .ok_or_else(|| self.bad("length"))?;
+        let out = &self.bytes[self.pos..end];
+        self.pos = end;
+        Ok(out)
+    }
 }
 
 /// An optional millisecond value as one unsigned varint: 0 for none; whole
@@ -389,9 +485,6 @@ pub fn decode_report_chunk(bytes: &[u8]) -> Result<Vec<ReportLeg<'_>>, CodecErro
 /// else as `2 + 2 * zigzag(v)`. A wait of 45 s is one byte, a leg of an
 /// hour three; every i64 still round-trips (hence u128).
 fn pack_ms(v: Option<i64>) -> u128 {
-    fn zigzag(v: i64) -> u128 {
-        u128::from(((v << 1) ^ (v >> 63)) as u64)
-    }
     match v {
         None => 0,
         Some(v) if v % 1000 == 0 => 1 + 2 * zigzag(v / 1000),
