@@ -322,9 +322,15 @@ pub fn encode_report_chunk<'a>(
     Ok(())
 }
 
-/// Decodes a `report_chunks` value: the inverse of
-/// [`encode_report_chunk`]; the legs borrow their texts from `bytes`.
-pub fn decode_report_chunk(bytes: &[u8]) -> Result<Vec<ReportLeg<'_>>, CodecError> {
+/// Decodes a `report_chunks` value, the inverse of
+/// [`encode_report_chunk`]: calls `f` with each leg in turn, without
+/// collecting them (a report folds millions; the legs borrow their texts
+/// from `bytes`). The legs before a damaged byte are passed before the
+/// error is returned.
+pub fn for_each_report_leg<'a>(
+    bytes: &'a [u8],
+    mut f: impl FnMut(ReportLeg<'a>),
+) -> Result<(), CodecError> {
     let mut r = Reader { bytes, pos: 0 };
     let n_words = r.count()?;
     let mut words = Vec::with_capacity(n_words.min(bytes.len()));
@@ -348,8 +354,6 @@ pub fn decode_report_chunk(bytes: &[u8]) -> Result<Vec<ReportLeg<'_>>, CodecErro
     };
     let mut at = unzigzag(r.varint()?)?;
     let n_legs = r.count()?;
-    // Each leg takes at least 13 bytes: a hostile count allocates nothing.
-    let mut out = Vec::with_capacity(n_legs.min(bytes.len() / 13));
     for _ in 0..n_legs {
         let delta = u64::try_from(r.varint()?).map_err(|_| r.bad("offeredAt"))?;
         at = at.wrapping_add(delta as i64);
@@ -384,7 +388,7 @@ pub fn decode_report_chunk(bytes: &[u8]) -> Result<Vec<ReportLeg<'_>>, CodecErro
             *slot = unpack_ms(r.varint()?)?;
         }
         let [wait_ms, abandon_ms, handle_ms, talk_ms, hold_ms, wrap_ms, max_hold_ms] = d;
-        out.push(ReportLeg {
+        f(ReportLeg {
             offered_at: at,
             kind: *kind,
             outcome: *outcome,
@@ -412,7 +416,7 @@ pub fn decode_report_chunk(bytes: &[u8]) -> Result<Vec<ReportLeg<'_>>, CodecErro
             bytes.len() - r.pos
         )));
     }
-    Ok(out)
+    Ok(())
 }
 
 /// Appends `v` as an unsigned LEB128 varint.
@@ -452,6 +456,13 @@ impl<'a> Reader<'a> {
 
     /// An unsigned LEB128 varint of at most 19 bytes (128 bits).
     fn varint(&mut self) -> Result<u128, CodecError> {
+        // Most values of a leg are one byte.
+        if let Some(&b) = self.bytes.get(self.pos) {
+            if b < 0x80 {
+                self.pos += 1;
+                return Ok(u128::from(b));
+            }
+        }
         let mut v: u128 = 0;
         for shift in (0..128).step_by(7) {
             let b = self.byte()?;

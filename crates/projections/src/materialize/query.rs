@@ -313,9 +313,10 @@ impl Projections {
                 }
                 for item in chunks.range(from..=to).at(&self.path)? {
                     let (_, v) = item.at(&self.path)?;
-                    for leg in codec::decode_report_chunk(v.value()).at(&self.path)? {
+                    codec::for_each_report_leg(v.value(), |leg| {
                         report.add_leg(&leg);
-                    }
+                    })
+                    .at(&self.path)?;
                 }
                 Ok(report)
             };

@@ -189,8 +189,13 @@ fn stored_summaries_refuse_a_resolved_contact_and_bad_bytes() {
 
 #[test]
 fn report_chunks_round_trip_and_refuse_bad_bytes() {
-    use crate::codec::{decode_report_chunk, encode_report_chunk};
+    use crate::codec::{encode_report_chunk, for_each_report_leg, CodecError};
     use crate::report::ReportLeg;
+    fn decode_report_chunk(bytes: &[u8]) -> Result<Vec<ReportLeg<'_>>, CodecError> {
+        let mut legs = Vec::new();
+        for_each_report_leg(bytes, |l| legs.push(l))?;
+        Ok(legs)
+    }
     let summaries: Vec<Summary> = [GUID1, GUID2, GUID3].map(sample_summary).to_vec();
     let mut legs: Vec<ReportLeg> = summaries.iter().map(ReportLeg::of).collect();
     // Every kind, outcome, direction and flag, extreme instants and
