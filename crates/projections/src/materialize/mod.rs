@@ -10,8 +10,8 @@
 //! - `interactions_by_offered`: `(offeredAt, interactionGUID) -> Summary`
 //!   (codec), one entry per interaction that has at least one event below
 //!   `consumed`, each equal to `summarize` of ALL its records below
-//!   `consumed`. Listing and reports read this one table in key order, so a
-//!   report is a sequential range scan, not a lookup per interaction.
+//!   `consumed`. Listings read this one table in key order, so a listing
+//!   is a sequential range scan, not a lookup per interaction.
 //! - `report_chunks`: `hour -> legs`, for every hour (`offeredAt` div
 //!   `REPORT_CHUNK_MS`) with rows in `interactions_by_offered`, exactly
 //!   those rows in key order as [`crate::report::ReportLeg`]s
