@@ -245,17 +245,24 @@ fn a_published_call_appears_on_the_live_wallboard_ticks_and_moves_to_talking() {
         (first_secs - first_expected).abs() <= 1,
         "the wait reads {first} but {first_expected} s have passed since {since}"
     );
-    let ticked = next_tick(&browser, &guid, first[0].as_str().unwrap());
-    let ticked_secs = parse_clock(&ticked);
-    assert_eq!(
-        ticked_secs,
-        first_secs + 1,
-        "the wait went from {} to {ticked}",
-        first[0]
-    );
-    // And again: it keeps ticking without any new message.
-    let again = next_tick(&browser, &guid, &ticked);
-    assert_eq!(parse_clock(&again), ticked_secs + 1);
+    // It ticks without any new message, twice, each time forward and to
+    // the seconds the browser's clock says have passed since the queue
+    // entry. (A timer the loaded machine delays may skip a second, so a
+    // tick is checked against the clock, not against "previous + 1".)
+    let mut shown_secs = first_secs;
+    let mut shown_text = first[0].as_str().unwrap().to_string();
+    for _ in 0..2 {
+        next_tick(&browser, &guid, &shown_text);
+        let now = wait(&browser);
+        let text = now[0].as_str().unwrap().to_string();
+        let secs = parse_clock(&text);
+        let expected = (now[2].as_i64().unwrap() - since) / 1000;
+        assert!(
+            secs > shown_secs && (secs - expected).abs() <= 1,
+            "the wait went from {shown_text} to {text}, but {expected} s have passed since {since}"
+        );
+        (shown_secs, shown_text) = (secs, text);
+    }
 
     // Offered to an agent (ringing), then accepted (talking): each in time.
     let agent = "agBrowserTest01";
@@ -578,7 +585,13 @@ fn a_replayed_instant_ticks_from_the_servers_clock_not_the_browsers() {
         "the wait reads {first} s, not 65 s from the server's clock"
     );
     let ticked = next_tick(&browser, guid, &format!("{}:{:02}", first / 60, first % 60));
-    assert_eq!(parse_clock(&ticked), first + 1);
+    // Forward from the server's clock, not a jump to the browser's (a
+    // loaded machine may delay a tick, so a skipped second is allowed).
+    let ticked = parse_clock(&ticked);
+    assert!(
+        ticked > first && ticked <= first + 5,
+        "the wait went from {first} s to {ticked} s"
+    );
     assert_eq!(severe_console_entries(&browser), Vec::<String>::new());
     drop(browser);
     served.stop("serve");
