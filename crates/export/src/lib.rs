@@ -25,6 +25,7 @@
 mod checkpoint;
 mod column;
 mod error;
+mod fields;
 mod partition;
 mod run;
 mod tables;

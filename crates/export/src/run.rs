@@ -33,7 +33,7 @@ use std::ops::ControlFlow;
 use std::path::Path;
 
 use ccvault_projections::{AgentStates, InteractionFilter, Projections};
-use ccvault_store::{ArchiveReader, Position, Record, RecordRef, StoreError};
+use ccvault_store::{ArchiveReader, Position, RecordRef, StoreError};
 use jiff::tz::TimeZone;
 use serde::Serialize;
 use xxhash_rust::xxh3::Xxh3;
@@ -408,18 +408,19 @@ fn scan_events(
     let mut agents = AgentStates::new();
     let mut dates = Dates::new(opts.tz.clone());
     let only = opts.tenant.as_deref();
-    let mut visit = |rec: Record| -> Result<()> {
+    let mut visit = |rec: RecordRef<'_>| -> Result<()> {
         if rec.quarantined {
             return Ok(());
         }
         let row_wanted = wanted.contains(&rec.offset);
-        if !row_wanted && !may_be_status_change(&rec.payload) {
+        let status_change = may_be_status_change(rec.payload);
+        if !row_wanted && !status_change {
             return Ok(());
         }
-        let row = read_event(&rec);
-        if let Some(ev) = &row.event {
+        let row = read_event(&rec, status_change);
+        if let Some(ev) = row.event.as_ref().filter(|_| status_change) {
             let tenant = row.tenant.as_deref().or(only);
-            agents.add_event_with_tenant(ev, row.time, &rec.payload, tenant);
+            agents.add_event_with_tenant(ev, row.time, rec.payload, tenant);
         }
         if !row_wanted || only.is_some_and(|t| row.tenant.as_deref() != Some(t)) {
             return Ok(());
@@ -439,16 +440,16 @@ fn scan_events(
     let mut damaged = 0u64;
     let read = match only {
         None if only_wanted => {
-            for_each_new_record(reader, wanted.clone(), |rec| {
-                visit(rec.to_record()).map(|()| true)
-            })?;
+            for_each_new_record(reader, wanted.clone(), |rec| visit(rec).map(|()| true))?;
             Ok(())
         }
         None => reader
-            .for_each_record(|rec| visit(rec).map_err(&mut stop), |_| damaged += 1)
+            .for_each_record_ref(|rec| visit(rec).map_err(&mut stop), |_| damaged += 1)
             .map_err(ExportError::from),
         Some(t) => p
-            .tenant_records(reader, t, |rec| visit(rec).map_err(|e| stop(e).into()))
+            .tenant_records(reader, t, |rec| {
+                visit(rec.as_ref()).map_err(|e| stop(e).into())
+            })
             .map_err(ExportError::from),
     };
     if let Some(e) = failed {

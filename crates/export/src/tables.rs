@@ -9,13 +9,16 @@
 //! [`SUMMARY_COLUMNS`] for both, so a new summary field reaches Parquet
 //! without a change here.
 
-use ccvault_event::{event_time, parse_event, resolve_time, Event, EventTime, PayloadTimes};
+use ccvault_event::{
+    event_time, parse_event, resolve_time, Arrival, Event, EventTime, PayloadTimes,
+};
 use ccvault_projections::agents::AgentSpan;
 use ccvault_projections::summary::SUMMARY_COLUMNS;
-use ccvault_projections::{event_tenant, record_input, Summary};
-use ccvault_store::Record;
+use ccvault_projections::{event_tenant, Summary};
+use ccvault_store::RecordRef;
 
 use crate::column::{ColumnError, Rows, Spec, Ty};
+use crate::fields::scan_event;
 
 /// The tables of an export.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -91,15 +94,24 @@ pub struct EventRow<'a> {
     pub tenant: Option<String>,
 }
 
-/// Parses a record once for its row, its partition and the agent states.
-/// A payload that is not an event (none should be archived unquarantined)
-/// still gets a row: its time from the record alone, no event fields.
-pub fn read_event(rec: &Record) -> EventRow<'_> {
-    let input = record_input(rec);
-    match parse_event(&rec.payload) {
+/// Parses a record once for its row, its partition and, with `all_fields`,
+/// the agent states (which read fields the row does not: without it, only
+/// the row's fields are certain to be read, see [`scan_event`]). A payload
+/// that is not an event (none should be archived unquarantined) still gets
+/// a row: its time from the record alone, no event fields.
+pub fn read_event<'a>(rec: &RecordRef<'a>, all_fields: bool) -> EventRow<'a> {
+    // As `ccvault_projections::record_input`, for a record not copied out
+    // of the log's buffer.
+    let arrival = Arrival {
+        publish_time: (!rec.publish_time.is_empty()).then_some(rec.publish_time),
+        ingest_ms: rec.ingest_ms,
+        live: rec.source_kind.is_live(),
+    };
+    let fast = (!all_fields).then(|| scan_event(rec.payload)).flatten();
+    match fast.map_or_else(|| parse_event(rec.payload), Ok) {
         Ok(event) => {
-            let time = event_time(&event, input.arrival());
-            let tenant = event_tenant(rec.source_kind, &rec.source, &event).map(|t| t.into_owned());
+            let time = event_time(&event, arrival);
+            let tenant = event_tenant(rec.source_kind, rec.source, &event).map(|t| t.into_owned());
             EventRow {
                 event: Some(event),
                 time,
@@ -108,18 +120,24 @@ pub fn read_event(rec: &Record) -> EventRow<'_> {
         }
         Err(_) => EventRow {
             event: None,
-            time: resolve_time(PayloadTimes::default(), input.arrival()),
+            time: resolve_time(PayloadTimes::default(), arrival),
             tenant: None,
         },
     }
 }
 
 /// Pushes the row of `rec`.
-pub fn push_event(rows: &mut Rows, rec: &Record, row: &EventRow<'_>) -> Result<(), ColumnError> {
-    let nonempty = |s: &str| (!s.is_empty()).then(|| s.to_owned());
+pub fn push_event(
+    rows: &mut Rows,
+    rec: &RecordRef<'_>,
+    row: &EventRow<'_>,
+) -> Result<(), ColumnError> {
+    fn nonempty(s: &str) -> Option<&str> {
+        (!s.is_empty()).then_some(s)
+    }
     rows.int(0, offset_i64(rec.offset)?)?;
     rows.text(1, rec.source_kind.as_str())?;
-    rows.text(2, &rec.source)?;
+    rows.text(2, rec.source)?;
     rows.opt_int(
         3,
         (rec.line > 0)
@@ -127,8 +145,8 @@ pub fn push_event(rows: &mut Rows, rec: &Record, row: &EventRow<'_>) -> Result<(
             .flatten(),
     )?;
     rows.int(4, rec.ingest_ms)?;
-    rows.opt_text(5, nonempty(&rec.message_id).as_deref())?;
-    rows.opt_text(6, nonempty(&rec.publish_time).as_deref())?;
+    rows.opt_text(5, nonempty(rec.message_id))?;
+    rows.opt_text(6, nonempty(rec.publish_time))?;
     rows.int(7, row.time.ms)?;
     rows.text(8, row.time.source.name())?;
     match &row.event {
@@ -145,12 +163,12 @@ pub fn push_event(rows: &mut Rows, rec: &Record, row: &EventRow<'_>) -> Result<(
         }
     }
     rows.opt_text(13, row.tenant.as_deref())?;
-    if row.event.is_some() || std::str::from_utf8(&rec.payload).is_ok() {
+    if row.event.is_some() || std::str::from_utf8(rec.payload).is_ok() {
         // Parsed as an event, so UTF-8: kept byte for byte.
-        rows.raw_text(14, &rec.payload)?;
+        rows.raw_text(14, rec.payload)?;
     } else {
         // A STRING column must hold UTF-8; no archived event lacks it.
-        rows.text(14, &String::from_utf8_lossy(&rec.payload))?;
+        rows.text(14, &String::from_utf8_lossy(rec.payload))?;
     }
     rows.end_row()
 }

@@ -18,7 +18,7 @@ use std::path::Path;
 use ccvault_event::parse_event;
 use ccvault_index::{Counters, Hit, IndexReader};
 use ccvault_log::{
-    LogError, LogReader, Position, Record, RecordKind, RecordRef, ScanItem, ScanRef, SourceKind,
+    LogError, LogReader, Position, Record, RecordKind, RecordRef, ScanRef, SourceKind,
 };
 
 use crate::archive::{check_private_files, Archive, ArchiveOptions};
@@ -325,13 +325,24 @@ impl ArchiveReader {
     pub fn for_each_record(
         &self,
         mut f: impl FnMut(Record) -> Result<()>,
+        on_damage: impl FnMut(String),
+    ) -> Result<()> {
+        self.for_each_record_ref(|rec| f(rec.to_record()), on_damage)
+    }
+
+    /// [`Self::for_each_record`] without copying each record out of the
+    /// log's read buffer.
+    pub fn for_each_record_ref(
+        &self,
+        mut f: impl FnMut(RecordRef<'_>) -> Result<()>,
         mut on_damage: impl FnMut(String),
     ) -> Result<()> {
         let start = ccvault_log::Position { segment: 0, pos: 0 };
         let mut order = OffsetOrder::default();
-        for item in self.log.scan(start) {
+        let mut scan = self.log.scan(start);
+        while let Some(item) = scan.next_ref() {
             match item? {
-                ScanItem::Record(at, rec) => {
+                ScanRef::Record(at, rec) => {
                     if rec.offset >= self.visible_end {
                         break;
                     }
@@ -346,7 +357,7 @@ impl ArchiveReader {
                         f(rec)?;
                     }
                 }
-                ScanItem::Damage(d) => on_damage(format!("{d:?}")),
+                ScanRef::Damage(d) => on_damage(format!("{d:?}")),
             }
         }
         Ok(())
