@@ -2,6 +2,8 @@
 //! transaction, so every lookup through it sees the same commit: entries
 //! and checkpoint agree. Every lookup runs inside the panic guard.
 
+use std::cmp::Reverse;
+use std::collections::binary_heap::{BinaryHeap, PeekMut};
 use std::path::{Path, PathBuf};
 
 use redb::{
@@ -334,13 +336,53 @@ impl IndexReader {
     /// Every distinct GUID hash with its records in offset order, in hash
     /// order: the unit of work of a projection rebuild.
     pub fn for_each_guid_group(&self, mut f: impl FnMut(u64, &[Hit])) -> Result<()> {
+        let mut postings = Vec::new();
+        let mut hits = Vec::new();
+        self.merge_guid_generations(|h, chunk| {
+            match chunk {
+                Some((first, bytes)) => {
+                    chunk::decode(first, bytes, true, &mut postings)
+                        .map_err(|w| self.corrupt(w))?;
+                }
+                None => {
+                    hits.clear();
+                    hits.extend(postings.iter().map(Hit::from));
+                    unguarded(|| f(h, &hits));
+                    postings.clear();
+                }
+            }
+            Ok(())
+        })
+    }
+
+    /// The number of distinct GUID hashes in `by_guid`: the interactions of
+    /// the log, counted in one pass over the table (a rebuild's count, with
+    /// no lookup per GUID).
+    pub(crate) fn distinct_guids(&self) -> Result<u64> {
+        let mut n = 0u64;
+        self.merge_guid_generations(|_, chunk| {
+            n += u64::from(chunk.is_none());
+            Ok(())
+        })?;
+        Ok(n)
+    }
+
+    /// Walks `by_guid` by GUID hash, hashes increasing: `visit(hash,
+    /// Some((first offset, chunk bytes)))` for each of the hash's chunks in
+    /// offset order, then `visit(hash, None)`.
+    ///
+    /// A GUID's chunks may lie in several generations: one cursor per
+    /// generation, merged through a heap ordered by (hash, generation), so a
+    /// hash costs O(log generations) and its chunks come out in generation
+    /// (hence offset) order.
+    fn merge_guid_generations(
+        &self,
+        mut visit: impl FnMut(u64, Option<(u64, &[u8])>) -> Result<()>,
+    ) -> Result<()> {
         guarded(&self.path, || {
             let Some(t) = self.table(BY_GUID)? else {
                 return Ok(());
             };
-            // A GUID's chunks may lie in several generations: one cursor
-            // per generation, merged by hash, each drained in generation
-            // order so that offsets come out increasing.
             type Cursor = redb::Range<'static, (u64, u64, u64), &'static [u8]>;
             type Head = Option<(u64, u64, redb::AccessGuard<'static, &'static [u8]>)>;
             let pull = |cursor: &mut Cursor| -> Result<Head> {
@@ -355,30 +397,37 @@ impl IndexReader {
             };
             let mut cursors: Vec<Cursor> = Vec::new();
             let mut heads: Vec<Head> = Vec::new();
+            let mut queue = BinaryHeap::new();
             for g in 0..self.generations(PostingKind::Guid)? {
                 let mut cursor = t
                     .range((g, 0, 0)..=(g, u64::MAX, u64::MAX))
                     .at(&self.path)?;
-                heads.push(pull(&mut cursor)?);
+                let head = pull(&mut cursor)?;
+                if let Some((hash, _, _)) = &head {
+                    queue.push(Reverse((*hash, cursors.len())));
+                }
+                heads.push(head);
                 cursors.push(cursor);
             }
-            let mut postings = Vec::new();
-            let mut hits = Vec::new();
-            while let Some(h) = heads.iter().flatten().map(|(hash, _, _)| *hash).min() {
-                for (head, cursor) in heads.iter_mut().zip(cursors.iter_mut()) {
+            while let Some(Reverse((h, _))) = queue.peek().copied() {
+                while let Some(Reverse((_, i))) = queue
+                    .peek_mut()
+                    .filter(|top| top.0 .0 == h)
+                    .map(PeekMut::pop)
+                {
+                    let (Some(head), Some(cursor)) = (heads.get_mut(i), cursors.get_mut(i)) else {
+                        continue;
+                    };
                     while let Some((hash, first, v)) = head {
                         if *hash != h {
+                            queue.push(Reverse((*hash, i)));
                             break;
                         }
-                        chunk::decode(*first, v.value(), true, &mut postings)
-                            .map_err(|w| self.corrupt(w))?;
+                        visit(h, Some((*first, v.value())))?;
                         *head = pull(cursor)?;
                     }
                 }
-                hits.clear();
-                hits.extend(postings.iter().map(Hit::from));
-                unguarded(|| f(h, &hits));
-                postings.clear();
+                visit(h, None)?;
             }
             Ok(())
         })

@@ -8,6 +8,11 @@
 //!   a commit, so an interaction costs one B-tree entry per commit.
 //! - `counters` are the snapshot's plus the collected records': an
 //!   interaction is counted once, when no committed chunk has its GUID.
+//!   A scratch index (a rebuild's) leaves `interactions` alone: asking
+//!   every complete generation about each new GUID costs a filter probe per
+//!   generation (and a B-tree lookup per false positive) per GUID, a cost
+//!   that grows with the archive, so [`Index::seal`](super::Index::seal)
+//!   counts the distinct GUIDs once, in one pass over `by_guid`.
 //! - What is held grows with the commit, not the archive, and is reported
 //!   by [`IndexWriter::held_bytes`] so callers can bound a commit by memory.
 
@@ -29,6 +34,9 @@ pub struct IndexWriter {
     pub(super) guid_gens: u64,
     pub(super) payload_gens: u64,
     pub(super) filters: Arc<Filters>,
+    /// Whether to count new interactions as records are added (not in a
+    /// scratch index, whose seal counts them).
+    pub(super) count_interactions: bool,
     /// The first collected offset, and one past the last.
     pub(super) first_offset: Option<u64>,
     pub(super) next_offset: Option<u64>,
@@ -76,13 +84,18 @@ fn collect(
 
 impl IndexWriter {
     /// An empty commit on top of `snapshot`, whose complete generations
-    /// have `filters`.
-    pub(super) fn start(snapshot: IndexReader, filters: Arc<Filters>) -> Result<IndexWriter> {
+    /// have `filters`; `count_interactions` is false for a scratch index.
+    pub(super) fn start(
+        snapshot: IndexReader,
+        filters: Arc<Filters>,
+        count_interactions: bool,
+    ) -> Result<IndexWriter> {
         let counters = snapshot.counters()?;
         Ok(IndexWriter {
             guid_gens: snapshot.generations(PostingKind::Guid)?,
             payload_gens: snapshot.generations(PostingKind::Payload)?,
             filters,
+            count_interactions,
             first_offset: None,
             next_offset: None,
             snapshot,
@@ -129,7 +142,7 @@ impl IndexWriter {
             match entry.interaction_guid {
                 Some(guid) => {
                     let h = guid_hash(guid);
-                    if !self.guid.contains_key(&h) {
+                    if self.count_interactions && !self.guid.contains_key(&h) {
                         let committed = match self.committed_guid.get(&h) {
                             Some(ps) => !ps.is_empty(),
                             None => self.snapshot.has_chunk_in(

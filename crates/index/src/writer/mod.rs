@@ -11,7 +11,8 @@
 //! - A scratch index (a rebuild's, read by no one) is a file of its own,
 //!   opened in redb's exclusive mode; the caller swaps it in only after
 //!   [`Index::seal`], so a crash midway leaves a file to delete, never a
-//!   damaged live index.
+//!   damaged live index. Its count of interactions is written by `seal`
+//!   (until then it is not kept), so only a sealed scratch index is whole.
 //! - The filters of the complete generations that `begin` hands out are
 //!   those of the last commit (replaced only after a commit succeeds).
 //!
@@ -66,17 +67,23 @@ impl Index {
         Self::open_mode(path, true)
     }
 
-    /// Makes every commit of a scratch index durable and closes it.
+    /// Makes every commit of a scratch index durable and closes it. A
+    /// scratch index gets its count of interactions here: the distinct GUID
+    /// hashes of `by_guid`, counted in one pass (its writers count none).
     pub fn seal(self) -> Result<()> {
         let path = self.path.clone();
         guarded(&path, || {
-            let mut txn = self.db.begin_write().at(&self.path)?;
-            txn.set_durability(if self.scratch {
-                Durability::None
+            let interactions = if self.scratch {
+                Some(self.reader()?.distinct_guids()?)
             } else {
-                Durability::Immediate
-            })
-            .at(&self.path)?;
+                None
+            };
+            let mut txn = self.db.begin_write().at(&self.path)?;
+            if let Some(n) = interactions {
+                let mut t = txn.open_table(META).at(&self.path)?;
+                t.insert("interactions", n).at(&self.path)?;
+            }
+            txn.set_durability(Durability::Immediate).at(&self.path)?;
             txn.commit().at(&self.path)?;
             let path = self.path;
             self.db.close().at(&path)
@@ -121,7 +128,7 @@ impl Index {
 
     /// Starts collecting a commit's entries.
     pub fn begin(&self) -> Result<IndexWriter> {
-        IndexWriter::start(self.reader()?, self.current_filters())
+        IndexWriter::start(self.reader()?, self.current_filters(), !self.scratch)
     }
 
     fn current_filters(&self) -> Arc<Filters> {
