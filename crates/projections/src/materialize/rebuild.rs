@@ -3,6 +3,12 @@
 //! threads project complete groups, and this thread writes. Interactions
 //! spread too far through the log to buffer are set aside and recomputed
 //! from the index at the end, so memory stays bounded.
+//!
+//! Memory does not grow with the archive: which group each record belongs
+//! to is known for one window of the log at a time ([`GroupWindow`], 4
+//! bytes a record of the window plus 8 a group in it), read from the index
+//! again as the scan enters the next window; everything else is a bounded
+//! buffer or queue.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::ops::ControlFlow;
@@ -11,7 +17,7 @@ use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use ccvault_store::{ArchiveReader, Hit, Position, StoreError, VisibleRecords};
+use ccvault_store::{ArchiveReader, Hit, IndexReader, Position, StoreError, VisibleRecords};
 use redb::backends::InMemoryBackend;
 use redb::Durability;
 
@@ -38,12 +44,22 @@ const COMMIT_EVERY: usize = 50_000;
 /// (docs/BENCHMARKS.md, issue 9).
 const INDEX_CACHE_BYTES: usize = 4 << 20;
 
-/// Tuning of a rebuild (tests shrink the buffer to exercise deferral).
+/// Records of the log whose groups are known at once during a rebuild
+/// (2^24: 64 MiB of group numbers). Each window costs one pass over the
+/// index's GUID postings, so an archive of up to ~16.7M records takes one
+/// pass, as before windows; a larger one takes one more per window instead
+/// of holding 4 bytes for every record of the log.
+const DEFAULT_WINDOW_RECORDS: u64 = 1 << 24;
+
+/// Tuning of a rebuild (tests shrink the buffer to exercise deferral, and
+/// the window to cross many).
 #[derive(Debug, Clone, Copy)]
 pub struct RebuildOptions {
     /// Compute threads besides the log reader and the writer.
     pub workers: usize,
     pub buffer_bytes: usize,
+    /// Records per window of the log whose groups are held at once.
+    pub window_records: u64,
 }
 
 impl Default for RebuildOptions {
@@ -51,6 +67,7 @@ impl Default for RebuildOptions {
         RebuildOptions {
             workers: std::thread::available_parallelism().map_or(2, |n| n.get().clamp(1, 8)),
             buffer_bytes: DEFAULT_BUFFER_BYTES,
+            window_records: DEFAULT_WINDOW_RECORDS,
         }
     }
 }
@@ -131,31 +148,14 @@ impl Projections {
         started: Instant,
     ) -> Result<Applied> {
         let end = reader.visible_end();
-        // Which interaction group (GUID hash) each offset belongs to, and how
-        // many records each group has: a group is complete, and can be
-        // summarized, as soon as the scan has read its last record. 4 bytes
-        // per record, plus 4 per group.
-        let mut group_of: Vec<u32> = vec![NO_GROUP; usize::try_from(end).unwrap_or(0)];
-        let mut remaining: Vec<u32> = Vec::new();
-        // Both passes over the groups go through one handle, so that they
-        // number the groups alike; a newer snapshot than the reader's is
-        // harmless, as records at or past `end` are left out of both. When
-        // the file cannot be opened twice, the reader's own handle serves.
+        // Both passes over the groups (each window's, and the deferred
+        // interactions') go through one handle, so that they number the
+        // groups alike; a newer snapshot than the reader's is harmless, as
+        // records at or past `end` are left out of all of them. When the
+        // file cannot be opened twice, the reader's own handle serves.
         let own_index = reader.index().reopen_with_cache(INDEX_CACHE_BYTES).ok();
         let index = own_index.as_ref().unwrap_or(reader.index());
-        index
-            .for_each_guid_group(|_, hits| {
-                let gid = remaining.len() as u32;
-                let mut n = 0u32;
-                for h in hits {
-                    if let Some(slot) = group_of.get_mut(h.offset as usize) {
-                        *slot = gid;
-                        n += 1;
-                    }
-                }
-                remaining.push(n);
-            })
-            .map_err(StoreError::from)?;
+        let groups = GroupWindow::new(index, end, opts.window_records);
 
         let records_read = AtomicU64::new(0);
         let failed = AtomicBool::new(false);
@@ -170,14 +170,12 @@ impl Projections {
             ..Applied::default()
         };
         let records_seen = reader.records();
-        let (group_of, remaining) = (&group_of, &mut remaining);
         let (records_read, failed) = (&records_read, &failed);
         let outcome = std::thread::scope(|scope| -> Result<ScanResult> {
             let scan = scope.spawn(move || {
                 scan_groups(
                     records_seen,
-                    group_of,
-                    remaining,
+                    groups,
                     opts.buffer_bytes,
                     work_tx,
                     records_read,
@@ -328,6 +326,98 @@ impl Projections {
 
 const NO_GROUP: u32 = u32::MAX;
 
+/// Which interaction group each record of one window of the log belongs
+/// to, and how many records of each group the scan has yet to read: a group
+/// is complete, and can be summarized, once the scan has read its last
+/// record. Groups are numbered by their place in the index's GUID order
+/// (the same in every pass through one handle); a window holds 4 bytes a
+/// record and 8 a group it touches, whatever the archive's size.
+struct GroupWindow<'a> {
+    index: &'a IndexReader,
+    /// The records the rebuild reads: offsets below it.
+    end: u64,
+    window: u64,
+    /// The window held: offsets `start..stop` (empty before the first).
+    start: u64,
+    stop: u64,
+    /// Per offset of the window: its group's place in `groups`, or
+    /// `NO_GROUP` for a record outside any interaction.
+    slot: Vec<u32>,
+    /// Per group with records in the window: its number, and its records
+    /// at or past the window's start not read yet.
+    groups: Vec<(u32, u32)>,
+}
+
+impl<'a> GroupWindow<'a> {
+    fn new(index: &'a IndexReader, end: u64, window: u64) -> GroupWindow<'a> {
+        GroupWindow {
+            index,
+            end,
+            window: window.max(1),
+            start: 0,
+            stop: 0,
+            slot: Vec::new(),
+            groups: Vec::new(),
+        }
+    }
+
+    /// The group of the record at `offset`, its records not read yet after
+    /// this one, and how many there were before it (the group's size, at
+    /// its first record); `None` outside any interaction. Offsets come in
+    /// increasing order (one scan).
+    fn take(&mut self, offset: u64) -> Result<Option<(u32, u32, u32)>> {
+        if offset >= self.end {
+            return Ok(None);
+        }
+        if offset < self.start || offset >= self.stop {
+            self.load(offset)?;
+        }
+        let at = usize::try_from(offset - self.start).unwrap_or(usize::MAX);
+        let slot = self.slot.get(at).copied().unwrap_or(NO_GROUP);
+        Ok(self.groups.get_mut(slot as usize).map(|(gid, left)| {
+            let before = *left;
+            *left = left.saturating_sub(1);
+            (*gid, *left, before)
+        }))
+    }
+
+    /// Reads the groups of the window holding `offset` from the index.
+    fn load(&mut self, offset: u64) -> Result<()> {
+        let start = offset - offset % self.window;
+        let stop = start.saturating_add(self.window).min(self.end);
+        let len = usize::try_from(stop - start).unwrap_or(0);
+        let (slot, groups) = (&mut self.slot, &mut self.groups);
+        slot.clear();
+        slot.resize(len, NO_GROUP);
+        groups.clear();
+        let end = self.end;
+        let mut gid = 0u32;
+        self.index
+            .for_each_guid_group(|_, hits| {
+                let place = groups.len() as u32;
+                let (mut left, mut here) = (0u32, false);
+                for h in hits.iter().filter(|h| h.offset >= start && h.offset < end) {
+                    left += 1;
+                    if h.offset < stop {
+                        if let Some(s) = slot.get_mut((h.offset - start) as usize) {
+                            *s = place;
+                            here = true;
+                        }
+                    }
+                }
+                if here {
+                    groups.push((gid, left));
+                }
+                gid += 1;
+            })
+            .map_err(StoreError::from)?;
+        groups.shrink_to_fit();
+        self.start = start;
+        self.stop = stop;
+        Ok(())
+    }
+}
+
 /// A unit of rebuild work: the complete records of one interaction group,
 /// or records outside any interaction (status changes and the like).
 enum Work {
@@ -348,8 +438,7 @@ struct ScanResult {
 /// the workers once its last record is read.
 fn scan_groups(
     records_seen: VisibleRecords<'_>,
-    group_of: &[u32],
-    remaining: &mut [u32],
+    mut groups: GroupWindow<'_>,
     buffer_bytes: usize,
     work_tx: SyncSender<Vec<Work>>,
     records_read: &AtomicU64,
@@ -383,48 +472,48 @@ fn scan_groups(
         if rec.quarantined {
             return ControlFlow::Continue(());
         }
-        let gid = group_of
-            .get(rec.offset as usize)
-            .copied()
-            .unwrap_or(NO_GROUP);
-        if gid == NO_GROUP {
-            loose.push(&rec);
-            if loose.len() >= WORK_RECORDS {
-                batch_records += loose.len();
-                batch.push(Work::Loose(std::mem::take(&mut loose)));
-            }
-        } else if !deferred_set.contains(&gid) {
-            let (left, expected) = remaining.get_mut(gid as usize).map_or((0, 1), |n| {
-                let expected = *n as usize;
-                *n = n.saturating_sub(1);
-                (*n, expected)
-            });
-            let entry = inflight.entry(gid).or_insert_with(|| {
-                by_age.insert(rec.offset, gid);
-                (rec.offset, 0, ArchivedGroup::for_records(expected, &rec))
-            });
-            let before = entry.2.footprint();
-            entry.2.push(&rec);
-            let grown = entry.2.footprint().saturating_sub(before) + 64;
-            entry.1 += grown;
-            buffered += grown;
-            if left == 0 {
-                if let Some((first, bytes, recs)) = inflight.remove(&gid) {
-                    by_age.remove(&first);
-                    buffered -= bytes;
-                    batch_records += recs.len();
-                    batch.push(Work::Group(recs));
+        let group = match groups.take(rec.offset) {
+            Ok(group) => group,
+            Err(e) => return ControlFlow::Break(e),
+        };
+        match group {
+            None => {
+                loose.push(&rec);
+                if loose.len() >= WORK_RECORDS {
+                    batch_records += loose.len();
+                    batch.push(Work::Loose(std::mem::take(&mut loose)));
                 }
             }
-            while buffered > buffer_bytes {
-                let Some((_, old)) = by_age.pop_first() else {
-                    break;
-                };
-                if let Some((_, bytes, _)) = inflight.remove(&old) {
-                    buffered -= bytes;
+            Some((gid, ..)) if deferred_set.contains(&gid) => {}
+            Some((gid, left, expected)) => {
+                let expected = expected as usize;
+                let entry = inflight.entry(gid).or_insert_with(|| {
+                    by_age.insert(rec.offset, gid);
+                    (rec.offset, 0, ArchivedGroup::for_records(expected, &rec))
+                });
+                let before = entry.2.footprint();
+                entry.2.push(&rec);
+                let grown = entry.2.footprint().saturating_sub(before) + 64;
+                entry.1 += grown;
+                buffered += grown;
+                if left == 0 {
+                    if let Some((first, bytes, recs)) = inflight.remove(&gid) {
+                        by_age.remove(&first);
+                        buffered -= bytes;
+                        batch_records += recs.len();
+                        batch.push(Work::Group(recs));
+                    }
                 }
-                deferred.push(old);
-                deferred_set.insert(old);
+                while buffered > buffer_bytes {
+                    let Some((_, old)) = by_age.pop_first() else {
+                        break;
+                    };
+                    if let Some((_, bytes, _)) = inflight.remove(&old) {
+                        buffered -= bytes;
+                    }
+                    deferred.push(old);
+                    deferred_set.insert(old);
+                }
             }
         }
         if batch_records >= WORK_RECORDS {

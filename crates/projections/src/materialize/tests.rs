@@ -517,6 +517,7 @@ fn rebuild_and_incremental_catch_up_agree() {
             RebuildOptions {
                 workers: 1,
                 buffer_bytes: 4096,
+                ..RebuildOptions::default()
             },
             &mut |_| {},
         )
@@ -528,6 +529,35 @@ fn rebuild_and_incremental_catch_up_agree() {
         tenants_expected,
         "tenant index after deferral"
     );
+
+    // Groups known a few records at a time (interactions crossing many
+    // windows, some of them set aside): the result is the same.
+    let roomy = RebuildOptions::default().buffer_bytes;
+    for (window_records, buffer_bytes) in [(7, roomy), (5, 4096), (1, roomy)] {
+        let windowed = p
+            .rebuild(
+                &mut reader,
+                RebuildOptions {
+                    workers: 2,
+                    buffer_bytes,
+                    window_records,
+                },
+                &mut |_| {},
+            )
+            .unwrap();
+        assert_eq!(windowed.records, full.records);
+        assert_eq!(windowed.interactions, full.interactions);
+        assert_eq!(
+            dump(&p),
+            expected,
+            "rebuild with windows of {window_records} records differs"
+        );
+        assert_eq!(
+            tenant_dump(&p, d),
+            tenants_expected,
+            "tenant index with windows of {window_records} records"
+        );
+    }
 
     // And a catch-up on top of a rebuild changes nothing.
     drop(p);
