@@ -28,6 +28,7 @@ mod error;
 mod fields;
 mod partition;
 mod run;
+mod stage;
 mod tables;
 
 pub use checkpoint::CHECKPOINT_FILE;

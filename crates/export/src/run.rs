@@ -42,6 +42,7 @@ use crate::checkpoint::{Checkpoint, PartState, Sources, CHECKPOINT_FILE};
 use crate::column::{ColumnError, Rows};
 use crate::error::{io, ExportError, Result};
 use crate::partition::{create_dirs, Dates, NewFile, PartitionKey, TableWriter};
+use crate::stage::Stage;
 use crate::tables::{push_event, push_span, push_summary, read_event, Table};
 
 /// How to export.
@@ -388,7 +389,8 @@ fn for_each_new_record(
 /// (agent spans need all of them), or with `only_wanted` (spans not
 /// needed) just the records in `wanted`. In a tenant's export, a status
 /// change without a tenant of its own (one of the tenant's agents': only
-/// those are read) makes a span of the tenant.
+/// those are read) makes a span of the tenant. This thread reads the log;
+/// the records it keeps are parsed into rows on a [`Stage`].
 fn scan_events(
     reader: &mut ArchiveReader,
     p: &Projections,
@@ -398,38 +400,28 @@ fn scan_events(
     only_wanted: bool,
     opts: &ExportOptions,
 ) -> Result<(Vec<NewFile>, AgentStates, u64)> {
-    let mut writer = TableWriter::new(
-        Table::Events,
-        dir.join(Table::Events.name()),
-        run,
-        opts.row_group_bytes,
-        opts.memory_bytes,
-    )?;
-    let mut agents = AgentStates::new();
-    let mut dates = Dates::new(opts.tz.clone());
-    let only = opts.tenant.as_deref();
-    let mut visit = |rec: RecordRef<'_>| -> Result<()> {
-        if rec.quarantined {
-            return Ok(());
+    let rows = EventRows {
+        writer: TableWriter::new(
+            Table::Events,
+            dir.join(Table::Events.name()),
+            run,
+            opts.row_group_bytes,
+            opts.memory_bytes,
+        )?,
+        agents: AgentStates::new(),
+        dates: Dates::new(opts.tz.clone()),
+        wanted: wanted.clone(),
+        only: opts.tenant.clone(),
+    };
+    let mut stage = Stage::spawn("export-parse", rows, EventRows::visit)?;
+    let mut pass = |rec: RecordRef<'_>| -> Result<()> {
+        // Only what the stage will use crosses to it.
+        let kept =
+            !rec.quarantined && (wanted.contains(&rec.offset) || may_be_status_change(rec.payload));
+        if kept {
+            stage.push(&rec)?;
         }
-        let row_wanted = wanted.contains(&rec.offset);
-        let status_change = may_be_status_change(rec.payload);
-        if !row_wanted && !status_change {
-            return Ok(());
-        }
-        let row = read_event(&rec, status_change);
-        if let Some(ev) = row.event.as_ref().filter(|_| status_change) {
-            let tenant = row.tenant.as_deref().or(only);
-            agents.add_event_with_tenant(ev, row.time, rec.payload, tenant);
-        }
-        if !row_wanted || only.is_some_and(|t| row.tenant.as_deref() != Some(t)) {
-            return Ok(());
-        }
-        let key = PartitionKey {
-            tenant: row.tenant.clone(),
-            date: dates.of(row.time.ms),
-        };
-        writer.row(&key, |rows| push_event(rows, &rec, &row))
+        Ok(())
     };
     // The first export error, kept while the reader is told to stop.
     let mut failed: Option<ExportError> = None;
@@ -438,17 +430,17 @@ fn scan_events(
         StoreError::Input("export stopped".into())
     };
     let mut damaged = 0u64;
-    let read = match only {
+    let read = match opts.tenant.as_deref() {
         None if only_wanted => {
-            for_each_new_record(reader, wanted.clone(), |rec| visit(rec).map(|()| true))?;
+            for_each_new_record(reader, wanted.clone(), |rec| pass(rec).map(|()| true))?;
             Ok(())
         }
         None => reader
-            .for_each_record_ref(|rec| visit(rec).map_err(&mut stop), |_| damaged += 1)
+            .for_each_record_ref(|rec| pass(rec).map_err(&mut stop), |_| damaged += 1)
             .map_err(ExportError::from),
         Some(t) => p
             .tenant_records(reader, t, |rec| {
-                visit(rec.as_ref()).map_err(|e| stop(e).into())
+                pass(rec.as_ref()).map_err(|e| stop(e).into())
             })
             .map_err(ExportError::from),
     };
@@ -456,7 +448,44 @@ fn scan_events(
         return Err(e);
     }
     read?;
-    Ok((writer.finish()?, agents, damaged))
+    let rows = stage.finish()?;
+    Ok((rows.writer.finish()?, rows.agents, damaged))
+}
+
+/// The parsing stage of [`scan_events`]: the rows of `events` and the
+/// agent status changes.
+struct EventRows {
+    writer: TableWriter,
+    agents: AgentStates,
+    dates: Dates,
+    wanted: std::ops::Range<u64>,
+    only: Option<String>,
+}
+
+impl EventRows {
+    /// `rec` is not quarantined, and wanted or maybe a status change.
+    fn visit(&mut self, rec: RecordRef<'_>) -> Result<()> {
+        let row_wanted = self.wanted.contains(&rec.offset);
+        let status_change = may_be_status_change(rec.payload);
+        if !row_wanted && !status_change {
+            return Ok(());
+        }
+        let only = self.only.as_deref();
+        let row = read_event(&rec, status_change);
+        if let Some(ev) = row.event.as_ref().filter(|_| status_change) {
+            let tenant = row.tenant.as_deref().or(only);
+            self.agents
+                .add_event_with_tenant(ev, row.time, rec.payload, tenant);
+        }
+        if !row_wanted || only.is_some_and(|t| row.tenant.as_deref() != Some(t)) {
+            return Ok(());
+        }
+        let key = PartitionKey {
+            tenant: row.tenant.clone(),
+            date: self.dates.of(row.time.ms),
+        };
+        self.writer.row(&key, |rows| push_event(rows, &rec, &row))
+    }
 }
 
 /// Whether a payload can be an `AgentStatusChange` (docs/METRICS.md §5):

@@ -29,7 +29,9 @@ pub use archive::{
 pub use ccvault_index::{
     guard_redb, guid_hash, payload_hash, unguarded, Counters, Hit, IndexReader,
 };
-pub use ccvault_log::{Compression, FsyncPolicy, Position, Record, RecordRef, SourceKind};
+pub use ccvault_log::{
+    Compression, FsyncPolicy, Position, Record, RecordKind, RecordRef, SourceKind,
+};
 pub use error::{Result, StoreError};
 pub use import::{
     import_stream, import_stream_as, maybe_gunzip, ImportSummary, Progress, Rejected,

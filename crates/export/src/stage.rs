@@ -1,0 +1,256 @@
+//! A second stage for the records a scan reads: the caller's thread reads
+//! the log (decompression, framing, checksums) and hands the records, in
+//! chunks, to a thread that makes the rows, so that both cores work
+//! (the events table's writer thread is the third stage).
+//!
+//! Invariants: the stage sees every record it is given once, in the order
+//! given, so what it makes is the same as on one thread (the exports stay
+//! byte-identical); a chunk is a copy of its records in one buffer, and
+//! emptied chunks come back for reuse (fresh memory costs more than the
+//! copy); the first error of the stage ends the run, and the caller gets
+//! it from its next [`Stage::push`] or from [`Stage::finish`].
+
+use std::ops::Range;
+use std::sync::mpsc::{channel, sync_channel, Receiver, SyncSender};
+use std::thread::JoinHandle;
+
+use ccvault_store::{RecordKind, RecordRef, SourceKind};
+
+use crate::error::{io, ExportError, Result};
+
+/// Bytes of records a chunk holds before it goes to the stage.
+const CHUNK_BYTES: usize = 1 << 20;
+/// Chunks queued for the stage at most.
+const QUEUED_CHUNKS: usize = 4;
+
+/// Records copied into one buffer.
+#[derive(Default)]
+struct Chunk {
+    bytes: Vec<u8>,
+    records: Vec<Held>,
+}
+
+/// A record of a [`Chunk`]: its texts as ranges of the chunk's bytes.
+struct Held {
+    kind: RecordKind,
+    offset: u64,
+    ingest_ms: i64,
+    quarantined: bool,
+    source_kind: SourceKind,
+    line: u64,
+    source: Range<usize>,
+    message_id: Range<usize>,
+    publish_time: Range<usize>,
+    quarantine_reason: Range<usize>,
+    payload: Range<usize>,
+}
+
+impl Chunk {
+    fn push(&mut self, rec: &RecordRef<'_>) {
+        let mut put = |b: &[u8]| {
+            let start = self.bytes.len();
+            self.bytes.extend_from_slice(b);
+            start..self.bytes.len()
+        };
+        let held = Held {
+            kind: rec.kind,
+            offset: rec.offset,
+            ingest_ms: rec.ingest_ms,
+            quarantined: rec.quarantined,
+            source_kind: rec.source_kind,
+            line: rec.line,
+            source: put(rec.source.as_bytes()),
+            message_id: put(rec.message_id.as_bytes()),
+            publish_time: put(rec.publish_time.as_bytes()),
+            quarantine_reason: put(rec.quarantine_reason.as_bytes()),
+            payload: put(rec.payload),
+        };
+        self.records.push(held);
+    }
+
+    /// The records, borrowed from the chunk. A text that is not UTF-8 any
+    /// more cannot happen (each was copied from a `&str` whole); it would
+    /// read as empty rather than panic.
+    fn records(&self) -> impl Iterator<Item = RecordRef<'_>> {
+        let bytes = &self.bytes;
+        let text = move |r: &Range<usize>| {
+            bytes
+                .get(r.clone())
+                .and_then(|b| std::str::from_utf8(b).ok())
+                .unwrap_or("")
+        };
+        self.records.iter().map(move |h| RecordRef {
+            kind: h.kind,
+            offset: h.offset,
+            ingest_ms: h.ingest_ms,
+            quarantined: h.quarantined,
+            source_kind: h.source_kind,
+            source: text(&h.source),
+            line: h.line,
+            message_id: text(&h.message_id),
+            publish_time: text(&h.publish_time),
+            quarantine_reason: text(&h.quarantine_reason),
+            payload: bytes.get(h.payload.clone()).unwrap_or_default(),
+        })
+    }
+
+    fn clear(&mut self) {
+        self.bytes.clear();
+        self.records.clear();
+    }
+}
+
+/// A thread that owns `S` and calls `visit` with each record pushed.
+pub struct Stage<S> {
+    name: String,
+    chunk: Chunk,
+    chunks: Option<SyncSender<Chunk>>,
+    spare: Receiver<Chunk>,
+    thread: Option<JoinHandle<Result<S>>>,
+}
+
+impl<S: Send + 'static> Stage<S> {
+    pub fn spawn(
+        name: &str,
+        mut state: S,
+        visit: fn(&mut S, RecordRef<'_>) -> Result<()>,
+    ) -> Result<Stage<S>> {
+        let (tx, rx) = sync_channel::<Chunk>(QUEUED_CHUNKS);
+        let (spare_tx, spare) = channel();
+        let thread = std::thread::Builder::new()
+            .name(name.to_owned())
+            .spawn(move || {
+                for mut chunk in rx {
+                    for rec in chunk.records() {
+                        visit(&mut state, rec)?;
+                    }
+                    chunk.clear();
+                    // The caller may be finishing: then the chunk just goes.
+                    let _ = spare_tx.send(chunk);
+                }
+                Ok(state)
+            })
+            .map_err(io("cannot start the thread", name))?;
+        Ok(Stage {
+            name: name.to_owned(),
+            chunk: Chunk::default(),
+            chunks: Some(tx),
+            spare,
+            thread: Some(thread),
+        })
+    }
+
+    /// Hands one record to the stage (a copy: `rec` may be reused at once).
+    pub fn push(&mut self, rec: &RecordRef<'_>) -> Result<()> {
+        self.chunk.push(rec);
+        if self.chunk.bytes.len() >= CHUNK_BYTES {
+            let next = self.spare.try_recv().unwrap_or_default();
+            let full = std::mem::replace(&mut self.chunk, next);
+            self.send(full)?;
+        }
+        Ok(())
+    }
+
+    fn send(&mut self, chunk: Chunk) -> Result<()> {
+        let sent = match &self.chunks {
+            Some(tx) => tx.send(chunk).is_ok(),
+            None => false,
+        };
+        if sent {
+            return Ok(());
+        }
+        // The stage stopped: its error says why.
+        self.join().and_then(|_| {
+            Err(ExportError::Refused(format!(
+                "the thread {} ended early",
+                self.name
+            )))
+        })
+    }
+
+    fn join(&mut self) -> Result<S> {
+        self.chunks = None;
+        match self.thread.take().map(JoinHandle::join) {
+            Some(Ok(result)) => result,
+            Some(Err(_)) => Err(ExportError::Refused(format!(
+                "the thread {} failed",
+                self.name
+            ))),
+            None => Err(ExportError::Refused(format!(
+                "the thread {} was already finished",
+                self.name
+            ))),
+        }
+    }
+
+    /// Waits until the stage has seen every record pushed; returns its state.
+    pub fn finish(mut self) -> Result<S> {
+        let last = std::mem::take(&mut self.chunk);
+        if !last.records.is_empty() {
+            self.send(last)?;
+        }
+        self.join()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_record_once_in_order_and_the_first_error_ends_it() {
+        let payloads: Vec<String> = (0..5000).map(|i| format!("{i:0>400}")).collect();
+        let rec = |i: usize| RecordRef {
+            kind: RecordKind::Message,
+            offset: i as u64,
+            ingest_ms: 7,
+            quarantined: i.is_multiple_of(3),
+            source_kind: SourceKind::Mqtt,
+            source: "t/event-v1/all",
+            line: 0,
+            message_id: "m",
+            publish_time: "",
+            quarantine_reason: "",
+            payload: payloads[i].as_bytes(),
+        };
+        let visit = |seen: &mut Vec<(u64, bool, String)>, r: RecordRef<'_>| {
+            assert_eq!(
+                (r.source, r.message_id, r.ingest_ms),
+                ("t/event-v1/all", "m", 7)
+            );
+            let payload = String::from_utf8(r.payload.to_vec()).unwrap();
+            seen.push((r.offset, r.quarantined, payload));
+            Ok(())
+        };
+        let mut stage = Stage::spawn("test", Vec::new(), visit).unwrap();
+        for i in 0..payloads.len() {
+            stage.push(&rec(i)).unwrap();
+        }
+        let seen = stage.finish().unwrap();
+        assert_eq!(seen.len(), payloads.len());
+        for (i, (offset, quarantined, payload)) in seen.iter().enumerate() {
+            assert_eq!((*offset, *quarantined), (i as u64, i.is_multiple_of(3)));
+            assert_eq!(payload, &payloads[i]);
+        }
+
+        let failing = |_: &mut (), r: RecordRef<'_>| {
+            if r.offset == 10 {
+                return Err(ExportError::Refused("offset 10".into()));
+            }
+            Ok(())
+        };
+        let mut stage = Stage::spawn("test", (), failing).unwrap();
+        let mut failed = None;
+        for i in 0..payloads.len() {
+            if let Err(e) = stage.push(&rec(i)) {
+                failed = Some(e);
+                break;
+            }
+        }
+        let e = match failed {
+            Some(e) => e,
+            None => stage.finish().unwrap_err(),
+        };
+        assert!(e.to_string().contains("offset 10"), "{e}");
+    }
+}
