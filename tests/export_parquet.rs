@@ -89,6 +89,41 @@ fn export(data: &Path, out: &Path, extra: &[&str]) -> String {
     ccvault(data, &args).ok().stderr
 }
 
+/// The archive's records and those read from the log, from an export's
+/// first line (`… export run N of TOTAL records … (READ records read from
+/// the log)`).
+fn records_read(said: &str) -> (u64, u64) {
+    let number_before = |text: &str, word: &str| -> u64 {
+        let at = text
+            .find(word)
+            .unwrap_or_else(|| panic!("{word} in {text}"));
+        let head = text[..at].trim_end();
+        head[head
+            .rfind(|c: char| !c.is_ascii_digit())
+            .map_or(0, |i| i + 1)..]
+            .parse()
+            .unwrap_or_else(|e| panic!("{e}: {text}"))
+    };
+    (
+        number_before(said, " records"),
+        number_before(said, " records read from the log"),
+    )
+}
+
+/// Copies a directory tree (an export) file by file.
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let dest = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &dest);
+        } else {
+            std::fs::copy(e.path(), dest).unwrap();
+        }
+    }
+}
+
 /// The data files of one table: (partition directory, file name).
 fn files(out: &Path, table: &str) -> Vec<(String, PathBuf)> {
     let mut found = Vec::new();
@@ -365,11 +400,32 @@ fn an_incremental_export_after_late_events_equals_a_full_one() {
     assert!(!acme_before.is_empty());
     let stamps_before = stamps(&inc);
 
+    // A copy whose saved list of agent status changes is damaged: it must
+    // not be used (the run reads the whole log instead).
+    let damaged_list = tmp.path().join("damaged-list");
+    copy_dir(&inc, &damaged_list);
+    let list = damaged_list.join("_ccvault_agent_changes");
+    let mut bytes = std::fs::read(&list).unwrap();
+    assert!(bytes.len() >= 12 * 10, "{} bytes", bytes.len());
+    bytes[5] ^= 1;
+    std::fs::write(&list, bytes).unwrap();
+
     import(&data, &[&b2], &[]);
+    // The new records include agent status changes: the spans are
+    // recomputed from the saved changes and the new records, not from a
+    // scan of the whole log.
     let said = export(&data, &inc, &["--since-last"]);
     assert!(said.contains("incremental export run 2"), "{said}");
+    let (total, read) = records_read(&said);
+    let late = std::fs::read_to_string(&b2).unwrap().lines().count() as u64;
+    assert!(read < total / 2 && read > late / 2, "{said}");
+    let said = export(&data, &damaged_list, &["--since-last"]);
+    assert!(said.contains("incremental export run 2"), "{said}");
+    let (total, read) = records_read(&said);
+    assert!(read > total * 9 / 10, "{said}");
     let full = tmp.path().join("full");
     export(&data, &full, &[]);
+    assert_eq!(contents(&damaged_list), contents(&full));
     // The same archive exports to byte-identical files (engines and
     // object-storage syncs compare files, not rows).
     let again = tmp.path().join("again");

@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::changes::ChangesRef;
 use crate::error::{io, ExportError, Result};
 use crate::partition::{create_new, sync_dir};
 
@@ -54,6 +55,11 @@ pub struct Checkpoint {
     pub sources: Option<Sources>,
     /// Table name → partition (`tenant=…/date=…`) → its files.
     pub tables: BTreeMap<String, BTreeMap<String, PartState>>,
+    /// The agent status changes of the log below `events_end`, saved
+    /// beside the checkpoint ([`crate::changes`]); absent in a tenant's
+    /// export and in checkpoints written before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent_changes: Option<ChangesRef>,
 }
 
 /// What `interactions` and `agent-states` are a function of, besides the
@@ -84,6 +90,7 @@ impl Checkpoint {
             events_end: 0,
             sources: None,
             tables: BTreeMap::new(),
+            agent_changes: None,
         }
     }
 
@@ -119,25 +126,12 @@ impl Checkpoint {
 
     /// Replaces the checkpoint of `dir` atomically and durably.
     pub fn store(&self, dir: &Path) -> Result<()> {
-        let path = Checkpoint::path(dir);
-        let tmp = dir.join(format!(".{CHECKPOINT_FILE}.tmp"));
-        match std::fs::remove_file(&tmp) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(io("cannot remove", &tmp)(e)),
-        }
         let mut text = serde_json::to_vec_pretty(self).map_err(|e| ExportError::Checkpoint {
-            path: path.clone(),
+            path: Checkpoint::path(dir),
             why: e.to_string(),
         })?;
         text.push(b'\n');
-        let mut f = create_new(&tmp)?;
-        f.write_all(&text)
-            .and_then(|()| f.sync_all())
-            .map_err(io("cannot write", &tmp))?;
-        drop(f);
-        std::fs::rename(&tmp, &path).map_err(io("cannot rename into place", &path))?;
-        sync_dir(dir)
+        replace_file(dir, CHECKPOINT_FILE, &text)
     }
 
     /// Every file the checkpoint names, as paths relative to the export
@@ -149,6 +143,25 @@ impl Checkpoint {
             })
         })
     }
+}
+
+/// Replaces `dir/name` with `bytes` atomically and durably: written to
+/// `.name.tmp`, synced, renamed, the directory synced.
+pub fn replace_file(dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {
+    let path = dir.join(name);
+    let tmp = dir.join(format!(".{name}.tmp"));
+    match std::fs::remove_file(&tmp) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(io("cannot remove", &tmp)(e)),
+    }
+    let mut f = create_new(&tmp)?;
+    f.write_all(bytes)
+        .and_then(|()| f.sync_all())
+        .map_err(io("cannot write", &tmp))?;
+    drop(f);
+    std::fs::rename(&tmp, &path).map_err(io("cannot rename into place", &path))?;
+    sync_dir(dir)
 }
 
 #[cfg(test)]

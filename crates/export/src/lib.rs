@@ -22,6 +22,7 @@
 //!   files ([`run`] says how).
 //! - Bad input or a full disk is an error naming the file, never a panic.
 
+mod changes;
 mod checkpoint;
 mod column;
 mod error;

@@ -15,6 +15,11 @@
 //!   and the code: a whole-archive run whose new records hold no status
 //!   change, with the checkpoint's largest t(e), projection version and
 //!   export code, keeps its partitions and reads only the new records.
+//!   Otherwise an incremental whole-archive run reads the status changes
+//!   the checkpoint's saved list names ([`crate::changes`]; same projection
+//!   version and export code, each position still holding its offset)
+//!   and the new records, in log order as a full scan would, and saves
+//!   the list again; without a usable list it reads the whole log.
 //! - A run that finds no new record and the same [`Sources`] as the
 //!   checkpoint's reads no record and no leg and writes nothing (the
 //!   checkpoint stays as it is): the tables are a function of those alone.
@@ -33,11 +38,12 @@ use std::ops::ControlFlow;
 use std::path::Path;
 
 use ccvault_projections::{AgentStates, InteractionFilter, Projections};
-use ccvault_store::{ArchiveReader, Position, RecordRef, StoreError};
+use ccvault_store::{ArchiveReader, Hit, Position, Record, RecordRef, StoreError};
 use jiff::tz::TimeZone;
 use serde::Serialize;
 use xxhash_rust::xxh3::Xxh3;
 
+use crate::changes::{self, CHANGES_FILE};
 use crate::checkpoint::{Checkpoint, PartState, Sources, CHECKPOINT_FILE};
 use crate::column::{ColumnError, Rows};
 use crate::error::{io, ExportError, Result};
@@ -104,6 +110,9 @@ pub struct ExportSummary {
     pub events_end: u64,
     /// Damaged places of the log that were skipped.
     pub damaged: u64,
+    /// Records this run read from the log (an incremental run reads the
+    /// new ones, and the saved agent status changes when it needs them).
+    pub records_read: u64,
     pub tables: Vec<TableSummary>,
 }
 
@@ -195,12 +204,51 @@ pub fn export(
         }
         _ => false,
     };
+    // Otherwise the spans need every status change: the saved list of
+    // them (when it is the checkpoint's, and the code that recognized them
+    // is the same) spares reading the rest of the log; a list that does not
+    // read back as it was saved is not used.
+    let read = if spans_kept {
+        Read::New
+    } else {
+        let saved = match old
+            .as_ref()
+            .filter(|_| incremental && opts.tenant.is_none())
+        {
+            Some(Checkpoint {
+                sources: Some(s),
+                agent_changes: Some(list),
+                ..
+            }) if s.projection_version == sources.projection_version
+                && s.writer == sources.writer =>
+            {
+                changes::load(dir, list)?
+            }
+            _ => None,
+        };
+        saved
+            .and_then(|hits| {
+                let records = reader.read_hits(&hits).ok()?;
+                let same = records.len() == hits.len()
+                    && records.iter().zip(&hits).all(|(r, h)| r.offset == h.offset);
+                same.then(|| hits.into_iter().zip(records).collect())
+            })
+            .map_or(Read::All, Read::SavedAndNew)
+    };
     new.sources = Some(sources);
 
     let mut tables = Vec::new();
     let clock = std::time::Instant::now();
-    let (events, spans_source, damaged) =
-        scan_events(reader, p, dir, run, start..end, spans_kept, opts)?;
+    let keep_list = matches!(read, Read::All | Read::SavedAndNew(_)) && opts.tenant.is_none();
+    let scanned = scan_events(reader, p, dir, run, start..end, read, opts)?;
+    let (events, spans_source, damaged) = (scanned.files, scanned.agents, scanned.damaged);
+    new.agent_changes = match scanned.changes {
+        Some(hits) if keep_list => Some(changes::store(dir, &hits)?),
+        // Kept spans: no new change, the list stands.
+        _ if spans_kept => new.agent_changes.take(),
+        _ => None,
+    };
+    let records_read = scanned.read;
     let mut sum = merge_appended(&mut new, Table::Events, &events);
     sum.seconds = clock.elapsed().as_secs_f64();
     tables.push(sum);
@@ -247,7 +295,8 @@ pub fn export(
             partitions_unchanged: old_parts(Table::AgentStates).len() as u64,
             ..TableSummary::default()
         });
-        return finish(dir, old.as_ref(), &new, incremental, end, damaged, tables);
+        return finish(dir, old.as_ref(), &new, incremental, end, damaged, tables)
+            .map(|s| ExportSummary { records_read, ..s });
     }
     let clock = std::time::Instant::now();
     let max_time = state.max_time_ms.unwrap_or(i64::MIN);
@@ -266,6 +315,7 @@ pub fn export(
     sum.seconds = clock.elapsed().as_secs_f64();
     tables.push(sum);
     finish(dir, old.as_ref(), &new, incremental, end, damaged, tables)
+        .map(|s| ExportSummary { records_read, ..s })
 }
 
 /// Replaces the checkpoint, then deletes the files it no longer names.
@@ -287,6 +337,7 @@ fn finish(
         incremental,
         events_end: end,
         damaged,
+        records_read: 0,
         tables,
     })
 }
@@ -319,6 +370,7 @@ fn unchanged(c: &Checkpoint) -> ExportSummary {
         incremental: true,
         events_end: c.events_end,
         damaged: 0,
+        records_read: 0,
         tables,
     }
 }
@@ -334,7 +386,7 @@ fn scope(tenant: Option<&str>) -> String {
 /// Whether a record at an offset in `range` may be an agent status change.
 fn any_status_change(reader: &ArchiveReader, range: std::ops::Range<u64>) -> Result<bool> {
     let mut found = false;
-    for_each_new_record(reader, range, |rec| {
+    for_each_new_record(reader, range, |_, rec| {
         found = may_be_status_change(rec.payload);
         Ok(!found)
     })?;
@@ -347,7 +399,7 @@ fn any_status_change(reader: &ArchiveReader, range: std::ops::Range<u64>) -> Res
 fn for_each_new_record(
     reader: &ArchiveReader,
     range: std::ops::Range<u64>,
-    mut f: impl FnMut(RecordRef<'_>) -> Result<bool>,
+    mut f: impl FnMut(Position, RecordRef<'_>) -> Result<bool>,
 ) -> Result<()> {
     if range.is_empty() {
         return Ok(());
@@ -364,14 +416,14 @@ fn for_each_new_record(
     // Where the scan stopped does not matter: `f` said, or the range ended.
     let _: ControlFlow<()> = reader
         .records()
-        .scan(Position { segment, pos: 0 }, |_, rec| {
+        .scan(Position { segment, pos: 0 }, |at, rec| {
             if rec.offset < range.start {
                 return ControlFlow::Continue(());
             }
             if rec.offset >= range.end {
                 return ControlFlow::Break(());
             }
-            match f(rec) {
+            match f(at, rec) {
                 Ok(true) => ControlFlow::Continue(()),
                 Ok(false) => ControlFlow::Break(()),
                 Err(e) => {
@@ -384,22 +436,45 @@ fn for_each_new_record(
     failed.map_or(Ok(()), Err)
 }
 
-/// One pass over the log (a tenant's export: over the tenant's records):
-/// the `events` rows of records in `wanted` and every agent status change
-/// (agent spans need all of them), or with `only_wanted` (spans not
-/// needed) just the records in `wanted`. In a tenant's export, a status
-/// change without a tenant of its own (one of the tenant's agents': only
-/// those are read) makes a span of the tenant. This thread reads the log;
-/// the records it keeps are parsed into rows on a [`Stage`].
+/// Which records of the log a run reads for `events` and the spans.
+enum Read {
+    /// Every record (a tenant's export: every record of the tenant).
+    All,
+    /// Only the new ones: the spans are kept.
+    New,
+    /// The saved status changes (read by position, with their records),
+    /// then the new records.
+    SavedAndNew(Vec<(Hit, Record)>),
+}
+
+/// What [`scan_events`] found.
+struct Scanned {
+    files: Vec<NewFile>,
+    agents: AgentStates,
+    damaged: u64,
+    /// Every status change the agent states took, where each is (none
+    /// when one's position is unknown: a tenant's records).
+    changes: Option<Vec<Hit>>,
+    /// Records read from the log.
+    read: u64,
+}
+
+/// One pass over the records `read` names: the `events` rows of those in
+/// `wanted`, and the agent status changes among them (agent spans need all
+/// of them; with [`Read::New`] the spans are kept). In a tenant's export,
+/// a status change without a tenant of its own (one of the tenant's
+/// agents': only those are read) makes a span of the tenant. This thread
+/// reads the log; the records it keeps are parsed into rows on a
+/// [`Stage`].
 fn scan_events(
     reader: &mut ArchiveReader,
     p: &Projections,
     dir: &Path,
     run: u64,
     wanted: std::ops::Range<u64>,
-    only_wanted: bool,
+    read: Read,
     opts: &ExportOptions,
-) -> Result<(Vec<NewFile>, AgentStates, u64)> {
+) -> Result<Scanned> {
     let rows = EventRows {
         writer: TableWriter::new(
             Table::Events,
@@ -412,14 +487,17 @@ fn scan_events(
         dates: Dates::new(opts.tz.clone()),
         wanted: wanted.clone(),
         only: opts.tenant.clone(),
+        changes: Some(Vec::new()),
     };
     let mut stage = Stage::spawn("export-parse", rows, EventRows::visit)?;
-    let mut pass = |rec: RecordRef<'_>| -> Result<()> {
+    let mut records_read = 0u64;
+    let mut pass = |at: Option<u32>, rec: RecordRef<'_>| -> Result<()> {
+        records_read += 1;
         // Only what the stage will use crosses to it.
         let kept =
             !rec.quarantined && (wanted.contains(&rec.offset) || may_be_status_change(rec.payload));
         if kept {
-            stage.push(&rec)?;
+            stage.push(at, &rec)?;
         }
         Ok(())
     };
@@ -430,26 +508,47 @@ fn scan_events(
         StoreError::Input("export stopped".into())
     };
     let mut damaged = 0u64;
-    let read = match opts.tenant.as_deref() {
-        None if only_wanted => {
-            for_each_new_record(reader, wanted.clone(), |rec| pass(rec).map(|()| true))?;
+    let result = match (opts.tenant.as_deref(), read) {
+        (None, Read::SavedAndNew(saved)) => {
+            for (hit, rec) in &saved {
+                pass(Some(hit.pos), rec.as_ref())?;
+            }
+            drop(saved);
+            for_each_new_record(reader, wanted.clone(), |at, rec| {
+                pass(Some(at.pos), rec).map(|()| true)
+            })?;
             Ok(())
         }
-        None => reader
-            .for_each_record_ref(|rec| pass(rec).map_err(&mut stop), |_| damaged += 1)
+        (None, Read::New) => {
+            for_each_new_record(reader, wanted.clone(), |at, rec| {
+                pass(Some(at.pos), rec).map(|()| true)
+            })?;
+            Ok(())
+        }
+        (None, Read::All) => reader
+            .for_each_record_ref(
+                |at, rec| pass(Some(at.pos), rec).map_err(&mut stop),
+                |_| damaged += 1,
+            )
             .map_err(ExportError::from),
-        Some(t) => p
+        (Some(t), _) => p
             .tenant_records(reader, t, |rec| {
-                pass(rec.as_ref()).map_err(|e| stop(e).into())
+                pass(None, rec.as_ref()).map_err(|e| stop(e).into())
             })
             .map_err(ExportError::from),
     };
     if let Some(e) = failed {
         return Err(e);
     }
-    read?;
+    result?;
     let rows = stage.finish()?;
-    Ok((rows.writer.finish()?, rows.agents, damaged))
+    Ok(Scanned {
+        files: rows.writer.finish()?,
+        agents: rows.agents,
+        damaged,
+        changes: rows.changes,
+        read: records_read,
+    })
 }
 
 /// The parsing stage of [`scan_events`]: the rows of `events` and the
@@ -460,11 +559,14 @@ struct EventRows {
     dates: Dates,
     wanted: std::ops::Range<u64>,
     only: Option<String>,
+    /// Where each status change taken is, while every one's is known.
+    changes: Option<Vec<Hit>>,
 }
 
 impl EventRows {
-    /// `rec` is not quarantined, and wanted or maybe a status change.
-    fn visit(&mut self, rec: RecordRef<'_>) -> Result<()> {
+    /// `rec` is not quarantined, and wanted or maybe a status change; `at`
+    /// is its position in its segment, when known.
+    fn visit(&mut self, at: Option<u32>, rec: RecordRef<'_>) -> Result<()> {
         let row_wanted = self.wanted.contains(&rec.offset);
         let status_change = may_be_status_change(rec.payload);
         if !row_wanted && !status_change {
@@ -474,8 +576,21 @@ impl EventRows {
         let row = read_event(&rec, status_change);
         if let Some(ev) = row.event.as_ref().filter(|_| status_change) {
             let tenant = row.tenant.as_deref().or(only);
-            self.agents
+            let taken = self
+                .agents
                 .add_event_with_tenant(ev, row.time, rec.payload, tenant);
+            if taken {
+                self.changes = match (self.changes.take(), at) {
+                    (Some(mut list), Some(pos)) => {
+                        list.push(Hit {
+                            offset: rec.offset,
+                            pos,
+                        });
+                        Some(list)
+                    }
+                    _ => None,
+                };
+            }
         }
         if !row_wanted || only.is_some_and(|t| row.tenant.as_deref() != Some(t)) {
             return Ok(());
@@ -662,12 +777,17 @@ fn hex(h: &Xxh3) -> String {
 /// temporary file): a full export never deletes files it did not write.
 fn refuse_foreign(dir: &Path) -> Result<()> {
     let entries = std::fs::read_dir(dir).map_err(io("cannot list", dir))?;
-    let tmp = format!(".{CHECKPOINT_FILE}.tmp");
+    let ours_too = [
+        format!(".{CHECKPOINT_FILE}.tmp"),
+        CHANGES_FILE.to_owned(),
+        format!(".{CHANGES_FILE}.tmp"),
+    ];
     for e in entries {
         let e = e.map_err(io("cannot list", dir))?;
         let name = e.file_name();
         let name = name.to_string_lossy();
-        let ours = Table::ALL.iter().any(|t| t.name() == name) || name == tmp;
+        let ours =
+            Table::ALL.iter().any(|t| t.name() == name) || ours_too.iter().any(|o| *o == name);
         if !ours {
             return Err(ExportError::Refused(format!(
                 "{} holds {name:?} and no export checkpoint ({CHECKPOINT_FILE}): export into a new or empty directory",

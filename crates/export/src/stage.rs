@@ -32,6 +32,8 @@ struct Chunk {
 
 /// A record of a [`Chunk`]: its texts as ranges of the chunk's bytes.
 struct Held {
+    /// Its byte position in its segment, when known.
+    at: Option<u32>,
     kind: RecordKind,
     offset: u64,
     ingest_ms: i64,
@@ -46,13 +48,14 @@ struct Held {
 }
 
 impl Chunk {
-    fn push(&mut self, rec: &RecordRef<'_>) {
+    fn push(&mut self, at: Option<u32>, rec: &RecordRef<'_>) {
         let mut put = |b: &[u8]| {
             let start = self.bytes.len();
             self.bytes.extend_from_slice(b);
             start..self.bytes.len()
         };
         let held = Held {
+            at,
             kind: rec.kind,
             offset: rec.offset,
             ingest_ms: rec.ingest_ms,
@@ -71,7 +74,7 @@ impl Chunk {
     /// The records, borrowed from the chunk. A text that is not UTF-8 any
     /// more cannot happen (each was copied from a `&str` whole); it would
     /// read as empty rather than panic.
-    fn records(&self) -> impl Iterator<Item = RecordRef<'_>> {
+    fn records(&self) -> impl Iterator<Item = (Option<u32>, RecordRef<'_>)> {
         let bytes = &self.bytes;
         let text = move |r: &Range<usize>| {
             bytes
@@ -79,18 +82,21 @@ impl Chunk {
                 .and_then(|b| std::str::from_utf8(b).ok())
                 .unwrap_or("")
         };
-        self.records.iter().map(move |h| RecordRef {
-            kind: h.kind,
-            offset: h.offset,
-            ingest_ms: h.ingest_ms,
-            quarantined: h.quarantined,
-            source_kind: h.source_kind,
-            source: text(&h.source),
-            line: h.line,
-            message_id: text(&h.message_id),
-            publish_time: text(&h.publish_time),
-            quarantine_reason: text(&h.quarantine_reason),
-            payload: bytes.get(h.payload.clone()).unwrap_or_default(),
+        self.records.iter().map(move |h| {
+            let rec = RecordRef {
+                kind: h.kind,
+                offset: h.offset,
+                ingest_ms: h.ingest_ms,
+                quarantined: h.quarantined,
+                source_kind: h.source_kind,
+                source: text(&h.source),
+                line: h.line,
+                message_id: text(&h.message_id),
+                publish_time: text(&h.publish_time),
+                quarantine_reason: text(&h.quarantine_reason),
+                payload: bytes.get(h.payload.clone()).unwrap_or_default(),
+            };
+            (h.at, rec)
         })
     }
 
@@ -99,6 +105,10 @@ impl Chunk {
         self.records.clear();
     }
 }
+
+/// How a stage takes one record: its byte position in its segment, when
+/// known.
+pub type Visit<S> = fn(&mut S, Option<u32>, RecordRef<'_>) -> Result<()>;
 
 /// A thread that owns `S` and calls `visit` with each record pushed.
 pub struct Stage<S> {
@@ -110,19 +120,15 @@ pub struct Stage<S> {
 }
 
 impl<S: Send + 'static> Stage<S> {
-    pub fn spawn(
-        name: &str,
-        mut state: S,
-        visit: fn(&mut S, RecordRef<'_>) -> Result<()>,
-    ) -> Result<Stage<S>> {
+    pub fn spawn(name: &str, mut state: S, visit: Visit<S>) -> Result<Stage<S>> {
         let (tx, rx) = sync_channel::<Chunk>(QUEUED_CHUNKS);
         let (spare_tx, spare) = channel();
         let thread = std::thread::Builder::new()
             .name(name.to_owned())
             .spawn(move || {
                 for mut chunk in rx {
-                    for rec in chunk.records() {
-                        visit(&mut state, rec)?;
+                    for (at, rec) in chunk.records() {
+                        visit(&mut state, at, rec)?;
                     }
                     chunk.clear();
                     // The caller may be finishing: then the chunk just goes.
@@ -141,8 +147,8 @@ impl<S: Send + 'static> Stage<S> {
     }
 
     /// Hands one record to the stage (a copy: `rec` may be reused at once).
-    pub fn push(&mut self, rec: &RecordRef<'_>) -> Result<()> {
-        self.chunk.push(rec);
+    pub fn push(&mut self, at: Option<u32>, rec: &RecordRef<'_>) -> Result<()> {
+        self.chunk.push(at, rec);
         if self.chunk.bytes.len() >= CHUNK_BYTES {
             let next = self.spare.try_recv().unwrap_or_default();
             let full = std::mem::replace(&mut self.chunk, next);
@@ -213,7 +219,11 @@ mod tests {
             quarantine_reason: "",
             payload: payloads[i].as_bytes(),
         };
-        let visit = |seen: &mut Vec<(u64, bool, String)>, r: RecordRef<'_>| {
+        let visit = |seen: &mut Vec<(u64, bool, String)>, at: Option<u32>, r: RecordRef<'_>| {
+            assert_eq!(
+                at.map(u64::from),
+                r.offset.is_multiple_of(2).then_some(r.offset)
+            );
             assert_eq!(
                 (r.source, r.message_id, r.ingest_ms),
                 ("t/event-v1/all", "m", 7)
@@ -224,7 +234,8 @@ mod tests {
         };
         let mut stage = Stage::spawn("test", Vec::new(), visit).unwrap();
         for i in 0..payloads.len() {
-            stage.push(&rec(i)).unwrap();
+            let at = i.is_multiple_of(2).then_some(i as u32);
+            stage.push(at, &rec(i)).unwrap();
         }
         let seen = stage.finish().unwrap();
         assert_eq!(seen.len(), payloads.len());
@@ -233,7 +244,7 @@ mod tests {
             assert_eq!(payload, &payloads[i]);
         }
 
-        let failing = |_: &mut (), r: RecordRef<'_>| {
+        let failing = |_: &mut (), _: Option<u32>, r: RecordRef<'_>| {
             if r.offset == 10 {
                 return Err(ExportError::Refused("offset 10".into()));
             }
@@ -242,7 +253,7 @@ mod tests {
         let mut stage = Stage::spawn("test", (), failing).unwrap();
         let mut failed = None;
         for i in 0..payloads.len() {
-            if let Err(e) = stage.push(&rec(i)) {
+            if let Err(e) = stage.push(None, &rec(i)) {
                 failed = Some(e);
                 break;
             }

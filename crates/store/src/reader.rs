@@ -327,14 +327,14 @@ impl ArchiveReader {
         mut f: impl FnMut(Record) -> Result<()>,
         on_damage: impl FnMut(String),
     ) -> Result<()> {
-        self.for_each_record_ref(|rec| f(rec.to_record()), on_damage)
+        self.for_each_record_ref(|_, rec| f(rec.to_record()), on_damage)
     }
 
     /// [`Self::for_each_record`] without copying each record out of the
-    /// log's read buffer.
+    /// log's read buffer, with the position each was read at.
     pub fn for_each_record_ref(
         &self,
-        mut f: impl FnMut(RecordRef<'_>) -> Result<()>,
+        mut f: impl FnMut(Position, RecordRef<'_>) -> Result<()>,
         mut on_damage: impl FnMut(String),
     ) -> Result<()> {
         let start = ccvault_log::Position { segment: 0, pos: 0 };
@@ -354,7 +354,7 @@ impl ArchiveReader {
                         continue;
                     }
                     if rec.kind == RecordKind::Message {
-                        f(rec)?;
+                        f(at, rec)?;
                     }
                 }
                 ScanRef::Damage(d) => on_damage(format!("{d:?}")),

@@ -153,7 +153,7 @@ fn export_parquet(cli: &Cli, args: &ExportArgs) -> Result<ExitCode> {
         .with_context(|| format!("cannot export to {}", dir.display()))?;
     let secs = started.elapsed().as_secs_f64();
     status!(
-        "{} export run {} of {} records{} to {} in {secs:.2}s",
+        "{} export run {} of {} records{} to {} in {secs:.2}s ({} records read from the log)",
         if summary.incremental {
             "incremental"
         } else {
@@ -165,7 +165,8 @@ fn export_parquet(cli: &Cli, args: &ExportArgs) -> Result<ExitCode> {
             Some(t) => format!(" (tenant {t})"),
             None => String::new(),
         },
-        dir.display()
+        dir.display(),
+        summary.records_read
     );
     for t in &summary.tables {
         status!(
