@@ -27,6 +27,7 @@ before=""
 dir=target/bench-scale
 rounds=1
 stream=0
+baseline=1
 sizes=()
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -35,7 +36,8 @@ while [ $# -gt 0 ]; do
     --dir) dir="$2"; shift 2 ;;
     --rounds) rounds="$2"; shift 2 ;;
     --stream) stream=1; shift ;;
-    -h|--help) sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --no-baseline) baseline=0; shift ;;
+    -h|--help) sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     -*) echo "bench-scale.sh: unknown option $1" >&2; exit 2 ;;
     *) sizes+=("$1"); shift ;;
   esac
@@ -110,7 +112,9 @@ for size in "${sizes[@]}"; do
     order=("$bin" ${before:+"$before"})
     if [ -n "$before" ] && [ $(( round % 2 )) = 0 ]; then order=("$before" "$bin"); fi
     sync
-    if [ "$mode" = file ]; then
+    if [ "$baseline" = 0 ]; then
+      :
+    elif [ "$mode" = file ]; then
       measure baseline "$n" copy dd if="$dir/input.ndjson" of="$dir/copy" bs=4M conv=fsync status=none
     elif [ "$(free_bytes)" -lt $(( n * 540 )) ]; then
       # The copy is as large as the input: it would fill the disk (and
