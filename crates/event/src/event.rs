@@ -57,6 +57,51 @@ pub struct EventBody<'a> {
     pub attached_original_guid: Lenient<'a>,
 }
 
+impl<'a> EventBody<'a> {
+    /// The scalar field a body key names (every kept field but `msgInfo`
+    /// and `attachedData`, which are objects read apart); `None` for a key
+    /// this crate does not keep. The one list both readers (serde's
+    /// visitor and [`crate::scan_event`]) fill the body by.
+    pub(crate) fn scalar_mut(&mut self, key: &str) -> Option<&mut Lenient<'a>> {
+        Some(match key {
+            "event" => &mut self.event,
+            "interactionGUID" => &mut self.interaction_guid,
+            "agentId" => &mut self.agent_id,
+            "queueId" => &mut self.queue_id,
+            "mediaType" => &mut self.media_type,
+            "direction" => &mut self.direction,
+            "isOutboundCall" => &mut self.is_outbound_call,
+            "status" => &mut self.status,
+            "callState" => &mut self.call_state,
+            "hangupInitiator" => &mut self.hangup_initiator,
+            "callHangupReason" => &mut self.call_hangup_reason,
+            "dispositionCode" => &mut self.disposition_code,
+            "rejectReason" => &mut self.reject_reason,
+            "newState" => &mut self.new_state,
+            "newSubState" => &mut self.new_sub_state,
+            "newReasonCodeUser" => &mut self.new_reason_code_user,
+            "interactionEventTS" => &mut self.interaction_event_ts,
+            "statusEventTS" => &mut self.status_event_ts,
+            "eventTS" => &mut self.event_ts,
+            "resourceType" => &mut self.resource_type,
+            "originalInteractionGuid" => &mut self.original_interaction_guid,
+            _ => return None,
+        })
+    }
+}
+
+impl<'a> MsgInfo<'a> {
+    /// The field a `msgInfo` key names, `None` for one not kept.
+    pub(crate) fn field_mut(&mut self, key: &str) -> Option<&mut Lenient<'a>> {
+        Some(match key {
+            "timestamp" => &mut self.timestamp,
+            "sequenceId" => &mut self.sequence_id,
+            "instanceId" => &mut self.instance_id,
+            _ => return None,
+        })
+    }
+}
+
 impl EventBody<'_> {
     /// Detaches the body from the payload bytes.
     pub fn into_owned(self) -> EventBody<'static> {
@@ -164,7 +209,21 @@ pub enum NotAnEvent {
 }
 
 /// Parses event payload bytes (shape 1).
+///
+/// The plain shape of an archived event is read by [`crate::scan_event`]
+/// (no serde, borrowed strings); whatever it is not sure of goes through
+/// [`parse_event_serde`], so the answer, accepted or refused and why, is
+/// always serde's.
 pub fn parse_event(payload: &[u8]) -> Result<Event<'_>, NotAnEvent> {
+    match crate::scan::scan_event(payload) {
+        Some(event) => Ok(event),
+        None => parse_event_serde(payload),
+    }
+}
+
+/// [`parse_event`] through serde's visitors alone: the reference reader,
+/// which every document [`crate::scan_event`] reads must agree with.
+pub fn parse_event_serde(payload: &[u8]) -> Result<Event<'_>, NotAnEvent> {
     let text = std::str::from_utf8(payload).map_err(|e| NotAnEvent::NotUtf8(e.to_string()))?;
     match parse_top(text) {
         Ok(Top::Event(ev)) => Ok(ev),
@@ -397,40 +456,20 @@ impl<'de> Visitor<'de> for BodyVisitor {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
         let mut b = EventBody::default();
         while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
-            let slot = match key.as_ref() {
-                "event" => &mut b.event,
-                "interactionGUID" => &mut b.interaction_guid,
-                "agentId" => &mut b.agent_id,
-                "queueId" => &mut b.queue_id,
-                "mediaType" => &mut b.media_type,
-                "direction" => &mut b.direction,
-                "isOutboundCall" => &mut b.is_outbound_call,
-                "status" => &mut b.status,
-                "callState" => &mut b.call_state,
-                "hangupInitiator" => &mut b.hangup_initiator,
-                "callHangupReason" => &mut b.call_hangup_reason,
-                "dispositionCode" => &mut b.disposition_code,
-                "rejectReason" => &mut b.reject_reason,
-                "newState" => &mut b.new_state,
-                "newSubState" => &mut b.new_sub_state,
-                "newReasonCodeUser" => &mut b.new_reason_code_user,
-                "interactionEventTS" => &mut b.interaction_event_ts,
-                "statusEventTS" => &mut b.status_event_ts,
-                "eventTS" => &mut b.event_ts,
-                "resourceType" => &mut b.resource_type,
-                "originalInteractionGuid" => &mut b.original_interaction_guid,
-                "attachedData" => {
+            let slot = match b.scalar_mut(&key) {
+                Some(slot) => slot,
+                None if key == "attachedData" => {
                     let found = map.next_value::<AttachedData<'de>>()?.0;
                     if found.is_present() {
                         b.attached_original_guid = found;
                     }
                     continue;
                 }
-                "msgInfo" => {
+                None if key == "msgInfo" => {
                     b.msg_info = map.next_value::<MsgInfoSlot<'de>>()?.0;
                     continue;
                 }
-                _ => {
+                None => {
                     map.next_value::<IgnoredAny>()?;
                     continue;
                 }
@@ -467,7 +506,7 @@ macro_rules! scalars_read_as {
 }
 
 /// The attached datum this crate reads.
-const ORIGINAL_GUID_KEY: &str = "originalInteractionGuid";
+pub(crate) const ORIGINAL_GUID_KEY: &str = "originalInteractionGuid";
 
 /// `attachedData` read leniently for the `originalInteractionGuid` entry of
 /// its `attachedDatum` list (a single entry object is read as a list of
@@ -596,11 +635,9 @@ impl<'de> Visitor<'de> for MsgInfoVisitor {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
         let mut m = MsgInfo::default();
         while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
-            match key.as_ref() {
-                "timestamp" => m.timestamp = map.next_value()?,
-                "sequenceId" => m.sequence_id = map.next_value()?,
-                "instanceId" => m.instance_id = map.next_value()?,
-                _ => {
+            match m.field_mut(&key) {
+                Some(slot) => *slot = map.next_value()?,
+                None => {
                     map.next_value::<IgnoredAny>()?;
                 }
             }

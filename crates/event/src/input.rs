@@ -11,6 +11,7 @@ use std::borrow::Cow;
 use base64::Engine;
 
 use crate::event::{parse_event, parse_top, Event, NotAnEvent, Top};
+use crate::scan::scan_event;
 use crate::time::PayloadTimes;
 use crate::value::Lenient;
 
@@ -60,6 +61,17 @@ pub fn decode_message(raw: &[u8]) -> Decoded<'_> {
         outcome: Err(reason),
         control: false,
     };
+    let event = |ev: &Event<'_>| Decoded {
+        outcome: Ok(Keys::of(ev)),
+        payload: Cow::Borrowed(raw),
+        message_id: None,
+        publish_time: None,
+        control: false,
+    };
+    // The plain shape, without serde; it reads as serde would (`scan`).
+    if let Some(ev) = scan_event(raw) {
+        return event(&ev);
+    }
     let text = match std::str::from_utf8(raw) {
         Ok(t) => t,
         Err(e) => return quarantined(NotAnEvent::NotUtf8(e.to_string()).to_string()),
@@ -69,13 +81,7 @@ pub fn decode_message(raw: &[u8]) -> Decoded<'_> {
         Err(e) => return quarantined(NotAnEvent::NotJson(e.to_string()).to_string()),
     };
     match top {
-        Top::Event(ev) => Decoded {
-            outcome: Ok(Keys::of(&ev)),
-            payload: Cow::Borrowed(raw),
-            message_id: None,
-            publish_time: None,
-            control: false,
-        },
+        Top::Event(ev) => event(&ev),
         Top::Other(why) => quarantined(NotAnEvent::NoEvent(why).to_string()),
         Top::Control => Decoded {
             control: true,

@@ -8,20 +8,26 @@
 //!   number / flag / text" by docs/METRICS.md §1 and are absent otherwise;
 //!   a value JSON can hold but `f64`/UTF-8 cannot (`1e400`, a lone
 //!   surrogate `"\ud800"`) is absent too, and the event is still an event.
+//! - [`parse_event`] reads the plain shape of an archived event without
+//!   serde ([`scan_event`]) and anything else with serde
+//!   ([`parse_event_serde`]); both give the same event, so which one read
+//!   it never shows.
 //! - [`CanonicalKey`] orders any set of distinct events the same way whatever
 //!   their arrival order.
 
 mod event;
 mod input;
 mod order;
+mod scan;
 mod time;
 mod topic;
 mod unrepresentable;
 mod value;
 
-pub use event::{parse_event, Event, EventBody, MsgInfo, NotAnEvent};
+pub use event::{parse_event, parse_event_serde, Event, EventBody, MsgInfo, NotAnEvent};
 pub use input::{decode_message, Decoded, Keys};
 pub use order::{event_time, lifecycle_rank, CanonicalKey};
+pub use scan::scan_event;
 pub use time::{parse_publish_time, resolve_time, Arrival, EventTime, PayloadTimes, TimeSource};
 pub use topic::{parse_topic, Topic, TopicKind};
 pub use value::Lenient;

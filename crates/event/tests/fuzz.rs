@@ -4,6 +4,9 @@
 //! in `fuzz/event/` and `fuzz/envelope/` (every seed is replayed first).
 //! Neither may panic, and what they say must agree: an archived event
 //! parses again to the same keys, and a bare event decodes to itself.
+//! `parse_event`'s serde-free path (`scan_event`) must give exactly what
+//! serde's reader gives, on every input here and on a simulated feed with
+//! its quirks: the same event, or the same refusal with the same reason.
 
 // Test code: a failed unwrap is a failed test (the library crates deny these).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -11,8 +14,8 @@
 use std::path::Path;
 
 use ccvault_event::{
-    decode_message, event_time, lifecycle_rank, parse_event, parse_publish_time, parse_topic,
-    Arrival, CanonicalKey, Keys,
+    decode_message, event_time, lifecycle_rank, parse_event, parse_event_serde, parse_publish_time,
+    parse_topic, scan_event, Arrival, CanonicalKey, Keys,
 };
 use ccvault_fuzz::{config, corpus, inputs};
 use proptest::prelude::*;
@@ -25,8 +28,23 @@ fn seeds(target: &str) -> Vec<(String, Vec<u8>)> {
     )
 }
 
+/// The fast path reads what serde reads, or leaves the document to it;
+/// returns whether it read it.
+fn fast_agrees(raw: &[u8]) -> bool {
+    let serde = parse_event_serde(raw);
+    assert_eq!(parse_event(raw), serde, "{}", String::from_utf8_lossy(raw));
+    match scan_event(raw) {
+        Some(fast) => {
+            assert_eq!(Ok(fast), serde, "{}", String::from_utf8_lossy(raw));
+            true
+        }
+        None => false,
+    }
+}
+
 /// Everything read from one event; none of it may panic.
 fn read_all(raw: &[u8], publish_time: Option<&str>) {
+    fast_agrees(raw);
     let Ok(ev) = parse_event(raw) else { return };
     let keys = Keys::of(&ev);
     let _ = lifecycle_rank(&ev.event_type());
@@ -143,6 +161,10 @@ fn json_value() -> impl Strategy<Value = String> {
         "[ -~]{0,12}".prop_map(|s| serde_json::to_string(&s).unwrap()),
         (0u32..3_000_000_000).prop_map(|n| format!("\"{n}\"")),
         Just("\"\\ud800\"".to_owned()),
+        // Known names as values too (an `attachedDataKey` names the
+        // original GUID), and plain ids, so that many events need no serde.
+        proptest::sample::select(FIELDS).prop_map(|k| format!("\"{k}\"")),
+        "[a-z0-9-]{0,12}".prop_map(|s| format!("\"{s}\"")),
     ];
     leaf.prop_recursive(3, 24, 6, |inner| {
         prop_oneof![
@@ -159,8 +181,58 @@ fn json_value() -> impl Strategy<Value = String> {
     })
 }
 
+/// An object of `keys`, each value from `value`, keys repeating.
+fn object_of(
+    keys: &'static [&'static str],
+    value: BoxedStrategy<String>,
+    most: usize,
+) -> BoxedStrategy<String> {
+    proptest::collection::vec((proptest::sample::select(keys), value), 0..most)
+        .prop_map(|kv| {
+            let members: Vec<String> = kv.iter().map(|(k, v)| format!("\"{k}\":{v}")).collect();
+            format!("{{{}}}", members.join(","))
+        })
+        .boxed()
+}
+
+/// An event body whose `attachedData` and `msgInfo` have the shapes the
+/// parser looks into (entries naming the original GUID, repeated keys,
+/// odd types), which `json_value` reaches only by chance.
+fn shaped_body() -> impl Strategy<Value = String> {
+    const ENTRY: &[&str] = &["attachedDataKey", "attachedDataValue", "x"];
+    const DATA: &[&str] = &["attachedDatum", "y"];
+    const MSG: &[&str] = &["timestamp", "sequenceId", "instanceId", "z"];
+    let scalar = prop_oneof![
+        Just("\"originalInteractionGuid\"".to_owned()),
+        Just("\"\"".to_owned()),
+        Just("null".to_owned()),
+        Just("7".to_owned()),
+        Just("[]".to_owned()),
+        "[a-z0-9-]{1,8}".prop_map(|s| format!("\"{s}\"")),
+    ]
+    .boxed();
+    let entry = prop_oneof![4 => object_of(ENTRY, scalar.clone(), 4), 1 => scalar.clone()].boxed();
+    let datums = prop_oneof![
+        3 => proptest::collection::vec(entry.clone(), 0..4)
+            .prop_map(|v| format!("[{}]", v.join(","))),
+        1 => entry,
+        1 => scalar.clone(),
+    ]
+    .boxed();
+    let attached = prop_oneof![4 => object_of(DATA, datums, 3), 1 => scalar.clone()];
+    let msg_info = prop_oneof![4 => object_of(MSG, json_value().boxed(), 4), 1 => scalar];
+    let field = prop_oneof![
+        2 => (proptest::sample::select(FIELDS), json_value())
+            .prop_map(|(k, v)| format!("\"{k}\":{v}")),
+        1 => attached.prop_map(|v| format!("\"attachedData\":{v}")),
+        1 => msg_info.prop_map(|v| format!("\"msgInfo\":{v}")),
+    ];
+    proptest::collection::vec(field, 0..8).prop_map(|f| format!("{{{}}}", f.join(",")))
+}
+
 fn generated_event() -> impl Strategy<Value = Vec<u8>> {
-    (proptest::sample::select(FAMILIES), json_value(), any::<bool>()).prop_map(
+    let body = prop_oneof![json_value(), shaped_body()];
+    (proptest::sample::select(FAMILIES), body, any::<bool>()).prop_map(
         |(family, body, envelope)| {
             let event = format!("{{\"{family}\":{body}}}");
             if envelope {
@@ -173,6 +245,30 @@ fn generated_event() -> impl Strategy<Value = Vec<u8>> {
             }
         },
     )
+}
+
+/// A simulated feed with the real feed's quirks (escapes, envelopes, odd
+/// types, malformed lines): every line reads the same both ways, and the
+/// fast path is the common one, or it buys nothing.
+#[test]
+fn fast_path_agrees_on_a_simulated_feed_with_its_quirks() {
+    let cfg = ccvault_sim::SimConfig {
+        events: Some(20_000),
+        seed: 11,
+        ..ccvault_sim::SimConfig::default()
+    };
+    let mut out = Vec::new();
+    ccvault_sim::simulate(&cfg, &mut out).unwrap();
+    let (mut read, mut total) = (0, 0);
+    for line in out.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+        total += 1;
+        read += usize::from(fast_agrees(line));
+        let d = decode_message(line);
+        if d.outcome.is_ok() {
+            fast_agrees(&d.payload);
+        }
+    }
+    assert!(read * 4 >= total * 3, "{read} of {total} read");
 }
 
 #[test]

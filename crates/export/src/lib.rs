@@ -26,7 +26,6 @@ mod changes;
 mod checkpoint;
 mod column;
 mod error;
-mod fields;
 mod partition;
 mod run;
 mod stage;

@@ -573,7 +573,7 @@ impl EventRows {
             return Ok(());
         }
         let only = self.only.as_deref();
-        let row = read_event(&rec, status_change);
+        let row = read_event(&rec);
         if let Some(ev) = row.event.as_ref().filter(|_| status_change) {
             let tenant = row.tenant.as_deref().or(only);
             let taken = self

@@ -18,7 +18,6 @@ use ccvault_projections::{event_tenant, Summary};
 use ccvault_store::RecordRef;
 
 use crate::column::{ColumnError, Rows, Spec, Ty};
-use crate::fields::scan_event;
 
 /// The tables of an export.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -94,12 +93,11 @@ pub struct EventRow<'a> {
     pub tenant: Option<String>,
 }
 
-/// Parses a record once for its row, its partition and, with `all_fields`,
-/// the agent states (which read fields the row does not: without it, only
-/// the row's fields are certain to be read, see [`scan_event`]). A payload
+/// Parses a record once for its row, its partition and the agent states
+/// (`parse_event`: the plain shape without serde). A payload
 /// that is not an event (none should be archived unquarantined) still gets
 /// a row: its time from the record alone, no event fields.
-pub fn read_event<'a>(rec: &RecordRef<'a>, all_fields: bool) -> EventRow<'a> {
+pub fn read_event<'a>(rec: &RecordRef<'a>) -> EventRow<'a> {
     // As `ccvault_projections::record_input`, for a record not copied out
     // of the log's buffer.
     let arrival = Arrival {
@@ -107,8 +105,7 @@ pub fn read_event<'a>(rec: &RecordRef<'a>, all_fields: bool) -> EventRow<'a> {
         ingest_ms: rec.ingest_ms,
         live: rec.source_kind.is_live(),
     };
-    let fast = (!all_fields).then(|| scan_event(rec.payload)).flatten();
-    match fast.map_or_else(|| parse_event(rec.payload), Ok) {
+    match parse_event(rec.payload) {
         Ok(event) => {
             let time = event_time(&event, arrival);
             let tenant = event_tenant(rec.source_kind, rec.source, &event).map(|t| t.into_owned());

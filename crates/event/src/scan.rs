@@ -1,0 +1,416 @@
+//! An event's fields read straight from the payload bytes, without serde:
+//! the fast path of [`crate::parse_event`] for the plain shape every
+//! archived event has.
+//!
+//! Invariants:
+//! - [`scan_event`] either gives the same [`Event`] as
+//!   [`crate::parse_event_serde`] (every field of [`EventBody`], strings
+//!   borrowed from the payload), or `None` ("not sure"), and the caller
+//!   parses with serde. So what is accepted, what is refused and the
+//!   reason given are serde's alone; `tests/fuzz.rs` checks the agreement
+//!   over the fuzz seeds, their mutations, generated events and a simulated
+//!   feed with its quirks.
+//! - It answers only for the plain shape: a document that is one object with
+//!   one key (not `payload`, `type`, `messageId`, `publishTime` or
+//!   `ClientCheck`, which serde's reader treats apart) whose value is an
+//!   object, valid JSON throughout (checked here as serde_json checks it:
+//!   the grammar, control characters in strings, nesting depth, nothing
+//!   after the value), no backslash anywhere (an escaped key or value would
+//!   need decoding), integers within `i64` (a fraction, an exponent or a
+//!   larger number needs serde_json's float reading). Anything else is
+//!   `None`.
+//! - The body's fields are filled by the one key list serde's visitor uses
+//!   (`EventBody::scalar_mut`, `MsgInfo::field_mut`); a repeated key keeps
+//!   its last value, `attachedData` its last present original GUID.
+//! - Why: parsing every event through serde's visitors was a quarter of a
+//!   rebuild's CPU and a fifth of the Parquet export's (docs/BENCHMARKS.md);
+//!   this reads each value once and skips the rest of the bytes.
+
+use std::borrow::Cow;
+
+use crate::event::{Event, EventBody, MsgInfo, ORIGINAL_GUID_KEY};
+use crate::value::Lenient;
+
+/// Containers deeper than this are left to serde: well under serde_json's
+/// limit (128), so a document read here never fails there.
+const MAX_DEPTH: usize = 64;
+
+/// The event of a payload in the plain shape, or `None` when only serde
+/// can say (see the module's invariants).
+pub fn scan_event(payload: &[u8]) -> Option<Event<'_>> {
+    if memchr::memchr(b'\\', payload).is_some() {
+        return None;
+    }
+    let text = std::str::from_utf8(payload).ok()?;
+    let mut s = Scanner {
+        text,
+        bytes: text.as_bytes(),
+        at: 0,
+    };
+    s.ws();
+    s.eat(b'{')?;
+    s.ws();
+    let family = s.string()?;
+    if matches!(
+        family,
+        "payload" | "type" | "messageId" | "publishTime" | "ClientCheck"
+    ) {
+        return None;
+    }
+    s.ws();
+    s.eat(b':')?;
+    s.ws();
+    let body = s.body()?;
+    s.ws();
+    s.eat(b'}')?;
+    s.ws();
+    if s.at != s.bytes.len() {
+        return None;
+    }
+    Some(Event {
+        family: Cow::Borrowed(family),
+        body,
+    })
+}
+
+struct Scanner<'a> {
+    text: &'a str,
+    bytes: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Scanner<'a> {
+    fn peek(&self) -> Option<u8> {
+        self.bytes.get(self.at).copied()
+    }
+
+    fn ws(&mut self) {
+        while matches!(self.peek(), Some(b' ' | b'\t' | b'\n' | b'\r')) {
+            self.at += 1;
+        }
+    }
+
+    fn eat(&mut self, b: u8) -> Option<()> {
+        (self.peek()? == b).then(|| self.at += 1)
+    }
+
+    /// A string without escapes (none are in the payload), borrowed.
+    fn string(&mut self) -> Option<&'a str> {
+        self.eat(b'"')?;
+        let start = self.at;
+        let len = memchr::memchr(b'"', self.bytes.get(start..)?)?;
+        let end = start + len;
+        // serde_json refuses raw control characters in strings.
+        if self.bytes.get(start..end)?.iter().any(|&b| b < 0x20) {
+            return None;
+        }
+        self.at = end + 1;
+        self.text.get(start..end)
+    }
+
+    /// An integer within `i64`, by JSON's grammar (no leading zeros).
+    fn integer(&mut self) -> Option<i64> {
+        let start = self.at;
+        if self.peek() == Some(b'-') {
+            self.at += 1;
+        }
+        let digits = self.at;
+        while matches!(self.peek(), Some(b'0'..=b'9')) {
+            self.at += 1;
+        }
+        let n = self.at - digits;
+        let leading_zero = n > 1 && self.bytes.get(digits) == Some(&b'0');
+        if n == 0 || leading_zero || matches!(self.peek(), Some(b'.' | b'e' | b'E')) {
+            return None;
+        }
+        let v: i64 = self.text.get(start..self.at)?.parse().ok()?;
+        // serde_json reads `-0` as a float (-0.0), which renders as "-0".
+        (v != 0 || digits == start).then_some(v)
+    }
+
+    fn literal(&mut self, word: &[u8]) -> Option<()> {
+        let end = self.at + word.len();
+        (self.bytes.get(self.at..end)? == word).then(|| self.at = end)
+    }
+
+    /// A scalar or nested value as `Lenient` reads it. `depth`: the
+    /// containers around it.
+    fn value(&mut self, depth: usize) -> Option<Lenient<'a>> {
+        Some(match self.peek()? {
+            b'"' => Lenient::Text(Cow::Borrowed(self.string()?)),
+            b't' => {
+                self.literal(b"true")?;
+                Lenient::Bool(true)
+            }
+            b'f' => {
+                self.literal(b"false")?;
+                Lenient::Bool(false)
+            }
+            b'n' => {
+                self.literal(b"null")?;
+                Lenient::Null
+            }
+            b'{' | b'[' => {
+                if depth + 1 > MAX_DEPTH {
+                    return None;
+                }
+                match self.peek()? {
+                    b'{' => self.members(|s, _| s.value(depth + 1).map(drop))?,
+                    _ => self.elements(|s| s.value(depth + 1).map(drop))?,
+                }
+                Lenient::Nested
+            }
+            _ => Lenient::Int(self.integer()?),
+        })
+    }
+
+    /// Reads an object: `member` reads the value of each key.
+    fn members(&mut self, mut member: impl FnMut(&mut Self, &'a str) -> Option<()>) -> Option<()> {
+        self.eat(b'{')?;
+        self.ws();
+        if self.eat(b'}').is_some() {
+            return Some(());
+        }
+        loop {
+            let key = self.string()?;
+            self.ws();
+            self.eat(b':')?;
+            self.ws();
+            member(self, key)?;
+            self.ws();
+            match self.peek()? {
+                b',' => {
+                    self.at += 1;
+                    self.ws();
+                }
+                b'}' => {
+                    self.at += 1;
+                    return Some(());
+                }
+                _ => return None,
+            }
+        }
+    }
+
+    /// Reads an array: `element` reads each value.
+    fn elements(&mut self, mut element: impl FnMut(&mut Self) -> Option<()>) -> Option<()> {
+        self.eat(b'[')?;
+        self.ws();
+        if self.eat(b']').is_some() {
+            return Some(());
+        }
+        loop {
+            element(self)?;
+            self.ws();
+            match self.peek()? {
+                b',' => {
+                    self.at += 1;
+                    self.ws();
+                }
+                b']' => {
+                    self.at += 1;
+                    return Some(());
+                }
+                _ => return None,
+            }
+        }
+    }
+
+    /// The family's object. The top-level object and the body are the two
+    /// containers around the body's values.
+    fn body(&mut self) -> Option<EventBody<'a>> {
+        if self.peek()? != b'{' {
+            // Not an event; serde's reader says why.
+            return None;
+        }
+        let mut b = EventBody::default();
+        self.members(|s, key| {
+            if let Some(slot) = b.scalar_mut(key) {
+                *slot = s.value(2)?;
+            } else if key == "msgInfo" {
+                b.msg_info = s.msg_info()?;
+            } else if key == "attachedData" {
+                let found = s.attached_data()?;
+                if found.is_present() {
+                    b.attached_original_guid = found;
+                }
+            } else {
+                s.value(2)?;
+            }
+            Some(())
+        })?;
+        Some(b)
+    }
+
+    /// `msgInfo`: anything but an object reads as empty.
+    fn msg_info(&mut self) -> Option<MsgInfo<'a>> {
+        let mut m = MsgInfo::default();
+        if self.peek()? != b'{' {
+            self.value(2)?;
+            return Some(m);
+        }
+        self.members(|s, key| {
+            let v = s.value(3)?;
+            if let Some(slot) = m.field_mut(key) {
+                *slot = v;
+            }
+            Some(())
+        })?;
+        Some(m)
+    }
+
+    /// `attachedData`: the value of its last present `attachedDatum`
+    /// original GUID; any other shape reads as absent.
+    fn attached_data(&mut self) -> Option<Lenient<'a>> {
+        let mut found = Lenient::Null;
+        if self.peek()? != b'{' {
+            self.value(2)?;
+            return Some(found);
+        }
+        self.members(|s, key| {
+            if key == "attachedDatum" {
+                let v = s.datums()?;
+                if v.is_present() {
+                    found = v;
+                }
+            } else {
+                s.value(3)?;
+            }
+            Some(())
+        })?;
+        Some(found)
+    }
+
+    /// `attachedDatum`: a list of entries (the last present original GUID)
+    /// or one entry; anything else reads as absent.
+    fn datums(&mut self) -> Option<Lenient<'a>> {
+        match self.peek()? {
+            b'[' => {
+                let mut found = Lenient::Null;
+                self.elements(|s| {
+                    let v = s.datum(4)?;
+                    if v.is_present() {
+                        found = v;
+                    }
+                    Some(())
+                })?;
+                Some(found)
+            }
+            b'{' => self.datum(3),
+            _ => self.value(3).map(|_| Lenient::Null),
+        }
+    }
+
+    /// One entry: its `attachedDataValue` when its `attachedDataKey` is the
+    /// original GUID's text, else absent. `depth`: the containers around it.
+    fn datum(&mut self, depth: usize) -> Option<Lenient<'a>> {
+        if self.peek()? != b'{' {
+            return self.value(depth).map(|_| Lenient::Null);
+        }
+        let (mut key, mut value) = (Lenient::Null, Lenient::Null);
+        self.members(|s, k| {
+            let v = s.value(depth + 1)?;
+            match k {
+                "attachedDataKey" => key = v,
+                "attachedDataValue" => value = v,
+                _ => {}
+            }
+            Some(())
+        })?;
+        let wanted = matches!(&key, Lenient::Text(k) if k == ORIGINAL_GUID_KEY);
+        Some(if wanted { value } else { Lenient::Null })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::parse_event_serde;
+
+    /// `scan_event` agrees with serde's reader whenever it answers;
+    /// returns whether it answered.
+    fn agrees(payload: &[u8]) -> bool {
+        let Some(fast) = scan_event(payload) else {
+            return false;
+        };
+        let full = parse_event_serde(payload).unwrap_or_else(|e| {
+            panic!(
+                "scan_event read {:?}, which serde refuses: {e}",
+                String::from_utf8_lossy(payload)
+            )
+        });
+        assert_eq!(fast, full, "{}", String::from_utf8_lossy(payload));
+        true
+    }
+
+    #[test]
+    fn reads_the_plain_shapes_as_serde() {
+        for p in [
+            r#"{"Interaction":{"event":"InteractionQueued","interactionGUID":"int-1-acme","agentId":"ag","interactionEventTS":1763900100,"msgInfo":{"timestamp":1763900100123,"sequenceId":7},"extra":{"deep":[1,2,{"x":null}],"e":[]},"f":-3,"g":true,"h":false,"i":"é"}}"#,
+            r#" { "Interaction" : { "event" : "X" , "interactionEventTS" : "0170" , "eventTS":5 } } "#,
+            r#"{"AgentStatusChange":{"agentId":"a","statusEventTS":"12","msgInfo":[1]}}"#,
+            r#"{"Interaction":{"event":1234,"interactionGUID":true,"agentId":{"a":1},"msgInfo":"x"}}"#,
+            r#"{"Interaction":{"event":"A","event":"B","msgInfo":{"timestamp":5},"msgInfo":{}}}"#,
+            r#"{"Interaction":{"interactionGUID":"","agentId":null,"eventTS":-5}}"#,
+            r#"{"Interaction":{}}"#,
+            "{\"Interaction\":{\"event\":\"X\"}}\n",
+            // Every kept field, with the objects read apart.
+            r#"{"Interaction":{"event":"InteractionCreated","interactionGUID":"g","agentId":7,"queueId":"0311","mediaType":"chat","direction":"in","isOutboundCall":"true","status":1,"callState":"CS_QUEUED","hangupInitiator":"c","callHangupReason":"x","dispositionCode":3,"rejectReason":4,"newState":5,"newSubState":6,"newReasonCodeUser":"r","interactionEventTS":1,"statusEventTS":2,"eventTS":3,"msgInfo":{"timestamp":4,"sequenceId":5,"instanceId":"i","other":[{}]},"resourceType":2,"originalInteractionGuid":"o"}}"#,
+            r#"{"Interaction":{"resourceType":2,"attachedData":{"attachedDatum":[{"attachedDataKey":"@pri","attachedDataValue":100},{"attachedDataKey":"originalInteractionGuid","attachedDataValue":"int-parent"},{"attachedDataValue":"x"},{"attachedDataKey":"originalInteractionGuid","attachedDataValue":""}],"other":1},"originalInteractionGuid":"int-body"}}"#,
+            r#"{"Interaction":{"attachedData":{"attachedDatum":{"attachedDataKey":"originalInteractionGuid","attachedDataValue":"int-p"}},"attachedData":{"attachedDatum":[]}}}"#,
+            r#"{"Interaction":{"attachedData":{"attachedDatum":{"attachedDataValue":5,"attachedDataKey":"originalInteractionGuid","attachedDataKey":"originalInteractionGuid"},"attachedDatum":"s"}}}"#,
+            r#"{"Interaction":{"event":"X","attachedData":[1,2]}}"#,
+            r#"{"Interaction":{"event":"X","attachedData":{"attachedDatum":"s"}}}"#,
+            r#"{"Interaction":{"event":"X","attachedData":{"attachedDatum":[null,true,[{}],{"attachedDataKey":7,"attachedDataValue":"v"}]}}}"#,
+            r#"{"Interaction":{"attachedData":null,"msgInfo":true}}"#,
+        ] {
+            assert!(agrees(p.as_bytes()), "not read: {p}");
+        }
+    }
+
+    #[test]
+    fn leaves_every_doubtful_document_to_serde() {
+        for p in [
+            // Escapes, floats, big numbers, leading zeros.
+            r#"{"Interaction":{"event":"A\u0042"}}"#,
+            r#"{"Interaction":{"eventTS":1.5}}"#,
+            r#"{"Interaction":{"eventTS":1e3}}"#,
+            r#"{"Interaction":{"eventTS":99999999999999999999}}"#,
+            r#"{"Interaction":{"eventTS":012}}"#,
+            r#"{"Interaction":{"agentId":-0}}"#,
+            // Not one family object.
+            r#"{"Interaction":{},"Other":{}}"#,
+            r#"{"Interaction":5}"#,
+            r#"{"payload":{}}"#,
+            r#"{"type":{}}"#,
+            r#"{"ClientCheck":{}}"#,
+            r#"{}"#,
+            r#"[]"#,
+            // Broken JSON.
+            r#"{"Interaction":{"event":"X"}"#,
+            r#"{"Interaction":{"event":"X"}} x"#,
+            r#"{"Interaction":{"event":"X",}}"#,
+            r#"{"Interaction":{"event" "X"}}"#,
+            r#"{"Interaction":{"a":[1,]}}"#,
+            r#"{"Interaction":{"a":tru}}"#,
+            r#"{"Interaction":{"a":-}}"#,
+            "{\"Interaction\":{\"a\":\"x\ty\"}}",
+            "{\"Interaction\":{\"a\":\"\u{1}\"}}",
+        ] {
+            assert!(scan_event(p.as_bytes()).is_none(), "read: {p}");
+        }
+        assert!(scan_event(b"{\"Interaction\":{\"a\":\"\xff\"}}").is_none());
+        let deep = format!(
+            "{{\"Interaction\":{{\"a\":{}{}}}}}",
+            "[".repeat(200),
+            "]".repeat(200)
+        );
+        assert!(scan_event(deep.as_bytes()).is_none());
+        let ok = format!(
+            "{{\"Interaction\":{{\"a\":{}{}}}}}",
+            "[".repeat(60),
+            "]".repeat(60)
+        );
+        assert!(agrees(ok.as_bytes()));
+    }
+}
