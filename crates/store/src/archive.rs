@@ -670,7 +670,18 @@ impl Archive {
                 segment: end.segment,
                 pos: end.pos,
             };
+            let (records, lookups) = (txn.pending(), txn.lookups());
+            let started = Instant::now();
             self.index.commit(txn, Some(checkpoint))?;
+            tracing::debug!(
+                records,
+                lookups.keys,
+                lookups.probes,
+                lookups.passed,
+                lookups.seeks,
+                elapsed = ?started.elapsed(),
+                "index commit"
+            );
         }
         self.last_commit = Instant::now();
         Ok(())
@@ -709,9 +720,10 @@ impl Archive {
         Ok(next)
     }
 
-    /// Syncs, commits the index and compacts its file; the way to end a
-    /// write session (dropping the archive syncs and commits, but leaves
-    /// the index file at its high-water size).
+    /// Syncs, commits the index and compacts its file once it has grown
+    /// enough since its last compaction ([`ccvault_index::Index::compact`]);
+    /// the way to end a write session (dropping the archive syncs and
+    /// commits, but never compacts).
     pub fn close(mut self) -> Result<u64> {
         let next = self.sync()?;
         let started = Instant::now();

@@ -19,7 +19,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use super::dedupe::candidates;
+use super::dedupe::{candidates, Lookups};
 use crate::chunk::{ChunkBuilder, Posting};
 use crate::filter::Filters;
 use crate::{
@@ -60,6 +60,8 @@ pub struct IndexWriter {
     pub(super) collected: u64,
     /// Approximate heap bytes of the collected entries.
     pub(super) held_bytes: usize,
+    /// What this commit's lookups asked of the snapshot.
+    pub(super) lookups: Lookups,
 }
 
 /// Approximate heap bytes of one map entry besides its chunk's bytes.
@@ -110,6 +112,7 @@ impl IndexWriter {
             time_marks: Vec::new(),
             collected: 0,
             held_bytes: 0,
+            lookups: Lookups::default(),
         })
     }
 
@@ -122,6 +125,12 @@ impl IndexWriter {
     /// (for callers that bound a commit by memory).
     pub fn held_bytes(&self) -> usize {
         self.held_bytes
+    }
+
+    /// What this commit's duplicate checks and interactions counter looked
+    /// up so far.
+    pub fn lookups(&self) -> Lookups {
+        self.lookups
     }
 
     /// Collects a batch of records, in log order.
@@ -148,7 +157,14 @@ impl IndexWriter {
                             None => self.snapshot.has_chunk_in(
                                 PostingKind::Guid,
                                 h,
-                                candidates(&self.filters, self.guid_gens, PostingKind::Guid, h),
+                                candidates(
+                                    &self.filters,
+                                    self.guid_gens,
+                                    PostingKind::Guid,
+                                    h,
+                                    &mut self.lookups,
+                                )
+                                .into_iter(),
                             )?,
                         };
                         if !committed {

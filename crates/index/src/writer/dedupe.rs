@@ -15,14 +15,42 @@ use crate::chunk::Posting;
 use crate::filter::Filters;
 use crate::{guid_hash, Hit, PostingKind, Result};
 
-/// The generations below `gens` that may hold `hash` in `kind`'s table.
+/// What a commit's duplicate checks (and its interactions counter) asked
+/// of the snapshot: for observing how their cost grows with the number of
+/// complete generations (docs/BENCHMARKS.md, issue 17).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Lookups {
+    /// Key hashes looked up in the snapshot (a GUID once a commit, a
+    /// payload hash of a record without a GUID each time).
+    pub keys: u64,
+    /// Generation filters consulted.
+    pub probes: u64,
+    /// Complete generations whose filter let the key through (it is there,
+    /// or a false positive), each looked up in the B-tree.
+    pub passed: u64,
+    /// B-tree range lookups: the passed generations plus the ones without
+    /// a filter (the newest, incomplete one).
+    pub seeks: u64,
+}
+
+/// The generations below `gens` that may hold `hash` in `kind`'s table,
+/// counted in `lookups`.
 pub(super) fn candidates(
     filters: &Filters,
     gens: u64,
     kind: PostingKind,
     hash: u64,
-) -> impl Iterator<Item = u64> + '_ {
-    (0..gens).filter(move |&g| filters.may_hold(g, kind, hash))
+    lookups: &mut Lookups,
+) -> Vec<u64> {
+    let sealed = gens.min(filters.sealed());
+    let found: Vec<u64> = (0..gens)
+        .filter(|&g| filters.may_hold(g, kind, hash))
+        .collect();
+    lookups.keys += 1;
+    lookups.probes += sealed;
+    lookups.passed += found.iter().filter(|&&g| g < sealed).count() as u64;
+    lookups.seeks += found.len() as u64;
+    found
 }
 
 impl IndexWriter {
@@ -49,8 +77,14 @@ impl IndexWriter {
                 Ok(hits)
             }
             None => {
-                let gens = candidates(&self.filters, self.payload_gens, PostingKind::Payload, hash);
-                let mut hits = self.snapshot.payload_postings_in(hash, gens)?;
+                let gens = candidates(
+                    &self.filters,
+                    self.payload_gens,
+                    PostingKind::Payload,
+                    hash,
+                    &mut self.lookups,
+                );
+                let mut hits = self.snapshot.payload_postings_in(hash, gens.into_iter())?;
                 if let Some(hs) = self.payload.get(&hash) {
                     hits.extend_from_slice(hs);
                 }
@@ -64,10 +98,16 @@ impl IndexWriter {
         Ok(match self.committed_guid.entry(h) {
             MapEntry::Occupied(e) => e.into_mut(),
             MapEntry::Vacant(e) => {
-                let gens = candidates(&self.filters, self.guid_gens, PostingKind::Guid, h);
+                let gens = candidates(
+                    &self.filters,
+                    self.guid_gens,
+                    PostingKind::Guid,
+                    h,
+                    &mut self.lookups,
+                );
                 e.insert(
                     self.snapshot
-                        .chunk_postings_in(PostingKind::Guid, h, gens)?,
+                        .chunk_postings_in(PostingKind::Guid, h, gens.into_iter())?,
                 )
             }
         })

@@ -37,6 +37,7 @@ mod commit;
 mod dedupe;
 
 pub use collect::IndexWriter;
+pub use dedupe::Lookups;
 
 /// The writable index, held by the archive's single writer.
 pub struct Index {
@@ -137,24 +138,42 @@ impl Index {
 
     /// Gives the file's free space back: redb's copy-on-write commits leave
     /// freed pages behind (a fresh index of ~19 bytes an event measured
-    /// 71 bytes an event on disk before compaction). Skipped, returning
-    /// `false`, while another process holds a read transaction.
+    /// 71 bytes an event on disk before compaction). Compacting reads every
+    /// page of the file (redb looks for the highest pages in each pass, and
+    /// makes one more pass that finds nothing to move), so it costs as much
+    /// as the whole index, whatever the session added: it runs only once
+    /// the index holds a quarter more records than at its last compaction
+    /// (or was never compacted), which keeps its cost per record bounded
+    /// however large the archive is. Pages freed meanwhile are reused by
+    /// later commits. Returns whether it ran; skipped, returning `false`,
+    /// also while another process holds a read transaction.
     pub fn compact(&mut self) -> Result<bool> {
         let path = self.path.clone();
         guarded(&path, || {
-            let mut compacted = false;
-            loop {
-                match self.db.compact() {
-                    Ok(true) => compacted = true,
-                    Ok(false) => return Ok(compacted),
-                    Err(
-                        redb::CompactionError::TransactionInProgress
-                        | redb::CompactionError::EphemeralSavepointExists
-                        | redb::CompactionError::PersistentSavepointExists,
-                    ) => return Ok(compacted),
-                    Err(e) => return Err(e).at(&path),
-                }
+            let (records, last) = {
+                let r = self.reader()?;
+                (r.counters()?.records, r.meta(COMPACTED_RECORDS)?)
+            };
+            if last.is_some_and(|last| !worth_compacting(records, last)) {
+                return Ok(false);
             }
+            match self.db.compact() {
+                Ok(_) => {}
+                Err(
+                    redb::CompactionError::TransactionInProgress
+                    | redb::CompactionError::EphemeralSavepointExists
+                    | redb::CompactionError::PersistentSavepointExists,
+                ) => return Ok(false),
+                Err(e) => return Err(e).at(&path),
+            }
+            let mut txn = self.db.begin_write().at(&path)?;
+            {
+                let mut t = txn.open_table(META).at(&path)?;
+                t.insert(COMPACTED_RECORDS, records).at(&path)?;
+            }
+            txn.set_durability(Durability::Immediate).at(&path)?;
+            txn.commit().at(&path)?;
+            Ok(true)
         })
     }
 
@@ -168,6 +187,18 @@ impl Index {
             })
         })
     }
+}
+
+/// The `meta` key of the number of records the index held at its last
+/// compaction.
+pub(crate) const COMPACTED_RECORDS: &str = "compacted_records";
+
+/// Whether an index of `records` records, `last` at its last compaction, is
+/// worth compacting again: once it holds a quarter more, so that a
+/// compaction reads at most about five times the index pages added since
+/// the last one.
+fn worth_compacting(records: u64, last: u64) -> bool {
+    u128::from(records) * 4 >= u128::from(last) * 5
 }
 
 #[cfg(test)]

@@ -418,3 +418,66 @@ fn a_sealed_scratch_index_counts_the_interactions_a_live_one_does() {
     let records = commits.iter().map(Vec::len).sum::<usize>() as u64;
     assert_eq!(counts, vec![(13, records), (13, records)]);
 }
+
+#[test]
+fn compaction_runs_again_only_once_the_index_grew_by_a_quarter() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("i.redb");
+    let len = || std::fs::metadata(&path).unwrap().len();
+    let guids: Vec<&'static str> = (0..4000)
+        .map(|i| &*Box::leak(format!("guid-{i}").into_boxed_str()))
+        .collect();
+    let mut next = 0u64;
+    // Commits of interleaved interactions, as an import makes: each one
+    // rewrites pages of the last, leaving freed pages behind.
+    let mut fill = |index: &Index, records: u64| {
+        let mut w = index.begin().unwrap();
+        let batch: Vec<Entry> = (next..next + records)
+            .map(|offset| {
+                entry(
+                    offset,
+                    &offset.to_le_bytes(),
+                    Some(guids[offset as usize % 4000]),
+                )
+            })
+            .collect();
+        next += records;
+        w.add_all(&batch).unwrap();
+        index.commit(w, None).unwrap();
+        next
+    };
+    let compacted_records =
+        |index: &Index| index.reader().unwrap().meta(COMPACTED_RECORDS).unwrap();
+    let mut index = Index::open(&path).unwrap();
+    for _ in 0..20 {
+        fill(&index, 2000);
+    }
+    let before = len();
+    assert!(index.compact().unwrap(), "never compacted: compacts");
+    assert!(len() < before, "{} bytes, {before} before", len());
+    assert_eq!(compacted_records(&index), Some(40_000));
+
+    // A session that adds less than a quarter: its freed pages stay for
+    // later commits to reuse, and the whole file is not read again.
+    fill(&index, 9_000);
+    let grown = len();
+    assert!(!index.compact().unwrap(), "grew by less than a quarter");
+    assert_eq!(len(), grown);
+    assert_eq!(compacted_records(&index), Some(40_000));
+
+    // Reopened, the count of the last compaction is still known; once the
+    // index holds a quarter more records it is compacted again.
+    drop(index);
+    let mut index = Index::open(&path).unwrap();
+    assert!(!index.compact().unwrap());
+    fill(&index, 1_000);
+    assert!(
+        index.compact().unwrap(),
+        "50,000 records, 40,000 at the last compaction"
+    );
+    assert_eq!(compacted_records(&index), Some(50_000));
+    let r = index.reader().unwrap();
+    assert_eq!(r.counters().unwrap().records, next);
+    let want = (0..next).filter(|o| o % 4000 == 7).count();
+    assert_eq!(r.guid_hits("guid-7").unwrap().len(), want);
+}
