@@ -26,6 +26,25 @@ use crate::output::{ColorChoice, HumanJson};
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// Makes the allocator keep freed memory for a second before returning it to
+/// the OS (its default: 10 ms). `import` frees and allocates its batches,
+/// index pages and decoded events at a steady rate, and with the default
+/// the same memory went back to the OS and was faulted in (and zeroed)
+/// again: a 1M import took 0.87x the CPU with 1 s (0.94x with 100 ms), for
+/// 25-28 MiB more peak RSS (docs/BENCHMARKS.md, "Import at 1M"). Only the
+/// commands that call it pay that memory.
+pub(crate) fn hold_freed_memory() {
+    /// `mi_option_purge_delay` of mimalloc v2's `mi_option_e` (mimalloc.h);
+    /// libmimalloc-sys names no constant for it.
+    const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
+    // SAFETY: `mi_option_set` takes a valid option and any value; it stores
+    // the value, which mimalloc reads whenever it purges memory.
+    #[allow(unsafe_code)]
+    unsafe {
+        libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, 1000);
+    }
+}
+
 #[derive(Parser, Debug)]
 #[command(
     name = "ccvault",

@@ -87,6 +87,7 @@ pub fn import(
             ),
         });
     }
+    crate::hold_freed_memory();
     let mut archive = open_writer(cli, archive_options(write))?;
     let started = Instant::now();
     let show_progress = crate::output::show_progress() && !print_acks;
