@@ -135,10 +135,17 @@ fn segz_is_whole(vfs: &dyn Vfs, dir: &Path, base: u64) -> Result<bool> {
     let path = segz_path(dir, base);
     let file = vfs.open(&path, OpenMode::Read, "opening")?;
     let bytes = segz::read_all(file.as_ref(), &path)?;
-    match segz::image(bytes, &path, base) {
+    match segz::lazy(bytes, &path, base) {
         Ok((img, holes)) => {
+            img.prepare_all()
+                .map_err(|e| LogError::io("reading", &path, e))?;
+            let late = img
+                .take_late_holes()
+                .map_err(|e| LogError::io("reading", &path, e))?;
             let header = crate::segment::read_header(&img, &path, base);
-            Ok(holes.is_empty() && matches!(header, Ok(crate::segment::HeaderState::Ok { .. })))
+            Ok(holes.is_empty()
+                && late.is_empty()
+                && matches!(header, Ok(crate::segment::HeaderState::Ok { .. })))
         }
         Err(LogError::UnsupportedVersion { .. }) => Ok(false),
         Err(e) => Err(e),

@@ -284,6 +284,9 @@ pub(crate) struct SegCursor {
     excess_reported: bool,
     /// The next hole of a `.segz` to report (`src.holes`).
     next_hole: usize,
+    /// The end of the `.segz` block last found readable: positions before
+    /// it need no check.
+    prepared_to: u64,
 }
 
 impl SegCursor {
@@ -302,6 +305,7 @@ impl SegCursor {
             min_offset,
             excess_reported: false,
             next_hole,
+            prepared_to: 0,
         }
     }
 
@@ -335,6 +339,21 @@ impl SegCursor {
     /// Advances by one record or damaged range.
     pub fn step(&mut self, win: &mut Window) -> Result<Step> {
         let p = self.pos;
+        if let Some(lazy) = self.src.lazy.as_ref().filter(|_| p >= self.prepared_to) {
+            // A block of a `.segz` is checked when first read: learn of its
+            // damage before reading any of its bytes (frames never cross
+            // blocks), so it is reported here, where the scan meets it.
+            let io = |e| LogError::io("reading", &self.src.path, e);
+            self.prepared_to = lazy.prepare(p).map_err(io)?;
+            for h in lazy.take_late_holes().map_err(io)? {
+                let at = self
+                    .src
+                    .holes
+                    .partition_point(|x| (x.raw_pos, x.raw_len) <= (h.raw_pos, h.raw_len))
+                    .max(self.next_hole);
+                self.src.holes.insert(at, h);
+            }
+        }
         if let Some(h) = self.src.holes.get(self.next_hole) {
             if p >= h.raw_pos {
                 // A lost block of a `.segz`: its bytes are zeros, skip them.

@@ -19,9 +19,9 @@
 //! - Nothing read from a `.segz` can panic or allocate what a field merely
 //!   claims: every length is checked against the bytes present; a block
 //!   reserves its declared length only up to what its compressed bytes can
-//!   decompress to (and at most [`MAX_BLOCK_RAW`]); a decompressed segment
-//!   ([`Image`]) stores only the blocks that decompressed, so a header's
-//!   `seg_len` or a lost block's length costs no memory.
+//!   decompress to (and at most [`MAX_BLOCK_RAW`]); a segment read through
+//!   [`Lazy`] holds its compressed bytes and one decompressed block, so a
+//!   header's `seg_len` or a lost block's length costs no memory.
 
 use std::io;
 use std::path::Path;
@@ -560,10 +560,6 @@ pub(crate) fn load_table(file: &dyn VfsFile, path: &Path, base: u64) -> Result<T
 const ZSTD_MAX_EXPANSION: u64 = 32 << 10;
 
 /// Reads and decompresses block `b`: `Ok(Err(what))` if it is damaged.
-///
-/// The output buffer is reserved from `raw_len` only up to what the block's
-/// compressed bytes, really present in the file, can decompress to, so a
-/// crafted length cannot make this allocate more than the data yields.
 pub(crate) fn read_block(
     file: &dyn VfsFile,
     path: &Path,
@@ -576,52 +572,276 @@ pub(crate) fn read_block(
     if read_full_at(file, path, &mut buf, b.file_pos)? != len {
         return Ok(Err("block cut off by the end of the file"));
     }
-    let Some((found, data_crc)) = parse_block_header(&buf, b.file_pos) else {
-        return Ok(Err("block header damaged"));
+    let mut raw = Vec::new();
+    let mut z = zstd::bulk::Decompressor::new().map_err(|e| LogError::io("reading", path, e))?;
+    Ok(check_block(&buf, b).and_then(|data| decompress(&mut z, data, b, &mut raw).map(|()| raw)))
+}
+
+/// The compressed bytes of block `b`, given the bytes from its header on:
+/// `Err(what)` unless its header matches `b`, its CRC holds and its
+/// declared length is one its compressed bytes can hold.
+fn check_block<'a>(buf: &'a [u8], b: &Block) -> std::result::Result<&'a [u8], &'static str> {
+    let Some((found, data_crc)) = parse_block_header(buf, b.file_pos) else {
+        return Err("block header damaged");
     };
     if found != *b {
-        return Ok(Err("block header does not match the block index"));
+        return Err("block header does not match the block index");
     }
-    let data = buf.get(BLOCK_HEADER_LEN as usize..).unwrap_or(&[]);
+    let data = buf
+        .get(BLOCK_HEADER_LEN as usize..BLOCK_HEADER_LEN as usize + b.comp_len as usize)
+        .ok_or("block cut off by the end of the file")?;
     if crc32fast::hash(data) != data_crc {
-        return Ok(Err("block CRC mismatch"));
+        return Err("block CRC mismatch");
     }
     if u64::from(b.raw_len) > u64::from(b.comp_len).saturating_mul(ZSTD_MAX_EXPANSION) {
-        return Ok(Err(
-            "block declares more bytes than its compressed data can hold",
-        ));
+        return Err("block declares more bytes than its compressed data can hold");
     }
-    match zstd::bulk::decompress(data, b.raw_len as usize) {
-        Ok(raw) if raw.len() == b.raw_len as usize => Ok(Ok(raw)),
-        Ok(_) => Ok(Err("block decompresses to a wrong length")),
-        Err(_) => Ok(Err("block does not decompress")),
+    Ok(data)
+}
+
+/// Decompresses checked block data into `out` (cleared first).
+///
+/// The output buffer is reserved from `raw_len` only up to what the block's
+/// compressed bytes, really present in the file, can decompress to
+/// (`check_block`), and no further than the size the zstd frame records,
+/// so a crafted length cannot make this allocate more than the data yields.
+fn decompress(
+    z: &mut zstd::bulk::Decompressor<'static>,
+    data: &[u8],
+    b: &Block,
+    out: &mut Vec<u8>,
+) -> std::result::Result<(), &'static str> {
+    out.clear();
+    let recorded =
+        zstd::zstd_safe::get_frame_content_size(data).map_err(|_| "block does not decompress")?;
+    if recorded.is_some_and(|n| n < u64::from(b.raw_len)) {
+        return Err("block decompresses to a wrong length");
+    }
+    out.reserve(b.raw_len as usize);
+    match z.decompress_to_buffer(data, out) {
+        Ok(n) if n == b.raw_len as usize && out.len() == n => Ok(()),
+        Ok(_) => Err("block decompresses to a wrong length"),
+        Err(_) => Err("block does not decompress"),
     }
 }
 
 /// Bytes in memory behind the [`VfsFile`] interface (read only), so that
-/// the code reading files reads them the same way: a whole file
-/// ([`Image::whole`]), or a `.segz` decompressed ([`image`]): the bytes of
-/// the `.seg` it came from at their segment positions, held as the blocks
-/// that were read. Positions no piece covers (holes) read as zeros without
-/// being stored, so memory is what the blocks really decompressed to,
-/// whatever length the header claims.
+/// the code reading files reads them the same way.
 pub(crate) struct Image {
-    len: u64,
-    /// `(position, bytes)`, in position order, not overlapping.
-    pieces: Vec<(u64, Arc<Vec<u8>>)>,
+    bytes: Arc<Vec<u8>>,
 }
 
 impl Image {
     /// `bytes` as a file of their length.
     pub fn whole(bytes: Arc<Vec<u8>>) -> Image {
-        Image {
-            len: bytes.len() as u64,
-            pieces: vec![(0, bytes)],
-        }
+        Image { bytes }
     }
 }
 
 impl VfsFile for Image {
+    fn read_at(&self, buf: &mut [u8], pos: u64) -> io::Result<usize> {
+        let from = usize::try_from(pos).unwrap_or(usize::MAX);
+        let src = self.bytes.get(from..).unwrap_or(&[]);
+        let n = src.len().min(buf.len());
+        if let (Some(d), Some(s)) = (buf.get_mut(..n), src.get(..n)) {
+            d.copy_from_slice(s);
+        }
+        Ok(n)
+    }
+    fn write_all_at(&self, _buf: &[u8], _pos: u64) -> io::Result<()> {
+        Err(io::Error::from(io::ErrorKind::PermissionDenied))
+    }
+    fn sync_data(&self) -> io::Result<()> {
+        Ok(())
+    }
+    fn sync_all(&self) -> io::Result<()> {
+        Ok(())
+    }
+    fn set_len(&self, _len: u64) -> io::Result<()> {
+        Err(io::Error::from(io::ErrorKind::PermissionDenied))
+    }
+    fn size(&self) -> io::Result<u64> {
+        Ok(self.bytes.len() as u64)
+    }
+}
+
+/// A `.segz` held in memory (its compressed bytes), read as the segment it
+/// came from: each block is decompressed when a read first reaches it, so a
+/// scan holds one decompressed block at a time, not the segment.
+///
+/// Invariants:
+/// - Blocks whose header or CRC is damaged are found at open ([`lazy`]
+///   returns them as holes, as a walk over a damaged header or index does);
+///   a block that passes those checks but does not decompress to its length
+///   is found when first read, becomes a hole ([`Lazy::take_late_holes`])
+///   and reads as zeros. So every block is checked once a read has covered
+///   it, and a scan learns of a damaged block before it reads any byte of it
+///   ([`Lazy::prepare`]), as frames never cross a block boundary.
+/// - Positions no readable block covers read as zeros without being stored.
+pub(crate) struct Lazy {
+    bytes: Vec<u8>,
+    len: u64,
+    seg_header: [u8; HEADER_LEN as usize],
+    /// The blocks that passed the checks at open, in position order.
+    blocks: Vec<Block>,
+    state: std::sync::Mutex<LazyState>,
+}
+
+struct LazyState {
+    /// Whether each block decompressed (`None`: not read yet).
+    ok: Vec<Option<bool>>,
+    /// The block whose bytes `raw` holds.
+    held: Option<usize>,
+    raw: Vec<u8>,
+    z: Option<zstd::bulk::Decompressor<'static>>,
+    /// Blocks found damaged by a read, not yet taken.
+    late: Vec<Hole>,
+}
+
+/// Opens the `.segz` `bytes` of segment `base` lazily: the segment, and the
+/// holes known without decompressing (damaged header, index or blocks), in
+/// segment-position order.
+pub(crate) fn lazy(bytes: Vec<u8>, path: &Path, base: u64) -> Result<(Lazy, Vec<Hole>)> {
+    let file = Image::whole(Arc::new(bytes));
+    let table = load_table(&file, path, base)?;
+    let bytes = Arc::try_unwrap(file.bytes).unwrap_or_else(|b| b.as_ref().clone());
+    let mut holes = table.holes;
+    let mut blocks = Vec::with_capacity(table.blocks.len());
+    for b in table.blocks {
+        let at = b.file_pos as usize;
+        let checked = match bytes.get(at..) {
+            Some(from) => check_block(from, &b).map(drop),
+            None => Err("block cut off by the end of the file"),
+        };
+        match checked {
+            Ok(()) => blocks.push(b),
+            Err(what) => holes.push(Hole {
+                raw_pos: u64::from(b.raw_pos),
+                raw_len: u64::from(b.raw_len),
+                file_pos: b.file_pos,
+                what,
+            }),
+        }
+    }
+    holes.sort_by_key(|h| (h.raw_pos, h.raw_len));
+    let state = LazyState {
+        ok: vec![None; blocks.len()],
+        held: None,
+        raw: Vec::new(),
+        z: None,
+        late: Vec::new(),
+    };
+    Ok((
+        Lazy {
+            bytes,
+            len: table.seg_len,
+            seg_header: table.seg_header,
+            blocks,
+            state: std::sync::Mutex::new(state),
+        },
+        holes,
+    ))
+}
+
+impl Lazy {
+    fn block_index(&self, pos: u64) -> Option<usize> {
+        let i = self
+            .blocks
+            .partition_point(|b| u64::from(b.raw_pos) <= pos)
+            .checked_sub(1)?;
+        self.blocks.get(i).filter(|b| pos < b.raw_end()).map(|_| i)
+    }
+
+    fn lock(&self) -> io::Result<std::sync::MutexGuard<'_, LazyState>> {
+        self.state
+            .lock()
+            .map_err(|_| io::Error::other("a reader of this compressed segment panicked"))
+    }
+
+    /// Decompresses the block covering `pos` if no read has yet, so that
+    /// its damage, if any, is among [`Lazy::take_late_holes`]; the end of
+    /// that block when it is readable, else 0.
+    pub fn prepare(&self, pos: u64) -> io::Result<u64> {
+        let Some(i) = self.block_index(pos) else {
+            return Ok(0);
+        };
+        let mut st = self.lock()?;
+        let ok = match st.ok.get(i).copied().flatten() {
+            Some(ok) => ok,
+            None => self.load(&mut st, i)?,
+        };
+        Ok(match self.blocks.get(i) {
+            Some(b) if ok => b.raw_end(),
+            _ => 0,
+        })
+    }
+
+    /// Decompresses every block not read yet (for a whole check).
+    pub fn prepare_all(&self) -> io::Result<()> {
+        let mut st = self.lock()?;
+        for i in 0..self.blocks.len() {
+            if st.ok.get(i).copied().flatten().is_none() {
+                self.load(&mut st, i)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The blocks found damaged by reads since the last call.
+    pub fn take_late_holes(&self) -> io::Result<Vec<Hole>> {
+        Ok(std::mem::take(&mut self.lock()?.late))
+    }
+
+    /// Makes block `i` the held one; false if it is damaged.
+    fn load(&self, st: &mut LazyState, i: usize) -> io::Result<bool> {
+        let LazyState {
+            ok,
+            held,
+            raw,
+            z,
+            late,
+        } = st;
+        if *held == Some(i) {
+            return Ok(true);
+        }
+        let (Some(b), Some(known)) = (self.blocks.get(i), ok.get_mut(i)) else {
+            return Ok(false);
+        };
+        if *known == Some(false) {
+            return Ok(false);
+        }
+        *held = None;
+        let z = match z {
+            Some(z) => z,
+            None => z.insert(zstd::bulk::Decompressor::new()?),
+        };
+        let outcome = self
+            .bytes
+            .get(b.file_pos as usize..)
+            .ok_or("block cut off by the end of the file")
+            .and_then(|from| check_block(from, b))
+            .and_then(|data| decompress(z, data, b, raw));
+        match outcome {
+            Ok(()) => {
+                *known = Some(true);
+                *held = Some(i);
+                Ok(true)
+            }
+            Err(what) => {
+                *known = Some(false);
+                late.push(Hole {
+                    raw_pos: u64::from(b.raw_pos),
+                    raw_len: u64::from(b.raw_len),
+                    file_pos: b.file_pos,
+                    what,
+                });
+                Ok(false)
+            }
+        }
+    }
+}
+
+impl VfsFile for Lazy {
     fn read_at(&self, buf: &mut [u8], pos: u64) -> io::Result<usize> {
         let n = usize::try_from(self.len.saturating_sub(pos))
             .unwrap_or(usize::MAX)
@@ -631,17 +851,29 @@ impl VfsFile for Image {
         };
         out.fill(0);
         let end = pos + n as u64;
-        // The first piece that ends after `pos`.
-        let first = self
-            .pieces
-            .partition_point(|(at, b)| at + b.len() as u64 <= pos);
-        for (at, bytes) in self.pieces.iter().skip(first) {
-            if *at >= end {
+        let header = self.seg_header.len() as u64;
+        if pos < header {
+            let to = end.min(header);
+            if let (Some(d), Some(s)) = (
+                out.get_mut(..(to - pos) as usize),
+                self.seg_header.get(pos as usize..to as usize),
+            ) {
+                d.copy_from_slice(s);
+            }
+        }
+        let first = self.blocks.partition_point(|b| b.raw_end() <= pos);
+        let mut st = self.lock()?;
+        for (i, b) in self.blocks.iter().enumerate().skip(first) {
+            let at = u64::from(b.raw_pos);
+            if at >= end {
                 break;
             }
-            let from = pos.max(*at);
-            let to = end.min(at + bytes.len() as u64);
-            let src = bytes.get((from - at) as usize..(to - at) as usize);
+            if !self.load(&mut st, i)? {
+                continue;
+            }
+            let from = pos.max(at);
+            let to = end.min(b.raw_end());
+            let src = st.raw.get((from - at) as usize..(to - at) as usize);
             let dst = out.get_mut((from - pos) as usize..(to - pos) as usize);
             if let (Some(d), Some(s)) = (dst, src) {
                 d.copy_from_slice(s);
@@ -664,33 +896,4 @@ impl VfsFile for Image {
     fn size(&self) -> io::Result<u64> {
         Ok(self.len)
     }
-}
-
-/// The segment as it was before compression, rebuilt from a `.segz` held
-/// in memory (`bytes`): its bytes, and the holes where blocks were lost
-/// (they read as zeros), in segment-position order.
-pub(crate) fn image(bytes: Vec<u8>, path: &Path, base: u64) -> Result<(Image, Vec<Hole>)> {
-    let file = Image::whole(Arc::new(bytes));
-    let table = load_table(&file, path, base)?;
-    let mut pieces = vec![(0, Arc::new(table.seg_header.to_vec()))];
-    let mut holes = table.holes;
-    for b in &table.blocks {
-        match read_block(&file, path, b)? {
-            Ok(raw) => pieces.push((u64::from(b.raw_pos), Arc::new(raw))),
-            Err(what) => holes.push(Hole {
-                raw_pos: u64::from(b.raw_pos),
-                raw_len: u64::from(b.raw_len),
-                file_pos: b.file_pos,
-                what,
-            }),
-        }
-    }
-    holes.sort_by_key(|h| (h.raw_pos, h.raw_len));
-    Ok((
-        Image {
-            len: table.seg_len,
-            pieces,
-        },
-        holes,
-    ))
 }

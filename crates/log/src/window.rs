@@ -1,9 +1,10 @@
 //! Reading a segment file front to back in large chunks: the open file
 //! ([`Src`]) and the reusable buffer a scan reads through ([`Window`]).
-//! A compressed segment (`.segz`) is read whole and decompressed into
-//! memory first, so a scan sees the bytes of the `.seg` it came from, at the
-//! same positions, with the blocks that could not be read listed as holes
-//! (held as nothing: memory is what the readable blocks decompress to).
+//! A compressed segment (`.segz`) is read whole (its compressed bytes) and
+//! decompressed block by block as the scan reaches each block
+//! (`segz::Lazy`), so a scan sees the bytes of the `.seg` it came from, at
+//! the same positions, with the blocks that could not be read listed as
+//! holes, and holds one decompressed block, not the segment.
 //!
 //! Guarantees:
 //! - One `pread` fills many records; the buffer is reused, so a scan makes
@@ -40,8 +41,11 @@ pub(crate) struct Src {
     pub is_last: bool,
     /// Read from a `.segz`: `file` holds the decompressed segment.
     pub packed: bool,
-    /// Segment positions of a `.segz` that could not be read, in order.
+    /// Segment positions of a `.segz` that could not be read, in order
+    /// (those found at open; a scan adds those its reads find, from `lazy`).
     pub holes: Vec<Hole>,
+    /// The `.segz` behind `file`, decompressed as it is read.
+    pub lazy: Option<Arc<segz::Lazy>>,
     /// Length of the file on disk (for a `.segz`, the compressed length).
     pub file_bytes: u64,
 }
@@ -65,10 +69,13 @@ impl Src {
             Kind::Packed => {
                 let bytes = segz::read_all(file.as_ref(), &path)?;
                 let file_bytes = bytes.len() as u64;
-                let (img, holes) = segz::image(bytes, &path, base)?;
-                let mut src = Src::from_file(Arc::new(img), path, base, false)?;
+                let (lazy, holes) = segz::lazy(bytes, &path, base)?;
+                let lazy = Arc::new(lazy);
+                let file: Arc<dyn VfsFile> = Arc::clone(&lazy) as Arc<dyn VfsFile>;
+                let mut src = Src::from_file(file, path, base, false)?;
                 src.packed = true;
                 src.holes = holes;
+                src.lazy = Some(lazy);
                 src.file_bytes = file_bytes;
                 Ok(src)
             }
@@ -91,6 +98,7 @@ impl Src {
             is_last,
             packed: false,
             holes: Vec::new(),
+            lazy: None,
             file_bytes: 0,
         };
         src.restat()?;

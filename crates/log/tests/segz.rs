@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 
 use ccvault_log::{
     segment_file_name, segz_file_name, verify, Compacted, Compression, DamageReason, Log,
-    LogReader, Position, Record,
+    LogReader, Position, Record, ScanItem,
 };
 use common::*;
 
@@ -497,4 +497,77 @@ fn closing_the_writer_leaves_what_it_did_not_compress_to_the_next_one() {
     drop(log);
     assert_eq!(bases(&names(&dir)).len(), plain);
     assert!(verify(&dir).unwrap().is_clean());
+}
+
+#[test]
+fn a_block_that_does_not_decompress_is_reported_where_the_scan_meets_it() {
+    // A block whose CRCs hold but whose data zstd refuses is found only by
+    // decompressing it, which a scan does as it reaches the block: it is
+    // still reported in its place, between the records before and after it,
+    // and verify still finds it.
+    let f = compressed(200);
+    let segs = LogReader::open(&f.dir).unwrap().segments();
+    let seg = segs[1];
+    let path = f.dir.join(segz_file_name(seg));
+    let mut bytes = fs::read(&path).unwrap();
+    let bl = blocks(&bytes);
+    assert!(bl.len() >= 3, "{bl:?}");
+    let (file_pos, raw_pos, raw_len) = bl[1];
+    let at = file_pos as usize;
+    let comp_len = u32_at(&bytes, at + 12) as usize;
+    for b in &mut bytes[at + 32..at + 32 + comp_len] {
+        *b = 0xA5;
+    }
+    let data_crc = crc32fast::hash(&bytes[at + 32..at + 32 + comp_len]);
+    bytes[at + 24..at + 28].copy_from_slice(&data_crc.to_le_bytes());
+    let crc = crc32fast::hash(&bytes[at..at + 28]);
+    bytes[at + 28..at + 32].copy_from_slice(&crc.to_le_bytes());
+    fs::write(&path, &bytes).unwrap();
+
+    let report = verify(&f.dir).unwrap();
+    let [d, gap] = &report.damage[..] else {
+        panic!("{:?}", report.damage);
+    };
+    assert!(
+        matches!(gap.reason, DamageReason::OffsetGap { .. }),
+        "{gap}"
+    );
+    assert_eq!((d.pos, d.len_skipped), (raw_pos, raw_len), "{d}");
+    assert!(
+        matches!(d.reason, DamageReason::Compressed { file_pos: p, what } if p == file_pos && what.contains("decompress")),
+        "{d}"
+    );
+
+    // In scan order: this segment's records before the block, the block's
+    // damage, then the records after it.
+    let reader = LogReader::open(&f.dir).unwrap();
+    let mut items = Vec::new();
+    for item in reader.scan(Position::START) {
+        items.push(item.unwrap());
+    }
+    let k = items
+        .iter()
+        .position(|i| matches!(i, ScanItem::Damage(x) if x == d))
+        .unwrap_or_else(|| panic!("not scanned: {d}"));
+    for (j, item) in items.iter().enumerate() {
+        if let ScanItem::Record(p, r) = item {
+            assert_eq!(f.records[r.offset as usize], *r);
+            if p.segment == seg {
+                let before = u64::from(p.pos) < raw_pos;
+                assert_eq!(j < k, before, "record at {p} on the wrong side of {d}");
+                assert!(!(raw_pos..raw_pos + raw_len).contains(&u64::from(p.pos)));
+            }
+        }
+    }
+    let lost = f
+        .positions
+        .iter()
+        .filter(|p| p.segment == seg && (raw_pos..raw_pos + raw_len).contains(&u64::from(p.pos)))
+        .count();
+    assert!(lost > 0);
+    let scanned = items
+        .iter()
+        .filter(|i| matches!(i, ScanItem::Record(..)))
+        .count();
+    assert_eq!(scanned + lost, f.records.len());
 }
