@@ -625,6 +625,24 @@ fn decompress(
     }
 }
 
+/// The writing half of a [`VfsFile`] that is bytes in memory, read only.
+macro_rules! read_only_file {
+    () => {
+        fn write_all_at(&self, _buf: &[u8], _pos: u64) -> io::Result<()> {
+            Err(io::Error::from(io::ErrorKind::PermissionDenied))
+        }
+        fn sync_data(&self) -> io::Result<()> {
+            Ok(())
+        }
+        fn sync_all(&self) -> io::Result<()> {
+            Ok(())
+        }
+        fn set_len(&self, _len: u64) -> io::Result<()> {
+            Err(io::Error::from(io::ErrorKind::PermissionDenied))
+        }
+    };
+}
+
 /// Bytes in memory behind the [`VfsFile`] interface (read only), so that
 /// the code reading files reads them the same way.
 pub(crate) struct Image {
@@ -648,18 +666,7 @@ impl VfsFile for Image {
         }
         Ok(n)
     }
-    fn write_all_at(&self, _buf: &[u8], _pos: u64) -> io::Result<()> {
-        Err(io::Error::from(io::ErrorKind::PermissionDenied))
-    }
-    fn sync_data(&self) -> io::Result<()> {
-        Ok(())
-    }
-    fn sync_all(&self) -> io::Result<()> {
-        Ok(())
-    }
-    fn set_len(&self, _len: u64) -> io::Result<()> {
-        Err(io::Error::from(io::ErrorKind::PermissionDenied))
-    }
+    read_only_file!();
     fn size(&self) -> io::Result<u64> {
         Ok(self.bytes.len() as u64)
     }
@@ -881,18 +888,7 @@ impl VfsFile for Lazy {
         }
         Ok(n)
     }
-    fn write_all_at(&self, _buf: &[u8], _pos: u64) -> io::Result<()> {
-        Err(io::Error::from(io::ErrorKind::PermissionDenied))
-    }
-    fn sync_data(&self) -> io::Result<()> {
-        Ok(())
-    }
-    fn sync_all(&self) -> io::Result<()> {
-        Ok(())
-    }
-    fn set_len(&self, _len: u64) -> io::Result<()> {
-        Err(io::Error::from(io::ErrorKind::PermissionDenied))
-    }
+    read_only_file!();
     fn size(&self) -> io::Result<u64> {
         Ok(self.len)
     }
