@@ -157,24 +157,40 @@ impl Index {
             if last.is_some_and(|last| !worth_compacting(records, last)) {
                 return Ok(false);
             }
+            // The mark is committed before compacting, never after: redb
+            // trims the file to its last page, so a commit after the
+            // compaction would grow the file again (by as much as doubling
+            // it), undoing what the compaction gave back.
+            self.put_compacted_records(Some(records))?;
             match self.db.compact() {
-                Ok(_) => {}
+                Ok(_) => Ok(true),
                 Err(
                     redb::CompactionError::TransactionInProgress
                     | redb::CompactionError::EphemeralSavepointExists
                     | redb::CompactionError::PersistentSavepointExists,
-                ) => return Ok(false),
-                Err(e) => return Err(e).at(&path),
+                ) => {
+                    // Not compacted: the next session tries again.
+                    self.put_compacted_records(last)?;
+                    Ok(false)
+                }
+                Err(e) => Err(e).at(&path),
             }
-            let mut txn = self.db.begin_write().at(&path)?;
-            {
-                let mut t = txn.open_table(META).at(&path)?;
-                t.insert(COMPACTED_RECORDS, records).at(&path)?;
-            }
-            txn.set_durability(Durability::Immediate).at(&path)?;
-            txn.commit().at(&path)?;
-            Ok(true)
         })
+    }
+
+    /// Sets (or, with `None`, removes) the mark of the last compaction.
+    fn put_compacted_records(&self, records: Option<u64>) -> Result<()> {
+        let path = &self.path;
+        let mut txn = self.db.begin_write().at(path)?;
+        {
+            let mut t = txn.open_table(META).at(path)?;
+            match records {
+                Some(n) => t.insert(COMPACTED_RECORDS, n).map(drop).at(path)?,
+                None => t.remove(COMPACTED_RECORDS).map(drop).at(path)?,
+            }
+        }
+        txn.set_durability(Durability::Immediate).at(path)?;
+        txn.commit().at(path)
     }
 
     /// A snapshot of the last commit.
