@@ -587,9 +587,7 @@ fn check_block<'a>(buf: &'a [u8], b: &Block) -> std::result::Result<&'a [u8], &'
     if found != *b {
         return Err("block header does not match the block index");
     }
-    let data = buf
-        .get(BLOCK_HEADER_LEN as usize..BLOCK_HEADER_LEN as usize + b.comp_len as usize)
-        .ok_or("block cut off by the end of the file")?;
+    let data = block_data(buf, b)?;
     if crc32fast::hash(data) != data_crc {
         return Err("block CRC mismatch");
     }
@@ -597,6 +595,12 @@ fn check_block<'a>(buf: &'a [u8], b: &Block) -> std::result::Result<&'a [u8], &'
         return Err("block declares more bytes than its compressed data can hold");
     }
     Ok(data)
+}
+
+/// The compressed data of block `b`, `buf` starting at its header.
+fn block_data<'a>(buf: &'a [u8], b: &Block) -> std::result::Result<&'a [u8], &'static str> {
+    buf.get(BLOCK_HEADER_LEN as usize..BLOCK_HEADER_LEN as usize + b.comp_len as usize)
+        .ok_or("block cut off by the end of the file")
 }
 
 /// Decompresses checked block data into `out` (cleared first).
@@ -826,7 +830,9 @@ impl Lazy {
             .bytes
             .get(b.file_pos as usize..)
             .ok_or("block cut off by the end of the file")
-            .and_then(|from| check_block(from, b))
+            // Checked once, at open (`lazy`): `blocks` holds only blocks
+            // whose header and CRC held, over bytes that do not change.
+            .and_then(|from| block_data(from, b))
             .and_then(|data| decompress(z, data, b, raw));
         match outcome {
             Ok(()) => {
