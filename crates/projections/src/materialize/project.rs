@@ -445,7 +445,7 @@ pub(super) fn project_records<R: Archived>(
         by_guid[slot].1.push(Prepared {
             key,
             time_source: t.source,
-            event,
+            event: Box::new(event),
             kind,
             topic_tenant: r.topic_tenant(),
             input_index,
