@@ -280,6 +280,12 @@ impl IndexReader {
         self.hits(PostingKind::Guid, guid_hash(guid))
     }
 
+    /// As [`IndexReader::guid_hits`], for a GUID known by its hash only
+    /// (`guid_hash`): a caller that keeps hashes, not GUIDs.
+    pub fn guid_hash_hits(&self, hash: u64) -> Result<Vec<Hit>> {
+        self.hits(PostingKind::Guid, hash)
+    }
+
     /// Records whose agent id hashes like `agent`, in offset order.
     pub fn agent_hits(&self, agent: &str) -> Result<Vec<Hit>> {
         self.hits(PostingKind::Agent, agent_hash(agent))

@@ -31,18 +31,21 @@
 //!   payload bytes)` for every status change (docs/METRICS.md §5) below `consumed`: enough to recompute agent
 //!   state time exactly for any window.
 //! - The tenant index (whose an event or a leg is: `crate::tenant`; "" in a
-//!   key stands for none): `tenant_legs` `(tenant, offeredAt,
-//!   interactionGUID) -> ()`, exactly one entry per row of
-//!   `interactions_by_offered`, under the row's `tenant`; `tenant_guids` and
-//!   `tenant_agents` `(tenant, GUID or agentId) -> ()`, one entry per
-//!   distinct pair an event below `consumed` has; `tenant_other` `(tenant,
+//!   key stands for none): `tenant_legs` `(tenant_hash(tenant), offeredAt,
+//!   guid_hash(interactionGUID)) -> n`, n > 0 the number of rows of
+//!   `interactions_by_offered` with that `offeredAt` and GUID hash filed
+//!   under a tenant of that hash (each row exactly once, under its
+//!   `tenant`); `tenant_guids` `(tenant_hash(tenant), guid_hash(GUID)) ->
+//!   ()` and `tenant_agents` `(tenant, agentId) -> ()`, one entry per
+//!   distinct pair an event below `consumed` has (readers of the hashed
+//!   tables check what they find against the tenant); `tenant_other` `(tenant,
 //!   offset) -> payload hash` for each event below `consumed` with a
 //!   tenant but neither a GUID nor an agent; `tenants` `tenant -> (events,
 //!   legs, min, max)`: the events below `consumed` whose tenant it is
 //!   ("" counting those without), its entries in `tenant_legs`, and the
 //!   smallest and largest timed t(e) of its events (`i64::MAX`/`i64::MIN`
 //!   for none). A tenant's data is a key range of each, so `--tenant` reads
-//!   no other tenant's rows.
+//!   no other tenant's rows (but on a hash collision).
 //!
 //! A stored summary holds one leg's own answer for `contactId`/`legIndex`
 //! (its GUID, 0); [`Projections::summary`] and every listing replace them
@@ -92,7 +95,7 @@ pub use query::{InteractionFilter, TenantStats};
 
 /// Bump whenever a stored value or a rule of docs/METRICS.md changes: a store
 /// written with another version is rebuilt on the next catch-up.
-pub const PROJECTION_VERSION: i64 = 9;
+pub const PROJECTION_VERSION: i64 = 10;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProjectionError {

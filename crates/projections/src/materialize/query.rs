@@ -7,8 +7,8 @@ use ccvault_event::{parse_event, EventTime, TimeSource};
 use redb::{ReadOnlyTable, ReadTransaction, ReadableTable};
 
 use super::schema::{
-    offered_at_of, report_chunk_of, AGENT_STATUS, BY_OFFERED, CHILDREN, OFFERED, REPORT_CHUNKS,
-    TENANTS, TENANT_AGENTS, TENANT_GUIDS, TENANT_LEGS, TENANT_OTHER,
+    offered_at_of, report_chunk_of, tenant_hash, AGENT_STATUS, BY_OFFERED, CHILDREN, OFFERED,
+    REPORT_CHUNKS, TENANTS, TENANT_AGENTS, TENANT_GUIDS, TENANT_LEGS, TENANT_OTHER,
 };
 use super::{guarded, AtPath, ProjectionError, Projections, Result};
 use crate::agents::{AgentStateTime, AgentStates, AgentWindow};
@@ -18,7 +18,7 @@ use crate::live::AgentNow;
 use crate::report::{Report, ReportOptions, ReportRow};
 use crate::summary::{LegKind, Outcome, Summary};
 use crate::tenant::event_tenant;
-use ccvault_store::{unguarded, ArchiveReader, Hit, Record, StoreError};
+use ccvault_store::{guid_hash, unguarded, ArchiveReader, Hit, Record, StoreError};
 
 /// `interactions` filters: all present ones must hold.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -236,28 +236,48 @@ impl Projections {
                 Ok(!filter.matches(&s) || unguarded(|| f(s))?)
             };
             if let Some(tenant) = filter.tenant.as_deref() {
-                // One tenant's legs: its range of `tenant_legs`, each row
-                // read by its key.
+                // One tenant's legs: its range of `tenant_legs`, then per
+                // `offeredAt` the rows whose GUID hash it names, in GUID
+                // order (`filter` drops another tenant's on a collision).
                 let Some(legs) = open_optional(&txn, TENANT_LEGS).at(&self.path)? else {
                     return Ok(());
                 };
+                let th = tenant_hash(tenant);
                 let range = match filter.to {
-                    Some(to) => legs.range((tenant, lo, "")..(tenant, to, "")),
-                    None => legs.range((tenant, lo, "")..),
+                    Some(to) => legs.range((th, lo, 0)..(th, to, 0)),
+                    None => legs.range((th, lo, 0)..=(th, i64::MAX, u64::MAX)),
                 }
                 .at(&self.path)?;
+                let mut hashes: Vec<u64> = Vec::new();
+                let mut current: Option<i64> = None;
+                // Visits the rows at `at` whose GUID hash is in `hashes`.
+                let mut visit_at = |at: i64, hashes: &[u64]| -> Result<bool> {
+                    for item in t.by_offered.range((at, "")..).at(&self.path)? {
+                        let (k, v) = item.at(&self.path)?;
+                        let (row_at, guid) = k.value();
+                        if row_at != at {
+                            break;
+                        }
+                        if hashes.contains(&guid_hash(guid)) && !visit(at, guid, v.value())? {
+                            return Ok(false);
+                        }
+                    }
+                    Ok(true)
+                };
                 for item in range {
                     let (k, _) = item.at(&self.path)?;
-                    let (t_key, at, guid) = k.value();
-                    if t_key != tenant {
-                        break;
+                    let (_, at, h) = k.value();
+                    if let Some(cur) = current.filter(|&cur| cur != at) {
+                        if !visit_at(cur, &hashes)? {
+                            return Ok(());
+                        }
+                        hashes.clear();
                     }
-                    let Some(v) = t.by_offered.get((at, guid)).at(&self.path)? else {
-                        continue;
-                    };
-                    if !visit(at, guid, v.value())? {
-                        break;
-                    }
+                    current = Some(at);
+                    hashes.push(h);
+                }
+                if let Some(cur) = current {
+                    visit_at(cur, &hashes)?;
                 }
                 return Ok(());
             }
@@ -470,9 +490,23 @@ impl Projections {
         self.tenant_keys(TENANT_AGENTS, tenant)
     }
 
-    /// The interactions (GUIDs) named by an event of `tenant`, sorted.
-    pub fn guids_of_tenant(&self, tenant: &str) -> Result<Vec<String>> {
-        self.tenant_keys(TENANT_GUIDS, tenant)
+    /// The GUID hashes (`guid_hash`) of the interactions named by an
+    /// event of `tenant`, sorted; another tenant's on a tenant hash
+    /// collision.
+    fn guid_hashes_of_tenant(&self, tenant: &str) -> Result<Vec<u64>> {
+        guarded(&self.path, || {
+            let txn = self.read_txn()?;
+            let Some(t) = open_optional(&txn, TENANT_GUIDS).at(&self.path)? else {
+                return Ok(Vec::new());
+            };
+            let th = tenant_hash(tenant);
+            let mut out = Vec::new();
+            for item in t.range((th, 0)..=(th, u64::MAX)).at(&self.path)? {
+                let (k, _) = item.at(&self.path)?;
+                out.push(k.value().1);
+            }
+            Ok(out)
+        })
     }
 
     /// `(offset, payload hash)` of the events of `tenant` that name neither
@@ -511,8 +545,8 @@ impl Projections {
         let consumed = self.state()?.consumed;
         let agents: BTreeSet<String> = self.agents_of_tenant(tenant)?.into_iter().collect();
         let mut hits: Vec<Hit> = Vec::new();
-        for g in self.guids_of_tenant(tenant)? {
-            hits.extend(reader.index().guid_hits(&g).map_err(StoreError::from)?);
+        for h in self.guid_hashes_of_tenant(tenant)? {
+            hits.extend(reader.index().guid_hash_hits(h).map_err(StoreError::from)?);
         }
         for a in &agents {
             hits.extend(reader.index().agent_hits(a).map_err(StoreError::from)?);

@@ -47,14 +47,20 @@ pub(super) const AGENT_STATUS: TableDefinition<(&str, i64, u64), (u8, &[u8])> =
 // The tenant index (`crate::tenant` says whose an event or a leg is; ""
 // stands for none where a key needs a tenant).
 
-/// `(leg's tenant, offeredAt, interactionGUID) -> ()`: every row of
-/// `interactions_by_offered` under its leg's tenant, so one tenant's legs
-/// are a range in `offeredAt` order.
-pub(super) const TENANT_LEGS: TableDefinition<(&str, i64, &str), ()> =
+/// `(tenant_hash(leg's tenant), offeredAt, guid_hash(interactionGUID)) ->
+/// how many rows of `interactions_by_offered` it stands for` (1 but for a
+/// hash collision): every row filed under its leg's tenant, so one
+/// tenant's legs are a range in `offeredAt` order. Hashes, not texts
+/// (issue 12: the texts took ~90 bytes a leg, the fixed-width key takes
+/// 24); a reader finds the rows at that `offeredAt` whose GUID has that
+/// hash and keeps those of the tenant.
+pub(super) const TENANT_LEGS: TableDefinition<(u64, i64, u64), u32> =
     TableDefinition::new("tenant_legs");
-/// `(event's tenant, interactionGUID) -> ()` for every event having both:
-/// where a tenant's events are found through the archive's index.
-pub(super) const TENANT_GUIDS: TableDefinition<(&str, &str), ()> =
+/// `(tenant_hash(event's tenant), guid_hash(interactionGUID)) -> ()` for
+/// every event having both: where a tenant's events are found through the
+/// archive's index, which files them under that GUID hash (the records
+/// read are checked against the tenant, so a collision costs a read).
+pub(super) const TENANT_GUIDS: TableDefinition<(u64, u64), ()> =
     TableDefinition::new("tenant_guids");
 /// `(event's tenant, agentId) -> ()` for every event having both: a
 /// tenant's agents.
@@ -74,6 +80,12 @@ pub(super) const TENANTS: TableDefinition<&str, (u64, u64, i64, i64)> =
 /// The key part standing for a tenant, "" for none.
 pub(super) fn tenant_key(t: &Option<String>) -> &str {
     t.as_deref().unwrap_or("")
+}
+
+/// The key part standing for a tenant in `tenant_legs` and `tenant_guids`:
+/// the xxh3-64 of [`tenant_key`]'s text (the GUID hash's function).
+pub(super) fn tenant_hash(tenant: &str) -> u64 {
+    guid_hash(tenant)
 }
 
 /// Adds `events`/`legs` (negative: removes) and widens the time range of
@@ -115,22 +127,40 @@ pub(super) fn offered_at_of(
     Ok(None)
 }
 
-/// Counts one more (`up`) or one fewer GUID stored under `key` in `offered`.
-fn count_offered(
-    offered: &mut redb::Table<(u64, i64), u32>,
-    key: (u64, i64),
+/// Counts one more (`up`) or one fewer row stored under `key` in a table
+/// of counts (`interaction_offered`, `tenant_legs`), removing a key whose
+/// count falls to 0.
+fn count_key<'k, K: redb::Key + 'static>(
+    table: &mut redb::Table<K, u32>,
+    key: K::SelfType<'k>,
     up: bool,
 ) -> std::result::Result<(), redb::StorageError> {
-    let n = offered.get(key)?.map_or(0, |v| v.value());
+    let n = table.get(&key)?.map_or(0, |v| v.value());
     let n = if up {
         n.saturating_add(1)
     } else {
         n.saturating_sub(1)
     };
     if n == 0 {
-        offered.remove(key)?;
+        table.remove(&key)?;
     } else {
-        offered.insert(key, n)?;
+        table.insert(&key, n)?;
+    }
+    Ok(())
+}
+
+/// Adds `n` to the count under `key` (a rebuild's sorted batch: the key is
+/// new to the table but for a hash collision with an earlier commit).
+fn add_count<'k, K: redb::Key + 'static>(
+    table: &mut redb::Table<K, u32>,
+    key: K::SelfType<'k>,
+    n: usize,
+) -> std::result::Result<(), redb::StorageError> {
+    let n = u32::try_from(n).unwrap_or(u32::MAX);
+    // Insert first, add up in the rare case the key was there.
+    let before = table.insert(&key, n)?.map(|v| v.value());
+    if let Some(before) = before {
+        table.insert(&key, before.saturating_add(n))?;
     }
     Ok(())
 }
@@ -236,15 +266,7 @@ impl Projections {
         let mut offered = txn.open_table(OFFERED).at(&self.path)?;
         for same in keys.chunk_by(|a, b| a == b) {
             let Some(&key) = same.first() else { continue };
-            let n = u32::try_from(same.len()).unwrap_or(u32::MAX);
-            // An earlier commit of this rebuild filed the key too only on a
-            // GUID hash collision: insert first, add up in that rare case.
-            let before = offered.insert(key, n).at(&self.path)?.map(|v| v.value());
-            if let Some(before) = before {
-                offered
-                    .insert(key, before.saturating_add(n))
-                    .at(&self.path)?;
-            }
+            add_count(&mut offered, key, same.len()).at(&self.path)?;
         }
         let mut pairs: Vec<(&str, &str)> = summaries
             .iter()
@@ -255,20 +277,21 @@ impl Projections {
         for pair in pairs {
             children.insert(pair, ()).at(&self.path)?;
         }
-        let mut filed: Vec<(&str, i64, &str)> = summaries
-            .iter()
-            .map(|r| (tenant_key(&r.tenant), r.offered_at, r.guid.as_str()))
-            .collect();
+        // Each row is new to the store: one more leg of its tenant.
+        let mut legs: BTreeMap<&str, i64> = BTreeMap::new();
+        let mut hashes: BTreeMap<&str, u64> = BTreeMap::new();
+        let mut filed: Vec<(u64, i64, u64)> = Vec::with_capacity(summaries.len());
+        for r in summaries.iter() {
+            let tenant = tenant_key(&r.tenant);
+            *legs.entry(tenant).or_default() += 1;
+            let th = *hashes.entry(tenant).or_insert_with(|| tenant_hash(tenant));
+            filed.push((th, r.offered_at, guid_hash(&r.guid)));
+        }
         filed.sort_unstable();
         let mut tenant_legs = txn.open_table(TENANT_LEGS).at(&self.path)?;
-        let mut legs: Vec<(&str, i64)> = Vec::new();
-        for key in filed {
-            if tenant_legs.insert(key, ()).at(&self.path)?.is_none() {
-                match legs.last_mut() {
-                    Some((t, n)) if *t == key.0 => *n += 1,
-                    _ => legs.push((key.0, 1)),
-                }
-            }
+        for same in filed.chunk_by(|a, b| a == b) {
+            let Some(&key) = same.first() else { continue };
+            add_count(&mut tenant_legs, key, same.len()).at(&self.path)?;
         }
         let mut tenants = txn.open_table(TENANTS).at(&self.path)?;
         for (tenant, n) in legs {
@@ -301,12 +324,12 @@ impl Projections {
             let old_at = offered_at_of(&offered, &by_offered, guid).at(&self.path)?;
             chunks.extend(old_at.map(report_chunk_of));
             chunks.insert(report_chunk_of(row.offered_at));
+            let h = guid_hash(guid);
             if old_at != Some(row.offered_at) {
-                let h = guid_hash(guid);
                 if let Some(old) = old_at {
-                    count_offered(&mut offered, (h, old), false).at(&self.path)?;
+                    count_key(&mut offered, (h, old), false).at(&self.path)?;
                 }
-                count_offered(&mut offered, (h, row.offered_at), true).at(&self.path)?;
+                count_key(&mut offered, (h, row.offered_at), true).at(&self.path)?;
             }
             let moved = match old_at {
                 Some(old) if old != row.offered_at => by_offered
@@ -337,23 +360,24 @@ impl Projections {
                     .insert((parent.as_str(), guid), ())
                     .at(&self.path)?;
             }
+            // Every stored row is filed once under (its tenant, its
+            // offeredAt): refile it when either changed.
             let tenant = tenant_key(&row.tenant);
-            if let Some((old_tenant, at)) = old_filed {
-                let old_tenant = tenant_key(&old_tenant);
-                if (old_tenant, at) != (tenant, row.offered_at)
-                    && tenant_legs
-                        .remove((old_tenant, at, guid))
-                        .at(&self.path)?
-                        .is_some()
-                {
+            let old_filed = old_filed
+                .as_ref()
+                .map(|(old_tenant, at)| (tenant_key(old_tenant), *at));
+            if old_filed != Some((tenant, row.offered_at)) {
+                if let Some((old_tenant, at)) = old_filed {
+                    count_key(&mut tenant_legs, (tenant_hash(old_tenant), at, h), false)
+                        .at(&self.path)?;
                     *legs.entry(old_tenant.to_owned()).or_default() -= 1;
                 }
-            }
-            if tenant_legs
-                .insert((tenant, row.offered_at, guid), ())
-                .at(&self.path)?
-                .is_none()
-            {
+                count_key(
+                    &mut tenant_legs,
+                    (tenant_hash(tenant), row.offered_at, h),
+                    true,
+                )
+                .at(&self.path)?;
                 *legs.entry(tenant.to_owned()).or_default() += 1;
             }
         }
@@ -446,17 +470,34 @@ impl Projections {
     /// Writes the tenant index entries of newly applied records (each
     /// record's entries are written once: its counts are added).
     pub(super) fn put_tenants(&self, txn: &WriteTransaction, facts: &TenantFacts) -> Result<()> {
-        for (table, pairs) in [(TENANT_GUIDS, &facts.guids), (TENANT_AGENTS, &facts.agents)] {
-            let mut keys: Vec<(&str, &str)> = pairs
-                .iter()
-                .map(|(t, v)| (t.as_str(), v.as_str()))
-                .collect();
-            keys.sort_unstable();
-            keys.dedup();
-            let mut table = txn.open_table(table).at(&self.path)?;
-            for key in keys {
-                table.insert(key, ()).at(&self.path)?;
-            }
+        // The events of an interaction come together, so its tenant's
+        // hash is the last one computed but across tenants.
+        let mut last: Option<(&str, u64)> = None;
+        let mut keys: Vec<(u64, u64)> = Vec::with_capacity(facts.guids.len());
+        for (t, g) in &facts.guids {
+            let th = match last {
+                Some((lt, th)) if lt == t => th,
+                _ => tenant_hash(t),
+            };
+            last = Some((t, th));
+            keys.push((th, guid_hash(g)));
+        }
+        keys.sort_unstable();
+        keys.dedup();
+        let mut guids = txn.open_table(TENANT_GUIDS).at(&self.path)?;
+        for key in keys {
+            guids.insert(key, ()).at(&self.path)?;
+        }
+        let mut keys: Vec<(&str, &str)> = facts
+            .agents
+            .iter()
+            .map(|(t, v)| (t.as_str(), v.as_str()))
+            .collect();
+        keys.sort_unstable();
+        keys.dedup();
+        let mut agents = txn.open_table(TENANT_AGENTS).at(&self.path)?;
+        for key in keys {
+            agents.insert(key, ()).at(&self.path)?;
         }
         let mut other = txn.open_table(TENANT_OTHER).at(&self.path)?;
         for (tenant, offset, hash) in &facts.other {
