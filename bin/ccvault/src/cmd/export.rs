@@ -137,6 +137,10 @@ fn export_parquet(cli: &Cli, args: &ExportArgs) -> Result<ExitCode> {
         .into());
     }
     let started = std::time::Instant::now();
+    // The writer threads free and allocate page and column-chunk buffers
+    // all along; with the allocator's default they went back to the OS and
+    // were faulted in (and zeroed) again (docs/BENCHMARKS.md, issue 14).
+    crate::hold_freed_memory();
     // The projections first: the log scan then sees at least the records they hold.
     let p = up_to_date(cli)?;
     let mut reader = open_reader(cli)?;
