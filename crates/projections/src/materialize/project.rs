@@ -146,16 +146,28 @@ pub(super) struct GroupEvent<'a> {
 }
 
 impl ArchivedGroup {
-    /// A group expected to hold `records` records like `first`.
-    pub(super) fn for_records(records: usize, first: &RecordRef<'_>) -> ArchivedGroup {
+    /// A group expected to hold `records` records like `first`, in `spare`
+    /// (an emptied group whose buffers are reused) or in new buffers.
+    pub(super) fn for_records(
+        records: usize,
+        first: &RecordRef<'_>,
+        spare: Option<ArchivedGroup>,
+    ) -> ArchivedGroup {
         let each = first.payload.len() + first.publish_time.len();
         // Room for the expected records (a little more: payloads vary),
         // bounded so that a wrong count cannot reserve much.
         let records = records.clamp(1, 64);
-        ArchivedGroup {
-            bytes: Vec::with_capacity(records * each + records * each / 8),
-            recs: Vec::with_capacity(records),
-        }
+        let mut group = spare.unwrap_or_default();
+        group.clear();
+        group.bytes.reserve(records * each + records * each / 8);
+        group.recs.reserve(records);
+        group
+    }
+
+    /// Empties the group, keeping its buffers for the next one.
+    pub(super) fn clear(&mut self) {
+        self.bytes.clear();
+        self.recs.clear();
     }
 
     pub(super) fn push(&mut self, r: &RecordRef<'_>) {
