@@ -27,21 +27,66 @@ use crate::output::{ColorChoice, HumanJson};
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// Makes the allocator keep freed memory for a second before returning it to
-/// the OS (its default: 10 ms). `import` frees and allocates its batches,
-/// index pages and decoded events at a steady rate, and with the default
-/// the same memory went back to the OS and was faulted in (and zeroed)
-/// again: a 1M import took 0.87x the CPU with 1 s (0.94x with 100 ms), for
-/// 25-28 MiB more peak RSS (docs/BENCHMARKS.md, "Import at 1M"). Only the
-/// commands that call it pay that memory.
-pub(crate) fn hold_freed_memory() {
+/// the OS (its default: 10 ms) while the process is small. `import` frees
+/// and allocates its batches, index pages and decoded events at a steady
+/// rate, and with the default the same memory went back to the OS and was
+/// faulted in (and zeroed) again: a 1M import took 0.87x the CPU with 1 s
+/// (0.94x with 100 ms), for 25-28 MiB more peak RSS (docs/BENCHMARKS.md,
+/// "Import at 1M"). Past a few million events (redb's cache full) the
+/// held memory no longer paid: a 20M import took the same CPU with either
+/// delay but peaked at 257 MiB with 1 s against 210 MiB with 10 ms, over
+/// import's 256 MB bound (docs/OPERATIONS.md). So the caller reports the
+/// process's size with [`FreedMemory::check`], and past
+/// [`FreedMemory::HOLD_BELOW_KIB`] the delay goes back to the allocator's own
+/// for good. Only the commands that call it pay that memory.
+pub(crate) struct FreedMemory {
+    /// The delay to go back to (the allocator's own), while holding.
+    held: Option<std::ffi::c_long>,
+}
+
+impl FreedMemory {
+    /// Resident size past which freed memory is returned at the
+    /// allocator's default pace: a 1M import, which gains from holding,
+    /// peaked at 212-227 MiB; held memory, returned within a second of the
+    /// switch, leaves the peak under 256 MB.
+    pub(crate) const HOLD_BELOW_KIB: u64 = 224 << 10;
+
+    /// Starts holding freed memory.
+    pub(crate) fn hold() -> FreedMemory {
+        let default = purge_delay(None);
+        purge_delay(Some(1000));
+        FreedMemory {
+            held: Some(default),
+        }
+    }
+
+    /// Stops holding freed memory once the process's resident size
+    /// (`rss_kib`, when known) has passed [`Self::HOLD_BELOW_KIB`].
+    pub(crate) fn check(&mut self, rss_kib: Option<u64>) {
+        if let Some(default) = self.held {
+            if rss_kib.is_some_and(|r| r > Self::HOLD_BELOW_KIB) {
+                purge_delay(Some(default));
+                self.held = None;
+            }
+        }
+    }
+}
+
+/// How long (ms) mimalloc keeps freed memory before returning it to the
+/// OS: sets it to `set` if given, and returns the value before.
+fn purge_delay(set: Option<std::ffi::c_long>) -> std::ffi::c_long {
     /// `mi_option_purge_delay` of mimalloc v2's `mi_option_e` (mimalloc.h);
     /// libmimalloc-sys names no constant for it.
     const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
-    // SAFETY: `mi_option_set` takes a valid option and any value; it stores
-    // the value, which mimalloc reads whenever it purges memory.
+    // SAFETY: `mi_option_get` and `mi_option_set` take a valid option (and
+    // any value); mimalloc reads the value whenever it purges memory.
     #[allow(unsafe_code)]
     unsafe {
-        libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, 1000);
+        let before = libmimalloc_sys::mi_option_get(MI_OPTION_PURGE_DELAY);
+        if let Some(ms) = set {
+            libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, ms);
+        }
+        before
     }
 }
 
@@ -272,5 +317,26 @@ fn main() -> ExitCode {
             output::error_line(format_args!("ccvault: error: {e:#}"));
             ExitCode::from(output::exit_code_of(&e))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn freed_memory_is_held_only_until_the_process_passes_the_limit() {
+        let own = purge_delay(None);
+        let mut freed = FreedMemory::hold();
+        assert_eq!(purge_delay(None), 1000);
+        freed.check(None);
+        freed.check(Some(FreedMemory::HOLD_BELOW_KIB));
+        assert_eq!(purge_delay(None), 1000, "at the limit: still held");
+        freed.check(Some(FreedMemory::HOLD_BELOW_KIB + 1));
+        assert_eq!(purge_delay(None), own, "past it: the allocator's own");
+        purge_delay(Some(1000));
+        freed.check(Some(FreedMemory::HOLD_BELOW_KIB + 1));
+        assert_eq!(purge_delay(None), 1000, "switched once, for good");
+        purge_delay(Some(own));
     }
 }

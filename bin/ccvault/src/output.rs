@@ -264,8 +264,18 @@ pub fn json_line(out: &mut impl Write, value: &impl serde::Serialize) -> Result<
 
 /// This process's peak resident set size in KiB (Linux `VmHWM`), if known.
 pub fn peak_rss_kib() -> Option<u64> {
+    proc_status_kib("VmHWM:")
+}
+
+/// This process's resident memory now, in KiB (Linux; `None` elsewhere).
+pub fn rss_kib() -> Option<u64> {
+    proc_status_kib("VmRSS:")
+}
+
+/// A `kB` field of `/proc/self/status`.
+fn proc_status_kib(field: &str) -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let line = status.lines().find(|l| l.starts_with(field))?;
     line.split_whitespace().nth(1)?.parse().ok()
 }
 

@@ -87,7 +87,7 @@ pub fn import(
             ),
         });
     }
-    crate::hold_freed_memory();
+    let mut freed_memory = crate::FreedMemory::hold();
     let mut archive = open_writer(cli, archive_options(write))?;
     let started = Instant::now();
     let show_progress = crate::output::show_progress() && !print_acks;
@@ -113,6 +113,7 @@ pub fn import(
             input_format,
             write.max_record_bytes,
             &mut |p| {
+                freed_memory.check(crate::output::rss_kib());
                 if print_acks {
                     let mut out = stdout.lock();
                     let _ = writeln!(out, "durable {} {}", p.source, p.durable_through_line);
