@@ -38,7 +38,8 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// import's 256 MB bound (docs/OPERATIONS.md). So the caller reports the
 /// process's size with [`FreedMemory::check`], and past
 /// [`FreedMemory::HOLD_BELOW_KIB`] the delay goes back to the allocator's own
-/// for good. Only the commands that call it pay that memory.
+/// for good (`export` holds it throughout). Only the commands that call
+/// it pay that memory.
 pub(crate) struct FreedMemory {
     /// The delay to go back to (the allocator's own), while holding.
     held: Option<std::ffi::c_long>,

@@ -140,7 +140,9 @@ fn export_parquet(cli: &Cli, args: &ExportArgs) -> Result<ExitCode> {
     // The writer threads free and allocate page and column-chunk buffers
     // all along; with the allocator's default they went back to the OS and
     // were faulted in (and zeroed) again (docs/BENCHMARKS.md, issue 14).
-    crate::hold_freed_memory();
+    // Held for the whole run: export is not checked against a size, as
+    // import is (`FreedMemory::check`).
+    crate::FreedMemory::hold();
     // The projections first: the log scan then sees at least the records they hold.
     let p = up_to_date(cli)?;
     let mut reader = open_reader(cli)?;
