@@ -59,7 +59,7 @@
 //! interaction with the same function ([`project_records`]) over the same
 //! records (those whose parsed `interactionGUID` equals it).
 //!
-//! A rebuild writes a new file and renames it over the old one, so a crash
+//! A rebuild writes a new file, compacts it and renames it over the old one, so a crash
 //! mid-rebuild leaves the previous projections intact, and a reader in
 //! another process keeps its (old) snapshot.
 //!
