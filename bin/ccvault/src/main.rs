@@ -62,10 +62,11 @@ impl FreedMemory {
     }
 
     /// Stops holding freed memory once the process's resident size
-    /// (`rss_kib`, when known) has passed [`Self::HOLD_BELOW_KIB`].
-    pub(crate) fn check(&mut self, rss_kib: Option<u64>) {
+    /// (`rss_kib()`, when known) has passed [`Self::HOLD_BELOW_KIB`]; the
+    /// size is read only while holding.
+    pub(crate) fn check(&mut self, rss_kib: impl FnOnce() -> Option<u64>) {
         if let Some(default) = self.held {
-            if rss_kib.is_some_and(|r| r > Self::HOLD_BELOW_KIB) {
+            if rss_kib().is_some_and(|r| r > Self::HOLD_BELOW_KIB) {
                 purge_delay(Some(default));
                 self.held = None;
             }
@@ -330,13 +331,13 @@ mod tests {
         let own = purge_delay(None);
         let mut freed = FreedMemory::hold();
         assert_eq!(purge_delay(None), 1000);
-        freed.check(None);
-        freed.check(Some(FreedMemory::HOLD_BELOW_KIB));
+        freed.check(|| None);
+        freed.check(|| Some(FreedMemory::HOLD_BELOW_KIB));
         assert_eq!(purge_delay(None), 1000, "at the limit: still held");
-        freed.check(Some(FreedMemory::HOLD_BELOW_KIB + 1));
+        freed.check(|| Some(FreedMemory::HOLD_BELOW_KIB + 1));
         assert_eq!(purge_delay(None), own, "past it: the allocator's own");
         purge_delay(Some(1000));
-        freed.check(Some(FreedMemory::HOLD_BELOW_KIB + 1));
+        freed.check(|| Some(FreedMemory::HOLD_BELOW_KIB + 1));
         assert_eq!(purge_delay(None), 1000, "switched once, for good");
         purge_delay(Some(own));
     }

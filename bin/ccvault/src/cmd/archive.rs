@@ -113,7 +113,7 @@ pub fn import(
             input_format,
             write.max_record_bytes,
             &mut |p| {
-                freed_memory.check(crate::output::rss_kib());
+                freed_memory.check(crate::output::rss_kib);
                 if print_acks {
                     let mut out = stdout.lock();
                     let _ = writeln!(out, "durable {} {}", p.source, p.durable_through_line);
