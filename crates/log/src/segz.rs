@@ -64,7 +64,7 @@ impl Default for Compression {
     /// The measured choice (docs/FORMAT.md §1.7).
     fn default() -> Self {
         Compression {
-            level: 1,
+            level: -2,
             block_bytes: 256 << 10,
         }
     }
