@@ -14,7 +14,13 @@
 //!   [`BATCH_BYTES`]: memory holds a batch per partition being filled (at
 //!   most [`BATCHES_BYTES`] over all; past it the idlest goes to the
 //!   writer early) and, per row group in progress, its compressed pages
-//!   and its dictionaries. When the row groups in progress pass
+//!   and its dictionaries. A partition that stops receiving rows (rows
+//!   come roughly in time order, so a day's partitions fall idle when the
+//!   day is over) has its batch sent once [`IDLE_BATCH_BYTES`] of values
+//!   went to other partitions, and its row group completed once
+//!   [`IDLE_GROUP_BYTES`] did: memory holds the groups of the partitions
+//!   being filled, not of every partition seen, so it does not grow with
+//!   the archive's days. When the row groups in progress pass
 //!   `memory_bytes` of values, the idlest is completed early (a smaller
 //!   row group): memory stays bounded whatever the number of partitions
 //!   or the size of the archive.
@@ -151,13 +157,22 @@ pub const BATCH_BYTES: usize = 2 << 20;
 pub const BATCHES_BYTES: usize = 32 << 20;
 /// Batches queued for the writer thread at most.
 const QUEUED_BATCHES: usize = 4;
+/// Values added to other partitions after which a partition's partial
+/// batch goes to the writer: its day is most likely over.
+const IDLE_BATCH_BYTES: u64 = 64 << 20;
+/// Values written to other partitions after which a partition's row group
+/// in progress is completed. Larger than [`IDLE_BATCH_BYTES`] plus the
+/// queued batches, so the partial batch sent for idleness lands in the
+/// group before it completes.
+const IDLE_GROUP_BYTES: u64 = 128 << 20;
 
 struct OpenFile {
     writer: SerializedFileWriter<File>,
     tmp: PathBuf,
     name: String,
     rows: u64,
-    /// When a batch last went to it (to close the idlest file).
+    /// [`Files::written`] when a batch last went to it (to find the
+    /// idlest file and idle row groups).
     last_write: u64,
     /// The row group being encoded, if any.
     group: Option<Group>,
@@ -227,7 +242,8 @@ struct Files {
     open: BTreeMap<PartitionKey, OpenFile>,
     /// The next file number of each partition in this run.
     next: BTreeMap<PartitionKey, u32>,
-    writes: u64,
+    /// Uncompressed bytes of values written so far (at least 1 a batch).
+    written: u64,
     /// Uncompressed bytes of the row groups in progress.
     grouped: usize,
     done: Vec<NewFile>,
@@ -262,15 +278,15 @@ impl Files {
             }
             self.open_file(key)?;
         }
-        self.writes += 1;
+        let bytes = rows.bytes();
+        self.written += (bytes as u64).max(1);
         let new_group = || Group::new(&self.descr, &self.props);
         let Some(file) = self.open.get_mut(key) else {
             return Ok(());
         };
         let group = file.group.get_or_insert_with(new_group);
-        let bytes = rows.bytes();
         file.rows += rows.len() as u64;
-        file.last_write = self.writes;
+        file.last_write = self.written;
         rows.write_to(&mut group.columns, &mut self.scratch)
             .map_err(Files::parquet_err(&file.tmp))?;
         group.bytes += bytes;
@@ -287,6 +303,17 @@ impl Files {
             if let Some(k) = idlest {
                 self.end_group(&k)?;
             }
+        }
+        let idle: Vec<PartitionKey> = self
+            .open
+            .iter()
+            .filter(|(_, f)| {
+                f.group.is_some() && f.last_write.saturating_add(IDLE_GROUP_BYTES) < self.written
+            })
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in &idle {
+            self.end_group(k)?;
         }
         Ok(())
     }
@@ -456,10 +483,10 @@ enum Msg {
 pub struct TableWriter {
     table: Table,
     specs: Vec<Spec>,
-    /// Each partition's batch being filled, and when a row last came (a
-    /// count of rows) to find the idlest.
+    /// Each partition's batch being filled, and `added` when a row last
+    /// came (to find the idlest and the idle).
     parts: BTreeMap<PartitionKey, (Rows, u64)>,
-    /// Rows added so far.
+    /// Uncompressed bytes of values added so far (at least 1 a row).
     added: u64,
     /// Bytes of values in `parts`.
     buffered: usize,
@@ -498,7 +525,7 @@ impl TableWriter {
             memory_bytes,
             open: BTreeMap::new(),
             next: BTreeMap::new(),
-            writes: 0,
+            written: 0,
             grouped: 0,
             done: Vec::new(),
             dirs: Vec::new(),
@@ -535,11 +562,9 @@ impl TableWriter {
             self.parts.insert(key.clone(), (rows, 0));
         }
         let table = self.table.name();
-        self.added += 1;
         let Some((rows, last)) = self.parts.get_mut(key) else {
             return Ok(());
         };
-        *last = self.added;
         let before = rows.bytes();
         push(rows).map_err(|e| ExportError::Column {
             table,
@@ -547,9 +572,22 @@ impl TableWriter {
             why: e.why,
         })?;
         let after = rows.bytes();
-        self.buffered += after.saturating_sub(before);
+        let grew = after.saturating_sub(before);
+        self.added += (grew as u64).max(1);
+        *last = self.added;
+        self.buffered += grew;
         if after >= self.batch_bytes {
             self.flush(key)?;
+            // Checked once a batch: the partitions no row came to lately.
+            let idle: Vec<PartitionKey> = self
+                .parts
+                .iter()
+                .filter(|(_, (_, last))| last.saturating_add(IDLE_BATCH_BYTES) < self.added)
+                .map(|(k, _)| k.clone())
+                .collect();
+            for k in &idle {
+                self.flush(k)?;
+            }
         } else if self.buffered > BATCHES_BYTES {
             let idlest = self
                 .parts
