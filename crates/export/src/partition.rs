@@ -16,9 +16,9 @@
 //!   writer early) and, per row group in progress, its compressed pages
 //!   and its dictionaries. A partition that stops receiving rows (rows
 //!   come roughly in time order, so a day's partitions fall idle when the
-//!   day is over) has its batch sent once [`IDLE_BATCH_BYTES`] of values
-//!   went to other partitions, and its row group completed once
-//!   [`IDLE_GROUP_BYTES`] did: memory holds the groups of the partitions
+//!   day is over) has its batch sent once half a row group's values
+//!   (`row_group_bytes`) went to other partitions, and its row group
+//!   completed once a whole row group's did: memory holds the groups of the partitions
 //!   being filled, not of every partition seen, so it does not grow with
 //!   the archive's days. When the row groups in progress pass
 //!   `memory_bytes` of values, the idlest is completed early (a smaller
@@ -157,14 +157,6 @@ pub const BATCH_BYTES: usize = 2 << 20;
 pub const BATCHES_BYTES: usize = 32 << 20;
 /// Batches queued for the writer thread at most.
 const QUEUED_BATCHES: usize = 4;
-/// Values added to other partitions after which a partition's partial
-/// batch goes to the writer: its day is most likely over.
-const IDLE_BATCH_BYTES: u64 = 64 << 20;
-/// Values written to other partitions after which a partition's row group
-/// in progress is completed. Larger than [`IDLE_BATCH_BYTES`] plus the
-/// queued batches, so the partial batch sent for idleness lands in the
-/// group before it completes.
-const IDLE_GROUP_BYTES: u64 = 128 << 20;
 
 struct OpenFile {
     writer: SerializedFileWriter<File>,
@@ -308,7 +300,12 @@ impl Files {
             .open
             .iter()
             .filter(|(_, f)| {
-                f.group.is_some() && f.last_write.saturating_add(IDLE_GROUP_BYTES) < self.written
+                // A row group's worth of values went elsewhere: its day
+                // is over, most likely. Twice the caller's bound (see
+                // `TableWriter::idle_bytes`), so the partial batch sent
+                // for idleness lands in the group before it completes.
+                f.group.is_some()
+                    && f.last_write.saturating_add(self.row_group_bytes as u64) < self.written
             })
             .map(|(k, _)| k.clone())
             .collect();
@@ -492,6 +489,9 @@ pub struct TableWriter {
     buffered: usize,
     /// A batch's bytes: [`BATCH_BYTES`], or less for smaller row groups.
     batch_bytes: usize,
+    /// Values added to other partitions after which a partition's partial
+    /// batch goes to the writer: half a row group's.
+    idle_bytes: u64,
     groups: Option<SyncSender<Msg>>,
     /// Emptied batches back from the writer thread (none once finishing).
     spare: Option<Receiver<Rows>>,
@@ -544,6 +544,7 @@ impl TableWriter {
             added: 0,
             buffered: 0,
             batch_bytes: row_group_bytes.clamp(1, BATCH_BYTES),
+            idle_bytes: (row_group_bytes / 2) as u64,
             groups: Some(tx),
             spare: Some(spare),
             thread: Some(thread),
@@ -582,7 +583,7 @@ impl TableWriter {
             let idle: Vec<PartitionKey> = self
                 .parts
                 .iter()
-                .filter(|(_, (_, last))| last.saturating_add(IDLE_BATCH_BYTES) < self.added)
+                .filter(|(_, (_, last))| last.saturating_add(self.idle_bytes) < self.added)
                 .map(|(k, _)| k.clone())
                 .collect();
             for k in &idle {
@@ -714,6 +715,69 @@ pub fn sync_dir(dir: &Path) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A span row of about 40 bytes of values.
+    fn span(agent: &str) -> ccvault_projections::agents::AgentSpan {
+        ccvault_projections::agents::AgentSpan {
+            agent_id: agent.to_owned(),
+            state: 5,
+            reason: None,
+            tenant: None,
+            start_ms: 0,
+            end_ms: 1,
+            ms: 1,
+        }
+    }
+
+    fn key(tenant: &str) -> PartitionKey {
+        PartitionKey {
+            tenant: Some(tenant.to_owned()),
+            date: Some(jiff::civil::date(2025, 11, 24)),
+        }
+    }
+
+    /// Row counts of each row group of `file`.
+    fn groups(file: &Path) -> Vec<i64> {
+        use parquet::file::reader::{FileReader, SerializedFileReader};
+        let reader = SerializedFileReader::new(File::open(file).unwrap()).unwrap();
+        let meta = reader.metadata();
+        (0..meta.num_row_groups())
+            .map(|i| meta.row_group(i).num_rows())
+            .collect()
+    }
+
+    #[test]
+    fn an_idle_partitions_row_group_is_completed_and_its_rows_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        // Row groups of 4 KiB: idle after 4 KiB of values elsewhere.
+        let mut w =
+            TableWriter::new(Table::AgentStates, dir.path().to_owned(), 1, 4096, 1 << 30).unwrap();
+        let add = |w: &mut TableWriter, tenant: &str, n: usize| {
+            for _ in 0..n {
+                w.row(&key(tenant), |r| crate::tables::push_span(r, &span("ag")))
+                    .unwrap();
+            }
+        };
+        add(&mut w, "a", 3);
+        // Fewer than a row group's rows each time, so only idleness ends
+        // `a`'s groups; `b` fills several of its own meanwhile.
+        add(&mut w, "b", 1000);
+        add(&mut w, "a", 2);
+        let files = w.finish().unwrap();
+        let a: Vec<_> = files
+            .iter()
+            .filter(|f| f.partition == key("a").rel_dir())
+            .collect();
+        assert_eq!(a.len(), 1, "one file: {files:?}");
+        assert_eq!(a[0].rows, 5);
+        let path = dir.path().join(&a[0].partition).join(&a[0].name);
+        assert_eq!(groups(&path), vec![3, 2]);
+        let b = files
+            .iter()
+            .find(|f| f.partition == key("b").rel_dir())
+            .unwrap();
+        assert_eq!(b.rows, 1000);
+    }
 
     #[test]
     fn partition_paths() {
