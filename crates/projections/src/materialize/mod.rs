@@ -87,6 +87,7 @@ mod overlay;
 mod project;
 mod query;
 mod rebuild;
+mod runs;
 mod schema;
 
 pub use catch_up::Touched;

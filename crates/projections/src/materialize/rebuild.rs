@@ -12,6 +12,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::ops::ControlFlow;
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender};
 use std::sync::{Arc, Mutex};
@@ -22,7 +23,7 @@ use redb::backends::InMemoryBackend;
 use redb::Durability;
 
 use super::project::{project_records, ArchivedEvent, ArchivedGroup, Projected, Want};
-use super::schema::{create_private, scratch_builder};
+use super::schema::{create_private, scratch_builder, SortedTables};
 use super::{guarded, Applied, AtPath, Db, Progress, ProjectionError, Projections, Result};
 use crate::codec::CodecError;
 
@@ -104,7 +105,7 @@ impl Projections {
                     db: Some(Db::Memory(db)),
                     unsaved: None,
                 };
-                let mut applied = building.fill(reader, opts, progress, started)?;
+                let mut applied = building.fill(reader, opts, progress, started, None)?;
                 self.db = building.db;
                 applied.elapsed = started.elapsed();
                 return Ok(applied);
@@ -118,7 +119,7 @@ impl Projections {
                     db: Some(Db::Writable(db)),
                     unsaved: None,
                 };
-                let applied = building.fill(reader, opts, progress, started)?;
+                let applied = building.fill(reader, opts, progress, started, Some(&scratch))?;
                 // redb grows a file by doubling it and leaves the pages the
                 // rebuild's commits freed: compacted, the file is the size
                 // of its tables (issue 12, 1M events: 71.3 -> 45.4 MB for
@@ -155,14 +156,17 @@ impl Projections {
         })
     }
 
-    /// The rebuild proper, into this (empty) store.
+    /// The rebuild proper, into this (empty) store; its sorted runs go to
+    /// scratch files beside `scratch` (`None`: held in memory).
     fn fill(
         &self,
         reader: &mut ArchiveReader,
         opts: RebuildOptions,
         progress: &mut dyn FnMut(Progress),
         started: Instant,
+        scratch: Option<&Path>,
     ) -> Result<Applied> {
+        let mut sorted = SortedTables::new(scratch);
         let end = reader.visible_end();
         // Both passes over the groups (each window's, and the deferred
         // interactions') go through one handle, so that they number the
@@ -209,7 +213,8 @@ impl Projections {
             // reader's sends fail instead of blocking.
             drop(work_rx);
             drop(out_tx);
-            let written = self.write_outputs(&out_rx, records_read, end, started, progress);
+            let written =
+                self.write_outputs(&out_rx, records_read, end, started, progress, &mut sorted);
             if written.is_err() {
                 failed.store(true, Ordering::Relaxed);
                 // Unblock the workers so the scope can end.
@@ -261,12 +266,13 @@ impl Projections {
                 applied.agent_changes += p.agents.len() as u64;
                 all.absorb(p);
             }
-            self.put_projected(&txn, &mut all)?;
+            self.put_projected(&txn, &mut all, &mut sorted)?;
             txn.commit().at(&self.path)?;
         }
 
         let db = self.writable()?;
         let mut txn = db.begin_write().at(&self.path)?;
+        self.put_sorted(&txn, sorted)?;
         self.put_all_report_chunks(&txn)?;
         self.put_meta(&txn, end, outcome.last_pos, max_time)?;
         txn.set_durability(Durability::Immediate).at(&self.path)?;
@@ -288,6 +294,7 @@ impl Projections {
         end: u64,
         started: Instant,
         progress: &mut dyn FnMut(Progress),
+        sorted: &mut SortedTables,
     ) -> Result<(u64, u64, Option<i64>)> {
         let db = self.writable()?;
         let (mut interactions, mut agents, mut max_time) = (0u64, 0u64, None);
@@ -311,7 +318,7 @@ impl Projections {
                 pending.absorb(p);
                 if in_txn >= COMMIT_EVERY {
                     let mut txn = db.begin_write().at(&self.path)?;
-                    self.put_projected(&txn, &mut pending)?;
+                    self.put_projected(&txn, &mut pending, sorted)?;
                     pending = Projected::default();
                     txn.set_durability(Durability::None).at(&self.path)?;
                     txn.commit().at(&self.path)?;
@@ -328,17 +335,23 @@ impl Projections {
             }
         }
         let mut txn = db.begin_write().at(&self.path)?;
-        self.put_projected(&txn, &mut pending)?;
+        self.put_projected(&txn, &mut pending, sorted)?;
         txn.set_durability(Durability::None).at(&self.path)?;
         txn.commit().at(&self.path)?;
         Ok((interactions, agents, max_time))
     }
 
-    /// Writes what a rebuild projected (every interaction new to the store).
-    fn put_projected(&self, txn: &redb::WriteTransaction, p: &mut Projected) -> Result<()> {
-        self.put_new_summaries(txn, &mut p.summaries)?;
+    /// Writes what a rebuild projected (every interaction new to the store),
+    /// the keys of the tables filled at the end into `sorted`.
+    fn put_projected(
+        &self,
+        txn: &redb::WriteTransaction,
+        p: &mut Projected,
+        sorted: &mut SortedTables,
+    ) -> Result<()> {
+        self.put_new_summaries(txn, &mut p.summaries, sorted)?;
         self.put_agents(txn, &p.agents)?;
-        self.put_tenants(txn, &p.tenants)
+        self.put_tenants(txn, &p.tenants, Some(sorted))
     }
 }
 

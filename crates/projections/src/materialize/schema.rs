@@ -8,6 +8,7 @@ use ccvault_store::{guid_hash, Position, StoreError};
 use redb::{Database, ReadableTable, ReadableTableMetadata, TableDefinition, WriteTransaction};
 
 use super::project::{AgentRow, SummaryRow, TenantCount, TenantFacts};
+use super::runs::Runs;
 use super::{guarded, AtPath, ProjectionError, Projections, Result, State, PROJECTION_VERSION};
 use crate::codec;
 use crate::contact::opens_contact;
@@ -198,6 +199,34 @@ pub(super) fn create_private(path: &Path) -> Result<()> {
     })
 }
 
+/// A rebuild's keys of the tables keyed by a hash or a GUID, held as sorted
+/// runs (`super::runs`) until [`Projections::put_sorted`] writes each table
+/// in key order.
+pub(super) struct SortedTables {
+    offered: Runs<(u64, i64)>,
+    tenant_guids: Runs<(u64, u64)>,
+    children: Runs<(String, String)>,
+}
+
+/// A scratch file's error, told as the projections file's.
+fn io_error(path: &Path) -> impl Fn(std::io::Error) -> ProjectionError + '_ {
+    |source| ProjectionError::Io {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+impl SortedTables {
+    /// Runs on scratch files beside `scratch` (`None`: in memory).
+    pub(super) fn new(scratch: Option<&Path>) -> SortedTables {
+        SortedTables {
+            offered: Runs::new(scratch, "offered"),
+            tenant_guids: Runs::new(scratch, "tenant-guids"),
+            children: Runs::new(scratch, "children"),
+        }
+    }
+}
+
 impl Projections {
     /// The stored version, offset consumed and sizes.
     pub fn state(&self) -> Result<State> {
@@ -244,12 +273,16 @@ impl Projections {
     /// one table at a time in that table's key order: a B-tree takes
     /// sorted keys on the pages it has just touched, where the workers'
     /// arrival order sends each insert to a page of its own (issue 12:
-    /// the writer was a quarter of a rebuild's CPU). Leaves the same
-    /// tables as [`Projections::put_summaries`] would.
+    /// the writer was a quarter of a rebuild's CPU). The keys of
+    /// `interaction_offered` and `children`, spread all over their tables
+    /// whatever the order, go to `sorted` instead, for
+    /// [`Projections::put_sorted`] at the end. Leaves the same tables as
+    /// [`Projections::put_summaries`] would.
     pub(super) fn put_new_summaries(
         &self,
         txn: &WriteTransaction,
         summaries: &mut [SummaryRow],
+        sorted: &mut SortedTables,
     ) -> Result<()> {
         summaries.sort_unstable_by(|a, b| (a.offered_at, &a.guid).cmp(&(b.offered_at, &b.guid)));
         let mut by_offered = txn.open_table(BY_OFFERED).at(&self.path)?;
@@ -258,24 +291,17 @@ impl Projections {
                 .insert((row.offered_at, row.guid.as_str()), row.bytes.as_slice())
                 .at(&self.path)?;
         }
-        let mut keys: Vec<(u64, i64)> = summaries
-            .iter()
-            .map(|r| (guid_hash(&r.guid), r.offered_at))
-            .collect();
-        keys.sort_unstable();
-        let mut offered = txn.open_table(OFFERED).at(&self.path)?;
-        for same in keys.chunk_by(|a, b| a == b) {
-            let Some(&key) = same.first() else { continue };
-            add_count(&mut offered, key, same.len()).at(&self.path)?;
-        }
-        let mut pairs: Vec<(&str, &str)> = summaries
-            .iter()
-            .filter_map(|r| Some((r.parent.as_deref()?, r.guid.as_str())))
-            .collect();
-        pairs.sort_unstable();
-        let mut children = txn.open_table(CHILDREN).at(&self.path)?;
-        for pair in pairs {
-            children.insert(pair, ()).at(&self.path)?;
+        for r in summaries.iter() {
+            sorted
+                .offered
+                .push((guid_hash(&r.guid), r.offered_at), 1)
+                .map_err(io_error(&self.path))?;
+            if let Some(parent) = &r.parent {
+                sorted
+                    .children
+                    .push((parent.clone(), r.guid.clone()), 1)
+                    .map_err(io_error(&self.path))?;
+            }
         }
         // Each row is new to the store: one more leg of its tenant.
         let mut legs: BTreeMap<&str, i64> = BTreeMap::new();
@@ -298,6 +324,32 @@ impl Projections {
             count_tenant(&mut tenants, tenant, n, TenantCount::default()).at(&self.path)?;
         }
         Ok(())
+    }
+
+    /// Writes the tables a rebuild held as sorted runs, each in ascending
+    /// key order into its empty table (every leaf written once, and packed:
+    /// redb starts a new leaf when an ascending insert fills the last one).
+    pub(super) fn put_sorted(&self, txn: &WriteTransaction, sorted: SortedTables) -> Result<()> {
+        let mut offered = txn.open_table(OFFERED).at(&self.path)?;
+        sorted.offered.merge(
+            |key, n| add_count(&mut offered, key, n as usize).at(&self.path),
+            io_error(&self.path),
+        )?;
+        let mut guids = txn.open_table(TENANT_GUIDS).at(&self.path)?;
+        sorted.tenant_guids.merge(
+            |key, _| guids.insert(key, ()).map(drop).at(&self.path),
+            io_error(&self.path),
+        )?;
+        let mut children = txn.open_table(CHILDREN).at(&self.path)?;
+        sorted.children.merge(
+            |(parent, guid), _| {
+                children
+                    .insert((parent.as_str(), guid.as_str()), ())
+                    .map(drop)
+                    .at(&self.path)
+            },
+            io_error(&self.path),
+        )
     }
 
     /// Writes summary rows (a catch-up: an interaction's earlier row goes,
@@ -468,8 +520,14 @@ impl Projections {
     }
 
     /// Writes the tenant index entries of newly applied records (each
-    /// record's entries are written once: its counts are added).
-    pub(super) fn put_tenants(&self, txn: &WriteTransaction, facts: &TenantFacts) -> Result<()> {
+    /// record's entries are written once: its counts are added); a
+    /// rebuild's `tenant_guids` keys go to `sorted` instead.
+    pub(super) fn put_tenants(
+        &self,
+        txn: &WriteTransaction,
+        facts: &TenantFacts,
+        sorted: Option<&mut SortedTables>,
+    ) -> Result<()> {
         // The events of an interaction come together, so its tenant's
         // hash is the last one computed but across tenants.
         let mut last: Option<(&str, u64)> = None;
@@ -484,9 +542,18 @@ impl Projections {
         }
         keys.sort_unstable();
         keys.dedup();
-        let mut guids = txn.open_table(TENANT_GUIDS).at(&self.path)?;
-        for key in keys {
-            guids.insert(key, ()).at(&self.path)?;
+        if let Some(sorted) = sorted {
+            for key in keys {
+                sorted
+                    .tenant_guids
+                    .push(key, 1)
+                    .map_err(io_error(&self.path))?;
+            }
+        } else {
+            let mut guids = txn.open_table(TENANT_GUIDS).at(&self.path)?;
+            for key in keys {
+                guids.insert(key, ()).at(&self.path)?;
+            }
         }
         let mut keys: Vec<(&str, &str)> = facts
             .agents
