@@ -36,10 +36,10 @@ pub(super) trait RunKey: Ord + Sized {
     fn read_from(input: &mut impl BufRead) -> io::Result<Option<Self>>;
 }
 
-fn read_u64(input: &mut impl Read) -> io::Result<u64> {
+fn read_word(input: &mut impl Read) -> io::Result<[u8; 8]> {
     let mut b = [0u8; 8];
     input.read_exact(&mut b)?;
-    Ok(u64::from_le_bytes(b))
+    Ok(b)
 }
 
 fn write_str(out: &mut impl Write, s: &str) -> io::Result<()> {
@@ -61,35 +61,44 @@ fn at_end(input: &mut impl BufRead) -> io::Result<bool> {
     Ok(input.fill_buf()?.is_empty())
 }
 
-impl RunKey for (u64, i64) {
-    fn footprint(&self) -> usize {
-        std::mem::size_of::<(Self, u32)>()
+/// A fixed-width key part, stored as its 8 little-endian bytes.
+pub(super) trait Word: Ord + Sized {
+    fn to_bytes(&self) -> [u8; 8];
+    fn from_bytes(b: [u8; 8]) -> Self;
+}
+
+impl Word for u64 {
+    fn to_bytes(&self) -> [u8; 8] {
+        self.to_le_bytes()
     }
-    fn write_to(&self, out: &mut impl Write) -> io::Result<()> {
-        out.write_all(&self.0.to_le_bytes())?;
-        out.write_all(&self.1.to_le_bytes())
-    }
-    fn read_from(input: &mut impl BufRead) -> io::Result<Option<Self>> {
-        if at_end(input)? {
-            return Ok(None);
-        }
-        Ok(Some((read_u64(input)?, read_u64(input)? as i64)))
+    fn from_bytes(b: [u8; 8]) -> Self {
+        u64::from_le_bytes(b)
     }
 }
 
-impl RunKey for (u64, u64) {
+impl Word for i64 {
+    fn to_bytes(&self) -> [u8; 8] {
+        self.to_le_bytes()
+    }
+    fn from_bytes(b: [u8; 8]) -> Self {
+        i64::from_le_bytes(b)
+    }
+}
+
+impl<A: Word, B: Word> RunKey for (A, B) {
     fn footprint(&self) -> usize {
         std::mem::size_of::<(Self, u32)>()
     }
     fn write_to(&self, out: &mut impl Write) -> io::Result<()> {
-        out.write_all(&self.0.to_le_bytes())?;
-        out.write_all(&self.1.to_le_bytes())
+        out.write_all(&self.0.to_bytes())?;
+        out.write_all(&self.1.to_bytes())
     }
     fn read_from(input: &mut impl BufRead) -> io::Result<Option<Self>> {
         if at_end(input)? {
             return Ok(None);
         }
-        Ok(Some((read_u64(input)?, read_u64(input)?)))
+        let a = A::from_bytes(read_word(input)?);
+        Ok(Some((a, B::from_bytes(read_word(input)?))))
     }
 }
 
