@@ -24,6 +24,12 @@
 //!   `memory_bytes` of values, the idlest is completed early (a smaller
 //!   row group): memory stays bounded whatever the number of partitions
 //!   or the size of the archive.
+//! - A table whose rows come in date order ([`Table::rows_in_date_order`])
+//!   has the files of earlier dates completed as soon as a row of a later
+//!   date comes, so it holds one day's partitions, however small they are
+//!   against a row group. Should a row of a completed partition still come
+//!   (a zone whose clocks go back across midnight), it starts another file
+//!   of that partition: rows are never lost or merged.
 //! - Encoding, compression and file I/O run on one writer thread per
 //!   table, fed batch by batch (a few queued), while the caller reads and
 //!   parses the next rows; emptied batches go back to the caller for reuse.
@@ -315,6 +321,20 @@ impl Files {
         Ok(())
     }
 
+    /// Completes the files of every partition dated before `date`.
+    fn finish_dates_before(&mut self, date: Date) -> Result<()> {
+        let done: Vec<PartitionKey> = self
+            .open
+            .keys()
+            .filter(|k| k.date.is_some_and(|d| d < date))
+            .cloned()
+            .collect();
+        for k in &done {
+            self.finish_file(k)?;
+        }
+        Ok(())
+    }
+
     /// Completes `key`'s row group in progress: its column chunks go into
     /// the file.
     fn end_group(&mut self, key: &PartitionKey) -> Result<()> {
@@ -417,6 +437,7 @@ impl Files {
                     // The caller may be finishing: then the rows just go.
                     let _ = self.spare.send(rows);
                 }
+                Msg::DatesBefore(date) => self.finish_dates_before(date)?,
                 Msg::Finish => return self.finish(),
             }
         }
@@ -471,6 +492,8 @@ impl Group {
 /// What the writer thread is sent.
 enum Msg {
     Batch(PartitionKey, Rows),
+    /// No more rows of partitions dated before this.
+    DatesBefore(Date),
     Finish,
 }
 
@@ -492,6 +515,10 @@ pub struct TableWriter {
     /// Values added to other partitions after which a partition's partial
     /// batch goes to the writer: half a row group's.
     idle_bytes: u64,
+    /// The latest date of a row, for a table whose rows come in date order
+    /// (`None` for the others, and before the first dated row).
+    latest_date: Option<Date>,
+    in_date_order: bool,
     groups: Option<SyncSender<Msg>>,
     /// Emptied batches back from the writer thread (none once finishing).
     spare: Option<Receiver<Rows>>,
@@ -545,6 +572,8 @@ impl TableWriter {
             buffered: 0,
             batch_bytes: row_group_bytes.clamp(1, BATCH_BYTES),
             idle_bytes: (row_group_bytes / 2) as u64,
+            latest_date: None,
+            in_date_order: table.rows_in_date_order(),
             groups: Some(tx),
             spare: Some(spare),
             thread: Some(thread),
@@ -557,6 +586,12 @@ impl TableWriter {
         key: &PartitionKey,
         push: impl FnOnce(&mut Rows) -> Result<(), ColumnError>,
     ) -> Result<()> {
+        if let (true, Some(date)) = (self.in_date_order, key.date) {
+            if self.latest_date.is_some_and(|latest| latest < date) {
+                self.finish_dates_before(date)?;
+            }
+            self.latest_date = self.latest_date.max(Some(date));
+        }
         if !self.parts.contains_key(key) {
             let spare = self.spare.as_ref().and_then(|r| r.try_recv().ok());
             let rows = spare.unwrap_or_else(|| Rows::new(&self.specs));
@@ -600,6 +635,21 @@ impl TableWriter {
             }
         }
         Ok(())
+    }
+
+    /// Sends the batches of the partitions dated before `date` to the
+    /// writer thread, which completes their files.
+    fn finish_dates_before(&mut self, date: Date) -> Result<()> {
+        let done: Vec<PartitionKey> = self
+            .parts
+            .keys()
+            .filter(|k| k.date.is_some_and(|d| d < date))
+            .cloned()
+            .collect();
+        for k in &done {
+            self.flush(k)?;
+        }
+        self.send(Msg::DatesBefore(date))
     }
 
     /// Hands `key`'s batch to the writer thread. The partition keeps no
@@ -777,6 +827,53 @@ mod tests {
             .find(|f| f.partition == key("b").rel_dir())
             .unwrap();
         assert_eq!(b.rows, 1000);
+    }
+
+    #[test]
+    fn rows_in_date_order_complete_the_earlier_days_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = TableWriter::new(
+            Table::AgentStates,
+            dir.path().to_owned(),
+            1,
+            1 << 20,
+            1 << 30,
+        )
+        .unwrap();
+        w.in_date_order = true;
+        let on = |tenant: &str, day: i8| PartitionKey {
+            tenant: Some(tenant.to_owned()),
+            date: Some(jiff::civil::date(2025, 11, day)),
+        };
+        let mut add = |key: PartitionKey, n: usize| {
+            for _ in 0..n {
+                w.row(&key, |r| crate::tables::push_span(r, &span("ag")))
+                    .unwrap();
+            }
+        };
+        add(on("a", 24), 3);
+        add(on("b", 24), 2);
+        add(on("a", 25), 4);
+        // A clock gone back across midnight: the 24th again.
+        add(on("a", 24), 1);
+        let files = w.finish().unwrap();
+        let rows_of = |key: PartitionKey| {
+            let mut rows: Vec<u64> = files
+                .iter()
+                .filter(|f| f.partition == key.rel_dir())
+                .map(|f| f.rows)
+                .collect();
+            rows.sort();
+            rows
+        };
+        // The 24th's file of `a` was completed when the 25th came, so the
+        // late row has a file of its own; every row is kept.
+        assert_eq!(rows_of(on("a", 24)), vec![1, 3], "{files:?}");
+        assert_eq!(rows_of(on("b", 24)), vec![2]);
+        assert_eq!(rows_of(on("a", 25)), vec![4]);
+        for f in &files {
+            assert!(dir.path().join(&f.partition).join(&f.name).is_file());
+        }
     }
 
     #[test]

@@ -39,6 +39,14 @@ impl Table {
         }
     }
 
+    /// Whether the table's rows come in the order of their partition's
+    /// date, so a row of a later date means the earlier dates' partitions
+    /// are complete. Legs are read in `offeredAt` order and partitioned by
+    /// its date; events come in log order and spans agent by agent.
+    pub fn rows_in_date_order(self) -> bool {
+        matches!(self, Table::Interactions)
+    }
+
     pub fn specs(self) -> Vec<Spec> {
         match self {
             Table::Events => EVENT_COLUMNS.to_vec(),
