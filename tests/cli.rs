@@ -1038,4 +1038,27 @@ fn completions_and_the_manual_page_cover_every_command() {
         assert!(page.contains(c), "the man page lacks {c}");
     }
     assert!(page.contains("CCVAULT_DATA") && page.contains("\\-\\-data\\-dir"));
+
+    // A page per command, as `man ccvault-import` would find it, with the
+    // command's own flags and the global ones.
+    for (c, flag) in [
+        ("import", "\\-\\-input\\-format"),
+        ("report", "\\-\\-sla"),
+        ("export", "\\-\\-since\\-last"),
+        ("serve", "\\-\\-token\\-file"),
+    ] {
+        let page = ccvault(tmp.path(), &["man", c]).ok().stdout_str();
+        assert!(page.contains(&format!(".TH ccvault-{c} 1")), "{page:.300}");
+        assert!(page.contains(flag), "ccvault-{c}(1) lacks {flag}");
+        assert!(
+            page.contains("\\-\\-data\\-dir"),
+            "ccvault-{c}(1) lacks --data-dir"
+        );
+    }
+    let run = ccvault(tmp.path(), &["man", "frobnicate"]).expect_code(2);
+    assert!(
+        run.stderr.contains("frobnicate") && run.stderr.contains("import"),
+        "{}",
+        run.stderr
+    );
 }

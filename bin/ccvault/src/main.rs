@@ -298,8 +298,11 @@ pub enum Command {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
-    /// Print the manual page (roff): `ccvault man > ccvault.1; man ./ccvault.1`.
-    Man,
+    /// Print the manual page (roff): `ccvault man > ccvault.1; man ./ccvault.1`; `ccvault man import` prints ccvault-import(1), with every flag of that command.
+    Man {
+        /// A command whose own page to print.
+        command: Option<String>,
+    },
 }
 
 fn main() -> ExitCode {

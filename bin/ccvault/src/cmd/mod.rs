@@ -81,7 +81,7 @@ pub fn run(cli: &Cli) -> Result<ExitCode> {
         Command::Serve(args) => serve::serve(cli, args),
         Command::Wallboard(args) => serve::wallboard(cli, args),
         Command::Completions { shell } => docs::completions(cli, *shell),
-        Command::Man => docs::man(cli),
+        Command::Man { command } => docs::man(cli, command.as_deref()),
     }
 }
 
