@@ -596,3 +596,263 @@ fn guid_suffix(guid: &str) -> Option<&str> {
         .map(|(_, t)| t)
         .filter(|t| !t.is_empty())
 }
+
+/// One part of a [`STATUS_LAYOUT`]: bytes the payload must have there, or
+/// a value the stored form keeps.
+#[derive(Clone, Copy)]
+enum Slot {
+    Lit(&'static [u8]),
+    /// The row key's `agentId`, spelled as in the key: nothing stored.
+    Agent,
+    /// A JSON string's bytes between its quotes, verbatim; `none` is
+    /// stored as one byte.
+    Text,
+    /// A decimal integer as JSON writes it, stored as the zigzag varint of
+    /// its distance from the row's t(e) divided by `div` (1 for
+    /// milliseconds, 1000 for seconds: a byte or two, not 10 to 13 digits;
+    /// 0 for a number unrelated to the time, stored as it is).
+    Int {
+        div: i64,
+    },
+}
+
+/// The layout of an `AgentStatusChange` as the 8x8 feed writes it (keys in
+/// this order, no spaces): a payload of exactly this shape is stored as
+/// its values (~36 bytes instead of ~270), any other one verbatim. Part of
+/// the format: changing it needs a `PROJECTION_VERSION` bump.
+const STATUS_LAYOUT: [Slot; 19] = [
+    Slot::Lit(br#"{"AgentStatusChange":{"agentId":""#),
+    Slot::Agent,
+    Slot::Lit(br#"","msgInfo":{"instanceId":""#),
+    Slot::Text,
+    Slot::Lit(br#"","sequenceId":"#),
+    Slot::Int { div: 0 },
+    Slot::Lit(br#","timestamp":"#),
+    Slot::Int { div: 1 },
+    Slot::Lit(br#"},"newReasonCodeUser":""#),
+    Slot::Text,
+    Slot::Lit(br#"","newState":"#),
+    Slot::Int { div: 0 },
+    Slot::Lit(br#","newSubState":""#),
+    Slot::Text,
+    Slot::Lit(br#"","newSubStateReason":""#),
+    Slot::Text,
+    Slot::Lit(br#"","statusEventTS":"#),
+    Slot::Int { div: 1000 },
+    Slot::Lit(b"}}"),
+];
+
+/// The tag of a stored status payload: what follows it.
+const STATUS_VERBATIM: u8 = 0;
+const STATUS_VALUES: u8 = 1;
+
+/// The base an [`Slot::Int`] is stored relative to: `div` 0 is no base.
+fn int_base(time_ms: i64, div: i64) -> i64 {
+    if div == 0 {
+        0
+    } else {
+        time_ms.div_euclid(div)
+    }
+}
+
+/// The text [`Slot::Text`] stores as one byte.
+const STATUS_NONE: &[u8] = b"none";
+
+/// Encodes the payload of the `agent_status` row `(agent, time_ms, _)` into
+/// `buf` (cleared first): its values when it has [`STATUS_LAYOUT`]'s
+/// shape, else verbatim. [`decode_status_payload`] gives back the same
+/// bytes either way (checked here before the short form is kept).
+pub fn encode_status_payload(agent: &str, time_ms: i64, raw: &[u8], buf: &mut Vec<u8>) {
+    buf.clear();
+    buf.push(STATUS_VALUES);
+    if status_values(agent, time_ms, raw, buf).is_some() {
+        let mut check = Vec::with_capacity(raw.len());
+        if decode_status_payload(agent, time_ms, buf, &mut check).is_ok() && check == raw {
+            return;
+        }
+    }
+    buf.clear();
+    buf.push(STATUS_VERBATIM);
+    buf.extend_from_slice(raw);
+}
+
+/// Appends the values of `raw` read against [`STATUS_LAYOUT`]; `None`
+/// when `raw` has another shape.
+fn status_values(agent: &str, time_ms: i64, raw: &[u8], buf: &mut Vec<u8>) -> Option<()> {
+    let mut rest = raw;
+    let int = |rest: &mut &[u8], div: i64, buf: &mut Vec<u8>| -> Option<()> {
+        let len = rest
+            .iter()
+            .position(|b| !(b.is_ascii_digit() || *b == b'-'))
+            .unwrap_or(rest.len());
+        let (digits, after) = rest.split_at(len);
+        let v: i64 = std::str::from_utf8(digits).ok()?.parse().ok()?;
+        // Only the spelling `to_string` gives back (no `+`, `-0` or
+        // leading zeros) is stored as a number.
+        if v.to_string().as_bytes() != digits {
+            return None;
+        }
+        put_varint(buf, zigzag(v.wrapping_sub(int_base(time_ms, div))));
+        *rest = after;
+        Some(())
+    };
+    for slot in STATUS_LAYOUT {
+        match slot {
+            Slot::Lit(lit) => rest = rest.strip_prefix(lit)?,
+            Slot::Agent => rest = rest.strip_prefix(agent.as_bytes())?,
+            Slot::Text => {
+                let len = rest.iter().position(|&b| b == b'"' || b == b'\\')?;
+                let (text, after) = rest.split_at(len);
+                if text == STATUS_NONE {
+                    buf.push(0);
+                } else {
+                    put_varint(buf, text.len() as u128 + 1);
+                    buf.extend_from_slice(text);
+                }
+                rest = after;
+            }
+            Slot::Int { div } => int(&mut rest, div, buf)?,
+        }
+    }
+    rest.is_empty().then_some(())
+}
+
+/// Writes into `out` (cleared first) the payload [`encode_status_payload`]
+/// stored as `bytes` for the row `(agent, time_ms, _)`.
+pub fn decode_status_payload(
+    agent: &str,
+    time_ms: i64,
+    bytes: &[u8],
+    out: &mut Vec<u8>,
+) -> Result<(), CodecError> {
+    out.clear();
+    let mut r = Reader { bytes, pos: 0 };
+    match r.byte()? {
+        STATUS_VERBATIM => {
+            out.extend_from_slice(r.take(bytes.len() - 1)?);
+            return Ok(());
+        }
+        STATUS_VALUES => {}
+        tag => return Err(CodecError(format!("status payload: unknown tag {tag}"))),
+    }
+    let int = |r: &mut Reader<'_>, div: i64, out: &mut Vec<u8>| -> Result<(), CodecError> {
+        let v = unzigzag(r.varint()?)?.wrapping_add(int_base(time_ms, div));
+        out.extend_from_slice(v.to_string().as_bytes());
+        Ok(())
+    };
+    for slot in STATUS_LAYOUT {
+        match slot {
+            Slot::Lit(lit) => out.extend_from_slice(lit),
+            Slot::Agent => out.extend_from_slice(agent.as_bytes()),
+            Slot::Text => match r.count()? {
+                0 => out.extend_from_slice(STATUS_NONE),
+                n => out.extend_from_slice(r.take(n - 1)?),
+            },
+            Slot::Int { div } => int(&mut r, div, out)?,
+        }
+    }
+    if r.pos != bytes.len() {
+        return Err(CodecError(format!(
+            "status payload: {} trailing bytes",
+            bytes.len() - r.pos
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod status_tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const FEED: &str = r#"{"AgentStatusChange":{"agentId":"agMpopYKQYlh54FDjf5CpTo","msgInfo":{"instanceId":"uk3sapi03.example-sapi-v1","sequenceId":6804,"timestamp":1763966469450},"newReasonCodeUser":"none","newState":1,"newSubState":"none","newSubStateReason":"none","statusEventTS":1763966469}}"#;
+    const AGENT: &str = "agMpopYKQYlh54FDjf5CpTo";
+
+    fn round_trip(agent: &str, time_ms: i64, raw: &[u8]) -> Vec<u8> {
+        let mut stored = Vec::new();
+        encode_status_payload(agent, time_ms, raw, &mut stored);
+        let mut back = Vec::new();
+        decode_status_payload(agent, time_ms, &stored, &mut back).unwrap();
+        assert_eq!(back, raw, "{}", String::from_utf8_lossy(raw));
+        stored
+    }
+
+    #[test]
+    fn the_feeds_shape_is_stored_as_its_values() {
+        let stored = round_trip(AGENT, 1_763_966_469_000, FEED.as_bytes());
+        assert_eq!(stored[0], STATUS_VALUES);
+        // Tag, instance id (26), sequence id (2), `timestamp` 450 ms after
+        // t(e) (2), `statusEventTS` at t(e) (1), three `none`s, the state:
+        // 36 bytes for 270.
+        assert_eq!(stored.len(), 36, "{stored:?}");
+        // Any t(e) (a weak one, or none at all) round-trips too.
+        for t in [0, -1, i64::MIN, i64::MAX, 1_763_966_469_450] {
+            assert_eq!(round_trip(AGENT, t, FEED.as_bytes())[0], STATUS_VALUES);
+        }
+        let other = FEED
+            .replace(
+                r#""newReasonCodeUser":"none""#,
+                r#""newReasonCodeUser":"801=1722""#,
+            )
+            .replace(r#""newState":1"#, r#""newState":-5"#);
+        assert_eq!(round_trip(AGENT, 7, other.as_bytes())[0], STATUS_VALUES);
+    }
+
+    #[test]
+    fn any_other_payload_is_stored_verbatim() {
+        let cases = [
+            // Another agent than the key's, another key order, spaces.
+            FEED.replace(AGENT, "ag1"),
+            FEED.replace(r#""newState":1,"newSubState""#, r#""newSubState""#),
+            FEED.replace(r#""newState":1"#, r#""newState": 1"#),
+            // Numbers not spelled as Rust prints them, or too large.
+            FEED.replace(r#""newState":1"#, r#""newState":01"#),
+            FEED.replace(r#""newState":1"#, r#""newState":-0"#),
+            FEED.replace(r#""newState":1"#, r#""newState":"1""#),
+            FEED.replace(
+                r#""sequenceId":6804"#,
+                r#""sequenceId":99999999999999999999"#,
+            ),
+            // An escape in a text, trailing bytes, a cut payload.
+            FEED.replace("uk3sapi03", r#"uk3\"sapi03"#),
+            format!("{FEED}\n"),
+            FEED[..FEED.len() - 1].to_owned(),
+            String::new(),
+        ];
+        for raw in cases {
+            let stored = round_trip(AGENT, 1_763_966_469_000, raw.as_bytes());
+            assert_eq!(stored[0], STATUS_VERBATIM, "{raw}");
+            assert_eq!(&stored[1..], raw.as_bytes());
+        }
+    }
+
+    #[test]
+    fn a_damaged_value_is_an_error() {
+        let mut stored = Vec::new();
+        encode_status_payload(AGENT, 0, FEED.as_bytes(), &mut stored);
+        let mut out = Vec::new();
+        // Nothing, an unknown tag, a value cut short.
+        for bad in [&[][..], &[2][..], &stored[..stored.len() - 1]] {
+            assert!(decode_status_payload(AGENT, 0, bad, &mut out).is_err());
+        }
+        let mut longer = stored.clone();
+        longer.push(0);
+        assert!(decode_status_payload(AGENT, 0, &longer, &mut out).is_err());
+    }
+
+    proptest! {
+        #[test]
+        fn every_payload_round_trips(
+            raw in proptest::collection::vec(any::<u8>(), 0..300),
+            time_ms in any::<i64>(),
+            state in any::<i64>(),
+            text in "[ -~]{0,12}",
+        ) {
+            round_trip(AGENT, time_ms, &raw);
+            let shaped = FEED
+                .replace(r#""newState":1"#, &format!(r#""newState":{state}"#))
+                .replace("uk3sapi03", &text);
+            round_trip(AGENT, time_ms, shaped.as_bytes());
+        }
+    }
+}

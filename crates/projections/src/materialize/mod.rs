@@ -28,8 +28,11 @@
 //!   has events), so the legs of a contact are found from its first leg
 //!   down ([`Projections::contact_legs`]) without a scan.
 //! - `agent_status`: `(agentId, t(e), offset) -> (time source rank,
-//!   payload bytes)` for every status change (docs/METRICS.md §5) below `consumed`: enough to recompute agent
-//!   state time exactly for any window.
+//!   payload)` for every status change (docs/METRICS.md §5) below
+//!   `consumed`, the payload as `codec::encode_status_payload` stores it
+//!   (its values when it has the feed's usual shape, which give back its
+//!   exact bytes): enough to recompute agent state time exactly for any
+//!   window.
 //! - The tenant index (whose an event or a leg is: `crate::tenant`; "" in a
 //!   key stands for none): `tenant_legs` `(tenant_hash(tenant), offeredAt,
 //!   guid_hash(interactionGUID)) -> n`, n > 0 the number of rows of
@@ -96,7 +99,7 @@ pub use query::{InteractionFilter, TenantStats};
 
 /// Bump whenever a stored value or a rule of docs/METRICS.md changes: a store
 /// written with another version is rebuilt on the next catch-up.
-pub const PROJECTION_VERSION: i64 = 10;
+pub const PROJECTION_VERSION: i64 = 11;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProjectionError {

@@ -402,6 +402,7 @@ impl Projections {
             let mut out = Vec::new();
             // The smallest agent id above the last one seen: its own id and "\0".
             let mut above: Option<String> = None;
+            let mut raw = Vec::new();
             loop {
                 let first = match &above {
                     None => t.iter().at(&self.path)?.next(),
@@ -419,8 +420,10 @@ impl Projections {
                 for item in history.rev() {
                     let (k, v) = item.at(&self.path)?;
                     let (_, time_ms, _) = k.value();
-                    let (_, raw) = v.value();
-                    let state = parse_event(raw)
+                    let (_, stored) = v.value();
+                    codec::decode_status_payload(&agent, time_ms, stored, &mut raw)
+                        .at(&self.path)?;
+                    let state = parse_event(&raw)
                         .ok()
                         .and_then(|e| e.body.new_state.as_i64());
                     if let Some(state) = state {
@@ -650,22 +653,24 @@ fn feed_status(
     range: redb::Range<'_, (&'static str, i64, u64), (u8, &'static [u8])>,
     path: &std::path::Path,
 ) -> Result<()> {
+    let mut raw = Vec::new();
     for item in range {
         let (k, v) = item.at(path)?;
-        let (_, time_ms, _) = k.value();
+        let (agent, time_ms, _) = k.value();
         // The source says whether the change is timed (agent state time
         // counts timed changes only).
-        let (rank, raw) = v.value();
+        let (rank, stored) = v.value();
+        codec::decode_status_payload(agent, time_ms, stored, &mut raw).at(path)?;
         // A rank this code does not know cannot be trusted to be timed.
         let source = TimeSource::of_rank(rank).unwrap_or(TimeSource::Imported);
-        if let Ok(event) = parse_event(raw) {
+        if let Ok(event) = parse_event(&raw) {
             acc.add_event(
                 &event,
                 EventTime {
                     ms: time_ms,
                     source,
                 },
-                raw,
+                &raw,
             );
         }
     }

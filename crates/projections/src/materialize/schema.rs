@@ -41,7 +41,9 @@ pub(super) fn report_chunk_of(at: i64) -> i64 {
     at.div_euclid(REPORT_CHUNK_MS)
 }
 
-/// `(agentId, t(e), offset) -> (rank of t(e)'s time source, payload)`.
+/// `(agentId, t(e), offset) -> (rank of t(e)'s time source, payload)`,
+/// the payload as `codec::encode_status_payload` stores it (its values,
+/// not its ~270 bytes of JSON, when it has the feed's usual shape).
 pub(super) const AGENT_STATUS: TableDefinition<(&str, i64, u64), (u8, &[u8])> =
     TableDefinition::new("agent_status");
 
@@ -586,10 +588,12 @@ impl Projections {
             (&a.agent, a.time_ms, a.offset).cmp(&(&b.agent, b.time_ms, b.offset))
         });
         let mut t = txn.open_table(AGENT_STATUS).at(&self.path)?;
+        let mut buf = Vec::new();
         for r in rows {
+            codec::encode_status_payload(&r.agent, r.time_ms, &r.payload, &mut buf);
             t.insert(
                 (r.agent.as_str(), r.time_ms, r.offset),
-                (r.source.rank(), &*r.payload),
+                (r.source.rank(), buf.as_slice()),
             )
             .at(&self.path)?;
         }
