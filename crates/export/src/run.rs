@@ -35,9 +35,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::ControlFlow;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use ccvault_projections::{AgentStates, InteractionFilter, Projections};
+use ccvault_projections::{InteractionFilter, Projections, SpanChanges};
 use ccvault_store::{ArchiveReader, Hit, Position, Record, RecordRef, StoreError};
 use jiff::tz::TimeZone;
 use serde::Serialize;
@@ -300,16 +300,21 @@ pub fn export(
     }
     let clock = std::time::Instant::now();
     let max_time = state.max_time_ms.unwrap_or(i64::MIN);
-    let spans_of_agents = spans_source.spans(max_time);
+    let mut spans_source = spans_source;
+    let scratch = scratch_base(dir);
     let spans = Rewrite::new(Table::AgentStates, old_parts(Table::AgentStates));
     let spans = spans.write_changed(dir, run, opts, push_span, |f| {
-        spans_of_agents.iter().try_for_each(|s| {
-            let key = PartitionKey {
-                tenant: s.tenant.clone(),
-                date: dates.of(s.start_ms),
-            };
-            f(&key, s)
-        })
+        spans_source.for_each_span(
+            max_time,
+            |s| {
+                let key = PartitionKey {
+                    tenant: s.tenant.clone(),
+                    date: dates.of(s.start_ms),
+                };
+                f(&key, &s)
+            },
+            |e| io(SCRATCH_ERROR, &scratch)(e),
+        )
     })?;
     let mut sum = spans.into_checkpoint(&mut new);
     sum.seconds = clock.elapsed().as_secs_f64();
@@ -447,10 +452,18 @@ enum Read {
     SavedAndNew(Vec<(Hit, Record)>),
 }
 
+/// Where the agent status changes wait for the spans: scratch files in the
+/// export directory, hidden, and unlinked as soon as they are created.
+fn scratch_base(dir: &Path) -> PathBuf {
+    dir.join(".ccvault-scratch")
+}
+
+const SCRATCH_ERROR: &str = "cannot use a scratch file for the agent status changes at";
+
 /// What [`scan_events`] found.
 struct Scanned {
     files: Vec<NewFile>,
-    agents: AgentStates,
+    agents: SpanChanges,
     damaged: u64,
     /// Every status change the agent states took, where each is (none
     /// when one's position is unknown: a tenant's records).
@@ -483,7 +496,8 @@ fn scan_events(
             opts.row_group_bytes,
             opts.memory_bytes,
         )?,
-        agents: AgentStates::new(),
+        agents: SpanChanges::new(Some(&scratch_base(dir))),
+        scratch: scratch_base(dir),
         dates: Dates::new(opts.tz.clone()),
         wanted: wanted.clone(),
         only: opts.tenant.clone(),
@@ -555,7 +569,8 @@ fn scan_events(
 /// agent status changes.
 struct EventRows {
     writer: TableWriter,
-    agents: AgentStates,
+    agents: SpanChanges,
+    scratch: PathBuf,
     dates: Dates,
     wanted: std::ops::Range<u64>,
     only: Option<String>,
@@ -578,7 +593,8 @@ impl EventRows {
             let tenant = row.tenant.as_deref().or(only);
             let taken = self
                 .agents
-                .add_event_with_tenant(ev, row.time, rec.payload, tenant);
+                .add_event_with_tenant(ev, row.time, rec.payload, tenant)
+                .map_err(io(SCRATCH_ERROR, &self.scratch))?;
             if taken {
                 self.changes = match (self.changes.take(), at) {
                     (Some(mut list), Some(pos)) => {

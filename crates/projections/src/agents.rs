@@ -188,6 +188,30 @@ pub(crate) fn status_change_agent<'e>(event: &'e Event<'_>) -> Option<std::borro
     event.body.agent_id.as_text()
 }
 
+/// The agent and the change of an event that counts as a status change;
+/// `detail`: `Some(tenant)` keeps the reason and the tenant.
+fn change_of<'e>(
+    event: &'e Event<'_>,
+    time: EventTime,
+    raw: &[u8],
+    detail: Option<Option<&str>>,
+) -> Option<(std::borrow::Cow<'e, str>, Change)> {
+    let agent = status_change_agent(event)?;
+    let new_state = event.body.new_state.as_i64()?;
+    let change = Change {
+        time_ms: time.ms,
+        sequence_id: event.sequence_id(),
+        rank: lifecycle_rank(&event.event_type()),
+        raw: raw.into(),
+        new_state,
+        reason: detail
+            .and_then(|_| event.body.new_reason_code_user.as_text())
+            .map(|r| r.into()),
+        tenant: detail.flatten().map(Into::into),
+    };
+    Some((agent, change))
+}
+
 /// One agent's distinct status changes, split by whether their time says
 /// when they happened.
 #[derive(Debug, Clone, Default)]
@@ -244,23 +268,8 @@ impl AgentStates {
         raw: &[u8],
         detail: Option<Option<&str>>,
     ) -> bool {
-        let Some(agent) = status_change_agent(event) else {
+        let Some((agent, change)) = change_of(event, time, raw, detail) else {
             return false;
-        };
-        let Some(new_state) = event.body.new_state.as_i64() else {
-            return false;
-        };
-        let event_type = event.event_type();
-        let change = Change {
-            time_ms: time.ms,
-            sequence_id: event.sequence_id(),
-            rank: lifecycle_rank(&event_type),
-            raw: raw.into(),
-            new_state,
-            reason: detail
-                .and_then(|_| event.body.new_reason_code_user.as_text())
-                .map(|r| r.into()),
-            tenant: detail.flatten().map(Into::into),
         };
         let changes = match self.agents.get_mut(agent.as_ref()) {
             Some(changes) => changes,
@@ -484,6 +493,9 @@ pub fn render_text(agents: &[AgentStateTime], names: &StateNames) -> String {
     );
     out
 }
+
+mod span_runs;
+pub use span_runs::SpanChanges;
 
 #[cfg(test)]
 mod tests;

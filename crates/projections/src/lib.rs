@@ -37,7 +37,7 @@ pub mod timearg;
 pub mod timefmt;
 pub mod timeline;
 
-pub use agents::{AgentSpan, AgentStateTime, AgentStates, AgentWindow, StateNames};
+pub use agents::{AgentSpan, AgentStateTime, AgentStates, AgentWindow, SpanChanges, StateNames};
 pub use input::EventInput;
 pub use live::{could_be_in_progress, live_stage, AgentNow, Live, Stage};
 pub use materialize::{

@@ -90,7 +90,7 @@ mod overlay;
 mod project;
 mod query;
 mod rebuild;
-mod runs;
+pub(crate) mod runs;
 mod schema;
 
 pub use catch_up::Touched;

@@ -28,7 +28,7 @@ const MAX_RUNS: usize = 64;
 const READ_BUFFER: usize = 64 << 10;
 
 /// A key a run can hold: written and read back in a compact form.
-pub(super) trait RunKey: Ord + Sized {
+pub(crate) trait RunKey: Ord + Sized {
     /// Bytes it takes in memory, for the run's budget.
     fn footprint(&self) -> usize;
     fn write_to(&self, out: &mut impl Write) -> io::Result<()>;
@@ -42,22 +42,30 @@ fn read_word(input: &mut impl Read) -> io::Result<[u8; 8]> {
     Ok(b)
 }
 
-fn write_str(out: &mut impl Write, s: &str) -> io::Result<()> {
-    let len = u32::try_from(s.len()).map_err(|_| io::Error::other("a key longer than 4 GiB"))?;
+pub(crate) fn write_bytes(out: &mut impl Write, b: &[u8]) -> io::Result<()> {
+    let len = u32::try_from(b.len()).map_err(|_| io::Error::other("a key longer than 4 GiB"))?;
     out.write_all(&len.to_le_bytes())?;
-    out.write_all(s.as_bytes())
+    out.write_all(b)
 }
 
-fn read_str(input: &mut impl Read) -> io::Result<String> {
+pub(crate) fn read_bytes(input: &mut impl Read) -> io::Result<Vec<u8>> {
     let mut b = [0u8; 4];
     input.read_exact(&mut b)?;
-    let mut s = vec![0u8; u32::from_le_bytes(b) as usize];
-    input.read_exact(&mut s)?;
-    String::from_utf8(s).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+    let mut bytes = vec![0u8; u32::from_le_bytes(b) as usize];
+    input.read_exact(&mut bytes)?;
+    Ok(bytes)
+}
+
+pub(crate) fn write_str(out: &mut impl Write, s: &str) -> io::Result<()> {
+    write_bytes(out, s.as_bytes())
+}
+
+pub(crate) fn read_str(input: &mut impl Read) -> io::Result<String> {
+    String::from_utf8(read_bytes(input)?).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
 }
 
 /// True at the end of the run (nothing left to read).
-fn at_end(input: &mut impl BufRead) -> io::Result<bool> {
+pub(crate) fn at_end(input: &mut impl BufRead) -> io::Result<bool> {
     Ok(input.fill_buf()?.is_empty())
 }
 
@@ -120,7 +128,7 @@ impl RunKey for (String, String) {
 
 /// The keys one table receives during a rebuild, each with how many times
 /// it was pushed: sorted runs on scratch files plus the run in memory.
-pub(super) struct Runs<K: RunKey> {
+pub(crate) struct Runs<K: RunKey> {
     /// Where scratch files go; `None` keeps everything in memory (a rebuild
     /// of projections that are not saved).
     dir: Option<PathBuf>,
@@ -138,7 +146,7 @@ pub(super) struct Runs<K: RunKey> {
 impl<K: RunKey> Runs<K> {
     /// Runs whose scratch files are `<base>.<name>.<n>` (`base: None`: in
     /// memory).
-    pub(super) fn new(base: Option<&Path>, name: &str) -> Runs<K> {
+    pub(crate) fn new(base: Option<&Path>, name: &str) -> Runs<K> {
         let (dir, stem) = match base {
             Some(base) => {
                 let file = base.file_name().map(|f| f.to_string_lossy().into_owned());
@@ -161,7 +169,16 @@ impl<K: RunKey> Runs<K> {
         }
     }
 
-    pub(super) fn push(&mut self, key: K, count: u32) -> io::Result<()> {
+    /// Runs of at most `run_bytes` each, merged past `max_runs`: small
+    /// values make a test spill and merge.
+    #[cfg(test)]
+    pub(crate) fn with_limits(mut self, run_bytes: usize, max_runs: usize) -> Runs<K> {
+        self.run_bytes = run_bytes;
+        self.max_runs = max_runs;
+        self
+    }
+
+    pub(crate) fn push(&mut self, key: K, count: u32) -> io::Result<()> {
         self.pending_bytes += key.footprint();
         self.pending.push((key, count));
         if self.pending_bytes >= self.run_bytes && self.dir.is_some() {
@@ -230,9 +247,30 @@ impl<K: RunKey> Runs<K> {
         Ok(())
     }
 
+    /// As [`Runs::merge`], keeping the runs for another pass.
+    pub(crate) fn replay<E>(
+        &mut self,
+        put: impl FnMut(K, u32) -> Result<(), E>,
+        io: impl Fn(io::Error) -> E,
+    ) -> Result<(), E>
+    where
+        K: Clone,
+    {
+        let memory = self.sorted_pending();
+        self.pending_bytes = memory.iter().map(|(k, _)| k.footprint()).sum();
+        self.pending = memory.clone();
+        let files = self
+            .files
+            .iter()
+            .map(File::try_clone)
+            .collect::<io::Result<Vec<File>>>()
+            .map_err(&io)?;
+        merge_runs(files, memory, put, io)
+    }
+
     /// Calls `put` with every key in ascending order, once, with the sum of
     /// its counts; a scratch file's error goes through `io`.
-    pub(super) fn merge<E>(
+    pub(crate) fn merge<E>(
         mut self,
         put: impl FnMut(K, u32) -> Result<(), E>,
         io: impl Fn(io::Error) -> E,
