@@ -121,6 +121,140 @@ impl GenFilter {
     }
 }
 
+/// Complete generations per span filter.
+pub(crate) const SPAN_GENERATIONS: u64 = 8;
+
+/// The span of generation `gen`.
+pub(crate) fn span(gen: u64) -> u64 {
+    gen / SPAN_GENERATIONS
+}
+
+/// Filter bits a key, as a span's filter is sized: ~1 % false positives
+/// with one 512-bit block a key and 8 bits set in it.
+const SPAN_BITS_PER_KEY: u64 = 10;
+
+/// One block of a span filter: a cache line, so a probe reads one line.
+type Block = [u64; 8];
+
+/// Multipliers that pick a key's bit in each word of its block (those of
+/// Parquet's split block Bloom filter, odd constants).
+const SALT: [u32; 8] = [
+    0x47b6_137b,
+    0x4497_4d91,
+    0x8824_ad5b,
+    0xa2b7_289d,
+    0x7054_95c7,
+    0x2df1_424b,
+    0x9efc_4947,
+    0x5c6b_fb31,
+];
+
+/// Stored form's version: a span filter of another version is ignored
+/// (its generations are probed one by one).
+const SPAN_FORMAT: u32 = 1;
+const SPAN_HEAD_LEN: usize = 8;
+
+/// A blocked Bloom filter of the key hashes of the first `gens` complete
+/// generations of a span (docs/FORMAT.md §3): a duplicate check skips all
+/// of them with one probe when it rejects a hash. Filled one generation at
+/// a time as each is sealed, so it never holds the span's keys at once.
+#[derive(Debug, Clone)]
+pub(crate) struct SpanFilter {
+    /// Generations added, from the span's first.
+    gens: u32,
+    blocks: Box<[Block]>,
+}
+
+impl SpanFilter {
+    /// An empty filter sized for `keys_per_gen` keys in each of the span's
+    /// generations (more only raise its false positive rate).
+    pub(crate) fn sized_for(keys_per_gen: u64) -> SpanFilter {
+        let bits = keys_per_gen
+            .saturating_mul(SPAN_GENERATIONS)
+            .saturating_mul(SPAN_BITS_PER_KEY);
+        let blocks = bits.div_ceil(512).clamp(1, 1 << 26);
+        SpanFilter {
+            gens: 0,
+            blocks: vec![[0u64; 8]; blocks as usize].into_boxed_slice(),
+        }
+    }
+
+    /// Generations added so far.
+    pub(crate) fn gens(&self) -> u64 {
+        u64::from(self.gens)
+    }
+
+    /// Adds the next generation's key hashes.
+    pub(crate) fn add_generation(&mut self, hashes: &[u64]) {
+        for &h in hashes {
+            let (b, mask) = self.place(h);
+            for (w, m) in self.blocks[b].iter_mut().zip(mask) {
+                *w |= m;
+            }
+        }
+        self.gens += 1;
+    }
+
+    /// The block of `hash` (its high bits) and the bit of each word (from
+    /// its low 32 bits, independent of the block's choice).
+    fn place(&self, hash: u64) -> (usize, Block) {
+        let b = ((u128::from(hash) * self.blocks.len() as u128) >> 64) as usize;
+        let low = hash as u32;
+        (b, SALT.map(|s| 1u64 << (low.wrapping_mul(s) >> 26)))
+    }
+
+    /// Whether any of the added generations may hold `hash`.
+    pub(crate) fn may_hold(&self, hash: u64) -> bool {
+        let (b, mask) = self.place(hash);
+        self.blocks[b]
+            .iter()
+            .zip(mask)
+            .fold(true, |all, (w, m)| all & (w & m == m))
+    }
+
+    pub(crate) fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(SPAN_HEAD_LEN + 64 * self.blocks.len());
+        out.extend_from_slice(&SPAN_FORMAT.to_le_bytes());
+        out.extend_from_slice(&self.gens.to_le_bytes());
+        for w in self.blocks.iter().flatten() {
+            out.extend_from_slice(&w.to_le_bytes());
+        }
+        out
+    }
+
+    /// Reads a stored filter back; `None` for another version or bytes of
+    /// the wrong shape (the span's generations are then probed one by one).
+    pub(crate) fn decode(bytes: &[u8]) -> Option<SpanFilter> {
+        let (head, body) = bytes.split_at_checked(SPAN_HEAD_LEN)?;
+        let u32_at = |i: usize| {
+            let mut b = [0u8; 4];
+            b.copy_from_slice(&head[i..i + 4]);
+            u32::from_le_bytes(b)
+        };
+        let gens = u32_at(4);
+        let shaped = u32_at(0) == SPAN_FORMAT
+            && (1..=SPAN_GENERATIONS).contains(&u64::from(gens))
+            && !body.is_empty()
+            && body.len().is_multiple_of(64);
+        if !shaped {
+            return None;
+        }
+        let blocks = body
+            .chunks_exact(64)
+            .map(|line| {
+                let mut block = [0u64; 8];
+                for (w, b) in block.iter_mut().zip(line.chunks_exact(8)) {
+                    let mut word = [0u8; 8];
+                    word.copy_from_slice(b);
+                    *w = u64::from_le_bytes(word);
+                }
+                block
+            })
+            .collect();
+        Some(SpanFilter { gens, blocks })
+    }
+}
+
 /// The tables that have generation filters, with their code in the
 /// `gen_filter` table's key.
 pub(crate) const FILTERED: [PostingKind; 2] = [PostingKind::Guid, PostingKind::Payload];
@@ -133,6 +267,9 @@ pub(crate) struct Filters {
     /// One entry per complete generation: the `by_guid` and `by_payload`
     /// filters, in [`FILTERED`] order.
     gens: Vec<[std::sync::Arc<GenFilter>; 2]>,
+    /// One entry per span with a complete generation, in [`FILTERED`]
+    /// order: its filter, or `None` (its generations are probed one by one).
+    spans: Vec<[Option<std::sync::Arc<SpanFilter>>; 2]>,
 }
 
 fn slot(kind: PostingKind) -> Option<usize> {
@@ -149,10 +286,31 @@ impl Filters {
         self.gens.push(filters.map(std::sync::Arc::new));
     }
 
-    /// Forgets the filters of generations `gen..`.
+    /// Forgets the filters of generations `gen..`, and those of the spans
+    /// that cover any of them.
     pub(crate) fn truncate(&mut self, gen: u64) {
         self.gens
             .truncate(usize::try_from(gen).unwrap_or(usize::MAX));
+        self.spans
+            .truncate(usize::try_from(span(gen)).unwrap_or(usize::MAX));
+    }
+
+    /// The filter of span `s` of `kind`'s table, if there is one.
+    pub(crate) fn span_filter(&self, s: u64, kind: PostingKind) -> Option<&SpanFilter> {
+        let entry = usize::try_from(s).ok().and_then(|s| self.spans.get(s))?;
+        entry[slot(kind)?].as_deref()
+    }
+
+    /// Sets the filters of span `s` (the spans before it get `None` if
+    /// they had no entry).
+    pub(crate) fn set_span(&mut self, s: u64, filters: [Option<SpanFilter>; 2]) {
+        let Ok(s) = usize::try_from(s) else {
+            return;
+        };
+        if self.spans.len() <= s {
+            self.spans.resize(s + 1, [None, None]);
+        }
+        self.spans[s] = filters.map(|f| f.map(std::sync::Arc::new));
     }
 
     /// Whether generation `gen` of `kind`'s table may hold `hash`.
@@ -214,6 +372,53 @@ mod tests {
             assert!(matches!(f, GenFilter::Unknown));
             assert!(f.may_hold(12345));
         }
+    }
+
+    #[test]
+    fn a_span_filter_holds_every_generations_keys_and_round_trips() {
+        let key = |i: u64| i.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        let gens: Vec<Vec<u64>> = (0..SPAN_GENERATIONS)
+            .map(|g| (g * 10_000..(g + 1) * 10_000).map(key).collect())
+            .collect();
+        let mut f = SpanFilter::sized_for(10_000);
+        for (i, keys) in gens.iter().enumerate() {
+            f.add_generation(keys);
+            assert_eq!(f.gens(), i as u64 + 1);
+        }
+        let back = SpanFilter::decode(&f.encode()).unwrap();
+        for f in [&f, &back] {
+            assert_eq!(f.gens(), SPAN_GENERATIONS);
+            assert!(gens.iter().flatten().all(|k| f.may_hold(*k)));
+        }
+        let false_hits = (0..100_000u64)
+            .filter(|i| back.may_hold(i.wrapping_mul(0x2545_f491_4f6c_dd1d) | 1))
+            .count();
+        // ~1 % as sized; 2 % leaves room for the blocks' uneven loads.
+        assert!(false_hits < 2_000, "{false_hits} false hits of 100000");
+    }
+
+    #[test]
+    fn a_span_filter_of_another_version_or_shape_is_not_used() {
+        let mut f = SpanFilter::sized_for(100);
+        f.add_generation(&[1, 2, 3]);
+        let bytes = f.encode();
+        let mut other_version = bytes.clone();
+        other_version[0] = 2;
+        let mut too_many_gens = bytes.clone();
+        too_many_gens[4] = SPAN_GENERATIONS as u8 + 1;
+        let mut no_gens = bytes.clone();
+        no_gens[4] = 0;
+        let torn = &bytes[..bytes.len() - 1];
+        for damaged in [
+            &other_version[..],
+            &too_many_gens,
+            &no_gens,
+            torn,
+            &bytes[..8],
+        ] {
+            assert!(SpanFilter::decode(damaged).is_none());
+        }
+        assert!(SpanFilter::decode(&bytes).is_some());
     }
 
     #[test]

@@ -13,10 +13,11 @@ use redb::{
 
 use crate::chunk::{self, Posting};
 use crate::error::AtPath;
-use crate::filter::{Filters, GenFilter, FILTERED};
+use crate::filter::{Filters, GenFilter, SpanFilter, FILTERED, SPAN_GENERATIONS};
 use crate::guard::{guarded, unguarded};
 use crate::schema::{
-    builder, builder_with_cache, BY_AGENT, BY_GUID, BY_PAYLOAD, FILTERS, META, QUARANTINE, TIME,
+    builder, builder_with_cache, BY_AGENT, BY_GUID, BY_PAYLOAD, FILTERS, META, QUARANTINE,
+    SPAN_FILTERS, TIME,
 };
 use crate::{
     agent_hash, guid_hash, Checkpoint, Counters, Hit, IndexError, PostingDigest, PostingKind,
@@ -154,6 +155,20 @@ impl IndexReader {
                     }
                 }
                 filters.push(got);
+            }
+            // A span filter that claims generations not sealed is not the
+            // one this index's commits wrote: its generations are probed.
+            if let Some(t) = self.table(SPAN_FILTERS)? {
+                for s in 0..sealed.div_ceil(SPAN_GENERATIONS) {
+                    let mut got = [None, None];
+                    for (slot, kind) in got.iter_mut().zip(FILTERED) {
+                        if let Some(v) = t.get((s, kind as u8)).at(&self.path)? {
+                            *slot = SpanFilter::decode(v.value())
+                                .filter(|f| s * SPAN_GENERATIONS + f.gens() <= sealed);
+                        }
+                    }
+                    filters.set_span(s, got);
+                }
             }
             Ok(filters)
         })

@@ -24,6 +24,12 @@ pub(crate) const BY_PAYLOAD: TableDefinition<(u64, u64, u64), u32> =
 /// (generation, table code) -> the generation's key filter (see
 /// [`crate::filter`]); written once the generation is complete.
 pub(crate) const FILTERS: TableDefinition<(u64, u8), &[u8]> = TableDefinition::new("gen_filter");
+/// (span, table code) -> the filter of the span's complete generations'
+/// key hashes (see [`crate::filter::SpanFilter`]); rewritten as each of its
+/// generations is sealed. Absent in indexes written before it (their
+/// generations are probed one by one until a commit fills it in).
+pub(crate) const SPAN_FILTERS: TableDefinition<(u64, u8), &[u8]> =
+    TableDefinition::new("span_filter");
 /// offset -> position, for quarantined records only.
 pub(crate) const QUARANTINE: TableDefinition<u64, u32> = TableDefinition::new("quarantine");
 /// Running maximum of event time (ms) at the end of a slice of the log (at

@@ -676,6 +676,7 @@ impl Archive {
             tracing::debug!(
                 records,
                 lookups.keys,
+                lookups.spans,
                 lookups.probes,
                 lookups.passed,
                 lookups.seeks,

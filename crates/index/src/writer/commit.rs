@@ -11,6 +11,11 @@
 //!   record can fall in it: offsets only grow), and they never change after;
 //!   the writer's copy of the filters is replaced only once that commit has
 //!   succeeded.
+//! - A span's filter holds the keys of exactly the generations it says it
+//!   covers (its first `gens()`), all sealed: it is extended in the commit
+//!   that seals each of them, or built from the posting tables when it is
+//!   missing (an index written before span filters, or a damaged entry),
+//!   for the newest span and at most one older span a commit.
 
 use std::sync::{Arc, PoisonError};
 
@@ -19,10 +24,10 @@ use redb::{Durability, ReadableTable};
 use super::{Index, IndexWriter};
 use crate::chunk::ChunkBuilder;
 use crate::error::AtPath;
-use crate::filter::{generation, Filters, GenFilter, FILTERED};
+use crate::filter::{generation, span, Filters, GenFilter, SpanFilter, FILTERED, SPAN_GENERATIONS};
 use crate::guard::guarded;
-use crate::schema::{BY_AGENT, BY_GUID, BY_PAYLOAD, FILTERS, META, QUARANTINE, TIME};
-use crate::{Checkpoint, Result};
+use crate::schema::{BY_AGENT, BY_GUID, BY_PAYLOAD, FILTERS, META, QUARANTINE, SPAN_FILTERS, TIME};
+use crate::{Checkpoint, PostingKind, Result};
 
 impl Index {
     /// Writes everything the writer collected, with the checkpoint after it
@@ -119,8 +124,8 @@ impl Index {
     }
 
     /// Builds and stores the filters of every generation this commit
-    /// completes (no later record can fall in it: offsets only grow), and
-    /// returns the filters as of this commit.
+    /// completes (no later record can fall in it: offsets only grow), adds
+    /// each to its span's filter, and returns the filters as of this commit.
     fn seal_generations(
         &self,
         txn: &redb::WriteTransaction,
@@ -128,12 +133,18 @@ impl Index {
     ) -> Result<Arc<Filters>> {
         let mut filters = w.filters.as_ref().clone();
         let mut t = txn.open_table(FILTERS).at(&self.path)?;
+        let mut spans = txn.open_table(SPAN_FILTERS).at(&self.path)?;
         // Offsets only grow, so this never happens; were a commit to add
         // records to a sealed generation, its filters would be stale.
         if let Some(first) = w.first_offset.filter(|f| generation(*f) < filters.sealed()) {
             for g in generation(first)..filters.sealed() {
                 for kind in FILTERED {
                     t.remove((g, kind as u8)).at(&self.path)?;
+                }
+            }
+            for s in span(generation(first))..=span(filters.sealed()) {
+                for kind in FILTERED {
+                    spans.remove((s, kind as u8)).at(&self.path)?;
                 }
             }
             filters.truncate(generation(first));
@@ -143,12 +154,14 @@ impl Index {
         };
         let guid = txn.open_table(BY_GUID).at(&self.path)?;
         let payload = txn.open_table(BY_PAYLOAD).at(&self.path)?;
+        let sealed_before = filters.sealed();
         while filters.sealed() < generation(next) {
             let g = filters.sealed();
-            let built = [
-                GenFilter::build(&gen_hashes(&guid, g).at(&self.path)?),
-                GenFilter::build(&gen_hashes(&payload, g).at(&self.path)?),
+            let hashes = [
+                gen_hashes(&guid, g).at(&self.path)?,
+                gen_hashes(&payload, g).at(&self.path)?,
             ];
+            let built = hashes.each_ref().map(|h| GenFilter::build(h));
             for (kind, filter) in FILTERED.iter().zip(&built) {
                 if let Some(bytes) = filter.encode() {
                     t.insert((g, *kind as u8), bytes.as_slice())
@@ -156,9 +169,86 @@ impl Index {
                 }
             }
             filters.push(built);
+            let span_filters = [
+                span_with(&guid, &filters, PostingKind::Guid, g, &hashes[0]).at(&self.path)?,
+                span_with(&payload, &filters, PostingKind::Payload, g, &hashes[1]).at(&self.path)?,
+            ];
+            put_span(&mut spans, &mut filters, span(g), span_filters).at(&self.path)?;
+        }
+        // An index written before span filters gets them one older span a
+        // commit that seals a generation, so no commit reads much more
+        // than a span's keys.
+        if filters.sealed() > sealed_before {
+            let complete = filters.sealed() / SPAN_GENERATIONS;
+            let whole = |s, kind| {
+                filters
+                    .span_filter(s, kind)
+                    .is_some_and(|f| f.gens() == SPAN_GENERATIONS)
+            };
+            if let Some(s) = (0..complete).find(|&s| !FILTERED.iter().all(|&k| whole(s, k))) {
+                let upto = (s + 1) * SPAN_GENERATIONS;
+                let span_filters = [
+                    span_from(&guid, s, upto).at(&self.path)?,
+                    span_from(&payload, s, upto).at(&self.path)?,
+                ];
+                put_span(&mut spans, &mut filters, s, span_filters).at(&self.path)?;
+            }
         }
         Ok(Arc::new(filters))
     }
+}
+
+/// Stores span `s`'s filters (in [`FILTERED`] order) and hands them to
+/// `filters`.
+fn put_span(
+    table: &mut redb::Table<(u64, u8), &[u8]>,
+    filters: &mut Filters,
+    s: u64,
+    span_filters: [SpanFilter; 2],
+) -> std::result::Result<(), redb::Error> {
+    for (kind, f) in FILTERED.iter().zip(&span_filters) {
+        table.insert((s, *kind as u8), f.encode().as_slice())?;
+    }
+    filters.set_span(s, span_filters.map(Some));
+    Ok(())
+}
+
+/// Span filter of generation `g`'s span once `keys` (those of `g`) are
+/// added: the span's filter extended, or, when it is missing or covers
+/// other generations, one built from the table.
+fn span_with<V: redb::Value + 'static>(
+    t: &impl ReadableTable<(u64, u64, u64), V>,
+    filters: &Filters,
+    kind: PostingKind,
+    g: u64,
+    keys: &[u64],
+) -> std::result::Result<SpanFilter, redb::Error> {
+    let s = span(g);
+    let first = s * SPAN_GENERATIONS;
+    let mut f = match filters.span_filter(s, kind) {
+        Some(f) if first + f.gens() == g => f.clone(),
+        _ if g > first => span_from(t, s, g)?,
+        _ => SpanFilter::sized_for(keys.len() as u64),
+    };
+    f.add_generation(keys);
+    Ok(f)
+}
+
+/// The filter of generations `span(s)..upto` of a posting table, read from
+/// the table one generation at a time and sized by the first.
+fn span_from<V: redb::Value + 'static>(
+    t: &impl ReadableTable<(u64, u64, u64), V>,
+    s: u64,
+    upto: u64,
+) -> std::result::Result<SpanFilter, redb::Error> {
+    let mut filter: Option<SpanFilter> = None;
+    for g in s * SPAN_GENERATIONS..upto {
+        let hashes = gen_hashes(t, g)?;
+        filter
+            .get_or_insert_with(|| SpanFilter::sized_for(hashes.len() as u64))
+            .add_generation(&hashes);
+    }
+    Ok(filter.unwrap_or_else(|| SpanFilter::sized_for(0)))
 }
 
 /// The distinct key hashes of generation `g` of a posting table, sorted.

@@ -3,8 +3,8 @@
 //!
 //! Invariants:
 //! - The candidates are exactly those a lookup in every generation would
-//!   find: a complete generation is skipped only when its filter rejects
-//!   the hash, and a filter has no false negatives.
+//!   find: a complete generation is skipped only when its filter, or its
+//!   span's, rejects the hash, and a filter has no false negatives.
 //! - A GUID's committed postings are looked up once a commit (its events
 //!   arrive close together); the cache is dropped with the writer.
 
@@ -12,7 +12,7 @@ use std::collections::hash_map::Entry as MapEntry;
 
 use super::IndexWriter;
 use crate::chunk::Posting;
-use crate::filter::Filters;
+use crate::filter::{span, Filters, SPAN_GENERATIONS};
 use crate::{guid_hash, Hit, PostingKind, Result};
 
 /// What a commit's duplicate checks (and its interactions counter) asked
@@ -23,6 +23,9 @@ pub struct Lookups {
     /// Key hashes looked up in the snapshot (a GUID once a commit, a
     /// payload hash of a record without a GUID each time).
     pub keys: u64,
+    /// Span filters consulted (each stands for up to 8 complete
+    /// generations).
+    pub spans: u64,
     /// Generation filters consulted.
     pub probes: u64,
     /// Complete generations whose filter let the key through (it is there,
@@ -34,7 +37,9 @@ pub struct Lookups {
 }
 
 /// The generations below `gens` that may hold `hash` in `kind`'s table,
-/// counted in `lookups`.
+/// counted in `lookups`. A span's filter, when it rejects the hash, rules
+/// out every generation it covers with one probe; the others are probed
+/// one by one.
 pub(super) fn candidates(
     filters: &Filters,
     gens: u64,
@@ -43,12 +48,29 @@ pub(super) fn candidates(
     lookups: &mut Lookups,
 ) -> Vec<u64> {
     let sealed = gens.min(filters.sealed());
-    let found: Vec<u64> = (0..gens)
-        .filter(|&g| filters.may_hold(g, kind, hash))
-        .collect();
+    let mut found = Vec::new();
+    let mut start = 0;
+    while start < sealed {
+        let s = span(start);
+        let end = ((s + 1) * SPAN_GENERATIONS).min(sealed);
+        let mut from = start;
+        if let Some(f) = filters.span_filter(s, kind) {
+            lookups.spans += 1;
+            if !f.may_hold(hash) {
+                from = (s * SPAN_GENERATIONS + f.gens()).clamp(start, end);
+            }
+        }
+        for g in from..end {
+            lookups.probes += 1;
+            if filters.may_hold(g, kind, hash) {
+                lookups.passed += 1;
+                found.push(g);
+            }
+        }
+        start = end;
+    }
+    found.extend(sealed..gens);
     lookups.keys += 1;
-    lookups.probes += sealed;
-    lookups.passed += found.iter().filter(|&&g| g < sealed).count() as u64;
     lookups.seeks += found.len() as u64;
     found
 }

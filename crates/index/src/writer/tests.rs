@@ -2,6 +2,7 @@
 //! across collected, committed and sealed generations.
 
 use super::*;
+use crate::schema::SPAN_FILTERS;
 use crate::{
     guid_hash, payload_hash, Checkpoint, Counters, Entry, Hit, PostingDigest, PostingKind,
     GENERATION_RECORDS, TIME_SLICE,
@@ -480,4 +481,133 @@ fn compaction_runs_again_only_once_the_index_grew_by_a_quarter() {
     assert_eq!(r.counters().unwrap().records, next);
     let want = (0..next).filter(|o| o % 4000 == 7).count();
     assert_eq!(r.guid_hits("guid-7").unwrap().len(), want);
+}
+
+/// Records one a generation over 20 generations (two whole spans of 8 and
+/// part of a third), each with its own GUID and payload, and one record
+/// without a GUID in generation 1.
+fn one_record_a_generation(index: &Index) {
+    const G: u64 = GENERATION_RECORDS;
+    for gen in 0..20u64 {
+        let guid: &'static str = Box::leak(format!("gen{gen}").into_boxed_str());
+        let mut batch = vec![entry(gen * G, guid.as_bytes(), Some(guid))];
+        if gen == 1 {
+            batch.push(entry(G + 1, b"no guid", None));
+        }
+        let mut w = index.begin().unwrap();
+        w.add_all(&batch).unwrap();
+        index.commit(w, None).unwrap();
+    }
+}
+
+/// Checks that every record of [`one_record_a_generation`] is found again
+/// from the last generation, and returns the lookups a key the index does
+/// not hold costs.
+fn every_generation_found(index: &Index) -> Lookups {
+    const G: u64 = GENERATION_RECORDS;
+    let mut w = index.begin().unwrap();
+    for gen in 0..20u64 {
+        let guid = format!("gen{gen}");
+        let hits = w
+            .duplicate_candidates(payload_hash(guid.as_bytes()), Some(&guid))
+            .unwrap();
+        assert_eq!(offsets(&hits), vec![gen * G], "{guid}");
+    }
+    let hits = w
+        .duplicate_candidates(payload_hash(b"no guid"), None)
+        .unwrap();
+    assert_eq!(offsets(&hits), vec![G + 1]);
+    let before = w.lookups();
+    assert!(w
+        .duplicate_candidates(payload_hash(b"gen3"), Some("absent"))
+        .unwrap()
+        .is_empty());
+    let after = w.lookups();
+    Lookups {
+        keys: after.keys - before.keys,
+        spans: after.spans - before.spans,
+        probes: after.probes - before.probes,
+        passed: after.passed - before.passed,
+        seeks: after.seeks - before.seeks,
+    }
+}
+
+#[test]
+fn a_duplicate_many_generations_later_is_caught_and_new_keys_cost_a_probe_a_span() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("i.redb");
+    let index = Index::open(&path).unwrap();
+    one_record_a_generation(&index);
+    assert_eq!(index.current_filters().sealed(), 19);
+    let absent = every_generation_found(&index);
+    // Spans 0..8, 8..16 and 16..19 reject it: no generation filter probed,
+    // one B-tree lookup (generation 19, not complete).
+    assert_eq!((absent.spans, absent.probes, absent.seeks), (3, 0, 1));
+    drop(index);
+    let index = Index::open(&path).unwrap();
+    assert_eq!(
+        every_generation_found(&index),
+        absent,
+        "the span filters come back from the file"
+    );
+}
+
+#[test]
+fn an_index_without_span_filters_dedupes_exactly_and_gets_them_a_span_a_commit() {
+    const G: u64 = GENERATION_RECORDS;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("i.redb");
+    let index = Index::open(&path).unwrap();
+    one_record_a_generation(&index);
+    // As an index written before span filters: no such table.
+    let txn = index.db.begin_write().unwrap();
+    assert!(txn.delete_table(SPAN_FILTERS).unwrap());
+    txn.commit().unwrap();
+    drop(index);
+
+    let index = Index::open(&path).unwrap();
+    // The generations each span's filter covers (the same for both tables).
+    let spans = |index: &Index| {
+        let f = index.current_filters();
+        (0..3)
+            .map(|s| {
+                let gens = |kind| f.span_filter(s, kind).map(|f| f.gens());
+                assert_eq!(gens(PostingKind::Guid), gens(PostingKind::Payload));
+                gens(PostingKind::Guid)
+            })
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(spans(&index), vec![None, None, None]);
+    let absent = every_generation_found(&index);
+    assert_eq!((absent.spans, absent.probes), (0, 19), "one by one");
+
+    // The commit that seals generation 19 fills the newest span (16..20)
+    // and the oldest missing one; the next seal fills the other.
+    let mut w = index.begin().unwrap();
+    w.add_all(&[entry(20 * G, b"gen20", Some("gen20"))])
+        .unwrap();
+    index.commit(w, None).unwrap();
+    assert_eq!(spans(&index), vec![Some(8), None, Some(4)]);
+    let mut w = index.begin().unwrap();
+    w.add_all(&[entry(21 * G, b"gen21", Some("gen21"))])
+        .unwrap();
+    index.commit(w, None).unwrap();
+    assert_eq!(spans(&index), vec![Some(8), Some(8), Some(5)]);
+    let absent = every_generation_found(&index);
+    assert_eq!((absent.spans, absent.probes), (3, 0));
+
+    // A damaged span filter is ignored: that span is probed one by one.
+    let txn = index.db.begin_write().unwrap();
+    txn.open_table(SPAN_FILTERS)
+        .unwrap()
+        .insert(
+            (1u64, PostingKind::Guid as u8),
+            &[1u8, 0, 0, 0, 9, 0, 0, 0][..],
+        )
+        .unwrap();
+    txn.commit().unwrap();
+    drop(index);
+    let index = Index::open(&path).unwrap();
+    let absent = every_generation_found(&index);
+    assert_eq!((absent.spans, absent.probes), (2, 8));
 }
