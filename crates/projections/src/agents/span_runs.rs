@@ -253,29 +253,18 @@ mod tests {
             let tenant = (i % 3 == 0).then_some("acme");
             changes.add_event_with_tenant(&ev, t, line, tenant).unwrap();
         }
-        let mut out = Vec::new();
-        changes
-            .for_each_span(
-                max,
-                |s| -> io::Result<()> {
-                    out.push(s);
-                    Ok(())
-                },
-                |e| e,
-            )
-            .unwrap();
+        let mut pass = || {
+            let mut spans = Vec::new();
+            let push = |s| -> io::Result<()> {
+                spans.push(s);
+                Ok(())
+            };
+            changes.for_each_span(max, push, |e| e).unwrap();
+            spans
+        };
+        let out = pass();
         // A second pass gives the same spans.
-        let mut again = Vec::new();
-        changes
-            .for_each_span(
-                max,
-                |s| -> io::Result<()> {
-                    again.push(s);
-                    Ok(())
-                },
-                |e| e,
-            )
-            .unwrap();
+        let again = pass();
         assert_eq!(out, again);
         out
     }
