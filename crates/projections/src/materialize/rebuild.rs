@@ -81,6 +81,42 @@ impl Default for RebuildOptions {
     }
 }
 
+/// Compaction is worth its passes over the file only when at least this
+/// share of the file (in tenths) is not in redb's allocated pages.
+const COMPACT_WHEN_FREE_TENTHS: u64 = 1;
+
+/// Compacts the freshly filled `db` at `path` when its allocated pages leave
+/// at least a tenth of the file free; says whether it did.
+///
+/// redb grows a file by doubling it, and its allocator then pins the file's
+/// end (docs/BENCHMARKS.md, issue 17): just after a doubling much of the
+/// file is free (1M events: 71.3 -> 37.6 MB compacted), but a
+/// file filled close to its size is not made smaller by compacting it (50M:
+/// 1.7 % smaller for 31.5 CPU-s and ~17 reads of the 2.3 GB file). Redb's
+/// count of allocated pages tells the two apart for one walk of the tables;
+/// its `fragmented_bytes` would not, as it counts the leaves' unused bytes
+/// too.
+pub(super) fn compact_if_it_frees_enough(db: &mut redb::Database, path: &Path) -> Result<bool> {
+    let txn = db.begin_write().at(path)?;
+    let stats = txn.stats().at(path)?;
+    txn.abort().at(path)?;
+    let allocated = stats
+        .allocated_pages()
+        .saturating_mul(stats.page_size() as u64);
+    let len = std::fs::metadata(path)
+        .map_err(|source| ProjectionError::Io {
+            path: path.display().to_string(),
+            source,
+        })?
+        .len();
+    let free = len.saturating_sub(allocated);
+    if free.saturating_mul(10) < len.saturating_mul(COMPACT_WHEN_FREE_TENTHS) {
+        return Ok(false);
+    }
+    db.compact().at(path)?;
+    Ok(true)
+}
+
 impl Projections {
     /// Recomputes every projection from the archive: a new file, filled by
     /// a log reader, `opts.workers` compute threads and this thread writing,
@@ -120,12 +156,8 @@ impl Projections {
                     unsaved: None,
                 };
                 let applied = building.fill(reader, opts, progress, started, Some(&scratch))?;
-                // redb grows a file by doubling it and leaves the pages the
-                // rebuild's commits freed: compacted, the file is the size
-                // of its tables (issue 12, 1M events: 71.3 -> 45.4 MB for
-                // ~0.2 s of CPU, docs/BENCHMARKS.md).
                 if let Some(Db::Writable(db)) = building.db.as_mut() {
-                    db.compact().at(&scratch)?;
+                    compact_if_it_frees_enough(db, &scratch)?;
                 }
                 Ok(applied)
             });
