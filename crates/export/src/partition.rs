@@ -146,6 +146,14 @@ impl Dates {
     }
 }
 
+/// The partitions of `map` dated before `date` (none of an unknown date).
+fn dated_before<V>(map: &BTreeMap<PartitionKey, V>, date: Date) -> Vec<PartitionKey> {
+    map.keys()
+        .filter(|k| k.date.is_some_and(|d| d < date))
+        .cloned()
+        .collect()
+}
+
 /// A file written by a run, in place under its final name.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NewFile {
@@ -323,13 +331,7 @@ impl Files {
 
     /// Completes the files of every partition dated before `date`.
     fn finish_dates_before(&mut self, date: Date) -> Result<()> {
-        let done: Vec<PartitionKey> = self
-            .open
-            .keys()
-            .filter(|k| k.date.is_some_and(|d| d < date))
-            .cloned()
-            .collect();
-        for k in &done {
+        for k in &dated_before(&self.open, date) {
             self.finish_file(k)?;
         }
         Ok(())
@@ -640,13 +642,7 @@ impl TableWriter {
     /// Sends the batches of the partitions dated before `date` to the
     /// writer thread, which completes their files.
     fn finish_dates_before(&mut self, date: Date) -> Result<()> {
-        let done: Vec<PartitionKey> = self
-            .parts
-            .keys()
-            .filter(|k| k.date.is_some_and(|d| d < date))
-            .cloned()
-            .collect();
-        for k in &done {
+        for k in &dated_before(&self.parts, date) {
             self.flush(k)?;
         }
         self.send(Msg::DatesBefore(date))

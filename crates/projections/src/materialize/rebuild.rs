@@ -23,7 +23,7 @@ use redb::backends::InMemoryBackend;
 use redb::Durability;
 
 use super::project::{project_records, ArchivedEvent, ArchivedGroup, Projected, Want};
-use super::schema::{create_private, scratch_builder, SortedTables};
+use super::schema::{create_private, io_error, scratch_builder, SortedTables};
 use super::{guarded, Applied, AtPath, Db, Progress, ProjectionError, Projections, Result};
 use crate::codec::CodecError;
 
@@ -103,12 +103,7 @@ pub(super) fn compact_if_it_frees_enough(db: &mut redb::Database, path: &Path) -
     let allocated = stats
         .allocated_pages()
         .saturating_mul(stats.page_size() as u64);
-    let len = std::fs::metadata(path)
-        .map_err(|source| ProjectionError::Io {
-            path: path.display().to_string(),
-            source,
-        })?
-        .len();
+    let len = std::fs::metadata(path).map_err(io_error(path))?.len();
     let free = len.saturating_sub(allocated);
     if free.saturating_mul(10) < len.saturating_mul(COMPACT_WHEN_FREE_TENTHS) {
         return Ok(false);
@@ -171,10 +166,7 @@ impl Projections {
             };
             // Release our handle on the old file, then swap the new one in.
             self.db = None;
-            std::fs::rename(&scratch, &self.path).map_err(|source| ProjectionError::Io {
-                path: self.path.display().to_string(),
-                source,
-            })?;
+            std::fs::rename(&scratch, &self.path).map_err(io_error(&self.path))?;
             if let Some(dir) = self.path.parent() {
                 if let Ok(d) = std::fs::File::open(dir) {
                     let _ = d.sync_all();

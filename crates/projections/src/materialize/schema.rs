@@ -210,8 +210,9 @@ pub(super) struct SortedTables {
     children: Runs<(String, String)>,
 }
 
-/// A scratch file's error, told as the projections file's.
-fn io_error(path: &Path) -> impl Fn(std::io::Error) -> ProjectionError + '_ {
+/// An I/O error on `path` (a scratch file's is told as the projections
+/// file's).
+pub(super) fn io_error(path: &Path) -> impl Fn(std::io::Error) -> ProjectionError + '_ {
     |source| ProjectionError::Io {
         path: path.display().to_string(),
         source,
