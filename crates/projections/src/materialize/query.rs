@@ -224,6 +224,20 @@ impl Projections {
         filter: &InteractionFilter,
         mut f: impl FnMut(Summary) -> Result<bool>,
     ) -> Result<()> {
+        if let Some(contact) = filter.contact_id.as_deref() {
+            // One contact's legs, found through their links (a few lookups
+            // a leg) rather than by reading every summary of the archive.
+            let mut legs = self.contact_legs(contact)?;
+            legs.sort_by(|a, b| {
+                (a.offered_at, &a.interaction_guid).cmp(&(b.offered_at, &b.interaction_guid))
+            });
+            for s in legs {
+                if filter.matches(&s) && !f(s)? {
+                    break;
+                }
+            }
+            return Ok(());
+        }
         guarded(&self.path, || {
             let txn = self.read_txn()?;
             let Some(t) = self.summary_tables(&txn)? else {

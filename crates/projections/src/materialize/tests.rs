@@ -160,6 +160,31 @@ fn dump(p: &Projections) -> String {
     for g in &guids {
         out += &contact_line(g, &p.contact_legs(g).unwrap());
     }
+    // A contact's legs listed through its links are the ones a scan of
+    // every summary finds, in the same order.
+    let mut scanned: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    p.for_each_interaction(&InteractionFilter::default(), |s| {
+        let contact = s.contact_id.clone().unwrap();
+        scanned
+            .entry(contact)
+            .or_default()
+            .extend(s.interaction_guid);
+        Ok(true)
+    })
+    .unwrap();
+    for (contact, legs) in &scanned {
+        let filter = InteractionFilter {
+            contact_id: Some(contact.clone()),
+            ..InteractionFilter::default()
+        };
+        let mut listed = Vec::new();
+        p.for_each_interaction(&filter, |s| {
+            listed.extend(s.interaction_guid);
+            Ok(true)
+        })
+        .unwrap();
+        assert_eq!(&listed, legs, "legs of contact {contact}");
+    }
     for opts in report_opts() {
         // The compact rows and the whole summaries (placed in their
         // contacts) give the same report.
