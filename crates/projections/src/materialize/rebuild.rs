@@ -1,6 +1,7 @@
 //! The parallel rebuild: one sequential log scan groups records by
 //! interaction (the index says how many records each group has), worker
-//! threads project complete groups, and this thread writes. Interactions
+//! threads project complete groups, this thread gathers their output into
+//! batches and one more thread writes and commits each batch. Interactions
 //! spread too far through the log to buffer are set aside and recomputed
 //! from the index at the end, so memory stays bounded.
 //!
@@ -35,8 +36,11 @@ const DEFAULT_BUFFER_BYTES: usize = 96 << 20;
 /// Records per unit of work handed to a rebuild worker (and per batch a
 /// catch-up parses).
 pub(super) const WORK_RECORDS: usize = 512;
-/// Summaries per intermediate (non-durable) commit of a rebuild.
-const COMMIT_EVERY: usize = 50_000;
+/// Rows (summaries and status changes) per intermediate (non-durable)
+/// commit of a rebuild. Three batches may be held at once (see
+/// `write_outputs`); a smaller batch also leaves less to write after the
+/// scan ends.
+const COMMIT_EVERY: usize = 25_000;
 /// The page cache of the rebuild's own handle on the archive index. Its
 /// reads are sequential passes over the GUID postings (counting each
 /// interaction's records, then the deferred ones), which the reader's usual
@@ -311,6 +315,13 @@ impl Projections {
 
     /// The writer side of a rebuild: stores what the workers project, in
     /// non-durable commits (the final meta commit makes them durable).
+    ///
+    /// This thread only gathers the workers' output into batches of
+    /// [`COMMIT_EVERY`] rows; a thread of its own writes and commits each
+    /// batch, so the workers go on while one is written instead of waiting
+    /// on a full queue (on 2 cores a rebuild stood still during each
+    /// commit). At most one batch waits for that thread while the next
+    /// one fills.
     fn write_outputs(
         &self,
         out_rx: &Receiver<Result<Projected, CodecError>>,
@@ -321,12 +332,51 @@ impl Projections {
         sorted: &mut SortedTables,
     ) -> Result<(u64, u64, Option<i64>)> {
         let db = self.writable()?;
+        let (batch_tx, batch_rx) = mpsc::sync_channel::<Projected>(1);
+        std::thread::scope(|scope| {
+            let committer = scope.spawn(move || -> Result<()> {
+                for mut batch in batch_rx {
+                    let mut txn = db.begin_write().at(&self.path)?;
+                    self.put_projected(&txn, &mut batch, sorted)?;
+                    txn.set_durability(Durability::None).at(&self.path)?;
+                    txn.commit().at(&self.path)?;
+                }
+                Ok(())
+            });
+            let gathered =
+                self.gather_batches(out_rx, &batch_tx, records_read, end, started, progress);
+            // Closing the channel ends the committer once it has written
+            // the last batch.
+            drop(batch_tx);
+            let committed = committer
+                .join()
+                .map_err(|_| ProjectionError::Worker("the projections writer panicked".into()))?;
+            // The committer's error first: it is why a send failed.
+            committed?;
+            gathered
+        })
+    }
+
+    /// Gathers the workers' output into batches for `batch_tx`, the last
+    /// one whatever its size; the counts of what was gathered.
+    fn gather_batches(
+        &self,
+        out_rx: &Receiver<Result<Projected, CodecError>>,
+        batch_tx: &SyncSender<Projected>,
+        records_read: &AtomicU64,
+        end: u64,
+        started: Instant,
+        progress: &mut dyn FnMut(Progress),
+    ) -> Result<(u64, u64, Option<i64>)> {
         let (mut interactions, mut agents, mut max_time) = (0u64, 0u64, None);
-        // What the workers sent since the last commit, written all at once
+        // What the workers sent since the last batch, written all at once
         // so that each table receives its keys sorted.
         let mut pending = Projected::default();
-        let mut in_txn = 0usize;
+        let mut in_batch = 0usize;
         let mut last_report = Instant::now();
+        // A failed send means the committer stopped on an error, which
+        // `write_outputs` reports.
+        let mut committer_stopped = false;
         loop {
             let item = match out_rx.recv_timeout(Duration::from_millis(200)) {
                 Ok(item) => Some(item),
@@ -338,15 +388,14 @@ impl Projections {
                 interactions += p.summaries.len() as u64;
                 agents += p.agents.len() as u64;
                 max_time = max_time.max(p.max_time_ms);
-                in_txn += p.summaries.len() + p.agents.len();
+                in_batch += p.summaries.len() + p.agents.len();
                 pending.absorb(p);
-                if in_txn >= COMMIT_EVERY {
-                    let mut txn = db.begin_write().at(&self.path)?;
-                    self.put_projected(&txn, &mut pending, sorted)?;
-                    pending = Projected::default();
-                    txn.set_durability(Durability::None).at(&self.path)?;
-                    txn.commit().at(&self.path)?;
-                    in_txn = 0;
+                if in_batch >= COMMIT_EVERY {
+                    if batch_tx.send(std::mem::take(&mut pending)).is_err() {
+                        committer_stopped = true;
+                        break;
+                    }
+                    in_batch = 0;
                 }
             }
             if last_report.elapsed() >= Duration::from_millis(200) {
@@ -358,10 +407,10 @@ impl Projections {
                 });
             }
         }
-        let mut txn = db.begin_write().at(&self.path)?;
-        self.put_projected(&txn, &mut pending, sorted)?;
-        txn.set_durability(Durability::None).at(&self.path)?;
-        txn.commit().at(&self.path)?;
+        if !committer_stopped {
+            // Nothing to do on failure: the committer's error is reported.
+            let _ = batch_tx.send(pending);
+        }
         Ok((interactions, agents, max_time))
     }
 
