@@ -728,7 +728,7 @@ pub struct TenantStats {
 
 /// `table`, or `None` when nothing has been written to it yet (a store
 /// written before it existed is rebuilt, so only an empty store lacks it).
-fn open_optional<K: redb::Key + 'static, V: redb::Value + 'static>(
+pub(super) fn open_optional<K: redb::Key + 'static, V: redb::Value + 'static>(
     txn: &ReadTransaction,
     table: redb::TableDefinition<'static, K, V>,
 ) -> std::result::Result<Option<ReadOnlyTable<K, V>>, redb::TableError> {

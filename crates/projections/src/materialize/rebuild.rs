@@ -21,10 +21,14 @@ use std::time::{Duration, Instant};
 
 use ccvault_store::{ArchiveReader, Hit, IndexReader, Position, StoreError, VisibleRecords};
 use redb::backends::InMemoryBackend;
-use redb::Durability;
+use redb::{Database, Durability, ReadableDatabase, WriteTransaction};
 
 use super::project::{project_records, ArchivedEvent, ArchivedGroup, Projected, Want};
-use super::schema::{create_private, io_error, scratch_builder, SortedTables};
+use super::query::open_optional;
+use super::schema::{
+    create_private, encode_report_chunks, io_error, report_chunk_of, scratch_builder, SortedTables,
+    BY_OFFERED, REPORT_CHUNKS,
+};
 use super::{guarded, Applied, AtPath, Db, Progress, ProjectionError, Projections, Result};
 use crate::codec::CodecError;
 
@@ -55,6 +59,10 @@ const INDEX_CACHE_BYTES: usize = 4 << 20;
 /// pass, as before windows; a larger one takes one more per window instead
 /// of holding 4 bytes for every record of the log.
 const DEFAULT_WINDOW_RECORDS: u64 = 1 << 24;
+
+/// Encoded `report_chunks` entries waiting for the rebuild's writer (each
+/// an hour of legs, ~21 bytes a leg).
+const REPORT_CHUNKS_QUEUED: usize = 64;
 
 /// Emptied group buffers the workers hand back to the log reader, at most
 /// this many, each kept only if it holds at most [`SPARE_BYTES`]: a group
@@ -300,8 +308,7 @@ impl Projections {
 
         let db = self.writable()?;
         let mut txn = db.begin_write().at(&self.path)?;
-        self.put_sorted(&txn, sorted)?;
-        self.put_all_report_chunks(&txn)?;
+        self.put_sorted_and_report_chunks(db, &txn, sorted)?;
         self.put_meta(&txn, end, outcome.last_pos, max_time)?;
         txn.set_durability(Durability::Immediate).at(&self.path)?;
         txn.commit().at(&self.path)?;
@@ -412,6 +419,50 @@ impl Projections {
             let _ = batch_tx.send(pending);
         }
         Ok((interactions, agents, max_time))
+    }
+
+    /// The last writes of a rebuild, once every summary is committed: the
+    /// sorted runs merged into their tables on this thread while another
+    /// encodes every `report_chunks` entry from the committed summaries (a
+    /// read transaction), which this thread then inserts. Done one after
+    /// the other, both were most of the single-threaded time after the
+    /// scan (docs/BENCHMARKS.md, issue 12).
+    fn put_sorted_and_report_chunks(
+        &self,
+        db: &Database,
+        txn: &WriteTransaction,
+        sorted: SortedTables,
+    ) -> Result<()> {
+        let (tx, rx) = mpsc::sync_channel::<(i64, Vec<u8>)>(REPORT_CHUNKS_QUEUED);
+        std::thread::scope(|scope| {
+            let encoder = scope.spawn(move || -> Result<()> {
+                let read = db.begin_read().at(&self.path)?;
+                let Some(by_offered) = open_optional(&read, BY_OFFERED).at(&self.path)? else {
+                    return Ok(());
+                };
+                let first = report_chunk_of(i64::MIN);
+                encode_report_chunks(&by_offered, first, None, &self.path, |c, bytes| {
+                    tx.send((c, bytes.to_vec())).map_err(|_| {
+                        // The writer stopped on an error of its own,
+                        // which is the one reported.
+                        ProjectionError::Worker("report chunks not written".into())
+                    })
+                })
+            });
+            let written = self.put_sorted(txn, sorted).and_then(|()| {
+                let mut out = txn.open_table(REPORT_CHUNKS).at(&self.path)?;
+                for (c, bytes) in &rx {
+                    out.insert(c, bytes.as_slice()).at(&self.path)?;
+                }
+                Ok(())
+            });
+            drop(rx);
+            let encoded = encoder.join().map_err(|_| {
+                ProjectionError::Worker("the report chunks' encoder panicked".into())
+            })?;
+            written?;
+            encoded
+        })
     }
 
     /// Writes what a rebuild projected (every interaction new to the store),

@@ -457,17 +457,10 @@ impl Projections {
         Ok(())
     }
 
-    /// Writes every `report_chunks` entry from `interactions_by_offered`
-    /// in one pass: a rebuild's, once its summaries are all written (into
-    /// a new file, whose `report_chunks` is empty).
-    pub(super) fn put_all_report_chunks(&self, txn: &WriteTransaction) -> Result<()> {
-        self.write_report_chunks(txn, report_chunk_of(i64::MIN), None)
-    }
-
     /// Writes the chunks `first..=last` (`None`: to the end) from the
-    /// summaries in their hours and removes those with no summary left;
-    /// the one function both paths use, so the chunks are a function of
-    /// the summaries alone.
+    /// summaries in their hours and removes those with no summary left
+    /// (a catch-up's path; a rebuild's computes them on a thread of its
+    /// own, `Projections::fill`).
     fn write_report_chunks(
         &self,
         txn: &WriteTransaction,
@@ -477,34 +470,11 @@ impl Projections {
         let by_offered = txn.open_table(BY_OFFERED).at(&self.path)?;
         let mut out = txn.open_table(REPORT_CHUNKS).at(&self.path)?;
         let mut written = std::collections::BTreeSet::new();
-        let mut summaries: Vec<crate::summary::Summary> = Vec::new();
-        let mut current = None;
-        let mut buf = Vec::new();
-        let mut flush = |c: i64, summaries: &mut Vec<crate::summary::Summary>| -> Result<()> {
-            let legs: Vec<ReportLeg<'_>> = summaries.iter().map(report_leg_of_stored).collect();
-            codec::encode_report_chunk(&legs, &mut buf).at(&self.path)?;
-            out.insert(c, buf.as_slice()).at(&self.path)?;
+        encode_report_chunks(&by_offered, first, last, &self.path, |c, bytes| {
+            out.insert(c, bytes).at(&self.path)?;
             written.insert(c);
-            summaries.clear();
             Ok(())
-        };
-        let start = first.saturating_mul(REPORT_CHUNK_MS);
-        for item in by_offered.range((start, "")..).at(&self.path)? {
-            let (k, v) = item.at(&self.path)?;
-            let (at, guid) = k.value();
-            let c = report_chunk_of(at);
-            if last.is_some_and(|l| c > l) {
-                break;
-            }
-            if let Some(cur) = current.filter(|&cur| cur != c) {
-                flush(cur, &mut summaries)?;
-            }
-            current = Some(c);
-            summaries.push(codec::decode_summary(guid, at, v.value()).at(&self.path)?);
-        }
-        if let Some(cur) = current {
-            flush(cur, &mut summaries)?;
-        }
+        })?;
         let stale: Vec<i64> = match last {
             Some(l) => out.range(first..=l),
             None => out.range(first..),
@@ -626,6 +596,48 @@ impl Projections {
 /// The report's view of a stored summary (`legIndex` not resolved): a leg
 /// opens its contact exactly when [`opens_contact`] says so, which is what
 /// the walk on read ([`Projections::summary`]) would find.
+/// Encodes the `report_chunks` entries `first..=last` (`None`: to the
+/// end) from the summaries of `by_offered` in their hours, handing each to
+/// `emit` in chunk order: the one function that says what a chunk holds,
+/// so the chunks are a function of the summaries alone whichever path
+/// (catch-up or rebuild) writes them.
+pub(super) fn encode_report_chunks(
+    by_offered: &impl ReadableTable<(i64, &'static str), &'static [u8]>,
+    first: i64,
+    last: Option<i64>,
+    path: &Path,
+    mut emit: impl FnMut(i64, &[u8]) -> Result<()>,
+) -> Result<()> {
+    let mut summaries: Vec<crate::summary::Summary> = Vec::new();
+    let mut current = None;
+    let mut buf = Vec::new();
+    let mut flush = |c: i64, summaries: &mut Vec<crate::summary::Summary>| -> Result<()> {
+        let legs: Vec<ReportLeg<'_>> = summaries.iter().map(report_leg_of_stored).collect();
+        codec::encode_report_chunk(&legs, &mut buf).at(path)?;
+        emit(c, &buf)?;
+        summaries.clear();
+        Ok(())
+    };
+    let start = first.saturating_mul(REPORT_CHUNK_MS);
+    for item in by_offered.range((start, "")..).at(path)? {
+        let (k, v) = item.at(path)?;
+        let (at, guid) = k.value();
+        let c = report_chunk_of(at);
+        if last.is_some_and(|l| c > l) {
+            break;
+        }
+        if let Some(cur) = current.filter(|&cur| cur != c) {
+            flush(cur, &mut summaries)?;
+        }
+        current = Some(c);
+        summaries.push(codec::decode_summary(guid, at, v.value()).at(path)?);
+    }
+    if let Some(cur) = current {
+        flush(cur, &mut summaries)?;
+    }
+    Ok(())
+}
+
 fn report_leg_of_stored(s: &crate::summary::Summary) -> ReportLeg<'_> {
     let mut leg = ReportLeg::of(s);
     leg.first_leg = s
