@@ -19,6 +19,10 @@
 //!   export). The arena comes back for the next batch once the writer
 //!   holds no slice of it (a dictionary keeps slices of its distinct
 //!   values until the row group ends: that arena is left to it).
+//! - A column whose pages the export makes itself ([`Spec::own_pages`]:
+//!   the payload) is buffered PLAIN-encoded, each value its 4-byte length
+//!   and its bytes, and compressed page by page straight from that buffer
+//!   ([`crate::plain`]); the buffer always comes back.
 
 use std::fmt::Write as _;
 use std::sync::Arc;
@@ -29,6 +33,8 @@ use parquet::column::writer::ColumnWriter;
 use parquet::data_type::ByteArray;
 use parquet::errors::ParquetError;
 use parquet::schema::types::Type;
+
+use crate::plain::{Compressor, PlainChunk};
 
 /// The Parquet type of a column.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -71,6 +77,9 @@ pub struct Spec {
     /// Dictionary-encode the values (strings that repeat); off for values
     /// that rarely repeat (payloads), where a dictionary only costs time.
     pub dictionary: bool,
+    /// The export makes the column's pages itself ([`crate::plain`]): a
+    /// required text column without dictionary or statistics.
+    pub own_pages: bool,
 }
 
 impl Spec {
@@ -80,6 +89,19 @@ impl Spec {
             ty,
             nullable,
             dictionary: matches!(ty, Ty::Text | Ty::TextList),
+            own_pages: false,
+        }
+    }
+
+    /// A required text column whose pages the export makes itself: long,
+    /// rarely repeated values (an event's payload).
+    pub const fn own_pages(name: &'static str) -> Spec {
+        Spec {
+            name,
+            ty: Ty::Text,
+            nullable: false,
+            dictionary: false,
+            own_pages: true,
         }
     }
 }
@@ -129,6 +151,13 @@ enum Values {
         data: Vec<u8>,
         ranges: Vec<(usize, usize)>,
     },
+    /// Strings PLAIN-encoded as Parquet stores them (a 4-byte
+    /// little-endian length, then the bytes), one after the other; `ends`:
+    /// where each value ends in `data`.
+    Plain {
+        data: Vec<u8>,
+        ends: Vec<usize>,
+    },
 }
 
 impl Values {
@@ -168,6 +197,10 @@ fn present_level(spec: &Spec) -> i16 {
 impl ColumnBuf {
     fn new(spec: Spec) -> ColumnBuf {
         let values = match spec.ty {
+            Ty::Text if spec.own_pages => Values::Plain {
+                data: Vec::new(),
+                ends: Vec::new(),
+            },
             Ty::Timestamp | Ty::Int64 => Values::I64(Vec::new()),
             Ty::Bool => Values::Bool(Vec::new()),
             Ty::Double => Values::F64(Vec::new()),
@@ -245,6 +278,17 @@ impl ColumnBuf {
     fn bytes(&mut self, v: &[u8]) -> Result<usize, ColumnError> {
         match (&mut self.values, self.spec.ty) {
             (Values::Text { data, ranges }, Ty::Text) => Values::push_text(data, ranges, v),
+            (Values::Plain { data, ends }, Ty::Text) => {
+                let Ok(len) = u32::try_from(v.len()) else {
+                    return Err(ColumnError {
+                        column: self.spec.name,
+                        why: format!("a value of {} bytes (Parquet's limit: 4 GiB)", v.len()),
+                    });
+                };
+                data.extend_from_slice(&len.to_le_bytes());
+                data.extend_from_slice(v);
+                ends.push(data.len());
+            }
             _ => return Err(self.mismatch("text")),
         }
         self.present();
@@ -280,6 +324,10 @@ impl ColumnBuf {
             Values::Text { data, ranges } => {
                 data.clear();
                 ranges.clear();
+            }
+            Values::Plain { data, ends } => {
+                data.clear();
+                ends.clear();
             }
         }
         self.def.clear();
@@ -395,14 +443,15 @@ impl Rows {
         }
     }
 
-    /// Encodes the rows into `columns` (the writers of one row group's
-    /// column chunks, in the order of the specs) and empties the buffers,
-    /// keeping their memory. `scratch`: the caller's reusable list of value
-    /// slices.
+    /// Encodes the rows into `columns` (one row group's column chunks, in
+    /// the order of the specs) and empties the buffers, keeping their
+    /// memory. `scratch`: the caller's reusable list of value slices; `z`:
+    /// its compressor for own pages.
     pub fn write_to(
         &mut self,
-        columns: &mut [ColumnWriter<'_>],
+        columns: &mut [ColumnSink],
         scratch: &mut Vec<ByteArray>,
+        z: &mut Compressor,
     ) -> Result<(), ParquetError> {
         if columns.len() != self.columns.len() {
             return Err(ParquetError::General(format!(
@@ -414,6 +463,19 @@ impl Rows {
         for (c, writer) in self.columns.iter_mut().zip(columns) {
             let def = (!c.def.is_empty()).then_some(c.def.as_slice());
             let rep = (!c.rep.is_empty()).then_some(c.rep.as_slice());
+            let writer = match (&mut c.values, writer) {
+                (Values::Plain { data, ends }, ColumnSink::Own(chunk)) => {
+                    chunk.write(data, ends, z)?;
+                    continue;
+                }
+                (_, ColumnSink::Parquet(w)) => w,
+                _ => {
+                    return Err(ParquetError::General(format!(
+                        "column {} ({:?}) has a writer of another kind",
+                        c.spec.name, c.spec.ty
+                    )))
+                }
+            };
             match (&mut c.values, writer) {
                 (Values::I64(v), ColumnWriter::Int64ColumnWriter(w)) => {
                     w.write_batch(v, def, rep)?;
@@ -463,6 +525,13 @@ impl Rows {
         self.rows = 0;
         self.bytes = 0;
     }
+}
+
+/// Where a row group's column is encoded: the `parquet` crate's column
+/// writer, or the export's own pages.
+pub enum ColumnSink {
+    Parquet(ColumnWriter<'static>),
+    Own(PlainChunk),
 }
 
 /// A column's text buffer lent to the Parquet writer as [`Bytes`].

@@ -27,6 +27,7 @@ mod checkpoint;
 mod column;
 mod error;
 mod partition;
+mod plain;
 mod run;
 mod stage;
 mod tables;

@@ -49,15 +49,16 @@ use jiff::civil::Date;
 use jiff::tz::TimeZone;
 use jiff::Timestamp;
 use parquet::column::page::{CompressedPage, PageWriteSpec, PageWriter};
-use parquet::column::writer::{get_column_writer, ColumnWriter};
+use parquet::column::writer::get_column_writer;
 use parquet::data_type::ByteArray;
 use parquet::errors::ParquetError;
 use parquet::file::properties::WriterProperties;
 use parquet::file::writer::{SerializedFileWriter, SerializedPageWriter, TrackedWrite};
 use parquet::schema::types::{SchemaDescriptor, Type};
 
-use crate::column::{schema, ColumnError, Rows, Spec};
+use crate::column::{schema, ColumnError, ColumnSink, Rows, Spec};
 use crate::error::{io, ExportError, Result};
+use crate::plain::{Compressor, PlainChunk, ZSTD_LEVEL};
 use crate::tables::Table;
 
 /// The partition value Hive and Spark write for null, which DuckDB also
@@ -189,9 +190,10 @@ struct OpenFile {
 /// complete (a row group's chunks are contiguous in the file, one column
 /// after the other, while rows fill all columns at once).
 struct Group {
-    columns: Vec<ColumnWriter<'static>>,
-    /// Where each column's pages go.
-    chunks: Vec<Arc<Mutex<Vec<u8>>>>,
+    columns: Vec<ColumnSink>,
+    /// Where each column's pages go, for the `parquet` crate's column
+    /// writers (own pages are held by their [`PlainChunk`]).
+    chunks: Vec<Option<Arc<Mutex<Vec<u8>>>>>,
     /// Uncompressed bytes of values so far.
     bytes: usize,
 }
@@ -243,6 +245,13 @@ struct Files {
     schema: Arc<Type>,
     descr: Arc<SchemaDescriptor>,
     props: Arc<WriterProperties>,
+    /// Which columns have their own pages ([`Spec::own_pages`]).
+    own_pages: Vec<bool>,
+    /// Compresses the own pages of every row group.
+    compressor: Compressor,
+    /// Buffers of completed own-page chunks, for the next row groups'
+    /// (a chunk grows to megabytes: fresh memory costs more than reuse).
+    spare_chunks: Vec<Vec<u8>>,
     row_group_bytes: usize,
     memory_bytes: usize,
     open: BTreeMap<PartitionKey, OpenFile>,
@@ -286,14 +295,25 @@ impl Files {
         }
         let bytes = rows.bytes();
         self.written += (bytes as u64).max(1);
-        let new_group = || Group::new(&self.descr, &self.props);
         let Some(file) = self.open.get_mut(key) else {
             return Ok(());
         };
-        let group = file.group.get_or_insert_with(new_group);
+        let group = match &mut file.group {
+            Some(g) => g,
+            None => {
+                let g = Group::new(
+                    &self.descr,
+                    &self.props,
+                    &self.own_pages,
+                    &mut self.spare_chunks,
+                )
+                .map_err(Files::parquet_err(&file.tmp))?;
+                file.group.insert(g)
+            }
+        };
         file.rows += rows.len() as u64;
         file.last_write = self.written;
-        rows.write_to(&mut group.columns, &mut self.scratch)
+        rows.write_to(&mut group.columns, &mut self.scratch, &mut self.compressor)
             .map_err(Files::parquet_err(&file.tmp))?;
         group.bytes += bytes;
         self.grouped += bytes;
@@ -348,7 +368,13 @@ impl Files {
         };
         self.grouped = self.grouped.saturating_sub(group.bytes);
         let err = Files::parquet_err(&file.tmp);
-        group.write(&mut file.writer).map_err(err)
+        group
+            .write(
+                &mut file.writer,
+                &mut self.compressor,
+                &mut self.spare_chunks,
+            )
+            .map_err(err)
     }
 
     fn open_file(&mut self, key: &PartitionKey) -> Result<()> {
@@ -450,40 +476,81 @@ impl Files {
 }
 
 impl Group {
-    fn new(descr: &SchemaDescriptor, props: &Arc<WriterProperties>) -> Group {
+    /// `own_pages`: which columns have their own pages, each taking a
+    /// buffer from `spare` if one is there.
+    fn new(
+        descr: &SchemaDescriptor,
+        props: &Arc<WriterProperties>,
+        own_pages: &[bool],
+        spare: &mut Vec<Vec<u8>>,
+    ) -> parquet::errors::Result<Group> {
         let mut columns = Vec::with_capacity(descr.num_columns());
         let mut chunks = Vec::with_capacity(descr.num_columns());
         for i in 0..descr.num_columns() {
+            if own_pages.get(i).copied().unwrap_or(false) {
+                let buf = spare.pop().unwrap_or_default();
+                columns.push(ColumnSink::Own(PlainChunk::new(
+                    descr.column(i),
+                    props,
+                    buf,
+                )?));
+                chunks.push(None);
+                continue;
+            }
             let chunk = Arc::new(Mutex::new(Vec::new()));
             let pages = ChunkPages {
                 sink: TrackedWrite::new(ChunkSink(Arc::clone(&chunk))),
             };
-            columns.push(get_column_writer(
+            columns.push(ColumnSink::Parquet(get_column_writer(
                 descr.column(i),
                 Arc::clone(props),
                 Box::new(pages),
-            ));
-            chunks.push(chunk);
+            )));
+            chunks.push(Some(chunk));
         }
-        Group {
+        Ok(Group {
             columns,
             chunks,
             bytes: 0,
-        }
+        })
     }
 
     /// Closes the column writers and appends their chunks to `file` as one
-    /// row group.
-    fn write(self, file: &mut SerializedFileWriter<File>) -> parquet::errors::Result<()> {
+    /// row group; the own pages' buffers go to `spare`.
+    fn write(
+        self,
+        file: &mut SerializedFileWriter<File>,
+        z: &mut Compressor,
+        spare: &mut Vec<Vec<u8>>,
+    ) -> parquet::errors::Result<()> {
         let mut group = file.next_row_group()?;
         for (column, chunk) in self.columns.into_iter().zip(self.chunks) {
-            let close = column.close()?;
-            let bytes = chunk
-                .lock()
-                .map(|mut c| std::mem::take(&mut *c))
-                .map_err(|_| {
-                    ParquetError::General("a column chunk's buffer was poisoned".into())
-                })?;
+            let (bytes, close) = match (column, chunk) {
+                (ColumnSink::Own(own), _) => {
+                    let (bytes, close) = own.close(z)?;
+                    let bytes = Bytes::from(bytes);
+                    group.append_column(&bytes, close)?;
+                    // The only holder: the buffer itself comes back.
+                    spare.push(Vec::from(bytes));
+                    continue;
+                }
+                (ColumnSink::Parquet(column), Some(chunk)) => {
+                    let close = column.close()?;
+                    let bytes =
+                        chunk
+                            .lock()
+                            .map(|mut c| std::mem::take(&mut *c))
+                            .map_err(|_| {
+                                ParquetError::General("a column chunk's buffer was poisoned".into())
+                            })?;
+                    (bytes, close)
+                }
+                (ColumnSink::Parquet(_), None) => {
+                    return Err(ParquetError::General(
+                        "a column writer without its chunk".into(),
+                    ))
+                }
+            };
             group.append_column(&Bytes::from(bytes), close)?;
         }
         group.close()?;
@@ -544,12 +611,16 @@ impl TableWriter {
         let schema = schema(&specs).map_err(parquet_err)?;
         let props = Arc::new(properties(&specs).map_err(parquet_err)?);
         let (spare_tx, spare) = channel();
+        let compressor = Compressor::new().map_err(parquet_err)?;
         let files = Files {
             dir,
             run,
             descr: Arc::new(SchemaDescriptor::new(schema.clone())),
             schema,
             props,
+            own_pages: specs.iter().map(|s| s.own_pages).collect(),
+            compressor,
+            spare_chunks: Vec::new(),
             row_group_bytes,
             memory_bytes,
             open: BTreeMap::new(),
@@ -709,11 +780,11 @@ impl TableWriter {
 
 /// zstd, dictionary-encoded strings (not the payload), statistics per
 /// page, format 1.0 pages (every engine reads them).
-fn properties(specs: &[Spec]) -> parquet::errors::Result<WriterProperties> {
+pub(crate) fn properties(specs: &[Spec]) -> parquet::errors::Result<WriterProperties> {
     use parquet::basic::{Compression, ZstdLevel};
     use parquet::schema::types::ColumnPath;
     let mut b = WriterProperties::builder()
-        .set_compression(Compression::ZSTD(ZstdLevel::try_new(1)?))
+        .set_compression(Compression::ZSTD(ZstdLevel::try_new(ZSTD_LEVEL)?))
         .set_created_by(format!("ccvault {}", env!("CARGO_PKG_VERSION")));
     for s in specs {
         b = b.set_column_dictionary_enabled(ColumnPath::from(s.name), s.dictionary);

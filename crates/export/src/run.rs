@@ -583,13 +583,15 @@ impl EventRows {
     /// is its position in its segment, when known.
     fn visit(&mut self, at: Option<u32>, rec: RecordRef<'_>) -> Result<()> {
         let row_wanted = self.wanted.contains(&rec.offset);
-        let status_change = may_be_status_change(rec.payload);
-        if !row_wanted && !status_change {
+        // A wanted row is parsed anyway, and the agent states take only
+        // the status changes among parsed events: the search of the
+        // payload for one (a pass over its bytes) is for the others.
+        if !row_wanted && !may_be_status_change(rec.payload) {
             return Ok(());
         }
         let only = self.only.as_deref();
         let row = read_event(&rec);
-        if let Some(ev) = row.event.as_ref().filter(|_| status_change) {
+        if let Some(ev) = row.event.as_ref() {
             let tenant = row.tenant.as_deref().or(only);
             let taken = self
                 .agents

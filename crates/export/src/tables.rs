@@ -75,12 +75,7 @@ pub const EVENT_COLUMNS: [Spec; 15] = [
     Spec::new("interactionGUID", Ty::Text, true),
     Spec::new("agentId", Ty::Text, true),
     Spec::new("tenant", Ty::Text, true),
-    Spec {
-        name: "payload",
-        ty: Ty::Text,
-        nullable: false,
-        dictionary: false,
-    },
+    Spec::own_pages("payload"),
 ];
 
 /// The columns of `agent-states`, in order.
