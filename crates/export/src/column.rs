@@ -468,7 +468,7 @@ impl Rows {
                     chunk.write(data, ends, z)?;
                     continue;
                 }
-                (_, ColumnSink::Parquet(w)) => w,
+                (_, ColumnSink::Parquet(w)) => &mut **w,
                 _ => {
                     return Err(ParquetError::General(format!(
                         "column {} ({:?}) has a writer of another kind",
@@ -530,8 +530,10 @@ impl Rows {
 /// Where a row group's column is encoded: the `parquet` crate's column
 /// writer, or the export's own pages.
 pub enum ColumnSink {
-    Parquet(ColumnWriter<'static>),
-    Own(PlainChunk),
+    /// Both boxed: a column writer is over a kilobyte, an own chunk a
+    /// few hundred bytes.
+    Parquet(Box<ColumnWriter<'static>>),
+    Own(Box<PlainChunk>),
 }
 
 /// A column's text buffer lent to the Parquet writer as [`Bytes`].

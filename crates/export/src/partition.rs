@@ -489,11 +489,8 @@ impl Group {
         for i in 0..descr.num_columns() {
             if own_pages.get(i).copied().unwrap_or(false) {
                 let buf = spare.pop().unwrap_or_default();
-                columns.push(ColumnSink::Own(PlainChunk::new(
-                    descr.column(i),
-                    props,
-                    buf,
-                )?));
+                let chunk = PlainChunk::new(descr.column(i), props, buf)?;
+                columns.push(ColumnSink::Own(Box::new(chunk)));
                 chunks.push(None);
                 continue;
             }
@@ -501,11 +498,11 @@ impl Group {
             let pages = ChunkPages {
                 sink: TrackedWrite::new(ChunkSink(Arc::clone(&chunk))),
             };
-            columns.push(ColumnSink::Parquet(get_column_writer(
+            columns.push(ColumnSink::Parquet(Box::new(get_column_writer(
                 descr.column(i),
                 Arc::clone(props),
                 Box::new(pages),
-            )));
+            ))));
             chunks.push(Some(chunk));
         }
         Ok(Group {
@@ -527,7 +524,7 @@ impl Group {
         for (column, chunk) in self.columns.into_iter().zip(self.chunks) {
             let (bytes, close) = match (column, chunk) {
                 (ColumnSink::Own(own), _) => {
-                    let (bytes, close) = own.close(z)?;
+                    let (bytes, close) = (*own).close(z)?;
                     let bytes = Bytes::from(bytes);
                     group.append_column(&bytes, close)?;
                     // The only holder: the buffer itself comes back.
@@ -535,7 +532,7 @@ impl Group {
                     continue;
                 }
                 (ColumnSink::Parquet(column), Some(chunk)) => {
-                    let close = column.close()?;
+                    let close = (*column).close()?;
                     let bytes =
                         chunk
                             .lock()

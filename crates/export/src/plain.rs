@@ -272,7 +272,7 @@ mod tests {
             .collect();
         let mut z = Compressor::new().unwrap();
         let chunk = PlainChunk::new(descr.column(0), &props, b"old".to_vec()).unwrap();
-        let mut sinks = vec![ColumnSink::Own(chunk)];
+        let mut sinks = vec![ColumnSink::Own(Box::new(chunk))];
         let mut rows = Rows::new(&specs);
         let mut scratch = Vec::new();
         // Batches of uneven sizes (an empty one too), so that pages begin
@@ -290,7 +290,7 @@ mod tests {
         let Some(ColumnSink::Own(chunk)) = sinks.pop() else {
             panic!("the chunk is gone")
         };
-        let (bytes, close) = chunk.close(&mut z).unwrap();
+        let (bytes, close) = (*chunk).close(&mut z).unwrap();
         assert_eq!(close.rows_written, values.len() as u64);
 
         let dir = tempfile::tempdir().unwrap();
