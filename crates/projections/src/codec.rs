@@ -760,6 +760,137 @@ pub fn decode_status_payload(
     Ok(())
 }
 
+/// The tag of a stored GUID (the second part of an
+/// `interactions_by_offered` key): what follows it.
+const GUID_VERBATIM: u8 = 0;
+const GUID_PACKED: u8 = 1;
+
+/// The 6-bit code of a byte a packed GUID may hold (1..=63, in ASCII
+/// order; 0 is the padding that ends the packed text).
+fn sextet(b: u8) -> Option<u32> {
+    Some(u32::from(match b {
+        b'-' => 1,
+        b'0'..=b'9' => b - b'0' + 2,
+        b'A'..=b'Z' => b - b'A' + 12,
+        b'a'..=b'z' => b - b'a' + 38,
+        _ => return None,
+    }))
+}
+
+/// The byte of a 6-bit code (the inverse of [`sextet`]; 0 has none).
+fn unsextet(code: u32) -> Option<u8> {
+    let c = u8::try_from(code).ok()?;
+    Some(match c {
+        1 => b'-',
+        2..=11 => c - 2 + b'0',
+        12..=37 => c - 12 + b'A',
+        38..=63 => c - 38 + b'a',
+        _ => return None,
+    })
+}
+
+/// Encodes `guid` as the second part of the `interactions_by_offered` key
+/// `(offered_at, _)` into `buf` (cleared first). A GUID of the 8x8 shape
+/// `int-<hex>-<rest>` (`<hex>` the lowercase hex of a u64 without leading
+/// zeros, as the feed writes the creation time in ms; `<rest>` of `-`,
+/// digits and ASCII letters) is packed: its number as the zigzag varint of
+/// its distance from `offered_at` (wrapping), then `<rest>` 6 bits a
+/// character ([`sextet`]), zero-padded to a byte: ~39 bytes instead of
+/// ~63. Any other GUID is kept verbatim. [`decode_guid`] gives back the
+/// same text either way (checked here before the packed form is kept), and
+/// the encoding is a function of the GUID and `offered_at` alone, so a
+/// lookup encodes the GUID it looks for. Packed keys do not sort as their
+/// GUIDs do: readers sort the rows of one `offeredAt` by GUID.
+pub fn encode_guid(guid: &str, offered_at: i64, buf: &mut Vec<u8>) {
+    buf.clear();
+    buf.push(GUID_PACKED);
+    if pack_guid(guid, offered_at, buf).is_some()
+        && decode_guid(buf, offered_at).is_ok_and(|back| back == guid)
+    {
+        return;
+    }
+    buf.clear();
+    buf.push(GUID_VERBATIM);
+    buf.extend_from_slice(guid.as_bytes());
+}
+
+/// Appends the packed form of `guid`; `None` when it has another shape.
+fn pack_guid(guid: &str, offered_at: i64, buf: &mut Vec<u8>) -> Option<()> {
+    let (hex, rest) = guid.strip_prefix("int-")?.split_once('-')?;
+    if hex.is_empty()
+        || hex.len() > 16
+        || !hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    {
+        return None;
+    }
+    let created = u64::from_str_radix(hex, 16).ok()?;
+    put_varint(buf, zigzag(created.wrapping_sub(offered_at as u64) as i64));
+    let (mut acc, mut bits) = (0u32, 0u32);
+    for b in rest.bytes() {
+        acc = (acc << 6) | sextet(b)?;
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            buf.push((acc >> bits) as u8);
+            acc &= (1 << bits) - 1;
+        }
+    }
+    if bits > 0 {
+        buf.push((acc << (8 - bits)) as u8);
+    }
+    Some(())
+}
+
+/// Decodes the GUID [`encode_guid`] stored as `bytes` in the key
+/// `(offered_at, _)`. Bytes [`encode_guid`] would not have written for
+/// it (an unknown tag, text that is not UTF-8, a bad varint or padding) are
+/// an error naming the byte.
+pub fn decode_guid(bytes: &[u8], offered_at: i64) -> Result<String, CodecError> {
+    let bad = |what: &str, at: usize| CodecError(format!("stored GUID: bad {what} at byte {at}"));
+    match bytes.first() {
+        Some(&GUID_VERBATIM) => {
+            return std::str::from_utf8(&bytes[1..])
+                .map(str::to_owned)
+                .map_err(|e| bad("UTF-8", 1 + e.valid_up_to()));
+        }
+        Some(&GUID_PACKED) => {}
+        _ => return Err(bad("tag", 0)),
+    }
+    let mut r = Reader { bytes, pos: 1 };
+    let delta = r
+        .varint()
+        .and_then(unzigzag)
+        .map_err(|_| bad("varint", 1))?;
+    let created = (offered_at as u64).wrapping_add(delta as u64);
+    let mut out = format!("int-{created:x}-");
+    let (mut acc, mut bits) = (0u32, 0u32);
+    'bytes: for &b in &bytes[r.pos..] {
+        acc = (acc << 8) | u32::from(b);
+        bits += 8;
+        while bits >= 6 {
+            bits -= 6;
+            // Code 0 is the padding: the text ends.
+            let Some(c) = unsextet(acc >> bits) else {
+                break 'bytes;
+            };
+            out.push(char::from(c));
+            acc &= (1 << bits) - 1;
+        }
+    }
+    // Only the bytes the encoder writes for that text are its packing
+    // (this catches a long varint, a code after the padding, stray bits).
+    let mut again = vec![GUID_PACKED];
+    if pack_guid(&out, offered_at, &mut again).is_none() || again != bytes {
+        let at = again
+            .iter()
+            .zip(bytes)
+            .position(|(a, b)| a != b)
+            .unwrap_or(again.len().min(bytes.len()));
+        return Err(bad("packing", at));
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod status_tests {
     use super::*;
@@ -853,6 +984,106 @@ mod status_tests {
                 .replace(r#""newState":1"#, &format!(r#""newState":{state}"#))
                 .replace("uk3sapi03", &text);
             round_trip(AGENT, time_ms, shaped.as_bytes());
+        }
+    }
+}
+
+#[cfg(test)]
+mod guid_tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// A GUID as the simulator (and the 8x8 feed) writes them.
+    const GUID: &str = "int-19ab6a2f3c1-Qx7bK2mN9pL4rT8vW1yZ3cF6h-phone-00-northwind01";
+    const AT: i64 = 0x19ab6a2f3c1 + 2_500;
+
+    fn round_trip(guid: &str, at: i64) -> Vec<u8> {
+        let mut stored = Vec::new();
+        encode_guid(guid, at, &mut stored);
+        assert_eq!(decode_guid(&stored, at).unwrap(), guid);
+        stored
+    }
+
+    #[test]
+    fn the_feeds_shape_is_packed() {
+        let stored = round_trip(GUID, AT);
+        assert_eq!(stored[0], GUID_PACKED);
+        // Tag, a 2.5 s distance (2 bytes), 46 characters in 35 bytes.
+        assert_eq!(stored.len(), 38, "{stored:?}");
+        // Any offeredAt round-trips, however far from the GUID's time.
+        for at in [0, -1, i64::MIN, i64::MAX] {
+            assert_eq!(round_trip(GUID, at)[0], GUID_PACKED);
+        }
+        // Every length of the rest (each padding) and an empty rest.
+        for n in 0..12 {
+            let guid = format!("int-1f-{}", &"a-Z09zA-"[..n.min(8)].repeat(1 + n / 8));
+            assert_eq!(round_trip(&guid, 5)[0], GUID_PACKED, "{guid}");
+        }
+    }
+
+    #[test]
+    fn any_other_guid_is_kept_verbatim() {
+        for guid in [
+            "",
+            "int-",
+            "int-1f",
+            "int--x",
+            "int-01f-x",
+            "int-1F-x",
+            "int-12345678901234567-x",
+            "int-1f-under_score",
+            "int-1f-space x",
+            "int-1f-ünï",
+            "8f14e45f-ceea-467f-a8f4-3b1b6d0c3f2a",
+        ] {
+            let stored = round_trip(guid, AT);
+            assert_eq!(stored[0], GUID_VERBATIM, "{guid}");
+            assert_eq!(&stored[1..], guid.as_bytes());
+        }
+    }
+
+    #[test]
+    fn a_damaged_value_is_an_error() {
+        let mut stored = Vec::new();
+        encode_guid(GUID, AT, &mut stored);
+        let mut trailing = stored.clone();
+        trailing.push(0);
+        let mut stray = stored.clone();
+        // The last byte ends in padding bits; set one.
+        *stray.last_mut().unwrap() |= 1;
+        // The same distance in a varint one byte longer.
+        let mut long_varint = vec![GUID_PACKED, stored[1], stored[2] | 0x80, 0];
+        long_varint.extend_from_slice(&stored[3..]);
+        for bad in [
+            &[][..],
+            &[2][..],
+            &[GUID_PACKED][..],
+            &[GUID_PACKED, 0x80][..],
+            &[GUID_VERBATIM, 0xff][..],
+            &trailing[..],
+            &stray[..],
+            &long_varint[..],
+        ] {
+            let e = decode_guid(bad, AT).unwrap_err().to_string();
+            assert!(e.contains("at byte"), "{bad:?}: {e}");
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn every_guid_round_trips(
+            guid in "\\PC{0,70}",
+            rest in "[-0-9A-Za-z_]{0,60}",
+            created in any::<u64>(),
+            at in any::<i64>(),
+        ) {
+            round_trip(&guid, at);
+            round_trip(&format!("int-{created:x}-{rest}"), at);
+        }
+
+        #[test]
+        fn no_bytes_panic(bytes in proptest::collection::vec(any::<u8>(), 0..60), at in any::<i64>()) {
+            let _ = decode_guid(&bytes, at);
         }
     }
 }

@@ -166,7 +166,7 @@ impl Projections {
             let mut txn = db.begin_write().at(&self.path)?;
             let chunks = self.put_summaries(&txn, &summaries)?;
             self.put_report_chunks(&txn, &chunks)?;
-            self.put_agents(&txn, &projected.agents)?;
+            self.put_agents(&txn, &projected.agents, None)?;
             self.put_tenants(&txn, &projected.tenants, None)?;
             let max_time = state.max_time_ms.max(projected.max_time_ms);
             self.put_meta(&txn, end, last_pos, max_time)?;

@@ -99,7 +99,7 @@ pub use query::{InteractionFilter, TenantStats};
 
 /// Bump whenever a stored value or a rule of docs/METRICS.md changes: a store
 /// written with another version is rebuilt on the next catch-up.
-pub const PROJECTION_VERSION: i64 = 11;
+pub const PROJECTION_VERSION: i64 = 12;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProjectionError {

@@ -7,8 +7,9 @@ use ccvault_event::{parse_event, EventTime, TimeSource};
 use redb::{ReadOnlyTable, ReadTransaction, ReadableTable};
 
 use super::schema::{
-    offered_at_of, report_chunk_of, tenant_hash, AGENT_STATUS, BY_OFFERED, CHILDREN, OFFERED,
-    REPORT_CHUNKS, TENANTS, TENANT_AGENTS, TENANT_GUIDS, TENANT_LEGS, TENANT_OTHER,
+    guid_key, offered_at_of, report_chunk_of, rows_in_order, tenant_hash, AGENT_STATUS, BY_OFFERED,
+    CHILDREN, OFFERED, REPORT_CHUNKS, TENANTS, TENANT_AGENTS, TENANT_GUIDS, TENANT_LEGS,
+    TENANT_OTHER,
 };
 use super::{guarded, AtPath, ProjectionError, Projections, Result};
 use crate::agents::{AgentStateTime, AgentStates, AgentWindow};
@@ -18,7 +19,7 @@ use crate::live::AgentNow;
 use crate::report::{Report, ReportOptions, ReportRow};
 use crate::summary::{LegKind, Outcome, Summary};
 use crate::tenant::event_tenant;
-use ccvault_store::{guid_hash, unguarded, ArchiveReader, Hit, Record, StoreError};
+use ccvault_store::{unguarded, ArchiveReader, Hit, Record, StoreError};
 
 /// `interactions` filters: all present ones must hold.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -67,8 +68,8 @@ impl InteractionFilter {
 
 /// The two tables a summary is read through.
 struct SummaryTables {
-    offered: ReadOnlyTable<(u64, i64), u32>,
-    by_offered: ReadOnlyTable<(i64, &'static str), &'static [u8]>,
+    offered: ReadOnlyTable<(u32, i64), u32>,
+    by_offered: ReadOnlyTable<(i64, &'static [u8]), &'static [u8]>,
 }
 
 impl Projections {
@@ -91,7 +92,11 @@ impl Projections {
         let Some(at) = offered_at_of(&t.offered, &t.by_offered, guid).at(&self.path)? else {
             return Ok(None);
         };
-        let Some(v) = t.by_offered.get((at, guid)).at(&self.path)? else {
+        let Some(v) = t
+            .by_offered
+            .get((at, guid_key(guid, at).as_slice()))
+            .at(&self.path)?
+        else {
             return Ok(None);
         };
         Ok(Some(
@@ -249,64 +254,44 @@ impl Projections {
                 self.place_in_contact(&mut s, &t)?;
                 Ok(!filter.matches(&s) || unguarded(|| f(s))?)
             };
+            let empty: &[u8] = &[];
             if let Some(tenant) = filter.tenant.as_deref() {
-                // One tenant's legs: its range of `tenant_legs`, then per
-                // `offeredAt` the rows whose GUID hash it names, in GUID
-                // order (`filter` drops another tenant's on a collision).
+                // One tenant's legs: its range of `tenant_legs`, then the
+                // rows at each `offeredAt` it names, in GUID order
+                // (`filter` drops the other tenants' there).
                 let Some(legs) = open_optional(&txn, TENANT_LEGS).at(&self.path)? else {
                     return Ok(());
                 };
                 let th = tenant_hash(tenant);
                 let range = match filter.to {
-                    Some(to) => legs.range((th, lo, 0)..(th, to, 0)),
-                    None => legs.range((th, lo, 0)..=(th, i64::MAX, u64::MAX)),
+                    Some(to) => legs.range((th, lo)..(th, to)),
+                    None => legs.range((th, lo)..=(th, i64::MAX)),
                 }
                 .at(&self.path)?;
-                let mut hashes: Vec<u64> = Vec::new();
-                let mut current: Option<i64> = None;
-                // Visits the rows at `at` whose GUID hash is in `hashes`.
-                let mut visit_at = |at: i64, hashes: &[u64]| -> Result<bool> {
-                    for item in t.by_offered.range((at, "")..).at(&self.path)? {
-                        let (k, v) = item.at(&self.path)?;
-                        let (row_at, guid) = k.value();
-                        if row_at != at {
-                            break;
-                        }
-                        if hashes.contains(&guid_hash(guid)) && !visit(at, guid, v.value())? {
-                            return Ok(false);
-                        }
-                    }
-                    Ok(true)
-                };
                 for item in range {
                     let (k, _) = item.at(&self.path)?;
-                    let (_, at, h) = k.value();
-                    if let Some(cur) = current.filter(|&cur| cur != at) {
-                        if !visit_at(cur, &hashes)? {
-                            return Ok(());
+                    let (_, at) = k.value();
+                    let mut more = true;
+                    let rows = t.by_offered.range((at, empty)..).at(&self.path)?;
+                    rows_in_order(&self.path, rows, |row_at, guid, bytes| {
+                        if row_at != at {
+                            return Ok(false);
                         }
-                        hashes.clear();
+                        more = visit(at, guid, bytes)?;
+                        Ok(more)
+                    })?;
+                    if !more {
+                        return Ok(());
                     }
-                    current = Some(at);
-                    hashes.push(h);
-                }
-                if let Some(cur) = current {
-                    visit_at(cur, &hashes)?;
                 }
                 return Ok(());
             }
             let range = match filter.to {
-                Some(to) => t.by_offered.range((lo, "")..(to, "")),
-                None => t.by_offered.range((lo, "")..),
+                Some(to) => t.by_offered.range((lo, empty)..(to, empty)),
+                None => t.by_offered.range((lo, empty)..),
             }
             .at(&self.path)?;
-            for item in range {
-                let (k, v) = item.at(&self.path)?;
-                let (at, guid) = k.value();
-                if !visit(at, guid, v.value())? {
-                    break;
-                }
-            }
+            rows_in_order(&self.path, range, &mut visit)?;
             Ok(())
         })
     }

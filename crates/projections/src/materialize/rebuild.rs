@@ -474,7 +474,7 @@ impl Projections {
         sorted: &mut SortedTables,
     ) -> Result<()> {
         self.put_new_summaries(txn, &mut p.summaries, sorted)?;
-        self.put_agents(txn, &p.agents)?;
+        self.put_agents(txn, &p.agents, Some(&mut *sorted))?;
         self.put_tenants(txn, &p.tenants, Some(sorted))
     }
 }

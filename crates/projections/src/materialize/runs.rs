@@ -84,6 +84,16 @@ impl Word for u64 {
     }
 }
 
+impl Word for u32 {
+    fn to_bytes(&self) -> [u8; 8] {
+        u64::from(*self).to_le_bytes()
+    }
+    fn from_bytes(b: [u8; 8]) -> Self {
+        let [a, b, c, d, ..] = b;
+        u32::from_le_bytes([a, b, c, d])
+    }
+}
+
 impl Word for i64 {
     fn to_bytes(&self) -> [u8; 8] {
         self.to_le_bytes()

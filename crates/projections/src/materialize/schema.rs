@@ -8,19 +8,69 @@ use ccvault_store::{guid_hash, Position, StoreError};
 use redb::{Database, ReadableTable, ReadableTableMetadata, TableDefinition, WriteTransaction};
 
 use super::project::{AgentRow, SummaryRow, TenantCount, TenantFacts};
-use super::runs::Runs;
+use super::runs::{read_bytes, read_str, write_bytes, write_str, RunKey, Runs};
 use super::{guarded, AtPath, ProjectionError, Projections, Result, State, PROJECTION_VERSION};
 use crate::codec;
 use crate::contact::opens_contact;
 use crate::report::ReportLeg;
 
 pub(super) const META: TableDefinition<&str, i64> = TableDefinition::new("meta");
-pub(super) const BY_OFFERED: TableDefinition<(i64, &str), &[u8]> =
+/// `(offeredAt, codec::encode_guid(interactionGUID, offeredAt)) ->
+/// codec::encode_summary`: the GUID packed (issue 12: ~39 bytes for the
+/// feed's ~63), so the rows of one `offeredAt` are not in GUID order and
+/// readers sort them ([`rows_in_order`]).
+pub(super) const BY_OFFERED: TableDefinition<(i64, &[u8]), &[u8]> =
     TableDefinition::new("interactions_by_offered");
-/// `(guid_hash(interactionGUID), offeredAt) -> how many stored GUIDs with
-/// that hash have that offeredAt` (1 but for a hash collision): finds a
-/// GUID's row in 16 bytes a leg instead of repeating the GUID.
-pub(super) const OFFERED: TableDefinition<(u64, i64), u32> =
+
+/// The second part of `guid`'s key in `interactions_by_offered` when
+/// stored at `at`.
+pub(super) fn guid_key(guid: &str, at: i64) -> Vec<u8> {
+    let mut buf = Vec::with_capacity(guid.len() + 1);
+    codec::encode_guid(guid, at, &mut buf);
+    buf
+}
+
+/// Calls `visit(offeredAt, GUID, stored summary)` with the rows of
+/// `interactions_by_offered` that `rows` (a range of it) yields, in
+/// `(offeredAt, GUID)` order: the rows of one `offeredAt` are held and
+/// sorted by GUID, as their packed keys do not sort as the GUIDs do. Stops
+/// when `visit` returns `false`.
+pub(super) fn rows_in_order(
+    path: &Path,
+    rows: redb::Range<'_, (i64, &'static [u8]), &'static [u8]>,
+    mut visit: impl FnMut(i64, &str, &[u8]) -> Result<bool>,
+) -> Result<()> {
+    let mut tied: Vec<(String, Vec<u8>)> = Vec::new();
+    let mut current: Option<i64> = None;
+    let mut flush = |at: i64, tied: &mut Vec<(String, Vec<u8>)>| -> Result<bool> {
+        tied.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        for (guid, bytes) in tied.drain(..) {
+            if !visit(at, &guid, &bytes)? {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    };
+    for item in rows {
+        let (k, v) = item.at(path)?;
+        let (at, key) = k.value();
+        if let Some(cur) = current.filter(|&cur| cur != at) {
+            if !flush(cur, &mut tied)? {
+                return Ok(());
+            }
+        }
+        current = Some(at);
+        tied.push((codec::decode_guid(key, at).at(path)?, v.value().to_vec()));
+    }
+    if let Some(cur) = current {
+        flush(cur, &mut tied)?;
+    }
+    Ok(())
+}
+/// `(offered_hash(interactionGUID), offeredAt) -> how many stored GUIDs
+/// with that hash have that offeredAt` (1 but for a hash collision): finds
+/// a GUID's row in 16 bytes a leg instead of repeating the GUID.
+pub(super) const OFFERED: TableDefinition<(u32, i64), u32> =
     TableDefinition::new("interaction_offered");
 /// `(parentGuid, interactionGUID) -> ()`: the legs transferred or consulted
 /// from each leg, so a contact is found from its first leg down.
@@ -50,20 +100,21 @@ pub(super) const AGENT_STATUS: TableDefinition<(&str, i64, u64), (u8, &[u8])> =
 // The tenant index (`crate::tenant` says whose an event or a leg is; ""
 // stands for none where a key needs a tenant).
 
-/// `(tenant_hash(leg's tenant), offeredAt, guid_hash(interactionGUID)) ->
-/// how many rows of `interactions_by_offered` it stands for` (1 but for a
-/// hash collision): every row filed under its leg's tenant, so one
-/// tenant's legs are a range in `offeredAt` order. Hashes, not texts
-/// (issue 12: the texts took ~90 bytes a leg, the fixed-width key takes
-/// 24); a reader finds the rows at that `offeredAt` whose GUID has that
-/// hash and keeps those of the tenant.
-pub(super) const TENANT_LEGS: TableDefinition<(u64, i64, u64), u32> =
+/// `(tenant_hash(leg's tenant), offeredAt) -> how many rows of
+/// `interactions_by_offered` at that `offeredAt` are filed under a tenant
+/// with that hash`: every row filed under its leg's tenant, so one
+/// tenant's legs are a range in `offeredAt` order. A hash, not the text
+/// (issue 12: the texts took ~90 bytes a leg, this key 16), and no GUID:
+/// a reader reads the rows at that `offeredAt` and keeps the tenant's
+/// (the few legs of other tenants offered in the same millisecond are read
+/// for nothing).
+pub(super) const TENANT_LEGS: TableDefinition<(u32, i64), u32> =
     TableDefinition::new("tenant_legs");
 /// `(tenant_hash(event's tenant), guid_hash(interactionGUID)) -> ()` for
 /// every event having both: where a tenant's events are found through the
 /// archive's index, which files them under that GUID hash (the records
 /// read are checked against the tenant, so a collision costs a read).
-pub(super) const TENANT_GUIDS: TableDefinition<(u64, u64), ()> =
+pub(super) const TENANT_GUIDS: TableDefinition<(u32, u64), ()> =
     TableDefinition::new("tenant_guids");
 /// `(event's tenant, agentId) -> ()` for every event having both: a
 /// tenant's agents.
@@ -86,9 +137,18 @@ pub(super) fn tenant_key(t: &Option<String>) -> &str {
 }
 
 /// The key part standing for a tenant in `tenant_legs` and `tenant_guids`:
-/// the xxh3-64 of [`tenant_key`]'s text (the GUID hash's function).
-pub(super) fn tenant_hash(tenant: &str) -> u64 {
-    guid_hash(tenant)
+/// the low 32 bits of the xxh3-64 of [`tenant_key`]'s text (the GUID
+/// hash's function). 32 bits are enough: every reader checks what it
+/// finds against the tenant, so a collision costs reads, not answers.
+pub(super) fn tenant_hash(tenant: &str) -> u32 {
+    guid_hash(tenant) as u32
+}
+
+/// The key part standing for a GUID in `interaction_offered`: the low 32
+/// bits of its GUID hash. A lookup checks each candidate row, so a
+/// collision (at 1.2M legs, one lookup in ~3,600 has one) costs a read.
+pub(super) fn offered_hash(guid: &str) -> u32 {
+    guid_hash(guid) as u32
 }
 
 /// Adds `events`/`legs` (negative: removes) and widens the time range of
@@ -116,14 +176,17 @@ fn count_tenant(
 /// The `offeredAt` under which `guid`'s summary is stored, if it has one:
 /// the candidates its hash names in `offered`, checked against `by_offered`.
 pub(super) fn offered_at_of(
-    offered: &impl ReadableTable<(u64, i64), u32>,
-    by_offered: &impl ReadableTable<(i64, &'static str), &'static [u8]>,
+    offered: &impl ReadableTable<(u32, i64), u32>,
+    by_offered: &impl ReadableTable<(i64, &'static [u8]), &'static [u8]>,
     guid: &str,
 ) -> std::result::Result<Option<i64>, redb::StorageError> {
-    let h = guid_hash(guid);
+    let h = offered_hash(guid);
     for entry in offered.range((h, i64::MIN)..=(h, i64::MAX))? {
         let (_, at) = entry?.0.value();
-        if by_offered.get((at, guid))?.is_some() {
+        if by_offered
+            .get((at, guid_key(guid, at).as_slice()))?
+            .is_some()
+        {
             return Ok(Some(at));
         }
     }
@@ -205,9 +268,59 @@ pub(super) fn create_private(path: &Path) -> Result<()> {
 /// runs (`super::runs`) until [`Projections::put_sorted`] writes each table
 /// in key order.
 pub(super) struct SortedTables {
-    offered: Runs<(u64, i64)>,
-    tenant_guids: Runs<(u64, u64)>,
+    offered: Runs<(u32, i64)>,
+    tenant_guids: Runs<(u32, u64)>,
     children: Runs<(String, String)>,
+    agent_status: Runs<StatusRow>,
+}
+
+/// One `agent_status` row as a rebuild's sorted run holds it: its key
+/// (`agentId`, t(e), offset), then its value (time source rank, stored
+/// payload). Rows arrive a batch at a time across all agents, so inserted
+/// as they come each batch split leaves all over the table and left them
+/// half full (issue 12: 53-65 %); written in key order at the end, they
+/// are packed. An offset is one record, so keys are unique and the value
+/// never decides the order.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub(super) struct StatusRow {
+    agent: String,
+    time_ms: i64,
+    offset: u64,
+    rank: u8,
+    payload: Vec<u8>,
+}
+
+impl RunKey for StatusRow {
+    fn footprint(&self) -> usize {
+        std::mem::size_of::<(Self, u32)>() + self.agent.capacity() + self.payload.capacity()
+    }
+    fn write_to(&self, out: &mut impl std::io::Write) -> std::io::Result<()> {
+        write_str(out, &self.agent)?;
+        out.write_all(&self.time_ms.to_le_bytes())?;
+        out.write_all(&self.offset.to_le_bytes())?;
+        out.write_all(&[self.rank])?;
+        write_bytes(out, &self.payload)
+    }
+    fn read_from(input: &mut impl std::io::BufRead) -> std::io::Result<Option<Self>> {
+        if super::runs::at_end(input)? {
+            return Ok(None);
+        }
+        let agent = read_str(input)?;
+        let mut word = [0u8; 8];
+        input.read_exact(&mut word)?;
+        let time_ms = i64::from_le_bytes(word);
+        input.read_exact(&mut word)?;
+        let offset = u64::from_le_bytes(word);
+        let mut rank = [0u8; 1];
+        input.read_exact(&mut rank)?;
+        Ok(Some(StatusRow {
+            agent,
+            time_ms,
+            offset,
+            rank: rank[0],
+            payload: read_bytes(input)?,
+        }))
+    }
 }
 
 /// An I/O error on `path` (a scratch file's is told as the projections
@@ -226,6 +339,7 @@ impl SortedTables {
             offered: Runs::new(scratch, "offered"),
             tenant_guids: Runs::new(scratch, "tenant-guids"),
             children: Runs::new(scratch, "children"),
+            agent_status: Runs::new(scratch, "agent-status"),
         }
     }
 }
@@ -287,17 +401,25 @@ impl Projections {
         summaries: &mut [SummaryRow],
         sorted: &mut SortedTables,
     ) -> Result<()> {
-        summaries.sort_unstable_by(|a, b| (a.offered_at, &a.guid).cmp(&(b.offered_at, &b.guid)));
+        let mut keys: Vec<(i64, Vec<u8>, usize)> = summaries
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (r.offered_at, guid_key(&r.guid, r.offered_at), i))
+            .collect();
+        keys.sort_unstable();
         let mut by_offered = txn.open_table(BY_OFFERED).at(&self.path)?;
-        for row in summaries.iter() {
+        for (at, key, i) in &keys {
+            let Some(row) = summaries.get(*i) else {
+                continue;
+            };
             by_offered
-                .insert((row.offered_at, row.guid.as_str()), row.bytes.as_slice())
+                .insert((*at, key.as_slice()), row.bytes.as_slice())
                 .at(&self.path)?;
         }
         for r in summaries.iter() {
             sorted
                 .offered
-                .push((guid_hash(&r.guid), r.offered_at), 1)
+                .push((offered_hash(&r.guid), r.offered_at), 1)
                 .map_err(io_error(&self.path))?;
             if let Some(parent) = &r.parent {
                 sorted
@@ -308,13 +430,13 @@ impl Projections {
         }
         // Each row is new to the store: one more leg of its tenant.
         let mut legs: BTreeMap<&str, i64> = BTreeMap::new();
-        let mut hashes: BTreeMap<&str, u64> = BTreeMap::new();
-        let mut filed: Vec<(u64, i64, u64)> = Vec::with_capacity(summaries.len());
+        let mut hashes: BTreeMap<&str, u32> = BTreeMap::new();
+        let mut filed: Vec<(u32, i64)> = Vec::with_capacity(summaries.len());
         for r in summaries.iter() {
             let tenant = tenant_key(&r.tenant);
             *legs.entry(tenant).or_default() += 1;
             let th = *hashes.entry(tenant).or_insert_with(|| tenant_hash(tenant));
-            filed.push((th, r.offered_at, guid_hash(&r.guid)));
+            filed.push((th, r.offered_at));
         }
         filed.sort_unstable();
         let mut tenant_legs = txn.open_table(TENANT_LEGS).at(&self.path)?;
@@ -352,6 +474,19 @@ impl Projections {
                     .at(&self.path)
             },
             io_error(&self.path),
+        )?;
+        let mut status = txn.open_table(AGENT_STATUS).at(&self.path)?;
+        sorted.agent_status.merge(
+            |r, _| {
+                status
+                    .insert(
+                        (r.agent.as_str(), r.time_ms, r.offset),
+                        (r.rank, r.payload.as_slice()),
+                    )
+                    .map(drop)
+                    .at(&self.path)
+            },
+            io_error(&self.path),
         )
     }
 
@@ -379,7 +514,7 @@ impl Projections {
             let old_at = offered_at_of(&offered, &by_offered, guid).at(&self.path)?;
             chunks.extend(old_at.map(report_chunk_of));
             chunks.insert(report_chunk_of(row.offered_at));
-            let h = guid_hash(guid);
+            let h = offered_hash(guid);
             if old_at != Some(row.offered_at) {
                 if let Some(old) = old_at {
                     count_key(&mut offered, (h, old), false).at(&self.path)?;
@@ -388,13 +523,14 @@ impl Projections {
             }
             let moved = match old_at {
                 Some(old) if old != row.offered_at => by_offered
-                    .remove((old, guid))
+                    .remove((old, guid_key(guid, old).as_slice()))
                     .at(&self.path)?
                     .map(|v| (old, v.value().to_vec())),
                 _ => None,
             };
+            let key = guid_key(guid, row.offered_at);
             let overwritten = by_offered
-                .insert((row.offered_at, guid), row.bytes.as_slice())
+                .insert((row.offered_at, key.as_slice()), row.bytes.as_slice())
                 .at(&self.path)?
                 .map(|v| (row.offered_at, v.value().to_vec()));
             // The row replaced: where it was filed (tenant, offeredAt).
@@ -423,13 +559,13 @@ impl Projections {
                 .map(|(old_tenant, at)| (tenant_key(old_tenant), *at));
             if old_filed != Some((tenant, row.offered_at)) {
                 if let Some((old_tenant, at)) = old_filed {
-                    count_key(&mut tenant_legs, (tenant_hash(old_tenant), at, h), false)
+                    count_key(&mut tenant_legs, (tenant_hash(old_tenant), at), false)
                         .at(&self.path)?;
                     *legs.entry(old_tenant.to_owned()).or_default() -= 1;
                 }
                 count_key(
                     &mut tenant_legs,
-                    (tenant_hash(tenant), row.offered_at, h),
+                    (tenant_hash(tenant), row.offered_at),
                     true,
                 )
                 .at(&self.path)?;
@@ -503,8 +639,8 @@ impl Projections {
     ) -> Result<()> {
         // The events of an interaction come together, so its tenant's
         // hash is the last one computed but across tenants.
-        let mut last: Option<(&str, u64)> = None;
-        let mut keys: Vec<(u64, u64)> = Vec::with_capacity(facts.guids.len());
+        let mut last: Option<(&str, u32)> = None;
+        let mut keys: Vec<(u32, u64)> = Vec::with_capacity(facts.guids.len());
         for (t, g) in &facts.guids {
             let th = match last {
                 Some((lt, th)) if lt == t => th,
@@ -552,14 +688,37 @@ impl Projections {
         Ok(())
     }
 
-    /// Writes status change rows (sorted first, as for the summaries).
-    pub(super) fn put_agents(&self, txn: &WriteTransaction, rows: &[AgentRow]) -> Result<()> {
+    /// Writes status change rows (sorted first, as for the summaries); a
+    /// rebuild's go to `sorted` instead, for [`Projections::put_sorted`].
+    pub(super) fn put_agents(
+        &self,
+        txn: &WriteTransaction,
+        rows: &[AgentRow],
+        sorted: Option<&mut SortedTables>,
+    ) -> Result<()> {
         let mut rows: Vec<&AgentRow> = rows.iter().collect();
         rows.sort_unstable_by(|a, b| {
             (&a.agent, a.time_ms, a.offset).cmp(&(&b.agent, b.time_ms, b.offset))
         });
-        let mut t = txn.open_table(AGENT_STATUS).at(&self.path)?;
         let mut buf = Vec::new();
+        if let Some(sorted) = sorted {
+            for r in rows {
+                codec::encode_status_payload(&r.agent, r.time_ms, &r.payload, &mut buf);
+                let row = StatusRow {
+                    agent: r.agent.clone(),
+                    time_ms: r.time_ms,
+                    offset: r.offset,
+                    rank: r.source.rank(),
+                    payload: buf.clone(),
+                };
+                sorted
+                    .agent_status
+                    .push(row, 1)
+                    .map_err(io_error(&self.path))?;
+            }
+            return Ok(());
+        }
+        let mut t = txn.open_table(AGENT_STATUS).at(&self.path)?;
         for r in rows {
             codec::encode_status_payload(&r.agent, r.time_ms, &r.payload, &mut buf);
             t.insert(
@@ -602,7 +761,7 @@ impl Projections {
 /// so the chunks are a function of the summaries alone whichever path
 /// (catch-up or rebuild) writes them.
 pub(super) fn encode_report_chunks(
-    by_offered: &impl ReadableTable<(i64, &'static str), &'static [u8]>,
+    by_offered: &impl ReadableTable<(i64, &'static [u8]), &'static [u8]>,
     first: i64,
     last: Option<i64>,
     path: &Path,
@@ -619,9 +778,10 @@ pub(super) fn encode_report_chunks(
         Ok(())
     };
     let start = first.saturating_mul(REPORT_CHUNK_MS);
-    for item in by_offered.range((start, "")..).at(path)? {
+    let empty: &[u8] = &[];
+    for item in by_offered.range((start, empty)..).at(path)? {
         let (k, v) = item.at(path)?;
-        let (at, guid) = k.value();
+        let (at, key) = k.value();
         let c = report_chunk_of(at);
         if last.is_some_and(|l| c > l) {
             break;
@@ -630,7 +790,8 @@ pub(super) fn encode_report_chunks(
             flush(cur, &mut summaries)?;
         }
         current = Some(c);
-        summaries.push(codec::decode_summary(guid, at, v.value()).at(path)?);
+        let guid = codec::decode_guid(key, at).at(path)?;
+        summaries.push(codec::decode_summary(&guid, at, v.value()).at(path)?);
     }
     if let Some(cur) = current {
         flush(cur, &mut summaries)?;
@@ -645,4 +806,57 @@ fn report_leg_of_stored(s: &crate::summary::Summary) -> ReportLeg<'_> {
         .as_deref()
         .is_none_or(|g| opens_contact(g, s.parent_guid.as_deref()));
     leg
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every row through scratch files (a run per row), back in key order.
+    fn through_runs<K: RunKey>(keys: Vec<K>) -> Vec<(K, u32)> {
+        let dir = tempfile::tempdir().unwrap();
+        let base = dir.path().join("p.redb.rebuild");
+        let mut runs: Runs<K> = Runs::new(Some(&base), "t").with_limits(1, 3);
+        for k in keys {
+            runs.push(k, 1).unwrap();
+        }
+        let mut out = Vec::new();
+        runs.merge(
+            |k, n| -> std::io::Result<()> {
+                out.push((k, n));
+                Ok(())
+            },
+            |e| e,
+        )
+        .unwrap();
+        out
+    }
+
+    #[test]
+    fn status_rows_round_trip_through_runs_in_key_order() {
+        let row = |agent: &str, time_ms: i64, offset: u64, payload: &[u8]| StatusRow {
+            agent: agent.to_owned(),
+            time_ms,
+            offset,
+            rank: (offset % 7) as u8 + 1,
+            payload: payload.to_vec(),
+        };
+        let rows = vec![
+            row("ag2", 5, 9, b"\x01abc"),
+            row("ag1", i64::MAX, 3, b""),
+            row("ag1", -7, 8, &[0, 255, 10]),
+            row("", i64::MIN, u64::MAX, b"x"),
+            row("ag1", -7, 2, b"later offset first"),
+        ];
+        let mut want = rows.clone();
+        want.sort();
+        let got: Vec<StatusRow> = through_runs(rows).into_iter().map(|(r, _)| r).collect();
+        assert_eq!(got, want);
+        // The 32-bit hashes of `interaction_offered` keep their order too.
+        let got = through_runs(vec![(u32::MAX, 1i64), (0, -1), (7, i64::MIN), (0, -1)]);
+        assert_eq!(
+            got,
+            vec![((0, -1), 2), ((7, i64::MIN), 1), ((u32::MAX, 1), 1)]
+        );
+    }
 }

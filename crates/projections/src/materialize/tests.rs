@@ -126,13 +126,13 @@ fn report_opts() -> Vec<ReportOptions> {
 fn dump(p: &Projections) -> String {
     let mut out = String::new();
     let mut guids = Vec::new();
-    let mut offered_keys: BTreeMap<(u64, i64), u32> = BTreeMap::new();
+    let mut offered_keys: BTreeMap<(u32, i64), u32> = BTreeMap::new();
     p.for_each_interaction(&InteractionFilter::default(), |s| {
         out += &serde_json::to_string(&s).unwrap();
         out.push('\n');
         let guid = s.interaction_guid.clone().unwrap();
         *offered_keys
-            .entry((ccvault_store::guid_hash(&guid), s.offered_at))
+            .entry((schema::offered_hash(&guid), s.offered_at))
             .or_default() += 1;
         guids.push(guid);
         Ok(true)
@@ -142,7 +142,7 @@ fn dump(p: &Projections) -> String {
         let txn = p.read_txn().unwrap();
         // The GUID-hash table counts exactly the summaries' keys.
         let offered = txn.open_table(OFFERED).unwrap();
-        let stored: BTreeMap<(u64, i64), u32> = redb::ReadableTable::iter(&offered)
+        let stored: BTreeMap<(u32, i64), u32> = redb::ReadableTable::iter(&offered)
             .unwrap()
             .map(|item| {
                 let (k, v) = item.unwrap();
@@ -857,4 +857,63 @@ fn the_rebuilt_file_is_compacted_only_when_that_frees_enough() {
     assert_eq!(rows.len().unwrap(), 2_000);
     assert_eq!(rows.get(1_999).unwrap().unwrap().value(), value.as_slice());
     assert!(rows.get(2_000).unwrap().is_none());
+}
+
+#[test]
+fn rows_of_one_offered_at_are_listed_in_guid_order() {
+    // Two tenants' days from the same start: many legs share an offeredAt.
+    let mut lines = sim_lines(11, 3000);
+    lines.extend(sim_tenant_lines(12, 2000, "contoso02"));
+    let dir = tempfile::tempdir().unwrap();
+    import_lines(dir.path(), &lines);
+    catch_up(dir.path());
+    let p = Projections::open_read_only_in(dir.path()).unwrap();
+    // The packed keys of some offeredAt sort otherwise than their GUIDs,
+    // so the order below is the readers' sort, not the table's.
+    let mut by_at: BTreeMap<i64, Vec<String>> = BTreeMap::new();
+    {
+        let txn = p.read_txn().unwrap();
+        let t = txn.open_table(schema::BY_OFFERED).unwrap();
+        for item in redb::ReadableTable::iter(&t).unwrap() {
+            let (k, _) = item.unwrap();
+            let (at, key) = k.value();
+            by_at
+                .entry(at)
+                .or_default()
+                .push(crate::codec::decode_guid(key, at).unwrap());
+        }
+    }
+    assert!(
+        by_at.values().any(|g| !g.is_sorted()),
+        "no offeredAt whose packed keys sort otherwise than its GUIDs"
+    );
+    let listed = |tenant: Option<&str>| {
+        let mut out = Vec::new();
+        let filter = InteractionFilter {
+            tenant: tenant.map(str::to_owned),
+            ..InteractionFilter::default()
+        };
+        p.for_each_interaction(&filter, |s| {
+            out.push((s.offered_at, s.interaction_guid.unwrap_or_default()));
+            Ok(true)
+        })
+        .unwrap();
+        out
+    };
+    let all = listed(None);
+    let mut expected: Vec<(i64, String)> = by_at
+        .into_iter()
+        .flat_map(|(at, guids)| guids.into_iter().map(move |g| (at, g)))
+        .collect();
+    expected.sort();
+    assert_eq!(all, expected);
+    for tenant in ["northwind01", "contoso02"] {
+        let mine: Vec<(i64, String)> = all
+            .iter()
+            .filter(|(_, g)| g.ends_with(tenant))
+            .cloned()
+            .collect();
+        assert!(!mine.is_empty());
+        assert_eq!(listed(Some(tenant)), mine, "{tenant}");
+    }
 }
