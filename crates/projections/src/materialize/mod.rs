@@ -7,11 +7,14 @@
 //!   position of the record at `consumed - 1`, where the next catch-up starts
 //!   scanning) and `max_time_ms` (the largest timed t(e) of any event below
 //!   `consumed`, weak times left out; absent when there is none).
-//! - `interactions_by_offered`: `(offeredAt, interactionGUID) -> Summary`
-//!   (codec), one entry per interaction that has at least one event below
-//!   `consumed`, each equal to `summarize` of ALL its records below
-//!   `consumed`. Listings read this one table in key order, so a listing
-//!   is a sequential range scan, not a lookup per interaction.
+//! - `interactions_by_offered`: `(offeredAt, interactionGUID packed by
+//!   codec::encode_guid) -> Summary` (codec), one entry per interaction
+//!   that has at least one event below `consumed`, each equal to
+//!   `summarize` of ALL its records below `consumed`. Listings read this
+//!   one table in key order, so a listing is a sequential range scan, not
+//!   a lookup per interaction; as packed GUIDs do not sort as their text,
+//!   a listing orders the rows of each `offeredAt` by GUID itself
+//!   (`schema::rows_in_order`).
 //! - `report_chunks`: `hour -> legs`, for every hour (`offeredAt` div
 //!   `REPORT_CHUNK_MS`) with rows in `interactions_by_offered`, exactly
 //!   those rows in key order as [`crate::report::ReportLeg`]s
@@ -19,7 +22,8 @@
 //!   alone ([`crate::contact::opens_contact`]); a report reads only these.
 //!   Rewritten whole from the summaries by one function, for the hours a
 //!   catch-up's rows left or took, and by a rebuild once at its end.
-//! - `interaction_offered`: `(guid_hash(interactionGUID), offeredAt) -> n`,
+//! - `interaction_offered`: `(offered_hash(interactionGUID), offeredAt) -> n`
+//!   (the low 32 bits of the GUID hash),
 //!   n > 0 the number of keys of the table above with that GUID hash and
 //!   `offeredAt` (how a late event finds the row to replace; the hash keeps
 //!   the GUID out of a second table).
@@ -34,12 +38,12 @@
 //!   exact bytes): enough to recompute agent state time exactly for any
 //!   window.
 //! - The tenant index (whose an event or a leg is: `crate::tenant`; "" in a
-//!   key stands for none): `tenant_legs` `(tenant_hash(tenant), offeredAt,
-//!   guid_hash(interactionGUID)) -> n`, n > 0 the number of rows of
-//!   `interactions_by_offered` with that `offeredAt` and GUID hash filed
-//!   under a tenant of that hash (each row exactly once, under its
-//!   `tenant`); `tenant_guids` `(tenant_hash(tenant), guid_hash(GUID)) ->
-//!   ()` and `tenant_agents` `(tenant, agentId) -> ()`, one entry per
+//!   key stands for none; `tenant_hash` is 32 bits): `tenant_legs`
+//!   `(tenant_hash(tenant), offeredAt) -> n`, n > 0 the number of rows of
+//!   `interactions_by_offered` with that `offeredAt` filed under a tenant
+//!   of that hash (each row exactly once, under its `tenant`);
+//!   `tenant_guids` `(tenant_hash(tenant), guid_hash(GUID)) -> ()` and
+//!   `tenant_agents` `(tenant, agentId) -> ()`, one entry per
 //!   distinct pair an event below `consumed` has (readers of the hashed
 //!   tables check what they find against the tenant); `tenant_other` `(tenant,
 //!   offset) -> payload hash` for each event below `consumed` with a

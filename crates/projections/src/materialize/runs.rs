@@ -1,6 +1,7 @@
 //! Sorted runs of keys on scratch files, merged in key order: how a rebuild
 //! fills the tables whose keys begin with a hash (`interaction_offered`,
-//! `tenant_guids`) or a GUID (`children`). Inserted as the interactions
+//! `tenant_guids`) or a GUID (`children`), and `agent_status` (its rows,
+//! key and value, arrive a batch at a time across all agents). Inserted as the interactions
 //! complete, such keys land all over their table, so every intermediate
 //! commit rewrote most of its leaves and redb re-read the ones its cache no
 //! longer held: bytes written and read per event grew with the archive

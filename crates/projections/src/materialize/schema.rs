@@ -40,12 +40,14 @@ pub(super) fn rows_in_order(
     rows: redb::Range<'_, (i64, &'static [u8]), &'static [u8]>,
     mut visit: impl FnMut(i64, &str, &[u8]) -> Result<bool>,
 ) -> Result<()> {
-    let mut tied: Vec<(String, Vec<u8>)> = Vec::new();
+    // The value guards are held, not copied: a tie is a few rows.
+    type Tied<'a> = Vec<(String, redb::AccessGuard<'a, &'static [u8]>)>;
+    let mut tied: Tied<'_> = Vec::new();
     let mut current: Option<i64> = None;
-    let mut flush = |at: i64, tied: &mut Vec<(String, Vec<u8>)>| -> Result<bool> {
+    let mut flush = |at: i64, tied: &mut Tied<'_>| -> Result<bool> {
         tied.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         for (guid, bytes) in tied.drain(..) {
-            if !visit(at, &guid, &bytes)? {
+            if !visit(at, &guid, bytes.value())? {
                 return Ok(false);
             }
         }
@@ -60,13 +62,14 @@ pub(super) fn rows_in_order(
             }
         }
         current = Some(at);
-        tied.push((codec::decode_guid(key, at).at(path)?, v.value().to_vec()));
+        tied.push((codec::decode_guid(key, at).at(path)?, v));
     }
     if let Some(cur) = current {
         flush(cur, &mut tied)?;
     }
     Ok(())
 }
+
 /// `(offered_hash(interactionGUID), offeredAt) -> how many stored GUIDs
 /// with that hash have that offeredAt` (1 but for a hash collision): finds
 /// a GUID's row in 16 bytes a leg instead of repeating the GUID.
@@ -357,13 +360,18 @@ impl Projections {
             let get = |k: &str| -> Result<Option<i64>> {
                 Ok(meta.get(k).at(&self.path)?.map(|v| v.value()))
             };
+            let version = get("version")?;
+            // Another version's tables may have other types (version 11
+            // keyed this one by the GUID's text): not opened, and the
+            // file is rebuilt before anything reads it.
             let interactions = match txn.open_table(BY_OFFERED) {
+                _ if version != Some(PROJECTION_VERSION) => 0,
                 Ok(t) => t.len().at(&self.path)?,
                 Err(redb::TableError::TableDoesNotExist(_)) => 0,
                 Err(e) => return Err(e).at(&self.path),
             };
             Ok(State {
-                version: get("version")?,
+                version,
                 consumed: get("consumed")?.map_or(0, |c| c.max(0) as u64),
                 max_time_ms: get("max_time_ms")?,
                 interactions,
@@ -696,10 +704,6 @@ impl Projections {
         rows: &[AgentRow],
         sorted: Option<&mut SortedTables>,
     ) -> Result<()> {
-        let mut rows: Vec<&AgentRow> = rows.iter().collect();
-        rows.sort_unstable_by(|a, b| {
-            (&a.agent, a.time_ms, a.offset).cmp(&(&b.agent, b.time_ms, b.offset))
-        });
         let mut buf = Vec::new();
         if let Some(sorted) = sorted {
             for r in rows {
@@ -718,6 +722,10 @@ impl Projections {
             }
             return Ok(());
         }
+        let mut rows: Vec<&AgentRow> = rows.iter().collect();
+        rows.sort_unstable_by(|a, b| {
+            (&a.agent, a.time_ms, a.offset).cmp(&(&b.agent, b.time_ms, b.offset))
+        });
         let mut t = txn.open_table(AGENT_STATUS).at(&self.path)?;
         for r in rows {
             codec::encode_status_payload(&r.agent, r.time_ms, &r.payload, &mut buf);

@@ -718,8 +718,19 @@ fn a_version_change_rebuilds() {
             .unwrap()
             .insert("version", PROJECTION_VERSION - 1)
             .unwrap();
+        // As version 11 keyed it: by the GUID's text.
+        txn.delete_table(schema::BY_OFFERED).unwrap();
+        let old: redb::TableDefinition<(i64, &str), &[u8]> =
+            redb::TableDefinition::new("interactions_by_offered");
+        txn.open_table(old)
+            .unwrap()
+            .insert((1, "int-1-a"), &[0u8][..])
+            .unwrap();
         txn.commit().unwrap();
     }
+    // Read-only, the old file is refused by its version, not its types.
+    let e = Projections::open_read_only_in(d).and_then(|p| p.state().map(|s| s.version));
+    assert_eq!(e.unwrap(), Some(PROJECTION_VERSION - 1));
     let applied = catch_up(d);
     assert!(applied.rebuilt);
     assert_eq!(dump(&Projections::open(d).unwrap()), oracle(d));
