@@ -378,10 +378,11 @@ fn merge_runs<K: RunKey, E>(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn merged<K: RunKey + Clone>(runs: Runs<K>) -> Vec<(K, u32)> {
+    /// Every key of `runs` with its count, as the merge gives them.
+    pub(crate) fn merged<K: RunKey>(runs: Runs<K>) -> Vec<(K, u32)> {
         let mut out = Vec::new();
         runs.merge(
             |k, n| -> io::Result<()> {

@@ -828,16 +828,7 @@ mod tests {
         for k in keys {
             runs.push(k, 1).unwrap();
         }
-        let mut out = Vec::new();
-        runs.merge(
-            |k, n| -> std::io::Result<()> {
-                out.push((k, n));
-                Ok(())
-            },
-            |e| e,
-        )
-        .unwrap();
-        out
+        super::super::runs::tests::merged(runs)
     }
 
     #[test]
