@@ -30,10 +30,12 @@
 //! `writer` (the single writer: opening the file, then `collect`ing a
 //! commit in memory, `dedupe` lookups over it, the `commit` transaction),
 //! `reader` (snapshots and lookups), `filter` (generation filters),
-//! `chunk` (packed postings), `error`, and `guard` (redb panics on damaged
-//! files become errors).
+//! `chunk` (packed postings), `compaction` (when compacting a redb file
+//! pays, for this crate's file and the projections'), `error`, and `guard`
+//! (redb panics on damaged files become errors).
 
 pub mod chunk;
+mod compaction;
 mod error;
 mod filter;
 mod guard;
@@ -41,6 +43,7 @@ mod reader;
 mod schema;
 mod writer;
 
+pub use compaction::compact_if_it_frees_enough;
 pub use error::{IndexError, Result};
 pub use guard::{guard_redb, unguarded};
 pub use reader::IndexReader;

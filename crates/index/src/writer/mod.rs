@@ -26,6 +26,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use redb::{ConcurrencyMode, Database, Durability, ReadableDatabase};
 
+use crate::compaction::compact_if_it_frees_enough;
 use crate::error::AtPath;
 use crate::filter::Filters;
 use crate::guard::guarded;
@@ -141,12 +142,16 @@ impl Index {
     /// 71 bytes an event on disk before compaction). Compacting reads every
     /// page of the file (redb looks for the highest pages in each pass, and
     /// makes one more pass that finds nothing to move), so it costs as much
-    /// as the whole index, whatever the session added: it runs only once
-    /// the index holds a quarter more records than at its last compaction
-    /// (or was never compacted), which keeps its cost per record bounded
-    /// however large the archive is. Pages freed meanwhile are reused by
-    /// later commits. Returns whether it ran; skipped, returning `false`,
-    /// also while another process holds a read transaction.
+    /// as the whole index, whatever the session added: it is considered
+    /// only once the index holds a quarter more records than when it was
+    /// last considered (or never was: a first session, a `reindex`'s fresh
+    /// file), which keeps its cost per record bounded however large the
+    /// archive is, and then runs only when redb's allocated pages leave a
+    /// tenth of the file or more free ([`compact_if_it_frees_enough`], the
+    /// rule of the projections' rebuilt file too). Pages freed meanwhile
+    /// are reused by later commits. Returns whether it ran; skipped,
+    /// returning `false`, also while another process holds a read
+    /// transaction.
     pub fn compact(&mut self) -> Result<bool> {
         let path = self.path.clone();
         guarded(&path, || {
@@ -160,14 +165,16 @@ impl Index {
             // The mark is committed before compacting, never after: redb
             // trims the file to its last page, so a commit after the
             // compaction would grow the file again (by as much as doubling
-            // it), undoing what the compaction gave back.
+            // it), undoing what the compaction gave back. A file too full
+            // to be worth compacting keeps the mark too: it is considered
+            // again a quarter more records later, not at every close.
             self.put_compacted_records(Some(records))?;
-            match self.db.compact() {
-                Ok(_) => Ok(true),
+            match compact_if_it_frees_enough(&mut self.db, &path) {
+                Ok(compacted) => Ok(compacted),
                 Err(
-                    redb::CompactionError::TransactionInProgress
-                    | redb::CompactionError::EphemeralSavepointExists
-                    | redb::CompactionError::PersistentSavepointExists,
+                    redb::Error::TransactionInProgress
+                    | redb::Error::EphemeralSavepointExists
+                    | redb::Error::PersistentSavepointExists,
                 ) => {
                     // Not compacted: the next session tries again.
                     self.put_compacted_records(last)?;
@@ -205,14 +212,15 @@ impl Index {
     }
 }
 
-/// The `meta` key of the number of records the index held at its last
-/// compaction.
+/// The `meta` key of the number of records the index held when its
+/// compaction was last considered (compacted, or found too full to be worth
+/// it).
 pub(crate) const COMPACTED_RECORDS: &str = "compacted_records";
 
-/// Whether an index of `records` records, `last` at its last compaction, is
-/// worth compacting again: once it holds a quarter more, so that a
-/// compaction reads at most about five times the index pages added since
-/// the last one.
+/// Whether an index of `records` records, `last` when its compaction was
+/// last considered, is worth considering again: once it holds a quarter
+/// more, so that a compaction reads at most about five times the index
+/// pages added since the last one.
 fn worth_compacting(records: u64, last: u64) -> bool {
     u128::from(records) * 4 >= u128::from(last) * 5
 }

@@ -19,7 +19,10 @@ use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use ccvault_store::{ArchiveReader, Hit, IndexReader, Position, StoreError, VisibleRecords};
+use ccvault_store::{
+    compact_if_it_frees_enough, ArchiveReader, Hit, IndexReader, Position, StoreError,
+    VisibleRecords,
+};
 use redb::backends::InMemoryBackend;
 use redb::{Database, Durability, ReadableDatabase, WriteTransaction};
 
@@ -93,37 +96,6 @@ impl Default for RebuildOptions {
     }
 }
 
-/// Compaction is worth its passes over the file only when at least this
-/// share of the file (in tenths) is not in redb's allocated pages.
-const COMPACT_WHEN_FREE_TENTHS: u64 = 1;
-
-/// Compacts the freshly filled `db` at `path` when its allocated pages leave
-/// at least a tenth of the file free; says whether it did.
-///
-/// redb grows a file by doubling it, and its allocator then pins the file's
-/// end (docs/BENCHMARKS.md, issue 17): just after a doubling much of the
-/// file is free (1M events: 71.3 -> 37.6 MB compacted), but a
-/// file filled close to its size is not made smaller by compacting it (50M:
-/// 1.7 % smaller for 31.5 CPU-s and ~17 reads of the 2.3 GB file). Redb's
-/// count of allocated pages tells the two apart for one walk of the tables;
-/// its `fragmented_bytes` would not, as it counts the leaves' unused bytes
-/// too.
-pub(super) fn compact_if_it_frees_enough(db: &mut redb::Database, path: &Path) -> Result<bool> {
-    let txn = db.begin_write().at(path)?;
-    let stats = txn.stats().at(path)?;
-    txn.abort().at(path)?;
-    let allocated = stats
-        .allocated_pages()
-        .saturating_mul(stats.page_size() as u64);
-    let len = std::fs::metadata(path).map_err(io_error(path))?.len();
-    let free = len.saturating_sub(allocated);
-    if free.saturating_mul(10) < len.saturating_mul(COMPACT_WHEN_FREE_TENTHS) {
-        return Ok(false);
-    }
-    db.compact().at(path)?;
-    Ok(true)
-}
-
 impl Projections {
     /// Recomputes every projection from the archive: a new file, filled by
     /// a log reader, `opts.workers` compute threads and this thread writing,
@@ -164,7 +136,9 @@ impl Projections {
                 };
                 let applied = building.fill(reader, opts, progress, started, Some(&scratch))?;
                 if let Some(Db::Writable(db)) = building.db.as_mut() {
-                    compact_if_it_frees_enough(db, &scratch)?;
+                    // Only when that frees a tenth of the file or more: the
+                    // rule of the archive's index too.
+                    compact_if_it_frees_enough(db, &scratch).at(&scratch)?;
                 }
                 Ok(applied)
             });

@@ -827,49 +827,6 @@ fn a_noting_catch_up_names_the_touched_legs_with_their_stage() {
     );
 }
 
-/// A rebuild's new file is compacted only when a tenth of it or more is not
-/// in use: one whose pages were mostly freed is compacted and shrinks; the
-/// result, packed, is not rewritten again.
-#[test]
-fn the_rebuilt_file_is_compacted_only_when_that_frees_enough() {
-    use redb::{ReadableDatabase, ReadableTableMetadata};
-    const ROWS: redb::TableDefinition<u64, &[u8]> = redb::TableDefinition::new("rows");
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("projections.redb.rebuild");
-    let mut db = schema::scratch_builder().create(&path).unwrap();
-    let value = [7u8; 1000];
-    let txn = db.begin_write().unwrap();
-    {
-        let mut rows = txn.open_table(ROWS).unwrap();
-        for k in 0..20_000u64 {
-            rows.insert(k, value.as_slice()).unwrap();
-        }
-    }
-    txn.commit().unwrap();
-    let txn = db.begin_write().unwrap();
-    {
-        let mut rows = txn.open_table(ROWS).unwrap();
-        for k in 2_000..20_000u64 {
-            rows.remove(k).unwrap();
-        }
-    }
-    txn.commit().unwrap();
-    let len = |p: &Path| std::fs::metadata(p).unwrap().len();
-    let grown = len(&path);
-
-    assert!(rebuild::compact_if_it_frees_enough(&mut db, &path).unwrap());
-    let compacted = len(&path);
-    assert!(compacted * 4 < grown, "{grown} -> {compacted}");
-
-    assert!(!rebuild::compact_if_it_frees_enough(&mut db, &path).unwrap());
-    assert_eq!(len(&path), compacted);
-    let txn = db.begin_read().unwrap();
-    let rows = txn.open_table(ROWS).unwrap();
-    assert_eq!(rows.len().unwrap(), 2_000);
-    assert_eq!(rows.get(1_999).unwrap().unwrap().value(), value.as_slice());
-    assert!(rows.get(2_000).unwrap().is_none());
-}
-
 #[test]
 fn rows_of_one_offered_at_are_listed_in_guid_order() {
     // Two tenants' days from the same start: many legs share an offeredAt.
