@@ -14,6 +14,9 @@
 //!   every block of it reads back, otherwise the `.seg`.
 //! - Compression never delays an acknowledgement: the records of a sealed
 //!   segment were durable before it was sealed.
+//! - A segment is read once: the scan that verifies it hands each frame to
+//!   the encoder ([`Encoder`]), whose buffers, like the scan's, a
+//!   [`Compactor`] keeps from one segment to the next.
 
 use std::io::ErrorKind;
 use std::path::Path;
@@ -23,7 +26,9 @@ use std::sync::Arc;
 use crate::error::{LogError, Result};
 use crate::scan::{SegCursor, Step};
 use crate::segment::{list_segment_files, segment_path, segz_path, sync_dir, Kind};
-use crate::segz::{self, Compression};
+use crate::format::HEADER_LEN;
+use crate::segment::read_full_at;
+use crate::segz::{self, Compression, Encoder};
 use crate::vfs::{OpenMode, Vfs};
 use crate::window::{Src, Window};
 
@@ -58,16 +63,41 @@ fn remove_if_present(vfs: &dyn Vfs, path: &Path) -> Result<bool> {
     }
 }
 
+/// What compressing segments keeps from one segment to the next: the scan's
+/// read buffer, and the encoder's buffers and zstd context (created with the
+/// first segment).
+pub(crate) struct Compactor {
+    win: Window,
+    enc: Option<Encoder>,
+}
+
+impl Compactor {
+    pub fn new() -> Compactor {
+        Compactor {
+            win: Window::new(),
+            enc: None,
+        }
+    }
+}
+
 /// Compresses the sealed segment `base` of `dir`. The caller holds the
 /// writer lock and guarantees the segment is sealed (not the last one).
 /// Once `stop` is set it gives up before writing anything
 /// ([`Compacted::Stopped`]).
+///
+/// The segment is read once: each frame the scan verifies goes into the
+/// block being gathered, so a segment found damaged midway has been partly
+/// compressed for nothing, and nothing is written. The reads are direct
+/// (`O_DIRECT`) where the file system allows it: the writer wrote the
+/// segment past the page cache, so a buffered read would fill the cache
+/// from the disk only to copy the bytes out of it once.
 pub(crate) fn compact_segment(
     vfs: &dyn Vfs,
     dir: &Path,
     base: u64,
     c: Compression,
     stop: &AtomicBool,
+    work: &mut Compactor,
 ) -> Result<Compacted> {
     let seg = segment_path(dir, base);
     let file = match vfs.open(&seg, OpenMode::Read, "opening") {
@@ -79,39 +109,47 @@ pub(crate) fn compact_segment(
     };
     // Read through the scan's window (a few MiB), not whole: memory stays
     // the output and one block whatever the segment size.
-    let src = Src::from_file(Arc::clone(&file), seg.clone(), base, false)?;
+    let mut src = Src::from_file(Arc::clone(&file), seg.clone(), base, false)?;
+    src.direct = vfs.open_direct(&seg, false);
     let seg_len = src.len;
     let mut cur = SegCursor::new(src, 0);
     if cur.header_damage()?.is_some() {
         return Ok(Compacted::Damaged);
     }
-    let mut win = Window::new();
-    let mut frames = Vec::new();
+    let mut seg_header = [0u8; HEADER_LEN as usize];
+    if read_full_at(file.as_ref(), &seg, &mut seg_header, 0)? != seg_header.len() {
+        return Ok(Compacted::Damaged);
+    }
+    let Compactor { win, enc } = work;
+    let enc = match enc {
+        Some(enc) => enc,
+        None => enc.insert(Encoder::new(c).map_err(|e| LogError::io("compressing", &seg, e))?),
+    };
+    enc.begin(c)
+        .map_err(|e| LogError::io("compressing", &seg, e))?;
     loop {
         if stop.load(Ordering::Relaxed) {
             return Ok(Compacted::Stopped);
         }
-        match cur.step(&mut win)? {
+        match cur.step(win)? {
             Step::Record { pos, len, offset } => {
-                let pos = u32::try_from(pos).map_err(|_| LogError::Corrupt {
+                let at = u32::try_from(pos).map_err(|_| LogError::Corrupt {
                     file: seg.clone(),
                     pos,
                     what: "record past the 4 GiB segment limit".into(),
                 })?;
-                frames.push((pos, len, offset));
+                enc.push(&seg, at, win.slice(&cur.src, pos, len as usize)?, offset)?;
             }
             Step::Damage(_) => return Ok(Compacted::Damaged),
             Step::End => break,
         }
     }
     drop(cur);
-    let Some(out) = segz::encode(file.as_ref(), &seg, seg_len, &frames, base, c, stop)? else {
-        return Ok(Compacted::Stopped);
-    };
+    let out = enc.finish(&seg, base, seg_len, &seg_header)?;
     let tmp = temp_path(dir, base);
     remove_if_present(vfs, &tmp)?;
     let f = vfs.open(&tmp, OpenMode::CreateNew, "creating")?;
-    f.write_all_at(&out, 0)
+    f.write_all_at(out, 0)
         .map_err(|e| LogError::io("writing", &tmp, e))?;
     f.sync_all()
         .map_err(|e| LogError::io("fsyncing", &tmp, e))?;
@@ -224,12 +262,13 @@ impl Compressor {
         let thread = std::thread::Builder::new()
             .name("ccvault-log-compressor".into())
             .spawn(move || {
+                let mut work = Compactor::new();
                 for base in rx {
                     if stopped.load(Ordering::Relaxed) {
                         break;
                     }
                     let _turn = turn.lock().unwrap_or_else(|e| e.into_inner());
-                    if let Err(e) = compact_segment(vfs.as_ref(), &dir, base, c, &stopped) {
+                    if let Err(e) = compact_segment(vfs.as_ref(), &dir, base, c, &stopped, &mut work) {
                         let mut f = fail.lock().unwrap_or_else(|e| e.into_inner());
                         f.get_or_insert_with(|| crate::error::display_chain(&e));
                     }

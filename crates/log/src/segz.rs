@@ -25,7 +25,6 @@
 
 use std::io;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use crate::error::{LogError, Result};
@@ -139,105 +138,171 @@ fn put_u64(out: &mut Vec<u8>, v: u64) {
     out.extend_from_slice(&v.to_le_bytes());
 }
 
-/// A frame of the segment being compressed: position, length, offset.
-pub(crate) type FrameSpan = (u32, u32, u64);
-
-/// The bytes of the `.segz` for the `.seg` `seg` (at `path`, `seg_len`
-/// bytes long) whose frames, back to back from byte 32 to the end, are
-/// `frames`; `None` if `stop` was set before the last block was compressed.
-/// The segment is read one block at a time: memory is the output and one
-/// block, not the segment.
-pub(crate) fn encode(
-    seg: &dyn VfsFile,
-    path: &Path,
-    seg_len: u64,
-    frames: &[FrameSpan],
-    base: u64,
+/// Writes the `.segz` of one `.seg` at a time from its frames, handed over
+/// in order as a scan verifies them ([`Encoder::push`]), so the segment is
+/// read once. Its buffers (the block being gathered, the output) and the
+/// zstd context are kept from one segment to the next: a compressor thread
+/// faults in its memory once, not per segment (issue 17).
+pub(crate) struct Encoder {
+    zstd: zstd::bulk::Compressor<'static>,
     c: Compression,
-    stop: &AtomicBool,
-) -> Result<Option<Vec<u8>>> {
-    let fail = |what: &str| LogError::io("compressing", path, io::Error::other(what.to_owned()));
-    let block_bytes = c.block_bytes.clamp(4 << 10, 16 << 20);
-    let mut seg_header = [0u8; HEADER_LEN as usize];
-    if read_full_at(seg, path, &mut seg_header, 0)? != seg_header.len() {
-        return Err(fail("segment shorter than its header"));
+    /// The frames of the block being gathered.
+    raw: Vec<u8>,
+    /// Segment position and offset of `raw`'s first frame.
+    raw_pos: u32,
+    first_offset: u64,
+    /// The `.segz` so far: a header to fill in, then the blocks.
+    out: Vec<u8>,
+    index: Vec<u8>,
+    blocks: u32,
+    /// Segment positions compressed so far end here.
+    covered: u32,
+}
+
+impl Encoder {
+    pub fn new(c: Compression) -> io::Result<Encoder> {
+        Ok(Encoder {
+            zstd: zstd::bulk::Compressor::new(c.level)?,
+            c,
+            raw: Vec::new(),
+            raw_pos: HEADER_LEN,
+            first_offset: 0,
+            out: Vec::new(),
+            index: Vec::new(),
+            blocks: 0,
+            covered: HEADER_LEN,
+        })
     }
-    let mut zstd =
-        zstd::bulk::Compressor::new(c.level).map_err(|e| LogError::io("compressing", path, e))?;
-    let mut raw = Vec::new();
-    let mut out = vec![0u8; SEGZ_HEADER_LEN as usize];
-    let mut index: Vec<u8> = Vec::new();
-    let mut blocks: u32 = 0;
-    let mut i = 0;
-    let mut covered = HEADER_LEN;
-    while let Some(&(start, _, first_offset)) = frames.get(i) {
-        if stop.load(Ordering::Relaxed) {
-            return Ok(None);
+
+    /// Starts the `.segz` of a segment compressed with `c`.
+    pub fn begin(&mut self, c: Compression) -> io::Result<()> {
+        if c.level != self.c.level {
+            self.zstd = zstd::bulk::Compressor::new(c.level)?;
         }
-        if start != covered {
-            return Err(fail("frames are not back to back"));
-        }
-        let mut end = start;
-        while let Some(&(pos, len, _)) = frames.get(i) {
-            if pos != end || (end > start && end - start + len > block_bytes) {
-                break;
-            }
-            end = pos + len;
-            i += 1;
-        }
-        if end == start {
-            return Err(fail("frames are not back to back"));
-        }
-        covered = end;
-        raw.resize((end - start) as usize, 0);
-        if u64::from(end) > seg_len
-            || read_full_at(seg, path, &mut raw, u64::from(start))? != raw.len()
+        self.c = c;
+        self.raw.clear();
+        self.raw_pos = HEADER_LEN;
+        self.out.clear();
+        self.out.resize(SEGZ_HEADER_LEN as usize, 0);
+        self.index.clear();
+        self.blocks = 0;
+        self.covered = HEADER_LEN;
+        Ok(())
+    }
+
+    fn block_bytes(&self) -> u32 {
+        self.c.block_bytes.clamp(4 << 10, 16 << 20)
+    }
+
+    /// Adds the frame `frame` found at segment position `pos`, whose record
+    /// has `offset`. Frames must come back to back from the end of the
+    /// segment header. A block is a run of whole frames of at most the
+    /// block size (a single larger frame gets a block of its own).
+    pub fn push(&mut self, path: &Path, pos: u32, frame: &[u8], offset: u64) -> Result<()> {
+        let len = u32::try_from(frame.len()).map_err(|_| fail(path, "frame too large"))?;
+        if !self.raw.is_empty() && self.raw.len() as u64 + u64::from(len) > u64::from(self.block_bytes())
         {
-            return Err(fail("frame past the end of the segment"));
+            self.compress_block(path)?;
         }
-        let comp = zstd
-            .compress(&raw)
+        if self.raw.is_empty() {
+            if pos != self.covered {
+                return Err(fail(path, "frames are not back to back"));
+            }
+            self.raw_pos = pos;
+            self.first_offset = offset;
+        } else if u64::from(pos) != u64::from(self.raw_pos) + self.raw.len() as u64 {
+            return Err(fail(path, "frames are not back to back"));
+        }
+        self.raw.extend_from_slice(frame);
+        Ok(())
+    }
+
+    /// Compresses the gathered frames as one block, straight into `out`.
+    fn compress_block(&mut self, path: &Path) -> Result<()> {
+        let raw_len = u32::try_from(self.raw.len()).map_err(|_| fail(path, "block too large"))?;
+        let end = self
+            .raw_pos
+            .checked_add(raw_len)
+            .ok_or_else(|| fail(path, "block past the 4 GiB segment limit"))?;
+        let file_pos = self.out.len();
+        let data = file_pos + BLOCK_HEADER_LEN as usize;
+        self.out.resize(data, 0);
+        self.out.reserve(zstd::compress_bound(self.raw.len()));
+        let mut dst = io::Cursor::new(&mut self.out);
+        dst.set_position(data as u64);
+        let n = self
+            .zstd
+            .compress_to_buffer(&self.raw, &mut dst)
             .map_err(|e| LogError::io("compressing", path, e))?;
-        let comp_len = u32::try_from(comp.len()).map_err(|_| fail("block too large"))?;
-        let file_pos = out.len() as u64;
+        let comp_len = u32::try_from(n).map_err(|_| fail(path, "block too large"))?;
+        let comp_crc = crc32fast::hash(self.out.get(data..).unwrap_or_default());
         let mut h = Vec::with_capacity(BLOCK_HEADER_LEN as usize);
         h.extend_from_slice(&BLOCK_MAGIC);
-        put_u32(&mut h, start);
-        put_u32(&mut h, end - start);
+        put_u32(&mut h, self.raw_pos);
+        put_u32(&mut h, raw_len);
         put_u32(&mut h, comp_len);
-        put_u64(&mut h, first_offset);
-        put_u32(&mut h, crc32fast::hash(&comp));
+        put_u64(&mut h, self.first_offset);
+        put_u32(&mut h, comp_crc);
         let crc = crc32fast::hash(&h);
         put_u32(&mut h, crc);
-        out.extend_from_slice(&h);
-        out.extend_from_slice(&comp);
-        put_u64(&mut index, file_pos);
-        put_u32(&mut index, start);
-        put_u32(&mut index, end - start);
-        put_u64(&mut index, first_offset);
-        blocks += 1;
+        self.out
+            .get_mut(file_pos..data)
+            .filter(|head| head.len() == h.len())
+            .ok_or_else(|| fail(path, "block header out of place"))?
+            .copy_from_slice(&h);
+        put_u64(&mut self.index, file_pos as u64);
+        put_u32(&mut self.index, self.raw_pos);
+        put_u32(&mut self.index, raw_len);
+        put_u64(&mut self.index, self.first_offset);
+        self.blocks += 1;
+        self.covered = end;
+        self.raw.clear();
+        Ok(())
     }
-    if u64::from(covered) != seg_len {
-        return Err(fail("frames do not reach the end of the segment"));
+
+    /// Ends the `.segz` of the segment `base` (`seg_len` bytes, with the
+    /// header `seg_header`): its last block, the block index and the header.
+    /// The bytes stay here until the next [`Encoder::begin`].
+    pub fn finish(
+        &mut self,
+        path: &Path,
+        base: u64,
+        seg_len: u64,
+        seg_header: &[u8; HEADER_LEN as usize],
+    ) -> Result<&[u8]> {
+        if !self.raw.is_empty() {
+            self.compress_block(path)?;
+        }
+        if u64::from(self.covered) != seg_len {
+            return Err(fail(path, "frames do not reach the end of the segment"));
+        }
+        let index_pos = self.out.len() as u64;
+        let index_crc = crc32fast::hash(&self.index);
+        self.out.extend_from_slice(&self.index);
+        put_u32(&mut self.out, index_crc);
+        let mut h = Vec::with_capacity(SEGZ_HEADER_LEN as usize);
+        h.extend_from_slice(&SEGZ_MAGIC);
+        h.extend_from_slice(&SEGZ_VERSION.to_le_bytes());
+        h.extend_from_slice(&(SEGZ_HEADER_LEN as u16).to_le_bytes());
+        put_u64(&mut h, base);
+        put_u64(&mut h, seg_len);
+        put_u32(&mut h, self.blocks);
+        put_u64(&mut h, index_pos);
+        h.extend_from_slice(seg_header);
+        put_u32(&mut h, 0);
+        let crc = crc32fast::hash(&h);
+        put_u32(&mut h, crc);
+        self.out
+            .get_mut(..SEGZ_HEADER_LEN as usize)
+            .filter(|head| head.len() == h.len())
+            .ok_or_else(|| fail(path, "segz header out of place"))?
+            .copy_from_slice(&h);
+        Ok(&self.out)
     }
-    let index_pos = out.len() as u64;
-    let index_crc = crc32fast::hash(&index);
-    out.extend_from_slice(&index);
-    put_u32(&mut out, index_crc);
-    let mut h = Vec::with_capacity(SEGZ_HEADER_LEN as usize);
-    h.extend_from_slice(&SEGZ_MAGIC);
-    h.extend_from_slice(&SEGZ_VERSION.to_le_bytes());
-    h.extend_from_slice(&(SEGZ_HEADER_LEN as u16).to_le_bytes());
-    put_u64(&mut h, base);
-    put_u64(&mut h, seg_len);
-    put_u32(&mut h, blocks);
-    put_u64(&mut h, index_pos);
-    h.extend_from_slice(&seg_header);
-    put_u32(&mut h, 0);
-    let crc = crc32fast::hash(&h);
-    put_u32(&mut h, crc);
-    out.splice(0..SEGZ_HEADER_LEN as usize, h);
-    Ok(Some(out))
+}
+
+fn fail(path: &Path, what: &str) -> LogError {
+    LogError::io("compressing", path, io::Error::other(what.to_owned()))
 }
 
 /// The fields of an intact `.segz` header.

@@ -28,7 +28,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 
-use crate::compact::{compact_segment, Compacted, Compressor};
+use crate::compact::{compact_segment, Compacted, Compactor, Compressor};
 use crate::error::{LogError, Result};
 use crate::flusher::{Flusher, Job, Reached};
 use crate::format::FORMAT_VERSION;
@@ -349,6 +349,7 @@ impl Log {
     pub fn compact_sealed(&mut self, c: Compression) -> Result<Vec<(u64, Compacted)>> {
         self.flush()?;
         let mut done = Vec::new();
+        let mut work = Compactor::new();
         for (base, kind) in list_segment_files(self.vfs.as_ref(), &self.dir)? {
             if kind == Kind::Plain && base < self.base {
                 let _turn = self.compact_turn.lock().unwrap_or_else(|e| e.into_inner());
@@ -360,6 +361,7 @@ impl Log {
                         base,
                         c,
                         &AtomicBool::new(false),
+                        &mut work,
                     )?,
                 ));
             }
