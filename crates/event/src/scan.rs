@@ -130,11 +130,24 @@ impl<'a> Scanner<'a> {
     /// An integer within `i64`, by JSON's grammar (no leading zeros).
     fn integer(&mut self) -> Option<i64> {
         let start = self.at;
-        if self.peek() == Some(b'-') {
+        let negative = self.peek() == Some(b'-');
+        if negative {
             self.at += 1;
         }
         let digits = self.at;
-        while matches!(self.peek(), Some(b'0'..=b'9')) {
+        // The value is accumulated as the digits are read (a negative one
+        // down from zero, so that `i64::MIN` fits), not parsed again after;
+        // one outside `i64` is not read here.
+        let mut v: Option<i64> = Some(0);
+        while let Some(d @ b'0'..=b'9') = self.peek() {
+            let d = i64::from(d - b'0');
+            v = v.and_then(|v| v.checked_mul(10)).and_then(|v| {
+                if negative {
+                    v.checked_sub(d)
+                } else {
+                    v.checked_add(d)
+                }
+            });
             self.at += 1;
         }
         let n = self.at - digits;
@@ -142,7 +155,7 @@ impl<'a> Scanner<'a> {
         if n == 0 || leading_zero || matches!(self.peek(), Some(b'.' | b'e' | b'E')) {
             return None;
         }
-        let v: i64 = self.text.get(start..self.at)?.parse().ok()?;
+        let v = v?;
         // serde_json reads `-0` as a float (-0.0), which renders as "-0".
         (v != 0 || digits == start).then_some(v)
     }
@@ -375,6 +388,8 @@ mod tests {
             r#"{"Interaction":{"event":"X","attachedData":{"attachedDatum":"s"}}}"#,
             r#"{"Interaction":{"event":"X","attachedData":{"attachedDatum":[null,true,[{}],{"attachedDataKey":7,"attachedDataValue":"v"}]}}}"#,
             r#"{"Interaction":{"attachedData":null,"msgInfo":true}}"#,
+            // The ends of `i64`, read as the digits come.
+            r#"{"Interaction":{"eventTS":9223372036854775807,"statusEventTS":-9223372036854775808,"interactionEventTS":-170,"agentId":0}}"#,
         ] {
             assert!(agrees(p.as_bytes()), "not read: {p}");
         }
@@ -388,6 +403,8 @@ mod tests {
             r#"{"Interaction":{"eventTS":1.5}}"#,
             r#"{"Interaction":{"eventTS":1e3}}"#,
             r#"{"Interaction":{"eventTS":99999999999999999999}}"#,
+            r#"{"Interaction":{"eventTS":9223372036854775808}}"#,
+            r#"{"Interaction":{"eventTS":-9223372036854775809}}"#,
             r#"{"Interaction":{"eventTS":012}}"#,
             r#"{"Interaction":{"agentId":-0}}"#,
             // Not one family object.
