@@ -497,8 +497,11 @@ impl Archive {
             self.txn = Some(self.index.begin()?);
         }
         let mut outcomes = Vec::with_capacity(batch.len());
-        // Payloads appended in this batch, by hash, for in-batch dedup.
-        let mut in_batch: HashMap<u64, Vec<usize>> = HashMap::new();
+        // Payloads appended in this batch, for in-batch dedup: the last
+        // pending record of each hash, each linking to the one before it
+        // with the same hash. Sized for the batch and one entry a hash (not
+        // a list), so that it is neither regrown nor allocates per message.
+        let mut in_batch: HashMap<u64, usize> = HashMap::with_capacity(batch.len());
         struct Pending<'a> {
             offset: u64,
             pos: u32,
@@ -507,6 +510,8 @@ impl Archive {
             keys: &'a Keys,
             time: EventTime,
             quarantined: bool,
+            /// The pending record before this one with the same hash.
+            same_hash: Option<usize>,
         }
         const NO_KEYS: Keys = Keys {
             interaction_guid: None,
@@ -555,12 +560,11 @@ impl Archive {
             }
             let payload = prep.payload(msg.raw);
             let hash = prep.hash;
-            if let Some(offset) = in_batch.get(&hash).and_then(|idx| {
-                idx.iter()
-                    .map(|&i| &pending[i])
-                    .find(|p| p.payload == payload)
-                    .map(|p| p.offset)
-            }) {
+            let mut same = in_batch.get(&hash).and_then(|&i| pending.get(i));
+            while let Some(p) = same.filter(|p| p.payload != payload) {
+                same = p.same_hash.and_then(|i| pending.get(i));
+            }
+            if let Some(offset) = same.map(|p| p.offset) {
                 duplicates += 1;
                 outcomes.push(Outcome::Duplicate { offset });
                 continue;
@@ -602,11 +606,12 @@ impl Archive {
                 },
                 None => Outcome::Archived { offset },
             });
-            in_batch.entry(hash).or_default().push(pending.len());
+            let same_hash = in_batch.insert(hash, pending.len());
             pending.push(Pending {
                 offset,
                 pos: position.pos,
                 hash,
+                same_hash,
                 quarantined: matches!(outcomes.last(), Some(Outcome::Quarantined { .. })),
                 payload,
                 keys,

@@ -87,21 +87,25 @@ impl Splitter {
         }))
     }
 
-    /// Reads the next message into `buf`, or `None` at the end of input.
+    /// Appends the next message to `buf` (it is `buf[len..]`, `len` the
+    /// length before the call), or returns `None` at the end of input.
     pub fn next(
         &mut self,
         input: &mut dyn BufRead,
         buf: &mut Vec<u8>,
         cap: usize,
     ) -> std::io::Result<Option<Piece>> {
+        let start = buf.len();
         if !self.json {
             let line = self.line;
             return Ok(crate::import::read_capped_line(input, buf, cap)?.map(
                 |(consumed, too_long)| {
                     // A byte order mark (an editor's or Windows tool's) is
                     // not part of the first event.
-                    if self.line == 1 && buf.starts_with(BYTE_ORDER_MARK) {
-                        buf.drain(..BYTE_ORDER_MARK.len());
+                    if self.line == 1
+                        && buf.get(start..).is_some_and(|m| m.starts_with(BYTE_ORDER_MARK))
+                    {
+                        buf.drain(start..start + BYTE_ORDER_MARK.len());
                     }
                     self.line += 1;
                     Piece {
@@ -114,7 +118,6 @@ impl Splitter {
                 },
             ));
         }
-        buf.clear();
         let mut consumed = self.skip_separators(input)?;
         let (first_line, offset) = (self.line, self.offset);
         let mut value = Value::default();
@@ -129,9 +132,9 @@ impl Splitter {
                 None => (chunk.len(), false),
             };
             if !too_long {
-                let room = (cap + 1).saturating_sub(buf.len());
+                let room = (cap + 1).saturating_sub(buf.len() - start);
                 buf.extend_from_slice(&chunk[..take.min(room)]);
-                too_long = buf.len() > cap;
+                too_long = buf.len() - start > cap;
             }
             self.advance(&chunk[..take]);
             input.consume(take);
@@ -321,11 +324,15 @@ mod tests {
     ) -> Vec<(String, u64, u64, Option<u64>, bool)> {
         let mut r = BufReader::with_capacity(3, input);
         let mut s = Splitter::new(format, &mut r).unwrap().unwrap();
-        let mut buf = Vec::new();
+        // Each message is appended after the ones before it.
+        let mut buf = b"before".to_vec();
         let mut out = Vec::new();
+        let mut start = buf.len();
         while let Some(p) = s.next(&mut r, &mut buf, cap).unwrap() {
+            let message = buf[start..].to_vec();
+            start = buf.len();
             out.push((
-                String::from_utf8(buf.clone()).unwrap(),
+                String::from_utf8(message).unwrap(),
                 p.first_line,
                 p.last_line,
                 p.offset,
