@@ -23,6 +23,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
+use crate::direct::DirectAppender;
 use crate::error::{LogError, Result};
 use crate::scan::{SegCursor, Step};
 use crate::segment::{list_segment_files, segment_path, segz_path, sync_dir, Kind};
@@ -69,13 +70,17 @@ fn remove_if_present(vfs: &dyn Vfs, path: &Path) -> Result<bool> {
 pub(crate) struct Compactor {
     win: Window,
     enc: Option<Encoder>,
+    /// Write the `.segz` with `O_DIRECT` where allowed (the log's
+    /// `direct_io` option).
+    direct_writes: bool,
 }
 
 impl Compactor {
-    pub fn new() -> Compactor {
+    pub fn new(direct_writes: bool) -> Compactor {
         Compactor {
             win: Window::new(),
             enc: None,
+            direct_writes,
         }
     }
 }
@@ -120,7 +125,11 @@ pub(crate) fn compact_segment(
     if read_full_at(file.as_ref(), &seg, &mut seg_header, 0)? != seg_header.len() {
         return Ok(Compacted::Damaged);
     }
-    let Compactor { win, enc } = work;
+    let Compactor {
+        win,
+        enc,
+        direct_writes,
+    } = work;
     let enc = match enc {
         Some(enc) => enc,
         None => enc.insert(Encoder::new(c).map_err(|e| LogError::io("compressing", &seg, e))?),
@@ -149,8 +158,20 @@ pub(crate) fn compact_segment(
     let tmp = temp_path(dir, base);
     remove_if_present(vfs, &tmp)?;
     let f = vfs.open(&tmp, OpenMode::CreateNew, "creating")?;
-    f.write_all_at(out, 0)
-        .map_err(|e| LogError::io("writing", &tmp, e))?;
+    // Past the page cache too, where allowed, as the log's own appends:
+    // copying the output into the cache was a sixteenth of a 1M import's
+    // samples (docs/BENCHMARKS.md, issue 17); the partial last block goes
+    // through the cache.
+    let direct = if *direct_writes {
+        DirectAppender::open(vfs, &tmp, f.as_ref(), 0)
+    } else {
+        None
+    };
+    match direct {
+        Some(mut d) => d.append(out, 0).and_then(|()| d.publish(f.as_ref())),
+        None => f.write_all_at(out, 0),
+    }
+    .map_err(|e| LogError::io("writing", &tmp, e))?;
     f.sync_all()
         .map_err(|e| LogError::io("fsyncing", &tmp, e))?;
     drop(f);
@@ -246,6 +267,7 @@ impl Compressor {
         vfs: Arc<dyn Vfs>,
         dir: &Path,
         c: Compression,
+        direct_writes: bool,
         queued: Vec<u64>,
         turn: Arc<std::sync::Mutex<()>>,
     ) -> Result<(Compressor, std::sync::mpsc::Sender<u64>)> {
@@ -262,7 +284,7 @@ impl Compressor {
         let thread = std::thread::Builder::new()
             .name("ccvault-log-compressor".into())
             .spawn(move || {
-                let mut work = Compactor::new();
+                let mut work = Compactor::new(direct_writes);
                 for base in rx {
                     if stopped.load(Ordering::Relaxed) {
                         break;

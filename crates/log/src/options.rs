@@ -53,7 +53,8 @@ pub struct LogOptions {
     /// When to fsync.
     pub fsync: FsyncPolicy,
     /// Write whole blocks with `O_DIRECT` where the file system allows it
-    /// (see `direct`); `false` always goes through the page cache.
+    /// (see `direct`): the segments' appends and the compressor's `.segz`;
+    /// `false` always goes through the page cache.
     pub direct_io: bool,
     /// Compress each sealed segment into a `.segz` on a background thread
     /// (and, at open, those left as `.seg`); `None` keeps them as they are.

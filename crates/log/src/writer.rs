@@ -169,7 +169,14 @@ impl Log {
                     .map(|(b, _)| b)
                     .collect();
                 let (compressor, tx) =
-                    Compressor::start(Arc::clone(&vfs), dir, c, queued, Arc::clone(&compact_turn))?;
+                    Compressor::start(
+                        Arc::clone(&vfs),
+                        dir,
+                        c,
+                        opts.direct_io,
+                        queued,
+                        Arc::clone(&compact_turn),
+                    )?;
                 (Some(compressor), Some(tx))
             }
             None => (None, None),
@@ -349,7 +356,7 @@ impl Log {
     pub fn compact_sealed(&mut self, c: Compression) -> Result<Vec<(u64, Compacted)>> {
         self.flush()?;
         let mut done = Vec::new();
-        let mut work = Compactor::new();
+        let mut work = Compactor::new(self.opts.direct_io);
         for (base, kind) in list_segment_files(self.vfs.as_ref(), &self.dir)? {
             if kind == Kind::Plain && base < self.base {
                 let _turn = self.compact_turn.lock().unwrap_or_else(|e| e.into_inner());
