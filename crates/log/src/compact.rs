@@ -25,10 +25,10 @@ use std::sync::Arc;
 
 use crate::direct::DirectAppender;
 use crate::error::{LogError, Result};
-use crate::scan::{SegCursor, Step};
-use crate::segment::{list_segment_files, segment_path, segz_path, sync_dir, Kind};
 use crate::format::HEADER_LEN;
+use crate::scan::{SegCursor, Step};
 use crate::segment::read_full_at;
+use crate::segment::{list_segment_files, segment_path, segz_path, sync_dir, Kind};
 use crate::segz::{self, Compression, Encoder};
 use crate::vfs::{OpenMode, Vfs};
 use crate::window::{Src, Window};
@@ -290,7 +290,9 @@ impl Compressor {
                         break;
                     }
                     let _turn = turn.lock().unwrap_or_else(|e| e.into_inner());
-                    if let Err(e) = compact_segment(vfs.as_ref(), &dir, base, c, &stopped, &mut work) {
+                    if let Err(e) =
+                        compact_segment(vfs.as_ref(), &dir, base, c, &stopped, &mut work)
+                    {
                         let mut f = fail.lock().unwrap_or_else(|e| e.into_inner());
                         f.get_or_insert_with(|| crate::error::display_chain(&e));
                     }

@@ -200,7 +200,8 @@ impl Encoder {
     /// block size (a single larger frame gets a block of its own).
     pub fn push(&mut self, path: &Path, pos: u32, frame: &[u8], offset: u64) -> Result<()> {
         let len = u32::try_from(frame.len()).map_err(|_| fail(path, "frame too large"))?;
-        if !self.raw.is_empty() && self.raw.len() as u64 + u64::from(len) > u64::from(self.block_bytes())
+        if !self.raw.is_empty()
+            && self.raw.len() as u64 + u64::from(len) > u64::from(self.block_bytes())
         {
             self.compress_block(path)?;
         }

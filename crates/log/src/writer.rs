@@ -168,15 +168,14 @@ impl Log {
                     .filter(|&(b, k)| k == Kind::Plain && b < base)
                     .map(|(b, _)| b)
                     .collect();
-                let (compressor, tx) =
-                    Compressor::start(
-                        Arc::clone(&vfs),
-                        dir,
-                        c,
-                        opts.direct_io,
-                        queued,
-                        Arc::clone(&compact_turn),
-                    )?;
+                let (compressor, tx) = Compressor::start(
+                    Arc::clone(&vfs),
+                    dir,
+                    c,
+                    opts.direct_io,
+                    queued,
+                    Arc::clone(&compact_turn),
+                )?;
                 (Some(compressor), Some(tx))
             }
             None => (None, None),

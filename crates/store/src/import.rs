@@ -226,7 +226,9 @@ fn read_batches(
             if piece.too_long || message.iter().all(u8::is_ascii_whitespace) {
                 batch.data.truncate(start);
             } else {
-                batch.spans.push((start, batch.data.len(), piece.first_line));
+                batch
+                    .spans
+                    .push((start, batch.data.len(), piece.first_line));
                 batch.offsets.extend(piece.offset);
             }
             if piece.too_long {

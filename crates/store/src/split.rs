@@ -103,7 +103,9 @@ impl Splitter {
                     // A byte order mark (an editor's or Windows tool's) is
                     // not part of the first event.
                     if self.line == 1
-                        && buf.get(start..).is_some_and(|m| m.starts_with(BYTE_ORDER_MARK))
+                        && buf
+                            .get(start..)
+                            .is_some_and(|m| m.starts_with(BYTE_ORDER_MARK))
                     {
                         buf.drain(start..start + BYTE_ORDER_MARK.len());
                     }
