@@ -125,8 +125,6 @@ pub enum ProjectionError {
     ReadOnly(String),
     #[error("{0}: projections have not been built yet; run `ccvault rebuild`")]
     NotBuilt(String),
-    #[error("{0}: projections were written by version {1} of the projection code (this is version {PROJECTION_VERSION}); run `ccvault rebuild`")]
-    Version(String, i64),
     #[error("{path}: {source}")]
     Io {
         path: String,
