@@ -323,6 +323,95 @@ impl Filters {
     }
 }
 
+/// Keys an [`OpenKeys`] holds at most, a table; past it the table's keys
+/// are given up until its newest generation is sealed: ~20 bytes a key,
+/// so ~5 MiB of memory a table at most. A generation of the simulated
+/// feed holds ~120,000 GUIDs.
+const OPEN_KEYS_CAP: usize = 1 << 18;
+
+/// The exact key hashes of the generations not yet complete (no filter
+/// yet) of the `by_guid` and `by_payload` tables, as the writer committed
+/// them, so that its duplicate check need not look a new key up in those
+/// generations: for a new GUID that lookup is a B-tree seek that finds
+/// nothing, once a commit, for every interaction (docs/BENCHMARKS.md,
+/// "Import: ...", h2, 2026-12-03).
+///
+/// Guarantees, for each table:
+/// - A generation `g >= from` holds no key that is not in `keys` (keys may
+///   be there that it does not hold: a key is kept for every generation
+///   from `from` to the last it was written in), so skipping a key it
+///   does not hold keeps the check exact. Below `from` it knows nothing
+///   ([`OpenKeys::may_hold`] says yes).
+/// - `from` starts past the last generation the file holds keys of when
+///   the writer opens it (those after are empty): a generation the file
+///   already had keys of is looked up as ever until it is sealed.
+/// - Only a commit that succeeded adds keys ([`OpenKeys::commit`]).
+/// - What it holds is bounded ([`OPEN_KEYS_CAP`]), not by the archive.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct OpenKeys {
+    /// In [`FILTERED`] order.
+    tables: [OpenTable; 2],
+}
+
+#[derive(Debug, Clone, Default)]
+struct OpenTable {
+    /// The first generation known exactly.
+    from: u64,
+    /// Each key hash of the generations `from..`, with the last generation
+    /// it has a key in.
+    keys: std::collections::HashMap<u64, u64>,
+}
+
+impl OpenKeys {
+    /// Knows the generations of each table from the one after the last it
+    /// holds keys of (`generations`, in [`FILTERED`] order).
+    pub(crate) fn empty_from(generations: [u64; 2]) -> OpenKeys {
+        OpenKeys {
+            tables: generations.map(|from| OpenTable {
+                from,
+                keys: std::collections::HashMap::new(),
+            }),
+        }
+    }
+
+    /// Whether generation `gen` (not sealed) of `kind`'s table may hold
+    /// `hash`.
+    pub(crate) fn may_hold(&self, gen: u64, kind: PostingKind, hash: u64) -> bool {
+        match slot(kind).map(|i| &self.tables[i]) {
+            Some(t) => gen < t.from || t.keys.get(&hash).is_some_and(|&last| gen <= last),
+            None => true,
+        }
+    }
+
+    /// Takes the keys a successful commit wrote into `kind`'s table,
+    /// `(generation, hash)`, and forgets the generations below `sealed`
+    /// (their filters answer now).
+    pub(crate) fn commit(
+        &mut self,
+        kind: PostingKind,
+        added: impl Iterator<Item = (u64, u64)>,
+        sealed: u64,
+    ) {
+        let Some(t) = slot(kind).map(|i| &mut self.tables[i]) else {
+            return;
+        };
+        for (gen, hash) in added {
+            let last = t.keys.entry(hash).or_insert(gen);
+            *last = (*last).max(gen);
+        }
+        if t.from < sealed {
+            t.keys.retain(|_, last| *last >= sealed);
+            t.from = sealed;
+        }
+        if t.keys.len() > OPEN_KEYS_CAP {
+            // Given up: known again from the generation after the newest
+            // one written, which holds nothing yet.
+            t.from = t.keys.values().max().map_or(t.from, |g| g + 1);
+            t.keys = std::collections::HashMap::new();
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -422,6 +511,35 @@ mod tests {
             assert!(SpanFilter::decode(damaged).is_none());
         }
         assert!(SpanFilter::decode(&bytes).is_some());
+    }
+
+    #[test]
+    fn open_keys_skip_only_keys_absent_from_generations_known_from_their_start() {
+        let (guid, payload) = (PostingKind::Guid, PostingKind::Payload);
+        // The file held keys up to generation 2 of by_guid, none of by_payload.
+        let mut k = OpenKeys::empty_from([3, 0]);
+        assert!(k.may_hold(2, guid, 7), "written before: unknown");
+        assert!(!k.may_hold(3, guid, 7));
+        assert!(!k.may_hold(0, payload, 7));
+        k.commit(guid, [(3, 7), (4, 8)].into_iter(), 0);
+        assert!(
+            k.may_hold(3, guid, 7) && !k.may_hold(4, guid, 7),
+            "up to its last"
+        );
+        assert!(k.may_hold(3, guid, 8) && k.may_hold(4, guid, 8));
+        assert!(!k.may_hold(3, guid, 9));
+        assert!(!k.may_hold(3, payload, 7), "per table");
+        assert!(k.may_hold(0, PostingKind::Agent, 7), "no keys kept");
+        // Generation 3 sealed: its keys go, those of 4 stay.
+        k.commit(guid, std::iter::empty(), 4);
+        assert!(!k.may_hold(4, guid, 7) && k.may_hold(4, guid, 8));
+        // Past the cap the keys are given up: everything up to the newest
+        // generation written is looked up again, what comes after is known.
+        let many = (0..=OPEN_KEYS_CAP as u64).map(|h| (5, h + 100));
+        k.commit(guid, many, 4);
+        assert!(k.may_hold(4, guid, 1) && k.may_hold(5, guid, 1));
+        assert!(!k.may_hold(6, guid, 1));
+        assert!(k.tables[0].keys.is_empty());
     }
 
     #[test]

@@ -21,7 +21,7 @@ use std::sync::Arc;
 
 use super::dedupe::{candidates, Lookups};
 use crate::chunk::{ChunkBuilder, Posting};
-use crate::filter::Filters;
+use crate::filter::{Filters, OpenKeys};
 use crate::{
     agent_hash, guid_hash, Counters, Entry, Hit, IndexReader, PostingKind, Result, TIME_SLICE,
 };
@@ -34,6 +34,8 @@ pub struct IndexWriter {
     pub(super) guid_gens: u64,
     pub(super) payload_gens: u64,
     pub(super) filters: Arc<Filters>,
+    /// The keys of the snapshot's generations not sealed yet, where known.
+    pub(super) open_keys: Arc<OpenKeys>,
     /// Whether to count new interactions as records are added (not in a
     /// scratch index, whose seal counts them).
     pub(super) count_interactions: bool,
@@ -86,10 +88,12 @@ fn collect(
 
 impl IndexWriter {
     /// An empty commit on top of `snapshot`, whose complete generations
-    /// have `filters`; `count_interactions` is false for a scratch index.
+    /// have `filters` (and its others the keys `open_keys`);
+    /// `count_interactions` is false for a scratch index.
     pub(super) fn start(
         snapshot: IndexReader,
         filters: Arc<Filters>,
+        open_keys: Arc<OpenKeys>,
         count_interactions: bool,
     ) -> Result<IndexWriter> {
         let counters = snapshot.counters()?;
@@ -97,6 +101,7 @@ impl IndexWriter {
             guid_gens: snapshot.generations(PostingKind::Guid)?,
             payload_gens: snapshot.generations(PostingKind::Payload)?,
             filters,
+            open_keys,
             count_interactions,
             first_offset: None,
             next_offset: None,
@@ -159,6 +164,7 @@ impl IndexWriter {
                                 h,
                                 candidates(
                                     &self.filters,
+                                    &self.open_keys,
                                     self.guid_gens,
                                     PostingKind::Guid,
                                     h,

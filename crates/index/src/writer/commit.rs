@@ -11,6 +11,9 @@
 //!   record can fall in it: offsets only grow), and they never change after;
 //!   the writer's copy of the filters is replaced only once that commit has
 //!   succeeded.
+//! - The keys of the generations not sealed yet that the index knows
+//!   ([`crate::filter::OpenKeys`]) gain a commit's keys only once it has
+//!   succeeded.
 //! - A span's filter holds the keys of exactly the generations it says it
 //!   covers (its first `gens()`), all sealed: it is extended in the commit
 //!   that seals each of them, or built from the posting tables when it is
@@ -33,6 +36,42 @@ impl Index {
     /// Writes everything the writer collected, with the checkpoint after it
     /// (`None` keeps the checkpoint), in one durable transaction.
     pub fn commit(&self, w: IndexWriter, checkpoint: Option<Checkpoint>) -> Result<()> {
+        let sealed = self.write(&w, checkpoint)?;
+        // The writer's share of the known keys goes first, so that the
+        // index's is (as a rule) the only one left and is extended in
+        // place, not copied.
+        let IndexWriter {
+            open_keys,
+            guid,
+            payload,
+            ..
+        } = w;
+        drop(open_keys);
+        let mut current = self
+            .open_keys
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let mut keys =
+            Arc::try_unwrap(std::mem::take(&mut *current)).unwrap_or_else(|k| (*k).clone());
+        keys.commit(
+            PostingKind::Guid,
+            guid.iter().map(|(h, c)| (generation(c.first()), *h)),
+            sealed,
+        );
+        keys.commit(
+            PostingKind::Payload,
+            payload
+                .iter()
+                .flat_map(|(h, hits)| hits.iter().map(move |hit| (generation(hit.offset), *h))),
+            sealed,
+        );
+        *current = Arc::new(keys);
+        Ok(())
+    }
+
+    /// The transaction of [`Index::commit`]; returns the number of sealed
+    /// generations after it.
+    fn write(&self, w: &IndexWriter, checkpoint: Option<Checkpoint>) -> Result<u64> {
         guarded(&self.path, || {
             let txn = self.db.begin_write().at(&self.path)?;
             let filters;
@@ -66,7 +105,7 @@ impl Index {
                         t.insert(key, pos).at(&self.path)?;
                     }
                 }
-                filters = self.seal_generations(&txn, &w)?;
+                filters = self.seal_generations(&txn, w)?;
                 let mut t = txn.open_table(QUARANTINE).at(&self.path)?;
                 for hit in &w.quarantine {
                     t.insert(hit.offset, hit.pos).at(&self.path)?;
@@ -118,8 +157,9 @@ impl Index {
             let mut txn = txn;
             txn.set_durability(Durability::Immediate).at(&self.path)?;
             txn.commit().at(&self.path)?;
+            let sealed = filters.sealed();
             *self.filters.lock().unwrap_or_else(PoisonError::into_inner) = filters;
-            Ok(())
+            Ok(sealed)
         })
     }
 

@@ -5,6 +5,8 @@
 //! - The candidates are exactly those a lookup in every generation would
 //!   find: a complete generation is skipped only when its filter, or its
 //!   span's, rejects the hash, and a filter has no false negatives.
+//! - A generation not sealed yet is skipped only when the writer knows
+//!   every key of it ([`OpenKeys`]) and the hash is not one of them.
 //! - A GUID's committed postings are looked up once a commit (its events
 //!   arrive close together); the cache is dropped with the writer.
 
@@ -12,7 +14,7 @@ use std::collections::hash_map::Entry as MapEntry;
 
 use super::IndexWriter;
 use crate::chunk::Posting;
-use crate::filter::{span, Filters, SPAN_GENERATIONS};
+use crate::filter::{span, Filters, OpenKeys, SPAN_GENERATIONS};
 use crate::{guid_hash, Hit, PostingKind, Result};
 
 /// What a commit's duplicate checks (and its interactions counter) asked
@@ -39,9 +41,11 @@ pub struct Lookups {
 /// The generations below `gens` that may hold `hash` in `kind`'s table,
 /// counted in `lookups`. A span's filter, when it rejects the hash, rules
 /// out every generation it covers with one probe; the others are probed
-/// one by one.
+/// one by one; a generation not sealed yet is skipped when `open` knows
+/// its keys and the hash is not among them.
 pub(super) fn candidates(
     filters: &Filters,
+    open: &OpenKeys,
     gens: u64,
     kind: PostingKind,
     hash: u64,
@@ -69,7 +73,7 @@ pub(super) fn candidates(
         }
         start = end;
     }
-    found.extend(sealed..gens);
+    found.extend((sealed..gens).filter(|&g| open.may_hold(g, kind, hash)));
     lookups.keys += 1;
     lookups.seeks += found.len() as u64;
     found
@@ -101,6 +105,7 @@ impl IndexWriter {
             None => {
                 let gens = candidates(
                     &self.filters,
+                    &self.open_keys,
                     self.payload_gens,
                     PostingKind::Payload,
                     hash,
@@ -122,6 +127,7 @@ impl IndexWriter {
             MapEntry::Vacant(e) => {
                 let gens = candidates(
                     &self.filters,
+                    &self.open_keys,
                     self.guid_gens,
                     PostingKind::Guid,
                     h,

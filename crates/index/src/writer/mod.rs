@@ -14,7 +14,10 @@
 //!   damaged live index. Its count of interactions is written by `seal`
 //!   (until then it is not kept), so only a sealed scratch index is whole.
 //! - The filters of the complete generations that `begin` hands out are
-//!   those of the last commit (replaced only after a commit succeeds).
+//!   those of the last commit (replaced only after a commit succeeds), and
+//!   so are the known keys of the generations not yet complete
+//!   ([`OpenKeys`]: every commit goes through [`Index::commit`], which adds
+//!   its keys once it has succeeded).
 //!
 //! The parts: [`collect`] (an [`IndexWriter`] gathers a commit's entries in
 //! memory), [`dedupe`] (duplicate candidates over the snapshot plus what was
@@ -28,7 +31,7 @@ use redb::{ConcurrencyMode, Database, Durability, ReadableDatabase};
 
 use crate::compaction::compact_if_it_frees_enough;
 use crate::error::AtPath;
-use crate::filter::Filters;
+use crate::filter::{Filters, OpenKeys, FILTERED};
 use crate::guard::guarded;
 use crate::schema::{builder, META};
 use crate::{IndexError, IndexReader, Result, INDEX_VERSION};
@@ -49,6 +52,9 @@ pub struct Index {
     scratch: bool,
     /// The filters of the complete generations as of the last commit.
     filters: Mutex<Arc<Filters>>,
+    /// The keys of the generations not sealed yet, as of the last commit,
+    /// where known.
+    open_keys: Mutex<Arc<OpenKeys>>,
 }
 
 impl Index {
@@ -105,6 +111,7 @@ impl Index {
                 path: path.to_path_buf(),
                 scratch,
                 filters: Mutex::default(),
+                open_keys: Mutex::default(),
             };
             match index.reader()?.meta("version")? {
                 None => {
@@ -123,14 +130,29 @@ impl Index {
                 }
                 Some(_) => {}
             }
-            index.filters = Mutex::new(Arc::new(index.reader()?.filters()?));
+            let reader = index.reader()?;
+            index.filters = Mutex::new(Arc::new(reader.filters()?));
+            // Past the last generation holding keys, every generation is
+            // empty: known from the start.
+            let [guid, payload] = FILTERED.map(|kind| reader.generations(kind));
+            index.open_keys = Mutex::new(Arc::new(OpenKeys::empty_from([guid?, payload?])));
             Ok(index)
         })
     }
 
     /// Starts collecting a commit's entries.
     pub fn begin(&self) -> Result<IndexWriter> {
-        IndexWriter::start(self.reader()?, self.current_filters(), !self.scratch)
+        IndexWriter::start(
+            self.reader()?,
+            self.current_filters(),
+            Arc::clone(
+                &self
+                    .open_keys
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner),
+            ),
+            !self.scratch,
+        )
     }
 
     fn current_filters(&self) -> Arc<Filters> {
