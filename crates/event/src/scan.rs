@@ -15,10 +15,10 @@
 //!   `ClientCheck`, which serde's reader treats apart) whose value is an
 //!   object, valid JSON throughout (checked here as serde_json checks it:
 //!   the grammar, control characters in strings, nesting depth, nothing
-//!   after the value), no backslash anywhere (an escaped key or value would
-//!   need decoding), integers within `i64` (a fraction, an exponent or a
-//!   larger number needs serde_json's float reading). Anything else is
-//!   `None`.
+//!   after the value), no backslash in any string (an escaped key or value
+//!   would need decoding; outside strings one breaks the grammar), integers
+//!   within `i64` (a fraction, an exponent or a larger number needs
+//!   serde_json's float reading). Anything else is `None`.
 //! - The body's fields are filled by the one key list serde's visitor uses
 //!   (`EventBody::scalar_mut`, `MsgInfo::field_mut`); a repeated key keeps
 //!   its last value, `attachedData` its last present original GUID.
@@ -38,15 +38,11 @@ const MAX_DEPTH: usize = 64;
 /// The event of a payload in the plain shape, or `None` when only serde
 /// can say (see the module's invariants).
 pub fn scan_event(payload: &[u8]) -> Option<Event<'_>> {
-    if memchr::memchr(b'\\', payload).is_some() {
-        return None;
-    }
     let text = std::str::from_utf8(payload).ok()?;
     let mut s = Scanner {
         text,
         bytes: text.as_bytes(),
         at: 0,
-        controls: has_control(payload),
     };
     s.ws();
     s.eat(b'{')?;
@@ -78,24 +74,47 @@ struct Scanner<'a> {
     text: &'a str,
     bytes: &'a [u8],
     at: usize,
-    /// Whether the payload has a control character anywhere (whitespace
-    /// between tokens, or one inside a string that serde refuses): only
-    /// then is each string checked for one.
-    controls: bool,
 }
 
-/// Whether `bytes` holds a byte below 0x20. One pass over the payload in
-/// fixed blocks (which the compiler vectorizes) instead of a byte-by-byte
-/// check of every string: that check was a third of the scan's time.
-fn has_control(bytes: &[u8]) -> bool {
-    const BLOCK: usize = 64;
-    let mut blocks = bytes.chunks_exact(BLOCK);
-    for block in &mut blocks {
-        if block.iter().fold(false, |seen, &b| seen | (b < 0x20)) {
-            return true;
+/// A word of eight bytes `b`.
+const fn splat(b: u8) -> u64 {
+    u64::from_ne_bytes([b; 8])
+}
+
+/// The high bit of each byte of `word` that is below `n` (`n` <= 0x80), or
+/// of a later byte after one that is: the lowest set bit is always a byte
+/// below `n`, which is all [`string_end`] asks.
+fn bytes_below(word: u64, n: u8) -> u64 {
+    word.wrapping_sub(splat(n)) & !word & splat(0x80)
+}
+
+/// Where the string that starts at `bytes[0]` (past its opening quote)
+/// ends: the position of the first byte that is a quote, a backslash or a
+/// control character, if that byte is the quote; `None` when it is one of
+/// the others (an escape to decode, or a raw control character, which
+/// serde_json refuses) or there is none. Eight bytes at a time: one pass
+/// over each string that finds its end and checks its bytes at once, where
+/// the payload was searched for backslashes and control characters, then
+/// each string for its quote (issue 12).
+fn string_end(bytes: &[u8]) -> Option<usize> {
+    let mut words = bytes.chunks_exact(8);
+    let mut at = 0;
+    for word in &mut words {
+        let w = u64::from_le_bytes(word.try_into().ok()?);
+        let stops = bytes_below(w ^ splat(b'"'), 1)
+            | bytes_below(w ^ splat(b'\\'), 1)
+            | bytes_below(w, 0x20);
+        if stops != 0 {
+            at += (stops.trailing_zeros() / 8) as usize;
+            return (bytes.get(at) == Some(&b'"')).then_some(at);
         }
+        at += 8;
     }
-    blocks.remainder().iter().any(|&b| b < 0x20)
+    let rest = words.remainder();
+    let stop = rest
+        .iter()
+        .position(|&b| b == b'"' || b == b'\\' || b < 0x20)?;
+    (rest.get(stop) == Some(&b'"')).then_some(at + stop)
 }
 
 impl<'a> Scanner<'a> {
@@ -113,16 +132,11 @@ impl<'a> Scanner<'a> {
         (self.peek()? == b).then(|| self.at += 1)
     }
 
-    /// A string without escapes (none are in the payload), borrowed.
+    /// A string without escapes or control characters, borrowed.
     fn string(&mut self) -> Option<&'a str> {
         self.eat(b'"')?;
         let start = self.at;
-        let len = memchr::memchr(b'"', self.bytes.get(start..)?)?;
-        let end = start + len;
-        // serde_json refuses raw control characters in strings.
-        if self.controls && self.bytes.get(start..end)?.iter().any(|&b| b < 0x20) {
-            return None;
-        }
+        let end = start + string_end(self.bytes.get(start..)?)?;
         self.at = end + 1;
         self.text.get(start..end)
     }
@@ -441,6 +455,22 @@ mod tests {
                     let p = format!("{{\"Interaction\":{gap}{{\"a\":\"{value}\"}}}}");
                     assert!(scan_event(p.as_bytes()).is_none(), "read: {p:?}");
                 }
+            }
+        }
+        // The same for a backslash, and a string of any length ends at its
+        // quote wherever that falls in the eight-byte words (bytes above
+        // 0x7f, of a multi-byte character, are no stop).
+        for at in [0, 5, 7, 8, 9, 15, 16, 63, 64, 100, 149] {
+            let mut value = text.clone();
+            value.replace_range(at..=at, "\\");
+            let p = format!("{{\"Interaction\":{{\"a\":\"{value}\"}}}}");
+            assert!(scan_event(p.as_bytes()).is_none(), "read: {p:?}");
+        }
+        for len in 0..40 {
+            for fill in ["x", "é", "\u{7f}", "€x"] {
+                let value = fill.repeat(len);
+                let p = format!("{{\"Interaction\":{{\"event\":\"{value}\",\"b\":\"{value}\"}}}}");
+                assert!(agrees(p.as_bytes()), "not read: {p:?}");
             }
         }
         let spaced = format!("{{\"Interaction\":\n{{\"a\":\"{text}\",\r\n\t\"b\":1}}}}");
