@@ -24,7 +24,9 @@ mod topic;
 mod unrepresentable;
 mod value;
 
-pub use event::{parse_event, parse_event_serde, Event, EventBody, MsgInfo, NotAnEvent};
+pub use event::{
+    parse_event, parse_event_into, parse_event_serde, Event, EventBody, MsgInfo, NotAnEvent,
+};
 pub use input::{decode_message, Decoded, Keys};
 pub use order::{event_time, lifecycle_rank, CanonicalKey};
 pub use scan::scan_event;

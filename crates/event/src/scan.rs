@@ -38,6 +38,19 @@ const MAX_DEPTH: usize = 64;
 /// The event of a payload in the plain shape, or `None` when only serde
 /// can say (see the module's invariants).
 pub fn scan_event(payload: &[u8]) -> Option<Event<'_>> {
+    let mut event = Event::default();
+    scan_event_into(payload, &mut event).then_some(event)
+}
+
+/// [`scan_event`] into `out`, whatever it held (a caller parsing many
+/// events reuses one, instead of moving each ~0.9 KB event out: those
+/// copies were a tenth of a rebuild's parse, issue 12). `false` when only
+/// serde can say; `out` then holds part of the event.
+pub(crate) fn scan_event_into<'a>(payload: &'a [u8], out: &mut Event<'a>) -> bool {
+    scan_into(payload, out).is_some()
+}
+
+fn scan_into<'a>(payload: &'a [u8], out: &mut Event<'a>) -> Option<()> {
     let text = std::str::from_utf8(payload).ok()?;
     let mut s = Scanner {
         text,
@@ -57,17 +70,15 @@ pub fn scan_event(payload: &[u8]) -> Option<Event<'_>> {
     s.ws();
     s.eat(b':')?;
     s.ws();
-    let body = s.body()?;
+    s.body(&mut out.body)?;
     s.ws();
     s.eat(b'}')?;
     s.ws();
     if s.at != s.bytes.len() {
         return None;
     }
-    Some(Event {
-        family: Cow::Borrowed(family),
-        body,
-    })
+    out.family = Cow::Borrowed(family);
+    Some(())
 }
 
 struct Scanner<'a> {
@@ -182,7 +193,16 @@ impl<'a> Scanner<'a> {
     /// A scalar or nested value as `Lenient` reads it. `depth`: the
     /// containers around it.
     fn value(&mut self, depth: usize) -> Option<Lenient<'a>> {
-        Some(match self.peek()? {
+        let mut v = Lenient::Null;
+        self.value_into(depth, &mut v)?;
+        Some(v)
+    }
+
+    /// [`Scanner::value`] stored in `out`, a field of the event: returned
+    /// and then copied there, each value stalled the copy on the writes
+    /// that had just made it (issue 12). On `None`, `out` may hold anything.
+    fn value_into(&mut self, depth: usize, out: &mut Lenient<'a>) -> Option<()> {
+        *out = match self.peek()? {
             b'"' => Lenient::Text(Cow::Borrowed(self.string()?)),
             b't' => {
                 self.literal(b"true")?;
@@ -207,7 +227,8 @@ impl<'a> Scanner<'a> {
                 Lenient::Nested
             }
             _ => Lenient::Int(self.integer()?),
-        })
+        };
+        Some(())
     }
 
     /// Reads an object: `member` reads the value of each key.
@@ -255,19 +276,19 @@ impl<'a> Scanner<'a> {
         }
     }
 
-    /// The family's object. The top-level object and the body are the two
-    /// containers around the body's values.
-    fn body(&mut self) -> Option<EventBody<'a>> {
+    /// The family's object, into `b` (emptied first). The top-level object
+    /// and the body are the two containers around the body's values.
+    fn body(&mut self, b: &mut EventBody<'a>) -> Option<()> {
         if self.peek()? != b'{' {
             // Not an event; serde's reader says why.
             return None;
         }
-        let mut b = EventBody::default();
+        *b = EventBody::default();
         self.members(|s, key| {
             if let Some(slot) = b.scalar_mut(key) {
-                *slot = s.value(2)?;
+                s.value_into(2, slot)?;
             } else if key == "msgInfo" {
-                b.msg_info = s.msg_info()?;
+                s.msg_info(&mut b.msg_info)?;
             } else if key == "attachedData" {
                 let found = s.attached_data()?;
                 if found.is_present() {
@@ -277,25 +298,20 @@ impl<'a> Scanner<'a> {
                 s.value(2)?;
             }
             Some(())
-        })?;
-        Some(b)
+        })
     }
 
-    /// `msgInfo`: anything but an object reads as empty.
-    fn msg_info(&mut self) -> Option<MsgInfo<'a>> {
-        let mut m = MsgInfo::default();
+    /// `msgInfo`, into `m` (emptied first): anything but an object reads
+    /// as empty.
+    fn msg_info(&mut self, m: &mut MsgInfo<'a>) -> Option<()> {
+        *m = MsgInfo::default();
         if self.peek()? != b'{' {
-            self.value(2)?;
-            return Some(m);
+            return self.value(2).map(drop);
         }
-        self.members(|s, key| {
-            let v = s.value(3)?;
-            if let Some(slot) = m.field_mut(key) {
-                *slot = v;
-            }
-            Some(())
-        })?;
-        Some(m)
+        self.members(|s, key| match m.field_mut(key) {
+            Some(slot) => s.value_into(3, slot),
+            None => s.value(3).map(drop),
+        })
     }
 
     /// `attachedData`: the value of its last present `attachedDatum`
@@ -406,6 +422,25 @@ mod tests {
             r#"{"Interaction":{"eventTS":9223372036854775807,"statusEventTS":-9223372036854775808,"interactionEventTS":-170,"agentId":0}}"#,
         ] {
             assert!(agrees(p.as_bytes()), "not read: {p}");
+        }
+    }
+
+    #[test]
+    fn parsing_into_a_used_event_leaves_nothing_of_it() {
+        let full = r#"{"Interaction":{"event":"InteractionCreated","interactionGUID":"g","agentId":7,"queueId":"0311","status":1,"msgInfo":{"timestamp":4,"sequenceId":5,"instanceId":"i"},"attachedData":{"attachedDatum":{"attachedDataKey":"originalInteractionGuid","attachedDataValue":"p"}},"resourceType":2}}"#;
+        let small = r#"{"AgentStatusChange":{"agentId":"a","msgInfo":{"sequenceId":9}}}"#;
+        let odd = r#"{"Interaction":{"event":"A\u0042","eventTS":1.5}}"#;
+        let broken = r#"{"Interaction":{"event":"InteractionCreated","agentId":"#;
+        let mut event = Event::default();
+        for p in [full, small, full, odd, broken, small, full] {
+            let into = crate::event::parse_event_into(p.as_bytes(), &mut event);
+            match crate::event::parse_event(p.as_bytes()) {
+                Ok(alone) => {
+                    assert_eq!(into, Ok(()), "{p}");
+                    assert_eq!(event, alone, "{p}");
+                }
+                Err(e) => assert_eq!(into, Err(e), "{p}"),
+            }
         }
     }
 

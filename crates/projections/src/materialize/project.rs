@@ -4,7 +4,9 @@
 
 use std::collections::BTreeMap;
 
-use ccvault_event::{event_time, parse_event, Arrival, CanonicalKey, Event, EventTime, TimeSource};
+use ccvault_event::{
+    event_time, parse_event_into, Arrival, CanonicalKey, Event, EventTime, TimeSource,
+};
 use ccvault_store::{payload_hash, Record, RecordRef};
 
 use crate::agents::status_change_agent;
@@ -417,10 +419,16 @@ pub(super) fn project_records<R: Archived>(
     let mut out = Projected::default();
     // Usually one interaction; more only on a GUID hash collision.
     let mut by_guid: Vec<(String, Vec<Prepared<'_>>)> = Vec::new();
+    // Each event is parsed into a box, which goes into its interaction's
+    // list or, when not kept, takes the next event: no ~0.9 KB event is
+    // moved out of the parser and into a box of its own (issue 12).
+    let mut spare: Option<Box<Event<'_>>> = None;
     for (input_index, r) in recs.iter().enumerate() {
-        let Ok(event) = parse_event(r.payload()) else {
+        let mut event = spare.take().unwrap_or_default();
+        if parse_event_into(r.payload(), &mut event).is_err() {
+            spare = Some(event);
             continue;
-        };
+        }
         let t = event_time(&event, r.arrival());
         // A weak time orders events but never stretches a window.
         if t.is_timed() {
@@ -439,25 +447,26 @@ pub(super) fn project_records<R: Archived>(
                 });
             }
         }
-        if !want.summaries {
-            continue;
-        }
         let slot = match event.body.interaction_guid.as_text() {
-            None => continue,
-            Some(g) => match by_guid.iter().position(|(have, _)| *have == g) {
-                Some(i) => i,
+            Some(g) if want.summaries => match by_guid.iter().position(|(have, _)| *have == g) {
+                Some(i) => Some(i),
                 None => {
                     by_guid.push((g.into_owned(), Vec::new()));
-                    by_guid.len() - 1
+                    Some(by_guid.len() - 1)
                 }
             },
+            _ => None,
+        };
+        let Some(slot) = slot else {
+            spare = Some(event);
+            continue;
         };
         let key = CanonicalKey::new(&event, t.ms, r.payload());
         let kind = Kind::of(&event.event_type());
         by_guid[slot].1.push(Prepared {
             key,
             time_source: t.source,
-            event: Box::new(event),
+            event,
             kind,
             topic_tenant: r.topic_tenant(),
             input_index,
