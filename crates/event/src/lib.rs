@@ -11,7 +11,8 @@
 //! - [`parse_event`] reads the plain shape of an archived event without
 //!   serde ([`scan_event`]) and anything else with serde
 //!   ([`parse_event_serde`]); both give the same event, so which one read
-//!   it never shows.
+//!   it never shows. [`parse_event_into`] gives the same as [`parse_event`]
+//!   into an event of the caller's, whatever that held before.
 //! - [`CanonicalKey`] orders any set of distinct events the same way whatever
 //!   their arrival order.
 
