@@ -88,7 +88,15 @@ impl ArchiveReader {
             return Ok((reader, CatchUp::UpToDate));
         };
         match Archive::open(dir, ArchiveOptions::default()) {
-            Ok((archive, _)) => drop(archive),
+            Ok((archive, report)) => {
+                drop(archive);
+                if report.reindexed_tail == 0 && !report.index_rebuilt {
+                    // A writer held those records and committed them as it
+                    // closed, between the look above and this open: nothing
+                    // was behind once we could look as a writer.
+                    return Ok((Self::open_as_committed(dir)?, CatchUp::UpToDate));
+                }
+            }
             Err(StoreError::Locked { .. }) => return Ok((reader, CatchUp::WriterRunning)),
             Err(e) => {
                 // Reads must keep working where a writer cannot (a full or
