@@ -22,7 +22,10 @@
 //! - A column whose pages the export makes itself ([`Spec::own_pages`]:
 //!   the payload) is buffered PLAIN-encoded, each value its 4-byte length
 //!   and its bytes, and compressed page by page straight from that buffer
-//!   ([`crate::plain`]); the buffer always comes back.
+//!   ([`crate::plain`]); the buffer always comes back. A dictionary text
+//!   column whose pages the export makes ([`Spec::own_dictionary`]) is
+//!   buffered as other text and encoded from the ranges
+//!   ([`crate::dict`]), its arena always coming back too.
 
 use std::fmt::Write as _;
 use std::sync::Arc;
@@ -34,6 +37,7 @@ use parquet::data_type::ByteArray;
 use parquet::errors::ParquetError;
 use parquet::schema::types::Type;
 
+use crate::dict::DictChunk;
 use crate::plain::{Compressor, PlainChunk};
 
 /// The Parquet type of a column.
@@ -77,8 +81,9 @@ pub struct Spec {
     /// Dictionary-encode the values (strings that repeat); off for values
     /// that rarely repeat (payloads), where a dictionary only costs time.
     pub dictionary: bool,
-    /// The export makes the column's pages itself ([`crate::plain`]): a
-    /// required text column without dictionary or statistics.
+    /// The export makes the column's pages itself: a required text column
+    /// without dictionary or statistics ([`crate::plain`]), or with
+    /// `dictionary` a flat text column ([`crate::dict`]).
     pub own_pages: bool,
 }
 
@@ -90,6 +95,18 @@ impl Spec {
             nullable,
             dictionary: matches!(ty, Ty::Text | Ty::TextList),
             own_pages: false,
+        }
+    }
+
+    /// A dictionary-encoded text column whose pages the export makes
+    /// itself (the events table's text, [`crate::dict`]).
+    pub const fn own_dictionary(name: &'static str, nullable: bool) -> Spec {
+        Spec {
+            name,
+            ty: Ty::Text,
+            nullable,
+            dictionary: true,
+            own_pages: true,
         }
     }
 
@@ -197,7 +214,7 @@ fn present_level(spec: &Spec) -> i16 {
 impl ColumnBuf {
     fn new(spec: Spec) -> ColumnBuf {
         let values = match spec.ty {
-            Ty::Text if spec.own_pages => Values::Plain {
+            Ty::Text if spec.own_pages && !spec.dictionary => Values::Plain {
                 data: Vec::new(),
                 ends: Vec::new(),
             },
@@ -468,6 +485,12 @@ impl Rows {
                     chunk.write(data, ends, z)?;
                     continue;
                 }
+                (Values::Text { data, ranges }, ColumnSink::Dict(chunk))
+                    if c.spec.ty == Ty::Text =>
+                {
+                    chunk.write(data, ranges, &c.def, z)?;
+                    continue;
+                }
                 (_, ColumnSink::Parquet(w)) => &mut **w,
                 _ => {
                     return Err(ParquetError::General(format!(
@@ -534,6 +557,7 @@ pub enum ColumnSink {
     /// few hundred bytes.
     Parquet(Box<ColumnWriter<'static>>),
     Own(Box<PlainChunk>),
+    Dict(Box<DictChunk>),
 }
 
 /// A column's text buffer lent to the Parquet writer as [`Bytes`].

@@ -25,6 +25,7 @@
 mod changes;
 mod checkpoint;
 mod column;
+mod dict;
 mod error;
 mod partition;
 mod plain;

@@ -57,6 +57,7 @@ use parquet::file::writer::{SerializedFileWriter, SerializedPageWriter, TrackedW
 use parquet::schema::types::{SchemaDescriptor, Type};
 
 use crate::column::{schema, ColumnError, ColumnSink, Rows, Spec};
+use crate::dict::DictChunk;
 use crate::error::{io, ExportError, Result};
 use crate::plain::{Compressor, PlainChunk, ZSTD_LEVEL};
 use crate::tables::Table;
@@ -245,8 +246,9 @@ struct Files {
     schema: Arc<Type>,
     descr: Arc<SchemaDescriptor>,
     props: Arc<WriterProperties>,
-    /// Which columns have their own pages ([`Spec::own_pages`]).
-    own_pages: Vec<bool>,
+    /// Which columns have their own pages ([`Spec::own_pages`]), and
+    /// whether with a dictionary.
+    own_pages: Vec<(bool, bool)>,
     /// Compresses the own pages of every row group.
     compressor: Compressor,
     /// Buffers of completed own-page chunks, for the next row groups'
@@ -481,16 +483,19 @@ impl Group {
     fn new(
         descr: &SchemaDescriptor,
         props: &Arc<WriterProperties>,
-        own_pages: &[bool],
+        own_pages: &[(bool, bool)],
         spare: &mut Vec<Vec<u8>>,
     ) -> parquet::errors::Result<Group> {
         let mut columns = Vec::with_capacity(descr.num_columns());
         let mut chunks = Vec::with_capacity(descr.num_columns());
         for i in 0..descr.num_columns() {
-            if own_pages.get(i).copied().unwrap_or(false) {
+            if let Some(&(true, dictionary)) = own_pages.get(i) {
                 let buf = spare.pop().unwrap_or_default();
-                let chunk = PlainChunk::new(descr.column(i), props, buf)?;
-                columns.push(ColumnSink::Own(Box::new(chunk)));
+                columns.push(if dictionary {
+                    ColumnSink::Dict(Box::new(DictChunk::new(descr.column(i), props, buf)?))
+                } else {
+                    ColumnSink::Own(Box::new(PlainChunk::new(descr.column(i), props, buf)?))
+                });
                 chunks.push(None);
                 continue;
             }
@@ -522,15 +527,9 @@ impl Group {
     ) -> parquet::errors::Result<()> {
         let mut group = file.next_row_group()?;
         for (column, chunk) in self.columns.into_iter().zip(self.chunks) {
-            let (bytes, close) = match (column, chunk) {
-                (ColumnSink::Own(own), _) => {
-                    let (bytes, close) = (*own).close(z)?;
-                    let bytes = Bytes::from(bytes);
-                    group.append_column(&bytes, close)?;
-                    // The only holder: the buffer itself comes back.
-                    spare.push(Vec::from(bytes));
-                    continue;
-                }
+            let own = match (column, chunk) {
+                (ColumnSink::Own(own), _) => (*own).close(z)?,
+                (ColumnSink::Dict(own), _) => (*own).close(z)?,
                 (ColumnSink::Parquet(column), Some(chunk)) => {
                     let close = (*column).close()?;
                     let bytes =
@@ -540,7 +539,8 @@ impl Group {
                             .map_err(|_| {
                                 ParquetError::General("a column chunk's buffer was poisoned".into())
                             })?;
-                    (bytes, close)
+                    group.append_column(&Bytes::from(bytes), close)?;
+                    continue;
                 }
                 (ColumnSink::Parquet(_), None) => {
                     return Err(ParquetError::General(
@@ -548,7 +548,11 @@ impl Group {
                     ))
                 }
             };
-            group.append_column(&Bytes::from(bytes), close)?;
+            let (bytes, close) = own;
+            let bytes = Bytes::from(bytes);
+            group.append_column(&bytes, close)?;
+            // The only holder: the buffer itself comes back.
+            spare.push(Vec::from(bytes));
         }
         group.close()?;
         Ok(())
@@ -615,7 +619,7 @@ impl TableWriter {
             descr: Arc::new(SchemaDescriptor::new(schema.clone())),
             schema,
             props,
-            own_pages: specs.iter().map(|s| s.own_pages).collect(),
+            own_pages: specs.iter().map(|s| (s.own_pages, s.dictionary)).collect(),
             compressor,
             spare_chunks: Vec::new(),
             row_group_bytes,

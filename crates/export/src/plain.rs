@@ -31,7 +31,9 @@ use parquet::basic::{Compression, Encoding, EncodingMask, PageType};
 use parquet::column::page::{CompressedPage, Page, PageWriter};
 use parquet::column::writer::ColumnCloseResult;
 use parquet::errors::{ParquetError, Result};
-use parquet::file::metadata::{ColumnChunkMetaData, OffsetIndexBuilder, PageEncodingStats};
+use parquet::file::metadata::{
+    ColumnChunkMetaData, ColumnChunkMetaDataBuilder, OffsetIndexBuilder, PageEncodingStats,
+};
 use parquet::file::properties::WriterProperties;
 use parquet::file::writer::{SerializedPageWriter, TrackedWrite};
 use parquet::schema::types::ColumnDescPtr;
@@ -53,17 +55,125 @@ pub struct PlainChunk {
     codec: Compression,
     page_bytes: usize,
     page_rows: usize,
-    sink: TrackedWrite<Vec<u8>>,
+    pages: Pages,
     /// The start of the next page, copied from an earlier batch, and how
     /// many values it holds.
     pending: Vec<u8>,
     pending_values: usize,
     offsets: OffsetIndexBuilder,
-    pages: i32,
+}
+
+/// Pages serialized into memory one after the other, and what a column
+/// chunk's metadata says of them: shared by both kinds of own chunk
+/// ([`PlainChunk`], [`crate::dict::DictChunk`]).
+pub struct Pages {
+    sink: TrackedWrite<Vec<u8>>,
+    /// Page encoding counts in page order, as the column writer keeps them.
+    stats: Vec<PageEncodingStats>,
+    /// Values (levels) of the data pages.
     values: u64,
     uncompressed: u64,
     compressed: u64,
     data_page_offset: Option<i64>,
+    dictionary_page_offset: Option<i64>,
+}
+
+impl Pages {
+    /// Pages written into `buf` (emptied first: an earlier chunk's buffer,
+    /// whose memory is reused).
+    pub fn new(mut buf: Vec<u8>) -> Pages {
+        buf.clear();
+        Pages {
+            sink: TrackedWrite::new(buf),
+            stats: Vec::new(),
+            values: 0,
+            uncompressed: 0,
+            compressed: 0,
+            data_page_offset: None,
+            dictionary_page_offset: None,
+        }
+    }
+
+    /// Bytes written so far.
+    pub fn len(&self) -> usize {
+        self.sink.bytes_written()
+    }
+
+    /// Writes `page`, whose data is compressed from `uncompressed` bytes;
+    /// where it starts and its size with its header.
+    pub fn write(&mut self, page: Page, uncompressed: usize) -> Result<(i64, i32)> {
+        let (page_type, encoding) = (page.page_type(), page.encoding());
+        let num_values = page.num_values();
+        let spec = SerializedPageWriter::new(&mut self.sink)
+            .write_page(CompressedPage::new(page, uncompressed))?;
+        let offset = i64::try_from(spec.offset)
+            .map_err(|_| ParquetError::General("a column chunk past 2^63 bytes".into()))?;
+        let size = i32::try_from(spec.compressed_size)
+            .map_err(|_| ParquetError::General("a page past 2^31 bytes".into()))?;
+        if page_type == PageType::DICTIONARY_PAGE {
+            self.dictionary_page_offset.get_or_insert(offset);
+        } else {
+            self.data_page_offset.get_or_insert(offset);
+            self.values += u64::from(num_values);
+        }
+        self.count(page_type, encoding, 1);
+        self.uncompressed += spec.uncompressed_size as u64;
+        self.compressed += spec.compressed_size as u64;
+        Ok((offset, size))
+    }
+
+    fn count(&mut self, page_type: PageType, encoding: Encoding, n: i32) {
+        match self.stats.last_mut() {
+            Some(s) if s.page_type == page_type && s.encoding == encoding => s.count += n,
+            _ => self.stats.push(PageEncodingStats {
+                page_type,
+                encoding,
+                count: n,
+            }),
+        }
+    }
+
+    /// Appends the data pages of `other` after these; where they begin
+    /// (add it to their offsets).
+    pub fn append(&mut self, other: Pages) -> Result<i64> {
+        let base = i64::try_from(self.len())
+            .map_err(|_| ParquetError::General("a column chunk past 2^63 bytes".into()))?;
+        let bytes = other.sink.into_inner()?;
+        std::io::Write::write_all(&mut self.sink, &bytes)?;
+        for s in other.stats {
+            self.count(s.page_type, s.encoding, s.count);
+        }
+        if let Some(first) = other.data_page_offset {
+            self.data_page_offset.get_or_insert(base + first);
+        }
+        self.values += other.values;
+        self.uncompressed += other.uncompressed;
+        self.compressed += other.compressed;
+        Ok(base)
+    }
+
+    /// The chunk's bytes and the start of its metadata: codec, encodings
+    /// (those of its pages, and RLE for the levels, as the column writer
+    /// lists them), page counts, sizes and offsets.
+    pub fn finish(
+        self,
+        descr: ColumnDescPtr,
+        codec: Compression,
+    ) -> Result<(Vec<u8>, ColumnChunkMetaDataBuilder)> {
+        let too_big = |_| ParquetError::General("a column chunk past 2^63 bytes".into());
+        let mut encodings = vec![Encoding::PLAIN, Encoding::RLE];
+        encodings.extend(self.stats.iter().map(|s| s.encoding));
+        let builder = ColumnChunkMetaData::builder(descr)
+            .set_compression(codec)
+            .set_encodings_mask(EncodingMask::new_from_encodings(encodings.iter()))
+            .set_page_encoding_stats(self.stats)
+            .set_total_compressed_size(i64::try_from(self.compressed).map_err(too_big)?)
+            .set_total_uncompressed_size(i64::try_from(self.uncompressed).map_err(too_big)?)
+            .set_num_values(i64::try_from(self.values).map_err(too_big)?)
+            .set_data_page_offset(self.data_page_offset.unwrap_or(0))
+            .set_dictionary_page_offset(self.dictionary_page_offset);
+        Ok((self.sink.into_inner()?, builder))
+    }
 }
 
 /// The compression of own pages, one per writer thread: its context and
@@ -81,7 +191,7 @@ impl Compressor {
     }
 
     /// `data` compressed, valid until the next call.
-    fn compress(&mut self, data: &[u8]) -> Result<&[u8]> {
+    pub fn compress(&mut self, data: &[u8]) -> Result<&[u8]> {
         self.out.clear();
         self.out
             .reserve(zstd::zstd_safe::compress_bound(data.len()));
@@ -99,7 +209,7 @@ impl PlainChunk {
     pub fn new(
         descr: ColumnDescPtr,
         props: &Arc<WriterProperties>,
-        mut buf: Vec<u8>,
+        buf: Vec<u8>,
     ) -> Result<PlainChunk> {
         let codec = props.compression(descr.path());
         if !matches!(codec, Compression::ZSTD(_)) || descr.max_def_level() != 0 {
@@ -113,18 +223,10 @@ impl PlainChunk {
             page_rows: props.data_page_row_count_limit().max(1),
             descr,
             codec,
-            sink: TrackedWrite::new({
-                buf.clear();
-                buf
-            }),
+            pages: Pages::new(buf),
             pending: Vec::new(),
             pending_values: 0,
             offsets: OffsetIndexBuilder::new(),
-            pages: 0,
-            values: 0,
-            uncompressed: 0,
-            compressed: 0,
-            data_page_offset: None,
         })
     }
 
@@ -189,19 +291,9 @@ impl PlainChunk {
             rep_level_encoding: Encoding::RLE,
             statistics: None,
         };
-        let spec = SerializedPageWriter::new(&mut self.sink)
-            .write_page(CompressedPage::new(page, values.len()))?;
-        let offset = i64::try_from(spec.offset)
-            .map_err(|_| ParquetError::General("a column chunk past 2^63 bytes".into()))?;
-        let size = i32::try_from(spec.compressed_size)
-            .map_err(|_| ParquetError::General("a page past 2^31 bytes".into()))?;
+        let (offset, size) = self.pages.write(page, values.len())?;
         self.offsets.append_offset_and_size(offset, size);
         self.offsets.append_row_count(i64::from(num_values));
-        self.data_page_offset.get_or_insert(offset);
-        self.pages += 1;
-        self.values += u64::from(num_values);
-        self.uncompressed += spec.uncompressed_size as u64;
-        self.compressed += spec.compressed_size as u64;
         Ok(())
     }
 
@@ -210,31 +302,12 @@ impl PlainChunk {
         if self.pending_values > 0 {
             self.flush_pending(z)?;
         }
-        let too_big = |_| ParquetError::General("a column chunk past 2^63 bytes".into());
-        let mut stats = Vec::new();
-        if self.pages > 0 {
-            stats.push(PageEncodingStats {
-                page_type: PageType::DATA_PAGE,
-                encoding: Encoding::PLAIN,
-                count: self.pages,
-            });
-        }
-        let metadata = ColumnChunkMetaData::builder(self.descr)
-            .set_compression(self.codec)
-            .set_encodings_mask(EncodingMask::new_from_encodings(
-                [Encoding::PLAIN, Encoding::RLE].iter(),
-            ))
-            .set_page_encoding_stats(stats)
-            .set_total_compressed_size(i64::try_from(self.compressed).map_err(too_big)?)
-            .set_total_uncompressed_size(i64::try_from(self.uncompressed).map_err(too_big)?)
-            .set_num_values(i64::try_from(self.values).map_err(too_big)?)
-            .set_data_page_offset(self.data_page_offset.unwrap_or(0))
-            .build()?;
-        let bytes = self.sink.into_inner()?;
+        let rows = self.pages.values;
+        let (bytes, metadata) = self.pages.finish(self.descr, self.codec)?;
         let close = ColumnCloseResult {
             bytes_written: bytes.len() as u64,
-            rows_written: self.values,
-            metadata,
+            rows_written: rows,
+            metadata: metadata.build()?,
             bloom_filter: None,
             column_index: None,
             offset_index: Some(self.offsets.build()),

@@ -59,22 +59,23 @@ impl Table {
     }
 }
 
-/// The columns of `events`, in order.
+/// The columns of `events`, in order: its text pages made by the export
+/// (the most of its cost, [`crate::dict`], [`crate::plain`]).
 pub const EVENT_COLUMNS: [Spec; 15] = [
     Spec::new("offset", Ty::Int64, false),
-    Spec::new("sourceKind", Ty::Text, false),
-    Spec::new("source", Ty::Text, false),
+    Spec::own_dictionary("sourceKind", false),
+    Spec::own_dictionary("source", false),
     Spec::new("line", Ty::Int64, true),
     Spec::new("ingestTime", Ty::Timestamp, false),
-    Spec::new("messageId", Ty::Text, true),
-    Spec::new("publishTime", Ty::Text, true),
+    Spec::own_dictionary("messageId", true),
+    Spec::own_dictionary("publishTime", true),
     Spec::new("eventTime", Ty::Timestamp, false),
-    Spec::new("timeSource", Ty::Text, false),
-    Spec::new("family", Ty::Text, true),
-    Spec::new("type", Ty::Text, true),
-    Spec::new("interactionGUID", Ty::Text, true),
-    Spec::new("agentId", Ty::Text, true),
-    Spec::new("tenant", Ty::Text, true),
+    Spec::own_dictionary("timeSource", false),
+    Spec::own_dictionary("family", true),
+    Spec::own_dictionary("type", true),
+    Spec::own_dictionary("interactionGUID", true),
+    Spec::own_dictionary("agentId", true),
+    Spec::own_dictionary("tenant", true),
     Spec::own_pages("payload"),
 ];
 
@@ -83,7 +84,7 @@ pub const AGENT_SPAN_COLUMNS: [Spec; 7] = [
     Spec::new("agentId", Ty::Text, false),
     Spec::new("state", Ty::Int64, false),
     Spec::new("reason", Ty::Text, true),
-    Spec::new("tenant", Ty::Text, true),
+    Spec::own_dictionary("tenant", true),
     Spec::new("start", Ty::Timestamp, false),
     Spec::new("end", Ty::Timestamp, false),
     Spec::new("ms", Ty::Int64, false),
