@@ -50,8 +50,14 @@ pub const INDEX_VERSION: u64 = 3;
 pub const GENERATION_RECORDS: u64 = 1 << 20;
 
 /// redb's page cache. Bounded so that memory stays bounded whatever the
-/// archive size (redb's default is 1 GiB).
-const CACHE_BYTES: usize = 64 << 20;
+/// archive size (redb's default is 1 GiB). It costs more resident memory
+/// than it says: redb keeps each 4 KiB page as an `Arc<[u8]>` of 4,112
+/// bytes, which the binary's allocator (mimalloc) serves from its
+/// 5,120-byte size class, so 48 MiB of pages take ~60 MiB. 48 MiB, not
+/// 64: an import's peak at 50M events was over its 256 MB bound with 64,
+/// and a 10M import took the same CPU with either (docs/BENCHMARKS.md,
+/// "What grows in a 50M import").
+const CACHE_BYTES: usize = 48 << 20;
 
 const GUID_SEED: u64 = 0x6775_6964;
 const AGENT_SEED: u64 = 0x6167_656e;
