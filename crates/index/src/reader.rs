@@ -38,7 +38,7 @@ impl IndexReader {
     }
 
     /// Like [`IndexReader::open`], with a page cache of `cache_bytes`
-    /// instead of the usual 64 MiB: for one pass over the whole index (a
+    /// instead of the usual 48 MiB: for one pass over the whole index (a
     /// projection rebuild's), which a cache does not speed up and would
     /// keep in memory for the rest of the process.
     pub fn open_with_cache(path: &Path, cache_bytes: usize) -> Result<IndexReader> {

@@ -160,7 +160,7 @@ const KINDS: [PostingKind; 3] = [PostingKind::Guid, PostingKind::Agent, PostingK
 
 /// The page cache of the handle the digests are read through. Each digest
 /// is one sequential pass over a posting table, which the reader's usual
-/// 64 MiB would not speed up; it would only fill once the index outgrows it
+/// 48 MiB would not speed up; it would only fill once the index outgrows it
 /// (past ~2M events), and that filling was most of verify's growth in peak
 /// memory from 1M to 10M events (docs/BENCHMARKS.md, issue 17).
 const DIGEST_CACHE_BYTES: usize = 4 << 20;
