@@ -399,6 +399,92 @@ fn gzip_input_gives_the_same_archive_as_plain() {
         .ends_with("malformed.ndjson.gz"));
 }
 
+/// Whether the file system under `path` opens files with `O_DIRECT`.
+fn accepts_o_direct(path: &Path) -> bool {
+    use std::os::unix::fs::OpenOptionsExt;
+    fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_DIRECT)
+        .open(path)
+        .is_ok()
+}
+
+/// Imports `input` with `--direct-read MODE` (debug log on) into `dir`:
+/// whether the input was read directly, from the log line saying so.
+fn import_reading(dir: &Path, input: &Path, mode: &str) -> bool {
+    let run = command(
+        dir,
+        &["import", input.to_str().unwrap(), "--direct-read", mode],
+    )
+    .env("CCVAULT_LOG", "ccvault=debug")
+    .stdin(Stdio::null())
+    .output()
+    .unwrap();
+    assert!(run.status.success(), "{run:?}");
+    let log = String::from_utf8_lossy(&run.stderr);
+    let line = log
+        .lines()
+        .find(|l| l.contains("reading input"))
+        .unwrap_or_else(|| panic!("no `reading input` line in {log}"));
+    line.contains("direct=true")
+}
+
+#[test]
+fn direct_reads_of_the_input_give_a_byte_identical_archive() {
+    let tmp = tempfile::tempdir().unwrap();
+    // Over one 4 MiB direct read, and not a whole number of 4 KiB blocks.
+    let stream = Stream {
+        events: 20_001,
+        interactions: 700,
+        line_len: 300,
+    };
+    let input = tmp.path().join("in.ndjson");
+    stream.write(&input);
+    let bytes = fs::read(&input).unwrap();
+    assert!(bytes.len() > 4 << 20 && bytes.len() % 4096 != 0);
+    let export = |dir: &Path| {
+        ccvault(dir, &["export", "--format", "ndjson"])
+            .ok()
+            .stdout
+    };
+    let buffered = tmp.path().join("buffered");
+    assert!(!import_reading(&buffered, &input, "never"));
+    assert_eq!(export(&buffered), bytes);
+    let direct = tmp.path().join("direct");
+    assert_eq!(
+        import_reading(&direct, &input, "always"),
+        accepts_o_direct(&input)
+    );
+    assert_eq!(export(&direct), bytes);
+    assert_eq!(stable_stats(&direct), stable_stats(&buffered));
+    // `auto` reads a file this small through the page cache.
+    assert!(!import_reading(&tmp.path().join("auto"), &input, "auto"));
+    // A gzip file read directly feeds the decompressor.
+    let gz = tmp.path().join("in.ndjson.gz");
+    let mut enc = flate2::write::GzEncoder::new(
+        fs::File::create(&gz).unwrap(),
+        flate2::Compression::fast(),
+    );
+    enc.write_all(&bytes).unwrap();
+    enc.finish().unwrap();
+    let from_gz = tmp.path().join("gz");
+    import_reading(&from_gz, &gz, "always");
+    assert_eq!(export(&from_gz), bytes);
+    // tmpfs refuses O_DIRECT on older kernels (EINVAL) and accepts it on
+    // newer ones: either way the import reads the whole file.
+    if Path::new("/dev/shm").is_dir() {
+        let shm = tempfile::tempdir_in("/dev/shm").unwrap();
+        let on_shm = shm.path().join("in.ndjson");
+        fs::copy(&input, &on_shm).unwrap();
+        let from_shm = tmp.path().join("shm");
+        assert_eq!(
+            import_reading(&from_shm, &on_shm, "always"),
+            accepts_o_direct(&on_shm)
+        );
+        assert_eq!(export(&from_shm), bytes);
+    }
+}
+
 #[test]
 fn stdin_import_gives_the_same_archive_as_files() {
     let tmp = tempfile::tempdir().unwrap();

@@ -163,6 +163,24 @@ impl From<InputFormatArg> for ccvault_store::InputFormat {
     }
 }
 
+/// `import --direct-read`.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum DirectReadArg {
+    Auto,
+    Always,
+    Never,
+}
+
+impl From<DirectReadArg> for ccvault_store::DirectRead {
+    fn from(d: DirectReadArg) -> Self {
+        match d {
+            DirectReadArg::Auto => ccvault_store::DirectRead::Auto,
+            DirectReadArg::Always => ccvault_store::DirectRead::Always,
+            DirectReadArg::Never => ccvault_store::DirectRead::Never,
+        }
+    }
+}
+
 #[derive(clap::Args, Debug, Clone)]
 pub struct WriteArgs {
     /// When appended records are made durable: every record, every batch (group commit), or never (left to the OS) [possible values: always, batch, never].
@@ -220,6 +238,9 @@ pub enum Command {
         /// Shape of the input: one event per line, JSON values back to back (also pretty-printed), JSON arrays, or detected from the start of each file.
         #[arg(long, value_enum, default_value_t = InputFormatArg::Auto)]
         input_format: InputFormatArg,
+        /// How input files are read: with O_DIRECT (skipping the page cache) when a file is larger than half the memory available, always, or never. Stdin and pipes are always read as usual.
+        #[arg(long, value_enum, default_value_t = DirectReadArg::Auto)]
+        direct_read: DirectReadArg,
         #[command(flatten)]
         write: WriteArgs,
         /// Print `durable SOURCE LINE` on stdout each time input up to LINE is durable.

@@ -24,6 +24,16 @@ pub(crate) const BLOCK: usize = 4096;
 /// Bytes collected before they are written.
 const WINDOW: usize = 1 << 20;
 
+/// Zeroed memory holding `len` bytes that start at a [`BLOCK`]-aligned
+/// address, as direct I/O needs: `(memory, start)`, the bytes being
+/// `memory[start..start + len]`. `None` if the allocator's address could
+/// not be aligned within the block of slack (it always can).
+pub(crate) fn aligned(len: usize) -> Option<(Vec<u8>, usize)> {
+    let memory = vec![0u8; len.checked_add(BLOCK)?];
+    let start = memory.as_ptr().align_offset(BLOCK);
+    (start < BLOCK).then_some((memory, start))
+}
+
 pub(crate) struct DirectAppender {
     direct: Arc<dyn VfsFile>,
     /// `WINDOW + BLOCK` bytes; the window starts at the first aligned byte.
@@ -44,11 +54,7 @@ impl DirectAppender {
         end: u64,
     ) -> Option<DirectAppender> {
         let direct = vfs.open_direct(path, true)?;
-        let memory = vec![0u8; WINDOW + BLOCK];
-        let start = memory.as_ptr().align_offset(BLOCK);
-        if start > BLOCK {
-            return None;
-        }
+        let (memory, start) = aligned(WINDOW)?;
         let staged_at = end - end % BLOCK as u64;
         let staged = usize::try_from(end - staged_at).ok()?;
         let mut appender = DirectAppender {

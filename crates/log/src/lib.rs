@@ -24,7 +24,7 @@
 //!
 //! The on-disk format is documented in `docs/FORMAT.md`. Modules, each with one job:
 //! [`format`] (bytes), `segment` (files), `segz` (compressed sealed segments), `compact` (making them, and tidying after a crash), `scan` (sequential reading with resync), `window` (its chunked reads),
-//! `writer` (appending), `flusher` (the writer's file I/O thread), `recovery` (torn tails), `reader` (random access and scans),
+//! `writer` (appending), `flusher` (the writer's file I/O thread), `input` (an import's input file read with `O_DIRECT`), `recovery` (torn tails), `reader` (random access and scans),
 //! `verify` (full check), `lock` (single writer), `private` (safe opening of files others could tamper with), `options` (the writer's options),
 //! [`vfs`] (the file system seam every file operation goes through; tests put a simulated disk under it).
 
@@ -33,6 +33,7 @@ mod direct;
 mod error;
 mod flusher;
 pub mod format;
+mod input;
 mod lock;
 mod options;
 mod private;
@@ -53,6 +54,7 @@ pub use format::{
     HEADER_LEN, MAX_BODY_LEN, MAX_FIELD_LEN, OLDEST_READABLE_VERSION, RESERVED_SOURCE_CODES,
     TALLY_PAYLOAD_LEN,
 };
+pub use input::{DirectInput, DIRECT_CHUNK};
 pub use lock::{lock_dir, writer_running, DirLock, LOCK_FILE_NAME};
 pub use options::{FsyncPolicy, LogOptions, DEFAULT_SEGMENT_BYTES};
 pub use private::{check_private_dir, create_private_file, open_private, private_options};

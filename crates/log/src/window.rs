@@ -162,11 +162,9 @@ impl Window {
         // Room for a block of slack before `pos` and whole blocks.
         let cap = (need.max(READ_CHUNK) + 2 * block).next_multiple_of(block);
         if self.buf.len() < cap + block {
-            self.buf = vec![0; cap + block];
-        }
-        self.at = self.buf.as_ptr().align_offset(block);
-        if self.at >= block {
-            return Err(internal(src, pos));
+            let (buf, at) = crate::direct::aligned(cap).ok_or_else(|| internal(src, pos))?;
+            self.buf = buf;
+            self.at = at;
         }
         let aligned = pos - pos % block as u64;
         let want = (cap as u64).min(src.len.saturating_sub(aligned)) as usize;
@@ -224,7 +222,7 @@ impl Window {
 
 /// Fills `dst` (block-aligned address and length) from block-aligned `pos`
 /// with direct reads; stops early only at end of file.
-fn read_direct(file: &dyn VfsFile, dst: &mut [u8], pos: u64) -> std::io::Result<usize> {
+pub(crate) fn read_direct(file: &dyn VfsFile, dst: &mut [u8], pos: u64) -> std::io::Result<usize> {
     let block = crate::direct::BLOCK;
     let mut got = 0;
     while got < dst.len() {

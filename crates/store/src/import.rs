@@ -15,7 +15,7 @@
 use std::io::{BufRead, BufReader, Read};
 
 use ccvault_log::SourceKind;
-use flate2::read::MultiGzDecoder;
+use flate2::bufread::MultiGzDecoder;
 
 use crate::archive::{now_ms, Archive, Incoming, Outcome, Prepared};
 use crate::error::{io, Result, StoreError};
@@ -67,18 +67,90 @@ pub struct Progress<'a> {
 }
 
 /// Wraps `input` in a gzip decoder when it starts with the gzip magic.
-pub fn maybe_gunzip<'a>(input: impl Read + 'a) -> Result<Box<dyn BufRead + 'a>> {
-    let mut buffered = BufReader::with_capacity(1 << 20, input);
-    let head = buffered
+pub fn maybe_gunzip<'a>(mut input: impl BufRead + 'a) -> Result<Box<dyn BufRead + 'a>> {
+    let head = input
         .fill_buf()
         .map_err(io("cannot read input", "<input>"))?;
     if head.starts_with(&[0x1f, 0x8b]) {
         Ok(Box::new(BufReader::with_capacity(
             1 << 20,
-            MultiGzDecoder::new(buffered),
+            MultiGzDecoder::new(input),
         )))
     } else {
-        Ok(Box::new(buffered))
+        Ok(Box::new(input))
+    }
+}
+
+/// How `import` reads an input file: `O_DIRECT` when it is larger than the
+/// page cache can keep ([`DirectRead::Auto`]), always, or never.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum DirectRead {
+    #[default]
+    Auto,
+    Always,
+    Never,
+}
+
+/// Buffer of an input read through the page cache (and of stdin).
+const INPUT_BUFFER: usize = 1 << 20;
+
+/// Whether an input file of `len` bytes is read with `O_DIRECT` under
+/// [`DirectRead::Auto`], given the memory the kernel reports available
+/// (`MemAvailable`, bytes; `None` where unknown): when the file is larger
+/// than half of it. An import reads its input once, so the page cache only
+/// helps when the file is already in it, which a file that large (beside
+/// the archive being written, a quarter of its size, and its index) mostly
+/// is not; read through the cache it costs ~0.6 s of system CPU per GB
+/// and evicts the archive's pages. A smaller file, likely still cached
+/// (just written or copied), is cheaper read from memory than from the
+/// device (docs/BENCHMARKS.md, "direct reads").
+pub fn direct_by_size(len: u64, available: Option<u64>) -> bool {
+    available.is_some_and(|a| len > a / 2)
+}
+
+/// `MemAvailable` of `/proc/meminfo`, in bytes.
+fn mem_available() -> Option<u64> {
+    let meminfo = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = meminfo
+        .lines()
+        .find_map(|l| l.strip_prefix("MemAvailable:"))?;
+    let kib: u64 = line.trim().strip_suffix("kB")?.trim().parse().ok()?;
+    kib.checked_mul(1024)
+}
+
+/// Prepares `file` (opened from `path`) to be imported: read with
+/// `O_DIRECT` by a read-ahead thread ([`ccvault_log::DirectInput`]) when
+/// `mode` says so and it is a regular file, else through a buffer. A file
+/// system that refuses `O_DIRECT` (at open or at the first read) gets
+/// ordinary reads. A gzip file is decompressed from whichever reader.
+/// Returns the reader and whether it reads directly.
+pub fn open_input_file(
+    path: &std::path::Path,
+    file: std::fs::File,
+    mode: DirectRead,
+) -> (Box<dyn BufRead + Send>, bool) {
+    let regular_len = file
+        .metadata()
+        .ok()
+        .filter(|m| m.file_type().is_file())
+        .map(|m| m.len());
+    let direct = match (mode, regular_len) {
+        (DirectRead::Never, _) | (_, None) => false,
+        (DirectRead::Always, Some(_)) => true,
+        (DirectRead::Auto, Some(len)) => direct_by_size(len, mem_available()),
+    };
+    if !direct {
+        return (
+            Box::new(BufReader::with_capacity(INPUT_BUFFER, file)),
+            false,
+        );
+    }
+    match ccvault_log::DirectInput::open(path, file, ccvault_log::DIRECT_CHUNK) {
+        Ok(input) => (Box::new(input), true),
+        Err(file) => (
+            Box::new(BufReader::with_capacity(INPUT_BUFFER, file)),
+            false,
+        ),
     }
 }
 
@@ -152,7 +224,7 @@ struct ReadBatch {
 /// Reads lines into batches and decodes them; runs on its own thread so that
 /// decoding overlaps with appending and syncing.
 fn read_batches(
-    input: impl Read,
+    input: impl BufRead,
     source: &str,
     format: InputFormat,
     max_record_bytes: usize,
@@ -289,7 +361,7 @@ pub fn import_stream(
 ) -> Result<ImportSummary> {
     import_stream_as(
         archive,
-        input,
+        BufReader::with_capacity(INPUT_BUFFER, input),
         source_kind,
         source,
         InputFormat::Ndjson,
@@ -304,7 +376,7 @@ pub fn import_stream(
 /// counts added) only once it is durable.
 pub fn import_stream_as(
     archive: &mut Archive,
-    input: impl Read + Send,
+    input: impl BufRead + Send,
     source_kind: SourceKind,
     source: &str,
     format: InputFormat,

@@ -35,7 +35,8 @@ pub use ccvault_log::{
 };
 pub use error::{Result, StoreError};
 pub use import::{
-    import_stream, import_stream_as, maybe_gunzip, ImportSummary, Progress, Rejected,
+    direct_by_size, import_stream, import_stream_as, maybe_gunzip, open_input_file, DirectRead,
+    ImportSummary, Progress, Rejected,
 };
 pub use layout::Layout;
 pub use reader::{ArchiveReader, CatchUp, Stats, VisibleRecords};

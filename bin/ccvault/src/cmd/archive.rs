@@ -9,8 +9,8 @@ use anyhow::{Context, Result};
 use ccvault_projections::timefmt::zone_for_display;
 use ccvault_projections::{for_terminal, record_input, summarize};
 use ccvault_store::{
-    import_stream_as, Archive, ArchiveOptions, ArchiveReader, ImportSummary, InputFormat,
-    SourceKind,
+    import_stream_as, open_input_file, Archive, ArchiveOptions, ArchiveReader, DirectRead,
+    ImportSummary, InputFormat, SourceKind,
 };
 use serde_json::json;
 
@@ -63,6 +63,7 @@ pub fn import(
     cli: &Cli,
     files: &[PathBuf],
     input_format: InputFormat,
+    direct_read: DirectRead,
     write: &WriteArgs,
     print_acks: bool,
     format: HumanJson,
@@ -94,12 +95,18 @@ pub fn import(
     let mut total = ImportSummary::default();
     let stdout = std::io::stdout();
     for (source, file) in sources.into_iter().zip(opened) {
-        let (name, kind, input): (String, SourceKind, Box<dyn std::io::Read + Send>) =
+        let (name, kind, input): (String, SourceKind, Box<dyn std::io::BufRead + Send>) =
             match (source, file) {
                 (Some(path), Some(file)) => {
-                    (path.display().to_string(), SourceKind::File, Box::new(file))
+                    let (input, direct) = open_input_file(path, file, direct_read);
+                    tracing::debug!(file = %path.display(), direct, "reading input");
+                    (path.display().to_string(), SourceKind::File, input)
                 }
-                _ => ("-".into(), SourceKind::Stdin, Box::new(std::io::stdin())),
+                _ => (
+                    "-".into(),
+                    SourceKind::Stdin,
+                    Box::new(std::io::BufReader::with_capacity(1 << 20, std::io::stdin())),
+                ),
             };
         let size = source
             .and_then(|p| std::fs::metadata(p).ok())

@@ -21,6 +21,7 @@ pub fn run(cli: &Cli) -> Result<ExitCode> {
         Command::Import {
             files,
             input_format,
+            direct_read,
             write,
             print_acks,
             out,
@@ -28,6 +29,7 @@ pub fn run(cli: &Cli) -> Result<ExitCode> {
             cli,
             files,
             (*input_format).into(),
+            (*direct_read).into(),
             write,
             *print_acks,
             cli.format_of(out.format, "import")?,
