@@ -441,12 +441,8 @@ fn direct_reads_of_the_input_give_a_byte_identical_archive() {
     let input = tmp.path().join("in.ndjson");
     stream.write(&input);
     let bytes = fs::read(&input).unwrap();
-    assert!(bytes.len() > 4 << 20 && bytes.len() % 4096 != 0);
-    let export = |dir: &Path| {
-        ccvault(dir, &["export", "--format", "ndjson"])
-            .ok()
-            .stdout
-    };
+    assert!(bytes.len() > 4 << 20 && !bytes.len().is_multiple_of(4096));
+    let export = |dir: &Path| ccvault(dir, &["export", "--format", "ndjson"]).ok().stdout;
     let buffered = tmp.path().join("buffered");
     assert!(!import_reading(&buffered, &input, "never"));
     assert_eq!(export(&buffered), bytes);
@@ -461,10 +457,8 @@ fn direct_reads_of_the_input_give_a_byte_identical_archive() {
     assert!(!import_reading(&tmp.path().join("auto"), &input, "auto"));
     // A gzip file read directly feeds the decompressor.
     let gz = tmp.path().join("in.ndjson.gz");
-    let mut enc = flate2::write::GzEncoder::new(
-        fs::File::create(&gz).unwrap(),
-        flate2::Compression::fast(),
-    );
+    let mut enc =
+        flate2::write::GzEncoder::new(fs::File::create(&gz).unwrap(), flate2::Compression::fast());
     enc.write_all(&bytes).unwrap();
     enc.finish().unwrap();
     let from_gz = tmp.path().join("gz");

@@ -154,7 +154,7 @@ fn read_ahead(
         // A direct read needs a block-aligned position: after a short
         // read there is none, and the next read finds the end anyway.
         let tried = match &direct {
-            Some(d) if pos % BLOCK as u64 == 0 => read_direct(d.as_ref(), dst, pos).ok(),
+            Some(d) if pos.is_multiple_of(BLOCK as u64) => read_direct(d.as_ref(), dst, pos).ok(),
             _ => None,
         };
         let got = match tried {
