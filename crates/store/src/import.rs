@@ -100,7 +100,7 @@ const INPUT_BUFFER: usize = 1 << 20;
 /// than half of it. An import reads its input once, so the page cache only
 /// helps when the file is already in it, which a file that large (beside
 /// the archive being written, a quarter of its size, and its index) mostly
-/// is not; read through the cache it costs ~0.6 s of system CPU per GB
+/// is not; read through the cache it costs 0.4–0.6 s of system CPU per GB
 /// and evicts the archive's pages. A smaller file, likely still cached
 /// (just written or copied), is cheaper read from memory than from the
 /// device (docs/BENCHMARKS.md, "direct reads").
