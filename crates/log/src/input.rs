@@ -151,8 +151,8 @@ fn read_ahead(
             ))));
             return;
         };
-        // A direct read needs a block-aligned position: after a short
-        // read there is none, and the next read finds the end anyway.
+        // A direct read needs a block-aligned position; every chunk but
+        // the last is whole blocks, so `pos` is one (checked all the same).
         let tried = match &direct {
             Some(d) if pos.is_multiple_of(BLOCK as u64) => read_direct(d.as_ref(), dst, pos).ok(),
             _ => None,
