@@ -79,6 +79,24 @@ fn sigkill_at_random_moments_loses_no_acknowledged_line_and_stores_none_twice() 
     let empty = empty_file(tmp.path());
     let (mut rng, seed) = Rng::seeded();
     eprintln!("crash test seed {seed} (set CCVAULT_TEST_SEED to replay)");
+    // How fast this build imports the stream on this machine, measured once:
+    // the kill moments of `--fsync never` rounds are spread over the time
+    // re-reading what is archived takes. A fixed guess of that rate went
+    // stale as the importer got faster: rounds meant to die in the re-read
+    // appended the rest of the stream, and the later rounds, with nothing
+    // left to append, finished before their kill.
+    let lines_per_ms = {
+        let calibration = tmp.path().join("calibration");
+        import(&calibration, &[&input], &["--fsync", "never"]);
+        // The second import re-reads every line as a duplicate: timed.
+        let t = Instant::now();
+        import(&calibration, &[&input], &["--fsync", "never"]);
+        let ms = u64::try_from(t.elapsed().as_millis())
+            .unwrap_or(u64::MAX)
+            .max(1);
+        (stream.events as u64 / ms).max(1)
+    };
+    eprintln!("calibration: {lines_per_ms} lines/ms");
 
     // Lines 1..=acked_through (1-based) have been acknowledged durable.
     let mut acked_through = 0usize;
@@ -105,7 +123,7 @@ fn sigkill_at_random_moments_loses_no_acknowledged_line_and_stores_none_twice() 
         let delay = Duration::from_millis(if after_new_ack {
             rng.below(40)
         } else {
-            rng.below(30 + acked_through as u64 / 150)
+            rng.below(30 + acked_through as u64 / lines_per_ms)
         });
         let deadline = Duration::from_millis(if fsync == "always" {
             300 + rng.below(700)
