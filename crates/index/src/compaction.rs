@@ -70,6 +70,24 @@ mod tests {
 
     const ROWS: TableDefinition<u64, &[u8]> = TableDefinition::new("rows");
 
+    const VALUE: [u8; 1000] = [7u8; 1000];
+
+    /// A database in `dir` whose one commit wrote 20,000 rows of `VALUE`
+    /// (~20 MB: redb grows the file by doubling on the way).
+    fn filled(dir: &Path) -> (Database, std::path::PathBuf) {
+        let path = dir.join("file.redb");
+        let db = Database::create(&path).unwrap();
+        let txn = db.begin_write().unwrap();
+        {
+            let mut rows = txn.open_table(ROWS).unwrap();
+            for k in 0..20_000u64 {
+                rows.insert(k, VALUE.as_slice()).unwrap();
+            }
+        }
+        txn.commit().unwrap();
+        (db, path)
+    }
+
     /// The holes of a sparse file are not counted as occupied: the bytes
     /// written are.
     #[test]
@@ -98,17 +116,7 @@ mod tests {
     #[test]
     fn a_grown_tail_never_written_is_left_alone() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("file.redb");
-        let mut db = Database::create(&path).unwrap();
-        let value = [7u8; 1000];
-        let txn = db.begin_write().unwrap();
-        {
-            let mut rows = txn.open_table(ROWS).unwrap();
-            for k in 0..20_000u64 {
-                rows.insert(k, value.as_slice()).unwrap();
-            }
-        }
-        txn.commit().unwrap();
+        let (mut db, path) = filled(dir.path());
         let meta = std::fs::metadata(&path).unwrap();
         let on_disk = bytes_on_disk(&meta);
         assert!(
@@ -135,17 +143,7 @@ mod tests {
     #[test]
     fn compacts_only_a_file_with_a_tenth_or_more_free() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("file.redb");
-        let mut db = Database::create(&path).unwrap();
-        let value = [7u8; 1000];
-        let txn = db.begin_write().unwrap();
-        {
-            let mut rows = txn.open_table(ROWS).unwrap();
-            for k in 0..20_000u64 {
-                rows.insert(k, value.as_slice()).unwrap();
-            }
-        }
-        txn.commit().unwrap();
+        let (mut db, path) = filled(dir.path());
         let txn = db.begin_write().unwrap();
         {
             let mut rows = txn.open_table(ROWS).unwrap();
@@ -166,7 +164,7 @@ mod tests {
         let txn = db.begin_read().unwrap();
         let rows = txn.open_table(ROWS).unwrap();
         assert_eq!(rows.len().unwrap(), 2_000);
-        assert_eq!(rows.get(1_999).unwrap().unwrap().value(), value.as_slice());
+        assert_eq!(rows.get(1_999).unwrap().unwrap().value(), VALUE.as_slice());
         assert!(rows.get(2_000).unwrap().is_none());
     }
 }
