@@ -90,6 +90,7 @@ use redb::{Database, ReadOnlyDatabase, ReadTransaction, ReadableDatabase};
 use crate::codec::CodecError;
 
 mod catch_up;
+mod group_window;
 mod overlay;
 mod project;
 mod query;

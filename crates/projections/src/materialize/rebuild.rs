@@ -7,9 +7,9 @@
 //!
 //! Memory does not grow with the archive: which group each record belongs
 //! to is known for one window of the log at a time ([`GroupWindow`], 4
-//! bytes a record of the window plus 8 a group in it), read from the index
-//! again as the scan enters the next window; everything else is a bounded
-//! buffer or queue.
+//! bytes a record of the window plus 8 a group in it; one pass over the
+//! index fills the first and sets the later ones aside on scratch files);
+//! everything else is a bounded buffer or queue.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::ops::ControlFlow;
@@ -20,12 +20,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use ccvault_store::{
-    compact_if_it_frees_enough, ArchiveReader, Hit, IndexReader, Position, StoreError,
-    VisibleRecords,
+    compact_if_it_frees_enough, ArchiveReader, Hit, Position, StoreError, VisibleRecords,
 };
 use redb::backends::InMemoryBackend;
 use redb::{Database, Durability, ReadableDatabase, WriteTransaction};
 
+use super::group_window::GroupWindow;
 use super::project::{project_records, ArchivedEvent, ArchivedGroup, Projected, Want};
 use super::query::open_optional;
 use super::schema::{
@@ -57,10 +57,9 @@ const COMMIT_EVERY: usize = 25_000;
 const INDEX_CACHE_BYTES: usize = 4 << 20;
 
 /// Records of the log whose groups are known at once during a rebuild
-/// (2^24: 64 MiB of group numbers). Each window costs one pass over the
-/// index's GUID postings, so an archive of up to ~16.7M records takes one
-/// pass, as before windows; a larger one takes one more per window instead
-/// of holding 4 bytes for every record of the log.
+/// (2^24: 64 MiB of group numbers), instead of 4 bytes for every record
+/// of the log. An archive of up to ~16.7M records needs no scratch file
+/// for the later windows.
 const DEFAULT_WINDOW_RECORDS: u64 = 1 << 24;
 
 /// Encoded `report_chunks` entries waiting for the rebuild's writer (each
@@ -185,7 +184,13 @@ impl Projections {
         // file cannot be opened twice, the reader's own handle serves.
         let own_index = reader.index().reopen_with_cache(INDEX_CACHE_BYTES).ok();
         let index = own_index.as_ref().unwrap_or(reader.index());
-        let groups = GroupWindow::new(index, end, opts.window_records);
+        let groups = GroupWindow::new(
+            index,
+            &self.path,
+            scratch.is_some(),
+            end,
+            opts.window_records,
+        );
 
         let records_read = AtomicU64::new(0);
         let failed = AtomicBool::new(false);
@@ -450,100 +455,6 @@ impl Projections {
         self.put_new_summaries(txn, &mut p.summaries, sorted)?;
         self.put_agents(txn, &p.agents, Some(&mut *sorted))?;
         self.put_tenants(txn, &p.tenants, Some(sorted))
-    }
-}
-
-const NO_GROUP: u32 = u32::MAX;
-
-/// Which interaction group each record of one window of the log belongs
-/// to, and how many records of each group the scan has yet to read: a group
-/// is complete, and can be summarized, once the scan has read its last
-/// record. Groups are numbered by their place in the index's GUID order
-/// (the same in every pass through one handle); a window holds 4 bytes a
-/// record and 8 a group it touches, whatever the archive's size.
-struct GroupWindow<'a> {
-    index: &'a IndexReader,
-    /// The records the rebuild reads: offsets below it.
-    end: u64,
-    window: u64,
-    /// The window held: offsets `start..stop` (empty before the first).
-    start: u64,
-    stop: u64,
-    /// Per offset of the window: its group's place in `groups`, or
-    /// `NO_GROUP` for a record outside any interaction.
-    slot: Vec<u32>,
-    /// Per group with records in the window: its number, and its records
-    /// at or past the window's start not read yet.
-    groups: Vec<(u32, u32)>,
-}
-
-impl<'a> GroupWindow<'a> {
-    fn new(index: &'a IndexReader, end: u64, window: u64) -> GroupWindow<'a> {
-        GroupWindow {
-            index,
-            end,
-            window: window.max(1),
-            start: 0,
-            stop: 0,
-            slot: Vec::new(),
-            groups: Vec::new(),
-        }
-    }
-
-    /// The group of the record at `offset`, its records not read yet after
-    /// this one, and how many there were before it (the group's size, at
-    /// its first record); `None` outside any interaction. Offsets come in
-    /// increasing order (one scan).
-    fn take(&mut self, offset: u64) -> Result<Option<(u32, u32, u32)>> {
-        if offset >= self.end {
-            return Ok(None);
-        }
-        if offset < self.start || offset >= self.stop {
-            self.load(offset)?;
-        }
-        let at = usize::try_from(offset - self.start).unwrap_or(usize::MAX);
-        let slot = self.slot.get(at).copied().unwrap_or(NO_GROUP);
-        Ok(self.groups.get_mut(slot as usize).map(|(gid, left)| {
-            let before = *left;
-            *left = left.saturating_sub(1);
-            (*gid, *left, before)
-        }))
-    }
-
-    /// Reads the groups of the window holding `offset` from the index.
-    fn load(&mut self, offset: u64) -> Result<()> {
-        let start = offset - offset % self.window;
-        let stop = start.saturating_add(self.window).min(self.end);
-        let len = usize::try_from(stop - start).unwrap_or(0);
-        let (slot, groups) = (&mut self.slot, &mut self.groups);
-        slot.clear();
-        slot.resize(len, NO_GROUP);
-        groups.clear();
-        let end = self.end;
-        let mut gid = 0u32;
-        self.index
-            .for_each_guid_group(|_, hits| {
-                let place = groups.len() as u32;
-                let (mut left, mut here) = (0u32, false);
-                for h in hits.iter().filter(|h| h.offset >= start && h.offset < end) {
-                    left += 1;
-                    if h.offset < stop {
-                        if let Some(s) = slot.get_mut((h.offset - start) as usize) {
-                            *s = place;
-                            here = true;
-                        }
-                    }
-                }
-                if here {
-                    groups.push((gid, left));
-                }
-                gid += 1;
-            })
-            .map_err(StoreError::from)?;
-        groups.shrink_to_fit();
-        self.start = start;
-        self.stop = stop;
-        Ok(())
     }
 }
 

@@ -213,20 +213,11 @@ impl<K: RunKey> Runs<K> {
         out
     }
 
-    /// A new scratch file, owner-only (it holds GUIDs), unlinked at once
-    /// where the platform allows an open file to be.
     fn scratch(&mut self) -> io::Result<File> {
         let dir = self.dir.as_deref().unwrap_or(Path::new("."));
         let path = dir.join(format!("{}.{}", self.stem, self.made));
         self.made += 1;
-        let _ = std::fs::remove_file(&path);
-        let mut opts = std::fs::OpenOptions::new();
-        opts.read(true).write(true).create_new(true);
-        #[cfg(unix)]
-        std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
-        let file = opts.open(&path)?;
-        let _ = std::fs::remove_file(&path);
-        Ok(file)
+        scratch_file(&path)
     }
 
     fn spill(&mut self) -> io::Result<()> {
@@ -290,6 +281,20 @@ impl<K: RunKey> Runs<K> {
         let files = std::mem::take(&mut self.files);
         merge_runs(files, memory, put, io)
     }
+}
+
+/// A new scratch file at `path`, owner-only (it holds GUIDs), unlinked at
+/// once where the platform allows an open file to be, so a crash leaves
+/// nothing behind.
+pub(crate) fn scratch_file(path: &Path) -> io::Result<File> {
+    let _ = std::fs::remove_file(path);
+    let mut opts = std::fs::OpenOptions::new();
+    opts.read(true).write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+    let file = opts.open(path)?;
+    let _ = std::fs::remove_file(path);
+    Ok(file)
 }
 
 /// One run being merged: its next key and the rest.

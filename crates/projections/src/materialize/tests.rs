@@ -885,3 +885,86 @@ fn rows_of_one_offered_at_are_listed_in_guid_order() {
         assert_eq!(listed(Some(tenant)), mine, "{tenant}");
     }
 }
+
+#[test]
+fn later_windows_read_back_from_their_buckets_group_alike() {
+    // Late events stretch interactions over many windows of a few records.
+    let lines = sim_lines(3, 120);
+    let (mut early, mut late) = (Vec::new(), Vec::new());
+    for (i, l) in lines.into_iter().enumerate() {
+        if i % 7 == 3 {
+            late.push(l);
+        } else {
+            early.push(l);
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    import_lines(d, &early);
+    import_lines(d, &late);
+    let reader = ArchiveReader::open(d).unwrap();
+    let end = reader.visible_end();
+    let scratch = d.join("projections.redb.rebuild");
+    // What `take` says of each offset that `read` picks, in order.
+    let takes = |window: u64, on_disk: bool, read: &dyn Fn(u64) -> bool| {
+        let mut g = group_window::GroupWindow::new(reader.index(), &scratch, on_disk, end, window);
+        (0..end)
+            .filter(|&o| read(o))
+            .map(|o| (o, g.take(o).unwrap()))
+            .collect::<Vec<_>>()
+    };
+    let every: &dyn Fn(u64) -> bool = &|_| true;
+    let truth = takes(u64::MAX, false, every);
+    let mut members: BTreeMap<u32, Vec<u64>> = BTreeMap::new();
+    for (o, t) in &truth {
+        if let Some((gid, ..)) = t {
+            members.entry(*gid).or_default().push(*o);
+        }
+    }
+    assert!(members.len() > 100, "{} groups", members.len());
+    // A window counts a group's records from the window's start, whatever
+    // the scan passed over before it.
+    let expected = |window: u64, read: &dyn Fn(u64) -> bool| {
+        let (mut current, mut taken) = (u64::MAX, BTreeMap::<u32, u32>::new());
+        let mut out = Vec::new();
+        for (o, t) in truth.iter().filter(|(o, _)| read(*o)) {
+            let w = o / window;
+            if w != current {
+                (current, taken) = (w, BTreeMap::new());
+            }
+            out.push((
+                *o,
+                t.map(|(gid, ..)| {
+                    let from = w.saturating_mul(window);
+                    let total = members[&gid].iter().filter(|&&m| m >= from).count() as u32;
+                    let n = taken.entry(gid).or_default();
+                    let before = total - *n;
+                    *n += 1;
+                    (gid, before - 1, before)
+                }),
+            ));
+        }
+        out
+    };
+    assert_eq!(expected(u64::MAX, every), truth);
+    // Whole windows skipped by the scan (as records it does not ask for).
+    let gaps: &dyn Fn(u64) -> bool = &|o| !(20..45).contains(&o) && o % 3 != 1;
+    for read in [every, gaps] {
+        for window in [1, 4, 9, 1000] {
+            for on_disk in [false, true] {
+                assert_eq!(
+                    takes(window, on_disk, read),
+                    expected(window, read),
+                    "windows of {window} records (on disk: {on_disk})"
+                );
+            }
+        }
+    }
+    // The scratch files are gone, even while written.
+    let left: Vec<_> = std::fs::read_dir(d)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .filter(|n| n.to_string_lossy().contains(".window."))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+}

@@ -1,0 +1,290 @@
+//! Which interaction group each record of the log belongs to, known for
+//! one window of the log at a time: what lets a rebuild's single scan hand
+//! a group to the workers as soon as its last record is read.
+//!
+//! - Groups are numbered by their place in the index's GUID order, the
+//!   same in every pass through one handle (the rebuild's deferred pass
+//!   relies on it).
+//! - The index's GUID postings are read **once**, whatever the number of
+//!   windows: the pass fills the window the scan enters first and writes
+//!   every later window's part to a bucket, read back when the scan gets
+//!   there. (A pass per window made a rebuild superlinear: 3 passes over
+//!   every posting at 50M records, 1 at 10M.)
+//! - Memory: 4 bytes a record of the window held, 8 a group touching it,
+//!   and a write buffer per bucket during the pass (at most
+//!   [`MAX_BUCKETS`]). Buckets are scratch files beside the file being
+//!   built (unlinked at once: a crash leaves nothing), ~4 bytes a record
+//!   past the first window and 20 a group in each window; in memory when
+//!   the rebuild keeps nothing on disk.
+
+use std::fs::File;
+use std::io::{self, BufRead, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use ccvault_store::{IndexReader, StoreError};
+
+use super::runs::{at_end, scratch_file};
+use super::schema::io_error;
+use super::Result;
+
+/// A record outside any interaction.
+const NO_GROUP: u32 = u32::MAX;
+/// Buckets written at once by the pass; past this many later windows, a
+/// bucket holds several and each is read once per window it holds (a few
+/// extra sequential reads of ~4 bytes a record beyond 2^30 records with the
+/// default window, instead of 64 KiB of buffer per window).
+const MAX_BUCKETS: u64 = 64;
+const BUCKET_BUFFER: usize = 64 << 10;
+/// A bucket entry's head: window (u64), group number, records left from
+/// the window's start, records in the window (u32 each).
+const HEAD_BYTES: usize = 20;
+
+/// One bucket of later windows.
+enum Bucket {
+    Memory(Vec<u8>),
+    Writing(BufWriter<File>),
+    Written(File),
+}
+
+/// Which group each record of one window of the log belongs to, and how
+/// many records of each group the scan has yet to read: a group is
+/// complete, and can be summarized, once the scan has read its last record.
+pub(super) struct GroupWindow<'a> {
+    index: &'a IndexReader,
+    /// Scratch files are named after it (and its errors told with it).
+    path: PathBuf,
+    on_disk: bool,
+    /// The records the rebuild reads: offsets below it.
+    end: u64,
+    window: u64,
+    /// The window held: offsets `start..stop` (empty before the first).
+    start: u64,
+    stop: u64,
+    /// Per offset of the window: its group's place in `groups`, or
+    /// `NO_GROUP` for a record outside any interaction.
+    slot: Vec<u32>,
+    /// Per group with records in the window: its number, and its records
+    /// at or past the window's start not read yet.
+    groups: Vec<(u32, u32)>,
+    /// The window the pass filled, and the later ones, `per_bucket` to a
+    /// bucket (`None` before the pass).
+    passed: Option<u64>,
+    per_bucket: u64,
+    buckets: Vec<Bucket>,
+}
+
+impl<'a> GroupWindow<'a> {
+    /// Windows of `window` records over the offsets below `end`; buckets
+    /// go to scratch files beside `path` when `on_disk`.
+    pub(super) fn new(
+        index: &'a IndexReader,
+        path: &Path,
+        on_disk: bool,
+        end: u64,
+        window: u64,
+    ) -> GroupWindow<'a> {
+        GroupWindow {
+            index,
+            path: path.to_path_buf(),
+            on_disk,
+            end,
+            // Offsets within a window are stored as u32.
+            window: window.clamp(1, u64::from(u32::MAX)),
+            start: 0,
+            stop: 0,
+            slot: Vec::new(),
+            groups: Vec::new(),
+            passed: None,
+            per_bucket: 1,
+            buckets: Vec::new(),
+        }
+    }
+
+    /// The group of the record at `offset`, its records not read yet after
+    /// this one, and how many there were before it (the group's size, at
+    /// its first record); `None` outside any interaction. Offsets come in
+    /// increasing order (one scan).
+    pub(super) fn take(&mut self, offset: u64) -> Result<Option<(u32, u32, u32)>> {
+        if offset >= self.end {
+            return Ok(None);
+        }
+        if offset < self.start || offset >= self.stop {
+            self.load(offset / self.window)?;
+        }
+        let at = usize::try_from(offset - self.start).unwrap_or(usize::MAX);
+        let slot = self.slot.get(at).copied().unwrap_or(NO_GROUP);
+        Ok(self.groups.get_mut(slot as usize).map(|(gid, left)| {
+            let before = *left;
+            *left = left.saturating_sub(1);
+            (*gid, *left, before)
+        }))
+    }
+
+    /// Holds window `w`: from its bucket when the pass wrote one for it,
+    /// by a pass over the index otherwise (the first window, or a scan
+    /// that went back).
+    fn load(&mut self, w: u64) -> Result<()> {
+        let start = w * self.window;
+        let stop = start.saturating_add(self.window).min(self.end);
+        let len = usize::try_from(stop - start).unwrap_or(0);
+        self.slot.clear();
+        self.slot.resize(len, NO_GROUP);
+        self.groups.clear();
+        match self.passed {
+            Some(first) if w > first => self.read_bucket(first, w).map_err(io_error(&self.path))?,
+            _ => self.pass(w)?,
+        }
+        self.start = start;
+        self.stop = stop;
+        Ok(())
+    }
+
+    /// The one pass over every GUID's postings: window `first` into
+    /// `slot` and `groups`, every later one into its bucket.
+    fn pass(&mut self, first: u64) -> Result<()> {
+        let (window, end) = (self.window, self.end);
+        let start = first * window;
+        let later = end.saturating_sub(1) / window - first;
+        self.per_bucket = later.div_ceil(MAX_BUCKETS).max(1);
+        let count = later.div_ceil(self.per_bucket);
+        self.buckets.clear();
+        for b in 0..count {
+            self.buckets.push(if self.on_disk {
+                let mut name = self.path.clone().into_os_string();
+                name.push(format!(".window.{b}"));
+                let file = scratch_file(Path::new(&name)).map_err(io_error(&self.path))?;
+                Bucket::Writing(BufWriter::with_capacity(BUCKET_BUFFER, file))
+            } else {
+                Bucket::Memory(Vec::new())
+            });
+        }
+        let per_bucket = self.per_bucket;
+        let (slot, groups, buckets) = (&mut self.slot, &mut self.groups, &mut self.buckets);
+        let mut offsets: Vec<u64> = Vec::new();
+        let mut entry: Vec<u8> = Vec::new();
+        let mut failed: Option<io::Error> = None;
+        let mut gid = 0u32;
+        self.index
+            .for_each_guid_group(|_, hits| {
+                offsets.clear();
+                offsets.extend(
+                    hits.iter()
+                        .map(|h| h.offset)
+                        .filter(|&o| o >= start && o < end),
+                );
+                offsets.sort_unstable();
+                let mut i = 0;
+                while i < offsets.len() && failed.is_none() {
+                    let w = offsets[i] / window;
+                    let n = offsets[i..].partition_point(|&o| o / window == w);
+                    let left = u32::try_from(offsets.len() - i).unwrap_or(u32::MAX);
+                    let here = &offsets[i..i + n];
+                    if w == first {
+                        let place = groups.len() as u32;
+                        for &o in here {
+                            if let Some(s) = slot.get_mut((o - start) as usize) {
+                                *s = place;
+                            }
+                        }
+                        groups.push((gid, left));
+                    } else if let Some(bucket) =
+                        buckets.get_mut(((w - first - 1) / per_bucket) as usize)
+                    {
+                        entry.clear();
+                        entry.extend_from_slice(&w.to_le_bytes());
+                        entry.extend_from_slice(&gid.to_le_bytes());
+                        entry.extend_from_slice(&left.to_le_bytes());
+                        entry.extend_from_slice(&(n as u32).to_le_bytes());
+                        for &o in here {
+                            entry.extend_from_slice(&((o - w * window) as u32).to_le_bytes());
+                        }
+                        if let Err(e) = bucket.append(&entry) {
+                            failed = Some(e);
+                        }
+                    }
+                    i += n;
+                }
+                gid += 1;
+            })
+            .map_err(StoreError::from)?;
+        if let Some(e) = failed {
+            return Err(io_error(&self.path)(e));
+        }
+        for bucket in &mut self.buckets {
+            bucket.finish().map_err(io_error(&self.path))?;
+        }
+        self.passed = Some(first);
+        Ok(())
+    }
+
+    /// Window `w`'s entries from its bucket (which may hold other windows'
+    /// too); the bucket is let go after its last window.
+    fn read_bucket(&mut self, first: u64, w: u64) -> io::Result<()> {
+        let b = ((w - first - 1) / self.per_bucket) as usize;
+        let Some(bucket) = self.buckets.get_mut(b) else {
+            return Ok(());
+        };
+        let mut input: Box<dyn BufRead + '_> = match bucket {
+            Bucket::Memory(bytes) => Box::new(&bytes[..]),
+            Bucket::Written(file) => {
+                file.seek(SeekFrom::Start(0))?;
+                Box::new(BufReader::with_capacity(BUCKET_BUFFER, &*file))
+            }
+            Bucket::Writing(_) => return Err(io::Error::other("a window bucket still written")),
+        };
+        let mut head = [0u8; HEAD_BYTES];
+        let mut offsets: Vec<u8> = Vec::new();
+        while !at_end(&mut input)? {
+            input.read_exact(&mut head)?;
+            let word = |at: usize| {
+                u32::from_le_bytes([head[at], head[at + 1], head[at + 2], head[at + 3]])
+            };
+            let mut window = [0u8; 8];
+            window.copy_from_slice(&head[..8]);
+            let (gid, left, n) = (word(8), word(12), word(16) as usize);
+            offsets.resize(n * 4, 0);
+            input.read_exact(&mut offsets)?;
+            if u64::from_le_bytes(window) != w {
+                continue;
+            }
+            let place = self.groups.len() as u32;
+            for o in offsets.chunks_exact(4) {
+                let o = u32::from_le_bytes([o[0], o[1], o[2], o[3]]) as usize;
+                if let Some(s) = self.slot.get_mut(o) {
+                    *s = place;
+                }
+            }
+            self.groups.push((gid, left));
+        }
+        drop(input);
+        let last_of_bucket = (w - first).is_multiple_of(self.per_bucket);
+        if last_of_bucket || w == self.end.saturating_sub(1) / self.window {
+            self.buckets[b] = Bucket::Memory(Vec::new());
+        }
+        Ok(())
+    }
+}
+
+impl Bucket {
+    fn append(&mut self, bytes: &[u8]) -> io::Result<()> {
+        match self {
+            Bucket::Memory(v) => {
+                v.extend_from_slice(bytes);
+                Ok(())
+            }
+            Bucket::Writing(out) => out.write_all(bytes),
+            Bucket::Written(_) => Err(io::Error::other("a window bucket already written")),
+        }
+    }
+
+    /// Done writing: the file's buffer flushed, ready to be read.
+    fn finish(&mut self) -> io::Result<()> {
+        if let Bucket::Writing(_) = self {
+            let Bucket::Writing(out) = std::mem::replace(self, Bucket::Memory(Vec::new())) else {
+                return Ok(());
+            };
+            *self = Bucket::Written(out.into_inner().map_err(|e| e.into_error())?);
+        }
+        Ok(())
+    }
+}
