@@ -6,10 +6,11 @@ use std::collections::BTreeSet;
 use ccvault_event::{parse_event, EventTime, TimeSource};
 use redb::{ReadOnlyTable, ReadTransaction, ReadableTable};
 
+use super::runs::{scratch_file, Runs};
 use super::schema::{
-    guid_key, offered_at_of, report_chunk_of, rows_in_order, tenant_hash, AGENT_STATUS, BY_OFFERED,
-    CHILDREN, OFFERED, REPORT_CHUNKS, TENANTS, TENANT_AGENTS, TENANT_GUIDS, TENANT_LEGS,
-    TENANT_OTHER,
+    guid_key, io_error, offered_at_of, report_chunk_of, rows_in_order, tenant_hash, AGENT_STATUS,
+    BY_OFFERED, CHILDREN, OFFERED, REPORT_CHUNKS, TENANTS, TENANT_AGENTS, TENANT_GUIDS,
+    TENANT_LEGS, TENANT_OTHER,
 };
 use super::{guarded, AtPath, ProjectionError, Projections, Result};
 use crate::agents::{AgentStateTime, AgentStates, AgentWindow};
@@ -626,19 +627,40 @@ impl Projections {
             }
             Ok(out)
         })?;
+        // Distinct contacts counted by sorting their ids, in runs on
+        // unlinked scratch files beside the store (in memory when none can
+        // be made there, as for a reader without write access): a set of
+        // them held ~130 bytes a contact, 782 MB for the 50M-event
+        // archive's 5.8M.
+        let probe = self.path.with_extension("redb.contacts-probe");
+        let scratch = scratch_file(&probe).is_ok().then_some(self.path.as_path());
         let mut out = Vec::with_capacity(counts.len());
         for mut c in counts {
             if let Some(tenant) = &c.tenant {
-                let mut contacts = BTreeSet::new();
+                let contacts: Runs<String> = Runs::new(scratch, "contacts");
+                // Tests count through spilled and merged runs.
+                #[cfg(test)]
+                let contacts = contacts.with_limits(512, 4);
+                let mut contacts = contacts;
                 let filter = InteractionFilter {
                     tenant: Some(tenant.clone()),
                     ..InteractionFilter::default()
                 };
                 self.for_each_interaction(&filter, |s| {
-                    contacts.extend(s.contact_id);
+                    if let Some(contact) = s.contact_id {
+                        contacts.push(contact, 1).map_err(io_error(&self.path))?;
+                    }
                     Ok(true)
                 })?;
-                c.contacts = contacts.len() as u64;
+                let mut distinct = 0u64;
+                contacts.merge(
+                    |_, _| {
+                        distinct += 1;
+                        Ok(())
+                    },
+                    io_error(&self.path),
+                )?;
+                c.contacts = distinct;
             }
             out.push(c);
         }

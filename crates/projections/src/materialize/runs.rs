@@ -121,6 +121,21 @@ impl<A: Word, B: Word> RunKey for (A, B) {
     }
 }
 
+impl RunKey for String {
+    fn footprint(&self) -> usize {
+        std::mem::size_of::<(Self, u32)>() + self.capacity()
+    }
+    fn write_to(&self, out: &mut impl Write) -> io::Result<()> {
+        write_str(out, self)
+    }
+    fn read_from(input: &mut impl BufRead) -> io::Result<Option<Self>> {
+        if at_end(input)? {
+            return Ok(None);
+        }
+        read_str(input).map(Some)
+    }
+}
+
 impl RunKey for (String, String) {
     fn footprint(&self) -> usize {
         std::mem::size_of::<(Self, u32)>() + self.0.capacity() + self.1.capacity()
