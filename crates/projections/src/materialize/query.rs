@@ -466,24 +466,27 @@ impl Projections {
             let Some(t) = open_optional(&txn, AGENT_STATUS).at(&self.path)? else {
                 return Ok(Vec::new());
             };
-            let mut acc = AgentStates::new();
+            let window = AgentWindow {
+                from,
+                to,
+                archive_max_time_ms: state.max_time_ms.unwrap_or(i64::MIN),
+            };
+            let mut out = Vec::new();
             match &agents {
-                None => feed_status(&mut acc, t.iter().at(&self.path)?, &self.path)?,
+                None => {
+                    state_time_by_agent(t.iter().at(&self.path)?, &window, &self.path, &mut out)?
+                }
                 Some(agents) => {
                     for a in agents {
                         let a = a.as_str();
                         let range = t
                             .range((a, i64::MIN, 0)..=(a, i64::MAX, u64::MAX))
                             .at(&self.path)?;
-                        feed_status(&mut acc, range, &self.path)?;
+                        state_time_by_agent(range, &window, &self.path, &mut out)?;
                     }
                 }
             }
-            Ok(acc.finish(&AgentWindow {
-                from,
-                to,
-                archive_max_time_ms: state.max_time_ms.unwrap_or(i64::MIN),
-            }))
+            Ok(out)
         })
     }
 
@@ -668,16 +671,26 @@ impl Projections {
     }
 }
 
-/// Adds the status changes of `range` of `agent_status` to `acc`.
-fn feed_status(
-    acc: &mut AgentStates,
+/// Appends to `out` the state time of the agents of `range` of
+/// `agent_status`, one agent at a time: the table's keys begin with the
+/// agent, so memory holds one agent's changes, not the archive's (all of
+/// them took 525 MiB for a 50M-event archive's ~1M changes).
+fn state_time_by_agent(
     range: redb::Range<'_, (&'static str, i64, u64), (u8, &'static [u8])>,
+    window: &AgentWindow,
     path: &std::path::Path,
+    out: &mut Vec<AgentStateTime>,
 ) -> Result<()> {
+    let mut acc = AgentStates::new();
+    let mut current: Option<String> = None;
     let mut raw = Vec::new();
     for item in range {
         let (k, v) = item.at(path)?;
         let (agent, time_ms, _) = k.value();
+        if current.as_deref() != Some(agent) {
+            out.extend(std::mem::take(&mut acc).finish(window));
+            current = Some(agent.to_owned());
+        }
         // The source says whether the change is timed (agent state time
         // counts timed changes only).
         let (rank, stored) = v.value();
@@ -695,6 +708,7 @@ fn feed_status(
             );
         }
     }
+    out.extend(acc.finish(window));
     Ok(())
 }
 
