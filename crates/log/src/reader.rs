@@ -27,7 +27,8 @@ use crate::format::{
 };
 use crate::scan::{Scan, ScanRef};
 use crate::segment::{
-    list_segments, open_segment, read_full_at, read_header, segment_path, segz_path, Kind,
+    list_segment_file_lens, list_segments, open_segment, read_full_at, read_header, segment_path,
+    segz_path, Kind,
 };
 use crate::segz::{self, Table};
 use crate::vfs::{StdVfs, Vfs, VfsFile};
@@ -132,18 +133,61 @@ impl LogReader {
         }
     }
 
+    /// Base offsets of the segments as last listed (by [`LogReader::open`]
+    /// or the last [`LogReader::segments`]), without reading the directory:
+    /// each listing is one pass over the whole directory, ~0.1 ms at 400
+    /// segments (docs/BENCHMARKS.md, "What grows in opening"). Every segment
+    /// listed is still there (segments are never removed, and compressing
+    /// one keeps its base); segments a writer created since may be missing.
+    pub fn listed_segments(&self) -> Vec<u64> {
+        self.inner
+            .segments
+            .lock()
+            .map(|s| s.clone())
+            .unwrap_or_default()
+    }
+
     /// Total size in bytes of all segment files, as stored (a compressed
     /// segment counts its compressed length).
     pub fn total_bytes(&self) -> u64 {
-        self.segments()
-            .into_iter()
-            .filter_map(|b| {
-                let vfs = self.inner.vfs.as_ref();
-                vfs.file_len(&segment_path(&self.inner.dir, b))
-                    .or_else(|_| vfs.file_len(&segz_path(&self.inner.dir, b)))
-                    .ok()
-            })
-            .sum()
+        self.footprint().1
+    }
+
+    /// The number of segments and their total size in bytes as stored,
+    /// from one fresh listing that reads each file's length as it goes
+    /// (`Vfs::list_dir_lens`). A segment listed as both `.seg` and `.segz`
+    /// (a compression finishing) counts its `.seg`, the file
+    /// [`LogReader::read_at`] reads; a file gone by the time its length was
+    /// read counts the segment's other file.
+    pub fn footprint(&self) -> (u64, u64) {
+        let vfs = self.inner.vfs.as_ref();
+        let dir = &self.inner.dir;
+        let Ok(files) = list_segment_file_lens(vfs, dir) else {
+            // An unreadable directory: what the last listing knew.
+            let known = self.listed_segments();
+            let bytes = known
+                .iter()
+                .filter_map(|&b| segment_len(vfs, dir, b, Kind::Plain))
+                .sum();
+            return (known.len() as u64, bytes);
+        };
+        let mut bases = Vec::with_capacity(files.len());
+        let mut bytes = 0;
+        for (i, &(base, kind, len)) in files.iter().enumerate() {
+            // Sorted by base, the `.seg` first: a base listed twice is sized once.
+            if i > 0 && files[i - 1].0 == base {
+                continue;
+            }
+            bases.push(base);
+            bytes += len
+                .or_else(|| segment_len(vfs, dir, base, kind))
+                .unwrap_or(0);
+        }
+        let count = bases.len() as u64;
+        if let Ok(mut s) = self.inner.segments.lock() {
+            *s = bases;
+        }
+        (count, bytes)
     }
 
     fn file(&self, base: u64) -> Result<Seg> {
@@ -292,6 +336,29 @@ impl LogReader {
         )
     }
 
+    /// A scan from `from` of the log as the last listing
+    /// ([`LogReader::listed_segments`]) knew it, without reading the
+    /// directory again: for a look right after opening, where each listing
+    /// costs as much as the open's. It does not follow into segments
+    /// created since that listing, and reads the last listed segment to its
+    /// end as of when it gets there (`Scan::as_listed`). A listing without
+    /// `from`'s segment is not used (the scan would start that segment at
+    /// its beginning): the directory is listed afresh then.
+    pub fn scan_listed(&self, from: Position) -> Scan {
+        let listed = self.listed_segments();
+        let segments = if listed.binary_search(&from.segment).is_ok() {
+            listed
+        } else {
+            self.segments()
+        };
+        Scan::as_listed(
+            Arc::clone(&self.inner.vfs),
+            self.inner.dir.clone(),
+            segments,
+            from,
+        )
+    }
+
     /// [`LogReader::scan_with`] over the one segment `base`, from `pos` (0:
     /// its start) to its end. Segments are separate files, so threads can
     /// scan different segments at once.
@@ -431,4 +498,15 @@ where
         }
     }
     Ok(())
+}
+
+/// The size of segment `base`'s file of kind `kind`, or of its other file
+/// when that one is gone (compression replaces a `.seg` by a `.segz`).
+fn segment_len(vfs: &dyn Vfs, dir: &Path, base: u64, kind: Kind) -> Option<u64> {
+    let (plain, packed) = (segment_path(dir, base), segz_path(dir, base));
+    let (first, then) = match kind {
+        Kind::Plain => (plain, packed),
+        Kind::Packed => (packed, plain),
+    };
+    vfs.file_len(&first).or_else(|_| vfs.file_len(&then)).ok()
 }

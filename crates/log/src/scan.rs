@@ -444,6 +444,9 @@ pub struct Scan {
     done: bool,
     /// Whether to pick up segments created after the listing.
     follow: bool,
+    /// Whether to read the directory again at the end of the last listed
+    /// segment, to learn whether a writer has sealed it (see `grew`).
+    relist: bool,
 }
 
 impl Scan {
@@ -465,7 +468,26 @@ impl Scan {
             win: Window::new(),
             done: false,
             follow: true,
+            relist: true,
         }
+    }
+
+    /// A scan of the segments in `segments` only, as that listing left the
+    /// log: it neither follows into segments created since nor lists the
+    /// directory again, and reads the last listed segment to its end as of
+    /// when it gets there. What it yields is what a scan would that had
+    /// listed the directory at that listing's moment and met no writer
+    /// sealing the last segment since: a dense prefix of the log still.
+    pub(crate) fn as_listed(
+        vfs: Arc<dyn Vfs>,
+        dir: PathBuf,
+        segments: Vec<u64>,
+        from: Position,
+    ) -> Scan {
+        let mut scan = Scan::new(vfs, dir, segments, from);
+        scan.follow = false;
+        scan.relist = false;
+        scan
     }
 
     /// A scan of the one segment `base` from `pos`, ending at its end.
@@ -521,6 +543,9 @@ impl Scan {
         };
         if !cur.src.is_last {
             return Ok(false);
+        }
+        if !self.relist {
+            return cur.src.restat();
         }
         // List first: a segment created after this one proves it is complete, so
         // the length read afterwards is final.

@@ -76,8 +76,33 @@ pub(crate) fn list_segment_files(vfs: &dyn Vfs, dir: &Path) -> Result<Vec<(u64, 
         .iter()
         .filter_map(|n| parse_any_segment_name(n))
         .collect();
-    files.sort_unstable_by_key(|&(b, k)| (b, k == Kind::Packed));
+    sort_segment_files(&mut files, |f| *f);
     Ok(files)
+}
+
+/// [`list_segment_files`] with each file's length, read in the same pass
+/// over the directory (`None`: the file went away after the listing).
+pub(crate) fn list_segment_file_lens(
+    vfs: &dyn Vfs,
+    dir: &Path,
+) -> Result<Vec<(u64, Kind, Option<u64>)>> {
+    let entries = vfs
+        .list_dir_lens(dir, &|n| parse_any_segment_name(n).is_some())
+        .map_err(|e| LogError::io("listing", dir, e))?;
+    let mut files: Vec<(u64, Kind, Option<u64>)> = entries
+        .into_iter()
+        .filter_map(|(n, len)| parse_any_segment_name(&n).map(|(b, k)| (b, k, len)))
+        .collect();
+    sort_segment_files(&mut files, |&(b, k, _)| (b, k));
+    Ok(files)
+}
+
+/// Sorts segment files by base, a base's `.seg` before its `.segz`.
+fn sort_segment_files<T>(files: &mut [T], key: impl Fn(&T) -> (u64, Kind)) {
+    files.sort_unstable_by_key(|f| {
+        let (b, k) = key(f);
+        (b, k == Kind::Packed)
+    });
 }
 
 /// Base offsets of the segments in `dir`, sorted ascending.

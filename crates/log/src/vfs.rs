@@ -52,6 +52,24 @@ pub trait Vfs: Send + Sync + std::fmt::Debug {
     fn check_private_dir(&self, dir: &Path, follow: bool) -> Result<()>;
     /// The names in `dir` that are valid UTF-8 (segment names always are).
     fn list_dir(&self, dir: &Path) -> io::Result<Vec<String>>;
+    /// [`Vfs::list_dir`]'s names that `wanted` accepts, each with its file's
+    /// length ([`Vfs::file_len`]; `None` when it could not be read, as for a
+    /// file removed since the listing).
+    fn list_dir_lens(
+        &self,
+        dir: &Path,
+        wanted: &dyn Fn(&str) -> bool,
+    ) -> io::Result<Vec<(String, Option<u64>)>> {
+        Ok(self
+            .list_dir(dir)?
+            .into_iter()
+            .filter(|n| wanted(n))
+            .map(|n| {
+                let len = self.file_len(&dir.join(&n)).ok();
+                (n, len)
+            })
+            .collect())
+    }
     /// Opens `path`; refuses a symlink or a file others could tamper with.
     /// `op` says what was being done, for the error.
     fn open(&self, path: &Path, mode: OpenMode, op: &'static str) -> Result<Arc<dyn VfsFile>>;
@@ -123,6 +141,35 @@ impl Vfs for StdVfs {
             }
         }
         Ok(names)
+    }
+
+    /// Each length read relative to the directory being listed (`statx` on
+    /// its descriptor), not by a path walked from the root again: the
+    /// `stat` of each of 400 segments was most of `stats`'s cost that grew
+    /// with the archive (docs/BENCHMARKS.md, "What grows in opening").
+    fn list_dir_lens(
+        &self,
+        dir: &Path,
+        wanted: &dyn Fn(&str) -> bool,
+    ) -> io::Result<Vec<(String, Option<u64>)>> {
+        let mut out = Vec::new();
+        for entry in std::fs::read_dir(dir)? {
+            let entry = entry?;
+            let Ok(name) = entry.file_name().into_string() else {
+                continue;
+            };
+            if !wanted(&name) {
+                continue;
+            }
+            // `DirEntry::metadata` does not follow a link; `file_len` does.
+            let len = match entry.metadata() {
+                Ok(m) if m.file_type().is_symlink() => self.file_len(&entry.path()).ok(),
+                Ok(m) => Some(m.len()),
+                Err(_) => None,
+            };
+            out.push((name, len));
+        }
+        Ok(out)
     }
 
     fn open(&self, path: &Path, mode: OpenMode, op: &'static str) -> Result<Arc<dyn VfsFile>> {

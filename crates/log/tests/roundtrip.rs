@@ -165,6 +165,55 @@ fn reader_sees_segments_added_later() {
     assert_eq!(reader.read_at(p).unwrap().offset, 100);
 }
 
+/// `listed_segments` and `scan_listed` keep to the listing a reader took
+/// (no directory read), and `footprint` counts each segment once with the
+/// size `total_bytes` always reported.
+#[test]
+fn listed_scan_keeps_to_its_listing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let (mut log, _) = Log::open(dir, opts(2048), None).unwrap();
+    let first = write_records(&mut log, 0, 20, 200);
+    log.flush().unwrap();
+    let reader = LogReader::open(dir).unwrap();
+    let listed = reader.listed_segments();
+    assert_eq!(listed, reader.segments());
+    let in_listing = reader.scan_listed(Position::START).count();
+    assert_eq!(in_listing, 20);
+    let later = write_records(&mut log, 20, 100, 200);
+    log.flush().unwrap();
+    // The last listing still holds what the open saw; a listed scan reads
+    // only its segments (the last one to its end now), a plain scan all.
+    assert_eq!(reader.listed_segments(), listed);
+    let last_listed = *listed.last().unwrap();
+    let seen = reader
+        .scan_listed(first[5])
+        .map(|i| match i.unwrap() {
+            ScanItem::Record(p, r) => (p, r.offset),
+            ScanItem::Damage(d) => panic!("damage {d:?}"),
+        })
+        .collect::<Vec<_>>();
+    assert!(seen.iter().all(|(p, _)| p.segment <= last_listed));
+    assert_eq!(seen.first().map(|s| s.1), Some(5));
+    assert!(seen.windows(2).all(|w| w[1].1 == w[0].1 + 1));
+    assert_eq!(reader.scan(Position::START).count(), 100);
+    // A position in a segment the listing lacks: listed afresh.
+    let last = *later.last().unwrap();
+    assert!(last.segment > last_listed);
+    let tail = reader.scan_listed(last).count();
+    assert_eq!(tail, 1);
+    let fresh = reader.listed_segments();
+    assert!(fresh.len() > listed.len());
+    let (count, bytes) = reader.footprint();
+    assert_eq!(count, fresh.len() as u64);
+    let on_disk: u64 = segment_files(dir)
+        .iter()
+        .map(|f| std::fs::metadata(f).unwrap().len())
+        .sum();
+    assert_eq!(bytes, on_disk);
+    assert_eq!(reader.total_bytes(), on_disk);
+}
+
 #[test]
 fn fsync_policies_produce_identical_files() {
     let tmp = tempfile::tempdir().unwrap();

@@ -130,7 +130,14 @@ impl ArchiveReader {
                 segment: c.segment,
                 pos: c.pos,
             });
-        let mut scan = self.log.scan(from);
+        // Over the listing taken at open, after the checkpoint was read (so
+        // it holds the checkpoint's segment), without listing again: each
+        // listing costs ~0.1 ms at 400 segments (docs/BENCHMARKS.md, "What
+        // grows in opening"). A segment created after that listing exists
+        // only if a writer has run since; its records are then that
+        // writer's to index (running) or indexed (closed), and the answer
+        // is the one a look at the listing's moment would have given.
+        let mut scan = self.log.scan_listed(from);
         while let Some(item) = scan.next_ref() {
             if let ScanRef::Record(_, rec) = item? {
                 return Ok((rec.offset >= self.visible_end).then_some(rec.offset));
@@ -279,11 +286,11 @@ impl ArchiveReader {
 
     pub fn stats(&self) -> Result<Stats> {
         let c = self.index.counters()?;
-        let log_bytes = self.log.total_bytes();
+        let (segments, log_bytes) = self.log.footprint();
         let index_bytes = std::fs::metadata(self.layout.index_path()).map_or(0, |m| m.len());
         Ok(Stats {
             counters: c,
-            segments: self.log.segments().len() as u64,
+            segments,
             bytes: log_bytes + index_bytes,
             log_bytes,
             index_bytes,

@@ -30,9 +30,12 @@ impl SegmentMap {
     /// to `last_visible` (its checkpoint's segment), for lookups of visible
     /// offsets only. Segments are never removed, and a segment a writer
     /// creates later begins past every visible record; so once the listing
-    /// holds `last_visible`, it is final.
+    /// holds `last_visible`, it is final. It is the listing `reader` took
+    /// last (at its open: for a snapshot's reader, opened after its
+    /// checkpoint was read), not a new one; one that does not reach
+    /// `last_visible` is re-read on demand like [`SegmentMap::new`]'s.
     pub fn for_snapshot(reader: &LogReader, last_visible: Option<u64>) -> SegmentMap {
-        let bases = reader.segments();
+        let bases = reader.listed_segments();
         let settled = last_visible.is_some_and(|s| bases.last().is_some_and(|&b| b >= s));
         SegmentMap { bases, settled }
     }
