@@ -26,6 +26,11 @@ use crate::error::{Result, StoreError};
 use crate::layout::Layout;
 use crate::segments::SegmentMap;
 
+/// Bytes of index pages an [`ArchiveReader::open_brief`] reader keeps: the
+/// root and upper pages a lookup revisits fit; the leaves it reads once do
+/// not stay.
+pub const BRIEF_CACHE_BYTES: usize = 64 << 10;
+
 /// Totals for `ccvault stats`: the index's counters and the sizes on disk.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Stats {
@@ -77,10 +82,30 @@ impl ArchiveReader {
         Self::open_catching_up(dir).map(|(reader, _)| reader)
     }
 
+    /// [`ArchiveReader::open`] for a command that makes a lookup or two and
+    /// exits (`show --raw`, `stats`): the index keeps [`BRIEF_CACHE_BYTES`]
+    /// of pages instead of redb's usual 48 MiB. Such a command reads each
+    /// page once; a lookup by GUID reads ~3 pages per generation of 2^20
+    /// records, and keeping them all (~600 KiB at 50M events) cost `show`
+    /// more in freshly faulted memory (~0.4 ms) than a cache saves
+    /// (docs/BENCHMARKS.md, "What grows in opening").
+    pub fn open_brief(dir: &Path) -> Result<ArchiveReader> {
+        Self::open_catching_up_with(dir, Some(BRIEF_CACHE_BYTES)).map(|(reader, _)| reader)
+    }
+
     /// [`ArchiveReader::open`], also saying whether the index was behind the
     /// log and what was done about it (`verify` reports it).
     pub fn open_catching_up(dir: &Path) -> Result<(ArchiveReader, CatchUp)> {
-        let (reader, rebuilt) = Self::open_reporting_rebuild(dir)?;
+        Self::open_catching_up_with(dir, None)
+    }
+
+    /// [`ArchiveReader::open_catching_up`] with an index page cache of
+    /// `cache_bytes` (`None`: redb's usual size).
+    fn open_catching_up_with(
+        dir: &Path,
+        cache_bytes: Option<usize>,
+    ) -> Result<(ArchiveReader, CatchUp)> {
+        let (reader, rebuilt) = Self::open_reporting_rebuild(dir, cache_bytes)?;
         if let Some(why) = rebuilt {
             return Ok((reader, CatchUp::Rebuilt { why }));
         }
@@ -94,7 +119,10 @@ impl ArchiveReader {
                     // A writer held those records and committed them as it
                     // closed, between the look above and this open: nothing
                     // was behind once we could look as a writer.
-                    return Ok((Self::open_as_committed(dir)?, CatchUp::UpToDate));
+                    return Ok((
+                        Self::open_as_committed(dir, cache_bytes)?,
+                        CatchUp::UpToDate,
+                    ));
                 }
             }
             Err(StoreError::Locked { .. }) => return Ok((reader, CatchUp::WriterRunning)),
@@ -114,7 +142,7 @@ impl ArchiveReader {
                 ));
             }
         }
-        let reader = Self::open_as_committed(dir)?;
+        let reader = Self::open_as_committed(dir, cache_bytes)?;
         let end = reader.visible_end;
         Ok((reader, CatchUp::CaughtUp { first, end }))
     }
@@ -147,13 +175,16 @@ impl ArchiveReader {
     }
 
     /// The archive as of its last index commit, without catching up.
-    fn open_as_committed(dir: &Path) -> Result<ArchiveReader> {
-        Self::open_reporting_rebuild(dir).map(|(reader, _)| reader)
+    fn open_as_committed(dir: &Path, cache_bytes: Option<usize>) -> Result<ArchiveReader> {
+        Self::open_reporting_rebuild(dir, cache_bytes).map(|(reader, _)| reader)
     }
 
     /// [`Self::open_as_committed`], and why the index had to be rebuilt
     /// from the log on the way, if it had.
-    fn open_reporting_rebuild(dir: &Path) -> Result<(ArchiveReader, Option<String>)> {
+    fn open_reporting_rebuild(
+        dir: &Path,
+        cache_bytes: Option<usize>,
+    ) -> Result<(ArchiveReader, Option<String>)> {
         let layout = Layout::new(dir);
         // "No archive" only when the files are surely absent: a directory
         // this user may not search answers `exists()` with false too, and
@@ -164,7 +195,11 @@ impl ArchiveReader {
         }
         check_private_files(dir)?;
         let mut rebuilt = None;
-        let index = match IndexReader::open(&layout.index_path()) {
+        let open_index = |path: &Path| match cache_bytes {
+            Some(bytes) => IndexReader::open_with_cache(path, bytes),
+            None => IndexReader::open(path),
+        };
+        let index = match open_index(&layout.index_path()) {
             Ok(index) => index,
             Err(first) => {
                 // A crashed writer leaves the index needing repair (or, after
@@ -187,7 +222,7 @@ impl ArchiveReader {
                     Err(StoreError::Locked { .. }) => return Err(first.into()),
                     Err(e) => return Err(e),
                 }
-                IndexReader::open(&layout.index_path())?
+                open_index(&layout.index_path())?
             }
         };
         Ok((Self::with_index(layout, index)?, rebuilt))

@@ -59,6 +59,13 @@ pub fn open_reader(cli: &Cli) -> Result<ArchiveReader> {
         .with_context(|| format!("cannot read archive {}", cli.data_dir.display()))
 }
 
+/// [`open_reader`] for a command that makes a lookup or two and exits
+/// (`ArchiveReader::open_brief`).
+fn open_reader_brief(cli: &Cli) -> Result<ArchiveReader> {
+    ArchiveReader::open_brief(&cli.data_dir)
+        .with_context(|| format!("cannot read archive {}", cli.data_dir.display()))
+}
+
 pub fn import(
     cli: &Cli,
     files: &[PathBuf],
@@ -196,7 +203,7 @@ fn progress_bar(size: Option<u64>, name: &str) -> indicatif::ProgressBar {
 /// `show GUID --raw`: the archived payloads byte-exact, one a line, in
 /// canonical order (docs/METRICS.md §2).
 pub fn show_raw(cli: &Cli, guid: &str, tenant: Option<&str>) -> Result<ExitCode> {
-    let mut reader = open_reader(cli)?;
+    let mut reader = open_reader_brief(cli)?;
     let records = reader.interaction_records(guid)?;
     if records.is_empty() {
         anyhow::bail!(
@@ -219,7 +226,7 @@ pub fn show_raw(cli: &Cli, guid: &str, tenant: Option<&str>) -> Result<ExitCode>
 }
 
 pub fn stats(cli: &Cli, format: HumanJson) -> Result<ExitCode> {
-    let reader = open_reader(cli)?;
+    let reader = open_reader_brief(cli)?;
     let s = reader.stats()?;
     let c = &s.counters;
     let tz = cli.tz();
