@@ -19,7 +19,7 @@
 use xorf::{BinaryFuse8, Filter};
 
 use crate::schema::GENERATION_RECORDS;
-use crate::PostingKind;
+use crate::{key_map, KeyMap, PostingKind};
 
 /// The generation of the record at `offset`.
 pub(crate) fn generation(offset: u64) -> u64 {
@@ -359,7 +359,7 @@ struct OpenTable {
     from: u64,
     /// Each key hash of the generations `from..`, with the last generation
     /// it has a key in.
-    keys: std::collections::HashMap<u64, u64>,
+    keys: KeyMap<u64>,
 }
 
 impl OpenKeys {
@@ -369,7 +369,7 @@ impl OpenKeys {
         OpenKeys {
             tables: generations.map(|from| OpenTable {
                 from,
-                keys: std::collections::HashMap::new(),
+                keys: key_map(0),
             }),
         }
     }
@@ -407,7 +407,7 @@ impl OpenKeys {
             // Given up: known again from the generation after the newest
             // one written, which holds nothing yet.
             t.from = t.keys.values().max().map_or(t.from, |g| g + 1);
-            t.keys = std::collections::HashMap::new();
+            t.keys = key_map(0);
         }
     }
 }

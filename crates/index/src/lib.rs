@@ -30,7 +30,7 @@
 //! `writer` (the single writer: opening the file, then `collect`ing a
 //! commit in memory, `dedupe` lookups over it, the `commit` transaction),
 //! `reader` (snapshots and lookups), `filter` (generation filters),
-//! `chunk` (packed postings), `compaction` (when compacting a redb file
+//! `chunk` (packed postings), `keymap` (maps keyed by key hashes), `compaction` (when compacting a redb file
 //! pays, for this crate's file and the projections'), `error`, and `guard`
 //! (redb panics on damaged files become errors).
 
@@ -39,6 +39,7 @@ mod compaction;
 mod error;
 mod filter;
 mod guard;
+mod keymap;
 mod reader;
 mod schema;
 mod writer;
@@ -46,6 +47,7 @@ mod writer;
 pub use compaction::compact_if_it_frees_enough;
 pub use error::{IndexError, Result};
 pub use guard::{guard_redb, unguarded};
+pub use keymap::{key_map, KeyHashing, KeyMap};
 pub use reader::IndexReader;
 pub use schema::{
     agent_hash, guid_hash, payload_hash, Checkpoint, Counters, Entry, Hit, PostingDigest,

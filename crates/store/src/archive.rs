@@ -29,12 +29,13 @@
 //! Indexing the log in bulk (the tail at open, a whole rebuild) is in
 //! `reindex`; this module appends.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use ccvault_event::{decode_message, resolve_time, Arrival, EventTime, Keys, PayloadTimes};
-use ccvault_index::{payload_hash, Checkpoint, Entry, Index, IndexReader, IndexWriter};
+use ccvault_index::{
+    key_map, payload_hash, Checkpoint, Entry, Index, IndexReader, IndexWriter, KeyMap,
+};
 use ccvault_log::{
     Compression, FsyncPolicy, Log, LogOptions, LogReader, NewRecord, Position, RecordKind,
     SourceKind, Tally, MAX_FIELD_LEN,
@@ -501,7 +502,7 @@ impl Archive {
         // pending record of each hash, each linking to the one before it
         // with the same hash. Sized for the batch and one entry a hash (not
         // a list), so that it is neither regrown nor allocates per message.
-        let mut in_batch: HashMap<u64, usize> = HashMap::with_capacity(batch.len());
+        let mut in_batch: KeyMap<usize> = key_map(batch.len());
         struct Pending<'a> {
             offset: u64,
             pos: u32,

@@ -16,14 +16,14 @@
 //! - What is held grows with the commit, not the archive, and is reported
 //!   by [`IndexWriter::held_bytes`] so callers can bound a commit by memory.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::dedupe::{candidates, Lookups};
 use crate::chunk::{ChunkBuilder, Posting};
 use crate::filter::{Filters, OpenKeys};
 use crate::{
-    agent_hash, guid_hash, Counters, Entry, Hit, IndexReader, PostingKind, Result, TIME_SLICE,
+    agent_hash, guid_hash, key_map, Counters, Entry, Hit, IndexReader, KeyMap, PostingKind, Result,
+    TIME_SLICE,
 };
 
 /// The entries of one commit, collected in memory, plus the snapshot they
@@ -46,14 +46,14 @@ pub struct IndexWriter {
     /// The last tally record collected (its offset), whose totals are now
     /// `counters.duplicates` and `counters.control`.
     pub(super) tally_offset: Option<u64>,
-    pub(super) guid: HashMap<u64, ChunkBuilder>,
+    pub(super) guid: KeyMap<ChunkBuilder>,
     /// The snapshot's postings of each GUID looked up during this commit.
     /// An interaction's events arrive close together, so one B-tree lookup
     /// serves all of them (bounded, like `guid`, by the commit's size).
-    pub(super) committed_guid: HashMap<u64, Vec<Posting>>,
-    pub(super) agent: HashMap<u64, ChunkBuilder>,
+    pub(super) committed_guid: KeyMap<Vec<Posting>>,
+    pub(super) agent: KeyMap<ChunkBuilder>,
     /// Records that name no interaction, by payload hash.
-    pub(super) payload: HashMap<u64, Vec<Hit>>,
+    pub(super) payload: KeyMap<Vec<Hit>>,
     pub(super) quarantine: Vec<Hit>,
     /// First offset of the current time slice (see [`TIME_SLICE`]).
     pub(super) slice_first: Option<u64>,
@@ -71,7 +71,7 @@ const ENTRY_OVERHEAD: usize = 64;
 
 /// Adds a posting to the chunk of `key`, counting the bytes it takes.
 fn collect(
-    chunks: &mut HashMap<u64, ChunkBuilder>,
+    chunks: &mut KeyMap<ChunkBuilder>,
     key: u64,
     posting: &Posting,
     with_hash: bool,
@@ -108,10 +108,10 @@ impl IndexWriter {
             snapshot,
             counters,
             tally_offset: None,
-            guid: HashMap::new(),
-            committed_guid: HashMap::new(),
-            agent: HashMap::new(),
-            payload: HashMap::new(),
+            guid: key_map(0),
+            committed_guid: key_map(0),
+            agent: key_map(0),
+            payload: key_map(0),
             quarantine: Vec::new(),
             slice_first: None,
             time_marks: Vec::new(),
