@@ -17,6 +17,7 @@
 //!   flight: the appender blocks when the disk falls behind.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, Sender, SyncSender};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
@@ -51,7 +52,6 @@ pub(crate) enum Job {
 struct State {
     written: u64,
     durable: u64,
-    failed: bool,
     /// The first failure, until a waiter takes it.
     failure: Option<LogError>,
     spare: Vec<Vec<u8>>,
@@ -60,6 +60,12 @@ struct State {
 struct Shared {
     state: Mutex<State>,
     changed: Condvar,
+    /// Whether a job failed. Set once, with the lock held (so a waiter
+    /// that saw it unset is woken after), and read without the lock: the
+    /// appender asks before every record, and taking the lock the worker
+    /// takes after each job was a lock and a contended cache line a record
+    /// (docs/BENCHMARKS.md, issue 12).
+    failed: AtomicBool,
 }
 
 impl Shared {
@@ -106,11 +112,11 @@ impl Flusher {
             state: Mutex::new(State {
                 written: next_offset,
                 durable: next_offset,
-                failed: false,
                 failure: None,
                 spare: Vec::new(),
             }),
             changed: Condvar::new(),
+            failed: AtomicBool::new(false),
         });
         let (tx, rx) = sync_channel(QUEUE_JOBS);
         let path = segment_path(dir, base);
@@ -158,7 +164,7 @@ impl Flusher {
 
     /// Whether a job failed (the appender should stop).
     pub fn failed(&self) -> bool {
-        self.shared.lock().failed
+        self.shared.failed.load(Ordering::Acquire)
     }
 
     /// Takes the first failure, if no one has yet.
@@ -192,7 +198,7 @@ impl Flusher {
             if at >= through {
                 return Ok(());
             }
-            if state.failed {
+            if self.shared.failed.load(Ordering::Acquire) {
                 return Err(state.failure.take().unwrap_or(LogError::Poisoned {
                     reason: "an earlier write or fsync failed".into(),
                 }));
@@ -236,7 +242,7 @@ struct Worker {
 impl Worker {
     fn run(mut self, jobs: Receiver<Job>) {
         for job in jobs {
-            if self.shared.lock().failed {
+            if self.shared.failed.load(Ordering::Acquire) {
                 continue;
             }
             let done = self.perform(job);
@@ -259,8 +265,8 @@ impl Worker {
                     }
                 }
                 Err(e) => {
-                    state.failed = true;
                     state.failure = Some(e);
+                    self.shared.failed.store(true, Ordering::Release);
                 }
             }
             drop(state);
