@@ -49,6 +49,11 @@ pub struct ChunkBuilder {
     first: u64,
     prev: u64,
     with_hash: bool,
+    /// Bit `h >> 58` set for the payload hash `h` of each posting pushed
+    /// (in memory only, not stored): the duplicate check decodes the chunk
+    /// only when the bit of the payload it looks for is set. It decoded
+    /// every record's chunk so far, in a fresh `Vec` (issue 12).
+    payload_bits: u64,
     bytes: Vec<u8>,
 }
 
@@ -59,6 +64,7 @@ impl ChunkBuilder {
             first,
             prev: first,
             with_hash,
+            payload_bits: 0,
             bytes: Vec::new(),
         }
     }
@@ -70,8 +76,15 @@ impl ChunkBuilder {
         put_varint(&mut self.bytes, u64::from(p.pos));
         if self.with_hash {
             self.bytes.extend_from_slice(&p.payload_hash.to_le_bytes());
+            self.payload_bits |= payload_bit(p.payload_hash);
         }
         self.prev = p.offset;
+    }
+
+    /// Whether a posting with payload hash `payload_hash` may have been
+    /// pushed: `false` is certain (for a chunk with payload hashes).
+    pub fn may_hold_payload(&self, payload_hash: u64) -> bool {
+        !self.with_hash || self.payload_bits & payload_bit(payload_hash) != 0
     }
 
     /// The chunk's key offset.
@@ -93,6 +106,12 @@ impl ChunkBuilder {
     pub fn decode_into(&self, out: &mut Vec<Posting>) -> Result<(), String> {
         decode(self.first, &self.bytes, self.with_hash, out)
     }
+}
+
+/// The bit of [`ChunkBuilder::payload_bits`] for a payload hash: its top
+/// six bits (xxh3's are as well mixed as any).
+fn payload_bit(payload_hash: u64) -> u64 {
+    1 << (payload_hash >> 58)
 }
 
 /// Decodes a chunk written by a [`ChunkBuilder`], appending to `out`.
@@ -172,6 +191,33 @@ mod tests {
                 .collect();
             assert_eq!(back, expect);
         }
+    }
+
+    #[test]
+    fn a_chunk_may_hold_every_payload_pushed_and_says_no_only_when_sure() {
+        let mut chunk = ChunkBuilder::new(0, true);
+        let mut without = ChunkBuilder::new(0, false);
+        let hashes: Vec<u64> = (0..7u64)
+            .map(|i| i.wrapping_mul(0x9e37_79b9_7f4a_7c15))
+            .collect();
+        for (i, &h) in hashes.iter().enumerate() {
+            let p = Posting {
+                offset: i as u64,
+                pos: 0,
+                payload_hash: h,
+            };
+            chunk.push(&p);
+            without.push(&p);
+        }
+        assert!(hashes.iter().all(|&h| chunk.may_hold_payload(h)));
+        // A hash whose top six bits no pushed hash shares is ruled out.
+        let absent = (0..64u64)
+            .map(|b| b << 58)
+            .find(|&h| hashes.iter().all(|&p| p >> 58 != h >> 58))
+            .unwrap();
+        assert!(!chunk.may_hold_payload(absent));
+        // Without payload hashes nothing can be ruled out.
+        assert!(without.may_hold_payload(absent));
     }
 
     #[test]

@@ -93,7 +93,8 @@ impl IndexWriter {
                     .filter(same)
                     .map(Hit::from)
                     .collect();
-                if let Some(chunk) = self.guid.get(&h) {
+                // A chunk without the payload's bit holds no posting of it.
+                if let Some(chunk) = self.guid.get(&h).filter(|c| c.may_hold_payload(hash)) {
                     let mut collected = Vec::new();
                     chunk
                         .decode_into(&mut collected)
