@@ -221,6 +221,17 @@ struct ReadBatch {
     input_bytes: u64,
 }
 
+/// What the appender hands back to the reading thread once a batch is
+/// appended: its buffer, to be filled again, and its decoded messages, to
+/// be dropped there. The strings of each message's keys were allocated by
+/// the reading thread; freed by the appending thread (the import's
+/// bottleneck) each was a cross-thread free, several times the cost of the
+/// reading thread's own (docs/BENCHMARKS.md, issue 12).
+struct Spare {
+    data: Vec<u8>,
+    prepared: Vec<Prepared>,
+}
+
 /// Reads lines into batches and decodes them; runs on its own thread so that
 /// decoding overlaps with appending and syncing.
 fn read_batches(
@@ -229,7 +240,7 @@ fn read_batches(
     format: InputFormat,
     max_record_bytes: usize,
     tx: std::sync::mpsc::SyncSender<Result<ReadBatch>>,
-    spare: std::sync::mpsc::Receiver<Vec<u8>>,
+    spare: std::sync::mpsc::Receiver<Spare>,
 ) {
     let mut input = match maybe_gunzip(input) {
         Ok(i) => i,
@@ -254,20 +265,32 @@ fn read_batches(
     // threads, which allocators return to the OS and fault in again. Each
     // message is read straight into it (at most `max_record_bytes + 2`
     // bytes of it, until the batch is full), so it never grows.
-    let new_batch = |through_line, input_bytes| ReadBatch {
-        data: spare.try_recv().map_or_else(
-            |_| Vec::with_capacity(BATCH_BYTES + max_record_bytes + 2),
-            |mut data| {
-                data.clear();
-                data
+    let new_batch = |through_line, input_bytes| {
+        let (data, prepared) = spare.try_recv().map_or_else(
+            |_| {
+                (
+                    Vec::with_capacity(BATCH_BYTES + max_record_bytes + 2),
+                    Vec::new(),
+                )
             },
-        ),
-        spans: Vec::with_capacity(BATCH_LINES),
-        offsets: Vec::new(),
-        prepared: Vec::new(),
-        rejected: Vec::new(),
-        through_line,
-        input_bytes,
+            |Spare {
+                 mut data,
+                 mut prepared,
+             }| {
+                data.clear();
+                prepared.clear();
+                (data, prepared)
+            },
+        );
+        ReadBatch {
+            data,
+            spans: Vec::with_capacity(BATCH_LINES),
+            offsets: Vec::new(),
+            prepared,
+            rejected: Vec::new(),
+            through_line,
+            input_bytes,
+        }
     };
     let mut batch = new_batch(0, 0);
     loop {
@@ -324,11 +347,12 @@ fn read_batches(
         if full || (done && (!batch.spans.is_empty() || !batch.rejected.is_empty())) {
             let next = new_batch(batch.through_line, batch.input_bytes);
             let mut ready = std::mem::replace(&mut batch, next);
-            ready.prepared = ready
-                .spans
-                .iter()
-                .map(|&(s, e, _)| Prepared::of(&ready.data[s..e]))
-                .collect();
+            ready.prepared.extend(
+                ready
+                    .spans
+                    .iter()
+                    .map(|&(s, e, _)| Prepared::of(&ready.data[s..e])),
+            );
             for (p, at) in ready.prepared.iter_mut().zip(&ready.offsets) {
                 p.locate(*at);
             }
@@ -444,7 +468,10 @@ pub fn import_stream_as(
             counts.rejected.extend(batch.rejected);
             drop(incoming);
             // Full (one already waiting) or the reader is done: drop it.
-            let _ = spare_tx.try_send(batch.data);
+            let _ = spare_tx.try_send(Spare {
+                data: batch.data,
+                prepared: batch.prepared,
+            });
             let this = InFlight {
                 through_offset: report.next_offset,
                 through_line: batch.through_line,
