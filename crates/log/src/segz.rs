@@ -744,7 +744,9 @@ impl VfsFile for Image {
 
 /// A `.segz` held in memory (its compressed bytes), read as the segment it
 /// came from: each block is decompressed when a read first reaches it, so a
-/// scan holds one decompressed block at a time, not the segment.
+/// scan holds one decompressed block at a time, not the segment (a block
+/// that a read covers whole is decompressed straight into the reader's
+/// buffer, [`Lazy::load_into`]).
 ///
 /// Invariants:
 /// - Blocks whose header or CRC is damaged are found at open ([`lazy`]
@@ -869,6 +871,37 @@ impl Lazy {
         Ok(std::mem::take(&mut self.lock()?.late))
     }
 
+    /// Decompresses block `i`, found readable by no read yet and not the
+    /// held one, straight into `dst` (exactly its bytes): a scan's window
+    /// then gets most blocks without the copy out of `raw` (issue 14).
+    /// False when it cannot say: the block was read before, or its data
+    /// does not decompress to exactly `dst` (then [`Lazy::load`] reads it
+    /// again and gives the verdict, so a damaged block is reported as
+    /// ever). `dst` may then hold anything.
+    fn load_into(&self, st: &mut LazyState, i: usize, dst: &mut [u8]) -> io::Result<bool> {
+        let (Some(b), Some(known)) = (self.blocks.get(i), st.ok.get_mut(i)) else {
+            return Ok(false);
+        };
+        if known.is_some() || dst.len() != b.raw_len as usize {
+            return Ok(false);
+        }
+        let z = match &mut st.z {
+            Some(z) => z,
+            None => st.z.insert(zstd::bulk::Decompressor::new()?),
+        };
+        let data = self
+            .bytes
+            .get(b.file_pos as usize..)
+            .and_then(|from| block_data(from, b).ok());
+        let whole = data.is_some_and(
+            |data| matches!(z.decompress_to_buffer(data, &mut *dst), Ok(n) if n == dst.len()),
+        );
+        if whole {
+            *known = Some(true);
+        }
+        Ok(whole)
+    }
+
     /// Makes block `i` the held one; false if it is damaged.
     fn load(&self, st: &mut LazyState, i: usize) -> io::Result<bool> {
         let LazyState {
@@ -928,7 +961,16 @@ impl VfsFile for Lazy {
         let Some(out) = buf.get_mut(..n) else {
             return Ok(0);
         };
-        out.fill(0);
+        // Bytes of `out` before this are written: only the gaps no copy
+        // covers are zeroed (zeroing all of it first was a second pass
+        // over every byte a scan reads).
+        fn zero_to(out: &mut [u8], written: &mut usize, to: usize) {
+            if let Some(gap) = out.get_mut(*written..to) {
+                gap.fill(0);
+            }
+            *written = (*written).max(to);
+        }
+        let mut written = 0usize;
         let end = pos + n as u64;
         let header = self.seg_header.len() as u64;
         if pos < header {
@@ -938,6 +980,7 @@ impl VfsFile for Lazy {
                 self.seg_header.get(pos as usize..to as usize),
             ) {
                 d.copy_from_slice(s);
+                written = d.len();
             }
         }
         let first = self.blocks.partition_point(|b| b.raw_end() <= pos);
@@ -947,17 +990,31 @@ impl VfsFile for Lazy {
             if at >= end {
                 break;
             }
+            let from = pos.max(at);
+            let to = end.min(b.raw_end());
+            let (raw_from, raw_to) = ((from - at) as usize, (to - at) as usize);
+            let (from, to) = ((from - pos) as usize, (to - pos) as usize);
+            let whole = raw_from == 0 && raw_to == b.raw_len as usize;
+            if whole {
+                if let Some(d) = out.get_mut(from..to) {
+                    if self.load_into(&mut st, i, d)? {
+                        zero_to(out, &mut written, from);
+                        written = written.max(to);
+                        continue;
+                    }
+                }
+            }
             if !self.load(&mut st, i)? {
                 continue;
             }
-            let from = pos.max(at);
-            let to = end.min(b.raw_end());
-            let src = st.raw.get((from - at) as usize..(to - at) as usize);
-            let dst = out.get_mut((from - pos) as usize..(to - pos) as usize);
-            if let (Some(d), Some(s)) = (dst, src) {
+            zero_to(out, &mut written, from);
+            let src = st.raw.get(raw_from..raw_to);
+            if let (Some(d), Some(s)) = (out.get_mut(from..to), src) {
                 d.copy_from_slice(s);
+                written = written.max(to);
             }
         }
+        zero_to(out, &mut written, n);
         Ok(n)
     }
     read_only_file!();
