@@ -7,8 +7,11 @@
 //! given, so what it makes is the same as on one thread (the exports stay
 //! byte-identical); a chunk is a copy of its records in one buffer, and
 //! emptied chunks come back for reuse (fresh memory costs more than the
-//! copy); the first error of the stage ends the run, and the caller gets
-//! it from its next [`Stage::push`] or from [`Stage::finish`].
+//! copy): at most [`CHUNKS`] are ever made, each with room for
+//! [`CHUNK_BYTES`] from the start, so none grows by copying (only one
+//! holding a record larger than that does); the first error of the stage
+//! ends the run, and the caller gets it from its next [`Stage::push`] or
+//! from [`Stage::finish`].
 
 use std::ops::Range;
 use std::sync::mpsc::{channel, sync_channel, Receiver, SyncSender};
@@ -22,6 +25,13 @@ use crate::error::{io, ExportError, Result};
 const CHUNK_BYTES: usize = 1 << 20;
 /// Chunks queued for the stage at most.
 const QUEUED_CHUNKS: usize = 4;
+/// Chunks made at most: the queued ones, the one the stage reads and the
+/// one being filled. Past that the caller waits for an emptied one, as it
+/// would wait for room in the queue. Why: a chunk made whenever none had
+/// come back yet, grown by doubling, was ~5 % of a 1M Parquet export's
+/// samples in page faults and copies on the reading thread
+/// (docs/BENCHMARKS.md, "Parquet export").
+const CHUNKS: usize = QUEUED_CHUNKS + 2;
 
 /// Records copied into one buffer.
 #[derive(Default)]
@@ -48,6 +58,22 @@ struct Held {
 }
 
 impl Chunk {
+    fn new() -> Chunk {
+        Chunk {
+            bytes: Vec::with_capacity(CHUNK_BYTES),
+            records: Vec::new(),
+        }
+    }
+
+    /// The bytes [`Chunk::push`] adds for `rec`.
+    fn needs(rec: &RecordRef<'_>) -> usize {
+        rec.source.len()
+            + rec.message_id.len()
+            + rec.publish_time.len()
+            + rec.quarantine_reason.len()
+            + rec.payload.len()
+    }
+
     fn push(&mut self, at: Option<u32>, rec: &RecordRef<'_>) {
         let mut put = |b: &[u8]| {
             let start = self.bytes.len();
@@ -116,6 +142,8 @@ pub struct Stage<S> {
     chunk: Chunk,
     chunks: Option<SyncSender<Chunk>>,
     spare: Receiver<Chunk>,
+    /// Chunks made so far (at most [`CHUNKS`]).
+    made: usize,
     thread: Option<JoinHandle<Result<S>>>,
 }
 
@@ -139,22 +167,40 @@ impl<S: Send + 'static> Stage<S> {
             .map_err(io("cannot start the thread", name))?;
         Ok(Stage {
             name: name.to_owned(),
-            chunk: Chunk::default(),
+            chunk: Chunk::new(),
             chunks: Some(tx),
             spare,
+            made: 1,
             thread: Some(thread),
         })
     }
 
     /// Hands one record to the stage (a copy: `rec` may be reused at once).
     pub fn push(&mut self, at: Option<u32>, rec: &RecordRef<'_>) -> Result<()> {
-        self.chunk.push(at, rec);
-        if self.chunk.bytes.len() >= CHUNK_BYTES {
-            let next = self.spare.try_recv().unwrap_or_default();
-            let full = std::mem::replace(&mut self.chunk, next);
+        let filled = self.chunk.bytes.len();
+        if filled > 0 && filled + Chunk::needs(rec) > CHUNK_BYTES {
+            let full = std::mem::take(&mut self.chunk);
             self.send(full)?;
+            self.chunk = self.next_chunk()?;
         }
+        self.chunk.push(at, rec);
         Ok(())
+    }
+
+    /// An emptied chunk, a new one while fewer than [`CHUNKS`] were made,
+    /// or else the next one the stage empties.
+    fn next_chunk(&mut self) -> Result<Chunk> {
+        if let Ok(chunk) = self.spare.try_recv() {
+            return Ok(chunk);
+        }
+        if self.made < CHUNKS {
+            self.made += 1;
+            return Ok(Chunk::new());
+        }
+        match self.spare.recv() {
+            Ok(chunk) => Ok(chunk),
+            Err(_) => self.stopped(),
+        }
     }
 
     fn send(&mut self, chunk: Chunk) -> Result<()> {
@@ -165,7 +211,11 @@ impl<S: Send + 'static> Stage<S> {
         if sent {
             return Ok(());
         }
-        // The stage stopped: its error says why.
+        self.stopped()
+    }
+
+    /// The error of a stage that stopped before it was told to: its own.
+    fn stopped<T>(&mut self) -> Result<T> {
         self.join().and_then(|_| {
             Err(ExportError::Refused(format!(
                 "the thread {} ended early",
@@ -205,7 +255,14 @@ mod tests {
 
     #[test]
     fn every_record_once_in_order_and_the_first_error_ends_it() {
-        let payloads: Vec<String> = (0..5000).map(|i| format!("{i:0>400}")).collect();
+        // ~10 MiB: more chunks than are ever made, so emptied ones are
+        // waited for; one record larger than a chunk.
+        let payloads: Vec<String> = (0..5000)
+            .map(|i| match i {
+                2500 => format!("{i:0>3145728}"),
+                _ => format!("{i:0>2000}"),
+            })
+            .collect();
         let rec = |i: usize| RecordRef {
             kind: RecordKind::Message,
             offset: i as u64,
