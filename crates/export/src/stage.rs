@@ -259,7 +259,7 @@ mod tests {
         // waited for; one record larger than a chunk.
         let payloads: Vec<String> = (0..5000)
             .map(|i| match i {
-                2500 => format!("{i:0>3145728}"),
+                2500 => format!("{i}{}", "0".repeat(3 << 20)),
                 _ => format!("{i:0>2000}"),
             })
             .collect();
