@@ -149,6 +149,43 @@ const SALT: [u32; 8] = [
     0x5c6b_fb31,
 ];
 
+/// The block of `hash` among `blocks` (from its high bits: the blocks
+/// split the hashes into ranges of equal width, in order).
+fn block_of(hash: u64, blocks: usize) -> usize {
+    ((u128::from(hash) * blocks as u128) >> 64) as usize
+}
+
+/// The bit of `hash` in each word of its block (from its low 32 bits,
+/// independent of the block's choice).
+fn mask_of(hash: u64) -> Block {
+    let low = hash as u32;
+    SALT.map(|s| 1u64 << (low.wrapping_mul(s) >> 26))
+}
+
+/// Whether every bit of `mask` is set in `block`.
+fn block_holds(block: &Block, mask: &Block) -> bool {
+    block
+        .iter()
+        .zip(mask)
+        .fold(true, |all, (w, m)| all & (w & m == *m))
+}
+
+fn block_bytes(block: &Block, out: &mut Vec<u8>) {
+    for w in block {
+        out.extend_from_slice(&w.to_le_bytes());
+    }
+}
+
+fn block_from(line: &[u8]) -> Block {
+    let mut block = [0u64; 8];
+    for (w, b) in block.iter_mut().zip(line.chunks_exact(8)) {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(b);
+        *w = u64::from_le_bytes(word);
+    }
+    block
+}
+
 /// Stored form's version: a span filter of another version is ignored
 /// (its generations are probed one by one).
 const SPAN_FORMAT: u32 = 1;
@@ -195,29 +232,23 @@ impl SpanFilter {
         self.gens += 1;
     }
 
-    /// The block of `hash` (its high bits) and the bit of each word (from
-    /// its low 32 bits, independent of the block's choice).
+    /// The block of `hash` and the bit of each word.
     fn place(&self, hash: u64) -> (usize, Block) {
-        let b = ((u128::from(hash) * self.blocks.len() as u128) >> 64) as usize;
-        let low = hash as u32;
-        (b, SALT.map(|s| 1u64 << (low.wrapping_mul(s) >> 26)))
+        (block_of(hash, self.blocks.len()), mask_of(hash))
     }
 
     /// Whether any of the added generations may hold `hash`.
     pub(crate) fn may_hold(&self, hash: u64) -> bool {
         let (b, mask) = self.place(hash);
-        self.blocks[b]
-            .iter()
-            .zip(mask)
-            .fold(true, |all, (w, m)| all & (w & m == m))
+        block_holds(&self.blocks[b], &mask)
     }
 
     pub(crate) fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(SPAN_HEAD_LEN + 64 * self.blocks.len());
         out.extend_from_slice(&SPAN_FORMAT.to_le_bytes());
         out.extend_from_slice(&self.gens.to_le_bytes());
-        for w in self.blocks.iter().flatten() {
-            out.extend_from_slice(&w.to_le_bytes());
+        for block in self.blocks.iter() {
+            block_bytes(block, &mut out);
         }
         out
     }
@@ -239,20 +270,153 @@ impl SpanFilter {
         if !shaped {
             return None;
         }
-        let blocks = body
-            .chunks_exact(64)
-            .map(|line| {
-                let mut block = [0u64; 8];
-                for (w, b) in block.iter_mut().zip(line.chunks_exact(8)) {
-                    let mut word = [0u8; 8];
-                    word.copy_from_slice(b);
-                    *w = u64::from_le_bytes(word);
-                }
-                block
-            })
-            .collect();
+        let blocks = body.chunks_exact(64).map(block_from).collect();
         Some(SpanFilter { gens, blocks })
     }
+}
+
+/// Blocks of a span's [`SpanBlocks`] at most, a generation (each 64 bytes
+/// a generation and 8 more a stored entry): keeps a damaged or absurd key
+/// count from sizing a huge allocation.
+const MAX_SPAN_BLOCKS: u64 = 1 << 22;
+
+/// The `by_guid` key hashes of each of a span's first `gens()` complete
+/// generations, as a blocked Bloom filter per generation, all with the same
+/// number of blocks, stored block by block (docs/FORMAT.md §3,
+/// `guid_blocks`): the entry of a hash's block tells a reader, for each
+/// generation of the span, whether it may hold the hash, so a GUID lookup
+/// reads one small entry a span and descends only into the generations it
+/// admits, instead of one B-tree range per generation (docs/BENCHMARKS.md,
+/// "What grows in opening"). The writer fills it one generation at a time
+/// as each is sealed; the duplicate check does not use it (it has its
+/// [`SpanFilter`] and generation filters in memory).
+#[derive(Debug, Clone)]
+pub(crate) struct SpanBlocks {
+    /// Blocks a generation, fixed by the span's first generation.
+    blocks: usize,
+    /// One filter per generation added, from the span's first.
+    gens: Vec<Box<[Block]>>,
+}
+
+/// Bytes of a stored entry before its blocks: the first hash of its block's
+/// range.
+const BLOCKS_HEAD_LEN: usize = 8;
+
+impl SpanBlocks {
+    /// Empty, sized for `keys_per_gen` keys in each generation (~1 % false
+    /// positives a generation at that count, as the span filters).
+    pub(crate) fn sized_for(keys_per_gen: u64) -> SpanBlocks {
+        let blocks = keys_per_gen
+            .saturating_mul(SPAN_BITS_PER_KEY)
+            .div_ceil(512)
+            .clamp(1, MAX_SPAN_BLOCKS);
+        SpanBlocks {
+            blocks: blocks as usize,
+            gens: Vec::new(),
+        }
+    }
+
+    /// Generations added so far.
+    pub(crate) fn gens(&self) -> u64 {
+        self.gens.len() as u64
+    }
+
+    /// Adds the next generation's key hashes.
+    pub(crate) fn add_generation(&mut self, hashes: &[u64]) {
+        let mut filter = vec![[0u64; 8]; self.blocks].into_boxed_slice();
+        for &h in hashes {
+            let block = &mut filter[block_of(h, self.blocks)];
+            for (w, m) in block.iter_mut().zip(mask_of(h)) {
+                *w |= m;
+            }
+        }
+        self.gens.push(filter);
+    }
+
+    /// The first hash of block `b`'s range (`b <= blocks`: `blocks` gives
+    /// one past the last block's range, as a u128).
+    fn range_start(b: usize, blocks: usize) -> u128 {
+        ((b as u128) << 64).div_ceil(blocks as u128)
+    }
+
+    /// The stored entries, in key order: (the last hash of a block's range,
+    /// the first hash of the range followed by that block of each
+    /// generation). A reader finds a hash's entry as the first at or past
+    /// the hash.
+    pub(crate) fn entries(&self) -> impl Iterator<Item = (u64, Vec<u8>)> + '_ {
+        (0..self.blocks).map(|b| {
+            let start = Self::range_start(b, self.blocks) as u64;
+            let end = (Self::range_start(b + 1, self.blocks) - 1) as u64;
+            let mut value = Vec::with_capacity(BLOCKS_HEAD_LEN + 64 * self.gens.len());
+            value.extend_from_slice(&start.to_le_bytes());
+            for filter in &self.gens {
+                block_bytes(&filter[b], &mut value);
+            }
+            (end, value)
+        })
+    }
+
+    /// Reads a span's stored entries back (in key order); `None` unless
+    /// they are exactly the entries of some [`SpanBlocks`] with a
+    /// generation or more (then the caller rebuilds it from the table).
+    pub(crate) fn from_entries<'a>(
+        entries: impl ExactSizeIterator<Item = (u64, &'a [u8])>,
+    ) -> Option<SpanBlocks> {
+        let blocks = entries.len();
+        if blocks == 0 || blocks as u64 > MAX_SPAN_BLOCKS {
+            return None;
+        }
+        let mut gens: Vec<Box<[Block]>> = Vec::new();
+        for (b, (end, value)) in entries.enumerate() {
+            let (start, lines) = entry_parts(value)?;
+            let shaped = u128::from(start) == Self::range_start(b, blocks)
+                && u128::from(end) + 1 == Self::range_start(b + 1, blocks)
+                && (b == 0 || lines.len() == gens.len() * 64);
+            if !shaped {
+                return None;
+            }
+            if b == 0 {
+                gens = (0..lines.len() / 64)
+                    .map(|_| vec![[0u64; 8]; blocks].into_boxed_slice())
+                    .collect();
+            }
+            for (filter, line) in gens.iter_mut().zip(lines.chunks_exact(64)) {
+                filter[b] = block_from(line);
+            }
+        }
+        Some(SpanBlocks { blocks, gens })
+    }
+}
+
+/// The first hash of an entry's range and its generations' blocks; `None`
+/// for bytes of another shape.
+fn entry_parts(value: &[u8]) -> Option<(u64, &[u8])> {
+    let (head, lines) = value.split_at_checked(BLOCKS_HEAD_LEN)?;
+    let mut start = [0u8; 8];
+    start.copy_from_slice(head);
+    let shaped = !lines.is_empty()
+        && lines.len().is_multiple_of(64)
+        && lines.len() as u64 <= 64 * SPAN_GENERATIONS;
+    shaped.then_some((u64::from_le_bytes(start), lines))
+}
+
+/// For the stored entry a reader found for `hash` (the first of its span
+/// whose key is at or past `hash`), whether each generation it covers,
+/// from the span's first, may hold `hash`; `None` when the entry's range
+/// does not hold `hash` (an entry missing before it) or its bytes are of
+/// another shape: the span's generations are then all looked up.
+pub(crate) fn span_blocks_admit(value: &[u8], hash: u64) -> Option<Vec<bool>> {
+    let (start, lines) = entry_parts(value)?;
+    if start > hash {
+        return None;
+    }
+    let mask = mask_of(hash);
+    Some(
+        lines
+            .chunks_exact(64)
+            .map(|line| block_holds(&block_from(line), &mask))
+            .collect(),
+    )
 }
 
 /// The tables that have generation filters, with their code in the
@@ -511,6 +675,72 @@ mod tests {
             assert!(SpanFilter::decode(damaged).is_none());
         }
         assert!(SpanFilter::decode(&bytes).is_some());
+    }
+
+    #[test]
+    fn span_blocks_admit_each_generations_keys_and_round_trip() {
+        let key = |i: u64| i.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        let gens: Vec<Vec<u64>> = (0..5u64)
+            .map(|g| {
+                let mut keys: Vec<u64> = (g * 10_000..(g + 1) * 10_000).map(key).collect();
+                keys.sort_unstable();
+                keys
+            })
+            .collect();
+        let mut blocks = SpanBlocks::sized_for(10_000);
+        for keys in &gens {
+            blocks.add_generation(keys);
+        }
+        let entries: Vec<(u64, Vec<u8>)> = blocks.entries().collect();
+        assert_eq!(entries.len(), 196, "10 bits a key");
+        assert_eq!(entries.last().map(|e| e.0), Some(u64::MAX));
+        // A reader's lookup: the first entry whose key is at or past the hash.
+        let admit = |entries: &[(u64, Vec<u8>)], h: u64| {
+            let i = entries.partition_point(|(end, _)| *end < h);
+            span_blocks_admit(&entries[i].1, h)
+        };
+        for (g, keys) in gens.iter().enumerate() {
+            for &k in keys {
+                let admits = admit(&entries, k).unwrap();
+                assert_eq!(admits.len(), 5);
+                assert!(admits[g], "no false negative");
+            }
+        }
+        let false_hits: usize = (0..5)
+            .map(|g| false_hits_of_100k(|k| admit(&entries, k).unwrap()[g]))
+            .sum();
+        assert!(false_hits < 10_000, "{false_hits} false hits of 500000");
+        // Read back, extended, and its entries are those of one built at once.
+        let back = SpanBlocks::from_entries(entries.iter().map(|(k, v)| (*k, v.as_slice())));
+        let mut back = back.unwrap();
+        assert_eq!(back.gens(), 5);
+        back.add_generation(&[key(1)]);
+        blocks.add_generation(&[key(1)]);
+        assert!(back.entries().eq(blocks.entries()));
+    }
+
+    #[test]
+    fn span_blocks_of_another_shape_are_not_used() {
+        let mut blocks = SpanBlocks::sized_for(100);
+        blocks.add_generation(&[1, 2, 3]);
+        blocks.add_generation(&[4]);
+        let entries: Vec<(u64, Vec<u8>)> = blocks.entries().collect();
+        assert_eq!(entries.len(), 2);
+        let read = |entries: &[(u64, Vec<u8>)]| {
+            SpanBlocks::from_entries(entries.iter().map(|(k, v)| (*k, v.as_slice())))
+        };
+        assert!(read(&entries).is_some());
+        assert!(read(&entries[..1]).is_none(), "an entry missing");
+        let mut torn = entries.clone();
+        torn[1].1.pop();
+        assert!(read(&torn).is_none());
+        assert!(span_blocks_admit(&torn[1].1, u64::MAX).is_none());
+        let mut uneven = entries.clone();
+        uneven[1].1.truncate(8 + 64);
+        assert!(read(&uneven).is_none(), "generations differ");
+        // The second entry's range does not hold a hash of the first.
+        assert!(span_blocks_admit(&entries[1].1, 5).is_none());
+        assert!(span_blocks_admit(&entries[0].1, 5).is_some());
     }
 
     #[test]

@@ -23,13 +23,19 @@
 //!   whose filter (module `filter`) rejects the key hash is skipped; a filter has
 //!   no false negatives, so the candidates are exactly those a full lookup
 //!   would find.
+//! - A GUID lookup reads, for each span of 8 generations, the one entry of
+//!   `guid_blocks` that covers the GUID's hash, and descends only into the
+//!   sealed generations it admits (and every generation it does not cover):
+//!   its cost grows with the spans, not the generations, and the answer is
+//!   that of a lookup in every generation.
 //! - A writer accumulates a commit's entries in memory (bounded by how often
 //!   the caller commits) and writes them in one transaction.
 //!
 //! Modules: `schema` (the tables, keys and what a record contributes),
 //! `writer` (the single writer: opening the file, then `collect`ing a
 //! commit in memory, `dedupe` lookups over it, the `commit` transaction),
-//! `reader` (snapshots and lookups), `filter` (generation filters),
+//! `reader` (snapshots and lookups), `filter` (generation filters, span
+//! filters, GUID blocks),
 //! `chunk` (packed postings), `keymap` (maps keyed by key hashes), `compaction` (when compacting a redb file
 //! pays, for this crate's file and the projections'), `error`, and `guard`
 //! (redb panics on damaged files become errors).

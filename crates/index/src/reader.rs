@@ -13,11 +13,13 @@ use redb::{
 
 use crate::chunk::{self, Posting};
 use crate::error::AtPath;
-use crate::filter::{Filters, GenFilter, SpanFilter, FILTERED, SPAN_GENERATIONS};
+use crate::filter::{
+    span_blocks_admit, Filters, GenFilter, SpanFilter, FILTERED, SPAN_GENERATIONS,
+};
 use crate::guard::{guarded, unguarded};
 use crate::schema::{
-    builder, builder_with_cache, BY_AGENT, BY_GUID, BY_PAYLOAD, FILTERS, META, QUARANTINE,
-    SPAN_FILTERS, TIME,
+    builder, builder_with_cache, BY_AGENT, BY_GUID, BY_PAYLOAD, FILTERS, GUID_BLOCKS, META,
+    QUARANTINE, SPAN_FILTERS, TIME,
 };
 use crate::{
     agent_hash, guid_hash, Checkpoint, Counters, Hit, IndexError, PostingDigest, PostingKind,
@@ -203,9 +205,51 @@ impl IndexReader {
         })
     }
 
-    /// Every posting of one key hash, in offset order.
+    /// Every posting of one key hash, in offset order. A GUID is looked up
+    /// only in the generations its span's `guid_blocks` entries admit.
     pub(crate) fn chunk_postings(&self, kind: PostingKind, hash: u64) -> Result<Vec<Posting>> {
-        self.chunk_postings_in(kind, hash, 0..self.generations(kind)?)
+        let gens = self.generations(kind)?;
+        if kind == PostingKind::Guid {
+            let admitted = self.guid_generations(hash, gens)?;
+            return self.chunk_postings_in(kind, hash, admitted.into_iter());
+        }
+        self.chunk_postings_in(kind, hash, 0..gens)
+    }
+
+    /// The generations below `gens` of `by_guid` that may hold `hash`:
+    /// of each span, those its `guid_blocks` entry for `hash` admits among
+    /// the sealed ones it covers, and all the others (not sealed, not
+    /// covered: an index or span written before the table, or an entry of
+    /// the wrong shape). One entry read a span instead of one B-tree range
+    /// a generation; exact, as a filter never rejects a key it holds.
+    pub(crate) fn guid_generations(&self, hash: u64, gens: u64) -> Result<Vec<u64>> {
+        guarded(&self.path, || {
+            let sealed = self.meta("sealed_generations")?.unwrap_or(0).min(gens);
+            let blocks = match sealed {
+                0 => None,
+                _ => self.table(GUID_BLOCKS)?,
+            };
+            let mut out = Vec::new();
+            for s in 0..gens.div_ceil(SPAN_GENERATIONS) {
+                let first = s * SPAN_GENERATIONS;
+                let end = (first + SPAN_GENERATIONS).min(gens);
+                let mut unknown_from = first;
+                if let Some(t) = blocks.as_ref().filter(|_| first < sealed) {
+                    let mut range = t.range((s, hash)..=(s, u64::MAX)).at(&self.path)?;
+                    if let Some(item) = range.next() {
+                        let admits = span_blocks_admit(item.at(&self.path)?.1.value(), hash);
+                        for (g, may) in (first..sealed.min(end)).zip(admits.unwrap_or_default()) {
+                            if may {
+                                out.push(g);
+                            }
+                            unknown_from = g + 1;
+                        }
+                    }
+                }
+                out.extend(unknown_from..end);
+            }
+            Ok(out)
+        })
     }
 
     /// The postings of one key hash in the generations `gens` (increasing),

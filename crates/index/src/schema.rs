@@ -30,6 +30,15 @@ pub(crate) const FILTERS: TableDefinition<(u64, u8), &[u8]> = TableDefinition::n
 /// generations are probed one by one until a commit fills it in).
 pub(crate) const SPAN_FILTERS: TableDefinition<(u64, u8), &[u8]> =
     TableDefinition::new("span_filter");
+/// (span, last hash of a block's range) -> the first hash of the range and
+/// the block of each of the span's sealed generations' `by_guid` filters
+/// (see [`crate::filter::SpanBlocks`]): what lets a GUID lookup skip the
+/// generations that cannot hold the GUID, one small read a span. Rewritten
+/// as each of the span's generations is sealed. Absent in indexes written
+/// before it, and for spans sealed by an older binary: those generations
+/// are looked up one by one until a `reindex`.
+pub(crate) const GUID_BLOCKS: TableDefinition<(u64, u64), &[u8]> =
+    TableDefinition::new("guid_blocks");
 /// offset -> position, for quarantined records only.
 pub(crate) const QUARANTINE: TableDefinition<u64, u32> = TableDefinition::new("quarantine");
 /// Running maximum of event time (ms) at the end of a slice of the log (at

@@ -19,6 +19,11 @@
 //!   that seals each of them, or built from the posting tables when it is
 //!   missing (an index written before span filters, or a damaged entry),
 //!   for the newest span and at most one older span a commit.
+//! - A span's `guid_blocks` entries hold the `by_guid` keys of exactly the
+//!   generations they say they cover (the span's first ones, all sealed):
+//!   extended in the commit that seals each of them, or rebuilt from
+//!   `by_guid` when they do not cover the generations before it. A reader
+//!   trusts them only for sealed generations.
 
 use std::sync::{Arc, PoisonError};
 
@@ -27,9 +32,13 @@ use redb::{Durability, ReadableTable};
 use super::{Index, IndexWriter};
 use crate::chunk::ChunkBuilder;
 use crate::error::AtPath;
-use crate::filter::{generation, span, Filters, GenFilter, SpanFilter, FILTERED, SPAN_GENERATIONS};
+use crate::filter::{
+    generation, span, Filters, GenFilter, SpanBlocks, SpanFilter, FILTERED, SPAN_GENERATIONS,
+};
 use crate::guard::guarded;
-use crate::schema::{BY_AGENT, BY_GUID, BY_PAYLOAD, FILTERS, META, QUARANTINE, SPAN_FILTERS, TIME};
+use crate::schema::{
+    BY_AGENT, BY_GUID, BY_PAYLOAD, FILTERS, GUID_BLOCKS, META, QUARANTINE, SPAN_FILTERS, TIME,
+};
 use crate::{Checkpoint, PostingKind, Result};
 
 impl Index {
@@ -174,6 +183,7 @@ impl Index {
         let mut filters = w.filters.as_ref().clone();
         let mut t = txn.open_table(FILTERS).at(&self.path)?;
         let mut spans = txn.open_table(SPAN_FILTERS).at(&self.path)?;
+        let mut guid_blocks = txn.open_table(GUID_BLOCKS).at(&self.path)?;
         // Offsets only grow, so this never happens; were a commit to add
         // records to a sealed generation, its filters would be stale.
         if let Some(first) = w.first_offset.filter(|f| generation(*f) < filters.sealed()) {
@@ -186,6 +196,7 @@ impl Index {
                 for kind in FILTERED {
                     spans.remove((s, kind as u8)).at(&self.path)?;
                 }
+                remove_span_blocks(&mut guid_blocks, s).at(&self.path)?;
             }
             filters.truncate(generation(first));
         }
@@ -214,6 +225,15 @@ impl Index {
                 span_with(&payload, &filters, PostingKind::Payload, g, &hashes[1]).at(&self.path)?,
             ];
             put_span(&mut spans, &mut filters, span(g), span_filters).at(&self.path)?;
+            let blocks = span_blocks_with(&guid, &guid_blocks, g, &hashes[0]).at(&self.path)?;
+            // Entries left from blocks of another count would answer for
+            // ranges they no longer cover.
+            remove_span_blocks(&mut guid_blocks, span(g)).at(&self.path)?;
+            for (end, value) in blocks.entries() {
+                guid_blocks
+                    .insert((span(g), end), value.as_slice())
+                    .at(&self.path)?;
+            }
         }
         // An index written before span filters gets them one older span a
         // commit that seals a generation, so no commit reads much more
@@ -289,6 +309,58 @@ fn span_from<V: redb::Value + 'static>(
             .add_generation(&hashes);
     }
     Ok(filter.unwrap_or_else(|| SpanFilter::sized_for(0)))
+}
+
+/// The `guid_blocks` of generation `g`'s span once `keys` (those of `g`'s
+/// `by_guid`) are added: the span's stored entries extended, or, when they
+/// do not cover exactly the generations before `g`, built again from
+/// `by_guid` (sized by the span's first generation).
+fn span_blocks_with<V: redb::Value + 'static>(
+    guid: &impl ReadableTable<(u64, u64, u64), V>,
+    stored: &impl ReadableTable<(u64, u64), &'static [u8]>,
+    g: u64,
+    keys: &[u64],
+) -> std::result::Result<SpanBlocks, redb::Error> {
+    let s = span(g);
+    let first = s * SPAN_GENERATIONS;
+    let mut blocks = None;
+    if g > first {
+        let entries = stored
+            .range((s, 0)..=(s, u64::MAX))?
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        blocks = SpanBlocks::from_entries(entries.iter().map(|(k, v)| (k.value().1, v.value())))
+            .filter(|b| first + b.gens() == g);
+    }
+    let mut blocks = match blocks {
+        Some(b) => b,
+        None => {
+            let mut built: Option<SpanBlocks> = None;
+            for earlier in first..g {
+                let hashes = gen_hashes(guid, earlier)?;
+                built
+                    .get_or_insert_with(|| SpanBlocks::sized_for(hashes.len() as u64))
+                    .add_generation(&hashes);
+            }
+            built.unwrap_or_else(|| SpanBlocks::sized_for(keys.len() as u64))
+        }
+    };
+    blocks.add_generation(keys);
+    Ok(blocks)
+}
+
+/// Removes span `s`'s `guid_blocks` entries.
+fn remove_span_blocks(
+    t: &mut redb::Table<(u64, u64), &[u8]>,
+    s: u64,
+) -> std::result::Result<(), redb::Error> {
+    let keys = t
+        .range((s, 0)..=(s, u64::MAX))?
+        .map(|item| item.map(|(k, _)| k.value()))
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    for key in keys {
+        t.remove(key)?;
+    }
+    Ok(())
 }
 
 /// The distinct key hashes of generation `g` of a posting table, sorted.

@@ -2,7 +2,7 @@
 //! across collected, committed and sealed generations.
 
 use super::*;
-use crate::schema::SPAN_FILTERS;
+use crate::schema::{GUID_BLOCKS, SPAN_FILTERS};
 use crate::{
     guid_hash, payload_hash, Checkpoint, Counters, Entry, Hit, PostingDigest, PostingKind,
     GENERATION_RECORDS, TIME_SLICE,
@@ -656,4 +656,74 @@ fn an_index_without_span_filters_dedupes_exactly_and_gets_them_a_span_a_commit()
     let index = Index::open(&path).unwrap();
     let absent = every_generation_found(&index);
     assert_eq!((absent.spans, absent.probes), (2, 8));
+}
+
+/// The generations a reader of `index` looks `guid` up in, after checking
+/// that it finds exactly the record of [`one_record_a_generation`] (or of
+/// a later one-record generation) there.
+fn guid_looked_up_in(index: &Index, guid: &str, gens: u64) -> Vec<u64> {
+    let r = index.reader().unwrap();
+    let want: Vec<u64> = guid
+        .strip_prefix("gen")
+        .and_then(|g| g.parse::<u64>().ok())
+        .map(|g| g * GENERATION_RECORDS)
+        .into_iter()
+        .collect();
+    assert_eq!(offsets(&r.guid_hits(guid).unwrap()), want, "{guid}");
+    assert_eq!(r.generations(PostingKind::Guid).unwrap(), gens);
+    r.guid_generations(guid_hash(guid), gens).unwrap()
+}
+
+#[test]
+fn a_guid_is_looked_up_only_in_the_generations_its_blocks_admit() {
+    const G: u64 = GENERATION_RECORDS;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("i.redb");
+    let index = Index::open(&path).unwrap();
+    one_record_a_generation(&index);
+    // Generations 0..19 sealed; 19 is not: always looked up.
+    for g in 0..20u64 {
+        let want = if g == 19 { vec![19] } else { vec![g, 19] };
+        assert_eq!(guid_looked_up_in(&index, &format!("gen{g}"), 20), want);
+    }
+    assert_eq!(guid_looked_up_in(&index, "absent", 20), vec![19]);
+
+    // A damaged entry (span 1 has one block: its only entry) leaves its
+    // span's generations looked up one by one, the others still skipped.
+    let txn = index.db.begin_write().unwrap();
+    txn.open_table(GUID_BLOCKS)
+        .unwrap()
+        .insert((1u64, u64::MAX), &[0u8; 9][..])
+        .unwrap();
+    txn.commit().unwrap();
+    let mut want: Vec<u64> = (8..16).collect();
+    want.push(19);
+    assert_eq!(guid_looked_up_in(&index, "absent", 20), want);
+    want.insert(0, 3);
+    assert_eq!(guid_looked_up_in(&index, "gen3", 20), want);
+
+    // As an index written before the table: every generation, same answers.
+    let txn = index.db.begin_write().unwrap();
+    assert!(txn.delete_table(GUID_BLOCKS).unwrap());
+    txn.commit().unwrap();
+    for guid in ["gen0", "gen12", "absent"] {
+        assert_eq!(
+            guid_looked_up_in(&index, guid, 20),
+            (0..20).collect::<Vec<_>>()
+        );
+    }
+    drop(index);
+
+    // A writer that seals generation 19 builds its span's entries (16..20)
+    // again from by_guid; spans 0 and 1 stay looked up one by one.
+    let index = Index::open(&path).unwrap();
+    let mut w = index.begin().unwrap();
+    w.add_all(&[entry(20 * G, b"gen20", Some("gen20"))])
+        .unwrap();
+    index.commit(w, None).unwrap();
+    let mut want: Vec<u64> = (0..16).collect();
+    want.push(20);
+    assert_eq!(guid_looked_up_in(&index, "absent", 21), want);
+    want.insert(16, 17);
+    assert_eq!(guid_looked_up_in(&index, "gen17", 21), want);
 }
