@@ -301,14 +301,33 @@ fn span_from<V: redb::Value + 'static>(
     s: u64,
     upto: u64,
 ) -> std::result::Result<SpanFilter, redb::Error> {
-    let mut filter: Option<SpanFilter> = None;
-    for g in s * SPAN_GENERATIONS..upto {
-        let hashes = gen_hashes(t, g)?;
-        filter
-            .get_or_insert_with(|| SpanFilter::sized_for(hashes.len() as u64))
-            .add_generation(&hashes);
-    }
+    let filter = filter_from(
+        t,
+        s * SPAN_GENERATIONS..upto,
+        SpanFilter::sized_for,
+        SpanFilter::add_generation,
+    )?;
     Ok(filter.unwrap_or_else(|| SpanFilter::sized_for(0)))
+}
+
+/// A filter of generations `gens` of a posting table, read from the table
+/// one generation at a time: made by `sized_for` with the first one's key
+/// count, each added with `add`; `None` when `gens` is empty.
+fn filter_from<V: redb::Value + 'static, F>(
+    t: &impl ReadableTable<(u64, u64, u64), V>,
+    gens: std::ops::Range<u64>,
+    sized_for: impl Fn(u64) -> F,
+    add: impl Fn(&mut F, &[u64]),
+) -> std::result::Result<Option<F>, redb::Error> {
+    let mut filter = None;
+    for g in gens {
+        let hashes = gen_hashes(t, g)?;
+        add(
+            filter.get_or_insert_with(|| sized_for(hashes.len() as u64)),
+            &hashes,
+        );
+    }
+    Ok(filter)
 }
 
 /// The `guid_blocks` of generation `g`'s span once `keys` (those of `g`'s
@@ -333,16 +352,13 @@ fn span_blocks_with<V: redb::Value + 'static>(
     }
     let mut blocks = match blocks {
         Some(b) => b,
-        None => {
-            let mut built: Option<SpanBlocks> = None;
-            for earlier in first..g {
-                let hashes = gen_hashes(guid, earlier)?;
-                built
-                    .get_or_insert_with(|| SpanBlocks::sized_for(hashes.len() as u64))
-                    .add_generation(&hashes);
-            }
-            built.unwrap_or_else(|| SpanBlocks::sized_for(keys.len() as u64))
-        }
+        None => filter_from(
+            guid,
+            first..g,
+            SpanBlocks::sized_for,
+            SpanBlocks::add_generation,
+        )?
+        .unwrap_or_else(|| SpanBlocks::sized_for(keys.len() as u64)),
     };
     blocks.add_generation(keys);
     Ok(blocks)
