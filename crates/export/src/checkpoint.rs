@@ -16,8 +16,9 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::changes::ChangesRef;
+use crate::durable::sync_dir;
 use crate::error::{io, ExportError, Result};
-use crate::partition::{create_new, sync_dir};
+use crate::partition::create_new;
 
 pub const CHECKPOINT_FILE: &str = "_ccvault_export.json";
 const FORMAT: &str = "ccvault-parquet-export";

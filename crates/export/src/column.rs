@@ -212,10 +212,11 @@ fn present_level(spec: &Spec) -> i16 {
 }
 
 impl ColumnBuf {
-    fn new(spec: Spec) -> ColumnBuf {
+    /// `plain_bytes`: the room a plain column's values get at once.
+    fn new(spec: Spec, plain_bytes: usize) -> ColumnBuf {
         let values = match spec.ty {
             Ty::Text if spec.own_pages && !spec.dictionary => Values::Plain {
-                data: Vec::new(),
+                data: Vec::with_capacity(plain_bytes),
                 ends: Vec::new(),
             },
             Ty::Timestamp | Ty::Int64 => Values::I64(Vec::new()),
@@ -364,9 +365,20 @@ pub struct Rows {
 }
 
 impl Rows {
+    #[cfg(test)]
     pub fn new(specs: &[Spec]) -> Rows {
+        Rows::with_room(specs, 0)
+    }
+
+    /// Rows whose plain column (the payload) has room for `plain_bytes`
+    /// at once: a batch's buffer grown by doubling was copied at each step
+    /// into fresh memory, which costs more than the copy here.
+    pub fn with_room(specs: &[Spec], plain_bytes: usize) -> Rows {
         Rows {
-            columns: specs.iter().map(|s| ColumnBuf::new(s.clone())).collect(),
+            columns: specs
+                .iter()
+                .map(|s| ColumnBuf::new(s.clone(), plain_bytes))
+                .collect(),
             rows: 0,
             bytes: 0,
         }

@@ -26,6 +26,7 @@ mod changes;
 mod checkpoint;
 mod column;
 mod dict;
+mod durable;
 mod error;
 mod partition;
 mod plain;

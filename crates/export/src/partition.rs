@@ -33,6 +33,8 @@
 //! - Encoding, compression and file I/O run on one writer thread per
 //!   table, fed batch by batch (a few queued), while the caller reads and
 //!   parses the next rows; emptied batches go back to the caller for reuse.
+//!   Syncs run on another thread, which only waits ([`crate::durable`]):
+//!   the writer never waits for the disk but at its end.
 //!   The first error of either side ends the export.
 
 use std::collections::BTreeMap;
@@ -58,6 +60,7 @@ use parquet::schema::types::{SchemaDescriptor, Type};
 
 use crate::column::{schema, ColumnError, ColumnSink, Rows, Spec};
 use crate::dict::DictChunk;
+use crate::durable::{sync_dirs, Complete, WriteBack};
 use crate::error::{io, ExportError, Result};
 use crate::plain::{Compressor, PlainChunk, ZSTD_LEVEL};
 use crate::tables::Table;
@@ -184,6 +187,8 @@ struct OpenFile {
     last_write: u64,
     /// The row group being encoded, if any.
     group: Option<Group>,
+    /// Bytes written when its write-back was last started.
+    flushed: usize,
 }
 
 /// A row group being filled: its column chunks are encoded and compressed
@@ -234,6 +239,10 @@ impl Write for ChunkSink {
     }
 }
 
+/// Bytes a file grows by before its write-back is started: about a row
+/// group of the payload's compressed pages, so that a file's syncs are few.
+const WRITE_BACK_BYTES: usize = 4 << 20;
+
 /// Files open at once at most; past it the idlest is finished (its
 /// partition gets another file if more rows come).
 const MAX_OPEN_FILES: usize = 64;
@@ -253,7 +262,7 @@ struct Files {
     compressor: Compressor,
     /// Buffers of completed own-page chunks, for the next row groups'
     /// (a chunk grows to megabytes: fresh memory costs more than reuse).
-    spare_chunks: Vec<Vec<u8>>,
+    spare_chunks: SpareChunks,
     row_group_bytes: usize,
     memory_bytes: usize,
     open: BTreeMap<PartitionKey, OpenFile>,
@@ -269,6 +278,8 @@ struct Files {
     scratch: Vec<ByteArray>,
     /// Where emptied batches go back to the caller.
     spare: Sender<Rows>,
+    /// Writes completed row groups and files to the disk meanwhile.
+    write_back: WriteBack,
 }
 
 impl Files {
@@ -308,6 +319,7 @@ impl Files {
                     &self.props,
                     &self.own_pages,
                     &mut self.spare_chunks,
+                    self.row_group_bytes / PLAIN_RATIO,
                 )
                 .map_err(Files::parquet_err(&file.tmp))?;
                 file.group.insert(g)
@@ -376,7 +388,13 @@ impl Files {
                 &mut self.compressor,
                 &mut self.spare_chunks,
             )
-            .map_err(err)
+            .map_err(err)?;
+        if file.writer.bytes_written() >= file.flushed + WRITE_BACK_BYTES {
+            file.writer.flush().map_err(io("cannot write", &file.tmp))?;
+            file.flushed = file.writer.bytes_written();
+            self.write_back.flush(file.writer.inner(), &file.tmp)?;
+        }
+        Ok(())
     }
 
     fn open_file(&mut self, key: &PartitionKey) -> Result<()> {
@@ -402,6 +420,7 @@ impl Files {
                 rows: 0,
                 last_write: 0,
                 group: None,
+                flushed: 0,
             },
         );
         if !self.dirs.contains(&dir) {
@@ -410,12 +429,21 @@ impl Files {
         Ok(())
     }
 
-    /// Completes `key`'s open file: its last row group, the footer, sync,
-    /// rename to its final name.
+    /// Completes `key`'s open file: its last row group and the footer; it
+    /// is synced and renamed to its final name in the background.
     fn finish_file(&mut self, key: &PartitionKey) -> Result<()> {
+        let complete = self.complete_file(key)?;
+        match complete {
+            Some(c) => self.write_back.complete(c),
+            None => Ok(()),
+        }
+    }
+
+    /// Writes `key`'s last row group and footer, and notes the file as done.
+    fn complete_file(&mut self, key: &PartitionKey) -> Result<Option<Complete>> {
         self.end_group(key)?;
         let Some(file) = self.open.remove(key) else {
-            return Ok(());
+            return Ok(None);
         };
         let OpenFile {
             writer,
@@ -428,30 +456,32 @@ impl Files {
             path: tmp.clone(),
             source,
         })?;
-        inner.sync_all().map_err(io("cannot sync", &tmp))?;
         let bytes = inner.metadata().map(|m| m.len()).unwrap_or(0);
-        drop(inner);
         let rel = key.rel_dir();
-        let final_path = self.dir.join(&rel).join(&name);
-        std::fs::rename(&tmp, &final_path).map_err(io("cannot rename into place", &final_path))?;
+        let path = self.dir.join(&rel).join(&name);
         self.done.push(NewFile {
             partition: rel,
             name,
             rows,
             bytes,
         });
-        Ok(())
+        Ok(Some(Complete {
+            file: inner,
+            tmp,
+            path,
+        }))
     }
 
-    /// Completes every file and syncs the directories that received one.
+    /// Completes every file, syncs and renames them (the open ones at
+    /// once), then syncs the directories that received one.
     fn finish(mut self) -> Result<Vec<NewFile>> {
         let keys: Vec<PartitionKey> = self.open.keys().cloned().collect();
+        let mut last = Vec::with_capacity(keys.len());
         for k in &keys {
-            self.finish_file(k)?;
+            last.extend(self.complete_file(k)?);
         }
-        for d in &self.dirs {
-            sync_dir(d)?;
-        }
+        self.write_back.finish(last)?;
+        sync_dirs(&self.dirs)?;
         Ok(self.done)
     }
 
@@ -477,23 +507,45 @@ impl Files {
     }
 }
 
+/// The buffers of completed own-page chunks, by kind: a plain chunk's
+/// (the payload's: most of a row group's bytes) are the large ones.
+#[derive(Default)]
+struct SpareChunks {
+    plain: Vec<Vec<u8>>,
+    dict: Vec<Vec<u8>>,
+}
+
+/// A row group's values over its plain chunk's compressed size, at most,
+/// for the room that chunk is given at once: grown by doubling instead,
+/// a chunk of megabytes was copied at each step into fresh memory, which
+/// costs more than the copy on this kind of machine (half of an export's
+/// fresh huge pages: docs/BENCHMARKS.md). The room is only reserved: its
+/// pages are not touched until written. Payloads compress 10-14 times.
+const PLAIN_RATIO: usize = 4;
+
 impl Group {
     /// `own_pages`: which columns have their own pages, each taking a
-    /// buffer from `spare` if one is there.
+    /// buffer from `spare` if one is there; a plain chunk's with room for
+    /// `plain_bytes`.
     fn new(
         descr: &SchemaDescriptor,
         props: &Arc<WriterProperties>,
         own_pages: &[(bool, bool)],
-        spare: &mut Vec<Vec<u8>>,
+        spare: &mut SpareChunks,
+        plain_bytes: usize,
     ) -> parquet::errors::Result<Group> {
         let mut columns = Vec::with_capacity(descr.num_columns());
         let mut chunks = Vec::with_capacity(descr.num_columns());
         for i in 0..descr.num_columns() {
             if let Some(&(true, dictionary)) = own_pages.get(i) {
-                let buf = spare.pop().unwrap_or_default();
                 columns.push(if dictionary {
+                    let buf = spare.dict.pop().unwrap_or_default();
                     ColumnSink::Dict(Box::new(DictChunk::new(descr.column(i), props, buf)?))
                 } else {
+                    let buf = match spare.plain.pop() {
+                        Some(b) if b.capacity() >= plain_bytes => b,
+                        _ => Vec::with_capacity(plain_bytes),
+                    };
                     ColumnSink::Own(Box::new(PlainChunk::new(descr.column(i), props, buf)?))
                 });
                 chunks.push(None);
@@ -523,13 +575,13 @@ impl Group {
         self,
         file: &mut SerializedFileWriter<File>,
         z: &mut Compressor,
-        spare: &mut Vec<Vec<u8>>,
+        spare: &mut SpareChunks,
     ) -> parquet::errors::Result<()> {
         let mut group = file.next_row_group()?;
         for (column, chunk) in self.columns.into_iter().zip(self.chunks) {
-            let own = match (column, chunk) {
-                (ColumnSink::Own(own), _) => (*own).close(z)?,
-                (ColumnSink::Dict(own), _) => (*own).close(z)?,
+            let (own, pool) = match (column, chunk) {
+                (ColumnSink::Own(own), _) => ((*own).close(z)?, &mut spare.plain),
+                (ColumnSink::Dict(own), _) => ((*own).close(z)?, &mut spare.dict),
                 (ColumnSink::Parquet(column), Some(chunk)) => {
                     let close = (*column).close()?;
                     let bytes =
@@ -552,7 +604,7 @@ impl Group {
             let bytes = Bytes::from(bytes);
             group.append_column(&bytes, close)?;
             // The only holder: the buffer itself comes back.
-            spare.push(Vec::from(bytes));
+            pool.push(Vec::from(bytes));
         }
         group.close()?;
         Ok(())
@@ -621,7 +673,7 @@ impl TableWriter {
             props,
             own_pages: specs.iter().map(|s| (s.own_pages, s.dictionary)).collect(),
             compressor,
-            spare_chunks: Vec::new(),
+            spare_chunks: SpareChunks::default(),
             row_group_bytes,
             memory_bytes,
             open: BTreeMap::new(),
@@ -632,6 +684,7 @@ impl TableWriter {
             dirs: Vec::new(),
             scratch: Vec::new(),
             spare: spare_tx,
+            write_back: WriteBack::start(table.name())?,
         };
         let (tx, rx) = sync_channel(QUEUED_BATCHES);
         let thread = std::thread::Builder::new()
@@ -668,7 +721,10 @@ impl TableWriter {
         }
         if !self.parts.contains_key(key) {
             let spare = self.spare.as_ref().and_then(|r| r.try_recv().ok());
-            let rows = spare.unwrap_or_else(|| Rows::new(&self.specs));
+            // A batch is sent once past its bytes: room for them and a
+            // value more, most likely.
+            let room = self.batch_bytes + self.batch_bytes / 8;
+            let rows = spare.unwrap_or_else(|| Rows::with_room(&self.specs, room));
             self.parts.insert(key.clone(), (rows, 0));
         }
         let table = self.table.name();
@@ -821,13 +877,6 @@ pub fn create_dirs(dir: &Path) -> Result<()> {
         .mode(0o700)
         .create(dir)
         .map_err(io("cannot create directory", dir))
-}
-
-/// Makes the entries of `dir` (new names, renames, removals) durable.
-pub fn sync_dir(dir: &Path) -> Result<()> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io("cannot sync directory", dir))
 }
 
 #[cfg(test)]
