@@ -15,8 +15,9 @@ use jiff::tz::TimeZone;
 use jiff::Timestamp;
 use serde::Serialize;
 
+use crate::columns::Column;
 use crate::summary::{Direction, LegKind, Outcome, Summary};
-use crate::text::table;
+use crate::text;
 use crate::timefmt::{format_duration, zone_for_display};
 
 pub use columns::{human_report_columns, report_columns, REPORT_COLUMNS};
@@ -50,6 +51,21 @@ impl Interval {
             Interval::Min30 => 30 * MINUTE_MS,
             Interval::Hour1 => 60 * MINUTE_MS,
             Interval::Day1 => DAY_MS,
+        }
+    }
+
+    /// A bound on how long before an instant the [`bucket`] holding it
+    /// starts (`at - start < reach`), in any zone: what lets a report print
+    /// the rows of early intervals before it has read the later legs
+    /// ([`Report::take_complete`]). A sub-day bucket is never longer than
+    /// its nominal length (an offset change only cuts it; the UTC fallback
+    /// is nominal). A day runs from one local midnight to the next: 24 h of
+    /// wall clock plus the change of offset between them, and jiff's offsets
+    /// lie within ±26 h, so a day is shorter than 76 h.
+    fn reach_ms(self) -> i64 {
+        match self {
+            Interval::Day1 => 4 * DAY_MS,
+            sub_day => sub_day.nominal_ms(),
         }
     }
 }
@@ -410,6 +426,9 @@ pub struct Report {
     /// The last bucket computed: summaries mostly arrive in time order, and
     /// buckets partition time, so this skips most zone lookups.
     last_bucket: Option<(i64, i64)>,
+    /// The intervals starting before this were taken as complete
+    /// ([`Report::take_complete`]): no leg may land in one of them again.
+    complete_before: i64,
 }
 
 impl Report {
@@ -418,6 +437,7 @@ impl Report {
             opts,
             groups: BTreeMap::new(),
             last_bucket: None,
+            complete_before: i64::MIN,
         }
     }
 
@@ -445,6 +465,7 @@ impl Report {
                 b
             }
         };
+        debug_assert!(start >= self.complete_before, "a leg after its row");
         let totals = self
             .groups
             .entry((start, self.opts.by.key_of(s)))
@@ -463,6 +484,10 @@ impl Report {
             self.opts, other.opts,
             "merging reports of different options"
         );
+        debug_assert!(
+            (other.groups.keys().next()).is_none_or(|(start, _)| *start >= self.complete_before),
+            "a partial report after its rows"
+        );
         for (key, totals) in other.groups {
             self.groups.entry(key).or_default().merge(&totals);
         }
@@ -472,39 +497,62 @@ impl Report {
     pub fn rows(&self) -> Vec<ReportRow> {
         self.groups
             .iter()
-            .map(|((start, key), a)| {
-                let not_short = a.abandoned.saturating_sub(a.short_abandoned);
-                ReportRow {
-                    interval_start: *start,
-                    interval_end: a.interval_end,
-                    group: key.clone(),
-                    offered: a.offered,
-                    contacts: a.contacts,
-                    transferred_in: a.transferred_in,
-                    answered: a.answered,
-                    abandoned: a.abandoned,
-                    short_abandoned: a.short_abandoned,
-                    answered_in_sla: a.answered_in_sla,
-                    service_level: ratio4(a.answered_in_sla, a.answered + not_short),
-                    abandon_rate: ratio4(not_short, a.offered.saturating_sub(a.short_abandoned)),
-                    asa_ms: a.wait.value(),
-                    max_wait_ms: a.max_wait_ms,
-                    unqueued: a.unqueued,
-                    consults: a.consults,
-                    outbound: a.outbound,
-                    outbound_connected: a.outbound_connected,
-                    handled: a.handled,
-                    aht_ms: a.handle.value(),
-                    avg_talk_ms: a.talk.value(),
-                    avg_hold_ms: a.hold.value(),
-                    avg_wrap_ms: a.wrap.value(),
-                    holds: a.holds,
-                    max_hold_ms: a.max_hold_ms,
-                    rejects: a.rejects,
-                    transfers: a.transfers,
-                }
-            })
+            .map(|((start, key), a)| row(*start, key.clone(), a))
             .collect()
+    }
+
+    /// Removes and returns the rows (sorted) that no leg offered at or after
+    /// `added_before` can change: once every leg offered before that instant
+    /// has been added, they are final, and every row still held or still to
+    /// come sorts after them. Those of the intervals starting at least
+    /// [`Interval::reach_ms`] before it: a later leg's interval starts
+    /// after. A report fed in `offeredAt` order prints its rows as it goes
+    /// and holds only the intervals still open, not the archive's.
+    pub fn take_complete(&mut self, added_before: i64) -> Vec<ReportRow> {
+        let open_from = added_before
+            .saturating_sub(self.opts.interval.reach_ms())
+            .saturating_add(1);
+        // `GroupKey::default()` (no grouping's value) is the least key.
+        let open = self.groups.split_off(&(open_from, GroupKey::default()));
+        self.complete_before = self.complete_before.max(open_from);
+        std::mem::replace(&mut self.groups, open)
+            .into_iter()
+            .map(|((start, key), a)| row(start, key, &a))
+            .collect()
+    }
+}
+
+/// The printed row of the group `key` of the interval starting at `start`.
+fn row(start: i64, key: GroupKey, a: &Totals) -> ReportRow {
+    let not_short = a.abandoned.saturating_sub(a.short_abandoned);
+    ReportRow {
+        interval_start: start,
+        interval_end: a.interval_end,
+        group: key,
+        offered: a.offered,
+        contacts: a.contacts,
+        transferred_in: a.transferred_in,
+        answered: a.answered,
+        abandoned: a.abandoned,
+        short_abandoned: a.short_abandoned,
+        answered_in_sla: a.answered_in_sla,
+        service_level: ratio4(a.answered_in_sla, a.answered + not_short),
+        abandon_rate: ratio4(not_short, a.offered.saturating_sub(a.short_abandoned)),
+        asa_ms: a.wait.value(),
+        max_wait_ms: a.max_wait_ms,
+        unqueued: a.unqueued,
+        consults: a.consults,
+        outbound: a.outbound,
+        outbound_connected: a.outbound_connected,
+        handled: a.handled,
+        aht_ms: a.handle.value(),
+        avg_talk_ms: a.talk.value(),
+        avg_hold_ms: a.hold.value(),
+        avg_wrap_ms: a.wrap.value(),
+        holds: a.holds,
+        max_hold_ms: a.max_hold_ms,
+        rejects: a.rejects,
+        transfers: a.transfers,
     }
 }
 
@@ -548,37 +596,93 @@ pub struct ReportRow {
 
 /// Human output: one line per row; times in the report's zone (UTC with `Z`).
 pub fn render_text(rows: &[ReportRow], opts: &ReportOptions) -> String {
-    let tz = zone_for_display(&opts.tz);
-    let columns: Vec<_> = human_report_columns(opts.by).collect();
-    let body: Vec<Vec<String>> = rows
-        .iter()
-        .map(|r| columns.iter().map(|c| c.human(r, tz)).collect())
-        .collect();
-    let headers: Vec<String> = columns
-        .iter()
-        .map(|c| c.label.unwrap_or("").to_uppercase())
-        .collect();
-    let headers: Vec<&str> = headers.iter().map(String::as_str).collect();
-    let right: Vec<bool> = columns.iter().map(|c| c.show.right_aligned()).collect();
-    let by = if opts.by.is_all() {
-        String::new()
-    } else {
-        format!(" and {}", opts.by.to_string().replace(',', ", "))
-    };
-    let mut out = format!(
-        "Report by {} interval{by} (SLA {}, short abandon < {}), times {}\n\
-         Service metrics count inbound legs; every metric lands in the interval of its leg's offeredAt.\n\n",
-        opts.interval,
-        opts.sla,
-        format_duration(opts.short_abandon_ms),
-        opts.tz.iana_name().unwrap_or("UTC"),
-    );
-    if body.is_empty() {
-        out.push_str("no interactions\n");
-    } else {
-        out.push_str(&table(&headers, &body, &right));
+    let mut text = ReportText::new(opts);
+    for r in rows {
+        text.measure(r);
+    }
+    let mut out = text.head();
+    for r in rows {
+        out.push_str(&text.line(r));
     }
     out
+}
+
+/// [`render_text`] for rows that come in batches and are not kept: the
+/// columns are as wide as their widest cell, so the rows are read twice,
+/// once to [`ReportText::measure`] them and once to print each
+/// [`ReportText::line`] after the [`ReportText::head`].
+pub struct ReportText<'a> {
+    opts: &'a ReportOptions,
+    columns: Vec<&'static Column<ReportRow>>,
+    headers: Vec<String>,
+    right: Vec<bool>,
+    widths: Vec<usize>,
+    rows: u64,
+}
+
+impl<'a> ReportText<'a> {
+    pub fn new(opts: &'a ReportOptions) -> ReportText<'a> {
+        let columns: Vec<_> = human_report_columns(opts.by).collect();
+        let headers: Vec<String> = columns
+            .iter()
+            .map(|c| c.label.unwrap_or("").to_uppercase())
+            .collect();
+        let widths = text::widths_of(&headers.iter().map(String::as_str).collect::<Vec<_>>());
+        let right = columns.iter().map(|c| c.show.right_aligned()).collect();
+        ReportText {
+            opts,
+            columns,
+            headers,
+            right,
+            widths,
+            rows: 0,
+        }
+    }
+
+    fn cells(&self, r: &ReportRow) -> Vec<String> {
+        let tz = zone_for_display(&self.opts.tz);
+        self.columns.iter().map(|c| c.human(r, tz)).collect()
+    }
+
+    /// Widens the columns to hold `r` (the first pass).
+    pub fn measure(&mut self, r: &ReportRow) {
+        let cells = self.cells(r);
+        text::widen(&mut self.widths, &cells);
+        self.rows += 1;
+    }
+
+    /// What comes before the rows: the title, and the header line of the
+    /// columns measured, or `no interactions` when no row was.
+    pub fn head(&self) -> String {
+        let opts = self.opts;
+        let by = if opts.by.is_all() {
+            String::new()
+        } else {
+            format!(" and {}", opts.by.to_string().replace(',', ", "))
+        };
+        let mut out = format!(
+            "Report by {} interval{by} (SLA {}, short abandon < {}), times {}\n\
+             Service metrics count inbound legs; every metric lands in the interval of its leg's offeredAt.\n\n",
+            opts.interval,
+            opts.sla,
+            format_duration(opts.short_abandon_ms),
+            opts.tz.iana_name().unwrap_or("UTC"),
+        );
+        if self.rows == 0 {
+            out.push_str("no interactions\n");
+        } else {
+            out.push_str(&text::line(&self.headers, &self.widths, &self.right));
+            out.push('\n');
+        }
+        out
+    }
+
+    /// The line of `r` with its line break, columns as wide as measured.
+    pub fn line(&self, r: &ReportRow) -> String {
+        let mut line = text::line(&self.cells(r), &self.widths, &self.right);
+        line.push('\n');
+        line
+    }
 }
 
 mod columns;

@@ -35,13 +35,9 @@ pub(crate) fn table(headers: &[&str], rows: &[Vec<String>], right: &[bool]) -> S
         .iter()
         .map(|row| row.iter().map(|c| for_terminal(c).into_owned()).collect())
         .collect();
-    let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
+    let mut widths = widths_of(headers);
     for row in &rows {
-        for (i, cell) in row.iter().enumerate() {
-            if let Some(w) = widths.get_mut(i) {
-                *w = (*w).max(cell.chars().count());
-            }
-        }
+        widen(&mut widths, row);
     }
     let mut out = String::new();
     let header: Vec<String> = headers.iter().map(|h| h.to_string()).collect();
@@ -50,6 +46,20 @@ pub(crate) fn table(headers: &[&str], rows: &[Vec<String>], right: &[bool]) -> S
         push_row(&mut out, row, &widths, right);
     }
     out
+}
+
+/// The widths of a table's columns before any row: their headers'.
+pub(crate) fn widths_of(headers: &[&str]) -> Vec<usize> {
+    headers.iter().map(|h| h.chars().count()).collect()
+}
+
+/// Widens `widths` to hold `row`'s cells as [`line`] prints them (escaped
+/// by [`for_terminal`]): a table streamed in two passes measures its rows
+/// with this in the first.
+pub(crate) fn widen(widths: &mut [usize], row: &[String]) {
+    for (w, cell) in widths.iter_mut().zip(row) {
+        *w = (*w).max(for_terminal(cell).chars().count());
+    }
 }
 
 fn push_row(out: &mut String, cells: &[String], widths: &[usize], right: &[bool]) {

@@ -27,7 +27,7 @@ use anyhow::{bail, Context, Result};
 use ccvault_projections::agents::AGENT_STATE_COLUMNS;
 use ccvault_projections::columns::{Column, CsvWriter};
 use ccvault_projections::materialize::Progress;
-use ccvault_projections::report::{self, GroupBy, Interval, ReportOptions, Sla};
+use ccvault_projections::report::{self, GroupBy, Interval, ReportOptions, ReportRow, Sla};
 use ccvault_projections::summary::{self, SUMMARY_COLUMNS};
 use ccvault_projections::timefmt::zone_for_display;
 use ccvault_projections::{
@@ -435,33 +435,59 @@ pub fn interactions(cli: &Cli, args: &InteractionsArgs) -> Result<ExitCode> {
 }
 
 /// Rows as JSON lines or CSV (the columns of `columns`); `false` for human
-/// output (each command renders its own).
+/// output (each command renders its own). `each` hands every row to the
+/// writer it is given, in order, so rows need not all be held at once.
 fn write_rows<'c, T: serde::Serialize, R: 'c>(
     format: Table,
-    rows: &[T],
+    each: impl FnOnce(&mut dyn FnMut(&T) -> Result<()>) -> Result<()>,
     columns: impl IntoIterator<Item = &'c Column<R>>,
     csv_rows: impl Fn(&T) -> Vec<R>,
     out: &mut impl Write,
 ) -> Result<bool> {
     match format {
-        Table::Json => {
-            for row in rows {
-                json_line(out, row)?;
-            }
-        }
+        Table::Json => each(&mut |row| json_line(out, row))?,
         Table::Csv => {
             let mut csv = CsvWriter::new(&mut *out, columns)?;
-            for row in rows {
+            each(&mut |row| {
                 for r in csv_rows(row) {
                     csv.write(&r)?;
                 }
-            }
+                Ok(())
+            })?;
             csv.finish()?;
         }
         Table::Human => return Ok(false),
     }
     Ok(true)
 }
+
+/// Hands each row of the report to `write`, in order, as the projections
+/// make them final (never all held); the first error of `write` stops the
+/// report and is returned.
+fn each_report_row(
+    p: &Projections,
+    opts: &ReportOptions,
+    tenant: Option<&str>,
+    write: &mut dyn FnMut(&ReportRow) -> Result<()>,
+) -> Result<()> {
+    // The callback cannot return our error: keep the first one and stop.
+    let mut failed: Option<anyhow::Error> = None;
+    p.tenant_report_each(opts.clone(), tenant, |rows| {
+        match rows.iter().try_for_each(&mut *write) {
+            Ok(()) => Ok(true),
+            Err(e) => {
+                failed = Some(e);
+                Ok(false)
+            }
+        }
+    })?;
+    failed.map_or(Ok(()), Err)
+}
+
+/// The most rows the text table of `report` keeps from measuring them to
+/// print them (~25 MiB of rows by queue and agent): past it, the report is read again. Every hour of
+/// five years is 43,800 rows.
+const TEXT_ROWS_KEPT: usize = 1 << 16;
 
 pub fn report(cli: &Cli, args: &ReportArgs) -> Result<ExitCode> {
     let format = cli.format_of(args.out.format, "report")?;
@@ -476,8 +502,11 @@ pub fn report(cli: &Cli, args: &ReportArgs) -> Result<ExitCode> {
         to,
     };
     let p = up_to_date(cli)?;
-    let rows = p.tenant_report(opts.clone(), args.tenant.tenant.as_deref())?;
+    let tenant = args.tenant.tenant.as_deref();
     if let Some(path) = &args.html {
+        // The page draws every row at once; the rows printed beside it are
+        // read again below rather than kept.
+        let rows = p.tenant_report(opts.clone(), tenant)?;
         let page = ccvault_html::render_report(&rows, &opts);
         output::write_file_or_stdout(path, page.as_bytes(), "the report page")?;
         if output::is_stdout(path) {
@@ -485,9 +514,29 @@ pub fn report(cli: &Cli, args: &ReportArgs) -> Result<ExitCode> {
         }
     }
     let mut out = BufWriter::new(std::io::stdout().lock());
+    let each =
+        |write: &mut dyn FnMut(&ReportRow) -> Result<()>| each_report_row(&p, &opts, tenant, write);
     let columns = report::report_columns(opts.by);
-    if !write_rows(format, &rows, columns, |r| vec![r.clone()], &mut out)? {
-        out.write_all(report::render_text(&rows, &opts).as_bytes())?;
+    if !write_rows(format, each, columns, |r| vec![r.clone()], &mut out)? {
+        // Columns as wide as their widest cell: every row is measured
+        // before the first is printed. A short report's rows are kept from
+        // that pass; a longer one is read a second time instead.
+        let mut text = report::ReportText::new(&opts);
+        let mut kept = Some(Vec::new());
+        each(&mut |r| {
+            text.measure(r);
+            match &mut kept {
+                Some(rows) if rows.len() < TEXT_ROWS_KEPT => rows.push(r.clone()),
+                _ => kept = None,
+            }
+            Ok(())
+        })?;
+        out.write_all(text.head().as_bytes())?;
+        let mut print = |r: &ReportRow| Ok(out.write_all(text.line(r).as_bytes())?);
+        match kept {
+            Some(rows) => rows.iter().try_for_each(&mut print)?,
+            None => each(&mut print)?,
+        }
     }
     out.flush()?;
     Ok(ExitCode::SUCCESS)
@@ -501,7 +550,7 @@ pub fn agents(cli: &Cli, args: &AgentsArgs) -> Result<ExitCode> {
     let mut out = BufWriter::new(std::io::stdout().lock());
     if !write_rows(
         format,
-        &states,
+        |write| states.iter().try_for_each(write),
         &AGENT_STATE_COLUMNS,
         |a| a.rows(),
         &mut out,
