@@ -10,7 +10,7 @@ use jiff::tz::TimeZone;
 
 use super::*;
 use crate::agents::{AgentStates, AgentWindow};
-use crate::report::{GroupBy, Interval, Report, ReportOptions};
+use crate::report::{GroupBy, Interval, Report, ReportOptions, ReportRow};
 use crate::summary::summarize;
 use crate::summary::Summary;
 use ccvault_event::{event_time, parse_event};
@@ -973,4 +973,91 @@ fn later_windows_read_back_from_their_buckets_group_alike() {
         .filter(|n| n.to_string_lossy().contains(".window."))
         .collect();
     assert!(left.is_empty(), "{left:?}");
+}
+
+#[test]
+fn a_report_read_in_spans_of_an_hour_equals_one_fold() {
+    // Five simulated days around New York's fall-back (a 25-hour day).
+    let start_ms = 1_761_868_800_000; // 2025-10-31T00:00:00Z
+    let lines = lines_of(&SimConfig {
+        seed: 11,
+        days: 5,
+        agents: 6,
+        start_ms,
+        ..SimConfig::default()
+    });
+    let dir = tempfile::tempdir().unwrap();
+    import_lines(dir.path(), &lines);
+    let mut p = Projections::open(dir.path()).unwrap();
+    let mut reader = ArchiveReader::open(dir.path()).unwrap();
+    p.rebuild(&mut reader, Default::default(), &mut |_| {})
+        .unwrap();
+    // The windows of `report_opts`, moved to these days.
+    let shift = |at: Option<i64>| at.map(|at| at - ccvault_sim::DEFAULT_START_MS + start_ms);
+    let mut all_opts: Vec<ReportOptions> = report_opts()
+        .into_iter()
+        .map(|o| ReportOptions {
+            from: shift(o.from),
+            to: shift(o.to),
+            ..o
+        })
+        .collect();
+    all_opts.push(ReportOptions {
+        interval: Interval::Day1,
+        by: GroupBy::QUEUE,
+        tz: TimeZone::get("America/New_York").unwrap(),
+        ..ReportOptions::default()
+    });
+    all_opts.push(ReportOptions {
+        interval: Interval::Hour1,
+        by: GroupBy {
+            queue: true,
+            agent: true,
+            channel: true,
+        },
+        tz: TimeZone::get("Asia/Kathmandu").unwrap(),
+        ..ReportOptions::default()
+    });
+    for opts in all_opts {
+        // The reference: every leg folded into one report, rows at the end.
+        let mut one = Report::new(opts.clone());
+        p.for_each_interaction(&InteractionFilter::default(), |s| {
+            one.add(&s);
+            Ok(true)
+        })
+        .unwrap();
+        let one = one.rows();
+        assert!(!one.is_empty());
+        let batches = |read: &dyn Fn(&mut dyn FnMut(Vec<ReportRow>) -> Result<bool>)| {
+            let mut got = Vec::new();
+            read(&mut |rows| {
+                assert!(!rows.is_empty(), "an empty batch");
+                got.push(rows);
+                Ok(true)
+            });
+            got
+        };
+        let hourly = batches(&|f| p.report_in_spans(opts.clone(), 1, f).unwrap());
+        let daily = batches(&|f| p.report_each(opts.clone(), f).unwrap());
+        let by_leg = batches(&|f| p.report_from_summaries(opts.clone(), None, f).unwrap());
+        for (what, got) in [("hourly", hourly), ("daily", daily), ("by leg", by_leg)] {
+            // Rows came before the end, not only after it (a day's rows
+            // in the window of `report_opts`' last, which cuts hours).
+            let whole_days = opts.from.is_none();
+            assert!(
+                !whole_days || got.len() >= 2,
+                "{what}: {} batches, {opts:?}",
+                got.len()
+            );
+            assert_eq!(got.concat(), one, "{what} {opts:?}");
+        }
+        // Stopping after the first batch stops.
+        let mut calls = 0;
+        p.report_in_spans(opts.clone(), 1, |_| {
+            calls += 1;
+            Ok(false)
+        })
+        .unwrap();
+        assert_eq!(calls, 1);
+    }
 }

@@ -393,6 +393,61 @@ fn merging_partials_equals_one_pass() {
 }
 
 #[test]
+fn rows_taken_as_complete_while_legs_come_equal_one_fold() {
+    // Eight days around the fall-back of New York (a 25-hour day) and the
+    // half-hour change of Lord Howe Island, in zones whose sub-day buckets
+    // do not fall on UTC hours: every row taken early must be final, and
+    // they must come in the order of the whole report.
+    let start = ms("2025-11-01T00:00:00Z");
+    let lord_howe = ms("2025-10-04T12:00:00Z");
+    let zones = [
+        (ny(), start),
+        (TimeZone::get("Asia/Kathmandu").unwrap(), start),
+        (TimeZone::get("Australia/Lord_Howe").unwrap(), lord_howe),
+        (TimeZone::UTC, start),
+    ];
+    for (tz, start) in zones {
+        let legs: Vec<Summary> = (0..8 * 24 * 60 / 7)
+            .map(|i: i64| {
+                let mut s = answered(start + i * 7 * 60_000, (i * 1_009) % 40_000);
+                s.queue_id = Some(i % 3);
+                s
+            })
+            .collect();
+        for interval in [
+            Interval::Min15,
+            Interval::Min30,
+            Interval::Hour1,
+            Interval::Day1,
+        ] {
+            let opts = ReportOptions {
+                interval,
+                by: GroupBy::QUEUE,
+                tz: tz.clone(),
+                ..ReportOptions::default()
+            };
+            let one = report_of(opts.clone(), &legs).rows();
+            // Taken before each leg, and before every 5th only.
+            for every in [1, 5] {
+                let mut report = Report::new(opts.clone());
+                let (mut rows, mut batches) = (Vec::new(), 0);
+                for (i, s) in legs.iter().enumerate() {
+                    if i % every == 0 {
+                        let done = report.take_complete(s.offered_at);
+                        batches += usize::from(!done.is_empty());
+                        rows.extend(done);
+                    }
+                    report.add(s);
+                }
+                rows.extend(report.take_complete(i64::MAX));
+                assert_eq!(rows, one, "{tz:?} {interval} every {every}");
+                assert!(batches > 2, "{tz:?} {interval}: rows came at the end only");
+            }
+        }
+    }
+}
+
+#[test]
 fn longest_hold_of_a_row_is_the_longest_hold_of_any_leg() {
     let at = ms("2025-11-23T12:05:00Z");
     let held = |s: Summary, count: u64, longest: i64| Summary {
