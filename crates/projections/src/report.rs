@@ -6,6 +6,9 @@
 //! [`Report`] is an accumulator: summaries can be added one at a time, in any
 //! order, on several threads, and the partial reports merged. Sums are kept
 //! as integers so the order of additions cannot change a rounded result.
+//! Fed in `offeredAt` order, it gives up each row as soon as no later leg
+//! can change it ([`Report::take_complete`]), so a report need not hold
+//! the archive's rows.
 
 use std::collections::BTreeMap;
 use std::fmt;
