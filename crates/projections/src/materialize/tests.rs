@@ -975,6 +975,9 @@ fn later_windows_read_back_from_their_buckets_group_alike() {
     assert!(left.is_empty(), "{left:?}");
 }
 
+/// What a report hands its rows to.
+type RowBatches<'a> = dyn FnMut(Vec<ReportRow>) -> Result<bool> + 'a;
+
 #[test]
 fn a_report_read_in_spans_of_an_hour_equals_one_fold() {
     // Five simulated days around New York's fall-back (a 25-hour day).
@@ -1028,7 +1031,7 @@ fn a_report_read_in_spans_of_an_hour_equals_one_fold() {
         .unwrap();
         let one = one.rows();
         assert!(!one.is_empty());
-        let batches = |read: &dyn Fn(&mut dyn FnMut(Vec<ReportRow>) -> Result<bool>)| {
+        let batches = |read: &dyn Fn(&mut RowBatches)| {
             let mut got = Vec::new();
             read(&mut |rows| {
                 assert!(!rows.is_empty(), "an empty batch");
