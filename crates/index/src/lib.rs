@@ -59,4 +59,4 @@ pub use schema::{
     agent_hash, guid_hash, payload_hash, Checkpoint, Counters, Entry, Hit, PostingDigest,
     PostingKind, GENERATION_RECORDS, INDEX_VERSION, TIME_SLICE,
 };
-pub use writer::{Index, IndexWriter, Lookups};
+pub use writer::{Index, IndexWriter, Lookups, Written};

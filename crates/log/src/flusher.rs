@@ -189,7 +189,20 @@ impl Flusher {
     /// Blocks until every record below `through` has `reached`; the first
     /// failure of the thread, if any, otherwise.
     pub fn wait(&self, through: u64, reached: Reached) -> Result<()> {
-        let mut state = self.shared.lock();
+        self.shared.wait(through, reached)
+    }
+
+    /// A handle that waits for durability from another thread.
+    pub fn durable_waiter(&self) -> DurableWaiter {
+        DurableWaiter {
+            shared: Arc::clone(&self.shared),
+        }
+    }
+}
+
+impl Shared {
+    fn wait(&self, through: u64, reached: Reached) -> Result<()> {
+        let mut state = self.lock();
         loop {
             let at = match reached {
                 Reached::Written => state.written,
@@ -198,17 +211,31 @@ impl Flusher {
             if at >= through {
                 return Ok(());
             }
-            if self.shared.failed.load(Ordering::Acquire) {
+            if self.failed.load(Ordering::Acquire) {
                 return Err(state.failure.take().unwrap_or(LogError::Poisoned {
                     reason: "an earlier write or fsync failed".into(),
                 }));
             }
-            state = self
-                .shared
-                .changed
-                .wait(state)
-                .unwrap_or_else(|e| e.into_inner());
+            state = self.changed.wait(state).unwrap_or_else(|e| e.into_inner());
         }
+    }
+}
+
+/// Waits, on any thread, until records of the log are durable
+/// ([`crate::Log::durable_waiter`]).
+#[derive(Clone)]
+pub struct DurableWaiter {
+    shared: Arc<Shared>,
+}
+
+impl DurableWaiter {
+    /// Blocks until every record below `through` is durable under the
+    /// policy, or returns the flusher's failure (the first waiter to see
+    /// it gets the I/O error, the others `Poisoned`). `through` must not
+    /// be past what the writer asked to sync ([`crate::Log::flush_nowait`]'s
+    /// result), or this waits for a sync no one asked for.
+    pub fn wait(&self, through: u64) -> Result<()> {
+        self.shared.wait(through, Reached::Durable)
     }
 }
 

@@ -49,6 +49,7 @@ mod writer;
 
 pub use compact::Compacted;
 pub use error::{display_chain, LogError};
+pub use flusher::DurableWaiter;
 pub use format::{
     LaterSource, NewRecord, Record, RecordKind, RecordRef, SourceKind, Tally, FORMAT_VERSION,
     HEADER_LEN, MAX_BODY_LEN, MAX_FIELD_LEN, OLDEST_READABLE_VERSION, RESERVED_SOURCE_CODES,

@@ -30,7 +30,7 @@ use std::sync::{Arc, Mutex};
 
 use crate::compact::{compact_segment, Compacted, Compactor, Compressor};
 use crate::error::{LogError, Result};
-use crate::flusher::{Flusher, Job, Reached};
+use crate::flusher::{DurableWaiter, Flusher, Job, Reached};
 use crate::format::FORMAT_VERSION;
 use crate::format::{
     body_len, encode_frame, NewRecord, FRAME_HEADER_LEN, HEADER_LEN, MAX_BODY_LEN,
@@ -289,6 +289,14 @@ impl Log {
             return Err(self.poison(e));
         }
         Ok(self.durable_offset())
+    }
+
+    /// A handle that blocks, on any thread, until records are durable: for
+    /// work that must follow their fsync (an index checkpoint covering them)
+    /// without holding up the appender. It waits for syncs already asked
+    /// for ([`Log::flush_nowait`]).
+    pub fn durable_waiter(&self) -> DurableWaiter {
+        self.flusher.durable_waiter()
     }
 
     /// Blocks until the record at `offset` is in its segment file (readable

@@ -8,6 +8,12 @@
 //!   close. A crash leaves records in the log past the index checkpoint;
 //!   [`Archive::open`] indexes them before anything else happens, so open
 //!   time is bounded by the commit interval, not the archive size.
+//!   A commit due while appending is written on a thread of its own
+//!   ([`Archive::commit_behind`]) once the log is durable through its
+//!   checkpoint, while the next batches are appended and collected by the
+//!   writer begun after it (which sees its entries for the duplicate check);
+//!   at most one such commit runs at a time, and every other commit, the
+//!   close and dropping the archive wait for it first.
 //! - Readers see the archive as of the last index commit.
 //! - The counts of messages dropped as duplicates or control messages are
 //!   derived from the log: a batch that dropped any ends with a tally record
@@ -30,11 +36,12 @@
 //! `reindex`; this module appends.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ccvault_event::{decode_message, resolve_time, Arrival, EventTime, Keys, PayloadTimes};
 use ccvault_index::{
-    key_map, payload_hash, Checkpoint, Entry, Index, IndexReader, IndexWriter, KeyMap,
+    key_map, payload_hash, Checkpoint, Entry, Index, IndexReader, IndexWriter, KeyMap, Written,
 };
 use ccvault_log::{
     Compression, FsyncPolicy, Log, LogOptions, LogReader, NewRecord, Position, RecordKind,
@@ -218,11 +225,17 @@ pub struct Archive {
     layout: Layout,
     log: Log,
     log_reader: LogReader,
-    index: Index,
+    /// Shared with the thread writing a commit behind the appender.
+    index: Arc<Index>,
     segments: SegmentMap,
     options: ArchiveOptions,
     /// The open index transaction holding batches not yet committed.
     txn: Option<IndexWriter>,
+    /// The thread that writes commits behind the appender, once one was.
+    committer: Option<Committer>,
+    /// Whether a commit was handed to `committer` and its outcome not yet
+    /// taken; `txn` was begun after it.
+    committing: bool,
     last_commit: Instant,
     poisoned: Option<String>,
     _lock: ccvault_log::DirLock,
@@ -362,9 +375,11 @@ impl Archive {
             layout,
             log,
             log_reader,
-            index,
+            index: Arc::new(index),
             options,
             txn: None,
+            committer: None,
+            committing: false,
             last_commit: Instant::now(),
             poisoned: None,
             _lock: lock,
@@ -494,6 +509,14 @@ impl Archive {
         batch: &[Incoming<'_>],
         prepared: &[Prepared],
     ) -> Result<BatchReport> {
+        // A commit written meanwhile: rebasing on it lets its entries and
+        // its snapshot go.
+        if self.committing {
+            if let Some(written) = self.committer.as_ref().and_then(Committer::try_done) {
+                self.committing = false;
+                self.rebase(written)?;
+            }
+        }
         if self.txn.is_none() {
             self.txn = Some(self.index.begin()?);
         }
@@ -656,7 +679,7 @@ impl Archive {
         if txn.pending() >= self.options.index_commit_records
             || self.last_commit.elapsed() >= self.options.index_commit_interval
         {
-            self.commit_index()?;
+            self.commit_behind(next_offset)?;
         }
         Ok(BatchReport {
             outcomes,
@@ -667,6 +690,7 @@ impl Archive {
     /// Commits the open index transaction, making everything appended so
     /// far visible to readers.
     pub fn commit_index(&mut self) -> Result<()> {
+        self.finish_commit()?;
         if let Some(txn) = self.txn.take() {
             // The checkpoint must never be ahead of the durable log.
             self.log.flush()?;
@@ -692,6 +716,84 @@ impl Archive {
         }
         self.last_commit = Instant::now();
         Ok(())
+    }
+
+    /// Starts committing the open index transaction on a thread of its own,
+    /// with the checkpoint at the end of the log (`through`, every record
+    /// below it handed to the flusher to sync), and begins the next one
+    /// after it. The thread waits until the log is durable through the
+    /// checkpoint before it writes: the checkpoint is never ahead of the
+    /// durable log. Meanwhile the appender goes on (the index commit, ~80 ms
+    /// a quarter of a million records, held up every other thread of an
+    /// import: docs/BENCHMARKS.md, issue 17). A commit still running is
+    /// waited for first: commits are written one at a time, in order.
+    fn commit_behind(&mut self, through: u64) -> Result<()> {
+        self.finish_commit()?;
+        let Some(txn) = self.txn.take() else {
+            return Ok(());
+        };
+        let end = self.log.end_position();
+        let checkpoint = Checkpoint {
+            next_offset: through,
+            segment: end.segment,
+            pos: end.pos,
+        };
+        let writer = Arc::new(txn);
+        self.txn = Some(self.index.begin_after(&writer)?);
+        let index = Arc::clone(&self.index);
+        let durable = self.log.durable_waiter();
+        let job: CommitJob = Box::new(move || {
+            durable.wait(through)?;
+            let (records, lookups) = (writer.pending(), writer.lookups());
+            let started = Instant::now();
+            let written = index.write_collected(&writer, Some(checkpoint))?;
+            tracing::debug!(
+                records,
+                lookups.keys,
+                lookups.spans,
+                lookups.probes,
+                lookups.passed,
+                lookups.seeks,
+                elapsed = ?started.elapsed(),
+                "index commit behind the appender"
+            );
+            Ok(written)
+        });
+        let committer = match &mut self.committer {
+            Some(c) => c,
+            None => self.committer.insert(Committer::start(self.layout.dir())?),
+        };
+        committer.submit(job)?;
+        self.committing = true;
+        self.last_commit = Instant::now();
+        Ok(())
+    }
+
+    /// Waits for the commit handed to the commit thread, if any, and
+    /// rebases the open transaction onto it.
+    fn finish_commit(&mut self) -> Result<()> {
+        if !std::mem::take(&mut self.committing) {
+            return Ok(());
+        }
+        let written = match &self.committer {
+            Some(c) => c.done()?,
+            None => return Err(lost_commit_thread()),
+        };
+        self.rebase(written)
+    }
+
+    /// Rebases the open transaction onto the commit the thread wrote (or
+    /// passes on why it could not).
+    fn rebase(&mut self, written: Result<Written>) -> Result<()> {
+        let written = written?;
+        match self.txn.as_mut() {
+            Some(txn) => Ok(txn.rebase(&self.index, written)?),
+            // `commit_behind` begins the next writer before it hands the
+            // commit over, and nothing takes it before this.
+            None => Err(StoreError::Poisoned(
+                "an index commit was written with no writer after it".into(),
+            )),
+        }
     }
 
     /// The offset of an archived record with exactly these payload bytes.
@@ -734,7 +836,11 @@ impl Archive {
     pub fn close(mut self) -> Result<u64> {
         let next = self.sync()?;
         let started = Instant::now();
-        let compacted = self.index.compact()?;
+        // `sync` waited for any commit thread, which held the only other
+        // share.
+        let index = Arc::get_mut(&mut self.index)
+            .ok_or_else(|| StoreError::Poisoned("the index is still being committed".into()))?;
+        let compacted = index.compact()?;
         tracing::debug!(compacted, elapsed = ?started.elapsed(), "index compaction");
         Ok(next)
     }
@@ -748,12 +854,86 @@ impl Archive {
 
 impl Drop for Archive {
     fn drop(&mut self) {
-        if self.poisoned.is_none() {
+        if self.poisoned.is_some() {
+            // Not left writing the index after the directory is unlocked.
+            drop(self.committer.take());
+        } else {
             if let Err(e) = self.sync() {
                 tracing::error!("closing archive {}: {e}", self.layout.dir().display());
             }
         }
     }
+}
+
+/// A commit's transaction, written by the [`Committer`].
+type CommitJob = Box<dyn FnOnce() -> Result<Written> + Send>;
+
+/// The thread that writes index commits behind the appender
+/// ([`Archive::commit_behind`]), one at a time. One thread for the
+/// archive's life, not one a commit: each thread's allocations (redb's
+/// pages among them) are its allocator heap's, and a heap left by an ended
+/// thread holds on to its pages.
+struct Committer {
+    jobs: Option<std::sync::mpsc::SyncSender<CommitJob>>,
+    done: std::sync::mpsc::Receiver<Result<Written>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Committer {
+    fn start(dir: &Path) -> Result<Committer> {
+        let (jobs, todo) = std::sync::mpsc::sync_channel::<CommitJob>(1);
+        let (report, done) = std::sync::mpsc::sync_channel(1);
+        let thread = std::thread::Builder::new()
+            .name("ccvault-index-commit".into())
+            .spawn(move || {
+                for job in todo {
+                    if report.send(job()).is_err() {
+                        return;
+                    }
+                }
+            })
+            .map_err(io("cannot start the index commit thread for", dir))?;
+        Ok(Committer {
+            jobs: Some(jobs),
+            done,
+            thread: Some(thread),
+        })
+    }
+
+    fn submit(&self, job: CommitJob) -> Result<()> {
+        match self.jobs.as_ref().map(|jobs| jobs.send(job)) {
+            Some(Ok(())) => Ok(()),
+            _ => Err(lost_commit_thread()),
+        }
+    }
+
+    /// The outcome of the commit handed over, waiting for it.
+    fn done(&self) -> Result<Result<Written>> {
+        self.done.recv().map_err(|_| lost_commit_thread())
+    }
+
+    /// The outcome of the commit handed over, if it is written.
+    fn try_done(&self) -> Option<Result<Written>> {
+        match self.done.try_recv() {
+            Ok(written) => Some(written),
+            Err(std::sync::mpsc::TryRecvError::Empty) => None,
+            Err(std::sync::mpsc::TryRecvError::Disconnected) => Some(Err(lost_commit_thread())),
+        }
+    }
+}
+
+impl Drop for Committer {
+    /// Lets the thread finish the commit it has, then joins it.
+    fn drop(&mut self) {
+        drop(self.jobs.take());
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn lost_commit_thread() -> StoreError {
+    StoreError::Poisoned("the index commit thread stopped (it panicked)".into())
 }
 
 /// The index entry of the record at `offset`/`pos` with these keys.

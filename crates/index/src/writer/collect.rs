@@ -15,10 +15,17 @@
 //!   counts the distinct GUIDs once, in one pass over `by_guid`.
 //! - What is held grows with the commit, not the archive, and is reported
 //!   by [`IndexWriter::held_bytes`] so callers can bound a commit by memory.
+//! - A writer begun while the commit before it is still being written
+//!   ([`Index::begin_after`](super::Index::begin_after)) builds on the same
+//!   snapshot and sees that commit's entries through `prev`: its lookups
+//!   and counters are those of the snapshot plus `prev` plus its own, as if
+//!   `prev` had been committed. [`IndexWriter::rebase`] moves it onto the
+//!   snapshot `prev` wrote once that commit has succeeded, and drops `prev`.
 
 use std::sync::Arc;
 
 use super::dedupe::{candidates, Lookups};
+use super::{Index, Written};
 use crate::chunk::{ChunkBuilder, Posting};
 use crate::filter::{Filters, OpenKeys};
 use crate::{
@@ -64,6 +71,9 @@ pub struct IndexWriter {
     pub(super) held_bytes: usize,
     /// What this commit's lookups asked of the snapshot.
     pub(super) lookups: Lookups,
+    /// The commit before this one, being written while this one collects
+    /// (entries the snapshot does not hold yet).
+    pub(super) prev: Option<Arc<IndexWriter>>,
 }
 
 /// Approximate heap bytes of one map entry besides its chunk's bytes.
@@ -118,7 +128,36 @@ impl IndexWriter {
             collected: 0,
             held_bytes: 0,
             lookups: Lookups::default(),
+            prev: None,
         })
+    }
+
+    /// Moves a writer begun with [`Index::begin_after`] onto the snapshot
+    /// its `prev` wrote (`written`, what [`Index::write_collected`] returned
+    /// for it): `prev`'s keys join the index's known keys, and this writer
+    /// takes the index's snapshot, filters and known keys as of that
+    /// commit and lets `prev` go. What it collected and its counters are
+    /// unchanged (they already counted `prev`'s entries). Does nothing to a
+    /// writer without `prev`.
+    pub fn rebase(&mut self, index: &Index, written: Written) -> Result<()> {
+        let Some(mut prev) = self.prev.take() else {
+            return Ok(());
+        };
+        // Both shares of the known keys go first, so that the index's is
+        // extended in place, not copied.
+        if let Some(p) = Arc::get_mut(&mut prev) {
+            p.open_keys = Arc::default();
+        }
+        self.open_keys = Arc::default();
+        index.add_known_keys(&prev.guid, &prev.payload, written);
+        drop(prev);
+        let snapshot = index.reader()?;
+        self.guid_gens = snapshot.generations(PostingKind::Guid)?;
+        self.payload_gens = snapshot.generations(PostingKind::Payload)?;
+        self.snapshot = snapshot;
+        self.filters = index.current_filters();
+        self.open_keys = index.current_open_keys();
+        Ok(())
     }
 
     /// Number of records collected since `begin`.
@@ -157,8 +196,11 @@ impl IndexWriter {
                 Some(guid) => {
                     let h = guid_hash(guid);
                     if self.count_interactions && !self.guid.contains_key(&h) {
+                        let in_prev =
+                            || self.prev.as_ref().is_some_and(|p| p.guid.contains_key(&h));
                         let committed = match self.committed_guid.get(&h) {
                             Some(ps) => !ps.is_empty(),
+                            None if in_prev() => true,
                             None => self.snapshot.has_chunk_in(
                                 PostingKind::Guid,
                                 h,

@@ -39,13 +39,22 @@ use crate::guard::guarded;
 use crate::schema::{
     BY_AGENT, BY_GUID, BY_PAYLOAD, FILTERS, GUID_BLOCKS, META, QUARANTINE, SPAN_FILTERS, TIME,
 };
-use crate::{Checkpoint, PostingKind, Result};
+use crate::{Checkpoint, Hit, KeyMap, PostingKind, Result};
+
+/// What [`Index::write_collected`] leaves for the writer begun after the
+/// one it wrote: the number of sealed generations after the commit, for
+/// [`IndexWriter::rebase`].
+#[must_use = "the writer begun after this commit is rebased with it"]
+#[derive(Debug, Clone, Copy)]
+pub struct Written {
+    sealed: u64,
+}
 
 impl Index {
     /// Writes everything the writer collected, with the checkpoint after it
     /// (`None` keeps the checkpoint), in one durable transaction.
     pub fn commit(&self, w: IndexWriter, checkpoint: Option<Checkpoint>) -> Result<()> {
-        let sealed = self.write(&w, checkpoint)?;
+        let written = self.write_collected(&w, checkpoint)?;
         // The writer's share of the known keys goes first, so that the
         // index's is (as a rule) the only one left and is extended in
         // place, not copied.
@@ -56,6 +65,32 @@ impl Index {
             ..
         } = w;
         drop(open_keys);
+        self.add_known_keys(&guid, &payload, written);
+        Ok(())
+    }
+
+    /// The transaction of [`Index::commit`] alone, for a writer that the
+    /// writer begun after it ([`Index::begin_after`]) shares, so that it can
+    /// run on another thread while that one collects. The writer's keys
+    /// join the known keys when the one after it is rebased
+    /// ([`IndexWriter::rebase`]); until then no other commit may start.
+    pub fn write_collected(
+        &self,
+        w: &IndexWriter,
+        checkpoint: Option<Checkpoint>,
+    ) -> Result<Written> {
+        self.write(w, checkpoint).map(|sealed| Written { sealed })
+    }
+
+    /// After a commit has succeeded: its keys join the known keys of the
+    /// generations not sealed yet.
+    pub(super) fn add_known_keys(
+        &self,
+        guid: &KeyMap<ChunkBuilder>,
+        payload: &KeyMap<Vec<Hit>>,
+        written: Written,
+    ) {
+        let sealed = written.sealed;
         let mut current = self
             .open_keys
             .lock()
@@ -75,12 +110,13 @@ impl Index {
             sealed,
         );
         *current = Arc::new(keys);
-        Ok(())
     }
 
     /// The transaction of [`Index::commit`]; returns the number of sealed
     /// generations after it.
     fn write(&self, w: &IndexWriter, checkpoint: Option<Checkpoint>) -> Result<u64> {
+        // Its filters would be those before `prev` was written.
+        debug_assert!(w.prev.is_none(), "a writer is rebased before it commits");
         guarded(&self.path, || {
             let txn = self.db.begin_write().at(&self.path)?;
             let filters;

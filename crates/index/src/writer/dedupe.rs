@@ -8,7 +8,10 @@
 //! - A generation not sealed yet is skipped only when the writer knows
 //!   every key of it ([`OpenKeys`]) and the hash is not one of them.
 //! - A GUID's committed postings are looked up once a commit (its events
-//!   arrive close together); the cache is dropped with the writer.
+//!   arrive close together); the cache is dropped with the writer. Those of
+//!   a commit still being written (`prev`) count as committed: the cache
+//!   holds the snapshot's and `prev`'s, which is what the snapshot holds
+//!   once the writer is rebased onto `prev`'s commit, so it stays true.
 
 use std::collections::hash_map::Entry as MapEntry;
 
@@ -113,8 +116,11 @@ impl IndexWriter {
                     &mut self.lookups,
                 );
                 let mut hits = self.snapshot.payload_postings_in(hash, gens.into_iter())?;
-                if let Some(hs) = self.payload.get(&hash) {
-                    hits.extend_from_slice(hs);
+                let prev = self.prev.as_deref().map(|p| &p.payload);
+                for collected in prev.into_iter().chain([&self.payload]) {
+                    if let Some(hs) = collected.get(&hash) {
+                        hits.extend_from_slice(hs);
+                    }
                 }
                 Ok(hits)
             }
@@ -134,10 +140,15 @@ impl IndexWriter {
                     h,
                     &mut self.lookups,
                 );
-                e.insert(
+                let mut postings =
                     self.snapshot
-                        .chunk_postings_in(PostingKind::Guid, h, gens.into_iter())?,
-                )
+                        .chunk_postings_in(PostingKind::Guid, h, gens.into_iter())?;
+                if let Some(chunk) = self.prev.as_ref().and_then(|p| p.guid.get(&h)) {
+                    chunk
+                        .decode_into(&mut postings)
+                        .map_err(|w| self.snapshot.corrupt(w))?;
+                }
+                e.insert(postings)
             }
         })
     }

@@ -17,7 +17,13 @@
 //!   those of the last commit (replaced only after a commit succeeds), and
 //!   so are the known keys of the generations not yet complete
 //!   ([`OpenKeys`]: every commit goes through [`Index::commit`], which adds
-//!   its keys once it has succeeded).
+//!   its keys once it has succeeded, or through [`Index::write_collected`],
+//!   whose keys the writer begun after it adds when it is rebased).
+//! - A commit may be written on another thread while the next one collects
+//!   ([`Index::begin_after`]): the next writer sees it as committed, and is
+//!   rebased onto it ([`IndexWriter::rebase`]) before it is committed
+//!   itself, so that every commit builds on the filters and known keys of
+//!   the one before it. Commits are still written one at a time, in order.
 //!
 //! The parts: [`collect`] (an [`IndexWriter`] gathers a commit's entries in
 //! memory), [`dedupe`] (duplicate candidates over the snapshot plus what was
@@ -41,6 +47,7 @@ mod commit;
 mod dedupe;
 
 pub use collect::IndexWriter;
+pub use commit::Written;
 pub use dedupe::Lookups;
 
 /// The writable index, held by the archive's single writer.
@@ -145,18 +152,39 @@ impl Index {
         IndexWriter::start(
             self.reader()?,
             self.current_filters(),
-            Arc::clone(
-                &self
-                    .open_keys
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner),
-            ),
+            self.current_open_keys(),
             !self.scratch,
         )
     }
 
+    /// Starts collecting the commit after `prev` while `prev` is being
+    /// written ([`Index::write_collected`], on another thread): on the same
+    /// snapshot, with `prev`'s entries visible to lookups and its counters
+    /// carried on. Rebase it ([`IndexWriter::rebase`]) once `prev` is
+    /// written, before committing it.
+    pub fn begin_after(&self, prev: &Arc<IndexWriter>) -> Result<IndexWriter> {
+        let mut w = IndexWriter::start(
+            self.reader()?,
+            Arc::clone(&prev.filters),
+            Arc::clone(&prev.open_keys),
+            prev.count_interactions,
+        )?;
+        w.counters = prev.counters;
+        w.prev = Some(Arc::clone(prev));
+        Ok(w)
+    }
+
     fn current_filters(&self) -> Arc<Filters> {
         Arc::clone(&self.filters.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    fn current_open_keys(&self) -> Arc<OpenKeys> {
+        Arc::clone(
+            &self
+                .open_keys
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner),
+        )
     }
 
     /// Gives the file's free space back: redb's copy-on-write commits leave

@@ -14,6 +14,7 @@
 //!   threads, each taking whole segments in turn, with bounded queues.
 
 use std::ops::ControlFlow;
+use std::sync::Arc;
 use std::time::Instant;
 
 use ccvault_event::{parse_event, resolve_time, EventTime, Keys, PayloadTimes};
@@ -45,7 +46,7 @@ impl Archive {
         remove_file_if_exists(&scratch)?;
         create_private_file(&scratch)?;
         let fresh = Index::create_scratch(&scratch)?;
-        drop(std::mem::replace(&mut self.index, fresh));
+        drop(std::mem::replace(&mut self.index, Arc::new(fresh)));
         let started = Instant::now();
         let n = self.index_tail(None, u64::MAX)?;
         tracing::debug!(records = n, elapsed = ?started.elapsed(), "index rebuilt from the log");
@@ -57,12 +58,15 @@ impl Archive {
             }
         }
         // Hold the old index while the new one is sealed, then swap files.
-        let built = std::mem::replace(&mut self.index, open_index(&path)?);
+        let built = std::mem::replace(&mut self.index, Arc::new(open_index(&path)?));
         let started = Instant::now();
-        built.seal()?;
+        // `commit_index` waited for any commit thread: this is the only share.
+        Arc::try_unwrap(built)
+            .map_err(|_| StoreError::Poisoned("the rebuilt index is still being committed".into()))?
+            .seal()?;
         tracing::debug!(elapsed = ?started.elapsed(), "rebuilt index sealed");
         std::fs::rename(&scratch, &path).map_err(io("cannot replace index", &path))?;
-        self.index = open_index(&path)?;
+        self.index = Arc::new(open_index(&path)?);
         Ok(n)
     }
 
