@@ -727,3 +727,66 @@ fn a_guid_is_looked_up_only_in_the_generations_its_blocks_admit() {
     want.insert(16, 17);
     assert_eq!(guid_looked_up_in(&index, "gen17", 21), want);
 }
+
+#[test]
+fn a_writer_begun_after_a_commit_being_written_sees_it_and_rebases_onto_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("index.redb");
+    let index = Index::open(&path).unwrap();
+    let mut first = index.begin().unwrap();
+    first
+        .add_all(&[entry(0, b"a", Some("g1")), entry(1, b"junk", None)])
+        .unwrap();
+    let first = std::sync::Arc::new(first);
+    let mut next = index.begin_after(&first).unwrap();
+    // Before `first` is written: its entries count as committed.
+    assert_eq!(
+        offsets(
+            &next
+                .duplicate_candidates(payload_hash(b"a"), Some("g1"))
+                .unwrap()
+        ),
+        vec![0]
+    );
+    assert_eq!(
+        offsets(
+            &next
+                .duplicate_candidates(payload_hash(b"junk"), None)
+                .unwrap()
+        ),
+        vec![1]
+    );
+    // g1 is not a new interaction; g2 is.
+    next.add_all(&[entry(2, b"b", Some("g1")), entry(3, b"c", Some("g2"))])
+        .unwrap();
+    assert_eq!(next.counters().interactions, 2);
+    assert_eq!(next.counters().records, 4);
+    let cp = |n: u64| Checkpoint {
+        next_offset: n,
+        segment: 0,
+        pos: n as u32 * 10,
+    };
+    let written = std::thread::scope(|s| {
+        s.spawn(|| index.write_collected(&first, Some(cp(2))))
+            .join()
+            .unwrap()
+    })
+    .unwrap();
+    drop(first);
+    next.rebase(&index, written).unwrap();
+    assert_eq!(
+        offsets(
+            &next
+                .duplicate_candidates(payload_hash(b"a"), Some("g1"))
+                .unwrap()
+        ),
+        vec![0],
+        "now from the snapshot"
+    );
+    index.commit(next, Some(cp(4))).unwrap();
+    let r = index.reader().unwrap();
+    assert_eq!(r.checkpoint().unwrap(), Some(cp(4)));
+    assert_eq!(offsets(&r.guid_hits("g1").unwrap()), vec![0, 2]);
+    let c = r.counters().unwrap();
+    assert_eq!((c.records, c.interactions), (4, 2));
+}
