@@ -694,25 +694,11 @@ impl Archive {
         if let Some(txn) = self.txn.take() {
             // The checkpoint must never be ahead of the durable log.
             self.log.flush()?;
-            let end = self.log.end_position();
-            let checkpoint = Checkpoint {
-                next_offset: self.log.next_offset(),
-                segment: end.segment,
-                pos: end.pos,
-            };
+            let checkpoint = self.end_checkpoint();
             let (records, lookups) = (txn.pending(), txn.lookups());
             let started = Instant::now();
             self.index.commit(txn, Some(checkpoint))?;
-            tracing::debug!(
-                records,
-                lookups.keys,
-                lookups.spans,
-                lookups.probes,
-                lookups.passed,
-                lookups.seeks,
-                elapsed = ?started.elapsed(),
-                "index commit"
-            );
+            trace_commit(records, lookups, started, false);
         }
         self.last_commit = Instant::now();
         Ok(())
@@ -732,12 +718,8 @@ impl Archive {
         let Some(txn) = self.txn.take() else {
             return Ok(());
         };
-        let end = self.log.end_position();
-        let checkpoint = Checkpoint {
-            next_offset: through,
-            segment: end.segment,
-            pos: end.pos,
-        };
+        let checkpoint = self.end_checkpoint();
+        debug_assert_eq!(checkpoint.next_offset, through);
         let writer = Arc::new(txn);
         self.txn = Some(self.index.begin_after(&writer)?);
         let index = Arc::clone(&self.index);
@@ -747,16 +729,7 @@ impl Archive {
             let (records, lookups) = (writer.pending(), writer.lookups());
             let started = Instant::now();
             let written = index.write_collected(&writer, Some(checkpoint))?;
-            tracing::debug!(
-                records,
-                lookups.keys,
-                lookups.spans,
-                lookups.probes,
-                lookups.passed,
-                lookups.seeks,
-                elapsed = ?started.elapsed(),
-                "index commit behind the appender"
-            );
+            trace_commit(records, lookups, started, true);
             Ok(written)
         });
         let committer = match &mut self.committer {
@@ -767,6 +740,16 @@ impl Archive {
         self.committing = true;
         self.last_commit = Instant::now();
         Ok(())
+    }
+
+    /// The checkpoint at the end of the log as appended so far.
+    fn end_checkpoint(&self) -> Checkpoint {
+        let end = self.log.end_position();
+        Checkpoint {
+            next_offset: self.log.next_offset(),
+            segment: end.segment,
+            pos: end.pos,
+        }
     }
 
     /// Waits for the commit handed to the commit thread, if any, and
@@ -863,6 +846,22 @@ impl Drop for Archive {
             }
         }
     }
+}
+
+/// Logs an index commit's size, lookups and time (`behind`: written by the
+/// commit thread).
+fn trace_commit(records: u64, lookups: ccvault_index::Lookups, started: Instant, behind: bool) {
+    tracing::debug!(
+        records,
+        lookups.keys,
+        lookups.spans,
+        lookups.probes,
+        lookups.passed,
+        lookups.seeks,
+        behind,
+        elapsed = ?started.elapsed(),
+        "index commit"
+    );
 }
 
 /// A commit's transaction, written by the [`Committer`].
