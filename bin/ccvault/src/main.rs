@@ -74,6 +74,28 @@ impl FreedMemory {
     }
 }
 
+/// Makes the process's memory come in the kernel's 4 KiB pages, not in
+/// transparent huge pages. mimalloc asks for huge pages on its arenas
+/// (`madvise(MADV_HUGEPAGE)`, its `allow_thp` option, read when the first
+/// arena is reserved, before `main`), and on the VMs measured a fresh 2 MiB
+/// page cost 2-10 ms of the kernel's time (zeroing it, and the host
+/// backing it): an export's ~85 of them were 0.15-0.95 s of system time
+/// for a 1.2 s `events` step, the most erratic part of its wall time;
+/// with 4 KiB pages only the bytes used are faulted in, and its peak RSS
+/// fell by a sixth (docs/BENCHMARKS.md, issue 14). The flag is the
+/// process's (`PR_SET_THP_DISABLE`, checked at each page fault), so it
+/// also covers memory mapped before the call. Where the kernel refuses it
+/// the command runs as before.
+pub(crate) fn no_huge_pages() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: `prctl(PR_SET_THP_DISABLE, 1, 0, 0, 0)` takes no pointer and
+    // only sets a flag of this process; its result is not needed.
+    #[allow(unsafe_code)]
+    unsafe {
+        libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0);
+    }
+}
+
 /// How long (ms) mimalloc keeps freed memory before returning it to the
 /// OS: sets it to `set` if given, and returns the value before.
 fn purge_delay(set: Option<std::ffi::c_long>) -> std::ffi::c_long {

@@ -143,6 +143,10 @@ fn export_parquet(cli: &Cli, args: &ExportArgs) -> Result<ExitCode> {
     // Held for the whole run: export is not checked against a size, as
     // import is (`FreedMemory::check`).
     crate::FreedMemory::hold();
+    // Its memory in 4 KiB pages: the fresh huge pages of the steps' buffers
+    // and row groups cost more system time than the copies they would save
+    // (docs/BENCHMARKS.md, issue 14).
+    crate::no_huge_pages();
     // The projections first: the log scan then sees at least the records they hold.
     let p = up_to_date(cli)?;
     let mut reader = open_reader(cli)?;
