@@ -77,12 +77,16 @@ impl FreedMemory {
 /// Makes the process's memory come in the kernel's 4 KiB pages, not in
 /// transparent huge pages. mimalloc asks for huge pages on its arenas
 /// (`madvise(MADV_HUGEPAGE)`, its `allow_thp` option, read when the first
-/// arena is reserved, before `main`), and on the VMs measured a fresh 2 MiB
-/// page cost 2-10 ms of the kernel's time (zeroing it, and the host
-/// backing it): an export's ~85 of them were 0.15-0.95 s of system time
-/// for a 1.2 s `events` step, the most erratic part of its wall time;
-/// with 4 KiB pages only the bytes used are faulted in, and its peak RSS
-/// fell by a sixth (docs/BENCHMARKS.md, issue 14). The flag is the
+/// arena is reserved, before `main`). On the VMs measured a fresh 2 MiB
+/// page cost ~8 ms of the kernel's time unless another process had freed
+/// it within a second or two (the VM hands free 2 MiB blocks back to its
+/// host, which backs them again at the next touch), against ~2 ms for the
+/// same memory in 4 KiB pages, which come from blocks the VM kept: an
+/// export's ~75 huge pages were 0.4-0.9 s of system time for a 1.2-1.5 s
+/// `events` step, and with 4 KiB pages only the bytes used are faulted in
+/// (peak RSS a sixth lower). The cost: user time +1-6 % (TLB misses), so
+/// the same binary run twice in a row is 3-10 % faster the second time
+/// with huge pages (docs/BENCHMARKS.md, issue 14). The flag is the
 /// process's (`PR_SET_THP_DISABLE`, checked at each page fault), so it
 /// also covers memory mapped before the call. Where the kernel refuses it
 /// the command runs as before.
@@ -371,6 +375,17 @@ fn main() -> ExitCode {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn no_huge_pages_sets_the_process_flag() {
+        no_huge_pages();
+        // SAFETY: `prctl(PR_GET_THP_DISABLE, 0, 0, 0, 0)` takes no pointer
+        // and only reads a flag of this process.
+        #[allow(unsafe_code)]
+        let flag = unsafe { libc::prctl(libc::PR_GET_THP_DISABLE, 0, 0, 0, 0) };
+        assert_eq!(flag, 1);
+    }
 
     #[test]
     fn freed_memory_is_held_only_until_the_process_passes_the_limit() {
