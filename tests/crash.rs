@@ -13,7 +13,9 @@ use std::process::Stdio;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use common::{ccvault, command, empty_file, import, scan, stats, tallies, Rng, Stream};
+use common::{
+    assert_log_footprint, ccvault, command, empty_file, import, scan, stats, tallies, Rng, Stream,
+};
 
 const ROUNDS: usize = 24;
 
@@ -56,6 +58,7 @@ fn check_archive(
         records.len() as u64,
         "{when}: stats and the log disagree on the record count"
     );
+    assert_log_footprint(dir, &s.json, when);
     assert_eq!(s.events, s.records, "{when}: no line is quarantined");
     records.len()
 }
@@ -234,7 +237,9 @@ fn sigkill_at_random_moments_loses_no_acknowledged_line_and_stores_none_twice() 
         // shows more than the log holds.
         let before = ccvault(&dir, &["stats", "--format", "json"]);
         let before_records = if before.code == 0 {
-            before.json_lines()[0]["records"].as_u64().unwrap()
+            let json = &before.json_lines()[0];
+            assert_log_footprint(&dir, json, &format!("round {round}, right after the kill"));
+            json["records"].as_u64().unwrap()
         } else {
             // Killed before the archive was created.
             assert!(

@@ -8,7 +8,7 @@ use std::fs;
 use std::path::Path;
 
 use ccvault_store::ArchiveReader;
-use common::{ccvault, import, sample, Stream};
+use common::{assert_log_footprint, ccvault, import, sample, Stream};
 
 /// Everything the archive answers, from the CLI and the library.
 #[derive(Debug, PartialEq, Eq)]
@@ -38,6 +38,9 @@ fn answers(dir: &Path, stream: &Stream, keep_duplicates: bool) -> Answers {
         .ok()
         .json_lines()[0]
         .clone();
+    // The log's size as `stats` gives it is the log directory's, whichever
+    // index (the import's, a reindexed one, none) it was sized with.
+    assert_log_footprint(dir, &stats, &format!("stats of {}", dir.display()));
     let obj = stats.as_object_mut().unwrap();
     obj.remove("bytes");
     obj.remove("indexBytes");

@@ -56,7 +56,7 @@ pub use guard::{guard_redb, unguarded};
 pub use keymap::{key_map, KeyHashing, KeyMap};
 pub use reader::IndexReader;
 pub use schema::{
-    agent_hash, guid_hash, payload_hash, Checkpoint, Counters, Entry, Hit, PostingDigest,
-    PostingKind, GENERATION_RECORDS, INDEX_VERSION, TIME_SLICE,
+    agent_hash, guid_hash, payload_hash, Checkpoint, Counters, Entry, Hit, PackedTotals,
+    PostingDigest, PostingKind, GENERATION_RECORDS, INDEX_VERSION, TIME_SLICE,
 };
 pub use writer::{Index, IndexWriter, Lookups, Written};

@@ -22,8 +22,8 @@ use crate::schema::{
     QUARANTINE, SPAN_FILTERS, TIME,
 };
 use crate::{
-    agent_hash, guid_hash, Checkpoint, Counters, Hit, IndexError, PostingDigest, PostingKind,
-    Result, INDEX_VERSION,
+    agent_hash, guid_hash, Checkpoint, Counters, Hit, IndexError, PackedTotals, PostingDigest,
+    PostingKind, Result, INDEX_VERSION,
 };
 
 /// A snapshot of the index as of one commit.
@@ -119,6 +119,24 @@ impl IndexReader {
     /// tallies keeps counts the log does not hold).
     pub fn tally_offset(&self) -> Result<Option<u64>> {
         self.meta("tally.offset")
+    }
+
+    /// The log's compressed segments as the last commit that recorded them
+    /// counted them (`None`: no commit did, as in an index written before
+    /// they were kept).
+    pub fn packed(&self) -> Result<Option<PackedTotals>> {
+        let (Some(count), Some(bytes), Some(bases)) = (
+            self.meta("packed.count")?,
+            self.meta("packed.bytes")?,
+            self.meta("packed.bases")?,
+        ) else {
+            return Ok(None);
+        };
+        Ok(Some(PackedTotals {
+            count,
+            bytes,
+            bases,
+        }))
     }
 
     pub fn checkpoint(&self) -> Result<Option<Checkpoint>> {

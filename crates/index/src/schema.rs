@@ -83,6 +83,19 @@ pub struct Checkpoint {
     pub pos: u32,
 }
 
+/// The log's compressed segments as the store last counted them
+/// (`ccvault_log::PackedSegments`: how many, their total bytes, the
+/// fingerprint of their bases), kept in `meta` with each commit that
+/// carries them (docs/FORMAT.md §3, "Packed segments"): `stats` sizes the
+/// log from it and one listing, without a `stat` per segment. Absent from
+/// indexes written before it; then `stats` sizes every file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PackedTotals {
+    pub count: u64,
+    pub bytes: u64,
+    pub bases: u64,
+}
+
 /// Totals kept with the index (all counts are of distinct stored records,
 /// except `duplicates`, which counts messages skipped as duplicates, and
 /// `control`, which counts transport control messages, never stored).

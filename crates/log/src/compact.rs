@@ -21,14 +21,14 @@
 use std::io::ErrorKind;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use crate::direct::DirectAppender;
 use crate::error::{LogError, Result};
 use crate::format::HEADER_LEN;
 use crate::scan::{SegCursor, Step};
 use crate::segment::read_full_at;
-use crate::segment::{list_segment_files, segment_path, segz_path, sync_dir, Kind};
+use crate::segment::{list_segment_files, segment_path, segz_path, sync_dir, Kind, PackedSegments};
 use crate::segz::{self, Compression, Encoder};
 use crate::vfs::{OpenMode, Vfs};
 use crate::window::{Src, Window};
@@ -88,7 +88,8 @@ impl Compactor {
 /// Compresses the sealed segment `base` of `dir`. The caller holds the
 /// writer lock and guarantees the segment is sealed (not the last one).
 /// Once `stop` is set it gives up before writing anything
-/// ([`Compacted::Stopped`]).
+/// ([`Compacted::Stopped`]). A `.segz` put in place is counted in `packed`
+/// once the `.seg` is gone (a reader listing both counts the `.seg`).
 ///
 /// The segment is read once: each frame the scan verifies goes into the
 /// block being gathered, so a segment found damaged midway has been partly
@@ -103,6 +104,7 @@ pub(crate) fn compact_segment(
     c: Compression,
     stop: &AtomicBool,
     work: &mut Compactor,
+    packed: &Mutex<PackedSegments>,
 ) -> Result<Compacted> {
     let seg = segment_path(dir, base);
     let file = match vfs.open(&seg, OpenMode::Read, "opening") {
@@ -174,6 +176,11 @@ pub(crate) fn compact_segment(
     .map_err(|e| LogError::io("writing", &tmp, e))?;
     f.sync_all()
         .map_err(|e| LogError::io("fsyncing", &tmp, e))?;
+    // The length as the file system reports it, which is what a reader's
+    // `stat` would say (direct writes publish the partial last block).
+    let segz_len = f
+        .size()
+        .map_err(|e| LogError::io("reading the length of", &tmp, e))?;
     drop(f);
     let segz = segz_path(dir, base);
     vfs.rename(&tmp, &segz)
@@ -182,6 +189,10 @@ pub(crate) fn compact_segment(
     vfs.remove_file(&seg)
         .map_err(|e| LogError::io("removing", &seg, e))?;
     sync_dir(vfs, dir)?;
+    packed
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .add(base, segz_len);
     Ok(Compacted::Done {
         seg_bytes: seg_len,
         segz_bytes: out.len() as u64,
@@ -270,6 +281,7 @@ impl Compressor {
         direct_writes: bool,
         queued: Vec<u64>,
         turn: Arc<std::sync::Mutex<()>>,
+        packed: Arc<Mutex<PackedSegments>>,
     ) -> Result<(Compressor, std::sync::mpsc::Sender<u64>)> {
         let (tx, rx) = std::sync::mpsc::channel::<u64>();
         for base in queued {
@@ -291,7 +303,7 @@ impl Compressor {
                     }
                     let _turn = turn.lock().unwrap_or_else(|e| e.into_inner());
                     if let Err(e) =
-                        compact_segment(vfs.as_ref(), &dir, base, c, &stopped, &mut work)
+                        compact_segment(vfs.as_ref(), &dir, base, c, &stopped, &mut work, &packed)
                     {
                         let mut f = fail.lock().unwrap_or_else(|e| e.into_inner());
                         f.get_or_insert_with(|| crate::error::display_chain(&e));

@@ -62,7 +62,7 @@ pub use private::{check_private_dir, create_private_file, open_private, private_
 pub use reader::{LogReader, ScanControl};
 pub use recovery::Recovery;
 pub use scan::{Damage, DamageReason, Scan, ScanItem, ScanRef};
-pub use segment::{segment_file_name, segz_file_name};
+pub use segment::{segment_file_name, segz_file_name, PackedSegments};
 pub use segz::Compression;
 pub use verify::{verify, verify_with, VerifyReport};
 pub use vfs::{OpenMode, StdVfs, Vfs, VfsFile};

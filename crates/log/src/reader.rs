@@ -29,8 +29,8 @@ use crate::format::{
 };
 use crate::scan::{Scan, ScanRef};
 use crate::segment::{
-    list_segment_file_lens, list_segments, open_segment, read_full_at, read_header, segment_path,
-    segz_path, Kind,
+    list_segment_file_lens, list_segment_files, open_segment, read_full_at, read_header,
+    segment_path, segz_path, Kind, PackedSegments,
 };
 use crate::segz::{self, Table};
 use crate::vfs::{StdVfs, Vfs, VfsFile};
@@ -48,13 +48,32 @@ pub struct LogReader {
 struct Inner {
     vfs: Arc<dyn Vfs>,
     dir: PathBuf,
-    segments: Mutex<Vec<u64>>,
+    /// The last listing of the directory.
+    listed: Mutex<Listed>,
     files: Mutex<HashMap<u64, Seg>>,
     /// The blocks of `.segz` files decompressed last (segment, block start):
     /// reads by position mostly come in log order (a duplicate check of a
     /// re-imported file, an interaction's events), so one decompression of a
     /// block serves all its records.
     blocks: Mutex<VecDeque<CachedBlock>>,
+}
+
+/// A listing of the log directory.
+#[derive(Default)]
+struct Listed {
+    /// Base offsets of the segments, sorted.
+    bases: Vec<u64>,
+    /// Every segment file, sorted by base, a base's `.seg` before its
+    /// `.segz` (both while a compression finishes).
+    files: Vec<(u64, Kind)>,
+}
+
+impl Listed {
+    fn of(files: Vec<(u64, Kind)>) -> Listed {
+        let mut bases: Vec<u64> = files.iter().map(|&(b, _)| b).collect();
+        bases.dedup();
+        Listed { bases, files }
+    }
 }
 
 /// A decompressed block: segment base, block start, bytes.
@@ -87,12 +106,12 @@ impl LogReader {
 
     /// [`LogReader::open`] on the file system `vfs`.
     pub fn open_with(vfs: Arc<dyn Vfs>, dir: &Path) -> Result<LogReader> {
-        let segments = list_segments(vfs.as_ref(), dir)?;
+        let listed = Listed::of(list_segment_files(vfs.as_ref(), dir)?);
         Ok(LogReader {
             inner: Arc::new(Inner {
                 vfs,
                 dir: dir.to_owned(),
-                segments: Mutex::new(segments),
+                listed: Mutex::new(listed),
                 files: Mutex::new(HashMap::new()),
                 blocks: Mutex::new(VecDeque::new()),
             }),
@@ -104,7 +123,7 @@ impl LogReader {
             inner: Arc::new(Inner {
                 vfs,
                 dir: dir.to_owned(),
-                segments: Mutex::new(Vec::new()),
+                listed: Mutex::new(Listed::default()),
                 files: Mutex::new(HashMap::new()),
                 blocks: Mutex::new(VecDeque::new()),
             }),
@@ -118,20 +137,17 @@ impl LogReader {
 
     /// Base offsets of the segments, sorted, freshly listed from the directory.
     pub fn segments(&self) -> Vec<u64> {
-        match list_segments(self.inner.vfs.as_ref(), &self.inner.dir) {
-            Ok(fresh) => {
-                if let Ok(mut s) = self.inner.segments.lock() {
-                    s.clone_from(&fresh);
+        match list_segment_files(self.inner.vfs.as_ref(), &self.inner.dir) {
+            Ok(files) => {
+                let fresh = Listed::of(files);
+                let bases = fresh.bases.clone();
+                if let Ok(mut s) = self.inner.listed.lock() {
+                    *s = fresh;
                 }
-                fresh
+                bases
             }
             // An unreadable directory: fall back to the last known listing.
-            Err(_) => self
-                .inner
-                .segments
-                .lock()
-                .map(|s| s.clone())
-                .unwrap_or_default(),
+            Err(_) => self.listed_segments(),
         }
     }
 
@@ -143,9 +159,9 @@ impl LogReader {
     /// one keeps its base); segments a writer created since may be missing.
     pub fn listed_segments(&self) -> Vec<u64> {
         self.inner
-            .segments
+            .listed
             .lock()
-            .map(|s| s.clone())
+            .map(|s| s.bases.clone())
             .unwrap_or_default()
     }
 
@@ -173,23 +189,74 @@ impl LogReader {
                 .sum();
             return (known.len() as u64, bytes);
         };
-        let mut bases = Vec::with_capacity(files.len());
         let mut bytes = 0;
         for (i, &(base, kind, len)) in files.iter().enumerate() {
             // Sorted by base, the `.seg` first: a base listed twice is sized once.
             if i > 0 && files[i - 1].0 == base {
                 continue;
             }
-            bases.push(base);
             bytes += len
                 .or_else(|| segment_len(vfs, dir, base, kind))
                 .unwrap_or(0);
         }
-        let count = bases.len() as u64;
-        if let Ok(mut s) = self.inner.segments.lock() {
-            *s = bases;
+        let listed = Listed::of(files.into_iter().map(|(b, k, _)| (b, k)).collect());
+        let count = listed.bases.len() as u64;
+        if let Ok(mut s) = self.inner.listed.lock() {
+            *s = listed;
         }
         (count, bytes)
+    }
+
+    /// [`LogReader::footprint`] as of the last listing (the open's), with
+    /// the `.segz` files `known` counts sized by it instead of one `stat`
+    /// each: the same answer, without listing again or a `stat` per
+    /// segment (docs/BENCHMARKS.md, "`stats` without a `stat` per
+    /// segment"). `known` (the store keeps it in the index,
+    /// [`crate::Log::packed_segments`]) must have been taken before the
+    /// listing: every `.segz` it counts is then listed (a `.segz` is never
+    /// removed nor changed once in place), as the first `known.count` of
+    /// the listing's bases that have a `.segz` only, unless compressions
+    /// since it went in a base order other than the log's (a writer that
+    /// reopened and compressed a `.seg` left behind). Those bases' summed
+    /// [`PackedSegments::mix`] must equal `known.bases`; when they do not
+    /// (or without `known`: an index written before it was kept) the
+    /// directory is listed and every file sized ([`LogReader::footprint`]).
+    /// The other files (the `.seg` ones, any `.segz` compressed since) are
+    /// sized one `stat` each, the `.seg` first while a base has both.
+    pub fn footprint_listed(&self, known: Option<PackedSegments>) -> (u64, u64) {
+        let Some(known) = known else {
+            return self.footprint();
+        };
+        let files = self
+            .inner
+            .listed
+            .lock()
+            .map(|s| s.files.clone())
+            .unwrap_or_default();
+        let mut seen = PackedSegments::default();
+        let mut rest = Vec::new();
+        let mut count = 0u64;
+        for (i, &(base, kind)) in files.iter().enumerate() {
+            if i > 0 && files[i - 1].0 == base {
+                continue;
+            }
+            count += 1;
+            // Sorted `.seg` first: a base first listed as a `.segz` has no `.seg`.
+            if kind == Kind::Packed && seen.count < known.count {
+                seen.add(base, 0);
+            } else {
+                rest.push((base, kind));
+            }
+        }
+        if (seen.count, seen.bases) != (known.count, known.bases) {
+            return self.footprint();
+        }
+        let (vfs, dir) = (self.inner.vfs.as_ref(), &self.inner.dir);
+        let rest_bytes: u64 = rest
+            .iter()
+            .filter_map(|&(base, kind)| segment_len(vfs, dir, base, kind))
+            .sum();
+        (count, known.bytes + rest_bytes)
     }
 
     fn file(&self, base: u64) -> Result<Seg> {

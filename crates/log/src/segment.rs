@@ -115,6 +115,57 @@ pub(crate) fn list_segments(vfs: &dyn Vfs, dir: &Path) -> Result<Vec<u64>> {
     Ok(bases)
 }
 
+/// The compressed segments (`.segz`) a writer knows are in its directory:
+/// how many, their total length, and a fingerprint of their bases (the
+/// wrapping sum of [`PackedSegments::mix`] of each). The store keeps it in
+/// the index with each commit (docs/FORMAT.md §3, "Packed segments") so
+/// that `stats` can size the log without a `stat` per segment: a `.segz`
+/// never changes once renamed into place, so the files a reader lists
+/// whose bases add up to the fingerprint have, together, `bytes` bytes
+/// ([`LogReader::footprint_listed`](crate::LogReader::footprint_listed)).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PackedSegments {
+    /// Number of `.segz` files.
+    pub count: u64,
+    /// Their total length in bytes.
+    pub bytes: u64,
+    /// Wrapping sum of [`PackedSegments::mix`] of each one's base.
+    pub bases: u64,
+}
+
+impl PackedSegments {
+    /// Counts the `.segz` of `base`, `len` bytes long.
+    pub fn add(&mut self, base: u64, len: u64) {
+        self.count += 1;
+        self.bytes += len;
+        self.bases = self.bases.wrapping_add(Self::mix(base));
+    }
+
+    /// A base's share of the fingerprint: splitmix64's finaliser, so that
+    /// two different sets of bases of one size sum alike only by a 2^-64
+    /// chance.
+    pub fn mix(base: u64) -> u64 {
+        let mut z = base.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// The `.segz` files of a listing (sorted by base, a base's `.seg`
+    /// first, as [`list_segment_file_lens`] gives them) whose base has no
+    /// `.seg` beside it, with their lengths.
+    pub(crate) fn of_listing(files: &[(u64, Kind, Option<u64>)]) -> PackedSegments {
+        let mut packed = PackedSegments::default();
+        for (i, &(base, kind, len)) in files.iter().enumerate() {
+            let paired = i > 0 && files[i - 1].0 == base;
+            if let (Kind::Packed, false, Some(len)) = (kind, paired, len) {
+                packed.add(base, len);
+            }
+        }
+        packed
+    }
+}
+
 /// An open segment file, its path and its kind.
 pub(crate) type OpenedSegment = (Arc<dyn VfsFile>, PathBuf, Kind);
 

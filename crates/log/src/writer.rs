@@ -40,7 +40,8 @@ use crate::options::{FsyncPolicy, LogOptions};
 use crate::reader::LogReader;
 use crate::recovery::{recover_last, Recovery};
 use crate::segment::{
-    create_segment, list_segment_files, list_segments, rewrite_empty_segment, segment_path, Kind,
+    create_segment, list_segment_file_lens, list_segment_files, rewrite_empty_segment,
+    segment_path, Kind, PackedSegments,
 };
 use crate::segz::Compression;
 use crate::vfs::{create_dir_durably, LockGuard, StdVfs, Vfs};
@@ -73,6 +74,9 @@ pub struct Log {
     compressor: Option<Compressor>,
     /// Held by every compression of a segment, background or not.
     compact_turn: Arc<Mutex<()>>,
+    /// The `.segz` files of the directory: counted at open, and each
+    /// compression adds the one it makes ([`Log::packed_segments`]).
+    packed: Arc<Mutex<PackedSegments>>,
     _lock: LockGuard,
 }
 
@@ -125,13 +129,17 @@ impl Log {
             segment_bytes: opts.segment_bytes.clamp(u64::from(HEADER_LEN) + 1, max_seg),
             ..opts
         };
-        let segments = list_segments(vfs.as_ref(), dir)?;
-        let (base, file, written, recovery) = match segments.last() {
+        // One listing, each file sized: the segments, the sealed ones to
+        // compress, and the `.segz` already there (tidied above: no base
+        // has both files now, and none goes away while the lock is held).
+        let files = list_segment_file_lens(vfs.as_ref(), dir)?;
+        let packed = Arc::new(Mutex::new(PackedSegments::of_listing(&files)));
+        let (base, file, written, recovery) = match files.last().map(|f| f.0) {
             None => {
                 let file = create_segment(vfs.as_ref(), dir, 0)?;
                 (0, file, u64::from(HEADER_LEN), Recovery::default())
             }
-            Some(&base) => {
+            Some(base) => {
                 let r = recover_last(vfs.as_ref(), dir, base, scan_from)?;
                 let mut recovery = r.recovery;
                 match r.version {
@@ -162,11 +170,12 @@ impl Log {
         let (compressor, sealed) = match opts.compression {
             Some(c) => {
                 // Sealed segments left as `.seg` (an older archive, or a
-                // writer that stopped before compressing them).
-                let queued = list_segment_files(vfs.as_ref(), dir)?
-                    .into_iter()
-                    .filter(|&(b, k)| k == Kind::Plain && b < base)
-                    .map(|(b, _)| b)
+                // writer that stopped before compressing them); a segment
+                // recovery started is past them all.
+                let queued = files
+                    .iter()
+                    .filter(|&&(b, k, _)| k == Kind::Plain && b < base)
+                    .map(|&(b, _, _)| b)
                     .collect();
                 let (compressor, tx) = Compressor::start(
                     Arc::clone(&vfs),
@@ -175,6 +184,7 @@ impl Log {
                     opts.direct_io,
                     queued,
                     Arc::clone(&compact_turn),
+                    Arc::clone(&packed),
                 )?;
                 (Some(compressor), Some(tx))
             }
@@ -205,6 +215,7 @@ impl Log {
             flusher,
             compressor,
             compact_turn,
+            packed,
         };
         Ok((log, recovery))
     }
@@ -376,11 +387,19 @@ impl Log {
                         c,
                         &AtomicBool::new(false),
                         &mut work,
+                        &self.packed,
                     )?,
                 ));
             }
         }
         Ok(done)
+    }
+
+    /// The compressed segments (`.segz`) in the directory as of now: those
+    /// there when the log opened and those compressed since, each counted
+    /// once its `.seg` is gone. Only this writer changes them while it runs.
+    pub fn packed_segments(&self) -> PackedSegments {
+        *self.packed.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// The first background compression that failed, if any (that segment

@@ -571,3 +571,106 @@ fn a_block_that_does_not_decompress_is_reported_where_the_scan_meets_it() {
         .count();
     assert_eq!(scanned + lost, f.records.len());
 }
+
+#[test]
+fn the_writers_count_of_compressed_segments_sizes_the_log_as_a_listing_does() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("log");
+    let options = ccvault_log::LogOptions {
+        compression: Some(SMALL),
+        ..opts(16 << 10)
+    };
+    // An older writer's plain segments, then a writer that compresses
+    // them (those queued at open, then each one it seals).
+    let (mut log, _) = Log::open(&dir, opts(16 << 10), None).unwrap();
+    write_records(&mut log, 0, 300, 400);
+    drop(log);
+    let plain: Vec<(String, Vec<u8>)> = names(&dir)
+        .into_iter()
+        .map(|n| (n.clone(), fs::read(dir.join(&n)).unwrap()))
+        .collect();
+    let (mut log, _) = Log::open(&dir, options, None).unwrap();
+    write_records(&mut log, 300, 600, 400);
+    log.compact_sealed(SMALL).unwrap();
+    let packed = log.packed_segments();
+    drop(log);
+
+    let fresh = LogReader::open(&dir).unwrap().footprint();
+    let segz: Vec<String> = names(&dir)
+        .into_iter()
+        .filter(|n| n.ends_with(".segz"))
+        .collect();
+    assert!(segz.len() >= 5, "{segz:?}");
+    assert_eq!(packed.count, segz.len() as u64);
+    assert_eq!(
+        packed.bytes,
+        segz.iter()
+            .map(|n| fs::metadata(dir.join(n)).unwrap().len())
+            .sum::<u64>()
+    );
+    // Sized by the count: the same as a listing with every file sized.
+    let reader = LogReader::open(&dir).unwrap();
+    assert_eq!(reader.footprint_listed(Some(packed)), fresh);
+    assert_eq!(reader.footprint_listed(None), fresh);
+    // The count's bytes are what is used (no `stat` of those files) ...
+    let off_by_one = ccvault_log::PackedSegments {
+        bytes: packed.bytes + 1,
+        ..packed
+    };
+    assert_eq!(
+        reader.footprint_listed(Some(off_by_one)),
+        (fresh.0, fresh.1 + 1)
+    );
+    // ... for the files whose bases it adds up to; a count that matches
+    // no set of listed files is not used.
+    let elsewhere = ccvault_log::PackedSegments {
+        bases: packed.bases ^ 1,
+        bytes: 1,
+        ..packed
+    };
+    assert_eq!(reader.footprint_listed(Some(elsewhere)), fresh);
+    let too_many = ccvault_log::PackedSegments {
+        count: packed.count + 1,
+        bytes: 1,
+        ..packed
+    };
+    assert_eq!(reader.footprint_listed(Some(too_many)), fresh);
+
+    // A count taken before later compressions (an index committed before
+    // them): the files compressed since are sized one by one.
+    let first = names(&dir)
+        .into_iter()
+        .filter(|n| n.ends_with(".segz"))
+        .min()
+        .unwrap();
+    let base: u64 = first[..20].parse().unwrap();
+    let mut older = ccvault_log::PackedSegments::default();
+    older.add(base, segz_len(&dir, &first));
+    assert_eq!(reader.footprint_listed(Some(older)), fresh);
+
+    // A crash between a compression's rename and its removal of the
+    // `.seg`: both files listed, the `.seg` counted (as `footprint` does).
+    let (first_seg, first_plain) = &plain[0];
+    assert_eq!(*first_seg, segment_file_name(base));
+    fs::write(dir.join(first_seg), first_plain).unwrap();
+    let reader = LogReader::open(&dir).unwrap();
+    let both = reader.footprint();
+    assert_eq!(
+        both,
+        (
+            fresh.0,
+            fresh.1 - segz_len(&dir, &first) + first_plain.len() as u64
+        )
+    );
+    assert_eq!(reader.footprint_listed(Some(packed)), both);
+    // The next writer keeps the whole `.segz` and counts what it finds.
+    let (log, _) = Log::open(&dir, opts(16 << 10), None).unwrap();
+    assert_eq!(log.packed_segments(), packed);
+    drop(log);
+    let reader = LogReader::open(&dir).unwrap();
+    assert_eq!(reader.footprint_listed(Some(packed)), fresh);
+}
+
+fn segz_len(dir: &Path, name: &str) -> u64 {
+    fs::metadata(dir.join(name)).unwrap().len()
+}

@@ -50,7 +50,7 @@ use ccvault_log::{
 
 use crate::error::{io, Result, StoreError};
 use crate::layout::Layout;
-use crate::segments::SegmentMap;
+use crate::segments::{packed_totals, SegmentMap};
 
 mod reindex;
 
@@ -691,7 +691,8 @@ impl Archive {
     /// far visible to readers.
     pub fn commit_index(&mut self) -> Result<()> {
         self.finish_commit()?;
-        if let Some(txn) = self.txn.take() {
+        if let Some(mut txn) = self.txn.take() {
+            txn.set_packed(packed_totals(self.log.packed_segments()));
             // The checkpoint must never be ahead of the durable log.
             self.log.flush()?;
             let checkpoint = self.end_checkpoint();
@@ -715,9 +716,10 @@ impl Archive {
     /// waited for first: commits are written one at a time, in order.
     fn commit_behind(&mut self, through: u64) -> Result<()> {
         self.finish_commit()?;
-        let Some(txn) = self.txn.take() else {
+        let Some(mut txn) = self.txn.take() else {
             return Ok(());
         };
+        txn.set_packed(packed_totals(self.log.packed_segments()));
         let checkpoint = self.end_checkpoint();
         debug_assert_eq!(checkpoint.next_offset, through);
         let writer = Arc::new(txn);

@@ -24,7 +24,7 @@ use ccvault_log::{
 use crate::archive::{check_private_files, Archive, ArchiveOptions};
 use crate::error::{Result, StoreError};
 use crate::layout::Layout;
-use crate::segments::SegmentMap;
+use crate::segments::{packed_segments, SegmentMap};
 
 /// Bytes of index pages an [`ArchiveReader::open_brief`] reader keeps: the
 /// root and upper pages a lookup revisits fit; the leaves it reads once do
@@ -321,7 +321,11 @@ impl ArchiveReader {
 
     pub fn stats(&self) -> Result<Stats> {
         let c = self.index.counters()?;
-        let (segments, log_bytes) = self.log.footprint();
+        // Sized from the open's listing and what the index snapshot (taken
+        // before it) counted of the compressed segments: no `stat` per
+        // segment (docs/BENCHMARKS.md, "`stats` without a `stat` per segment").
+        let known = self.index.packed()?.map(packed_segments);
+        let (segments, log_bytes) = self.log.footprint_listed(known);
         let index_bytes = std::fs::metadata(self.layout.index_path()).map_or(0, |m| m.len());
         Ok(Stats {
             counters: c,

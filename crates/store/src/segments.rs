@@ -8,7 +8,28 @@
 //! directory per record read was the largest cost of the live wallboard's
 //! refresh, docs/BENCHMARKS.md.)
 
-use ccvault_log::{LogReader, Position};
+use ccvault_index::PackedTotals;
+use ccvault_log::{LogReader, PackedSegments, Position};
+
+/// The log's compressed segments as the index keeps them: a writer's
+/// commits record [`ccvault_log::Log::packed_segments`], and `stats` hands
+/// them back to [`LogReader::footprint_listed`].
+pub(crate) fn packed_totals(p: PackedSegments) -> PackedTotals {
+    PackedTotals {
+        count: p.count,
+        bytes: p.bytes,
+        bases: p.bases,
+    }
+}
+
+/// [`packed_totals`] the other way.
+pub(crate) fn packed_segments(t: PackedTotals) -> PackedSegments {
+    PackedSegments {
+        count: t.count,
+        bytes: t.bytes,
+        bases: t.bases,
+    }
+}
 
 #[derive(Debug, Clone, Default)]
 pub struct SegmentMap {

@@ -29,8 +29,8 @@ use super::{Index, Written};
 use crate::chunk::{ChunkBuilder, Posting};
 use crate::filter::{Filters, OpenKeys};
 use crate::{
-    agent_hash, guid_hash, key_map, Counters, Entry, Hit, IndexReader, KeyMap, PostingKind, Result,
-    TIME_SLICE,
+    agent_hash, guid_hash, key_map, Counters, Entry, Hit, IndexReader, KeyMap, PackedTotals,
+    PostingKind, Result, TIME_SLICE,
 };
 
 /// The entries of one commit, collected in memory, plus the snapshot they
@@ -53,6 +53,8 @@ pub struct IndexWriter {
     /// The last tally record collected (its offset), whose totals are now
     /// `counters.duplicates` and `counters.control`.
     pub(super) tally_offset: Option<u64>,
+    /// The log's compressed segments to record with this commit.
+    pub(super) packed: Option<PackedTotals>,
     pub(super) guid: KeyMap<ChunkBuilder>,
     /// The snapshot's postings of each GUID looked up during this commit.
     /// An interaction's events arrive close together, so one B-tree lookup
@@ -118,6 +120,7 @@ impl IndexWriter {
             snapshot,
             counters,
             tally_offset: None,
+            packed: None,
             guid: key_map(0),
             committed_guid: key_map(0),
             agent: key_map(0),
@@ -267,6 +270,13 @@ impl IndexWriter {
         self.counters.duplicates = duplicates;
         self.counters.control = control;
         self.tally_offset = Some(offset);
+    }
+
+    /// Records the log's compressed segments with this commit (as of a
+    /// moment before the commit: `stats` relies on no file it counts
+    /// having gone since, which compressed segments never do).
+    pub fn set_packed(&mut self, packed: PackedTotals) {
+        self.packed = Some(packed);
     }
 
     /// Sets counts that no tally of the log holds: those of an index of a

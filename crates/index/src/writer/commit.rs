@@ -190,6 +190,11 @@ impl Index {
                 if let Some(offset) = w.tally_offset {
                     meta.push(("tally.offset", offset));
                 }
+                if let Some(p) = w.packed {
+                    meta.push(("packed.count", p.count));
+                    meta.push(("packed.bytes", p.bytes));
+                    meta.push(("packed.bases", p.bases));
+                }
                 if let Some(cp) = checkpoint {
                     meta.push(("checkpoint.next_offset", cp.next_offset));
                     meta.push(("checkpoint.segment", cp.segment));

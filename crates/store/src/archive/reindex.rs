@@ -25,6 +25,7 @@ use super::{
     arrival, create_private_file, index_entry, open_index, remove_file_if_exists, Archive,
 };
 use crate::error::{io, Result, StoreError};
+use crate::segments::packed_totals;
 
 impl Archive {
     /// Rebuilds the index from the whole log into a scratch file and then
@@ -94,6 +95,7 @@ impl Archive {
             .clamp(1, 4)
             .min(segments.len().max(1));
         let log_reader = &self.log_reader;
+        let log = &self.log;
         let index = &self.index;
         std::thread::scope(|scope| {
             let mut outputs = Vec::with_capacity(scanners);
@@ -149,6 +151,7 @@ impl Archive {
                     checkpoint = chunk.last().map(|r| r.after).or(checkpoint);
                     if writer.pending() >= every_records || writer.held_bytes() >= every_bytes {
                         // The next writer's snapshot must include this commit.
+                        writer.set_packed(packed_totals(log.packed_segments()));
                         index.commit(writer, checkpoint)?;
                         committed = checkpoint;
                         writer = index.begin()?;
@@ -169,6 +172,7 @@ impl Archive {
             // A tail of tallies alone (a re-import of archived lines) has
             // no entries but moves the checkpoint and the counts.
             if writer.pending() > 0 || checkpoint != committed {
+                writer.set_packed(packed_totals(log.packed_segments()));
                 index.commit(writer, checkpoint)?;
             }
             Ok(total)

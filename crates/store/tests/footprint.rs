@@ -1,0 +1,141 @@
+//! `stats` sizes the log from the index's count of compressed segments
+//! (docs/FORMAT.md §3, "Packed segments") and the reader's one listing:
+//! its segments and bytes must be what a fresh listing of the log
+//! directory, every file sized, gives, after every way the count moves.
+
+// Test code: a failed unwrap is a failed test (the library crates deny these).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::path::Path;
+
+use ccvault_store::{Archive, ArchiveOptions, ArchiveReader, Incoming, SourceKind};
+use common::event;
+
+fn incoming(raw: &str, line: u64) -> Incoming<'_> {
+    Incoming {
+        raw: raw.as_bytes(),
+        source_kind: SourceKind::File,
+        source: "t.ndjson",
+        line,
+        message_id: None,
+        ingest_ms: 1,
+    }
+}
+
+fn append(archive: &mut Archive, from: u64, to: u64) {
+    let lines: Vec<String> = (from..to).map(event).collect();
+    for (n, chunk) in lines.chunks(500).enumerate() {
+        let batch: Vec<Incoming> = chunk
+            .iter()
+            .enumerate()
+            .map(|(i, l)| incoming(l, from + (n * 500 + i) as u64 + 1))
+            .collect();
+        archive.append_batch(&batch).unwrap();
+    }
+}
+
+/// Segments and bytes of the log directory, each file sized now (a base
+/// with both files counts its `.seg`).
+fn listed(dir: &Path) -> (u64, u64) {
+    let mut files: Vec<(u64, bool, u64)> = std::fs::read_dir(dir.join("log"))
+        .unwrap()
+        .filter_map(|e| {
+            let e = e.unwrap();
+            let name = e.file_name().into_string().unwrap();
+            let (stem, packed) = match name.strip_suffix(".segz") {
+                Some(stem) => (stem.to_owned(), true),
+                None => (name.strip_suffix(".seg")?.to_owned(), false),
+            };
+            Some((stem.parse().unwrap(), packed, e.metadata().unwrap().len()))
+        })
+        .collect();
+    files.sort_unstable();
+    files.dedup_by_key(|f| f.0);
+    (files.len() as u64, files.iter().map(|f| f.2).sum())
+}
+
+/// `stats`' segments and log bytes, and how many compressed segments the
+/// index counted.
+fn stats(dir: &Path) -> ((u64, u64), u64) {
+    let reader = ArchiveReader::open_brief(dir).unwrap();
+    let s = reader.stats().unwrap();
+    let counted = reader.index().packed().unwrap().map_or(0, |p| p.count);
+    ((s.segments, s.log_bytes), counted)
+}
+
+#[test]
+fn stats_sizes_the_log_as_a_fresh_listing_does() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let options = ArchiveOptions {
+        segment_bytes: 16 << 10,
+        index_commit_records: 1_000,
+        ..ArchiveOptions::default()
+    };
+    assert!(options.compression.is_some());
+
+    // An import: its commits record the segments compressed so far; a
+    // closing writer leaves the rest as `.seg`.
+    let (mut archive, _) = Archive::open(dir, options.clone()).unwrap();
+    append(&mut archive, 0, 3_000);
+    archive.close().unwrap();
+    let (got, _) = stats(dir);
+    assert_eq!(got, listed(dir), "after an import");
+    let old_index = tmp.path().join("index.old");
+    std::fs::copy(dir.join("index.redb"), &old_index).unwrap();
+
+    // A writer that compresses what was left and closes without a commit:
+    // the index's count lacks those, which are sized one by one.
+    let (archive, _) = Archive::open(dir, options.clone()).unwrap();
+    wait_compressed(dir);
+    drop(archive);
+    let (got, _) = stats(dir);
+    assert_eq!(got, listed(dir), "after compressions no commit counted");
+
+    // Commits while compressing: every `.segz` counted.
+    let (mut archive, _) = Archive::open(dir, options.clone()).unwrap();
+    append(&mut archive, 3_000, 6_000);
+    wait_compressed(dir);
+    archive.reader().unwrap();
+    let (got, counted) = stats(dir);
+    assert_eq!(got, listed(dir), "while a writer runs");
+    assert_eq!(
+        counted + 1,
+        got.0,
+        "the index counts every compressed segment"
+    );
+    archive.close().unwrap();
+
+    // An index from before (as after a crash that lost commits, or
+    // restored from a copy): the reader indexes the tail, the writer it
+    // opens for that counts the compressed segments afresh.
+    std::fs::copy(&old_index, dir.join("index.redb")).unwrap();
+    let (got, _) = stats(dir);
+    assert_eq!(got, listed(dir), "after catching up an older index");
+
+    // A reindex counts the compressed segments as it finds them.
+    let (mut archive, _) = Archive::open(dir, options.clone()).unwrap();
+    archive.rebuild_index().unwrap();
+    archive.close().unwrap();
+    let (got, counted) = stats(dir);
+    assert_eq!(got, listed(dir), "after a reindex");
+    assert!(counted > 0);
+}
+
+/// Waits until the log has no `.seg` but the active one.
+fn wait_compressed(dir: &Path) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let names: Vec<String> = std::fs::read_dir(dir.join("log"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        if names.iter().filter(|n| n.ends_with(".seg")).count() == 1 {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "{names:?}");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
