@@ -5,8 +5,9 @@
 //! - A reader never takes the writer lock and never modifies a file.
 //! - Random reads use `pread` on shared file handles; the segment list is re-read
 //!   from the directory on demand, so a reader sees segments a writer added later.
-//!   Only `listed_segments` and `scan_listed` keep to the last listing (for a
-//!   look right after opening); they say so, and what a scan then misses.
+//!   Only `listed_segments`, `scan_listed` and `footprint_listed` keep to
+//!   the last listing (for a look right after opening); they say so, and
+//!   what a scan then misses.
 //! - `read_at` returns a record only if its magic, length, CRC and body are valid;
 //!   otherwise it returns an error naming the file and byte position. In a
 //!   compressed segment it reads and decompresses the one block holding the

@@ -21,6 +21,10 @@
 //!   their successor exists durably, never on the path of an append or an
 //!   acknowledgement; closing the log stops it without waiting for what is
 //!   queued (those stay `.seg`, durable, for the next writer to compress).
+//! - [`Log::packed_segments`] counts exactly the `.segz` files of the
+//!   directory that have no `.seg` beside them: counted at open after the
+//!   crash tidying, each compression adding its file once its `.seg` is
+//!   removed (nothing else adds or removes a `.segz` while the lock is held).
 //! - After any failed write or fsync the writer is poisoned: it refuses further
 //!   work, and reopening the log (which recovers the tail) is the way forward.
 
