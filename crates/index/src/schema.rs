@@ -68,6 +68,20 @@ pub const GENERATION_RECORDS: u64 = 1 << 20;
 /// "What grows in a 50M import").
 const CACHE_BYTES: usize = 48 << 20;
 
+/// redb's page cache of the live index a writer holds ([`crate::Index::open`];
+/// a rebuild's scratch index keeps [`CACHE_BYTES`]). Smaller than a
+/// reader's because the archive writes its index commits on a thread of
+/// their own: a cached page is allocated by the thread that read it and
+/// freed by whichever thread evicts it, and mimalloc hands a block freed by
+/// another thread back to the heap of the thread that allocated it, reused
+/// only once that thread allocates again, so the two threads' pages
+/// together hold more than the cache. With 48 MiB a 50M streamed import
+/// rose by up to ~50 MiB for half a second around a commit that sealed a
+/// generation (peak 251 MiB, over its 256 MB bound); with 40 MiB it stayed
+/// under 236 MiB (docs/BENCHMARKS.md, "Import's peak and the commit
+/// thread").
+const WRITER_CACHE_BYTES: usize = 40 << 20;
+
 const GUID_SEED: u64 = 0x6775_6964;
 const AGENT_SEED: u64 = 0x6167_656e;
 
@@ -230,6 +244,11 @@ pub fn agent_hash(agent: &str) -> u64 {
 
 pub(crate) fn builder(mode: ConcurrencyMode) -> redb::Builder {
     builder_with_cache(mode, CACHE_BYTES)
+}
+
+/// The builder of the live index a writer holds (not a scratch one).
+pub(crate) fn writer_builder() -> redb::Builder {
+    builder_with_cache(ConcurrencyMode::SingleWriter, WRITER_CACHE_BYTES)
 }
 
 pub(crate) fn builder_with_cache(mode: ConcurrencyMode, cache_bytes: usize) -> redb::Builder {

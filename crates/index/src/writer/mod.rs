@@ -39,7 +39,7 @@ use crate::compaction::compact_if_it_frees_enough;
 use crate::error::AtPath;
 use crate::filter::{Filters, OpenKeys, FILTERED};
 use crate::guard::guarded;
-use crate::schema::{builder, META};
+use crate::schema::{builder, writer_builder, META};
 use crate::{IndexError, IndexReader, Result, INDEX_VERSION};
 
 mod collect;
@@ -107,12 +107,12 @@ impl Index {
 
     fn open_mode(path: &Path, scratch: bool) -> Result<Index> {
         guarded(path, || {
-            let mode = if scratch {
-                ConcurrencyMode::ExclusiveWriter
+            let builder = if scratch {
+                builder(ConcurrencyMode::ExclusiveWriter)
             } else {
-                ConcurrencyMode::SingleWriter
+                writer_builder()
             };
-            let db = builder(mode).create(path).at(path)?;
+            let db = builder.create(path).at(path)?;
             let mut index = Index {
                 db,
                 path: path.to_path_buf(),
