@@ -10,19 +10,8 @@ mod common;
 
 use std::path::Path;
 
-use ccvault_store::{Archive, ArchiveOptions, ArchiveReader, Incoming, SourceKind};
-use common::event;
-
-fn incoming(raw: &str, line: u64) -> Incoming<'_> {
-    Incoming {
-        raw: raw.as_bytes(),
-        source_kind: SourceKind::File,
-        source: "t.ndjson",
-        line,
-        message_id: None,
-        ingest_ms: 1,
-    }
-}
+use ccvault_store::{Archive, ArchiveOptions, ArchiveReader, Incoming};
+use common::{event, incoming};
 
 fn append(archive: &mut Archive, from: u64, to: u64) {
     let lines: Vec<String> = (from..to).map(event).collect();

@@ -7,20 +7,8 @@
 mod common;
 
 use ccvault_index::{payload_hash, Entry, Index};
-use ccvault_store::{verify, Archive, ArchiveOptions, Incoming, SourceKind};
-use common::event;
-
-/// Line `line` (1-based) of the test file.
-fn incoming(raw: &str, line: u64) -> Incoming<'_> {
-    Incoming {
-        raw: raw.as_bytes(),
-        source_kind: SourceKind::File,
-        source: "t.ndjson",
-        line,
-        message_id: None,
-        ingest_ms: 1,
-    }
-}
+use ccvault_store::{verify, Archive, ArchiveOptions, Incoming};
+use common::{event, incoming};
 
 fn archive_with(n: u64) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();

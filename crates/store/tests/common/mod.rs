@@ -1,5 +1,7 @@
 //! Helpers shared by the store's integration tests.
 
+use ccvault_store::{Incoming, SourceKind};
+
 /// Event `i` of the test streams: interaction `int-{i}-t`, agent `ag{i % 3}`.
 pub fn event(i: u64) -> String {
     format!(
@@ -7,4 +9,18 @@ pub fn event(i: u64) -> String {
         i % 3,
         1_763_900_000 + i
     )
+}
+
+/// Line `line` (1-based) of the test file `t.ndjson`.
+// Not every test file that shares this module appends lines.
+#[allow(dead_code)]
+pub fn incoming(raw: &str, line: u64) -> Incoming<'_> {
+    Incoming {
+        raw: raw.as_bytes(),
+        source_kind: SourceKind::File,
+        source: "t.ndjson",
+        line,
+        message_id: None,
+        ingest_ms: 1,
+    }
 }
