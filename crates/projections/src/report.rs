@@ -151,7 +151,8 @@ pub fn bucket(ms: i64, interval: Interval, tz: &TimeZone) -> (i64, i64) {
         _ => sub_day_bucket(ms, len, tz),
     };
     zoned.unwrap_or_else(|| {
-        let start = ms.div_euclid(len) * len;
+        // Near i64::MIN the bucket's true start is below it: cut there.
+        let start = ms.div_euclid(len).saturating_mul(len);
         (start, start.saturating_add(len))
     })
 }

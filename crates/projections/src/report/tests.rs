@@ -136,6 +136,14 @@ fn utc_buckets_are_fixed() {
     // Out of the calendar's range: fixed UTC buckets, no panic.
     assert_eq!(bucket(-1, Interval::Hour1, &utc), (-3_600_000, 0));
     assert_eq!(bucket(i64::MAX, Interval::Day1, &ny()).1, i64::MAX);
+    // The lowest instants: the bucket that holds them starts below
+    // i64::MIN, so it is cut there, and still holds them.
+    for interval in [Interval::Min15, Interval::Hour1, Interval::Day1] {
+        for t in [i64::MIN, i64::MIN + 1] {
+            let (start, end) = bucket(t, interval, &ny());
+            assert!(start <= t && t < end, "{interval:?} {t}: {start}..{end}");
+        }
+    }
 }
 
 #[test]
