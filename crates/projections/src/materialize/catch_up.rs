@@ -167,7 +167,7 @@ impl Projections {
             let chunks = self.put_summaries(&txn, &summaries)?;
             self.put_report_chunks(&txn, &chunks)?;
             self.put_agents(&txn, &projected.agents, None)?;
-            self.put_tenants(&txn, &projected.tenants, None)?;
+            self.put_tenants(&txn, &[&projected.tenants], None)?;
             let max_time = state.max_time_ms.max(projected.max_time_ms);
             self.put_meta(&txn, end, last_pos, max_time)?;
             txn.set_durability(Durability::Immediate).at(&self.path)?;

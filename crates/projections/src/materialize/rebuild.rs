@@ -26,7 +26,9 @@ use redb::backends::InMemoryBackend;
 use redb::{Database, Durability, ReadableDatabase, WriteTransaction};
 
 use super::group_window::GroupWindow;
-use super::project::{project_records, ArchivedEvent, ArchivedGroup, Projected, Want};
+use super::project::{
+    project_records, ArchivedEvent, ArchivedGroup, Projected, SummaryRow, TenantFacts, Want,
+};
 use super::query::open_optional;
 use super::schema::{
     create_private, encode_report_chunks, io_error, report_chunk_of, scratch_builder, SortedTables,
@@ -281,7 +283,7 @@ impl Projections {
                 applied.agent_changes += p.agents.len() as u64;
                 all.absorb(p);
             }
-            self.put_projected(&txn, &mut all, &mut sorted)?;
+            self.put_projected(&txn, std::slice::from_ref(&all), &mut sorted)?;
             txn.commit().at(&self.path)?;
         }
 
@@ -318,12 +320,12 @@ impl Projections {
         sorted: &mut SortedTables,
     ) -> Result<(u64, u64, Option<i64>)> {
         let db = self.writable()?;
-        let (batch_tx, batch_rx) = mpsc::sync_channel::<Projected>(1);
+        let (batch_tx, batch_rx) = mpsc::sync_channel::<Vec<Projected>>(1);
         std::thread::scope(|scope| {
             let committer = scope.spawn(move || -> Result<()> {
-                for mut batch in batch_rx {
+                for batch in batch_rx {
                     let mut txn = db.begin_write().at(&self.path)?;
-                    self.put_projected(&txn, &mut batch, sorted)?;
+                    self.put_projected(&txn, &batch, sorted)?;
                     txn.set_durability(Durability::None).at(&self.path)?;
                     txn.commit().at(&self.path)?;
                 }
@@ -348,7 +350,7 @@ impl Projections {
     fn gather_batches(
         &self,
         out_rx: &Receiver<Result<Projected, CodecError>>,
-        batch_tx: &SyncSender<Projected>,
+        batch_tx: &SyncSender<Vec<Projected>>,
         records_read: &AtomicU64,
         end: u64,
         started: Instant,
@@ -356,8 +358,11 @@ impl Projections {
     ) -> Result<(u64, u64, Option<i64>)> {
         let (mut interactions, mut agents, mut max_time) = (0u64, 0u64, None);
         // What the workers sent since the last batch, written all at once
-        // so that each table receives its keys sorted.
-        let mut pending = Projected::default();
+        // so that each table receives its keys sorted. Kept as they came:
+        // copying them into one (`Projected::absorb`) grew fresh vectors
+        // of every batch's rows on this thread, most of its time in page
+        // faults in some hours (docs/BENCHMARKS.md, issue 12).
+        let mut pending: Vec<Projected> = Vec::new();
         let mut in_batch = 0usize;
         let mut last_report = Instant::now();
         // A failed send means the committer stopped on an error, which
@@ -375,7 +380,7 @@ impl Projections {
                 agents += p.agents.len() as u64;
                 max_time = max_time.max(p.max_time_ms);
                 in_batch += p.summaries.len() + p.agents.len();
-                pending.absorb(p);
+                pending.push(p);
                 if in_batch >= COMMIT_EVERY {
                     if batch_tx.send(std::mem::take(&mut pending)).is_err() {
                         committer_stopped = true;
@@ -449,12 +454,16 @@ impl Projections {
     fn put_projected(
         &self,
         txn: &redb::WriteTransaction,
-        p: &mut Projected,
+        parts: &[Projected],
         sorted: &mut SortedTables,
     ) -> Result<()> {
-        self.put_new_summaries(txn, &mut p.summaries, sorted)?;
-        self.put_agents(txn, &p.agents, Some(&mut *sorted))?;
-        self.put_tenants(txn, &p.tenants, Some(sorted))
+        let summaries: Vec<&SummaryRow> = parts.iter().flat_map(|p| &p.summaries).collect();
+        self.put_new_summaries(txn, &summaries, sorted)?;
+        for p in parts {
+            self.put_agents(txn, &p.agents, Some(&mut *sorted))?;
+        }
+        let tenants: Vec<&TenantFacts> = parts.iter().map(|p| &p.tenants).collect();
+        self.put_tenants(txn, &tenants, Some(sorted))
     }
 }
 

@@ -406,7 +406,7 @@ impl Projections {
     pub(super) fn put_new_summaries(
         &self,
         txn: &WriteTransaction,
-        summaries: &mut [SummaryRow],
+        summaries: &[&SummaryRow],
         sorted: &mut SortedTables,
     ) -> Result<()> {
         let mut keys: Vec<(i64, Vec<u8>, usize)> = summaries
@@ -424,7 +424,7 @@ impl Projections {
                 .insert((*at, key.as_slice()), row.bytes.as_slice())
                 .at(&self.path)?;
         }
-        for r in summaries.iter() {
+        for r in summaries {
             sorted
                 .offered
                 .push((offered_hash(&r.guid), r.offered_at), 1)
@@ -440,7 +440,7 @@ impl Projections {
         let mut legs: BTreeMap<&str, i64> = BTreeMap::new();
         let mut hashes: BTreeMap<&str, u32> = BTreeMap::new();
         let mut filed: Vec<(u32, i64)> = Vec::with_capacity(summaries.len());
-        for r in summaries.iter() {
+        for r in summaries {
             let tenant = tenant_key(&r.tenant);
             *legs.entry(tenant).or_default() += 1;
             let th = *hashes.entry(tenant).or_insert_with(|| tenant_hash(tenant));
@@ -637,19 +637,22 @@ impl Projections {
     }
 
     /// Writes the tenant index entries of newly applied records (each
-    /// record's entries are written once: its counts are added); a
-    /// rebuild's `tenant_guids` keys go to `sorted` instead.
+    /// record's entries are written once: its counts are added), given as
+    /// the facts of one or more projections (a rebuild's batch is the
+    /// workers' outputs as they came, not copied into one); a rebuild's
+    /// `tenant_guids` keys go to `sorted` instead.
     pub(super) fn put_tenants(
         &self,
         txn: &WriteTransaction,
-        facts: &TenantFacts,
+        facts: &[&TenantFacts],
         sorted: Option<&mut SortedTables>,
     ) -> Result<()> {
         // The events of an interaction come together, so its tenant's
         // hash is the last one computed but across tenants.
         let mut last: Option<(&str, u32)> = None;
-        let mut keys: Vec<(u32, u64)> = Vec::with_capacity(facts.guids.len());
-        for (t, g) in &facts.guids {
+        let mut keys: Vec<(u32, u64)> =
+            Vec::with_capacity(facts.iter().map(|f| f.guids.len()).sum());
+        for (t, g) in facts.iter().flat_map(|f| &f.guids) {
             let th = match last {
                 Some((lt, th)) if lt == t => th,
                 _ => tenant_hash(t),
@@ -673,8 +676,8 @@ impl Projections {
             }
         }
         let mut keys: Vec<(&str, &str)> = facts
-            .agents
             .iter()
+            .flat_map(|f| &f.agents)
             .map(|(t, v)| (t.as_str(), v.as_str()))
             .collect();
         keys.sort_unstable();
@@ -684,14 +687,18 @@ impl Projections {
             agents.insert(key, ()).at(&self.path)?;
         }
         let mut other = txn.open_table(TENANT_OTHER).at(&self.path)?;
-        for (tenant, offset, hash) in &facts.other {
+        for (tenant, offset, hash) in facts.iter().flat_map(|f| &f.other) {
             other
                 .insert((tenant.as_str(), *offset), *hash)
                 .at(&self.path)?;
         }
+        let mut counts: BTreeMap<&str, TenantCount> = BTreeMap::new();
+        for (tenant, count) in facts.iter().flat_map(|f| &f.counts) {
+            counts.entry(tenant).or_default().merge(*count);
+        }
         let mut tenants = txn.open_table(TENANTS).at(&self.path)?;
-        for (tenant, count) in &facts.counts {
-            count_tenant(&mut tenants, tenant, 0, *count).at(&self.path)?;
+        for (tenant, count) in counts {
+            count_tenant(&mut tenants, tenant, 0, count).at(&self.path)?;
         }
         Ok(())
     }
