@@ -565,9 +565,10 @@ pub fn agents(cli: &Cli, args: &AgentsArgs) -> Result<ExitCode> {
 /// `rebuild` / `replay`: everything from the log, with progress.
 pub fn rebuild(cli: &Cli, format: HumanJson) -> Result<ExitCode> {
     // Its memory in 4 KiB pages: a 1M rebuild touched ~100 fresh huge pages
-    // (group, batch and run buffers, `.segz` images, redb's cache), ~0.6 s
-    // of system time on the VMs measured, against ~0.2 s more user time
-    // with 4 KiB pages (`no_huge_pages`; docs/BENCHMARKS.md, issue 12).
+    // (batch, group and run buffers, `.segz` files, redb's pages), 0.4-0.6 s
+    // of system time on the VMs measured unless another rebuild had just
+    // freed them, against ~0.1-0.2 s more user time with 4 KiB pages
+    // (`no_huge_pages`; docs/BENCHMARKS.md, issue 12).
     crate::no_huge_pages();
     let mut reader = open_reader(cli)?;
     let mut p = Projections::open_for_rebuild(&cli.data_dir)
