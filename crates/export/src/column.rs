@@ -38,7 +38,7 @@ use parquet::errors::ParquetError;
 use parquet::schema::types::Type;
 
 use crate::dict::DictChunk;
-use crate::plain::{Compressor, PlainChunk};
+use crate::plain::{page_full, Compressor, PlainChunk};
 
 /// The Parquet type of a column.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -394,6 +394,19 @@ impl Rows {
 
     pub fn bytes(&self) -> usize {
         self.bytes
+    }
+
+    /// Whether a PLAIN column (the payload) holds a complete page of its
+    /// own ([`crate::plain::page_full`]; `page_rows`: the properties'
+    /// row limit of a page). A batch sent then is compressed page by page
+    /// where it is: sent at any other size, the values past its last page
+    /// are copied to wait for the next batch (most of the payload, when a
+    /// batch's bytes end before its page does).
+    pub fn plain_page_full(&self, page_rows: usize) -> bool {
+        self.columns.iter().any(|c| match &c.values {
+            Values::Plain { data, ends } => page_full(data.len(), ends.len(), page_rows),
+            _ => false,
+        })
     }
 
     fn col(&mut self, i: usize) -> Result<&mut ColumnBuf, ColumnError> {

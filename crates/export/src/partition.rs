@@ -11,7 +11,9 @@
 //!   directories, so the files it names survive a crash.
 //! - Row groups hold about `row_group_bytes` of uncompressed values. They
 //!   are encoded and compressed as their rows come, in batches of about
-//!   [`BATCH_BYTES`]: memory holds a batch per partition being filled (at
+//!   [`BATCH_BYTES`] (a table with a PLAIN column, the events' payload:
+//!   one page of it, at most twice that, so that its pages are compressed
+//!   where the batch holds them): memory holds a batch per partition being filled (at
 //!   most [`BATCHES_BYTES`] over all; past it the idlest goes to the
 //!   writer early) and, per row group in progress, its compressed pages
 //!   and its dictionaries. A partition that stops receiving rows (rows
@@ -634,6 +636,19 @@ pub struct TableWriter {
     buffered: usize,
     /// A batch's bytes: [`BATCH_BYTES`], or less for smaller row groups.
     batch_bytes: usize,
+    /// For a table with a PLAIN column (the events' payload): the
+    /// properties' row limit of a page. Its batches are sent when that
+    /// column holds a page ([`Rows::plain_page_full`]), so that the
+    /// writer compresses every page where the batch has it instead of
+    /// copying its values to wait for the next batch (a batch of
+    /// [`BATCH_BYTES`] ended before its page: the payload is ~65 % of an
+    /// event's bytes, and most of it was copied once more), or at
+    /// `batch_cap` bytes, whichever comes first.
+    page_rows: Option<usize>,
+    /// The bytes after which a batch is sent whatever its pages:
+    /// `batch_bytes`, or for a table with a PLAIN column twice
+    /// [`BATCH_BYTES`] (no larger than a row group).
+    batch_cap: usize,
     /// Values added to other partitions after which a partition's partial
     /// batch goes to the writer: half a row group's.
     idle_bytes: u64,
@@ -663,6 +678,15 @@ impl TableWriter {
         };
         let schema = schema(&specs).map_err(parquet_err)?;
         let props = Arc::new(properties(&specs).map_err(parquet_err)?);
+        let page_rows = specs
+            .iter()
+            .any(|s| s.own_pages && !s.dictionary)
+            .then(|| props.data_page_row_count_limit().max(1));
+        let batch_bytes = row_group_bytes.clamp(1, BATCH_BYTES);
+        let batch_cap = match page_rows {
+            Some(_) => row_group_bytes.clamp(1, 2 * BATCH_BYTES),
+            None => batch_bytes,
+        };
         let (spare_tx, spare) = channel();
         let compressor = Compressor::new().map_err(parquet_err)?;
         let files = Files {
@@ -697,7 +721,9 @@ impl TableWriter {
             parts: BTreeMap::new(),
             added: 0,
             buffered: 0,
-            batch_bytes: row_group_bytes.clamp(1, BATCH_BYTES),
+            batch_bytes,
+            page_rows,
+            batch_cap,
             idle_bytes: (row_group_bytes / 2) as u64,
             latest_date: None,
             in_date_order: table.rows_in_date_order(),
@@ -742,7 +768,8 @@ impl TableWriter {
         self.added += (grew as u64).max(1);
         *last = self.added;
         self.buffered += grew;
-        if after >= self.batch_bytes {
+        let page_full = self.page_rows.is_some_and(|n| rows.plain_page_full(n));
+        if after >= self.batch_cap || page_full {
             self.flush(key)?;
             // Checked once a batch: the partitions no row came to lately.
             let idle: Vec<PartitionKey> = self

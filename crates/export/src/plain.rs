@@ -20,9 +20,12 @@
 //!   sizes, no statistics; an offset index of every page. So every reader
 //!   reads the same values.
 //! - A page is cut at a value boundary once it holds [`PAGE_BYTES`] or
-//!   `data_page_row_count_limit` values, whatever the batches: the values
-//!   of a batch that do not fill a page wait, copied, for the next batch
-//!   (most of a batch's values are compressed where they are).
+//!   `data_page_row_count_limit` values ([`page_full`]), whatever the
+//!   batches: the values of a batch that do not fill a page wait, copied,
+//!   for the next batch. A batch normally ends where its page does
+//!   (`crate::partition::TableWriter` sends it then), so its values are
+//!   compressed where they are and nothing waits; only a batch sent early
+//!   (an idle partition's, the end of a day) leaves values to copy.
 
 use std::sync::Arc;
 
@@ -48,12 +51,19 @@ pub const ZSTD_LEVEL: i32 = 1;
 /// payload compresses as well as it did (pages of 1 MiB: 2.2 % larger).
 pub const PAGE_BYTES: usize = 3 << 19;
 
+/// Whether a page of `bytes` PLAIN-encoded values, `values` of them, is
+/// complete (`page_rows`: the properties' `data_page_row_count_limit`).
+/// The batches are cut by the same rule, so that pages need not wait for
+/// the next batch.
+pub fn page_full(bytes: usize, values: usize, page_rows: usize) -> bool {
+    bytes >= PAGE_BYTES || values >= page_rows
+}
+
 /// One row group's chunk of an own-pages column, its pages serialized
 /// into memory as batches come.
 pub struct PlainChunk {
     descr: ColumnDescPtr,
     codec: Compression,
-    page_bytes: usize,
     page_rows: usize,
     pages: Pages,
     /// The start of the next page, copied from an earlier batch, and how
@@ -219,7 +229,6 @@ impl PlainChunk {
             )));
         }
         Ok(PlainChunk {
-            page_bytes: PAGE_BYTES,
             page_rows: props.data_page_row_count_limit().max(1),
             descr,
             codec,
@@ -268,7 +277,7 @@ impl PlainChunk {
 
     /// Whether a page of `bytes` and `values` is complete.
     fn full(&self, bytes: usize, values: usize) -> bool {
-        bytes >= self.page_bytes || values >= self.page_rows
+        page_full(bytes, values, self.page_rows)
     }
 
     fn flush_pending(&mut self, z: &mut Compressor) -> Result<()> {
@@ -325,6 +334,43 @@ mod tests {
     use parquet::file::writer::SerializedFileWriter;
     use parquet::record::Field;
     use parquet::schema::types::SchemaDescriptor;
+
+    #[test]
+    fn a_batch_sent_when_its_page_is_full_leaves_nothing_to_copy() {
+        let specs = [Spec::own_pages("p")];
+        let props = Arc::new(crate::partition::properties(&specs).unwrap());
+        let descr = SchemaDescriptor::new(schema(&specs).unwrap());
+        let page_rows = props.data_page_row_count_limit();
+        let mut z = Compressor::new().unwrap();
+        let chunk = PlainChunk::new(descr.column(0), &props, Vec::new()).unwrap();
+        let mut sinks = vec![ColumnSink::Own(Box::new(chunk))];
+        let mut rows = Rows::new(&specs);
+        let mut scratch = Vec::new();
+        // Pages ended by their bytes (long values), then by their rows
+        // (short ones).
+        let (mut sent, mut pages) = (0, 0);
+        for i in 0..(2 * page_rows + 9000) {
+            let n = if i < 9000 { 200 + i % 900 } else { i % 7 };
+            rows.raw_text(0, "x".repeat(n).as_bytes()).unwrap();
+            rows.end_row().unwrap();
+            if rows.plain_page_full(page_rows) {
+                sent += rows.len();
+                rows.write_to(&mut sinks, &mut scratch, &mut z).unwrap();
+                pages += 1;
+                let Some(ColumnSink::Own(chunk)) = sinks.first() else {
+                    panic!("the chunk is gone")
+                };
+                assert_eq!((chunk.pending_values, chunk.pending.len()), (0, 0));
+                assert_eq!(chunk.pages.values, sent as u64);
+            }
+        }
+        assert!(pages >= 4, "{pages} pages");
+        let Some(ColumnSink::Own(chunk)) = sinks.first() else {
+            panic!("the chunk is gone")
+        };
+        let counted: i32 = chunk.pages.stats.iter().map(|s| s.count).sum();
+        assert_eq!(counted as usize, pages);
+    }
 
     #[test]
     fn pages_cut_across_batches_read_back_value_for_value() {
