@@ -37,6 +37,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 
+use ccvault_event::Event;
 use ccvault_projections::{InteractionFilter, Projections, SpanChanges};
 use ccvault_store::{ArchiveReader, Hit, Position, Record, RecordRef, StoreError};
 use jiff::tz::TimeZone;
@@ -48,7 +49,7 @@ use crate::checkpoint::{Checkpoint, PartState, Sources, CHECKPOINT_FILE};
 use crate::column::{ColumnError, Rows};
 use crate::error::{io, ExportError, Result};
 use crate::partition::{create_dirs, Dates, NewFile, PartitionKey, TableWriter};
-use crate::stage::Stage;
+use crate::stage::{Records, Stage};
 use crate::tables::{push_event, push_span, push_summary, read_event, Table};
 
 /// How to export.
@@ -579,9 +580,24 @@ struct EventRows {
 }
 
 impl EventRows {
+    /// The records of one stage chunk, parsed into one event made for the
+    /// chunk ([`read_event`]).
+    fn visit(&mut self, records: Records<'_>) -> Result<()> {
+        let mut event = Event::default();
+        for (at, rec) in records {
+            self.record(at, rec, &mut event)?;
+        }
+        Ok(())
+    }
+
     /// `rec` is not quarantined, and wanted or maybe a status change; `at`
-    /// is its position in its segment, when known.
-    fn visit(&mut self, at: Option<u32>, rec: RecordRef<'_>) -> Result<()> {
+    /// is its position in its segment, when known; `event` is parsed into.
+    fn record<'a>(
+        &mut self,
+        at: Option<u32>,
+        rec: RecordRef<'a>,
+        event: &mut Event<'a>,
+    ) -> Result<()> {
         let row_wanted = self.wanted.contains(&rec.offset);
         // A wanted row is parsed anyway, and the agent states take only
         // the status changes among parsed events: the search of the
@@ -590,8 +606,8 @@ impl EventRows {
             return Ok(());
         }
         let only = self.only.as_deref();
-        let row = read_event(&rec);
-        if let Some(ev) = row.event.as_ref() {
+        let row = read_event(&rec, event);
+        if let Some(ev) = row.event {
             let tenant = row.tenant.as_deref().or(only);
             let taken = self
                 .agents
