@@ -33,7 +33,6 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use bytes::Bytes;
 use parquet::basic::{BoundaryOrder, Compression, Encoding};
 use parquet::column::page::Page;
 use parquet::column::writer::ColumnCloseResult;
@@ -286,7 +285,7 @@ impl DictChunk {
         let entries = u32::try_from(self.dict.len())
             .map_err(|_| ParquetError::General("a dictionary past 2^32 values".into()))?;
         let page = Page::DictionaryPage {
-            buf: Bytes::copy_from_slice(z.compress(&self.dict_plain)?),
+            buf: z.compress(&self.dict_plain)?,
             num_values: entries,
             encoding: Encoding::PLAIN,
             is_sorted: false,
@@ -325,7 +324,7 @@ impl DictChunk {
         let num_values = u32::try_from(page.rows)
             .map_err(|_| ParquetError::General(format!("{} values in one page", page.rows)))?;
         let data_page = Page::DataPage {
-            buf: Bytes::copy_from_slice(z.compress(buf)?),
+            buf: z.compress(buf)?,
             num_values,
             encoding,
             def_level_encoding: Encoding::RLE,
@@ -573,6 +572,7 @@ fn cut_max(v: &[u8], cut: Option<usize>) -> (Vec<u8>, bool) {
 mod tests {
     use super::*;
     use crate::column::{schema, ColumnSink, Rows, Spec, Ty};
+    use bytes::Bytes;
     use parquet::data_type::ByteArrayType;
     use parquet::file::metadata::ParquetMetaData;
     use parquet::file::reader::{FileReader, SerializedFileReader};
