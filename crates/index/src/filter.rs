@@ -18,6 +18,7 @@
 
 use xorf::{BinaryFuse8, Filter};
 
+use crate::place::KeyRange;
 use crate::schema::GENERATION_RECORDS;
 use crate::{key_map, KeyMap, PostingKind};
 
@@ -423,21 +424,47 @@ pub(crate) fn span_blocks_admit(value: &[u8], hash: u64) -> Option<Vec<bool>> {
 /// `gen_filter` table's key.
 pub(crate) const FILTERED: [PostingKind; 2] = [PostingKind::Guid, PostingKind::Payload];
 
+/// Bytes of generation and span filters the writer keeps in memory at most
+/// for the generations it can skip by their key ranges (those holding no
+/// unplaced key): past it, the oldest generations' filters are dropped, and
+/// a key whose place such a generation admits is looked up in its B-tree
+/// (docs/OPERATIONS.md, memory). ~0.3 MiB a million events of the
+/// simulated feed: the filters of its last ~25M events.
+pub(crate) const FILTER_BUDGET: usize = 8 << 20;
+
 /// The filters of the complete generations `0..sealed()`, as the writer
 /// holds them (shared by each commit's writer, replaced after a commit that
-/// completes a generation).
+/// completes a generation), with each generation's key ranges.
+///
+/// Invariants: every sealed generation has its ranges (maybe
+/// [`KeyRange::ANY`]); a generation whose filter was dropped to stay within
+/// [`FILTER_BUDGET`] has [`GenFilter::Unknown`] (looked up when its range
+/// admits a key), and only generations whose ranges hold no unplaced key
+/// are dropped, oldest first, with the spans they make up.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Filters {
     /// One entry per complete generation: the `by_guid` and `by_payload`
     /// filters, in [`FILTERED`] order.
     gens: Vec<[std::sync::Arc<GenFilter>; 2]>,
+    /// The key ranges of each complete generation, in [`FILTERED`] order.
+    ranges: Vec<[KeyRange; 2]>,
     /// One entry per span with a complete generation, in [`FILTERED`]
     /// order: its filter, or `None` (its generations are probed one by one).
     spans: Vec<[Option<std::sync::Arc<SpanFilter>>; 2]>,
+    /// Generations below this may have had their filters dropped.
+    dropped_below: u64,
 }
 
 fn slot(kind: PostingKind) -> Option<usize> {
     FILTERED.iter().position(|k| *k == kind)
+}
+
+/// Bytes a filter holds in memory.
+fn gen_filter_bytes(f: &GenFilter) -> usize {
+    match f {
+        GenFilter::Keys(f) => f.fingerprints.len(),
+        _ => 0,
+    }
 }
 
 impl Filters {
@@ -446,17 +473,20 @@ impl Filters {
         self.gens.len() as u64
     }
 
-    pub(crate) fn push(&mut self, filters: [GenFilter; 2]) {
+    pub(crate) fn push(&mut self, filters: [GenFilter; 2], ranges: [KeyRange; 2]) {
         self.gens.push(filters.map(std::sync::Arc::new));
+        self.ranges.push(ranges);
     }
 
     /// Forgets the filters of generations `gen..`, and those of the spans
     /// that cover any of them.
     pub(crate) fn truncate(&mut self, gen: u64) {
-        self.gens
-            .truncate(usize::try_from(gen).unwrap_or(usize::MAX));
+        let at = usize::try_from(gen).unwrap_or(usize::MAX);
+        self.gens.truncate(at);
+        self.ranges.truncate(at);
         self.spans
             .truncate(usize::try_from(span(gen)).unwrap_or(usize::MAX));
+        self.dropped_below = self.dropped_below.min(gen);
     }
 
     /// The filter of span `s` of `kind`'s table, if there is one.
@@ -484,6 +514,78 @@ impl Filters {
             (Some(filters), Some(i)) => filters[i].may_hold(hash),
             _ => true,
         }
+    }
+
+    /// Whether generation `gen` of `kind`'s table has a filter in memory
+    /// (one of keys, or that it holds none).
+    pub(crate) fn has_filter(&self, gen: u64, kind: PostingKind) -> bool {
+        let entry = usize::try_from(gen).ok().and_then(|g| self.gens.get(g));
+        match (entry, slot(kind)) {
+            (Some(filters), Some(i)) => !matches!(*filters[i], GenFilter::Unknown),
+            _ => false,
+        }
+    }
+
+    /// Whether sealed generation `gen` of `kind`'s table may hold a key at
+    /// `place` (yes for a generation not sealed, or a table not filtered).
+    pub(crate) fn admits(&self, gen: u64, kind: PostingKind, place: Option<u64>) -> bool {
+        let entry = usize::try_from(gen).ok().and_then(|g| self.ranges.get(g));
+        match (entry, slot(kind)) {
+            (Some(ranges), Some(i)) => ranges[i].admits(place),
+            _ => true,
+        }
+    }
+
+    /// Whether the filter of `kind`'s table (at `slot`) in generation
+    /// `gen` may be dropped: its range places every key, or the table is
+    /// `by_payload`, whose unplaced keys (quarantined records, agent events
+    /// without a time of their own) are rarely looked up.
+    pub(crate) fn droppable(ranges: &[KeyRange; 2], slot: usize) -> bool {
+        FILTERED[slot] == PostingKind::Payload || !ranges[slot].holds_unplaced()
+    }
+
+    /// Drops the oldest droppable generation filters (and the span filters
+    /// made of dropped ones only) until those held take at most `budget`
+    /// bytes or none is left to drop.
+    pub(crate) fn shed(&mut self, budget: usize) {
+        let span_bytes =
+            |f: &Option<std::sync::Arc<SpanFilter>>| f.as_ref().map_or(0, |f| f.blocks.len() * 64);
+        let mut held: usize = self
+            .gens
+            .iter()
+            .flat_map(|g| g.iter().map(|f| gen_filter_bytes(f)))
+            .sum::<usize>()
+            + self.spans.iter().flatten().map(span_bytes).sum::<usize>();
+        let mut g = usize::try_from(self.dropped_below).unwrap_or(usize::MAX);
+        let per_span = SPAN_GENERATIONS as usize;
+        while held > budget && g < self.gens.len() {
+            for (i, f) in self.gens[g].iter_mut().enumerate() {
+                if Self::droppable(&self.ranges[g], i) {
+                    held -= gen_filter_bytes(f);
+                    *f = std::sync::Arc::new(GenFilter::Unknown);
+                }
+            }
+            g += 1;
+            // A span all of whose generations' filters went: its filter
+            // goes too.
+            if g.is_multiple_of(per_span) {
+                let gens = g - per_span..g;
+                if let Some(entry) = self.spans.get_mut(g / per_span - 1) {
+                    for (i, f) in entry.iter_mut().enumerate() {
+                        if gens.clone().all(|g| Self::droppable(&self.ranges[g], i)) {
+                            held -= span_bytes(f);
+                            *f = None;
+                        }
+                    }
+                }
+            }
+        }
+        self.dropped_below = g as u64;
+    }
+
+    /// Generations below this may have had their filters dropped.
+    pub(crate) fn dropped_below(&self) -> u64 {
+        self.dropped_below
     }
 }
 
@@ -773,9 +875,58 @@ mod tests {
     }
 
     #[test]
+    fn shedding_drops_the_oldest_placed_filters_and_spans_made_of_them() {
+        let placed = {
+            let mut r = KeyRange::EMPTY;
+            r.add(Some(1));
+            r
+        };
+        let unplaced = KeyRange::ANY;
+        let mut filters = Filters::default();
+        for g in 0..16u64 {
+            let keys = [GenFilter::build(&[g]), GenFilter::build(&[g + 100])];
+            let guid_range = if g == 9 { unplaced } else { placed };
+            filters.push(keys, [guid_range, unplaced]);
+        }
+        for s in 0..2 {
+            let mut f = [SpanFilter::sized_for(1), SpanFilter::sized_for(1)];
+            for (kind, f) in f.iter_mut().enumerate() {
+                for g in s * 8..s * 8 + 8 {
+                    f.add_generation(&[g + 100 * kind as u64]);
+                }
+            }
+            filters.set_span(s, f.map(Some));
+        }
+        let (guid, payload) = (PostingKind::Guid, PostingKind::Payload);
+        let mut kept = filters.clone();
+        kept.shed(usize::MAX);
+        assert!((0..16).all(|g| kept.has_filter(g, guid) && kept.has_filter(g, payload)));
+        filters.shed(0);
+        assert_eq!(filters.dropped_below(), 16);
+        for g in 0..16 {
+            assert_eq!(filters.has_filter(g, guid), g == 9, "unplaced GUIDs: kept");
+            assert!(!filters.has_filter(g, payload), "payload filters go");
+            assert!(filters.may_hold(g, guid, g) && filters.may_hold(g, payload, 7));
+        }
+        assert!(
+            filters.span_filter(0, guid).is_none() && filters.span_filter(0, payload).is_none()
+        );
+        assert!(
+            filters.span_filter(1, guid).is_some(),
+            "it covers generation 9"
+        );
+        assert!(filters.span_filter(1, payload).is_none());
+        assert!(filters.admits(3, guid, Some(1)) && !filters.admits(3, guid, Some(2)));
+        assert!(filters.admits(9, guid, None) && !filters.admits(3, guid, None));
+    }
+
+    #[test]
     fn generations_without_a_filter_are_always_looked_up() {
         let mut filters = Filters::default();
-        filters.push([GenFilter::build(&[5]), GenFilter::Empty]);
+        filters.push(
+            [GenFilter::build(&[5]), GenFilter::Empty],
+            [KeyRange::ANY; 2],
+        );
         assert_eq!(filters.sealed(), 1);
         assert!(filters.may_hold(0, PostingKind::Guid, 5));
         assert!(!filters.may_hold(0, PostingKind::Payload, 5));

@@ -46,6 +46,7 @@ mod error;
 mod filter;
 mod guard;
 mod keymap;
+mod place;
 mod reader;
 mod schema;
 mod writer;
@@ -54,6 +55,7 @@ pub use compaction::compact_if_it_frees_enough;
 pub use error::{IndexError, Result};
 pub use guard::{guard_redb, unguarded};
 pub use keymap::{key_map, KeyHashing, KeyMap};
+pub use place::{guid_place, time_place};
 pub use reader::IndexReader;
 pub use schema::{
     agent_hash, guid_hash, payload_hash, Checkpoint, Counters, Entry, Hit, PackedTotals,

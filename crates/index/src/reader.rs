@@ -14,12 +14,13 @@ use redb::{
 use crate::chunk::{self, Posting};
 use crate::error::AtPath;
 use crate::filter::{
-    span_blocks_admit, Filters, GenFilter, SpanFilter, FILTERED, SPAN_GENERATIONS,
+    span_blocks_admit, Filters, GenFilter, SpanFilter, FILTERED, FILTER_BUDGET, SPAN_GENERATIONS,
 };
 use crate::guard::{guarded, unguarded};
+use crate::place::KeyRange;
 use crate::schema::{
-    builder, builder_with_cache, BY_AGENT, BY_GUID, BY_PAYLOAD, FILTERS, GUID_BLOCKS, META,
-    QUARANTINE, SPAN_FILTERS, TIME,
+    builder, builder_with_cache, BY_AGENT, BY_GUID, BY_PAYLOAD, FILTERS, GUID_BLOCKS, KEY_RANGES,
+    META, QUARANTINE, SPAN_FILTERS, TIME,
 };
 use crate::{
     agent_hash, guid_hash, Checkpoint, Counters, Hit, IndexError, PackedTotals, PostingDigest,
@@ -170,7 +171,10 @@ impl IndexReader {
         })
     }
 
-    /// The stored filters of the complete generations.
+    /// The stored key ranges and filters of the complete generations: of
+    /// the filters that [`Filters::shed`] may drop, only the newest that
+    /// fit [`FILTER_BUDGET`] are read (so that opening a large archive
+    /// holds no more than a writer keeps).
     pub(crate) fn filters(&self) -> Result<Filters> {
         guarded(&self.path, || {
             let mut filters = Filters::default();
@@ -178,21 +182,52 @@ impl IndexReader {
             let Some(t) = self.table(FILTERS)? else {
                 return Ok(filters);
             };
+            let stored_ranges = self.table(KEY_RANGES)?;
+            let mut ranges = Vec::new();
             for g in 0..sealed {
-                let mut got = [GenFilter::Unknown, GenFilter::Unknown];
-                for (slot, kind) in got.iter_mut().zip(FILTERED) {
-                    if let Some(v) = t.get((g, kind as u8)).at(&self.path)? {
-                        *slot = GenFilter::decode(v.value());
+                let mut got = [KeyRange::ANY; 2];
+                if let Some(r) = &stored_ranges {
+                    for (slot, kind) in got.iter_mut().zip(FILTERED) {
+                        if let Some(v) = r.get((g, kind as u8)).at(&self.path)? {
+                            *slot = KeyRange::decode(v.value());
+                        }
                     }
                 }
-                filters.push(got);
+                ranges.push(got);
+            }
+            let mut gens = Vec::new();
+            let mut held = 0usize;
+            for (g, r) in ranges.iter().enumerate().rev() {
+                let g = g as u64;
+                let mut got = [GenFilter::Unknown, GenFilter::Unknown];
+                for (i, (slot, kind)) in got.iter_mut().zip(FILTERED).enumerate() {
+                    if let Some(v) = t.get((g, kind as u8)).at(&self.path)? {
+                        let bytes = v.value();
+                        if Filters::droppable(r, i) {
+                            if held + bytes.len() > FILTER_BUDGET {
+                                continue;
+                            }
+                            held += bytes.len();
+                        }
+                        *slot = GenFilter::decode(bytes);
+                    }
+                }
+                gens.push(got);
+            }
+            for (got, r) in gens.into_iter().rev().zip(ranges) {
+                filters.push(got, r);
             }
             // A span filter that claims generations not sealed is not the
             // one this index's commits wrote: its generations are probed.
             if let Some(t) = self.table(SPAN_FILTERS)? {
                 for s in 0..sealed.div_ceil(SPAN_GENERATIONS) {
                     let mut got = [None, None];
+                    let gens = s * SPAN_GENERATIONS..((s + 1) * SPAN_GENERATIONS).min(sealed);
                     for (slot, kind) in got.iter_mut().zip(FILTERED) {
+                        // Not read when its generations' filters were not.
+                        if !gens.clone().any(|g| filters.has_filter(g, kind)) {
+                            continue;
+                        }
                         if let Some(v) = t.get((s, kind as u8)).at(&self.path)? {
                             *slot = SpanFilter::decode(v.value())
                                 .filter(|f| s * SPAN_GENERATIONS + f.gens() <= sealed);
@@ -201,6 +236,7 @@ impl IndexReader {
                     filters.set_span(s, got);
                 }
             }
+            filters.shed(FILTER_BUDGET);
             Ok(filters)
         })
     }

@@ -39,6 +39,10 @@ pub(crate) const SPAN_FILTERS: TableDefinition<(u64, u8), &[u8]> =
 /// are looked up one by one until a `reindex`.
 pub(crate) const GUID_BLOCKS: TableDefinition<(u64, u64), &[u8]> =
     TableDefinition::new("guid_blocks");
+/// (generation, table code) -> the places of the generation's keys of
+/// that table (see [`crate::place::KeyRange`]), widened by each commit that
+/// writes keys into it.
+pub(crate) const KEY_RANGES: TableDefinition<(u64, u8), &[u8]> = TableDefinition::new("key_range");
 /// offset -> position, for quarantined records only.
 pub(crate) const QUARANTINE: TableDefinition<u64, u32> = TableDefinition::new("quarantine");
 /// Running maximum of event time (ms) at the end of a slice of the log (at
@@ -50,7 +54,7 @@ pub(crate) const META: TableDefinition<&str, u64> = TableDefinition::new("meta")
 
 /// Bumped when the tables change meaning; an index of another version is
 /// rebuilt from the log.
-pub const INDEX_VERSION: u64 = 3;
+pub const INDEX_VERSION: u64 = 4;
 
 /// Records per generation of the posting tables: a commit touches the
 /// B-tree pages of at most this many records (plus a boundary), so its cost
@@ -166,6 +170,11 @@ pub struct Entry<'a> {
     /// Whether `time_ms` is timed (§2) rather than weak.
     pub timed: bool,
     pub quarantined: bool,
+    /// The payload's own event time (docs/METRICS.md §2, rules 1–3: a
+    /// function of the payload bytes alone), `None` for a quarantined
+    /// record: where a record without a GUID sits for the duplicate check
+    /// ([`crate::place`]).
+    pub payload_time: Option<i64>,
 }
 
 /// The posting tables.

@@ -593,12 +593,10 @@ impl Archive {
                 outcomes.push(Outcome::Duplicate { offset });
                 continue;
             }
-            let guid = prep
-                .outcome
-                .as_ref()
-                .ok()
-                .and_then(|k| k.interaction_guid.as_deref());
-            if let Some(offset) = self.find_archived(payload, hash, guid)? {
+            let keys = prep.outcome.as_ref().ok();
+            let guid = keys.and_then(|k| k.interaction_guid.as_deref());
+            let own_time = keys.and_then(|k| payload_time(k, false));
+            if let Some(offset) = self.find_archived(payload, hash, guid, own_time)? {
                 duplicates += 1;
                 outcomes.push(Outcome::Duplicate { offset });
                 continue;
@@ -796,15 +794,17 @@ impl Archive {
         }
     }
 
-    /// The offset of an archived record with exactly these payload bytes.
+    /// The offset of an archived record with exactly these payload bytes
+    /// (`guid` and `payload_time` are what the payload says: [`Entry`]).
     fn find_archived(
         &mut self,
         payload: &[u8],
         hash: u64,
         guid: Option<&str>,
+        payload_time: Option<i64>,
     ) -> Result<Option<u64>> {
         let hits = match &mut self.txn {
-            Some(txn) => txn.duplicate_candidates(hash, guid)?,
+            Some(txn) => txn.duplicate_candidates(hash, guid, payload_time)?,
             None => self.index.reader()?.duplicate_candidates(hash, guid)?,
         };
         for hit in hits {
@@ -971,7 +971,15 @@ pub(crate) fn index_entry(
         time_ms: time.ms,
         timed: time.is_timed(),
         quarantined,
+        payload_time: payload_time(keys, quarantined),
     }
+}
+
+/// The payload's own event time, where the duplicate check places a record
+/// without a GUID ([`Entry::payload_time`]): a function of the payload's
+/// bytes alone, the same when a copy of it arrives again.
+fn payload_time(keys: &Keys, quarantined: bool) -> Option<i64> {
+    keys.times.own.filter(|_| !quarantined).map(|t| t.ms)
 }
 
 pub(crate) fn remove_file_if_exists(path: &PathBuf) -> Result<()> {

@@ -54,6 +54,7 @@ fn a_posting_the_log_does_not_call_for_is_reported() {
             time_ms: 0,
             timed: true,
             quarantined: false,
+            payload_time: None,
         },
     );
     let report = verify(dir.path()).unwrap();
@@ -82,6 +83,7 @@ fn a_posting_with_a_wrong_position_is_named() {
             time_ms: 0,
             timed: true,
             quarantined: false,
+            payload_time: None,
         },
     );
     let report = verify(dir.path()).unwrap();

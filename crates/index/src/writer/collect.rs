@@ -27,7 +27,8 @@ use std::sync::Arc;
 use super::dedupe::{candidates, Lookups};
 use super::{Index, Written};
 use crate::chunk::{ChunkBuilder, Posting};
-use crate::filter::{Filters, OpenKeys};
+use crate::filter::{generation, Filters, OpenKeys};
+use crate::place::{guid_place, time_place, KeyRange};
 use crate::{
     agent_hash, guid_hash, key_map, Counters, Entry, Hit, IndexReader, KeyMap, PackedTotals,
     PostingKind, Result, TIME_SLICE,
@@ -76,6 +77,10 @@ pub struct IndexWriter {
     /// The commit before this one, being written while this one collects
     /// (entries the snapshot does not hold yet).
     pub(super) prev: Option<Arc<IndexWriter>>,
+    /// The places of the collected keys of `by_guid` and `by_payload` (in
+    /// [`crate::filter::FILTERED`] order), by generation, in generation
+    /// order.
+    pub(super) ranges: Vec<(u64, [KeyRange; 2])>,
 }
 
 /// Approximate heap bytes of one map entry besides its chunk's bytes.
@@ -132,6 +137,7 @@ impl IndexWriter {
             held_bytes: 0,
             lookups: Lookups::default(),
             prev: None,
+            ranges: Vec::new(),
         })
     }
 
@@ -195,8 +201,16 @@ impl IndexWriter {
                 offset: entry.offset,
                 pos: entry.pos,
             };
+            let gen = generation(entry.offset);
+            if self.ranges.last().is_none_or(|(g, _)| *g != gen) {
+                self.ranges.push((gen, [KeyRange::EMPTY; 2]));
+            }
             match entry.interaction_guid {
                 Some(guid) => {
+                    let place = guid_place(guid);
+                    if let Some((_, r)) = self.ranges.last_mut() {
+                        r[0].add(place);
+                    }
                     let h = guid_hash(guid);
                     if self.count_interactions && !self.guid.contains_key(&h) {
                         let in_prev =
@@ -213,6 +227,7 @@ impl IndexWriter {
                                     self.guid_gens,
                                     PostingKind::Guid,
                                     h,
+                                    place,
                                     &mut self.lookups,
                                 )
                                 .into_iter(),
@@ -225,6 +240,9 @@ impl IndexWriter {
                     collect(&mut self.guid, h, &posting, true, &mut self.held_bytes);
                 }
                 None => {
+                    if let Some((_, r)) = self.ranges.last_mut() {
+                        r[1].add(entry.payload_time.map(time_place));
+                    }
                     self.payload
                         .entry(entry.payload_hash)
                         .or_default()

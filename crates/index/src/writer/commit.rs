@@ -36,8 +36,10 @@ use crate::filter::{
     generation, span, Filters, GenFilter, SpanBlocks, SpanFilter, FILTERED, SPAN_GENERATIONS,
 };
 use crate::guard::guarded;
+use crate::place::KeyRange;
 use crate::schema::{
-    BY_AGENT, BY_GUID, BY_PAYLOAD, FILTERS, GUID_BLOCKS, META, QUARANTINE, SPAN_FILTERS, TIME,
+    BY_AGENT, BY_GUID, BY_PAYLOAD, FILTERS, GUID_BLOCKS, KEY_RANGES, META, QUARANTINE,
+    SPAN_FILTERS, TIME,
 };
 use crate::{Checkpoint, Hit, KeyMap, PostingKind, Result};
 
@@ -150,6 +152,7 @@ impl Index {
                         t.insert(key, pos).at(&self.path)?;
                     }
                 }
+                self.widen_ranges(&txn, w)?;
                 filters = self.seal_generations(&txn, w)?;
                 let mut t = txn.open_table(QUARANTINE).at(&self.path)?;
                 for hit in &w.quarantine {
@@ -260,7 +263,19 @@ impl Index {
                         .at(&self.path)?;
                 }
             }
-            filters.push(built);
+            let ranges = {
+                let t = txn.open_table(KEY_RANGES).at(&self.path)?;
+                let mut got = [KeyRange::EMPTY; 2];
+                for ((slot, kind), filter) in got.iter_mut().zip(FILTERED).zip(&built) {
+                    *slot = match t.get((g, kind as u8)).at(&self.path)? {
+                        Some(v) => KeyRange::decode(v.value()),
+                        None if matches!(filter, GenFilter::Empty) => KeyRange::EMPTY,
+                        None => KeyRange::ANY,
+                    };
+                }
+                got
+            };
+            filters.push(built, ranges);
             let span_filters = [
                 span_with(&guid, &filters, PostingKind::Guid, g, &hashes[0]).at(&self.path)?,
                 span_with(&payload, &filters, PostingKind::Payload, g, &hashes[1]).at(&self.path)?,
@@ -286,7 +301,10 @@ impl Index {
                     .span_filter(s, kind)
                     .is_some_and(|f| f.gens() == SPAN_GENERATIONS)
             };
-            if let Some(s) = (0..complete).find(|&s| !FILTERED.iter().all(|&k| whole(s, k))) {
+            // Spans whose generations' filters were dropped (`shed`) are
+            // not filled in again.
+            let kept = span(filters.dropped_below()).min(complete);
+            if let Some(s) = (kept..complete).find(|&s| !FILTERED.iter().all(|&k| whole(s, k))) {
                 let upto = (s + 1) * SPAN_GENERATIONS;
                 let span_filters = [
                     span_from(&guid, s, upto).at(&self.path)?,
@@ -295,7 +313,37 @@ impl Index {
                 put_span(&mut spans, &mut filters, s, span_filters).at(&self.path)?;
             }
         }
+        filters.shed(self.filter_budget);
         Ok(Arc::new(filters))
+    }
+
+    /// Widens the stored key ranges of the generations `w` wrote keys into
+    /// by the places of those keys. A generation that held keys of a table
+    /// before any range of it was stored gets [`KeyRange::ANY`].
+    fn widen_ranges(&self, txn: &redb::WriteTransaction, w: &IndexWriter) -> Result<()> {
+        let mut t = txn.open_table(KEY_RANGES).at(&self.path)?;
+        let held_keys = [w.guid_gens, w.payload_gens];
+        for (g, ranges) in &w.ranges {
+            for ((kind, added), gens_before) in FILTERED.iter().zip(ranges).zip(held_keys) {
+                if added.is_empty() {
+                    continue;
+                }
+                let key = (*g, *kind as u8);
+                let stored = t
+                    .get(key)
+                    .at(&self.path)?
+                    .map(|v| KeyRange::decode(v.value()));
+                let widened = match stored {
+                    Some(r) => r.merge(*added),
+                    None if *g < gens_before => KeyRange::ANY,
+                    None => *added,
+                };
+                if stored != Some(widened) {
+                    t.insert(key, widened.encode().as_slice()).at(&self.path)?;
+                }
+            }
+        }
+        Ok(())
     }
 }
 

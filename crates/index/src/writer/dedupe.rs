@@ -3,8 +3,10 @@
 //!
 //! Invariants:
 //! - The candidates are exactly those a lookup in every generation would
-//!   find: a complete generation is skipped only when its filter, or its
-//!   span's, rejects the hash, and a filter has no false negatives.
+//!   find: a complete generation is skipped only when its key range does
+//!   not admit the key's place ([`crate::place`]), or its filter, or its
+//!   span's, rejects the hash; a range holds every key's place and a filter
+//!   has no false negatives.
 //! - A generation not sealed yet is skipped only when the writer knows
 //!   every key of it ([`OpenKeys`]) and the hash is not one of them.
 //! - A GUID's committed postings are looked up once a commit (its events
@@ -18,6 +20,7 @@ use std::collections::hash_map::Entry as MapEntry;
 use super::IndexWriter;
 use crate::chunk::Posting;
 use crate::filter::{span, Filters, OpenKeys, SPAN_GENERATIONS};
+use crate::place::{guid_place, time_place};
 use crate::{guid_hash, Hit, PostingKind, Result};
 
 /// What a commit's duplicate checks (and its interactions counter) asked
@@ -41,17 +44,20 @@ pub struct Lookups {
     pub seeks: u64,
 }
 
-/// The generations below `gens` that may hold `hash` in `kind`'s table,
-/// counted in `lookups`. A span's filter, when it rejects the hash, rules
-/// out every generation it covers with one probe; the others are probed
-/// one by one; a generation not sealed yet is skipped when `open` knows
-/// its keys and the hash is not among them.
+/// The generations below `gens` that may hold `hash`, a key at `place`,
+/// in `kind`'s table, counted in `lookups`. A sealed generation whose key
+/// range does not admit `place` is skipped first; of a span with any
+/// generation left, the span's filter, when it rejects the hash, rules out
+/// every generation it covers with one probe; the others are probed one by
+/// one; a generation not sealed yet is skipped when `open` knows its keys
+/// and the hash is not among them.
 pub(super) fn candidates(
     filters: &Filters,
     open: &OpenKeys,
     gens: u64,
     kind: PostingKind,
     hash: u64,
+    place: Option<u64>,
     lookups: &mut Lookups,
 ) -> Vec<u64> {
     let sealed = gens.min(filters.sealed());
@@ -60,18 +66,24 @@ pub(super) fn candidates(
     while start < sealed {
         let s = span(start);
         let end = ((s + 1) * SPAN_GENERATIONS).min(sealed);
-        let mut from = start;
-        if let Some(f) = filters.span_filter(s, kind) {
-            lookups.spans += 1;
-            if !f.may_hold(hash) {
-                from = (s * SPAN_GENERATIONS + f.gens()).clamp(start, end);
+        let mut admitted = (start..end).filter(|&g| filters.admits(g, kind, place));
+        if let Some(first) = admitted.next() {
+            let mut from = first;
+            if let Some(f) = filters.span_filter(s, kind) {
+                lookups.spans += 1;
+                if !f.may_hold(hash) {
+                    from = (s * SPAN_GENERATIONS + f.gens()).clamp(first, end);
+                }
             }
-        }
-        for g in from..end {
-            lookups.probes += 1;
-            if filters.may_hold(g, kind, hash) {
-                lookups.passed += 1;
-                found.push(g);
+            for g in std::iter::once(first)
+                .chain(admitted)
+                .filter(|&g| g >= from)
+            {
+                lookups.probes += 1;
+                if filters.may_hold(g, kind, hash) {
+                    lookups.passed += 1;
+                    found.push(g);
+                }
             }
         }
         start = end;
@@ -84,14 +96,21 @@ pub(super) fn candidates(
 
 impl IndexWriter {
     /// Records that may hold exactly these payload bytes (same hash), among
-    /// committed and collected entries. `guid` is the payload's GUID.
-    pub fn duplicate_candidates(&mut self, hash: u64, guid: Option<&str>) -> Result<Vec<Hit>> {
+    /// committed and collected entries. `guid` is the payload's GUID, and
+    /// `payload_time` its own event time ([`crate::Entry::payload_time`]: `None`
+    /// for a payload that would be quarantined).
+    pub fn duplicate_candidates(
+        &mut self,
+        hash: u64,
+        guid: Option<&str>,
+        payload_time: Option<i64>,
+    ) -> Result<Vec<Hit>> {
         let same = |p: &&Posting| p.payload_hash == hash;
         match guid {
             Some(g) => {
                 let h = guid_hash(g);
                 let mut hits: Vec<Hit> = self
-                    .committed_postings(h)?
+                    .committed_postings(h, g)?
                     .iter()
                     .filter(same)
                     .map(Hit::from)
@@ -113,6 +132,7 @@ impl IndexWriter {
                     self.payload_gens,
                     PostingKind::Payload,
                     hash,
+                    payload_time.map(time_place),
                     &mut self.lookups,
                 );
                 let mut hits = self.snapshot.payload_postings_in(hash, gens.into_iter())?;
@@ -127,8 +147,9 @@ impl IndexWriter {
         }
     }
 
-    /// The snapshot's postings of one GUID hash, looked up once a commit.
-    fn committed_postings(&mut self, h: u64) -> Result<&[Posting]> {
+    /// The snapshot's postings of `guid` (its hash `h`), looked up once a
+    /// commit.
+    fn committed_postings(&mut self, h: u64, guid: &str) -> Result<&[Posting]> {
         Ok(match self.committed_guid.entry(h) {
             MapEntry::Occupied(e) => e.into_mut(),
             MapEntry::Vacant(e) => {
@@ -138,6 +159,7 @@ impl IndexWriter {
                     self.guid_gens,
                     PostingKind::Guid,
                     h,
+                    guid_place(guid),
                     &mut self.lookups,
                 );
                 let mut postings =

@@ -37,7 +37,7 @@ use redb::{ConcurrencyMode, Database, Durability, ReadableDatabase};
 
 use crate::compaction::compact_if_it_frees_enough;
 use crate::error::AtPath;
-use crate::filter::{Filters, OpenKeys, FILTERED};
+use crate::filter::{Filters, OpenKeys, FILTERED, FILTER_BUDGET};
 use crate::guard::guarded;
 use crate::schema::{builder, writer_builder, META};
 use crate::{IndexError, IndexReader, Result, INDEX_VERSION};
@@ -59,6 +59,9 @@ pub struct Index {
     scratch: bool,
     /// The filters of the complete generations as of the last commit.
     filters: Mutex<Arc<Filters>>,
+    /// Bytes of droppable filters kept in memory ([`FILTER_BUDGET`]; tests
+    /// lower it).
+    filter_budget: usize,
     /// The keys of the generations not sealed yet, as of the last commit,
     /// where known.
     open_keys: Mutex<Arc<OpenKeys>>,
@@ -118,6 +121,7 @@ impl Index {
                 path: path.to_path_buf(),
                 scratch,
                 filters: Mutex::default(),
+                filter_budget: FILTER_BUDGET,
                 open_keys: Mutex::default(),
             };
             match index.reader()?.meta("version")? {

@@ -18,6 +18,7 @@ fn entry(offset: u64, payload: &[u8], guid: Option<&'static str>) -> Entry<'stat
         time_ms: 1000 * offset as i64,
         timed: true,
         quarantined: guid.is_none(),
+        payload_time: None,
     }
 }
 
@@ -39,16 +40,18 @@ fn postings_counters_and_checkpoint_commit_together() {
         .unwrap();
     let c_hash = payload_hash(b"c");
     assert_eq!(
-        w.duplicate_candidates(c_hash, Some("g1")).unwrap().len(),
+        w.duplicate_candidates(c_hash, Some("g1"), None)
+            .unwrap()
+            .len(),
         1,
         "visible before commit"
     );
     assert!(w
-        .duplicate_candidates(c_hash, Some("g2"))
+        .duplicate_candidates(c_hash, Some("g2"), None)
         .unwrap()
         .is_empty());
     assert_eq!(
-        w.duplicate_candidates(payload_hash(b"junk"), None)
+        w.duplicate_candidates(payload_hash(b"junk"), None, None)
             .unwrap()
             .len(),
         1
@@ -64,7 +67,9 @@ fn postings_counters_and_checkpoint_commit_together() {
     // A second commit adds a second chunk for g1.
     let mut w = index.begin().unwrap();
     assert_eq!(
-        w.duplicate_candidates(c_hash, Some("g1")).unwrap().len(),
+        w.duplicate_candidates(c_hash, Some("g1"), None)
+            .unwrap()
+            .len(),
         1,
         "committed"
     );
@@ -156,6 +161,7 @@ fn one_large_commit_still_seeks_by_time_slice() {
             time_ms: offset as i64 * 10,
             timed: true,
             quarantined: false,
+            payload_time: None,
         })
         .collect();
     let mut w = index.begin().unwrap();
@@ -211,7 +217,10 @@ fn lookups_span_generations_and_sealed_ones_are_filtered() {
     assert_eq!(index.current_filters().sealed(), 2);
     let mut w = index.begin().unwrap();
     let found = |w: &mut IndexWriter, payload: &[u8], guid| {
-        offsets(&w.duplicate_candidates(payload_hash(payload), guid).unwrap())
+        offsets(
+            &w.duplicate_candidates(payload_hash(payload), guid, None)
+                .unwrap(),
+        )
     };
     assert_eq!(found(&mut w, b"a", Some("g1")), vec![0]);
     assert_eq!(found(&mut w, b"c", Some("g1")), vec![G + 1]);
@@ -509,17 +518,17 @@ fn every_generation_found(index: &Index) -> Lookups {
     for gen in 0..20u64 {
         let guid = format!("gen{gen}");
         let hits = w
-            .duplicate_candidates(payload_hash(guid.as_bytes()), Some(&guid))
+            .duplicate_candidates(payload_hash(guid.as_bytes()), Some(&guid), None)
             .unwrap();
         assert_eq!(offsets(&hits), vec![gen * G], "{guid}");
     }
     let hits = w
-        .duplicate_candidates(payload_hash(b"no guid"), None)
+        .duplicate_candidates(payload_hash(b"no guid"), None, None)
         .unwrap();
     assert_eq!(offsets(&hits), vec![G + 1]);
     let before = w.lookups();
     assert!(w
-        .duplicate_candidates(payload_hash(b"gen3"), Some("absent"))
+        .duplicate_candidates(payload_hash(b"gen3"), Some("absent"), None)
         .unwrap()
         .is_empty());
     let after = w.lookups();
@@ -560,7 +569,10 @@ fn keys_of_generations_not_complete_skip_lookups_only_where_known() {
     let path = dir.path().join("i.redb");
     let lookups_of = |w: &mut IndexWriter, payload: &[u8], guid: Option<&str>| {
         let before = w.lookups();
-        let hits = offsets(&w.duplicate_candidates(payload_hash(payload), guid).unwrap());
+        let hits = offsets(
+            &w.duplicate_candidates(payload_hash(payload), guid, None)
+                .unwrap(),
+        );
         (hits, w.lookups().seeks - before.seeks)
     };
     {
@@ -743,7 +755,7 @@ fn a_writer_begun_after_a_commit_being_written_sees_it_and_rebases_onto_it() {
     assert_eq!(
         offsets(
             &next
-                .duplicate_candidates(payload_hash(b"a"), Some("g1"))
+                .duplicate_candidates(payload_hash(b"a"), Some("g1"), None)
                 .unwrap()
         ),
         vec![0]
@@ -751,7 +763,7 @@ fn a_writer_begun_after_a_commit_being_written_sees_it_and_rebases_onto_it() {
     assert_eq!(
         offsets(
             &next
-                .duplicate_candidates(payload_hash(b"junk"), None)
+                .duplicate_candidates(payload_hash(b"junk"), None, None)
                 .unwrap()
         ),
         vec![1]
@@ -777,7 +789,7 @@ fn a_writer_begun_after_a_commit_being_written_sees_it_and_rebases_onto_it() {
     assert_eq!(
         offsets(
             &next
-                .duplicate_candidates(payload_hash(b"a"), Some("g1"))
+                .duplicate_candidates(payload_hash(b"a"), Some("g1"), None)
                 .unwrap()
         ),
         vec![0],
@@ -789,4 +801,99 @@ fn a_writer_begun_after_a_commit_being_written_sees_it_and_rebases_onto_it() {
     assert_eq!(offsets(&r.guid_hits("g1").unwrap()), vec![0, 2]);
     let c = r.counters().unwrap();
     assert_eq!((c.records, c.interactions), (4, 2));
+}
+
+/// Twenty generations, one commit each, each with one interaction whose
+/// GUID is placed (8x8's shape: created at 0x1000 + the generation) and one
+/// record without a GUID placed at its own time (the generation × 1000).
+fn placed_generations(index: &Index) {
+    const G: u64 = GENERATION_RECORDS;
+    for gen in 0..20u64 {
+        let guid: &'static str = Box::leak(format!("int-{:x}-t", 0x1000 + gen).into_boxed_str());
+        let event: &'static [u8] =
+            Box::leak(format!("event {gen}").into_bytes().into_boxed_slice());
+        let batch = [
+            entry(gen * G, guid.as_bytes(), Some(guid)),
+            Entry {
+                quarantined: false,
+                payload_time: Some(gen as i64 * 1000),
+                ..entry(gen * G + 1, event, None)
+            },
+        ];
+        let mut w = index.begin().unwrap();
+        w.add_all(&batch).unwrap();
+        index.commit(w, None).unwrap();
+    }
+}
+
+#[test]
+fn placed_keys_skip_sealed_generations_and_stay_exact_without_filters() {
+    const G: u64 = GENERATION_RECORDS;
+    for budget in [FILTER_BUDGET, 0] {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("i.redb");
+        let mut index = Index::open(&path).unwrap();
+        index.filter_budget = budget;
+        placed_generations(&index);
+        let filters = index.current_filters();
+        assert_eq!(filters.sealed(), 19);
+        for kind in [PostingKind::Guid, PostingKind::Payload] {
+            assert_eq!(filters.has_filter(3, kind), budget > 0, "{budget}");
+            assert_eq!(filters.span_filter(0, kind).is_some(), budget > 0);
+        }
+        let mut w = index.begin().unwrap();
+        for gen in 0..20u64 {
+            let guid = format!("int-{:x}-t", 0x1000 + gen);
+            let hits = w
+                .duplicate_candidates(payload_hash(guid.as_bytes()), Some(&guid), None)
+                .unwrap();
+            assert_eq!(offsets(&hits), vec![gen * G], "{guid}, budget {budget}");
+            let event = format!("event {gen}");
+            let at = Some(gen as i64 * 1000);
+            let hits = w
+                .duplicate_candidates(payload_hash(event.as_bytes()), None, at)
+                .unwrap();
+            assert_eq!(offsets(&hits), vec![gen * G + 1], "{event}");
+        }
+        // A new interaction and an event at a new time: no sealed
+        // generation is asked, filter or B-tree (generation 19, open, was
+        // written by this handle, which knows its keys).
+        let before = w.lookups();
+        let new_guid = w.duplicate_candidates(payload_hash(b"new"), Some("int-2000-t"), None);
+        let new_event = w.duplicate_candidates(payload_hash(b"new event"), None, Some(99_000));
+        assert!(new_guid.unwrap().is_empty() && new_event.unwrap().is_empty());
+        let after = w.lookups();
+        let asked = (
+            after.spans - before.spans,
+            after.probes - before.probes,
+            after.seeks - before.seeks,
+        );
+        assert_eq!(asked, (0, 0, 0));
+        // A late event of generation 3's interaction widens generation 19's
+        // range, then generation 20 seals it.
+        w.add_all(&[entry(19 * G + 5, b"late", Some("int-1003-t"))])
+            .unwrap();
+        index.commit(w, None).unwrap();
+        let mut w = index.begin().unwrap();
+        w.add_all(&[entry(20 * G, b"next", Some("int-2001-t"))])
+            .unwrap();
+        index.commit(w, None).unwrap();
+        drop(index);
+        // Another handle: the ranges come back from the file.
+        let index = Index::open(&path).unwrap();
+        let mut w = index.begin().unwrap();
+        let guid = Some("int-1003-t");
+        let first = w.duplicate_candidates(payload_hash(b"int-1003-t"), guid, None);
+        assert_eq!(offsets(&first.unwrap()), vec![3 * G]);
+        let late = w.duplicate_candidates(payload_hash(b"late"), guid, None);
+        assert_eq!(offsets(&late.unwrap()), vec![19 * G + 5]);
+        let before = w.lookups();
+        assert!(w
+            .duplicate_candidates(payload_hash(b"x"), Some("int-3000-t"), None)
+            .unwrap()
+            .is_empty());
+        assert_eq!(w.lookups().probes - before.probes, 0);
+        let counters = index.reader().unwrap().counters().unwrap();
+        assert_eq!(counters.interactions, 21, "the late event's is not new");
+    }
 }
