@@ -23,6 +23,12 @@
 //!   whose filter (module `filter`) rejects the key hash is skipped; a filter has
 //!   no false negatives, so the candidates are exactly those a full lookup
 //!   would find.
+//! - Every generation stores, per table, the range of its keys' places
+//!   (module `place`: an 8x8 GUID's creation time, a GUID-less payload's
+//!   own event time), widened in the transaction that writes the keys. The
+//!   duplicate check skips a sealed generation whose range does not admit
+//!   a key's place (identical payloads have identical places: still exact),
+//!   so the writer keeps only the newest generations' filters in memory.
 //! - A GUID lookup reads, for each span of 8 generations, the one entry of
 //!   `guid_blocks` that covers the GUID's hash, and descends only into the
 //!   sealed generations it admits (and every generation it does not cover):
@@ -35,7 +41,8 @@
 //! `writer` (the single writer: opening the file, then `collect`ing a
 //! commit in memory, `dedupe` lookups over it, the `commit` transaction),
 //! `reader` (snapshots and lookups), `filter` (generation filters, span
-//! filters, GUID blocks),
+//! filters, GUID blocks), `place` (key places and the generations' key
+//! ranges),
 //! `chunk` (packed postings), `keymap` (maps keyed by key hashes), `compaction` (when compacting a redb file
 //! pays, for this crate's file and the projections'), `error`, and `guard`
 //! (redb panics on damaged files become errors).
@@ -55,7 +62,7 @@ pub use compaction::compact_if_it_frees_enough;
 pub use error::{IndexError, Result};
 pub use guard::{guard_redb, unguarded};
 pub use keymap::{key_map, KeyHashing, KeyMap};
-pub use place::{guid_place, time_place};
+pub use place::{guid_place, time_place, ExpectedRanges};
 pub use reader::IndexReader;
 pub use schema::{
     agent_hash, guid_hash, payload_hash, Checkpoint, Counters, Entry, Hit, PackedTotals,

@@ -20,6 +20,14 @@
 //!   in an index of this version), or whose stored range is of another
 //!   version or shape, admits every key ([`KeyRange::ANY`]).
 
+use std::collections::BTreeMap;
+
+use crate::error::AtPath;
+use crate::filter::{generation, FILTERED};
+use crate::guard::guarded;
+use crate::schema::KEY_RANGES;
+use crate::{IndexReader, PostingKind, Result};
+
 /// Stored form's version: a range of another version admits every key.
 /// Bump it when what a place is made of changes.
 const RANGE_VERSION: u8 = 1;
@@ -128,22 +136,104 @@ impl KeyRange {
     /// A stored range; [`KeyRange::ANY`] for bytes of another version or
     /// shape.
     pub(crate) fn decode(bytes: &[u8]) -> KeyRange {
-        let Ok(b) = <[u8; RANGE_LEN]>::try_from(bytes) else {
-            return KeyRange::ANY;
-        };
+        KeyRange::parse(bytes).unwrap_or(KeyRange::ANY)
+    }
+
+    /// A stored range, `None` for bytes of another version or shape.
+    fn parse(bytes: &[u8]) -> Option<KeyRange> {
+        let b = <[u8; RANGE_LEN]>::try_from(bytes).ok()?;
         if b[0] != RANGE_VERSION || b[1] & !UNPLACED != 0 {
-            return KeyRange::ANY;
+            return None;
         }
         let u64_at = |i: usize| {
             let mut w = [0u8; 8];
             w.copy_from_slice(&b[i..i + 8]);
             u64::from_le_bytes(w)
         };
-        KeyRange {
+        Some(KeyRange {
             min: u64_at(2),
             max: u64_at(10),
             unplaced: b[1] & UNPLACED != 0,
+        })
+    }
+
+    /// Whether every key `other` holds is admitted.
+    fn holds(&self, other: &KeyRange) -> bool {
+        let placed = other.min > other.max || (self.min <= other.min && other.max <= self.max);
+        placed && (self.unplaced || !other.unplaced)
+    }
+}
+
+impl std::fmt::Display for KeyRange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.min <= self.max {
+            write!(f, "places {}..={}", self.min, self.max)?;
+        } else {
+            write!(f, "no placed key")?;
         }
+        if self.unplaced {
+            write!(f, ", and keys without a place")?;
+        }
+        Ok(())
+    }
+}
+
+/// The places that a log's records give the keys of each generation, to
+/// be checked against the stored ranges ([`crate::IndexReader::key_range_problems`]):
+/// what `verify` collects as it reads the log.
+#[derive(Debug, Default)]
+pub struct ExpectedRanges {
+    gens: BTreeMap<u64, [KeyRange; 2]>,
+}
+
+impl ExpectedRanges {
+    /// A key of `kind`'s table at `offset`, at `place` (`by_agent` has no
+    /// ranges: ignored).
+    pub fn add(&mut self, kind: PostingKind, offset: u64, place: Option<u64>) {
+        let Some(slot) = FILTERED.iter().position(|k| *k == kind) else {
+            return;
+        };
+        let ranges = self
+            .gens
+            .entry(generation(offset))
+            .or_insert([KeyRange::EMPTY; 2]);
+        ranges[slot].add(place);
+    }
+}
+
+impl IndexReader {
+    /// Where the stored key ranges do not hold the places the log's
+    /// records give their keys (`expected`), one sentence each: a range
+    /// missing, damaged, or narrower than its keys (a duplicate of such a
+    /// key could then be archived twice).
+    pub fn key_range_problems(&self, expected: &ExpectedRanges) -> Result<Vec<String>> {
+        guarded(&self.path, || {
+            let stored = self.table(KEY_RANGES)?;
+            let mut problems = Vec::new();
+            for (g, ranges) in &expected.gens {
+                for (want, kind) in ranges.iter().zip(FILTERED) {
+                    if want.is_empty() {
+                        continue;
+                    }
+                    let have = match &stored {
+                        Some(t) => t.get((*g, kind as u8)).at(&self.path)?,
+                        None => None,
+                    };
+                    let problem = match have.as_ref().map(|v| KeyRange::parse(v.value())) {
+                        None => Some("is missing".to_owned()),
+                        Some(None) => Some("is damaged (of another version or shape)".to_owned()),
+                        Some(Some(have)) if !have.holds(want) => {
+                            Some(format!("holds {have}, its keys need {want}"))
+                        }
+                        Some(Some(_)) => None,
+                    };
+                    if let Some(p) = problem {
+                        problems.push(format!("{kind:?} key range of generation {g} {p}"));
+                    }
+                }
+            }
+            Ok(problems)
+        })
     }
 }
 
@@ -196,7 +286,13 @@ mod tests {
         assert!(!u.admits(Some(12)), "unplaced keys only");
         for range in [r, u, both, KeyRange::EMPTY, KeyRange::ANY] {
             assert_eq!(KeyRange::decode(&range.encode()), range);
+            assert!(range.holds(&range) && range.holds(&KeyRange::EMPTY));
+            assert!(KeyRange::ANY.holds(&range));
         }
+        assert!(both.holds(&r) && both.holds(&u) && !r.holds(&both) && !u.holds(&r));
+        let mut wider = r;
+        wider.add(Some(21));
+        assert!(!r.holds(&wider) && wider.holds(&r));
     }
 
     #[test]
@@ -210,6 +306,7 @@ mod tests {
         unknown_flag[1] = 0x80;
         for damaged in [&bytes[..17], &other_version[..], &unknown_flag[..], &[]] {
             assert_eq!(KeyRange::decode(damaged), KeyRange::ANY);
+            assert_eq!(KeyRange::parse(damaged), None);
         }
     }
 }

@@ -96,7 +96,7 @@ impl IndexReader {
         gens.peek().is_some().then_some(gens)
     }
 
-    fn table<K: Key + 'static, V: Value + 'static>(
+    pub(crate) fn table<K: Key + 'static, V: Value + 'static>(
         &self,
         def: TableDefinition<K, V>,
     ) -> Result<Option<ReadOnlyTable<K, V>>> {

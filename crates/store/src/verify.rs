@@ -15,7 +15,7 @@
 use std::path::Path;
 
 use ccvault_event::{parse_event, Keys};
-use ccvault_index::{PostingDigest, PostingKind};
+use ccvault_index::{guid_place, time_place, ExpectedRanges, PostingDigest, PostingKind};
 use ccvault_log::{verify as verify_log, DamageReason, Position, ScanRef, Tally};
 
 use crate::error::Result;
@@ -50,11 +50,12 @@ struct Seen {
     last_tally: Option<(u64, Tally)>,
 }
 
-/// Calls `f(kind, key, offset, pos)` for every posting the visible records
-/// of the log call for, and returns what else they hold.
+/// Calls `f(kind, key, offset, pos, place)` for every posting the visible
+/// records of the log call for (`place`: the key's place, for the index's
+/// key ranges), and returns what else they hold.
 fn expected_postings(
     reader: &ArchiveReader,
-    mut f: impl FnMut(PostingKind, &[u8], u64, u32) -> Result<()>,
+    mut f: impl FnMut(PostingKind, &[u8], u64, u32, Option<u64>) -> Result<()>,
 ) -> Result<Seen> {
     let visible_end = reader.visible_end();
     let mut seen = Seen::default();
@@ -81,11 +82,26 @@ fn expected_postings(
                 .unwrap_or_default()
         };
         match &keys.interaction_guid {
-            Some(guid) => f(PostingKind::Guid, guid.as_bytes(), rec.offset, at.pos)?,
-            None => f(PostingKind::Payload, rec.payload, rec.offset, at.pos)?,
+            Some(guid) => f(
+                PostingKind::Guid,
+                guid.as_bytes(),
+                rec.offset,
+                at.pos,
+                guid_place(guid),
+            )?,
+            None => {
+                let place = keys.times.own.map(|t| time_place(t.ms));
+                f(PostingKind::Payload, rec.payload, rec.offset, at.pos, place)?
+            }
         }
         if let Some(agent) = &keys.agent_id {
-            f(PostingKind::Agent, agent.as_bytes(), rec.offset, at.pos)?;
+            f(
+                PostingKind::Agent,
+                agent.as_bytes(),
+                rec.offset,
+                at.pos,
+                None,
+            )?;
         }
     }
     Ok(seen)
@@ -204,8 +220,10 @@ pub fn verify(dir: &Path) -> Result<VerifyReport> {
         .filter(|own| matches!(own.checkpoint(), Ok(c) if c == snapshot));
     let digests = small.as_ref().unwrap_or(index);
     let mut expected = [PostingDigest::default(); 3];
-    let seen = expected_postings(&reader, |kind, key, offset, pos| {
+    let mut places = ExpectedRanges::default();
+    let seen = expected_postings(&reader, |kind, key, offset, pos, place| {
         expected[kind as usize].add_key(kind, key, offset, pos);
+        places.add(kind, offset, place);
         Ok(())
     })?;
     let mut differing = Vec::new();
@@ -224,12 +242,13 @@ pub fn verify(dir: &Path) -> Result<VerifyReport> {
     }
 
     drop(small);
+    problems.extend(index.key_range_problems(&places)?);
 
     // Pass 2, only when they disagree: name each posting that is missing or
     // wrong; whatever is left over is in the index but not in the log.
     if !differing.is_empty() {
         let mut named = 0usize;
-        expected_postings(&reader, |kind, key, offset, pos| {
+        expected_postings(&reader, |kind, key, offset, pos, _| {
             if !differing.contains(&kind) {
                 return Ok(());
             }

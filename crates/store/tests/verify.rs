@@ -68,6 +68,42 @@ fn a_posting_the_log_does_not_call_for_is_reported() {
 }
 
 #[test]
+fn a_key_range_narrower_than_its_keys_or_damaged_is_named() {
+    // Generation 0's GUID range says its keys all sit at place 1000 (a
+    // duplicate of any of them could then be archived twice), or is of
+    // another version.
+    let mut narrow = vec![1u8, 0];
+    narrow.extend_from_slice(&1000u64.to_le_bytes());
+    narrow.extend_from_slice(&1000u64.to_le_bytes());
+    let cases = [
+        (
+            narrow,
+            "Guid key range of generation 0 holds places 1000..=1000, its keys need places 0..=",
+        ),
+        (vec![9u8; 18], "Guid key range of generation 0 is damaged"),
+    ];
+    for (stored, named) in cases {
+        let dir = archive_with(50);
+        assert!(verify(dir.path()).unwrap().is_clean());
+        // Behind the index's back.
+        let db = redb::Database::open(dir.path().join("index.redb")).unwrap();
+        let ranges: redb::TableDefinition<(u64, u8), &[u8]> =
+            redb::TableDefinition::new("key_range");
+        let txn = db.begin_write().unwrap();
+        txn.open_table(ranges)
+            .unwrap()
+            .insert((0, 0), stored.as_slice())
+            .unwrap();
+        txn.commit().unwrap();
+        drop(db);
+        let report = verify(dir.path()).unwrap();
+        let text = report.index_problems.join("\n");
+        assert!(text.contains(named), "{text}");
+        assert!(!report.is_clean());
+    }
+}
+
+#[test]
 fn a_posting_with_a_wrong_position_is_named() {
     let dir = archive_with(50);
     // Offset 7 is its GUID's only event, so this chunk replaces the real
