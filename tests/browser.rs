@@ -432,6 +432,22 @@ fn replay_now(work: &Path, out: &Path) {
     std::fs::write(out, text).unwrap();
 }
 
+/// A fixed-offset zone (`Etc/GMT±N`) whose local time at `now_ms` is
+/// between 13:00 and 14:00, the hour of [`common::SIM_AFTERNOON_MS`].
+fn afternoon_zone(now_ms: i64) -> String {
+    let hour = now_ms.div_euclid(3_600_000).rem_euclid(24);
+    let mut offset = (13 - hour).rem_euclid(24);
+    if offset > 11 {
+        offset -= 24;
+    }
+    // The sign of `Etc/GMT` names is the reverse of the offset's.
+    match offset {
+        0 => "Etc/GMT".to_owned(),
+        o if o > 0 => format!("Etc/GMT-{o}"),
+        o => format!("Etc/GMT+{}", -o),
+    }
+}
+
 #[test]
 fn a_day_happening_now_on_the_wallboard_and_a_transferred_customer_on_the_contact_page() {
     let work = tempfile::tempdir().unwrap();
@@ -440,7 +456,13 @@ fn a_day_happening_now_on_the_wallboard_and_a_transferred_customer_on_the_contac
     replay_now(work.path(), &day);
     common::import(&data, &[&day], &[]);
 
-    let mut cmd = common::command(&data, &["serve", "--addr", "127.0.0.1:0"]);
+    // "Today" is local: in a zone where it is early afternoon now, as on
+    // the simulated day, all of the replayed morning falls in today's
+    // counts whatever the hour in UTC (just after midnight UTC only a few
+    // minutes of it would).
+    let tz = afternoon_zone(now_ms());
+    let args = ["--tz", tz.as_str(), "serve", "--addr", "127.0.0.1:0"];
+    let mut cmd = common::command(&data, &args);
     cmd.stdin(std::process::Stdio::null());
     let served = Served::spawn(cmd, work.path().join("serve.log"));
     let browser = Browser::start();
