@@ -16,6 +16,7 @@
 //! - Decoding checks the stored shape, so damaged bytes can only make a
 //!   filter unusable (looked up instead), never index out of bounds.
 
+use redb::ReadableTable;
 use xorf::{BinaryFuse8, Filter};
 
 use crate::place::KeyRange;
@@ -25,6 +26,22 @@ use crate::{key_map, KeyMap, PostingKind};
 /// The generation of the record at `offset`.
 pub(crate) fn generation(offset: u64) -> u64 {
     offset / GENERATION_RECORDS
+}
+
+/// The distinct key hashes of generation `g` of a posting table, sorted:
+/// what its filters are built from.
+pub(crate) fn gen_hashes<V: redb::Value + 'static>(
+    t: &impl ReadableTable<(u64, u64, u64), V>,
+    g: u64,
+) -> std::result::Result<Vec<u64>, redb::Error> {
+    let mut hashes = Vec::new();
+    for item in t.range((g, 0, 0)..=(g, u64::MAX, u64::MAX))? {
+        let hash = item?.0.value().1;
+        if hashes.last() != Some(&hash) {
+            hashes.push(hash);
+        }
+    }
+    Ok(hashes)
 }
 
 /// What is known of one table's keys in one complete generation.
@@ -332,6 +349,14 @@ impl SpanBlocks {
             }
         }
         self.gens.push(filter);
+    }
+
+    /// Whether generation `i` of the span (from its first) may hold
+    /// `hash`; `true` for one not added.
+    pub(crate) fn may_hold(&self, i: usize, hash: u64) -> bool {
+        self.gens
+            .get(i)
+            .is_none_or(|f| block_holds(&f[block_of(hash, self.blocks)], &mask_of(hash)))
     }
 
     /// The first hash of block `b`'s range (`b <= blocks`: `blocks` gives

@@ -41,7 +41,8 @@
 //! `writer` (the single writer: opening the file, then `collect`ing a
 //! commit in memory, `dedupe` lookups over it, the `commit` transaction),
 //! `reader` (snapshots and lookups), `filter` (generation filters, span
-//! filters, GUID blocks), `place` (key places and the generations' key
+//! filters, GUID blocks), `filter_check` (verify's check that each stored
+//! filter holds its keys), `place` (key places and the generations' key
 //! ranges),
 //! `chunk` (packed postings), `keymap` (maps keyed by key hashes), `compaction` (when compacting a redb file
 //! pays, for this crate's file and the projections'), `error`, and `guard`
@@ -51,6 +52,7 @@ pub mod chunk;
 mod compaction;
 mod error;
 mod filter;
+mod filter_check;
 mod guard;
 mod keymap;
 mod place;

@@ -178,7 +178,7 @@ pub struct Entry<'a> {
 }
 
 /// The posting tables.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum PostingKind {
     Guid = 0,
     Agent = 1,

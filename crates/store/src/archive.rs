@@ -978,7 +978,7 @@ pub(crate) fn index_entry(
 /// The payload's own event time, where the duplicate check places a record
 /// without a GUID ([`Entry::payload_time`]): a function of the payload's
 /// bytes alone, the same when a copy of it arrives again.
-fn payload_time(keys: &Keys, quarantined: bool) -> Option<i64> {
+pub(crate) fn payload_time(keys: &Keys, quarantined: bool) -> Option<i64> {
     keys.times.own.filter(|_| !quarantined).map(|t| t.ms)
 }
 

@@ -4,7 +4,8 @@
 //! reported with its segment file and byte position and never hides the
 //! records after it; every visible record must be found by every posting
 //! that should name it (by GUID, else by payload hash; and by agent), and
-//! the posting tables must hold nothing else; the index's counts of
+//! the posting tables must hold nothing else; every stored filter must
+//! hold the keys of its generation (`IndexReader::filter_problems`); the index's counts of
 //! dropped messages must be those of the log's last readable tally. An
 //! index behind the log with no writer running is a problem (readers did
 //! not see durable records): it is reported, and indexed, so the run exits
@@ -18,6 +19,7 @@ use ccvault_event::{parse_event, Keys};
 use ccvault_index::{guid_place, time_place, ExpectedRanges, PostingDigest, PostingKind};
 use ccvault_log::{verify as verify_log, DamageReason, Position, ScanRef, Tally};
 
+use crate::archive::payload_time;
 use crate::error::Result;
 use crate::reader::{ArchiveReader, CatchUp};
 
@@ -90,7 +92,7 @@ fn expected_postings(
                 guid_place(guid),
             )?,
             None => {
-                let place = keys.times.own.map(|t| time_place(t.ms));
+                let place = payload_time(&keys, rec.quarantined).map(time_place);
                 f(PostingKind::Payload, rec.payload, rec.offset, at.pos, place)?
             }
         }
@@ -241,6 +243,8 @@ pub fn verify(dir: &Path) -> Result<VerifyReport> {
         }
     }
 
+    // Through the small cache too: one pass over each generation's keys.
+    problems.extend(digests.filter_problems()?);
     drop(small);
     problems.extend(index.key_range_problems(&places)?);
 

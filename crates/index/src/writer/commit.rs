@@ -33,7 +33,8 @@ use super::{Index, IndexWriter};
 use crate::chunk::ChunkBuilder;
 use crate::error::AtPath;
 use crate::filter::{
-    generation, span, Filters, GenFilter, SpanBlocks, SpanFilter, FILTERED, SPAN_GENERATIONS,
+    gen_hashes, generation, span, Filters, GenFilter, SpanBlocks, SpanFilter, FILTERED,
+    SPAN_GENERATIONS,
 };
 use crate::guard::guarded;
 use crate::place::KeyRange;
@@ -466,19 +467,4 @@ fn remove_span_blocks(
         t.remove(key)?;
     }
     Ok(())
-}
-
-/// The distinct key hashes of generation `g` of a posting table, sorted.
-fn gen_hashes<V: redb::Value + 'static>(
-    t: &impl ReadableTable<(u64, u64, u64), V>,
-    g: u64,
-) -> std::result::Result<Vec<u64>, redb::Error> {
-    let mut hashes = Vec::new();
-    for item in t.range((g, 0, 0)..=(g, u64::MAX, u64::MAX))? {
-        let hash = item?.0.value().1;
-        if hashes.last() != Some(&hash) {
-            hashes.push(hash);
-        }
-    }
-    Ok(hashes)
 }

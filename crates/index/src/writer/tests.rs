@@ -2,7 +2,7 @@
 //! across collected, committed and sealed generations.
 
 use super::*;
-use crate::schema::{GUID_BLOCKS, SPAN_FILTERS};
+use crate::schema::{FILTERS, GUID_BLOCKS, SPAN_FILTERS};
 use crate::{
     guid_hash, payload_hash, Checkpoint, Counters, Entry, Hit, PostingDigest, PostingKind,
     GENERATION_RECORDS, TIME_SLICE,
@@ -895,5 +895,111 @@ fn placed_keys_skip_sealed_generations_and_stay_exact_without_filters() {
         assert_eq!(w.lookups().probes - before.probes, 0);
         let counters = index.reader().unwrap().counters().unwrap();
         assert_eq!(counters.interactions, 21, "the late event's is not new");
+    }
+}
+
+/// `verify`'s check of the stored filters: clean on an index as its commits
+/// wrote it, and naming each filter whose bytes were changed behind the
+/// index's back so that it rejects a key it holds, or is not a filter.
+#[test]
+fn stored_filters_that_reject_their_keys_or_are_damaged_are_named() {
+    let check =
+        |path: &std::path::Path| IndexReader::open(path).unwrap().filter_problems().unwrap();
+    // The fingerprints (after the 20-byte descriptor) or blocks (after an
+    // 8-byte head) inverted: a key's answer then comes out wrong.
+    let inverted = |bytes: &[u8], head: usize| {
+        let mut b = bytes.to_vec();
+        b.iter_mut().skip(head).for_each(|x| *x ^= 0xff);
+        b
+    };
+    let zeroed = |bytes: &[u8], head: usize| {
+        let mut b = bytes.to_vec();
+        b.iter_mut().skip(head).for_each(|x| *x = 0);
+        b
+    };
+    use redb::ReadableTable;
+    type Tamper = Box<dyn Fn(&redb::WriteTransaction)>;
+    let cases: Vec<(Tamper, Vec<&str>)> = vec![
+        (
+            Box::new(move |txn| {
+                let mut t = txn.open_table(FILTERS).unwrap();
+                let old = t
+                    .get((3, PostingKind::Guid as u8))
+                    .unwrap()
+                    .unwrap()
+                    .value()
+                    .to_vec();
+                t.insert((3, PostingKind::Guid as u8), inverted(&old, 20).as_slice())
+                    .unwrap();
+            }),
+            vec!["the Guid filter of generation 3 rejects 1 of the 1 keys it holds"],
+        ),
+        (
+            Box::new(|txn| {
+                let mut t = txn.open_table(FILTERS).unwrap();
+                // Stored empty: "no key of this table in the generation".
+                t.insert((5, PostingKind::Payload as u8), &[][..]).unwrap();
+                t.insert((6, PostingKind::Payload as u8), &[1u8, 2, 3][..])
+                    .unwrap();
+            }),
+            vec![
+                "the Payload filter of generation 5 rejects 1 of the 1 keys it holds",
+                "the Payload filter of generation 6 is damaged",
+            ],
+        ),
+        (
+            Box::new(move |txn| {
+                let mut t = txn.open_table(SPAN_FILTERS).unwrap();
+                let old = t
+                    .get((0, PostingKind::Guid as u8))
+                    .unwrap()
+                    .unwrap()
+                    .value()
+                    .to_vec();
+                t.insert((0, PostingKind::Guid as u8), zeroed(&old, 8).as_slice())
+                    .unwrap();
+            }),
+            vec!["the Guid span filter of span 0 rejects 8 of the 8 keys it holds"],
+        ),
+        (
+            Box::new(move |txn| {
+                let mut t = txn.open_table(GUID_BLOCKS).unwrap();
+                let old: Vec<((u64, u64), Vec<u8>)> = t
+                    .range((1, 0)..=(1, u64::MAX))
+                    .unwrap()
+                    .map(|e| {
+                        let (k, v) = e.unwrap();
+                        (k.value(), v.value().to_vec())
+                    })
+                    .collect();
+                for (k, v) in old {
+                    t.insert(k, zeroed(&v, 8).as_slice()).unwrap();
+                }
+                // And span 0's entries of another shape.
+                t.insert((0, u64::MAX), &[7u8; 9][..]).unwrap();
+            }),
+            vec![
+                "the GUID blocks of span 1 (generation 8) rejects 1 of the 1 keys it holds",
+                "the GUID blocks of span 1 (generation 15) rejects 1 of",
+                "`show` of such a GUID would miss its events there",
+                "the GUID blocks of span 0 (generation 0) is damaged",
+            ],
+        ),
+    ];
+    for (tamper, named) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("i.redb");
+        placed_generations(&Index::open(&path).unwrap());
+        assert_eq!(check(&path), Vec::<String>::new());
+        let db = redb::Database::open(&path).unwrap();
+        let txn = db.begin_write().unwrap();
+        tamper(&txn);
+        txn.commit().unwrap();
+        drop(db);
+        let problems = check(&path).join("\n");
+        for n in named {
+            assert!(problems.contains(n), "{n}\nin\n{problems}");
+        }
+        assert!(!problems.contains("generation 19"), "{problems}");
     }
 }

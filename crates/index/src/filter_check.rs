@@ -1,0 +1,203 @@
+//! What `verify` checks of the stored filters: that each holds the keys it
+//! was built from. A filter that says "absent" for a key its generation
+//! holds breaks an answer without any other sign: a generation filter or
+//! span filter lets a duplicate of that key be archived again, a GUID
+//! block hides the generation from `show GUID`. (A false "present" only
+//! costs a lookup and is not a problem.)
+//!
+//! Guarantees: every stored generation filter, span filter and GUID block
+//! of a sealed generation is asked about each key hash that generation's
+//! part of `by_guid` or `by_payload` holds (the keys its filters were
+//! built from; `verify` checks those tables against the log), and one
+//! that rejects a key, or whose bytes are not of a filter's shape, is
+//! named. Memory is that of one span's filters and one generation's keys.
+
+use std::collections::BTreeMap;
+
+use crate::error::AtPath;
+use crate::filter::{gen_hashes, GenFilter, SpanBlocks, SpanFilter, FILTERED, SPAN_GENERATIONS};
+use crate::guard::guarded;
+use crate::schema::{BY_GUID, BY_PAYLOAD, FILTERS, GUID_BLOCKS, SPAN_FILTERS};
+use crate::{IndexReader, PostingKind, Result};
+
+/// A stored filter as read back for checking.
+enum Stored<T> {
+    /// No entry: the generations are looked up, nothing to check.
+    Absent,
+    /// An entry whose bytes are not of the filter's shape.
+    Damaged,
+    Read(T),
+}
+
+/// What a stored filter says of a key of its generation.
+enum Answer {
+    Holds,
+    Rejects,
+    /// Its bytes are not a filter's (the generations are looked up).
+    Damaged,
+    /// No filter, or none for this generation: nothing to ask.
+    Nothing,
+}
+
+fn ask<T>(stored: &Stored<T>, may_hold: impl FnOnce(&T) -> bool) -> Answer {
+    match stored {
+        Stored::Read(f) if may_hold(f) => Answer::Holds,
+        Stored::Read(_) => Answer::Rejects,
+        Stored::Damaged => Answer::Damaged,
+        Stored::Absent => Answer::Nothing,
+    }
+}
+
+/// A filter that was asked, in the order problems are reported.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Which {
+    /// The generation filter of a table.
+    Generation(u64, PostingKind),
+    /// The span filter of a table.
+    Span(u64, PostingKind),
+    /// The GUID blocks of a span, for one of its generations.
+    GuidBlocks(u64, u64),
+}
+
+impl Which {
+    fn name(self) -> String {
+        match self {
+            Which::Generation(g, kind) => format!("{kind:?} filter of generation {g}"),
+            Which::Span(s, kind) => format!("{kind:?} span filter of span {s}"),
+            Which::GuidBlocks(s, g) => format!("GUID blocks of span {s} (generation {g})"),
+        }
+    }
+}
+
+/// What one filter answered: keys asked, keys rejected, damaged.
+#[derive(Default)]
+struct Tally {
+    asked: u64,
+    rejected: u64,
+    damaged: bool,
+}
+
+impl IndexReader {
+    /// Where a stored filter of a sealed generation rejects a key of its
+    /// generation or is damaged, one sentence a filter (see the module).
+    pub fn filter_problems(&self) -> Result<Vec<String>> {
+        guarded(&self.path, || {
+            let path = &self.path;
+            let sealed = self.meta("sealed_generations")?.unwrap_or(0);
+            let (Some(guid), Some(payload)) = (self.table(BY_GUID)?, self.table(BY_PAYLOAD)?)
+            else {
+                return Ok(Vec::new());
+            };
+            let gen_filters = self.table(FILTERS)?;
+            let span_filters = self.table(SPAN_FILTERS)?;
+            let guid_blocks = self.table(GUID_BLOCKS)?;
+            let mut tallies: BTreeMap<Which, Tally> = BTreeMap::new();
+            for s in 0..sealed.div_ceil(SPAN_GENERATIONS) {
+                let mut spans = [Stored::Absent, Stored::Absent];
+                if let Some(t) = &span_filters {
+                    for (slot, kind) in spans.iter_mut().zip(FILTERED) {
+                        if let Some(v) = t.get((s, kind as u8)).at(path)? {
+                            // One claiming generations not sealed is not
+                            // what this index's commits wrote.
+                            *slot = SpanFilter::decode(v.value())
+                                .filter(|f| s * SPAN_GENERATIONS + f.gens() <= sealed)
+                                .map_or(Stored::Damaged, Stored::Read);
+                        }
+                    }
+                }
+                let mut blocks = Stored::Absent;
+                if let Some(t) = &guid_blocks {
+                    let entries = t
+                        .range((s, 0)..=(s, u64::MAX))
+                        .at(path)?
+                        .collect::<std::result::Result<Vec<_>, _>>()
+                        .at(path)?;
+                    if !entries.is_empty() {
+                        blocks = SpanBlocks::from_entries(
+                            entries.iter().map(|(k, v)| (k.value().1, v.value())),
+                        )
+                        .map_or(Stored::Damaged, Stored::Read);
+                    }
+                }
+                let first = s * SPAN_GENERATIONS;
+                for g in first..(first + SPAN_GENERATIONS).min(sealed) {
+                    let i = g - first;
+                    for (slot, kind) in FILTERED.into_iter().enumerate() {
+                        let hashes = match kind {
+                            PostingKind::Guid => gen_hashes(&guid, g),
+                            _ => gen_hashes(&payload, g),
+                        }
+                        .at(path)?;
+                        let own = match &gen_filters {
+                            Some(t) => match t.get((g, kind as u8)).at(path)? {
+                                Some(v) => match GenFilter::decode(v.value()) {
+                                    GenFilter::Unknown => Stored::Damaged,
+                                    f => Stored::Read(f),
+                                },
+                                None => Stored::Absent,
+                            },
+                            None => Stored::Absent,
+                        };
+                        for h in hashes {
+                            let mut answers = vec![
+                                (Which::Generation(g, kind), ask(&own, |f| f.may_hold(h))),
+                                (
+                                    Which::Span(s, kind),
+                                    match &spans[slot] {
+                                        // It answers for the generations
+                                        // it was built from.
+                                        Stored::Read(f) if i >= f.gens() => Answer::Nothing,
+                                        other => ask(other, |f| f.may_hold(h)),
+                                    },
+                                ),
+                            ];
+                            if kind == PostingKind::Guid {
+                                answers.push((
+                                    Which::GuidBlocks(s, g),
+                                    ask(&blocks, |b| b.may_hold(i as usize, h)),
+                                ));
+                            }
+                            for (which, answer) in answers {
+                                let tally = tallies.entry(which).or_default();
+                                tally.asked += 1;
+                                match answer {
+                                    Answer::Holds | Answer::Nothing => {}
+                                    Answer::Rejects => tally.rejected += 1,
+                                    Answer::Damaged => tally.damaged = true,
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            Ok(tallies
+                .into_iter()
+                .filter_map(|(which, t)| problem(which, &t))
+                .collect())
+        })
+    }
+}
+
+/// The sentence for a filter's tally, if it is a problem.
+fn problem(which: Which, t: &Tally) -> Option<String> {
+    let repair = "`ccvault reindex` rebuilds it";
+    if t.damaged {
+        return Some(format!(
+            "the {} is damaged (its bytes are not a filter's: looked up instead); {repair}",
+            which.name()
+        ));
+    }
+    if t.rejected == 0 {
+        return None;
+    }
+    let consequence = match which {
+        Which::GuidBlocks(..) => "`show` of such a GUID would miss its events there",
+        _ => "a duplicate of such a key would be archived again",
+    };
+    Some(format!(
+        "the {} rejects {} of the {} keys it holds: {consequence}; {repair}",
+        which.name(),
+        t.rejected,
+        t.asked
+    ))
+}
