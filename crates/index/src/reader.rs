@@ -171,10 +171,9 @@ impl IndexReader {
         })
     }
 
-    /// The stored key ranges and filters of the complete generations: of
-    /// the filters that [`Filters::shed`] may drop, only the newest that
-    /// fit [`FILTER_BUDGET`] are read (so that opening a large archive
-    /// holds no more than a writer keeps).
+    /// The stored key ranges and filters of the complete generations, as a
+    /// writer keeps them: [`Filters::shed`] to [`FILTER_BUDGET`] as they
+    /// are read, so that opening a large archive holds no more.
     pub(crate) fn filters(&self) -> Result<Filters> {
         guarded(&self.path, || {
             let mut filters = Filters::default();
@@ -183,39 +182,23 @@ impl IndexReader {
                 return Ok(filters);
             };
             let stored_ranges = self.table(KEY_RANGES)?;
-            let mut ranges = Vec::new();
             for g in 0..sealed {
-                let mut got = [KeyRange::ANY; 2];
-                if let Some(r) = &stored_ranges {
-                    for (slot, kind) in got.iter_mut().zip(FILTERED) {
-                        if let Some(v) = r.get((g, kind as u8)).at(&self.path)? {
-                            *slot = KeyRange::decode(v.value());
-                        }
-                    }
-                }
-                ranges.push(got);
-            }
-            let mut gens = Vec::new();
-            let mut held = 0usize;
-            for (g, r) in ranges.iter().enumerate().rev() {
-                let g = g as u64;
+                let mut ranges = [KeyRange::ANY; 2];
                 let mut got = [GenFilter::Unknown, GenFilter::Unknown];
-                for (i, (slot, kind)) in got.iter_mut().zip(FILTERED).enumerate() {
-                    if let Some(v) = t.get((g, kind as u8)).at(&self.path)? {
-                        let bytes = v.value();
-                        if Filters::droppable(r, i) {
-                            if held + bytes.len() > FILTER_BUDGET {
-                                continue;
-                            }
-                            held += bytes.len();
+                for ((range, filter), kind) in ranges.iter_mut().zip(&mut got).zip(FILTERED) {
+                    if let Some(r) = &stored_ranges {
+                        if let Some(v) = r.get((g, kind as u8)).at(&self.path)? {
+                            *range = KeyRange::decode(v.value());
                         }
-                        *slot = GenFilter::decode(bytes);
+                    }
+                    if let Some(v) = t.get((g, kind as u8)).at(&self.path)? {
+                        *filter = GenFilter::decode(v.value());
                     }
                 }
-                gens.push(got);
-            }
-            for (got, r) in gens.into_iter().rev().zip(ranges) {
-                filters.push(got, r);
+                filters.push(got, ranges);
+                // The writer's budget as they are read, so that opening
+                // never holds more than a writer keeps.
+                filters.shed(FILTER_BUDGET);
             }
             // A span filter that claims generations not sealed is not the
             // one this index's commits wrote: its generations are probed.
