@@ -84,10 +84,8 @@ impl IndexReader {
         guarded(&self.path, || {
             let path = &self.path;
             let sealed = self.meta("sealed_generations")?.unwrap_or(0);
-            let (Some(guid), Some(payload)) = (self.table(BY_GUID)?, self.table(BY_PAYLOAD)?)
-            else {
-                return Ok(Vec::new());
-            };
+            // A table no commit created holds no keys.
+            let (guid, payload) = (self.table(BY_GUID)?, self.table(BY_PAYLOAD)?);
             let gen_filters = self.table(FILTERS)?;
             let span_filters = self.table(SPAN_FILTERS)?;
             let guid_blocks = self.table(GUID_BLOCKS)?;
@@ -123,11 +121,11 @@ impl IndexReader {
                 for g in first..(first + SPAN_GENERATIONS).min(sealed) {
                     let i = g - first;
                     for (slot, kind) in FILTERED.into_iter().enumerate() {
-                        let hashes = match kind {
-                            PostingKind::Guid => gen_hashes(&guid, g),
-                            _ => gen_hashes(&payload, g),
-                        }
-                        .at(path)?;
+                        let hashes = match (kind, &guid, &payload) {
+                            (PostingKind::Guid, Some(t), _) => gen_hashes(t, g).at(path)?,
+                            (PostingKind::Payload, _, Some(t)) => gen_hashes(t, g).at(path)?,
+                            _ => Vec::new(),
+                        };
                         let own = match &gen_filters {
                             Some(t) => match t.get((g, kind as u8)).at(path)? {
                                 Some(v) => match GenFilter::decode(v.value()) {
