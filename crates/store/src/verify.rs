@@ -14,6 +14,7 @@
 //! log) is not damage.
 
 use std::path::Path;
+use std::sync::mpsc;
 
 use ccvault_event::{parse_event, Keys};
 use ccvault_index::{guid_place, time_place, ExpectedRanges, PostingDigest, PostingKind};
@@ -52,15 +53,43 @@ struct Seen {
     last_tally: Option<(u64, Tally)>,
 }
 
-/// Calls `f(kind, key, offset, pos, place)` for every posting the visible
-/// records of the log call for (`place`: the key's place, for the index's
-/// key ranges), and returns what else they hold.
-fn expected_postings(
+/// Visible messages of the log, copied out of it a batch at a time, so
+/// that another thread may parse them while the log is read on.
+#[derive(Default)]
+struct Batch {
+    payloads: Vec<u8>,
+    /// Each message's offset, position in its segment, whether it is
+    /// quarantined, and where its payload ends in `payloads`.
+    messages: Vec<(u64, u32, bool, usize)>,
+}
+
+/// Payload bytes after which a batch is handed on.
+const BATCH_BYTES: usize = 1 << 20;
+
+impl Batch {
+    /// Each message: its offset, position, quarantine flag and payload.
+    fn messages(&self) -> impl Iterator<Item = (u64, u32, bool, &[u8])> {
+        let mut start = 0;
+        self.messages
+            .iter()
+            .map(move |&(offset, pos, quarantined, end)| {
+                let payload = self.payloads.get(start..end).unwrap_or_default();
+                start = end;
+                (offset, pos, quarantined, payload)
+            })
+    }
+}
+
+/// Reads the visible records of the log, hands its messages to `each` a
+/// [`Batch`] at a time (`each` returns an emptied batch to fill next), and
+/// returns what else the records hold.
+fn scan_batches(
     reader: &ArchiveReader,
-    mut f: impl FnMut(PostingKind, &[u8], u64, u32, Option<u64>) -> Result<()>,
+    mut each: impl FnMut(Batch) -> Result<Batch>,
 ) -> Result<Seen> {
     let visible_end = reader.visible_end();
     let mut seen = Seen::default();
+    let mut batch = Batch::default();
     let mut scan = reader.log().scan(Position { segment: 0, pos: 0 });
     while let Some(item) = scan.next_ref() {
         let (at, rec) = match item? {
@@ -75,11 +104,36 @@ fn expected_postings(
             continue;
         }
         seen.messages += 1;
-        let keys = if rec.quarantined {
-            seen.quarantined += 1;
+        seen.quarantined += u64::from(rec.quarantined);
+        batch.payloads.extend_from_slice(rec.payload);
+        let end = batch.payloads.len();
+        batch
+            .messages
+            .push((rec.offset, at.pos, rec.quarantined, end));
+        if end >= BATCH_BYTES {
+            batch = each(batch)?;
+            batch.payloads.clear();
+            batch.messages.clear();
+        }
+    }
+    if !batch.messages.is_empty() {
+        each(batch)?;
+    }
+    Ok(seen)
+}
+
+/// Calls `f(kind, key, offset, pos, place)` for every posting the messages
+/// of `batch` call for (`place`: the key's place, for the index's key
+/// ranges).
+fn batch_postings(
+    batch: &Batch,
+    mut f: impl FnMut(PostingKind, &[u8], u64, u32, Option<u64>) -> Result<()>,
+) -> Result<()> {
+    for (offset, pos, quarantined, payload) in batch.messages() {
+        let keys = if quarantined {
             Keys::default()
         } else {
-            parse_event(rec.payload)
+            parse_event(payload)
                 .map(|ev| Keys::of(&ev))
                 .unwrap_or_default()
         };
@@ -87,26 +141,67 @@ fn expected_postings(
             Some(guid) => f(
                 PostingKind::Guid,
                 guid.as_bytes(),
-                rec.offset,
-                at.pos,
+                offset,
+                pos,
                 guid_place(guid),
             )?,
             None => {
-                let place = payload_time(&keys, rec.quarantined).map(time_place);
-                f(PostingKind::Payload, rec.payload, rec.offset, at.pos, place)?
+                let place = payload_time(&keys, quarantined).map(time_place);
+                f(PostingKind::Payload, payload, offset, pos, place)?
             }
         }
         if let Some(agent) = &keys.agent_id {
-            f(
-                PostingKind::Agent,
-                agent.as_bytes(),
-                rec.offset,
-                at.pos,
-                None,
-            )?;
+            f(PostingKind::Agent, agent.as_bytes(), offset, pos, None)?;
         }
     }
-    Ok(seen)
+    Ok(())
+}
+
+/// Batches waiting for the parsing thread of [`expected_digests`].
+const BATCHES_QUEUED: usize = 4;
+
+/// The digests of the postings the visible records call for, and their
+/// keys' places, with what else the records hold. The log is read on this
+/// thread and parsed on another: a digest is a sum, so the order in which
+/// the postings are added does not matter.
+fn expected_digests(reader: &ArchiveReader) -> Result<(Seen, [PostingDigest; 3], ExpectedRanges)> {
+    let (to_parse, batches) = mpsc::sync_channel::<Batch>(BATCHES_QUEUED);
+    let (to_refill, emptied) = mpsc::channel::<Batch>();
+    std::thread::scope(|s| {
+        let parse = move || -> Result<([PostingDigest; 3], ExpectedRanges)> {
+            let mut expected = [PostingDigest::default(); 3];
+            let mut places = ExpectedRanges::default();
+            for batch in batches {
+                batch_postings(&batch, |kind, key, offset, pos, place| {
+                    expected[kind as usize].add_key(kind, key, offset, pos);
+                    places.add(kind, offset, place);
+                    Ok(())
+                })?;
+                // The reader may have stopped: the batch is then dropped.
+                let _ = to_refill.send(batch);
+            }
+            Ok((expected, places))
+        };
+        let parser = std::thread::Builder::new()
+            .name("ccvault-verify-parse".to_owned())
+            .spawn_scoped(s, parse)
+            .map_err(|e| StoreError::Poisoned(format!("cannot start a parsing thread: {e}")))?;
+        let seen = scan_batches(reader, |batch| {
+            to_parse
+                .send(batch)
+                .map_err(|_| StoreError::Poisoned("the parsing thread stopped".to_owned()))?;
+            Ok(emptied.try_recv().unwrap_or_default())
+        });
+        drop(to_parse);
+        let parsed = parser.join().unwrap_or_else(|_| {
+            Err(StoreError::Poisoned(
+                "the parsing thread panicked".to_owned(),
+            ))
+        });
+        // A parsing error explains a reader that could not hand on.
+        let (expected, places) = parsed?;
+        Ok((seen?, expected, places))
+    })
 }
 
 /// [`verify_log`], not counting the record a running writer is still
@@ -246,13 +341,7 @@ fn index_problems(reader: &ArchiveReader, catch_up: CatchUp) -> Result<Vec<Strin
         .ok()
         .filter(|own| matches!(own.checkpoint(), Ok(c) if c == snapshot));
     let digests = small.as_ref().unwrap_or(index);
-    let mut expected = [PostingDigest::default(); 3];
-    let mut places = ExpectedRanges::default();
-    let seen = expected_postings(reader, |kind, key, offset, pos, place| {
-        expected[kind as usize].add_key(kind, key, offset, pos);
-        places.add(kind, offset, place);
-        Ok(())
-    })?;
+    let (seen, expected, places) = expected_digests(reader)?;
     let mut differing = Vec::new();
     for kind in KINDS {
         let have = digests.posting_digest(kind)?;
@@ -277,24 +366,27 @@ fn index_problems(reader: &ArchiveReader, catch_up: CatchUp) -> Result<Vec<Strin
     // wrong; whatever is left over is in the index but not in the log.
     if !differing.is_empty() {
         let mut named = 0usize;
-        expected_postings(reader, |kind, key, offset, pos, _| {
-            if !differing.contains(&kind) {
-                return Ok(());
-            }
-            match index.posting(kind, key, offset)? {
-                Some(p) if p == pos => {}
-                Some(p) => {
-                    named += 1;
-                    problems.push(format!(
-                        "{kind:?} posting of offset {offset} says position {p}, the log has it at {pos}"
-                    ))
+        scan_batches(reader, |batch| {
+            batch_postings(&batch, |kind, key, offset, pos, _| {
+                if !differing.contains(&kind) {
+                    return Ok(());
                 }
-                None => {
-                    named += 1;
-                    problems.push(format!("{kind:?} posting of offset {offset} is missing"))
+                match index.posting(kind, key, offset)? {
+                    Some(p) if p == pos => {}
+                    Some(p) => {
+                        named += 1;
+                        problems.push(format!(
+                            "{kind:?} posting of offset {offset} says position {p}, the log has it at {pos}"
+                        ))
+                    }
+                    None => {
+                        named += 1;
+                        problems.push(format!("{kind:?} posting of offset {offset} is missing"))
+                    }
                 }
-            }
-            Ok(())
+                Ok(())
+            })?;
+            Ok(batch)
         })?;
         if named == 0 {
             problems.push(format!(
