@@ -22,6 +22,10 @@ pub enum StoreError {
     Poisoned(String),
     #[error("index disagrees with the log: {0}")]
     Inconsistent(String),
+    /// A thread of the command stopped without its result (it panicked or
+    /// could not be started): the command's answer would be incomplete.
+    #[error("{0}: the command did not finish")]
+    Thread(String),
     /// Input that cannot be imported at all (e.g. an XML capture).
     #[error("{0}")]
     Input(String),

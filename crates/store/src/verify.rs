@@ -185,17 +185,19 @@ fn expected_digests(reader: &ArchiveReader) -> Result<(Seen, [PostingDigest; 3],
         let parser = std::thread::Builder::new()
             .name("ccvault-verify-parse".to_owned())
             .spawn_scoped(s, parse)
-            .map_err(|e| StoreError::Poisoned(format!("cannot start a parsing thread: {e}")))?;
+            .map_err(|e| {
+                StoreError::Thread(format!("verify cannot start a parsing thread: {e}"))
+            })?;
         let seen = scan_batches(reader, |batch| {
             to_parse
                 .send(batch)
-                .map_err(|_| StoreError::Poisoned("the parsing thread stopped".to_owned()))?;
+                .map_err(|_| StoreError::Thread("verify's parsing thread stopped".to_owned()))?;
             Ok(emptied.try_recv().unwrap_or_default())
         });
         drop(to_parse);
         let parsed = parser.join().unwrap_or_else(|_| {
-            Err(StoreError::Poisoned(
-                "the parsing thread panicked".to_owned(),
+            Err(StoreError::Thread(
+                "verify's parsing thread panicked".to_owned(),
             ))
         });
         // A parsing error explains a reader that could not hand on.
@@ -291,9 +293,7 @@ pub fn verify(dir: &Path) -> Result<VerifyReport> {
         let index_problems = index_problems(&reader, catch_up);
         let log_report = match log_check {
             Ok(thread) => thread.join().unwrap_or_else(|_| {
-                Err(StoreError::Poisoned(
-                    "the log verification thread panicked".to_owned(),
-                ))
+                Err(StoreError::Thread("verify's log check panicked".to_owned()))
             }),
             // No thread to be had: the same check here, after the other.
             Err(_) => verify_log_beside_writer(&log_dir),

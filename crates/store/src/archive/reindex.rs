@@ -163,8 +163,8 @@ impl Archive {
                 match handle.join() {
                     Ok(scanned) => scanned?,
                     Err(_) => {
-                        return Err(StoreError::Poisoned(
-                            "a log scanning thread panicked".to_owned(),
+                        return Err(StoreError::Thread(
+                            "reindex's log scanning thread panicked".to_owned(),
                         ))
                     }
                 }
