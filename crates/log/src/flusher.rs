@@ -30,8 +30,11 @@ use crate::vfs::{Vfs, VfsFile};
 
 /// Jobs queued before `submit` blocks.
 const QUEUE_JOBS: usize = 4;
-/// Emptied write buffers kept for reuse.
-const SPARE_BUFFERS: usize = 2;
+/// Emptied write buffers kept for reuse: as many as can be in flight (the
+/// queue, the one being written, the one being filled), so that a writer
+/// that caught up after the disk was slow allocates none (a fresh buffer's
+/// pages are faulted in and zeroed by the kernel as they are first written).
+const SPARE_BUFFERS: usize = QUEUE_JOBS + 2;
 
 pub(crate) enum Job {
     /// Write `bytes` at `at` in the active segment; they end with the record

@@ -254,18 +254,18 @@ impl Log {
                 reason: "segment position overflow".into(),
             })?,
         };
+        // A frame that would not fit the buffer goes into the next one, so
+        // that a buffer is never regrown (a copy of all it holds).
+        if !matches!(self.opts.fsync, FsyncPolicy::Always)
+            && self.buf.len() + frame_len as usize > WRITE_BUFFER_BYTES
+        {
+            self.send_buf()?;
+        }
         let offset = self.next_offset;
         encode_frame(&mut self.buf, offset, rec, body_len);
         self.next_offset = next;
-        match self.opts.fsync {
-            FsyncPolicy::Always => {
-                self.flush()?;
-            }
-            FsyncPolicy::Batch | FsyncPolicy::Never => {
-                if self.buf.len() >= WRITE_BUFFER_BYTES {
-                    self.send_buf()?;
-                }
-            }
+        if matches!(self.opts.fsync, FsyncPolicy::Always) {
+            self.flush()?;
         }
         Ok((offset, position))
     }
