@@ -29,25 +29,6 @@ enum Stored<T> {
     Read(T),
 }
 
-/// What a stored filter says of a key of its generation.
-enum Answer {
-    Holds,
-    Rejects,
-    /// Its bytes are not a filter's (the generations are looked up).
-    Damaged,
-    /// No filter, or none for this generation: nothing to ask.
-    Nothing,
-}
-
-fn ask<T>(stored: &Stored<T>, may_hold: impl FnOnce(&T) -> bool) -> Answer {
-    match stored {
-        Stored::Read(f) if may_hold(f) => Answer::Holds,
-        Stored::Read(_) => Answer::Rejects,
-        Stored::Damaged => Answer::Damaged,
-        Stored::Absent => Answer::Nothing,
-    }
-}
-
 /// A filter that was asked, in the order problems are reported.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Which {
@@ -75,6 +56,32 @@ struct Tally {
     asked: u64,
     rejected: u64,
     damaged: bool,
+}
+
+impl Tally {
+    /// `stored` asked about each of `hashes` (its generation's keys).
+    fn of<T>(hashes: &[u64], stored: &Stored<T>, may_hold: impl Fn(&T, u64) -> bool) -> Tally {
+        let asked = hashes.len() as u64;
+        match stored {
+            Stored::Absent => Tally::default(),
+            Stored::Damaged => Tally {
+                asked,
+                rejected: 0,
+                damaged: asked > 0,
+            },
+            Stored::Read(f) => Tally {
+                asked,
+                rejected: hashes.iter().filter(|&&h| !may_hold(f, h)).count() as u64,
+                damaged: false,
+            },
+        }
+    }
+
+    fn add(&mut self, other: Tally) {
+        self.asked += other.asked;
+        self.rejected += other.rejected;
+        self.damaged |= other.damaged;
+    }
 }
 
 impl IndexReader {
@@ -136,34 +143,26 @@ impl IndexReader {
                             },
                             None => Stored::Absent,
                         };
-                        for h in hashes {
-                            let mut answers = vec![
-                                (Which::Generation(g, kind), ask(&own, |f| f.may_hold(h))),
-                                (
-                                    Which::Span(s, kind),
-                                    match &spans[slot] {
-                                        // It answers for the generations
-                                        // it was built from.
-                                        Stored::Read(f) if i >= f.gens() => Answer::Nothing,
-                                        other => ask(other, |f| f.may_hold(h)),
-                                    },
-                                ),
-                            ];
-                            if kind == PostingKind::Guid {
-                                answers.push((
-                                    Which::GuidBlocks(s, g),
-                                    ask(&blocks, |b| b.may_hold(i as usize, h)),
-                                ));
-                            }
-                            for (which, answer) in answers {
-                                let tally = tallies.entry(which).or_default();
-                                tally.asked += 1;
-                                match answer {
-                                    Answer::Holds | Answer::Nothing => {}
-                                    Answer::Rejects => tally.rejected += 1,
-                                    Answer::Damaged => tally.damaged = true,
-                                }
-                            }
+                        let mut add = |which, tally| tallies.entry(which).or_default().add(tally);
+                        add(
+                            Which::Generation(g, kind),
+                            Tally::of(&hashes, &own, GenFilter::may_hold),
+                        );
+                        // A span filter answers for the generations it was
+                        // built from.
+                        if !matches!(&spans[slot], Stored::Read(f) if i >= f.gens()) {
+                            add(
+                                Which::Span(s, kind),
+                                Tally::of(&hashes, &spans[slot], SpanFilter::may_hold),
+                            );
+                        }
+                        if kind == PostingKind::Guid {
+                            add(
+                                Which::GuidBlocks(s, g),
+                                Tally::of(&hashes, &blocks, |b: &SpanBlocks, h| {
+                                    b.may_hold(i as usize, h)
+                                }),
+                            );
                         }
                     }
                 }
