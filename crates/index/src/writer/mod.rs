@@ -40,7 +40,7 @@ use crate::error::AtPath;
 use crate::filter::{Filters, OpenKeys, FILTERED, FILTER_BUDGET};
 use crate::guard::guarded;
 use crate::schema::{builder, writer_builder, META};
-use crate::{IndexError, IndexReader, Result, INDEX_VERSION};
+use crate::{key_map, IndexError, IndexReader, Result, INDEX_VERSION};
 
 mod collect;
 mod commit;
@@ -174,6 +174,13 @@ impl Index {
             prev.count_interactions,
         )?;
         w.counters = prev.counters;
+        // Sized as the commit before: grown from empty, each commit's maps
+        // were rehashed a dozen times into fresh memory, a tenth of the
+        // import's appending thread (issue 12).
+        w.guid = key_map(prev.guid.len());
+        w.committed_guid = key_map(prev.committed_guid.len());
+        w.agent = key_map(prev.agent.len());
+        w.payload = key_map(prev.payload.len());
         w.prev = Some(Arc::clone(prev));
         Ok(w)
     }
