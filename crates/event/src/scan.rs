@@ -210,7 +210,13 @@ impl<'a> Scanner<'a> {
     }
 
     fn ws(&mut self) {
-        while matches!(self.peek(), Some(b' ' | b'\t' | b'\n' | b'\r')) {
+        // Archived events mostly have no whitespace between tokens: a byte
+        // above the space is the common answer, in one compare (the four
+        // compares of every call were 5 % of the scan's instructions).
+        while self
+            .peek()
+            .is_some_and(|b| b <= b' ' && matches!(b, b' ' | b'\t' | b'\n' | b'\r'))
+        {
             self.at += 1;
         }
     }
