@@ -63,7 +63,16 @@ impl Src {
         match kind {
             Kind::Plain => {
                 let mut src = Src::from_file(file, path, base, is_last)?;
-                src.direct = vfs.open_direct(&src.path, false);
+                // The last segment (at most one segment's bytes, the ones
+                // read most) goes through the page cache: the kernel's
+                // readahead overlaps its disk reads with the scan, and the
+                // next scan finds it cached. Direct reads of it stalled the
+                // scan ~50 ms per 43 MB on every rebuild and export of a 1M
+                // archive (docs/BENCHMARKS.md, "The last segment through
+                // the page cache").
+                if !is_last {
+                    src.direct = vfs.open_direct(&src.path, false);
+                }
                 Ok(src)
             }
             Kind::Packed => {
@@ -122,8 +131,8 @@ impl Src {
 /// A reusable read buffer holding file bytes `[start, start + len)` at
 /// `buf[at..]`.
 ///
-/// Scans read whole chunks with `O_DIRECT` where the file system allows
-/// it: a one-pass scan of a log larger than memory gains nothing from the
+/// Scans read whole chunks of sealed segments with `O_DIRECT` where the
+/// file system allows it ([`Src::open`]): a one-pass scan of a log larger than memory gains nothing from the
 /// page cache, and copying freshly read pages out of it was most of a cold
 /// reindex's time (`docs/BENCHMARKS.md`). Direct reads start at a block
 /// boundary at or before the wanted position; the bytes before it are
