@@ -503,6 +503,10 @@ fn scan_events(
         wanted: wanted.clone(),
         only: opts.tenant.clone(),
         changes: Some(Vec::new()),
+        key: PartitionKey {
+            tenant: None,
+            date: None,
+        },
     };
     let mut stage = Stage::spawn("export-parse", rows, EventRows::visit)?;
     let mut records_read = 0u64;
@@ -577,6 +581,9 @@ struct EventRows {
     only: Option<String>,
     /// Where each status change taken is, while every one's is known.
     changes: Option<Vec<Hit>>,
+    /// The partition of the last row: most rows share the one before's,
+    /// so its tenant is copied only when it changes.
+    key: PartitionKey,
 }
 
 impl EventRows {
@@ -629,11 +636,15 @@ impl EventRows {
         if !row_wanted || only.is_some_and(|t| row.tenant.as_deref() != Some(t)) {
             return Ok(());
         }
-        let key = PartitionKey {
-            tenant: row.tenant.clone(),
-            date: self.dates.of(row.time.ms),
-        };
-        self.writer.row(&key, |rows| push_event(rows, &rec, &row))
+        let date = self.dates.of(row.time.ms);
+        if self.key.date != date || self.key.tenant.as_deref() != row.tenant.as_deref() {
+            self.key = PartitionKey {
+                tenant: row.tenant.as_deref().map(str::to_owned),
+                date,
+            };
+        }
+        self.writer
+            .row(&self.key, |rows| push_event(rows, &rec, &row))
     }
 }
 

@@ -9,6 +9,8 @@
 //! [`SUMMARY_COLUMNS`] for both, so a new summary field reaches Parquet
 //! without a change here.
 
+use std::borrow::Cow;
+
 use ccvault_event::{
     event_time, parse_event_into, resolve_time, Arrival, Event, EventTime, PayloadTimes,
 };
@@ -95,7 +97,9 @@ pub struct EventRow<'e, 'a> {
     /// The event, parsed into the caller's [`read_event`] slot.
     pub event: Option<&'e Event<'a>>,
     pub time: EventTime,
-    pub tenant: Option<String>,
+    /// Borrowed from the record or the event where it can be: two of the
+    /// three allocations a row made were its tenant's.
+    pub tenant: Option<Cow<'e, str>>,
 }
 
 /// Parses a record once for its row, its partition and the agent states
@@ -117,7 +121,7 @@ pub fn read_event<'e, 'a>(rec: &RecordRef<'a>, slot: &'e mut Event<'a>) -> Event
         Ok(()) => {
             let event = &*slot;
             let time = event_time(event, arrival);
-            let tenant = event_tenant(rec.source_kind, rec.source, event).map(|t| t.into_owned());
+            let tenant = event_tenant(rec.source_kind, rec.source, event);
             EventRow {
                 event: Some(event),
                 time,
