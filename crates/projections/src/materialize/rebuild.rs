@@ -408,9 +408,9 @@ impl Projections {
     /// The last writes of a rebuild, once every summary is committed: the
     /// sorted runs merged into their tables on this thread while another
     /// encodes every `report_chunks` entry from the committed summaries (a
-    /// read transaction), which this thread then inserts. Done one after
-    /// the other, both were most of the single-threaded time after the
-    /// scan (docs/BENCHMARKS.md, issue 12).
+    /// read transaction), which this thread inserts as they come, between
+    /// the merge's rows. Done one after the other, both were most of the
+    /// single-threaded time after the scan (docs/BENCHMARKS.md, issue 12).
     fn put_sorted_and_report_chunks(
         &self,
         db: &Database,
@@ -433,13 +433,25 @@ impl Projections {
                     })
                 })
             });
-            let written = self.put_sorted(txn, sorted).and_then(|()| {
-                let mut out = txn.open_table(REPORT_CHUNKS).at(&self.path)?;
-                for (c, bytes) in &rx {
-                    out.insert(c, bytes.as_slice()).at(&self.path)?;
-                }
-                Ok(())
-            });
+            let written = txn
+                .open_table(REPORT_CHUNKS)
+                .at(&self.path)
+                .and_then(|mut out| {
+                    // The chunks encoded so far go in between the merge's
+                    // rows: held until the merge ended, the encoder
+                    // stopped at a full queue (64 hours) and finished
+                    // alone after it, ~1.2 s of a 10M rebuild on one core.
+                    self.put_sorted(txn, sorted, || {
+                        while let Ok((c, bytes)) = rx.try_recv() {
+                            out.insert(c, bytes.as_slice()).at(&self.path)?;
+                        }
+                        Ok(())
+                    })?;
+                    for (c, bytes) in &rx {
+                        out.insert(c, bytes.as_slice()).at(&self.path)?;
+                    }
+                    Ok(())
+                });
             drop(rx);
             let encoded = encoder.join().map_err(|_| {
                 ProjectionError::Worker("the report chunks' encoder panicked".into())

@@ -89,6 +89,10 @@ pub(super) const REPORT_CHUNKS: TableDefinition<i64, &[u8]> = TableDefinition::n
 /// that to be cheap, large enough for a report to read few entries.
 pub(super) const REPORT_CHUNK_MS: i64 = 3_600_000;
 
+/// Rows [`Projections::put_sorted`] writes between two calls of its
+/// `between`.
+pub(super) const BETWEEN_ROWS: usize = 1024;
+
 /// The `report_chunks` key of a leg offered at `at`.
 pub(super) fn report_chunk_of(at: i64) -> i64 {
     at.div_euclid(REPORT_CHUNK_MS)
@@ -462,20 +466,44 @@ impl Projections {
     /// Writes the tables a rebuild held as sorted runs, each in ascending
     /// key order into its empty table (every leaf written once, and packed:
     /// redb starts a new leaf when an ascending insert fills the last one).
-    pub(super) fn put_sorted(&self, txn: &WriteTransaction, sorted: SortedTables) -> Result<()> {
+    /// `between` is called every [`BETWEEN_ROWS`] rows, for the caller's
+    /// other writes to the transaction (the report chunks, encoded on
+    /// another thread meanwhile).
+    pub(super) fn put_sorted(
+        &self,
+        txn: &WriteTransaction,
+        sorted: SortedTables,
+        mut between: impl FnMut() -> Result<()>,
+    ) -> Result<()> {
+        let mut rows = 0usize;
+        let mut tick = || {
+            rows += 1;
+            if rows.is_multiple_of(BETWEEN_ROWS) {
+                between()
+            } else {
+                Ok(())
+            }
+        };
         let mut offered = txn.open_table(OFFERED).at(&self.path)?;
         sorted.offered.merge(
-            |key, n| add_count(&mut offered, key, n as usize).at(&self.path),
+            |key, n| {
+                tick()?;
+                add_count(&mut offered, key, n as usize).at(&self.path)
+            },
             io_error(&self.path),
         )?;
         let mut guids = txn.open_table(TENANT_GUIDS).at(&self.path)?;
         sorted.tenant_guids.merge(
-            |key, _| guids.insert(key, ()).map(drop).at(&self.path),
+            |key, _| {
+                tick()?;
+                guids.insert(key, ()).map(drop).at(&self.path)
+            },
             io_error(&self.path),
         )?;
         let mut children = txn.open_table(CHILDREN).at(&self.path)?;
         sorted.children.merge(
             |(parent, guid), _| {
+                tick()?;
                 children
                     .insert((parent.as_str(), guid.as_str()), ())
                     .map(drop)
@@ -486,6 +514,7 @@ impl Projections {
         let mut status = txn.open_table(AGENT_STATUS).at(&self.path)?;
         sorted.agent_status.merge(
             |r, _| {
+                tick()?;
                 status
                     .insert(
                         (r.agent.as_str(), r.time_ms, r.offset),

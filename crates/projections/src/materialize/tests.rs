@@ -597,6 +597,34 @@ fn rebuild_and_incremental_catch_up_agree() {
     assert_eq!(dump(&Projections::open(d).unwrap()), expected);
 }
 
+/// A rebuild of more hours than the report chunks' queue holds (64): the
+/// chunks encoded while the sorted runs are merged go in between the
+/// merge's rows, the rest after it, and the store answers as the oracle.
+#[test]
+fn a_rebuild_of_more_hours_than_the_chunk_queue_equals_the_oracle() {
+    let lines = lines_of(&SimConfig {
+        seed: 11,
+        // Days of business hours, ~8.5 chunks each.
+        days: 10,
+        agents: 4,
+        ..SimConfig::default()
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    import_lines(d, &lines);
+    let applied = catch_up(d);
+    assert!(applied.rebuilt, "an empty store is rebuilt");
+    assert!(applied.interactions > 2_000, "{applied:?}");
+    let p = Projections::open(d).unwrap();
+    let hours = {
+        let txn = p.read_txn().unwrap();
+        let chunks = txn.open_table(schema::REPORT_CHUNKS).unwrap();
+        redb::ReadableTableMetadata::len(&chunks).unwrap()
+    };
+    assert!(hours > 64, "{hours} hours of report chunks");
+    assert_eq!(dump(&p), oracle(d));
+}
+
 #[test]
 fn children_before_parents_and_a_parent_that_changes() {
     // Bare lines, so each one's leg can be read from the line itself.
