@@ -356,6 +356,15 @@ fn every_table_reads_back_as_the_other_commands_print_it() {
     let encodings = |name: &str| rg.column(col(name)).encodings().collect::<Vec<_>>();
     assert!(encodings("family").contains(&Encoding::RLE_DICTIONARY));
     assert!(!encodings("payload").contains(&Encoding::RLE_DICTIONARY));
+    // Integers and instants delta-encoded: offsets, lines and times mostly
+    // step by small amounts.
+    for name in ["offset", "line", "ingestTime", "eventTime"] {
+        assert!(
+            encodings(name).contains(&Encoding::DELTA_BINARY_PACKED),
+            "{name}: {:?}",
+            encodings(name)
+        );
+    }
     // 64 KiB row groups: a day of a tenant's events needs several.
     let most = files(&out, "events")
         .iter()

@@ -13,8 +13,9 @@
 //!   the date is in the export's zone; a missing value is the partition
 //!   `__HIVE_DEFAULT_PARTITION__`.
 //! - Typed columns: instants are TIMESTAMP(MILLIS, UTC), durations, counts
-//!   and offsets INT64, flags BOOLEAN, text dictionary-encoded STRING (the
-//!   payload plain); zstd; row groups of about 128 MiB uncompressed.
+//!   and offsets INT64 (both DELTA_BINARY_PACKED), flags BOOLEAN, text
+//!   dictionary-encoded STRING (the payload plain); zstd; row groups of
+//!   about 128 MiB uncompressed.
 //! - No reader ever sees a partly written file, and the checkpoint
 //!   (`DIR/_ccvault_export.json`) moves only after the files it names are
 //!   in place; an incremental run (`since_last`) leaves the same table
