@@ -33,7 +33,7 @@
 //!   and writes only `tenant=<T>` partitions; its checkpoint names the
 //!   tenant, so `since_last` continues only an export of the same tenant.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 
@@ -681,6 +681,14 @@ fn merge_appended(new: &mut Checkpoint, table: Table, files: &[NewFile]) -> Tabl
 
 /// A table rewritten by partition: the hash of each partition's rows now,
 /// against the checkpoint's.
+///
+/// A row is hashed as its bincode encoding (`config::standard()`, serde
+/// path): the rows' types never omit a field, so the encoding of a row is
+/// unambiguous, and it costs a fraction of the JSON it replaced (JSON
+/// serialization and a partition path formatted per row were half of the
+/// interactions step's main thread, docs/BENCHMARKS.md, "Rows hashed as
+/// bincode"). A checkpoint written with JSON hashes sees each partition as
+/// changed once, and the run rewrites it with the same rows.
 struct Rewrite {
     table: Table,
     old: BTreeMap<String, PartState>,
@@ -688,6 +696,10 @@ struct Rewrite {
     /// Partitions (relative dirs) to write, known once every row is hashed.
     changed: BTreeSet<String>,
     files: Vec<NewFile>,
+    /// The encoding of the row being hashed, reused row after row.
+    encoded: Vec<u8>,
+    /// Each partition key met so far, with its relative dir.
+    dirs: HashMap<PartitionKey, String>,
 }
 
 impl Rewrite {
@@ -698,21 +710,34 @@ impl Rewrite {
             now: BTreeMap::new(),
             changed: BTreeSet::new(),
             files: Vec::new(),
+            encoded: Vec::new(),
+            dirs: HashMap::new(),
         }
     }
 
     fn hash(&mut self, key: &PartitionKey, row: &impl Serialize) -> Result<()> {
-        let bytes = serde_json::to_vec(row).map_err(|e| ExportError::Column {
-            table: self.table.name(),
-            column: "*",
-            why: e.to_string(),
-        })?;
-        let (h, n) = self
-            .now
-            .entry(key.rel_dir())
-            .or_insert_with(|| (Xxh3::new(), 0));
-        h.update(&bytes);
-        h.update(b"\n");
+        self.encoded.clear();
+        bincode::serde::encode_into_std_write(row, &mut self.encoded, bincode::config::standard())
+            .map_err(|e| ExportError::Column {
+                table: self.table.name(),
+                column: "*",
+                why: e.to_string(),
+            })?;
+        let dir = match self.dirs.get(key) {
+            Some(dir) => dir,
+            None => self
+                .dirs
+                .entry(key.clone())
+                .or_insert_with(|| key.rel_dir()),
+        };
+        let (h, n) = match self.now.get_mut(dir) {
+            Some(slot) => slot,
+            None => self
+                .now
+                .entry(dir.clone())
+                .or_insert_with(|| (Xxh3::new(), 0)),
+        };
+        h.update(&self.encoded);
         *n += 1;
         Ok(())
     }
@@ -758,9 +783,13 @@ impl Rewrite {
             .map(|(part, _)| part.clone())
             .collect();
         if !self.changed.is_empty() {
-            let changed = &self.changed;
+            let (changed, dirs) = (&self.changed, &self.dirs);
             rows(&mut |key, row| {
-                if changed.contains(&key.rel_dir()) {
+                let is_changed = match dirs.get(key) {
+                    Some(dir) => changed.contains(dir),
+                    None => changed.contains(&key.rel_dir()),
+                };
+                if is_changed {
                     writer.row(key, |r| push(r, row))
                 } else {
                     Ok(())
