@@ -74,10 +74,16 @@ copy=() ndjson=() parquet=() events_table=() legs_table=() spans_table=() noop=(
 for ((r = 1; r <= runs; r++)); do
   say "round $r of $runs"
   rm -f "$work/copy.ndjson"
+  # Each step starts from a quiet disk: without it the Parquet export ran
+  # while the file system still wrote back or discarded the NDJSON export
+  # just deleted (490 MB at 1M), ~0.15 s of its events step at 1M
+  # (docs/BENCHMARKS.md, "The benchmark's steps from a quiet disk").
+  sync
   t0=$(now)
   dd if="$corpus" of="$work/copy.ndjson" bs=4M conv=fsync status=none
   copy+=("$(secs "$t0" "$(now)")")
   rm -f "$work/copy.ndjson"
+  sync
   t0=$(now)
   /usr/bin/time -f '%U %S' -o "$work/cpu.txt" "$ccvault" --data-dir "$data" export >"$work/export.ndjson"
   ndjson+=("$(secs "$t0" "$(now)")")
@@ -86,6 +92,7 @@ for ((r = 1; r <= runs; r++)); do
   exported=$(stat -c %s "$work/export.ndjson")
   rm -f "$work/export.ndjson"
   rm -rf "$work/export"
+  sync
   t0=$(now)
   /usr/bin/time -f '%U %S %M' -o "$work/cpu.txt" "$ccvault" --data-dir "$data" export --format parquet --out "$work/export" 2>"$work/export.log" ||
     die "the Parquet export failed: $(cat "$work/export.log")"
