@@ -109,7 +109,7 @@ for ((r = 1; r <= runs; r++)); do
 done
 load_after=$(cut -d' ' -f1-3 /proc/loadavg)
 
-raw=$(stat -c %s "$corpus")
+raw=$(stat -L -c %s "$corpus")
 size() { du -sb "$work/export/$1" | cut -f1; }
 ev=$(size events) legs=$(size interactions) spans=$(size agent-states)
 m_cp=$(printf '%s\n' "${copy[@]}" | median)

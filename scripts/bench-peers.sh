@@ -107,7 +107,7 @@ if [[ ! -s $corpus ]]; then
   "$ccvault" simulate --events "$events" --agents 400 --no-quirks --seed 5 --out "$corpus.tmp" 2>/dev/null
   mv "$corpus.tmp" "$corpus"
 fi
-raw_bytes=$(stat -c %s "$corpus")
+raw_bytes=$(stat -L -c %s "$corpus")
 lines=$(wc -l <"$corpus")
 # One interaction to look up: the first named after the corpus's middle line.
 guid=$(awk -v from=$((lines / 2)) 'NR >= from && match($0, /"interactionGUID":"[^"]*"/) {
