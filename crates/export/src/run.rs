@@ -687,8 +687,11 @@ fn merge_appended(new: &mut Checkpoint, table: Table, files: &[NewFile]) -> Tabl
 /// unambiguous, and it costs a fraction of the JSON it replaced (JSON
 /// serialization and a partition path formatted per row were half of the
 /// interactions step's main thread, docs/BENCHMARKS.md, "Rows hashed as
-/// bincode"). A checkpoint written with JSON hashes sees each partition as
-/// changed once, and the run rewrites it with the same rows.
+/// bincode"). The encoding names no field, so each partition's hash
+/// starts from the table's columns (names, types, nullability): a change
+/// of columns changes every partition's hash, and every file is rewritten
+/// with the new columns. A checkpoint written with JSON hashes sees each
+/// partition as changed once, and the run rewrites it with the same rows.
 struct Rewrite {
     table: Table,
     old: BTreeMap<String, PartState>,
@@ -700,6 +703,8 @@ struct Rewrite {
     encoded: Vec<u8>,
     /// Each partition key met so far, with its relative dir.
     dirs: HashMap<PartitionKey, String>,
+    /// What each partition's hash starts from: the table's columns.
+    columns: String,
 }
 
 impl Rewrite {
@@ -712,6 +717,7 @@ impl Rewrite {
             files: Vec::new(),
             encoded: Vec::new(),
             dirs: HashMap::new(),
+            columns: format!("{:?}", table.specs()),
         }
     }
 
@@ -732,10 +738,11 @@ impl Rewrite {
         };
         let (h, n) = match self.now.get_mut(dir) {
             Some(slot) => slot,
-            None => self
-                .now
-                .entry(dir.clone())
-                .or_insert_with(|| (Xxh3::new(), 0)),
+            None => self.now.entry(dir.clone()).or_insert_with(|| {
+                let mut h = Xxh3::new();
+                h.update(self.columns.as_bytes());
+                (h, 0)
+            }),
         };
         h.update(&self.encoded);
         *n += 1;
@@ -957,4 +964,43 @@ fn remove(dir: &Path, rel: &str) -> Result<()> {
         d = p.parent();
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The same rows in the same partition hash differently under other
+    /// columns, so a change of columns rewrites every partition.
+    #[test]
+    fn a_partitions_hash_covers_the_tables_columns() {
+        let key = PartitionKey {
+            tenant: Some("t".into()),
+            date: None,
+        };
+        let digest = |table: Table, rows: &[(&str, i64)]| {
+            let mut r = Rewrite::new(table, BTreeMap::new());
+            for row in rows {
+                r.hash(&key, row).unwrap();
+            }
+            r.now
+                .values()
+                .map(|(h, n)| (hex(h), *n))
+                .collect::<Vec<_>>()
+        };
+        let rows = [("a", 1), ("b", 2)];
+        assert_eq!(
+            digest(Table::Interactions, &rows),
+            digest(Table::Interactions, &rows)
+        );
+        assert_eq!(digest(Table::Interactions, &rows)[0].1, 2);
+        assert_ne!(
+            digest(Table::Interactions, &rows),
+            digest(Table::AgentStates, &rows)
+        );
+        assert_ne!(
+            digest(Table::Interactions, &rows),
+            digest(Table::Interactions, &[("a", 1), ("b", 3)])
+        );
+    }
 }
