@@ -49,7 +49,7 @@ use crate::checkpoint::{Checkpoint, PartState, Sources, CHECKPOINT_FILE};
 use crate::column::{ColumnError, Rows};
 use crate::error::{io, ExportError, Result};
 use crate::partition::{create_dirs, Dates, NewFile, PartitionKey, TableWriter};
-use crate::stage::{Records, Stage};
+use crate::stage::{staged_rows, Records, Stage};
 use crate::tables::{push_event, push_span, push_summary, read_event, Table};
 
 /// How to export.
@@ -276,7 +276,7 @@ pub fn export(
                 tenant: s.tenant.clone(),
                 date: dates.of(s.offered_at),
             };
-            Ok(match f(&key, &s) {
+            Ok(match f(key, s) {
                 Ok(()) => true,
                 Err(e) => {
                     failed = Some(e);
@@ -312,7 +312,7 @@ pub fn export(
                     tenant: s.tenant.clone(),
                     date: dates.of(s.start_ms),
                 };
-                f(&key, &s)
+                f(key, s)
             },
             |e| io(SCRATCH_ERROR, &scratch)(e),
         )
@@ -753,58 +753,68 @@ impl Rewrite {
     /// hash differs from the checkpoint's. `rows` visits every row of the
     /// table with its partition, in the same order each time it is called:
     /// once to hash, and once more to write when a partition changed (once
-    /// for both when the checkpoint has no partition of the table).
-    fn write_changed<R: Serialize>(
-        mut self,
+    /// for both when the checkpoint has no partition of the table). The
+    /// rows are read on this thread and hashed and pushed on another
+    /// ([`staged_rows`]).
+    fn write_changed<R: Serialize + Send>(
+        self,
         dir: &Path,
         run: u64,
         opts: &ExportOptions,
         push: fn(&mut Rows, &R) -> Result<(), ColumnError>,
-        mut rows: impl FnMut(&mut dyn FnMut(&PartitionKey, &R) -> Result<()>) -> Result<()>,
+        mut rows: impl FnMut(&mut dyn FnMut(PartitionKey, R) -> Result<()>) -> Result<()>,
     ) -> Result<Rewrite> {
-        let mut writer = TableWriter::new(
+        let writer = TableWriter::new(
             self.table,
             dir.join(self.table.name()),
             run,
             opts.row_group_bytes,
             opts.memory_bytes,
         )?;
+        let name = format!("export-{}-rows", self.table.name());
         if self.old.is_empty() {
             // Nothing to compare with: every partition is written, in the
             // one pass that hashes it.
-            rows(&mut |key, row| {
-                self.hash(key, row)?;
-                writer.row(key, |r| push(r, row))
-            })?;
-            self.changed = self.now.keys().cloned().collect();
-            self.files = writer.finish()?;
-            return Ok(self);
+            let (mut me, writer) = staged_rows(
+                &name,
+                (self, writer),
+                &mut rows,
+                |(me, writer), key, row| {
+                    me.hash(&key, &row)?;
+                    writer.row(&key, |r| push(r, &row))
+                },
+            )?;
+            me.changed = me.now.keys().cloned().collect();
+            me.files = writer.finish()?;
+            return Ok(me);
         }
-        rows(&mut |key, row| self.hash(key, row))?;
-        self.changed = self
+        let mut me = staged_rows(&name, self, &mut rows, |me, key, row| me.hash(&key, &row))?;
+        me.changed = me
             .now
             .iter()
             .filter(|(part, (h, _))| {
-                self.old.get(*part).and_then(|o| o.hash.as_deref()) != Some(&hex(h))
+                me.old.get(*part).and_then(|o| o.hash.as_deref()) != Some(&hex(h))
             })
             .map(|(part, _)| part.clone())
             .collect();
-        if !self.changed.is_empty() {
-            let (changed, dirs) = (&self.changed, &self.dirs);
-            rows(&mut |key, row| {
-                let is_changed = match dirs.get(key) {
+        let writer = if me.changed.is_empty() {
+            writer
+        } else {
+            let (changed, dirs) = (&me.changed, &me.dirs);
+            staged_rows(&name, writer, &mut rows, |writer, key, row| {
+                let is_changed = match dirs.get(&key) {
                     Some(dir) => changed.contains(dir),
                     None => changed.contains(&key.rel_dir()),
                 };
                 if is_changed {
-                    writer.row(key, |r| push(r, row))
+                    writer.row(&key, |r| push(r, &row))
                 } else {
                     Ok(())
                 }
-            })?;
-        }
-        self.files = writer.finish()?;
-        Ok(self)
+            })?
+        };
+        me.files = writer.finish()?;
+        Ok(me)
     }
 
     /// The table's partitions in the new checkpoint: new files where

@@ -15,6 +15,11 @@
 //! chunk's records at once (so it can reuse what it parses into over
 //! them); the first error of the stage ends the run, and the caller gets
 //! it from its next [`Stage::push`] or from [`Stage::finish`].
+//!
+//! [`staged_rows`] is the same split for the rows of the tables made
+//! from the projections (legs, agent spans): the caller's thread reads
+//! and decodes them, a second thread hashes and pushes them, in the order
+//! given, and its first error is the one reported.
 
 use std::ops::Range;
 use std::sync::mpsc::{channel, sync_channel, Receiver, SyncSender};
@@ -291,9 +296,123 @@ impl<S: Send + 'static> Stage<S> {
     }
 }
 
+/// Rows handed to [`staged_rows`]'s thread at a time.
+const ROWS_A_CHUNK: usize = 512;
+
+/// Runs `feed` on the caller's thread and `work` on a thread of its own
+/// (named `name`), which owns `state` and gets every row `feed` hands out,
+/// in order; returns the state. Why: the `interactions` step was bound by
+/// its one thread, which read and decoded the legs and also hashed and
+/// pushed them (docs/BENCHMARKS.md, "The legs hashed and pushed on a
+/// thread of their own"). The first error of `work` ends the run and is
+/// the one returned (`feed` then sees its rows refused); else `feed`'s.
+pub fn staged_rows<K: Send, R: Send, S: Send>(
+    name: &str,
+    state: S,
+    feed: impl FnOnce(&mut dyn FnMut(K, R) -> Result<()>) -> Result<()>,
+    mut work: impl FnMut(&mut S, K, R) -> Result<()> + Send,
+) -> Result<S> {
+    std::thread::scope(|scope| {
+        let (tx, rx) = sync_channel::<Vec<(K, R)>>(QUEUED_CHUNKS);
+        let (spare_tx, spare) = channel::<Vec<(K, R)>>();
+        let thread = std::thread::Builder::new()
+            .name(name.to_owned())
+            .spawn_scoped(scope, move || {
+                let mut state = state;
+                for mut chunk in rx {
+                    for (key, row) in chunk.drain(..) {
+                        work(&mut state, key, row)?;
+                    }
+                    // The caller may be finishing: then the chunk just goes.
+                    let _ = spare_tx.send(chunk);
+                }
+                Ok(state)
+            })
+            .map_err(io("cannot start the thread", name))?;
+        let refused = || ExportError::Refused(format!("the thread {name} ended early"));
+        let mut chunk = Vec::with_capacity(ROWS_A_CHUNK);
+        let fed = feed(&mut |key, row| {
+            chunk.push((key, row));
+            if chunk.len() >= ROWS_A_CHUNK {
+                let next = spare
+                    .try_recv()
+                    .unwrap_or_else(|_| Vec::with_capacity(ROWS_A_CHUNK));
+                tx.send(std::mem::replace(&mut chunk, next))
+                    .map_err(|_| refused())?;
+            }
+            Ok(())
+        });
+        let sent = match fed {
+            Ok(()) if !chunk.is_empty() => tx.send(chunk).map_err(|_| refused()),
+            other => other,
+        };
+        drop(tx);
+        let done = thread
+            .join()
+            .unwrap_or_else(|_| Err(ExportError::Refused(format!("the thread {name} panicked"))));
+        match (done, sent) {
+            (Err(e), _) | (Ok(_), Err(e)) => Err(e),
+            (Ok(state), Ok(())) => Ok(state),
+        }
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn staged_rows_come_once_in_order_and_the_first_error_is_the_threads() {
+        let n = 3 * ROWS_A_CHUNK + 7;
+        let seen = staged_rows(
+            "test-rows",
+            Vec::new(),
+            |f| (0..n).try_for_each(|i| f(i, i * 2)),
+            |seen: &mut Vec<(usize, usize)>, k, r| {
+                seen.push((k, r));
+                Ok(())
+            },
+        )
+        .unwrap();
+        assert_eq!(seen, (0..n).map(|i| (i, i * 2)).collect::<Vec<_>>());
+
+        // The thread's error, not the feed's refusal, reaches the caller;
+        // the feed stops soon after.
+        let mut fed = 0;
+        let e = staged_rows(
+            "test-rows",
+            0usize,
+            |f| {
+                (0..100 * ROWS_A_CHUNK).try_for_each(|i| {
+                    fed += 1;
+                    f(i, ())
+                })
+            },
+            |count: &mut usize, k, ()| {
+                *count += 1;
+                match k {
+                    700 => Err(ExportError::Refused("row 700 is bad".into())),
+                    _ => Ok(()),
+                }
+            },
+        )
+        .unwrap_err();
+        assert_eq!(e.to_string(), "row 700 is bad");
+        assert!(fed < 20 * ROWS_A_CHUNK, "{fed}");
+
+        // The feed's own error, when the thread had none.
+        let e = staged_rows(
+            "test-rows",
+            (),
+            |f| {
+                f(1, ())?;
+                Err(ExportError::Refused("the feed failed".into()))
+            },
+            |_, _: i32, ()| Ok(()),
+        )
+        .unwrap_err();
+        assert_eq!(e.to_string(), "the feed failed");
+    }
 
     #[test]
     fn every_record_once_in_order_and_the_first_error_ends_it() {
