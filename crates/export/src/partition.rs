@@ -870,7 +870,7 @@ impl TableWriter {
 /// small amounts, so their pages shrink to a few bits a value, and zstd
 /// over PLAIN 8-byte values was ~7 % of the events writer's instructions
 /// and a fifth of the interactions writer's (docs/BENCHMARKS.md, "Integers
-/// delta-encoded").
+/// delta-encoded, rows hashed as bincode, …").
 pub(crate) fn properties(specs: &[Spec]) -> parquet::errors::Result<WriterProperties> {
     use crate::column::Ty;
     use parquet::basic::{Compression, ZstdLevel};

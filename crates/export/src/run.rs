@@ -686,8 +686,8 @@ fn merge_appended(new: &mut Checkpoint, table: Table, files: &[NewFile]) -> Tabl
 /// path): the rows' types never omit a field, so the encoding of a row is
 /// unambiguous, and it costs a fraction of the JSON it replaced (JSON
 /// serialization and a partition path formatted per row were half of the
-/// interactions step's main thread, docs/BENCHMARKS.md, "Rows hashed as
-/// bincode"). The encoding names no field, so each partition's hash
+/// interactions step's main thread, docs/BENCHMARKS.md, "Integers
+/// delta-encoded, rows hashed as bincode, …"). The encoding names no field, so each partition's hash
 /// starts from the table's columns (names, types, nullability): a change
 /// of columns changes every partition's hash, and every file is rewritten
 /// with the new columns. A checkpoint written with JSON hashes sees each
