@@ -289,7 +289,7 @@ impl Fed {
         let mut pos = at;
         while !bytes.is_empty() {
             let (magic, body_len, _) = frame_header(bytes)?;
-            let len = usize::try_from(FRAME_HEADER_LEN.checked_add(body_len)?).ok()?;
+            let len = usize::try_from(FRAME_HEADER_LEN + body_len).ok()?;
             let frame = bytes.get(..len).filter(|_| magic == RECORD_MAGIC)?;
             let offset = frame
                 .get(FRAME_HEADER_LEN as usize..FRAME_HEADER_LEN as usize + 8)
