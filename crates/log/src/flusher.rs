@@ -40,12 +40,12 @@ const QUEUE_JOBS: usize = 4;
 /// docs/BENCHMARKS.md, issue 12).
 const FEED_BUFFERS: usize = 64;
 /// Emptied write buffers kept for reuse: as many as can be in flight (the
-/// queue, the one being written, the one being filled, those lent to the
-/// compressor), so that a writer that caught up after the disk or the
-/// compressor was slow allocates none (a fresh buffer's pages are faulted
-/// in and zeroed by the kernel as they are first written: keeping only 8
-/// of the lent ones cost a 10M import 1-3 s of system time).
-const SPARE_BUFFERS: usize = QUEUE_JOBS + 2 + FEED_BUFFERS;
+/// queue, the one being written, the one being filled) and a few of those
+/// lent to the compressor, so that a writer that caught up after the disk
+/// or the compressor was slow allocates few (a fresh buffer's pages are
+/// faulted in and zeroed by the kernel as they are first written), while
+/// a burst that lent many does not keep them all.
+const SPARE_BUFFERS: usize = QUEUE_JOBS + 2 + 8;
 
 pub(crate) enum Job {
     /// Write `bytes` at `at` in the active segment; they end with the record
