@@ -2,14 +2,9 @@
 //! putting the directory right after a crash in the middle of it.
 //!
 //! Invariants:
-//! - Only a sealed segment (never the last) is compressed, and only from
-//!   bytes known to be its own: either the frames its writer wrote, handed
-//!   over as they reached the file, from its first frame back to back to
-//!   the length it was sealed at, with its file's header and length still
-//!   saying so ([`Fed`]); or its file read back with every byte verified
-//!   (intact header, every frame valid, nothing skipped), a damaged one
-//!   staying a `.seg`, its damage reported as before. Both give the same
-//!   `.segz`, byte for byte.
+//! - Only a sealed segment (never the last) whose every byte verifies (intact
+//!   header, every frame valid, nothing skipped) is compressed; a damaged one
+//!   stays a `.seg`, its damage reported as before.
 //! - The `.segz` is written to `{base:020}.segz.tmp`, fsynced, renamed into
 //!   place, and the directory fsynced, before the `.seg` is removed (and the
 //!   directory fsynced again): at every instant at least one complete copy
@@ -18,23 +13,19 @@
 //!   `.segz.tmp`, and where a segment has both files keeps the `.segz` only if
 //!   every block of it reads back, otherwise the `.seg`.
 //! - Compression never delays an acknowledgement: the records of a sealed
-//!   segment were durable before it was sealed, and the frames handed over
-//!   are read only after the flusher wrote them.
-//! - Closing stops reading segments back at once, but finishes a segment
-//!   handed over whole (what is left of it is at most the lent buffers).
-//! - A segment read back is read once: the scan that verifies it hands each frame to
+//!   segment were durable before it was sealed.
+//! - A segment is read once: the scan that verifies it hands each frame to
 //!   the encoder ([`Encoder`]), whose buffers, like the scan's, a
 //!   [`Compactor`] keeps from one segment to the next.
 
 use std::io::ErrorKind;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::Sender;
 use std::sync::{Arc, Mutex};
 
 use crate::direct::DirectAppender;
 use crate::error::{LogError, Result};
-use crate::format::{frame_header, FRAME_HEADER_LEN, HEADER_LEN, RECORD_MAGIC};
+use crate::format::HEADER_LEN;
 use crate::scan::{SegCursor, Step};
 use crate::segment::read_full_at;
 use crate::segment::{list_segment_files, segment_path, segz_path, sync_dir, Kind, PackedSegments};
@@ -166,22 +157,6 @@ pub(crate) fn compact_segment(
     }
     drop(cur);
     let out = enc.finish(&seg, base, seg_len, &seg_header)?;
-    publish(vfs, dir, base, out, seg_len, *direct_writes, packed)
-}
-
-/// Puts the `.segz` `out` of the sealed segment `base` (`seg_len` bytes)
-/// in place of its `.seg`: written to a temporary name, fsynced, renamed,
-/// the directory fsynced, then the `.seg` removed.
-fn publish(
-    vfs: &dyn Vfs,
-    dir: &Path,
-    base: u64,
-    out: &[u8],
-    seg_len: u64,
-    direct_writes: bool,
-    packed: &Mutex<PackedSegments>,
-) -> Result<Compacted> {
-    let seg = segment_path(dir, base);
     let tmp = temp_path(dir, base);
     remove_if_present(vfs, &tmp)?;
     let f = vfs.open(&tmp, OpenMode::CreateNew, "creating")?;
@@ -189,7 +164,7 @@ fn publish(
     // copying the output into the cache was a sixteenth of a 1M import's
     // samples (docs/BENCHMARKS.md, issue 17); the partial last block goes
     // through the cache.
-    let direct = if direct_writes {
+    let direct = if *direct_writes {
         DirectAppender::open(vfs, &tmp, f.as_ref(), 0)
     } else {
         None
@@ -222,104 +197,6 @@ fn publish(
         seg_bytes: seg_len,
         segz_bytes: out.len() as u64,
     })
-}
-
-/// What the compressor thread is given.
-pub(crate) enum ToCompress {
-    /// A sealed segment to compress from its file.
-    Sealed(u64),
-    /// Whole frames the flusher has just written at `at` in segment
-    /// `base`; the buffer goes back through `back` once read.
-    Written {
-        base: u64,
-        at: u64,
-        bytes: Vec<u8>,
-        back: Sender<Vec<u8>>,
-    },
-    /// Segment `base` is sealed, `len` bytes long, and its successor exists
-    /// durably.
-    Rolled { base: u64, len: u64 },
-}
-
-/// The segment the flusher is writing, compressed from the frames it hands
-/// over as it writes them ([`ToCompress::Written`]), so that a sealed
-/// segment is not read back from the disk and checked again: the bytes are
-/// the ones the writer encoded. Only a segment handed over whole (from its
-/// first frame, back to back, to the length it was sealed at) is finished
-/// this way; any other is compressed from its file.
-struct Fed {
-    enc: Option<Encoder>,
-    /// The segment being fed, and whether every frame of it so far came.
-    base: Option<u64>,
-    whole: bool,
-}
-
-impl Fed {
-    fn new() -> Fed {
-        Fed {
-            enc: None,
-            base: None,
-            whole: false,
-        }
-    }
-
-    /// Adds the frames `bytes`, written at `at` in segment `base`.
-    fn take(&mut self, dir: &Path, c: Compression, base: u64, at: u64, bytes: &[u8]) {
-        if self.base != Some(base) {
-            self.base = Some(base);
-            self.whole = at == u64::from(HEADER_LEN) && self.begin(c).is_ok();
-        }
-        if self.whole && self.frames(dir, base, at, bytes).is_none() {
-            self.whole = false;
-        }
-    }
-
-    fn begin(&mut self, c: Compression) -> std::io::Result<()> {
-        match &mut self.enc {
-            Some(enc) => enc.begin(c),
-            None => self.enc.insert(Encoder::new(c)?).begin(c),
-        }
-    }
-
-    /// Pushes each frame of `bytes` to the encoder; `None` when a frame is
-    /// not whole or the encoder refuses it (then the segment is read back).
-    fn frames(&mut self, dir: &Path, base: u64, at: u64, mut bytes: &[u8]) -> Option<()> {
-        let enc = self.enc.as_mut()?;
-        let path = segment_path(dir, base);
-        let mut pos = at;
-        while !bytes.is_empty() {
-            let (magic, body_len, _) = frame_header(bytes)?;
-            let len = usize::try_from(FRAME_HEADER_LEN + body_len).ok()?;
-            let frame = bytes.get(..len).filter(|_| magic == RECORD_MAGIC)?;
-            let offset = frame
-                .get(FRAME_HEADER_LEN as usize..FRAME_HEADER_LEN as usize + 8)
-                .and_then(|b| b.try_into().ok())
-                .map(u64::from_le_bytes)?;
-            enc.push(&path, u32::try_from(pos).ok()?, frame, offset)
-                .ok()?;
-            pos += len as u64;
-            bytes = bytes.get(len..)?;
-        }
-        Some(())
-    }
-
-    /// The `.segz` of segment `base`, sealed at `len` bytes, if it was fed
-    /// whole and its file still says so (`None` otherwise: it is compressed
-    /// from its file). Holds nothing of `base` after.
-    fn finish(&mut self, vfs: &dyn Vfs, dir: &Path, base: u64, len: u64) -> Option<&[u8]> {
-        let fed = self.base.take() == Some(base) && self.whole;
-        if !fed {
-            return None;
-        }
-        let seg = segment_path(dir, base);
-        let file = vfs.open(&seg, OpenMode::Read, "opening").ok()?;
-        let mut header = [0u8; HEADER_LEN as usize];
-        let read = read_full_at(file.as_ref(), &seg, &mut header, 0).ok()?;
-        if read != header.len() || file.size().ok()? != len {
-            return None;
-        }
-        self.enc.as_mut()?.finish(&seg, base, len, &header).ok()
-    }
 }
 
 /// Whether the `.segz` of `base` reads back whole: header, index, every
@@ -405,10 +282,10 @@ impl Compressor {
         queued: Vec<u64>,
         turn: Arc<std::sync::Mutex<()>>,
         packed: Arc<Mutex<PackedSegments>>,
-    ) -> Result<(Compressor, Sender<ToCompress>)> {
-        let (tx, rx) = std::sync::mpsc::channel::<ToCompress>();
+    ) -> Result<(Compressor, std::sync::mpsc::Sender<u64>)> {
+        let (tx, rx) = std::sync::mpsc::channel::<u64>();
         for base in queued {
-            let _ = tx.send(ToCompress::Sealed(base));
+            let _ = tx.send(base);
         }
         let failure = Arc::new(std::sync::Mutex::new(None));
         let fail = Arc::clone(&failure);
@@ -419,45 +296,15 @@ impl Compressor {
         let thread = std::thread::Builder::new()
             .name("ccvault-log-compressor".into())
             .spawn(move || {
-                let vfs = vfs.as_ref();
                 let mut work = Compactor::new(direct_writes);
-                let mut fed = Fed::new();
-                // Closing (`stopped`) ends the reading back of sealed
-                // segments, but not the segment being handed over: what is
-                // left of it is at most the lent buffers, and finishing it
-                // leaves no sealed segment uncompressed after an import.
-                for msg in rx {
-                    let closing = stopped.load(Ordering::Relaxed);
-                    let done = match msg {
-                        ToCompress::Written {
-                            base,
-                            at,
-                            bytes,
-                            back,
-                        } => {
-                            fed.take(&dir, c, base, at, &bytes);
-                            let _ = back.send(bytes);
-                            continue;
-                        }
-                        ToCompress::Rolled { base, len } => {
-                            let _turn = turn.lock().unwrap_or_else(|e| e.into_inner());
-                            match fed.finish(vfs, &dir, base, len) {
-                                Some(out) => {
-                                    publish(vfs, &dir, base, out, len, direct_writes, &packed)
-                                }
-                                None if closing => continue,
-                                None => compact_segment(
-                                    vfs, &dir, base, c, &stopped, &mut work, &packed,
-                                ),
-                            }
-                        }
-                        ToCompress::Sealed(_) if closing => continue,
-                        ToCompress::Sealed(base) => {
-                            let _turn = turn.lock().unwrap_or_else(|e| e.into_inner());
-                            compact_segment(vfs, &dir, base, c, &stopped, &mut work, &packed)
-                        }
-                    };
-                    if let Err(e) = done {
+                for base in rx {
+                    if stopped.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    let _turn = turn.lock().unwrap_or_else(|e| e.into_inner());
+                    if let Err(e) =
+                        compact_segment(vfs.as_ref(), &dir, base, c, &stopped, &mut work, &packed)
+                    {
                         let mut f = fail.lock().unwrap_or_else(|e| e.into_inner());
                         f.get_or_insert_with(|| crate::error::display_chain(&e));
                     }

@@ -22,30 +22,19 @@ use std::sync::mpsc::{sync_channel, Receiver, Sender, SyncSender};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 
-use crate::compact::ToCompress;
 use crate::direct::DirectAppender;
 use crate::error::{LogError, Result};
-use crate::format::HEADER_LEN;
 use crate::options::{FsyncPolicy, LogOptions};
 use crate::segment::{create_segment, segment_path};
 use crate::vfs::{Vfs, VfsFile};
 
 /// Jobs queued before `submit` blocks.
 const QUEUE_JOBS: usize = 4;
-/// Written buffers lent to the compressor at most ([`Feed`]): past it, the
-/// rest of the segment is read back from its file when it is sealed. A
-/// default segment's worth: during an import the compressor shares the
-/// two cores with the parsing and the appending and falls behind by most
-/// of a segment (with 8, every segment of a 1M import was read back;
-/// docs/BENCHMARKS.md, issue 12).
-const FEED_BUFFERS: usize = 64;
 /// Emptied write buffers kept for reuse: as many as can be in flight (the
-/// queue, the one being written, the one being filled) and a few of those
-/// lent to the compressor, so that a writer that caught up after the disk
-/// or the compressor was slow allocates few (a fresh buffer's pages are
-/// faulted in and zeroed by the kernel as they are first written), while
-/// a burst that lent many does not keep them all.
-const SPARE_BUFFERS: usize = QUEUE_JOBS + 2 + 8;
+/// queue, the one being written, the one being filled), so that a writer
+/// that caught up after the disk was slow allocates none (a fresh buffer's
+/// pages are faulted in and zeroed by the kernel as they are first written).
+const SPARE_BUFFERS: usize = QUEUE_JOBS + 2;
 
 pub(crate) enum Job {
     /// Write `bytes` at `at` in the active segment; they end with the record
@@ -120,7 +109,7 @@ impl Flusher {
         end: u64,
         opts: LogOptions,
         next_offset: u64,
-        sealed: Option<Sender<ToCompress>>,
+        sealed: Option<Sender<u64>>,
     ) -> Result<Flusher> {
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
@@ -145,9 +134,7 @@ impl Flusher {
             path,
             file,
             base,
-            end,
             sealed,
-            feed: Feed::new(end == u64::from(HEADER_LEN)),
             fsync: opts.fsync,
             shared: Arc::clone(&shared),
         };
@@ -271,13 +258,10 @@ struct Worker {
     dir: PathBuf,
     path: PathBuf,
     file: Arc<dyn VfsFile>,
-    /// Base of the active segment, and where its written bytes end.
+    /// Base of the active segment.
     base: u64,
-    end: u64,
-    /// Where sealed segments go to be compressed, and the written frames
-    /// of the active one ([`Feed`]).
-    sealed: Option<Sender<ToCompress>>,
-    feed: Feed,
+    /// Where sealed segments go to be compressed.
+    sealed: Option<Sender<u64>>,
     /// Direct appends to `file`, where the file system allows them.
     direct: Option<DirectAppender>,
     direct_io: bool,
@@ -293,12 +277,6 @@ impl Worker {
             }
             let done = self.perform(job);
             let mut state = self.shared.lock();
-            while let Some(mut b) = self.feed.take_returned() {
-                if state.spare.len() < SPARE_BUFFERS {
-                    b.clear();
-                    state.spare.push(b);
-                }
-            }
             match done {
                 Ok((progress, buffer)) => {
                     match progress {
@@ -344,8 +322,7 @@ impl Worker {
                         Progress::Written(through)
                     }
                 };
-                self.end = self.end.max(at + bytes.len() as u64);
-                Ok((progress, self.feed.lend(&self.sealed, self.base, at, bytes)))
+                Ok((progress, Some(bytes)))
             }
             Job::Sync { through, durable } => {
                 self.publish()?;
@@ -365,11 +342,9 @@ impl Worker {
                 // Sealed, and its successor durable: it may be compressed. A
                 // compressor that is gone only means it stays a `.seg`.
                 let sealed = std::mem::replace(&mut self.base, base);
-                let len = std::mem::replace(&mut self.end, u64::from(HEADER_LEN));
                 if let Some(tx) = &self.sealed {
-                    let _ = tx.send(ToCompress::Rolled { base: sealed, len });
+                    let _ = tx.send(sealed);
                 }
-                self.feed.restart();
                 let end = u64::from(crate::HEADER_LEN);
                 self.direct = self
                     .direct_io
@@ -395,80 +370,6 @@ impl Worker {
         self.file
             .sync_data()
             .map_err(|e| LogError::io("fsyncing", &self.path, e))
-    }
-}
-
-/// The written buffers of the active segment lent to the compressor, which
-/// compresses its frames as they come and sends the buffers back
-/// ([`ToCompress::Written`]): a sealed segment handed over whole is not
-/// read back from the disk. Lending stops for the rest of a segment once
-/// [`FEED_BUFFERS`] are out (the compressor fell behind), and for a
-/// segment this writer did not start (one it reopened): those are read
-/// back when sealed, as before.
-struct Feed {
-    on: bool,
-    out: usize,
-    back: Sender<Vec<u8>>,
-    returned: Receiver<Vec<u8>>,
-}
-
-impl Feed {
-    /// `on`: whether the active segment is new (holds no frame yet).
-    fn new(on: bool) -> Feed {
-        let (back, returned) = std::sync::mpsc::channel();
-        Feed {
-            on,
-            out: 0,
-            back,
-            returned,
-        }
-    }
-
-    /// A new segment starts: lend its buffers.
-    fn restart(&mut self) {
-        self.on = true;
-    }
-
-    /// Lends `bytes`, written at `at` in segment `base`, to the compressor
-    /// if it can take them; otherwise gives them back for reuse.
-    fn lend(
-        &mut self,
-        to: &Option<Sender<ToCompress>>,
-        base: u64,
-        at: u64,
-        bytes: Vec<u8>,
-    ) -> Option<Vec<u8>> {
-        let Some(tx) = to.as_ref().filter(|_| self.on) else {
-            return Some(bytes);
-        };
-        if self.out >= FEED_BUFFERS {
-            self.on = false;
-            return Some(bytes);
-        }
-        let lent = ToCompress::Written {
-            base,
-            at,
-            bytes,
-            back: self.back.clone(),
-        };
-        match tx.send(lent) {
-            Ok(()) => {
-                self.out += 1;
-                None
-            }
-            Err(std::sync::mpsc::SendError(ToCompress::Written { bytes, .. })) => {
-                self.on = false;
-                Some(bytes)
-            }
-            Err(_) => None,
-        }
-    }
-
-    /// A buffer the compressor is done with, if any.
-    fn take_returned(&mut self) -> Option<Vec<u8>> {
-        let b = self.returned.try_recv().ok()?;
-        self.out = self.out.saturating_sub(1);
-        Some(b)
     }
 }
 

@@ -19,11 +19,8 @@
 //!   durable under the policy.
 //! - Sealed segments are compressed (`.segz`) by a background thread once
 //!   their successor exists durably, never on the path of an append or an
-//!   acknowledgement (a segment this writer started, from the frames it
-//!   wrote, handed over as they reach the file; others read back from
-//!   their files); closing the log finishes a segment handed over whole and
-//!   stops without waiting for the rest (those stay `.seg`, durable, for
-//!   the next writer to compress).
+//!   acknowledgement; closing the log stops it without waiting for what is
+//!   queued (those stay `.seg`, durable, for the next writer to compress).
 //! - [`Log::packed_segments`] counts exactly the `.segz` files of the
 //!   directory that have no `.seg` beside them: counted at open after the
 //!   crash tidying, each compression adding its file once its `.seg` is

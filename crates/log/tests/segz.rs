@@ -12,13 +12,9 @@ mod common;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
-
-use ccvault_log::vfs::LockGuard;
 use ccvault_log::{
-    segment_file_name, segz_file_name, verify, Compacted, Compression, DamageReason, Log, LogError,
-    LogOptions, LogReader, OpenMode, Position, Record, ScanItem, StdVfs, Vfs, VfsFile,
+    segment_file_name, segz_file_name, verify, Compacted, Compression, DamageReason, Log,
+    LogReader, Position, Record, ScanItem,
 };
 use common::*;
 
@@ -406,7 +402,7 @@ fn the_writer_compresses_what_it_seals_and_what_an_older_writer_left() {
 
     // The default options compress in the background: at open, the sealed
     // segments left as `.seg`; then each segment once sealed.
-    let options = LogOptions {
+    let options = ccvault_log::LogOptions {
         compression: Some(SMALL),
         ..opts(16 << 10)
     };
@@ -454,7 +450,7 @@ fn closing_the_writer_leaves_what_it_did_not_compress_to_the_next_one() {
     drop(log);
     let plain = names(&dir).len();
     assert!(plain >= 40, "{plain} segments");
-    let options = LogOptions {
+    let options = ccvault_log::LogOptions {
         compression: Some(SMALL),
         ..opts(16 << 10)
     };
@@ -580,7 +576,7 @@ fn a_block_that_does_not_decompress_is_reported_where_the_scan_meets_it() {
 fn the_writers_count_of_compressed_segments_sizes_the_log_as_a_listing_does() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("log");
-    let options = LogOptions {
+    let options = ccvault_log::LogOptions {
         compression: Some(SMALL),
         ..opts(16 << 10)
     };
@@ -677,164 +673,4 @@ fn the_writers_count_of_compressed_segments_sizes_the_log_as_a_listing_does() {
 
 fn segz_len(dir: &Path, name: &str) -> u64 {
     fs::metadata(dir.join(name)).unwrap().len()
-}
-
-/// The real file system, counting the sealed segments opened to be read
-/// back for compression (the only reads that open a `.seg` with direct I/O
-/// once the log is open).
-#[derive(Debug, Default)]
-struct CountingReadBacks {
-    read_backs: AtomicUsize,
-}
-
-impl CountingReadBacks {
-    fn read_backs(&self) -> usize {
-        self.read_backs.load(Ordering::SeqCst)
-    }
-}
-
-impl Vfs for CountingReadBacks {
-    fn is_dir(&self, path: &Path) -> bool {
-        StdVfs.is_dir(path)
-    }
-    fn create_dir_all(&self, dir: &Path) -> std::io::Result<()> {
-        StdVfs.create_dir_all(dir)
-    }
-    fn check_private_dir(&self, dir: &Path, follow: bool) -> Result<(), LogError> {
-        StdVfs.check_private_dir(dir, follow)
-    }
-    fn list_dir(&self, dir: &Path) -> std::io::Result<Vec<String>> {
-        StdVfs.list_dir(dir)
-    }
-    fn open(
-        &self,
-        path: &Path,
-        mode: OpenMode,
-        op: &'static str,
-    ) -> Result<Arc<dyn VfsFile>, LogError> {
-        StdVfs.open(path, mode, op)
-    }
-    fn open_direct(&self, path: &Path, write: bool) -> Option<Arc<dyn VfsFile>> {
-        if !write && path.extension().is_some_and(|e| e == "seg") {
-            self.read_backs.fetch_add(1, Ordering::SeqCst);
-        }
-        StdVfs.open_direct(path, write)
-    }
-    fn file_len(&self, path: &Path) -> std::io::Result<u64> {
-        StdVfs.file_len(path)
-    }
-    fn sync_dir(&self, dir: &Path) -> std::io::Result<()> {
-        StdVfs.sync_dir(dir)
-    }
-    fn rename(&self, from: &Path, to: &Path) -> std::io::Result<()> {
-        StdVfs.rename(from, to)
-    }
-    fn remove_file(&self, path: &Path) -> std::io::Result<()> {
-        StdVfs.remove_file(path)
-    }
-    fn lock_dir(&self, dir: &Path) -> Result<LockGuard, LogError> {
-        StdVfs.lock_dir(dir)
-    }
-}
-
-/// The `.segz` files of `dir`, by name.
-fn segz_files(dir: &Path) -> Vec<(String, Vec<u8>)> {
-    names(dir)
-        .into_iter()
-        .filter(|n| n.ends_with(".segz"))
-        .map(|n| {
-            let bytes = fs::read(dir.join(&n)).unwrap();
-            (n, bytes)
-        })
-        .collect()
-}
-
-/// What [`handed_over_and_read_back`] found.
-struct TwoWays {
-    /// The `.segz` files of the log compressed in the background.
-    live: Vec<(String, Vec<u8>)>,
-    /// Those of the same records left plain, then compressed from files.
-    plain: Vec<(String, Vec<u8>)>,
-    /// Every file name of the background log.
-    names: Vec<String>,
-    /// Sealed segments the background log read back.
-    read_backs: usize,
-}
-
-/// The same records written twice: compressed in the background as the
-/// writer hands its frames over, and left plain then compressed from the
-/// files (`reopened`: a second writer appends more).
-fn handed_over_and_read_back(
-    first: std::ops::Range<u64>,
-    reopened: Option<std::ops::Range<u64>>,
-) -> TwoWays {
-    let tmp = tempfile::tempdir().unwrap();
-    let live = tmp.path().join("live");
-    let vfs = Arc::new(CountingReadBacks::default());
-    let background = LogOptions {
-        compression: Some(SMALL),
-        ..opts(16 << 10)
-    };
-    let runs = std::iter::once(first).chain(reopened);
-    for range in runs.clone() {
-        let (mut log, _) = Log::open_with(vfs.clone(), &live, background, None).unwrap();
-        write_records(&mut log, range.start, range.end, 600);
-        drop(log);
-    }
-    let plain = tmp.path().join("plain");
-    for range in runs {
-        let (mut log, _) = Log::open(&plain, opts(16 << 10), None).unwrap();
-        write_records(&mut log, range.start, range.end, 600);
-        drop(log);
-    }
-    let (mut log, _) = Log::open(&plain, opts(16 << 10), None).unwrap();
-    log.compact_sealed(SMALL).unwrap();
-    drop(log);
-    assert!(verify(&live).unwrap().is_clean());
-    TwoWays {
-        live: segz_files(&live),
-        plain: segz_files(&plain),
-        names: names(&live),
-        read_backs: vfs.read_backs(),
-    }
-}
-
-#[test]
-fn segments_handed_over_as_written_are_compressed_as_from_their_files() {
-    let TwoWays {
-        live,
-        plain,
-        names,
-        read_backs,
-    } = handed_over_and_read_back(0..200, None);
-    assert!(plain.len() >= 3, "{} sealed segments", plain.len());
-    // Byte for byte what compressing the files gives, none read back, and
-    // closing finished every one (only the last segment stays plain).
-    assert_eq!(live, plain);
-    assert_eq!(read_backs, 0);
-    assert_eq!(
-        names.iter().filter(|n| n.ends_with(".seg")).count(),
-        1,
-        "{names:?}"
-    );
-}
-
-#[test]
-fn a_segment_reopened_mid_way_is_read_back_when_sealed() {
-    // The second writer appends to the last segment of the first, which it
-    // did not see from its start: that one is read back from its file when
-    // sealed; the segments after it are handed over.
-    let TwoWays {
-        live,
-        plain,
-        names,
-        read_backs,
-    } = handed_over_and_read_back(0..150, Some(150..300));
-    assert_eq!(live, plain);
-    assert_eq!(read_backs, 1);
-    assert_eq!(
-        names.iter().filter(|n| n.ends_with(".seg")).count(),
-        1,
-        "{names:?}"
-    );
 }
