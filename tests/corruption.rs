@@ -379,6 +379,176 @@ fn a_truncated_last_segment_is_recovered_by_the_next_writer() {
     }
 }
 
+/// The Parquet export's `events` files of `dir`, by path, byte for byte.
+fn events_export(dir: &Path, out: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    if out.exists() {
+        fs::remove_dir_all(out).unwrap();
+    }
+    ccvault(
+        dir,
+        &[
+            "export",
+            "--format",
+            "parquet",
+            "--out",
+            out.to_str().unwrap(),
+        ],
+    )
+    .ok();
+    let mut files = Vec::new();
+    let mut dirs = vec![out.join("events")];
+    while let Some(d) = dirs.pop() {
+        for e in fs::read_dir(&d).unwrap() {
+            let path = e.unwrap().path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else {
+                files.push((
+                    path.strip_prefix(out).unwrap().to_owned(),
+                    fs::read(&path).unwrap(),
+                ));
+            }
+        }
+    }
+    files.sort();
+    assert!(!files.is_empty());
+    files
+}
+
+/// A facts file (docs/FORMAT.md §5) describes the records of its segment
+/// as they were appended. When the last segment's tail is lost (cut here,
+/// as a power cut would) after its facts were written, the next writer
+/// appends other records at those offsets, and may be killed before it
+/// rolls or closes (which would write that segment's facts anew): the old
+/// facts must never be used for the new records. `verify` compares every
+/// record with its facts, and the export made from the facts equals the
+/// one made by parsing.
+#[test]
+fn facts_of_a_cut_last_segment_never_describe_what_is_appended_after_it() {
+    let p = Pristine::build();
+    let (last_seg, _) = *p.segments.last().unwrap();
+    let facts = |dir: &Path| dir.join("facts").join(format!("{last_seg:020}.facts"));
+    assert!(
+        facts(&p.dir).exists(),
+        "the import's close writes the facts of its last segment"
+    );
+    let last_frames: Vec<&Frame> = p.frames.iter().filter(|f| f.segment == last_seg).collect();
+    let cut = last_frames[last_frames.len() / 2].start;
+    let dir = p.copy("cut-with-facts");
+    let seg = seg_path(&dir, last_seg);
+    fs::OpenOptions::new()
+        .write(true)
+        .open(&seg)
+        .unwrap()
+        .set_len(cut)
+        .unwrap();
+    // Other lines of the same length (lines of a stream with fewer
+    // interactions: other GUIDs and event types at the same line numbers),
+    // appended one fsync at a time; the writer is killed once some are in
+    // the cut segment, before it could roll it or close.
+    let other = Stream {
+        events: 400,
+        interactions: 77,
+        line_len: p.stream.line_len,
+    };
+    let input = p._tmp.path().join("other.ndjson");
+    other.write(&input);
+    let mut child = common::command(
+        &dir,
+        &["import", input.to_str().unwrap(), "--fsync", "always", "-q"],
+    )
+    .stdout(std::process::Stdio::null())
+    .stderr(std::process::Stdio::null())
+    .spawn()
+    .unwrap();
+    let appended = cut + 4 * p.stream.line_len as u64;
+    let started = std::time::Instant::now();
+    while fs::metadata(&seg).unwrap().len() < appended {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(60),
+            "the import appended nothing"
+        );
+        if child.try_wait().unwrap().is_some() {
+            panic!("the import ended before it was killed: make its input longer");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let run = ccvault(&dir, &["verify"]);
+    assert_eq!(
+        run.code,
+        0,
+        "verify after appending over the cut\n{}{}",
+        run.stdout_str(),
+        run.stderr
+    );
+    assert!(
+        run.stdout_str().contains("0 facts problems"),
+        "{}",
+        run.stdout_str()
+    );
+    let from_facts = events_export(&dir, &p._tmp.path().join("out-facts"));
+    fs::remove_dir_all(dir.join("facts")).unwrap();
+    let parsed = events_export(&dir, &p._tmp.path().join("out-parsed"));
+    assert!(
+        from_facts == parsed,
+        "the events table differs with the facts"
+    );
+}
+
+/// Damaged facts files are reported by `verify` (as facts problems: the
+/// log is intact) and never used: the export is the same as without them.
+#[test]
+fn damaged_facts_are_reported_and_never_used() {
+    let p = Pristine::build();
+    let pristine = events_export(&p.dir, &p._tmp.path().join("out-pristine"));
+    let dir = p.copy("bad-facts");
+    let files: Vec<PathBuf> = {
+        let mut f: Vec<PathBuf> = fs::read_dir(dir.join("facts"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        f.sort();
+        f
+    };
+    assert_eq!(files.len(), p.segments.len(), "one facts file a segment");
+    let flipped = &files[1];
+    let len = fs::metadata(flipped).unwrap().len();
+    flip(flipped, len / 2);
+    let cut = &files[3];
+    let len = fs::metadata(cut).unwrap().len();
+    fs::OpenOptions::new()
+        .write(true)
+        .open(cut)
+        .unwrap()
+        .set_len(len / 3)
+        .unwrap();
+    fs::write(&files[5], b"not a facts file").unwrap();
+    let run = ccvault(&dir, &["verify"]);
+    assert_eq!(run.code, 1, "{}", run.stdout_str());
+    let out = run.stdout_str();
+    for f in [&files[1], &files[3], &files[5]] {
+        let name = f.file_name().unwrap().to_str().unwrap();
+        assert!(
+            out.lines()
+                .any(|l| l.starts_with("FACTS") && l.contains(name)),
+            "{name} not reported:\n{out}"
+        );
+    }
+    assert!(
+        out.contains(", 0 damaged places, 0 index problems, 3 facts problems"),
+        "{out}"
+    );
+    let exported = events_export(&dir, &p._tmp.path().join("out-bad"));
+    assert!(exported == pristine, "damaged facts changed the export");
+    // Derived data: removing the damaged files makes the archive clean.
+    for f in [&files[1], &files[3], &files[5]] {
+        fs::remove_file(f).unwrap();
+    }
+    ccvault(&dir, &["verify"]).ok();
+}
+
 #[test]
 fn a_damaged_index_never_panics_and_reindex_restores_it() {
     let p = Pristine::build();

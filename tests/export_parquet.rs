@@ -777,3 +777,108 @@ fn a_tenants_export_holds_its_rows_and_continues_on_its_own() {
         );
     }
 }
+
+/// The events table is made from the segments' facts where they exist
+/// (docs/FORMAT.md §5), without parsing those payloads: facts that lie
+/// (rewritten here with another agent and GUID) show in the table, and with
+/// the facts removed the parsed rows come back. Status changes are always
+/// parsed (the agent states read them whole).
+#[test]
+fn events_rows_come_from_the_segments_facts() {
+    use ccvault_event::decode_message;
+    use ccvault_log::{LogReader, Position, ScanItem};
+    use ccvault_store::facts::FactsBuilder;
+
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let (a, b) = streams(tmp.path());
+    import(&data, &[&a, &b], &["--segment-bytes", "256KiB"]);
+    let honest_out = tmp.path().join("honest");
+    export(&data, &honest_out, &[]);
+    let by_offset = |out: &Path| -> BTreeMap<i64, serde_json::Map<String, Value>> {
+        rows(out, "events")
+            .into_iter()
+            .map(|(_, row)| (row["offset"].as_i64().unwrap(), row))
+            .collect()
+    };
+    let honest = by_offset(&honest_out);
+
+    // Each segment's facts rewritten: the same records, another agent and
+    // GUID for every event that names them.
+    let log = LogReader::open(&data.join("log")).unwrap();
+    let segments = log.segments();
+    assert!(segments.len() >= 3, "{segments:?}");
+    let mut builders: Vec<FactsBuilder> = segments.iter().map(|&s| FactsBuilder::new(s)).collect();
+    for item in log.scan(Position::START) {
+        let ScanItem::Record(at, rec) = item.unwrap() else {
+            panic!("damage in a fresh archive")
+        };
+        let Ok(mut keys) = decode_message(&rec.payload).outcome else {
+            continue;
+        };
+        if keys.agent_id.is_some() {
+            keys.agent_id = Some("liar-agent".into());
+        }
+        if keys.interaction_guid.is_some() {
+            keys.interaction_guid = Some("liar-guid-acme01".into());
+        }
+        let i = segments.iter().position(|&s| s == at.segment).unwrap();
+        builders[i].push(rec.offset, &rec.payload, &keys);
+    }
+    for b in &builders {
+        assert!(!b.is_empty());
+        b.write(&data.join("facts")).unwrap();
+    }
+    let lying_out = tmp.path().join("lying");
+    export(&data, &lying_out, &[]);
+    let lying = by_offset(&lying_out);
+    assert_eq!(lying.len(), honest.len());
+    let mut from_facts = 0;
+    for (offset, row) in &honest {
+        let told = &lying[offset];
+        let status_change = row["family"] == "AgentStatusChange";
+        if row["agentId"].is_string() && !status_change {
+            assert_eq!(told["agentId"], "liar-agent", "offset {offset}");
+            from_facts += 1;
+        } else {
+            assert_eq!(told["agentId"], row["agentId"], "offset {offset}");
+        }
+        if row["interactionGUID"].is_string() && !status_change {
+            assert_eq!(
+                told["interactionGUID"], "liar-guid-acme01",
+                "offset {offset}"
+            );
+        }
+        assert_eq!(told["payload"], row["payload"], "offset {offset}");
+    }
+    assert!(
+        from_facts > honest.len() / 2,
+        "{from_facts} of {}",
+        honest.len()
+    );
+
+    std::fs::remove_dir_all(data.join("facts")).unwrap();
+    let parsed_out = tmp.path().join("parsed");
+    export(&data, &parsed_out, &[]);
+    assert_eq!(by_offset(&parsed_out), honest);
+
+    // `reindex` writes the facts of every sealed segment that has none
+    // (all but the last, which its next writer may append to), from the
+    // log: an archive written before facts gets them.
+    ccvault(&data, &["reindex"]).ok();
+    let written: Vec<String> = std::fs::read_dir(data.join("facts"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert_eq!(written.len(), segments.len() - 1, "{written:?}");
+    let verify = ccvault(&data, &["verify", "--format", "json"]).ok();
+    let report = &verify.json_lines()[0];
+    assert_eq!(report["clean"], true, "{report}");
+    assert!(
+        report["factsChecked"].as_u64().unwrap() > honest.len() as u64 / 2,
+        "{report}"
+    );
+    let reindexed_out = tmp.path().join("reindexed");
+    export(&data, &reindexed_out, &[]);
+    assert_eq!(by_offset(&reindexed_out), honest);
+}

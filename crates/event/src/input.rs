@@ -7,6 +7,7 @@
 //! carries a quarantine reason. Decoding never panics and never fails.
 
 use std::borrow::Cow;
+use std::ops::Range;
 
 use base64::Engine;
 
@@ -15,22 +16,77 @@ use crate::scan::scan_event;
 use crate::time::PayloadTimes;
 use crate::value::Lenient;
 
-/// What the index needs to know of an event.
+/// What the index (and a segment's facts, in the store) need to know of an
+/// event.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Keys {
     pub interaction_guid: Option<String>,
     pub agent_id: Option<String>,
     /// What the payload says about the event's time.
     pub times: PayloadTimes,
+    /// Where the family and the event type lie in the payload, when both
+    /// are there verbatim (neither escaped nor a number).
+    pub names: Option<NameSpans>,
+}
+
+/// Byte ranges of an event's family ([`Event::family`]) and type
+/// ([`Event::event_type`]) in its payload: read back without a copy made
+/// for each event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NameSpans {
+    pub family: Range<u32>,
+    pub event_type: Range<u32>,
+}
+
+impl NameSpans {
+    /// The spans of `event`'s names in `payload`, the bytes it was parsed
+    /// from; `None` if either name is not a slice of them.
+    pub fn of(event: &Event<'_>, payload: &[u8]) -> Option<NameSpans> {
+        Some(NameSpans {
+            family: span_in(payload, &event.family)?,
+            event_type: span_in(payload, &event.event_type())?,
+        })
+    }
+
+    /// The family and the event type, read from `payload` (the bytes the
+    /// spans were taken from).
+    pub fn read<'p>(&self, payload: &'p [u8]) -> Option<(&'p str, &'p str)> {
+        let (family, event_type) = self.bytes(payload)?;
+        Some((
+            std::str::from_utf8(family).ok()?,
+            std::str::from_utf8(event_type).ok()?,
+        ))
+    }
+
+    /// [`NameSpans::read`] without checking the bytes as UTF-8 again: they
+    /// are text when `payload` is the bytes the spans were taken from.
+    pub fn bytes<'p>(&self, payload: &'p [u8]) -> Option<(&'p [u8], &'p [u8])> {
+        let bytes = |r: &Range<u32>| {
+            payload.get(usize::try_from(r.start).ok()?..usize::try_from(r.end).ok()?)
+        };
+        Some((bytes(&self.family)?, bytes(&self.event_type)?))
+    }
+}
+
+/// Where `text` lies in `bytes`, if it is a slice of them.
+fn span_in(bytes: &[u8], text: &str) -> Option<Range<u32>> {
+    let start = (text.as_ptr() as usize).checked_sub(bytes.as_ptr() as usize)?;
+    let end = start.checked_add(text.len())?;
+    // Equal bytes at that place: a slice of `bytes` whatever the pointers.
+    (bytes.get(start..end)? == text.as_bytes())
+        .then(|| Some(u32::try_from(start).ok()?..u32::try_from(end).ok()?))
+        .flatten()
 }
 
 impl Keys {
-    pub fn of(event: &Event<'_>) -> Keys {
+    /// The keys of `event`, parsed from `payload`.
+    pub fn of(event: &Event<'_>, payload: &[u8]) -> Keys {
         let text = |v: &Lenient| v.as_text().map(Cow::into_owned);
         Keys {
             interaction_guid: text(&event.body.interaction_guid),
             agent_id: text(&event.body.agent_id),
             times: event.payload_times(),
+            names: NameSpans::of(event, payload),
         }
     }
 }
@@ -62,7 +118,7 @@ pub fn decode_message(raw: &[u8]) -> Decoded<'_> {
         control: false,
     };
     let event = |ev: &Event<'_>| Decoded {
-        outcome: Ok(Keys::of(ev)),
+        outcome: Ok(Keys::of(ev, raw)),
         payload: Cow::Borrowed(raw),
         message_id: None,
         publish_time: None,
@@ -103,7 +159,7 @@ pub fn decode_message(raw: &[u8]) -> Decoded<'_> {
             match decoded {
                 Ok(bytes) => {
                     let outcome = parse_event(&bytes)
-                        .map(|ev| Keys::of(&ev))
+                        .map(|ev| Keys::of(&ev, &bytes))
                         .map_err(|e| format!("Pulsar envelope payload: {e}"));
                     Decoded {
                         payload: Cow::Owned(bytes),

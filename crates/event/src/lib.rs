@@ -28,7 +28,7 @@ mod value;
 pub use event::{
     parse_event, parse_event_into, parse_event_serde, Event, EventBody, MsgInfo, NotAnEvent,
 };
-pub use input::{decode_message, Decoded, Keys};
+pub use input::{decode_message, Decoded, Keys, NameSpans};
 pub use order::{event_time, lifecycle_rank, CanonicalKey};
 pub use scan::scan_event;
 pub use time::{parse_publish_time, resolve_time, Arrival, EventTime, PayloadTimes, TimeSource};

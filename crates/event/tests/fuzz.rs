@@ -46,7 +46,12 @@ fn fast_agrees(raw: &[u8]) -> bool {
 fn read_all(raw: &[u8], publish_time: Option<&str>) {
     fast_agrees(raw);
     let Ok(ev) = parse_event(raw) else { return };
-    let keys = Keys::of(&ev);
+    let keys = Keys::of(&ev, raw);
+    if let Some(names) = &keys.names {
+        let (family, event_type) = names.read(raw).expect("spans inside the payload");
+        assert_eq!(family, ev.family.as_ref());
+        assert_eq!(event_type, ev.event_type().as_ref());
+    }
     let _ = lifecycle_rank(&ev.event_type());
     for live in [false, true] {
         let t = event_time(
@@ -74,7 +79,7 @@ fn event_target(raw: &[u8]) {
             raw,
             "a bare event is archived as received"
         );
-        assert_eq!(d.outcome, Ok(Keys::of(&ev)));
+        assert_eq!(d.outcome, Ok(Keys::of(&ev, raw)));
         assert!(!d.control);
     }
 }
@@ -94,7 +99,7 @@ fn envelope_target(raw: &[u8]) {
             let ev = parse_event(&d.payload).unwrap_or_else(|e| {
                 panic!("decode_message accepted an event parse_event refuses: {e}")
             });
-            assert_eq!(&Keys::of(&ev), keys);
+            assert_eq!(&Keys::of(&ev, &d.payload), keys);
             read_all(&d.payload, d.publish_time.as_deref());
         }
         Err(reason) => assert!(!reason.is_empty(), "a quarantine needs a reason"),

@@ -39,6 +39,7 @@ use std::path::{Path, PathBuf};
 
 use ccvault_event::Event;
 use ccvault_projections::{InteractionFilter, Projections, SpanChanges};
+use ccvault_store::facts::FactsCursor;
 use ccvault_store::{ArchiveReader, Hit, Position, Record, RecordRef, StoreError};
 use jiff::tz::TimeZone;
 use serde::Serialize;
@@ -49,8 +50,8 @@ use crate::checkpoint::{Checkpoint, PartState, Sources, CHECKPOINT_FILE};
 use crate::column::{ColumnError, Rows};
 use crate::error::{io, ExportError, Result};
 use crate::partition::{create_dirs, Dates, NewFile, PartitionKey, TableWriter};
-use crate::stage::{staged_rows, Records, Stage};
-use crate::tables::{push_event, push_span, push_summary, read_event, Table};
+use crate::stage::{staged_rows, At, Records, Stage};
+use crate::tables::{fact_row, push_event, push_span, push_summary, read_event, Table};
 
 /// How to export.
 #[derive(Clone, Debug)]
@@ -507,10 +508,12 @@ fn scan_events(
             tenant: None,
             date: None,
         },
+        facts_dir: reader.facts_dir(),
+        facts: None,
     };
     let mut stage = Stage::spawn("export-parse", rows, EventRows::visit)?;
     let mut records_read = 0u64;
-    let mut pass = |at: Option<u32>, rec: RecordRef<'_>| -> Result<()> {
+    let mut pass = |at: At, rec: RecordRef<'_>| -> Result<()> {
         records_read += 1;
         // Only what the stage will use crosses to it.
         let kept =
@@ -530,29 +533,33 @@ fn scan_events(
     let result = match (opts.tenant.as_deref(), read) {
         (None, Read::SavedAndNew(saved)) => {
             for (hit, rec) in &saved {
-                pass(Some(hit.pos), rec.as_ref())?;
+                let at = At {
+                    segment: None,
+                    pos: Some(hit.pos),
+                };
+                pass(at, rec.as_ref())?;
             }
             drop(saved);
             for_each_new_record(reader, wanted.clone(), |at, rec| {
-                pass(Some(at.pos), rec).map(|()| true)
+                pass(logged(at), rec).map(|()| true)
             })?;
             Ok(())
         }
         (None, Read::New) => {
             for_each_new_record(reader, wanted.clone(), |at, rec| {
-                pass(Some(at.pos), rec).map(|()| true)
+                pass(logged(at), rec).map(|()| true)
             })?;
             Ok(())
         }
         (None, Read::All) => reader
             .for_each_record_ref(
-                |at, rec| pass(Some(at.pos), rec).map_err(&mut stop),
+                |at, rec| pass(logged(at), rec).map_err(&mut stop),
                 |_| damaged += 1,
             )
             .map_err(ExportError::from),
         (Some(t), _) => p
             .tenant_records(reader, t, |rec| {
-                pass(None, rec.as_ref()).map_err(|e| stop(e).into())
+                pass(At::default(), rec.as_ref()).map_err(|e| stop(e).into())
             })
             .map_err(ExportError::from),
     };
@@ -570,6 +577,14 @@ fn scan_events(
     })
 }
 
+/// Where a record the log's scan read is.
+fn logged(at: Position) -> At {
+    At {
+        segment: Some(at.segment),
+        pos: Some(at.pos),
+    }
+}
+
 /// The parsing stage of [`scan_events`]: the rows of `events` and the
 /// agent status changes.
 struct EventRows {
@@ -584,11 +599,16 @@ struct EventRows {
     /// The partition of the last row: most rows share the one before's,
     /// so its tenant is copied only when it changes.
     key: PartitionKey,
+    /// The archive's segment facts (`ccvault_store::facts`).
+    facts_dir: PathBuf,
+    /// The facts of the segment of the last record read (none: that
+    /// segment has no usable facts), tried once a segment.
+    facts: Option<(u64, Option<FactsCursor>)>,
 }
 
 impl EventRows {
-    /// The records of one stage chunk, parsed into one event made for the
-    /// chunk ([`read_event`]).
+    /// The records of one stage chunk, each from its segment's facts or
+    /// else parsed into one event made for the chunk ([`read_event`]).
     fn visit(&mut self, records: Records<'_>) -> Result<()> {
         let mut event = Event::default();
         for (at, rec) in records {
@@ -598,41 +618,64 @@ impl EventRows {
     }
 
     /// `rec` is not quarantined, and wanted or maybe a status change; `at`
-    /// is its position in its segment, when known; `event` is parsed into.
-    fn record<'a>(
-        &mut self,
-        at: Option<u32>,
-        rec: RecordRef<'a>,
-        event: &mut Event<'a>,
-    ) -> Result<()> {
+    /// is where it is in the log, when known; `event` is parsed into.
+    fn record<'a>(&mut self, at: At, rec: RecordRef<'a>, event: &mut Event<'a>) -> Result<()> {
         let row_wanted = self.wanted.contains(&rec.offset);
-        // A wanted row is parsed anyway, and the agent states take only
-        // the status changes among parsed events: the search of the
-        // payload for one (a pass over its bytes) is for the others.
-        if !row_wanted && !may_be_status_change(rec.payload) {
-            return Ok(());
-        }
-        let only = self.only.as_deref();
-        let row = read_event(&rec, event);
-        if let Some(ev) = row.event {
-            let tenant = row.tenant.as_deref().or(only);
-            let taken = self
-                .agents
-                .add_event_with_tenant(ev, row.time, rec.payload, tenant)
-                .map_err(io(SCRATCH_ERROR, &self.scratch))?;
-            if taken {
-                self.changes = match (self.changes.take(), at) {
-                    (Some(mut list), Some(pos)) => {
-                        list.push(Hit {
-                            offset: rec.offset,
-                            pos,
-                        });
-                        Some(list)
-                    }
-                    _ => None,
-                };
+        // A record its segment's facts describe needs no parse unless it
+        // is a status change, which the agent states read whole.
+        if let Some(seg) = at.segment {
+            if self.facts.as_ref().map(|(base, _)| *base) != Some(seg) {
+                let cursor = ccvault_store::facts::open_cursor(&self.facts_dir, seg);
+                self.facts = Some((seg, cursor));
             }
         }
+        let fact = match (&mut self.facts, at.segment) {
+            (Some((_, Some(cursor))), Some(_)) => {
+                cursor.get(rec.offset, rec.payload.len()).filter(|f| {
+                    !is_status_change_name(f.family) && !is_status_change_name(f.event_type)
+                })
+            }
+            _ => None,
+        };
+        let row = match fact {
+            Some(f) => {
+                if !row_wanted {
+                    return Ok(());
+                }
+                fact_row(&rec, &f)
+            }
+            None => {
+                // A wanted row is parsed anyway, and the agent states take
+                // only the status changes among parsed events: the search
+                // of the payload for one (a pass over its bytes) is for the
+                // others.
+                if !row_wanted && !may_be_status_change(rec.payload) {
+                    return Ok(());
+                }
+                let (row, parsed) = read_event(&rec, event);
+                if let Some(ev) = parsed {
+                    let tenant = row.tenant.as_deref().or(self.only.as_deref());
+                    let taken = self
+                        .agents
+                        .add_event_with_tenant(ev, row.time, rec.payload, tenant)
+                        .map_err(io(SCRATCH_ERROR, &self.scratch))?;
+                    if taken {
+                        self.changes = match (self.changes.take(), at.pos) {
+                            (Some(mut list), Some(pos)) => {
+                                list.push(Hit {
+                                    offset: rec.offset,
+                                    pos,
+                                });
+                                Some(list)
+                            }
+                            _ => None,
+                        };
+                    }
+                }
+                row
+            }
+        };
+        let only = self.only.as_deref();
         if !row_wanted || only.is_some_and(|t| row.tenant.as_deref() != Some(t)) {
             return Ok(());
         }
@@ -646,6 +689,12 @@ impl EventRows {
         self.writer
             .row(&self.key, |rows| push_event(rows, &rec, &row))
     }
+}
+
+/// Whether an event of this family or type is a status change
+/// (`ccvault_projections::agents`: either name says so).
+fn is_status_change_name(name: &str) -> bool {
+    name == "AgentStatusChange"
 }
 
 /// Whether a payload can be an `AgentStatusChange` (docs/METRICS.md §5):

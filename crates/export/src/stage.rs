@@ -53,11 +53,19 @@ struct Chunk {
     records: Vec<Held>,
 }
 
+/// Where a staged record lies in the log, as far as its reader knew.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct At {
+    /// Its segment (the segment's first offset).
+    pub segment: Option<u64>,
+    /// Its byte position in its segment.
+    pub pos: Option<u32>,
+}
+
 /// A record of a [`Chunk`]: its texts as ranges of the chunk's `texts`,
 /// its payload as a range of its `bytes`.
 struct Held {
-    /// Its byte position in its segment, when known.
-    at: Option<u32>,
+    at: At,
     kind: RecordKind,
     offset: u64,
     ingest_ms: i64,
@@ -97,7 +105,7 @@ impl Chunk {
             + rec.payload.len()
     }
 
-    fn push(&mut self, at: Option<u32>, rec: &RecordRef<'_>) {
+    fn push(&mut self, at: At, rec: &RecordRef<'_>) {
         let texts = &mut self.texts;
         let mut put = |t: &str| {
             let start = texts.len();
@@ -145,8 +153,8 @@ impl Chunk {
     }
 }
 
-/// The records of one chunk, in the order pushed, with their byte
-/// positions in their segments when known.
+/// The records of one chunk, in the order pushed, with where they are in
+/// the log when known.
 pub struct Records<'c> {
     texts: &'c str,
     bytes: &'c [u8],
@@ -154,7 +162,7 @@ pub struct Records<'c> {
 }
 
 impl<'c> Iterator for Records<'c> {
-    type Item = (Option<u32>, RecordRef<'c>);
+    type Item = (At, RecordRef<'c>);
 
     fn next(&mut self) -> Option<Self::Item> {
         let h = self.held.next()?;
@@ -179,8 +187,8 @@ impl<'c> Iterator for Records<'c> {
     }
 }
 
-/// How a stage takes the records of one chunk, each with its byte position
-/// in its segment when known. A chunk at a time, so that what the stage
+/// How a stage takes the records of one chunk, each with where it is in
+/// the log when known. A chunk at a time, so that what the stage
 /// parses a record into (a ~0.9 KB `Event` borrowing the chunk) can be made
 /// once per chunk and reused for each of its records.
 pub type Visit<S> = for<'c> fn(&mut S, Records<'c>) -> Result<()>;
@@ -223,7 +231,7 @@ impl<S: Send + 'static> Stage<S> {
     }
 
     /// Hands one record to the stage (a copy: `rec` may be reused at once).
-    pub fn push(&mut self, at: Option<u32>, rec: &RecordRef<'_>) -> Result<()> {
+    pub fn push(&mut self, at: At, rec: &RecordRef<'_>) -> Result<()> {
         let filled = self.chunk.len();
         if filled > 0 && filled + Chunk::needs(rec) > CHUNK_BYTES {
             let full = std::mem::take(&mut self.chunk);
@@ -441,9 +449,10 @@ mod tests {
         let visit = |seen: &mut Vec<(u64, bool, String)>, records: Records<'_>| {
             for (at, r) in records {
                 assert_eq!(
-                    at.map(u64::from),
+                    at.pos.map(u64::from),
                     r.offset.is_multiple_of(2).then_some(r.offset)
                 );
+                assert_eq!(at.segment, at.pos.map(|_| 1000));
                 assert_eq!(
                     (r.source, r.message_id, r.ingest_ms),
                     ("t/event-v1/all", "mé", 7)
@@ -455,7 +464,11 @@ mod tests {
         };
         let mut stage = Stage::spawn("test", Vec::new(), visit).unwrap();
         for i in 0..payloads.len() {
-            let at = i.is_multiple_of(2).then_some(i as u32);
+            let pos = i.is_multiple_of(2).then_some(i as u32);
+            let at = At {
+                segment: pos.map(|_| 1000),
+                pos,
+            };
             stage.push(at, &rec(i)).unwrap();
         }
         let seen = stage.finish().unwrap();
@@ -476,7 +489,7 @@ mod tests {
         let mut stage = Stage::spawn("test", (), failing).unwrap();
         let mut failed = None;
         for i in 0..payloads.len() {
-            if let Err(e) = stage.push(None, &rec(i)) {
+            if let Err(e) = stage.push(At::default(), &rec(i)) {
                 failed = Some(e);
                 break;
             }

@@ -16,7 +16,9 @@ use ccvault_event::{
 };
 use ccvault_projections::agents::AgentSpan;
 use ccvault_projections::summary::SUMMARY_COLUMNS;
+use ccvault_projections::tenant::record_or_guid_tenant;
 use ccvault_projections::{event_tenant, Summary};
+use ccvault_store::facts::Fact;
 use ccvault_store::RecordRef;
 
 use crate::column::{ColumnError, Rows, Spec, Ty};
@@ -93,13 +95,32 @@ pub const AGENT_SPAN_COLUMNS: [Spec; 7] = [
 ];
 
 /// What the export reads of one archived (not quarantined) record.
-pub struct EventRow<'e, 'a> {
-    /// The event, parsed into the caller's [`read_event`] slot.
-    pub event: Option<&'e Event<'a>>,
+pub struct EventRow<'e> {
+    /// The event's names, when it is one.
+    pub names: Option<EventNames<'e>>,
     pub time: EventTime,
     /// Borrowed from the record or the event where it can be: two of the
     /// three allocations a row made were its tenant's.
     pub tenant: Option<Cow<'e, str>>,
+}
+
+/// The columns of an event's row that come from the event.
+pub struct EventNames<'e> {
+    pub family: Cow<'e, str>,
+    pub event_type: Cow<'e, str>,
+    pub interaction_guid: Option<Cow<'e, str>>,
+    pub agent_id: Option<Cow<'e, str>>,
+}
+
+/// How a record arrived, for its event time: as
+/// `ccvault_projections::record_input`, for a record not copied out of the
+/// log's buffer.
+fn arrival<'a>(rec: &RecordRef<'a>) -> Arrival<'a> {
+    Arrival {
+        publish_time: (!rec.publish_time.is_empty()).then_some(rec.publish_time),
+        ingest_ms: rec.ingest_ms,
+        live: rec.source_kind.is_live(),
+    }
 }
 
 /// Parses a record once for its row, its partition and the agent states
@@ -108,31 +129,51 @@ pub struct EventRow<'e, 'a> {
 /// moving each ~0.9 KB event out of the parser and into its row (~1 % of a
 /// 1M Parquet export's samples, issue 14). A payload that is not an event
 /// (none should be archived unquarantined) still gets a row: its time from
-/// the record alone, no event fields.
-pub fn read_event<'e, 'a>(rec: &RecordRef<'a>, slot: &'e mut Event<'a>) -> EventRow<'e, 'a> {
-    // As `ccvault_projections::record_input`, for a record not copied out
-    // of the log's buffer.
-    let arrival = Arrival {
-        publish_time: (!rec.publish_time.is_empty()).then_some(rec.publish_time),
-        ingest_ms: rec.ingest_ms,
-        live: rec.source_kind.is_live(),
-    };
+/// the record alone, no event fields. The event is returned too, when the
+/// payload is one.
+pub fn read_event<'e, 'a>(
+    rec: &RecordRef<'a>,
+    slot: &'e mut Event<'a>,
+) -> (EventRow<'e>, Option<&'e Event<'a>>) {
     match parse_event_into(rec.payload, slot) {
         Ok(()) => {
-            let event = &*slot;
-            let time = event_time(event, arrival);
-            let tenant = event_tenant(rec.source_kind, rec.source, event);
-            EventRow {
-                event: Some(event),
-                time,
-                tenant,
-            }
+            let event: &'e Event<'a> = &*slot;
+            let row = EventRow {
+                names: Some(EventNames {
+                    family: Cow::Borrowed(event.family.as_ref()),
+                    event_type: event.event_type(),
+                    interaction_guid: event.body.interaction_guid.as_text(),
+                    agent_id: event.body.agent_id.as_text(),
+                }),
+                time: event_time(event, arrival(rec)),
+                tenant: event_tenant(rec.source_kind, rec.source, event),
+            };
+            (row, Some(event))
         }
-        Err(_) => EventRow {
-            event: None,
-            time: resolve_time(PayloadTimes::default(), arrival),
-            tenant: None,
-        },
+        Err(_) => (
+            EventRow {
+                names: None,
+                time: resolve_time(PayloadTimes::default(), arrival(rec)),
+                tenant: None,
+            },
+            None,
+        ),
+    }
+}
+
+/// The row of a record from its segment's facts (`ccvault_store::facts`),
+/// without parsing its payload: the same row [`read_event`] makes of it.
+pub fn fact_row<'f>(rec: &RecordRef<'f>, fact: &Fact<'f>) -> EventRow<'f> {
+    EventRow {
+        names: Some(EventNames {
+            family: Cow::Borrowed(fact.family),
+            event_type: Cow::Borrowed(fact.event_type),
+            interaction_guid: fact.interaction_guid.map(Cow::Borrowed),
+            agent_id: fact.agent_id.map(Cow::Borrowed),
+        }),
+        time: resolve_time(fact.times, arrival(rec)),
+        tenant: record_or_guid_tenant(rec.source_kind, rec.source, fact.interaction_guid)
+            .map(Cow::Borrowed),
     }
 }
 
@@ -140,7 +181,7 @@ pub fn read_event<'e, 'a>(rec: &RecordRef<'a>, slot: &'e mut Event<'a>) -> Event
 pub fn push_event(
     rows: &mut Rows,
     rec: &RecordRef<'_>,
-    row: &EventRow<'_, '_>,
+    row: &EventRow<'_>,
 ) -> Result<(), ColumnError> {
     fn nonempty(s: &str) -> Option<&str> {
         (!s.is_empty()).then_some(s)
@@ -159,12 +200,12 @@ pub fn push_event(
     rows.opt_text(6, nonempty(rec.publish_time))?;
     rows.int(7, row.time.ms)?;
     rows.text(8, row.time.source.name())?;
-    match row.event {
-        Some(ev) => {
-            rows.text(9, &ev.family)?;
-            rows.text(10, &ev.event_type())?;
-            rows.opt_text(11, ev.body.interaction_guid.as_text().as_deref())?;
-            rows.opt_text(12, ev.body.agent_id.as_text().as_deref())?;
+    match &row.names {
+        Some(n) => {
+            rows.text(9, &n.family)?;
+            rows.text(10, &n.event_type)?;
+            rows.opt_text(11, n.interaction_guid.as_deref())?;
+            rows.opt_text(12, n.agent_id.as_deref())?;
         }
         None => {
             for i in 9..=12 {
@@ -173,8 +214,9 @@ pub fn push_event(
         }
     }
     rows.opt_text(13, row.tenant.as_deref())?;
-    if row.event.is_some() || std::str::from_utf8(rec.payload).is_ok() {
-        // Parsed as an event, so UTF-8: kept byte for byte.
+    if row.names.is_some() || std::str::from_utf8(rec.payload).is_ok() {
+        // An event (parsed now or when archived), so UTF-8: kept byte for
+        // byte.
         rows.raw_text(14, rec.payload)?;
     } else {
         // A STRING column must hold UTF-8; no archived event lacks it.

@@ -60,6 +60,16 @@ pub fn event_tenant<'a>(
     tenant_of(record_tenant(kind, source), event)
 }
 
+/// [`event_tenant`] of an event whose `interactionGUID` reads as `guid`
+/// (text, as [`ccvault_event::Lenient::as_text`] gives it).
+pub fn record_or_guid_tenant<'a>(
+    kind: SourceKind,
+    source: &'a str,
+    guid: Option<&'a str>,
+) -> Option<&'a str> {
+    record_tenant(kind, source).or_else(|| guid_tenant(guid?))
+}
+
 /// [`event_tenant`] when the record's topic tenant is already known: it,
 /// else [`guid_tenant`] of the `interactionGUID` read as text (§1).
 pub(crate) fn tenant_of<'a>(

@@ -49,6 +49,7 @@ use ccvault_log::{
 };
 
 use crate::error::{io, Result, StoreError};
+use crate::facts::{FactsBuilder, FactsWriter};
 use crate::layout::Layout;
 use crate::segments::{packed_totals, SegmentMap};
 
@@ -238,6 +239,11 @@ pub struct Archive {
     committing: bool,
     last_commit: Instant,
     poisoned: Option<String>,
+    /// The facts of the segment being appended to (`crate::facts`).
+    facts: Option<FactsBuilder>,
+    /// The thread writing the facts of the segments rolled past, once
+    /// there was one.
+    facts_writer: Option<FactsWriter>,
     _lock: ccvault_log::DirLock,
 }
 
@@ -364,6 +370,11 @@ impl Archive {
             pos: c.pos,
         });
         let (log, recovery) = Log::open(&layout.log_dir(), log_options, scan_from)?;
+        // Before anything is appended: the last segment's tail may have
+        // been cut, and its offsets will hold other records.
+        let facts_dir = layout.facts_dir();
+        crate::facts::remove_from(&facts_dir, log.end_position().segment)
+            .map_err(io("cannot remove stale facts in", facts_dir))?;
         report.truncated_bytes = recovery.truncated_bytes;
         report.damaged_records = recovery.damaged.len();
         for d in &recovery.damaged {
@@ -382,6 +393,8 @@ impl Archive {
             committing: false,
             last_commit: Instant::now(),
             poisoned: None,
+            facts: None,
+            facts_writer: None,
             _lock: lock,
         };
         let index = if checkpoint.is_some_and(|c| c.next_offset > archive.log.next_offset()) {
@@ -391,7 +404,7 @@ impl Archive {
             report.index_rebuilt = true;
             archive.rebuild_index()?
         } else {
-            archive.index_tail(scan_from, archive.options.index_commit_records)?
+            archive.index_tail(scan_from, archive.options.index_commit_records, None)?
         };
         report.reindexed_tail = index;
         archive.tally_untallied_counts()?;
@@ -544,6 +557,7 @@ impl Archive {
                 own: None,
                 event_ts_ms: None,
             },
+            names: None,
         };
         let mut pending: Vec<Pending> = Vec::with_capacity(batch.len());
         let mut duplicates = 0u64;
@@ -619,6 +633,9 @@ impl Archive {
                 quarantine_reason: reason.unwrap_or(""),
                 payload,
             })?;
+            if reason.is_none() {
+                self.note_facts(position.segment, offset, payload, keys);
+            }
             let publish = (!publish_time.is_empty()).then_some(publish_time);
             let time = resolve_time(keys.times, arrival(publish, msg.ingest_ms, msg.source_kind));
             outcomes.push(match reason {
@@ -683,6 +700,52 @@ impl Archive {
             outcomes,
             next_offset,
         })
+    }
+
+    /// Adds a record appended to `segment` to its facts; a segment's facts
+    /// are written once the log has rolled past it.
+    fn note_facts(&mut self, segment: u64, offset: u64, payload: &[u8], keys: &Keys) {
+        if self.facts.as_ref().map(FactsBuilder::base) != Some(segment) {
+            self.write_facts(false);
+            self.facts = Some(FactsBuilder::new(segment));
+        }
+        if let Some(f) = self.facts.as_mut() {
+            f.push(offset, payload, keys);
+        }
+    }
+
+    /// Writes, on a thread of its own, the facts held if their segment is
+    /// sealed (the log has rolled past it), or with `active_too` whatever
+    /// segment they are of (at close, every record durable: the next
+    /// writer removes them before it appends). A failure costs only speed
+    /// (the readers parse those payloads), so it is logged, not returned.
+    fn write_facts(&mut self, active_too: bool) {
+        if !self
+            .facts
+            .as_ref()
+            .is_some_and(|f| active_too || f.base() < self.log.end_position().segment)
+        {
+            return;
+        }
+        let Some(done) = self.facts.take().filter(|f| !f.is_empty()) else {
+            return;
+        };
+        if self.facts_writer.is_none() {
+            match FactsWriter::start(self.layout.facts_dir()) {
+                Ok(w) => self.facts_writer = Some(w),
+                Err(e) => tracing::warn!("could not start the facts writer ({e})"),
+            }
+        }
+        if let Some(w) = self.facts_writer.as_mut() {
+            w.write(done);
+        }
+    }
+
+    /// Waits for the facts handed over to be written.
+    fn wait_for_facts(&mut self) {
+        if let Some(mut w) = self.facts_writer.take() {
+            w.finish();
+        }
     }
 
     /// Commits the open index transaction, making everything appended so
@@ -826,6 +889,7 @@ impl Archive {
     pub fn sync(&mut self) -> Result<u64> {
         let next = self.log.flush()?;
         self.commit_index()?;
+        self.write_facts(false);
         Ok(next)
     }
 
@@ -836,6 +900,8 @@ impl Archive {
     pub fn close(mut self) -> Result<u64> {
         self.end_commit_thread()?;
         let next = self.sync()?;
+        self.write_facts(true);
+        self.wait_for_facts();
         let started = Instant::now();
         // `sync` waited for any commit thread, which held the only other
         // share.
@@ -859,9 +925,13 @@ impl Drop for Archive {
             // Not left writing the index after the directory is unlocked.
             drop(self.committer.take());
         } else {
-            if let Err(e) = self.sync() {
-                tracing::error!("closing archive {}: {e}", self.layout.dir().display());
+            match self.sync() {
+                Ok(_) => self.write_facts(true),
+                Err(e) => {
+                    tracing::error!("closing archive {}: {e}", self.layout.dir().display())
+                }
             }
+            self.wait_for_facts();
         }
     }
 }

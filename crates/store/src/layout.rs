@@ -19,6 +19,10 @@ impl Layout {
     pub fn log_dir(&self) -> PathBuf {
         self.dir.join("log")
     }
+    /// Each sealed segment's facts (docs/FORMAT.md §5).
+    pub fn facts_dir(&self) -> PathBuf {
+        self.dir.join("facts")
+    }
     pub fn index_path(&self) -> PathBuf {
         self.dir.join("index.redb")
     }

@@ -15,6 +15,7 @@
 
 mod archive;
 mod error;
+pub mod facts;
 mod import;
 mod layout;
 mod reader;

@@ -13,7 +13,7 @@
 //!   view lags by at most the writer's commit interval.
 
 use std::ops::ControlFlow;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use ccvault_event::parse_event;
 use ccvault_index::{Counters, Hit, IndexReader};
@@ -382,6 +382,11 @@ impl ArchiveReader {
         on_damage: impl FnMut(String),
     ) -> Result<()> {
         self.for_each_record_ref(|_, rec| f(rec.to_record()), on_damage)
+    }
+
+    /// Where the archive keeps its segments' facts (`crate::facts`).
+    pub fn facts_dir(&self) -> PathBuf {
+        self.layout.facts_dir()
     }
 
     /// [`Self::for_each_record`] without copying each record out of the

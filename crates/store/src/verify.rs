@@ -22,6 +22,7 @@ use ccvault_log::{verify as verify_log, DamageReason, Position, ScanRef, Tally};
 
 use crate::archive::payload_time;
 use crate::error::{Result, StoreError};
+use crate::facts::{FactsCursor, SegmentFacts};
 use crate::reader::{ArchiveReader, CatchUp};
 
 #[derive(Debug, Clone, Default)]
@@ -35,11 +36,17 @@ pub struct VerifyReport {
     pub damage: Vec<ccvault_log::Damage>,
     /// Disagreements between the index and the log.
     pub index_problems: Vec<String>,
+    /// Records whose segment's facts were checked against their payload.
+    pub facts_checked: u64,
+    /// Facts files that are damaged, or disagree with the payloads they
+    /// describe (derived data: readers then parse; removing the file is
+    /// safe).
+    pub facts_problems: Vec<String>,
 }
 
 impl VerifyReport {
     pub fn is_clean(&self) -> bool {
-        self.damage.is_empty() && self.index_problems.is_empty()
+        self.damage.is_empty() && self.index_problems.is_empty() && self.facts_problems.is_empty()
     }
 }
 
@@ -58,17 +65,17 @@ struct Seen {
 #[derive(Default)]
 struct Batch {
     payloads: Vec<u8>,
-    /// Each message's offset, position in its segment, whether it is
+    /// Each message's offset, place in the log, whether it is
     /// quarantined, and where its payload ends in `payloads`.
-    messages: Vec<(u64, u32, bool, usize)>,
+    messages: Vec<(u64, Position, bool, usize)>,
 }
 
 /// Payload bytes after which a batch is handed on.
 const BATCH_BYTES: usize = 1 << 20;
 
 impl Batch {
-    /// Each message: its offset, position, quarantine flag and payload.
-    fn messages(&self) -> impl Iterator<Item = (u64, u32, bool, &[u8])> {
+    /// Each message: its offset, place, quarantine flag and payload.
+    fn messages(&self) -> impl Iterator<Item = (u64, Position, bool, &[u8])> {
         let mut start = 0;
         self.messages
             .iter()
@@ -107,9 +114,7 @@ fn scan_batches(
         seen.quarantined += u64::from(rec.quarantined);
         batch.payloads.extend_from_slice(rec.payload);
         let end = batch.payloads.len();
-        batch
-            .messages
-            .push((rec.offset, at.pos, rec.quarantined, end));
+        batch.messages.push((rec.offset, at, rec.quarantined, end));
         if end >= BATCH_BYTES {
             batch = each(batch)?;
             batch.payloads.clear();
@@ -124,19 +129,24 @@ fn scan_batches(
 
 /// Calls `f(kind, key, offset, pos, place)` for every posting the messages
 /// of `batch` call for (`place`: the key's place, for the index's key
-/// ranges).
+/// ranges), and `facts` with each message that is not quarantined.
 fn batch_postings(
     batch: &Batch,
+    mut facts: Option<&mut FactsCheck>,
     mut f: impl FnMut(PostingKind, &[u8], u64, u32, Option<u64>) -> Result<()>,
 ) -> Result<()> {
-    for (offset, pos, quarantined, payload) in batch.messages() {
+    for (offset, at, quarantined, payload) in batch.messages() {
+        let pos = at.pos;
         let keys = if quarantined {
             Keys::default()
         } else {
             parse_event(payload)
-                .map(|ev| Keys::of(&ev))
+                .map(|ev| Keys::of(&ev, payload))
                 .unwrap_or_default()
         };
+        if let (Some(check), false) = (facts.as_deref_mut(), quarantined) {
+            check.message(offset, at.segment, payload, &keys);
+        }
         match &keys.interaction_guid {
             Some(guid) => f(
                 PostingKind::Guid,
@@ -157,22 +167,103 @@ fn batch_postings(
     Ok(())
 }
 
+/// Each record's facts (`crate::facts`) against its payload as parsed now.
+struct FactsCheck {
+    dir: std::path::PathBuf,
+    /// The segment being read, and its facts if it has usable ones.
+    current: Option<(u64, Option<FactsCursor>)>,
+    checked: u64,
+    problems: Vec<String>,
+}
+
+impl FactsCheck {
+    fn new(dir: std::path::PathBuf) -> FactsCheck {
+        FactsCheck {
+            dir,
+            current: None,
+            checked: 0,
+            problems: Vec::new(),
+        }
+    }
+
+    fn message(&mut self, offset: u64, segment: u64, payload: &[u8], keys: &Keys) {
+        if self.current.as_ref().map(|(base, _)| *base) != Some(segment) {
+            self.end_segment();
+            let cursor = match SegmentFacts::read(&self.dir, segment) {
+                Ok(f) => f.map(SegmentFacts::into_cursor),
+                Err(e) => {
+                    self.problems.push(format!(
+                        "{e}: not used (the facts are derived; readers parse those events, and removing the file is safe)"
+                    ));
+                    None
+                }
+            };
+            self.current = Some((segment, cursor));
+        }
+        let Some((_, Some(cursor))) = self.current.as_mut() else {
+            return;
+        };
+        let Some(fact) = cursor.get(offset, payload.len()) else {
+            return;
+        };
+        self.checked += 1;
+        let names = keys.names.as_ref().and_then(|n| n.read(payload));
+        let agrees = names == Some((fact.family, fact.event_type))
+            && keys.interaction_guid.as_deref() == fact.interaction_guid
+            && keys.agent_id.as_deref() == fact.agent_id
+            && keys.times == fact.times;
+        if !agrees {
+            self.problems.push(format!(
+                "the facts of segment {segment} disagree with the payload of offset {offset}:                  they say {fact:?}, the payload parses to {names:?} {keys:?}"
+            ));
+        }
+    }
+
+    /// Reports an entry of the segment read last that could not be read,
+    /// or that named a record of another length.
+    fn end_segment(&mut self) {
+        if let Some((base, Some(cursor))) = self.current.take() {
+            if !cursor.is_sound() {
+                self.problems.push(format!(
+                    "the facts of segment {base} hold a malformed entry: the entries after it are not used"
+                ));
+            }
+            if cursor.mismatched() > 0 {
+                self.problems.push(format!(
+                    "the facts of segment {base} give {} records a payload length they do not have",
+                    cursor.mismatched()
+                ));
+            }
+        }
+    }
+}
+
 /// Batches waiting for the parsing thread of [`expected_digests`].
 const BATCHES_QUEUED: usize = 4;
 
+/// What the parsing thread of [`expected_digests`] found.
+struct Expected {
+    digests: [PostingDigest; 3],
+    places: ExpectedRanges,
+    facts: FactsCheck,
+}
+
 /// The digests of the postings the visible records call for, and their
-/// keys' places, with what else the records hold. The log is read on this
-/// thread and parsed on another: a digest is a sum, so the order in which
-/// the postings are added does not matter.
-fn expected_digests(reader: &ArchiveReader) -> Result<(Seen, [PostingDigest; 3], ExpectedRanges)> {
+/// keys' places, with what else the records hold; and each record's facts
+/// checked. The log is read on this thread and parsed on another: a
+/// digest is a sum, so the order in which the postings are added does not
+/// matter.
+fn expected_digests(reader: &ArchiveReader) -> Result<(Seen, Expected)> {
     let (to_parse, batches) = mpsc::sync_channel::<Batch>(BATCHES_QUEUED);
     let (to_refill, emptied) = mpsc::channel::<Batch>();
+    let facts_dir = reader.facts_dir();
     std::thread::scope(|s| {
-        let parse = move || -> Result<([PostingDigest; 3], ExpectedRanges)> {
+        let parse = move || -> Result<Expected> {
             let mut expected = [PostingDigest::default(); 3];
             let mut places = ExpectedRanges::default();
+            let mut facts = FactsCheck::new(facts_dir);
             for batch in batches {
-                batch_postings(&batch, |kind, key, offset, pos, place| {
+                batch_postings(&batch, Some(&mut facts), |kind, key, offset, pos, place| {
                     expected[kind as usize].add_key(kind, key, offset, pos);
                     places.add(kind, offset, place);
                     Ok(())
@@ -180,7 +271,12 @@ fn expected_digests(reader: &ArchiveReader) -> Result<(Seen, [PostingDigest; 3],
                 // The reader may have stopped: the batch is then dropped.
                 let _ = to_refill.send(batch);
             }
-            Ok((expected, places))
+            facts.end_segment();
+            Ok(Expected {
+                digests: expected,
+                places,
+                facts,
+            })
         };
         let parser = std::thread::Builder::new()
             .name("ccvault-verify-parse".to_owned())
@@ -201,8 +297,8 @@ fn expected_digests(reader: &ArchiveReader) -> Result<(Seen, [PostingDigest; 3],
             ))
         });
         // A parsing error explains a reader that could not hand on.
-        let (expected, places) = parsed?;
-        Ok((seen?, expected, places))
+        let expected = parsed?;
+        Ok((seen?, expected))
     })
 }
 
@@ -301,18 +397,22 @@ pub fn verify(dir: &Path) -> Result<VerifyReport> {
         (log_report, index_problems)
     });
     let log_report = log_report?;
+    let (index_problems, facts) = index_problems?;
     Ok(VerifyReport {
         segments: log_report.segments,
         records: log_report.records - log_report.tallies,
         tallies: log_report.tallies,
         damage: log_report.damage,
-        index_problems: index_problems?,
+        index_problems,
+        facts_checked: facts.checked,
+        facts_problems: facts.problems,
     })
 }
 
 /// Where the index disagrees with the log's visible records (and whether
-/// opening had to catch it up), one sentence each.
-fn index_problems(reader: &ArchiveReader, catch_up: CatchUp) -> Result<Vec<String>> {
+/// opening had to catch it up), one sentence each; and the facts checked
+/// on the way.
+fn index_problems(reader: &ArchiveReader, catch_up: CatchUp) -> Result<(Vec<String>, FactsCheck)> {
     let index = reader.index();
     let visible_end = reader.visible_end();
     let mut problems = Vec::new();
@@ -341,7 +441,14 @@ fn index_problems(reader: &ArchiveReader, catch_up: CatchUp) -> Result<Vec<Strin
         .ok()
         .filter(|own| matches!(own.checkpoint(), Ok(c) if c == snapshot));
     let digests = small.as_ref().unwrap_or(index);
-    let (seen, expected, places) = expected_digests(reader)?;
+    let (
+        seen,
+        Expected {
+            digests: expected,
+            places,
+            facts,
+        },
+    ) = expected_digests(reader)?;
     let mut differing = Vec::new();
     for kind in KINDS {
         let have = digests.posting_digest(kind)?;
@@ -367,7 +474,7 @@ fn index_problems(reader: &ArchiveReader, catch_up: CatchUp) -> Result<Vec<Strin
     if !differing.is_empty() {
         let mut named = 0usize;
         scan_batches(reader, |batch| {
-            batch_postings(&batch, |kind, key, offset, pos, _| {
+            batch_postings(&batch, None, |kind, key, offset, pos, _| {
                 if !differing.contains(&kind) {
                     return Ok(());
                 }
@@ -414,5 +521,5 @@ fn index_problems(reader: &ArchiveReader, catch_up: CatchUp) -> Result<Vec<Strin
         (counters.duplicates, counters.control),
         seen.last_tally,
     ));
-    Ok(problems)
+    Ok((problems, facts))
 }

@@ -333,16 +333,16 @@ pub fn verify(cli: &Cli, format: HumanJson) -> Result<ExitCode> {
                            "bytesSkipped": d.len_skipped, "reason": d.reason.to_string()})
                 })
                 .collect();
-            let index: Vec<_> = report
-                .index_problems
-                .iter()
-                .map(|p| json!({"problem": p}))
-                .collect();
+            let problems = |list: &[String]| -> Vec<_> {
+                list.iter().map(|p| json!({"problem": p})).collect()
+            };
             json_line(
                 &mut out,
                 &json!({"clean": report.is_clean(), "segments": report.segments, "records": report.records,
                         "tallies": report.tallies,
-                        "damage": damage, "indexProblems": index}),
+                        "damage": damage, "indexProblems": problems(&report.index_problems),
+                        "factsChecked": report.facts_checked,
+                        "factsProblems": problems(&report.facts_problems)}),
             )?
         }
         HumanJson::Human => {
@@ -352,9 +352,12 @@ pub fn verify(cli: &Cli, format: HumanJson) -> Result<ExitCode> {
             for p in &report.index_problems {
                 writeln!(out, "INDEX  {p}")?;
             }
+            for p in &report.facts_problems {
+                writeln!(out, "FACTS  {p}")?;
+            }
             writeln!(
                 out,
-                "{}: {} segments, {} readable records, {} damaged places, {} index problems",
+                "{}: {} segments, {} readable records, {} damaged places, {} index problems, {} facts problems",
                 if report.is_clean() {
                     "clean"
                 } else {
@@ -363,7 +366,8 @@ pub fn verify(cli: &Cli, format: HumanJson) -> Result<ExitCode> {
                 report.segments,
                 report.records,
                 report.damage.len(),
-                report.index_problems.len()
+                report.index_problems.len(),
+                report.facts_problems.len()
             )?;
         }
     }

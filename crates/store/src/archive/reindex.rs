@@ -12,6 +12,9 @@
 //!   it is sealed: a crash leaves the old index in place.
 //! - Reading and parsing (most of the work) run on up to four scanner
 //!   threads, each taking whole segments in turn, with bounded queues.
+//! - A whole rebuild also writes the facts (`crate::facts`) of each sealed
+//!   segment that has none usable, from the same parse: an archive written
+//!   before facts, or whose facts were removed, gets them.
 
 use std::ops::ControlFlow;
 use std::sync::Arc;
@@ -25,6 +28,7 @@ use super::{
     arrival, create_private_file, index_entry, open_index, remove_file_if_exists, Archive,
 };
 use crate::error::{io, Result, StoreError};
+use crate::facts::{FactsBuilder, SegmentFacts};
 use crate::segments::packed_totals;
 
 impl Archive {
@@ -49,7 +53,11 @@ impl Archive {
         let fresh = Index::create_scratch(&scratch)?;
         drop(std::mem::replace(&mut self.index, Arc::new(fresh)));
         let started = Instant::now();
-        let n = self.index_tail(None, u64::MAX)?;
+        let facts = FactsPlan {
+            dir: self.layout.facts_dir(),
+            last: self.log.end_position().segment,
+        };
+        let n = self.index_tail(None, u64::MAX, Some(&facts))?;
         tracing::debug!(records = n, elapsed = ?started.elapsed(), "index rebuilt from the log");
         if let Some(c) = untallied {
             if self.index.reader()?.tally_offset()?.is_none() {
@@ -78,7 +86,12 @@ impl Archive {
     /// Reading and parsing (most of the work) run on scanner threads, each
     /// taking whole segments in turn; this thread indexes their output in
     /// log order, segment by segment.
-    pub(super) fn index_tail(&mut self, from: Option<Position>, every_records: u64) -> Result<u64> {
+    pub(super) fn index_tail(
+        &mut self,
+        from: Option<Position>,
+        every_records: u64,
+        facts: Option<&FactsPlan>,
+    ) -> Result<u64> {
         self.commit_index()?;
         let start = from.unwrap_or(Position { segment: 0, pos: 0 });
         let every_bytes = self.options.rebuild_commit_bytes.max(1);
@@ -104,7 +117,7 @@ impl Archive {
                 let (tx, rx) = std::sync::mpsc::sync_channel::<Scanned>(SCANNED_QUEUE);
                 let mine: Vec<(u64, u32)> =
                     segments.iter().skip(k).step_by(scanners).copied().collect();
-                handles.push(scope.spawn(move || scan_segments(log_reader, &mine, &tx)));
+                handles.push(scope.spawn(move || scan_segments(log_reader, &mine, &tx, facts)));
                 outputs.push(rx);
             }
 
@@ -222,7 +235,7 @@ fn scan_message(rec: &RecordRef<'_>) -> ScannedMessage {
         (Keys::default(), PayloadTimes::default())
     } else {
         match parse_event(rec.payload) {
-            Ok(ev) => (Keys::of(&ev), ev.payload_times()),
+            Ok(ev) => (Keys::of(&ev, rec.payload), ev.payload_times()),
             Err(_) => (Keys::default(), PayloadTimes::default()),
         }
     };
@@ -238,12 +251,30 @@ fn scan_message(rec: &RecordRef<'_>) -> ScannedMessage {
     }
 }
 
+/// Which segments' facts a scan writes: those before `last` (the writer's
+/// segment) without usable ones, into `dir`.
+pub(super) struct FactsPlan {
+    pub dir: std::path::PathBuf,
+    pub last: u64,
+}
+
+impl FactsPlan {
+    /// A builder for the facts of `base` scanned from `pos`, if they are to
+    /// be written.
+    fn builder(&self, base: u64, pos: u32) -> Option<FactsBuilder> {
+        let usable = matches!(SegmentFacts::read(&self.dir, base), Ok(Some(_)));
+        (pos == 0 && base < self.last && !usable).then(|| FactsBuilder::new(base))
+    }
+}
+
 /// Scans and parses `segments` (segment, start position) in order, sending
-/// records in chunks and a [`Scanned::SegmentEnd`] after each segment.
+/// records in chunks and a [`Scanned::SegmentEnd`] after each segment; and
+/// writes the facts `facts` asks for.
 fn scan_segments(
     log_reader: &LogReader,
     segments: &[(u64, u32)],
     tx: &std::sync::mpsc::SyncSender<Scanned>,
+    facts: Option<&FactsPlan>,
 ) -> Result<()> {
     const CHUNK: usize = 4096;
     // A failed send means the indexing side is gone: it failed and reports
@@ -256,6 +287,7 @@ fn scan_segments(
         }
     };
     for &(base, pos) in segments {
+        let mut built = facts.and_then(|f| f.builder(base, pos));
         let mut chunk = Vec::with_capacity(CHUNK);
         let mut receiver_gone = false;
         log_reader.scan_segment_with(base, pos, |item| -> Result<ControlFlow<()>> {
@@ -278,7 +310,13 @@ fn scan_segments(
                     // The decoder only serves 16-byte tallies.
                     None => return Ok(ControlFlow::Continue(())),
                 },
-                RecordKind::Message => What::Message(scan_message(&rec)),
+                RecordKind::Message => {
+                    let m = scan_message(&rec);
+                    if let (Some(b), false) = (built.as_mut(), m.quarantined) {
+                        b.push(rec.offset, rec.payload, &m.keys);
+                    }
+                    What::Message(m)
+                }
             };
             chunk.push(ScannedRecord {
                 offset: rec.offset,
@@ -299,6 +337,15 @@ fn scan_segments(
             || send(Scanned::SegmentEnd).is_break();
         if ended {
             break;
+        }
+        if let (Some(b), Some(plan)) = (built.filter(|b| !b.is_empty()), facts) {
+            // Derived: a failure costs only speed, as the writer's.
+            if let Err(e) = b.write(&plan.dir) {
+                tracing::warn!(
+                    "could not write the facts of segment {base} in {} ({e})",
+                    plan.dir.display()
+                );
+            }
         }
     }
     Ok(())
