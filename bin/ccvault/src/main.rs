@@ -310,7 +310,7 @@ pub enum Command {
         #[command(flatten)]
         out: HumanJsonArg,
     },
-    /// Rebuild the index from the log.
+    /// Rebuild the index from the log (and the facts of sealed segments that have none).
     Reindex {
         #[command(flatten)]
         out: HumanJsonArg,
