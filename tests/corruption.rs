@@ -497,6 +497,32 @@ fn facts_of_a_cut_last_segment_never_describe_what_is_appended_after_it() {
     );
 }
 
+/// A writer that reopens an archive continues the facts of its last
+/// segment (every entry names a record the log holds): after a second
+/// import appends to that segment, every record has facts.
+#[test]
+fn a_second_import_continues_the_last_segments_facts() {
+    let p = Pristine::build();
+    let dir = p.copy("second-import");
+    let other = Stream {
+        events: 600,
+        interactions: 77,
+        line_len: p.stream.line_len,
+    };
+    let input = p._tmp.path().join("second.ndjson");
+    other.write(&input);
+    let run = import(&dir, &[&input], &["--format", "json"]);
+    let archived = run.json_lines()[0]["archived"].as_u64().unwrap();
+    assert!(archived > 100, "{:?}", run.json_lines());
+    let run = ccvault(&dir, &["verify", "--format", "json"]).ok();
+    let report = &run.json_lines()[0];
+    assert_eq!(report["clean"], true, "{report}");
+    assert_eq!(
+        report["factsChecked"], report["records"],
+        "every record has facts: {report}"
+    );
+}
+
 /// Damaged facts files are reported by `verify` (as facts problems: the
 /// log is intact) and never used: the export is the same as without them.
 #[test]

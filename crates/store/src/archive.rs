@@ -49,7 +49,7 @@ use ccvault_log::{
 };
 
 use crate::error::{io, Result, StoreError};
-use crate::facts::{FactsBuilder, FactsWriter};
+use crate::facts::{FactsBuilder, FactsWriter, SegmentFacts};
 use crate::layout::Layout;
 use crate::segments::{packed_totals, SegmentMap};
 
@@ -370,11 +370,7 @@ impl Archive {
             pos: c.pos,
         });
         let (log, recovery) = Log::open(&layout.log_dir(), log_options, scan_from)?;
-        // Before anything is appended: the last segment's tail may have
-        // been cut, and its offsets will hold other records.
-        let facts_dir = layout.facts_dir();
-        crate::facts::remove_from(&facts_dir, log.end_position().segment)
-            .map_err(io("cannot remove stale facts in", facts_dir))?;
+        let facts = resume_facts(&layout.facts_dir(), &log)?;
         report.truncated_bytes = recovery.truncated_bytes;
         report.damaged_records = recovery.damaged.len();
         for d in &recovery.damaged {
@@ -393,7 +389,7 @@ impl Archive {
             committing: false,
             last_commit: Instant::now(),
             poisoned: None,
-            facts: None,
+            facts,
             facts_writer: None,
             _lock: lock,
         };
@@ -934,6 +930,25 @@ impl Drop for Archive {
             self.wait_for_facts();
         }
     }
+}
+
+/// Before anything is appended: the facts of the last segment go unless
+/// every entry names a record the log holds (its tail may have been cut,
+/// and the offsets past the cut will hold other records), and those of any
+/// later base go; kept, they are continued (`crate::facts`).
+fn resume_facts(dir: &Path, log: &Log) -> Result<Option<FactsBuilder>> {
+    let last = log.end_position().segment;
+    crate::facts::remove_from(dir, last.saturating_add(1))
+        .map_err(io("cannot remove stale facts in", dir))?;
+    let resumed = match SegmentFacts::read(dir, last) {
+        Ok(Some(f)) => FactsBuilder::resume(f, log.next_offset()),
+        Ok(None) => return Ok(None),
+        Err(_) => None,
+    };
+    if resumed.is_none() {
+        remove_file_if_exists(&crate::facts::facts_path(dir, last))?;
+    }
+    Ok(resumed)
 }
 
 /// Logs an index commit's size, lookups and time (`behind`: written by the

@@ -12,8 +12,10 @@
 //!   as parsed when it was appended (`Keys`: the parse the index uses), and
 //!   is written once the writer rolled past the segment, to a temporary
 //!   name renamed into place: never partly visible.
-//! - A writer opening an archive first removes the facts of its last
-//!   segment and any later one ([`remove_from`]): a crash may have cut that
+//! - A writer opening an archive first removes the facts of any segment
+//!   past its last one ([`remove_from`]), and those of the last one unless
+//!   every entry names an offset below the log's end, in which case it
+//!   continues them ([`FactsBuilder::resume`]): a crash may have cut that
 //!   segment's tail, and the offsets past the cut will be appended again
 //!   with other bytes. The records that survived a cut are the ones the
 //!   facts describe, so a reader in between reads true facts.
@@ -106,6 +108,14 @@ pub struct FactsBuilder {
     last_event_ts_ms: i64,
 }
 
+/// The texts of one entry, as bytes of UTF-8.
+struct EntryTexts<'a> {
+    family: &'a [u8],
+    event_type: &'a [u8],
+    guid: Option<&'a [u8]>,
+    agent: Option<&'a [u8]>,
+}
+
 /// Bytes of entries held in one buffer.
 const ENTRY_CHUNK: usize = 256 << 10;
 /// The most bytes one entry takes: six varints of at most 10 bytes, the
@@ -189,18 +199,53 @@ impl FactsBuilder {
         let Some((family, event_type)) = keys.names.as_ref().and_then(|n| n.bytes(payload)) else {
             return;
         };
+        let texts = EntryTexts {
+            family,
+            event_type,
+            guid: keys.interaction_guid.as_deref().map(str::as_bytes),
+            agent: keys.agent_id.as_deref().map(str::as_bytes),
+        };
+        self.push_entry(offset, payload.len() as u64, texts, keys.times);
+    }
+
+    /// The facts of `facts`' segment continued where its file ends, if every
+    /// entry of it names a record below `next_offset` (a record the log
+    /// holds, so the one the entry was made from: see the module's
+    /// invariants); `None` if one does not, or is malformed.
+    pub fn resume(facts: SegmentFacts, next_offset: u64) -> Option<FactsBuilder> {
+        let mut b = FactsBuilder::new(facts.base);
+        let mut cursor = facts.into_cursor();
+        while cursor.left > 0 {
+            let e = cursor.next_entry()?;
+            if e.offset >= next_offset {
+                return None;
+            }
+            let f = cursor.facts.fact(&e)?;
+            let texts = EntryTexts {
+                family: f.family.as_bytes(),
+                event_type: f.event_type.as_bytes(),
+                guid: f.interaction_guid.map(str::as_bytes),
+                agent: f.agent_id.map(str::as_bytes),
+            };
+            b.push_entry(e.offset, e.payload_len, texts, f.times);
+        }
+        Some(b)
+    }
+
+    fn push_entry(
+        &mut self,
+        offset: u64,
+        payload_len: u64,
+        texts: EntryTexts<'_>,
+        t: PayloadTimes,
+    ) {
         let Some(skip) = offset.checked_sub(self.next) else {
             return;
         };
-        let (family, event_type) = (self.name_id(family), self.name_id(event_type));
-        let guid = keys
-            .interaction_guid
-            .as_deref()
-            .map_or(0, |g| self.id(g.as_bytes()) + 1);
-        let agent = keys
-            .agent_id
-            .as_deref()
-            .map_or(0, |a| self.id(a.as_bytes()) + 1);
+        let family = self.name_id(texts.family);
+        let event_type = self.name_id(texts.event_type);
+        let guid = texts.guid.map_or(0, |g| self.id(g) + 1);
+        let agent = texts.agent.map_or(0, |a| self.id(a) + 1);
         if self
             .entries
             .last()
@@ -212,12 +257,11 @@ impl FactsBuilder {
             return;
         };
         put_varint(e, skip);
-        put_varint(e, payload.len() as u64);
+        put_varint(e, payload_len);
         put_varint(e, family);
         put_varint(e, event_type);
         put_varint(e, guid);
         put_varint(e, agent);
-        let t = keys.times;
         let flags = t.own.map_or(0, |o| o.source.rank())
             | if t.event_ts_ms.is_some() {
                 HAS_EVENT_TS
@@ -804,6 +848,29 @@ mod tests {
             assert_eq!(fact.event_type, "InteractionQueued");
         }
         assert!(c.is_sound());
+    }
+
+    #[test]
+    fn resumed_facts_keep_their_entries_only_below_the_logs_end() {
+        let f = SegmentFacts::decode(&built().encode().expect("encodes"), 100).expect("decodes");
+        assert!(FactsBuilder::resume(f, 104).is_none(), "an entry at 104");
+        let f = SegmentFacts::decode(&built().encode().expect("encodes"), 100).expect("decodes");
+        let mut b = FactsBuilder::resume(f, 105).expect("every entry below 105");
+        assert_eq!(b.len(), 3);
+        b.push(105, B, &keys(B));
+        let f = SegmentFacts::decode(&b.encode().expect("encodes"), 100).expect("decodes");
+        let mut c = f.into_cursor();
+        for (offset, raw) in [(100, A), (101, B), (104, A), (105, B)] {
+            let fact = c.get(offset, raw.len()).expect("a fact");
+            let k = keys(raw);
+            assert_eq!(fact.times, k.times, "{offset}");
+            assert_eq!(fact.agent_id, k.agent_id.as_deref(), "{offset}");
+            assert_eq!(
+                fact.interaction_guid,
+                k.interaction_guid.as_deref(),
+                "{offset}"
+            );
+        }
     }
 
     #[test]
