@@ -713,8 +713,9 @@ impl Archive {
     /// Writes, on a thread of its own, the facts held if their segment is
     /// sealed (the log has rolled past it), or with `active_too` whatever
     /// segment they are of (at close, every record durable: the next
-    /// writer removes them before it appends). A failure costs only speed
-    /// (the readers parse those payloads), so it is logged, not returned.
+    /// writer continues them, or removes them if the log lost any record
+    /// they name, [`resume_facts`]). A failure costs only speed (the
+    /// readers parse those payloads), so it is logged, not returned.
     fn write_facts(&mut self, active_too: bool) {
         if !self
             .facts
