@@ -143,13 +143,52 @@ fn stats_counts_the_samples_exactly() {
         "{}",
         s.json
     );
-    for key in ["bytes", "logBytes", "indexBytes"] {
+    for key in ["bytes", "logBytes", "indexBytes", "factsBytes"] {
         assert!(s.json[key].as_u64().unwrap() > 0, "{}", s.json);
     }
+    assert_sizes_are_the_files(&dir, &s.json);
+    // No projections yet; a report builds them, and `bytes` counts them.
+    assert_eq!(s.json["projectionsBytes"], 0u64, "{}", s.json);
+    ccvault(&dir, &["report"]).ok();
+    let after = stats(&dir).json;
+    assert!(after["projectionsBytes"].as_u64().unwrap() > 0, "{after}");
+    assert_sizes_are_the_files(&dir, &after);
     // Human output carries the same numbers.
     let human = ccvault(&dir, &["stats"]).ok().stdout_str();
     assert!(human.contains("29") && human.contains("25"), "{human}");
+    let sizes = format!(
+        "bytes         {} (log {}, index {}, facts {}, projections {})",
+        after["bytes"],
+        after["logBytes"],
+        after["indexBytes"],
+        after["factsBytes"],
+        after["projectionsBytes"]
+    );
+    assert!(human.contains(&sizes), "{human}");
     ccvault(&dir, &["verify"]).ok();
+}
+
+/// `stats`' sizes are the archive's files' lengths, and `bytes` their sum.
+fn assert_sizes_are_the_files(dir: &Path, json: &Value) {
+    let len = |p: PathBuf| fs::metadata(p).map_or(0, |m| m.len());
+    let facts: u64 = fs::read_dir(dir.join("facts"))
+        .unwrap()
+        .map(|e| e.unwrap().metadata().unwrap().len())
+        .sum();
+    let n = |k: &str| json[k].as_u64().unwrap();
+    assert_eq!(n("indexBytes"), len(dir.join("index.redb")), "{json}");
+    assert_eq!(
+        n("projectionsBytes"),
+        len(dir.join("projections.redb")),
+        "{json}"
+    );
+    assert_eq!(n("factsBytes"), facts, "{json}");
+    let parts = ["logBytes", "indexBytes", "factsBytes", "projectionsBytes"];
+    assert_eq!(
+        n("bytes"),
+        parts.iter().map(|k| n(k)).sum::<u64>(),
+        "{json}"
+    );
 }
 
 #[test]
@@ -304,8 +343,9 @@ fn stable_stats(dir: &Path) -> BTreeMap<String, Value> {
         .clone()
         .into_iter()
         .collect();
-    m.remove("bytes");
-    m.remove("indexBytes");
+    for k in ["bytes", "indexBytes", "factsBytes", "projectionsBytes"] {
+        m.remove(k);
+    }
     m
 }
 

@@ -59,6 +59,28 @@ fn parse_name(name: &str) -> Option<u64> {
         .flatten()
 }
 
+/// Bytes the facts directory `dir` holds (every file in it, temporary
+/// ones included: they take disk space too). A missing directory holds
+/// none. One listing and a `stat` a file: a file a segment.
+pub fn bytes_in(dir: &Path) -> std::io::Result<u64> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(e),
+    };
+    let mut bytes = 0u64;
+    for entry in entries {
+        match entry?.metadata() {
+            Ok(m) if m.is_file() => bytes = bytes.saturating_add(m.len()),
+            // Removed since the listing (a writer tidying): not there.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+            Ok(_) => {}
+        }
+    }
+    Ok(bytes)
+}
+
 /// Removes the facts (and leftover temporary files) of the segments from
 /// `base` on: see the module's invariants. A missing directory has none.
 pub fn remove_from(dir: &Path, base: u64) -> std::io::Result<()> {

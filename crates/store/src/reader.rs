@@ -22,7 +22,7 @@ use ccvault_log::{
 };
 
 use crate::archive::{check_private_files, Archive, ArchiveOptions};
-use crate::error::{Result, StoreError};
+use crate::error::{io, Result, StoreError};
 use crate::layout::Layout;
 use crate::segments::{packed_segments, SegmentMap};
 
@@ -36,10 +36,15 @@ pub const BRIEF_CACHE_BYTES: usize = 64 << 10;
 pub struct Stats {
     pub counters: Counters,
     pub segments: u64,
-    /// Log plus index bytes on disk.
+    /// Everything the archive's files take: log, index, facts and
+    /// projections (files' lengths; see `docs/OPERATIONS.md`, "Sizing").
     pub bytes: u64,
     pub log_bytes: u64,
     pub index_bytes: u64,
+    /// The segments' facts (`facts/`, docs/FORMAT.md §5); derived.
+    pub facts_bytes: u64,
+    /// `projections.redb`, when it was built; derived.
+    pub projections_bytes: u64,
 }
 
 /// Whether an opened reader found the index behind the log.
@@ -326,13 +331,20 @@ impl ArchiveReader {
         // segment (docs/BENCHMARKS.md, "`stats` without a `stat` per segment").
         let known = self.index.packed()?.map(packed_segments);
         let (segments, log_bytes) = self.log.footprint_listed(known);
-        let index_bytes = std::fs::metadata(self.layout.index_path()).map_or(0, |m| m.len());
+        let file_len = |path: std::path::PathBuf| std::fs::metadata(path).map_or(0, |m| m.len());
+        let index_bytes = file_len(self.layout.index_path());
+        let projections_bytes = file_len(self.layout.projections_path());
+        let facts_dir = self.layout.facts_dir();
+        let facts_bytes =
+            crate::facts::bytes_in(&facts_dir).map_err(io("cannot list", &facts_dir))?;
         Ok(Stats {
             counters: c,
             segments,
-            bytes: log_bytes + index_bytes,
+            bytes: log_bytes + index_bytes + facts_bytes + projections_bytes,
             log_bytes,
             index_bytes,
+            facts_bytes,
+            projections_bytes,
         })
     }
 
@@ -503,7 +515,7 @@ impl OffsetOrder {
 /// this user may not search) is an error naming the path.
 fn exists(path: &Path) -> Result<bool> {
     path.try_exists()
-        .map_err(crate::error::io("cannot read the archive at", path))
+        .map_err(io("cannot read the archive at", path))
 }
 
 /// Whether an event payload's `interactionGUID` reads as `guid`.
