@@ -143,7 +143,7 @@ fn stats_counts_the_samples_exactly() {
         "{}",
         s.json
     );
-    for key in ["bytes", "logBytes", "indexBytes", "factsBytes"] {
+    for key in ["bytes", "logBytes", "indexBytes"] {
         assert!(s.json[key].as_u64().unwrap() > 0, "{}", s.json);
     }
     assert_sizes_are_the_files(&dir, &s.json);
@@ -157,12 +157,8 @@ fn stats_counts_the_samples_exactly() {
     let human = ccvault(&dir, &["stats"]).ok().stdout_str();
     assert!(human.contains("29") && human.contains("25"), "{human}");
     let sizes = format!(
-        "bytes         {} (log {}, index {}, facts {}, projections {})",
-        after["bytes"],
-        after["logBytes"],
-        after["indexBytes"],
-        after["factsBytes"],
-        after["projectionsBytes"]
+        "bytes         {} (log {}, index {}, projections {})",
+        after["bytes"], after["logBytes"], after["indexBytes"], after["projectionsBytes"]
     );
     assert!(human.contains(&sizes), "{human}");
     ccvault(&dir, &["verify"]).ok();
@@ -171,10 +167,6 @@ fn stats_counts_the_samples_exactly() {
 /// `stats`' sizes are the archive's files' lengths, and `bytes` their sum.
 fn assert_sizes_are_the_files(dir: &Path, json: &Value) {
     let len = |p: PathBuf| fs::metadata(p).map_or(0, |m| m.len());
-    let facts: u64 = fs::read_dir(dir.join("facts"))
-        .unwrap()
-        .map(|e| e.unwrap().metadata().unwrap().len())
-        .sum();
     let n = |k: &str| json[k].as_u64().unwrap();
     assert_eq!(n("indexBytes"), len(dir.join("index.redb")), "{json}");
     assert_eq!(
@@ -182,8 +174,7 @@ fn assert_sizes_are_the_files(dir: &Path, json: &Value) {
         len(dir.join("projections.redb")),
         "{json}"
     );
-    assert_eq!(n("factsBytes"), facts, "{json}");
-    let parts = ["logBytes", "indexBytes", "factsBytes", "projectionsBytes"];
+    let parts = ["logBytes", "indexBytes", "projectionsBytes"];
     assert_eq!(
         n("bytes"),
         parts.iter().map(|k| n(k)).sum::<u64>(),
@@ -343,7 +334,7 @@ fn stable_stats(dir: &Path) -> BTreeMap<String, Value> {
         .clone()
         .into_iter()
         .collect();
-    for k in ["bytes", "indexBytes", "factsBytes", "projectionsBytes"] {
+    for k in ["bytes", "indexBytes", "projectionsBytes"] {
         m.remove(k);
     }
     m

@@ -59,28 +59,6 @@ fn parse_name(name: &str) -> Option<u64> {
         .flatten()
 }
 
-/// Bytes the facts directory `dir` holds (every file in it, temporary
-/// ones included: they take disk space too). A missing directory holds
-/// none. One listing and a `stat` a file: a file a segment.
-pub fn bytes_in(dir: &Path) -> std::io::Result<u64> {
-    let entries = match std::fs::read_dir(dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
-        Err(e) => return Err(e),
-    };
-    let mut bytes = 0u64;
-    for entry in entries {
-        match entry?.metadata() {
-            Ok(m) if m.is_file() => bytes = bytes.saturating_add(m.len()),
-            // Removed since the listing (a writer tidying): not there.
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e),
-            Ok(_) => {}
-        }
-    }
-    Ok(bytes)
-}
-
 /// Removes the facts (and leftover temporary files) of the segments from
 /// `base` on: see the module's invariants. A missing directory has none.
 pub fn remove_from(dir: &Path, base: u64) -> std::io::Result<()> {
@@ -361,8 +339,14 @@ impl FactsBuilder {
     }
 
     /// Writes the file into `dir` (created if missing): to a temporary
-    /// name, then renamed. Not fsynced: facts are derived, and a file a
-    /// power cut tore fails its checksum and is not used.
+    /// name, flushed to the device, then renamed. Facts are derived, so a
+    /// torn file would cost no data (it fails its checksum and is not
+    /// used), but `verify` would report it as damage until someone
+    /// removed it; flushed before the rename, a power cut leaves the file
+    /// whole, or the one before it, or none. One `fdatasync` a segment,
+    /// on the facts thread. The directory is not synced: a rename the cut
+    /// undid leaves no file or the previous one, both of which readers
+    /// expect.
     pub fn write(&self, dir: &Path) -> std::io::Result<PathBuf> {
         let (header, body) = self.encode_parts()?;
         {
@@ -383,6 +367,7 @@ impl FactsBuilder {
         let mut f = options.open(&tmp)?;
         f.write_all(&header)?;
         f.write_all(&body)?;
+        f.sync_data()?;
         drop(f);
         std::fs::rename(&tmp, &path)?;
         Ok(path)

@@ -22,7 +22,7 @@ use ccvault_log::{
 };
 
 use crate::archive::{check_private_files, Archive, ArchiveOptions};
-use crate::error::{io, Result, StoreError};
+use crate::error::{Result, StoreError};
 use crate::layout::Layout;
 use crate::segments::{packed_segments, SegmentMap};
 
@@ -36,14 +36,14 @@ pub const BRIEF_CACHE_BYTES: usize = 64 << 10;
 pub struct Stats {
     pub counters: Counters,
     pub segments: u64,
-    /// Everything the archive's files take: log, index, facts and
-    /// projections (files' lengths; see `docs/OPERATIONS.md`, "Sizing").
+    /// Log, index and projections bytes (files' lengths; see
+    /// `docs/OPERATIONS.md`, "Sizing"). Not the segments' facts: sizing
+    /// them takes a `stat` a segment, which would make `stats` grow with
+    /// the archive (they are ~11 bytes an event).
     pub bytes: u64,
     pub log_bytes: u64,
     pub index_bytes: u64,
-    /// The segments' facts (`facts/`, docs/FORMAT.md §5); derived.
-    pub facts_bytes: u64,
-    /// `projections.redb`, when it was built; derived.
+    /// `projections.redb`, once a command built it (0 before).
     pub projections_bytes: u64,
 }
 
@@ -334,16 +334,12 @@ impl ArchiveReader {
         let file_len = |path: std::path::PathBuf| std::fs::metadata(path).map_or(0, |m| m.len());
         let index_bytes = file_len(self.layout.index_path());
         let projections_bytes = file_len(self.layout.projections_path());
-        let facts_dir = self.layout.facts_dir();
-        let facts_bytes =
-            crate::facts::bytes_in(&facts_dir).map_err(io("cannot list", &facts_dir))?;
         Ok(Stats {
             counters: c,
             segments,
-            bytes: log_bytes + index_bytes + facts_bytes + projections_bytes,
+            bytes: log_bytes + index_bytes + projections_bytes,
             log_bytes,
             index_bytes,
-            facts_bytes,
             projections_bytes,
         })
     }
@@ -515,7 +511,7 @@ impl OffsetOrder {
 /// this user may not search) is an error naming the path.
 fn exists(path: &Path) -> Result<bool> {
     path.try_exists()
-        .map_err(io("cannot read the archive at", path))
+        .map_err(crate::error::io("cannot read the archive at", path))
 }
 
 /// Whether an event payload's `interactionGUID` reads as `guid`.

@@ -239,7 +239,7 @@ pub fn stats(cli: &Cli, format: HumanJson) -> Result<ExitCode> {
                 "duplicates": c.duplicates, "control": c.control,
                 "segments": s.segments, "bytes": s.bytes,
                 "logBytes": s.log_bytes, "indexBytes": s.index_bytes,
-                "factsBytes": s.facts_bytes, "projectionsBytes": s.projections_bytes,
+                "projectionsBytes": s.projections_bytes,
                 "interactions": c.interactions, "minTime": c.min_time_ms, "maxTime": c.max_time_ms,
                 "untimed": c.untimed, "untimedMinTime": c.untimed_min_ms,
                 "untimedMaxTime": c.untimed_max_ms,
@@ -260,8 +260,8 @@ pub fn stats(cli: &Cli, format: HumanJson) -> Result<ExitCode> {
             writeln!(out, "segments      {}", s.segments)?;
             writeln!(
                 out,
-                "bytes         {} (log {}, index {}, facts {}, projections {})",
-                s.bytes, s.log_bytes, s.index_bytes, s.facts_bytes, s.projections_bytes
+                "bytes         {} (log {}, index {}, projections {})",
+                s.bytes, s.log_bytes, s.index_bytes, s.projections_bytes
             )?;
             if let (Some(a), Some(b)) = (c.min_time_ms, c.max_time_ms) {
                 writeln!(
