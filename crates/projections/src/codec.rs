@@ -11,10 +11,16 @@ use serde::{Deserialize, Serialize};
 use crate::report::ReportLeg;
 use crate::summary::{Anomaly, Direction, LegKind, Outcome, Summary};
 
-/// A value that could not be encoded or decoded.
+/// A value that could not be encoded, or stored bytes that do not decode:
+/// the file they were read from is damaged (or written by a build whose
+/// encoding differs), which its reader reports as such.
 #[derive(Debug, thiserror::Error)]
-#[error("projection codec: {0}")]
-pub struct CodecError(String);
+pub enum CodecError {
+    #[error("projection codec: {0}")]
+    Encode(String),
+    #[error("{0}")]
+    Decode(String),
+}
 
 fn config() -> bincode::config::Configuration {
     bincode::config::standard()
@@ -26,16 +32,16 @@ fn encode_into<T: Serialize>(value: &T, buf: &mut Vec<u8>) -> Result<(), CodecEr
     buf.clear();
     bincode::serde::encode_into_std_write(value, buf, config())
         .map(|_| ())
-        .map_err(|e| CodecError(e.to_string()))
+        .map_err(|e| CodecError::Encode(e.to_string()))
 }
 
 /// Decodes a whole value; trailing bytes are an error (a sign of a format
 /// mismatch, not something to ignore).
 fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
     let (value, used): (T, usize) = bincode::serde::decode_from_slice(bytes, config())
-        .map_err(|e| CodecError(e.to_string()))?;
+        .map_err(|e| CodecError::Decode(e.to_string()))?;
     if used != bytes.len() {
-        return Err(CodecError(format!(
+        return Err(CodecError::Decode(format!(
             "{} trailing bytes after the value",
             bytes.len() - used
         )));
@@ -88,7 +94,7 @@ struct StoredSummary {
 /// resolved `contactId` or `legIndex` is never stored).
 pub fn encode_summary(guid: &str, summary: Summary, buf: &mut Vec<u8>) -> Result<(), CodecError> {
     if summary.contact_id != summary.interaction_guid || summary.leg_index != 0 {
-        return Err(CodecError(format!(
+        return Err(CodecError::Encode(format!(
             "summary of {guid}: only a leg's own contactId and legIndex are stored"
         )));
     }
@@ -339,7 +345,7 @@ pub fn for_each_report_leg<'a>(
         let raw = r.take(len)?;
         words.push(
             std::str::from_utf8(raw)
-                .map_err(|_| CodecError("report chunk: a text is not UTF-8".into()))?,
+                .map_err(|_| CodecError::Decode("report chunk: a text is not UTF-8".into()))?,
         );
     }
     let word = |i: u128| -> Result<Option<&str>, CodecError> {
@@ -350,7 +356,7 @@ pub fn for_each_report_leg<'a>(
             .ok()
             .and_then(|i| words.get(i))
             .map(|w| Some(*w))
-            .ok_or_else(|| CodecError(format!("report chunk: no text {i}")))
+            .ok_or_else(|| CodecError::Decode(format!("report chunk: no text {i}")))
     };
     let mut at = unzigzag(r.varint()?)?;
     let n_legs = r.count()?;
@@ -411,7 +417,7 @@ pub fn for_each_report_leg<'a>(
         });
     }
     if r.pos != bytes.len() {
-        return Err(CodecError(format!(
+        return Err(CodecError::Decode(format!(
             "{} trailing bytes after a report chunk",
             bytes.len() - r.pos
         )));
@@ -433,7 +439,7 @@ fn zigzag(v: i64) -> u128 {
 }
 
 fn unzigzag(u: u128) -> Result<i64, CodecError> {
-    let z = u64::try_from(u).map_err(|_| CodecError(format!("{u} is not a zigzag i64")))?;
+    let z = u64::try_from(u).map_err(|_| CodecError::Decode(format!("{u} is not a zigzag i64")))?;
     Ok(((z >> 1) as i64) ^ -((z & 1) as i64))
 }
 
@@ -445,7 +451,7 @@ struct Reader<'a> {
 
 impl<'a> Reader<'a> {
     fn bad(&self, what: &str) -> CodecError {
-        CodecError(format!("report chunk: bad {what} at byte {}", self.pos))
+        CodecError::Decode(format!("report chunk: bad {what} at byte {}", self.pos))
     }
 
     fn byte(&mut self) -> Result<u8, CodecError> {
@@ -505,7 +511,7 @@ fn pack_ms(v: Option<i64>) -> u128 {
 
 /// The inverse of [`pack_ms`]; an encoding no `pack_ms` gives is an error.
 fn unpack_ms(u: u128) -> Result<Option<i64>, CodecError> {
-    let bad = || CodecError(format!("{u} is not a packed millisecond value"));
+    let bad = || CodecError::Decode(format!("{u} is not a packed millisecond value"));
     if u == 0 {
         return Ok(None);
     }
@@ -581,10 +587,10 @@ impl Text {
             Text::Word(i) => WORDS
                 .get(usize::from(i))
                 .map(|w| Some((*w).to_owned()))
-                .ok_or_else(|| CodecError(format!("unknown word {i}"))),
+                .ok_or_else(|| CodecError::Decode(format!("unknown word {i}"))),
             Text::GuidSuffix => guid_suffix(guid)
                 .map(|t| Some(t.to_owned()))
-                .ok_or_else(|| CodecError(format!("{guid} has no -suffix"))),
+                .ok_or_else(|| CodecError::Decode(format!("{guid} has no -suffix"))),
             Text::Own(s) => Ok(Some(s)),
         }
     }
@@ -733,7 +739,11 @@ pub fn decode_status_payload(
             return Ok(());
         }
         STATUS_VALUES => {}
-        tag => return Err(CodecError(format!("status payload: unknown tag {tag}"))),
+        tag => {
+            return Err(CodecError::Decode(format!(
+                "status payload: unknown tag {tag}"
+            )))
+        }
     }
     let int = |r: &mut Reader<'_>, div: i64, out: &mut Vec<u8>| -> Result<(), CodecError> {
         let v = unzigzag(r.varint()?)?.wrapping_add(int_base(time_ms, div));
@@ -752,7 +762,7 @@ pub fn decode_status_payload(
         }
     }
     if r.pos != bytes.len() {
-        return Err(CodecError(format!(
+        return Err(CodecError::Decode(format!(
             "status payload: {} trailing bytes",
             bytes.len() - r.pos
         )));
@@ -846,7 +856,8 @@ fn pack_guid(guid: &str, offered_at: i64, buf: &mut Vec<u8>) -> Option<()> {
 /// it (an unknown tag, text that is not UTF-8, a bad varint or padding) are
 /// an error naming the byte.
 pub fn decode_guid(bytes: &[u8], offered_at: i64) -> Result<String, CodecError> {
-    let bad = |what: &str, at: usize| CodecError(format!("stored GUID: bad {what} at byte {at}"));
+    let bad =
+        |what: &str, at: usize| CodecError::Decode(format!("stored GUID: bad {what} at byte {at}"));
     match bytes.first() {
         Some(&GUID_VERBATIM) => {
             return std::str::from_utf8(&bytes[1..])

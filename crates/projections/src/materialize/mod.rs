@@ -170,10 +170,19 @@ impl<T, E: Into<redb::Error>> AtPath<T> for std::result::Result<T, E> {
 }
 
 impl<T> AtPath<T> for std::result::Result<T, CodecError> {
+    /// Stored bytes that do not decode are a damaged file (derived: "run
+    /// `ccvault rebuild`"), like a redb panic on one; a value that cannot
+    /// be encoded is this build's own failure.
     fn at(self, path: &Path) -> Result<T> {
-        self.map_err(|source| ProjectionError::Codec {
-            path: path.display().to_string(),
-            source,
+        self.map_err(|source| match source {
+            CodecError::Decode(why) => ProjectionError::Damaged {
+                path: path.display().to_string(),
+                why: format!("a stored value does not decode: {why}"),
+            },
+            source @ CodecError::Encode(_) => ProjectionError::Codec {
+                path: path.display().to_string(),
+                source,
+            },
         })
     }
 }
