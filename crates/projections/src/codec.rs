@@ -39,7 +39,7 @@ fn encode_into<T: Serialize>(value: &T, buf: &mut Vec<u8>) -> Result<(), CodecEr
 /// mismatch, not something to ignore).
 fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
     let (value, used): (T, usize) = bincode::serde::decode_from_slice(bytes, config())
-        .map_err(|e| CodecError::Decode(e.to_string()))?;
+        .map_err(|e| CodecError::Decode(describe(&e)))?;
     if used != bytes.len() {
         return Err(CodecError::Decode(format!(
             "{} trailing bytes after the value",
@@ -87,6 +87,20 @@ struct StoredSummary {
     complete: bool,
     event_count: u64,
     anomalies: Vec<Anomaly>,
+}
+
+/// A decoding failure in words (bincode's own text is its `Debug`).
+fn describe(e: &bincode::error::DecodeError) -> String {
+    use bincode::error::DecodeError as E;
+    match e {
+        E::UnexpectedEnd { additional } => format!("the value ends {additional} bytes early"),
+        E::Utf8 { inner } => format!("a text is not UTF-8 ({inner})"),
+        E::UnexpectedVariant {
+            type_name, found, ..
+        } => format!("{found} is not a {type_name}"),
+        E::InvalidBooleanValue(b) => format!("{b} is not a boolean"),
+        other => format!("{other:?}"),
+    }
 }
 
 /// Encodes the summary stored under `(summary.offered_at, guid)` into `buf`
