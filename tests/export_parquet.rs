@@ -827,7 +827,7 @@ fn events_rows_come_from_the_segments_facts() {
     }
     for b in &builders {
         assert!(!b.is_empty());
-        b.write(&data.join("facts")).unwrap();
+        b.write(&ccvault_log::StdVfs, &data.join("facts")).unwrap();
     }
     let lying_out = tmp.path().join("lying");
     export(&data, &lying_out, &[]);

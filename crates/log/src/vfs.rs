@@ -234,6 +234,46 @@ impl VfsFile for File {
     }
 }
 
+/// The whole of the file at `path`, or `None` if there is none; an error
+/// if it holds more than `limit` bytes (the caller's bound on what it
+/// would allocate). For the small derived files kept beside the log.
+pub fn read_file(vfs: &dyn Vfs, path: &Path, limit: u64) -> io::Result<Option<Vec<u8>>> {
+    let file = match vfs.open(path, OpenMode::Read, "reading") {
+        Ok(f) => f,
+        Err(LogError::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
+            return Ok(None)
+        }
+        Err(e) => return Err(into_io(e)),
+    };
+    let len = file.size()?;
+    if len > limit {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("{len} bytes, more than the {limit} expected"),
+        ));
+    }
+    let mut buf = vec![0u8; len as usize];
+    let got = crate::segment::read_full_at(file.as_ref(), path, &mut buf, 0).map_err(into_io)?;
+    buf.truncate(got);
+    Ok(Some(buf))
+}
+
+/// The operating system's error behind `e`, if it is one.
+fn into_io(e: LogError) -> io::Error {
+    match e {
+        LogError::Io { source, .. } => source,
+        e => io::Error::other(e.to_string()),
+    }
+}
+
+/// Removes the file `path` if it is there.
+pub fn remove_if_exists(vfs: &dyn Vfs, path: &Path) -> io::Result<()> {
+    match vfs.remove_file(path) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
+}
+
 /// Makes `dir` exist (mode 0700), with the entry of every directory this
 /// call created durable: a record acknowledged in a new archive must not
 /// vanish with a directory entry a power cut took. The store creates its

@@ -45,11 +45,11 @@ use ccvault_index::{
 };
 use ccvault_log::{
     Compression, FsyncPolicy, Log, LogOptions, LogReader, NewRecord, Position, RecordKind,
-    SourceKind, Tally, MAX_FIELD_LEN,
+    SourceKind, StdVfs, Tally, MAX_FIELD_LEN,
 };
 
 use crate::error::{io, Result, StoreError};
-use crate::facts::{FactsBuilder, FactsWriter, SegmentFacts};
+use crate::facts::{FactsBuilder, FactsWriter};
 use crate::layout::Layout;
 use crate::segments::{packed_totals, SegmentMap};
 
@@ -248,10 +248,7 @@ pub struct Archive {
 }
 
 fn create_private_dir(path: &Path) -> Result<()> {
-    Ok(ccvault_log::vfs::create_dir_durably(
-        &ccvault_log::StdVfs,
-        path,
-    )?)
+    Ok(ccvault_log::vfs::create_dir_durably(&StdVfs, path)?)
 }
 
 /// Refuses an archive directory, or an index in it, that another user could
@@ -370,7 +367,10 @@ impl Archive {
             pos: c.pos,
         });
         let (log, recovery) = Log::open(&layout.log_dir(), log_options, scan_from)?;
-        let facts = resume_facts(&layout.facts_dir(), &log)?;
+        let facts_dir = layout.facts_dir();
+        let end = log.end_position().segment;
+        let facts = crate::facts::resume(&StdVfs, &facts_dir, end, log.next_offset())
+            .map_err(io("cannot resume the facts in", &facts_dir))?;
         report.truncated_bytes = recovery.truncated_bytes;
         report.damaged_records = recovery.damaged.len();
         for d in &recovery.damaged {
@@ -714,7 +714,7 @@ impl Archive {
     /// sealed (the log has rolled past it), or with `active_too` whatever
     /// segment they are of (at close, every record durable: the next
     /// writer continues them, or removes them if the log lost any record
-    /// they name, [`resume_facts`]). A failure costs only speed (the
+    /// they name, [`crate::facts::resume`]). A failure costs only speed (the
     /// readers parse those payloads), so it is logged, not returned.
     fn write_facts(&mut self, active_too: bool) {
         if !self
@@ -728,7 +728,7 @@ impl Archive {
             return;
         };
         if self.facts_writer.is_none() {
-            match FactsWriter::start(self.layout.facts_dir()) {
+            match FactsWriter::start(StdVfs::shared(), self.layout.facts_dir()) {
                 Ok(w) => self.facts_writer = Some(w),
                 Err(e) => tracing::warn!("could not start the facts writer ({e})"),
             }
@@ -933,25 +933,6 @@ impl Drop for Archive {
     }
 }
 
-/// Before anything is appended: the facts of the last segment go unless
-/// every entry names a record the log holds (its tail may have been cut,
-/// and the offsets past the cut will hold other records), and those of any
-/// later base go; kept, they are continued (`crate::facts`).
-fn resume_facts(dir: &Path, log: &Log) -> Result<Option<FactsBuilder>> {
-    let last = log.end_position().segment;
-    crate::facts::remove_from(dir, last.saturating_add(1))
-        .map_err(io("cannot remove stale facts in", dir))?;
-    let resumed = match SegmentFacts::read(dir, last) {
-        Ok(Some(f)) => FactsBuilder::resume(f, log.next_offset()),
-        Ok(None) => return Ok(None),
-        Err(_) => None,
-    };
-    if resumed.is_none() {
-        remove_file_if_exists(&crate::facts::facts_path(dir, last))?;
-    }
-    Ok(resumed)
-}
-
 /// Logs an index commit's size, lookups and time (`behind`: written by the
 /// commit thread).
 fn trace_commit(records: u64, lookups: ccvault_index::Lookups, started: Instant, behind: bool) {
@@ -1069,11 +1050,7 @@ pub(crate) fn payload_time(keys: &Keys, quarantined: bool) -> Option<i64> {
 }
 
 pub(crate) fn remove_file_if_exists(path: &PathBuf) -> Result<()> {
-    match std::fs::remove_file(path) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(io("cannot remove", path)(e)),
-    }
+    ccvault_log::vfs::remove_if_exists(&StdVfs, path).map_err(io("cannot remove", path))
 }
 
 /// How a record arrived, for its event time: a live source's ingest time is

@@ -13,7 +13,7 @@
 //!   is written once the writer rolled past the segment, to a temporary
 //!   name renamed into place: never partly visible.
 //! - A writer opening an archive first removes the facts of any segment
-//!   past its last one ([`remove_from`]), and those of the last one unless
+//!   past its last one ([`remove_from`], from [`resume`]), and those of the last one unless
 //!   every entry names an offset below the log's end, in which case it
 //!   continues them ([`FactsBuilder::resume`]): a crash may have cut that
 //!   segment's tail, and the offsets past the cut will be appended again
@@ -26,10 +26,13 @@ use std::collections::HashMap;
 use std::io::Write;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use ccvault_event::{EventTime, Keys, PayloadTimes, TimeSource};
 use ccvault_index::chunk::{get_varint, put_varint};
 use ccvault_index::{key_map, KeyMap};
+use ccvault_log::vfs::{create_dir_durably, read_file, remove_if_exists};
+use ccvault_log::{OpenMode, StdVfs, Vfs};
 use xxhash_rust::xxh3::xxh3_64;
 
 /// Magic at the start of every facts file.
@@ -61,25 +64,43 @@ fn parse_name(name: &str) -> Option<u64> {
 
 /// Removes the facts (and leftover temporary files) of the segments from
 /// `base` on: see the module's invariants. A missing directory has none.
-pub fn remove_from(dir: &Path, base: u64) -> std::io::Result<()> {
-    let entries = match std::fs::read_dir(dir) {
-        Ok(e) => e,
+pub fn remove_from(vfs: &dyn Vfs, dir: &Path, base: u64) -> std::io::Result<()> {
+    let names = match vfs.list_dir(dir) {
+        Ok(names) => names,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
         Err(e) => return Err(e),
     };
-    for entry in entries {
-        let entry = entry?;
-        let name = entry.file_name();
-        let Some(name) = name.to_str() else { continue };
-        let stale = name.ends_with(".tmp") || parse_name(name).is_some_and(|b| b >= base);
+    for name in names {
+        let stale = name.ends_with(".tmp") || parse_name(&name).is_some_and(|b| b >= base);
         if stale {
-            match std::fs::remove_file(entry.path()) {
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
-                _ => {}
-            }
+            remove_if_exists(vfs, &dir.join(name))?;
         }
     }
     Ok(())
+}
+
+/// What a writer about to append to segment `last` (the log's last, which
+/// ends before `next_offset`) keeps of the facts in `dir`: those of the
+/// last segment are continued if every entry names a record the log holds
+/// (its tail may have been cut, and the offsets past the cut will hold
+/// other records), else removed, and those of any later segment are
+/// removed (see the module's invariants).
+pub fn resume(
+    vfs: &dyn Vfs,
+    dir: &Path,
+    last: u64,
+    next_offset: u64,
+) -> std::io::Result<Option<FactsBuilder>> {
+    remove_from(vfs, dir, last.saturating_add(1))?;
+    let resumed = match SegmentFacts::read(vfs, dir, last) {
+        Ok(Some(f)) => FactsBuilder::resume(f, next_offset),
+        Ok(None) => return Ok(None),
+        Err(_) => None,
+    };
+    if resumed.is_none() {
+        remove_if_exists(vfs, &facts_path(dir, last))?;
+    }
+    Ok(resumed)
 }
 
 /// The facts of one segment as its records are appended.
@@ -338,38 +359,31 @@ impl FactsBuilder {
         Ok((header, body))
     }
 
-    /// Writes the file into `dir` (created if missing): to a temporary
-    /// name, flushed to the device, then renamed. Facts are derived, so a
-    /// torn file would cost no data (it fails its checksum and is not
-    /// used), but `verify` would report it as damage until someone
-    /// removed it; flushed before the rename, a power cut leaves the file
-    /// whole, or the one before it, or none. One `fdatasync` a segment,
-    /// on the facts thread. The directory is not synced: a rename the cut
-    /// undid leaves no file or the previous one, both of which readers
-    /// expect.
-    pub fn write(&self, dir: &Path) -> std::io::Result<PathBuf> {
+    /// Writes the file into `dir` (created if missing, durably): to a
+    /// temporary name, flushed to the device, renamed, and the directory
+    /// synced. Facts are derived, so a torn file would cost no data (it
+    /// fails its checksum and is not used), but `verify` would report it as
+    /// damage until someone removed it; flushed before the rename, a power
+    /// cut leaves the file whole, or the one before it, or none. The
+    /// directory synced, a file written before a power cut is still there
+    /// after it (else readers of its segment would parse its events until
+    /// a `reindex`). An `fdatasync` and a directory `fsync` a segment, on
+    /// the facts thread.
+    pub fn write(&self, vfs: &dyn Vfs, dir: &Path) -> std::io::Result<PathBuf> {
         let (header, body) = self.encode_parts()?;
-        {
-            use std::os::unix::fs::DirBuilderExt;
-            match std::fs::DirBuilder::new().mode(0o700).create(dir) {
-                Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => return Err(e),
-                _ => {}
-            }
-        }
+        create_dir_durably(vfs, dir).map_err(|e| std::io::Error::other(e.to_string()))?;
         let path = facts_path(dir, self.base);
         let tmp = path.with_extension("facts.tmp");
-        let mut options = ccvault_log::private_options();
-        options.write(true).create(true).truncate(true);
-        {
-            use std::os::unix::fs::OpenOptionsExt;
-            options.mode(0o600);
-        }
-        let mut f = options.open(&tmp)?;
-        f.write_all(&header)?;
-        f.write_all(&body)?;
+        remove_if_exists(vfs, &tmp)?;
+        let f = vfs
+            .open(&tmp, OpenMode::CreateNew, "creating")
+            .map_err(|e| std::io::Error::other(e.to_string()))?;
+        f.write_all_at(&header, 0)?;
+        f.write_all_at(&body, header.len() as u64)?;
         f.sync_data()?;
         drop(f);
-        std::fs::rename(&tmp, &path)?;
+        vfs.rename(&tmp, &path)?;
+        vfs.sync_dir(dir)?;
         Ok(path)
     }
 }
@@ -384,13 +398,13 @@ pub struct FactsWriter {
 impl FactsWriter {
     /// Starts the thread, writing into `dir`. A failed write is logged:
     /// it costs only speed (readers parse those events).
-    pub fn start(dir: PathBuf) -> std::io::Result<FactsWriter> {
+    pub fn start(vfs: Arc<dyn Vfs>, dir: PathBuf) -> std::io::Result<FactsWriter> {
         let (to_write, written) = std::sync::mpsc::sync_channel::<FactsBuilder>(1);
         let thread = std::thread::Builder::new()
             .name("ccvault-facts".into())
             .spawn(move || {
                 for facts in written {
-                    if let Err(e) = facts.write(&dir) {
+                    if let Err(e) = facts.write(vfs.as_ref(), &dir) {
                         tracing::warn!(
                             "could not write the facts of segment {} in {} ({e}); readers parse its events instead",
                             facts.base(),
@@ -446,7 +460,7 @@ fn unzigzag(z: u64) -> i64 {
 /// facts file; one that cannot be read, is damaged or is of another
 /// version is logged and not used (its events are parsed).
 pub fn open_cursor(dir: &Path, base: u64) -> Option<FactsCursor> {
-    match SegmentFacts::read(dir, base) {
+    match SegmentFacts::read(&StdVfs, dir, base) {
         Ok(f) => f.map(SegmentFacts::into_cursor),
         Err(e) => {
             tracing::debug!("{e}; its events are parsed instead");
@@ -480,11 +494,11 @@ pub struct SegmentFacts {
 
 impl SegmentFacts {
     /// Reads the facts of `base` from `dir`; `Ok(None)` when there are none.
-    pub fn read(dir: &Path, base: u64) -> Result<Option<SegmentFacts>, FactsError> {
+    pub fn read(vfs: &dyn Vfs, dir: &Path, base: u64) -> Result<Option<SegmentFacts>, FactsError> {
         let path = facts_path(dir, base);
-        let bytes = match std::fs::read(&path) {
-            Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        let bytes = match read_file(vfs, &path, u64::from(MAX_BODY) + HEADER_LEN as u64) {
+            Ok(Some(b)) => b,
+            Ok(None) => return Ok(None),
             Err(e) => {
                 return Err(FactsError {
                     path,
@@ -916,20 +930,26 @@ mod tests {
         let facts = dir.path().join("facts");
         let mut b = FactsBuilder::new(100);
         b.push(100, A, &keys(A));
-        b.write(&facts).expect("written");
+        b.write(&StdVfs, &facts).expect("written");
         let mut c = FactsBuilder::new(200);
         c.push(200, A, &keys(A));
-        c.write(&facts).expect("written");
+        c.write(&StdVfs, &facts).expect("written");
         std::fs::write(facts.join("00000000000000000300.facts.tmp"), b"torn").expect("tmp");
-        assert!(SegmentFacts::read(&facts, 100).expect("reads").is_some());
-        remove_from(&facts, 200).expect("removed");
-        assert!(SegmentFacts::read(&facts, 100).expect("reads").is_some());
-        assert!(SegmentFacts::read(&facts, 200).expect("reads").is_none());
+        assert!(SegmentFacts::read(&StdVfs, &facts, 100)
+            .expect("reads")
+            .is_some());
+        remove_from(&StdVfs, &facts, 200).expect("removed");
+        assert!(SegmentFacts::read(&StdVfs, &facts, 100)
+            .expect("reads")
+            .is_some());
+        assert!(SegmentFacts::read(&StdVfs, &facts, 200)
+            .expect("reads")
+            .is_none());
         let left: Vec<_> = std::fs::read_dir(&facts)
             .expect("listed")
             .map(|e| e.expect("entry").file_name())
             .collect();
         assert_eq!(left.len(), 1, "{left:?}");
-        remove_from(&dir.path().join("none"), 0).expect("a missing directory has none");
+        remove_from(&StdVfs, &dir.path().join("none"), 0).expect("a missing directory has none");
     }
 }

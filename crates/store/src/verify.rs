@@ -18,7 +18,7 @@ use std::sync::mpsc;
 
 use ccvault_event::{parse_event, Keys};
 use ccvault_index::{guid_place, time_place, ExpectedRanges, PostingDigest, PostingKind};
-use ccvault_log::{verify as verify_log, DamageReason, Position, ScanRef, Tally};
+use ccvault_log::{verify as verify_log, DamageReason, Position, ScanRef, StdVfs, Tally};
 
 use crate::archive::payload_time;
 use crate::error::{Result, StoreError};
@@ -189,7 +189,7 @@ impl FactsCheck {
     fn message(&mut self, offset: u64, segment: u64, payload: &[u8], keys: &Keys) {
         if self.current.as_ref().map(|(base, _)| *base) != Some(segment) {
             self.end_segment();
-            let cursor = match SegmentFacts::read(&self.dir, segment) {
+            let cursor = match SegmentFacts::read(&StdVfs, &self.dir, segment) {
                 Ok(f) => f.map(SegmentFacts::into_cursor),
                 Err(e) => {
                     self.problems.push(format!(

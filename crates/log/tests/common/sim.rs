@@ -1,5 +1,7 @@
 //! A simulated disk under the log's file system seam, for power-loss tests
-//! (after SQLite's crash VFS and redb's crash-consistency backend).
+//! (after SQLite's crash VFS and redb's crash-consistency backend): the
+//! log's, and the store's of the segments' facts, which include this file
+//! by path.
 //!
 //! Every file has a durable image (what a power cut keeps) and a live image
 //! (what the running program sees), plus the writes and truncations made

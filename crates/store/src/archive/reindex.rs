@@ -22,7 +22,7 @@ use std::time::Instant;
 
 use ccvault_event::{parse_event, resolve_time, EventTime, Keys, PayloadTimes};
 use ccvault_index::{payload_hash, Checkpoint, Entry, Index};
-use ccvault_log::{LogReader, Position, RecordKind, RecordRef, ScanRef, Tally};
+use ccvault_log::{LogReader, Position, RecordKind, RecordRef, ScanRef, StdVfs, Tally};
 
 use super::{
     arrival, create_private_file, index_entry, open_index, remove_file_if_exists, Archive,
@@ -262,7 +262,7 @@ impl FactsPlan {
     /// A builder for the facts of `base` scanned from `pos`, if they are to
     /// be written.
     fn builder(&self, base: u64, pos: u32) -> Option<FactsBuilder> {
-        let usable = matches!(SegmentFacts::read(&self.dir, base), Ok(Some(_)));
+        let usable = matches!(SegmentFacts::read(&StdVfs, &self.dir, base), Ok(Some(_)));
         (pos == 0 && base < self.last && !usable).then(|| FactsBuilder::new(base))
     }
 }
@@ -340,7 +340,7 @@ fn scan_segments(
         }
         if let (Some(b), Some(plan)) = (built.filter(|b| !b.is_empty()), facts) {
             // Derived: a failure costs only speed, as the writer's.
-            if let Err(e) = b.write(&plan.dir) {
+            if let Err(e) = b.write(&StdVfs, &plan.dir) {
                 tracing::warn!(
                     "could not write the facts of segment {base} in {} ({e})",
                     plan.dir.display()
