@@ -139,8 +139,9 @@ impl GenFilter {
     }
 }
 
-/// Complete generations per span filter.
-pub(crate) const SPAN_GENERATIONS: u64 = 8;
+/// Complete generations per span filter: spans of 8M records, so that a
+/// new key's one probe a span stays a handful of probes at 50M events.
+pub(crate) const SPAN_GENERATIONS: u64 = 32;
 
 /// The span of generation `gen`.
 pub(crate) fn span(gen: u64) -> u64 {
@@ -908,16 +909,17 @@ mod tests {
         };
         let unplaced = KeyRange::ANY;
         let mut filters = Filters::default();
-        for g in 0..16u64 {
-            let keys = [GenFilter::build(&[g]), GenFilter::build(&[g + 100])];
-            let guid_range = if g == 9 { unplaced } else { placed };
+        const S: u64 = SPAN_GENERATIONS;
+        for g in 0..2 * S {
+            let keys = [GenFilter::build(&[g]), GenFilter::build(&[g + 1000])];
+            let guid_range = if g == S + 1 { unplaced } else { placed };
             filters.push(keys, [guid_range, unplaced]);
         }
         for s in 0..2 {
             let mut f = [SpanFilter::sized_for(1), SpanFilter::sized_for(1)];
             for (kind, f) in f.iter_mut().enumerate() {
-                for g in s * 8..s * 8 + 8 {
-                    f.add_generation(&[g + 100 * kind as u64]);
+                for g in s * S..s * S + S {
+                    f.add_generation(&[g + 1000 * kind as u64]);
                 }
             }
             filters.set_span(s, f.map(Some));
@@ -925,11 +927,15 @@ mod tests {
         let (guid, payload) = (PostingKind::Guid, PostingKind::Payload);
         let mut kept = filters.clone();
         kept.shed(usize::MAX);
-        assert!((0..16).all(|g| kept.has_filter(g, guid) && kept.has_filter(g, payload)));
+        assert!((0..2 * S).all(|g| kept.has_filter(g, guid) && kept.has_filter(g, payload)));
         filters.shed(0);
-        assert_eq!(filters.dropped_below(), 16);
-        for g in 0..16 {
-            assert_eq!(filters.has_filter(g, guid), g == 9, "unplaced GUIDs: kept");
+        assert_eq!(filters.dropped_below(), 2 * S);
+        for g in 0..2 * S {
+            assert_eq!(
+                filters.has_filter(g, guid),
+                g == S + 1,
+                "unplaced GUIDs: kept"
+            );
             assert!(!filters.has_filter(g, payload), "payload filters go");
             assert!(filters.may_hold(g, guid, g) && filters.may_hold(g, payload, 7));
         }
@@ -938,11 +944,11 @@ mod tests {
         );
         assert!(
             filters.span_filter(1, guid).is_some(),
-            "it covers generation 9"
+            "it covers generation S + 1"
         );
         assert!(filters.span_filter(1, payload).is_none());
         assert!(filters.admits(3, guid, Some(1)) && !filters.admits(3, guid, Some(2)));
-        assert!(filters.admits(9, guid, None) && !filters.admits(3, guid, None));
+        assert!(filters.admits(S + 1, guid, None) && !filters.admits(3, guid, None));
     }
 
     #[test]

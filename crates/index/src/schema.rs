@@ -54,13 +54,19 @@ pub(crate) const META: TableDefinition<&str, u64> = TableDefinition::new("meta")
 
 /// Bumped when the tables change meaning; an index of another version is
 /// rebuilt from the log.
-pub const INDEX_VERSION: u64 = 4;
+pub const INDEX_VERSION: u64 = 5;
 
 /// Records per generation of the posting tables: a commit touches the
 /// B-tree pages of at most this many records (plus a boundary), so its cost
-/// stays that of a 1M-record archive whatever the archive size, and a
-/// lookup by key visits one B-tree range per generation (docs/BENCHMARKS.md).
-pub const GENERATION_RECORDS: u64 = 1 << 20;
+/// does not grow with the archive, and a lookup by key visits one B-tree
+/// range per generation its filters admit. As many as an import's commit
+/// (`index_commit_records`): each such commit then appends a generation
+/// instead of rewriting the pages the earlier commits of its generation
+/// wrote, which with generations of 2^20 records made an import's commits
+/// cost more the fuller their generation and left a first import's file
+/// ~2.3× its data until compacted (docs/BENCHMARKS.md, "Generations of
+/// 2^18 records").
+pub const GENERATION_RECORDS: u64 = 1 << 18;
 
 /// redb's page cache. Bounded so that memory stays bounded whatever the
 /// archive size (redb's default is 1 GiB). It costs more resident memory

@@ -90,8 +90,9 @@ impl ArchiveReader {
     /// [`ArchiveReader::open`] for a command that makes a lookup or two and
     /// exits (`show --raw`, `stats`): the index keeps [`BRIEF_CACHE_BYTES`]
     /// of pages instead of redb's usual 48 MiB. Such a command reads each
-    /// page once; a lookup by GUID reads ~3 pages per generation of 2^20
-    /// records, and keeping them all (~600 KiB at 50M events) cost `show`
+    /// page once; a lookup by GUID reads ~3 pages per generation its span's
+    /// GUID blocks admit, and keeping them all (~600 KiB at 50M events,
+    /// measured with generations of 2^20 records) cost `show`
     /// more in freshly faulted memory (~0.4 ms) than a cache saves
     /// (docs/BENCHMARKS.md, "What grows in opening").
     pub fn open_brief(dir: &Path) -> Result<ArchiveReader> {

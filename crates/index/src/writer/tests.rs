@@ -2,6 +2,7 @@
 //! across collected, committed and sealed generations.
 
 use super::*;
+use crate::filter::SPAN_GENERATIONS;
 use crate::schema::{FILTERS, GUID_BLOCKS, SPAN_FILTERS};
 use crate::{
     guid_hash, payload_hash, Checkpoint, Counters, Entry, Hit, PostingDigest, PostingKind,
@@ -495,9 +496,16 @@ fn compaction_runs_again_only_once_the_index_grew_by_a_quarter() {
 /// Records one a generation over 20 generations (two whole spans of 8 and
 /// part of a third), each with its own GUID and payload, and one record
 /// without a GUID in generation 1.
+/// Generations a span filter covers.
+const S: u64 = SPAN_GENERATIONS;
+/// Generations [`one_record_a_generation`] and [`placed_generations`]
+/// write: two spans and a half, so that a lookup meets whole spans, a
+/// partial one and the generation being written (`N - 1`, never sealed).
+const N: u64 = 2 * S + S / 2;
+
 fn one_record_a_generation(index: &Index) {
     const G: u64 = GENERATION_RECORDS;
-    for gen in 0..20u64 {
+    for gen in 0..N {
         let guid: &'static str = Box::leak(format!("gen{gen}").into_boxed_str());
         let mut batch = vec![entry(gen * G, guid.as_bytes(), Some(guid))];
         if gen == 1 {
@@ -515,7 +523,7 @@ fn one_record_a_generation(index: &Index) {
 fn every_generation_found(index: &Index) -> Lookups {
     const G: u64 = GENERATION_RECORDS;
     let mut w = index.begin().unwrap();
-    for gen in 0..20u64 {
+    for gen in 0..N {
         let guid = format!("gen{gen}");
         let hits = w
             .duplicate_candidates(payload_hash(guid.as_bytes()), Some(&guid), None)
@@ -547,18 +555,18 @@ fn a_duplicate_many_generations_later_is_caught_and_new_keys_cost_a_probe_a_span
     let path = dir.path().join("i.redb");
     let index = Index::open(&path).unwrap();
     one_record_a_generation(&index);
-    assert_eq!(index.current_filters().sealed(), 19);
+    assert_eq!(index.current_filters().sealed(), N - 1);
     let absent = every_generation_found(&index);
-    // Spans 0..8, 8..16 and 16..19 reject it: no generation filter probed,
-    // and no B-tree lookup: generation 19, not complete, was written by
-    // this handle from its start, whose keys it knows.
+    // Spans 0..S, S..2S and 2S..N-1 reject it: no generation filter
+    // probed, and no B-tree lookup: generation N-1, not complete, was
+    // written by this handle from its start, whose keys it knows.
     assert_eq!((absent.spans, absent.probes, absent.seeks), (3, 0, 0));
     drop(index);
     let index = Index::open(&path).unwrap();
     assert_eq!(
         every_generation_found(&index),
         Lookups { seeks: 1, ..absent },
-        "the span filters come back from the file; generation 19, written \
+        "the span filters come back from the file; generation N-1, written \
          before this handle, is looked up"
     );
 }
@@ -637,20 +645,19 @@ fn an_index_without_span_filters_dedupes_exactly_and_gets_them_a_span_a_commit()
     };
     assert_eq!(spans(&index), vec![None, None, None]);
     let absent = every_generation_found(&index);
-    assert_eq!((absent.spans, absent.probes), (0, 19), "one by one");
+    assert_eq!((absent.spans, absent.probes), (0, N - 1), "one by one");
 
-    // The commit that seals generation 19 fills the newest span (16..20)
+    // The commit that seals generation N-1 fills the newest span (2S..N)
     // and the oldest missing one; the next seal fills the other.
     let mut w = index.begin().unwrap();
-    w.add_all(&[entry(20 * G, b"gen20", Some("gen20"))])
-        .unwrap();
+    w.add_all(&[entry(N * G, b"next", Some("next"))]).unwrap();
     index.commit(w, None).unwrap();
-    assert_eq!(spans(&index), vec![Some(8), None, Some(4)]);
+    assert_eq!(spans(&index), vec![Some(S), None, Some(S / 2)]);
     let mut w = index.begin().unwrap();
-    w.add_all(&[entry(21 * G, b"gen21", Some("gen21"))])
+    w.add_all(&[entry((N + 1) * G, b"after", Some("after"))])
         .unwrap();
     index.commit(w, None).unwrap();
-    assert_eq!(spans(&index), vec![Some(8), Some(8), Some(5)]);
+    assert_eq!(spans(&index), vec![Some(S), Some(S), Some(S / 2 + 1)]);
     let absent = every_generation_found(&index);
     assert_eq!((absent.spans, absent.probes), (3, 0));
 
@@ -667,7 +674,7 @@ fn an_index_without_span_filters_dedupes_exactly_and_gets_them_a_span_a_commit()
     drop(index);
     let index = Index::open(&path).unwrap();
     let absent = every_generation_found(&index);
-    assert_eq!((absent.spans, absent.probes), (2, 8));
+    assert_eq!((absent.spans, absent.probes), (2, S));
 }
 
 /// The generations a reader of `index` looks `guid` up in, after checking
@@ -693,12 +700,16 @@ fn a_guid_is_looked_up_only_in_the_generations_its_blocks_admit() {
     let path = dir.path().join("i.redb");
     let index = Index::open(&path).unwrap();
     one_record_a_generation(&index);
-    // Generations 0..19 sealed; 19 is not: always looked up.
-    for g in 0..20u64 {
-        let want = if g == 19 { vec![19] } else { vec![g, 19] };
-        assert_eq!(guid_looked_up_in(&index, &format!("gen{g}"), 20), want);
+    // Generations 0..N-1 sealed; N-1 is not: always looked up.
+    for g in 0..N {
+        let want = if g == N - 1 {
+            vec![N - 1]
+        } else {
+            vec![g, N - 1]
+        };
+        assert_eq!(guid_looked_up_in(&index, &format!("gen{g}"), N), want);
     }
-    assert_eq!(guid_looked_up_in(&index, "absent", 20), vec![19]);
+    assert_eq!(guid_looked_up_in(&index, "absent", N), vec![N - 1]);
 
     // A damaged entry (span 1 has one block: its only entry) leaves its
     // span's generations looked up one by one, the others still skipped.
@@ -708,36 +719,38 @@ fn a_guid_is_looked_up_only_in_the_generations_its_blocks_admit() {
         .insert((1u64, u64::MAX), &[0u8; 9][..])
         .unwrap();
     txn.commit().unwrap();
-    let mut want: Vec<u64> = (8..16).collect();
-    want.push(19);
-    assert_eq!(guid_looked_up_in(&index, "absent", 20), want);
+    let mut want: Vec<u64> = (S..2 * S).collect();
+    want.push(N - 1);
+    assert_eq!(guid_looked_up_in(&index, "absent", N), want);
     want.insert(0, 3);
-    assert_eq!(guid_looked_up_in(&index, "gen3", 20), want);
+    assert_eq!(guid_looked_up_in(&index, "gen3", N), want);
 
     // As an index written before the table: every generation, same answers.
     let txn = index.db.begin_write().unwrap();
     assert!(txn.delete_table(GUID_BLOCKS).unwrap());
     txn.commit().unwrap();
-    for guid in ["gen0", "gen12", "absent"] {
+    for guid in ["gen0".to_string(), format!("gen{}", S + 4), "absent".into()] {
         assert_eq!(
-            guid_looked_up_in(&index, guid, 20),
-            (0..20).collect::<Vec<_>>()
+            guid_looked_up_in(&index, &guid, N),
+            (0..N).collect::<Vec<_>>()
         );
     }
     drop(index);
 
-    // A writer that seals generation 19 builds its span's entries (16..20)
+    // A writer that seals generation N-1 builds its span's entries (2S..N)
     // again from by_guid; spans 0 and 1 stay looked up one by one.
     let index = Index::open(&path).unwrap();
     let mut w = index.begin().unwrap();
-    w.add_all(&[entry(20 * G, b"gen20", Some("gen20"))])
+    let next: &'static str = Box::leak(format!("gen{N}").into_boxed_str());
+    w.add_all(&[entry(N * G, next.as_bytes(), Some(next))])
         .unwrap();
     index.commit(w, None).unwrap();
-    let mut want: Vec<u64> = (0..16).collect();
-    want.push(20);
-    assert_eq!(guid_looked_up_in(&index, "absent", 21), want);
-    want.insert(16, 17);
-    assert_eq!(guid_looked_up_in(&index, "gen17", 21), want);
+    let mut want: Vec<u64> = (0..2 * S).collect();
+    want.push(N);
+    assert_eq!(guid_looked_up_in(&index, "absent", N + 1), want);
+    want.insert(2 * S as usize, 2 * S + 1);
+    let in_the_third_span = format!("gen{}", 2 * S + 1);
+    assert_eq!(guid_looked_up_in(&index, &in_the_third_span, N + 1), want);
 }
 
 #[test]
@@ -808,7 +821,7 @@ fn a_writer_begun_after_a_commit_being_written_sees_it_and_rebases_onto_it() {
 /// record without a GUID placed at its own time (the generation × 1000).
 fn placed_generations(index: &Index) {
     const G: u64 = GENERATION_RECORDS;
-    for gen in 0..20u64 {
+    for gen in 0..N {
         let guid: &'static str = Box::leak(format!("int-{:x}-t", 0x1000 + gen).into_boxed_str());
         let event: &'static [u8] =
             Box::leak(format!("event {gen}").into_bytes().into_boxed_slice());
@@ -836,13 +849,13 @@ fn placed_keys_skip_sealed_generations_and_stay_exact_without_filters() {
         index.filter_budget = budget;
         placed_generations(&index);
         let filters = index.current_filters();
-        assert_eq!(filters.sealed(), 19);
+        assert_eq!(filters.sealed(), N - 1);
         for kind in [PostingKind::Guid, PostingKind::Payload] {
             assert_eq!(filters.has_filter(3, kind), budget > 0, "{budget}");
             assert_eq!(filters.span_filter(0, kind).is_some(), budget > 0);
         }
         let mut w = index.begin().unwrap();
-        for gen in 0..20u64 {
+        for gen in 0..N {
             let guid = format!("int-{:x}-t", 0x1000 + gen);
             let hits = w
                 .duplicate_candidates(payload_hash(guid.as_bytes()), Some(&guid), None)
@@ -856,7 +869,7 @@ fn placed_keys_skip_sealed_generations_and_stay_exact_without_filters() {
             assert_eq!(offsets(&hits), vec![gen * G + 1], "{event}");
         }
         // A new interaction and an event at a new time: no sealed
-        // generation is asked, filter or B-tree (generation 19, open, was
+        // generation is asked, filter or B-tree (generation N-1, open, was
         // written by this handle, which knows its keys).
         let before = w.lookups();
         let new_guid = w.duplicate_candidates(payload_hash(b"new"), Some("int-2000-t"), None);
@@ -869,13 +882,13 @@ fn placed_keys_skip_sealed_generations_and_stay_exact_without_filters() {
             after.seeks - before.seeks,
         );
         assert_eq!(asked, (0, 0, 0));
-        // A late event of generation 3's interaction widens generation 19's
-        // range, then generation 20 seals it.
-        w.add_all(&[entry(19 * G + 5, b"late", Some("int-1003-t"))])
+        // A late event of generation 3's interaction widens generation
+        // N-1's range, then generation N seals it.
+        w.add_all(&[entry((N - 1) * G + 5, b"late", Some("int-1003-t"))])
             .unwrap();
         index.commit(w, None).unwrap();
         let mut w = index.begin().unwrap();
-        w.add_all(&[entry(20 * G, b"next", Some("int-2001-t"))])
+        w.add_all(&[entry(N * G, b"next", Some("int-2001-t"))])
             .unwrap();
         index.commit(w, None).unwrap();
         drop(index);
@@ -886,7 +899,7 @@ fn placed_keys_skip_sealed_generations_and_stay_exact_without_filters() {
         let first = w.duplicate_candidates(payload_hash(b"int-1003-t"), guid, None);
         assert_eq!(offsets(&first.unwrap()), vec![3 * G]);
         let late = w.duplicate_candidates(payload_hash(b"late"), guid, None);
-        assert_eq!(offsets(&late.unwrap()), vec![19 * G + 5]);
+        assert_eq!(offsets(&late.unwrap()), vec![(N - 1) * G + 5]);
         let before = w.lookups();
         assert!(w
             .duplicate_candidates(payload_hash(b"x"), Some("int-3000-t"), None)
@@ -894,7 +907,7 @@ fn placed_keys_skip_sealed_generations_and_stay_exact_without_filters() {
             .is_empty());
         assert_eq!(w.lookups().probes - before.probes, 0);
         let counters = index.reader().unwrap().counters().unwrap();
-        assert_eq!(counters.interactions, 21, "the late event's is not new");
+        assert_eq!(counters.interactions, N + 1, "the late event's is not new");
     }
 }
 
@@ -959,7 +972,10 @@ fn stored_filters_that_reject_their_keys_or_are_damaged_are_named() {
                 t.insert((0, PostingKind::Guid as u8), zeroed(&old, 8).as_slice())
                     .unwrap();
             }),
-            vec!["the Guid span filter of span 0 rejects 8 of the 8 keys it holds"],
+            vec![Box::leak(
+                format!("the Guid span filter of span 0 rejects {S} of the {S} keys it holds")
+                    .into_boxed_str(),
+            )],
         ),
         (
             Box::new(move |txn| {
@@ -979,8 +995,14 @@ fn stored_filters_that_reject_their_keys_or_are_damaged_are_named() {
                 t.insert((0, u64::MAX), &[7u8; 9][..]).unwrap();
             }),
             vec![
-                "the GUID blocks of span 1 (generation 8) rejects 1 of the 1 keys it holds",
-                "the GUID blocks of span 1 (generation 15) rejects 1 of",
+                Box::leak(
+                    format!("the GUID blocks of span 1 (generation {S}) rejects 1 of the 1 keys it holds")
+                        .into_boxed_str(),
+                ),
+                Box::leak(
+                    format!("the GUID blocks of span 1 (generation {}) rejects 1 of", 2 * S - 1)
+                        .into_boxed_str(),
+                ),
                 "`show` of such a GUID would miss its events there",
                 "the GUID blocks of span 0 (generation 0) is damaged",
             ],
@@ -1000,6 +1022,7 @@ fn stored_filters_that_reject_their_keys_or_are_damaged_are_named() {
         for n in named {
             assert!(problems.contains(n), "{n}\nin\n{problems}");
         }
-        assert!(!problems.contains("generation 19"), "{problems}");
+        let last = format!("generation {}", N - 1);
+        assert!(!problems.contains(&last), "{problems}");
     }
 }
