@@ -200,8 +200,9 @@ impl Index {
 
     /// Gives the file's free space back: redb's copy-on-write commits leave
     /// freed pages behind (with generations of 2^20 records, a fresh index
-    /// of ~19 bytes an event measured
-    /// 71 bytes an event on disk before compaction). Compacting reads every
+    /// of ~19 bytes an event measured 71 bytes an event on disk before
+    /// compaction; with 2^18, a first import leaves too little free to
+    /// compact). Compacting reads every
     /// page of the file (redb looks for the highest pages in each pass, and
     /// makes one more pass that finds nothing to move), so it costs as much
     /// as the whole index, whatever the session added: it is considered
