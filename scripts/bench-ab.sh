@@ -1,0 +1,92 @@
+#!/usr/bin/env bash
+# Two ccvault binaries on one step, alternated round by round with their
+# order swapped each round, so that both meet the machine's slow and fast
+# moments alike (docs/BENCHMARKS.md, the "alternated" comparisons). Each run
+# is a whole process under /usr/bin/time; prints every run (wall, user,
+# system seconds, peak RSS KiB), then each binary's medians.
+#
+# Usage: scripts/bench-ab.sh [--dir DIR] STEP ROUNDS BIN_A BIN_B INPUT
+#   STEP   import: each run imports INPUT (NDJSON) into a fresh directory;
+#          reindex, rebuild, verify, export: each binary works on an archive
+#          of its own, imported from INPUT (and rebuilt) by that binary
+#          first, since a binary rebuilds an index of another version at
+#          open; export writes Parquet into a fresh directory each run
+#   --dir  where the archives go (default target/bench-ab); removed at the end
+# As root, the timed processes run under `chrt -f 50` (nothing else then
+# preempts them on the two cores).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+dir=target/bench-ab
+if [ "${1:-}" = "--dir" ]; then
+  dir="$2"
+  shift 2
+fi
+if [ $# -ne 5 ]; then
+  sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//' >&2
+  exit 2
+fi
+step=$1 rounds=$2 input=$5
+bins=("$3" "$4")
+case "$step" in
+  import | reindex | rebuild | verify | export) ;;
+  *) echo "bench-ab: unknown step '$step'" >&2; exit 2 ;;
+esac
+for b in "${bins[@]}"; do
+  [ -x "$b" ] || { echo "bench-ab: $b is not an executable" >&2; exit 2; }
+done
+[ -r "$input" ] || { echo "bench-ab: cannot read $input" >&2; exit 2; }
+
+rt=()
+if [ "$(id -u)" = 0 ] && command -v chrt >/dev/null; then
+  rt=(chrt -f 50)
+fi
+rm -rf "$dir"
+mkdir -p "$dir"
+trap 'rm -rf "$dir"' EXIT
+runs="$dir/runs.txt"
+
+# The archive of binary number $1 (0 or 1).
+archive() { echo "$dir/archive-$1"; }
+
+if [ "$step" != import ]; then
+  for i in 0 1; do
+    "${bins[$i]}" -q --data-dir "$(archive $i)" import "$input" >/dev/null
+    "${bins[$i]}" -q --data-dir "$(archive $i)" rebuild >/dev/null
+  done
+fi
+
+run() {
+  local i=$1 bin=${bins[$1]} data
+  local args=()
+  case "$step" in
+    import)
+      data="$dir/import-$i"
+      rm -rf "$data"
+      args=(--data-dir "$data" -q import "$input")
+      ;;
+    export)
+      rm -rf "$dir/parquet-$i"
+      args=(--data-dir "$(archive "$i")" -q export --format parquet --out "$dir/parquet-$i")
+      ;;
+    *) args=(--data-dir "$(archive "$i")" -q "$step") ;;
+  esac
+  local t
+  t=$("${rt[@]}" /usr/bin/time -f "T %e %U %S %M" "$bin" "${args[@]}" 2>&1 >/dev/null | awk '/^T /{print $2, $3, $4, $5}')
+  echo "$i $t" >>"$runs"
+  echo "$bin $t"
+}
+
+for ((r = 1; r <= rounds; r++)); do
+  if ((r % 2)); then run 0; run 1; else run 1; run 0; fi
+done
+
+echo
+echo "medians over $rounds runs each: wall, CPU (user + system), peak RSS"
+median() {
+  sort -n | awk '{ a[NR] = $1 } END { print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'
+}
+for i in 0 1; do
+  of() { awk -v i="$i" -v c="$1" '$1 == i { print (c == "cpu") ? $3 + $4 : (c == "wall") ? $2 : $5 }' "$runs" | median; }
+  printf '%s: wall %.3f s, CPU %.3f s, peak %d KiB\n' "${bins[$i]}" "$(of wall)" "$(of cpu)" "$(of rss)"
+done
