@@ -271,6 +271,78 @@ fn expected_raw(guid: &str) -> Vec<u8> {
     out
 }
 
+/// While a writer holds the archive, a reader sees the index's last commit
+/// and cannot index the log's newer records itself: a writer rebuilding a
+/// lost or older index leaves the whole log unseen for a while. `show` of
+/// an interaction found nowhere then says that those records were not
+/// searched, instead of that the interaction has no events.
+#[test]
+fn show_of_an_interaction_not_yet_indexed_under_a_running_writer_says_so() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("a");
+    let lines = non_blank_lines(&sample("events.ndjson"));
+    let (later, first): (Vec<_>, Vec<_>) = lines
+        .iter()
+        .partition(|l| guid_of(l).as_deref() == Some(GUID_B));
+    let write = |name: &str, lines: &[&Vec<u8>]| {
+        let path = tmp.path().join(name);
+        let mut bytes = Vec::new();
+        for l in lines {
+            bytes.extend_from_slice(l);
+            bytes.push(b'\n');
+        }
+        fs::write(&path, bytes).unwrap();
+        path
+    };
+    import(&dir, &[&write("first.ndjson", &first)], &[]);
+    let index = dir.join("index.redb");
+    let before = tmp.path().join("index.before");
+    fs::copy(&index, &before).unwrap();
+    import(&dir, &[&write("later.ndjson", &later)], &[]);
+    // The index as the first import left it: GUID_B's records are in the
+    // log past its checkpoint. A writer holds the archive (its lock).
+    fs::copy(&before, &index).unwrap();
+    let lock = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(dir.join("writer.lock"))
+        .unwrap();
+    lock.try_lock().unwrap();
+
+    let unseen = format!(
+        "its records from offset {} on are not indexed yet, so were not searched",
+        first.len()
+    );
+    for args in [&["show", GUID_B, "--raw"][..], &["show", GUID_B]] {
+        let run = ccvault(&dir, args).expect_code(1);
+        assert!(
+            run.stderr
+                .contains(&format!("no events of interaction \"{GUID_B}\"")),
+            "{args:?}: {}",
+            run.stderr
+        );
+        assert!(run.stderr.contains(&unseen), "{args:?}: {}", run.stderr);
+    }
+    // What is indexed is found; an interaction absent from what was
+    // searched is reported with the same caveat.
+    assert_eq!(
+        ccvault(&dir, &["show", GUID_A, "--raw"]).ok().stdout,
+        expected_raw(GUID_A)
+    );
+    let absent = ccvault(&dir, &["show", "int-absent", "--raw"]).expect_code(1);
+    assert!(absent.stderr.contains(&unseen), "{}", absent.stderr);
+
+    // The writer gone, a reader indexes the rest itself and finds them;
+    // an absent interaction is then plainly absent.
+    drop(lock);
+    assert_eq!(
+        ccvault(&dir, &["show", GUID_B, "--raw"]).ok().stdout,
+        expected_raw(GUID_B)
+    );
+    let absent = ccvault(&dir, &["show", "int-absent", "--raw"]).expect_code(1);
+    assert!(!absent.stderr.contains("not indexed"), "{}", absent.stderr);
+}
+
 #[test]
 fn show_raw_prints_the_payloads_byte_exact_in_canonical_order() {
     let tmp = tempfile::tempdir().unwrap();

@@ -253,10 +253,11 @@ async fn with_contact(
             .map_err(internal)?;
         let shown = timelines(&legs);
         if !shown.iter().any(|l| l.asked) {
-            return Ok(not_found(
-                answer,
-                format!("no events of interaction {guid:?} in the archive"),
-            ));
+            let mut message = format!("no events of interaction {guid:?} in the archive");
+            if let Some(unseen) = reader.not_searched() {
+                message = format!("{message} as far as it is indexed: {unseen}");
+            }
+            return Ok(not_found(answer, message));
         }
         f(&live.options().tz, &shown)
     })

@@ -77,6 +77,10 @@ pub struct ArchiveReader {
     segments: SegmentMap,
     /// Records at offsets >= this are not visible.
     visible_end: u64,
+    /// The first record of the log past the index's last commit, when this
+    /// reader could not index it (a writer holds the archive, or indexing
+    /// failed): what it cannot see.
+    unindexed_from: Option<u64>,
 }
 
 impl ArchiveReader {
@@ -131,7 +135,11 @@ impl ArchiveReader {
                     ));
                 }
             }
-            Err(StoreError::Locked { .. }) => return Ok((reader, CatchUp::WriterRunning)),
+            Err(StoreError::Locked { .. }) => {
+                let mut reader = reader;
+                reader.unindexed_from = Some(first);
+                return Ok((reader, CatchUp::WriterRunning));
+            }
             Err(e) => {
                 // Reads must keep working where a writer cannot (a full or
                 // read-only disk); the records past the checkpoint stay unseen.
@@ -139,6 +147,8 @@ impl ArchiveReader {
                     "records from offset {first} are in the log but not in the index, \
                      and indexing them failed: {e}"
                 );
+                let mut reader = reader;
+                reader.unindexed_from = Some(first);
                 return Ok((
                     reader,
                     CatchUp::Failed {
@@ -251,6 +261,7 @@ impl ArchiveReader {
             index,
             log,
             visible_end,
+            unindexed_from: None,
         })
     }
 
@@ -272,6 +283,29 @@ impl ArchiveReader {
     }
 
     /// One past the last visible offset.
+    /// The offset of the first record of the log this reader does not see
+    /// because it is not indexed yet and could not be indexed at open: a
+    /// writer is running (it indexes its records itself, a commit at a
+    /// time; after a version change or a lost index it is rebuilding the
+    /// whole index), or indexing failed. `None` when the reader sees every
+    /// record the log held when it opened. A lookup that finds nothing
+    /// says so, rather than that there is nothing.
+    pub fn unindexed_from(&self) -> Option<u64> {
+        self.unindexed_from
+    }
+
+    /// What a lookup that found nothing must add about the records it could
+    /// not search ([`Self::unindexed_from`]), if there are any.
+    pub fn not_searched(&self) -> Option<String> {
+        self.unindexed_from.map(|first| {
+            format!(
+                "its records from offset {first} on are not indexed yet, so were not searched \
+                 (a running writer indexes its records as it commits them, and after an upgrade \
+                 or a lost index.redb rebuilds the whole index first); ask again once it has"
+            )
+        })
+    }
+
     pub fn visible_end(&self) -> u64 {
         self.visible_end
     }

@@ -1,7 +1,7 @@
 //! The archive commands: import, show, stats, verify, reindex, quarantine.
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 
@@ -200,6 +200,18 @@ fn progress_bar(size: Option<u64>, name: &str) -> indicatif::ProgressBar {
     bar
 }
 
+/// Where a lookup that found no events of an interaction looked: `DIR`,
+/// and, when the reader could not see the log's newest records (not
+/// indexed yet, and a writer running, which indexes them itself), that
+/// those were not searched: an interaction found nowhere is then not
+/// known to be absent.
+pub fn searched(reader: &ArchiveReader, dir: &Path) -> String {
+    match reader.not_searched() {
+        None => dir.display().to_string(),
+        Some(unseen) => format!("{}, as far as it is indexed: {unseen}", dir.display()),
+    }
+}
+
 /// `show GUID --raw`: the archived payloads byte-exact, one a line, in
 /// canonical order (docs/METRICS.md §2).
 pub fn show_raw(cli: &Cli, guid: &str, tenant: Option<&str>) -> Result<ExitCode> {
@@ -208,7 +220,7 @@ pub fn show_raw(cli: &Cli, guid: &str, tenant: Option<&str>) -> Result<ExitCode>
     if records.is_empty() {
         anyhow::bail!(
             "no events of interaction {guid:?} in {}",
-            cli.data_dir.display()
+            searched(&reader, &cli.data_dir)
         );
     }
     if let Some(tenant) = tenant {

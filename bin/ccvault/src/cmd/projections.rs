@@ -38,7 +38,7 @@ use ccvault_store::ArchiveReader;
 use serde_json::json;
 
 use crate::args::parse_duration_ms;
-use crate::cmd::archive::open_reader;
+use crate::cmd::archive::{open_reader, searched};
 use crate::cmd::contact;
 use crate::output::{self, json_line, HumanJson, Table};
 use crate::{status, Cli, TimeRange};
@@ -297,13 +297,13 @@ pub fn show(
         if !legs.is_empty() {
             bail!(
                 "no events of interaction {guid:?} in {}; it names a contact whose first leg was never archived, and these legs of it were: {} (show any of them)",
-                cli.data_dir.display(),
+                searched(&reader, &cli.data_dir),
                 legs.join(", ")
             );
         }
         bail!(
             "no events of interaction {guid:?} in {}",
-            cli.data_dir.display()
+            searched(&reader, &cli.data_dir)
         );
     };
     let tz = cli.tz();
