@@ -277,7 +277,7 @@ fn expected_raw(guid: &str) -> Vec<u8> {
 /// an interaction found nowhere then says that those records were not
 /// searched, instead of that the interaction has no events.
 #[test]
-fn show_of_an_interaction_not_yet_indexed_under_a_running_writer_says_so() {
+fn show_and_stats_under_a_running_writer_say_which_records_are_not_indexed_yet() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("a");
     let lines = non_blank_lines(&sample("events.ndjson"));
@@ -331,6 +331,18 @@ fn show_of_an_interaction_not_yet_indexed_under_a_running_writer_says_so() {
     );
     let absent = ccvault(&dir, &["show", "int-absent", "--raw"]).expect_code(1);
     assert!(absent.stderr.contains(&unseen), "{}", absent.stderr);
+    // `stats` counts what is indexed and says where that ends.
+    let stats = ccvault(&dir, &["stats", "--format", "json"])
+        .ok()
+        .json_lines();
+    assert_eq!(stats[0]["records"], first.len());
+    assert_eq!(stats[0]["unindexedFrom"], first.len());
+    let human = ccvault(&dir, &["stats"]).ok().stdout_str();
+    let line = format!(
+        "unindexed     the log's records from offset {} on",
+        first.len()
+    );
+    assert!(human.contains(&line), "{human}");
 
     // The writer gone, a reader indexes the rest itself and finds them;
     // an absent interaction is then plainly absent.
@@ -341,6 +353,15 @@ fn show_of_an_interaction_not_yet_indexed_under_a_running_writer_says_so() {
     );
     let absent = ccvault(&dir, &["show", "int-absent", "--raw"]).expect_code(1);
     assert!(!absent.stderr.contains("not indexed"), "{}", absent.stderr);
+    let stats = ccvault(&dir, &["stats", "--format", "json"])
+        .ok()
+        .json_lines();
+    assert_eq!(stats[0]["records"], lines.len());
+    assert!(stats[0]["unindexedFrom"].is_null());
+    assert!(!ccvault(&dir, &["stats"])
+        .ok()
+        .stdout_str()
+        .contains("unindexed"));
 }
 
 #[test]

@@ -255,6 +255,7 @@ pub fn stats(cli: &Cli, format: HumanJson) -> Result<ExitCode> {
                 "interactions": c.interactions, "minTime": c.min_time_ms, "maxTime": c.max_time_ms,
                 "untimed": c.untimed, "untimedMinTime": c.untimed_min_ms,
                 "untimedMaxTime": c.untimed_max_ms,
+                "unindexedFrom": reader.unindexed_from(),
             }),
         )?,
         HumanJson::Human => {
@@ -291,6 +292,12 @@ pub fn stats(cli: &Cli, format: HumanJson) -> Result<ExitCode> {
                     c.untimed,
                     format_ms(a, &tz),
                     format_ms(b, &tz)
+                )?;
+            }
+            if let Some(first) = reader.unindexed_from() {
+                writeln!(
+                    out,
+                    "unindexed     the log's records from offset {first} on, not counted above: a writer is running and has not indexed them yet (after an upgrade or a lost index.redb it rebuilds the whole index first)"
                 )?;
             }
         }
