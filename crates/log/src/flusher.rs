@@ -22,7 +22,7 @@ use std::sync::mpsc::{sync_channel, Receiver, Sender, SyncSender};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 
-use crate::direct::DirectAppender;
+use crate::direct::{DirectAppender, FrameBuf};
 use crate::error::{LogError, Result};
 use crate::options::{FsyncPolicy, LogOptions};
 use crate::segment::{create_segment, segment_path};
@@ -40,7 +40,7 @@ pub(crate) enum Job {
     /// Write `bytes` at `at` in the active segment; they end with the record
     /// below offset `through`.
     Write {
-        bytes: Vec<u8>,
+        bytes: FrameBuf,
         at: u64,
         through: u64,
     },
@@ -57,7 +57,7 @@ struct State {
     durable: u64,
     /// The first failure, until a waiter takes it.
     failure: Option<LogError>,
-    spare: Vec<Vec<u8>>,
+    spare: Vec<FrameBuf>,
 }
 
 struct Shared {
@@ -161,7 +161,7 @@ impl Flusher {
     }
 
     /// An emptied buffer to reuse, if one is spare.
-    pub fn spare_buffer(&self) -> Option<Vec<u8>> {
+    pub fn spare_buffer(&self) -> Option<FrameBuf> {
         self.shared.lock().spare.pop()
     }
 
@@ -304,20 +304,24 @@ impl Worker {
         }
     }
 
-    fn perform(&mut self, job: Job) -> Result<(Progress, Option<Vec<u8>>)> {
+    fn perform(&mut self, job: Job) -> Result<(Progress, Option<FrameBuf>)> {
         match job {
-            Job::Write { bytes, at, through } => {
+            Job::Write {
+                mut bytes,
+                at,
+                through,
+            } => {
                 let progress = match &mut self.direct {
                     Some(direct) => {
                         direct
-                            .append(&bytes, at)
+                            .append_buf(&mut bytes, at)
                             .map_err(|e| LogError::io("writing", &self.path, e))?;
                         // Not readable until published.
                         Progress::Nothing
                     }
                     None => {
                         self.file
-                            .write_all_at(&bytes, at)
+                            .write_all_at(bytes.data(), at)
                             .map_err(|e| LogError::io("writing", &self.path, e))?;
                         Progress::Written(through)
                     }

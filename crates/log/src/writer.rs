@@ -33,6 +33,7 @@ use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 
 use crate::compact::{compact_segment, Compacted, Compactor, Compressor};
+use crate::direct::FrameBuf;
 use crate::error::{LogError, Result};
 use crate::flusher::{DurableWaiter, Flusher, Job, Reached};
 use crate::format::FORMAT_VERSION;
@@ -63,7 +64,7 @@ pub struct Log {
     base: u64,
     /// Bytes of the active segment handed to the flusher (header included).
     written: u64,
-    buf: Vec<u8>,
+    buf: FrameBuf,
     next_offset: u64,
     /// Every record below this offset is handed to the flusher.
     sent_offset: u64,
@@ -211,7 +212,7 @@ impl Log {
             _lock: lock,
             base,
             written,
-            buf: Vec::with_capacity(WRITE_BUFFER_BYTES),
+            buf: FrameBuf::with_capacity(WRITE_BUFFER_BYTES),
             next_offset,
             sent_offset: next_offset,
             sync_requested: next_offset,
@@ -261,8 +262,11 @@ impl Log {
         {
             self.send_buf()?;
         }
+        if self.buf.is_empty() {
+            self.buf.start(pos);
+        }
         let offset = self.next_offset;
-        encode_frame(&mut self.buf, offset, rec, body_len);
+        encode_frame(self.buf.tail_mut(), offset, rec, body_len);
         self.next_offset = next;
         if matches!(self.opts.fsync, FsyncPolicy::Always) {
             self.flush()?;
@@ -458,7 +462,7 @@ impl Log {
         let fresh = self
             .flusher
             .spare_buffer()
-            .unwrap_or_else(|| Vec::with_capacity(WRITE_BUFFER_BYTES));
+            .unwrap_or_else(|| FrameBuf::with_capacity(WRITE_BUFFER_BYTES));
         let bytes = std::mem::replace(&mut self.buf, fresh);
         let len = bytes.len() as u64;
         self.submit(Job::Write {
