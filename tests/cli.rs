@@ -1266,3 +1266,54 @@ fn completions_and_the_manual_page_cover_every_command() {
         run.stderr
     );
 }
+
+/// The names in `dir/log` that are segments (`.seg`, `.segz`), sorted.
+fn segment_names(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = fs::read_dir(dir.join("log"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".seg") || n.ends_with(".segz"))
+        .collect();
+    names.sort();
+    names
+}
+
+/// `import` exits with its archive as small as it gets: every sealed
+/// segment compressed (docs/FORMAT.md §1.7), those it sealed itself and
+/// those an earlier writer left as `.seg`; only the last one, still being
+/// written, stays a `.seg`.
+#[test]
+fn import_exits_with_every_sealed_segment_compressed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("archive");
+    let first = tmp.path().join("first.ndjson");
+    let second = tmp.path().join("second.ndjson");
+    for (file, seed) in [(&first, "1"), (&second, "2")] {
+        let out = file.to_str().unwrap();
+        let args = [
+            "simulate",
+            "--interactions",
+            "300",
+            "--seed",
+            seed,
+            "--out",
+            out,
+        ];
+        ccvault(&dir, &args).ok();
+    }
+    let small = ["--segment-bytes", "64KiB"];
+    import(&dir, &[&first], &[&small[..], &["--no-compress"]].concat());
+    let left = segment_names(&dir);
+    assert!(
+        left.len() >= 10 && left.iter().all(|n| n.ends_with(".seg")),
+        "{left:?}"
+    );
+    import(&dir, &[&second], &small);
+    let names = segment_names(&dir);
+    assert!(names.len() > left.len(), "{names:?}");
+    let (last, sealed) = names.split_last().unwrap();
+    assert!(last.ends_with(".seg"), "{names:?}");
+    assert!(sealed.iter().all(|n| n.ends_with(".segz")), "{names:?}");
+    // Exit 0: every record and block checked.
+    ccvault(&dir, &["verify"]).ok();
+}

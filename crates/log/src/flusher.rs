@@ -18,10 +18,11 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{sync_channel, Receiver, Sender, SyncSender};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 
+use crate::compressor::SealedQueue;
 use crate::direct::{DirectAppender, FrameBuf};
 use crate::error::{LogError, Result};
 use crate::options::{FsyncPolicy, LogOptions};
@@ -109,7 +110,7 @@ impl Flusher {
         end: u64,
         opts: LogOptions,
         next_offset: u64,
-        sealed: Option<Sender<u64>>,
+        sealed: Option<SealedQueue>,
     ) -> Result<Flusher> {
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
@@ -261,7 +262,7 @@ struct Worker {
     /// Base of the active segment.
     base: u64,
     /// Where sealed segments go to be compressed.
-    sealed: Option<Sender<u64>>,
+    sealed: Option<SealedQueue>,
     /// Direct appends to `file`, where the file system allows them.
     direct: Option<DirectAppender>,
     direct_io: bool,
@@ -346,8 +347,8 @@ impl Worker {
                 // Sealed, and its successor durable: it may be compressed. A
                 // compressor that is gone only means it stays a `.seg`.
                 let sealed = std::mem::replace(&mut self.base, base);
-                if let Some(tx) = &self.sealed {
-                    let _ = tx.send(sealed);
+                if let Some(queue) = &self.sealed {
+                    queue.send(sealed);
                 }
                 let end = u64::from(crate::HEADER_LEN);
                 self.direct = self

@@ -29,6 +29,7 @@
 //! [`vfs`] (the file system seam every file operation goes through; tests put a simulated disk under it).
 
 mod compact;
+mod compressor;
 mod direct;
 mod error;
 mod flusher;

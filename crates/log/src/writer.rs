@@ -30,9 +30,10 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 
-use crate::compact::{compact_segment, Compacted, Compactor, Compressor};
+use crate::compact::{compact_segment, Compacted, Compactor};
+use crate::compressor::Compressor;
 use crate::direct::FrameBuf;
 use crate::error::{LogError, Result};
 use crate::flusher::{DurableWaiter, Flusher, Job, Reached};
@@ -77,8 +78,9 @@ pub struct Log {
     /// Compresses sealed segments; dropped after the flusher (which holds
     /// its queue), before the lock.
     compressor: Option<Compressor>,
-    /// Held by every compression of a segment, background or not.
-    compact_turn: Arc<Mutex<()>>,
+    /// The compaction turn: shared by the background compressions (which
+    /// never take the same segment), taken alone by `compact_sealed`.
+    compact_turn: Arc<RwLock<()>>,
     /// The `.segz` files of the directory: counted at open, and each
     /// compression adds the one it makes ([`Log::packed_segments`]).
     packed: Arc<Mutex<PackedSegments>>,
@@ -171,7 +173,7 @@ impl Log {
             }
         };
         let next_offset = recovery.next_offset;
-        let compact_turn = Arc::new(Mutex::new(()));
+        let compact_turn = Arc::new(RwLock::new(()));
         let (compressor, sealed) = match opts.compression {
             Some(c) => {
                 // Sealed segments left as `.seg` (an older archive, or a
@@ -385,7 +387,7 @@ impl Log {
         let mut work = Compactor::new(self.opts.direct_io);
         for (base, kind) in list_segment_files(self.vfs.as_ref(), &self.dir)? {
             if kind == Kind::Plain && base < self.base {
-                let _turn = self.compact_turn.lock().unwrap_or_else(|e| e.into_inner());
+                let _turn = self.compact_turn.write().unwrap_or_else(|e| e.into_inner());
                 done.push((
                     base,
                     compact_segment(
@@ -401,6 +403,23 @@ impl Log {
             }
         }
         Ok(done)
+    }
+
+    /// Flushes, then compresses on the calling thread, beside the
+    /// background compressor, every segment sealed so far (and those left
+    /// as `.seg` by earlier writers) that it has not taken yet, and waits
+    /// for the ones it has: when it returns, every sealed segment is a `.segz` unless
+    /// it is damaged or its compression failed
+    /// ([`Log::compression_failure`]). For a writer that ends with its
+    /// work (a file import), so that the log it leaves is as compact as it
+    /// will get; a writer that closes without it leaves the rest for the
+    /// next one to open the log.
+    pub fn wait_compressed(&mut self) -> Result<u64> {
+        let durable = self.flush()?;
+        if let Some(compressor) = &self.compressor {
+            compressor.drain();
+        }
+        Ok(durable)
     }
 
     /// The compressed segments (`.segz`) in the directory as of now: those

@@ -499,6 +499,47 @@ fn closing_the_writer_leaves_what_it_did_not_compress_to_the_next_one() {
     assert!(verify(&dir).unwrap().is_clean());
 }
 
+/// A writer that ends with its work waits for the compressor
+/// (`wait_compressed`): when it returns, every sealed segment, those an
+/// older writer left and those sealed in this session alike, is a `.segz`.
+#[test]
+fn waiting_for_compression_leaves_every_sealed_segment_compressed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("log");
+    let (mut log, _) = Log::open(&dir, opts(16 << 10), None).unwrap();
+    write_records(&mut log, 0, 3000, 400);
+    drop(log);
+    let plain = names(&dir).len();
+    assert!(plain >= 40, "{plain} segments");
+    let options = ccvault_log::LogOptions {
+        compression: Some(SMALL),
+        ..opts(16 << 10)
+    };
+    let (mut log, _) = Log::open(&dir, options, None).unwrap();
+    write_records(&mut log, 3000, 3600, 400);
+    assert_eq!(log.wait_compressed().unwrap(), 3600);
+    let last = segment_file_name(*log.reader().segments().last().unwrap());
+    let now = names(&dir);
+    assert!(now.len() > plain, "{now:?}");
+    for name in &now {
+        assert_eq!(name.ends_with(".segz"), *name != last, "{now:?}");
+    }
+    assert!(log.compression_failure().is_none());
+    // The log goes on as before.
+    write_records(&mut log, 3600, 3700, 400);
+    drop(log);
+    let (recs, damage) = scan_all(&dir);
+    assert!(damage.is_empty(), "{damage:?}");
+    assert_eq!(recs.len(), 3700);
+    for (i, (_, r)) in recs.iter().enumerate() {
+        assert!(
+            TestRec::new(i as u64, 400).matches(i as u64, r),
+            "record {i}"
+        );
+    }
+    assert!(verify(&dir).unwrap().is_clean());
+}
+
 #[test]
 fn a_block_that_does_not_decompress_is_reported_where_the_scan_meets_it() {
     // A block whose CRCs hold but whose data zstd refuses is found only by

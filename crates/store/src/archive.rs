@@ -894,7 +894,20 @@ impl Archive {
     /// enough since its last compaction ([`ccvault_index::Index::compact`]);
     /// the way to end a write session (dropping the archive syncs and
     /// commits, but never compacts).
-    pub fn close(mut self) -> Result<u64> {
+    pub fn close(self) -> Result<u64> {
+        self.close_with(false)
+    }
+
+    /// [`Archive::close`], then waits until every sealed segment of the
+    /// log is compressed ([`Log::wait_compressed`]): the end of a file
+    /// import, whose archive should be as small as it will get when the
+    /// command returns. A compression that failed leaves its segment a
+    /// `.seg` (read as ever, tried again at the next open) and is logged.
+    pub fn close_compressed(self) -> Result<u64> {
+        self.close_with(true)
+    }
+
+    fn close_with(mut self, compressed: bool) -> Result<u64> {
         self.end_commit_thread()?;
         let next = self.sync()?;
         self.write_facts(true);
@@ -906,6 +919,14 @@ impl Archive {
             .ok_or_else(|| StoreError::Poisoned("the index is still being committed".into()))?;
         let compacted = index.compact()?;
         tracing::debug!(compacted, elapsed = ?started.elapsed(), "index compaction");
+        if compressed {
+            let started = Instant::now();
+            self.log.wait_compressed()?;
+            if let Some(failure) = self.log.compression_failure() {
+                tracing::warn!("a sealed segment stays uncompressed: {failure}");
+            }
+            tracing::debug!(elapsed = ?started.elapsed(), "waited for compression");
+        }
         Ok(next)
     }
 

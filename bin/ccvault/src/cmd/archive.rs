@@ -151,7 +151,7 @@ pub fn import(
         }
         total.absorb(&summary);
     }
-    archive.close()?;
+    archive.close_compressed()?;
     let secs = started.elapsed().as_secs_f64();
     let rate = if secs > 0.0 {
         total.lines as f64 / secs
