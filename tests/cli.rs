@@ -277,7 +277,7 @@ fn expected_raw(guid: &str) -> Vec<u8> {
 /// an interaction found nowhere then says that those records were not
 /// searched, instead of that the interaction has no events.
 #[test]
-fn show_and_stats_under_a_running_writer_say_which_records_are_not_indexed_yet() {
+fn reads_under_a_running_writer_say_which_records_are_not_indexed_yet() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("a");
     let lines = non_blank_lines(&sample("events.ndjson"));
@@ -343,6 +343,18 @@ fn show_and_stats_under_a_running_writer_say_which_records_are_not_indexed_yet()
         first.len()
     );
     assert!(human.contains(&line), "{human}");
+    // The commands that read the projections list what is indexed and say
+    // where it ends.
+    let note = format!(
+        "the log's records from offset {} on are not indexed yet, so what follows ends before them",
+        first.len()
+    );
+    let listed = ccvault(&dir, &["interactions", "--format", "csv"]).ok();
+    assert!(listed.stderr.contains(&note), "{}", listed.stderr);
+    assert!(listed.stdout_str().contains(GUID_A));
+    assert!(!listed.stdout_str().contains(GUID_B));
+    let report = ccvault(&dir, &["report"]).ok();
+    assert!(report.stderr.contains(&note), "{}", report.stderr);
 
     // The writer gone, a reader indexes the rest itself and finds them;
     // an absent interaction is then plainly absent.
@@ -362,6 +374,9 @@ fn show_and_stats_under_a_running_writer_say_which_records_are_not_indexed_yet()
         .ok()
         .stdout_str()
         .contains("unindexed"));
+    let listed = ccvault(&dir, &["interactions", "--format", "csv"]).ok();
+    assert!(!listed.stderr.contains("not indexed"), "{}", listed.stderr);
+    assert!(listed.stdout_str().contains(GUID_B));
 }
 
 #[test]

@@ -191,6 +191,11 @@ fn on_progress(bar: &Option<indicatif::ProgressBar>) -> impl FnMut(Progress) + '
 /// process can write them.
 pub(crate) fn up_to_date(cli: &Cli) -> Result<Projections> {
     let mut reader = open_reader(cli)?;
+    if let Some(first) = reader.unindexed_from() {
+        status!(
+            "ccvault: note: the log's records from offset {first} on are not indexed yet, so what follows ends before them (a running writer indexes its records as it commits them, and after an upgrade or a lost index.redb rebuilds the whole index first; without a writer, indexing them here failed, as warned above)"
+        );
+    }
     if let Some(p) = already_current(cli, &reader) {
         return Ok(p);
     }
