@@ -12,8 +12,7 @@
 #          first, since a binary rebuilds an index of another version at
 #          open; export writes Parquet into a fresh directory each run
 #   --dir  where the archives go (default target/bench-ab); removed at the end
-# As root, the timed processes run under `chrt -f 50` (nothing else then
-# preempts them on the two cores).
+# RT=1: the timed processes run under `chrt -f 50` (as root); see below.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -23,7 +22,7 @@ if [ "${1:-}" = "--dir" ]; then
   shift 2
 fi
 if [ $# -ne 5 ]; then
-  sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//' >&2
+  sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//' >&2
   exit 2
 fi
 step=$1 rounds=$2 input=$5
@@ -37,8 +36,13 @@ for b in "${bins[@]}"; do
 done
 [ -r "$input" ] || { echo "bench-ab: cannot read $input" >&2; exit 2; }
 
+# Under the ordinary scheduler, as users run it. `RT=1` (as root) runs the
+# timed processes under `chrt -f 50` instead, as the comparisons before
+# 2026-12-04 23:30 UTC did: no other process preempts them then, but
+# neither do their own threads each other (a real-time thread runs until it
+# blocks), which made a 10M import 25 % slower (docs/BENCHMARKS.md).
 rt=()
-if [ "$(id -u)" = 0 ] && command -v chrt >/dev/null; then
+if [ "${RT:-0}" = 1 ] && [ "$(id -u)" = 0 ] && command -v chrt >/dev/null; then
   rt=(chrt -f 50)
 fi
 rm -rf "$dir"
