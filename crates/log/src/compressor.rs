@@ -4,7 +4,7 @@
 //!
 //! Invariants:
 //! - Each queued segment is taken by exactly one worker: the thread, or a
-//!   writer draining the queue at its end ([`Compressor::drain`]). Workers
+//!   writer draining the queue at its end ([`Drainer::drain`]). Workers
 //!   share the writer's compaction turn (read side); `Log::compact_sealed`
 //!   takes it alone (write side), so no two parties ever compress one
 //!   segment at once.
@@ -45,6 +45,8 @@ struct Shared {
     changed: Condvar,
     /// Set when the writer closes.
     stop: AtomicBool,
+    /// Set when the thread has ended (by panicking, if the writer is open).
+    ended: AtomicBool,
     /// The first failure: that segment stays a `.seg`, tried again at the
     /// next open.
     failure: Mutex<Option<String>>,
@@ -138,6 +140,7 @@ impl Compressor {
             }),
             changed: Condvar::new(),
             stop: AtomicBool::new(false),
+            ended: AtomicBool::new(false),
             failure: Mutex::new(None),
             vfs,
             dir: dir.to_owned(),
@@ -149,7 +152,10 @@ impl Compressor {
         let worker = Arc::clone(&shared);
         let thread = std::thread::Builder::new()
             .name("ccvault-log-compressor".into())
-            .spawn(move || run(&worker))
+            .spawn(move || {
+                let _ended = Ended(&worker);
+                run(&worker)
+            })
             .map_err(|e| LogError::io("starting the compressor thread for", dir, e))?;
         let queue = SealedQueue {
             shared: Arc::clone(&shared),
@@ -163,29 +169,11 @@ impl Compressor {
         ))
     }
 
-    /// Compresses waiting segments on the calling thread too, beside the
-    /// background one, and returns once every segment queued so far is
-    /// done with (or the thread is gone: it only ends early by panicking).
-    /// For a writer that ends with its work and wants its log compact.
-    pub fn drain(&self) {
-        let mut compactor: Option<Compactor> = None;
-        let mut work = self.shared.work();
-        loop {
-            if let Some(base) = Shared::take(&mut work) {
-                drop(work);
-                let c = compactor.get_or_insert_with(|| Compactor::new(self.shared.direct_writes));
-                self.shared.compress(base, c);
-                work = self.shared.work();
-                continue;
-            }
-            let thread_gone = self.thread.as_ref().is_none_or(|t| t.is_finished());
-            if work.running == 0 || thread_gone {
-                return;
-            }
-            work = match self.shared.changed.wait_timeout(work, WAIT_SLICE) {
-                Ok((work, _)) => work,
-                Err(e) => e.into_inner().0,
-            };
+    /// A handle that compresses waiting segments beside the thread
+    /// ([`Drainer::drain`]), on any thread.
+    pub fn drainer(&self) -> Drainer {
+        Drainer {
+            shared: Arc::clone(&self.shared),
         }
     }
 
@@ -196,6 +184,51 @@ impl Compressor {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
+    }
+}
+
+/// Compresses, on the thread that calls [`Drainer::drain`], the segments
+/// waiting for the compressor thread (for a writer that ends with its work
+/// and wants its log compact: `Log::compression_drainer`).
+pub struct Drainer {
+    shared: Arc<Shared>,
+}
+
+impl Drainer {
+    /// Compresses waiting segments beside the compressor thread and returns
+    /// once every segment queued so far is done with (or the thread is
+    /// gone: it only ends early by panicking). The writer must have
+    /// flushed first, so that every segment it sealed is queued.
+    pub fn drain(&self) {
+        let shared = &self.shared;
+        let mut compactor: Option<Compactor> = None;
+        let mut work = shared.work();
+        loop {
+            if let Some(base) = Shared::take(&mut work) {
+                drop(work);
+                let c = compactor.get_or_insert_with(|| Compactor::new(shared.direct_writes));
+                shared.compress(base, c);
+                work = shared.work();
+                continue;
+            }
+            if work.running == 0 || shared.ended.load(Ordering::Acquire) {
+                return;
+            }
+            work = match shared.changed.wait_timeout(work, WAIT_SLICE) {
+                Ok((work, _)) => work,
+                Err(e) => e.into_inner().0,
+            };
+        }
+    }
+}
+
+/// Marks the thread ended when dropped, panicking or not.
+struct Ended<'a>(&'a Shared);
+
+impl Drop for Ended<'_> {
+    fn drop(&mut self) {
+        self.0.ended.store(true, Ordering::Release);
+        self.0.changed.notify_all();
     }
 }
 

@@ -49,6 +49,7 @@ mod window;
 mod writer;
 
 pub use compact::Compacted;
+pub use compressor::Drainer;
 pub use error::{display_chain, LogError};
 pub use flusher::DurableWaiter;
 pub use format::{

@@ -33,7 +33,7 @@ use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex, RwLock};
 
 use crate::compact::{compact_segment, Compacted, Compactor};
-use crate::compressor::Compressor;
+use crate::compressor::{Compressor, Drainer};
 use crate::direct::FrameBuf;
 use crate::error::{LogError, Result};
 use crate::flusher::{DurableWaiter, Flusher, Job, Reached};
@@ -415,11 +415,21 @@ impl Log {
     /// will get; a writer that closes without it leaves the rest for the
     /// next one to open the log.
     pub fn wait_compressed(&mut self) -> Result<u64> {
-        let durable = self.flush()?;
-        if let Some(compressor) = &self.compressor {
-            compressor.drain();
+        let (durable, drainer) = self.compression_drainer()?;
+        if let Some(drainer) = drainer {
+            drainer.drain();
         }
         Ok(durable)
+    }
+
+    /// Flushes, and returns the durable offset and a handle that does what
+    /// [`Log::wait_compressed`] does after its flush on another thread, so
+    /// that a writer can drain the compressor while it finishes other work
+    /// (`None` without compression). Segments sealed after this call are
+    /// not waited for.
+    pub fn compression_drainer(&mut self) -> Result<(u64, Option<Drainer>)> {
+        let durable = self.flush()?;
+        Ok((durable, self.compressor.as_ref().map(Compressor::drainer)))
     }
 
     /// The compressed segments (`.segz`) in the directory as of now: those

@@ -908,6 +908,36 @@ impl Archive {
     }
 
     fn close_with(mut self, compressed: bool) -> Result<u64> {
+        if !compressed {
+            return self.finish();
+        }
+        // Every segment sealed is queued once the log is flushed; the
+        // queue drains on a thread of its own while the index and the
+        // facts finish here.
+        let started = Instant::now();
+        let (_, drainer) = self.log.compression_drainer()?;
+        let next = std::thread::scope(|scope| {
+            let draining = drainer.as_ref().map(|d| scope.spawn(move || d.drain()));
+            let next = self.finish();
+            // Then this thread helps with what is left.
+            if let Some(d) = &drainer {
+                d.drain();
+            }
+            if let Some(draining) = draining {
+                let _ = draining.join();
+            }
+            next
+        })?;
+        if let Some(failure) = self.log.compression_failure() {
+            tracing::warn!("a sealed segment stays uncompressed: {failure}");
+        }
+        tracing::debug!(elapsed = ?started.elapsed(), "closed and compressed");
+        Ok(next)
+    }
+
+    /// The end of [`Archive::close`]: syncs, commits, writes the facts and
+    /// compacts the index if it pays.
+    fn finish(&mut self) -> Result<u64> {
         self.end_commit_thread()?;
         let next = self.sync()?;
         self.write_facts(true);
@@ -919,14 +949,6 @@ impl Archive {
             .ok_or_else(|| StoreError::Poisoned("the index is still being committed".into()))?;
         let compacted = index.compact()?;
         tracing::debug!(compacted, elapsed = ?started.elapsed(), "index compaction");
-        if compressed {
-            let started = Instant::now();
-            self.log.wait_compressed()?;
-            if let Some(failure) = self.log.compression_failure() {
-                tracing::warn!("a sealed segment stays uncompressed: {failure}");
-            }
-            tracing::debug!(elapsed = ?started.elapsed(), "waited for compression");
-        }
         Ok(next)
     }
 
