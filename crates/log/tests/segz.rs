@@ -386,28 +386,52 @@ fn opening_puts_right_what_a_crash_left_mid_compression() {
     assert_eq!(report.records, 100);
 }
 
-#[test]
-fn the_writer_compresses_what_it_seals_and_what_an_older_writer_left() {
+/// A log that an older writer, without compression, left as `n` records
+/// of up to 400 bytes in plain segments of 16 KiB; and the number of
+/// segments.
+fn left_plain(n: u64) -> (tempfile::TempDir, PathBuf, usize) {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("log");
-    // An older writer, without compression.
     let (mut log, _) = Log::open(&dir, opts(16 << 10), None).unwrap();
-    write_records(&mut log, 0, 200, 400);
+    write_records(&mut log, 0, n, 400);
     drop(log);
     let plain = names(&dir);
-    assert!(
-        plain.len() >= 3 && plain.iter().all(|n| n.ends_with(".seg")),
-        "{plain:?}"
-    );
+    assert!(plain.iter().all(|n| n.ends_with(".seg")), "{plain:?}");
+    (tmp, dir, plain.len())
+}
+
+/// The options of a writer that compresses, in segments of 16 KiB.
+fn compressing() -> ccvault_log::LogOptions {
+    ccvault_log::LogOptions {
+        compression: Some(SMALL),
+        ..opts(16 << 10)
+    }
+}
+
+/// The log of `dir` holds exactly the records `0..n` of up to 400 bytes,
+/// undamaged, and verifies clean.
+fn assert_holds_records(dir: &Path, n: u64) {
+    let (recs, damage) = scan_all(dir);
+    assert!(damage.is_empty(), "{damage:?}");
+    assert_eq!(recs.len() as u64, n);
+    for (i, (_, r)) in recs.iter().enumerate() {
+        assert!(
+            TestRec::new(i as u64, 400).matches(i as u64, r),
+            "record {i}"
+        );
+    }
+    assert!(verify(dir).unwrap().is_clean());
+}
+
+#[test]
+fn the_writer_compresses_what_it_seals_and_what_an_older_writer_left() {
+    let (_tmp, dir, plain) = left_plain(200);
+    assert!(plain >= 3, "{plain} segments");
 
     // The default options compress in the background: at open, the sealed
     // segments left as `.seg`; then each segment once sealed.
-    let options = ccvault_log::LogOptions {
-        compression: Some(SMALL),
-        ..opts(16 << 10)
-    };
     assert!(ccvault_log::LogOptions::default().compression.is_some());
-    let (mut log, _) = Log::open(&dir, options, None).unwrap();
+    let (mut log, _) = Log::open(&dir, compressing(), None).unwrap();
     write_records(&mut log, 200, 500, 400);
     let last = *log.reader().segments().last().unwrap();
     // The writer, still open, compresses every sealed segment by itself.
@@ -429,31 +453,14 @@ fn the_writer_compresses_what_it_seals_and_what_an_older_writer_left() {
     drop(log);
     assert!(LogReader::open(&dir).unwrap().segments().len() >= 6);
     assert!(all_compressed(), "{:?}", names(&dir));
-    let (recs, damage) = scan_all(&dir);
-    assert!(damage.is_empty(), "{damage:?}");
-    assert_eq!(recs.len(), 500);
-    for (i, (_, r)) in recs.iter().enumerate() {
-        assert!(
-            TestRec::new(i as u64, 400).matches(i as u64, r),
-            "record {i}"
-        );
-    }
-    assert!(verify(&dir).unwrap().is_clean());
+    assert_holds_records(&dir, 500);
 }
 
 #[test]
 fn closing_the_writer_leaves_what_it_did_not_compress_to_the_next_one() {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("log");
-    let (mut log, _) = Log::open(&dir, opts(16 << 10), None).unwrap();
-    write_records(&mut log, 0, 3000, 400);
-    drop(log);
-    let plain = names(&dir).len();
+    let (_tmp, dir, plain) = left_plain(3000);
     assert!(plain >= 40, "{plain} segments");
-    let options = ccvault_log::LogOptions {
-        compression: Some(SMALL),
-        ..opts(16 << 10)
-    };
+    let options = compressing();
     // Opened and closed at once: the compressor had every sealed segment
     // queued and is stopped at the next block; whatever it did not finish is
     // a whole `.seg`, never a `.segz.tmp` or a pair.
@@ -504,18 +511,9 @@ fn closing_the_writer_leaves_what_it_did_not_compress_to_the_next_one() {
 /// older writer left and those sealed in this session alike, is a `.segz`.
 #[test]
 fn waiting_for_compression_leaves_every_sealed_segment_compressed() {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("log");
-    let (mut log, _) = Log::open(&dir, opts(16 << 10), None).unwrap();
-    write_records(&mut log, 0, 3000, 400);
-    drop(log);
-    let plain = names(&dir).len();
+    let (_tmp, dir, plain) = left_plain(3000);
     assert!(plain >= 40, "{plain} segments");
-    let options = ccvault_log::LogOptions {
-        compression: Some(SMALL),
-        ..opts(16 << 10)
-    };
-    let (mut log, _) = Log::open(&dir, options, None).unwrap();
+    let (mut log, _) = Log::open(&dir, compressing(), None).unwrap();
     write_records(&mut log, 3000, 3600, 400);
     assert_eq!(log.wait_compressed().unwrap(), 3600);
     let last = segment_file_name(*log.reader().segments().last().unwrap());
@@ -528,16 +526,7 @@ fn waiting_for_compression_leaves_every_sealed_segment_compressed() {
     // The log goes on as before.
     write_records(&mut log, 3600, 3700, 400);
     drop(log);
-    let (recs, damage) = scan_all(&dir);
-    assert!(damage.is_empty(), "{damage:?}");
-    assert_eq!(recs.len(), 3700);
-    for (i, (_, r)) in recs.iter().enumerate() {
-        assert!(
-            TestRec::new(i as u64, 400).matches(i as u64, r),
-            "record {i}"
-        );
-    }
-    assert!(verify(&dir).unwrap().is_clean());
+    assert_holds_records(&dir, 3700);
 }
 
 #[test]
@@ -617,10 +606,7 @@ fn a_block_that_does_not_decompress_is_reported_where_the_scan_meets_it() {
 fn the_writers_count_of_compressed_segments_sizes_the_log_as_a_listing_does() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("log");
-    let options = ccvault_log::LogOptions {
-        compression: Some(SMALL),
-        ..opts(16 << 10)
-    };
+    let options = compressing();
     // An older writer's plain segments, then a writer that compresses
     // them (those queued at open, then each one it seals).
     let (mut log, _) = Log::open(&dir, opts(16 << 10), None).unwrap();
