@@ -11,9 +11,10 @@
 //!   [`Log::flush_nowait`]) returns an offset above it (under
 //!   [`FsyncPolicy::Always`], once `append` returns). Reopening after a crash keeps
 //!   every durable record and truncates only a torn tail of the last segment.
-//! - Sealed segments may be compressed (`.segz`, [`Log::compact_sealed`]):
-//!   records keep their positions, readers read both kinds, and a crash at any
-//!   point of a compression leaves one complete copy of every segment.
+//! - Sealed segments may be compressed (`.segz`, in the background, or
+//!   [`Log::compact_sealed`], [`Log::wait_compressed`]): records keep their
+//!   positions, readers read both kinds, and a crash at any point of a
+//!   compression leaves one complete copy of every segment.
 //! - No corrupted record is ever served: readers return an error or a [`Damage`], and
 //!   damage never hides the valid records after it (scans resynchronise).
 //! - No byte pattern on disk makes this crate panic.
@@ -23,7 +24,7 @@
 //!   owns it or group or others may write it (`private`).
 //!
 //! The on-disk format is documented in `docs/FORMAT.md`. Modules, each with one job:
-//! [`format`] (bytes), `segment` (files), `segz` (compressed sealed segments), `compact` (making them, and tidying after a crash), `scan` (sequential reading with resync), `window` (its chunked reads),
+//! [`format`] (bytes), `segment` (files), `segz` (compressed sealed segments), `compact` (making them, and tidying after a crash), `compressor` (the writer's background thread that does), `direct` (the appender's `O_DIRECT` writes), `scan` (sequential reading with resync), `window` (its chunked reads),
 //! `writer` (appending), `flusher` (the writer's file I/O thread), `input` (an import's input file read with `O_DIRECT`), `recovery` (torn tails), `reader` (random access and scans),
 //! `verify` (full check), `lock` (single writer), `private` (safe opening of files others could tamper with), `options` (the writer's options),
 //! [`vfs`] (the file system seam every file operation goes through; tests put a simulated disk under it).
