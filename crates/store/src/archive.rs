@@ -894,32 +894,23 @@ impl Archive {
     /// enough since its last compaction ([`ccvault_index::Index::compact`]);
     /// the way to end a write session (dropping the archive syncs and
     /// commits, but never compacts).
-    pub fn close(self) -> Result<u64> {
-        self.close_with(false)
+    pub fn close(mut self) -> Result<u64> {
+        self.finish()
     }
 
-    /// [`Archive::close`], then waits until every sealed segment of the
-    /// log is compressed ([`Log::wait_compressed`]): the end of a file
-    /// import, whose archive should be as small as it will get when the
-    /// command returns. A compression that failed leaves its segment a
+    /// [`Archive::close`] while the sealed segments still waiting for the
+    /// background compressor are compressed beside it, on a thread of its
+    /// own and then on this one ([`Log::compression_drainer`]): the end of
+    /// a file import, whose archive should be as small as it will get when
+    /// the command returns. A compression that failed leaves its segment a
     /// `.seg` (read as ever, tried again at the next open) and is logged.
-    pub fn close_compressed(self) -> Result<u64> {
-        self.close_with(true)
-    }
-
-    fn close_with(mut self, compressed: bool) -> Result<u64> {
-        if !compressed {
-            return self.finish();
-        }
-        // Every segment sealed is queued once the log is flushed; the
-        // queue drains on a thread of its own while the index and the
-        // facts finish here.
+    pub fn close_compressed(mut self) -> Result<u64> {
         let started = Instant::now();
+        // Every segment sealed is queued once the log is flushed.
         let (_, drainer) = self.log.compression_drainer()?;
         let next = std::thread::scope(|scope| {
             let draining = drainer.as_ref().map(|d| scope.spawn(move || d.drain()));
             let next = self.finish();
-            // Then this thread helps with what is left.
             if let Some(d) = &drainer {
                 d.drain();
             }
