@@ -13,13 +13,9 @@
 //!   ([`parse_event_serde`]); both give the same event, so which one read
 //!   it never shows. [`parse_event_into`] gives the same as [`parse_event`]
 //!   into an event of the caller's, whatever that held before.
-//! - [`decode_event_into`] rebuilds from a segment's facts
-//!   ([`encode_shared`], [`EventFacts`]) an event the projections read
-//!   exactly as the parsed one.
 //! - [`CanonicalKey`] orders any set of distinct events the same way whatever
 //!   their arrival order.
 
-mod compact;
 mod event;
 mod input;
 mod order;
@@ -29,7 +25,6 @@ mod topic;
 mod unrepresentable;
 mod value;
 
-pub use compact::{decode_event_into, encode_shared, EventFacts};
 pub use event::{
     parse_event, parse_event_into, parse_event_serde, Event, EventBody, MsgInfo, NotAnEvent,
 };

@@ -13,7 +13,6 @@
 
 use std::path::Path;
 
-use ccvault_event::{decode_event_into, encode_shared, Event, EventFacts};
 use ccvault_event::{
     decode_message, event_time, lifecycle_rank, parse_event, parse_event_serde, parse_publish_time,
     parse_topic, scan_event, Arrival, CanonicalKey, Keys,
@@ -67,36 +66,6 @@ fn read_all(raw: &[u8], publish_time: Option<&str>) {
         assert_eq!(key.cmp(&key), std::cmp::Ordering::Equal);
     }
     assert_eq!(keys.times, ev.payload_times());
-    facts_read_as_the_event(&ev);
-}
-
-/// The event kept in a segment's facts reads as the parsed one wherever
-/// the projections look (`ccvault_event::compact`'s guarantee).
-fn facts_read_as_the_event(ev: &Event<'_>) {
-    let mut shared = Vec::new();
-    encode_shared(ev, &mut shared);
-    let (guid, agent) = (
-        ev.body.interaction_guid.as_text(),
-        ev.body.agent_id.as_text(),
-    );
-    let facts = EventFacts::of(ev, &shared, guid.as_deref(), agent.as_deref());
-    let mut back = Event::default();
-    assert!(decode_event_into(&facts, &mut back), "{ev:?}");
-    let mut expected = ev.clone();
-    let b = &mut expected.body;
-    // The fields kept apart come back as what they give.
-    b.interaction_guid = back.body.interaction_guid.clone();
-    b.agent_id = back.body.agent_id.clone();
-    b.interaction_event_ts = back.body.interaction_event_ts.clone();
-    b.status_event_ts = back.body.status_event_ts.clone();
-    b.event_ts = back.body.event_ts.clone();
-    b.msg_info.timestamp = back.body.msg_info.timestamp.clone();
-    b.msg_info.sequence_id = back.body.msg_info.sequence_id.clone();
-    assert_eq!(back, expected);
-    assert_eq!(back.payload_times(), ev.payload_times());
-    assert_eq!(back.sequence_id(), ev.sequence_id());
-    assert_eq!(back.body.interaction_guid.as_text(), guid);
-    assert_eq!(back.body.agent_id.as_text(), agent);
 }
 
 /// The event parser: an event is read whole, and the shape detection of
@@ -299,9 +268,6 @@ fn fast_path_agrees_on_a_simulated_feed_with_its_quirks() {
     for line in out.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
         total += 1;
         read += usize::from(fast_agrees(line));
-        if let Ok(ev) = parse_event(line) {
-            facts_read_as_the_event(&ev);
-        }
         let d = decode_message(line);
         if d.outcome.is_ok() {
             fast_agrees(&d.payload);
