@@ -7,8 +7,9 @@ use std::collections::BTreeMap;
 use ccvault_event::{
     event_time, parse_event_into, Arrival, CanonicalKey, Event, EventTime, TimeSource,
 };
-use ccvault_store::{payload_hash, Record, RecordRef};
+use ccvault_store::{guid_hash, payload_hash, Record, RecordRef};
 
+use super::schema::tenant_hash;
 use crate::agents::status_change_agent;
 use crate::codec::{self, CodecError};
 use crate::input::{dedupe_in_canonical_order, Kind, Prepared};
@@ -290,14 +291,20 @@ impl TenantCount {
 /// lists, not sets: the events of an interaction come together, so a pair
 /// equal to the last one is not added again, and the writer sorts and
 /// dedupes what is left (a set per batch cost a rebuild more than the
-/// tables it fills, issue 12).
+/// tables it fills, issue 12). A (tenant, GUID) pair is kept as the
+/// `tenant_guids` key it gives, hashed where it is projected (on a
+/// rebuild's workers), not as two texts for the writer to hash.
 #[derive(Debug, Default)]
 pub(super) struct TenantFacts {
     /// Per tenant ("" for events without one).
     pub(super) counts: BTreeMap<String, TenantCount>,
-    /// (tenant, interactionGUID) of every event with both, possibly
-    /// repeated.
-    pub(super) guids: Vec<(String, String)>,
+    /// `(tenant_hash(tenant), guid_hash(interactionGUID))` of every event
+    /// with both, possibly repeated.
+    pub(super) guids: Vec<(u32, u64)>,
+    /// The last tenant hashed, and its hash.
+    last_tenant: Option<(String, u32)>,
+    /// The last GUID hashed, and its hash.
+    last_guid: Option<(String, u64)>,
     /// (tenant, agentId) of every event with both, possibly repeated.
     pub(super) agents: Vec<(String, String)>,
     /// (tenant, offset, payload hash) of the events of a tenant that name
@@ -323,6 +330,37 @@ impl TenantFacts {
         self.other.extend(other.other);
     }
 
+    /// [`tenant_hash`] of `tenant`, hashed only when it is not the last
+    /// one's.
+    fn tenant_hash(&mut self, tenant: &str) -> u32 {
+        match &mut self.last_tenant {
+            Some((last, h)) if last == tenant => *h,
+            last => {
+                let h = tenant_hash(tenant);
+                *last = Some((tenant.to_owned(), h));
+                h
+            }
+        }
+    }
+
+    /// [`guid_hash`] of `guid`, hashed only when it is not the last one's.
+    fn guid_hash(&mut self, guid: &str) -> u64 {
+        match &mut self.last_guid {
+            Some((last, h)) if last == guid => *h,
+            Some((last, h)) => {
+                last.clear();
+                last.push_str(guid);
+                *h = guid_hash(guid);
+                *h
+            }
+            None => {
+                let h = guid_hash(guid);
+                self.last_guid = Some((guid.to_owned(), h));
+                h
+            }
+        }
+    }
+
     /// Files one event of `tenant` (timed at `t` when `timed`).
     fn add(&mut self, tenant: Option<&str>, event: &Event<'_>, r: &impl Archived, t: EventTime) {
         let key = tenant.unwrap_or("");
@@ -345,7 +383,10 @@ impl TenantFacts {
             self.other.push((tenant.to_owned(), r.offset(), hash));
         }
         if let Some(g) = guid {
-            push_pair(&mut self.guids, tenant, &g);
+            let key = (self.tenant_hash(tenant), self.guid_hash(&g));
+            if self.guids.last() != Some(&key) {
+                self.guids.push(key);
+            }
         }
         if let Some(a) = agent {
             push_pair(&mut self.agents, tenant, &a);

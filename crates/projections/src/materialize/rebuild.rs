@@ -11,7 +11,7 @@
 //! index fills the first and sets the later ones aside on scratch files);
 //! everything else is a bounded buffer or queue.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::ops::ControlFlow;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -509,8 +509,11 @@ fn scan_groups(
     // The spare buffers taken from `spares` at once, one lock a refill.
     let mut spare: Vec<ArchivedGroup> = Vec::new();
     let mut inflight: HashMap<u32, (u64, usize, ArchivedGroup)> = HashMap::new();
-    // First buffered offset -> group, to set the oldest aside when over budget.
-    let mut by_age: BTreeMap<u64, u32> = BTreeMap::new();
+    // The groups in the order their first record was read, to set the
+    // oldest aside when over budget. A group that completes stays until it
+    // reaches the front or the queue is tidied (past twice the groups in
+    // flight): a sorted map's insert and remove a group cost more.
+    let mut by_age: VecDeque<u32> = VecDeque::new();
     let mut deferred: Vec<u32> = Vec::new();
     let mut deferred_set: HashSet<u32> = HashSet::new();
     let mut buffered = 0usize;
@@ -553,7 +556,7 @@ fn scan_groups(
             Some((gid, left, expected)) => {
                 let expected = expected as usize;
                 let entry = inflight.entry(gid).or_insert_with(|| {
-                    by_age.insert(rec.offset, gid);
+                    by_age.push_back(gid);
                     let reused = take_spare(&mut spare, spares);
                     (
                         rec.offset,
@@ -567,22 +570,26 @@ fn scan_groups(
                 entry.1 += grown;
                 buffered += grown;
                 if left == 0 {
-                    if let Some((first, bytes, recs)) = inflight.remove(&gid) {
-                        by_age.remove(&first);
+                    if let Some((_, bytes, recs)) = inflight.remove(&gid) {
                         buffered -= bytes;
                         batch_records += recs.len();
                         batch.push(Work::Group(recs));
                     }
                 }
                 while buffered > buffer_bytes {
-                    let Some((_, old)) = by_age.pop_first() else {
+                    let Some(old) = by_age.pop_front() else {
                         break;
                     };
+                    // Completed groups are skipped: each group enters
+                    // `inflight` once, so one absent from it is done.
                     if let Some((_, bytes, _)) = inflight.remove(&old) {
                         buffered -= bytes;
+                        deferred.push(old);
+                        deferred_set.insert(old);
                     }
-                    deferred.push(old);
-                    deferred_set.insert(old);
+                }
+                if by_age.len() > 2 * inflight.len() + 1024 {
+                    by_age.retain(|g| inflight.contains_key(g));
                 }
             }
         }
