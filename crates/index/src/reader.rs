@@ -4,6 +4,7 @@
 
 use std::cmp::Reverse;
 use std::collections::binary_heap::{BinaryHeap, PeekMut};
+use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
 
 use redb::{
@@ -457,10 +458,22 @@ impl IndexReader {
 
     /// Every distinct GUID hash with its records in offset order, in hash
     /// order: the unit of work of a projection rebuild.
-    pub fn for_each_guid_group(&self, mut f: impl FnMut(u64, &[Hit])) -> Result<()> {
+    pub fn for_each_guid_group(&self, f: impl FnMut(u64, &[Hit])) -> Result<()> {
+        self.for_each_guid_group_in(0..=u64::MAX, f)
+    }
+
+    /// [`IndexReader::for_each_guid_group`] for the GUID hashes in
+    /// `hashes` only: the groups of two ranges, one after the other, are
+    /// the groups of their union in the same order (how a rebuild reads
+    /// them on two threads).
+    pub fn for_each_guid_group_in(
+        &self,
+        hashes: RangeInclusive<u64>,
+        mut f: impl FnMut(u64, &[Hit]),
+    ) -> Result<()> {
         let mut postings = Vec::new();
         let mut hits = Vec::new();
-        self.merge_guid_generations(|h, chunk| {
+        self.merge_guid_generations(hashes, |h, chunk| {
             match chunk {
                 Some((first, bytes)) => {
                     chunk::decode(first, bytes, true, &mut postings)
@@ -482,16 +495,16 @@ impl IndexReader {
     /// no lookup per GUID).
     pub(crate) fn distinct_guids(&self) -> Result<u64> {
         let mut n = 0u64;
-        self.merge_guid_generations(|_, chunk| {
+        self.merge_guid_generations(0..=u64::MAX, |_, chunk| {
             n += u64::from(chunk.is_none());
             Ok(())
         })?;
         Ok(n)
     }
 
-    /// Walks `by_guid` by GUID hash, hashes increasing: `visit(hash,
-    /// Some((first offset, chunk bytes)))` for each of the hash's chunks in
-    /// offset order, then `visit(hash, None)`.
+    /// Walks `by_guid` by GUID hash, hashes increasing and within
+    /// `hashes`: `visit(hash, Some((first offset, chunk bytes)))` for each
+    /// of the hash's chunks in offset order, then `visit(hash, None)`.
     ///
     /// A GUID's chunks may lie in several generations: one cursor per
     /// generation, merged through a heap ordered by (hash, generation), so a
@@ -499,8 +512,13 @@ impl IndexReader {
     /// (hence offset) order.
     fn merge_guid_generations(
         &self,
+        hashes: RangeInclusive<u64>,
         mut visit: impl FnMut(u64, Option<(u64, &[u8])>) -> Result<()>,
     ) -> Result<()> {
+        let (lo, hi) = (*hashes.start(), *hashes.end());
+        if lo > hi {
+            return Ok(());
+        }
         guarded(&self.path, || {
             let Some(t) = self.table(BY_GUID)? else {
                 return Ok(());
@@ -521,9 +539,7 @@ impl IndexReader {
             let mut heads: Vec<Head> = Vec::new();
             let mut queue = BinaryHeap::new();
             for g in 0..self.generations(PostingKind::Guid)? {
-                let mut cursor = t
-                    .range((g, 0, 0)..=(g, u64::MAX, u64::MAX))
-                    .at(&self.path)?;
+                let mut cursor = t.range((g, lo, 0)..=(g, hi, u64::MAX)).at(&self.path)?;
                 let head = pull(&mut cursor)?;
                 if let Some((hash, _, _)) = &head {
                     queue.push(Reverse((*hash, cursors.len())));

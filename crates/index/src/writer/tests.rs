@@ -247,6 +247,24 @@ fn lookups_span_generations_and_sealed_ones_are_filtered() {
     ];
     want.sort();
     assert_eq!(groups, want, "one group per GUID, in hash order");
+    // Split anywhere, the two ranges' groups are the whole's, in order.
+    let in_range = |range: std::ops::RangeInclusive<u64>| {
+        let mut out: Vec<(u64, Vec<u64>)> = Vec::new();
+        r.for_each_guid_group_in(range, |h, hits| {
+            out.push((h, hits.iter().map(|x| x.offset).collect()))
+        })
+        .unwrap();
+        out
+    };
+    for (h, _) in &want {
+        for split in [*h, h + 1] {
+            let mut both = in_range(0..=split - 1);
+            both.extend(in_range(split..=u64::MAX));
+            assert_eq!(both, want, "split at {split}");
+        }
+    }
+    let (lo, hi) = (5, 4);
+    assert_eq!(in_range(lo..=hi), vec![], "an empty range");
     assert_eq!(r.posting_digest(PostingKind::Guid).unwrap().count, 6);
     assert_eq!(r.agent_hits("ag1").unwrap().len(), 7);
     assert_eq!(

@@ -10,6 +10,10 @@
 //!   every later window's part to a bucket, read back when the scan gets
 //!   there. (A pass per window made a rebuild superlinear: 3 passes over
 //!   every posting at 50M records, 1 at 10M.)
+//! - When the log is one window (up to 2^24 records by default), the pass
+//!   runs on two threads, each over half the GUID hashes (numbered as one
+//!   pass would: the lower half's groups first), so that the rebuild's
+//!   start, when the workers have nothing to do yet, uses both cores.
 //! - Memory: 4 bytes a record of the window held, 8 a group touching it,
 //!   and a write buffer per bucket during the pass (at most
 //!   [`MAX_BUCKETS`]). Buckets are scratch files beside the file being
@@ -20,15 +24,19 @@
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use ccvault_store::{IndexReader, StoreError};
 
 use super::runs::{at_end, scratch_file};
 use super::schema::io_error;
-use super::Result;
+use super::{ProjectionError, Result};
 
 /// A record outside any interaction.
 const NO_GROUP: u32 = u32::MAX;
+/// Marks a slot the upper half of a two-thread pass filled: its place
+/// counts from the end of the lower half's groups.
+const UPPER_HALF: u32 = 1 << 31;
 /// Buckets written at once by the pass; past this many later windows, a
 /// bucket holds several and each is read once per window it holds (a few
 /// extra sequential reads of ~4 bytes a record beyond 2^30 records with the
@@ -61,8 +69,10 @@ pub(super) struct GroupWindow<'a> {
     start: u64,
     stop: u64,
     /// Per offset of the window: its group's place in `groups`, or
-    /// `NO_GROUP` for a record outside any interaction.
-    slot: Vec<u32>,
+    /// `NO_GROUP` for a record outside any interaction (atomic so that
+    /// both halves of a pass fill it; every access is `Relaxed`, the
+    /// threads' join ordering them).
+    slot: Vec<AtomicU32>,
     /// Per group with records in the window: its number, and its records
     /// at or past the window's start not read yet.
     groups: Vec<(u32, u32)>,
@@ -112,7 +122,10 @@ impl<'a> GroupWindow<'a> {
             self.load(offset / self.window)?;
         }
         let at = usize::try_from(offset - self.start).unwrap_or(usize::MAX);
-        let slot = self.slot.get(at).copied().unwrap_or(NO_GROUP);
+        let slot = self
+            .slot
+            .get(at)
+            .map_or(NO_GROUP, |s| s.load(Ordering::Relaxed));
         Ok(self.groups.get_mut(slot as usize).map(|(gid, left)| {
             let before = *left;
             *left = left.saturating_sub(1);
@@ -128,7 +141,7 @@ impl<'a> GroupWindow<'a> {
         let stop = start.saturating_add(self.window).min(self.end);
         let len = usize::try_from(stop - start).unwrap_or(0);
         self.slot.clear();
-        self.slot.resize(len, NO_GROUP);
+        self.slot.resize_with(len, || AtomicU32::new(NO_GROUP));
         self.groups.clear();
         match self.passed {
             Some(first) if w > first => self.read_bucket(first, w).map_err(io_error(&self.path))?,
@@ -145,6 +158,9 @@ impl<'a> GroupWindow<'a> {
         let (window, end) = (self.window, self.end);
         let start = first * window;
         let later = end.saturating_sub(1) / window - first;
+        if later == 0 && (self.slot.len() as u64) < u64::from(UPPER_HALF) {
+            return self.pass_in_halves(first);
+        }
         self.per_bucket = later.div_ceil(MAX_BUCKETS).max(1);
         let count = later.div_ceil(self.per_bucket);
         self.buckets.clear();
@@ -182,8 +198,8 @@ impl<'a> GroupWindow<'a> {
                     if w == first {
                         let place = groups.len() as u32;
                         for &o in here {
-                            if let Some(s) = slot.get_mut((o - start) as usize) {
-                                *s = place;
+                            if let Some(s) = slot.get((o - start) as usize) {
+                                s.store(place, Ordering::Relaxed);
                             }
                         }
                         groups.push((gid, left));
@@ -213,6 +229,46 @@ impl<'a> GroupWindow<'a> {
         for bucket in &mut self.buckets {
             bucket.finish().map_err(io_error(&self.path))?;
         }
+        self.passed = Some(first);
+        Ok(())
+    }
+
+    /// [`GroupWindow::pass`] when window `first` is the last one: each half
+    /// of the GUID hashes on a thread of its own, the upper half's groups
+    /// numbered after the lower half's, as one pass numbers them.
+    fn pass_in_halves(&mut self, first: u64) -> Result<()> {
+        let (start, end) = (first * self.window, self.end);
+        let (index, slot) = (self.index, &self.slot);
+        // GUID hashes are xxh3: a split in the middle halves the work.
+        let split = u64::MAX / 2;
+        let (lower, upper) = std::thread::scope(|scope| {
+            let upper = scope.spawn(move || {
+                half_pass(index, split + 1..=u64::MAX, start, end, slot, UPPER_HALF)
+            });
+            let lower = half_pass(index, 0..=split, start, end, slot, 0);
+            let upper = upper.join().unwrap_or_else(|_| {
+                Err(ProjectionError::Worker(
+                    "the index pass's second thread panicked".into(),
+                ))
+            });
+            (lower, upper)
+        });
+        let (mut lower, lower_gids) = lower?;
+        let (upper, _) = upper?;
+        let base = lower.len() as u32;
+        for s in &self.slot {
+            let v = s.load(Ordering::Relaxed);
+            if v != NO_GROUP && v & UPPER_HALF != 0 {
+                s.store((v & !UPPER_HALF) + base, Ordering::Relaxed);
+            }
+        }
+        lower.extend(
+            upper
+                .into_iter()
+                .map(|(gid, left)| (gid + lower_gids, left)),
+        );
+        self.groups = lower;
+        self.buckets.clear();
         self.passed = Some(first);
         Ok(())
     }
@@ -250,8 +306,8 @@ impl<'a> GroupWindow<'a> {
             let place = self.groups.len() as u32;
             for o in offsets.chunks_exact(4) {
                 let o = u32::from_le_bytes([o[0], o[1], o[2], o[3]]) as usize;
-                if let Some(s) = self.slot.get_mut(o) {
-                    *s = place;
+                if let Some(s) = self.slot.get(o) {
+                    s.store(place, Ordering::Relaxed);
                 }
             }
             self.groups.push((gid, left));
@@ -263,6 +319,40 @@ impl<'a> GroupWindow<'a> {
         }
         Ok(())
     }
+}
+
+/// One half of [`GroupWindow::pass_in_halves`]: the groups of the GUID
+/// hashes in `hashes` with records in `start..end` (every one in the
+/// window), as `(group number within the half, records)`, each record's
+/// slot set to its group's place in that list, `or`'d with `mark`; and the
+/// number of groups the half numbered (those without such records too).
+fn half_pass(
+    index: &IndexReader,
+    hashes: std::ops::RangeInclusive<u64>,
+    start: u64,
+    end: u64,
+    slot: &[AtomicU32],
+    mark: u32,
+) -> Result<(Vec<(u32, u32)>, u32)> {
+    let mut groups: Vec<(u32, u32)> = Vec::new();
+    let mut gid = 0u32;
+    index
+        .for_each_guid_group_in(hashes, |_, hits| {
+            let place = groups.len() as u32 | mark;
+            let mut n = 0u32;
+            for h in hits.iter().filter(|h| h.offset >= start && h.offset < end) {
+                if let Some(s) = slot.get((h.offset - start) as usize) {
+                    s.store(place, Ordering::Relaxed);
+                }
+                n += 1;
+            }
+            if n > 0 {
+                groups.push((gid, n));
+            }
+            gid += 1;
+        })
+        .map_err(StoreError::from)?;
+    Ok((groups, gid))
 }
 
 impl Bucket {
