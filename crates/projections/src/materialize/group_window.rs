@@ -10,19 +10,20 @@
 //!   every later window's part to a bucket, read back when the scan gets
 //!   there. (A pass per window made a rebuild superlinear: 3 passes over
 //!   every posting at 50M records, 1 at 10M.)
-//! - When the log is one window (up to 2^24 records by default), the pass
-//!   runs on two threads, each over half the GUID hashes (numbered as one
-//!   pass would: the lower half's groups first), so that the rebuild's
-//!   start, when the workers have nothing to do yet, uses both cores.
+//! - The pass runs on two threads, each over half the GUID hashes with
+//!   buckets of its own (numbered as one pass would: the lower half's
+//!   groups first, in each window too), so that the rebuild's start, when
+//!   the workers have nothing to do yet, uses both cores.
 //! - Memory: 4 bytes a record of the window held, 8 a group touching it,
 //!   and a write buffer per bucket during the pass (at most
-//!   [`MAX_BUCKETS`]). Buckets are scratch files beside the file being
+//!   [`MAX_BUCKETS`] for both halves). Buckets are scratch files beside the file being
 //!   built (unlinked at once: a crash leaves nothing), ~4 bytes a record
 //!   past the first window and 20 a group in each window; in memory when
 //!   the rebuild keeps nothing on disk.
 
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
+use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 
@@ -80,7 +81,9 @@ pub(super) struct GroupWindow<'a> {
     /// bucket (`None` before the pass).
     passed: Option<u64>,
     per_bucket: u64,
-    buckets: Vec<Bucket>,
+    /// Each half's buckets, and the number of its first group.
+    buckets: Vec<Vec<Bucket>>,
+    gid_base: Vec<u32>,
 }
 
 impl<'a> GroupWindow<'a> {
@@ -107,6 +110,7 @@ impl<'a> GroupWindow<'a> {
             passed: None,
             per_bucket: 1,
             buckets: Vec::new(),
+            gid_base: Vec::new(),
         }
     }
 
@@ -153,35 +157,210 @@ impl<'a> GroupWindow<'a> {
     }
 
     /// The one pass over every GUID's postings: window `first` into
-    /// `slot` and `groups`, every later one into its bucket.
+    /// `slot` and `groups`, every later one into its bucket. Each half of
+    /// the GUID hashes runs on a thread of its own with buckets of its own,
+    /// its groups numbered after the lower half's as one pass numbers them
+    /// (so that the rebuild's start, when the workers have nothing to do
+    /// yet, uses both cores), unless a window is too long to mark its
+    /// slots (2^31 records).
     fn pass(&mut self, first: u64) -> Result<()> {
         let (window, end) = (self.window, self.end);
-        let start = first * window;
         let later = end.saturating_sub(1) / window - first;
-        if later == 0 && (self.slot.len() as u64) < u64::from(UPPER_HALF) {
-            return self.pass_in_halves(first);
-        }
-        self.per_bucket = later.div_ceil(MAX_BUCKETS).max(1);
-        let count = later.div_ceil(self.per_bucket);
-        self.buckets.clear();
-        for b in 0..count {
-            self.buckets.push(if self.on_disk {
-                let mut name = self.path.clone().into_os_string();
-                name.push(format!(".window.{b}"));
-                let file = scratch_file(Path::new(&name)).map_err(io_error(&self.path))?;
-                Bucket::Writing(BufWriter::with_capacity(BUCKET_BUFFER, file))
+        let halves: &[(RangeInclusive<u64>, u32)] =
+            if (self.slot.len() as u64) < u64::from(UPPER_HALF) {
+                // GUID hashes are xxh3: a split in the middle halves the work.
+                &[
+                    (0..=u64::MAX / 2, 0),
+                    (u64::MAX / 2 + 1..=u64::MAX, UPPER_HALF),
+                ]
             } else {
-                Bucket::Memory(Vec::new())
-            });
+                &[(0..=u64::MAX, 0)]
+            };
+        // The buckets' write buffers stay within MAX_BUCKETS, however many
+        // halves write them.
+        let per_half = (MAX_BUCKETS / halves.len() as u64).max(1);
+        self.per_bucket = later.div_ceil(per_half).max(1);
+        let count = later.div_ceil(self.per_bucket);
+        let mut buckets: Vec<Vec<Bucket>> = Vec::with_capacity(halves.len());
+        for h in 0..halves.len() {
+            let mut own = Vec::new();
+            for b in 0..count {
+                own.push(if self.on_disk {
+                    let mut name = self.path.clone().into_os_string();
+                    name.push(format!(".window.{h}.{b}"));
+                    let file = scratch_file(Path::new(&name)).map_err(io_error(&self.path))?;
+                    Bucket::Writing(BufWriter::with_capacity(BUCKET_BUFFER, file))
+                } else {
+                    Bucket::Memory(Vec::new())
+                });
+            }
+            buckets.push(own);
         }
-        let per_bucket = self.per_bucket;
-        let (slot, groups, buckets) = (&mut self.slot, &mut self.groups, &mut self.buckets);
+        let pass = HalfPass {
+            index: self.index,
+            path: &self.path,
+            first,
+            window,
+            end,
+            per_bucket: self.per_bucket,
+            slot: &self.slot,
+        };
+        let passed: Vec<Result<HalfGroups>> = std::thread::scope(|scope| {
+            let mut own = buckets.iter_mut().zip(halves);
+            let lower = own.next();
+            let others: Vec<_> = own
+                .map(|(buckets, (hashes, mark))| {
+                    let pass = &pass;
+                    scope.spawn(move || pass.run(hashes.clone(), *mark, buckets))
+                })
+                .collect();
+            let mut results = Vec::with_capacity(halves.len());
+            if let Some((buckets, (hashes, mark))) = lower {
+                results.push(pass.run(hashes.clone(), *mark, buckets));
+            }
+            for t in others {
+                results.push(t.join().unwrap_or_else(|_| {
+                    Err(ProjectionError::Worker(
+                        "the index pass's second thread panicked".into(),
+                    ))
+                }));
+            }
+            results
+        });
+        let mut groups: Vec<(u32, u32)> = Vec::new();
+        let mut gid_base = Vec::with_capacity(passed.len());
+        let mut gids = 0u32;
+        // Where the upper half's groups start in `groups`.
+        let mut upper_place = 0u32;
+        for half in passed {
+            let (own, numbered) = half?;
+            gid_base.push(gids);
+            upper_place = groups.len() as u32;
+            groups.extend(own.into_iter().map(|(gid, left)| (gid + gids, left)));
+            gids += numbered;
+        }
+        if halves.len() > 1 {
+            // The upper half's places count from the end of the lower's.
+            for s in &self.slot {
+                let v = s.load(Ordering::Relaxed);
+                if v != NO_GROUP && v & UPPER_HALF != 0 {
+                    s.store((v & !UPPER_HALF) + upper_place, Ordering::Relaxed);
+                }
+            }
+        }
+        for bucket in buckets.iter_mut().flatten() {
+            bucket.finish().map_err(io_error(&self.path))?;
+        }
+        self.groups = groups;
+        self.buckets = buckets;
+        self.gid_base = gid_base;
+        self.passed = Some(first);
+        Ok(())
+    }
+
+    /// Window `w`'s entries from its buckets, the lower half's first (a
+    /// bucket may hold other windows' too); the buckets are let go after
+    /// their last window.
+    fn read_bucket(&mut self, first: u64, w: u64) -> io::Result<()> {
+        let b = ((w - first - 1) / self.per_bucket) as usize;
+        let last_of_bucket = (w - first).is_multiple_of(self.per_bucket)
+            || w == self.end.saturating_sub(1) / self.window;
+        for (half, base) in self.gid_base.iter().enumerate() {
+            let Some(bucket) = self.buckets.get_mut(half).and_then(|h| h.get_mut(b)) else {
+                continue;
+            };
+            read_entries(bucket, w, *base, &self.slot, &mut self.groups)?;
+            if last_of_bucket {
+                *bucket = Bucket::Memory(Vec::new());
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The entries of window `w` in `bucket`: each group's records' slots set
+/// to its place in `groups`, where it is added with its number plus
+/// `gid_base`.
+fn read_entries(
+    bucket: &mut Bucket,
+    w: u64,
+    gid_base: u32,
+    slot: &[AtomicU32],
+    groups: &mut Vec<(u32, u32)>,
+) -> io::Result<()> {
+    let mut input: Box<dyn BufRead + '_> = match bucket {
+        Bucket::Memory(bytes) => Box::new(&bytes[..]),
+        Bucket::Written(file) => {
+            file.seek(SeekFrom::Start(0))?;
+            Box::new(BufReader::with_capacity(BUCKET_BUFFER, &*file))
+        }
+        Bucket::Writing(_) => return Err(io::Error::other("a window bucket still written")),
+    };
+    let mut head = [0u8; HEAD_BYTES];
+    let mut offsets: Vec<u8> = Vec::new();
+    while !at_end(&mut input)? {
+        input.read_exact(&mut head)?;
+        let word =
+            |at: usize| u32::from_le_bytes([head[at], head[at + 1], head[at + 2], head[at + 3]]);
+        let mut window = [0u8; 8];
+        window.copy_from_slice(&head[..8]);
+        let (gid, left, n) = (word(8), word(12), word(16) as usize);
+        offsets.resize(n * 4, 0);
+        input.read_exact(&mut offsets)?;
+        if u64::from_le_bytes(window) != w {
+            continue;
+        }
+        let place = groups.len() as u32;
+        for o in offsets.chunks_exact(4) {
+            let o = u32::from_le_bytes([o[0], o[1], o[2], o[3]]) as usize;
+            if let Some(s) = slot.get(o) {
+                s.store(place, Ordering::Relaxed);
+            }
+        }
+        groups.push((gid + gid_base, left));
+    }
+    Ok(())
+}
+
+/// A half's groups with records in the pass's first window, as
+/// `(group number within the half, records)`, and how many groups it
+/// numbered.
+type HalfGroups = (Vec<(u32, u32)>, u32);
+
+/// What every half of [`GroupWindow::pass`] shares.
+struct HalfPass<'a> {
+    index: &'a IndexReader,
+    /// The file being built, named in errors.
+    path: &'a Path,
+    first: u64,
+    window: u64,
+    end: u64,
+    per_bucket: u64,
+    slot: &'a [AtomicU32],
+}
+
+impl HalfPass<'_> {
+    /// The groups of the GUID hashes in `hashes`: those with records in
+    /// window `first` as `(group number within the half, records from
+    /// the window's start)`, each record's slot set to its group's place
+    /// in that list `or`'d with `mark`; each later window's part written to
+    /// its bucket of `buckets`; and the number of groups the half numbered
+    /// (those without records below `end` too).
+    fn run(
+        &self,
+        hashes: RangeInclusive<u64>,
+        mark: u32,
+        buckets: &mut [Bucket],
+    ) -> Result<HalfGroups> {
+        let (first, window, end) = (self.first, self.window, self.end);
+        let start = first * window;
+        let mut groups: Vec<(u32, u32)> = Vec::new();
         let mut offsets: Vec<u64> = Vec::new();
         let mut entry: Vec<u8> = Vec::new();
         let mut failed: Option<io::Error> = None;
         let mut gid = 0u32;
         self.index
-            .for_each_guid_group(|_, hits| {
+            .for_each_guid_group_in(hashes, |_, hits| {
                 offsets.clear();
                 offsets.extend(
                     hits.iter()
@@ -196,15 +375,15 @@ impl<'a> GroupWindow<'a> {
                     let left = u32::try_from(offsets.len() - i).unwrap_or(u32::MAX);
                     let here = &offsets[i..i + n];
                     if w == first {
-                        let place = groups.len() as u32;
+                        let place = groups.len() as u32 | mark;
                         for &o in here {
-                            if let Some(s) = slot.get((o - start) as usize) {
+                            if let Some(s) = self.slot.get((o - start) as usize) {
                                 s.store(place, Ordering::Relaxed);
                             }
                         }
                         groups.push((gid, left));
                     } else if let Some(bucket) =
-                        buckets.get_mut(((w - first - 1) / per_bucket) as usize)
+                        buckets.get_mut(((w - first - 1) / self.per_bucket) as usize)
                     {
                         entry.clear();
                         entry.extend_from_slice(&w.to_le_bytes());
@@ -223,136 +402,11 @@ impl<'a> GroupWindow<'a> {
                 gid += 1;
             })
             .map_err(StoreError::from)?;
-        if let Some(e) = failed {
-            return Err(io_error(&self.path)(e));
+        match failed {
+            Some(e) => Err(io_error(self.path)(e)),
+            None => Ok((groups, gid)),
         }
-        for bucket in &mut self.buckets {
-            bucket.finish().map_err(io_error(&self.path))?;
-        }
-        self.passed = Some(first);
-        Ok(())
     }
-
-    /// [`GroupWindow::pass`] when window `first` is the last one: each half
-    /// of the GUID hashes on a thread of its own, the upper half's groups
-    /// numbered after the lower half's, as one pass numbers them.
-    fn pass_in_halves(&mut self, first: u64) -> Result<()> {
-        let (start, end) = (first * self.window, self.end);
-        let (index, slot) = (self.index, &self.slot);
-        // GUID hashes are xxh3: a split in the middle halves the work.
-        let split = u64::MAX / 2;
-        let (lower, upper) = std::thread::scope(|scope| {
-            let upper = scope.spawn(move || {
-                half_pass(index, split + 1..=u64::MAX, start, end, slot, UPPER_HALF)
-            });
-            let lower = half_pass(index, 0..=split, start, end, slot, 0);
-            let upper = upper.join().unwrap_or_else(|_| {
-                Err(ProjectionError::Worker(
-                    "the index pass's second thread panicked".into(),
-                ))
-            });
-            (lower, upper)
-        });
-        let (mut lower, lower_gids) = lower?;
-        let (upper, _) = upper?;
-        let base = lower.len() as u32;
-        for s in &self.slot {
-            let v = s.load(Ordering::Relaxed);
-            if v != NO_GROUP && v & UPPER_HALF != 0 {
-                s.store((v & !UPPER_HALF) + base, Ordering::Relaxed);
-            }
-        }
-        lower.extend(
-            upper
-                .into_iter()
-                .map(|(gid, left)| (gid + lower_gids, left)),
-        );
-        self.groups = lower;
-        self.buckets.clear();
-        self.passed = Some(first);
-        Ok(())
-    }
-
-    /// Window `w`'s entries from its bucket (which may hold other windows'
-    /// too); the bucket is let go after its last window.
-    fn read_bucket(&mut self, first: u64, w: u64) -> io::Result<()> {
-        let b = ((w - first - 1) / self.per_bucket) as usize;
-        let Some(bucket) = self.buckets.get_mut(b) else {
-            return Ok(());
-        };
-        let mut input: Box<dyn BufRead + '_> = match bucket {
-            Bucket::Memory(bytes) => Box::new(&bytes[..]),
-            Bucket::Written(file) => {
-                file.seek(SeekFrom::Start(0))?;
-                Box::new(BufReader::with_capacity(BUCKET_BUFFER, &*file))
-            }
-            Bucket::Writing(_) => return Err(io::Error::other("a window bucket still written")),
-        };
-        let mut head = [0u8; HEAD_BYTES];
-        let mut offsets: Vec<u8> = Vec::new();
-        while !at_end(&mut input)? {
-            input.read_exact(&mut head)?;
-            let word = |at: usize| {
-                u32::from_le_bytes([head[at], head[at + 1], head[at + 2], head[at + 3]])
-            };
-            let mut window = [0u8; 8];
-            window.copy_from_slice(&head[..8]);
-            let (gid, left, n) = (word(8), word(12), word(16) as usize);
-            offsets.resize(n * 4, 0);
-            input.read_exact(&mut offsets)?;
-            if u64::from_le_bytes(window) != w {
-                continue;
-            }
-            let place = self.groups.len() as u32;
-            for o in offsets.chunks_exact(4) {
-                let o = u32::from_le_bytes([o[0], o[1], o[2], o[3]]) as usize;
-                if let Some(s) = self.slot.get(o) {
-                    s.store(place, Ordering::Relaxed);
-                }
-            }
-            self.groups.push((gid, left));
-        }
-        drop(input);
-        let last_of_bucket = (w - first).is_multiple_of(self.per_bucket);
-        if last_of_bucket || w == self.end.saturating_sub(1) / self.window {
-            self.buckets[b] = Bucket::Memory(Vec::new());
-        }
-        Ok(())
-    }
-}
-
-/// One half of [`GroupWindow::pass_in_halves`]: the groups of the GUID
-/// hashes in `hashes` with records in `start..end` (every one in the
-/// window), as `(group number within the half, records)`, each record's
-/// slot set to its group's place in that list, `or`'d with `mark`; and the
-/// number of groups the half numbered (those without such records too).
-fn half_pass(
-    index: &IndexReader,
-    hashes: std::ops::RangeInclusive<u64>,
-    start: u64,
-    end: u64,
-    slot: &[AtomicU32],
-    mark: u32,
-) -> Result<(Vec<(u32, u32)>, u32)> {
-    let mut groups: Vec<(u32, u32)> = Vec::new();
-    let mut gid = 0u32;
-    index
-        .for_each_guid_group_in(hashes, |_, hits| {
-            let place = groups.len() as u32 | mark;
-            let mut n = 0u32;
-            for h in hits.iter().filter(|h| h.offset >= start && h.offset < end) {
-                if let Some(s) = slot.get((h.offset - start) as usize) {
-                    s.store(place, Ordering::Relaxed);
-                }
-                n += 1;
-            }
-            if n > 0 {
-                groups.push((gid, n));
-            }
-            gid += 1;
-        })
-        .map_err(StoreError::from)?;
-    Ok((groups, gid))
 }
 
 impl Bucket {
