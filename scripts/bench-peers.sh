@@ -114,6 +114,13 @@ guid=$(awk -v from=$((lines / 2)) 'NR >= from && match($0, /"interactionGUID":"[
   print substr($0, RSTART + 19, RLENGTH - 20); exit }' "$corpus")
 [[ -n $guid ]] || die "no interactionGUID in the second half of $corpus"
 say "corpus: $lines lines, $raw_bytes bytes; lookup GUID $guid"
+# The three databases exist side by side during a round: PostgreSQL's
+# table and index ~1.3x the corpus, DuckDB's file ~0.5x, ccvault's archive
+# ~0.4x, and PostgreSQL's sort spill while it builds the index. A 10M run
+# with 2.1x free failed every tool's import on a full disk; ask for 2.5x.
+need=$((raw_bytes / 2 * 5))
+free=$(df --output=avail -B1 "$work" | tail -n 1 | tr -d ' ')
+((free >= need)) || die "$work has $((free >> 20)) MiB free; the three databases need about $((need >> 20)) MiB (2.5x the corpus) side by side"
 
 # --- the three tools side by side --------------------------------------------
 # Each round runs a step once per tool, so a change in the machine's load
