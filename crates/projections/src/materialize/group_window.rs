@@ -16,10 +16,10 @@
 //!   the workers have nothing to do yet, uses both cores.
 //! - Memory: 4 bytes a record of the window held, 8 a group touching it,
 //!   and a write buffer per bucket during the pass (at most
-//!   [`MAX_BUCKETS`] for both halves). Buckets are scratch files beside the file being
-//!   built (unlinked at once: a crash leaves nothing), ~4 bytes a record
-//!   past the first window and 20 a group in each window; in memory when
-//!   the rebuild keeps nothing on disk.
+//!   [`MAX_BUCKETS`] for both halves). Buckets are scratch files beside
+//!   the file being built (unlinked at once: a crash leaves nothing), ~4
+//!   bytes a record past the first window and 20 a group in each window;
+//!   in memory when the rebuild keeps nothing on disk.
 
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, BufWriter, Read, Seek, SeekFrom, Write};

@@ -320,6 +320,25 @@ fn push_pair(pairs: &mut Vec<(String, String)>, tenant: &str, value: &str) {
     pairs.push((tenant.to_owned(), value.to_owned()));
 }
 
+/// `hash(text)`, or the hash kept in `last` when `text` is the text it
+/// was of; `last` then holds `text` and its hash (its buffer reused).
+fn hash_unless_last<H: Copy>(last: &mut Option<(String, H)>, text: &str, hash: fn(&str) -> H) -> H {
+    match last {
+        Some((kept, h)) if kept == text => *h,
+        Some((kept, h)) => {
+            kept.clear();
+            kept.push_str(text);
+            *h = hash(text);
+            *h
+        }
+        None => {
+            let h = hash(text);
+            *last = Some((text.to_owned(), h));
+            h
+        }
+    }
+}
+
 impl TenantFacts {
     fn absorb(&mut self, other: TenantFacts) {
         for (t, c) in other.counts {
@@ -333,32 +352,12 @@ impl TenantFacts {
     /// [`tenant_hash`] of `tenant`, hashed only when it is not the last
     /// one's.
     fn tenant_hash(&mut self, tenant: &str) -> u32 {
-        match &mut self.last_tenant {
-            Some((last, h)) if last == tenant => *h,
-            last => {
-                let h = tenant_hash(tenant);
-                *last = Some((tenant.to_owned(), h));
-                h
-            }
-        }
+        hash_unless_last(&mut self.last_tenant, tenant, tenant_hash)
     }
 
     /// [`guid_hash`] of `guid`, hashed only when it is not the last one's.
     fn guid_hash(&mut self, guid: &str) -> u64 {
-        match &mut self.last_guid {
-            Some((last, h)) if last == guid => *h,
-            Some((last, h)) => {
-                last.clear();
-                last.push_str(guid);
-                *h = guid_hash(guid);
-                *h
-            }
-            None => {
-                let h = guid_hash(guid);
-                self.last_guid = Some((guid.to_owned(), h));
-                h
-            }
-        }
+        hash_unless_last(&mut self.last_guid, guid, guid_hash)
     }
 
     /// Files one event of `tenant` (timed at `t` when `timed`).
