@@ -12,7 +12,7 @@ use std::ops::Range;
 use base64::Engine;
 
 use crate::event::{parse_event, parse_top, Event, NotAnEvent, Top};
-use crate::scan::scan_event;
+use crate::scan::scan_event_into;
 use crate::time::PayloadTimes;
 use crate::value::Lenient;
 
@@ -125,7 +125,10 @@ pub fn decode_message(raw: &[u8]) -> Decoded<'_> {
         control: false,
     };
     // The plain shape, without serde; it reads as serde would (`scan`).
-    if let Some(ev) = scan_event(raw) {
+    // Read in place: returned by value, the ~0.9 KB event was copied once
+    // more for every message imported (docs/BENCHMARKS.md, issue 12).
+    let mut ev = Event::default();
+    if scan_event_into(raw, &mut ev) {
         return event(&ev);
     }
     let text = match std::str::from_utf8(raw) {
