@@ -496,7 +496,12 @@ pub(crate) fn decode_body(body: &[u8]) -> Result<RecordRef<'_>, &'static str> {
     for s in &mut strings {
         let len = c.u16().ok_or(short)?;
         let bytes = c.take(usize::from(len)).ok_or(short)?;
-        *s = std::str::from_utf8(bytes).map_err(|_| "string field is not UTF-8")?;
+        // Most are empty (an import's message id, publish time and
+        // quarantine reason): the UTF-8 check's call was ~2 % of a rebuild's
+        // instructions, a scan decoding each body twice (docs/BENCHMARKS.md).
+        if !bytes.is_empty() {
+            *s = std::str::from_utf8(bytes).map_err(|_| "string field is not UTF-8")?;
+        }
     }
     let payload_len = c.u32().ok_or(short)?;
     let payload = c.take(payload_len as usize).ok_or(short)?;
@@ -755,6 +760,36 @@ mod tests {
             let mut b = body.to_vec();
             b[i] ^= 0xFF;
             let _ = decode_body(&b);
+        }
+    }
+
+    #[test]
+    fn string_fields_are_checked_as_utf8_and_empty_ones_read_empty() {
+        let rec = NewRecord {
+            source: "in.ndjson",
+            message_id: "m-1",
+            payload: b"{}",
+            ..Default::default()
+        };
+        let mut buf = vec![];
+        encode_frame(&mut buf, 1, &rec, body_len(&rec).unwrap());
+        let r = decode_body(&buf[12..]).unwrap();
+        assert_eq!(
+            (r.source, r.message_id, r.publish_time, r.quarantine_reason),
+            ("in.ndjson", "m-1", "", "")
+        );
+        // The body: offset, ingest time, line (24 bytes), flags, source
+        // kind, then each string's u16 length and bytes.
+        let source_at = 12 + 24 + 2 + 2;
+        let message_id_at = source_at + "in.ndjson".len() + 2;
+        for at in [source_at, message_id_at] {
+            let mut bad = buf.clone();
+            bad[at] = 0xFF;
+            assert_eq!(
+                decode_body(&bad[12..]).err(),
+                Some("string field is not UTF-8"),
+                "byte {at}"
+            );
         }
     }
 
