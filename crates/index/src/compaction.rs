@@ -1,6 +1,9 @@
 //! When compacting a redb file is worth it: the one rule for every redb file
-//! of an archive (the index at the end of a write session or a `reindex`,
-//! the projections' rebuilt file), decided by redb's own statistics.
+//! of an archive that is compacted (the index at the end of a write session
+//! or a `reindex`), decided by redb's own statistics. A rebuild's new
+//! projections file is not asked: it never has a tenth free (its test
+//! `a_rebuilt_file_has_nothing_for_compaction_to_give_back` holds it to
+//! this rule).
 //!
 //! What compaction can give back is the disk space of pages that were
 //! written and then freed. redb grows a file by doubling its length, but the

@@ -19,9 +19,7 @@ use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use ccvault_store::{
-    compact_if_it_frees_enough, ArchiveReader, Hit, Position, StoreError, VisibleRecords,
-};
+use ccvault_store::{ArchiveReader, Hit, Position, StoreError, VisibleRecords};
 use redb::backends::InMemoryBackend;
 use redb::{Database, Durability, ReadableDatabase, WriteTransaction};
 
@@ -130,18 +128,19 @@ impl Projections {
             let _ = std::fs::remove_file(&scratch);
             let filled = create_private(&scratch).and_then(|()| {
                 let db = scratch_builder().create(&scratch).at(&scratch)?;
-                let mut building = Projections {
+                let building = Projections {
                     path: scratch.clone(),
                     db: Some(Db::Writable(db)),
                     unsaved: None,
                 };
-                let applied = building.fill(reader, opts, progress, started, Some(&scratch))?;
-                if let Some(Db::Writable(db)) = building.db.as_mut() {
-                    // Only when that frees a tenth of the file or more: the
-                    // rule of the archive's index too.
-                    compact_if_it_frees_enough(db, &scratch).at(&scratch)?;
-                }
-                Ok(applied)
+                // Not compacted: the file is new, written by this rebuild
+                // alone, and each commit reuses the pages the one before
+                // freed, so it never has the tenth free that makes
+                // compaction worth it (10M events: 57 KB of 290 MB), and
+                // asking redb (a walk of every table) was ~2 % of the
+                // rebuild (docs/BENCHMARKS.md; the test
+                // `a_rebuilt_file_has_nothing_for_compaction_to_give_back`).
+                building.fill(reader, opts, progress, started, Some(&scratch))
             });
             let mut applied = match filled {
                 Ok(applied) => applied,

@@ -597,6 +597,35 @@ fn rebuild_and_incremental_catch_up_agree() {
     assert_eq!(dump(&Projections::open(d).unwrap()), expected);
 }
 
+/// Why a rebuild does not ask redb whether to compact its new file: the
+/// file it leaves has no tenth free for compaction to give back, with the
+/// interactions set aside and recomputed in a commit of their own too.
+#[test]
+fn a_rebuilt_file_has_nothing_for_compaction_to_give_back() {
+    let lines = sim_lines(5, 600);
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    import_lines(d, &lines);
+    let path = Layout::new(d).projections_path();
+    for opts in [
+        RebuildOptions::default(),
+        RebuildOptions {
+            workers: 1,
+            buffer_bytes: 4096,
+            ..RebuildOptions::default()
+        },
+    ] {
+        let mut reader = ArchiveReader::open(d).unwrap();
+        let mut p = Projections::open(d).unwrap();
+        let applied = p.rebuild(&mut reader, opts, &mut |_| {}).unwrap();
+        assert!(applied.interactions > 500, "{applied:?}");
+        drop(p);
+        let mut db = redb::Database::open(&path).unwrap();
+        let compacted = ccvault_store::compact_if_it_frees_enough(&mut db, &path).unwrap();
+        assert!(!compacted, "a rebuilt file ({opts:?}) had a tenth free");
+    }
+}
+
 /// A rebuild of more hours than the report chunks' queue holds (64): the
 /// chunks encoded while the sorted runs are merged go in between the
 /// merge's rows, the rest after it, and the store answers as the oracle.
