@@ -104,6 +104,37 @@ pub(crate) fn no_huge_pages() {
     }
 }
 
+/// How much lower than the process's own priority an import's reading,
+/// parsing and appending threads run (nice values, 0-19 above it).
+pub(crate) const IMPORT_NICE: i32 = 5;
+
+/// Lowers this thread's priority by [`IMPORT_NICE`]; the threads it starts
+/// from now on inherit it. `import` calls it once the archive is open, so
+/// that the threads the open started (the log's compressor and its
+/// flusher) keep the process's priority while the threads producing their
+/// work yield to them. On 2 cores the compressor, one runnable thread of
+/// five, fell behind by about two segments a second, and a 10M import
+/// ended with ~1.2 GB still to compress (1.5 s at close); yielding, it
+/// keeps up, and the close compresses one or two segments (docs/BENCHMARKS.md,
+/// issue 12). Only raises the nice value, which any process may; where the
+/// kernel refuses, the import runs as before.
+pub(crate) fn yield_to_log_threads() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: `gettid` takes no argument; `getpriority` and `setpriority`
+    // take a thread id and a value, no pointer, and touch only that
+    // thread's nice value. On Linux a nice value is a thread's own.
+    #[allow(unsafe_code)]
+    unsafe {
+        let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
+        // -1 is also a valid priority: errno tells an error apart.
+        *libc::__errno_location() = 0;
+        let now = libc::getpriority(libc::PRIO_PROCESS, tid);
+        if now != -1 || *libc::__errno_location() == 0 {
+            libc::setpriority(libc::PRIO_PROCESS, tid, (now + IMPORT_NICE).min(19));
+        }
+    }
+}
+
 /// How long (ms) mimalloc keeps freed memory before returning it to the
 /// OS: sets it to `set` if given, and returns the value before.
 fn purge_delay(set: Option<std::ffi::c_long>) -> std::ffi::c_long {
@@ -389,6 +420,30 @@ mod tests {
         #[allow(unsafe_code)]
         let flag = unsafe { libc::prctl(libc::PR_GET_THP_DISABLE, 0, 0, 0, 0) };
         assert_eq!(flag, 1);
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn yielding_lowers_this_threads_priority_and_its_childrens_only() {
+        // SAFETY: as in `yield_to_log_threads`.
+        #[allow(unsafe_code)]
+        fn nice() -> i32 {
+            unsafe {
+                let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
+                libc::getpriority(libc::PRIO_PROCESS, tid)
+            }
+        }
+        let before = nice();
+        let (mine, child) = std::thread::spawn(move || {
+            yield_to_log_threads();
+            let child = std::thread::spawn(nice).join().unwrap();
+            (nice(), child)
+        })
+        .join()
+        .unwrap();
+        let want = (before + IMPORT_NICE).min(19);
+        assert_eq!((mine, child), (want, want));
+        assert_eq!(nice(), before, "the calling thread's siblings keep theirs");
     }
 
     #[test]

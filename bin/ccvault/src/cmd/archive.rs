@@ -97,6 +97,8 @@ pub fn import(
     }
     let mut freed_memory = crate::FreedMemory::hold();
     let mut archive = open_writer(cli, archive_options(write))?;
+    // After the open: its compressor and flusher keep this priority.
+    crate::yield_to_log_threads();
     let started = Instant::now();
     let show_progress = crate::output::show_progress() && !print_acks;
     let mut total = ImportSummary::default();
