@@ -8,6 +8,7 @@
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+use crate::contact::opens_contact;
 use crate::report::ReportLeg;
 use crate::summary::{Anomaly, Direction, LegKind, Outcome, Summary};
 
@@ -217,6 +218,81 @@ pub fn decode_summary(guid: &str, offered_at: i64, bytes: &[u8]) -> Result<Summa
         complete: s.complete,
         event_count: s.event_count,
         anomalies: s.anomalies,
+    })
+}
+
+/// What `report_chunks` keeps of a stored summary: its [`ReportLeg`], the
+/// texts owned ([`StoredLeg::leg`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredLeg {
+    leg: ReportLeg<'static>,
+    agent_id: Option<String>,
+    media_type: Option<String>,
+}
+
+impl StoredLeg {
+    pub fn leg(&self) -> ReportLeg<'_> {
+        ReportLeg {
+            agent_id: self.agent_id.as_deref(),
+            media_type: self.media_type.as_deref(),
+            ..self.leg
+        }
+    }
+}
+
+/// The leg of the summary stored under `(offered_at, guid_key)`: what
+/// [`decode_summary`] would give, seen as a report sees a stored leg (its
+/// `legIndex` unresolved, so whether it opens its contact is told by its
+/// parent: none, or itself). Built without the rest of the summary: the
+/// GUID is decoded only when the leg needs it (a parent to compare, a
+/// channel stored as the GUID's suffix), and texts the leg does not hold
+/// are not resolved. Encoding the chunks of a 10M rebuild from whole
+/// summaries was ~1.2 s on one core (docs/BENCHMARKS.md, issue 12).
+pub fn decode_report_leg(
+    guid_key: &[u8],
+    offered_at: i64,
+    bytes: &[u8],
+) -> Result<StoredLeg, CodecError> {
+    let s: StoredSummary = decode(bytes)?;
+    unpack_all(s.instants)?;
+    let [hold_ms, max_hold_ms, _queue, _ring, wait_ms, _dial, talk_ms, wrap_ms, handle_ms, abandon_ms] =
+        unpack_all(s.durations)?;
+    let needs_guid = (s.parent_guid.is_some() && s.other_guid.is_none())
+        || matches!(s.media_type, Text::GuidSuffix);
+    let key_guid = if needs_guid {
+        decode_guid(guid_key, offered_at)?
+    } else {
+        String::new()
+    };
+    let first_leg = match (&s.other_guid, &s.parent_guid) {
+        (_, None) | (Some(None), _) => true,
+        (Some(Some(own)), Some(parent)) => opens_contact(own, Some(parent)),
+        (None, Some(parent)) => opens_contact(&key_guid, Some(parent)),
+    };
+    Ok(StoredLeg {
+        leg: ReportLeg {
+            offered_at,
+            kind: s.kind,
+            outcome: s.outcome,
+            direction: s.direction,
+            first_leg,
+            has_parent: s.parent_guid.is_some(),
+            transferred: s.transferred,
+            queue_id: s.queue_id,
+            agent_id: None,
+            media_type: None,
+            wait_ms,
+            abandon_ms,
+            handle_ms,
+            talk_ms,
+            hold_ms,
+            wrap_ms,
+            max_hold_ms,
+            hold_count: s.hold_count,
+            reject_count: s.reject_count,
+        },
+        agent_id: s.agent_id,
+        media_type: s.media_type.text(&key_guid)?,
     })
 }
 

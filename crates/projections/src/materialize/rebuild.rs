@@ -21,17 +21,13 @@ use std::time::{Duration, Instant};
 
 use ccvault_store::{ArchiveReader, Hit, Position, StoreError, VisibleRecords};
 use redb::backends::InMemoryBackend;
-use redb::{Database, Durability, ReadableDatabase, WriteTransaction};
+use redb::Durability;
 
 use super::group_window::GroupWindow;
 use super::project::{
     project_records, ArchivedEvent, ArchivedGroup, Projected, SummaryRow, TenantFacts, Want,
 };
-use super::query::open_optional;
-use super::schema::{
-    create_private, encode_report_chunks, io_error, report_chunk_of, scratch_builder, SortedTables,
-    BY_OFFERED, REPORT_CHUNKS,
-};
+use super::schema::{create_private, io_error, scratch_builder, SortedTables};
 use super::{guarded, Applied, AtPath, Db, Progress, ProjectionError, Projections, Result};
 use crate::codec::CodecError;
 
@@ -61,10 +57,6 @@ const INDEX_CACHE_BYTES: usize = 4 << 20;
 /// of the log. An archive of up to ~16.7M records needs no scratch file
 /// for the later windows.
 const DEFAULT_WINDOW_RECORDS: u64 = 1 << 24;
-
-/// Encoded `report_chunks` entries waiting for the rebuild's writer (each
-/// an hour of legs, ~21 bytes a leg).
-const REPORT_CHUNKS_QUEUED: usize = 64;
 
 /// Emptied group buffers the workers hand back to the log reader, at most
 /// this many, each kept only if it holds at most [`SPARE_BYTES`]: a group
@@ -288,7 +280,7 @@ impl Projections {
 
         let db = self.writable()?;
         let mut txn = db.begin_write().at(&self.path)?;
-        self.put_sorted_and_report_chunks(db, &txn, sorted)?;
+        self.put_sorted(&txn, sorted)?;
         self.put_meta(&txn, end, outcome.last_pos, max_time)?;
         txn.set_durability(Durability::Immediate).at(&self.path)?;
         txn.commit().at(&self.path)?;
@@ -402,62 +394,6 @@ impl Projections {
             let _ = batch_tx.send(pending);
         }
         Ok((interactions, agents, max_time))
-    }
-
-    /// The last writes of a rebuild, once every summary is committed: the
-    /// sorted runs merged into their tables on this thread while another
-    /// encodes every `report_chunks` entry from the committed summaries (a
-    /// read transaction), which this thread inserts as they come, between
-    /// the merge's rows. Done one after the other, both were most of the
-    /// single-threaded time after the scan (docs/BENCHMARKS.md, issue 12).
-    fn put_sorted_and_report_chunks(
-        &self,
-        db: &Database,
-        txn: &WriteTransaction,
-        sorted: SortedTables,
-    ) -> Result<()> {
-        let (tx, rx) = mpsc::sync_channel::<(i64, Vec<u8>)>(REPORT_CHUNKS_QUEUED);
-        std::thread::scope(|scope| {
-            let encoder = scope.spawn(move || -> Result<()> {
-                let read = db.begin_read().at(&self.path)?;
-                let Some(by_offered) = open_optional(&read, BY_OFFERED).at(&self.path)? else {
-                    return Ok(());
-                };
-                let first = report_chunk_of(i64::MIN);
-                encode_report_chunks(&by_offered, first, None, &self.path, |c, bytes| {
-                    tx.send((c, bytes.to_vec())).map_err(|_| {
-                        // The writer stopped on an error of its own,
-                        // which is the one reported.
-                        ProjectionError::Worker("report chunks not written".into())
-                    })
-                })
-            });
-            let written = txn
-                .open_table(REPORT_CHUNKS)
-                .at(&self.path)
-                .and_then(|mut out| {
-                    // The chunks encoded so far go in between the merge's
-                    // rows: held until the merge ended, the encoder
-                    // stopped at a full queue (64 hours) and finished
-                    // alone after it, ~1.2 s of a 10M rebuild on one core.
-                    self.put_sorted(txn, sorted, || {
-                        while let Ok((c, bytes)) = rx.try_recv() {
-                            out.insert(c, bytes.as_slice()).at(&self.path)?;
-                        }
-                        Ok(())
-                    })?;
-                    for (c, bytes) in &rx {
-                        out.insert(c, bytes.as_slice()).at(&self.path)?;
-                    }
-                    Ok(())
-                });
-            drop(rx);
-            let encoded = encoder.join().map_err(|_| {
-                ProjectionError::Worker("the report chunks' encoder panicked".into())
-            })?;
-            written?;
-            encoded
-        })
     }
 
     /// Writes what a rebuild projected (every interaction new to the store),

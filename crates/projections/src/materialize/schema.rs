@@ -12,7 +12,6 @@ use super::project::{AgentRow, SummaryRow, TenantCount, TenantFacts};
 use super::runs::{read_bytes, read_str, write_bytes, write_str, RunKey, Runs};
 use super::{guarded, AtPath, ProjectionError, Projections, Result, State, PROJECTION_VERSION};
 use crate::codec;
-use crate::contact::opens_contact;
 use crate::report::ReportLeg;
 
 pub(super) const META: TableDefinition<&str, i64> = TableDefinition::new("meta");
@@ -89,10 +88,6 @@ pub(super) const REPORT_CHUNKS: TableDefinition<i64, &[u8]> = TableDefinition::n
 /// rewrites the chunks of the legs it changes whole, so small enough for
 /// that to be cheap, large enough for a report to read few entries.
 pub(super) const REPORT_CHUNK_MS: i64 = 3_600_000;
-
-/// Rows [`Projections::put_sorted`] writes between two calls of its
-/// `between`.
-pub(super) const BETWEEN_ROWS: usize = 1024;
 
 /// The `report_chunks` key of a leg offered at `at`.
 pub(super) fn report_chunk_of(at: i64) -> i64 {
@@ -478,66 +473,79 @@ impl Projections {
 
     /// Writes the tables a rebuild held as sorted runs, each in ascending
     /// key order into its empty table (every leaf written once, and packed:
-    /// redb starts a new leaf when an ascending insert fills the last one).
-    /// `between` is called every [`BETWEEN_ROWS`] rows, for the caller's
-    /// other writes to the transaction (the report chunks, encoded on
-    /// another thread meanwhile).
-    pub(super) fn put_sorted(
-        &self,
-        txn: &WriteTransaction,
-        sorted: SortedTables,
-        mut between: impl FnMut() -> Result<()>,
-    ) -> Result<()> {
-        let mut rows = 0usize;
-        let mut tick = || {
-            rows += 1;
-            if rows.is_multiple_of(BETWEEN_ROWS) {
-                between()
-            } else {
-                Ok(())
-            }
-        };
-        let mut offered = txn.open_table(OFFERED).at(&self.path)?;
-        sorted.offered.merge(
-            |key, n| {
-                tick()?;
-                add_count(&mut offered, key, n as usize).at(&self.path)
-            },
-            io_error(&self.path),
-        )?;
-        let mut guids = txn.open_table(TENANT_GUIDS).at(&self.path)?;
-        sorted.tenant_guids.merge(
-            |key, _| {
-                tick()?;
-                guids.insert(key, ()).map(drop).at(&self.path)
-            },
-            io_error(&self.path),
-        )?;
-        let mut children = txn.open_table(CHILDREN).at(&self.path)?;
-        sorted.children.merge(
-            |(parent, guid), _| {
-                tick()?;
-                children
-                    .insert((parent.as_str(), guid.as_str()), ())
-                    .map(drop)
-                    .at(&self.path)
-            },
-            io_error(&self.path),
-        )?;
-        let mut status = txn.open_table(AGENT_STATUS).at(&self.path)?;
-        sorted.agent_status.merge(
-            |r, _| {
-                tick()?;
-                status
-                    .insert(
-                        (r.agent.as_str(), r.time_ms, r.offset),
-                        (r.rank, r.payload.as_slice()),
+    /// redb starts a new leaf when an ascending insert fills the last one),
+    /// and every `report_chunks` entry from the committed summaries. One
+    /// thread a table, all in `txn`: each table is a B-tree of its own, so
+    /// on 2 cores two fill at once (one after the other the runs took 1.5 s
+    /// of a 10M rebuild on one core, the chunks 1.2 s on the other,
+    /// docs/BENCHMARKS.md, issue 12).
+    pub(super) fn put_sorted(&self, txn: &WriteTransaction, sorted: SortedTables) -> Result<()> {
+        let path = self.path.as_path();
+        let SortedTables {
+            offered,
+            tenant_guids,
+            children,
+            agent_status,
+        } = sorted;
+        std::thread::scope(|scope| {
+            let filling = [
+                scope.spawn(move || {
+                    let mut table = txn.open_table(OFFERED).at(path)?;
+                    offered.merge(
+                        |key, n| add_count(&mut table, key, n as usize).at(path),
+                        io_error(path),
                     )
-                    .map(drop)
-                    .at(&self.path)
-            },
-            io_error(&self.path),
-        )
+                }),
+                scope.spawn(move || {
+                    let mut table = txn.open_table(TENANT_GUIDS).at(path)?;
+                    tenant_guids.merge(
+                        |key, _| table.insert(key, ()).map(drop).at(path),
+                        io_error(path),
+                    )
+                }),
+                scope.spawn(move || {
+                    let mut table = txn.open_table(CHILDREN).at(path)?;
+                    children.merge(
+                        |(parent, guid), _| {
+                            table
+                                .insert((parent.as_str(), guid.as_str()), ())
+                                .map(drop)
+                                .at(path)
+                        },
+                        io_error(path),
+                    )
+                }),
+                scope.spawn(move || {
+                    let mut table = txn.open_table(AGENT_STATUS).at(path)?;
+                    agent_status.merge(
+                        |r, _| {
+                            table
+                                .insert(
+                                    (r.agent.as_str(), r.time_ms, r.offset),
+                                    (r.rank, r.payload.as_slice()),
+                                )
+                                .map(drop)
+                                .at(path)
+                        },
+                        io_error(path),
+                    )
+                }),
+                scope
+                    .spawn(move || write_report_chunks(txn, report_chunk_of(i64::MIN), None, path)),
+            ];
+            // Every thread joined before the first error is returned.
+            let ended: Vec<Result<()>> = filling
+                .into_iter()
+                .map(|t| {
+                    t.join().unwrap_or_else(|_| {
+                        Err(ProjectionError::Worker(
+                            "a thread writing a rebuild's sorted tables panicked".into(),
+                        ))
+                    })
+                })
+                .collect();
+            ended.into_iter().collect()
+        })
     }
 
     /// Writes summary rows (a catch-up: an interaction's earlier row goes,
@@ -638,42 +646,7 @@ impl Projections {
         chunks: &std::collections::BTreeSet<i64>,
     ) -> Result<()> {
         for &c in chunks {
-            self.write_report_chunks(txn, c, Some(c))?;
-        }
-        Ok(())
-    }
-
-    /// Writes the chunks `first..=last` (`None`: to the end) from the
-    /// summaries in their hours and removes those with no summary left
-    /// (a catch-up's path; a rebuild's computes them on a thread of its
-    /// own, `Projections::fill`).
-    fn write_report_chunks(
-        &self,
-        txn: &WriteTransaction,
-        first: i64,
-        last: Option<i64>,
-    ) -> Result<()> {
-        let by_offered = txn.open_table(BY_OFFERED).at(&self.path)?;
-        let mut out = txn.open_table(REPORT_CHUNKS).at(&self.path)?;
-        let mut written = std::collections::BTreeSet::new();
-        encode_report_chunks(&by_offered, first, last, &self.path, |c, bytes| {
-            out.insert(c, bytes).at(&self.path)?;
-            written.insert(c);
-            Ok(())
-        })?;
-        let stale: Vec<i64> = match last {
-            Some(l) => out.range(first..=l),
-            None => out.range(first..),
-        }
-        .at(&self.path)?
-        .map(|item| item.map(|(k, _)| k.value()))
-        .collect::<std::result::Result<Vec<i64>, _>>()
-        .at(&self.path)?
-        .into_iter()
-        .filter(|c| !written.contains(c))
-        .collect();
-        for c in stale {
-            out.remove(c).at(&self.path)?;
+            write_report_chunks(txn, c, Some(c), &self.path)?;
         }
         Ok(())
     }
@@ -797,14 +770,49 @@ impl Projections {
     }
 }
 
-/// The report's view of a stored summary (`legIndex` not resolved): a leg
-/// opens its contact exactly when [`opens_contact`] says so, which is what
-/// the walk on read ([`Projections::summary`]) would find.
+/// Writes the chunks `first..=last` (`None`: to the end) from the
+/// summaries in their hours and removes those with no summary left
+/// (a catch-up's chunks, and a rebuild's all at once beside its sorted
+/// tables, [`Projections::put_sorted`]).
+fn write_report_chunks(
+    txn: &WriteTransaction,
+    first: i64,
+    last: Option<i64>,
+    path: &Path,
+) -> Result<()> {
+    let by_offered = txn.open_table(BY_OFFERED).at(path)?;
+    let mut out = txn.open_table(REPORT_CHUNKS).at(path)?;
+    let mut written = std::collections::BTreeSet::new();
+    encode_report_chunks(&by_offered, first, last, path, |c, bytes| {
+        out.insert(c, bytes).at(path)?;
+        written.insert(c);
+        Ok(())
+    })?;
+    let stale: Vec<i64> = match last {
+        Some(l) => out.range(first..=l),
+        None => out.range(first..),
+    }
+    .at(path)?
+    .map(|item| item.map(|(k, _)| k.value()))
+    .collect::<std::result::Result<Vec<i64>, _>>()
+    .at(path)?
+    .into_iter()
+    .filter(|c| !written.contains(c))
+    .collect();
+    for c in stale {
+        out.remove(c).at(path)?;
+    }
+    Ok(())
+}
+
 /// Encodes the `report_chunks` entries `first..=last` (`None`: to the
 /// end) from the summaries of `by_offered` in their hours, handing each to
 /// `emit` in chunk order: the one function that says what a chunk holds,
 /// so the chunks are a function of the summaries alone whichever path
-/// (catch-up or rebuild) writes them.
+/// (catch-up or rebuild) writes them. Each leg is read as
+/// [`codec::decode_report_leg`] reads it: a leg opens its contact exactly
+/// when [`crate::contact::opens_contact`] says so, which is what the walk
+/// on read ([`Projections::summary`]) would find.
 pub(super) fn encode_report_chunks(
     by_offered: &impl ReadableTable<(i64, &'static [u8]), &'static [u8]>,
     first: i64,
@@ -812,14 +820,14 @@ pub(super) fn encode_report_chunks(
     path: &Path,
     mut emit: impl FnMut(i64, &[u8]) -> Result<()>,
 ) -> Result<()> {
-    let mut summaries: Vec<crate::summary::Summary> = Vec::new();
+    let mut legs: Vec<codec::StoredLeg> = Vec::new();
     let mut current = None;
     let mut buf = Vec::new();
-    let mut flush = |c: i64, summaries: &mut Vec<crate::summary::Summary>| -> Result<()> {
-        let legs: Vec<ReportLeg<'_>> = summaries.iter().map(report_leg_of_stored).collect();
-        codec::encode_report_chunk(&legs, &mut buf).at(path)?;
+    let mut flush = |c: i64, legs: &mut Vec<codec::StoredLeg>| -> Result<()> {
+        let view: Vec<ReportLeg<'_>> = legs.iter().map(codec::StoredLeg::leg).collect();
+        codec::encode_report_chunk(&view, &mut buf).at(path)?;
         emit(c, &buf)?;
-        summaries.clear();
+        legs.clear();
         Ok(())
     };
     let start = first.saturating_mul(REPORT_CHUNK_MS);
@@ -832,25 +840,15 @@ pub(super) fn encode_report_chunks(
             break;
         }
         if let Some(cur) = current.filter(|&cur| cur != c) {
-            flush(cur, &mut summaries)?;
+            flush(cur, &mut legs)?;
         }
         current = Some(c);
-        let guid = codec::decode_guid(key, at).at(path)?;
-        summaries.push(codec::decode_summary(&guid, at, v.value()).at(path)?);
+        legs.push(codec::decode_report_leg(key, at, v.value()).at(path)?);
     }
     if let Some(cur) = current {
-        flush(cur, &mut summaries)?;
+        flush(cur, &mut legs)?;
     }
     Ok(())
-}
-
-fn report_leg_of_stored(s: &crate::summary::Summary) -> ReportLeg<'_> {
-    let mut leg = ReportLeg::of(s);
-    leg.first_leg = s
-        .interaction_guid
-        .as_deref()
-        .is_none_or(|g| opens_contact(g, s.parent_guid.as_deref()));
-    leg
 }
 
 #[cfg(test)]

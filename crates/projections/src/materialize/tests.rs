@@ -626,11 +626,11 @@ fn a_rebuilt_file_has_nothing_for_compaction_to_give_back() {
     }
 }
 
-/// A rebuild of more hours than the report chunks' queue holds (64): the
-/// chunks encoded while the sorted runs are merged go in between the
-/// merge's rows, the rest after it, and the store answers as the oracle.
+/// A rebuild of days of hours (the chunks written on a thread of their
+/// own, beside the sorted tables' threads, all in one transaction): the
+/// store answers as the oracle.
 #[test]
-fn a_rebuild_of_more_hours_than_the_chunk_queue_equals_the_oracle() {
+fn a_rebuild_of_days_of_report_chunks_equals_the_oracle() {
     let lines = lines_of(&SimConfig {
         seed: 11,
         // Days of business hours, ~8.5 chunks each.

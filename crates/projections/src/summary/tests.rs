@@ -168,6 +168,60 @@ fn stored_round_trip() {
     assert_eq!(decode_summary(GUID2, -5, &buf).unwrap(), odd);
 }
 
+/// The leg a report keeps of a stored summary, decoded alone, is the
+/// summary's own (`ReportLeg::of`) with `first_leg` told by its parent: for
+/// legs with and without a parent (itself, another), a GUID other than the
+/// key's, none, and channels spelled, common or the GUID's suffix.
+#[test]
+fn a_stored_leg_decodes_as_its_summary_reads() {
+    use crate::codec::{decode_report_leg, encode_guid, encode_summary};
+    use crate::report::ReportLeg;
+    let mut cases = Vec::new();
+    for guid in [GUID1, GUID2, GUID3] {
+        let s = sample_summary(guid);
+        let suffix = guid.rsplit_once('-').map(|(_, t)| t.to_owned());
+        for parent in [None, Some(guid.to_owned()), Some(GUID2.to_owned())] {
+            for media in [
+                s.media_type.clone(),
+                Some("fax".into()),
+                suffix.clone(),
+                None,
+            ] {
+                for own in [Some(guid.to_owned()), Some(GUID3.to_owned()), None] {
+                    let mut c = s.clone();
+                    c.parent_guid = parent.clone();
+                    c.media_type = media.clone();
+                    c.contact_id = own.clone();
+                    c.interaction_guid = own;
+                    cases.push((guid, c));
+                }
+            }
+        }
+    }
+    let (mut buf, mut key) = (Vec::new(), Vec::new());
+    let mut openers = [0, 0];
+    for (guid, s) in cases {
+        encode_summary(guid, s.clone(), &mut buf).unwrap();
+        encode_guid(guid, s.offered_at, &mut key);
+        let stored = decode_report_leg(&key, s.offered_at, &buf).unwrap();
+        let mut want = ReportLeg::of(&s);
+        want.first_leg = match (&s.interaction_guid, &s.parent_guid) {
+            (Some(g), Some(p)) => g == p,
+            _ => true,
+        };
+        openers[usize::from(want.first_leg)] += 1;
+        assert_eq!(stored.leg(), want, "{guid}: {s:?}");
+    }
+    assert!(openers[0] > 0 && openers[1] > 0, "{openers:?}");
+    // A damaged value is an error, not a leg.
+    let s = sample_summary(GUID1);
+    encode_summary(GUID1, s.clone(), &mut buf).unwrap();
+    encode_guid(GUID1, s.offered_at, &mut key);
+    for cut in 0..buf.len() {
+        assert!(decode_report_leg(&key, s.offered_at, &buf[..cut]).is_err());
+    }
+}
+
 #[test]
 fn stored_summaries_refuse_a_resolved_contact_and_bad_bytes() {
     use crate::codec::{decode_summary, encode_summary};
