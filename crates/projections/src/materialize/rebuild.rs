@@ -280,7 +280,7 @@ impl Projections {
 
         let db = self.writable()?;
         let mut txn = db.begin_write().at(&self.path)?;
-        self.put_sorted(&txn, sorted)?;
+        self.put_sorted(db, &txn, sorted)?;
         self.put_meta(&txn, end, outcome.last_pos, max_time)?;
         txn.set_durability(Durability::Immediate).at(&self.path)?;
         txn.commit().at(&self.path)?;

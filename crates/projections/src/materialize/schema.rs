@@ -6,9 +6,13 @@ use std::ops::Range;
 use std::path::Path;
 
 use ccvault_store::{guid_hash, Position, StoreError};
-use redb::{Database, ReadableTable, ReadableTableMetadata, TableDefinition, WriteTransaction};
+use redb::{
+    Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition,
+    WriteTransaction,
+};
 
 use super::project::{AgentRow, SummaryRow, TenantCount, TenantFacts};
+use super::query::open_optional;
 use super::runs::{read_bytes, read_str, write_bytes, write_str, RunKey, Runs};
 use super::{guarded, AtPath, ProjectionError, Projections, Result, State, PROJECTION_VERSION};
 use crate::codec;
@@ -88,6 +92,9 @@ pub(super) const REPORT_CHUNKS: TableDefinition<i64, &[u8]> = TableDefinition::n
 /// rewrites the chunks of the legs it changes whole, so small enough for
 /// that to be cheap, large enough for a report to read few entries.
 pub(super) const REPORT_CHUNK_MS: i64 = 3_600_000;
+/// Encoded `report_chunks` entries waiting for the thread that inserts
+/// them during a rebuild (each an hour of legs, ~21 bytes a leg).
+const REPORT_CHUNKS_QUEUED: usize = 64;
 
 /// The `report_chunks` key of a leg offered at `at`.
 pub(super) fn report_chunk_of(at: i64) -> i64 {
@@ -479,7 +486,12 @@ impl Projections {
     /// on 2 cores two fill at once (one after the other the runs took 1.5 s
     /// of a 10M rebuild on one core, the chunks 1.2 s on the other,
     /// docs/BENCHMARKS.md, issue 12).
-    pub(super) fn put_sorted(&self, txn: &WriteTransaction, sorted: SortedTables) -> Result<()> {
+    pub(super) fn put_sorted(
+        &self,
+        db: &Database,
+        txn: &WriteTransaction,
+        sorted: SortedTables,
+    ) -> Result<()> {
         let path = self.path.as_path();
         let SortedTables {
             offered,
@@ -530,8 +542,7 @@ impl Projections {
                         io_error(path),
                     )
                 }),
-                scope
-                    .spawn(move || write_report_chunks(txn, report_chunk_of(i64::MIN), None, path)),
+                scope.spawn(move || put_all_report_chunks(db, txn, path)),
             ];
             // Every thread joined before the first error is returned.
             let ended: Vec<Result<()>> = filling
@@ -768,6 +779,62 @@ impl Projections {
         }
         Ok(())
     }
+}
+
+/// Writes every `report_chunks` entry of a rebuild (into the empty table)
+/// from the summaries committed before `txn`, on two threads: the later
+/// half of the hours encoded on one while this one encodes the earlier
+/// half and inserts both. Decoding the summaries was the longest thread of
+/// a rebuild's end (docs/BENCHMARKS.md, issue 12).
+fn put_all_report_chunks(db: &Database, txn: &WriteTransaction, path: &Path) -> Result<()> {
+    let read = db.begin_read().at(path)?;
+    let Some(by_offered) = open_optional(&read, BY_OFFERED).at(path)? else {
+        return Ok(());
+    };
+    let first = by_offered.first().at(path)?;
+    let last = by_offered.last().at(path)?;
+    let (Some((first, _)), Some((last, _))) = (first, last) else {
+        return Ok(());
+    };
+    let (first, last) = (
+        report_chunk_of(first.value().0),
+        report_chunk_of(last.value().0),
+    );
+    let split = first + (last - first) / 2;
+    let (tx, rx) = std::sync::mpsc::sync_channel::<(i64, Vec<u8>)>(REPORT_CHUNKS_QUEUED);
+    std::thread::scope(|scope| {
+        let by_offered = &by_offered;
+        // The sender moves to the thread: the inserting loop below ends
+        // when that thread does.
+        let later = scope.spawn(move || {
+            encode_report_chunks(by_offered, split + 1, None, path, |c, bytes| {
+                // The inserting thread stopped on an error of its own,
+                // the one reported.
+                tx.send((c, bytes.to_vec()))
+                    .map_err(|_| ProjectionError::Worker("report chunks not written".into()))
+            })
+        });
+        let written = txn.open_table(REPORT_CHUNKS).at(path).and_then(|mut out| {
+            encode_report_chunks(by_offered, first, Some(split), path, |c, bytes| {
+                out.insert(c, bytes).at(path)?;
+                while let Ok((c, bytes)) = rx.try_recv() {
+                    out.insert(c, bytes.as_slice()).at(path)?;
+                }
+                Ok(())
+            })?;
+            for (c, bytes) in &rx {
+                out.insert(c, bytes.as_slice()).at(path)?;
+            }
+            Ok(())
+        });
+        drop(rx);
+        let encoded = later.join().unwrap_or_else(|_| {
+            Err(ProjectionError::Worker(
+                "a thread encoding report chunks panicked".into(),
+            ))
+        });
+        written.and(encoded)
+    })
 }
 
 /// Writes the chunks `first..=last` (`None`: to the end) from the
