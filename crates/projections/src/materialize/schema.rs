@@ -838,9 +838,8 @@ fn put_all_report_chunks(db: &Database, txn: &WriteTransaction, path: &Path) -> 
 }
 
 /// Writes the chunks `first..=last` (`None`: to the end) from the
-/// summaries in their hours and removes those with no summary left
-/// (a catch-up's chunks, and a rebuild's all at once beside its sorted
-/// tables, [`Projections::put_sorted`]).
+/// summaries in their hours and removes those with no summary left: a
+/// catch-up's chunks (a rebuild's: [`put_all_report_chunks`]).
 fn write_report_chunks(
     txn: &WriteTransaction,
     first: i64,
