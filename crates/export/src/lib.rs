@@ -20,7 +20,7 @@
 //!   (`DIR/_ccvault_export.json`) moves only after the files it names are
 //!   in place; an incremental run (`since_last`) leaves the same table
 //!   contents as a full export of the same archive, with no row in two
-//!   files ([`run`] says how).
+//!   files (`run` says how).
 //! - Bad input or a full disk is an error naming the file, never a panic.
 
 mod changes;

@@ -179,7 +179,7 @@ pub struct Entry<'a> {
     /// The payload's own event time (docs/METRICS.md §2, rules 1–3: a
     /// function of the payload bytes alone), `None` for a quarantined
     /// record: where a record without a GUID sits for the duplicate check
-    /// ([`crate::place`]).
+    /// (`place`).
     pub payload_time: Option<i64>,
 }
 

@@ -1,5 +1,5 @@
 //! The one ingest loop every live source runs in: connect, read, hand to the
-//! durable [`sink`](crate::sink), acknowledge what it made durable, back off
+//! durable [`sink`], acknowledge what it made durable, back off
 //! and reconnect, stop cleanly. A transport implements [`Source`] (how to
 //! connect, read and acknowledge) and gets the rest from [`run`].
 //!

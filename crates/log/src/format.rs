@@ -534,7 +534,7 @@ pub(crate) fn encode_header(base: u64) -> [u8; HEADER_LEN as usize] {
     encode_header_version(base, FORMAT_VERSION)
 }
 
-/// [`encode_header`] claiming format `version` (tests write older segments).
+/// `encode_header` claiming format `version` (tests write older segments).
 pub fn encode_header_version(base: u64, version: u16) -> [u8; HEADER_LEN as usize] {
     let mut h = [0u8; HEADER_LEN as usize];
     h[0..8].copy_from_slice(&SEGMENT_MAGIC);

@@ -24,7 +24,7 @@
 //!   owns it or group or others may write it (`private`).
 //!
 //! The on-disk format is documented in `docs/FORMAT.md`. Modules, each with one job:
-//! [`format`] (bytes), `segment` (files), `segz` (compressed sealed segments), `compact` (making them, and tidying after a crash), `compressor` (the writer's background thread that does), `direct` (the appender's `O_DIRECT` writes), `scan` (sequential reading with resync), `window` (its chunked reads),
+//! [`format`](mod@format) (bytes), `segment` (files), `segz` (compressed sealed segments), `compact` (making them, and tidying after a crash), `compressor` (the writer's background thread that does), `direct` (the appender's `O_DIRECT` writes), `scan` (sequential reading with resync), `window` (its chunked reads),
 //! `writer` (appending), `flusher` (the writer's file I/O thread), `input` (an import's input file read with `O_DIRECT`), `recovery` (torn tails), `reader` (random access and scans),
 //! `verify` (full check), `lock` (single writer), `private` (safe opening of files others could tamper with), `options` (the writer's options),
 //! [`vfs`] (the file system seam every file operation goes through; tests put a simulated disk under it).

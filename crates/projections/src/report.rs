@@ -509,7 +509,7 @@ impl Report {
     /// `added_before` can change: once every leg offered before that instant
     /// has been added, they are final, and every row still held or still to
     /// come sorts after them. Those of the intervals starting at least
-    /// [`Interval::reach_ms`] before it: a later leg's interval starts
+    /// `Interval::reach_ms` before it: a later leg's interval starts
     /// after. A report fed in `offeredAt` order prints its rows as it goes
     /// and holds only the intervals still open, not the archive's.
     pub fn take_complete(&mut self, added_before: i64) -> Vec<ReportRow> {

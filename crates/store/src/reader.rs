@@ -92,7 +92,7 @@ impl ArchiveReader {
     }
 
     /// [`ArchiveReader::open`] for a command that makes a lookup or two and
-    /// exits (`show --raw`, `stats`): the index keeps [`BRIEF_CACHE_BYTES`]
+    /// exits (`show --raw`, `stats`): the index keeps `BRIEF_CACHE_BYTES`
     /// of pages instead of redb's usual 48 MiB. Such a command reads each
     /// page once; a lookup by GUID reads ~3 pages per generation its span's
     /// GUID blocks admit, and keeping them all (~600 KiB at 50M events,

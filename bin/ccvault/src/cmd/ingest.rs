@@ -83,7 +83,7 @@ pub struct CommonArgs {
 
 #[derive(Args, Debug)]
 pub struct MqttArgs {
-    /// Broker URL: mqtt://HOST[:PORT] or mqtts://HOST[:PORT] (TLS).
+    /// Broker URL: mqtt://HOST:PORT, or mqtts://HOST:PORT for TLS (the port is optional).
     #[arg(long)]
     pub url: String,
     /// Topic filter to subscribe to at QoS 1; repeatable. Default: +/event-v1/all.

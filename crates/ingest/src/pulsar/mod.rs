@@ -9,7 +9,7 @@
 //!   with query `subscriptionType=Exclusive|Failover|Shared` and
 //!   `receiverQueueSize=N`.
 //! - The API key goes in the `X-API-Key` header (marked sensitive, never
-//!   logged); see [`ws`].
+//!   logged); see `ws`.
 //! - Each message is a JSON text frame
 //!   `{"messageId","payload"(base64),"properties","publishTime","redeliveryCount"}`;
 //!   the frame is handed to the archive as-is (it decodes the envelope).

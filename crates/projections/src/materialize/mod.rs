@@ -63,7 +63,7 @@
 //! Every value is a function of the set of records below `consumed`, so
 //! [`Projections::rebuild`] and any sequence of [`Projections::catch_up`]
 //! calls over the same archive leave the same tables. Both paths summarize an
-//! interaction with the same function ([`project_records`]) over the same
+//! interaction with the same function (`project_records`) over the same
 //! records (those whose parsed `interactionGUID` equals it).
 //!
 //! A rebuild writes a new file, compacts it and renames it over the old one, so a crash
@@ -72,13 +72,13 @@
 //!
 //! When the file system refuses to write the file (full, over quota,
 //! read-only), [`Projections::catch_up`] goes on over the file as last
-//! saved with every change kept in memory ([`overlay`]): the reads of that
+//! saved with every change kept in memory (`overlay`): the reads of that
 //! process see every record, nothing is saved, [`Projections::unsaved`]
 //! says why, and a file its own failed creation half-wrote is removed.
 //!
-//! The parts: [`schema`] (the tables and their writers), [`project`] (the
-//! one summarizing function), [`catch_up`], [`rebuild`] (the parallel
-//! rebuild), [`overlay`] (the in-memory fallback) and [`query`] (what the
+//! The parts: `schema` (the tables and their writers), `project` (the
+//! one summarizing function), `catch_up`, `rebuild` (the parallel
+//! rebuild), `overlay` (the in-memory fallback) and `query` (what the
 //! commands read).
 
 use std::path::{Path, PathBuf};

@@ -307,7 +307,7 @@ impl Projections {
     /// The rows of [`Projections::report`] in order, a batch at a time as
     /// they become final: `f` gets each batch (never empty) and returns
     /// `false` to stop. Read from `report_chunks` a span of
-    /// [`REPORT_SPAN_HOURS`] hours at a time, the spans folded by turns on
+    /// `REPORT_SPAN_HOURS` hours at a time, the spans folded by turns on
     /// two worker threads and merged here in order; the groups held are
     /// those of the spans in flight and of the intervals still open
     /// ([`Report::take_complete`]), so memory follows the legs of a few
