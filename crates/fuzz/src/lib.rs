@@ -37,18 +37,41 @@ pub fn corpus(dir: &Path) -> Vec<(String, Vec<u8>)> {
     seeds
 }
 
+/// The seed of every target's cases unless `CCVAULT_FUZZ_SEED` says otherwise.
+pub const DEFAULT_SEED: u64 = 0xCC7A_0017;
+
 /// The proptest configuration of a fuzz target: `cases` cases from a fixed
 /// seed; a failure is saved as `<test file>.proptest-regressions` beside
 /// the test and replayed first by every later run.
+///
+/// A longer campaign than the test suite's budget (docs/OPERATIONS.md,
+/// "Fuzzing"): `CCVAULT_FUZZ_CASES=N` runs N cases a target instead, and
+/// `CCVAULT_FUZZ_SEED=S` (a decimal number) draws them from seed S, so
+/// campaigns with different seeds explore different inputs and any one of
+/// them is replayed exactly by setting the same two variables.
 pub fn config(cases: u32) -> Config {
     Config {
-        cases,
+        cases: env_number("CCVAULT_FUZZ_CASES")
+            .and_then(|n| u32::try_from(n).ok())
+            .unwrap_or(cases),
         failure_persistence: Some(Box::new(FileFailurePersistence::SourceParallel(
             "proptest-regressions",
         ))),
         rng_algorithm: RngAlgorithm::ChaCha,
-        rng_seed: RngSeed::Fixed(0xCC7A_0017),
+        rng_seed: RngSeed::Fixed(env_number("CCVAULT_FUZZ_SEED").unwrap_or(DEFAULT_SEED)),
         ..Config::default()
+    }
+}
+
+/// A decimal number from the environment; panics (failing the test) when
+/// the variable is set but is not one, rather than fuzzing with the default
+/// while the caller believes otherwise.
+#[allow(clippy::panic)]
+fn env_number(name: &str) -> Option<u64> {
+    let text = std::env::var(name).ok()?;
+    match text.trim().parse() {
+        Ok(n) => Some(n),
+        Err(_) => panic!("{name}={text:?} is not a decimal number"),
     }
 }
 
