@@ -461,3 +461,92 @@ fn agent_line(dir: &Path, agent: &str) -> Value {
         .find(|a| a["agentId"] == agent)
         .unwrap_or_else(|| panic!("{agent} listed"))
 }
+
+/// A Pulsar WebSocket envelope of `payload`, published at `publish_time`.
+fn envelope(payload: &str, publish_time: &str) -> String {
+    format!(
+        r#"{{"messageId":"m","payload":"{}","properties":{{}},"publishTime":"{publish_time}"}}"#,
+        STANDARD.encode(payload)
+    )
+}
+
+/// docs/METRICS.md §2: where several records hold one event, the publish,
+/// receipt and import times are the smallest among them, so t(e) is a
+/// function of the set of messages whatever order they arrive in, in one
+/// import or several. A copy is stored only when its record gives the
+/// event an earlier-ranked time; importing the same messages again stores
+/// nothing.
+#[test]
+fn copies_of_a_time_less_event_give_it_the_best_time_among_them_in_any_order() {
+    let guid = "int-copies-phone-00-acme01";
+    let queued = format!(
+        r#"{{"Interaction":{{"event":"InteractionQueued","interactionGUID":"{guid}","queueId":1,"msgInfo":{{}}}}}}"#
+    );
+    let deleted = format!(
+        r#"{{"Interaction":{{"event":"InteractionDeleted","interactionGUID":"{guid}","interactionEventTS":1763900045}}}}"#
+    );
+    let early = envelope(&queued, "2025-11-23T12:13:40.000Z");
+    let late = envelope(&queued, "2025-11-23T12:13:50.000Z");
+    // Each case: the imports in turn, and (archived, duplicates) of each.
+    type Import<'a> = (&'a [&'a str], (u64, u64));
+    let cases: [&[Import]; 5] = [
+        &[(&[&late, &early, &deleted], (3, 0))],
+        &[(&[&early, &late, &deleted], (2, 1))],
+        &[(&[&early, &deleted], (2, 0)), (&[&late], (0, 1))],
+        &[(&[&late, &deleted], (2, 0)), (&[&early], (1, 0))],
+        // The bare event (its eventTS-less body takes the import time).
+        &[(&[&queued, &deleted], (2, 0)), (&[&late, &early], (2, 0))],
+    ];
+    let mut summaries = Vec::new();
+    for imports in cases {
+        let dir = tempfile::tempdir().unwrap();
+        for (lines, (archived, duplicates)) in imports {
+            let got = import_stdin(dir.path(), &format!("{}\n", lines.join("\n")));
+            assert_eq!(
+                (&got["archived"], &got["duplicates"]),
+                (&(*archived).into(), &(*duplicates).into()),
+                "importing {lines:?}"
+            );
+        }
+        let summary = one_json(dir.path(), &["interactions", "--format", "json"]);
+        assert_eq!(summary["queuedAt"], 1_763_900_020_000i64, "{summary}");
+        assert_eq!(summary["abandonMs"], 25_000, "{summary}");
+        assert_eq!(summary["eventCount"], 2, "{summary}");
+        // Everything again: every message is now a duplicate.
+        let before = one_json(dir.path(), &["stats", "--format", "json"])["records"].clone();
+        let all: Vec<&str> = imports
+            .iter()
+            .flat_map(|(lines, _)| lines.iter().copied())
+            .collect();
+        let again = import_stdin(dir.path(), &format!("{}\n", all.join("\n")));
+        assert_eq!(again["archived"], 0, "{again}");
+        assert_eq!(again["duplicates"], all.len(), "{again}");
+        let after = one_json(dir.path(), &["stats", "--format", "json"])["records"].clone();
+        assert_eq!(before, after);
+        summaries.push(summary);
+    }
+    assert!(summaries.windows(2).all(|w| w[0] == w[1]), "{summaries:#?}");
+}
+
+/// The same rule for agent state time: a time-less status change imported
+/// first (weak: counted as `untimed`) and then in an envelope is one timed
+/// change.
+#[test]
+fn a_status_change_imported_then_published_is_one_timed_change() {
+    let change = r#"{"AgentStatusChange":{"agentId":"ag1","newState":1,"msgInfo":{}}}"#;
+    let later = r#"{"Interaction":{"event":"InteractionCreated","interactionGUID":"int-y-phone-00-acme01","interactionEventTS":1763900090}}"#;
+    let published = envelope(change, "2025-11-23T12:14:00.000Z");
+    for order in [[change, published.as_str()], [published.as_str(), change]] {
+        let dir = tempfile::tempdir().unwrap();
+        import_stdin(dir.path(), &format!("{STATUS}\n{later}\n{}\n", order[0]));
+        import_stdin(dir.path(), &format!("{}\n", order[1]));
+        let ag1 = agent_line(dir.path(), "ag1");
+        assert_eq!(ag1["stateMs"]["5"], 40_000, "{ag1}");
+        assert_eq!(ag1["stateMs"]["1"], 50_000, "{ag1}");
+        assert_eq!(
+            (&ag1["changes"], &ag1["untimed"]),
+            (&2.into(), &0.into()),
+            "{ag1}"
+        );
+    }
+}

@@ -103,6 +103,16 @@ impl EventTime {
     pub fn is_timed(&self) -> bool {
         self.source.is_timed()
     }
+
+    /// Of two copies of one payload (records whose bytes are equal), the
+    /// one whose time is the event's orders first (docs/METRICS.md §2):
+    /// the better-ranked rule, then the smaller value. For each rule the
+    /// set of copies has, its value is the smallest among the copies that
+    /// have it, and the first rule any copy has wins, so the first copy in
+    /// this order gives t(e) of the whole set, whatever the arrival order.
+    pub fn copy_order(&self, other: &EventTime) -> std::cmp::Ordering {
+        self.source.cmp(&other.source).then(self.ms.cmp(&other.ms))
+    }
 }
 
 /// What an event's payload says about its time: the first of rules 1–3
@@ -277,6 +287,24 @@ mod tests {
                 .collect();
             assert_eq!(got, want);
         }
+    }
+
+    #[test]
+    fn among_copies_the_best_rule_wins_then_the_smallest_value() {
+        let raw =
+            br#"{"Interaction":{"event":"InteractionQueued","eventTS":1763899980,"msgInfo":{}}}"#;
+        let published = |pt| t(raw, Some(pt), false);
+        let early = published("2025-11-23T12:13:20Z");
+        let late = published("2025-11-23T12:13:50Z");
+        let received = t(raw, None, true);
+        let imported = t(raw, None, false);
+        assert!(received.ms < early.ms && imported.ms < early.ms);
+        // A publish time outranks an earlier receipt, and both the
+        // payload's eventTS; among publish times the smaller wins.
+        let mut copies = [imported, late, received, early];
+        copies.sort_by(EventTime::copy_order);
+        assert_eq!(copies, [early, late, received, imported]);
+        assert_eq!(early.copy_order(&early), std::cmp::Ordering::Equal);
     }
 
     #[test]

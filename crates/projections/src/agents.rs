@@ -11,7 +11,9 @@ use std::cmp::Ordering;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use ccvault_event::{event_time, lifecycle_rank, parse_event, CanonicalKey, Event, EventTime};
+use ccvault_event::{
+    event_time, lifecycle_rank, parse_event, CanonicalKey, Event, EventTime, TimeSource,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::columns::{Cell, Column, Show};
@@ -136,6 +138,9 @@ pub struct AgentSpan {
 #[derive(Debug, Clone)]
 struct Change {
     time_ms: i64,
+    /// The rule that gave `time_ms`: whether the change is timed, and which
+    /// of two copies of its payload gives its time.
+    source: TimeSource,
     sequence_id: Option<i64>,
     rank: u8,
     raw: Box<[u8]>,
@@ -153,6 +158,9 @@ impl Canonical for Change {
             rank: self.rank,
             raw: &self.raw,
         }
+    }
+    fn time_source(&self) -> TimeSource {
+        self.source
     }
     fn prefer(&self, other: &Self) -> Ordering {
         // Copies of one payload differ only by their record's tenant: a
@@ -200,6 +208,7 @@ fn change_of<'e>(
     let new_state = event.body.new_state.as_i64()?;
     let change = Change {
         time_ms: time.ms,
+        source: time.source,
         sequence_id: event.sequence_id(),
         rank: lifecycle_rank(&event.event_type()),
         raw: raw.into(),
@@ -293,11 +302,21 @@ impl AgentStates {
     }
 
     /// Drops duplicate payloads and sorts canonically; bounds memory on
-    /// long feeds. Idempotent.
+    /// long feeds. Idempotent. Copies of one payload are compared across
+    /// both lists: a change archived first with a weak time and again in an
+    /// envelope with its publish time is one timed change (docs/METRICS.md
+    /// §2, the best rule among its copies).
     pub fn compact(&mut self) {
         for changes in self.agents.values_mut() {
-            dedupe_in_canonical_order(&mut changes.timed);
-            dedupe_in_canonical_order(&mut changes.untimed);
+            if changes.timed.is_empty() || changes.untimed.is_empty() {
+                dedupe_in_canonical_order(&mut changes.timed);
+                dedupe_in_canonical_order(&mut changes.untimed);
+                continue;
+            }
+            let mut all = std::mem::take(&mut changes.timed);
+            all.append(&mut changes.untimed);
+            dedupe_in_canonical_order(&mut all);
+            (changes.timed, changes.untimed) = all.into_iter().partition(|c| c.source.is_timed());
         }
     }
 

@@ -23,9 +23,15 @@
 //!   again. The index holds the offset of the tally its counts come from;
 //!   counts with no tally behind them (an archive written before tallies)
 //!   are written into one at open ([`Archive::open`]).
-//! - No two records of the log have equal payload bytes: every message is
-//!   checked against the index (committed batches) and the batch in hand.
-//!   Both are exact byte comparisons; the hash only finds candidates.
+//! - A message whose payload bytes equal an archived record's is counted as
+//!   a duplicate and not stored, unless its own record would give the event
+//!   an earlier-ranked time than every archived copy ([`gives_an_earlier_time`],
+//!   docs/METRICS.md §2: rules 4, 5 and 7 take the smallest value among the
+//!   records that hold one event): then it is stored, so t(e) stays a
+//!   function of the set of messages whatever order they came in. Every
+//!   message is checked against the index (committed batches) and the batch
+//!   in hand; both are exact byte comparisons, the hash only finds
+//!   candidates. Importing the same messages again stores nothing.
 //! - An archive directory or index another user could have prepared (a
 //!   symlink, another owner, writable by group or others) is refused before
 //!   anything is written ([`check_private_files`]).
@@ -594,25 +600,36 @@ impl Archive {
             }
             let payload = prep.payload(msg.raw);
             let hash = prep.hash;
+            let publish_time = prep.publish_time.as_deref().unwrap_or("");
+            let keys = prep.outcome.as_ref().ok();
+            // The time this copy would give its event, where copies can
+            // differ: an event whose payload has no time of rules 1-3.
+            let copy_time = keys.filter(|k| k.times.own.is_none()).map(|k| {
+                let publish = (!publish_time.is_empty()).then_some(publish_time);
+                resolve_time(k.times, arrival(publish, msg.ingest_ms, msg.source_kind))
+            });
             let mut same = in_batch.get(&hash).and_then(|&i| pending.get(i));
             while let Some(p) = same.filter(|p| p.payload != payload) {
                 same = p.same_hash.and_then(|i| pending.get(i));
             }
-            if let Some(offset) = same.map(|p| p.offset) {
-                duplicates += 1;
-                outcomes.push(Outcome::Duplicate { offset });
-                continue;
-            }
-            let keys = prep.outcome.as_ref().ok();
-            let guid = keys.and_then(|k| k.interaction_guid.as_deref());
-            let own_time = keys.and_then(|k| payload_time(k, false));
-            if let Some(offset) = self.find_archived(payload, hash, guid, own_time)? {
-                duplicates += 1;
-                outcomes.push(Outcome::Duplicate { offset });
-                continue;
+            // The latest pending copy is the best one archived: each copy
+            // stored after the first was better than every copy before it.
+            let archived = match same {
+                Some(p) => Some((p.offset, Some(p.time))),
+                None => {
+                    let guid = keys.and_then(|k| k.interaction_guid.as_deref());
+                    let own_time = keys.and_then(|k| payload_time(k, false));
+                    self.find_archived(payload, hash, guid, own_time, keys)?
+                }
+            };
+            if let Some((offset, best)) = archived {
+                if !gives_an_earlier_time(copy_time, best) {
+                    duplicates += 1;
+                    outcomes.push(Outcome::Duplicate { offset });
+                    continue;
+                }
             }
             let message_id = prep.message_id.as_deref().or(msg.message_id).unwrap_or("");
-            let publish_time = prep.publish_time.as_deref().unwrap_or("");
             let (keys, reason) = match &prep.outcome {
                 Ok(keys) => (keys, None),
                 Err(reason) => (&NO_KEYS, Some(reason.as_str())),
@@ -854,19 +871,24 @@ impl Archive {
         }
     }
 
-    /// The offset of an archived record with exactly these payload bytes
-    /// (`guid` and `payload_time` are what the payload says: [`Entry`]).
+    /// An archived record with exactly these payload bytes (`guid` and
+    /// `payload_time` are what the payload says: [`Entry`]): its offset and,
+    /// for a payload that parsed (`keys`), the time its record gives the
+    /// event. With several such records (see [`gives_an_earlier_time`]), the
+    /// one whose time is the event's.
     fn find_archived(
         &mut self,
         payload: &[u8],
         hash: u64,
         guid: Option<&str>,
         payload_time: Option<i64>,
-    ) -> Result<Option<u64>> {
+        keys: Option<&Keys>,
+    ) -> Result<Option<(u64, Option<EventTime>)>> {
         let hits = match &mut self.txn {
             Some(txn) => txn.duplicate_candidates(hash, guid, payload_time)?,
             None => self.index.reader()?.duplicate_candidates(hash, guid)?,
         };
+        let mut best: Option<(u64, Option<EventTime>)> = None;
         for hit in hits {
             // The candidate may still be on its way to the file.
             self.log.wait_written(hit.offset)?;
@@ -874,12 +896,25 @@ impl Archive {
                 .segments
                 .position(&self.log_reader, hit.offset, hit.pos);
             match self.log_reader.read_at(at) {
-                Ok(rec) if rec.payload == payload => return Ok(Some(rec.offset)),
+                Ok(rec) if rec.payload == payload => {
+                    let publish = (!rec.publish_time.is_empty()).then_some(&*rec.publish_time);
+                    let time = keys.map(|k| {
+                        resolve_time(k.times, arrival(publish, rec.ingest_ms, rec.source_kind))
+                    });
+                    let better = match (&best, time) {
+                        (None, _) => true,
+                        (Some((_, Some(have))), Some(t)) => t.copy_order(have).is_lt(),
+                        _ => false,
+                    };
+                    if better {
+                        best = Some((rec.offset, time));
+                    }
+                }
                 Ok(_) => {}
                 Err(e) => tracing::warn!("cannot read record {} to compare: {e}", hit.offset),
             }
         }
-        Ok(None)
+        Ok(best)
     }
 
     /// Flushes and syncs the log and commits the index (used at shutdown).
@@ -1073,6 +1108,23 @@ pub(crate) fn index_entry(
         timed: time.is_timed(),
         quarantined,
         payload_time: payload_time(keys, quarantined),
+    }
+}
+
+/// Whether a message whose payload equals an archived record's is stored
+/// after all: only when the time its own record gives the event (`copy`)
+/// comes before the best time of the records archived (`archived`) in
+/// [`EventTime::copy_order`]. docs/METRICS.md §2 makes t(e) a function of
+/// every record that carried the event (the best rule among them, its
+/// smallest value); a copy dropped as a duplicate could not take part.
+/// Payloads with a time of their own give every copy the same time, and
+/// a redelivery or a second import arrives later than the first copy, so
+/// such a copy is rare: an earlier publish time arriving second, an event
+/// imported from a file and then received live.
+fn gives_an_earlier_time(copy: Option<EventTime>, archived: Option<EventTime>) -> bool {
+    match (copy, archived) {
+        (Some(copy), Some(archived)) => copy.copy_order(&archived).is_lt(),
+        _ => false,
     }
 }
 

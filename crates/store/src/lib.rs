@@ -7,8 +7,11 @@
 //!   the fsync policy) and indexed; a crash at any moment loses nothing it
 //!   returned, and reopening indexes whatever reached the log after the last
 //!   index commit (open time depends on that tail, not on the archive size).
-//! - No payload is stored twice; every message has an outcome (archived,
-//!   quarantined, duplicate, or rejected over a limit).
+//! - A payload is stored once, unless a later copy's record gives its event
+//!   an earlier-ranked time (docs/METRICS.md §2; a time-less event
+//!   published earlier, or received live after an import); importing the
+//!   same messages again stores nothing. Every message has an outcome
+//!   (archived, quarantined, duplicate, or rejected over a limit).
 //! - [`ArchiveReader`] works while a writer runs and sees the archive as of
 //!   one index commit.
 //! - Files are created `0600`, directories `0700`.

@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 use std::io::{self, BufRead, Write};
 use std::path::Path;
 
-use ccvault_event::{Event, EventTime};
+use ccvault_event::{Event, EventTime, TimeSource};
 
 use super::{change_of, AgentChanges, AgentSpan, AgentStates, Change};
 use crate::materialize::runs::{
@@ -33,6 +33,8 @@ struct AgentChange {
     new_state: i64,
     reason: Option<String>,
     tenant: Option<String>,
+    /// The rule that gave `time_ms` (which of two copies gives the time).
+    source: TimeSource,
 }
 
 fn write_i64(out: &mut impl Write, v: i64) -> io::Result<()> {
@@ -91,7 +93,8 @@ impl RunKey for AgentChange {
         write_bytes(out, &self.raw)?;
         write_i64(out, self.new_state)?;
         write_opt_str(out, self.reason.as_deref())?;
-        write_opt_str(out, self.tenant.as_deref())
+        write_opt_str(out, self.tenant.as_deref())?;
+        out.write_all(&[self.source.rank()])
     }
 
     fn read_from(input: &mut impl BufRead) -> io::Result<Option<Self>> {
@@ -113,6 +116,9 @@ impl RunKey for AgentChange {
             new_state: read_i64(input)?,
             reason: read_opt_str(input)?,
             tenant: read_opt_str(input)?,
+            source: TimeSource::of_rank(read_u8(input)?).ok_or_else(|| {
+                io::Error::new(io::ErrorKind::InvalidData, "unknown time source rank")
+            })?,
         }))
     }
 }
@@ -154,6 +160,7 @@ impl SpanChanges {
                 new_state: c.new_state,
                 reason: c.reason.map(String::from),
                 tenant: c.tenant.map(String::from),
+                source: c.source,
             };
             self.runs.push(change, 1)?;
         }
@@ -200,6 +207,7 @@ impl SpanChanges {
                     new_state: c.new_state,
                     reason: c.reason.map(String::into_boxed_str),
                     tenant: c.tenant.map(String::into_boxed_str),
+                    source: c.source,
                 });
                 Ok(())
             },

@@ -237,6 +237,47 @@ fn weak_status_changes_are_counted_as_untimed_and_set_no_state() {
     );
 }
 
+/// docs/METRICS.md §2 over copies: a time-less change held by an imported
+/// record (weak) and by an envelope (its publish time) is one timed change,
+/// whichever record came first; across the two kinds of copy, as within one.
+#[test]
+fn a_weak_copy_and_a_published_copy_are_one_timed_change() {
+    let second = br#"{"AgentStatusChange":{"agentId":"k","msgInfo":{},"newState":5}}"#;
+    let first = status("k", "1", 1_763_899_400, "");
+    let imported = EventInput {
+        payload: second,
+        publish_time: None,
+        ingest_ms: T + 500_000,
+        live: false,
+        topic_tenant: None,
+    };
+    let published = EventInput {
+        publish_time: Some("2025-11-23T12:04:20.000Z"),
+        ..imported
+    };
+    let window = AgentWindow {
+        from: None,
+        to: None,
+        archive_max_time_ms: T + 120_000,
+    };
+    for copies in [[imported, published], [published, imported]] {
+        let mut states = AgentStates::new();
+        states.add(&inputs(&[first.as_bytes()])[0]);
+        for c in &copies {
+            states.add(c);
+        }
+        // Accumulators merged, as a rebuild's workers do, then compacted twice.
+        let mut merged = AgentStates::new();
+        merged.merge(states);
+        merged.compact();
+        let json = serde_json::to_string(&merged.finish(&window)).unwrap();
+        assert_eq!(
+            json,
+            r#"[{"agentId":"k","stateMs":{"1":60000,"5":60000},"changes":2,"untimed":0}]"#
+        );
+    }
+}
+
 #[test]
 fn spans_are_the_state_time_row_by_row() {
     let events = vec![

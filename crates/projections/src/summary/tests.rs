@@ -356,6 +356,53 @@ fn duplicates_timed_by_the_record_keep_the_earliest_copy() {
 }
 
 #[test]
+fn among_copies_the_best_rule_gives_the_time_not_the_smallest_value() {
+    // One time-less payload held by four records: imported (weak, the
+    // earliest value), received live, and published twice. §2: the first
+    // rule any copy has (publishTime) with its smallest value, in any order.
+    let raw =
+        br#"{"Interaction":{"event":"InteractionQueued","interactionGUID":"g-c","msgInfo":{}}}"#;
+    let rec = |publish_time, ingest_ms, live| EventInput {
+        payload: raw,
+        publish_time,
+        ingest_ms,
+        live,
+        topic_tenant: None,
+    };
+    let copies = [
+        rec(None, 1_000, false),
+        rec(None, 2_000, true),
+        rec(Some("2025-11-23T12:13:50.000Z"), 3_000, true),
+        rec(Some("2025-11-23T12:13:40.000Z"), 4_000, true),
+    ];
+    let mut order: Vec<usize> = (0..copies.len()).collect();
+    let want = Some(1_763_900_020_000);
+    loop {
+        let inputs: Vec<EventInput> = order.iter().map(|&i| copies[i]).collect();
+        let s = summarize(&inputs).unwrap();
+        assert_eq!(s.queued_at, want, "copies in the order {order:?}");
+        assert_eq!(s.event_count, 1);
+        if !next_permutation(&mut order) {
+            break;
+        }
+    }
+    // Without the envelopes, the live receipt outranks the earlier import.
+    let s = summarize(&[copies[0], copies[1]]).unwrap();
+    assert_eq!(s.queued_at, Some(2_000));
+}
+
+/// The next permutation in lexicographic order; `false` after the last.
+fn next_permutation(v: &mut [usize]) -> bool {
+    let Some(i) = (1..v.len()).rev().find(|&i| v[i - 1] < v[i]) else {
+        return false;
+    };
+    let j = (i..v.len()).rev().find(|&j| v[j] > v[i - 1]).unwrap();
+    v.swap(i - 1, j);
+    v[i..].reverse();
+    true
+}
+
+#[test]
 fn empty_msg_info_and_missing_interaction_ts_fall_back() {
     // No interactionEventTS: eventTS (seconds); then publishTime; then ingest.
     let queued = br#"{"Interaction":{"event":"InteractionQueued","interactionGUID":"g-a","eventTS":1763900002,"msgInfo":{}}}"#;
