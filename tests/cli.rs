@@ -1054,8 +1054,17 @@ fn exit_codes_are_as_documented() {
             assert!(!run.stderr.is_empty(), "{args:?} says nothing");
         }
     }
-    let run = ccvault(&missing, &["stats"]).expect_code(1);
-    assert!(run.stderr.contains("no archive at"), "{}", run.stderr);
+    // A mistyped --data-dir is an error for every command that needs an
+    // archive, reindex included (which once made an empty one and exited 0).
+    for cmd in ["stats", "reindex"] {
+        let run = ccvault(&missing, &[cmd]).expect_code(1);
+        assert!(
+            run.stderr.contains("no archive at"),
+            "{cmd}: {}",
+            run.stderr
+        );
+        assert!(!missing.exists(), "{cmd} created {}", missing.display());
+    }
     // verify: 1 when damage is found.
     let seg = common::segment_files(&dir).remove(0);
     let mut bytes = fs::read(&seg).unwrap();

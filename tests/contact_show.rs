@@ -239,6 +239,33 @@ fn json_keeps_the_asked_legs_fields_and_adds_the_contacts_legs() {
     assert_eq!(legs[0]["summary"]["kind"], "inbound");
     assert_eq!(legs[2]["summary"]["parentGuid"], B);
 
+    // Keys in the order docs/METRICS.md gives them (not sorted), and each
+    // payload embedded as received.
+    let text = ccvault(d, &["show", B, "--format", "json"])
+        .ok()
+        .stdout_str();
+    assert!(
+        text.starts_with(&format!(r#"{{"interactionGUID":"{B}","events":[{{"t":"#)),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            r#""summary":{{"interactionGUID":"{B}","contactId":"{A}","legIndex":1,"#
+        )),
+        "{text}"
+    );
+    let top: Vec<usize> = [r#"],"summary":{"#, r#"},"contactId":"#, r#","legs":[{"#]
+        .iter()
+        .map(|k| text.find(k).unwrap_or_else(|| panic!("{k} in {text}")))
+        .collect();
+    assert!(top.windows(2).all(|w| w[0] < w[1]), "{top:?}");
+    for line in &b {
+        assert!(
+            text.contains(&format!(r#""event":{line}}}"#)),
+            "{line} verbatim"
+        );
+    }
+
     // --raw: the asked leg's payloads only, byte-exact.
     let raw = ccvault(d, &["show", B, "--raw"]).ok().stdout_str();
     assert_eq!(raw, format!("{}\n", b.join("\n")));

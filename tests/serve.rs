@@ -278,6 +278,28 @@ fn every_route_answers_and_the_api_is_the_clis_json() {
     assert_eq!(bad.status, 400);
     assert!(bad.text().contains("interval"), "{}", bad.text());
     assert_eq!(server.get("/report?sla=fast").status, 400);
+    // A misspelt parameter is named, not ignored (which answered with
+    // every leg); the ones the routes take still pass.
+    for (path, name) in [
+        ("/api/interactions?quue=313", "quue"),
+        ("/api/report?interval=15m&intervall=1h", "intervall"),
+    ] {
+        let bad = server.get(path);
+        assert_eq!(bad.status, 400, "{path}");
+        assert!(
+            bad.text().contains(&format!("\"{name}\"")),
+            "{}",
+            bad.text()
+        );
+    }
+    let every = "from=2025-11-01&to=2025-12-01&queue=1&agent=a&outcome=answered\
+                 &channel=phone&kind=inbound&contact=c&tenant=t";
+    assert_eq!(
+        server.get(&format!("/api/interactions?{every}")).status,
+        200
+    );
+    let every = "from=2025-11-01&to=2025-12-01&interval=15m&by=queue&sla=20s&short_abandon=5s";
+    assert_eq!(server.get(&format!("/api/report?{every}")).status, 200);
 
     // Prometheus.
     let m = server.get("/metrics");

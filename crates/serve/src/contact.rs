@@ -11,14 +11,18 @@
 //! one-leg `show` builds it, with `contactId`/`legIndex` as the projections
 //! resolve them.
 
+use std::borrow::Cow;
 use std::io::Write;
 
 use anyhow::Result;
 use ccvault_event::{event_time, parse_event, CanonicalKey};
 use ccvault_html::LegView;
-use ccvault_projections::{record_input, timeline, EventInput, Projections, Summary, Timeline};
+use ccvault_projections::{
+    record_input, timeline, EventInput, Projections, Summary, Timeline, TimelineEvent,
+};
 use ccvault_store::{ArchiveReader, Record};
-use serde_json::Value;
+use serde::Serialize;
+use serde_json::value::RawValue;
 
 /// One leg's archived records (quarantined ones left out).
 pub struct LegRecords {
@@ -114,54 +118,106 @@ pub fn timelines(legs: &[LegRecords]) -> Vec<ShownLeg<'_>> {
         .collect()
 }
 
-/// The timeline as JSON, each event with where it came from — archive
-/// offset, source and line, envelope `messageId`/`publishTime` — and the
-/// archived payload itself, so a dispute can be settled from this output.
-fn with_provenance(tl: &Timeline, records: &[Record]) -> Result<Value> {
-    let mut value = serde_json::to_value(tl)?;
-    if let Some(events) = value.get_mut("events").and_then(|e| e.as_array_mut()) {
-        for (json, event) in events.iter_mut().zip(&tl.events) {
-            let (Some(obj), Some(rec)) = (json.as_object_mut(), records.get(event.input_index))
-            else {
-                continue;
-            };
-            let payload: Value = serde_json::from_slice(&rec.payload)
-                .unwrap_or_else(|_| String::from_utf8_lossy(&rec.payload).into());
-            let text = |s: &str| (!s.is_empty()).then(|| Value::from(s));
-            obj.insert("offset".into(), rec.offset.into());
-            obj.insert("source".into(), rec.source.clone().into());
-            obj.insert("line".into(), rec.line.into());
-            obj.insert("messageId".into(), text(&rec.message_id).into());
-            obj.insert("publishTime".into(), text(&rec.publish_time).into());
-            obj.insert("ingestTime".into(), rec.ingest_ms.into());
-            obj.insert("event".into(), payload);
+/// One event of a leg's timeline with where it came from (archive offset,
+/// source and line, envelope `messageId`/`publishTime`, ingest time) and
+/// the archived payload itself, so a dispute can be settled from this
+/// output. Serialized straight from these structs, so the keys keep the
+/// order docs/METRICS.md gives (a `serde_json::Value` sorts them).
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ProvenancedEvent<'a> {
+    #[serde(flatten)]
+    shown: &'a TimelineEvent,
+    offset: u64,
+    source: &'a str,
+    line: u64,
+    message_id: Option<&'a str>,
+    publish_time: Option<&'a str>,
+    ingest_time: i64,
+    event: Payload<'a>,
+}
+
+/// An archived payload in JSON: its bytes as received when they are JSON,
+/// else its text.
+#[derive(Serialize)]
+#[serde(untagged)]
+enum Payload<'a> {
+    Json(&'a RawValue),
+    Text(Cow<'a, str>),
+}
+
+impl<'a> Payload<'a> {
+    fn of(bytes: &'a [u8]) -> Payload<'a> {
+        match serde_json::from_slice::<&RawValue>(bytes) {
+            Ok(raw) => Payload::Json(raw),
+            Err(_) => Payload::Text(String::from_utf8_lossy(bytes)),
         }
     }
-    Ok(value)
+}
+
+/// One leg: its timeline with provenance, `asked` in the contact's list.
+#[derive(Serialize)]
+struct LegJson<'a> {
+    #[serde(rename = "interactionGUID")]
+    interaction_guid: &'a Option<String>,
+    events: Vec<ProvenancedEvent<'a>>,
+    summary: &'a Summary,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    asked: Option<bool>,
+}
+
+impl<'a> LegJson<'a> {
+    fn of(tl: &'a Timeline, records: &'a [Record], asked: Option<bool>) -> LegJson<'a> {
+        let text = |s: &'a str| (!s.is_empty()).then_some(s);
+        let events = tl
+            .events
+            .iter()
+            .filter_map(|shown| {
+                let rec = records.get(shown.input_index)?;
+                Some(ProvenancedEvent {
+                    shown,
+                    offset: rec.offset,
+                    source: &rec.source,
+                    line: rec.line,
+                    message_id: text(&rec.message_id),
+                    publish_time: text(&rec.publish_time),
+                    ingest_time: rec.ingest_ms,
+                    event: Payload::of(&rec.payload),
+                })
+            })
+            .collect();
+        LegJson {
+            interaction_guid: &tl.interaction_guid,
+            events,
+            summary: &tl.summary,
+            asked,
+        }
+    }
 }
 
 /// `show GUID --format json` and `/api/contact/{guid}` (docs/METRICS.md §3):
-/// the asked leg's timeline with provenance, plus `contactId` and every leg
-/// of the contact. `None` when `shown` holds no asked leg.
-pub fn contact_json(shown: &[ShownLeg<'_>]) -> Result<Option<Value>> {
-    let Some(asked) = shown.iter().find(|l| l.asked) else {
-        return Ok(None);
-    };
-    let mut value = with_provenance(&asked.timeline, asked.records)?;
-    let mut legs = Vec::with_capacity(shown.len());
-    for leg in shown {
-        let mut v = with_provenance(&leg.timeline, leg.records)?;
-        if let Some(obj) = v.as_object_mut() {
-            obj.insert("asked".into(), leg.asked.into());
-        }
-        legs.push(v);
-    }
-    if let Some(obj) = value.as_object_mut() {
-        let contact_id = asked.timeline.summary.contact_id.clone();
-        obj.insert("contactId".into(), contact_id.into());
-        obj.insert("legs".into(), legs.into());
-    }
-    Ok(Some(value))
+/// the asked leg's timeline with provenance, then `contactId` and every leg
+/// of the contact.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ContactJson<'a> {
+    #[serde(flatten)]
+    asked: LegJson<'a>,
+    contact_id: &'a Option<String>,
+    legs: Vec<LegJson<'a>>,
+}
+
+/// The document of `shown`; `None` when it holds no asked leg.
+pub fn contact_json<'a>(shown: &'a [ShownLeg<'a>]) -> Option<ContactJson<'a>> {
+    let asked = shown.iter().find(|l| l.asked)?;
+    Some(ContactJson {
+        asked: LegJson::of(&asked.timeline, asked.records, None),
+        contact_id: &asked.timeline.summary.contact_id,
+        legs: shown
+            .iter()
+            .map(|leg| LegJson::of(&leg.timeline, leg.records, Some(leg.asked)))
+            .collect(),
+    })
 }
 
 /// The payloads of `records` that are events, byte-exact, one per line, in

@@ -47,6 +47,31 @@ where
     s.parse::<T>().map_err(|e| e.to_string())
 }
 
+/// Every name of [`InteractionsQuery`] (kept beside it: serde cannot list
+/// the fields of a struct it deserializes).
+pub const INTERACTIONS_PARAMS: &[&str] = &[
+    "from", "to", "queue", "agent", "outcome", "channel", "kind", "contact", "tenant",
+];
+
+/// Every name of [`ReportQuery`].
+pub const REPORT_PARAMS: &[&str] = &["from", "to", "interval", "by", "sla", "short_abandon"];
+
+/// An `/api/…` query that names a parameter its route does not take is
+/// refused, naming it: a misspelt filter (`quue=313`) would otherwise be
+/// ignored and the answer be about everything.
+pub fn only_known_params(raw_query: Option<&str>, known: &[&str]) -> Result<(), String> {
+    for pair in raw_query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+        let name = pair.split_once('=').map_or(pair, |(name, _)| name);
+        if !known.contains(&name) {
+            return Err(format!(
+                "unknown parameter {name:?} (this route takes {})",
+                known.join(", ")
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// `/api/interactions` and `/search`: the `interactions` command's flags.
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct InteractionsQuery {

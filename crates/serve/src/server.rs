@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use axum::body::{Body, Bytes};
-use axum::extract::{MatchedPath, Path, Query, Request, State};
+use axum::extract::{MatchedPath, Path, Query, RawQuery, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Redirect, Response};
@@ -35,7 +35,9 @@ use tokio_stream::wrappers::WatchStream;
 
 use crate::contact::{contact_json, read_legs, timelines, write_raw, ShownLeg};
 use crate::live::{is_no_archive, json_line, Live};
-use crate::query::{InteractionsQuery, ReportQuery};
+use crate::query::{
+    only_known_params, InteractionsQuery, ReportQuery, INTERACTIONS_PARAMS, REPORT_PARAMS,
+};
 use crate::security::{csp_for_page, Token, CSP, TOKEN_COOKIE};
 use crate::{pages, search};
 
@@ -324,7 +326,7 @@ async fn api_contact(
         s.live.clone(),
         guid,
         Answer::Data,
-        |_, shown| match contact_json(shown).map_err(internal)? {
+        |_, shown| match contact_json(shown) {
             Some(v) => Ok(body(JSON, json_line(&v).map_err(internal)?)),
             None => Err(internal(anyhow::anyhow!("the asked leg has no timeline"))),
         },
@@ -334,8 +336,10 @@ async fn api_contact(
 
 async fn api_interactions(
     State(s): State<AppState>,
+    RawQuery(raw): RawQuery,
     Query(q): Query<InteractionsQuery>,
 ) -> Result<Response, Problem> {
+    only_known_params(raw.as_deref(), INTERACTIONS_PARAMS).map_err(bad_request)?;
     let live = s.live.clone();
     blocking(move || {
         let filter = q.filter(&live.options().tz).map_err(bad_request)?;
@@ -365,8 +369,10 @@ fn report_rows(
 
 async fn api_report(
     State(s): State<AppState>,
+    RawQuery(raw): RawQuery,
     Query(q): Query<ReportQuery>,
 ) -> Result<Response, Problem> {
+    only_known_params(raw.as_deref(), REPORT_PARAMS).map_err(bad_request)?;
     let live = s.live.clone();
     blocking(move || {
         let opts = q.options(&live.options().tz).map_err(bad_request)?;

@@ -43,6 +43,6 @@ pub use import::{
     ImportSummary, Progress, Rejected,
 };
 pub use layout::Layout;
-pub use reader::{ArchiveReader, CatchUp, Stats, VisibleRecords};
+pub use reader::{require_archive, ArchiveReader, CatchUp, Stats, VisibleRecords};
 pub use split::InputFormat;
 pub use verify::{verify, VerifyReport};

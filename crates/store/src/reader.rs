@@ -202,13 +202,7 @@ impl ArchiveReader {
         cache_bytes: Option<usize>,
     ) -> Result<(ArchiveReader, Option<String>)> {
         let layout = Layout::new(dir);
-        // "No archive" only when the files are surely absent: a directory
-        // this user may not search answers `exists()` with false too, and
-        // that is a permission error to name, not an empty place.
-        let index_exists = exists(&layout.index_path())?;
-        if !index_exists && !exists(&layout.log_dir())? {
-            return Err(StoreError::NoArchive(dir.to_path_buf()));
-        }
+        let index_exists = require_archive(dir)?;
         check_private_files(dir)?;
         let mut rebuilt = None;
         let open_index = |path: &Path| match cache_bytes {
@@ -544,6 +538,22 @@ impl OffsetOrder {
 
 /// Whether `path` exists; an error other than "not found" (a directory
 /// this user may not search) is an error naming the path.
+/// [`StoreError::NoArchive`] unless `dir` holds an archive's log or index:
+/// for the commands that need one to exist (reading, and `reindex`, which
+/// would otherwise make an empty archive wherever a mistyped `--data-dir`
+/// points). `Ok(true)` when the index is there. "No archive" only when the
+/// files are surely absent: a directory this user may not search answers
+/// `exists()` with false too, and that is a permission error to name, not
+/// an empty place.
+pub fn require_archive(dir: &Path) -> Result<bool> {
+    let layout = Layout::new(dir);
+    let index_exists = exists(&layout.index_path())?;
+    if !index_exists && !exists(&layout.log_dir())? {
+        return Err(StoreError::NoArchive(dir.to_path_buf()));
+    }
+    Ok(index_exists)
+}
+
 fn exists(path: &Path) -> Result<bool> {
     path.try_exists()
         .map_err(crate::error::io("cannot read the archive at", path))

@@ -401,6 +401,10 @@ pub fn verify(cli: &Cli, format: HumanJson) -> Result<ExitCode> {
 }
 
 pub fn reindex(cli: &Cli, format: HumanJson) -> Result<ExitCode> {
+    // Rebuilding the index of nothing would make an empty archive wherever
+    // a mistyped --data-dir points, and report success.
+    ccvault_store::require_archive(&cli.data_dir)
+        .with_context(|| format!("cannot reindex archive {}", cli.data_dir.display()))?;
     let mut archive = open_writer(cli, ArchiveOptions::default())?;
     let started = Instant::now();
     let n = archive.rebuild_index()?;

@@ -327,7 +327,7 @@ pub fn show(
     let mut out = std::io::stdout().lock();
     match format {
         HumanJson::Json => {
-            if let Some(value) = contact::contact_json(&shown)? {
+            if let Some(value) = contact::contact_json(&shown) {
                 json_line(&mut out, &value)?
             }
         }
