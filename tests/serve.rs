@@ -912,3 +912,34 @@ fn the_wallboard_of_a_simulated_instant_is_the_simulators_truth() {
         "queue 312 is outbound: {sales:?}"
     );
 }
+
+/// A server started before its archive exists (before the ingest that
+/// creates it) says so once on stderr, answers 503, and serves the archive
+/// as soon as an import has made it.
+#[test]
+fn a_server_started_before_its_archive_says_so_and_serves_it_once_made() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let server = Server::start(&data, &dir.path().join("serve.log"), &[]);
+    let said = server.daemon.stderr();
+    assert!(
+        said.contains(&format!("no archive at {} yet", data.display())),
+        "{said}"
+    );
+    assert_eq!(server.get("/api/interactions").status, 503);
+    import(&data, &[&sample("events.ndjson")], &[]);
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let r = server.get("/api/interactions");
+        if r.status == 200 && !r.text().is_empty() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still {}: {}",
+            r.status,
+            r.text()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

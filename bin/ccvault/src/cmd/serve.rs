@@ -153,6 +153,17 @@ pub fn announce(addr: SocketAddr, tls: bool) {
 pub fn serve(cli: &Cli, args: &ServeArgs) -> Result<ExitCode> {
     crate::cmd::no_format(cli, "serve")?;
     let opts = args.options()?;
+    // Serving before the archive exists is allowed (a server started before
+    // the ingest that creates it), but said once, not only in the warnings
+    // of every refresh.
+    if let Err(ccvault_store::StoreError::NoArchive(dir)) =
+        ccvault_store::require_archive(&cli.data_dir)
+    {
+        crate::status!(
+            "no archive at {} yet: the pages and /api/* answer 503 until an import or an ingest creates one",
+            dir.display()
+        );
+    }
     let live = args.live(cli)?;
     let runtime = super::runtime()?;
     runtime.block_on(async {
