@@ -601,13 +601,13 @@ impl Archive {
             let payload = prep.payload(msg.raw);
             let hash = prep.hash;
             let publish_time = prep.publish_time.as_deref().unwrap_or("");
+            let publish = (!publish_time.is_empty()).then_some(publish_time);
             let keys = prep.outcome.as_ref().ok();
             // The time this copy would give its event, where copies can
             // differ: an event whose payload has no time of rules 1-3.
-            let copy_time = keys.filter(|k| k.times.own.is_none()).map(|k| {
-                let publish = (!publish_time.is_empty()).then_some(publish_time);
-                resolve_time(k.times, arrival(publish, msg.ingest_ms, msg.source_kind))
-            });
+            let copy_time = keys
+                .filter(|k| k.times.own.is_none())
+                .map(|k| resolve_time(k.times, arrival(publish, msg.ingest_ms, msg.source_kind)));
             let mut same = in_batch.get(&hash).and_then(|&i| pending.get(i));
             while let Some(p) = same.filter(|p| p.payload != payload) {
                 same = p.same_hash.and_then(|i| pending.get(i));
@@ -649,8 +649,9 @@ impl Archive {
             if reason.is_none() {
                 self.note_facts(position.segment, offset, payload, keys);
             }
-            let publish = (!publish_time.is_empty()).then_some(publish_time);
-            let time = resolve_time(keys.times, arrival(publish, msg.ingest_ms, msg.source_kind));
+            let time = copy_time.unwrap_or_else(|| {
+                resolve_time(keys.times, arrival(publish, msg.ingest_ms, msg.source_kind))
+            });
             outcomes.push(match reason {
                 Some(reason) => Outcome::Quarantined {
                     offset,
