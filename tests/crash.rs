@@ -14,7 +14,8 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use common::{
-    assert_log_footprint, ccvault, command, empty_file, import, scan, stats, tallies, Rng, Stream,
+    assert_log_footprint, ccvault, command, copy_dir, empty_file, import, killed_after, scan,
+    stats, tallies, Rng, Stream,
 };
 
 const ROUNDS: usize = 24;
@@ -490,4 +491,181 @@ fn the_duplicate_counter_counts_every_acknowledged_duplicate_across_sigkills() {
         "reindex derives another count"
     );
     ccvault(&dir, &["verify"]).ok();
+}
+
+/// The answers an archive gives a reader, to compare across kills: every
+/// leg's summary, a report by queue and channel, agent state time, `stats`
+/// (but the sizes of the derived files, which a rebuild changes), `verify`'s
+/// verdict and the exact bytes of a few interactions. Reading them also
+/// catches the projections up, as any read does.
+fn answers(dir: &std::path::Path, guids: &[String]) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut read = |args: &[&str]| {
+        let run = ccvault(dir, args).ok();
+        out.push((args.join(" "), run.stdout_str()));
+    };
+    read(&["interactions", "--format", "json"]);
+    read(&["report", "--by", "queue,channel", "--format", "json"]);
+    read(&["agents", "--format", "json"]);
+    read(&["verify", "-q"]);
+    for g in guids {
+        read(&["show", g, "--raw"]);
+    }
+    let mut s = stats(dir).json;
+    let fields = s.as_object_mut().unwrap();
+    for derived in ["bytes", "indexBytes", "projectionsBytes"] {
+        assert!(fields.remove(derived).is_some(), "stats has no {derived}");
+    }
+    out.push(("stats".into(), s.to_string()));
+    out
+}
+
+/// Asserts that two lists of [`answers`] agree, naming the first answer and
+/// line that differ (whole answers are too long to print).
+fn assert_same_answers(want: &[(String, String)], got: &[(String, String)], when: &str) {
+    assert_eq!(want.len(), got.len(), "{when}: not the same answers");
+    for ((what, want), (_, got)) in want.iter().zip(got) {
+        if want != got {
+            let (n, (w, g)) = want
+                .lines()
+                .chain(std::iter::repeat("<none>"))
+                .zip(got.lines().chain(std::iter::repeat("<none>")))
+                .enumerate()
+                .find(|(_, (w, g))| w != g)
+                .unwrap_or((0, ("", "")));
+            panic!(
+                "{when}: `{what}` answers otherwise, first at line {}:\n want {w}\n got  {g}",
+                n + 1
+            );
+        }
+    }
+}
+
+/// The commands that write derived files — `rebuild` (a new
+/// `projections.redb`), a catch-up of the projections (any read after an
+/// import), `reindex` (a new `index.redb` and missing facts) — are
+/// SIGKILLed at random moments of their run, each round on a fresh copy of
+/// an archive of a simulated day with every quirk (duplicates, envelopes,
+/// malformed lines, reordering), whose projections are behind its log for
+/// `rebuild` and the catch-up. After each kill the archive verifies clean
+/// and every answer is the one an unkilled run of the command leaves (for
+/// `reindex`, also the one the archive gave before); the reads' catch-up
+/// removes a killed rebuild's scratch file; the command run again to its
+/// end changes no answer and leaves no scratch file.
+#[test]
+fn sigkill_of_rebuild_catch_up_or_reindex_changes_no_answer() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (mut rng, seed) = Rng::seeded();
+    eprintln!("derived-state crash test seed {seed} (set CCVAULT_TEST_SEED to replay)");
+    let day = tmp.path().join("day.ndjson");
+    let sim_seed = (seed % 1000).to_string();
+    ccvault(
+        tmp.path(),
+        &[
+            "simulate",
+            "--events",
+            "200000",
+            "--seed",
+            &sim_seed,
+            "--out",
+            day.to_str().unwrap(),
+            "-q",
+        ],
+    )
+    .ok();
+    // The day in two halves: an archive that has projected the first and
+    // then imported the second has a catch-up to make.
+    // (Bytes, not text: some of the simulated garbage lines are not UTF-8.)
+    let bytes = std::fs::read(&day).unwrap();
+    let lines: Vec<&[u8]> = bytes.split_inclusive(|&b| b == b'\n').collect();
+    let (first, second) = lines.split_at(lines.len() / 2);
+    let halves = [
+        tmp.path().join("first.ndjson"),
+        tmp.path().join("second.ndjson"),
+    ];
+    for (path, part) in halves.iter().zip([first, second]) {
+        std::fs::write(path, part.concat()).unwrap();
+    }
+
+    let whole = tmp.path().join("whole");
+    import(&whole, &[&halves[0]], &[]);
+    import(&whole, &[&halves[1]], &[]);
+    let guids: Vec<String> = ccvault(&whole, &["interactions", "--format", "json"])
+        .ok()
+        .json_lines()
+        .iter()
+        .step_by(997)
+        .map(|s| s["interactionGUID"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(
+        guids.len() >= 5,
+        "the day has too few interactions: {guids:?}"
+    );
+    let before = answers(&whole, &guids);
+
+    // Its own archive: import times, which time the rare event that has no
+    // time of its own, differ from `whole`'s.
+    let behind = tmp.path().join("behind");
+    import(&behind, &[&halves[0]], &[]);
+    ccvault(&behind, &["interactions", "--format", "json"]).ok();
+    import(&behind, &[&halves[1]], &[]);
+
+    let scenarios: [(&str, &std::path::Path, &[&str]); 3] = [
+        ("rebuild", &behind, &["rebuild", "-q"]),
+        ("catch-up", &behind, &["interactions", "--format", "json"]),
+        ("reindex", &whole, &["reindex", "-q"]),
+    ];
+    const ROUNDS_EACH: usize = 4;
+    let mut killed_running = 0;
+    for (name, base, args) in scenarios {
+        // How long the command runs on this machine and build, once, so
+        // that the kills spread over its whole run.
+        let timing = tmp.path().join(format!("{name}-timing"));
+        copy_dir(base, &timing);
+        let t = Instant::now();
+        ccvault(&timing, args).ok();
+        let run_us = u64::try_from(t.elapsed().as_micros())
+            .unwrap_or(u64::MAX)
+            .max(1_000);
+        // What the archive answers once the command has run to its end.
+        let want = answers(&timing, &guids);
+        if base == whole.as_path() {
+            assert_same_answers(&before, &want, &format!("{name} run to its end"));
+        }
+        std::fs::remove_dir_all(&timing).unwrap();
+        for round in 0..ROUNDS_EACH {
+            let dir = tmp.path().join(format!("{name}-{round}"));
+            copy_dir(base, &dir);
+            let after = Duration::from_micros(rng.below(run_us + run_us / 10));
+            let was_running = killed_after(&dir, args, after);
+            killed_running += usize::from(was_running);
+            let when = format!("{name} round {round}, killed after {after:?} of ~{run_us} µs (running: {was_running})");
+            eprintln!("{when}");
+            assert_same_answers(&want, &answers(&dir, &guids), &when);
+            // Those reads caught the projections up, the first holder of
+            // their lock since the kill: a killed rebuild's scratch file,
+            // as large as the projections, is gone with it.
+            assert!(
+                name == "reindex" || !dir.join("projections.redb.rebuild").exists(),
+                "{when}: the killed rebuild's scratch file outlived the next catch-up"
+            );
+            ccvault(&dir, args).ok();
+            let again = format!("{when}, then run again");
+            assert_same_answers(&want, &answers(&dir, &guids), &again);
+            let scratch: Vec<_> = std::fs::read_dir(&dir)
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .filter(|n| n.contains(".rebuild"))
+                .collect();
+            assert!(
+                scratch.is_empty(),
+                "{when}: scratch files left: {scratch:?}"
+            );
+            std::fs::remove_dir_all(&dir).unwrap();
+        }
+    }
+    assert!(
+        killed_running >= scenarios.len() * ROUNDS_EACH / 2,
+        "only {killed_running} kills found their command running: the test lost its teeth"
+    );
 }

@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
-use common::{ccvault, import};
+use common::{ccvault, copy_dir, import};
 use parquet::basic::{Compression, Encoding, LogicalType, TimeUnit};
 use parquet::file::reader::{FileReader, SerializedFileReader};
 use parquet::record::Field;
@@ -108,20 +108,6 @@ fn records_read(said: &str) -> (u64, u64) {
         number_before(said, " records"),
         number_before(said, " records read from the log"),
     )
-}
-
-/// Copies a directory tree (an export) file by file.
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let dest = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &dest);
-        } else {
-            std::fs::copy(e.path(), dest).unwrap();
-        }
-    }
 }
 
 /// The data files of one table: (partition directory, file name).
@@ -881,4 +867,119 @@ fn events_rows_come_from_the_segments_facts() {
     let reindexed_out = tmp.path().join("reindexed");
     export(&data, &reindexed_out, &[]);
     assert_eq!(by_offset(&reindexed_out), honest);
+}
+
+/// Every visible data file under `out` (the hidden `.part-….tmp` ones
+/// engines skip left out) opens as Parquet and reads to its last row.
+fn assert_visible_files_whole(out: &Path, when: &str) {
+    let mut dirs = vec![out.to_path_buf()];
+    while let Some(d) = dirs.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let path = e.unwrap().path();
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            if path.is_dir() {
+                dirs.push(path);
+            } else if name.ends_with(".parquet") && !name.starts_with('.') {
+                let reader = SerializedFileReader::new(File::open(&path).unwrap())
+                    .unwrap_or_else(|e| panic!("{when}: {} is not whole: {e}", path.display()));
+                for row in reader.get_row_iter(None).unwrap() {
+                    if let Err(e) = row {
+                        panic!("{when}: {} is not whole: {e}", path.display());
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// `export --format parquet`, full or `--since-last`, SIGKILLed at random
+/// moments of its run: every file it leaves visible is whole, and the next
+/// run (`--since-last`, or a full one where no run ever finished) gives the
+/// tables a clean full export gives, with no file but those its checkpoint
+/// names. Replay with `CCVAULT_TEST_SEED`.
+#[test]
+fn an_export_killed_at_any_moment_leaves_whole_files_and_the_next_run_completes_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (data, late) = archive_with_late(tmp.path());
+    let (mut rng, seed) = common::Rng::seeded();
+    eprintln!("export crash test seed {seed} (set CCVAULT_TEST_SEED to replay)");
+    // The archive before and after its late lines, each with a clean full
+    // export: what every interrupted run must end up equal to.
+    let later = tmp.path().join("later");
+    copy_dir(&data, &later);
+    import(&later, &[&late], &[]);
+    let (before_out, later_out) = (tmp.path().join("before"), tmp.path().join("later-out"));
+    export(&data, &before_out, &[]);
+    // How long each kind of run takes, so that the kills spread over it.
+    let timed_export = |out: &Path, extra: &[&str]| {
+        let t = std::time::Instant::now();
+        export(&later, out, extra);
+        u64::try_from(t.elapsed().as_micros())
+            .unwrap_or(u64::MAX)
+            .max(1_000)
+    };
+    let mut full_us = timed_export(&later_out, &[]);
+    let want = contents(&later_out);
+    let incremental = tmp.path().join("incremental-timing");
+    copy_dir(&before_out, &incremental);
+    let mut incremental_us = timed_export(&incremental, &["--since-last"]);
+    assert_eq!(
+        contents(&incremental),
+        want,
+        "an incremental run gave other tables"
+    );
+
+    let mut killed_running = 0;
+    const ROUNDS: usize = 8;
+    for round in 0..ROUNDS {
+        // Even rounds: the first export into an empty directory; odd ones:
+        // an incremental run over the export made before the late lines.
+        let out = tmp.path().join(format!("out-{round}"));
+        let first = round % 2 == 0;
+        if !first {
+            copy_dir(&before_out, &out);
+        }
+        let mut args = export_args(&out);
+        if !first {
+            args.push("--since-last");
+        }
+        let run_us = if first {
+            &mut full_us
+        } else {
+            &mut incremental_us
+        };
+        let after = std::time::Duration::from_micros(rng.below(*run_us + *run_us / 10));
+        let was_running = common::killed_after(&later, &args, after);
+        killed_running += usize::from(was_running);
+        if !was_running {
+            // It ran faster than when timed (a warmer cache): aim earlier.
+            *run_us = (*run_us).min(after.as_micros() as u64 * 9 / 10).max(1_000);
+        }
+        let when = format!(
+            "round {round} ({}), killed after {after:?} of ~{run_us} µs (running: {was_running})",
+            if first { "first export" } else { "incremental" }
+        );
+        eprintln!("{when}");
+        if out.exists() {
+            assert_visible_files_whole(&out, &when);
+        }
+        // A run that never finished leaves no checkpoint to continue from.
+        let resumable = out.join("_ccvault_export.json").exists();
+        export(
+            &later,
+            &out,
+            if resumable { &["--since-last"] } else { &[] },
+        );
+        assert_eq!(
+            contents(&out),
+            want,
+            "{when}: the next run gave other tables"
+        );
+        // `rows` (in `contents`) refuses any stray file, hidden ones too.
+        std::fs::remove_dir_all(&out).unwrap();
+    }
+    assert!(
+        killed_running >= ROUNDS / 2,
+        "only {killed_running} of {ROUNDS} kills found the export running: the test lost its teeth"
+    );
 }

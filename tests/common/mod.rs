@@ -321,6 +321,34 @@ pub fn ccvault_stdin(dir: &Path, args: &[&str], input: &[u8]) -> Run {
     Run::from_output(args.iter().map(|s| s.to_string()).collect(), out)
 }
 
+/// Runs `ccvault ARGS` on `dir` and SIGKILLs it `after` its start unless it
+/// has ended by then (successfully: it is then not a crash). Returns whether
+/// the kill found it running.
+pub fn killed_after(dir: &Path, args: &[&str], after: std::time::Duration) -> bool {
+    let mut child = command(dir, args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let kill_at = std::time::Instant::now() + after;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            assert!(
+                status.success(),
+                "ccvault {args:?} failed on its own: {status}"
+            );
+            return false;
+        }
+        if std::time::Instant::now() >= kill_at {
+            child.kill().unwrap();
+            let status = child.wait().unwrap();
+            return !status.success();
+        }
+        std::thread::sleep(std::time::Duration::from_micros(500));
+    }
+}
+
 /// `import FILES... ARGS...`, which must succeed.
 pub fn import(dir: &Path, files: &[&Path], extra: &[&str]) -> Run {
     let mut args: Vec<&str> = vec!["import"];

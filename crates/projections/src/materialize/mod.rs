@@ -142,6 +142,21 @@ pub enum ProjectionError {
 
 pub type Result<T, E = ProjectionError> = std::result::Result<T, E>;
 
+/// Where a rebuild builds the new projections before renaming them over
+/// `path`.
+pub(super) fn scratch_path(path: &Path) -> PathBuf {
+    path.with_extension("redb.rebuild")
+}
+
+/// Removes the scratch file a killed rebuild left beside `path` (as large as
+/// the projections it was building), if any. Called only while holding
+/// `path`'s write lock, which a rebuild holds from before it creates its
+/// scratch file until after it renames it in, so no rebuild is using the
+/// file. Best effort: one that stays is removed by the next holder.
+fn remove_stale_scratch(path: &Path) {
+    let _ = std::fs::remove_file(scratch_path(path));
+}
+
 /// Runs `f`, turning a panic of redb on a damaged `projections.redb` into
 /// [`ProjectionError::Damaged`] (redb trusts its file's bytes; the file is
 /// derived, so damage is a "rebuild it", never a crash). Every public method
@@ -413,6 +428,7 @@ impl Projections {
                 return Err(e);
             }
         };
+        remove_stale_scratch(path);
         Ok(Projections {
             path: path.to_path_buf(),
             db: Some(Db::Writable(db)),

@@ -28,7 +28,9 @@ use super::project::{
     project_records, ArchivedEvent, ArchivedGroup, Projected, SummaryRow, TenantFacts, Want,
 };
 use super::schema::{create_private, io_error, scratch_builder, SortedTables};
-use super::{guarded, Applied, AtPath, Db, Progress, ProjectionError, Projections, Result};
+use super::{
+    guarded, scratch_path, Applied, AtPath, Db, Progress, ProjectionError, Projections, Result,
+};
 use crate::codec::CodecError;
 
 /// Records buffered for interactions whose last record has not been read
@@ -116,7 +118,7 @@ impl Projections {
                 applied.elapsed = started.elapsed();
                 return Ok(applied);
             }
-            let scratch = self.path.with_extension("redb.rebuild");
+            let scratch = scratch_path(&self.path);
             let _ = std::fs::remove_file(&scratch);
             let filled = create_private(&scratch).and_then(|()| {
                 let db = scratch_builder().create(&scratch).at(&scratch)?;
@@ -142,9 +144,13 @@ impl Projections {
                     return Err(e);
                 }
             };
-            // Release our handle on the old file, then swap the new one in.
-            self.db = None;
+            // Swap the new file in while still holding the old one's lock,
+            // then release it: whoever holds the lock knows no rebuild is
+            // between its scratch file's creation and this rename, so a
+            // scratch file found then is one a killed rebuild left
+            // (`remove_stale_scratch`).
             std::fs::rename(&scratch, &self.path).map_err(io_error(&self.path))?;
+            self.db = None;
             if let Some(dir) = self.path.parent() {
                 if let Ok(d) = std::fs::File::open(dir) {
                     let _ = d.sync_all();
