@@ -452,28 +452,39 @@ fn a_damaged_projections_file_says_rebuild_and_html_pages_are_private() {
 
     let report = ccvault(&dir, &["report", "--format", "csv"]).ok().stdout;
     let path = dir.join("projections.redb");
-    let mut bytes = fs::read(&path).unwrap();
+    let pristine = fs::read(&path).unwrap();
+    // Scrambled pages past the header; the file cut inside its header; cut
+    // after its first page (redb then reads past the end).
+    let mut scrambled = pristine.clone();
     let mut x = 0x2545_f491_4f6c_dd1du64;
-    for b in &mut bytes[4096..] {
+    for b in &mut scrambled[4096..] {
         x ^= x << 13;
         x ^= x >> 7;
         x ^= x << 17;
         *b = x as u8;
     }
-    fs::write(&path, &bytes).unwrap();
-    let damaged = ccvault(&dir, &["report", "--format", "csv"]);
-    damaged.assert_no_panic();
-    assert_eq!(damaged.code, 1, "{}", damaged.stderr);
-    assert!(
-        damaged.stderr.contains("projections.redb") && damaged.stderr.contains("ccvault rebuild"),
-        "{}",
-        damaged.stderr
-    );
-    ccvault(&dir, &["rebuild"]).ok();
-    assert_eq!(
-        ccvault(&dir, &["report", "--format", "csv"]).ok().stdout,
-        report
-    );
+    for (what, bytes) in [
+        ("scrambled", scrambled),
+        ("cut to 54 bytes", pristine[..54].to_vec()),
+        ("cut to 4,196 bytes", pristine[..4196].to_vec()),
+    ] {
+        fs::write(&path, &bytes).unwrap();
+        let damaged = ccvault(&dir, &["report", "--format", "csv"]);
+        damaged.assert_no_panic();
+        assert_eq!(damaged.code, 1, "{what}: {}", damaged.stderr);
+        assert!(
+            damaged.stderr.contains("projections.redb")
+                && damaged.stderr.contains("ccvault rebuild"),
+            "{what}: {}",
+            damaged.stderr
+        );
+        ccvault(&dir, &["rebuild"]).ok();
+        assert_eq!(
+            ccvault(&dir, &["report", "--format", "csv"]).ok().stdout,
+            report,
+            "{what}"
+        );
+    }
 }
 
 /// Damage redb does not see: bytes flipped inside the stored values (a

@@ -176,10 +176,25 @@ trait AtPath<T> {
 }
 
 impl<T, E: Into<redb::Error>> AtPath<T> for std::result::Result<T, E> {
+    /// A file redb finds corrupted, or shorter than its own structures say
+    /// (redb reads past its end), is damaged: derived, so "run `ccvault
+    /// rebuild`", which replaces it.
     fn at(self, path: &Path) -> Result<T> {
-        self.map_err(|e| ProjectionError::Redb {
-            path: path.display().to_string(),
-            source: e.into(),
+        self.map_err(|e| match e.into() {
+            redb::Error::Corrupted(why) => ProjectionError::Damaged {
+                path: path.display().to_string(),
+                why,
+            },
+            redb::Error::Io(io) if io.kind() == std::io::ErrorKind::UnexpectedEof => {
+                ProjectionError::Damaged {
+                    path: path.display().to_string(),
+                    why: format!("it ends before its last page ({io})"),
+                }
+            }
+            source => ProjectionError::Redb {
+                path: path.display().to_string(),
+                source,
+            },
         })
     }
 }
@@ -402,7 +417,7 @@ impl Projections {
                 ProjectionError::Damaged { path, .. }
                 | ProjectionError::Redb {
                     path,
-                    source: redb::Error::Corrupted(_) | redb::Error::UpgradeRequired(_),
+                    source: redb::Error::UpgradeRequired(_),
                 },
             ) => {
                 std::fs::remove_file(&path)
