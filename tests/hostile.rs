@@ -911,3 +911,78 @@ fn every_file_the_archive_opens_is_close_on_exec() {
         "descriptors a child would inherit: {leaking:?}"
     );
 }
+
+/// Damage redb and the decoder cannot see: a bit flipped in a stored value
+/// that still decodes, to another number. Reads then answer otherwise
+/// without an error; `verify`, which recomputes the projections from the
+/// log and compares them entry by entry, must say which table differs and
+/// exit 1 whenever a read answers otherwise or fails, and be clean again
+/// after `rebuild`.
+#[test]
+fn verify_finds_projections_that_differ_from_the_log_even_where_reads_do_not() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("a");
+    ccvault(tmp.path(), &["demo", "--into", dir.to_str().unwrap()]).ok();
+    let read = |dir: &Path| ccvault(dir, &["interactions", "--format", "json"]);
+    let clean = read(&dir).ok().stdout;
+    let verified = ccvault(&dir, &["verify", "--format", "json"])
+        .ok()
+        .json_lines();
+    assert_eq!(verified[0]["clean"], true, "{verified:?}");
+    assert_eq!(verified[0]["projectionsProblems"], serde_json::json!([]));
+    let (records, tallies) = (&verified[0]["records"], &verified[0]["tallies"]);
+    assert_eq!(
+        verified[0]["projectionsThrough"].as_u64(),
+        Some(records.as_u64().unwrap() + tallies.as_u64().unwrap()),
+        "every record was recomputed: {verified:?}"
+    );
+
+    let path = dir.join("projections.redb");
+    let pristine = fs::read(&path).unwrap();
+    let (mut silent, mut differing) = (0, 0);
+    for trial in 0..24usize {
+        let mut bytes = pristine.clone();
+        let at = 4096 + (trial * 7919 + trial * trial * 131) % (bytes.len() - 4096);
+        bytes[at] ^= 1 << (trial % 8);
+        fs::write(&path, &bytes).unwrap();
+        let run = read(&dir);
+        run.assert_no_panic();
+        let verify = ccvault(&dir, &["verify"]);
+        verify.assert_no_panic();
+        if run.code == 0 && run.stdout == clean {
+            continue;
+        }
+        differing += 1;
+        silent += usize::from(run.code == 0);
+        assert!(
+            verify.code == 1
+                && verify.stdout_str().contains("PROJ ")
+                && verify.stdout_str().contains("ccvault rebuild"),
+            "trial {trial}: byte {at} flipped, the read {} but verify (exit {}) said:\n{}{}",
+            if run.code == 0 {
+                "answered otherwise"
+            } else {
+                "failed"
+            },
+            verify.code,
+            verify.stdout_str(),
+            verify.stderr
+        );
+    }
+    assert!(
+        silent > 0,
+        "no flip changed an answer silently ({differing} changed one)"
+    );
+    fs::write(&path, &pristine).unwrap();
+    ccvault(&dir, &["verify", "-q"]).ok();
+    fs::write(&path, {
+        let mut b = pristine.clone();
+        let at = pristine.len() / 2;
+        b[at] ^= 0x10;
+        b
+    })
+    .unwrap();
+    ccvault(&dir, &["rebuild", "-q"]).ok();
+    ccvault(&dir, &["verify", "-q"]).ok();
+    assert_eq!(read(&dir).ok().stdout, clean);
+}

@@ -134,6 +134,19 @@ fn reads_work_when_the_disk_is_full_or_no_file_may_grow() {
             }
             return v.to_string();
         }
+        if run.args[0] == "verify" {
+            // The projections are compared with a recompute written to a
+            // scratch file, which a refusing file system refuses: the log
+            // and index verdict must be the same, the projections' part
+            // says why it was not checked (docs/OPERATIONS.md).
+            let (verdict, projections) = out.trim_end().rsplit_once(", ").unwrap();
+            assert!(
+                projections.contains("projections") && !projections.contains("unreadable"),
+                "{}",
+                out
+            );
+            return verdict.to_owned();
+        }
         out
     };
     let want: Vec<String> = reads

@@ -336,12 +336,12 @@ pub enum Command {
         #[command(flatten)]
         out: HumanJsonArg,
     },
-    /// Check every CRC of the log and the index against the log; exit 0 only when clean.
+    /// Check every CRC of the log, the index against the log, and the projections against a recompute from the log; exit 0 only when clean.
     Verify {
         #[command(flatten)]
         out: HumanJsonArg,
     },
-    /// Rebuild the index from the log (and the facts of sealed segments that have none).
+    /// Rebuild the index from the log (and the facts of sealed segments that have none), then the projections through it.
     Reindex {
         #[command(flatten)]
         out: HumanJsonArg,

@@ -304,6 +304,12 @@ impl ArchiveReader {
         self.visible_end
     }
 
+    /// From now on sees only the records below `end` (never more than it
+    /// saw): what a check of something derived from those records reads.
+    pub fn limit_visible(&mut self, end: u64) {
+        self.visible_end = self.visible_end.min(end);
+    }
+
     /// Reads the records of index hits, in offset order.
     pub fn read_hits(&mut self, hits: &[Hit]) -> Result<Vec<Record>> {
         let mut records = Vec::with_capacity(hits.len());

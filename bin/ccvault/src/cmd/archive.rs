@@ -6,11 +6,12 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
+use ccvault_projections::materialize::Checked;
 use ccvault_projections::timefmt::zone_for_display;
-use ccvault_projections::{for_terminal, record_input, summarize};
+use ccvault_projections::{for_terminal, record_input, summarize, Projections, RebuildOptions};
 use ccvault_store::{
     import_stream_as, open_input_file, Archive, ArchiveOptions, ArchiveReader, DirectRead,
-    ImportSummary, InputFormat, SourceKind,
+    ImportSummary, InputFormat, Layout, SourceKind,
 };
 use serde_json::json;
 
@@ -344,6 +345,22 @@ pub fn tenant_stats(cli: &Cli, only: Option<&str>, format: HumanJson) -> Result<
 pub fn verify(cli: &Cli, format: HumanJson) -> Result<ExitCode> {
     let report = ccvault_store::verify(&cli.data_dir)
         .with_context(|| format!("cannot verify {}", cli.data_dir.display()))?;
+    let projections = {
+        let mut reader = ArchiveReader::open(&cli.data_dir)
+            .with_context(|| format!("cannot verify {}", cli.data_dir.display()))?;
+        Projections::check(&cli.data_dir, &mut reader, RebuildOptions::default()).with_context(
+            || format!("cannot check the projections of {}", cli.data_dir.display()),
+        )?
+    };
+    let projection_problems: Vec<String> = match &projections {
+        Checked::Compared { problems, .. } => problems.clone(),
+        Checked::Unreadable(why) => vec![why.clone()],
+        Checked::NotBuilt | Checked::OtherVersion(_) | Checked::NotChecked(_) => Vec::new(),
+    };
+    if let Checked::NotChecked(why) = &projections {
+        status!("ccvault: warning: the projections were not checked: {why}");
+    }
+    let clean = report.is_clean() && projections.is_clean();
     let mut out = std::io::stdout().lock();
     match format {
         HumanJson::Json => {
@@ -358,13 +375,19 @@ pub fn verify(cli: &Cli, format: HumanJson) -> Result<ExitCode> {
             let problems = |list: &[String]| -> Vec<_> {
                 list.iter().map(|p| json!({"problem": p})).collect()
             };
+            let projections_through = match &projections {
+                Checked::Compared { consumed, .. } => json!(consumed),
+                _ => json!(null),
+            };
             json_line(
                 &mut out,
-                &json!({"clean": report.is_clean(), "segments": report.segments, "records": report.records,
+                &json!({"clean": clean, "segments": report.segments, "records": report.records,
                         "tallies": report.tallies,
                         "damage": damage, "indexProblems": problems(&report.index_problems),
                         "factsChecked": report.facts_checked,
-                        "factsProblems": problems(&report.facts_problems)}),
+                        "factsProblems": problems(&report.facts_problems),
+                        "projectionsThrough": projections_through,
+                        "projectionsProblems": problems(&projection_problems)}),
             )?
         }
         HumanJson::Human => {
@@ -377,23 +400,35 @@ pub fn verify(cli: &Cli, format: HumanJson) -> Result<ExitCode> {
             for p in &report.facts_problems {
                 writeln!(out, "FACTS  {p}")?;
             }
+            for p in &projection_problems {
+                writeln!(out, "PROJ   {p}")?;
+            }
             writeln!(
                 out,
-                "{}: {} segments, {} readable records, {} damaged places, {} index problems, {} facts problems",
-                if report.is_clean() {
-                    "clean"
-                } else {
-                    "NOT CLEAN"
-                },
+                "{}: {} segments, {} readable records, {} damaged places, {} index problems, {} facts problems, {}",
+                if clean { "clean" } else { "NOT CLEAN" },
                 report.segments,
                 report.records,
                 report.damage.len(),
                 report.index_problems.len(),
-                report.facts_problems.len()
+                report.facts_problems.len(),
+                match &projections {
+                    Checked::Compared { consumed, .. } => format!(
+                        "{} projections problems (recomputed below log offset {consumed})",
+                        projection_problems.len()
+                    ),
+                    Checked::Unreadable(_) => "projections unreadable".to_owned(),
+                    Checked::NotBuilt => "no projections yet".to_owned(),
+                    Checked::NotChecked(_) => "projections not checked".to_owned(),
+                    Checked::OtherVersion(v) => format!(
+                        "projections of version {} (rebuilt by the next read)",
+                        v.map_or("none".to_owned(), |v| v.to_string())
+                    ),
+                }
             )?;
         }
     }
-    Ok(if report.is_clean() {
+    Ok(if clean {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
@@ -411,13 +446,33 @@ pub fn reindex(cli: &Cli, format: HumanJson) -> Result<ExitCode> {
     archive.close()?;
     let secs = started.elapsed().as_secs_f64();
     let rate = if secs > 0.0 { n as f64 / secs } else { 0.0 };
+    // The projections were computed through the old index (the records of
+    // each interaction are found by it): a damaged one gave them wrong
+    // answers that a new index alone would not correct. Rebuilt through
+    // the new one; none yet, the next read builds them.
+    let projections = Layout::new(&cli.data_dir)
+        .projections_path()
+        .exists()
+        .then(|| crate::cmd::projections::rebuild_projections(cli))
+        .transpose()?;
     match format {
         HumanJson::Json => json_line(
             &mut std::io::stdout().lock(),
             &json!({"records": n, "seconds": (secs * 1000.0).round() / 1000.0,
-                    "recordsPerSec": rate.round(), "peakRssKiB": crate::output::peak_rss_kib()}),
+                    "recordsPerSec": rate.round(),
+                    "projectionsRebuilt": projections.is_some(),
+                    "peakRssKiB": crate::output::peak_rss_kib()}),
         )?,
-        HumanJson::Human => status!("reindexed {n} records in {secs:.2}s ({rate:.0} records/s)"),
+        HumanJson::Human => {
+            status!("reindexed {n} records in {secs:.2}s ({rate:.0} records/s)");
+            if let Some(p) = &projections {
+                status!(
+                    "rebuilt the projections through the new index: {} interactions in {:.2}s",
+                    p.interactions,
+                    p.elapsed.as_secs_f64()
+                );
+            }
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -31,8 +31,8 @@ use ccvault_projections::report::{self, GroupBy, Interval, ReportOptions, Report
 use ccvault_projections::summary::{self, SUMMARY_COLUMNS};
 use ccvault_projections::timefmt::zone_for_display;
 use ccvault_projections::{
-    agents, timeline, Access, InteractionFilter, LegKind, Outcome, Projections, StateNames,
-    Summary, PROJECTION_VERSION,
+    agents, timeline, Access, Applied, InteractionFilter, LegKind, Outcome, Projections,
+    StateNames, Summary, PROJECTION_VERSION,
 };
 use ccvault_store::ArchiveReader;
 use serde_json::json;
@@ -568,13 +568,9 @@ pub fn agents(cli: &Cli, args: &AgentsArgs) -> Result<ExitCode> {
 }
 
 /// `rebuild` / `replay`: everything from the log, with progress.
-pub fn rebuild(cli: &Cli, format: HumanJson) -> Result<ExitCode> {
-    // Its memory in 4 KiB pages: a 1M rebuild touched ~100 fresh huge pages
-    // (batch, group and run buffers, `.segz` files, redb's pages), 0.4-0.6 s
-    // of system time on the VMs measured unless another rebuild had just
-    // freed them, against ~0.1-0.2 s more user time with 4 KiB pages
-    // (`no_huge_pages`; docs/BENCHMARKS.md, issue 12).
-    crate::no_huge_pages();
+/// Recomputes the projections of the archive from the log (a new file
+/// renamed over the old one), with a progress bar on a terminal.
+pub fn rebuild_projections(cli: &Cli) -> Result<Applied> {
     let mut reader = open_reader(cli)?;
     let mut p = Projections::open_for_rebuild(&cli.data_dir)
         .with_context(|| format!("cannot open the projections of {}", cli.data_dir.display()))?;
@@ -589,6 +585,17 @@ pub fn rebuild(cli: &Cli, format: HumanJson) -> Result<ExitCode> {
     if let Some(bar) = bar {
         bar.finish_and_clear();
     }
+    Ok(applied)
+}
+
+pub fn rebuild(cli: &Cli, format: HumanJson) -> Result<ExitCode> {
+    // Its memory in 4 KiB pages: a 1M rebuild touched ~100 fresh huge pages
+    // (batch, group and run buffers, `.segz` files, redb's pages), 0.4-0.6 s
+    // of system time on the VMs measured unless another rebuild had just
+    // freed them, against ~0.1-0.2 s more user time with 4 KiB pages
+    // (`no_huge_pages`; docs/BENCHMARKS.md, issue 12).
+    crate::no_huge_pages();
+    let applied = rebuild_projections(cli)?;
     let secs = applied.elapsed.as_secs_f64();
     match format {
         HumanJson::Json => json_line(

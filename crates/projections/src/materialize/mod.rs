@@ -90,6 +90,7 @@ use redb::{Database, ReadOnlyDatabase, ReadTransaction, ReadableDatabase};
 use crate::codec::CodecError;
 
 mod catch_up;
+mod check;
 mod group_window;
 mod overlay;
 mod project;
@@ -99,6 +100,7 @@ pub(crate) mod runs;
 mod schema;
 
 pub use catch_up::Touched;
+pub use check::Checked;
 pub use project::record_input;
 pub use query::{InteractionFilter, TenantStats};
 

@@ -166,7 +166,7 @@ impl Projections {
 
     /// The rebuild proper, into this (empty) store; its sorted runs go to
     /// scratch files beside `scratch` (`None`: held in memory).
-    fn fill(
+    pub(super) fn fill(
         &self,
         reader: &mut ArchiveReader,
         opts: RebuildOptions,

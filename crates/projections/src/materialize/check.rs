@@ -1,0 +1,311 @@
+//! `verify` of the projections: they are recomputed from the log, up to the
+//! record the stored ones have applied, into a scratch file, and compared
+//! with the stored ones table by table, entry by entry, key and value bytes.
+//!
+//! Why a recompute: redb keeps no checksum of the values, so a flipped bit in
+//! a stored summary that still decodes (a duration, a count) would give wrong
+//! numbers and no error. The tables are a function of the records below
+//! `consumed` (the module header of `materialize`), so a rebuild over those
+//! records is what they must equal, whatever mix of catch-ups wrote them.
+//!
+//! Guarantees:
+//! - Reads the stored file through one read transaction of a read-only open
+//!   (a file left needing repair is opened as any read opens it): a process
+//!   updating it meanwhile is neither stopped nor seen.
+//! - Leaves nothing in the archive: the scratch file is unlinked as soon as
+//!   redb has it open, so even a killed check leaves no file behind. Where
+//!   the file system refuses it (full, read-only, another user's archive),
+//!   the check says it did not compare, and why.
+//! - Clean exactly when every table (`meta` included) holds the same keys
+//!   with the same values as the recompute; otherwise each table that
+//!   differs is named with its count of differing entries and the first one.
+
+use std::cmp::Ordering;
+use std::path::Path;
+use std::time::Instant;
+
+use ccvault_store::{ArchiveReader, Layout};
+use redb::{ReadTransaction, ReadableTable, TableDefinition};
+
+use super::schema::{self, create_private, scratch_builder};
+use super::{
+    guarded, refused_write, scratch_path, AtPath, Db, ProjectionError, Projections, RebuildOptions,
+    Result, PROJECTION_VERSION,
+};
+
+/// What a check of the stored projections found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Checked {
+    /// There is no projections file (nothing has read the archive yet).
+    NotBuilt,
+    /// The file is of another projection version: the next read rebuilds it,
+    /// so there is nothing of this version to check.
+    OtherVersion(Option<i64>),
+    /// Compared with a recompute over the records below `consumed`.
+    Compared {
+        consumed: u64,
+        /// One line per table that differs (empty: clean).
+        problems: Vec<String>,
+    },
+    /// The file cannot be read (the reason says `run ccvault rebuild`).
+    Unreadable(String),
+    /// Not compared: the stored file could not be opened for a reason that
+    /// is not damage, or the file system refused the recompute's scratch
+    /// file (full, read-only, not this user's to write); why.
+    NotChecked(String),
+}
+
+impl Checked {
+    pub fn is_clean(&self) -> bool {
+        match self {
+            Checked::Compared { problems, .. } => problems.is_empty(),
+            Checked::Unreadable(_) => false,
+            Checked::NotBuilt | Checked::OtherVersion(_) | Checked::NotChecked(_) => true,
+        }
+    }
+}
+
+impl Projections {
+    /// Recomputes the projections of the archive in `dir` from `reader` (up
+    /// to the record the stored ones have applied) and compares them with
+    /// the stored ones.
+    pub fn check(dir: &Path, reader: &mut ArchiveReader, opts: RebuildOptions) -> Result<Checked> {
+        let path = Layout::new(dir).projections_path();
+        if !path.exists() {
+            return Ok(Checked::NotBuilt);
+        }
+        // Read-only, so that a process updating the file meanwhile is not
+        // stopped; a file that cannot be opened so (left needing repair) is
+        // opened as every read opens it, which repairs it (in memory where
+        // the file system refuses the write).
+        let stored = match Projections::open_read_only_in(dir) {
+            Err(ProjectionError::Redb { .. } | ProjectionError::Io { .. }) => {
+                match Projections::open(dir) {
+                    Err(e @ ProjectionError::Damaged { .. }) => Err(e),
+                    Err(e) => return Ok(Checked::NotChecked(e.to_string())),
+                    Ok(p) => Ok(p),
+                }
+            }
+            other => other,
+        };
+        // What was applied, read in the snapshot the tables are compared in.
+        let snapshot = stored.and_then(|stored| {
+            guarded(&path, || {
+                let txn = stored.read_txn()?;
+                let (version, consumed) = match txn.open_table(schema::META) {
+                    Ok(meta) => {
+                        let get = |k: &str| -> Result<Option<i64>> {
+                            Ok(meta.get(k).at(&path)?.map(|v| v.value()))
+                        };
+                        (get("version")?, get("consumed")?)
+                    }
+                    Err(redb::TableError::TableDoesNotExist(_)) => (None, None),
+                    Err(e) => return Err(e).at(&path),
+                };
+                Ok((txn, version, consumed))
+            })
+        });
+        let (stored_txn, version, consumed) = match snapshot {
+            Ok(s) => s,
+            Err(e @ ProjectionError::Damaged { .. }) => {
+                return Ok(Checked::Unreadable(e.to_string()))
+            }
+            Err(e) => return Err(e),
+        };
+        if version != Some(PROJECTION_VERSION) {
+            return Ok(Checked::OtherVersion(version));
+        }
+        let consumed = consumed.map_or(0, |c| c.max(0) as u64);
+        reader.limit_visible(consumed);
+
+        // Beside the projections, so on the same file system as a rebuild's
+        // (a temporary directory may be a small memory one); another name
+        // than a rebuild's, which may be running.
+        let scratch = scratch_path(&path).with_extension("verify");
+        let _ = std::fs::remove_file(&scratch);
+        let built = create_private(&scratch).and_then(|()| {
+            let created = scratch_builder().create(&scratch).at(&scratch);
+            let _ = std::fs::remove_file(&scratch);
+            let fresh = Projections {
+                path: scratch.clone(),
+                db: Some(Db::Writable(created?)),
+                unsaved: None,
+            };
+            guarded(&scratch, || {
+                fresh.fill(reader, opts, &mut |_| {}, Instant::now(), Some(&scratch))
+            })?;
+            Ok(fresh)
+        });
+        let fresh = match built {
+            Ok(fresh) => fresh,
+            Err(e) => {
+                let _ = std::fs::remove_file(&scratch);
+                return match refused_write(&e) {
+                    Some(io) => Ok(Checked::NotChecked(format!(
+                        "the recompute's scratch file beside {} was refused: {io}",
+                        path.display()
+                    ))),
+                    None => Err(e),
+                };
+            }
+        };
+        let fresh_txn = fresh.read_txn()?;
+
+        let mut problems = Vec::new();
+        let mut compare = |name: &str, outcome: Result<Option<String>>| -> Result<()> {
+            match outcome {
+                Ok(None) => Ok(()),
+                Ok(Some(problem)) => {
+                    problems.push(format!("{name}: {problem}"));
+                    Ok(())
+                }
+                Err(e @ ProjectionError::Damaged { .. }) => {
+                    problems.push(format!("{name}: {e}"));
+                    Ok(())
+                }
+                Err(e) => Err(e),
+            }
+        };
+        let (a, b) = (&stored_txn, &fresh_txn);
+        let at = (path.as_path(), scratch.as_path());
+        compare(
+            "meta",
+            guarded(&path, || same_table(a, b, schema::META, at)),
+        )?;
+        compare(
+            "interactions_by_offered",
+            guarded(&path, || same_table(a, b, schema::BY_OFFERED, at)),
+        )?;
+        compare(
+            "interaction_offered",
+            guarded(&path, || same_table(a, b, schema::OFFERED, at)),
+        )?;
+        compare(
+            "children",
+            guarded(&path, || same_table(a, b, schema::CHILDREN, at)),
+        )?;
+        compare(
+            "report_chunks",
+            guarded(&path, || same_table(a, b, schema::REPORT_CHUNKS, at)),
+        )?;
+        compare(
+            "agent_status",
+            guarded(&path, || same_table(a, b, schema::AGENT_STATUS, at)),
+        )?;
+        compare(
+            "tenant_legs",
+            guarded(&path, || same_table(a, b, schema::TENANT_LEGS, at)),
+        )?;
+        compare(
+            "tenant_guids",
+            guarded(&path, || same_table(a, b, schema::TENANT_GUIDS, at)),
+        )?;
+        compare(
+            "tenant_agents",
+            guarded(&path, || same_table(a, b, schema::TENANT_AGENTS, at)),
+        )?;
+        compare(
+            "tenant_other",
+            guarded(&path, || same_table(a, b, schema::TENANT_OTHER, at)),
+        )?;
+        compare(
+            "tenants",
+            guarded(&path, || same_table(a, b, schema::TENANTS, at)),
+        )?;
+        Ok(Checked::Compared { consumed, problems })
+    }
+}
+
+/// Compares one table of the stored file (`a`) with the recompute's (`b`);
+/// a table that does not exist reads as empty. `None` when they hold the
+/// same entries, else how many entries differ and the first.
+fn same_table<K: redb::Key + 'static, V: redb::Value + 'static>(
+    a: &ReadTransaction,
+    b: &ReadTransaction,
+    def: TableDefinition<K, V>,
+    (path_a, path_b): (&Path, &Path),
+) -> Result<Option<String>> {
+    let entries =
+        |txn: &ReadTransaction, path: &Path| -> Result<Option<redb::ReadOnlyTable<K, V>>> {
+            match txn.open_table(def) {
+                Ok(t) => Ok(Some(t)),
+                Err(redb::TableError::TableDoesNotExist(_)) => Ok(None),
+                Err(e) => Err(e).at(path),
+            }
+        };
+    let (ta, tb) = (entries(a, path_a)?, entries(b, path_b)?);
+    let mut ia = ta.as_ref().map(|t| t.iter()).transpose().at(path_a)?;
+    let mut ib = tb.as_ref().map(|t| t.iter()).transpose().at(path_b)?;
+    // An entry as its key's and value's bytes, and the key as redb prints it.
+    type Entry = (Vec<u8>, Vec<u8>, String);
+    fn next<K: redb::Key + 'static, V: redb::Value + 'static>(
+        it: &mut Option<redb::Range<'_, K, V>>,
+        path: &Path,
+    ) -> Result<Option<Entry>> {
+        let Some(it) = it.as_mut() else {
+            return Ok(None);
+        };
+        let Some(item) = it.next() else {
+            return Ok(None);
+        };
+        let (k, v) = item.at(path)?;
+        let key = k.value();
+        let key_bytes = K::as_bytes(&key).as_ref().to_vec();
+        let shown = format!("{key:?}");
+        let value = v.value();
+        let value_bytes = V::as_bytes(&value).as_ref().to_vec();
+        Ok(Some((key_bytes, value_bytes, shown)))
+    }
+    let (mut ea, mut eb) = (next(&mut ia, path_a)?, next(&mut ib, path_b)?);
+    let mut differing = 0u64;
+    let mut first: Option<String> = None;
+    let mut note = |what: String| {
+        differing += 1;
+        first.get_or_insert(what);
+    };
+    loop {
+        let order = match (&ea, &eb) {
+            (None, None) => break,
+            (Some(_), None) => Ordering::Less,
+            (None, Some(_)) => Ordering::Greater,
+            (Some((ka, ..)), Some((kb, ..))) => K::compare(ka, kb),
+        };
+        match order {
+            Ordering::Equal => {
+                if let (Some((_, va, key)), Some((_, vb, _))) = (&ea, &eb) {
+                    if va != vb {
+                        note(format!("the value of {} is not the log's", shorter(key)));
+                    }
+                }
+                ea = next(&mut ia, path_a)?;
+                eb = next(&mut ib, path_b)?;
+            }
+            Ordering::Less => {
+                if let Some((_, _, key)) = &ea {
+                    note(format!("{} is not in the log's", shorter(key)));
+                }
+                ea = next(&mut ia, path_a)?;
+            }
+            Ordering::Greater => {
+                if let Some((_, _, key)) = &eb {
+                    note(format!("{} is missing", shorter(key)));
+                }
+                eb = next(&mut ib, path_b)?;
+            }
+        }
+    }
+    Ok(first.map(|first| {
+        format!(
+            "{differing} entries differ from a recompute from the log (first: {first}); run `ccvault rebuild`"
+        )
+    }))
+}
+
+/// A key as printed, cut to a length a message can hold.
+fn shorter(key: &str) -> String {
+    const MAX: usize = 160;
+    match key.char_indices().nth(MAX) {
+        Some((at, _)) => format!("key {}…", &key[..at]),
+        None => format!("key {key}"),
+    }
+}
