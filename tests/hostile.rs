@@ -454,7 +454,8 @@ fn a_damaged_projections_file_says_rebuild_and_html_pages_are_private() {
     let path = dir.join("projections.redb");
     let pristine = fs::read(&path).unwrap();
     // Scrambled pages past the header; the file cut inside its header; cut
-    // after its first page (redb then reads past the end).
+    // after its first page (redb then reads past the end); a header that is
+    // not redb's; nothing but zeros.
     let mut scrambled = pristine.clone();
     let mut x = 0x2545_f491_4f6c_dd1du64;
     for b in &mut scrambled[4096..] {
@@ -467,6 +468,12 @@ fn a_damaged_projections_file_says_rebuild_and_html_pages_are_private() {
         ("scrambled", scrambled),
         ("cut to 54 bytes", pristine[..54].to_vec()),
         ("cut to 4,196 bytes", pristine[..4196].to_vec()),
+        ("its magic number changed", {
+            let mut b = pristine.clone();
+            b[3] ^= 0x04;
+            b
+        }),
+        ("zeroed", vec![0; pristine.len()]),
     ] {
         fs::write(&path, &bytes).unwrap();
         let damaged = ccvault(&dir, &["report", "--format", "csv"]);
