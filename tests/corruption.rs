@@ -729,3 +729,65 @@ fn verify_beside_import(
     assert!(status.success(), "import failed: {status}");
     (runs, saw_growth)
 }
+
+/// An index that is not its log's (here: that of an archive of the same
+/// lines, laid out alike so that nothing at open notices, but for one line
+/// in ten whose `interactionGUID` key is misspelled there) puts records that
+/// are events of an interaction in none. `rebuild` then refuses, naming the
+/// record and `reindex`, instead of writing projections that lack those
+/// events; `verify` names it as an index problem; `reindex` rebuilds the
+/// index and the projections, after which every answer is the log's.
+#[test]
+fn a_rebuild_refuses_an_index_that_places_an_event_in_no_interaction() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = Stream {
+        events: 400,
+        interactions: 80,
+        line_len: 300,
+    };
+    let archive_of = |name: &str, text: String| {
+        let input = tmp.path().join(format!("{name}.ndjson"));
+        fs::write(&input, text).unwrap();
+        let dir = tmp.path().join(name);
+        import(&dir, &[&input], &[]);
+        dir
+    };
+    let ours = archive_of("ours", s.text(0..400));
+    let misspelled: String = (0..400)
+        .map(|i| {
+            let line = s.line(i);
+            let line = if i % 10 == 3 {
+                line.replacen("\"interactionGUID\"", "\"interactionGUIX\"", 1)
+            } else {
+                line
+            };
+            line + "\n"
+        })
+        .collect();
+    let theirs = archive_of("theirs", misspelled);
+    let want = ccvault(&ours, &["interactions", "--format", "json"]).ok().stdout;
+    assert_eq!(String::from_utf8_lossy(&want).lines().count(), 80);
+    fs::copy(theirs.join("index.redb"), ours.join("index.redb")).unwrap();
+
+    let rebuild = ccvault(&ours, &["rebuild"]);
+    assert_eq!(rebuild.code, 1, "{}", rebuild.stderr);
+    assert!(
+        rebuild.stderr.contains("in no interaction")
+            && rebuild.stderr.contains("run `ccvault reindex`"),
+        "{}",
+        rebuild.stderr
+    );
+    let verify = ccvault(&ours, &["verify"]);
+    assert_eq!(verify.code, 1, "{}", verify.stdout_str());
+    assert!(
+        verify.stdout_str().contains("INDEX  the index places"),
+        "{}",
+        verify.stdout_str()
+    );
+    ccvault(&ours, &["reindex"]).ok();
+    ccvault(&ours, &["verify", "-q"]).ok();
+    assert_eq!(
+        ccvault(&ours, &["interactions", "--format", "json"]).ok().stdout,
+        want
+    );
+}

@@ -355,10 +355,16 @@ pub fn verify(cli: &Cli, format: HumanJson) -> Result<ExitCode> {
     let projection_problems: Vec<String> = match &projections {
         Checked::Compared { problems, .. } => problems.clone(),
         Checked::Unreadable(why) => vec![why.clone()],
+        Checked::IndexIncomplete(_) => Vec::new(),
         Checked::NotBuilt | Checked::OtherVersion(_) | Checked::NotChecked(_) => Vec::new(),
     };
     if let Checked::NotChecked(why) = &projections {
         status!("ccvault: warning: the projections were not checked: {why}");
+    }
+    // The recompute found what the index check did not: the index's.
+    let mut index_problems = report.index_problems.clone();
+    if let Checked::IndexIncomplete(why) = &projections {
+        index_problems.push(why.clone());
     }
     let clean = report.is_clean() && projections.is_clean();
     let mut out = std::io::stdout().lock();
@@ -383,7 +389,7 @@ pub fn verify(cli: &Cli, format: HumanJson) -> Result<ExitCode> {
                 &mut out,
                 &json!({"clean": clean, "segments": report.segments, "records": report.records,
                         "tallies": report.tallies,
-                        "damage": damage, "indexProblems": problems(&report.index_problems),
+                        "damage": damage, "indexProblems": problems(&index_problems),
                         "factsChecked": report.facts_checked,
                         "factsProblems": problems(&report.facts_problems),
                         "projectionsThrough": projections_through,
@@ -394,7 +400,7 @@ pub fn verify(cli: &Cli, format: HumanJson) -> Result<ExitCode> {
             for d in &report.damage {
                 writeln!(out, "DAMAGE {d}")?;
             }
-            for p in &report.index_problems {
+            for p in &index_problems {
                 writeln!(out, "INDEX  {p}")?;
             }
             for p in &report.facts_problems {
@@ -410,7 +416,7 @@ pub fn verify(cli: &Cli, format: HumanJson) -> Result<ExitCode> {
                 report.segments,
                 report.records,
                 report.damage.len(),
-                report.index_problems.len(),
+                index_problems.len(),
                 report.facts_problems.len(),
                 match &projections {
                     Checked::Compared { consumed, .. } => format!(
@@ -419,7 +425,9 @@ pub fn verify(cli: &Cli, format: HumanJson) -> Result<ExitCode> {
                     ),
                     Checked::Unreadable(_) => "projections unreadable".to_owned(),
                     Checked::NotBuilt => "no projections yet".to_owned(),
-                    Checked::NotChecked(_) => "projections not checked".to_owned(),
+                    Checked::NotChecked(_) | Checked::IndexIncomplete(_) => {
+                        "projections not checked".to_owned()
+                    }
                     Checked::OtherVersion(v) => format!(
                         "projections of version {} (rebuilt by the next read)",
                         v.map_or("none".to_owned(), |v| v.to_string())

@@ -49,6 +49,10 @@ pub enum Checked {
     },
     /// The file cannot be read (the reason says `run ccvault rebuild`).
     Unreadable(String),
+    /// Not compared: the recompute found a record the index places in no
+    /// interaction although it is an event of one (the index is damaged in
+    /// a way its own check did not see); what and where.
+    IndexIncomplete(String),
     /// Not compared: the stored file could not be opened for a reason that
     /// is not damage, or the file system refused the recompute's scratch
     /// file (full, read-only, not this user's to write); why.
@@ -59,7 +63,7 @@ impl Checked {
     pub fn is_clean(&self) -> bool {
         match self {
             Checked::Compared { problems, .. } => problems.is_empty(),
-            Checked::Unreadable(_) => false,
+            Checked::Unreadable(_) | Checked::IndexIncomplete(_) => false,
             Checked::NotBuilt | Checked::OtherVersion(_) | Checked::NotChecked(_) => true,
         }
     }
@@ -138,6 +142,10 @@ impl Projections {
         });
         let fresh = match built {
             Ok(fresh) => fresh,
+            Err(e @ ProjectionError::Unindexed { .. }) => {
+                let _ = std::fs::remove_file(&scratch);
+                return Ok(Checked::IndexIncomplete(e.to_string()));
+            }
             Err(e) => {
                 let _ = std::fs::remove_file(&scratch);
                 return match refused_write(&e) {

@@ -140,6 +140,10 @@ pub enum ProjectionError {
     Damaged { path: String, why: String },
     #[error("a rebuild worker failed: {0}")]
     Worker(String),
+    #[error(
+        "the index places the log's record at offset {offset} in no interaction, though it is an event of {guid}: the index is damaged; run `ccvault reindex`"
+    )]
+    Unindexed { offset: u64, guid: String },
 }
 
 pub type Result<T, E = ProjectionError> = std::result::Result<T, E>;

@@ -404,10 +404,16 @@ pub(super) struct Projected {
     pub(super) tenants: TenantFacts,
     /// The largest timed t(e) (weak times left out).
     pub(super) max_time_ms: Option<i64>,
+    /// With `Want::loose`: the first record (offset, GUID) that names an
+    /// interaction.
+    pub(super) unplaced: Option<(u64, String)>,
 }
 
 impl Projected {
     pub(super) fn absorb(&mut self, other: Projected) {
+        if self.unplaced.is_none() {
+            self.unplaced = other.unplaced.clone();
+        }
         self.summaries.extend(other.summaries);
         self.agents.extend(other.agents);
         self.tenants.absorb(other.tenants);
@@ -429,6 +435,10 @@ pub(super) struct Want {
     /// With the summaries, each leg's stage when in progress (a walk of the
     /// events the summary was derived from: no second parse).
     pub(super) live: bool,
+    /// The records are those a rebuild found in no interaction's group:
+    /// one that names an interaction is noted (`Projected::unplaced`), as
+    /// the index should have placed it.
+    pub(super) loose: bool,
 }
 
 impl Want {
@@ -436,16 +446,24 @@ impl Want {
         summaries: true,
         agents: true,
         live: false,
+        loose: false,
     };
     pub(super) const SUMMARIES: Want = Want {
         summaries: true,
         agents: false,
         live: false,
+        loose: false,
     };
     pub(super) const AGENTS: Want = Want {
         summaries: false,
         agents: true,
         live: false,
+        loose: false,
+    };
+    /// What a rebuild projects of the records in no interaction's group.
+    pub(super) const LOOSE: Want = Want {
+        loose: true,
+        ..Want::AGENTS
     };
 }
 
@@ -485,6 +503,11 @@ pub(super) fn project_records<R: Archived>(
                     offset: r.offset(),
                     payload: r.payload().into(),
                 });
+            }
+        }
+        if want.loose && out.unplaced.is_none() {
+            if let Some(g) = event.body.interaction_guid.as_text() {
+                out.unplaced = Some((r.offset(), g.into_owned()));
             }
         }
         let slot = match event.body.interaction_guid.as_text() {

@@ -373,6 +373,11 @@ impl Projections {
             };
             if let Some(item) = item {
                 let p = item.at(&self.path)?;
+                if let Some((offset, guid)) = p.unplaced {
+                    // Its interaction would lose it (or be missing) in
+                    // silence: the index is not the log's.
+                    return Err(ProjectionError::Unindexed { offset, guid });
+                }
                 interactions += p.summaries.len() as u64;
                 agents += p.agents.len() as u64;
                 max_time = max_time.max(p.max_time_ms);
@@ -606,7 +611,7 @@ fn compute_worker(
             let p = match work {
                 Work::Group(recs) => project_records(&recs.events(), Want::ALL),
                 // Records outside interactions can still be status changes.
-                Work::Loose(recs) => project_records(&recs.events(), Want::AGENTS),
+                Work::Loose(recs) => project_records(&recs.events(), Want::LOOSE),
             };
             match p {
                 Ok(p) => out.absorb(p),
