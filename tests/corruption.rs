@@ -730,19 +730,21 @@ fn verify_beside_import(
     (runs, saw_growth)
 }
 
-/// An index that is not its log's (here: that of an archive of the same
-/// lines, laid out alike so that nothing at open notices, but for one line
-/// in ten whose `interactionGUID` key is misspelled there) puts records that
-/// are events of an interaction in none. `rebuild` then refuses, naming the
-/// record and `reindex`, instead of writing projections that lack those
-/// events; `verify` names it as an index problem; `reindex` rebuilds the
-/// index and the projections, after which every answer is the log's.
+/// An index that is not its log's, laid out alike so that nothing at open
+/// notices: that of an archive of the same lines but for one in ten whose
+/// `interactionGUID` key is misspelled there (it files those events in no
+/// interaction), or of as many lines of other interactions (it files each
+/// record under another interaction's key). `rebuild` then refuses, naming
+/// an interaction and `reindex`, instead of writing projections that lack
+/// events or summarize a leg twice; `verify` names it as an index problem;
+/// `reindex` rebuilds the index and the projections, after which every
+/// answer is the log's.
 #[test]
-fn a_rebuild_refuses_an_index_that_places_an_event_in_no_interaction() {
+fn a_rebuild_refuses_an_index_that_does_not_file_the_logs_events() {
     let tmp = tempfile::tempdir().unwrap();
-    let s = Stream {
+    let stream = |interactions| Stream {
         events: 400,
-        interactions: 80,
+        interactions,
         line_len: 300,
     };
     let archive_of = |name: &str, text: String| {
@@ -752,7 +754,7 @@ fn a_rebuild_refuses_an_index_that_places_an_event_in_no_interaction() {
         import(&dir, &[&input], &[]);
         dir
     };
-    let ours = archive_of("ours", s.text(0..400));
+    let s = stream(80);
     let misspelled: String = (0..400)
         .map(|i| {
             let line = s.line(i);
@@ -764,30 +766,39 @@ fn a_rebuild_refuses_an_index_that_places_an_event_in_no_interaction() {
             line + "\n"
         })
         .collect();
-    let theirs = archive_of("theirs", misspelled);
-    let want = ccvault(&ours, &["interactions", "--format", "json"]).ok().stdout;
-    assert_eq!(String::from_utf8_lossy(&want).lines().count(), 80);
-    fs::copy(theirs.join("index.redb"), ours.join("index.redb")).unwrap();
+    let others = stream(100).text(0..400);
+    for (case, theirs) in [("misspelled", misspelled), ("others", others)] {
+        let ours = archive_of(&format!("ours-{case}"), s.text(0..400));
+        let theirs = archive_of(&format!("theirs-{case}"), theirs);
+        let want = ccvault(&ours, &["interactions", "--format", "json"])
+            .ok()
+            .stdout;
+        assert_eq!(String::from_utf8_lossy(&want).lines().count(), 80);
+        fs::copy(theirs.join("index.redb"), ours.join("index.redb")).unwrap();
 
-    let rebuild = ccvault(&ours, &["rebuild"]);
-    assert_eq!(rebuild.code, 1, "{}", rebuild.stderr);
-    assert!(
-        rebuild.stderr.contains("in no interaction")
-            && rebuild.stderr.contains("run `ccvault reindex`"),
-        "{}",
-        rebuild.stderr
-    );
-    let verify = ccvault(&ours, &["verify"]);
-    assert_eq!(verify.code, 1, "{}", verify.stdout_str());
-    assert!(
-        verify.stdout_str().contains("INDEX  the index places"),
-        "{}",
-        verify.stdout_str()
-    );
-    ccvault(&ours, &["reindex"]).ok();
-    ccvault(&ours, &["verify", "-q"]).ok();
-    assert_eq!(
-        ccvault(&ours, &["interactions", "--format", "json"]).ok().stdout,
-        want
-    );
+        let rebuild = ccvault(&ours, &["rebuild"]);
+        assert_eq!(rebuild.code, 1, "{case}: {}", rebuild.stderr);
+        assert!(
+            rebuild.stderr.contains("does not file interaction")
+                && rebuild.stderr.contains("run `ccvault reindex`"),
+            "{case}: {}",
+            rebuild.stderr
+        );
+        let verify = ccvault(&ours, &["verify"]);
+        assert_eq!(verify.code, 1, "{case}: {}", verify.stdout_str());
+        assert!(
+            verify.stdout_str().contains("INDEX  the index is damaged"),
+            "{case}: {}",
+            verify.stdout_str()
+        );
+        ccvault(&ours, &["reindex"]).ok();
+        ccvault(&ours, &["verify", "-q"]).ok();
+        assert_eq!(
+            ccvault(&ours, &["interactions", "--format", "json"])
+                .ok()
+                .stdout,
+            want,
+            "{case}"
+        );
+    }
 }

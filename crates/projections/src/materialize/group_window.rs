@@ -14,7 +14,11 @@
 //!   buckets of its own (numbered as one pass would: the lower half's
 //!   groups first, in each window too), so that the rebuild's start, when
 //!   the workers have nothing to do yet, uses both cores.
-//! - Memory: 4 bytes a record of the window held, 8 a group touching it,
+//! - Each group carries its key in the index (the GUID hash), so that the
+//!   rebuild can check that every record handed to it as one of the group's
+//!   is an event of an interaction with that hash (a damaged index that
+//!   files a record under another key is named, not summarized).
+//! - Memory: 4 bytes a record of the window held, 16 a group touching it,
 //!   and a write buffer per bucket during the pass (at most
 //!   [`MAX_BUCKETS`] for both halves). Buckets are scratch files beside
 //!   the file being built (unlinked at once: a crash leaves nothing), ~4
@@ -45,8 +49,9 @@ const UPPER_HALF: u32 = 1 << 31;
 const MAX_BUCKETS: u64 = 64;
 const BUCKET_BUFFER: usize = 64 << 10;
 /// A bucket entry's head: window (u64), group number, records left from
-/// the window's start, records in the window (u32 each).
-const HEAD_BYTES: usize = 20;
+/// the window's start, records in the window (u32 each), the group's GUID
+/// hash (u64).
+const HEAD_BYTES: usize = 28;
 
 /// One bucket of later windows.
 enum Bucket {
@@ -74,9 +79,9 @@ pub(super) struct GroupWindow<'a> {
     /// both halves of a pass fill it; every access is `Relaxed`, the
     /// threads' join ordering them).
     slot: Vec<AtomicU32>,
-    /// Per group with records in the window: its number, and its records
-    /// at or past the window's start not read yet.
-    groups: Vec<(u32, u32)>,
+    /// Per group with records in the window: its number, its records at or
+    /// past the window's start not read yet, and its GUID hash.
+    groups: Vec<(u32, u32, u64)>,
     /// The window the pass filled, and the later ones, `per_bucket` to a
     /// bucket (`None` before the pass).
     passed: Option<u64>,
@@ -115,10 +120,10 @@ impl<'a> GroupWindow<'a> {
     }
 
     /// The group of the record at `offset`, its records not read yet after
-    /// this one, and how many there were before it (the group's size, at
-    /// its first record); `None` outside any interaction. Offsets come in
-    /// increasing order (one scan).
-    pub(super) fn take(&mut self, offset: u64) -> Result<Option<(u32, u32, u32)>> {
+    /// this one, how many there were before it (the group's size, at its
+    /// first record) and its GUID hash; `None` outside any interaction.
+    /// Offsets come in increasing order (one scan).
+    pub(super) fn take(&mut self, offset: u64) -> Result<Option<Taken>> {
         if offset >= self.end {
             return Ok(None);
         }
@@ -130,10 +135,15 @@ impl<'a> GroupWindow<'a> {
             .slot
             .get(at)
             .map_or(NO_GROUP, |s| s.load(Ordering::Relaxed));
-        Ok(self.groups.get_mut(slot as usize).map(|(gid, left)| {
+        Ok(self.groups.get_mut(slot as usize).map(|(gid, left, hash)| {
             let before = *left;
             *left = left.saturating_sub(1);
-            (*gid, *left, before)
+            Taken {
+                gid: *gid,
+                left: *left,
+                size: before,
+                guid_hash: *hash,
+            }
         }))
     }
 
@@ -227,7 +237,7 @@ impl<'a> GroupWindow<'a> {
             }
             results
         });
-        let mut groups: Vec<(u32, u32)> = Vec::new();
+        let mut groups: Vec<(u32, u32, u64)> = Vec::new();
         let mut gid_base = Vec::with_capacity(passed.len());
         let mut gids = 0u32;
         // Where the upper half's groups start in `groups`.
@@ -236,7 +246,10 @@ impl<'a> GroupWindow<'a> {
             let (own, numbered) = half?;
             gid_base.push(gids);
             upper_place = groups.len() as u32;
-            groups.extend(own.into_iter().map(|(gid, left)| (gid + gids, left)));
+            groups.extend(
+                own.into_iter()
+                    .map(|(gid, left, hash)| (gid + gids, left, hash)),
+            );
             gids += numbered;
         }
         if halves.len() > 1 {
@@ -286,7 +299,7 @@ fn read_entries(
     w: u64,
     gid_base: u32,
     slot: &[AtomicU32],
-    groups: &mut Vec<(u32, u32)>,
+    groups: &mut Vec<(u32, u32, u64)>,
 ) -> io::Result<()> {
     let mut input: Box<dyn BufRead + '_> = match bucket {
         Bucket::Memory(bytes) => Box::new(&bytes[..]),
@@ -305,6 +318,8 @@ fn read_entries(
         let mut window = [0u8; 8];
         window.copy_from_slice(&head[..8]);
         let (gid, left, n) = (word(8), word(12), word(16) as usize);
+        let mut hash = [0u8; 8];
+        hash.copy_from_slice(&head[20..28]);
         offsets.resize(n * 4, 0);
         input.read_exact(&mut offsets)?;
         if u64::from_le_bytes(window) != w {
@@ -317,15 +332,27 @@ fn read_entries(
                 s.store(place, Ordering::Relaxed);
             }
         }
-        groups.push((gid + gid_base, left));
+        groups.push((gid + gid_base, left, u64::from_le_bytes(hash)));
     }
     Ok(())
 }
 
 /// A half's groups with records in the pass's first window, as
-/// `(group number within the half, records)`, and how many groups it
-/// numbered.
-type HalfGroups = (Vec<(u32, u32)>, u32);
+/// `(group number within the half, records, GUID hash)`, and how many
+/// groups it numbered.
+type HalfGroups = (Vec<(u32, u32, u64)>, u32);
+
+/// What [`GroupWindow::take`] says of a record in a group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Taken {
+    pub(super) gid: u32,
+    /// The group's records not read yet after this one.
+    pub(super) left: u32,
+    /// How many there were before it (the group's size, at its first).
+    pub(super) size: u32,
+    /// The group's key in the index.
+    pub(super) guid_hash: u64,
+}
 
 /// What every half of [`GroupWindow::pass`] shares.
 struct HalfPass<'a> {
@@ -354,13 +381,13 @@ impl HalfPass<'_> {
     ) -> Result<HalfGroups> {
         let (first, window, end) = (self.first, self.window, self.end);
         let start = first * window;
-        let mut groups: Vec<(u32, u32)> = Vec::new();
+        let mut groups: Vec<(u32, u32, u64)> = Vec::new();
         let mut offsets: Vec<u64> = Vec::new();
         let mut entry: Vec<u8> = Vec::new();
         let mut failed: Option<io::Error> = None;
         let mut gid = 0u32;
         self.index
-            .for_each_guid_group_in(hashes, |_, hits| {
+            .for_each_guid_group_in(hashes, |hash, hits| {
                 offsets.clear();
                 offsets.extend(
                     hits.iter()
@@ -381,7 +408,7 @@ impl HalfPass<'_> {
                                 s.store(place, Ordering::Relaxed);
                             }
                         }
-                        groups.push((gid, left));
+                        groups.push((gid, left, hash));
                     } else if let Some(bucket) =
                         buckets.get_mut(((w - first - 1) / self.per_bucket) as usize)
                     {
@@ -390,6 +417,7 @@ impl HalfPass<'_> {
                         entry.extend_from_slice(&gid.to_le_bytes());
                         entry.extend_from_slice(&left.to_le_bytes());
                         entry.extend_from_slice(&(n as u32).to_le_bytes());
+                        entry.extend_from_slice(&hash.to_le_bytes());
                         for &o in here {
                             entry.extend_from_slice(&((o - w * window) as u32).to_le_bytes());
                         }

@@ -141,7 +141,7 @@ pub enum ProjectionError {
     #[error("a rebuild worker failed: {0}")]
     Worker(String),
     #[error(
-        "the index places the log's record at offset {offset} in no interaction, though it is an event of {guid}: the index is damaged; run `ccvault reindex`"
+        "the index is damaged: it does not file interaction {guid} as the log's records say (noticed at the record at offset {offset}); run `ccvault reindex`"
     )]
     Unindexed { offset: u64, guid: String },
 }

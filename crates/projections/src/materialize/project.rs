@@ -127,6 +127,9 @@ pub(super) struct ArchivedGroup {
     /// Each record's payload then its publish time, back to back.
     bytes: Vec<u8>,
     recs: Vec<GroupRec>,
+    /// The key the index files the group's records under (`guid_hash` of
+    /// their interaction's GUID); `None` for records outside any.
+    guid_hash: Option<u64>,
 }
 
 #[derive(Debug)]
@@ -155,6 +158,7 @@ impl ArchivedGroup {
         records: usize,
         first: &RecordRef<'_>,
         spare: Option<ArchivedGroup>,
+        guid_hash: u64,
     ) -> ArchivedGroup {
         let each = first.payload.len() + first.publish_time.len();
         // Room for the expected records (a little more: payloads vary),
@@ -164,6 +168,7 @@ impl ArchivedGroup {
         group.clear();
         group.bytes.reserve(records * each + records * each / 8);
         group.recs.reserve(records);
+        group.guid_hash = Some(guid_hash);
         group
     }
 
@@ -171,6 +176,23 @@ impl ArchivedGroup {
     pub(super) fn clear(&mut self) {
         self.bytes.clear();
         self.recs.clear();
+        self.guid_hash = None;
+    }
+
+    /// `p`, the projection of this group, unless a leg it summarized is of
+    /// an interaction the index does not file under the group's key: then
+    /// the first such leg's first record, as `Projected::unplaced` (the
+    /// rebuild stops there: the leg would be summarized from some of its
+    /// events only, or twice).
+    pub(super) fn check_filed(&self, mut p: Projected) -> Projected {
+        let Some(key) = self.guid_hash else {
+            return p;
+        };
+        if let Some(row) = p.summaries.iter().find(|row| guid_hash(&row.guid) != key) {
+            let offset = self.recs.first().map_or(0, |r| r.offset);
+            p.unplaced = Some((offset, row.guid.clone()));
+        }
+        p
     }
 
     pub(super) fn push(&mut self, r: &RecordRef<'_>) {

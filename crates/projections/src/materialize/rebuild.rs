@@ -23,7 +23,7 @@ use ccvault_store::{ArchiveReader, Hit, Position, StoreError, VisibleRecords};
 use redb::backends::InMemoryBackend;
 use redb::Durability;
 
-use super::group_window::GroupWindow;
+use super::group_window::{GroupWindow, Taken};
 use super::project::{
     project_records, ArchivedEvent, ArchivedGroup, Projected, SummaryRow, TenantFacts, Want,
 };
@@ -498,16 +498,20 @@ fn scan_groups(
                     batch.push(Work::Loose(std::mem::replace(&mut loose, next)));
                 }
             }
-            Some((gid, ..)) if deferred_set.contains(&gid) => {}
-            Some((gid, left, expected)) => {
-                let expected = expected as usize;
+            Some(taken) if deferred_set.contains(&taken.gid) => {}
+            Some(Taken {
+                gid,
+                left,
+                size,
+                guid_hash,
+            }) => {
                 let entry = inflight.entry(gid).or_insert_with(|| {
                     by_age.push_back(gid);
                     let reused = take_spare(&mut spare, spares);
                     (
                         rec.offset,
                         0,
-                        ArchivedGroup::for_records(expected, &rec, reused),
+                        ArchivedGroup::for_records(size as usize, &rec, reused, guid_hash),
                     )
                 });
                 let before = entry.2.footprint();
@@ -609,7 +613,9 @@ fn compute_worker(
         let mut out = Projected::default();
         for work in &batch {
             let p = match work {
-                Work::Group(recs) => project_records(&recs.events(), Want::ALL),
+                Work::Group(recs) => {
+                    project_records(&recs.events(), Want::ALL).map(|p| recs.check_filed(p))
+                }
                 // Records outside interactions can still be status changes.
                 Work::Loose(recs) => project_records(&recs.events(), Want::LOOSE),
             };

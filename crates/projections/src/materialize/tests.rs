@@ -980,18 +980,26 @@ fn later_windows_read_back_from_their_buckets_group_alike() {
     // The groups as one pass over the index numbers them (the windows' pass
     // runs each half of the GUID hashes on a thread of its own).
     let mut members: BTreeMap<u32, Vec<u64>> = BTreeMap::new();
+    let mut keys: BTreeMap<u32, u64> = BTreeMap::new();
     let mut gid = 0u32;
     reader
         .index()
-        .for_each_guid_group(|_, hits| {
+        .for_each_guid_group(|hash, hits| {
             let mut mine: Vec<u64> = hits.iter().map(|h| h.offset).filter(|&o| o < end).collect();
             mine.sort_unstable();
             if !mine.is_empty() {
                 members.insert(gid, mine);
+                keys.insert(gid, hash);
             }
             gid += 1;
         })
         .unwrap();
+    let taken_of = |gid: u32, left: u32, size: u32| group_window::Taken {
+        gid,
+        left,
+        size,
+        guid_hash: keys[&gid],
+    };
     assert!(members.len() > 100, "{} groups", members.len());
     let group_of: BTreeMap<u64, u32> = members
         .iter()
@@ -1002,7 +1010,7 @@ fn later_windows_read_back_from_their_buckets_group_alike() {
         .map(|o| {
             let t = group_of.get(&o).map(|&gid| {
                 let from = members[&gid].iter().filter(|&&m| m >= o).count() as u32;
-                (gid, from - 1, from)
+                taken_of(gid, from - 1, from)
             });
             (o, t)
         })
@@ -1020,13 +1028,13 @@ fn later_windows_read_back_from_their_buckets_group_alike() {
             }
             out.push((
                 *o,
-                t.map(|(gid, ..)| {
+                t.map(|group_window::Taken { gid, .. }| {
                     let from = w.saturating_mul(window);
                     let total = members[&gid].iter().filter(|&&m| m >= from).count() as u32;
                     let n = taken.entry(gid).or_default();
                     let before = total - *n;
                     *n += 1;
-                    (gid, before - 1, before)
+                    taken_of(gid, before - 1, before)
                 }),
             ));
         }
