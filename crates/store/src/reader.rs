@@ -81,6 +81,10 @@ pub struct ArchiveReader {
     /// reader could not index it (a writer holds the archive, or indexing
     /// failed): what it cannot see.
     unindexed_from: Option<u64>,
+    /// The damaged places of the log that lookups by the index met (a
+    /// record that fails its checks, a segment that is gone): those records
+    /// were left out and the others served; the caller says so.
+    damage_met: Vec<String>,
 }
 
 impl ArchiveReader {
@@ -256,6 +260,7 @@ impl ArchiveReader {
             log,
             visible_end,
             unindexed_from: None,
+            damage_met: Vec::new(),
         })
     }
 
@@ -304,6 +309,13 @@ impl ArchiveReader {
         self.visible_end
     }
 
+    /// The damaged places of the log the lookups so far met and left out
+    /// (what and where), for the caller to say that what it shows is
+    /// incomplete.
+    pub fn damage_met(&self) -> &[String] {
+        &self.damage_met
+    }
+
     /// From now on sees only the records below `end` (never more than it
     /// saw): what a check of something derived from those records reads.
     pub fn limit_visible(&mut self, end: u64) {
@@ -315,7 +327,16 @@ impl ArchiveReader {
         let mut records = Vec::with_capacity(hits.len());
         for hit in hits.iter().filter(|h| h.offset < self.visible_end) {
             let at = self.segments.position(&self.log, hit.offset, hit.pos);
-            let rec = self.log.read_at(at)?;
+            let rec = match self.log.read_at(at) {
+                Ok(rec) => rec,
+                // Not served, and the rest still is (docs/OPERATIONS.md,
+                // "Integrity checks"): noted for the caller to say.
+                Err(e @ (LogError::Corrupt { .. } | LogError::NoRecord { .. })) => {
+                    self.damage_met.push(format!("offset {}: {e}", hit.offset));
+                    continue;
+                }
+                Err(e) => return Err(e.into()),
+            };
             if rec.offset != hit.offset {
                 return Err(StoreError::Inconsistent(format!(
                     "index points offset {} at segment {} position {}, which holds offset {}",

@@ -215,11 +215,24 @@ pub fn searched(reader: &ArchiveReader, dir: &Path) -> String {
     }
 }
 
+/// Says on stderr (even with `-q`: what is shown is incomplete) which
+/// records the lookups left out because their place in the log is damaged.
+pub fn warn_damage_met(reader: &ArchiveReader) {
+    let met = reader.damage_met();
+    if let Some(first) = met.first() {
+        crate::output::error_line(format_args!(
+            "ccvault: warning: {} record(s) of what follows are in damaged places of the log and left out (first: {first}); run `ccvault verify`",
+            met.len()
+        ));
+    }
+}
+
 /// `show GUID --raw`: the archived payloads byte-exact, one a line, in
 /// canonical order (docs/METRICS.md §2).
 pub fn show_raw(cli: &Cli, guid: &str, tenant: Option<&str>) -> Result<ExitCode> {
     let mut reader = open_reader_brief(cli)?;
     let records = reader.interaction_records(guid)?;
+    warn_damage_met(&reader);
     if records.is_empty() {
         anyhow::bail!(
             "no events of interaction {guid:?} in {}",

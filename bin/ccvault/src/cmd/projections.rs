@@ -281,6 +281,7 @@ pub fn show(
     let mut reader = open_reader(cli)?;
     let store = projections_for_show(cli);
     let legs = contact::read_legs(&mut reader, store.as_ref(), guid)?;
+    crate::cmd::archive::warn_damage_met(&reader);
     let mut shown = contact::timelines(&legs);
     if let (Some(tenant), Some(asked)) = (tenant, shown.iter().find(|l| l.asked)) {
         check_tenant(guid, asked.timeline.summary.tenant.as_deref(), tenant)?;
