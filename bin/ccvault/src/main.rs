@@ -338,6 +338,10 @@ pub enum Command {
     },
     /// Check every CRC of the log, the index against the log, and the projections against a recompute from the log; exit 0 only when clean.
     Verify {
+        /// Check the log and the index only, not the projections (their
+        /// recompute takes about as long as `rebuild`, and its memory).
+        #[arg(long)]
+        no_projections: bool,
         #[command(flatten)]
         out: HumanJsonArg,
     },

@@ -355,10 +355,12 @@ pub fn tenant_stats(cli: &Cli, only: Option<&str>, format: HumanJson) -> Result<
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn verify(cli: &Cli, format: HumanJson) -> Result<ExitCode> {
+pub fn verify(cli: &Cli, no_projections: bool, format: HumanJson) -> Result<ExitCode> {
     let report = ccvault_store::verify(&cli.data_dir)
         .with_context(|| format!("cannot verify {}", cli.data_dir.display()))?;
-    let projections = {
+    let projections = if no_projections {
+        Checked::NotChecked("--no-projections".to_owned())
+    } else {
         let mut reader = ArchiveReader::open(&cli.data_dir)
             .with_context(|| format!("cannot verify {}", cli.data_dir.display()))?;
         Projections::check(&cli.data_dir, &mut reader, RebuildOptions::default()).with_context(
@@ -371,7 +373,7 @@ pub fn verify(cli: &Cli, format: HumanJson) -> Result<ExitCode> {
         Checked::IndexIncomplete(_) => Vec::new(),
         Checked::NotBuilt | Checked::OtherVersion(_) | Checked::NotChecked(_) => Vec::new(),
     };
-    if let Checked::NotChecked(why) = &projections {
+    if let (Checked::NotChecked(why), false) = (&projections, no_projections) {
         status!("ccvault: warning: the projections were not checked: {why}");
     }
     // The recompute found what the index check did not: the index's.

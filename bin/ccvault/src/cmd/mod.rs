@@ -66,7 +66,10 @@ pub fn run(cli: &Cli) -> Result<ExitCode> {
                 archive::stats(cli, format)
             }
         }
-        Command::Verify { out } => archive::verify(cli, cli.format_of(out.format, "verify")?),
+        Command::Verify {
+            no_projections,
+            out,
+        } => archive::verify(cli, *no_projections, cli.format_of(out.format, "verify")?),
         Command::Reindex { out } => archive::reindex(cli, cli.format_of(out.format, "reindex")?),
         Command::Quarantine { range, out } => {
             archive::quarantine(cli, range, cli.format_of(out.format, "quarantine")?)

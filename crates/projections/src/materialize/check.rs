@@ -244,8 +244,8 @@ fn same_table<K: redb::Key + 'static, V: redb::Value + 'static>(
     let (ta, tb) = (entries(a, path_a)?, entries(b, path_b)?);
     let mut ia = ta.as_ref().map(|t| t.iter()).transpose().at(path_a)?;
     let mut ib = tb.as_ref().map(|t| t.iter()).transpose().at(path_b)?;
-    // An entry as its key's and value's bytes, and the key as redb prints it.
-    type Entry = (Vec<u8>, Vec<u8>, String);
+    // An entry as its key's and value's bytes.
+    type Entry = (Vec<u8>, Vec<u8>);
     fn next<K: redb::Key + 'static, V: redb::Value + 'static>(
         it: &mut Option<redb::Range<'_, K, V>>,
         path: &Path,
@@ -259,44 +259,49 @@ fn same_table<K: redb::Key + 'static, V: redb::Value + 'static>(
         let (k, v) = item.at(path)?;
         let key = k.value();
         let key_bytes = K::as_bytes(&key).as_ref().to_vec();
-        let shown = format!("{key:?}");
         let value = v.value();
         let value_bytes = V::as_bytes(&value).as_ref().to_vec();
-        Ok(Some((key_bytes, value_bytes, shown)))
+        Ok(Some((key_bytes, value_bytes)))
     }
+    // The key as redb prints it, for the first difference only.
+    let shown = |bytes: &[u8]| format!("{:?}", K::from_bytes(bytes));
     let (mut ea, mut eb) = (next(&mut ia, path_a)?, next(&mut ib, path_b)?);
     let mut differing = 0u64;
     let mut first: Option<String> = None;
-    let mut note = |what: String| {
+    // Each difference counted; the first one described (formatting a key
+    // for every entry was most of a clean check's comparing).
+    let mut note = |what: &dyn Fn() -> String| {
         differing += 1;
-        first.get_or_insert(what);
+        if first.is_none() {
+            first = Some(what());
+        }
     };
     loop {
         let order = match (&ea, &eb) {
             (None, None) => break,
             (Some(_), None) => Ordering::Less,
             (None, Some(_)) => Ordering::Greater,
-            (Some((ka, ..)), Some((kb, ..))) => K::compare(ka, kb),
+            (Some((ka, _)), Some((kb, _))) => K::compare(ka, kb),
         };
         match order {
             Ordering::Equal => {
-                if let (Some((_, va, key)), Some((_, vb, _))) = (&ea, &eb) {
+                if let (Some((key, va)), Some((_, vb))) = (&ea, &eb) {
                     if va != vb {
-                        note(format!("the value of {} is not the log's", shorter(key)));
+                        note(&|| format!("the value of {} is not the log's", shorter(&shown(key))));
                     }
                 }
                 ea = next(&mut ia, path_a)?;
                 eb = next(&mut ib, path_b)?;
             }
             Ordering::Less => {
-                if let Some((_, _, key)) = &ea {
-                    note(format!("{} is not in the log's", shorter(key)));
+                if let Some((key, _)) = &ea {
+                    note(&|| format!("{} is not in the log's", shorter(&shown(key))));
                 }
                 ea = next(&mut ia, path_a)?;
             }
             Ordering::Greater => {
-                if let Some((_, _, key)) = &eb {
-                    note(format!("{} is missing", shorter(key)));
+                if let Some((key, _)) = &eb {
+                    note(&|| format!("{} is missing", shorter(&shown(key))));
                 }
                 eb = next(&mut ib, path_b)?;
             }
