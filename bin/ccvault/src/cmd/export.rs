@@ -93,6 +93,7 @@ pub fn export(cli: &Cli, args: &ExportArgs) -> Result<ExitCode> {
                         }
                     })
                 })?;
+                crate::cmd::archive::warn_damage_met(&reader);
             }
         },
         (ExportWhat::Interactions, _) => {
