@@ -345,7 +345,7 @@ pub enum Command {
         #[command(flatten)]
         out: HumanJsonArg,
     },
-    /// Rebuild the index from the log (and the facts of sealed segments that have none), then the projections through it.
+    /// Rebuild the index from the log (and every sealed segment's facts), then the projections through it.
     Reindex {
         #[command(flatten)]
         out: HumanJsonArg,

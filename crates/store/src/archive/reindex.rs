@@ -12,9 +12,9 @@
 //!   it is sealed: a crash leaves the old index in place.
 //! - Reading and parsing (most of the work) run on up to four scanner
 //!   threads, each taking whole segments in turn, with bounded queues.
-//! - A whole rebuild also writes the facts (`crate::facts`) of each sealed
-//!   segment that has none usable, from the same parse: an archive written
-//!   before facts, or whose facts were removed, gets them.
+//! - A whole rebuild also writes the facts (`crate::facts`) of every sealed
+//!   segment, from the same parse: an archive written before facts, or
+//!   whose facts were removed or disagree with their payloads, gets them.
 
 use std::ops::ControlFlow;
 use std::sync::Arc;
@@ -28,7 +28,7 @@ use super::{
     arrival, create_private_file, index_entry, open_index, remove_file_if_exists, Archive,
 };
 use crate::error::{io, Result, StoreError};
-use crate::facts::{FactsBuilder, SegmentFacts};
+use crate::facts::FactsBuilder;
 use crate::segments::packed_totals;
 
 impl Archive {
@@ -251,8 +251,11 @@ fn scan_message(rec: &RecordRef<'_>) -> ScannedMessage {
     }
 }
 
-/// Which segments' facts a scan writes: those before `last` (the writer's
-/// segment) without usable ones, into `dir`.
+/// Which segments' facts a scan writes: every one before `last` (the
+/// writer's segment), into `dir`. Those already there are written again
+/// too: a facts file that reads well (its CRC holds) can still disagree with
+/// its payloads (`verify` compares them), and the whole rebuild parses every
+/// payload anyway, so it is what repairs them.
 pub(super) struct FactsPlan {
     pub dir: std::path::PathBuf,
     pub last: u64,
@@ -262,8 +265,7 @@ impl FactsPlan {
     /// A builder for the facts of `base` scanned from `pos`, if they are to
     /// be written.
     fn builder(&self, base: u64, pos: u32) -> Option<FactsBuilder> {
-        let usable = matches!(SegmentFacts::read(&StdVfs, &self.dir, base), Ok(Some(_)));
-        (pos == 0 && base < self.last && !usable).then(|| FactsBuilder::new(base))
+        (pos == 0 && base < self.last).then(|| FactsBuilder::new(base))
     }
 }
 
