@@ -121,6 +121,24 @@ impl Pristine {
     }
 }
 
+/// The whole stream as NDJSON, but one line in ten with its
+/// `interactionGUID` key misspelled (same length, so an archive of it is
+/// laid out like one of the stream): what the index and the facts of such
+/// an archive say is not what the stream's own archive holds.
+fn misspelled_guid_keys(stream: &Stream) -> String {
+    (0..stream.events)
+        .map(|i| {
+            let line = stream.line(i);
+            let line = if i % 10 == 3 {
+                line.replacen("\"interactionGUID\"", "\"interactionGUIX\"", 1)
+            } else {
+                line
+            };
+            line + "\n"
+        })
+        .collect()
+}
+
 fn seg_path(dir: &Path, base: u64) -> PathBuf {
     dir.join("log").join(segment_file_name(base))
 }
@@ -556,18 +574,7 @@ fn damaged_facts_are_reported_and_never_used() {
     // one line in ten with its `interactionGUID` key misspelled.
     let other = {
         let input = p._tmp.path().join("misspelled.ndjson");
-        let text: String = (0..p.stream.events)
-            .map(|i| {
-                let line = p.stream.line(i);
-                let line = if i % 10 == 3 {
-                    line.replacen("\"interactionGUID\"", "\"interactionGUIX\"", 1)
-                } else {
-                    line
-                };
-                line + "\n"
-            })
-            .collect();
-        fs::write(&input, text).unwrap();
+        fs::write(&input, misspelled_guid_keys(&p.stream)).unwrap();
         let other = p._tmp.path().join("misspelled");
         import(
             &other,
@@ -800,17 +807,7 @@ fn a_rebuild_refuses_an_index_that_does_not_file_the_logs_events() {
         dir
     };
     let s = stream(80);
-    let misspelled: String = (0..400)
-        .map(|i| {
-            let line = s.line(i);
-            let line = if i % 10 == 3 {
-                line.replacen("\"interactionGUID\"", "\"interactionGUIX\"", 1)
-            } else {
-                line
-            };
-            line + "\n"
-        })
-        .collect();
+    let misspelled = misspelled_guid_keys(&s);
     let others = stream(100).text(0..400);
     for (case, theirs) in [("misspelled", misspelled), ("others", others)] {
         let ours = archive_of(&format!("ours-{case}"), s.text(0..400));
