@@ -999,3 +999,123 @@ fn verify_finds_projections_that_differ_from_the_log_even_where_reads_do_not() {
     ccvault(&dir, &["verify", "-q"]).ok();
     assert_eq!(read(&dir).ok().stdout, clean);
 }
+
+/// The archive `dir`'s records as (offset, line of `s`), in log order.
+fn lines_by_offset(dir: &Path, s: &Stream) -> Vec<(u64, usize)> {
+    let (records, damage) = common::scan(dir);
+    assert!(damage.is_empty(), "{damage:?}");
+    records
+        .iter()
+        .map(|r| {
+            let line = s
+                .index_of(&r.payload)
+                .unwrap_or_else(|| panic!("offset {} holds no line of the stream", r.offset));
+            (r.offset, line)
+        })
+        .collect()
+}
+
+/// `interactions --format json` of an archive freshly imported from
+/// exactly `lines` of `s`.
+fn interactions_of_lines(tmp: &Path, s: &Stream, lines: &[usize]) -> String {
+    let dir = tmp.join("expected");
+    let _ = fs::remove_dir_all(&dir);
+    let input = tmp.join("expected.ndjson");
+    let text: String = lines.iter().map(|&i| s.line(i) + "\n").collect();
+    fs::write(&input, text).unwrap();
+    import(&dir, &[&input], &[]);
+    ccvault(&dir, &["interactions", "--format", "json"])
+        .ok()
+        .stdout_str()
+}
+
+/// The active segment removed, or its last record damaged after the index
+/// took it: the archive loses those records only. The next writer says
+/// which offsets were lost, appends after what the log holds (offsets stay
+/// dense), and rebuilds what was derived from the lost records (the index
+/// at once, the projections on the next read: a catch-up would otherwise
+/// skip the new records that took their offsets). The archive then
+/// verifies clean, projections included, and every answer is that of an
+/// archive of the records the log holds.
+#[test]
+fn a_lost_tail_of_the_log_costs_only_its_records() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = Stream {
+        events: 900,
+        interactions: 60,
+        line_len: 300,
+    };
+    let dir = tmp.path().join("archive");
+    let part = |name: &str, range: std::ops::Range<usize>| {
+        let path = tmp.path().join(name);
+        fs::write(&path, s.text(range)).unwrap();
+        path
+    };
+    import(
+        &dir,
+        &[&part("a.ndjson", 0..400)],
+        &["--segment-bytes", "40KiB"],
+    );
+    // Read once: the projections hold every record.
+    ccvault(&dir, &["interactions"]).ok();
+    let check = |lines: &[usize], when: &str| {
+        let held = lines_by_offset(&dir, &s);
+        let want: Vec<(u64, usize)> = lines
+            .iter()
+            .enumerate()
+            .map(|(offset, &line)| (offset as u64, line))
+            .collect();
+        assert_eq!(held, want, "{when}: the records held, by offset");
+        assert_eq!(
+            ccvault(&dir, &["interactions", "--format", "json"])
+                .ok()
+                .stdout_str(),
+            interactions_of_lines(tmp.path(), &s, lines),
+            "{when}: interactions"
+        );
+        let verify = ccvault(&dir, &["verify"]);
+        assert_eq!(verify.code, 0, "{when}: {}", verify.stdout_str());
+    };
+
+    // 1. The active segment removed: the sealed ones (compressed) remain.
+    let active = common::segment_files(&dir);
+    assert_eq!(active.len(), 1, "one active segment: {active:?}");
+    let lost_from: usize = active[0]
+        .file_stem()
+        .and_then(|n| n.to_str())
+        .and_then(|n| n.parse().ok())
+        .unwrap();
+    assert!(lost_from > 0 && lost_from < 400, "{lost_from}");
+    fs::remove_file(&active[0]).unwrap();
+    // As many records as were lost and a few more: most interactions get
+    // no record past the offsets the projections had consumed.
+    let b_end = 400 + (400 - lost_from) + 5;
+    let run = import(&dir, &[&part("b.ndjson", 400..b_end)], &[]);
+    assert!(
+        run.stderr.contains("active segment was missing")
+            && run.stderr.contains(&format!("offsets {lost_from}..400")),
+        "{}",
+        run.stderr
+    );
+    let mut lines: Vec<usize> = (0..lost_from).chain(400..b_end).collect();
+    check(&lines, "after the segment was lost");
+
+    // 2. The last record damaged after the index took it (a torn tail to
+    // recovery, which cuts it).
+    let active = common::segment_files(&dir);
+    let last = active.last().unwrap();
+    let mut bytes = fs::read(last).unwrap();
+    let at = bytes.len() - 3;
+    bytes[at] ^= 0x55;
+    fs::write(last, bytes).unwrap();
+    let run = import(&dir, &[&part("c.ndjson", b_end..b_end + 100)], &[]);
+    let n = lines.len();
+    assert!(
+        run.stderr.contains(&format!("offsets {}..{n}", n - 1)),
+        "{}",
+        run.stderr
+    );
+    lines.pop();
+    lines.extend(b_end..b_end + 100);
+    check(&lines, "after the last record was cut");
+}

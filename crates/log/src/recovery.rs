@@ -16,8 +16,8 @@ use std::sync::Arc;
 
 use crate::error::{LogError, Result};
 use crate::format::{FORMAT_VERSION, HEADER_LEN};
-use crate::scan::{Damage, DamageReason, SegCursor, Step};
-use crate::segment::{read_header, rewrite_empty_segment, segment_path, HeaderState};
+use crate::scan::{Damage, DamageReason, Scan, ScanRef, SegCursor, Step};
+use crate::segment::{read_header, rewrite_empty_segment, segment_path, segz_path, HeaderState};
 use crate::vfs::{OpenMode, Vfs, VfsFile};
 use crate::window::{Src, Window};
 use crate::Position;
@@ -42,6 +42,10 @@ pub struct Recovery {
     /// version: the version found. Records of a newer kind never go into an
     /// older segment.
     pub rolled_from_version: Option<u16>,
+    /// The last file of the log was a sealed `.segz` with no `.seg` after
+    /// it (the active segment removed, or never created): its base. The
+    /// writer started a new segment after the `.segz`'s last record.
+    pub resumed_after_packed: Option<u64>,
 }
 
 /// The recovered last segment, ready for appending.
@@ -81,6 +85,38 @@ fn run(cur: &mut SegCursor, win: &mut Window) -> Result<Pass> {
             Step::Damage(d) => pass.damage.push(d),
             Step::End => return Ok(pass),
         }
+    }
+}
+
+/// The offset after the last record of the sealed `.segz` of `base`, the
+/// last file of the log: where a new segment after it starts. Refused when
+/// the `.segz` ends in damage, which may have held later offsets.
+pub(crate) fn next_offset_after_packed(vfs: &Arc<dyn Vfs>, dir: &Path, base: u64) -> Result<u64> {
+    let mut scan = Scan::single(Arc::clone(vfs), dir.to_path_buf(), base, HEADER_LEN);
+    let mut next = base;
+    let mut damage_after: Option<Damage> = None;
+    while let Some(item) = scan.next_ref() {
+        match item? {
+            ScanRef::Record(_, rec) => {
+                next = rec.offset.saturating_add(1).max(next);
+                damage_after = None;
+            }
+            ScanRef::Damage(d) => damage_after = Some(d),
+        }
+    }
+    match damage_after {
+        None => Ok(next),
+        Some(d) => Err(LogError::Corrupt {
+            file: segz_path(dir, base),
+            pos: d.pos,
+            what: format!(
+                "the log's last file is this sealed segment, with no {} after it, and its end is damaged ({}): \
+                 the next offset is unknown, so nothing can be appended; put the missing segment back, \
+                 or copy the readable events out with `ccvault export` into a new archive",
+                segment_path(dir, next).display(),
+                d.reason
+            ),
+        }),
     }
 }
 
@@ -125,7 +161,7 @@ pub(crate) fn recover_last(
         scanned_records: pass.records,
         truncated_at: None,
         scanned_from,
-        rolled_from_version: None,
+        ..Recovery::default()
     };
 
     // A segment whose creation was torn: no valid header and no record.

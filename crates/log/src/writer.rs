@@ -44,7 +44,7 @@ use crate::format::{
 };
 use crate::options::{FsyncPolicy, LogOptions};
 use crate::reader::LogReader;
-use crate::recovery::{recover_last, Recovery};
+use crate::recovery::{next_offset_after_packed, recover_last, Recovery};
 use crate::segment::{
     create_segment, list_segment_file_lens, list_segment_files, rewrite_empty_segment,
     segment_path, Kind, PackedSegments,
@@ -141,12 +141,30 @@ impl Log {
         // has both files now, and none goes away while the lock is held).
         let files = list_segment_file_lens(vfs.as_ref(), dir)?;
         let packed = Arc::new(Mutex::new(PackedSegments::of_listing(&files)));
-        let (base, file, written, recovery) = match files.last().map(|f| f.0) {
+        let (base, file, written, recovery) = match files.last().map(|f| (f.0, f.1)) {
             None => {
                 let file = create_segment(vfs.as_ref(), dir, 0)?;
                 (0, file, u64::from(HEADER_LEN), Recovery::default())
             }
-            Some(base) => {
+            Some((base, Kind::Packed)) => {
+                // Only sealed segments are compressed, and each after its
+                // successor exists durably: the active `.seg` was removed.
+                // The `.segz` stays as it is; appends go to a new segment
+                // after its last record.
+                let next = next_offset_after_packed(&vfs, dir, base)?;
+                let file = create_segment(vfs.as_ref(), dir, next)?;
+                let recovery = Recovery {
+                    next_offset: next,
+                    scanned_from: Position {
+                        segment: next,
+                        pos: HEADER_LEN,
+                    },
+                    resumed_after_packed: Some(base),
+                    ..Recovery::default()
+                };
+                (next, file, u64::from(HEADER_LEN), recovery)
+            }
+            Some((base, Kind::Plain)) => {
                 let r = recover_last(vfs.as_ref(), dir, base, scan_from)?;
                 let mut recovery = r.recovery;
                 match r.version {

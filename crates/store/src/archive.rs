@@ -382,6 +382,27 @@ impl Archive {
         for d in &recovery.damaged {
             tracing::warn!("damaged record kept aside on open: {d:?}");
         }
+        if let Some(base) = recovery.resumed_after_packed {
+            tracing::warn!(
+                "the log's active segment was missing (its last file is the sealed {}): appending to a new segment after it",
+                ccvault_log::segz_file_name(base)
+            );
+        }
+        // The log lost records the index had seen: the index is rebuilt
+        // below; the projections hold them too, and a catch-up that started
+        // after new records took their offsets would neither take those new
+        // records nor drop the lost ones, so they go, and the next read
+        // rebuilds them.
+        let lost = checkpoint
+            .map(|c| c.next_offset)
+            .filter(|&seen| seen > log.next_offset());
+        if let Some(seen) = lost {
+            tracing::warn!(
+                "the log no longer holds the records at offsets {}..{seen} that the index had seen (an unsynced tail lost, a damaged last record cut, or a removed segment); rebuilding the index, and the projections on the next read",
+                log.next_offset()
+            );
+            remove_file_if_exists(&layout.projections_path())?;
+        }
         let log_reader = log.reader();
         let mut archive = Archive {
             segments: SegmentMap::new(&log_reader),
@@ -399,10 +420,7 @@ impl Archive {
             facts_writer: None,
             _lock: lock,
         };
-        let index = if checkpoint.is_some_and(|c| c.next_offset > archive.log.next_offset()) {
-            tracing::warn!(
-                "index checkpoint is past the end of the log (the log lost an unsynced tail); rebuilding the index"
-            );
+        let index = if lost.is_some() {
             report.index_rebuilt = true;
             archive.rebuild_index()?
         } else {
