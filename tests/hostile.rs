@@ -571,6 +571,74 @@ fn verify_over_a_zeroed_index_reports_the_rebuild() {
     assert_eq!(stats(&dir).records, 1);
 }
 
+/// An `index.redb` cut short opens (its header is whole) but fails where a
+/// read reaches past its end: `verify` reports it as an index problem that
+/// names `ccvault reindex` and still checks the whole log (the projections,
+/// whose recompute reads the index, go unchecked), `show` says the same
+/// instead of a bare "failed to fill whole buffer", and `reindex` repairs
+/// it.
+#[test]
+fn a_truncated_index_is_reported_with_the_command_that_repairs_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("archive");
+    let input = tmp.path().join("day.ndjson");
+    let day = ccvault(
+        tmp.path(),
+        &[
+            "simulate",
+            "--events",
+            "20000",
+            "--seed",
+            "5",
+            "--no-quirks",
+        ],
+    )
+    .ok();
+    fs::write(&input, &day.stdout).unwrap();
+    import(&dir, &[&input], &[]);
+    let guid = ccvault(&dir, &["interactions", "--format", "json"])
+        .ok()
+        .json_lines()[0]["interactionGUID"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let records = stats(&dir).records;
+    let index = dir.join("index.redb");
+    let len = fs::metadata(&index).unwrap().len();
+    fs::OpenOptions::new()
+        .write(true)
+        .open(&index)
+        .unwrap()
+        .set_len(len - 100_000)
+        .unwrap();
+
+    let run = ccvault(&dir, &["verify", "--format", "json"]);
+    run.assert_no_panic();
+    assert_eq!(run.code, 1, "{}{}", run.stdout_str(), run.stderr);
+    let report = &run.json_lines()[0];
+    let problems = report["indexProblems"].to_string();
+    assert!(
+        report["records"].as_u64() == Some(records)
+            && report["damage"].as_array().is_some_and(Vec::is_empty)
+            && problems.contains("damaged")
+            && problems.contains("ccvault reindex"),
+        "{report}"
+    );
+    let show = ccvault(&dir, &["show", &guid]);
+    show.assert_no_panic();
+    assert!(
+        show.code == 1
+            && show.stderr.contains("damaged")
+            && show.stderr.contains("ccvault reindex"),
+        "{}",
+        show.stderr
+    );
+
+    ccvault(&dir, &["reindex"]).ok();
+    ccvault(&dir, &["verify"]).ok();
+    ccvault(&dir, &["show", &guid]).ok();
+}
+
 /// Issue 15 item 7: a segment copied under a second name (its offsets
 /// repeat) or renamed to a wrong base (its offsets go back) is damage that
 /// `verify` reports; its records are never served twice or out of order, by

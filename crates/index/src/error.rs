@@ -29,10 +29,20 @@ pub(crate) trait AtPath<T> {
 }
 
 impl<T, E: Into<redb::Error>> AtPath<T> for std::result::Result<T, E> {
+    /// A damaged file says so, with the command that replaces it.
     fn at(self, path: &Path) -> Result<T> {
-        self.map_err(|e| IndexError::Redb {
-            path: path.display().to_string(),
-            source: e.into(),
+        self.map_err(|e| {
+            let source = e.into();
+            match crate::redb_damage(&source) {
+                Some(why) => IndexError::Corrupt {
+                    path: path.display().to_string(),
+                    what: format!("the index file is damaged ({why})"),
+                },
+                None => IndexError::Redb {
+                    path: path.display().to_string(),
+                    source,
+                },
+            }
         })
     }
 }

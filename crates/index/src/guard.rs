@@ -127,6 +127,22 @@ pub fn guard_redb<T, E>(
     }
 }
 
+/// What makes a redb error the sign of a damaged file rather than of the
+/// machine: a file redb finds corrupted, shorter than its own structures
+/// say (redb reads past its end), or without redb's header ("Not a redb
+/// database"). The file is derived, so the caller says which command
+/// replaces it.
+pub fn redb_damage(e: &redb::Error) -> Option<String> {
+    match e {
+        redb::Error::Corrupted(why) => Some(why.clone()),
+        redb::Error::Io(io) if io.kind() == std::io::ErrorKind::UnexpectedEof => {
+            Some(format!("it ends before its last page ({io})"))
+        }
+        redb::Error::Io(io) if io.kind() == std::io::ErrorKind::InvalidData => Some(io.to_string()),
+        _ => None,
+    }
+}
+
 /// Runs caller code from inside a guarded call: its panics are not caught.
 pub fn unguarded<T>(f: impl FnOnce() -> T) -> T {
     let outer = DEPTH.with(|d| d.replace(0));

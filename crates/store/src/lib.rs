@@ -31,8 +31,8 @@ pub use archive::{
     OpenReport, Outcome, Prepared,
 };
 pub use ccvault_index::{
-    compact_if_it_frees_enough, guard_redb, guid_hash, payload_hash, unguarded, Counters, Hit,
-    IndexReader,
+    compact_if_it_frees_enough, guard_redb, guid_hash, payload_hash, redb_damage, unguarded,
+    Counters, Hit, IndexReader,
 };
 pub use ccvault_log::{
     Compression, FsyncPolicy, Position, Record, RecordKind, RecordRef, SourceKind,

@@ -363,9 +363,20 @@ pub fn verify(cli: &Cli, no_projections: bool, format: HumanJson) -> Result<Exit
     } else {
         let mut reader = ArchiveReader::open(&cli.data_dir)
             .with_context(|| format!("cannot verify {}", cli.data_dir.display()))?;
-        Projections::check(&cli.data_dir, &mut reader, RebuildOptions::default()).with_context(
-            || format!("cannot check the projections of {}", cli.data_dir.display()),
-        )?
+        match Projections::check(&cli.data_dir, &mut reader, RebuildOptions::default()) {
+            Ok(checked) => checked,
+            // The recompute reads the index: one the index check found
+            // damaged is reported there, and the projections go unchecked.
+            Err(e) if !report.index_problems.is_empty() => {
+                Checked::NotChecked(format!("the recompute could not read the index ({e})"))
+            }
+            Err(e) => {
+                return Err(anyhow::Error::new(e).context(format!(
+                    "cannot check the projections of {}",
+                    cli.data_dir.display()
+                )))
+            }
+        }
     };
     let projection_problems: Vec<String> = match &projections {
         Checked::Compared { problems, .. } => problems.clone(),

@@ -182,33 +182,21 @@ trait AtPath<T> {
 }
 
 impl<T, E: Into<redb::Error>> AtPath<T> for std::result::Result<T, E> {
-    /// A file redb finds corrupted, shorter than its own structures say
-    /// (redb reads past its end) or without redb's header is damaged:
-    /// derived, so "run `ccvault rebuild`", which replaces it.
+    /// A damaged file ([`ccvault_store::redb_damage`]) is derived, so "run
+    /// `ccvault rebuild`", which replaces it.
     fn at(self, path: &Path) -> Result<T> {
-        self.map_err(|e| match e.into() {
-            redb::Error::Corrupted(why) => ProjectionError::Damaged {
-                path: path.display().to_string(),
-                why,
-            },
-            redb::Error::Io(io) if io.kind() == std::io::ErrorKind::UnexpectedEof => {
-                ProjectionError::Damaged {
+        self.map_err(|e| {
+            let source = e.into();
+            match ccvault_store::redb_damage(&source) {
+                Some(why) => ProjectionError::Damaged {
                     path: path.display().to_string(),
-                    why: format!("it ends before its last page ({io})"),
-                }
-            }
-            // What redb says of a header it cannot read as its own
-            // ("Not a redb database: magic number mismatch").
-            redb::Error::Io(io) if io.kind() == std::io::ErrorKind::InvalidData => {
-                ProjectionError::Damaged {
+                    why,
+                },
+                None => ProjectionError::Redb {
                     path: path.display().to_string(),
-                    why: io.to_string(),
-                }
+                    source,
+                },
             }
-            source => ProjectionError::Redb {
-                path: path.display().to_string(),
-                source,
-            },
         })
     }
 }
