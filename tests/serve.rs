@@ -943,3 +943,62 @@ fn a_server_started_before_its_archive_says_so_and_serves_it_once_made() {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// A record of a contact in a damaged place of the log: the contact page,
+/// its raw events and its API answer serve the rest, and say what they left
+/// out (the page in words, every answer in a header), as `show` says it on
+/// stderr.
+#[test]
+fn a_contact_with_a_damaged_record_serves_the_rest_and_says_what_it_left_out() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = common::Stream {
+        events: 40,
+        interactions: 4,
+        line_len: 300,
+    };
+    let input = tmp.path().join("in.ndjson");
+    s.write(&input);
+    let dir = tmp.path().join("archive");
+    import(&dir, &[&input], &["--no-compress"]);
+    // Line 13 (interaction 1), followed by valid records: kept aside, never
+    // served.
+    let bad_line = 13;
+    let g = s.interaction_of(bad_line);
+    let segment = &common::segment_files(&dir)[0];
+    let mut bytes = std::fs::read(segment).unwrap();
+    let needle = s.line(bad_line);
+    let at = bytes
+        .windows(needle.len())
+        .position(|w| w == needle.as_bytes())
+        .unwrap();
+    bytes[at + needle.len() - 10] ^= 0x01;
+    std::fs::write(segment, bytes).unwrap();
+
+    let server = Server::start(&dir, &tmp.path().join("serve.log"), &[]);
+    let guid = s.guid(g);
+    let expected: String = (g..s.events)
+        .step_by(s.interactions)
+        .filter(|&i| i != bad_line)
+        .map(|i| s.line(i) + "\n")
+        .collect();
+    let raw = server.get(&format!("/contact/{guid}/events.ndjson"));
+    assert_eq!(raw.status, 200);
+    assert_eq!(raw.text(), expected, "the records the log still holds");
+    let page = server.get(&format!("/contact/{guid}"));
+    let api = server.get(&format!("/api/contact/{guid}"));
+    for (what, r) in [("raw", &raw), ("page", &page), ("api", &api)] {
+        assert_eq!(r.status, 200, "{what}");
+        assert_eq!(r.header("ccvault-records-left-out"), "1", "{what}");
+    }
+    assert!(
+        page.text()
+            .contains("1 record(s) of what follows are in damaged places of the log"),
+        "{}",
+        page.text()
+    );
+    // An intact contact says nothing of the kind.
+    let other = server.get(&format!("/contact/{}", s.guid(g + 1)));
+    assert_eq!(other.status, 200);
+    assert_eq!(other.header("ccvault-records-left-out"), "");
+    assert!(!other.text().contains("damaged places"));
+}

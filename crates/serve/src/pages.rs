@@ -326,6 +326,14 @@ pub fn problem(title: &str, message: &str) -> String {
     shell(title, &body)
 }
 
+/// A warning paragraph saying `text`.
+pub fn warning(text: &str) -> String {
+    let mut out = String::from("<p class=\"error\" role=\"alert\">");
+    push_escaped(&mut out, text);
+    out.push_str("</p>\n");
+    out
+}
+
 /// `/login`: where a browser presents the token once (it is then kept in
 /// an HttpOnly cookie).
 pub fn login(failed: bool) -> String {

@@ -239,14 +239,23 @@ fn not_found(answer: Answer, message: String) -> Response {
     }
 }
 
+/// The header of a contact answer that left records out because they are
+/// in damaged places of the log: how many (the CLI says so on stderr; the
+/// page says it in words too).
+pub const LEFT_OUT_HEADER: &str = "ccvault-records-left-out";
+
 /// The step every contact route shares: on the blocking pool, reads the
 /// records of every leg of `guid`'s contact and their timelines, answers
-/// 404 when the asked leg has no event, else `f(tz, legs)`.
+/// 404 when the asked leg has no event, else `f(tz, legs, note)`, `note`
+/// saying which records were left out for damage (then counted in
+/// [`LEFT_OUT_HEADER`] too).
 async fn with_contact(
     live: Arc<Live>,
     guid: String,
     answer: Answer,
-    f: impl FnOnce(&jiff::tz::TimeZone, &[ShownLeg<'_>]) -> Result<Response, Problem> + Send + 'static,
+    f: impl FnOnce(&jiff::tz::TimeZone, &[ShownLeg<'_>], Option<&str>) -> Result<Response, Problem>
+        + Send
+        + 'static,
 ) -> Result<Response, Problem> {
     blocking(move || {
         let mut reader = live.reader().map_err(internal)?;
@@ -261,7 +270,14 @@ async fn with_contact(
             }
             return Ok(not_found(answer, message));
         }
-        f(&live.options().tz, &shown)
+        let note = reader.damage_note();
+        let mut r = f(&live.options().tz, &shown, note.as_deref())?;
+        let left_out = reader.damage_met().len();
+        if left_out > 0 {
+            r.headers_mut()
+                .insert(LEFT_OUT_HEADER, HeaderValue::from(left_out));
+        }
+        Ok(r)
     })
     .await
 }
@@ -272,27 +288,36 @@ async fn contact_page(
     Path(guid): Path<String>,
 ) -> Result<Response, Problem> {
     let download = format!("/contact/{}/events.ndjson", pages::percent_encode(&guid));
-    with_contact(s.live.clone(), guid, Answer::Page, move |tz, shown| {
-        let mut page = if shown.len() > 1 {
-            let views: Vec<_> = shown.iter().map(|l| l.view()).collect();
-            ccvault_html::render_contact(&views, tz)
-        } else {
-            let leg = &shown[0];
-            ccvault_html::render_timeline(&leg.timeline, &leg.inputs, tz)
-        };
-        pages::after_body_tag(&mut page, &pages::nav_for_page(Some(&download)));
-        let provenance: Vec<(&str, &[ccvault_store::Record])> = shown
-            .iter()
-            .map(|l| {
-                (
-                    l.timeline.interaction_guid.as_deref().unwrap_or(""),
-                    l.records,
-                )
-            })
-            .collect();
-        pages::before_footer(&mut page, &pages::provenance(&provenance, tz));
-        Ok(html_page(page))
-    })
+    with_contact(
+        s.live.clone(),
+        guid,
+        Answer::Page,
+        move |tz, shown, note| {
+            let mut page = if shown.len() > 1 {
+                let views: Vec<_> = shown.iter().map(|l| l.view()).collect();
+                ccvault_html::render_contact(&views, tz)
+            } else {
+                let leg = &shown[0];
+                ccvault_html::render_timeline(&leg.timeline, &leg.inputs, tz)
+            };
+            let mut nav = pages::nav_for_page(Some(&download));
+            if let Some(note) = note {
+                nav.push_str(&pages::warning(note));
+            }
+            pages::after_body_tag(&mut page, &nav);
+            let provenance: Vec<(&str, &[ccvault_store::Record])> = shown
+                .iter()
+                .map(|l| {
+                    (
+                        l.timeline.interaction_guid.as_deref().unwrap_or(""),
+                        l.records,
+                    )
+                })
+                .collect();
+            pages::before_footer(&mut page, &pages::provenance(&provenance, tz));
+            Ok(html_page(page))
+        },
+    )
     .await
 }
 
@@ -304,7 +329,7 @@ async fn contact_ndjson(
         "attachment; filename=\"contact-{}.ndjson\"",
         pages::percent_encode(&guid)
     );
-    with_contact(s.live.clone(), guid, Answer::Data, move |_, shown| {
+    with_contact(s.live.clone(), guid, Answer::Data, move |_, shown, _| {
         let mut out = Vec::new();
         for leg in shown {
             write_raw(leg.records, &mut out).map_err(|e| internal(e.into()))?;
@@ -326,7 +351,7 @@ async fn api_contact(
         s.live.clone(),
         guid,
         Answer::Data,
-        |_, shown| match contact_json(shown) {
+        |_, shown, _| match contact_json(shown) {
             Some(v) => Ok(body(JSON, json_line(&v).map_err(internal)?)),
             None => Err(internal(anyhow::anyhow!("the asked leg has no timeline"))),
         },

@@ -316,6 +316,16 @@ impl ArchiveReader {
         &self.damage_met
     }
 
+    /// The sentence that says what [`ArchiveReader::damage_met`] left out
+    /// of an answer, for every place that shows one; `None` when nothing.
+    pub fn damage_note(&self) -> Option<String> {
+        let first = self.damage_met.first()?;
+        Some(format!(
+            "{} record(s) of what follows are in damaged places of the log and left out (first: {first}); run `ccvault verify`",
+            self.damage_met.len()
+        ))
+    }
+
     /// From now on sees only the records below `end` (never more than it
     /// saw): what a check of something derived from those records reads.
     pub fn limit_visible(&mut self, end: u64) {

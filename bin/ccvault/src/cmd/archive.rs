@@ -218,12 +218,8 @@ pub fn searched(reader: &ArchiveReader, dir: &Path) -> String {
 /// Says on stderr (even with `-q`: what is shown is incomplete) which
 /// records the lookups left out because their place in the log is damaged.
 pub fn warn_damage_met(reader: &ArchiveReader) {
-    let met = reader.damage_met();
-    if let Some(first) = met.first() {
-        crate::output::error_line(format_args!(
-            "ccvault: warning: {} record(s) of what follows are in damaged places of the log and left out (first: {first}); run `ccvault verify`",
-            met.len()
-        ));
+    if let Some(note) = reader.damage_note() {
+        crate::output::error_line(format_args!("ccvault: warning: {note}"));
     }
 }
 
