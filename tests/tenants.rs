@@ -409,6 +409,23 @@ fn a_tenants_reads_never_touch_another_tenants_records() {
         "{}",
         own.stderr
     );
+    // And so does its Parquet export, which reads the same lookups.
+    let parquet = a.all.with_file_name("parquet-globex02");
+    let args = [
+        "export",
+        "--format",
+        "parquet",
+        "--out",
+        parquet.to_str().unwrap(),
+    ];
+    let said = ccvault(&a.all, &with_tenant(&args, "globex02")).ok().stderr;
+    let skipped: usize = said
+        .split("skipped ")
+        .nth(1)
+        .and_then(|t| t.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no count of damaged places: {said}"));
+    assert!(skipped >= globex_lines, "{said}");
 
     for tenant in ["acme01", "initech03"] {
         let got = ccvault(&a.all, &with_tenant(&["export"], tenant)).ok();

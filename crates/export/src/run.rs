@@ -557,11 +557,17 @@ fn scan_events(
                 |_| damaged += 1,
             )
             .map_err(ExportError::from),
-        (Some(t), _) => p
-            .tenant_records(reader, t, |rec| {
-                pass(At::default(), rec.as_ref()).map_err(|e| stop(e).into())
-            })
-            .map_err(ExportError::from),
+        (Some(t), _) => {
+            let met = reader.damage_met().len();
+            let read = p
+                .tenant_records(reader, t, |rec| {
+                    pass(At::default(), rec.as_ref()).map_err(|e| stop(e).into())
+                })
+                .map_err(ExportError::from);
+            // The tenant's records in damaged places, left out by the lookups.
+            damaged += (reader.damage_met().len() - met) as u64;
+            read
+        }
     };
     if let Some(e) = failed {
         return Err(e);
