@@ -983,3 +983,71 @@ fn an_export_killed_at_any_moment_leaves_whole_files_and_the_next_run_completes_
         "only {killed_running} of {ROUNDS} kills found the export running: the test lost its teeth"
     );
 }
+
+/// An incremental export trusts the offset it reached only where the log
+/// still holds, at its place, the record it exported last. After the log
+/// lost its tail (the active segment removed) and new records took those
+/// offsets, or pointed at another archive, `--since-last` is refused with
+/// what to do, instead of leaving the new records out; a full export then
+/// holds every record, and incremental runs go on from it.
+#[test]
+fn an_incremental_export_refuses_a_log_that_lost_what_it_exported() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = common::Stream {
+        events: 900,
+        interactions: 60,
+        line_len: 300,
+    };
+    let part = |name: &str, range: std::ops::Range<usize>| {
+        let path = tmp.path().join(name);
+        std::fs::write(&path, s.text(range)).unwrap();
+        path
+    };
+    let data = tmp.path().join("data");
+    let out = tmp.path().join("out");
+    import(
+        &data,
+        &[&part("a.ndjson", 0..400)],
+        &["--segment-bytes", "40KiB"],
+    );
+    export(&data, &out, &[]);
+    let b = part("b.ndjson", 400..420);
+    import(&data, &[&b], &[]);
+    export(&data, &out, &["--since-last"]);
+    assert_eq!(rows(&out, "events").len(), 420);
+
+    // Another archive (larger, so the offset it reached is there) is not
+    // this export's.
+    let other = tmp.path().join("other");
+    import(&other, &[&part("c.ndjson", 100..700)], &[]);
+    let mut args = export_args(&out);
+    args.push("--since-last");
+    let refused = ccvault(&other, &args).expect_code(1);
+    assert!(
+        refused.stderr.contains("run a full export"),
+        "{}",
+        refused.stderr
+    );
+
+    // The active segment lost, and more records than it held appended.
+    let active = common::segment_files(&data);
+    assert_eq!(active.len(), 1, "{active:?}");
+    std::fs::remove_file(&active[0]).unwrap();
+    import(&data, &[&part("d.ndjson", 420..900)], &[]);
+    let refused = ccvault(&data, &args).expect_code(1);
+    assert!(
+        refused.stderr.contains("lost records since")
+            && refused.stderr.contains("run a full export"),
+        "{}",
+        refused.stderr
+    );
+    let held = ccvault(&data, &["stats", "--format", "json"])
+        .ok()
+        .json_lines()[0]["records"]
+        .as_u64()
+        .unwrap();
+    export(&data, &out, &[]);
+    assert_eq!(rows(&out, "events").len() as u64, held);
+    import(&data, &[&b], &[]);
+    export(&data, &out, &["--since-last"]);
+}

@@ -61,6 +61,26 @@ pub struct Checkpoint {
     /// export and in checkpoints written before it existed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub agent_changes: Option<ChangesRef>,
+    /// The record at `events_end - 1` as this run read it, which the next
+    /// incremental run finds again before it trusts `events_end` (absent
+    /// when the run did not read that record by position: a tenant's
+    /// export; and in checkpoints written before it existed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_record: Option<RecordMark>,
+}
+
+/// One record of the log: where it is and a hash of its payload. Positions
+/// never change (compression keeps them), so the same log holds the same
+/// record there; a log that lost records since (their offsets then taken
+/// by others) or another archive does not.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RecordMark {
+    pub offset: u64,
+    pub segment: u64,
+    pub pos: u32,
+    /// `ccvault_store::payload_hash` of its payload, in hex.
+    pub payload_hash: String,
 }
 
 /// What `interactions` and `agent-states` are a function of, besides the
@@ -92,6 +112,7 @@ impl Checkpoint {
             sources: None,
             tables: BTreeMap::new(),
             agent_changes: None,
+            last_record: None,
         }
     }
 

@@ -40,13 +40,13 @@ use std::path::{Path, PathBuf};
 use ccvault_event::Event;
 use ccvault_projections::{InteractionFilter, Projections, SpanChanges};
 use ccvault_store::facts::FactsCursor;
-use ccvault_store::{ArchiveReader, Hit, Position, Record, RecordRef, StoreError};
+use ccvault_store::{payload_hash, ArchiveReader, Hit, Position, Record, RecordRef, StoreError};
 use jiff::tz::TimeZone;
 use serde::Serialize;
 use xxhash_rust::xxh3::Xxh3;
 
 use crate::changes::{self, CHANGES_FILE};
-use crate::checkpoint::{Checkpoint, PartState, Sources, CHECKPOINT_FILE};
+use crate::checkpoint::{Checkpoint, PartState, RecordMark, Sources, CHECKPOINT_FILE};
 use crate::column::{ColumnError, Rows};
 use crate::error::{io, ExportError, Result};
 use crate::partition::{create_dirs, Dates, NewFile, PartitionKey, TableWriter};
@@ -179,6 +179,14 @@ pub fn export(
             dir.display()
         )));
     }
+    if let Some(m) = old
+        .as_ref()
+        .filter(|_| incremental)
+        .and_then(|c| c.last_record.as_ref())
+        .filter(|m| m.offset + 1 == start)
+    {
+        check_last_record(reader, dir, m)?;
+    }
 
     let sources = Sources {
         projection_version: state.version,
@@ -251,6 +259,10 @@ pub fn export(
         _ => None,
     };
     let records_read = scanned.read;
+    // A run that read nothing new keeps the mark it found in place.
+    if start < end {
+        new.last_record = scanned.last_record;
+    }
     let mut sum = merge_appended(&mut new, Table::Events, &events);
     sum.seconds = clock.elapsed().as_secs_f64();
     tables.push(sum);
@@ -472,6 +484,8 @@ struct Scanned {
     changes: Option<Vec<Hit>>,
     /// Records read from the log.
     read: u64,
+    /// The record just below the wanted range, if it was read by position.
+    last_record: Option<RecordMark>,
 }
 
 /// One pass over the records `read` names: the `events` rows of those in
@@ -513,8 +527,13 @@ fn scan_events(
     };
     let mut stage = Stage::spawn("export-parse", rows, EventRows::visit)?;
     let mut records_read = 0u64;
+    let mut last_record = None;
     let mut pass = |at: At, rec: RecordRef<'_>| -> Result<()> {
         records_read += 1;
+        if let (Some(segment), Some(pos), true) = (at.segment, at.pos, rec.offset + 1 == wanted.end)
+        {
+            last_record = Some(mark(rec.offset, Position { segment, pos }, rec.payload));
+        }
         // Only what the stage will use crosses to it.
         let kept =
             !rec.quarantined && (wanted.contains(&rec.offset) || may_be_status_change(rec.payload));
@@ -580,7 +599,38 @@ fn scan_events(
         damaged,
         changes: rows.changes,
         read: records_read,
+        last_record,
     })
+}
+
+/// The mark of the record at `offset`, found at `at` with `payload`.
+fn mark(offset: u64, at: Position, payload: &[u8]) -> RecordMark {
+    RecordMark {
+        offset,
+        segment: at.segment,
+        pos: at.pos,
+        payload_hash: format!("{:016x}", payload_hash(payload)),
+    }
+}
+
+/// Refuses an incremental run over a log that no longer holds, where the
+/// checkpoint says, the record the last run exported last: the records
+/// since would be read from the wrong offset on.
+fn check_last_record(reader: &ArchiveReader, dir: &Path, m: &RecordMark) -> Result<()> {
+    let at = Position {
+        segment: m.segment,
+        pos: m.pos,
+    };
+    let found = reader.log().read_at(at).ok();
+    if found.is_some_and(|r| mark(r.offset, at, &r.payload) == *m) {
+        return Ok(());
+    }
+    Err(ExportError::Refused(format!(
+        "{} was exported up to offset {}, but the record it exported last (offset {}) is not in the archive as it was: the log lost records since (the writer warned of it), or the export is another archive's; run a full export (without --since-last) or use another directory",
+        dir.display(),
+        m.offset + 1,
+        m.offset
+    )))
 }
 
 /// Where a record the log's scan read is.
