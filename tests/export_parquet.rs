@@ -1005,16 +1005,21 @@ fn an_incremental_export_refuses_a_log_that_lost_what_it_exported() {
     };
     let data = tmp.path().join("data");
     let out = tmp.path().join("out");
+    let tenant_out = tmp.path().join("tenant-out");
+    let tenant = ["--tenant", "acmecorp01"];
     import(
         &data,
         &[&part("a.ndjson", 0..400)],
         &["--segment-bytes", "40KiB"],
     );
     export(&data, &out, &[]);
+    export(&data, &tenant_out, &tenant);
     let b = part("b.ndjson", 400..420);
     import(&data, &[&b], &[]);
     export(&data, &out, &["--since-last"]);
+    export(&data, &tenant_out, &["--since-last", tenant[0], tenant[1]]);
     assert_eq!(rows(&out, "events").len(), 420);
+    assert_eq!(rows(&tenant_out, "events").len(), 420);
 
     // Another archive (larger, so the offset it reached is there) is not
     // this export's.
@@ -1034,13 +1039,17 @@ fn an_incremental_export_refuses_a_log_that_lost_what_it_exported() {
     assert_eq!(active.len(), 1, "{active:?}");
     std::fs::remove_file(&active[0]).unwrap();
     import(&data, &[&part("d.ndjson", 420..900)], &[]);
-    let refused = ccvault(&data, &args).expect_code(1);
-    assert!(
-        refused.stderr.contains("lost records since")
-            && refused.stderr.contains("run a full export"),
-        "{}",
-        refused.stderr
-    );
+    let mut tenant_args = export_args(&tenant_out);
+    tenant_args.extend_from_slice(&["--since-last", tenant[0], tenant[1]]);
+    for (what, args) in [("whole", &args), ("tenant", &tenant_args)] {
+        let refused = ccvault(&data, args).expect_code(1);
+        assert!(
+            refused.stderr.contains("lost records since")
+                && refused.stderr.contains("run a full export"),
+            "{what}: {}",
+            refused.stderr
+        );
+    }
     let held = ccvault(&data, &["stats", "--format", "json"])
         .ok()
         .json_lines()[0]["records"]

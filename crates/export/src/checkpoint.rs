@@ -61,10 +61,10 @@ pub struct Checkpoint {
     /// export and in checkpoints written before it existed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub agent_changes: Option<ChangesRef>,
-    /// The record at `events_end - 1` as this run read it, which the next
-    /// incremental run finds again before it trusts `events_end` (absent
-    /// when the run did not read that record by position: a tenant's
-    /// export; and in checkpoints written before it existed).
+    /// The record at `events_end - 1`, which the next incremental run
+    /// finds again before it trusts `events_end` (absent when that record
+    /// is in a damaged place, and in checkpoints written before it
+    /// existed).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_record: Option<RecordMark>,
 }

@@ -259,9 +259,13 @@ pub fn export(
         _ => None,
     };
     let records_read = scanned.read;
-    // A run that read nothing new keeps the mark it found in place.
+    // A run that read nothing new keeps the mark it found in place; a
+    // tenant's run, which reads through the index, looks for the record.
     if start < end {
-        new.last_record = scanned.last_record;
+        new.last_record = match scanned.last_record {
+            Some(m) => Some(m),
+            None => find_mark(reader, end - 1)?,
+        };
     }
     let mut sum = merge_appended(&mut new, Table::Events, &events);
     sum.seconds = clock.elapsed().as_secs_f64();
@@ -423,14 +427,7 @@ fn for_each_new_record(
     if range.is_empty() {
         return Ok(());
     }
-    // Segments are named by the offset of their first record.
-    let segment = reader
-        .log()
-        .segments()
-        .into_iter()
-        .filter(|base| *base <= range.start)
-        .max()
-        .unwrap_or(0);
+    let segment = segment_of(reader, range.start);
     let mut failed = None;
     // Where the scan stopped does not matter: `f` said, or the range ended.
     let _: ControlFlow<()> = reader
@@ -611,6 +608,40 @@ fn mark(offset: u64, at: Position, payload: &[u8]) -> RecordMark {
         pos: at.pos,
         payload_hash: format!("{:016x}", payload_hash(payload)),
     }
+}
+
+/// The segment that holds `offset`, if the log holds it: segments are named
+/// by the offset of their first record.
+fn segment_of(reader: &ArchiveReader, offset: u64) -> u64 {
+    reader
+        .log()
+        .segments()
+        .into_iter()
+        .filter(|base| *base <= offset)
+        .max()
+        .unwrap_or(0)
+}
+
+/// The mark of the record at `offset`, read from the start of its segment
+/// (`None` if it is in a damaged place).
+fn find_mark(reader: &ArchiveReader, offset: u64) -> Result<Option<RecordMark>> {
+    let segment = segment_of(reader, offset);
+    let found = reader
+        .records()
+        .scan(Position { segment, pos: 0 }, |at, rec| {
+            if rec.offset < offset {
+                ControlFlow::Continue(())
+            } else if rec.offset == offset {
+                ControlFlow::Break(Some(mark(rec.offset, at, rec.payload)))
+            } else {
+                ControlFlow::Break(None)
+            }
+        })
+        .map_err(ExportError::from)?;
+    Ok(match found {
+        ControlFlow::Break(m) => m,
+        ControlFlow::Continue(()) => None,
+    })
 }
 
 /// Refuses an incremental run over a log that no longer holds, where the
