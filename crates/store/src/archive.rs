@@ -389,10 +389,8 @@ impl Archive {
             );
         }
         // The log lost records the index had seen: the index is rebuilt
-        // below; the projections hold them too, and a catch-up that started
-        // after new records took their offsets would neither take those new
-        // records nor drop the lost ones, so they go, and the next read
-        // rebuilds them.
+        // below; the projections find that the record they stopped at is
+        // gone, and rebuild on their next catch-up.
         let lost = checkpoint
             .map(|c| c.next_offset)
             .filter(|&seen| seen > log.next_offset());
@@ -401,7 +399,6 @@ impl Archive {
                 "the log no longer holds the records at offsets {}..{seen} that the index had seen (an unsynced tail lost, a damaged last record cut, or a removed segment); rebuilding the index, and the projections on the next read",
                 log.next_offset()
             );
-            remove_file_if_exists(&layout.projections_path())?;
         }
         let log_reader = log.reader();
         let mut archive = Archive {

@@ -12,6 +12,7 @@ use redb::Durability;
 
 use super::project::{project_records, ArchivedEvent, Projected, Want};
 use super::rebuild::{RebuildOptions, WORK_RECORDS};
+use super::schema::Anchor;
 use super::{
     guarded, refused_write, Applied, AtPath, Progress, Projections, Result, PROJECTION_VERSION,
 };
@@ -94,6 +95,12 @@ impl Projections {
             if state.version != Some(PROJECTION_VERSION) || state.consumed > end {
                 return self.rebuild(reader, RebuildOptions::default(), progress);
             }
+            // A log that no longer holds the record this file stopped at
+            // lost records it applied, whose offsets others may have taken.
+            let anchor = self.scan_anchor()?;
+            if state.consumed > 0 && anchor.is_some_and(|a| !a.holds(reader)) {
+                return self.rebuild(reader, RebuildOptions::default(), progress);
+            }
             let started = Instant::now();
             if state.consumed == end {
                 return Ok(Applied {
@@ -102,7 +109,7 @@ impl Projections {
                     ..Applied::default()
                 });
             }
-            let stored_pos = self.scan_position()?;
+            let stored_pos = anchor.map(|a| a.pos);
             let records_seen = reader.records();
             // Start at the last consumed record when its segment is still there
             // (it always is: segments are never removed), else at the start; the
@@ -169,7 +176,8 @@ impl Projections {
             self.put_agents(&txn, &projected.agents, None)?;
             self.put_tenants(&txn, &[&projected.tenants], None)?;
             let max_time = state.max_time_ms.max(projected.max_time_ms);
-            self.put_meta(&txn, end, last_pos, max_time)?;
+            let anchor = last_pos.map(|p| Anchor::at(reader, p));
+            self.put_meta(&txn, end, anchor, max_time)?;
             txn.set_durability(Durability::Immediate).at(&self.path)?;
             txn.commit().at(&self.path)?;
             Ok(Applied {

@@ -4,8 +4,11 @@
 //! - `meta`: `version` (= [`PROJECTION_VERSION`] of the code that wrote it),
 //!   `consumed` (every visible archive record at an offset below it has been
 //!   applied, none at or above it), `scan_segment`/`scan_pos` (the log
-//!   position of the record at `consumed - 1`, where the next catch-up starts
-//!   scanning) and `max_time_ms` (the largest timed t(e) of any event below
+//!   position of the record at `consumed - 1`, or of the last readable one
+//!   before it, where the next catch-up starts scanning) with
+//!   `scan_offset`/`scan_hash` (that record's offset and payload hash: a
+//!   catch-up goes on only while the log holds that record there, else it
+//!   rebuilds, `schema::Anchor`) and `max_time_ms` (the largest timed t(e) of any event below
 //!   `consumed`, weak times left out; absent when there is none).
 //! - `interactions_by_offered`: `(offeredAt, interactionGUID packed by
 //!   codec::encode_guid) -> Summary` (codec), one entry per interaction

@@ -27,7 +27,7 @@ use super::group_window::{GroupWindow, Taken};
 use super::project::{
     project_records, ArchivedEvent, ArchivedGroup, Projected, SummaryRow, TenantFacts, Want,
 };
-use super::schema::{create_private, io_error, scratch_builder, SortedTables};
+use super::schema::{create_private, io_error, scratch_builder, Anchor, SortedTables};
 use super::{
     guarded, scratch_path, Applied, AtPath, Db, Progress, ProjectionError, Projections, Result,
 };
@@ -287,7 +287,8 @@ impl Projections {
         let db = self.writable()?;
         let mut txn = db.begin_write().at(&self.path)?;
         self.put_sorted(db, &txn, sorted)?;
-        self.put_meta(&txn, end, outcome.last_pos, max_time)?;
+        let anchor = outcome.last_pos.map(|p| Anchor::at(reader, p));
+        self.put_meta(&txn, end, anchor, max_time)?;
         txn.set_durability(Durability::Immediate).at(&self.path)?;
         txn.commit().at(&self.path)?;
         progress(Progress {

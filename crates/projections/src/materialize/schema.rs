@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::ops::Range;
 use std::path::Path;
 
-use ccvault_store::{guid_hash, Position, StoreError};
+use ccvault_store::{guid_hash, payload_hash, ArchiveReader, Position, StoreError};
 use redb::{
     Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition,
     WriteTransaction,
@@ -274,6 +274,41 @@ pub(super) fn create_private(path: &Path) -> Result<()> {
     })
 }
 
+/// Where the last catch-up or rebuild stopped scanning (the record at
+/// `consumed - 1`, or the last readable one before it) and that record's
+/// offset and payload hash. A catch-up goes on from it only while the log
+/// still holds that record there: a log that lost records since (their
+/// offsets then given to others, docs/OPERATIONS.md "Crash recovery") is
+/// rebuilt from, whoever holds the projections.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct Anchor {
+    pub(super) pos: Position,
+    /// `(offset, payload_hash)`; `None` in files written before it was kept,
+    /// or when the record could not be read.
+    pub(super) record: Option<(u64, u64)>,
+}
+
+impl Anchor {
+    /// The anchor at `pos`, with the record the log holds there.
+    pub(super) fn at(reader: &ArchiveReader, pos: Position) -> Anchor {
+        let record = reader
+            .log()
+            .read_at(pos)
+            .ok()
+            .map(|r| (r.offset, payload_hash(&r.payload)));
+        Anchor { pos, record }
+    }
+
+    /// Whether the log holds the anchor's record at its place (an anchor
+    /// that names none: nothing to compare, yes).
+    pub(super) fn holds(&self, reader: &ArchiveReader) -> bool {
+        match self.record {
+            None => true,
+            Some(want) => Anchor::at(reader, self.pos).record == Some(want),
+        }
+    }
+}
+
 /// A rebuild's keys of the tables keyed by a hash or a GUID, held as sorted
 /// runs (`super::runs`) until [`Projections::put_sorted`] writes each table
 /// in key order.
@@ -386,19 +421,28 @@ impl Projections {
         })
     }
 
-    /// Where the last catch-up or rebuild stopped scanning, if recorded.
-    pub(super) fn scan_position(&self) -> Result<Option<Position>> {
+    /// Where the last catch-up or rebuild stopped scanning, and the record
+    /// it found there, if recorded.
+    pub(super) fn scan_anchor(&self) -> Result<Option<Anchor>> {
         let txn = self.read_txn()?;
         let meta = txn.open_table(META).at(&self.path)?;
-        let segment = meta.get("scan_segment").at(&self.path)?;
-        let pos = meta.get("scan_pos").at(&self.path)?;
-        Ok(match (segment, pos) {
-            (Some(s), Some(p)) => Some(Position {
-                segment: s.value().max(0) as u64,
-                pos: u32::try_from(p.value()).unwrap_or(0),
-            }),
+        let get =
+            |k: &str| -> Result<Option<i64>> { Ok(meta.get(k).at(&self.path)?.map(|v| v.value())) };
+        let (Some(segment), Some(pos)) = (get("scan_segment")?, get("scan_pos")?) else {
+            return Ok(None);
+        };
+        let record = match (get("scan_offset")?, get("scan_hash")?) {
+            // Stored as i64 bit patterns of the u64s.
+            (Some(offset), Some(hash)) => Some((offset as u64, hash as u64)),
             _ => None,
-        })
+        };
+        Ok(Some(Anchor {
+            pos: Position {
+                segment: segment.max(0) as u64,
+                pos: u32::try_from(pos).unwrap_or(0),
+            },
+            record,
+        }))
     }
 
     /// Writes a rebuild's summary rows (each interaction new to the store),
@@ -763,16 +807,23 @@ impl Projections {
         &self,
         txn: &WriteTransaction,
         consumed: u64,
-        last_pos: Option<Position>,
+        anchor: Option<Anchor>,
         max_time_ms: Option<i64>,
     ) -> Result<()> {
         let mut t = txn.open_table(META).at(&self.path)?;
         let mut put = |k: &str, v: i64| t.insert(k, v).map(drop).at(&self.path);
         put("version", PROJECTION_VERSION)?;
         put("consumed", i64::try_from(consumed).unwrap_or(i64::MAX))?;
-        if let Some(p) = last_pos {
-            put("scan_segment", i64::try_from(p.segment).unwrap_or(i64::MAX))?;
-            put("scan_pos", i64::from(p.pos))?;
+        if let Some(a) = anchor {
+            put(
+                "scan_segment",
+                i64::try_from(a.pos.segment).unwrap_or(i64::MAX),
+            )?;
+            put("scan_pos", i64::from(a.pos.pos))?;
+            if let Some((offset, hash)) = a.record {
+                put("scan_offset", offset as i64)?;
+                put("scan_hash", hash as i64)?;
+            }
         }
         if let Some(m) = max_time_ms {
             put("max_time_ms", m)?;
