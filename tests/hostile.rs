@@ -1187,3 +1187,55 @@ fn a_lost_tail_of_the_log_costs_only_its_records() {
     lines.extend(b_end..b_end + 100);
     check(&lines, "after the last record was cut");
 }
+
+/// Each 4 KiB page of `projections.redb` zeroed in turn (a derived file:
+/// the log is intact): `rebuild` replaces the file at its first run, and
+/// the archive then verifies clean, projections included. (In release
+/// builds, closing the old file made redb read a damaged page after the
+/// new file was in place, failing the first run: page 46 of this archive
+/// built with 20,000 events. The debug build this suite runs closes
+/// without that read, so here the property is checked, not that case.)
+#[test]
+fn rebuild_replaces_projections_damaged_in_any_page_at_its_first_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("day.ndjson");
+    let day = ccvault(tmp.path(), &["simulate", "--events", "8000", "--seed", "3"]).ok();
+    // Imported in two halves with a read between: a catch-up's commits
+    // leave the file as a live archive's is (freed pages, several roots),
+    // which a rebuild's single pass does not.
+    // (Bytes: the simulator's quirks include lines that are not UTF-8.)
+    let newlines: Vec<usize> = day
+        .stdout
+        .iter()
+        .enumerate()
+        .filter(|(_, &b)| b == b'\n')
+        .map(|(i, _)| i)
+        .collect();
+    let cut = newlines[newlines.len() / 2] + 1;
+    let first = tmp.path().join("first.ndjson");
+    fs::write(&first, &day.stdout[..cut]).unwrap();
+    fs::write(&input, &day.stdout[cut..]).unwrap();
+    let pristine = tmp.path().join("pristine");
+    import(&pristine, &[&first], &[]);
+    ccvault(&pristine, &["interactions"]).ok();
+    import(&pristine, &[&input], &[]);
+    ccvault(&pristine, &["interactions"]).ok();
+    let len = fs::metadata(pristine.join("projections.redb"))
+        .unwrap()
+        .len();
+    let dir = tmp.path().join("damaged");
+    for page in 0..len / 4096 {
+        let _ = fs::remove_dir_all(&dir);
+        common::copy_dir(&pristine, &dir);
+        let file = dir.join("projections.redb");
+        let mut bytes = fs::read(&file).unwrap();
+        let at = (page * 4096) as usize;
+        bytes[at..at + 4096].fill(0);
+        fs::write(&file, bytes).unwrap();
+        let run = ccvault(&dir, &["rebuild"]);
+        run.assert_no_panic();
+        assert_eq!(run.code, 0, "page {page}: {}", run.stderr);
+        let verify = ccvault(&dir, &["verify"]);
+        assert_eq!(verify.code, 0, "page {page}: {}", verify.stdout_str());
+    }
+}

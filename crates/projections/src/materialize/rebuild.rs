@@ -150,7 +150,17 @@ impl Projections {
             // scratch file found then is one a killed rebuild left
             // (`remove_stale_scratch`).
             std::fs::rename(&scratch, &self.path).map_err(io_error(&self.path))?;
-            self.db = None;
+            // Closing the old file can make redb read it (to save its
+            // allocator state): a damaged one may fail or panic there. It is
+            // no longer the projections, so that is not this rebuild's error.
+            let old = self.db.take();
+            let _ = ccvault_store::guard_redb(
+                || {
+                    drop(old);
+                    Ok::<(), ()>(())
+                },
+                |_| (),
+            );
             if let Some(dir) = self.path.parent() {
                 if let Ok(d) = std::fs::File::open(dir) {
                     let _ = d.sync_all();
@@ -377,7 +387,14 @@ impl Projections {
                 if let Some((offset, guid)) = p.unplaced {
                     // Its interaction would lose it (or be missing) in
                     // silence: the index is not the log's.
-                    return Err(ProjectionError::Unindexed { offset, guid });
+                    // The archive's index, beside the projections.
+                    let dir = self.path.parent().unwrap_or(Path::new("."));
+                    let index = ccvault_store::Layout::new(dir).index_path();
+                    return Err(ProjectionError::Unindexed {
+                        index: index.display().to_string(),
+                        offset,
+                        guid,
+                    });
                 }
                 interactions += p.summaries.len() as u64;
                 agents += p.agents.len() as u64;
