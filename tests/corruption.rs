@@ -822,6 +822,9 @@ fn a_rebuild_refuses_an_index_that_does_not_file_the_logs_events() {
         assert_eq!(rebuild.code, 1, "{case}: {}", rebuild.stderr);
         assert!(
             rebuild.stderr.contains("does not file interaction")
+                && rebuild
+                    .stderr
+                    .contains(&ours.join("index.redb").display().to_string())
                 && rebuild.stderr.contains("run `ccvault reindex`"),
             "{case}: {}",
             rebuild.stderr
@@ -829,7 +832,7 @@ fn a_rebuild_refuses_an_index_that_does_not_file_the_logs_events() {
         let verify = ccvault(&ours, &["verify"]);
         assert_eq!(verify.code, 1, "{case}: {}", verify.stdout_str());
         assert!(
-            verify.stdout_str().contains("INDEX  the index is damaged"),
+            verify.stdout_str().contains("the index is damaged"),
             "{case}: {}",
             verify.stdout_str()
         );

@@ -144,9 +144,13 @@ pub enum ProjectionError {
     #[error("a rebuild worker failed: {0}")]
     Worker(String),
     #[error(
-        "the index is damaged: it does not file interaction {guid} as the log's records say (noticed at the record at offset {offset}); run `ccvault reindex`"
+        "{index}: the index is damaged: it does not file interaction {guid} as the log's records say (noticed at the record at offset {offset}); run `ccvault reindex`"
     )]
-    Unindexed { offset: u64, guid: String },
+    Unindexed {
+        index: String,
+        offset: u64,
+        guid: String,
+    },
 }
 
 pub type Result<T, E = ProjectionError> = std::result::Result<T, E>;
