@@ -70,6 +70,13 @@ impl TimeSource {
     pub fn is_timed(self) -> bool {
         self < TimeSource::EventTs
     }
+
+    /// Whether the payload itself gives the time (sources 1–3): then every
+    /// copy of the event gives the same one. Else each record holding the
+    /// event may give another, and the event's is the best among them.
+    pub fn is_own(self) -> bool {
+        self < TimeSource::PublishTime
+    }
 }
 
 impl serde::Serialize for TimeSource {

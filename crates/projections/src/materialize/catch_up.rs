@@ -175,7 +175,8 @@ impl Projections {
             self.put_report_chunks(&txn, &chunks)?;
             self.put_agents(&txn, &projected.agents, None)?;
             self.put_tenants(&txn, &[&projected.tenants], None)?;
-            let max_time = state.max_time_ms.max(projected.max_time_ms);
+            self.put_copies(&txn, &projected.copies)?;
+            let max_time = state.own_max_time_ms.max(projected.own_max_ms);
             let anchor = last_pos.map(|p| Anchor::at(reader, p));
             self.put_meta(&txn, end, anchor, max_time)?;
             txn.set_durability(Durability::Immediate).at(&self.path)?;

@@ -220,6 +220,14 @@ impl Projections {
             "tenants",
             guarded(&path, || same_table(a, b, schema::TENANTS, at)),
         )?;
+        compare(
+            "copy_best",
+            guarded(&path, || same_table(a, b, schema::COPY_BEST, at)),
+        )?;
+        compare(
+            "copy_times",
+            guarded(&path, || same_table(a, b, schema::COPY_TIMES, at)),
+        )?;
         Ok(Checked::Compared { consumed, problems })
     }
 }

@@ -8,8 +8,15 @@
 //!   before it, where the next catch-up starts scanning) with
 //!   `scan_offset`/`scan_hash` (that record's offset and payload hash: a
 //!   catch-up goes on only while the log holds that record there, else it
-//!   rebuilds, `schema::Anchor`) and `max_time_ms` (the largest timed t(e) of any event below
-//!   `consumed`, weak times left out; absent when there is none).
+//!   rebuilds, `schema::Anchor`) and `max_own_time_ms` (the largest t(e) that
+//!   an event's own payload gives, rules 1–3, of any event below
+//!   `consumed`; absent when there is none).
+//! - `copy_best`/`copy_times`: for each event below `consumed` whose payload
+//!   has no time of its own and that a record times (a `publishTime`, a
+//!   live receipt), the best time its records give, i.e. its t(e). The
+//!   archive's largest timed t(e) is the larger of `max_own_time_ms` and
+//!   the last key of `copy_times`: a function of the events, whatever the
+//!   order their copies arrived in.
 //! - `interactions_by_offered`: `(offeredAt, interactionGUID packed by
 //!   codec::encode_guid) -> Summary` (codec), one entry per interaction
 //!   that has at least one event below `consumed`, each equal to
@@ -109,7 +116,7 @@ pub use query::{InteractionFilter, TenantStats};
 
 /// Bump whenever a stored value or a rule of docs/METRICS.md changes: a store
 /// written with another version is rebuilt on the next catch-up.
-pub const PROJECTION_VERSION: i64 = 12;
+pub const PROJECTION_VERSION: i64 = 13;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProjectionError {
@@ -241,7 +248,13 @@ pub struct State {
     pub version: Option<i64>,
     /// Records below this offset are applied.
     pub consumed: u64,
+    /// The largest timed t(e) of any event below `consumed` (weak times
+    /// left out; an event held by several records counts with its own
+    /// t(e), the best they give).
     pub max_time_ms: Option<i64>,
+    /// The largest t(e) an event's payload gives itself (rules 1–3); with
+    /// the best times of the events without one, `max_time_ms`.
+    pub own_max_time_ms: Option<i64>,
     pub interactions: u64,
 }
 

@@ -424,8 +424,14 @@ pub(super) struct Projected {
     /// Comes with the status changes (`Want::agents`): facts of each record,
     /// which every path projects exactly once.
     pub(super) tenants: TenantFacts,
-    /// The largest timed t(e) (weak times left out).
-    pub(super) max_time_ms: Option<i64>,
+    /// The largest t(e) that an event's own payload gives (rules 1–3):
+    /// the same in every copy of the event, so a largest over records is
+    /// one over events.
+    pub(super) own_max_ms: Option<i64>,
+    /// With `Want::agents`: the timed t(e) of each record of an event
+    /// without a time of its own, which its copies may give otherwise
+    /// (`schema::COPY_BEST` keeps the best of each event's).
+    pub(super) copies: Vec<CopyTime>,
     /// With `Want::loose`: the first record (offset, GUID) that names an
     /// interaction.
     pub(super) unplaced: Option<(u64, String)>,
@@ -439,7 +445,37 @@ impl Projected {
         self.summaries.extend(other.summaries);
         self.agents.extend(other.agents);
         self.tenants.absorb(other.tenants);
-        self.max_time_ms = self.max_time_ms.max(other.max_time_ms);
+        self.own_max_ms = self.own_max_ms.max(other.own_max_ms);
+        self.copies.extend(other.copies);
+    }
+}
+
+/// The time one record gives an event whose payload has no time of its
+/// own, when that time is timed (a `publishTime` or a live receipt): one
+/// candidate for the event's t(e), the best of its copies'.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct CopyTime {
+    /// xxh3-128 of the payload: the event, whichever record holds it (128
+    /// bits, so that two events sharing one is not a practical concern).
+    pub(super) event: u128,
+    /// The time source's rank ([`TimeSource::rank`]).
+    pub(super) rank: u8,
+    pub(super) ms: i64,
+}
+
+impl CopyTime {
+    fn of(payload: &[u8], t: EventTime) -> CopyTime {
+        CopyTime {
+            event: xxhash_rust::xxh3::xxh3_128(payload),
+            rank: t.source.rank(),
+            ms: t.ms,
+        }
+    }
+
+    /// Whether this copy's time is the event's rather than `other`'s
+    /// ([`EventTime::copy_order`]: the better rule, then the smaller value).
+    pub(super) fn beats(&self, other: (u8, i64)) -> bool {
+        (self.rank, self.ms) < other
     }
 }
 
@@ -510,9 +546,13 @@ pub(super) fn project_records<R: Archived>(
             continue;
         }
         let t = event_time(&event, r.arrival());
-        // A weak time orders events but never stretches a window.
-        if t.is_timed() {
-            out.max_time_ms = out.max_time_ms.max(Some(t.ms));
+        // A weak time orders events but never stretches a window; a time
+        // a copy gives counts only if it is its event's best
+        // (`schema::COPY_BEST`), which no single record can tell.
+        if t.source.is_own() {
+            out.own_max_ms = out.own_max_ms.max(Some(t.ms));
+        } else if t.is_timed() && want.agents {
+            out.copies.push(CopyTime::of(r.payload(), t));
         }
         if want.agents {
             let tenant = tenant_of(r.topic_tenant(), &event);
@@ -607,12 +647,13 @@ mod tests {
             imported(2, status, 1_800_000_000_000),
         ];
         let p = project_records(&recs, Want::AGENTS).unwrap();
-        assert_eq!(p.max_time_ms, Some(1_763_900_000_000));
+        assert_eq!(p.own_max_ms, Some(1_763_900_000_000));
+        assert!(p.copies.is_empty());
         assert_eq!(p.agents.len(), 1);
         assert_eq!(p.agents[0].source, TimeSource::StatusEventTs);
         // With nothing timed there is no largest time at all.
         let p = project_records(&recs[..2], Want::AGENTS).unwrap();
-        assert_eq!(p.max_time_ms, None);
+        assert_eq!(p.own_max_ms, None);
     }
 
     #[test]
@@ -621,6 +662,16 @@ mod tests {
             r#"{"AgentProvChange":{"event":"AgentProvChange","agentId":"ag1","msgInfo":{}}}"#;
         let rec = ArchivedEvent::new(0, (1_763_900_123_000, true), prov.as_bytes(), "", None);
         let p = project_records(&[rec], Want::AGENTS).unwrap();
-        assert_eq!(p.max_time_ms, Some(1_763_900_123_000));
+        // Not the payload's own time: a candidate, which a better copy of
+        // the event may replace.
+        assert_eq!(p.own_max_ms, None);
+        assert_eq!(
+            p.copies,
+            [CopyTime {
+                event: xxhash_rust::xxh3::xxh3_128(prov.as_bytes()),
+                rank: TimeSource::Received.rank(),
+                ms: 1_763_900_123_000
+            }]
+        );
     }
 }

@@ -251,14 +251,14 @@ impl Projections {
             let mut r = scan_result?;
             r.interactions = interactions;
             r.agents = agents;
-            r.max_time_ms = r.max_time_ms.max(max_time);
+            r.own_max_ms = r.own_max_ms.max(max_time);
             Ok(r)
         })?;
         applied.records = outcome.records;
         applied.interactions = outcome.interactions;
         applied.agent_changes = outcome.agents;
         applied.deferred = outcome.deferred.len() as u64;
-        let mut max_time = outcome.max_time_ms;
+        let mut max_time = outcome.own_max_ms;
 
         // Interactions set aside: recompute each from the index, like a
         // catch-up does.
@@ -285,7 +285,7 @@ impl Projections {
                     .map(ArchivedEvent::of_record)
                     .collect();
                 let p = project_records(&recs, Want::ALL).at(&self.path)?;
-                max_time = max_time.max(p.max_time_ms);
+                max_time = max_time.max(p.own_max_ms);
                 applied.interactions += p.summaries.len() as u64;
                 applied.agent_changes += p.agents.len() as u64;
                 all.absorb(p);
@@ -398,7 +398,7 @@ impl Projections {
                 }
                 interactions += p.summaries.len() as u64;
                 agents += p.agents.len() as u64;
-                max_time = max_time.max(p.max_time_ms);
+                max_time = max_time.max(p.own_max_ms);
                 in_batch += p.summaries.len() + p.agents.len();
                 pending.push(p);
                 if in_batch >= COMMIT_EVERY {
@@ -438,6 +438,7 @@ impl Projections {
         for p in parts {
             self.put_agents(txn, &p.agents, Some(&mut *sorted))?;
         }
+        self.put_copies(txn, parts.iter().flat_map(|p| &p.copies))?;
         let tenants: Vec<&TenantFacts> = parts.iter().map(|p| &p.tenants).collect();
         self.put_tenants(txn, &tenants, Some(sorted))
     }
@@ -456,7 +457,7 @@ struct ScanResult {
     deferred: Vec<u32>,
     interactions: u64,
     agents: u64,
-    max_time_ms: Option<i64>,
+    own_max_ms: Option<i64>,
 }
 
 /// The log reader of a rebuild: one sequential scan; hands each group to
@@ -594,7 +595,7 @@ fn scan_groups(
         deferred,
         interactions: 0,
         agents: 0,
-        max_time_ms: None,
+        own_max_ms: None,
     })
 }
 

@@ -11,7 +11,7 @@ use redb::{
     WriteTransaction,
 };
 
-use super::project::{AgentRow, SummaryRow, TenantCount, TenantFacts};
+use super::project::{AgentRow, CopyTime, SummaryRow, TenantCount, TenantFacts};
 use super::query::open_optional;
 use super::runs::{read_bytes, read_str, write_bytes, write_str, RunKey, Runs};
 use super::{guarded, AtPath, ProjectionError, Projections, Result, State, PROJECTION_VERSION};
@@ -140,6 +140,17 @@ pub(super) const TENANT_OTHER: TableDefinition<(&str, u64), u64> =
 /// `i64::MAX`/`i64::MIN` when no event of the tenant is timed.
 pub(super) const TENANTS: TableDefinition<&str, (u64, u64, i64, i64)> =
     TableDefinition::new("tenants");
+
+/// `xxh3_128(payload) -> (rank of its time source, t(e))` for every event
+/// below `consumed` whose payload has no time of its own (rules 1–3) and
+/// one of whose records gives it a timed one (a `publishTime`, a live
+/// receipt): the best of those records' times (`CopyTime::beats`), which
+/// is the event's t(e). A later, better copy replaces the entry, so the
+/// largest time of the archive is one over events, not records.
+pub(super) const COPY_BEST: TableDefinition<u128, (u8, i64)> = TableDefinition::new("copy_best");
+/// `(t(e), xxh3_128(payload)) -> ()`: the entries of `copy_best` by time,
+/// so the largest is the last key.
+pub(super) const COPY_TIMES: TableDefinition<(i64, u128), ()> = TableDefinition::new("copy_times");
 
 /// The key part standing for a tenant, "" for none.
 pub(super) fn tenant_key(t: &Option<String>) -> &str {
@@ -412,10 +423,18 @@ impl Projections {
                 Err(redb::TableError::TableDoesNotExist(_)) => 0,
                 Err(e) => return Err(e).at(&self.path),
             };
+            let own_max_time_ms = get("max_own_time_ms")?;
+            let copy_max = match txn.open_table(COPY_TIMES) {
+                _ if version != Some(PROJECTION_VERSION) => None,
+                Ok(t) => t.last().at(&self.path)?.map(|(k, _)| k.value().0),
+                Err(redb::TableError::TableDoesNotExist(_)) => None,
+                Err(e) => return Err(e).at(&self.path),
+            };
             Ok(State {
                 version,
                 consumed: get("consumed")?.map_or(0, |c| c.max(0) as u64),
-                max_time_ms: get("max_time_ms")?,
+                max_time_ms: own_max_time_ms.max(copy_max),
+                own_max_time_ms,
                 interactions,
             })
         })
@@ -808,7 +827,7 @@ impl Projections {
         txn: &WriteTransaction,
         consumed: u64,
         anchor: Option<Anchor>,
-        max_time_ms: Option<i64>,
+        own_max_time_ms: Option<i64>,
     ) -> Result<()> {
         let mut t = txn.open_table(META).at(&self.path)?;
         let mut put = |k: &str, v: i64| t.insert(k, v).map(drop).at(&self.path);
@@ -825,8 +844,37 @@ impl Projections {
                 put("scan_hash", hash as i64)?;
             }
         }
-        if let Some(m) = max_time_ms {
-            put("max_time_ms", m)?;
+        if let Some(m) = own_max_time_ms {
+            put("max_own_time_ms", m)?;
+        }
+        Ok(())
+    }
+
+    /// Files the times records gave events without a time of their own,
+    /// keeping each event's best (in any order, and a record given twice
+    /// changes nothing): a rebuild's and a catch-up's alike.
+    pub(super) fn put_copies<'c>(
+        &self,
+        txn: &WriteTransaction,
+        copies: impl IntoIterator<Item = &'c CopyTime>,
+    ) -> Result<()> {
+        let mut copies = copies.into_iter().peekable();
+        if copies.peek().is_none() {
+            return Ok(());
+        }
+        let mut best = txn.open_table(COPY_BEST).at(&self.path)?;
+        let mut times = txn.open_table(COPY_TIMES).at(&self.path)?;
+        for c in copies {
+            let kept = best.get(c.event).at(&self.path)?.map(|v| v.value());
+            match kept {
+                Some(kept) if !c.beats(kept) => continue,
+                Some((_, ms)) => {
+                    times.remove((ms, c.event)).at(&self.path)?;
+                }
+                None => {}
+            }
+            best.insert(c.event, (c.rank, c.ms)).at(&self.path)?;
+            times.insert((c.ms, c.event), ()).at(&self.path)?;
         }
         Ok(())
     }
