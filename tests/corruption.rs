@@ -680,6 +680,65 @@ fn a_damaged_index_never_panics_and_reindex_restores_it() {
     }
 }
 
+/// A record lost to damage before the index was rebuilt (`reindex`, or an
+/// `index.redb` removed) is in no posting, so nothing read through the
+/// index can meet it and say so: the index counts the damaged places its
+/// indexing skipped, once each, and every answer read through it says on
+/// stderr (once, even with `-q`) that it was built around them.
+#[test]
+fn answers_after_a_reindex_around_damage_say_what_the_index_skipped() {
+    let p = Pristine::build();
+    let dir = p.copy("reindexed");
+    let mid_seg = p.segments[p.segments.len() / 2].0;
+    let f = p
+        .frames
+        .iter()
+        .filter(|f| f.segment == mid_seg)
+        .nth(3)
+        .unwrap()
+        .clone();
+    flip(&seg_path(&dir, f.segment), f.start + 40);
+    ccvault(&dir, &["-q", "reindex"]).ok();
+    let guid = p.stream.guid(p.stream.interaction_of(f.line));
+    let note = "the index was built around 1 damaged place(s) of the log";
+    let place = format!("in segment {:020} at byte {}", f.segment, f.start);
+    let damaged_places = |dir: &Path| stats(dir).json["damagedPlaces"].as_u64();
+    for args in [
+        &["-q", "show", &guid, "--raw"][..],
+        &["-q", "show", &guid],
+        &["-q", "interactions"],
+        &["-q", "report"],
+        &["-q", "agents"],
+        &["-q", "stats"],
+    ] {
+        let run = ccvault(&dir, args).ok();
+        assert_eq!(
+            run.stderr.matches(note).count(),
+            1,
+            "{args:?}: {}",
+            run.stderr
+        );
+        assert!(run.stderr.contains(&place), "{args:?}: {}", run.stderr);
+    }
+    assert_eq!(damaged_places(&dir), Some(1));
+    // Counted once each: by a writer that appends after it, by an index
+    // rebuilt at open, and by another reindex.
+    import(&dir, &[&p.input], &[]);
+    assert_eq!(damaged_places(&dir), Some(1), "after an import");
+    fs::remove_file(dir.join("index.redb")).unwrap();
+    assert_eq!(
+        damaged_places(&dir),
+        Some(1),
+        "after the index was rebuilt at open"
+    );
+    ccvault(&dir, &["-q", "reindex"]).ok();
+    assert_eq!(damaged_places(&dir), Some(1), "after a second reindex");
+    // An archive whose index met no damage says nothing of the kind.
+    let run = ccvault(&p.dir, &["-q", "report"]).ok();
+    assert!(!run.stderr.contains("damaged"), "{}", run.stderr);
+    assert_eq!(damaged_places(&p.dir), Some(0));
+}
+
 /// Issue 15 item 7: `verify` run again and again in one process while an
 /// `import` of a large file runs in another (rolling small segments) never
 /// reports the writer's unfinished tail, or anything else, as damage or as

@@ -1001,4 +1001,24 @@ fn a_contact_with_a_damaged_record_serves_the_rest_and_says_what_it_left_out() {
     assert_eq!(other.status, 200);
     assert_eq!(other.header("ccvault-records-left-out"), "");
     assert!(!other.text().contains("damaged places"));
+    drop(server);
+
+    // Once the index is rebuilt around the damage, no lookup meets it: the
+    // page says what the index was built around instead.
+    common::ccvault(&dir, &["-q", "reindex"]).ok();
+    let server = Server::start(&dir, &tmp.path().join("serve2.log"), &[]);
+    let page = server.get(&format!("/contact/{guid}"));
+    let raw = server.get(&format!("/contact/{guid}/events.ndjson"));
+    let api = server.get(&format!("/api/contact/{guid}"));
+    for (what, r) in [("raw", &raw), ("page", &page), ("api", &api)] {
+        assert_eq!(r.status, 200, "{what}");
+        assert_eq!(r.header("ccvault-records-left-out"), "", "{what}");
+        assert_eq!(r.header("ccvault-index-damaged-places"), "1", "{what}");
+    }
+    assert!(
+        page.text()
+            .contains("the index was built around 1 damaged place(s) of the log"),
+        "{}",
+        page.text()
+    );
 }

@@ -169,6 +169,12 @@ impl IndexReader {
             untimed: get("untimed")?,
             untimed_min_ms: time("untimed_min_ms")?,
             untimed_max_ms: time("untimed_max_ms")?,
+            damaged_places: get("damaged.places")?,
+            damaged_bytes: get("damaged.bytes")?,
+            first_damage: match (self.meta("damaged.segment")?, self.meta("damaged.pos")?) {
+                (Some(segment), Some(pos)) => Some((segment, u32::try_from(pos).unwrap_or(0))),
+                _ => None,
+            },
         })
     }
 

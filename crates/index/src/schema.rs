@@ -141,9 +141,28 @@ pub struct Counters {
     pub untimed: u64,
     pub untimed_min_ms: Option<i64>,
     pub untimed_max_ms: Option<i64>,
+    /// Damaged places of the log that indexing met and skipped (bytes that
+    /// failed their CRC where a record should be): the records there, if
+    /// any, are in no posting, so no answer read through the index holds
+    /// them. Counted by `reindex` and by indexing a tail; 0 in an index
+    /// written before they were counted.
+    pub damaged_places: u64,
+    /// The bytes those places cover.
+    pub damaged_bytes: u64,
+    /// The first of them, in log order: (segment base, byte position).
+    pub first_damage: Option<(u64, u32)>,
 }
 
 impl Counters {
+    /// Counts a damaged place indexing skipped.
+    pub(crate) fn add_damage(&mut self, segment: u64, pos: u32, bytes: u64) {
+        self.damaged_places += 1;
+        self.damaged_bytes = self.damaged_bytes.saturating_add(bytes);
+        if self.first_damage.is_none_or(|first| (segment, pos) < first) {
+            self.first_damage = Some((segment, pos));
+        }
+    }
+
     /// Counts one record's time in the timed or the untimed range.
     pub(crate) fn add_time(&mut self, ms: i64, timed: bool) {
         let (min, max) = if timed {

@@ -244,6 +244,11 @@ fn not_found(answer: Answer, message: String) -> Response {
 /// page says it in words too).
 pub const LEFT_OUT_HEADER: &str = "ccvault-records-left-out";
 
+/// The header of a contact answer read through an index that was built
+/// around damaged places of the log: how many places (whatever records
+/// were there are in no answer; the page says it in words too).
+pub const INDEX_DAMAGE_HEADER: &str = "ccvault-index-damaged-places";
+
 /// The step every contact route shares: on the blocking pool, reads the
 /// records of every leg of `guid`'s contact and their timelines, answers
 /// 404 when the asked leg has no event, else `f(tz, legs, note)`, `note`
@@ -268,14 +273,27 @@ async fn with_contact(
             if let Some(unseen) = reader.not_searched() {
                 message = format!("{message} as far as it is indexed: {unseen}");
             }
+            if let Some(note) = reader.index_damage_note() {
+                message = format!("{message} ({note})");
+            }
             return Ok(not_found(answer, message));
         }
-        let note = reader.damage_note();
+        // What the lookups met, and what the index was built around.
+        let notes: Vec<String> = [reader.damage_note(), reader.index_damage_note()]
+            .into_iter()
+            .flatten()
+            .collect();
+        let note = (!notes.is_empty()).then(|| notes.join("; "));
         let mut r = f(&live.options().tz, &shown, note.as_deref())?;
         let left_out = reader.damage_met().len();
         if left_out > 0 {
             r.headers_mut()
                 .insert(LEFT_OUT_HEADER, HeaderValue::from(left_out));
+        }
+        let skipped = reader.index_damaged_places();
+        if skipped > 0 {
+            r.headers_mut()
+                .insert(INDEX_DAMAGE_HEADER, HeaderValue::from(skipped));
         }
         Ok(r)
     })

@@ -326,6 +326,30 @@ impl ArchiveReader {
         ))
     }
 
+    /// The sentence that says what every answer read through the index
+    /// lacks: the damaged places of the log its indexing skipped
+    /// (`reindex`, or a tail indexed at open), whose records, if any, no
+    /// posting names. `None` when indexing met none (or the index, written
+    /// before they were counted, does not say).
+    pub fn index_damage_note(&self) -> Option<String> {
+        let c = self.index.counters().ok()?;
+        self.note_of_index_damage(&c)
+    }
+
+    /// How many damaged places of the log the index's indexing skipped (0
+    /// when it met none, or does not say).
+    pub fn index_damaged_places(&self) -> u64 {
+        self.index.counters().map_or(0, |c| c.damaged_places)
+    }
+
+    fn note_of_index_damage(&self, c: &ccvault_index::Counters) -> Option<String> {
+        let (segment, pos) = c.first_damage?;
+        Some(format!(
+            "the index was built around {} damaged place(s) of the log ({} bytes; the first in segment {segment:020} at byte {pos}): whatever records were there are in no answer; `ccvault verify` names each place",
+            c.damaged_places, c.damaged_bytes,
+        ))
+    }
+
     /// From now on sees only the records below `end` (never more than it
     /// saw): what a check of something derived from those records reads.
     pub fn limit_visible(&mut self, end: u64) {

@@ -56,15 +56,28 @@ pub fn open_writer(cli: &Cli, options: ArchiveOptions) -> Result<Archive> {
 }
 
 pub fn open_reader(cli: &Cli) -> Result<ArchiveReader> {
-    ArchiveReader::open(&cli.data_dir)
-        .with_context(|| format!("cannot read archive {}", cli.data_dir.display()))
+    let reader = ArchiveReader::open(&cli.data_dir)
+        .with_context(|| format!("cannot read archive {}", cli.data_dir.display()))?;
+    warn_index_damage(&reader);
+    Ok(reader)
 }
 
 /// [`open_reader`] for a command that makes a lookup or two and exits
 /// (`ArchiveReader::open_brief`).
 fn open_reader_brief(cli: &Cli) -> Result<ArchiveReader> {
-    ArchiveReader::open_brief(&cli.data_dir)
-        .with_context(|| format!("cannot read archive {}", cli.data_dir.display()))
+    let reader = ArchiveReader::open_brief(&cli.data_dir)
+        .with_context(|| format!("cannot read archive {}", cli.data_dir.display()))?;
+    warn_index_damage(&reader);
+    Ok(reader)
+}
+
+/// Says on stderr, once a process (even with `-q`: what follows may be
+/// incomplete), that the index was built around damaged places of the log.
+fn warn_index_damage(reader: &ArchiveReader) {
+    static WARNED: std::sync::Once = std::sync::Once::new();
+    if let Some(note) = reader.index_damage_note() {
+        WARNED.call_once(|| crate::output::error_line(format_args!("ccvault: warning: {note}")));
+    }
 }
 
 pub fn import(
@@ -268,6 +281,7 @@ pub fn stats(cli: &Cli, format: HumanJson) -> Result<ExitCode> {
                 "untimed": c.untimed, "untimedMinTime": c.untimed_min_ms,
                 "untimedMaxTime": c.untimed_max_ms,
                 "unindexedFrom": reader.unindexed_from(),
+                "damagedPlaces": c.damaged_places, "damagedBytes": c.damaged_bytes,
             }),
         )?,
         HumanJson::Human => {
@@ -304,6 +318,13 @@ pub fn stats(cli: &Cli, format: HumanJson) -> Result<ExitCode> {
                     c.untimed,
                     format_ms(a, &tz),
                     format_ms(b, &tz)
+                )?;
+            }
+            if c.damaged_places > 0 {
+                writeln!(
+                    out,
+                    "damaged       {} places of the log ({} bytes) skipped by indexing: their records, if any, are not counted above",
+                    c.damaged_places, c.damaged_bytes
                 )?;
             }
             if let Some(first) = reader.unindexed_from() {

@@ -290,6 +290,14 @@ impl IndexWriter {
         self.tally_offset = Some(offset);
     }
 
+    /// Counts a damaged place of the log that indexing skipped at
+    /// (`segment`, `pos`), `bytes` long ([`Counters::damaged_places`]).
+    /// Committed with the checkpoint past it, so a tail indexed again
+    /// after a crash counts it once.
+    pub fn add_damage(&mut self, segment: u64, pos: u32, bytes: u64) {
+        self.counters.add_damage(segment, pos, bytes);
+    }
+
     /// Records the log's compressed segments with this commit (as of a
     /// moment before the commit: `stats` relies on no file it counts
     /// having gone since, which compressed segments never do).

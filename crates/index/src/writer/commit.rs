@@ -194,6 +194,12 @@ impl Index {
                 if let Some(offset) = w.tally_offset {
                     meta.push(("tally.offset", offset));
                 }
+                if let Some((segment, pos)) = c.first_damage {
+                    meta.push(("damaged.places", c.damaged_places));
+                    meta.push(("damaged.bytes", c.damaged_bytes));
+                    meta.push(("damaged.segment", segment));
+                    meta.push(("damaged.pos", u64::from(pos)));
+                }
                 if let Some(p) = w.packed {
                     meta.push(("packed.count", p.count));
                     meta.push(("packed.bytes", p.bytes));

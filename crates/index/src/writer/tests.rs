@@ -1044,3 +1044,29 @@ fn stored_filters_that_reject_their_keys_or_are_damaged_are_named() {
         assert!(!problems.contains(&last), "{problems}");
     }
 }
+
+#[test]
+fn damaged_places_add_up_across_commits_and_keep_the_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let index = Index::open(&dir.path().join("index.redb")).unwrap();
+    assert_eq!(
+        index.reader().unwrap().counters().unwrap().first_damage,
+        None
+    );
+    let mut w = index.begin().unwrap();
+    w.add_all(&[entry(0, b"a", Some("g1"))]).unwrap();
+    w.add_damage(2, 700, 50);
+    index.commit(w, Some(Checkpoint::default())).unwrap();
+    // A commit that meets none keeps them; the next ones add up.
+    let w = index.begin().unwrap();
+    index.commit(w, Some(Checkpoint::default())).unwrap();
+    let mut w = index.begin().unwrap();
+    w.add_damage(1, 900, 10);
+    w.add_damage(3, 0, 5);
+    index.commit(w, Some(Checkpoint::default())).unwrap();
+    let c = index.reader().unwrap().counters().unwrap();
+    assert_eq!(
+        (c.damaged_places, c.damaged_bytes, c.first_damage),
+        (3, 65, Some((1, 900)))
+    );
+}

@@ -149,19 +149,24 @@ impl Archive {
                                 m.time,
                                 m.quarantined,
                             )),
-                            What::Tally(_) => None,
+                            What::Tally(_) | What::Damage { .. } => None,
                         })
                         .collect();
+                    for r in &chunk {
+                        if let What::Damage { segment, bytes } = r.what {
+                            writer.add_damage(segment, r.pos, bytes);
+                        }
+                    }
                     writer.add_all(&entries)?;
                     total += entries.len() as u64;
                     // Running totals: the last tally (in log order) is the count.
                     if let Some((offset, t)) = chunk.iter().rev().find_map(|r| match r.what {
                         What::Tally(t) => Some((r.offset, t)),
-                        What::Message(_) => None,
+                        What::Message(_) | What::Damage { .. } => None,
                     }) {
                         writer.add_tally(offset, t.duplicates, t.control);
                     }
-                    checkpoint = chunk.last().map(|r| r.after).or(checkpoint);
+                    checkpoint = chunk.iter().rev().find_map(|r| r.after).or(checkpoint);
                     if writer.pending() >= every_records || writer.held_bytes() >= every_bytes {
                         // The next writer's snapshot must include this commit.
                         writer.set_packed(packed_totals(log.packed_segments()));
@@ -200,18 +205,25 @@ impl Archive {
 /// 10.8 s with 4 chunks, 8.5 s with 32).
 const SCANNED_QUEUE: usize = 24;
 
-/// What indexing needs of one record, computed on a scanning thread.
+/// What indexing needs of one record (or of a damaged place), computed
+/// on a scanning thread.
 struct ScannedRecord {
     offset: u64,
     pos: u32,
     what: What,
-    after: Checkpoint,
+    /// The checkpoint just past it: `None` for a damaged place met before
+    /// any record of a scan that started within a segment (the offset
+    /// that comes next is not known there) or in a `.segz`; the records
+    /// after it move the checkpoint past it.
+    after: Option<Checkpoint>,
 }
 
-/// A message's index entry, or a tally's counts.
+/// A message's index entry, a tally's counts, or a damaged place skipped
+/// (its segment and length; `pos` is where it starts).
 enum What {
     Message(ScannedMessage),
     Tally(Tally),
+    Damage { segment: u64, bytes: u64 },
 }
 
 struct ScannedMessage {
@@ -292,14 +304,38 @@ fn scan_segments(
         let mut built = facts.and_then(|f| f.builder(base, pos));
         let mut chunk = Vec::with_capacity(CHUNK);
         let mut receiver_gone = false;
+        // The offset the next record should have: a segment's base at its start.
+        let mut next_offset = (pos == 0).then_some(base);
         log_reader.scan_segment_with(base, pos, |item| -> Result<ControlFlow<()>> {
             let (at, rec) = match item {
                 ScanRef::Record(at, rec) => (at, rec),
                 ScanRef::Damage(d) => {
                     tracing::warn!("skipping damaged record while indexing: {d}");
+                    // Counted by the index (what its answers may lack), with
+                    // the checkpoint past it so that it is counted once.
+                    let start = u32::try_from(d.pos).unwrap_or(u32::MAX);
+                    let end = d.pos.saturating_add(d.len_skipped);
+                    chunk.push(ScannedRecord {
+                        offset: next_offset.unwrap_or(0),
+                        pos: start,
+                        what: What::Damage {
+                            segment: d.segment,
+                            bytes: d.len_skipped,
+                        },
+                        // In a `.segz` the length is not of the `.seg`'s
+                        // bytes, so no position past it is known there.
+                        after: next_offset.filter(|_| !d.compressed).map(|next_offset| {
+                            Checkpoint {
+                                next_offset,
+                                segment: d.segment,
+                                pos: u32::try_from(end).unwrap_or(u32::MAX),
+                            }
+                        }),
+                    });
                     return Ok(ControlFlow::Continue(()));
                 }
             };
+            next_offset = Some(rec.offset + 1);
             let frame = u32::try_from(rec.frame_len()).unwrap_or(u32::MAX);
             let after = Checkpoint {
                 next_offset: rec.offset + 1,
@@ -324,7 +360,7 @@ fn scan_segments(
                 offset: rec.offset,
                 pos: at.pos,
                 what,
-                after,
+                after: Some(after),
             });
             if chunk.len() >= CHUNK {
                 let full = std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK));
