@@ -764,6 +764,98 @@ fn a_tenants_export_holds_its_rows_and_continues_on_its_own() {
     }
 }
 
+/// A status change of a tenant's agent received on another tenant's topic
+/// (its own tenant is that one) is still the agent's: `agents --tenant`
+/// counts it, and so do the spans of the tenant's export (before, they
+/// left it out and ran the state before it on), while its `events` row
+/// stays the other tenant's.
+#[test]
+fn a_tenants_agent_states_count_its_agents_changes_from_another_tenants_topic() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (data, _) = archive_with_late(tmp.path());
+    let agents = |data: &Path| -> BTreeMap<String, Value> {
+        ccvault(
+            data,
+            &["agents", "--format", "json", "--tenant", "globex02"],
+        )
+        .ok()
+        .json_lines()
+        .into_iter()
+        .map(|r| (r["agentId"].as_str().unwrap().to_owned(), r))
+        .collect()
+    };
+    let agent = agents(&data).into_keys().next().unwrap();
+    // Three changes of that agent, as MQTT receives them on acme01's topic,
+    // within the archive's time span.
+    let max_time = common::stats(&data).json["maxTime"].as_i64().unwrap() / 1000;
+    let changes: Vec<String> = [(3, 600), (5, 400), (0, 200)]
+        .iter()
+        .map(|(state, before)| {
+            format!(
+                r#"{{"AgentStatusChange":{{"agentId":"{agent}","newState":{state},"statusEventTS":{}}}}}"#,
+                max_time - before
+            )
+        })
+        .collect();
+    {
+        let (mut archive, _) =
+            ccvault_store::Archive::open(&data, ccvault_store::ArchiveOptions::default()).unwrap();
+        let batch: Vec<ccvault_store::Incoming> = changes
+            .iter()
+            .map(|raw| ccvault_store::Incoming {
+                raw: raw.as_bytes(),
+                source_kind: ccvault_store::SourceKind::Mqtt,
+                source: "acme01/agent-v1/all",
+                line: 0,
+                message_id: None,
+                ingest_ms: max_time * 1000,
+            })
+            .collect();
+        archive.append_batch(&batch).unwrap();
+        archive.sync().unwrap();
+    }
+    let by_agent = agents(&data);
+    let mine = tmp.path().join("globex");
+    export(&data, &mine, &["--tenant", "globex02"]);
+    let mut spans: BTreeMap<String, (u64, BTreeMap<String, i64>)> = BTreeMap::new();
+    for (part, s) in rows(&mine, "agent-states") {
+        assert!(part.starts_with("tenant=globex02/"), "{part}");
+        assert_eq!(s["tenant"], json!("globex02"));
+        let (n, ms) = spans
+            .entry(s["agentId"].as_str().unwrap().to_owned())
+            .or_default();
+        *n += 1;
+        *ms.entry(s["state"].to_string()).or_default() += s["ms"].as_i64().unwrap();
+    }
+    for (id, a) in &by_agent {
+        let (n, ms) = spans.get(id).cloned().unwrap_or_default();
+        assert_eq!(
+            n,
+            a["changes"].as_u64().unwrap(),
+            "{id}: spans against changes"
+        );
+        let want: BTreeMap<String, i64> = a["stateMs"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .map(|(k, v)| (k.clone(), v.as_i64().unwrap()))
+            .filter(|(_, v)| *v > 0)
+            .collect();
+        let got: BTreeMap<String, i64> = ms.into_iter().filter(|(_, v)| *v > 0).collect();
+        assert_eq!(got, want, "{id}: time per state");
+    }
+    // The changes' rows are acme01's events, not globex02's.
+    let payloads: Vec<String> = rows(&mine, "events")
+        .into_iter()
+        .map(|(_, r)| r["payload"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(!payloads.is_empty());
+    assert!(
+        !payloads.iter().any(|p| changes.contains(p)),
+        "a change of another tenant's topic in globex02's events"
+    );
+}
+
 /// The events table is made from the segments' facts where they exist
 /// (docs/FORMAT.md §5), without parsing those payloads: facts that lie
 /// (rewritten here with another agent and GUID) show in the table, and with

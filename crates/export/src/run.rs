@@ -488,8 +488,9 @@ struct Scanned {
 /// One pass over the records `read` names: the `events` rows of those in
 /// `wanted`, and the agent status changes among them (agent spans need all
 /// of them; with [`Read::New`] the spans are kept). In a tenant's export,
-/// a status change without a tenant of its own (one of the tenant's
-/// agents': only those are read) makes a span of the tenant. This thread
+/// every status change of the tenant's agents (only those are read, with
+/// the tenant's events), whatever its own tenant, makes a span of the
+/// tenant. This thread
 /// reads the log; the records it keeps are parsed into rows on a
 /// [`Stage`].
 fn scan_events(
@@ -575,8 +576,11 @@ fn scan_events(
             .map_err(ExportError::from),
         (Some(t), _) => {
             let met = reader.damage_met().len();
+            // The tenant's events, and the status changes of its agents
+            // filed under another tenant: their spans are the tenant's
+            // (`agents --tenant`), their rows are not.
             let read = p
-                .tenant_records(reader, t, |rec| {
+                .tenant_records_and_agent_changes(reader, t, |rec, _| {
                     pass(At::default(), rec.as_ref()).map_err(|e| stop(e).into())
                 })
                 .map_err(ExportError::from);
@@ -741,7 +745,9 @@ impl EventRows {
                 }
                 let (row, parsed) = read_event(&rec, event);
                 if let Some(ev) = parsed {
-                    let tenant = row.tenant.as_deref().or(self.only.as_deref());
+                    // A tenant's export files every span of its agents
+                    // under it, whatever tenant the change itself has.
+                    let tenant = self.only.as_deref().or(row.tenant.as_deref());
                     let taken = self
                         .agents
                         .add_event_with_tenant(ev, row.time, rec.payload, tenant)

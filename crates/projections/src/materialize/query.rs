@@ -670,6 +670,26 @@ impl Projections {
         tenant: &str,
         mut f: impl FnMut(Record) -> Result<()>,
     ) -> Result<()> {
+        self.tenant_records_and_agent_changes(reader, tenant, |rec, is_event| {
+            if is_event {
+                f(rec)
+            } else {
+                Ok(())
+            }
+        })
+    }
+
+    /// [`Projections::tenant_records`] (`f(record, true)`), and besides them
+    /// (`f(record, false)`) the other records that name one of the tenant's
+    /// agents: events of another tenant, among them status changes that
+    /// the tenant's agent state time counts as `agents --tenant` does (a
+    /// change received on another tenant's topic is still the agent's).
+    pub fn tenant_records_and_agent_changes(
+        &self,
+        reader: &mut ArchiveReader,
+        tenant: &str,
+        mut f: impl FnMut(Record, bool) -> Result<()>,
+    ) -> Result<()> {
         let consumed = self.state()?.consumed;
         let agents: BTreeSet<String> = self.agents_of_tenant(tenant)?.into_iter().collect();
         let mut hits: Vec<Hit> = Vec::new();
@@ -691,8 +711,13 @@ impl Projections {
         hits.dedup_by_key(|h| h.offset);
         for chunk in hits.chunks(TENANT_READ_CHUNK) {
             for rec in reader.read_hits(chunk)? {
-                if !rec.quarantined && record_of_tenant(&rec, tenant, &agents) {
-                    f(rec)?;
+                if rec.quarantined {
+                    continue;
+                }
+                match whose(&rec, tenant, &agents) {
+                    Whose::Tenant => f(rec, true)?,
+                    Whose::AgentOfTenant => f(rec, false)?,
+                    Whose::Other => {}
                 }
             }
         }
@@ -855,20 +880,37 @@ enum Folded {
 const TENANT_READ_CHUNK: usize = 4096;
 
 /// Whether `rec` is an event of `tenant` as [`Projections::tenant_records`]
-/// says: its own tenant is `tenant`, or it has none and names one of
-/// `agents` (the tenant's).
-fn record_of_tenant(rec: &Record, tenant: &str, agents: &BTreeSet<String>) -> bool {
+/// says (its own tenant is `tenant`, or it has none and names one of
+/// `agents`, the tenant's), another tenant's that names one of `agents`,
+/// or neither.
+fn whose(rec: &Record, tenant: &str, agents: &BTreeSet<String>) -> Whose {
     let Ok(event) = parse_event(&rec.payload) else {
-        return false;
+        return Whose::Other;
     };
-    match event_tenant(rec.source_kind, &rec.source, &event) {
-        Some(t) => t == tenant,
-        None => event
+    let agent_of_tenant = || {
+        event
             .body
             .agent_id
             .as_text()
-            .is_some_and(|a| agents.contains(a.as_ref())),
+            .is_some_and(|a| agents.contains(a.as_ref()))
+    };
+    match event_tenant(rec.source_kind, &rec.source, &event) {
+        Some(t) if t == tenant => Whose::Tenant,
+        Some(_) if agent_of_tenant() => Whose::AgentOfTenant,
+        Some(_) => Whose::Other,
+        None if agent_of_tenant() => Whose::Tenant,
+        None => Whose::Other,
     }
+}
+
+/// Whose a record is, as [`Projections::tenant_records_and_agent_changes`]
+/// tells it.
+enum Whose {
+    /// An event of the tenant.
+    Tenant,
+    /// Another tenant's event that names one of the tenant's agents.
+    AgentOfTenant,
+    Other,
 }
 
 /// One tenant's line of `ccvault stats --by-tenant`.
