@@ -325,6 +325,8 @@ fn control_characters_in_event_values_never_reach_the_terminal() {
             r#"{{"AgentStatusChange":{{"agentId":"{agent}","newState":5,"msgInfo":{{"timestamp":1763899600000}}}}}}"#
         ),
         "{\"Interaction\": \u{1b}[31m not json".to_string(),
+        // A tenant (the GUID's last part) that is an escape sequence.
+        r#"{"Interaction":{"event":"InteractionCreated","interactionGUID":"int-2-\u001b[31mred\u0007","msgInfo":{"timestamp":1763900000000}}}"#.to_string(),
     ];
     let input = tmp.path().join("in.ndjson");
     fs::write(&input, events.join("\n") + "\n").unwrap();
@@ -348,6 +350,15 @@ fn control_characters_in_event_values_never_reach_the_terminal() {
             "{args:?} let an agentId start a line:\n{out}"
         );
     }
+    // Errors and notes on stderr too: an unknown tenant's error lists the
+    // archive's tenants.
+    let run = ccvault(&dir, &["stats", "--tenant", "nosuch"]).expect_code(1);
+    assert!(
+        !run.stderr.trim_end().chars().any(char::is_control),
+        "{:?}",
+        run.stderr
+    );
+    assert!(run.stderr.contains(r"\u{1b}[31mred\u{7}"), "{}", run.stderr);
     let shown = ccvault(&dir, &["show", decoded_guid]).ok().stdout_str();
     assert!(shown.contains(r"ag\u{1b}[2J\nFORGED 999\u{9b}"), "{shown}");
     // JSON keeps the value exactly (its encoder escapes it).

@@ -154,9 +154,7 @@ pub fn quiet() -> bool {
 /// Prints a status line (a summary, a note, a warning) on stderr unless `-q`.
 pub fn status(args: fmt::Arguments<'_>) {
     if !quiet() {
-        let mut err = std::io::stderr().lock();
-        let _ = err.write_fmt(args);
-        let _ = err.write_all(b"\n");
+        error_line(args);
     }
 }
 
@@ -166,11 +164,14 @@ macro_rules! status {
     ($($arg:tt)*) => { $crate::output::status(format_args!($($arg)*)) };
 }
 
-/// Prints an error line on stderr (also with `-q`); never panics, even
-/// when stderr is closed.
+/// Prints an error line on stderr (also with `-q`), control characters
+/// escaped; never panics, even when stderr is closed.
 pub fn error_line(args: fmt::Arguments<'_>) {
+    // An error may quote input (a tenant, a GUID, a line): its control
+    // characters are escaped, as in every human output.
+    let line = args.to_string();
     let mut err = std::io::stderr().lock();
-    let _ = err.write_fmt(args);
+    let _ = err.write_all(ccvault_projections::for_terminal(&line).as_bytes());
     let _ = err.write_all(b"\n");
 }
 
