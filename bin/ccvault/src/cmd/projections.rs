@@ -67,10 +67,11 @@ fn parse_state_names(s: &str) -> Result<StateNames, String> {
     StateNames::parse(s).map_err(|e| e.to_string())
 }
 
-/// A tenant name as `--tenant` takes it: what a topic's first level or a
-/// GUID's suffix can be (not empty, no `/`).
+/// A tenant name as `--tenant` takes it: anything a topic's first level or
+/// a GUID's suffix can be, which is any text but the empty one (a GUID's
+/// suffix may hold a `/`, and `stats --by-tenant` lists it so).
 pub fn parse_tenant(s: &str) -> Result<String, String> {
-    if s.is_empty() || s.contains('/') {
+    if s.is_empty() {
         return Err(format!(
             "{s:?} is not a tenant name (the first level of an 8x8 topic, or what follows the last `-` of an interactionGUID)"
         ));
