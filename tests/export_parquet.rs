@@ -856,6 +856,44 @@ fn a_tenants_agent_states_count_its_agents_changes_from_another_tenants_topic() 
     );
 }
 
+/// A GUID whose last part is longer than a file name may be is a tenant
+/// like any other: its rows go to a directory named by the first part of
+/// it and a hash (the `tenant` column holds it whole), where one such event
+/// failed every export of the archive.
+#[test]
+fn a_tenant_too_long_for_a_file_name_is_exported_with_the_rest() {
+    let tmp = tempfile::tempdir().unwrap();
+    let long = "t".repeat(300);
+    let input = tmp.path().join("long.ndjson");
+    std::fs::write(
+        &input,
+        format!(
+            r#"{{"Interaction":{{"event":"InteractionCreated","interactionGUID":"int-1-x-{long}","queueId":"7","msgInfo":{{"timestamp":1763900000000}}}}}}"#
+        ) + "\n",
+    )
+    .unwrap();
+    let (a, _) = streams(tmp.path());
+    let data = tmp.path().join("data");
+    import(&data, &[&input, &a], &[]);
+    let out = tmp.path().join("out");
+    export(&data, &out, &[]);
+    for table in ["events", "interactions"] {
+        let rows = rows(&out, table);
+        let mine: Vec<_> = rows
+            .iter()
+            .filter(|(_, r)| r["tenant"] == json!(long))
+            .collect();
+        assert_eq!(mine.len(), 1, "{table}");
+        let (part, _) = mine[0];
+        let dir = part.split('/').next().unwrap();
+        assert!(dir.len() < 255 && dir.starts_with("tenant=ttt"), "{dir}");
+        assert!(
+            rows.iter().any(|(_, r)| r["tenant"] == json!("acme01")),
+            "{table}"
+        );
+    }
+}
+
 /// The events table is made from the segments' facts where they exist
 /// (docs/FORMAT.md §5), without parsing those payloads: facts that lie
 /// (rewritten here with another agent and GUID) show in the table, and with

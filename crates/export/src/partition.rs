@@ -82,7 +82,7 @@ impl PartitionKey {
     /// `tenant=<t>/date=<YYYY-MM-DD>`, relative to the table's directory.
     pub fn rel_dir(&self) -> String {
         let tenant = match &self.tenant {
-            Some(t) => escape(t),
+            Some(t) => tenant_dir_value(t),
             None => NULL_PARTITION.to_owned(),
         };
         let date = match self.date {
@@ -91,6 +91,39 @@ impl PartitionKey {
         };
         format!("tenant={tenant}/date={date}")
     }
+}
+
+/// The longest escaped tenant a partition directory spells out whole:
+/// with `tenant=` the name stays well under the 255 bytes file systems
+/// allow one (a GUID's last part can be any length, and one over-long
+/// tenant failed every export of the archive).
+const TENANT_DIR_MAX: usize = 200;
+/// How much of a longer one it keeps before the hash.
+const TENANT_DIR_KEPT: usize = 180;
+
+/// The `tenant=` value of `tenant`'s directories: [`escape`]d, or, when
+/// that is over [`TENANT_DIR_MAX`] bytes, its first [`TENANT_DIR_KEPT`]
+/// bytes at most, `%7E` (a `~`, which [`escape`] never writes so, so no
+/// tenant's whole name reads the same) and the xxh3-64 of the tenant in
+/// hex. The rows' `tenant` column holds the whole name either way.
+fn tenant_dir_value(tenant: &str) -> String {
+    let escaped = escape(tenant);
+    if escaped.len() <= TENANT_DIR_MAX {
+        return escaped;
+    }
+    let mut cut = TENANT_DIR_KEPT;
+    while !escaped.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    // Never half an escape: `%` and its two digits stay together.
+    if let Some(at) = escaped[..cut].rfind('%').filter(|&at| cut - at < 3) {
+        cut = at;
+    }
+    format!(
+        "{}%7E{:016x}",
+        &escaped[..cut],
+        xxhash_rust::xxh3::xxh3_64(tenant.as_bytes())
+    )
 }
 
 /// A partition value as Hive (`FileUtils.escapePathName`) and Spark
@@ -1041,6 +1074,25 @@ mod tests {
             date: Some(jiff::civil::date(2025, 11, 24)),
         };
         assert_eq!(key.rel_dir(), "tenant=acme/date=2025-11-24");
+        // An over-long tenant: a bounded name, one per tenant, never cut
+        // inside an escape or a character.
+        for (a, b) in [
+            ("x".repeat(300), format!("{}y", "x".repeat(299))),
+            ("/".repeat(90), format!("{}é", "/".repeat(89))),
+            ("é".repeat(150), format!("{}e", "é".repeat(149))),
+        ] {
+            let (da, db) = (tenant_dir_value(&a), tenant_dir_value(&b));
+            assert_ne!(da, db);
+            for d in [&da, &db] {
+                assert!(d.len() <= TENANT_DIR_MAX, "{d}");
+                let kept = d.split("%7E").next().unwrap();
+                assert!(escape(&a).starts_with(kept), "{d}");
+                let k = kept.as_bytes();
+                let in_escape = k.ends_with(b"%") || k.get(k.len().wrapping_sub(2)) == Some(&b'%');
+                assert!(!in_escape, "{d}");
+            }
+        }
+        assert_eq!(tenant_dir_value(&"x".repeat(200)), "x".repeat(200));
         let none = PartitionKey {
             tenant: None,
             date: None,
