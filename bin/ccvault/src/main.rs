@@ -373,7 +373,7 @@ pub enum Command {
         #[command(flatten)]
         out: HumanJsonArg,
     },
-    /// Raw events byte-exact as NDJSON, interaction summaries as NDJSON or CSV, or events, legs and agent state spans as Parquet tables (--format parquet --out DIR).
+    /// Raw events byte-exact as NDJSON (a payload received over several lines is written on one, its line breaks as spaces), interaction summaries as NDJSON or CSV, or events, legs and agent state spans as Parquet tables (--format parquet --out DIR).
     Export(cmd::export::ExportArgs),
     /// A read-only web application over the archive: live wallboard (pushed over Server-Sent Events), contact dispute view, search, report, JSON API and Prometheus metrics (docs/SERVE.md).
     Serve(cmd::serve::ServeArgs),
