@@ -164,6 +164,25 @@ macro_rules! status {
     ($($arg:tt)*) => { $crate::output::status(format_args!($($arg)*)) };
 }
 
+/// An error and its causes on one line, `: ` between them, as anyhow's
+/// `{:#}` writes it, but a cause that the message before it already ends
+/// with (a library error that names its source and also returns it) is
+/// not written twice.
+pub fn error_text(e: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in e.chain() {
+        let part = cause.to_string();
+        if text.ends_with(&part) {
+            continue;
+        }
+        if !text.is_empty() {
+            text.push_str(": ");
+        }
+        text.push_str(&part);
+    }
+    text
+}
+
 /// Prints an error line on stderr (also with `-q`), control characters
 /// escaped; never panics, even when stderr is closed.
 pub fn error_line(args: fmt::Arguments<'_>) {
