@@ -216,6 +216,14 @@ fn fill(input: &mut dyn BufRead) -> std::io::Result<&[u8]> {
 /// bracket depth outside strings, strings by their closing quote, anything
 /// else (numbers, literals, stray text) at the next whitespace or
 /// structural byte.
+///
+/// A broken value (`{not json`, a cut-off object) never closes its
+/// brackets, and would take the rest of the input with it. So a line that
+/// starts with `{` where no well-formed value can have one ends the value
+/// before that line: directly inside a top-level object (where a line
+/// starts with a key or the closing `}`, whatever the pretty-printer), or
+/// after a line break inside a string (which JSON forbids). The broken part
+/// is then one quarantined message, and the events after it are read.
 #[derive(Debug, Default, Clone, Copy)]
 struct Value {
     started: bool,
@@ -223,6 +231,11 @@ struct Value {
     depth: u32,
     in_string: bool,
     escape: bool,
+    /// The value is an object (its depth-1 container is one).
+    object: bool,
+    /// The last byte was a line break where a `{` starting the next line
+    /// ends the value.
+    resync: bool,
 }
 
 impl Value {
@@ -233,11 +246,20 @@ impl Value {
             if !self.started {
                 self.started = true;
                 match b {
-                    b'{' | b'[' => self.depth = 1,
+                    b'{' | b'[' => {
+                        self.depth = 1;
+                        self.object = b == b'{';
+                    }
                     b'"' => self.in_string = true,
                     _ => self.bare = true,
                 }
                 continue;
+            }
+            if std::mem::take(&mut self.resync) && b == b'{' {
+                return Some(i);
+            }
+            if b == b'\n' && !self.bare {
+                self.resync = self.in_string || (self.depth == 1 && self.object);
             }
             if self.bare {
                 let stop = matches!(b, b' ' | b'\t' | b'\r' | b'\n' | b'{' | b'[' | b'"' | b',')
@@ -367,6 +389,38 @@ mod tests {
             let at = offset.unwrap() as usize;
             assert_eq!(&input[at..at + text.len()], text.as_bytes());
         }
+    }
+
+    #[test]
+    fn a_broken_value_ends_where_a_line_starts_a_new_one() {
+        // An unclosed object, a cut-off one, an unterminated string: each
+        // is one message and the events after it are read.
+        let input = b"{\"a\":1}\n{not json\n{\"b\":2}\n{\"c\":\n{\"d\":{\n  \"e\": 3\n}}\n{\"f\": \"open\n{\"g\":4}";
+        let got = split(InputFormat::JsonStream, input, 100);
+        let texts: Vec<&str> = got.iter().map(|g| g.0.as_str()).collect();
+        assert_eq!(
+            texts,
+            [
+                "{\"a\":1}",
+                "{not json\n",
+                "{\"b\":2}",
+                "{\"c\":\n",
+                "{\"d\":{\n  \"e\": 3\n}}",
+                "{\"f\": \"open\n",
+                "{\"g\":4}"
+            ]
+        );
+        // A pretty-printed value whose nested values start lines keeps
+        // them: only a line starting `{` right inside the top-level object
+        // (or inside a string) ends it.
+        let pretty = b"{\n  \"a\": [\n{\"b\": 1}\n],\n  \"c\": {\n    \"d\": 2\n  }\n}\n[\n{\"x\":1}\n]";
+        let got = split(InputFormat::JsonStream, pretty, 100);
+        assert_eq!(got.len(), 2, "{got:?}");
+        assert_eq!(got[1].0, "[\n{\"x\":1}\n]");
+        // The same in an array capture.
+        let got = split(InputFormat::JsonArray, b"[{\"a\":1},\n{bad,\n{\"b\":2}]", 100);
+        let texts: Vec<&str> = got.iter().map(|g| g.0.as_str()).collect();
+        assert_eq!(texts, ["{\"a\":1}", "{bad,\n", "{\"b\":2}"]);
     }
 
     #[test]
