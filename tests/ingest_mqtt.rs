@@ -512,3 +512,33 @@ fn mqtts_verifies_the_broker_and_presents_a_client_certificate() {
     let (records, _) = archived(&data);
     assert!((0..N).all(|i| records.get(event(i).as_bytes()) == Some(&1)));
 }
+
+/// The human summary of a stopped ingest is a status line, as import's:
+/// on stderr, and not with `-q`; stdout is left for data.
+#[test]
+fn the_human_summary_goes_to_stderr_and_quiet_silences_it() {
+    let broker = Broker::start("allow_anonymous true");
+    let work = tempfile::tempdir().unwrap();
+    let url = broker.url();
+    for quiet in [false, true] {
+        let data = work.path().join(format!("data-{quiet}"));
+        let mut cmd = Command::new(BIN);
+        cmd.arg("--data-dir").arg(&data);
+        if quiet {
+            cmd.arg("-q");
+        }
+        let client = format!("ccvault-test-summary-{quiet}");
+        cmd.args(["ingest", "mqtt", "--url", &url, "--client-id", &client]);
+        let mut ingest = Daemon::spawn(cmd, work.path().join(format!("summary-{quiet}.log")));
+        ingest.wait_for_log("subscribed", Duration::from_secs(20));
+        let (status, stdout) = ingest.terminate();
+        assert!(status.success(), "{status:?}");
+        assert_eq!(stdout, "", "quiet {quiet}");
+        let said = ingest.stderr();
+        assert_eq!(
+            said.contains("ingest mqtt stopped: received 0"),
+            !quiet,
+            "quiet {quiet}: {said}"
+        );
+    }
+}

@@ -372,8 +372,8 @@ fn finish(
                 "reconnects": s.reconnects,
             }),
         )?,
-        HumanJson::Human => writeln!(
-            out,
+        // A summary, as import's: on stderr, and not with -q.
+        HumanJson::Human => crate::status!(
             "ingest {source} {}: received {}, archived {}, quarantined {}, duplicates {}, rejected {}, acknowledged {}, reconnects {}",
             if result.is_ok() { "stopped" } else { "failed" },
             s.received,
@@ -383,7 +383,7 @@ fn finish(
             s.rejected,
             s.acked,
             s.reconnects
-        )?,
+        ),
     }
     out.flush()?;
     match result {
