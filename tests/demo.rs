@@ -190,3 +190,35 @@ fn the_readme_quick_start_works_as_written() {
     }
     assert!(ran >= 2, "{block}");
 }
+
+/// Without `--into`, each demo archives into a directory of its own, even
+/// two started in the same second (the name's resolution): the second takes
+/// the name with `-2`.
+#[test]
+fn demos_started_together_each_get_a_fresh_directory() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let start = || {
+        Command::new(env!("CARGO_BIN_EXE_ccvault"))
+            .args(["demo", "--format", "json"])
+            .current_dir(tmp.path())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("run demo")
+    };
+    let (a, b) = (start(), start());
+    for run in [a, b] {
+        let out = run.wait_with_output().expect("demo");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let dirs: Vec<String> = std::fs::read_dir(tmp.path())
+        .expect("list")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(dirs.len(), 2, "{dirs:?}");
+    assert!(dirs.iter().all(|d| d.starts_with("ccvault-demo-")), "{dirs:?}");
+}

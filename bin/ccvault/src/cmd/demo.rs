@@ -82,23 +82,41 @@ fn interest(t: &Truth) -> i64 {
     t.reject_count.min(2) * 10 + t.hold_count.min(2) * 5 + t.offer_count
 }
 
+/// Creates the directory `base`, or `base-2`, `base-3`, … when it is taken:
+/// two demos started in the same second (the name's resolution) each get
+/// one of their own, claimed by its creation, so two at once cannot share it.
+fn fresh_dir(base: &str) -> Result<PathBuf> {
+    for n in 1u32.. {
+        let dir = PathBuf::from(match n {
+            1 => base.to_owned(),
+            n => format!("{base}-{n}"),
+        });
+        match std::fs::create_dir(&dir) {
+            Ok(()) => return Ok(dir),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => {
+                return Err(e).with_context(|| format!("cannot create directory {}", dir.display()))
+            }
+        }
+    }
+    bail!("no free name for the demo's directory beside {base}")
+}
+
 pub fn demo(cli: &Cli, args: &DemoArgs) -> Result<ExitCode> {
     let format = cli.format_of(args.format, "demo")?;
     let human = format == HumanJson::Human;
     let started = Instant::now();
     let dir = match &args.into {
+        Some(d) if d.exists() => bail!(
+            "{} already exists; the demo archives into a fresh directory (name another with --into, or leave --into out)",
+            d.display()
+        ),
         Some(d) => d.clone(),
-        None => PathBuf::from(format!(
+        None => fresh_dir(&format!(
             "ccvault-demo-{}",
             jiff::Timestamp::now().strftime("%Y%m%d-%H%M%S")
-        )),
+        ))?,
     };
-    if dir.exists() {
-        bail!(
-            "{} already exists; the demo archives into a fresh directory (pass --into)",
-            dir.display()
-        );
-    }
     let mut out = std::io::stdout().lock();
     // With --format json the text goes nowhere and one object ends the run.
     let mut sink = std::io::sink();
