@@ -644,6 +644,44 @@ fn stdin_import_gives_the_same_archive_as_files() {
     assert!(q.iter().all(|x| x["source"] == "-"), "{q:?}");
 }
 
+/// A directory among the inputs is named and refused before anything is
+/// archived (it opens, and failed only when read, after the files before
+/// it, without a summary); one on stdin is named as stdin.
+#[test]
+fn a_directory_given_as_input_is_refused_before_anything_is_archived() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("a");
+    let sample = &samples()[0];
+    let run = ccvault(
+        &dir,
+        &[
+            "import",
+            sample.to_str().unwrap(),
+            tmp.path().to_str().unwrap(),
+        ],
+    )
+    .expect_code(1);
+    assert!(
+        run.stderr.contains(&format!(
+            "cannot import {}: it is a directory",
+            tmp.path().display()
+        )),
+        "{}",
+        run.stderr
+    );
+    assert!(!dir.exists(), "the archive was created");
+    let out = common::command(&dir, &["import", "-"])
+        .stdin(fs::File::open(tmp.path()).unwrap())
+        .output()
+        .unwrap();
+    let run = common::Run::from_output(vec!["import".into(), "-".into()], out).expect_code(1);
+    assert!(
+        run.stderr.contains("cannot read input -: Is a directory"),
+        "{}",
+        run.stderr
+    );
+}
+
 #[test]
 fn a_line_over_the_size_limit_is_rejected_by_name_and_the_rest_archived() {
     let tmp = tempfile::tempdir().unwrap();

@@ -220,5 +220,8 @@ fn demos_started_together_each_get_a_fresh_directory() {
         .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
         .collect();
     assert_eq!(dirs.len(), 2, "{dirs:?}");
-    assert!(dirs.iter().all(|d| d.starts_with("ccvault-demo-")), "{dirs:?}");
+    assert!(
+        dirs.iter().all(|d| d.starts_with("ccvault-demo-")),
+        "{dirs:?}"
+    );
 }

@@ -66,11 +66,13 @@ pub struct Progress<'a> {
     pub input_bytes: u64,
 }
 
-/// Wraps `input` in a gzip decoder when it starts with the gzip magic.
-pub fn maybe_gunzip<'a>(mut input: impl BufRead + 'a) -> Result<Box<dyn BufRead + 'a>> {
-    let head = input
-        .fill_buf()
-        .map_err(io("cannot read input", "<input>"))?;
+/// Wraps `input` (read from `source`, a path or `-`) in a gzip decoder
+/// when it starts with the gzip magic.
+pub fn maybe_gunzip<'a>(
+    mut input: impl BufRead + 'a,
+    source: &str,
+) -> Result<Box<dyn BufRead + 'a>> {
+    let head = input.fill_buf().map_err(io("cannot read input", source))?;
     if head.starts_with(&[0x1f, 0x8b]) {
         Ok(Box::new(BufReader::with_capacity(
             1 << 20,
@@ -242,7 +244,7 @@ fn read_batches(
     tx: std::sync::mpsc::SyncSender<Result<ReadBatch>>,
     spare: std::sync::mpsc::Receiver<Spare>,
 ) {
-    let mut input = match maybe_gunzip(input) {
+    let mut input = match maybe_gunzip(input, source) {
         Ok(i) => i,
         Err(e) => {
             let _ = tx.send(Err(e));

@@ -413,12 +413,17 @@ mod tests {
         // A pretty-printed value whose nested values start lines keeps
         // them: only a line starting `{` right inside the top-level object
         // (or inside a string) ends it.
-        let pretty = b"{\n  \"a\": [\n{\"b\": 1}\n],\n  \"c\": {\n    \"d\": 2\n  }\n}\n[\n{\"x\":1}\n]";
+        let pretty =
+            b"{\n  \"a\": [\n{\"b\": 1}\n],\n  \"c\": {\n    \"d\": 2\n  }\n}\n[\n{\"x\":1}\n]";
         let got = split(InputFormat::JsonStream, pretty, 100);
         assert_eq!(got.len(), 2, "{got:?}");
         assert_eq!(got[1].0, "[\n{\"x\":1}\n]");
         // The same in an array capture.
-        let got = split(InputFormat::JsonArray, b"[{\"a\":1},\n{bad,\n{\"b\":2}]", 100);
+        let got = split(
+            InputFormat::JsonArray,
+            b"[{\"a\":1},\n{bad,\n{\"b\":2}]",
+            100,
+        );
         let texts: Vec<&str> = got.iter().map(|g| g.0.as_str()).collect();
         assert_eq!(texts, ["{\"a\":1}", "{bad,\n", "{\"b\":2}"]);
     }

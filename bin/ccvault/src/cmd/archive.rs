@@ -103,10 +103,16 @@ pub fn import(
     for source in &sources {
         opened.push(match source {
             None => None,
-            Some(path) => Some(
-                std::fs::File::open(path)
-                    .with_context(|| format!("cannot open {}", path.display()))?,
-            ),
+            Some(path) => {
+                let file = std::fs::File::open(path)
+                    .with_context(|| format!("cannot open {}", path.display()))?;
+                // A directory opens, and fails only when read: after the
+                // files before it were archived.
+                if file.metadata().is_ok_and(|m| m.is_dir()) {
+                    anyhow::bail!("cannot import {}: it is a directory", path.display());
+                }
+                Some(file)
+            }
         });
     }
     let mut freed_memory = crate::FreedMemory::hold();
