@@ -1083,6 +1083,18 @@ fn exit_codes_are_as_documented() {
         (vec!["export", "--format", "csv"], 2),
         (vec!["report", "--sla", "20"], 2),
         (vec!["report", "--from", "last tuesday"], 2),
+        // A date that --tz puts outside the instants there are.
+        (vec!["interactions", "--from", "9999-12-31"], 2),
+        (
+            vec![
+                "--tz",
+                "Pacific/Kiritimati",
+                "agents",
+                "--to",
+                "9999-12-31T23:00",
+            ],
+            2,
+        ),
         (vec!["import", "--segment-bytes", "lots"], 2),
         (vec!["completions", "tcsh"], 2),
     ] {
@@ -1090,6 +1102,12 @@ fn exit_codes_are_as_documented() {
         assert_eq!(run.code, code, "{args:?}:\n{}", run.stderr);
         if code == 2 {
             assert!(!run.stderr.is_empty(), "{args:?} says nothing");
+            // Named as typed, not as a type or a library's internals.
+            assert!(
+                !run.stderr.contains("Date(") && !run.stderr.contains("overflowed"),
+                "{args:?}: {}",
+                run.stderr
+            );
         }
     }
     // A mistyped --data-dir is an error for every command that needs an

@@ -10,9 +10,11 @@ use jiff::tz::TimeZone;
 
 pub use ccvault_projections::timearg::{parse_duration, parse_duration_ms, parse_time, TimeArg};
 
-/// Resolves an optional instant flag against `--tz` and the clock.
+/// Resolves an optional instant flag against `--tz` and the clock; a
+/// value out of range there is a bad value on the command line (exit 2).
 pub fn resolve_opt(t: Option<&TimeArg>, tz: &TimeZone) -> anyhow::Result<Option<i64>> {
-    ccvault_projections::timearg::resolve_opt(t, tz).map_err(anyhow::Error::msg)
+    ccvault_projections::timearg::resolve_opt(t, tz)
+        .map_err(|why| crate::output::UsageError(why).into())
 }
 
 /// A size: bytes, or with a unit (`64MiB`, `1GiB`, `512KiB`, `10MB`).

@@ -72,7 +72,22 @@ impl TimeArg {
         };
         zoned
             .map(|z| z.timestamp().as_millisecond())
-            .map_err(|e| format!("time {self:?} is out of range: {e}"))
+            .map_err(|_| {
+                let zone = tz.iana_name().unwrap_or("the time zone");
+                format!("time {self} is out of range in {zone}: instants run from -9999-01-02 to 9999-12-30 UTC")
+            })
+    }
+}
+
+/// As typed, near enough: the date, the local time, or the span.
+impl std::fmt::Display for TimeArg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TimeArg::Instant(ms) => write!(f, "{ms}"),
+            TimeArg::Date(d) => write!(f, "{d}"),
+            TimeArg::Local(dt) => write!(f, "{dt}"),
+            TimeArg::Relative(span) => write!(f, "now {span:+}"),
+        }
     }
 }
 
