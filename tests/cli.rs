@@ -1017,6 +1017,11 @@ fn logs_have_no_colour_unless_asked_and_quiet_means_quiet() {
     assert!(run.stderr.contains("\u{1b}["), "{:?}", run.stderr);
     let run = ccvault(&dir, &["--color", "never", "-vv", "stats"]).ok();
     assert!(!run.stderr.contains('\u{1b}'), "{:?}", run.stderr);
+    // And clap's own usage errors, written before --color is parsed.
+    let run = ccvault(&dir, &["--color", "always", "stats", "--bogus"]).expect_code(2);
+    assert!(run.stderr.contains("\u{1b}["), "{:?}", run.stderr);
+    let run = ccvault(&dir, &["stats", "--bogus", "--color=always"]).expect_code(2);
+    assert!(run.stderr.contains("\u{1b}["), "{:?}", run.stderr);
     let run = command(&dir, &["-vv", "stats"])
         .env("NO_COLOR", "1")
         .output()

@@ -392,7 +392,15 @@ pub enum Command {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    // clap writes its own help and usage errors before `--color` is parsed:
+    // told the choice from a look at the arguments first.
+    let matches = <Cli as clap::CommandFactory>::command()
+        .color(output::clap_color(std::env::args_os()))
+        .get_matches();
+    let cli = match <Cli as clap::FromArgMatches>::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
     output::set_quiet(cli.quiet);
     output::init_logging(cli.verbose, cli.quiet, output::use_color(cli.color));
     tracing::debug!(

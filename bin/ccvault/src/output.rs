@@ -127,6 +127,34 @@ pub enum ColorChoice {
     Never,
 }
 
+/// The `--color` the arguments give (the last one before `--`), for clap's
+/// own output, which is written before the arguments are parsed: `auto`
+/// leaves clap to its own rule (a terminal, and `NO_COLOR` unset).
+pub fn clap_color(args: impl IntoIterator<Item = std::ffi::OsString>) -> clap::ColorChoice {
+    let mut choice = clap::ColorChoice::Auto;
+    let mut args = args.into_iter();
+    while let Some(arg) = args.next() {
+        let Some(arg) = arg.to_str().map(str::to_owned) else {
+            continue;
+        };
+        if arg == "--" {
+            break;
+        }
+        let value = match arg.strip_prefix("--color") {
+            Some("") => args.next().and_then(|v| v.into_string().ok()),
+            Some(v) => v.strip_prefix('=').map(str::to_owned),
+            None => None,
+        };
+        choice = match value.as_deref() {
+            Some("always") => clap::ColorChoice::Always,
+            Some("never") => clap::ColorChoice::Never,
+            Some(_) => clap::ColorChoice::Auto,
+            None => choice,
+        };
+    }
+    choice
+}
+
 /// Whether to colour what goes to stderr: `always`/`never` as told; `auto`
 /// only when stderr is a terminal and `NO_COLOR` is unset or empty.
 pub fn use_color(choice: ColorChoice) -> bool {
@@ -302,6 +330,29 @@ fn proc_status_kib(field: &str) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn clap_is_told_the_last_color_before_the_end_of_options() {
+        let of = |args: &[&str]| clap_color(args.iter().map(std::ffi::OsString::from));
+        assert_eq!(of(&["ccvault", "stats"]), clap::ColorChoice::Auto);
+        assert_eq!(
+            of(&["ccvault", "--color", "never", "x"]),
+            clap::ColorChoice::Never
+        );
+        assert_eq!(
+            of(&["ccvault", "--color=always"]),
+            clap::ColorChoice::Always
+        );
+        assert_eq!(
+            of(&["ccvault", "--color=always", "--color", "never"]),
+            clap::ColorChoice::Never
+        );
+        assert_eq!(
+            of(&["ccvault", "--", "--color=never"]),
+            clap::ColorChoice::Auto
+        );
+        assert_eq!(of(&["ccvault", "--color", "auto"]), clap::ColorChoice::Auto);
+    }
 
     struct BrokenWriter;
 
