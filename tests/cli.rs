@@ -1344,9 +1344,21 @@ fn completions_and_the_manual_page_cover_every_command() {
             "ccvault-{c}(1) lacks --data-dir"
         );
     }
+    // The pages the ingest page points to, by either name, with their
+    // flags; no page points to a `help` pseudo-command.
+    let ingest = ccvault(tmp.path(), &["man", "ingest"]).ok().stdout_str();
+    assert!(ingest.contains("ccvault\\-ingest\\-mqtt(1)"), "{ingest}");
+    for name in ["ingest-mqtt", "ingest mqtt"] {
+        let page = ccvault(tmp.path(), &["man", name]).ok().stdout_str();
+        assert!(page.contains(".TH ccvault-ingest-mqtt 1"), "{page:.300}");
+        assert!(page.contains("\\-\\-keep\\-alive"), "{name}");
+    }
+    for page in [&page, &ingest] {
+        assert!(!page.contains("help(1)"), "{page}");
+    }
     let run = ccvault(tmp.path(), &["man", "frobnicate"]).expect_code(2);
     assert!(
-        run.stderr.contains("frobnicate") && run.stderr.contains("import"),
+        run.stderr.contains("frobnicate") && run.stderr.contains("ingest-pulsar"),
         "{}",
         run.stderr
     );

@@ -22,25 +22,45 @@ pub fn completions(cli: &Cli, shell: clap_complete::Shell) -> Result<ExitCode> {
 
 pub fn man(cli: &Cli, command: Option<&str>) -> Result<ExitCode> {
     super::no_format(cli, "man")?;
-    let mut top = Cli::command();
+    // No `help` pseudo-command on any page (its pages would be empty).
+    let mut top = Cli::command()
+        .disable_help_subcommand(true)
+        .mut_subcommands(|c| c.disable_help_subcommand(true));
     // Global flags (`--data-dir`, `--format`, …) reach the subcommands' pages.
     top.build();
     let page = match command {
         None => top,
         Some(name) => {
-            let Some(sub) = top.find_subcommand(name) else {
-                let known: Vec<&str> = top.get_subcommands().map(|c| c.get_name()).collect();
+            // `ingest-mqtt` (as the parent's page names it) or `ingest mqtt`.
+            let path: Vec<&str> = match top.find_subcommand(name) {
+                Some(_) => vec![name],
+                None => name.splitn(2, ['-', ' ']).collect(),
+            };
+            let mut sub = Some(&top);
+            for part in &path {
+                sub = sub.and_then(|c| c.find_subcommand(part));
+            }
+            let Some(sub) = sub else {
+                let known: Vec<String> = top
+                    .get_subcommands()
+                    .flat_map(|c| {
+                        std::iter::once(c.get_name().to_owned()).chain(
+                            c.get_subcommands()
+                                .map(move |s| format!("{}-{}", c.get_name(), s.get_name())),
+                        )
+                    })
+                    .collect();
                 return Err(anyhow::Error::new(UsageError(format!(
                     "`ccvault man {name}`: no such command; the commands are {}",
                     known.join(", ")
                 ))));
             };
-            // Named as man(1) finds it: `man ccvault-import`.
-            let full = format!("ccvault-{}", sub.get_name());
+            // Named as man(1) finds it: `man ccvault-import`,
+            // `man ccvault-ingest-mqtt`.
             sub.clone()
-                .display_name(full)
+                .display_name(format!("ccvault-{}", path.join("-")))
                 .version(env!("CARGO_PKG_VERSION"))
-                .bin_name(format!("ccvault {name}"))
+                .bin_name(format!("ccvault {}", path.join(" ")))
         }
     };
     let mut out = Vec::new();
