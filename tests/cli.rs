@@ -1090,6 +1090,11 @@ fn exit_codes_are_as_documented() {
         (vec!["report", "--from", "last tuesday"], 2),
         // A date that --tz puts outside the instants there are.
         (vec!["interactions", "--from", "9999-12-31"], 2),
+        // A window whose start is after its end.
+        (
+            vec!["report", "--from", "2025-11-25", "--to", "2025-11-24"],
+            2,
+        ),
         (
             vec![
                 "--tz",

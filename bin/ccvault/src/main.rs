@@ -281,10 +281,22 @@ impl TimeRange {
     /// The range in epoch ms, with dates in `--tz` and relative times from now.
     pub fn resolve(&self, cli: &Cli) -> anyhow::Result<(Option<i64>, Option<i64>)> {
         let tz = cli.tz();
-        Ok((
+        let (from, to) = (
             args::resolve_opt(self.from.as_ref(), &tz)?,
             args::resolve_opt(self.to.as_ref(), &tz)?,
-        ))
+        );
+        // An empty answer would say "nothing then", not "you swapped them".
+        if let (Some(f), Some(t)) = (from, to) {
+            if f > t {
+                return Err(output::UsageError(format!(
+                    "--from ({}) is after --to ({}): the window is [from, to)",
+                    output::format_ms(f, &tz),
+                    output::format_ms(t, &tz)
+                ))
+                .into());
+            }
+        }
+        Ok((from, to))
     }
 }
 
