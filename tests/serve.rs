@@ -6,6 +6,7 @@
 
 mod common;
 
+use std::io::{BufRead, Read, Write};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
@@ -1021,4 +1022,106 @@ fn a_contact_with_a_damaged_record_serves_the_rest_and_says_what_it_left_out() {
         "{}",
         page.text()
     );
+}
+
+/// A client that sends a request line and headers but never the blank line
+/// ending them does not hold shutdown: SIGTERM ends the server within the
+/// drain (2 s), exit status 0, while that socket is still open.
+#[test]
+fn shutdown_does_not_wait_for_a_client_that_never_ends_its_headers() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    import(&data, &[&sample("events.ndjson")], &[]);
+    let mut server = Server::start(&data, &dir.path().join("serve.log"), &["--at", AT]);
+    let mut stalled = std::net::TcpStream::connect(server.addr).unwrap();
+    stalled.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n").unwrap();
+    // The server has taken the connection and read what was sent.
+    std::thread::sleep(Duration::from_millis(300));
+    let asked = std::time::Instant::now();
+    let (status, _) = server.daemon.terminate();
+    let took = asked.elapsed();
+    assert!(status.success(), "{status}: {}", server.daemon.stderr());
+    assert!(took < Duration::from_secs(6), "shutdown took {took:?}");
+    drop(stalled);
+}
+
+/// Request headers must arrive within the header timeout (hidden flag
+/// `--header-timeout`, 30 s by default), and so must the next request on a
+/// kept-alive connection: otherwise the server closes the socket. The
+/// `/events` stream, whose response lasts for hours, is not cut by it.
+#[test]
+fn slow_headers_and_idle_connections_are_closed_but_events_stream_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    import(&data, &[&sample("events.ndjson")], &[]);
+    let server = Server::start(
+        &data,
+        &dir.path().join("serve.log"),
+        &["--header-timeout", "1s"],
+    );
+    // How long until the server closes `s` (EOF or reset), at most 10 s.
+    let closed_after = |s: &mut std::net::TcpStream, since: std::time::Instant| {
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut rest = Vec::new();
+        match s.read_to_end(&mut rest) {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
+            Err(e) => panic!("still open after 10 s ({e}); read {rest:?}"),
+        }
+        since.elapsed()
+    };
+    let mut stalled = std::net::TcpStream::connect(server.addr).unwrap();
+    let sent = std::time::Instant::now();
+    stalled.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n").unwrap();
+    let took = closed_after(&mut stalled, sent);
+    assert!(
+        took >= Duration::from_millis(900) && took < Duration::from_secs(5),
+        "unfinished headers closed after {took:?}"
+    );
+
+    // A kept-alive connection, idle after its answer.
+    let mut idle = std::io::BufReader::new(std::net::TcpStream::connect(server.addr).unwrap());
+    idle.get_mut()
+        .write_all(b"GET /api/wallboard HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let mut head = String::new();
+    let mut length = 0;
+    loop {
+        let mut line = String::new();
+        idle.read_line(&mut line).unwrap();
+        if let Some(n) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+            length = n.trim().parse().unwrap();
+        }
+        head.push_str(&line);
+        if line == "\r\n" {
+            break;
+        }
+    }
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(
+        !head.to_ascii_lowercase().contains("connection: close"),
+        "{head}"
+    );
+    let mut body = vec![0; length];
+    idle.read_exact(&mut body).unwrap();
+    let answered = std::time::Instant::now();
+    let took = closed_after(idle.get_mut(), answered);
+    assert!(took < Duration::from_secs(5), "idle closed after {took:?}");
+
+    // The event stream outlives the timeout, and goes on pushing.
+    let mut events = Events::open(server.addr, "/events", &[]);
+    events.until(Duration::from_secs(10), |m| m.event == "wallboard");
+    std::thread::sleep(Duration::from_millis(2500));
+    let guid = "int-after-timeout-phone-00-tenant01";
+    let now = jiff::Timestamp::now().as_millisecond();
+    ccvault_stdin(
+        &data,
+        &["import", "-"],
+        live_call(guid, now, false).as_bytes(),
+    )
+    .ok();
+    events.until(Duration::from_secs(10), |m| {
+        serde_json::from_str::<serde_json::Value>(&m.data)
+            .is_ok_and(|b| stage_of(&b, guid).is_some())
+    });
 }

@@ -57,7 +57,15 @@ pub struct ServeOptions {
     pub tls: Option<(PathBuf, PathBuf)>,
     /// How often the archive is looked at.
     pub poll: Duration,
+    /// How long a client may take to send a request's headers (and, over
+    /// TLS, its handshake), or to send the next request on a kept-alive
+    /// connection, before the connection is closed: idle sockets must not
+    /// exhaust the process's file descriptors. Responses are not bounded.
+    pub header_timeout: Duration,
 }
+
+/// The default [`ServeOptions::header_timeout`].
+pub const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Refuses to expose the archive beyond this machine without a token.
 pub fn check_exposure(opts: &ServeOptions) -> Result<()> {
@@ -740,12 +748,18 @@ pub async fn serve(
         }
     };
     on_ready(local);
+    // Not `axum::serve`: it sets no header timeout, and its graceful
+    // shutdown waits for every connection, however long a client takes.
     let served = match tls {
-        None => axum::serve(listener, router)
-            .with_graceful_shutdown(stopping)
+        None => {
+            crate::accept::serve(listener, router, opts.header_timeout, stopping, |tcp| {
+                std::future::ready(Some(tcp))
+            })
             .await
-            .context("the HTTP server failed"),
-        Some(acceptor) => crate::tls::serve(listener, acceptor, router, stopping).await,
+        }
+        Some(acceptor) => {
+            crate::tls::serve(listener, acceptor, router, opts.header_timeout, stopping).await
+        }
     };
     live.stop();
     let _ = watcher.join();
