@@ -965,15 +965,7 @@ fn a_contact_with_a_damaged_record_serves_the_rest_and_says_what_it_left_out() {
     // served.
     let bad_line = 13;
     let g = s.interaction_of(bad_line);
-    let segment = &common::segment_files(&dir)[0];
-    let mut bytes = std::fs::read(segment).unwrap();
-    let needle = s.line(bad_line);
-    let at = bytes
-        .windows(needle.len())
-        .position(|w| w == needle.as_bytes())
-        .unwrap();
-    bytes[at + needle.len() - 10] ^= 0x01;
-    std::fs::write(segment, bytes).unwrap();
+    damage_lines(&dir, &s, &[bad_line]);
 
     let server = Server::start(&dir, &tmp.path().join("serve.log"), &[]);
     let guid = s.guid(g);
@@ -1124,4 +1116,87 @@ fn slow_headers_and_idle_connections_are_closed_but_events_stream_on() {
         serde_json::from_str::<serde_json::Value>(&m.data)
             .is_ok_and(|b| stage_of(&b, guid).is_some())
     });
+}
+
+/// Flips a byte near the end of each of these lines of `s` in `dir`'s log
+/// (an import with `--no-compress`): records in damaged places.
+fn damage_lines(dir: &Path, s: &common::Stream, lines: &[usize]) {
+    let segment = &common::segment_files(dir)[0];
+    let mut bytes = std::fs::read(segment).unwrap();
+    for &line in lines {
+        let needle = s.line(line);
+        let at = bytes
+            .windows(needle.len())
+            .position(|w| w == needle.as_bytes())
+            .unwrap();
+        bytes[at + needle.len() - 10] ^= 0x01;
+    }
+    std::fs::write(segment, bytes).unwrap();
+}
+
+/// A leg whose records are all in damaged places of the log is not found,
+/// but not absent: the three contact routes answer 404 saying which records
+/// were left out and to run `ccvault verify`, with the header counting them
+/// (as `show` warns on stderr); once reindexed, the 404 says what the index
+/// was built around.
+#[test]
+fn a_contact_whose_records_are_all_damaged_is_not_found_and_says_why() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = common::Stream {
+        events: 40,
+        interactions: 4,
+        line_len: 300,
+    };
+    let input = tmp.path().join("in.ndjson");
+    s.write(&input);
+    let dir = tmp.path().join("archive");
+    import(&dir, &[&input], &["--no-compress"]);
+    // Every record of interaction 1 (valid records follow the last one).
+    let g = 1;
+    let lines: Vec<usize> = (g..s.events).step_by(s.interactions).collect();
+    damage_lines(&dir, &s, &lines);
+    let guid = s.guid(g);
+    let show = ccvault(&dir, &["show", &guid]);
+    assert!(
+        show.stderr.contains("in damaged places of the log"),
+        "the CLI warns: {}",
+        show.stderr
+    );
+
+    let server = Server::start(&dir, &tmp.path().join("serve.log"), &[]);
+    let left_out = lines.len().to_string();
+    for path in [
+        format!("/api/contact/{guid}"),
+        format!("/contact/{guid}"),
+        format!("/contact/{guid}/events.ndjson"),
+    ] {
+        let r = server.get(&path);
+        assert_eq!(r.status, 404, "{path}");
+        assert_eq!(r.header("ccvault-records-left-out"), left_out, "{path}");
+        let text = r.text();
+        assert!(
+            text.contains(&format!(
+                "{left_out} record(s) of what follows are in damaged places of the log"
+            )) && text.contains("ccvault verify"),
+            "{path}: {text}"
+        );
+    }
+    // A GUID that is simply absent says nothing of the kind.
+    let absent = server.get("/api/contact/int-nope");
+    assert_eq!(absent.status, 404);
+    assert_eq!(absent.header("ccvault-records-left-out"), "");
+    assert!(!absent.text().contains("damaged"), "{}", absent.text());
+    drop(server);
+
+    common::ccvault(&dir, &["-q", "reindex"]).ok();
+    let server = Server::start(&dir, &tmp.path().join("serve2.log"), &[]);
+    let r = server.get(&format!("/api/contact/{guid}"));
+    assert_eq!(r.status, 404);
+    assert_eq!(r.header("ccvault-records-left-out"), "");
+    assert_eq!(r.header("ccvault-index-damaged-places"), left_out);
+    assert!(
+        r.text().contains("the index was built around"),
+        "{}",
+        r.text()
+    );
 }

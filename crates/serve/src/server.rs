@@ -260,8 +260,9 @@ pub const INDEX_DAMAGE_HEADER: &str = "ccvault-index-damaged-places";
 /// The step every contact route shares: on the blocking pool, reads the
 /// records of every leg of `guid`'s contact and their timelines, answers
 /// 404 when the asked leg has no event, else `f(tz, legs, note)`, `note`
-/// saying which records were left out for damage (then counted in
-/// [`LEFT_OUT_HEADER`] too).
+/// saying which records were left out for damage. Either answer counts
+/// them in [`LEFT_OUT_HEADER`] (and [`INDEX_DAMAGE_HEADER`]), and the 404's
+/// message says it in words.
 async fn with_contact(
     live: Arc<Live>,
     guid: String,
@@ -276,23 +277,27 @@ async fn with_contact(
             .with_projections(|p| read_legs(&mut reader, Some(p), &guid))
             .map_err(internal)?;
         let shown = timelines(&legs);
-        if !shown.iter().any(|l| l.asked) {
-            let mut message = format!("no events of interaction {guid:?} in the archive");
-            if let Some(unseen) = reader.not_searched() {
-                message = format!("{message} as far as it is indexed: {unseen}");
-            }
-            if let Some(note) = reader.index_damage_note() {
-                message = format!("{message} ({note})");
-            }
-            return Ok(not_found(answer, message));
-        }
         // What the lookups met, and what the index was built around.
         let notes: Vec<String> = [reader.damage_note(), reader.index_damage_note()]
             .into_iter()
             .flatten()
             .collect();
         let note = (!notes.is_empty()).then(|| notes.join("; "));
-        let mut r = f(&live.options().tz, &shown, note.as_deref())?;
+        let mut r = if shown.iter().any(|l| l.asked) {
+            f(&live.options().tz, &shown, note.as_deref())?
+        } else {
+            // A leg whose records all lie in damaged places of the log is
+            // not absent: the 404 says so (as `show` warns on stderr) and
+            // carries the same headers as an answer would.
+            let mut message = format!("no events of interaction {guid:?} in the archive");
+            if let Some(unseen) = reader.not_searched() {
+                message = format!("{message} as far as it is indexed: {unseen}");
+            }
+            if let Some(note) = note {
+                message = format!("{message} ({note})");
+            }
+            not_found(answer, message)
+        };
         let left_out = reader.damage_met().len();
         if left_out > 0 {
             r.headers_mut()
