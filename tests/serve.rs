@@ -1200,3 +1200,68 @@ fn a_contact_whose_records_are_all_damaged_is_not_found_and_says_why() {
         r.text()
     );
 }
+
+/// Every data route (`/api/…` and the raw events) refuses a parameter it
+/// does not take, naming it, instead of answering as if it were not there;
+/// parameter names are read decoded, as their values are.
+#[test]
+fn every_data_route_refuses_a_parameter_it_does_not_take() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    import(&data, &[&sample("events.ndjson")], &[]);
+    let server = Server::start(&data, &dir.path().join("serve.log"), &["--at", AT]);
+    for (path, name) in [
+        ("/api/wallboard?x=1".to_owned(), "x"),
+        (format!("/api/contact/{GUID}?tenant=other"), "tenant"),
+        (format!("/contact/{GUID}/events.ndjson?x=1"), "x"),
+        ("/api/interactions?%71uue=313".to_owned(), "quue"),
+        ("/api/report?interval=15m&b%79x=queue".to_owned(), "byx"),
+    ] {
+        let r = server.get(&path);
+        assert_eq!(r.status, 400, "{path}: {}", r.text());
+        assert!(
+            r.text().contains(&format!("unknown parameter \"{name}\"")),
+            "{path}: {}",
+            r.text()
+        );
+        assert_security_headers(&r, &path);
+    }
+    // Without one they answer.
+    for path in [
+        "/api/wallboard".to_owned(),
+        format!("/api/contact/{GUID}"),
+        format!("/contact/{GUID}/events.ndjson"),
+    ] {
+        assert_eq!(server.get(&path).status, 200, "{path}");
+    }
+    // An escaped name is the parameter it spells.
+    for (escaped, plain) in [
+        (
+            "/api/interactions?qu%65ue=311",
+            "/api/interactions?queue=311",
+        ),
+        (
+            "/api/interactions?fr%6Fm=2025-11-23T12:15:00Z",
+            "/api/interactions?from=2025-11-23T12:15:00Z",
+        ),
+        (
+            "/api/report?short%5Fabandon=1m&interval=15m",
+            "/api/report?short_abandon=1m&interval=15m",
+        ),
+    ] {
+        let (e, p) = (server.get(escaped), server.get(plain));
+        assert_eq!(e.status, 200, "{escaped}: {}", e.text());
+        assert_eq!(e.text(), p.text(), "{escaped} is {plain}");
+    }
+    let all = server.get("/api/interactions").text();
+    for filtered in [
+        "/api/interactions?qu%65ue=311",
+        "/api/interactions?fr%6Fm=2025-11-23T12:15:00Z",
+    ] {
+        let some = server.get(filtered).text();
+        assert!(
+            !some.is_empty() && some != all,
+            "{filtered} filters: {some}"
+        );
+    }
+}

@@ -23,11 +23,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use axum::body::{Body, Bytes};
-use axum::extract::{MatchedPath, Path, Query, RawQuery, Request, State};
+use axum::extract::{MatchedPath, Path, Query, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Redirect, Response};
-use axum::routing::get;
+use axum::routing::{get, MethodRouter};
 use axum::{Form, Router};
 use ccvault_projections::Projections;
 use serde::Deserialize;
@@ -36,7 +36,8 @@ use tokio_stream::wrappers::WatchStream;
 use crate::contact::{contact_json, read_legs, timelines, write_raw, ShownLeg};
 use crate::live::{is_no_archive, json_line, Live};
 use crate::query::{
-    only_known_params, InteractionsQuery, ReportQuery, INTERACTIONS_PARAMS, REPORT_PARAMS,
+    only_known_params, InteractionsQuery, ReportQuery, INTERACTIONS_PARAMS, NO_PARAMS,
+    REPORT_PARAMS,
 };
 use crate::security::{csp_for_page, Token, CSP, TOKEN_COOKIE};
 use crate::{pages, search};
@@ -392,10 +393,8 @@ async fn api_contact(
 
 async fn api_interactions(
     State(s): State<AppState>,
-    RawQuery(raw): RawQuery,
     Query(q): Query<InteractionsQuery>,
 ) -> Result<Response, Problem> {
-    only_known_params(raw.as_deref(), INTERACTIONS_PARAMS).map_err(bad_request)?;
     let live = s.live.clone();
     blocking(move || {
         let filter = q.filter(&live.options().tz).map_err(bad_request)?;
@@ -425,10 +424,8 @@ fn report_rows(
 
 async fn api_report(
     State(s): State<AppState>,
-    RawQuery(raw): RawQuery,
     Query(q): Query<ReportQuery>,
 ) -> Result<Response, Problem> {
-    only_known_params(raw.as_deref(), REPORT_PARAMS).map_err(bad_request)?;
     let live = s.live.clone();
     blocking(move || {
         let opts = q.options(&live.options().tz).map_err(bad_request)?;
@@ -612,6 +609,25 @@ async fn login(State(s): State<AppState>, Form(f): Form<LoginForm>) -> Response 
     }
 }
 
+/// Refuses (400, naming it) a query parameter the route does not take,
+/// before the route runs ([`only_known_params`]).
+async fn known_params(
+    State(known): State<&'static [&'static str]>,
+    req: Request,
+    next: Next,
+) -> Response {
+    match only_known_params(req.uri(), known) {
+        Ok(()) => next.run(req).await,
+        Err(e) => bad_request(e).into_response(),
+    }
+}
+
+/// `route`, taking the query parameters `known` and no other: every data
+/// route (`/api/…`, the raw events) is declared through it.
+fn taking(known: &'static [&'static str], route: MethodRouter<AppState>) -> MethodRouter<AppState> {
+    route.route_layer(middleware::from_fn_with_state(known, known_params))
+}
+
 /// Token check, security headers, access log and request counts.
 async fn guard(State(s): State<AppState>, req: Request, next: Next) -> Response {
     let started = Instant::now();
@@ -694,13 +710,19 @@ fn app(live: Arc<Live>, opts: &ServeOptions) -> Router {
         .route("/assets/serve.css", get(asset_css))
         .route("/favicon.ico", get(favicon))
         .route("/contact/{guid}", get(contact_page))
-        .route("/contact/{guid}/events.ndjson", get(contact_ndjson))
+        .route(
+            "/contact/{guid}/events.ndjson",
+            taking(NO_PARAMS, get(contact_ndjson)),
+        )
         .route("/search", get(search_page))
         .route("/report", get(report_page))
-        .route("/api/wallboard", get(api_wallboard))
-        .route("/api/contact/{guid}", get(api_contact))
-        .route("/api/interactions", get(api_interactions))
-        .route("/api/report", get(api_report))
+        .route("/api/wallboard", taking(NO_PARAMS, get(api_wallboard)))
+        .route("/api/contact/{guid}", taking(NO_PARAMS, get(api_contact)))
+        .route(
+            "/api/interactions",
+            taking(INTERACTIONS_PARAMS, get(api_interactions)),
+        )
+        .route("/api/report", taking(REPORT_PARAMS, get(api_report)))
         .route("/metrics", get(metrics))
         .route("/login", get(login_form).post(login))
         .fallback(|| async { Problem(StatusCode::NOT_FOUND, "no such page".into()) })
