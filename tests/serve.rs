@@ -1265,3 +1265,70 @@ fn every_data_route_refuses_a_parameter_it_does_not_take() {
         );
     }
 }
+
+/// A token that cannot travel in the `/login` cookie or the Authorization
+/// header (whitespace, `;`, control or non-ASCII characters) is refused
+/// before the server listens, naming the file and what a token may hold;
+/// one of every other visible ASCII character signs in by form, cookie and
+/// header.
+#[test]
+fn a_token_that_cannot_be_sent_is_refused_at_startup() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    import(&data, &[&sample("events.ndjson")], &[]);
+    for (i, (token, what)) in [
+        ("correct horse battery staple", "a space"),
+        ("correct-horse;battery-staple", "a `;`"),
+        ("correct-horse\u{7}battery-staple", "a control character"),
+        ("correct-horse-battery-st\u{e4}ple", "a non-ASCII character"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let file = dir.path().join(format!("bad{i}.token"));
+        std::fs::write(&file, format!("{token}\n")).unwrap();
+        // A daemon, not a command run to its end: a server that accepted
+        // the token would listen until killed.
+        let args = [
+            "serve",
+            "--addr",
+            "127.0.0.1:0",
+            "--token-file",
+            file.to_str().unwrap(),
+        ];
+        let mut refused = Daemon::spawn(command(&data, &args), dir.path().join("refused.log"));
+        let (status, stdout) = refused.wait_exit(Duration::from_secs(20));
+        let stderr = refused.stderr();
+        assert_eq!(status.code(), Some(1), "{token:?}: {stderr}");
+        for said in [
+            file.to_str().unwrap(),
+            what,
+            "visible ASCII",
+            "other than `;`",
+        ] {
+            assert!(stderr.contains(said), "{token:?}: {said:?} in {stderr}");
+        }
+        assert!(stdout.is_empty(), "nothing listens: {stdout}");
+    }
+
+    let token: String = ('!'..='~').filter(|c| *c != ';').collect();
+    let file = dir.path().join("punctuated.token");
+    std::fs::write(&file, format!("{token}\n")).unwrap();
+    let server = Server::start(
+        &data,
+        &dir.path().join("serve.log"),
+        &["--token-file", file.to_str().unwrap()],
+    );
+    let bearer = format!("Bearer {token}");
+    let r = http::get_with(server.addr, "/api/wallboard", &[("Authorization", &bearer)]);
+    assert_eq!(r.status, 200);
+    let r = http::post_form(server.addr, "/login", &format!("token={}", percent(&token)));
+    assert_eq!(r.status, 303, "{}", r.text());
+    let cookie = r.header("set-cookie").to_owned();
+    let pair = cookie.split(';').next().unwrap();
+    assert_eq!(pair, format!("ccvault_token={token}"));
+    assert_eq!(
+        http::get_with(server.addr, "/", &[("Cookie", pair)]).status,
+        200
+    );
+}

@@ -78,7 +78,7 @@ pub struct ServeArgs {
     /// Address to listen on; anything but loopback requires --token-file. Port 0 picks a free port (printed on stdout).
     #[arg(long, default_value = "127.0.0.1:8080", value_name = "ADDR")]
     pub addr: SocketAddr,
-    /// A file whose first line is the bearer token every client must present (at least 16 characters).
+    /// A file whose first line is the bearer token every client must present (at least 16 characters; visible ASCII, no `;`).
     #[arg(long, value_name = "FILE")]
     pub token_file: Option<PathBuf>,
     /// Serve HTTPS with this PEM certificate chain (with --tls-key).
