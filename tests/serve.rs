@@ -6,6 +6,7 @@
 
 mod common;
 
+use std::io::{BufRead, Read, Write};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
@@ -964,15 +965,7 @@ fn a_contact_with_a_damaged_record_serves_the_rest_and_says_what_it_left_out() {
     // served.
     let bad_line = 13;
     let g = s.interaction_of(bad_line);
-    let segment = &common::segment_files(&dir)[0];
-    let mut bytes = std::fs::read(segment).unwrap();
-    let needle = s.line(bad_line);
-    let at = bytes
-        .windows(needle.len())
-        .position(|w| w == needle.as_bytes())
-        .unwrap();
-    bytes[at + needle.len() - 10] ^= 0x01;
-    std::fs::write(segment, bytes).unwrap();
+    damage_lines(&dir, &s, &[bad_line]);
 
     let server = Server::start(&dir, &tmp.path().join("serve.log"), &[]);
     let guid = s.guid(g);
@@ -1020,5 +1013,322 @@ fn a_contact_with_a_damaged_record_serves_the_rest_and_says_what_it_left_out() {
             .contains("the index was built around 1 damaged place(s) of the log"),
         "{}",
         page.text()
+    );
+}
+
+/// A client that sends a request line and headers but never the blank line
+/// ending them does not hold shutdown: SIGTERM ends the server within the
+/// drain (2 s), exit status 0, while that socket is still open.
+#[test]
+fn shutdown_does_not_wait_for_a_client_that_never_ends_its_headers() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    import(&data, &[&sample("events.ndjson")], &[]);
+    let mut server = Server::start(&data, &dir.path().join("serve.log"), &["--at", AT]);
+    let mut stalled = std::net::TcpStream::connect(server.addr).unwrap();
+    stalled.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n").unwrap();
+    // The server has taken the connection and read what was sent.
+    std::thread::sleep(Duration::from_millis(300));
+    let asked = std::time::Instant::now();
+    let (status, _) = server.daemon.terminate();
+    let took = asked.elapsed();
+    assert!(status.success(), "{status}: {}", server.daemon.stderr());
+    assert!(took < Duration::from_secs(6), "shutdown took {took:?}");
+    drop(stalled);
+}
+
+/// Request headers must arrive within the header timeout (hidden flag
+/// `--header-timeout`, 30 s by default), and so must the next request on a
+/// kept-alive connection: otherwise the server closes the socket. The
+/// `/events` stream, whose response lasts for hours, is not cut by it.
+#[test]
+fn slow_headers_and_idle_connections_are_closed_but_events_stream_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    import(&data, &[&sample("events.ndjson")], &[]);
+    let server = Server::start(
+        &data,
+        &dir.path().join("serve.log"),
+        &["--header-timeout", "1s"],
+    );
+    // How long until the server closes `s` (EOF or reset), at most 10 s.
+    let closed_after = |s: &mut std::net::TcpStream, since: std::time::Instant| {
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut rest = Vec::new();
+        match s.read_to_end(&mut rest) {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
+            Err(e) => panic!("still open after 10 s ({e}); read {rest:?}"),
+        }
+        since.elapsed()
+    };
+    let mut stalled = std::net::TcpStream::connect(server.addr).unwrap();
+    let sent = std::time::Instant::now();
+    stalled.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n").unwrap();
+    let took = closed_after(&mut stalled, sent);
+    assert!(
+        took >= Duration::from_millis(900) && took < Duration::from_secs(5),
+        "unfinished headers closed after {took:?}"
+    );
+
+    // A kept-alive connection, idle after its answer.
+    let mut idle = std::io::BufReader::new(std::net::TcpStream::connect(server.addr).unwrap());
+    idle.get_mut()
+        .write_all(b"GET /api/wallboard HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let mut head = String::new();
+    let mut length = 0;
+    loop {
+        let mut line = String::new();
+        idle.read_line(&mut line).unwrap();
+        if let Some(n) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+            length = n.trim().parse().unwrap();
+        }
+        head.push_str(&line);
+        if line == "\r\n" {
+            break;
+        }
+    }
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(
+        !head.to_ascii_lowercase().contains("connection: close"),
+        "{head}"
+    );
+    let mut body = vec![0; length];
+    idle.read_exact(&mut body).unwrap();
+    let answered = std::time::Instant::now();
+    let took = closed_after(idle.get_mut(), answered);
+    assert!(took < Duration::from_secs(5), "idle closed after {took:?}");
+
+    // The event stream outlives the timeout, and goes on pushing.
+    let mut events = Events::open(server.addr, "/events", &[]);
+    events.until(Duration::from_secs(10), |m| m.event == "wallboard");
+    std::thread::sleep(Duration::from_millis(2500));
+    let guid = "int-after-timeout-phone-00-tenant01";
+    let now = jiff::Timestamp::now().as_millisecond();
+    ccvault_stdin(
+        &data,
+        &["import", "-"],
+        live_call(guid, now, false).as_bytes(),
+    )
+    .ok();
+    events.until(Duration::from_secs(10), |m| {
+        serde_json::from_str::<serde_json::Value>(&m.data)
+            .is_ok_and(|b| stage_of(&b, guid).is_some())
+    });
+}
+
+/// Flips a byte near the end of each of these lines of `s` in `dir`'s log
+/// (an import with `--no-compress`): records in damaged places.
+fn damage_lines(dir: &Path, s: &common::Stream, lines: &[usize]) {
+    let segment = &common::segment_files(dir)[0];
+    let mut bytes = std::fs::read(segment).unwrap();
+    for &line in lines {
+        let needle = s.line(line);
+        let at = bytes
+            .windows(needle.len())
+            .position(|w| w == needle.as_bytes())
+            .unwrap();
+        bytes[at + needle.len() - 10] ^= 0x01;
+    }
+    std::fs::write(segment, bytes).unwrap();
+}
+
+/// A leg whose records are all in damaged places of the log is not found,
+/// but not absent: the three contact routes answer 404 saying which records
+/// were left out and to run `ccvault verify`, with the header counting them
+/// (as `show` warns on stderr); once reindexed, the 404 says what the index
+/// was built around.
+#[test]
+fn a_contact_whose_records_are_all_damaged_is_not_found_and_says_why() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = common::Stream {
+        events: 40,
+        interactions: 4,
+        line_len: 300,
+    };
+    let input = tmp.path().join("in.ndjson");
+    s.write(&input);
+    let dir = tmp.path().join("archive");
+    import(&dir, &[&input], &["--no-compress"]);
+    // Every record of interaction 1 (valid records follow the last one).
+    let g = 1;
+    let lines: Vec<usize> = (g..s.events).step_by(s.interactions).collect();
+    damage_lines(&dir, &s, &lines);
+    let guid = s.guid(g);
+    let show = ccvault(&dir, &["show", &guid]);
+    assert!(
+        show.stderr.contains("in damaged places of the log"),
+        "the CLI warns: {}",
+        show.stderr
+    );
+
+    let server = Server::start(&dir, &tmp.path().join("serve.log"), &[]);
+    let left_out = lines.len().to_string();
+    for path in [
+        format!("/api/contact/{guid}"),
+        format!("/contact/{guid}"),
+        format!("/contact/{guid}/events.ndjson"),
+    ] {
+        let r = server.get(&path);
+        assert_eq!(r.status, 404, "{path}");
+        assert_eq!(r.header("ccvault-records-left-out"), left_out, "{path}");
+        let text = r.text();
+        assert!(
+            text.contains(&format!(
+                "{left_out} record(s) of what follows are in damaged places of the log"
+            )) && text.contains("ccvault verify"),
+            "{path}: {text}"
+        );
+    }
+    // A GUID that is simply absent says nothing of the kind.
+    let absent = server.get("/api/contact/int-nope");
+    assert_eq!(absent.status, 404);
+    assert_eq!(absent.header("ccvault-records-left-out"), "");
+    assert!(!absent.text().contains("damaged"), "{}", absent.text());
+    drop(server);
+
+    common::ccvault(&dir, &["-q", "reindex"]).ok();
+    let server = Server::start(&dir, &tmp.path().join("serve2.log"), &[]);
+    let r = server.get(&format!("/api/contact/{guid}"));
+    assert_eq!(r.status, 404);
+    assert_eq!(r.header("ccvault-records-left-out"), "");
+    assert_eq!(r.header("ccvault-index-damaged-places"), left_out);
+    assert!(
+        r.text().contains("the index was built around"),
+        "{}",
+        r.text()
+    );
+}
+
+/// Every data route (`/api/…` and the raw events) refuses a parameter it
+/// does not take, naming it, instead of answering as if it were not there;
+/// parameter names are read decoded, as their values are.
+#[test]
+fn every_data_route_refuses_a_parameter_it_does_not_take() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    import(&data, &[&sample("events.ndjson")], &[]);
+    let server = Server::start(&data, &dir.path().join("serve.log"), &["--at", AT]);
+    for (path, name) in [
+        ("/api/wallboard?x=1".to_owned(), "x"),
+        (format!("/api/contact/{GUID}?tenant=other"), "tenant"),
+        (format!("/contact/{GUID}/events.ndjson?x=1"), "x"),
+        ("/api/interactions?%71uue=313".to_owned(), "quue"),
+        ("/api/report?interval=15m&b%79x=queue".to_owned(), "byx"),
+    ] {
+        let r = server.get(&path);
+        assert_eq!(r.status, 400, "{path}: {}", r.text());
+        assert!(
+            r.text().contains(&format!("unknown parameter \"{name}\"")),
+            "{path}: {}",
+            r.text()
+        );
+        assert_security_headers(&r, &path);
+    }
+    // Without one they answer.
+    for path in [
+        "/api/wallboard".to_owned(),
+        format!("/api/contact/{GUID}"),
+        format!("/contact/{GUID}/events.ndjson"),
+    ] {
+        assert_eq!(server.get(&path).status, 200, "{path}");
+    }
+    // An escaped name is the parameter it spells.
+    for (escaped, plain) in [
+        (
+            "/api/interactions?qu%65ue=311",
+            "/api/interactions?queue=311",
+        ),
+        (
+            "/api/interactions?fr%6Fm=2025-11-23T12:15:00Z",
+            "/api/interactions?from=2025-11-23T12:15:00Z",
+        ),
+        (
+            "/api/report?short%5Fabandon=1m&interval=15m",
+            "/api/report?short_abandon=1m&interval=15m",
+        ),
+    ] {
+        let (e, p) = (server.get(escaped), server.get(plain));
+        assert_eq!(e.status, 200, "{escaped}: {}", e.text());
+        assert_eq!(e.text(), p.text(), "{escaped} is {plain}");
+    }
+    let all = server.get("/api/interactions").text();
+    for filtered in [
+        "/api/interactions?qu%65ue=311",
+        "/api/interactions?fr%6Fm=2025-11-23T12:15:00Z",
+    ] {
+        let some = server.get(filtered).text();
+        assert!(
+            !some.is_empty() && some != all,
+            "{filtered} filters: {some}"
+        );
+    }
+}
+
+/// A token that cannot travel in the `/login` cookie or the Authorization
+/// header (whitespace, `;`, control or non-ASCII characters) is refused
+/// before the server listens, naming the file and what a token may hold;
+/// one of every other visible ASCII character signs in by form, cookie and
+/// header.
+#[test]
+fn a_token_that_cannot_be_sent_is_refused_at_startup() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    import(&data, &[&sample("events.ndjson")], &[]);
+    for (i, (token, what)) in [
+        ("correct horse battery staple", "a space"),
+        ("correct-horse;battery-staple", "a `;`"),
+        ("correct-horse\u{7}battery-staple", "a control character"),
+        ("correct-horse-battery-st\u{e4}ple", "a non-ASCII character"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let file = dir.path().join(format!("bad{i}.token"));
+        std::fs::write(&file, format!("{token}\n")).unwrap();
+        // A daemon, not a command run to its end: a server that accepted
+        // the token would listen until killed.
+        let args = [
+            "serve",
+            "--addr",
+            "127.0.0.1:0",
+            "--token-file",
+            file.to_str().unwrap(),
+        ];
+        let mut refused = Daemon::spawn(command(&data, &args), dir.path().join("refused.log"));
+        let (status, stdout) = refused.wait_exit(Duration::from_secs(20));
+        let stderr = refused.stderr();
+        assert_eq!(status.code(), Some(1), "{token:?}: {stderr}");
+        for said in [
+            file.to_str().unwrap(),
+            what,
+            "visible ASCII",
+            "other than `;`",
+        ] {
+            assert!(stderr.contains(said), "{token:?}: {said:?} in {stderr}");
+        }
+        assert!(stdout.is_empty(), "nothing listens: {stdout}");
+    }
+
+    let token: String = ('!'..='~').filter(|c| *c != ';').collect();
+    let file = dir.path().join("punctuated.token");
+    std::fs::write(&file, format!("{token}\n")).unwrap();
+    let server = Server::start(
+        &data,
+        &dir.path().join("serve.log"),
+        &["--token-file", file.to_str().unwrap()],
+    );
+    let bearer = format!("Bearer {token}");
+    let r = http::get_with(server.addr, "/api/wallboard", &[("Authorization", &bearer)]);
+    assert_eq!(r.status, 200);
+    let r = http::post_form(server.addr, "/login", &format!("token={}", percent(&token)));
+    assert_eq!(r.status, 303, "{}", r.text());
+    let cookie = r.header("set-cookie").to_owned();
+    let pair = cookie.split(';').next().unwrap();
+    assert_eq!(pair, format!("ccvault_token={token}"));
+    assert_eq!(
+        http::get_with(server.addr, "/", &[("Cookie", pair)]).status,
+        200
     );
 }

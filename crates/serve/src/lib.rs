@@ -19,6 +19,7 @@
 //! - Nothing here panics on input: bad parameters are 400s naming them,
 //!   missing data 404s, failures 5xx with the reason.
 
+mod accept;
 pub mod contact;
 pub mod live;
 pub mod pages;
@@ -31,5 +32,5 @@ pub mod wallboard;
 
 pub use live::{Clock, Live};
 pub use security::Token;
-pub use server::{check_exposure, serve, ServeOptions};
+pub use server::{check_exposure, serve, ServeOptions, HEADER_TIMEOUT};
 pub use wallboard::{Wallboard, WallboardOptions};

@@ -56,16 +56,30 @@ pub const INTERACTIONS_PARAMS: &[&str] = &[
 /// Every name of [`ReportQuery`].
 pub const REPORT_PARAMS: &[&str] = &["from", "to", "interval", "by", "sla", "short_abandon"];
 
-/// An `/api/…` query that names a parameter its route does not take is
+/// Every name of the routes that take no parameter (`/api/wallboard`,
+/// `/api/contact/{guid}`, `/contact/{guid}/events.ndjson`).
+pub const NO_PARAMS: &[&str] = &[];
+
+/// A data route's query that names a parameter the route does not take is
 /// refused, naming it: a misspelt filter (`quue=313`) would otherwise be
-/// ignored and the answer be about everything.
-pub fn only_known_params(raw_query: Option<&str>, known: &[&str]) -> Result<(), String> {
-    for pair in raw_query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
-        let name = pair.split_once('=').map_or(pair, |(name, _)| name);
-        if !known.contains(&name) {
-            return Err(format!(
-                "unknown parameter {name:?} (this route takes {})",
+/// ignored and the answer be about everything. Names are compared decoded
+/// (percent escapes and `+`, as the parameters' values are read), so
+/// `fr%6Fm` is `from`.
+pub fn only_known_params(uri: &axum::http::Uri, known: &[&str]) -> Result<(), String> {
+    // axum's own query decoding (serde_urlencoded over form_urlencoded),
+    // the one the routes read their parameters with.
+    let axum::extract::Query(pairs) =
+        axum::extract::Query::<Vec<(String, String)>>::try_from_uri(uri)
+            .map_err(|e| format!("unreadable query: {}", e.body_text()))?;
+    for (name, _) in &pairs {
+        if !known.contains(&name.as_str()) {
+            let takes = if known.is_empty() {
+                "none".to_owned()
+            } else {
                 known.join(", ")
+            };
+            return Err(format!(
+                "unknown parameter {name:?} (this route takes {takes})"
             ));
         }
     }
@@ -169,6 +183,25 @@ mod tests {
         .unwrap();
         assert_eq!(r.interval, Interval::Min15);
         assert_eq!(r.short_abandon_ms, 5_000);
+    }
+
+    #[test]
+    fn unknown_parameters_are_named_once_decoded() {
+        let check = |q: &str, known: &[&str]| {
+            let uri: axum::http::Uri = format!("/api/x{q}").parse().unwrap();
+            only_known_params(&uri, known)
+        };
+        assert!(check("", NO_PARAMS).is_ok());
+        assert!(check("?fr%6Fm=2025-11-24&short%5Fabandon=5s", REPORT_PARAMS).is_ok());
+        let e = check("?x=1", NO_PARAMS).unwrap_err();
+        assert_eq!(e, "unknown parameter \"x\" (this route takes none)");
+        let e = check("?from=1&%71uue=313", INTERACTIONS_PARAMS).unwrap_err();
+        assert!(
+            e.starts_with("unknown parameter \"quue\" (this route takes from, to,"),
+            "{e}"
+        );
+        let e = check("?tenant", NO_PARAMS).unwrap_err();
+        assert!(e.contains("\"tenant\""), "{e}");
     }
 
     #[test]

@@ -31,11 +31,28 @@ impl std::fmt::Debug for Token {
 
 impl Token {
     /// The token in the first line of a token file (surrounding whitespace
-    /// ignored); an empty one is refused.
+    /// ignored). One shorter than 16 characters is refused, and so is one
+    /// holding a character that cannot travel in the `/login` cookie or the
+    /// `Authorization` header (whitespace, `;`, control or non-ASCII
+    /// characters): it would be accepted here and then never admit anyone.
     pub fn from_file_text(text: &str) -> Result<Token, String> {
         let t = text.lines().next().unwrap_or("").trim();
-        if t.len() < 16 {
+        if t.chars().count() < 16 {
             return Err("the token must be at least 16 characters on the file's first line".into());
+        }
+        // Said by kind and position, never shown: the token is a secret.
+        if let Some((at, c)) = t.chars().enumerate().find(|(_, c)| !token_char(*c)) {
+            let what = match c {
+                ';' => "a `;`",
+                ' ' => "a space",
+                c if c.is_whitespace() => "a whitespace character",
+                c if c.is_ascii_control() => "a control character",
+                _ => "a non-ASCII character",
+            };
+            return Err(format!(
+                "the token holds {what} (character {}): it may hold only visible ASCII characters (`!` to `~`) other than `;`, since it is sent in a cookie and in the Authorization header",
+                at + 1
+            ));
         }
         Ok(Token {
             digest: Sha256::digest(t.as_bytes()).into(),
@@ -61,6 +78,12 @@ impl Token {
         });
         bearer || cookie
     }
+}
+
+/// Whether a token may hold `c`: a cookie value and a header value must be
+/// visible ASCII, and `;` would end the cookie's value.
+fn token_char(c: char) -> bool {
+    c.is_ascii_graphic() && c != ';'
 }
 
 /// The policy of a crates/html page: [`CSP`], with the page's one inline
@@ -96,6 +119,32 @@ mod tests {
         assert!(!t.admits(None, Some("ccvault_token=nope")));
         assert!(Token::from_file_text("short\n").is_err());
         assert!(Token::from_file_text("").is_err());
+    }
+
+    #[test]
+    fn a_token_that_cannot_travel_in_a_cookie_or_header_is_refused() {
+        for (token, what) in [
+            ("correct horse battery staple", "a space (character 8)"),
+            ("correct-horse;battery-staple", "a `;` (character 14)"),
+            ("correct-horse\tbattery-staple", "a whitespace character"),
+            ("correct-horse\u{7}battery-staple", "a control character"),
+            ("correct-horse-battery-st\u{e4}ple", "a non-ASCII character"),
+            (
+                "correct-horse\u{a0}battery-staple",
+                "a whitespace character",
+            ),
+        ] {
+            let e = Token::from_file_text(token).unwrap_err();
+            assert!(e.contains(what), "{token:?}: {e}");
+            assert!(e.contains("visible ASCII"), "{e}");
+            assert!(!e.contains("horse"), "the token is not shown: {e}");
+        }
+        // Every visible ASCII character but `;` is fine, surrounding
+        // whitespace is not part of the token.
+        let all: String = ('!'..='~').filter(|c| *c != ';').collect();
+        let t = Token::from_file_text(&format!(" {all}\t\nsecond line")).unwrap();
+        assert!(t.admits(Some(&format!("Bearer {all}")), None));
+        assert!(t.admits(None, Some(&format!("ccvault_token={all}"))));
     }
 
     #[test]

@@ -23,11 +23,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use axum::body::{Body, Bytes};
-use axum::extract::{MatchedPath, Path, Query, RawQuery, Request, State};
+use axum::extract::{MatchedPath, Path, Query, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Redirect, Response};
-use axum::routing::get;
+use axum::routing::{get, MethodRouter};
 use axum::{Form, Router};
 use ccvault_projections::Projections;
 use serde::Deserialize;
@@ -36,7 +36,8 @@ use tokio_stream::wrappers::WatchStream;
 use crate::contact::{contact_json, read_legs, timelines, write_raw, ShownLeg};
 use crate::live::{is_no_archive, json_line, Live};
 use crate::query::{
-    only_known_params, InteractionsQuery, ReportQuery, INTERACTIONS_PARAMS, REPORT_PARAMS,
+    only_known_params, InteractionsQuery, ReportQuery, INTERACTIONS_PARAMS, NO_PARAMS,
+    REPORT_PARAMS,
 };
 use crate::security::{csp_for_page, Token, CSP, TOKEN_COOKIE};
 use crate::{pages, search};
@@ -57,7 +58,15 @@ pub struct ServeOptions {
     pub tls: Option<(PathBuf, PathBuf)>,
     /// How often the archive is looked at.
     pub poll: Duration,
+    /// How long a client may take to send a request's headers (and, over
+    /// TLS, its handshake), or to send the next request on a kept-alive
+    /// connection, before the connection is closed: idle sockets must not
+    /// exhaust the process's file descriptors. Responses are not bounded.
+    pub header_timeout: Duration,
 }
+
+/// The default [`ServeOptions::header_timeout`].
+pub const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Refuses to expose the archive beyond this machine without a token.
 pub fn check_exposure(opts: &ServeOptions) -> Result<()> {
@@ -252,8 +261,9 @@ pub const INDEX_DAMAGE_HEADER: &str = "ccvault-index-damaged-places";
 /// The step every contact route shares: on the blocking pool, reads the
 /// records of every leg of `guid`'s contact and their timelines, answers
 /// 404 when the asked leg has no event, else `f(tz, legs, note)`, `note`
-/// saying which records were left out for damage (then counted in
-/// [`LEFT_OUT_HEADER`] too).
+/// saying which records were left out for damage. Either answer counts
+/// them in [`LEFT_OUT_HEADER`] (and [`INDEX_DAMAGE_HEADER`]), and the 404's
+/// message says it in words.
 async fn with_contact(
     live: Arc<Live>,
     guid: String,
@@ -268,23 +278,27 @@ async fn with_contact(
             .with_projections(|p| read_legs(&mut reader, Some(p), &guid))
             .map_err(internal)?;
         let shown = timelines(&legs);
-        if !shown.iter().any(|l| l.asked) {
-            let mut message = format!("no events of interaction {guid:?} in the archive");
-            if let Some(unseen) = reader.not_searched() {
-                message = format!("{message} as far as it is indexed: {unseen}");
-            }
-            if let Some(note) = reader.index_damage_note() {
-                message = format!("{message} ({note})");
-            }
-            return Ok(not_found(answer, message));
-        }
         // What the lookups met, and what the index was built around.
         let notes: Vec<String> = [reader.damage_note(), reader.index_damage_note()]
             .into_iter()
             .flatten()
             .collect();
         let note = (!notes.is_empty()).then(|| notes.join("; "));
-        let mut r = f(&live.options().tz, &shown, note.as_deref())?;
+        let mut r = if shown.iter().any(|l| l.asked) {
+            f(&live.options().tz, &shown, note.as_deref())?
+        } else {
+            // A leg whose records all lie in damaged places of the log is
+            // not absent: the 404 says so (as `show` warns on stderr) and
+            // carries the same headers as an answer would.
+            let mut message = format!("no events of interaction {guid:?} in the archive");
+            if let Some(unseen) = reader.not_searched() {
+                message = format!("{message} as far as it is indexed: {unseen}");
+            }
+            if let Some(note) = note {
+                message = format!("{message} ({note})");
+            }
+            not_found(answer, message)
+        };
         let left_out = reader.damage_met().len();
         if left_out > 0 {
             r.headers_mut()
@@ -379,10 +393,8 @@ async fn api_contact(
 
 async fn api_interactions(
     State(s): State<AppState>,
-    RawQuery(raw): RawQuery,
     Query(q): Query<InteractionsQuery>,
 ) -> Result<Response, Problem> {
-    only_known_params(raw.as_deref(), INTERACTIONS_PARAMS).map_err(bad_request)?;
     let live = s.live.clone();
     blocking(move || {
         let filter = q.filter(&live.options().tz).map_err(bad_request)?;
@@ -412,10 +424,8 @@ fn report_rows(
 
 async fn api_report(
     State(s): State<AppState>,
-    RawQuery(raw): RawQuery,
     Query(q): Query<ReportQuery>,
 ) -> Result<Response, Problem> {
-    only_known_params(raw.as_deref(), REPORT_PARAMS).map_err(bad_request)?;
     let live = s.live.clone();
     blocking(move || {
         let opts = q.options(&live.options().tz).map_err(bad_request)?;
@@ -599,6 +609,25 @@ async fn login(State(s): State<AppState>, Form(f): Form<LoginForm>) -> Response 
     }
 }
 
+/// Refuses (400, naming it) a query parameter the route does not take,
+/// before the route runs ([`only_known_params`]).
+async fn known_params(
+    State(known): State<&'static [&'static str]>,
+    req: Request,
+    next: Next,
+) -> Response {
+    match only_known_params(req.uri(), known) {
+        Ok(()) => next.run(req).await,
+        Err(e) => bad_request(e).into_response(),
+    }
+}
+
+/// `route`, taking the query parameters `known` and no other: every data
+/// route (`/api/…`, the raw events) is declared through it.
+fn taking(known: &'static [&'static str], route: MethodRouter<AppState>) -> MethodRouter<AppState> {
+    route.route_layer(middleware::from_fn_with_state(known, known_params))
+}
+
 /// Token check, security headers, access log and request counts.
 async fn guard(State(s): State<AppState>, req: Request, next: Next) -> Response {
     let started = Instant::now();
@@ -681,13 +710,19 @@ fn app(live: Arc<Live>, opts: &ServeOptions) -> Router {
         .route("/assets/serve.css", get(asset_css))
         .route("/favicon.ico", get(favicon))
         .route("/contact/{guid}", get(contact_page))
-        .route("/contact/{guid}/events.ndjson", get(contact_ndjson))
+        .route(
+            "/contact/{guid}/events.ndjson",
+            taking(NO_PARAMS, get(contact_ndjson)),
+        )
         .route("/search", get(search_page))
         .route("/report", get(report_page))
-        .route("/api/wallboard", get(api_wallboard))
-        .route("/api/contact/{guid}", get(api_contact))
-        .route("/api/interactions", get(api_interactions))
-        .route("/api/report", get(api_report))
+        .route("/api/wallboard", taking(NO_PARAMS, get(api_wallboard)))
+        .route("/api/contact/{guid}", taking(NO_PARAMS, get(api_contact)))
+        .route(
+            "/api/interactions",
+            taking(INTERACTIONS_PARAMS, get(api_interactions)),
+        )
+        .route("/api/report", taking(REPORT_PARAMS, get(api_report)))
         .route("/metrics", get(metrics))
         .route("/login", get(login_form).post(login))
         .fallback(|| async { Problem(StatusCode::NOT_FOUND, "no such page".into()) })
@@ -740,12 +775,18 @@ pub async fn serve(
         }
     };
     on_ready(local);
+    // Not `axum::serve`: it sets no header timeout, and its graceful
+    // shutdown waits for every connection, however long a client takes.
     let served = match tls {
-        None => axum::serve(listener, router)
-            .with_graceful_shutdown(stopping)
+        None => {
+            crate::accept::serve(listener, router, opts.header_timeout, stopping, |tcp| {
+                std::future::ready(Some(tcp))
+            })
             .await
-            .context("the HTTP server failed"),
-        Some(acceptor) => crate::tls::serve(listener, acceptor, router, stopping).await,
+        }
+        Some(acceptor) => {
+            crate::tls::serve(listener, acceptor, router, opts.header_timeout, stopping).await
+        }
     };
     live.stop();
     let _ = watcher.join();

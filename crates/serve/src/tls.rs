@@ -11,10 +11,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use axum::Router;
-use hyper_util::rt::TokioIo;
-use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
-use tokio::task::JoinSet;
 use tokio_rustls::rustls::pki_types::pem::PemObject;
 use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio_rustls::rustls::{self, ServerConfig};
@@ -42,53 +39,27 @@ pub fn acceptor(cert: &Path, key: &Path) -> Result<TlsAcceptor> {
     Ok(TlsAcceptor::from(Arc::new(config)))
 }
 
-/// Accepts TLS connections until `shutdown`, then gives open connections a
-/// moment to finish (the `/events` streams end with the watcher).
+/// Serves `router` over TLS until `shutdown`, through the accept loop
+/// plain HTTP uses too ([`crate::accept`]): the same header timeout (which
+/// bounds the handshake as well) and the same bounded drain.
 pub async fn serve(
     listener: TcpListener,
     acceptor: TlsAcceptor,
     router: Router,
+    header_timeout: Duration,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
-    let mut connections = JoinSet::new();
-    tokio::pin!(shutdown);
-    loop {
-        tokio::select! {
-            _ = &mut shutdown => break,
-            accepted = listener.accept() => {
-                let (tcp, _) = match accepted {
-                    Ok(a) => a,
-                    Err(e) => {
-                        tracing::debug!("accept failed: {e}");
-                        continue;
-                    }
-                };
-                let acceptor = acceptor.clone();
-                let service = TowerToHyperService::new(router.clone());
-                connections.spawn(async move {
-                    let tls = match acceptor.accept(tcp).await {
-                        Ok(tls) => tls,
-                        Err(e) => {
-                            tracing::debug!("TLS handshake failed: {e}");
-                            return;
-                        }
-                    };
-                    let conn = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(tls), service);
-                    if let Err(e) = conn.await {
-                        tracing::debug!("connection ended: {e}");
-                    }
-                });
+    crate::accept::serve(listener, router, header_timeout, shutdown, move |tcp| {
+        let acceptor = acceptor.clone();
+        async move {
+            match acceptor.accept(tcp).await {
+                Ok(tls) => Some(tls),
+                Err(e) => {
+                    tracing::debug!("TLS handshake failed: {e}");
+                    None
+                }
             }
-            Some(_) = connections.join_next(), if !connections.is_empty() => {}
         }
-    }
-    let drained = tokio::time::timeout(Duration::from_secs(2), async {
-        while connections.join_next().await.is_some() {}
     })
-    .await;
-    if drained.is_err() {
-        connections.abort_all();
-    }
-    Ok(())
+    .await
 }

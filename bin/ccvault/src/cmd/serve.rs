@@ -78,7 +78,7 @@ pub struct ServeArgs {
     /// Address to listen on; anything but loopback requires --token-file. Port 0 picks a free port (printed on stdout).
     #[arg(long, default_value = "127.0.0.1:8080", value_name = "ADDR")]
     pub addr: SocketAddr,
-    /// A file whose first line is the bearer token every client must present (at least 16 characters).
+    /// A file whose first line is the bearer token every client must present (at least 16 characters; visible ASCII, no `;`).
     #[arg(long, value_name = "FILE")]
     pub token_file: Option<PathBuf>,
     /// Serve HTTPS with this PEM certificate chain (with --tls-key).
@@ -90,6 +90,9 @@ pub struct ServeArgs {
     /// How often the archive is looked at for new records.
     #[arg(long, default_value = "100ms", value_name = "DURATION", value_parser = parse_duration)]
     pub poll: Duration,
+    /// How long a client may take to send a request's headers, or the next request on a kept-alive connection, before it is disconnected; 30s by default (hidden: for tests; docs/SERVE.md).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, hide = true)]
+    pub header_timeout: Option<Duration>,
     #[command(flatten)]
     pub wallboard: WallboardFlags,
 }
@@ -103,6 +106,7 @@ impl ServeArgs {
             tls_cert: None,
             tls_key: None,
             poll: Duration::from_millis(100),
+            header_timeout: None,
             wallboard: WallboardFlags {
                 sla: Sla::default(),
                 short_abandon: 5_000,
@@ -130,6 +134,12 @@ impl ServeArgs {
             token,
             tls: self.tls_cert.clone().zip(self.tls_key.clone()),
             poll: self.poll.max(Duration::from_millis(10)),
+            // A zero timeout would close every connection before it asks.
+            header_timeout: self
+                .header_timeout
+                .map_or(ccvault_serve::HEADER_TIMEOUT, |t| {
+                    t.max(Duration::from_millis(100))
+                }),
         };
         ccvault_serve::check_exposure(&opts)?;
         Ok(opts)
