@@ -70,7 +70,7 @@ pub struct CommonArgs {
     /// Also run the web application of `ccvault serve` in this process on this address (e.g. 127.0.0.1:8080; port 0 picks one, printed on stdout first).
     #[arg(long, value_name = "ADDR")]
     pub serve: Option<SocketAddr>,
-    /// The bearer token file of --serve (required for a non-loopback address).
+    /// The bearer token file of --serve (required for a non-loopback address; as `serve --token-file`: at least 16 characters, visible ASCII, no `;`).
     #[arg(long, value_name = "FILE", requires = "serve")]
     pub serve_token_file: Option<PathBuf>,
     /// Serve --serve over HTTPS with this PEM certificate chain (with --serve-tls-key), as `serve --tls-cert`.
