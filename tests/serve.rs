@@ -945,6 +945,21 @@ fn a_server_started_before_its_archive_says_so_and_serves_it_once_made() {
     }
 }
 
+/// An archive of 40 events of 4 interactions in `.seg` files (whose bytes
+/// the damage tests flip), and the stream it holds.
+fn small_uncompressed_archive(tmp: &std::path::Path) -> (std::path::PathBuf, common::Stream) {
+    let s = common::Stream {
+        events: 40,
+        interactions: 4,
+        line_len: 300,
+    };
+    let input = tmp.join("in.ndjson");
+    s.write(&input);
+    let dir = tmp.join("archive");
+    import(&dir, &[&input], &["--no-compress"]);
+    (dir, s)
+}
+
 /// A record of a contact in a damaged place of the log: the contact page,
 /// its raw events and its API answer serve the rest, and say what they left
 /// out (the page in words, every answer in a header), as `show` says it on
@@ -952,15 +967,7 @@ fn a_server_started_before_its_archive_says_so_and_serves_it_once_made() {
 #[test]
 fn a_contact_with_a_damaged_record_serves_the_rest_and_says_what_it_left_out() {
     let tmp = tempfile::tempdir().unwrap();
-    let s = common::Stream {
-        events: 40,
-        interactions: 4,
-        line_len: 300,
-    };
-    let input = tmp.path().join("in.ndjson");
-    s.write(&input);
-    let dir = tmp.path().join("archive");
-    import(&dir, &[&input], &["--no-compress"]);
+    let (dir, s) = small_uncompressed_archive(tmp.path());
     // Line 13 (interaction 1), followed by valid records: kept aside, never
     // served.
     let bad_line = 13;
@@ -1142,15 +1149,7 @@ fn damage_lines(dir: &Path, s: &common::Stream, lines: &[usize]) {
 #[test]
 fn a_contact_whose_records_are_all_damaged_is_not_found_and_says_why() {
     let tmp = tempfile::tempdir().unwrap();
-    let s = common::Stream {
-        events: 40,
-        interactions: 4,
-        line_len: 300,
-    };
-    let input = tmp.path().join("in.ndjson");
-    s.write(&input);
-    let dir = tmp.path().join("archive");
-    import(&dir, &[&input], &["--no-compress"]);
+    let (dir, s) = small_uncompressed_archive(tmp.path());
     // Every record of interaction 1 (valid records follow the last one).
     let g = 1;
     let lines: Vec<usize> = (g..s.events).step_by(s.interactions).collect();
