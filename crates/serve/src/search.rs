@@ -59,7 +59,11 @@ impl Needle {
             Value::Number(n) => self.in_text(&n.to_string()),
             Value::Bool(_) | Value::Null => false,
             Value::Array(a) => a.iter().any(|v| self.in_value(v)),
-            Value::Object(o) => o.values().any(|v| self.in_value(v)),
+            // attachedData's entries name themselves (`attachedDataKey`):
+            // the names are not what a search looks for.
+            Value::Object(o) => o
+                .iter()
+                .any(|(k, v)| k != "attachedDataKey" && self.in_value(v)),
         }
     }
 }
@@ -170,5 +174,7 @@ mod tests {
             "queueId is not a phone field"
         );
         assert!(!mentions(&v, &Needle::new("Jones")));
+        // The entries' names are not values: every call has them.
+        assert!(!mentions(&v, &Needle::new("callingName")));
     }
 }

@@ -68,8 +68,12 @@ impl Token {
     /// Whether request headers carry the token: `Authorization: Bearer T`,
     /// or the `/login` cookie.
     pub fn admits(&self, authorization: Option<&str>, cookie: Option<&str>) -> bool {
+        // The scheme is case-insensitive (RFC 9110 §11.1): `bearer T` too.
         let bearer = authorization
-            .and_then(|a| a.strip_prefix("Bearer "))
+            .and_then(|a| {
+                let (scheme, token) = a.split_once(' ')?;
+                scheme.eq_ignore_ascii_case("Bearer").then_some(token)
+            })
             .is_some_and(|t| self.matches(t.trim()));
         let cookie = cookie.is_some_and(|c| {
             c.split(';')
@@ -113,6 +117,9 @@ mod tests {
         let t = Token::from_file_text("  s3cret-token-0123456789\n").unwrap();
         assert!(t.admits(Some("Bearer s3cret-token-0123456789"), None));
         assert!(!t.admits(Some("Bearer s3cret-token-012345678"), None));
+        assert!(t.admits(Some("bearer s3cret-token-0123456789"), None));
+        assert!(t.admits(Some("BEARER s3cret-token-0123456789"), None));
+        assert!(!t.admits(Some("Basic s3cret-token-0123456789"), None));
         assert!(!t.admits(Some("s3cret-token-0123456789"), None));
         assert!(!t.admits(None, None));
         assert!(t.admits(None, Some("a=b; ccvault_token=s3cret-token-0123456789")));
