@@ -210,7 +210,7 @@ pub fn wallboard(cli: &Cli, args: &WallboardArgs) -> Result<ExitCode> {
             let or_dash = |v: Option<String>| v.unwrap_or_else(|| "-".into());
             writeln!(
                 out,
-                "Wallboard at {} ({} records)",
+                "Wallboard at {} (the log's first {} records, the tallies of dropped messages among them)",
                 format_instant(board.as_of_ms, tz),
                 board.records
             )?;
