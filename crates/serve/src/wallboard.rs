@@ -138,8 +138,9 @@ fn handled_by_agent(in_progress: &[InProgress]) -> HashMap<&str, (Stage, i64, u6
     out
 }
 
-/// Local midnight of the day of `now_ms` in `tz`, and the next one.
-fn today(tz: &TimeZone, now_ms: i64) -> Result<(i64, i64)> {
+/// Local midnight of the day of `now_ms` in `tz`, and the next one (an
+/// error for an instant whose day is not within the range of instants).
+pub fn today(tz: &TimeZone, now_ms: i64) -> Result<(i64, i64)> {
     let now = Timestamp::from_millisecond(now_ms)
         .with_context(|| format!("the clock {now_ms} ms is out of range"))?
         .to_zoned_datetime(tz.clone());

@@ -54,10 +54,22 @@ impl WallboardFlags {
     fn options(&self, cli: &Cli) -> Result<(WallboardOptions, Clock)> {
         let tz = cli.tz();
         let clock = match &self.at {
-            Some(t) => Clock::Fixed(
-                t.resolve(&tz, Timestamp::now())
-                    .map_err(anyhow::Error::msg)?,
-            ),
+            Some(t) => {
+                let at = t
+                    .resolve(&tz, Timestamp::now())
+                    .map_err(crate::output::UsageError)?;
+                // The board counts from local midnight to the next: an
+                // instant without both would start a server that answers
+                // 503 for good.
+                if ccvault_serve::wallboard::today(&tz, at).is_err() {
+                    return Err(crate::output::UsageError(format!(
+                        "--at {t}: its day in {} does not end within the range of instants (up to 9999-12-30 UTC)",
+                        tz.iana_name().unwrap_or("the time zone")
+                    ))
+                    .into());
+                }
+                Clock::Fixed(at)
+            }
             None => Clock::System,
         };
         Ok((
