@@ -1093,6 +1093,9 @@ fn exit_codes_are_as_documented() {
         // A wallboard clock whose day ends past the last instant (a server
         // started so answered 503 for good).
         (vec!["wallboard", "--at", "9999-12-30"], 2),
+        // `-` where only a file or a directory will do.
+        (vec!["simulate", "--events", "10", "--truth", "-"], 2),
+        (vec!["export", "--format", "parquet", "--out", "-"], 2),
         // A window whose start is after its end.
         (
             vec!["report", "--from", "2025-11-25", "--to", "2025-11-24"],

@@ -609,6 +609,11 @@ fn bad_command_lines_and_foreign_directories_are_refused() {
     import(&data, &[&a], &[]);
     let no_out = ccvault(&data, &["export", "--format", "parquet"]).expect_code(2);
     assert!(no_out.stderr.contains("--out DIR"), "{}", no_out.stderr);
+    // `-` is stdout, which a directory of tables cannot be: no directory
+    // named `-` is made.
+    let dash = ccvault(&data, &["export", "--format", "parquet", "--out", "-"]).expect_code(2);
+    assert!(dash.stderr.contains("--out DIR"), "{}", dash.stderr);
+    assert!(!data.join("-").exists() && !std::path::Path::new("-").exists());
     let out = tmp.path().join("x");
     let o = out.to_str().unwrap();
     let stray = ccvault(&data, &["export", "--out", o]).expect_code(2);

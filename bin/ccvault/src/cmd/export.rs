@@ -124,7 +124,8 @@ fn unreachable_parquet() -> Result<ExitCode> {
 /// `export --format parquet --out DIR [--since-last]`: the three tables
 /// (crates/export); what was written goes to stderr.
 fn export_parquet(cli: &Cli, args: &ExportArgs) -> Result<ExitCode> {
-    let Some(dir) = &args.out else {
+    // `-` means stdout elsewhere; a directory of tables cannot go there.
+    let Some(dir) = args.out.as_ref().filter(|d| d.as_os_str() != "-") else {
         return Err(output::UsageError(
             "--format parquet writes a directory of tables: give it with --out DIR".into(),
         )

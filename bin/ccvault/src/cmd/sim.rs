@@ -118,6 +118,14 @@ pub fn run(cli: &Cli, args: &SimulateArgs) -> Result<ExitCode> {
     cli.format_of(args.format, "simulate")?;
     let cfg = config(args)?;
 
+    // `-` is stdout everywhere else (the events' default): a file named
+    // `-` would surprise.
+    if args.truth.as_deref().is_some_and(output::is_stdout) {
+        return Err(output::UsageError(
+            "--truth takes a file name, not `-`: the truth is written beside the events, never to stdout".into(),
+        )
+        .into());
+    }
     let mut truth_out = match &args.truth {
         Some(path) => Some(BufWriter::with_capacity(
             1 << 20,
