@@ -212,12 +212,19 @@ impl FromStr for Sla {
             return parse_ms(s).map(Sla::uniform).map_err(bad);
         }
         let mut sla = Sla::default();
+        // A channel given twice would have its last value win in silence.
+        let mut seen: Vec<String> = Vec::new();
         for entry in s.split(',').map(str::trim).filter(|e| !e.is_empty()) {
             let (channel, duration) = entry
                 .split_once('=')
                 .ok_or_else(|| bad(format!("{entry:?} is not CHANNEL=DURATION")))?;
             let ms = parse_ms(duration).map_err(bad)?;
-            match channel.trim().to_lowercase() {
+            let channel = channel.trim().to_lowercase();
+            if seen.contains(&channel) {
+                return Err(bad(format!("{channel:?} is given twice")));
+            }
+            seen.push(channel.clone());
+            match channel {
                 c if c == "*" => sla.default_ms = ms,
                 c if c.is_empty() => return Err(bad(format!("{entry:?} names no channel"))),
                 c => {

@@ -218,7 +218,16 @@ fn sla_per_channel_with_a_default() {
     ] {
         assert_eq!(text.parse::<Sla>(), Ok(Sla::uniform(ms)), "{text}");
     }
-    for bad in ["20q", "phone=", "=20s", "phone:20s,chat=1m", "-5s"] {
+    for bad in [
+        "20q",
+        "phone=",
+        "=20s",
+        "phone:20s,chat=1m",
+        "-5s",
+        // A channel twice (any case), or the default twice.
+        "phone=20s,PHONE=30s",
+        "*=1s,chat=1m,*=2s",
+    ] {
         let e = bad.parse::<Sla>().unwrap_err().to_string();
         assert!(e.contains("invalid SLA"), "{bad}: {e}");
     }
