@@ -398,21 +398,69 @@ async fn api_interactions(
     let live = s.live.clone();
     blocking(move || {
         let filter = q.filter(&live.options().tz).map_err(bad_request)?;
-        let out = live
-            .with_projections(|p| {
-                let mut out = Vec::new();
-                p.for_each_interaction(&filter, |s| {
-                    if let Ok(line) = json_line(&s) {
-                        out.extend_from_slice(line.as_bytes());
-                    }
-                    Ok(true)
+        // Written to an unlinked file beside the archive, then streamed
+        // from it: a listing of a whole archive (~1 GB at 10M events) held
+        // in memory, once per request, could take the server's memory with
+        // a few requests; the projections' lock is held only while the
+        // file is written, not while a slow client reads.
+        // The temporary directory when the archive's is not writable here.
+        let spilled = tempfile::tempfile_in(live.dir())
+            .or_else(|_| tempfile::tempfile())
+            .context("cannot create the listing's scratch file")
+            .and_then(|file| {
+                let mut out = std::io::BufWriter::with_capacity(1 << 16, file);
+                live.with_projections(|p| {
+                    p.for_each_interaction(&filter, |s| {
+                        if let Ok(line) = json_line(&s) {
+                            use std::io::Write as _;
+                            out.write_all(line.as_bytes()).map_err(|source| {
+                                ccvault_projections::ProjectionError::Io {
+                                    path: "the listing's scratch file".into(),
+                                    source,
+                                }
+                            })?;
+                        }
+                        Ok(true)
+                    })?;
+                    Ok(())
                 })?;
-                Ok(out)
+                let mut file = out.into_inner().map_err(|e| e.into_error())?;
+                use std::io::Seek as _;
+                file.rewind()?;
+                Ok(file)
             })
             .map_err(internal)?;
-        Ok(body(NDJSON, out))
+        Ok(body(NDJSON, streamed(spilled)))
     })
     .await
+}
+
+/// The bytes of `file`, from where it stands, as a response body read a
+/// block at a time on the blocking pool: the server holds a few blocks,
+/// whatever the file's size, and stops reading when the client goes.
+fn streamed(mut file: std::fs::File) -> Body {
+    const BLOCK: usize = 64 << 10;
+    let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Vec<u8>>>(4);
+    tokio::task::spawn_blocking(move || loop {
+        let mut block = vec![0u8; BLOCK];
+        let read = std::io::Read::read(&mut file, &mut block);
+        let sent = match read {
+            Ok(0) => break,
+            Ok(n) => {
+                block.truncate(n);
+                tx.blocking_send(Ok(block))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                let _ = tx.blocking_send(Err(e));
+                break;
+            }
+        };
+        if sent.is_err() {
+            break; // the client went away
+        }
+    });
+    Body::from_stream(tokio_stream::wrappers::ReceiverStream::new(rx))
 }
 
 fn report_rows(
