@@ -8,7 +8,7 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Write};
 use std::process::Stdio;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -668,4 +668,72 @@ fn sigkill_of_rebuild_catch_up_or_reindex_changes_no_answer() {
         killed_running >= scenarios.len() * ROUNDS_EACH / 2,
         "only {killed_running} kills found their command running: the test lost its teeth"
     );
+}
+
+/// A live feed through a pipe (`consumer | ccvault import -`) that sends a
+/// few lines and then waits has them made durable and acknowledged while it
+/// waits, not once 16,384 lines have come or the pipe closes; what was
+/// acknowledged survives SIGKILL, and a gzip feed is no different.
+#[test]
+fn lines_from_a_pipe_that_pauses_are_acknowledged_while_it_waits() {
+    let tmp = tempfile::tempdir().unwrap();
+    let stream = Stream {
+        events: 12,
+        interactions: 4,
+        line_len: 400,
+    };
+    for gzip in [false, true] {
+        let dir = tmp.path().join(if gzip { "gzip" } else { "plain" });
+        let mut child = command(&dir, &["import", "-", "--print-acks"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, acks) = mpsc::channel::<String>();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let stdin = child.stdin.take().unwrap();
+        let mut feed: Box<dyn std::io::Write> = if gzip {
+            Box::new(flate2::write::GzEncoder::new(
+                stdin,
+                flate2::Compression::fast(),
+            ))
+        } else {
+            Box::new(stdin)
+        };
+        let mut sent = 0;
+        for burst in [3, 5] {
+            for i in sent..sent + burst {
+                writeln!(feed, "{}", stream.line(i)).unwrap();
+            }
+            sent += burst;
+            // Of a gzip stream, a sync flush: every line so far can be
+            // decompressed.
+            feed.flush().unwrap();
+            // The feed stays open: only a pause can end the batch.
+            let deadline = Instant::now() + Duration::from_secs(30);
+            loop {
+                let left = deadline.saturating_duration_since(Instant::now());
+                let ack = acks.recv_timeout(left).unwrap_or_else(|_| {
+                    panic!("gzip {gzip}: no acknowledgement of line {sent} while the pipe waits")
+                });
+                if ack == format!("durable - {sent}") {
+                    break;
+                }
+            }
+        }
+        child.kill().unwrap();
+        child.wait().unwrap();
+        drop(feed);
+        let s = stats(&dir);
+        assert_eq!(s.records, sent as u64, "gzip {gzip}: after SIGKILL");
+    }
 }

@@ -13,12 +13,14 @@
 //!   durable (the acknowledgement contract).
 
 use std::io::{BufRead, BufReader, Read};
+use std::os::fd::AsFd;
 
 use ccvault_log::SourceKind;
 use flate2::bufread::MultiGzDecoder;
 
 use crate::archive::{now_ms, Archive, Incoming, Outcome, Prepared};
 use crate::error::{io, Result, StoreError};
+use crate::pause::{PauseProbe, WatchedInput, PAUSE};
 use crate::split::{InputFormat, Splitter};
 
 const BATCH_LINES: usize = 16_384;
@@ -120,17 +122,44 @@ fn mem_available() -> Option<u64> {
     kib.checked_mul(1024)
 }
 
+/// An input ready to be imported ([`import_stream_as`]).
+pub struct OpenedInput {
+    pub reader: Box<dyn BufRead + Send>,
+    /// Whether it is read with `O_DIRECT`.
+    pub direct: bool,
+    /// For a live input (not a regular file): says when it paused.
+    pub pause: Option<PauseProbe>,
+}
+
+impl OpenedInput {
+    fn buffered(file: std::fs::File, regular: bool) -> Self {
+        if regular {
+            return OpenedInput {
+                reader: Box::new(BufReader::with_capacity(INPUT_BUFFER, file)),
+                direct: false,
+                pause: None,
+            };
+        }
+        let (reader, probe) = WatchedInput::new(INPUT_BUFFER, file);
+        OpenedInput {
+            reader: Box::new(reader),
+            direct: false,
+            pause: Some(probe),
+        }
+    }
+}
+
 /// Prepares `file` (opened from `path`) to be imported: read with
 /// `O_DIRECT` by a read-ahead thread ([`ccvault_log::DirectInput`]) when
 /// `mode` says so and it is a regular file, else through a buffer. A file
 /// system that refuses `O_DIRECT` (at open or at the first read) gets
-/// ordinary reads. A gzip file is decompressed from whichever reader.
-/// Returns the reader and whether it reads directly.
+/// ordinary reads. A gzip file is decompressed from whichever reader. A
+/// FIFO or a device is watched for pauses.
 pub fn open_input_file(
     path: &std::path::Path,
     file: std::fs::File,
     mode: DirectRead,
-) -> (Box<dyn BufRead + Send>, bool) {
+) -> OpenedInput {
     let regular_len = file
         .metadata()
         .ok()
@@ -142,18 +171,26 @@ pub fn open_input_file(
         (DirectRead::Auto, Some(len)) => direct_by_size(len, mem_available()),
     };
     if !direct {
-        return (
-            Box::new(BufReader::with_capacity(INPUT_BUFFER, file)),
-            false,
-        );
+        return OpenedInput::buffered(file, regular_len.is_some());
     }
     match ccvault_log::DirectInput::open(path, file, ccvault_log::DIRECT_CHUNK) {
-        Ok(input) => (Box::new(input), true),
-        Err(file) => (
-            Box::new(BufReader::with_capacity(INPUT_BUFFER, file)),
-            false,
-        ),
+        Ok(input) => OpenedInput {
+            reader: Box::new(input),
+            direct: true,
+            pause: None,
+        },
+        Err(file) => OpenedInput::buffered(file, true),
     }
+}
+
+/// Prepares standard input to be imported, watched for pauses unless it is
+/// a regular file (`< file`). It is read through its own descriptor (a
+/// duplicate), so that no bytes wait in `std::io::Stdin`'s buffer unseen by
+/// the probe.
+pub fn open_stdin() -> std::io::Result<OpenedInput> {
+    let file = std::fs::File::from(std::io::stdin().as_fd().try_clone_to_owned()?);
+    let regular = file.metadata().is_ok_and(|m| m.file_type().is_file());
+    Ok(OpenedInput::buffered(file, regular))
 }
 
 /// Appends one line to `buf` (without its `\n` or `\r\n`), keeping at most
@@ -236,8 +273,10 @@ struct Spare {
 
 /// Reads lines into batches and decodes them; runs on its own thread so that
 /// decoding overlaps with appending and syncing.
+#[allow(clippy::too_many_arguments)]
 fn read_batches(
     input: impl BufRead,
+    pause: Option<PauseProbe>,
     source: &str,
     format: InputFormat,
     max_record_bytes: usize,
@@ -294,8 +333,33 @@ fn read_batches(
             input_bytes,
         }
     };
+    // Hands the batch read so far to the appender and starts the next one;
+    // false when the appender stopped (it reports why).
+    let ship = |batch: &mut ReadBatch| {
+        let next = new_batch(batch.through_line, batch.input_bytes);
+        let mut ready = std::mem::replace(batch, next);
+        ready.prepared.extend(
+            ready
+                .spans
+                .iter()
+                .map(|&(s, e, _)| Prepared::of(&ready.data[s..e])),
+        );
+        for (p, at) in ready.prepared.iter_mut().zip(&ready.offsets) {
+            p.locate(*at);
+        }
+        tx.send(Ok(ready)).is_ok()
+    };
+    let holds_lines = |batch: &ReadBatch| !batch.spans.is_empty() || !batch.rejected.is_empty();
     let mut batch = new_batch(0, 0);
     loop {
+        // A live input that paused: what came before the pause is made
+        // durable now, not when the batch fills (crate::pause).
+        if holds_lines(&batch)
+            && pause.as_ref().is_some_and(|p| p.paused(PAUSE))
+            && !ship(&mut batch)
+        {
+            return;
+        }
         let start = batch.data.len();
         let next = match splitter.next(&mut input, &mut batch.data, max_record_bytes) {
             Ok(n) => n,
@@ -346,21 +410,8 @@ fn read_batches(
             batch.data.truncate(start);
         }
         let full = batch.spans.len() >= BATCH_LINES || batch.data.len() >= BATCH_BYTES;
-        if full || (done && (!batch.spans.is_empty() || !batch.rejected.is_empty())) {
-            let next = new_batch(batch.through_line, batch.input_bytes);
-            let mut ready = std::mem::replace(&mut batch, next);
-            ready.prepared.extend(
-                ready
-                    .spans
-                    .iter()
-                    .map(|&(s, e, _)| Prepared::of(&ready.data[s..e])),
-            );
-            for (p, at) in ready.prepared.iter_mut().zip(&ready.offsets) {
-                p.locate(*at);
-            }
-            if tx.send(Ok(ready)).is_err() {
-                return; // the writer stopped; it reports why
-            }
+        if (full || (done && holds_lines(&batch))) && !ship(&mut batch) {
+            return;
         }
         if done {
             return;
@@ -388,6 +439,7 @@ pub fn import_stream(
     import_stream_as(
         archive,
         BufReader::with_capacity(INPUT_BUFFER, input),
+        None,
         source_kind,
         source,
         InputFormat::Ndjson,
@@ -399,10 +451,14 @@ pub fn import_stream(
 /// Imports one stream of shape `format` into the archive. Reading and
 /// decoding run on a second thread, appending on this one, and each batch's
 /// fsync overlaps with appending the next: a batch is reported (and its
-/// counts added) only once it is durable.
+/// counts added) only once it is durable. With `pause` (a live input), a
+/// batch also ends where the input pauses, and is reported without waiting
+/// for the next (crate::pause).
+#[allow(clippy::too_many_arguments)]
 pub fn import_stream_as(
     archive: &mut Archive,
     input: impl BufRead + Send,
+    pause: Option<PauseProbe>,
     source_kind: SourceKind,
     source: &str,
     format: InputFormat,
@@ -427,9 +483,28 @@ pub fn import_stream_as(
         // more peak memory (docs/BENCHMARKS.md).
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
         let (spare_tx, spare_rx) = std::sync::mpsc::sync_channel(1);
-        scope.spawn(move || read_batches(input, source, format, max_record_bytes, tx, spare_rx));
+        scope.spawn(move || {
+            read_batches(input, pause, source, format, max_record_bytes, tx, spare_rx)
+        });
         let mut in_flight: Option<InFlight> = None;
-        for batch in rx {
+        loop {
+            use std::sync::mpsc::RecvTimeoutError;
+            // The batch in flight is reported once the next is appended, so
+            // that its fsync overlaps with that work; when no next batch
+            // comes for a pause, it is reported on its own.
+            let batch = match rx.recv_timeout(PAUSE) {
+                Ok(batch) => batch,
+                Err(RecvTimeoutError::Disconnected) => break,
+                Err(RecvTimeoutError::Timeout) => {
+                    if let Some(previous) = in_flight.take() {
+                        land(archive, previous, &mut summary)?;
+                    }
+                    match rx.recv() {
+                        Ok(batch) => batch,
+                        Err(_) => break,
+                    }
+                }
+            };
             let batch = batch?;
             let ingest_ms = now_ms();
             let incoming: Vec<Incoming> = batch

@@ -21,6 +21,7 @@ mod error;
 pub mod facts;
 mod import;
 mod layout;
+mod pause;
 mod reader;
 mod segments;
 mod split;
@@ -39,10 +40,11 @@ pub use ccvault_log::{
 };
 pub use error::{Result, StoreError};
 pub use import::{
-    direct_by_size, import_stream, import_stream_as, maybe_gunzip, open_input_file, DirectRead,
-    ImportSummary, Progress, Rejected,
+    direct_by_size, import_stream, import_stream_as, maybe_gunzip, open_input_file, open_stdin,
+    DirectRead, ImportSummary, OpenedInput, Progress, Rejected,
 };
 pub use layout::Layout;
+pub use pause::{PauseProbe, WatchedInput, PAUSE};
 pub use reader::{require_archive, ArchiveReader, CatchUp, Stats, VisibleRecords};
 pub use split::InputFormat;
 pub use verify::{verify, VerifyReport};

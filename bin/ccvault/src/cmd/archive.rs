@@ -10,8 +10,8 @@ use ccvault_projections::materialize::Checked;
 use ccvault_projections::timefmt::zone_for_display;
 use ccvault_projections::{for_terminal, record_input, summarize, Projections, RebuildOptions};
 use ccvault_store::{
-    import_stream_as, open_input_file, Archive, ArchiveOptions, ArchiveReader, DirectRead,
-    ImportSummary, InputFormat, Layout, SourceKind,
+    import_stream_as, open_input_file, open_stdin, Archive, ArchiveOptions, ArchiveReader,
+    DirectRead, ImportSummary, InputFormat, Layout, SourceKind,
 };
 use serde_json::json;
 
@@ -124,26 +124,26 @@ pub fn import(
     let mut total = ImportSummary::default();
     let stdout = std::io::stdout();
     for (source, file) in sources.into_iter().zip(opened) {
-        let (name, kind, input): (String, SourceKind, Box<dyn std::io::BufRead + Send>) =
-            match (source, file) {
-                (Some(path), Some(file)) => {
-                    let (input, direct) = open_input_file(path, file, direct_read);
-                    tracing::debug!(file = %path.display(), direct, "reading input");
-                    (path.display().to_string(), SourceKind::File, input)
-                }
-                _ => (
-                    "-".into(),
-                    SourceKind::Stdin,
-                    Box::new(std::io::BufReader::with_capacity(1 << 20, std::io::stdin())),
-                ),
-            };
+        let (name, kind, input) = match (source, file) {
+            (Some(path), Some(file)) => {
+                let input = open_input_file(path, file, direct_read);
+                tracing::debug!(file = %path.display(), direct = input.direct, "reading input");
+                (path.display().to_string(), SourceKind::File, input)
+            }
+            _ => (
+                "-".into(),
+                SourceKind::Stdin,
+                open_stdin().context("cannot read stdin")?,
+            ),
+        };
         let size = source
             .and_then(|p| std::fs::metadata(p).ok())
             .map(|m| m.len());
         let bar = show_progress.then(|| progress_bar(size, &name));
         let summary = import_stream_as(
             &mut archive,
-            input,
+            input.reader,
+            input.pause,
             kind,
             &name,
             input_format,
