@@ -1090,6 +1090,7 @@ fn exit_codes_are_as_documented() {
         (vec!["report", "--from", "last tuesday"], 2),
         // A date that --tz puts outside the instants there are.
         (vec!["interactions", "--from", "9999-12-31"], 2),
+        (vec!["report", "--from", "1763985600"], 2),
         // A wallboard clock whose day ends past the last instant (a server
         // started so answered 503 for good).
         (vec!["wallboard", "--at", "9999-12-30"], 2),

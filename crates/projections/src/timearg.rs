@@ -24,7 +24,7 @@ pub enum TimeArg {
     Relative(Span),
 }
 
-const TIME_FORMS: &str = "RFC 3339 (2025-11-24T08:00:00Z), epoch milliseconds, a date (2025-11-24, midnight in --tz), a local time (2025-11-24T08:00), now, or a relative time (-7d, -2h30m, 3d ago)";
+const TIME_FORMS: &str = "RFC 3339 (2025-11-24T08:00:00Z), epoch milliseconds (1763971200000), a date (2025-11-24 or 20251124, midnight in --tz), a local time (2025-11-24T08:00), now, or a relative time (-7d, -2h30m, 3d ago)";
 
 /// `--from`/`--to` and every other instant flag.
 pub fn parse_time(s: &str) -> Result<TimeArg, String> {
@@ -34,6 +34,21 @@ pub fn parse_time(s: &str) -> Result<TimeArg, String> {
     }
     let digits = t.strip_prefix('-').unwrap_or(t);
     if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) {
+        // As epoch milliseconds, 8 to 11 digits are instants of 1970–1973,
+        // which no one means: 8 digits are a date written without dashes
+        // (ISO 8601's basic form), 9 to 11 most likely epoch seconds (an
+        // 8x8 event's `interactionEventTS`), refused with the fix.
+        if digits.len() == t.len() {
+            match t.len() {
+                8 => return compact_date(s, t),
+                9..=11 => {
+                    return Err(format!(
+                        "{s:?} as epoch milliseconds is an instant of 1970–1973 (since then they have 12 or more digits): for epoch seconds write {t}000"
+                    ))
+                }
+                _ => {}
+            }
+        }
         return t
             .parse::<i64>()
             .map(TimeArg::Instant)
@@ -58,6 +73,19 @@ pub fn parse_time(s: &str) -> Result<TimeArg, String> {
         }
     }
     Err(format!("invalid time {s:?}: expected {TIME_FORMS}"))
+}
+
+/// A date written `YYYYMMDD`.
+fn compact_date(typed: &str, digits: &str) -> Result<TimeArg, String> {
+    let field =
+        |range: std::ops::Range<usize>| digits.get(range).and_then(|f| f.parse::<i16>().ok());
+    let part = |range| field(range).and_then(|f| i8::try_from(f).ok());
+    match (field(0..4), part(4..6), part(6..8)) {
+        (Some(year), Some(month), Some(day)) => Date::new(year, month, day)
+            .map(TimeArg::Date)
+            .map_err(|_| format!("invalid time {typed:?}: read as a date (YYYYMMDD), {year:04}-{month:02}-{day:02} does not exist")),
+        _ => Err(format!("invalid time {typed:?}: expected {TIME_FORMS}")),
+    }
 }
 
 impl TimeArg {
@@ -126,6 +154,27 @@ mod tests {
             .unwrap()
             .resolve(&TimeZone::get(tz).unwrap(), now)
             .unwrap()
+    }
+
+    #[test]
+    fn digits_that_would_be_1970_are_a_date_or_refused_as_seconds() {
+        let midnight = 1_763_942_400_000; // 2025-11-24T00:00:00Z
+        assert_eq!(at("20251124", "UTC"), midnight);
+        assert_eq!(at("20251124", "Europe/Paris"), midnight - 3_600_000);
+        let err = parse_time("20251324").unwrap_err();
+        assert!(err.contains("2025-13-24 does not exist"), "{err}");
+        let err = parse_time("1763985600").unwrap_err();
+        assert!(
+            err.contains("for epoch seconds write 1763985600000"),
+            "{err}"
+        );
+        assert!(parse_time("123456789").is_err());
+        assert!(parse_time("12345678901").is_err());
+        // Small values and whole epoch milliseconds stay what they were.
+        assert_eq!(at("0", "UTC"), 0);
+        assert_eq!(at("1234567", "UTC"), 1_234_567);
+        assert_eq!(at("-20251124", "UTC"), -20_251_124);
+        assert_eq!(at("100000000000", "UTC"), 100_000_000_000);
     }
 
     #[test]
