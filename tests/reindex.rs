@@ -196,7 +196,13 @@ fn a_rebuilt_index_answers_every_query_identically() {
     // log, so only the index knew it; everything else is rebuilt from the log.
     let without_duplicates = answers(&dir, &stream, false);
     fs::remove_file(dir.join("index.redb")).unwrap();
-    ccvault(&dir, &["reindex"]).ok();
+    let run = ccvault(&dir, &["reindex"]).ok();
+    // Once: not first into a fresh index at open, then again.
+    assert!(
+        run.stderr.contains("reindexed") && !run.stderr.contains("past the index checkpoint"),
+        "{}",
+        run.stderr
+    );
     assert_eq!(
         answers(&dir, &stream, false),
         without_duplicates,

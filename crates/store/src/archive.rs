@@ -338,6 +338,39 @@ impl Archive {
     /// the writer lock, recovers the log tail and indexes what the index
     /// has not seen.
     pub fn open(dir: &Path, options: ArchiveOptions) -> Result<(Archive, OpenReport)> {
+        let (mut archive, mut report, scan_from, lost) = Archive::open_unindexed(dir, options)?;
+        let index = if lost {
+            report.index_rebuilt = true;
+            archive.rebuild_index()?
+        } else {
+            archive.index_tail(scan_from, archive.options.index_commit_records, None)?
+        };
+        report.reindexed_tail = index;
+        archive.tally_untallied_counts()?;
+        Ok((archive, report))
+    }
+
+    /// [`Archive::open`] for `reindex`: the index is rebuilt from the whole
+    /// log ([`Archive::rebuild_index`]) without first indexing the log's
+    /// tail into the old one, which, missing or unreadable, would mean
+    /// indexing the whole log twice. Returns the records indexed too.
+    pub fn open_and_reindex(
+        dir: &Path,
+        options: ArchiveOptions,
+    ) -> Result<(Archive, OpenReport, u64)> {
+        let (mut archive, report, _, _) = Archive::open_unindexed(dir, options)?;
+        let indexed = archive.rebuild_index()?;
+        archive.tally_untallied_counts()?;
+        Ok((archive, report, indexed))
+    }
+
+    /// Opens the log (recovering its tail) and the index, without indexing
+    /// anything: returns where the index's checkpoint says indexing resumes,
+    /// and whether the log lost records the index had seen.
+    fn open_unindexed(
+        dir: &Path,
+        options: ArchiveOptions,
+    ) -> Result<(Archive, OpenReport, Option<Position>, bool)> {
         create_private_dir(dir)?;
         check_private_files(dir)?;
         let lock = ccvault_log::lock_dir(dir).map_err(|e| match e {
@@ -401,7 +434,7 @@ impl Archive {
             );
         }
         let log_reader = log.reader();
-        let mut archive = Archive {
+        let archive = Archive {
             segments: SegmentMap::new(&log_reader),
             layout,
             log,
@@ -417,15 +450,7 @@ impl Archive {
             facts_writer: None,
             _lock: lock,
         };
-        let index = if lost.is_some() {
-            report.index_rebuilt = true;
-            archive.rebuild_index()?
-        } else {
-            archive.index_tail(scan_from, archive.options.index_commit_records, None)?
-        };
-        report.reindexed_tail = index;
-        archive.tally_untallied_counts()?;
-        Ok((archive, report))
+        Ok((archive, report, scan_from, lost.is_some()))
     }
 
     /// Writes counts of dropped messages that no tally of the log holds

@@ -11,7 +11,7 @@ use ccvault_projections::timefmt::zone_for_display;
 use ccvault_projections::{for_terminal, record_input, summarize, Projections, RebuildOptions};
 use ccvault_store::{
     import_stream_as, open_input_file, open_stdin, Archive, ArchiveOptions, ArchiveReader,
-    DirectRead, ImportSummary, InputFormat, Layout, SourceKind,
+    DirectRead, ImportSummary, InputFormat, Layout, OpenReport, SourceKind,
 };
 use serde_json::json;
 
@@ -37,6 +37,12 @@ pub fn archive_options(w: &WriteArgs) -> ArchiveOptions {
 pub fn open_writer(cli: &Cli, options: ArchiveOptions) -> Result<Archive> {
     let (archive, report) = Archive::open(&cli.data_dir, options)
         .with_context(|| format!("cannot open archive {}", cli.data_dir.display()))?;
+    report_open(cli, &report);
+    Ok(archive)
+}
+
+/// Says on stderr what opening the archive recovered or indexed.
+fn report_open(cli: &Cli, report: &OpenReport) {
     if report.truncated_bytes > 0 || report.damaged_records > 0 || report.index_rebuilt {
         status!(
             "recovered archive {}: truncated a torn tail of {} bytes, {} damaged records kept aside, index {}",
@@ -52,7 +58,6 @@ pub fn open_writer(cli: &Cli, options: ArchiveOptions) -> Result<Archive> {
             report.reindexed_tail
         );
     }
-    Ok(archive)
 }
 
 pub fn open_reader(cli: &Cli) -> Result<ArchiveReader> {
@@ -497,9 +502,10 @@ pub fn reindex(cli: &Cli, format: HumanJson) -> Result<ExitCode> {
     // a mistyped --data-dir points, and report success.
     ccvault_store::require_archive(&cli.data_dir)
         .with_context(|| format!("cannot reindex archive {}", cli.data_dir.display()))?;
-    let mut archive = open_writer(cli, ArchiveOptions::default())?;
     let started = Instant::now();
-    let n = archive.rebuild_index()?;
+    let (archive, report, n) = Archive::open_and_reindex(&cli.data_dir, ArchiveOptions::default())
+        .with_context(|| format!("cannot reindex archive {}", cli.data_dir.display()))?;
+    report_open(cli, &report);
     archive.close()?;
     let secs = started.elapsed().as_secs_f64();
     let rate = if secs > 0.0 { n as f64 / secs } else { 0.0 };
