@@ -20,6 +20,22 @@ use common::{
 
 const ROUNDS: usize = 24;
 
+/// The lines a child writes to stdout (its acknowledgements), as they come.
+fn lines_of(
+    stdout: std::process::ChildStdout,
+) -> (mpsc::Receiver<String>, std::thread::JoinHandle<()>) {
+    let (tx, rx) = mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    (rx, reader)
+}
+
 /// Checks the archive against the stream: every record is a line of the
 /// stream, no line is stored twice, and lines `0..acked` are all present.
 /// Returns how many distinct lines the archive holds.
@@ -161,16 +177,7 @@ fn sigkill_at_random_moments_loses_no_acknowledged_line_and_stores_none_twice() 
         .spawn()
         .unwrap();
         let t0 = Instant::now();
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = mpsc::channel::<String>();
-        let reader = std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
+        let (rx, reader) = lines_of(child.stdout.take().unwrap());
         let start_ack = acked_through;
         let mut round_acks: Vec<usize> = Vec::new();
         let parse_ack = |line: &str| -> usize {
@@ -387,17 +394,9 @@ fn the_duplicate_counter_counts_every_acknowledged_duplicate_across_sigkills() {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = mpsc::channel::<u64>();
-        let reader = std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                let n = line.rsplit_once(' ').unwrap().1.parse().unwrap();
-                if tx.send(n).is_err() {
-                    break;
-                }
-            }
-        });
+        let (rx, reader) = lines_of(child.stdout.take().unwrap());
+        let acked_line =
+            |line: String| -> u64 { line.rsplit_once(' ').unwrap().1.parse().unwrap() };
         // Half the rounds die a random moment after the start (mostly
         // before the first acknowledgement), the others right after a
         // random one of the first three acknowledgements. Both are tied to
@@ -410,7 +409,7 @@ fn the_duplicate_counter_counts_every_acknowledged_duplicate_across_sigkills() {
             let want = 1 + rng.below(3) as usize;
             while seen.len() < want {
                 match rx.recv_timeout(Duration::from_secs(20)) {
-                    Ok(n) => seen.push(n),
+                    Ok(line) => seen.push(acked_line(line)),
                     Err(_) => break,
                 }
             }
@@ -421,7 +420,7 @@ fn the_duplicate_counter_counts_every_acknowledged_duplicate_across_sigkills() {
         let _ = child.kill();
         let status = child.wait().unwrap();
         reader.join().unwrap();
-        let acked = rx.try_iter().chain(seen).max().unwrap_or(0);
+        let acked = rx.try_iter().map(acked_line).chain(seen).max().unwrap_or(0);
         if !status.success() {
             killed += 1;
         }
@@ -690,16 +689,7 @@ fn lines_from_a_pipe_that_pauses_are_acknowledged_while_it_waits() {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let (tx, acks) = mpsc::channel::<String>();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
+        let (acks, _reader) = lines_of(child.stdout.take().unwrap());
         let stdin = child.stdin.take().unwrap();
         let mut feed: Box<dyn std::io::Write> = if gzip {
             Box::new(flate2::write::GzEncoder::new(
