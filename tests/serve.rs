@@ -1331,3 +1331,54 @@ fn a_token_that_cannot_be_sent_is_refused_at_startup() {
         200
     );
 }
+
+/// An agent's state on the wallboard is that of its latest *timed* status
+/// change, as `agents` counts it (docs/METRICS.md §5): a copy whose time
+/// is only its arrival (or `eventTS`) sets no state, and an agent with no
+/// timed change in the last 24 hours is not listed.
+#[test]
+fn the_wallboard_ignores_status_changes_without_a_time_of_their_own() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("a");
+    let events = [
+        r#"{"AgentStatusChange":{"agentId":"agQ","newState":3,"statusEventTS":1763900000,"msgInfo":{}}}"#,
+        r#"{"AgentStatusChange":{"agentId":"agQ","newState":5,"msgInfo":{}}}"#,
+        r#"{"AgentStatusChange":{"agentId":"agE","newState":0,"eventTS":1763900100,"msgInfo":{}}}"#,
+        r#"{"Interaction":{"event":"InteractionCreated","interactionGUID":"int-wb-1-t1","interactionEventTS":1763900600,"msgInfo":{}}}"#,
+    ];
+    ccvault_stdin(&dir, &["import", "-q", "-"], events.join("\n").as_bytes()).ok();
+    let agents = ccvault(&dir, &["agents", "--format", "json"])
+        .ok()
+        .json_lines();
+    let of = |id: &str| agents.iter().find(|a| a["agentId"] == id).cloned();
+    assert_eq!(of("agQ").unwrap()["stateMs"]["3"], 600_000, "{agents:?}");
+    let board = ccvault(
+        &dir,
+        &[
+            "wallboard",
+            "--format",
+            "json",
+            "--at",
+            "2025-11-23T12:20:00Z",
+        ],
+    )
+    .ok()
+    .json_lines();
+    let listed: Vec<(String, i64, i64)> = board[0]["agents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| {
+            (
+                a["agentId"].as_str().unwrap().to_owned(),
+                a["state"].as_i64().unwrap(),
+                a["sinceMs"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        listed,
+        vec![("agQ".to_owned(), 3, 1_763_900_000_000)],
+        "{board:?}"
+    );
+}

@@ -512,9 +512,12 @@ impl Projections {
         Ok(all)
     }
 
-    /// Each agent's latest status change that names a `newState` (the
-    /// largest t(e), then offset): a few lookups per agent, never a scan of
-    /// the agents' history.
+    /// Each agent's latest timed status change that names a `newState`
+    /// (the largest t(e), then offset): a few lookups per agent, never a
+    /// scan of the agents' history. A change whose time is only `eventTS`
+    /// or its arrival sets no state (docs/METRICS.md §5), here as in
+    /// [`Projections::tenant_agents_time`]: an agent with no timed change is not
+    /// listed.
     pub fn agents_now(&self) -> Result<Vec<AgentNow>> {
         guarded(&self.path, || {
             let txn = self.read_txn()?;
@@ -542,7 +545,10 @@ impl Projections {
                 for item in history.rev() {
                     let (k, v) = item.at(&self.path)?;
                     let (_, time_ms, _) = k.value();
-                    let (_, stored) = v.value();
+                    let (rank, stored) = v.value();
+                    if !TimeSource::of_rank(rank).is_some_and(TimeSource::is_timed) {
+                        continue;
+                    }
                     codec::decode_status_payload(&agent, time_ms, stored, &mut raw)
                         .at(&self.path)?;
                     let state = parse_event(&raw)
