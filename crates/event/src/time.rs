@@ -208,6 +208,33 @@ mod tests {
     }
 
     #[test]
+    fn a_publish_time_is_an_instant_with_an_offset_in_any_iso_8601_spelling() {
+        let at = 1_763_900_000_000; // 2025-11-23T12:13:20Z
+        for text in [
+            "2025-11-23T12:13:20.000Z",
+            "2025-11-23T13:13:20+01:00",
+            "20251123T121320Z",
+            "2025-11-23T13:13:20+01",
+        ] {
+            assert_eq!(parse_publish_time(text), Some(at), "{text}");
+        }
+        assert_eq!(parse_publish_time("2025-11-23T12:13:20,5Z"), Some(at + 500));
+        assert_eq!(
+            parse_publish_time("2025-11-23T12:13:60Z"),
+            Some(at + 39_000)
+        );
+        for no_time in [
+            "2025-11-23T12:13:20",
+            "1763900000000",
+            "2025-11-23",
+            "",
+            " 2025-11-23T12:13:20Z ",
+        ] {
+            assert_eq!(parse_publish_time(no_time), None, "{no_time:?}");
+        }
+    }
+
+    #[test]
     fn publish_time_and_receipt_outrank_event_ts() {
         // An assignment that carries only the interaction's queue-entry
         // time, in an envelope published 40 s later: the envelope wins.

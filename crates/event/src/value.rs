@@ -49,8 +49,10 @@ impl<'a> Lenient<'a> {
         }
     }
 
-    /// A flag: `true`, `"true"` (any case), `1`, `"1"`, `"yes"` are true;
-    /// `false`, `"false"`, `0`, `"0"`, `"no"` are false; anything else is absent.
+    /// A flag (docs/METRICS.md §1): `true`, `"true"` and `"yes"` (any
+    /// case), the integer `1` and `"1"` are true; `false`, `"false"` and
+    /// `"no"` (any case), `0` and `"0"` are false; anything else is absent,
+    /// `1.0` included.
     pub fn as_bool(&self) -> Option<bool> {
         match self {
             Lenient::Bool(b) => Some(*b),
@@ -194,13 +196,15 @@ mod tests {
 
     #[test]
     fn booleans_follow_the_contract() {
-        for t in ["true", "\"TRUE\"", "\"True\"", "1", "\"1\"", "\"yes\""] {
+        for t in [
+            "true", "\"TRUE\"", "\"True\"", "1", "\"1\"", "\"yes\"", "\"YES\"",
+        ] {
             assert_eq!(v(t).as_bool(), Some(true), "{t}");
         }
-        for f in ["false", "\"false\"", "0", "\"0\"", "\"no\""] {
+        for f in ["false", "\"false\"", "0", "\"0\"", "\"no\"", "\"No\""] {
             assert_eq!(v(f).as_bool(), Some(false), "{f}");
         }
-        for absent in ["2", "\"pause\"", "null", "\"\"", "[]"] {
+        for absent in ["2", "\"pause\"", "null", "\"\"", "[]", "1.0", "0.0"] {
             assert_eq!(v(absent).as_bool(), None, "{absent}");
         }
     }
