@@ -206,3 +206,44 @@ fn an_xml_capture_is_refused_with_a_clear_message() {
     );
     assert_eq!(stats(&dir).records, 0);
 }
+
+/// A pretty-printed capture whose first value is longer than the block
+/// auto-detection reads (1 MiB) is still a JSON stream, not NDJSON cut into
+/// quarantined lines: within the size limit every value is archived with
+/// its own bytes; over it, that value alone is rejected.
+#[test]
+fn a_pretty_capture_whose_first_value_outgrows_the_detection_block_is_a_stream() {
+    let tmp = tempfile::tempdir().unwrap();
+    let datum: Vec<String> = (0..40_000)
+        .map(|i| format!("        {{\n          \"attachedDataKey\": \"k{i}\",\n          \"attachedDataValue\": {i}\n        }}"))
+        .collect();
+    let big = format!(
+        "{{\n  \"Interaction\": {{\n    \"event\": \"InteractionQueued\",\n    \"interactionGUID\": \"int-bigpretty-phone-00-acme\",\n    \"attachedData\": {{\n      \"attachedDatum\": [\n{}\n      ]\n    }}\n  }}\n}}",
+        datum.join(",\n")
+    );
+    assert!(big.len() > 2 << 20);
+    let small = |i: u32| {
+        format!("{{\n  \"Interaction\": {{\n    \"event\": \"InteractionQueued\",\n    \"interactionGUID\": \"int-imp-{i}-phone-00-acme\",\n    \"interactionEventTS\": {}\n  }}\n}}", 1_763_900_000 + i)
+    };
+    let path = tmp.path().join("capture.json");
+    std::fs::write(&path, format!("{big}\n{}\n{}\n", small(3), small(4))).unwrap();
+
+    let dir = tmp.path().join("roomy");
+    let s = summary(&dir, &[&path], &["--max-record-bytes", "4MiB"]);
+    assert_eq!(counts(&s), [3, 3, 0, 0, 0, 0], "{s}");
+    assert_eq!(payloads(&dir), vec![big.clone(), small(3), small(4)]);
+
+    let dir = tmp.path().join("default");
+    let run = ccvault(
+        &dir,
+        &["import", path.to_str().unwrap(), "--format", "json"],
+    )
+    .expect_code(3);
+    assert_eq!(
+        counts(&run.json_lines()[0]),
+        [3, 2, 0, 0, 0, 1],
+        "{}",
+        run.stderr
+    );
+    assert_eq!(payloads(&dir), vec![small(3), small(4)]);
+}

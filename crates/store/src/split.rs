@@ -314,9 +314,17 @@ fn detect(head: &[u8]) -> Result<InputFormat, String> {
         b'{' => {
             let mut value = Value::default();
             let Some(end) = value.end_in(rest, false) else {
-                // Not closed within the block: one very long line, or a
-                // broken first line followed by good ones.
-                return Ok(InputFormat::Ndjson);
+                // Not closed within the block: a pretty-printed value longer
+                // than the block when its first line is a lone `{` (as
+                // jq, json.dumps and Allman-style writers begin one); else
+                // one very long line, or a broken first line followed by
+                // good ones.
+                let first_line = rest.split(|&b| b == b'\n').next().unwrap_or_default();
+                return Ok(if first_line.trim_ascii() == b"{" {
+                    InputFormat::JsonStream
+                } else {
+                    InputFormat::Ndjson
+                });
             };
             let spans_lines = rest[..end].contains(&b'\n');
             let next_on_same_line = rest[end..]
@@ -459,6 +467,13 @@ mod tests {
         assert_eq!(detect(b"{\n  \"a\": 1\n}\n"), Ok(JsonStream));
         assert_eq!(detect(b"\xEF\xBB\xBF\n[{\"a\":1}]"), Ok(JsonArray));
         assert_eq!(detect(b"{\"a\": \n"), Ok(Ndjson));
+        // A pretty-printed first value longer than the block.
+        assert_eq!(
+            detect(b"{\r\n  \"Interaction\": {\n    \"a\": 1,\n"),
+            Ok(JsonStream)
+        );
+        assert_eq!(detect(b"  {\n  \"a\": \"very long"), Ok(JsonStream));
+        assert_eq!(detect(b"{\"a\": \"very long"), Ok(Ndjson));
         assert_eq!(detect(b"not json\n"), Ok(Ndjson));
         assert_eq!(detect(b""), Ok(Ndjson));
         let why = detect(b"\n<event><x/></event>").unwrap_err();

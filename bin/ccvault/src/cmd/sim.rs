@@ -56,7 +56,7 @@ pub struct SimulateArgs {
     /// The former spelling of --reorder-window, in milliseconds.
     #[arg(long, hide = true, conflicts_with = "reorder_window")]
     pub reorder_window_ms: Option<i64>,
-    /// Also write the simulator's ground truth (one summary per interaction as docs/METRICS.md §3 defines it, NDJSON) to FILE.
+    /// Also write the simulator's ground truth (one summary per interaction as docs/METRICS.md §3 defines it, NDJSON) to FILE: of every interaction all of whose events were written; those that `--events` cut off part-way have no truth.
     #[arg(long, value_name = "FILE")]
     pub truth: Option<PathBuf>,
     /// Tenant suffix of every interactionGUID.
