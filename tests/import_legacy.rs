@@ -247,3 +247,64 @@ fn a_pretty_capture_whose_first_value_outgrows_the_detection_block_is_a_stream()
     );
     assert_eq!(payloads(&dir), vec![small(3), small(4)]);
 }
+
+/// A capture cut off inside a nested object or array (a truncated file
+/// with more appended, a writer killed mid-event) loses that event alone:
+/// it is one quarantined message and every event after it is archived,
+/// in a one-line stream as in a pretty-printed one.
+#[test]
+fn a_value_cut_off_deep_inside_loses_only_itself() {
+    let tmp = tempfile::tempdir().unwrap();
+    let event = |i: u32| {
+        format!(
+            r#"{{"Interaction":{{"event":"InteractionQueued","interactionGUID":"int-cut-{i}-phone-00-acme","interactionEventTS":{},"attachedData":{{"attachedDatum":[{{"attachedDataKey":"k","attachedDataValue":{i}}}]}}}}}}"#,
+            1_763_900_000 + i
+        )
+    };
+    let pretty = |i: u32| {
+        let v: serde_json::Value = serde_json::from_str(&event(i)).unwrap();
+        serde_json::to_string_pretty(&v).unwrap()
+    };
+    for (name, write) in [
+        ("compact", &event as &dyn Fn(u32) -> String),
+        ("pretty", &pretty),
+    ] {
+        let whole = write(0);
+        for cut_after in [
+            r#""Interaction":{"#,
+            r#""attachedDatum":["#,
+            r#""attachedDataKey":"#,
+        ] {
+            let at = whole
+                .replace(' ', "")
+                .replace('\n', "")
+                .find(cut_after)
+                .unwrap();
+            // The same place in the pretty text: count its non-blank bytes.
+            let mut seen = 0;
+            let cut = whole
+                .char_indices()
+                .find(|(_, c)| {
+                    if !c.is_whitespace() {
+                        seen += 1;
+                    }
+                    seen > at + cut_after.len()
+                })
+                .map_or(whole.len(), |(i, _)| i);
+            let mut text = format!("{}\n{}\n", write(1), &whole[..cut]);
+            for i in 2..40 {
+                text.push_str(&write(i));
+                text.push('\n');
+            }
+            let path = tmp.path().join(format!("{name}.json"));
+            std::fs::write(&path, text).unwrap();
+            let dir = tmp.path().join(format!("{name}-{}", cut_after.len()));
+            let s = summary(&dir, &[&path], &["--input-format", "json-stream"]);
+            assert_eq!(
+                counts(&s),
+                [40, 39, 1, 0, 0, 0],
+                "{name}, cut after {cut_after}: {s}"
+            );
+        }
+    }
+}

@@ -219,11 +219,23 @@ fn fill(input: &mut dyn BufRead) -> std::io::Result<&[u8]> {
 ///
 /// A broken value (`{not json`, a cut-off object) never closes its
 /// brackets, and would take the rest of the input with it. So a line that
-/// starts with `{` where no well-formed value can have one ends the value
-/// before that line: directly inside a top-level object (where a line
-/// starts with a key or the closing `}`, whatever the pretty-printer), or
-/// after a line break inside a string (which JSON forbids). The broken part
-/// is then one quarantined message, and the events after it are read.
+/// starts with `{` (in its first column) where no well-formed value written
+/// by a usual writer has one ends the value before that line:
+/// - after a line break inside a string (which JSON forbids);
+/// - directly inside an object, where a line starts with a key or the
+///   closing `}`, whatever the pretty-printer (known for the innermost 128
+///   levels; deeper, taken for an array);
+/// - in a value whose writer indents (a line of it began with a blank):
+///   there only the top-level value's own closing bracket is unindented;
+/// - when a key follows on the same line (`{"`): a one-line value's start,
+///   which a pretty-printer never writes (it puts each key on a line), and
+///   a compact writer never breaks a line inside a value.
+///
+/// The broken part is then one quarantined message, and the events after
+/// it are read. What this misses: a value cut directly inside an array,
+/// followed by values of a writer that neither indents nor writes keys on
+/// the `{` line (`json.dumps(indent=0)`), and a `{"` that starts a block of
+/// input.
 #[derive(Debug, Default, Clone, Copy)]
 struct Value {
     started: bool,
@@ -231,11 +243,19 @@ struct Value {
     depth: u32,
     in_string: bool,
     escape: bool,
-    /// The value is an object (its depth-1 container is one).
-    object: bool,
+    /// Which of the innermost open containers are objects: bit 0 the
+    /// innermost, a set bit an object.
+    objects: u128,
     /// The last byte was a line break where a `{` starting the next line
     /// ends the value.
     resync: bool,
+    /// The last byte was a line break.
+    line_start: bool,
+    /// A line of the value after its first began with a blank.
+    indented: bool,
+    /// The last byte was a `{` that began a line (the value ends before it
+    /// if a `"` follows).
+    brace_at_line_start: bool,
 }
 
 impl Value {
@@ -248,18 +268,28 @@ impl Value {
                 match b {
                     b'{' | b'[' => {
                         self.depth = 1;
-                        self.object = b == b'{';
+                        self.objects = u128::from(b == b'{');
                     }
                     b'"' => self.in_string = true,
                     _ => self.bare = true,
                 }
                 continue;
             }
-            if std::mem::take(&mut self.resync) && b == b'{' {
-                return Some(i);
+            if std::mem::take(&mut self.brace_at_line_start) && b == b'"' && i > 0 {
+                return Some(i - 1);
+            }
+            let resync = std::mem::take(&mut self.resync);
+            if std::mem::take(&mut self.line_start) {
+                match b {
+                    b'{' if resync || self.indented => return Some(i),
+                    b'{' => self.brace_at_line_start = true,
+                    b' ' | b'\t' => self.indented = true,
+                    _ => {}
+                }
             }
             if b == b'\n' && !self.bare {
-                self.resync = self.in_string || (self.depth == 1 && self.object);
+                self.line_start = true;
+                self.resync = self.in_string || self.objects & 1 == 1;
             }
             if self.bare {
                 let stop = matches!(b, b' ' | b'\t' | b'\r' | b'\n' | b'{' | b'[' | b'"' | b',')
@@ -281,9 +311,13 @@ impl Value {
             } else {
                 match b {
                     b'"' => self.in_string = true,
-                    b'{' | b'[' => self.depth += 1,
+                    b'{' | b'[' => {
+                        self.depth += 1;
+                        self.objects = self.objects << 1 | u128::from(b == b'{');
+                    }
                     b'}' | b']' => {
                         self.depth -= 1;
+                        self.objects >>= 1;
                         if self.depth == 0 {
                             return Some(i + 1);
                         }
@@ -418,14 +452,38 @@ mod tests {
                 "{\"g\":4}"
             ]
         );
-        // A pretty-printed value whose nested values start lines keeps
-        // them: only a line starting `{` right inside the top-level object
-        // (or inside a string) ends it.
-        let pretty =
-            b"{\n  \"a\": [\n{\"b\": 1}\n],\n  \"c\": {\n    \"d\": 2\n  }\n}\n[\n{\"x\":1}\n]";
-        let got = split(InputFormat::JsonStream, pretty, 100);
+        // Values of a writer that does not indent (`json.dumps(indent=0)`)
+        // keep the `{` lines of their arrays' elements.
+        let unindented =
+            b"{\n\"a\": [\n{\n\"b\": 1\n}\n],\n\"c\": {\n\"d\": 2\n}\n}\n[\n{\n\"x\": 1\n}\n]";
+        let got = split(InputFormat::JsonStream, unindented, 100);
         assert_eq!(got.len(), 2, "{got:?}");
-        assert_eq!(got[1].0, "[\n{\"x\":1}\n]");
+        assert_eq!(got[1].0, "[\n{\n\"x\": 1\n}\n]");
+        // ...but not a value of such a writer cut inside a nested object.
+        let got = split(
+            InputFormat::JsonStream,
+            b"{\n\"a\": {\n\"b\": [\n{\n{\n\"c\": 1\n}",
+            100,
+        );
+        let texts: Vec<&str> = got.iter().map(|g| g.0.as_str()).collect();
+        assert_eq!(texts, ["{\n\"a\": {\n\"b\": [\n{\n", "{\n\"c\": 1\n}"]);
+        // Values cut off deeper: in a nested object or an array of a
+        // one-line stream, and in an array of an indented capture.
+        let cut =
+            b"{\"a\":{\n{\"b\":1}\n{\"c\":[\n{\"d\":2}\n{\n  \"e\": [\n    {\n{\n  \"f\": 3\n}";
+        let got = split(InputFormat::JsonStream, cut, 100);
+        let texts: Vec<&str> = got.iter().map(|g| g.0.as_str()).collect();
+        assert_eq!(
+            texts,
+            [
+                "{\"a\":{\n",
+                "{\"b\":1}",
+                "{\"c\":[\n",
+                "{\"d\":2}",
+                "{\n  \"e\": [\n    {\n",
+                "{\n  \"f\": 3\n}"
+            ]
+        );
         // The same in an array capture.
         let got = split(
             InputFormat::JsonArray,
