@@ -906,3 +906,65 @@ fn a_rebuild_refuses_an_index_that_does_not_file_the_logs_events() {
         );
     }
 }
+
+/// A segment file deleted from the middle of the log (or lost with its
+/// directory entry) is said by every answer that lacks its records: before
+/// a reindex, from the count of compressed segments the index kept; after
+/// one, as a damaged place the index was built around, at the missing
+/// segment's base.
+#[test]
+fn a_missing_segment_file_is_said_before_and_after_a_reindex() {
+    let tmp = tempfile::tempdir().unwrap();
+    let stream = Stream {
+        events: 2400,
+        interactions: 600,
+        line_len: 220,
+    };
+    let input = tmp.path().join("stream.ndjson");
+    stream.write(&input);
+    let dir = tmp.path().join("archive");
+    import(&dir, &[&input], &["--segment-bytes", "65536"]);
+    let mut packed: Vec<PathBuf> = fs::read_dir(dir.join("log"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "segz"))
+        .collect();
+    packed.sort();
+    assert!(packed.len() >= 3, "{packed:?}");
+    let gone = packed.remove(packed.len() / 2);
+    let base: u64 = gone.file_stem().unwrap().to_str().unwrap().parse().unwrap();
+    fs::remove_file(&gone).unwrap();
+
+    let missing = "lacks 1 compressed segment file(s) the index counted";
+    for args in [
+        &["-q", "export"][..],
+        &["-q", "stats"],
+        &["-q", "interactions"],
+    ] {
+        let run = ccvault(&dir, args).ok();
+        assert_eq!(
+            run.stderr.matches(missing).count(),
+            1,
+            "{args:?}: {}",
+            run.stderr
+        );
+    }
+
+    ccvault(&dir, &["-q", "reindex"]).ok();
+    let note = "the index was built around 1 damaged place(s) of the log";
+    let place = format!("in segment {base:020} at byte 0");
+    for args in [
+        &["-q", "export"][..],
+        &["-q", "stats"],
+        &["-q", "interactions"],
+    ] {
+        let run = ccvault(&dir, args).ok();
+        assert!(
+            run.stderr.contains(note) && run.stderr.contains(&place),
+            "{args:?}: {}",
+            run.stderr
+        );
+        assert!(!run.stderr.contains(missing), "{args:?}: {}", run.stderr);
+    }
+    assert_eq!(stats(&dir).json["damagedPlaces"].as_u64(), Some(1));
+}

@@ -275,11 +275,7 @@ fn a_value_cut_off_deep_inside_loses_only_itself() {
             r#""attachedDatum":["#,
             r#""attachedDataKey":"#,
         ] {
-            let at = whole
-                .replace(' ', "")
-                .replace('\n', "")
-                .find(cut_after)
-                .unwrap();
+            let at = whole.replace([' ', '\n'], "").find(cut_after).unwrap();
             // The same place in the pretty text: count its non-blank bytes.
             let mut seen = 0;
             let cut = whole

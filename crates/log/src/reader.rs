@@ -166,6 +166,22 @@ impl LogReader {
             .unwrap_or_default()
     }
 
+    /// Of the listing [`LogReader::listed_segments`] gives: how many
+    /// segments are compressed (`.segz`), and whether a segment of base
+    /// `base` is there in either form.
+    pub fn listed_packed_and_has(&self, base: u64) -> (u64, bool) {
+        self.inner.listed.lock().map_or((0, true), |s| {
+            let mut packed: Vec<u64> = s
+                .files
+                .iter()
+                .filter(|&&(_, kind)| kind == Kind::Packed)
+                .map(|&(b, _)| b)
+                .collect();
+            packed.dedup();
+            (packed.len() as u64, s.bases.binary_search(&base).is_ok())
+        })
+    }
+
     /// Total size in bytes of all segment files, as stored (a compressed
     /// segment counts its compressed length).
     pub fn total_bytes(&self) -> u64 {

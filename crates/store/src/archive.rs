@@ -998,8 +998,25 @@ impl Archive {
         if let Some(failure) = self.log.compression_failure() {
             tracing::warn!("a sealed segment stays uncompressed: {failure}");
         }
+        self.commit_packed()?;
         tracing::debug!(elapsed = ?started.elapsed(), "closed and compressed");
         Ok(next)
+    }
+
+    /// Commits the count of compressed segments when the index's is behind
+    /// (the last commit ran while the drain still compressed): a reader
+    /// checks the log directory against it (`stats` sizes the log from it,
+    /// and [`crate::ArchiveReader::missing_segments_note`] says when files
+    /// it counted are gone).
+    fn commit_packed(&mut self) -> Result<()> {
+        let packed = packed_totals(self.log.packed_segments());
+        if self.index.reader()?.packed()? == Some(packed) {
+            return Ok(());
+        }
+        let mut txn = self.index.begin()?;
+        txn.set_packed(packed);
+        self.index.commit(txn, Some(self.end_checkpoint()))?;
+        Ok(())
     }
 
     /// The end of [`Archive::close`]: syncs, commits, writes the facts and

@@ -336,6 +336,43 @@ impl ArchiveReader {
         self.note_of_index_damage(&c)
     }
 
+    /// The sentence that says a segment file the index saw is gone from
+    /// the log directory (deleted, or lost with its directory entry): the
+    /// records in it are in no answer, and those read through the index
+    /// would be looked for in a neighbouring file. Segments are never
+    /// removed and a `.segz` never goes back to a `.seg`, so fewer `.segz`
+    /// files than the index counted at its last commit, or no file for the
+    /// segment of its checkpoint, means some are missing. `None` when
+    /// nothing is missing (or the index does not say).
+    pub fn missing_segments_note(&self) -> Option<String> {
+        let known = self.index.packed().ok().flatten().map(packed_segments);
+        let checkpoint = self.index.checkpoint().ok().flatten();
+        let (packed, has_last) = self
+            .log
+            .listed_packed_and_has(checkpoint.map_or(0, |c| c.segment));
+        let missing_packed = known.map_or(0, |k| k.count.saturating_sub(packed));
+        let missing_last = checkpoint.is_some() && !has_last;
+        if missing_packed == 0 && !missing_last {
+            return None;
+        }
+        let mut what = Vec::new();
+        if missing_packed > 0 {
+            what.push(format!(
+                "{missing_packed} compressed segment file(s) the index counted ({} listed, {} counted)",
+                packed,
+                known.map_or(0, |k| k.count)
+            ));
+        }
+        if let Some(c) = checkpoint.filter(|_| missing_last) {
+            what.push(format!("the segment {:020} the index ends in", c.segment));
+        }
+        Some(format!(
+            "the log directory {} lacks {}: the records in them are in no answer; `ccvault verify` names the missing offsets",
+            self.layout.log_dir().display(),
+            what.join(", and ")
+        ))
+    }
+
     /// How many damaged places of the log the index's indexing skipped (0
     /// when it met none, or does not say).
     pub fn index_damaged_places(&self) -> u64 {

@@ -80,8 +80,16 @@ fn open_reader_brief(cli: &Cli) -> Result<ArchiveReader> {
 /// incomplete), that the index was built around damaged places of the log.
 fn warn_index_damage(reader: &ArchiveReader) {
     static WARNED: std::sync::Once = std::sync::Once::new();
-    if let Some(note) = reader.index_damage_note() {
-        WARNED.call_once(|| crate::output::error_line(format_args!("ccvault: warning: {note}")));
+    let notes: Vec<String> = [reader.index_damage_note(), reader.missing_segments_note()]
+        .into_iter()
+        .flatten()
+        .collect();
+    if !notes.is_empty() {
+        WARNED.call_once(|| {
+            for note in &notes {
+                crate::output::error_line(format_args!("ccvault: warning: {note}"));
+            }
+        });
     }
 }
 

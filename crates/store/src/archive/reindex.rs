@@ -122,6 +122,14 @@ impl Archive {
             }
 
             let mut total = 0u64;
+            // The offset the next record should have, to find segments
+            // missing between the ones scanned: a scanner starts each
+            // segment afresh, so only this thread sees one end and the next
+            // begin. Not known after damage (it may have hidden records).
+            let mut expected = match from {
+                None => Some(0),
+                Some(_) => index.reader()?.checkpoint()?.map(|c| c.next_offset),
+            };
             let mut writer = index.begin()?;
             let mut checkpoint: Option<Checkpoint> = None;
             // The checkpoint of the last commit: records (tallies too) past
@@ -153,8 +161,23 @@ impl Archive {
                         })
                         .collect();
                     for r in &chunk {
-                        if let What::Damage { segment, bytes } = r.what {
-                            writer.add_damage(segment, r.pos, bytes);
+                        match r.what {
+                            What::Damage { segment, bytes } => {
+                                writer.add_damage(segment, r.pos, bytes);
+                                expected = None;
+                            }
+                            What::Message(_) | What::Tally(_) => {
+                                // A whole segment file gone: its base is
+                                // the offset that was due.
+                                if let Some(due) = expected.filter(|&due| r.offset > due) {
+                                    tracing::warn!(
+                                        "offsets {due}..{} are in no segment of the log (a segment file missing?)",
+                                        r.offset
+                                    );
+                                    writer.add_damage(due, 0, 0);
+                                }
+                                expected = Some(r.offset + 1);
+                            }
                         }
                     }
                     writer.add_all(&entries)?;
