@@ -193,7 +193,8 @@ pub fn open_stdin() -> std::io::Result<OpenedInput> {
     Ok(OpenedInput::buffered(file, regular))
 }
 
-/// Appends one line to `buf` (without its `\n` or `\r\n`), keeping at most
+/// Appends one line to `buf` (without its `\n` or `\r\n`; with `end`
+/// `\r`, a file of old Mac line ends, without its `\r`), keeping at most
 /// `cap + 2` bytes of it; returns (bytes consumed, whether the line without
 /// its line break was longer than `cap`), or `None` at end of input. The
 /// `\r` of a CRLF line break is not part of the line, so it never counts
@@ -203,6 +204,7 @@ pub(crate) fn read_capped_line(
     input: &mut dyn BufRead,
     buf: &mut Vec<u8>,
     cap: usize,
+    end: u8,
 ) -> std::io::Result<Option<(u64, bool)>> {
     let start = buf.len();
     let mut consumed = 0u64;
@@ -219,7 +221,7 @@ pub(crate) fn read_capped_line(
             }
             break;
         }
-        let (take, found_newline) = match memchr::memchr(b'\n', chunk) {
+        let (take, found_newline) = match memchr::memchr(end, chunk) {
             Some(i) => (i + 1, true),
             None => (chunk.len(), false),
         };
@@ -576,7 +578,7 @@ mod tests {
         let mut buf = b"before".to_vec();
         let mut out = Vec::new();
         let mut start = buf.len();
-        while let Some((_, long)) = read_capped_line(&mut r, &mut buf, cap).unwrap() {
+        while let Some((_, long)) = read_capped_line(&mut r, &mut buf, cap, b'\n').unwrap() {
             out.push((buf[start..].to_vec(), long));
             start = buf.len();
         }

@@ -61,6 +61,10 @@ pub(crate) struct Splitter {
     /// Position of the next unread byte.
     offset: u64,
     line: u64,
+    /// What ends an NDJSON line: `\n` (also of `\r\n`), or `\r` in a
+    /// file whose first block has no `\n` but a `\r` (old Mac line ends,
+    /// which would otherwise be one line over the record limit).
+    line_end: u8,
 }
 
 impl Splitter {
@@ -78,12 +82,19 @@ impl Splitter {
             },
             f => f,
         };
+        let head = fill(input)?;
+        let line_end = if !head.contains(&b'\n') && head.contains(&b'\r') {
+            b'\r'
+        } else {
+            b'\n'
+        };
         Ok(Ok(Splitter {
             json: format != InputFormat::Ndjson,
             array: format == InputFormat::JsonArray,
             in_array: false,
             offset: 0,
             line: 1,
+            line_end,
         }))
     }
 
@@ -98,27 +109,29 @@ impl Splitter {
         let start = buf.len();
         if !self.json {
             let line = self.line;
-            return Ok(crate::import::read_capped_line(input, buf, cap)?.map(
-                |(consumed, too_long)| {
-                    // A byte order mark (an editor's or Windows tool's) is
-                    // not part of the first event.
-                    if self.line == 1
-                        && buf
-                            .get(start..)
-                            .is_some_and(|m| m.starts_with(BYTE_ORDER_MARK))
-                    {
-                        buf.drain(start..start + BYTE_ORDER_MARK.len());
-                    }
-                    self.line += 1;
-                    Piece {
-                        consumed,
-                        too_long,
-                        first_line: line,
-                        last_line: line,
-                        offset: None,
-                    }
-                },
-            ));
+            return Ok(
+                crate::import::read_capped_line(input, buf, cap, self.line_end)?.map(
+                    |(consumed, too_long)| {
+                        // A byte order mark (an editor's or Windows tool's) is
+                        // not part of the first event.
+                        if self.line == 1
+                            && buf
+                                .get(start..)
+                                .is_some_and(|m| m.starts_with(BYTE_ORDER_MARK))
+                        {
+                            buf.drain(start..start + BYTE_ORDER_MARK.len());
+                        }
+                        self.line += 1;
+                        Piece {
+                            consumed,
+                            too_long,
+                            first_line: line,
+                            last_line: line,
+                            offset: None,
+                        }
+                    },
+                ),
+            );
         }
         let mut consumed = self.skip_separators(input)?;
         let (first_line, offset) = (self.line, self.offset);
@@ -513,6 +526,27 @@ mod tests {
         assert_eq!(got.len(), 2);
         assert!(got[0].4 && got[0].0.len() == 9);
         assert_eq!((got[1].0.as_str(), got[1].4), ("{\"s\":1}", false));
+    }
+
+    #[test]
+    fn a_file_of_old_mac_line_ends_is_split_at_each_carriage_return() {
+        let input = b"not json\r{\"a\":1}\r\r{\"b\":2}\r";
+        let mut r = BufReader::new(&input[..]);
+        let mut s = Splitter::new(InputFormat::Ndjson, &mut r).unwrap().unwrap();
+        let mut buf = Vec::new();
+        let mut lines = Vec::new();
+        while let Some(p) = s.next(&mut r, &mut buf, 100).unwrap() {
+            lines.push((
+                String::from_utf8(std::mem::take(&mut buf)).unwrap(),
+                p.first_line,
+            ));
+        }
+        let want = [("not json", 1), ("{\"a\":1}", 2), ("", 3), ("{\"b\":2}", 4)];
+        assert_eq!(lines, want.map(|(l, n)| (l.to_owned(), n)));
+        // Auto-detection, whatever the first line, reads it the same way.
+        let mut r = BufReader::new(&input[..]);
+        let s = Splitter::new(InputFormat::Auto, &mut r).unwrap().unwrap();
+        assert_eq!((s.json, s.line_end), (false, b'\r'));
     }
 
     #[test]
