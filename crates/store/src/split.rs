@@ -269,6 +269,10 @@ struct Value {
     /// The last byte was a `{` that began a line (the value ends before it
     /// if a `"` follows).
     brace_at_line_start: bool,
+    /// Only a closing bracket ends the value: auto-detection asks whether
+    /// the first value is well-formed JSON spanning lines, and a broken one
+    /// ended where a line starts anew says the file is NDJSON.
+    brackets_only: bool,
 }
 
 impl Value {
@@ -288,13 +292,17 @@ impl Value {
                 }
                 continue;
             }
-            if std::mem::take(&mut self.brace_at_line_start) && b == b'"' && i > 0 {
+            if std::mem::take(&mut self.brace_at_line_start)
+                && b == b'"'
+                && i > 0
+                && !self.brackets_only
+            {
                 return Some(i - 1);
             }
             let resync = std::mem::take(&mut self.resync);
             if std::mem::take(&mut self.line_start) {
                 match b {
-                    b'{' if resync || self.indented => return Some(i),
+                    b'{' if (resync || self.indented) && !self.brackets_only => return Some(i),
                     b'{' => self.brace_at_line_start = true,
                     b' ' | b'\t' => self.indented = true,
                     _ => {}
@@ -359,7 +367,10 @@ fn detect(head: &[u8]) -> Result<InputFormat, String> {
         ),
         b'[' => Ok(InputFormat::JsonArray),
         b'{' => {
-            let mut value = Value::default();
+            let mut value = Value {
+                brackets_only: true,
+                ..Value::default()
+            };
             let Some(end) = value.end_in(rest, false) else {
                 // Not closed within the block: a pretty-printed value longer
                 // than the block when its first line is a lone `{` (as
@@ -559,6 +570,11 @@ mod tests {
         assert_eq!(detect(b"{\n  \"a\": 1\n}\n"), Ok(JsonStream));
         assert_eq!(detect(b"\xEF\xBB\xBF\n[{\"a\":1}]"), Ok(JsonArray));
         assert_eq!(detect(b"{\"a\": \n"), Ok(Ndjson));
+        // A broken first line (a cut-off value) followed by NDJSON lines.
+        assert_eq!(
+            detect(b"{\"a\": {\"b\": \"x\"\nnot json\n{\"c\":1}\n{\"d\":2}\n"),
+            Ok(Ndjson)
+        );
         // A pretty-printed first value longer than the block.
         assert_eq!(
             detect(b"{\r\n  \"Interaction\": {\n    \"a\": 1,\n"),
