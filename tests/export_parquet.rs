@@ -1195,3 +1195,52 @@ fn an_incremental_export_refuses_a_log_that_lost_what_it_exported() {
     import(&data, &[&b], &[]);
     export(&data, &out, &["--since-last"]);
 }
+
+/// An export of many small partitions (a thousand tenants) stays within a
+/// process's file descriptors: files completed faster than they sync wait
+/// for the sync thread instead of piling up open (under `ulimit -n 256` it
+/// failed with "Too many open files").
+#[test]
+fn a_thousand_tenants_export_under_a_small_file_descriptor_limit() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("tenants.ndjson");
+    let mut text = String::new();
+    for i in 0..5_000u64 {
+        let ms = 1_763_900_000_000 + i * 37;
+        text.push_str(&format!(
+            "{{\"Interaction\":{{\"event\":\"InteractionCreated\",\"interactionGUID\":\"int-{ms:x}-Qm7tZp2LxWc9aRf3kYv8bN{i:04}-phone-00-t{:04}\",\"interactionEventTS\":{}}}}}\n",
+            i % 1_000,
+            ms / 1000
+        ));
+    }
+    std::fs::write(&input, text).unwrap();
+    let data = tmp.path().join("data");
+    import(&data, &[&input], &[]);
+    let out = tmp.path().join("out");
+    let run = std::process::Command::new("sh")
+        .arg("-c")
+        .arg("ulimit -n 256 && exec \"$0\" --data-dir \"$1\" -q export --format parquet --out \"$2\"")
+        .arg(common::bin())
+        .arg(&data)
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let tenants = std::fs::read_dir(out.join("events")).unwrap().count();
+    assert_eq!(tenants, 1_000);
+    let rows: i64 = files(&out, "events")
+        .iter()
+        .map(|(_, f)| {
+            SerializedFileReader::new(File::open(f).unwrap())
+                .unwrap()
+                .metadata()
+                .file_metadata()
+                .num_rows()
+        })
+        .sum();
+    assert_eq!(rows, 5_000);
+}

@@ -23,7 +23,7 @@
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::{channel, Sender};
+use std::sync::mpsc::{sync_channel, SyncSender};
 use std::thread::JoinHandle;
 
 use crate::error::{io, ExportError, Result};
@@ -31,6 +31,13 @@ use crate::error::{io, ExportError, Result};
 /// Syncs run at once at most (files, then directories): more gain
 /// nothing on one disk, and each costs a thread.
 const AT_ONCE: usize = 8;
+
+/// Jobs waiting for the background thread at most; past it the encoder
+/// waits. Each holds a file open: unbounded, an export of many small
+/// partitions (thousands of tenants) queued completed files faster than
+/// they synced, until it ran out of file descriptors (an outside audit:
+/// 1,000 tenants under `ulimit -n 256`).
+const QUEUED: usize = 16;
 
 /// A written file that gets its final name once synced.
 pub struct Complete {
@@ -57,13 +64,13 @@ enum Job {
 /// The background thread that writes completed row groups and files to
 /// the disk.
 pub struct WriteBack {
-    jobs: Option<Sender<Job>>,
+    jobs: Option<SyncSender<Job>>,
     thread: Option<JoinHandle<Result<()>>>,
 }
 
 impl WriteBack {
     pub fn start(name: &str) -> Result<WriteBack> {
-        let (tx, rx) = channel::<Job>();
+        let (tx, rx) = sync_channel::<Job>(QUEUED);
         let thread = std::thread::Builder::new()
             .name(format!("export-sync-{name}"))
             .spawn(move || {
