@@ -542,3 +542,64 @@ fn the_human_summary_goes_to_stderr_and_quiet_silences_it() {
         );
     }
 }
+
+/// The client id a log line names (`client_id=...`).
+fn logged_client_id(log: &str) -> String {
+    let at = log
+        .find("client_id=")
+        .unwrap_or_else(|| panic!("no client_id in the log:\n{log}"));
+    log[at + "client_id=".len()..]
+        .split(|c: char| c.is_whitespace())
+        .next()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// The default client id names the archive's persistent session, so it is
+/// the same on the first run on a new archive given by a relative path (as
+/// the default `./ccvault-data`) as on every later run: messages published
+/// while ccvault is stopped after its first run are archived by the second.
+/// (The first run once hashed the path as typed, the later ones the
+/// canonical path, and the broker's session of the first run was lost.)
+#[test]
+fn the_default_client_id_is_the_same_from_the_first_run_on_a_relative_path() {
+    let broker = Broker::start("allow_anonymous true");
+    let work = tempfile::tempdir().unwrap();
+    let data = work.path().join("data");
+    let url = broker.url();
+    let spawn = |n: usize| {
+        let mut cmd = Command::new(BIN);
+        cmd.current_dir(work.path())
+            .args(["--data-dir", "data", "--format", "json", "ingest", "mqtt"])
+            .args(["--url", url.as_str(), "--backoff-ms", "50"]);
+        Daemon::spawn(cmd, work.path().join(format!("relative-{n}.log")))
+    };
+    let batch = |from: usize, to: usize| {
+        (from..to)
+            .map(|i| ("acme/event-v1/all".to_owned(), event(i).into_bytes()))
+            .collect::<Vec<_>>()
+    };
+    let mut first = spawn(0);
+    first.wait_for_log("subscribed", Duration::from_secs(20));
+    publish_all(broker.port, batch(0, 5));
+    first.wait_records(&data, 5, Duration::from_secs(30));
+    std::thread::sleep(Duration::from_millis(300));
+    let (status, _) = first.terminate();
+    assert!(status.success(), "exit {status}:\n{}", first.stderr());
+
+    // Published while no ccvault runs: the broker keeps them for the session.
+    publish_all(broker.port, batch(5, 15));
+    let mut second = spawn(1);
+    second.wait_for_log("subscribed", Duration::from_secs(20));
+    assert_eq!(
+        logged_client_id(&first.stderr()),
+        logged_client_id(&second.stderr()),
+        "the second run must resume the first run's session"
+    );
+    second.wait_records(&data, 15, Duration::from_secs(30));
+    std::thread::sleep(Duration::from_millis(300));
+    let (status, _) = second.terminate();
+    assert!(status.success(), "exit {status}:\n{}", second.stderr());
+    let (records, _) = archived(&data);
+    assert_eq!(records.len(), 15, "every event once");
+}

@@ -139,14 +139,26 @@ pub fn parse_url(url: &str) -> Result<Endpoint> {
 /// A stable default client id for the archive in `data_dir`: the broker
 /// keeps the persistent session under this name, so it must not change
 /// between runs (FNV-1a of the path, stable across Rust versions).
-pub fn default_client_id(data_dir: &std::path::Path) -> String {
-    let path = std::fs::canonicalize(data_dir).unwrap_or_else(|_| data_dir.to_path_buf());
+///
+/// The path hashed is always the canonical one, so `data_dir` must exist:
+/// call this once the archive is open. Hashing the path as typed when it
+/// could not be canonicalized (a new archive given by a relative path, as
+/// the default `./ccvault-data`) gave the first run another id than every
+/// later one, and the messages the broker kept for the first run's session
+/// while ccvault was stopped were never delivered.
+pub fn default_client_id(data_dir: &std::path::Path) -> Result<String> {
+    let path = std::fs::canonicalize(data_dir).map_err(|e| {
+        IngestError::Config(format!(
+            "cannot resolve the archive path {} for the default MQTT client id: {e}",
+            data_dir.display()
+        ))
+    })?;
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for b in path.as_os_str().as_encoded_bytes() {
         h ^= u64::from(*b);
         h = h.wrapping_mul(0x0000_0100_0000_01b3);
     }
-    format!("ccvault-{:012x}", h & 0xffff_ffff_ffff)
+    Ok(format!("ccvault-{:012x}", h & 0xffff_ffff_ffff))
 }
 
 /// What the ack task needs to acknowledge one message.
@@ -536,11 +548,14 @@ mod tests {
 
     #[test]
     fn client_id_is_stable() {
-        let a = default_client_id(std::path::Path::new("/nonexistent/ccvault-data"));
-        assert_eq!(
-            a,
-            default_client_id(std::path::Path::new("/nonexistent/ccvault-data"))
-        );
+        let dir = tempfile::tempdir().unwrap();
+        let a = default_client_id(dir.path()).unwrap();
+        assert_eq!(a, default_client_id(dir.path()).unwrap());
         assert!(a.starts_with("ccvault-") && a.len() <= 23, "{a}");
+        // The same archive by another spelling of its path: the same session.
+        let other = dir.path().join(".").join("");
+        assert_eq!(a, default_client_id(&other).unwrap());
+        // No directory, no id (never one hashed from the path as typed).
+        assert!(default_client_id(&dir.path().join("missing")).is_err());
     }
 }

@@ -185,12 +185,10 @@ async fn run_mqtt(cli: &Cli, a: &MqttArgs) -> Result<ExitCode> {
         "CCVAULT_MQTT_PASSWORD",
         "MQTT password",
     )?;
-    let mut cfg = MqttConfig::new(
-        a.url.clone(),
-        a.client_id
-            .clone()
-            .unwrap_or_else(|| mqtt::default_client_id(&cli.data_dir)),
-    );
+    // The default client id is set once the archive is open (below): only
+    // then does its directory exist to be canonicalized, the same way on
+    // the first run as on every later one.
+    let mut cfg = MqttConfig::new(a.url.clone(), a.client_id.clone().unwrap_or_default());
     cfg.topics = a.topics.clone();
     cfg.username = a.username.clone();
     cfg.password = password;
@@ -200,7 +198,13 @@ async fn run_mqtt(cli: &Cli, a: &MqttArgs) -> Result<ExitCode> {
     cfg.keep_alive = a.keep_alive;
     // Validate the options before taking the archive lock.
     mqtt::parse_url(&cfg.url)?;
-    ingest(cli, &a.common, |_| MqttSource::new(&cfg)).await
+    ingest(cli, &a.common, |_| {
+        if a.client_id.is_none() {
+            cfg.client_id = mqtt::default_client_id(&cli.data_dir)?;
+        }
+        MqttSource::new(&cfg)
+    })
+    .await
 }
 
 async fn run_pulsar(cli: &Cli, a: &PulsarArgs) -> Result<ExitCode> {
