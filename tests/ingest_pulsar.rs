@@ -927,3 +927,63 @@ fn wss_verifies_the_endpoint_against_the_given_ca() {
     assert!(status.success(), "{}", ingest.stderr());
     assert_exactly_once(&data, 50);
 }
+
+/// ccvault appends its own query parameters (messageId, receiverQueueSize,
+/// subscriptionType) to the URL. After a `#fragment` they were never sent
+/// (the reader silently started where the server chose), so a fragment is
+/// refused; one of those parameters given in the URL is refused naming the
+/// option that sets it (it was dropped silently); both are usage errors
+/// (exit 2) and nothing connects. Other parameters are sent as given.
+#[test]
+fn a_url_fragment_or_a_parameter_ccvault_sets_is_refused_by_name() {
+    let server = Server::start(State::default());
+    server.publish(0..3);
+    let work = tempfile::tempdir().unwrap();
+    let key = key_file(work.path(), KEY);
+    let data = work.path().join("data");
+    let reader = server.url();
+    for (n, (url, needle)) in [
+        (format!("{reader}#x"), "fragment"),
+        (format!("{reader}?readerName=r#x"), "fragment"),
+        (format!("{reader}?messageId=latest"), "--start"),
+        (
+            format!("{reader}?readerName=r&receiverQueueSize=5"),
+            "--receiver-queue-size",
+        ),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let cmd = ingest_command(&data, &url, &key, &[]);
+        let mut run = Daemon::spawn(cmd, work.path().join(format!("refused-{n}.log")));
+        let (status, _) = run.wait_exit(Duration::from_secs(20));
+        let err = run.stderr();
+        assert_eq!(status.code(), Some(2), "{url}: {err}");
+        assert!(err.contains(needle), "{url}: {err}");
+    }
+    assert!(
+        server.state.lock().unwrap().starts.is_empty(),
+        "a refused URL connected"
+    );
+
+    // A parameter ccvault does not set reaches the server as given.
+    let url = format!("{}?consumerName=archive-a", server.consumer_url("ccvault"));
+    let mut ingest = start_ingest(&data, work.path(), 9, &url, &key, &[]);
+    ingest.wait_for_log("Pulsar consumer connected", Duration::from_secs(20));
+    let (status, _) = ingest.terminate();
+    assert!(status.success(), "{}", ingest.stderr());
+    let s = server.state.lock().unwrap();
+    assert!(!s.consumer_queries.is_empty());
+    for q in &s.consumer_queries {
+        assert_eq!(
+            query_param(q, "consumerName").as_deref(),
+            Some("archive-a"),
+            "{q}"
+        );
+        assert_eq!(
+            query_param(q, "receiverQueueSize").as_deref(),
+            Some("100"),
+            "{q}"
+        );
+    }
+}

@@ -213,7 +213,7 @@ async fn run_pulsar(cli: &Cli, a: &PulsarArgs) -> Result<ExitCode> {
         "CCVAULT_PULSAR_API_KEY",
         "Pulsar API key",
     )?;
-    let url = pulsar::parse_url(&a.url)?;
+    let url = pulsar::parse_url(&a.url).map_err(usage)?;
     match url.endpoint {
         Endpoint::Reader if a.subscription_type.is_some() => anyhow::bail!(
             "--subscription-type applies to a consumer URL (/ws/v2/consumer/.../SUBSCRIPTION), not to a reader"
@@ -241,6 +241,15 @@ async fn run_pulsar(cli: &Cli, a: &PulsarArgs) -> Result<ExitCode> {
     cfg.ca_file = a.ca_file.clone();
     cfg.ping_interval = a.ping_interval.max(Duration::from_millis(1));
     ingest(cli, &a.common, |archive| PulsarSource::new(&cfg, archive)).await
+}
+
+/// A bad option value found before anything started (a URL ccvault
+/// refuses) is a bad command line: exit 2, as clap's own errors.
+fn usage(e: IngestError) -> anyhow::Error {
+    match e {
+        IngestError::Config(why) => crate::output::UsageError(why).into(),
+        e => e.into(),
+    }
 }
 
 /// Opens the archive, builds the source on it and runs it until a stop or a
