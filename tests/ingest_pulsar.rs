@@ -987,3 +987,76 @@ fn a_url_fragment_or_a_parameter_ccvault_sets_is_refused_by_name() {
         );
     }
 }
+
+/// An 8x8 `ClientCheck` heartbeat is a transport control message, counted as
+/// `control` (INGEST.md, Metrics), bare or inside a Pulsar envelope: it is
+/// neither archived nor quarantined, live or in an import of envelopes.
+/// (Inside an envelope it was archived and quarantined.)
+#[test]
+fn a_client_check_inside_an_envelope_counts_as_control() {
+    const HEARTBEAT: &str = r#"{"ClientCheck":{"ts":1763900000}}"#;
+    let server = Server::start(State::default());
+    server.publish(0..3);
+    server
+        .state
+        .lock()
+        .unwrap()
+        .topic
+        .push((message_id(3), HEARTBEAT.to_owned()));
+    server.publish(4..6);
+    let work = tempfile::tempdir().unwrap();
+    let data = work.path().join("data");
+    let key = key_file(work.path(), KEY);
+    let mut ingest = start_ingest(&data, work.path(), 0, &server.url(), &key, &[]);
+    ingest.wait_records(&data, 5, Duration::from_secs(20));
+    std::thread::sleep(Duration::from_millis(300));
+    let (status, stdout) = ingest.terminate();
+    assert!(status.success(), "exit {status}:\n{}", ingest.stderr());
+    let s = summary(&stdout);
+    assert_eq!(
+        (
+            s["received"].as_u64(),
+            s["archived"].as_u64(),
+            s["control"].as_u64(),
+            s["quarantined"].as_u64()
+        ),
+        (Some(6), Some(5), Some(1), Some(0)),
+        "{s}"
+    );
+    assert!(
+        !ingest.stderr().contains("control message"),
+        "a heartbeat is nothing to warn about:\n{}",
+        ingest.stderr()
+    );
+
+    // The same envelopes imported from a capture.
+    let capture = work.path().join("envelopes.ndjson");
+    let lines: Vec<String> = [(message_id(0), event(0)), (message_id(3), HEARTBEAT.into())]
+        .iter()
+        .map(|(id, payload)| {
+            format!(
+                r#"{{"messageId":"{id}","payload":"{}","publishTime":"2025-11-24T10:00:00Z"}}"#,
+                b64(payload.as_bytes())
+            )
+        })
+        .collect();
+    std::fs::write(&capture, lines.join("\n") + "\n").unwrap();
+    let imported = work.path().join("imported");
+    let out = Command::new(BIN)
+        .arg("--data-dir")
+        .arg(&imported)
+        .args(["import", "--format", "json"])
+        .arg(&capture)
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{said}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stats = ArchiveReader::open(&imported).unwrap().stats().unwrap();
+    assert_eq!(stats.counters.records, 1, "{said}");
+    assert_eq!(stats.counters.quarantined, 0, "{said}");
+    assert_eq!(stats.counters.control, 1, "{said}");
+}
