@@ -698,7 +698,8 @@ fn the_api_key_never_reaches_the_log_even_at_trace_level() {
     let key = key_file(work.path(), KEY);
     let mut cmd = ingest_command(&data, &server.url(), &key, &[]);
     cmd.env("CCVAULT_LOG", "trace");
-    let mut ingest = Daemon::spawn(cmd, work.path().join("ingest.log"));
+    // `spawn` would set CCVAULT_LOG=info over it.
+    let mut ingest = Daemon::spawn_as_set(cmd, work.path().join("ingest.log"));
     ingest.wait_records(&data, 20, Duration::from_secs(60));
     let (_, stdout) = ingest.terminate();
     let err = ingest.stderr();
@@ -1059,4 +1060,44 @@ fn a_client_check_inside_an_envelope_counts_as_control() {
     assert_eq!(stats.counters.records, 1, "{said}");
     assert_eq!(stats.counters.quarantined, 0, "{said}");
     assert_eq!(stats.counters.control, 1, "{said}");
+}
+
+/// The cap on the WebSocket library's handshake logging (it would print the
+/// API key at trace level) only ever lowers that target's level: at the
+/// default level, with `-q`, with `CCVAULT_LOG=error` or `info`, its debug
+/// line "Client handshake done." is not printed. (The cap was a directive
+/// of CCVAULT_LOG's filter, which raised the target to debug.)
+#[test]
+fn the_handshake_log_cap_never_raises_the_level() {
+    let server = Server::start(State::default());
+    server.publish(0..3);
+    let work = tempfile::tempdir().unwrap();
+    let key = key_file(work.path(), KEY);
+    for (n, (env, quiet)) in [
+        (None, false),
+        (None, true),
+        (Some("error"), false),
+        (Some("info"), false),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let data = work.path().join(format!("data-{n}"));
+        let mut cmd = ingest_command(&data, &server.url(), &key, &[]);
+        if quiet {
+            cmd.arg("-q");
+        }
+        if let Some(level) = env {
+            cmd.env("CCVAULT_LOG", level);
+        }
+        let mut ingest = Daemon::spawn_as_set(cmd, work.path().join(format!("levels-{n}.log")));
+        ingest.wait_records(&data, 3, Duration::from_secs(20));
+        let (status, _) = ingest.terminate();
+        let said = ingest.stderr();
+        assert!(status.success(), "exit {status}:\n{said}");
+        assert!(
+            !said.contains("DEBUG") && !said.contains("handshake"),
+            "CCVAULT_LOG {env:?}, -q {quiet}:\n{said}"
+        );
+    }
 }
