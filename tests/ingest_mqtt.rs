@@ -603,3 +603,27 @@ fn the_default_client_id_is_the_same_from_the_first_run_on_a_relative_path() {
     let (records, _) = archived(&data);
     assert_eq!(records.len(), 15, "every event once");
 }
+
+/// `--client-cert` and `--client-key` go together: one without the other is
+/// a flag combination the command refuses, a usage error (exit 2, as
+/// docs/OPERATIONS.md says), named, before anything connects.
+#[test]
+fn a_client_certificate_without_its_key_is_a_usage_error() {
+    let work = tempfile::tempdir().unwrap();
+    let data = work.path().join("data");
+    for (flag, missing) in [
+        ("--client-cert", "--client-key"),
+        ("--client-key", "--client-cert"),
+    ] {
+        let out = Command::new(BIN)
+            .arg("--data-dir")
+            .arg(&data)
+            .args(["ingest", "mqtt", "--url", "mqtts://127.0.0.1:1", flag])
+            .arg(work.path().join("some.pem"))
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{flag}: {err}");
+        assert!(err.contains(missing), "{flag}: {err}");
+    }
+}

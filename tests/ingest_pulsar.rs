@@ -858,6 +858,8 @@ fn a_failover_subscription_moves_to_the_standby_when_the_active_ingest_is_killed
     }
 }
 
+/// A flag of the other endpoint is a flag combination the command refuses:
+/// a usage error, exit 2 (docs/OPERATIONS.md, Exit codes), not 1.
 #[test]
 fn options_of_the_other_endpoint_are_refused_by_name() {
     let work = tempfile::tempdir().unwrap();
@@ -879,7 +881,7 @@ fn options_of_the_other_endpoint_are_refused_by_name() {
     ] {
         let out = ingest_command(&data, url, &key, &extra).output().unwrap();
         let err = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(1), "{err}");
+        assert_eq!(out.status.code(), Some(2), "{err}");
         assert!(err.contains(needle), "{err}");
     }
 }

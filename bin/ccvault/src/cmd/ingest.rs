@@ -3,7 +3,8 @@
 //! Exit codes: 0 after a requested stop (everything received was committed
 //! and acknowledged), 3 when the peer refused the credentials or a
 //! subscription (retrying would not help; e.g. systemd
-//! `RestartPreventExitStatus=3`), 1 for any other error.
+//! `RestartPreventExitStatus=3`), 2 for a bad command line (a refused URL
+//! or flag combination), 1 for any other error.
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -23,7 +24,7 @@ use serde_json::json;
 
 use super::archive::{archive_options, open_writer};
 use crate::args::parse_duration;
-use crate::output::{json_line, HumanJson};
+use crate::output::{json_line, HumanJson, UsageError};
 use crate::{Cli, WriteArgs};
 
 /// `ccvault ingest ...`
@@ -102,10 +103,10 @@ pub struct MqttArgs {
     #[arg(long)]
     pub ca_file: Option<PathBuf>,
     /// PEM client certificate for mutual TLS (with --client-key).
-    #[arg(long)]
+    #[arg(long, requires = "client_key")]
     pub client_cert: Option<PathBuf>,
     /// PEM private key for mutual TLS (with --client-cert).
-    #[arg(long)]
+    #[arg(long, requires = "client_cert")]
     pub client_key: Option<PathBuf>,
     /// MQTT keep-alive: 30s, 1m.
     #[arg(long, default_value = "30s", value_name = "DURATION", value_parser = parse_duration)]
@@ -215,12 +216,19 @@ async fn run_pulsar(cli: &Cli, a: &PulsarArgs) -> Result<ExitCode> {
     )?;
     let url = pulsar::parse_url(&a.url).map_err(usage)?;
     match url.endpoint {
-        Endpoint::Reader if a.subscription_type.is_some() => anyhow::bail!(
-            "--subscription-type applies to a consumer URL (/ws/v2/consumer/.../SUBSCRIPTION), not to a reader"
-        ),
-        Endpoint::Consumer { .. } if a.start.is_some() => anyhow::bail!(
-            "--start applies to a reader URL: a consumer's subscription keeps its own position on the broker"
-        ),
+        // A flag combination the command refuses: a usage error (exit 2).
+        Endpoint::Reader if a.subscription_type.is_some() => {
+            return Err(UsageError(
+                "--subscription-type applies to a consumer URL (/ws/v2/consumer/.../SUBSCRIPTION), not to a reader".into(),
+            )
+            .into())
+        }
+        Endpoint::Consumer { .. } if a.start.is_some() => {
+            return Err(UsageError(
+                "--start applies to a reader URL: a consumer's subscription keeps its own position on the broker".into(),
+            )
+            .into())
+        }
         _ => {}
     }
     let mut cfg = PulsarConfig::new(a.url.clone());
