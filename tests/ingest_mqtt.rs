@@ -627,3 +627,148 @@ fn a_client_certificate_without_its_key_is_a_usage_error() {
         assert!(err.contains(missing), "{flag}: {err}");
     }
 }
+
+/// A DER length.
+fn der_len(len: usize) -> Vec<u8> {
+    match len {
+        0..=0x7f => vec![len as u8],
+        _ => {
+            let bytes: Vec<u8> = len
+                .to_be_bytes()
+                .into_iter()
+                .skip_while(|b| *b == 0)
+                .collect();
+            std::iter::once(0x80 | bytes.len() as u8)
+                .chain(bytes)
+                .collect()
+        }
+    }
+}
+
+/// The DER elements directly inside `b`: (tag, whole element).
+fn der_elements(mut b: &[u8]) -> Vec<(u8, &[u8])> {
+    let mut out = Vec::new();
+    while !b.is_empty() {
+        let (head, len) = match b[1] {
+            n if n < 0x80 => (2, usize::from(n)),
+            n => {
+                let k = usize::from(n & 0x7f);
+                (
+                    2 + k,
+                    b[2..2 + k]
+                        .iter()
+                        .fold(0, |l, x| (l << 8) | usize::from(*x)),
+                )
+            }
+        };
+        out.push((b[0], &b[..head + len]));
+        b = &b[head + len..];
+    }
+    out
+}
+
+/// The content of a DER element.
+fn der_content(element: &[u8]) -> &[u8] {
+    let head = if element[1] < 0x80 {
+        2
+    } else {
+        2 + usize::from(element[1] & 0x7f)
+    };
+    &element[head..]
+}
+
+fn der_sequence(parts: &[&[u8]]) -> Vec<u8> {
+    let body = parts.concat();
+    [&[0x30][..], &der_len(body.len()), &body].concat()
+}
+
+/// `pem`'s certificate made X.509 v1, as `openssl x509 -req` without
+/// extensions makes them: no version field, no extensions. (The signature
+/// no longer matches; rustls refuses the version before it would look.)
+fn as_x509_v1(pem: &str) -> String {
+    use base64::Engine;
+    let b64: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+    let der = base64::engine::general_purpose::STANDARD
+        .decode(b64)
+        .unwrap();
+    let cert = der_elements(der_content(&der));
+    let tbs: Vec<&[u8]> = der_elements(der_content(cert[0].1))
+        .into_iter()
+        .filter(|(tag, _)| *tag != 0xa0 && *tag != 0xa3)
+        .map(|(_, e)| e)
+        .collect();
+    let tbs = der_sequence(&tbs);
+    let v1 = der_sequence(&[&tbs, cert[1].1, cert[2].1]);
+    let b64 = base64::engine::general_purpose::STANDARD.encode(v1);
+    let lines: Vec<&str> = b64
+        .as_bytes()
+        .chunks(64)
+        .map(|c| std::str::from_utf8(c).unwrap())
+        .collect();
+    format!(
+        "-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n",
+        lines.join("\n")
+    )
+}
+
+/// A client certificate ccvault cannot use is named with the real cause:
+/// an X.509 v1 certificate (rustls needs v3), or a file holding no
+/// certificate at all (the key given as --client-cert). Both were reported
+/// as "client certificate and key do not match", naming no file. A
+/// reconnect warning names the broker it failed to reach.
+#[test]
+fn unusable_client_certificates_are_named_with_the_cause() {
+    let work = tempfile::tempdir().unwrap();
+    let pki = Pki::new(work.path());
+    let v1 = work.path().join("client-v1.pem");
+    std::fs::write(
+        &v1,
+        as_x509_v1(&std::fs::read_to_string(&pki.client_cert).unwrap()),
+    )
+    .unwrap();
+    let key = pki.client_key.to_str().unwrap();
+    for (cert, needle) in [
+        (v1.as_path(), "an X.509 v1 certificate; rustls needs v3"),
+        (pki.client_key.as_path(), "holds no certificate"),
+    ] {
+        let out = Command::new(BIN)
+            .arg("--data-dir")
+            .arg(work.path().join("data"))
+            .args(["ingest", "mqtt", "--url", "mqtts://127.0.0.1:1"])
+            .args(["--ca-file", pki.ca.to_str().unwrap(), "--client-key", key])
+            .arg("--client-cert")
+            .arg(cert)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        assert!(err.contains(needle), "{err}");
+        assert!(err.contains(&*cert.to_string_lossy()), "{err}");
+        assert!(!err.contains("do not match"), "{err}");
+    }
+
+    // Nothing listens there: the warning says where it tried.
+    let port = free_port();
+    let url = format!("mqtts://127.0.0.1:{port}");
+    let mut ingest = start_ingest(
+        &work.path().join("data"),
+        work.path(),
+        0,
+        &[
+            "--url",
+            &url,
+            "--ca-file",
+            pki.ca.to_str().unwrap(),
+            "--client-id",
+            "nowhere",
+        ],
+        &[],
+    );
+    ingest.wait_for_log("reconnecting", Duration::from_secs(20));
+    let _ = ingest.terminate();
+    let log = ingest.stderr();
+    assert!(
+        log.contains(&format!("cannot connect to MQTT at {url}")),
+        "{log}"
+    );
+}

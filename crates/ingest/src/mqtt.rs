@@ -93,6 +93,17 @@ pub struct Endpoint {
     pub tls: bool,
 }
 
+impl std::fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let scheme = if self.tls { "mqtts" } else { "mqtt" };
+        if self.host.contains(':') {
+            write!(f, "{scheme}://[{}]:{}", self.host, self.port)
+        } else {
+            write!(f, "{scheme}://{}:{}", self.host, self.port)
+        }
+    }
+}
+
 /// Parses `mqtt://HOST[:PORT]` / `mqtts://HOST[:PORT]` (also `tcp://`,
 /// `ssl://`, `tls://`; IPv6 hosts in brackets). Credentials in the URL are
 /// refused: they would show in `ps`.
@@ -271,6 +282,8 @@ pub struct MqttSource {
     topics: Vec<String>,
     /// Topic -> the shared source string of its records.
     sources: HashMap<String, Arc<str>>,
+    /// The broker, `mqtt[s]://HOST:PORT`, for log messages.
+    peer: String,
 }
 
 impl MqttSource {
@@ -298,6 +311,7 @@ impl MqttSource {
             generation: 0,
             topics,
             sources: HashMap::new(),
+            peer: ep.to_string(),
         })
     }
 
@@ -338,6 +352,10 @@ impl Source for MqttSource {
 
     fn name(&self) -> &'static str {
         "MQTT"
+    }
+
+    fn peer(&self) -> String {
+        self.peer.clone()
     }
 
     async fn connect(&mut self) -> std::result::Result<(), Failure> {
