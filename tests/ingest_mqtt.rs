@@ -765,10 +765,13 @@ fn unusable_client_certificates_are_named_with_the_cause() {
         &[],
     );
     ingest.wait_for_log("reconnecting", Duration::from_secs(20));
-    let _ = ingest.terminate();
+    let (_, stdout) = ingest.terminate();
     let log = ingest.stderr();
     assert!(
         log.contains(&format!("cannot connect to MQTT at {url}")),
         "{log}"
     );
+    // `reconnects` counts attempts, failed connects included (INGEST.md).
+    let s = summary(&stdout);
+    assert!(s["reconnects"].as_u64() >= Some(1), "{s}");
 }

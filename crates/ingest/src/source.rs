@@ -114,6 +114,8 @@ pub async fn run<S: Source>(
                 format!("cannot connect to {} at {}: {why}", name, source.peer())
             }
         };
+        // Counted per attempt, a failed connect included (docs/INGEST.md):
+        // an unreachable peer shows as a rising count.
         metrics.add_reconnect();
         let delay = backoff.next_delay();
         tracing::warn!(delay_ms = delay.as_millis() as u64, "{lost}; reconnecting");
