@@ -775,3 +775,45 @@ fn unusable_client_certificates_are_named_with_the_cause() {
     let s = summary(&stdout);
     assert!(s["reconnects"].as_u64() >= Some(1), "{s}");
 }
+
+/// When the broker has no session for the client id although the archive
+/// was being fed from MQTT (here: the client id changed), whatever it kept
+/// for the old session is not delivered; ccvault says so with a warning
+/// naming the broker, and not on the first run of a new archive.
+#[test]
+fn a_lost_session_of_an_archive_fed_from_mqtt_is_warned_about() {
+    let broker = Broker::start("allow_anonymous true");
+    let work = tempfile::tempdir().unwrap();
+    let data = work.path().join("data");
+    let url = broker.url();
+    const WARNING: &str = "holds no session for this client id";
+    let mut first = start_ingest(
+        &data,
+        work.path(),
+        0,
+        &["--url", &url, "--client-id", "ccvault-a"],
+        &[],
+    );
+    first.wait_for_log("subscribed", Duration::from_secs(20));
+    publish_all(
+        broker.port,
+        vec![("acme/event-v1/all".to_owned(), event(0).into_bytes())],
+    );
+    first.wait_records(&data, 1, Duration::from_secs(20));
+    let (status, _) = first.terminate();
+    assert!(status.success(), "{}", first.stderr());
+    assert!(!first.stderr().contains(WARNING), "{}", first.stderr());
+
+    let mut second = start_ingest(
+        &data,
+        work.path(),
+        1,
+        &["--url", &url, "--client-id", "ccvault-b"],
+        &[],
+    );
+    second.wait_for_log("subscribed", Duration::from_secs(20));
+    let (status, _) = second.terminate();
+    assert!(status.success(), "{}", second.stderr());
+    let log = second.stderr();
+    assert!(log.contains(WARNING) && log.contains(&url), "{log}");
+}

@@ -63,6 +63,9 @@ pub struct MqttConfig {
     pub client_cert: Option<PathBuf>,
     pub client_key: Option<PathBuf>,
     pub keep_alive: Duration,
+    /// The archive was being fed from MQTT: a broker without a session for
+    /// the client id on the first connect is worth a warning.
+    pub expect_session: bool,
     pub sink: SinkOptions,
     pub backoff: Backoff,
 }
@@ -79,6 +82,7 @@ impl MqttConfig {
             client_cert: None,
             client_key: None,
             keep_alive: Duration::from_secs(30),
+            expect_session: false,
             sink: SinkOptions::default(),
             backoff: Backoff::default(),
         }
@@ -284,6 +288,8 @@ pub struct MqttSource {
     sources: HashMap<String, Arc<str>>,
     /// The broker, `mqtt[s]://HOST:PORT`, for log messages.
     peer: String,
+    client_id: String,
+    expect_session: bool,
 }
 
 impl MqttSource {
@@ -312,6 +318,8 @@ impl MqttSource {
             topics,
             sources: HashMap::new(),
             peer: ep.to_string(),
+            client_id: cfg.client_id.clone(),
+            expect_session: cfg.expect_session,
         })
     }
 
@@ -374,6 +382,17 @@ impl Source for MqttSource {
                 self.generation += 1;
                 self.live.store(self.generation, Ordering::SeqCst);
                 tracing::info!(session_present = ack.session_present, "MQTT session");
+                // A new session where ours should exist (a reconnect within
+                // this run, or an archive already fed from MQTT): whatever
+                // the broker received for the old one while we were away
+                // is gone, and nothing else would say so.
+                if !ack.session_present && (self.generation > 1 || self.expect_session) {
+                    tracing::warn!(
+                        client_id = %self.client_id,
+                        "the broker at {} holds no session for this client id although this archive was being fed from MQTT: messages published while ccvault was not connected may be lost (a changed --client-id or --data-dir path, an expired session, or a broker restart without persistence)",
+                        self.peer
+                    );
+                }
                 // Subscribing again on a resumed session is harmless (at
                 // worst retained messages come again, as duplicates) and
                 // picks up a changed --topic list.

@@ -18,7 +18,7 @@ use ccvault_ingest::backoff::Backoff;
 use ccvault_ingest::mqtt::{self, MqttConfig, MqttSource};
 use ccvault_ingest::pulsar::{self, Endpoint, PulsarConfig, PulsarSource, Start, SubscriptionType};
 use ccvault_ingest::{secrets, IngestError, Metrics, SinkOptions, Source, Summary};
-use ccvault_store::Archive;
+use ccvault_store::{Archive, ArchiveReader, SourceKind};
 use clap::{Args, Subcommand, ValueEnum};
 use serde_json::json;
 
@@ -199,10 +199,12 @@ async fn run_mqtt(cli: &Cli, a: &MqttArgs) -> Result<ExitCode> {
     cfg.keep_alive = a.keep_alive;
     // Validate the options before taking the archive lock.
     mqtt::parse_url(&cfg.url)?;
-    ingest(cli, &a.common, |_| {
+    ingest(cli, &a.common, |archive| {
         if a.client_id.is_none() {
             cfg.client_id = mqtt::default_client_id(&cli.data_dir)?;
         }
+        cfg.expect_session =
+            ArchiveReader::of_writer(archive)?.recent_message_of(SourceKind::Mqtt)?;
         MqttSource::new(&cfg)
     })
     .await
