@@ -542,3 +542,278 @@ fn the_human_summary_goes_to_stderr_and_quiet_silences_it() {
         );
     }
 }
+
+/// The client id a log line names (`client_id=...`).
+fn logged_client_id(log: &str) -> String {
+    let at = log
+        .find("client_id=")
+        .unwrap_or_else(|| panic!("no client_id in the log:\n{log}"));
+    log[at + "client_id=".len()..]
+        .split(|c: char| c.is_whitespace())
+        .next()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// The default client id names the archive's persistent session, so it is
+/// the same on the first run on a new archive given by a relative path (as
+/// the default `./ccvault-data`) as on every later run: messages published
+/// while ccvault is stopped after its first run are archived by the second.
+/// (The first run once hashed the path as typed, the later ones the
+/// canonical path, and the broker's session of the first run was lost.)
+#[test]
+fn the_default_client_id_is_the_same_from_the_first_run_on_a_relative_path() {
+    let broker = Broker::start("allow_anonymous true");
+    let work = tempfile::tempdir().unwrap();
+    let data = work.path().join("data");
+    let url = broker.url();
+    let spawn = |n: usize| {
+        let mut cmd = Command::new(BIN);
+        cmd.current_dir(work.path())
+            .args(["--data-dir", "data", "--format", "json", "ingest", "mqtt"])
+            .args(["--url", url.as_str(), "--backoff-ms", "50"]);
+        Daemon::spawn(cmd, work.path().join(format!("relative-{n}.log")))
+    };
+    let batch = |from: usize, to: usize| {
+        (from..to)
+            .map(|i| ("acme/event-v1/all".to_owned(), event(i).into_bytes()))
+            .collect::<Vec<_>>()
+    };
+    let mut first = spawn(0);
+    first.wait_for_log("subscribed", Duration::from_secs(20));
+    publish_all(broker.port, batch(0, 5));
+    first.wait_records(&data, 5, Duration::from_secs(30));
+    std::thread::sleep(Duration::from_millis(300));
+    let (status, _) = first.terminate();
+    assert!(status.success(), "exit {status}:\n{}", first.stderr());
+
+    // Published while no ccvault runs: the broker keeps them for the session.
+    publish_all(broker.port, batch(5, 15));
+    let mut second = spawn(1);
+    second.wait_for_log("subscribed", Duration::from_secs(20));
+    assert_eq!(
+        logged_client_id(&first.stderr()),
+        logged_client_id(&second.stderr()),
+        "the second run must resume the first run's session"
+    );
+    second.wait_records(&data, 15, Duration::from_secs(30));
+    std::thread::sleep(Duration::from_millis(300));
+    let (status, _) = second.terminate();
+    assert!(status.success(), "exit {status}:\n{}", second.stderr());
+    let (records, _) = archived(&data);
+    assert_eq!(records.len(), 15, "every event once");
+}
+
+/// `--client-cert` and `--client-key` go together: one without the other is
+/// a flag combination the command refuses, a usage error (exit 2, as
+/// docs/OPERATIONS.md says), named, before anything connects.
+#[test]
+fn a_client_certificate_without_its_key_is_a_usage_error() {
+    let work = tempfile::tempdir().unwrap();
+    let data = work.path().join("data");
+    for (flag, missing) in [
+        ("--client-cert", "--client-key"),
+        ("--client-key", "--client-cert"),
+    ] {
+        let out = Command::new(BIN)
+            .arg("--data-dir")
+            .arg(&data)
+            .args(["ingest", "mqtt", "--url", "mqtts://127.0.0.1:1", flag])
+            .arg(work.path().join("some.pem"))
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{flag}: {err}");
+        assert!(err.contains(missing), "{flag}: {err}");
+    }
+}
+
+/// A DER length.
+fn der_len(len: usize) -> Vec<u8> {
+    match len {
+        0..=0x7f => vec![len as u8],
+        _ => {
+            let bytes: Vec<u8> = len
+                .to_be_bytes()
+                .into_iter()
+                .skip_while(|b| *b == 0)
+                .collect();
+            std::iter::once(0x80 | bytes.len() as u8)
+                .chain(bytes)
+                .collect()
+        }
+    }
+}
+
+/// The DER elements directly inside `b`: (tag, whole element).
+fn der_elements(mut b: &[u8]) -> Vec<(u8, &[u8])> {
+    let mut out = Vec::new();
+    while !b.is_empty() {
+        let (head, len) = match b[1] {
+            n if n < 0x80 => (2, usize::from(n)),
+            n => {
+                let k = usize::from(n & 0x7f);
+                (
+                    2 + k,
+                    b[2..2 + k]
+                        .iter()
+                        .fold(0, |l, x| (l << 8) | usize::from(*x)),
+                )
+            }
+        };
+        out.push((b[0], &b[..head + len]));
+        b = &b[head + len..];
+    }
+    out
+}
+
+/// The content of a DER element.
+fn der_content(element: &[u8]) -> &[u8] {
+    let head = if element[1] < 0x80 {
+        2
+    } else {
+        2 + usize::from(element[1] & 0x7f)
+    };
+    &element[head..]
+}
+
+fn der_sequence(parts: &[&[u8]]) -> Vec<u8> {
+    let body = parts.concat();
+    [&[0x30][..], &der_len(body.len()), &body].concat()
+}
+
+/// `pem`'s certificate made X.509 v1, as `openssl x509 -req` without
+/// extensions makes them: no version field, no extensions. (The signature
+/// no longer matches; rustls refuses the version before it would look.)
+fn as_x509_v1(pem: &str) -> String {
+    use base64::Engine;
+    let b64: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+    let der = base64::engine::general_purpose::STANDARD
+        .decode(b64)
+        .unwrap();
+    let cert = der_elements(der_content(&der));
+    let tbs: Vec<&[u8]> = der_elements(der_content(cert[0].1))
+        .into_iter()
+        .filter(|(tag, _)| *tag != 0xa0 && *tag != 0xa3)
+        .map(|(_, e)| e)
+        .collect();
+    let tbs = der_sequence(&tbs);
+    let v1 = der_sequence(&[&tbs, cert[1].1, cert[2].1]);
+    let b64 = base64::engine::general_purpose::STANDARD.encode(v1);
+    let lines: Vec<&str> = b64
+        .as_bytes()
+        .chunks(64)
+        .map(|c| std::str::from_utf8(c).unwrap())
+        .collect();
+    format!(
+        "-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n",
+        lines.join("\n")
+    )
+}
+
+/// A client certificate ccvault cannot use is named with the real cause:
+/// an X.509 v1 certificate (rustls needs v3), or a file holding no
+/// certificate at all (the key given as --client-cert). Both were reported
+/// as "client certificate and key do not match", naming no file. A
+/// reconnect warning names the broker it failed to reach.
+#[test]
+fn unusable_client_certificates_are_named_with_the_cause() {
+    let work = tempfile::tempdir().unwrap();
+    let pki = Pki::new(work.path());
+    let v1 = work.path().join("client-v1.pem");
+    std::fs::write(
+        &v1,
+        as_x509_v1(&std::fs::read_to_string(&pki.client_cert).unwrap()),
+    )
+    .unwrap();
+    let key = pki.client_key.to_str().unwrap();
+    for (cert, needle) in [
+        (v1.as_path(), "an X.509 v1 certificate; rustls needs v3"),
+        (pki.client_key.as_path(), "holds no certificate"),
+    ] {
+        let out = Command::new(BIN)
+            .arg("--data-dir")
+            .arg(work.path().join("data"))
+            .args(["ingest", "mqtt", "--url", "mqtts://127.0.0.1:1"])
+            .args(["--ca-file", pki.ca.to_str().unwrap(), "--client-key", key])
+            .arg("--client-cert")
+            .arg(cert)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        assert!(err.contains(needle), "{err}");
+        assert!(err.contains(&*cert.to_string_lossy()), "{err}");
+        assert!(!err.contains("do not match"), "{err}");
+    }
+
+    // Nothing listens there: the warning says where it tried.
+    let port = free_port();
+    let url = format!("mqtts://127.0.0.1:{port}");
+    let mut ingest = start_ingest(
+        &work.path().join("data"),
+        work.path(),
+        0,
+        &[
+            "--url",
+            &url,
+            "--ca-file",
+            pki.ca.to_str().unwrap(),
+            "--client-id",
+            "nowhere",
+        ],
+        &[],
+    );
+    ingest.wait_for_log("reconnecting", Duration::from_secs(20));
+    let (_, stdout) = ingest.terminate();
+    let log = ingest.stderr();
+    assert!(
+        log.contains(&format!("cannot connect to MQTT at {url}")),
+        "{log}"
+    );
+    // `reconnects` counts attempts, failed connects included (INGEST.md).
+    let s = summary(&stdout);
+    assert!(s["reconnects"].as_u64() >= Some(1), "{s}");
+}
+
+/// When the broker has no session for the client id although the archive
+/// was being fed from MQTT (here: the client id changed), whatever it kept
+/// for the old session is not delivered; ccvault says so with a warning
+/// naming the broker, and not on the first run of a new archive.
+#[test]
+fn a_lost_session_of_an_archive_fed_from_mqtt_is_warned_about() {
+    let broker = Broker::start("allow_anonymous true");
+    let work = tempfile::tempdir().unwrap();
+    let data = work.path().join("data");
+    let url = broker.url();
+    const WARNING: &str = "holds no session for this client id";
+    let mut first = start_ingest(
+        &data,
+        work.path(),
+        0,
+        &["--url", &url, "--client-id", "ccvault-a"],
+        &[],
+    );
+    first.wait_for_log("subscribed", Duration::from_secs(20));
+    publish_all(
+        broker.port,
+        vec![("acme/event-v1/all".to_owned(), event(0).into_bytes())],
+    );
+    first.wait_records(&data, 1, Duration::from_secs(20));
+    let (status, _) = first.terminate();
+    assert!(status.success(), "{}", first.stderr());
+    assert!(!first.stderr().contains(WARNING), "{}", first.stderr());
+
+    let mut second = start_ingest(
+        &data,
+        work.path(),
+        1,
+        &["--url", &url, "--client-id", "ccvault-b"],
+        &[],
+    );
+    second.wait_for_log("subscribed", Duration::from_secs(20));
+    let (status, _) = second.terminate();
+    assert!(status.success(), "{}", second.stderr());
+    let log = second.stderr();
+    assert!(log.contains(WARNING) && log.contains(&url), "{log}");
+}

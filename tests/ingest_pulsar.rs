@@ -698,7 +698,8 @@ fn the_api_key_never_reaches_the_log_even_at_trace_level() {
     let key = key_file(work.path(), KEY);
     let mut cmd = ingest_command(&data, &server.url(), &key, &[]);
     cmd.env("CCVAULT_LOG", "trace");
-    let mut ingest = Daemon::spawn(cmd, work.path().join("ingest.log"));
+    // `spawn` would set CCVAULT_LOG=info over it.
+    let mut ingest = Daemon::spawn_as_set(cmd, work.path().join("ingest.log"));
     ingest.wait_records(&data, 20, Duration::from_secs(60));
     let (_, stdout) = ingest.terminate();
     let err = ingest.stderr();
@@ -857,6 +858,8 @@ fn a_failover_subscription_moves_to_the_standby_when_the_active_ingest_is_killed
     }
 }
 
+/// A flag of the other endpoint is a flag combination the command refuses:
+/// a usage error, exit 2 (docs/OPERATIONS.md, Exit codes), not 1.
 #[test]
 fn options_of_the_other_endpoint_are_refused_by_name() {
     let work = tempfile::tempdir().unwrap();
@@ -878,7 +881,7 @@ fn options_of_the_other_endpoint_are_refused_by_name() {
     ] {
         let out = ingest_command(&data, url, &key, &extra).output().unwrap();
         let err = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(1), "{err}");
+        assert_eq!(out.status.code(), Some(2), "{err}");
         assert!(err.contains(needle), "{err}");
     }
 }
@@ -926,4 +929,177 @@ fn wss_verifies_the_endpoint_against_the_given_ca() {
     let (status, _) = ingest.terminate();
     assert!(status.success(), "{}", ingest.stderr());
     assert_exactly_once(&data, 50);
+}
+
+/// ccvault appends its own query parameters (messageId, receiverQueueSize,
+/// subscriptionType) to the URL. After a `#fragment` they were never sent
+/// (the reader silently started where the server chose), so a fragment is
+/// refused; one of those parameters given in the URL is refused naming the
+/// option that sets it (it was dropped silently); both are usage errors
+/// (exit 2) and nothing connects. Other parameters are sent as given.
+#[test]
+fn a_url_fragment_or_a_parameter_ccvault_sets_is_refused_by_name() {
+    let server = Server::start(State::default());
+    server.publish(0..3);
+    let work = tempfile::tempdir().unwrap();
+    let key = key_file(work.path(), KEY);
+    let data = work.path().join("data");
+    let reader = server.url();
+    for (n, (url, needle)) in [
+        (format!("{reader}#x"), "fragment"),
+        (format!("{reader}?readerName=r#x"), "fragment"),
+        (format!("{reader}?messageId=latest"), "--start"),
+        (
+            format!("{reader}?readerName=r&receiverQueueSize=5"),
+            "--receiver-queue-size",
+        ),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let cmd = ingest_command(&data, &url, &key, &[]);
+        let mut run = Daemon::spawn(cmd, work.path().join(format!("refused-{n}.log")));
+        let (status, _) = run.wait_exit(Duration::from_secs(20));
+        let err = run.stderr();
+        assert_eq!(status.code(), Some(2), "{url}: {err}");
+        assert!(err.contains(needle), "{url}: {err}");
+    }
+    assert!(
+        server.state.lock().unwrap().starts.is_empty(),
+        "a refused URL connected"
+    );
+
+    // A parameter ccvault does not set reaches the server as given.
+    let url = format!("{}?consumerName=archive-a", server.consumer_url("ccvault"));
+    let mut ingest = start_ingest(&data, work.path(), 9, &url, &key, &[]);
+    ingest.wait_for_log("Pulsar consumer connected", Duration::from_secs(20));
+    let (status, _) = ingest.terminate();
+    assert!(status.success(), "{}", ingest.stderr());
+    let s = server.state.lock().unwrap();
+    assert!(!s.consumer_queries.is_empty());
+    for q in &s.consumer_queries {
+        assert_eq!(
+            query_param(q, "consumerName").as_deref(),
+            Some("archive-a"),
+            "{q}"
+        );
+        assert_eq!(
+            query_param(q, "receiverQueueSize").as_deref(),
+            Some("100"),
+            "{q}"
+        );
+    }
+}
+
+/// An 8x8 `ClientCheck` heartbeat is a transport control message, counted as
+/// `control` (INGEST.md, Metrics), bare or inside a Pulsar envelope: it is
+/// neither archived nor quarantined, live or in an import of envelopes.
+/// (Inside an envelope it was archived and quarantined.)
+#[test]
+fn a_client_check_inside_an_envelope_counts_as_control() {
+    const HEARTBEAT: &str = r#"{"ClientCheck":{"ts":1763900000}}"#;
+    let server = Server::start(State::default());
+    server.publish(0..3);
+    server
+        .state
+        .lock()
+        .unwrap()
+        .topic
+        .push((message_id(3), HEARTBEAT.to_owned()));
+    server.publish(4..6);
+    let work = tempfile::tempdir().unwrap();
+    let data = work.path().join("data");
+    let key = key_file(work.path(), KEY);
+    let mut ingest = start_ingest(&data, work.path(), 0, &server.url(), &key, &[]);
+    ingest.wait_records(&data, 5, Duration::from_secs(20));
+    std::thread::sleep(Duration::from_millis(300));
+    let (status, stdout) = ingest.terminate();
+    assert!(status.success(), "exit {status}:\n{}", ingest.stderr());
+    let s = summary(&stdout);
+    assert_eq!(
+        (
+            s["received"].as_u64(),
+            s["archived"].as_u64(),
+            s["control"].as_u64(),
+            s["quarantined"].as_u64()
+        ),
+        (Some(6), Some(5), Some(1), Some(0)),
+        "{s}"
+    );
+    assert!(
+        !ingest.stderr().contains("control message"),
+        "a heartbeat is nothing to warn about:\n{}",
+        ingest.stderr()
+    );
+
+    // The same envelopes imported from a capture.
+    let capture = work.path().join("envelopes.ndjson");
+    let lines: Vec<String> = [(message_id(0), event(0)), (message_id(3), HEARTBEAT.into())]
+        .iter()
+        .map(|(id, payload)| {
+            format!(
+                r#"{{"messageId":"{id}","payload":"{}","publishTime":"2025-11-24T10:00:00Z"}}"#,
+                b64(payload.as_bytes())
+            )
+        })
+        .collect();
+    std::fs::write(&capture, lines.join("\n") + "\n").unwrap();
+    let imported = work.path().join("imported");
+    let out = Command::new(BIN)
+        .arg("--data-dir")
+        .arg(&imported)
+        .args(["import", "--format", "json"])
+        .arg(&capture)
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{said}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stats = ArchiveReader::open(&imported).unwrap().stats().unwrap();
+    assert_eq!(stats.counters.records, 1, "{said}");
+    assert_eq!(stats.counters.quarantined, 0, "{said}");
+    assert_eq!(stats.counters.control, 1, "{said}");
+}
+
+/// The cap on the WebSocket library's handshake logging (it would print the
+/// API key at trace level) only ever lowers that target's level: at the
+/// default level, with `-q`, with `CCVAULT_LOG=error` or `info`, its debug
+/// line "Client handshake done." is not printed. (The cap was a directive
+/// of CCVAULT_LOG's filter, which raised the target to debug.)
+#[test]
+fn the_handshake_log_cap_never_raises_the_level() {
+    let server = Server::start(State::default());
+    server.publish(0..3);
+    let work = tempfile::tempdir().unwrap();
+    let key = key_file(work.path(), KEY);
+    for (n, (env, quiet)) in [
+        (None, false),
+        (None, true),
+        (Some("error"), false),
+        (Some("info"), false),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let data = work.path().join(format!("data-{n}"));
+        let mut cmd = ingest_command(&data, &server.url(), &key, &[]);
+        if quiet {
+            cmd.arg("-q");
+        }
+        if let Some(level) = env {
+            cmd.env("CCVAULT_LOG", level);
+        }
+        let mut ingest = Daemon::spawn_as_set(cmd, work.path().join(format!("levels-{n}.log")));
+        ingest.wait_records(&data, 3, Duration::from_secs(20));
+        let (status, _) = ingest.terminate();
+        let said = ingest.stderr();
+        assert!(status.success(), "exit {status}:\n{said}");
+        assert!(
+            !said.contains("DEBUG") && !said.contains("handshake"),
+            "CCVAULT_LOG {env:?}, -q {quiet}:\n{said}"
+        );
+    }
 }

@@ -17,9 +17,14 @@ pub struct Daemon {
 impl Daemon {
     /// Spawns `cmd` with logging at `info` into the file `log`.
     pub fn spawn(mut cmd: Command, log: PathBuf) -> Daemon {
+        cmd.env("CCVAULT_LOG", "info");
+        Daemon::spawn_as_set(cmd, log)
+    }
+
+    /// Spawns `cmd` with the logging its environment and flags set.
+    pub fn spawn_as_set(mut cmd: Command, log: PathBuf) -> Daemon {
         let stderr = std::fs::File::create(&log).expect("create the daemon's log file");
         let child = cmd
-            .env("CCVAULT_LOG", "info")
             .stdout(Stdio::piped())
             .stderr(stderr)
             .spawn()

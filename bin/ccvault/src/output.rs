@@ -236,20 +236,27 @@ pub fn init_logging(verbose: u8, quiet: bool, color: bool) {
         (false, 2) => "debug",
         (false, _) => "trace",
     };
+    use tracing_subscriber::filter::{FilterExt, LevelFilter, Targets};
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::Layer;
     let filter = tracing_subscriber::EnvFilter::try_from_env("CCVAULT_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     // The WebSocket library traces its whole upgrade request, the X-API-Key
-    // header included (docs/INGEST.md, Secrets): capped whatever CCVAULT_LOG
-    // says, since a later directive for the same target replaces it.
-    let filter = match "tungstenite::handshake::client=debug".parse() {
-        Ok(cap) => filter.add_directive(cap),
-        Err(_) => filter,
-    };
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    // header included (docs/INGEST.md, Secrets): that target is capped at
+    // debug whatever CCVAULT_LOG says. The cap is a second filter an event
+    // must also pass, so it only ever lowers the level: a directive added to
+    // CCVAULT_LOG's filter instead would replace the level asked for that
+    // target and print its debug lines even at the default level and `-q`.
+    let cap = Targets::new()
+        .with_default(LevelFilter::TRACE)
+        .with_target("tungstenite::handshake::client", LevelFilter::DEBUG);
+    let layer = tracing_subscriber::fmt::layer()
         .with_ansi(color)
         .with_writer(std::io::stderr)
-        .init();
+        .with_filter(filter.and(cap));
+    // Another subscriber already installed (only in tests) keeps its own.
+    let _ = tracing_subscriber::registry().with(layer).try_init();
 }
 
 /// A path flag where `-` means stdout.

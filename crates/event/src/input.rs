@@ -164,12 +164,16 @@ pub fn decode_message(raw: &[u8]) -> Decoded<'_> {
                     let outcome = parse_event(&bytes)
                         .map(|ev| Keys::of(&ev, &bytes))
                         .map_err(|e| format!("Pulsar envelope payload: {e}"));
+                    // A heartbeat sent through the topic arrives wrapped in
+                    // an envelope; it is the same transport control message
+                    // as a bare one, counted, not quarantined as a bad event.
+                    let control = outcome.is_err() && is_control(&bytes);
                     Decoded {
                         payload: Cow::Owned(bytes),
                         message_id,
                         publish_time,
                         outcome,
-                        control: false,
+                        control,
                     }
                 }
                 Err(reason) => Decoded {
@@ -182,6 +186,14 @@ pub fn decode_message(raw: &[u8]) -> Decoded<'_> {
             }
         }
     }
+}
+
+/// Whether `payload` is a transport control message (`ClientCheck`).
+fn is_control(payload: &[u8]) -> bool {
+    std::str::from_utf8(payload)
+        .ok()
+        .and_then(|text| parse_top(text).ok())
+        .is_some_and(|top| matches!(top, Top::Control))
 }
 
 #[cfg(test)]
@@ -295,11 +307,17 @@ mod tests {
             br#"{"type":"isEndOfTopic","endOfTopic":true}"#,
             br#"{"ClientCheck":{"ts":1}}"#,
             br#"{"ClientCheck":"ping"}"#,
+            // A heartbeat inside a Pulsar envelope ({"ClientCheck":{"ts":1}}).
+            br#"{"messageId":"CAEQAQ==","payload":"eyJDbGllbnRDaGVjayI6eyJ0cyI6MX19","publishTime":"2025-11-24T10:00:00Z"}"#,
         ] {
             let d = decode_message(raw);
             assert!(d.control, "{}", String::from_utf8_lossy(raw));
             assert!(d.outcome.is_err());
         }
+        // An envelope of something that is neither event nor heartbeat
+        // ({"kind":"x"}) stays quarantined.
+        let d = decode_message(br#"{"messageId":"CAEQAQ==","payload":"eyJraW5kIjoieCJ9"}"#);
+        assert!(!d.control && d.outcome.is_err());
         for raw in [
             &br#"{"messageId":"m","payload":"e30=","type":"x"}"#[..],
             br#"{"Interaction":{"event":"X","type":"y"}}"#,

@@ -128,6 +128,16 @@ pub(crate) fn tls_config(
                 .map_err(|e| {
                     IngestError::Config(format!("bad certificate in {}: {e}", cert_path.display()))
                 })?;
+            // Without this check rustls says "peer sent no certificates",
+            // naming neither the file nor the cause (often: the key given
+            // as --client-cert).
+            if certs.is_empty() {
+                return Err(IngestError::Config(format!(
+                    "{} holds no certificate (no PEM \"BEGIN CERTIFICATE\" block); \
+                     --client-cert takes the client certificate, --client-key its key",
+                    cert_path.display()
+                )));
+            }
             let key_pem = std::fs::read(key_path).map_err(|e| {
                 IngestError::Config(format!("cannot read {}: {e}", key_path.display()))
             })?;
@@ -137,10 +147,76 @@ pub(crate) fn tls_config(
                 }
                 e => IngestError::Config(format!("bad private key in {}: {e}", key_path.display())),
             })?;
-            builder.with_client_auth_cert(certs, key).map_err(|e| {
-                IngestError::Config(format!("client certificate and key do not match: {e}"))
-            })
+            let version = x509_version(&certs[0]);
+            builder
+                .with_client_auth_cert(certs, key)
+                .map_err(|e| client_auth_error(e, version, cert_path, key_path))
         }
+    }
+}
+
+/// What rustls's refusal of a client certificate and key means, naming the
+/// file at fault: rustls reports an X.509 v1 certificate (which `openssl
+/// x509 -req` makes without extensions, and which mosquitto accepts) as
+/// "invalid peer certificate: ...UnsupportedCertVersion", as if it came
+/// from the server.
+fn client_auth_error(
+    e: rustls::Error,
+    version: Option<u64>,
+    cert: &std::path::Path,
+    key: &std::path::Path,
+) -> IngestError {
+    let (cert, key) = (cert.display(), key.display());
+    IngestError::Config(match e {
+        rustls::Error::InvalidCertificate(_) if version == Some(1) => format!(
+            "{cert}: an X.509 v1 certificate; rustls needs v3 (issue it with extensions, \
+             e.g. `openssl x509 -req ... -extfile` with a subjectAltName or basicConstraints)"
+        ),
+        rustls::Error::InvalidCertificate(why) => {
+            format!("{cert}: the client certificate cannot be used: {why:?}")
+        }
+        rustls::Error::InconsistentKeys(_) => {
+            format!("the client certificate {cert} and the key {key} do not match")
+        }
+        e => format!("the client certificate {cert} with the key {key}: {e}"),
+    })
+}
+
+/// The X.509 version (1, 2 or 3) of a DER certificate, if it reads as one:
+/// `Certificate ::= SEQUENCE { tbsCertificate SEQUENCE { [0] EXPLICIT
+/// version INTEGER DEFAULT v1, ... } ... }`, version 0-based on the wire.
+fn x509_version(der: &[u8]) -> Option<u64> {
+    /// A DER tag and its content: (tag, content, rest after the content).
+    fn tlv(b: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+        let (&tag, b) = b.split_first()?;
+        let (&first, b) = b.split_first()?;
+        let (len, b) = if first < 0x80 {
+            (usize::from(first), b)
+        } else {
+            let n = usize::from(first & 0x7f);
+            if n == 0 || n > 4 || b.len() < n {
+                return None;
+            }
+            let len = b[..n]
+                .iter()
+                .fold(0usize, |l, &x| (l << 8) | usize::from(x));
+            (len, &b[n..])
+        };
+        (b.len() >= len).then(|| (tag, &b[..len], &b[len..]))
+    }
+    let (0x30, cert, _) = tlv(der)? else {
+        return None;
+    };
+    let (0x30, tbs, _) = tlv(cert)? else {
+        return None;
+    };
+    match tlv(tbs)? {
+        (0xa0, explicit, _) => match tlv(explicit)? {
+            (0x02, [v], _) => Some(u64::from(*v) + 1),
+            _ => None,
+        },
+        // No version field: the default, v1.
+        _ => Some(1),
     }
 }
 
@@ -148,7 +224,14 @@ pub(crate) fn tls_config(
 /// that did not verify (rustls says only "invalid peer certificate:
 /// UnknownIssuer" and the like).
 pub(crate) fn explain_tls(why: String) -> String {
-    if why.contains("invalid peer certificate") {
+    // A certificate for another name is not a question of trust: another
+    // CA would not help.
+    if why.contains("NotValidForName") {
+        format!(
+            "{why} (the server's TLS certificate is not valid for the host name in the URL: \
+             connect with a name the certificate lists)"
+        )
+    } else if why.contains("invalid peer certificate") {
         format!(
             "{why} (the server's TLS certificate is not trusted: give the CA that signed it \
              with --ca-file; without it the system's CA certificates are used)"
@@ -197,6 +280,17 @@ mod tests {
             Err(e) => panic!("expected a configuration error, got {e}"),
             Ok(_) => panic!("expected a configuration error, got a TLS configuration"),
         }
+    }
+
+    #[test]
+    fn a_certificate_for_another_name_is_not_sent_to_look_for_a_ca() {
+        let why = explain_tls(
+            "invalid peer certificate: NotValidForNameContext { expected: DnsName(\"h\") }".into(),
+        );
+        assert!(why.contains("not valid for the host name"), "{why}");
+        assert!(!why.contains("--ca-file"), "{why}");
+        let why = explain_tls("invalid peer certificate: UnknownIssuer".into());
+        assert!(why.contains("--ca-file"), "{why}");
     }
 
     #[test]

@@ -192,7 +192,7 @@ impl Metrics {
         metric(
             "reconnects_total",
             "counter",
-            "Connection losses followed by a reconnect attempt.",
+            "Reconnect attempts: lost connections and failed connection attempts, each followed by a retry.",
             s.reconnects.to_string(),
         );
         metric(

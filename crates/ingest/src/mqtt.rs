@@ -63,6 +63,9 @@ pub struct MqttConfig {
     pub client_cert: Option<PathBuf>,
     pub client_key: Option<PathBuf>,
     pub keep_alive: Duration,
+    /// The archive was being fed from MQTT: a broker without a session for
+    /// the client id on the first connect is worth a warning.
+    pub expect_session: bool,
     pub sink: SinkOptions,
     pub backoff: Backoff,
 }
@@ -79,6 +82,7 @@ impl MqttConfig {
             client_cert: None,
             client_key: None,
             keep_alive: Duration::from_secs(30),
+            expect_session: false,
             sink: SinkOptions::default(),
             backoff: Backoff::default(),
         }
@@ -91,6 +95,17 @@ pub struct Endpoint {
     pub host: String,
     pub port: u16,
     pub tls: bool,
+}
+
+impl std::fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let scheme = if self.tls { "mqtts" } else { "mqtt" };
+        if self.host.contains(':') {
+            write!(f, "{scheme}://[{}]:{}", self.host, self.port)
+        } else {
+            write!(f, "{scheme}://{}:{}", self.host, self.port)
+        }
+    }
 }
 
 /// Parses `mqtt://HOST[:PORT]` / `mqtts://HOST[:PORT]` (also `tcp://`,
@@ -139,14 +154,26 @@ pub fn parse_url(url: &str) -> Result<Endpoint> {
 /// A stable default client id for the archive in `data_dir`: the broker
 /// keeps the persistent session under this name, so it must not change
 /// between runs (FNV-1a of the path, stable across Rust versions).
-pub fn default_client_id(data_dir: &std::path::Path) -> String {
-    let path = std::fs::canonicalize(data_dir).unwrap_or_else(|_| data_dir.to_path_buf());
+///
+/// The path hashed is always the canonical one, so `data_dir` must exist:
+/// call this once the archive is open. Hashing the path as typed when it
+/// could not be canonicalized (a new archive given by a relative path, as
+/// the default `./ccvault-data`) gave the first run another id than every
+/// later one, and the messages the broker kept for the first run's session
+/// while ccvault was stopped were never delivered.
+pub fn default_client_id(data_dir: &std::path::Path) -> Result<String> {
+    let path = std::fs::canonicalize(data_dir).map_err(|e| {
+        IngestError::Config(format!(
+            "cannot resolve the archive path {} for the default MQTT client id: {e}",
+            data_dir.display()
+        ))
+    })?;
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for b in path.as_os_str().as_encoded_bytes() {
         h ^= u64::from(*b);
         h = h.wrapping_mul(0x0000_0100_0000_01b3);
     }
-    format!("ccvault-{:012x}", h & 0xffff_ffff_ffff)
+    Ok(format!("ccvault-{:012x}", h & 0xffff_ffff_ffff))
 }
 
 /// What the ack task needs to acknowledge one message.
@@ -259,6 +286,10 @@ pub struct MqttSource {
     topics: Vec<String>,
     /// Topic -> the shared source string of its records.
     sources: HashMap<String, Arc<str>>,
+    /// The broker, `mqtt[s]://HOST:PORT`, for log messages.
+    peer: String,
+    client_id: String,
+    expect_session: bool,
 }
 
 impl MqttSource {
@@ -286,6 +317,9 @@ impl MqttSource {
             generation: 0,
             topics,
             sources: HashMap::new(),
+            peer: ep.to_string(),
+            client_id: cfg.client_id.clone(),
+            expect_session: cfg.expect_session,
         })
     }
 
@@ -328,6 +362,10 @@ impl Source for MqttSource {
         "MQTT"
     }
 
+    fn peer(&self) -> String {
+        self.peer.clone()
+    }
+
     async fn connect(&mut self) -> std::result::Result<(), Failure> {
         match self.eventloop.take() {
             Some(eventloop) => {
@@ -344,6 +382,17 @@ impl Source for MqttSource {
                 self.generation += 1;
                 self.live.store(self.generation, Ordering::SeqCst);
                 tracing::info!(session_present = ack.session_present, "MQTT session");
+                // A new session where ours should exist (a reconnect within
+                // this run, or an archive already fed from MQTT): whatever
+                // the broker received for the old one while we were away
+                // is gone, and nothing else would say so.
+                if !ack.session_present && (self.generation > 1 || self.expect_session) {
+                    tracing::warn!(
+                        client_id = %self.client_id,
+                        "the broker at {} holds no session for this client id although this archive was being fed from MQTT: messages published while ccvault was not connected may be lost (a changed --client-id or --data-dir path, an expired session, or a broker restart without persistence)",
+                        self.peer
+                    );
+                }
                 // Subscribing again on a resumed session is harmless (at
                 // worst retained messages come again, as duplicates) and
                 // picks up a changed --topic list.
@@ -536,11 +585,14 @@ mod tests {
 
     #[test]
     fn client_id_is_stable() {
-        let a = default_client_id(std::path::Path::new("/nonexistent/ccvault-data"));
-        assert_eq!(
-            a,
-            default_client_id(std::path::Path::new("/nonexistent/ccvault-data"))
-        );
+        let dir = tempfile::tempdir().unwrap();
+        let a = default_client_id(dir.path()).unwrap();
+        assert_eq!(a, default_client_id(dir.path()).unwrap());
         assert!(a.starts_with("ccvault-") && a.len() <= 23, "{a}");
+        // The same archive by another spelling of its path: the same session.
+        let other = dir.path().join(".").join("");
+        assert_eq!(a, default_client_id(&other).unwrap());
+        // No directory, no id (never one hashed from the path as typed).
+        assert!(default_client_id(&dir.path().join("missing")).is_err());
     }
 }

@@ -45,6 +45,11 @@ pub trait Source: Send {
     /// Its name in log messages ("MQTT", "the Pulsar consumer").
     fn name(&self) -> &'static str;
 
+    /// Where it connects, for log messages: the broker's or endpoint's URL,
+    /// credentials redacted (a warning that says only "cannot connect"
+    /// leaves the operator to guess which of several hosts failed).
+    fn peer(&self) -> String;
+
     /// Connects, or reconnects after [`Failure::Lost`].
     fn connect(&mut self) -> impl Future<Output = std::result::Result<(), Failure>> + Send;
 
@@ -99,14 +104,18 @@ pub async fn run<S: Source>(
                     Ok(()) => break Ok(()),
                     Err(Failure::Fatal(e)) => break Err(e),
                     Err(Failure::Lost(why)) if sink_tx.is_some() => {
-                        format!("{} connection lost: {why}", name)
+                        format!("{} connection to {} lost: {why}", name, source.peer())
                     }
                     Err(Failure::Lost(_)) => break Ok(()),
                 }
             }
             Err(Failure::Fatal(e)) => break Err(e),
-            Err(Failure::Lost(why)) => format!("cannot connect to {}: {why}", name),
+            Err(Failure::Lost(why)) => {
+                format!("cannot connect to {} at {}: {why}", name, source.peer())
+            }
         };
+        // Counted per attempt, a failed connect included (docs/INGEST.md):
+        // an unreachable peer shows as a rising count.
         metrics.add_reconnect();
         let delay = backoff.next_delay();
         tracing::warn!(delay_ms = delay.as_millis() as u64, "{lost}; reconnecting");
@@ -206,6 +215,10 @@ mod tests {
 
         fn name(&self) -> &'static str {
             "scripted"
+        }
+
+        fn peer(&self) -> String {
+            "nowhere".into()
         }
 
         async fn connect(&mut self) -> std::result::Result<(), Failure> {

@@ -508,6 +508,38 @@ impl ArchiveReader {
         Ok(None)
     }
 
+    /// Whether the newest segment holding a message holds one of `kind`:
+    /// a cheap "was this archive being fed by that source lately" (one
+    /// segment's read, never the whole log), for a warning when a peer has
+    /// forgotten the archive's session.
+    pub fn recent_message_of(&self, kind: SourceKind) -> Result<bool> {
+        for base in self.log.segments().into_iter().rev() {
+            let (mut any, mut of_kind) = (false, false);
+            let mut scan = self.log.scan(ccvault_log::Position {
+                segment: base,
+                pos: 0,
+            });
+            while let Some(item) = scan.next_ref() {
+                match item? {
+                    ScanRef::Record(pos, rec) => {
+                        if pos.segment != base || rec.offset >= self.visible_end {
+                            break;
+                        }
+                        if rec.kind == RecordKind::Message {
+                            any = true;
+                            of_kind |= rec.source_kind == kind;
+                        }
+                    }
+                    ScanRef::Damage(_) => {}
+                }
+            }
+            if any {
+                return Ok(of_kind);
+            }
+        }
+        Ok(false)
+    }
+
     /// Visits every visible message in log order (tally records are not
     /// messages and are skipped). Damaged records are reported to
     /// `on_damage` and skipped.

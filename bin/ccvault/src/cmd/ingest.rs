@@ -3,7 +3,8 @@
 //! Exit codes: 0 after a requested stop (everything received was committed
 //! and acknowledged), 3 when the peer refused the credentials or a
 //! subscription (retrying would not help; e.g. systemd
-//! `RestartPreventExitStatus=3`), 1 for any other error.
+//! `RestartPreventExitStatus=3`), 2 for a bad command line (a refused URL
+//! or flag combination), 1 for any other error.
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -17,13 +18,13 @@ use ccvault_ingest::backoff::Backoff;
 use ccvault_ingest::mqtt::{self, MqttConfig, MqttSource};
 use ccvault_ingest::pulsar::{self, Endpoint, PulsarConfig, PulsarSource, Start, SubscriptionType};
 use ccvault_ingest::{secrets, IngestError, Metrics, SinkOptions, Source, Summary};
-use ccvault_store::Archive;
+use ccvault_store::{Archive, ArchiveReader, SourceKind};
 use clap::{Args, Subcommand, ValueEnum};
 use serde_json::json;
 
 use super::archive::{archive_options, open_writer};
 use crate::args::parse_duration;
-use crate::output::{json_line, HumanJson};
+use crate::output::{json_line, HumanJson, UsageError};
 use crate::{Cli, WriteArgs};
 
 /// `ccvault ingest ...`
@@ -102,10 +103,10 @@ pub struct MqttArgs {
     #[arg(long)]
     pub ca_file: Option<PathBuf>,
     /// PEM client certificate for mutual TLS (with --client-key).
-    #[arg(long)]
+    #[arg(long, requires = "client_key")]
     pub client_cert: Option<PathBuf>,
     /// PEM private key for mutual TLS (with --client-cert).
-    #[arg(long)]
+    #[arg(long, requires = "client_cert")]
     pub client_key: Option<PathBuf>,
     /// MQTT keep-alive: 30s, 1m.
     #[arg(long, default_value = "30s", value_name = "DURATION", value_parser = parse_duration)]
@@ -185,12 +186,10 @@ async fn run_mqtt(cli: &Cli, a: &MqttArgs) -> Result<ExitCode> {
         "CCVAULT_MQTT_PASSWORD",
         "MQTT password",
     )?;
-    let mut cfg = MqttConfig::new(
-        a.url.clone(),
-        a.client_id
-            .clone()
-            .unwrap_or_else(|| mqtt::default_client_id(&cli.data_dir)),
-    );
+    // The default client id is set once the archive is open (below): only
+    // then does its directory exist to be canonicalized, the same way on
+    // the first run as on every later one.
+    let mut cfg = MqttConfig::new(a.url.clone(), a.client_id.clone().unwrap_or_default());
     cfg.topics = a.topics.clone();
     cfg.username = a.username.clone();
     cfg.password = password;
@@ -200,7 +199,15 @@ async fn run_mqtt(cli: &Cli, a: &MqttArgs) -> Result<ExitCode> {
     cfg.keep_alive = a.keep_alive;
     // Validate the options before taking the archive lock.
     mqtt::parse_url(&cfg.url)?;
-    ingest(cli, &a.common, |_| MqttSource::new(&cfg)).await
+    ingest(cli, &a.common, |archive| {
+        if a.client_id.is_none() {
+            cfg.client_id = mqtt::default_client_id(&cli.data_dir)?;
+        }
+        cfg.expect_session =
+            ArchiveReader::of_writer(archive)?.recent_message_of(SourceKind::Mqtt)?;
+        MqttSource::new(&cfg)
+    })
+    .await
 }
 
 async fn run_pulsar(cli: &Cli, a: &PulsarArgs) -> Result<ExitCode> {
@@ -209,14 +216,21 @@ async fn run_pulsar(cli: &Cli, a: &PulsarArgs) -> Result<ExitCode> {
         "CCVAULT_PULSAR_API_KEY",
         "Pulsar API key",
     )?;
-    let url = pulsar::parse_url(&a.url)?;
+    let url = pulsar::parse_url(&a.url).map_err(usage)?;
     match url.endpoint {
-        Endpoint::Reader if a.subscription_type.is_some() => anyhow::bail!(
-            "--subscription-type applies to a consumer URL (/ws/v2/consumer/.../SUBSCRIPTION), not to a reader"
-        ),
-        Endpoint::Consumer { .. } if a.start.is_some() => anyhow::bail!(
-            "--start applies to a reader URL: a consumer's subscription keeps its own position on the broker"
-        ),
+        // A flag combination the command refuses: a usage error (exit 2).
+        Endpoint::Reader if a.subscription_type.is_some() => {
+            return Err(UsageError(
+                "--subscription-type applies to a consumer URL (/ws/v2/consumer/.../SUBSCRIPTION), not to a reader".into(),
+            )
+            .into())
+        }
+        Endpoint::Consumer { .. } if a.start.is_some() => {
+            return Err(UsageError(
+                "--start applies to a reader URL: a consumer's subscription keeps its own position on the broker".into(),
+            )
+            .into())
+        }
         _ => {}
     }
     let mut cfg = PulsarConfig::new(a.url.clone());
@@ -237,6 +251,15 @@ async fn run_pulsar(cli: &Cli, a: &PulsarArgs) -> Result<ExitCode> {
     cfg.ca_file = a.ca_file.clone();
     cfg.ping_interval = a.ping_interval.max(Duration::from_millis(1));
     ingest(cli, &a.common, |archive| PulsarSource::new(&cfg, archive)).await
+}
+
+/// A bad option value found before anything started (a URL ccvault
+/// refuses) is a bad command line: exit 2, as clap's own errors.
+fn usage(e: IngestError) -> anyhow::Error {
+    match e {
+        IngestError::Config(why) => crate::output::UsageError(why).into(),
+        e => e.into(),
+    }
 }
 
 /// Opens the archive, builds the source on it and runs it until a stop or a

@@ -250,6 +250,10 @@ impl Source for PulsarSource {
         }
     }
 
+    fn peer(&self) -> String {
+        crate::secrets::redact_url(&self.url.base)
+    }
+
     async fn connect(&mut self) -> std::result::Result<(), Failure> {
         self.connection = None;
         let queue = self.receiver_queue_size.to_string();

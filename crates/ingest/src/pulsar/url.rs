@@ -5,8 +5,11 @@
 //! endpoints are accepted; a credential in the URL (user info or a
 //! credential-like query key) is refused with a message that never repeats
 //! it; the query parameters ccvault sets itself (`messageId`,
-//! `receiverQueueSize`, `subscriptionType`) are dropped from the caller's URL
-//! so each appears once, with ccvault's value.
+//! `receiverQueueSize`, `subscriptionType`) are refused naming the option
+//! that sets them (dropping them silently would ignore what the caller
+//! asked for), and every other query parameter is sent as given; a
+//! `#fragment` is refused, since the parameters ccvault appends would land
+//! after the `#` and never reach the server.
 
 use crate::secrets::{is_secret_query_key, redact_url};
 use crate::{IngestError, Result};
@@ -58,8 +61,16 @@ pub struct PulsarUrl {
     pub endpoint: Endpoint,
 }
 
-/// Query parameters ccvault sets from its own options.
-const OWN_KEYS: [&str; 3] = ["messageId", "receiverQueueSize", "subscriptionType"];
+/// Query parameters ccvault sets from its own options, and the option that
+/// sets each.
+const OWN_KEYS: [(&str, &str); 3] = [
+    (
+        "messageId",
+        "--start (a reader resumes after the last archived message by itself)",
+    ),
+    ("receiverQueueSize", "--receiver-queue-size"),
+    ("subscriptionType", "--subscription-type"),
+];
 
 const SHAPES: &str = "expected wss://HOST/ws/v2/reader/persistent/TENANT/NAMESPACE/TOPIC \
                       or wss://HOST/ws/v2/consumer/persistent/TENANT/NAMESPACE/TOPIC/SUBSCRIPTION";
@@ -76,6 +87,15 @@ pub fn parse_url(url: &str) -> Result<PulsarUrl> {
     } else {
         return Err(bad(SHAPES));
     };
+    // ccvault appends its own query parameters; after a fragment they would
+    // never be sent (a reader would silently start at the server's default).
+    if url.contains('#') {
+        return Err(bad(
+            "a URL fragment ('#...') is not allowed: the query parameters ccvault adds \
+             (messageId, receiverQueueSize) would follow it and never reach the server; \
+             remove it (write a '#' inside a value as %23)",
+        ));
+    }
     let (base, query) = url.split_once('?').unwrap_or((url, ""));
     let after_scheme = &base[if tls { 6 } else { 5 }..];
     let (authority, path) = after_scheme.split_once('/').ok_or_else(|| bad("no path"))?;
@@ -119,10 +139,17 @@ pub fn parse_url(url: &str) -> Result<PulsarUrl> {
              put the API key in a file given with --api-key-file, or in CCVAULT_PULSAR_API_KEY"
         )));
     }
+    for kv in query.split('&') {
+        let key = kv.split('=').next().unwrap_or("");
+        if let Some((own, flag)) = OWN_KEYS.iter().find(|(k, _)| k.eq_ignore_ascii_case(key)) {
+            return Err(bad(&format!(
+                "the query parameter {key:?} is set by ccvault ({own}): use {flag} instead"
+            )));
+        }
+    }
     let query = query
         .split('&')
         .filter(|kv| !kv.is_empty())
-        .filter(|kv| !OWN_KEYS.contains(&kv.split('=').next().unwrap_or("")))
         .map(str::to_owned)
         .collect();
     Ok(PulsarUrl {
@@ -166,7 +193,10 @@ mod tests {
 
     #[test]
     fn reader_urls() {
-        let u = parse_url("wss://pulsar.example/ws/v2/reader/persistent/acme/event-v1/all?readerName=x&messageId=latest").unwrap();
+        let u = parse_url(
+            "wss://pulsar.example/ws/v2/reader/persistent/acme/event-v1/all?readerName=x",
+        )
+        .unwrap();
         assert_eq!(u.topic, "persistent://acme/event-v1/all");
         assert_eq!(u.tenant, "acme");
         assert_eq!(u.endpoint, Endpoint::Reader);
@@ -180,12 +210,34 @@ mod tests {
         assert!(parse_url("wss://x/ws/v2/reader/persistent/a/b/c/d").is_err());
         assert!(parse_url("wss://x/ws/v2/producer/persistent/a/b/c").is_err());
         assert!(parse_url("wss://k@x/ws/v2/reader/persistent/a/b/c").is_err());
+        // A fragment would swallow the parameters ccvault appends.
+        for url in [
+            "wss://x/ws/v2/reader/persistent/a/b/c#f",
+            "wss://x/ws/v2/reader/persistent/a/b/c?readerName=r#f",
+        ] {
+            let Err(IngestError::Config(why)) = parse_url(url) else {
+                panic!("{url} accepted");
+            };
+            assert!(why.contains("fragment"), "{why}");
+        }
+        // ccvault's own parameters are refused naming the option to use.
+        for (query, flag) in [
+            ("messageId=latest", "--start"),
+            ("receiverqueuesize=5", "--receiver-queue-size"),
+            ("a=b&subscriptionType=Shared", "--subscription-type"),
+        ] {
+            let url = format!("wss://x/ws/v2/reader/persistent/a/b/c?{query}");
+            let Err(IngestError::Config(why)) = parse_url(&url) else {
+                panic!("{url} accepted");
+            };
+            assert!(why.contains(flag), "{why}");
+        }
     }
 
     #[test]
     fn consumer_urls() {
         let u = parse_url(
-            "ws://127.0.0.1:8080/ws/v2/consumer/persistent/acme/event-v1/all/archive?subscriptionType=Shared&consumerName=a",
+            "ws://127.0.0.1:8080/ws/v2/consumer/persistent/acme/event-v1/all/archive?consumerName=a",
         )
         .unwrap();
         assert_eq!(u.topic, "persistent://acme/event-v1/all");
