@@ -817,3 +817,47 @@ fn a_lost_session_of_an_archive_fed_from_mqtt_is_warned_about() {
     let log = second.stderr();
     assert!(log.contains(WARNING) && log.contains(&url), "{log}");
 }
+
+/// An ingest whose archive cannot grow (a file size limit, as a full disk
+/// would: every write past it fails) stops with exit 1, and its last error
+/// names the archive's failure, not only "the archive thread stopped".
+#[test]
+fn an_ingest_whose_archive_cannot_grow_says_why_it_stopped() {
+    let broker = Broker::start("allow_anonymous true");
+    let work = tempfile::tempdir().unwrap();
+    let data = work.path().join("data");
+    let url = broker.url();
+    let mut cmd = Command::new("sh");
+    cmd.arg("-c")
+        .arg(r#"trap '' XFSZ; ulimit -f 4096 && exec "$0" "$@""#)
+        .arg(BIN)
+        .arg("--data-dir")
+        .arg(&data)
+        .args([
+            "ingest",
+            "mqtt",
+            "--url",
+            &url,
+            "--client-id",
+            "ccvault-test-full",
+        ]);
+    let mut ingest = Daemon::spawn(cmd, work.path().join("full.log"));
+    ingest.wait_for_log("subscribed", Duration::from_secs(20));
+    let port = broker.port;
+    // Past 4096 blocks (2 or 4 MiB as the shell counts them) of log.
+    publish_all(
+        port,
+        (0..20_000)
+            .map(|i| ("acme/event-v1/all".to_owned(), event(i).into_bytes()))
+            .collect(),
+    );
+    let (status, _) = ingest.wait_exit(Duration::from_secs(60));
+    let said = ingest.stderr();
+    assert_eq!(status.code(), Some(1), "{said}");
+    let last = said
+        .lines()
+        .filter(|l| l.starts_with("ccvault: error"))
+        .last()
+        .unwrap_or_else(|| panic!("no error line:\n{said}"));
+    assert!(last.contains("File too large"), "{last}");
+}

@@ -31,6 +31,18 @@ pub fn parse_size_usize(s: &str) -> Result<usize, String> {
     usize::try_from(n).map_err(|_| format!("size {s:?} is too large for this machine"))
 }
 
+/// `--max-record-bytes`: a size of at least one byte. Zero would reject
+/// every message, and reject means acknowledged: a live source's messages
+/// would be gone from the broker, none archived.
+pub fn parse_record_limit(s: &str) -> Result<usize, String> {
+    match parse_size_usize(s)? {
+        0 => Err(format!(
+            "a record size limit of {s:?} would reject every message: give at least 1 byte (the default is 1MiB)"
+        )),
+        n => Ok(n),
+    }
+}
+
 /// `--tz`: an IANA time zone name.
 pub fn parse_tz(s: &str) -> Result<TimeZone, String> {
     TimeZone::get(s)

@@ -251,7 +251,7 @@ pub struct WriteArgs {
     #[arg(long, default_value = "64MiB", value_name = "SIZE", value_parser = args::parse_size)]
     pub segment_bytes: u64,
     /// Messages larger than this are rejected with an error naming them (bytes, or with a unit: 1MiB).
-    #[arg(long, default_value = "1MiB", value_name = "SIZE", value_parser = args::parse_size_usize)]
+    #[arg(long, default_value = "1MiB", value_name = "SIZE", value_parser = args::parse_record_limit)]
     pub max_record_bytes: usize,
     /// Leave sealed log segments uncompressed (`.seg`). By default each sealed segment is compressed in the background into a `.segz` (docs/FORMAT.md §1.7), and `import` finishes compressing them before it exits; segments already compressed stay so.
     #[arg(long)]

@@ -130,7 +130,12 @@ pub async fn run<S: Source>(
     drop(sink_tx);
     while done_rx.recv().await.is_some() {}
     let sink_result = sink_thread.join().await;
-    result.and(sink_result)
+    match (result, sink_result) {
+        // The session saw only that the archive thread was gone; its own
+        // error says why (a full disk), and is the one to report.
+        (Err(IngestError::Internal(_)), Err(cause)) => Err(cause),
+        (result, sink_result) => result.and(sink_result),
+    }
 }
 
 /// Reads, archives and acknowledges on one connection until it is lost or,
