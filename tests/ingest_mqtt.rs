@@ -856,8 +856,7 @@ fn an_ingest_whose_archive_cannot_grow_says_why_it_stopped() {
     assert_eq!(status.code(), Some(1), "{said}");
     let last = said
         .lines()
-        .filter(|l| l.starts_with("ccvault: error"))
-        .last()
+        .rfind(|l| l.starts_with("ccvault: error"))
         .unwrap_or_else(|| panic!("no error line:\n{said}"));
     assert!(last.contains("File too large"), "{last}");
 }
