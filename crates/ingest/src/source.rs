@@ -94,12 +94,19 @@ pub async fn run<S: Source>(
         };
         let lost = match connected {
             Ok(()) => {
-                backoff.reset();
                 metrics.set_connected(true);
                 tracing::info!("{} connected", name);
+                let received = metrics.snapshot().received;
                 let ended =
                     session(&mut source, &mut sink_tx, &mut done_rx, &metrics, &mut stop).await;
                 metrics.set_connected(false);
+                // A connection that delivered a message resets the backoff.
+                // One that did not (a peer that accepts, then fails: a
+                // garbage frame, a refused subscription retried) leaves it
+                // growing, or such a peer is retried ten times a second.
+                if metrics.snapshot().received > received {
+                    backoff.reset();
+                }
                 match ended {
                     Ok(()) => break Ok(()),
                     Err(Failure::Fatal(e)) => break Err(e),
@@ -271,6 +278,66 @@ mod tests {
         async fn close(&mut self) {
             self.seen.lock().unwrap().closed = true;
         }
+    }
+
+    /// A peer that accepts every connection and fails it at once.
+    struct FailsAtOnce {
+        connects: Arc<Mutex<u32>>,
+    }
+
+    impl Source for FailsAtOnce {
+        type Token = ();
+        const KIND: SourceKind = SourceKind::Other;
+
+        fn name(&self) -> &'static str {
+            "fails-at-once"
+        }
+
+        fn peer(&self) -> String {
+            "nowhere".into()
+        }
+
+        async fn connect(&mut self) -> std::result::Result<(), Failure> {
+            *self.connects.lock().unwrap() += 1;
+            Ok(())
+        }
+
+        async fn next_batch(&mut self, _: &mut Vec<Item<()>>) -> std::result::Result<(), Failure> {
+            Err(Failure::Lost("garbage frame".into()))
+        }
+
+        async fn ack(&mut self, _: Vec<Done<()>>) -> std::result::Result<u64, Failure> {
+            Ok(0)
+        }
+
+        async fn close(&mut self) {}
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_peer_that_fails_every_connection_at_once_is_retried_with_a_growing_delay() {
+        let dir = tempfile::tempdir().unwrap();
+        let (archive, _) = Archive::open(dir.path(), ArchiveOptions::default()).unwrap();
+        let connects = Arc::new(Mutex::new(0));
+        let source = FailsAtOnce {
+            connects: connects.clone(),
+        };
+        let (stop_tx, stop) = watch::channel(false);
+        // Reset at every connect, the delays would stay at 20-40 ms: some
+        // 40 connects in the second; growing, 20+40+80+160+320+640 ms.
+        let backoff = Backoff::new(Duration::from_millis(40), Duration::from_secs(10));
+        let run = tokio::spawn(run(
+            source,
+            archive,
+            Metrics::new("fails-at-once"),
+            stop,
+            SinkOptions::default(),
+            backoff,
+        ));
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        stop_tx.send(true).unwrap();
+        run.await.unwrap().unwrap();
+        let n = *connects.lock().unwrap();
+        assert!((2..=8).contains(&n), "{n} connects in one second");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
