@@ -1092,6 +1092,7 @@ fn exit_codes_are_as_documented() {
         (vec!["interactions", "--from", "9999-12-31"], 2),
         (vec!["report", "--from", "1763985600"], 2),
         (vec!["import", "--max-record-bytes", "0", "-"], 2),
+        (vec!["ingest", "mqtt", "--url", "http://127.0.0.1:1883"], 2),
         // A wallboard clock whose day ends past the last instant (a server
         // started so answered 503 for good).
         (vec!["wallboard", "--at", "9999-12-30"], 2),
