@@ -785,6 +785,20 @@ fn a_second_writer_is_refused_by_pid_while_readers_work() {
     let raw = ccvault(&dir, &["show", GUID_A, "--raw"]).ok();
     assert_eq!(raw.stdout, expected_raw(GUID_A));
     ccvault(&dir, &["reindex"]).expect_code(1);
+    // Its index file moved away under it (as in the first instant of a new
+    // archive, before the writer has made one): a reader names the writer
+    // instead of saying only "No such file or directory".
+    let index = dir.join("index.redb");
+    let kept = tmp.path().join("index.kept");
+    fs::rename(&index, &kept).unwrap();
+    let missing = ccvault(&dir, &["stats"]).expect_code(1);
+    fs::rename(&kept, &index).unwrap();
+    assert!(
+        missing.stderr.contains("has no index.redb while a writer")
+            && missing.stderr.contains(&pid.to_string()),
+        "{}",
+        missing.stderr
+    );
 
     // The writer finishes when its input ends; the lines are archived.
     drop(stdin);

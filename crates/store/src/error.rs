@@ -18,6 +18,11 @@ pub enum StoreError {
     Locked { dir: PathBuf, holder: String },
     #[error("no archive at {0} (create one with `ccvault import` or `ccvault demo`, or pass --data-dir)")]
     NoArchive(PathBuf),
+    /// Read while the writer that holds the archive has no index file in
+    /// place: in the first instant of a new archive, or after the file was
+    /// removed under a running writer.
+    #[error("archive {dir} has no index.redb while a writer{holder} holds it (it is creating the archive, or the file was removed under it): try again in a moment, or once that writer has finished")]
+    NoIndexYet { dir: PathBuf, holder: String },
     #[error("the archive writer stopped after an earlier error and must be reopened: {0}")]
     Poisoned(String),
     #[error("index disagrees with the log: {0}")]

@@ -233,6 +233,9 @@ impl ArchiveReader {
                         }
                         drop(archive)
                     }
+                    Err(StoreError::Locked { dir, holder }) if !index_exists => {
+                        return Err(StoreError::NoIndexYet { dir, holder })
+                    }
                     Err(StoreError::Locked { .. }) => return Err(first.into()),
                     Err(e) => return Err(e),
                 }
