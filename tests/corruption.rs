@@ -914,16 +914,11 @@ fn a_rebuild_refuses_an_index_that_does_not_file_the_logs_events() {
 /// segment's base.
 #[test]
 fn a_missing_segment_file_is_said_before_and_after_a_reindex() {
+    // The pristine stream, in compressed segments this time.
+    let p = Pristine::build();
     let tmp = tempfile::tempdir().unwrap();
-    let stream = Stream {
-        events: 2400,
-        interactions: 600,
-        line_len: 220,
-    };
-    let input = tmp.path().join("stream.ndjson");
-    stream.write(&input);
     let dir = tmp.path().join("archive");
-    import(&dir, &[&input], &["--segment-bytes", "65536"]);
+    import(&dir, &[&p.input], &["--segment-bytes", "65536"]);
     let mut packed: Vec<PathBuf> = fs::read_dir(dir.join("log"))
         .unwrap()
         .map(|e| e.unwrap().path())

@@ -481,34 +481,15 @@ impl ArchiveReader {
     /// segment when the archive is fed by that source, the whole log only
     /// when it never was. Damaged records are skipped.
     pub fn last_message_id(&self, kind: SourceKind, source: &str) -> Result<Option<String>> {
-        for base in self.log.segments().into_iter().rev() {
-            let mut found: Option<String> = None;
-            let mut scan = self.log.scan(ccvault_log::Position {
-                segment: base,
-                pos: 0,
-            });
-            while let Some(item) = scan.next_ref() {
-                match item? {
-                    ScanRef::Record(pos, rec) => {
-                        if pos.segment != base || rec.offset >= self.visible_end {
-                            break;
-                        }
-                        if rec.kind == RecordKind::Message
-                            && rec.source_kind == kind
-                            && rec.source == source
-                            && !rec.message_id.is_empty()
-                        {
-                            found = Some(rec.message_id.to_owned());
-                        }
-                    }
-                    ScanRef::Damage(_) => {}
-                }
+        self.newest_segment_answer(|found, rec| {
+            if rec.kind == RecordKind::Message
+                && rec.source_kind == kind
+                && rec.source == source
+                && !rec.message_id.is_empty()
+            {
+                *found = Some(rec.message_id.to_owned());
             }
-            if found.is_some() {
-                return Ok(found);
-            }
-        }
-        Ok(None)
+        })
     }
 
     /// Whether the newest segment holding a message holds one of `kind`:
@@ -516,8 +497,24 @@ impl ArchiveReader {
     /// segment's read, never the whole log), for a warning when a peer has
     /// forgotten the archive's session.
     pub fn recent_message_of(&self, kind: SourceKind) -> Result<bool> {
+        let of_kind = self.newest_segment_answer(|of_kind, rec| {
+            if rec.kind == RecordKind::Message {
+                *of_kind = Some(of_kind.unwrap_or(false) || rec.source_kind == kind);
+            }
+        })?;
+        Ok(of_kind.unwrap_or(false))
+    }
+
+    /// Reads the log's segments from the newest back, each in log order,
+    /// handing `fold` every visible record of it and an answer to fill in;
+    /// the first segment that gives an answer gives it (damaged records
+    /// skipped). One segment's read when the newest has it.
+    fn newest_segment_answer<T>(
+        &self,
+        mut fold: impl FnMut(&mut Option<T>, &RecordRef<'_>),
+    ) -> Result<Option<T>> {
         for base in self.log.segments().into_iter().rev() {
-            let (mut any, mut of_kind) = (false, false);
+            let mut answer = None;
             let mut scan = self.log.scan(ccvault_log::Position {
                 segment: base,
                 pos: 0,
@@ -528,19 +525,16 @@ impl ArchiveReader {
                         if pos.segment != base || rec.offset >= self.visible_end {
                             break;
                         }
-                        if rec.kind == RecordKind::Message {
-                            any = true;
-                            of_kind |= rec.source_kind == kind;
-                        }
+                        fold(&mut answer, &rec);
                     }
                     ScanRef::Damage(_) => {}
                 }
             }
-            if any {
-                return Ok(of_kind);
+            if answer.is_some() {
+                return Ok(answer);
             }
         }
-        Ok(false)
+        Ok(None)
     }
 
     /// Visits every visible message in log order (tally records are not
