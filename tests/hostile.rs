@@ -696,6 +696,35 @@ fn a_copied_or_misnamed_segment_is_reported_and_never_served_twice() {
             .stdout_str(),
         interactions
     );
+    // A reindex skips the copy's records as one damaged place: none is
+    // indexed twice or out of order (until 2026-12-06 each was, and a
+    // debug build's index writer panicked).
+    // (On a copy: a writer compresses the sealed segments.)
+    let reindexed = tmp.path().join("reindexed");
+    common::copy_dir(&dir, &reindexed);
+    let records = common::stats(&dir).records;
+    let reindex = ccvault(&reindexed, &["reindex"]).ok();
+    assert!(
+        reindex.stderr.contains("repeat or go back"),
+        "{}",
+        reindex.stderr
+    );
+    let after = common::stats(&reindexed);
+    assert_eq!(after.records, records);
+    // The copy's header, and its records.
+    assert_eq!(
+        after.json["damagedPlaces"].as_u64(),
+        Some(2),
+        "{}",
+        after.json
+    );
+    assert_eq!(ccvault(&reindexed, &["export"]).ok().stdout_str(), original);
+    assert_eq!(
+        ccvault(&reindexed, &["interactions", "--format", "json"])
+            .ok()
+            .stdout_str(),
+        interactions
+    );
 
     // Renamed instead: its records come after later offsets and are not
     // served at all; everything served is the original, once, in order.

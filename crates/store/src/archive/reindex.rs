@@ -21,7 +21,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use ccvault_event::{parse_event, resolve_time, EventTime, Keys, PayloadTimes};
-use ccvault_index::{payload_hash, Checkpoint, Entry, Index};
+use ccvault_index::{payload_hash, Checkpoint, Entry, Index, IndexWriter};
 use ccvault_log::{LogReader, Position, RecordKind, RecordRef, ScanRef, StdVfs, Tally};
 
 use super::{
@@ -130,6 +130,12 @@ impl Archive {
                 None => Some(0),
                 Some(_) => index.reader()?.checkpoint()?.map(|c| c.next_offset),
             };
+            // The lowest offset the next record may have: one whose offset
+            // repeats or goes back (a segment copied or renamed to a wrong
+            // base) is damage, as a scan of the whole log reports it, and
+            // is never indexed twice or out of order.
+            let mut next_due = expected.unwrap_or(0);
+            let mut repeated = RepeatedRun::default();
             let mut writer = index.begin()?;
             let mut checkpoint: Option<Checkpoint> = None;
             // The checkpoint of the last commit: records (tallies too) past
@@ -139,6 +145,7 @@ impl Archive {
                 let Some(rx) = outputs.get(i % scanners) else {
                     break;
                 };
+                let base = segments.get(i).map_or(0, |&(base, _)| base);
                 loop {
                     let chunk = match rx.recv() {
                         Ok(Scanned::Records(chunk)) => chunk,
@@ -146,50 +153,58 @@ impl Archive {
                         // The scanner stopped early: joining it says why.
                         Err(_) => break 'segments,
                     };
-                    let entries: Vec<Entry> = chunk
-                        .iter()
-                        .filter_map(|r| match &r.what {
-                            What::Message(m) => Some(index_entry(
-                                r.offset,
-                                r.pos,
-                                m.hash,
-                                &m.keys,
-                                m.time,
-                                m.quarantined,
-                            )),
-                            What::Tally(_) | What::Damage { .. } => None,
-                        })
-                        .collect();
+                    let mut entries: Vec<Entry> = Vec::with_capacity(chunk.len());
+                    // Running totals: the last tally (in log order) is the count.
+                    let mut tally = None;
                     for r in &chunk {
-                        match r.what {
-                            What::Damage { segment, bytes } => {
-                                writer.add_damage(segment, r.pos, bytes);
-                                expected = None;
+                        if let What::Damage { segment, bytes } = r.what {
+                            repeated.flush(&mut writer);
+                            writer.add_damage(segment, r.pos, bytes);
+                            expected = None;
+                        } else if r.offset < next_due {
+                            let bytes = r.after.map_or(0, |a| a.pos.saturating_sub(r.pos));
+                            repeated.add(&mut writer, base, r.pos, bytes, r.offset);
+                        } else {
+                            repeated.flush(&mut writer);
+                            // A whole segment file gone: its base is the
+                            // offset that was due.
+                            if let Some(due) = expected.filter(|&due| r.offset > due) {
+                                tracing::warn!(
+                                    "offsets {due}..{} are in no segment of the log (a segment file missing?)",
+                                    r.offset
+                                );
+                                writer.add_damage(due, 0, 0);
                             }
-                            What::Message(_) | What::Tally(_) => {
-                                // A whole segment file gone: its base is
-                                // the offset that was due.
-                                if let Some(due) = expected.filter(|&due| r.offset > due) {
-                                    tracing::warn!(
-                                        "offsets {due}..{} are in no segment of the log (a segment file missing?)",
-                                        r.offset
-                                    );
-                                    writer.add_damage(due, 0, 0);
-                                }
-                                expected = Some(r.offset + 1);
+                            expected = Some(r.offset + 1);
+                            next_due = r.offset + 1;
+                            match &r.what {
+                                What::Message(m) => entries.push(index_entry(
+                                    r.offset,
+                                    r.pos,
+                                    m.hash,
+                                    &m.keys,
+                                    m.time,
+                                    m.quarantined,
+                                )),
+                                What::Tally(t) => tally = Some((r.offset, *t)),
+                                What::Damage { .. } => {}
                             }
                         }
+                        // Past a repeated record the next one due is still
+                        // `next_due`, not the one after the repeat.
+                        checkpoint = r
+                            .after
+                            .map(|a| Checkpoint {
+                                next_offset: a.next_offset.max(next_due),
+                                ..a
+                            })
+                            .or(checkpoint);
                     }
                     writer.add_all(&entries)?;
                     total += entries.len() as u64;
-                    // Running totals: the last tally (in log order) is the count.
-                    if let Some((offset, t)) = chunk.iter().rev().find_map(|r| match r.what {
-                        What::Tally(t) => Some((r.offset, t)),
-                        What::Message(_) | What::Damage { .. } => None,
-                    }) {
+                    if let Some((offset, t)) = tally {
                         writer.add_tally(offset, t.duplicates, t.control);
                     }
-                    checkpoint = chunk.iter().rev().find_map(|r| r.after).or(checkpoint);
                     if writer.pending() >= every_records || writer.held_bytes() >= every_bytes {
                         // The next writer's snapshot must include this commit.
                         writer.set_packed(packed_totals(log.packed_segments()));
@@ -198,7 +213,9 @@ impl Archive {
                         writer = index.begin()?;
                     }
                 }
+                repeated.flush(&mut writer);
             }
+            repeated.flush(&mut writer);
             drop(outputs);
             for handle in handles {
                 match handle.join() {
@@ -218,6 +235,39 @@ impl Archive {
             }
             Ok(total)
         })
+    }
+}
+
+/// A run of records whose offsets repeat or go back, met one after the
+/// other in one segment: one damaged place of the index's counts.
+#[derive(Default)]
+struct RepeatedRun {
+    /// Segment, start, bytes so far, the first offset met.
+    run: Option<(u64, u32, u64, u64)>,
+}
+
+impl RepeatedRun {
+    fn add(&mut self, writer: &mut IndexWriter, segment: u64, pos: u32, bytes: u32, offset: u64) {
+        match &mut self.run {
+            Some((s, start, len, _))
+                if *s == segment && u64::from(*start) + *len == u64::from(pos) =>
+            {
+                *len += u64::from(bytes);
+            }
+            _ => {
+                self.flush(writer);
+                self.run = Some((segment, pos, u64::from(bytes), offset));
+            }
+        }
+    }
+
+    fn flush(&mut self, writer: &mut IndexWriter) {
+        if let Some((segment, pos, bytes, offset)) = self.run.take() {
+            tracing::warn!(
+                "skipping records from offset {offset} in segment {segment:020} at byte {pos} ({bytes} bytes) while indexing: their offsets repeat or go back (a segment copied, or renamed to another base)"
+            );
+            writer.add_damage(segment, pos, bytes);
+        }
     }
 }
 
