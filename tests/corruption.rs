@@ -870,7 +870,10 @@ fn a_rebuild_refuses_an_index_that_does_not_file_the_logs_events() {
     let others = stream(100).text(0..400);
     for (case, theirs) in [("misspelled", misspelled), ("others", others)] {
         let ours = archive_of(&format!("ours-{case}"), s.text(0..400));
-        let theirs = archive_of(&format!("theirs-{case}"), theirs);
+        // Names as long as ours: each record names its source file, so
+        // the two logs are laid out alike, record for record, and the
+        // index's checkpoint fits ours (else it is rebuilt at once: `fit`).
+        let theirs = archive_of(&format!("them-{case}"), theirs);
         let want = ccvault(&ours, &["interactions", "--format", "json"])
             .ok()
             .stdout;
@@ -962,4 +965,80 @@ fn a_missing_segment_file_is_said_before_and_after_a_reindex() {
         assert!(!run.stderr.contains(missing), "{args:?}: {}", run.stderr);
     }
     assert_eq!(stats(&dir).json["damagedPlaces"].as_u64(), Some(1));
+}
+
+/// An `index.redb` of another archive put beside a log (a restore that
+/// mixed two backups): its checkpoint names a place where this log holds
+/// the middle of a record, or nothing at all. Whichever command comes
+/// first, a reader or a writer, finds that and rebuilds the index from the
+/// log, so no answer mixes the two archives; `verify` is clean after it.
+#[test]
+fn another_archives_index_is_rebuilt_never_mixed_in() {
+    let tmp = tempfile::tempdir().unwrap();
+    let feed = |events: &str, seed: &str| {
+        let out = tmp.path().join(format!("feed-{seed}.ndjson"));
+        let out_arg = out.to_str().unwrap();
+        ccvault(
+            tmp.path(),
+            &[
+                "simulate", "--events", events, "--seed", seed, "--out", out_arg,
+            ],
+        )
+        .ok();
+        out
+    };
+    let archive = |name: &str, input: &Path| {
+        let dir = tmp.path().join(name);
+        import(&dir, &[input], &[]);
+        dir
+    };
+    let small = archive("small", &feed("1500", "1"));
+    let large = archive("large", &feed("4000", "2"));
+    let interactions = |dir: &Path| {
+        ccvault(dir, &["interactions", "--format", "json"])
+            .ok()
+            .stdout
+    };
+    let empty = empty_file(tmp.path());
+
+    // The log, the archive whose index is put beside it, the first command.
+    let cases = [
+        (&large, &small, "stats", "where the log holds none"),
+        (&large, &small, "import", "where the log holds none"),
+        (&small, &large, "stats", "no longer holds the records"),
+        (&small, &large, "import", "no longer holds the records"),
+    ];
+    for (round, (log_of, index_of, first, why)) in cases.into_iter().enumerate() {
+        let dir = tmp.path().join(format!("mixed-{round}"));
+        copy_dir(log_of, &dir);
+        fs::copy(index_of.join("index.redb"), dir.join("index.redb")).unwrap();
+        let run = match first {
+            "import" => import(&dir, &[&empty], &[]),
+            _ => ccvault(&dir, &["stats", "--format", "json"]).ok(),
+        };
+        let when = format!(
+            "round {round}: {first} beside the index of {}",
+            index_of.display()
+        );
+        assert!(
+            run.stderr.contains(why) && run.stderr.contains("rebuilding"),
+            "{when}: {}",
+            run.stderr
+        );
+        let (got, want) = (stats(&dir), stats(log_of));
+        assert_eq!(
+            (got.records, got.duplicates, got.interactions),
+            (want.records, want.duplicates, want.interactions),
+            "{when}"
+        );
+        assert_eq!(interactions(&dir), interactions(log_of), "{when}");
+        let verify = ccvault(&dir, &["verify"]);
+        assert_eq!(
+            verify.code,
+            0,
+            "{when}: {}{}",
+            verify.stdout_str(),
+            verify.stderr
+        );
+    }
 }

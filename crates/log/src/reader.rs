@@ -319,6 +319,21 @@ impl LogReader {
         Ok(seg)
     }
 
+    /// The length of segment `base`'s data (its `.seg` file, or the `.seg`
+    /// its `.segz` was made from): where a position of it ends.
+    pub fn segment_data_len(&self, base: u64) -> Result<u64> {
+        match self.file(base)? {
+            Seg::Plain(file) => file.size().map_err(|e| {
+                LogError::io(
+                    "reading the size of",
+                    segment_path(&self.inner.dir, base),
+                    e,
+                )
+            }),
+            Seg::Packed(_, table) => Ok(table.seg_len),
+        }
+    }
+
     /// Reads the record at `at`, checking magic, length, CRC and body.
     pub fn read_at(&self, at: Position) -> Result<Record> {
         let pos = u64::from(at.pos);

@@ -366,7 +366,8 @@ impl Archive {
 
     /// Opens the log (recovering its tail) and the index, without indexing
     /// anything: returns where the index's checkpoint says indexing resumes,
-    /// and whether the log lost records the index had seen.
+    /// and whether the index must be rebuilt instead (the log lost records
+    /// it had seen, or it does not describe this log: `fit`).
     fn open_unindexed(
         dir: &Path,
         options: ArchiveOptions,
@@ -427,13 +428,23 @@ impl Archive {
         let lost = checkpoint
             .map(|c| c.next_offset)
             .filter(|&seen| seen > log.next_offset());
+        let log_reader = log.reader();
         if let Some(seen) = lost {
             tracing::warn!(
-                "the log no longer holds the records at offsets {}..{seen} that the index had seen (an unsynced tail lost, a damaged last record cut, or a removed segment); rebuilding the index, and the projections on the next read",
+                "the log no longer holds the records at offsets {}..{seen} that the index had seen (an unsynced tail lost, a damaged last record cut, a removed segment, or another archive's index); rebuilding the index, and the projections on the next read",
                 log.next_offset()
             );
         }
-        let log_reader = log.reader();
+        let misfit = checkpoint
+            .filter(|_| lost.is_none())
+            .and_then(|c| crate::fit::misfit(&log_reader, &c, Some(log.next_offset())));
+        if let Some(why) = &misfit {
+            tracing::warn!(
+                "the index {} does not describe this log ({why}): another archive's index, or one put back from another copy; rebuilding it from the log",
+                layout.index_path().display()
+            );
+            report.index_rebuilt = true;
+        }
         let archive = Archive {
             segments: SegmentMap::new(&log_reader),
             layout,
@@ -450,7 +461,12 @@ impl Archive {
             facts_writer: None,
             _lock: lock,
         };
-        Ok((archive, report, scan_from, lost.is_some()))
+        Ok((
+            archive,
+            report,
+            scan_from,
+            lost.is_some() || misfit.is_some(),
+        ))
     }
 
     /// Writes counts of dropped messages that no tally of the log holds

@@ -14,11 +14,14 @@
 //!   (archived, quarantined, duplicate, or rejected over a limit).
 //! - [`ArchiveReader`] works while a writer runs and sees the archive as of
 //!   one index commit.
+//! - An index is used only where its checkpoint fits the log beside it
+//!   (`fit`): another archive's `index.redb` is rebuilt, never mixed in.
 //! - Files are created `0600`, directories `0700`.
 
 mod archive;
 mod error;
 pub mod facts;
+mod fit;
 mod import;
 mod layout;
 mod pause;

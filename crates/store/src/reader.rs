@@ -63,8 +63,9 @@ pub enum CatchUp {
         first: u64,
         error: String,
     },
-    /// The index could not be opened (`why`: missing, zeroed, damaged) and
-    /// was rebuilt from the log; every record is indexed now.
+    /// The index could not be opened (`why`: missing, zeroed, damaged) or
+    /// did not describe the log beside it (another archive's), and was
+    /// rebuilt from the log; every record is indexed now.
     Rebuilt {
         why: String,
     },
@@ -214,7 +215,39 @@ impl ArchiveReader {
             None => IndexReader::open(path),
         };
         let index = match open_index(&layout.index_path()) {
-            Ok(index) => index,
+            Ok(index) => {
+                let reader = Self::with_index(layout, index)?;
+                let Some(why) = reader.misfit() else {
+                    return Ok((reader, None));
+                };
+                // Another archive's index, or a record being appended at
+                // the checkpoint: a writer open tells them apart, and
+                // rebuilds the first (`fit`).
+                let layout = reader.layout.clone();
+                drop(reader);
+                let rebuilt = match Archive::open(dir, ArchiveOptions::default()) {
+                    Ok((archive, report)) => {
+                        drop(archive);
+                        report
+                            .index_rebuilt
+                            .then(|| format!("it did not describe this log ({why})"))
+                    }
+                    // The writer running checked the index when it opened
+                    // the archive, and rebuilt it if it had to.
+                    Err(StoreError::Locked { .. }) => None,
+                    // Reads must keep working where a writer cannot (a
+                    // full or read-only disk).
+                    Err(e) => {
+                        tracing::warn!(
+                            "the index {} may not describe this log ({why}), and opening the archive to check and rebuild it failed: {e}; `ccvault reindex` rebuilds it",
+                            layout.index_path().display()
+                        );
+                        None
+                    }
+                };
+                let index = open_index(&layout.index_path())?;
+                return Ok((Self::with_index(layout, index)?, rebuilt));
+            }
             Err(first) => {
                 // A crashed writer leaves the index needing repair (or, after
                 // `rm index.redb`, missing): a writer open fixes both.
@@ -269,6 +302,13 @@ impl ArchiveReader {
 
     pub fn index(&self) -> &IndexReader {
         &self.index
+    }
+
+    /// Why this reader's index does not describe its log (`fit`), if it
+    /// does not.
+    fn misfit(&self) -> Option<String> {
+        let checkpoint = self.index.checkpoint().ok().flatten()?;
+        crate::fit::misfit(&self.log, &checkpoint, None)
     }
 
     pub fn log(&self) -> &LogReader {
