@@ -1124,6 +1124,51 @@ fn an_export_killed_at_any_moment_leaves_whole_files_and_the_next_run_completes_
     );
 }
 
+/// The usual log ends in a tally (an import that dropped duplicates ends
+/// with their counts, a record of its own): the export marks the last event
+/// before it, so `--since-last` into another archive's export is still
+/// refused (until 2026-12-06 such an export carried no mark, and a run from
+/// another archive mixed the two silently), and its own next run goes on.
+#[test]
+fn an_export_of_a_log_that_ends_in_a_tally_still_knows_its_archive() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = common::Stream {
+        events: 600,
+        interactions: 60,
+        line_len: 300,
+    };
+    let part = |name: &str, ranges: &[std::ops::Range<usize>]| {
+        let path = tmp.path().join(name);
+        let text: String = ranges.iter().map(|r| s.text(r.clone())).collect();
+        std::fs::write(&path, text).unwrap();
+        path
+    };
+    let data = tmp.path().join("data");
+    let out = tmp.path().join("out");
+    // The last 50 lines again: dropped as duplicates, counted in a tally.
+    import(&data, &[&part("a.ndjson", &[0..300, 250..300])], &[]);
+    assert_eq!(common::stats(&data).duplicates, 50);
+    export(&data, &out, &[]);
+    let checkpoint = std::fs::read_to_string(out.join("_ccvault_export.json")).unwrap();
+    assert!(checkpoint.contains("lastRecord"), "{checkpoint}");
+
+    let other = tmp.path().join("other");
+    import(&other, &[&part("c.ndjson", &[100..500])], &[]);
+    let mut args = export_args(&out);
+    args.push("--since-last");
+    let refused = ccvault(&other, &args).expect_code(1);
+    assert!(
+        refused.stderr.contains("another archive's")
+            && refused.stderr.contains("run a full export"),
+        "{}",
+        refused.stderr
+    );
+
+    import(&data, &[&part("b.ndjson", &[300..320])], &[]);
+    export(&data, &out, &["--since-last"]);
+    assert_eq!(rows(&out, "events").len(), 320);
+}
+
 /// An incremental export trusts the offset it reached only where the log
 /// still holds, at its place, the record it exported last. After the log
 /// lost its tail (the active segment removed) and new records took those

@@ -183,7 +183,7 @@ pub fn export(
         .as_ref()
         .filter(|_| incremental)
         .and_then(|c| c.last_record.as_ref())
-        .filter(|m| m.offset + 1 == start)
+        .filter(|m| m.offset < start)
     {
         check_last_record(reader, dir, m)?;
     }
@@ -626,26 +626,36 @@ fn segment_of(reader: &ArchiveReader, offset: u64) -> u64 {
         .unwrap_or(0)
 }
 
-/// The mark of the record at `offset`, read from the start of its segment
-/// (`None` if it is in a damaged place).
+/// The mark of the last message at or below `offset`, read from the start
+/// of its segment (`None` if the log holds none there, or only in damaged
+/// places). A tally (the counts a batch that dropped duplicates ends with)
+/// is no message: a log that ends in one, the usual case, is marked by the
+/// message before it, else an incremental run could not tell this log from
+/// another archive's (until 2026-12-06 it went unmarked and unchecked).
 fn find_mark(reader: &ArchiveReader, offset: u64) -> Result<Option<RecordMark>> {
-    let segment = segment_of(reader, offset);
-    let found = reader
-        .records()
-        .scan(Position { segment, pos: 0 }, |at, rec| {
-            if rec.offset < offset {
+    let mut bases = reader.log().segments();
+    bases.retain(|&base| base <= offset);
+    // From the segment that holds `offset` back, until one holds a message
+    // at or below it (a tally starts a segment only after a roll).
+    for &segment in bases.iter().rev() {
+        let mut last = None;
+        // Broken off past `offset`, or run to the visible end: `last` says.
+        let _: ControlFlow<()> = reader
+            .records()
+            .scan(Position { segment, pos: 0 }, |at, rec| {
+                if rec.offset > offset {
+                    return ControlFlow::Break(());
+                }
+                last = Some(at);
                 ControlFlow::Continue(())
-            } else if rec.offset == offset {
-                ControlFlow::Break(Some(mark(rec.offset, at, rec.payload)))
-            } else {
-                ControlFlow::Break(None)
-            }
-        })
-        .map_err(ExportError::from)?;
-    Ok(match found {
-        ControlFlow::Break(m) => m,
-        ControlFlow::Continue(()) => None,
-    })
+            })
+            .map_err(ExportError::from)?;
+        if let Some(at) = last {
+            let rec = reader.log().read_at(at).map_err(StoreError::from)?;
+            return Ok(Some(mark(rec.offset, at, &rec.payload)));
+        }
+    }
+    Ok(None)
 }
 
 /// Refuses an incremental run over a log that no longer holds, where the
@@ -661,9 +671,8 @@ fn check_last_record(reader: &ArchiveReader, dir: &Path, m: &RecordMark) -> Resu
         return Ok(());
     }
     Err(ExportError::Refused(format!(
-        "{} was exported up to offset {}, but the record it exported last (offset {}) is not in the archive as it was: the log lost records since (the writer warned of it), or the export is another archive's; run a full export (without --since-last) or use another directory",
+        "{}: the last event it exported (offset {}) is not in the archive as it was: the log lost records since (the writer warned of it), or the export is another archive's; run a full export (without --since-last) or use another directory",
         dir.display(),
-        m.offset + 1,
         m.offset
     )))
 }
