@@ -1137,23 +1137,24 @@ fn an_export_of_a_log_that_ends_in_a_tally_still_knows_its_archive() {
         interactions: 60,
         line_len: 300,
     };
-    let part = |name: &str, ranges: &[std::ops::Range<usize>]| {
+    // Lines `from..to` of the stream, for each pair.
+    let part = |name: &str, spans: &[(usize, usize)]| {
         let path = tmp.path().join(name);
-        let text: String = ranges.iter().map(|r| s.text(r.clone())).collect();
+        let text: String = spans.iter().map(|&(from, to)| s.text(from..to)).collect();
         std::fs::write(&path, text).unwrap();
         path
     };
     let data = tmp.path().join("data");
     let out = tmp.path().join("out");
     // The last 50 lines again: dropped as duplicates, counted in a tally.
-    import(&data, &[&part("a.ndjson", &[0..300, 250..300])], &[]);
+    import(&data, &[&part("a.ndjson", &[(0, 300), (250, 300)])], &[]);
     assert_eq!(common::stats(&data).duplicates, 50);
     export(&data, &out, &[]);
     let checkpoint = std::fs::read_to_string(out.join("_ccvault_export.json")).unwrap();
     assert!(checkpoint.contains("lastRecord"), "{checkpoint}");
 
     let other = tmp.path().join("other");
-    import(&other, &[&part("c.ndjson", &[100..500])], &[]);
+    import(&other, &[&part("c.ndjson", &[(100, 500)])], &[]);
     let mut args = export_args(&out);
     args.push("--since-last");
     let refused = ccvault(&other, &args).expect_code(1);
@@ -1164,7 +1165,7 @@ fn an_export_of_a_log_that_ends_in_a_tally_still_knows_its_archive() {
         refused.stderr
     );
 
-    import(&data, &[&part("b.ndjson", &[300..320])], &[]);
+    import(&data, &[&part("b.ndjson", &[(300, 320)])], &[]);
     export(&data, &out, &["--since-last"]);
     assert_eq!(rows(&out, "events").len(), 320);
 }
