@@ -864,17 +864,31 @@ fn a_tenants_agent_states_count_its_agents_changes_from_another_tenants_topic() 
 /// A GUID whose last part is longer than a file name may be is a tenant
 /// like any other: its rows go to a directory named by the first part of
 /// it and a hash (the `tenant` column holds it whole), where one such event
-/// failed every export of the archive.
+/// failed every export of the archive. So is one named like the null
+/// partition, beside rows without a tenant of the same day: its rows get a
+/// directory of their own, where they collided with those (File exists).
 #[test]
 fn a_tenant_too_long_for_a_file_name_is_exported_with_the_rest() {
     let tmp = tempfile::tempdir().unwrap();
     let long = "t".repeat(300);
+    let null_named = "__HIVE_DEFAULT_PARTITION__";
     let input = tmp.path().join("long.ndjson");
     std::fs::write(
         &input,
-        format!(
-            r#"{{"Interaction":{{"event":"InteractionCreated","interactionGUID":"int-1-x-{long}","queueId":"7","msgInfo":{{"timestamp":1763900000000}}}}}}"#
-        ) + "\n",
+        [
+            format!(
+                r#"{{"Interaction":{{"event":"InteractionCreated","interactionGUID":"int-1-x-{long}","queueId":"7","msgInfo":{{"timestamp":1763900000000}}}}}}"#
+            ),
+            format!(
+                r#"{{"Interaction":{{"event":"InteractionQueued","interactionGUID":"int-2-phone-00-{null_named}","queueId":"7","interactionEventTS":1763900001}}}}"#
+            ),
+            // No tenant (an imported status change), the same day.
+            r#"{"AgentStatusChange":{"agentId":"ag-1","newState":5,"statusEventTS":1763900002}}"#.to_owned(),
+            // A leg without one too.
+            r#"{"Interaction":{"event":"InteractionQueued","interactionGUID":"int-3-phone-00-","queueId":"7","interactionEventTS":1763900003}}"#.to_owned(),
+        ]
+        .map(|line| line + "\n")
+        .concat(),
     )
     .unwrap();
     let (a, _) = streams(tmp.path());
@@ -894,6 +908,17 @@ fn a_tenant_too_long_for_a_file_name_is_exported_with_the_rest() {
         assert!(dir.len() < 255 && dir.starts_with("tenant=ttt"), "{dir}");
         assert!(
             rows.iter().any(|(_, r)| r["tenant"] == json!("acme01")),
+            "{table}"
+        );
+        let named: Vec<_> = rows
+            .iter()
+            .filter(|(_, r)| r["tenant"] == json!(null_named))
+            .map(|(part, _)| part.split('/').next().unwrap())
+            .collect();
+        assert_eq!(named, ["tenant=%5F_HIVE_DEFAULT_PARTITION__"], "{table}");
+        assert!(
+            rows.iter()
+                .any(|(part, r)| r["tenant"].is_null() && part.starts_with("tenant=__HIVE")),
             "{table}"
         );
     }

@@ -101,12 +101,20 @@ const TENANT_DIR_MAX: usize = 200;
 /// How much of a longer one it keeps before the hash.
 const TENANT_DIR_KEPT: usize = 180;
 
-/// The `tenant=` value of `tenant`'s directories: [`escape`]d, or, when
+/// The `tenant=` value of `tenant`'s directories: [`escape`]d (and
+/// [`NULL_PARTITION`] itself with its first `_` escaped), or, when
 /// that is over [`TENANT_DIR_MAX`] bytes, its first [`TENANT_DIR_KEPT`]
 /// bytes at most, `%7E` (a `~`, which [`escape`] never writes so, so no
 /// tenant's whole name reads the same) and the xxh3-64 of the tenant in
 /// hex. The rows' `tenant` column holds the whole name either way.
 fn tenant_dir_value(tenant: &str) -> String {
+    // The tenant named as the null partition gets a directory of its own
+    // (its first `_` escaped, which engines read back as `_`): sharing the
+    // null rows' directory, its files collided with theirs and stopped
+    // every export of the archive.
+    if tenant == NULL_PARTITION {
+        return format!("%5F{}", &NULL_PARTITION[1..]);
+    }
     let escaped = escape(tenant);
     if escaped.len() <= TENANT_DIR_MAX {
         return escaped;
