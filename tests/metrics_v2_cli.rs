@@ -160,6 +160,53 @@ fn stats_time_range_comes_from_timed_events_only() {
     }
 }
 
+/// A payload time past the year 9999 (here microseconds in a field of
+/// seconds, from another tenant) is no time: the event takes the next rule
+/// (its `msgInfo.timestamp`), so the time range `stats` shows and every
+/// agent's state time are those of the archive without it. Until
+/// 2026-12-06 it stretched each agent's last span to the year ~55,900
+/// million and the range to "1763967600000000000ms".
+#[test]
+fn a_time_past_the_year_9999_stretches_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let reference = docs_fixture("event-reference.ndjson");
+    let odd = tmp.path().join("odd.ndjson");
+    std::fs::write(
+        &odd,
+        concat!(
+            r#"{"Interaction":{"event":"InteractionQueued","interactionGUID":"int-us-phone-00-other01","#,
+            r#""interactionEventTS":1744819224000000,"queueId":311,"msgInfo":{"timestamp":1744819000000}}}"#,
+            "\n"
+        ),
+    )
+    .unwrap();
+    let plain = tmp.path().join("plain");
+    let with_odd = tmp.path().join("with-odd");
+    import(&plain, &[&reference], &[]);
+    import(&with_odd, &[&reference, &odd], &[]);
+    let (a, b) = (
+        one_json(&plain, &["stats", "--format", "json"]),
+        one_json(&with_odd, &["stats", "--format", "json"]),
+    );
+    assert_eq!(
+        (a["minTime"].clone(), a["maxTime"].clone()),
+        (b["minTime"].clone(), b["maxTime"].clone()),
+        "{b}"
+    );
+    let agents = |dir: &Path| ccvault(dir, &["agents", "--format", "json"]).ok().stdout;
+    assert_eq!(agents(&with_odd), agents(&plain));
+    let shown = ccvault(
+        &with_odd,
+        &["show", "int-us-phone-00-other01", "--format", "json"],
+    )
+    .ok();
+    assert!(
+        shown.stdout_str().contains("msgInfo.timestamp"),
+        "{}",
+        shown.stdout_str()
+    );
+}
+
 /// An archive of both pages of 8x8 examples (`tests/fixtures/8x8-docs`).
 fn docs_archive() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();

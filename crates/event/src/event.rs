@@ -12,7 +12,7 @@ use std::fmt;
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde::Deserialize;
 
-use crate::time::{EventTime, PayloadTimes, TimeSource};
+use crate::time::{payload_instant, EventTime, PayloadTimes, TimeSource};
 use crate::unrepresentable::absent_unrepresentable;
 use crate::value::Lenient;
 
@@ -166,16 +166,12 @@ impl<'a> Event<'a> {
 
     /// What the payload says about the event's time: the first of
     /// `interactionEventTS`, `statusEventTS` (seconds) and
-    /// `msgInfo.timestamp` (ms) that is present and > 0, and `eventTS`.
-    /// The record's metadata ranks between the two: see
-    /// [`crate::resolve_time`].
+    /// `msgInfo.timestamp` (ms) that is an instant ([`payload_instant`]:
+    /// positive and no later than the year 9999), and `eventTS`. The
+    /// record's metadata ranks between the two: see [`crate::resolve_time`].
     pub fn payload_times(&self) -> PayloadTimes {
         let b = &self.body;
-        let secs = |v: &Lenient| {
-            v.as_i64()
-                .filter(|s| *s > 0)
-                .and_then(|s| s.checked_mul(1000))
-        };
+        let secs = |v: &Lenient| v.as_i64().and_then(|s| payload_instant(s, 1000));
         let at = |source| move |ms| EventTime { ms, source };
         let own = secs(&b.interaction_event_ts)
             .map(at(TimeSource::InteractionEventTs))
@@ -184,7 +180,7 @@ impl<'a> Event<'a> {
                 b.msg_info
                     .timestamp
                     .as_i64()
-                    .filter(|ms| *ms > 0)
+                    .and_then(|ms| payload_instant(ms, 1))
                     .map(at(TimeSource::MsgInfoTimestamp))
             });
         PayloadTimes {

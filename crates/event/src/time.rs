@@ -122,9 +122,27 @@ impl EventTime {
     }
 }
 
+/// The latest instant a payload's time may name, 9999-12-30T22:00:00.999Z
+/// (`jiff::Timestamp::MAX`, the last instant every zone can write with a
+/// four-digit year; every engine's timestamp type holds it, where
+/// DuckDB's microseconds end near the year 294247). A larger value, such
+/// as microseconds in a field of seconds, is no time: read as absent, like
+/// one ≤ 0, so that one such event cannot stretch every agent's last state
+/// span, the archive's time range and the Parquet instants to millions of
+/// years (docs/METRICS.md §2).
+pub const LATEST_MS: i64 = 253_402_207_200_999;
+
+/// A payload's time field as an instant in ms: `value` × `unit_ms`, if
+/// that is > 0 and no later than [`LATEST_MS`].
+pub fn payload_instant(value: i64, unit_ms: i64) -> Option<i64> {
+    value
+        .checked_mul(unit_ms)
+        .filter(|ms| (1..=LATEST_MS).contains(ms))
+}
+
 /// What an event's payload says about its time: the first of rules 1–3
-/// that is present and > 0, and rule 6 (`eventTS`), which ranks below the
-/// record's metadata.
+/// that is present, > 0 and no later than [`LATEST_MS`], and rule 6
+/// (`eventTS`), which ranks below the record's metadata.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct PayloadTimes {
     pub own: Option<EventTime>,
@@ -205,6 +223,26 @@ mod tests {
         let msg = br#"{"Interaction":{"event":"X","eventTS":5,"msgInfo":{"timestamp":7000}}}"#;
         let m = t(msg, PT, true);
         assert_eq!((m.ms, m.source), (7000, TimeSource::MsgInfoTimestamp));
+    }
+
+    #[test]
+    fn a_time_past_the_year_9999_is_no_time_and_the_next_rule_applies() {
+        assert_eq!(LATEST_MS, jiff::Timestamp::MAX.as_millisecond());
+        // Microseconds in a field of seconds, nanoseconds in one of ms.
+        let raw = br#"{"Interaction":{"event":"X","interactionEventTS":1763967600000000,"msgInfo":{"timestamp":1763967600000}}}"#;
+        let got = t(raw, PT, false);
+        assert_eq!(
+            (got.ms, got.source),
+            (1_763_967_600_000, TimeSource::MsgInfoTimestamp)
+        );
+        let raw = br#"{"AgentStatusChange":{"statusEventTS":253402207201,"msgInfo":{"timestamp":1763967600000000000}}}"#;
+        let got = t(raw, PT, false);
+        assert_eq!(got.source, TimeSource::PublishTime);
+        let raw = br#"{"Interaction":{"event":"X","eventTS":253402207201}}"#;
+        assert_eq!(t(raw, None, false).source, TimeSource::Imported);
+        // The last instant is one.
+        let raw = br#"{"Interaction":{"event":"X","msgInfo":{"timestamp":253402207200999}}}"#;
+        assert_eq!(t(raw, None, false).ms, LATEST_MS);
     }
 
     #[test]

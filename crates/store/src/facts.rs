@@ -37,8 +37,10 @@ use xxhash_rust::xxh3::xxh3_64;
 
 /// Magic at the start of every facts file.
 pub const FACTS_MAGIC: [u8; 8] = *b"CCVFACTS";
-/// The facts version this build reads and writes.
-pub const FACTS_VERSION: u16 = 1;
+/// The facts version this build reads and writes. 2 (2026-12-06): a
+/// payload time past the year 9999 is no time (docs/METRICS.md §2); the
+/// index rebuild that its version bump brings rewrites every segment's.
+pub const FACTS_VERSION: u16 = 2;
 /// Length of the header; the compressed body follows.
 const HEADER_LEN: usize = 40;
 /// zstd level of the body: its names and deltas compress ~2× even at the
