@@ -1382,3 +1382,52 @@ fn the_wallboard_ignores_status_changes_without_a_time_of_their_own() {
         "{board:?}"
     );
 }
+
+/// A contact archived from a pretty-printed capture (each event a JSON
+/// value over many lines): `show --raw` gives its bytes exactly, line
+/// breaks and all, and the contact's NDJSON download puts each event on one
+/// line, the same JSON value, so that it stays NDJSON (until 2026-12-06 it
+/// served the payloads' own line breaks).
+#[test]
+fn the_ndjson_download_of_a_pretty_printed_capture_is_one_event_a_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let capture = dir.path().join("capture.json");
+    let lines = std::fs::read_to_string(sample("events.ndjson")).unwrap();
+    let pretty: Vec<String> = lines
+        .lines()
+        .filter(|l| l.contains(GUID))
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            serde_json::to_string_pretty(&v).unwrap()
+        })
+        .collect();
+    assert!(pretty.len() >= 3);
+    std::fs::write(&capture, pretty.join("\n") + "\n").unwrap();
+    let data = dir.path().join("data");
+    import(&data, &[&capture], &[]);
+
+    // Each payload's bytes and a newline, nothing else.
+    let shown = ccvault(&data, &["show", GUID, "--raw"]).ok().stdout_str();
+    for p in &pretty {
+        assert!(shown.contains(&format!("{p}\n")), "{p} not shown whole");
+    }
+    let whole: usize = pretty.iter().map(|p| p.len() + 1).sum();
+    assert_eq!(shown.len(), whole, "{shown}");
+
+    let server = Server::start(&data, &dir.path().join("serve.log"), &["--at", AT]);
+    let raw = server.get(&format!("/contact/{GUID}/events.ndjson"));
+    assert_eq!(raw.status, 200);
+    let text = raw.text();
+    let served: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l:?}")))
+        .collect();
+    let values: Vec<serde_json::Value> = pretty
+        .iter()
+        .map(|p| serde_json::from_str(p).unwrap())
+        .collect();
+    assert_eq!(served.len(), values.len(), "{text}");
+    for v in &values {
+        assert!(served.contains(v), "{v} not served");
+    }
+}

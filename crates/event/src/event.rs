@@ -195,6 +195,18 @@ impl<'a> Event<'a> {
     }
 }
 
+/// Puts a JSON payload on one line, for NDJSON: a CR or LF in JSON can only
+/// be whitespace between tokens (a string cannot hold one raw), so each
+/// becomes a space and the value stays the same. A payload archived from a
+/// pretty-printed capture spans several lines otherwise.
+pub fn put_on_one_line(payload: &mut [u8]) {
+    for b in payload.iter_mut() {
+        if matches!(*b, b'\n' | b'\r') {
+            *b = b' ';
+        }
+    }
+}
+
 /// Why a payload is not an event.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum NotAnEvent {

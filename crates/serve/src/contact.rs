@@ -15,7 +15,7 @@ use std::borrow::Cow;
 use std::io::Write;
 
 use anyhow::Result;
-use ccvault_event::{event_time, parse_event, CanonicalKey};
+use ccvault_event::{event_time, parse_event, put_on_one_line, CanonicalKey};
 use ccvault_html::LegView;
 use ccvault_projections::{
     record_input, timeline, EventInput, Projections, Summary, Timeline, TimelineEvent,
@@ -220,10 +220,12 @@ pub fn contact_json<'a>(shown: &'a [ShownLeg<'a>]) -> Option<ContactJson<'a>> {
     })
 }
 
-/// The payloads of `records` that are events, byte-exact, one per line, in
-/// canonical order (docs/METRICS.md §2): `show --raw` and the contact page's
-/// NDJSON download.
-pub fn write_raw(records: &[Record], out: &mut impl Write) -> std::io::Result<()> {
+/// The payloads of `records` that are events, in canonical order
+/// (docs/METRICS.md §2), each followed by a newline: byte-exact for `show
+/// --raw` (a payload archived from a pretty-printed capture keeps its line
+/// breaks), or each on one line (`one_line`, [`put_on_one_line`]: the same
+/// JSON value) for the contact page's NDJSON download.
+pub fn write_raw(records: &[Record], out: &mut impl Write, one_line: bool) -> std::io::Result<()> {
     let events: Vec<_> = records
         .iter()
         .filter_map(|r| parse_event(&r.payload).ok().map(|ev| (ev, r)))
@@ -237,7 +239,13 @@ pub fn write_raw(records: &[Record], out: &mut impl Write) -> std::io::Result<()
         .collect();
     keyed.sort_by(|a, b| a.0.cmp(&b.0));
     for (_, r) in keyed {
-        out.write_all(&r.payload)?;
+        if one_line && r.payload.iter().any(|b| matches!(b, b'\n' | b'\r')) {
+            let mut payload = r.payload.clone();
+            put_on_one_line(&mut payload);
+            out.write_all(&payload)?;
+        } else {
+            out.write_all(&r.payload)?;
+        }
         out.write_all(b"\n")?;
     }
     Ok(())

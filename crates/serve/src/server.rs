@@ -364,7 +364,7 @@ async fn contact_ndjson(
     with_contact(s.live.clone(), guid, Answer::Data, move |_, shown, _| {
         let mut out = Vec::new();
         for leg in shown {
-            write_raw(leg.records, &mut out).map_err(|e| internal(e.into()))?;
+            write_raw(leg.records, &mut out, true).map_err(|e| internal(e.into()))?;
         }
         let mut r = body(NDJSON, out);
         if let Ok(v) = HeaderValue::from_str(&name) {

@@ -277,7 +277,7 @@ pub fn show_raw(cli: &Cli, guid: &str, tenant: Option<&str>) -> Result<ExitCode>
         check_tenant(guid, leg.as_deref(), tenant)?;
     }
     let mut out = std::io::stdout().lock();
-    super::contact::write_raw(&records, &mut out)?;
+    super::contact::write_raw(&records, &mut out, false)?;
     Ok(ExitCode::SUCCESS)
 }
 

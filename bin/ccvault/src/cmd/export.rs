@@ -16,7 +16,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
-use ccvault_event::{event_time, parse_event};
+use ccvault_event::{event_time, parse_event, put_on_one_line};
 use ccvault_projections::{record_input, InteractionFilter};
 use ccvault_store::ArchiveReader;
 
@@ -250,11 +250,7 @@ fn write_event(
         }
     }
     let mut payload = rec.payload;
-    for b in payload.iter_mut() {
-        if matches!(*b, b'\n' | b'\r') {
-            *b = b' ';
-        }
-    }
+    put_on_one_line(&mut payload);
     out.write_all(&payload)?;
     out.write_all(b"\n")
 }
