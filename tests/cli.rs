@@ -1129,6 +1129,15 @@ fn exit_codes_are_as_documented() {
             2,
         ),
         (vec!["import", "--segment-bytes", "lots"], 2),
+        // A segment a record long: a file (and a facts file) per record.
+        (vec!["import", "--segment-bytes", "0", "-"], 2),
+        // A relative time without its unit (no event is before 1970).
+        (vec!["interactions", "--from", "-1"], 2),
+        // The simulator's refusals are bad command lines like the rest.
+        (vec!["simulate", "--days", "0"], 2),
+        (vec!["simulate", "--duplicate-rate", "2"], 2),
+        // A demo holds its day in memory: 100,000 agents took 24 GB.
+        (vec!["demo", "--agents", "100000"], 2),
         (vec!["completions", "tcsh"], 2),
     ] {
         let run = ccvault(&dir, &args);

@@ -256,7 +256,8 @@ fn simulate_is_deterministic_by_seed() {
         serde_json::from_str::<Value>(l).unwrap_or_else(|e| panic!("{e}: {l}"));
         assert!(seen.insert(l), "duplicate line in a clean stream: {l}");
     }
-    // Bad values are refused with a message, not a panic.
-    let bad = ccvault(tmp.path(), &["simulate", "--duplicate-rate", "1.5"]).expect_code(1);
+    // Bad values are refused with a message, not a panic: a bad command
+    // line (exit 2).
+    let bad = ccvault(tmp.path(), &["simulate", "--duplicate-rate", "1.5"]).expect_code(2);
     assert!(bad.stderr.contains("--duplicate-rate"), "{}", bad.stderr);
 }

@@ -248,7 +248,7 @@ pub struct WriteArgs {
     #[arg(long, default_value_t = ccvault_store::FsyncPolicy::Batch)]
     pub fsync: ccvault_store::FsyncPolicy,
     /// Segment size at which the log rolls to a new file (bytes, or with a unit: 64MiB).
-    #[arg(long, default_value = "64MiB", value_name = "SIZE", value_parser = args::parse_size)]
+    #[arg(long, default_value = "64MiB", value_name = "SIZE", value_parser = args::parse_segment_size)]
     pub segment_bytes: u64,
     /// Messages larger than this are rejected with an error naming them (bytes, or with a unit: 1MiB).
     #[arg(long, default_value = "1MiB", value_name = "SIZE", value_parser = args::parse_record_limit)]
@@ -325,7 +325,7 @@ pub enum Command {
     /// One interaction's timeline: every event with its time, state, agent and the gap since the previous one, then the derived durations and outcome.
     Show {
         guid: String,
-        /// Print the archived payloads byte-exact, one per line, in canonical order.
+        /// Print the archived payloads byte-exact, in canonical order, each followed by a newline (one per line, but for a payload archived from a pretty-printed capture, which keeps its own line breaks).
         #[arg(long)]
         raw: bool,
         /// Also write a self-contained HTML page with a swim-lane timeline and the raw events (`-`: only the page, on stdout).

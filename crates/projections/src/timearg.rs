@@ -38,6 +38,14 @@ pub fn parse_time(s: &str) -> Result<TimeArg, String> {
         // which no one means: 8 digits are a date written without dashes
         // (ISO 8601's basic form), 9 to 11 most likely epoch seconds (an
         // 8x8 event's `interactionEventTS`), refused with the fix.
+        if digits.len() < t.len() {
+            // `-1` is no instant anyone means (no event's time is before
+            // 1970: docs/METRICS.md §2), and most likely a relative time
+            // without its unit.
+            return Err(format!(
+                "{s:?} is a negative number without a unit: for a time before now give one (-{digits}d, -{digits}h, -{digits}m); epoch milliseconds are positive"
+            ));
+        }
         if digits.len() == t.len() {
             match t.len() {
                 8 => return compact_date(s, t),
@@ -173,8 +181,11 @@ mod tests {
         // Small values and whole epoch milliseconds stay what they were.
         assert_eq!(at("0", "UTC"), 0);
         assert_eq!(at("1234567", "UTC"), 1_234_567);
-        assert_eq!(at("-20251124", "UTC"), -20_251_124);
         assert_eq!(at("100000000000", "UTC"), 100_000_000_000);
+        // A negative number is a relative time without its unit.
+        let err = parse_time("-1").unwrap_err();
+        assert!(err.contains("-1d, -1h, -1m"), "{err}");
+        assert!(parse_time("-20251124").is_err());
     }
 
     #[test]

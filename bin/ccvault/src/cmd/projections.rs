@@ -211,7 +211,7 @@ pub(crate) fn up_to_date(cli: &Cli) -> Result<Projections> {
             }
             if let Some(why) = p.unsaved() {
                 status!(
-                    "ccvault: warning: could not save the projections to {} ({why}); brought them up to date in memory for this command only (free space, then any read saves them)",
+                    "ccvault: warning: could not save the projections to {} ({why}); brought them up to date in memory for this command only (once the file can be written, with space on the disk and write permission, any read saves them)",
                     p.path().display()
                 );
             } else if applied.rebuilt {

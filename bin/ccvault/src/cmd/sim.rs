@@ -8,7 +8,7 @@ use std::io::{self, BufWriter, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use ccvault_sim::{simulate_with_truth, Quirks, SimConfig, SimSummary, Truth};
 
 use crate::args::parse_duration_ms;
@@ -67,12 +67,17 @@ pub struct SimulateArgs {
     pub format: Option<Stream>,
 }
 
+/// A value of a flag the simulator refuses: a bad command line (exit 2).
+fn usage(why: String) -> anyhow::Error {
+    crate::output::UsageError(why).into()
+}
+
 fn rate(name: &str, v: Option<f64>, default: f64) -> Result<f64> {
     match v {
         None => Ok(default),
         // `contains` is false for NaN, so NaN is rejected too.
         Some(r) if (0.0..=1.0).contains(&r) => Ok(r),
-        Some(r) => bail!("--{name} must be between 0 and 1, got {r}"),
+        Some(r) => Err(usage(format!("--{name} must be between 0 and 1, got {r}"))),
     }
 }
 
@@ -85,12 +90,18 @@ pub fn config(args: &SimulateArgs) -> Result<SimConfig> {
     };
     if args.tenant.is_empty() || args.tenant.contains('-') {
         // The tenant is read back as the text after the GUID's last `-`.
-        bail!("--tenant must be non-empty and contain no '-'");
+        return Err(usage(
+            "--tenant must be non-empty and contain no '-'".into(),
+        ));
     }
     let reorder_window_ms = match args.reorder_window.or(args.reorder_window_ms) {
         None => base.reorder_window_ms,
         Some(ms) if ms >= 0 => ms,
-        Some(ms) => bail!("--reorder-window must not be negative, got {ms} ms"),
+        Some(ms) => {
+            return Err(usage(format!(
+                "--reorder-window must not be negative, got {ms} ms"
+            )))
+        }
     };
     let quirks = Quirks {
         duplicate_rate: rate("duplicate-rate", args.duplicate_rate, base.duplicate_rate)?,
@@ -100,7 +111,7 @@ pub fn config(args: &SimulateArgs) -> Result<SimConfig> {
         ..base
     };
     if args.days == 0 && args.events.is_none() && args.interactions.is_none() {
-        bail!("--days must be at least 1");
+        return Err(usage("--days must be at least 1".into()));
     }
     Ok(SimConfig {
         seed: args.seed,
