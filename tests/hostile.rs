@@ -918,6 +918,38 @@ fn a_permission_error_says_so_instead_of_no_archive() {
     assert_eq!(stats(&dir).records, 1);
 }
 
+/// A --data-dir that names a file: every command says so, reading or
+/// writing, and the file is left as it was (it said "Not a directory" of
+/// a path inside it, or "File exists" of creating it).
+#[test]
+fn a_data_dir_that_is_a_file_is_named_as_one() {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("afile");
+    fs::write(&file, b"hi\n").unwrap();
+    let input = common::empty_file(tmp.path());
+    for args in [
+        &["stats"][..],
+        &["show", "int-1"],
+        &["export"],
+        &["verify"],
+        &["interactions"],
+        &["reindex"],
+        &["import", input.to_str().unwrap()],
+    ] {
+        let run = ccvault(&file, args);
+        assert_eq!(run.code, 1, "{args:?}: {}", run.stderr);
+        assert!(
+            run.stderr.contains(&format!(
+                "{} is a file, not an archive directory",
+                file.display()
+            )),
+            "{args:?}: {}",
+            run.stderr
+        );
+    }
+    assert_eq!(fs::read(&file).unwrap(), b"hi\n");
+}
+
 /// The files of `dir` this process holds open, each with whether its
 /// descriptor is close-on-exec (`/proc/self/fdinfo`'s `flags`, octal).
 fn open_files_under(dir: &Path) -> Vec<(PathBuf, bool)> {

@@ -372,6 +372,7 @@ impl Archive {
         dir: &Path,
         options: ArchiveOptions,
     ) -> Result<(Archive, OpenReport, Option<Position>, bool)> {
+        crate::reader::refuse_a_file(dir)?;
         create_private_dir(dir)?;
         check_private_files(dir)?;
         let lock = ccvault_log::lock_dir(dir).map_err(|e| match e {

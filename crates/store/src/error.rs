@@ -18,6 +18,8 @@ pub enum StoreError {
     Locked { dir: PathBuf, holder: String },
     #[error("no archive at {0} (create one with `ccvault import` or `ccvault demo`, or pass --data-dir)")]
     NoArchive(PathBuf),
+    #[error("{0} is a file, not an archive directory (--data-dir names the directory that holds log/ and index.redb)")]
+    NotADirectory(PathBuf),
     /// Read while the writer that holds the archive has no index file in
     /// place: in the first instant of a new archive, or after the file was
     /// removed under a running writer.

@@ -713,12 +713,23 @@ impl OffsetOrder {
 /// `exists()` with false too, and that is a permission error to name, not
 /// an empty place.
 pub fn require_archive(dir: &Path) -> Result<bool> {
+    refuse_a_file(dir)?;
     let layout = Layout::new(dir);
     let index_exists = exists(&layout.index_path())?;
     if !index_exists && !exists(&layout.log_dir())? {
         return Err(StoreError::NoArchive(dir.to_path_buf()));
     }
     Ok(index_exists)
+}
+
+/// Refuses a `dir` that exists as something other than a directory,
+/// before any path inside it is tried (which would fail as "Not a
+/// directory" or "File exists", naming the wrong thing).
+pub(crate) fn refuse_a_file(dir: &Path) -> Result<()> {
+    match std::fs::metadata(dir) {
+        Ok(m) if !m.is_dir() => Err(StoreError::NotADirectory(dir.to_path_buf())),
+        _ => Ok(()),
+    }
 }
 
 fn exists(path: &Path) -> Result<bool> {
