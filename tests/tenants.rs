@@ -287,7 +287,9 @@ fn filtered_outputs_equal_the_unfiltered_output_restricted_to_the_tenant() {
     let nosuch = ccvault(&a.all, &["stats", "--tenant", "nosuch"]).expect_code(1);
     assert!(
         nosuch.stderr.contains("no events of tenant \"nosuch\"")
-            && nosuch.stderr.contains("acme01, globex02, initech03"),
+            && nosuch
+                .stderr
+                .contains(r#"its tenants: "acme01", "globex02", "initech03""#),
         "{}",
         nosuch.stderr
     );
@@ -325,6 +327,43 @@ fn show_refuses_a_leg_of_another_tenant() {
     }
     let r = ccvault(&a.all, &["interactions", "--tenant", ""]).expect_code(2);
     assert!(r.stderr.contains("is not a tenant name"), "{}", r.stderr);
+}
+
+/// A tenant the archive holds no event of (a typo): every command limited
+/// to it says so on stderr, naming the tenants there are, and answers
+/// empty with exit 0 (`stats`, which describes the tenant, exits 1). Until
+/// 2026-12-06 only `stats` said anything.
+#[test]
+fn an_unknown_tenant_is_said_with_the_tenants_there_are() {
+    let a = archives();
+    let said = "no events of tenant \"acme1\"";
+    for args in [
+        &["interactions"][..],
+        &["report"],
+        &["agents"],
+        &["export"],
+        &["export", "--what", "interactions"],
+    ] {
+        let run = ccvault(&a.all, &with_tenant(args, "acme1")).ok();
+        let stdout = run.stdout_str();
+        assert!(
+            TENANTS.iter().all(|(t, _)| !stdout.contains(t)),
+            "{args:?}: {stdout}"
+        );
+        assert!(
+            run.stderr.contains(said) && run.stderr.contains("\"acme01\", "),
+            "{args:?}: {}",
+            run.stderr
+        );
+        let known = ccvault(&a.all, &with_tenant(args, "acme01")).ok();
+        assert!(
+            !known.stderr.contains("no events of tenant"),
+            "{args:?}: {}",
+            known.stderr
+        );
+    }
+    let stats = ccvault(&a.all, &with_tenant(&["stats"], "acme1")).expect_code(1);
+    assert!(stats.stderr.contains(said), "{}", stats.stderr);
 }
 
 /// Any tenant the archive names is one `--tenant` takes: a GUID's last part

@@ -15,7 +15,7 @@ use ccvault_store::{
 };
 use serde_json::json;
 
-use crate::cmd::projections::{check_tenant, up_to_date};
+use crate::cmd::projections::{check_tenant, no_such_tenant, up_to_date};
 use crate::output::{format_ms, json_line, HumanJson};
 use crate::{status, Cli, TimeRange, WriteArgs};
 
@@ -143,11 +143,18 @@ pub fn import(
                 tracing::debug!(file = %path.display(), direct = input.direct, "reading input");
                 (path.display().to_string(), SourceKind::File, input)
             }
-            _ => (
-                "-".into(),
-                SourceKind::Stdin,
-                open_stdin().context("cannot read stdin")?,
-            ),
+            _ => {
+                // Someone who forgot the file name would otherwise face a
+                // silent wait (ripgrep says the same).
+                if std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+                    status!("ccvault: reading events from the terminal (stdin): end with Ctrl-D, or name a file to import");
+                }
+                (
+                    "-".into(),
+                    SourceKind::Stdin,
+                    open_stdin().context("cannot read stdin")?,
+                )
+            }
         };
         let size = source
             .and_then(|p| std::fs::metadata(p).ok())
@@ -362,18 +369,12 @@ pub fn stats(cli: &Cli, format: HumanJson) -> Result<ExitCode> {
 pub fn tenant_stats(cli: &Cli, only: Option<&str>, format: HumanJson) -> Result<ExitCode> {
     let p = up_to_date(cli)?;
     let tenants = p.tenant_stats(only)?;
-    if let (Some(t), true) = (only, tenants.is_empty()) {
-        let known = p.tenant_stats(None)?;
-        let names: Vec<&str> = known.iter().filter_map(|s| s.tenant.as_deref()).collect();
-        anyhow::bail!(
-            "no events of tenant {t:?} in {} (its tenants: {})",
-            cli.data_dir.display(),
-            if names.is_empty() {
-                "none".to_owned()
-            } else {
-                names.join(", ")
-            }
-        );
+    if let Some(note) = only
+        .map(|t| no_such_tenant(&p, t, cli))
+        .transpose()?
+        .flatten()
+    {
+        anyhow::bail!(note);
     }
     let tz = cli.tz();
     let mut out = std::io::stdout().lock();

@@ -21,7 +21,7 @@ use ccvault_projections::{record_input, InteractionFilter};
 use ccvault_store::ArchiveReader;
 
 use crate::cmd::archive::open_reader;
-use crate::cmd::projections::{up_to_date, write_interactions, TenantArg};
+use crate::cmd::projections::{up_to_date_for, write_interactions, TenantArg};
 use crate::output::{self, Export, Table};
 use crate::{status, Cli, TimeRange};
 
@@ -83,7 +83,7 @@ pub fn export(cli: &Cli, args: &ExportArgs) -> Result<ExitCode> {
                 export_events(&reader, (from, to), &mut out)?;
             }
             Some(tenant) => {
-                let p = up_to_date(cli)?;
+                let p = up_to_date_for(cli, Some(tenant))?;
                 let mut reader = open_reader(cli)?;
                 p.tenant_records(&mut reader, tenant, |rec| {
                     write_event(rec, (from, to), &mut out).map_err(|source| {
@@ -97,7 +97,7 @@ pub fn export(cli: &Cli, args: &ExportArgs) -> Result<ExitCode> {
             }
         },
         (ExportWhat::Interactions, _) => {
-            let p = up_to_date(cli)?;
+            let p = up_to_date_for(cli, args.tenant.tenant.as_deref())?;
             let filter = InteractionFilter {
                 from,
                 to,
@@ -150,7 +150,7 @@ fn export_parquet(cli: &Cli, args: &ExportArgs) -> Result<ExitCode> {
     // misses save (`no_huge_pages`; docs/BENCHMARKS.md, issue 14).
     crate::no_huge_pages();
     // The projections first: the log scan then sees at least the records they hold.
-    let p = up_to_date(cli)?;
+    let p = up_to_date_for(cli, args.tenant.tenant.as_deref())?;
     let mut reader = open_reader(cli)?;
     let mut opts = ccvault_export::ExportOptions {
         tz: cli.tz(),

@@ -190,6 +190,44 @@ fn on_progress(bar: &Option<indicatif::ProgressBar>) -> impl FnMut(Progress) + '
 
 /// The projections, brought up to the archive's last index commit when this
 /// process can write them.
+/// [`up_to_date`] for a command limited to `tenant`: warns when the
+/// archive holds no event of it (a typo would otherwise give an empty
+/// answer and exit 0), naming the tenants it has.
+pub(crate) fn up_to_date_for(cli: &Cli, tenant: Option<&str>) -> Result<Projections> {
+    let p = up_to_date(cli)?;
+    if let Some(note) = tenant
+        .map(|t| no_such_tenant(&p, t, cli))
+        .transpose()?
+        .flatten()
+    {
+        status!("ccvault: warning: {note}");
+    }
+    Ok(p)
+}
+
+/// The sentence for a tenant the archive holds no event of, naming the
+/// tenants it has (each quoted: a name may hold a comma or spaces).
+pub(crate) fn no_such_tenant(p: &Projections, tenant: &str, cli: &Cli) -> Result<Option<String>> {
+    if !p.tenant_stats(Some(tenant))?.is_empty() {
+        return Ok(None);
+    }
+    let known = p.tenant_stats(None)?;
+    let names: Vec<String> = known
+        .iter()
+        .filter_map(|s| s.tenant.as_deref())
+        .map(|n| format!("{n:?}"))
+        .collect();
+    Ok(Some(format!(
+        "no events of tenant {tenant:?} in {} (its tenants: {})",
+        cli.data_dir.display(),
+        if names.is_empty() {
+            "none".to_owned()
+        } else {
+            names.join(", ")
+        }
+    )))
+}
+
 pub(crate) fn up_to_date(cli: &Cli) -> Result<Projections> {
     let mut reader = open_reader(cli)?;
     if let Some(first) = reader.unindexed_from() {
@@ -423,7 +461,7 @@ pub(crate) fn write_interactions(
 pub fn interactions(cli: &Cli, args: &InteractionsArgs) -> Result<ExitCode> {
     let format = cli.format_of(args.out.format, "interactions")?;
     let (from, to) = args.range.resolve(cli)?;
-    let p = up_to_date(cli)?;
+    let p = up_to_date_for(cli, args.tenant.tenant.as_deref())?;
     let filter = InteractionFilter {
         from,
         to,
@@ -508,8 +546,8 @@ pub fn report(cli: &Cli, args: &ReportArgs) -> Result<ExitCode> {
         from,
         to,
     };
-    let p = up_to_date(cli)?;
     let tenant = args.tenant.tenant.as_deref();
+    let p = up_to_date_for(cli, tenant)?;
     if let Some(path) = &args.html {
         // The page draws every row at once; the rows printed beside it are
         // read again below rather than kept.
@@ -552,7 +590,7 @@ pub fn report(cli: &Cli, args: &ReportArgs) -> Result<ExitCode> {
 pub fn agents(cli: &Cli, args: &AgentsArgs) -> Result<ExitCode> {
     let format = cli.format_of(args.out.format, "agents")?;
     let (from, to) = args.range.resolve(cli)?;
-    let p = up_to_date(cli)?;
+    let p = up_to_date_for(cli, args.tenant.tenant.as_deref())?;
     let states = p.tenant_agents_time(from, to, args.tenant.tenant.as_deref())?;
     let mut out = BufWriter::new(std::io::stdout().lock());
     if !write_rows(
