@@ -182,6 +182,31 @@ fn assert_sizes_are_the_files(dir: &Path, json: &Value) {
     );
 }
 
+/// A quarantined line that is not UTF-8 (a Latin-1 `é`) comes back byte
+/// for byte from `quarantine --format json` as `payloadBase64`, where its
+/// `payload` text can only show U+FFFD; a UTF-8 line needs no such field.
+#[test]
+fn a_quarantined_line_that_is_not_utf8_comes_back_exactly() {
+    use base64::Engine;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("a");
+    let latin1: &[u8] = b"{\"Interaction\":{\"callingName\":\"Jos\xe9\"}}";
+    let input = tmp.path().join("in.ndjson");
+    fs::write(&input, [latin1, b"\n", b"not json\n"].concat()).unwrap();
+    import(&dir, &[&input], &[]);
+    let listed = ccvault(&dir, &["quarantine", "--format", "json"])
+        .ok()
+        .json_lines();
+    assert_eq!(listed.len(), 2, "{listed:?}");
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(listed[0]["payloadBase64"].as_str().unwrap())
+        .unwrap();
+    assert_eq!(bytes, latin1);
+    assert!(listed[0]["payload"].as_str().unwrap().contains('\u{fffd}'));
+    assert_eq!(listed[1]["payload"], "not json");
+    assert!(listed[1].get("payloadBase64").is_none(), "{}", listed[1]);
+}
+
 #[test]
 fn quarantine_lists_the_malformed_lines_with_file_line_and_reason() {
     let tmp = tempfile::tempdir().unwrap();

@@ -6,6 +6,8 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine;
 use ccvault_projections::materialize::Checked;
 use ccvault_projections::timefmt::zone_for_display;
 use ccvault_projections::{for_terminal, record_input, summarize, Projections, RebuildOptions};
@@ -564,12 +566,18 @@ pub fn quarantine(cli: &Cli, range: &TimeRange, format: HumanJson) -> Result<Exi
     {
         listed += 1;
         match format {
-            HumanJson::Json => json_line(
-                &mut out,
-                &json!({"offset": r.offset, "source": r.source, "line": r.line,
+            HumanJson::Json => {
+                let mut line = json!({"offset": r.offset, "source": r.source, "line": r.line,
                         "reason": r.quarantine_reason, "ingestTime": r.ingest_ms,
-                        "payload": String::from_utf8_lossy(&r.payload)}),
-            )?,
+                        "payload": String::from_utf8_lossy(&r.payload)});
+                // JSON text holds no byte that is not UTF-8: `payload`
+                // shows such a line readably (U+FFFD for each bad byte),
+                // `payloadBase64` gives its bytes back exactly.
+                if std::str::from_utf8(&r.payload).is_err() {
+                    line["payloadBase64"] = json!(BASE64.encode(&r.payload));
+                }
+                json_line(&mut out, &line)?
+            }
             HumanJson::Human => writeln!(
                 out,
                 "offset {}  {}:{}  {}  {}",
