@@ -993,23 +993,23 @@ fn with_closed_stdout(dir: &Path, args: &[&str]) -> (i32, String) {
     )
 }
 
-#[test]
-fn a_closed_pipe_ends_every_printing_command_quietly_with_exit_0() {
-    let tmp = tempfile::tempdir().unwrap();
+/// An archive whose listings need many writes, and every command that
+/// prints results on stdout, with the arguments to run each on it.
+fn printing_commands(tmp: &Path) -> (PathBuf, Vec<Vec<String>>) {
     // Large enough that every listing needs many writes.
     let stream = Stream {
         events: 6_000,
         interactions: 1_500,
         line_len: 400,
     };
-    let input = tmp.path().join("stream.ndjson");
+    let input = tmp.join("stream.ndjson");
     stream.write(&input);
-    let dir = tmp.path().join("archive");
+    let dir = tmp.join("archive");
     import(&dir, &[&input], &[]);
     let guid = stream.guid(0);
-    let demo = tmp.path().join("demo");
+    let demo = tmp.join("demo");
     let demo = demo.to_str().unwrap();
-    for args in [
+    let commands = [
         vec!["export"],
         vec!["export", "--what", "interactions", "--format", "csv"],
         vec!["show", &guid, "--raw"],
@@ -1017,8 +1017,10 @@ fn a_closed_pipe_ends_every_printing_command_quietly_with_exit_0() {
         vec!["show", &guid, "--html", "-"],
         vec!["interactions"],
         vec!["interactions", "--format", "json"],
+        vec!["interactions", "--format", "csv"],
         vec!["report", "--interval", "15m"],
         vec!["agents", "--format", "csv"],
+        vec!["wallboard"],
         vec!["stats"],
         vec!["quarantine"],
         vec!["verify"],
@@ -1026,7 +1028,20 @@ fn a_closed_pipe_ends_every_printing_command_quietly_with_exit_0() {
         vec!["demo", "--seed", "2", "--into", demo],
         vec!["completions", "bash"],
         vec!["man"],
-    ] {
+    ];
+    let commands = commands
+        .iter()
+        .map(|args| args.iter().map(|a| a.to_string()).collect())
+        .collect();
+    (dir, commands)
+}
+
+#[test]
+fn a_closed_pipe_ends_every_printing_command_quietly_with_exit_0() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (dir, commands) = printing_commands(tmp.path());
+    for args in &commands {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let (code, stderr) = with_closed_stdout(&dir, &args);
         assert_eq!(
             code, 0,
@@ -1038,6 +1053,38 @@ fn a_closed_pipe_ends_every_printing_command_quietly_with_exit_0() {
                 "{args:?} printed {noise:?}:\n{stderr}"
             );
         }
+    }
+}
+
+#[test]
+fn a_stdout_that_cannot_be_written_is_named_in_the_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (dir, commands) = printing_commands(tmp.path());
+    // /dev/full fails every write with ENOSPC: unlike a closed pipe, a
+    // failure the user must hear about, and where.
+    for args in &commands {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let full = fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/full")
+            .unwrap();
+        let out = command(&dir, &args)
+            .stdin(Stdio::null())
+            .stdout(full)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+        let error = stderr
+            .lines()
+            .find(|l| l.starts_with("ccvault: error: "))
+            .unwrap_or_else(|| panic!("{args:?}: no error line:\n{stderr}"));
+        assert_eq!(error.matches("stdout").count(), 1, "{args:?}: {error}");
+        assert_eq!(
+            error.matches("No space left on device").count(),
+            1,
+            "{args:?}: {error}"
+        );
     }
 }
 
@@ -1101,6 +1148,39 @@ fn each_cause_of_an_error_is_printed_once() {
         assert_eq!(error.matches("Is a directory").count(), 1, "{error}");
         assert_eq!(error.matches(&name).count(), 1, "{error}");
     }
+}
+
+#[test]
+fn an_empty_ccvault_data_is_taken_as_unset() {
+    let tmp = tempfile::tempdir().unwrap();
+    import_samples(&tmp.path().join("ccvault-data"));
+    let elsewhere = tmp.path().join("elsewhere");
+    fs::create_dir(&elsewhere).unwrap();
+    let stats = |data: &str, cwd: &Path| {
+        std::process::Command::new(common::bin())
+            .args(["stats", "--format", "json"])
+            .current_dir(cwd)
+            .env("CCVAULT_DATA", data)
+            .env_remove("CCVAULT_LOG")
+            .output()
+            .unwrap()
+    };
+    // Empty: the default directory, ./ccvault-data.
+    let out = stats("", tmp.path());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let json: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(json["records"].as_u64().unwrap() > 0, "{json}");
+    // Not empty: still the directory it names.
+    let named = tmp.path().join("ccvault-data");
+    let out = stats(named.to_str().unwrap(), &elsewhere);
+    assert!(out.status.success());
+    assert_eq!(serde_json::from_slice::<Value>(&out.stdout).unwrap(), json);
+    // Empty elsewhere: no archive in ./ccvault-data there, said as such.
+    let out = stats("", &elsewhere);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("no archive at ./ccvault-data"), "{stderr}");
 }
 
 #[test]

@@ -404,6 +404,12 @@ pub enum Command {
 }
 
 fn main() -> ExitCode {
+    // `CCVAULT_DATA=` (set, but to nothing) is taken as unset, as shells and
+    // most tools treat an empty variable; clap would call it a missing
+    // `--data-dir` value, which the user never typed.
+    if std::env::var_os("CCVAULT_DATA").is_some_and(|v| v.is_empty()) {
+        std::env::remove_var("CCVAULT_DATA");
+    }
     // clap writes its own help and usage errors before `--color` is parsed:
     // told the choice from a look at the arguments first.
     let matches = <Cli as clap::CommandFactory>::command()

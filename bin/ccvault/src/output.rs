@@ -259,6 +259,51 @@ pub fn init_logging(verbose: u8, quiet: bool, color: bool) {
     let _ = tracing_subscriber::registry().with(layer).try_init();
 }
 
+/// Standard output, locked, its write errors named: "stdout: No space left
+/// on device" rather than the bare reason, which could be about any file.
+/// The error keeps its kind, so a closed pipe is still one
+/// ([`is_broken_pipe`]).
+pub fn stdout() -> Stdout {
+    Stdout(std::io::stdout().lock())
+}
+
+/// See [`stdout`].
+pub struct Stdout(std::io::StdoutLock<'static>);
+
+/// A write to stdout that failed: says where, then (as its source) why.
+#[derive(Debug)]
+struct StdoutError(std::io::Error);
+
+impl fmt::Display for StdoutError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // `error_text` drops a part its text already ends with, so a caller
+        // that said "cannot write the export to stdout" is not repeated.
+        f.write_str("stdout")
+    }
+}
+
+impl std::error::Error for StdoutError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.0)
+    }
+}
+
+fn named(e: std::io::Error) -> std::io::Error {
+    std::io::Error::new(e.kind(), StdoutError(e))
+}
+
+impl Write for Stdout {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.write(buf).map_err(named)
+    }
+    fn write_all(&mut self, buf: &[u8]) -> std::io::Result<()> {
+        self.0.write_all(buf).map_err(named)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0.flush().map_err(named)
+    }
+}
+
 /// A path flag where `-` means stdout.
 pub fn is_stdout(path: &Path) -> bool {
     path.as_os_str() == "-"
@@ -268,7 +313,7 @@ pub fn is_stdout(path: &Path) -> bool {
 /// wrote to a file.
 pub fn write_file_or_stdout(path: &Path, bytes: &[u8], what: &str) -> Result<()> {
     if is_stdout(path) {
-        let mut out = std::io::stdout().lock();
+        let mut out = stdout();
         out.write_all(bytes)?;
         out.flush()?;
     } else {

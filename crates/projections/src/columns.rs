@@ -145,10 +145,32 @@ pub struct CsvWriter<'c, W: Write, R> {
     record: Vec<String>,
 }
 
-/// A failed CSV write (the output closed or failed).
-#[derive(Debug, thiserror::Error)]
-#[error("cannot write CSV: {0}")]
-pub struct CsvError(#[from] csv::Error);
+/// A failed CSV write (the output closed or failed); its source is the
+/// write's own error, so the reason and the output it names are kept.
+#[derive(Debug)]
+pub struct CsvError(csv::Error);
+
+impl std::fmt::Display for CsvError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("cannot write CSV")
+    }
+}
+
+impl std::error::Error for CsvError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        // `csv::Error` names no source of its own for a failed write.
+        match self.0.kind() {
+            csv::ErrorKind::Io(e) => Some(e),
+            _ => Some(&self.0),
+        }
+    }
+}
+
+impl From<csv::Error> for CsvError {
+    fn from(e: csv::Error) -> Self {
+        CsvError(e)
+    }
+}
 
 impl CsvError {
     /// Whether the output was closed (`| head`), which ends a listing quietly.

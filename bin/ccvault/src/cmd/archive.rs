@@ -137,7 +137,6 @@ pub fn import(
     let started = Instant::now();
     let show_progress = crate::output::show_progress() && !print_acks;
     let mut total = ImportSummary::default();
-    let stdout = std::io::stdout();
     for (source, file) in sources.into_iter().zip(opened) {
         let (name, kind, input) = match (source, file) {
             (Some(path), Some(file)) => {
@@ -173,7 +172,7 @@ pub fn import(
             &mut |p| {
                 freed_memory.check(crate::output::rss_kib);
                 if print_acks {
-                    let mut out = stdout.lock();
+                    let mut out = crate::output::stdout();
                     let _ = writeln!(out, "durable {} {}", p.source, p.durable_through_line);
                     let _ = out.flush();
                 }
@@ -204,7 +203,7 @@ pub fn import(
     };
     match format {
         HumanJson::Json => json_line(
-            &mut std::io::stdout().lock(),
+            &mut crate::output::stdout(),
             &json!({
                 "lines": total.lines, "archived": total.archived, "quarantined": total.quarantined,
                 "duplicates": total.duplicates, "control": total.control,
@@ -285,7 +284,7 @@ pub fn show_raw(cli: &Cli, guid: &str, tenant: Option<&str>) -> Result<ExitCode>
         let leg = summarize(&inputs).and_then(|s| s.tenant);
         check_tenant(guid, leg.as_deref(), tenant)?;
     }
-    let mut out = std::io::stdout().lock();
+    let mut out = crate::output::stdout();
     super::contact::write_raw(&records, &mut out, false)?;
     Ok(ExitCode::SUCCESS)
 }
@@ -295,7 +294,7 @@ pub fn stats(cli: &Cli, format: HumanJson) -> Result<ExitCode> {
     let s = reader.stats()?;
     let c = &s.counters;
     let tz = cli.tz();
-    let mut out = std::io::stdout().lock();
+    let mut out = crate::output::stdout();
     match format {
         HumanJson::Json => json_line(
             &mut out,
@@ -379,7 +378,7 @@ pub fn tenant_stats(cli: &Cli, only: Option<&str>, format: HumanJson) -> Result<
         anyhow::bail!(note);
     }
     let tz = cli.tz();
-    let mut out = std::io::stdout().lock();
+    let mut out = crate::output::stdout();
     match format {
         HumanJson::Json => {
             for t in &tenants {
@@ -432,7 +431,7 @@ pub fn verify(cli: &Cli, no_projections: bool, format: HumanJson) -> Result<Exit
         index_problems.push(why.clone());
     }
     let clean = report.is_clean() && projections.is_clean();
-    let mut out = std::io::stdout().lock();
+    let mut out = crate::output::stdout();
     match format {
         HumanJson::Json => {
             let damage: Vec<_> = report
@@ -531,7 +530,7 @@ pub fn reindex(cli: &Cli, format: HumanJson) -> Result<ExitCode> {
         .transpose()?;
     match format {
         HumanJson::Json => json_line(
-            &mut std::io::stdout().lock(),
+            &mut crate::output::stdout(),
             &json!({"records": n, "seconds": (secs * 1000.0).round() / 1000.0,
                     "recordsPerSec": rate.round(),
                     "projectionsRebuilt": projections.is_some(),
@@ -558,7 +557,7 @@ pub fn quarantine(cli: &Cli, range: &TimeRange, format: HumanJson) -> Result<Exi
     let mut reader = open_reader(cli)?;
     let records = reader.quarantined()?;
     let tz = cli.tz();
-    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let mut out = std::io::BufWriter::new(crate::output::stdout());
     let mut listed = 0u64;
     for r in records
         .iter()

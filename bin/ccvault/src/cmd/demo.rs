@@ -119,7 +119,7 @@ pub fn demo(cli: &Cli, args: &DemoArgs) -> Result<ExitCode> {
             jiff::Timestamp::now().strftime("%Y%m%d-%H%M%S")
         ))?,
     };
-    let mut out = std::io::stdout().lock();
+    let mut out = crate::output::stdout();
     // With --format json the text goes nowhere and one object ends the run.
     let mut sink = std::io::sink();
     let text: &mut dyn Write = if human { &mut out } else { &mut sink };

@@ -14,7 +14,7 @@ pub fn completions(cli: &Cli, shell: clap_complete::Shell) -> Result<ExitCode> {
     super::no_format(cli, "completions")?;
     let mut out = Vec::new();
     clap_complete::generate(shell, &mut Cli::command(), "ccvault", &mut out);
-    let mut stdout = std::io::stdout().lock();
+    let mut stdout = crate::output::stdout();
     stdout.write_all(&out)?;
     stdout.flush()?;
     Ok(ExitCode::SUCCESS)
@@ -65,7 +65,7 @@ pub fn man(cli: &Cli, command: Option<&str>) -> Result<ExitCode> {
     };
     let mut out = Vec::new();
     clap_mangen::Man::new(page).render(&mut out)?;
-    let mut stdout = std::io::stdout().lock();
+    let mut stdout = crate::output::stdout();
     stdout.write_all(&out)?;
     stdout.flush()?;
     Ok(ExitCode::SUCCESS)

@@ -68,7 +68,7 @@ pub fn export(cli: &Cli, args: &ExportArgs) -> Result<ExitCode> {
         .into());
     }
     let (from, to) = args.range.resolve(cli)?;
-    let mut out = BufWriter::with_capacity(1 << 20, std::io::stdout().lock());
+    let mut out = BufWriter::with_capacity(1 << 20, crate::output::stdout());
     match (args.what.unwrap_or(ExportWhat::Events), format) {
         (_, Export::Parquet) => return unreachable_parquet(),
         (ExportWhat::Events, Export::Csv) => {

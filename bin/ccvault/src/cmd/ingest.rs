@@ -379,7 +379,7 @@ fn finish(
         server.abort();
     }
     let s = Summary::from_metrics(metrics);
-    let mut out = std::io::stdout().lock();
+    let mut out = crate::output::stdout();
     match cli.format_of(common.format, "ingest")? {
         HumanJson::Json => json_line(
             &mut out,

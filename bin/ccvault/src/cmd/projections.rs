@@ -364,7 +364,7 @@ pub fn show(
             return Ok(ExitCode::SUCCESS);
         }
     }
-    let mut out = std::io::stdout().lock();
+    let mut out = crate::output::stdout();
     match format {
         HumanJson::Json => {
             if let Some(value) = contact::contact_json(&shown) {
@@ -473,7 +473,7 @@ pub fn interactions(cli: &Cli, args: &InteractionsArgs) -> Result<ExitCode> {
         contact_id: args.contact.clone(),
         tenant: args.tenant.tenant.clone(),
     };
-    let mut out = BufWriter::new(std::io::stdout().lock());
+    let mut out = BufWriter::new(crate::output::stdout());
     write_interactions(&p, &filter, format, &cli.tz(), &mut out)?;
     out.flush()?;
     Ok(ExitCode::SUCCESS)
@@ -558,7 +558,7 @@ pub fn report(cli: &Cli, args: &ReportArgs) -> Result<ExitCode> {
             return Ok(ExitCode::SUCCESS);
         }
     }
-    let mut out = BufWriter::new(std::io::stdout().lock());
+    let mut out = BufWriter::new(crate::output::stdout());
     let each =
         |write: &mut dyn FnMut(&ReportRow) -> Result<()>| each_report_row(&p, &opts, tenant, write);
     let columns = report::report_columns(opts.by);
@@ -592,7 +592,7 @@ pub fn agents(cli: &Cli, args: &AgentsArgs) -> Result<ExitCode> {
     let (from, to) = args.range.resolve(cli)?;
     let p = up_to_date_for(cli, args.tenant.tenant.as_deref())?;
     let states = p.tenant_agents_time(from, to, args.tenant.tenant.as_deref())?;
-    let mut out = BufWriter::new(std::io::stdout().lock());
+    let mut out = BufWriter::new(crate::output::stdout());
     if !write_rows(
         format,
         |write| states.iter().try_for_each(write),
@@ -639,7 +639,7 @@ pub fn rebuild(cli: &Cli, format: HumanJson) -> Result<ExitCode> {
     let secs = applied.elapsed.as_secs_f64();
     match format {
         HumanJson::Json => json_line(
-            &mut std::io::stdout().lock(),
+            &mut crate::output::stdout(),
             &json!({
                 "records": applied.records, "interactions": applied.interactions,
                 "agentChanges": applied.agent_changes, "deferred": applied.deferred,

@@ -167,7 +167,7 @@ impl ServeArgs {
 /// Prints where the server listens (stdout: scripts and tests read it).
 pub fn announce(addr: SocketAddr, tls: bool) {
     let scheme = if tls { "https" } else { "http" };
-    let mut out = std::io::stdout().lock();
+    let mut out = crate::output::stdout();
     let _ = writeln!(out, "serving {scheme}://{addr}/");
     let _ = out.flush();
 }
@@ -213,7 +213,7 @@ pub fn wallboard(cli: &Cli, args: &WallboardArgs) -> Result<ExitCode> {
     let mut reader = open_reader(cli)?;
     let p = up_to_date(cli)?;
     let board = ccvault_serve::wallboard::compute(&p, &mut reader, &opts)?;
-    let mut out = std::io::stdout().lock();
+    let mut out = crate::output::stdout();
     match format {
         HumanJson::Json => json_line(&mut out, &board)?,
         HumanJson::Human => {

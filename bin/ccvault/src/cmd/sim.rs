@@ -169,7 +169,7 @@ pub fn run(cli: &Cli, args: &SimulateArgs) -> Result<ExitCode> {
                 .with_context(|| format!("writing {}", path.display()))
                 .map_err(|e| io::Error::other(format!("{e:#}")))
         }
-        None => simulate_with_truth(&cfg, io::stdout().lock(), &mut on_truth),
+        None => simulate_with_truth(&cfg, crate::output::stdout(), &mut on_truth),
     };
     let summary = match result {
         Ok(s) => s,
