@@ -1129,6 +1129,41 @@ fn logs_have_no_colour_unless_asked_and_quiet_means_quiet() {
 }
 
 #[test]
+fn warnings_speak_as_the_command_does_unless_a_log_is_asked_for() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = sample_archive(tmp.path());
+    // A flipped byte inside the first record: the open keeps it aside and
+    // says so through the store's log.
+    let segment = common::segment_files(&dir).remove(0);
+    let name = segment.file_name().unwrap().to_str().unwrap().to_owned();
+    let mut bytes = fs::read(&segment).unwrap();
+    bytes[200] ^= 0xff;
+    fs::write(&segment, &bytes).unwrap();
+    let copy = tmp.path().join("copy");
+    common::copy_dir(&dir, &copy);
+    let run = ccvault(&dir, &["reindex"]).ok();
+    let line = run
+        .stderr
+        .lines()
+        .find(|l| l.contains("kept aside on open"))
+        .unwrap_or_else(|| panic!("no warning:\n{}", run.stderr));
+    assert!(
+        line.starts_with("ccvault: warning: damaged record kept aside on open: ")
+            && line.contains(&format!("{name} byte ")),
+        "{line}"
+    );
+    assert!(!run.stderr.contains("WARN"), "{}", run.stderr);
+    // Asked for a log: time, level and where from.
+    let run = ccvault(&copy, &["-v", "reindex"]).ok();
+    let line = run
+        .stderr
+        .lines()
+        .find(|l| l.contains("kept aside on open"))
+        .unwrap_or_else(|| panic!("no warning:\n{}", run.stderr));
+    assert!(line.contains(" WARN ccvault_store"), "{line}");
+}
+
+#[test]
 fn each_cause_of_an_error_is_printed_once() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = sample_archive(tmp.path());

@@ -251,12 +251,56 @@ pub fn init_logging(verbose: u8, quiet: bool, color: bool) {
     let cap = Targets::new()
         .with_default(LevelFilter::TRACE)
         .with_target("tungstenite::handshake::client", LevelFilter::DEBUG);
+    // At the default level the lines are the user's warnings, said as the
+    // command's own are ("ccvault: warning: …"); asked for more (-v, or
+    // CCVAULT_LOG), they are a log, with time, level and where from.
+    let as_log = verbose > 0 || std::env::var_os("CCVAULT_LOG").is_some();
     let layer = tracing_subscriber::fmt::layer()
         .with_ansi(color)
-        .with_writer(std::io::stderr)
-        .with_filter(filter.and(cap));
+        .with_writer(std::io::stderr);
+    let layer = if as_log {
+        layer.with_filter(filter.and(cap)).boxed()
+    } else {
+        layer
+            .event_format(Plain)
+            .with_filter(filter.and(cap))
+            .boxed()
+    };
     // Another subscriber already installed (only in tests) keeps its own.
     let _ = tracing_subscriber::registry().with(layer).try_init();
+}
+
+/// A tracing event as one line of the command's own voice:
+/// `ccvault: warning: MESSAGE`, control characters escaped.
+struct Plain;
+
+impl<S, N> tracing_subscriber::fmt::FormatEvent<S, N> for Plain
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    N: for<'a> tracing_subscriber::fmt::FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        ctx: &tracing_subscriber::fmt::FmtContext<'_, S, N>,
+        mut writer: tracing_subscriber::fmt::format::Writer<'_>,
+        event: &tracing::Event<'_>,
+    ) -> fmt::Result {
+        let level = match *event.metadata().level() {
+            tracing::Level::ERROR => "error",
+            tracing::Level::WARN => "warning",
+            _ => "note",
+        };
+        let mut text = String::new();
+        ctx.field_format().format_fields(
+            tracing_subscriber::fmt::format::Writer::new(&mut text),
+            event,
+        )?;
+        writeln!(
+            writer,
+            "ccvault: {level}: {}",
+            ccvault_projections::for_terminal(&text)
+        )
+    }
 }
 
 /// Standard output, locked, its write errors named: "stdout: No space left

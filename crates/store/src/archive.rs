@@ -415,7 +415,7 @@ impl Archive {
         report.truncated_bytes = recovery.truncated_bytes;
         report.damaged_records = recovery.damaged.len();
         for d in &recovery.damaged {
-            tracing::warn!("damaged record kept aside on open: {d:?}");
+            tracing::warn!("damaged record kept aside on open: {d}");
         }
         if let Some(base) = recovery.resumed_after_packed {
             tracing::warn!(
