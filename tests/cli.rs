@@ -1279,6 +1279,9 @@ fn exit_codes_are_as_documented() {
         // A demo holds its day in memory: 100,000 agents took 24 GB.
         (vec!["demo", "--agents", "100000"], 2),
         (vec!["completions", "tcsh"], 2),
+        // A negative count is a bad value of its flag, not a flag `-1`.
+        (vec!["simulate", "--events", "-1"], 2),
+        (vec!["demo", "--agents", "-5"], 2),
     ] {
         let run = ccvault(&dir, &args);
         assert_eq!(run.code, code, "{args:?}:\n{}", run.stderr);
@@ -1287,6 +1290,13 @@ fn exit_codes_are_as_documented() {
             // Named as typed, not as a type or a library's internals.
             assert!(
                 !run.stderr.contains("Date(") && !run.stderr.contains("overflowed"),
+                "{args:?}: {}",
+                run.stderr
+            );
+            assert!(
+                !["'-1'", "'-5'"]
+                    .iter()
+                    .any(|n| run.stderr.contains(&format!("unexpected argument {n}"))),
                 "{args:?}: {}",
                 run.stderr
             );
@@ -1525,10 +1535,11 @@ fn completions_and_the_manual_page_cover_every_command() {
     // flags; no page points to a `help` pseudo-command.
     let ingest = ccvault(tmp.path(), &["man", "ingest"]).ok().stdout_str();
     assert!(ingest.contains("ccvault\\-ingest\\-mqtt(1)"), "{ingest}");
-    for name in ["ingest-mqtt", "ingest mqtt"] {
-        let page = ccvault(tmp.path(), &["man", name]).ok().stdout_str();
+    for name in [&["ingest-mqtt"][..], &["ingest mqtt"], &["ingest", "mqtt"]] {
+        let args: Vec<&str> = std::iter::once("man").chain(name.iter().copied()).collect();
+        let page = ccvault(tmp.path(), &args).ok().stdout_str();
         assert!(page.contains(".TH ccvault-ingest-mqtt 1"), "{page:.300}");
-        assert!(page.contains("\\-\\-keep\\-alive"), "{name}");
+        assert!(page.contains("\\-\\-keep\\-alive"), "{name:?}");
     }
     for page in [&page, &ingest] {
         assert!(!page.contains("help(1)"), "{page}");

@@ -398,8 +398,10 @@ pub enum Command {
     },
     /// Print the manual page (roff): `ccvault man > ccvault.1; man ./ccvault.1`; `ccvault man import` prints ccvault-import(1), with every flag of that command.
     Man {
-        /// A command whose own page to print.
-        command: Option<String>,
+        /// A command whose own page to print: `import`, `ingest mqtt` (also
+        /// `ingest-mqtt`, as the pages are named).
+        #[arg(value_name = "COMMAND")]
+        command: Vec<String>,
     },
 }
 
@@ -412,7 +414,7 @@ fn main() -> ExitCode {
     }
     // clap writes its own help and usage errors before `--color` is parsed:
     // told the choice from a look at the arguments first.
-    let matches = <Cli as clap::CommandFactory>::command()
+    let matches = numbers_may_be_negative(<Cli as clap::CommandFactory>::command())
         .color(output::clap_color(std::env::args_os()))
         .get_matches();
     let cli = match <Cli as clap::FromArgMatches>::from_arg_matches(&matches) {
@@ -435,6 +437,14 @@ fn main() -> ExitCode {
             ExitCode::from(output::exit_code_of(&e))
         }
     }
+}
+
+/// `--events -1` is a bad value of `--events`, said as such ("invalid
+/// value '-1' for '--events <N>'"), not an unknown flag `-1`: no flag of
+/// ccvault is a digit.
+fn numbers_may_be_negative(cmd: clap::Command) -> clap::Command {
+    cmd.allow_negative_numbers(true)
+        .mut_subcommands(numbers_may_be_negative)
 }
 
 #[cfg(test)]

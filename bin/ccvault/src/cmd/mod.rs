@@ -86,7 +86,10 @@ pub fn run(cli: &Cli) -> Result<ExitCode> {
         Command::Serve(args) => serve::serve(cli, args),
         Command::Wallboard(args) => serve::wallboard(cli, args),
         Command::Completions { shell } => docs::completions(cli, *shell),
-        Command::Man { command } => docs::man(cli, command.as_deref()),
+        Command::Man { command } => {
+            let command = command.join(" ");
+            docs::man(cli, Some(command.as_str()).filter(|c| !c.is_empty()))
+        }
     }
 }
 
