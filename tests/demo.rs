@@ -225,3 +225,48 @@ fn demos_started_together_each_get_a_fresh_directory() {
         "{dirs:?}"
     );
 }
+
+/// `--data-dir` typed on the command line is where the demo archives, as it
+/// is where every other command reads; `CCVAULT_DATA` (set for the tour)
+/// is not, so a second `demo` never collides with the archive it names.
+#[test]
+fn a_typed_data_dir_is_where_the_demo_archives() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let demo = |args: &[&str], env: Option<&str>| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_ccvault"));
+        cmd.args(args)
+            .args(["demo", "--format", "json", "--agents", "2"])
+            .current_dir(tmp.path())
+            .env_remove("CCVAULT_DATA");
+        if let Some(dir) = env {
+            cmd.env("CCVAULT_DATA", dir);
+        }
+        cmd.output().expect("run demo")
+    };
+    let out = demo(&["--data-dir", "mine"], None);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(json["dataDir"], "mine");
+    assert!(tmp.path().join("mine/log").is_dir());
+    // Again: the directory exists, and the demo never archives into one.
+    let out = demo(&["--data-dir", "mine"], None);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("mine already exists"));
+    // Two directories named: a bad command line.
+    let out = demo(&["--data-dir", "a", "--into", "b"], None);
+    assert_eq!(out.status.code(), Some(2));
+    // CCVAULT_DATA: a fresh ./ccvault-demo-<time>, the variable's archive untouched.
+    let out = demo(&[], Some("mine"));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let dir = json["dataDir"].as_str().expect("dataDir");
+    assert!(dir.contains("ccvault-demo-"), "{dir}");
+}

@@ -168,6 +168,10 @@ pub struct Cli {
         default_value = "./ccvault-data"
     )]
     pub data_dir: PathBuf,
+    /// Whether `--data-dir` was typed on the command line (not the
+    /// default, not `CCVAULT_DATA`): `demo` then archives there.
+    #[arg(skip)]
+    pub data_dir_typed: bool,
     /// Output format for the command that follows (each command lists the values it takes in its --help; the flag may also follow the command name).
     #[arg(long = "format", value_name = "FORMAT", value_parser = PossibleValuesParser::new(output::ANY_FORMAT))]
     pub format: Option<String>,
@@ -417,10 +421,12 @@ fn main() -> ExitCode {
     let matches = numbers_may_be_negative(<Cli as clap::CommandFactory>::command())
         .color(output::clap_color(std::env::args_os()))
         .get_matches();
-    let cli = match <Cli as clap::FromArgMatches>::from_arg_matches(&matches) {
+    let mut cli = match <Cli as clap::FromArgMatches>::from_arg_matches(&matches) {
         Ok(cli) => cli,
         Err(e) => e.exit(),
     };
+    cli.data_dir_typed =
+        matches.value_source("data_dir") == Some(clap::parser::ValueSource::CommandLine);
     output::set_quiet(cli.quiet);
     output::init_logging(cli.verbose, cli.quiet, output::use_color(cli.color));
     tracing::debug!(

@@ -29,8 +29,8 @@ pub struct DemoArgs {
     /// `simulate --out FILE` and `import FILE` take any size.
     #[arg(long, default_value_t = 40, value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub agents: u32,
-    /// Where to create the demo archive (must not exist); default
-    /// `./ccvault-demo-<UTC time>`.
+    /// Where to create the demo archive (must not exist); default the
+    /// `--data-dir` typed on the command line, else `./ccvault-demo-<UTC time>`.
     #[arg(long)]
     pub into: Option<PathBuf>,
     /// Output format: the guided text, or one JSON object with the counts, paths and the commands to try next.
@@ -108,9 +108,23 @@ pub fn demo(cli: &Cli, args: &DemoArgs) -> Result<ExitCode> {
     let format = cli.format_of(args.format, "demo")?;
     let human = format == HumanJson::Human;
     let started = Instant::now();
-    let dir = match &args.into {
+    // `ccvault --data-dir X demo` archives into X, as every other command
+    // would read X; only the default and CCVAULT_DATA are left for --into's.
+    let into = match (&args.into, cli.data_dir_typed) {
+        (Some(into), true) if *into != cli.data_dir => {
+            return Err(crate::output::UsageError(format!(
+                "--into {} and --data-dir {} name two directories; the demo archives into one",
+                into.display(),
+                cli.data_dir.display()
+            ))
+            .into())
+        }
+        (None, true) => Some(&cli.data_dir),
+        (into, _) => into.as_ref(),
+    };
+    let dir = match into {
         Some(d) if d.exists() => bail!(
-            "{} already exists; the demo archives into a fresh directory (name another with --into, or leave --into out)",
+            "{} already exists; the demo archives into a fresh directory (name another, or leave --into and --data-dir out)",
             d.display()
         ),
         Some(d) => d.clone(),
