@@ -9,6 +9,9 @@
 //!   truncating would drop acknowledged records.
 //! - A checkpoint position is trusted only if a valid record starts there;
 //!   otherwise the whole last segment is scanned.
+//! - A last segment with no valid header and no record is a torn creation
+//!   only if nothing but zeros follows its header (which is synced before
+//!   any append); any other such file is refused, never overwritten.
 //! - After recovery, everything kept in the last segment is fsynced.
 
 use std::path::Path;
@@ -17,7 +20,9 @@ use std::sync::Arc;
 use crate::error::{LogError, Result};
 use crate::format::{FORMAT_VERSION, HEADER_LEN};
 use crate::scan::{Damage, DamageReason, Scan, ScanRef, SegCursor, Step};
-use crate::segment::{read_header, rewrite_empty_segment, segment_path, segz_path, HeaderState};
+use crate::segment::{
+    read_full_at, read_header, rewrite_empty_segment, segment_path, segz_path, HeaderState,
+};
 use crate::vfs::{OpenMode, Vfs, VfsFile};
 use crate::window::{Src, Window};
 use crate::Position;
@@ -120,6 +125,29 @@ pub(crate) fn next_offset_after_packed(vfs: &Arc<dyn Vfs>, dir: &Path, base: u64
     }
 }
 
+/// The position of the first byte of `file` in `from..to` that is not
+/// zero, if any.
+fn first_nonzero(file: &dyn VfsFile, path: &Path, from: u64, to: u64) -> Result<Option<u64>> {
+    let mut buf = vec![0u8; 64 << 10];
+    let mut pos = from;
+    while pos < to {
+        let want = usize::try_from(to - pos).map_or(buf.len(), |n| n.min(buf.len()));
+        let Some(chunk) = buf.get_mut(..want) else {
+            break;
+        };
+        let got = read_full_at(file, path, chunk, pos)?;
+        let Some(read) = chunk.get(..got) else { break };
+        if let Some(i) = read.iter().position(|&b| b != 0) {
+            return Ok(Some(pos + i as u64));
+        }
+        if got < want {
+            break;
+        }
+        pos += got as u64;
+    }
+    Ok(None)
+}
+
 /// Recovers segment `base` of `dir`, the last one of the log.
 pub(crate) fn recover_last(
     vfs: &dyn Vfs,
@@ -166,6 +194,22 @@ pub(crate) fn recover_last(
 
     // A segment whose creation was torn: no valid header and no record.
     if matches!(header, HeaderState::Short | HeaderState::Damaged(_)) && pass.records == 0 {
+        // Its header is synced before any record is appended, so a torn
+        // creation holds nothing past the header but zeros. Other bytes
+        // are a file this log never wrote (named like a segment, copied
+        // into log/): never overwritten.
+        if let Some(at) = first_nonzero(file.as_ref(), &path, u64::from(HEADER_LEN), old_len)? {
+            return Err(LogError::Corrupt {
+                file: path,
+                pos: at,
+                what: format!(
+                    "named as the log's last segment, but it has no valid segment header and no record, \
+                     and {} bytes of other data: not a segment this log wrote, and not overwritten; \
+                     move it out of the log directory (keep it if it is someone's file) and open again",
+                    old_len.saturating_sub(u64::from(HEADER_LEN))
+                ),
+            });
+        }
         rewrite_empty_segment(file.as_ref(), &path, base)?;
         recovery.truncated_bytes = old_len.saturating_sub(u64::from(HEADER_LEN));
         if recovery.truncated_bytes > 0 {

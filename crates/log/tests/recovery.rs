@@ -125,6 +125,44 @@ fn torn_segment_creation_is_repaired() {
 }
 
 #[test]
+fn a_file_named_like_the_next_segment_is_never_overwritten() {
+    // A torn creation leaves at most a header's bytes, or zeros past them
+    // (repaired above); a file with other bytes and no header is not one
+    // of the log's, whatever its name.
+    let tmp = tempfile::tempdir().unwrap();
+    let template = tmp.path().join("t");
+    let (mut log, _) = Log::open(&template, opts(1 << 20), None).unwrap();
+    write_records(&mut log, 0, 20, 100);
+    drop(log);
+    let mut rng = Rng(11);
+    let foreign: Vec<u8> = (0..3000).map(|_| rng.next_u64() as u8).collect();
+    let mut zeros = vec![0u8; 3000];
+    zeros[..5].copy_from_slice(b"CCVLX");
+    for (name, bytes, ours) in [("foreign", &foreign, false), ("zeros", &zeros, true)] {
+        let dir = tmp.path().join(name);
+        copy_dir(&template, &dir);
+        let file = dir.join(ccvault_log::segment_file_name(20));
+        std::fs::write(&file, bytes).unwrap();
+        match Log::open(&dir, opts(1 << 20), None) {
+            Ok((mut log, rec)) => {
+                assert!(ours, "{name}: opened over a file it never wrote");
+                assert_eq!(rec.next_offset, 20);
+                write_records(&mut log, 20, 25, 100);
+                drop(log);
+                assert!(verify(&dir).unwrap().is_clean(), "{name}");
+            }
+            Err(e) => {
+                assert!(!ours, "{name}: {e}");
+                let text = e.to_string();
+                assert!(text.contains(&file.display().to_string()), "{text}");
+                assert!(text.contains("not overwritten"), "{text}");
+                assert_eq!(&std::fs::read(&file).unwrap(), bytes, "{name} changed");
+            }
+        }
+    }
+}
+
+#[test]
 fn garbage_after_the_last_record_is_truncated() {
     let tmp = tempfile::tempdir().unwrap();
     let (mut log, _) = Log::open(tmp.path(), opts(1 << 20), None).unwrap();
