@@ -607,6 +607,61 @@ fn the_wallboard_is_pushed_as_another_process_archives() {
     );
 }
 
+/// A second server on an archive whose projections the first holds reads
+/// them as the first brings them up: each document it pushes is the state
+/// of the records it names, and it follows the first's catch-up without
+/// waiting for another index commit.
+#[test]
+fn a_second_server_follows_the_first_and_labels_what_it_shows() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    import(&data, &[&sample("events.ndjson")], &[]);
+    // The first looks seldom, so the second sees each commit before the
+    // projections hold it.
+    let first = Server::start(&data, &dir.path().join("first.log"), &["--poll", "1500ms"]);
+    let mut first_events = Events::open(first.addr, "/events", &[]);
+    first_events.until(Duration::from_secs(10), |m| m.event == "wallboard");
+    let second = Server::start(&data, &dir.path().join("second.log"), &[]);
+    let mut events = Events::open(second.addr, "/events", &[]);
+    events.until(Duration::from_secs(10), |m| m.event == "wallboard");
+
+    let now = jiff::Timestamp::now().as_millisecond();
+    for (n, accepted) in [(1, false), (2, true)] {
+        let guid = format!("int-live-000{n}-phone-00-tenant01");
+        ccvault_stdin(
+            &data,
+            &["import", "-"],
+            live_call(&guid, now - 5_000, accepted).as_bytes(),
+        )
+        .ok();
+        let want = if accepted { "talking" } else { "queued" };
+        // The first server's document of the new records: their count.
+        let m = first_events.until(Duration::from_secs(5), |m| {
+            serde_json::from_str::<serde_json::Value>(&m.data)
+                .is_ok_and(|b| stage_of(&b, &guid).as_deref() == Some(want))
+        });
+        let end = serde_json::from_str::<serde_json::Value>(&m.data).unwrap()["records"]
+            .as_u64()
+            .unwrap();
+        // The second's, until it shows them: never that count without them.
+        events.until(Duration::from_secs(5), |m| {
+            if m.event != "wallboard" {
+                return false;
+            }
+            let board: serde_json::Value = serde_json::from_str(&m.data).unwrap();
+            let shown = stage_of(&board, &guid).as_deref() == Some(want);
+            assert_eq!(
+                board["records"].as_u64().unwrap() >= end,
+                shown,
+                "a document of {} records (the new ones end at {end}) with the call {}",
+                board["records"],
+                if shown { "shown" } else { "not shown" }
+            );
+            shown
+        });
+    }
+}
+
 fn metric(server: &Server, name: &str) -> u64 {
     let text = server.get("/metrics").text();
     text.lines()

@@ -117,6 +117,8 @@ pub struct Live {
     floor: Mutex<Option<Floor>>,
     wake: (Mutex<bool>, Condvar),
     stop: AtomicBool,
+    /// The last refresh read projections another process holds.
+    held_elsewhere: AtomicBool,
     pub counters: Counters,
 }
 
@@ -137,6 +139,7 @@ impl Live {
             floor: Mutex::new(None),
             wake: (Mutex::new(false), Condvar::new()),
             stop: AtomicBool::new(false),
+            held_elsewhere: AtomicBool::new(false),
             counters: Counters::default(),
         })
     }
@@ -271,6 +274,8 @@ impl Live {
         let mut touched = Touched::default();
         let noting = tracked.is_some().then_some(&mut touched);
         let applied = self.catch_up(&mut reader, noting)?;
+        self.held_elsewhere
+            .store(applied.is_none(), Ordering::Relaxed);
         let end = reader.visible_end();
         let board = self.with_projections(|p| {
             let kept = tracked.take().filter(|f| {
@@ -290,13 +295,14 @@ impl Live {
                 }
             };
             let board = floor.wallboard(&options)?;
+            let records = floor.records();
             // Only a state this process keeps up to date is worth keeping.
             if applied.is_some() {
                 *tracked = Some(floor);
             }
-            Ok(board)
+            Ok((board, records))
         })?;
-        Ok((board, end))
+        Ok(board)
     }
 
     /// Computes and publishes the wallboard now.
@@ -333,10 +339,13 @@ impl Live {
     /// Watches the archive until [`Live::stop`]: polls the index file every
     /// `poll` (or wakes on [`Live::notify`]) and publishes a new snapshot
     /// when it moved, or when the last one is [`MAX_STALE`]. The first poll
-    /// always publishes.
+    /// always publishes. While another process holds the projections, the
+    /// document is as far as that process brought them, so their file is
+    /// watched too, and the document moves when they do.
     pub fn run(self: Arc<Self>, poll: Duration) {
-        let index = Layout::new(&self.dir).index_path();
-        let mut seen: Option<(u64, Option<SystemTime>)> = None;
+        let layout = Layout::new(&self.dir);
+        let files = [layout.index_path(), layout.projections_path()];
+        let mut seen: Option<Vec<FileStamp>> = None;
         let mut last = Instant::now();
         while !self.stop.load(Ordering::SeqCst) {
             let notified = {
@@ -357,9 +366,23 @@ impl Live {
             if self.stop.load(Ordering::SeqCst) {
                 break;
             }
-            let now_seen = std::fs::metadata(&index)
-                .ok()
-                .map(|m| (m.len(), m.modified().ok()));
+            // This process's own commits to the projections follow the
+            // index's: watched only while another process holds them.
+            let watched = if self.held_elsewhere.load(Ordering::Relaxed) {
+                &files[..]
+            } else {
+                &files[..1]
+            };
+            let now_seen = Some(
+                watched
+                    .iter()
+                    .map(|f| {
+                        std::fs::metadata(f)
+                            .ok()
+                            .map(|m| (m.len(), m.modified().ok()))
+                    })
+                    .collect::<Vec<_>>(),
+            );
             let moved = now_seen != seen;
             if notified || moved || last.elapsed() >= MAX_STALE {
                 seen = now_seen;
@@ -369,6 +392,9 @@ impl Live {
         }
     }
 }
+
+/// A watched file's length and modification time (`None`: not there).
+type FileStamp = Option<(u64, Option<SystemTime>)>;
 
 /// One JSON value and a newline: the bytes `--format json` writes.
 pub fn json_line(value: &impl serde::Serialize) -> Result<String> {

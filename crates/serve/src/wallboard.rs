@@ -232,8 +232,9 @@ pub struct Floor {
 }
 
 impl Floor {
-    /// The state of the archive `reader` sees, from projections caught up
-    /// to it, for the day of `opts.now_ms`.
+    /// The state of the archive as the projections `p` hold it (caught up
+    /// to what `reader` sees, unless another process holds them), for the
+    /// day of `opts.now_ms`.
     pub fn build(
         p: &Projections,
         reader: &mut ArchiveReader,
@@ -246,7 +247,10 @@ impl Floor {
             filed: HashMap::new(),
             live: HashMap::new(),
             agents: p.agents_now()?,
-            records: reader.visible_end(),
+            // What the projections include: the reader's end once this
+            // process caught them up, else (another process holds them)
+            // as far as that process has brought them.
+            records: p.state()?.consumed,
         };
         // One pass over the stored summaries serves both today's legs and
         // those that may be in progress (the last 24 hours).

@@ -29,7 +29,7 @@ pub struct DemoArgs {
     /// `simulate --out FILE` and `import FILE` take any size.
     #[arg(long, default_value_t = 40, value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub agents: u32,
-    /// Where to create the demo archive (must not exist); default the
+    /// Where to create the demo archive (must not exist); without it the
     /// `--data-dir` typed on the command line, else `./ccvault-demo-<UTC time>`.
     #[arg(long)]
     pub into: Option<PathBuf>,
@@ -109,16 +109,9 @@ pub fn demo(cli: &Cli, args: &DemoArgs) -> Result<ExitCode> {
     let human = format == HumanJson::Human;
     let started = Instant::now();
     // `ccvault --data-dir X demo` archives into X, as every other command
-    // would read X; only the default and CCVAULT_DATA are left for --into's.
+    // would read X; --into, the demo's own flag, wins over it, and the
+    // default and CCVAULT_DATA give a fresh directory.
     let into = match (&args.into, cli.data_dir_typed) {
-        (Some(into), true) if *into != cli.data_dir => {
-            return Err(crate::output::UsageError(format!(
-                "--into {} and --data-dir {} name two directories; the demo archives into one",
-                into.display(),
-                cli.data_dir.display()
-            ))
-            .into())
-        }
         (None, true) => Some(&cli.data_dir),
         (into, _) => into.as_ref(),
     };
