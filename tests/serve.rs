@@ -662,6 +662,43 @@ fn a_second_server_follows_the_first_and_labels_what_it_shows() {
     }
 }
 
+/// Without a token only requests addressed to a loopback name are
+/// answered: a page whose name an attacker made resolve to 127.0.0.1 (DNS
+/// rebinding) still sends that name, and must not read the archive.
+#[test]
+fn without_a_token_only_loopback_names_are_answered() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    import(&data, &[&sample("events.ndjson")], &[]);
+    let server = Server::start(&data, &dir.path().join("serve.log"), &["--at", AT]);
+    let port = server.addr.port();
+    for host in [
+        "localhost".to_owned(),
+        format!("localhost:{port}"),
+        format!("127.0.0.1:{port}"),
+        format!("[::1]:{port}"),
+    ] {
+        let r = http::get_with(server.addr, "/api/wallboard", &[("Host", &host)]);
+        assert_eq!(r.status, 200, "{host}");
+    }
+    for path in ["/api/wallboard", "/api/interactions", "/", "/events"] {
+        for host in ["attacker.example", "attacker.example:8080", "10.1.2.3"] {
+            let r = http::get_with(server.addr, path, &[("Host", host)]);
+            assert_eq!(r.status, 403, "{host}{path}");
+            assert!(r.text().contains("localhost"), "{}", r.text());
+            assert_security_headers(&r, path);
+        }
+    }
+    // An absolute request target names its host too.
+    let r = http::get(server.addr, "http://attacker.example/api/wallboard");
+    assert_eq!(r.status, 403);
+    let r = http::get(
+        server.addr,
+        &format!("http://127.0.0.1:{port}/api/wallboard"),
+    );
+    assert_eq!(r.status, 200);
+}
+
 fn metric(server: &Server, name: &str) -> u64 {
     let text = server.get("/metrics").text();
     text.lines()
@@ -764,6 +801,12 @@ fn a_public_address_needs_a_token_and_the_token_is_checked() {
         200
     );
     assert_eq!(http::get_with(server.addr, "/metrics", &ok).status, 200);
+    // With a token, any name reaches it (a public address has one).
+    let named = [ok[0], ("Host", "ccvault.example:8443")];
+    assert_eq!(
+        http::get_with(server.addr, "/api/wallboard", &named).status,
+        200
+    );
     assert_eq!(server.get("/metrics").status, 401);
     let events = Events::open(server.addr, "/events", &[]);
     assert_eq!(events.status, 401);
@@ -1088,7 +1131,7 @@ fn shutdown_does_not_wait_for_a_client_that_never_ends_its_headers() {
     import(&data, &[&sample("events.ndjson")], &[]);
     let mut server = Server::start(&data, &dir.path().join("serve.log"), &["--at", AT]);
     let mut stalled = std::net::TcpStream::connect(server.addr).unwrap();
-    stalled.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n").unwrap();
+    stalled.write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\n").unwrap();
     // The server has taken the connection and read what was sent.
     std::thread::sleep(Duration::from_millis(300));
     let asked = std::time::Instant::now();
@@ -1126,7 +1169,7 @@ fn slow_headers_and_idle_connections_are_closed_but_events_stream_on() {
     };
     let mut stalled = std::net::TcpStream::connect(server.addr).unwrap();
     let sent = std::time::Instant::now();
-    stalled.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n").unwrap();
+    stalled.write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\n").unwrap();
     let took = closed_after(&mut stalled, sent);
     assert!(
         took >= Duration::from_millis(900) && took < Duration::from_secs(5),
@@ -1136,7 +1179,7 @@ fn slow_headers_and_idle_connections_are_closed_but_events_stream_on() {
     // A kept-alive connection, idle after its answer.
     let mut idle = std::io::BufReader::new(std::net::TcpStream::connect(server.addr).unwrap());
     idle.get_mut()
-        .write_all(b"GET /api/wallboard HTTP/1.1\r\nHost: x\r\n\r\n")
+        .write_all(b"GET /api/wallboard HTTP/1.1\r\nHost: localhost\r\n\r\n")
         .unwrap();
     let mut head = String::new();
     let mut length = 0;

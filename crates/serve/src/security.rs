@@ -90,6 +90,42 @@ fn token_char(c: char) -> bool {
     c.is_ascii_graphic() && c != ';'
 }
 
+/// Whether a request addressed to `host` (a `Host` header's value, or the
+/// authority of an absolute request target) names this machine's loopback:
+/// `localhost` (or a name under `.localhost`, which browsers resolve to
+/// loopback themselves), `127.0.0.0/8` or `[::1]`, with any port. A server
+/// without a token answers only those: a web page whose own name was made
+/// to resolve to 127.0.0.1 (DNS rebinding) then still sends its name, and
+/// is refused rather than reading the archive through the user's browser.
+pub fn is_loopback_host(host: &str) -> bool {
+    let name = match host.strip_prefix('[') {
+        Some(rest) => match rest.split_once(']') {
+            Some((ip, port)) if port.is_empty() || is_port(port) => ip,
+            _ => return false,
+        },
+        None => match host.rsplit_once(':') {
+            Some((name, port)) if is_port(port) => name,
+            Some(_) => return false,
+            None => host,
+        },
+    };
+    let name = name.strip_suffix('.').unwrap_or(name).to_ascii_lowercase();
+    name == "localhost"
+        || name.ends_with(".localhost")
+        || name
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// `:PORT` after a host: digits only.
+fn is_port(colon_port: &str) -> bool {
+    colon_port
+        .strip_prefix(':')
+        .unwrap_or(colon_port)
+        .bytes()
+        .all(|b| b.is_ascii_digit())
+}
+
 /// The policy of a crates/html page: [`CSP`], with the page's one inline
 /// `<style>` element allowed by its SHA-256.
 pub fn csp_for_page(page: &str) -> String {
@@ -111,6 +147,39 @@ pub fn csp_for_page(page: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_loopback_names_are_loopback_hosts() {
+        for host in [
+            "localhost",
+            "localhost:8080",
+            "LOCALHOST:8080",
+            "localhost.",
+            "app.localhost:80",
+            "127.0.0.1",
+            "127.0.0.1:8080",
+            "127.1.2.3:1",
+            "[::1]",
+            "[::1]:8080",
+        ] {
+            assert!(is_loopback_host(host), "{host}");
+        }
+        for host in [
+            "attacker.example",
+            "attacker.example:8080",
+            "localhost.attacker.example",
+            "127.0.0.1.nip.io",
+            "10.0.0.1:8080",
+            "0.0.0.0:8080",
+            "[::2]:8080",
+            "[::1]x",
+            "localhost:80a",
+            "",
+            "::1",
+        ] {
+            assert!(!is_loopback_host(host), "{host}");
+        }
+    }
 
     #[test]
     fn the_token_is_admitted_by_header_or_cookie_only_when_equal() {

@@ -39,7 +39,7 @@ use crate::query::{
     only_known_params, InteractionsQuery, ReportQuery, INTERACTIONS_PARAMS, NO_PARAMS,
     REPORT_PARAMS,
 };
-use crate::security::{csp_for_page, Token, CSP, TOKEN_COOKIE};
+use crate::security::{csp_for_page, is_loopback_host, Token, CSP, TOKEN_COOKIE};
 use crate::{pages, search};
 
 const WALLBOARD_JS: &str = include_str!("../assets/wallboard.js");
@@ -687,6 +687,19 @@ async fn guard(State(s): State<AppState>, req: Request, next: Next) -> Response 
     let method = req.method().clone();
     let open = route == "/login" || route == "/favicon.ico" || route.starts_with("/assets/");
     let admitted = match &s.token {
+        None if !addressed_to_loopback(&req) => {
+            return secured(
+                Problem(
+                    StatusCode::FORBIDDEN,
+                    "without a token this server answers only requests addressed to localhost, 127.0.0.1 or [::1] (a page of another site must not read the archive through your browser); serve with --token-file to be reached under other names".into(),
+                )
+                .into_response(),
+                &s,
+                &route,
+                &method,
+                started,
+            );
+        }
         None => true,
         Some(t) => {
             open || {
@@ -697,7 +710,7 @@ async fn guard(State(s): State<AppState>, req: Request, next: Next) -> Response 
             }
         }
     };
-    let mut response = if admitted {
+    let response = if admitted {
         next.run(req).await
     } else {
         let mut r = Problem(
@@ -711,6 +724,34 @@ async fn guard(State(s): State<AppState>, req: Request, next: Next) -> Response 
         );
         r
     };
+    secured(response, &s, &route, &method, started)
+}
+
+/// Whether the request names a loopback host, in its `Host` header and in
+/// an absolute request target alike (either may be absent).
+fn addressed_to_loopback(req: &Request) -> bool {
+    let host = req.headers().get(header::HOST).map(|h| h.to_str());
+    let header_ok = match host {
+        None => true,
+        Some(Ok(h)) => is_loopback_host(h),
+        Some(Err(_)) => false,
+    };
+    header_ok
+        && req
+            .uri()
+            .authority()
+            .is_none_or(|a| is_loopback_host(a.as_str()))
+}
+
+/// `response` with the headers every response carries, counted for
+/// `/metrics` and written to the access log.
+fn secured(
+    mut response: Response,
+    s: &AppState,
+    route: &str,
+    method: &axum::http::Method,
+    started: Instant,
+) -> Response {
     let h = response.headers_mut();
     if !h.contains_key(header::CONTENT_SECURITY_POLICY) {
         h.insert(
@@ -730,7 +771,7 @@ async fn guard(State(s): State<AppState>, req: Request, next: Next) -> Response 
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     let status = response.status().as_u16();
     if let Ok(mut map) = s.requests.0.lock() {
-        *map.entry((route.clone(), status)).or_default() += 1;
+        *map.entry((route.to_owned(), status)).or_default() += 1;
     }
     tracing::info!(
         target: "ccvault::access",
