@@ -699,6 +699,88 @@ fn without_a_token_only_loopback_names_are_answered() {
     assert_eq!(r.status, 200);
 }
 
+/// The report of a server counts with the server's `--sla` and
+/// `--short-abandon`, as its wallboard does, unless the query names others;
+/// a window whose start is after its end, or a parameter given twice, is
+/// refused by name.
+#[test]
+fn a_servers_report_counts_with_its_own_threshold() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    import(&data, &[&sample("events.ndjson")], &[]);
+    let server = Server::start(
+        &data,
+        &dir.path().join("serve.log"),
+        &[
+            "--at",
+            AT,
+            "--sla",
+            "phone=90s,chat=60s",
+            "--short-abandon",
+            "1s",
+        ],
+    );
+    let served = server.get("/api/report?interval=1d&by=queue,channel");
+    assert_eq!(served.status, 200, "{}", served.text());
+    let cli = ccvault(
+        &data,
+        &[
+            "report",
+            "--format",
+            "json",
+            "--interval",
+            "1d",
+            "--by",
+            "queue,channel",
+            "--sla",
+            "phone=90s,chat=60s",
+            "--short-abandon",
+            "1s",
+        ],
+    )
+    .ok();
+    assert_eq!(served.text(), cli.stdout_str());
+    // Not the CLI's defaults: the threshold changes the answer here.
+    let default = ccvault(
+        &data,
+        &[
+            "report",
+            "--format",
+            "json",
+            "--interval",
+            "1d",
+            "--by",
+            "queue,channel",
+        ],
+    )
+    .ok();
+    assert_ne!(served.text(), default.stdout_str());
+    // Named in the query: the query's.
+    let asked = server.get("/api/report?interval=1d&by=queue,channel&sla=20s&short_abandon=5s");
+    assert_eq!(asked.text(), default.stdout_str());
+    let page = server.get("/report?interval=1d&by=queue,channel").text();
+    assert!(
+        page.contains("phone=90s"),
+        "the page names the threshold it counts with"
+    );
+
+    for path in [
+        "/api/report?from=2025-11-24&to=2025-11-23",
+        "/api/interactions?from=2025-11-24&to=2025-11-23",
+    ] {
+        let r = server.get(path);
+        assert_eq!(r.status, 400, "{path}");
+        assert!(
+            r.text().contains("from") && r.text().contains("is after"),
+            "{}",
+            r.text()
+        );
+    }
+    let r = server.get("/api/interactions?queue=311&queue=313");
+    assert_eq!(r.status, 400);
+    assert!(r.text().contains("\"queue\" given twice"), "{}", r.text());
+}
+
 fn metric(server: &Server, name: &str) -> u64 {
     let text = server.get("/metrics").text();
     text.lines()
@@ -1131,7 +1213,9 @@ fn shutdown_does_not_wait_for_a_client_that_never_ends_its_headers() {
     import(&data, &[&sample("events.ndjson")], &[]);
     let mut server = Server::start(&data, &dir.path().join("serve.log"), &["--at", AT]);
     let mut stalled = std::net::TcpStream::connect(server.addr).unwrap();
-    stalled.write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\n").unwrap();
+    stalled
+        .write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\n")
+        .unwrap();
     // The server has taken the connection and read what was sent.
     std::thread::sleep(Duration::from_millis(300));
     let asked = std::time::Instant::now();
@@ -1169,7 +1253,9 @@ fn slow_headers_and_idle_connections_are_closed_but_events_stream_on() {
     };
     let mut stalled = std::net::TcpStream::connect(server.addr).unwrap();
     let sent = std::time::Instant::now();
-    stalled.write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\n").unwrap();
+    stalled
+        .write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\n")
+        .unwrap();
     let took = closed_after(&mut stalled, sent);
     assert!(
         took >= Duration::from_millis(900) && took < Duration::from_secs(5),

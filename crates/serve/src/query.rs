@@ -12,6 +12,8 @@ use ccvault_projections::{InteractionFilter, LegKind, Outcome};
 use jiff::tz::TimeZone;
 use serde::Deserialize;
 
+use crate::wallboard::WallboardOptions;
+
 /// A bad query parameter.
 #[derive(Debug, thiserror::Error)]
 #[error("bad parameter {name}: {why}")]
@@ -38,6 +40,30 @@ fn instant(name: &'static str, v: Option<&str>, tz: &TimeZone) -> Result<Option<
     t.resolve(tz, jiff::Timestamp::now())
         .map(Some)
         .map_err(|why| BadParam { name, why })
+}
+
+/// `from` and `to` as a window `[from, to)`: refused when `from` is after
+/// `to`, as the CLI refuses it (an empty answer would say "nothing then",
+/// not "you swapped them").
+fn window(
+    from: Option<&str>,
+    to: Option<&str>,
+    tz: &TimeZone,
+) -> Result<(Option<i64>, Option<i64>), BadParam> {
+    let (f, t) = (instant("from", from, tz)?, instant("to", to, tz)?);
+    if let (Some(f_ms), Some(t_ms)) = (f, t) {
+        if f_ms > t_ms {
+            return Err(BadParam {
+                name: "from",
+                why: format!(
+                    "{:?} is after to {:?}: the window is [from, to)",
+                    from.unwrap_or_default(),
+                    to.unwrap_or_default()
+                ),
+            });
+        }
+    }
+    Ok((f, t))
 }
 
 fn from_str<T: std::str::FromStr>(s: &str) -> Result<T, String>
@@ -71,7 +97,15 @@ pub fn only_known_params(uri: &axum::http::Uri, known: &[&str]) -> Result<(), St
     let axum::extract::Query(pairs) =
         axum::extract::Query::<Vec<(String, String)>>::try_from_uri(uri)
             .map_err(|e| format!("unreadable query: {}", e.body_text()))?;
-    for (name, _) in &pairs {
+    for (i, (name, _)) in pairs.iter().enumerate() {
+        if pairs
+            .get(..i)
+            .is_some_and(|seen| seen.iter().any(|(n, _)| n == name))
+        {
+            return Err(format!(
+                "parameter {name:?} given twice (each takes one value)"
+            ));
+        }
         if !known.contains(&name.as_str()) {
             let takes = if known.is_empty() {
                 "none".to_owned()
@@ -103,9 +137,10 @@ pub struct InteractionsQuery {
 impl InteractionsQuery {
     /// The filter `ccvault interactions` builds from the same flags.
     pub fn filter(&self, tz: &TimeZone) -> Result<InteractionFilter, BadParam> {
+        let (from, to) = window(self.from.as_deref(), self.to.as_deref(), tz)?;
         Ok(InteractionFilter {
-            from: instant("from", self.from.as_deref(), tz)?,
-            to: instant("to", self.to.as_deref(), tz)?,
+            from,
+            to,
             queue_id: param("queue", self.queue.as_deref(), from_str::<i64>)?,
             agent_id: param("agent", self.agent.as_deref(), |s| Ok(s.to_owned()))?,
             outcome: param("outcome", self.outcome.as_deref(), from_str::<Outcome>)?,
@@ -129,36 +164,99 @@ pub struct ReportQuery {
 }
 
 impl ReportQuery {
-    /// The options `ccvault report` builds from the same flags (and its
-    /// defaults: 1h, all legs together, 20s, 5s).
-    pub fn options(&self, tz: &TimeZone) -> Result<ReportOptions, BadParam> {
+    /// The options `ccvault report` builds from the same flags, with
+    /// `report`'s defaults (1h, all legs together) but the server's own
+    /// service-level threshold and short-abandon limit (`serve --sla`,
+    /// `--short-abandon`, which the wallboard counts with too), so that the
+    /// report and the wallboard of one server agree.
+    pub fn options(&self, server: &WallboardOptions) -> Result<ReportOptions, BadParam> {
+        let tz = &server.tz;
+        let (from, to) = window(self.from.as_deref(), self.to.as_deref(), tz)?;
         Ok(ReportOptions {
             interval: param("interval", self.interval.as_deref(), from_str::<Interval>)?
                 .unwrap_or(Interval::Hour1),
             by: param("by", self.by.as_deref(), from_str::<GroupBy>)?.unwrap_or_default(),
             tz: tz.clone(),
             sla: param("sla", self.sla.as_deref(), from_str::<Sla>)?
-                .map_or_else(default_sla, Ok)?,
+                .unwrap_or_else(|| server.sla.clone()),
             short_abandon_ms: param(
                 "short_abandon",
                 self.short_abandon.as_deref(),
                 parse_duration_ms,
             )?
-            .unwrap_or(5_000),
-            from: instant("from", self.from.as_deref(), tz)?,
-            to: instant("to", self.to.as_deref(), tz)?,
+            .unwrap_or(server.short_abandon_ms),
+            from,
+            to,
         })
     }
-}
-
-/// `report --sla`'s default.
-pub fn default_sla() -> Result<Sla, BadParam> {
-    from_str::<Sla>("20s").map_err(|why| BadParam { name: "sla", why })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A server's options as `serve` defaults them, but for `sla`.
+    fn server_with(sla: &str) -> WallboardOptions {
+        WallboardOptions {
+            tz: TimeZone::UTC,
+            sla: sla.parse().unwrap(),
+            short_abandon_ms: 5_000,
+            state_names: Default::default(),
+            now_ms: 0,
+        }
+    }
+
+    fn server() -> WallboardOptions {
+        server_with("20s")
+    }
+
+    #[test]
+    fn a_report_counts_with_the_servers_threshold_unless_asked_for_another() {
+        let opts = ReportQuery::default()
+            .options(&server_with("phone=20s,chat=60s"))
+            .unwrap();
+        assert_eq!(opts.sla, "phone=20s,chat=60s".parse().unwrap());
+        let opts = ReportQuery {
+            sla: Some("30s".into()),
+            short_abandon: Some("2s".into()),
+            ..Default::default()
+        }
+        .options(&server_with("phone=20s,chat=60s"))
+        .unwrap();
+        assert_eq!(opts.sla, "30s".parse().unwrap());
+        assert_eq!(opts.short_abandon_ms, 2_000);
+    }
+
+    #[test]
+    fn a_window_whose_start_is_after_its_end_is_refused_by_name() {
+        let swapped = (Some("2025-11-25".to_owned()), Some("2025-11-24".to_owned()));
+        let e = InteractionsQuery {
+            from: swapped.0.clone(),
+            to: swapped.1.clone(),
+            ..Default::default()
+        }
+        .filter(&TimeZone::UTC)
+        .unwrap_err();
+        assert_eq!(e.name, "from");
+        assert!(e.to_string().contains("is after"), "{e}");
+        let e = ReportQuery {
+            from: swapped.0,
+            to: swapped.1,
+            ..Default::default()
+        }
+        .options(&server())
+        .unwrap_err();
+        assert_eq!(e.name, "from");
+        // An empty window is a window.
+        let same = Some("2025-11-24".to_owned());
+        assert!(InteractionsQuery {
+            from: same.clone(),
+            to: same,
+            ..Default::default()
+        }
+        .filter(&TimeZone::UTC)
+        .is_ok());
+    }
 
     #[test]
     fn parameters_read_as_the_cli_flags() {
@@ -179,7 +277,7 @@ mod tests {
             by: Some("queue,channel".into()),
             ..Default::default()
         }
-        .options(&TimeZone::UTC)
+        .options(&server())
         .unwrap();
         assert_eq!(r.interval, Interval::Min15);
         assert_eq!(r.short_abandon_ms, 5_000);
@@ -202,6 +300,8 @@ mod tests {
         );
         let e = check("?tenant", NO_PARAMS).unwrap_err();
         assert!(e.contains("\"tenant\""), "{e}");
+        let e = check("?from=1&to=2&from=3", REPORT_PARAMS).unwrap_err();
+        assert_eq!(e, "parameter \"from\" given twice (each takes one value)");
     }
 
     #[test]
@@ -216,7 +316,7 @@ mod tests {
             interval: Some("7m".into()),
             ..Default::default()
         }
-        .options(&TimeZone::UTC)
+        .options(&server())
         .unwrap_err();
         assert!(e.to_string().contains("interval"), "{e}");
     }

@@ -476,7 +476,7 @@ async fn api_report(
 ) -> Result<Response, Problem> {
     let live = s.live.clone();
     blocking(move || {
-        let opts = q.options(&live.options().tz).map_err(bad_request)?;
+        let opts = q.options(live.options()).map_err(bad_request)?;
         let rows = live
             .with_projections(|p| report_rows(p, opts))
             .map_err(internal)?;
@@ -503,7 +503,7 @@ async fn report_page(
             ("SLA", "sla", q.sla.as_deref()),
             ("short abandon", "short_abandon", q.short_abandon.as_deref()),
         ]);
-        let opts = match q.options(&live.options().tz) {
+        let opts = match q.options(live.options()) {
             Ok(o) => o,
             Err(e) => {
                 let mut page = pages::problem("Report", &e.to_string());
