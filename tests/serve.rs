@@ -781,6 +781,53 @@ fn a_servers_report_counts_with_its_own_threshold() {
     assert!(r.text().contains("\"queue\" given twice"), "{}", r.text());
 }
 
+/// A contactId whose first leg never reached the archive: the page and the
+/// API say so and name the legs that did (as `show` does), the page
+/// linking each.
+#[test]
+fn a_contact_whose_first_leg_was_never_archived_names_the_legs_there_are() {
+    const A: &str = "int-19ab0000001-ServeMissingFirstLegA0000-phone-00-acme01";
+    const B: &str = "int-19ab0000002-ServeMissingFirstLegB0000-phone-01-acme01";
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let mut lines = String::new();
+    for (n, event) in [
+        "InteractionCreated",
+        "InteractionQueued",
+        "InteractionDeleted",
+    ]
+    .iter()
+    .enumerate()
+    {
+        lines.push_str(&format!(
+            r#"{{"Interaction":{{"attachedData":{{"attachedDatum":[{{"attachedDataKey":"originalInteractionGuid","attachedDataValue":"{A}"}}]}},"event":"{event}","interactionGUID":"{B}","mediaType":"phone","direction":"in","queueId":312,"msgInfo":{{"sequenceId":{n},"timestamp":{}}}}}}}"#,
+            1_763_900_000_000i64 + n as i64 * 1000
+        ));
+        lines.push('\n');
+    }
+    ccvault_stdin(&data, &["import", "-"], lines.as_bytes()).ok();
+    let server = Server::start(&data, &dir.path().join("serve.log"), &["--at", AT]);
+    let page = server.get(&format!("/contact/{A}"));
+    assert_eq!(page.status, 404);
+    let text = page.text();
+    assert!(text.contains("first leg was never archived"), "{text}");
+    assert!(
+        text.contains(&format!("<a href=\"/contact/{B}\">{B}</a>")),
+        "{text}"
+    );
+    let api = server.get(&format!("/api/contact/{A}"));
+    assert_eq!(api.status, 404);
+    assert!(
+        api.text().contains(&format!("these legs of it were: {B}")),
+        "{}",
+        api.text()
+    );
+    // A GUID of nothing at all is only not found.
+    let none = server.get("/api/contact/int-nothing-here");
+    assert_eq!(none.status, 404);
+    assert!(!none.text().contains("first leg"), "{}", none.text());
+}
+
 fn metric(server: &Server, name: &str) -> u64 {
     let text = server.get("/metrics").text();
     text.lines()

@@ -326,6 +326,26 @@ pub fn problem(title: &str, message: &str) -> String {
     shell(title, &body)
 }
 
+/// [`problem`], then a list of links to the contacts of `guids`: where
+/// to go instead (a contact whose first leg was never archived names the
+/// legs that were).
+pub fn problem_with_legs(title: &str, message: &str, guids: &[String]) -> String {
+    let mut body = String::from("<h1>");
+    push_escaped(&mut body, title);
+    body.push_str("</h1>\n<p class=\"error\">");
+    push_escaped(&mut body, message);
+    body.push_str("</p>\n<ul id=\"legs\">\n");
+    for guid in guids {
+        body.push_str("<li><a href=\"/contact/");
+        push_escaped(&mut body, &percent_encode(guid));
+        body.push_str("\">");
+        push_escaped(&mut body, guid);
+        body.push_str("</a></li>\n");
+    }
+    body.push_str("</ul>\n");
+    shell(title, &body)
+}
+
 /// A warning paragraph saying `text`.
 pub fn warning(text: &str) -> String {
     let mut out = String::from("<p class=\"error\" role=\"alert\">");

@@ -297,7 +297,30 @@ async fn with_contact(
             if let Some(note) = note {
                 message = format!("{message} ({note})");
             }
-            not_found(answer, message)
+            // A contactId whose first leg never reached the archive: name
+            // the legs that did (as `show` does), and link them on a page.
+            let legs: Vec<String> = live
+                .with_projections(|p| Ok(p.contact_legs(&guid)?))
+                .unwrap_or_default()
+                .into_iter()
+                .filter_map(|s| s.interaction_guid)
+                .collect();
+            if legs.is_empty() {
+                not_found(answer, message)
+            } else {
+                message = format!(
+                    "{message}; it names a contact whose first leg was never archived, and these legs of it were: {} (open any of them)",
+                    legs.join(", ")
+                );
+                match answer {
+                    Answer::Page => (
+                        StatusCode::NOT_FOUND,
+                        html(pages::problem_with_legs("Not found", &message, &legs)),
+                    )
+                        .into_response(),
+                    Answer::Data => not_found(answer, message),
+                }
+            }
         };
         let left_out = reader.damage_met().len();
         if left_out > 0 {
