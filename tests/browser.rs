@@ -510,6 +510,22 @@ fn a_day_happening_now_on_the_wallboard_and_a_transferred_customer_on_the_contac
         api["queues"]
     );
     assert_eq!(severe_console_entries(&browser), Vec::<String>::new());
+    // The live status line tells the server's time in the server's zone,
+    // with its date, whatever the browser's zone.
+    let status = browser.execute(
+        "return document.getElementById('status').textContent;",
+        json!([]),
+    );
+    let status = status.as_str().unwrap_or_default();
+    let as_of = jiff::Timestamp::from_millisecond(api["asOfMs"].as_i64().unwrap())
+        .unwrap()
+        .in_tz(&tz)
+        .unwrap();
+    let date = as_of.strftime("%Y-%m-%d").to_string();
+    assert!(
+        status.contains(&format!("as of {date} ")) && status.ends_with(&format!(" {tz}")),
+        "{status:?}, at {as_of}"
+    );
     let shot = screenshot_path(work.path(), "wallboard.png");
     browser.screenshot_page(&shot, 2400);
 

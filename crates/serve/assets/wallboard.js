@@ -22,6 +22,22 @@
     var ss = String(s % 60).padStart(2, '0');
     return h > 0 ? h + ':' + String(m).padStart(2, '0') + ':' + ss : m + ':' + ss;
   }
+  // An instant as the server's --tz reads it, with its date and zone
+  // (`2025-11-24 10:00:00 America/New_York`): the server's clock, which
+  // under `serve --at` is a replayed day, not the browser's.
+  function instant(ms, zone) {
+    try {
+      var parts = {};
+      new Intl.DateTimeFormat('en-CA', {
+        timeZone: zone, hourCycle: 'h23', year: 'numeric', month: '2-digit',
+        day: '2-digit', hour: '2-digit', minute: '2-digit', second: '2-digit'
+      }).formatToParts(new Date(ms)).forEach(function (p) { parts[p.type] = p.value; });
+      return parts.year + '-' + parts.month + '-' + parts.day + ' ' + parts.hour + ':' +
+        parts.minute + ':' + parts.second + ' ' + zone;
+    } catch (e) {
+      return new Date(ms).toISOString();
+    }
+  }
   function cell(tr, text, cls) {
     var td = document.createElement('td');
     td.textContent = text === null || text === undefined ? '-' : String(text);
@@ -132,7 +148,7 @@
     sync('in-progress', w.inProgress, function (r) { return r.interactionGUID; }, legRow);
     var status = document.getElementById('status');
     status.textContent = 'live: ' + w.records + ' records, ' + w.inProgress.length +
-      ' in progress, as of ' + new Date(w.asOfMs).toLocaleTimeString();
+      ' in progress, as of ' + instant(w.asOfMs, w.timeZone);
     status.className = 'live';
   }
   function tick() {
