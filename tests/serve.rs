@@ -256,6 +256,24 @@ fn every_route_answers_and_the_api_is_the_clis_json() {
     };
     assert_eq!(found("q=Dana+Whitfield"), ["int-19ab3f0c1d2"]);
     assert_eq!(found("outcome=abandoned"), ["int-19ab3f0d7e1"]);
+    // The caller who hung up waited too: the wait column says how long.
+    let abandoned = server.get("/search?outcome=abandoned").text();
+    let abandon_ms = ccvault(
+        &data,
+        &["interactions", "--outcome", "abandoned", "--format", "json"],
+    )
+    .ok()
+    .json_lines()[0]["abandonMs"]
+        .as_i64()
+        .unwrap();
+    assert!(abandon_ms > 0);
+    assert!(
+        abandoned.contains(&format!(
+            "<td class=\"num\">{}s (abandoned)</td>",
+            abandon_ms / 1000
+        )),
+        "{abandoned}"
+    );
     assert_eq!(found("queue=311"), ["int-19ab3f0c1d2", "int-19ab3f0d7e1"]);
     assert_eq!(
         found("queue=311&from=2025-11-23T12:15:00Z"),

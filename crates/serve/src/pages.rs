@@ -16,7 +16,7 @@
 use std::fmt::Write as _;
 
 use ccvault_html::{escape, push_escaped};
-use ccvault_projections::timefmt::{format_opt_instant, zone_for_display};
+use ccvault_projections::timefmt::{format_duration, format_opt_instant, zone_for_display};
 use ccvault_projections::Summary;
 use ccvault_store::Record;
 use jiff::tz::TimeZone;
@@ -280,7 +280,16 @@ pub fn search(
                 body.push_str("\">");
                 push_escaped(&mut body, guid);
                 body.push_str("</a></td><td>");
-                push_escaped(&mut body, s.contact_id.as_deref().unwrap_or("-"));
+                match s.contact_id.as_deref() {
+                    Some(contact) => {
+                        body.push_str("<a href=\"/contact/");
+                        push_escaped(&mut body, &percent_encode(contact));
+                        body.push_str("\">");
+                        push_escaped(&mut body, contact);
+                        body.push_str("</a>");
+                    }
+                    None => body.push('-'),
+                }
                 body.push_str("</td><td class=\"nowrap\">");
                 push_escaped(&mut body, &format_opt_instant(Some(s.offered_at), Some(tz)));
                 let _ = write!(body, "</td><td>{}</td><td>", s.kind.as_str());
@@ -296,7 +305,13 @@ pub fn search(
                     body,
                     "</td><td>{}</td><td class=\"num\">{}</td></tr>",
                     s.outcome.as_str(),
-                    s.wait_ms.map_or("-".to_owned(), |w| format!("{w} ms"))
+                    // A caller who hung up waited too: abandonMs, the
+                    // number that settles "they waited and gave up".
+                    match (s.wait_ms, s.abandon_ms) {
+                        (Some(w), _) => format_duration(w),
+                        (None, Some(a)) => format!("{} (abandoned)", format_duration(a)),
+                        (None, None) => "-".to_owned(),
+                    }
                 );
             }
             body.push_str("</tbody></table>\n");
