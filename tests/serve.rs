@@ -934,6 +934,16 @@ fn a_public_address_needs_a_token_and_the_token_is_checked() {
     assert_eq!(r.status, 401);
     assert!(r.header("www-authenticate").starts_with("Bearer"));
     assert_strict_csp(&r);
+    // A browser opening a page is sent to sign in, and nothing is shown.
+    for page in ["/", "/search", "/report", &format!("/contact/{GUID}")] {
+        let r = server.get(page);
+        assert_eq!(r.status, 303, "{page}");
+        assert_eq!(r.header("location"), "/login", "{page}");
+        assert!(!r.text().contains(GUID), "{page}");
+    }
+    let robots = server.get("/robots.txt");
+    assert_eq!(robots.status, 200);
+    assert_eq!(robots.text(), "User-agent: *\nDisallow: /\n");
     for bad in [
         "Bearer correct-horse-battery-stapl",
         "Bearer ",
@@ -1172,7 +1182,20 @@ fn a_server_started_before_its_archive_says_so_and_serves_it_once_made() {
         said.contains(&format!("no archive at {} yet", data.display())),
         "{said}"
     );
-    assert_eq!(server.get("/api/interactions").status, 503);
+    // As said: the wallboard and the search page say so, the rest is 503.
+    for (path, status) in [
+        ("/", 200),
+        ("/search", 200),
+        ("/report", 503),
+        ("/api/wallboard", 503),
+        ("/api/interactions", 503),
+    ] {
+        assert_eq!(server.get(path).status, status, "{path}");
+    }
+    assert!(
+        said.contains("the wallboard and the search page say so"),
+        "{said}"
+    );
     import(&data, &[&sample("events.ndjson")], &[]);
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     loop {
@@ -1188,6 +1211,9 @@ fn a_server_started_before_its_archive_says_so_and_serves_it_once_made() {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
+    // "No archive yet" was said once, not at every refresh before it came.
+    let said = server.daemon.stderr();
+    assert!(!said.contains("cannot refresh the wallboard"), "{said}");
 }
 
 /// An archive of 40 events of 4 interactions in `.seg` files (whose bytes

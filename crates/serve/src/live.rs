@@ -318,7 +318,10 @@ impl Live {
             }
             Err(e) => {
                 self.counters.refresh_errors.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!("cannot refresh the wallboard: {e:#}");
+                // No archive yet was said once at the start; the page says it.
+                if !is_no_archive(&e) {
+                    tracing::warn!("cannot refresh the wallboard: {e:#}");
+                }
                 Snapshot::new(
                     Err(format!("{e:#}")),
                     None,

@@ -171,6 +171,12 @@ async fn favicon() -> Response {
     body("image/x-icon", FAVICON)
 }
 
+/// Nothing here is for a search engine: an archive of callers' names and
+/// numbers that somebody served on a public address.
+async fn robots() -> Response {
+    body("text/plain; charset=utf-8", "User-agent: *\nDisallow: /\n")
+}
+
 async fn api_wallboard(State(s): State<AppState>) -> Result<Response, Problem> {
     match &s.live.latest().wallboard {
         Ok(json) => Ok(body(JSON, json.clone())),
@@ -708,7 +714,10 @@ async fn guard(State(s): State<AppState>, req: Request, next: Next) -> Response 
         .map_or("(no route)", |m| m.as_str())
         .to_owned();
     let method = req.method().clone();
-    let open = route == "/login" || route == "/favicon.ico" || route.starts_with("/assets/");
+    let open = route == "/login"
+        || route == "/favicon.ico"
+        || route == "/robots.txt"
+        || route.starts_with("/assets/");
     let admitted = match &s.token {
         None if !addressed_to_loopback(&req) => {
             return secured(
@@ -733,8 +742,16 @@ async fn guard(State(s): State<AppState>, req: Request, next: Next) -> Response 
             }
         }
     };
+    // A browser opening a page without the token is sent to sign in;
+    // the data routes answer 401, as a client of an API expects.
+    let page = matches!(
+        route.as_str(),
+        "/" | "/search" | "/report" | "/contact/{guid}"
+    );
     let response = if admitted {
         next.run(req).await
+    } else if page && method == axum::http::Method::GET {
+        Redirect::to("/login").into_response()
     } else {
         let mut r = Problem(
             StatusCode::UNAUTHORIZED,
@@ -821,6 +838,7 @@ fn app(live: Arc<Live>, opts: &ServeOptions) -> Router {
         .route("/assets/wallboard.js", get(asset_js))
         .route("/assets/serve.css", get(asset_css))
         .route("/favicon.ico", get(favicon))
+        .route("/robots.txt", get(robots))
         .route("/contact/{guid}", get(contact_page))
         .route(
             "/contact/{guid}/events.ndjson",

@@ -182,7 +182,7 @@ pub fn serve(cli: &Cli, args: &ServeArgs) -> Result<ExitCode> {
         ccvault_store::require_archive(&cli.data_dir)
     {
         crate::status!(
-            "no archive at {} yet: the pages and /api/* answer 503 until an import or an ingest creates one",
+            "no archive at {} yet: the wallboard and the search page say so, and the other pages and /api/* answer 503, until an import or an ingest creates one",
             dir.display()
         );
     }
