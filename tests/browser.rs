@@ -51,10 +51,15 @@ fn severe_console_entries(browser: &Browser) -> Vec<String> {
         .collect()
 }
 
-/// Where screenshots go: `CCVAULT_SCREENSHOTS` if set, else `fallback`.
+/// Where screenshots go: `CCVAULT_SCREENSHOTS` if set (a relative path
+/// from the repository's root, where the README's command runs, though
+/// cargo runs the test from `bin/ccvault`), else `fallback`.
 fn screenshot_path(fallback: &Path, name: &str) -> PathBuf {
     match std::env::var_os("CCVAULT_SCREENSHOTS") {
-        Some(dir) => PathBuf::from(dir).join(name),
+        Some(dir) => Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../..")
+            .join(dir)
+            .join(name),
         None => fallback.join(name),
     }
 }

@@ -29,7 +29,7 @@
 //!   duplicate check skips a sealed generation whose range does not admit
 //!   a key's place (identical payloads have identical places: still exact),
 //!   so the writer keeps only the newest generations' filters in memory.
-//! - A GUID lookup reads, for each span of 8 generations, the one entry of
+//! - A GUID lookup reads, for each span of 32 generations, the one entry of
 //!   `guid_blocks` that covers the GUID's hash, and descends only into the
 //!   sealed generations it admits (and every generation it does not cover):
 //!   its cost grows with the spans, not the generations, and the answer is

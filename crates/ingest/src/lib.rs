@@ -1,5 +1,5 @@
-//! Live ingest: MQTT (8x8 topic layout) and the Pulsar WebSocket reader,
-//! archived durably.
+//! Live ingest: MQTT (8x8 topic layout) and the Pulsar WebSocket reader or
+//! consumer, archived durably.
 //!
 //! Guarantees:
 //! - **Acknowledge only what is durable.** A message is acknowledged to its
