@@ -304,3 +304,59 @@ fn a_value_cut_off_deep_inside_loses_only_itself() {
         }
     }
 }
+
+/// A capture on one line (values back to back, blank-separated, a compact
+/// array, `json.dumps(list)`), its first or a middle value cut off at
+/// every fifth byte: the cut value is one quarantined message and every
+/// other event is archived, whatever the shape and the cut.
+#[test]
+fn a_value_cut_off_in_a_one_line_capture_loses_only_itself() {
+    let tmp = tempfile::tempdir().unwrap();
+    let event = |i: u32| {
+        format!(
+            r#"{{"Interaction":{{"event":"InteractionQueued","interactionGUID":"int-line-{i}-phone-00-acme","interactionEventTS":{},"queueName":"Sales, \"EU\" {{1}}","attachedData":{{"attachedDatum":[{{"attachedDataKey":"k","attachedDataValue":"v{i}"}},{{"attachedDataKey":"n","attachedDataValue":"{{\"a\":[1]}}"}}]}}}}}}"#,
+            1_763_900_000 + i
+        )
+    };
+    let events: Vec<String> = (0..11).map(event).collect();
+    for e in &events {
+        serde_json::from_str::<serde_json::Value>(e).unwrap();
+    }
+    let shapes: [(&str, &str, &str, &str); 4] = [
+        ("back-to-back", "", "", ""),
+        ("blanks", "", " ", ""),
+        ("array", "[", ",", "]"),
+        ("dumps", "[", ", ", "]"),
+    ];
+    let mut imports = 0;
+    for (shape, open, sep, close) in shapes {
+        for cut_index in [0usize, 5] {
+            let whole = &events[cut_index];
+            for cut in (1..whole.len()).step_by(5) {
+                let mut values: Vec<&str> = events.iter().map(String::as_str).collect();
+                values[cut_index] = &whole[..cut];
+                let text = format!("{open}{}{close}", values.join(sep));
+                let path = tmp.path().join(format!("{shape}-{cut_index}-{cut}.json"));
+                std::fs::write(&path, &text).unwrap();
+                let dir = tmp.path().join(format!("a-{shape}-{cut_index}-{cut}"));
+                let s = summary(&dir, &[&path], &[]);
+                assert_eq!(
+                    counts(&s)[1..],
+                    [10, 1, 0, 0, 0],
+                    "{shape}, event {cut_index} cut after {cut} bytes ({:?}): {s}",
+                    &whole[cut.saturating_sub(12)..cut]
+                );
+                let archived = payloads(&dir);
+                for (i, e) in events.iter().enumerate().filter(|(i, _)| *i != cut_index) {
+                    assert!(
+                        archived.contains(e),
+                        "{shape}, cut {cut}: event {i} missing"
+                    );
+                }
+                std::fs::remove_dir_all(&dir).unwrap();
+                imports += 1;
+            }
+        }
+    }
+    assert!(imports > 300, "{imports}");
+}

@@ -65,7 +65,39 @@ pub(crate) struct Splitter {
     /// file whose first block has no `\n` but a `\r` (old Mac line ends,
     /// which would otherwise be one line over the record limit).
     line_end: u8,
+    /// The first keys of the stream's well-formed top-level objects (the
+    /// event families, an envelope's `messageId`): at most [`MAX_KEYS`],
+    /// each at most [`MAX_KEY`] bytes. Where a broken value may be cut in
+    /// an array, a `},{"KEY":` with one of them starts the next element.
+    keys: Vec<Vec<u8>>,
+    /// The start of the next value, already read: a broken value was
+    /// found to end before it once its key was seen ([`Resync`]).
+    carry: Vec<u8>,
+    /// The last bytes of the value being read (at most [`TAIL`]), so that
+    /// the start of the next value is at hand even when the broken one
+    /// outgrew the buffer.
+    tail: Vec<u8>,
 }
+
+/// How many first keys of top-level objects a stream remembers.
+const MAX_KEYS: usize = 16;
+/// The first keys a stream's values are known to begin with before any
+/// has been read: the 8x8 stream's event families (the one key of an
+/// event) and a Pulsar envelope's first key. Others are learnt.
+const STREAM_KEYS: [&[u8]; 4] = [
+    b"Interaction",
+    b"AgentStatusChange",
+    b"AgentProvChange",
+    b"messageId",
+];
+/// The longest key the resync rules look for.
+const MAX_KEY: usize = 64;
+/// Blanks allowed between a closing bracket, a comma, the `{` and after
+/// the key in a resync pattern.
+const MAX_BLANKS: u8 = 8;
+/// Bytes of a value's end kept in [`Splitter::tail`]: a resync pattern's
+/// `{"KEY"` and blanks fit.
+const TAIL: usize = 2 * MAX_KEY;
 
 impl Splitter {
     /// Picks the splitter for `format`, peeking at the first block of
@@ -95,6 +127,9 @@ impl Splitter {
             offset: 0,
             line: 1,
             line_end,
+            keys: STREAM_KEYS.iter().map(|k| k.to_vec()).collect(),
+            carry: Vec::new(),
+            tail: Vec::new(),
         }))
     }
 
@@ -133,29 +168,73 @@ impl Splitter {
                 ),
             );
         }
-        let mut consumed = self.skip_separators(input)?;
-        let (first_line, offset) = (self.line, self.offset);
         let mut value = Value::default();
         let mut too_long = false;
+        // Bytes of the value so far.
+        let mut seen = 0u64;
+        self.tail.clear();
+        let carry = std::mem::take(&mut self.carry);
+        let mut consumed = if carry.is_empty() {
+            self.skip_separators(input)?
+        } else {
+            0
+        };
+        let (first_line, offset) = (self.line, self.offset);
+        if !carry.is_empty() {
+            // `{"KEY":`, already read: never a whole value.
+            let _ = value.end_in(&carry, self.array);
+            self.take(buf, start, cap, &carry, &mut too_long);
+            self.advance(&carry);
+            seen += carry.len() as u64;
+            consumed += carry.len() as u64;
+        }
         loop {
             let chunk = fill(input)?;
             if chunk.is_empty() {
                 break; // an unterminated value: what there is, quarantined
             }
-            let (take, done) = match value.end_in(chunk, self.array) {
-                Some(end) => (end, true),
-                None => (chunk.len(), false),
+            let (take, end) = match value.end_in(chunk, self.array) {
+                Some(End::At(end)) => (end, Some(None)),
+                Some(End::Resync {
+                    through,
+                    carry,
+                    needs_key,
+                }) => (through, Some(Some((carry, needs_key)))),
+                None => (chunk.len(), None),
             };
-            if !too_long {
-                let room = (cap + 1).saturating_sub(buf.len() - start);
-                buf.extend_from_slice(&chunk[..take.min(room)]);
-                too_long = buf.len() - start > cap;
-            }
-            self.advance(&chunk[..take]);
+            let taken = &chunk[..take];
+            self.take(buf, start, cap, taken, &mut too_long);
+            self.advance(taken);
             input.consume(take);
             consumed += take as u64;
-            if done {
-                break;
+            seen += take as u64;
+            match end {
+                None => {}
+                Some(None) => {
+                    if !too_long {
+                        self.learn_key(buf.get(start..).unwrap_or_default());
+                    }
+                    break;
+                }
+                Some(Some((n, needs_key))) => {
+                    // The next value started `n` bytes back: a broken value
+                    // ends before it, and those bytes begin the next message.
+                    let Some(next) = self.tail.get(self.tail.len().saturating_sub(n)..) else {
+                        continue;
+                    };
+                    if n > self.tail.len() || (needs_key && !self.knows_key(next)) {
+                        continue;
+                    }
+                    let next = next.to_vec();
+                    let kept = seen - n as u64;
+                    too_long = kept > cap as u64;
+                    buf.truncate(start + usize::try_from(kept).map_or(cap + 1, |k| k.min(cap + 1)));
+                    // The pattern holds no line break: only the offset moves back.
+                    self.offset -= n as u64;
+                    consumed -= n as u64;
+                    self.carry = next;
+                    break;
+                }
             }
         }
         if value.started {
@@ -207,10 +286,71 @@ impl Splitter {
         }
     }
 
+    /// Appends `bytes` of the value to `buf` up to `cap + 1` bytes of it
+    /// (flagging a longer one), and keeps its last [`TAIL`] bytes.
+    fn take(
+        &mut self,
+        buf: &mut Vec<u8>,
+        start: usize,
+        cap: usize,
+        bytes: &[u8],
+        too_long: &mut bool,
+    ) {
+        if !*too_long {
+            let room = (cap + 1).saturating_sub(buf.len() - start);
+            buf.extend_from_slice(&bytes[..bytes.len().min(room)]);
+            *too_long = buf.len() - start > cap;
+        }
+        if bytes.len() >= TAIL {
+            self.tail.clear();
+            self.tail.extend_from_slice(&bytes[bytes.len() - TAIL..]);
+        } else {
+            let over = (self.tail.len() + bytes.len()).saturating_sub(TAIL);
+            self.tail.drain(..over);
+            self.tail.extend_from_slice(bytes);
+        }
+    }
+
+    /// Remembers the first key of a top-level object that ended well.
+    fn learn_key(&mut self, value: &[u8]) {
+        if self.keys.len() >= MAX_KEYS {
+            return;
+        }
+        if let Some(key) = first_key(value) {
+            if !self.keys.iter().any(|k| k == key) {
+                self.keys.push(key.to_vec());
+            }
+        }
+    }
+
+    /// Whether `start` (`{"KEY"…:`) opens with a key the stream's values
+    /// opened with.
+    fn knows_key(&self, start: &[u8]) -> bool {
+        first_key(start).is_some_and(|key| self.keys.iter().any(|k| k == key))
+    }
+
     fn advance(&mut self, bytes: &[u8]) {
         self.offset += bytes.len() as u64;
         self.line += memchr::memchr_iter(b'\n', bytes).count() as u64;
     }
+}
+
+/// The first key of an object's text (`{` blanks `"KEY"`), when it is a
+/// name the resync rules look for: a letter or `_`, then letters, digits
+/// or `_`, at most [`MAX_KEY`] bytes.
+fn first_key(value: &[u8]) -> Option<&[u8]> {
+    let rest = value
+        .strip_prefix(b"{")?
+        .trim_ascii_start()
+        .strip_prefix(b"\"")?;
+    let len = rest.iter().position(|&b| b == b'"')?;
+    let key = rest.get(..len)?;
+    let name = key
+        .first()
+        .is_some_and(|b| b.is_ascii_alphabetic() || *b == b'_')
+        && key.iter().all(|b| b.is_ascii_alphanumeric() || *b == b'_')
+        && key.len() <= MAX_KEY;
+    name.then_some(key)
 }
 
 /// The buffered bytes, retried on interruption.
@@ -249,6 +389,26 @@ fn fill(input: &mut dyn BufRead) -> std::io::Result<&[u8]> {
 /// followed by values of a writer that neither indents nor writes keys on
 /// the `{` line (`json.dumps(indent=0)`), and a `{"` that starts a block of
 /// input.
+///
+/// A one-line stream (values back to back, blank-separated, or elements of
+/// a compact array) has no line to start anew, so a broken value there
+/// ends before the next value's `{"KEY":` ([`End::Resync`]), KEY a name,
+/// found in any state (a value cut inside a string reads the rest as if
+/// strings and the text between them had swapped), where well-formed JSON
+/// cannot have it:
+/// - after a closing `}` or `]` on the same line (blanks between): a `{`
+///   never follows one, and in a string `}{"KEY":` would end the string
+///   before a bare name;
+/// - inside a string, after any byte: the unescaped `"` would end it
+///   before a bare name;
+/// - where an object's key must come (after its `{` or a `,`);
+/// - elsewhere (a nested object, as in an array of them), only with a key
+///   the stream's values begin with (an 8x8 event family, a Pulsar
+///   envelope's `messageId`, or the first key of a value read before),
+///   which no event nests.
+///
+/// So a value cut off in a one-line stream is one quarantined message
+/// ending where the next value begins, whatever follows the cut.
 #[derive(Debug, Default, Clone, Copy)]
 struct Value {
     started: bool,
@@ -273,12 +433,38 @@ struct Value {
     /// the first value is well-formed JSON spanning lines, and a broken one
     /// ended where a line starts anew says the file is NDJSON.
     brackets_only: bool,
+    /// The last byte that was not a blank, in any state.
+    last: u8,
+    /// How far a possible next value's `{"KEY":` has matched (0: none;
+    /// 1: `{` seen; 2: `{"`; 3: in the key; 4: after its closing quote).
+    resync_stage: u8,
+    /// Bytes of it so far, its `{` included.
+    resync_len: u8,
+    resync_key: u8,
+    resync_blanks: u8,
+    /// It followed a comma outside a string: only a known key will do.
+    resync_needs_key: bool,
+}
+
+/// Where a value ends in a block.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum End {
+    /// Just before this index.
+    At(usize),
+    /// Found broken: the block is read up to `through`, whose last `carry`
+    /// bytes are the next value's `{"KEY":` (and the value ends before
+    /// them). `needs_key`: only if KEY is one the stream's values began
+    /// with.
+    Resync {
+        through: usize,
+        carry: usize,
+        needs_key: bool,
+    },
 }
 
 impl Value {
-    /// The index just past the value's last byte in `chunk`, if it ends
-    /// there.
-    fn end_in(&mut self, chunk: &[u8], array: bool) -> Option<usize> {
+    /// Where the value ends in `chunk`, if it does.
+    fn end_in(&mut self, chunk: &[u8], array: bool) -> Option<End> {
         for (i, &b) in chunk.iter().enumerate() {
             if !self.started {
                 self.started = true;
@@ -290,61 +476,128 @@ impl Value {
                     b'"' => self.in_string = true,
                     _ => self.bare = true,
                 }
+                self.last = b;
                 continue;
             }
-            if std::mem::take(&mut self.brace_at_line_start)
-                && b == b'"'
-                && i > 0
-                && !self.brackets_only
-            {
-                return Some(i - 1);
+            let resynced = if self.bare { None } else { self.watch(b) };
+            if let Some(end) = self.step(i, b, array) {
+                return Some(End::At(end));
             }
-            let resync = std::mem::take(&mut self.resync);
-            if std::mem::take(&mut self.line_start) {
-                match b {
-                    b'{' if (resync || self.indented) && !self.brackets_only => return Some(i),
-                    b'{' => self.brace_at_line_start = true,
-                    b' ' | b'\t' => self.indented = true,
-                    _ => {}
+            if let Some((carry, needs_key)) = resynced {
+                return Some(End::Resync {
+                    through: i + 1,
+                    carry,
+                    needs_key,
+                });
+            }
+        }
+        None
+    }
+
+    /// Follows a possible next value's `{"KEY":` through `b` (see the
+    /// type's rules): its length and whether it needs a known key once
+    /// complete.
+    fn watch(&mut self, b: u8) -> Option<(usize, bool)> {
+        let mut found = None;
+        if self.resync_stage != 0 {
+            self.resync_len += 1;
+            let ident = b.is_ascii_alphanumeric() || b == b'_';
+            self.resync_stage = match (self.resync_stage, b) {
+                (1, b'"') => 2,
+                (2, _) if b.is_ascii_alphabetic() || b == b'_' => {
+                    self.resync_key = 1;
+                    3
+                }
+                (3, _) if ident && usize::from(self.resync_key) < MAX_KEY => {
+                    self.resync_key += 1;
+                    3
+                }
+                (3, b'"') => {
+                    self.resync_blanks = 0;
+                    4
+                }
+                (4, b' ' | b'\t') if self.resync_blanks < MAX_BLANKS => {
+                    self.resync_blanks += 1;
+                    4
+                }
+                (4, b':') => {
+                    found = Some((usize::from(self.resync_len), self.resync_needs_key));
+                    0
+                }
+                _ => 0,
+            };
+        }
+        if b == b'{' && self.resync_stage == 0 && found.is_none() {
+            self.resync_stage = 1;
+            self.resync_len = 1;
+            // Where a key must come (after an object's `{` or `,`) a `{`
+            // is no more well-formed than after a closing bracket.
+            let at_key = self.objects & 1 == 1 && matches!(self.last, b'{' | b',');
+            self.resync_needs_key = !matches!(self.last, b'}' | b']') && !self.in_string && !at_key;
+        }
+        // A line break is not a blank here: across lines the line rules
+        // above resync, and a broken first line of NDJSON stays NDJSON.
+        if !matches!(b, b' ' | b'\t') {
+            self.last = b;
+        }
+        found
+    }
+
+    /// Reads `b`, at `i` in `chunk`, into the value's state: the index
+    /// just past the value's last byte if it ends there.
+    fn step(&mut self, i: usize, b: u8, array: bool) -> Option<usize> {
+        if std::mem::take(&mut self.brace_at_line_start)
+            && b == b'"'
+            && i > 0
+            && !self.brackets_only
+        {
+            return Some(i - 1);
+        }
+        let resync = std::mem::take(&mut self.resync);
+        if std::mem::take(&mut self.line_start) {
+            match b {
+                b'{' if (resync || self.indented) && !self.brackets_only => return Some(i),
+                b'{' => self.brace_at_line_start = true,
+                b' ' | b'\t' => self.indented = true,
+                _ => {}
+            }
+        }
+        if b == b'\n' && !self.bare {
+            self.line_start = true;
+            self.resync = self.in_string || self.objects & 1 == 1;
+        }
+        if self.bare {
+            let stop = matches!(b, b' ' | b'\t' | b'\r' | b'\n' | b'{' | b'[' | b'"' | b',')
+                || (array && b == b']');
+            if stop {
+                return Some(i);
+            }
+        } else if self.in_string {
+            if self.escape {
+                self.escape = false;
+            } else if b == b'\\' {
+                self.escape = true;
+            } else if b == b'"' {
+                self.in_string = false;
+                if self.depth == 0 {
+                    return Some(i + 1);
                 }
             }
-            if b == b'\n' && !self.bare {
-                self.line_start = true;
-                self.resync = self.in_string || self.objects & 1 == 1;
-            }
-            if self.bare {
-                let stop = matches!(b, b' ' | b'\t' | b'\r' | b'\n' | b'{' | b'[' | b'"' | b',')
-                    || (array && b == b']');
-                if stop {
-                    return Some(i);
+        } else {
+            match b {
+                b'"' => self.in_string = true,
+                b'{' | b'[' => {
+                    self.depth += 1;
+                    self.objects = self.objects << 1 | u128::from(b == b'{');
                 }
-            } else if self.in_string {
-                if self.escape {
-                    self.escape = false;
-                } else if b == b'\\' {
-                    self.escape = true;
-                } else if b == b'"' {
-                    self.in_string = false;
+                b'}' | b']' => {
+                    self.depth -= 1;
+                    self.objects >>= 1;
                     if self.depth == 0 {
                         return Some(i + 1);
                     }
                 }
-            } else {
-                match b {
-                    b'"' => self.in_string = true,
-                    b'{' | b'[' => {
-                        self.depth += 1;
-                        self.objects = self.objects << 1 | u128::from(b == b'{');
-                    }
-                    b'}' | b']' => {
-                        self.depth -= 1;
-                        self.objects >>= 1;
-                        if self.depth == 0 {
-                            return Some(i + 1);
-                        }
-                    }
-                    _ => {}
-                }
+                _ => {}
             }
         }
         None
@@ -371,7 +624,28 @@ fn detect(head: &[u8]) -> Result<InputFormat, String> {
                 brackets_only: true,
                 ..Value::default()
             };
-            let Some(end) = value.end_in(rest, false) else {
+            // A first value found broken before a next one on its line
+            // ([`End::Resync`]) says values follow each other on a line.
+            let mut from = 0;
+            let end = loop {
+                match value.end_in(rest.get(from..).unwrap_or_default(), false) {
+                    Some(End::At(end)) => break Some(from + end),
+                    Some(End::Resync {
+                        through,
+                        carry,
+                        needs_key,
+                    }) => {
+                        from += through;
+                        let next = rest.get(from - carry..from).unwrap_or_default();
+                        let known = first_key(next).is_some_and(|k| STREAM_KEYS.contains(&k));
+                        if !needs_key || known {
+                            return Ok(InputFormat::JsonStream);
+                        }
+                    }
+                    None => break None,
+                }
+            };
+            let Some(end) = end else {
                 // Not closed within the block: a pretty-printed value longer
                 // than the block when its first line is a lone `{` (as
                 // jq, json.dumps and Allman-style writers begin one); else
@@ -516,6 +790,122 @@ mod tests {
         );
         let texts: Vec<&str> = got.iter().map(|g| g.0.as_str()).collect();
         assert_eq!(texts, ["{\"a\":1}", "{bad,\n", "{\"b\":2}"]);
+    }
+
+    fn texts(got: &[(String, u64, u64, Option<u64>, bool)]) -> Vec<&str> {
+        got.iter().map(|g| g.0.as_str()).collect()
+    }
+
+    #[test]
+    fn a_value_cut_in_a_one_line_stream_ends_where_the_next_begins() {
+        use InputFormat::*;
+        // Cut outside a string, inside one, before a blank-separated value,
+        // and in compact arrays: each broken part is one message, every
+        // value after it is whole, read through a 3-byte buffer.
+        let cases: [(InputFormat, &[u8], &[&str]); 5] = [
+            (
+                JsonStream,
+                br#"{"A":{"x":1}}{"A":{"y":{"A":{"z":2}}{"A":{"w":3}}"#,
+                &[
+                    r#"{"A":{"x":1}}"#,
+                    r#"{"A":{"y":"#,
+                    r#"{"A":{"z":2}}"#,
+                    r#"{"A":{"w":3}}"#,
+                ],
+            ),
+            (
+                JsonStream,
+                br#"{"A":{"x":1}}{"A":{"s":"ab{"A":{"z":"q"}}{"A":{"w":"r"}}"#,
+                &[
+                    r#"{"A":{"x":1}}"#,
+                    r#"{"A":{"s":"ab"#,
+                    r#"{"A":{"z":"q"}}"#,
+                    r#"{"A":{"w":"r"}}"#,
+                ],
+            ),
+            (
+                JsonStream,
+                br#"{"A":1} {"A":"cut {"A":2} {"A":3}"#,
+                &[r#"{"A":1}"#, r#"{"A":"cut "#, r#"{"A":2}"#, r#"{"A":3}"#],
+            ),
+            (
+                JsonArray,
+                br#"[{"A":{"x":1}},{"A":{"y":"q,{"A":{"z":2}}, {"A":{"w":3}}]"#,
+                &[
+                    r#"{"A":{"x":1}}"#,
+                    r#"{"A":{"y":"q,"#,
+                    r#"{"A":{"z":2}}"#,
+                    r#"{"A":{"w":3}}"#,
+                ],
+            ),
+            (
+                JsonArray,
+                br#"[{"A":{"x":1}},{"A":{"y":,{"A":{"z":2}},{"A":{"w":3}}]"#,
+                &[
+                    r#"{"A":{"x":1}}"#,
+                    r#"{"A":{"y":,"#,
+                    r#"{"A":{"z":2}}"#,
+                    r#"{"A":{"w":3}}"#,
+                ],
+            ),
+        ];
+        for (format, input, want) in cases {
+            let got = split(format, input, 100);
+            assert_eq!(texts(&got), want, "{}", String::from_utf8_lossy(input));
+            // Each message's offset is where its bytes are.
+            for (text, _, _, offset, _) in &got {
+                let at = offset.unwrap() as usize;
+                assert_eq!(&input[at..at + text.len()], text.as_bytes());
+            }
+        }
+        // A first value cut inside a string is detected as a stream, and
+        // one cut before a value, when an event family's key follows.
+        let input = br#"{"A":{"y":"q{"A":{"z":2}}{"A":{"w":3}}"#;
+        assert_eq!(detect(input), Ok(JsonStream));
+        assert_eq!(
+            detect(br#"{"Interaction":{"Interaction":{"z":2}}}"#),
+            Ok(JsonStream)
+        );
+        assert_eq!(detect(br#"{"x":{"A":{"z":2}}}"#), Ok(Ndjson));
+        let mut r = BufReader::new(&input[..]);
+        let mut splitter = Splitter::new(Auto, &mut r).unwrap().unwrap();
+        let mut buf = Vec::new();
+        let mut got = Vec::new();
+        while let Some(p) = splitter.next(&mut r, &mut buf, 100).unwrap() {
+            got.push((
+                String::from_utf8(std::mem::take(&mut buf)).unwrap(),
+                0,
+                0,
+                p.offset,
+                p.too_long,
+            ));
+        }
+        assert_eq!(
+            texts(&got),
+            [r#"{"A":{"y":"q"#, r#"{"A":{"z":2}}"#, r#"{"A":{"w":3}}"#]
+        );
+        // A broken value past the cap: flagged, and the next read whole.
+        let got = split(JsonStream, br#"{"A":1}{"A":"abcdefghijk{"A":2}{"A":3}"#, 8);
+        assert_eq!(texts(&got)[2..], [r#"{"A":2}"#, r#"{"A":3}"#]);
+        assert!(got[1].4 && got[1].0.len() == 9, "{got:?}");
+    }
+
+    #[test]
+    fn well_formed_one_line_values_are_never_cut() {
+        // Arrays of objects, keys like the family's in strings, escaped
+        // quotes, `}{` in a string: none of them ends a value early.
+        let input = br#"[{"A":{"l":[{"k":1},{"k":2}],"s":"x}{\"A\":1","t":"},{\"A\":"}},{"A":{"m":[{"k":3}, {"k":4}]}}]"#;
+        let got = split(InputFormat::JsonArray, input, 1000);
+        assert_eq!(got.len(), 2, "{got:?}");
+        for (text, ..) in &got {
+            serde_json::from_str::<serde_json::Value>(text).unwrap();
+        }
+        let input = br#"{"A":{"s":"a}{"}}{"A":{"s":"}{\"A\":"}}{"B":{"n":{"k":1}}}"#;
+        let got = split(InputFormat::JsonStream, input, 1000);
+        assert_eq!(got.len(), 3, "{got:?}");
+        for (text, ..) in &got {
+            serde_json::from_str::<serde_json::Value>(text).unwrap();
+        }
     }
 
     #[test]
