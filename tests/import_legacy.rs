@@ -207,6 +207,32 @@ fn an_xml_capture_is_refused_with_a_clear_message() {
     assert_eq!(stats(&dir).records, 0);
 }
 
+/// A capture compressed with anything but gzip is refused before anything
+/// is archived, saying how to decompress it (read as text, its bytes
+/// would be thousands of quarantined lines, for good).
+#[test]
+fn a_capture_compressed_otherwise_than_gzip_is_refused_naming_the_tool() {
+    let tmp = tempfile::tempdir().unwrap();
+    let junk: Vec<u8> = (0..4000u32).map(|i| (i * 7919 % 251) as u8).collect();
+    for (name, magic, tool) in [
+        ("c.ndjson.xz", &b"\xFD7zXZ\x00"[..], "xz -dc"),
+        ("c.ndjson.bz2", b"BZh9", "bzip2 -dc"),
+        ("c.ndjson.zst", b"\x28\xB5\x2F\xFD", "zstd -dc"),
+        ("c.zip", b"PK\x03\x04", "unzip -p"),
+    ] {
+        let file = tmp.path().join(name);
+        std::fs::write(&file, [magic, &junk[..]].concat()).unwrap();
+        let dir = tmp.path().join(format!("a-{name}"));
+        let run = ccvault(&dir, &["import", file.to_str().unwrap()]).expect_code(1);
+        assert!(
+            run.stderr.contains(name) && run.stderr.contains(tool),
+            "{name}: {}",
+            run.stderr
+        );
+        assert_eq!(stats(&dir).records, 0, "{name}");
+    }
+}
+
 /// A pretty-printed capture whose first value is longer than the block
 /// auto-detection reads (1 MiB) is still a JSON stream, not NDJSON cut into
 /// quarantined lines: within the size limit every value is archived with

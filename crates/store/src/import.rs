@@ -76,13 +76,36 @@ pub fn maybe_gunzip<'a>(
 ) -> Result<Box<dyn BufRead + 'a>> {
     let head = input.fill_buf().map_err(io("cannot read input", source))?;
     if head.starts_with(&[0x1f, 0x8b]) {
-        Ok(Box::new(BufReader::with_capacity(
+        return Ok(Box::new(BufReader::with_capacity(
             1 << 20,
             MultiGzDecoder::new(input),
-        )))
-    } else {
-        Ok(Box::new(input))
+        )));
     }
+    // Read as text, another compression's bytes would be archived as
+    // thousands of quarantined lines, for good: refused before any.
+    if let Some((kind, command)) = other_compression(head) {
+        return Err(StoreError::Input(format!(
+            "{source}: this is a {kind} file, and ccvault decompresses only gzip: decompress it first (`{command} FILE | ccvault import -`)"
+        )));
+    }
+    Ok(Box::new(input))
+}
+
+/// The compression (and the command that undoes it) whose magic bytes
+/// `head` starts with, among those other than gzip that captures come in.
+fn other_compression(head: &[u8]) -> Option<(&'static str, &'static str)> {
+    const MAGIC: [(&[u8], &str, &str); 6] = [
+        (b"\xFD7zXZ\x00", "xz-compressed", "xz -dc"),
+        (b"BZh", "bzip2-compressed", "bzip2 -dc"),
+        (b"\x28\xB5\x2F\xFD", "zstd-compressed", "zstd -dc"),
+        (b"PK\x03\x04", "zip", "unzip -p"),
+        (b"7z\xBC\xAF\x27\x1C", "7-Zip", "7z x -so"),
+        (b"\x04\x22\x4D\x18", "lz4-compressed", "lz4 -dc"),
+    ];
+    MAGIC
+        .iter()
+        .find(|(magic, ..)| head.starts_with(magic))
+        .map(|&(_, kind, command)| (kind, command))
 }
 
 /// How `import` reads an input file: `O_DIRECT` when it is larger than the
