@@ -1279,6 +1279,30 @@ fn exit_codes_are_as_documented() {
         // A demo holds its day in memory: 100,000 agents took 24 GB.
         (vec!["demo", "--agents", "100000"], 2),
         (vec!["completions", "tcsh"], 2),
+        // MQTT options that cannot work together or at all: said before
+        // anything is opened or connected.
+        (
+            vec![
+                "ingest",
+                "mqtt",
+                "--url",
+                "mqtt://127.0.0.1:9",
+                "--ca-file",
+                "ca.pem",
+            ],
+            2,
+        ),
+        (
+            vec![
+                "ingest",
+                "mqtt",
+                "--url",
+                "mqtt://127.0.0.1:9",
+                "--topic",
+                "a/#/b",
+            ],
+            2,
+        ),
         // A negative count is a bad value of its flag, not a flag `-1`.
         (vec!["simulate", "--events", "-1"], 2),
         (vec!["demo", "--agents", "-5"], 2),
@@ -1290,6 +1314,11 @@ fn exit_codes_are_as_documented() {
             // Named as typed, not as a type or a library's internals.
             assert!(
                 !run.stderr.contains("Date(") && !run.stderr.contains("overflowed"),
+                "{args:?}: {}",
+                run.stderr
+            );
+            assert!(
+                !run.stderr.contains("failed: received"),
                 "{args:?}: {}",
                 run.stderr
             );

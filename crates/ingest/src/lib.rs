@@ -224,12 +224,19 @@ fn x509_version(der: &[u8]) -> Option<u64> {
 /// that did not verify (rustls says only "invalid peer certificate:
 /// UnknownIssuer" and the like).
 pub(crate) fn explain_tls(why: String) -> String {
-    // A certificate for another name is not a question of trust: another
-    // CA would not help.
-    if why.contains("NotValidForName") {
+    // A certificate for another name, or out of its dates, is not a
+    // question of trust: another CA would not help. rustls says each in
+    // its `Debug` form or its `Display` form, depending on the version.
+    let says = |forms: &[&str]| forms.iter().any(|f| why.contains(f));
+    if says(&["NotValidForName", "not valid for name"]) {
         format!(
             "{why} (the server's TLS certificate is not valid for the host name in the URL: \
              connect with a name the certificate lists)"
+        )
+    } else if says(&["Expired", "expired", "NotValidYet", "not valid yet"]) {
+        format!(
+            "{why} (the server's TLS certificate is outside the dates it is valid for: \
+             it must be renewed on the server, or this machine's clock is wrong)"
         )
     } else if why.contains("invalid peer certificate") {
         format!(
@@ -291,6 +298,22 @@ mod tests {
         assert!(!why.contains("--ca-file"), "{why}");
         let why = explain_tls("invalid peer certificate: UnknownIssuer".into());
         assert!(why.contains("--ca-file"), "{why}");
+        // rustls's Display forms (an outside audit met these), and dates.
+        let why = explain_tls(
+            "invalid peer certificate: certificate not valid for name \"127.0.0.1\"; certificate is only valid for DnsName(\"broker.example.com\")".into(),
+        );
+        assert!(
+            why.contains("not valid for the host name") && !why.contains("--ca-file"),
+            "{why}"
+        );
+        for dates in [
+            "invalid peer certificate: certificate expired: verification time 1764979200 (UNIX), but certificate is not valid after 1764892800 (86400 seconds ago)",
+            "invalid peer certificate: Expired",
+            "invalid peer certificate: NotValidYet",
+        ] {
+            let why = explain_tls(dates.into());
+            assert!(why.contains("renewed") && !why.contains("--ca-file"), "{why}");
+        }
     }
 
     #[test]

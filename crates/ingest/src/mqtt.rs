@@ -184,23 +184,54 @@ pub struct Token {
     qos: QoS,
 }
 
+/// The topic filters to subscribe to: those given, else the default.
+fn topics(cfg: &MqttConfig) -> Vec<String> {
+    if cfg.topics.is_empty() {
+        vec![DEFAULT_FILTER.to_owned()]
+    } else {
+        cfg.topics.clone()
+    }
+}
+
+/// Checks what the options say by themselves, before anything is opened
+/// or read (a caller reports these as a bad command line): the URL, each
+/// topic filter, a password without a user name, a client certificate
+/// without its key (or the other way), TLS options without `mqtts://`.
+pub fn check_options(cfg: &MqttConfig) -> Result<()> {
+    let ep = parse_url(&cfg.url)?;
+    for t in &topics(cfg) {
+        if !rumqttc::valid_filter(t) {
+            return Err(IngestError::Config(format!(
+                "invalid MQTT topic filter {t:?} (a filter is levels separated by `/`; `+` stands for one whole level and `#` for the rest, only as the last level)"
+            )));
+        }
+    }
+    if cfg.username.is_none() && cfg.password.is_some() {
+        return Err(IngestError::Config(
+            "an MQTT password was given without --username".into(),
+        ));
+    }
+    if cfg.client_cert.is_some() != cfg.client_key.is_some() {
+        return Err(IngestError::Config(
+            "--client-cert and --client-key go together".into(),
+        ));
+    }
+    let tls_options = cfg.ca_file.is_some() || cfg.client_cert.is_some();
+    if tls_options && !ep.tls {
+        return Err(IngestError::Config(
+            "TLS options (--ca-file, --client-cert, --client-key) need an mqtts:// URL".into(),
+        ));
+    }
+    Ok(())
+}
+
 fn options(cfg: &MqttConfig) -> Result<(MqttOptions, Vec<String>)> {
+    check_options(cfg)?;
     let ep = parse_url(&cfg.url)?;
     if cfg.client_id.trim().is_empty() {
         return Err(IngestError::Config("the MQTT client id is empty".into()));
     }
-    let topics = if cfg.topics.is_empty() {
-        vec![DEFAULT_FILTER.to_owned()]
-    } else {
-        cfg.topics.clone()
-    };
-    for t in &topics {
-        if !rumqttc::valid_filter(t) {
-            return Err(IngestError::Config(format!(
-                "invalid MQTT topic filter {t:?}"
-            )));
-        }
-    }
+    let topics = topics(cfg);
     let mut o = MqttOptions::new(cfg.client_id.clone(), ep.host.clone(), ep.port);
     o.set_clean_session(false)
         .set_manual_acks(true)
@@ -214,28 +245,14 @@ fn options(cfg: &MqttConfig) -> Result<(MqttOptions, Vec<String>)> {
         (Some(u), None) => {
             o.set_credentials(u.clone(), String::new());
         }
-        (None, Some(_)) => {
-            return Err(IngestError::Config(
-                "an MQTT password was given without --username".into(),
-            ))
-        }
-        (None, None) => {}
+        // Refused by `check_options`.
+        (None, _) => {}
     }
     let client_auth = match (&cfg.client_cert, &cfg.client_key) {
         (Some(c), Some(k)) => Some((c.as_path(), k.as_path())),
-        (None, None) => None,
-        _ => {
-            return Err(IngestError::Config(
-                "--client-cert and --client-key go together".into(),
-            ))
-        }
+        _ => None,
     };
-    if ep.tls || cfg.ca_file.is_some() || client_auth.is_some() {
-        if !ep.tls {
-            return Err(IngestError::Config(
-                "TLS options need an mqtts:// URL".into(),
-            ));
-        }
+    if ep.tls {
         let tls = crate::tls_config(cfg.ca_file.as_deref(), client_auth)?;
         o.set_transport(Transport::tls_with_config(tls.into()));
     }

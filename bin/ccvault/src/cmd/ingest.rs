@@ -199,7 +199,7 @@ async fn run_mqtt(cli: &Cli, a: &MqttArgs) -> Result<ExitCode> {
     cfg.keep_alive = a.keep_alive;
     // Validate the options before taking the archive lock: a URL ccvault
     // refuses is a bad command line (exit 2), as a refused Pulsar URL is.
-    mqtt::parse_url(&cfg.url).map_err(usage)?;
+    mqtt::check_options(&cfg).map_err(usage)?;
     ingest(cli, &a.common, |archive| {
         if a.client_id.is_none() {
             cfg.client_id = mqtt::default_client_id(&cli.data_dir)?;
