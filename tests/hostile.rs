@@ -17,6 +17,71 @@ fn envelope(message_id: &str, publish_time: &str, payload: &str) -> String {
     format!(r#"{{"messageId":"{message_id}","publishTime":"{publish_time}","payload":"{b64}"}}"#)
 }
 
+/// `--max-record-bytes` limits the record: an event just under it is
+/// archived whether it comes bare or in a Pulsar envelope (whose base64
+/// makes the message a third longer), and one just over it is rejected in
+/// both shapes, by name, the rest of the file archived.
+#[test]
+fn the_record_limit_is_on_the_event_not_on_its_envelope() {
+    let tmp = tempfile::tempdir().unwrap();
+    let limit = 20_000usize;
+    let event = |guid: &str, len: usize| {
+        let head = format!(
+            r#"{{"Interaction":{{"event":"InteractionQueued","interactionGUID":"{guid}","interactionEventTS":1763900000,"pad":""#
+        );
+        let pad = "x".repeat(len - head.len() - 3);
+        format!("{head}{pad}\"}}}}")
+    };
+    let under = event("int-limit-under-phone-00-acme", limit - 10);
+    let over = event("int-limit-over-phone-00-acme", limit + 10);
+    let after = event("int-limit-after-phone-00-acme", 500);
+    assert_eq!((under.len(), over.len()), (limit - 10, limit + 10));
+    let wrapped = envelope("CAEQAw==", "2025-11-23T12:00:00.000Z", &under);
+    assert!(
+        wrapped.len() > limit,
+        "the envelope alone is over the limit"
+    );
+    for (name, lines) in [
+        ("bare", [under.clone(), over.clone(), after.clone()]),
+        (
+            "enveloped",
+            [
+                wrapped.clone(),
+                envelope("CAEQBA==", "2025-11-23T12:00:00.000Z", &over),
+                envelope("CAEQBQ==", "2025-11-23T12:00:00.000Z", &after),
+            ],
+        ),
+    ] {
+        let file = tmp.path().join(format!("{name}.ndjson"));
+        fs::write(&file, lines.join("\n") + "\n").unwrap();
+        let dir = tmp.path().join(name);
+        let run = ccvault(
+            &dir,
+            &[
+                "import",
+                file.to_str().unwrap(),
+                "--max-record-bytes",
+                &limit.to_string(),
+            ],
+        )
+        .expect_code(3);
+        assert!(
+            run.stderr.contains(&format!("{}:2", file.display())),
+            "{name}: {}",
+            run.stderr
+        );
+        assert!(
+            run.stderr.contains(&format!("{} bytes", limit + 10)),
+            "{name}: {}",
+            run.stderr
+        );
+        let s = stats(&dir);
+        assert_eq!((s.events, s.quarantined), (2, 0), "{name}: {:?}", s.json);
+        let raw = ccvault(&dir, &["show", "int-limit-under-phone-00-acme", "--raw"]).ok();
+        assert_eq!(raw.stdout_str().trim_end(), under, "{name}");
+    }
+}
+
 /// Metadata longer than a record can hold (65,535 bytes) in an envelope far
 /// below `--max-record-bytes`: the envelope is archived as received and
 /// quarantined naming the field, and everything after it (in the same file

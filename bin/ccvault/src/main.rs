@@ -254,7 +254,7 @@ pub struct WriteArgs {
     /// Segment size at which the log rolls to a new file (bytes, or with a unit: 64MiB).
     #[arg(long, default_value = "64MiB", value_name = "SIZE", value_parser = args::parse_segment_size)]
     pub segment_bytes: u64,
-    /// Messages larger than this are rejected with an error naming them (bytes, or with a unit: 1MiB).
+    /// Records larger than this are rejected with an error naming them: the event as archived (a Pulsar envelope's decoded payload, not its base64) (bytes, or with a unit: 1MiB).
     #[arg(long, default_value = "1MiB", value_name = "SIZE", value_parser = args::parse_record_limit)]
     pub max_record_bytes: usize,
     /// Leave sealed log segments uncompressed (`.seg`). By default each sealed segment is compressed in the background into a `.segz` (docs/FORMAT.md §1.7), and `import` finishes compressing them before it exits; segments already compressed stay so.

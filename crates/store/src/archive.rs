@@ -61,13 +61,26 @@ use crate::segments::{packed_totals, SegmentMap};
 
 mod reindex;
 
+/// The longest message a reader of raw input reads whole for a record
+/// limit of `max_record_bytes`: a Pulsar envelope carries its payload in
+/// base64 (4 bytes for 3) beside its other fields, so an event of the
+/// limit arrives in a third more and some. Longer ones are skipped
+/// unread, their record certainly over the limit.
+pub fn message_bound(max_record_bytes: usize) -> usize {
+    max_record_bytes
+        .saturating_add(max_record_bytes / 3)
+        .saturating_add(64 << 10)
+}
+
 /// How the archive writes.
 #[derive(Debug, Clone)]
 pub struct ArchiveOptions {
     pub segment_bytes: u64,
     pub fsync: FsyncPolicy,
-    /// Messages larger than this are rejected (not archived) with an error
-    /// naming them.
+    /// Messages whose record would be larger than this (an envelope's
+    /// decoded payload, else the message) are rejected (not archived) with
+    /// an error naming them. A reader of raw input reads messages up to
+    /// [`message_bound`] of it whole.
     pub max_record_bytes: usize,
     /// Commit the index after this many records...
     pub index_commit_records: u64,
@@ -628,11 +641,18 @@ impl Archive {
                 outcomes.push(Outcome::Control);
                 continue;
             }
-            if msg.raw.len() > self.options.max_record_bytes {
+            // The limit is on the record: an envelope's decoded payload
+            // (its base64 a third longer) or the message as received.
+            let archived_len = prep.payload(msg.raw).len();
+            if archived_len > self.options.max_record_bytes {
+                let received = if archived_len == msg.raw.len() {
+                    String::new()
+                } else {
+                    format!(" (received as an envelope of {} bytes)", msg.raw.len())
+                };
                 outcomes.push(Outcome::Rejected {
                     reason: format!(
-                        "message of {} bytes exceeds the limit of {} bytes",
-                        msg.raw.len(),
+                        "message of {archived_len} bytes{received} exceeds the limit of {} bytes",
                         self.options.max_record_bytes
                     ),
                 });

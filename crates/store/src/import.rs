@@ -326,19 +326,17 @@ fn read_batches(
             return;
         }
     };
+    // Messages are read whole up to the bound of an envelope whose event
+    // fits the limit; the archive then holds the record to the limit.
+    let cap = crate::archive::message_bound(max_record_bytes);
     // The appender hands each batch's buffer back once it is appended: a
     // fresh 16 MiB buffer a batch is a large allocation and free on two
     // threads, which allocators return to the OS and fault in again. Each
-    // message is read straight into it (at most `max_record_bytes + 2`
+    // message is read straight into it (at most `cap + 2`
     // bytes of it, until the batch is full), so it never grows.
     let new_batch = |through_line, input_bytes| {
         let (data, prepared) = spare.try_recv().map_or_else(
-            |_| {
-                (
-                    Vec::with_capacity(BATCH_BYTES + max_record_bytes + 2),
-                    Vec::new(),
-                )
-            },
+            |_| (Vec::with_capacity(BATCH_BYTES + cap + 2), Vec::new()),
             |Spare {
                  mut data,
                  mut prepared,
@@ -386,7 +384,7 @@ fn read_batches(
             return;
         }
         let start = batch.data.len();
-        let next = match splitter.next(&mut input, &mut batch.data, max_record_bytes) {
+        let next = match splitter.next(&mut input, &mut batch.data, cap) {
             Ok(n) => n,
             Err(e) => {
                 // A damaged input (a truncated .gz, a read error) ends this
@@ -423,10 +421,10 @@ fn read_batches(
                     line: piece.first_line,
                     reason: match piece.offset {
                         None => format!(
-                            "line exceeds the record size limit of {max_record_bytes} bytes"
+                            "line of more than {cap} bytes exceeds the record size limit of {max_record_bytes} bytes"
                         ),
                         Some(at) => format!(
-                            "the JSON value at byte offset {at} exceeds the record size limit of {max_record_bytes} bytes"
+                            "the JSON value at byte offset {at}, of more than {cap} bytes, exceeds the record size limit of {max_record_bytes} bytes"
                         ),
                     },
                 });

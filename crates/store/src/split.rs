@@ -636,6 +636,11 @@ fn detect(head: &[u8]) -> Result<InputFormat, String> {
                         needs_key,
                     }) => {
                         from += through;
+                        // Only on the first line: a broken first line of
+                        // NDJSON followed by events is NDJSON.
+                        if rest.get(..from).unwrap_or_default().contains(&b'\n') {
+                            break None;
+                        }
                         let next = rest.get(from - carry..from).unwrap_or_default();
                         let known = first_key(next).is_some_and(|k| STREAM_KEYS.contains(&k));
                         if !needs_key || known {
@@ -867,6 +872,12 @@ mod tests {
             Ok(JsonStream)
         );
         assert_eq!(detect(br#"{"x":{"A":{"z":2}}}"#), Ok(Ndjson));
+        // The samples' malformed file: a broken first line, then NDJSON
+        // whose lines start with an envelope's key.
+        assert_eq!(
+            detect(b"{\"Interaction\": {\"event\": \"Q\"\nnot json\n{\"messageId\":\"x\"}\n"),
+            Ok(Ndjson)
+        );
         let mut r = BufReader::new(&input[..]);
         let mut splitter = Splitter::new(Auto, &mut r).unwrap().unwrap();
         let mut buf = Vec::new();
