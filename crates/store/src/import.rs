@@ -68,6 +68,9 @@ pub struct Progress<'a> {
     pub input_bytes: u64,
 }
 
+/// The first bytes of a gzip file.
+const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
+
 /// Wraps `input` (read from `source`, a path or `-`) in a gzip decoder
 /// when it starts with the gzip magic.
 pub fn maybe_gunzip<'a>(
@@ -75,7 +78,7 @@ pub fn maybe_gunzip<'a>(
     source: &str,
 ) -> Result<Box<dyn BufRead + 'a>> {
     let head = input.fill_buf().map_err(io("cannot read input", source))?;
-    if head.starts_with(&[0x1f, 0x8b]) {
+    if head.starts_with(&GZIP_MAGIC) {
         return Ok(Box::new(BufReader::with_capacity(
             1 << 20,
             MultiGzDecoder::new(input),
@@ -300,7 +303,7 @@ struct Spare {
 /// decoding overlaps with appending and syncing.
 #[allow(clippy::too_many_arguments)]
 fn read_batches(
-    input: impl BufRead,
+    mut input: impl BufRead,
     pause: Option<PauseProbe>,
     source: &str,
     format: InputFormat,
@@ -308,6 +311,9 @@ fn read_batches(
     tx: std::sync::mpsc::SyncSender<Result<ReadBatch>>,
     spare: std::sync::mpsc::Receiver<Spare>,
 ) {
+    let gzip = input
+        .fill_buf()
+        .is_ok_and(|head| head.starts_with(&GZIP_MAGIC));
     let mut input = match maybe_gunzip(input, source) {
         Ok(i) => i,
         Err(e) => {
@@ -391,11 +397,18 @@ fn read_batches(
                 // input only: what was read before it is imported, the rest
                 // is rejected by name, and the import goes on with the
                 // next input.
+                // gzip checks its CRC only at the end of a member: what was
+                // read of a damaged one may be damaged too, undetected.
+                let unchecked = if gzip {
+                    "; gzip checks its data only at the end of each compressed member, so the lines already archived from this file are unchecked and may hold damaged bytes: compare them with an intact copy of the file"
+                } else {
+                    ""
+                };
                 batch.rejected.push(Rejected {
                     source: source.to_owned(),
                     line: batch.through_line + 1,
                     reason: format!(
-                        "cannot read the rest of the input after byte {}: {e}",
+                        "cannot read the rest of the input after byte {}: {e}{unchecked}",
                         batch.input_bytes
                     ),
                 });
