@@ -65,7 +65,7 @@ pub struct CommonArgs {
     /// The former spelling of --max-backoff, in milliseconds.
     #[arg(long, hide = true, conflicts_with = "max_backoff")]
     pub max_backoff_ms: Option<u64>,
-    /// Output format of the final summary (stdout): text or JSON.
+    /// Output format of the final summary: text (on stderr, as every summary, not with -q) or one JSON object (on stdout).
     #[arg(long, value_enum)]
     pub format: Option<HumanJson>,
     /// Also run the web application of `ccvault serve` in this process on this address (e.g. 127.0.0.1:8080; port 0 picks one, printed on stdout first).
