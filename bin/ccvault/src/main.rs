@@ -445,8 +445,8 @@ fn main() -> ExitCode {
     }
 }
 
-/// `--events -1` is a bad value of `--events`, said as such ("invalid
-/// value '-1' for '--events <N>'"), not an unknown flag `-1`: no flag of
+/// `--events -1` is a bad value of `--events`, said as such (`invalid
+/// value '-1' for '--events <N>'`), not an unknown flag `-1`: no flag of
 /// ccvault is a digit.
 fn numbers_may_be_negative(cmd: clap::Command) -> clap::Command {
     cmd.allow_negative_numbers(true)

@@ -31,8 +31,8 @@ mod split;
 mod verify;
 
 pub use archive::{
-    create_private_file, now_ms, open_private_file, Archive, ArchiveOptions, BatchReport, Incoming,
-    OpenReport, Outcome, Prepared,
+    create_private_file, message_bound, now_ms, open_private_file, Archive, ArchiveOptions,
+    BatchReport, Incoming, OpenReport, Outcome, Prepared,
 };
 pub use ccvault_index::{
     compact_if_it_frees_enough, guard_redb, guid_hash, payload_hash, redb_damage, unguarded,
