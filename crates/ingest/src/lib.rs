@@ -141,18 +141,30 @@ pub(crate) fn tls_config(
             let key_pem = std::fs::read(key_path).map_err(|e| {
                 IngestError::Config(format!("cannot read {}: {e}", key_path.display()))
             })?;
-            let key = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|e| match e {
-                pem::Error::NoItemsFound => {
-                    IngestError::Config(format!("no private key in {}", key_path.display()))
-                }
-                e => IngestError::Config(format!("bad private key in {}: {e}", key_path.display())),
-            })?;
+            let key = PrivateKeyDer::from_pem_slice(&key_pem)
+                .map_err(|e| key_error(&key_pem, key_path, e))?;
             let version = x509_version(&certs[0]);
             builder
                 .with_client_auth_cert(certs, key)
                 .map_err(|e| client_auth_error(e, version, cert_path, key_path))
         }
     }
+}
+
+/// Why the `--client-key` file at `path` gave no key: an encrypted key
+/// (which the PEM reader skips as no key at all) is said as one.
+fn key_error(pem_text: &[u8], path: &std::path::Path, e: pem::Error) -> IngestError {
+    let encrypted = [&b"ENCRYPTED PRIVATE KEY"[..], b"Proc-Type: 4,ENCRYPTED"]
+        .iter()
+        .any(|mark| pem_text.windows(mark.len()).any(|w| w == *mark));
+    IngestError::Config(match e {
+        pem::Error::NoItemsFound if encrypted => format!(
+            "{} holds an encrypted private key, which ccvault cannot decrypt: give it the key unencrypted (`openssl pkey -in KEY -out KEY.plain`, kept owner-only)",
+            path.display()
+        ),
+        pem::Error::NoItemsFound => format!("no private key in {}", path.display()),
+        e => format!("bad private key in {}: {e}", path.display()),
+    })
 }
 
 /// What rustls's refusal of a client certificate and key means, naming the
@@ -342,5 +354,29 @@ mod tests {
         let missing = dir.path().join("missing.pem");
         let why = config_error(tls_config(Some(&missing), None));
         assert!(why.contains("cannot read CA file"), "{why}");
+    }
+
+    #[test]
+    fn an_encrypted_client_key_is_said_as_one() {
+        let path = std::path::Path::new("client-enc.key");
+        let encrypted = b"-----BEGIN ENCRYPTED PRIVATE KEY-----\nMIIFHDBOBgkqhkiG9w0BBQ0wQTApBgkqhkiG9w0BBQwwHAQI\n-----END ENCRYPTED PRIVATE KEY-----\n";
+        let legacy = b"-----BEGIN RSA PRIVATE KEY-----\nProc-Type: 4,ENCRYPTED\nDEK-Info: AES-256-CBC,00\n\nAAAA\n-----END RSA PRIVATE KEY-----\n";
+        for pem_text in [&encrypted[..], &legacy[..]] {
+            let why = match key_error(pem_text, path, pem::Error::NoItemsFound) {
+                IngestError::Config(why) => why,
+                e => panic!("{e}"),
+            };
+            assert!(
+                why.contains("encrypted private key") && why.contains("client-enc.key"),
+                "{why}"
+            );
+        }
+        let plain = key_error(b"nothing", path, pem::Error::NoItemsFound);
+        assert!(
+            plain
+                .to_string()
+                .contains("no private key in client-enc.key"),
+            "{plain}"
+        );
     }
 }

@@ -119,12 +119,25 @@ pub fn parse_url(url: &str) -> Result<Endpoint> {
     let tls = match scheme.to_ascii_lowercase().as_str() {
         "mqtt" | "tcp" => false,
         "mqtts" | "ssl" | "tls" => true,
-        _ => return Err(bad("the scheme must be mqtt:// or mqtts://")),
+        _ => {
+            return Err(bad(
+                "the scheme must be mqtt:// or mqtts:// (also tcp://, or ssl:// and tls:// for mqtts://)",
+            ))
+        }
     };
     let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
-    if authority.contains('@') {
+    // Anywhere after the scheme: a password may hold `/`, `?` or `#`.
+    if rest.contains('@') {
         return Err(bad(
             "credentials do not belong in the URL (use --username and --password-file or CCVAULT_MQTT_PASSWORD)",
+        ));
+    }
+    // Topics are --topic's: a path would be silently ignored.
+    let after = &rest[authority.len()..];
+    if !after.is_empty() && after != "/" {
+        // Not quoted: what follows may be a password's end (`:p#w@h`).
+        return Err(bad(
+            "an MQTT URL names only the broker (host and port), with no path, query or fragment: give topic filters with --topic",
         ));
     }
     let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
@@ -598,6 +611,21 @@ mod tests {
         assert!(parse_url("mqtt://u:p@host").is_err());
         assert!(parse_url("http://host").is_err());
         assert!(parse_url("host:1883").is_err());
+        // A trailing slash is the broker; a path, query or fragment would
+        // be silently ignored, and is refused.
+        assert_eq!(parse_url("mqtt://h:1/").unwrap().port, 1);
+        for url in ["mqtt://h:1/events", "mqtt://h?x=1", "mqtt://h#f"] {
+            let why = parse_url(url).unwrap_err().to_string();
+            assert!(why.contains("--topic"), "{url}: {why}");
+        }
+        // Credentials are found past a `/`, `?` or `#` in the password.
+        for url in ["mqtt://u:p/w@h", "mqtt://u:p#w@h", "mqtt://u:p?w@h"] {
+            let why = parse_url(url).unwrap_err().to_string();
+            assert!(
+                why.contains("credentials") && !why.contains("p/w") && !why.contains("w@"),
+                "{why}"
+            );
+        }
     }
 
     #[test]
