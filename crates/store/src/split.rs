@@ -70,6 +70,8 @@ pub(crate) struct Splitter {
     /// each at most [`MAX_KEY`] bytes. Where a broken value may be cut in
     /// an array, a `},{"KEY":` with one of them starts the next element.
     keys: Vec<Vec<u8>>,
+    /// [`key_hash`] of each of `keys`.
+    key_hashes: Vec<u32>,
     /// The start of the next value, already read: a broken value was
     /// found to end before it once its key was seen ([`Resync`]).
     carry: Vec<u8>,
@@ -128,6 +130,7 @@ impl Splitter {
             line: 1,
             line_end,
             keys: STREAM_KEYS.iter().map(|k| k.to_vec()).collect(),
+            key_hashes: STREAM_KEYS.iter().map(|k| key_hash(k)).collect(),
             carry: Vec::new(),
             tail: Vec::new(),
         }))
@@ -182,7 +185,7 @@ impl Splitter {
         let (first_line, offset) = (self.line, self.offset);
         if !carry.is_empty() {
             // `{"KEY":`, already read: never a whole value.
-            let _ = value.end_in(&carry, self.array);
+            let _ = value.end_in(&carry, self.array, &self.key_hashes);
             self.take(buf, start, cap, &carry, &mut too_long);
             self.advance(&carry);
             seen += carry.len() as u64;
@@ -193,7 +196,7 @@ impl Splitter {
             if chunk.is_empty() {
                 break; // an unterminated value: what there is, quarantined
             }
-            let (take, end) = match value.end_in(chunk, self.array) {
+            let (take, end) = match value.end_in(chunk, self.array, &self.key_hashes) {
                 Some(End::At(end)) => (end, Some(None)),
                 Some(End::Resync {
                     through,
@@ -319,6 +322,7 @@ impl Splitter {
         if let Some(key) = first_key(value) {
             if !self.keys.iter().any(|k| k == key) {
                 self.keys.push(key.to_vec());
+                self.key_hashes.push(key_hash(key));
             }
         }
     }
@@ -433,8 +437,11 @@ struct Value {
     /// the first value is well-formed JSON spanning lines, and a broken one
     /// ended where a line starts anew says the file is NDJSON.
     brackets_only: bool,
-    /// The last byte that was not a blank, in any state.
+    /// The last byte that was not a blank, in any state, as of the end of
+    /// the block before (a `{` looks back in its own block first).
     last: u8,
+    /// FNV-1a of the resync pattern's key so far ([`key_hash`]).
+    resync_hash: u32,
     /// How far a possible next value's `{"KEY":` has matched (0: none;
     /// 1: `{` seen; 2: `{"`; 3: in the key; 4: after its closing quote).
     resync_stage: u8,
@@ -462,9 +469,38 @@ enum End {
     },
 }
 
+/// FNV-1a (32 bits) of a key, one byte at a time: how a resync pattern's
+/// key is compared with the stream's known keys without keeping it.
+const KEY_HASH_START: u32 = 0x811c_9dc5;
+
+fn key_hash_step(hash: u32, b: u8) -> u32 {
+    (hash ^ u32::from(b)).wrapping_mul(0x0100_0193)
+}
+
+fn key_hash(key: &[u8]) -> u32 {
+    key.iter().fold(KEY_HASH_START, |h, &b| key_hash_step(h, b))
+}
+
 impl Value {
-    /// Where the value ends in `chunk`, if it does.
-    fn end_in(&mut self, chunk: &[u8], array: bool) -> Option<End> {
+    /// Where the value ends in `chunk`, if it does. `known`: the hashes
+    /// ([`key_hash`]) of the keys a resync that needs one may have.
+    fn end_in(&mut self, chunk: &[u8], array: bool, known: &[u32]) -> Option<End> {
+        let end = self.end_in_unnoted(chunk, array, known);
+        let seen = match end {
+            Some(End::At(at)) => at,
+            Some(End::Resync { through, .. }) => through,
+            None => chunk.len(),
+        };
+        if let Some(&b) = chunk
+            .get(..seen)
+            .and_then(|c| c.iter().rev().find(|&&b| b != b' ' && b != b'\t'))
+        {
+            self.last = b;
+        }
+        end
+    }
+
+    fn end_in_unnoted(&mut self, chunk: &[u8], array: bool, known: &[u32]) -> Option<End> {
         for (i, &b) in chunk.iter().enumerate() {
             if !self.started {
                 self.started = true;
@@ -479,7 +515,17 @@ impl Value {
                 self.last = b;
                 continue;
             }
-            let resynced = if self.bare { None } else { self.watch(b) };
+            // Only a `{` starts a resync pattern: other bytes pass by.
+            let resynced = if !self.bare && (self.resync_stage != 0 || b == b'{') {
+                let last = chunk
+                    .get(..i)
+                    .and_then(|c| c.iter().rev().find(|&&b| b != b' ' && b != b'\t'))
+                    .copied()
+                    .unwrap_or(self.last);
+                self.watch(b, last, known)
+            } else {
+                None
+            };
             if let Some(end) = self.step(i, b, array) {
                 return Some(End::At(end));
             }
@@ -497,7 +543,7 @@ impl Value {
     /// Follows a possible next value's `{"KEY":` through `b` (see the
     /// type's rules): its length and whether it needs a known key once
     /// complete.
-    fn watch(&mut self, b: u8) -> Option<(usize, bool)> {
+    fn watch(&mut self, b: u8, last: u8, known: &[u32]) -> Option<(usize, bool)> {
         let mut found = None;
         if self.resync_stage != 0 {
             self.resync_len += 1;
@@ -506,10 +552,12 @@ impl Value {
                 (1, b'"') => 2,
                 (2, _) if b.is_ascii_alphabetic() || b == b'_' => {
                     self.resync_key = 1;
+                    self.resync_hash = key_hash_step(KEY_HASH_START, b);
                     3
                 }
                 (3, _) if ident && usize::from(self.resync_key) < MAX_KEY => {
                     self.resync_key += 1;
+                    self.resync_hash = key_hash_step(self.resync_hash, b);
                     3
                 }
                 (3, b'"') => {
@@ -520,7 +568,9 @@ impl Value {
                     self.resync_blanks += 1;
                     4
                 }
-                (4, b':') => {
+                // A key the stream's values may begin with, where one is
+                // needed: else a nested object, no business of ours.
+                (4, b':') if !self.resync_needs_key || known.contains(&self.resync_hash) => {
                     found = Some((usize::from(self.resync_len), self.resync_needs_key));
                     0
                 }
@@ -532,19 +582,18 @@ impl Value {
             self.resync_len = 1;
             // Where a key must come (after an object's `{` or `,`) a `{`
             // is no more well-formed than after a closing bracket.
-            let at_key = self.objects & 1 == 1 && matches!(self.last, b'{' | b',');
-            self.resync_needs_key = !matches!(self.last, b'}' | b']') && !self.in_string && !at_key;
-        }
-        // A line break is not a blank here: across lines the line rules
-        // above resync, and a broken first line of NDJSON stays NDJSON.
-        if !matches!(b, b' ' | b'\t') {
-            self.last = b;
+            // A line break is not a blank in `last`: across lines the line
+            // rules above resync, and a broken first line of NDJSON stays
+            // NDJSON.
+            let at_key = self.objects & 1 == 1 && matches!(last, b'{' | b',');
+            self.resync_needs_key = !matches!(last, b'}' | b']') && !self.in_string && !at_key;
         }
         found
     }
 
     /// Reads `b`, at `i` in `chunk`, into the value's state: the index
     /// just past the value's last byte if it ends there.
+    #[inline(always)]
     fn step(&mut self, i: usize, b: u8, array: bool) -> Option<usize> {
         if std::mem::take(&mut self.brace_at_line_start)
             && b == b'"'
@@ -626,9 +675,10 @@ fn detect(head: &[u8]) -> Result<InputFormat, String> {
             };
             // A first value found broken before a next one on its line
             // ([`End::Resync`]) says values follow each other on a line.
+            let known: Vec<u32> = STREAM_KEYS.iter().map(|k| key_hash(k)).collect();
             let mut from = 0;
             let end = loop {
-                match value.end_in(rest.get(from..).unwrap_or_default(), false) {
+                match value.end_in(rest.get(from..).unwrap_or_default(), false, &known) {
                     Some(End::At(end)) => break Some(from + end),
                     Some(End::Resync {
                         through,
