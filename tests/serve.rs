@@ -740,38 +740,20 @@ fn a_servers_report_counts_with_its_own_threshold() {
     );
     let served = server.get("/api/report?interval=1d&by=queue,channel");
     assert_eq!(served.status, 200, "{}", served.text());
-    let cli = ccvault(
-        &data,
-        &[
-            "report",
-            "--format",
-            "json",
-            "--interval",
-            "1d",
-            "--by",
-            "queue,channel",
-            "--sla",
-            "phone=90s,chat=60s",
-            "--short-abandon",
-            "1s",
-        ],
-    )
-    .ok();
+    let report = [
+        "report",
+        "--format",
+        "json",
+        "--interval",
+        "1d",
+        "--by",
+        "queue,channel",
+    ];
+    let thresholds = ["--sla", "phone=90s,chat=60s", "--short-abandon", "1s"];
+    let cli = ccvault(&data, &[&report[..], &thresholds[..]].concat()).ok();
     assert_eq!(served.text(), cli.stdout_str());
     // Not the CLI's defaults: the threshold changes the answer here.
-    let default = ccvault(
-        &data,
-        &[
-            "report",
-            "--format",
-            "json",
-            "--interval",
-            "1d",
-            "--by",
-            "queue,channel",
-        ],
-    )
-    .ok();
+    let default = ccvault(&data, &report).ok();
     assert_ne!(served.text(), default.stdout_str());
     // Named in the query: the query's.
     let asked = server.get("/api/report?interval=1d&by=queue,channel&sla=20s&short_abandon=5s");
