@@ -741,7 +741,18 @@ mod tests {
         input: &[u8],
         cap: usize,
     ) -> Vec<(String, u64, u64, Option<u64>, bool)> {
-        let mut r = BufReader::with_capacity(3, input);
+        split_in_blocks(format, input, cap, 3)
+    }
+
+    /// [`split`] through a buffer of `block` bytes (auto-detection reads
+    /// only the first block).
+    fn split_in_blocks(
+        format: InputFormat,
+        input: &[u8],
+        cap: usize,
+        block: usize,
+    ) -> Vec<(String, u64, u64, Option<u64>, bool)> {
+        let mut r = BufReader::with_capacity(block, input);
         let mut s = Splitter::new(format, &mut r).unwrap().unwrap();
         // Each message is appended after the ones before it.
         let mut buf = b"before".to_vec();
@@ -928,19 +939,7 @@ mod tests {
             detect(b"{\"Interaction\": {\"event\": \"Q\"\nnot json\n{\"messageId\":\"x\"}\n"),
             Ok(Ndjson)
         );
-        let mut r = BufReader::new(&input[..]);
-        let mut splitter = Splitter::new(Auto, &mut r).unwrap().unwrap();
-        let mut buf = Vec::new();
-        let mut got = Vec::new();
-        while let Some(p) = splitter.next(&mut r, &mut buf, 100).unwrap() {
-            got.push((
-                String::from_utf8(std::mem::take(&mut buf)).unwrap(),
-                0,
-                0,
-                p.offset,
-                p.too_long,
-            ));
-        }
+        let got = split_in_blocks(Auto, input, 100, 4096);
         assert_eq!(
             texts(&got),
             [r#"{"A":{"y":"q"#, r#"{"A":{"z":2}}"#, r#"{"A":{"w":3}}"#]
