@@ -670,9 +670,10 @@ fn sigkill_of_rebuild_catch_up_or_reindex_changes_no_answer() {
 }
 
 /// A live feed through a pipe (`consumer | ccvault import -`) that sends a
-/// few lines and then waits has them made durable and acknowledged while it
-/// waits, not once 16,384 lines have come or the pipe closes; what was
-/// acknowledged survives SIGKILL, and a gzip feed is no different.
+/// few lines and then waits has them made durable and acknowledged, and
+/// visible to readers, while it waits, not once 16,384 lines (or any more)
+/// have come or the pipe closes; what was acknowledged survives SIGKILL, and
+/// a gzip feed is no different.
 #[test]
 fn lines_from_a_pipe_that_pauses_are_acknowledged_while_it_waits() {
     let tmp = tempfile::tempdir().unwrap();
@@ -718,6 +719,14 @@ fn lines_from_a_pipe_that_pauses_are_acknowledged_while_it_waits() {
                 if ack == format!("durable - {sent}") {
                     break;
                 }
+            }
+            // Another process sees them while the writer waits for more.
+            while stats(&dir).records < sent as u64 {
+                assert!(
+                    Instant::now() < deadline,
+                    "gzip {gzip}: line {sent} acknowledged but not visible while the pipe waits"
+                );
+                std::thread::sleep(Duration::from_millis(20));
             }
         }
         child.kill().unwrap();

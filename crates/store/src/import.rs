@@ -489,7 +489,8 @@ pub fn import_stream(
 /// fsync overlaps with appending the next: a batch is reported (and its
 /// counts added) only once it is durable. With `pause` (a live input), a
 /// batch also ends where the input pauses, and is reported without waiting
-/// for the next (crate::pause).
+/// for the next (crate::pause), then committed to the index, so that
+/// readers see it while the input waits.
 #[allow(clippy::too_many_arguments)]
 pub fn import_stream_as(
     archive: &mut Archive,
@@ -534,6 +535,10 @@ pub fn import_stream_as(
                 Err(RecvTimeoutError::Timeout) => {
                     if let Some(previous) = in_flight.take() {
                         land(archive, previous, &mut summary)?;
+                        // Readers see what came before the pause now, not
+                        // once more comes (the commit otherwise waits for
+                        // the next append).
+                        archive.commit_index()?;
                     }
                     match rx.recv() {
                         Ok(batch) => batch,
