@@ -399,6 +399,79 @@ fn since_cell(ms: i64, text: &str) -> String {
     format!("data-since-ms=\"{ms}\">{text}</td>")
 }
 
+/// A queue row is there when one of its columns counts a leg: today's legs
+/// that no column counts (consultations and calls that never queued, filed
+/// under no queue) make no row of zeros.
+#[test]
+fn the_wallboard_lists_only_queues_a_column_counts() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let day = dir.path().join("day.ndjson");
+    let day_arg = day.to_str().unwrap();
+    ccvault(
+        &data,
+        &["simulate", "--interactions", "400", "--out", day_arg],
+    )
+    .ok();
+    import(&data, &[&day], &[]);
+    let legs = ccvault(&data, &["interactions", "--format", "json"])
+        .ok()
+        .json_lines();
+    // The clock: just after the last leg was offered, on its day (UTC).
+    let last = legs
+        .iter()
+        .map(|l| l["offeredAt"].as_i64().unwrap())
+        .max()
+        .unwrap();
+    let at = jiff::Timestamp::from_millisecond(last + 1).unwrap();
+    let day_start = at
+        .in_tz("UTC")
+        .unwrap()
+        .start_of_day()
+        .unwrap()
+        .timestamp()
+        .as_millisecond();
+    let key = |v: &serde_json::Value| (v["queueId"].as_i64(), v["mediaType"].to_string());
+    let today: Vec<_> = legs
+        .iter()
+        .filter(|l| l["offeredAt"].as_i64().unwrap() >= day_start)
+        .collect();
+    let counted: std::collections::BTreeSet<_> = today
+        .iter()
+        .filter(|l| l["kind"] == "inbound" || l["kind"] == "outbound")
+        .map(|l| key(l))
+        .collect();
+    let uncounted: std::collections::BTreeSet<_> = today
+        .iter()
+        .map(|l| key(l))
+        .filter(|k| !counted.contains(k))
+        .collect();
+    assert!(
+        !uncounted.is_empty(),
+        "the simulated day has no leg that only a consultation or an unqueued call files: the test checks nothing"
+    );
+
+    let board = ccvault(
+        &data,
+        &["wallboard", "--format", "json", "--at", &at.to_string()],
+    )
+    .ok()
+    .stdout_str();
+    let board: serde_json::Value = serde_json::from_str(&board).unwrap();
+    let rows = board["queues"].as_array().unwrap();
+    for row in rows {
+        let n = |k: &str| row[k].as_u64().unwrap();
+        assert!(
+            n("waiting") + n("offered") + n("outbound") > 0,
+            "a row that counts nothing: {row}"
+        );
+        assert!(!uncounted.contains(&key(row)), "{row}");
+    }
+    // Every queue with a counted leg today is there.
+    let shown: std::collections::BTreeSet<_> = rows.iter().map(key).collect();
+    assert!(counted.is_subset(&shown), "{counted:?} against {shown:?}");
+}
+
 #[test]
 fn the_wallboard_page_is_rendered_by_the_server_at_its_clock() {
     let dir = tempfile::tempdir().unwrap();

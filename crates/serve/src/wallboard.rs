@@ -85,6 +85,15 @@ pub struct QueueNow {
     pub outbound_connected: u64,
 }
 
+impl QueueNow {
+    /// Whether a column of the row counts a leg: one waiting now, or one of
+    /// today's inbound or outbound legs. Today's legs that no column counts
+    /// (consultations, calls that never queued) would make a row of zeros.
+    fn counts_a_leg(&self) -> bool {
+        self.waiting > 0 || self.offered > 0 || self.outbound > 0
+    }
+}
+
 /// One agent's current state.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -529,7 +538,10 @@ impl Floor {
             day_start_ms: self.day.0,
             time_zone: opts.tz.iana_name().unwrap_or("UTC").to_owned(),
             records: self.records,
-            queues: queues.into_values().collect(),
+            queues: queues
+                .into_values()
+                .filter(QueueNow::counts_a_leg)
+                .collect(),
             agents,
             in_progress,
         })
