@@ -1,8 +1,10 @@
 //! Reads on a machine that refuses writes (issue 15 item 7, "reads work on
 //! a full disk"), through the built binary: every read command gives the
 //! answer it gives on a roomy disk, whether the projections were built
-//! before the refusal, are behind the log, or were never built, and a read
-//! that could not save the projections leaves no half-written file behind.
+//! before the refusal, are behind the log, or were never built, or the
+//! last writer was killed and left the index needing redb's repair (made in
+//! memory), and a read that could not save the projections leaves no
+//! half-written file behind.
 //!
 //! Two refusals: the file size limit (`ulimit -f 0`: every write to a file
 //! fails with EFBIG; any user, so it always runs), and a real full file
@@ -16,7 +18,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::{ccvault, import, is_root, Run, Stream};
+use common::{ccvault, command, import, is_root, stats, Run, Stream};
 
 /// A small tmpfs mounted for one test and unmounted when dropped.
 struct SmallDisk {
@@ -88,6 +90,39 @@ enum Prepared {
     NeverBuilt,
     Current,
     BehindTheLog,
+    /// Behind the log, whose last records a writer killed with SIGKILL
+    /// indexed: the index needs the repair redb makes after a crash.
+    WriterKilled,
+}
+
+/// Archives `text` through `import -` and kills the importer with SIGKILL
+/// once another process sees all `records` of the archive indexed, so that
+/// its index is left open, needing redb's repair, and nothing is behind it.
+fn import_then_kill(dir: &Path, text: &str, records: u64) {
+    use std::io::Write;
+    let mut child = command(dir, &["import", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // The pipe stays open: the import ends its batch at the pause, commits
+    // it, and waits for more.
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(text.as_bytes()).unwrap();
+    stdin.flush().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while stats(dir).records < records {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the import did not index its input"
+        );
+        assert!(child.try_wait().unwrap().is_none(), "the import exited");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    drop(stdin);
 }
 
 const UNSAVED: &str = "could not save the projections";
@@ -182,6 +217,11 @@ fn reads_work_when_the_disk_is_full_or_no_file_may_grow() {
                 ccvault(dir, &["report"]).ok();
                 import(dir, &[&second], &[]);
             }
+            Prepared::WriterKilled => {
+                import(dir, &[&first], &[]);
+                ccvault(dir, &["report"]).ok();
+                import_then_kill(dir, &s.text(300..400), 400);
+            }
         }
         let projections = dir.join("projections.redb");
         (how != Prepared::NeverBuilt).then(|| fs::read(&projections).unwrap())
@@ -224,12 +264,30 @@ fn reads_work_when_the_disk_is_full_or_no_file_may_grow() {
         Prepared::NeverBuilt,
         Prepared::Current,
         Prepared::BehindTheLog,
+        Prepared::WriterKilled,
     ] {
         // No file may grow.
         let dir = tmp.path().join(format!("limited-{how:?}"));
         let before = prepare(&dir, how);
+        let index = fs::read(dir.join("index.redb")).unwrap();
         let runs = read_all(&dir, ccvault_no_file_writes, "file size limit", how);
         check_after(&dir, how, before, &runs);
+        // The index a killed writer left was repaired in memory, for each
+        // read, and is as it was.
+        if how == Prepared::WriterKilled {
+            for run in &runs {
+                assert!(
+                    run.stderr.contains("repaired in memory"),
+                    "{:?}: {}",
+                    run.args,
+                    run.stderr
+                );
+            }
+        }
+        assert!(
+            fs::read(dir.join("index.redb")).unwrap() == index,
+            "{how:?}"
+        );
         check_recovered(&dir, how);
 
         // A full file system.

@@ -45,8 +45,10 @@
 //! filter holds its keys), `place` (key places and the generations' key
 //! ranges),
 //! `chunk` (packed postings), `keymap` (maps keyed by key hashes), `compaction` (when compacting a redb file
-//! pays, for this crate's file and the projections'), `error`, and `guard`
-//! (redb panics on damaged files become errors).
+//! pays, for this crate's file and the projections'), `overlay` (a redb
+//! file read as it is with every write kept in memory, for reads where the
+//! disk refuses writes: this crate's file and the projections'), `error`,
+//! and `guard` (redb panics on damaged files become errors).
 
 pub mod chunk;
 mod compaction;
@@ -55,6 +57,7 @@ mod filter;
 mod filter_check;
 mod guard;
 mod keymap;
+pub mod overlay;
 mod place;
 mod reader;
 mod schema;

@@ -20,8 +20,8 @@ use crate::filter::{
 use crate::guard::{guarded, unguarded};
 use crate::place::KeyRange;
 use crate::schema::{
-    builder, builder_with_cache, BY_AGENT, BY_GUID, BY_PAYLOAD, FILTERS, GUID_BLOCKS, KEY_RANGES,
-    META, QUARANTINE, SPAN_FILTERS, TIME,
+    builder, builder_with_cache, BY_AGENT, BY_GUID, BY_PAYLOAD, CACHE_BYTES, FILTERS, GUID_BLOCKS,
+    KEY_RANGES, META, QUARANTINE, SPAN_FILTERS, TIME,
 };
 use crate::{
     agent_hash, guid_hash, Checkpoint, Counters, Hit, IndexError, PackedTotals, PostingDigest,
@@ -32,6 +32,11 @@ use crate::{
 pub struct IndexReader {
     pub(crate) txn: ReadTransaction,
     pub(crate) path: PathBuf,
+    /// Opened by [`IndexReader::open_repaired_in_memory`] (the file needed
+    /// a repair it could not be given on disk): the database holding the
+    /// repair, which `txn` reads (a `Database` closes its storage when
+    /// dropped; fields drop in order, the transaction first).
+    pub(crate) repaired_in_memory: Option<redb::Database>,
 }
 
 impl IndexReader {
@@ -56,25 +61,91 @@ impl IndexReader {
     /// (see [`IndexReader::open_with_cache`]). Its snapshot is the file's
     /// last commit, which may be newer than this reader's.
     pub fn reopen_with_cache(&self, cache_bytes: usize) -> Result<IndexReader> {
+        if self.repaired_in_memory.is_some() {
+            return Self::open_repaired_in_memory_with_cache(&self.path, cache_bytes);
+        }
         Self::open_with_cache(&self.path, cache_bytes)
+    }
+
+    /// Opens an index that needs redb's repair after a writer stopped
+    /// without closing it (a crash, `kill -9`), where the repair cannot be
+    /// written (a full disk, a read-only file system): redb repairs it with
+    /// every write kept in memory ([`crate::overlay::Overlay`]), the file is
+    /// left as it is, and the snapshot is its last commit. Costs what a
+    /// repair costs (redb reads the allocation state of the whole file),
+    /// each time it is opened so.
+    pub fn open_repaired_in_memory(path: &Path) -> Result<IndexReader> {
+        Self::open_repaired_in_memory_with_cache(path, CACHE_BYTES)
+    }
+
+    /// [`IndexReader::open_repaired_in_memory`] with a page cache of
+    /// `cache_bytes` (see [`IndexReader::open_with_cache`]).
+    pub fn open_repaired_in_memory_with_cache(
+        path: &Path,
+        cache_bytes: usize,
+    ) -> Result<IndexReader> {
+        guarded(path, || {
+            let io = |e: std::io::Error| IndexError::Redb {
+                path: path.display().to_string(),
+                source: redb::Error::Io(e),
+            };
+            // Opened for writing too where it may be, so that redb can lock
+            // it against a writer starting meanwhile; never written.
+            let file = match std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(path)
+            {
+                Ok(file) => (file, true),
+                Err(_) => (std::fs::File::open(path).map_err(io)?, false),
+            };
+            let backend = crate::overlay::Overlay::over(Some(file)).map_err(io)?;
+            // A file that cannot be locked cannot be written by anyone else
+            // either; redb's exclusive mode then takes no lock.
+            let mode = if backend.lockable() {
+                ConcurrencyMode::SingleWriter
+            } else {
+                ConcurrencyMode::ExclusiveWriter
+            };
+            let db = builder_with_cache(mode, cache_bytes)
+                .create_with_backend(backend)
+                .at(path)?;
+            let txn = db.begin_read().at(path)?;
+            Self::checked(IndexReader {
+                txn,
+                path: path.to_path_buf(),
+                repaired_in_memory: Some(db),
+            })
+        })
     }
 
     fn open_with(path: &Path, builder: redb::Builder) -> Result<IndexReader> {
         guarded(path, || {
             let db: ReadOnlyDatabase = builder.open_read_only(path).at(path)?;
             let txn = db.begin_read().at(path)?;
-            let reader = IndexReader {
+            Self::checked(IndexReader {
                 txn,
                 path: path.to_path_buf(),
-            };
-            match reader.meta("version")? {
-                Some(v) if v != INDEX_VERSION => Err(IndexError::Version {
-                    path: path.display().to_string(),
-                    found: v,
-                }),
-                _ => Ok(reader),
-            }
+                repaired_in_memory: None,
+            })
         })
+    }
+
+    /// `reader`, unless its index is of another version.
+    fn checked(reader: IndexReader) -> Result<IndexReader> {
+        match reader.meta("version")? {
+            Some(v) if v != INDEX_VERSION => Err(IndexError::Version {
+                path: reader.path.display().to_string(),
+                found: v,
+            }),
+            _ => Ok(reader),
+        }
+    }
+
+    /// Whether this snapshot was opened by
+    /// [`IndexReader::open_repaired_in_memory`].
+    pub fn repaired_in_memory(&self) -> bool {
+        self.repaired_in_memory.is_some()
     }
 
     pub(crate) fn corrupt(&self, what: String) -> IndexError {

@@ -78,7 +78,7 @@ pub const GENERATION_RECORDS: u64 = 1 << 18;
 /// 64: an import's peak at 50M events was over its 256 MB bound with 64,
 /// and a 10M import took the same CPU with either (docs/BENCHMARKS.md,
 /// "What grows in a 50M import").
-const CACHE_BYTES: usize = 48 << 20;
+pub(crate) const CACHE_BYTES: usize = 48 << 20;
 
 /// redb's page cache of the live index a writer holds ([`crate::Index::open`];
 /// a rebuild's scratch index keeps [`CACHE_BYTES`]). Smaller than a

@@ -13,7 +13,9 @@
 //!   same messages again stores nothing. Every message has an outcome
 //!   (archived, quarantined, duplicate, or rejected over a limit).
 //! - [`ArchiveReader`] works while a writer runs and sees the archive as of
-//!   one index commit.
+//!   one index commit; and on a disk that refuses writes, where an index a
+//!   killed writer left needing repair is repaired in memory, never on
+//!   disk.
 //! - An index is used only where its checkpoint fits the log beside it
 //!   (`fit`): another archive's `index.redb` is rebuilt, never mixed in.
 //! - Files are created `0600`, directories `0700`.
@@ -34,6 +36,7 @@ pub use archive::{
     create_private_file, message_bound, now_ms, open_private_file, Archive, ArchiveOptions,
     BatchReport, Incoming, OpenReport, Outcome, Prepared,
 };
+pub use ccvault_index::overlay::Overlay;
 pub use ccvault_index::{
     compact_if_it_frees_enough, guard_redb, guid_hash, payload_hash, redb_damage, unguarded,
     Counters, Hit, IndexReader,

@@ -270,6 +270,29 @@ impl ArchiveReader {
                         return Err(StoreError::NoIndexYet { dir, holder })
                     }
                     Err(StoreError::Locked { .. }) => return Err(first.into()),
+                    // Reads must keep working where a writer cannot (a full
+                    // or read-only disk): an index that needs the repair a
+                    // crash leaves is repaired in memory instead.
+                    Err(e) if index_exists => {
+                        let path = layout.index_path();
+                        let repaired = match cache_bytes {
+                            Some(bytes) => {
+                                IndexReader::open_repaired_in_memory_with_cache(&path, bytes)
+                            }
+                            None => IndexReader::open_repaired_in_memory(&path),
+                        };
+                        let Ok(index) = repaired else {
+                            return Err(e);
+                        };
+                        tracing::warn!(
+                            "the index {} needs the repair a writer that stopped without closing it leaves, \
+                             and opening the archive to make it failed: {e}; repaired in memory for this \
+                             command (the file is unchanged; the next command that can write repairs it)",
+                            path.display(),
+                            e = ccvault_log::display_chain(&e)
+                        );
+                        return Ok((Self::with_index(layout, index)?, None));
+                    }
                     Err(e) => return Err(e),
                 }
                 open_index(&layout.index_path())?

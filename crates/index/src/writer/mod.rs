@@ -270,6 +270,7 @@ impl Index {
             Ok(IndexReader {
                 txn,
                 path: self.path.clone(),
+                repaired_in_memory: None,
             })
         })
     }

@@ -82,14 +82,13 @@
 //!
 //! When the file system refuses to write the file (full, over quota,
 //! read-only), [`Projections::catch_up`] goes on over the file as last
-//! saved with every change kept in memory (`overlay`): the reads of that
+//! saved with every change kept in memory (`ccvault_store::Overlay`): the reads of that
 //! process see every record, nothing is saved, [`Projections::unsaved`]
 //! says why, and a file its own failed creation half-wrote is removed.
 //!
 //! The parts: `schema` (the tables and their writers), `project` (the
 //! one summarizing function), `catch_up`, `rebuild` (the parallel
-//! rebuild), `overlay` (the in-memory fallback) and `query` (what the
-//! commands read).
+//! rebuild) and `query` (what the commands read).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -102,7 +101,6 @@ use crate::codec::CodecError;
 mod catch_up;
 mod check;
 mod group_window;
-mod overlay;
 mod project;
 mod query;
 mod rebuild;
@@ -314,7 +312,7 @@ enum Db {
     Writable(Database),
     ReadOnly(ReadOnlyDatabase),
     /// The file as last saved, with this process's writes kept in memory
-    /// ([`overlay`]): the file system refused a write.
+    /// ([`ccvault_store::Overlay`]): the file system refused a write.
     Memory(Database),
 }
 
@@ -389,10 +387,11 @@ impl Projections {
                 }
                 Err(e) => return Err(e.into()),
             };
-            let backend = overlay::Overlay::over(db).map_err(|source| ProjectionError::Io {
-                path: path.display().to_string(),
-                source,
-            })?;
+            let backend =
+                ccvault_store::Overlay::over(db).map_err(|source| ProjectionError::Io {
+                    path: path.display().to_string(),
+                    source,
+                })?;
             // Without a lock on the file, redb's single-writer mode (which
             // shares the file with readers) is not available; nobody else
             // can write such a file anyway.

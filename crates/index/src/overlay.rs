@@ -1,8 +1,10 @@
-//! The projections of a read that cannot save them (a full disk, a quota,
-//! a read-only file system, a file size limit): a redb storage backend that
-//! reads `projections.redb` as it is and keeps every write in memory, so a
-//! catch-up projects only the lagging tail, in memory, and the read answers
-//! as if it had been saved.
+//! A redb storage backend for a file this process may read but not write
+//! (a full disk, a quota, a read-only file system, a file size limit): it
+//! reads the file as it is and keeps every write in memory, so that redb can
+//! repair the index after a crash, or the projections can catch up, for this
+//! process only, and the read answers as if the writes had been saved. Used
+//! by the index's [`crate::IndexReader::open_repaired_in_memory`] and by the
+//! projections' in-memory catch-up.
 //!
 //! Invariants:
 //! - The file is never written, extended or truncated: it stays the last
@@ -11,11 +13,11 @@
 //!   laid over them, exactly as if the writes had gone to the file; a
 //!   position past the file's end, or past a shortening `set_len`, reads as
 //!   zero until written.
-//! - Memory is one block ([`BLOCK`] bytes) per block written, not the file's
-//!   size.
+//! - Memory is one block (4 KiB, a redb page) per block written, not the
+//!   file's size.
 //! - redb's locks are taken on the file itself (redb's own `FileBackend`
-//!   does it), so another process opening the projections sees them held and
-//!   reads the unchanged file. A file open for reading only cannot carry a
+//!   does it), so another process opening the file sees it held and
+//!   reads it unchanged. A file open for reading only cannot carry a
 //!   write lock; it is then left unlocked (nobody can write it either: it
 //!   is on a read-only file system or not ours to write).
 
@@ -33,7 +35,7 @@ use redb::{BackendError, StorageBackend};
 /// costs one block.
 const BLOCK: u64 = 4096;
 
-pub(super) struct Overlay {
+pub struct Overlay {
     base: Option<Base>,
     layer: Mutex<Layer>,
 }
@@ -73,7 +75,7 @@ fn out_of_range() -> io::Error {
 impl Overlay {
     /// Over `file` (`writable`: opened for writing too, so it can be
     /// locked), or over nothing (`None`): an empty storage.
-    pub(super) fn over(file: Option<(File, bool)>) -> io::Result<Overlay> {
+    pub fn over(file: Option<(File, bool)>) -> io::Result<Overlay> {
         let (base, len) = match file {
             Some((file, writable)) => {
                 let len = file.metadata()?.len();
@@ -96,7 +98,7 @@ impl Overlay {
     }
 
     /// Whether redb can lock the file through this backend.
-    pub(super) fn lockable(&self) -> bool {
+    pub fn lockable(&self) -> bool {
         self.base.as_ref().is_some_and(|b| b.lockable)
     }
 
