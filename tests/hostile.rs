@@ -509,6 +509,33 @@ fn a_bom_crlf_and_a_truncated_gzip_lose_nothing_readable() {
     }
     assert_eq!(lines.last().copied(), Some(s.line(399).as_str()));
     assert_eq!(st.quarantined, 0);
+
+    // Two whole members, then bytes that are no gzip (padding a copy left):
+    // every line is archived and checked, and the error says the bytes
+    // after the last member were ignored, not that the lines may be damaged.
+    let mut padded = whole.clone();
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(s.text(0..10).as_bytes()).unwrap();
+    padded.extend(gz.finish().unwrap());
+    padded.extend([0u8; 512]);
+    let padded_path = tmp.path().join("padded.ndjson.gz");
+    fs::write(&padded_path, &padded).unwrap();
+    let dir = tmp.path().join("padded");
+    let run = ccvault(&dir, &["import", padded_path.to_str().unwrap()]);
+    run.assert_no_panic();
+    assert_eq!(run.code, 3, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("padded.ndjson.gz")
+            && run
+                .stderr
+                .contains("after its last complete gzip member (member 2)")
+            && run.stderr.contains("ignored")
+            && !run.stderr.contains("may hold damaged bytes"),
+        "{}",
+        run.stderr
+    );
+    let st = stats(&dir);
+    assert_eq!((st.events, st.duplicates), (400, 10), "{:?}", st.json);
 }
 
 /// Issue 15 item 7: a damaged `projections.redb` (derived data) is an error

@@ -16,10 +16,10 @@ use std::io::{BufRead, BufReader, Read};
 use std::os::fd::AsFd;
 
 use ccvault_log::SourceKind;
-use flate2::bufread::MultiGzDecoder;
 
 use crate::archive::{now_ms, Archive, Incoming, Outcome, Prepared};
 use crate::error::{io, Result, StoreError};
+use crate::gzip::{is_trailing_bytes, GzipMembers, GZIP_MAGIC};
 use crate::pause::{PauseProbe, WatchedInput, PAUSE};
 use crate::split::{InputFormat, Splitter};
 
@@ -68,9 +68,6 @@ pub struct Progress<'a> {
     pub input_bytes: u64,
 }
 
-/// The first bytes of a gzip file.
-const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
-
 /// Wraps `input` (read from `source`, a path or `-`) in a gzip decoder
 /// when it starts with the gzip magic.
 pub fn maybe_gunzip<'a>(
@@ -81,7 +78,7 @@ pub fn maybe_gunzip<'a>(
     if head.starts_with(&GZIP_MAGIC) {
         return Ok(Box::new(BufReader::with_capacity(
             1 << 20,
-            MultiGzDecoder::new(input),
+            GzipMembers::new(input),
         )));
     }
     // Read as text, another compression's bytes would be archived as
@@ -399,7 +396,7 @@ fn read_batches(
                 // next input.
                 // gzip checks its CRC only at the end of a member: what was
                 // read of a damaged one may be damaged too, undetected.
-                let unchecked = if gzip {
+                let unchecked = if gzip && !is_trailing_bytes(&e) {
                     "; gzip checks its data only at the end of each compressed member, so the lines already archived from this file are unchecked and may hold damaged bytes: compare them with an intact copy of the file"
                 } else {
                     ""

@@ -24,6 +24,7 @@ mod archive;
 mod error;
 pub mod facts;
 mod fit;
+mod gzip;
 mod import;
 mod layout;
 mod pause;
