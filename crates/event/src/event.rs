@@ -394,7 +394,7 @@ impl<'de> Visitor<'de> for TopVisitor {
         let (mut message_id, mut payload, mut publish_time) =
             (Lenient::Null, Lenient::Null, Lenient::Null);
         let mut has_payload_key = false;
-        let mut has_type_scalar = false;
+        let mut control_frame = false;
         while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
             keys += 1;
             match key.as_ref() {
@@ -402,9 +402,12 @@ impl<'de> Visitor<'de> for TopVisitor {
                     has_payload_key = true;
                     payload = map.next_value()?;
                 }
-                "type" => {
+                // A Pulsar frame's `type`, or the `endOfTopic` answer to an
+                // `isEndOfTopic` request (8x8's client examples take either
+                // for a control frame).
+                "type" | "endOfTopic" => {
                     let slot: Slot<'de> = map.next_value()?;
-                    has_type_scalar = matches!(slot, Slot::NotObject);
+                    control_frame |= matches!(slot, Slot::NotObject);
                     if keys == 1 {
                         first = Some((key, slot));
                     }
@@ -427,7 +430,7 @@ impl<'de> Visitor<'de> for TopVisitor {
                 publish_time,
             });
         }
-        if has_type_scalar {
+        if control_frame {
             return Ok(Top::Control);
         }
         match (keys, first) {

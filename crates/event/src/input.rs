@@ -305,6 +305,9 @@ mod tests {
         for raw in [
             &br#"{"type":"isEndOfTopic"}"#[..],
             br#"{"type":"isEndOfTopic","endOfTopic":true}"#,
+            // The answer to an `isEndOfTopic` request carries no `type`.
+            br#"{"endOfTopic":true}"#,
+            br#"{"endOfTopic":"false"}"#,
             br#"{"ClientCheck":{"ts":1}}"#,
             br#"{"ClientCheck":"ping"}"#,
             // A heartbeat inside a Pulsar envelope ({"ClientCheck":{"ts":1}}).
@@ -322,6 +325,7 @@ mod tests {
             &br#"{"messageId":"m","payload":"e30=","type":"x"}"#[..],
             br#"{"Interaction":{"event":"X","type":"y"}}"#,
             br#"{"kind":"isEndOfTopic"}"#,
+            br#"{"endOfTopic":{"event":"X"}}"#,
         ] {
             assert!(
                 !decode_message(raw).control,
