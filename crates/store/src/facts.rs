@@ -18,7 +18,10 @@
 //!   continues them ([`FactsBuilder::resume`]): a crash may have cut that
 //!   segment's tail, and the offsets past the cut will be appended again
 //!   with other bytes. The records that survived a cut are the ones the
-//!   facts describe, so a reader in between reads true facts.
+//!   facts describe, so a reader in between reads true facts. The removals
+//!   are made durable (the directory synced) before the writer appends: a
+//!   power cut that undid one would bring back facts of offsets that by
+//!   then hold other records.
 //! - An entry names its record's offset and payload length; a reader uses
 //!   it only for the record of that offset and length ([`FactsCursor`]).
 
@@ -65,20 +68,39 @@ fn parse_name(name: &str) -> Option<u64> {
 }
 
 /// Removes the facts (and leftover temporary files) of the segments from
-/// `base` on: see the module's invariants. A missing directory has none.
+/// `base` on, durably: see the module's invariants. A missing directory has
+/// none.
 pub fn remove_from(vfs: &dyn Vfs, dir: &Path, base: u64) -> std::io::Result<()> {
+    if remove_stale(vfs, dir, base)? {
+        vfs.sync_dir(dir)?;
+    }
+    Ok(())
+}
+
+/// [`remove_from`] without the directory's sync; whether it removed a file.
+fn remove_stale(vfs: &dyn Vfs, dir: &Path, base: u64) -> std::io::Result<bool> {
     let names = match vfs.list_dir(dir) {
         Ok(names) => names,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
         Err(e) => return Err(e),
     };
+    let mut removed = false;
     for name in names {
         let stale = name.ends_with(".tmp") || parse_name(&name).is_some_and(|b| b >= base);
         if stale {
-            remove_if_exists(vfs, &dir.join(name))?;
+            removed |= remove_file_if_exists(vfs, &dir.join(name))?;
         }
     }
-    Ok(())
+    Ok(removed)
+}
+
+/// Removes `path`; whether it existed.
+fn remove_file_if_exists(vfs: &dyn Vfs, path: &Path) -> std::io::Result<bool> {
+    match vfs.remove_file(path) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(e),
+    }
 }
 
 /// What a writer about to append to segment `last` (the log's last, which
@@ -93,14 +115,18 @@ pub fn resume(
     last: u64,
     next_offset: u64,
 ) -> std::io::Result<Option<FactsBuilder>> {
-    remove_from(vfs, dir, last.saturating_add(1))?;
+    let mut removed = remove_stale(vfs, dir, last.saturating_add(1))?;
     let resumed = match SegmentFacts::read(vfs, dir, last) {
         Ok(Some(f)) => FactsBuilder::resume(f, next_offset),
-        Ok(None) => return Ok(None),
-        Err(_) => None,
+        Ok(None) | Err(_) => None,
     };
     if resumed.is_none() {
-        remove_if_exists(vfs, &facts_path(dir, last))?;
+        removed |= remove_file_if_exists(vfs, &facts_path(dir, last))?;
+    }
+    // Before the writer appends: a removal a power cut undid would bring
+    // back facts of offsets that will hold other records.
+    if removed {
+        vfs.sync_dir(dir)?;
     }
     Ok(resumed)
 }
