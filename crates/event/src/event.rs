@@ -52,9 +52,55 @@ pub struct EventBody<'a> {
     pub resource_type: Lenient<'a>,
     /// `originalInteractionGuid` as a field of the body.
     pub original_interaction_guid: Lenient<'a>,
-    /// The value of the `attachedData.attachedDatum` entry whose
-    /// `attachedDataKey` is `originalInteractionGuid` (the last such entry).
-    pub attached_original_guid: Lenient<'a>,
+    /// The values of the `attachedData.attachedDatum` entries whose
+    /// `attachedDataKey` is `originalInteractionGuid`, as far as a parent is
+    /// chosen from them.
+    pub attached_original_guids: OriginalGuids<'a>,
+}
+
+/// The `originalInteractionGuid` entries of an event's `attachedData`, as
+/// far as a leg's parent is chosen from them (docs/METRICS.md §3: the first
+/// present that is not the leg's own GUID): the first entry with a value,
+/// and the first after it with another value. Entries without a value
+/// (absent, `null`, `""`, an object or array) are skipped.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct OriginalGuids<'a> {
+    pub first: Lenient<'a>,
+    pub other: Lenient<'a>,
+}
+
+impl<'a> OriginalGuids<'a> {
+    /// Notes the next entry's value, in document order.
+    pub(crate) fn note(&mut self, v: Lenient<'a>) {
+        let Some(text) = v.as_text() else { return };
+        if !self.first.is_present() {
+            self.first = v;
+        } else if !self.other.is_present() && self.first.as_text().as_deref() != Some(&*text) {
+            self.other = v;
+        }
+    }
+
+    /// Notes `later`'s entries after these.
+    pub(crate) fn extend(&mut self, later: OriginalGuids<'a>) {
+        self.note(later.first);
+        self.note(later.other);
+    }
+
+    /// The values, in document order.
+    pub fn values(&self) -> [&Lenient<'a>; 2] {
+        [&self.first, &self.other]
+    }
+
+    pub fn is_present(&self) -> bool {
+        self.first.is_present()
+    }
+
+    fn into_owned(self) -> OriginalGuids<'static> {
+        OriginalGuids {
+            first: self.first.into_owned(),
+            other: self.other.into_owned(),
+        }
+    }
 }
 
 impl<'a> EventBody<'a> {
@@ -132,7 +178,7 @@ impl EventBody<'_> {
             },
             resource_type: self.resource_type.into_owned(),
             original_interaction_guid: self.original_interaction_guid.into_owned(),
-            attached_original_guid: self.attached_original_guid.into_owned(),
+            attached_original_guids: self.attached_original_guids.into_owned(),
         }
     }
 }
@@ -484,9 +530,7 @@ impl<'de> Visitor<'de> for BodyVisitor {
                 Some(slot) => slot,
                 None if key == "attachedData" => {
                     let found = map.next_value::<AttachedData<'de>>()?.0;
-                    if found.is_present() {
-                        b.attached_original_guid = found;
-                    }
+                    b.attached_original_guids.extend(found);
                     continue;
                 }
                 None if key == "msgInfo" => {
@@ -532,10 +576,10 @@ macro_rules! scalars_read_as {
 /// The attached datum this crate reads.
 pub(crate) const ORIGINAL_GUID_KEY: &str = "originalInteractionGuid";
 
-/// `attachedData` read leniently for the `originalInteractionGuid` entry of
-/// its `attachedDatum` list (a single entry object is read as a list of
+/// `attachedData` read leniently for the `originalInteractionGuid` entries
+/// of its `attachedDatum` list (a single entry object is read as a list of
 /// one); any other shape reads as absent, other entries are skipped.
-struct AttachedData<'a>(Lenient<'a>);
+struct AttachedData<'a>(OriginalGuids<'a>);
 
 impl<'de> Deserialize<'de> for AttachedData<'de> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -551,13 +595,10 @@ impl<'de> Visitor<'de> for AttachedDataVisitor {
         f.write_str("attachedData")
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let mut found = Lenient::Null;
+        let mut found = OriginalGuids::default();
         while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
             if key == "attachedDatum" {
-                let v = map.next_value::<Datums<'de>>()?.0;
-                if v.is_present() {
-                    found = v;
-                }
+                found.extend(map.next_value::<Datums<'de>>()?.0);
             } else {
                 map.next_value::<IgnoredAny>()?;
             }
@@ -566,14 +607,14 @@ impl<'de> Visitor<'de> for AttachedDataVisitor {
     }
     fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
         while seq.next_element::<IgnoredAny>()?.is_some() {}
-        Ok(AttachedData(Lenient::Null))
+        Ok(AttachedData(OriginalGuids::default()))
     }
-    scalars_read_as!(AttachedData(Lenient::Null));
+    scalars_read_as!(AttachedData(OriginalGuids::default()));
 }
 
 /// `attachedDatum`: a list of `{attachedDataKey, attachedDataValue}`
-/// entries, or one entry; the value of the original-GUID entry.
-struct Datums<'a>(Lenient<'a>);
+/// entries, or one entry; the values of the original-GUID entries.
+struct Datums<'a>(OriginalGuids<'a>);
 
 impl<'de> Deserialize<'de> for Datums<'de> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -589,18 +630,18 @@ impl<'de> Visitor<'de> for DatumsVisitor {
         f.write_str("attachedDatum")
     }
     fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-        let mut found = Lenient::Null;
+        let mut found = OriginalGuids::default();
         while let Some(Datum(v)) = seq.next_element::<Datum<'de>>()? {
-            if v.is_present() {
-                found = v;
-            }
+            found.note(v);
         }
         Ok(Datums(found))
     }
     fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
-        DatumVisitor.visit_map(map).map(|d| Datums(d.0))
+        let mut found = OriginalGuids::default();
+        found.note(DatumVisitor.visit_map(map)?.0);
+        Ok(Datums(found))
     }
-    scalars_read_as!(Datums(Lenient::Null));
+    scalars_read_as!(Datums(OriginalGuids::default()));
 }
 
 /// One entry: its value when its key is the original GUID's, else absent.
@@ -748,9 +789,10 @@ mod tests {
         let ev = parse_event(raw).unwrap();
         assert_eq!(ev.body.resource_type.as_i64(), Some(2));
         assert_eq!(
-            ev.body.attached_original_guid.as_text().as_deref(),
+            ev.body.attached_original_guids.first.as_text().as_deref(),
             Some("int-parent")
         );
+        assert!(!ev.body.attached_original_guids.other.is_present());
         assert_eq!(
             ev.body.original_interaction_guid.as_text().as_deref(),
             Some("int-body")
@@ -759,9 +801,19 @@ mod tests {
         let one = br#"{"Interaction":{"attachedData":{"attachedDatum":{"attachedDataKey":"originalInteractionGuid","attachedDataValue":"int-p"}}}}"#;
         let ev = parse_event(one).unwrap();
         assert_eq!(
-            ev.body.attached_original_guid.as_text().as_deref(),
+            ev.body.attached_original_guids.first.as_text().as_deref(),
             Some("int-p")
         );
+        // Several: the first, and the first other one after it, in document
+        // order across lists and repeated keys.
+        let several = br#"{"Interaction":{"attachedData":{"attachedDatum":[{"attachedDataKey":"originalInteractionGuid","attachedDataValue":"int-k"},{"attachedDataKey":"originalInteractionGuid","attachedDataValue":""},{"attachedDataKey":"originalInteractionGuid","attachedDataValue":"int-k"}]},"attachedData":{"attachedDatum":[{"attachedDataKey":"originalInteractionGuid","attachedDataValue":"int-p"},{"attachedDataKey":"originalInteractionGuid","attachedDataValue":"int-q"}]}}}"#;
+        let ev = parse_event(several).unwrap();
+        let texts = ev
+            .body
+            .attached_original_guids
+            .values()
+            .map(|v| v.as_text().map(|t| t.into_owned()));
+        assert_eq!(texts, [Some("int-k".into()), Some("int-p".into())]);
         for odd in [
             &br#"{"Interaction":{"event":"X","attachedData":[1,2]}}"#[..],
             br#"{"Interaction":{"event":"X","attachedData":{"attachedDatum":"s"}}}"#,
@@ -769,7 +821,7 @@ mod tests {
         ] {
             let ev = parse_event(odd).unwrap();
             assert_eq!(ev.event_type(), "X");
-            assert!(!ev.body.attached_original_guid.is_present());
+            assert!(!ev.body.attached_original_guids.is_present());
         }
     }
 

@@ -27,7 +27,7 @@ mod value;
 
 pub use event::{
     parse_event, parse_event_into, parse_event_serde, put_on_one_line, Event, EventBody, MsgInfo,
-    NotAnEvent,
+    NotAnEvent, OriginalGuids,
 };
 pub use input::{decode_message, Decoded, Keys, NameSpans};
 pub use order::{event_time, lifecycle_rank, CanonicalKey};

@@ -28,7 +28,7 @@
 
 use std::borrow::Cow;
 
-use crate::event::{Event, EventBody, MsgInfo, ORIGINAL_GUID_KEY};
+use crate::event::{Event, EventBody, MsgInfo, OriginalGuids, ORIGINAL_GUID_KEY};
 use crate::value::Lenient;
 
 /// Containers deeper than this are left to serde: well under serde_json's
@@ -396,9 +396,7 @@ impl<'a> Scanner<'a> {
                 s.msg_info(&mut b.msg_info)?;
             } else if key == "attachedData" {
                 let found = s.attached_data()?;
-                if found.is_present() {
-                    b.attached_original_guid = found;
-                }
+                b.attached_original_guids.extend(found);
             } else {
                 s.value(2)?;
             }
@@ -419,20 +417,17 @@ impl<'a> Scanner<'a> {
         })
     }
 
-    /// `attachedData`: the value of its last present `attachedDatum`
-    /// original GUID; any other shape reads as absent.
-    fn attached_data(&mut self) -> Option<Lenient<'a>> {
-        let mut found = Lenient::Null;
+    /// `attachedData`: the values of its `attachedDatum` original GUIDs;
+    /// any other shape reads as absent.
+    fn attached_data(&mut self) -> Option<OriginalGuids<'a>> {
+        let mut found = OriginalGuids::default();
         if self.peek()? != b'{' {
             self.value(2)?;
             return Some(found);
         }
         self.members(|s, key| {
             if key == "attachedDatum" {
-                let v = s.datums()?;
-                if v.is_present() {
-                    found = v;
-                }
+                found.extend(s.datums()?);
             } else {
                 s.value(3)?;
             }
@@ -441,24 +436,21 @@ impl<'a> Scanner<'a> {
         Some(found)
     }
 
-    /// `attachedDatum`: a list of entries (the last present original GUID)
-    /// or one entry; anything else reads as absent.
-    fn datums(&mut self) -> Option<Lenient<'a>> {
+    /// `attachedDatum`: a list of entries (their original GUIDs) or one
+    /// entry; anything else reads as absent.
+    fn datums(&mut self) -> Option<OriginalGuids<'a>> {
+        let mut found = OriginalGuids::default();
         match self.peek()? {
-            b'[' => {
-                let mut found = Lenient::Null;
-                self.elements(|s| {
-                    let v = s.datum(4)?;
-                    if v.is_present() {
-                        found = v;
-                    }
-                    Some(())
-                })?;
-                Some(found)
+            b'[' => self.elements(|s| {
+                found.note(s.datum(4)?);
+                Some(())
+            })?,
+            b'{' => found.note(self.datum(3)?),
+            _ => {
+                self.value(3)?;
             }
-            b'{' => self.datum(3),
-            _ => self.value(3).map(|_| Lenient::Null),
         }
+        Some(found)
     }
 
     /// One entry: its `attachedDataValue` when its `attachedDataKey` is the
@@ -556,6 +548,9 @@ mod tests {
             r#"{"Interaction":{"event":"InteractionCreated","interactionGUID":"g","agentId":7,"queueId":"0311","mediaType":"chat","direction":"in","isOutboundCall":"true","status":1,"callState":"CS_QUEUED","hangupInitiator":"c","callHangupReason":"x","dispositionCode":3,"rejectReason":4,"newState":5,"newSubState":6,"newReasonCodeUser":"r","interactionEventTS":1,"statusEventTS":2,"eventTS":3,"msgInfo":{"timestamp":4,"sequenceId":5,"instanceId":"i","other":[{}]},"resourceType":2,"originalInteractionGuid":"o"}}"#,
             r#"{"Interaction":{"resourceType":2,"attachedData":{"attachedDatum":[{"attachedDataKey":"@pri","attachedDataValue":100},{"attachedDataKey":"originalInteractionGuid","attachedDataValue":"int-parent"},{"attachedDataValue":"x"},{"attachedDataKey":"originalInteractionGuid","attachedDataValue":""}],"other":1},"originalInteractionGuid":"int-body"}}"#,
             r#"{"Interaction":{"attachedData":{"attachedDatum":{"attachedDataKey":"originalInteractionGuid","attachedDataValue":"int-p"}},"attachedData":{"attachedDatum":[]}}}"#,
+            // Several original GUIDs: the first, and the first other one.
+            r#"{"Interaction":{"attachedData":{"attachedDatum":[{"attachedDataKey":"originalInteractionGuid","attachedDataValue":"k"},{"attachedDataKey":"originalInteractionGuid","attachedDataValue":"k"},{"attachedDataKey":"originalInteractionGuid","attachedDataValue":"p"},{"attachedDataKey":"originalInteractionGuid","attachedDataValue":"q"}]},"attachedData":{"attachedDatum":{"attachedDataKey":"originalInteractionGuid","attachedDataValue":"r"}}}}"#,
+            r#"{"Interaction":{"attachedData":{"attachedDatum":{"attachedDataKey":"originalInteractionGuid","attachedDataValue":"k"},"attachedDatum":[{"attachedDataKey":"originalInteractionGuid","attachedDataValue":7}]}}}"#,
             r#"{"Interaction":{"attachedData":{"attachedDatum":{"attachedDataValue":5,"attachedDataKey":"originalInteractionGuid","attachedDataKey":"originalInteractionGuid"},"attachedDatum":"s"}}}"#,
             r#"{"Interaction":{"event":"X","attachedData":[1,2]}}"#,
             r#"{"Interaction":{"event":"X","attachedData":{"attachedDatum":"s"}}}"#,

@@ -114,7 +114,7 @@ pub use query::{InteractionFilter, TenantStats};
 
 /// Bump whenever a stored value or a rule of docs/METRICS.md changes: a store
 /// written with another version is rebuilt on the next catch-up.
-pub const PROJECTION_VERSION: i64 = 14;
+pub const PROJECTION_VERSION: i64 = 15;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProjectionError {

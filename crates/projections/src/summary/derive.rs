@@ -81,7 +81,8 @@ impl<'e, 'a> Walk<'e, 'a> {
             self.queue_id = b.queue_id.as_i64();
         }
         if self.original_guids[1].is_none() {
-            for v in [&b.attached_original_guid, &b.original_interaction_guid] {
+            let [first, other] = b.attached_original_guids.values();
+            for v in [first, other, &b.original_interaction_guid] {
                 let Some(g) = v.as_text() else { continue };
                 match &self.original_guids[0] {
                     None => self.original_guids[0] = Some(g),

@@ -101,6 +101,31 @@ fn parent_is_the_first_original_guid_that_is_not_the_leg_itself() {
             .as_deref(),
         Some(PARENT)
     );
+    // Several entries in one event are read in order: the first that is
+    // not the leg itself (until 2026-12-06 only an event's last entry was
+    // read: [own, parent] gave a parent, [parent, own] none, and [parent,
+    // unarchived] linked the leg to the unarchived one).
+    let entries = |guids: &[&str]| {
+        let list: Vec<String> = guids
+            .iter()
+            .map(|g| {
+                format!(
+                    r#"{{"attachedDataKey":"originalInteractionGuid","attachedDataValue":"{g}"}}"#
+                )
+            })
+            .collect();
+        format!(r#""attachedData":{{"attachedDatum":[{}]}}"#, list.join(","))
+    };
+    for guids in [
+        &[PARENT, OWN][..],
+        &[OWN, PARENT],
+        &[OWN, OWN, PARENT, "int-later"],
+        &[PARENT, "int-never-archived"],
+    ] {
+        let s = sum(&[ev("InteractionCreated", T0, &entries(guids))]);
+        assert_eq!(s.parent_guid.as_deref(), Some(PARENT), "{guids:?}");
+        assert_eq!(s.kind, LegKind::Consult, "{guids:?}");
+    }
 }
 
 #[test]
