@@ -1,5 +1,6 @@
 //! `ccvault show GUID` shows the customer's whole contact (docs/METRICS.md
-//! §3): every leg in `legIndex` order, in text, JSON and HTML, whichever leg
+//! §3): every leg in order of `offeredAt`, then GUID, in text, JSON and
+//! HTML, whichever leg
 //! was asked for and in whatever order the legs were archived. `--raw` stays
 //! the asked leg's payloads byte-exact. Each test builds its legs by hand.
 
@@ -133,6 +134,29 @@ fn places(asked: &str, legs: &[(&str, u64)]) -> Vec<(String, u64, bool)> {
         .collect()
 }
 
+/// Legs are listed by `offeredAt`, then GUID, not by `legIndex`: a leg can
+/// be offered before the leg it names as its parent (the parent's queue
+/// entry came late, or a clock ran early), and the contract orders by time.
+#[test]
+fn legs_are_in_order_of_offered_at_even_against_their_index() {
+    let dir = tempfile::tempdir().unwrap();
+    // A queued at 200 s, its child B created at 150 s, B's child C at 50 s.
+    let mut lines = leg(A, None, 311, AGENT_A, 199, false);
+    lines.push(event(B, Some(A), "InteractionCreated", 1, 150, ""));
+    lines.push(event(B, Some(A), "InteractionDeleted", 2, 160, ""));
+    lines.push(event(C, Some(B), "InteractionCreated", 1, 50, ""));
+    lines.push(event(C, Some(B), "InteractionDeleted", 2, 60, ""));
+    import_lines(dir.path(), &lines);
+    for asked in [A, B, C] {
+        let shown = show_json(dir.path(), asked);
+        assert_eq!(
+            legs_of(&shown),
+            places(asked, &[(C, 2), (B, 1), (A, 0)]),
+            "show {asked}"
+        );
+    }
+}
+
 #[test]
 fn showing_the_middle_leg_shows_all_three_in_order() {
     // Archived out of order: the last leg first.
@@ -148,7 +172,7 @@ fn showing_the_middle_leg_shows_all_three_in_order() {
         text.find(what)
             .unwrap_or_else(|| panic!("{what} missing:\n{text}"))
     };
-    // Each leg's section, in legIndex order, the asked one marked.
+    // Each leg's section, in order of offeredAt, the asked one marked.
     let (la, lb, lc) = (
         at(&format!("== Leg 1 of 3: {A} (legIndex 0) ==")),
         at(&format!("== Leg 2 of 3: {B} (legIndex 1, asked) ==")),

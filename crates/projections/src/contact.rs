@@ -83,7 +83,7 @@ pub struct LegText<'a> {
 }
 
 /// `show GUID` of a contact of several legs: an overview of the legs in the
-/// order given (`legIndex` order), then each leg's own timeline
+/// order given (`offeredAt`, then GUID), then each leg's own timeline
 /// ([`crate::timeline::render_text`]) under a heading; the asked leg is
 /// marked in both. Times print in UTC unless `tz` is given.
 pub fn render_text(legs: &[LegText<'_>], tz: Option<&TimeZone>) -> String {

@@ -1,6 +1,6 @@
 //! The legs of one customer contact as `show`, the demo and the server's
 //! contact page present them (docs/METRICS.md §3): each leg's archived
-//! records, read through the index, and its timeline, in `legIndex` order
+//! records, read through the index, and its timeline, in order of `offeredAt`
 //! with the asked leg marked; and the one JSON document of `show --format
 //! json` and `/api/contact/{guid}`.
 //!

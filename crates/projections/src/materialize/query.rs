@@ -122,8 +122,8 @@ impl Projections {
     }
 
     /// Every leg of the contact `guid` belongs to (docs/METRICS.md §3), with
-    /// `contactId` and `legIndex` resolved, in `legIndex` order (then
-    /// `offeredAt`, GUID). A `guid` without events is taken as a contact
+    /// `contactId` and `legIndex` resolved, in order of `offeredAt`, then
+    /// GUID. A `guid` without events is taken as a contact
     /// whose first leg was never archived: its legs are those that name it
     /// as their parent, and the legs below them (often none). The walk goes
     /// up to the contact through the legs' parents, then down through
@@ -170,12 +170,11 @@ impl Projections {
             // A leg placed elsewhere would mean `children` disagrees with the
             // summaries' parents; the summaries are the truth.
             legs.retain(|s| s.contact_id.as_deref() == Some(contact.as_str()));
+            // docs/METRICS.md §3: by `offeredAt`, then GUID (a leg's
+            // `legIndex` can run against its time: a parent archived with a
+            // later queue entry than its child's).
             legs.sort_by(|a, b| {
-                (a.leg_index, a.offered_at, &a.interaction_guid).cmp(&(
-                    b.leg_index,
-                    b.offered_at,
-                    &b.interaction_guid,
-                ))
+                (a.offered_at, &a.interaction_guid).cmp(&(b.offered_at, &b.interaction_guid))
             });
             Ok(legs)
         })
