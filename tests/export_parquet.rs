@@ -674,6 +674,126 @@ fn bad_command_lines_and_foreign_directories_are_refused() {
     );
 }
 
+/// An export deletes only files its own runs wrote: a checkpoint edited to
+/// name a path elsewhere is refused, a `.parquet` file another tool put in
+/// a partition is refused (query engines would read it as rows), and so is
+/// a file named like a later run's; each is left where it is.
+#[test]
+fn an_export_deletes_only_files_its_runs_wrote() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let (a, _) = streams(tmp.path());
+    import(&data, &[&a], &[]);
+    let out = tmp.path().join("export");
+    export(&data, &out, &[]);
+    let want = contents(&out);
+    let o = out.to_str().unwrap();
+    let run = |out: &str| {
+        ccvault(
+            &data,
+            &[
+                "--tz",
+                "America/Anchorage",
+                "export",
+                "--format",
+                "parquet",
+                "--out",
+                out,
+            ],
+        )
+    };
+
+    // A copy under another name in a partition.
+    let (part, file) = files(&out, "interactions").remove(0);
+    let sample = tmp.path().join("sample.parquet");
+    std::fs::copy(&file, &sample).unwrap();
+    let copy = out.join("interactions").join(&part).join("copy.parquet");
+    std::fs::copy(&file, &copy).unwrap();
+    let refused = run(o).expect_code(1);
+    assert!(
+        refused.stderr.contains("copy.parquet"),
+        "{}",
+        refused.stderr
+    );
+    assert!(copy.exists());
+    std::fs::remove_file(&copy).unwrap();
+
+    // A checkpoint naming a file outside the export, or a partition that
+    // leads out of its table.
+    let victim = tmp.path().join("victim.txt");
+    std::fs::write(&victim, b"precious").unwrap();
+    let checkpoint = out.join("_ccvault_export.json");
+    let original = std::fs::read(&checkpoint).unwrap();
+    let edits: [&dyn Fn(&mut Value); 2] = [
+        &|c: &mut Value| {
+            let parts = c["tables"]["events"].as_object_mut().unwrap();
+            let first = parts.values_mut().next().unwrap();
+            first["files"]
+                .as_array_mut()
+                .unwrap()
+                .push(json!("../../../../victim.txt"));
+        },
+        &|c: &mut Value| {
+            c["tables"]["events"]["../.."] = json!({"files": ["victim.txt"], "rows": 1});
+        },
+    ];
+    for edit in edits {
+        let mut c: Value = serde_json::from_slice(&original).unwrap();
+        edit(&mut c);
+        std::fs::write(&checkpoint, serde_json::to_vec(&c).unwrap()).unwrap();
+        for args in [&[][..], &["--since-last"]] {
+            let mut all = vec![
+                "--tz",
+                "America/Anchorage",
+                "export",
+                "--format",
+                "parquet",
+                "--out",
+                o,
+            ];
+            all.extend_from_slice(args);
+            let refused = ccvault(&data, &all).expect_code(1);
+            assert!(
+                refused.stderr.contains("_ccvault_export.json"),
+                "{}",
+                refused.stderr
+            );
+        }
+        assert_eq!(std::fs::read(&victim).unwrap(), b"precious");
+    }
+    std::fs::write(&checkpoint, &original).unwrap();
+    run(o).ok();
+    assert_eq!(contents(&out), want);
+
+    // No checkpoint: another tool's file in a table's partition, or a file
+    // named like a later run's, is refused; a first run's leftover goes.
+    let other = tmp.path().join("other");
+    let partition = other
+        .join("events")
+        .join("tenant=zz")
+        .join("date=2020-01-01");
+    std::fs::create_dir_all(&partition).unwrap();
+    for (name, kept) in [
+        ("part-00000-abc.snappy.parquet", true),
+        ("part-000005-0000.parquet", true),
+        ("part-000001-0000.parquet", false),
+    ] {
+        let f = partition.join(name);
+        std::fs::copy(&sample, &f).unwrap();
+        let r = run(other.to_str().unwrap());
+        if kept {
+            let r = r.expect_code(1);
+            assert!(r.stderr.contains(name), "{}", r.stderr);
+            assert!(f.exists(), "{name}");
+            std::fs::remove_file(&f).unwrap();
+        } else {
+            r.ok();
+            assert!(!f.exists(), "{name}");
+        }
+    }
+    assert_eq!(contents(&other), want);
+}
+
 /// The rows of `table` in the partitions of `tenant`, sorted as [`contents`].
 fn tenant_rows(
     all: &BTreeMap<&'static str, Vec<String>>,

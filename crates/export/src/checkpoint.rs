@@ -18,7 +18,8 @@ use serde::{Deserialize, Serialize};
 use crate::changes::ChangesRef;
 use crate::durable::sync_dir;
 use crate::error::{io, ExportError, Result};
-use crate::partition::create_new;
+use crate::partition::{create_new, data_file_run, is_partition_dir};
+use crate::tables::Table;
 
 pub const CHECKPOINT_FILE: &str = "_ccvault_export.json";
 const FORMAT: &str = "ccvault-parquet-export";
@@ -143,6 +144,28 @@ impl Checkpoint {
                 c.format, c.version
             )));
         }
+        // Its names become paths that a run deletes: one that is not a
+        // table, a partition or a data file as this export names them
+        // (`../..`, a file another tool wrote) is refused, never followed.
+        for (table, parts) in &c.tables {
+            if !Table::ALL.iter().any(|t| t.name() == table) {
+                return Err(bad(format!(
+                    "names the table {table:?}, which this export does not write; remove the directory and export again"
+                )));
+            }
+            for (part, st) in parts {
+                if !is_partition_dir(part) {
+                    return Err(bad(format!(
+                        "names the partition {part:?} of {table}, which is not `tenant=…/date=…`; remove the directory and export again"
+                    )));
+                }
+                if let Some(f) = st.files.iter().find(|f| data_file_run(f).is_none()) {
+                    return Err(bad(format!(
+                        "names the file {f:?} in {table}/{part}, which is not a data file this export writes; remove the directory and export again"
+                    )));
+                }
+            }
+        }
         Ok(Some(c))
     }
 
@@ -211,6 +234,40 @@ mod tests {
             c.files().collect::<Vec<_>>(),
             vec!["events/tenant=a/date=2025-11-24/part-000003-0000.parquet"]
         );
+        // Names that would lead a run's deletions elsewhere are refused.
+        for (table, part, file) in [
+            (
+                "events",
+                "tenant=a/date=2025-11-24",
+                "../../../../victim.txt",
+            ),
+            ("events", "../../elsewhere", "part-000003-0000.parquet"),
+            ("events", "tenant=a/date=x/y", "part-000003-0000.parquet"),
+            (
+                "../x",
+                "tenant=a/date=2025-11-24",
+                "part-000003-0000.parquet",
+            ),
+            (
+                "events",
+                "tenant=a/date=2025-11-24",
+                "part-00000-abc.snappy.parquet",
+            ),
+        ] {
+            let mut bad = c.clone();
+            bad.tables.clear();
+            bad.tables.entry(table.into()).or_default().insert(
+                part.into(),
+                PartState {
+                    hash: None,
+                    files: vec![file.into()],
+                    rows: 1,
+                },
+            );
+            bad.store(dir.path()).unwrap();
+            let e = Checkpoint::load(dir.path()).unwrap_err().to_string();
+            assert!(e.contains(CHECKPOINT_FILE), "{table} {part} {file}: {e}");
+        }
         std::fs::write(Checkpoint::path(dir.path()), b"{").unwrap();
         let e = Checkpoint::load(dir.path()).unwrap_err().to_string();
         assert!(

@@ -93,6 +93,40 @@ impl PartitionKey {
     }
 }
 
+/// The name of the `n`th data file run `run` writes in a partition; its
+/// temporary name while written is `.NAME.tmp`.
+pub fn data_file_name(run: u64, n: u32) -> String {
+    format!("part-{run:06}-{n:04}.parquet")
+}
+
+/// The run of a data file named as [`data_file_name`] names them; `None`
+/// for any other name (a file this export never writes).
+pub fn data_file_run(name: &str) -> Option<u64> {
+    let (run, n) = name
+        .strip_prefix("part-")?
+        .strip_suffix(".parquet")?
+        .split_once('-')?;
+    let digits = |t: &str, min: usize| t.len() >= min && t.bytes().all(|b| b.is_ascii_digit());
+    if !digits(run, 6) || !digits(n, 4) {
+        return None;
+    }
+    run.parse().ok()
+}
+
+/// Whether `rel` is a partition directory as [`PartitionKey::rel_dir`]
+/// names them: `tenant=…/date=…`, two names neither of which can lead
+/// out of the table's directory.
+pub fn is_partition_dir(rel: &str) -> bool {
+    let mut parts = rel.split('/');
+    let (Some(tenant), Some(date), None) = (parts.next(), parts.next(), parts.next()) else {
+        return false;
+    };
+    tenant.starts_with("tenant=")
+        && date.starts_with("date=")
+        && !rel.contains('\0')
+        && !rel.contains('\\')
+}
+
 /// The longest escaped tenant a partition directory spells out whole:
 /// with `tenant=` the name stays well under the 255 bytes file systems
 /// allow one (a GUID's last part can be any length, and one over-long
@@ -445,7 +479,7 @@ impl Files {
         let dir = self.dir.join(&rel);
         create_dirs(&dir)?;
         let n = self.next.entry(key.clone()).or_insert(0);
-        let name = format!("part-{:06}-{:04}.parquet", self.run, *n);
+        let name = data_file_name(self.run, *n);
         *n += 1;
         let tmp = dir.join(format!(".{name}.tmp"));
         let file = create_new(&tmp)?;

@@ -49,7 +49,7 @@ use crate::changes::{self, CHANGES_FILE};
 use crate::checkpoint::{Checkpoint, PartState, RecordMark, Sources, CHECKPOINT_FILE};
 use crate::column::{ColumnError, Rows};
 use crate::error::{io, ExportError, Result};
-use crate::partition::{create_dirs, Dates, NewFile, PartitionKey, TableWriter};
+use crate::partition::{create_dirs, data_file_run, Dates, NewFile, PartitionKey, TableWriter};
 use crate::stage::{staged_rows, At, Records, Stage};
 use crate::tables::{fact_row, push_event, push_span, push_summary, read_event, Table};
 
@@ -353,7 +353,12 @@ fn finish(
 ) -> Result<ExportSummary> {
     new.store(dir)?;
     if let Some(old) = old {
-        remove_superseded(dir, old, new)?;
+        remove_superseded(dir, old, new).map_err(|e| {
+            ExportError::Refused(format!(
+                "run {} is complete and its checkpoint written, but removing the files it replaced failed: {e}; until a run removes them, query engines read those rows twice (the next export, full or --since-last, removes them)",
+                new.run
+            ))
+        })?;
     }
     Ok(ExportSummary {
         run: new.run,
@@ -1040,9 +1045,19 @@ fn refuse_foreign(dir: &Path) -> Result<()> {
     Ok(())
 }
 
-/// The data files and temporary files under the table directories
-/// (`<table>/tenant=*/date=*/`), as paths relative to `dir`.
-fn table_files(dir: &Path) -> Result<Vec<String>> {
+/// A file under a table's partition directories (`<table>/tenant=*/date=*/`)
+/// that a run of this export may have written.
+struct TableFile {
+    /// Relative to the export directory.
+    rel: String,
+    /// The run a data file's name gives; `None` for a temporary file.
+    run: Option<u64>,
+}
+
+/// The data files and temporary files under the table directories. A
+/// `.parquet` file named otherwise is refused: this export never wrote it,
+/// and query engines would read its rows as the table's.
+fn table_files(dir: &Path) -> Result<Vec<TableFile>> {
     let mut out = Vec::new();
     for t in Table::ALL {
         let tdir = dir.join(t.name());
@@ -1055,10 +1070,24 @@ fn table_files(dir: &Path) -> Result<Vec<String>> {
                     continue;
                 }
                 for f in list(&tdir.join(&tenant).join(&date))? {
-                    let data = f.starts_with("part-") && f.ends_with(".parquet");
-                    let tmp = f.starts_with(".part-") && f.ends_with(".tmp");
-                    if data || tmp {
-                        out.push(format!("{}/{tenant}/{date}/{f}", t.name()));
+                    let rel = format!("{}/{tenant}/{date}/{f}", t.name());
+                    let tmp = f
+                        .strip_prefix('.')
+                        .and_then(|n| n.strip_suffix(".tmp"))
+                        .is_some_and(|n| data_file_run(n).is_some());
+                    if tmp {
+                        out.push(TableFile { rel, run: None });
+                    } else if let Some(run) = data_file_run(&f) {
+                        out.push(TableFile {
+                            rel,
+                            run: Some(run),
+                        });
+                    } else if f.ends_with(".parquet") {
+                        return Err(ExportError::Refused(format!(
+                            "{} was not written by this export, and query engines would read its rows as the table's: move it out of {}",
+                            dir.join(&rel).display(),
+                            dir.display()
+                        )));
                     }
                 }
             }
@@ -1085,13 +1114,30 @@ fn list(dir: &Path) -> Result<Vec<String>> {
 }
 
 /// Deletes what an interrupted run left: temporary files, and data files
-/// the checkpoint does not name.
+/// the checkpoint does not name of its runs or of the interrupted one
+/// after it (a first run's, when there is no checkpoint). A data file of a
+/// later run is no leftover of this directory's runs: refused, never
+/// deleted.
 fn remove_leftovers(dir: &Path, old: Option<&Checkpoint>) -> Result<()> {
     let named: BTreeSet<String> = old.map(|c| c.files().collect()).unwrap_or_default();
+    let next_run = old.map_or(1, |c| c.run + 1);
     for f in table_files(dir)? {
-        if !named.contains(&f) {
-            remove(dir, &f)?;
+        if named.contains(&f.rel) {
+            continue;
         }
+        if f.run.is_some_and(|run| run > next_run) {
+            return Err(ExportError::Refused(format!(
+                "{} is named like a file of run {} of an export, and {} has {}: it was not written here; move it out",
+                dir.join(&f.rel).display(),
+                f.run.unwrap_or_default(),
+                dir.display(),
+                match old {
+                    Some(c) => format!("had {} runs", c.run),
+                    None => "no export checkpoint".to_owned(),
+                }
+            )));
+        }
+        remove(dir, &f.rel)?;
     }
     Ok(())
 }
