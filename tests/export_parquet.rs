@@ -561,15 +561,22 @@ fn an_incremental_export_after_late_events_equals_a_full_one() {
     }
 }
 
+/// An archive in `dir` of acme01's stream, its full export and the
+/// export's contents.
+fn first_export(dir: &Path) -> (PathBuf, PathBuf, BTreeMap<&'static str, Vec<String>>) {
+    let data = dir.join("data");
+    let (a, _) = streams(dir);
+    import(&data, &[&a], &[]);
+    let out = dir.join("export");
+    export(&data, &out, &[]);
+    let want = contents(&out);
+    (data, out, want)
+}
+
 #[test]
 fn an_interrupted_run_leaves_nothing_visible_that_the_next_run_keeps() {
     let tmp = tempfile::tempdir().unwrap();
-    let data = tmp.path().join("data");
-    let (a, _) = streams(tmp.path());
-    import(&data, &[&a], &[]);
-    let out = tmp.path().join("export");
-    export(&data, &out, &[]);
-    let want = contents(&out);
+    let (data, out, want) = first_export(tmp.path());
     // What a run killed before its checkpoint leaves: a half-written
     // temporary file (hidden from engines) and a complete file in place.
     let (part, file) = files(&out, "interactions").remove(0);
@@ -681,27 +688,9 @@ fn bad_command_lines_and_foreign_directories_are_refused() {
 #[test]
 fn an_export_deletes_only_files_its_runs_wrote() {
     let tmp = tempfile::tempdir().unwrap();
-    let data = tmp.path().join("data");
-    let (a, _) = streams(tmp.path());
-    import(&data, &[&a], &[]);
-    let out = tmp.path().join("export");
-    export(&data, &out, &[]);
-    let want = contents(&out);
+    let (data, out, want) = first_export(tmp.path());
     let o = out.to_str().unwrap();
-    let run = |out: &str| {
-        ccvault(
-            &data,
-            &[
-                "--tz",
-                "America/Anchorage",
-                "export",
-                "--format",
-                "parquet",
-                "--out",
-                out,
-            ],
-        )
-    };
+    let run = |out: &str| ccvault(&data, &export_args(Path::new(out)));
 
     // A copy under another name in a partition.
     let (part, file) = files(&out, "interactions").remove(0);
@@ -742,15 +731,7 @@ fn an_export_deletes_only_files_its_runs_wrote() {
         edit(&mut c);
         std::fs::write(&checkpoint, serde_json::to_vec(&c).unwrap()).unwrap();
         for args in [&[][..], &["--since-last"]] {
-            let mut all = vec![
-                "--tz",
-                "America/Anchorage",
-                "export",
-                "--format",
-                "parquet",
-                "--out",
-                o,
-            ];
+            let mut all = export_args(&out);
             all.extend_from_slice(args);
             let refused = ccvault(&data, &all).expect_code(1);
             assert!(
