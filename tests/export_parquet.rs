@@ -644,6 +644,27 @@ fn bad_command_lines_and_foreign_directories_are_refused() {
     .expect_code(2);
     assert!(ranged.stderr.contains("--from"), "{}", ranged.stderr);
 
+    // A file where the directory would go is said to be one.
+    let file = tmp.path().join("afile");
+    std::fs::write(&file, b"mine").unwrap();
+    let on_file = ccvault(
+        &data,
+        &[
+            "export",
+            "--format",
+            "parquet",
+            "--out",
+            file.to_str().unwrap(),
+        ],
+    )
+    .expect_code(1);
+    assert!(
+        on_file.stderr.contains("cannot be made over the file") && on_file.stderr.contains("afile"),
+        "{}",
+        on_file.stderr
+    );
+    assert_eq!(std::fs::read(&file).unwrap(), b"mine");
+
     let foreign = tmp.path().join("foreign");
     std::fs::create_dir(&foreign).unwrap();
     std::fs::write(foreign.join("notes.txt"), b"mine").unwrap();
@@ -773,6 +794,41 @@ fn an_export_deletes_only_files_its_runs_wrote() {
         }
     }
     assert_eq!(contents(&other), want);
+}
+
+/// A run that fails writing (here the file size limit, as a full disk
+/// would) leaves no temporary file behind to hold the space, and the next
+/// run completes the export.
+#[test]
+fn a_run_that_fails_writing_leaves_no_temporary_files() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (data, first, want) = first_export(tmp.path());
+    let out = tmp.path().join("limited");
+    let limit = r#"trap '' XFSZ; ulimit -f 40 && exec "$0" "$@""#;
+    let failed = common::ccvault_under(&["sh", "-c", limit], &data, &export_args(&out));
+    failed.assert_no_panic();
+    assert_eq!(failed.code, 1, "{}", failed.stderr);
+    assert!(
+        failed.stderr.contains("File too large"),
+        "{}",
+        failed.stderr
+    );
+    let mut left = Vec::new();
+    let mut todo = vec![out.clone()];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let e = e.unwrap();
+            if e.file_type().unwrap().is_dir() {
+                todo.push(e.path());
+            } else if e.file_name().to_string_lossy().ends_with(".tmp") {
+                left.push(e.path());
+            }
+        }
+    }
+    assert!(left.is_empty(), "{left:?}");
+    export(&data, &out, &[]);
+    assert_eq!(contents(&out), want);
+    assert_eq!(contents(&first), want);
 }
 
 /// The rows of `table` in the partitions of `tenant`, sorted as [`contents`].

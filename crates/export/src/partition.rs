@@ -992,7 +992,15 @@ pub fn create_dirs(dir: &Path) -> Result<()> {
         .recursive(true)
         .mode(0o700)
         .create(dir)
-        .map_err(io("cannot create directory", dir))
+        .map_err(|e| {
+            // "File exists" for a path that is a file says the wrong thing.
+            let what = if e.kind() == std::io::ErrorKind::AlreadyExists && !dir.is_dir() {
+                "a directory of tables cannot be made over the file"
+            } else {
+                "cannot create directory"
+            };
+            io(what, dir)(e)
+        })
 }
 
 #[cfg(test)]

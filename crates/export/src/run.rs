@@ -132,6 +132,30 @@ pub fn export(
     dir: &Path,
     opts: &ExportOptions,
 ) -> Result<ExportSummary> {
+    let result = export_into(reader, p, dir, opts);
+    if result.is_err() {
+        // What a failed run was writing is never read (hidden names), but
+        // on a full disk it holds the space until the next run: gone now,
+        // as far as it can be.
+        remove_temporaries(dir);
+    }
+    result
+}
+
+/// Removes the temporary files under the table directories, best effort.
+fn remove_temporaries(dir: &Path) {
+    let Ok(files) = table_files(dir) else { return };
+    for f in files.iter().filter(|f| f.run.is_none()) {
+        let _ = std::fs::remove_file(dir.join(&f.rel));
+    }
+}
+
+fn export_into(
+    reader: &mut ArchiveReader,
+    p: &Projections,
+    dir: &Path,
+    opts: &ExportOptions,
+) -> Result<ExportSummary> {
     create_dirs(dir)?;
     let old = Checkpoint::load(dir)?;
     if old.is_none() {
