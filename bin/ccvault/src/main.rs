@@ -257,7 +257,7 @@ pub struct WriteArgs {
     /// Records larger than this are rejected with an error naming them: the event as archived (a Pulsar envelope's decoded payload, not its base64) (bytes, or with a unit: 1MiB).
     #[arg(long, default_value = "1MiB", value_name = "SIZE", value_parser = args::parse_record_limit)]
     pub max_record_bytes: usize,
-    /// Leave sealed log segments uncompressed (`.seg`). By default each sealed segment is compressed in the background into a `.segz` (docs/FORMAT.md §1.7), and `import` finishes compressing them before it exits; segments already compressed stay so.
+    /// Leave sealed log segments uncompressed (`.seg`). By default each sealed segment is compressed in the background into a `.segz` (docs/FORMAT.md §1.7), and a file `import` finishes compressing them before it exits, while `ingest` leaves the ones not yet compressed when it stops to the next writer; segments already compressed stay so.
     #[arg(long)]
     pub no_compress: bool,
 }
@@ -328,6 +328,7 @@ pub enum Command {
     },
     /// One interaction's timeline: every event with its time, state, agent and the gap since the previous one, then the derived durations and outcome.
     Show {
+        /// The interactionGUID of any leg of the contact: the whole contact is shown.
         guid: String,
         /// Print the archived payloads byte-exact, in canonical order, each followed by a newline (one per line, but for a payload archived from a pretty-printed capture, which keeps its own line breaks).
         #[arg(long)]
@@ -373,7 +374,7 @@ pub enum Command {
         #[command(flatten)]
         out: HumanJsonArg,
     },
-    /// Live archive from an MQTT broker or a Pulsar WebSocket reader until SIGINT/SIGTERM; acknowledges only what is durable.
+    /// Live archive from an MQTT broker or a Pulsar WebSocket reader or consumer until SIGINT/SIGTERM; acknowledges only what is durable.
     Ingest(cmd::ingest::IngestArgs),
     /// Write a realistic synthetic 8x8 stream (NDJSON, deterministic by --seed) with the quirks of real feeds.
     Simulate(cmd::sim::SimulateArgs),

@@ -185,7 +185,7 @@ pub fn run(cli: &Cli, args: &SimulateArgs) -> Result<ExitCode> {
             .with_context(|| format!("writing truth file {}", path.display()))?;
     }
     status!(
-        "simulated {} lines: {} events of {} interactions, {} duplicates, {} envelopes, {} malformed",
+        "simulated {} lines: {} events, {} interactions complete (every event written), {} duplicates, {} envelopes, {} malformed",
         summary.lines,
         summary.events,
         summary.interactions,
