@@ -386,3 +386,76 @@ fn a_value_cut_off_in_a_one_line_capture_loses_only_itself() {
     }
     assert!(imports > 300, "{imports}");
 }
+
+/// A JSON array written by an indenting writer (`json.dumps(list,
+/// indent=2)`, `jq .`, `JSON.stringify(a, null, "\t")`), its first or a
+/// middle element cut off: each element's `{` stands alone on its line,
+/// indented, so no line begins with one. The cut element is one
+/// quarantined message and every other is archived with its own bytes.
+/// Until 2026-12-06 everything after the cut went into that message.
+#[test]
+fn a_value_cut_off_in_an_indented_array_loses_only_itself() {
+    let tmp = tempfile::tempdir().unwrap();
+    let event = |i: u32| {
+        serde_json::json!({"Interaction": {
+            "event": "InteractionQueued",
+            "interactionGUID": format!("int-indent-{i}-phone-00-acme"),
+            "interactionEventTS": 1_763_900_000 + i,
+            "attachedData": {"attachedDatum": [
+                {"attachedDataKey": "k", "attachedDataValue": format!("v{i}")},
+                {"attachedDataKey": "originalInteractionGuid", "attachedDataValue": "x"}
+            ]}
+        }})
+    };
+    let mut imports = 0;
+    for (shape, indent, line_end) in [
+        ("indent-2", "  ", "\n"),
+        ("indent-4", "    ", "\n"),
+        ("tabs", "\t", "\n"),
+        ("indent-2-crlf", "  ", "\r\n"),
+    ] {
+        // Each element as the writer prints it inside the array: its lines
+        // indented one level more, its first line's indent not its own.
+        let elements: Vec<String> = (0..11)
+            .map(|i| {
+                let mut out = Vec::new();
+                let formatter = serde_json::ser::PrettyFormatter::with_indent(indent.as_bytes());
+                let mut ser = serde_json::Serializer::with_formatter(&mut out, formatter);
+                serde::Serialize::serialize(&event(i), &mut ser).unwrap();
+                let text = String::from_utf8(out).unwrap();
+                text.replace('\n', &format!("{line_end}{indent}"))
+            })
+            .collect();
+        for cut_index in [0usize, 5] {
+            let whole = &elements[cut_index];
+            for cut in (1..whole.len()).step_by(7) {
+                let mut values: Vec<&str> = elements.iter().map(String::as_str).collect();
+                values[cut_index] = &whole[..cut];
+                let text = format!(
+                    "[{line_end}{indent}{}{line_end}]{line_end}",
+                    values.join(&format!(",{line_end}{indent}"))
+                );
+                let path = tmp.path().join(format!("{shape}-{cut_index}-{cut}.json"));
+                std::fs::write(&path, &text).unwrap();
+                let dir = tmp.path().join(format!("a-{shape}-{cut_index}-{cut}"));
+                let s = summary(&dir, &[&path], &[]);
+                assert_eq!(
+                    counts(&s)[1..],
+                    [10, 1, 0, 0, 0],
+                    "{shape}, element {cut_index} cut after {cut} bytes ({:?}): {s}",
+                    &whole[cut.saturating_sub(12)..cut]
+                );
+                let archived = payloads(&dir);
+                for (i, e) in elements.iter().enumerate().filter(|(i, _)| *i != cut_index) {
+                    assert!(
+                        archived.contains(e),
+                        "{shape}, cut {cut}: element {i} missing"
+                    );
+                }
+                std::fs::remove_dir_all(&dir).unwrap();
+                imports += 1;
+            }
+        }
+    }
+    assert!(imports > 300, "{imports}");
+}

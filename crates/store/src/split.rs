@@ -57,7 +57,9 @@ pub(crate) struct Splitter {
     json: bool,
     /// JSON array shape: `[`, `,` and `]` around values are separators.
     array: bool,
-    in_array: bool,
+    /// Arrays open around the next value: an element that is itself an
+    /// array (a capture of batches) is read as its elements.
+    open_arrays: u64,
     /// Position of the next unread byte.
     offset: u64,
     line: u64,
@@ -97,6 +99,11 @@ const MAX_KEY: usize = 64;
 /// Blanks allowed between a closing bracket, a comma, the `{` and after
 /// the key in a resync pattern.
 const MAX_BLANKS: u8 = 8;
+/// Blanks and line-end bytes allowed between a `{` that begins its line
+/// and the key on the next (an indented writer's array element: `  {`,
+/// then `    "Interaction": {`). With the key and [`MAX_BLANKS`] it fits
+/// [`TAIL`].
+const MAX_GAP: u8 = 36;
 /// Bytes of a value's end kept in [`Splitter::tail`]: a resync pattern's
 /// `{"KEY"` and blanks fit.
 const TAIL: usize = 2 * MAX_KEY;
@@ -125,7 +132,7 @@ impl Splitter {
         Ok(Ok(Splitter {
             json: format != InputFormat::Ndjson,
             array: format == InputFormat::JsonArray,
-            in_array: false,
+            open_arrays: 0,
             offset: 0,
             line: 1,
             line_end,
@@ -232,8 +239,8 @@ impl Splitter {
                     let kept = seen - n as u64;
                     too_long = kept > cap as u64;
                     buf.truncate(start + usize::try_from(kept).map_or(cap + 1, |k| k.min(cap + 1)));
-                    // The pattern holds no line break: only the offset moves back.
                     self.offset -= n as u64;
+                    self.line -= memchr::memchr_iter(b'\n', &next).count() as u64;
                     consumed -= n as u64;
                     self.carry = next;
                     break;
@@ -263,15 +270,15 @@ impl Splitter {
             while let Some(&b) = chunk.get(i) {
                 let separator = match b {
                     b' ' | b'\t' | b'\r' | b'\n' | 0xEF | 0xBB | 0xBF => true,
-                    b'[' if self.array && !self.in_array => {
-                        self.in_array = true;
+                    b'[' if self.array => {
+                        self.open_arrays += 1;
                         true
                     }
-                    b']' if self.array && self.in_array => {
-                        self.in_array = false;
+                    b']' if self.array && self.open_arrays > 0 => {
+                        self.open_arrays -= 1;
                         true
                     }
-                    b',' => self.array && self.in_array,
+                    b',' => self.array && self.open_arrays > 0,
                     _ => false,
                 };
                 if !separator {
@@ -451,6 +458,12 @@ struct Value {
     resync_blanks: u8,
     /// It followed a comma outside a string: only a known key will do.
     resync_needs_key: bool,
+    /// Its `{` began a line: the key may follow on the next line.
+    resync_own_line: bool,
+    /// Blanks and line ends between that `{` and the key's quote.
+    resync_gap: u8,
+    /// The line end among them was seen.
+    resync_broke_line: bool,
 }
 
 /// Where a value ends in a block.
@@ -550,6 +563,20 @@ impl Value {
             let ident = b.is_ascii_alphanumeric() || b == b'_';
             self.resync_stage = match (self.resync_stage, b) {
                 (1, b'"') => 2,
+                // An indented writer's `{` alone on its line, the key on
+                // the next: no well-formed value has a line end there but
+                // between an array's elements, so only a known key will do
+                // (an event's own arrays of objects begin with others).
+                (1, b' ' | b'\t' | b'\r' | b'\n')
+                    if self.resync_own_line
+                        && self.resync_gap < MAX_GAP
+                        && !(b == b'\n' && self.resync_broke_line) =>
+                {
+                    self.resync_gap += 1;
+                    self.resync_broke_line |= b == b'\n';
+                    self.resync_needs_key = true;
+                    1
+                }
                 (2, _) if b.is_ascii_alphabetic() || b == b'_' => {
                     self.resync_key = 1;
                     self.resync_hash = key_hash_step(KEY_HASH_START, b);
@@ -587,6 +614,9 @@ impl Value {
             // NDJSON.
             let at_key = self.objects & 1 == 1 && matches!(last, b'{' | b',');
             self.resync_needs_key = !matches!(last, b'}' | b']') && !self.in_string && !at_key;
+            self.resync_own_line = matches!(last, b'\n' | b'\r');
+            self.resync_gap = 0;
+            self.resync_broke_line = false;
         }
         found
     }
@@ -975,6 +1005,46 @@ mod tests {
         let texts: Vec<&str> = got.iter().map(|g| g.0.as_str()).collect();
         assert_eq!(texts, ["{\"a\": [1,2]}", "{\"b\": \"],\"}", "{\"c\":1}"]);
         assert_eq!(got[1].1, 3);
+    }
+
+    #[test]
+    fn an_element_that_is_an_array_is_read_as_its_elements() {
+        // A capture of batches: no `[`, `,` or `]` between them is a message.
+        let input = b"[[{\"a\":1},{\"b\":2}],\n [{\"c\":3}], [], {\"d\":4}, [[5]]]";
+        let got = split(InputFormat::JsonArray, input, 100);
+        let texts: Vec<&str> = got.iter().map(|g| g.0.as_str()).collect();
+        assert_eq!(
+            texts,
+            ["{\"a\":1}", "{\"b\":2}", "{\"c\":3}", "{\"d\":4}", "5"]
+        );
+        assert_eq!(got[2].1, 2);
+    }
+
+    #[test]
+    fn a_value_cut_in_an_indented_array_ends_before_the_next_element() {
+        // `json.dumps(list, indent=2)`: each element's `{` alone on its
+        // line, indented, its key on the next; the cut element is read up
+        // to the next one's `{`, which starts the next message on its line.
+        let input = b"[\n  {\n    \"Interaction\": {\n      \"a\": 1\n    }\n  },\n  {\n    \"Interaction\": {\n      \"b\": \n  {\r\n    \"Interaction\": {\"c\": [{\n  \"attachedDataKey\": 1}]}\n  }\n]";
+        for block in [3, 7, 4096] {
+            let got = split_in_blocks(InputFormat::JsonArray, input, 100, block);
+            let texts: Vec<&str> = got.iter().map(|g| g.0.as_str()).collect();
+            assert_eq!(
+                texts,
+                [
+                    "{\n    \"Interaction\": {\n      \"a\": 1\n    }\n  }",
+                    "{\n    \"Interaction\": {\n      \"b\": \n  ",
+                    "{\r\n    \"Interaction\": {\"c\": [{\n  \"attachedDataKey\": 1}]}\n  }",
+                ],
+                "block {block}"
+            );
+            let lines: Vec<(u64, u64)> = got.iter().map(|g| (g.1, g.2)).collect();
+            assert_eq!(lines, [(2, 6), (7, 10), (10, 13)], "block {block}");
+            for (text, _, _, offset, _) in &got {
+                let at = offset.unwrap() as usize;
+                assert_eq!(&input[at..at + text.len()], text.as_bytes());
+            }
+        }
     }
 
     #[test]
