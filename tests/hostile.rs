@@ -536,6 +536,39 @@ fn a_bom_crlf_and_a_truncated_gzip_lose_nothing_readable() {
     );
     let st = stats(&dir);
     assert_eq!((st.events, st.duplicates), (400, 10), "{:?}", st.json);
+
+    // A .gz cut inside its header, or before its first block decodes, has
+    // no readable line: it is rejected by name and the next file imported
+    // (the import stopped there, with exit 1, until 2026-12-06).
+    for (name, bytes) in [
+        ("magic", &whole[..2]),
+        ("header", &whole[..12]),
+        ("first-block", &whole[..30]),
+    ] {
+        let cut = tmp.path().join(format!("{name}.ndjson.gz"));
+        fs::write(&cut, bytes).unwrap();
+        let dir = tmp.path().join(format!("cut-{name}"));
+        let run = ccvault(
+            &dir,
+            &[
+                "import",
+                after.to_str().unwrap(),
+                cut.to_str().unwrap(),
+                bom.to_str().unwrap(),
+            ],
+        );
+        run.assert_no_panic();
+        assert_eq!(run.code, 3, "{name}: {}", run.stderr);
+        assert!(
+            run.stderr.contains(&format!("{name}.ndjson.gz"))
+                && run
+                    .stderr
+                    .contains("cannot read the input from its first byte"),
+            "{name}: {}",
+            run.stderr
+        );
+        assert_eq!(stats(&dir).events, 3, "{name}");
+    }
 }
 
 /// Issue 15 item 7: a damaged `projections.redb` (derived data) is an error

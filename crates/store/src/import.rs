@@ -325,7 +325,22 @@ fn read_batches(
             return;
         }
         Err(e) => {
-            let _ = tx.send(Err(io("cannot read", source)(e)));
+            // Its first block unreadable (a .gz cut inside its header or
+            // first block): rejected by name like a read error later on,
+            // and the import goes on with the next input.
+            let _ = tx.send(Ok(ReadBatch {
+                data: Vec::new(),
+                spans: Vec::new(),
+                offsets: Vec::new(),
+                prepared: Vec::new(),
+                rejected: vec![Rejected {
+                    source: source.to_owned(),
+                    line: 1,
+                    reason: format!("cannot read the input from its first byte: {e}"),
+                }],
+                through_line: 0,
+                input_bytes: 0,
+            }));
             return;
         }
     };
@@ -431,10 +446,10 @@ fn read_batches(
                     line: piece.first_line,
                     reason: match piece.offset {
                         None => format!(
-                            "line of more than {cap} bytes exceeds the record size limit of {max_record_bytes} bytes"
+                            "line of more than {cap} bytes (the longest read whole: a record of the limit as a Pulsar envelope's base64) exceeds the record size limit of {max_record_bytes} bytes"
                         ),
                         Some(at) => format!(
-                            "the JSON value at byte offset {at}, of more than {cap} bytes, exceeds the record size limit of {max_record_bytes} bytes"
+                            "the JSON value at byte offset {at}, of more than {cap} bytes (the longest read whole: a record of the limit as a Pulsar envelope's base64), exceeds the record size limit of {max_record_bytes} bytes"
                         ),
                     },
                 });
