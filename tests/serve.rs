@@ -780,6 +780,19 @@ fn without_a_token_only_loopback_names_are_answered() {
             assert_security_headers(&r, path);
         }
     }
+    // HTTP/1.1 names its host in exactly one header (RFC 9112 §3.2): a
+    // request without, or with a second one that the rule above would
+    // not read, is refused.
+    for hosts in [
+        &[("Host", http::NO_HOST)][..],
+        &[("Host", "localhost"), ("Host", "attacker.example")],
+        &[("Host", "localhost"), ("Host", "localhost")],
+    ] {
+        let r = http::get_with(server.addr, "/api/wallboard", hosts);
+        assert_eq!(r.status, 400, "{hosts:?}: {}", r.text());
+        assert!(r.text().contains("Host"), "{}", r.text());
+        assert_security_headers(&r, "/api/wallboard");
+    }
     // An absolute request target names its host too.
     let r = http::get(server.addr, "http://attacker.example/api/wallboard");
     assert_eq!(r.status, 403);
@@ -1406,6 +1419,25 @@ fn slow_headers_and_idle_connections_are_closed_but_events_stream_on() {
     assert!(
         took >= Duration::from_millis(900) && took < Duration::from_secs(5),
         "unfinished headers closed after {took:?}"
+    );
+
+    // The sign-in form, open without the token, is a body the server
+    // reads: one that never finishes is cut by the same timeout.
+    let mut stalled = std::net::TcpStream::connect(server.addr).unwrap();
+    let sent = std::time::Instant::now();
+    stalled
+        .write_all(b"POST /login HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 100\r\n\r\ntoken=abc")
+        .unwrap();
+    let mut answer = String::new();
+    stalled
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let _ = std::io::BufReader::new(&stalled).read_line(&mut answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer:?}");
+    let took = closed_after(&mut stalled, sent);
+    assert!(
+        took >= Duration::from_millis(900) && took < Duration::from_secs(5),
+        "an unfinished form closed after {took:?}"
     );
 
     // A kept-alive connection, idle after its answer.

@@ -75,12 +75,17 @@ fn read_body(stream: &mut impl BufRead, headers: &BTreeMap<String, String>) -> V
     body
 }
 
+/// The request's bytes; a `Host: localhost` header unless `headers` name
+/// the host (a `Host` of [`NO_HOST`]: none at all).
 fn request_text(method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Vec<u8> {
     let mut req = format!("{method} {path} HTTP/1.1\r\nConnection: close\r\n");
     if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("host")) {
         req.push_str("Host: localhost\r\n");
     }
     for (k, v) in headers {
+        if k.eq_ignore_ascii_case("host") && *v == NO_HOST {
+            continue;
+        }
         req.push_str(&format!("{k}: {v}\r\n"));
     }
     if !body.is_empty() || method == "POST" {
@@ -91,6 +96,9 @@ fn request_text(method: &str, path: &str, headers: &[(&str, &str)], body: &[u8])
     bytes.extend_from_slice(body);
     bytes
 }
+
+/// A `Host` header value that sends no `Host` header.
+pub const NO_HOST: &str = "(none)";
 
 /// Sends one request over any stream and reads the response.
 pub fn exchange(

@@ -42,8 +42,10 @@ pub fn parse_time(s: &str) -> Result<TimeArg, String> {
             // `-1` is no instant anyone means (no event's time is before
             // 1970: docs/METRICS.md §2), and most likely a relative time
             // without its unit.
+            // Suggested only as far as it is a duration one can give.
+            let n = if digits.len() <= 4 { digits } else { "3" };
             return Err(format!(
-                "{s:?} is a negative number without a unit: for a time before now give one (-{digits}d, -{digits}h, -{digits}m); epoch milliseconds are positive"
+                "{s:?} is a negative number without a unit: for a time before now give one (-{n}d, -{n}h, -{n}m); epoch milliseconds are positive"
             ));
         }
         if digits.len() == t.len() {
@@ -186,6 +188,12 @@ mod tests {
         let err = parse_time("-1").unwrap_err();
         assert!(err.contains("-1d, -1h, -1m"), "{err}");
         assert!(parse_time("-20251124").is_err());
+        // Each duration it suggests is one it takes.
+        for given in ["-1", "-9999", "-99999999999999"] {
+            let err = parse_time(given).unwrap_err();
+            let suggested = err.split('(').nth(1).unwrap().split(',').next().unwrap();
+            assert!(parse_time(suggested).is_ok(), "{given}: {err}");
+        }
     }
 
     #[test]

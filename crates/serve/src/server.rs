@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use axum::body::{Body, Bytes};
-use axum::extract::{MatchedPath, Path, Query, Request, State};
+use axum::extract::{FromRequest, MatchedPath, Path, Query, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Redirect, Response};
@@ -62,6 +62,8 @@ pub struct ServeOptions {
     /// TLS, its handshake), or to send the next request on a kept-alive
     /// connection, before the connection is closed: idle sockets must not
     /// exhaust the process's file descriptors. Responses are not bounded.
+    /// A request body (the sign-in form, the one route that reads one)
+    /// must arrive within it too.
     pub header_timeout: Duration,
 }
 
@@ -89,6 +91,9 @@ struct AppState {
     token: Option<Token>,
     secure_cookie: bool,
     requests: Arc<RequestCounts>,
+    /// How long the sign-in form's body may take to arrive
+    /// ([`ServeOptions::header_timeout`]).
+    body_timeout: Duration,
 }
 
 /// A failure shown to the client: a status and a message.
@@ -667,7 +672,25 @@ struct LoginForm {
     token: String,
 }
 
-async fn login(State(s): State<AppState>, Form(f): Form<LoginForm>) -> Response {
+async fn login(State(s): State<AppState>, req: Request) -> Response {
+    // Open without the token: a body that never ends would hold its
+    // connection (a file descriptor) for good, as unfinished headers would.
+    let f = match tokio::time::timeout(s.body_timeout, Form::<LoginForm>::from_request(req, &()))
+        .await
+    {
+        Ok(Ok(Form(f))) => f,
+        Ok(Err(rejection)) => return rejection.into_response(),
+        Err(_) => {
+            let mut r = Problem(
+                StatusCode::REQUEST_TIMEOUT,
+                format!("the form did not arrive within {:?}", s.body_timeout),
+            )
+            .into_response();
+            r.headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            return r;
+        }
+    };
     match &s.token {
         Some(t) if t.matches(f.token.trim()) => {
             let secure = if s.secure_cookie { "; Secure" } else { "" };
@@ -718,6 +741,22 @@ async fn guard(State(s): State<AppState>, req: Request, next: Next) -> Response 
         || route == "/favicon.ico"
         || route == "/robots.txt"
         || route.starts_with("/assets/");
+    // RFC 9112 §3.2; and the loopback rule below reads the one header.
+    if req.version() == axum::http::Version::HTTP_11
+        && req.headers().get_all(header::HOST).iter().count() != 1
+    {
+        return secured(
+            Problem(
+                StatusCode::BAD_REQUEST,
+                "an HTTP/1.1 request names its host in exactly one Host header".into(),
+            )
+            .into_response(),
+            &s,
+            &route,
+            &method,
+            started,
+        );
+    }
     let admitted = match &s.token {
         None if !addressed_to_loopback(&req) => {
             return secured(
@@ -770,12 +809,11 @@ async fn guard(State(s): State<AppState>, req: Request, next: Next) -> Response 
 /// Whether the request names a loopback host, in its `Host` header and in
 /// an absolute request target alike (either may be absent).
 fn addressed_to_loopback(req: &Request) -> bool {
-    let host = req.headers().get(header::HOST).map(|h| h.to_str());
-    let header_ok = match host {
-        None => true,
-        Some(Ok(h)) => is_loopback_host(h),
-        Some(Err(_)) => false,
-    };
+    let header_ok = req
+        .headers()
+        .get_all(header::HOST)
+        .iter()
+        .all(|h| h.to_str().is_ok_and(is_loopback_host));
     header_ok
         && req
             .uri()
@@ -831,6 +869,7 @@ fn app(live: Arc<Live>, opts: &ServeOptions) -> Router {
         token: opts.token.clone(),
         secure_cookie: opts.tls.is_some(),
         requests: Arc::new(RequestCounts::default()),
+        body_timeout: opts.header_timeout,
     };
     Router::new()
         .route("/", get(index))
