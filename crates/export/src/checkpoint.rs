@@ -62,12 +62,20 @@ pub struct Checkpoint {
     /// export and in checkpoints written before it existed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub agent_changes: Option<ChangesRef>,
-    /// The record at `events_end - 1`, which the next incremental run
+    /// The last record the run found below `events_end` (always below
+    /// it: a checkpoint saying otherwise is refused), which the next incremental run
     /// finds again before it trusts `events_end` (absent when that record
     /// is in a damaged place, and in checkpoints written before it
     /// existed).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_record: Option<RecordMark>,
+    /// xxh3-64 (hex) of the file as written without this field: a flipped
+    /// digit of `eventsEnd` would make the next run export rows again, a
+    /// file name's would lose one. Only in the file: [`Checkpoint::load`]
+    /// checks and clears it, [`Checkpoint::store`] sets it (absent in
+    /// checkpoints written before 2026-12-06, which are not checked).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checksum: Option<String>,
 }
 
 /// One record of the log: where it is and a hash of its payload. Positions
@@ -114,7 +122,19 @@ impl Checkpoint {
             tables: BTreeMap::new(),
             agent_changes: None,
             last_record: None,
+            checksum: None,
         }
+    }
+
+    /// The text of the checkpoint without its checksum, and that checksum.
+    fn text_and_checksum(&self) -> serde_json::Result<(Vec<u8>, String)> {
+        let plain = Checkpoint {
+            checksum: None,
+            ..self.clone()
+        };
+        let text = serde_json::to_vec_pretty(&plain)?;
+        let sum = format!("{:016x}", xxhash_rust::xxh3::xxh3_64(&text));
+        Ok((text, sum))
     }
 
     pub fn path(dir: &Path) -> PathBuf {
@@ -133,15 +153,31 @@ impl Checkpoint {
             path: path.clone(),
             why,
         };
-        let c: Checkpoint = serde_json::from_slice(&text).map_err(|e| {
+        let mut c: Checkpoint = serde_json::from_slice(&text).map_err(|e| {
             bad(format!(
                 "not a checkpoint ({e}); remove the directory and export again"
             ))
         })?;
+        if let Some(stored) = c.checksum.take() {
+            let (_, sum) = c
+                .text_and_checksum()
+                .map_err(|e| bad(format!("cannot be checked ({e})")))?;
+            if sum != stored {
+                return Err(bad(format!(
+                    "its content does not match its checksum ({stored}, the content's {sum}): it was changed or damaged since the export wrote it, and a run trusting it could export rows twice or lose files; remove the directory and export again"
+                )));
+            }
+        }
         if c.format != FORMAT || c.version != VERSION {
             return Err(bad(format!(
                 "format {} version {} is not {FORMAT} version {VERSION}",
                 c.format, c.version
+            )));
+        }
+        if let Some(m) = c.last_record.as_ref().filter(|m| m.offset >= c.events_end) {
+            return Err(bad(format!(
+                "says the events end at {} but names a record at offset {} as exported; remove the directory and export again",
+                c.events_end, m.offset
             )));
         }
         // Its names become paths that a run deletes: one that is not a
@@ -171,10 +207,16 @@ impl Checkpoint {
 
     /// Replaces the checkpoint of `dir` atomically and durably.
     pub fn store(&self, dir: &Path) -> Result<()> {
-        let mut text = serde_json::to_vec_pretty(self).map_err(|e| ExportError::Checkpoint {
+        let unwritable = |e: serde_json::Error| ExportError::Checkpoint {
             path: Checkpoint::path(dir),
             why: e.to_string(),
-        })?;
+        };
+        let (_, sum) = self.text_and_checksum().map_err(unwritable)?;
+        let sealed = Checkpoint {
+            checksum: Some(sum),
+            ..self.clone()
+        };
+        let mut text = serde_json::to_vec_pretty(&sealed).map_err(unwritable)?;
         text.push(b'\n');
         replace_file(dir, CHECKPOINT_FILE, &text)
     }
@@ -274,5 +316,62 @@ mod tests {
             e.contains(CHECKPOINT_FILE) && e.contains("not a checkpoint"),
             "{e}"
         );
+    }
+
+    /// A changed digit, wherever it is, is caught by the checksum: a
+    /// smaller `eventsEnd` would make the next run export its rows again
+    /// (an audit flipped one bit: 10,217 rows twice, exit 0). A checkpoint
+    /// written before the checksum loads unchecked; one whose last record
+    /// does not end its events is refused.
+    #[test]
+    fn a_changed_checkpoint_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = Checkpoint::empty("UTC".into(), 2, None);
+        c.events_end = 198_089;
+        c.last_record = Some(RecordMark {
+            offset: 198_088,
+            segment: 3,
+            pos: 4096,
+            payload_hash: "00ff".into(),
+        });
+        c.tables.entry("events".into()).or_default().insert(
+            "tenant=a/date=2025-11-24".into(),
+            PartState {
+                hash: None,
+                files: vec!["part-000002-0000.parquet".into()],
+                rows: 12_373,
+            },
+        );
+        c.store(dir.path()).unwrap();
+        let path = Checkpoint::path(dir.path());
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.contains("\"checksum\""), "{text}");
+        assert_eq!(Checkpoint::load(dir.path()).unwrap(), Some(c.clone()));
+        for (from, to) in [
+            ("198089", "188089"),
+            ("12373", "12372"),
+            ("000002", "000003"),
+        ] {
+            assert!(text.contains(from), "{from}");
+            std::fs::write(&path, text.replacen(from, to, 1)).unwrap();
+            let e = Checkpoint::load(dir.path()).unwrap_err().to_string();
+            assert!(
+                e.contains("checksum") && e.contains(CHECKPOINT_FILE),
+                "{from}: {e}"
+            );
+        }
+        // Written before checksums: not checked, but still consistent.
+        let old = |c: &Checkpoint| {
+            let mut text = serde_json::to_vec_pretty(c).unwrap();
+            text.push(b'\n');
+            std::fs::write(&path, text).unwrap();
+        };
+        old(&c);
+        assert_eq!(Checkpoint::load(dir.path()).unwrap(), Some(c.clone()));
+        let mut moved = c.clone();
+        moved.events_end = 188_089;
+        old(&moved);
+        let e = Checkpoint::load(dir.path()).unwrap_err().to_string();
+        assert!(e.contains("188089") && e.contains("198088"), "{e}");
     }
 }
