@@ -5,7 +5,8 @@
 //!   [`File::try_lock`] (`flock(LOCK_EX)` on Linux); the kernel releases it when
 //!   the holder exits, even on `kill -9`.
 //! - The holder writes `pid <n>` into the file so a refused writer can name it.
-//! - Readers never take the lock; [`writer_running`] only probes it.
+//! - Readers never take the lock; [`writer_running`] only probes it, for
+//!   an instant, which a writer starting then waits out ([`LOCK_GRACE`]).
 
 use std::fs::{File, TryLockError};
 use std::io::Write;
@@ -17,6 +18,13 @@ use crate::private::{open_private, private_options};
 
 /// Name of the lock file inside the log directory.
 pub const LOCK_FILE_NAME: &str = "writer.lock";
+
+/// How long a writer waits for a lock held by another before it is
+/// refused: a reader's probe holds it for an instant, and a read command
+/// that indexes a log's tail (after a writer was killed) for a moment, and
+/// neither is a writer the user started (until 2026-12-06 an import that
+/// started then was refused, naming the last writer's pid).
+pub const LOCK_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// A held writer lock; released on drop.
 #[derive(Debug)]
@@ -38,7 +46,16 @@ pub fn lock_dir(dir: &Path) -> Result<DirLock> {
         &path,
         "opening lock file",
     )?;
-    match file.try_lock() {
+    let deadline = std::time::Instant::now() + LOCK_GRACE;
+    let taken = loop {
+        match file.try_lock() {
+            Err(TryLockError::WouldBlock) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            other => break other,
+        }
+    };
+    match taken {
         Ok(()) => {}
         Err(TryLockError::WouldBlock) => {
             let holder = std::fs::read_to_string(&path)
@@ -78,5 +95,37 @@ pub fn writer_running(dir: &Path) -> Result<bool> {
         Ok(()) => Ok(false),
         Err(TryLockError::WouldBlock) => Ok(true),
         Err(TryLockError::Error(e)) => Err(LogError::io("probing", &path, e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A reader's probe (a shared lock, held here for 300 ms) delays a
+    /// writer; it does not refuse it.
+    #[test]
+    fn a_writer_waits_out_a_probe() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(lock_dir(dir.path()).unwrap());
+        let probe = File::open(dir.path().join(LOCK_FILE_NAME)).unwrap();
+        probe.try_lock_shared().unwrap();
+        let released = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(300));
+            drop(probe);
+        });
+        let started = std::time::Instant::now();
+        let lock = lock_dir(dir.path()).unwrap();
+        assert!(started.elapsed() >= std::time::Duration::from_millis(250));
+        released.join().unwrap();
+        // Held by a writer past the grace: refused, naming it.
+        let refused = lock_dir(dir.path()).unwrap_err();
+        assert!(
+            refused
+                .to_string()
+                .contains(&std::process::id().to_string()),
+            "{refused}"
+        );
+        drop(lock);
     }
 }
