@@ -387,10 +387,11 @@ fn a_value_cut_off_in_a_one_line_capture_loses_only_itself() {
     assert!(imports > 300, "{imports}");
 }
 
-/// A JSON array written by an indenting writer (`json.dumps(list,
-/// indent=2)`, `jq .`, `JSON.stringify(a, null, "\t")`), its first or a
-/// middle element cut off: each element's `{` stands alone on its line,
-/// indented, so no line begins with one. The cut element is one
+/// A JSON array written by a pretty-printer (`json.dumps(list,
+/// indent=2)`, `jq .`, `JSON.stringify(a, null, "\t")`, and
+/// `json.dumps(list, indent=0)`), its first or a middle element cut off:
+/// each element's `{` stands alone on its line, indented (so no line
+/// begins with one) or not (where a cut inside an array is no place for one). The cut element is one
 /// quarantined message and every other is archived with its own bytes.
 /// Until 2026-12-06 everything after the cut went into that message.
 #[test]
@@ -409,6 +410,7 @@ fn a_value_cut_off_in_an_indented_array_loses_only_itself() {
     };
     let mut imports = 0;
     for (shape, indent, line_end) in [
+        ("indent-0", "", "\n"),
         ("indent-2", "  ", "\n"),
         ("indent-4", "    ", "\n"),
         ("tabs", "\t", "\n"),

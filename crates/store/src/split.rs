@@ -396,10 +396,7 @@ fn fill(input: &mut dyn BufRead) -> std::io::Result<&[u8]> {
 ///   a compact writer never breaks a line inside a value.
 ///
 /// The broken part is then one quarantined message, and the events after
-/// it are read. What this misses: a value cut directly inside an array,
-/// followed by values of a writer that neither indents nor writes keys on
-/// the `{` line (`json.dumps(indent=0)`), and a `{"` that starts a block of
-/// input.
+/// it are read. What this misses: a `{"` that starts a block of input.
 ///
 /// A one-line stream (values back to back, blank-separated, or elements of
 /// a compact array) has no line to start anew, so a broken value there
@@ -417,6 +414,13 @@ fn fill(input: &mut dyn BufRead) -> std::io::Result<&[u8]> {
 ///   the stream's values begin with (an 8x8 event family, a Pulsar
 ///   envelope's `messageId`, or the first key of a value read before),
 ///   which no event nests.
+///
+/// A pretty-printer's array (`json.dumps(list, indent=…)`, `jq .`) puts
+/// each element's `{` alone on its line, indented or not, and its key on
+/// the next: there a `{` that begins its line, blanks and one line end,
+/// then `"KEY":` with KEY one the stream's values begin with, ends a broken
+/// value too, where a cut inside an array or an indented writer leaves no
+/// line starting with `{` for the rules above.
 ///
 /// So a value cut off in a one-line stream is one quarantined message
 /// ending where the next value begins, whatever follows the cut.
