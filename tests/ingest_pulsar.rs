@@ -269,6 +269,14 @@ async fn serve(
                 ));
             }
             query = req.uri().query().unwrap_or("").to_owned();
+            // As Pulsar's WebSocket service answers a parameter it cannot
+            // parse.
+            if query_param(&query, "cryptoFailureAction")
+                .is_some_and(|v| !["FAIL", "DISCARD", "CONSUME"].contains(&v.as_str()))
+            {
+                st2.lock().unwrap().refused += 1;
+                return Err(fail(StatusCode::BAD_REQUEST, "Invalid cryptoFailureAction"));
+            }
             if let Some(name) = &subscription {
                 let exclusive =
                     query_param(&query, "subscriptionType").is_none_or(|t| t == "Exclusive");
@@ -686,6 +694,29 @@ fn a_wrong_api_key_is_a_clear_error_without_a_retry_storm() {
         1,
         "retried a refused key"
     );
+    assert_eq!(summary(&stdout)["archived"], 0);
+}
+
+/// A request the endpoint refuses as such (HTTP 400, a parameter it
+/// cannot take) is not retried: the same request cannot succeed (until
+/// 2026-12-06 it was retried for ever).
+#[test]
+fn a_request_the_endpoint_refuses_is_a_clear_error_without_a_retry() {
+    let server = Server::start(State::default());
+    server.publish(0..10);
+    let work = tempfile::tempdir().unwrap();
+    let data = work.path().join("data");
+    let key = key_file(work.path(), KEY);
+    let url = format!("{}?cryptoFailureAction=IGNORE", server.url());
+    let mut ingest = start_ingest(&data, work.path(), 0, &url, &key, &[]);
+    let (status, stdout) = ingest.wait_exit(Duration::from_secs(20));
+    assert_eq!(status.code(), Some(3), "{}", ingest.stderr());
+    let err = ingest.stderr();
+    assert!(
+        err.contains("400") && err.contains("Invalid cryptoFailureAction"),
+        "{err}"
+    );
+    assert_eq!(server.state.lock().unwrap().refused, 1, "retried");
     assert_eq!(summary(&stdout)["archived"], 0);
 }
 

@@ -283,6 +283,7 @@ impl Source for PulsarSource {
         .await
         .map_err(|e| match e {
             ConnectError::Auth(why) => Failure::Fatal(IngestError::Auth(why)),
+            ConnectError::Refused(why) => Failure::Fatal(IngestError::Refused(why)),
             ConnectError::Config(why) => Failure::Fatal(IngestError::Config(why)),
             ConnectError::Transient(why) => Failure::Lost(why),
         })?;

@@ -20,6 +20,9 @@ pub(super) type Ws =
 
 pub(super) enum ConnectError {
     Auth(String),
+    /// The endpoint refused the request itself (HTTP 400: a query
+    /// parameter it cannot take): the same request again cannot succeed.
+    Refused(String),
     Config(String),
     Transient(String),
 }
@@ -61,6 +64,11 @@ pub(super) async fn connect(
                 Err(ConnectError::Auth(format!(
                     "the Pulsar endpoint answered {status} to the API key: check --api-key-file / CCVAULT_PULSAR_API_KEY {}",
                     if body.trim().is_empty() { String::new() } else { format!("({})", body.trim()) }
+                )))
+            } else if status.as_u16() == 400 {
+                Err(ConnectError::Refused(format!(
+                    "the Pulsar endpoint answered {status} to the connection's request, which the same request again cannot change: check the URL's topic, subscription and query parameters {}",
+                    body.trim()
                 )))
             } else if status.as_u16() == 409 {
                 // Pulsar's answer when an Exclusive subscription (or the
