@@ -1303,6 +1303,30 @@ fn exit_codes_are_as_documented() {
             ],
             2,
         ),
+        // A CA file that cannot be read, by either source (it was exit
+        // 1, the code of an archive error, after a summary of nothing).
+        (
+            vec![
+                "ingest",
+                "pulsar",
+                "--url",
+                "wss://127.0.0.1:9/ws/v2/reader/persistent/a/b/c",
+                "--ca-file",
+                "ca.pem",
+            ],
+            2,
+        ),
+        (
+            vec![
+                "ingest",
+                "mqtt",
+                "--url",
+                "mqtts://127.0.0.1:9",
+                "--ca-file",
+                "ca.pem",
+            ],
+            2,
+        ),
         // A negative count is a bad value of its flag, not a flag `-1`.
         (vec!["simulate", "--events", "-1"], 2),
         (vec!["demo", "--agents", "-5"], 2),

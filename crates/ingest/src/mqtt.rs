@@ -209,7 +209,9 @@ fn topics(cfg: &MqttConfig) -> Vec<String> {
 /// Checks what the options say by themselves, before anything is opened
 /// or read (a caller reports these as a bad command line): the URL, each
 /// topic filter, a password without a user name, a client certificate
-/// without its key (or the other way), TLS options without `mqtts://`.
+/// without its key (or the other way), TLS options without `mqtts://`,
+/// and the files of TLS (a CA, a client certificate or key that cannot be
+/// read or holds none).
 pub fn check_options(cfg: &MqttConfig) -> Result<()> {
     let ep = parse_url(&cfg.url)?;
     for t in &topics(cfg) {
@@ -235,7 +237,18 @@ pub fn check_options(cfg: &MqttConfig) -> Result<()> {
             "TLS options (--ca-file, --client-cert, --client-key) need an mqtts:// URL".into(),
         ));
     }
+    if ep.tls {
+        crate::tls_config(cfg.ca_file.as_deref(), client_auth(cfg))?;
+    }
     Ok(())
+}
+
+/// The client certificate and key, when both are given.
+fn client_auth(cfg: &MqttConfig) -> Option<(&std::path::Path, &std::path::Path)> {
+    match (&cfg.client_cert, &cfg.client_key) {
+        (Some(c), Some(k)) => Some((c.as_path(), k.as_path())),
+        _ => None,
+    }
 }
 
 fn options(cfg: &MqttConfig) -> Result<(MqttOptions, Vec<String>)> {
@@ -261,12 +274,8 @@ fn options(cfg: &MqttConfig) -> Result<(MqttOptions, Vec<String>)> {
         // Refused by `check_options`.
         (None, _) => {}
     }
-    let client_auth = match (&cfg.client_cert, &cfg.client_key) {
-        (Some(c), Some(k)) => Some((c.as_path(), k.as_path())),
-        _ => None,
-    };
     if ep.tls {
-        let tls = crate::tls_config(cfg.ca_file.as_deref(), client_auth)?;
+        let tls = crate::tls_config(cfg.ca_file.as_deref(), client_auth(cfg))?;
         o.set_transport(Transport::tls_with_config(tls.into()));
     }
     Ok((o, topics))

@@ -251,6 +251,7 @@ async fn run_pulsar(cli: &Cli, a: &PulsarArgs) -> Result<ExitCode> {
     cfg.receiver_queue_size = a.receiver_queue_size.max(1);
     cfg.ca_file = a.ca_file.clone();
     cfg.ping_interval = a.ping_interval.max(Duration::from_millis(1));
+    pulsar::check_options(&cfg).map_err(usage)?;
     ingest(cli, &a.common, |archive| PulsarSource::new(&cfg, archive)).await
 }
 
@@ -416,6 +417,8 @@ fn finish(
             crate::output::error_line(format_args!("ccvault: error: {e}"));
             Ok(ExitCode::from(3))
         }
-        Err(e) => Err(e.into()),
+        // A bad option value found once the source is built (a CA file
+        // that cannot be read) is a bad command line too.
+        Err(e) => Err(usage(e)),
     }
 }

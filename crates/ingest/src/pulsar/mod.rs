@@ -113,6 +113,16 @@ impl PulsarConfig {
     }
 }
 
+/// Checks what the options say by themselves, before anything is opened
+/// or read (a caller reports these as a bad command line): the URL and,
+/// for `wss://`, the CA file.
+pub fn check_options(cfg: &PulsarConfig) -> Result<()> {
+    if parse_url(&cfg.url)?.tls {
+        crate::tls_config(cfg.ca_file.as_deref(), None)?;
+    }
+    Ok(())
+}
+
 /// What the source needs to acknowledge one message.
 #[derive(Debug, Clone)]
 pub struct Token {
