@@ -103,7 +103,7 @@ pub struct InteractionsArgs {
     /// Only this queueId.
     #[arg(long, value_name = "Q")]
     pub queue: Option<i64>,
-    /// Only interactions answered by this agentId.
+    /// Only interactions whose agentId is this one: the agent of the first InteractionAccepted (docs/METRICS.md §3), whatever the outcome (an outbound dial the customer never answered is its agent's too).
     #[arg(long, value_name = "A")]
     pub agent: Option<String>,
     /// Only this outcome: answered, abandoned, unanswered, ended, open.
