@@ -356,43 +356,61 @@ fn a_value_cut_off_in_a_one_line_capture_loses_only_itself() {
     ];
     let mut imports = 0;
     for (shape, open, sep, close) in shapes {
-        for cut_index in [0usize, 5] {
-            let whole = &events[cut_index];
-            for cut in (1..whole.len()).step_by(5) {
-                let mut values: Vec<&str> = events.iter().map(String::as_str).collect();
-                values[cut_index] = &whole[..cut];
-                let text = format!("{open}{}{close}", values.join(sep));
-                let path = tmp.path().join(format!("{shape}-{cut_index}-{cut}.json"));
-                std::fs::write(&path, &text).unwrap();
-                let dir = tmp.path().join(format!("a-{shape}-{cut_index}-{cut}"));
-                let s = summary(&dir, &[&path], &[]);
-                assert_eq!(
-                    counts(&s)[1..],
-                    [10, 1, 0, 0, 0],
-                    "{shape}, event {cut_index} cut after {cut} bytes ({:?}): {s}",
-                    &whole[cut.saturating_sub(12)..cut]
-                );
-                let archived = payloads(&dir);
-                for (i, e) in events.iter().enumerate().filter(|(i, _)| *i != cut_index) {
-                    assert!(
-                        archived.contains(e),
-                        "{shape}, cut {cut}: event {i} missing"
-                    );
-                }
-                std::fs::remove_dir_all(&dir).unwrap();
-                imports += 1;
-            }
-        }
+        imports += each_cut_loses_only_itself(tmp.path(), shape, &events, 5, &|values| {
+            format!("{open}{}{close}", values.join(sep))
+        });
     }
     assert!(imports > 300, "{imports}");
+}
+
+/// Imports `values` written out by `write`, the first and then a middle
+/// one cut off at every `step`th byte: the cut value is one quarantined
+/// message and every other is archived with its own bytes. Returns the
+/// imports made.
+fn each_cut_loses_only_itself(
+    tmp: &Path,
+    shape: &str,
+    values: &[String],
+    step: usize,
+    write: &dyn Fn(&[&str]) -> String,
+) -> usize {
+    let mut imports = 0;
+    for cut_index in [0usize, 5] {
+        let whole = &values[cut_index];
+        for cut in (1..whole.len()).step_by(step) {
+            let mut cut_values: Vec<&str> = values.iter().map(String::as_str).collect();
+            cut_values[cut_index] = &whole[..cut];
+            let path = tmp.join(format!("{shape}-{cut_index}-{cut}.json"));
+            std::fs::write(&path, write(&cut_values)).unwrap();
+            let dir = tmp.join(format!("a-{shape}-{cut_index}-{cut}"));
+            let s = summary(&dir, &[&path], &[]);
+            assert_eq!(
+                counts(&s)[1..],
+                [10, 1, 0, 0, 0],
+                "{shape}, value {cut_index} cut after {cut} bytes ({:?}): {s}",
+                &whole[cut.saturating_sub(12)..cut]
+            );
+            let archived = payloads(&dir);
+            for (i, v) in values.iter().enumerate().filter(|(i, _)| *i != cut_index) {
+                assert!(
+                    archived.contains(v),
+                    "{shape}, cut {cut}: value {i} missing"
+                );
+            }
+            std::fs::remove_dir_all(&dir).unwrap();
+            imports += 1;
+        }
+    }
+    imports
 }
 
 /// A JSON array written by a pretty-printer (`json.dumps(list,
 /// indent=2)`, `jq .`, `JSON.stringify(a, null, "\t")`, and
 /// `json.dumps(list, indent=0)`), its first or a middle element cut off:
 /// each element's `{` stands alone on its line, indented (so no line
-/// begins with one) or not (where a cut inside an array is no place for one). The cut element is one
-/// quarantined message and every other is archived with its own bytes.
+/// begins with one) or not (where a cut inside an array is no place for
+/// one). The cut element is one quarantined message and every other is
+/// archived with its own bytes.
 /// Until 2026-12-06 everything after the cut went into that message.
 #[test]
 fn a_value_cut_off_in_an_indented_array_loses_only_itself() {
@@ -428,36 +446,12 @@ fn a_value_cut_off_in_an_indented_array_loses_only_itself() {
                 text.replace('\n', &format!("{line_end}{indent}"))
             })
             .collect();
-        for cut_index in [0usize, 5] {
-            let whole = &elements[cut_index];
-            for cut in (1..whole.len()).step_by(7) {
-                let mut values: Vec<&str> = elements.iter().map(String::as_str).collect();
-                values[cut_index] = &whole[..cut];
-                let text = format!(
-                    "[{line_end}{indent}{}{line_end}]{line_end}",
-                    values.join(&format!(",{line_end}{indent}"))
-                );
-                let path = tmp.path().join(format!("{shape}-{cut_index}-{cut}.json"));
-                std::fs::write(&path, &text).unwrap();
-                let dir = tmp.path().join(format!("a-{shape}-{cut_index}-{cut}"));
-                let s = summary(&dir, &[&path], &[]);
-                assert_eq!(
-                    counts(&s)[1..],
-                    [10, 1, 0, 0, 0],
-                    "{shape}, element {cut_index} cut after {cut} bytes ({:?}): {s}",
-                    &whole[cut.saturating_sub(12)..cut]
-                );
-                let archived = payloads(&dir);
-                for (i, e) in elements.iter().enumerate().filter(|(i, _)| *i != cut_index) {
-                    assert!(
-                        archived.contains(e),
-                        "{shape}, cut {cut}: element {i} missing"
-                    );
-                }
-                std::fs::remove_dir_all(&dir).unwrap();
-                imports += 1;
-            }
-        }
+        imports += each_cut_loses_only_itself(tmp.path(), shape, &elements, 7, &|values| {
+            format!(
+                "[{line_end}{indent}{}{line_end}]{line_end}",
+                values.join(&format!(",{line_end}{indent}"))
+            )
+        });
     }
     assert!(imports > 300, "{imports}");
 }
