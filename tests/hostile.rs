@@ -1442,3 +1442,88 @@ fn rebuild_replaces_projections_damaged_in_any_page_at_its_first_run() {
         assert_eq!(verify.code, 0, "page {page}: {}", verify.stdout_str());
     }
 }
+
+/// Inputs are opened one at a time, each when its turn comes: more files
+/// than the descriptor limit are all imported (all were opened before any
+/// was read, and the import failed with EMFILE, archiving nothing). One
+/// that cannot be read (`/proc/self/mem`, a directory as stdin) is rejected
+/// by name and the inputs after it imported, exit 3 (it ended the import,
+/// exit 1). Names that are not UTF-8 are kept apart, their other bytes
+/// written `\xNN` (both were `in�.ndjson`).
+#[test]
+fn many_files_unreadable_inputs_and_names_that_are_not_utf8() {
+    use std::os::unix::ffi::OsStrExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let s = Stream {
+        events: 300,
+        interactions: 30,
+        line_len: 200,
+    };
+    let many = tmp.path().join("many");
+    fs::create_dir(&many).unwrap();
+    let mut files = Vec::new();
+    for i in 0..300 {
+        let f = many.join(format!("part-{i:03}.ndjson"));
+        fs::write(&f, format!("{}\n", s.line(i))).unwrap();
+        files.push(f.to_str().unwrap().to_owned());
+    }
+    let dir = tmp.path().join("many-archive");
+    let mut args = vec!["import"];
+    args.extend(files.iter().map(String::as_str));
+    let run = common::ccvault_under(
+        &["sh", "-c", "ulimit -n 64 && exec \"$@\"", "sh"],
+        &dir,
+        &args,
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(stats(&dir).events, 300);
+
+    let dir = tmp.path().join("unreadable");
+    let before = tmp.path().join("before.ndjson");
+    fs::write(&before, s.text(0..10)).unwrap();
+    let after = tmp.path().join("after.ndjson");
+    fs::write(&after, s.text(10..20)).unwrap();
+    let (before, after) = (before.to_str().unwrap(), after.to_str().unwrap());
+    let run = ccvault(&dir, &["import", before, "/proc/self/mem", after]);
+    run.assert_no_panic();
+    assert_eq!(run.code, 3, "{}", run.stderr);
+    assert!(run.stderr.contains("/proc/self/mem"), "{}", run.stderr);
+    assert_eq!(stats(&dir).events, 20);
+    let run = common::command(&dir, &["import", before, "-", after])
+        .stdin(fs::File::open(tmp.path()).unwrap())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert_eq!(run.status.code(), Some(3), "{stderr}");
+    assert!(stderr.contains("-:1: rejected"), "{stderr}");
+    let st = stats(&dir);
+    assert_eq!((st.events, st.duplicates), (20, 20), "{:?}", st.json);
+
+    let dir = tmp.path().join("names");
+    let mut named = Vec::new();
+    for byte in [0xFF_u8, 0xFE] {
+        let mut name = b"in".to_vec();
+        name.push(byte);
+        name.extend_from_slice(b".ndjson");
+        let path = tmp.path().join(std::ffi::OsStr::from_bytes(&name));
+        fs::write(&path, format!("not json {byte}\n")).unwrap();
+        named.push(path);
+    }
+    let mut cmd = common::command(&dir, &["import"]);
+    let out = cmd
+        .args(&named)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let listed = ccvault(&dir, &["quarantine", "--format", "json"])
+        .ok()
+        .stdout_str();
+    for hex in ["in\\\\xFF.ndjson", "in\\\\xFE.ndjson"] {
+        assert!(listed.contains(hex), "{hex} in {listed}");
+    }
+}

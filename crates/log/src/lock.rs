@@ -6,7 +6,10 @@
 //!   the holder exits, even on `kill -9`.
 //! - The holder writes `pid <n>` into the file so a refused writer can name it.
 //! - Readers never take the lock; [`writer_running`] only probes it, for
-//!   an instant, which a writer starting then waits out ([`LOCK_GRACE`]).
+//!   an instant, which a writer starting then waits out: the log's own
+//!   lock is taken waiting [`LOCK_GRACE`] (the archive's lock, taken
+//!   first, already keeps writers apart), the archive's as its caller says
+//!   ([`lock_dir_waiting`]).
 
 use std::fs::{File, TryLockError};
 use std::io::Write;
@@ -19,11 +22,13 @@ use crate::private::{open_private, private_options};
 /// Name of the lock file inside the log directory.
 pub const LOCK_FILE_NAME: &str = "writer.lock";
 
-/// How long a writer waits for a lock held by another before it is
-/// refused: a reader's probe holds it for an instant, and a read command
-/// that indexes a log's tail (after a writer was killed) for a moment, and
-/// neither is a writer the user started (until 2026-12-06 an import that
-/// started then was refused, naming the last writer's pid).
+/// How long a writer that the user started waits for a lock held by
+/// another before it is refused: a reader's probe holds the log's for an
+/// instant, and a read command that indexes a log's tail (after a writer
+/// was killed) the archive's for a moment, and neither is a writer the
+/// user started (until 2026-12-06 an import that started then was
+/// refused, naming the last writer's pid). A read command's own attempt
+/// to open as a writer does not wait: a running writer is its answer.
 pub const LOCK_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// A held writer lock; released on drop.
@@ -32,9 +37,15 @@ pub struct DirLock {
     _file: File,
 }
 
-/// Takes the single-writer lock of `dir` (creating `dir/writer.lock`).
-/// Also used by the store for the archive directory as a whole.
+/// Takes the single-writer lock of `dir` (creating `dir/writer.lock`),
+/// refused at once if another holds it.
 pub fn lock_dir(dir: &Path) -> Result<DirLock> {
+    lock_dir_waiting(dir, std::time::Duration::ZERO)
+}
+
+/// [`lock_dir`], waiting up to `wait` for a holder to let go. Also used by
+/// the store for the archive directory as a whole.
+pub fn lock_dir_waiting(dir: &Path, wait: std::time::Duration) -> Result<DirLock> {
     let path = dir.join(LOCK_FILE_NAME);
     let mut file = open_private(
         private_options()
@@ -46,7 +57,7 @@ pub fn lock_dir(dir: &Path) -> Result<DirLock> {
         &path,
         "opening lock file",
     )?;
-    let deadline = std::time::Instant::now() + LOCK_GRACE;
+    let deadline = std::time::Instant::now() + wait;
     let taken = loop {
         match file.try_lock() {
             Err(TryLockError::WouldBlock) if std::time::Instant::now() < deadline => {
@@ -115,17 +126,21 @@ mod tests {
             drop(probe);
         });
         let started = std::time::Instant::now();
-        let lock = lock_dir(dir.path()).unwrap();
+        let lock = lock_dir_waiting(dir.path(), LOCK_GRACE).unwrap();
         assert!(started.elapsed() >= std::time::Duration::from_millis(250));
         released.join().unwrap();
-        // Held by a writer past the grace: refused, naming it.
-        let refused = lock_dir(dir.path()).unwrap_err();
+        // Held by a writer past the grace: refused, naming it; without a
+        // wait, at once.
+        let refused = lock_dir_waiting(dir.path(), LOCK_GRACE).unwrap_err();
         assert!(
             refused
                 .to_string()
                 .contains(&std::process::id().to_string()),
             "{refused}"
         );
+        let started = std::time::Instant::now();
+        assert!(lock_dir(dir.path()).is_err());
+        assert!(started.elapsed() < std::time::Duration::from_millis(500));
         drop(lock);
     }
 }

@@ -209,7 +209,11 @@ impl Vfs for StdVfs {
     }
 
     fn lock_dir(&self, dir: &Path) -> Result<LockGuard> {
-        Ok(Box::new(crate::lock::lock_dir(dir)?))
+        // Taken under the archive's lock: only a reader's probe contends.
+        Ok(Box::new(crate::lock::lock_dir_waiting(
+            dir,
+            crate::lock::LOCK_GRACE,
+        )?))
     }
 }
 

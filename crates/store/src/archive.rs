@@ -94,6 +94,11 @@ pub struct ArchiveOptions {
     /// How sealed log segments are compressed in the background (`None`:
     /// left as `.seg`), docs/FORMAT.md §1.7.
     pub compression: Option<Compression>,
+    /// How long to wait for the archive's lock when another holds it
+    /// ([`ccvault_log::LOCK_GRACE`] for a writer the user started; none for a read
+    /// command's attempt to catch the index up, which a running writer
+    /// answers).
+    pub lock_wait: Duration,
 }
 
 impl Default for ArchiveOptions {
@@ -106,6 +111,7 @@ impl Default for ArchiveOptions {
             index_commit_interval: Duration::from_secs(1),
             rebuild_commit_bytes: 32 << 20,
             compression: LogOptions::default().compression,
+            lock_wait: Duration::ZERO,
         }
     }
 }
@@ -388,7 +394,7 @@ impl Archive {
         crate::reader::refuse_a_file(dir)?;
         create_private_dir(dir)?;
         check_private_files(dir)?;
-        let lock = ccvault_log::lock_dir(dir).map_err(|e| match e {
+        let lock = ccvault_log::lock_dir_waiting(dir, options.lock_wait).map_err(|e| match e {
             ccvault_log::LogError::Locked { holder, .. } => StoreError::Locked {
                 dir: dir.to_path_buf(),
                 holder: format!(" ({holder})"),

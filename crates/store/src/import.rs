@@ -308,9 +308,22 @@ fn read_batches(
     tx: std::sync::mpsc::SyncSender<Result<ReadBatch>>,
     spare: std::sync::mpsc::Receiver<Spare>,
 ) {
-    let gzip = input
-        .fill_buf()
-        .is_ok_and(|head| head.starts_with(&GZIP_MAGIC));
+    // An input that cannot be read at all (a directory as stdin, a file
+    // the kernel refuses to read) is rejected by name, as a read error
+    // later on is, and the import goes on with the next input.
+    let first = loop {
+        match input.fill_buf() {
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            other => break other.map(|head| head.starts_with(&GZIP_MAGIC)),
+        }
+    };
+    let gzip = match first {
+        Ok(gzip) => gzip,
+        Err(e) => {
+            let _ = tx.send(Ok(unreadable(source, &e)));
+            return;
+        }
+    };
     let mut input = match maybe_gunzip(input, source) {
         Ok(i) => i,
         Err(e) => {
@@ -328,19 +341,7 @@ fn read_batches(
             // Its first block unreadable (a .gz cut inside its header or
             // first block): rejected by name like a read error later on,
             // and the import goes on with the next input.
-            let _ = tx.send(Ok(ReadBatch {
-                data: Vec::new(),
-                spans: Vec::new(),
-                offsets: Vec::new(),
-                prepared: Vec::new(),
-                rejected: vec![Rejected {
-                    source: source.to_owned(),
-                    line: 1,
-                    reason: format!("cannot read the input from its first byte: {e}"),
-                }],
-                through_line: 0,
-                input_bytes: 0,
-            }));
+            let _ = tx.send(Ok(unreadable(source, &e)));
             return;
         }
     };
@@ -464,6 +465,23 @@ fn read_batches(
         if done {
             return;
         }
+    }
+}
+
+/// The batch of an input none of which could be read: its rejection.
+fn unreadable(source: &str, e: &std::io::Error) -> ReadBatch {
+    ReadBatch {
+        data: Vec::new(),
+        spans: Vec::new(),
+        offsets: Vec::new(),
+        prepared: Vec::new(),
+        rejected: vec![Rejected {
+            source: source.to_owned(),
+            line: 1,
+            reason: format!("cannot read the input from its first byte: {e}"),
+        }],
+        through_line: 0,
+        input_bytes: 0,
     }
 }
 

@@ -43,7 +43,7 @@ pub use ccvault_index::{
     Counters, Hit, IndexReader,
 };
 pub use ccvault_log::{
-    Compression, FsyncPolicy, Position, Record, RecordKind, RecordRef, SourceKind,
+    Compression, FsyncPolicy, Position, Record, RecordKind, RecordRef, SourceKind, LOCK_GRACE,
 };
 pub use error::{Result, StoreError};
 pub use import::{

@@ -31,6 +31,7 @@ pub fn archive_options(w: &WriteArgs) -> ArchiveOptions {
         } else {
             ArchiveOptions::default().compression
         },
+        lock_wait: ccvault_store::LOCK_GRACE,
         ..ArchiveOptions::default()
     }
 }
@@ -113,22 +114,21 @@ pub fn import(
             .map(|f| (f.as_os_str() != "-").then_some(f))
             .collect()
     };
-    // Fail on an unreadable file before touching (or creating) the archive.
-    let mut opened: Vec<Option<std::fs::File>> = Vec::with_capacity(sources.len());
-    for source in &sources {
-        opened.push(match source {
-            None => None,
-            Some(path) => {
-                let file = std::fs::File::open(path)
-                    .with_context(|| format!("cannot open {}", path.display()))?;
-                // A directory opens, and fails only when read: after the
-                // files before it were archived.
-                if file.metadata().is_ok_and(|m| m.is_dir()) {
-                    anyhow::bail!("cannot import {}: it is a directory", path.display());
-                }
-                Some(file)
-            }
-        });
+    // Fail on a missing or unreadable file before touching (or creating)
+    // the archive. Each is opened again when its turn comes, so that more
+    // files than the descriptor limit can be named (`captures/*.ndjson`);
+    // a FIFO or a device is only looked at: opening a FIFO waits for its
+    // writer, and closing it would end that writer's stream.
+    for path in sources.iter().flatten() {
+        let meta =
+            std::fs::metadata(path).with_context(|| format!("cannot open {}", input_name(path)))?;
+        if meta.is_dir() {
+            anyhow::bail!("cannot import {}: it is a directory", input_name(path));
+        }
+        if meta.is_file() {
+            std::fs::File::open(path)
+                .with_context(|| format!("cannot open {}", input_name(path)))?;
+        }
     }
     let mut freed_memory = crate::FreedMemory::hold();
     let mut archive = open_writer(cli, archive_options(write))?;
@@ -137,14 +137,30 @@ pub fn import(
     let started = Instant::now();
     let show_progress = crate::output::show_progress() && !print_acks;
     let mut total = ImportSummary::default();
-    for (source, file) in sources.into_iter().zip(opened) {
-        let (name, kind, input) = match (source, file) {
-            (Some(path), Some(file)) => {
+    for source in sources {
+        let (name, kind, input) = match source {
+            Some(path) => {
+                let name = input_name(path);
+                let file = match std::fs::File::open(path) {
+                    Ok(file) => file,
+                    // Gone or changed since it was checked: the others go on.
+                    Err(e) => {
+                        crate::output::error_line(format_args!(
+                            "ccvault: error: {name}:1: rejected: cannot open it: {e}"
+                        ));
+                        total.rejected.push(ccvault_store::Rejected {
+                            source: name,
+                            line: 1,
+                            reason: format!("cannot open it: {e}"),
+                        });
+                        continue;
+                    }
+                };
                 let input = open_input_file(path, file, direct_read);
-                tracing::debug!(file = %path.display(), direct = input.direct, "reading input");
-                (path.display().to_string(), SourceKind::File, input)
+                tracing::debug!(file = %name, direct = input.direct, "reading input");
+                (name, SourceKind::File, input)
             }
-            _ => {
+            None => {
                 // Someone who forgot the file name would otherwise face a
                 // silent wait (ripgrep says the same).
                 if std::io::IsTerminal::is_terminal(&std::io::stdin()) {
@@ -227,6 +243,21 @@ pub fn import(
     } else {
         ExitCode::from(3)
     })
+}
+
+/// How an input file is named in the archive (each record's source) and
+/// in messages: its path as given, any byte that is not UTF-8 written
+/// `\xNN` (two files whose names differ only there were one lossy `�`).
+fn input_name(path: &std::path::Path) -> String {
+    use std::os::unix::ffi::OsStrExt;
+    let mut name = String::new();
+    for chunk in path.as_os_str().as_bytes().utf8_chunks() {
+        name.push_str(chunk.valid());
+        for b in chunk.invalid() {
+            name.push_str(&format!("\\x{b:02X}"));
+        }
+    }
+    name
 }
 
 fn progress_bar(size: Option<u64>, name: &str) -> indicatif::ProgressBar {
@@ -513,7 +544,11 @@ pub fn reindex(cli: &Cli, format: HumanJson) -> Result<ExitCode> {
     ccvault_store::require_archive(&cli.data_dir)
         .with_context(|| format!("cannot reindex archive {}", cli.data_dir.display()))?;
     let started = Instant::now();
-    let (archive, report, n) = Archive::open_and_reindex(&cli.data_dir, ArchiveOptions::default())
+    let options = ArchiveOptions {
+        lock_wait: ccvault_store::LOCK_GRACE,
+        ..ArchiveOptions::default()
+    };
+    let (archive, report, n) = Archive::open_and_reindex(&cli.data_dir, options)
         .with_context(|| format!("cannot reindex archive {}", cli.data_dir.display()))?;
     report_open(cli, &report);
     archive.close()?;
