@@ -1527,3 +1527,34 @@ fn many_files_unreadable_inputs_and_names_that_are_not_utf8() {
         assert!(listed.contains(hex), "{hex} in {listed}");
     }
 }
+
+/// An input without line ends (`/dev/zero`) is one line that never ends:
+/// its skipping is said once it passes 1 GiB, rather than in silence
+/// until the user gives up (the rejection comes when a line ends).
+#[test]
+fn an_input_without_line_ends_is_said_while_it_is_skipped() {
+    use std::io::BufRead;
+    let tmp = tempfile::tempdir().unwrap();
+    let mut child = common::command(&tmp.path().join("a"), &["import", "/dev/zero"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            let _ = tx.send(line);
+        }
+    });
+    let said = rx.recv_timeout(std::time::Duration::from_secs(120));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let said = said.expect("nothing said within 120 s");
+    assert!(
+        said.contains("line 1 has no line end") && said.contains("/dev/zero"),
+        "{said}"
+    );
+}

@@ -228,10 +228,12 @@ pub(crate) fn read_capped_line(
     buf: &mut Vec<u8>,
     cap: usize,
     end: u8,
+    line: u64,
 ) -> std::io::Result<Option<(u64, bool)>> {
     let start = buf.len();
     let mut consumed = 0u64;
     let mut too_long = false;
+    let mut warned = false;
     loop {
         let chunk = match input.fill_buf() {
             Ok(c) => c,
@@ -261,6 +263,14 @@ pub(crate) fn read_capped_line(
         if found_newline {
             break;
         }
+        // Its rejection is said when the line ends: an input without line
+        // ends (`/dev/zero`, a binary file) would be skipped in silence.
+        if consumed > LONG_LINE_WARNING && !warned {
+            warned = true;
+            tracing::warn!(
+                "line {line} has no line end after {LONG_LINE_WARNING} bytes: skipping it to its end, where it is rejected (an input that is not line-delimited text, /dev/zero say, never ends it: stop with Ctrl-C)"
+            );
+        }
     }
     if !too_long && buf.len() > start && buf.last() == Some(&b'\r') {
         buf.pop();
@@ -268,6 +278,9 @@ pub(crate) fn read_capped_line(
     too_long = too_long || buf.len() - start > cap;
     Ok(Some((consumed, too_long)))
 }
+
+/// Bytes of one line after which its skipping is said at once (1 GiB).
+const LONG_LINE_WARNING: u64 = 1 << 30;
 
 /// One batch of input lines, read and decoded by the reading thread.
 struct ReadBatch {
@@ -647,7 +660,7 @@ mod tests {
         let mut buf = b"before".to_vec();
         let mut out = Vec::new();
         let mut start = buf.len();
-        while let Some((_, long)) = read_capped_line(&mut r, &mut buf, cap, b'\n').unwrap() {
+        while let Some((_, long)) = read_capped_line(&mut r, &mut buf, cap, b'\n', 1).unwrap() {
             out.push((buf[start..].to_vec(), long));
             start = buf.len();
         }

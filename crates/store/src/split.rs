@@ -155,7 +155,7 @@ impl Splitter {
         if !self.json {
             let line = self.line;
             return Ok(
-                crate::import::read_capped_line(input, buf, cap, self.line_end)?.map(
+                crate::import::read_capped_line(input, buf, cap, self.line_end, line)?.map(
                     |(consumed, too_long)| {
                         // A byte order mark (an editor's or Windows tool's) is
                         // not part of the first event.
