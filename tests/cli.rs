@@ -671,7 +671,9 @@ fn stdin_import_gives_the_same_archive_as_files() {
 
 /// A directory among the inputs is named and refused before anything is
 /// archived (it opens, and failed only when read, after the files before
-/// it, without a summary); one on stdin is named as stdin.
+/// it, without a summary); one on stdin, which cannot be looked at first,
+/// is rejected as stdin when read, as any input that cannot be read is
+/// (exit 3, the inputs after it imported).
 #[test]
 fn a_directory_given_as_input_is_refused_before_anything_is_archived() {
     let tmp = tempfile::tempdir().unwrap();
@@ -699,9 +701,10 @@ fn a_directory_given_as_input_is_refused_before_anything_is_archived() {
         .stdin(fs::File::open(tmp.path()).unwrap())
         .output()
         .unwrap();
-    let run = common::Run::from_output(vec!["import".into(), "-".into()], out).expect_code(1);
+    let run = common::Run::from_output(vec!["import".into(), "-".into()], out).expect_code(3);
     assert!(
-        run.stderr.contains("cannot read input -: Is a directory"),
+        run.stderr
+            .contains("-:1: rejected: cannot read the input from its first byte: Is a directory"),
         "{}",
         run.stderr
     );
