@@ -126,15 +126,14 @@ impl Checkpoint {
         }
     }
 
-    /// The text of the checkpoint without its checksum, and that checksum.
-    fn text_and_checksum(&self) -> serde_json::Result<(Vec<u8>, String)> {
+    /// The checksum of the checkpoint's text without its checksum.
+    fn checksum(&self) -> serde_json::Result<String> {
         let plain = Checkpoint {
             checksum: None,
             ..self.clone()
         };
         let text = serde_json::to_vec_pretty(&plain)?;
-        let sum = format!("{:016x}", xxhash_rust::xxh3::xxh3_64(&text));
-        Ok((text, sum))
+        Ok(format!("{:016x}", xxhash_rust::xxh3::xxh3_64(&text)))
     }
 
     pub fn path(dir: &Path) -> PathBuf {
@@ -159,8 +158,8 @@ impl Checkpoint {
             ))
         })?;
         if let Some(stored) = c.checksum.take() {
-            let (_, sum) = c
-                .text_and_checksum()
+            let sum = c
+                .checksum()
                 .map_err(|e| bad(format!("cannot be checked ({e})")))?;
             if sum != stored {
                 return Err(bad(format!(
@@ -211,9 +210,8 @@ impl Checkpoint {
             path: Checkpoint::path(dir),
             why: e.to_string(),
         };
-        let (_, sum) = self.text_and_checksum().map_err(unwritable)?;
         let sealed = Checkpoint {
-            checksum: Some(sum),
+            checksum: Some(self.checksum().map_err(unwritable)?),
             ..self.clone()
         };
         let mut text = serde_json::to_vec_pretty(&sealed).map_err(unwritable)?;

@@ -145,14 +145,13 @@ pub fn import(
                     Ok(file) => file,
                     // Gone or changed since it was checked: the others go on.
                     Err(e) => {
-                        crate::output::error_line(format_args!(
-                            "ccvault: error: {name}:1: rejected: cannot open it: {e}"
-                        ));
-                        total.rejected.push(ccvault_store::Rejected {
+                        let r = ccvault_store::Rejected {
                             source: name,
                             line: 1,
                             reason: format!("cannot open it: {e}"),
-                        });
+                        };
+                        say_rejected(&r);
+                        total.rejected.push(r);
                         continue;
                     }
                 };
@@ -201,13 +200,7 @@ pub fn import(
         if let Some(bar) = bar {
             bar.finish_and_clear();
         }
-        for r in &summary.rejected {
-            // Rejections are errors (exit 3): printed even with -q.
-            crate::output::error_line(format_args!(
-                "ccvault: error: {}:{}: rejected: {}",
-                r.source, r.line, r.reason
-            ));
-        }
+        summary.rejected.iter().for_each(say_rejected);
         total.absorb(&summary);
     }
     archive.close_compressed()?;
@@ -243,6 +236,14 @@ pub fn import(
     } else {
         ExitCode::from(3)
     })
+}
+
+/// Says a rejection on stderr: an error (exit 3), printed even with -q.
+fn say_rejected(r: &ccvault_store::Rejected) {
+    crate::output::error_line(format_args!(
+        "ccvault: error: {}:{}: rejected: {}",
+        r.source, r.line, r.reason
+    ));
 }
 
 /// How an input file is named in the archive (each record's source) and
