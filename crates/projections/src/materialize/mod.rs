@@ -4,8 +4,8 @@
 //! - `meta`: `version` (= [`PROJECTION_VERSION`] of the code that wrote it),
 //!   `consumed` (every visible archive record at an offset below it has been
 //!   applied, none at or above it), `scan_segment`/`scan_pos` (the log
-//!   position of the record at `consumed - 1`, or of the last readable one
-//!   before it, where the next catch-up starts scanning) with
+//!   position of the last message below `consumed`, tallies not being
+//!   messages, where the next catch-up starts scanning) with
 //!   `scan_offset`/`scan_hash` (that record's offset and payload hash: a
 //!   catch-up goes on only while the log holds that record there, else it
 //!   rebuilds, `schema::Anchor`) and `max_own_time_ms` (the largest t(e) that
