@@ -186,13 +186,17 @@ pub(crate) fn compact_segment(
     vfs.rename(&tmp, &segz)
         .map_err(|e| LogError::io("renaming", &tmp, e))?;
     sync_dir(vfs, dir)?;
-    vfs.remove_file(&seg)
-        .map_err(|e| LogError::io("removing", &seg, e))?;
-    sync_dir(vfs, dir)?;
+    // Counted once its `.segz` is durable, before the `.seg` goes: whoever
+    // sees the `.seg` gone (a listing, then an index commit) finds it
+    // counted. Counted after the removal, a commit in between counted one
+    // fewer than the listing showed.
     packed
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .add(base, segz_len);
+    vfs.remove_file(&seg)
+        .map_err(|e| LogError::io("removing", &seg, e))?;
+    sync_dir(vfs, dir)?;
     Ok(Compacted::Done {
         seg_bytes: seg_len,
         segz_bytes: out.len() as u64,
