@@ -3,13 +3,14 @@
 # (--no-fail-fast), then one summary line, "N passed, M failed", summed over
 # the test binaries' result lines. Exits non-zero on any failure (or when a
 # test binary does not build). Installs what the tests need first (the
-# mosquitto broker, Chromium and its WebDriver) when it is missing and we are
+# mosquitto broker, Chromium and its WebDriver, strace) when it is missing and we are
 # root; otherwise says what to install.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # The packages the tests need: mosquitto (the MQTT tests), chromium and
-# chromium-driver (tests/browser.rs drives a real headless Chromium).
+# chromium-driver (tests/browser.rs drives a real headless Chromium), strace
+# (tests/hostile.rs counts an import's fsyncs).
 missing=()
 if ! command -v mosquitto >/dev/null 2>&1 && [ ! -x /usr/sbin/mosquitto ]; then
   missing+=(mosquitto)
@@ -19,6 +20,9 @@ if [ ! -x /usr/lib/chromium/chromium ] && ! command -v chromium >/dev/null 2>&1;
 fi
 if ! command -v chromedriver >/dev/null 2>&1; then
   missing+=(chromium-driver)
+fi
+if ! command -v strace >/dev/null 2>&1; then
+  missing+=(strace)
 fi
 if [ "${#missing[@]}" -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then

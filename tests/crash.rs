@@ -736,3 +736,103 @@ fn lines_from_a_pipe_that_pauses_are_acknowledged_while_it_waits() {
         assert_eq!(s.records, sent as u64, "gzip {gzip}: after SIGKILL");
     }
 }
+
+/// Waits up to 30 s for `child` to end and returns its exit code.
+fn exit_code_within(child: &mut std::process::Child, what: &str) -> Option<i32> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status.code();
+        }
+        if Instant::now() > deadline {
+            child.kill().unwrap();
+            panic!("{what}: still running 30 s after the signal");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// SIGINT or SIGTERM stops an import cleanly: it stops reading, makes
+/// durable what it appended, says so and what it counted, and exits
+/// 128 + the signal's number; what it counted is exactly what the archive
+/// holds, every acknowledged line among it. A feed that never ends and one
+/// that has gone quiet (the reading thread blocked in `read`) stop alike.
+#[test]
+fn an_interrupted_import_stops_cleanly_and_says_what_is_durable() {
+    let tmp = tempfile::tempdir().unwrap();
+    for (signal, name, quiet) in [
+        (libc::SIGINT, "SIGINT", false),
+        (libc::SIGTERM, "SIGTERM", true),
+    ] {
+        let stream = Stream {
+            events: 1_000_000,
+            interactions: 50_000,
+            line_len: 300,
+        };
+        let total = stream.events as u64;
+        let dir = tmp.path().join(name);
+        let mut child = command(&dir, &["import", "-", "--print-acks", "--format", "json"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let (lines, _reader) = lines_of(child.stdout.take().unwrap());
+        let mut stdin = child.stdin.take().unwrap();
+        // A quiet feed sends a few lines and waits; the other never stops
+        // (until the pipe closes under it).
+        let burst = if quiet { 7 } else { stream.events };
+        let feeder = std::thread::spawn(move || {
+            for i in 0..burst {
+                if writeln!(stdin, "{}", stream.line(i)).is_err() {
+                    return;
+                }
+            }
+            let _ = stdin.flush();
+            std::thread::sleep(Duration::from_secs(60));
+        });
+        let first_ack = lines
+            .recv_timeout(Duration::from_secs(60))
+            .unwrap_or_else(|_| panic!("{name}: no acknowledgement"));
+        assert!(first_ack.starts_with("durable - "), "{first_ack}");
+        let sent = std::process::Command::new("kill")
+            .arg(format!("-{}", &name[3..]))
+            .arg(child.id().to_string())
+            .status()
+            .unwrap();
+        assert!(sent.success(), "kill -{name}");
+        let code = exit_code_within(&mut child, name);
+        assert_eq!(code, Some(128 + signal), "{name}");
+        let mut stderr = String::new();
+        std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+        assert!(
+            stderr.contains(&format!("import stopped by {name}")),
+            "{name}: {stderr}"
+        );
+        let mut out: Vec<String> = vec![first_ack];
+        while let Ok(line) = lines.recv_timeout(Duration::from_secs(5)) {
+            out.push(line);
+        }
+        let summary: serde_json::Value =
+            serde_json::from_str(out.last().unwrap()).unwrap_or_else(|e| panic!("{e}: {out:?}"));
+        assert_eq!(summary["interrupted"], name, "{summary}");
+        let last_acked: u64 = out
+            .iter()
+            .filter_map(|l| l.strip_prefix("durable - "))
+            .map(|n| n.parse().unwrap())
+            .max()
+            .unwrap();
+        let archived = summary["archived"].as_u64().unwrap();
+        assert_eq!(stats(&dir).records, archived, "{name}: {summary}");
+        assert!(
+            archived >= last_acked,
+            "{name}: {summary}, line {last_acked} acknowledged"
+        );
+        if quiet {
+            assert_eq!(archived, 7, "{name}: {summary}");
+        } else {
+            assert!(archived < total, "{name}: {summary}");
+        }
+        drop(feeder);
+    }
+}

@@ -1450,6 +1450,69 @@ fn rebuild_replaces_projections_damaged_in_any_page_at_its_first_run() {
 /// by name and the inputs after it imported, exit 3 (it ended the import,
 /// exit 1). Names that are not UTF-8 are kept apart, their other bytes
 /// written `\xNN` (both were `in�.ndjson`).
+/// The fsyncs (`fsync`, `fdatasync`) `ccvault ARGS` makes on `dir`,
+/// counted by strace.
+fn fsyncs_of(dir: &Path, args: &[&str], tmp: &Path) -> (Run, u64) {
+    let counts = tmp.join("strace.out");
+    let counts_arg = counts.to_str().unwrap();
+    let wrapper = [
+        "strace",
+        "-f",
+        "-qq",
+        "-e",
+        "trace=fsync,fdatasync",
+        "-o",
+        counts_arg,
+    ];
+    let run = common::ccvault_under(&wrapper, dir, args);
+    let traced = fs::read_to_string(&counts).unwrap();
+    let syncs = traced
+        .lines()
+        .filter(|l| l.contains("fsync(") || l.contains("fdatasync("))
+        .count();
+    (run, syncs as u64)
+}
+
+/// A directory of small captures (one file an hour, a day a directory)
+/// is imported with a few fsyncs, not one a file: each file's end is made
+/// durable with the next files', and every line is still acknowledged
+/// only once durable.
+#[test]
+fn small_files_share_their_fsyncs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = Stream {
+        events: 400,
+        interactions: 40,
+        line_len: 200,
+    };
+    let mut files = Vec::new();
+    for i in 0..200 {
+        let f = tmp.path().join(format!("hour-{i:03}.ndjson"));
+        fs::write(&f, s.text(2 * i..2 * i + 2)).unwrap();
+        files.push(f.to_str().unwrap().to_owned());
+    }
+    let dir = tmp.path().join("archive");
+    let mut args = vec!["import", "--print-acks"];
+    args.extend(files.iter().map(String::as_str));
+    let (run, syncs) = fsyncs_of(&dir, &args, tmp.path());
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(stats(&dir).events, 400);
+    // Each file's two lines acknowledged, in order, each once.
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    let acks: Vec<&str> = stdout.lines().collect();
+    let last_acks: Vec<String> = files.iter().map(|f| format!("durable {f} 2")).collect();
+    let acked: Vec<String> = acks
+        .iter()
+        .filter(|a| a.ends_with(" 2"))
+        .map(|a| a.to_string())
+        .collect();
+    assert_eq!(acked, last_acks, "{stdout}");
+    // Creating the archive, an index commit a second (strace slows the
+    // import several times) and closing take a few each; one a file was
+    // 200 more.
+    assert!(syncs < 100, "{syncs} fsyncs for 200 files");
+}
+
 #[test]
 fn many_files_unreadable_inputs_and_names_that_are_not_utf8() {
     use std::os::unix::ffi::OsStrExt;

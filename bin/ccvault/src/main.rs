@@ -8,6 +8,7 @@
 
 mod args;
 mod cmd;
+mod interrupt;
 mod output;
 
 use std::path::PathBuf;

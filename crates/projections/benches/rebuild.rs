@@ -64,7 +64,7 @@ fn stream(events: u64, seed: u64, start_ms: i64) -> Vec<u8> {
     out
 }
 
-fn import(dir: &Path, data: &[u8]) -> u64 {
+fn import(dir: &Path, data: Vec<u8>) -> u64 {
     let opts = ArchiveOptions {
         fsync: FsyncPolicy::Never,
         ..ArchiveOptions::default()
@@ -72,7 +72,7 @@ fn import(dir: &Path, data: &[u8]) -> u64 {
     let (mut archive, _) = Archive::open(dir, opts).expect("open archive");
     let s = import_stream(
         &mut archive,
-        data,
+        std::io::Cursor::new(data),
         SourceKind::File,
         "bench",
         1 << 20,
@@ -139,8 +139,7 @@ fn main() {
         t.elapsed().as_secs_f64()
     );
     let t = Instant::now();
-    let archived = import(d, &data);
-    drop(data);
+    let archived = import(d, data);
     println!(
         "imported {archived} records in {:.1} s",
         t.elapsed().as_secs_f64()
@@ -200,7 +199,7 @@ fn main() {
     // 1,000 new events: a later day of another seed, so new interactions
     // plus whatever the simulator's late/duplicate quirks bring.
     let more = stream(1_000, 43, 1_763_856_000_000 + 86_400_000);
-    let added = import(d, &more);
+    let added = import(d, more);
     let mut reader = ArchiveReader::open(d).expect("reader");
     let mut p = Projections::open(d).expect("projections");
     let t = Instant::now();

@@ -552,19 +552,42 @@ impl Archive {
         batch: &[Incoming<'_>],
         prepared: &[Prepared],
     ) -> Result<BatchReport> {
-        let report = self.append_prepared_deferred(batch, prepared)?;
+        let report = self.append_checked(batch, prepared, true)?;
         self.wait_durable(report.next_offset)?;
         Ok(report)
     }
 
-    /// [`Archive::append_prepared`] without waiting for the batch to be
-    /// durable: the fsync runs while the caller prepares the next batch.
-    /// Nothing of the batch may be acknowledged before
-    /// [`Archive::wait_durable`]`(report.next_offset)` returns.
-    pub fn append_prepared_deferred(
+    /// [`Archive::append_prepared`] without asking for the batch to be made
+    /// durable, so that several batches (small input files) share one
+    /// fsync. Nothing of the batch may be acknowledged before
+    /// [`Archive::wait_durable`] of an offset that [`Archive::sync_nowait`]
+    /// returned at or past `report.next_offset` returns.
+    pub fn append_prepared_unsynced(
         &mut self,
         batch: &[Incoming<'_>],
         prepared: &[Prepared],
+    ) -> Result<BatchReport> {
+        self.append_checked(batch, prepared, false)
+    }
+
+    /// Starts making every record appended so far durable, without waiting:
+    /// returns the offset to pass to [`Archive::wait_durable`].
+    pub fn sync_nowait(&mut self) -> Result<u64> {
+        if let Some(why) = &self.poisoned {
+            return Err(StoreError::Poisoned(why.clone()));
+        }
+        let result = self.log.flush_nowait().map_err(StoreError::from);
+        if let Err(e) = &result {
+            self.poisoned = Some(ccvault_log::display_chain(e));
+        }
+        result
+    }
+
+    fn append_checked(
+        &mut self,
+        batch: &[Incoming<'_>],
+        prepared: &[Prepared],
+        sync: bool,
     ) -> Result<BatchReport> {
         if let Some(why) = &self.poisoned {
             return Err(StoreError::Poisoned(why.clone()));
@@ -576,7 +599,7 @@ impl Archive {
                 batch.len()
             )));
         }
-        let result = self.append_batch_inner(batch, prepared);
+        let result = self.append_batch_inner(batch, prepared, sync);
         if let Err(e) = &result {
             self.poisoned = Some(ccvault_log::display_chain(e));
         }
@@ -599,6 +622,7 @@ impl Archive {
         &mut self,
         batch: &[Incoming<'_>],
         prepared: &[Prepared],
+        sync: bool,
     ) -> Result<BatchReport> {
         // A commit written meanwhile: rebasing on it lets its entries and
         // its snapshot go.
@@ -787,10 +811,16 @@ impl Archive {
             ))?;
             txn.add_tally(offset, totals.duplicates, totals.control);
         }
-        let next_offset = self.log.flush_nowait()?;
-        if txn.pending() >= self.options.index_commit_records
-            || self.last_commit.elapsed() >= self.options.index_commit_interval
-        {
+        let commit = txn.pending() >= self.options.index_commit_records
+            || self.last_commit.elapsed() >= self.options.index_commit_interval;
+        // An index commit waits for the records it covers to be durable,
+        // so it asks for their sync.
+        let next_offset = if sync || commit {
+            self.log.flush_nowait()?
+        } else {
+            self.log.next_offset()
+        };
+        if commit {
             self.commit_behind(next_offset)?;
         }
         Ok(BatchReport {

@@ -12,8 +12,11 @@
 //! - The progress callback reports a line as done only when its batch is
 //!   durable (the acknowledgement contract).
 
+use std::collections::VecDeque;
 use std::io::{BufRead, BufReader, Read};
 use std::os::fd::AsFd;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use ccvault_log::SourceKind;
 
@@ -59,11 +62,13 @@ impl ImportSummary {
     }
 }
 
-/// Progress after a durable batch: the source, the last line now durable,
-/// and the running totals.
+/// Progress after a durable batch: its source, the last line of it now
+/// durable, the batch's own outcomes, the running totals, and the bytes of
+/// its source read through it.
 pub struct Progress<'a> {
     pub source: &'a str,
     pub durable_through_line: u64,
+    pub landed: &'a ImportSummary,
     pub summary: &'a ImportSummary,
     pub input_bytes: u64,
 }
@@ -498,18 +503,20 @@ fn unreadable(source: &str, e: &std::io::Error) -> ReadBatch {
     }
 }
 
-/// A batch handed to the archive whose fsync may still be running.
+/// A batch appended to the archive and not yet reported: durable once a
+/// sync asked for at or past `through_offset` is done.
 struct InFlight {
+    source: String,
     through_offset: u64,
     through_line: u64,
     input_bytes: u64,
     counts: ImportSummary,
 }
 
-/// Imports one NDJSON stream into the archive (see [`import_stream_as`]).
+/// Imports one NDJSON stream into the archive (see [`Import`]).
 pub fn import_stream(
     archive: &mut Archive,
-    input: impl Read + Send,
+    input: impl Read + Send + 'static,
     source_kind: SourceKind,
     source: &str,
     max_record_bytes: usize,
@@ -527,17 +534,12 @@ pub fn import_stream(
     )
 }
 
-/// Imports one stream of shape `format` into the archive. Reading and
-/// decoding run on a second thread, appending on this one, and each batch's
-/// fsync overlaps with appending the next: a batch is reported (and its
-/// counts added) only once it is durable. With `pause` (a live input), a
-/// batch also ends where the input pauses, and is reported without waiting
-/// for the next (crate::pause), then committed to the index, so that
-/// readers see it while the input waits.
+/// Imports one stream of shape `format` into the archive: an [`Import`] of
+/// that stream alone.
 #[allow(clippy::too_many_arguments)]
 pub fn import_stream_as(
     archive: &mut Archive,
-    input: impl BufRead + Send,
+    input: impl BufRead + Send + 'static,
     pause: Option<PauseProbe>,
     source_kind: SourceKind,
     source: &str,
@@ -545,109 +547,268 @@ pub fn import_stream_as(
     max_record_bytes: usize,
     progress: &mut dyn FnMut(&Progress),
 ) -> Result<ImportSummary> {
-    let mut summary = ImportSummary::default();
-    let mut land = |archive: &mut Archive, batch: InFlight, summary: &mut ImportSummary| {
-        archive.wait_durable(batch.through_offset)?;
-        summary.absorb(&batch.counts);
-        summary.rejected.sort_by_key(|r| r.line);
-        progress(&Progress {
-            source,
-            durable_through_line: batch.through_line,
-            summary,
-            input_bytes: batch.input_bytes,
-        });
-        Ok::<_, crate::StoreError>(())
-    };
-    std::thread::scope(|scope| {
+    let mut import = Import::new(archive);
+    import.stream(
+        input,
+        pause,
+        source_kind,
+        source,
+        format,
+        max_record_bytes,
+        progress,
+    )?;
+    import.finish(progress)
+}
+
+/// An import of one or more streams, one after the other, into the
+/// archive.
+///
+/// Reading and decoding run on a second thread, appending on this one.
+/// A sync is asked for once a batch's worth of lines or bytes has been
+/// appended since the last one, at a pause of a live input, and at
+/// [`Import::finish`], not at the end of each stream: a thousand small
+/// files cost a few fsyncs, not one each (docs/BENCHMARKS.md). Each sync
+/// runs while the next batches are appended; a batch is reported to the
+/// progress callback (and its counts added) only once it is durable. With
+/// `pause`, a batch also ends where the input pauses and is reported
+/// without waiting for more (crate::pause), then committed to the index,
+/// so that readers see it while the input waits.
+pub struct Import<'a> {
+    archive: &'a mut Archive,
+    summary: ImportSummary,
+    /// Appended and not yet reported, oldest first.
+    appended: VecDeque<InFlight>,
+    /// The end of the last sync asked for and not yet waited for.
+    syncing: Option<u64>,
+    /// Lines and bytes appended since the last sync was asked for.
+    unsynced_lines: usize,
+    unsynced_bytes: usize,
+    /// The last batch's buffers, handed to the next stream's reader.
+    spare: Option<Spare>,
+    stop: Option<Arc<AtomicBool>>,
+    cut_short: bool,
+}
+
+impl<'a> Import<'a> {
+    pub fn new(archive: &'a mut Archive) -> Self {
+        Import {
+            archive,
+            summary: ImportSummary::default(),
+            appended: VecDeque::new(),
+            syncing: None,
+            unsynced_lines: 0,
+            unsynced_bytes: 0,
+            spare: None,
+            stop: None,
+            cut_short: false,
+        }
+    }
+
+    /// Counts `rejected` (an input that could not even be opened) as an
+    /// outcome of this import.
+    pub fn reject(&mut self, rejected: Rejected) {
+        self.summary.rejected.push(rejected);
+    }
+
+    /// Appends every message of `input`, read as `format` from `source`.
+    /// Its last batches may still be unsynced when this returns; they are
+    /// reported by a later call or by [`Import::finish`].
+    #[allow(clippy::too_many_arguments)]
+    pub fn stream(
+        &mut self,
+        input: impl BufRead + Send + 'static,
+        pause: Option<PauseProbe>,
+        source_kind: SourceKind,
+        source: &str,
+        format: InputFormat,
+        max_record_bytes: usize,
+        progress: &mut dyn FnMut(&Progress),
+    ) -> Result<()> {
         // One batch read ahead: a second measured ~4 % faster at ~15 MiB
         // more peak memory (docs/BENCHMARKS.md).
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
         let (spare_tx, spare_rx) = std::sync::mpsc::sync_channel(1);
-        scope.spawn(move || {
-            read_batches(input, pause, source, format, max_record_bytes, tx, spare_rx)
-        });
-        let mut in_flight: Option<InFlight> = None;
+        if let Some(spare) = self.spare.take() {
+            let _ = spare_tx.try_send(spare);
+        }
+        let live = pause.is_some();
+        let name = source.to_owned();
+        // Not a scoped thread: after a stop (Import::stop_on) the reader may
+        // be blocked reading a quiet pipe, and is left to the process's end
+        // instead of being waited for.
+        let reader = std::thread::Builder::new()
+            .name("import-read".into())
+            .spawn(move || {
+                read_batches(input, pause, &name, format, max_record_bytes, tx, spare_rx)
+            })
+            .map_err(io("cannot start a thread to read", source))?;
         loop {
-            use std::sync::mpsc::RecvTimeoutError;
-            // The batch in flight is reported once the next is appended, so
-            // that its fsync overlaps with that work; when no next batch
-            // comes for a pause, it is reported on its own.
+            use std::sync::mpsc::{RecvTimeoutError, TrySendError};
+            if self.stopped() {
+                self.cut_short = true;
+                return Ok(());
+            }
             let batch = match rx.recv_timeout(PAUSE) {
                 Ok(batch) => batch,
                 Err(RecvTimeoutError::Disconnected) => break,
                 Err(RecvTimeoutError::Timeout) => {
-                    if let Some(previous) = in_flight.take() {
-                        land(archive, previous, &mut summary)?;
-                        // Readers see what came before the pause now, not
-                        // once more comes (the commit otherwise waits for
-                        // the next append).
-                        archive.commit_index()?;
+                    // A live input paused: what came before the pause is
+                    // made durable and reported, and readers see it now,
+                    // not once more comes (the commit otherwise waits for
+                    // the next append). A file read slowly is not waited
+                    // for.
+                    if live && !self.appended.is_empty() {
+                        self.land_all(progress)?;
+                        self.archive.commit_index()?;
                     }
-                    match rx.recv() {
-                        Ok(batch) => batch,
-                        Err(_) => break,
-                    }
+                    continue;
                 }
             };
-            let batch = batch?;
-            let ingest_ms = now_ms();
-            let incoming: Vec<Incoming> = batch
-                .spans
-                .iter()
-                .map(|&(s, e, line)| Incoming {
-                    raw: &batch.data[s..e],
-                    source_kind,
-                    source,
-                    line,
-                    message_id: None,
-                    ingest_ms,
-                })
-                .collect();
-            let report = archive.append_prepared_deferred(&incoming, &batch.prepared)?;
-            let mut counts = ImportSummary::default();
-            for ((s, e, line), outcome) in batch.spans.iter().zip(&report.outcomes) {
-                counts.lines += 1;
-                match outcome {
-                    Outcome::Archived { .. } => {
-                        counts.archived += 1;
-                        counts.payload_bytes += (e - s) as u64;
-                    }
-                    Outcome::Quarantined { .. } => {
-                        counts.quarantined += 1;
-                        counts.payload_bytes += (e - s) as u64;
-                    }
-                    Outcome::Duplicate { .. } => counts.duplicates += 1,
-                    Outcome::Control => counts.control += 1,
-                    Outcome::Rejected { reason } => counts.rejected.push(Rejected {
-                        source: source.to_owned(),
-                        line: *line,
-                        reason: reason.clone(),
-                    }),
-                }
+            let spare = self.append(batch?, source_kind, source)?;
+            // One already waiting, or the reader is done: kept for the next
+            // stream.
+            if let Err(TrySendError::Full(spare) | TrySendError::Disconnected(spare)) =
+                spare_tx.try_send(spare)
+            {
+                self.spare = Some(spare);
             }
-            counts.lines += batch.rejected.len() as u64;
-            counts.rejected.extend(batch.rejected);
-            drop(incoming);
-            // Full (one already waiting) or the reader is done: drop it.
-            let _ = spare_tx.try_send(Spare {
-                data: batch.data,
-                prepared: batch.prepared,
-            });
-            let this = InFlight {
-                through_offset: report.next_offset,
-                through_line: batch.through_line,
+            if self.unsynced_lines >= BATCH_LINES || self.unsynced_bytes >= BATCH_BYTES {
+                self.sync_nowait(progress)?;
+            }
+        }
+        // It sent its last batch (or its error) and returned.
+        let _ = reader.join();
+        Ok(())
+    }
+
+    /// Stops the import when `flag` turns true (a signal handler sets it):
+    /// [`Import::stream`] then returns before its input ends, what it
+    /// appended is made durable by [`Import::finish`] as usual, and later
+    /// streams are not read.
+    pub fn stop_on(&mut self, flag: Arc<AtomicBool>) {
+        self.stop = Some(flag);
+    }
+
+    /// Whether the flag given to [`Import::stop_on`] turned true.
+    pub fn stopped(&self) -> bool {
+        self.stop
+            .as_ref()
+            .is_some_and(|f| f.load(Ordering::Relaxed))
+    }
+
+    /// Whether a stream returned before its input ended (it was stopped).
+    pub fn cut_short(&self) -> bool {
+        self.cut_short
+    }
+
+    /// Makes everything appended durable, reports it, and returns the
+    /// totals.
+    pub fn finish(mut self, progress: &mut dyn FnMut(&Progress)) -> Result<ImportSummary> {
+        self.land_all(progress)?;
+        Ok(self.summary)
+    }
+
+    fn append(&mut self, batch: ReadBatch, source_kind: SourceKind, source: &str) -> Result<Spare> {
+        let ingest_ms = now_ms();
+        let incoming: Vec<Incoming> = batch
+            .spans
+            .iter()
+            .map(|&(s, e, line)| Incoming {
+                raw: &batch.data[s..e],
+                source_kind,
+                source,
+                line,
+                message_id: None,
+                ingest_ms,
+            })
+            .collect();
+        let report = self
+            .archive
+            .append_prepared_unsynced(&incoming, &batch.prepared)?;
+        drop(incoming);
+        let mut counts = ImportSummary::default();
+        for ((s, e, line), outcome) in batch.spans.iter().zip(&report.outcomes) {
+            counts.lines += 1;
+            match outcome {
+                Outcome::Archived { .. } => {
+                    counts.archived += 1;
+                    counts.payload_bytes += (e - s) as u64;
+                }
+                Outcome::Quarantined { .. } => {
+                    counts.quarantined += 1;
+                    counts.payload_bytes += (e - s) as u64;
+                }
+                Outcome::Duplicate { .. } => counts.duplicates += 1,
+                Outcome::Control => counts.control += 1,
+                Outcome::Rejected { reason } => counts.rejected.push(Rejected {
+                    source: source.to_owned(),
+                    line: *line,
+                    reason: reason.clone(),
+                }),
+            }
+        }
+        counts.lines += batch.rejected.len() as u64;
+        counts.rejected.extend(batch.rejected);
+        counts.rejected.sort_by_key(|r| r.line);
+        self.unsynced_lines += batch.spans.len();
+        self.unsynced_bytes += batch.data.len();
+        self.appended.push_back(InFlight {
+            source: source.to_owned(),
+            through_offset: report.next_offset,
+            through_line: batch.through_line,
+            input_bytes: batch.input_bytes,
+            counts,
+        });
+        Ok(Spare {
+            data: batch.data,
+            prepared: batch.prepared,
+        })
+    }
+
+    /// Asks for a sync of everything appended, and reports what the sync
+    /// asked for before it made durable: that sync ran while the batches
+    /// since were appended.
+    fn sync_nowait(&mut self, progress: &mut dyn FnMut(&Progress)) -> Result<()> {
+        let through = self.archive.sync_nowait()?;
+        self.unsynced_lines = 0;
+        self.unsynced_bytes = 0;
+        if let Some(previous) = self.syncing.replace(through) {
+            self.land_through(previous, progress)?;
+        }
+        Ok(())
+    }
+
+    /// Makes everything appended durable and reports it.
+    fn land_all(&mut self, progress: &mut dyn FnMut(&Progress)) -> Result<()> {
+        let through = self.archive.sync_nowait()?;
+        self.unsynced_lines = 0;
+        self.unsynced_bytes = 0;
+        self.syncing = None;
+        self.land_through(through, progress)
+    }
+
+    /// Waits until every record below `through` is durable, then reports
+    /// the batches that ended there or before.
+    fn land_through(&mut self, through: u64, progress: &mut dyn FnMut(&Progress)) -> Result<()> {
+        self.archive.wait_durable(through)?;
+        while let Some(batch) = self.appended.front() {
+            if batch.through_offset > through {
+                break;
+            }
+            let Some(batch) = self.appended.pop_front() else {
+                break;
+            };
+            self.summary.absorb(&batch.counts);
+            progress(&Progress {
+                source: &batch.source,
+                durable_through_line: batch.through_line,
+                landed: &batch.counts,
+                summary: &self.summary,
                 input_bytes: batch.input_bytes,
-                counts,
-            };
-            if let Some(previous) = in_flight.replace(this) {
-                land(archive, previous, &mut summary)?;
-            }
+            });
         }
-        if let Some(last) = in_flight.take() {
-            land(archive, last, &mut summary)?;
-        }
-        Ok(summary)
-    })
+        Ok(())
+    }
 }
 
 #[cfg(test)]

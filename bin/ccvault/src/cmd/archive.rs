@@ -12,8 +12,8 @@ use ccvault_projections::materialize::Checked;
 use ccvault_projections::timefmt::zone_for_display;
 use ccvault_projections::{for_terminal, record_input, summarize, Projections, RebuildOptions};
 use ccvault_store::{
-    import_stream_as, open_input_file, open_stdin, Archive, ArchiveOptions, ArchiveReader,
-    DirectRead, ImportSummary, InputFormat, Layout, OpenReport, SourceKind,
+    open_input_file, open_stdin, Archive, ArchiveOptions, ArchiveReader, DirectRead, Import,
+    InputFormat, Layout, OpenReport, SourceKind,
 };
 use serde_json::json;
 
@@ -136,8 +136,29 @@ pub fn import(
     crate::yield_to_log_threads();
     let started = Instant::now();
     let show_progress = crate::output::show_progress() && !print_acks;
-    let mut total = ImportSummary::default();
+    // Says what each batch that became durable holds (the batches of an
+    // earlier file may become durable while a later one is read).
+    let mut on_durable = |p: &ccvault_store::Progress, bar: Option<&indicatif::ProgressBar>| {
+        freed_memory.check(crate::output::rss_kib);
+        p.landed.rejected.iter().for_each(say_rejected);
+        if print_acks {
+            let mut out = crate::output::stdout();
+            let _ = writeln!(out, "durable {} {}", p.source, p.durable_through_line);
+            let _ = out.flush();
+        }
+        if let Some(bar) = bar {
+            bar.set_message(format!("{} lines", p.summary.lines));
+        }
+    };
+    let interrupt = crate::interrupt::Interrupt::install()?;
+    let mut import = Import::new(&mut archive);
+    import.stop_on(interrupt.flag());
+    let mut inputs_left = false;
     for source in sources {
+        if import.stopped() {
+            inputs_left = true;
+            break;
+        }
         let (name, kind, input) = match source {
             Some(path) => {
                 let name = input_name(path);
@@ -151,7 +172,7 @@ pub fn import(
                             reason: format!("cannot open it: {e}"),
                         };
                         say_rejected(&r);
-                        total.rejected.push(r);
+                        import.reject(r);
                         continue;
                     }
                 };
@@ -176,8 +197,7 @@ pub fn import(
             .and_then(|p| std::fs::metadata(p).ok())
             .map(|m| m.len());
         let bar = show_progress.then(|| progress_bar(size, &name));
-        let summary = import_stream_as(
-            &mut archive,
+        import.stream(
             input.reader,
             input.pause,
             kind,
@@ -185,24 +205,23 @@ pub fn import(
             input_format,
             write.max_record_bytes,
             &mut |p| {
-                freed_memory.check(crate::output::rss_kib);
-                if print_acks {
-                    let mut out = crate::output::stdout();
-                    let _ = writeln!(out, "durable {} {}", p.source, p.durable_through_line);
-                    let _ = out.flush();
-                }
-                if let Some(bar) = &bar {
+                let bar = bar.as_ref().filter(|_| p.source == name);
+                if let Some(bar) = bar {
                     bar.set_position(p.input_bytes);
-                    bar.set_message(format!("{} lines", p.summary.lines));
                 }
+                on_durable(p, bar)
             },
         )?;
         if let Some(bar) = bar {
             bar.finish_and_clear();
         }
-        summary.rejected.iter().for_each(say_rejected);
-        total.absorb(&summary);
     }
+    let import_cut_short = import.cut_short();
+    let total = import.finish(&mut |p| on_durable(p, None))?;
+    // A signal that came once every input was read changed nothing.
+    let interrupted = (inputs_left || import_cut_short)
+        .then(|| interrupt.received())
+        .flatten();
     archive.close_compressed()?;
     let secs = started.elapsed().as_secs_f64();
     let rate = if secs > 0.0 {
@@ -219,6 +238,7 @@ pub fn import(
                 "rejected": total.rejected.len(),
                 "seconds": (secs * 1000.0).round() / 1000.0,
                 "peakRssKiB": crate::output::peak_rss_kib(),
+                "interrupted": interrupted.map(|(signal, _)| signal),
             }),
         )?,
         HumanJson::Human => status!(
@@ -230,6 +250,13 @@ pub fn import(
             total.control,
             total.rejected.len()
         ),
+    }
+    if let Some((signal, code)) = interrupted {
+        // Said even with -q: the inputs were not read to their end.
+        crate::output::error_line(format_args!(
+            "ccvault: import stopped by {signal} before its inputs ended; what it counted is durable: import the same inputs again to go on (what is archived already counts as duplicates)"
+        ));
+        return Ok(ExitCode::from(code));
     }
     Ok(if total.rejected.is_empty() {
         ExitCode::SUCCESS

@@ -60,7 +60,7 @@ fn import_lines(dir: &Path, lines: &[Vec<u8>]) {
     }
     import_stream(
         &mut archive,
-        &text[..],
+        std::io::Cursor::new(text),
         SourceKind::File,
         "part.ndjson",
         1 << 20,
