@@ -1450,6 +1450,50 @@ fn rebuild_replaces_projections_damaged_in_any_page_at_its_first_run() {
 /// by name and the inputs after it imported, exit 3 (it ended the import,
 /// exit 1). Names that are not UTF-8 are kept apart, their other bytes
 /// written `\xNN` (both were `in�.ndjson`).
+/// An input that is one of the archive's own files (its active segment,
+/// its index, through a symlink or `..` too) is refused before anything
+/// is read: it would feed the archive its own bytes. A capture kept in a
+/// folder of its own under the data directory is an input like any other.
+#[test]
+fn the_archives_own_files_are_refused_as_inputs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = Stream {
+        events: 40,
+        interactions: 4,
+        line_len: 200,
+    };
+    let dir = tmp.path().join("archive");
+    let first = tmp.path().join("first.ndjson");
+    fs::write(&first, s.text(0..20)).unwrap();
+    import(&dir, &[&first], &["--no-compress"]);
+    let segment = fs::read_dir(dir.join("log"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "seg"))
+        .expect("an active segment");
+    let link = tmp.path().join("link.ndjson");
+    std::os::unix::fs::symlink(&segment, &link).unwrap();
+    let dotted = dir.join("log/../log").join(segment.file_name().unwrap());
+    for own in [segment.clone(), dir.join("index.redb"), link, dotted] {
+        let run = ccvault(&dir, &["import", own.to_str().unwrap()]);
+        run.assert_no_panic();
+        assert_eq!(run.code, 1, "{}: {}", own.display(), run.stderr);
+        assert!(
+            run.stderr.contains("is a file of the archive"),
+            "{}: {}",
+            own.display(),
+            run.stderr
+        );
+        assert_eq!(stats(&dir).records, 20, "{}", own.display());
+    }
+    let kept = dir.join("captures");
+    fs::create_dir(&kept).unwrap();
+    let capture = kept.join("later.ndjson");
+    fs::write(&capture, s.text(20..40)).unwrap();
+    ccvault(&dir, &["import", capture.to_str().unwrap()]).ok();
+    assert_eq!(stats(&dir).records, 40);
+}
+
 /// The fsyncs (`fsync`, `fdatasync`) `ccvault ARGS` makes on `dir`,
 /// counted by strace.
 fn fsyncs_of(dir: &Path, args: &[&str], tmp: &Path) -> (Run, u64) {

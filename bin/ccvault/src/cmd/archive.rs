@@ -125,6 +125,13 @@ pub fn import(
         if meta.is_dir() {
             anyhow::bail!("cannot import {}: it is a directory", input_name(path));
         }
+        if Layout::new(&cli.data_dir).owns(path) {
+            anyhow::bail!(
+                "cannot import {}: it is a file of the archive {} itself",
+                input_name(path),
+                cli.data_dir.display()
+            );
+        }
         if meta.is_file() {
             std::fs::File::open(path)
                 .with_context(|| format!("cannot open {}", input_name(path)))?;
