@@ -573,14 +573,7 @@ impl Archive {
     /// Starts making every record appended so far durable, without waiting:
     /// returns the offset to pass to [`Archive::wait_durable`].
     pub fn sync_nowait(&mut self) -> Result<u64> {
-        if let Some(why) = &self.poisoned {
-            return Err(StoreError::Poisoned(why.clone()));
-        }
-        let result = self.log.flush_nowait().map_err(StoreError::from);
-        if let Err(e) = &result {
-            self.poisoned = Some(ccvault_log::display_chain(e));
-        }
-        result
+        self.unless_poisoned(|a| Ok(a.log.flush_nowait()?))
     }
 
     fn append_checked(
@@ -589,9 +582,6 @@ impl Archive {
         prepared: &[Prepared],
         sync: bool,
     ) -> Result<BatchReport> {
-        if let Some(why) = &self.poisoned {
-            return Err(StoreError::Poisoned(why.clone()));
-        }
         if prepared.len() != batch.len() {
             return Err(StoreError::Poisoned(format!(
                 "{} prepared messages for a batch of {}",
@@ -599,19 +589,22 @@ impl Archive {
                 batch.len()
             )));
         }
-        let result = self.append_batch_inner(batch, prepared, sync);
-        if let Err(e) = &result {
-            self.poisoned = Some(ccvault_log::display_chain(e));
-        }
-        result
+        self.unless_poisoned(|a| a.append_batch_inner(batch, prepared, sync))
     }
 
     /// Blocks until every record below `through` is durable in the log.
     pub fn wait_durable(&mut self, through: u64) -> Result<u64> {
+        self.unless_poisoned(|a| Ok(a.log.wait_durable(through)?))
+    }
+
+    /// Runs `write` unless an earlier write failed, and remembers its
+    /// failure: after one, the log and index may disagree with what the
+    /// archive holds in memory, so every later write is refused.
+    fn unless_poisoned<T>(&mut self, write: impl FnOnce(&mut Self) -> Result<T>) -> Result<T> {
         if let Some(why) = &self.poisoned {
             return Err(StoreError::Poisoned(why.clone()));
         }
-        let result = self.log.wait_durable(through).map_err(StoreError::from);
+        let result = write(self);
         if let Err(e) = &result {
             self.poisoned = Some(ccvault_log::display_chain(e));
         }
