@@ -161,6 +161,100 @@ fn every_event_is_archived_exactly_once_across_kill9_restarts() {
     assert_eq!(summary(&stdout)["archived"], 0, "{stdout}");
 }
 
+/// The removed files process `pid` holds open under `dir`.
+fn deleted_files_held(pid: u32, dir: &Path) -> Vec<String> {
+    let dir = dir.canonicalize().unwrap();
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .filter_map(|fd| std::fs::read_link(fd.ok()?.path()).ok())
+        .map(|target| target.to_string_lossy().into_owned())
+        .filter(|t| t.starts_with(dir.to_str().unwrap()) && t.ends_with(" (deleted)"))
+        .collect()
+}
+
+/// An ingest that runs for months seals and compresses segment after
+/// segment; the `.seg` files it read to confirm duplicates (the same event
+/// on two topics) are let go once compressed away. It held each one open
+/// until it exited: its uncompressed bytes stayed on the disk, a
+/// descriptor each, until the descriptors ran out and ingest stopped.
+#[test]
+fn a_long_ingest_holds_no_segment_it_compressed_away() {
+    let broker = Broker::start("allow_anonymous true");
+    let work = tempfile::tempdir().unwrap();
+    let data = work.path().join("data");
+    let url = broker.url();
+    let args = [
+        "--url",
+        url.as_str(),
+        "--client-id",
+        "ccvault-test-segments",
+        "--topic",
+        "+/event-v1/#",
+        "--topic",
+        "+/agent-v1/+",
+        "--segment-bytes",
+        "16KiB",
+    ];
+    let mut ingest = start_ingest(&data, work.path(), 0, &args, &[]);
+    ingest.wait_for_log("subscribed", Duration::from_secs(20));
+    std::thread::sleep(Duration::from_millis(200));
+    let status = |i: usize| {
+        format!(
+            r#"{{"AgentStatusChange":{{"agentId":"ag{i}","newState":5,"statusEventTS":{}}}}}"#,
+            1_763_900_000 + i
+        )
+        .into_bytes()
+    };
+    // Each change on two topics: the second is a duplicate, confirmed by
+    // reading the first from the log.
+    let twice = |range: std::ops::Range<usize>| {
+        range
+            .flat_map(|i| {
+                [
+                    ("acme/event-v1/all".to_owned(), status(i)),
+                    (format!("acme/agent-v1/ag{i}"), status(i)),
+                ]
+            })
+            .collect::<Vec<_>>()
+    };
+    publish_all(broker.port, twice(0..600));
+    ingest.wait_records(&data, 600, Duration::from_secs(60));
+    let log = data.join("log");
+    let compressed = || {
+        std::fs::read_dir(&log)
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .path()
+                    .extension()
+                    .is_some_and(|x| x == "segz")
+            })
+            .count()
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while compressed() < 3 {
+        assert!(
+            Instant::now() < deadline,
+            "no segment compressed:\n{}",
+            ingest.stderr()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // The next batch lets go of what was compressed meanwhile.
+    publish_all(broker.port, twice(600..610));
+    ingest.wait_records(&data, 610, Duration::from_secs(60));
+    std::thread::sleep(Duration::from_millis(300));
+    let held = deleted_files_held(ingest.pid(), &data);
+    assert!(
+        held.is_empty(),
+        "{} compressed, still held: {held:?}",
+        compressed()
+    );
+    let (status, _) = ingest.terminate();
+    assert!(status.success(), "exit {status}:\n{}", ingest.stderr());
+}
+
 #[test]
 fn topics_tenants_dedup_quarantine_metrics_and_clean_shutdown() {
     let broker = Broker::start("allow_anonymous true");

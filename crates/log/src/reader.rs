@@ -286,6 +286,10 @@ impl LogReader {
         {
             return Ok(f);
         }
+        // A new file is about to be held: the `.seg` files compressed away
+        // since are let go first, so that a reader kept for a long time
+        // holds no more than the files it reads.
+        self.drop_replaced();
         let Some((file, path, kind)) =
             open_segment(self.inner.vfs.as_ref(), &self.inner.dir, base)?
         else {
@@ -317,6 +321,24 @@ impl LogReader {
             m.insert(base, seg.clone());
         }
         Ok(seg)
+    }
+
+    /// Lets go of every `.seg` held open whose file is gone (compressed to
+    /// a `.segz` and removed): a removed file's disk space is freed only
+    /// once no one holds it, so a process that keeps its reader (a long
+    /// `ingest`, which reads its log to confirm duplicates) held each
+    /// sealed segment's uncompressed bytes, and a descriptor, until it
+    /// ended, and stopped once the descriptors ran out. A later read of
+    /// that segment opens its `.segz`.
+    pub fn drop_replaced(&self) {
+        let Ok(mut files) = self.inner.files.lock() else {
+            return;
+        };
+        let (vfs, dir) = (self.inner.vfs.as_ref(), &self.inner.dir);
+        files.retain(|&base, seg| match seg {
+            Seg::Plain(_) => vfs.file_len(&segment_path(dir, base)).is_ok(),
+            Seg::Packed(..) => true,
+        });
     }
 
     /// The length of segment `base`'s data (its `.seg` file, or the `.seg`

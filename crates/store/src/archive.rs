@@ -251,6 +251,9 @@ pub struct Archive {
     layout: Layout,
     log: Log,
     log_reader: LogReader,
+    /// The compressor's count of `.segz` files when `log_reader` last let
+    /// go of the `.seg` files they replaced.
+    packed_seen: u64,
     /// Shared with the thread writing a commit behind the appender.
     index: Arc<Index>,
     segments: SegmentMap,
@@ -470,6 +473,7 @@ impl Archive {
             layout,
             log,
             log_reader,
+            packed_seen: 0,
             index: Arc::new(index),
             options,
             txn: None,
@@ -595,6 +599,17 @@ impl Archive {
     /// Blocks until every record below `through` is durable in the log.
     pub fn wait_durable(&mut self, through: u64) -> Result<u64> {
         self.unless_poisoned(|a| Ok(a.log.wait_durable(through)?))
+    }
+
+    /// Once the compressor has replaced segments since the last look, lets
+    /// the log reader go of their `.seg` files (LogReader::drop_replaced):
+    /// a writer that runs for months (`ingest`) held them all.
+    fn drop_replaced_segments(&mut self) {
+        let packed = self.log.packed_segments().count;
+        if packed != self.packed_seen {
+            self.packed_seen = packed;
+            self.log_reader.drop_replaced();
+        }
     }
 
     /// Runs `write` unless an earlier write failed, and remembers its
@@ -872,6 +887,7 @@ impl Archive {
     /// Commits the open index transaction, making everything appended so
     /// far visible to readers.
     pub fn commit_index(&mut self) -> Result<()> {
+        self.drop_replaced_segments();
         self.finish_commit()?;
         if let Some(mut txn) = self.txn.take() {
             txn.set_packed(packed_totals(self.log.packed_segments()));
@@ -897,6 +913,7 @@ impl Archive {
     /// import: docs/BENCHMARKS.md, issue 17). A commit still running is
     /// waited for first: commits are written one at a time, in order.
     fn commit_behind(&mut self, through: u64) -> Result<()> {
+        self.drop_replaced_segments();
         self.finish_commit()?;
         let Some(mut txn) = self.txn.take() else {
             return Ok(());
