@@ -371,7 +371,7 @@ fn reads_under_a_running_writer_say_which_records_are_not_indexed_yet() {
     // The commands that read the projections list what is indexed and say
     // where it ends.
     let note = format!(
-        "the log's records from offset {} on are not indexed yet, so what follows ends before them",
+        "the writer running now has not committed the log's records from offset {} on to the index yet, so what follows ends before them",
         first.len()
     );
     let listed = ccvault(&dir, &["interactions", "--format", "csv"]).ok();

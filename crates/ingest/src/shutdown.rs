@@ -14,7 +14,8 @@ pub fn on_signals() -> std::io::Result<watch::Receiver<bool>> {
             _ = int.recv() => "SIGINT",
             _ = term.recv() => "SIGTERM",
         };
-        tracing::info!(signal = name, "stop requested; finishing what was received");
+        // `ingest` and `serve` both stop on it: the words fit either.
+        tracing::info!(signal = name, "stop requested");
         let _ = tx.send(true);
     });
     Ok(rx)

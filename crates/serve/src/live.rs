@@ -32,6 +32,10 @@ use crate::wallboard::{Floor, Wallboard, WallboardOptions};
 /// The longest a published wallboard goes without being recomputed.
 pub const MAX_STALE: Duration = Duration::from_secs(30);
 
+/// Refreshes that must fail in a row before the failure replaces a
+/// wallboard on every client (each after one poll interval).
+pub const FAILURES_SHOWN: u64 = 3;
+
 /// What every client is shown now.
 #[derive(Debug, Clone)]
 pub struct Snapshot {
@@ -119,6 +123,8 @@ pub struct Live {
     stop: AtomicBool,
     /// The last refresh read projections another process holds.
     held_elsewhere: AtomicBool,
+    /// Refreshes that failed in a row.
+    failing: AtomicU64,
     pub counters: Counters,
 }
 
@@ -140,6 +146,7 @@ impl Live {
             wake: (Mutex::new(false), Condvar::new()),
             stop: AtomicBool::new(false),
             held_elsewhere: AtomicBool::new(false),
+            failing: AtomicU64::new(0),
             counters: Counters::default(),
         })
     }
@@ -305,11 +312,16 @@ impl Live {
         Ok(board)
     }
 
-    /// Computes and publishes the wallboard now.
-    pub fn publish(&self) {
+    /// Computes and publishes the wallboard now; false when it could not
+    /// and the board shown before stays up for now (a failure is shown only
+    /// from the [`FAILURES_SHOWN`]th in a row on: one that passes, a
+    /// command repairing the index a killed writer left while this reads
+    /// it, would flash a problem on every wallboard for a second).
+    pub fn publish(&self) -> bool {
         let started = Instant::now();
         let snapshot = match self.refresh() {
             Ok((board, records)) => {
+                self.failing.store(0, Ordering::Relaxed);
                 self.counters.records.store(records, Ordering::Relaxed);
                 match json_line(&board) {
                     Ok(json) => Snapshot::new(Ok(json), Some(Arc::new(board)), records),
@@ -318,6 +330,11 @@ impl Live {
             }
             Err(e) => {
                 self.counters.refresh_errors.fetch_add(1, Ordering::Relaxed);
+                let failing = self.failing.fetch_add(1, Ordering::Relaxed) + 1;
+                if failing < FAILURES_SHOWN && self.latest().wallboard.is_ok() {
+                    tracing::debug!("cannot refresh the wallboard ({failing} in a row; tried again at the next poll): {e:#}");
+                    return false;
+                }
                 // No archive yet was said once at the start; the page says it.
                 if !is_no_archive(&e) {
                     tracing::warn!("cannot refresh the wallboard: {e:#}");
@@ -337,6 +354,7 @@ impl Live {
                 tx.send_replace(Arc::new(snapshot));
             }
         }
+        true
     }
 
     /// Watches the archive until [`Live::stop`]: polls the index file every
@@ -350,6 +368,8 @@ impl Live {
         let files = [layout.index_path(), layout.projections_path()];
         let mut seen: Option<Vec<FileStamp>> = None;
         let mut last = Instant::now();
+        // A failure held back is tried again at the next poll.
+        let mut retry = false;
         while !self.stop.load(Ordering::SeqCst) {
             let notified = {
                 let (lock, cv) = &self.wake;
@@ -387,9 +407,9 @@ impl Live {
                     .collect::<Vec<_>>(),
             );
             let moved = now_seen != seen;
-            if notified || moved || last.elapsed() >= MAX_STALE {
+            if notified || moved || retry || last.elapsed() >= MAX_STALE {
                 seen = now_seen;
-                self.publish();
+                retry = !self.publish();
                 last = Instant::now();
             }
         }
@@ -458,6 +478,53 @@ mod tests {
         ] {
             replay(&lines, clock);
         }
+    }
+
+    /// A refresh that fails leaves the board shown before up, and is tried
+    /// again; only a failure that lasts [`FAILURES_SHOWN`] refreshes in a
+    /// row replaces it; the next refresh that works shows the board again.
+    #[test]
+    fn a_passing_failure_leaves_the_board_up_and_a_lasting_one_is_shown() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = ccvault_sim::DEFAULT_START_MS + 12 * 3_600_000;
+        let (mut archive, _) = Archive::open(dir.path(), ArchiveOptions::default()).unwrap();
+        let event = format!(
+            r#"{{"Interaction":{{"event":"InteractionQueued","interactionGUID":"int-one-phone-00-northwind01","mediaType":"phone","queueId":301,"interactionEventTS":{}}}}}"#,
+            (clock - 60_000) / 1000
+        );
+        archive
+            .append_batch(&[Incoming {
+                raw: event.as_bytes(),
+                source_kind: SourceKind::File,
+                source: "one.ndjson",
+                line: 1,
+                message_id: None,
+                ingest_ms: clock,
+            }])
+            .unwrap();
+        archive.close().unwrap();
+        let options = WallboardOptions {
+            tz: TimeZone::get("America/New_York").unwrap(),
+            sla: Sla::default(),
+            short_abandon_ms: 5_000,
+            state_names: StateNames::agent_status_api(),
+            now_ms: clock,
+        };
+        let live = Live::new(dir.path(), options, Clock::Fixed(clock));
+        assert!(live.publish());
+        let shown = live.latest().wallboard.clone().expect("a wallboard");
+        let (log, away) = (dir.path().join("log"), dir.path().join("log.away"));
+        std::fs::rename(&log, &away).unwrap();
+        for _ in 1..FAILURES_SHOWN {
+            assert!(!live.publish(), "a failure held back");
+            assert_eq!(live.latest().wallboard.as_ref().ok(), Some(&shown));
+        }
+        assert!(live.publish(), "the failure shown");
+        let why = live.latest().wallboard.clone().expect_err("the failure");
+        assert!(why.contains("archive"), "{why}");
+        std::fs::rename(&away, &log).unwrap();
+        assert!(live.publish());
+        assert_eq!(live.latest().wallboard.as_ref().ok(), Some(&shown));
     }
 
     fn replay(lines: &[&[u8]], clock: i64) {

@@ -82,6 +82,9 @@ pub struct ArchiveReader {
     /// reader could not index it (a writer holds the archive, or indexing
     /// failed): what it cannot see.
     unindexed_from: Option<u64>,
+    /// `unindexed_from` is set because a writer holds the archive (it
+    /// indexes those records itself), not because indexing them failed.
+    writer_running: bool,
     /// The damaged places of the log that lookups by the index met (a
     /// record that fails its checks, a segment that is gone): those records
     /// were left out and the others served; the caller says so.
@@ -143,6 +146,7 @@ impl ArchiveReader {
             Err(StoreError::Locked { .. }) => {
                 let mut reader = reader;
                 reader.unindexed_from = Some(first);
+                reader.writer_running = true;
                 return Ok((reader, CatchUp::WriterRunning));
             }
             Err(e) => {
@@ -319,6 +323,7 @@ impl ArchiveReader {
             log,
             visible_end,
             unindexed_from: None,
+            writer_running: false,
             damage_met: Vec::new(),
         })
     }
@@ -357,6 +362,13 @@ impl ArchiveReader {
     /// says so, rather than that there is nothing.
     pub fn unindexed_from(&self) -> Option<u64> {
         self.unindexed_from
+    }
+
+    /// Whether the records from [`Self::unindexed_from`] on are unseen
+    /// because a writer holds the archive (it commits them to the index as
+    /// it goes), not because indexing them here failed.
+    pub fn writer_running(&self) -> bool {
+        self.writer_running
     }
 
     /// What a lookup that found nothing must add about the records it could
