@@ -836,3 +836,46 @@ fn an_interrupted_import_stops_cleanly_and_says_what_is_durable() {
         drop(feeder);
     }
 }
+
+/// A FIFO named after other inputs: what came before is made durable (and
+/// seen by readers) before its open waits for a writer, and a signal
+/// during that wait stops the import (the open is restarted by the kernel
+/// after a signal, so it waits on a thread of its own).
+#[test]
+fn a_stop_while_a_fifo_waits_for_its_writer_keeps_what_came_before() {
+    let tmp = tempfile::tempdir().unwrap();
+    let stream = Stream {
+        events: 30,
+        interactions: 3,
+        line_len: 200,
+    };
+    let before = tmp.path().join("before.ndjson");
+    std::fs::write(&before, stream.text(0..30)).unwrap();
+    let fifo = tmp.path().join("feed");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let dir = tmp.path().join("archive");
+    let (before, fifo_name) = (before.to_str().unwrap(), fifo.to_str().unwrap());
+    let mut child = command(&dir, &["import", "--print-acks", before, fifo_name, before])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (lines, _reader) = lines_of(child.stdout.take().unwrap());
+    let ack = lines
+        .recv_timeout(Duration::from_secs(60))
+        .expect("an acknowledgement");
+    assert_eq!(ack, format!("durable {before} 30"));
+    assert_eq!(stats(&dir).records, 30, "seen while the FIFO waits");
+    let sent = std::process::Command::new("kill")
+        .arg("-INT")
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    assert_eq!(exit_code_within(&mut child, "SIGINT"), Some(130));
+}

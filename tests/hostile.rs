@@ -1451,8 +1451,9 @@ fn rebuild_replaces_projections_damaged_in_any_page_at_its_first_run() {
 /// exit 1). Names that are not UTF-8 are kept apart, their other bytes
 /// written `\xNN` (both were `in�.ndjson`).
 /// An input that is one of the archive's own files (its active segment,
-/// its index, through a symlink or `..` too) is refused before anything
-/// is read: it would feed the archive its own bytes. A capture kept in a
+/// its index; through a symlink, `..`, a hard link, or as stdin) is
+/// refused before anything is read: it would feed the archive its own
+/// bytes. A capture kept in a
 /// folder of its own under the data directory is an input like any other.
 #[test]
 fn the_archives_own_files_are_refused_as_inputs() {
@@ -1474,7 +1475,9 @@ fn the_archives_own_files_are_refused_as_inputs() {
     let link = tmp.path().join("link.ndjson");
     std::os::unix::fs::symlink(&segment, &link).unwrap();
     let dotted = dir.join("log/../log").join(segment.file_name().unwrap());
-    for own in [segment.clone(), dir.join("index.redb"), link, dotted] {
+    let hard = tmp.path().join("hard.ndjson");
+    fs::hard_link(&segment, &hard).unwrap();
+    for own in [segment.clone(), dir.join("index.redb"), link, dotted, hard] {
         let run = ccvault(&dir, &["import", own.to_str().unwrap()]);
         run.assert_no_panic();
         assert_eq!(run.code, 1, "{}: {}", own.display(), run.stderr);
@@ -1486,11 +1489,23 @@ fn the_archives_own_files_are_refused_as_inputs() {
         );
         assert_eq!(stats(&dir).records, 20, "{}", own.display());
     }
+    // Stdin redirected from one.
+    let run = common::command(&dir, &["import", "-"])
+        .stdin(fs::File::open(dir.join("index.redb")).unwrap())
+        .output()
+        .unwrap();
+    assert_eq!(run.status.code(), Some(1), "{run:?}");
+    assert_eq!(stats(&dir).records, 20);
     let kept = dir.join("captures");
     fs::create_dir(&kept).unwrap();
     let capture = kept.join("later.ndjson");
     fs::write(&capture, s.text(20..40)).unwrap();
     ccvault(&dir, &["import", capture.to_str().unwrap()]).ok();
+    assert_eq!(stats(&dir).records, 40);
+    // A file of the user's own, even in the log's folder, is no segment.
+    let beside = dir.join("log").join("copy.ndjson");
+    fs::write(&beside, s.text(0..40)).unwrap();
+    ccvault(&dir, &["import", beside.to_str().unwrap()]).ok();
     assert_eq!(stats(&dir).records, 40);
 }
 
@@ -1555,6 +1570,18 @@ fn small_files_share_their_fsyncs() {
     // import several times) and closing take a few each; one a file was
     // 200 more.
     assert!(syncs < 100, "{syncs} fsyncs for 200 files");
+
+    // A file of blank lines alone is acknowledged through its last line
+    // too (a script waiting for each file's last line waited for ever),
+    // and no input rejected before its first line is acknowledged at 0.
+    let blank = tmp.path().join("blank.ndjson");
+    fs::write(&blank, "\n\n\n").unwrap();
+    let cut = tmp.path().join("cut.gz");
+    fs::write(&cut, [0x1f, 0x8b, 0x08]).unwrap();
+    let (blank, cut) = (blank.to_str().unwrap(), cut.to_str().unwrap());
+    let run = ccvault(&dir, &["import", "--print-acks", blank, cut]);
+    assert_eq!(run.code, 3, "{}", run.stderr);
+    assert_eq!(run.stdout_str(), format!("durable {blank} 3\n"));
 }
 
 #[test]

@@ -32,6 +32,13 @@ impl Interrupt {
         Ok(Interrupt { stop, which })
     }
 
+    /// From now on the first signal ends the process at once, as its
+    /// default action does (for work past the point a stop could
+    /// shorten, which loses nothing when ended).
+    pub fn end_at_once(&self) {
+        self.stop.store(true, Ordering::SeqCst);
+    }
+
     /// Turns true at the first signal.
     pub fn flag(&self) -> Arc<AtomicBool> {
         Arc::clone(&self.stop)

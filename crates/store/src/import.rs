@@ -411,14 +411,16 @@ fn read_batches(
     };
     let holds_lines = |batch: &ReadBatch| !batch.spans.is_empty() || !batch.rejected.is_empty();
     let mut batch = new_batch(0, 0);
+    // The last line of the batches shipped so far.
+    let mut shipped_through = 0;
     loop {
         // A live input that paused: what came before the pause is made
         // durable now, not when the batch fills (crate::pause).
-        if holds_lines(&batch)
-            && pause.as_ref().is_some_and(|p| p.paused(PAUSE))
-            && !ship(&mut batch)
-        {
-            return;
+        if holds_lines(&batch) && pause.as_ref().is_some_and(|p| p.paused(PAUSE)) {
+            shipped_through = batch.through_line;
+            if !ship(&mut batch) {
+                return;
+            }
         }
         let start = batch.data.len();
         let next = match splitter.next(&mut input, &mut batch.data, cap) {
@@ -477,8 +479,15 @@ fn read_batches(
             batch.data.truncate(start);
         }
         let full = batch.spans.len() >= BATCH_LINES || batch.data.len() >= BATCH_BYTES;
-        if (full || (done && holds_lines(&batch))) && !ship(&mut batch) {
-            return;
+        // The last batch goes even with only blank lines after the last
+        // one shipped: each line of an input is acknowledged, even in a
+        // file of blank lines alone.
+        let last = done && (holds_lines(&batch) || batch.through_line > shipped_through);
+        if full || last {
+            shipped_through = batch.through_line;
+            if !ship(&mut batch) {
+                return;
+            }
         }
         if done {
             return;
@@ -776,6 +785,14 @@ impl<'a> Import<'a> {
             self.land_through(previous, progress)?;
         }
         Ok(())
+    }
+
+    /// Makes everything appended so far durable and reports it now, not
+    /// with later batches (before a wait of unknown length: opening a
+    /// FIFO). Readers see it too (it is committed to the index).
+    pub fn make_durable(&mut self, progress: &mut dyn FnMut(&Progress)) -> Result<()> {
+        self.land_all(progress)?;
+        self.archive.commit_index()
     }
 
     /// Makes everything appended durable and reports it.

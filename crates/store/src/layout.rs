@@ -1,5 +1,7 @@
 //! Where an archive keeps its files.
 
+use std::collections::HashSet;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, Clone)]
@@ -33,25 +35,38 @@ impl Layout {
         self.dir.join("projections.redb")
     }
 
-    /// Whether `path` is one of the archive's own files (a segment, facts,
-    /// the index, the projections, their scratch files, the lock): both
-    /// as the file system resolves them (canonical), so that a symlink or
-    /// `..` cannot hide it. An input named so would feed the archive its
-    /// own bytes.
-    pub fn owns(&self, path: &Path) -> bool {
-        let Ok(dir) = std::fs::canonicalize(&self.dir) else {
-            return false;
+    /// The device and inode of each of the archive's own files (its
+    /// segments, facts, index, projections and their scratch files, the
+    /// lock), to tell an input that is one of them however it is named:
+    /// a symlink, `..`, a hard link, a bind mount, stdin redirected from
+    /// it. An input read so would feed the archive its own bytes. Empty
+    /// for an archive not created yet.
+    pub fn own_files(&self) -> HashSet<(u64, u64)> {
+        let mut own = HashSet::new();
+        let mut add = |dir: &Path, wanted: &dyn Fn(&str) -> bool| {
+            let Ok(entries) = std::fs::read_dir(dir) else {
+                return;
+            };
+            for entry in entries.flatten() {
+                let name = entry.file_name();
+                if !wanted(&name.to_string_lossy()) {
+                    continue;
+                }
+                if let Ok(meta) = std::fs::symlink_metadata(entry.path()) {
+                    own.insert((meta.dev(), meta.ino()));
+                }
+            }
         };
-        let Ok(path) = std::fs::canonicalize(path) else {
-            return false;
-        };
-        if path.starts_with(dir.join("log")) || path.starts_with(dir.join("facts")) {
-            return true;
-        }
-        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
-        path.parent() == Some(dir.as_path())
-            && (name.starts_with("index.redb")
-                || name.starts_with("projections.redb")
-                || name == "writer.lock")
+        add(&self.log_dir(), &|n| {
+            n.ends_with(".seg")
+                || n.ends_with(".segz")
+                || n.ends_with(".tmp")
+                || n.ends_with(".lock")
+        });
+        add(&self.facts_dir(), &|n| n.contains(".facts"));
+        add(&self.dir, &|n| {
+            n.starts_with("index.redb") || n.starts_with("projections.redb") || n == "writer.lock"
+        });
+        own
     }
 }

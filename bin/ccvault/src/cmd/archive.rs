@@ -119,23 +119,40 @@ pub fn import(
     // files than the descriptor limit can be named (`captures/*.ndjson`);
     // a FIFO or a device is only looked at: opening a FIFO waits for its
     // writer, and closing it would end that writer's stream.
+    // Installed first: a signal while many inputs are checked is a stop
+    // like any other.
+    let interrupt = crate::interrupt::Interrupt::install()?;
+    let own = Layout::new(&cli.data_dir).own_files();
+    let not_own = |name: &str, meta: &std::fs::Metadata| -> Result<()> {
+        use std::os::unix::fs::MetadataExt;
+        if own.contains(&(meta.dev(), meta.ino())) {
+            anyhow::bail!(
+                "cannot import {name}: it is a file of the archive {} itself",
+                cli.data_dir.display()
+            );
+        }
+        Ok(())
+    };
+    if sources.contains(&None) {
+        if let Ok(meta) = std::fs::metadata("/dev/stdin") {
+            not_own("-", &meta)?;
+        }
+    }
     for path in sources.iter().flatten() {
         let meta =
             std::fs::metadata(path).with_context(|| format!("cannot open {}", input_name(path)))?;
         if meta.is_dir() {
             anyhow::bail!("cannot import {}: it is a directory", input_name(path));
         }
-        if Layout::new(&cli.data_dir).owns(path) {
-            anyhow::bail!(
-                "cannot import {}: it is a file of the archive {} itself",
-                input_name(path),
-                cli.data_dir.display()
-            );
-        }
+        not_own(&input_name(path), &meta)?;
         if meta.is_file() {
             std::fs::File::open(path)
                 .with_context(|| format!("cannot open {}", input_name(path)))?;
         }
+    }
+    if let Some((signal, code)) = interrupt.received() {
+        say_stopped(signal);
+        return Ok(ExitCode::from(code));
     }
     let mut freed_memory = crate::FreedMemory::hold();
     let mut archive = open_writer(cli, archive_options(write))?;
@@ -148,7 +165,8 @@ pub fn import(
     let mut on_durable = |p: &ccvault_store::Progress, bar: Option<&indicatif::ProgressBar>| {
         freed_memory.check(crate::output::rss_kib);
         p.landed.rejected.iter().for_each(say_rejected);
-        if print_acks {
+        // An input rejected before its first line has nothing durable.
+        if print_acks && p.durable_through_line > 0 {
             let mut out = crate::output::stdout();
             let _ = writeln!(out, "durable {} {}", p.source, p.durable_through_line);
             let _ = out.flush();
@@ -157,7 +175,6 @@ pub fn import(
             bar.set_message(format!("{} lines", p.summary.lines));
         }
     };
-    let interrupt = crate::interrupt::Interrupt::install()?;
     let mut import = Import::new(&mut archive);
     import.stop_on(interrupt.flag());
     let mut inputs_left = false;
@@ -169,7 +186,24 @@ pub fn import(
         let (name, kind, input) = match source {
             Some(path) => {
                 let name = input_name(path);
-                let file = match std::fs::File::open(path) {
+                let regular = std::fs::metadata(path).is_ok_and(|m| m.is_file());
+                if !regular {
+                    // Opening a FIFO waits for its writer: what came before
+                    // is made durable (and acknowledged) first.
+                    import.make_durable(&mut |p| on_durable(p, None))?;
+                }
+                let Some(opened) = open_unless(path, || import.stopped()) else {
+                    inputs_left = true;
+                    break;
+                };
+                // Named by its path, it may have been replaced since it was
+                // checked: the file opened is checked again.
+                let opened = opened.and_then(|file| {
+                    let meta = file.metadata()?;
+                    not_own(&name, &meta).map_err(std::io::Error::other)?;
+                    Ok(file)
+                });
+                let file = match opened {
                     Ok(file) => file,
                     // Gone or changed since it was checked: the others go on.
                     Err(e) => {
@@ -229,14 +263,16 @@ pub fn import(
     let interrupted = (inputs_left || import_cut_short)
         .then(|| interrupt.received())
         .flatten();
-    archive.close_compressed()?;
     let secs = started.elapsed().as_secs_f64();
     let rate = if secs > 0.0 {
         total.lines as f64 / secs
     } else {
         0.0
     };
-    match format {
+    // Said before the archive closes: everything counted is durable now,
+    // and a signal while the log is compressed then ends the process at
+    // once (it loses nothing: what is not compressed yet stays `.seg`).
+    let said = match format {
         HumanJson::Json => json_line(
             &mut crate::output::stdout(),
             &json!({
@@ -247,8 +283,9 @@ pub fn import(
                 "peakRssKiB": crate::output::peak_rss_kib(),
                 "interrupted": interrupted.map(|(signal, _)| signal),
             }),
-        )?,
-        HumanJson::Human => status!(
+        ),
+        HumanJson::Human => {
+            status!(
             "imported {} lines in {secs:.2}s ({rate:.0} lines/s): {} archived, {} quarantined, {} duplicates, {} control, {} rejected; all durable",
             total.lines,
             total.archived,
@@ -256,20 +293,63 @@ pub fn import(
             total.duplicates,
             total.control,
             total.rejected.len()
-        ),
+            );
+            Ok(())
+        }
+    };
+    if interrupt.received().is_some() {
+        // Asked to stop: the log is left to the next writer to compress.
+        archive.close()?;
+    } else {
+        interrupt.end_at_once();
+        archive.close_compressed()?;
     }
     if let Some((signal, code)) = interrupted {
-        // Said even with -q: the inputs were not read to their end.
-        crate::output::error_line(format_args!(
-            "ccvault: import stopped by {signal} before its inputs ended; what it counted is durable: import the same inputs again to go on (what is archived already counts as duplicates)"
-        ));
+        // Even when the summary could not be written (an acknowledgement
+        // reader the same Ctrl-C ended), the stop is said and exits so.
+        say_stopped(signal);
         return Ok(ExitCode::from(code));
     }
+    said?;
     Ok(if total.rejected.is_empty() {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(3)
     })
+}
+
+/// Says, even with -q, that an import stopped before its inputs ended.
+fn say_stopped(signal: &str) {
+    crate::output::error_line(format_args!(
+        "ccvault: import stopped by {signal} before its inputs ended; what it counted is durable: import the same inputs again to go on (what is archived already counts as duplicates)"
+    ));
+}
+
+/// Opens `path`, unless `stop` turns true first: opening a FIFO waits for
+/// its writer, in a call a signal does not end (it is restarted), so it
+/// runs on a thread of its own, left to the process's end if a stop comes.
+fn open_unless(path: &Path, stop: impl Fn() -> bool) -> Option<std::io::Result<std::fs::File>> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let owned = path.to_owned();
+    if std::thread::Builder::new()
+        .name("import-open".into())
+        .spawn(move || {
+            let _ = tx.send(std::fs::File::open(owned));
+        })
+        .is_err()
+    {
+        return Some(std::fs::File::open(path));
+    }
+    loop {
+        match rx.recv_timeout(std::time::Duration::from_millis(50)) {
+            Ok(opened) => return Some(opened),
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) if stop() => return None,
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                return Some(Err(std::io::Error::other("the opening thread ended")))
+            }
+        }
+    }
 }
 
 /// Says a rejection on stderr: an error (exit 3), printed even with -q.
