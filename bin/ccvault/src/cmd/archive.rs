@@ -192,9 +192,14 @@ pub fn import(
                     // is made durable (and acknowledged) first.
                     import.make_durable(&mut |p| on_durable(p, None))?;
                 }
-                let Some(opened) = open_unless(path, || import.stopped()) else {
-                    inputs_left = true;
-                    break;
+                let opened = if regular {
+                    std::fs::File::open(path)
+                } else {
+                    let Some(opened) = open_unless(path, || import.stopped()) else {
+                        inputs_left = true;
+                        break;
+                    };
+                    opened
                 };
                 // Named by its path, it may have been replaced since it was
                 // checked: the file opened is checked again.
