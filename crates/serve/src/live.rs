@@ -503,13 +503,7 @@ mod tests {
             }])
             .unwrap();
         archive.close().unwrap();
-        let options = WallboardOptions {
-            tz: TimeZone::get("America/New_York").unwrap(),
-            sla: Sla::default(),
-            short_abandon_ms: 5_000,
-            state_names: StateNames::agent_status_api(),
-            now_ms: clock,
-        };
+        let options = new_york_at(clock);
         let live = Live::new(dir.path(), options, Clock::Fixed(clock));
         assert!(live.publish());
         let shown = live.latest().wallboard.clone().expect("a wallboard");
@@ -527,15 +521,20 @@ mod tests {
         assert_eq!(live.latest().wallboard.as_ref().ok(), Some(&shown));
     }
 
-    fn replay(lines: &[&[u8]], clock: i64) {
-        let dir = tempfile::tempdir().unwrap();
-        let options = WallboardOptions {
+    /// The tests' wallboard: New York's day, the default SLA, at `clock`.
+    fn new_york_at(clock: i64) -> WallboardOptions {
+        WallboardOptions {
             tz: TimeZone::get("America/New_York").unwrap(),
             sla: Sla::default(),
             short_abandon_ms: 5_000,
             state_names: StateNames::agent_status_api(),
             now_ms: clock,
-        };
+        }
+    }
+
+    fn replay(lines: &[&[u8]], clock: i64) {
+        let dir = tempfile::tempdir().unwrap();
+        let options = new_york_at(clock);
         let (mut archive, _) = Archive::open(
             dir.path(),
             ArchiveOptions {
