@@ -310,6 +310,18 @@ fn a_published_call_appears_on_the_live_wallboard_ticks_and_moves_to_talking() {
     assert!(row[1].as_str().unwrap().contains(agent), "{row}");
     assert_eq!(row[2], 1, "one call in progress: {row}");
     assert_eq!(severe_console_entries(&browser), Vec::<String>::new());
+    // Chromium took the stream in gzip, and read each message as it came.
+    let metrics = common::http::get(served.addr, "/metrics").text();
+    let sent = |encoding: &str| -> u64 {
+        let name = format!("ccvault_serve_event_bytes_total{{encoding=\"{encoding}\"}} ");
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(name.as_str()))
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in\n{metrics}"))
+    };
+    assert!(sent("gzip") > 0, "{metrics}");
+    assert_eq!(sent("identity"), 0, "{metrics}");
 
     // The dispute view: every archived payload, byte for byte, in order.
     browser.goto(&served.url(&format!("/contact/{guid}")));

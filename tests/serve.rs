@@ -623,6 +623,93 @@ fn stage_of(board: &serde_json::Value, guid: &str) -> Option<String> {
         .map(|l| l["stage"].as_str().unwrap_or("").to_owned())
 }
 
+/// `/events` to a client whose `Accept-Encoding` admits gzip (every
+/// browser's does) is one gzip stream: the same messages as the plain
+/// stream, each readable as soon as it arrives, in a fraction of the bytes
+/// (the wallboard is sent whole at each change); a client that does not
+/// admit it gets the plain stream.
+#[test]
+fn the_event_stream_goes_in_gzip_to_a_client_that_takes_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let day = dir.path().join("day.ndjson");
+    let day_arg = day.display().to_string();
+    ccvault(
+        dir.path(),
+        &[
+            "simulate",
+            "--no-quirks",
+            "--seed",
+            "7",
+            "--agents",
+            "150",
+            "--out",
+            &day_arg,
+        ],
+    )
+    .ok();
+    import(&data, &[&day], &[]);
+    let at = jiff::Timestamp::from_millisecond(common::SIM_AFTERNOON_MS)
+        .unwrap()
+        .to_string();
+    let server = Server::start(&data, &dir.path().join("serve.log"), &["--at", &at]);
+    let browser_like = [("Accept-Encoding", "gzip, deflate, br, zstd")];
+    let mut gz = Events::open(server.addr, "/events", &browser_like);
+    let mut plain = Events::open(server.addr, "/events", &[]);
+    let mut refused = Events::open(
+        server.addr,
+        "/events",
+        &[("Accept-Encoding", "br, gzip;q=0")],
+    );
+    assert_eq!(
+        gz.headers.get("content-encoding").map(String::as_str),
+        Some("gzip")
+    );
+    for e in [&gz, &plain, &refused] {
+        assert_eq!(
+            e.headers.get("vary").map(String::as_str),
+            Some("accept-encoding")
+        );
+    }
+    assert_eq!(plain.headers.get("content-encoding"), None);
+    assert_eq!(refused.headers.get("content-encoding"), None);
+
+    let wallboard = |m: &http::Message| m.event == "wallboard";
+    let first = gz.until(Duration::from_secs(10), wallboard);
+    assert_eq!(
+        first.data,
+        plain.until(Duration::from_secs(10), wallboard).data
+    );
+    assert_eq!(
+        first.data,
+        refused.until(Duration::from_secs(10), wallboard).data
+    );
+    let board: serde_json::Value = serde_json::from_str(&first.data).unwrap();
+    assert!(board["agents"].as_array().unwrap().len() >= 100, "{board}");
+    assert!(plain.wire_bytes > 20_000, "{} bytes", plain.wire_bytes);
+    assert!(
+        gz.wire_bytes * 5 <= plain.wire_bytes,
+        "gzip {} bytes against {} plain",
+        gz.wire_bytes,
+        plain.wire_bytes
+    );
+
+    // The next message continues the same stream.
+    let guid = "int-gzip-0001-phone-00-tenant01";
+    ccvault_stdin(
+        &data,
+        &["import", "-"],
+        live_call(guid, common::SIM_AFTERNOON_MS - 5_000, false).as_bytes(),
+    )
+    .ok();
+    let queued = |m: &http::Message| {
+        serde_json::from_str::<serde_json::Value>(&m.data)
+            .is_ok_and(|b| stage_of(&b, guid).as_deref() == Some("queued"))
+    };
+    let next = gz.until(Duration::from_secs(10), queued);
+    assert_eq!(next.data, plain.until(Duration::from_secs(10), queued).data);
+}
+
 #[test]
 fn the_wallboard_is_pushed_as_another_process_archives() {
     let dir = tempfile::tempdir().unwrap();

@@ -150,6 +150,10 @@ pub fn post_form(addr: SocketAddr, path: &str, form: &str) -> Response {
 pub struct Events {
     stream: BufReader<TcpStream>,
     chunked: bool,
+    /// The body's decoder when it is sent in gzip.
+    gunzip: Option<flate2::write::GzDecoder<Vec<u8>>>,
+    /// Bytes of the body received (de-chunked, before any decoding).
+    pub wire_bytes: usize,
     pending: String,
     pub status: u16,
     pub headers: BTreeMap<String, String>,
@@ -172,9 +176,13 @@ impl Events {
         let chunked = headers
             .get("transfer-encoding")
             .is_some_and(|t| t.contains("chunked"));
+        let gunzip = (headers.get("content-encoding").map(String::as_str) == Some("gzip"))
+            .then(|| flate2::write::GzDecoder::new(Vec::new()));
         Events {
             stream,
             chunked,
+            gunzip,
+            wire_bytes: 0,
             pending: String::new(),
             status,
             headers,
@@ -198,15 +206,31 @@ impl Events {
             if self.stream.read_exact(&mut chunk).is_err() {
                 return false;
             }
-            self.pending.push_str(&String::from_utf8_lossy(&chunk[..n]));
+            chunk.truncate(n);
+            self.received(&chunk);
         } else {
             let mut buf = [0u8; 8192];
             match self.stream.read(&mut buf) {
                 Ok(0) | Err(_) => return false,
-                Ok(n) => self.pending.push_str(&String::from_utf8_lossy(&buf[..n])),
+                Ok(n) => self.received(&buf[..n]),
             }
         }
         true
+    }
+
+    /// Takes bytes of the body, decoding them if it is in gzip: whatever
+    /// they complete is readable at once (the server flushes each message).
+    fn received(&mut self, bytes: &[u8]) {
+        self.wire_bytes += bytes.len();
+        match &mut self.gunzip {
+            Some(d) => {
+                d.write_all(bytes).expect("a valid gzip stream");
+                d.flush().expect("a valid gzip stream");
+                let plain = std::mem::take(d.get_mut());
+                self.pending.push_str(&String::from_utf8_lossy(&plain));
+            }
+            None => self.pending.push_str(&String::from_utf8_lossy(bytes)),
+        }
     }
 
     /// The next event (comments and keep-alives skipped); `None` when the

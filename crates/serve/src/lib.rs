@@ -21,6 +21,7 @@
 
 mod accept;
 pub mod contact;
+pub mod gzip;
 pub mod live;
 pub mod pages;
 pub mod query;

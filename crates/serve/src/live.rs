@@ -46,6 +46,9 @@ pub struct Snapshot {
     /// `wallboard`, or `problem` with the reason): formatted once, and its
     /// bytes shared by every client.
     pub message: Bytes,
+    /// [`Snapshot::message`] compressed, once, for the clients that take
+    /// `/events` in gzip ([`crate::gzip`]).
+    pub message_gzip: crate::gzip::Piece,
     /// The same document, for the page the server renders.
     pub board: Option<Arc<Wallboard>>,
     /// The archive's visible end when it was computed.
@@ -70,6 +73,7 @@ impl Snapshot {
         };
         Snapshot {
             wallboard: wallboard.map(Bytes::from),
+            message_gzip: crate::gzip::Piece::of(message.as_bytes()),
             message: Bytes::from(message),
             board,
             records,
@@ -103,6 +107,9 @@ pub struct Counters {
     pub refresh_errors: AtomicU64,
     pub last_refresh_us: AtomicU64,
     pub records: AtomicU64,
+    /// Bytes of `/events` bodies sent plain, and in gzip.
+    pub event_bytes_identity: AtomicU64,
+    pub event_bytes_gzip: AtomicU64,
 }
 
 /// The archive as the server sees it.
