@@ -411,7 +411,21 @@ pub enum Command {
     },
 }
 
+/// A file written past the size limit (`ulimit -f`) is an error naming it
+/// (`EFBIG`, "File too large"), not the end of the process: SIGXFSZ's
+/// default action killed a command mid-write without a word, and an export
+/// left its temporary files (an outside audit, 2026-12-06).
+fn ignore_file_size_signal() {
+    // SAFETY: sets one signal's disposition to "ignore", before any thread
+    // is started; no handler runs, nothing is shared.
+    #[allow(unsafe_code)]
+    unsafe {
+        libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+    }
+}
+
 fn main() -> ExitCode {
+    ignore_file_size_signal();
     // `CCVAULT_DATA=` (set, but to nothing) is taken as unset, as shells and
     // most tools treat an empty variable; clap would call it a missing
     // `--data-dir` value, which the user never typed.

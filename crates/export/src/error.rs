@@ -31,6 +31,18 @@ pub enum ExportError {
         column: &'static str,
         why: String,
     },
+    /// A run that failed once it had begun writing files, and whether
+    /// the files it had put in place were removed again.
+    #[error("run {run} did not complete ({}): {source}", if *rolled_back {
+        "the files it had written were removed: the directory holds the last complete run's tables"
+    } else {
+        "removing the files it had written failed too: until the next run removes them, query engines may read rows of a rewritten partition twice"
+    })]
+    RunFailed {
+        run: u64,
+        rolled_back: bool,
+        source: Box<ExportError>,
+    },
     #[error(transparent)]
     Store(#[from] ccvault_store::StoreError),
     #[error(transparent)]

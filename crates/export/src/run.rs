@@ -132,14 +132,42 @@ pub fn export(
     dir: &Path,
     opts: &ExportOptions,
 ) -> Result<ExportSummary> {
-    let result = export_into(reader, p, dir, opts);
-    if result.is_err() {
-        // What a failed run was writing is never read (hidden names), but
-        // on a full disk it holds the space until the next run: gone now,
-        // as far as it can be.
-        remove_temporaries(dir);
-    }
-    result
+    let mut reached = Reached::Checking;
+    let result = export_into(reader, p, dir, opts, &mut reached);
+    let Err(e) = result else {
+        return result;
+    };
+    // What a failed run was writing is never read (hidden names), but on a
+    // full disk it holds the space until the next run: gone now, as far as
+    // it can be.
+    remove_temporaries(dir);
+    let Reached::Writing(run) = reached else {
+        return Err(e);
+    };
+    // The files it had put in place would be read beside those of the
+    // last complete run (a rewritten partition twice): removed, as the
+    // next run would, so the directory is that run's again. Every data
+    // file of this run's number is this run's: the leftovers of earlier
+    // attempts went before it wrote.
+    let rolled_back = Checkpoint::load(dir)
+        .and_then(|old| remove_leftovers(dir, old.as_ref()))
+        .is_ok();
+    Err(ExportError::RunFailed {
+        run,
+        rolled_back,
+        source: Box::new(e),
+    })
+}
+
+/// How far a run got: what its failure leaves to undo.
+enum Reached {
+    /// Reading the directory and the checkpoint: nothing written yet.
+    Checking,
+    /// Run `.0` writes data files; the checkpoint is the last run's.
+    Writing(u64),
+    /// The new checkpoint is in place; only superseded files remain to
+    /// remove (which the error says, and the next run does).
+    Committed,
 }
 
 /// Removes the temporary files under the table directories, best effort.
@@ -155,6 +183,7 @@ fn export_into(
     p: &Projections,
     dir: &Path,
     opts: &ExportOptions,
+    reached: &mut Reached,
 ) -> Result<ExportSummary> {
     create_dirs(dir)?;
     let old = Checkpoint::load(dir)?;
@@ -184,6 +213,7 @@ fn export_into(
     };
     let run = old.as_ref().map_or(1, |c| c.run + 1);
     remove_leftovers(dir, old.as_ref())?;
+    *reached = Reached::Writing(run);
     let mut new = match (&old, incremental) {
         (Some(c), true) => c.clone(),
         _ => Checkpoint::empty(tz, run, opts.tenant.clone()),
@@ -337,45 +367,49 @@ fn export_into(
             partitions_unchanged: old_parts(Table::AgentStates).len() as u64,
             ..TableSummary::default()
         });
-        return finish(dir, old.as_ref(), &new, incremental, end, damaged, tables)
-            .map(|s| ExportSummary { records_read, ..s });
+    } else {
+        let clock = std::time::Instant::now();
+        let max_time = state.max_time_ms.unwrap_or(i64::MIN);
+        let mut spans_source = spans_source;
+        let scratch = scratch_base(dir);
+        let spans = Rewrite::new(Table::AgentStates, old_parts(Table::AgentStates));
+        let spans = spans.write_changed(dir, run, opts, push_span, |f| {
+            spans_source.for_each_span(
+                max_time,
+                |s| {
+                    let key = PartitionKey {
+                        tenant: s.tenant.clone(),
+                        date: dates.of(s.start_ms),
+                    };
+                    f(key, s)
+                },
+                |e| io(SCRATCH_ERROR, &scratch)(e),
+            )
+        })?;
+        let mut sum = spans.into_checkpoint(&mut new);
+        sum.seconds = clock.elapsed().as_secs_f64();
+        tables.push(sum);
     }
-    let clock = std::time::Instant::now();
-    let max_time = state.max_time_ms.unwrap_or(i64::MIN);
-    let mut spans_source = spans_source;
-    let scratch = scratch_base(dir);
-    let spans = Rewrite::new(Table::AgentStates, old_parts(Table::AgentStates));
-    let spans = spans.write_changed(dir, run, opts, push_span, |f| {
-        spans_source.for_each_span(
-            max_time,
-            |s| {
-                let key = PartitionKey {
-                    tenant: s.tenant.clone(),
-                    date: dates.of(s.start_ms),
-                };
-                f(key, s)
-            },
-            |e| io(SCRATCH_ERROR, &scratch)(e),
-        )
-    })?;
-    let mut sum = spans.into_checkpoint(&mut new);
-    sum.seconds = clock.elapsed().as_secs_f64();
-    tables.push(sum);
-    finish(dir, old.as_ref(), &new, incremental, end, damaged, tables)
-        .map(|s| ExportSummary { records_read, ..s })
+    commit(dir, old.as_ref(), &new, reached)?;
+    Ok(ExportSummary {
+        run,
+        incremental,
+        events_end: end,
+        damaged,
+        records_read,
+        tables,
+    })
 }
 
 /// Replaces the checkpoint, then deletes the files it no longer names.
-fn finish(
+fn commit(
     dir: &Path,
     old: Option<&Checkpoint>,
     new: &Checkpoint,
-    incremental: bool,
-    end: u64,
-    damaged: u64,
-    tables: Vec<TableSummary>,
-) -> Result<ExportSummary> {
+    reached: &mut Reached,
+) -> Result<()> {
     new.store(dir)?;
+    *reached = Reached::Committed;
     if let Some(old) = old {
         remove_superseded(dir, old, new).map_err(|e| {
             ExportError::Refused(format!(
@@ -384,14 +418,7 @@ fn finish(
             ))
         })?;
     }
-    Ok(ExportSummary {
-        run: new.run,
-        incremental,
-        events_end: end,
-        damaged,
-        records_read: 0,
-        tables,
-    })
+    Ok(())
 }
 
 /// Identifies the code that turns rows into files: a run by other code

@@ -30,6 +30,9 @@ use crate::{IngestError, Result};
 /// How long the stream must be quiet before the sink syncs the archive
 /// (so readers see the latest records even if the store defers commits).
 const IDLE_SYNC: std::time::Duration = std::time::Duration::from_millis(200);
+/// How often a quiet sink looks whether the compressor replaced a segment
+/// whose `.seg` its log reader holds (only while the compressor works).
+const IDLE_RELEASE: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// Group-commit limits and queue size.
 #[derive(Debug, Clone)]
@@ -158,15 +161,24 @@ pub fn start<T: Send + 'static>(
                 let wait = match (&options.visible, unseen, last_shown) {
                     (Some(v), true, Some(t)) => Some(v.within.saturating_sub(t.elapsed())),
                     _ if dirty => Some(IDLE_SYNC),
+                    // Quiet, the compressor still at work: its segments'
+                    // `.seg` files are let go of as it replaces them, not
+                    // at the next message (their disk space is freed only
+                    // then).
+                    _ if archive.may_hold_replaced_segments() => Some(IDLE_RELEASE),
                     _ => None,
                 };
                 let next = match wait {
                     Some(wait) => match runtime.block_on(async { tokio::time::timeout(wait, rx.recv()).await }) {
                         Ok(next) => next,
                         Err(_) if unseen => continue,
-                        Err(_) => {
+                        Err(_) if dirty => {
                             archive.sync()?;
                             dirty = false;
+                            continue;
+                        }
+                        Err(_) => {
+                            archive.drop_replaced_segments();
                             continue;
                         }
                     },

@@ -171,6 +171,12 @@ impl Compressor {
 
     /// A handle that compresses waiting segments beside the thread
     /// ([`Drainer::drain`]), on any thread.
+    /// Whether segments wait to be compressed or are being compressed.
+    pub fn busy(&self) -> bool {
+        let work = self.shared.work();
+        !work.waiting.is_empty() || work.running > 0
+    }
+
     pub fn drainer(&self) -> Drainer {
         Drainer {
             shared: Arc::clone(&self.shared),

@@ -457,6 +457,12 @@ impl Log {
         *self.packed.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Whether the background compressor has sealed segments to compress
+    /// or is compressing one.
+    pub fn compressing(&self) -> bool {
+        self.compressor.as_ref().is_some_and(Compressor::busy)
+    }
+
     /// The first background compression that failed, if any (that segment
     /// stays a `.seg` and is tried again at the next open).
     pub fn compression_failure(&self) -> Option<String> {

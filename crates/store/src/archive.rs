@@ -601,10 +601,19 @@ impl Archive {
         self.unless_poisoned(|a| Ok(a.log.wait_durable(through)?))
     }
 
+    /// Whether the log reader may hold `.seg` files the compressor replaced
+    /// (or is about to): segments are being compressed, or were since the
+    /// last [`Archive::drop_replaced_segments`]. A writer gone quiet calls
+    /// that until this is false (every index commit calls it too).
+    pub fn may_hold_replaced_segments(&self) -> bool {
+        self.log.compressing() || self.log.packed_segments().count != self.packed_seen
+    }
+
     /// Once the compressor has replaced segments since the last look, lets
     /// the log reader go of their `.seg` files (LogReader::drop_replaced):
-    /// a writer that runs for months (`ingest`) held them all.
-    fn drop_replaced_segments(&mut self) {
+    /// a writer that runs for months (`ingest`) held them all, and one gone
+    /// quiet held those compressed after its last commit until its next.
+    pub fn drop_replaced_segments(&mut self) {
         let packed = self.log.packed_segments().count;
         if packed != self.packed_seen {
             self.packed_seen = packed;
