@@ -158,3 +158,40 @@ fn the_guarantees_name_tests_that_exist() {
         missing.join("\n")
     );
 }
+
+/// `ccvault --version` names the formats the build writes, as
+/// docs/FORMAT.md's section headings give them: an operator can tell
+/// whether a binary will upgrade an archive (one-way) before running it.
+#[test]
+fn the_long_version_names_the_formats_of_the_document() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let doc = std::fs::read_to_string(root.join("docs/FORMAT.md")).unwrap();
+    // "## 3. Index (`index.redb`), index version 6" -> ("index", "6").
+    let heading = |starts: &str, word: &str| -> String {
+        let line = doc
+            .lines()
+            .find(|l| l.starts_with(starts))
+            .unwrap_or_else(|| panic!("no heading {starts:?} in docs/FORMAT.md"));
+        let at = line
+            .rfind(word)
+            .unwrap_or_else(|| panic!("{word:?} in {line:?}"));
+        line[at + word.len()..].trim().to_owned()
+    };
+    let want = format!(
+        "segment format {}, .segz container {}, index {}, projections {}, facts {}",
+        heading("## 1. ", "format version"),
+        heading("### 1.7 ", "container version").trim_end_matches(')'),
+        heading("## 3. ", "index version"),
+        heading("## 4. ", "projection version"),
+        heading("## 5. ", "facts version"),
+    );
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ccvault"))
+        .arg("--version")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    // The segment format's line also says which it reads.
+    let said = text.replace(" (reads 1 and later)", "");
+    assert!(said.contains(&want), "{text:?} does not say {want:?}");
+}

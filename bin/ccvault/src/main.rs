@@ -424,6 +424,24 @@ fn ignore_file_size_signal() {
     }
 }
 
+/// `--version`'s long form: the formats this build reads and writes, which
+/// the crate version alone does not tell (docs/FORMAT.md; upgrading is
+/// one-way, docs/OPERATIONS.md).
+fn long_version() -> &'static str {
+    let text = format!(
+        "{}\nsegment format {} (reads {} and later), .segz container {}, index {}, projections {}, facts {}",
+        env!("CARGO_PKG_VERSION"),
+        ccvault_store::SEGMENT_FORMAT,
+        ccvault_store::OLDEST_SEGMENT_FORMAT,
+        ccvault_store::SEGZ_VERSION,
+        ccvault_store::INDEX_VERSION,
+        ccvault_projections::PROJECTION_VERSION,
+        ccvault_store::facts::FACTS_VERSION,
+    );
+    // Once, for the process's one command line.
+    Box::leak(text.into_boxed_str())
+}
+
 fn main() -> ExitCode {
     ignore_file_size_signal();
     // `CCVAULT_DATA=` (set, but to nothing) is taken as unset, as shells and
@@ -435,6 +453,7 @@ fn main() -> ExitCode {
     // clap writes its own help and usage errors before `--color` is parsed:
     // told the choice from a look at the arguments first.
     let matches = numbers_may_be_negative(<Cli as clap::CommandFactory>::command())
+        .long_version(long_version())
         .color(output::clap_color(std::env::args_os()))
         .get_matches();
     let mut cli = match <Cli as clap::FromArgMatches>::from_arg_matches(&matches) {

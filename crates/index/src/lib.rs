@@ -70,7 +70,7 @@ pub use keymap::{key_map, KeyHashing, KeyMap};
 pub use place::{guid_place, time_place, ExpectedRanges};
 pub use reader::IndexReader;
 pub use schema::{
-    agent_hash, guid_hash, payload_hash, Checkpoint, Counters, Entry, Hit, PackedTotals,
-    PostingDigest, PostingKind, GENERATION_RECORDS, INDEX_VERSION, TIME_SLICE,
+    agent_hash, guid_hash, payload_hash, Checkpoint, Counters, DroppedCounts, Entry, Hit,
+    PackedTotals, PostingDigest, PostingKind, GENERATION_RECORDS, INDEX_VERSION, TIME_SLICE,
 };
 pub use writer::{Index, IndexWriter, Lookups, Written};

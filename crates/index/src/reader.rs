@@ -20,8 +20,8 @@ use crate::filter::{
 use crate::guard::{guarded, unguarded};
 use crate::place::KeyRange;
 use crate::schema::{
-    builder, builder_with_cache, BY_AGENT, BY_GUID, BY_PAYLOAD, CACHE_BYTES, FILTERS, GUID_BLOCKS,
-    KEY_RANGES, META, QUARANTINE, SPAN_FILTERS, TIME,
+    builder, builder_with_cache, DroppedCounts, BY_AGENT, BY_GUID, BY_PAYLOAD, CACHE_BYTES,
+    FILTERS, GUID_BLOCKS, KEY_RANGES, META, QUARANTINE, SPAN_FILTERS, TIME,
 };
 use crate::{
     agent_hash, guid_hash, Checkpoint, Counters, Hit, IndexError, PackedTotals, PostingDigest,
@@ -128,6 +128,29 @@ impl IndexReader {
                 path: path.to_path_buf(),
                 repaired_in_memory: None,
             })
+        })
+    }
+
+    /// The counts of dropped messages (duplicates, transport control
+    /// messages) and the tally they come from, of an index of any version:
+    /// what an index that is about to be rebuilt because it is of an older
+    /// version knows alone when the log was written before tallies.
+    pub fn dropped_counts_of_any_version(path: &Path) -> Result<DroppedCounts> {
+        let reader = guarded(path, || {
+            let db: ReadOnlyDatabase = builder_with_cache(ConcurrencyMode::SingleWriter, 1 << 20)
+                .open_read_only(path)
+                .at(path)?;
+            let txn = db.begin_read().at(path)?;
+            Ok(IndexReader {
+                txn,
+                path: path.to_path_buf(),
+                repaired_in_memory: None,
+            })
+        })?;
+        Ok(DroppedCounts {
+            duplicates: reader.meta("duplicates")?.unwrap_or(0),
+            control: reader.meta("control")?.unwrap_or(0),
+            tally_offset: reader.tally_offset()?,
         })
     }
 

@@ -125,6 +125,16 @@ pub struct PackedTotals {
 /// Totals kept with the index (all counts are of distinct stored records,
 /// except `duplicates`, which counts messages skipped as duplicates, and
 /// `control`, which counts transport control messages, never stored).
+/// What an index says of the messages dropped before archiving, and the
+/// log's tally those counts come from (`None`: none; the log was written
+/// before tallies and the index alone keeps them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct DroppedCounts {
+    pub duplicates: u64,
+    pub control: u64,
+    pub tally_offset: Option<u64>,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Counters {
     pub records: u64,

@@ -66,7 +66,7 @@ pub use reader::{LogReader, ScanControl};
 pub use recovery::Recovery;
 pub use scan::{Damage, DamageReason, Scan, ScanItem, ScanRef};
 pub use segment::{segment_file_name, segz_file_name, PackedSegments};
-pub use segz::Compression;
+pub use segz::{Compression, SEGZ_VERSION};
 pub use verify::{verify, verify_with, VerifyReport};
 pub use vfs::{OpenMode, StdVfs, Vfs, VfsFile};
 pub use writer::{Log, WRITE_BUFFER_BYTES};

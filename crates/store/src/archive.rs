@@ -388,8 +388,9 @@ impl Archive {
 
     /// Opens the log (recovering its tail) and the index, without indexing
     /// anything: returns where the index's checkpoint says indexing resumes,
-    /// and whether the index must be rebuilt instead (the log lost records
-    /// it had seen, or it does not describe this log: `fit`).
+    /// and whether the index must be rebuilt instead (it was unusable, the
+    /// log lost records it had seen, or it does not describe this log:
+    /// `fit`).
     fn open_unindexed(
         dir: &Path,
         options: ArchiveOptions,
@@ -409,16 +410,36 @@ impl Archive {
         let mut report = OpenReport::default();
 
         remove_file_if_exists(&layout.scratch_index_path())?;
-        let index = match open_index(&layout.index_path()) {
-            Ok(index) => index,
+        let index_path = layout.index_path();
+        let opened = open_index(&index_path);
+        let untallied = match &opened {
+            Ok(_) => None,
             Err(e) => {
-                tracing::warn!("index unusable ({e}); rebuilding it from the log");
-                remove_file_if_exists(&layout.index_path())?;
+                match e {
+                    StoreError::Index(ccvault_index::IndexError::Version { found, .. })
+                        if *found < ccvault_index::INDEX_VERSION =>
+                    {
+                        tracing::warn!(
+                            "the index is of version {found}, an older build's: rebuilding it from the log at version {} (once: the whole log is read)",
+                            ccvault_index::INDEX_VERSION
+                        )
+                    }
+                    e => tracing::warn!("index unusable ({e}); rebuilding it from the log"),
+                }
                 report.index_rebuilt = true;
-                open_index(&layout.index_path())?
+                // An index of an older version, of an archive written
+                // before tallies, is the only place its counts of dropped
+                // messages are: read before it goes, and written into the
+                // log (below) before it is removed.
+                ccvault_index::IndexReader::dropped_counts_of_any_version(&index_path)
+                    .ok()
+                    .filter(|c| c.tally_offset.is_none() && (c.duplicates > 0 || c.control > 0))
             }
         };
-        let checkpoint = index.reader()?.checkpoint()?;
+        let checkpoint = match &opened {
+            Ok(index) => index.reader()?.checkpoint()?,
+            Err(_) => None,
+        };
         let log_options = LogOptions {
             segment_bytes: options.segment_bytes,
             fsync: options.fsync,
@@ -429,7 +450,42 @@ impl Archive {
             segment: c.segment,
             pos: c.pos,
         });
-        let (log, recovery) = Log::open(&layout.log_dir(), log_options, scan_from)?;
+        let (mut log, recovery) = Log::open(&layout.log_dir(), log_options, scan_from)?;
+        if let Some(c) = untallied {
+            // Durable before the old index goes: a crash in between writes
+            // it again at the next open, the same running totals.
+            let payload = Tally {
+                duplicates: c.duplicates,
+                control: c.control,
+            }
+            .encode();
+            let (offset, _) = log.append(&NewRecord::tally(
+                &payload,
+                now_ms(),
+                SourceKind::Unknown,
+                "",
+                0,
+            ))?;
+            log.flush()?;
+            tracing::info!(
+                duplicates = c.duplicates,
+                control = c.control,
+                offset,
+                "counts of dropped messages of the old index written into the log"
+            );
+        }
+        // Rebuilt as a whole (`rebuild_index`), not indexed as a tail into
+        // the new file: that also rewrites every sealed segment's facts,
+        // which an index of an older version may come with in an older
+        // version (`verify` then named every segment's as not used).
+        let unusable = opened.is_err();
+        let index = match opened {
+            Ok(index) => index,
+            Err(_) => {
+                remove_file_if_exists(&index_path)?;
+                open_index(&index_path)?
+            }
+        };
         let facts_dir = layout.facts_dir();
         let end = log.end_position().segment;
         let facts = crate::facts::resume(&StdVfs, &facts_dir, end, log.next_offset())
@@ -489,7 +545,7 @@ impl Archive {
             archive,
             report,
             scan_from,
-            lost.is_some() || misfit.is_some(),
+            unusable || lost.is_some() || misfit.is_some(),
         ))
     }
 

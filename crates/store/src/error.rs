@@ -27,6 +27,14 @@ pub enum StoreError {
     NoIndexYet { dir: PathBuf, holder: String },
     #[error("the archive writer stopped after an earlier error and must be reopened: {0}")]
     Poisoned(String),
+    /// An older build's index, which only a writer can replace (a read
+    /// needs it rebuilt from the log, and cannot write it).
+    #[error("{index} is of index version {found}, an older build's: it is rebuilt from the log by the first command that can write the archive, and this one cannot ({why}); free space (or make the directory writable) and run any command, or `ccvault reindex`")]
+    UpgradeNeedsWriter {
+        index: PathBuf,
+        found: u64,
+        why: String,
+    },
     #[error("index disagrees with the log: {0}")]
     Inconsistent(String),
     /// A thread of the command stopped without its result (it panicked or

@@ -40,8 +40,13 @@ pub use archive::{
 pub use ccvault_index::overlay::Overlay;
 pub use ccvault_index::{
     compact_if_it_frees_enough, guard_redb, guid_hash, payload_hash, redb_damage, unguarded,
-    Counters, Hit, IndexReader,
+    Counters, Hit, IndexReader, INDEX_VERSION,
 };
+/// The log's formats this build writes, and the oldest segment format it reads.
+pub use ccvault_log::format::{
+    FORMAT_VERSION as SEGMENT_FORMAT, OLDEST_READABLE_VERSION as OLDEST_SEGMENT_FORMAT,
+};
+pub use ccvault_log::SEGZ_VERSION;
 pub use ccvault_log::{
     Compression, FsyncPolicy, Position, Record, RecordKind, RecordRef, SourceKind, LOCK_GRACE,
 };

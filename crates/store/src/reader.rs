@@ -16,7 +16,7 @@ use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 
 use ccvault_event::parse_event;
-use ccvault_index::{Counters, Hit, IndexReader};
+use ccvault_index::{Counters, Hit, IndexError, IndexReader, INDEX_VERSION};
 use ccvault_log::{
     LogError, LogReader, Position, Record, RecordKind, RecordRef, ScanRef, SourceKind,
 };
@@ -68,6 +68,11 @@ pub enum CatchUp {
     /// rebuilt from the log; every record is indexed now.
     Rebuilt {
         why: String,
+    },
+    /// The index was of an older version (`from`), an older build's, and
+    /// was rebuilt from the log at this build's: an upgrade, not damage.
+    Upgraded {
+        from: u64,
     },
 }
 
@@ -124,8 +129,8 @@ impl ArchiveReader {
         cache_bytes: Option<usize>,
     ) -> Result<(ArchiveReader, CatchUp)> {
         let (reader, rebuilt) = Self::open_reporting_rebuild(dir, cache_bytes)?;
-        if let Some(why) = rebuilt {
-            return Ok((reader, CatchUp::Rebuilt { why }));
+        if let Some(rebuilt) = rebuilt {
+            return Ok((reader, rebuilt));
         }
         let Some(first) = reader.first_unindexed()? else {
             return Ok((reader, CatchUp::UpToDate));
@@ -209,7 +214,7 @@ impl ArchiveReader {
     fn open_reporting_rebuild(
         dir: &Path,
         cache_bytes: Option<usize>,
-    ) -> Result<(ArchiveReader, Option<String>)> {
+    ) -> Result<(ArchiveReader, Option<CatchUp>)> {
         let layout = Layout::new(dir);
         let index_exists = require_archive(dir)?;
         check_private_files(dir)?;
@@ -232,9 +237,9 @@ impl ArchiveReader {
                 let rebuilt = match Archive::open(dir, ArchiveOptions::default()) {
                     Ok((archive, report)) => {
                         drop(archive);
-                        report
-                            .index_rebuilt
-                            .then(|| format!("it did not describe this log ({why})"))
+                        report.index_rebuilt.then(|| CatchUp::Rebuilt {
+                            why: format!("it did not describe this log ({why})"),
+                        })
                     }
                     // The writer running checked the index when it opened
                     // the archive, and rebuilt it if it had to.
@@ -258,15 +263,24 @@ impl ArchiveReader {
                 match Archive::open(dir, ArchiveOptions::default()) {
                     Ok((archive, report)) => {
                         if report.index_rebuilt {
-                            rebuilt = Some(first.to_string());
+                            rebuilt = Some(match first {
+                                IndexError::Version { found, .. } if found < INDEX_VERSION => {
+                                    CatchUp::Upgraded { from: found }
+                                }
+                                other => CatchUp::Rebuilt {
+                                    why: other.to_string(),
+                                },
+                            });
                         } else if !index_exists && report.reindexed_tail > 0 {
                             // Rebuilding a deleted index is a repair like
                             // rebuilding a zeroed one: `verify` says so.
-                            rebuilt = Some(format!(
-                                "{} was missing; {} records indexed",
-                                layout.index_path().display(),
-                                report.reindexed_tail
-                            ));
+                            rebuilt = Some(CatchUp::Rebuilt {
+                                why: format!(
+                                    "{} was missing; {} records indexed",
+                                    layout.index_path().display(),
+                                    report.reindexed_tail
+                                ),
+                            });
                         }
                         drop(archive)
                     }
@@ -286,6 +300,16 @@ impl ArchiveReader {
                             None => IndexReader::open_repaired_in_memory(&path),
                         };
                         let Ok(index) = repaired else {
+                            if let IndexError::Version { found, .. } = first {
+                                if found >= INDEX_VERSION {
+                                    return Err(e);
+                                }
+                                return Err(StoreError::UpgradeNeedsWriter {
+                                    index: path,
+                                    found,
+                                    why: ccvault_log::display_chain(&e),
+                                });
+                            }
                             return Err(e);
                         };
                         tracing::warn!(

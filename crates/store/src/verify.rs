@@ -17,7 +17,9 @@ use std::path::Path;
 use std::sync::mpsc;
 
 use ccvault_event::{parse_event, Keys};
-use ccvault_index::{guid_place, time_place, ExpectedRanges, PostingDigest, PostingKind};
+use ccvault_index::{
+    guid_place, time_place, ExpectedRanges, PostingDigest, PostingKind, INDEX_VERSION,
+};
 use ccvault_log::{verify as verify_log, DamageReason, Position, ScanRef, StdVfs, Tally};
 
 use crate::archive::payload_time;
@@ -36,6 +38,9 @@ pub struct VerifyReport {
     pub damage: Vec<ccvault_log::Damage>,
     /// Disagreements between the index and the log.
     pub index_problems: Vec<String>,
+    /// What opening the archive did that is not a problem (the upgrade of
+    /// an older build's index).
+    pub notes: Vec<String>,
     /// Records whose segment's facts were checked against their payload.
     pub facts_checked: u64,
     /// Facts files that are damaged, or disagree with the payloads they
@@ -378,6 +383,12 @@ const DIGEST_CACHE_BYTES: usize = 4 << 20;
 
 pub fn verify(dir: &Path) -> Result<VerifyReport> {
     let (reader, catch_up) = ArchiveReader::open_catching_up(dir)?;
+    let notes = match &catch_up {
+        CatchUp::Upgraded { from } => vec![format!(
+            "the index was of version {from}, an older build's: rebuilt from the log at version {INDEX_VERSION}, with every sealed segment's facts (an upgrade, not damage)"
+        )],
+        _ => Vec::new(),
+    };
     let log_dir = dir.join("log");
     // The log's own check (every byte, every CRC) reads the log apart from
     // the index check's scan: on a thread of its own, the two take both
@@ -412,6 +423,7 @@ pub fn verify(dir: &Path) -> Result<VerifyReport> {
         tallies: log_report.tallies,
         damage: log_report.damage,
         index_problems,
+        notes,
         facts_checked,
         facts_problems,
     })
@@ -425,7 +437,7 @@ fn index_problems(reader: &ArchiveReader, catch_up: CatchUp) -> Result<(Vec<Stri
     let visible_end = reader.visible_end();
     let mut problems = Vec::new();
     match catch_up {
-        CatchUp::UpToDate | CatchUp::WriterRunning => {}
+        CatchUp::UpToDate | CatchUp::WriterRunning | CatchUp::Upgraded { .. } => {}
         CatchUp::CaughtUp { first, end } => problems.push(format!(
             "the index was behind the log: records {first}..{end} were durable but not indexed, \
              so readers did not see them (indexed now)"

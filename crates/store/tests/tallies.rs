@@ -174,21 +174,26 @@ fn make_version_1(dir: &Path) {
     }
 }
 
-#[test]
-fn an_archive_written_before_tallies_keeps_its_counts() {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path();
+/// A version 1 archive of 20 events: no tally in the log, 7 duplicates and
+/// 3 control messages counted in its index only. Returns the events.
+fn written_before_tallies(dir: &Path) -> Vec<String> {
     let (mut archive, _) = Archive::open(dir, ArchiveOptions::default()).unwrap();
     let events: Vec<String> = (0..20).map(event).collect();
     append(&mut archive, &events, 1);
     archive.close().unwrap();
-    // A version 1 archive: no tally in the log, its counts in the index only.
     make_version_1(dir);
     let index = Index::open(&dir.join("index.redb")).unwrap();
     let mut w = index.begin().unwrap();
     w.keep_untallied(7, 3);
     index.commit(w, None).unwrap();
-    drop(index);
+    events
+}
+
+#[test]
+fn an_archive_written_before_tallies_keeps_its_counts() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let events = written_before_tallies(dir);
     assert_eq!(dropped(dir), (7, 3, None), "a reader changes nothing");
     assert!(tallies(dir).is_empty());
 
@@ -220,6 +225,39 @@ fn an_archive_written_before_tallies_keeps_its_counts() {
     assert_eq!(dropped(dir), (8, 3, Some(21)));
     let report = verify(dir).unwrap();
     assert_eq!((report.records, report.tallies), (20, 2));
+}
+
+/// An archive written before tallies by a build whose index version is
+/// older than this one's: the index is rebuilt from the log, which holds no
+/// count, so the old file's counts are read before it goes and written into
+/// a tally first (an outside audit found them lost: 201,925 duplicates
+/// read 0 after the upgrade), by the first writer and by `reindex` alike.
+#[test]
+fn an_older_index_of_an_archive_written_before_tallies_gives_its_counts_to_the_log() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (first, reindexed) = (tmp.path().join("first-writer"), tmp.path().join("reindex"));
+    for dir in [&first, &reindexed] {
+        written_before_tallies(dir);
+        common::set_index_version(dir, 3);
+    }
+
+    let tally = Tally {
+        duplicates: 7,
+        control: 3,
+    };
+    let (archive, report) = Archive::open(&first, ArchiveOptions::default()).unwrap();
+    assert!(report.index_rebuilt);
+    archive.close().unwrap();
+    let (archive, report, _) =
+        Archive::open_and_reindex(&reindexed, ArchiveOptions::default()).unwrap();
+    assert!(report.index_rebuilt);
+    archive.close().unwrap();
+    for dir in [&first, &reindexed] {
+        assert_eq!(tallies(dir), vec![(20, tally, 0)]);
+        assert_eq!(dropped(dir), (7, 3, Some(20)));
+        let report = verify(dir).unwrap();
+        assert!(report.is_clean(), "{report:?}");
+    }
 }
 
 #[test]

@@ -11,8 +11,13 @@ use ccvault_store::{verify, Archive, ArchiveOptions, Incoming};
 use common::{event, incoming};
 
 fn archive_with(n: u64) -> tempfile::TempDir {
+    archive_of(n, ArchiveOptions::default())
+}
+
+/// An archive of `n` events written with `options`, its writer closed.
+fn archive_of(n: u64, options: ArchiveOptions) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
-    let (mut archive, _) = Archive::open(dir.path(), ArchiveOptions::default()).unwrap();
+    let (mut archive, _) = Archive::open(dir.path(), options).unwrap();
     let lines: Vec<String> = (0..n).map(event).collect();
     let batch: Vec<Incoming> = lines
         .iter()
@@ -20,7 +25,7 @@ fn archive_with(n: u64) -> tempfile::TempDir {
         .map(|(i, l)| incoming(l, i as u64 + 1))
         .collect();
     archive.append_batch(&batch).unwrap();
-    archive.sync().unwrap();
+    archive.close().unwrap();
     dir
 }
 
@@ -174,4 +179,75 @@ fn counts_and_postings_survive_many_index_commits() {
     archive.close().unwrap();
     let report = verify(dir.path()).unwrap();
     assert!(report.is_clean(), "{report:?}");
+}
+
+/// An archive of a build whose index and facts versions are both older
+/// (index 5, facts 1: the upgrade of 2026-12-06): the first writer rebuilds
+/// the index and rewrites every sealed segment's facts with it, so `verify`
+/// is clean at once (an outside audit found the old facts left, and every
+/// `verify` "NOT CLEAN" until a `reindex`).
+#[test]
+fn an_upgraded_index_brings_the_segments_facts_up_to_date() {
+    let options = ArchiveOptions {
+        segment_bytes: 4 << 10,
+        ..ArchiveOptions::default()
+    };
+    let dir = archive_of(200, options.clone());
+    // Facts of version 1 (checksum made again, so only the version is old),
+    // and an index of version 5.
+    let facts: Vec<_> = std::fs::read_dir(dir.path().join("facts"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert!(facts.len() >= 5, "{facts:?}");
+    let version_of = |bytes: &[u8]| u16::from_le_bytes([bytes[8], bytes[9]]);
+    for f in &facts {
+        let mut bytes = std::fs::read(f).unwrap();
+        bytes[8..10].copy_from_slice(&1u16.to_le_bytes());
+        let mut crc = crc32fast::Hasher::new();
+        crc.update(&bytes[..36]);
+        crc.update(&bytes[40..]);
+        bytes[36..40].copy_from_slice(&crc.finalize().to_le_bytes());
+        std::fs::write(f, bytes).unwrap();
+    }
+    common::set_index_version(dir.path(), 5);
+    let upgraded = dir.path().join("copy");
+    std::fs::create_dir(&upgraded).unwrap();
+    for sub in ["log", "facts"] {
+        std::fs::create_dir(upgraded.join(sub)).unwrap();
+        for e in std::fs::read_dir(dir.path().join(sub)).unwrap() {
+            let e = e.unwrap();
+            std::fs::copy(e.path(), upgraded.join(sub).join(e.file_name())).unwrap();
+        }
+    }
+    std::fs::copy(dir.path().join("index.redb"), upgraded.join("index.redb")).unwrap();
+
+    // The first writer...
+    let (archive, report) = Archive::open(dir.path(), options).unwrap();
+    assert!(report.index_rebuilt);
+    archive.close().unwrap();
+    let rewritten: Vec<_> = std::fs::read_dir(dir.path().join("facts"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert!(rewritten.len() + 1 >= facts.len(), "{rewritten:?}");
+    for f in &rewritten {
+        assert_eq!(version_of(&std::fs::read(f).unwrap()), 2, "{}", f.display());
+    }
+    let after = verify(dir.path()).unwrap();
+    assert!(after.is_clean(), "{after:?}");
+    assert_eq!(after.records, 200);
+    assert!(after.notes.is_empty(), "{after:?}");
+
+    // ... or `verify` as the first command: clean too, the upgrade a note.
+    let first = verify(&upgraded).unwrap();
+    assert!(first.is_clean(), "{first:?}");
+    assert_eq!(first.facts_checked, after.facts_checked);
+    assert!(
+        first
+            .notes
+            .iter()
+            .any(|n| n.contains("index was of version 5")),
+        "{first:?}"
+    );
 }

@@ -605,6 +605,7 @@ pub fn verify(cli: &Cli, no_projections: bool, format: HumanJson) -> Result<Exit
                 &json!({"clean": clean, "segments": report.segments, "records": report.records,
                         "tallies": report.tallies,
                         "damage": damage, "indexProblems": problems(&index_problems),
+                        "notes": report.notes,
                         "factsChecked": report.facts_checked,
                         "factsProblems": problems(&report.facts_problems),
                         "projectionsThrough": projections_through,
@@ -612,6 +613,9 @@ pub fn verify(cli: &Cli, no_projections: bool, format: HumanJson) -> Result<Exit
             )?
         }
         HumanJson::Human => {
+            for n in &report.notes {
+                writeln!(out, "NOTE   {n}")?;
+            }
             for d in &report.damage {
                 writeln!(out, "DAMAGE {d}")?;
             }

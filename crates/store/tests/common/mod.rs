@@ -24,3 +24,20 @@ pub fn incoming(raw: &str, line: u64) -> Incoming<'_> {
         ingest_ms: 1,
     }
 }
+
+/// Writes `version` into the index's meta table, as a build of that index
+/// version left it (the tables are this build's: only the number says
+/// otherwise, which is what makes an index unusable).
+#[allow(dead_code)] // Not every test file uses it.
+pub fn set_index_version(dir: &std::path::Path, version: u64) {
+    let db = redb::Database::open(dir.join("index.redb")).unwrap();
+    let txn = db.begin_write().unwrap();
+    {
+        let meta: redb::TableDefinition<&str, u64> = redb::TableDefinition::new("meta");
+        txn.open_table(meta)
+            .unwrap()
+            .insert("version", version)
+            .unwrap();
+    }
+    txn.commit().unwrap();
+}
