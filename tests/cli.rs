@@ -1658,3 +1658,46 @@ fn import_exits_with_every_sealed_segment_compressed() {
     // Exit 0: every record and block checked.
     ccvault(&dir, &["verify"]).ok();
 }
+
+/// On a terminal, an input of unknown length (a FIFO) gets a count of what
+/// was read and its rate, not a bar: its length (0) said nothing, and the
+/// bar was drawn full from the start (`… [====…] 1.2 KiB/0 B`).
+#[test]
+fn a_fifo_on_a_terminal_shows_what_was_read_not_a_full_bar() {
+    let tmp = tempfile::tempdir().unwrap();
+    let fifo = tmp.path().join("feed.fifo");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let data = tmp.path().join("data");
+    let command = format!(
+        "{} --data-dir {} import {}",
+        common::bin(),
+        data.display(),
+        fifo.display()
+    );
+    // `script` gives the command a terminal and writes what it drew.
+    let child = std::process::Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lines = fs::read_to_string(common::sample("events.ndjson")).unwrap();
+    let mut feed = fs::OpenOptions::new().write(true).open(&fifo).unwrap();
+    // Slowly, so that the progress line is drawn while it is read.
+    for line in lines.lines() {
+        writeln!(feed, "{line}").unwrap();
+        std::thread::sleep(Duration::from_millis(150));
+    }
+    drop(feed);
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let drawn = String::from_utf8_lossy(&out.stdout);
+    assert!(drawn.contains("feed.fifo"), "{drawn}");
+    assert!(!drawn.contains("/0 B") && !drawn.contains("[="), "{drawn}");
+    assert!(drawn.contains("B/s"), "{drawn}");
+}

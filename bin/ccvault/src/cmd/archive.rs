@@ -239,8 +239,11 @@ pub fn import(
                 )
             }
         };
+        // A FIFO's or a device's length says nothing of what it will give:
+        // no total (its bar was full from the start).
         let size = source
             .and_then(|p| std::fs::metadata(p).ok())
+            .filter(std::fs::Metadata::is_file)
             .map(|m| m.len());
         let bar = show_progress.then(|| progress_bar(size, &name));
         import.stream(
@@ -381,14 +384,19 @@ fn input_name(path: &std::path::Path) -> String {
 }
 
 fn progress_bar(size: Option<u64>, name: &str) -> indicatif::ProgressBar {
-    let bar = match size {
-        Some(n) => indicatif::ProgressBar::new(n),
-        None => indicatif::ProgressBar::new_spinner(),
+    let (bar, template) = match size {
+        Some(n) => (
+            indicatif::ProgressBar::new(n),
+            "{prefix} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} {msg}",
+        ),
+        // Of unknown length (stdin, a FIFO): what was read, and how fast.
+        None => (
+            indicatif::ProgressBar::new_spinner(),
+            "{prefix} {spinner} {bytes} {bytes_per_sec} {msg}",
+        ),
     };
-    let style = indicatif::ProgressStyle::with_template(
-        "{prefix} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} {msg}",
-    )
-    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
+    let style = indicatif::ProgressStyle::with_template(template)
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
     bar.set_style(style.progress_chars("=> "));
     bar.set_prefix(name.to_owned());
     bar
