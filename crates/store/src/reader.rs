@@ -76,6 +76,19 @@ pub enum CatchUp {
     },
 }
 
+/// The options of the writer a read command opens to bring the index up to
+/// the log (catch it up, repair it after a crash, rebuild an older
+/// version's): it changes the index alone. The log's sealed segments stay
+/// as they are: compressing them is the next import's or ingest's work (a
+/// `show` that compressed them took their time, and undid an import's
+/// `--no-compress`; an outside audit found it).
+fn repair_options() -> ArchiveOptions {
+    ArchiveOptions {
+        compression: None,
+        ..ArchiveOptions::default()
+    }
+}
+
 pub struct ArchiveReader {
     layout: Layout,
     index: IndexReader,
@@ -135,7 +148,7 @@ impl ArchiveReader {
         let Some(first) = reader.first_unindexed()? else {
             return Ok((reader, CatchUp::UpToDate));
         };
-        match Archive::open(dir, ArchiveOptions::default()) {
+        match Archive::open(dir, repair_options()) {
             Ok((archive, report)) => {
                 drop(archive);
                 if report.reindexed_tail == 0 && !report.index_rebuilt {
@@ -234,7 +247,7 @@ impl ArchiveReader {
                 // rebuilds the first (`fit`).
                 let layout = reader.layout.clone();
                 drop(reader);
-                let rebuilt = match Archive::open(dir, ArchiveOptions::default()) {
+                let rebuilt = match Archive::open(dir, repair_options()) {
                     Ok((archive, report)) => {
                         drop(archive);
                         report.index_rebuilt.then(|| CatchUp::Rebuilt {
@@ -260,7 +273,7 @@ impl ArchiveReader {
             Err(first) => {
                 // A crashed writer leaves the index needing repair (or, after
                 // `rm index.redb`, missing): a writer open fixes both.
-                match Archive::open(dir, ArchiveOptions::default()) {
+                match Archive::open(dir, repair_options()) {
                     Ok((archive, report)) => {
                         if report.index_rebuilt {
                             rebuilt = Some(match first {

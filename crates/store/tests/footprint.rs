@@ -128,3 +128,40 @@ fn wait_compressed(dir: &Path) {
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
 }
+
+/// A read command that has to bring the index up to the log (here: the
+/// index removed) opens the archive as a writer for that alone: the sealed
+/// segments an import left uncompressed (`--no-compress`) stay `.seg`.
+#[test]
+fn a_reads_repair_leaves_the_segments_as_they_are() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let options = ArchiveOptions {
+        segment_bytes: 4 << 10,
+        compression: None,
+        ..ArchiveOptions::default()
+    };
+    let (mut archive, _) = Archive::open(dir, options).unwrap();
+    append(&mut archive, 0, 300);
+    archive.close().unwrap();
+    let plain = |dir: &Path| -> (usize, usize) {
+        let mut counts = (0, 0);
+        for e in std::fs::read_dir(dir.join("log")).unwrap() {
+            match e.unwrap().path().extension().and_then(|x| x.to_str()) {
+                Some("seg") => counts.0 += 1,
+                Some("segz") => counts.1 += 1,
+                _ => {}
+            }
+        }
+        counts
+    };
+    let before = plain(dir);
+    assert!(before.0 >= 10 && before.1 == 0, "{before:?}");
+    std::fs::remove_file(dir.join("index.redb")).unwrap();
+    let reader = ArchiveReader::open(dir).unwrap();
+    assert_eq!(reader.counters().unwrap().records, 300);
+    drop(reader);
+    // The compressor would have been at work for a moment: look again.
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert_eq!(plain(dir), before);
+}
