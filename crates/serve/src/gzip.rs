@@ -120,13 +120,23 @@ impl Sent {
     }
 }
 
-/// Whether an `Accept-Encoding` header admits gzip (RFC 9110 §12.5.3):
+/// Whether a request's `Accept-Encoding` admits gzip (RFC 9110 §12.5.3):
 /// `gzip` or `x-gzip` with a weight above 0, or, when neither is named,
-/// `*` with one. No header, or one that is not text, admits only identity.
-pub fn accepts_gzip(header: Option<&HeaderValue>) -> bool {
-    let Some(text) = header.and_then(|h| h.to_str().ok()) else {
+/// `*` with one. Several header lines are one list (§5.3). No header, or
+/// one that is not text, admits only identity.
+pub fn accepts_gzip<'a>(headers: impl IntoIterator<Item = &'a HeaderValue>) -> bool {
+    let mut lines = headers.into_iter().peekable();
+    if lines.peek().is_none() {
         return false;
-    };
+    }
+    let mut text = String::new();
+    for line in lines {
+        let Ok(line) = line.to_str() else {
+            return false;
+        };
+        text.push_str(line);
+        text.push(',');
+    }
     let mut star = None;
     for item in text.split(',') {
         let mut parts = item.split(';');
@@ -223,7 +233,7 @@ mod tests {
 
     #[test]
     fn gzip_is_chosen_as_the_header_admits_it() {
-        let h = |s: &'static str| Some(HeaderValue::from_static(s));
+        let h = |s: &'static str| [HeaderValue::from_static(s)];
         for yes in [
             "gzip",
             "gzip, deflate, br, zstd",
@@ -232,7 +242,7 @@ mod tests {
             "*",
             "identity;q=1, *;q=0.1",
         ] {
-            assert!(accepts_gzip(h(yes).as_ref()), "{yes}");
+            assert!(accepts_gzip(&h(yes)), "{yes}");
         }
         for no in [
             "",
@@ -244,8 +254,19 @@ mod tests {
             "gzip;q=0, *",
             "gzip;q=x",
         ] {
-            assert!(!accepts_gzip(h(no).as_ref()), "{no}");
+            assert!(!accepts_gzip(&h(no)), "{no}");
         }
-        assert!(!accepts_gzip(None));
+        assert!(!accepts_gzip(&[]));
+        // Two lines are one list: `br` on one, `gzip` on the next.
+        let two = [
+            HeaderValue::from_static("br"),
+            HeaderValue::from_static("gzip"),
+        ];
+        assert!(accepts_gzip(&two));
+        let refused = [
+            HeaderValue::from_static("*"),
+            HeaderValue::from_static("gzip;q=0"),
+        ];
+        assert!(!accepts_gzip(&refused));
     }
 }

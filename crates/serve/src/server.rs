@@ -94,7 +94,15 @@ struct AppState {
     /// How long the sign-in form's body may take to arrive
     /// ([`ServeOptions::header_timeout`]).
     body_timeout: Duration,
+    /// Contact answers being built ([`CONTACTS_AT_ONCE`]).
+    contacts: Arc<tokio::sync::Semaphore>,
 }
+
+/// Contact answers built at once; the others wait their turn. A contact
+/// is read and rendered whole (every event of every leg: ~90 MB of HTML
+/// for 40,000 events), so eight at once took 1.8 GB; with this bound the
+/// server's memory follows the largest contacts, not the requests.
+const CONTACTS_AT_ONCE: usize = 2;
 
 /// A failure shown to the client: a status and a message.
 struct Problem(StatusCode, String);
@@ -136,8 +144,12 @@ fn html(page: String) -> Response {
 /// A crates/html page, its inline stylesheet allowed by hash.
 fn html_page(page: String) -> Response {
     let csp = csp_for_page(&page);
-    let mut r = html(page);
-    if let Ok(v) = HeaderValue::from_str(&csp) {
+    with_csp(html(page), &csp)
+}
+
+/// `r` with the Content-Security-Policy `csp`.
+fn with_csp(mut r: Response, csp: &str) -> Response {
+    if let Ok(v) = HeaderValue::from_str(csp) {
         r.headers_mut().insert(header::CONTENT_SECURITY_POLICY, v);
     }
     r
@@ -195,7 +207,7 @@ async fn api_wallboard(State(s): State<AppState>) -> Result<Response, Problem> {
 /// or, when its `Accept-Encoding` admits gzip, of its one compressed piece
 /// (a stream of ~10× fewer bytes: the wallboard is sent whole).
 async fn events(State(s): State<AppState>, headers: HeaderMap) -> Response {
-    let gzip = gzip::accepts_gzip(headers.get(header::ACCEPT_ENCODING));
+    let gzip = gzip::accepts_gzip(headers.get_all(header::ACCEPT_ENCODING));
     let mut r = body(
         "text/event-stream",
         Body::from_stream(Messages {
@@ -318,13 +330,22 @@ pub const INDEX_DAMAGE_HEADER: &str = "ccvault-index-damaged-places";
 /// them in [`LEFT_OUT_HEADER`] (and [`INDEX_DAMAGE_HEADER`]), and the 404's
 /// message says it in words.
 async fn with_contact(
-    live: Arc<Live>,
+    s: &AppState,
     guid: String,
     answer: Answer,
     f: impl FnOnce(&jiff::tz::TimeZone, &[ShownLeg<'_>], Option<&str>) -> Result<Response, Problem>
         + Send
         + 'static,
 ) -> Result<Response, Problem> {
+    let live = s.live.clone();
+    // Held until the answer is built (and spilled, [`spilled`]), not while
+    // it is sent.
+    let _turn = s
+        .contacts
+        .clone()
+        .acquire_owned()
+        .await
+        .map_err(|e| internal(e.into()))?;
     blocking(move || {
         let mut reader = live.reader().map_err(internal)?;
         let legs = live
@@ -396,36 +417,37 @@ async fn contact_page(
     Path(guid): Path<String>,
 ) -> Result<Response, Problem> {
     let download = format!("/contact/{}/events.ndjson", pages::percent_encode(&guid));
-    with_contact(
-        s.live.clone(),
-        guid,
-        Answer::Page,
-        move |tz, shown, note| {
-            let mut page = if shown.len() > 1 {
-                let views: Vec<_> = shown.iter().map(|l| l.view()).collect();
-                ccvault_html::render_contact(&views, tz)
-            } else {
-                let leg = &shown[0];
-                ccvault_html::render_timeline(&leg.timeline, &leg.inputs, tz)
-            };
-            let mut nav = pages::nav_for_page(Some(&download));
-            if let Some(note) = note {
-                nav.push_str(&pages::warning(note));
-            }
-            pages::after_body_tag(&mut page, &nav);
-            let provenance: Vec<(&str, &[ccvault_store::Record])> = shown
-                .iter()
-                .map(|l| {
-                    (
-                        l.timeline.interaction_guid.as_deref().unwrap_or(""),
-                        l.records,
-                    )
-                })
-                .collect();
-            pages::before_footer(&mut page, &pages::provenance(&provenance, tz));
-            Ok(html_page(page))
-        },
-    )
+    let dir = s.live.dir().to_path_buf();
+    with_contact(&s, guid, Answer::Page, move |tz, shown, note| {
+        let mut page = if shown.len() > 1 {
+            let views: Vec<_> = shown.iter().map(|l| l.view()).collect();
+            ccvault_html::render_contact(&views, tz)
+        } else {
+            let leg = &shown[0];
+            ccvault_html::render_timeline(&leg.timeline, &leg.inputs, tz)
+        };
+        let mut nav = pages::nav_for_page(Some(&download));
+        if let Some(note) = note {
+            nav.push_str(&pages::warning(note));
+        }
+        pages::after_body_tag(&mut page, &nav);
+        let provenance: Vec<(&str, &[ccvault_store::Record])> = shown
+            .iter()
+            .map(|l| {
+                (
+                    l.timeline.interaction_guid.as_deref().unwrap_or(""),
+                    l.records,
+                )
+            })
+            .collect();
+        pages::before_footer(&mut page, &pages::provenance(&provenance, tz));
+        let csp = csp_for_page(&page);
+        let spilled = spilled(&dir, "the contact's page", |out| {
+            Ok(out.write_all(page.as_bytes())?)
+        })
+        .map_err(internal)?;
+        Ok(with_csp(body("text/html; charset=utf-8", spilled), &csp))
+    })
     .await
 }
 
@@ -437,12 +459,16 @@ async fn contact_ndjson(
         "attachment; filename=\"contact-{}.ndjson\"",
         pages::percent_encode(&guid)
     );
-    with_contact(s.live.clone(), guid, Answer::Data, move |_, shown, _| {
-        let mut out = Vec::new();
-        for leg in shown {
-            write_raw(leg.records, &mut out, true).map_err(|e| internal(e.into()))?;
-        }
-        let mut r = body(NDJSON, out);
+    let dir = s.live.dir().to_path_buf();
+    with_contact(&s, guid, Answer::Data, move |_, shown, _| {
+        let raw = spilled(&dir, "the contact's events", |out| {
+            for leg in shown {
+                write_raw(leg.records, &mut &mut *out, true)?;
+            }
+            Ok(())
+        })
+        .map_err(internal)?;
+        let mut r = body(NDJSON, raw);
         if let Ok(v) = HeaderValue::from_str(&name) {
             r.headers_mut().insert(header::CONTENT_DISPOSITION, v);
         }
@@ -455,15 +481,19 @@ async fn api_contact(
     State(s): State<AppState>,
     Path(guid): Path<String>,
 ) -> Result<Response, Problem> {
-    with_contact(
-        s.live.clone(),
-        guid,
-        Answer::Data,
-        |_, shown, _| match contact_json(shown) {
-            Some(v) => Ok(body(JSON, json_line(&v).map_err(internal)?)),
-            None => Err(internal(anyhow::anyhow!("the asked leg has no timeline"))),
-        },
-    )
+    let dir = s.live.dir().to_path_buf();
+    with_contact(&s, guid, Answer::Data, move |_, shown, _| {
+        let Some(v) = contact_json(shown) else {
+            return Err(internal(anyhow::anyhow!("the asked leg has no timeline")));
+        };
+        let json = spilled(&dir, "the contact", |out| {
+            serde_json::to_writer(&mut *out, &v)?;
+            out.write_all(b"\n")?;
+            Ok(())
+        })
+        .map_err(internal)?;
+        Ok(body(JSON, json))
+    })
     .await
 }
 
@@ -479,36 +509,47 @@ async fn api_interactions(
         // in memory, once per request, could take the server's memory with
         // a few requests; the projections' lock is held only while the
         // file is written, not while a slow client reads.
-        // The temporary directory when the archive's is not writable here.
-        let spilled = tempfile::tempfile_in(live.dir())
-            .or_else(|_| tempfile::tempfile())
-            .context("cannot create the listing's scratch file")
-            .and_then(|file| {
-                let mut out = std::io::BufWriter::with_capacity(1 << 16, file);
-                live.with_projections(|p| {
-                    p.for_each_interaction(&filter, |s| {
-                        if let Ok(line) = json_line(&s) {
-                            use std::io::Write as _;
-                            out.write_all(line.as_bytes()).map_err(|source| {
-                                ccvault_projections::ProjectionError::Io {
-                                    path: "the listing's scratch file".into(),
-                                    source,
-                                }
-                            })?;
-                        }
-                        Ok(true)
-                    })?;
-                    Ok(())
+        let listing = spilled(live.dir(), "the listing", |out| {
+            live.with_projections(|p| {
+                p.for_each_interaction(&filter, |s| {
+                    if let Ok(line) = json_line(&s) {
+                        out.write_all(line.as_bytes()).map_err(|source| {
+                            ccvault_projections::ProjectionError::Io {
+                                path: "the listing's scratch file".into(),
+                                source,
+                            }
+                        })?;
+                    }
+                    Ok(true)
                 })?;
-                let mut file = out.into_inner().map_err(|e| e.into_error())?;
-                use std::io::Seek as _;
-                file.rewind()?;
-                Ok(file)
+                Ok(())
             })
-            .map_err(internal)?;
-        Ok(body(NDJSON, streamed(spilled)))
+        })
+        .map_err(internal)?;
+        Ok(body(NDJSON, listing))
     })
     .await
+}
+
+/// A response body written by `write` to an unlinked scratch file beside
+/// the archive (in the temporary directory when that one is not writable
+/// here), then streamed from it ([`streamed`]): a slow or stalled client
+/// holds a file, not the answer in the server's memory (a whole archive's
+/// listing is ~1 GB at 10M events; six clients that read nothing of a
+/// 72 MB contact held 615 MB until they went).
+fn spilled(
+    dir: &std::path::Path,
+    what: &str,
+    write: impl FnOnce(&mut dyn std::io::Write) -> anyhow::Result<()>,
+) -> anyhow::Result<Body> {
+    let file = tempfile::tempfile_in(dir)
+        .or_else(|_| tempfile::tempfile())
+        .with_context(|| format!("cannot create {what}'s scratch file"))?;
+    let mut out = std::io::BufWriter::with_capacity(1 << 16, file);
+    write(&mut out)?;
+    let mut file = out.into_inner().map_err(|e| e.into_error())?;
+    std::io::Seek::rewind(&mut file)?;
+    Ok(streamed(file))
 }
 
 /// The bytes of `file`, from where it stands, as a response body read a
@@ -922,6 +963,7 @@ fn app(live: Arc<Live>, opts: &ServeOptions) -> Router {
         secure_cookie: opts.tls.is_some(),
         requests: Arc::new(RequestCounts::default()),
         body_timeout: opts.header_timeout,
+        contacts: Arc::new(tokio::sync::Semaphore::new(CONTACTS_AT_ONCE)),
     };
     Router::new()
         .route("/", get(index))
