@@ -287,6 +287,14 @@ fn every_route_answers_and_the_api_is_the_clis_json() {
     assert!(r.text().contains("0 legs"), "{}", r.text());
     assert_eq!(server.get("/search?queue=three").status, 400);
     assert_type(&server.get("/search"), "text/html");
+    // Blanks are no question: the empty form, as with nothing typed (they
+    // ran a search of every leg).
+    let blank = server.get("/search?q=%20%20");
+    assert_eq!(blank.status, 200);
+    assert_eq!(
+        blank.text().replace(r#"value="  ""#, r#"value="""#),
+        server.get("/search?q=").text()
+    );
 
     // The report page with the CLI's options; bad options are named.
     let r = server.get("/report?interval=15m&by=queue");

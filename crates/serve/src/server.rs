@@ -664,7 +664,7 @@ async fn search_page(
         ];
         let asked = params
             .iter()
-            .any(|(_, _, v)| v.is_some_and(|v| !v.is_empty()));
+            .any(|(_, _, v)| v.is_some_and(|v| !v.trim().is_empty()));
         if !asked {
             return Ok(html(pages::search(&params, None, &tz)));
         }
