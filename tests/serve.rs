@@ -1097,13 +1097,30 @@ fn a_public_address_needs_a_token_and_the_token_is_checked() {
     assert_eq!(r.status, 401);
     assert!(r.header("www-authenticate").starts_with("Bearer"));
     assert_strict_csp(&r);
-    // A browser opening a page is sent to sign in, and nothing is shown.
-    for page in ["/", "/search", "/report", &format!("/contact/{GUID}")] {
+    // A browser opening a page is sent to sign in, and nothing is shown;
+    // the page it asked for goes along, to return to.
+    let contact = format!("/contact/{GUID}?x=1");
+    for (page, to) in [
+        ("/", "/login".to_owned()),
+        ("/search", "/login?next=%2Fsearch".to_owned()),
+        ("/report", "/login?next=%2Freport".to_owned()),
+        (
+            contact.as_str(),
+            format!("/login?next=%2Fcontact%2F{GUID}%3Fx%3D1"),
+        ),
+    ] {
         let r = server.get(page);
         assert_eq!(r.status, 303, "{page}");
-        assert_eq!(r.header("location"), "/login", "{page}");
+        assert_eq!(r.header("location"), to, "{page}");
         assert!(!r.text().contains(GUID), "{page}");
     }
+    let form = server.get(&format!("/login?next=%2Fcontact%2F{GUID}%3Fx%3D1"));
+    assert!(
+        form.text()
+            .contains(&format!(r#"name="next" value="/contact/{GUID}?x=1""#)),
+        "{}",
+        form.text()
+    );
     let robots = server.get("/robots.txt");
     assert_eq!(robots.status, 200);
     assert_eq!(robots.text(), "User-agent: *\nDisallow: /\n");
@@ -1146,6 +1163,26 @@ fn a_public_address_needs_a_token_and_the_token_is_checked() {
     let pair = cookie.split(';').next().unwrap();
     let r = http::get_with(server.addr, "/", &[("Cookie", pair)]);
     assert_eq!(r.status, 200);
+    // Signed in from a page: back to it; never to another site.
+    let token = "token=correct-horse-battery-staple";
+    let signed = |next: &str| -> String {
+        let r = http::post_form(server.addr, "/login", &format!("{token}&next={next}"));
+        assert_eq!(r.status, 303, "{next}");
+        r.header("location").to_owned()
+    };
+    assert_eq!(
+        signed(&format!("%2Fcontact%2F{GUID}%3Fx%3D1")),
+        format!("/contact/{GUID}?x=1")
+    );
+    for away in [
+        "%2F%2Fevil.example%2F",
+        "https%3A%2F%2Fevil.example%2F",
+        "%2F%5Cevil.example",
+        "%2Fa%0D%0ALocation%3A%20x",
+        "evil.example",
+    ] {
+        assert_eq!(signed(away), "/", "{away}");
+    }
 }
 
 #[test]

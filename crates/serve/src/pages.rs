@@ -371,12 +371,18 @@ pub fn warning(text: &str) -> String {
 
 /// `/login`: where a browser presents the token once (it is then kept in
 /// an HttpOnly cookie).
-pub fn login(failed: bool) -> String {
+pub fn login(failed: bool, next: Option<&str>) -> String {
     let mut body = String::from("<h1>ccvault</h1>\n");
     if failed {
         body.push_str("<p class=\"error\">That is not the token.</p>\n");
     }
-    body.push_str("<form class=\"query\" method=\"post\" action=\"/login\"><label>Token <input type=\"password\" name=\"token\" autocomplete=\"current-password\"/></label><button type=\"submit\">Sign in</button></form>\n");
+    body.push_str("<form class=\"query\" method=\"post\" action=\"/login\"><label>Token <input type=\"password\" name=\"token\" autocomplete=\"current-password\"/></label>");
+    if let Some(next) = next {
+        body.push_str("<input type=\"hidden\" name=\"next\" value=\"");
+        push_escaped(&mut body, next);
+        body.push_str("\"/>");
+    }
+    body.push_str("<button type=\"submit\">Sign in</button></form>\n");
     shell("ccvault sign in", &body)
 }
 

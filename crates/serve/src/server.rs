@@ -756,13 +756,37 @@ async fn metrics(State(s): State<AppState>) -> Response {
     body("text/plain; version=0.0.4; charset=utf-8", out)
 }
 
-async fn login_form() -> Response {
-    html(pages::login(false))
+/// `/login`'s one parameter: the page to go back to once signed in.
+#[derive(Deserialize, Default)]
+struct LoginQuery {
+    next: Option<String>,
+}
+
+async fn login_form(
+    q: Result<Query<LoginQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    // A query that does not read is no page to go back to, not an error.
+    let next = q.ok().and_then(|Query(q)| q.next);
+    html(pages::login(false, local_page(next.as_deref())))
+}
+
+/// `next` if it names a page of this server (a path beginning with one
+/// `/`, in visible ASCII: what a request's target is once percent-encoded),
+/// else none: a sign-in form must not send a browser to another site.
+fn local_page(next: Option<&str>) -> Option<&str> {
+    let next = next?;
+    let local = next.starts_with('/')
+        && !next.starts_with("//")
+        && next.len() <= 4096
+        && next.bytes().all(|b| b.is_ascii_graphic() && b != b'\\');
+    local.then_some(next)
 }
 
 #[derive(Deserialize)]
 struct LoginForm {
     token: String,
+    /// The page the browser was sent to sign in from.
+    next: Option<String>,
 }
 
 async fn login(State(s): State<AppState>, req: Request) -> Response {
@@ -791,13 +815,18 @@ async fn login(State(s): State<AppState>, req: Request) -> Response {
                 "{TOKEN_COOKIE}={}; Path=/; HttpOnly; SameSite=Strict{secure}",
                 f.token.trim()
             );
-            let mut r = Redirect::to("/").into_response();
+            let back = local_page(f.next.as_deref()).unwrap_or("/");
+            let mut r = Redirect::to(back).into_response();
             if let Ok(v) = HeaderValue::from_str(&cookie) {
                 r.headers_mut().insert(header::SET_COOKIE, v);
             }
             r
         }
-        Some(_) => (StatusCode::UNAUTHORIZED, html(pages::login(true))).into_response(),
+        Some(_) => (
+            StatusCode::UNAUTHORIZED,
+            html(pages::login(true, local_page(f.next.as_deref()))),
+        )
+            .into_response(),
         None => Redirect::to("/").into_response(),
     }
 }
@@ -883,7 +912,14 @@ async fn guard(State(s): State<AppState>, req: Request, next: Next) -> Response 
     let response = if admitted {
         next.run(req).await
     } else if page && method == axum::http::Method::GET {
-        Redirect::to("/login").into_response()
+        // Back to that page once signed in (a link to a contact from a
+        // ticket, say).
+        let asked = req.uri().path_and_query().map_or("/", |p| p.as_str());
+        let login = match asked {
+            "/" => "/login".to_owned(),
+            asked => format!("/login?next={}", pages::percent_encode(asked)),
+        };
+        Redirect::to(&login).into_response()
     } else {
         let mut r = Problem(
             StatusCode::UNAUTHORIZED,
