@@ -809,6 +809,10 @@ fn a_run_that_fails_writing_leaves_no_temporary_files() {
     let tmp = tempfile::tempdir().unwrap();
     let (data, first, want) = first_export(tmp.path());
     let out = tmp.path().join("limited");
+    // What a run that failed writing its list of status changes leaves
+    // (an audit found it left): a failed run removes it too.
+    std::fs::create_dir(&out).unwrap();
+    std::fs::write(out.join("._ccvault_agent_changes.tmp"), b"half").unwrap();
     // SIGXFSZ left as the shell has it: ccvault ignores it itself.
     let limit = r#"ulimit -f 40 && exec "$0" "$@""#;
     let failed = common::ccvault_under(&["sh", "-c", limit], &data, &export_args(&out));

@@ -1113,6 +1113,21 @@ fn a_public_address_needs_a_token_and_the_token_is_checked() {
         assert_eq!(r.status, 303, "{page}");
         assert_eq!(r.header("location"), to, "{page}");
         assert!(!r.text().contains(GUID), "{page}");
+        // A HEAD (a link checker, a preview) is answered as its GET.
+        let mut c = std::net::TcpStream::connect(server.addr).unwrap();
+        write!(
+            c,
+            "HEAD {page} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut head = String::new();
+        c.read_to_string(&mut head).unwrap();
+        assert!(head.starts_with("HTTP/1.1 303"), "HEAD {page}: {head}");
+        assert!(
+            head.to_ascii_lowercase()
+                .contains(&format!("location: {}", to.to_ascii_lowercase())),
+            "HEAD {page}: {head}"
+        );
     }
     let form = server.get(&format!("/login?next=%2Fcontact%2F{GUID}%3Fx%3D1"));
     assert!(

@@ -33,10 +33,12 @@ pub enum ExportError {
     },
     /// A run that failed once it had begun writing files, and whether
     /// the files it had put in place were removed again.
-    #[error("run {run} did not complete ({}): {source}", if *rolled_back {
-        "the files it had written were removed: the directory holds the last complete run's tables"
-    } else {
+    #[error("run {run} did not complete ({}): {source}", if !*rolled_back {
         "removing the files it had written failed too: until the next run removes them, query engines may read rows of a rewritten partition twice"
+    } else if *run == 1 {
+        "the files it had written were removed: the directory holds no export yet"
+    } else {
+        "the files it had written were removed: the directory holds the last complete run's tables"
     })]
     RunFailed {
         run: u64,

@@ -172,6 +172,14 @@ enum Reached {
 
 /// Removes the temporary files under the table directories, best effort.
 fn remove_temporaries(dir: &Path) {
+    // The checkpoint's and the saved status changes' (an audit found the
+    // latter left by a run that failed writing it).
+    for name in [
+        format!(".{CHECKPOINT_FILE}.tmp"),
+        format!(".{CHANGES_FILE}.tmp"),
+    ] {
+        let _ = std::fs::remove_file(dir.join(name));
+    }
     let Ok(files) = table_files(dir) else { return };
     for f in files.iter().filter(|f| f.run.is_none()) {
         let _ = std::fs::remove_file(dir.join(&f.rel));

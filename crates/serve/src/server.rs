@@ -911,7 +911,7 @@ async fn guard(State(s): State<AppState>, req: Request, next: Next) -> Response 
     );
     let response = if admitted {
         next.run(req).await
-    } else if page && method == axum::http::Method::GET {
+    } else if page && (method == axum::http::Method::GET || method == axum::http::Method::HEAD) {
         // Back to that page once signed in (a link to a contact from a
         // ticket, say).
         let asked = req.uri().path_and_query().map_or("/", |p| p.as_str());
