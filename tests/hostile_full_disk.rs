@@ -307,3 +307,64 @@ fn reads_work_when_the_disk_is_full_or_no_file_may_grow() {
         check_recovered(&dir, how);
     }
 }
+
+/// An import stopped part-way by a write error (here the file size limit,
+/// as a full disk would) says after the error what it knew to be durable:
+/// a lower bound of what the archive holds, named by input and line, so
+/// the operator knows how far it got; importing the same input again
+/// then archives the rest, the part already archived counted as
+/// duplicates.
+#[test]
+fn an_import_stopped_by_a_write_error_says_what_was_durable() {
+    let tmp = tempfile::tempdir().unwrap();
+    // ~27 MB of lines against a limit of ~20 MB: the error comes in the
+    // fifth batch of 16,384 lines, after the first ones were made durable.
+    let s = Stream {
+        events: 90_000,
+        interactions: 9_000,
+        line_len: 300,
+    };
+    let input = tmp.path().join("events.ndjson");
+    fs::write(&input, s.text(0..s.events)).unwrap();
+    let dir = tmp.path().join("archive");
+    let limit = r#"ulimit -f 20000 && exec "$0" "$@""#;
+    let input_arg = input.to_str().unwrap();
+    let failed = common::ccvault_under(&["bash", "-c", limit], &dir, &["import", input_arg]);
+    assert_eq!(failed.code, 1, "{}", failed.stderr);
+    assert!(
+        failed.stderr.contains("File too large"),
+        "{}",
+        failed.stderr
+    );
+    let said = failed
+        .stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("ccvault: before the error, at least "))
+        .unwrap_or_else(|| panic!("no word of what was durable: {}", failed.stderr));
+    let (lines, rest) = said.split_once(' ').unwrap();
+    let lines: u64 = lines.parse().unwrap();
+    assert!(
+        rest.starts_with(&format!(
+            "lines were durable (through line {lines} of {input_arg}: {lines} archived"
+        )),
+        "{said}"
+    );
+    assert!(
+        said.ends_with(
+            "import the same inputs again to go on (what is archived already counts as duplicates)"
+        ),
+        "{said}"
+    );
+    let held = stats(&dir).records;
+    assert!(
+        lines > 0 && lines <= held && held < s.events as u64,
+        "said {lines} durable, the archive holds {held} of {}",
+        s.events
+    );
+
+    // Going on: everything archived once.
+    let again = ccvault(&dir, &["import", "--format", "json", input_arg]).ok();
+    let summary = &again.json_lines()[0];
+    assert_eq!(summary["duplicates"], held, "{summary}");
+    assert_eq!(stats(&dir).records, s.events as u64);
+}

@@ -474,7 +474,7 @@ fn main() -> ExitCode {
         // `ccvault export | head`: the reader has what it wanted.
         Err(e) if output::is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
-            output::error_line(format_args!("ccvault: error: {}", output::error_text(&e)));
+            output::say_error(&e);
             ExitCode::from(output::exit_code_of(&e))
         }
     }

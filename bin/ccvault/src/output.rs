@@ -211,6 +211,11 @@ pub fn error_text(e: &anyhow::Error) -> String {
     text
 }
 
+/// Prints `e` as the error that ends a command (`ccvault: error: …`).
+pub fn say_error(e: &anyhow::Error) {
+    error_line(format_args!("ccvault: error: {}", error_text(e)));
+}
+
 /// Prints an error line on stderr (also with `-q`), control characters
 /// escaped; never panics, even when stderr is closed.
 pub fn error_line(args: fmt::Arguments<'_>) {

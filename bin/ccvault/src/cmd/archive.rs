@@ -160,6 +160,9 @@ pub fn import(
     crate::yield_to_log_threads();
     let started = Instant::now();
     let show_progress = crate::output::show_progress() && !print_acks;
+    // What the last durable batch left durable: said with an error that
+    // stops the import part-way (a full disk, the file size limit).
+    let durable: std::cell::RefCell<Option<DurableSoFar>> = Default::default();
     // Says what each batch that became durable holds (the batches of an
     // earlier file may become durable while a later one is read).
     let mut on_durable = |p: &ccvault_store::Progress, bar: Option<&indicatif::ProgressBar>| {
@@ -174,99 +177,119 @@ pub fn import(
         if let Some(bar) = bar {
             bar.set_message(format!("{} lines", p.summary.lines));
         }
+        *durable.borrow_mut() = Some(DurableSoFar {
+            source: p.source.to_owned(),
+            through_line: p.durable_through_line,
+            lines: p.summary.lines,
+            archived: p.summary.archived,
+            quarantined: p.summary.quarantined,
+            duplicates: p.summary.duplicates,
+        });
     };
-    let mut import = Import::new(&mut archive);
-    import.stop_on(interrupt.flag());
-    let mut inputs_left = false;
-    for source in sources {
-        if import.stopped() {
-            inputs_left = true;
-            break;
-        }
-        let (name, kind, input) = match source {
-            Some(path) => {
-                let name = input_name(path);
-                let regular = std::fs::metadata(path).is_ok_and(|m| m.is_file());
-                if !regular {
-                    // Opening a FIFO waits for its writer: what came before
-                    // is made durable (and acknowledged) first.
-                    import.make_durable(&mut |p| on_durable(p, None))?;
-                }
-                let opened = if regular {
-                    std::fs::File::open(path)
-                } else {
-                    let Some(opened) = open_unless(path, || import.stopped()) else {
-                        inputs_left = true;
-                        break;
-                    };
-                    opened
-                };
-                // Named by its path, it may have been replaced since it was
-                // checked: the file opened is checked again.
-                let opened = opened.and_then(|file| {
-                    let meta = file.metadata()?;
-                    not_own(&name, &meta).map_err(std::io::Error::other)?;
-                    Ok(file)
-                });
-                let file = match opened {
-                    Ok(file) => file,
-                    // Gone or changed since it was checked: the others go on.
-                    Err(e) => {
-                        let r = ccvault_store::Rejected {
-                            source: name,
-                            line: 1,
-                            reason: format!("cannot open it: {e}"),
-                        };
-                        say_rejected(&r);
-                        import.reject(r);
-                        continue;
+    let run = || -> Result<(ccvault_store::ImportSummary, bool, bool)> {
+        let mut import = Import::new(&mut archive);
+        import.stop_on(interrupt.flag());
+        let mut inputs_left = false;
+        for source in sources {
+            if import.stopped() {
+                inputs_left = true;
+                break;
+            }
+            let (name, kind, input) = match source {
+                Some(path) => {
+                    let name = input_name(path);
+                    let regular = std::fs::metadata(path).is_ok_and(|m| m.is_file());
+                    if !regular {
+                        // Opening a FIFO waits for its writer: what came before
+                        // is made durable (and acknowledged) first.
+                        import.make_durable(&mut |p| on_durable(p, None))?;
                     }
-                };
-                let input = open_input_file(path, file, direct_read);
-                tracing::debug!(file = %name, direct = input.direct, "reading input");
-                (name, SourceKind::File, input)
-            }
-            None => {
-                // Someone who forgot the file name would otherwise face a
-                // silent wait (ripgrep says the same).
-                if std::io::IsTerminal::is_terminal(&std::io::stdin()) {
-                    status!("ccvault: reading events from the terminal (stdin): end with Ctrl-D, or name a file to import");
+                    let opened = if regular {
+                        std::fs::File::open(path)
+                    } else {
+                        let Some(opened) = open_unless(path, || import.stopped()) else {
+                            inputs_left = true;
+                            break;
+                        };
+                        opened
+                    };
+                    // Named by its path, it may have been replaced since it was
+                    // checked: the file opened is checked again.
+                    let opened = opened.and_then(|file| {
+                        let meta = file.metadata()?;
+                        not_own(&name, &meta).map_err(std::io::Error::other)?;
+                        Ok(file)
+                    });
+                    let file = match opened {
+                        Ok(file) => file,
+                        // Gone or changed since it was checked: the others go on.
+                        Err(e) => {
+                            let r = ccvault_store::Rejected {
+                                source: name,
+                                line: 1,
+                                reason: format!("cannot open it: {e}"),
+                            };
+                            say_rejected(&r);
+                            import.reject(r);
+                            continue;
+                        }
+                    };
+                    let input = open_input_file(path, file, direct_read);
+                    tracing::debug!(file = %name, direct = input.direct, "reading input");
+                    (name, SourceKind::File, input)
                 }
-                (
-                    "-".into(),
-                    SourceKind::Stdin,
-                    open_stdin().context("cannot read stdin")?,
-                )
-            }
-        };
-        // A FIFO's or a device's length says nothing of what it will give:
-        // no total (its bar was full from the start).
-        let size = source
-            .and_then(|p| std::fs::metadata(p).ok())
-            .filter(std::fs::Metadata::is_file)
-            .map(|m| m.len());
-        let bar = show_progress.then(|| progress_bar(size, &name));
-        import.stream(
-            input.reader,
-            input.pause,
-            kind,
-            &name,
-            input_format,
-            write.max_record_bytes,
-            &mut |p| {
-                let bar = bar.as_ref().filter(|_| p.source == name);
-                if let Some(bar) = bar {
-                    bar.set_position(p.input_bytes);
+                None => {
+                    // Someone who forgot the file name would otherwise face a
+                    // silent wait (ripgrep says the same).
+                    if std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+                        status!("ccvault: reading events from the terminal (stdin): end with Ctrl-D, or name a file to import");
+                    }
+                    (
+                        "-".into(),
+                        SourceKind::Stdin,
+                        open_stdin().context("cannot read stdin")?,
+                    )
                 }
-                on_durable(p, bar)
-            },
-        )?;
-        if let Some(bar) = bar {
-            bar.finish_and_clear();
+            };
+            // A FIFO's or a device's length says nothing of what it will give:
+            // no total (its bar was full from the start).
+            let size = source
+                .and_then(|p| std::fs::metadata(p).ok())
+                .filter(std::fs::Metadata::is_file)
+                .map(|m| m.len());
+            let bar = show_progress.then(|| progress_bar(size, &name));
+            import.stream(
+                input.reader,
+                input.pause,
+                kind,
+                &name,
+                input_format,
+                write.max_record_bytes,
+                &mut |p| {
+                    let bar = bar.as_ref().filter(|_| p.source == name);
+                    if let Some(bar) = bar {
+                        bar.set_position(p.input_bytes);
+                    }
+                    on_durable(p, bar)
+                },
+            )?;
+            if let Some(bar) = bar {
+                bar.finish_and_clear();
+            }
         }
-    }
-    let import_cut_short = import.cut_short();
-    let total = import.finish(&mut |p| on_durable(p, None))?;
+        let import_cut_short = import.cut_short();
+        let total = import.finish(&mut |p| on_durable(p, None))?;
+        Ok((total, inputs_left, import_cut_short))
+    };
+    let (total, inputs_left, import_cut_short) = match run() {
+        Ok(done) => done,
+        Err(e) if crate::output::is_broken_pipe(&e) => return Err(e),
+        Err(e) => {
+            crate::output::say_error(&e);
+            say_durable_before_error(durable.borrow().as_ref());
+            return Ok(ExitCode::from(crate::output::exit_code_of(&e)));
+        }
+    };
     // A signal that came once every input was read changed nothing.
     let interrupted = (inputs_left || import_cut_short)
         .then(|| interrupt.received())
@@ -324,6 +347,33 @@ pub fn import(
     } else {
         ExitCode::from(3)
     })
+}
+
+/// What an import had made durable when it last reported.
+struct DurableSoFar {
+    source: String,
+    through_line: u64,
+    lines: u64,
+    archived: u64,
+    quarantined: u64,
+    duplicates: u64,
+}
+
+/// Says, even with -q, after the error that stopped an import part-way,
+/// what it knew to be durable: the operator knows what the archive holds
+/// at least, and how to go on. Batches appended after the last one
+/// reported may be durable too (their sync was under way): a lower bound.
+fn say_durable_before_error(durable: Option<&DurableSoFar>) {
+    let held = match durable {
+        None => "no line was known to be durable yet".to_owned(),
+        Some(d) => format!(
+            "at least {} lines were durable (through line {} of {}: {} archived, {} quarantined, {} duplicates)",
+            d.lines, d.through_line, d.source, d.archived, d.quarantined, d.duplicates
+        ),
+    };
+    crate::output::error_line(format_args!(
+        "ccvault: before the error, {held}; import the same inputs again to go on (what is archived already counts as duplicates)"
+    ));
 }
 
 /// Says, even with -q, that an import stopped before its inputs ended.
