@@ -1701,3 +1701,48 @@ fn a_fifo_on_a_terminal_shows_what_was_read_not_a_full_bar() {
     assert!(!drawn.contains("/0 B") && !drawn.contains("[="), "{drawn}");
     assert!(drawn.contains("B/s"), "{drawn}");
 }
+
+/// `reindex` (and an open that must index much of the log: an upgrade)
+/// draws on a terminal how many records it has indexed, where it drew
+/// nothing for as long as the whole log took to read; nothing with `-q`
+/// or without a terminal.
+#[test]
+fn reindex_on_a_terminal_shows_the_records_indexed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = Stream {
+        events: 300_000,
+        interactions: 30_000,
+        line_len: 150,
+    };
+    let input = tmp.path().join("events.ndjson");
+    fs::write(&input, s.text(0..s.events)).unwrap();
+    let data = tmp.path().join("data");
+    import(&data, &[&input], &["--no-compress"]);
+    let on_terminal = |quiet: &str| -> String {
+        let command = format!(
+            "{} {quiet} --data-dir {} reindex",
+            common::bin(),
+            data.display()
+        );
+        // `script` gives the command a terminal and writes what it drew.
+        let out = std::process::Command::new("script")
+            .args(["-qec", &command, "/dev/null"])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let drawn = on_terminal("");
+    assert!(drawn.contains("indexing the log"), "{drawn}");
+    assert!(drawn.contains(" records ("), "{drawn}");
+    assert!(drawn.contains("reindexed 300000 records"), "{drawn}");
+    let quiet = on_terminal("-q");
+    assert!(!quiet.contains("indexing"), "{quiet}");
+    let piped = ccvault(&data, &["reindex"]).ok();
+    assert!(
+        !piped.stderr.contains("indexing the log"),
+        "{}",
+        piped.stderr
+    );
+}

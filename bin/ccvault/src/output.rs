@@ -232,6 +232,77 @@ pub fn show_progress() -> bool {
     !quiet() && std::io::stderr().is_terminal()
 }
 
+/// A count of the records indexed from the log while an archive is
+/// opened, drawn on a terminal once indexing has run for a moment (an
+/// upgrade or `reindex` reads the whole log: minutes at tens of millions of
+/// records, where nothing was drawn). Nothing without a terminal or with
+/// `-q`; cleared when dropped.
+pub struct IndexingGauge {
+    stop: std::sync::Arc<AtomicBool>,
+    drawer: Option<std::thread::JoinHandle<()>>,
+}
+
+impl IndexingGauge {
+    /// How long indexing runs before the count is drawn: an ordinary
+    /// open's catch-up of a few records draws nothing.
+    const AFTER: std::time::Duration = std::time::Duration::from_millis(300);
+
+    pub fn start() -> IndexingGauge {
+        let stop = std::sync::Arc::new(AtomicBool::new(false));
+        let drawer = show_progress()
+            .then(|| {
+                let stop = std::sync::Arc::clone(&stop);
+                std::thread::Builder::new()
+                    .name("indexing-gauge".into())
+                    .spawn(move || draw_indexing(&stop))
+                    .ok()
+            })
+            .flatten();
+        IndexingGauge { stop, drawer }
+    }
+}
+
+fn draw_indexing(stop: &AtomicBool) {
+    let before = ccvault_store::records_indexed_from_log();
+    let mut started: Option<std::time::Instant> = None;
+    let mut bar: Option<indicatif::ProgressBar> = None;
+    while !stop.load(Ordering::Relaxed) {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        let indexed = ccvault_store::records_indexed_from_log() - before;
+        if indexed == 0 {
+            continue;
+        }
+        let since = *started.get_or_insert_with(std::time::Instant::now);
+        if bar.is_none() && since.elapsed() >= IndexingGauge::AFTER {
+            let b = indicatif::ProgressBar::new_spinner();
+            let style = indicatif::ProgressStyle::with_template(
+                "indexing the log {spinner} {human_pos} records {msg}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner());
+            b.set_style(style);
+            b.enable_steady_tick(std::time::Duration::from_millis(200));
+            bar = Some(b);
+        }
+        if let Some(b) = &bar {
+            b.set_position(indexed);
+            let rate = indexed as f64 / since.elapsed().as_secs_f64().max(1e-3);
+            b.set_message(format!("({rate:.0}/s)"));
+        }
+    }
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+}
+
+impl Drop for IndexingGauge {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(drawer) = self.drawer.take() {
+            let _ = drawer.join();
+        }
+    }
+}
+
 /// The log filter: `CCVAULT_LOG` when set, else by `-q`/`-v`.
 pub fn init_logging(verbose: u8, quiet: bool, color: bool) {
     let default = match (quiet, verbose) {

@@ -60,6 +60,7 @@ use crate::layout::Layout;
 use crate::segments::{packed_totals, SegmentMap};
 
 mod reindex;
+pub use reindex::records_indexed_from_log;
 
 /// The longest message a reader of raw input reads whole for a record
 /// limit of `max_record_bytes`: a Pulsar envelope carries its payload in

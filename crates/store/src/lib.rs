@@ -34,8 +34,8 @@ mod split;
 mod verify;
 
 pub use archive::{
-    create_private_file, message_bound, now_ms, open_private_file, Archive, ArchiveOptions,
-    BatchReport, Incoming, OpenReport, Outcome, Prepared,
+    create_private_file, message_bound, now_ms, open_private_file, records_indexed_from_log,
+    Archive, ArchiveOptions, BatchReport, Incoming, OpenReport, Outcome, Prepared,
 };
 pub use ccvault_index::overlay::Overlay;
 pub use ccvault_index::{

@@ -6,6 +6,8 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
+
+use crate::output::IndexingGauge;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
 use ccvault_projections::materialize::Checked;
@@ -38,8 +40,10 @@ pub fn archive_options(w: &WriteArgs) -> ArchiveOptions {
 
 /// Opens the archive for writing and reports what recovery did.
 pub fn open_writer(cli: &Cli, options: ArchiveOptions) -> Result<Archive> {
+    let gauge = IndexingGauge::start();
     let (archive, report) = Archive::open(&cli.data_dir, options)
         .with_context(|| format!("cannot open archive {}", cli.data_dir.display()))?;
+    drop(gauge);
     report_open(cli, &report);
     Ok(archive)
 }
@@ -64,8 +68,10 @@ fn report_open(cli: &Cli, report: &OpenReport) {
 }
 
 pub fn open_reader(cli: &Cli) -> Result<ArchiveReader> {
+    let gauge = IndexingGauge::start();
     let reader = ArchiveReader::open(&cli.data_dir)
         .with_context(|| format!("cannot read archive {}", cli.data_dir.display()))?;
+    drop(gauge);
     warn_index_damage(&reader);
     Ok(reader)
 }
@@ -73,8 +79,10 @@ pub fn open_reader(cli: &Cli) -> Result<ArchiveReader> {
 /// [`open_reader`] for a command that makes a lookup or two and exits
 /// (`ArchiveReader::open_brief`).
 fn open_reader_brief(cli: &Cli) -> Result<ArchiveReader> {
+    let gauge = IndexingGauge::start();
     let reader = ArchiveReader::open_brief(&cli.data_dir)
         .with_context(|| format!("cannot read archive {}", cli.data_dir.display()))?;
+    drop(gauge);
     warn_index_damage(&reader);
     Ok(reader)
 }
@@ -603,13 +611,17 @@ pub fn tenant_stats(cli: &Cli, only: Option<&str>, format: HumanJson) -> Result<
 }
 
 pub fn verify(cli: &Cli, no_projections: bool, format: HumanJson) -> Result<ExitCode> {
+    let gauge = IndexingGauge::start();
     let report = ccvault_store::verify(&cli.data_dir)
         .with_context(|| format!("cannot verify {}", cli.data_dir.display()))?;
+    drop(gauge);
     let projections = if no_projections {
         Checked::NotChecked("--no-projections".to_owned())
     } else {
+        let gauge = IndexingGauge::start();
         let mut reader = ArchiveReader::open(&cli.data_dir)
             .with_context(|| format!("cannot verify {}", cli.data_dir.display()))?;
+        drop(gauge);
         match Projections::check(&cli.data_dir, &mut reader, RebuildOptions::default()) {
             Ok(checked) => checked,
             // The recompute reads the index: one the index check found
@@ -730,8 +742,10 @@ pub fn reindex(cli: &Cli, format: HumanJson) -> Result<ExitCode> {
         lock_wait: ccvault_store::LOCK_GRACE,
         ..ArchiveOptions::default()
     };
+    let gauge = IndexingGauge::start();
     let (archive, report, n) = Archive::open_and_reindex(&cli.data_dir, options)
         .with_context(|| format!("cannot reindex archive {}", cli.data_dir.display()))?;
+    drop(gauge);
     report_open(cli, &report);
     archive.close()?;
     let secs = started.elapsed().as_secs_f64();

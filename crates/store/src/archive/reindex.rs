@@ -17,6 +17,7 @@
 //!   whose facts were removed or disagree with their payloads, gets them.
 
 use std::ops::ControlFlow;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -30,6 +31,17 @@ use super::{
 use crate::error::{io, Result, StoreError};
 use crate::facts::FactsBuilder;
 use crate::segments::packed_totals;
+
+/// Records this process has indexed from the log (catch-ups at an open,
+/// whole rebuilds), whatever archive or thread: a gauge for a progress
+/// display, which may run long (an upgrade reads the whole log).
+static INDEXED_FROM_LOG: AtomicU64 = AtomicU64::new(0);
+
+/// How many records this process has indexed from the log so far: read
+/// twice, the difference is what indexing did in between.
+pub fn records_indexed_from_log() -> u64 {
+    INDEXED_FROM_LOG.load(Ordering::Relaxed)
+}
 
 impl Archive {
     /// Rebuilds the index from the whole log into a scratch file and then
@@ -202,6 +214,7 @@ impl Archive {
                     }
                     writer.add_all(&entries)?;
                     total += entries.len() as u64;
+                    INDEXED_FROM_LOG.fetch_add(entries.len() as u64, Ordering::Relaxed);
                     if let Some((offset, t)) = tally {
                         writer.add_tally(offset, t.duplicates, t.control);
                     }
