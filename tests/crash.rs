@@ -672,7 +672,9 @@ fn sigkill_of_rebuild_catch_up_or_reindex_changes_no_answer() {
 /// A live feed through a pipe (`consumer | ccvault import -`) that sends a
 /// few lines and then waits has them made durable and acknowledged, and
 /// visible to readers, while it waits, not once 16,384 lines (or any more)
-/// have come or the pipe closes; what was acknowledged survives SIGKILL, and
+/// have come or the pipe closes; so does one that waits after the start of
+/// its next line (a buffered writer flushes mid-line: the lines before it
+/// waited for that line's end); what was acknowledged survives SIGKILL, and
 /// a gzip feed is no different.
 #[test]
 fn lines_from_a_pipe_that_pauses_are_acknowledged_while_it_waits() {
@@ -701,11 +703,24 @@ fn lines_from_a_pipe_that_pauses_are_acknowledged_while_it_waits() {
             Box::new(stdin)
         };
         let mut sent = 0;
-        for burst in [3, 5] {
+        // The rest of a line whose start was sent.
+        let mut rest_of_line = String::new();
+        for (burst, cut_after) in [(3, false), (2, true), (3, true), (1, false)] {
+            if !rest_of_line.is_empty() {
+                write!(feed, "{rest_of_line}").unwrap();
+                rest_of_line.clear();
+                sent += 1;
+            }
             for i in sent..sent + burst {
                 writeln!(feed, "{}", stream.line(i)).unwrap();
             }
             sent += burst;
+            if cut_after {
+                let next = stream.line(sent) + "\n";
+                let (start, rest) = next.split_at(next.len() / 2);
+                write!(feed, "{start}").unwrap();
+                rest_of_line = rest.to_owned();
+            }
             // Of a gzip stream, a sync flush: every line so far can be
             // decompressed.
             feed.flush().unwrap();
@@ -734,6 +749,7 @@ fn lines_from_a_pipe_that_pauses_are_acknowledged_while_it_waits() {
         drop(feed);
         let s = stats(&dir);
         assert_eq!(s.records, sent as u64, "gzip {gzip}: after SIGKILL");
+        assert!(sent < stream.events, "the stream has a line for each burst");
     }
 }
 

@@ -8,10 +8,13 @@
 //! had come or the writer closed the pipe.
 //!
 //! Guarantees:
-//! - [`PauseProbe::paused`] is true only when reading on would wait: nothing
-//!   is buffered unconsumed and nothing arrived at the descriptor within the
-//!   wait. A false answer costs nothing but a batch cut short, so errors
-//!   of `poll(2)` answer "not paused".
+//! - [`PauseProbe::paused`] is true only when reading the next line would
+//!   wait: no whole line is buffered unconsumed (the start of one may be:
+//!   a writer that sends a line in two writes, or a buffered writer that
+//!   flushes mid-line, must not hold back the lines before it) and nothing
+//!   arrived at the descriptor within the wait. A false answer costs
+//!   nothing but a batch cut short, so errors of `poll(2)` answer "not
+//!   paused".
 //! - An input that never pauses for the wait (a regular file, `zcat` at full
 //!   speed) is batched exactly as before.
 
@@ -27,10 +30,16 @@ use std::time::Duration;
 pub const PAUSE: Duration = Duration::from_millis(50);
 
 /// A buffered reader of a descriptor that keeps count of its unconsumed
-/// bytes, for its [`PauseProbe`].
+/// bytes that end a line, for its [`PauseProbe`].
 pub struct WatchedInput<R> {
     inner: BufReader<R>,
     buffered: Arc<AtomicUsize>,
+}
+
+/// The bytes of `unconsumed` through its last line end (0 when it holds
+/// none: at most the start of a line).
+fn whole_lines(unconsumed: &[u8]) -> usize {
+    memchr::memrchr(b'\n', unconsumed).map_or(0, |at| at + 1)
 }
 
 /// Says whether a [`WatchedInput`] has paused. It holds the descriptor's
@@ -61,7 +70,7 @@ impl<R: Read> Read for WatchedInput<R> {
     fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
         let n = self.inner.read(out)?;
         self.buffered
-            .store(self.inner.buffer().len(), Ordering::Relaxed);
+            .store(whole_lines(self.inner.buffer()), Ordering::Relaxed);
         Ok(n)
     }
 }
@@ -69,20 +78,20 @@ impl<R: Read> Read for WatchedInput<R> {
 impl<R: Read> BufRead for WatchedInput<R> {
     fn fill_buf(&mut self) -> std::io::Result<&[u8]> {
         let buf = self.inner.fill_buf()?;
-        self.buffered.store(buf.len(), Ordering::Relaxed);
+        self.buffered.store(whole_lines(buf), Ordering::Relaxed);
         Ok(buf)
     }
 
     fn consume(&mut self, amount: usize) {
         self.inner.consume(amount);
         self.buffered
-            .store(self.inner.buffer().len(), Ordering::Relaxed);
+            .store(whole_lines(self.inner.buffer()), Ordering::Relaxed);
     }
 }
 
 impl PauseProbe {
-    /// Whether the input has paused: nothing buffered, and nothing readable
-    /// (no data, no end of input) within `wait`.
+    /// Whether the input has paused: no whole line buffered, and nothing
+    /// readable (no data, no end of input) within `wait`.
     pub fn paused(&self, wait: Duration) -> bool {
         if self.buffered.load(Ordering::Relaxed) != 0 {
             return false;
@@ -125,6 +134,26 @@ mod tests {
 
         drop(writer);
         assert!(!probe.paused(wait), "the end of input is not a pause");
+    }
+
+    #[test]
+    fn the_start_of_a_line_buffered_is_a_pause_once_the_pipe_is_silent() {
+        let (reader, mut writer) = std::io::pipe().unwrap();
+        let (mut input, probe) = WatchedInput::new(64, reader);
+        let wait = Duration::from_millis(10);
+        writer.write_all(b"one\ntwo\nthr").unwrap();
+        let mut line = Vec::new();
+        input.read_until(b'\n', &mut line).unwrap();
+        assert!(!probe.paused(wait), "a whole line is buffered");
+        input.read_until(b'\n', &mut line).unwrap();
+        assert_eq!(line, b"one\ntwo\n");
+        assert!(probe.paused(wait), "only the start of a line is buffered");
+        writer.write_all(b"ee\n").unwrap();
+        assert!(!probe.paused(wait), "more of it came");
+        let mut rest = Vec::new();
+        input.read_until(b'\n', &mut rest).unwrap();
+        assert_eq!(rest, b"three\n");
+        assert!(probe.paused(wait), "everything was read");
     }
 
     #[test]
