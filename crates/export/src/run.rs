@@ -182,7 +182,9 @@ fn remove_temporaries(dir: &Path) {
     }
     let Ok(files) = table_files(dir) else { return };
     for f in files.iter().filter(|f| f.run.is_none()) {
-        let _ = std::fs::remove_file(dir.join(&f.rel));
+        // With the partition directories it made and leaves empty (an
+        // audit found `events/tenant=…/` left by a failed run).
+        let _ = remove(dir, &f.rel);
     }
 }
 
