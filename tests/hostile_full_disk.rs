@@ -368,3 +368,110 @@ fn an_import_stopped_by_a_write_error_says_what_was_durable() {
     assert_eq!(summary["duplicates"], held, "{summary}");
     assert_eq!(stats(&dir).records, s.events as u64);
 }
+
+/// A full disk that a writer left the index needing repair on (an import
+/// that failed there): the index is kept, never taken for damage, removed
+/// and rebuilt on that same disk (a read there once left an empty index,
+/// and every later read saw no record); a `reindex` that fails for space
+/// leaves the index it was to replace, and no scratch file; every read
+/// command keeps answering, and so does `serve`, whose contact pages and
+/// listing go to memory when no scratch file can be written (they were
+/// 500). Once space is freed, `verify` says what the index lacked, and a
+/// second run is clean.
+#[test]
+fn a_full_disk_after_a_failed_write_keeps_the_index_and_every_read_answers() {
+    let tmp = tempfile::tempdir().unwrap();
+    let disk = match SmallDisk::mount(tmp.path().join("disk"), 12 << 20) {
+        Ok(disk) => disk,
+        Err(why) => {
+            eprintln!("skipped ({why}): the test cannot mount a small file system to fill");
+            return;
+        }
+    };
+    let s = Stream {
+        events: 40_000,
+        interactions: 4_000,
+        line_len: 300,
+    };
+    let first = tmp.path().join("first.ndjson");
+    fs::write(&first, s.text(0..20_000)).unwrap();
+    let second = tmp.path().join("second.ndjson");
+    fs::write(&second, s.text(20_000..40_000)).unwrap();
+    let dir = disk.path.join("archive");
+    import(&dir, &[&first], &["--segment-bytes", "2MiB"]);
+    disk.fill();
+    let failed = ccvault(&dir, &["import", second.to_str().unwrap()]);
+    assert_eq!(failed.code, 1, "{}", failed.stderr);
+    let index_len = || fs::metadata(dir.join("index.redb")).unwrap().len();
+    let before = index_len();
+
+    let counts = |when: &str| -> u64 {
+        let run = ccvault(&dir, &["stats", "--format", "json"]);
+        assert_eq!(run.code, 0, "{when}: {}", run.stderr);
+        assert!(
+            !run.stderr.contains("unusable") && !run.stderr.contains("rebuilding"),
+            "{when}: {}",
+            run.stderr
+        );
+        let v: serde_json::Value = serde_json::from_str(&run.stdout_str()).unwrap();
+        v["records"].as_u64().unwrap()
+    };
+    let records = counts("the first read");
+    assert!(records >= 20_000, "{records}");
+    assert_eq!(counts("the second read"), records);
+    assert_eq!(index_len(), before, "the reads changed the index");
+
+    let reindex = ccvault(&dir, &["reindex"]);
+    assert_eq!(reindex.code, 1, "{}", reindex.stderr);
+    assert!(
+        !dir.join("index.redb.rebuild").exists(),
+        "a failed reindex left its scratch file"
+    );
+    assert_eq!(counts("after the failed reindex"), records);
+    let interactions = ccvault(&dir, &["interactions", "--format", "json"]);
+    assert_eq!(interactions.code, 0, "{}", interactions.stderr);
+    let legs = interactions.json_lines().len();
+    assert_eq!(legs, s.interactions, "{}", interactions.stderr);
+    let exported = ccvault(&dir, &["export"]).ok();
+    assert_eq!(exported.stdout_str().lines().count() as u64, records);
+
+    // `serve` on the full disk.
+    let log = tmp.path().join("serve.log");
+    let mut daemon = common::daemon::Daemon::spawn(
+        common::command(&dir, &["serve", "--addr", "127.0.0.1:0"]),
+        log,
+    );
+    let (addr, _) = daemon.serving_addr();
+    let guid = s.guid(3);
+    for path in [
+        format!("/api/contact/{guid}"),
+        format!("/contact/{guid}"),
+        format!("/contact/{guid}/events.ndjson"),
+        "/api/interactions".to_owned(),
+    ] {
+        let r = common::http::get(addr, &path);
+        assert_eq!(r.status, 200, "{path}: {}", r.text());
+    }
+    let listing = common::http::get(addr, "/api/interactions").text();
+    assert_eq!(listing.lines().count(), legs);
+    let raw = common::http::get(addr, &format!("/contact/{guid}/events.ndjson")).text();
+    let shown = ccvault(&dir, &["show", &guid, "--raw"]).ok();
+    assert_eq!(raw, shown.stdout_str());
+    drop(daemon);
+
+    // Space again.
+    disk.free();
+    let first_verify = ccvault(&dir, &["verify", "--no-projections"]);
+    assert!(
+        first_verify.code == 0
+            || first_verify
+                .stdout_str()
+                .contains("the index was behind the log"),
+        "{}{}",
+        first_verify.stdout_str(),
+        first_verify.stderr
+    );
+    ccvault(&dir, &["verify"]).ok();
+    import(&dir, &[&first, &second], &[]);
+    assert_eq!(stats(&dir).records, s.events as u64);
+}

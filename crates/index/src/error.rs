@@ -22,6 +22,32 @@ pub enum IndexError {
 
 pub type Result<T> = std::result::Result<T, IndexError>;
 
+impl IndexError {
+    /// The I/O error this is, if it is one (a full disk, a refused file),
+    /// not anything about the file's contents.
+    pub fn io_error(&self) -> Option<&std::io::Error> {
+        match self {
+            IndexError::Redb {
+                source: redb::Error::Io(e),
+                ..
+            } => Some(e),
+            _ => None,
+        }
+    }
+
+    /// Whether the file is open in another handle that holds its lock
+    /// (this process's or another's): nothing about the file's contents.
+    pub fn is_busy(&self) -> bool {
+        matches!(
+            self,
+            IndexError::Redb {
+                source: redb::Error::DatabaseAlreadyOpen,
+                ..
+            }
+        )
+    }
+}
+
 /// Names the index file a redb error happened in: the one conversion every
 /// storage call of this crate goes through.
 pub(crate) trait AtPath<T> {

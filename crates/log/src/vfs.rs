@@ -270,6 +270,18 @@ fn into_io(e: LogError) -> io::Error {
     }
 }
 
+/// Whether `e` is the file system refusing a write (a full disk, a quota,
+/// a read-only file system, the file size limit, a file or directory this
+/// user may not write), as against damage or a fault: what a reader may
+/// work around and a writer must not take for a damaged file.
+pub fn is_write_refusal(e: &io::Error) -> bool {
+    use io::ErrorKind::*;
+    matches!(
+        e.kind(),
+        StorageFull | QuotaExceeded | ReadOnlyFilesystem | FileTooLarge | PermissionDenied
+    )
+}
+
 /// Removes the file `path` if it is there.
 pub fn remove_if_exists(vfs: &dyn Vfs, path: &Path) -> io::Result<()> {
     match vfs.remove_file(path) {

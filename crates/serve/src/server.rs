@@ -537,19 +537,60 @@ async fn api_interactions(
 /// holds a file, not the answer in the server's memory (a whole archive's
 /// listing is ~1 GB at 10M events; six clients that read nothing of a
 /// 72 MB contact held 615 MB until they went).
+///
+/// Reads work on a full disk: where the file system refuses the scratch
+/// file's writes, `write` runs again for the next place, and where both
+/// refuse, into memory, as answers were built before they were spilled.
 fn spilled(
     dir: &std::path::Path,
     what: &str,
-    write: impl FnOnce(&mut dyn std::io::Write) -> anyhow::Result<()>,
+    mut write: impl FnMut(&mut dyn std::io::Write) -> anyhow::Result<()>,
 ) -> anyhow::Result<Body> {
-    let file = tempfile::tempfile_in(dir)
-        .or_else(|_| tempfile::tempfile())
-        .with_context(|| format!("cannot create {what}'s scratch file"))?;
+    let beside = tempfile::tempfile_in(dir);
+    for file in [beside, tempfile::tempfile()] {
+        let Ok(file) = file else { continue };
+        match spill_into(file, &mut write) {
+            Ok(body) => return Ok(body),
+            Err(e) if refuses_writes(&e) => {
+                tracing::debug!("{what}'s scratch file: {e:#}; trying the next place");
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    tracing::warn!(
+        "no scratch file could be created or written for {what} (a full disk?): it is held in memory while it is sent"
+    );
+    let mut bytes = Vec::new();
+    write(&mut bytes)?;
+    Ok(Body::from(bytes))
+}
+
+/// [`spilled`]'s answer written into `file`.
+fn spill_into(
+    file: std::fs::File,
+    write: &mut impl FnMut(&mut dyn std::io::Write) -> anyhow::Result<()>,
+) -> anyhow::Result<Body> {
     let mut out = std::io::BufWriter::with_capacity(1 << 16, file);
     write(&mut out)?;
     let mut file = out.into_inner().map_err(|e| e.into_error())?;
     std::io::Seek::rewind(&mut file)?;
     Ok(streamed(file))
+}
+
+/// Whether `e` comes from the file system refusing a write (a full disk).
+fn refuses_writes(e: &anyhow::Error) -> bool {
+    e.chain().any(|cause| {
+        let io = cause
+            .downcast_ref::<std::io::Error>()
+            .map(|e| e.kind())
+            .or_else(|| {
+                // serde_json keeps the writer's error to itself, but its kind.
+                cause
+                    .downcast_ref::<serde_json::Error>()
+                    .and_then(serde_json::Error::io_error_kind)
+            });
+        io.is_some_and(|kind| ccvault_store::is_write_refusal(&kind.into()))
+    })
 }
 
 /// The bytes of `file`, from where it stands, as a response body read a

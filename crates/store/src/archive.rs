@@ -343,6 +343,19 @@ pub fn open_private_file(path: &Path) -> Result<(std::fs::File, bool)> {
     }
 }
 
+/// Whether `e`, from opening the index, is the file system refusing a
+/// write ([`crate::is_write_refusal`]) or the file's lock held elsewhere:
+/// nothing about the file's contents.
+fn says_nothing_of_the_file(e: &StoreError) -> bool {
+    let io = match e {
+        StoreError::Io { source, .. } => Some(source),
+        StoreError::Index(e) if e.is_busy() => return true,
+        StoreError::Index(e) => e.io_error(),
+        _ => None,
+    };
+    io.is_some_and(crate::is_write_refusal)
+}
+
 /// Opens the index file, creating it owner-only first.
 pub(crate) fn open_index(path: &Path) -> Result<Index> {
     create_private_file(path)?;
@@ -412,7 +425,16 @@ impl Archive {
 
         remove_file_if_exists(&layout.scratch_index_path())?;
         let index_path = layout.index_path();
-        let opened = open_index(&index_path);
+        let opened = match open_index(&index_path) {
+            // A disk that refuses the write an open makes (redb's repair
+            // after a crash, on a full disk), or a lock held by another
+            // handle, says nothing of the file: it is kept for a writer
+            // that can open it, never taken for damage, removed and rebuilt
+            // on that same disk (a read on a full disk left an empty index,
+            // and every later read saw no record).
+            Err(e) if says_nothing_of_the_file(&e) => return Err(e),
+            other => other,
+        };
         let untallied = match &opened {
             Ok(_) => None,
             Err(e) => {
@@ -425,7 +447,10 @@ impl Archive {
                             ccvault_index::INDEX_VERSION
                         )
                     }
-                    e => tracing::warn!("index unusable ({e}); rebuilding it from the log"),
+                    e => tracing::warn!(
+                        "index unusable ({}); rebuilding it from the log",
+                        ccvault_log::display_chain(e)
+                    ),
                 }
                 report.index_rebuilt = true;
                 // An index of an older version, of an archive written

@@ -46,6 +46,7 @@ pub use ccvault_index::{
 pub use ccvault_log::format::{
     FORMAT_VERSION as SEGMENT_FORMAT, OLDEST_READABLE_VERSION as OLDEST_SEGMENT_FORMAT,
 };
+pub use ccvault_log::vfs::is_write_refusal;
 pub use ccvault_log::SEGZ_VERSION;
 pub use ccvault_log::{
     Compression, FsyncPolicy, Position, Record, RecordKind, RecordRef, SourceKind, LOCK_GRACE,

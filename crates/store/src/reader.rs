@@ -148,6 +148,18 @@ impl ArchiveReader {
         let Some(first) = reader.first_unindexed()? else {
             return Ok((reader, CatchUp::UpToDate));
         };
+        if reader.index.repaired_in_memory() {
+            // A writer open has just failed to repair the index (and this
+            // reader holds its lock): the records past the checkpoint stay
+            // unseen, as where indexing them fails.
+            let error = "the index needs a repair that could not be written".to_owned();
+            tracing::warn!(
+                "records from offset {first} are in the log but not in the index: {error}"
+            );
+            let mut reader = reader;
+            reader.unindexed_from = Some(first);
+            return Ok((reader, CatchUp::Failed { first, error }));
+        }
         match Archive::open(dir, repair_options()) {
             Ok((archive, report)) => {
                 drop(archive);
@@ -236,6 +248,25 @@ impl ArchiveReader {
             Some(bytes) => IndexReader::open_with_cache(path, bytes),
             None => IndexReader::open(path),
         };
+        let open_repaired = |path: &Path| match cache_bytes {
+            Some(bytes) => IndexReader::open_repaired_in_memory_with_cache(path, bytes),
+            None => IndexReader::open_repaired_in_memory(path),
+        };
+        // The index a writer open has just closed: as committed, or, when
+        // that writer could not close it cleanly (its close writes redb's
+        // allocator state, which a full disk refuses), repaired in memory
+        // as a crash's would be.
+        let reopen = |path: &Path| -> Result<IndexReader> {
+            open_index(path).or_else(|first| {
+                let index = open_repaired(path).map_err(|_| first)?;
+                tracing::warn!(
+                    "the index {} was left needing repair by a writer that could not close it (a full disk?); \
+                     repaired in memory for this command (the next command that can write repairs it)",
+                    path.display()
+                );
+                Ok(index)
+            })
+        };
         let index = match open_index(&layout.index_path()) {
             Ok(index) => {
                 let reader = Self::with_index(layout, index)?;
@@ -267,7 +298,7 @@ impl ArchiveReader {
                         None
                     }
                 };
-                let index = open_index(&layout.index_path())?;
+                let index = reopen(&layout.index_path())?;
                 return Ok((Self::with_index(layout, index)?, rebuilt));
             }
             Err(first) => {
@@ -295,6 +326,9 @@ impl ArchiveReader {
                                 ),
                             });
                         }
+                        // Records a killed writer appended past its last
+                        // commit, indexed by this repair's open, are the
+                        // crash's recovery, not reported (OPERATIONS.md).
                         drop(archive)
                     }
                     Err(StoreError::Locked { dir, holder }) if !index_exists => {
@@ -306,13 +340,7 @@ impl ArchiveReader {
                     // crash leaves is repaired in memory instead.
                     Err(e) if index_exists => {
                         let path = layout.index_path();
-                        let repaired = match cache_bytes {
-                            Some(bytes) => {
-                                IndexReader::open_repaired_in_memory_with_cache(&path, bytes)
-                            }
-                            None => IndexReader::open_repaired_in_memory(&path),
-                        };
-                        let Ok(index) = repaired else {
+                        let Ok(index) = open_repaired(&path) else {
                             if let IndexError::Version { found, .. } = first {
                                 if found >= INDEX_VERSION {
                                     return Err(e);
@@ -336,7 +364,7 @@ impl ArchiveReader {
                     }
                     Err(e) => return Err(e),
                 }
-                open_index(&layout.index_path())?
+                reopen(&layout.index_path())?
             }
         };
         Ok((Self::with_index(layout, index)?, rebuilt))

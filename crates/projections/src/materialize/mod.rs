@@ -329,7 +329,6 @@ pub struct Projections {
 /// file system, the file size limit, a file or directory this user may not
 /// write. `None` for any other error.
 fn refused_write(e: &ProjectionError) -> Option<&std::io::Error> {
-    use std::io::ErrorKind::*;
     let io = match e {
         ProjectionError::Io { source, .. }
         | ProjectionError::Redb {
@@ -338,11 +337,7 @@ fn refused_write(e: &ProjectionError) -> Option<&std::io::Error> {
         } => source,
         _ => return None,
     };
-    matches!(
-        io.kind(),
-        StorageFull | QuotaExceeded | ReadOnlyFilesystem | FileTooLarge | PermissionDenied
-    )
-    .then_some(io)
+    ccvault_store::is_write_refusal(io).then_some(io)
 }
 
 impl Projections {

@@ -17,6 +17,7 @@
 //!   whose facts were removed or disagree with their payloads, gets them.
 
 use std::ops::ControlFlow;
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
@@ -62,7 +63,27 @@ impl Archive {
         drop(old);
         remove_file_if_exists(&scratch)?;
         create_private_file(&scratch)?;
-        let fresh = Index::create_scratch(&scratch)?;
+        let built = self.fill_scratch_index(&path, &scratch, untallied);
+        if built.is_err() {
+            // Not left to fill a disk that is already full: the index it
+            // was to replace is still in place.
+            let _ = std::fs::remove_file(&scratch);
+        }
+        let n = built?;
+        std::fs::rename(&scratch, &path).map_err(io("cannot replace index", &path))?;
+        self.index = Arc::new(open_index(&path)?);
+        Ok(n)
+    }
+
+    /// [`Archive::rebuild_index`]'s work between creating the scratch file
+    /// and renaming it over `path`: the whole log indexed into it, sealed.
+    fn fill_scratch_index(
+        &mut self,
+        path: &Path,
+        scratch: &Path,
+        untallied: Option<ccvault_index::Counters>,
+    ) -> Result<u64> {
+        let fresh = Index::create_scratch(scratch)?;
         drop(std::mem::replace(&mut self.index, Arc::new(fresh)));
         let started = Instant::now();
         let facts = FactsPlan {
@@ -79,15 +100,13 @@ impl Archive {
             }
         }
         // Hold the old index while the new one is sealed, then swap files.
-        let built = std::mem::replace(&mut self.index, Arc::new(open_index(&path)?));
+        let built = std::mem::replace(&mut self.index, Arc::new(open_index(path)?));
         let started = Instant::now();
         // `commit_index` waited for any commit thread: this is the only share.
         Arc::try_unwrap(built)
             .map_err(|_| StoreError::Poisoned("the rebuilt index is still being committed".into()))?
             .seal()?;
         tracing::debug!(elapsed = ?started.elapsed(), "rebuilt index sealed");
-        std::fs::rename(&scratch, &path).map_err(io("cannot replace index", &path))?;
-        self.index = Arc::new(open_index(&path)?);
         Ok(n)
     }
 
