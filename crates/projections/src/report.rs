@@ -162,11 +162,15 @@ fn day_bucket(ms: i64, tz: &TimeZone) -> Option<(i64, i64)> {
         .ok()?
         .to_zoned_datetime(tz.clone());
     let start = zoned.start_of_day().ok()?;
-    let end = start.tomorrow().ok()?.start_of_day().ok()?;
-    Some((
-        start.timestamp().as_millisecond(),
-        end.timestamp().as_millisecond(),
-    ))
+    let start_ms = start.timestamp().as_millisecond();
+    // The last days of the calendar: their end lies past the latest
+    // instant there is, so it is taken as 24 hours on (an audit found
+    // those days bucketed by UTC instead, overlapping the day before).
+    let end_ms = match start.tomorrow().and_then(|t| t.start_of_day()) {
+        Ok(end) => end.timestamp().as_millisecond(),
+        Err(_) => start_ms.saturating_add(Interval::Day1.nominal_ms()),
+    };
+    Some((start_ms, end_ms))
 }
 
 fn sub_day_bucket(ms: i64, len: i64, tz: &TimeZone) -> Option<(i64, i64)> {

@@ -146,6 +146,31 @@ fn utc_buckets_are_fixed() {
     }
 }
 
+/// The calendar's last days, whose local end lies past the latest
+/// instant: still local days, each starting where the one before ends.
+#[test]
+fn the_calendars_last_local_days_are_local_days() {
+    for zone in [
+        "Pacific/Pago_Pago",
+        "Pacific/Kiritimati",
+        "America/New_York",
+    ] {
+        let tz = TimeZone::get(zone).unwrap();
+        // 9999-12-30T06:00 in Pago Pago, and the day before it.
+        for t in [253_402_189_200_000_i64, 253_402_163_999_000] {
+            let (start, end) = bucket(t, Interval::Day1, &tz);
+            assert!(start <= t && t < end, "{zone} {t}: {start}..{end}");
+            let local = Timestamp::from_millisecond(t)
+                .unwrap()
+                .to_zoned_datetime(tz.clone());
+            let midnight = local.start_of_day().unwrap().timestamp().as_millisecond();
+            assert_eq!(start, midnight, "{zone} {t}");
+            let before = bucket(start - 1, Interval::Day1, &tz);
+            assert_eq!(before.1, start, "{zone} {t}: the day before overlaps");
+        }
+    }
+}
+
 #[test]
 fn day_buckets_follow_local_midnight_across_dst() {
     let tz = ny();
