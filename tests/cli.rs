@@ -1746,3 +1746,37 @@ fn reindex_on_a_terminal_shows_the_records_indexed() {
         piped.stderr
     );
 }
+
+/// A global flag a command has no use for (`--data-dir` for `simulate`,
+/// which opens no archive; `--data-dir` and `--tz` for `man` and
+/// `completions`) is not listed in its help or manual page, where a
+/// newcomer took it for something the command reads, and is still
+/// accepted there; the commands that use it list it.
+#[test]
+fn global_flags_a_command_does_not_use_are_accepted_but_not_listed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("unused");
+    for (command, unused) in [
+        (&["simulate"][..], &["--data-dir"][..]),
+        (&["man"][..], &["--data-dir", "--tz"][..]),
+        (&["completions"][..], &["--data-dir", "--tz"][..]),
+    ] {
+        let mut args = command.to_vec();
+        args.push("--help");
+        let help = ccvault(&dir, &args).ok().stdout_str();
+        for flag in unused {
+            assert!(!help.contains(flag), "{command:?}: {help}");
+        }
+        assert!(help.contains("--quiet"), "{command:?}: {help}");
+    }
+    let page = ccvault(&dir, &["man", "simulate"]).ok().stdout_str();
+    assert!(!page.contains("data\\-dir"), "{page}");
+    // Still accepted, before and after the command's name.
+    let run = ccvault(&dir, &["simulate", "--events", "2", "-q"]).ok();
+    assert_eq!(run.stdout_str().lines().count(), 2);
+    let run = ccvault(&dir, &["completions", "--tz", "UTC", "bash"]).ok();
+    assert!(run.stdout_str().contains("ccvault"));
+    assert!(!dir.exists(), "simulate or completions made an archive");
+    let import = ccvault(&dir, &["import", "--help"]).ok().stdout_str();
+    assert!(import.contains("--data-dir"), "{import}");
+}

@@ -452,10 +452,11 @@ fn main() -> ExitCode {
     }
     // clap writes its own help and usage errors before `--color` is parsed:
     // told the choice from a look at the arguments first.
-    let matches = numbers_may_be_negative(<Cli as clap::CommandFactory>::command())
-        .long_version(long_version())
-        .color(output::clap_color(std::env::args_os()))
-        .get_matches();
+    let matches = command_definition(|cmd| {
+        cmd.long_version(long_version())
+            .color(output::clap_color(std::env::args_os()))
+    })
+    .get_matches();
     let mut cli = match <Cli as clap::FromArgMatches>::from_arg_matches(&matches) {
         Ok(cli) => cli,
         Err(e) => e.exit(),
@@ -478,6 +479,43 @@ fn main() -> ExitCode {
             ExitCode::from(output::exit_code_of(&e))
         }
     }
+}
+
+/// Global flags each command has no use for: still accepted there (a
+/// wrapper that passes `--data-dir` to every call keeps working), but not
+/// listed in its help, manual page or completions, where a newcomer took
+/// them for something the command reads (`simulate` opens no archive).
+const UNUSED_GLOBALS: [(&str, &[&str]); 3] = [
+    ("simulate", &["data_dir"]),
+    ("completions", &["data_dir", "tz"]),
+    ("man", &["data_dir", "tz"]),
+];
+
+/// The command line's definition, built, as it parses and as `--help`, the
+/// manual pages and the completions show it; `prepare` sets what must be
+/// set before it is built (what reaches the subcommands: the colour, no
+/// `help` pseudo-command on the pages).
+pub fn command_definition(prepare: impl FnOnce(clap::Command) -> clap::Command) -> clap::Command {
+    let mut cmd = prepare(numbers_may_be_negative(
+        <Cli as clap::CommandFactory>::command(),
+    ));
+    // Global flags reach the subcommands when it is built, except where a
+    // subcommand has a flag of that id already: there, a hidden copy.
+    let globals: Vec<clap::Arg> = cmd
+        .get_arguments()
+        .filter(|a| a.is_global_set())
+        .cloned()
+        .collect();
+    for (name, unused) in UNUSED_GLOBALS {
+        cmd = cmd.mut_subcommand(name, |sub| {
+            globals
+                .iter()
+                .filter(|a| unused.contains(&a.get_id().as_str()))
+                .fold(sub, |sub, a| sub.arg(a.clone().hide(true)))
+        });
+    }
+    cmd.build();
+    cmd
 }
 
 /// `--events -1` is a bad value of `--events`, said as such (`invalid

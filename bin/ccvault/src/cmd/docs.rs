@@ -5,7 +5,6 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use anyhow::Result;
-use clap::CommandFactory;
 
 use crate::output::UsageError;
 use crate::Cli;
@@ -13,7 +12,12 @@ use crate::Cli;
 pub fn completions(cli: &Cli, shell: clap_complete::Shell) -> Result<ExitCode> {
     super::no_format(cli, "completions")?;
     let mut out = Vec::new();
-    clap_complete::generate(shell, &mut Cli::command(), "ccvault", &mut out);
+    clap_complete::generate(
+        shell,
+        &mut crate::command_definition(|cmd| cmd),
+        "ccvault",
+        &mut out,
+    );
     let mut stdout = crate::output::stdout();
     stdout.write_all(&out)?;
     stdout.flush()?;
@@ -22,12 +26,12 @@ pub fn completions(cli: &Cli, shell: clap_complete::Shell) -> Result<ExitCode> {
 
 pub fn man(cli: &Cli, command: Option<&str>) -> Result<ExitCode> {
     super::no_format(cli, "man")?;
-    // No `help` pseudo-command on any page (its pages would be empty).
-    let mut top = Cli::command()
-        .disable_help_subcommand(true)
-        .mut_subcommands(|c| c.disable_help_subcommand(true));
-    // Global flags (`--data-dir`, `--format`, …) reach the subcommands' pages.
-    top.build();
+    // No `help` pseudo-command on any page (its pages would be empty);
+    // global flags (`--data-dir`, `--format`, …) reach the subcommands'.
+    let top = crate::command_definition(|cmd| {
+        cmd.disable_help_subcommand(true)
+            .mut_subcommands(|c| c.disable_help_subcommand(true))
+    });
     let page = match command {
         None => top,
         Some(name) => {
