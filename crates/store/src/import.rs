@@ -23,7 +23,7 @@ use ccvault_log::SourceKind;
 use crate::archive::{now_ms, Archive, Incoming, Outcome, Prepared};
 use crate::error::{io, Result, StoreError};
 use crate::gzip::{is_trailing_bytes, GzipMembers, GZIP_MAGIC};
-use crate::pause::{PauseProbe, WatchedInput, PAUSE};
+use crate::pause::{LineWatch, PauseProbe, WatchedInput, PAUSE};
 use crate::split::{InputFormat, Splitter};
 
 const BATCH_LINES: usize = 16_384;
@@ -314,6 +314,47 @@ struct Spare {
     prepared: Vec<Prepared>,
 }
 
+/// What [`read_batches`] reads: a file, or a live input through the watch
+/// that tells its pauses.
+enum Reading<R> {
+    File(R),
+    Live(LineWatch<R>),
+}
+
+impl<R: BufRead> Reading<R> {
+    fn paused(&mut self) -> bool {
+        match self {
+            Reading::File(_) => false,
+            Reading::Live(watch) => watch.paused(PAUSE),
+        }
+    }
+}
+
+impl<R: BufRead> Read for Reading<R> {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            Reading::File(r) => r.read(out),
+            Reading::Live(w) => w.read(out),
+        }
+    }
+}
+
+impl<R: BufRead> BufRead for Reading<R> {
+    fn fill_buf(&mut self) -> std::io::Result<&[u8]> {
+        match self {
+            Reading::File(r) => r.fill_buf(),
+            Reading::Live(w) => w.fill_buf(),
+        }
+    }
+
+    fn consume(&mut self, amount: usize) {
+        match self {
+            Reading::File(r) => r.consume(amount),
+            Reading::Live(w) => w.consume(amount),
+        }
+    }
+}
+
 /// Reads lines into batches and decodes them; runs on its own thread so that
 /// decoding overlaps with appending and syncing.
 #[allow(clippy::too_many_arguments)]
@@ -343,7 +384,12 @@ fn read_batches(
         }
     };
     let mut input = match maybe_gunzip(input, source) {
-        Ok(i) => i,
+        // A live input is read through a watch that tells its pauses
+        // (crate::pause), over the decompressed bytes of a gzip feed.
+        Ok(i) => match pause {
+            Some(probe) => Reading::Live(LineWatch::new(i, probe, gzip)),
+            None => Reading::File(i),
+        },
         Err(e) => {
             let _ = tx.send(Err(e));
             return;
@@ -416,7 +462,7 @@ fn read_batches(
     loop {
         // A live input that paused: what came before the pause is made
         // durable now, not when the batch fills (crate::pause).
-        if holds_lines(&batch) && pause.as_ref().is_some_and(|p| p.paused(PAUSE)) {
+        if holds_lines(&batch) && input.paused() {
             shipped_through = batch.through_line;
             if !ship(&mut batch) {
                 return;
