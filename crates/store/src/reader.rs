@@ -182,19 +182,14 @@ impl ArchiveReader {
             Err(e) => {
                 // Reads must keep working where a writer cannot (a full or
                 // read-only disk); the records past the checkpoint stay unseen.
+                let error = ccvault_log::display_chain(&e);
                 tracing::warn!(
                     "records from offset {first} are in the log but not in the index, \
-                     and indexing them failed: {e}"
+                     and indexing them failed: {error}"
                 );
                 let mut reader = reader;
                 reader.unindexed_from = Some(first);
-                return Ok((
-                    reader,
-                    CatchUp::Failed {
-                        first,
-                        error: e.to_string(),
-                    },
-                ));
+                return Ok((reader, CatchUp::Failed { first, error }));
             }
         }
         let reader = Self::open_as_committed(dir, cache_bytes)?;
@@ -356,7 +351,7 @@ impl ArchiveReader {
                         tracing::warn!(
                             "the index {} needs the repair a writer that stopped without closing it leaves, \
                              and opening the archive to make it failed: {e}; repaired in memory for this \
-                             command (the file is unchanged; the next command that can write repairs it)",
+                             command (the next command that can write repairs it)",
                             path.display(),
                             e = ccvault_log::display_chain(&e)
                         );
@@ -440,11 +435,19 @@ impl ArchiveReader {
     /// not search ([`Self::unindexed_from`]), if there are any.
     pub fn not_searched(&self) -> Option<String> {
         self.unindexed_from.map(|first| {
-            format!(
-                "its records from offset {first} on are not indexed yet, so were not searched \
-                 (a running writer indexes its records as it commits them, and after an upgrade \
-                 or a lost index.redb rebuilds the whole index first); ask again once it has"
-            )
+            if self.writer_running {
+                format!(
+                    "its records from offset {first} on are not indexed yet, so were not searched \
+                     (a running writer indexes its records as it commits them, and after an upgrade \
+                     or a lost index.redb rebuilds the whole index first); ask again once it has"
+                )
+            } else {
+                format!(
+                    "its records from offset {first} on are not indexed, so were not searched \
+                     (indexing them failed here: a full or read-only disk); the next command \
+                     that can write indexes them"
+                )
+            }
         })
     }
 

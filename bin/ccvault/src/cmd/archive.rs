@@ -572,9 +572,14 @@ pub fn stats(cli: &Cli, format: HumanJson) -> Result<ExitCode> {
                 )?;
             }
             if let Some(first) = reader.unindexed_from() {
+                let why = if reader.writer_running() {
+                    "a writer is running and has not indexed them yet (after an upgrade or a lost index.redb it rebuilds the whole index first)"
+                } else {
+                    "indexing them failed here (a full or read-only disk: see the warning above); the next command that can write indexes them"
+                };
                 writeln!(
                     out,
-                    "unindexed     the log's records from offset {first} on, not counted above: a writer is running and has not indexed them yet (after an upgrade or a lost index.redb it rebuilds the whole index first)"
+                    "unindexed     the log's records from offset {first} on, not counted above: {why}"
                 )?;
             }
         }
