@@ -1780,3 +1780,30 @@ fn global_flags_a_command_does_not_use_are_accepted_but_not_listed() {
     let import = ccvault(&dir, &["import", "--help"]).ok().stdout_str();
     assert!(import.contains("--data-dir"), "{import}");
 }
+
+/// An import's summary says its lines are durable only when they were
+/// synced: under `--fsync never` it says they were written, not synced.
+#[test]
+fn an_unsynced_import_does_not_call_its_lines_durable() {
+    let tmp = tempfile::tempdir().unwrap();
+    let events = sample("events.ndjson");
+    let synced = ccvault(
+        &tmp.path().join("synced"),
+        &["import", events.to_str().unwrap()],
+    )
+    .ok();
+    assert!(synced.stderr.contains("; all durable"), "{}", synced.stderr);
+    let unsynced = ccvault(
+        &tmp.path().join("unsynced"),
+        &["import", "--fsync", "never", events.to_str().unwrap()],
+    )
+    .ok();
+    assert!(
+        unsynced
+            .stderr
+            .contains("all written, not synced (--fsync never")
+            && !unsynced.stderr.contains("durable"),
+        "{}",
+        unsynced.stderr
+    );
+}

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
+use ccvault_store::FsyncPolicy;
 
 use crate::output::IndexingGauge;
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -294,7 +295,7 @@ pub fn import(
         Err(e) if crate::output::is_broken_pipe(&e) => return Err(e),
         Err(e) => {
             crate::output::say_error(&e);
-            say_durable_before_error(durable.borrow().as_ref());
+            say_durable_before_error(durable.borrow().as_ref(), write.fsync);
             return Ok(ExitCode::from(crate::output::exit_code_of(&e)));
         }
     };
@@ -325,13 +326,14 @@ pub fn import(
         ),
         HumanJson::Human => {
             status!(
-            "imported {} lines in {secs:.2}s ({rate:.0} lines/s): {} archived, {} quarantined, {} duplicates, {} control, {} rejected; all durable",
+            "imported {} lines in {secs:.2}s ({rate:.0} lines/s): {} archived, {} quarantined, {} duplicates, {} control, {} rejected; {}",
             total.lines,
             total.archived,
             total.quarantined,
             total.duplicates,
             total.control,
-            total.rejected.len()
+            total.rejected.len(),
+            kept_as(write.fsync)
             );
             Ok(())
         }
@@ -371,17 +373,32 @@ struct DurableSoFar {
 /// what it knew to be durable: the operator knows what the archive holds
 /// at least, and how to go on. Batches appended after the last one
 /// reported may be durable too (their sync was under way): a lower bound.
-fn say_durable_before_error(durable: Option<&DurableSoFar>) {
+fn say_durable_before_error(durable: Option<&DurableSoFar>, fsync: FsyncPolicy) {
+    // Unsynced, they are written to the page cache: a power cut may lose
+    // them, as it may what the summary of such an import counts.
+    let durable_word = if fsync == FsyncPolicy::Never {
+        "written (not synced: --fsync never)"
+    } else {
+        "durable"
+    };
     let held = match durable {
-        None => "no line was known to be durable yet".to_owned(),
+        None => format!("no line was known to be {durable_word} yet"),
         Some(d) => format!(
-            "at least {} lines were durable (through line {} of {}: {} archived, {} quarantined, {} duplicates)",
+            "at least {} lines were {durable_word} (through line {} of {}: {} archived, {} quarantined, {} duplicates)",
             d.lines, d.through_line, d.source, d.archived, d.quarantined, d.duplicates
         ),
     };
     crate::output::error_line(format_args!(
         "ccvault: before the error, {held}; import the same inputs again to go on (what is archived already counts as duplicates)"
     ));
+}
+
+/// What an import's summary says of the lines it counted.
+fn kept_as(fsync: FsyncPolicy) -> &'static str {
+    match fsync {
+        FsyncPolicy::Never => "all written, not synced (--fsync never: a power cut may lose them)",
+        _ => "all durable",
+    }
 }
 
 /// Says, even with -q, that an import stopped before its inputs ended.
