@@ -65,6 +65,15 @@ impl SmallDisk {
         assert!(fs::write(self.path.join("probe"), b"x").is_err());
     }
 
+    /// [`SmallDisk::fill`], then gives `bytes` back.
+    fn fill_leaving(&self, bytes: u64) {
+        self.fill();
+        let filler = self.path.join("filler");
+        let len = fs::metadata(&filler).unwrap().len();
+        let f = fs::OpenOptions::new().write(true).open(&filler).unwrap();
+        f.set_len(len.saturating_sub(bytes)).unwrap();
+    }
+
     fn free(&self) {
         fs::remove_file(self.path.join("filler")).unwrap();
     }
@@ -474,4 +483,72 @@ fn a_full_disk_after_a_failed_write_keeps_the_index_and_every_read_answers() {
     ccvault(&dir, &["verify"]).ok();
     import(&dir, &[&first, &second], &[]);
     assert_eq!(stats(&dir).records, s.events as u64);
+}
+
+/// An index removed on a full disk (`rm index.redb` to make room, or a
+/// restore that copied only the log) is built whole by the first open that
+/// can write it, or not at all: a build the disk stops leaves no file, so
+/// no later read answers from an index that has seen part of the log, or
+/// none of it, and every read says why it cannot answer until there is
+/// space.
+#[test]
+fn an_index_removed_on_a_full_disk_is_built_whole_or_not_at_all() {
+    let tmp = tempfile::tempdir().unwrap();
+    let disk = match SmallDisk::mount(tmp.path().join("disk"), 12 << 20) {
+        Ok(disk) => disk,
+        Err(why) => {
+            eprintln!("skipped ({why}): the test cannot mount a small file system to fill");
+            return;
+        }
+    };
+    let s = Stream {
+        events: 20_000,
+        interactions: 2_000,
+        line_len: 300,
+    };
+    let events = tmp.path().join("events.ndjson");
+    fs::write(&events, s.text(0..20_000)).unwrap();
+    let dir = disk.path.join("archive");
+    import(&dir, &[&events], &["--segment-bytes", "2MiB"]);
+    let mut refused = 0;
+    for room in [0u64, 16 << 10, 64 << 10, 192 << 10] {
+        fs::remove_file(dir.join("index.redb")).unwrap();
+        disk.fill_leaving(room);
+        for attempt in ["first", "second"] {
+            let run = ccvault(&dir, &["stats", "--format", "json"]);
+            if run.code == 0 {
+                let v: serde_json::Value = serde_json::from_str(&run.stdout_str()).unwrap();
+                assert_eq!(
+                    v["records"].as_u64(),
+                    Some(20_000),
+                    "{room} B free, {attempt} read: {}",
+                    run.stderr
+                );
+                continue;
+            }
+            refused += 1;
+            assert_eq!(run.code, 1, "{room} B free, {attempt} read: {}", run.stderr);
+            assert!(
+                run.stderr.contains("index.redb is missing")
+                    && run.stderr.contains("No space left"),
+                "{room} B free, {attempt} read: {}",
+                run.stderr
+            );
+            assert!(
+                !dir.join("index.redb").exists() && !dir.join("index.redb.rebuild").exists(),
+                "{room} B free, {attempt} read: a build the disk stopped left a file"
+            );
+        }
+        disk.free();
+        assert_eq!(
+            stats(&dir).records,
+            20_000,
+            "{room} B free, then space again"
+        );
+    }
+    assert!(
+        refused > 0,
+        "the disk never refused a build: the test tests nothing"
+    );
+    ccvault(&dir, &["verify", "--no-projections"]).ok();
 }

@@ -346,7 +346,7 @@ pub fn open_private_file(path: &Path) -> Result<(std::fs::File, bool)> {
 /// Whether `e`, from opening the index, is the file system refusing a
 /// write ([`crate::is_write_refusal`]) or the file's lock held elsewhere:
 /// nothing about the file's contents.
-fn says_nothing_of_the_file(e: &StoreError) -> bool {
+pub(crate) fn says_nothing_of_the_file(e: &StoreError) -> bool {
     let io = match e {
         StoreError::Io { source, .. } => Some(source),
         StoreError::Index(e) if e.is_busy() => return true,
@@ -369,19 +369,37 @@ pub fn now_ms() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
+/// What [`Archive::open_unindexed`] leaves to index.
+struct Unindexed {
+    /// Where the index's checkpoint says indexing resumes.
+    resume_from: Option<Position>,
+    /// The index must be rebuilt from the whole log: it was unusable, the
+    /// log lost records it had seen, or it does not describe this log
+    /// (`fit`).
+    rebuild: bool,
+    /// `index.redb` was missing and this open created it, empty, beside a
+    /// log that holds records: it is built whole, and removed again if
+    /// that fails.
+    placeholder: bool,
+}
+
 impl Archive {
     /// Opens (creating if needed) the archive in `dir` for writing: takes
     /// the writer lock, recovers the log tail and indexes what the index
     /// has not seen.
     pub fn open(dir: &Path, options: ArchiveOptions) -> Result<(Archive, OpenReport)> {
-        let (mut archive, mut report, scan_from, lost) = Archive::open_unindexed(dir, options)?;
-        let index = if lost {
-            report.index_rebuilt = true;
-            archive.rebuild_index()?
+        let (mut archive, mut report, todo) = Archive::open_unindexed(dir, options)?;
+        // A missing index over a log that holds records is built whole in a
+        // scratch file, as an unusable one is: never into the file readers
+        // open, where a build stopped midway (a full disk) would be taken
+        // for the log's index.
+        let indexed = if todo.rebuild || todo.placeholder {
+            report.index_rebuilt |= todo.rebuild;
+            archive.rebuild_index()
         } else {
-            archive.index_tail(scan_from, archive.options.index_commit_records, None)?
+            archive.index_tail(todo.resume_from, archive.options.index_commit_records, None)
         };
-        report.reindexed_tail = index;
+        report.reindexed_tail = archive.unless_placeholder_left(&todo, indexed)?;
         archive.tally_untallied_counts()?;
         Ok((archive, report))
     }
@@ -394,21 +412,30 @@ impl Archive {
         dir: &Path,
         options: ArchiveOptions,
     ) -> Result<(Archive, OpenReport, u64)> {
-        let (mut archive, report, _, _) = Archive::open_unindexed(dir, options)?;
-        let indexed = archive.rebuild_index()?;
+        let (mut archive, report, todo) = Archive::open_unindexed(dir, options)?;
+        let indexed = archive.rebuild_index();
+        let indexed = archive.unless_placeholder_left(&todo, indexed)?;
         archive.tally_untallied_counts()?;
         Ok((archive, report, indexed))
     }
 
+    /// A build of the index that failed over the empty index this open
+    /// created for a missing one ([`Unindexed::placeholder`]) removes that
+    /// file: left, it would be an index that has seen nothing, and reads
+    /// would answer from it.
+    fn unless_placeholder_left(&self, todo: &Unindexed, indexed: Result<u64>) -> Result<u64> {
+        if todo.placeholder && indexed.is_err() {
+            let _ = std::fs::remove_file(self.layout.index_path());
+        }
+        indexed
+    }
+
     /// Opens the log (recovering its tail) and the index, without indexing
-    /// anything: returns where the index's checkpoint says indexing resumes,
-    /// and whether the index must be rebuilt instead (it was unusable, the
-    /// log lost records it had seen, or it does not describe this log:
-    /// `fit`).
+    /// anything: returns what is left to index ([`Unindexed`]).
     fn open_unindexed(
         dir: &Path,
         options: ArchiveOptions,
-    ) -> Result<(Archive, OpenReport, Option<Position>, bool)> {
+    ) -> Result<(Archive, OpenReport, Unindexed)> {
         crate::reader::refuse_a_file(dir)?;
         create_private_dir(dir)?;
         check_private_files(dir)?;
@@ -425,7 +452,13 @@ impl Archive {
 
         remove_file_if_exists(&layout.scratch_index_path())?;
         let index_path = layout.index_path();
+        let missing = matches!(std::fs::symlink_metadata(&index_path), Err(e) if e.kind() == std::io::ErrorKind::NotFound);
         let opened = match open_index(&index_path) {
+            // The file this open began to create: not left half written.
+            Err(e) if missing => {
+                let _ = std::fs::remove_file(&index_path);
+                return Err(e);
+            }
             // A disk that refuses the write an open makes (redb's repair
             // after a crash, on a full disk), or a lock held by another
             // handle, says nothing of the file: it is kept for a writer
@@ -567,12 +600,13 @@ impl Archive {
             facts_writer: None,
             _lock: lock,
         };
-        Ok((
-            archive,
-            report,
-            scan_from,
-            unusable || lost.is_some() || misfit.is_some(),
-        ))
+        let placeholder = missing && archive.log.next_offset() > 0;
+        let todo = Unindexed {
+            resume_from: scan_from,
+            rebuild: unusable || lost.is_some() || misfit.is_some(),
+            placeholder,
+        };
+        Ok((archive, report, todo))
     }
 
     /// Writes counts of dropped messages that no tally of the log holds

@@ -357,6 +357,12 @@ impl ArchiveReader {
                         );
                         return Ok((Self::with_index(layout, index)?, None));
                     }
+                    Err(e) if crate::archive::says_nothing_of_the_file(&e) => {
+                        return Err(StoreError::MissingIndexNeedsWriter {
+                            index: layout.index_path(),
+                            why: ccvault_log::display_chain(&e),
+                        })
+                    }
                     Err(e) => return Err(e),
                 }
                 reopen(&layout.index_path())?
