@@ -380,6 +380,17 @@ fn reads_under_a_running_writer_say_which_records_are_not_indexed_yet() {
     assert!(!listed.stdout_str().contains(GUID_B));
     let report = ccvault(&dir, &["report"]).ok();
     assert!(report.stderr.contains(&note), "{}", report.stderr);
+    // So do the commands that read the log through the index, once.
+    let exported = ccvault(&dir, &["export"]).ok();
+    assert_eq!(
+        exported.stderr.matches(&note).count(),
+        1,
+        "{}",
+        exported.stderr
+    );
+    assert_eq!(exported.stdout_str().lines().count(), first.len());
+    let quarantined = ccvault(&dir, &["quarantine"]).ok();
+    assert!(quarantined.stderr.contains(&note), "{}", quarantined.stderr);
 
     // The writer gone, a reader indexes the rest itself and finds them;
     // an absent interaction is then plainly absent.

@@ -69,23 +69,52 @@ fn report_open(cli: &Cli, report: &OpenReport) {
 }
 
 pub fn open_reader(cli: &Cli) -> Result<ArchiveReader> {
-    let gauge = IndexingGauge::start();
-    let reader = ArchiveReader::open(&cli.data_dir)
-        .with_context(|| format!("cannot read archive {}", cli.data_dir.display()))?;
-    drop(gauge);
-    warn_index_damage(&reader);
+    let reader = opened(cli, ArchiveReader::open)?;
+    note_unindexed(&reader);
     Ok(reader)
 }
 
 /// [`open_reader`] for a command that makes a lookup or two and exits
 /// (`ArchiveReader::open_brief`).
 fn open_reader_brief(cli: &Cli) -> Result<ArchiveReader> {
+    let reader = opened(cli, ArchiveReader::open_brief)?;
+    note_unindexed(&reader);
+    Ok(reader)
+}
+
+/// The archive opened by `open`, drawing progress while it indexes, with
+/// the index's damage warned of.
+fn opened(
+    cli: &Cli,
+    open: fn(&std::path::Path) -> ccvault_store::Result<ArchiveReader>,
+) -> Result<ArchiveReader> {
     let gauge = IndexingGauge::start();
-    let reader = ArchiveReader::open_brief(&cli.data_dir)
+    let reader = open(&cli.data_dir)
         .with_context(|| format!("cannot read archive {}", cli.data_dir.display()))?;
     drop(gauge);
     warn_index_damage(&reader);
     Ok(reader)
+}
+
+/// Says on stderr, once a process and unless `-q` (the warnings above it
+/// say why), that the log holds records the reader does not see because
+/// they are not indexed yet. `stats` says it in its output instead.
+fn note_unindexed(reader: &ArchiveReader) {
+    static NOTED: std::sync::Once = std::sync::Once::new();
+    let Some(first) = reader.unindexed_from() else {
+        return;
+    };
+    NOTED.call_once(|| {
+        if reader.writer_running() {
+            crate::status!(
+                "ccvault: note: the writer running now has not committed the log's records from offset {first} on to the index yet, so what follows ends before them (it commits as it goes; after an upgrade or a lost index.redb it first rebuilds the whole index)"
+            );
+        } else {
+            crate::status!(
+                "ccvault: note: the log's records from offset {first} on are not indexed, and indexing them here failed (warned above), so what follows ends before them"
+            );
+        }
+    });
 }
 
 /// Says on stderr, once a process (even with `-q`: what follows may be
@@ -524,7 +553,7 @@ pub fn show_raw(cli: &Cli, guid: &str, tenant: Option<&str>) -> Result<ExitCode>
 }
 
 pub fn stats(cli: &Cli, format: HumanJson) -> Result<ExitCode> {
-    let reader = open_reader_brief(cli)?;
+    let reader = opened(cli, ArchiveReader::open_brief)?;
     let s = reader.stats()?;
     let c = &s.counters;
     let tz = cli.tz();

@@ -230,17 +230,6 @@ pub(crate) fn no_such_tenant(p: &Projections, tenant: &str, cli: &Cli) -> Result
 
 pub(crate) fn up_to_date(cli: &Cli) -> Result<Projections> {
     let mut reader = open_reader(cli)?;
-    if let Some(first) = reader.unindexed_from() {
-        if reader.writer_running() {
-            status!(
-                "ccvault: note: the writer running now has not committed the log's records from offset {first} on to the index yet, so what follows ends before them (it commits as it goes; after an upgrade or a lost index.redb it first rebuilds the whole index)"
-            );
-        } else {
-            status!(
-                "ccvault: note: the log's records from offset {first} on are not indexed, and indexing them here failed (warned above), so what follows ends before them"
-            );
-        }
-    }
     if let Some(p) = already_current(cli, &reader) {
         return Ok(p);
     }
