@@ -49,6 +49,16 @@ impl SmallDisk {
         Ok(SmallDisk { path: at })
     }
 
+    /// A 12 MiB disk in `tmp` for a test that needs nothing else, or
+    /// `None`, said on stderr, where this process may not mount one.
+    fn for_test(tmp: &Path) -> Option<SmallDisk> {
+        SmallDisk::mount(tmp.join("disk"), 12 << 20)
+            .map_err(|why| {
+                eprintln!("skipped ({why}): the test cannot mount a small file system to fill")
+            })
+            .ok()
+    }
+
     /// Writes a file until the file system refuses more.
     fn fill(&self) {
         use std::io::Write;
@@ -390,12 +400,8 @@ fn an_import_stopped_by_a_write_error_says_what_was_durable() {
 #[test]
 fn a_full_disk_after_a_failed_write_keeps_the_index_and_every_read_answers() {
     let tmp = tempfile::tempdir().unwrap();
-    let disk = match SmallDisk::mount(tmp.path().join("disk"), 12 << 20) {
-        Ok(disk) => disk,
-        Err(why) => {
-            eprintln!("skipped ({why}): the test cannot mount a small file system to fill");
-            return;
-        }
+    let Some(disk) = SmallDisk::for_test(tmp.path()) else {
+        return;
     };
     let s = Stream {
         events: 40_000,
@@ -494,12 +500,8 @@ fn a_full_disk_after_a_failed_write_keeps_the_index_and_every_read_answers() {
 #[test]
 fn an_index_removed_on_a_full_disk_is_built_whole_or_not_at_all() {
     let tmp = tempfile::tempdir().unwrap();
-    let disk = match SmallDisk::mount(tmp.path().join("disk"), 12 << 20) {
-        Ok(disk) => disk,
-        Err(why) => {
-            eprintln!("skipped ({why}): the test cannot mount a small file system to fill");
-            return;
-        }
+    let Some(disk) = SmallDisk::for_test(tmp.path()) else {
+        return;
     };
     let s = Stream {
         events: 20_000,
