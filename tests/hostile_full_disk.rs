@@ -492,11 +492,12 @@ fn a_full_disk_after_a_failed_write_keeps_the_index_and_every_read_answers() {
 }
 
 /// An index removed on a full disk (`rm index.redb` to make room, or a
-/// restore that copied only the log) is built whole by the first open that
-/// can write it, or not at all: a build the disk stops leaves no file, so
-/// no later read answers from an index that has seen part of the log, or
-/// none of it, and every read says why it cannot answer until there is
-/// space.
+/// restore that copied only the log), or damaged there, is built whole by
+/// the first open that can write it, or not at all: a build the disk stops
+/// leaves no file, so no later read answers from an index that has seen
+/// part of the log, or none of it (a damaged one was replaced by an empty
+/// one, and the read answered 0 records), and every read says why it
+/// cannot answer until there is space.
 #[test]
 fn an_index_removed_on_a_full_disk_is_built_whole_or_not_at_all() {
     let tmp = tempfile::tempdir().unwrap();
@@ -513,40 +514,52 @@ fn an_index_removed_on_a_full_disk_is_built_whole_or_not_at_all() {
     let dir = disk.path.join("archive");
     import(&dir, &[&events], &["--segment-bytes", "2MiB"]);
     let mut refused = 0;
-    for room in [0u64, 16 << 10, 64 << 10, 192 << 10] {
-        fs::remove_file(dir.join("index.redb")).unwrap();
-        disk.fill_leaving(room);
-        for attempt in ["first", "second"] {
-            let run = ccvault(&dir, &["stats", "--format", "json"]);
-            if run.code == 0 {
-                let v: serde_json::Value = serde_json::from_str(&run.stdout_str()).unwrap();
-                assert_eq!(
-                    v["records"].as_u64(),
-                    Some(20_000),
-                    "{room} B free, {attempt} read: {}",
+    for damaged in [false, true] {
+        for room in [0u64, 16 << 10, 64 << 10, 192 << 10] {
+            let index = dir.join("index.redb");
+            if damaged {
+                // Cut short too, so that removing it frees less than a
+                // build needs.
+                fs::write(&index, [b'#'; 4096]).unwrap();
+            } else {
+                fs::remove_file(&index).unwrap();
+            }
+            disk.fill_leaving(room);
+            for attempt in ["first", "second"] {
+                let case = format!("damaged {damaged}, {room} B free, {attempt} read");
+                let run = ccvault(&dir, &["stats", "--format", "json"]);
+                if run.code == 0 {
+                    let v: serde_json::Value = serde_json::from_str(&run.stdout_str()).unwrap();
+                    assert_eq!(
+                        v["records"].as_u64(),
+                        Some(20_000),
+                        "{case}: {}",
+                        run.stderr
+                    );
+                    continue;
+                }
+                refused += 1;
+                assert_eq!(run.code, 1, "{case}: {}", run.stderr);
+                // A damaged index goes before the build: then it is missing.
+                let missing = !damaged || attempt == "second";
+                assert!(
+                    run.stderr.contains("No space left")
+                        && (!missing || run.stderr.contains("index.redb is missing")),
+                    "{case}: {}",
                     run.stderr
                 );
-                continue;
+                assert!(
+                    !index.exists() && !dir.join("index.redb.rebuild").exists(),
+                    "{case}: a build the disk stopped left a file"
+                );
             }
-            refused += 1;
-            assert_eq!(run.code, 1, "{room} B free, {attempt} read: {}", run.stderr);
-            assert!(
-                run.stderr.contains("index.redb is missing")
-                    && run.stderr.contains("No space left"),
-                "{room} B free, {attempt} read: {}",
-                run.stderr
-            );
-            assert!(
-                !dir.join("index.redb").exists() && !dir.join("index.redb.rebuild").exists(),
-                "{room} B free, {attempt} read: a build the disk stopped left a file"
+            disk.free();
+            assert_eq!(
+                stats(&dir).records,
+                20_000,
+                "damaged {damaged}, {room} B free, then space again"
             );
         }
-        disk.free();
-        assert_eq!(
-            stats(&dir).records,
-            20_000,
-            "{room} B free, then space again"
-        );
     }
     assert!(
         refused > 0,

@@ -362,6 +362,15 @@ pub(crate) fn open_index(path: &Path) -> Result<Index> {
     Ok(Index::open(path)?)
 }
 
+/// Creates the index file where there is none, or leaves none: a creation
+/// the disk stopped is not left for reads to take for an index (empty, or
+/// half written and then "damaged").
+fn create_index(path: &Path) -> Result<Index> {
+    open_index(path).inspect_err(|_| {
+        let _ = std::fs::remove_file(path);
+    })
+}
+
 /// Ms since the Unix epoch, now.
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now()
@@ -377,9 +386,10 @@ struct Unindexed {
     /// log lost records it had seen, or it does not describe this log
     /// (`fit`).
     rebuild: bool,
-    /// `index.redb` was missing and this open created it, empty, beside a
-    /// log that holds records: it is built whole, and removed again if
-    /// that fails.
+    /// The index has seen nothing of a log that holds records: this open
+    /// created it for a missing or unusable one, or a build before was
+    /// stopped (a kill) before its first commit. It is built whole, and
+    /// removed again if that fails.
     placeholder: bool,
 }
 
@@ -419,10 +429,9 @@ impl Archive {
         Ok((archive, report, indexed))
     }
 
-    /// A build of the index that failed over the empty index this open
-    /// created for a missing one ([`Unindexed::placeholder`]) removes that
-    /// file: left, it would be an index that has seen nothing, and reads
-    /// would answer from it.
+    /// A build of the index that failed over an index that has seen
+    /// nothing ([`Unindexed::placeholder`]) removes that file: left, reads
+    /// would answer from it as if the log held nothing.
     fn unless_placeholder_left(&self, todo: &Unindexed, indexed: Result<u64>) -> Result<u64> {
         if todo.placeholder && indexed.is_err() {
             let _ = std::fs::remove_file(self.layout.index_path());
@@ -453,12 +462,12 @@ impl Archive {
         remove_file_if_exists(&layout.scratch_index_path())?;
         let index_path = layout.index_path();
         let missing = matches!(std::fs::symlink_metadata(&index_path), Err(e) if e.kind() == std::io::ErrorKind::NotFound);
-        let opened = match open_index(&index_path) {
-            // The file this open began to create: not left half written.
-            Err(e) if missing => {
-                let _ = std::fs::remove_file(&index_path);
-                return Err(e);
-            }
+        let opened = match if missing {
+            create_index(&index_path)
+        } else {
+            open_index(&index_path)
+        } {
+            Err(e) if missing => return Err(e),
             // A disk that refuses the write an open makes (redb's repair
             // after a crash, on a full disk), or a lock held by another
             // handle, says nothing of the file: it is kept for a writer
@@ -542,7 +551,7 @@ impl Archive {
             Ok(index) => index,
             Err(_) => {
                 remove_file_if_exists(&index_path)?;
-                open_index(&index_path)?
+                create_index(&index_path)?
             }
         };
         let facts_dir = layout.facts_dir();
@@ -600,7 +609,7 @@ impl Archive {
             facts_writer: None,
             _lock: lock,
         };
-        let placeholder = missing && archive.log.next_offset() > 0;
+        let placeholder = checkpoint.is_none() && archive.log.next_offset() > 0;
         let todo = Unindexed {
             resume_from: scan_from,
             rebuild: unusable || lost.is_some() || misfit.is_some(),
