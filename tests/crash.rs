@@ -640,6 +640,17 @@ fn sigkill_of_rebuild_catch_up_or_reindex_changes_no_answer() {
             killed_running += usize::from(was_running);
             let when = format!("{name} round {round}, killed after {after:?} of ~{run_us} µs (running: {was_running})");
             eprintln!("{when}");
+            // The first command after the kill: `verify` finds nothing
+            // wrong (it failed once, "Database has been closed", on the
+            // projections a killed catch-up left needing repair).
+            let verified = ccvault(&dir, &["verify"]);
+            assert_eq!(
+                verified.code,
+                0,
+                "{when}: verify: {}{}",
+                verified.stdout_str(),
+                verified.stderr
+            );
             assert_same_answers(&want, &answers(&dir, &guids), &when);
             // Those reads caught the projections up, the first holder of
             // their lock since the kill: a killed rebuild's scratch file,

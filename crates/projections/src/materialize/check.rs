@@ -92,8 +92,19 @@ impl Projections {
             }
             other => other,
         };
+        let stored = match stored {
+            Ok(stored) => stored,
+            Err(e @ ProjectionError::Damaged { .. }) => {
+                return Ok(Checked::Unreadable(e.to_string()))
+            }
+            Err(e) => return Err(e),
+        };
         // What was applied, read in the snapshot the tables are compared in.
-        let snapshot = stored.and_then(|stored| {
+        // `stored` outlives the snapshot: redb closes the file when its
+        // database is dropped, and a read transaction still open then
+        // fails ("Database has been closed"; the repaired file of a
+        // killed catch-up met it).
+        let snapshot = {
             guarded(&path, || {
                 let txn = stored.read_txn()?;
                 let (version, consumed) = match txn.open_table(schema::META) {
@@ -108,7 +119,7 @@ impl Projections {
                 };
                 Ok((txn, version, consumed))
             })
-        });
+        };
         let (stored_txn, version, consumed) = match snapshot {
             Ok(s) => s,
             Err(e @ ProjectionError::Damaged { .. }) => {
