@@ -69,6 +69,50 @@ fn archive_with_late(dir: &Path) -> (PathBuf, PathBuf) {
 
 /// The command line of a Parquet export to `out` (dates in Anchorage,
 /// small row groups).
+/// A run into a directory another export is writing to is refused before
+/// it touches anything: overlapping runs (a full export still finishing
+/// when the nightly `--since-last` starts) each removed the other's new
+/// files as not their own, both exited 0, and the last checkpoint named
+/// files that no longer existed (an audit: DuckDB then read no event).
+/// The other export is this test holding the directory's lock, with the
+/// files such a run has in hand.
+#[test]
+fn a_run_into_a_directory_another_run_writes_is_refused_untouched() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (data, out, want) = first_export(tmp.path());
+    let (part, file) = files(&out, "events").remove(0);
+    let dir = out.join("events").join(&part);
+    let writing = dir.join(".part-000002-0000.parquet.tmp");
+    let placed = dir.join("part-000002-0001.parquet");
+    std::fs::write(&writing, b"PAR1 half").unwrap();
+    std::fs::copy(&file, &placed).unwrap();
+    let other = File::open(&out).unwrap();
+    other.try_lock().unwrap();
+    for extra in [&[][..], &["--since-last"]] {
+        let mut args = export_args(&out);
+        args.extend_from_slice(extra);
+        let run = ccvault(&data, &args);
+        run.assert_no_panic();
+        assert_eq!(run.code, 1, "{extra:?}: {}", run.stderr);
+        assert!(
+            run.stderr.contains(&format!(
+                "cannot export to {}: another `ccvault export` is writing to this directory",
+                out.display()
+            )),
+            "{extra:?}: {}",
+            run.stderr
+        );
+        assert!(
+            writing.exists() && placed.exists(),
+            "{extra:?}: the other run's files were removed"
+        );
+    }
+    drop(other);
+    std::fs::remove_file(&placed).unwrap();
+    export(&data, &out, &["--since-last"]);
+    assert_eq!(contents(&out), want);
+}
+
 fn export_args(out: &Path) -> Vec<&str> {
     vec![
         "--tz",

@@ -132,6 +132,8 @@ pub fn export(
     dir: &Path,
     opts: &ExportOptions,
 ) -> Result<ExportSummary> {
+    create_dirs(dir)?;
+    let _only_run = lock_out_dir(dir)?;
     let mut reached = Reached::Checking;
     let result = export_into(reader, p, dir, opts, &mut reached);
     let Err(e) = result else {
@@ -157,6 +159,22 @@ pub fn export(
         rolled_back,
         source: Box::new(e),
     })
+}
+
+/// Holds `dir` for this run alone (an `flock` on the directory itself,
+/// released when the process ends): two runs into one directory would each
+/// remove the other's new files as not their own, and the last checkpoint
+/// would name files that no longer exist (an audit: overlapping cron jobs,
+/// both exit 0, the events table read as empty).
+fn lock_out_dir(dir: &Path) -> Result<std::fs::File> {
+    let handle = std::fs::File::open(dir).map_err(io("cannot open directory", dir))?;
+    match handle.try_lock() {
+        Ok(()) => Ok(handle),
+        Err(std::fs::TryLockError::WouldBlock) => Err(ExportError::Refused(
+            "another `ccvault export` is writing to this directory: run this one once it has finished (a run that overlapped it would remove its new files)".into(),
+        )),
+        Err(std::fs::TryLockError::Error(e)) => Err(io("cannot lock directory", dir)(e)),
+    }
 }
 
 /// How far a run got: what its failure leaves to undo.
