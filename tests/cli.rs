@@ -1260,6 +1260,34 @@ fn exit_codes_are_as_documented() {
         (vec!["interactions", "--from", "9999-12-31"], 2),
         (vec!["report", "--from", "1763985600"], 2),
         (vec!["import", "--max-record-bytes", "0", "-"], 2),
+        // Limits past what the log holds: unallocatable buffers (`8EiB`
+        // panicked, and the import said it had succeeded, exit 0), a
+        // keep-alive MQTT cannot carry (65536s went as 0), a group commit
+        // whose buffer cannot be allocated.
+        (vec!["import", "--max-record-bytes", "64MiB", "-"], 2),
+        (vec!["import", "--max-record-bytes", "8EiB", "-"], 2),
+        (
+            vec![
+                "ingest",
+                "mqtt",
+                "--url",
+                "mqtt://127.0.0.1:1",
+                "--keep-alive",
+                "65536s",
+            ],
+            2,
+        ),
+        (
+            vec![
+                "ingest",
+                "mqtt",
+                "--url",
+                "mqtt://127.0.0.1:1",
+                "--max-batch",
+                "1000001",
+            ],
+            2,
+        ),
         (vec!["ingest", "mqtt", "--url", "http://127.0.0.1:1883"], 2),
         // A wallboard clock whose day ends past the last instant (a server
         // started so answered 503 for good).

@@ -34,10 +34,16 @@ pub fn parse_size_usize(s: &str) -> Result<usize, String> {
 /// `--max-record-bytes`: a size of at least one byte. Zero would reject
 /// every message, and reject means acknowledged: a live source's messages
 /// would be gone from the broker, none archived.
+/// At most [`ccvault_store::LARGEST_RECORD_LIMIT`]: the log holds no
+/// larger record, and a larger limit only made the reader's buffers
+/// unallocatable (`8EiB` panicked, and the import said it had succeeded).
 pub fn parse_record_limit(s: &str) -> Result<usize, String> {
     match parse_size_usize(s)? {
         0 => Err(format!(
             "a record size limit of {s:?} would reject every message: give at least 1 byte (the default is 1MiB)"
+        )),
+        n if n > ccvault_store::LARGEST_RECORD_LIMIT => Err(format!(
+            "a record size limit of {s:?} is more than the log holds in a record: give at most 63MiB (the default is 1MiB)"
         )),
         n => Ok(n),
     }

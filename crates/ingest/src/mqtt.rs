@@ -212,6 +212,9 @@ fn topics(cfg: &MqttConfig) -> Vec<String> {
 /// without its key (or the other way), TLS options without `mqtts://`,
 /// and the files of TLS (a CA, a client certificate or key that cannot be
 /// read or holds none).
+/// The longest keep-alive MQTT can carry.
+const MAX_KEEP_ALIVE: Duration = Duration::from_secs(u16::MAX as u64);
+
 pub fn check_options(cfg: &MqttConfig) -> Result<()> {
     let ep = parse_url(&cfg.url)?;
     for t in &topics(cfg) {
@@ -220,6 +223,14 @@ pub fn check_options(cfg: &MqttConfig) -> Result<()> {
                 "invalid MQTT topic filter {t:?} (a filter is levels separated by `/`; `+` stands for one whole level and `#` for the rest, only as the last level)"
             )));
         }
+    }
+    // MQTT carries the keep-alive in 16 bits of seconds: a longer one
+    // wrapped (65536s went as 0, keep-alive off).
+    if cfg.keep_alive > MAX_KEEP_ALIVE {
+        return Err(IngestError::Config(format!(
+            "an MQTT keep-alive of {:?} is longer than MQTT can carry: give at most 65535s (18h12m15s)",
+            cfg.keep_alive
+        )));
     }
     if cfg.username.is_none() && cfg.password.is_some() {
         return Err(IngestError::Config(

@@ -62,6 +62,10 @@ use crate::segments::{packed_totals, SegmentMap};
 mod reindex;
 pub use reindex::records_indexed_from_log;
 
+/// The largest record size limit (`--max-record-bytes`): the log's largest
+/// record body (64 MiB) less room for the record's source fields.
+pub const LARGEST_RECORD_LIMIT: usize = ccvault_log::MAX_BODY_LEN as usize - (1 << 20);
+
 /// The longest message a reader of raw input reads whole for a record
 /// limit of `max_record_bytes`: a Pulsar envelope carries its payload in
 /// base64 (4 bytes for 3) beside its other fields, so an event of the

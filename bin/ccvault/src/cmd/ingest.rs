@@ -50,8 +50,8 @@ pub struct CommonArgs {
     /// Serve Prometheus metrics (text format) on this address, e.g. 127.0.0.1:9464.
     #[arg(long)]
     pub metrics_addr: Option<SocketAddr>,
-    /// Largest group commit, in messages.
-    #[arg(long, default_value_t = 8192)]
+    /// Largest group commit, in messages (1 to 1000000).
+    #[arg(long, default_value_t = 8192, value_parser = clap::builder::TypedValueParser::map(clap::value_parser!(u32).range(1..=1_000_000), |n| n as usize))]
     pub max_batch: usize,
     /// First reconnect delay (doubles up to --max-backoff, with jitter): 200ms, 1s.
     #[arg(long, default_value = "200ms", value_name = "DURATION", value_parser = parse_duration)]
