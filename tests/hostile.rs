@@ -373,9 +373,11 @@ fn control_characters_in_event_values_never_reach_the_terminal() {
     let dir = tmp.path().join("a");
     let guid = r"int-\u001b]0;pwned\u0007-g1";
     let agent = r"ag\u001b[2J\nFORGED 999\u009b";
+    // The channel too: the wallboard printed it raw until 2026-12-06.
+    let media = r"ph\u001b[31mRED\nFORGED LINE";
     let events = [
         format!(
-            r#"{{"Interaction":{{"event":"InteractionCreated","interactionGUID":"{guid}","mediaType":"phone","direction":"in","queueId":"7","msgInfo":{{"timestamp":1763900000000}}}}}}"#
+            r#"{{"Interaction":{{"event":"InteractionCreated","interactionGUID":"{guid}","mediaType":"{media}","direction":"in","queueId":"7","msgInfo":{{"timestamp":1763900000000}}}}}}"#
         ),
         format!(
             r#"{{"Interaction":{{"event":"InteractionQueued","interactionGUID":"{guid}","queueId":"7","isQueued":true,"msgInfo":{{"timestamp":1763900001000}}}}}}"#
@@ -402,7 +404,9 @@ fn control_characters_in_event_values_never_reach_the_terminal() {
         vec!["interactions"],
         vec!["agents"],
         vec!["report", "--by", "agent"],
+        vec!["report", "--by", "queue,channel"],
         vec!["quarantine"],
+        vec!["wallboard", "--at", "2025-11-23T13:00:00Z"],
     ] {
         let run = ccvault(&dir, &args).ok();
         let out = run.stdout_str();

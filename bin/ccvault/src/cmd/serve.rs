@@ -208,6 +208,7 @@ pub struct WallboardArgs {
 
 /// `wallboard`: the document `/api/wallboard` serves, once.
 pub fn wallboard(cli: &Cli, args: &WallboardArgs) -> Result<ExitCode> {
+    use ccvault_projections::for_terminal;
     let format = cli.format_of(args.out.format, "wallboard")?;
     let (opts, _) = args.wallboard.options(cli)?;
     let mut reader = open_reader(cli)?;
@@ -236,7 +237,7 @@ pub fn wallboard(cli: &Cli, args: &WallboardArgs) -> Result<ExitCode> {
                     out,
                     "  queue {} {}: waiting {} (longest {}), offered {}, answered {}, abandoned {}, service level {}, outbound {} ({} connected)",
                     or_dash(q.queue_id.map(|q| q.to_string())),
-                    or_dash(q.media_type.clone()),
+                    or_dash(q.media_type.as_deref().map(|m| for_terminal(m).into_owned())),
                     q.waiting,
                     or_dash(q.oldest_waiting_since_ms.map(ago)),
                     q.offered,
@@ -252,11 +253,11 @@ pub fn wallboard(cli: &Cli, args: &WallboardArgs) -> Result<ExitCode> {
                 writeln!(
                     out,
                     "  {} {} for {} (queue {}, agent {})",
-                    ccvault_projections::for_terminal(&l.interaction_guid),
+                    for_terminal(&l.interaction_guid),
                     l.stage.as_str(),
                     ago(l.since_ms),
                     or_dash(l.queue_id.map(|q| q.to_string())),
-                    ccvault_projections::for_terminal(l.agent_id.as_deref().unwrap_or("-"))
+                    for_terminal(l.agent_id.as_deref().unwrap_or("-"))
                 )?;
             }
             writeln!(out, "\nAgents: {}", board.agents.len())?;
@@ -270,8 +271,8 @@ pub fn wallboard(cli: &Cli, args: &WallboardArgs) -> Result<ExitCode> {
                 writeln!(
                     out,
                     "  {} {} for {}{activity}",
-                    ccvault_projections::for_terminal(&a.agent_id),
-                    a.state_name,
+                    for_terminal(&a.agent_id),
+                    for_terminal(&a.state_name),
                     ago(a.since_ms)
                 )?;
             }
