@@ -1232,6 +1232,47 @@ fn an_empty_ccvault_data_is_taken_as_unset() {
     assert!(stderr.contains("no archive at ./ccvault-data"), "{stderr}");
 }
 
+/// A page (`report --html`, `show --html`) named over a file of the
+/// archive is refused before anything is written: a report page written
+/// over the log's segment emptied the archive, exit 0.
+#[test]
+fn a_page_is_never_written_over_a_file_of_the_archive() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = sample_archive(tmp.path());
+    let segment = fs::read_dir(dir.join("log"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|x| x == "seg" || x == "segz"))
+        .unwrap();
+    let before = fs::read(&segment).unwrap();
+    let guid = ccvault(&dir, &["interactions", "--format", "json"])
+        .ok()
+        .json_lines()[0]["interactionGUID"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for (args, what) in [
+        (vec!["report", "--html"], "the report page"),
+        (vec!["show", guid.as_str(), "--html"], "the timeline page"),
+    ] {
+        for target in [segment.clone(), dir.join("index.redb")] {
+            let mut args = args.clone();
+            args.push(target.to_str().unwrap());
+            let run = ccvault(&dir, &args).expect_code(2);
+            assert!(
+                run.stderr.contains(&format!(
+                    "cannot write {what} to {}: it is a file of the archive",
+                    target.display()
+                )),
+                "{args:?}: {}",
+                run.stderr
+            );
+        }
+    }
+    assert_eq!(fs::read(&segment).unwrap(), before);
+    ccvault(&dir, &["verify"]).ok();
+}
+
 #[test]
 fn exit_codes_are_as_documented() {
     let tmp = tempfile::tempdir().unwrap();

@@ -430,8 +430,21 @@ pub fn is_stdout(path: &Path) -> bool {
 }
 
 /// Writes `bytes` to `path`, or to stdout for `-`; says on stderr what it
-/// wrote to a file.
-pub fn write_file_or_stdout(path: &Path, bytes: &[u8], what: &str) -> Result<()> {
+/// wrote to a file. Never over a file of the archive in `archive` (a page
+/// written over a log segment, one typo, emptied the archive).
+pub fn write_file_or_stdout(path: &Path, bytes: &[u8], what: &str, archive: &Path) -> Result<()> {
+    if let Ok(meta) = std::fs::metadata(path) {
+        use std::os::unix::fs::MetadataExt;
+        let own = ccvault_store::Layout::new(archive).own_files();
+        if own.contains(&(meta.dev(), meta.ino())) {
+            return Err(UsageError(format!(
+                "cannot write {what} to {}: it is a file of the archive {} itself",
+                path.display(),
+                archive.display()
+            ))
+            .into());
+        }
+    }
     if is_stdout(path) {
         let mut out = stdout();
         out.write_all(bytes)?;

@@ -354,7 +354,7 @@ pub fn show(
         } else {
             ccvault_html::render_timeline(&asked.timeline, &asked.inputs, &tz)
         };
-        output::write_file_or_stdout(path, page.as_bytes(), "the timeline page")?;
+        output::write_file_or_stdout(path, page.as_bytes(), "the timeline page", &cli.data_dir)?;
         if output::is_stdout(path) {
             return Ok(ExitCode::SUCCESS);
         }
@@ -548,7 +548,7 @@ pub fn report(cli: &Cli, args: &ReportArgs) -> Result<ExitCode> {
         // read again below rather than kept.
         let rows = p.tenant_report(opts.clone(), tenant)?;
         let page = ccvault_html::render_report(&rows, &opts);
-        output::write_file_or_stdout(path, page.as_bytes(), "the report page")?;
+        output::write_file_or_stdout(path, page.as_bytes(), "the report page", &cli.data_dir)?;
         if output::is_stdout(path) {
             return Ok(ExitCode::SUCCESS);
         }
