@@ -161,6 +161,86 @@ fn every_event_is_archived_exactly_once_across_kill9_restarts() {
     assert_eq!(summary(&stdout)["archived"], 0, "{stdout}");
 }
 
+/// A stop (SIGTERM) in the middle of a burst sends every PUBACK it counts
+/// as sent, and then a DISCONNECT, before the process exits: the next run
+/// of the same session is given only what was not archived, no duplicate.
+/// Until 2026-12-06 the process left on the event loop's word that the
+/// DISCONNECT was queued, before its bytes and the PUBACKs ahead of them
+/// were written: an audit saw 21,000 counted as acknowledged, 23 reach the
+/// broker, and the next run take 13,488 again as duplicates.
+#[test]
+fn a_stop_in_a_burst_sends_every_acknowledgement_it_counts() {
+    let broker = Broker::start("allow_anonymous true");
+    let work = tempfile::tempdir().unwrap();
+    let data = work.path().join("data");
+    let url = broker.url();
+    let args = ["--url", url.as_str(), "--client-id", "ccvault-test-burst"];
+    // The persistent session first, then a backlog for it.
+    let mut first = start_ingest(&data, work.path(), 0, &args, &[]);
+    first.wait_for_log("subscribed", Duration::from_secs(20));
+    assert!(first.terminate().0.success());
+    const N: usize = 30_000;
+    publish_all(
+        broker.port,
+        (0..N)
+            .map(|i| ("acme/event-v1/all".to_owned(), event(i).into_bytes()))
+            .collect(),
+    );
+    // Stopped as the broker pours the backlog out (it does once it has
+    // the subscription).
+    let metrics_port = free_port();
+    let metrics_addr = format!("127.0.0.1:{metrics_port}");
+    let mut with_metrics = args.to_vec();
+    with_metrics.extend(["--metrics-addr", metrics_addr.as_str()]);
+    let mut stopped = start_ingest(&data, work.path(), 1, &with_metrics, &[]);
+    stopped.wait_for_log("subscribed", Duration::from_secs(20));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let mut body = String::new();
+        if let Ok(mut conn) = TcpStream::connect(("127.0.0.1", metrics_port)) {
+            let _ = conn.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
+            let _ = conn.read_to_string(&mut body);
+        }
+        let received = body
+            .lines()
+            .find_map(|l| l.strip_prefix("ccvault_ingest_received_total{source=\"mqtt\"} "))
+            .and_then(|n| n.trim().parse::<u64>().ok());
+        if received.is_some_and(|n| n > 0) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "nothing received:\n{}",
+            stopped.stderr()
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let (status, stdout) = stopped.terminate();
+    assert!(status.success(), "exit {status}:\n{}", stopped.stderr());
+    let s1 = summary(&stdout);
+    eprintln!("stopped in the burst: {s1}");
+    assert_eq!(s1["acked"], s1["archived"], "{s1}");
+    let received = s1["received"].as_u64().unwrap();
+    assert!(
+        received > 0 && received < N as u64,
+        "the stop came before or after the burst, not in it: {s1}"
+    );
+
+    let mut rest = start_ingest(&data, work.path(), 2, &args, &[]);
+    rest.wait_for_log("subscribed", Duration::from_secs(20));
+    rest.wait_records(&data, N as u64, Duration::from_secs(90));
+    std::thread::sleep(Duration::from_millis(300));
+    let (status, stdout) = rest.terminate();
+    assert!(status.success(), "exit {status}:\n{}", rest.stderr());
+    let s2 = summary(&stdout);
+    assert_eq!(
+        s2["duplicates"], 0,
+        "the broker sent again what was counted as acknowledged: {s1} then {s2}"
+    );
+    let (records, stats) = archived(&data);
+    assert_eq!((records.len(), stats.counters.records), (N, N as u64));
+}
+
 /// The removed files process `pid` holds open under `dir`.
 fn deleted_files_held(pid: u32, dir: &Path) -> Vec<String> {
     let dir = dir.canonicalize().unwrap();

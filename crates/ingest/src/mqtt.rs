@@ -25,8 +25,8 @@ use std::time::Duration;
 use ccvault_event::parse_topic;
 use ccvault_store::{Archive, SourceKind};
 use rumqttc::{
-    AsyncClient, ConnectReturnCode, ConnectionError, Event, EventLoop, MqttOptions, Outgoing,
-    Packet, Publish, QoS, SubscribeFilter, SubscribeReasonCode, Transport,
+    AsyncClient, ConnectReturnCode, ConnectionError, Event, EventLoop, MqttOptions, Packet,
+    Publish, QoS, SubscribeFilter, SubscribeReasonCode, Transport,
 };
 use tokio::sync::{mpsc, watch, Notify};
 
@@ -516,10 +516,13 @@ impl Source for MqttSource {
             }
         }
         let _ = self.client.try_disconnect();
+        // Until the broker, having read the DISCONNECT (and so every PUBACK
+        // before it), closes the connection: the event loop's own
+        // `Outgoing::Disconnect` comes before its bytes are surely out.
         let disconnected = tokio::time::timeout(Duration::from_secs(5), async {
             loop {
                 match self.events.recv().await {
-                    Some(Ok(Event::Outgoing(Outgoing::Disconnect))) | Some(Err(_)) | None => return,
+                    Some(Err(_)) | None => return,
                     Some(Ok(_)) => {}
                 }
             }
