@@ -404,6 +404,18 @@ impl Source for PulsarSource {
     async fn close(&mut self) {
         if let Some(mut c) = self.connection.take() {
             let _ = c.tx.send(Message::Close(None)).await;
+            // Until the server answers the close (or ends the stream): a
+            // process that leaves with frames unread makes the kernel reset
+            // the connection, and a server may drop acknowledgements it had
+            // not read yet (the MQTT broker did).
+            let _ = tokio::time::timeout(Duration::from_secs(5), async {
+                while let Some(Ok(frame)) = c.rx.next().await {
+                    if let Message::Close(_) = frame {
+                        return;
+                    }
+                }
+            })
+            .await;
         }
     }
 }
