@@ -249,12 +249,13 @@ fn export_into(
     new.run = run;
     let start = new.events_end;
     let state = p.state()?;
-    let end = match &opts.tenant {
-        None => reader.visible_end(),
-        // A tenant's records are found through the projections' tenant
-        // index, which covers the records they have consumed.
-        Some(_) => state.consumed.min(reader.visible_end()),
-    };
+    // The records the projections have consumed, so that the three tables
+    // are of one snapshot: the reader, opened after them, may see a
+    // running writer's later commits (an audit's export during an import
+    // held events 270,000 records past its interactions). A tenant's
+    // records are found through the projections' tenant index, which
+    // covers the same.
+    let end = state.consumed.min(reader.visible_end());
     if start > end {
         return Err(ExportError::Refused(format!(
             "{} covers {start} records but the archive shows only {end}: it was exported from another archive; run a full export (without --since-last) or use another directory",
