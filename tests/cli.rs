@@ -1025,6 +1025,8 @@ fn printing_commands(tmp: &Path) -> (PathBuf, Vec<Vec<String>>) {
     let demo = demo.to_str().unwrap();
     let commands = [
         vec!["export"],
+        // A tenant's events are read another way ("stdout: stdout: …" once).
+        vec!["export", "--tenant", "acmecorp01"],
         vec!["export", "--what", "interactions", "--format", "csv"],
         vec!["show", &guid, "--raw"],
         vec!["show", &guid],

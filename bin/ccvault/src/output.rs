@@ -197,18 +197,7 @@ macro_rules! status {
 /// with (a library error that names its source and also returns it) is
 /// not written twice.
 pub fn error_text(e: &anyhow::Error) -> String {
-    let mut text = String::new();
-    for cause in e.chain() {
-        let part = cause.to_string();
-        if text.ends_with(&part) {
-            continue;
-        }
-        if !text.is_empty() {
-            text.push_str(": ");
-        }
-        text.push_str(&part);
-    }
-    text
+    ccvault_store::display_chain(e.as_ref())
 }
 
 /// Prints `e` as the error that ends a command (`ccvault: error: …`).

@@ -141,13 +141,18 @@ pub type Result<T, E = LogError> = std::result::Result<T, E>;
 
 /// `e` and its causes, joined by `": "` (as `anyhow`'s `{:#}` prints them):
 /// for keeping an error as text. The error types name their cause only
-/// through `source()`, so `to_string()` alone would drop it.
+/// through `source()`, so `to_string()` alone would drop it. A cause that
+/// the text before it already ends with (an error that names its source
+/// and also returns it) is not written twice.
 pub fn display_chain(e: &dyn std::error::Error) -> String {
     let mut text = e.to_string();
     let mut cause = e.source();
     while let Some(c) = cause {
-        text.push_str(": ");
-        text.push_str(&c.to_string());
+        let part = c.to_string();
+        if !text.ends_with(&part) {
+            text.push_str(": ");
+            text.push_str(&part);
+        }
         cause = c.source();
     }
     text

@@ -43,6 +43,8 @@ pub use ccvault_index::{
     compact_if_it_frees_enough, guard_redb, guid_hash, payload_hash, redb_damage, unguarded,
     Counters, Hit, IndexReader, INDEX_VERSION,
 };
+/// An error and its causes on one line (`: ` between them).
+pub use ccvault_log::display_chain;
 /// The log's formats this build writes, and the oldest segment format it reads.
 pub use ccvault_log::format::{
     FORMAT_VERSION as SEGMENT_FORMAT, OLDEST_READABLE_VERSION as OLDEST_SEGMENT_FORMAT,

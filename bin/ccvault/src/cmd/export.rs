@@ -86,12 +86,8 @@ pub fn export(cli: &Cli, args: &ExportArgs) -> Result<ExitCode> {
                 let p = up_to_date_for(cli, Some(tenant))?;
                 let mut reader = open_reader(cli)?;
                 p.tenant_records(&mut reader, tenant, |rec| {
-                    write_event(rec, (from, to), &mut out).map_err(|source| {
-                        ccvault_projections::ProjectionError::Io {
-                            path: "stdout".into(),
-                            source,
-                        }
-                    })
+                    write_event(rec, (from, to), &mut out)
+                        .map_err(|source| export_write_error(source).into())
                 })?;
                 crate::cmd::archive::warn_damage_met(&reader);
             }
@@ -202,6 +198,16 @@ fn export_parquet(cli: &Cli, args: &ExportArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// A failed write of the export to stdout, said as one error whatever the
+/// filter.
+fn export_write_error(source: std::io::Error) -> ccvault_store::StoreError {
+    ccvault_store::StoreError::Io {
+        what: "cannot write the export to",
+        path: "stdout".into(),
+        source,
+    }
+}
+
 /// Every archived (not quarantined) event payload, in log order, one per
 /// line, byte-exact. JSON cannot hold a raw line break inside a string, so a
 /// CR or LF in a payload is whitespace between tokens: it is written as a
@@ -217,11 +223,7 @@ fn export_events(
             if rec.quarantined {
                 return Ok(());
             }
-            write_event(rec, (from, to), out).map_err(|source| ccvault_store::StoreError::Io {
-                what: "cannot write the export to",
-                path: "stdout".into(),
-                source,
-            })
+            write_event(rec, (from, to), out).map_err(export_write_error)
         },
         |_| damaged += 1,
     )?;

@@ -86,7 +86,7 @@ impl Projections {
             Err(ProjectionError::Redb { .. } | ProjectionError::Io { .. }) => {
                 match Projections::open(dir) {
                     Err(e @ ProjectionError::Damaged { .. }) => Err(e),
-                    Err(e) => return Ok(Checked::NotChecked(e.to_string())),
+                    Err(e) => return Ok(Checked::NotChecked(ccvault_store::display_chain(&e))),
                     Ok(p) => Ok(p),
                 }
             }
