@@ -223,13 +223,27 @@ fn a_capture_compressed_otherwise_than_gzip_is_refused_naming_the_tool() {
         let file = tmp.path().join(name);
         std::fs::write(&file, [magic, &junk[..]].concat()).unwrap();
         let dir = tmp.path().join(format!("a-{name}"));
-        let run = ccvault(&dir, &["import", file.to_str().unwrap()]).expect_code(1);
+        // After a good file too: refused before that one is archived (it
+        // was archived, and the error said no line was durable).
+        let good = tmp.path().join("good.ndjson");
+        let s = common::Stream {
+            events: 1,
+            interactions: 1,
+            line_len: 300,
+        };
+        std::fs::write(&good, format!("{}\n", s.line(0))).unwrap();
+        let run = ccvault(
+            &dir,
+            &["import", good.to_str().unwrap(), file.to_str().unwrap()],
+        )
+        .expect_code(1);
         assert!(
             run.stderr.contains(name) && run.stderr.contains(tool),
             "{name}: {}",
             run.stderr
         );
-        assert_eq!(stats(&dir).records, 0, "{name}");
+        assert!(!run.stderr.contains("before the error"), "{}", run.stderr);
+        assert!(!dir.exists(), "{name}: the archive was created");
     }
 }
 

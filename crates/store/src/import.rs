@@ -86,14 +86,21 @@ pub fn maybe_gunzip<'a>(
             GzipMembers::new(input),
         )));
     }
-    // Read as text, another compression's bytes would be archived as
-    // thousands of quarantined lines, for good: refused before any.
-    if let Some((kind, command)) = other_compression(head) {
-        return Err(StoreError::Input(format!(
-            "{source}: this is a {kind} file, and ccvault decompresses only gzip: decompress it first (`{command} FILE | ccvault import -`)"
-        )));
+    if let Some(why) = refused_compression(head, source) {
+        return Err(StoreError::Input(why));
     }
     Ok(Box::new(input))
+}
+
+/// Why an input whose first bytes are `head` is refused: another
+/// compression than gzip, whose bytes read as text would be archived as
+/// thousands of quarantined lines, for good. `None` when it is not.
+/// `import` asks this of every named file before it archives anything.
+pub fn refused_compression(head: &[u8], source: &str) -> Option<String> {
+    let (kind, command) = other_compression(head)?;
+    Some(format!(
+        "{source}: this is a {kind} file, and ccvault decompresses only gzip: decompress it first (`{command} FILE | ccvault import -`)"
+    ))
 }
 
 /// The compression (and the command that undoes it) whose magic bytes
