@@ -1337,6 +1337,19 @@ fn exit_codes_are_as_documented() {
         (vec!["wallboard", "--at", "9999-12-30"], 2),
         // `-` where only a file or a directory will do.
         (vec!["simulate", "--events", "10", "--truth", "-"], 2),
+        // The truth and the events into one file (they interleaved).
+        (
+            vec![
+                "simulate",
+                "--events",
+                "10",
+                "--out",
+                "./same.ndjson",
+                "--truth",
+                "same.ndjson",
+            ],
+            2,
+        ),
         (vec!["export", "--format", "parquet", "--out", "-"], 2),
         // A window whose start is after its end.
         (

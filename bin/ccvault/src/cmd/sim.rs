@@ -137,6 +137,17 @@ pub fn run(cli: &Cli, args: &SimulateArgs) -> Result<ExitCode> {
         )
         .into());
     }
+    // Both into one file interleaved them, and the stream no longer
+    // imported as generated.
+    if let (Some(truth), Some(out)) = (&args.truth, output::file_unless_stdout(args.out.as_ref())) {
+        if same_file(truth, out) {
+            return Err(output::UsageError(format!(
+                "--truth and --out name the same file ({}): give the truth a file of its own",
+                truth.display()
+            ))
+            .into());
+        }
+    }
     let mut truth_out = match &args.truth {
         Some(path) => Some(BufWriter::with_capacity(
             1 << 20,
@@ -194,4 +205,19 @@ pub fn run(cli: &Cli, args: &SimulateArgs) -> Result<ExitCode> {
         summary.malformed
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// Whether two paths name one file: the same absolute path, or (both
+/// existing) the same inode.
+fn same_file(a: &std::path::Path, b: &std::path::Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    if a == b
+        || matches!((std::path::absolute(a), std::path::absolute(b)), (Ok(x), Ok(y)) if x == y)
+    {
+        return true;
+    }
+    match (std::fs::metadata(a), std::fs::metadata(b)) {
+        (Ok(x), Ok(y)) => (x.dev(), x.ino()) == (y.dev(), y.ino()),
+        _ => false,
+    }
 }
