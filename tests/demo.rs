@@ -2,6 +2,36 @@
 
 use std::process::Command;
 
+/// `demo --tz` prints the day and the interaction in that zone (it was
+/// accepted and ignored: every time UTC).
+#[test]
+fn demo_prints_its_times_in_the_zone_asked_for() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("demo");
+    let out = Command::new(env!("CARGO_BIN_EXE_ccvault"))
+        .args(["demo", "--seed", "3", "--tz", "America/New_York", "--into"])
+        .arg(&dir)
+        .output()
+        .expect("run demo");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("The day by hour (all queues, America/New_York,"),
+        "{stdout}"
+    );
+    // The report's hours and the timeline's events, at the zone's offset.
+    assert!(stdout.matches("-05:00").count() > 10, "{stdout}");
+    let page = std::fs::read_to_string(dir.join("timeline.html")).unwrap();
+    assert!(
+        page.contains("-05:00"),
+        "the timeline page is not in the zone"
+    );
+}
+
 #[test]
 fn demo_archives_a_day_and_prints_the_report_and_a_timeline() {
     let tmp = tempfile::tempdir().expect("tempdir");

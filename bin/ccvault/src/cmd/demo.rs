@@ -190,9 +190,17 @@ pub fn demo(cli: &Cli, args: &DemoArgs) -> Result<ExitCode> {
     let mut reader = ArchiveReader::open(&dir)?;
     let mut projections = Projections::open(&dir)?;
     projections.catch_up(&mut reader, &mut |_| {})?;
-    let opts = ReportOptions::default();
+    let tz = cli.tz();
+    let opts = ReportOptions {
+        tz: tz.clone(),
+        ..ReportOptions::default()
+    };
     let rows = projections.report(opts.clone())?;
-    writeln!(text, "The day by hour (all queues, UTC, SLA 20 s):\n")?;
+    writeln!(
+        text,
+        "The day by hour (all queues, {}, SLA 20 s):\n",
+        tz.iana_name().unwrap_or("UTC")
+    )?;
     writeln!(
         text,
         "{}",
@@ -217,11 +225,12 @@ pub fn demo(cli: &Cli, args: &DemoArgs) -> Result<ExitCode> {
         text,
         "An interaction with rejected offers and holds, as a support engineer sees it:\n"
     )?;
-    writeln!(text, "{}", timeline::render_text(&tl, None))?;
+    let shown_tz = ccvault_projections::timefmt::zone_for_display(&tz);
+    writeln!(text, "{}", timeline::render_text(&tl, shown_tz))?;
     let timeline_html = dir.join("timeline.html");
     write_private(
         &timeline_html,
-        ccvault_html::render_timeline(&tl, &inputs, &jiff::tz::TimeZone::UTC).as_bytes(),
+        ccvault_html::render_timeline(&tl, &inputs, &tz).as_bytes(),
     )?;
 
     // 5. A customer's call across legs, as `show` pictures it.
@@ -237,10 +246,7 @@ pub fn demo(cli: &Cli, args: &DemoArgs) -> Result<ExitCode> {
         if shown.len() > 1 {
             let views: Vec<_> = shown.iter().map(contact::ShownLeg::view).collect();
             let path = dir.join("contact.html");
-            write_private(
-                &path,
-                ccvault_html::render_contact(&views, &jiff::tz::TimeZone::UTC).as_bytes(),
-            )?;
+            write_private(&path, ccvault_html::render_contact(&views, &tz).as_bytes())?;
             writeln!(
                 text,
                 "A customer's call that went through {} legs (each transfer or consultation makes a new leg); `show` of any leg prints them all.\n",
