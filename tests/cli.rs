@@ -1302,6 +1302,8 @@ fn exit_codes_are_as_documented() {
         // A date that --tz puts outside the instants there are.
         (vec!["interactions", "--from", "9999-12-31"], 2),
         (vec!["report", "--from", "1763985600"], 2),
+        // A year is no epoch millisecond (it read as 1970, exit 0).
+        (vec!["report", "--from", "2024"], 2),
         (vec!["import", "--max-record-bytes", "0", "-"], 2),
         // Limits past what the log holds: unallocatable buffers (`8EiB`
         // panicked, and the import said it had succeeded, exit 0), a

@@ -50,6 +50,14 @@ pub fn parse_time(s: &str) -> Result<TimeArg, String> {
         }
         if digits.len() == t.len() {
             match t.len() {
+                // `--from 2024` was read as 2,024 ms after the epoch: an
+                // empty report, exit 0. Only 0, the epoch itself, is meant.
+                1..=7 if t.bytes().any(|b| b != b'0') => {
+                    let year = if t.len() == 4 { format!("for the year write {t}-01-01; ") } else { String::new() };
+                    return Err(format!(
+                        "{s:?} as epoch milliseconds is an instant of 1970-01-01 ({year}epoch milliseconds since then have 12 or more digits)"
+                    ));
+                }
                 8 => return compact_date(s, t),
                 9..=11 => {
                     return Err(format!(
@@ -180,9 +188,14 @@ mod tests {
         );
         assert!(parse_time("123456789").is_err());
         assert!(parse_time("12345678901").is_err());
-        // Small values and whole epoch milliseconds stay what they were.
+        // A few digits are no instant anyone means either (a year, most
+        // likely); the epoch itself and whole epoch milliseconds stay.
+        let err = parse_time("2024").unwrap_err();
+        assert!(err.contains("for the year write 2024-01-01"), "{err}");
+        assert!(parse_time("1234567").is_err());
+        assert!(parse_time("7").is_err());
         assert_eq!(at("0", "UTC"), 0);
-        assert_eq!(at("1234567", "UTC"), 1_234_567);
+        assert_eq!(at("000", "UTC"), 0);
         assert_eq!(at("100000000000", "UTC"), 100_000_000_000);
         // A negative number is a relative time without its unit.
         let err = parse_time("-1").unwrap_err();
