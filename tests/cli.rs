@@ -1482,6 +1482,15 @@ fn exit_codes_are_as_documented() {
         assert!(d["segment"].as_str().unwrap().ends_with(".seg"), "{d}");
         assert!(d["pos"].is_u64() && d["reason"].is_string(), "{d}");
     }
+    // Its exit code is the answer, also to a reader that stopped reading
+    // (`verify | head -1`): a closed pipe does not make damage a success.
+    for format in ["human", "json"] {
+        let (code, stderr) = with_closed_stdout(&dir, &["verify", "--format", format]);
+        assert_eq!(
+            code, 1,
+            "verify --format {format} into a closed pipe\n{stderr}"
+        );
+    }
 }
 
 #[test]

@@ -9,7 +9,8 @@
 //!   name is accepted too and checked against the command's values (a
 //!   mismatch is a usage error, exit 2).
 //! - A reader that closes the pipe (`| head`) ends the command quietly with
-//!   exit 0 ([`is_broken_pipe`]).
+//!   exit 0 ([`is_broken_pipe`]), but for `verify`, whose exit code is its
+//!   answer.
 //! - ANSI colour only when stderr is a terminal (`--color auto`, the
 //!   default, and `NO_COLOR` unset), or with `--color always`.
 

@@ -711,27 +711,35 @@ pub fn verify(cli: &Cli, no_projections: bool, format: HumanJson) -> Result<Exit
         index_problems.push(why.clone());
     }
     let clean = report.is_clean() && projections.is_clean();
-    let mut out = crate::output::stdout();
-    match format {
-        HumanJson::Json => {
-            let damage: Vec<_> = report
-                .damage
-                .iter()
-                .map(|d| {
-                    json!({"segment": d.file_name(), "segmentBase": d.segment, "pos": d.pos,
+    let verdict = if clean {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    };
+    // The exit code is the answer: a reader that stopped reading
+    // (`verify | head -1`) must not turn damage into a success.
+    let written = (|| -> Result<()> {
+        let mut out = crate::output::stdout();
+        match format {
+            HumanJson::Json => {
+                let damage: Vec<_> = report
+                    .damage
+                    .iter()
+                    .map(|d| {
+                        json!({"segment": d.file_name(), "segmentBase": d.segment, "pos": d.pos,
                            "bytesSkipped": d.len_skipped, "reason": d.reason.to_string()})
-                })
-                .collect();
-            let problems = |list: &[String]| -> Vec<_> {
-                list.iter().map(|p| json!({"problem": p})).collect()
-            };
-            let projections_through = match &projections {
-                Checked::Compared { consumed, .. } => json!(consumed),
-                _ => json!(null),
-            };
-            json_line(
-                &mut out,
-                &json!({"clean": clean, "segments": report.segments, "records": report.records,
+                    })
+                    .collect();
+                let problems = |list: &[String]| -> Vec<_> {
+                    list.iter().map(|p| json!({"problem": p})).collect()
+                };
+                let projections_through = match &projections {
+                    Checked::Compared { consumed, .. } => json!(consumed),
+                    _ => json!(null),
+                };
+                json_line(
+                    &mut out,
+                    &json!({"clean": clean, "segments": report.segments, "records": report.records,
                         "tallies": report.tallies,
                         "damage": damage, "indexProblems": problems(&index_problems),
                         "notes": report.notes,
@@ -739,25 +747,25 @@ pub fn verify(cli: &Cli, no_projections: bool, format: HumanJson) -> Result<Exit
                         "factsProblems": problems(&report.facts_problems),
                         "projectionsThrough": projections_through,
                         "projectionsProblems": problems(&projection_problems)}),
-            )?
-        }
-        HumanJson::Human => {
-            for n in &report.notes {
-                writeln!(out, "NOTE   {n}")?;
+                )?
             }
-            for d in &report.damage {
-                writeln!(out, "DAMAGE {d}")?;
-            }
-            for p in &index_problems {
-                writeln!(out, "INDEX  {p}")?;
-            }
-            for p in &report.facts_problems {
-                writeln!(out, "FACTS  {p}")?;
-            }
-            for p in &projection_problems {
-                writeln!(out, "PROJ   {p}")?;
-            }
-            writeln!(
+            HumanJson::Human => {
+                for n in &report.notes {
+                    writeln!(out, "NOTE   {n}")?;
+                }
+                for d in &report.damage {
+                    writeln!(out, "DAMAGE {d}")?;
+                }
+                for p in &index_problems {
+                    writeln!(out, "INDEX  {p}")?;
+                }
+                for p in &report.facts_problems {
+                    writeln!(out, "FACTS  {p}")?;
+                }
+                for p in &projection_problems {
+                    writeln!(out, "PROJ   {p}")?;
+                }
+                writeln!(
                 out,
                 "{}: {} segments, {} readable records, {} damaged places, {} index problems, {} facts problems, {}",
                 if clean { "clean" } else { "NOT CLEAN" },
@@ -782,13 +790,14 @@ pub fn verify(cli: &Cli, no_projections: bool, format: HumanJson) -> Result<Exit
                     ),
                 }
             )?;
+            }
         }
+        Ok(())
+    })();
+    match written {
+        Err(e) if !crate::output::is_broken_pipe(&e) => Err(e),
+        _ => Ok(verdict),
     }
-    Ok(if clean {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
-    })
 }
 
 pub fn reindex(cli: &Cli, format: HumanJson) -> Result<ExitCode> {
