@@ -1913,3 +1913,30 @@ fn an_unsynced_import_does_not_call_its_lines_durable() {
         unsynced.stderr
     );
 }
+
+#[test]
+fn a_log_filter_that_does_not_parse_is_said_and_the_command_runs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = sample_archive(tmp.path());
+    let with_filter = |filter: &str, quiet: bool| {
+        let mut args = vec!["stats"];
+        if quiet {
+            args.push("-q");
+        }
+        let run = command(&dir, &args)
+            .env("CCVAULT_LOG", filter)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert!(run.status.success(), "CCVAULT_LOG={filter}: {run:?}");
+        assert!(String::from_utf8_lossy(&run.stdout).contains("records"));
+        String::from_utf8_lossy(&run.stderr).into_owned()
+    };
+    let said = with_filter("ccvault_store=verbose", false);
+    assert!(
+        said.contains("CCVAULT_LOG ignored") && said.contains("ccvault_store=verbose"),
+        "{said}"
+    );
+    assert!(with_filter("ccvault_store=verbose", true).is_empty());
+    assert!(!with_filter("ccvault_store=debug", false).contains("CCVAULT_LOG"));
+}

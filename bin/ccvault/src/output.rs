@@ -306,8 +306,20 @@ pub fn init_logging(verbose: u8, quiet: bool, color: bool) {
     use tracing_subscriber::layer::SubscriberExt;
     use tracing_subscriber::util::SubscriberInitExt;
     use tracing_subscriber::Layer;
-    let filter = tracing_subscriber::EnvFilter::try_from_env("CCVAULT_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    // A filter that does not parse is said, not silently replaced: whoever
+    // set it is looking for lines it would otherwise never get.
+    let (filter, unusable) = match std::env::var("CCVAULT_LOG") {
+        Err(std::env::VarError::NotPresent) => (None, None),
+        Err(std::env::VarError::NotUnicode(_)) => (None, Some("it is not UTF-8".to_owned())),
+        Ok(text) => match tracing_subscriber::EnvFilter::try_new(&text) {
+            Ok(filter) => (Some(filter), None),
+            Err(e) => (
+                None,
+                Some(format!("{text:?} is not a tracing filter ({e})")),
+            ),
+        },
+    };
+    let filter = filter.unwrap_or_else(|| tracing_subscriber::EnvFilter::new(default));
     // The WebSocket library traces its whole upgrade request, the X-API-Key
     // header included (docs/INGEST.md, Secrets): that target is capped at
     // debug whatever CCVAULT_LOG says. The cap is a second filter an event
@@ -334,6 +346,9 @@ pub fn init_logging(verbose: u8, quiet: bool, color: bool) {
     };
     // Another subscriber already installed (only in tests) keeps its own.
     let _ = tracing_subscriber::registry().with(layer).try_init();
+    if let Some(why) = unusable {
+        status!("ccvault: warning: CCVAULT_LOG ignored: {why}; the level is {default}");
+    }
 }
 
 /// A tracing event as one line of the command's own voice:
