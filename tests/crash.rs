@@ -777,6 +777,71 @@ fn lines_from_a_pipe_that_pauses_are_acknowledged_while_it_waits() {
     }
 }
 
+/// The same for a feed of JSON values back to back on one line (the legacy
+/// streaming API's JSON through `curl … | ccvault import -`): the first
+/// write, one value, is read as a stream of values, not as the start of one
+/// long line (it was: every value after it became one line, rejected over
+/// the size limit), and values are made durable at each pause, whether a
+/// burst ends with a whole value or the start of the next one (they waited
+/// ~50 ms each, with no line end to find).
+#[test]
+fn json_values_from_a_pipe_that_pauses_are_archived_while_it_waits() {
+    let tmp = tempfile::tempdir().unwrap();
+    let stream = Stream {
+        events: 60,
+        interactions: 10,
+        line_len: 400,
+    };
+    let dir = tmp.path().join("archive");
+    let mut child = command(&dir, &["import", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut feed = child.stdin.take().unwrap();
+    let mut sent = 0;
+    let mut rest_of_value = String::new();
+    for (burst, cut_after) in [(1, false), (3, false), (2, true), (4, true), (1, false)] {
+        write!(feed, "{rest_of_value}").unwrap();
+        if !rest_of_value.is_empty() {
+            rest_of_value.clear();
+            sent += 1;
+        }
+        for i in sent..sent + burst {
+            write!(feed, "{}", stream.line(i)).unwrap();
+        }
+        sent += burst;
+        if cut_after {
+            let next = stream.line(sent);
+            let (start, rest) = next.split_at(next.len() / 2);
+            write!(feed, "{start}").unwrap();
+            rest_of_value = rest.to_owned();
+        }
+        feed.flush().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        // The archive is made once the first read has come.
+        while !dir.join("index.redb").exists() || stats(&dir).records < sent as u64 {
+            assert!(
+                Instant::now() < deadline,
+                "value {sent} not archived while the pipe waits"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    drop(feed);
+    let s = stats(&dir);
+    assert_eq!(s.records, sent as u64, "after SIGKILL");
+    assert_eq!(s.quarantined, 0);
+    let (records, _) = scan(&dir);
+    assert_eq!(records.len(), sent);
+    for (i, record) in records.iter().enumerate() {
+        assert_eq!(record.payload, stream.line(i).as_bytes(), "value {i}");
+    }
+}
+
 /// Waits up to 30 s for `child` to end and returns its exit code.
 fn exit_code_within(child: &mut std::process::Child, what: &str) -> Option<i32> {
     let deadline = Instant::now() + Duration::from_secs(30);

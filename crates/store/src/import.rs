@@ -329,10 +329,10 @@ enum Reading<R> {
 }
 
 impl<R: BufRead> Reading<R> {
-    fn paused(&mut self) -> bool {
+    fn paused(&mut self, json: bool) -> bool {
         match self {
             Reading::File(_) => false,
-            Reading::Live(watch) => watch.paused(PAUSE),
+            Reading::Live(watch) => watch.paused(PAUSE, json),
         }
     }
 }
@@ -469,7 +469,7 @@ fn read_batches(
     loop {
         // A live input that paused: what came before the pause is made
         // durable now, not when the batch fills (crate::pause).
-        if holds_lines(&batch) && input.paused() {
+        if holds_lines(&batch) && input.paused(splitter.is_json()) {
             shipped_through = batch.through_line;
             if !ship(&mut batch) {
                 return;

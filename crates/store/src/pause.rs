@@ -13,14 +13,24 @@
 //! decompressed bytes of a gzip feed), and decides.
 //!
 //! Guarantees:
-//! - [`LineWatch::paused`] is true only when reading the next line would
-//!   wait: no whole line is buffered (the start of one may be: a writer that
+//! - [`LineWatch::paused`] is true only when reading the next message would
+//!   wait: no whole one is buffered (the start of one may be: a writer that
 //!   sends a line in two writes, or a buffered writer that flushes mid-line,
 //!   does not hold back the lines before it, even when the rest of the line
 //!   comes within the wait) and nothing more arrived within the wait. What
 //!   arrives meanwhile is taken in, never waited for. A false answer costs
 //!   nothing but a batch cut short, so errors of `poll(2)` answer "not
 //!   paused".
+//! - A whole message is an NDJSON line's end, or, in a JSON stream or
+//!   array (whose values need not end lines), buffered bytes that end in a
+//!   value's closing `}` or `]` (a `,` after it in an array): a value
+//!   flushed whole is taken without waiting, one flushed in parts waits for
+//!   the pause. (A `}` that ends a write inside a string reads as a value's
+//!   end: the values before it wait for the rest, never longer.)
+//! - Each byte is searched for a line end once, and the watch reads ahead
+//!   at most [`TAKE`] bytes beyond what the importer consumed: a line
+//!   without an end, or a capture of values on one line, through a pipe is
+//!   read in linear time and bounded memory.
 //! - A gzip feed flushed by its writer is read on without waiting while
 //!   whole lines of it are decompressed (each line was its own batch, and
 //!   its own `fdatasync`: ~50 lines a second).
@@ -127,6 +137,9 @@ pub struct LineWatch<R> {
     inner: R,
     buf: Vec<u8>,
     pos: usize,
+    /// `buf[pos..searched]` holds no line end: where the next search for
+    /// one starts (each byte is searched once).
+    searched: usize,
     /// Where one read lands before it joins `buf` (kept: zeroed once).
     scratch: Vec<u8>,
     probe: PauseProbe,
@@ -142,17 +155,19 @@ impl<R: Read> LineWatch<R> {
             inner,
             buf: Vec::new(),
             pos: 0,
+            searched: 0,
             scratch: Vec::new(),
             probe,
             decompressing,
         }
     }
 
-    /// Whether the input has paused (see the module's guarantees).
-    pub fn paused(&mut self, wait: Duration) -> bool {
+    /// Whether the input has paused (see the module's guarantees); `json`:
+    /// its messages are JSON values, not lines.
+    pub fn paused(&mut self, wait: Duration, json: bool) -> bool {
         let deadline = Instant::now() + wait;
         loop {
-            if memchr::memchr(b'\n', &self.buf[self.pos..]).is_some() {
+            if self.holds_whole_message(json) || self.buf.len() - self.pos >= TAKE {
                 return false;
             }
             // Below, bytes already read from the descriptor, or bytes
@@ -172,11 +187,34 @@ impl<R: Read> LineWatch<R> {
         }
     }
 
+    /// Whether the unconsumed bytes hold a whole message (see the module's
+    /// guarantees).
+    fn holds_whole_message(&mut self, json: bool) -> bool {
+        if json {
+            let unread = &self.buf[self.pos..];
+            let mut end = unread.iter().rev().skip_while(|b| b.is_ascii_whitespace());
+            return match end.next() {
+                Some(b'}' | b']') => true,
+                Some(b',') => matches!(end.find(|b| !b.is_ascii_whitespace()), Some(b'}' | b']')),
+                _ => false,
+            };
+        }
+        let from = self.searched.max(self.pos);
+        match memchr::memchr(b'\n', &self.buf[from..]) {
+            Some(_) => true,
+            None => {
+                self.searched = self.buf.len();
+                false
+            }
+        }
+    }
+
     /// Appends one read of `inner` to the buffer (what is there: the caller
     /// knows a read would not wait); 0 at the end of input.
     fn take_more(&mut self) -> std::io::Result<usize> {
         if self.pos > 0 {
             self.buf.drain(..self.pos);
+            self.searched = self.searched.saturating_sub(self.pos);
             self.pos = 0;
         }
         if self.scratch.is_empty() {
@@ -209,6 +247,7 @@ impl<R: Read> BufRead for LineWatch<R> {
         if self.pos == self.buf.len() {
             self.buf.clear();
             self.pos = 0;
+            self.searched = 0;
             self.take_more()?;
         }
         Ok(&self.buf[self.pos..])
@@ -258,10 +297,13 @@ mod tests {
         writer.write_all(b"one\ntwo\nthr").unwrap();
         let mut line = Vec::new();
         watch.read_until(b'\n', &mut line).unwrap();
-        assert!(!watch.paused(wait), "a whole line is buffered");
+        assert!(!watch.paused(wait, false), "a whole line is buffered");
         watch.read_until(b'\n', &mut line).unwrap();
         assert_eq!(line, b"one\ntwo\n");
-        assert!(watch.paused(wait), "only the start of a line is buffered");
+        assert!(
+            watch.paused(wait, false),
+            "only the start of a line is buffered"
+        );
         // More of the line comes while the watch waits: taken in, and the
         // line still unfinished is a pause.
         let more = std::thread::spawn(move || {
@@ -269,19 +311,22 @@ mod tests {
             writer.write_all(b"ee").unwrap();
             writer
         });
-        assert!(watch.paused(Duration::from_millis(200)));
+        assert!(watch.paused(Duration::from_millis(200), false));
         let mut writer = more.join().unwrap();
         assert_eq!(watch.fill_buf().unwrap(), b"three");
         writer.write_all(b"\nfour\n").unwrap();
-        assert!(!watch.paused(wait), "its end came");
+        assert!(!watch.paused(wait, false), "its end came");
         let mut rest = Vec::new();
         watch.read_until(b'\n', &mut rest).unwrap();
         assert_eq!(rest, b"three\n");
-        assert!(!watch.paused(wait), "another whole line");
+        assert!(!watch.paused(wait, false), "another whole line");
         watch.read_until(b'\n', &mut rest).unwrap();
-        assert!(watch.paused(wait), "everything was read");
+        assert!(watch.paused(wait, false), "everything was read");
         drop(writer);
-        assert!(!watch.paused(wait), "the end of input is not a pause");
+        assert!(
+            !watch.paused(wait, false),
+            "the end of input is not a pause"
+        );
     }
 
     /// A gzip feed flushed by its writer: while whole lines of it are
@@ -306,12 +351,69 @@ mod tests {
         watch.read_until(b'\n', &mut line).unwrap();
         lines += 1;
         while lines < 100 {
-            assert!(!watch.paused(wait), "paused after {lines} lines");
+            assert!(!watch.paused(wait, false), "paused after {lines} lines");
             watch.read_until(b'\n', &mut line).unwrap();
             lines += 1;
         }
-        assert!(watch.paused(wait), "all 100 read: the feed waits");
+        assert!(watch.paused(wait, false), "all 100 read: the feed waits");
         drop(gz);
+    }
+
+    /// JSON values back to back need not end lines: a value flushed whole
+    /// is taken without waiting, one flushed in parts is a pause once the
+    /// pipe is silent.
+    #[test]
+    fn json_values_are_whole_at_their_closing_brace_not_at_a_line_end() {
+        let (reader, mut writer) = std::io::pipe().unwrap();
+        let (input, probe) = WatchedInput::new(64, reader);
+        let mut watch = LineWatch::new(input, probe, false);
+        let wait = Duration::from_millis(20);
+        writer.write_all(br#"{"a":1}{"b":[2]} "#).unwrap();
+        assert_eq!(watch.fill_buf().unwrap(), br#"{"a":1}{"b":[2]} "#);
+        watch.consume(7);
+        assert!(!watch.paused(wait, true), "a whole value is buffered");
+        watch.consume(10);
+        assert!(watch.paused(wait, true), "everything was read");
+        writer.write_all(br#"[{"c":3},"#).unwrap();
+        assert!(
+            !watch.paused(wait, true),
+            "an array's element and its comma"
+        );
+        watch.consume(9);
+        writer.write_all(br#"{"d":"#).unwrap();
+        assert!(watch.paused(wait, true), "only the start of a value");
+        writer.write_all(br#"4}]"#).unwrap();
+        assert!(!watch.paused(wait, true), "its end came");
+        drop(writer);
+    }
+
+    /// A line without an end, arriving faster than it is read, is not read
+    /// whole into memory by the watch: it reads ahead at most [`TAKE`].
+    #[test]
+    fn the_watch_reads_ahead_a_bounded_amount_of_a_line_without_an_end() {
+        let (reader, mut writer) = std::io::pipe().unwrap();
+        let (input, probe) = WatchedInput::new(1 << 16, reader);
+        let mut watch = LineWatch::new(input, probe, false);
+        let feed = std::thread::spawn(move || {
+            let chunk = vec![b'x'; 1 << 16];
+            // Until the reader goes away (20 MiB at most).
+            for _ in 0..320 {
+                if writer.write_all(&chunk).is_err() {
+                    break;
+                }
+            }
+        });
+        assert!(!watch.fill_buf().unwrap().is_empty());
+        for json in [false, true] {
+            assert!(!watch.paused(Duration::from_millis(500), json));
+            assert!(
+                watch.buf.len() <= 2 * TAKE,
+                "the watch read {} bytes ahead",
+                watch.buf.len()
+            );
+        }
+        drop(watch);
+        feed.join().unwrap();
     }
 
     #[test]

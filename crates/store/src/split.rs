@@ -143,6 +143,12 @@ impl Splitter {
         }))
     }
 
+    /// Whether its messages are JSON values (a stream or arrays), not
+    /// lines.
+    pub fn is_json(&self) -> bool {
+        self.json
+    }
+
     /// Appends the next message to `buf` (it is `buf[len..]`, `len` the
     /// length before the call), or returns `None` at the end of input.
     pub fn next(
@@ -748,11 +754,17 @@ fn detect(head: &[u8]) -> Result<InputFormat, String> {
                 });
             };
             let spans_lines = rest[..end].contains(&b'\n');
+            // Nothing after it yet: a writer of values back to back sent
+            // one (`curl` of the legacy streaming API through a pipe). An
+            // NDJSON line is followed by its end, and a file of one value
+            // and nothing else is that value either way; read as a line,
+            // the stream was one line, rejected whole over the size limit.
+            let block_ends_with_it = rest.len() == end;
             let next_on_same_line = rest[end..]
                 .iter()
                 .find(|b| !matches!(b, b' ' | b'\t' | b'\r'))
                 .is_some_and(|&b| b != b'\n');
-            Ok(if spans_lines || next_on_same_line {
+            Ok(if spans_lines || next_on_same_line || block_ends_with_it {
                 InputFormat::JsonStream
             } else {
                 InputFormat::Ndjson
@@ -966,7 +978,7 @@ mod tests {
             detect(br#"{"Interaction":{"Interaction":{"z":2}}}"#),
             Ok(JsonStream)
         );
-        assert_eq!(detect(br#"{"x":{"A":{"z":2}}}"#), Ok(Ndjson));
+        assert_eq!(detect(b"{\"x\":{\"A\":{\"z\":2}}}\n"), Ok(Ndjson));
         // The samples' malformed file: a broken first line, then NDJSON
         // whose lines start with an envelope's key.
         assert_eq!(
@@ -1106,6 +1118,11 @@ mod tests {
         );
         assert_eq!(detect(b"  {\n  \"a\": \"very long"), Ok(JsonStream));
         assert_eq!(detect(b"{\"a\": \"very long"), Ok(Ndjson));
+        // One whole value and nothing after it (a pipe's first write of a
+        // stream of values): a line would have its end after it.
+        assert_eq!(detect(b"{\"a\":1}"), Ok(JsonStream));
+        assert_eq!(detect(b"\n {\"a\":{\"b\":[1]}}"), Ok(JsonStream));
+        assert_eq!(detect(b"{\"a\":1} "), Ok(Ndjson));
         assert_eq!(detect(b"not json\n"), Ok(Ndjson));
         assert_eq!(detect(b""), Ok(Ndjson));
         let why = detect(b"\n<event><x/></event>").unwrap_err();
