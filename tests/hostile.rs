@@ -443,6 +443,48 @@ fn control_characters_in_event_values_never_reach_the_terminal() {
 /// is not part of the first event; the `\r` of CRLF does not count against
 /// `--max-record-bytes`; a truncated `.gz` keeps its readable prefix, names
 /// what it lost, and the files after it are still imported.
+/// A `\r` alone inside a first line longer than the first block (JSON
+/// whitespace, in a file of `\n` line ends) is not an old Mac line end:
+/// the file was split at it, and every line after the first went into
+/// the piece that followed, rejected over the record limit.
+#[test]
+fn a_carriage_return_inside_a_long_first_line_is_not_a_line_end() {
+    let tmp = tempfile::tempdir().unwrap();
+    let guid = "int-19abb632238-CrInside00000000000000000-phone-00-acme01";
+    let head = format!(
+        r#"{{"Interaction":{{{}"event":"InteractionCreated","interactionGUID":"{guid}","interactionEventTS":1763906000,"pad":""#,
+        '\r'
+    );
+    // The longest line the default record limit (1 MiB) takes: longer
+    // than the first block read (1 MiB of input less nothing).
+    let tail = r#""}}"#;
+    let first = format!(
+        "{head}{}{tail}",
+        "y".repeat((1 << 20) - head.len() - tail.len())
+    );
+    let lines = [
+        first,
+        format!(
+            r#"{{"Interaction":{{"event":"InteractionQueued","interactionGUID":"{guid}","interactionEventTS":1763906005,"queueId":"q1"}}}}"#
+        ),
+        format!(
+            r#"{{"Interaction":{{"event":"InteractionDeleted","interactionGUID":"{guid}","interactionEventTS":1763906010}}}}"#
+        ),
+    ];
+    let input = tmp.path().join("long.ndjson");
+    fs::write(&input, lines.join("\n") + "\n").unwrap();
+    let dir = tmp.path().join("archive");
+    for format in ["auto", "ndjson"] {
+        let _ = fs::remove_dir_all(&dir);
+        let run = import(&dir, &[&input], &["--input-format", format]);
+        assert_eq!(run.code, 0, "--input-format {format}: {}", run.stderr);
+        let s = stats(&dir);
+        assert_eq!((s.events, s.quarantined), (3, 0), "--input-format {format}");
+        let raw = ccvault(&dir, &["show", guid, "--raw"]).ok().stdout_str();
+        assert_eq!(raw, lines.join("\n") + "\n", "--input-format {format}");
+    }
+}
+
 #[test]
 fn a_bom_crlf_and_a_truncated_gzip_lose_nothing_readable() {
     use std::io::Write;

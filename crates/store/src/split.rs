@@ -124,7 +124,7 @@ impl Splitter {
             f => f,
         };
         let head = fill(input)?;
-        let line_end = if !head.contains(&b'\n') && head.contains(&b'\r') {
+        let line_end = if !head.contains(&b'\n') && ends_lines_with_carriage_returns(head) {
             b'\r'
         } else {
             b'\n'
@@ -693,6 +693,21 @@ impl Value {
     }
 }
 
+/// Whether a block without a `\n` has old Mac line ends: a `\r` between
+/// one event's closing `}` and the next one's `{` (or the end of the
+/// block), spaces and tabs aside. A `\r` alone elsewhere is whitespace
+/// inside a value (JSON allows it between tokens), and a first line longer
+/// than the block that holds one is not split there: it was, and the lines
+/// after it went into the piece that followed, rejected over the limit.
+fn ends_lines_with_carriage_returns(block: &[u8]) -> bool {
+    let blank = |b: &u8| matches!(b, b' ' | b'\t');
+    memchr::memchr_iter(b'\r', block).any(|at| {
+        let before = block[..at].iter().rev().find(|b| !blank(b));
+        let after = block[at..].iter().find(|b| !blank(b) && **b != b'\r');
+        before == Some(&b'}') && matches!(after, Some(b'{') | None)
+    })
+}
+
 /// The shape of a stream from its first block (see [`InputFormat::Auto`]).
 fn detect(head: &[u8]) -> Result<InputFormat, String> {
     let head = head.strip_prefix(BYTE_ORDER_MARK).unwrap_or(head);
@@ -1094,6 +1109,18 @@ mod tests {
         let mut r = BufReader::new(&input[..]);
         let s = Splitter::new(InputFormat::Auto, &mut r).unwrap().unwrap();
         assert_eq!((s.json, s.line_end), (false, b'\r'));
+        // A `\r` inside a value (whitespace to JSON) in a first line longer
+        // than the block is not a line end.
+        for head in [
+            &b"{\"A\":{\r\"b\":\"xxxx"[..],
+            b"{\"A\":{}\r,\"b\"",
+            b"{\"A\":{}\r}",
+        ] {
+            assert!(!ends_lines_with_carriage_returns(head), "{head:?}");
+        }
+        for head in [&b"{\"A\":1} \r\r {\"B\""[..], b"x\r{}\r"] {
+            assert!(ends_lines_with_carriage_returns(head), "{head:?}");
+        }
     }
 
     #[test]
