@@ -112,6 +112,8 @@ pub struct ExportSummary {
     pub events_end: u64,
     /// Damaged places of the log that were skipped.
     pub damaged: u64,
+    /// The first of them, said.
+    pub first_damage: Option<String>,
     /// Records this run read from the log (an incremental run reads the
     /// new ones, and the saved agent status changes when it needs them).
     pub records_read: u64,
@@ -335,6 +337,7 @@ fn export_into(
     let keep_list = matches!(read, Read::All | Read::SavedAndNew(_)) && opts.tenant.is_none();
     let scanned = scan_events(reader, p, dir, run, start..end, read, opts)?;
     let (events, spans_source, damaged) = (scanned.files, scanned.agents, scanned.damaged);
+    let first_damage = scanned.first_damage;
     new.agent_changes = match scanned.changes {
         Some(hits) if keep_list => Some(changes::store(dir, &hits)?),
         // Kept spans: no new change, the list stands.
@@ -425,6 +428,7 @@ fn export_into(
         incremental,
         events_end: end,
         damaged,
+        first_damage,
         records_read,
         tables,
     })
@@ -478,6 +482,7 @@ fn unchanged(c: &Checkpoint) -> ExportSummary {
         incremental: true,
         events_end: c.events_end,
         damaged: 0,
+        first_damage: None,
         records_read: 0,
         tables,
     }
@@ -561,6 +566,7 @@ struct Scanned {
     files: Vec<NewFile>,
     agents: SpanChanges,
     damaged: u64,
+    first_damage: Option<String>,
     /// Every status change the agent states took, where each is (none
     /// when one's position is unknown: a tenant's records).
     changes: Option<Vec<Hit>>,
@@ -632,6 +638,7 @@ fn scan_events(
         StoreError::Input("export stopped".into())
     };
     let mut damaged = 0u64;
+    let mut first_damage = None;
     let result = match (opts.tenant.as_deref(), read) {
         (None, Read::SavedAndNew(saved)) => {
             for (hit, rec) in &saved {
@@ -656,7 +663,10 @@ fn scan_events(
         (None, Read::All) => reader
             .for_each_record_ref(
                 |at, rec| pass(logged(at), rec).map_err(&mut stop),
-                |_| damaged += 1,
+                |place| {
+                    damaged += 1;
+                    first_damage.get_or_insert(place);
+                },
             )
             .map_err(ExportError::from),
         (Some(t), _) => {
@@ -671,6 +681,7 @@ fn scan_events(
                 .map_err(ExportError::from);
             // The tenant's records in damaged places, left out by the lookups.
             damaged += (reader.damage_met().len() - met) as u64;
+            first_damage = reader.damage_met().get(met).cloned();
             read
         }
     };
@@ -683,6 +694,7 @@ fn scan_events(
         files: rows.writer.finish()?,
         agents: rows.agents,
         damaged,
+        first_damage,
         changes: rows.changes,
         read: records_read,
         last_record,

@@ -39,8 +39,6 @@ pub enum StoreError {
     /// built from the log, and cannot write it).
     #[error("{index} is missing: it is built from the log by the first command that can write the archive, and this one cannot ({why}); free space (or make the directory writable) and run any command, or `ccvault reindex`")]
     MissingIndexNeedsWriter { index: PathBuf, why: String },
-    #[error("index disagrees with the log: {0}")]
-    Inconsistent(String),
     /// A thread of the command stopped without its result (it panicked or
     /// could not be started): the command's answer would be incomplete.
     #[error("{0}: the command did not finish")]

@@ -560,11 +560,16 @@ impl ArchiveReader {
                 }
                 Err(e) => return Err(e.into()),
             };
+            // Another record where the index places this one: its segment
+            // file is gone (a sealed `.seg` removed leaves no other sign),
+            // and the lookup fell into the one before. Left out and said,
+            // as a damaged place is: the rest is still served.
             if rec.offset != hit.offset {
-                return Err(StoreError::Inconsistent(format!(
-                    "index points offset {} at segment {} position {}, which holds offset {}",
+                self.damage_met.push(format!(
+                    "offset {}: not in the log where the index places it (segment {:020} byte {} holds offset {}: the segment file that held it is gone, or the index is damaged)",
                     hit.offset, at.segment, at.pos, rec.offset
-                )));
+                ));
+                continue;
             }
             records.push(rec);
         }
@@ -711,6 +716,10 @@ impl ArchiveReader {
     ) -> Result<()> {
         let start = ccvault_log::Position { segment: 0, pos: 0 };
         let mut order = OffsetOrder::default();
+        // Offsets run on without a gap from 0 (tallies have theirs): one
+        // after no damage the scan met means records whose file is gone or
+        // was cut short (a sealed `.seg` removed has no other sign).
+        let mut damage_since_last = false;
         let mut scan = self.log.scan(start);
         while let Some(item) = scan.next_ref() {
             match item? {
@@ -718,6 +727,15 @@ impl ArchiveReader {
                     if rec.offset >= self.visible_end {
                         break;
                     }
+                    if rec.offset > order.next && !damage_since_last {
+                        on_damage(format!(
+                            "offsets {} to {} are not in the log (before segment {:020}: a segment file removed or cut short); not served",
+                            order.next,
+                            rec.offset - 1,
+                            at.segment
+                        ));
+                    }
+                    damage_since_last = false;
                     if !order.admits(rec.offset) {
                         on_damage(format!(
                             "record at offset {} in segment {} repeats or goes back (a copied or renamed segment); not served",
@@ -729,7 +747,10 @@ impl ArchiveReader {
                         f(at, rec)?;
                     }
                 }
-                ScanRef::Damage(d) => on_damage(format!("{d:?}")),
+                ScanRef::Damage(d) => {
+                    damage_since_last = true;
+                    on_damage(d.to_string())
+                }
             }
         }
         Ok(())

@@ -855,6 +855,7 @@ pub fn quarantine(cli: &Cli, range: &TimeRange, format: HumanJson) -> Result<Exi
     let (from, to) = range.resolve(cli)?;
     let mut reader = open_reader(cli)?;
     let records = reader.quarantined()?;
+    warn_damage_met(&reader);
     let tz = cli.tz();
     let mut out = std::io::BufWriter::new(crate::output::stdout());
     let mut listed = 0u64;

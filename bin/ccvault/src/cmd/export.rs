@@ -189,13 +189,18 @@ fn export_parquet(cli: &Cli, args: &ExportArgs) -> Result<ExitCode> {
             t.seconds
         );
     }
-    if summary.damaged > 0 {
-        status!(
-            "ccvault: warning: skipped {} damaged places in the log (run `ccvault verify`)",
-            summary.damaged
-        );
+    if let Some(first) = &summary.first_damage {
+        warn_places_left_out(summary.damaged, first);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Says on stderr, even with `-q` (the export is incomplete), that places
+/// of the log were left out, and the first of them.
+fn warn_places_left_out(count: u64, first: &str) {
+    crate::output::error_line(format_args!(
+        "ccvault: warning: the export leaves out {count} damaged or missing place(s) of the log (first: {first}); run `ccvault verify`"
+    ));
 }
 
 /// A failed write of the export to stdout, said as one error whatever the
@@ -217,7 +222,7 @@ fn export_events(
     (from, to): (Option<i64>, Option<i64>),
     out: &mut impl Write,
 ) -> Result<()> {
-    let mut damaged = 0u64;
+    let mut damaged = Vec::new();
     reader.for_each_record(
         |rec| {
             if rec.quarantined {
@@ -225,12 +230,10 @@ fn export_events(
             }
             write_event(rec, (from, to), out).map_err(export_write_error)
         },
-        |_| damaged += 1,
+        |place| damaged.push(place),
     )?;
-    if damaged > 0 {
-        status!(
-            "ccvault: warning: skipped {damaged} damaged places in the log (run `ccvault verify`)"
-        );
+    if let Some(first) = damaged.first() {
+        warn_places_left_out(damaged.len() as u64, first);
     }
     Ok(())
 }
