@@ -1051,6 +1051,36 @@ fn a_sealed_segment_removed_or_cut_to_its_header_is_said_by_the_answers_that_lac
     }
 }
 
+/// Bytes added to the end of the last segment (or a crash's unfinished
+/// write) are cut by the open `verify` makes, as by every writer's, and
+/// `verify` says so in a note: it changed the log (it said nothing).
+#[test]
+fn verify_says_when_its_open_cut_the_last_segments_tail() {
+    let p = Pristine::build();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("archive");
+    copy_dir(&p.dir, &dir);
+    let (base, len) = *p.segments.last().unwrap();
+    let path = seg_path(&dir, base);
+    let mut bytes = fs::read(&path).unwrap();
+    bytes.extend((0..5000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8));
+    fs::write(&path, bytes).unwrap();
+    let report = &ccvault(&dir, &["verify", "--format", "json"])
+        .ok()
+        .json_lines()[0];
+    assert_eq!(report["clean"], true, "{report}");
+    let notes = report["notes"].to_string();
+    assert!(
+        notes.contains("ended in 5000 bytes that are no whole record"),
+        "{notes}"
+    );
+    assert_eq!(fs::metadata(&path).unwrap().len(), len);
+    let again = &ccvault(&dir, &["verify", "--format", "json"])
+        .ok()
+        .json_lines()[0];
+    assert_eq!(again["notes"], serde_json::json!([]));
+}
+
 /// A quarantined record in a damaged place: `quarantine` lists the others
 /// and says, even with `-q`, that it left one out (it listed fewer in
 /// silence, exit 0: an outside audit).

@@ -382,13 +382,26 @@ const KINDS: [PostingKind; 3] = [PostingKind::Guid, PostingKind::Agent, PostingK
 const DIGEST_CACHE_BYTES: usize = 4 << 20;
 
 pub fn verify(dir: &Path) -> Result<VerifyReport> {
+    let active = last_segment_length(&dir.join("log"));
     let (reader, catch_up) = ArchiveReader::open_catching_up(dir)?;
-    let notes = match &catch_up {
+    let mut notes = match &catch_up {
         CatchUp::Upgraded { from } => vec![format!(
             "the index was of version {from}, an older build's: rebuilt from the log at version {INDEX_VERSION}, with every sealed segment's facts (an upgrade, not damage)"
         )],
         _ => Vec::new(),
     };
+    // The open repairs as a writer's does: it cuts a last segment's bytes
+    // that are no whole record. Said, since this run changed the log.
+    if let Some((path, before)) = active {
+        let after = std::fs::metadata(&path).map_or(before, |m| m.len());
+        if after < before {
+            notes.push(format!(
+                "{} ended in {} bytes that are no whole record (the unfinished write a crash leaves, or bytes added to the file): opening the archive cut them, as every writer's open does (at byte {after})",
+                path.display(),
+                before - after
+            ));
+        }
+    }
     let log_dir = dir.join("log");
     // The log's own check (every byte, every CRC) reads the log apart from
     // the index check's scan: on a thread of its own, the two take both
@@ -427,6 +440,18 @@ pub fn verify(dir: &Path) -> Result<VerifyReport> {
         facts_checked,
         facts_problems,
     })
+}
+
+/// The last segment file of `log_dir` and its length, when it is a `.seg`
+/// (the one a writer appends to and an open repairs).
+fn last_segment_length(log_dir: &Path) -> Option<(std::path::PathBuf, u64)> {
+    let base = ccvault_log::LogReader::open(log_dir)
+        .ok()?
+        .segments()
+        .pop()?;
+    let path = log_dir.join(ccvault_log::segment_file_name(base));
+    let len = std::fs::metadata(&path).ok()?.len();
+    Some((path, len))
 }
 
 /// Where the index disagrees with the log's visible records (and whether
