@@ -3,10 +3,19 @@
 //! Invariants:
 //! - A bearer token is compared in constant time (both sides hashed first,
 //!   so neither its content nor its length leaks through timing).
+//! - A browser signed in at `/login` holds a session, never the token: a
+//!   random value this process gave it, good for [`SESSION_LIFETIME`] and
+//!   never after the server stops. Browsers send a host's cookies to every
+//!   port of that host, so whatever else listens there sees the cookie; it
+//!   must not be the lasting secret that also opens the API.
 //! - Every response carries a strict Content-Security-Policy: scripts and
 //!   styles only from this server, no inline script, nothing fetched from
 //!   elsewhere. A page from crates/html keeps its one inline stylesheet,
 //!   allowed by its hash and nothing else ([`csp_for_page`]).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
@@ -14,13 +23,25 @@ use subtle::ConstantTimeEq;
 /// The policy of every response that sets no other.
 pub const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'";
 
-/// The name of the cookie a browser presents the token in (set by `/login`).
-pub const TOKEN_COOKIE: &str = "ccvault_token";
+/// The name of the cookie a browser presents its session in (set by
+/// `/login`).
+pub const SESSION_COOKIE: &str = "ccvault_session";
 
-/// The secret clients must present.
+/// How long a session lasts: a working day, then the browser signs in
+/// again.
+pub const SESSION_LIFETIME: Duration = Duration::from_secs(12 * 3600);
+
+/// Sessions open at once, at most: past it, signing in ends the one that
+/// ends soonest (a form posted in a loop cannot grow memory).
+const MAX_SESSIONS: usize = 10_000;
+
+/// The secret clients must present, and the sessions of the browsers that
+/// presented it at `/login`.
 #[derive(Clone)]
 pub struct Token {
     digest: [u8; 32],
+    /// SHA-256 of each session's value, and when it ends.
+    sessions: Arc<Mutex<HashMap<[u8; 32], Instant>>>,
 }
 
 impl std::fmt::Debug for Token {
@@ -56,7 +77,36 @@ impl Token {
         }
         Ok(Token {
             digest: Sha256::digest(t.as_bytes()).into(),
+            sessions: Arc::default(),
         })
+    }
+
+    /// A new session's cookie value (64 hex digits, 256 random bits), good
+    /// for [`SESSION_LIFETIME`] from `now`.
+    pub fn start_session(&self, now: Instant) -> String {
+        let value: String = rand::random::<[u8; 32]>()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let mut sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
+        sessions.retain(|_, ends| *ends > now);
+        if sessions.len() >= MAX_SESSIONS {
+            if let Some(soonest) = sessions.iter().min_by_key(|(_, e)| **e).map(|(k, _)| *k) {
+                sessions.remove(&soonest);
+            }
+        }
+        sessions.insert(
+            Sha256::digest(value.as_bytes()).into(),
+            now + SESSION_LIFETIME,
+        );
+        value
+    }
+
+    /// Whether `value` is a session this process started that has not ended.
+    fn session_open(&self, value: &str, now: Instant) -> bool {
+        let d: [u8; 32] = Sha256::digest(value.as_bytes()).into();
+        let sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
+        sessions.get(&d).is_some_and(|ends| *ends > now)
     }
 
     /// Whether `given` is the token, in constant time.
@@ -65,9 +115,13 @@ impl Token {
         d.ct_eq(&self.digest).into()
     }
 
-    /// Whether request headers carry the token: `Authorization: Bearer T`,
-    /// or the `/login` cookie.
+    /// Whether request headers carry the token, `Authorization: Bearer T`,
+    /// or the cookie of an open session.
     pub fn admits(&self, authorization: Option<&str>, cookie: Option<&str>) -> bool {
+        self.admits_at(authorization, cookie, Instant::now())
+    }
+
+    fn admits_at(&self, authorization: Option<&str>, cookie: Option<&str>, now: Instant) -> bool {
         // The scheme is case-insensitive (RFC 9110 §11.1): `bearer T` too.
         let bearer = authorization
             .and_then(|a| {
@@ -78,7 +132,7 @@ impl Token {
         let cookie = cookie.is_some_and(|c| {
             c.split(';')
                 .filter_map(|kv| kv.trim().split_once('='))
-                .any(|(k, v)| k == TOKEN_COOKIE && self.matches(v))
+                .any(|(k, v)| k == SESSION_COOKIE && self.session_open(v, now))
         });
         bearer || cookie
     }
@@ -191,8 +245,23 @@ mod tests {
         assert!(!t.admits(Some("Basic s3cret-token-0123456789"), None));
         assert!(!t.admits(Some("s3cret-token-0123456789"), None));
         assert!(!t.admits(None, None));
-        assert!(t.admits(None, Some("a=b; ccvault_token=s3cret-token-0123456789")));
-        assert!(!t.admits(None, Some("ccvault_token=nope")));
+        // Never the token itself in a cookie: a session's value.
+        assert!(!t.admits(None, Some("ccvault_token=s3cret-token-0123456789")));
+        assert!(!t.admits(None, Some("ccvault_session=s3cret-token-0123456789")));
+        let now = Instant::now();
+        let session = t.start_session(now);
+        assert_eq!(session.len(), 64);
+        assert_ne!(session, t.start_session(now));
+        let cookie = format!("a=b; ccvault_session={session}");
+        assert!(t.admits_at(None, Some(&cookie), now));
+        assert!(t
+            .clone()
+            .admits_at(None, Some(&cookie), now + SESSION_LIFETIME / 2));
+        assert!(!t.admits_at(None, Some(&cookie), now + SESSION_LIFETIME));
+        assert!(!t.admits(None, Some("ccvault_session=nope")));
+        // Another server's token knows none of this one's sessions.
+        let other = Token::from_file_text("s3cret-token-0123456789").unwrap();
+        assert!(!other.admits_at(None, Some(&cookie), now));
         assert!(Token::from_file_text("short\n").is_err());
         assert!(Token::from_file_text("").is_err());
     }
@@ -220,7 +289,8 @@ mod tests {
         let all: String = ('!'..='~').filter(|c| *c != ';').collect();
         let t = Token::from_file_text(&format!(" {all}\t\nsecond line")).unwrap();
         assert!(t.admits(Some(&format!("Bearer {all}")), None));
-        assert!(t.admits(None, Some(&format!("ccvault_token={all}"))));
+        let session = t.start_session(Instant::now());
+        assert!(t.admits(None, Some(&format!("ccvault_session={session}"))));
     }
 
     #[test]

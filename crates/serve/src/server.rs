@@ -39,7 +39,9 @@ use crate::query::{
     only_known_params, InteractionsQuery, ReportQuery, INTERACTIONS_PARAMS, NO_PARAMS,
     REPORT_PARAMS,
 };
-use crate::security::{csp_for_page, is_loopback_host, Token, CSP, TOKEN_COOKIE};
+use crate::security::{
+    csp_for_page, is_loopback_host, Token, CSP, SESSION_COOKIE, SESSION_LIFETIME,
+};
 use crate::{gzip, pages, search};
 
 const WALLBOARD_JS: &str = include_str!("../assets/wallboard.js");
@@ -853,8 +855,9 @@ async fn login(State(s): State<AppState>, req: Request) -> Response {
         Some(t) if t.matches(f.token.trim()) => {
             let secure = if s.secure_cookie { "; Secure" } else { "" };
             let cookie = format!(
-                "{TOKEN_COOKIE}={}; Path=/; HttpOnly; SameSite=Strict{secure}",
-                f.token.trim()
+                "{SESSION_COOKIE}={}; Path=/; Max-Age={}; HttpOnly; SameSite=Strict{secure}",
+                t.start_session(Instant::now()),
+                SESSION_LIFETIME.as_secs()
             );
             let back = local_page(f.next.as_deref()).unwrap_or("/");
             let mut r = Redirect::to(back).into_response();
