@@ -7,25 +7,43 @@
 
 use std::borrow::Cow;
 
-/// `value` with control characters (C0, DEL, C1, and the bidirectional
-/// overrides that reorder what a terminal shows) written as Rust escapes
-/// (`\u{1b}`, `\n`); text without them is returned as it is.
+/// `value` with control characters (C0, DEL, C1), the characters that
+/// reorder what a terminal shows (bidirectional overrides, isolates and
+/// marks) and those it shows as nothing or as a line break (zero-width
+/// characters, U+2028/2029, the soft hyphen, fillers, tags) written as Rust
+/// escapes (`\u{1b}`, `\n`, `\u{200b}`), so `ag1` and `ag1` with a
+/// zero-width space never look alike; text without them is returned as it
+/// is.
 pub fn for_terminal(value: &str) -> Cow<'_, str> {
     fn unsafe_char(c: char) -> bool {
-        c.is_control() || matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+        c.is_control() || hidden_or_reordering(c)
     }
     if !value.chars().any(unsafe_char) {
         return Cow::Borrowed(value);
     }
     let mut out = String::with_capacity(value.len() + 8);
     for c in value.chars() {
-        if unsafe_char(c) {
+        if c.is_control() {
             out.extend(c.escape_debug());
+        } else if hidden_or_reordering(c) {
+            out.extend(c.escape_unicode());
         } else {
             out.push(c);
         }
     }
     Cow::Owned(out)
+}
+
+/// Characters a terminal shows as nothing, as a line break, or that
+/// reorder the text around them.
+fn hidden_or_reordering(c: char) -> bool {
+    matches!(c,
+        '\u{00AD}' | '\u{061C}' | '\u{115F}' | '\u{1160}' | '\u{180E}'
+        | '\u{200B}'..='\u{200F}'
+        | '\u{2028}'..='\u{202E}'
+        | '\u{2060}'..='\u{2069}'
+        | '\u{3164}' | '\u{FEFF}' | '\u{FFA0}'
+        | '\u{E0000}'..='\u{E007F}')
 }
 
 /// Renders rows under headers, columns padded to their widest cell; columns
@@ -102,6 +120,15 @@ mod tests {
             for_terminal("a\u{1b}]0;owned\u{7}b\u{1b}[2J\nforged\u{202E}"),
             "a\\u{1b}]0;owned\\u{7}b\\u{1b}[2J\\nforged\\u{202e}"
         );
+        // Invisible, line-breaking or reordering: two agents never look
+        // alike (an outside audit found these printed raw).
+        assert_eq!(
+            for_terminal(
+                "ag1\u{200b}|\u{200f}|\u{2028}|\u{ad}|\u{3164}|\u{feff}|\u{e0041}|\u{2066}"
+            ),
+            "ag1\\u{200b}|\\u{200f}|\\u{2028}|\\u{ad}|\\u{3164}|\\u{feff}|\\u{e0041}|\\u{2066}"
+        );
+        assert!(matches!(for_terminal("Zoë 山田 ☎"), Cow::Borrowed(_)));
     }
 
     #[test]
