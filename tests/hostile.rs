@@ -251,6 +251,32 @@ fn a_symlink_in_place_of_any_archive_file_is_refused_and_its_target_untouched() 
     }
 }
 
+/// The `facts/` directory replaced by a symlink to another directory, or
+/// made writable by others: refused like the log's directory, and nothing
+/// is written through the link (a writer wrote its facts into the link's
+/// target: an outside audit).
+#[test]
+fn a_facts_directory_that_is_a_link_or_not_private_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let (dir, input) = small_archive(&tmp.path().join("link"));
+    let elsewhere = tmp.path().join("elsewhere");
+    fs::create_dir(&elsewhere).unwrap();
+    let facts = dir.join("facts");
+    let _ = fs::remove_dir_all(&facts);
+    std::os::unix::fs::symlink(&elsewhere, &facts).unwrap();
+    import_is_refused(&dir, &input, &facts, "symbolic link");
+    let run = ccvault(&dir, &["stats"]).expect_code(1);
+    assert!(run.stderr.contains("symbolic link"), "{}", run.stderr);
+    assert_eq!(fs::read_dir(&elsewhere).unwrap().count(), 0);
+
+    let (dir, input) = small_archive(&tmp.path().join("open"));
+    let facts = dir.join("facts");
+    fs::create_dir_all(&facts).unwrap();
+    fs::set_permissions(&facts, fs::Permissions::from_mode(0o777)).unwrap();
+    import_is_refused(&dir, &input, &facts, "writ");
+}
+
 /// The projections file, replaced by a symlink to a file of the operator's:
 /// the read commands and `rebuild` refuse it and the target is untouched
 /// (it used to be followed and handed to redb); a planted rebuild scratch

@@ -292,6 +292,13 @@ fn create_private_dir(path: &Path) -> Result<()> {
 pub(crate) fn check_private_files(dir: &Path) -> Result<()> {
     ccvault_log::check_private_dir(dir, true)?;
     let layout = Layout::new(dir);
+    // The facts directory, like the log's: never through a link (a writer
+    // wrote its facts into the link's target), never another's.
+    let facts = layout.facts_dir();
+    match std::fs::symlink_metadata(&facts) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        _ => ccvault_log::check_private_dir(&facts, false)?,
+    }
     for path in [layout.index_path(), layout.scratch_index_path()] {
         match std::fs::symlink_metadata(&path) {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
