@@ -1334,6 +1334,19 @@ fn exit_codes_are_as_documented() {
             2,
         ),
         (vec!["ingest", "mqtt", "--url", "http://127.0.0.1:1883"], 2),
+        // A CA file with a plain ws:// URL: the key would go in the clear
+        // while the flags read as pinned TLS (MQTT refused the same).
+        (
+            vec![
+                "ingest",
+                "pulsar",
+                "--url",
+                "ws://127.0.0.1:1/ws/v2/reader/persistent/a/b/c",
+                "--ca-file",
+                "ca.pem",
+            ],
+            2,
+        ),
         // A wallboard clock whose day ends past the last instant (a server
         // started so answered 503 for good).
         (vec!["wallboard", "--at", "9999-12-30"], 2),

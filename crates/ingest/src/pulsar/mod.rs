@@ -119,6 +119,12 @@ impl PulsarConfig {
 pub fn check_options(cfg: &PulsarConfig) -> Result<()> {
     if parse_url(&cfg.url)?.tls {
         crate::tls_config(cfg.ca_file.as_deref(), None)?;
+    } else if cfg.ca_file.is_some() {
+        // As MQTT refuses it: a CA file with a plain URL would read as a
+        // pinned TLS connection while the key went out in the clear.
+        return Err(IngestError::Config(
+            "--ca-file needs a wss:// URL (a ws:// connection is not encrypted)".into(),
+        ));
     }
     Ok(())
 }
