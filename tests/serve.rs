@@ -856,7 +856,11 @@ fn without_a_token_only_loopback_names_are_answered() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     import(&data, &[&sample("events.ndjson")], &[]);
-    let server = Server::start(&data, &dir.path().join("serve.log"), &["--at", AT]);
+    let log = dir.path().join("serve.log");
+    let server = Server::start(&data, &log, &["--at", AT]);
+    // Every user of the machine can connect: said when it starts.
+    let said = std::fs::read_to_string(&log).unwrap();
+    assert!(said.contains("serving without a token"), "{said}");
     let port = server.addr.port();
     for host in [
         "localhost".to_owned(),
@@ -1080,6 +1084,20 @@ fn a_public_address_needs_a_token_and_the_token_is_checked() {
     let r = ccvault(&data, &["serve", "--addr", "0.0.0.0:0"]);
     assert_eq!(r.code, 1, "{}", r.stderr);
     assert!(r.stderr.contains("--token-file"), "{}", r.stderr);
+    // `ingest --serve` is told its own flag's name.
+    let r = ccvault(
+        &data,
+        &[
+            "ingest",
+            "mqtt",
+            "--url",
+            "mqtt://127.0.0.1:1",
+            "--serve",
+            "0.0.0.0:0",
+        ],
+    );
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(r.stderr.contains("--serve-token-file"), "{}", r.stderr);
     let short = dir.path().join("short.token");
     std::fs::write(&short, "abc\n").unwrap();
     let r = ccvault(&data, &["serve", "--token-file", short.to_str().unwrap()]);

@@ -76,7 +76,7 @@ pub const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
 pub fn check_exposure(opts: &ServeOptions) -> Result<()> {
     if !opts.addr.ip().is_loopback() && opts.token.is_none() {
         bail!(
-            "refusing to serve on {} without --token-file: only a loopback address (127.0.0.1, ::1) may be served without a token",
+            "refusing to serve on {} without a token (`serve --token-file`, `ingest --serve-token-file`): only a loopback address (127.0.0.1, ::1) may be served without one",
             opts.addr
         );
     }

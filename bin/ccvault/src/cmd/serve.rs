@@ -186,6 +186,15 @@ pub fn serve(cli: &Cli, args: &ServeArgs) -> Result<ExitCode> {
             dir.display()
         );
     }
+    // Loopback is this machine, not this user: every account (and every
+    // container sharing its network) can connect, where the archive's
+    // files are owner-only.
+    if opts.token.is_none() {
+        crate::status!(
+            "ccvault: note: serving without a token: any user of this machine can read the archive through {}; --token-file restricts it to those who hold the token",
+            opts.addr
+        );
+    }
     let live = args.live(cli)?;
     let runtime = super::runtime()?;
     runtime.block_on(async {
