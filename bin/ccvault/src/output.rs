@@ -295,8 +295,10 @@ impl Drop for IndexingGauge {
 
 /// The log filter: `CCVAULT_LOG` when set, else by `-q`/`-v`.
 pub fn init_logging(verbose: u8, quiet: bool, color: bool) {
+    // `-q` keeps errors, and the warnings that the archive lost something.
+    let quiet_filter = format!("error,{}=warn", ccvault_store::LOSS_TARGET);
     let default = match (quiet, verbose) {
-        (true, _) => "error",
+        (true, _) => quiet_filter.as_str(),
         (false, 0) => "warn",
         (false, 1) => "info",
         (false, 2) => "debug",

@@ -572,10 +572,11 @@ impl Archive {
         report.truncated_bytes = recovery.truncated_bytes;
         report.damaged_records = recovery.damaged.len();
         for d in &recovery.damaged {
-            tracing::warn!("damaged record kept aside on open: {d}");
+            tracing::warn!(target: crate::LOSS_TARGET, "damaged record kept aside on open: {d}");
         }
         if let Some(base) = recovery.resumed_after_packed {
             tracing::warn!(
+                target: crate::LOSS_TARGET,
                 "the log's active segment was missing (its last file is the sealed {}): appending to a new segment after it",
                 ccvault_log::segz_file_name(base)
             );
@@ -589,6 +590,7 @@ impl Archive {
         let log_reader = log.reader();
         if let Some(seen) = lost {
             tracing::warn!(
+                target: crate::LOSS_TARGET,
                 "the log no longer holds the records at offsets {}..{seen} that the index had seen (an unsynced tail lost, a damaged last record cut, a removed segment, or another archive's index); rebuilding the index, and the projections on the next read",
                 log.next_offset()
             );

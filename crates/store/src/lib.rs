@@ -64,3 +64,9 @@ pub use pause::{PauseProbe, WatchedInput, PAUSE};
 pub use reader::{require_archive, ArchiveReader, CatchUp, Stats, VisibleRecords};
 pub use split::InputFormat;
 pub use verify::{verify, VerifyReport};
+
+/// The tracing target of the warnings that say the archive lost something
+/// it held (records the index had seen, a damaged record set aside on
+/// open, a missing active segment): said even with `-q`, which keeps only
+/// errors and these (docs/OPERATIONS.md, "Logs").
+pub const LOSS_TARGET: &str = "ccvault_loss";
