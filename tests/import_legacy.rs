@@ -188,6 +188,37 @@ fn a_bad_value_in_a_stream_is_quarantined_naming_its_line_and_byte_offset() {
     );
 }
 
+/// A value over the record limit in a one-line array is rejected naming
+/// its byte offset, as a quarantined one is: its line is the whole file
+/// (it said only `:1`).
+#[test]
+fn a_value_over_the_limit_in_an_array_is_rejected_naming_its_byte_offset() {
+    let compact = compact_lines();
+    let big = format!(
+        r#"{{"Interaction":{{"event":"InteractionCreated","interactionGUID":"int-x-phone-00-a","pad":"{}"}}}}"#,
+        "y".repeat(2000)
+    );
+    let input = format!("[{},{big},{}]", compact[1], compact[2]);
+    let offset = compact[1].len() + 2;
+    assert!(input[offset..].starts_with(&big));
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("a");
+    let run = ccvault_stdin(
+        &dir,
+        &["import", "--max-record-bytes", "1KiB", "-"],
+        input.as_bytes(),
+    )
+    .expect_code(3);
+    assert!(
+        run.stderr.contains(&format!(
+            "exceeds the limit of 1024 bytes (at input byte offset {offset})"
+        )),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(stats(&dir).records, 2);
+}
+
 #[test]
 fn an_xml_capture_is_refused_with_a_clear_message() {
     let tmp = tempfile::tempdir().unwrap();

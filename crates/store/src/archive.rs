@@ -149,6 +149,9 @@ pub struct Prepared {
     outcome: std::result::Result<Keys, String>,
     control: bool,
     hash: u64,
+    /// Where the message began in its input, for the JSON shapes
+    /// ([`Prepared::locate`]): said in a rejection too.
+    input_offset: Option<u64>,
 }
 
 impl Prepared {
@@ -178,6 +181,7 @@ impl Prepared {
                 )),
                 control: false,
                 hash: payload_hash(raw),
+                input_offset: None,
             };
         }
         let hash = payload_hash(&d.payload);
@@ -191,12 +195,14 @@ impl Prepared {
             outcome: d.outcome,
             control: d.control,
             hash,
+            input_offset: None,
         }
     }
 
     /// Names the input byte offset the message was found at in its
     /// quarantine reason, if it has one.
     pub(crate) fn locate(&mut self, offset: u64) {
+        self.input_offset = Some(offset);
         if let Err(reason) = &mut self.outcome {
             *reason = format!("{reason} (at input byte offset {offset})");
         }
@@ -835,9 +841,12 @@ impl Archive {
                 } else {
                     format!(" (received as an envelope of {} bytes)", msg.raw.len())
                 };
+                let at = prep
+                    .input_offset
+                    .map_or(String::new(), |at| format!(" (at input byte offset {at})"));
                 outcomes.push(Outcome::Rejected {
                     reason: format!(
-                        "message of {archived_len} bytes{received} exceeds the limit of {} bytes",
+                        "message of {archived_len} bytes{received} exceeds the limit of {} bytes{at}",
                         self.options.max_record_bytes
                     ),
                 });
