@@ -57,6 +57,7 @@ mod filter;
 mod filter_check;
 mod guard;
 mod keymap;
+mod lookup_check;
 pub mod overlay;
 mod place;
 mod reader;

@@ -697,7 +697,7 @@ impl IndexReader {
                     for item in t.iter().at(&self.path)? {
                         let (k, v) = item.at(&self.path)?;
                         let (_, hash, offset) = k.value();
-                        digest.add(kind, hash, offset, v.value());
+                        digest.add(kind, hash, offset, v.value(), 0);
                     }
                     return Ok(digest);
                 }
@@ -713,7 +713,8 @@ impl IndexReader {
                 chunk::decode(first, v.value(), with_hash, &mut buf)
                     .map_err(|w| self.corrupt(w))?;
                 for p in &buf {
-                    digest.add(kind, hash, p.offset, p.pos);
+                    let payload_hash = if with_hash { p.payload_hash } else { 0 };
+                    digest.add(kind, hash, p.offset, p.pos, payload_hash);
                 }
             }
             Ok(digest)

@@ -245,20 +245,39 @@ pub struct PostingDigest {
 }
 
 impl PostingDigest {
-    pub fn add(&mut self, kind: PostingKind, key_hash: u64, offset: u64, pos: u32) {
-        let mut bytes = [0u8; 21];
+    /// `payload_hash`: what a GUID posting keeps of its record's payload
+    /// for the duplicate check ([`payload_hash`]); 0 for the other kinds.
+    /// A damaged one hides the record's copies from that check, so it is
+    /// part of the digest.
+    pub fn add(
+        &mut self,
+        kind: PostingKind,
+        key_hash: u64,
+        offset: u64,
+        pos: u32,
+        payload_hash: u64,
+    ) {
+        let mut bytes = [0u8; 29];
         bytes[0] = kind as u8;
         bytes[1..9].copy_from_slice(&key_hash.to_le_bytes());
         bytes[9..17].copy_from_slice(&offset.to_le_bytes());
         bytes[17..21].copy_from_slice(&pos.to_le_bytes());
+        bytes[21..29].copy_from_slice(&payload_hash.to_le_bytes());
         self.count += 1;
         self.sum = self.sum.wrapping_add(xxh3_64(&bytes));
     }
 
     /// Adds the posting of a record under its key (the GUID, agent id or
     /// payload bytes, as the table is keyed).
-    pub fn add_key(&mut self, kind: PostingKind, key: &[u8], offset: u64, pos: u32) {
-        self.add(kind, kind.hash(key), offset, pos);
+    pub fn add_key(
+        &mut self,
+        kind: PostingKind,
+        key: &[u8],
+        offset: u64,
+        pos: u32,
+        payload_hash: u64,
+    ) {
+        self.add(kind, kind.hash(key), offset, pos, payload_hash);
     }
 }
 

@@ -69,4 +69,4 @@ pub use verify::{verify, VerifyReport};
 /// it held (records the index had seen, a damaged record set aside on
 /// open, a missing active segment): said even with `-q`, which keeps only
 /// errors and these (docs/OPERATIONS.md, "Logs").
-pub const LOSS_TARGET: &str = "ccvault_loss";
+pub const LOSS_TARGET: &str = "ccvault_store::loss";

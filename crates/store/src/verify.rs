@@ -5,7 +5,10 @@
 //! records after it; every visible record must be found by every posting
 //! that should name it (by GUID, else by payload hash; and by agent), and
 //! the posting tables must hold nothing else; every stored filter must
-//! hold the keys of its generation (`IndexReader::filter_problems`); the index's counts of
+//! hold the keys of its generation (`IndexReader::filter_problems`); the
+//! payload hash each GUID posting keeps for the duplicate check must be
+//! its record's; every entry of the index's tables must be found by a
+//! lookup of its own key (`IndexReader::lookup_problems`); the index's counts of
 //! dropped messages must be those of the log's last readable tally. An
 //! index behind the log with no writer running is a problem (readers did
 //! not see durable records): it is reported, and indexed, so the run exits
@@ -18,7 +21,7 @@ use std::sync::mpsc;
 
 use ccvault_event::{parse_event, Keys};
 use ccvault_index::{
-    guid_place, time_place, ExpectedRanges, PostingDigest, PostingKind, INDEX_VERSION,
+    guid_place, payload_hash, time_place, ExpectedRanges, PostingDigest, PostingKind, INDEX_VERSION,
 };
 use ccvault_log::{verify as verify_log, DamageReason, Position, ScanRef, StdVfs, Tally};
 
@@ -132,13 +135,15 @@ fn scan_batches(
     Ok(seen)
 }
 
-/// Calls `f(kind, key, offset, pos, place)` for every posting the messages
-/// of `batch` call for (`place`: the key's place, for the index's key
-/// ranges), and `facts` with each message that is not quarantined.
+/// Calls `f(kind, key, offset, pos, place, payload_hash)` for every posting
+/// the messages of `batch` call for (`place`: the key's place, for the
+/// index's key ranges; `payload_hash`: what a GUID posting keeps for the
+/// duplicate check, 0 for the other kinds), and `facts` with each message
+/// that is not quarantined.
 fn batch_postings(
     batch: &Batch,
     mut facts: Option<&mut FactsCheck>,
-    mut f: impl FnMut(PostingKind, &[u8], u64, u32, Option<u64>) -> Result<()>,
+    mut f: impl FnMut(PostingKind, &[u8], u64, u32, Option<u64>, u64) -> Result<()>,
 ) -> Result<()> {
     for (offset, at, quarantined, payload) in batch.messages() {
         let pos = at.pos;
@@ -159,14 +164,15 @@ fn batch_postings(
                 offset,
                 pos,
                 guid_place(guid),
+                payload_hash(payload),
             )?,
             None => {
                 let place = payload_time(&keys, quarantined).map(time_place);
-                f(PostingKind::Payload, payload, offset, pos, place)?
+                f(PostingKind::Payload, payload, offset, pos, place, 0)?
             }
         }
         if let Some(agent) = &keys.agent_id {
-            f(PostingKind::Agent, agent.as_bytes(), offset, pos, None)?;
+            f(PostingKind::Agent, agent.as_bytes(), offset, pos, None, 0)?;
         }
     }
     Ok(())
@@ -268,11 +274,15 @@ fn expected_digests(reader: &ArchiveReader) -> Result<(Seen, Expected)> {
             let mut places = ExpectedRanges::default();
             let mut facts = FactsCheck::new(facts_dir);
             for batch in batches {
-                batch_postings(&batch, Some(&mut facts), |kind, key, offset, pos, place| {
-                    expected[kind as usize].add_key(kind, key, offset, pos);
-                    places.add(kind, offset, place);
-                    Ok(())
-                })?;
+                batch_postings(
+                    &batch,
+                    Some(&mut facts),
+                    |kind, key, offset, pos, place, hash| {
+                        expected[kind as usize].add_key(kind, key, offset, pos, hash);
+                        places.add(kind, offset, place);
+                        Ok(())
+                    },
+                )?;
                 // The reader may have stopped: the batch is then dropped.
                 let _ = to_refill.send(batch);
             }
@@ -511,6 +521,7 @@ fn index_problems(reader: &ArchiveReader, catch_up: CatchUp) -> Result<(Vec<Stri
 
     // Through the small cache too: one pass over each generation's keys.
     problems.extend(digests.filter_problems()?);
+    problems.extend(digests.lookup_problems()?);
     drop(small);
     problems.extend(index.key_range_problems(&places)?);
 
@@ -519,7 +530,7 @@ fn index_problems(reader: &ArchiveReader, catch_up: CatchUp) -> Result<(Vec<Stri
     if !differing.is_empty() {
         let mut named = 0usize;
         scan_batches(reader, |batch| {
-            batch_postings(&batch, None, |kind, key, offset, pos, _| {
+            batch_postings(&batch, None, |kind, key, offset, pos, _, _| {
                 if !differing.contains(&kind) {
                     return Ok(());
                 }
@@ -542,7 +553,7 @@ fn index_problems(reader: &ArchiveReader, catch_up: CatchUp) -> Result<(Vec<Stri
         })?;
         if named == 0 {
             problems.push(format!(
-                "{differing:?} postings: the index holds entries that no record of the log calls for"
+                "{differing:?} postings: the index holds entries that no record of the log calls for, or a posting's payload hash is not its record's (the duplicate check would miss that record's copies); `ccvault reindex` rebuilds the index"
             ));
         }
     }

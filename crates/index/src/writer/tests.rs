@@ -114,11 +114,19 @@ fn postings_counters_and_checkpoint_commit_together() {
     assert_eq!(r.posting_digest(PostingKind::Agent).unwrap().count, 5);
     assert_eq!(r.posting_digest(PostingKind::Payload).unwrap().count, 1);
     let mut want = PostingDigest::default();
-    for (offset, pos) in [(0, 0), (2, 20), (4, 40)] {
-        want.add_key(PostingKind::Guid, b"g1", offset, pos);
+    for (offset, pos, payload) in [(0, 0, b"a"), (2, 20, b"c"), (4, 40, b"d")] {
+        want.add_key(PostingKind::Guid, b"g1", offset, pos, payload_hash(payload));
     }
-    want.add_key(PostingKind::Guid, b"g2", 1, 10);
+    want.add_key(PostingKind::Guid, b"g2", 1, 10, payload_hash(b"b"));
     assert_eq!(r.posting_digest(PostingKind::Guid).unwrap(), want);
+    // The payload hash a GUID posting keeps is part of the digest: one
+    // wrong there hides the record's copies from the duplicate check.
+    let mut wrong = PostingDigest::default();
+    for (offset, pos, payload) in [(0, 0, b"a"), (2, 20, b"c"), (4, 40, b"x")] {
+        wrong.add_key(PostingKind::Guid, b"g1", offset, pos, payload_hash(payload));
+    }
+    wrong.add_key(PostingKind::Guid, b"g2", 1, 10, payload_hash(b"b"));
+    assert_ne!(r.posting_digest(PostingKind::Guid).unwrap(), wrong);
 }
 
 #[test]
