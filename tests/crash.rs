@@ -842,6 +842,70 @@ fn json_values_from_a_pipe_that_pauses_are_archived_while_it_waits() {
     }
 }
 
+/// The shape of a pipe is told from more than its first write when that
+/// write cannot tell it: a stream of values whose first write cuts the
+/// first value (it was taken for one long NDJSON line: every value went
+/// into it, quarantined or rejected), and NDJSON whose writer sends each
+/// line and its line end apart (it was taken for a stream of values: a
+/// bad line became several quarantined pieces). Each gives the archive
+/// its file gives. (Outside audit of 2026-12-06.)
+#[test]
+fn the_shape_of_a_pipe_is_told_from_more_than_its_first_write() {
+    let tmp = tempfile::tempdir().unwrap();
+    let stream = Stream {
+        events: 40,
+        interactions: 10,
+        line_len: 300,
+    };
+    let values: String = (0..stream.events).map(|i| stream.line(i)).collect();
+    let mut lines: Vec<String> = (0..stream.events).map(|i| stream.line(i)).collect();
+    lines.insert(7, "<html><body>502 Bad Gateway</body></html>".to_owned());
+    let piped = |name: &str, writes: Vec<(String, u64)>| -> std::path::PathBuf {
+        let dir = tmp.path().join(name);
+        let mut child = command(&dir, &["import", "-"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut feed = child.stdin.take().unwrap();
+        for (bytes, pause_ms) in writes {
+            feed.write_all(bytes.as_bytes()).unwrap();
+            feed.flush().unwrap();
+            std::thread::sleep(Duration::from_millis(pause_ms));
+        }
+        drop(feed);
+        assert!(child.wait().unwrap().success(), "{name}");
+        dir
+    };
+    let cut = stream.line(0).len() - 5;
+    let dir = piped(
+        "values",
+        vec![
+            (values[..cut].to_owned(), 150),
+            (values[cut..].to_owned(), 0),
+        ],
+    );
+    let s = stats(&dir);
+    assert_eq!((s.events, s.quarantined), (stream.events as u64, 0));
+
+    let file = tmp.path().join("lines.ndjson");
+    std::fs::write(&file, lines.join("\n") + "\n").unwrap();
+    let from_file = tmp.path().join("from-file");
+    import(&from_file, &[&file], &[]);
+    let writes = lines
+        .iter()
+        .flat_map(|l| [(l.clone(), 5), ("\n".to_owned(), 5)])
+        .collect();
+    let dir = piped("lines", writes);
+    let (want, got) = (stats(&from_file), stats(&dir));
+    assert_eq!(
+        (got.events, got.quarantined),
+        (want.events, want.quarantined)
+    );
+    assert_eq!(want.quarantined, 1);
+}
+
 /// Waits up to 30 s for `child` to end and returns its exit code.
 fn exit_code_within(child: &mut std::process::Child, what: &str) -> Option<i32> {
     let deadline = Instant::now() + Duration::from_secs(30);

@@ -24,7 +24,7 @@ use crate::archive::{now_ms, Archive, Incoming, Outcome, Prepared};
 use crate::error::{io, Result, StoreError};
 use crate::gzip::{is_trailing_bytes, GzipMembers, GZIP_MAGIC};
 use crate::pause::{LineWatch, PauseProbe, WatchedInput, PAUSE};
-use crate::split::{InputFormat, Splitter};
+use crate::split::{InputFormat, Splitter, Undecided};
 
 const BATCH_LINES: usize = 16_384;
 const BATCH_BYTES: usize = 16 << 20;
@@ -402,6 +402,18 @@ fn read_batches(
             return;
         }
     };
+    // A live input's first write may hold too little to tell its shape:
+    // more of it is read first (`crate::split::Undecided`).
+    let format = match (&mut input, format) {
+        (Reading::Live(watch), InputFormat::Auto) => match decide_live(watch) {
+            Ok(format) => format,
+            Err(e) => {
+                let _ = tx.send(Ok(unreadable(source, &e)));
+                return;
+            }
+        },
+        _ => format,
+    };
     let mut splitter = match Splitter::new(format, &mut input) {
         Ok(Ok(s)) => s,
         Ok(Err(why)) => {
@@ -547,6 +559,37 @@ fn read_batches(
         }
     }
 }
+
+/// The shape of a live input, read until its start decides it (at most
+/// [`DETECT_BYTES`]): a first write that cuts the first value of a stream
+/// was taken for the start of one long line, and every value after it
+/// went into that line; one whole value followed by its line end in a
+/// later write was taken for a stream. [`InputFormat::Auto`] when the start
+/// is no JSON the splitter takes (XML: it says so).
+fn decide_live<R: std::io::Read>(watch: &mut LineWatch<R>) -> std::io::Result<InputFormat> {
+    watch.fill_buf()?;
+    loop {
+        let Ok((format, undecided)) = crate::split::classify(watch.unread()) else {
+            return Ok(InputFormat::Auto);
+        };
+        let wait = match undecided {
+            None => return Ok(format),
+            Some(_) if watch.unread().len() >= DETECT_BYTES => return Ok(format),
+            Some(Undecided::FirstValueOpen) => None,
+            Some(Undecided::FirstValueAlone) => Some(PAUSE),
+        };
+        match watch.read_more(wait)? {
+            // A whole value, then a pause: a writer of values sent one.
+            None => return Ok(InputFormat::JsonStream),
+            Some(0) => return Ok(format),
+            Some(_) => {}
+        }
+    }
+}
+
+/// The most of a live input read to decide its shape: the block a file's
+/// is decided from.
+const DETECT_BYTES: usize = 1 << 20;
 
 /// The batch of an input none of which could be read: its rejection.
 fn unreadable(source: &str, e: &std::io::Error) -> ReadBatch {

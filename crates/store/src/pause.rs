@@ -187,6 +187,24 @@ impl<R: Read> LineWatch<R> {
         }
     }
 
+    /// The bytes read and not consumed yet.
+    pub fn unread(&self) -> &[u8] {
+        &self.buf[self.pos..]
+    }
+
+    /// Reads more of the input into the buffer: waiting for it (`wait`
+    /// `None`), or only what arrives within `wait` (`Ok(None)`: nothing
+    /// did). `Ok(Some(0))` at the end of input.
+    pub fn read_more(&mut self, wait: Option<Duration>) -> std::io::Result<Option<usize>> {
+        if let Some(wait) = wait {
+            let below = !self.decompressing && self.probe.buffered.load(Ordering::Relaxed) != 0;
+            if !below && !self.probe.readable_within(wait) {
+                return Ok(None);
+            }
+        }
+        self.take_more().map(Some)
+    }
+
     /// Whether the unconsumed bytes hold a whole message (see the module's
     /// guarantees).
     fn holds_whole_message(&mut self, json: bool) -> bool {

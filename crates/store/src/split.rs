@@ -708,11 +708,30 @@ fn ends_lines_with_carriage_returns(block: &[u8]) -> bool {
     })
 }
 
+/// What more of a live input would tell [`detect`] that its first block
+/// does not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Undecided {
+    /// The first value is still open and no line has ended: its end, or a
+    /// line's, decides (a pipe's first write cut a value of a stream).
+    FirstValueOpen,
+    /// The first value is whole and nothing but blanks follow: the next
+    /// bytes decide, a line end for NDJSON, a value for a stream; none
+    /// within a pause means a stream (a writer of values sent one).
+    FirstValueAlone,
+}
+
 /// The shape of a stream from its first block (see [`InputFormat::Auto`]).
 fn detect(head: &[u8]) -> Result<InputFormat, String> {
+    classify(head).map(|(format, _)| format)
+}
+
+/// [`detect`]'s answer, and whether more input could change it.
+pub(crate) fn classify(head: &[u8]) -> Result<(InputFormat, Option<Undecided>), String> {
+    let decided = |format| Ok((format, None));
     let head = head.strip_prefix(BYTE_ORDER_MARK).unwrap_or(head);
     let Some(start) = head.iter().position(|b| !b.is_ascii_whitespace()) else {
-        return Ok(InputFormat::Ndjson);
+        return decided(InputFormat::Ndjson);
     };
     let rest = &head[start..];
     match rest[0] {
@@ -722,7 +741,7 @@ fn detect(head: &[u8]) -> Result<InputFormat, String> {
              (JSON or NEWLINE_JSON), see docs/INGEST.md"
                 .into(),
         ),
-        b'[' => Ok(InputFormat::JsonArray),
+        b'[' => decided(InputFormat::JsonArray),
         b'{' => {
             let mut value = Value {
                 brackets_only: true,
@@ -749,7 +768,7 @@ fn detect(head: &[u8]) -> Result<InputFormat, String> {
                         let next = rest.get(from - carry..from).unwrap_or_default();
                         let known = first_key(next).is_some_and(|k| STREAM_KEYS.contains(&k));
                         if !needs_key || known {
-                            return Ok(InputFormat::JsonStream);
+                            return decided(InputFormat::JsonStream);
                         }
                     }
                     None => break None,
@@ -762,11 +781,11 @@ fn detect(head: &[u8]) -> Result<InputFormat, String> {
                 // one very long line, or a broken first line followed by
                 // good ones.
                 let first_line = rest.split(|&b| b == b'\n').next().unwrap_or_default();
-                return Ok(if first_line.trim_ascii() == b"{" {
-                    InputFormat::JsonStream
-                } else {
-                    InputFormat::Ndjson
-                });
+                if first_line.trim_ascii() == b"{" {
+                    return decided(InputFormat::JsonStream);
+                }
+                let open = (!rest.contains(&b'\n')).then_some(Undecided::FirstValueOpen);
+                return Ok((InputFormat::Ndjson, open));
             };
             let spans_lines = rest[..end].contains(&b'\n');
             // Nothing after it yet: a writer of values back to back sent
@@ -775,17 +794,19 @@ fn detect(head: &[u8]) -> Result<InputFormat, String> {
             // and nothing else is that value either way; read as a line,
             // the stream was one line, rejected whole over the size limit.
             let block_ends_with_it = rest.len() == end;
-            let next_on_same_line = rest[end..]
+            let next = rest[end..]
                 .iter()
-                .find(|b| !matches!(b, b' ' | b'\t' | b'\r'))
-                .is_some_and(|&b| b != b'\n');
-            Ok(if spans_lines || next_on_same_line || block_ends_with_it {
+                .find(|b| !matches!(b, b' ' | b'\t' | b'\r'));
+            let next_on_same_line = next.is_some_and(|&b| b != b'\n');
+            let format = if spans_lines || next_on_same_line || block_ends_with_it {
                 InputFormat::JsonStream
             } else {
                 InputFormat::Ndjson
-            })
+            };
+            let alone = (!spans_lines && next.is_none()).then_some(Undecided::FirstValueAlone);
+            Ok((format, alone))
         }
-        _ => Ok(InputFormat::Ndjson),
+        _ => decided(InputFormat::Ndjson),
     }
 }
 
