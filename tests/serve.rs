@@ -580,6 +580,12 @@ fn ingest_serves_https_with_the_given_certificate() {
         vec![("acme/event-v1/all".into(), call.as_bytes().to_vec())],
     );
     daemon.wait_records(&data, 1, Duration::from_secs(20));
+    // Served without a token, as `serve` says: every user can read it.
+    assert!(
+        daemon.stderr().contains("serving without a token"),
+        "{}",
+        daemon.stderr()
+    );
     let r = common::tls::https_get(&pki.ca, addr, "/api/contact/int-tls-1-phone-00-t");
     assert_eq!(r.status, 200, "{}", r.text());
     assert!(r.text().contains("int-tls-1-phone-00-t"));

@@ -38,11 +38,13 @@ pub fn for_terminal(value: &str) -> Cow<'_, str> {
 /// reorder the text around them.
 fn hidden_or_reordering(c: char) -> bool {
     matches!(c,
-        '\u{00AD}' | '\u{061C}' | '\u{115F}' | '\u{1160}' | '\u{180E}'
+        '\u{00AD}' | '\u{034F}' | '\u{061C}' | '\u{115F}' | '\u{1160}'
+        | '\u{17B4}' | '\u{17B5}' | '\u{180E}'
         | '\u{200B}'..='\u{200F}'
         | '\u{2028}'..='\u{202E}'
         | '\u{2060}'..='\u{2069}'
-        | '\u{3164}' | '\u{FEFF}' | '\u{FFA0}'
+        | '\u{3164}' | '\u{FEFF}' | '\u{FFA0}' | '\u{FFF9}'..='\u{FFFB}'
+        | '\u{1D173}'..='\u{1D17A}'
         | '\u{E0000}'..='\u{E007F}')
 }
 
@@ -127,6 +129,10 @@ mod tests {
                 "ag1\u{200b}|\u{200f}|\u{2028}|\u{ad}|\u{3164}|\u{feff}|\u{e0041}|\u{2066}"
             ),
             "ag1\\u{200b}|\\u{200f}|\\u{2028}|\\u{ad}|\\u{3164}|\\u{feff}|\\u{e0041}|\\u{2066}"
+        );
+        assert_eq!(
+            for_terminal("a\u{34f}|\u{17b4}|\u{fff9}|\u{1d173}"),
+            "a\\u{34f}|\\u{17b4}|\\u{fff9}|\\u{1d173}"
         );
         assert!(matches!(for_terminal("Zoë 山田 ☎"), Cow::Borrowed(_)));
     }

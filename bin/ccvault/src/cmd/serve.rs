@@ -154,6 +154,16 @@ impl ServeArgs {
                 }),
         };
         ccvault_serve::check_exposure(&opts)?;
+        // Loopback is this machine, not this user: every account (and every
+        // container sharing its network) can connect, where the archive's
+        // files are owner-only. Said here, where `serve` and `ingest
+        // --serve` both get their options.
+        if opts.token.is_none() {
+            crate::status!(
+                "ccvault: note: serving without a token: any user of this machine can read the archive through {}; a token file (`serve --token-file`, `ingest --serve-token-file`) restricts it to those who hold the token",
+                opts.addr
+            );
+        }
         Ok(opts)
     }
 
@@ -184,15 +194,6 @@ pub fn serve(cli: &Cli, args: &ServeArgs) -> Result<ExitCode> {
         crate::status!(
             "no archive at {} yet: the wallboard and the search page say so, and the other pages and /api/* answer 503, until an import or an ingest creates one",
             dir.display()
-        );
-    }
-    // Loopback is this machine, not this user: every account (and every
-    // container sharing its network) can connect, where the archive's
-    // files are owner-only.
-    if opts.token.is_none() {
-        crate::status!(
-            "ccvault: note: serving without a token: any user of this machine can read the archive through {}; --token-file restricts it to those who hold the token",
-            opts.addr
         );
     }
     let live = args.live(cli)?;
