@@ -1504,6 +1504,21 @@ fn exit_codes_are_as_documented() {
             "verify --format {format} into a closed pipe\n{stderr}"
         );
     }
+    // So is an import's, with rejected lines (3), its summary unread.
+    let long = tmp.path().join("long.ndjson");
+    fs::write(&long, format!("{{\"x\":\"{}\"}}\n", "y".repeat(2000))).unwrap();
+    let other = tmp.path().join("other");
+    let long = long.to_str().unwrap();
+    let args = [
+        "import",
+        "--max-record-bytes",
+        "1KiB",
+        "--format",
+        "json",
+        long,
+    ];
+    let (code, stderr) = with_closed_stdout(&other, &args);
+    assert_eq!(code, 3, "import --format json into a closed pipe\n{stderr}");
 }
 
 #[test]

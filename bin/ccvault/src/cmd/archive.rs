@@ -388,7 +388,13 @@ pub fn import(
         say_stopped(signal);
         return Ok(ExitCode::from(code));
     }
-    said?;
+    // Everything was read and is durable: a reader of the summary that
+    // went away (`import --format json … | true`) does not make rejected
+    // lines a success.
+    match said {
+        Err(e) if !crate::output::is_broken_pipe(&e) => return Err(e),
+        _ => {}
+    }
     Ok(if total.rejected.is_empty() {
         ExitCode::SUCCESS
     } else {
