@@ -278,6 +278,72 @@ fn a_capture_compressed_otherwise_than_gzip_is_refused_naming_the_tool() {
     }
 }
 
+/// A capture in UTF-16 or UTF-32 (PowerShell 5's `>` writes UTF-16LE) is
+/// refused before anything is archived, naming the file, the encoding and
+/// the command that converts it: read as UTF-8 each of its lines was a
+/// quarantined record, for good, and the import exited 0.
+#[test]
+fn a_capture_in_utf16_is_refused_naming_the_encoding() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = common::Stream {
+        events: 3,
+        interactions: 1,
+        line_len: 300,
+    };
+    let text: String = (0..3).map(|i| format!("{}\r\n", s.line(i))).collect();
+    let utf16 = |big: bool, mark: bool| -> Vec<u8> {
+        let units = (mark.then_some(0xFEFF_u16).into_iter()).chain(text.encode_utf16());
+        units
+            .flat_map(|u| {
+                if big {
+                    u.to_be_bytes()
+                } else {
+                    u.to_le_bytes()
+                }
+            })
+            .collect()
+    };
+    let utf32le: Vec<u8> = text
+        .chars()
+        .flat_map(|c| (c as u32).to_le_bytes())
+        .collect();
+    for (name, bytes, encoding) in [
+        ("le-bom.json", utf16(false, true), "UTF-16LE"),
+        ("be-bom.json", utf16(true, true), "UTF-16BE"),
+        ("le.json", utf16(false, false), "UTF-16LE"),
+        ("be.json", utf16(true, false), "UTF-16BE"),
+        ("le32.json", utf32le, "UTF-32LE"),
+    ] {
+        let file = tmp.path().join(name);
+        std::fs::write(&file, &bytes).unwrap();
+        let dir = tmp.path().join(format!("a-{name}"));
+        let run = ccvault(&dir, &["import", file.to_str().unwrap()]).expect_code(1);
+        let expected = format!("{name}: this is {encoding} text");
+        assert!(
+            run.stderr.contains(&expected) && run.stderr.contains("iconv -f"),
+            "{name}: {}",
+            run.stderr
+        );
+        assert!(!dir.exists(), "{name}: the archive was created");
+        let run = common::ccvault_stdin(&dir, &["import", "-"], &bytes).expect_code(1);
+        assert!(
+            run.stderr.contains(encoding),
+            "{name} on stdin: {}",
+            run.stderr
+        );
+    }
+    // The same lines in UTF-8, with or without its byte order mark, are
+    // archived.
+    for (name, mark) in [("plain.json", &b""[..]), ("bom.json", b"\xEF\xBB\xBF")] {
+        let file = tmp.path().join(name);
+        std::fs::write(&file, [mark, text.as_bytes()].concat()).unwrap();
+        let dir = tmp.path().join(format!("a-{name}"));
+        ccvault(&dir, &["import", file.to_str().unwrap()]).expect_code(0);
+        assert_eq!(stats(&dir).records, 3, "{name}");
+        assert_eq!(stats(&dir).quarantined, 0, "{name}");
+    }
+}
+
 /// A pretty-printed capture whose first value is longer than the block
 /// auto-detection reads (1 MiB) is still a JSON stream, not NDJSON cut into
 /// quarantined lines: within the size limit every value is archived with

@@ -86,21 +86,52 @@ pub fn maybe_gunzip<'a>(
             GzipMembers::new(input),
         )));
     }
-    if let Some(why) = refused_compression(head, source) {
+    if let Some(why) = refused_input(head, source) {
         return Err(StoreError::Input(why));
     }
     Ok(Box::new(input))
 }
 
 /// Why an input whose first bytes are `head` is refused: another
-/// compression than gzip, whose bytes read as text would be archived as
-/// thousands of quarantined lines, for good. `None` when it is not.
-/// `import` asks this of every named file before it archives anything.
-pub fn refused_compression(head: &[u8], source: &str) -> Option<String> {
-    let (kind, command) = other_compression(head)?;
+/// compression than gzip, or text in UTF-16 or UTF-32, whose bytes read as
+/// UTF-8 lines would be archived as quarantined lines, for good. `None`
+/// when it is not. `import` asks this of every named file before it
+/// archives anything.
+pub fn refused_input(head: &[u8], source: &str) -> Option<String> {
+    if let Some((kind, command)) = other_compression(head) {
+        return Some(format!(
+            "{source}: this is a {kind} file, and ccvault decompresses only gzip: decompress it first (`{command} FILE | ccvault import -`)"
+        ));
+    }
+    let (encoding, how) = wide_text(head)?;
     Some(format!(
-        "{source}: this is a {kind} file, and ccvault decompresses only gzip: decompress it first (`{command} FILE | ccvault import -`)"
+        "{source}: this is {encoding} text ({how}), and events are UTF-8 JSON: convert it first (`iconv -f {encoding} -t UTF-8 FILE | ccvault import -`)"
     ))
+}
+
+/// The encoding of JSON text in UTF-16 or UTF-32 (PowerShell 5's `>`
+/// writes UTF-16), told by its byte order mark or by the NUL bytes around
+/// its first character: JSON in UTF-8 never holds a NUL byte outside a
+/// string's escapes, so no UTF-8 input is mistaken for one.
+fn wide_text(head: &[u8]) -> Option<(&'static str, &'static str)> {
+    const MARKS: [(&[u8], &str); 4] = [
+        (b"\x00\x00\xFE\xFF", "UTF-32BE"),
+        (b"\xFF\xFE\x00\x00", "UTF-32LE"),
+        (b"\xFE\xFF", "UTF-16BE"),
+        (b"\xFF\xFE", "UTF-16LE"),
+    ];
+    if let Some(&(_, encoding)) = MARKS.iter().find(|(mark, _)| head.starts_with(mark)) {
+        return Some((encoding, "its byte order mark"));
+    }
+    let opens = |b: u8| matches!(b, b'{' | b'[' | b' ' | b'\t' | b'\r' | b'\n');
+    let encoding = match head {
+        [0, 0, 0, c, ..] if opens(*c) => "UTF-32BE",
+        [c, 0, 0, 0, ..] if opens(*c) => "UTF-32LE",
+        [0, c, ..] if opens(*c) => "UTF-16BE",
+        [c, 0, ..] if opens(*c) => "UTF-16LE",
+        _ => return None,
+    };
+    Some((encoding, "a NUL byte beside its first character"))
 }
 
 /// The compression (and the command that undoes it) whose magic bytes

@@ -186,12 +186,12 @@ pub fn import(
         if meta.is_file() {
             let mut file = std::fs::File::open(path)
                 .with_context(|| format!("cannot open {}", input_name(path)))?;
-            // Another compression than gzip is refused before anything is
-            // archived, not once the inputs before it are (the error then
-            // could say nothing of them).
+            // Another compression than gzip, or UTF-16 text, is refused
+            // before anything is archived, not once the inputs before it
+            // are (the error then could say nothing of them).
             let mut head = [0u8; 8];
             let n = std::io::Read::read(&mut file, &mut head).unwrap_or(0);
-            if let Some(why) = ccvault_store::refused_compression(&head[..n], &input_name(path)) {
+            if let Some(why) = ccvault_store::refused_input(&head[..n], &input_name(path)) {
                 anyhow::bail!(why);
             }
         }
