@@ -1044,6 +1044,9 @@ fn printing_commands(tmp: &Path) -> (PathBuf, Vec<Vec<String>>) {
         vec!["demo", "--seed", "2", "--into", demo],
         vec!["completions", "bash"],
         vec!["man"],
+        vec!["--help"],
+        vec!["import", "--help"],
+        vec!["--version"],
     ];
     let commands = commands
         .iter()

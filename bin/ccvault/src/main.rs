@@ -456,7 +456,8 @@ fn main() -> ExitCode {
         cmd.long_version(long_version())
             .color(output::clap_color(std::env::args_os()))
     })
-    .get_matches();
+    .try_get_matches()
+    .unwrap_or_else(|e| exit_after_clap(e));
     let mut cli = match <Cli as clap::FromArgMatches>::from_arg_matches(&matches) {
         Ok(cli) => cli,
         Err(e) => e.exit(),
@@ -478,6 +479,23 @@ fn main() -> ExitCode {
             output::say_error(&e);
             ExitCode::from(output::exit_code_of(&e))
         }
+    }
+}
+
+/// Prints what clap made of a command line it did not run (help, version,
+/// a usage error) and exits with clap's code, but as any printing command
+/// for a stdout that fails: exit 1 naming it (`--help > /dev/full` exited
+/// 0, the help lost), exit 0 for a closed pipe.
+fn exit_after_clap(e: clap::Error) -> ! {
+    match e.print() {
+        Err(write) if write.kind() != std::io::ErrorKind::BrokenPipe && e.use_stderr() => {
+            std::process::exit(e.exit_code())
+        }
+        Err(write) if write.kind() != std::io::ErrorKind::BrokenPipe => {
+            output::say_error(&anyhow::Error::new(write).context("stdout"));
+            std::process::exit(1)
+        }
+        _ => std::process::exit(e.exit_code()),
     }
 }
 
