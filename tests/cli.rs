@@ -1737,6 +1737,25 @@ fn completions_and_the_manual_page_cover_every_command() {
     for page in [&page, &ingest] {
         assert!(!page.contains("help(1)"), "{page}");
     }
+    // Every page says its exit codes (docs/OPERATIONS.md, "Exit codes"),
+    // where man-pages(7) puts them: after the options, before the version.
+    let import = ccvault(tmp.path(), &["man", "import"]).ok().stdout_str();
+    for page in [&page, &ingest, &import] {
+        let status = page
+            .find(".SH \"EXIT STATUS\"")
+            .expect("an EXIT STATUS section");
+        assert!(page.find(".SH OPTIONS").unwrap() < status, "{page}");
+        assert!(status < page.find(".SH VERSION").unwrap(), "{page}");
+        for code in [
+            "\\fB0\\fR",
+            "\\fB1\\fR",
+            "\\fB2\\fR",
+            "\\fB3\\fR",
+            "\\fB130\\fR",
+        ] {
+            assert!(page[status..].contains(code), "{code} in {page}");
+        }
+    }
     let run = ccvault(tmp.path(), &["man", "frobnicate"]).expect_code(2);
     assert!(
         run.stderr.contains("frobnicate") && run.stderr.contains("ingest-pulsar"),

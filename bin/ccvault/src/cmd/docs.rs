@@ -69,8 +69,40 @@ pub fn man(cli: &Cli, command: Option<&str>) -> Result<ExitCode> {
     };
     let mut out = Vec::new();
     clap_mangen::Man::new(page).render(&mut out)?;
+    let out = with_exit_status(out);
     let mut stdout = crate::output::stdout();
     stdout.write_all(&out)?;
     stdout.flush()?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The EXIT STATUS section of every page (docs/OPERATIONS.md, "Exit
+/// codes", says more), where man-pages(7) puts it: after the options and
+/// commands, before the version.
+const EXIT_STATUS: &str = r#".SH "EXIT STATUS"
+.TP
+\fB0\fR
+Success; also when the reader of standard output closed the pipe, except that \fBverify\fR still exits 1 on damage and \fBimport\fR 3 for rejected lines.
+.TP
+\fB1\fR
+An error, said on standard error; for \fBverify\fR: damage found.
+.TP
+\fB2\fR
+A bad command line: an unknown command or flag, a bad value, a combination of flags the command refuses.
+.TP
+\fB3\fR
+\fBimport\fR finished, but some lines were rejected or an input could not be read once opened; \fBingest\fR: the peer refused the credentials, a subscription or the request.
+.TP
+\fB130\fR, \fB143\fR
+\fBimport\fR stopped by SIGINT or SIGTERM, after making durable what it had appended and printing its summary.
+"#;
+
+/// `page` (roff) with [`EXIT_STATUS`] before its VERSION section, or at
+/// its end when it has none.
+fn with_exit_status(page: Vec<u8>) -> Vec<u8> {
+    let at = page
+        .windows(b"\n.SH VERSION".len())
+        .position(|w| w == b"\n.SH VERSION")
+        .map_or(page.len(), |at| at + 1);
+    [&page[..at], EXIT_STATUS.as_bytes(), &page[at..]].concat()
 }
