@@ -8,6 +8,7 @@ mod common;
 
 use std::io::{BufRead, Read, Write};
 use std::net::SocketAddr;
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::time::Duration;
 
@@ -1110,8 +1111,43 @@ fn a_public_address_needs_a_token_and_the_token_is_checked() {
     assert_eq!(r.code, 1, "{}", r.stderr);
     assert!(r.stderr.contains("16 characters"), "{}", r.stderr);
 
+    // Secret files others may read are said, each by name and mode (until
+    // 2026-12-06 only ingest's password and API key files were).
     let token = dir.path().join("serve.token");
     std::fs::write(&token, "correct-horse-battery-staple\n").unwrap();
+    let key = dir.path().join("serve.key");
+    std::fs::write(&key, "not a key\n").unwrap();
+    for (mode, warned) in [(0o644, true), (0o640, true), (0o600, false)] {
+        for file in [&token, &key] {
+            std::fs::set_permissions(file, std::fs::Permissions::from_mode(mode)).unwrap();
+        }
+        let missing = dir.path().join("no.crt");
+        let r = ccvault(
+            &data,
+            &[
+                "serve",
+                "--token-file",
+                token.to_str().unwrap(),
+                "--tls-cert",
+                missing.to_str().unwrap(),
+                "--tls-key",
+                key.to_str().unwrap(),
+            ],
+        );
+        assert_eq!(r.code, 1, "{}", r.stderr);
+        for (what, file) in [("token", &token), ("TLS key", &key)] {
+            let warning = format!(
+                "{what} file {} is open to other users (mode {mode:03o}; chmod 600 it)",
+                file.display()
+            );
+            assert_eq!(
+                r.stderr.contains(&warning),
+                warned,
+                "{mode:o}: {}",
+                r.stderr
+            );
+        }
+    }
     let server = Server::start(
         &data,
         &dir.path().join("serve.log"),

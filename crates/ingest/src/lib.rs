@@ -141,6 +141,7 @@ pub(crate) fn tls_config(
             let key_pem = std::fs::read(key_path).map_err(|e| {
                 IngestError::Config(format!("cannot read {}: {e}", key_path.display()))
             })?;
+            secrets::warn_if_others_may_read(key_path, "client key");
             let key = PrivateKeyDer::from_pem_slice(&key_pem)
                 .map_err(|e| key_error(&key_pem, key_path, e))?;
             let version = x509_version(&certs[0]);

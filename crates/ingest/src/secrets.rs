@@ -121,7 +121,7 @@ pub fn load(file: Option<&Path>, env_var: &str, what: &str) -> Result<Option<Sec
         let text = std::fs::read_to_string(path).map_err(|e| {
             IngestError::Config(format!("cannot read {what} file {}: {e}", path.display()))
         })?;
-        warn_if_readable_by_others(path, what);
+        warn_if_others_may_read(path, what);
         let value = text.trim();
         if value.is_empty() {
             return Err(IngestError::Config(format!(
@@ -137,12 +137,16 @@ pub fn load(file: Option<&Path>, env_var: &str, what: &str) -> Result<Option<Sec
     }
 }
 
-fn warn_if_readable_by_others(path: &Path, what: &str) {
+/// Warns when the file of a secret (`what`: "API key", "TLS key", …) at
+/// `path` is open to its group or others: a secret is meant for its owner.
+/// A warning, not a refusal: the operator may share it on purpose.
+pub fn warn_if_others_may_read(path: &Path, what: &str) {
     use std::os::unix::fs::PermissionsExt;
     if let Ok(meta) = std::fs::metadata(path) {
-        if meta.permissions().mode() & 0o077 != 0 {
+        let mode = meta.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
             tracing::warn!(
-                "{what} file {} is readable by other users (chmod 600 it)",
+                "{what} file {} is open to other users (mode {mode:03o}; chmod 600 it)",
                 path.display()
             );
         }

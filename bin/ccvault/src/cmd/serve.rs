@@ -13,6 +13,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
+use ccvault_ingest::secrets::warn_if_others_may_read;
 use ccvault_projections::report::Sla;
 use ccvault_projections::timefmt::{format_duration, format_instant, zone_for_display};
 use ccvault_projections::StateNames;
@@ -134,6 +135,7 @@ impl ServeArgs {
             Some(path) => {
                 let text = std::fs::read_to_string(path)
                     .with_context(|| format!("cannot read the token file {}", path.display()))?;
+                warn_if_others_may_read(path, "token");
                 Some(
                     Token::from_file_text(&text)
                         .map_err(|e| anyhow::anyhow!("the token file {}: {e}", path.display()))?,
@@ -141,6 +143,9 @@ impl ServeArgs {
             }
             None => None,
         };
+        if let Some(key) = &self.tls_key {
+            warn_if_others_may_read(key, "TLS key");
+        }
         let opts = ServeOptions {
             addr: self.addr,
             token,
