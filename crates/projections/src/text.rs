@@ -7,6 +7,8 @@
 
 use std::borrow::Cow;
 
+use unicode_width::UnicodeWidthStr;
+
 /// `value` with control characters (C0, DEL, C1), the characters that
 /// reorder what a terminal shows (bidirectional overrides, isolates and
 /// marks) and those it shows as nothing or as a line break (zero-width
@@ -70,7 +72,7 @@ pub(crate) fn table(headers: &[&str], rows: &[Vec<String>], right: &[bool]) -> S
 
 /// The widths of a table's columns before any row: their headers'.
 pub(crate) fn widths_of(headers: &[&str]) -> Vec<usize> {
-    headers.iter().map(|h| h.chars().count()).collect()
+    headers.iter().map(|h| h.width()).collect()
 }
 
 /// Widens `widths` to hold `row`'s cells as [`line`] prints them (escaped
@@ -78,7 +80,7 @@ pub(crate) fn widths_of(headers: &[&str]) -> Vec<usize> {
 /// with this in the first.
 pub(crate) fn widen(widths: &mut [usize], row: &[String]) {
     for (w, cell) in widths.iter_mut().zip(row) {
-        *w = (*w).max(for_terminal(cell).chars().count());
+        *w = (*w).max(for_terminal(cell).width());
     }
 }
 
@@ -88,14 +90,17 @@ fn push_row(out: &mut String, cells: &[String], widths: &[usize], right: &[bool]
 }
 
 /// One table line without its line break: cells padded to `widths`, two
-/// spaces apart, trailing blanks trimmed.
+/// spaces apart, trailing blanks trimmed. Widths are the columns a
+/// terminal gives the text (`unicode-width`): a CJK character or an emoji
+/// takes two, a combining mark none (counted in characters until
+/// 2026-12-06, CJK names shifted every column after them).
 pub(crate) fn line(cells: &[String], widths: &[usize], right: &[bool]) -> String {
     let mut line = String::new();
     for (i, cell) in cells.iter().enumerate() {
         let cell = for_terminal(cell);
         let cell = cell.as_ref();
         let width = widths.get(i).copied().unwrap_or(0);
-        let pad = width.saturating_sub(cell.chars().count());
+        let pad = width.saturating_sub(cell.width());
         if i > 0 {
             line.push_str("  ");
         }
@@ -114,6 +119,27 @@ pub(crate) fn line(cells: &[String], widths: &[usize], right: &[bool]) -> String
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn columns_line_up_by_the_width_a_terminal_gives_each_cell() {
+        let out = table(
+            &["AGENT", "QUEUE"],
+            &[
+                vec!["山田太郎".into(), "sales".into()],
+                vec!["Zoe\u{301}".into(), "support".into()],
+                vec!["ag-7".into(), "☎ billing".into()],
+            ],
+            &[false, false],
+        );
+        let starts: Vec<usize> = out
+            .lines()
+            .map(|l| {
+                let agent = l.split("  ").next().unwrap();
+                agent.width() + l[agent.len()..].len() - l[agent.len()..].trim_start().len()
+            })
+            .collect();
+        assert_eq!(starts, vec![10; 4], "{out}");
+    }
 
     #[test]
     fn control_characters_are_escaped_and_plain_text_is_borrowed() {
