@@ -1392,6 +1392,9 @@ fn exit_codes_are_as_documented() {
         // The simulator's refusals are bad command lines like the rest.
         (vec!["simulate", "--days", "0"], 2),
         (vec!["simulate", "--duplicate-rate", "2"], 2),
+        // Each agent is held in memory: 2 billion ran for minutes towards
+        // a terabyte before it was bounded.
+        (vec!["simulate", "--agents", "2000000000"], 2),
         // A demo holds its day in memory: 100,000 agents took 24 GB.
         (vec!["demo", "--agents", "100000"], 2),
         (vec!["completions", "tcsh"], 2),

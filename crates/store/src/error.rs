@@ -16,7 +16,7 @@ pub enum StoreError {
     },
     #[error("archive {dir} is locked by another writer{holder}; stop it or wait for it to finish (read commands work meanwhile)")]
     Locked { dir: PathBuf, holder: String },
-    #[error("no archive at {0} (create one with `ccvault import` or `ccvault demo`, or pass --data-dir)")]
+    #[error("no archive at {0} (create one there with `ccvault --data-dir {0} import FILE`, or try a sample day with `ccvault demo`, which says where it put it and how to read it; or name another with --data-dir)")]
     NoArchive(PathBuf),
     #[error("{0} is a file, not an archive directory (--data-dir names the directory that holds log/ and index.redb)")]
     NotADirectory(PathBuf),

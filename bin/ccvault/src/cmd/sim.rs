@@ -26,8 +26,8 @@ pub struct SimulateArgs {
     /// Days of contact-center traffic to simulate, from 2025-11-24T00:00Z.
     #[arg(long, default_value_t = 1)]
     pub days: u32,
-    /// Agents on shift rotations.
-    #[arg(long, default_value_t = 40)]
+    /// Agents on shift rotations, at most 1,000,000 (each is held in memory, ~0.6 KB).
+    #[arg(long, default_value_t = 40, value_parser = clap::value_parser!(u32).range(0..=1_000_000))]
     pub agents: u32,
     /// Same seed, same flags: byte-identical output.
     #[arg(long, default_value_t = 1)]
