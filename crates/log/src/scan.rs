@@ -21,7 +21,9 @@ use crate::format::{
     decode_body, frame_crc, frame_header, Record, RecordRef, FRAME_HEADER_LEN, HEADER_LEN,
     MAX_BODY_LEN, MIN_BODY_LEN, RECORD_MAGIC,
 };
-use crate::segment::{list_segments, read_header, segment_file_name, segz_file_name, HeaderState};
+use crate::segment::{
+    list_segments, listed_between, read_header, segment_file_name, segz_file_name, HeaderState,
+};
 use crate::vfs::Vfs;
 use crate::window::{internal, Src, Window, READ_CHUNK};
 use crate::Position;
@@ -447,6 +449,9 @@ pub struct Scan {
     /// Whether to read the directory again at the end of the last listed
     /// segment, to learn whether a writer has sealed it (see `grew`).
     relist: bool,
+    /// The offset after the last record read: the base of the segment
+    /// that follows, in a log without damage.
+    next_offset: Option<u64>,
 }
 
 impl Scan {
@@ -469,6 +474,7 @@ impl Scan {
             done: false,
             follow: true,
             relist: true,
+            next_offset: None,
         }
     }
 
@@ -515,7 +521,26 @@ impl Scan {
                 return Ok(None);
             }
         }
-        let base = self.segments[self.next_idx];
+        let mut base = self.segments[self.next_idx];
+        // A listing can lack segments a writer created and compressed
+        // while it ran (`listed_between`): found by the gap they leave
+        // between the offsets read and the next base, and read in order.
+        // Only past the segment read last: a damaged log's offsets may run
+        // back into a segment already read.
+        let after_last_read = self
+            .next_idx
+            .checked_sub(1)
+            .and_then(|i| self.segments.get(i))
+            .map_or(0, |&b| b.saturating_add(1));
+        let next = self.next_offset.map(|next| next.max(after_last_read));
+        if let Some(next) = next.filter(|&next| next < base) {
+            let missed = listed_between(self.vfs.as_ref(), &self.dir, next, base)?;
+            if let Some(&first) = missed.first() {
+                self.segments
+                    .splice(self.next_idx..self.next_idx, missed.iter().copied());
+                base = first;
+            }
+        }
         self.next_idx += 1;
         let is_last = self.next_idx == self.segments.len();
         let src = Src::open(self.vfs.as_ref(), &self.dir, base, is_last)?;
@@ -585,7 +610,10 @@ impl Scan {
             };
             let before = cur.pos;
             match cur.step(&mut self.win)? {
-                Step::Record { pos, len, .. } => return Ok(Some((pos, len, None))),
+                Step::Record { pos, len, offset } => {
+                    self.next_offset = Some(offset.saturating_add(1));
+                    return Ok(Some((pos, len, None)));
+                }
                 Step::Damage(d) => {
                     if d.reason == DamageReason::TruncatedTail && self.grew()? {
                         if let Some(cur) = self.cur.as_mut() {

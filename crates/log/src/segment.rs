@@ -68,41 +68,76 @@ pub(crate) fn parse_any_segment_name(name: &str) -> Option<(u64, Kind)> {
 
 /// Every segment file in `dir` with its kind, sorted by base (a base may
 /// appear with both kinds).
+///
+/// The directory is read twice and the two listings joined: a read of a
+/// directory that runs while the compressor renames a segment's `.segz`
+/// into place and removes its `.seg` may return neither name (POSIX leaves
+/// the entries added or removed during a `readdir` unspecified, and ext4
+/// reading a large directory in several calls does miss them), and a scan
+/// that listed the log so skipped that segment's records, 1 export in ~100
+/// beside an import rolling 16 KiB segments (an outside audit). The `.segz`
+/// is in place before the `.seg` goes, so a listing that missed the `.seg`
+/// ended after the `.segz` was there for the next to see: of two listings
+/// one after the other, one names every segment that had a file
+/// throughout.
 pub(crate) fn list_segment_files(vfs: &dyn Vfs, dir: &Path) -> Result<Vec<(u64, Kind)>> {
-    let names = vfs
-        .list_dir(dir)
-        .map_err(|e| LogError::io("listing", dir, e))?;
-    let mut files: Vec<(u64, Kind)> = names
-        .iter()
-        .filter_map(|n| parse_any_segment_name(n))
-        .collect();
+    let mut files = Vec::new();
+    for _ in 0..2 {
+        let names = vfs
+            .list_dir(dir)
+            .map_err(|e| LogError::io("listing", dir, e))?;
+        files.extend(names.iter().filter_map(|n| parse_any_segment_name(n)));
+    }
     sort_segment_files(&mut files, |f| *f);
+    files.dedup();
     Ok(files)
 }
 
 /// [`list_segment_files`] with each file's length, read in the same pass
-/// over the directory (`None`: the file went away after the listing).
+/// over the directory (`None`: the file went away after the listing); two
+/// listings joined, as there.
 pub(crate) fn list_segment_file_lens(
     vfs: &dyn Vfs,
     dir: &Path,
 ) -> Result<Vec<(u64, Kind, Option<u64>)>> {
-    let entries = vfs
-        .list_dir_lens(dir, &|n| parse_any_segment_name(n).is_some())
-        .map_err(|e| LogError::io("listing", dir, e))?;
-    let mut files: Vec<(u64, Kind, Option<u64>)> = entries
-        .into_iter()
-        .filter_map(|(n, len)| parse_any_segment_name(&n).map(|(b, k)| (b, k, len)))
-        .collect();
+    let mut files = Vec::new();
+    for _ in 0..2 {
+        let entries = vfs
+            .list_dir_lens(dir, &|n| parse_any_segment_name(n).is_some())
+            .map_err(|e| LogError::io("listing", dir, e))?;
+        files.extend(
+            entries
+                .into_iter()
+                .filter_map(|(n, len)| parse_any_segment_name(&n).map(|(b, k)| (b, k, len))),
+        );
+    }
+    // Of a file both listings name, the first's length is kept.
     sort_segment_files(&mut files, |&(b, k, _)| (b, k));
+    files.dedup_by_key(|&mut (b, k, _)| (b, k));
     Ok(files)
 }
 
-/// Sorts segment files by base, a base's `.seg` before its `.segz`.
+/// Sorts segment files by base, a base's `.seg` before its `.segz`;
+/// stable, so equal entries keep their order.
 fn sort_segment_files<T>(files: &mut [T], key: impl Fn(&T) -> (u64, Kind)) {
-    files.sort_unstable_by_key(|f| {
+    files.sort_by_key(|f| {
         let (b, k) = key(f);
         (b, k == Kind::Packed)
     });
+}
+
+/// The segments of `dir` whose base lies in `[from, below)`, listed
+/// afresh: for a reader whose listing goes from a segment ending before
+/// offset `from` to one starting at `below`. A segment created while a
+/// listing ran and compressed while the next did is in neither (see
+/// [`list_segment_files`]), so a listing taken by a reader of a log whose
+/// writer rolls and compresses segments quickly can lack a run of them;
+/// by the time the reader finds the gap they are in place, and this finds
+/// them. Empty when the log really lacks them.
+pub(crate) fn listed_between(vfs: &dyn Vfs, dir: &Path, from: u64, below: u64) -> Result<Vec<u64>> {
+    let mut bases = list_segments(vfs, dir)?;
+    bases.retain(|b| (from..below).contains(b));
+    Ok(bases)
 }
 
 /// Base offsets of the segments in `dir`, sorted ascending.
@@ -268,6 +303,125 @@ pub(crate) fn read_header(file: &dyn VfsFile, path: &Path, base: u64) -> Result<
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::vfs::{LockGuard, StdVfs};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// The file system, but its first `misses` directory reads leave out
+    /// `hidden`, as a `readdir` racing a rename and a removal may.
+    #[derive(Debug)]
+    struct Racing {
+        hidden: String,
+        misses: AtomicUsize,
+    }
+
+    impl Racing {
+        fn listed(&self, mut names: Vec<String>) -> Vec<String> {
+            let miss = self
+                .misses
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                .is_ok();
+            if miss {
+                names.retain(|n| *n != self.hidden);
+            }
+            names
+        }
+    }
+
+    impl Vfs for Racing {
+        fn is_dir(&self, path: &Path) -> bool {
+            StdVfs.is_dir(path)
+        }
+        fn create_dir_all(&self, dir: &Path) -> std::io::Result<()> {
+            StdVfs.create_dir_all(dir)
+        }
+        fn check_private_dir(&self, dir: &Path, follow: bool) -> Result<()> {
+            StdVfs.check_private_dir(dir, follow)
+        }
+        fn list_dir(&self, dir: &Path) -> std::io::Result<Vec<String>> {
+            Ok(self.listed(StdVfs.list_dir(dir)?))
+        }
+        fn list_dir_lens(
+            &self,
+            dir: &Path,
+            wanted: &dyn Fn(&str) -> bool,
+        ) -> std::io::Result<Vec<(String, Option<u64>)>> {
+            let all = StdVfs.list_dir_lens(dir, wanted)?;
+            let kept = self.listed(all.iter().map(|(n, _)| n.clone()).collect());
+            Ok(all.into_iter().filter(|(n, _)| kept.contains(n)).collect())
+        }
+        fn open(&self, path: &Path, mode: OpenMode, op: &'static str) -> Result<Arc<dyn VfsFile>> {
+            StdVfs.open(path, mode, op)
+        }
+        fn open_direct(&self, path: &Path, write: bool) -> Option<Arc<dyn VfsFile>> {
+            StdVfs.open_direct(path, write)
+        }
+        fn file_len(&self, path: &Path) -> std::io::Result<u64> {
+            StdVfs.file_len(path)
+        }
+        fn sync_dir(&self, dir: &Path) -> std::io::Result<()> {
+            StdVfs.sync_dir(dir)
+        }
+        fn rename(&self, from: &Path, to: &Path) -> std::io::Result<()> {
+            StdVfs.rename(from, to)
+        }
+        fn remove_file(&self, path: &Path) -> std::io::Result<()> {
+            StdVfs.remove_file(path)
+        }
+        fn lock_dir(&self, dir: &Path) -> Result<LockGuard> {
+            StdVfs.lock_dir(dir)
+        }
+    }
+
+    /// A segment one directory read misses (its `.seg` removed and its
+    /// `.segz` renamed into place during that read) is still listed, with
+    /// its length: the second read finds it.
+    #[test]
+    fn a_segment_one_directory_read_misses_is_listed() {
+        let dir = tempfile::tempdir().unwrap();
+        for name in [
+            segment_file_name(0),
+            segz_file_name(10),
+            segment_file_name(20),
+        ] {
+            std::fs::write(dir.path().join(name), b"0123").unwrap();
+        }
+        for misses in [0, 1] {
+            let vfs = Racing {
+                hidden: segz_file_name(10),
+                misses: AtomicUsize::new(misses),
+            };
+            assert_eq!(list_segments(&vfs, dir.path()).unwrap(), [0, 10, 20]);
+            let vfs = Racing {
+                hidden: segz_file_name(10),
+                misses: AtomicUsize::new(misses),
+            };
+            let lens = list_segment_file_lens(&vfs, dir.path()).unwrap();
+            assert_eq!(
+                lens,
+                [
+                    (0, Kind::Plain, Some(4)),
+                    (10, Kind::Packed, Some(4)),
+                    (20, Kind::Plain, Some(4))
+                ]
+            );
+        }
+        // A name both reads see is listed once; both kinds of one base are
+        // listed, the `.seg` first.
+        std::fs::write(dir.path().join(segz_file_name(0)), b"01").unwrap();
+        let vfs = Racing {
+            hidden: String::new(),
+            misses: AtomicUsize::new(0),
+        };
+        assert_eq!(
+            list_segment_files(&vfs, dir.path()).unwrap(),
+            [
+                (0, Kind::Plain),
+                (0, Kind::Packed),
+                (10, Kind::Packed),
+                (20, Kind::Plain)
+            ]
+        );
+    }
 
     fn parse_segment_name(name: &str) -> Option<u64> {
         match parse_any_segment_name(name)? {

@@ -13,7 +13,7 @@ use std::path::Path;
 use crate::error::Result;
 use crate::format::RecordKind;
 use crate::scan::{Damage, DamageReason, SegCursor, Step};
-use crate::segment::list_segments;
+use crate::segment::{list_segments, listed_between};
 use crate::vfs::{StdVfs, Vfs};
 use crate::window::{Src, Window};
 
@@ -51,15 +51,31 @@ pub fn verify(dir: &Path) -> Result<VerifyReport> {
 
 /// [`verify`] on the file system `vfs`.
 pub fn verify_with(vfs: &dyn Vfs, dir: &Path) -> Result<VerifyReport> {
-    let segments = list_segments(vfs, dir)?;
-    let mut report = VerifyReport {
-        segments: segments.len(),
-        ..VerifyReport::default()
-    };
+    let mut segments = list_segments(vfs, dir)?;
+    let mut report = VerifyReport::default();
     let mut win = Window::new();
     let mut expected: u64 = 0;
-    for (i, &base) in segments.iter().enumerate() {
-        let src = Src::open(vfs, dir, base, i + 1 == segments.len())?;
+    let mut i = 0;
+    while let Some(&listed) = segments.get(i) {
+        // Segments a writer created and compressed while the listing ran
+        // are not in it (`listed_between`): looked for at the gap.
+        // Only past the segment read last: a damaged log's offsets may run
+        // back into a segment already read.
+        let after_last_read = i
+            .checked_sub(1)
+            .and_then(|i| segments.get(i))
+            .map_or(0, |&b| b.saturating_add(1));
+        let from = expected.max(after_last_read);
+        let missed = if from < listed {
+            listed_between(vfs, dir, from, listed)?
+        } else {
+            Vec::new()
+        };
+        let base = missed.first().copied().unwrap_or(listed);
+        segments.splice(i..i, missed);
+        i += 1;
+        report.segments += 1;
+        let src = Src::open(vfs, dir, base, i == segments.len())?;
         report.bytes += src.file_bytes;
         let mut cur = SegCursor::new(src, 0);
         if let Some(d) = cur.header_damage()? {

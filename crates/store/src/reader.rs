@@ -549,8 +549,18 @@ impl ArchiveReader {
     pub fn read_hits(&mut self, hits: &[Hit]) -> Result<Vec<Record>> {
         let mut records = Vec::with_capacity(hits.len());
         for hit in hits.iter().filter(|h| h.offset < self.visible_end) {
-            let at = self.segments.position(&self.log, hit.offset, hit.pos);
-            let rec = match self.log.read_at(at) {
+            let mut at = self.segments.position(&self.log, hit.offset, hit.pos);
+            let mut read = self.log.read_at(at);
+            if !read.as_ref().is_ok_and(|rec| rec.offset == hit.offset) {
+                if let Some(relisted) = self
+                    .segments
+                    .relisted_position(&self.log, hit.offset, hit.pos)
+                {
+                    at = relisted;
+                    read = self.log.read_at(at);
+                }
+            }
+            let rec = match read {
                 Ok(rec) => rec,
                 // Not served, and the rest still is (docs/OPERATIONS.md,
                 // "Integrity checks"): noted for the caller to say.

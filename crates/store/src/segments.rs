@@ -61,6 +61,26 @@ impl SegmentMap {
         SegmentMap { bases, settled }
     }
 
+    /// [`SegmentMap::position`] from a fresh listing: for a lookup that
+    /// found no record of its offset where the cached listing placed it,
+    /// which may lack a segment a writer created and compressed while it
+    /// was taken (`ccvault_log`'s listing). `None` when the fresh listing
+    /// places it in the same segment.
+    pub fn relisted_position(
+        &mut self,
+        reader: &LogReader,
+        offset: u64,
+        pos: u32,
+    ) -> Option<Position> {
+        let before = self.base_of(offset).map(|(b, _)| b);
+        self.bases = reader.segments();
+        let after = self.base_of(offset).map(|(b, _)| b)?;
+        (Some(after) != before).then_some(Position {
+            segment: after,
+            pos,
+        })
+    }
+
     fn base_of(&self, offset: u64) -> Option<(u64, bool)> {
         let i = self.bases.partition_point(|&b| b <= offset);
         let i = i.checked_sub(1)?;
