@@ -755,7 +755,7 @@ fn verify_beside_a_running_import_reports_nothing() {
     let tmp = tempfile::tempdir().unwrap();
     // Small segments roll while verify reads; large ones keep verify in
     // the segment being written. Tiny ones are compressed while verify
-    // lists the log (its listing lacked some until 2026-12-06: false
+    // lists the log (its listing lacked some until 2026-12-07: false
     // "offset gap" damage, an outside audit).
     for (round, (fsync, segment)) in [
         ("batch", "64MiB"),
@@ -846,7 +846,7 @@ fn verify_beside_import(
         );
         let records = report["records"].as_u64().unwrap();
         // An export beside the writer gives a prefix of the input, without
-        // a word of damage (until 2026-12-06 it could skip a segment being
+        // a word of damage (until 2026-12-07 it could skip a segment being
         // compressed, exit 0: an outside audit).
         if segment == "16KiB" {
             let export = ccvault(dir, &["export"]).ok();

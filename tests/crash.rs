@@ -1048,3 +1048,65 @@ fn a_stop_while_a_fifo_waits_for_its_writer_keeps_what_came_before() {
     assert!(sent.success());
     assert_eq!(exit_code_within(&mut child, "SIGINT"), Some(130));
 }
+
+/// After an import is SIGKILLed, reads started together (a dashboard,
+/// cron jobs, an operator's shell) all answer: the first to take the
+/// writer lock repairs the index the crash left, and the others wait for
+/// it. Until 2026-12-07 they failed with redb's "Database repair aborted"
+/// (an outside audit).
+#[test]
+fn reads_started_together_after_a_sigkill_all_answer() {
+    let tmp = tempfile::tempdir().unwrap();
+    // About 2 s of import: each kill lands while it writes.
+    let stream = Stream {
+        events: 300_000,
+        interactions: 60_000,
+        line_len: 400,
+    };
+    let input = tmp.path().join("in.ndjson");
+    stream.write(&input);
+    let reads: [&[&str]; 5] = [
+        &["stats"],
+        &["export"],
+        &["interactions", "--format", "json"],
+        &["report", "--format", "json"],
+        &["verify"],
+    ];
+    let mut killed_rounds = 0;
+    for round in 0..6 {
+        let dir = tmp.path().join(format!("a{round}"));
+        let after = Duration::from_millis(200 + 150 * round as u64);
+        if !killed_after(&dir, &["import", "-q", input.to_str().unwrap()], after) {
+            continue;
+        }
+        if !dir.join("index.redb").exists() {
+            continue;
+        }
+        killed_rounds += 1;
+        let children: Vec<_> = reads
+            .iter()
+            .map(|args| {
+                command(&dir, args)
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        for (args, child) in reads.iter().zip(children) {
+            let out = child.wait_with_output().unwrap();
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert!(
+                out.status.success() && !stderr.contains("repair aborted"),
+                "round {round}, {args:?} beside the others after the kill: {}\n{stderr}",
+                out.status
+            );
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+    assert!(
+        killed_rounds >= 3,
+        "only {killed_rounds} imports were killed with an index in place"
+    );
+}

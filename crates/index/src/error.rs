@@ -35,6 +35,18 @@ impl IndexError {
         }
     }
 
+    /// Whether the file needs the repair a crashed writer leaves, which a
+    /// read-only open does not make (the next writer's open makes it).
+    pub fn needs_repair(&self) -> bool {
+        matches!(
+            self,
+            IndexError::Redb {
+                source: redb::Error::RepairAborted,
+                ..
+            }
+        )
+    }
+
     /// Whether the file is open in another handle that holds its lock
     /// (this process's or another's): nothing about the file's contents.
     pub fn is_busy(&self) -> bool {

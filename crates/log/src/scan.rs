@@ -25,7 +25,7 @@ use crate::segment::{
     list_segments, listed_between, read_header, segment_file_name, segz_file_name, HeaderState,
 };
 use crate::vfs::Vfs;
-use crate::window::{internal, Src, Window, READ_CHUNK};
+use crate::window::{internal, Src, Window, READ_CHUNK, SHRANK};
 use crate::Position;
 
 /// Why a byte range was skipped.
@@ -195,13 +195,26 @@ enum Frame {
     Invalid(DamageReason),
 }
 
+/// [`Window::fill`], or `false` when the last segment was cut short under
+/// the read: the open of a writer (or of a reader repairing after a crash)
+/// cuts a torn tail there, so the bytes gone were a torn tail's. A read
+/// beside that open failed ("shrank while being read") until 2026-12-07.
+fn fill_or_cut(win: &mut Window, src: &Src, p: u64, need: usize) -> Result<bool> {
+    match win.fill(src, p, need) {
+        Ok(()) => Ok(true),
+        Err(LogError::Corrupt { what, .. }) if src.is_last && what == SHRANK => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
 /// Checks the frame at `p`: magic, length, CRC and body structure.
 fn probe(win: &mut Window, src: &Src, p: u64) -> Result<Frame> {
     let remaining = src.len.saturating_sub(p);
-    if remaining < u64::from(FRAME_HEADER_LEN) {
+    if remaining < u64::from(FRAME_HEADER_LEN)
+        || !fill_or_cut(win, src, p, FRAME_HEADER_LEN as usize)?
+    {
         return Ok(Frame::Invalid(DamageReason::TruncatedTail));
     }
-    win.fill(src, p, FRAME_HEADER_LEN as usize)?;
     let Some((magic, body_len, crc)) =
         frame_header(win.slice(src, p, FRAME_HEADER_LEN as usize)?)
     else {
@@ -217,7 +230,9 @@ fn probe(win: &mut Window, src: &Src, p: u64) -> Result<Frame> {
     if u64::from(frame_len) > remaining {
         return Ok(Frame::Invalid(DamageReason::LengthPastEnd(body_len)));
     }
-    win.fill(src, p, frame_len as usize)?;
+    if !fill_or_cut(win, src, p, frame_len as usize)? {
+        return Ok(Frame::Invalid(DamageReason::TruncatedTail));
+    }
     let frame = win.slice(src, p, frame_len as usize)?;
     let (len_bytes, body) = match (frame.get(4..8), frame.get(FRAME_HEADER_LEN as usize..)) {
         (Some(l), Some(b)) => (l, b),
@@ -241,7 +256,10 @@ fn resync(win: &mut Window, src: &Src, from: u64, min_offset: u64) -> Result<Opt
     let mut q = from;
     while q.saturating_add(u64::from(FRAME_HEADER_LEN)) <= src.len {
         let n = (src.len - q).min(READ_CHUNK as u64) as usize;
-        win.fill(src, q, n)?;
+        if !fill_or_cut(win, src, q, n)? {
+            // Cut short under the read: nothing valid past `q`.
+            return Ok(None);
+        }
         let hit = win
             .slice(src, q, n)?
             .windows(RECORD_MAGIC.len())

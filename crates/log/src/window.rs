@@ -22,6 +22,10 @@ use crate::segment::{open_segment, segment_path, Kind};
 use crate::segz::{self, Hole};
 use crate::vfs::{Vfs, VfsFile};
 
+/// What a read says of a segment file found shorter than it was when the
+/// read began ([`Window::fill`]).
+pub(crate) const SHRANK: &str = "segment file shrank while being read";
+
 /// Size of one sequential read (the buffer grows only for larger records).
 pub(crate) const READ_CHUNK: usize = 2 << 20;
 
@@ -207,7 +211,7 @@ impl Window {
             return Err(LogError::Corrupt {
                 file: src.path.clone(),
                 pos,
-                what: "segment file shrank while being read".into(),
+                what: SHRANK.into(),
             });
         }
         Ok(())

@@ -329,6 +329,14 @@ impl ArchiveReader {
                     Err(StoreError::Locked { dir, holder }) if !index_exists => {
                         return Err(StoreError::NoIndexYet { dir, holder })
                     }
+                    // The holder, a writer or a reader repairing as this
+                    // one would, repairs the index as it opens: waited for
+                    // (until 2026-12-07 reads started together after a
+                    // crash failed with "Database repair aborted").
+                    Err(StoreError::Locked { .. }) if first.needs_repair() => {
+                        let index = wait_for_repair(&layout.index_path(), open_index)?;
+                        return Ok((Self::with_index(layout, index)?, None));
+                    }
                     Err(StoreError::Locked { .. }) => return Err(first.into()),
                     // Reads must keep working where a writer cannot (a full
                     // or read-only disk): an index that needs the repair a
@@ -860,6 +868,35 @@ pub fn require_archive(dir: &Path) -> Result<bool> {
         return Err(StoreError::NoArchive(dir.to_path_buf()));
     }
     Ok(index_exists)
+}
+
+/// How long a reader waits for the holder of the writer lock to repair an
+/// index a crash left needing it: a writer's open repairs it first, in
+/// well under a second even at 50M events (docs/BENCHMARKS.md).
+const REPAIR_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// The index at `path` opened with `open` once the writer lock's holder
+/// has repaired it, polled for up to [`REPAIR_WAIT`]; past it, an error
+/// saying what is waited for.
+fn wait_for_repair(
+    path: &Path,
+    open: impl Fn(&Path) -> std::result::Result<IndexReader, IndexError>,
+) -> Result<IndexReader> {
+    let started = std::time::Instant::now();
+    loop {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        match open(path) {
+            Err(e) if e.needs_repair() && started.elapsed() < REPAIR_WAIT => continue,
+            Err(e) if e.needs_repair() => {
+                return Err(StoreError::Input(format!(
+                    "{} needs the repair a crash leaves, and the process that holds the archive has not made it in {}s; try again once it has",
+                    path.display(),
+                    REPAIR_WAIT.as_secs()
+                )))
+            }
+            other => return Ok(other?),
+        }
+    }
 }
 
 /// Refuses a `dir` that exists as something other than a directory,

@@ -22,6 +22,7 @@
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use ccvault_projections::agents::AGENT_STATE_COLUMNS;
@@ -228,13 +229,40 @@ pub(crate) fn no_such_tenant(p: &Projections, tenant: &str, cli: &Cli) -> Result
     )))
 }
 
+/// How long a read waits for another process to finish building the
+/// projections it needs (a 10M-event rebuild takes ~20 s here,
+/// docs/BENCHMARKS.md), and how often it looks.
+const BUILD_WAIT: Duration = Duration::from_secs(600);
+const BUILD_POLL: Duration = Duration::from_millis(100);
+
 pub(crate) fn up_to_date(cli: &Cli) -> Result<Projections> {
     let mut reader = open_reader(cli)?;
     if let Some(p) = already_current(cli, &reader) {
         return Ok(p);
     }
-    let mut p = Projections::open(&cli.data_dir)
-        .with_context(|| format!("cannot open the projections of {}", cli.data_dir.display()))?;
+    let open = || {
+        Projections::open(&cli.data_dir)
+            .with_context(|| format!("cannot open the projections of {}", cli.data_dir.display()))
+    };
+    let mut p = open()?;
+    // Another process building them (the first reads after an import,
+    // started together) is waited for, where this one failed with "being
+    // built by another process" until 2026-12-07 (an outside audit).
+    let waited = Instant::now();
+    while p.access() == Access::ReadOnly
+        && p.state()?.version != Some(PROJECTION_VERSION)
+        && waited.elapsed() < BUILD_WAIT
+    {
+        if waited.elapsed() < BUILD_POLL {
+            status!(
+                "ccvault: note: waiting for the process building {}",
+                p.path().display()
+            );
+        }
+        drop(p);
+        std::thread::sleep(BUILD_POLL);
+        p = open()?;
+    }
     match p.access() {
         Access::Writable => {
             let bar = progress_bar(reader.visible_end(), "projections");
