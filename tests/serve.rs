@@ -2084,3 +2084,31 @@ fn clients_that_read_nothing_of_a_large_contact_hold_no_copy_of_it() {
     assert_eq!(server.get("/api/wallboard").status, 200);
     drop(stalled);
 }
+
+/// `rebuild` and `reindex` while `serve` holds the projections are refused
+/// naming the server, and `reindex` changes nothing first: until 2026-12-07
+/// it replaced `index.redb` and then failed on the projections, whose
+/// message named only "a running command" (an outside audit).
+#[test]
+fn rebuild_and_reindex_beside_serve_are_refused_naming_it_and_change_nothing() {
+    use std::os::unix::fs::MetadataExt;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    import(&data, &[&sample("events.ndjson")], &[]);
+    let server = Server::start(&data, &dir.path().join("serve.log"), &["--at", AT]);
+    assert_eq!(server.get("/api/wallboard").status, 200);
+    let inode = || std::fs::metadata(data.join("index.redb")).unwrap().ino();
+    let before = inode();
+    for command in ["rebuild", "reindex"] {
+        let r = ccvault(&data, &[command]);
+        assert_eq!(r.code, 1, "{command}: {}", r.stderr);
+        assert!(
+            r.stderr.contains("projections.redb is in use") && r.stderr.contains("`serve`"),
+            "{command}: {}",
+            r.stderr
+        );
+        assert_eq!(inode(), before, "{command} replaced the index");
+    }
+    drop(server);
+    ccvault(&data, &["-q", "reindex"]).ok();
+}

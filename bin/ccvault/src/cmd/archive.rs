@@ -811,6 +811,7 @@ pub fn reindex(cli: &Cli, format: HumanJson) -> Result<ExitCode> {
     // a mistyped --data-dir points, and report success.
     ccvault_store::require_archive(&cli.data_dir)
         .with_context(|| format!("cannot reindex archive {}", cli.data_dir.display()))?;
+    crate::cmd::projections::refuse_held_projections(cli)?;
     let started = Instant::now();
     let options = ArchiveOptions {
         lock_wait: ccvault_store::LOCK_GRACE,

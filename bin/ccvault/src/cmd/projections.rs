@@ -630,6 +630,35 @@ pub fn agents(cli: &Cli, args: &AgentsArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Refuses projections another process holds, naming who may: a command
+/// updating them, or a server, which holds them for as long as it runs.
+fn refuse_held(p: &Projections) -> Result<()> {
+    if p.access() != Access::Writable {
+        bail!(
+            "{} is in use by another process: a command updating it (try again when it finishes), or a running `serve` or `ingest --serve`, which holds it while it runs (stop it first)",
+            p.path().display()
+        );
+    }
+    Ok(())
+}
+
+/// Refuses, before anything is changed, a `reindex` whose projections
+/// another process holds: it would replace the index and then fail to
+/// rebuild them through it (an outside audit met it with `serve` running).
+pub fn refuse_held_projections(cli: &Cli) -> Result<()> {
+    if !ccvault_store::Layout::new(&cli.data_dir)
+        .projections_path()
+        .exists()
+    {
+        return Ok(());
+    }
+    // One that does not open is rebuilt by the reindex, as before.
+    match Projections::open(&cli.data_dir) {
+        Ok(p) => refuse_held(&p),
+        Err(_) => Ok(()),
+    }
+}
+
 /// `rebuild` / `replay`: everything from the log, with progress.
 /// Recomputes the projections of the archive from the log (a new file
 /// renamed over the old one), with a progress bar on a terminal.
@@ -637,12 +666,7 @@ pub fn rebuild_projections(cli: &Cli) -> Result<Applied> {
     let mut reader = open_reader(cli)?;
     let mut p = Projections::open_for_rebuild(&cli.data_dir)
         .with_context(|| format!("cannot open the projections of {}", cli.data_dir.display()))?;
-    if p.access() != Access::Writable {
-        bail!(
-            "{} is in use by another process (a running command is updating it); try again when it finishes",
-            p.path().display()
-        );
-    }
+    refuse_held(&p)?;
     let bar = progress_bar(reader.visible_end(), "rebuild");
     let applied = p.rebuild(&mut reader, Default::default(), &mut on_progress(&bar))?;
     if let Some(bar) = bar {
