@@ -164,9 +164,13 @@ impl ServeArgs {
         // files are owner-only. Said here, where `serve` and `ingest
         // --serve` both get their options.
         if opts.token.is_none() {
+            // Port 0 is the one the system picks, said once it listens.
+            let through = match opts.addr.port() {
+                0 => "this server".to_owned(),
+                _ => opts.addr.to_string(),
+            };
             crate::status!(
-                "ccvault: note: serving without a token: any user of this machine can read the archive through {}; a token file (`serve --token-file`, `ingest --serve-token-file`) restricts it to those who hold the token",
-                opts.addr
+                "ccvault: note: serving without a token: any user of this machine can read the archive through {through}; a token file (`serve --token-file`, `ingest --serve-token-file`) restricts it to those who hold the token"
             );
         }
         Ok(opts)
