@@ -917,6 +917,49 @@ fn options_of_the_other_endpoint_are_refused_by_name() {
     }
 }
 
+/// Values that can never work are refused before anything starts: a port
+/// that is no port went to the default port (80) and retried forever, and
+/// the others were silently changed.
+#[test]
+fn values_that_cannot_work_are_usage_errors() {
+    let work = tempfile::tempdir().unwrap();
+    let key = key_file(work.path(), KEY);
+    let data = work.path().join("data");
+    let reader = "ws://127.0.0.1:9/ws/v2/reader/persistent/acme/event-v1/all";
+    for (url, extra, needle) in [
+        (
+            "ws://127.0.0.1:abc/ws/v2/reader/persistent/acme/event-v1/all",
+            &[][..],
+            "bad port \"abc\"",
+        ),
+        (
+            "ws://127.0.0.1:0/ws/v2/reader/persistent/acme/event-v1/all",
+            &[],
+            "port 0 cannot be connected to",
+        ),
+        (
+            reader,
+            &["--backoff", "10s", "--max-backoff", "1s"],
+            "--backoff 10s is longer than --max-backoff 1s",
+        ),
+        (reader, &["--ping-interval", "0s"], "give at least 100ms"),
+        (reader, &["--receiver-queue-size", "0"], "0 is not in 1.."),
+    ] {
+        let out = Command::new(BIN)
+            .arg("--data-dir")
+            .arg(&data)
+            .args(["ingest", "pulsar", "--url", url, "--api-key-file"])
+            .arg(&key)
+            .args(extra)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{url} {extra:?}: {err}");
+        assert!(err.contains(needle), "{url} {extra:?}: {err}");
+        assert!(!data.exists(), "{url} {extra:?} created the archive");
+    }
+}
+
 #[test]
 fn wss_verifies_the_endpoint_against_the_given_ca() {
     let work = tempfile::tempdir().unwrap();

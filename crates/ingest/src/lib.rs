@@ -69,6 +69,38 @@ pub type Result<T> = std::result::Result<T, IngestError>;
 
 /// Installs the process-wide rustls crypto provider (aws-lc-rs) once, so
 /// TLS never depends on which provider features other crates enabled.
+/// The host and port of a URL's authority (`HOST`, `HOST:PORT`, `[V6]`,
+/// `[V6]:PORT`), shared by both sources' URL parsers; the port is `None`
+/// when the URL gives none. Port 0 and a port that is no number are
+/// refused: a connection library took them for its default port, so a
+/// typo connected somewhere else, or retried forever.
+pub(crate) fn host_and_port(authority: &str) -> std::result::Result<(&str, Option<u16>), String> {
+    let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
+        let (host, after) = v6.split_once(']').ok_or("unclosed '['")?;
+        match after {
+            "" => (host, None),
+            _ => (host, Some(after.strip_prefix(':').ok_or("text after ']'")?)),
+        }
+    } else {
+        match authority.rsplit_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (authority, None),
+        }
+    };
+    if host.is_empty() {
+        return Err("no host".into());
+    }
+    let port = match port {
+        None => None,
+        Some(p) => match p.parse::<u16>() {
+            Ok(0) => return Err("port 0 cannot be connected to: give the server's port".into()),
+            Ok(n) => Some(n),
+            Err(_) => return Err(format!("bad port {p:?} (a number from 1 to 65535)")),
+        },
+    };
+    Ok((host, port))
+}
+
 pub(crate) fn install_crypto_provider() {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
 }

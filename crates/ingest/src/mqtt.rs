@@ -140,20 +140,9 @@ pub fn parse_url(url: &str) -> Result<Endpoint> {
             "an MQTT URL names only the broker (host and port), with no path, query or fragment: give topic filters with --topic",
         ));
     }
-    let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
-        let (host, after) = v6.split_once(']').ok_or_else(|| bad("unclosed '['"))?;
-        (host, after.strip_prefix(':'))
-    } else {
-        match authority.rsplit_once(':') {
-            Some((h, p)) => (h, Some(p)),
-            None => (authority, None),
-        }
-    };
-    if host.is_empty() {
-        return Err(bad("no host"));
-    }
+    let (host, port) = crate::host_and_port(authority).map_err(|why| bad(&why))?;
     let port = match port {
-        Some(p) => p.parse::<u16>().map_err(|_| bad("bad port"))?,
+        Some(p) => p,
         None if tls => 8883,
         None => 1883,
     };
@@ -634,6 +623,15 @@ mod tests {
         assert!(parse_url("mqtt://u:p@host").is_err());
         assert!(parse_url("http://host").is_err());
         assert!(parse_url("host:1883").is_err());
+        // Port 0 retried forever; a port in brackets' wake was ignored.
+        for (url, why) in [
+            ("mqtt://h:0", "port 0"),
+            ("mqtt://h:", "bad port"),
+            ("mqtt://[::1]x", "after ']'"),
+        ] {
+            let got = parse_url(url).unwrap_err().to_string();
+            assert!(got.contains(why), "{url}: {got}");
+        }
         // A trailing slash is the broker; a path, query or fragment would
         // be silently ignored, and is refused.
         assert_eq!(parse_url("mqtt://h:1/").unwrap().port, 1);

@@ -142,14 +142,14 @@ pub struct PulsarArgs {
     /// Consumer: how the subscription is shared with other consumers (Failover: one active, the others take over). Default: exclusive.
     #[arg(long, value_enum)]
     pub subscription_type: Option<SubscriptionTypeArg>,
-    /// Messages the proxy may send ahead of our (durable) acknowledgements.
-    #[arg(long, default_value_t = 1000)]
+    /// Messages the proxy may send ahead of our (durable) acknowledgements (at least 1).
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..))]
     pub receiver_queue_size: u32,
     /// PEM CA certificates to trust for wss:// (default: the system's).
     #[arg(long)]
     pub ca_file: Option<PathBuf>,
-    /// WebSocket ping period; silence for three periods counts as a lost connection: 30s.
-    #[arg(long, default_value = "30s", value_name = "DURATION", value_parser = parse_duration)]
+    /// WebSocket ping period; silence for three periods counts as a lost connection: 30s (at least 100ms).
+    #[arg(long, default_value = "30s", value_name = "DURATION", value_parser = parse_ping_interval)]
     pub ping_interval: Duration,
     #[command(flatten)]
     pub common: CommonArgs,
@@ -172,12 +172,33 @@ fn sink_options(c: &CommonArgs) -> SinkOptions {
     }
 }
 
-fn backoff(c: &CommonArgs) -> Backoff {
-    Backoff::new(
-        c.backoff_ms.map_or(c.backoff, Duration::from_millis),
-        c.max_backoff_ms
-            .map_or(c.max_backoff, Duration::from_millis),
-    )
+/// The reconnect delays; a first delay past the longest is a bad command
+/// line (it was silently cut to the longest, after one delay past it).
+fn backoff(c: &CommonArgs) -> Result<Backoff> {
+    let first = c.backoff_ms.map_or(c.backoff, Duration::from_millis);
+    let longest = c
+        .max_backoff_ms
+        .map_or(c.max_backoff, Duration::from_millis);
+    if first > longest {
+        return Err(UsageError(format!(
+            "--backoff {first:?} is longer than --max-backoff {longest:?}: the first reconnect delay cannot exceed the longest"
+        ))
+        .into());
+    }
+    Ok(Backoff::new(first, longest))
+}
+
+/// `--ping-interval`: the Pulsar source pings at most every 100 ms (a
+/// shorter period was silently raised to it).
+fn parse_ping_interval(s: &str) -> std::result::Result<Duration, String> {
+    let d = parse_duration(s)?;
+    if d < Duration::from_millis(100) {
+        return Err(format!(
+            "a ping interval of {} is too short: give at least 100ms",
+            s.trim()
+        ));
+    }
+    Ok(d)
 }
 
 async fn run_mqtt(cli: &Cli, a: &MqttArgs) -> Result<ExitCode> {
@@ -248,9 +269,9 @@ async fn run_pulsar(cli: &Cli, a: &PulsarArgs) -> Result<ExitCode> {
         SubscriptionTypeArg::Failover => SubscriptionType::Failover,
         SubscriptionTypeArg::Shared => SubscriptionType::Shared,
     };
-    cfg.receiver_queue_size = a.receiver_queue_size.max(1);
+    cfg.receiver_queue_size = a.receiver_queue_size;
     cfg.ca_file = a.ca_file.clone();
-    cfg.ping_interval = a.ping_interval.max(Duration::from_millis(1));
+    cfg.ping_interval = a.ping_interval;
     pulsar::check_options(&cfg).map_err(usage)?;
     ingest(cli, &a.common, |archive| PulsarSource::new(&cfg, archive)).await
 }
@@ -272,6 +293,7 @@ async fn ingest<S: Source>(
     common: &CommonArgs,
     source: impl FnOnce(&Archive) -> ccvault_ingest::Result<S>,
 ) -> Result<ExitCode> {
+    let backoff = backoff(common)?;
     let archive = open_writer(cli, archive_options(&common.write))?;
     let name = S::KIND.as_str();
     let metrics = Metrics::new(name);
@@ -293,7 +315,6 @@ async fn ingest<S: Source>(
                 within: SERVE_VISIBLE_WITHIN,
                 notify: Arc::new(move || live.notify()),
             });
-            let backoff = backoff(common);
             ccvault_ingest::source::run(source, archive, metrics.clone(), stop, sink, backoff).await
         }
         Err(e) => Err(e),

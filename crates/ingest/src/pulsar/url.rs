@@ -104,6 +104,7 @@ pub fn parse_url(url: &str) -> Result<PulsarUrl> {
             "no host, or credentials in the URL (use --api-key-file)",
         ));
     }
+    crate::host_and_port(authority).map_err(|why| bad(&why))?;
     let (kind, rest) = path
         .strip_prefix("ws/v2/")
         .and_then(|p| p.split_once('/'))
@@ -210,6 +211,23 @@ mod tests {
         assert!(parse_url("wss://x/ws/v2/reader/persistent/a/b/c/d").is_err());
         assert!(parse_url("wss://x/ws/v2/producer/persistent/a/b/c").is_err());
         assert!(parse_url("wss://k@x/ws/v2/reader/persistent/a/b/c").is_err());
+        // A port that is no port went to the default one (80 or 443).
+        for (url, why) in [
+            ("ws://h:0/ws/v2/reader/persistent/a/b/c", "port 0"),
+            (
+                "ws://h:abc/ws/v2/reader/persistent/a/b/c",
+                "bad port \"abc\"",
+            ),
+            ("ws://h:99999/ws/v2/reader/persistent/a/b/c", "bad port"),
+            ("wss://[::1]x/ws/v2/reader/persistent/a/b/c", "after ']'"),
+            ("wss://:8080/ws/v2/reader/persistent/a/b/c", "no host"),
+        ] {
+            let Err(IngestError::Config(got)) = parse_url(url) else {
+                panic!("{url} accepted");
+            };
+            assert!(got.contains(why), "{url}: {got}");
+        }
+        assert!(parse_url("ws://[::1]:8080/ws/v2/reader/persistent/a/b/c").is_ok());
         // A fragment would swallow the parameters ccvault appends.
         for url in [
             "wss://x/ws/v2/reader/persistent/a/b/c#f",
