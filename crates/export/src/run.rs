@@ -1218,16 +1218,24 @@ fn remove_leftovers(dir: &Path, old: Option<&Checkpoint>) -> Result<()> {
             continue;
         }
         if f.run.is_some_and(|run| run > next_run) {
-            return Err(ExportError::Refused(format!(
-                "{} is named like a file of run {} of an export, and {} has {}: it was not written here; move it out",
-                dir.join(&f.rel).display(),
-                f.run.unwrap_or_default(),
-                dir.display(),
-                match old {
-                    Some(c) => format!("had {} runs", c.run),
-                    None => "no export checkpoint".to_owned(),
-                }
-            )));
+            let path = dir.join(&f.rel);
+            let run = f.run.unwrap_or_default();
+            return Err(ExportError::Refused(match old {
+                Some(c) => format!(
+                    "{} is named like a file of run {run} of an export, and {} had {} runs: it was not written here; move it out",
+                    path.display(),
+                    dir.display(),
+                    c.run
+                ),
+                // The usual cause is a checkpoint removed by hand: the
+                // files are this directory's own, of runs it no longer
+                // knows.
+                None => format!(
+                    "{} is a file of run {run} of an export, but {} has no {CHECKPOINT_FILE}: an earlier export's files without its checkpoint (removed?) cannot be continued; export into an empty directory, or move this directory's files out first",
+                    path.display(),
+                    dir.display()
+                ),
+            }));
         }
         remove(dir, &f.rel)?;
     }
