@@ -720,6 +720,39 @@ fn a_request_the_endpoint_refuses_is_a_clear_error_without_a_retry() {
     assert_eq!(summary(&stdout)["archived"], 0);
 }
 
+/// `--api-key-file -` reads the key from standard input (it said "No such
+/// file" of `-`): a key piped from a password manager never touches disk.
+#[test]
+fn the_api_key_can_come_from_standard_input() {
+    let server = Server::start(State::default());
+    server.publish(0..10);
+    let work = tempfile::tempdir().unwrap();
+    let data = work.path().join("data");
+    let key = key_file(work.path(), KEY);
+    let mut cmd = ingest_command(&data, &server.url(), Path::new("-"), &[]);
+    cmd.stdin(std::fs::File::open(&key).unwrap());
+    let mut ingest = Daemon::spawn(cmd, work.path().join("ingest.log"));
+    ingest.wait_records(&data, 10, Duration::from_secs(30));
+    let (status, _) = ingest.terminate();
+    assert!(status.success(), "{}", ingest.stderr());
+    assert_eq!(server.state.lock().unwrap().refused, 0);
+
+    // Nothing on standard input is an empty key, named as such.
+    let mut cmd = ingest_command(
+        &work.path().join("data2"),
+        &server.url(),
+        Path::new("-"),
+        &[],
+    );
+    let out = cmd.stdin(std::process::Stdio::null()).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_ne!(out.status.code(), Some(0), "{err}");
+    assert!(
+        err.contains("Pulsar API key from standard input is empty"),
+        "{err}"
+    );
+}
+
 #[test]
 fn the_api_key_never_reaches_the_log_even_at_trace_level() {
     let server = Server::start(State::default());

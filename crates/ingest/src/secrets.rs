@@ -114,20 +114,31 @@ fn push_params(out: &mut String, query: &str) {
 }
 
 /// Loads a secret: from `file` when given (surrounding whitespace and the
-/// trailing newline trimmed), else from the environment variable `env_var`
-/// when set and non-empty, else `None`. `what` names the secret in errors.
+/// trailing newline trimmed; `-` is standard input, read to its end, so a
+/// secret can come from a password manager's pipe without touching disk),
+/// else from the environment variable `env_var` when set and non-empty,
+/// else `None`. `what` names the secret in errors.
 pub fn load(file: Option<&Path>, env_var: &str, what: &str) -> Result<Option<Secret>> {
     if let Some(path) = file {
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            IngestError::Config(format!("cannot read {what} file {}: {e}", path.display()))
-        })?;
-        warn_if_others_may_read(path, what);
+        let from_stdin = path == Path::new("-");
+        let (text, source) = if from_stdin {
+            let mut text = String::new();
+            let read = std::io::Read::read_to_string(&mut std::io::stdin(), &mut text);
+            (read.map(|_| text), "from standard input".to_owned())
+        } else {
+            (
+                std::fs::read_to_string(path),
+                format!("file {}", path.display()),
+            )
+        };
+        let text =
+            text.map_err(|e| IngestError::Config(format!("cannot read {what} {source}: {e}")))?;
+        if !from_stdin {
+            warn_if_others_may_read(path, what);
+        }
         let value = text.trim();
         if value.is_empty() {
-            return Err(IngestError::Config(format!(
-                "{what} file {} is empty",
-                path.display()
-            )));
+            return Err(IngestError::Config(format!("{what} {source} is empty")));
         }
         return Ok(Some(Secret::new(value)));
     }

@@ -96,7 +96,7 @@ pub struct MqttArgs {
     /// User name for the broker.
     #[arg(long, env = "CCVAULT_MQTT_USERNAME")]
     pub username: Option<String>,
-    /// File holding the broker password (else the CCVAULT_MQTT_PASSWORD environment variable).
+    /// File holding the broker password, `-` for standard input (else the CCVAULT_MQTT_PASSWORD environment variable).
     #[arg(long)]
     pub password_file: Option<PathBuf>,
     /// PEM CA certificates to trust for mqtts:// (default: the system's).
@@ -133,7 +133,7 @@ pub struct PulsarArgs {
     /// Reader URL wss://HOST/ws/v2/reader/persistent/TENANT/event-v1/all, or consumer URL wss://HOST/ws/v2/consumer/persistent/TENANT/event-v1/all/SUBSCRIPTION
     #[arg(long)]
     pub url: String,
-    /// File holding the API key, sent as the X-API-Key header (else the CCVAULT_PULSAR_API_KEY environment variable).
+    /// File holding the API key, sent as the X-API-Key header; `-` for standard input (else the CCVAULT_PULSAR_API_KEY environment variable).
     #[arg(long)]
     pub api_key_file: Option<PathBuf>,
     /// Reader: where to start when the archive holds no messageId for this topic (otherwise it resumes after the last one). Default: earliest.
