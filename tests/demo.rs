@@ -311,3 +311,45 @@ fn a_typed_data_dir_is_where_the_demo_archives() {
     let dir = json["dataDir"].as_str().expect("dataDir");
     assert!(dir.contains("ccvault-demo-"), "{dir}");
 }
+
+/// A demo stopped by SIGINT half-way leaves no directory behind (it left a
+/// partial archive, in the way of the next `demo --into` of that name),
+/// exits as a shell reports SIGINT, and says so.
+#[test]
+fn a_demo_stopped_half_way_leaves_nothing() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("demo");
+    // Enough agents that the archive and projections steps outlast the
+    // moment the directory appears.
+    let child = Command::new(env!("CARGO_BIN_EXE_ccvault"))
+        .args(["demo", "--agents", "300", "--format", "json", "--into"])
+        .arg(&dir)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run demo");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(300);
+    while !dir.exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the demo never made its directory"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let pid = child.id().to_string();
+    let kill = Command::new("kill").args(["-INT", &pid]).status().unwrap();
+    assert!(kill.success());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    assert!(stderr.contains("demo stopped by SIGINT"), "{stderr}");
+    assert!(
+        !dir.exists(),
+        "the unfinished demo directory is still there"
+    );
+    assert!(
+        out.stdout.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}

@@ -6,7 +6,7 @@
 
 use std::collections::HashSet;
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 
@@ -126,6 +126,45 @@ pub fn demo(cli: &Cli, args: &DemoArgs) -> Result<ExitCode> {
             jiff::Timestamp::now().strftime("%Y%m%d-%H%M%S")
         ))?,
     };
+    // A demo stopped (SIGINT, SIGTERM) or failed half-way leaves nothing
+    // behind: the directory is its own (it did not exist), and a partial
+    // archive there was litter that also refused the next `demo --into`
+    // of the same name. A second signal ends the process at once.
+    let interrupt = crate::interrupt::Interrupt::install()?;
+    let made = build(cli, args, human, &dir, &interrupt, started);
+    let stopped = interrupt.received();
+    if made.is_err() || (stopped.is_some() && !matches!(made, Ok(Some(_)))) {
+        if let Err(e) = std::fs::remove_dir_all(&dir) {
+            crate::output::error_line(format_args!(
+                "ccvault: cannot remove the unfinished demo directory {}: {e}",
+                dir.display()
+            ));
+        }
+    }
+    match made? {
+        Some(code) => Ok(code),
+        None => {
+            let (signal, code) = stopped.unwrap_or(("a signal", 130));
+            crate::output::error_line(format_args!(
+                "ccvault: demo stopped by {signal}; its unfinished directory {} was removed",
+                dir.display()
+            ));
+            Ok(ExitCode::from(code))
+        }
+    }
+}
+
+/// The demo's steps into `dir`; `None` when a signal stopped it between
+/// two of them.
+fn build(
+    cli: &Cli,
+    args: &DemoArgs,
+    human: bool,
+    dir: &Path,
+    interrupt: &crate::interrupt::Interrupt,
+    started: Instant,
+) -> Result<Option<ExitCode>> {
+    let stopped = || interrupt.received().is_some();
     let mut out = crate::output::stdout();
     // With --format json the text goes nowhere and one object ends the run.
     let mut sink = std::io::sink();
@@ -165,8 +204,11 @@ pub fn demo(cli: &Cli, args: &DemoArgs) -> Result<ExitCode> {
         args.seed, args.agents, sim.lines, sim.interactions, sim.duplicates, sim.envelopes, sim.malformed
     )?;
 
+    if stopped() {
+        return Ok(None);
+    }
     // 2. Archive it.
-    let (mut archive, _) = Archive::open(&dir, ArchiveOptions::default())
+    let (mut archive, _) = Archive::open(dir, ArchiveOptions::default())
         .with_context(|| format!("cannot create the demo archive {}", dir.display()))?;
     let summary = import_stream(
         &mut archive,
@@ -186,9 +228,12 @@ pub fn demo(cli: &Cli, args: &DemoArgs) -> Result<ExitCode> {
         summary.quarantined
     )?;
 
+    if stopped() {
+        return Ok(None);
+    }
     // 3. Projections and the report.
-    let mut reader = ArchiveReader::open(&dir)?;
-    let mut projections = Projections::open(&dir)?;
+    let mut reader = ArchiveReader::open(dir)?;
+    let mut projections = Projections::open(dir)?;
     projections.catch_up(&mut reader, &mut |_| {})?;
     let tz = cli.tz();
     let opts = ReportOptions {
@@ -212,6 +257,9 @@ pub fn demo(cli: &Cli, args: &DemoArgs) -> Result<ExitCode> {
         ccvault_html::render_report(&rows, &opts).as_bytes(),
     )?;
 
+    if stopped() {
+        return Ok(None);
+    }
     // 4. One interesting interaction, event by event.
     let Some((_, guid)) = best else {
         bail!("the simulated day has no interactions");
@@ -257,8 +305,11 @@ pub fn demo(cli: &Cli, args: &DemoArgs) -> Result<ExitCode> {
         }
     }
 
+    if stopped() {
+        return Ok(None);
+    }
     // 6. What next.
-    let next = try_next(&dir, &guid, contact_leg.as_deref());
+    let next = try_next(dir, &guid, contact_leg.as_deref());
     let secs = started.elapsed().as_secs_f64();
     if human {
         let pictures = [
@@ -294,5 +345,5 @@ pub fn demo(cli: &Cli, args: &DemoArgs) -> Result<ExitCode> {
         )?;
     }
     out.flush()?;
-    Ok(ExitCode::SUCCESS)
+    Ok(Some(ExitCode::SUCCESS))
 }
