@@ -1764,3 +1764,64 @@ fn an_input_without_line_ends_is_said_while_it_is_skipped() {
         "{said}"
     );
 }
+
+/// Re-importing what is archived reads the archived copies to compare:
+/// with few descriptors (`ulimit -n`) it holds a bounded number of
+/// segments open and stores nothing again (it held every segment it read
+/// open, ran out, and archived every message whose copy it could not read:
+/// thousands of events stored twice, `verify` clean; outside audit). A
+/// copy it cannot read for another reason (here its segment is replaced
+/// by a directory) stops the import, the message not stored.
+#[test]
+fn a_copy_that_cannot_be_read_is_never_stored_twice() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("a");
+    let s = Stream {
+        events: 3_000,
+        interactions: 300,
+        line_len: 300,
+    };
+    let input = tmp.path().join("in.ndjson");
+    s.write(&input);
+    let i = input.to_str().unwrap();
+    import(
+        &dir,
+        &[&input],
+        &["--segment-bytes", "8KiB", "--no-compress"],
+    );
+    let before = stats(&dir).records;
+    let segments = common::segment_files(&dir);
+    assert!(segments.len() > 90, "{}", segments.len());
+
+    let again = common::ccvault_under(
+        &["sh", "-c", "ulimit -n 40 && exec \"$0\" \"$@\""],
+        &dir,
+        &["import", "--no-compress", "--format", "json", i],
+    );
+    assert_eq!(again.code, 0, "{}", again.stderr);
+    assert!(!again.stderr.contains("to compare"), "{}", again.stderr);
+    let summary: serde_json::Value = serde_json::from_str(again.stdout_str().trim()).unwrap();
+    assert_eq!(summary["archived"], 0, "{summary}");
+    assert_eq!(stats(&dir).records, before);
+
+    let segment = segments[segments.len() / 2].clone();
+    let aside = tmp.path().join("aside");
+    fs::rename(&segment, &aside).unwrap();
+    fs::create_dir(&segment).unwrap();
+    let stopped = ccvault(&dir, &["import", "--no-compress", i]);
+    assert_eq!(stopped.code, 1, "{}", stopped.stderr);
+    assert!(
+        stopped
+            .stderr
+            .contains("to compare the two; that message was not archived")
+            && stopped
+                .stderr
+                .contains(&*segment.file_name().unwrap().to_string_lossy()),
+        "{}",
+        stopped.stderr
+    );
+    fs::remove_dir(&segment).unwrap();
+    fs::rename(&aside, &segment).unwrap();
+    assert_eq!(stats(&dir).records, before);
+    ccvault(&dir, &["verify"]).ok();
+}

@@ -3,7 +3,9 @@
 //!
 //! Invariants:
 //! - A reader never takes the writer lock and never modifies a file.
-//! - Random reads use `pread` on shared file handles; the segment list is re-read
+//! - Random reads use `pread` on shared file handles, at most [`OPEN_FILES`]
+//!   held open (the least recently read let go first; all of them when the
+//!   descriptors run out); the segment list is re-read
 //!   from the directory on demand, so a reader sees segments a writer added later.
 //!   Only `listed_segments`, `scan_listed` and `footprint_listed` keep to
 //!   the last listing (for a look right after opening); they say so, and
@@ -40,6 +42,50 @@ use crate::Position;
 /// Bytes read speculatively by `read_at`; most records fit in one `pread`.
 const READ_AHEAD: usize = 4096;
 
+/// Segment files a reader holds open at most. Reads by position reach any
+/// segment (a re-import's duplicate checks read the segments of the copies
+/// they find): holding each one met until the reader was dropped ran a
+/// long writer out of descriptors on an archive of a thousand segments,
+/// and `ulimit -n` is often 1024 (outside audit, 2026-12-07). Reopening a
+/// `.segz` costs one read of its block table.
+const OPEN_FILES: usize = 64;
+
+/// The segment files held open, with when each was last read (a counter).
+#[derive(Default)]
+struct OpenFiles {
+    by_base: HashMap<u64, (Seg, u64)>,
+    clock: u64,
+}
+
+impl OpenFiles {
+    fn get(&mut self, base: u64) -> Option<Seg> {
+        self.clock += 1;
+        let clock = self.clock;
+        self.by_base.get_mut(&base).map(|(seg, used)| {
+            *used = clock;
+            seg.clone()
+        })
+    }
+
+    /// Holds `seg` open, letting the least recently read file go first
+    /// when [`OPEN_FILES`] are held (its descriptor closes once no read
+    /// in flight holds it).
+    fn insert(&mut self, base: u64, seg: Seg) {
+        if self.by_base.len() >= OPEN_FILES {
+            if let Some(&oldest) = self
+                .by_base
+                .iter()
+                .min_by_key(|(_, (_, used))| *used)
+                .map(|(b, _)| b)
+            {
+                self.by_base.remove(&oldest);
+            }
+        }
+        self.clock += 1;
+        self.by_base.insert(base, (seg, self.clock));
+    }
+}
+
 /// Read-only handle on a log directory. Cheap to clone; `Send + Sync`.
 #[derive(Clone)]
 pub struct LogReader {
@@ -51,7 +97,9 @@ struct Inner {
     dir: PathBuf,
     /// The last listing of the directory.
     listed: Mutex<Listed>,
-    files: Mutex<HashMap<u64, Seg>>,
+    /// Segment files held open for reads by position, at most
+    /// [`OPEN_FILES`]: the least recently read one is let go past that.
+    files: Mutex<OpenFiles>,
     /// The blocks of `.segz` files decompressed last (segment, block start):
     /// reads by position mostly come in log order (a duplicate check of a
     /// re-imported file, an interaction's events), so one decompression of a
@@ -113,7 +161,7 @@ impl LogReader {
                 vfs,
                 dir: dir.to_owned(),
                 listed: Mutex::new(listed),
-                files: Mutex::new(HashMap::new()),
+                files: Mutex::new(OpenFiles::default()),
                 blocks: Mutex::new(VecDeque::new()),
             }),
         })
@@ -125,7 +173,7 @@ impl LogReader {
                 vfs,
                 dir: dir.to_owned(),
                 listed: Mutex::new(Listed::default()),
-                files: Mutex::new(HashMap::new()),
+                files: Mutex::new(OpenFiles::default()),
                 blocks: Mutex::new(VecDeque::new()),
             }),
         }
@@ -277,22 +325,27 @@ impl LogReader {
     }
 
     fn file(&self, base: u64) -> Result<Seg> {
-        if let Some(f) = self
-            .inner
-            .files
-            .lock()
-            .ok()
-            .and_then(|m| m.get(&base).cloned())
-        {
+        if let Some(f) = self.inner.files.lock().ok().and_then(|mut m| m.get(base)) {
             return Ok(f);
         }
         // A new file is about to be held: the `.seg` files compressed away
         // since are let go first, so that a reader kept for a long time
         // holds no more than the files it reads.
         self.drop_replaced();
-        let Some((file, path, kind)) =
-            open_segment(self.inner.vfs.as_ref(), &self.inner.dir, base)?
-        else {
+        let opened = match open_segment(self.inner.vfs.as_ref(), &self.inner.dir, base) {
+            // Out of descriptors (the process's or the system's): the files
+            // this reader holds are let go, and the open tried once more.
+            Err(LogError::Io { source, .. })
+                if matches!(source.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)) =>
+            {
+                if let Ok(mut files) = self.inner.files.lock() {
+                    files.by_base.clear();
+                }
+                open_segment(self.inner.vfs.as_ref(), &self.inner.dir, base)
+            }
+            opened => opened,
+        };
+        let Some((file, path, kind)) = opened? else {
             return Err(LogError::NoRecord {
                 file: segment_path(&self.inner.dir, base),
                 pos: 0,
@@ -335,7 +388,7 @@ impl LogReader {
             return;
         };
         let (vfs, dir) = (self.inner.vfs.as_ref(), &self.inner.dir);
-        files.retain(|&base, seg| match seg {
+        files.by_base.retain(|&base, (seg, _)| match seg {
             Seg::Plain(_) => vfs.file_len(&segment_path(dir, base)).is_ok(),
             Seg::Packed(..) => true,
         });

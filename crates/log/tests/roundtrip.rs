@@ -165,6 +165,52 @@ fn reader_sees_segments_added_later() {
     assert_eq!(reader.read_at(p).unwrap().offset, 100);
 }
 
+/// Files of `dir` this process holds open.
+fn open_files_in(dir: &std::path::Path) -> usize {
+    let dir = dir.canonicalize().unwrap();
+    std::fs::read_dir("/proc/self/fd")
+        .unwrap()
+        .filter(|fd| {
+            fd.as_ref()
+                .is_ok_and(|fd| std::fs::read_link(fd.path()).is_ok_and(|t| t.starts_with(&dir)))
+        })
+        .count()
+}
+
+/// Reads by position in hundreds of segments hold a bounded number of
+/// them open (each one met was held until the reader was dropped, and a
+/// long writer's duplicate checks ran out of descriptors), and every read,
+/// of a segment let go and read again too, returns its record.
+#[test]
+fn reads_by_position_hold_few_files_open() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let (mut log, _) = Log::open(dir, opts(1024), None).unwrap();
+    let positions = write_records(&mut log, 0, 1_500, 100);
+    drop(log);
+    let reader = LogReader::open(dir).unwrap();
+    let segments = reader.segments().len();
+    assert!(segments > 200, "{segments}");
+    for round in 0..2 {
+        for (i, &at) in positions.iter().enumerate() {
+            assert_eq!(
+                reader.read_at(at).unwrap().offset,
+                i as u64,
+                "round {round}"
+            );
+        }
+        let held = open_files_in(dir);
+        assert!(held <= 64, "{held} files of {segments} segments held open");
+    }
+    // Read at random: the least recently read ones go, and are opened again.
+    let mut rng = Rng(3);
+    for _ in 0..3_000 {
+        let i = rng.below(positions.len() as u64) as usize;
+        assert_eq!(reader.read_at(positions[i]).unwrap().offset, i as u64);
+    }
+    assert!(open_files_in(dir) <= 64);
+}
+
 /// `listed_segments` and `scan_listed` keep to the listing a reader took
 /// (no directory read), and `footprint` counts each segment once with the
 /// size `total_bytes` always reported.

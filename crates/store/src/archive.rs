@@ -50,8 +50,8 @@ use ccvault_index::{
     key_map, payload_hash, Checkpoint, Entry, Index, IndexReader, IndexWriter, KeyMap, Written,
 };
 use ccvault_log::{
-    Compression, FsyncPolicy, Log, LogOptions, LogReader, NewRecord, Position, RecordKind,
-    SourceKind, StdVfs, Tally, MAX_FIELD_LEN,
+    Compression, FsyncPolicy, Log, LogError, LogOptions, LogReader, NewRecord, Position,
+    RecordKind, SourceKind, StdVfs, Tally, MAX_FIELD_LEN,
 };
 
 use crate::error::{io, Result, StoreError};
@@ -1175,8 +1175,18 @@ impl Archive {
             let at = self
                 .segments
                 .position(&self.log_reader, hit.offset, hit.pos);
-            match self.log_reader.read_at(at) {
-                Ok(rec) if rec.payload == payload => {
+            let mut read = self.log_reader.read_at(at);
+            if !read.as_ref().is_ok_and(|rec| rec.offset == hit.offset) {
+                // The listing may be older than the segment (as a reader's).
+                if let Some(relisted) =
+                    self.segments
+                        .relisted_position(&self.log_reader, hit.offset, hit.pos)
+                {
+                    read = self.log_reader.read_at(relisted);
+                }
+            }
+            match read {
+                Ok(rec) if rec.offset == hit.offset && rec.payload == payload => {
                     let publish = (!rec.publish_time.is_empty()).then_some(&*rec.publish_time);
                     let time = keys.map(|k| {
                         resolve_time(k.times, arrival(publish, rec.ingest_ms, rec.source_kind))
@@ -1191,7 +1201,25 @@ impl Archive {
                     }
                 }
                 Ok(_) => {}
-                Err(e) => tracing::warn!("cannot read record {} to compare: {e}", hit.offset),
+                // The archived copy's bytes are damaged or gone: it holds
+                // the event no more, and this intact copy keeps it
+                // (`verify` reports the damaged one).
+                Err(e @ (LogError::Corrupt { .. } | LogError::NoRecord { .. })) => {
+                    tracing::warn!(
+                        "record {} is damaged ({e}): a message with its hash is archived again, intact",
+                        hit.offset
+                    )
+                }
+                // Unreadable for now (out of descriptors, no permission, an
+                // I/O error): whether the message is a copy cannot be told,
+                // and archiving it anyway stored thousands of events twice
+                // under `ulimit -n` (outside audit, 2026-12-07).
+                Err(source) => {
+                    return Err(StoreError::UnreadableCopy {
+                        offset: hit.offset,
+                        source,
+                    })
+                }
             }
         }
         Ok(best)

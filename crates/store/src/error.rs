@@ -43,6 +43,15 @@ pub enum StoreError {
     /// could not be started): the command's answer would be incomplete.
     #[error("{0}: the command did not finish")]
     Thread(String),
+    /// The duplicate check could not read an archived record that may be
+    /// a copy of the message being archived: storing the message then
+    /// might store it twice, so it is not stored (the writer stops).
+    #[error("cannot read record {offset}, which may be a copy of a message being archived, to compare the two; that message was not archived, so that nothing is stored twice (free file descriptors, or make the segment readable, and go on; `ccvault verify` checks the log)")]
+    UnreadableCopy {
+        offset: u64,
+        #[source]
+        source: ccvault_log::LogError,
+    },
     /// Input that cannot be imported at all (e.g. an XML capture).
     #[error("{0}")]
     Input(String),
