@@ -1972,6 +1972,52 @@ fn the_wallboard_ignores_status_changes_without_a_time_of_their_own() {
     );
 }
 
+/// Two status changes of one agent in the same second (`statusEventTS` is
+/// whole seconds) are ordered canonically, by `sequenceId`: the wallboard
+/// shows the later one whichever arrives first, as `agents` counts it (it
+/// showed the one archived last; outside audit).
+#[test]
+fn the_wallboard_orders_status_changes_in_one_second_canonically() {
+    let tmp = tempfile::tempdir().unwrap();
+    let events = [
+        r#"{"AgentStatusChange":{"agentId":"agX","newState":1,"statusEventTS":1767866400,"msgInfo":{"sequenceId":1,"timestamp":1767866400000}}}"#,
+        r#"{"AgentStatusChange":{"agentId":"agX","newState":5,"statusEventTS":1767870000,"msgInfo":{"sequenceId":10,"timestamp":1767870000400}}}"#,
+        r#"{"AgentStatusChange":{"agentId":"agX","newState":2,"statusEventTS":1767870000,"msgInfo":{"sequenceId":9,"timestamp":1767870000300}}}"#,
+        r#"{"Interaction":{"event":"InteractionCreated","interactionGUID":"int-clock-tq","msgInfo":{"timestamp":1767877200000}}}"#,
+    ];
+    for (name, order) in [
+        ("seq-10-first", [0, 1, 2, 3]),
+        ("seq-9-first", [0, 2, 1, 3]),
+    ] {
+        let dir = tmp.path().join(name);
+        let input: Vec<&str> = order.iter().map(|&i| events[i]).collect();
+        ccvault_stdin(&dir, &["import", "-q", "-"], input.join("\n").as_bytes()).ok();
+        let board = ccvault(
+            &dir,
+            &[
+                "wallboard",
+                "--format",
+                "json",
+                "--at",
+                "2026-01-08T11:30:00Z",
+            ],
+        )
+        .ok()
+        .json_lines();
+        let agents = &board[0]["agents"];
+        assert_eq!(agents[0]["agentId"], "agX", "{name}: {board:?}");
+        assert_eq!(agents[0]["state"], 5, "{name}: {board:?}");
+        assert_eq!(agents[0]["sinceMs"], 1_767_870_000_000_i64, "{name}");
+        let spent = ccvault(
+            &dir,
+            &["agents", "--format", "json", "--to", "2026-01-08T11:30:00Z"],
+        )
+        .ok()
+        .json_lines();
+        assert_eq!(spent[0]["stateMs"]["5"], 1_800_000, "{name}: {spent:?}");
+    }
+}
+
 /// A contact archived from a pretty-printed capture (each event a JSON
 /// value over many lines): `show --raw` gives its bytes exactly, line
 /// breaks and all, and the contact's NDJSON download puts each event on one

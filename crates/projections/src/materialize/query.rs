@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 use std::sync::mpsc;
 
-use ccvault_event::{parse_event, EventTime, TimeSource};
+use ccvault_event::{parse_event, CanonicalKey, EventTime, TimeSource};
 use redb::{ReadOnlyTable, ReadTransaction, ReadableTable};
 
 use super::runs::{scratch_file, Runs};
@@ -541,26 +541,48 @@ impl Projections {
                 let history = t
                     .range((agent.as_str(), i64::MIN, 0u64)..=(agent.as_str(), i64::MAX, u64::MAX))
                     .at(&self.path)?;
+                // The last timed change in canonical order (docs/METRICS.md
+                // §2, §5), as `agents` has it: of the changes at the latest
+                // t(e), the last by `sequenceId`, rank and bytes. The
+                // table's third key is the offset, arrival order: taking
+                // the last row made the state depend on which of two
+                // changes in one second was archived last (outside audit).
+                let mut latest: Option<LatestChange> = None;
                 for item in history.rev() {
                     let (k, v) = item.at(&self.path)?;
                     let (_, time_ms, _) = k.value();
+                    if latest.as_ref().is_some_and(|l| time_ms < l.time_ms) {
+                        break;
+                    }
                     let (rank, stored) = v.value();
                     if !TimeSource::of_rank(rank).is_some_and(TimeSource::is_timed) {
                         continue;
                     }
                     codec::decode_status_payload(&agent, time_ms, stored, &mut raw)
                         .at(&self.path)?;
-                    let state = parse_event(&raw)
-                        .ok()
-                        .and_then(|e| e.body.new_state.as_i64());
-                    if let Some(state) = state {
-                        out.push(AgentNow {
-                            agent_id: agent.clone(),
+                    let Ok(event) = parse_event(&raw) else {
+                        continue;
+                    };
+                    let Some(state) = event.body.new_state.as_i64() else {
+                        continue;
+                    };
+                    let key = CanonicalKey::new(&event, time_ms, &raw);
+                    if latest.as_ref().is_none_or(|l| key > l.key()) {
+                        latest = Some(LatestChange {
+                            time_ms,
+                            sequence_id: key.sequence_id,
+                            rank: key.rank,
+                            raw: raw.clone(),
                             state,
-                            since_ms: time_ms,
                         });
-                        break;
                     }
+                }
+                if let Some(l) = latest {
+                    out.push(AgentNow {
+                        agent_id: agent.clone(),
+                        state: l.state,
+                        since_ms: l.time_ms,
+                    });
                 }
                 above = Some(format!("{agent}\0"));
             }
@@ -943,5 +965,26 @@ pub(super) fn open_optional<K: redb::Key + 'static, V: redb::Value + 'static>(
         Ok(t) => Ok(Some(t)),
         Err(redb::TableError::TableDoesNotExist(_)) => Ok(None),
         Err(e) => Err(e),
+    }
+}
+
+/// An agent's latest timed status change met so far, with what canonical
+/// order compares ([`Projections::agents_now`]).
+struct LatestChange {
+    time_ms: i64,
+    sequence_id: Option<i64>,
+    rank: u8,
+    raw: Vec<u8>,
+    state: i64,
+}
+
+impl LatestChange {
+    fn key(&self) -> CanonicalKey<'_> {
+        CanonicalKey {
+            time_ms: self.time_ms,
+            sequence_id: self.sequence_id,
+            rank: self.rank,
+            raw: &self.raw,
+        }
     }
 }
