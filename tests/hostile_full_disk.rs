@@ -567,3 +567,52 @@ fn an_index_removed_on_a_full_disk_is_built_whole_or_not_at_all() {
     );
     ccvault(&dir, &["verify", "--no-projections"]).ok();
 }
+
+/// An index that has seen none of the log's records (what an import the
+/// disk stopped before its first index commit leaves) is no answer on a
+/// full disk: every read fails naming it, with nothing on stdout (an
+/// `export` taken as a backup exited 0 with nothing; outside audit), and
+/// once space is back the next read indexes every record.
+#[test]
+fn an_index_that_has_seen_nothing_is_no_answer_on_a_full_disk() {
+    let tmp = tempfile::tempdir().unwrap();
+    let Some(disk) = SmallDisk::for_test(tmp.path()) else {
+        return;
+    };
+    let s = Stream {
+        events: 5_000,
+        interactions: 500,
+        line_len: 300,
+    };
+    let events = tmp.path().join("events.ndjson");
+    fs::write(&events, s.text(0..5_000)).unwrap();
+    let dir = disk.path.join("archive");
+    import(&dir, &[&events], &[]);
+    // The index of an archive that has archived nothing: no commit of any
+    // record, as the stopped import's.
+    let nothing = tmp.path().join("nothing.ndjson");
+    fs::write(&nothing, b"").unwrap();
+    let fresh = tmp.path().join("fresh");
+    import(&fresh, &[&nothing], &[]);
+    fs::copy(fresh.join("index.redb"), dir.join("index.redb")).unwrap();
+    disk.fill();
+    for args in [
+        &["export"][..],
+        &["stats"],
+        &["interactions", "--format", "json"],
+    ] {
+        for attempt in ["first", "second"] {
+            let run = ccvault(&dir, args);
+            assert_eq!(run.code, 1, "{args:?} {attempt}: {}", run.stderr);
+            assert!(run.stdout.is_empty(), "{args:?} {attempt}");
+            assert!(
+                run.stderr.contains("indexes none of the log's records yet")
+                    || run.stderr.contains("index.redb is missing"),
+                "{args:?} {attempt}: {}",
+                run.stderr
+            );
+        }
+    }
+    disk.free();
+    assert_eq!(stats(&dir).records, 5_000);
+}

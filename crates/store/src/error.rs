@@ -39,6 +39,10 @@ pub enum StoreError {
     /// built from the log, and cannot write it).
     #[error("{index} is missing: it is built from the log by the first command that can write the archive, and this one cannot ({why}); free space (or make the directory writable) and run any command, or `ccvault reindex`")]
     MissingIndexNeedsWriter { index: PathBuf, why: String },
+    /// An index that has seen none of the log's records, which only a
+    /// writer can fill: a read would answer as if the log held nothing.
+    #[error("{index} indexes none of the log's records yet: they are indexed by the first command that can write the archive, and this one cannot ({why}); free space (or make the directory writable) and run any command, or `ccvault reindex`")]
+    NothingIndexedNeedsWriter { index: PathBuf, why: String },
     /// A thread of the command stopped without its result (it panicked or
     /// could not be started): the command's answer would be incomplete.
     #[error("{0}: the command did not finish")]

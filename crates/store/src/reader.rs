@@ -153,6 +153,13 @@ impl ArchiveReader {
             // reader holds its lock): the records past the checkpoint stay
             // unseen, as where indexing them fails.
             let error = "the index needs a repair that could not be written".to_owned();
+            if reader.visible_end == 0 {
+                // As below: an index that has seen nothing answers nothing.
+                return Err(StoreError::NothingIndexedNeedsWriter {
+                    index: reader.layout.index_path(),
+                    why: error,
+                });
+            }
             tracing::warn!(
                 "records from offset {first} are in the log but not in the index: {error}"
             );
@@ -178,6 +185,17 @@ impl ArchiveReader {
                 reader.unindexed_from = Some(first);
                 reader.writer_running = true;
                 return Ok((reader, CatchUp::WriterRunning));
+            }
+            // An index that has seen none of the log's records (the
+            // first commit of an import the disk stopped never came):
+            // answering from it would be answering "nothing", with exit 0
+            // (an `export` taken as a backup came out empty; outside
+            // audit, 2026-12-07).
+            Err(e) if reader.visible_end == 0 => {
+                return Err(StoreError::NothingIndexedNeedsWriter {
+                    index: reader.layout.index_path(),
+                    why: ccvault_log::display_chain(&e),
+                })
             }
             Err(e) => {
                 // Reads must keep working where a writer cannot (a full or
