@@ -1825,3 +1825,60 @@ fn a_copy_that_cannot_be_read_is_never_stored_twice() {
     assert_eq!(stats(&dir).records, before);
     ccvault(&dir, &["verify"]).ok();
 }
+
+/// Out of threads (`ulimit -u`; a cgroup's `pids.max` alike), a command
+/// that needs threads ends with one line saying so and exit 1: `rebuild`
+/// and `verify` blamed the intact projections file ("damaged"), `reindex`
+/// panicked with exit 101 (outside audit). The archive is untouched.
+#[test]
+fn out_of_threads_is_said_as_such_and_harms_nothing() {
+    if !is_root() {
+        eprintln!("skipped: not root, so the test cannot run ccvault as another user");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let s = Stream {
+        events: 2_000,
+        interactions: 200,
+        line_len: 300,
+    };
+    let input = tmp.path().join("in.ndjson");
+    s.write(&input);
+    let dir = tmp.path().join("archive");
+    import(&dir, &[&input], &[]);
+    ccvault(&dir, &["interactions"]).ok();
+    let before = ccvault(&dir, &["export"]).ok().stdout;
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(tmp.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    let chown = std::process::Command::new("chown")
+        .args(["-R", "65534:65534"])
+        .arg(&dir)
+        .status()
+        .unwrap();
+    assert!(chown.success());
+    let limited = [
+        "setpriv",
+        "--reuid=65534",
+        "--regid=65534",
+        "--clear-groups",
+        "--",
+        "prlimit",
+        "--nproc=2",
+        "--",
+    ];
+    for args in [&["rebuild"][..], &["reindex"], &["verify"]] {
+        let run = common::ccvault_under(&limited, &dir, args);
+        assert_eq!(run.code, 1, "{args:?}: {}", run.stderr);
+        assert!(
+            run.stderr.contains("thread")
+                && run.stderr.contains("Resource temporarily unavailable")
+                && !run.stderr.contains("damaged")
+                && !run.stderr.contains("panicked"),
+            "{args:?}: {}",
+            run.stderr
+        );
+    }
+    let after = as_nobody(&dir, &["export"]).unwrap().ok().stdout;
+    assert_eq!(after, before);
+    as_nobody(&dir, &["verify"]).unwrap().ok();
+}

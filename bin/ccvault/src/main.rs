@@ -443,6 +443,7 @@ fn long_version() -> &'static str {
 }
 
 fn main() -> ExitCode {
+    ccvault_store::install_panic_hook();
     ignore_file_size_signal();
     // `CCVAULT_DATA=` (set, but to nothing) is taken as unset, as shells and
     // most tools treat an empty variable; clap would call it a missing

@@ -11,8 +11,11 @@
 //! [`unguarded`] wraps a caller's panic in a [`CallerPanic`] marker on its
 //! way out, and [`guarded`] re-raises exactly those (with their original
 //! payload) and turns every other one into an error. A panic hook is
-//! installed only to keep redb's panic messages off stderr; if the program
-//! replaces it, the messages show but the outcome is the same.
+//! installed to keep redb's panic messages off stderr (if the program
+//! replaces it, the messages show but the outcome is the same), and to end
+//! the process with a plain error when a thread cannot be started, which
+//! the standard library raises as a panic and a guard would otherwise
+//! report as damage.
 //!
 //! Limits:
 //! - The guard needs unwinding. Built with `panic = "abort"` it could not
@@ -29,6 +32,7 @@ compile_error!(
 
 use std::any::Any;
 use std::cell::{Cell, RefCell};
+use std::io::Write;
 use std::panic::{self, AssertUnwindSafe};
 use std::path::Path;
 use std::sync::Once;
@@ -48,13 +52,17 @@ thread_local! {
 /// original payload.
 struct CallerPanic(Box<dyn Any + Send>);
 
-/// Installs (once per process) a panic hook that stays silent for panics
-/// inside `guarded` and defers to the previous hook for all others.
-fn install_hook() {
+/// Installs (once per process) the panic hook: a thread the system will
+/// not start ends the process with an error ([`out_of_threads`]); other
+/// panics stay silent inside `guarded` and go to the previous hook
+/// elsewhere. The CLI installs it first thing, so that it sees the panics
+/// raised before any guarded call too.
+pub fn install_hook() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
         let previous = panic::take_hook();
         panic::set_hook(Box::new(move |info| {
+            out_of_threads(&message(info.payload()));
             if DEPTH.with(Cell::get) > 0 {
                 let at = info
                     .location()
@@ -65,6 +73,31 @@ fn install_hook() {
             }
         }));
     });
+}
+
+/// Ends the process with exit 1 and one line on stderr when `panic` is the
+/// standard library's or tokio's failure to start a thread (`ulimit -u`, a
+/// cgroup's `pids.max`, systemd's `TasksMax`): caught by a guard, it read as
+/// a damaged file, and elsewhere it was a panic, exit 101 (outside audit,
+/// 2026-12-07). Ending there is what a crash is, which every file of the
+/// archive survives: what was durable stays so.
+fn out_of_threads(panic: &str) {
+    if !(panic.starts_with("failed to spawn thread") || panic.contains("can't spawn worker thread"))
+    {
+        return;
+    }
+    // The OS's words, from the `io::Error`'s debug form, when it has them.
+    let why = panic
+        .split_once("message: \"")
+        .and_then(|(_, rest)| rest.split_once('"'))
+        .map_or(panic, |(why, _)| why);
+    let _ = writeln!(
+        std::io::stderr(),
+        "ccvault: error: cannot start a thread ({why}): the process or its user is out of threads \
+         (ulimit -u, a cgroup's pids.max, systemd's TasksMax); nothing durable is lost: \
+         run the command again once threads are free"
+    );
+    std::process::exit(1);
 }
 
 /// Restores the guard depth when dropped (also while unwinding).

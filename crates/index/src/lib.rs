@@ -66,7 +66,7 @@ mod writer;
 
 pub use compaction::compact_if_it_frees_enough;
 pub use error::{IndexError, Result};
-pub use guard::{guard_redb, redb_damage, unguarded};
+pub use guard::{guard_redb, install_hook as install_panic_hook, redb_damage, unguarded};
 pub use keymap::{key_map, KeyHashing, KeyMap};
 pub use place::{guid_place, time_place, ExpectedRanges};
 pub use reader::IndexReader;

@@ -40,8 +40,8 @@ pub use archive::{
 };
 pub use ccvault_index::overlay::Overlay;
 pub use ccvault_index::{
-    compact_if_it_frees_enough, guard_redb, guid_hash, payload_hash, redb_damage, unguarded,
-    Counters, Hit, IndexReader, INDEX_VERSION,
+    compact_if_it_frees_enough, guard_redb, guid_hash, install_panic_hook, payload_hash,
+    redb_damage, unguarded, Counters, Hit, IndexReader, INDEX_VERSION,
 };
 /// An error and its causes on one line (`: ` between them).
 pub use ccvault_log::display_chain;
