@@ -17,7 +17,9 @@ use ccvault_projections::{GroupKey, Interval, ReportOptions, ReportRow};
 use jiff::tz::TimeZone;
 
 use crate::escape::{esc, push};
-use crate::svg::{clock, duration_axis, f, nice_axis, text, text_width, zone_name, Scale};
+use crate::svg::{
+    clock, clock_marked, duration_axis, f, nice_axis, text, text_width, zone_name, Scale,
+};
 
 const CSS: &str = "
 .chart .grid{stroke:#e4e7eb;stroke-width:1}
@@ -191,7 +193,7 @@ struct Charts<'r> {
 
 impl Charts<'_> {
     fn when(&self, start: i64) -> String {
-        clock(start, &self.opts.tz, "%Y-%m-%d %H:%M")
+        clock_marked(start, &self.opts.tz, "%Y-%m-%d %H:%M")
     }
 
     /// Offered, answered and abandoned side by side per interval.
@@ -409,7 +411,7 @@ fn x_axis(out: &mut String, x: &Scale, per_interval: &BTreeMap<i64, Totals>, opt
     let mut next_free = f64::MIN;
     for start in per_interval.keys() {
         let lx = x.at(*start as f64);
-        let l = clock(*start, &opts.tz, fmt);
+        let l = clock_marked(*start, &opts.tz, fmt);
         let w = text_width(&l, 11.0);
         if lx - w / 2.0 < next_free {
             continue;
@@ -505,7 +507,7 @@ fn line(
                 &format!(
                     "{} {}: {}",
                     name,
-                    clock(*start, tz, "%Y-%m-%d %H:%M"),
+                    clock_marked(*start, tz, "%Y-%m-%d %H:%M"),
                     fmt(*v)
                 ),
             );

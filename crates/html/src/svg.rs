@@ -51,6 +51,21 @@ pub(crate) fn clock(ms: i64, tz: &TimeZone, fmt: &str) -> String {
     }
 }
 
+/// [`clock`], with the zone's offset after it (`01:00 -05:00`) where the
+/// wall-clock time is one a fall-back hour repeats: two intervals of a
+/// chart had the same label and the same hover text (outside audit).
+pub(crate) fn clock_marked(ms: i64, tz: &TimeZone, fmt: &str) -> String {
+    let Ok(ts) = Timestamp::from_millisecond(ms) else {
+        return format!("{ms}ms");
+    };
+    let zoned = ts.to_zoned_datetime(tz.clone());
+    let text = zoned.strftime(fmt).to_string();
+    match tz.to_ambiguous_timestamp(zoned.datetime()).offset() {
+        jiff::tz::AmbiguousOffset::Fold { .. } => format!("{text} {}", zoned.strftime("%:z")),
+        _ => text,
+    }
+}
+
 /// The offset of `tz` at `ms`, in ms (0 outside the calendar).
 pub(crate) fn offset_ms(ms: i64, tz: &TimeZone) -> i64 {
     Timestamp::from_millisecond(ms)

@@ -673,3 +673,32 @@ fn simulated_contacts_render_with_their_handoffs() {
         "the sample should have transfers and consultations"
     );
 }
+
+/// The hour a fall-back day repeats gives two rows whose charts' labels
+/// and hover texts tell them apart by their offset (both read "01:00").
+#[test]
+fn a_repeated_hour_is_labelled_with_its_offsets() {
+    use ccvault_projections::GroupKey;
+    // 2026-11-01 in New York: 01:00 EDT is 05:00Z, 01:00 EST is 06:00Z.
+    let at = |h: i64| {
+        let mut r = row(0, 10, Some(0.8), Some(12_000), GroupKey::default());
+        r.interval_start = 1_793_509_200_000 + h * 3_600_000;
+        r.interval_end = r.interval_start + 3_600_000;
+        r
+    };
+    let rows = vec![at(0), at(1), at(2), at(3)];
+    let opts = ReportOptions {
+        tz: jiff::tz::TimeZone::get("America/New_York").unwrap(),
+        ..ReportOptions::default()
+    };
+    let html = render_report(&rows, &opts);
+    check(&html);
+    for label in [
+        ">01:00 -04:00<",
+        ">01:00 -05:00<",
+        "2026-11-01 01:00 -04:00: 10 offered",
+    ] {
+        assert!(html.contains(label), "{label} not in the page");
+    }
+    assert!(!html.contains("00:00 -04:00") && !html.contains("02:00 -05:00"));
+}
