@@ -548,19 +548,30 @@ fn spilled(
     what: &str,
     mut write: impl FnMut(&mut dyn std::io::Write) -> anyhow::Result<()>,
 ) -> anyhow::Result<Body> {
-    let beside = tempfile::tempfile_in(dir);
-    for file in [beside, tempfile::tempfile()] {
-        let Ok(file) = file else { continue };
+    let temp = std::env::temp_dir();
+    // Why each place refused, for the warning: a full disk, or as often
+    // no descriptor left (an audit met "a full disk?" with 19 GB free).
+    let mut refused = Vec::new();
+    for place in [dir, temp.as_path()] {
+        let file = match tempfile::tempfile_in(place) {
+            Ok(file) => file,
+            Err(e) => {
+                refused.push(format!("{}: {e}", place.display()));
+                continue;
+            }
+        };
         match spill_into(file, &mut write) {
             Ok(body) => return Ok(body),
             Err(e) if refuses_writes(&e) => {
                 tracing::debug!("{what}'s scratch file: {e:#}; trying the next place");
+                refused.push(format!("{}: {e:#}", place.display()));
             }
             Err(e) => return Err(e),
         }
     }
     tracing::warn!(
-        "no scratch file could be created or written for {what} (a full disk?): it is held in memory while it is sent"
+        "no scratch file could be created or written for {what} ({}): it is held in memory while it is sent",
+        refused.join("; ")
     );
     let mut bytes = Vec::new();
     write(&mut bytes)?;
