@@ -53,7 +53,7 @@ thread_local! {
 struct CallerPanic(Box<dyn Any + Send>);
 
 /// Installs (once per process) the panic hook: a thread the system will
-/// not start ends the process with an error ([`out_of_threads`]); other
+/// not start ends the process with an error (`out_of_threads`); other
 /// panics stay silent inside `guarded` and go to the previous hook
 /// elsewhere. The CLI installs it first thing, so that it sees the panics
 /// raised before any guarded call too.
