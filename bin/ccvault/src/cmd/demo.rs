@@ -134,11 +134,16 @@ pub fn demo(cli: &Cli, args: &DemoArgs) -> Result<ExitCode> {
     let made = build(cli, args, human, &dir, &interrupt, started);
     let stopped = interrupt.received();
     if made.is_err() || (stopped.is_some() && !matches!(made, Ok(Some(_)))) {
-        if let Err(e) = std::fs::remove_dir_all(&dir) {
-            crate::output::error_line(format_args!(
-                "ccvault: cannot remove the unfinished demo directory {}: {e}",
-                dir.display()
-            ));
+        // Not made yet when the first line could not be written (a
+        // closed pipe): nothing to remove.
+        match std::fs::remove_dir_all(&dir) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                crate::output::error_line(format_args!(
+                    "ccvault: cannot remove the unfinished demo directory {}: {e}",
+                    dir.display()
+                ));
+            }
+            _ => {}
         }
     }
     match made? {
