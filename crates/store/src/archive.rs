@@ -1019,7 +1019,7 @@ impl Archive {
         {
             return;
         }
-        let Some(done) = self.facts.take().filter(|f| !f.is_empty()) else {
+        let Some(done) = self.facts.take().filter(FactsBuilder::has_new_entries) else {
             return;
         };
         if self.facts_writer.is_none() {

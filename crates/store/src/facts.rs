@@ -155,6 +155,9 @@ pub struct FactsBuilder {
     names: Vec<(Box<[u8]>, u64)>,
     last_own_ms: i64,
     last_event_ts_ms: i64,
+    /// Entries read back from the segment's file by [`FactsBuilder::resume`]:
+    /// until more are added, the file already says all these facts say.
+    on_file: u32,
 }
 
 /// The texts of one entry, as bytes of UTF-8.
@@ -190,6 +193,7 @@ impl FactsBuilder {
             names: Vec::new(),
             last_own_ms: 0,
             last_event_ts_ms: 0,
+            on_file: 0,
         }
     }
 
@@ -278,6 +282,7 @@ impl FactsBuilder {
             };
             b.push_entry(e.offset, e.payload_len, texts, f.times);
         }
+        b.on_file = b.count;
         Some(b)
     }
 
@@ -337,6 +342,14 @@ impl FactsBuilder {
 
     pub fn is_empty(&self) -> bool {
         self.count == 0
+    }
+
+    /// Whether these facts say more than the file they were resumed from
+    /// (all of them, when not resumed): else writing them changes nothing,
+    /// and a writer that appended nothing (a read command indexing what a
+    /// crash left) wrote on a full disk only to warn that it could not.
+    pub fn has_new_entries(&self) -> bool {
+        self.count > self.on_file
     }
 
     /// The file's bytes: header, then the zstd of the texts and entries.
@@ -906,7 +919,11 @@ mod tests {
         let f = SegmentFacts::decode(&built().encode().expect("encodes"), 100).expect("decodes");
         let mut b = FactsBuilder::resume(f, 105).expect("every entry below 105");
         assert_eq!(b.len(), 3);
+        // Resumed and nothing added: the file says it all already, and a
+        // writer that appended nothing writes nothing.
+        assert!(!b.has_new_entries() && built().has_new_entries());
         b.push(105, B, &keys(B));
+        assert!(b.has_new_entries());
         let f = SegmentFacts::decode(&b.encode().expect("encodes"), 100).expect("decodes");
         let mut c = f.into_cursor();
         for (offset, raw) in [(100, A), (101, B), (104, A), (105, B)] {
