@@ -1856,14 +1856,17 @@ fn out_of_threads_is_said_as_such_and_harms_nothing() {
         .status()
         .unwrap();
     assert!(chown.success());
+    // prlimit first: it runs as root, so it may exec a binary under a
+    // directory only root can search (CI builds in a 0700 mktemp dir);
+    // setpriv keeps root's capabilities until its own exec.
     let limited = [
+        "prlimit",
+        "--nproc=2",
+        "--",
         "setpriv",
         "--reuid=65534",
         "--regid=65534",
         "--clear-groups",
-        "--",
-        "prlimit",
-        "--nproc=2",
         "--",
     ];
     for args in [&["rebuild"][..], &["reindex"], &["verify"]] {

@@ -917,9 +917,17 @@ impl<'a> Import<'a> {
     /// Makes everything appended so far durable and reports it now, not
     /// with later batches (before a wait of unknown length: opening a
     /// FIFO). Readers see it too (it is committed to the index).
+    ///
+    /// The index is committed before anything is reported: a reader
+    /// started on the acknowledgement must find what it acknowledges.
     pub fn make_durable(&mut self, progress: &mut dyn FnMut(&Progress)) -> Result<()> {
-        self.land_all(progress)?;
-        self.archive.commit_index()
+        let through = self.archive.sync_nowait()?;
+        self.archive.wait_durable(through)?;
+        self.archive.commit_index()?;
+        self.unsynced_lines = 0;
+        self.unsynced_bytes = 0;
+        self.syncing = None;
+        self.land_through(through, progress)
     }
 
     /// Makes everything appended durable and reports it.
