@@ -207,6 +207,27 @@ fn a_time_past_the_year_9999_stretches_nothing() {
     );
 }
 
+/// The last 999 ms of the time range the archive accepts print as
+/// ISO-8601 like every other instant: until 2026-12-07 `show`,
+/// `interactions` and `stats` printed them as raw milliseconds (jiff's
+/// `from_millisecond` stops at a whole second; outside audit).
+#[test]
+fn the_last_instant_accepted_prints_as_a_date() {
+    let dir = tempfile::tempdir().unwrap();
+    let guid = "int-last-phone-00-acme01";
+    let queued = format!(
+        r#"{{"Interaction":{{"event":"InteractionQueued","interactionGUID":"{guid}","queueId":311,"msgInfo":{{"timestamp":253402207200999}}}}}}"#
+    );
+    import_stdin(dir.path(), &format!("{queued}\n"));
+    for args in [&["show", guid][..], &["interactions"], &["stats"]] {
+        let out = ccvault(dir.path(), args).ok().stdout_str().to_owned();
+        assert!(
+            out.contains("9999-12-30T22:00:00.999Z") && !out.contains("200999ms"),
+            "{args:?}: {out}"
+        );
+    }
+}
+
 /// An archive of both pages of 8x8 examples (`tests/fixtures/8x8-docs`).
 fn docs_archive() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();

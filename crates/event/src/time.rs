@@ -132,6 +132,15 @@ impl EventTime {
 /// years (docs/METRICS.md §2).
 pub const LATEST_MS: i64 = 253_402_207_200_999;
 
+/// `ms` since the epoch as a `jiff::Timestamp`, for every instant the
+/// calendar holds, [`LATEST_MS`] included: `Timestamp::from_millisecond`
+/// refuses the last 999 ms before it (its bound is whole seconds), so
+/// times the archive accepts printed as raw milliseconds (outside audit).
+pub fn timestamp_of(ms: i64) -> Option<jiff::Timestamp> {
+    let nanos = i32::try_from(ms.rem_euclid(1000) * 1_000_000).ok()?;
+    jiff::Timestamp::new(ms.div_euclid(1000), nanos).ok()
+}
+
 /// A payload's time field as an instant in ms: `value` × `unit_ms`, if
 /// that is > 0 and no later than [`LATEST_MS`].
 pub fn payload_instant(value: i64, unit_ms: i64) -> Option<i64> {
@@ -223,6 +232,17 @@ mod tests {
         let msg = br#"{"Interaction":{"event":"X","eventTS":5,"msgInfo":{"timestamp":7000}}}"#;
         let m = t(msg, PT, true);
         assert_eq!((m.ms, m.source), (7000, TimeSource::MsgInfoTimestamp));
+    }
+
+    #[test]
+    fn every_accepted_instant_is_a_timestamp() {
+        for ms in [LATEST_MS, LATEST_MS - 1, LATEST_MS - 999, 1, 0, -1, -1001] {
+            let ts = timestamp_of(ms).unwrap_or_else(|| panic!("{ms}"));
+            assert_eq!(ts.as_millisecond(), ms);
+        }
+        assert_eq!(timestamp_of(LATEST_MS + 1), None);
+        assert_eq!(timestamp_of(i64::MAX), None);
+        assert_eq!(timestamp_of(i64::MIN), None);
     }
 
     #[test]

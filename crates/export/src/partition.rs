@@ -51,7 +51,6 @@ use bytes::Bytes;
 
 use jiff::civil::Date;
 use jiff::tz::TimeZone;
-use jiff::Timestamp;
 use parquet::column::page::{CompressedPage, PageWriteSpec, PageWriter};
 use parquet::column::writer::get_column_writer;
 use parquet::data_type::ByteArray;
@@ -206,8 +205,7 @@ impl Dates {
                 return Some(d);
             }
         }
-        let date = Timestamp::from_millisecond(ms)
-            .ok()?
+        let date = ccvault_event::timestamp_of(ms)?
             .to_zoned_datetime(self.tz.clone())
             .date();
         let start = date.to_zoned_datetime(self.tz.clone()).ok();

@@ -5,7 +5,6 @@
 use std::fmt::Write as _;
 
 use jiff::tz::TimeZone;
-use jiff::Timestamp;
 
 /// A coordinate with one decimal: enough for screen pixels, and it keeps the
 /// output deterministic and short.
@@ -45,9 +44,9 @@ impl Scale {
 /// Wall-clock text of an instant in `tz` (`fmt` is strftime), or raw ms when
 /// the instant is outside the calendar.
 pub(crate) fn clock(ms: i64, tz: &TimeZone, fmt: &str) -> String {
-    match Timestamp::from_millisecond(ms) {
-        Ok(ts) => ts.to_zoned_datetime(tz.clone()).strftime(fmt).to_string(),
-        Err(_) => format!("{ms}ms"),
+    match ccvault_event::timestamp_of(ms) {
+        Some(ts) => ts.to_zoned_datetime(tz.clone()).strftime(fmt).to_string(),
+        None => format!("{ms}ms"),
     }
 }
 
@@ -55,7 +54,7 @@ pub(crate) fn clock(ms: i64, tz: &TimeZone, fmt: &str) -> String {
 /// wall-clock time is one a fall-back hour repeats: two intervals of a
 /// chart had the same label and the same hover text (outside audit).
 pub(crate) fn clock_marked(ms: i64, tz: &TimeZone, fmt: &str) -> String {
-    let Ok(ts) = Timestamp::from_millisecond(ms) else {
+    let Some(ts) = ccvault_event::timestamp_of(ms) else {
         return format!("{ms}ms");
     };
     let zoned = ts.to_zoned_datetime(tz.clone());
@@ -68,7 +67,7 @@ pub(crate) fn clock_marked(ms: i64, tz: &TimeZone, fmt: &str) -> String {
 
 /// The offset of `tz` at `ms`, in ms (0 outside the calendar).
 pub(crate) fn offset_ms(ms: i64, tz: &TimeZone) -> i64 {
-    Timestamp::from_millisecond(ms)
+    ccvault_event::timestamp_of(ms)
         .map(|ts| i64::from(tz.to_offset(ts).seconds()) * 1000)
         .unwrap_or(0)
 }

@@ -15,7 +15,6 @@ use std::fmt;
 use std::str::FromStr;
 
 use jiff::tz::TimeZone;
-use jiff::Timestamp;
 use serde::Serialize;
 
 use crate::columns::Column;
@@ -158,9 +157,7 @@ pub fn bucket(ms: i64, interval: Interval, tz: &TimeZone) -> (i64, i64) {
 }
 
 fn day_bucket(ms: i64, tz: &TimeZone) -> Option<(i64, i64)> {
-    let zoned = Timestamp::from_millisecond(ms)
-        .ok()?
-        .to_zoned_datetime(tz.clone());
+    let zoned = ccvault_event::timestamp_of(ms)?.to_zoned_datetime(tz.clone());
     let start = zoned.start_of_day().ok()?;
     let start_ms = start.timestamp().as_millisecond();
     // The last days of the calendar: their end lies past the latest
@@ -174,14 +171,14 @@ fn day_bucket(ms: i64, tz: &TimeZone) -> Option<(i64, i64)> {
 }
 
 fn sub_day_bucket(ms: i64, len: i64, tz: &TimeZone) -> Option<(i64, i64)> {
-    let ts = Timestamp::from_millisecond(ms).ok()?;
+    let ts = ccvault_event::timestamp_of(ms)?;
     let offset_ms = i64::from(tz.to_offset(ts).seconds()) * 1000;
     let local = ms.checked_add(offset_ms)?;
     let local_start = local.div_euclid(len) * len;
     let mut start = local_start.checked_sub(offset_ms)?;
     let mut end = local_start.checked_add(len)?.checked_sub(offset_ms)?;
     // `preceding` is strict; probing 1 ms later finds a change at `ms` itself.
-    let probe = Timestamp::from_millisecond(ms.checked_add(1)?).ok()?;
+    let probe = ccvault_event::timestamp_of(ms.checked_add(1)?)?;
     for tr in tz.preceding(probe) {
         let at = tr.timestamp().as_millisecond();
         if at <= start {
@@ -209,10 +206,10 @@ fn sub_day_bucket(ms: i64, len: i64, tz: &TimeZone) -> Option<(i64, i64)> {
 /// change the abbreviation or the DST flag).
 fn changes_offset(tz: &TimeZone, at_ms: i64) -> bool {
     match (
-        Timestamp::from_millisecond(at_ms - 1),
-        Timestamp::from_millisecond(at_ms),
+        ccvault_event::timestamp_of(at_ms - 1),
+        ccvault_event::timestamp_of(at_ms),
     ) {
-        (Ok(before), Ok(at)) => tz.to_offset(before) != tz.to_offset(at),
+        (Some(before), Some(at)) => tz.to_offset(before) != tz.to_offset(at),
         _ => false,
     }
 }

@@ -1,10 +1,11 @@
 //! Instants as people type them (the CLI's `--from`/`--to`, the server's
 //! `from`/`to` parameters): one grammar for both.
 //!
-//! Guarantees: parsing never reads the clock or a time zone: an instant is
+//! Guarantees: parsing never reads the clock or `--tz`: an instant is
 //! kept as typed ([`TimeArg`]) and resolved when the question is asked
-//! ([`TimeArg::resolve`]); a bad value gives an error naming it and the
-//! accepted forms.
+//! ([`TimeArg::resolve`]), but for a zone named in the value itself
+//! (`[America/New_York]`), read from the time zone database as it is
+//! parsed; a bad value gives an error naming it and the accepted forms.
 
 use jiff::civil::{Date, DateTime};
 use jiff::tz::TimeZone;
@@ -24,7 +25,7 @@ pub enum TimeArg {
     Relative(Span),
 }
 
-const TIME_FORMS: &str = "RFC 3339 (2025-11-24T08:00:00Z), epoch milliseconds (1763971200000), a date (2025-11-24 or 20251124, midnight in --tz), a local time (2025-11-24T08:00), now, or a relative time (-7d, -2h30m, 3d ago)";
+const TIME_FORMS: &str = "RFC 3339 (2025-11-24T08:00:00Z), a time in a named zone (2025-11-24T08:00[America/New_York]), epoch milliseconds (1763971200000), a date (2025-11-24 or 20251124, midnight in --tz), a local time (2025-11-24T08:00), now, or a relative time (-7d, -2h30m, 3d ago)";
 
 /// `--from`/`--to` and every other instant flag.
 pub fn parse_time(s: &str) -> Result<TimeArg, String> {
@@ -72,6 +73,9 @@ pub fn parse_time(s: &str) -> Result<TimeArg, String> {
             .map(TimeArg::Instant)
             .map_err(|_| format!("{s:?} is out of range for epoch milliseconds"));
     }
+    if t.contains('[') {
+        return bracketed_zone(s, t);
+    }
     if let Ok(ts) = t.parse::<Timestamp>() {
         return Ok(TimeArg::Instant(ts.as_millisecond()));
     }
@@ -91,6 +95,18 @@ pub fn parse_time(s: &str) -> Result<TimeArg, String> {
         }
     }
     Err(format!("invalid time {s:?}: expected {TIME_FORMS}"))
+}
+
+/// A time with its zone in brackets (RFC 9557, as jiff and Temporal print
+/// it: `2025-11-24T08:00[America/New_York]`): the wall time in that zone,
+/// an offset beside it checked against the zone. Every part is read or
+/// the value refused: until 2026-12-07 the parsers of the other forms
+/// skipped the bracket, so the wall time was read in `--tz` and an offset
+/// the zone never had passed (an outside audit).
+fn bracketed_zone(typed: &str, t: &str) -> Result<TimeArg, String> {
+    t.parse::<jiff::ZonedDateTime>()
+        .map(|zoned| TimeArg::Instant(zoned.timestamp().as_millisecond()))
+        .map_err(|e| format!("invalid time {typed:?}: {e}"))
 }
 
 /// A date written `YYYYMMDD`.
@@ -224,6 +240,23 @@ mod tests {
         assert_eq!(at("2025-11-24", "Europe/London"), noon - 12 * 3_600_000);
         assert_eq!(at("2025-11-24", "America/New_York"), noon - 7 * 3_600_000);
         assert_eq!(at("2025-11-24T08:00", "Europe/Paris"), noon - 5 * 3_600_000);
+    }
+
+    #[test]
+    fn a_zone_in_brackets_is_the_zone_of_the_wall_time() {
+        let noon = 1_763_985_600_000; // 2025-11-24T12:00:00Z
+        for tz in ["UTC", "Asia/Tokyo"] {
+            assert_eq!(at("2025-11-24T07:00[America/New_York]", tz), noon);
+            assert_eq!(at("2025-11-24T07:00-05:00[America/New_York]", tz), noon);
+        }
+        for bad in [
+            "2025-11-24T08:00+01:00[America/New_York]",
+            "2025-11-24T08:00[Mars/Olympus]",
+            "2025-11-24T08:00[America/New_York",
+        ] {
+            let e = parse_time(bad).unwrap_err();
+            assert!(e.contains(&format!("{bad:?}")), "{e}");
+        }
     }
 
     #[test]

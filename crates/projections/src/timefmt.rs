@@ -2,12 +2,11 @@
 //! unless a time zone is given).
 
 use jiff::tz::TimeZone;
-use jiff::Timestamp;
 
 /// `2025-11-23T12:13:20.120Z` in UTC, `2025-11-23T07:13:20.120-05:00` in a
 /// zone. Instants outside the calendar range print as raw milliseconds.
 pub fn format_instant(ms: i64, tz: Option<&TimeZone>) -> String {
-    let Ok(ts) = Timestamp::from_millisecond(ms) else {
+    let Some(ts) = ccvault_event::timestamp_of(ms) else {
         return format!("{ms}ms");
     };
     match tz {
@@ -74,6 +73,16 @@ mod tests {
             "2025-11-23T07:13:20.120-05:00"
         );
         assert_eq!(format_instant(i64::MAX, None), format!("{}ms", i64::MAX));
+        // The last instant the archive accepts (docs/METRICS.md §2), and
+        // the 999 ms before it that jiff's `from_millisecond` refuses.
+        assert_eq!(
+            format_instant(ccvault_event::LATEST_MS, None),
+            "9999-12-30T22:00:00.999Z"
+        );
+        assert_eq!(
+            format_instant(253_402_207_200_001, None),
+            "9999-12-30T22:00:00.001Z"
+        );
     }
 
     #[test]

@@ -23,7 +23,6 @@ use ccvault_projections::{
 };
 use ccvault_store::ArchiveReader;
 use jiff::tz::TimeZone;
-use jiff::Timestamp;
 use serde::Serialize;
 
 /// How far back a leg without an end, or an agent's last status change,
@@ -150,7 +149,7 @@ fn handled_by_agent(in_progress: &[InProgress]) -> HashMap<&str, (Stage, i64, u6
 /// Local midnight of the day of `now_ms` in `tz`, and the next one (an
 /// error for an instant whose day is not within the range of instants).
 pub fn today(tz: &TimeZone, now_ms: i64) -> Result<(i64, i64)> {
-    let now = Timestamp::from_millisecond(now_ms)
+    let now = ccvault_event::timestamp_of(now_ms)
         .with_context(|| format!("the clock {now_ms} ms is out of range"))?
         .to_zoned_datetime(tz.clone());
     let start = now.start_of_day().context("no start of today")?;

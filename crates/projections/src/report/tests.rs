@@ -1,6 +1,7 @@
 use super::*;
 use crate::summary::{summarize, Direction, LegKind, Summary};
 use crate::test_util::*;
+use jiff::Timestamp;
 
 fn ms(rfc3339: &str) -> i64 {
     rfc3339.parse::<Timestamp>().unwrap().as_millisecond()
