@@ -213,7 +213,7 @@ pub fn error_line(args: fmt::Arguments<'_>) {
     // characters are escaped, as in every human output.
     let line = args.to_string();
     let mut err = std::io::stderr().lock();
-    let _ = err.write_all(ccvault_projections::for_terminal(&line).as_bytes());
+    let _ = err.write_all(ccvault_projections::message_for_terminal(&line).as_bytes());
     let _ = err.write_all(b"\n");
 }
 
@@ -381,7 +381,7 @@ where
         writeln!(
             writer,
             "ccvault: {level}: {}",
-            ccvault_projections::for_terminal(&text)
+            ccvault_projections::message_for_terminal(&text)
         )
     }
 }

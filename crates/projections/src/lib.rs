@@ -47,5 +47,5 @@ pub use materialize::{
 pub use report::{GroupBy, GroupKey, Interval, Report, ReportOptions, ReportRow};
 pub use summary::{summarize, Anomaly, Direction, LegKind, Outcome, Summary};
 pub use tenant::{event_tenant, guid_tenant, record_tenant};
-pub use text::for_terminal;
+pub use text::{for_terminal, message_for_terminal};
 pub use timeline::{Timeline, TimelineEvent};

@@ -14,18 +14,32 @@ use unicode_width::UnicodeWidthStr;
 /// marks) and those it shows as nothing or as a line break (zero-width
 /// characters, U+2028/2029, the soft hyphen, fillers, tags) written as Rust
 /// escapes (`\u{1b}`, `\n`, `\u{200b}`), so `ag1` and `ag1` with a
-/// zero-width space never look alike; text without them is returned as it
-/// is.
+/// zero-width space never look alike, and a backslash as `\\`, so no
+/// value prints as another's escape (`ag\n1` typed with a backslash and
+/// `ag` newline `1` looked alike until 2026-12-07: an outside audit); text
+/// without them is returned as it is.
 pub fn for_terminal(value: &str) -> Cow<'_, str> {
-    fn unsafe_char(c: char) -> bool {
-        c.is_control() || hidden_or_reordering(c)
+    escaped(value, true)
+}
+
+/// A whole message (an error, a warning) as [`for_terminal`] writes a
+/// value, but for its backslashes: the values a message quotes are quoted
+/// with Rust's `{:?}`, which escapes their backslashes already.
+pub fn message_for_terminal(message: &str) -> Cow<'_, str> {
+    escaped(message, false)
+}
+
+fn escaped(text: &str, backslash: bool) -> Cow<'_, str> {
+    let escape_debug = |c: char| c.is_control() || (backslash && c == '\\');
+    if !text
+        .chars()
+        .any(|c| escape_debug(c) || hidden_or_reordering(c))
+    {
+        return Cow::Borrowed(text);
     }
-    if !value.chars().any(unsafe_char) {
-        return Cow::Borrowed(value);
-    }
-    let mut out = String::with_capacity(value.len() + 8);
-    for c in value.chars() {
-        if c.is_control() {
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if escape_debug(c) {
             out.extend(c.escape_debug());
         } else if hidden_or_reordering(c) {
             out.extend(c.escape_unicode());
@@ -161,6 +175,14 @@ mod tests {
             "a\\u{34f}|\\u{17b4}|\\u{fff9}|\\u{1d173}"
         );
         assert!(matches!(for_terminal("Zoë 山田 ☎"), Cow::Borrowed(_)));
+        // A backslash is escaped too, so no value prints as another's
+        // escape.
+        assert_eq!(for_terminal("ag\\n1"), "ag\\\\n1");
+        assert_ne!(for_terminal("ag\\n1"), for_terminal("ag\n1"));
+        assert_ne!(
+            for_terminal("int-zw\\u{200b}1"),
+            for_terminal("int-zw\u{200b}1")
+        );
     }
 
     #[test]
