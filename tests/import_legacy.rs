@@ -278,6 +278,69 @@ fn a_capture_compressed_otherwise_than_gzip_is_refused_naming_the_tool() {
     }
 }
 
+/// A tar archive of captures, plain or gzipped, and a capture gzipped
+/// twice are refused like the other compressions, named, with the command
+/// that unpacks them, before anything is archived, from a file or from
+/// stdin; so is UTF-16 text inside gzip. Until 2026-12-07 the tar header
+/// glued to each file's first line made it a quarantined record (the
+/// disputed call lost its InteractionCreated), a `.gz.gz` was archived as
+/// binary lines, and the import exited 0 (outside audit).
+#[test]
+fn a_tar_archive_or_a_capture_gzipped_twice_is_refused_naming_the_command() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = common::Stream {
+        events: 20,
+        interactions: 2,
+        line_len: 300,
+    };
+    let capture = tmp.path().join("capture.ndjson");
+    std::fs::write(&capture, s.text(0..20)).unwrap();
+    let sh = |script: &str| {
+        let ok = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(script)
+            .current_dir(tmp.path())
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "{script}");
+    };
+    sh("tar -cf c.tar capture.ndjson && tar -czf c.tar.gz capture.ndjson");
+    sh("gzip -c capture.ndjson | gzip -c > c.ndjson.gz.gz");
+    sh("iconv -f UTF-8 -t UTF-16LE capture.ndjson | gzip -c > c.utf16.gz");
+    let good = tmp.path().join("good.ndjson");
+    std::fs::write(&good, format!("{}\n", s.line(0))).unwrap();
+    for (name, says) in [
+        ("c.tar", "tar -xOf"),
+        ("c.tar.gz", "tar -xOf"),
+        ("c.ndjson.gz.gz", "compressed twice"),
+        ("c.utf16.gz", "UTF-16LE"),
+    ] {
+        let file = tmp.path().join(name);
+        let dir = tmp.path().join(format!("a-{name}"));
+        let run = ccvault(
+            &dir,
+            &["import", good.to_str().unwrap(), file.to_str().unwrap()],
+        )
+        .expect_code(1);
+        assert!(
+            run.stderr.contains(name) && run.stderr.contains(says),
+            "{name}: {}",
+            run.stderr
+        );
+        assert!(!dir.exists(), "{name}: the archive was created");
+        let bytes = std::fs::read(&file).unwrap();
+        let run = common::ccvault_stdin(&dir, &["import", "-"], &bytes).expect_code(1);
+        assert!(run.stderr.contains(says), "{name} on stdin: {}", run.stderr);
+        assert_eq!(stats(&dir).records, 0, "{name} on stdin");
+    }
+    // A gzip capture of events is imported as ever.
+    sh("gzip -k capture.ndjson");
+    let dir = tmp.path().join("a-gz");
+    import(&dir, &[&tmp.path().join("capture.ndjson.gz")], &[]);
+    assert_eq!(stats(&dir).records, 20);
+}
+
 /// A capture in UTF-16 or UTF-32 (PowerShell 5's `>` writes UTF-16LE) is
 /// refused before anything is archived, naming the file, the encoding and
 /// the command that converts it: read as UTF-8 each of its lines was a

@@ -81,10 +81,16 @@ pub fn maybe_gunzip<'a>(
 ) -> Result<Box<dyn BufRead + 'a>> {
     let head = input.fill_buf().map_err(io("cannot read input", source))?;
     if head.starts_with(&GZIP_MAGIC) {
-        return Ok(Box::new(BufReader::with_capacity(
-            1 << 20,
-            GzipMembers::new(input),
-        )));
+        let mut inner = BufReader::with_capacity(1 << 20, GzipMembers::new(input));
+        // A read error here (a truncated member) is the reader's to report.
+        if let Some(why) = inner
+            .fill_buf()
+            .ok()
+            .and_then(|inner| refused_inside_gzip(inner, source))
+        {
+            return Err(StoreError::Input(why));
+        }
+        return Ok(Box::new(inner));
     }
     if let Some(why) = refused_input(head, source) {
         return Err(StoreError::Input(why));
@@ -92,8 +98,9 @@ pub fn maybe_gunzip<'a>(
     Ok(Box::new(input))
 }
 
-/// Why an input whose first bytes are `head` is refused: another
-/// compression than gzip, or text in UTF-16 or UTF-32, whose bytes read as
+/// Why an input whose first bytes are `head` (512 of them tell a tar
+/// archive) is refused: another compression than gzip, a tar archive, or
+/// text in UTF-16 or UTF-32, whose bytes read as
 /// UTF-8 lines would be archived as quarantined lines, for good. `None`
 /// when it is not. `import` asks this of every named file before it
 /// archives anything.
@@ -103,10 +110,45 @@ pub fn refused_input(head: &[u8], source: &str) -> Option<String> {
             "{source}: this is a {kind} file, and ccvault decompresses only gzip: decompress it first (`{command} FILE | ccvault import -`)"
         ));
     }
+    if is_tar(head) {
+        return Some(format!(
+            "{source}: this is a tar archive, and ccvault imports the events themselves: extract them first (`tar -xOf FILE | ccvault import -`)"
+        ));
+    }
     let (encoding, how) = wide_text(head)?;
     Some(format!(
         "{source}: this is {encoding} text ({how}), and events are UTF-8 JSON: convert it first (`iconv -f {encoding} -t UTF-8 FILE | ccvault import -`)"
     ))
+}
+
+/// Why the named file `file` would be refused as an input, looking inside
+/// it when it is gzip ([`maybe_gunzip`]'s refusals): `import` asks this
+/// of every named file before it archives anything. A file it cannot read
+/// is not refused here: reading it says why.
+pub fn refused_file(file: std::fs::File, source: &str) -> Option<String> {
+    match maybe_gunzip(BufReader::with_capacity(64 * 1024, file), source) {
+        Err(StoreError::Input(why)) => Some(why),
+        _ => None,
+    }
+}
+
+/// Why a gzip input whose decompressed first bytes are `inner` is
+/// refused: [`refused_input`] of what it holds (a `.tar.gz`), or gzip
+/// again (a `.gz.gz`). Until 2026-12-07 their blocks were archived as
+/// quarantined lines, for good, and the import exited 0 (outside audit).
+fn refused_inside_gzip(inner: &[u8], source: &str) -> Option<String> {
+    if inner.starts_with(&GZIP_MAGIC) {
+        return Some(format!(
+            "{source}: this gzip file holds another gzip file (it was compressed twice): decompress it once first (`gzip -dc FILE | ccvault import -`)"
+        ));
+    }
+    refused_input(inner, &format!("{source} (inside its gzip)"))
+}
+
+/// Whether `head` is the start of a tar archive: the POSIX (`ustar\0`) or
+/// GNU (`ustar  `) magic at byte 257 of its first header.
+fn is_tar(head: &[u8]) -> bool {
+    head.get(257..262) == Some(b"ustar")
 }
 
 /// The encoding of JSON text in UTF-16 or UTF-32 (PowerShell 5's `>`

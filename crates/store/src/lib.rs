@@ -57,7 +57,8 @@ pub use ccvault_log::{
 pub use error::{Result, StoreError};
 pub use import::{
     direct_by_size, import_stream, import_stream_as, maybe_gunzip, open_input_file, open_stdin,
-    refused_input, DirectRead, Import, ImportSummary, OpenedInput, Progress, Rejected,
+    refused_file, refused_input, DirectRead, Import, ImportSummary, OpenedInput, Progress,
+    Rejected,
 };
 pub use layout::Layout;
 pub use pause::{PauseProbe, WatchedInput, PAUSE};

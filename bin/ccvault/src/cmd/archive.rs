@@ -184,14 +184,13 @@ pub fn import(
         }
         not_own(&input_name(path), &meta)?;
         if meta.is_file() {
-            let mut file = std::fs::File::open(path)
+            let file = std::fs::File::open(path)
                 .with_context(|| format!("cannot open {}", input_name(path)))?;
-            // Another compression than gzip, or UTF-16 text, is refused
-            // before anything is archived, not once the inputs before it
-            // are (the error then could say nothing of them).
-            let mut head = [0u8; 8];
-            let n = std::io::Read::read(&mut file, &mut head).unwrap_or(0);
-            if let Some(why) = ccvault_store::refused_input(&head[..n], &input_name(path)) {
+            // Another compression than gzip, a tar archive, or UTF-16
+            // text, also inside gzip, is refused before anything is
+            // archived, not once the inputs before it are (the error then
+            // could say nothing of them).
+            if let Some(why) = ccvault_store::refused_file(file, &input_name(path)) {
                 anyhow::bail!(why);
             }
         }
