@@ -278,6 +278,43 @@ fn a_capture_compressed_otherwise_than_gzip_is_refused_naming_the_tool() {
     }
 }
 
+/// An NDJSON capture whose first line is a log banner starting with `[`
+/// is NDJSON, not a JSON array: each line is archived with its own bytes,
+/// padding included, and the banner is one quarantined line. Until
+/// 2026-12-07 it was read as an array: padding dropped (so a backfill of
+/// the same lines stored them again) and the banner in pieces (outside
+/// audit).
+#[test]
+fn a_log_banner_in_brackets_before_ndjson_is_one_bad_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = common::Stream {
+        events: 3,
+        interactions: 1,
+        line_len: 300,
+    };
+    let lines = [
+        "[INFO] consumer connected".to_string(),
+        format!("  {}\t", s.line(0)),
+        s.line(1),
+        format!("{}  ", s.line(2)),
+    ];
+    let input = tmp.path().join("banner.ndjson");
+    std::fs::write(&input, lines.join("\n") + "\n").unwrap();
+    let dir = tmp.path().join("a");
+    let run = ccvault(&dir, &["import", input.to_str().unwrap()]).ok();
+    assert!(
+        run.stderr.contains("3 archived, 1 quarantined"),
+        "{}",
+        run.stderr
+    );
+    let quarantined = ccvault(&dir, &["quarantine", "--format", "json"]).ok();
+    let rows = quarantined.json_lines();
+    assert_eq!(rows.len(), 1, "{}", quarantined.stdout_str());
+    assert_eq!(rows[0]["payload"], "[INFO] consumer connected");
+    let raw = ccvault(&dir, &["show", &s.guid(0), "--raw"]).ok();
+    assert_eq!(raw.stdout_str(), lines[1..].join("\n") + "\n");
+}
+
 /// A tar archive of captures, plain or gzipped, and a capture gzipped
 /// twice are refused like the other compressions, named, with the command
 /// that unpacks them, before anything is archived, from a file or from

@@ -741,7 +741,15 @@ pub(crate) fn classify(head: &[u8]) -> Result<(InputFormat, Option<Undecided>), 
              (JSON or NEWLINE_JSON), see docs/INGEST.md"
                 .into(),
         ),
-        b'[' => decided(InputFormat::JsonArray),
+        // An array of events holds objects (or arrays of them, batches):
+        // `[INFO] connected`, a log line before NDJSON, is no array.
+        // Until 2026-12-07 such a file was read as one, and its lines were
+        // archived without their padding and its bad lines in pieces
+        // (outside audit).
+        b'[' => match rest[1..].iter().find(|b| !b.is_ascii_whitespace()) {
+            None | Some(b'{' | b'[' | b']') => decided(InputFormat::JsonArray),
+            Some(_) => decided(InputFormat::Ndjson),
+        },
         b'{' => {
             let mut value = Value {
                 brackets_only: true,
@@ -1172,6 +1180,15 @@ mod tests {
         assert_eq!(detect(b"\n {\"a\":{\"b\":[1]}}"), Ok(JsonStream));
         assert_eq!(detect(b"{\"a\":1} "), Ok(Ndjson));
         assert_eq!(detect(b"not json\n"), Ok(Ndjson));
+        // Arrays of events, batches or none; a log line is no array.
+        assert_eq!(detect(b"[\n  [ {\"a\":1}]]"), Ok(JsonArray));
+        assert_eq!(detect(b"[]\n[{\"a\":1}]"), Ok(JsonArray));
+        assert_eq!(detect(b"[\n"), Ok(JsonArray));
+        assert_eq!(
+            detect(b"[INFO] consumer connected\n{\"a\":1}\n"),
+            Ok(Ndjson)
+        );
+        assert_eq!(detect(b"[2025-11-24 08:00] start\n{\"a\":1}\n"), Ok(Ndjson));
         assert_eq!(detect(b""), Ok(Ndjson));
         let why = detect(b"\n<event><x/></event>").unwrap_err();
         assert!(why.contains("XML"), "{why}");
