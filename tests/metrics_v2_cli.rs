@@ -618,3 +618,32 @@ fn a_status_change_imported_then_published_is_one_timed_change() {
         );
     }
 }
+
+/// A quarantined Pulsar message names the broker's message: `quarantine`
+/// prints the envelope's `messageId` and `publishTime`, which the record
+/// keeps (docs/FORMAT.md). Until 2026-12-07 neither output showed them,
+/// so a bad message of a live feed could not be traced (outside audit).
+#[test]
+fn a_quarantined_envelope_names_its_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let published = "2025-11-23T12:13:20.000Z";
+    import_stdin(
+        dir.path(),
+        &format!("{}\n", envelope(r#"{"hello":"world"}"#, published)),
+    );
+    let json = ccvault(dir.path(), &["quarantine", "--format", "json"]).ok();
+    let rows = json.json_lines();
+    assert_eq!(rows.len(), 1, "{}", json.stdout_str());
+    assert_eq!(
+        (&rows[0]["messageId"], &rows[0]["publishTime"]),
+        (&Value::from("m"), &Value::from(published))
+    );
+    let human = ccvault(dir.path(), &["quarantine"]).ok();
+    assert!(
+        human
+            .stdout_str()
+            .contains(&format!("message m  published {published}")),
+        "{}",
+        human.stdout_str()
+    );
+}

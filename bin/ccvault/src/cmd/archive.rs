@@ -881,17 +881,33 @@ pub fn quarantine(cli: &Cli, range: &TimeRange, format: HumanJson) -> Result<Exi
                 if std::str::from_utf8(&r.payload).is_err() {
                     line["payloadBase64"] = json!(BASE64.encode(&r.payload));
                 }
+                // What traces a live feed's message back to its broker.
+                if !r.message_id.is_empty() {
+                    line["messageId"] = json!(r.message_id);
+                }
+                if !r.publish_time.is_empty() {
+                    line["publishTime"] = json!(r.publish_time);
+                }
                 json_line(&mut out, &line)?
             }
-            HumanJson::Human => writeln!(
-                out,
-                "offset {}  {}:{}  {}  {}",
-                r.offset,
-                for_terminal(&r.source),
-                r.line,
-                format_ms(r.ingest_ms, &tz),
-                for_terminal(&r.quarantine_reason)
-            )?,
+            HumanJson::Human => {
+                write!(
+                    out,
+                    "offset {}  {}:{}  {}  {}",
+                    r.offset,
+                    for_terminal(&r.source),
+                    r.line,
+                    format_ms(r.ingest_ms, &tz),
+                    for_terminal(&r.quarantine_reason)
+                )?;
+                if !r.message_id.is_empty() {
+                    write!(out, "  message {}", for_terminal(&r.message_id))?;
+                }
+                if !r.publish_time.is_empty() {
+                    write!(out, "  published {}", for_terminal(&r.publish_time))?;
+                }
+                writeln!(out)?
+            }
         }
     }
     if format == HumanJson::Human {
