@@ -1369,6 +1369,8 @@ fn exit_codes_are_as_documented() {
             2,
         ),
         (vec!["export", "--format", "parquet", "--out", "-"], 2),
+        // Raw bytes have one format: a --format beside it was ignored.
+        (vec!["show", "int-1", "--raw", "--format", "json"], 2),
         // A window whose start is after its end.
         (
             vec!["report", "--from", "2025-11-25", "--to", "2025-11-24"],
@@ -1965,6 +1967,27 @@ fn an_unsynced_import_does_not_call_its_lines_durable() {
         "{}",
         unsynced.stderr
     );
+    // The JSON summary says it too (until 2026-12-07 only the human one).
+    for (name, fsync, durable) in [("j-synced", "batch", true), ("j-unsynced", "never", false)] {
+        let run = ccvault(
+            &tmp.path().join(name),
+            &[
+                "import",
+                "--fsync",
+                fsync,
+                "--format",
+                "json",
+                events.to_str().unwrap(),
+            ],
+        )
+        .ok();
+        assert_eq!(
+            run.json_lines()[0]["durable"],
+            durable,
+            "{}",
+            run.stdout_str()
+        );
+    }
 }
 
 #[test]

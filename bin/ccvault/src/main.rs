@@ -332,7 +332,7 @@ pub enum Command {
         /// The interactionGUID of any leg of the contact: the whole contact is shown.
         guid: String,
         /// Print the archived payloads byte-exact, in canonical order, each followed by a newline (one per line, but for a payload archived from a pretty-printed capture, which keeps its own line breaks).
-        #[arg(long)]
+        #[arg(long, conflicts_with = "format")]
         raw: bool,
         /// Also write a self-contained HTML page with a swim-lane timeline and the raw events (`-`: only the page, on stdout).
         #[arg(long, value_name = "FILE", conflicts_with = "raw")]

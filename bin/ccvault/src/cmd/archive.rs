@@ -358,6 +358,9 @@ pub fn import(
                 "seconds": (secs * 1000.0).round() / 1000.0,
                 "peakRssKiB": crate::output::peak_rss_kib(),
                 "interrupted": interrupted.map(|(signal, _)| signal),
+                // What the human summary's "all durable" says: false under
+                // --fsync never (written, not synced).
+                "durable": write.fsync != FsyncPolicy::Never,
             }),
         ),
         HumanJson::Human => {

@@ -122,10 +122,12 @@ fn unreachable_parquet() -> Result<ExitCode> {
 fn export_parquet(cli: &Cli, args: &ExportArgs) -> Result<ExitCode> {
     // `-` means stdout elsewhere; a directory of tables cannot go there.
     let Some(dir) = args.out.as_ref().filter(|d| d.as_os_str() != "-") else {
-        return Err(output::UsageError(
-            "--format parquet writes a directory of tables: give it with --out DIR".into(),
-        )
-        .into());
+        let why = if args.out.is_some() {
+            "--format parquet writes a directory of tables, which cannot go to stdout: give --out a directory, not -"
+        } else {
+            "--format parquet writes a directory of tables: give it with --out DIR"
+        };
+        return Err(output::UsageError(why.into()).into());
     };
     let filtered = args.range.from.is_some() || args.range.to.is_some();
     if args.what.is_some() || filtered {
