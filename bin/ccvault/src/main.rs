@@ -488,6 +488,10 @@ fn main() -> ExitCode {
 /// for a stdout that fails: exit 1 naming it (`--help > /dev/full` exited
 /// 0, the help lost), exit 0 for a closed pipe.
 fn exit_after_clap(e: clap::Error) -> ! {
+    if let Some(line) = usage_error_line(&e) {
+        output::error_line(format_args!("ccvault: error: {line}"));
+        std::process::exit(e.exit_code());
+    }
     match e.print() {
         Err(write) if write.kind() != std::io::ErrorKind::BrokenPipe && e.use_stderr() => {
             std::process::exit(e.exit_code())
@@ -498,6 +502,32 @@ fn exit_after_clap(e: clap::Error) -> ! {
         }
         _ => std::process::exit(e.exit_code()),
     }
+}
+
+/// A usage error as the one line every other error is (docs/OPERATIONS.md:
+/// `ccvault: error: WHAT`): clap's message, its hints joined on, and the
+/// command's usage. `None` for help and version, which are printed as
+/// clap writes them.
+fn usage_error_line(e: &clap::Error) -> Option<String> {
+    use clap::error::ErrorKind;
+    if !e.use_stderr() || e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+        return None;
+    }
+    let text = e.render().to_string();
+    let mut parts: Vec<&str> = Vec::new();
+    let mut usage = None;
+    for line in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        if let Some(u) = line.strip_prefix("Usage: ") {
+            usage = Some(u);
+        } else if !line.starts_with("For more information") {
+            parts.push(line.strip_prefix("error: ").unwrap_or(line));
+        }
+    }
+    let mut line = parts.join("; ");
+    if let Some(usage) = usage {
+        line.push_str(&format!(" (usage: {usage}; more with --help)"));
+    }
+    Some(line)
 }
 
 /// Global flags each command has no use for: still accepted there (a

@@ -81,16 +81,10 @@ pub fn maybe_gunzip<'a>(
 ) -> Result<Box<dyn BufRead + 'a>> {
     let head = input.fill_buf().map_err(io("cannot read input", source))?;
     if head.starts_with(&GZIP_MAGIC) {
-        let mut inner = BufReader::with_capacity(1 << 20, GzipMembers::new(input));
-        // A read error here (a truncated member) is the reader's to report.
-        if let Some(why) = inner
-            .fill_buf()
-            .ok()
-            .and_then(|inner| refused_inside_gzip(inner, source))
-        {
-            return Err(StoreError::Input(why));
-        }
-        return Ok(Box::new(inner));
+        return Ok(Box::new(BufReader::with_capacity(
+            1 << 20,
+            GzipMembers::new(input),
+        )));
     }
     if let Some(why) = refused_input(head, source) {
         return Err(StoreError::Input(why));
@@ -126,9 +120,24 @@ pub fn refused_input(head: &[u8], source: &str) -> Option<String> {
 /// of every named file before it archives anything. A file it cannot read
 /// is not refused here: reading it says why.
 pub fn refused_file(file: std::fs::File, source: &str) -> Option<String> {
-    match maybe_gunzip(BufReader::with_capacity(64 * 1024, file), source) {
-        Err(StoreError::Input(why)) => Some(why),
-        _ => None,
+    let gzip = match maybe_gunzip(BufReader::with_capacity(64 * 1024, file), source) {
+        Err(StoreError::Input(why)) => return Some(why),
+        Err(_) => return None,
+        Ok(gzip) => gzip,
+    };
+    refused_inside(gzip, source).ok().flatten()
+}
+
+/// [`refused_inside_gzip`] of the decompressed `input`'s first block
+/// (peeked at, not consumed). An error reading it is returned, for the
+/// caller to report as it reports its first read.
+fn refused_inside(mut input: impl BufRead, source: &str) -> std::io::Result<Option<String>> {
+    loop {
+        match input.fill_buf() {
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+            Ok(inner) => return Ok(refused_inside_gzip(inner, source)),
+        }
     }
 }
 
@@ -463,7 +472,21 @@ fn read_batches(
             return;
         }
     };
-    let mut input = match maybe_gunzip(input, source) {
+    let input = match maybe_gunzip(input, source) {
+        // What a gzip input holds is checked as a file's first bytes are
+        // (a .tar.gz, a .gz.gz); a first block that cannot be read is
+        // rejected by name, as the splitter's first read would.
+        Ok(mut i) if gzip => match refused_inside(&mut i, source) {
+            Ok(None) => Ok(i),
+            Ok(Some(why)) => Err(StoreError::Input(why)),
+            Err(e) => {
+                let _ = tx.send(Ok(unreadable(source, &e)));
+                return;
+            }
+        },
+        other => other,
+    };
+    let mut input = match input {
         // A live input is read through a watch that tells its pauses
         // (crate::pause), over the decompressed bytes of a gzip feed.
         Ok(i) => match pause {
