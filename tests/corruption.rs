@@ -1280,3 +1280,87 @@ fn another_archives_index_is_rebuilt_never_mixed_in() {
         );
     }
 }
+
+/// The unsynced tail of the log lost, then the same file imported again:
+/// the same payloads take the same offsets, but they are other records
+/// (their import time, which times events without one of their own). The
+/// projections are rebuilt, as the writer's warning says, and a Parquet
+/// `--since-last` run is refused, asking for a full export. Until
+/// 2026-12-07 both compared only the payload at their last record, found
+/// it equal and went on: `interactions` and the incremental export kept
+/// the lost records' times for good (outside audit).
+#[test]
+fn a_lost_tail_imported_again_is_new_records_to_projections_and_exports() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("a");
+    let first = tmp.path().join("first.ndjson");
+    let s = Stream {
+        events: 40,
+        interactions: 8,
+        line_len: 300,
+    };
+    fs::write(&first, s.text(0..40)).unwrap();
+    import(&dir, &[&first], &[]);
+    let kept = fs::metadata(seg_path(&dir, 0)).unwrap().len();
+    // Events timed by their import alone (docs/METRICS.md §2, rule 7).
+    let second = tmp.path().join("second.ndjson");
+    let untimed: String = (0..10)
+        .map(|i| {
+            format!(
+                "{{\"Interaction\":{{\"event\":\"InteractionCreated\",\"interactionGUID\":\"int-untimed-{i}-acme01\",\"queueId\":7}}}}\n"
+            )
+        })
+        .collect();
+    fs::write(&second, untimed).unwrap();
+    import(&dir, &[&second], &[]);
+    let out = tmp.path().join("parquet");
+    let out_arg = out.to_str().unwrap();
+    let since_last = [
+        "export",
+        "--format",
+        "parquet",
+        "--out",
+        out_arg,
+        "--since-last",
+    ];
+    ccvault(&dir, &since_last).ok();
+    let listed = |dir: &Path| {
+        ccvault(dir, &["interactions", "--format", "json"])
+            .ok()
+            .stdout_str()
+            .to_owned()
+    };
+    let before = listed(&dir);
+    assert!(before.contains("int-untimed-9-acme01"), "{before}");
+
+    // The tail lost, as a power cut loses what was not synced; the same
+    // file imported again a moment later.
+    fs::OpenOptions::new()
+        .write(true)
+        .open(seg_path(&dir, 0))
+        .unwrap()
+        .set_len(kept)
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    let run = import(&dir, &[&second], &[]);
+    assert!(
+        run.stderr.contains("no longer holds the records"),
+        "{}",
+        run.stderr
+    );
+
+    let after = listed(&dir);
+    assert_ne!(
+        after, before,
+        "the projections kept the lost records' times"
+    );
+    ccvault(&dir, &["rebuild"]).ok();
+    assert_eq!(listed(&dir), after, "the projections differ from a rebuild");
+    ccvault(&dir, &["verify"]).ok();
+    let refused = ccvault(&dir, &since_last).expect_code(1);
+    assert!(
+        refused.stderr.contains("run a full export"),
+        "{}",
+        refused.stderr
+    );
+}

@@ -90,6 +90,17 @@ pub struct RecordMark {
     pub pos: u32,
     /// `ccvault_store::payload_hash` of its payload, in hex.
     pub payload_hash: String,
+    /// Its ingest time: the same payload archived again at the same place
+    /// (a lost tail imported again) is another record, with other
+    /// metadata. Absent from checkpoints written before 2026-12-07 (until
+    /// then such a refilled log was exported from as if unchanged: an
+    /// outside audit), which are compared without it.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        rename = "ingestTime"
+    )]
+    pub ingest_ms: Option<i64>,
 }
 
 /// What `interactions` and `agent-states` are a function of, besides the
@@ -331,6 +342,7 @@ mod tests {
             segment: 3,
             pos: 4096,
             payload_hash: "00ff".into(),
+            ingest_ms: Some(1),
         });
         c.tables.entry("events".into()).or_default().insert(
             "tenant=a/date=2025-11-24".into(),

@@ -621,7 +621,12 @@ fn scan_events(
         records_read += 1;
         if let (Some(segment), Some(pos), true) = (at.segment, at.pos, rec.offset + 1 == wanted.end)
         {
-            last_record = Some(mark(rec.offset, Position { segment, pos }, rec.payload));
+            last_record = Some(mark(
+                rec.offset,
+                Position { segment, pos },
+                rec.payload,
+                rec.ingest_ms,
+            ));
         }
         // Only what the stage will use crosses to it.
         let kept =
@@ -702,12 +707,13 @@ fn scan_events(
 }
 
 /// The mark of the record at `offset`, found at `at` with `payload`.
-fn mark(offset: u64, at: Position, payload: &[u8]) -> RecordMark {
+fn mark(offset: u64, at: Position, payload: &[u8], ingest_ms: i64) -> RecordMark {
     RecordMark {
         offset,
         segment: at.segment,
         pos: at.pos,
         payload_hash: format!("{:016x}", payload_hash(payload)),
+        ingest_ms: Some(ingest_ms),
     }
 }
 
@@ -749,7 +755,7 @@ fn find_mark(reader: &ArchiveReader, offset: u64) -> Result<Option<RecordMark>> 
             .map_err(ExportError::from)?;
         if let Some(at) = last {
             let rec = reader.log().read_at(at).map_err(StoreError::from)?;
-            return Ok(Some(mark(rec.offset, at, &rec.payload)));
+            return Ok(Some(mark(rec.offset, at, &rec.payload, rec.ingest_ms)));
         }
     }
     Ok(None)
@@ -764,7 +770,16 @@ fn check_last_record(reader: &ArchiveReader, dir: &Path, m: &RecordMark) -> Resu
         pos: m.pos,
     };
     let found = reader.log().read_at(at).ok();
-    if found.is_some_and(|r| mark(r.offset, at, &r.payload) == *m) {
+    // A mark written before it kept the ingest time compares the rest.
+    let same = |r: &ccvault_store::Record| {
+        let found = mark(r.offset, at, &r.payload, r.ingest_ms);
+        found
+            == RecordMark {
+                ingest_ms: m.ingest_ms.or(found.ingest_ms),
+                ..m.clone()
+            }
+    };
+    if found.is_some_and(|r| same(&r)) {
         return Ok(());
     }
     Err(ExportError::Refused(format!(

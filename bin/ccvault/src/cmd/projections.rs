@@ -314,8 +314,7 @@ pub(crate) fn up_to_date(cli: &Cli) -> Result<Projections> {
 /// afford. `None` when they are missing, of another version or behind.
 fn already_current(cli: &Cli, reader: &ArchiveReader) -> Option<Projections> {
     let p = Projections::open_read_only_in(&cli.data_dir).ok()?;
-    let st = p.state().ok()?;
-    (st.version == Some(PROJECTION_VERSION) && st.consumed == reader.visible_end()).then_some(p)
+    p.is_current(reader).ok()?.then_some(p)
 }
 
 /// The projections for `show`, or `None` (said on stderr) when they cannot

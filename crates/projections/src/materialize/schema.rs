@@ -297,26 +297,34 @@ pub(super) struct Anchor {
     /// `(offset, payload_hash)`; `None` in files written before it was kept,
     /// or when the record could not be read.
     pub(super) record: Option<(u64, u64)>,
+    /// The record's ingest time: the same payload archived again at the
+    /// same offset (a lost tail imported again) is another record, whose
+    /// import time may time its event (docs/METRICS.md §2) and whose
+    /// neighbours may differ. `None` in files written before 2026-12-07,
+    /// which compare the rest (until then such a refilled log was caught
+    /// up from, not rebuilt: an outside audit).
+    pub(super) ingest_ms: Option<i64>,
 }
 
 impl Anchor {
     /// The anchor at `pos`, with the record the log holds there.
     pub(super) fn at(reader: &ArchiveReader, pos: Position) -> Anchor {
-        let record = reader
-            .log()
-            .read_at(pos)
-            .ok()
-            .map(|r| (r.offset, payload_hash(&r.payload)));
-        Anchor { pos, record }
+        let found = reader.log().read_at(pos).ok();
+        Anchor {
+            pos,
+            record: found.as_ref().map(|r| (r.offset, payload_hash(&r.payload))),
+            ingest_ms: found.map(|r| r.ingest_ms),
+        }
     }
 
     /// Whether the log holds the anchor's record at its place (an anchor
     /// that names none: nothing to compare, yes).
     pub(super) fn holds(&self, reader: &ArchiveReader) -> bool {
-        match self.record {
-            None => true,
-            Some(want) => Anchor::at(reader, self.pos).record == Some(want),
-        }
+        let Some(want) = self.record else {
+            return true;
+        };
+        let found = Anchor::at(reader, self.pos);
+        found.record == Some(want) && self.ingest_ms.is_none_or(|at| found.ingest_ms == Some(at))
     }
 }
 
@@ -401,6 +409,22 @@ impl SortedTables {
 }
 
 impl Projections {
+    /// Whether these projections are of this code's version, have applied
+    /// every record `reader` shows, and were made from the records the log
+    /// holds now: the record they stopped at is still there, the same
+    /// record (a lost tail imported again puts the same payloads at the
+    /// same offsets, but other records: until 2026-12-07 a read that found
+    /// the count equal took them for current, an outside audit). What
+    /// [`Projections::catch_up`] checks before it does nothing.
+    pub fn is_current(&self, reader: &ArchiveReader) -> Result<bool> {
+        let state = self.state()?;
+        if state.version != Some(PROJECTION_VERSION) || state.consumed != reader.visible_end() {
+            return Ok(false);
+        }
+        let anchor = self.scan_anchor()?;
+        Ok(state.consumed == 0 || anchor.is_none_or(|a| a.holds(reader)))
+    }
+
     /// The stored version, offset consumed and sizes.
     pub fn state(&self) -> Result<State> {
         guarded(&self.path, || {
@@ -460,6 +484,7 @@ impl Projections {
                 segment: segment.max(0) as u64,
                 pos: u32::try_from(pos).unwrap_or(0),
             },
+            ingest_ms: record.and(get("scan_ingest_ms")?),
             record,
         }))
     }
@@ -842,6 +867,9 @@ impl Projections {
             if let Some((offset, hash)) = a.record {
                 put("scan_offset", offset as i64)?;
                 put("scan_hash", hash as i64)?;
+            }
+            if let Some(at) = a.ingest_ms {
+                put("scan_ingest_ms", at)?;
             }
         }
         if let Some(m) = own_max_time_ms {
