@@ -800,6 +800,57 @@ fn the_wallboard_is_pushed_as_another_process_archives() {
     );
 }
 
+/// A leg whose InteractionDeleted is timed before its other events (the
+/// sources' clocks apart) is complete: a running server's updates take it
+/// off the board as a server started afterwards and `ccvault wallboard`
+/// never put it there. Until 2026-12-07 the update placed it "ringing"
+/// from its last events, for a day (an outside audit).
+#[test]
+fn a_leg_ended_before_its_last_events_leaves_the_running_board() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let at = "2026-12-07T12:00:00Z";
+    let now: jiff::Timestamp = at.parse().unwrap();
+    let s = now.as_second() - 600;
+    let guid = "int-skew-0001-phone-00-tenant01";
+    let event = |ty: &str, t: i64, extra: &str| {
+        format!(
+            "{{\"Interaction\":{{\"event\":\"{ty}\",\"interactionGUID\":\"{guid}\",\"interactionEventTS\":{t},\"queueId\":\"77\"{extra}}}}}\n"
+        )
+    };
+    import_text(&data, &event("InteractionCreated", s, ""));
+    let server = Server::start(&data, &dir.path().join("serve.log"), &["--at", at]);
+    let board_at = |records: u64| {
+        let started = std::time::Instant::now();
+        loop {
+            let board: serde_json::Value =
+                serde_json::from_slice(&server.get("/api/wallboard").body).unwrap();
+            if board["records"] == records || started.elapsed() > Duration::from_secs(10) {
+                return board;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    import_text(
+        &data,
+        &(event("InteractionQueued", s + 10, "")
+            + &event("InteractionAssigned", s + 10, r#","agentId":"ag1""#)),
+    );
+    assert_eq!(stage_of(&board_at(3), guid).as_deref(), Some("ringing"));
+    import_text(&data, &event("InteractionDeleted", s - 60, ""));
+    let live = board_at(4);
+    assert_eq!(live["records"], 4);
+    assert_eq!(stage_of(&live, guid), None, "{live}");
+    let cli = ccvault(&data, &["wallboard", "--at", at, "--format", "json"]).ok();
+    let cli: serde_json::Value = serde_json::from_slice(&cli.stdout).unwrap();
+    assert_eq!(live["inProgress"], cli["inProgress"]);
+    assert_eq!(live["queues"], cli["queues"]);
+}
+
+fn import_text(data: &Path, text: &str) {
+    ccvault_stdin(data, &["import", "-"], text.as_bytes()).ok();
+}
+
 /// A second server on an archive whose projections the first holds reads
 /// them as the first brings them up: each document it pushes is the state
 /// of the records it names, and it follows the first's catch-up without

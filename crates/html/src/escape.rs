@@ -13,7 +13,11 @@ pub fn push(out: &mut String, s: &str) {
             '>' => out.push_str("&gt;"),
             '"' => out.push_str("&quot;"),
             '\'' => out.push_str("&#39;"),
-            '\t' | '\n' | '\r' => out.push(c),
+            // A parser turns a CR (or CRLF) it reads into LF: the reference
+            // keeps the CR of a payload captured with CRLF line ends, so the
+            // raw events a page shows are their bytes (outside audit).
+            '\r' => out.push_str("&#13;"),
+            '\t' | '\n' => out.push(c),
             c if (c as u32) < 0x20 || c == '\u{FFFE}' || c == '\u{FFFF}' => out.push('\u{FFFD}'),
             c => out.push(c),
         }
@@ -39,5 +43,9 @@ mod tests {
         );
         assert_eq!(esc("a\u{0}b\u{1b}c\td"), "a\u{FFFD}b\u{FFFD}c\td");
         assert_eq!(esc("ünïcode ✓"), "ünïcode ✓");
+        assert_eq!(
+            esc("{\r\n  \"a\": 1\r\n}"),
+            "{&#13;\n  &quot;a&quot;: 1&#13;\n}"
+        );
     }
 }
