@@ -847,6 +847,63 @@ fn a_leg_ended_before_its_last_events_leaves_the_running_board() {
     assert_eq!(live["queues"], cli["queues"]);
 }
 
+/// Beside a server that holds the projections and has not caught them up
+/// with an import, `ccvault wallboard` shows the floor of the records the
+/// projections hold, as an archive of only those records shows it: the
+/// stages of the legs in progress come from those records too. Until
+/// 2026-12-07 they came from every record the index showed, later ones
+/// included: a floor that never was, with calls in progress missing (an
+/// outside audit).
+#[test]
+fn the_wallboard_beside_a_lagging_holder_is_the_floor_of_the_records_it_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let at = "2025-11-24T12:00:00Z";
+    let day = dir.path().join("day.ndjson");
+    ccvault(
+        dir.path(),
+        &[
+            "simulate",
+            "--seed",
+            "11",
+            "--agents",
+            "60",
+            "--events",
+            "1000",
+            "--out",
+            day.to_str().unwrap(),
+        ],
+    )
+    .ok();
+    let text = std::fs::read_to_string(&day).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    let (first, second) = (
+        dir.path().join("first.ndjson"),
+        dir.path().join("second.ndjson"),
+    );
+    std::fs::write(&first, lines[..400].join("\n") + "\n").unwrap();
+    std::fs::write(&second, lines[400..800].join("\n") + "\n").unwrap();
+    let (data, reference) = (dir.path().join("data"), dir.path().join("reference"));
+    import(&data, &[&first], &[]);
+    import(&reference, &[&first], &[]);
+    let holder = Server::start(
+        &data,
+        &dir.path().join("serve.log"),
+        &["--at", at, "--poll", "60s"],
+    );
+    assert_eq!(holder.get("/api/wallboard").status, 200);
+    import(&data, &[&second], &[]);
+    let board = |dir: &Path| -> serde_json::Value {
+        let run = ccvault(dir, &["wallboard", "--at", at, "--format", "json"]).ok();
+        serde_json::from_slice(&run.stdout).unwrap()
+    };
+    let (beside, truth) = (board(&data), board(&reference));
+    assert!(
+        !truth["inProgress"].as_array().unwrap().is_empty(),
+        "a floor with calls in progress: {truth}"
+    );
+    assert_eq!(beside, truth);
+}
+
 fn import_text(data: &Path, text: &str) {
     ccvault_stdin(data, &["import", "-"], text.as_bytes()).ok();
 }

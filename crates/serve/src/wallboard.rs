@@ -382,7 +382,12 @@ impl Floor {
         }
     }
 
-    /// Reads the leg's records and keeps it when it is in progress.
+    /// Reads the leg's records and keeps it when it is in progress. Only
+    /// the records the state includes (below [`Floor::records`]) count:
+    /// beside a process that holds the projections and has not caught them
+    /// up, the index shows later records, and a stage from those beside
+    /// summaries from before them was a floor that never was (a second
+    /// server showed no call in progress: an outside audit).
     fn place_live(&mut self, reader: &mut ArchiveReader, s: &Summary) -> Result<()> {
         let Some(guid) = s.interaction_guid.as_deref() else {
             return Ok(());
@@ -390,7 +395,7 @@ impl Floor {
         let records: Vec<_> = reader
             .interaction_records(guid)?
             .into_iter()
-            .filter(|r| !r.quarantined)
+            .filter(|r| !r.quarantined && r.offset < self.records)
             .collect();
         let inputs: Vec<_> = records.iter().map(record_input).collect();
         if let Some(live) = live_stage(&inputs) {
