@@ -1694,7 +1694,22 @@ fn completions_and_the_manual_page_cover_every_command() {
         for flag in ["outcome", "sla", "data-dir", "format"] {
             assert!(script.contains(flag), "{shell} completion lacks {flag}");
         }
+        // Never one hidden from help (until 2026-12-07 they were offered).
+        for hidden in ["print-acks", "backoff-ms"] {
+            assert!(
+                !script.contains(hidden),
+                "{shell} completion offers {hidden}"
+            );
+        }
     }
+    // Nor a global flag where the command's help hides it.
+    let fish = ccvault(tmp.path(), &["completions", "fish"]).ok();
+    let offered = |command: &str, flag: &str| {
+        fish.stdout_str().lines().any(|l| {
+            l.contains(&format!("subcommand {command}\"")) && l.contains(&format!("-l {flag} "))
+        })
+    };
+    assert!(offered("import", "data-dir") && !offered("simulate", "data-dir"));
     // The bash script is valid bash.
     let script = tmp.path().join("ccvault.bash");
     fs::write(

@@ -12,16 +12,49 @@ use crate::Cli;
 pub fn completions(cli: &Cli, shell: clap_complete::Shell) -> Result<ExitCode> {
     super::no_format(cli, "completions")?;
     let mut out = Vec::new();
-    clap_complete::generate(
-        shell,
-        &mut crate::command_definition(|cmd| cmd),
-        "ccvault",
-        &mut out,
-    );
+    let mut definition = crate::command_definition(|cmd| cmd);
+    definition.build();
+    clap_complete::generate(shell, &mut visible_only(&definition), "ccvault", &mut out);
     let mut stdout = crate::output::stdout();
     stdout.write_all(&out)?;
     stdout.flush()?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// `cmd` (built: the global flags are in each command) without the flags
+/// and commands hidden from help (scripts' and tests' flags, globals a
+/// command does not use): clap_complete offers hidden flags too.
+fn visible_only(cmd: &clap::Command) -> clap::Command {
+    // A name a command takes is `'static` (clap's `string` feature is
+    // off); a few bytes of a process that prints one script and ends.
+    let name: &'static str = Box::leak(cmd.get_name().to_owned().into_boxed_str());
+    // `--help` and `--version` the copy makes again.
+    let own = |a: &&clap::Arg| {
+        use clap::ArgAction::{Help, HelpLong, HelpShort, Version};
+        !a.is_hide_set() && !matches!(a.get_action(), Help | HelpShort | HelpLong | Version)
+    };
+    let mut copy = clap::Command::new(name)
+        .disable_help_subcommand(true)
+        // Each command holds its globals already: not spread again (to
+        // where they were hidden).
+        .args(
+            cmd.get_arguments()
+                .filter(own)
+                .map(|a| a.clone().global(false)),
+        )
+        .subcommands(
+            cmd.get_subcommands()
+                .filter(|c| !c.is_hide_set())
+                .map(visible_only),
+        );
+    if let Some(about) = cmd.get_about() {
+        copy = copy.about(about.clone());
+    }
+    if let Some(version) = cmd.get_version() {
+        let version: &'static str = Box::leak(version.to_owned().into_boxed_str());
+        copy = copy.version(version);
+    }
+    copy
 }
 
 pub fn man(cli: &Cli, command: Option<&str>) -> Result<ExitCode> {
