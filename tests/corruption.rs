@@ -1364,3 +1364,86 @@ fn a_lost_tail_imported_again_is_new_records_to_projections_and_exports() {
         refused.stderr
     );
 }
+
+/// The log loses only the tally at its end (an unsynced tail: the batch
+/// that ended in duplicates), and the next records take its offset. The
+/// projections and a Parquet `--since-last` run had counted that offset as
+/// done: the projections are rebuilt (they equal a rebuild's), and the run
+/// is refused. Until 2026-12-07 both compared only the message before the
+/// tally, found it in place, went on from past the tally and never read
+/// the record at its offset, for good (outside audit).
+#[test]
+fn a_lost_tally_whose_offset_a_new_record_took_is_read_by_projections_and_exports() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("a");
+    let s = Stream {
+        events: 40,
+        interactions: 8,
+        line_len: 300,
+    };
+    // Copies at the end: the batch ends in a tally of its duplicates.
+    let first = tmp.path().join("first.ndjson");
+    fs::write(&first, s.text(0..40) + &s.text(0..3)).unwrap();
+    import(&dir, &[&first], &[]);
+    let last = LogReader::open(&dir.join("log"))
+        .unwrap()
+        .scan(Position::START)
+        .filter_map(|item| match item.unwrap() {
+            ScanItem::Record(at, rec) => Some((at, rec)),
+            ScanItem::Damage(_) => None,
+        })
+        .last()
+        .unwrap();
+    assert_eq!(last.1.kind, ccvault_log::RecordKind::Tally, "{last:?}");
+    let agents = |dir: &Path| ccvault(dir, &["agents", "--format", "json"]).ok().stdout;
+    agents(&dir);
+    let out = tmp.path().join("parquet");
+    let out_arg = out.to_str().unwrap();
+    let since_last = [
+        "export",
+        "--format",
+        "parquet",
+        "--out",
+        out_arg,
+        "--since-last",
+    ];
+    ccvault(&dir, &since_last).ok();
+
+    // The tally lost; a status change of a new agent takes its offset.
+    fs::OpenOptions::new()
+        .write(true)
+        .open(seg_path(&dir, last.0.segment))
+        .unwrap()
+        .set_len(u64::from(last.0.pos))
+        .unwrap();
+    let second = tmp.path().join("second.ndjson");
+    fs::write(
+        &second,
+        "{\"AgentStatusChange\":{\"agentId\":\"ag-after-the-loss\",\"newState\":1,\"msgInfo\":{\"timestamp\":1763900000000}}}\n",
+    )
+    .unwrap();
+    let run = import(&dir, &[&second], &[]);
+    assert!(
+        run.stderr.contains("no longer holds the records"),
+        "{}",
+        run.stderr
+    );
+
+    let caught_up = agents(&dir);
+    assert!(
+        String::from_utf8_lossy(&caught_up).contains("ag-after-the-loss"),
+        "{}",
+        String::from_utf8_lossy(&caught_up)
+    );
+    let rebuilt = tmp.path().join("rebuilt");
+    copy_dir(&dir, &rebuilt);
+    ccvault(&rebuilt, &["rebuild"]).ok();
+    assert_eq!(caught_up, agents(&rebuilt));
+    ccvault(&dir, &["verify"]).ok();
+    let refused = ccvault(&dir, &since_last).expect_code(1);
+    assert!(
+        refused.stderr.contains("run a full export"),
+        "{}",
+        refused.stderr
+    );
+}

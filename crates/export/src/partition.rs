@@ -475,7 +475,21 @@ impl Files {
     fn open_file(&mut self, key: &PartitionKey) -> Result<()> {
         let rel = key.rel_dir();
         let dir = self.dir.join(&rel);
+        // A directory made here is a new entry of its parent: the parent is
+        // synced too, or a power cut could lose a partition (or a tenant's
+        // directory) that the checkpoint, synced after, names (outside
+        // audit: only the leaves were).
+        let made: Vec<PathBuf> = dir
+            .ancestors()
+            .take_while(|d| !d.exists())
+            .filter_map(|d| d.parent().map(Path::to_path_buf))
+            .collect();
         create_dirs(&dir)?;
+        for parent in made {
+            if !self.dirs.contains(&parent) {
+                self.dirs.push(parent);
+            }
+        }
         let n = self.next.entry(key.clone()).or_insert(0);
         let name = data_file_name(self.run, *n);
         *n += 1;

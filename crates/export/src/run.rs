@@ -270,7 +270,7 @@ fn export_into(
         .and_then(|c| c.last_record.as_ref())
         .filter(|m| m.offset < start)
     {
-        check_last_record(reader, dir, m)?;
+        check_last_record(reader, dir, m, start)?;
     }
 
     let sources = Sources {
@@ -764,7 +764,12 @@ fn find_mark(reader: &ArchiveReader, offset: u64) -> Result<Option<RecordMark>> 
 /// Refuses an incremental run over a log that no longer holds, where the
 /// checkpoint says, the record the last run exported last: the records
 /// since would be read from the wrong offset on.
-fn check_last_record(reader: &ArchiveReader, dir: &Path, m: &RecordMark) -> Result<()> {
+fn check_last_record(
+    reader: &ArchiveReader,
+    dir: &Path,
+    m: &RecordMark,
+    events_end: u64,
+) -> Result<()> {
     let at = Position {
         segment: m.segment,
         pos: m.pos,
@@ -779,7 +784,17 @@ fn check_last_record(reader: &ArchiveReader, dir: &Path, m: &RecordMark) -> Resu
                 ..m.clone()
             }
     };
-    if found.is_some_and(|r| same(&r)) {
+    // Only tallies followed it below `eventsEnd` when it was exported: a
+    // message there took the offset of a lost tally, which the run, going
+    // on from `eventsEnd`, would never export (until 2026-12-07: an
+    // outside audit).
+    let nothing_new_before_end = || {
+        reader
+            .records()
+            .next_message_after(at, m.offset)
+            .is_ok_and(|next| next.is_none_or(|o| o >= events_end))
+    };
+    if found.is_some_and(|r| same(&r)) && (m.offset + 1 >= events_end || nothing_new_before_end()) {
         return Ok(());
     }
     Err(ExportError::Refused(format!(

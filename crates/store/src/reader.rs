@@ -820,6 +820,25 @@ impl VisibleRecords<'_> {
         self.log.segments().contains(&base)
     }
 
+    /// The offset of the first visible message after the one at `at`
+    /// (whose offset is `offset`), if any. What a derived file that
+    /// stopped at that message and counted the tallies after it as done
+    /// asks: a message there took the offset of a lost tally (a log that
+    /// lost only tallies at its end, then took new records).
+    pub fn next_message_after(&self, at: Position, offset: u64) -> Result<Option<u64>> {
+        let next = self.scan(at, |_, rec| {
+            if rec.offset <= offset {
+                ControlFlow::Continue(())
+            } else {
+                ControlFlow::Break(rec.offset)
+            }
+        })?;
+        Ok(match next {
+            ControlFlow::Break(o) => Some(o),
+            ControlFlow::Continue(()) => None,
+        })
+    }
+
     /// Calls `f` with each visible record from `from` on and the position
     /// it was read at; stops early when `f` breaks, returning its value.
     pub fn scan<B>(

@@ -98,7 +98,7 @@ impl Projections {
             // A log that no longer holds the record this file stopped at
             // lost records it applied, whose offsets others may have taken.
             let anchor = self.scan_anchor()?;
-            if state.consumed > 0 && anchor.is_some_and(|a| !a.holds(reader)) {
+            if state.consumed > 0 && anchor.is_some_and(|a| !a.holds(reader, state.consumed)) {
                 return self.rebuild(reader, RebuildOptions::default(), progress);
             }
             let started = Instant::now();

@@ -318,13 +318,23 @@ impl Anchor {
     }
 
     /// Whether the log holds the anchor's record at its place (an anchor
-    /// that names none: nothing to compare, yes).
-    pub(super) fn holds(&self, reader: &ArchiveReader) -> bool {
+    /// that names none: nothing to compare, yes), and nothing but tallies
+    /// after it below `consumed`, as when the projections were made: a
+    /// message there took the offset of a lost tally, and a catch-up,
+    /// which goes on from `consumed`, would never read it (until
+    /// 2026-12-07: an outside audit).
+    pub(super) fn holds(&self, reader: &ArchiveReader, consumed: u64) -> bool {
         let Some(want) = self.record else {
             return true;
         };
         let found = Anchor::at(reader, self.pos);
-        found.record == Some(want) && self.ingest_ms.is_none_or(|at| found.ingest_ms == Some(at))
+        let same = found.record == Some(want)
+            && self.ingest_ms.is_none_or(|at| found.ingest_ms == Some(at));
+        same && (want.0 + 1 >= consumed
+            || reader
+                .records()
+                .next_message_after(self.pos, want.0)
+                .is_ok_and(|next| next.is_none_or(|o| o >= consumed)))
     }
 }
 
@@ -422,7 +432,7 @@ impl Projections {
             return Ok(false);
         }
         let anchor = self.scan_anchor()?;
-        Ok(state.consumed == 0 || anchor.is_none_or(|a| a.holds(reader)))
+        Ok(state.consumed == 0 || anchor.is_none_or(|a| a.holds(reader, state.consumed)))
     }
 
     /// The stored version, offset consumed and sizes.
