@@ -1210,3 +1210,49 @@ fn the_handshake_log_cap_never_raises_the_level() {
         );
     }
 }
+
+/// A message rejected over `--max-record-bytes` is acknowledged (retrying
+/// it could never archive it), and the warning says its `messageId`, all
+/// that finds it at the broker afterwards, at the default log level. Until
+/// 2026-12-07 the id was said only with `-v`, as a Rust debug string (an
+/// outside audit).
+#[test]
+fn a_message_rejected_for_its_size_is_named_by_its_message_id() {
+    let server = Server::start(State::default());
+    server.publish(0..2);
+    let big = format!(
+        r#"{{"Interaction":{{"event":"InteractionQueued","interactionGUID":"int-big-pulsar-acme","note":"{}"}}}}"#,
+        "x".repeat(4096)
+    );
+    server
+        .state
+        .lock()
+        .unwrap()
+        .topic
+        .push((message_id(2), big));
+    server.publish(3..4);
+    let work = tempfile::tempdir().unwrap();
+    let data = work.path().join("data");
+    let key = key_file(work.path(), KEY);
+    let mut ingest = start_ingest(
+        &data,
+        work.path(),
+        0,
+        &server.url(),
+        &key,
+        &["--max-record-bytes", "2KiB"],
+    );
+    ingest.wait_records(&data, 3, Duration::from_secs(20));
+    ingest.wait_for_log("without archiving it", Duration::from_secs(10));
+    let (status, _) = ingest.terminate();
+    assert!(status.success(), "exit {status}:\n{}", ingest.stderr());
+    let said = ingest.stderr();
+    let line = said
+        .lines()
+        .find(|l| l.contains("without archiving it"))
+        .unwrap_or_default();
+    assert!(
+        line.contains(&message_id(2)) && line.contains("exceeds") && !line.contains("Some("),
+        "{said}"
+    );
+}

@@ -48,6 +48,8 @@ const SECRET_QUERY_KEYS: &[&str] = &[
 
 /// Whether the query parameter `key` carries a credential.
 pub fn is_secret_query_key(key: &str) -> bool {
+    // As the server reads it: `x-api%2Dkey` is `x-api-key`.
+    let key = percent_encoding::percent_decode_str(key).decode_utf8_lossy();
     let folded: String = key
         .chars()
         .filter(|c| *c != '-' && *c != '_')

@@ -342,8 +342,8 @@ impl Source for PulsarSource {
                 _ = c.ping.tick() => {
                     if c.last_rx.elapsed() > period * 3 {
                         return Err(Failure::Lost(format!(
-                            "nothing received for {}s (not even a pong)",
-                            c.last_rx.elapsed().as_secs()
+                            "nothing received for {:.1}s (not even a pong)",
+                            c.last_rx.elapsed().as_secs_f64()
                         )));
                     }
                     if let Err(e) = c.tx.send(Message::Ping(Vec::new().into())).await {
@@ -382,10 +382,15 @@ impl Source for PulsarSource {
         let c = self.connection()?;
         let mut n = 0u64;
         for d in done {
-            // The sink logged the rejection as an error; here only which
-            // message goes acknowledged without being archived.
-            if let Outcome::Rejected { .. } = &d.outcome {
-                tracing::info!(message_id = ?d.token.message_id, "acknowledging a rejected message: retrying it could never archive it");
+            // The sink logged the rejection as an error, without the id;
+            // said here at the default level, as the id is all that finds
+            // the message at the broker once it is acknowledged (it was
+            // said only with -v, as a Rust debug string: an outside audit).
+            if let Outcome::Rejected { reason } = &d.outcome {
+                let id = d.token.message_id.as_deref().unwrap_or("(none)");
+                tracing::warn!(
+                    "acknowledging message {id} without archiving it ({reason}): retrying it could never archive it"
+                );
             }
             let Some(id) = d.token.message_id else {
                 continue;

@@ -11,6 +11,8 @@
 //! `#fragment` is refused, since the parameters ccvault appends would land
 //! after the `#` and never reach the server.
 
+use percent_encoding::percent_decode_str;
+
 use crate::secrets::{is_secret_query_key, redact_url};
 use crate::{IngestError, Result};
 
@@ -130,6 +132,10 @@ pub fn parse_url(url: &str) -> Result<PulsarUrl> {
     {
         return Err(bad(SHAPES));
     }
+    // A key as the endpoint reads it: `x-api%2Dkey` is `x-api-key` there
+    // (until 2026-12-07 the encoded spelling passed these checks: an
+    // outside audit).
+    let decoded = |key: &str| percent_decode_str(key).decode_utf8_lossy().into_owned();
     if let Some(key) = query
         .split('&')
         .map(|kv| kv.split('=').next().unwrap_or(""))
@@ -142,7 +148,11 @@ pub fn parse_url(url: &str) -> Result<PulsarUrl> {
     }
     for kv in query.split('&') {
         let key = kv.split('=').next().unwrap_or("");
-        if let Some((own, flag)) = OWN_KEYS.iter().find(|(k, _)| k.eq_ignore_ascii_case(key)) {
+        let as_read = decoded(key);
+        if let Some((own, flag)) = OWN_KEYS
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(&as_read))
+        {
             return Err(bad(&format!(
                 "the query parameter {key:?} is set by ccvault ({own}): use {flag} instead"
             )));
@@ -153,11 +163,16 @@ pub fn parse_url(url: &str) -> Result<PulsarUrl> {
         .filter(|kv| !kv.is_empty())
         .map(str::to_owned)
         .collect();
+    // The topic as the endpoint reads it, whatever its spelling in the URL
+    // (`%61ll` is `all`): the archived records' source, by which a reader
+    // finds where it stopped (until 2026-12-07 a respelled URL started
+    // at `latest`, leaving a gap: an outside audit).
+    let (tenant, namespace, topic) = (decoded(tenant), decoded(namespace), decoded(topic));
     Ok(PulsarUrl {
         base: base.to_owned(),
         query,
         topic: format!("{domain}://{tenant}/{namespace}/{topic}"),
-        tenant: tenant.to_owned(),
+        tenant,
         tls,
         endpoint,
     })
@@ -290,5 +305,28 @@ mod tests {
             why.contains("--api-key-file") && !why.contains("SECRET"),
             "{why}"
         );
+    }
+
+    /// Keys and the topic as the endpoint reads them, percent-decoded: an
+    /// encoded credential or own parameter is refused as the plain one is,
+    /// and a respelled topic is the same topic (the source a reader
+    /// resumes from).
+    #[test]
+    fn percent_encoded_keys_and_topics_are_read_as_the_endpoint_reads_them() {
+        for (query, names) in [
+            ("x-api%2Dkey=SECRET", "--api-key-file"),
+            ("message%49d=latest", "--start"),
+            ("%72eceiverQueueSize=5", "--receiver-queue-size"),
+        ] {
+            let url = format!("wss://x/ws/v2/reader/persistent/a/b/all?{query}");
+            let Err(IngestError::Config(why)) = parse_url(&url) else {
+                panic!("{url} accepted");
+            };
+            assert!(why.contains(names) && !why.contains("SECRET"), "{why}");
+        }
+        let plain = parse_url("wss://x/ws/v2/reader/persistent/t1/event-v1/all").unwrap();
+        let spelled = parse_url("wss://x/ws/v2/reader/persistent/t%31/event-v1/%61ll").unwrap();
+        assert_eq!(spelled.topic, plain.topic);
+        assert_eq!(spelled.tenant, "t1");
     }
 }
