@@ -152,12 +152,23 @@ pub fn load(file: Option<&Path>, env_var: &str, what: &str) -> Result<Option<Sec
 
 /// Warns when the file of a secret (`what`: "API key", "TLS key", …) at
 /// `path` is open to its group or others: a secret is meant for its owner.
-/// A warning, not a refusal: the operator may share it on purpose.
+/// A warning, not a refusal: the operator may share it on purpose. Said
+/// once a process for each file, however often it is read (a client key
+/// was warned of three times at start: an outside audit).
 pub fn warn_if_others_may_read(path: &Path, what: &str) {
     use std::os::unix::fs::PermissionsExt;
+    static WARNED: std::sync::Mutex<Vec<std::path::PathBuf>> = std::sync::Mutex::new(Vec::new());
     if let Ok(meta) = std::fs::metadata(path) {
         let mode = meta.permissions().mode() & 0o777;
-        if mode & 0o077 != 0 {
+        let first = || match WARNED.lock() {
+            Ok(mut warned) if !warned.iter().any(|p| p == path) => {
+                warned.push(path.to_path_buf());
+                true
+            }
+            Ok(_) => false,
+            Err(_) => true,
+        };
+        if mode & 0o077 != 0 && first() {
             tracing::warn!(
                 "{what} file {} is open to other users (mode {mode:03o}; chmod 600 it)",
                 path.display()
