@@ -413,6 +413,13 @@ fn a_capture_in_utf16_is_refused_naming_the_encoding() {
         ("le.json", utf16(false, false), "UTF-16LE"),
         ("be.json", utf16(true, false), "UTF-16BE"),
         ("le32.json", utf32le, "UTF-32LE"),
+        // Behind a UTF-8 byte order mark (accepted until 2026-12-07: its
+        // lines quarantined for good; an outside audit).
+        (
+            "bom8-le.json",
+            [&b"\xEF\xBB\xBF"[..], &utf16(false, false)].concat(),
+            "UTF-16LE",
+        ),
     ] {
         let file = tmp.path().join(name);
         std::fs::write(&file, &bytes).unwrap();
@@ -665,4 +672,96 @@ fn a_value_cut_off_in_an_indented_array_loses_only_itself() {
         });
     }
     assert!(imports > 300, "{imports}");
+}
+
+/// A pipe whose first write cuts a magic number (gzip's `1f` alone, then
+/// the rest after a pause; xz's first bytes) is told by the whole number:
+/// gzip is decompressed, xz refused. Until 2026-12-07 the first write
+/// alone decided: the gzip feed's bytes were archived as quarantined
+/// lines and no event (exit 0), the xz one was not refused (outside
+/// audit).
+#[test]
+fn a_magic_number_cut_by_a_pipes_first_write_is_told_whole() {
+    use std::io::Write;
+    let tmp = tempfile::tempdir().unwrap();
+    let s = common::Stream {
+        events: 3,
+        interactions: 1,
+        line_len: 300,
+    };
+    let plain = tmp.path().join("plain.ndjson");
+    std::fs::write(&plain, s.text(0..3)).unwrap();
+    let ok = std::process::Command::new("sh")
+        .arg("-c")
+        .arg("gzip -c plain.ndjson > feed.gz")
+        .current_dir(tmp.path())
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok);
+    let gz = std::fs::read(tmp.path().join("feed.gz")).unwrap();
+    let xz = [&b"\xFD7zXZ\x00"[..], &[7u8; 64]].concat();
+    for (name, bytes, cut, code) in [("gzip", &gz[..], 1, 0), ("xz", &xz[..], 3, 1)] {
+        let dir = tmp.path().join(name);
+        let mut child = common::command(&dir, &["import", "-"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(&bytes[..cut]).unwrap();
+        stdin.flush().unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        stdin.write_all(&bytes[cut..]).unwrap();
+        drop(stdin);
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(code), "{name}: {stderr}");
+        if name == "gzip" {
+            assert_eq!(stats(&dir).events, 3, "{name}: {stderr}");
+            assert_eq!(stats(&dir).quarantined, 0, "{name}: {stderr}");
+        } else {
+            assert!(stderr.contains("xz -dc"), "{name}: {stderr}");
+        }
+    }
+}
+
+/// An input refused when it is read (an XML capture, a compression on
+/// stdin) after inputs that were archived: the error says what of them
+/// is durable, which it is. Until 2026-12-07 it said "no line was known to
+/// be durable yet" of lines that were archived (outside audit).
+#[test]
+fn a_refusal_after_archived_inputs_says_what_of_them_is_durable() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = common::Stream {
+        events: 5,
+        interactions: 1,
+        line_len: 300,
+    };
+    let good = tmp.path().join("good.ndjson");
+    std::fs::write(&good, s.text(0..5)).unwrap();
+    let xml = tmp.path().join("cap.xml");
+    std::fs::write(&xml, "<?xml version=\"1.0\"?><x/>\n").unwrap();
+    let dir = tmp.path().join("a");
+    let run = ccvault(
+        &dir,
+        &["import", good.to_str().unwrap(), xml.to_str().unwrap()],
+    )
+    .expect_code(1);
+    assert!(
+        run.stderr
+            .contains("at least 5 lines were durable (through line 5 of"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(stats(&dir).records, 5);
+    let dir = tmp.path().join("b");
+    let xz = [&b"\xFD7zXZ\x00"[..], &[7u8; 64]].concat();
+    let run = ccvault_stdin(&dir, &["import", good.to_str().unwrap(), "-"], &xz).expect_code(1);
+    assert!(
+        run.stderr.contains("xz -dc") && run.stderr.contains("at least 5 lines were durable"),
+        "{}",
+        run.stderr
+    );
 }

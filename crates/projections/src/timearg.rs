@@ -159,15 +159,24 @@ pub fn resolve_opt(t: Option<&TimeArg>, tz: &TimeZone) -> Result<Option<i64>, St
 }
 
 const DURATION_FORMS: &str =
-    "a duration with units such as 250ms, 90s, 1m30s, 2h (or ISO 8601, PT1M30S)";
+    "a duration with units such as 250ms, 90s, 1m30s, 2h, 1d (or ISO 8601, PT1M30S, P1D)";
 
 /// A non-negative duration in jiff's friendly forms (`250ms`, `90s`,
 /// `1m30s`, `1h`) or ISO 8601 (`PT90S`).
 pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
-    let d: SignedDuration = s
-        .trim()
-        .parse()
-        .map_err(|_| format!("invalid duration {s:?}: expected {DURATION_FORMS}"))?;
+    let bad = || format!("invalid duration {s:?}: expected {DURATION_FORMS}");
+    // Days and weeks (ISO 8601's `P1D`, `1d`) as 24 hours and 7 days, a
+    // threshold being no calendar span (they were refused until
+    // 2026-12-07: an outside audit); months and years stay refused.
+    let d: SignedDuration = match s.trim().parse::<SignedDuration>() {
+        Ok(d) => d,
+        Err(_) => s
+            .trim()
+            .parse::<Span>()
+            .map_err(|_| bad())?
+            .to_duration(jiff::SpanRelativeTo::days_are_24_hours())
+            .map_err(|_| bad())?,
+    };
     std::time::Duration::try_from(d)
         .map_err(|_| format!("invalid duration {s:?}: must not be negative"))
 }
@@ -286,6 +295,10 @@ mod tests {
         assert_eq!(parse_duration_ms("2h"), Ok(7_200_000));
         assert_eq!(parse_duration_ms("PT20S"), Ok(20_000));
         assert_eq!(parse_duration_ms("0s"), Ok(0));
+        assert_eq!(parse_duration_ms("P1D"), Ok(86_400_000));
+        assert_eq!(parse_duration_ms("1d 2h"), Ok(93_600_000));
+        assert_eq!(parse_duration_ms("P1W"), Ok(7 * 86_400_000));
+        assert!(parse_duration_ms("P1M").is_err() && parse_duration_ms("1y").is_err());
         for bad in ["20", "-5s", "fast", "1x"] {
             let e = parse_duration(bad).unwrap_err();
             assert!(e.contains(&format!("{bad:?}")), "{e}");

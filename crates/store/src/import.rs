@@ -109,7 +109,9 @@ pub fn refused_input(head: &[u8], source: &str) -> Option<String> {
             "{source}: this is a tar archive, and ccvault imports the events themselves: extract them first (`tar -xOf FILE | ccvault import -`)"
         ));
     }
-    let (encoding, how) = wide_text(head)?;
+    // A UTF-8 byte order mark before UTF-16 text (a converter's, then an
+    // editor's) hides the NUL beside its first character no more.
+    let (encoding, how) = wide_text(head.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(head))?;
     Some(format!(
         "{source}: this is {encoding} text ({how}), and events are UTF-8 JSON: convert it first (`iconv -f {encoding} -t UTF-8 FILE | ccvault import -`)"
     ))
@@ -160,18 +162,70 @@ fn is_tar(head: &[u8]) -> bool {
     head.get(257..262) == Some(b"ustar")
 }
 
+/// The byte order marks of UTF-16 and UTF-32 text, and its encoding.
+const WIDE_MARKS: [(&[u8], &str); 4] = [
+    (b"\x00\x00\xFE\xFF", "UTF-32BE"),
+    (b"\xFF\xFE\x00\x00", "UTF-32LE"),
+    (b"\xFE\xFF", "UTF-16BE"),
+    (b"\xFF\xFE", "UTF-16LE"),
+];
+
+/// The magic bytes of the compressions other than gzip that captures
+/// come in, what each is, and the command that undoes it.
+const OTHER_COMPRESSIONS: [(&[u8], &str, &str); 6] = [
+    (b"\xFD7zXZ\x00", "xz-compressed", "xz -dc"),
+    (b"BZh", "bzip2-compressed", "bzip2 -dc"),
+    (b"\x28\xB5\x2F\xFD", "zstd-compressed", "zstd -dc"),
+    (b"PK\x03\x04", "zip", "unzip -p"),
+    (b"7z\xBC\xAF\x27\x1C", "7-Zip", "7z x -so"),
+    (b"\x04\x22\x4D\x18", "lz4-compressed", "lz4 -dc"),
+];
+
+/// Whether `head` may still become a magic number an input is told by
+/// (gzip's, another compression's, a byte order mark): it is a strict
+/// prefix of one.
+fn cuts_a_magic(head: &[u8]) -> bool {
+    let cut = |magic: &[u8]| head.len() < magic.len() && magic.starts_with(head);
+    cut(&GZIP_MAGIC)
+        || cut(b"\xEF\xBB\xBF")
+        || WIDE_MARKS.iter().any(|(m, _)| cut(m))
+        || OTHER_COMPRESSIONS.iter().any(|(m, ..)| cut(m))
+}
+
+/// `input` with its first bytes read until they are no strict prefix of a
+/// magic number, or it ends: a live input's first write may cut one (`1f`
+/// alone, then `8b…`), and one cut was read as text: a gzip feed's bytes
+/// archived as quarantined lines, an xz one not refused (an outside
+/// audit). Only a prefix of a magic is waited on, never a whole line.
+fn with_whole_magic<R: BufRead>(
+    mut input: R,
+) -> std::io::Result<std::io::Chain<std::io::Cursor<Vec<u8>>, R>> {
+    let mut head = Vec::new();
+    loop {
+        let got = match input.fill_buf() {
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            other => other?,
+        };
+        if got.is_empty() {
+            break;
+        }
+        // The whole block: what follows reads it first, as it would have.
+        let take = got.len();
+        head.extend_from_slice(got);
+        input.consume(take);
+        if !cuts_a_magic(&head) {
+            break;
+        }
+    }
+    Ok(std::io::Cursor::new(head).chain(input))
+}
+
 /// The encoding of JSON text in UTF-16 or UTF-32 (PowerShell 5's `>`
 /// writes UTF-16), told by its byte order mark or by the NUL bytes around
 /// its first character: JSON in UTF-8 never holds a NUL byte outside a
 /// string's escapes, so no UTF-8 input is mistaken for one.
 fn wide_text(head: &[u8]) -> Option<(&'static str, &'static str)> {
-    const MARKS: [(&[u8], &str); 4] = [
-        (b"\x00\x00\xFE\xFF", "UTF-32BE"),
-        (b"\xFF\xFE\x00\x00", "UTF-32LE"),
-        (b"\xFE\xFF", "UTF-16BE"),
-        (b"\xFF\xFE", "UTF-16LE"),
-    ];
-    if let Some(&(_, encoding)) = MARKS.iter().find(|(mark, _)| head.starts_with(mark)) {
+    if let Some(&(_, encoding)) = WIDE_MARKS.iter().find(|(mark, _)| head.starts_with(mark)) {
         return Some((encoding, "its byte order mark"));
     }
     let opens = |b: u8| matches!(b, b'{' | b'[' | b' ' | b'\t' | b'\r' | b'\n');
@@ -188,15 +242,7 @@ fn wide_text(head: &[u8]) -> Option<(&'static str, &'static str)> {
 /// The compression (and the command that undoes it) whose magic bytes
 /// `head` starts with, among those other than gzip that captures come in.
 fn other_compression(head: &[u8]) -> Option<(&'static str, &'static str)> {
-    const MAGIC: [(&[u8], &str, &str); 6] = [
-        (b"\xFD7zXZ\x00", "xz-compressed", "xz -dc"),
-        (b"BZh", "bzip2-compressed", "bzip2 -dc"),
-        (b"\x28\xB5\x2F\xFD", "zstd-compressed", "zstd -dc"),
-        (b"PK\x03\x04", "zip", "unzip -p"),
-        (b"7z\xBC\xAF\x27\x1C", "7-Zip", "7z x -so"),
-        (b"\x04\x22\x4D\x18", "lz4-compressed", "lz4 -dc"),
-    ];
-    MAGIC
+    OTHER_COMPRESSIONS
         .iter()
         .find(|(magic, ..)| head.starts_with(magic))
         .map(|&(_, kind, command)| (kind, command))
@@ -448,7 +494,7 @@ impl<R: BufRead> BufRead for Reading<R> {
 /// decoding overlaps with appending and syncing.
 #[allow(clippy::too_many_arguments)]
 fn read_batches(
-    mut input: impl BufRead,
+    input: impl BufRead,
     pause: Option<PauseProbe>,
     source: &str,
     format: InputFormat,
@@ -459,6 +505,14 @@ fn read_batches(
     // An input that cannot be read at all (a directory as stdin, a file
     // the kernel refuses to read) is rejected by name, as a read error
     // later on is, and the import goes on with the next input.
+    // A live input's first write may cut a magic number.
+    let mut input = match with_whole_magic(input) {
+        Ok(whole) => whole,
+        Err(e) => {
+            let _ = tx.send(Ok(unreadable(source, &e)));
+            return;
+        }
+    };
     let first = loop {
         match input.fill_buf() {
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
@@ -865,7 +919,21 @@ impl<'a> Import<'a> {
                     continue;
                 }
             };
-            let spare = self.append(batch?, source_kind, source)?;
+            let batch = match batch {
+                Ok(batch) => batch,
+                // The input refused (XML, another compression, from
+                // stdin): nothing of it was appended, and what the inputs
+                // before it appended is made durable and reported before
+                // the error, which then says so (it said "no line was
+                // known to be durable yet" of archived lines: an outside
+                // audit).
+                Err(e @ StoreError::Input(_)) => {
+                    self.land_all(progress)?;
+                    return Err(e);
+                }
+                Err(e) => return Err(e),
+            };
+            let spare = self.append(batch, source_kind, source)?;
             // One already waiting, or the reader is done: kept for the next
             // stream.
             if let Err(TrySendError::Full(spare) | TrySendError::Disconnected(spare)) =
