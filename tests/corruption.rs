@@ -1281,6 +1281,32 @@ fn another_archives_index_is_rebuilt_never_mixed_in() {
     }
 }
 
+/// A Parquet `--since-last` export of `dir` into `out`.
+fn since_last_export(dir: &Path, out: &Path) -> common::Run {
+    let out = out.to_str().unwrap();
+    ccvault(
+        dir,
+        &[
+            "export",
+            "--format",
+            "parquet",
+            "--out",
+            out,
+            "--since-last",
+        ],
+    )
+}
+
+/// A `--since-last` run refused, asking for a full export.
+fn assert_since_last_refused(dir: &Path, out: &Path) {
+    let refused = since_last_export(dir, out).expect_code(1);
+    assert!(
+        refused.stderr.contains("run a full export"),
+        "{}",
+        refused.stderr
+    );
+}
+
 /// The unsynced tail of the log lost, then the same file imported again:
 /// the same payloads take the same offsets, but they are other records
 /// (their import time, which times events without one of their own). The
@@ -1314,16 +1340,7 @@ fn a_lost_tail_imported_again_is_new_records_to_projections_and_exports() {
     fs::write(&second, untimed).unwrap();
     import(&dir, &[&second], &[]);
     let out = tmp.path().join("parquet");
-    let out_arg = out.to_str().unwrap();
-    let since_last = [
-        "export",
-        "--format",
-        "parquet",
-        "--out",
-        out_arg,
-        "--since-last",
-    ];
-    ccvault(&dir, &since_last).ok();
+    since_last_export(&dir, &out).ok();
     let listed = |dir: &Path| {
         ccvault(dir, &["interactions", "--format", "json"])
             .ok()
@@ -1357,12 +1374,7 @@ fn a_lost_tail_imported_again_is_new_records_to_projections_and_exports() {
     ccvault(&dir, &["rebuild"]).ok();
     assert_eq!(listed(&dir), after, "the projections differ from a rebuild");
     ccvault(&dir, &["verify"]).ok();
-    let refused = ccvault(&dir, &since_last).expect_code(1);
-    assert!(
-        refused.stderr.contains("run a full export"),
-        "{}",
-        refused.stderr
-    );
+    assert_since_last_refused(&dir, &out);
 }
 
 /// The log loses only the tally at its end (an unsynced tail: the batch
@@ -1398,16 +1410,7 @@ fn a_lost_tally_whose_offset_a_new_record_took_is_read_by_projections_and_export
     let agents = |dir: &Path| ccvault(dir, &["agents", "--format", "json"]).ok().stdout;
     agents(&dir);
     let out = tmp.path().join("parquet");
-    let out_arg = out.to_str().unwrap();
-    let since_last = [
-        "export",
-        "--format",
-        "parquet",
-        "--out",
-        out_arg,
-        "--since-last",
-    ];
-    ccvault(&dir, &since_last).ok();
+    since_last_export(&dir, &out).ok();
 
     // The tally lost; a status change of a new agent takes its offset.
     fs::OpenOptions::new()
@@ -1440,10 +1443,5 @@ fn a_lost_tally_whose_offset_a_new_record_took_is_read_by_projections_and_export
     ccvault(&rebuilt, &["rebuild"]).ok();
     assert_eq!(caught_up, agents(&rebuilt));
     ccvault(&dir, &["verify"]).ok();
-    let refused = ccvault(&dir, &since_last).expect_code(1);
-    assert!(
-        refused.stderr.contains("run a full export"),
-        "{}",
-        refused.stderr
-    );
+    assert_since_last_refused(&dir, &out);
 }
