@@ -9,6 +9,13 @@
 //! Run: `cargo run --release --manifest-path scripts/redb-floor/Cargo.toml
 //! -- ARCHIVE/projections.redb /tmp/copy.redb [ROUNDS]`
 //!
+//! With `chunks` as a fourth argument, the same rows are written instead as
+//! a rebuild that keeps its projections as columns would: each table's rows
+//! in key order, packed (length-prefixed where variable) into values of
+//! [`CHUNK_ROWS`] rows, keyed by the chunk's number: what writing the same
+//! bytes as few large values costs ("Columnar chunks" in the same
+//! document).
+//!
 //! The table definitions are those of
 //! `crates/projections/src/materialize/schema.rs` at projection version 13
 //! (2026-12-06); a table of another type fails to open, naming it.
@@ -26,6 +33,11 @@ const AGENT_STATUS: TableDefinition<(&str, i64, u64), (u8, &[u8])> =
     TableDefinition::new("agent_status");
 const TENANT_LEGS: TableDefinition<(u32, i64), u32> = TableDefinition::new("tenant_legs");
 const TENANT_GUIDS: TableDefinition<(u32, u64), ()> = TableDefinition::new("tenant_guids");
+
+/// One value of the chunked layout: the rows of one table packed in key order.
+const CHUNKS: TableDefinition<(&str, u32), &[u8]> = TableDefinition::new("chunks");
+/// Rows a chunk holds.
+const CHUNK_ROWS: usize = 4096;
 
 type Failure = Box<dyn std::error::Error>;
 
@@ -138,12 +150,107 @@ fn write(rows: &Rows, path: &str) -> Result<Vec<(&'static str, Duration)>, Failu
     Ok(times)
 }
 
+/// Appends `bytes` with its length in front (a LEB128 varint).
+fn put_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
+    put_varint(out, bytes.len() as u64);
+    out.extend_from_slice(bytes);
+}
+
+fn put_varint(out: &mut Vec<u8>, mut n: u64) {
+    while n >= 0x80 {
+        out.push((n as u8) | 0x80);
+        n >>= 7;
+    }
+    out.push(n as u8);
+}
+
+/// Writes each table's rows packed into [`CHUNK_ROWS`]-row values of one
+/// table, encoding included in the time: as [`write`], one transaction.
+fn write_chunked(rows: &Rows, path: &str) -> Result<Vec<(&'static str, Duration)>, Failure> {
+    fn chunked<T>(
+        t: &mut redb::Table<(&str, u32), &[u8]>,
+        name: &str,
+        rows: &[T],
+        put: impl Fn(&mut Vec<u8>, &T),
+    ) -> Result<(), Failure> {
+        let mut buf = Vec::new();
+        for (n, chunk) in rows.chunks(CHUNK_ROWS).enumerate() {
+            buf.clear();
+            for row in chunk {
+                put(&mut buf, row);
+            }
+            t.insert((name, n as u32), buf.as_slice())?;
+        }
+        Ok(())
+    }
+    let _ = std::fs::remove_file(path);
+    let mut times = Vec::new();
+    let mut lap = Instant::now();
+    let mut mark = |name: &'static str, times: &mut Vec<(&'static str, Duration)>| {
+        times.push((name, lap.elapsed()));
+        lap = Instant::now();
+    };
+    let db = Database::create(path)?;
+    let w = db.begin_write()?;
+    {
+        let mut t = w.open_table(CHUNKS)?;
+        chunked(&mut t, "by_offered", &rows.by_offered, |b, ((at, guid), v)| {
+            b.extend_from_slice(&at.to_le_bytes());
+            put_bytes(b, guid);
+            put_bytes(b, v);
+        })?;
+        mark("interactions_by_offered", &mut times);
+        chunked(&mut t, "offered", &rows.offered, |b, ((g, at), v)| {
+            b.extend_from_slice(&g.to_le_bytes());
+            b.extend_from_slice(&at.to_le_bytes());
+            b.extend_from_slice(&v.to_le_bytes());
+        })?;
+        mark("interaction_offered", &mut times);
+        chunked(&mut t, "children", &rows.children, |b, (p, c)| {
+            put_bytes(b, p.as_bytes());
+            put_bytes(b, c.as_bytes());
+        })?;
+        let mut r = w.open_table(REPORT_CHUNKS)?;
+        for (k, v) in &rows.chunks {
+            r.insert(*k, v.as_slice())?;
+        }
+        mark("children, report_chunks", &mut times);
+        chunked(&mut t, "agent_status", &rows.status, |b, ((agent, at, n), (state, rest))| {
+            put_bytes(b, agent.as_bytes());
+            b.extend_from_slice(&at.to_le_bytes());
+            put_varint(b, *n);
+            b.push(*state);
+            put_bytes(b, rest);
+        })?;
+        mark("agent_status", &mut times);
+        chunked(&mut t, "tenant_legs", &rows.tenant_legs, |b, ((h, at), v)| {
+            b.extend_from_slice(&h.to_le_bytes());
+            b.extend_from_slice(&at.to_le_bytes());
+            b.extend_from_slice(&v.to_le_bytes());
+        })?;
+        mark("tenant_legs", &mut times);
+        chunked(&mut t, "tenant_guids", &rows.tenant_guids, |b, (h, g)| {
+            b.extend_from_slice(&h.to_le_bytes());
+            b.extend_from_slice(&g.to_le_bytes());
+        })?;
+        mark("tenant_guids", &mut times);
+    }
+    w.commit()?;
+    mark("commit", &mut times);
+    Ok(times)
+}
+
 fn main() -> Result<(), Failure> {
     let args: Vec<String> = std::env::args().collect();
     let (Some(src), Some(dst)) = (args.get(1), args.get(2)) else {
-        return Err("usage: redb-floor PROJECTIONS.redb COPY.redb [ROUNDS]".into());
+        return Err("usage: redb-floor PROJECTIONS.redb COPY.redb [ROUNDS [chunks]]".into());
     };
     let rounds: usize = args.get(3).map_or(Ok(5), |r| r.parse())?;
+    let chunks = match args.get(4).map(String::as_str) {
+        None => false,
+        Some("chunks") => true,
+        Some(other) => return Err(format!("unknown layout {other:?}: only `chunks`").into()),
+    };
     let rows = read(src)?;
     println!(
         "rows: interactions_by_offered {}, interaction_offered {}, children {}, report_chunks {}, agent_status {}, tenant_legs {}, tenant_guids {}",
@@ -157,7 +264,11 @@ fn main() -> Result<(), Failure> {
     );
     let mut totals = Vec::new();
     for round in 1..=rounds {
-        let times = write(&rows, dst)?;
+        let times = if chunks {
+            write_chunked(&rows, dst)?
+        } else {
+            write(&rows, dst)?
+        };
         let total: Duration = times.iter().map(|(_, d)| *d).sum();
         let parts: Vec<String> = times
             .iter()
