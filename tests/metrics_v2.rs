@@ -183,6 +183,10 @@ fn report_by_queue_and_channel_with_a_per_channel_sla() {
         "{text}"
     );
     assert!(text.contains("CHANNEL"), "{text}");
+    // A day's threshold as ISO 8601 writes it, as docs/METRICS.md §4 says
+    // every duration reads (refused by `--sla` alone until 2026-12-07).
+    let text = ok(dir.path(), &["report", "--sla", "email=P1D,*=20s"]);
+    assert!(text.contains("SLA email=24h,*=20s"), "{text}");
 }
 
 #[test]

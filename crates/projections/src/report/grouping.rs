@@ -6,11 +6,11 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
 
-use jiff::SignedDuration;
 use serde::Serialize;
 
 use super::ParseChoiceError;
 use super::ReportLeg;
+use crate::timearg::parse_duration_ms;
 
 /// `--by`: the groupings besides the interval; none = every leg together.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -190,17 +190,6 @@ pub struct ParseSlaError {
     why: String,
 }
 
-fn parse_ms(text: &str) -> Result<i64, String> {
-    let d: SignedDuration = text
-        .trim()
-        .parse()
-        .map_err(|_| format!("invalid duration {text:?}, expected e.g. 20s, 1m30s, 1.5s, 4h"))?;
-    if d.is_negative() {
-        return Err(format!("{text:?} is negative"));
-    }
-    i64::try_from(d.as_millis()).map_err(|_| format!("{text:?} is too long"))
-}
-
 impl FromStr for Sla {
     type Err = ParseSlaError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
@@ -209,7 +198,7 @@ impl FromStr for Sla {
             why,
         };
         if !s.contains('=') {
-            return parse_ms(s).map(Sla::uniform).map_err(bad);
+            return parse_duration_ms(s).map(Sla::uniform).map_err(bad);
         }
         let mut sla = Sla::default();
         // A channel given twice would have its last value win in silence.
@@ -218,7 +207,7 @@ impl FromStr for Sla {
             let (channel, duration) = entry
                 .split_once('=')
                 .ok_or_else(|| bad(format!("{entry:?} is not CHANNEL=DURATION")))?;
-            let ms = parse_ms(duration).map_err(bad)?;
+            let ms = parse_duration_ms(duration).map_err(bad)?;
             let channel = channel.trim().to_lowercase();
             if seen.contains(&channel) {
                 return Err(bad(format!("{channel:?} is given twice")));

@@ -206,6 +206,9 @@ fn sla_per_channel_with_a_default() {
     assert_eq!(sla.threshold_ms(Some("phone")), 20_000);
     assert_eq!(sla.to_string().parse::<Sla>(), Ok(sla));
     assert_eq!(Sla::uniform(1_500).to_string(), "1500ms");
+    let sla: Sla = "email=P1D,*=20s".parse().unwrap();
+    assert_eq!(sla.threshold_ms(Some("email")), 86_400_000);
+    assert_eq!(sla.to_string(), "email=24h,*=20s");
     for (text, ms) in [
         ("20s", 20_000),
         ("1m30s", 90_000),
@@ -215,6 +218,10 @@ fn sla_per_channel_with_a_default() {
         // ISO 8601, as docs/METRICS.md §4 allows.
         ("PT20S", 20_000),
         ("PT1M30S", 90_000),
+        // A day is 24 hours, as for every duration (refused here alone
+        // until 2026-12-07: an outside audit).
+        ("P1D", 86_400_000),
+        ("1d", 86_400_000),
     ] {
         assert_eq!(text.parse::<Sla>(), Ok(Sla::uniform(ms)), "{text}");
     }
@@ -224,6 +231,8 @@ fn sla_per_channel_with_a_default() {
         "=20s",
         "phone:20s,chat=1m",
         "-5s",
+        "P1M",
+        "email=P1Y",
         // A channel twice (any case), or the default twice.
         "phone=20s,PHONE=30s",
         "*=1s,chat=1m,*=2s",
