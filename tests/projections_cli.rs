@@ -117,6 +117,19 @@ fn interactions_json_on_the_samples() {
         q(&["--from", "2025-11-23T12:15:00Z", "--to", "1763900500000"]),
         [OPEN, ABANDONED]
     );
+    // Digits below a millisecond are kept: `[from, to)` as typed, where
+    // they were cut off until 2026-12-07 (ANSWERED is offered at
+    // 12:13:22.000 and OPEN at 12:15:00.000).
+    assert_eq!(
+        q(&[
+            "--from",
+            "2025-11-23T12:13:22.0001Z",
+            "--to",
+            "2025-11-23T12:15:00.0000001Z"
+        ]),
+        [OPEN]
+    );
+    assert_eq!(q(&["--to", "2025-11-23T12:13:22.0005Z"]), [ANSWERED]);
 }
 
 #[test]
@@ -346,6 +359,10 @@ fn bad_flag_values_are_clear_errors() {
     for (args, needle) in [
         (vec!["report", "--from", "yesterday"], "RFC 3339"),
         (vec!["report", "--sla", "20q"], "invalid duration"),
+        (
+            vec!["report", "--short-abandon", "4999.5ms"],
+            "whole milliseconds",
+        ),
         (vec!["report", "--interval", "5m"], "15m, 30m, 1h, 1d"),
         (vec!["report", "--by", "tenant"], "queue, agent"),
         (vec!["interactions", "--outcome", "won"], "unknown outcome"),

@@ -77,7 +77,7 @@ pub fn parse_time(s: &str) -> Result<TimeArg, String> {
         return bracketed_zone(s, t);
     }
     if let Ok(ts) = t.parse::<Timestamp>() {
-        return Ok(TimeArg::Instant(ts.as_millisecond()));
+        return Ok(TimeArg::Instant(whole_ms_at_or_after(ts)));
     }
     // jiff reads a date out of a date-time too, so only a bare date is a Date.
     if !t.contains(['T', 't', ' ']) {
@@ -97,6 +97,20 @@ pub fn parse_time(s: &str) -> Result<TimeArg, String> {
     Err(format!("invalid time {s:?}: expected {TIME_FORMS}"))
 }
 
+/// The first whole millisecond at or after `ts`. Every event time is a
+/// whole millisecond, so for any event time `t`, `t >= ts` exactly when
+/// `t >= whole_ms_at_or_after(ts)`, and the same for `<`: `[from, to)`
+/// selects what the instants as typed select, sub-millisecond digits and
+/// all. (Until 2026-12-07 they were cut off, which moved both edges down:
+/// `--to 10:00:00.0005Z` left out an event at 10:00:00.000; an outside
+/// audit.)
+fn whole_ms_at_or_after(ts: Timestamp) -> i64 {
+    let ns = ts.as_nanosecond();
+    let ms = ns.div_euclid(1_000_000) + i128::from(ns.rem_euclid(1_000_000) != 0);
+    // A timestamp's milliseconds fit an i64 with room to spare.
+    i64::try_from(ms).unwrap_or(i64::MAX)
+}
+
 /// A time with its zone in brackets (RFC 9557, as jiff and Temporal print
 /// it: `2025-11-24T08:00[America/New_York]`): the wall time in that zone,
 /// an offset beside it checked against the zone. Every part is read or
@@ -105,7 +119,7 @@ pub fn parse_time(s: &str) -> Result<TimeArg, String> {
 /// the zone never had passed (an outside audit).
 fn bracketed_zone(typed: &str, t: &str) -> Result<TimeArg, String> {
     t.parse::<jiff::ZonedDateTime>()
-        .map(|zoned| TimeArg::Instant(zoned.timestamp().as_millisecond()))
+        .map(|zoned| TimeArg::Instant(whole_ms_at_or_after(zoned.timestamp())))
         .map_err(|e| format!("invalid time {typed:?}: {e}"))
 }
 
@@ -133,7 +147,7 @@ impl TimeArg {
             TimeArg::Relative(span) => now.to_zoned_datetime(tz.clone()).checked_add(*span),
         };
         zoned
-            .map(|z| z.timestamp().as_millisecond())
+            .map(|z| whole_ms_at_or_after(z.timestamp()))
             .map_err(|_| {
                 let zone = tz.iana_name().unwrap_or("the time zone");
                 format!("time {self} is out of range in {zone}: instants run from -9999-01-02 to 9999-12-30 UTC")
@@ -181,9 +195,19 @@ pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
         .map_err(|_| format!("invalid duration {s:?}: must not be negative"))
 }
 
-/// [`parse_duration`] in whole milliseconds (what the projections take).
+/// [`parse_duration`] in whole milliseconds (what the projections take:
+/// the thresholds of metrics). A part below a millisecond is refused, not
+/// rounded: `abandonMs < --short-abandon` wants it rounded up,
+/// `waitMs <= --sla` down, and no one means either (until 2026-12-07 it
+/// was cut off, so `--short-abandon 4999.5ms` left a 4,999 ms abandon
+/// out; an outside audit).
 pub fn parse_duration_ms(s: &str) -> Result<i64, String> {
     let d = parse_duration(s)?;
+    if d.subsec_nanos() % 1_000_000 != 0 {
+        return Err(format!(
+            "invalid duration {s:?}: thresholds are whole milliseconds (every time in an event is)"
+        ));
+    }
     i64::try_from(d.as_millis()).map_err(|_| format!("duration {s:?} is too long"))
 }
 
@@ -269,6 +293,25 @@ mod tests {
     }
 
     #[test]
+    fn digits_below_a_millisecond_round_up_to_the_next_one() {
+        let ten = 1_763_978_400_000; // 2025-11-24T10:00:00Z
+        for (typed, ms) in [
+            ("2025-11-24T10:00:00.0005Z", ten + 1),
+            ("2025-11-24T10:00:00.000001Z", ten + 1),
+            ("2025-11-24T10:00:00.001Z", ten + 1),
+            ("2025-11-24T10:00:00.0010001Z", ten + 2),
+            ("2025-11-24T10:00:00.000Z", ten),
+            ("2025-11-24T05:00:00.0005[America/New_York]", ten + 1),
+            ("2025-11-24T10:00:00.0005", ten + 1),
+            // Before 1970 too: up is toward the later millisecond.
+            ("1969-12-31T23:59:59.9995Z", 0),
+            ("1969-12-31T23:59:59.9985Z", -1),
+        ] {
+            assert_eq!(at(typed, "UTC"), ms, "{typed}");
+        }
+    }
+
+    #[test]
     fn a_relative_day_is_a_calendar_day_in_the_zone() {
         // 2025-03-30 is 23 hours long in Paris (summer time starts).
         let now: Timestamp = "2025-03-30T12:00:00+02:00".parse().unwrap();
@@ -299,6 +342,12 @@ mod tests {
         assert_eq!(parse_duration_ms("1d 2h"), Ok(93_600_000));
         assert_eq!(parse_duration_ms("P1W"), Ok(7 * 86_400_000));
         assert!(parse_duration_ms("P1M").is_err() && parse_duration_ms("1y").is_err());
+        assert_eq!(parse_duration_ms("1.5s"), Ok(1_500));
+        assert_eq!(parse_duration_ms("4.999s"), Ok(4_999));
+        for below_a_ms in ["4999.5ms", "4.9999s", "1us", "PT0.0001S"] {
+            let e = parse_duration_ms(below_a_ms).unwrap_err();
+            assert!(e.contains("whole milliseconds"), "{e}");
+        }
         for bad in ["20", "-5s", "fast", "1x"] {
             let e = parse_duration(bad).unwrap_err();
             assert!(e.contains(&format!("{bad:?}")), "{e}");
