@@ -97,17 +97,30 @@ fn read(path: &str) -> Result<Rows, Failure> {
     Ok(rows)
 }
 
-/// Writes `rows` into a new `path`; the time of each table's inserts, in
-/// the order above, and of the commit.
-fn write(rows: &Rows, path: &str) -> Result<Vec<(&'static str, Duration)>, Failure> {
-    let _ = std::fs::remove_file(path);
-    let mut times = Vec::new();
+/// Each step of a write and its time.
+type Times = Vec<(&'static str, Duration)>;
+
+/// The times of a write's steps, and what records the time since the last.
+fn laps() -> (Times, impl FnMut(&'static str, &mut Times)) {
     let mut lap = Instant::now();
-    let mut mark = |name: &'static str, times: &mut Vec<(&'static str, Duration)>| {
+    let mark = move |name: &'static str, times: &mut Times| {
         times.push((name, lap.elapsed()));
         lap = Instant::now();
     };
-    let db = Database::create(path)?;
+    (Vec::new(), mark)
+}
+
+/// A new database at `path`, whatever was there.
+fn fresh(path: &str) -> Result<Database, Failure> {
+    let _ = std::fs::remove_file(path);
+    Ok(Database::create(path)?)
+}
+
+/// Writes `rows` into a new `path`; the time of each table's inserts, in
+/// the order above, and of the commit.
+fn write(rows: &Rows, path: &str) -> Result<Times, Failure> {
+    let (mut times, mut mark) = laps();
+    let db = fresh(path)?;
     let w = db.begin_write()?;
     {
         let mut t = w.open_table(BY_OFFERED)?;
@@ -166,7 +179,7 @@ fn put_varint(out: &mut Vec<u8>, mut n: u64) {
 
 /// Writes each table's rows packed into [`CHUNK_ROWS`]-row values of one
 /// table, encoding included in the time: as [`write`], one transaction.
-fn write_chunked(rows: &Rows, path: &str) -> Result<Vec<(&'static str, Duration)>, Failure> {
+fn write_chunked(rows: &Rows, path: &str) -> Result<Times, Failure> {
     fn chunked<T>(
         t: &mut redb::Table<(&str, u32), &[u8]>,
         name: &str,
@@ -183,22 +196,21 @@ fn write_chunked(rows: &Rows, path: &str) -> Result<Vec<(&'static str, Duration)
         }
         Ok(())
     }
-    let _ = std::fs::remove_file(path);
-    let mut times = Vec::new();
-    let mut lap = Instant::now();
-    let mut mark = |name: &'static str, times: &mut Vec<(&'static str, Duration)>| {
-        times.push((name, lap.elapsed()));
-        lap = Instant::now();
-    };
-    let db = Database::create(path)?;
+    let (mut times, mut mark) = laps();
+    let db = fresh(path)?;
     let w = db.begin_write()?;
     {
         let mut t = w.open_table(CHUNKS)?;
-        chunked(&mut t, "by_offered", &rows.by_offered, |b, ((at, guid), v)| {
-            b.extend_from_slice(&at.to_le_bytes());
-            put_bytes(b, guid);
-            put_bytes(b, v);
-        })?;
+        chunked(
+            &mut t,
+            "by_offered",
+            &rows.by_offered,
+            |b, ((at, guid), v)| {
+                b.extend_from_slice(&at.to_le_bytes());
+                put_bytes(b, guid);
+                put_bytes(b, v);
+            },
+        )?;
         mark("interactions_by_offered", &mut times);
         chunked(&mut t, "offered", &rows.offered, |b, ((g, at), v)| {
             b.extend_from_slice(&g.to_le_bytes());
@@ -215,19 +227,29 @@ fn write_chunked(rows: &Rows, path: &str) -> Result<Vec<(&'static str, Duration)
             r.insert(*k, v.as_slice())?;
         }
         mark("children, report_chunks", &mut times);
-        chunked(&mut t, "agent_status", &rows.status, |b, ((agent, at, n), (state, rest))| {
-            put_bytes(b, agent.as_bytes());
-            b.extend_from_slice(&at.to_le_bytes());
-            put_varint(b, *n);
-            b.push(*state);
-            put_bytes(b, rest);
-        })?;
+        chunked(
+            &mut t,
+            "agent_status",
+            &rows.status,
+            |b, ((agent, at, n), (state, rest))| {
+                put_bytes(b, agent.as_bytes());
+                b.extend_from_slice(&at.to_le_bytes());
+                put_varint(b, *n);
+                b.push(*state);
+                put_bytes(b, rest);
+            },
+        )?;
         mark("agent_status", &mut times);
-        chunked(&mut t, "tenant_legs", &rows.tenant_legs, |b, ((h, at), v)| {
-            b.extend_from_slice(&h.to_le_bytes());
-            b.extend_from_slice(&at.to_le_bytes());
-            b.extend_from_slice(&v.to_le_bytes());
-        })?;
+        chunked(
+            &mut t,
+            "tenant_legs",
+            &rows.tenant_legs,
+            |b, ((h, at), v)| {
+                b.extend_from_slice(&h.to_le_bytes());
+                b.extend_from_slice(&at.to_le_bytes());
+                b.extend_from_slice(&v.to_le_bytes());
+            },
+        )?;
         mark("tenant_legs", &mut times);
         chunked(&mut t, "tenant_guids", &rows.tenant_guids, |b, (h, g)| {
             b.extend_from_slice(&h.to_le_bytes());
