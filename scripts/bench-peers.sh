@@ -187,6 +187,27 @@ s as (select g, min(ts) filter (where ev='InteractionCreated') cr,
   count(*) filter (where ev='InteractionUnqueued') ab from e group by g)
 select coalesce(cr,qu)//3600000 h, count(*), count(ac), sum((ab>0)::int), avg(ac-qu) from s group by 1 order by 1
 """).fetchall()
+elif step == "agree":
+    # ccvault's summaries (an `interactions` CSV) against the events DuckDB
+    # holds: every GUID in both, with the same first Created, Queued and
+    # Accepted instants (docs/METRICS.md §3: createdAt, queuedAt, acceptedAt).
+    con.execute("create temp table cv as select * from read_csv(?, all_varchar=true)", [sys.argv[3]])
+    rows = con.execute("""
+with e as (select json_extract_string(body,'$.Interaction.interactionGUID') g,
+  json_extract_string(body,'$.Interaction.event') ev,
+  coalesce(json_extract(body,'$.Interaction.interactionEventTS')::bigint*1000,
+           json_extract(body,'$.Interaction.msgInfo.timestamp')::bigint) ts
+  from events where json_exists(body,'$.Interaction')),
+s as (select g, min(ts) filter (where ev='InteractionCreated') cr,
+  min(ts) filter (where ev='InteractionQueued') qu, min(ts) filter (where ev='InteractionAccepted') ac
+  from e group by g)
+select (select count(*) from s), (select count(*) from cv),
+  (select count(*) from s full join cv on s.g = cv.interactionGUID
+   where s.g is null or cv.interactionGUID is null
+      or coalesce(s.cr::varchar, '') <> coalesce(cv.createdAt, '')
+      or coalesce(s.qu::varchar, '') <> coalesce(cv.queuedAt, '')
+      or coalesce(s.ac::varchar, '') <> coalesce(cv.acceptedAt, ''))
+""").fetchall()
 elif step == "lookup":
     rows = con.execute(
         "select body from events where json_extract_string(body,'$.Interaction.interactionGUID') = ?",
@@ -235,6 +256,10 @@ duck_bytes=$(($(stat -c %s "$duck_db") + $([[ -f $duck_db.wal ]] && stat -c %s "
 pg -At -c "$pg_subset" >"$work/pg/subset.txt"
 duck subset "$duck_db" >"$work/duck-subset.txt"
 
+"$ccvault" --data-dir "$cv_dir" export --what interactions --format csv >"$work/cv-interactions.csv"
+read -r sql_guids cv_guids differ < <(duck agree "$duck_db" "$work/cv-interactions.csv" | tr '|' ' ')
+rm -f "$work/cv-interactions.csv"
+
 cv_found=$("$ccvault" --data-dir "$cv_dir" show "$guid" --raw | wc -l)
 pg_found=$(pg -At -c "$pg_lookup_sql" | wc -l)
 duck_found=$(duck lookup "$duck_db" "$guid" | wc -l)
@@ -263,6 +288,8 @@ if ! diff <(cut -d'|' -f1-4 "$work/pg/subset.txt") <(cut -d'|' -f1-4 "$work/duck
   die "PostgreSQL and DuckDB disagree on the subset query"
 fi
 hours=$(wc -l <"$work/duck-subset.txt")
+[[ $differ == 0 && $sql_guids == "$cv_guids" ]] ||
+  die "ccvault's createdAt/queuedAt/acceptedAt differ from the SQL's for $differ of $sql_guids interactions ($cv_guids in ccvault)"
 
 # --- the table --------------------------------------------------------------
 m() { printf '%s\n' "$@" | median; }
@@ -291,7 +318,8 @@ $(git -C "$repo" rev-parse --short HEAD 2>/dev/null || echo unknown), $(date -u 
 All runs (s): ccvault import $(printf '%s\n' "${cv_import[@]}" | joined), rebuild $(printf '%s\n' "${cv_rebuild[@]}" | joined);
 PostgreSQL import $(printf '%s\n' "${pg_import[@]}" | joined), recompute $(printf '%s\n' "${pg_recompute[@]}" | joined);
 DuckDB import $(printf '%s\n' "${duck_import[@]}" | joined), recompute $(printf '%s\n' "${duck_recompute[@]}" | joined).
-PostgreSQL and DuckDB agree on all $hours hourly rows of the subset.
+PostgreSQL and DuckDB agree on all $hours hourly rows of the subset; ccvault's createdAt,
+queuedAt and acceptedAt equal the SQL's first Created, Queued and Accepted for all $cv_guids interactions.
 Each DuckDB step includes starting Python and importing duckdb: $(printf '%s\n' "${py_start[@]}" | median) s.
 Sizes: ccvault's whole data directory (log, index, projections); PostgreSQL's
 pg_total_relation_size (heap, TOAST, index; WAL not counted); DuckDB's database file.
