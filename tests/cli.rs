@@ -415,6 +415,58 @@ fn reads_under_a_running_writer_say_which_records_are_not_indexed_yet() {
     assert!(listed.stdout_str().contains(GUID_B));
 }
 
+/// `export` writes a payload received on one line as its archived bytes,
+/// a carriage return in it included, and puts only one received over
+/// several lines on one (until 2026-12-07 every CR became a space, so the
+/// export of a one-line payload was not its bytes; an outside audit). One
+/// that ends in a CR ends its line with CRLF, so that `import` reads it back
+/// whole: `export | import` adds nothing.
+#[test]
+fn export_keeps_a_one_line_payload_byte_exact_carriage_returns_and_all() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("a");
+    let [events, _, _] = samples();
+    let lines = non_blank_lines(&events);
+    let (first, second) = (&lines[0], &lines[1]);
+    // A CR as JSON whitespace inside the first; the second ends in one
+    // before its CRLF.
+    let inner = first.iter().position(|&b| b == b':').unwrap() + 1;
+    let mut with_cr = first[..inner].to_vec();
+    with_cr.push(b'\r');
+    with_cr.extend_from_slice(&first[inner..]);
+    let mut ends_in_cr = second.clone();
+    ends_in_cr.push(b'\r');
+    let mut input = with_cr.clone();
+    input.push(b'\n');
+    input.extend_from_slice(&ends_in_cr);
+    input.extend_from_slice(b"\r\n");
+    let file = tmp.path().join("cr.ndjson");
+    fs::write(&file, &input).unwrap();
+    import(&dir, &[&file], &[]);
+
+    let mut expected = with_cr.clone();
+    expected.push(b'\n');
+    expected.extend_from_slice(&ends_in_cr);
+    expected.extend_from_slice(b"\r\n");
+    let exported = ccvault(&dir, &["export"]).ok().stdout;
+    assert_eq!(
+        String::from_utf8_lossy(&exported),
+        String::from_utf8_lossy(&expected)
+    );
+    let raw = ccvault(&dir, &["show", GUID_A, "--raw"]).ok().stdout;
+    assert!(
+        raw.windows(with_cr.len()).any(|w| w == with_cr.as_slice()),
+        "show --raw holds the payload with its CR"
+    );
+    // The export imported again is the same events: nothing new archived.
+    let again = tmp.path().join("again.ndjson");
+    fs::write(&again, &exported).unwrap();
+    let run = import(&dir, &[&again], &["--format", "json"]);
+    let summary = run.json_lines();
+    assert_eq!(summary[0]["archived"], 0, "{summary:?}");
+    assert_eq!(summary[0]["duplicates"], 2, "{summary:?}");
+}
+
 #[test]
 fn show_raw_prints_the_payloads_byte_exact_in_canonical_order() {
     let tmp = tempfile::tempdir().unwrap();

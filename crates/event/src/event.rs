@@ -241,16 +241,31 @@ impl<'a> Event<'a> {
     }
 }
 
-/// Puts a JSON payload on one line, for NDJSON: a CR or LF in JSON can only
-/// be whitespace between tokens (a string cannot hold one raw), so each
-/// becomes a space and the value stays the same. A payload archived from a
-/// pretty-printed capture spans several lines otherwise.
-pub fn put_on_one_line(payload: &mut [u8]) {
-    for b in payload.iter_mut() {
-        if matches!(*b, b'\n' | b'\r') {
-            *b = b' ';
-        }
+/// A payload as one NDJSON line: its bytes and the line end to write after
+/// them.
+///
+/// A payload that holds a line feed was received over several lines (a
+/// pretty-printed capture's): each CR and LF in it becomes a space, which
+/// keeps the JSON value (a string cannot hold a raw one, so they can only
+/// be whitespace between tokens). Any other payload is its archived bytes
+/// exactly, a lone CR in it included (until 2026-12-07 every CR became a
+/// space, so `export` changed payloads received on one line; an outside
+/// audit); one that ends in a CR gets `\r\n`, so that a reader that takes
+/// a CRLF's CR as the line's end, as `import` does, reads it back whole.
+pub fn ndjson_line(payload: &[u8]) -> (std::borrow::Cow<'_, [u8]>, &'static [u8]) {
+    if payload.contains(&b'\n') {
+        let flat = payload
+            .iter()
+            .map(|&b| if matches!(b, b'\n' | b'\r') { b' ' } else { b })
+            .collect();
+        return (std::borrow::Cow::Owned(flat), b"\n");
     }
+    let end: &'static [u8] = if payload.ends_with(b"\r") {
+        b"\r\n"
+    } else {
+        b"\n"
+    };
+    (std::borrow::Cow::Borrowed(payload), end)
 }
 
 /// Why a payload is not an event.
@@ -736,6 +751,22 @@ impl<'de> Visitor<'de> for MsgInfoVisitor {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_ndjson_line_is_the_payload_unless_it_spans_lines() {
+        let line = |p: &[u8]| {
+            let (bytes, end) = ndjson_line(p);
+            [bytes.as_ref(), end].concat()
+        };
+        assert_eq!(line(b"{\"a\":1}"), b"{\"a\":1}\n");
+        // A CR in a payload received on one line is kept; one at its end is followed by
+        // a CRLF, whose CR a reader drops.
+        assert_eq!(line(b"{\"a\":\r1}"), b"{\"a\":\r1}\n");
+        assert_eq!(line(b"{\"a\":1}\r"), b"{\"a\":1}\r\r\n");
+        // Received over several lines: every CR and LF a space.
+        assert_eq!(line(b"{\r\n \"a\": 1\r\n}"), b"{   \"a\": 1  }\n");
+        assert_eq!(line(b"{\n\"a\":\r1}"), b"{ \"a\": 1}\n");
+    }
 
     #[test]
     fn reads_an_interaction_event_with_odd_types() {

@@ -26,7 +26,7 @@ mod unrepresentable;
 mod value;
 
 pub use event::{
-    parse_event, parse_event_into, parse_event_serde, put_on_one_line, Event, EventBody, MsgInfo,
+    ndjson_line, parse_event, parse_event_into, parse_event_serde, Event, EventBody, MsgInfo,
     NotAnEvent, OriginalGuids,
 };
 pub use input::{decode_message, Decoded, Keys, NameSpans};

@@ -15,7 +15,7 @@ use std::borrow::Cow;
 use std::io::Write;
 
 use anyhow::Result;
-use ccvault_event::{event_time, parse_event, put_on_one_line, CanonicalKey};
+use ccvault_event::{event_time, ndjson_line, parse_event, CanonicalKey};
 use ccvault_html::LegView;
 use ccvault_projections::{
     record_input, timeline, EventInput, Projections, Summary, Timeline, TimelineEvent,
@@ -223,7 +223,7 @@ pub fn contact_json<'a>(shown: &'a [ShownLeg<'a>]) -> Option<ContactJson<'a>> {
 /// The payloads of `records` that are events, in canonical order
 /// (docs/METRICS.md §2), each followed by a newline: byte-exact for `show
 /// --raw` (a payload archived from a pretty-printed capture keeps its line
-/// breaks), or each on one line (`one_line`, [`put_on_one_line`]: the same
+/// breaks), or each on one line (`one_line`, [`ndjson_line`]: the same
 /// JSON value) for the contact page's NDJSON download.
 pub fn write_raw(records: &[Record], out: &mut impl Write, one_line: bool) -> std::io::Result<()> {
     let events: Vec<_> = records
@@ -239,14 +239,14 @@ pub fn write_raw(records: &[Record], out: &mut impl Write, one_line: bool) -> st
         .collect();
     keyed.sort_by(|a, b| a.0.cmp(&b.0));
     for (_, r) in keyed {
-        if one_line && r.payload.iter().any(|b| matches!(b, b'\n' | b'\r')) {
-            let mut payload = r.payload.clone();
-            put_on_one_line(&mut payload);
-            out.write_all(&payload)?;
+        if one_line {
+            let (line, end) = ndjson_line(&r.payload);
+            out.write_all(&line)?;
+            out.write_all(end)?;
         } else {
             out.write_all(&r.payload)?;
+            out.write_all(b"\n")?;
         }
-        out.write_all(b"\n")?;
     }
     Ok(())
 }

@@ -16,7 +16,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
-use ccvault_event::{event_time, parse_event, put_on_one_line};
+use ccvault_event::{event_time, ndjson_line, parse_event};
 use ccvault_projections::{record_input, InteractionFilter};
 use ccvault_store::ArchiveReader;
 
@@ -256,8 +256,7 @@ fn write_event(
             return Ok(());
         }
     }
-    let mut payload = rec.payload;
-    put_on_one_line(&mut payload);
-    out.write_all(&payload)?;
-    out.write_all(b"\n")
+    let (line, end) = ndjson_line(&rec.payload);
+    out.write_all(&line)?;
+    out.write_all(end)
 }
