@@ -615,4 +615,56 @@ fn an_index_that_has_seen_nothing_is_no_answer_on_a_full_disk() {
     }
     disk.free();
     assert_eq!(stats(&dir).records, 5_000);
+
+    // The same index left needing redb's repair by a writer killed before
+    // its first commit (an import the disk stopped in the middle), with
+    // room for the repair but not for indexing the log: the read that
+    // tries says what to do as every other does, where until 2026-12-07 it failed
+    // with the scratch file's bare "No space left on device" (an outside
+    // audit), and the log keeps every record.
+    let killed = tmp.path().join("killed");
+    let mut child = command(&killed, &["import", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !killed.join("writer.lock").exists() || !killed.join("index.redb").exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the import never opened its archive"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let mut said = 0;
+    for room in [16u64 << 10, 64 << 10] {
+        fs::copy(killed.join("index.redb"), dir.join("index.redb")).unwrap();
+        disk.fill_leaving(room);
+        let run = ccvault(&dir, &["stats"]);
+        if run.code != 0 {
+            said += 1;
+            assert_eq!(run.code, 1, "{room} B free: {}", run.stderr);
+            assert!(
+                (run.stderr.contains("indexes none of the log's records yet")
+                    || run.stderr.contains("index.redb is missing"))
+                    && run.stderr.contains("free space"),
+                "{room} B free: {}",
+                run.stderr
+            );
+        }
+        disk.free();
+        assert_eq!(
+            stats(&dir).records,
+            5_000,
+            "{room} B free, then space again"
+        );
+    }
+    assert!(
+        said > 0,
+        "the disk never refused the build: the test tests nothing"
+    );
 }

@@ -372,6 +372,18 @@ impl ArchiveReader {
                                     why: ccvault_log::display_chain(&e),
                                 });
                             }
+                            // The writer open found an index that had
+                            // seen none of the log's records (or none it
+                            // could use), could not build it whole and
+                            // removed it (`Archive::open`): said as the
+                            // next read will say it, where until 2026-12-07
+                            // the scratch file's bare I/O error was all.
+                            if !path.exists() && crate::archive::says_nothing_of_the_file(&e) {
+                                return Err(StoreError::MissingIndexNeedsWriter {
+                                    index: path,
+                                    why: ccvault_log::display_chain(&e),
+                                });
+                            }
                             return Err(e);
                         };
                         tracing::warn!(
