@@ -1388,6 +1388,19 @@ fn exit_codes_are_as_documented() {
             ],
             2,
         ),
+        // Nor a fraction of a second (cut off, and under 5 s sent as 5 s,
+        // until 2026-12-07).
+        (
+            vec![
+                "ingest",
+                "mqtt",
+                "--url",
+                "mqtt://127.0.0.1:1",
+                "--keep-alive",
+                "1500ms",
+            ],
+            2,
+        ),
         (
             vec![
                 "ingest",

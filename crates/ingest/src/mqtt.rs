@@ -195,15 +195,15 @@ fn topics(cfg: &MqttConfig) -> Vec<String> {
     }
 }
 
-/// Checks what the options say by themselves, before anything is opened
-/// or read (a caller reports these as a bad command line): the URL, each
-/// topic filter, a password without a user name, a client certificate
-/// without its key (or the other way), TLS options without `mqtts://`,
-/// and the files of TLS (a CA, a client certificate or key that cannot be
-/// read or holds none).
 /// The longest keep-alive MQTT can carry.
 const MAX_KEEP_ALIVE: Duration = Duration::from_secs(u16::MAX as u64);
 
+/// Checks what the options say by themselves, before anything is opened
+/// or read (a caller reports these as a bad command line): the URL, each
+/// topic filter, the keep-alive, a password without a user name, a client
+/// certificate without its key (or the other way), TLS options without
+/// `mqtts://`, and the files of TLS (a CA, a client certificate or key
+/// that cannot be read or holds none).
 pub fn check_options(cfg: &MqttConfig) -> Result<()> {
     let ep = parse_url(&cfg.url)?;
     for t in &topics(cfg) {
@@ -218,6 +218,15 @@ pub fn check_options(cfg: &MqttConfig) -> Result<()> {
     if cfg.keep_alive > MAX_KEEP_ALIVE {
         return Err(IngestError::Config(format!(
             "an MQTT keep-alive of {:?} is longer than MQTT can carry: give at most 65535s (18h12m15s)",
+            cfg.keep_alive
+        )));
+    }
+    // ... and in whole seconds: a fraction was cut off, and anything under
+    // 5 s went as 5 s, `0s` (keep-alive off, in MQTT) included, in silence
+    // until 2026-12-07 (an outside audit).
+    if cfg.keep_alive.subsec_nanos() != 0 {
+        return Err(IngestError::Config(format!(
+            "an MQTT keep-alive of {:?} is not whole seconds, which is all MQTT carries: give e.g. 1s, 30s, or 0s for none",
             cfg.keep_alive
         )));
     }
@@ -261,7 +270,7 @@ fn options(cfg: &MqttConfig) -> Result<(MqttOptions, Vec<String>)> {
     let mut o = MqttOptions::new(cfg.client_id.clone(), ep.host.clone(), ep.port);
     o.set_clean_session(false)
         .set_manual_acks(true)
-        .set_keep_alive(cfg.keep_alive.max(Duration::from_secs(5)))
+        .set_keep_alive(cfg.keep_alive)
         .set_max_packet_size(MAX_PACKET_BYTES, 1 << 20)
         .set_request_channel_capacity(cfg.sink.queue.max(1024) * 2);
     match (&cfg.username, &cfg.password) {
@@ -647,6 +656,26 @@ mod tests {
                 "{why}"
             );
         }
+    }
+
+    #[test]
+    fn the_keep_alive_goes_as_given_in_whole_seconds() {
+        let cfg = |keep_alive| MqttConfig {
+            keep_alive,
+            ..MqttConfig::new("mqtt://127.0.0.1:1883", "ccvault-test")
+        };
+        for secs in [0, 1, 4, 30, 65_535] {
+            let (o, _) = options(&cfg(Duration::from_secs(secs))).unwrap();
+            assert_eq!(o.keep_alive(), Duration::from_secs(secs));
+        }
+        for bad in [Duration::from_millis(1_500), Duration::from_millis(7_500)] {
+            let why = options(&cfg(bad)).unwrap_err().to_string();
+            assert!(why.contains("whole seconds"), "{why}");
+        }
+        let why = options(&cfg(Duration::from_secs(65_536)))
+            .unwrap_err()
+            .to_string();
+        assert!(why.contains("at most 65535s"), "{why}");
     }
 
     #[test]

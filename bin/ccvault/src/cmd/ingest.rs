@@ -108,7 +108,7 @@ pub struct MqttArgs {
     /// PEM private key for mutual TLS (with --client-cert).
     #[arg(long, requires = "client_cert")]
     pub client_key: Option<PathBuf>,
-    /// MQTT keep-alive: 30s, 1m.
+    /// MQTT keep-alive, whole seconds: 30s, 1m; 0s for none.
     #[arg(long, default_value = "30s", value_name = "DURATION", value_parser = parse_duration)]
     pub keep_alive: Duration,
     #[command(flatten)]
