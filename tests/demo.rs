@@ -353,3 +353,69 @@ fn a_demo_stopped_half_way_leaves_nothing() {
         String::from_utf8_lossy(&out.stdout)
     );
 }
+
+/// A reader that leaves after the first line (`demo | head -1`, `less`
+/// quit early) leaves the demo to finish: the archive it announces is
+/// there and answers, and the exit is 0 with nothing said (until
+/// 2026-12-07 the closed pipe failed the demo, which removed the archive it
+/// had just announced, and still exited 0: an outside audit).
+#[test]
+fn a_reader_that_leaves_early_keeps_the_demo_it_was_reading() {
+    use std::io::BufRead;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("demo");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ccvault"))
+        .args(["demo", "--seed", "3", "--into"])
+        .arg(&dir)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run demo");
+    let mut first = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    assert!(first.starts_with("Simulated one day"), "{first}");
+    // The reader is dropped here: the pipe is closed.
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(stderr.is_empty(), "{stderr}");
+    let stats = Command::new(env!("CARGO_BIN_EXE_ccvault"))
+        .arg("--data-dir")
+        .arg(&dir)
+        .args(["stats", "--format", "json"])
+        .output()
+        .unwrap();
+    assert!(
+        stats.status.success(),
+        "{}",
+        String::from_utf8_lossy(&stats.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&stats.stdout).unwrap();
+    assert!(v["events"].as_u64().unwrap() > 1_000, "{v}");
+    for page in ["report.html", "timeline.html"] {
+        assert!(dir.join(page).is_file(), "{page} was not written");
+    }
+}
+
+/// A directory whose name is not UTF-8 is named in the JSON as every path
+/// is, `\xNN` for each such byte (`demo --format json` panicked on it
+/// until 2026-12-07: an outside audit).
+#[test]
+fn a_demo_into_a_name_that_is_not_utf8_says_it_in_json() {
+    use std::os::unix::ffi::OsStrExt;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join(std::ffi::OsStr::from_bytes(b"demo\xff"));
+    let out = Command::new(env!("CARGO_BIN_EXE_ccvault"))
+        .args(["demo", "--seed", "3", "--format", "json", "--into"])
+        .arg(&dir)
+        .output()
+        .expect("run demo");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let named = v["dataDir"].as_str().unwrap();
+    assert!(named.ends_with("demo\\xFF"), "{named}");
+    assert!(dir.join("index.redb").is_file());
+}

@@ -431,6 +431,22 @@ impl Write for Stdout {
     }
 }
 
+/// A path as text: as given, any byte that is not UTF-8 written `\xNN`
+/// (two files whose names differ only there were one lossy `�`; and JSON,
+/// which holds only text, could not hold such a path at all: `demo
+/// --format json` panicked on one until 2026-12-07, an outside audit).
+pub fn path_text(path: &Path) -> String {
+    use std::os::unix::ffi::OsStrExt;
+    let mut name = String::new();
+    for chunk in path.as_os_str().as_bytes().utf8_chunks() {
+        name.push_str(chunk.valid());
+        for b in chunk.invalid() {
+            name.push_str(&format!("\\x{b:02X}"));
+        }
+    }
+    name
+}
+
 /// A path flag where `-` means stdout.
 pub fn is_stdout(path: &Path) -> bool {
     path.as_os_str() == "-"

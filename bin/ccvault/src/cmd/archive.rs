@@ -489,18 +489,9 @@ fn say_rejected(r: &ccvault_store::Rejected) {
 }
 
 /// How an input file is named in the archive (each record's source) and
-/// in messages: its path as given, any byte that is not UTF-8 written
-/// `\xNN` (two files whose names differ only there were one lossy `�`).
+/// in messages ([`crate::output::path_text`]).
 fn input_name(path: &std::path::Path) -> String {
-    use std::os::unix::ffi::OsStrExt;
-    let mut name = String::new();
-    for chunk in path.as_os_str().as_bytes().utf8_chunks() {
-        name.push_str(chunk.valid());
-        for b in chunk.invalid() {
-            name.push_str(&format!("\\x{b:02X}"));
-        }
-    }
-    name
+    crate::output::path_text(path)
 }
 
 fn progress_bar(size: Option<u64>, name: &str) -> indicatif::ProgressBar {

@@ -16,7 +16,7 @@ use ccvault_sim::{SimConfig, Truth};
 use ccvault_store::{import_stream, Archive, ArchiveOptions, ArchiveReader, SourceKind};
 
 use crate::cmd::contact;
-use crate::output::{json_line, write_private, HumanJson};
+use crate::output::{json_line, path_text, write_private, HumanJson};
 use crate::Cli;
 
 #[derive(clap::Args, Debug)]
@@ -134,8 +134,8 @@ pub fn demo(cli: &Cli, args: &DemoArgs) -> Result<ExitCode> {
     let made = build(cli, args, human, &dir, &interrupt, started);
     let stopped = interrupt.received();
     if made.is_err() || (stopped.is_some() && !matches!(made, Ok(Some(_)))) {
-        // Not made yet when the first line could not be written (a
-        // closed pipe): nothing to remove.
+        // Not made yet when it failed before its archive: nothing to
+        // remove.
         match std::fs::remove_dir_all(&dir) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
                 crate::output::error_line(format_args!(
@@ -159,6 +159,51 @@ pub fn demo(cli: &Cli, args: &DemoArgs) -> Result<ExitCode> {
     }
 }
 
+/// Standard output for a demo whose reader may leave early (`| head`,
+/// `| less` quit): once a write finds the pipe closed, the rest of the
+/// text goes nowhere and the demo finishes its archive and pictures, which
+/// its first lines announced. Until 2026-12-07 the closed pipe failed the
+/// demo, which then removed the archive it had just announced, and exited
+/// 0 (an outside audit). Any other write error still fails it.
+struct ReaderMayLeave<W> {
+    inner: W,
+    gone: bool,
+}
+
+impl<W: Write> ReaderMayLeave<W> {
+    fn new(inner: W) -> Self {
+        ReaderMayLeave { inner, gone: false }
+    }
+
+    /// `result`, or nothing once the reader has gone.
+    fn unless_gone<T>(&mut self, result: std::io::Result<T>, none: T) -> std::io::Result<T> {
+        match result {
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+                self.gone = true;
+                Ok(none)
+            }
+            other => other,
+        }
+    }
+}
+
+impl<W: Write> Write for ReaderMayLeave<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.gone {
+            return Ok(buf.len());
+        }
+        let written = self.inner.write(buf);
+        self.unless_gone(written, buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        if self.gone {
+            return Ok(());
+        }
+        let flushed = self.inner.flush();
+        self.unless_gone(flushed, ())
+    }
+}
+
 /// The demo's steps into `dir`; `None` when a signal stopped it between
 /// two of them.
 fn build(
@@ -170,7 +215,7 @@ fn build(
     started: Instant,
 ) -> Result<Option<ExitCode>> {
     let stopped = || interrupt.received().is_some();
-    let mut out = crate::output::stdout();
+    let mut out = ReaderMayLeave::new(crate::output::stdout());
     // With --format json the text goes nowhere and one object ends the run.
     let mut sink = std::io::sink();
     let text: &mut dyn Write = if human { &mut out } else { &mut sink };
@@ -339,12 +384,13 @@ fn build(
         json_line(
             &mut out,
             &serde_json::json!({
-                "dataDir": dir, "seed": args.seed, "agents": args.agents,
+                "dataDir": path_text(dir), "seed": args.seed, "agents": args.agents,
                 "lines": sim.lines, "interactions": sim.interactions,
                 "archived": summary.archived, "duplicates": summary.duplicates,
                 "quarantined": summary.quarantined, "reportRows": rows.len(),
-                "interactionGUID": guid, "reportHtml": report_html, "timelineHtml": timeline_html,
-                "contactHtml": contact_html, "contactLeg": contact_leg,
+                "interactionGUID": guid, "reportHtml": path_text(&report_html),
+                "timelineHtml": path_text(&timeline_html),
+                "contactHtml": contact_html.as_deref().map(path_text), "contactLeg": contact_leg,
                 "seconds": (secs * 1000.0).round() / 1000.0, "tryNext": next,
             }),
         )?;
