@@ -2009,7 +2009,7 @@ fn global_flags_a_command_does_not_use_are_accepted_but_not_listed() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("unused");
     for (command, unused) in [
-        (&["simulate"][..], &["--data-dir"][..]),
+        (&["simulate"][..], &["--data-dir", "--tz"][..]),
         (&["man"][..], &["--data-dir", "--tz"][..]),
         (&["completions"][..], &["--data-dir", "--tz"][..]),
     ] {
@@ -2026,6 +2026,12 @@ fn global_flags_a_command_does_not_use_are_accepted_but_not_listed() {
     // Still accepted, before and after the command's name.
     let run = ccvault(&dir, &["simulate", "--events", "2", "-q"]).ok();
     assert_eq!(run.stdout_str().lines().count(), 2);
+    let zoned = ccvault(
+        &dir,
+        &["simulate", "--events", "2", "-q", "--tz", "Asia/Tokyo"],
+    )
+    .ok();
+    assert_eq!(zoned.stdout, run.stdout, "--tz changed the stream");
     let run = ccvault(&dir, &["completions", "--tz", "UTC", "bash"]).ok();
     assert!(run.stdout_str().contains("ccvault"));
     assert!(!dir.exists(), "simulate or completions made an archive");
