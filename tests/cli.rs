@@ -1190,6 +1190,28 @@ fn logs_have_no_colour_unless_asked_and_quiet_means_quiet() {
             run.stderr
         );
     }
+    // Every usage error ends with the command's usage: clap's without one
+    // of its own (a flag given no value) and ccvault's found after the
+    // parse (a format the command does not take), which ended bare until
+    // 2026-12-07 (an outside audit).
+    for (args, usage) in [
+        (&["stats", "--bogus"][..], "ccvault stats [OPTIONS]"),
+        (&["report", "--interval"], "ccvault report [OPTIONS]"),
+        (&["stats", "--format", "csv"], "ccvault stats [OPTIONS]"),
+        (&["--format", "csv", "stats"], "ccvault stats [OPTIONS]"),
+    ] {
+        let run = ccvault(&dir, args).expect_code(2);
+        assert!(
+            run.stderr.starts_with("ccvault: error: ")
+                && run.stderr.lines().count() == 1
+                && run
+                    .stderr
+                    .trim_end()
+                    .ends_with(&format!("(usage: {usage}; more with --help)")),
+            "{args:?}: {:?}",
+            run.stderr
+        );
+    }
     let run = command(&dir, &["-vv", "stats"])
         .env("NO_COLOR", "1")
         .output()

@@ -476,11 +476,48 @@ fn main() -> ExitCode {
         Ok(code) => code,
         // `ccvault export | head`: the reader has what it wanted.
         Err(e) if output::is_broken_pipe(&e) => ExitCode::SUCCESS,
+        // A bad command line found after clap's parse ends as clap's own
+        // do: with the command's usage.
+        Err(e) if e.downcast_ref::<output::UsageError>().is_some() => {
+            let usage = usage_of_command_line()
+                .map_or_else(String::new, |u| format!(" (usage: {u}; more with --help)"));
+            output::error_line(format_args!(
+                "ccvault: error: {}{usage}",
+                output::error_text(&e)
+            ));
+            ExitCode::from(2)
+        }
         Err(e) => {
             output::say_error(&e);
             ExitCode::from(output::exit_code_of(&e))
         }
     }
+}
+
+/// The usage of the command this process's command line names (the first
+/// argument that is a command's name), or of `ccvault` itself; for a usage
+/// error whose message came without one (clap leaves it out of some, such
+/// as a flag given no value; ccvault's own checks after the parse have
+/// none): every usage error ends with it, as docs/OPERATIONS.md says
+/// (until 2026-12-07 those did not; an outside audit).
+fn usage_of_command_line() -> Option<String> {
+    let mut cmd = command_definition(|cmd| cmd.color(clap::ColorChoice::Never));
+    cmd.build();
+    let named = std::env::args_os()
+        .skip(1)
+        .filter_map(|a| a.into_string().ok())
+        .find(|a| cmd.find_subcommand(a).is_some());
+    let usage = match named {
+        Some(name) => cmd.find_subcommand_mut(&name)?.render_usage(),
+        None => cmd.render_usage(),
+    };
+    let text = usage.to_string();
+    Some(
+        text.trim()
+            .strip_prefix("Usage: ")
+            .unwrap_or(text.trim())
+            .to_owned(),
+    )
 }
 
 /// Prints what clap made of a command line it did not run (help, version,
@@ -524,6 +561,7 @@ fn usage_error_line(e: &clap::Error) -> Option<String> {
         }
     }
     let mut line = parts.join("; ");
+    let usage = usage.map(str::to_owned).or_else(usage_of_command_line);
     if let Some(usage) = usage {
         line.push_str(&format!(" (usage: {usage}; more with --help)"));
     }
