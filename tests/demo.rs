@@ -318,7 +318,9 @@ fn a_typed_data_dir_is_where_the_demo_archives() {
 #[test]
 fn a_demo_stopped_half_way_leaves_nothing() {
     let tmp = tempfile::tempdir().expect("tempdir");
-    let dir = tmp.path().join("demo");
+    // Directories above its own that it made go too (they were left until
+    // 2026-12-07).
+    let dir = tmp.path().join("p1").join("p2").join("demo");
     // Enough agents that the archive and projections steps outlast the
     // moment the directory appears.
     let child = Command::new(env!("CARGO_BIN_EXE_ccvault"))
@@ -344,8 +346,8 @@ fn a_demo_stopped_half_way_leaves_nothing() {
     assert_eq!(out.status.code(), Some(130), "{stderr}");
     assert!(stderr.contains("demo stopped by SIGINT"), "{stderr}");
     assert!(
-        !dir.exists(),
-        "the unfinished demo directory is still there"
+        !tmp.path().join("p1").exists(),
+        "the unfinished demo directory or a parent it made is still there"
     );
     assert!(
         out.stdout.is_empty(),
@@ -418,4 +420,27 @@ fn a_demo_into_a_name_that_is_not_utf8_says_it_in_json() {
     let named = v["dataDir"].as_str().unwrap();
     assert!(named.ends_with("demo\\xFF"), "{named}");
     assert!(dir.join("index.redb").is_file());
+}
+
+/// A demo that cannot make its directory (a parent is a file) says that
+/// alone: until 2026-12-07 a line about removing the directory it never
+/// made came first (an outside audit).
+#[test]
+fn a_demo_that_cannot_make_its_directory_says_only_that() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let file = tmp.path().join("afile");
+    std::fs::write(&file, b"").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_ccvault"))
+        .args(["demo", "--format", "json", "--into"])
+        .arg(file.join("x"))
+        .output()
+        .expect("run demo");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.starts_with("ccvault: error: cannot create the demo archive")
+            && stderr.contains("Not a directory"),
+        "{stderr}"
+    );
 }

@@ -131,19 +131,30 @@ pub fn demo(cli: &Cli, args: &DemoArgs) -> Result<ExitCode> {
     // archive there was litter that also refused the next `demo --into`
     // of the same name. A second signal ends the process at once.
     let interrupt = crate::interrupt::Interrupt::install()?;
+    // The directories the archive's creation will make above its own, for
+    // `--into p/q/demo`: removed with it (they were left until 2026-12-07).
+    let parents_made: Vec<PathBuf> = dir
+        .ancestors()
+        .skip(1)
+        .take_while(|p| !p.as_os_str().is_empty() && !p.exists())
+        .map(Path::to_path_buf)
+        .collect();
     let made = build(cli, args, human, &dir, &interrupt, started);
     let stopped = interrupt.received();
-    if made.is_err() || (stopped.is_some() && !matches!(made, Ok(Some(_)))) {
-        // Not made yet when it failed before its archive: nothing to
-        // remove.
+    // Nothing to remove when it failed before making the directory (a
+    // parent that is a file: there the removal's own error was said first,
+    // about a directory it never made, until 2026-12-07).
+    if (made.is_err() || (stopped.is_some() && !matches!(made, Ok(Some(_))))) && dir.is_dir() {
         match std::fs::remove_dir_all(&dir) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                crate::output::error_line(format_args!(
-                    "ccvault: cannot remove the unfinished demo directory {}: {e}",
-                    dir.display()
-                ));
-            }
-            _ => {}
+            Err(e) => crate::output::error_line(format_args!(
+                "ccvault: warning: cannot remove the unfinished demo directory {}: {e}",
+                dir.display()
+            )),
+            // Only empty ones, deepest first: anything else there is not
+            // the demo's.
+            Ok(()) => parents_made.iter().for_each(|p| {
+                let _ = std::fs::remove_dir(p);
+            }),
         }
     }
     match made? {
