@@ -1151,6 +1151,27 @@ fn a_data_dir_that_is_a_file_is_named_as_one() {
         );
     }
     assert_eq!(fs::read(&file).unwrap(), b"hi\n");
+
+    // A symbolic link to nothing: named with its target (creating it said
+    // "File exists", naming neither, until 2026-12-07: an outside audit),
+    // and nothing is made at the target.
+    let link = tmp.path().join("alink");
+    let target = tmp.path().join("nowhere");
+    std::os::unix::fs::symlink(&target, &link).unwrap();
+    for args in [&["stats"][..], &["import", input.to_str().unwrap()]] {
+        let run = ccvault(&link, args);
+        assert_eq!(run.code, 1, "{args:?}: {}", run.stderr);
+        assert!(
+            run.stderr.contains(&format!(
+                "{} is a symbolic link to {}, which does not exist",
+                link.display(),
+                target.display()
+            )),
+            "{args:?}: {}",
+            run.stderr
+        );
+    }
+    assert!(!target.exists());
 }
 
 /// The files of `dir` this process holds open, each with whether its

@@ -20,6 +20,11 @@ pub enum StoreError {
     NoArchive(PathBuf),
     #[error("{0} is a file, not an archive directory (--data-dir names the directory that holds log/ and index.redb)")]
     NotADirectory(PathBuf),
+    /// The data directory is a symlink to nothing: creating it there would
+    /// fail with "File exists" (the link), naming neither the link nor its
+    /// target (until 2026-12-07; an outside audit).
+    #[error("{dir} is a symbolic link to {target}, which does not exist: create that directory, or point --data-dir elsewhere")]
+    DanglingLink { dir: PathBuf, target: PathBuf },
     /// Read while the writer that holds the archive has no index file in
     /// place: in the first instant of a new archive, or after the file was
     /// removed under a running writer.

@@ -954,6 +954,13 @@ fn wait_for_repair(
 pub(crate) fn refuse_a_file(dir: &Path) -> Result<()> {
     match std::fs::metadata(dir) {
         Ok(m) if !m.is_dir() => Err(StoreError::NotADirectory(dir.to_path_buf())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => match std::fs::read_link(dir) {
+            Ok(target) => Err(StoreError::DanglingLink {
+                dir: dir.to_path_buf(),
+                target,
+            }),
+            Err(_) => Ok(()),
+        },
         _ => Ok(()),
     }
 }
