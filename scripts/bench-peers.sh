@@ -168,6 +168,14 @@ import sys
 import duckdb
 
 step, db = sys.argv[1], sys.argv[2]
+# Each Interaction event's GUID, type and time, as the subset query reads them.
+EVENTS = """
+with e as (select json_extract_string(body,'$.Interaction.interactionGUID') g,
+  json_extract_string(body,'$.Interaction.event') ev,
+  coalesce(json_extract(body,'$.Interaction.interactionEventTS')::bigint*1000,
+           json_extract(body,'$.Interaction.msgInfo.timestamp')::bigint) ts
+  from events where json_exists(body,'$.Interaction')),
+"""
 if step == "import":
     con = duckdb.connect(db)
     con.execute("create table events as select json as body from read_ndjson_objects(?)", [sys.argv[3]])
@@ -176,12 +184,7 @@ if step == "import":
     sys.exit(0)
 con = duckdb.connect(db, read_only=True)
 if step == "subset":
-    rows = con.execute("""
-with e as (select json_extract_string(body,'$.Interaction.interactionGUID') g,
-  json_extract_string(body,'$.Interaction.event') ev,
-  coalesce(json_extract(body,'$.Interaction.interactionEventTS')::bigint*1000,
-           json_extract(body,'$.Interaction.msgInfo.timestamp')::bigint) ts
-  from events where json_exists(body,'$.Interaction')),
+    rows = con.execute(EVENTS + """
 s as (select g, min(ts) filter (where ev='InteractionCreated') cr,
   min(ts) filter (where ev='InteractionQueued') qu, min(ts) filter (where ev='InteractionAccepted') ac,
   count(*) filter (where ev='InteractionUnqueued') ab from e group by g)
@@ -192,12 +195,7 @@ elif step == "agree":
     # holds: every GUID in both, with the same first Created, Queued and
     # Accepted instants (docs/METRICS.md §3: createdAt, queuedAt, acceptedAt).
     con.execute("create temp table cv as select * from read_csv(?, all_varchar=true)", [sys.argv[3]])
-    rows = con.execute("""
-with e as (select json_extract_string(body,'$.Interaction.interactionGUID') g,
-  json_extract_string(body,'$.Interaction.event') ev,
-  coalesce(json_extract(body,'$.Interaction.interactionEventTS')::bigint*1000,
-           json_extract(body,'$.Interaction.msgInfo.timestamp')::bigint) ts
-  from events where json_exists(body,'$.Interaction')),
+    rows = con.execute(EVENTS + """
 s as (select g, min(ts) filter (where ev='InteractionCreated') cr,
   min(ts) filter (where ev='InteractionQueued') qu, min(ts) filter (where ev='InteractionAccepted') ac
   from e group by g)
