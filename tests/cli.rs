@@ -1199,6 +1199,19 @@ fn logs_have_no_colour_unless_asked_and_quiet_means_quiet() {
         (&["report", "--interval"], "ccvault report [OPTIONS]"),
         (&["stats", "--format", "csv"], "ccvault stats [OPTIONS]"),
         (&["--format", "csv", "stats"], "ccvault stats [OPTIONS]"),
+        // A command's command, and a check made before anything runs (an
+        // empty client id came after a summary line of nothing received).
+        (
+            &[
+                "ingest",
+                "mqtt",
+                "--url",
+                "mqtt://127.0.0.1:1",
+                "--client-id",
+                "",
+            ],
+            "ccvault ingest mqtt [OPTIONS] --url <URL>",
+        ),
     ] {
         let run = ccvault(&dir, args).expect_code(2);
         assert!(

@@ -494,8 +494,9 @@ fn main() -> ExitCode {
     }
 }
 
-/// The usage of the command this process's command line names (the first
-/// argument that is a command's name), or of `ccvault` itself; for a usage
+/// The usage of the command this process's command line names (each
+/// argument that names a command of the one before), or of `ccvault`
+/// itself; for a usage
 /// error whose message came without one (clap leaves it out of some, such
 /// as a flag given no value; ccvault's own checks after the parse have
 /// none): every usage error ends with it, as docs/OPERATIONS.md says
@@ -503,15 +504,15 @@ fn main() -> ExitCode {
 fn usage_of_command_line() -> Option<String> {
     let mut cmd = command_definition(|cmd| cmd.color(clap::ColorChoice::Never));
     cmd.build();
-    let named = std::env::args_os()
-        .skip(1)
-        .filter_map(|a| a.into_string().ok())
-        .find(|a| cmd.find_subcommand(a).is_some());
-    let usage = match named {
-        Some(name) => cmd.find_subcommand_mut(&name)?.render_usage(),
-        None => cmd.render_usage(),
-    };
-    let text = usage.to_string();
+    // Down through the commands the arguments name (`ingest mqtt`).
+    let mut named = &mut cmd;
+    for arg in std::env::args_os().skip(1) {
+        let Some(arg) = arg.to_str() else { continue };
+        if named.find_subcommand(arg).is_some() {
+            named = named.find_subcommand_mut(arg)?;
+        }
+    }
+    let text = named.render_usage().to_string();
     Some(
         text.trim()
             .strip_prefix("Usage: ")
