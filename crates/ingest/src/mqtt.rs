@@ -199,18 +199,13 @@ fn topics(cfg: &MqttConfig) -> Vec<String> {
 const MAX_KEEP_ALIVE: Duration = Duration::from_secs(u16::MAX as u64);
 
 /// Checks what the options say by themselves, before anything is opened
-/// or read (a caller reports these as a bad command line): the URL, the
-/// client id, each topic filter, the keep-alive, a password without a user name, a client
+/// or read (a caller reports these as a bad command line): the URL, each
+/// topic filter, the keep-alive, a password without a user name, a client
 /// certificate without its key (or the other way), TLS options without
 /// `mqtts://`, and the files of TLS (a CA, a client certificate or key
 /// that cannot be read or holds none).
 pub fn check_options(cfg: &MqttConfig) -> Result<()> {
     let ep = parse_url(&cfg.url)?;
-    // Checked here, before anything runs: found when connecting, it came
-    // after a summary of nothing received (until 2026-12-07).
-    if cfg.client_id.trim().is_empty() {
-        return Err(IngestError::Config("the MQTT client id is empty".into()));
-    }
     for t in &topics(cfg) {
         if !rumqttc::valid_filter(t) {
             return Err(IngestError::Config(format!(
@@ -268,6 +263,9 @@ fn client_auth(cfg: &MqttConfig) -> Option<(&std::path::Path, &std::path::Path)>
 fn options(cfg: &MqttConfig) -> Result<(MqttOptions, Vec<String>)> {
     check_options(cfg)?;
     let ep = parse_url(&cfg.url)?;
+    if cfg.client_id.trim().is_empty() {
+        return Err(IngestError::Config("the MQTT client id is empty".into()));
+    }
     let topics = topics(cfg);
     let mut o = MqttOptions::new(cfg.client_id.clone(), ep.host.clone(), ep.port);
     o.set_clean_session(false)
