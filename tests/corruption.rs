@@ -1352,19 +1352,8 @@ fn a_lost_tail_imported_again_is_new_records_to_projections_and_exports() {
 
     // The tail lost, as a power cut loses what was not synced; the same
     // file imported again a moment later.
-    fs::OpenOptions::new()
-        .write(true)
-        .open(seg_path(&dir, 0))
-        .unwrap()
-        .set_len(kept)
-        .unwrap();
     std::thread::sleep(std::time::Duration::from_millis(20));
-    let run = import(&dir, &[&second], &[]);
-    assert!(
-        run.stderr.contains("no longer holds the records"),
-        "{}",
-        run.stderr
-    );
+    cut_then_import(&dir, 0, kept, &second);
 
     let after = listed(&dir);
     assert_ne!(
@@ -1375,6 +1364,24 @@ fn a_lost_tail_imported_again_is_new_records_to_projections_and_exports() {
     assert_eq!(listed(&dir), after, "the projections differ from a rebuild");
     ccvault(&dir, &["verify"]).ok();
     assert_since_last_refused(&dir, &out);
+}
+
+/// Cuts the log's segment `segment` to `len` bytes, as a power cut loses
+/// what was not synced, then imports `input`: the import must say that the
+/// log lost records the index had seen.
+fn cut_then_import(dir: &Path, segment: u64, len: u64, input: &Path) {
+    fs::OpenOptions::new()
+        .write(true)
+        .open(seg_path(dir, segment))
+        .unwrap()
+        .set_len(len)
+        .unwrap();
+    let run = import(dir, &[input], &[]);
+    assert!(
+        run.stderr.contains("no longer holds the records"),
+        "{}",
+        run.stderr
+    );
 }
 
 /// The log loses only the tally at its end (an unsynced tail: the batch
@@ -1413,24 +1420,13 @@ fn a_lost_tally_whose_offset_a_new_record_took_is_read_by_projections_and_export
     since_last_export(&dir, &out).ok();
 
     // The tally lost; a status change of a new agent takes its offset.
-    fs::OpenOptions::new()
-        .write(true)
-        .open(seg_path(&dir, last.0.segment))
-        .unwrap()
-        .set_len(u64::from(last.0.pos))
-        .unwrap();
     let second = tmp.path().join("second.ndjson");
     fs::write(
         &second,
         "{\"AgentStatusChange\":{\"agentId\":\"ag-after-the-loss\",\"newState\":1,\"msgInfo\":{\"timestamp\":1763900000000}}}\n",
     )
     .unwrap();
-    let run = import(&dir, &[&second], &[]);
-    assert!(
-        run.stderr.contains("no longer holds the records"),
-        "{}",
-        run.stderr
-    );
+    cut_then_import(&dir, last.0.segment, u64::from(last.0.pos), &second);
 
     let caught_up = agents(&dir);
     assert!(

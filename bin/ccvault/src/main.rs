@@ -479,13 +479,9 @@ fn main() -> ExitCode {
         // A bad command line found after clap's parse ends as clap's own
         // do: with the command's usage.
         Err(e) if e.downcast_ref::<output::UsageError>().is_some() => {
-            let usage = usage_of_command_line()
-                .map_or_else(String::new, |u| format!(" (usage: {u}; more with --help)"));
-            output::error_line(format_args!(
-                "ccvault: error: {}{usage}",
-                output::error_text(&e)
-            ));
-            ExitCode::from(2)
+            let line = with_usage(output::error_text(&e), usage_of_command_line());
+            output::error_line(format_args!("ccvault: error: {line}"));
+            ExitCode::from(output::exit_code_of(&e))
         }
         Err(e) => {
             output::say_error(&e);
@@ -494,13 +490,21 @@ fn main() -> ExitCode {
     }
 }
 
+/// A usage error's line with the command's usage at its end, as
+/// docs/OPERATIONS.md says every usage error ends.
+fn with_usage(mut line: String, usage: Option<String>) -> String {
+    if let Some(usage) = usage {
+        line.push_str(&format!(" (usage: {usage}; more with --help)"));
+    }
+    line
+}
+
 /// The usage of the command this process's command line names (each
 /// argument that names a command of the one before), or of `ccvault`
-/// itself; for a usage
-/// error whose message came without one (clap leaves it out of some, such
-/// as a flag given no value; ccvault's own checks after the parse have
-/// none): every usage error ends with it, as docs/OPERATIONS.md says
-/// (until 2026-12-07 those did not; an outside audit).
+/// itself: for a usage error whose message came without one (clap leaves
+/// it out of some, such as a flag given no value; ccvault's own checks
+/// after the parse have none), which until 2026-12-07 ended bare (an
+/// outside audit).
 fn usage_of_command_line() -> Option<String> {
     let mut cmd = command_definition(|cmd| cmd.color(clap::ColorChoice::Never));
     cmd.build();
@@ -561,12 +565,8 @@ fn usage_error_line(e: &clap::Error) -> Option<String> {
             parts.push(line.strip_prefix("error: ").unwrap_or(line));
         }
     }
-    let mut line = parts.join("; ");
     let usage = usage.map(str::to_owned).or_else(usage_of_command_line);
-    if let Some(usage) = usage {
-        line.push_str(&format!(" (usage: {usage}; more with --help)"));
-    }
-    Some(line)
+    Some(with_usage(parts.join("; "), usage))
 }
 
 /// Global flags each command has no use for: still accepted there (a

@@ -431,8 +431,10 @@ impl Write for Stdout {
     }
 }
 
-/// A path as text: as given, any byte that is not UTF-8 written `\xNN`
-/// (two files whose names differ only there were one lossy `�`; and JSON,
+/// A path as text, as an input file is named in the archive (each
+/// record's source) and in messages: as given, any byte that is not UTF-8
+/// written `\xNN` (two files whose names differ only there were one lossy
+/// `�`; and JSON,
 /// which holds only text, could not hold such a path at all: `demo
 /// --format json` panicked on one until 2026-12-07, an outside audit).
 pub fn path_text(path: &Path) -> String {

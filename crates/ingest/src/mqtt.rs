@@ -252,6 +252,16 @@ pub fn check_options(cfg: &MqttConfig) -> Result<()> {
     Ok(())
 }
 
+/// Refuses a client id that is empty or blank. Not part of
+/// [`check_options`]: a caller may set the default id (from the archive's
+/// directory) only after those checks.
+pub fn check_client_id(id: &str) -> Result<()> {
+    if id.trim().is_empty() {
+        return Err(IngestError::Config("the MQTT client id is empty".into()));
+    }
+    Ok(())
+}
+
 /// The client certificate and key, when both are given.
 fn client_auth(cfg: &MqttConfig) -> Option<(&std::path::Path, &std::path::Path)> {
     match (&cfg.client_cert, &cfg.client_key) {
@@ -263,9 +273,7 @@ fn client_auth(cfg: &MqttConfig) -> Option<(&std::path::Path, &std::path::Path)>
 fn options(cfg: &MqttConfig) -> Result<(MqttOptions, Vec<String>)> {
     check_options(cfg)?;
     let ep = parse_url(&cfg.url)?;
-    if cfg.client_id.trim().is_empty() {
-        return Err(IngestError::Config("the MQTT client id is empty".into()));
-    }
+    check_client_id(&cfg.client_id)?;
     let topics = topics(cfg);
     let mut o = MqttOptions::new(cfg.client_id.clone(), ep.host.clone(), ep.port);
     o.set_clean_session(false)

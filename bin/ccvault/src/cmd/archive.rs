@@ -21,7 +21,7 @@ use ccvault_store::{
 use serde_json::json;
 
 use crate::cmd::projections::{check_tenant, no_such_tenant, up_to_date};
-use crate::output::{format_ms, json_line, HumanJson};
+use crate::output::{format_ms, json_line, path_text, HumanJson};
 use crate::{status, Cli, TimeRange, WriteArgs};
 
 pub fn archive_options(w: &WriteArgs) -> ArchiveOptions {
@@ -178,19 +178,19 @@ pub fn import(
     }
     for path in sources.iter().flatten() {
         let meta =
-            std::fs::metadata(path).with_context(|| format!("cannot open {}", input_name(path)))?;
+            std::fs::metadata(path).with_context(|| format!("cannot open {}", path_text(path)))?;
         if meta.is_dir() {
-            anyhow::bail!("cannot import {}: it is a directory", input_name(path));
+            anyhow::bail!("cannot import {}: it is a directory", path_text(path));
         }
-        not_own(&input_name(path), &meta)?;
+        not_own(&path_text(path), &meta)?;
         if meta.is_file() {
             let file = std::fs::File::open(path)
-                .with_context(|| format!("cannot open {}", input_name(path)))?;
+                .with_context(|| format!("cannot open {}", path_text(path)))?;
             // Another compression than gzip, a tar archive, or UTF-16
             // text, also inside gzip, is refused before anything is
             // archived, not once the inputs before it are (the error then
             // could say nothing of them).
-            if let Some(why) = ccvault_store::refused_file(file, &input_name(path)) {
+            if let Some(why) = ccvault_store::refused_file(file, &path_text(path)) {
                 anyhow::bail!(why);
             }
         }
@@ -242,7 +242,7 @@ pub fn import(
             }
             let (name, kind, input) = match source {
                 Some(path) => {
-                    let name = input_name(path);
+                    let name = path_text(path);
                     let regular = std::fs::metadata(path).is_ok_and(|m| m.is_file());
                     if !regular {
                         // Opening a FIFO waits for its writer: what came before
@@ -486,12 +486,6 @@ fn say_rejected(r: &ccvault_store::Rejected) {
         "ccvault: error: {}:{}: rejected: {}",
         r.source, r.line, r.reason
     ));
-}
-
-/// How an input file is named in the archive (each record's source) and
-/// in messages ([`crate::output::path_text`]).
-fn input_name(path: &std::path::Path) -> String {
-    crate::output::path_text(path)
 }
 
 fn progress_bar(size: Option<u64>, name: &str) -> indicatif::ProgressBar {

@@ -221,17 +221,11 @@ async fn run_mqtt(cli: &Cli, a: &MqttArgs) -> Result<ExitCode> {
     // Validate the options before taking the archive lock: a URL ccvault
     // refuses is a bad command line (exit 2), as a refused Pulsar URL is.
     mqtt::check_options(&cfg).map_err(usage)?;
-    // An empty id given is refused here, before anything runs (the default
-    // is set below, so the options' own check cannot tell): found when
-    // connecting, it came after a summary of nothing received until
-    // 2026-12-07.
-    if a.client_id
-        .as_deref()
-        .is_some_and(|id| id.trim().is_empty())
-    {
-        return Err(usage(ccvault_ingest::IngestError::Config(
-            "the MQTT client id is empty".into(),
-        )));
+    // An id given empty is refused before anything runs (the default is
+    // set below): found when connecting, it came after a summary of
+    // nothing received until 2026-12-07.
+    if let Some(id) = &a.client_id {
+        mqtt::check_client_id(id).map_err(usage)?;
     }
     ingest(cli, &a.common, |archive| {
         if a.client_id.is_none() {
