@@ -13,6 +13,12 @@
 #          open; export writes Parquet into a fresh directory each run
 #   --dir  where the archives go (default target/bench-ab); removed at the end
 # RT=1: the timed processes run under `chrt -f 50` (as root); see below.
+# PAUSE=S: S seconds of sleep before each run (after `sync` and reading
+#          INPUT into the page cache), so that no run gets the memory the
+#          run before it just freed: on the VMs measured a 2 MiB page freed
+#          seconds ago is cheap to fault in again, a cold one costs ~3-8 ms
+#          (bench-peers runs PostgreSQL and DuckDB between ccvault's runs,
+#          and a user's import seldom follows another; docs/BENCHMARKS.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -22,7 +28,7 @@ if [ "${1:-}" = "--dir" ]; then
   shift 2
 fi
 if [ $# -ne 5 ]; then
-  sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//' >&2
+  sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//' >&2
   exit 2
 fi
 step=$1 rounds=$2 input=$5
@@ -75,6 +81,11 @@ run() {
       ;;
     *) args=(--data-dir "$(archive "$i")" -q "$step") ;;
   esac
+  if [ "${PAUSE:-0}" != 0 ]; then
+    sync
+    cat "$input" >/dev/null
+    sleep "$PAUSE"
+  fi
   local t
   t=$("${rt[@]}" /usr/bin/time -f "T %e %U %S %M" "$bin" "${args[@]}" 2>&1 >/dev/null | awk '/^T /{print $2, $3, $4, $5}')
   echo "$i $t" >>"$runs"

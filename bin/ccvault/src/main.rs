@@ -80,7 +80,8 @@ impl FreedMemory {
 }
 
 /// Makes the process's memory come in the kernel's 4 KiB pages, not in
-/// transparent huge pages. mimalloc asks for huge pages on its arenas
+/// transparent huge pages; `main` calls it first, for every command.
+/// mimalloc asks for huge pages on its arenas
 /// (`madvise(MADV_HUGEPAGE)`, its `allow_thp` option, read when the first
 /// arena is reserved, before `main`). On the VMs measured a fresh 2 MiB
 /// page cost ~8 ms of the kernel's time unless another process had freed
@@ -88,14 +89,18 @@ impl FreedMemory {
 /// host, which backs them again at the next touch), against ~2 ms for the
 /// same memory in 4 KiB pages, which come from blocks the VM kept: an
 /// export's ~75 huge pages were 0.4-0.9 s of system time for a 1.2-1.5 s
-/// `events` step, and with 4 KiB pages only the bytes used are faulted in
-/// (peak RSS a sixth lower). The cost: user time +1-6 % (TLB misses), so
-/// the same binary run twice in a row is 3-10 % faster the second time
-/// with huge pages (docs/BENCHMARKS.md, issue 14). The flag is the
+/// `events` step, a 1M rebuild's ~100 0.4-0.6 s, and a 1M import run after
+/// other work took 1.36 s with them against 1.24 s without (a 10M import's
+/// peak 252 MiB against 220, over import's bound); with 4 KiB pages only
+/// the bytes used are faulted in. The cost: user time +1-6 % (TLB misses),
+/// so the same binary run twice in a row, the second run getting the huge
+/// pages the first just freed, is 3-10 % faster with them: a condition
+/// users seldom meet (docs/BENCHMARKS.md, issues 12 and 14, "Import in 4
+/// KiB pages"). The flag is the
 /// process's (`PR_SET_THP_DISABLE`, checked at each page fault), so it
 /// also covers memory mapped before the call. Where the kernel refuses it
 /// the command runs as before.
-pub(crate) fn no_huge_pages() {
+fn no_huge_pages() {
     #[cfg(target_os = "linux")]
     // SAFETY: `prctl(PR_SET_THP_DISABLE, 1, 0, 0, 0)` takes no pointer and
     // only sets a flag of this process; its result is not needed.
@@ -443,6 +448,7 @@ fn long_version() -> &'static str {
 }
 
 fn main() -> ExitCode {
+    no_huge_pages();
     ccvault_store::install_panic_hook();
     ignore_file_size_signal();
     // `CCVAULT_DATA=` (set, but to nothing) is taken as unset, as shells and

@@ -143,10 +143,6 @@ fn export_parquet(cli: &Cli, args: &ExportArgs) -> Result<ExitCode> {
     // Held for the whole run: export is not checked against a size, as
     // import is (`FreedMemory::check`).
     crate::FreedMemory::hold();
-    // Its memory in 4 KiB pages: fresh huge pages for the steps' buffers and
-    // row groups cost more system time than their fewer faults and TLB
-    // misses save (`no_huge_pages`; docs/BENCHMARKS.md, issue 14).
-    crate::no_huge_pages();
     // The projections first: the log scan then sees at least the records they hold.
     let p = up_to_date_for(cli, args.tenant.tenant.as_deref())?;
     let mut reader = open_reader(cli)?;

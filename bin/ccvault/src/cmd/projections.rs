@@ -675,12 +675,6 @@ pub fn rebuild_projections(cli: &Cli) -> Result<Applied> {
 }
 
 pub fn rebuild(cli: &Cli, format: HumanJson) -> Result<ExitCode> {
-    // Its memory in 4 KiB pages: a 1M rebuild touched ~100 fresh huge pages
-    // (batch, group and run buffers, `.segz` files, redb's pages), 0.4-0.6 s
-    // of system time on the VMs measured unless another rebuild had just
-    // freed them, against ~0.1-0.2 s more user time with 4 KiB pages
-    // (`no_huge_pages`; docs/BENCHMARKS.md, issue 12).
-    crate::no_huge_pages();
     let applied = rebuild_projections(cli)?;
     let secs = applied.elapsed.as_secs_f64();
     match format {
