@@ -1669,6 +1669,51 @@ fn a_dash_means_stdout_for_html_and_out() {
     assert_eq!(plain.stdout_str(), to_stdout);
 }
 
+/// `--html -` puts the page alone on stdout: a `--format` beside it, the
+/// command's own or the global one, is refused (exit 2) instead of dropped;
+/// with a file name for the page, both are written.
+#[test]
+fn a_page_on_stdout_refuses_a_format_beside_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = sample_archive(tmp.path());
+    let guid = GUID_A;
+    for args in [
+        vec!["report", "--html", "-", "--format", "csv"],
+        vec!["--format", "json", "report", "--html", "-"],
+        vec!["show", guid, "--html", "-", "--format", "json"],
+    ] {
+        let run = ccvault(&dir, &args).expect_code(2);
+        assert!(run.stdout.is_empty(), "{args:?}: nothing on stdout");
+        assert!(
+            run.stderr
+                .contains("--html - writes the page alone on stdout")
+                && run.stderr.contains("--format"),
+            "{args:?}: {}",
+            run.stderr
+        );
+    }
+    let page = tmp.path().join("report.html");
+    let run = ccvault(
+        &dir,
+        &[
+            "report",
+            "--html",
+            page.to_str().unwrap(),
+            "--format",
+            "csv",
+        ],
+    )
+    .ok();
+    assert!(
+        run.stdout_str().starts_with("intervalStart,"),
+        "{}",
+        run.stdout_str()
+    );
+    assert!(fs::read_to_string(&page)
+        .unwrap()
+        .starts_with("<!DOCTYPE html>"));
+}
+
 #[test]
 fn every_command_speaks_json_when_asked() {
     let tmp = tempfile::tempdir().unwrap();

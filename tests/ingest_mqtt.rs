@@ -835,6 +835,28 @@ fn a_client_certificate_without_its_key_is_a_usage_error() {
     }
 }
 
+/// A `--password-file` that cannot be read is a bad option value: exit 2,
+/// as an unreadable `--ca-file` is, named, before the archive is created.
+#[test]
+fn an_unreadable_password_file_is_a_usage_error() {
+    let work = tempfile::tempdir().unwrap();
+    let data = work.path().join("data");
+    let missing = work.path().join("no-such-password");
+    let out = Command::new(BIN)
+        .arg("--data-dir")
+        .arg(&data)
+        .args(["ingest", "mqtt", "--url", "mqtt://127.0.0.1:1"])
+        .arg("--password-file")
+        .arg(&missing)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("cannot read MQTT password file"), "{err}");
+    assert!(err.contains(&*missing.to_string_lossy()), "{err}");
+    assert!(!data.exists(), "created the archive: {err}");
+}
+
 /// A DER length.
 fn der_len(len: usize) -> Vec<u8> {
     match len {

@@ -976,6 +976,11 @@ fn values_that_cannot_work_are_usage_errors() {
             "--backoff 10s is longer than --max-backoff 1s",
         ),
         (reader, &["--ping-interval", "0s"], "give at least 100ms"),
+        (
+            reader,
+            &["--backoff", "0s"],
+            "--backoff under 1ms would reconnect at once",
+        ),
         (reader, &["--receiver-queue-size", "0"], "0 is not in 1.."),
     ] {
         let out = Command::new(BIN)
@@ -991,6 +996,15 @@ fn values_that_cannot_work_are_usage_errors() {
         assert!(err.contains(needle), "{url} {extra:?}: {err}");
         assert!(!data.exists(), "{url} {extra:?} created the archive");
     }
+    // A key file that cannot be read, as an unreadable --ca-file.
+    let missing = work.path().join("no-such-key");
+    let out = ingest_command(&data, reader, &missing, &[])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("cannot read Pulsar API key file"), "{err}");
+    assert!(!data.exists(), "an unreadable key file created the archive");
 }
 
 #[test]

@@ -208,6 +208,12 @@ impl Cli {
         output::resolve_format(own, self.format.as_deref(), command)
     }
 
+    /// Whether an output format was given, the command's own or the one
+    /// before the command name.
+    pub fn format_given<F>(&self, own: &Option<F>) -> bool {
+        own.is_some() || self.format.is_some()
+    }
+
     /// `--tz`, or UTC.
     pub fn tz(&self) -> jiff::tz::TimeZone {
         output::time_zone(self.tz.as_ref())

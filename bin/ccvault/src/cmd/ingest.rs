@@ -173,12 +173,21 @@ fn sink_options(c: &CommonArgs) -> SinkOptions {
 }
 
 /// The reconnect delays; a first delay past the longest is a bad command
-/// line (it was silently cut to the longest, after one delay past it).
+/// line (it was silently cut to the longest, after one delay past it), and
+/// so is a first delay under a millisecond (it was silently raised to 1 ms,
+/// until 2026-12-07).
 fn backoff(c: &CommonArgs) -> Result<Backoff> {
     let first = c.backoff_ms.map_or(c.backoff, Duration::from_millis);
     let longest = c
         .max_backoff_ms
         .map_or(c.max_backoff, Duration::from_millis);
+    if first < Duration::from_millis(1) {
+        return Err(UsageError(
+            "--backoff under 1ms would reconnect at once after every failure: give at least 1ms"
+                .into(),
+        )
+        .into());
+    }
     if first > longest {
         return Err(UsageError(format!(
             "--backoff {first:?} is longer than --max-backoff {longest:?}: the first reconnect delay cannot exceed the longest"
@@ -202,11 +211,14 @@ fn parse_ping_interval(s: &str) -> std::result::Result<Duration, String> {
 }
 
 async fn run_mqtt(cli: &Cli, a: &MqttArgs) -> Result<ExitCode> {
+    // A secret file that cannot be read is a bad option value (exit 2), as
+    // an unreadable --ca-file is; it was exit 1 until 2026-12-07.
     let password = secrets::load(
         a.password_file.as_deref(),
         "CCVAULT_MQTT_PASSWORD",
         "MQTT password",
-    )?;
+    )
+    .map_err(usage)?;
     // The default client id is set once the archive is open (below): only
     // then does its directory exist to be canonicalized, the same way on
     // the first run as on every later one.
@@ -243,7 +255,8 @@ async fn run_pulsar(cli: &Cli, a: &PulsarArgs) -> Result<ExitCode> {
         a.api_key_file.as_deref(),
         "CCVAULT_PULSAR_API_KEY",
         "Pulsar API key",
-    )?;
+    )
+    .map_err(usage)?;
     let url = pulsar::parse_url(&a.url).map_err(usage)?;
     match url.endpoint {
         // A flag combination the command refuses: a usage error (exit 2).

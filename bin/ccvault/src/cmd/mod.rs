@@ -47,13 +47,16 @@ pub fn run(cli: &Cli) -> Result<ExitCode> {
             html,
             tenant,
             out,
-        } => projections::show(
-            cli,
-            guid,
-            tenant.as_deref(),
-            html.as_deref(),
-            cli.format_of(out.format, "show")?,
-        ),
+        } => {
+            projections::page_alone_on_stdout(html.as_deref(), cli.format_given(&out.format))?;
+            projections::show(
+                cli,
+                guid,
+                tenant.as_deref(),
+                html.as_deref(),
+                cli.format_of(out.format, "show")?,
+            )
+        }
         Command::Stats {
             by_tenant,
             tenant,

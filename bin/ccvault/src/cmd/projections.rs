@@ -48,7 +48,8 @@ fn parse_interval(s: &str) -> Result<Interval, String> {
     s.parse::<Interval>().map_err(|e| e.to_string())
 }
 
-fn parse_sla(s: &str) -> Result<Sla, String> {
+/// `--sla` of `report`, `serve` and `wallboard`.
+pub(crate) fn parse_sla(s: &str) -> Result<Sla, String> {
     s.parse::<Sla>().map_err(|e| e.to_string())
 }
 
@@ -64,7 +65,8 @@ fn parse_outcome(s: &str) -> Result<Outcome, String> {
     s.parse::<Outcome>()
 }
 
-fn parse_state_names(s: &str) -> Result<StateNames, String> {
+/// `--state-names` of `agents`, `serve` and `wallboard`.
+pub(crate) fn parse_state_names(s: &str) -> Result<StateNames, String> {
     StateNames::parse(s).map_err(|e| e.to_string())
 }
 
@@ -413,6 +415,19 @@ pub fn show(
     Ok(ExitCode::SUCCESS)
 }
 
+/// `--html -` puts the page alone on stdout, where a `--format` beside it
+/// would be dropped without a word (`report --html - --format csv` printed
+/// the page): refused as a usage error instead.
+pub(crate) fn page_alone_on_stdout(html: Option<&Path>, format_given: bool) -> Result<()> {
+    if html.is_some_and(output::is_stdout) && format_given {
+        return Err(output::UsageError(
+            "--html - writes the page alone on stdout, so --format has nothing to format: give --html a file name to have both, or drop one".into(),
+        )
+        .into());
+    }
+    Ok(())
+}
+
 /// `show GUID --tenant T` refuses a leg of another tenant (or of none).
 pub(crate) fn check_tenant(guid: &str, leg_tenant: Option<&str>, tenant: &str) -> Result<()> {
     match leg_tenant {
@@ -557,6 +572,7 @@ fn each_report_row(
 const TEXT_ROWS_KEPT: usize = 1 << 16;
 
 pub fn report(cli: &Cli, args: &ReportArgs) -> Result<ExitCode> {
+    page_alone_on_stdout(args.html.as_deref(), cli.format_given(&args.out.format))?;
     let format = cli.format_of(args.out.format, "report")?;
     let (from, to) = args.range.resolve(cli)?;
     let opts = ReportOptions {

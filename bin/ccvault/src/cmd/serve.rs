@@ -22,17 +22,9 @@ use jiff::Timestamp;
 
 use crate::args::{parse_duration, parse_duration_ms, parse_time, TimeArg};
 use crate::cmd::archive::open_reader;
-use crate::cmd::projections::up_to_date;
+use crate::cmd::projections::{parse_sla, parse_state_names, up_to_date};
 use crate::output::{json_line, HumanJson};
 use crate::{Cli, HumanJsonArg};
-
-fn parse_sla(s: &str) -> Result<Sla, String> {
-    s.parse::<Sla>().map_err(|e| e.to_string())
-}
-
-fn parse_state_names(s: &str) -> Result<StateNames, String> {
-    StateNames::parse(s).map_err(|e| e.to_string())
-}
 
 /// What a wallboard counts, shared by `serve` and `wallboard`.
 #[derive(clap::Args, Debug, Clone)]
