@@ -1225,6 +1225,16 @@ fn logs_have_no_colour_unless_asked_and_quiet_means_quiet() {
             run.stderr
         );
     }
+    // clap's line that introduces the next runs on with a space (it read
+    // `were not provided:; <GUID>`: an outside audit).
+    let run = ccvault(&dir, &["show"]).expect_code(2);
+    assert!(
+        run.stderr.starts_with(
+            "ccvault: error: the following required arguments were not provided: <GUID> (usage: "
+        ),
+        "{:?}",
+        run.stderr
+    );
     let run = command(&dir, &["-vv", "stats"])
         .env("NO_COLOR", "1")
         .output()

@@ -310,6 +310,27 @@ fn every_byte_of_one_record_flipped_is_reported_and_hides_nothing() {
     }
 }
 
+/// A writer opening a log whose last segment has a damaged record inside
+/// (not at its end) keeps it aside and says so, naming only what recovery
+/// did: it said "truncated a torn tail of 0 bytes" too (an outside audit).
+#[test]
+fn a_writer_says_what_its_recovery_did_and_only_that() {
+    let p = Pristine::build();
+    let (last_seg, _) = *p.segments.last().unwrap();
+    let frames: Vec<&Frame> = p.frames.iter().filter(|f| f.segment == last_seg).collect();
+    let middle = frames[frames.len() / 2];
+    let dir = p.copy("damaged-inside");
+    flip(&seg_path(&dir, last_seg), (middle.start + middle.end) / 2);
+    let empty = empty_file(p._tmp.path());
+    let run = import(&dir, &[&empty], &[]);
+    assert!(
+        run.stderr.contains("1 damaged records kept aside"),
+        "{}",
+        run.stderr
+    );
+    assert!(!run.stderr.contains("torn tail"), "{}", run.stderr);
+}
+
 #[test]
 fn a_truncated_last_segment_is_recovered_by_the_next_writer() {
     let p = Pristine::build();

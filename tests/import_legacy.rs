@@ -219,6 +219,44 @@ fn a_value_over_the_limit_in_an_array_is_rejected_naming_its_byte_offset() {
     assert_eq!(stats(&dir).records, 2);
 }
 
+/// A capture that ends inside its array (cut short, or `[[` alone) is said
+/// as a rejection naming where the array began (exit 3): it imported as if
+/// whole, exit 0, until 2026-12-07. Its values before the end are archived;
+/// a closed array, even of nothing, is no rejection.
+#[test]
+fn an_array_the_input_never_closes_is_rejected_naming_where_it_began() {
+    let compact = compact_lines();
+    let cut = format!("[{},\n[", compact[1]);
+    let batches = format!("  [[{}],[{}]", compact[1], compact[2]);
+    for (input, archived, at, line) in [
+        ("[[\n".to_owned(), 0, 0, 1),
+        (cut, 1, 0, 1),
+        (batches, 2, 2, 1),
+    ] {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("a");
+        let run = ccvault_stdin(&dir, &["import", "-"], input.as_bytes()).expect_code(3);
+        assert!(
+            run.stderr.contains(&format!(
+                "-:{line}: rejected: the JSON array begun at byte offset {at} is never closed"
+            )),
+            "{input:?}: {}",
+            run.stderr
+        );
+        assert_eq!(payloads(&dir).len(), archived, "{input:?}");
+    }
+    for whole in ["[]\n", "[[],[[]]]", &format!("[{}]", compact[1])] {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("a");
+        let run = ccvault_stdin(&dir, &["import", "-"], whole.as_bytes()).ok();
+        assert!(
+            !run.stderr.contains("never closed"),
+            "{whole:?}: {}",
+            run.stderr
+        );
+    }
+}
+
 #[test]
 fn an_xml_capture_is_refused_with_a_clear_message() {
     let tmp = tempfile::tempdir().unwrap();

@@ -578,7 +578,21 @@ fn usage_error_line(e: &clap::Error) -> Option<String> {
         }
     }
     let usage = usage.map(str::to_owned).or_else(usage_of_command_line);
-    Some(with_usage(parts.join("; "), usage))
+    Some(with_usage(join_error_lines(&parts), usage))
+}
+
+/// clap's error lines on one line: `; ` between them, but a line that
+/// introduces the next (`…were not provided:`, then `<GUID>`) runs on with
+/// a space (it read `provided:; <GUID>`).
+fn join_error_lines(parts: &[&str]) -> String {
+    let mut line = String::new();
+    for part in parts {
+        if !line.is_empty() {
+            line.push_str(if line.ends_with(':') { " " } else { "; " });
+        }
+        line.push_str(part);
+    }
+    line
 }
 
 /// Global flags each command has no use for: still accepted there (a

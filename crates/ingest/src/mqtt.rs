@@ -385,7 +385,7 @@ impl MqttSource {
             Some(Ok(event)) => Ok(event),
             Some(Err(e)) => {
                 self.live.store(0, Ordering::SeqCst);
-                Err(connection_failure(e))
+                Err(connection_failure(e, &self.peer))
             }
             None => Err(Failure::Fatal(IngestError::Internal(
                 "the MQTT event loop stopped".into(),
@@ -556,19 +556,20 @@ async fn poll_loop(mut eventloop: EventLoop, events: mpsc::Sender<Polled>, retry
     }
 }
 
-/// What a failed poll means: a refused login or client is permanent,
+/// What a failed poll of the connection to `peer` means: a refused login
+/// or client is permanent (said naming the broker: the run ends on it),
 /// anything else is a lost connection.
-fn connection_failure(e: ConnectionError) -> Failure {
+fn connection_failure(e: ConnectionError, peer: &str) -> Failure {
     match e {
         ConnectionError::ConnectionRefused(
             code @ (ConnectReturnCode::BadUserNamePassword | ConnectReturnCode::NotAuthorized),
         ) => Failure::Fatal(IngestError::Auth(format!(
-            "the MQTT broker refused the login ({code:?}); check --username and the password"
+            "the MQTT broker {peer} refused the login ({code:?}); check --username and the password"
         ))),
         ConnectionError::ConnectionRefused(
             code @ (ConnectReturnCode::BadClientId | ConnectReturnCode::RefusedProtocolVersion),
         ) => Failure::Fatal(IngestError::Refused(format!(
-            "the MQTT broker refused the connection ({code:?})"
+            "the MQTT broker {peer} refused the connection ({code:?})"
         ))),
         ConnectionError::ConnectionRefused(code) => Failure::Lost(format!("refused: {code:?}")),
         e => Failure::Lost(crate::explain_tls(e.to_string())),

@@ -446,7 +446,37 @@ struct ReadBatch {
 /// reading thread's own (docs/BENCHMARKS.md, issue 12).
 struct Spare {
     data: Vec<u8>,
+    spans: Vec<(usize, usize, u64)>,
     prepared: Vec<Prepared>,
+}
+
+/// The buffers of appended batches, waiting for the reading thread to fill
+/// them again (the reader of the next stream, once one ends). A pool, not a
+/// channel of one: with one, a buffer handed back while the last was not
+/// yet taken was dropped, and the reader, finding none at times, made 9
+/// fresh ~8 MiB buffers in a 1M import, each faulted in anew: 48k page
+/// faults and a 204 MiB peak against 42k and 180 MiB now, for the same
+/// time (docs/BENCHMARKS.md, issue 12). At most [`SPARES_KEPT`] are kept.
+#[derive(Clone, Default)]
+struct SparePool(Arc<std::sync::Mutex<Vec<Spare>>>);
+
+/// Batches that can be in flight at once (being filled, waiting in the
+/// channel, being appended, one handed back early): buffers past this are
+/// freed.
+const SPARES_KEPT: usize = 4;
+
+impl SparePool {
+    fn take(&self) -> Option<Spare> {
+        self.0.lock().ok()?.pop()
+    }
+
+    fn put(&self, spare: Spare) {
+        if let Ok(mut pool) = self.0.lock() {
+            if pool.len() < SPARES_KEPT {
+                pool.push(spare);
+            }
+        }
+    }
 }
 
 /// What [`read_batches`] reads: a file, or a live input through the watch
@@ -500,7 +530,7 @@ fn read_batches(
     format: InputFormat,
     max_record_bytes: usize,
     tx: std::sync::mpsc::SyncSender<Result<ReadBatch>>,
-    spare: std::sync::mpsc::Receiver<Spare>,
+    spares: SparePool,
 ) {
     // An input that cannot be read at all (a directory as stdin, a file
     // the kernel refuses to read) is rejected by name, as a read error
@@ -581,26 +611,34 @@ fn read_batches(
     // Messages are read whole up to the bound of an envelope whose event
     // fits the limit; the archive then holds the record to the limit.
     let cap = crate::archive::message_bound(max_record_bytes);
-    // The appender hands each batch's buffer back once it is appended: a
+    // The appender hands each batch's buffers back once it is appended: a
     // fresh 16 MiB buffer a batch is a large allocation and free on two
     // threads, which allocators return to the OS and fault in again. Each
     // message is read straight into it (at most `cap + 2`
     // bytes of it, until the batch is full), so it never grows.
     let new_batch = |through_line, input_bytes| {
-        let (data, prepared) = spare.try_recv().map_or_else(
-            |_| (Vec::with_capacity(BATCH_BYTES + cap + 2), Vec::new()),
+        let (data, spans, prepared) = spares.take().map_or_else(
+            || {
+                (
+                    Vec::with_capacity(BATCH_BYTES + cap + 2),
+                    Vec::with_capacity(BATCH_LINES),
+                    Vec::new(),
+                )
+            },
             |Spare {
                  mut data,
+                 mut spans,
                  mut prepared,
              }| {
                 data.clear();
+                spans.clear();
                 prepared.clear();
-                (data, prepared)
+                (data, spans, prepared)
             },
         );
         ReadBatch {
             data,
-            spans: Vec::with_capacity(BATCH_LINES),
+            spans,
             offsets: Vec::new(),
             prepared,
             rejected: Vec::new(),
@@ -609,10 +647,13 @@ fn read_batches(
         }
     };
     // Hands the batch read so far to the appender and starts the next one;
-    // false when the appender stopped (it reports why).
+    // false when the appender stopped (it reports why). The next batch's
+    // buffers are taken after the send: the send returns once the appender
+    // has taken the batch before this one, and it hands back the buffers
+    // of the one before that before taking the next.
     let ship = |batch: &mut ReadBatch| {
-        let next = new_batch(batch.through_line, batch.input_bytes);
-        let mut ready = std::mem::replace(batch, next);
+        let (through_line, input_bytes) = (batch.through_line, batch.input_bytes);
+        let mut ready = std::mem::replace(batch, ReadBatch::unfilled());
         ready.prepared.extend(
             ready
                 .spans
@@ -622,7 +663,11 @@ fn read_batches(
         for (p, at) in ready.prepared.iter_mut().zip(&ready.offsets) {
             p.locate(*at);
         }
-        tx.send(Ok(ready)).is_ok()
+        if tx.send(Ok(ready)).is_err() {
+            return false;
+        }
+        *batch = new_batch(through_line, input_bytes);
+        true
     };
     let holds_lines = |batch: &ReadBatch| !batch.spans.is_empty() || !batch.rejected.is_empty();
     let mut batch = new_batch(0, 0);
@@ -692,6 +737,17 @@ fn read_batches(
             }
         } else {
             batch.data.truncate(start);
+            // The input ended inside an array: said, or a capture cut short
+            // (or `[[` alone) would import as if whole, exit 0.
+            if let Some((at, line)) = splitter.unclosed_array() {
+                batch.rejected.push(Rejected {
+                    source: source.to_owned(),
+                    line,
+                    reason: format!(
+                        "the JSON array begun at byte offset {at} is never closed: the input ends inside it (cut short?); the values before its end were read"
+                    ),
+                });
+            }
         }
         let full = batch.spans.len() >= BATCH_LINES || batch.data.len() >= BATCH_BYTES;
         // The last batch goes even with only blank lines after the last
@@ -744,17 +800,27 @@ const DETECT_BYTES: usize = 1 << 20;
 /// The batch of an input none of which could be read: its rejection.
 fn unreadable(source: &str, e: &std::io::Error) -> ReadBatch {
     ReadBatch {
-        data: Vec::new(),
-        spans: Vec::new(),
-        offsets: Vec::new(),
-        prepared: Vec::new(),
         rejected: vec![Rejected {
             source: source.to_owned(),
             line: 1,
             reason: format!("cannot read the input from its first byte: {e}"),
         }],
-        through_line: 0,
-        input_bytes: 0,
+        ..ReadBatch::unfilled()
+    }
+}
+
+impl ReadBatch {
+    /// A batch of nothing, holding no allocation.
+    fn unfilled() -> ReadBatch {
+        ReadBatch {
+            data: Vec::new(),
+            spans: Vec::new(),
+            offsets: Vec::new(),
+            prepared: Vec::new(),
+            rejected: Vec::new(),
+            through_line: 0,
+            input_bytes: 0,
+        }
     }
 }
 
@@ -838,8 +904,9 @@ pub struct Import<'a> {
     /// Lines and bytes appended since the last sync was asked for.
     unsynced_lines: usize,
     unsynced_bytes: usize,
-    /// The last batch's buffers, handed to the next stream's reader.
-    spare: Option<Spare>,
+    /// Appended batches' buffers, for the reader of this stream and the
+    /// next ones.
+    spares: SparePool,
     stop: Option<Arc<AtomicBool>>,
     cut_short: bool,
 }
@@ -853,7 +920,7 @@ impl<'a> Import<'a> {
             syncing: None,
             unsynced_lines: 0,
             unsynced_bytes: 0,
-            spare: None,
+            spares: SparePool::default(),
             stop: None,
             cut_short: false,
         }
@@ -882,23 +949,18 @@ impl<'a> Import<'a> {
         // One batch read ahead: a second measured ~4 % faster at ~15 MiB
         // more peak memory (docs/BENCHMARKS.md).
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
-        let (spare_tx, spare_rx) = std::sync::mpsc::sync_channel(1);
-        if let Some(spare) = self.spare.take() {
-            let _ = spare_tx.try_send(spare);
-        }
         let live = pause.is_some();
         let name = source.to_owned();
+        let spares = self.spares.clone();
         // Not a scoped thread: after a stop (Import::stop_on) the reader may
         // be blocked reading a quiet pipe, and is left to the process's end
         // instead of being waited for.
         let reader = std::thread::Builder::new()
             .name("import-read".into())
-            .spawn(move || {
-                read_batches(input, pause, &name, format, max_record_bytes, tx, spare_rx)
-            })
+            .spawn(move || read_batches(input, pause, &name, format, max_record_bytes, tx, spares))
             .map_err(io("cannot start a thread to read", source))?;
         loop {
-            use std::sync::mpsc::{RecvTimeoutError, TrySendError};
+            use std::sync::mpsc::RecvTimeoutError;
             if self.stopped() {
                 self.cut_short = true;
                 return Ok(());
@@ -934,13 +996,7 @@ impl<'a> Import<'a> {
                 Err(e) => return Err(e),
             };
             let spare = self.append(batch, source_kind, source)?;
-            // One already waiting, or the reader is done: kept for the next
-            // stream.
-            if let Err(TrySendError::Full(spare) | TrySendError::Disconnected(spare)) =
-                spare_tx.try_send(spare)
-            {
-                self.spare = Some(spare);
-            }
+            self.spares.put(spare);
             if self.unsynced_lines >= BATCH_LINES || self.unsynced_bytes >= BATCH_BYTES {
                 self.sync_nowait(progress)?;
             }
@@ -1030,6 +1086,7 @@ impl<'a> Import<'a> {
         });
         Ok(Spare {
             data: batch.data,
+            spans: batch.spans,
             prepared: batch.prepared,
         })
     }

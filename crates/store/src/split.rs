@@ -13,6 +13,8 @@
 //! - Splitting never fails on content: a value that is not JSON (stray
 //!   text, an unterminated object at the end) becomes a message of its own
 //!   and is quarantined by the archive, so the rest of the stream goes on.
+//!   An array still open at the end has no bytes of its own to quarantine:
+//!   [`Splitter::unclosed_array`] tells the caller, which rejects it.
 //! - Auto-detection reads only the first buffered block; an XML capture is
 //!   refused with a message saying so, before anything is archived.
 
@@ -60,6 +62,9 @@ pub(crate) struct Splitter {
     /// Arrays open around the next value: an element that is itself an
     /// array (a capture of batches) is read as its elements.
     open_arrays: u64,
+    /// Byte offset and line of the `[` that opened the outermost of
+    /// `open_arrays`, while any is open.
+    outermost_open: Option<(u64, u64)>,
     /// Position of the next unread byte.
     offset: u64,
     line: u64,
@@ -133,6 +138,7 @@ impl Splitter {
             json: format != InputFormat::Ndjson,
             array: format == InputFormat::JsonArray,
             open_arrays: 0,
+            outermost_open: None,
             offset: 0,
             line: 1,
             line_end,
@@ -147,6 +153,15 @@ impl Splitter {
     /// lines.
     pub fn is_json(&self) -> bool {
         self.json
+    }
+
+    /// Once [`Splitter::next`] has said the input ended: the byte offset
+    /// and line of the `[` of an array still open, if any. Its values
+    /// before the end were read as messages; that its end never came (a
+    /// capture cut short, `[[` alone) is the caller's to say, since it
+    /// holds no message of its own to quarantine.
+    pub fn unclosed_array(&self) -> Option<(u64, u64)> {
+        self.outermost_open.filter(|_| self.open_arrays > 0)
     }
 
     /// Appends the next message to `buf` (it is `buf[len..]`, `len` the
@@ -277,11 +292,20 @@ impl Splitter {
                 let separator = match b {
                     b' ' | b'\t' | b'\r' | b'\n' | 0xEF | 0xBB | 0xBF => true,
                     b'[' if self.array => {
+                        if self.open_arrays == 0 {
+                            let before = chunk.get(..i).unwrap_or_default();
+                            let newlines = memchr::memchr_iter(b'\n', before).count() as u64;
+                            self.outermost_open =
+                                Some((self.offset + i as u64, self.line + newlines));
+                        }
                         self.open_arrays += 1;
                         true
                     }
                     b']' if self.array && self.open_arrays > 0 => {
                         self.open_arrays -= 1;
+                        if self.open_arrays == 0 {
+                            self.outermost_open = None;
+                        }
                         true
                     }
                     b',' => self.array && self.open_arrays > 0,

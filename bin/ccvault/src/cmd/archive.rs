@@ -52,12 +52,33 @@ pub fn open_writer(cli: &Cli, options: ArchiveOptions) -> Result<Archive> {
 /// Says on stderr what opening the archive recovered or indexed.
 fn report_open(cli: &Cli, report: &OpenReport) {
     if report.truncated_bytes > 0 || report.damaged_records > 0 || report.index_rebuilt {
+        // Only what recovery did: "a torn tail of 0 bytes" was noise (an
+        // outside audit).
+        let mut did = Vec::new();
+        if report.truncated_bytes > 0 {
+            did.push(format!(
+                "truncated a torn tail of {} bytes",
+                report.truncated_bytes
+            ));
+        }
+        if report.damaged_records > 0 {
+            did.push(format!(
+                "{} damaged records kept aside",
+                report.damaged_records
+            ));
+        }
+        did.push(format!(
+            "index {}",
+            if report.index_rebuilt {
+                "rebuilt"
+            } else {
+                "intact"
+            }
+        ));
         status!(
-            "recovered archive {}: truncated a torn tail of {} bytes, {} damaged records kept aside, index {}",
+            "recovered archive {}: {}",
             cli.data_dir.display(),
-            report.truncated_bytes,
-            report.damaged_records,
-            if report.index_rebuilt { "rebuilt" } else { "intact" }
+            did.join(", ")
         );
     }
     if report.reindexed_tail > 0 {
