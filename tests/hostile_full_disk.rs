@@ -525,6 +525,7 @@ fn an_index_removed_on_a_full_disk_is_built_whole_or_not_at_all() {
                 fs::remove_file(&index).unwrap();
             }
             disk.fill_leaving(room);
+            let mut refused_here = false;
             for attempt in ["first", "second"] {
                 let case = format!("damaged {damaged}, {room} B free, {attempt} read");
                 let run = ccvault(&dir, &["stats", "--format", "json"]);
@@ -539,6 +540,7 @@ fn an_index_removed_on_a_full_disk_is_built_whole_or_not_at_all() {
                     continue;
                 }
                 refused += 1;
+                refused_here = true;
                 assert_eq!(run.code, 1, "{case}: {}", run.stderr);
                 // A damaged index goes before the build: then it is missing.
                 let missing = !damaged || attempt == "second";
@@ -552,6 +554,26 @@ fn an_index_removed_on_a_full_disk_is_built_whole_or_not_at_all() {
                     !index.exists() && !dir.join("index.redb.rebuild").exists(),
                     "{case}: a build the disk stopped left a file"
                 );
+            }
+            if refused_here {
+                // verify still checks the log, every record, and says why
+                // the index went unchecked (it checked nothing: an outside
+                // audit).
+                let case = format!("damaged {damaged}, {room} B free, verify");
+                let run = ccvault(&dir, &["verify", "--format", "json"]);
+                assert_eq!(run.code, 1, "{case}: {}", run.stderr);
+                let v: serde_json::Value = serde_json::from_str(&run.stdout_str()).unwrap();
+                assert_eq!(v["records"].as_u64(), Some(20_000), "{case}: {v}");
+                assert_eq!(v["damage"].as_array().map(Vec::len), Some(0), "{case}: {v}");
+                let problem = v["indexProblems"][0]["problem"]
+                    .as_str()
+                    .unwrap_or_default();
+                assert!(
+                    problem.starts_with("not checked: ")
+                        && problem.contains("index.redb is missing"),
+                    "{case}: {v}"
+                );
+                assert!(!dir.join("index.redb.rebuild").exists(), "{case}");
             }
             disk.free();
             assert_eq!(

@@ -692,21 +692,33 @@ pub fn verify(cli: &Cli, no_projections: bool, format: HumanJson) -> Result<Exit
         Checked::NotChecked("--no-projections".to_owned())
     } else {
         let gauge = IndexingGauge::start();
-        let mut reader = ArchiveReader::open(&cli.data_dir)
-            .with_context(|| format!("cannot verify {}", cli.data_dir.display()))?;
+        let opened = ArchiveReader::open(&cli.data_dir);
         drop(gauge);
-        match Projections::check(&cli.data_dir, &mut reader, RebuildOptions::default()) {
-            Ok(checked) => checked,
-            // The recompute reads the index: one the index check found
-            // damaged is reported there, and the projections go unchecked.
+        match opened {
+            // No index to recompute them through; the index check says why.
             Err(e) if !report.index_problems.is_empty() => {
-                Checked::NotChecked(format!("the recompute could not read the index ({e})"))
+                Checked::NotChecked(format!("there is no index to recompute them through ({e})"))
             }
             Err(e) => {
-                return Err(anyhow::Error::new(e).context(format!(
-                    "cannot check the projections of {}",
-                    cli.data_dir.display()
-                )))
+                return Err(anyhow::Error::new(e)
+                    .context(format!("cannot verify {}", cli.data_dir.display())))
+            }
+            Ok(mut reader) => {
+                match Projections::check(&cli.data_dir, &mut reader, RebuildOptions::default()) {
+                    Ok(checked) => checked,
+                    // The recompute reads the index: one the index check
+                    // found damaged is reported there, and the projections
+                    // go unchecked.
+                    Err(e) if !report.index_problems.is_empty() => {
+                        Checked::NotChecked(format!("the recompute could not read the index ({e})"))
+                    }
+                    Err(e) => {
+                        return Err(anyhow::Error::new(e).context(format!(
+                            "cannot check the projections of {}",
+                            cli.data_dir.display()
+                        )))
+                    }
+                }
             }
         }
     };
