@@ -560,7 +560,11 @@ fn a_bom_crlf_and_a_truncated_gzip_lose_nothing_readable() {
     run.assert_no_panic();
     assert_eq!(run.code, 3, "{}", run.stderr);
     assert!(
-        run.stderr.contains("cut.ndjson.gz") && run.stderr.contains("cannot read the rest"),
+        run.stderr.contains("cut.ndjson.gz")
+            && run
+                .stderr
+                .contains("cannot read the rest of the input after byte ")
+            && run.stderr.contains(" of its decompressed data: "),
         "{}",
         run.stderr
     );

@@ -697,12 +697,21 @@ fn read_batches(
                 } else {
                     ""
                 };
+                // The position is in what was read: a gzip input's
+                // decompressed bytes, not the file's (an outside audit
+                // found "after byte N" of a .gz ambiguous).
+                let of = if gzip {
+                    " of its decompressed data"
+                } else {
+                    ""
+                };
                 batch.rejected.push(Rejected {
                     source: source.to_owned(),
                     line: batch.through_line + 1,
                     reason: format!(
-                        "cannot read the rest of the input after byte {}: {e}{unchecked}",
-                        batch.input_bytes
+                        "cannot read the rest of the input after byte {}{of}: {}{unchecked}",
+                        batch.input_bytes,
+                        e.to_string().trim_end()
                     ),
                 });
                 None
