@@ -66,13 +66,30 @@ pub fn install_hook() {
             if DEPTH.with(Cell::get) > 0 {
                 let at = info
                     .location()
-                    .map(|l| format!("{}:{}", l.file(), l.line()));
+                    .map(|l| format!("{}:{}", source_file(l.file()), l.line()));
                 LOCATION.with(|c| *c.borrow_mut() = at);
             } else {
                 previous(info);
             }
         }));
     });
+}
+
+/// A panic's file as its reader can place it: a dependency's path from its
+/// crate's directory (`redb-4.6.0/src/…`), without the building machine's
+/// cargo registry (`/root/.cargo/registry/src/index.crates.io-…/`), which
+/// an outside audit found in a damaged index's message.
+fn source_file(file: &str) -> &str {
+    const REGISTRY: &str = "/registry/src/";
+    match file.find(REGISTRY) {
+        Some(i) => {
+            let index_dir_on = &file[i + REGISTRY.len()..];
+            index_dir_on
+                .split_once('/')
+                .map_or(index_dir_on, |(_, crate_path)| crate_path)
+        }
+        None => file,
+    }
 }
 
 /// Ends the process with exit 1 and one line on stderr when `panic` is the
@@ -189,6 +206,19 @@ pub fn unguarded<T>(f: impl FnOnce() -> T) -> T {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_panics_file_is_named_from_its_crate_not_the_build_machine() {
+        assert_eq!(
+            source_file("/root/.cargo/registry/src/index.crates.io-1949cf8c6b5b557f/redb-4.6.0/src/tree_store/btree_cursor.rs"),
+            "redb-4.6.0/src/tree_store/btree_cursor.rs"
+        );
+        assert_eq!(
+            source_file("crates/index/src/guard.rs"),
+            "crates/index/src/guard.rs"
+        );
+        assert_eq!(source_file("/x/registry/src/"), "");
+    }
 
     #[test]
     fn a_panic_inside_becomes_an_error_and_others_propagate() {
