@@ -355,6 +355,12 @@ fn an_unknown_tenant_is_said_with_the_tenants_there_are() {
             "{args:?}: {}",
             run.stderr
         );
+        // Even with -q: it says what the answer lacks (a cron job's quiet
+        // export of a misspelt tenant said nothing: an outside audit).
+        let mut quiet = vec!["-q"];
+        quiet.extend(with_tenant(args, "acme1"));
+        let run = ccvault(&a.all, &quiet).ok();
+        assert!(run.stderr.contains(said), "-q {args:?}: {}", run.stderr);
         let known = ccvault(&a.all, &with_tenant(args, "acme01")).ok();
         assert!(
             !known.stderr.contains("no events of tenant"),

@@ -195,7 +195,9 @@ fn on_progress(bar: &Option<indicatif::ProgressBar>) -> impl FnMut(Progress) + '
 /// process can write them.
 /// [`up_to_date`] for a command limited to `tenant`: warns when the
 /// archive holds no event of it (a typo would otherwise give an empty
-/// answer and exit 0), naming the tenants it has.
+/// answer and exit 0), naming the tenants it has. Even with `-q`, as every
+/// warning of what an answer lacks: a cron job's `export --tenant T -q`
+/// wrote nothing for a misspelt T and said nothing (an outside audit).
 pub(crate) fn up_to_date_for(cli: &Cli, tenant: Option<&str>) -> Result<Projections> {
     let p = up_to_date(cli)?;
     if let Some(note) = tenant
@@ -203,7 +205,7 @@ pub(crate) fn up_to_date_for(cli: &Cli, tenant: Option<&str>) -> Result<Projecti
         .transpose()?
         .flatten()
     {
-        status!("ccvault: warning: {note}");
+        crate::output::error_line(format_args!("ccvault: warning: {note}"));
     }
     Ok(p)
 }
