@@ -289,6 +289,10 @@ pub(crate) fn up_to_date(cli: &Cli) -> Result<Projections> {
             }
         }
         Access::ReadOnly => {
+            // Another process (`serve`, an ingest) commits while this one
+            // reads: the note below, a tenant warning and the rows all
+            // read one snapshot.
+            p.pin_reads()?;
             let st = p.state()?;
             match st.version {
                 None => bail!(
@@ -317,7 +321,10 @@ pub(crate) fn up_to_date(cli: &Cli) -> Result<Projections> {
 /// per 10 MB), which a command that only reads a few rows (`show`) cannot
 /// afford. `None` when they are missing, of another version or behind.
 fn already_current(cli: &Cli, reader: &ArchiveReader) -> Option<Projections> {
-    let p = Projections::open_read_only_in(&cli.data_dir).ok()?;
+    let mut p = Projections::open_read_only_in(&cli.data_dir).ok()?;
+    // What is found current is what the command then reads, whatever a
+    // writer commits meanwhile.
+    p.pin_reads().ok()?;
     p.is_current(reader).ok()?.then_some(p)
 }
 

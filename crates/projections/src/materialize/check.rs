@@ -145,6 +145,7 @@ impl Projections {
                 path: scratch.clone(),
                 db: Some(Db::Writable(created?)),
                 unsaved: None,
+                pinned: None,
             };
             guarded(&scratch, || {
                 fresh.fill(reader, opts, &mut |_| {}, Instant::now(), Some(&scratch))

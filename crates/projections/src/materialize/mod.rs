@@ -91,6 +91,7 @@
 //! rebuild) and `query` (what the commands read).
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use ccvault_store::{Layout, StoreError};
@@ -322,6 +323,27 @@ pub struct Projections {
     db: Option<Db>,
     /// Why the projections are kept in memory ([`Db::Memory`]).
     unsaved: Option<String>,
+    /// The one read every query of this handle uses, once pinned
+    /// ([`Projections::pin_reads`]).
+    pinned: Option<Arc<ReadTransaction>>,
+}
+
+/// A read of the projections: a transaction of its own, or the one its
+/// handle pinned.
+pub(crate) enum Snapshot {
+    Own(ReadTransaction),
+    Pinned(Arc<ReadTransaction>),
+}
+
+impl std::ops::Deref for Snapshot {
+    type Target = ReadTransaction;
+
+    fn deref(&self) -> &ReadTransaction {
+        match self {
+            Snapshot::Own(txn) => txn,
+            Snapshot::Pinned(txn) => txn,
+        }
+    }
 }
 
 /// The refusal of a write by the file system that reads may work around by
@@ -400,6 +422,7 @@ impl Projections {
                 path: path.to_path_buf(),
                 db: Some(Db::Memory(db)),
                 unsaved: Some(why),
+                pinned: None,
             })
         })
     }
@@ -464,6 +487,7 @@ impl Projections {
             path: path.to_path_buf(),
             db: Some(Db::Writable(db)),
             unsaved: None,
+            pinned: None,
         })
     }
 
@@ -476,6 +500,7 @@ impl Projections {
             path: path.to_path_buf(),
             db: Some(Db::ReadOnly(db)),
             unsaved: None,
+            pinned: None,
         })
     }
 
@@ -490,12 +515,31 @@ impl Projections {
         }
     }
 
-    fn read_txn(&self) -> Result<ReadTransaction> {
+    fn read_txn(&self) -> Result<Snapshot> {
+        if let Some(txn) = &self.pinned {
+            return Ok(Snapshot::Pinned(txn.clone()));
+        }
         match &self.db {
             Some(Db::Writable(db) | Db::Memory(db)) => db.begin_read().at(&self.path),
             Some(Db::ReadOnly(db)) => db.begin_read().at(&self.path),
             None => Err(ProjectionError::NotBuilt(self.path.display().to_string())),
         }
+        .map(Snapshot::Own)
+    }
+
+    /// Makes every later query of this handle read the projections as they
+    /// are now, when another process holds the file (its catch-ups commit
+    /// while this one reads): a command's state, its notes and its rows
+    /// then come from one snapshot. Each query began its own read until
+    /// 2026-12-07, and a command beside `serve` printed rows from a newer
+    /// commit than the note and the tenant warning it printed with them
+    /// (an outside audit). A handle that writes the file itself has no
+    /// other writer, and nothing to pin.
+    pub fn pin_reads(&mut self) -> Result<()> {
+        if let Some(Db::ReadOnly(db)) = &self.db {
+            self.pinned = Some(Arc::new(db.begin_read().at(&self.path)?));
+        }
+        Ok(())
     }
 
     fn writable(&self) -> Result<&Database> {

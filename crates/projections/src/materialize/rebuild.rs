@@ -112,6 +112,7 @@ impl Projections {
                     path: self.path.clone(),
                     db: Some(Db::Memory(db)),
                     unsaved: None,
+                    pinned: None,
                 };
                 let mut applied = building.fill(reader, opts, progress, started, None)?;
                 self.db = building.db;
@@ -126,6 +127,7 @@ impl Projections {
                     path: scratch.clone(),
                     db: Some(Db::Writable(db)),
                     unsaved: None,
+                    pinned: None,
                 };
                 // Not compacted: the file is new, written by this rebuild
                 // alone, and each commit reuses the pages the one before

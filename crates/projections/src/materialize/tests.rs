@@ -917,6 +917,42 @@ fn a_second_process_reads_read_only() {
     ));
 }
 
+/// A handle another process's catch-ups commit under reads them once pinned
+/// (`pin_reads`): every query of it, the state and the rows, from one
+/// snapshot. Unpinned, each query began its own read, and a command beside
+/// `serve` printed rows from a newer commit than the state it said it
+/// showed (an outside audit).
+#[test]
+fn a_pinned_read_only_handle_reads_one_snapshot_across_another_writers_commit() {
+    let lines = sim_lines(12, 60);
+    let half = lines.len() / 2;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    import_lines(d, &lines[..half]);
+    let mut writer = Projections::open(d).unwrap();
+    assert_eq!(writer.access(), Access::Writable);
+    writer
+        .catch_up(&mut ArchiveReader::open(d).unwrap(), &mut |_| {})
+        .unwrap();
+    let before = (dump(&writer), writer.state().unwrap().consumed);
+
+    let mut pinned = Projections::open(d).unwrap();
+    let unpinned = Projections::open(d).unwrap();
+    assert_eq!(pinned.access(), Access::ReadOnly);
+    pinned.pin_reads().unwrap();
+
+    // The other process commits the second half.
+    import_lines(d, &lines[half..]);
+    writer
+        .catch_up(&mut ArchiveReader::open(d).unwrap(), &mut |_| {})
+        .unwrap();
+    let after = (dump(&writer), writer.state().unwrap().consumed);
+    assert_ne!(before, after, "the second half changes the projections");
+
+    assert_eq!((dump(&pinned), pinned.state().unwrap().consumed), before);
+    assert_eq!((dump(&unpinned), unpinned.state().unwrap().consumed), after);
+}
+
 /// A catch-up that notes what it did names exactly the legs the new records
 /// touch, each with the stage `live_stage` gives from all its archived
 /// records (what the server's wallboard takes instead of reading them
