@@ -92,6 +92,19 @@ pub const NO_PARAMS: &[&str] = &[];
 /// (percent escapes and `+`, as the parameters' values are read), so
 /// `fr%6Fm` is `from`.
 pub fn only_known_params(uri: &axum::http::Uri, known: &[&str]) -> Result<(), String> {
+    // A value whose percent escapes are no UTF-8 (`agent=%ff%fe`) is
+    // refused, as the same bytes in a path are: the decoding below would
+    // make it U+FFFD and the answer an empty 200 (an outside audit).
+    for pair in uri.query().unwrap_or_default().split('&') {
+        let decoded: Vec<u8> = percent_encoding::percent_decode_str(pair).collect();
+        if std::str::from_utf8(&decoded).is_err() {
+            let name = pair.split('=').next().unwrap_or_default();
+            let name = percent_encoding::percent_decode_str(name).decode_utf8_lossy();
+            return Err(format!(
+                "parameter {name:?} is not UTF-8 once its percent escapes are decoded"
+            ));
+        }
+    }
     // axum's own query decoding (serde_urlencoded over form_urlencoded),
     // the one the routes read their parameters with.
     let axum::extract::Query(pairs) =
@@ -302,6 +315,12 @@ mod tests {
         assert!(e.contains("\"tenant\""), "{e}");
         let e = check("?from=1&to=2&from=3", REPORT_PARAMS).unwrap_err();
         assert_eq!(e, "parameter \"from\" given twice (each takes one value)");
+        let e = check("?from=1&agent=%ff%fe", INTERACTIONS_PARAMS).unwrap_err();
+        assert_eq!(
+            e,
+            "parameter \"agent\" is not UTF-8 once its percent escapes are decoded"
+        );
+        assert!(check("?agent=%C3%A9t%C3%A9+x", INTERACTIONS_PARAMS).is_ok());
     }
 
     #[test]
