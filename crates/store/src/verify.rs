@@ -406,16 +406,14 @@ pub fn verify(dir: &Path) -> Result<VerifyReport> {
             | StoreError::NothingIndexedNeedsWriter { .. }),
         ) => {
             let log_report = verify_log_beside_writer(&dir.join("log"))?;
-            return Ok(VerifyReport {
-                segments: log_report.segments,
-                records: log_report.records - log_report.tallies,
-                tallies: log_report.tallies,
-                damage: log_report.damage,
-                index_problems: vec![format!("not checked: {e}")],
-                notes: Vec::new(),
-                facts_checked: 0,
-                facts_problems: Vec::new(),
-            });
+            let index_problems = vec![format!("not checked: {e}")];
+            return Ok(report_of(
+                log_report,
+                index_problems,
+                Vec::new(),
+                0,
+                Vec::new(),
+            ));
         }
         Err(e) => return Err(e),
     };
@@ -465,16 +463,34 @@ pub fn verify(dir: &Path) -> Result<VerifyReport> {
         }
         Err(e) => return Err(e),
     };
-    Ok(VerifyReport {
-        segments: log_report.segments,
-        records: log_report.records - log_report.tallies,
-        tallies: log_report.tallies,
-        damage: log_report.damage,
+    Ok(report_of(
+        log_report,
         index_problems,
         notes,
         facts_checked,
         facts_problems,
-    })
+    ))
+}
+
+/// The report of the log's check `log` (its tallies counted apart from its
+/// records) with what was found of the index and the facts.
+fn report_of(
+    log: ccvault_log::VerifyReport,
+    index_problems: Vec<String>,
+    notes: Vec<String>,
+    facts_checked: u64,
+    facts_problems: Vec<String>,
+) -> VerifyReport {
+    VerifyReport {
+        segments: log.segments,
+        records: log.records - log.tallies,
+        tallies: log.tallies,
+        damage: log.damage,
+        index_problems,
+        notes,
+        facts_checked,
+        facts_problems,
+    }
 }
 
 /// The last segment file of `log_dir` and its length, when it is a `.seg`

@@ -928,13 +928,17 @@ fn a_pinned_read_only_handle_reads_one_snapshot_across_another_writers_commit() 
     let half = lines.len() / 2;
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    import_lines(d, &lines[..half]);
+    // The projections' rows and the record they stop at.
+    let seen = |p: &Projections| (dump(p), p.state().unwrap().consumed);
     let mut writer = Projections::open(d).unwrap();
     assert_eq!(writer.access(), Access::Writable);
-    writer
-        .catch_up(&mut ArchiveReader::open(d).unwrap(), &mut |_| {})
-        .unwrap();
-    let before = (dump(&writer), writer.state().unwrap().consumed);
+    let commit = |writer: &mut Projections, part: &[Vec<u8>]| {
+        import_lines(d, part);
+        let mut reader = ArchiveReader::open(d).unwrap();
+        writer.catch_up(&mut reader, &mut |_| {}).unwrap();
+        seen(writer)
+    };
+    let before = commit(&mut writer, &lines[..half]);
 
     let mut pinned = Projections::open(d).unwrap();
     let unpinned = Projections::open(d).unwrap();
@@ -942,15 +946,11 @@ fn a_pinned_read_only_handle_reads_one_snapshot_across_another_writers_commit() 
     pinned.pin_reads().unwrap();
 
     // The other process commits the second half.
-    import_lines(d, &lines[half..]);
-    writer
-        .catch_up(&mut ArchiveReader::open(d).unwrap(), &mut |_| {})
-        .unwrap();
-    let after = (dump(&writer), writer.state().unwrap().consumed);
+    let after = commit(&mut writer, &lines[half..]);
     assert_ne!(before, after, "the second half changes the projections");
 
-    assert_eq!((dump(&pinned), pinned.state().unwrap().consumed), before);
-    assert_eq!((dump(&unpinned), unpinned.state().unwrap().consumed), after);
+    assert_eq!(seen(&pinned), before);
+    assert_eq!(seen(&unpinned), after);
 }
 
 /// A catch-up that notes what it did names exactly the legs the new records
