@@ -601,6 +601,59 @@ fn a_day_happening_now_on_the_wallboard_and_a_transferred_customer_on_the_contac
 }
 
 #[test]
+fn a_browser_signs_in_with_the_token_and_out_again() {
+    use std::os::unix::fs::PermissionsExt;
+    let work = tempfile::tempdir().unwrap();
+    let data = work.path().join("data");
+    common::import(&data, &[&common::sample("events.ndjson")], &[]);
+    let token = work.path().join("serve.token");
+    std::fs::write(&token, "correct-horse-battery-staple\n").unwrap();
+    std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let mut cmd = common::command(
+        &data,
+        &[
+            "serve",
+            "--addr",
+            "127.0.0.1:0",
+            "--token-file",
+            token.to_str().unwrap(),
+        ],
+    );
+    cmd.stdin(std::process::Stdio::null());
+    let served = Served::spawn(cmd, work.path().join("serve.log"));
+    let browser = Browser::start();
+    let at = |b: &Browser, path: &str| {
+        b.wait_for(
+            &format!("the browser at {path}"),
+            Duration::from_secs(30),
+            "return location.pathname === arguments[0];",
+            json!([path]),
+        );
+    };
+    // A page asked for without a session is the sign-in form, which leads
+    // back to it.
+    browser.goto(&served.url("/search"));
+    at(&browser, "/login");
+    browser.execute(
+        "document.querySelector('input[name=token]').value = arguments[0];
+         document.querySelector('form.query button').click();",
+        json!(["correct-horse-battery-staple"]),
+    );
+    at(&browser, "/search");
+    // Its button signs out: back to the form, and the pages are closed again.
+    browser.execute(
+        "document.querySelector('form.signout button').click();",
+        json!([]),
+    );
+    at(&browser, "/login");
+    browser.goto(&served.url("/report"));
+    at(&browser, "/login");
+    assert_eq!(severe_console_entries(&browser), Vec::<String>::new());
+    drop(browser);
+    served.stop("serve");
+}
+
+#[test]
 fn a_replayed_instant_ticks_from_the_servers_clock_not_the_browsers() {
     let work = tempfile::tempdir().unwrap();
     let data = work.path().join("data");

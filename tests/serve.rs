@@ -92,6 +92,8 @@ fn every_route_answers_and_the_api_is_the_clis_json() {
     }
     assert!(page.contains("<script src=\"/assets/wallboard.js\"></script>"));
     assert!(!page.contains("<script>"), "no inline script");
+    // Nobody signs in without a token, so nobody signs out.
+    assert!(!page.contains("/logout"), "{page}");
     let js = server.get("/assets/wallboard.js");
     assert_eq!(js.status, 200);
     assert_type(&js, "text/javascript");
@@ -1383,6 +1385,75 @@ fn a_public_address_needs_a_token_and_the_token_is_checked() {
     ] {
         assert_eq!(signed(away), "/", "{away}");
     }
+}
+
+#[test]
+fn a_browser_signs_out_and_its_session_admits_no_one_after() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    import(&data, &[&sample("events.ndjson")], &[]);
+    let token = dir.path().join("serve.token");
+    std::fs::write(&token, "correct-horse-battery-staple\n").unwrap();
+    std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let server = Server::start(
+        &data,
+        &dir.path().join("serve.log"),
+        &["--token-file", token.to_str().unwrap()],
+    );
+    let sign_in = || -> String {
+        let r = http::post_form(server.addr, "/login", "token=correct-horse-battery-staple");
+        assert_eq!(r.status, 303);
+        r.header("set-cookie").split(';').next().unwrap().to_owned()
+    };
+    let (leaving, staying) = (sign_in(), sign_in());
+    // Every page but the sign-in form offers the way out.
+    let button = r#"<form class="signout" method="post" action="/logout">"#;
+    for page in [
+        "/".to_owned(),
+        "/search".to_owned(),
+        "/report".to_owned(),
+        format!("/contact/{GUID}"),
+        "/contact/no-such-guid".to_owned(),
+    ] {
+        let r = http::get_with(server.addr, &page, &[("Cookie", &leaving)]);
+        assert!(r.text().contains(button), "{page}: {}", r.text());
+    }
+    assert!(!server.get("/login").text().contains(button));
+    // A GET (a link, a prefetch) signs no one out.
+    let r = http::get_with(server.addr, "/logout", &[("Cookie", &leaving)]);
+    assert_eq!(r.status, 405);
+    assert_eq!(
+        http::get_with(server.addr, "/api/wallboard", &[("Cookie", &leaving)]).status,
+        200
+    );
+    let r = http::post_with(server.addr, "/logout", &[("Cookie", &leaving)]);
+    assert_eq!(r.status, 303);
+    assert_eq!(r.header("location"), "/login");
+    let cleared = r.header("set-cookie");
+    assert!(
+        cleared.starts_with("ccvault_session=;") && cleared.contains("Max-Age=0"),
+        "{cleared}"
+    );
+    // The session is over on the server, whoever kept its cookie.
+    assert_eq!(
+        http::get_with(server.addr, "/api/wallboard", &[("Cookie", &leaving)]).status,
+        401
+    );
+    assert_eq!(
+        http::get_with(server.addr, "/", &[("Cookie", &leaving)]).status,
+        303
+    );
+    // Another browser's session goes on.
+    assert_eq!(
+        http::get_with(server.addr, "/api/wallboard", &[("Cookie", &staying)]).status,
+        200
+    );
+    // Signing out twice, or with no session, is no error.
+    assert_eq!(
+        http::post_with(server.addr, "/logout", &[("Cookie", &leaving)]).status,
+        303
+    );
+    assert_eq!(http::post_with(server.addr, "/logout", &[]).status, 303);
 }
 
 #[test]

@@ -136,6 +136,10 @@ pub fn get_with(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> Respo
     exchange(connect(addr), "GET", path, headers, b"")
 }
 
+pub fn post_with(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> Response {
+    exchange(connect(addr), "POST", path, headers, b"")
+}
+
 pub fn post_form(addr: SocketAddr, path: &str, form: &str) -> Response {
     exchange(
         connect(addr),

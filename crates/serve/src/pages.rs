@@ -23,17 +23,27 @@ use jiff::tz::TimeZone;
 
 use crate::wallboard::Wallboard;
 
-const NAV: &str = "<nav><a href=\"/\">Wallboard</a><a href=\"/search\">Search</a><a href=\"/report\">Report</a></nav>\n";
+const NAV_LINKS: &str =
+    "<nav><a href=\"/\">Wallboard</a><a href=\"/search\">Search</a><a href=\"/report\">Report</a>";
 
-/// A page of this server: its stylesheet, the navigation, `body`.
-pub fn shell(title: &str, body: &str) -> String {
+/// The sign-out button (`/logout`), on every page of a server with a
+/// token (whose browsers sign in) but its sign-in page.
+const SIGN_OUT: &str = "<form class=\"signout\" method=\"post\" action=\"/logout\"><button type=\"submit\">Sign out</button></form>";
+
+/// A page of this server: its stylesheet, the navigation (with the
+/// sign-out button when `sign_out`), `body`.
+pub fn shell(title: &str, body: &str, sign_out: bool) -> String {
     let mut out = String::with_capacity(body.len() + 1024);
     out.push_str("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\"/>\n<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"/>\n<title>");
     push_escaped(&mut out, title);
     out.push_str(
         "</title>\n<link rel=\"stylesheet\" href=\"/assets/serve.css\"/>\n</head>\n<body>\n",
     );
-    out.push_str(NAV);
+    out.push_str(NAV_LINKS);
+    if sign_out {
+        out.push_str(SIGN_OUT);
+    }
+    out.push_str("</nav>\n");
     out.push_str(body);
     out.push_str("</body>\n</html>\n");
     out
@@ -84,7 +94,7 @@ fn since_td(out: &mut String, class: &str, since: Option<i64>, now_ms: i64) {
 /// empty without JavaScript), which `/assets/wallboard.js` then keeps
 /// current from `/events`. `now_ms` is the server's clock: the script
 /// advances the waits from it, never from the browser's clock.
-pub fn wallboard(board: Option<&Wallboard>, now_ms: i64, tz: &TimeZone) -> String {
+pub fn wallboard(board: Option<&Wallboard>, now_ms: i64, tz: &TimeZone, sign_out: bool) -> String {
     let mut b = String::with_capacity(4096);
     let _ = write!(
         b,
@@ -176,7 +186,7 @@ pub fn wallboard(board: Option<&Wallboard>, now_ms: i64, tz: &TimeZone) -> Strin
         b.push_str("</tr>\n");
     }
     b.push_str("</tbody></table>\n</div>\n<script src=\"/assets/wallboard.js\"></script>\n");
-    shell("ccvault wallboard", &b)
+    shell("ccvault wallboard", &b, sign_out)
 }
 
 /// Inserts `html` right after the `<body>` tag of a crates/html page (or
@@ -196,12 +206,15 @@ pub fn before_footer(page: &mut String, html: &str) {
 }
 
 /// The navigation of a crates/html page shown by the server.
-pub fn nav_for_page(download: Option<&str>) -> String {
+pub fn nav_for_page(download: Option<&str>, sign_out: bool) -> String {
     let mut s = String::from("\n<nav class=\"facts\"><a href=\"/\">Wallboard</a> · <a href=\"/search\">Search</a> · <a href=\"/report\">Report</a>");
     if let Some(href) = download {
         s.push_str(" · <a href=\"");
         push_escaped(&mut s, href);
         s.push_str("\">raw events (NDJSON)</a>");
+    }
+    if sign_out {
+        s.push_str(SIGN_OUT);
     }
     s.push_str("</nav>\n");
     s
@@ -246,6 +259,7 @@ pub fn search(
     params: &[(&str, &str, Option<&str>)],
     results: Option<Result<(&[Summary], bool), String>>,
     tz: &TimeZone,
+    sign_out: bool,
 ) -> String {
     let mut body =
         String::from("<h1>Search</h1>\n<form class=\"query\" method=\"get\" action=\"/search\">");
@@ -317,7 +331,7 @@ pub fn search(
             body.push_str("</tbody></table>\n");
         }
     }
-    shell("ccvault search", &body)
+    shell("ccvault search", &body, sign_out)
 }
 
 /// The report form, put above crates/html's report page.
@@ -332,19 +346,19 @@ pub fn report_form(params: &[(&str, &str, Option<&str>)]) -> String {
 }
 
 /// A page saying what went wrong (the message escaped).
-pub fn problem(title: &str, message: &str) -> String {
+pub fn problem(title: &str, message: &str, sign_out: bool) -> String {
     let mut body = String::from("<h1>");
     push_escaped(&mut body, title);
     body.push_str("</h1>\n<p class=\"error\">");
     push_escaped(&mut body, message);
     body.push_str("</p>\n");
-    shell(title, &body)
+    shell(title, &body, sign_out)
 }
 
 /// [`problem`], then a list of links to the contacts of `guids`: where
 /// to go instead (a contact whose first leg was never archived names the
 /// legs that were).
-pub fn problem_with_legs(title: &str, message: &str, guids: &[String]) -> String {
+pub fn problem_with_legs(title: &str, message: &str, guids: &[String], sign_out: bool) -> String {
     let mut body = String::from("<h1>");
     push_escaped(&mut body, title);
     body.push_str("</h1>\n<p class=\"error\">");
@@ -358,7 +372,7 @@ pub fn problem_with_legs(title: &str, message: &str, guids: &[String]) -> String
         body.push_str("</a></li>\n");
     }
     body.push_str("</ul>\n");
-    shell(title, &body)
+    shell(title, &body, sign_out)
 }
 
 /// A warning paragraph saying `text`.
@@ -383,7 +397,7 @@ pub fn login(failed: bool, next: Option<&str>) -> String {
         body.push_str("\"/>");
     }
     body.push_str("<button type=\"submit\">Sign in</button></form>\n");
-    shell("ccvault sign in", &body)
+    shell("ccvault sign in", &body, false)
 }
 
 /// `s` with everything but unreserved URL characters percent-encoded (a

@@ -129,13 +129,29 @@ impl Token {
                 scheme.eq_ignore_ascii_case("Bearer").then_some(token)
             })
             .is_some_and(|t| self.matches(t.trim()));
-        let cookie = cookie.is_some_and(|c| {
-            c.split(';')
-                .filter_map(|kv| kv.trim().split_once('='))
-                .any(|(k, v)| k == SESSION_COOKIE && self.session_open(v, now))
-        });
+        let cookie = session_values(cookie).any(|v| self.session_open(v, now));
         bearer || cookie
     }
+
+    /// Ends every session a `Cookie` header presents (`/logout`): its
+    /// cookie admits no one after, whoever kept a copy of it.
+    pub fn end_sessions(&self, cookie: Option<&str>) {
+        let mut sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
+        for v in session_values(cookie) {
+            let d: [u8; 32] = Sha256::digest(v.as_bytes()).into();
+            sessions.remove(&d);
+        }
+    }
+}
+
+/// The values of the session cookies in a `Cookie` header.
+fn session_values(cookie: Option<&str>) -> impl Iterator<Item = &str> {
+    cookie
+        .into_iter()
+        .flat_map(|c| c.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .filter(|(k, _)| *k == SESSION_COOKIE)
+        .map(|(_, v)| v)
 }
 
 /// Whether a token may hold `c`: a cookie value and a header value must be
@@ -262,6 +278,11 @@ mod tests {
         // Another server's token knows none of this one's sessions.
         let other = Token::from_file_text("s3cret-token-0123456789").unwrap();
         assert!(!other.admits_at(None, Some(&cookie), now));
+        // Signing out ends that session alone.
+        let kept = format!("ccvault_session={}", t.start_session(now));
+        t.end_sessions(Some(&cookie));
+        assert!(!t.admits_at(None, Some(&cookie), now));
+        assert!(t.admits_at(None, Some(&kept), now));
         assert!(Token::from_file_text("short\n").is_err());
         assert!(Token::from_file_text("").is_err());
     }

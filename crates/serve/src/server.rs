@@ -3,7 +3,8 @@
 //! Invariants:
 //! - Read-only: no route changes the archive.
 //! - A non-loopback address is refused without a token ([`check_exposure`]);
-//!   with one, every route but `/login` and `/assets/…` requires it.
+//!   with one, every route but `/login`, `/logout`, `/favicon.ico`,
+//!   `/robots.txt` and `/assets/…` requires it.
 //! - Every `/api/…` body is the bytes the CLI's `--format json` prints for
 //!   the same question (the same library function and serialization).
 //! - Work that reads files runs on the blocking pool, never on the async
@@ -27,7 +28,7 @@ use axum::extract::{FromRequest, MatchedPath, Path, Query, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Redirect, Response};
-use axum::routing::{get, MethodRouter};
+use axum::routing::{get, post, MethodRouter};
 use axum::{Form, Router};
 use ccvault_projections::Projections;
 use serde::Deserialize;
@@ -106,6 +107,14 @@ struct AppState {
 /// server's memory follows the largest contacts, not the requests.
 const CONTACTS_AT_ONCE: usize = 2;
 
+impl AppState {
+    /// Whether the pages show a sign-out button: a server with a token,
+    /// whose browsers sign in.
+    fn sign_out(&self) -> bool {
+        self.token.is_some()
+    }
+}
+
 /// A failure shown to the client: a status and a message.
 struct Problem(StatusCode, String);
 
@@ -175,6 +184,7 @@ async fn index(State(s): State<AppState>) -> Response {
         snapshot.board.as_deref(),
         s.live.clock().now_ms(),
         &s.live.options().tz,
+        s.sign_out(),
     ))
 }
 
@@ -296,19 +306,20 @@ impl tokio_stream::Stream for Messages {
     }
 }
 
-/// How a route answers: an HTML page, or data (JSON, NDJSON).
+/// How a route answers: an HTML page (with the sign-out button when
+/// `sign_out`), or data (JSON, NDJSON).
 #[derive(Clone, Copy)]
 enum Answer {
-    Page,
+    Page { sign_out: bool },
     Data,
 }
 
 /// A 404 saying `message`, as a page or as text.
 fn not_found(answer: Answer, message: String) -> Response {
     match answer {
-        Answer::Page => (
+        Answer::Page { sign_out } => (
             StatusCode::NOT_FOUND,
-            html(pages::problem("Not found", &message)),
+            html(pages::problem("Not found", &message, sign_out)),
         )
             .into_response(),
         Answer::Data => Problem(StatusCode::NOT_FOUND, message).into_response(),
@@ -389,9 +400,11 @@ async fn with_contact(
                     legs.join(", ")
                 );
                 match answer {
-                    Answer::Page => (
+                    Answer::Page { sign_out } => (
                         StatusCode::NOT_FOUND,
-                        html(pages::problem_with_legs("Not found", &message, &legs)),
+                        html(pages::problem_with_legs(
+                            "Not found", &message, &legs, sign_out,
+                        )),
                     )
                         .into_response(),
                     Answer::Data => not_found(answer, message),
@@ -420,36 +433,42 @@ async fn contact_page(
 ) -> Result<Response, Problem> {
     let download = format!("/contact/{}/events.ndjson", pages::percent_encode(&guid));
     let dir = s.live.dir().to_path_buf();
-    with_contact(&s, guid, Answer::Page, move |tz, shown, note| {
-        let mut page = if shown.len() > 1 {
-            let views: Vec<_> = shown.iter().map(|l| l.view()).collect();
-            ccvault_html::render_contact(&views, tz)
-        } else {
-            let leg = &shown[0];
-            ccvault_html::render_timeline(&leg.timeline, &leg.inputs, tz)
-        };
-        let mut nav = pages::nav_for_page(Some(&download));
-        if let Some(note) = note {
-            nav.push_str(&pages::warning(note));
-        }
-        pages::after_body_tag(&mut page, &nav);
-        let provenance: Vec<(&str, &[ccvault_store::Record])> = shown
-            .iter()
-            .map(|l| {
-                (
-                    l.timeline.interaction_guid.as_deref().unwrap_or(""),
-                    l.records,
-                )
+    let sign_out = s.sign_out();
+    with_contact(
+        &s,
+        guid,
+        Answer::Page { sign_out },
+        move |tz, shown, note| {
+            let mut page = if shown.len() > 1 {
+                let views: Vec<_> = shown.iter().map(|l| l.view()).collect();
+                ccvault_html::render_contact(&views, tz)
+            } else {
+                let leg = &shown[0];
+                ccvault_html::render_timeline(&leg.timeline, &leg.inputs, tz)
+            };
+            let mut nav = pages::nav_for_page(Some(&download), sign_out);
+            if let Some(note) = note {
+                nav.push_str(&pages::warning(note));
+            }
+            pages::after_body_tag(&mut page, &nav);
+            let provenance: Vec<(&str, &[ccvault_store::Record])> = shown
+                .iter()
+                .map(|l| {
+                    (
+                        l.timeline.interaction_guid.as_deref().unwrap_or(""),
+                        l.records,
+                    )
+                })
+                .collect();
+            pages::before_footer(&mut page, &pages::provenance(&provenance, tz));
+            let csp = csp_for_page(&page);
+            let spilled = spilled(&dir, "the contact's page", |out| {
+                Ok(out.write_all(page.as_bytes())?)
             })
-            .collect();
-        pages::before_footer(&mut page, &pages::provenance(&provenance, tz));
-        let csp = csp_for_page(&page);
-        let spilled = spilled(&dir, "the contact's page", |out| {
-            Ok(out.write_all(page.as_bytes())?)
-        })
-        .map_err(internal)?;
-        Ok(with_csp(body("text/html; charset=utf-8", spilled), &csp))
-    })
+            .map_err(internal)?;
+            Ok(with_csp(body("text/html; charset=utf-8", spilled), &csp))
+        },
+    )
     .await
 }
 
@@ -665,6 +684,7 @@ async fn report_page(
     Query(q): Query<ReportQuery>,
 ) -> Result<Response, Problem> {
     let live = s.live.clone();
+    let sign_out = s.sign_out();
     blocking(move || {
         let form = pages::report_form(&[
             ("from", "from", q.from.as_deref()),
@@ -677,7 +697,7 @@ async fn report_page(
         let opts = match q.options(live.options()) {
             Ok(o) => o,
             Err(e) => {
-                let mut page = pages::problem("Report", &e.to_string());
+                let mut page = pages::problem("Report", &e.to_string(), sign_out);
                 pages::after_body_tag(&mut page, &form);
                 return Ok((StatusCode::BAD_REQUEST, html(page)).into_response());
             }
@@ -686,7 +706,8 @@ async fn report_page(
             .with_projections(|p| report_rows(p, opts.clone()))
             .map_err(internal)?;
         let mut page = ccvault_html::render_report(&rows, &opts);
-        pages::after_body_tag(&mut page, &format!("{}{form}", pages::nav_for_page(None)));
+        let nav = pages::nav_for_page(None, sign_out);
+        pages::after_body_tag(&mut page, &format!("{nav}{form}"));
         Ok(html_page(page))
     })
     .await
@@ -704,6 +725,7 @@ async fn search_page(
     Query(q): Query<SearchQuery>,
 ) -> Result<Response, Problem> {
     let live = s.live.clone();
+    let sign_out = s.sign_out();
     blocking(move || {
         let tz = live.options().tz.clone();
         let f = &q.filter;
@@ -720,12 +742,12 @@ async fn search_page(
             .iter()
             .any(|(_, _, v)| v.is_some_and(|v| !v.trim().is_empty()));
         if !asked {
-            return Ok(html(pages::search(&params, None, &tz)));
+            return Ok(html(pages::search(&params, None, &tz, sign_out)));
         }
         let filter = match f.filter(&tz) {
             Ok(filter) => filter,
             Err(e) => {
-                let page = pages::search(&params, Some(Err(e.to_string())), &tz);
+                let page = pages::search(&params, Some(Err(e.to_string())), &tz, sign_out);
                 return Ok((StatusCode::BAD_REQUEST, html(page)).into_response());
             }
         };
@@ -737,6 +759,7 @@ async fn search_page(
             &params,
             Some(Ok((&found.legs, found.truncated))),
             &tz,
+            sign_out,
         )))
     })
     .await
@@ -886,6 +909,27 @@ async fn login(State(s): State<AppState>, req: Request) -> Response {
     }
 }
 
+/// `/logout` (a POST, so that no link or prefetch signs anyone out): ends
+/// the session the browser's cookie names, on this server, whoever else
+/// holds a copy of the cookie, clears the cookie and goes to the sign-in
+/// page. Open without the token, as `/login` is: it needs the session's
+/// value, and a browser whose session ended may still clear its cookie.
+async fn logout(State(s): State<AppState>, headers: HeaderMap) -> Response {
+    let Some(t) = &s.token else {
+        // Nobody signs in to a server without a token.
+        return Redirect::to("/").into_response();
+    };
+    t.end_sessions(headers.get(header::COOKIE).and_then(|v| v.to_str().ok()));
+    let secure = if s.secure_cookie { "; Secure" } else { "" };
+    let cleared =
+        format!("{SESSION_COOKIE}=; Path=/; Max-Age=0; HttpOnly; SameSite=Strict{secure}");
+    let mut r = Redirect::to("/login").into_response();
+    if let Ok(v) = HeaderValue::from_str(&cleared) {
+        r.headers_mut().insert(header::SET_COOKIE, v);
+    }
+    r
+}
+
 /// Refuses (400, naming it) a query parameter the route does not take,
 /// before the route runs ([`only_known_params`]).
 async fn known_params(
@@ -915,6 +959,7 @@ async fn guard(State(s): State<AppState>, req: Request, next: Next) -> Response 
         .to_owned();
     let method = req.method().clone();
     let open = route == "/login"
+        || route == "/logout"
         || route == "/favicon.ico"
         || route == "/robots.txt"
         || route.starts_with("/assets/");
@@ -1079,6 +1124,7 @@ fn app(live: Arc<Live>, opts: &ServeOptions) -> Router {
         .route("/api/report", taking(REPORT_PARAMS, get(api_report)))
         .route("/metrics", get(metrics))
         .route("/login", get(login_form).post(login))
+        .route("/logout", post(logout))
         .fallback(|| async { Problem(StatusCode::NOT_FOUND, "no such page".into()) })
         // A layer, not a route layer: 404s and 405s get the token check and
         // the security headers too.
