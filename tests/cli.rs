@@ -1199,6 +1199,16 @@ fn logs_have_no_colour_unless_asked_and_quiet_means_quiet() {
         (&["report", "--interval"], "ccvault report [OPTIONS]"),
         (&["stats", "--format", "csv"], "ccvault stats [OPTIONS]"),
         (&["--format", "csv", "stats"], "ccvault stats [OPTIONS]"),
+        // An option's value that is a command's name is no command (it
+        // gave that command's usage until 2026-12-07: an outside audit).
+        (
+            &["--tz", "demo", "report", "--interval", "7q"],
+            "ccvault report [OPTIONS]",
+        ),
+        (
+            &["--tz", "stats", "export", "--format", "csv"],
+            "ccvault export [OPTIONS]",
+        ),
         // A command's command, and a check made before anything runs (an
         // empty client id came after a summary line of nothing received).
         (
@@ -1225,6 +1235,22 @@ fn logs_have_no_colour_unless_asked_and_quiet_means_quiet() {
             run.stderr
         );
     }
+    // The same found after the parse, the archive named `demo` as the
+    // README's first command names it.
+    let out = std::process::Command::new(common::bin())
+        .current_dir(tmp.path())
+        .args(["--data-dir", "demo", "export", "--format", "csv"])
+        .env_remove("CCVAULT_DATA")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr
+            .trim_end()
+            .ends_with("(usage: ccvault export [OPTIONS]; more with --help)"),
+        "{stderr}"
+    );
     // clap's line that introduces the next runs on with a space (it read
     // `were not provided:; <GUID>`: an outside audit).
     let run = ccvault(&dir, &["show"]).expect_code(2);

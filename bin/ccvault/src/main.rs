@@ -520,11 +520,35 @@ fn with_usage(mut line: String, usage: Option<String>) -> String {
 fn usage_of_command_line() -> Option<String> {
     let mut cmd = command_definition(|cmd| cmd.color(clap::ColorChoice::Never));
     cmd.build();
-    // Down through the commands the arguments name (`ingest mqtt`).
+    // Down through the commands the arguments name (`ingest mqtt`), past
+    // the values of options: `--data-dir demo report …` is `report`'s
+    // command line, not `demo`'s (until 2026-12-07 it was given demo's
+    // usage: an outside audit).
     let mut named = &mut cmd;
-    for arg in std::env::args_os().skip(1) {
+    let mut args = std::env::args_os().skip(1);
+    while let Some(arg) = args.next() {
         let Some(arg) = arg.to_str() else { continue };
-        if named.find_subcommand(arg).is_some() {
+        if arg == "--" {
+            break;
+        }
+        let takes_value = |is_it: &dyn Fn(&clap::Arg) -> bool| {
+            named
+                .get_arguments()
+                .any(|a| is_it(a) && a.get_action().takes_values())
+        };
+        if let Some(long) = arg.strip_prefix("--") {
+            let spelt = |a: &clap::Arg| {
+                a.get_long() == Some(long)
+                    || a.get_all_aliases().is_some_and(|all| all.contains(&long))
+            };
+            if !long.contains('=') && takes_value(&spelt) {
+                args.next();
+            }
+        } else if let Some(short) = arg.strip_prefix('-').filter(|s| s.chars().count() == 1) {
+            if takes_value(&|a: &clap::Arg| short.starts_with(a.get_short().unwrap_or('\0'))) {
+                args.next();
+            }
+        } else if named.find_subcommand(arg).is_some() {
             named = named.find_subcommand_mut(arg)?;
         }
     }

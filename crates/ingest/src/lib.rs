@@ -5,7 +5,8 @@
 //! - **Acknowledge only what is durable.** A message is acknowledged to its
 //!   peer (MQTT PUBACK, Pulsar WebSocket ack) only after the batch holding it
 //!   has returned from [`ccvault_store::Archive::append_batch`], i.e. is in
-//!   the log under the fsync policy and indexed. A crash at any moment makes
+//!   the log under the fsync policy (readers find it once the index commits,
+//!   and a reopening indexes the log past the last commit). A crash at any moment makes
 //!   the peer redeliver (MQTT persistent session) or the reader resume from
 //!   the last archived `messageId` (Pulsar); nothing acknowledged is lost.
 //! - **Redelivery is harmless.** The archive deduplicates by payload bytes,

@@ -686,7 +686,9 @@ impl Archive {
     }
 
     /// Archives a batch of messages and returns once all of it is durable
-    /// and indexed.
+    /// (its postings in the index's open transaction, which readers see
+    /// once it commits; a reopening indexes the log's tail past the last
+    /// commit).
     pub fn append_batch(&mut self, batch: &[Incoming<'_>]) -> Result<BatchReport> {
         let prepared: Vec<Prepared> = batch.iter().map(|m| Prepared::of(m.raw)).collect();
         self.append_prepared(batch, &prepared)

@@ -4,8 +4,11 @@
 //! - An [`Archive`] is the only writer of its directory (a `flock`ed
 //!   `writer.lock`; a second writer gets an error naming the holder's pid).
 //! - [`Archive::append_batch`] returns only when the batch is durable (per
-//!   the fsync policy) and indexed; a crash at any moment loses nothing it
-//!   returned, and reopening indexes whatever reached the log after the last
+//!   the fsync policy), its postings in the index's open transaction:
+//!   readers see them at the next index commit (every
+//!   `index_commit_records` records or `index_commit_interval`, and at
+//!   close: 2^18 records or 1 s by default). A crash at any moment loses nothing it
+//!   returned: reopening indexes whatever reached the log after the last
 //!   index commit (open time depends on that tail, not on the archive size).
 //! - A payload is stored once, unless a later copy's record gives its event
 //!   an earlier-ranked time (docs/METRICS.md §2; a time-less event
