@@ -421,6 +421,57 @@ fn a_truncated_last_segment_is_recovered_by_the_next_writer() {
     }
 }
 
+/// Projections made before the log lost its tail are the next read's to
+/// rebuild, as the recovering writer says: `verify` in between calls the
+/// archive clean and says so of them (it compared them with the shorter
+/// log, and called the archive NOT CLEAN, telling the operator to run
+/// `rebuild`: an outside audit, 2026-12-07), and once read they equal the
+/// log's.
+#[test]
+fn projections_of_a_lost_tail_are_rebuilt_by_the_next_read_and_verify_says_so() {
+    let p = Pristine::build();
+    let (last_seg, _) = *p.segments.last().unwrap();
+    let last_frames: Vec<&Frame> = p.frames.iter().filter(|f| f.segment == last_seg).collect();
+    let cut = last_frames[last_frames.len() / 2].start;
+    let dir = p.copy("lost-tail");
+    let before = ccvault(&dir, &["interactions", "--format", "json"]).ok();
+    let file = fs::OpenOptions::new()
+        .write(true)
+        .open(seg_path(&dir, last_seg))
+        .unwrap();
+    file.set_len(cut).unwrap();
+    drop(file);
+    let empty = empty_file(p._tmp.path());
+    let recovered = import(&dir, &[&empty], &[]);
+    assert!(
+        recovered
+            .stderr
+            .contains("the projections on the next read"),
+        "{}",
+        recovered.stderr
+    );
+    // Before any read, with the lost events imported again or not.
+    for input in [&empty, &p.input] {
+        import(&dir, &[input], &[]);
+        let run = ccvault(&dir, &["verify"]);
+        assert_eq!(run.code, 0, "{}{}", run.stdout_str(), run.stderr);
+        assert!(
+            run.stdout_str()
+                .contains("of which the log has since lost some (rebuilt by the next read)"),
+            "{}",
+            run.stdout_str()
+        );
+    }
+    let after = ccvault(&dir, &["interactions", "--format", "json"]).ok();
+    assert_eq!(after.stdout_str(), before.stdout_str());
+    let run = ccvault(&dir, &["verify"]).ok();
+    assert!(
+        run.stdout_str().contains("0 projections problems"),
+        "{}",
+        run.stdout_str()
+    );
+}
+
 /// The Parquet export's `events` files of `dir`, by path, byte for byte.
 fn events_export(dir: &Path, out: &Path) -> Vec<(PathBuf, Vec<u8>)> {
     if out.exists() {

@@ -726,7 +726,10 @@ pub fn verify(cli: &Cli, no_projections: bool, format: HumanJson) -> Result<Exit
         Checked::Compared { problems, .. } => problems.clone(),
         Checked::Unreadable(why) => vec![why.clone()],
         Checked::IndexIncomplete(_) => Vec::new(),
-        Checked::NotBuilt | Checked::OtherVersion(_) | Checked::NotChecked(_) => Vec::new(),
+        Checked::NotBuilt
+        | Checked::OtherVersion(_)
+        | Checked::Superseded { .. }
+        | Checked::NotChecked(_) => Vec::new(),
     };
     if let (Checked::NotChecked(why), false) = (&projections, no_projections) {
         status!("ccvault: warning: the projections were not checked: {why}");
@@ -813,6 +816,9 @@ pub fn verify(cli: &Cli, no_projections: bool, format: HumanJson) -> Result<Exit
                     Checked::OtherVersion(v) => format!(
                         "projections of version {} (rebuilt by the next read)",
                         v.map_or("none".to_owned(), |v| v.to_string())
+                    ),
+                    Checked::Superseded { consumed } => format!(
+                        "projections made from records below offset {consumed} of which the log has since lost some (rebuilt by the next read)"
                     ),
                 }
             )?;

@@ -92,13 +92,11 @@ impl Projections {
                 t.from = state.consumed;
                 t.legs.clear();
             }
-            if state.version != Some(PROJECTION_VERSION) || state.consumed > end {
+            if state.version != Some(PROJECTION_VERSION) {
                 return self.rebuild(reader, RebuildOptions::default(), progress);
             }
-            // A log that no longer holds the record this file stopped at
-            // lost records it applied, whose offsets others may have taken.
             let anchor = self.scan_anchor()?;
-            if state.consumed > 0 && anchor.is_some_and(|a| !a.holds(reader, state.consumed)) {
+            if Anchor::superseded(anchor.as_ref(), reader, state.consumed) {
                 return self.rebuild(reader, RebuildOptions::default(), progress);
             }
             let started = Instant::now();

@@ -27,7 +27,7 @@ use std::time::Instant;
 use ccvault_store::{ArchiveReader, Layout};
 use redb::{ReadTransaction, ReadableTable, TableDefinition};
 
-use super::schema::{self, create_private, scratch_builder};
+use super::schema::{self, create_private, scratch_builder, Anchor};
 use super::{
     guarded, refused_write, scratch_path, AtPath, Db, ProjectionError, Projections, RebuildOptions,
     Result, PROJECTION_VERSION,
@@ -41,6 +41,12 @@ pub enum Checked {
     /// The file is of another projection version: the next read rebuilds it,
     /// so there is nothing of this version to check.
     OtherVersion(Option<i64>),
+    /// The file applied records the log no longer holds (a lost tail, and
+    /// perhaps other records at their offsets since): the next read
+    /// rebuilds it, as the writer that recovered the log said, so there is
+    /// nothing of the log's to compare it with. Below which offset it had
+    /// applied.
+    Superseded { consumed: u64 },
     /// Compared with a recompute over the records below `consumed`.
     Compared {
         consumed: u64,
@@ -64,7 +70,10 @@ impl Checked {
         match self {
             Checked::Compared { problems, .. } => problems.is_empty(),
             Checked::Unreadable(_) | Checked::IndexIncomplete(_) => false,
-            Checked::NotBuilt | Checked::OtherVersion(_) | Checked::NotChecked(_) => true,
+            Checked::NotBuilt
+            | Checked::OtherVersion(_)
+            | Checked::Superseded { .. }
+            | Checked::NotChecked(_) => true,
         }
     }
 }
@@ -107,20 +116,21 @@ impl Projections {
         let snapshot = {
             guarded(&path, || {
                 let txn = stored.read_txn()?;
-                let (version, consumed) = match txn.open_table(schema::META) {
+                let (version, consumed, anchor) = match txn.open_table(schema::META) {
                     Ok(meta) => {
                         let get = |k: &str| -> Result<Option<i64>> {
                             Ok(meta.get(k).at(&path)?.map(|v| v.value()))
                         };
-                        (get("version")?, get("consumed")?)
+                        let anchor = Anchor::stored_in(&meta, &path)?;
+                        (get("version")?, get("consumed")?, anchor)
                     }
-                    Err(redb::TableError::TableDoesNotExist(_)) => (None, None),
+                    Err(redb::TableError::TableDoesNotExist(_)) => (None, None, None),
                     Err(e) => return Err(e).at(&path),
                 };
-                Ok((txn, version, consumed))
+                Ok((txn, version, consumed, anchor))
             })
         };
-        let (stored_txn, version, consumed) = match snapshot {
+        let (stored_txn, version, consumed, anchor) = match snapshot {
             Ok(s) => s,
             Err(e @ ProjectionError::Damaged { .. }) => {
                 return Ok(Checked::Unreadable(e.to_string()))
@@ -131,6 +141,9 @@ impl Projections {
             return Ok(Checked::OtherVersion(version));
         }
         let consumed = consumed.map_or(0, |c| c.max(0) as u64);
+        if Anchor::superseded(anchor.as_ref(), reader, consumed) {
+            return Ok(Checked::Superseded { consumed });
+        }
         reader.limit_visible(consumed);
 
         // Beside the projections, so on the same file system as a rebuild's

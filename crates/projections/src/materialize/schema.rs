@@ -307,6 +307,31 @@ pub(super) struct Anchor {
 }
 
 impl Anchor {
+    /// The anchor a `meta` table keeps (`None`: none kept, or an empty
+    /// file).
+    pub(super) fn stored_in(
+        meta: &redb::ReadOnlyTable<&'static str, i64>,
+        path: &Path,
+    ) -> Result<Option<Anchor>> {
+        let get = |k: &str| -> Result<Option<i64>> { Ok(meta.get(k).at(path)?.map(|v| v.value())) };
+        let (Some(segment), Some(pos)) = (get("scan_segment")?, get("scan_pos")?) else {
+            return Ok(None);
+        };
+        let record = match (get("scan_offset")?, get("scan_hash")?) {
+            // Stored as i64 bit patterns of the u64s.
+            (Some(offset), Some(hash)) => Some((offset as u64, hash as u64)),
+            _ => None,
+        };
+        Ok(Some(Anchor {
+            pos: Position {
+                segment: segment.max(0) as u64,
+                pos: u32::try_from(pos).unwrap_or(0),
+            },
+            ingest_ms: record.and(get("scan_ingest_ms")?),
+            record,
+        }))
+    }
+
     /// The anchor at `pos`, with the record the log holds there.
     pub(super) fn at(reader: &ArchiveReader, pos: Position) -> Anchor {
         let found = reader.log().read_at(pos).ok();
@@ -335,6 +360,20 @@ impl Anchor {
                 .records()
                 .next_message_after(self.pos, want.0)
                 .is_ok_and(|next| next.is_none_or(|o| o >= consumed)))
+    }
+
+    /// Whether projections that applied the records below `consumed` and
+    /// stopped at `anchor` were made from records the log no longer holds
+    /// (a lost tail, whose offsets others may have taken since): they are
+    /// rebuilt, never caught up from, and `verify` has nothing of them to
+    /// compare.
+    pub(super) fn superseded(
+        anchor: Option<&Anchor>,
+        reader: &ArchiveReader,
+        consumed: u64,
+    ) -> bool {
+        consumed > reader.visible_end()
+            || (consumed > 0 && anchor.is_some_and(|a| !a.holds(reader, consumed)))
     }
 }
 
@@ -432,7 +471,7 @@ impl Projections {
             return Ok(false);
         }
         let anchor = self.scan_anchor()?;
-        Ok(state.consumed == 0 || anchor.is_none_or(|a| a.holds(reader, state.consumed)))
+        Ok(!Anchor::superseded(anchor.as_ref(), reader, state.consumed))
     }
 
     /// The stored version, offset consumed and sizes.
@@ -479,24 +518,7 @@ impl Projections {
     pub(super) fn scan_anchor(&self) -> Result<Option<Anchor>> {
         let txn = self.read_txn()?;
         let meta = txn.open_table(META).at(&self.path)?;
-        let get =
-            |k: &str| -> Result<Option<i64>> { Ok(meta.get(k).at(&self.path)?.map(|v| v.value())) };
-        let (Some(segment), Some(pos)) = (get("scan_segment")?, get("scan_pos")?) else {
-            return Ok(None);
-        };
-        let record = match (get("scan_offset")?, get("scan_hash")?) {
-            // Stored as i64 bit patterns of the u64s.
-            (Some(offset), Some(hash)) => Some((offset as u64, hash as u64)),
-            _ => None,
-        };
-        Ok(Some(Anchor {
-            pos: Position {
-                segment: segment.max(0) as u64,
-                pos: u32::try_from(pos).unwrap_or(0),
-            },
-            ingest_ms: record.and(get("scan_ingest_ms")?),
-            record,
-        }))
+        Anchor::stored_in(&meta, &self.path)
     }
 
     /// Writes a rebuild's summary rows (each interaction new to the store),
