@@ -209,13 +209,10 @@ pub fn start<T: Send + 'static>(
                         ingest_ms,
                     })
                     .collect();
-                let report = match archive.append_batch(&batch) {
-                    Ok(r) => r,
-                    Err(e) => {
-                        tracing::error!(error = &e as &dyn std::error::Error, "archive append failed; stopping ingest");
-                        return Err(e.into());
-                    }
-                };
+                // Said once, by the caller that stops on it ("archive
+                // error, ingest stopped: …"; it was also logged here, a
+                // second line with the cause in tracing fields).
+                let report = archive.append_batch(&batch)?;
                 drop(batch);
                 unseen = options.visible.is_some();
                 let durable_ms = now_ms();

@@ -58,7 +58,25 @@ struct State {
     durable: u64,
     /// The first failure, until a waiter takes it.
     failure: Option<LogError>,
+    /// The first failure in words, kept for every waiter after the one
+    /// that took it: their errors name the cause too (an `ingest` on a
+    /// full disk said only "an earlier write or fsync failed" when another
+    /// thread's wait had taken the ENOSPC: an outside audit).
+    failure_said: Option<String>,
     spare: Vec<FrameBuf>,
+}
+
+impl State {
+    /// The first failure, to the first caller; to the others, an error
+    /// that says what it was.
+    fn take_failure(&mut self) -> LogError {
+        self.failure.take().unwrap_or_else(|| LogError::Poisoned {
+            reason: self
+                .failure_said
+                .clone()
+                .unwrap_or_else(|| "an earlier write or fsync failed".into()),
+        })
+    }
 }
 
 struct Shared {
@@ -117,6 +135,7 @@ impl Flusher {
                 written: next_offset,
                 durable: next_offset,
                 failure: None,
+                failure_said: None,
                 spare: Vec::new(),
             }),
             changed: Condvar::new(),
@@ -171,9 +190,10 @@ impl Flusher {
         self.shared.failed.load(Ordering::Acquire)
     }
 
-    /// Takes the first failure, if no one has yet.
-    pub fn take_failure(&self) -> Option<LogError> {
-        self.shared.lock().failure.take()
+    /// Takes the first failure, or (once a waiter took it) an error that
+    /// says what it was.
+    pub fn take_failure(&self) -> LogError {
+        self.shared.lock().take_failure()
     }
 
     /// Offset one past the last durable record.
@@ -216,9 +236,7 @@ impl Shared {
                 return Ok(());
             }
             if self.failed.load(Ordering::Acquire) {
-                return Err(state.failure.take().unwrap_or(LogError::Poisoned {
-                    reason: "an earlier write or fsync failed".into(),
-                }));
+                return Err(state.take_failure());
             }
             state = self.changed.wait(state).unwrap_or_else(|e| e.into_inner());
         }
@@ -235,7 +253,7 @@ pub struct DurableWaiter {
 impl DurableWaiter {
     /// Blocks until every record below `through` is durable under the
     /// policy, or returns the flusher's failure (the first waiter to see
-    /// it gets the I/O error, the others `Poisoned`). `through` must not
+    /// it gets the I/O error, the others `Poisoned`, naming it). `through` must not
     /// be past what the writer asked to sync ([`crate::Log::flush_nowait`]'s
     /// result), or this waits for a sync no one asked for.
     pub fn wait(&self, through: u64) -> Result<()> {
@@ -296,6 +314,7 @@ impl Worker {
                     }
                 }
                 Err(e) => {
+                    state.failure_said = Some(crate::error::display_chain(&e));
                     state.failure = Some(e);
                     self.shared.failed.store(true, Ordering::Release);
                 }

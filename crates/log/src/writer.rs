@@ -488,9 +488,7 @@ impl Log {
             });
         }
         if self.flusher.failed() {
-            let err = self.flusher.take_failure().unwrap_or(LogError::Poisoned {
-                reason: "an earlier write or fsync failed".into(),
-            });
+            let err = self.flusher.take_failure();
             return Err(self.poison(err));
         }
         Ok(())

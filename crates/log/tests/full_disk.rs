@@ -51,6 +51,7 @@ fn write_error_poisons_writer_and_reopen_recovers() {
     assert!(err.to_string().contains(".seg"), "{err}");
     let again = log.append(&TestRec::new(i, 300).as_new()).unwrap_err();
     assert!(matches!(again, LogError::Poisoned { .. }), "{again}");
+
     assert!(log.flush().is_err());
     drop(log);
 
@@ -67,4 +68,35 @@ fn write_error_poisons_writer_and_reopen_recovers() {
         assert!(TestRec::new(k as u64, 300).matches(k as u64, r));
     }
     assert!(verify(&dir).unwrap().is_clean());
+
+    // The failure taken by a waiter on another thread (the store's
+    // durability waiter): the writer's next call still names its cause,
+    // where until 2026-12-07 it said "an earlier write or fsync failed"
+    // alone, all an `ingest` on a full disk could then say (an outside
+    // audit).
+    let (mut log, _) = Log::open(&dir, opts(1 << 20), None).unwrap();
+    let waiter = log.durable_waiter();
+    let size = std::fs::metadata(segment_files(&dir).pop().unwrap())
+        .unwrap()
+        .len();
+    set_fsize_limit(size + 2500);
+    let mut i = next + 5;
+    let taken = loop {
+        log.append(&TestRec::new(i, 300).as_new()).unwrap();
+        i += 1;
+        let through = log.flush_nowait().unwrap();
+        let waited = std::thread::scope(|s| s.spawn(|| waiter.wait(through)).join().unwrap());
+        if let Err(e) = waited {
+            break e;
+        }
+        assert!(i < next + 1000, "the size limit never hit");
+    };
+    set_fsize_limit(libc::RLIM_INFINITY);
+    assert!(matches!(taken, LogError::Io { .. }), "{taken}");
+    let after = log.append(&TestRec::new(i, 300).as_new()).unwrap_err();
+    assert!(matches!(after, LogError::Poisoned { .. }), "{after}");
+    assert!(
+        after.to_string().contains("File too large") && after.to_string().contains(".seg"),
+        "{after}"
+    );
 }
