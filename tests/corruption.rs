@@ -143,6 +143,16 @@ fn seg_path(dir: &Path, base: u64) -> PathBuf {
     dir.join("log").join(segment_file_name(base))
 }
 
+/// Cuts the file at `path` to `len` bytes.
+fn cut_file(path: &Path, len: u64) {
+    fs::OpenOptions::new()
+        .write(true)
+        .open(path)
+        .unwrap()
+        .set_len(len)
+        .unwrap();
+}
+
 fn flip(path: &Path, pos: u64) {
     let mut bytes = fs::read(path).unwrap();
     bytes[pos as usize] ^= 0x5A;
@@ -358,12 +368,7 @@ fn a_truncated_last_segment_is_recovered_by_the_next_writer() {
     for cut in cuts {
         let when = format!("{} cut at byte {cut}", segment_file_name(last_seg));
         let dir = p.copy("truncated");
-        let file = fs::OpenOptions::new()
-            .write(true)
-            .open(seg_path(&dir, last_seg))
-            .unwrap();
-        file.set_len(cut).unwrap();
-        drop(file);
+        cut_file(&seg_path(&dir, last_seg), cut);
         let survives = |f: &Frame| f.segment != last_seg || f.end <= cut;
         let kept: Vec<&Frame> = p.frames.iter().filter(|f| survives(f)).collect();
 
@@ -435,12 +440,7 @@ fn projections_of_a_lost_tail_are_rebuilt_by_the_next_read_and_verify_says_so() 
     let cut = last_frames[last_frames.len() / 2].start;
     let dir = p.copy("lost-tail");
     let before = ccvault(&dir, &["interactions", "--format", "json"]).ok();
-    let file = fs::OpenOptions::new()
-        .write(true)
-        .open(seg_path(&dir, last_seg))
-        .unwrap();
-    file.set_len(cut).unwrap();
-    drop(file);
+    cut_file(&seg_path(&dir, last_seg), cut);
     let empty = empty_file(p._tmp.path());
     let recovered = import(&dir, &[&empty], &[]);
     assert!(
@@ -529,12 +529,7 @@ fn facts_of_a_cut_last_segment_never_describe_what_is_appended_after_it() {
     let cut = last_frames[last_frames.len() / 2].start;
     let dir = p.copy("cut-with-facts");
     let seg = seg_path(&dir, last_seg);
-    fs::OpenOptions::new()
-        .write(true)
-        .open(&seg)
-        .unwrap()
-        .set_len(cut)
-        .unwrap();
+    cut_file(&seg, cut);
     // Other lines of the same length (lines of a stream with fewer
     // interactions: other GUIDs and event types at the same line numbers),
     // appended one fsync at a time; the writer is killed once some are in
@@ -637,12 +632,7 @@ fn damaged_facts_are_reported_and_never_used() {
     flip(flipped, len / 2);
     let cut = &files[3];
     let len = fs::metadata(cut).unwrap().len();
-    fs::OpenOptions::new()
-        .write(true)
-        .open(cut)
-        .unwrap()
-        .set_len(len / 3)
-        .unwrap();
+    cut_file(cut, len / 3);
     fs::write(&files[5], b"not a facts file").unwrap();
     // Facts that fail their checks are never used.
     let exported = events_export(&dir, &p._tmp.path().join("out-bad"));
@@ -1116,12 +1106,7 @@ fn a_sealed_segment_removed_or_cut_to_its_header_is_said_by_the_answers_that_lac
         copy_dir(&p.dir, &dir);
         let file = dir.join("log").join(segment_file_name(base));
         if cut {
-            fs::OpenOptions::new()
-                .write(true)
-                .open(&file)
-                .unwrap()
-                .set_len(32)
-                .unwrap();
+            cut_file(&file, 32);
         } else {
             fs::remove_file(&file).unwrap();
         }
@@ -1442,12 +1427,7 @@ fn a_lost_tail_imported_again_is_new_records_to_projections_and_exports() {
 /// what was not synced, then imports `input`: the import must say that the
 /// log lost records the index had seen.
 fn cut_then_import(dir: &Path, segment: u64, len: u64, input: &Path) {
-    fs::OpenOptions::new()
-        .write(true)
-        .open(seg_path(dir, segment))
-        .unwrap()
-        .set_len(len)
-        .unwrap();
+    cut_file(&seg_path(dir, segment), len);
     let run = import(dir, &[input], &[]);
     assert!(
         run.stderr.contains("no longer holds the records"),
