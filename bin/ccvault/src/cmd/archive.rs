@@ -704,7 +704,21 @@ pub fn verify(cli: &Cli, no_projections: bool, format: HumanJson) -> Result<Exit
                     .context(format!("cannot verify {}", cli.data_dir.display())))
             }
             Ok(mut reader) => {
-                match Projections::check(&cli.data_dir, &mut reader, RebuildOptions::default()) {
+                let mut checked =
+                    Projections::check(&cli.data_dir, &mut reader, RebuildOptions::default());
+                // Caught up by another process (`serve`) past the index
+                // commit this reader sees: once more with a reader of the
+                // commit they were caught up to.
+                if let Ok(Checked::Ahead { .. }) = checked {
+                    if let Ok(mut newer) = ArchiveReader::open(&cli.data_dir) {
+                        checked = Projections::check(
+                            &cli.data_dir,
+                            &mut newer,
+                            RebuildOptions::default(),
+                        );
+                    }
+                }
+                match checked {
                     Ok(checked) => checked,
                     // The recompute reads the index: one the index check
                     // found damaged is reported there, and the projections
@@ -729,6 +743,7 @@ pub fn verify(cli: &Cli, no_projections: bool, format: HumanJson) -> Result<Exit
         Checked::NotBuilt
         | Checked::OtherVersion(_)
         | Checked::Superseded { .. }
+        | Checked::Ahead { .. }
         | Checked::NotChecked(_) => Vec::new(),
     };
     if let (Checked::NotChecked(why), false) = (&projections, no_projections) {
@@ -816,6 +831,9 @@ pub fn verify(cli: &Cli, no_projections: bool, format: HumanJson) -> Result<Exit
                     Checked::OtherVersion(v) => format!(
                         "projections of version {} (rebuilt by the next read)",
                         v.map_or("none".to_owned(), |v| v.to_string())
+                    ),
+                    Checked::Ahead { consumed } => format!(
+                        "projections not checked (another process caught them up to offset {consumed} while this check read an older index commit, twice; run verify again)"
                     ),
                     Checked::Superseded { consumed } => format!(
                         "projections made from records below offset {consumed} of which the log has since lost some (rebuilt by the next read)"

@@ -47,6 +47,11 @@ pub enum Checked {
     /// nothing of the log's to compare it with. Below which offset it had
     /// applied.
     Superseded { consumed: u64 },
+    /// Not compared: they have applied records below `consumed`, past the
+    /// index commit the check's reader sees (another process, `serve`,
+    /// caught them up after the reader opened); a check with a newer
+    /// reader compares them.
+    Ahead { consumed: u64 },
     /// Compared with a recompute over the records below `consumed`.
     Compared {
         consumed: u64,
@@ -73,6 +78,7 @@ impl Checked {
             Checked::NotBuilt
             | Checked::OtherVersion(_)
             | Checked::Superseded { .. }
+            | Checked::Ahead { .. }
             | Checked::NotChecked(_) => true,
         }
     }
@@ -141,8 +147,16 @@ impl Projections {
             return Ok(Checked::OtherVersion(version));
         }
         let consumed = consumed.map_or(0, |c| c.max(0) as u64);
-        if Anchor::superseded(anchor.as_ref(), reader, consumed) {
+        // The record they stopped at is gone: made from a log that lost
+        // its tail since (as in `Anchor::superseded`).
+        if consumed > 0 && anchor.as_ref().is_some_and(|a| !a.holds(reader, consumed)) {
             return Ok(Checked::Superseded { consumed });
+        }
+        // Still there, past the index commit `reader` sees: another process
+        // (`serve`) caught them up after this check's reader opened. A
+        // recompute up to `reader`'s end would differ from them.
+        if consumed > reader.visible_end() {
+            return Ok(Checked::Ahead { consumed });
         }
         reader.limit_visible(consumed);
 

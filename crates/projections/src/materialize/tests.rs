@@ -862,6 +862,37 @@ fn the_largest_time_is_each_events_best_copys_in_any_order() {
     assert!(dumps.windows(2).all(|w| w[0] == w[1]), "{dumps:#?}");
 }
 
+/// A check whose reader opened before another process caught the
+/// projections up past it compares nothing (a recompute up to its reader's
+/// end would differ from them: until 2026-12-07 it reported them damaged);
+/// with a reader that sees what they applied, it compares them.
+#[test]
+fn a_check_behind_projections_caught_up_meanwhile_compares_nothing() {
+    let lines = sim_lines(4, 60);
+    let (first, second) = lines.split_at(lines.len() / 2);
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    import_lines(d, first);
+    catch_up(d);
+    let mut early = ArchiveReader::open(d).unwrap();
+    import_lines(d, second);
+    catch_up(d);
+    let mut reader = ArchiveReader::open(d).unwrap();
+    assert_eq!(
+        Projections::check(d, &mut early, RebuildOptions::default()).unwrap(),
+        Checked::Ahead {
+            consumed: reader.visible_end()
+        }
+    );
+    assert_eq!(
+        Projections::check(d, &mut reader, RebuildOptions::default()).unwrap(),
+        Checked::Compared {
+            consumed: reader.visible_end(),
+            problems: vec![]
+        }
+    );
+}
+
 #[test]
 fn a_version_change_rebuilds() {
     let lines = sim_lines(3, 60);
