@@ -1426,9 +1426,36 @@ fn a_browser_signs_out_and_its_session_admits_no_one_after() {
         http::get_with(server.addr, "/api/wallboard", &[("Cookie", &leaving)]).status,
         200
     );
+    // Streams opened before the sign-out: by that session, by another, and
+    // by the token itself.
+    let mut ended = Events::open(server.addr, "/events", &[("Cookie", &leaving)]);
+    let mut other = Events::open(server.addr, "/events", &[("Cookie", &staying)]);
+    let bearer = [("Authorization", "Bearer correct-horse-battery-staple")];
+    let mut token = Events::open(server.addr, "/events", &bearer);
+    for stream in [&mut ended, &mut other, &mut token] {
+        assert_eq!(stream.status, 200);
+        stream.until(Duration::from_secs(10), |m| m.event == "wallboard");
+    }
     let r = http::post_with(server.addr, "/logout", &[("Cookie", &leaving)]);
     assert_eq!(r.status, 303);
     assert_eq!(r.header("location"), "/login");
+    // The next change reaches the others, and ends the signed-out one
+    // (it went on until 2026-12-07: an outside audit).
+    let now = jiff::Timestamp::now().as_millisecond();
+    let guid = "int-after-sign-out-phone-00-tenant01";
+    ccvault_stdin(
+        &data,
+        &["import", "-"],
+        live_call(guid, now - 5_000, false).as_bytes(),
+    )
+    .ok();
+    for stream in [&mut other, &mut token] {
+        stream.until(Duration::from_secs(10), |m| m.data.contains(guid));
+    }
+    let after: Vec<String> = std::iter::from_fn(|| ended.next())
+        .map(|m| m.data)
+        .collect();
+    assert!(after.iter().all(|d| !d.contains(guid)), "{after:?}");
     let cleared = r.header("set-cookie");
     assert!(
         cleared.starts_with("ccvault_session=;") && cleared.contains("Max-Age=0"),

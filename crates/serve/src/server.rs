@@ -227,6 +227,11 @@ async fn events(State(s): State<AppState>, headers: HeaderMap) -> Response {
             keep_alive: Box::pin(tokio::time::sleep(KEEP_ALIVE)),
             gzip: gzip.then(|| (false, gzip::Sent::default())),
             live: Arc::clone(&s.live),
+            credentials: s.token.clone().map(|token| Credentials {
+                token,
+                authorization: text_header(&headers, header::AUTHORIZATION),
+                cookie: text_header(&headers, header::COOKIE),
+            }),
         }),
     );
     let h = r.headers_mut();
@@ -250,15 +255,43 @@ static KEEP_ALIVE_GZIP: std::sync::LazyLock<gzip::Piece> =
     std::sync::LazyLock::new(|| gzip::Piece::of(KEEP_ALIVE_LINE));
 
 /// The body of `/events`: each snapshot's message, and a comment after
-/// [`KEEP_ALIVE`] without one; it ends when the watcher stops. In gzip
-/// (`gzip` is `Some`: whether its header went out, and what was sent),
-/// the stream's header first and its trailer at the end.
+/// [`KEEP_ALIVE`] without one; it ends when the watcher stops, or, on a
+/// server with a token, when what the stream was opened with no longer
+/// admits (its session signed out or over). In gzip (`gzip` is `Some`:
+/// whether its header went out, and what was sent), the stream's header
+/// first and its trailer at the end.
 struct Messages {
     snapshots: WatchStream<Arc<crate::live::Snapshot>>,
     keep_alive: std::pin::Pin<Box<tokio::time::Sleep>>,
     gzip: Option<(bool, gzip::Sent)>,
     /// For the count of bytes sent.
     live: Arc<Live>,
+    credentials: Option<Credentials>,
+}
+
+/// What a request presented to a server with a token, asked again before
+/// each message of a stream it opened: a session signed out (or over)
+/// sends nothing more (until 2026-12-07 a stream opened before the
+/// sign-out went on: an outside audit).
+struct Credentials {
+    token: Token,
+    authorization: Option<String>,
+    cookie: Option<String>,
+}
+
+impl Credentials {
+    fn admit(&self) -> bool {
+        self.token
+            .admits(self.authorization.as_deref(), self.cookie.as_deref())
+    }
+}
+
+/// A header's value as text, if it is some.
+fn text_header(headers: &HeaderMap, name: header::HeaderName) -> Option<String> {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
 }
 
 impl tokio_stream::Stream for Messages {
@@ -294,6 +327,9 @@ impl tokio_stream::Stream for Messages {
                 Poll::Pending => return Poll::Pending,
             },
         };
+        if this.credentials.as_ref().is_some_and(|c| !c.admit()) {
+            return Poll::Ready(this.gzip.take().map(|(_, sent)| Ok(sent.trailer())));
+        }
         let deadline = tokio::time::Instant::now() + KEEP_ALIVE;
         this.keep_alive.as_mut().reset(deadline);
         let c = &this.live.counters;
