@@ -461,9 +461,36 @@ fn projections_of_a_lost_tail_are_rebuilt_by_the_next_read_and_verify_says_so() 
             "{}",
             run.stdout_str()
         );
+        let json = ccvault(&dir, &["verify", "--format", "json"])
+            .ok()
+            .json_lines();
+        assert!(
+            json[0]["projections"]
+                .as_str()
+                .is_some_and(|p| p.contains("lost some")),
+            "{}",
+            json[0]
+        );
     }
     let after = ccvault(&dir, &["interactions", "--format", "json"]).ok();
     assert_eq!(after.stdout_str(), before.stdout_str());
+    // Its projections, rebuilt from the records imported again, put in
+    // place of a healthy archive's: the record they stopped at is not that
+    // log's, which lost nothing: damage.
+    let healthy = p.copy("healthy");
+    ccvault(&healthy, &["interactions"]).ok();
+    fs::copy(
+        dir.join("projections.redb"),
+        healthy.join("projections.redb"),
+    )
+    .unwrap();
+    let run = ccvault(&healthy, &["verify"]);
+    assert_eq!(run.code, 1, "{}", run.stdout_str());
+    assert!(
+        run.stdout_str().contains("projections not of this log"),
+        "{}",
+        run.stdout_str()
+    );
     let run = ccvault(&dir, &["verify"]).ok();
     assert!(
         run.stdout_str().contains("0 projections problems"),

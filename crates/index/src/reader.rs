@@ -217,6 +217,13 @@ impl IndexReader {
         self.meta("tally.offset")
     }
 
+    /// Where the log last lost records an index had seen (the first lost
+    /// offset), as the writer that recovered it recorded; `None` when no
+    /// loss was recorded since this index was built.
+    pub fn lost_from(&self) -> Result<Option<u64>> {
+        self.meta("lost.from")
+    }
+
     /// The log's compressed segments as the last commit that recorded them
     /// counted them (`None`: no commit did, as in an index written before
     /// they were kept).

@@ -408,6 +408,10 @@ struct Unindexed {
     /// stopped (a kill) before its first commit. It is built whole, and
     /// removed again if that fails.
     placeholder: bool,
+    /// The first offset of the records the log lost that the index had
+    /// seen: recorded in the rebuilt index, for the projections to tell
+    /// theirs made before the loss ([`ccvault_index::IndexReader::lost_from`]).
+    lost_from: Option<u64>,
 }
 
 impl Archive {
@@ -422,7 +426,7 @@ impl Archive {
         // for the log's index.
         let indexed = if todo.rebuild || todo.placeholder {
             report.index_rebuilt |= todo.rebuild;
-            archive.rebuild_index()
+            archive.rebuild_index_noting(todo.lost_from)
         } else {
             archive.index_tail(todo.resume_from, archive.options.index_commit_records, None)
         };
@@ -633,6 +637,7 @@ impl Archive {
             resume_from: scan_from,
             rebuild: unusable || lost.is_some() || misfit.is_some(),
             placeholder,
+            lost_from: lost.map(|_| archive.log.next_offset()),
         };
         Ok((archive, report, todo))
     }

@@ -436,6 +436,14 @@ impl ArchiveReader {
         &self.index
     }
 
+    /// The first offset of the records the log last lost that its index
+    /// had seen, as the writer that recovered the log recorded it (`None`:
+    /// no loss since the index was built). Derived data made before that
+    /// loss is stale, not damaged.
+    pub fn log_lost_from(&self) -> Result<Option<u64>> {
+        Ok(self.index.lost_from()?)
+    }
+
     /// Why this reader's index does not describe its log (`fit`), if it
     /// does not.
     fn misfit(&self) -> Option<String> {

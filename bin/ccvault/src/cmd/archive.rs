@@ -738,7 +738,7 @@ pub fn verify(cli: &Cli, no_projections: bool, format: HumanJson) -> Result<Exit
     };
     let projection_problems: Vec<String> = match &projections {
         Checked::Compared { problems, .. } => problems.clone(),
-        Checked::Unreadable(why) => vec![why.clone()],
+        Checked::Unreadable(why) | Checked::NotOfThisLog(why) => vec![why.clone()],
         Checked::IndexIncomplete(_) => Vec::new(),
         Checked::NotBuilt
         | Checked::OtherVersion(_)
@@ -754,6 +754,29 @@ pub fn verify(cli: &Cli, no_projections: bool, format: HumanJson) -> Result<Exit
     if let Checked::IndexIncomplete(why) = &projections {
         index_problems.push(why.clone());
     }
+    // What became of the projections, in the summary line's words.
+    let projections_said = match &projections {
+        Checked::Compared { consumed, .. } => format!(
+            "{} projections problems (recomputed below log offset {consumed})",
+            projection_problems.len()
+        ),
+        Checked::Unreadable(_) => "projections unreadable".to_owned(),
+        Checked::NotOfThisLog(_) => "projections not of this log".to_owned(),
+        Checked::NotBuilt => "no projections yet".to_owned(),
+        Checked::NotChecked(_) | Checked::IndexIncomplete(_) => {
+            "projections not checked".to_owned()
+        }
+        Checked::OtherVersion(v) => format!(
+            "projections of version {} (rebuilt by the next read)",
+            v.map_or("none".to_owned(), |v| v.to_string())
+        ),
+        Checked::Ahead { consumed } => format!(
+            "projections not checked (another process caught them up to offset {consumed} while this check read an older index commit, twice; run verify again)"
+        ),
+        Checked::Superseded { consumed } => format!(
+            "projections made from records below offset {consumed} of which the log has since lost some (rebuilt by the next read)"
+        ),
+    };
     let clean = report.is_clean() && projections.is_clean();
     let verdict = if clean {
         ExitCode::SUCCESS
@@ -790,6 +813,7 @@ pub fn verify(cli: &Cli, no_projections: bool, format: HumanJson) -> Result<Exit
                         "factsChecked": report.facts_checked,
                         "factsProblems": problems(&report.facts_problems),
                         "projectionsThrough": projections_through,
+                        "projections": projections_said,
                         "projectionsProblems": problems(&projection_problems)}),
                 )?
             }
@@ -818,27 +842,7 @@ pub fn verify(cli: &Cli, no_projections: bool, format: HumanJson) -> Result<Exit
                 report.damage.len(),
                 index_problems.len(),
                 report.facts_problems.len(),
-                match &projections {
-                    Checked::Compared { consumed, .. } => format!(
-                        "{} projections problems (recomputed below log offset {consumed})",
-                        projection_problems.len()
-                    ),
-                    Checked::Unreadable(_) => "projections unreadable".to_owned(),
-                    Checked::NotBuilt => "no projections yet".to_owned(),
-                    Checked::NotChecked(_) | Checked::IndexIncomplete(_) => {
-                        "projections not checked".to_owned()
-                    }
-                    Checked::OtherVersion(v) => format!(
-                        "projections of version {} (rebuilt by the next read)",
-                        v.map_or("none".to_owned(), |v| v.to_string())
-                    ),
-                    Checked::Ahead { consumed } => format!(
-                        "projections not checked (another process caught them up to offset {consumed} while this check read an older index commit, twice; run verify again)"
-                    ),
-                    Checked::Superseded { consumed } => format!(
-                        "projections made from records below offset {consumed} of which the log has since lost some (rebuilt by the next read)"
-                    ),
-                }
+                projections_said,
             )?;
             }
         }

@@ -56,6 +56,9 @@ pub struct IndexWriter {
     pub(super) tally_offset: Option<u64>,
     /// The log's compressed segments to record with this commit.
     pub(super) packed: Option<PackedTotals>,
+    /// Where the log lost records an index had seen, to record with this
+    /// commit ([`IndexWriter::set_lost_from`]).
+    pub(super) lost_from: Option<u64>,
     pub(super) guid: KeyMap<ChunkBuilder>,
     /// The snapshot's postings of each GUID looked up during this commit.
     /// An interaction's events arrive close together, so one B-tree lookup
@@ -126,6 +129,7 @@ impl IndexWriter {
             counters,
             tally_offset: None,
             packed: None,
+            lost_from: None,
             guid: key_map(0),
             committed_guid: key_map(0),
             agent: key_map(0),
@@ -303,6 +307,15 @@ impl IndexWriter {
     /// having gone since, which compressed segments never do).
     pub fn set_packed(&mut self, packed: PackedTotals) {
         self.packed = Some(packed);
+    }
+
+    /// Records that the log lost the records an index had seen from
+    /// `offset` on (the writer that recovered the log, in the index it
+    /// rebuilt): derived data made before the loss is told from derived
+    /// data damaged since ([`crate::IndexReader::lost_from`]). The latest
+    /// loss is kept.
+    pub fn set_lost_from(&mut self, offset: u64) {
+        self.lost_from = Some(offset);
     }
 
     /// Sets counts that no tally of the log holds: those of an index of a

@@ -200,6 +200,9 @@ impl Index {
                     meta.push(("damaged.segment", segment));
                     meta.push(("damaged.pos", u64::from(pos)));
                 }
+                if let Some(offset) = w.lost_from {
+                    meta.push(("lost.from", offset));
+                }
                 if let Some(p) = w.packed {
                     meta.push(("packed.count", p.count));
                     meta.push(("packed.bytes", p.bytes));

@@ -47,6 +47,11 @@ pub enum Checked {
     /// nothing of the log's to compare it with. Below which offset it had
     /// applied.
     Superseded { consumed: u64 },
+    /// Not compared, and not clean: no loss of the log's records was
+    /// recorded since they were made, yet the record they stopped at is
+    /// not the one the log holds there (their `meta` damaged, or another
+    /// archive's file); what.
+    NotOfThisLog(String),
     /// Not compared: they have applied records below `consumed`, past the
     /// index commit the check's reader sees (another process, `serve`,
     /// caught them up after the reader opened); a check with a newer
@@ -74,7 +79,9 @@ impl Checked {
     pub fn is_clean(&self) -> bool {
         match self {
             Checked::Compared { problems, .. } => problems.is_empty(),
-            Checked::Unreadable(_) | Checked::IndexIncomplete(_) => false,
+            Checked::Unreadable(_) | Checked::NotOfThisLog(_) | Checked::IndexIncomplete(_) => {
+                false
+            }
             Checked::NotBuilt
             | Checked::OtherVersion(_)
             | Checked::Superseded { .. }
@@ -147,10 +154,24 @@ impl Projections {
             return Ok(Checked::OtherVersion(version));
         }
         let consumed = consumed.map_or(0, |c| c.max(0) as u64);
-        // The record they stopped at is gone: made from a log that lost
-        // its tail since (as in `Anchor::superseded`).
-        if consumed > 0 && anchor.as_ref().is_some_and(|a| !a.holds(reader, consumed)) {
-            return Ok(Checked::Superseded { consumed });
+        if consumed > 0 {
+            if let Some(a) = &anchor {
+                // Made before the log lost records, as the writer that
+                // recovered it recorded: the next read rebuilds them.
+                if a.loss_since(reader) {
+                    return Ok(Checked::Superseded { consumed });
+                }
+                // No loss since, yet the record they stopped at is not the
+                // log's: damage, or another archive's file.
+                if !a.holds(reader, consumed) {
+                    return Ok(Checked::NotOfThisLog(format!(
+                        "meta: the record they stopped at ({} in segment {}) is not the one this log holds there, and the log lost no records since they were made: damaged, or another archive's file; run `ccvault rebuild` (the next read rebuilds them too)",
+                        a.record
+                            .map_or("a record".to_owned(), |(o, _)| format!("offset {o}")),
+                        a.pos.segment
+                    )));
+                }
+            }
         }
         // Still there, past the index commit `reader` sees: another process
         // (`serve`) caught them up after this check's reader opened. A
@@ -187,15 +208,27 @@ impl Projections {
             }
             Err(e) => {
                 let _ = std::fs::remove_file(&scratch);
-                return match refused_write(&e) {
-                    Some(io) => Ok(Checked::NotChecked(format!(
-                        "the recompute's scratch file beside {} was refused: {io}",
-                        path.display()
-                    ))),
-                    None => Err(e),
-                };
+                return scratch_refused(&path, e);
             }
         };
+        // Which recorded loss the stored file saw is its history, not a
+        // function of the log's records: the recompute is given the same.
+        let seen = anchor.and_then(|a| a.lost_seen);
+        let given = guarded(&scratch, || {
+            let db = fresh.writable()?;
+            let txn = db.begin_write().at(&scratch)?;
+            {
+                let mut meta = txn.open_table(schema::META).at(&scratch)?;
+                match seen {
+                    Some(offset) => drop(meta.insert("lost_seen", offset as i64).at(&scratch)?),
+                    None => drop(meta.remove("lost_seen").at(&scratch)?),
+                }
+            }
+            txn.commit().at(&scratch)
+        });
+        if let Err(e) = given {
+            return scratch_refused(&path, e);
+        }
         let fresh_txn = fresh.read_txn()?;
 
         let mut problems = Vec::new();
@@ -274,6 +307,19 @@ impl Projections {
 /// Compares one table of the stored file (`a`) with the recompute's (`b`);
 /// a table that does not exist reads as empty. `None` when they hold the
 /// same entries, else how many entries differ and the first.
+/// A check whose scratch file the file system refused (full, read-only,
+/// not this user's) compared nothing, and says why; any other error is
+/// the check's.
+fn scratch_refused(path: &Path, e: ProjectionError) -> Result<Checked> {
+    match refused_write(&e) {
+        Some(io) => Ok(Checked::NotChecked(format!(
+            "the recompute's scratch file beside {} was refused: {io}",
+            path.display()
+        ))),
+        None => Err(e),
+    }
+}
+
 fn same_table<K: redb::Key + 'static, V: redb::Value + 'static>(
     a: &ReadTransaction,
     b: &ReadTransaction,

@@ -304,6 +304,12 @@ pub(super) struct Anchor {
     /// which compare the rest (until then such a refilled log was caught
     /// up from, not rebuilt: an outside audit).
     pub(super) ingest_ms: Option<i64>,
+    /// The last loss of the log's records its index had recorded when
+    /// these projections were made (`ArchiveReader::log_lost_from`): a
+    /// loss recorded since makes them stale, not damaged, so that `verify`
+    /// tells an anchor the log lost from one damaged or of another archive
+    /// (since 2026-12-07: an outside audit saw both called stale).
+    pub(super) lost_seen: Option<u64>,
 }
 
 impl Anchor {
@@ -329,6 +335,7 @@ impl Anchor {
             },
             ingest_ms: record.and(get("scan_ingest_ms")?),
             record,
+            lost_seen: get("lost_seen")?.map(|o| o as u64),
         }))
     }
 
@@ -339,7 +346,21 @@ impl Anchor {
             pos,
             record: found.as_ref().map(|r| (r.offset, payload_hash(&r.payload))),
             ingest_ms: found.map(|r| r.ingest_ms),
+            // Unread, it is taken for none, and a recorded loss makes the
+            // projections stale: rebuilt, never wrong.
+            lost_seen: reader.log_lost_from().ok().flatten(),
         }
+    }
+
+    /// Whether the index has recorded a loss of the log's records that
+    /// the projections that stopped here were made before. (An index
+    /// rebuilt since, which records none, says nothing either way.)
+    pub(super) fn loss_since(&self, reader: &ArchiveReader) -> bool {
+        reader
+            .log_lost_from()
+            .ok()
+            .flatten()
+            .is_some_and(|lost| self.lost_seen != Some(lost))
     }
 
     /// Whether the log holds the anchor's record at its place (an anchor
@@ -363,17 +384,18 @@ impl Anchor {
     }
 
     /// Whether projections that applied the records below `consumed` and
-    /// stopped at `anchor` were made from records the log no longer holds
-    /// (a lost tail, whose offsets others may have taken since): they are
-    /// rebuilt, never caught up from, and `verify` has nothing of them to
-    /// compare.
+    /// stopped at `anchor` are to be rebuilt, never caught up from: the
+    /// log lost records since they were made (their offsets perhaps given
+    /// to others since), or does not hold the record they stopped at
+    /// (damage, another archive's file), or they are past its end.
     pub(super) fn superseded(
         anchor: Option<&Anchor>,
         reader: &ArchiveReader,
         consumed: u64,
     ) -> bool {
         consumed > reader.visible_end()
-            || (consumed > 0 && anchor.is_some_and(|a| !a.holds(reader, consumed)))
+            || (consumed > 0
+                && anchor.is_some_and(|a| a.loss_since(reader) || !a.holds(reader, consumed)))
     }
 }
 
@@ -903,9 +925,17 @@ impl Projections {
             if let Some(at) = a.ingest_ms {
                 put("scan_ingest_ms", at)?;
             }
+            if let Some(offset) = a.lost_seen {
+                put("lost_seen", offset as i64)?;
+            }
         }
         if let Some(m) = own_max_time_ms {
             put("max_own_time_ms", m)?;
+        }
+        if anchor.is_some_and(|a| a.lost_seen.is_none()) {
+            // Seen by the file before, not by the index it now goes on from
+            // (rebuilt since, without the record of that loss).
+            t.remove("lost_seen").at(&self.path)?;
         }
         Ok(())
     }

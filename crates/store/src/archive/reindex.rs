@@ -49,6 +49,12 @@ impl Archive {
     /// swaps it in by rename, so a crash midway leaves the old index in
     /// place. Returns the number of records indexed.
     pub fn rebuild_index(&mut self) -> Result<u64> {
+        self.rebuild_index_noting(None)
+    }
+
+    /// [`Archive::rebuild_index`], recording in the new index that the log
+    /// lost the records from `lost_from` on (`IndexWriter::set_lost_from`).
+    pub(crate) fn rebuild_index_noting(&mut self, lost_from: Option<u64>) -> Result<u64> {
         self.commit_index()?;
         let path = self.layout.index_path();
         let scratch = self.layout.scratch_index_path();
@@ -63,7 +69,7 @@ impl Archive {
         drop(old);
         remove_file_if_exists(&scratch)?;
         create_private_file(&scratch)?;
-        let built = self.fill_scratch_index(&path, &scratch, untallied);
+        let built = self.fill_scratch_index(&path, &scratch, untallied, lost_from);
         if built.is_err() {
             // Not left to fill a disk that is already full: the index it
             // was to replace is still in place.
@@ -82,6 +88,7 @@ impl Archive {
         path: &Path,
         scratch: &Path,
         untallied: Option<ccvault_index::Counters>,
+        lost_from: Option<u64>,
     ) -> Result<u64> {
         let fresh = Index::create_scratch(scratch)?;
         drop(std::mem::replace(&mut self.index, Arc::new(fresh)));
@@ -92,12 +99,20 @@ impl Archive {
         };
         let n = self.index_tail(None, u64::MAX, Some(&facts))?;
         tracing::debug!(records = n, elapsed = ?started.elapsed(), "index rebuilt from the log");
-        if let Some(c) = untallied {
-            if self.index.reader()?.tally_offset()?.is_none() {
-                let mut w = self.index.begin()?;
+        // Only while no tally is behind the counts.
+        let untallied = match untallied {
+            Some(c) if self.index.reader()?.tally_offset()?.is_none() => Some(c),
+            _ => None,
+        };
+        if untallied.is_some() || lost_from.is_some() {
+            let mut w = self.index.begin()?;
+            if let Some(c) = untallied {
                 w.keep_untallied(c.duplicates, c.control);
-                self.index.commit(w, None)?;
             }
+            if let Some(offset) = lost_from {
+                w.set_lost_from(offset);
+            }
+            self.index.commit(w, None)?;
         }
         // Hold the old index while the new one is sealed, then swap files.
         let built = std::mem::replace(&mut self.index, Arc::new(open_index(path)?));
