@@ -1209,6 +1209,13 @@ fn logs_have_no_colour_unless_asked_and_quiet_means_quiet() {
             &["--tz", "stats", "export", "--format", "csv"],
             "ccvault export [OPTIONS]",
         ),
+        // An error clap meets before the command, which the line names.
+        (&["--bogus", "report"], "ccvault report [OPTIONS]"),
+        (&["-q", "-v", "report"], "ccvault report [OPTIONS]"),
+        (
+            &["ingest", "-x", "mqtt"],
+            "ccvault ingest mqtt [OPTIONS] --url <URL>",
+        ),
         // A command's command, and a check made before anything runs (an
         // empty client id came after a summary line of nothing received).
         (

@@ -601,7 +601,18 @@ fn usage_error_line(e: &clap::Error) -> Option<String> {
             parts.push(line.strip_prefix("error: ").unwrap_or(line));
         }
     }
-    let usage = usage.map(str::to_owned).or_else(usage_of_command_line);
+    let ours = usage_of_command_line();
+    let usage = match (usage, ours) {
+        // clap's names the top level (`ccvault [OPTIONS] <COMMAND>`) for
+        // an error it met before the command, which the line goes on to
+        // name: that command's (it gave the top level's until 2026-12-07:
+        // an outside audit).
+        (Some(clap), Some(ours)) if clap.contains("<COMMAND>") && !ours.contains("<COMMAND>") => {
+            Some(ours)
+        }
+        (Some(clap), _) => Some(clap.to_owned()),
+        (None, ours) => ours,
+    };
     Some(with_usage(join_error_lines(&parts), usage))
 }
 
