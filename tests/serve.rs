@@ -1436,7 +1436,25 @@ fn a_browser_signs_out_and_its_session_admits_no_one_after() {
         assert_eq!(stream.status, 200);
         stream.until(Duration::from_secs(10), |m| m.event == "wallboard");
     }
-    let r = http::post_with(server.addr, "/logout", &[("Cookie", &leaving)]);
+    // Posted by another site's page (a forged form): refused, nothing ends.
+    for elsewhere in [
+        ("Origin", "https://evil.example"),
+        ("Origin", "http://localhost.evil.example"),
+        ("Sec-Fetch-Site", "cross-site"),
+    ] {
+        let r = http::post_with(server.addr, "/logout", &[("Cookie", &leaving), elsewhere]);
+        assert_eq!(r.status, 403, "{elsewhere:?}");
+        assert!(r.header("set-cookie").is_empty(), "{elsewhere:?}");
+    }
+    assert_eq!(
+        http::get_with(server.addr, "/api/wallboard", &[("Cookie", &leaving)]).status,
+        200
+    );
+    let r = http::post_with(
+        server.addr,
+        "/logout",
+        &[("Cookie", &leaving), ("Origin", "http://localhost")],
+    );
     assert_eq!(r.status, 303);
     assert_eq!(r.header("location"), "/login");
     // The next change reaches the others, and ends the signed-out one

@@ -955,6 +955,15 @@ async fn logout(State(s): State<AppState>, headers: HeaderMap) -> Response {
         // Nobody signs in to a server without a token.
         return Redirect::to("/").into_response();
     };
+    // A form of another site's page, posted by the browser, would sign
+    // its user out (clear the cookie) against their will.
+    if posted_from_elsewhere(&headers) {
+        return Problem(
+            StatusCode::FORBIDDEN,
+            "a sign-out comes from a page of this server".into(),
+        )
+        .into_response();
+    }
     t.end_sessions(headers.get(header::COOKIE).and_then(|v| v.to_str().ok()));
     let secure = if s.secure_cookie { "; Secure" } else { "" };
     let cleared =
@@ -964,6 +973,26 @@ async fn logout(State(s): State<AppState>, headers: HeaderMap) -> Response {
         r.headers_mut().insert(header::SET_COOKIE, v);
     }
     r
+}
+
+/// Whether a browser says the request comes from a page of another site:
+/// `Sec-Fetch-Site: cross-site`, or an `Origin` whose host and port are
+/// not the `Host` asked for. `Origin: null` says nothing: this server's
+/// own pages send it, under their `Referrer-Policy: no-referrer` (a real
+/// Chromium did, `tests/browser.rs`). A client that sends neither (curl,
+/// a script) is taken at its word.
+fn posted_from_elsewhere(headers: &HeaderMap) -> bool {
+    let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    if text("sec-fetch-site").is_some_and(|v| v.eq_ignore_ascii_case("cross-site")) {
+        return true;
+    }
+    let Some(authority) = text("origin")
+        .and_then(|o| o.split_once("://"))
+        .map(|(_, a)| a)
+    else {
+        return false;
+    };
+    !text("host").is_some_and(|h| h.eq_ignore_ascii_case(authority))
 }
 
 /// Refuses (400, naming it) a query parameter the route does not take,
