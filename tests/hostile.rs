@@ -763,6 +763,32 @@ fn damaged_values_in_the_projections_say_rebuild() {
         failures > 0 && undecodable > 0,
         "{failures} failures, {undecodable} undecodable"
     );
+    // The page of the `meta` table, where every read first looks for where
+    // the projections stopped: its bytes past the page header, one at a
+    // time (a flip there ended every read with redb's panic until
+    // 2026-12-07, that one lookup not being guarded: an outside audit).
+    let meta_page = pristine
+        .windows(b"consumed".len())
+        .position(|w| w == b"consumed")
+        .expect("the meta table's page")
+        / 4096
+        * 4096;
+    for at in (meta_page + 8..meta_page + 40).step_by(4) {
+        let mut bytes = pristine.clone();
+        bytes[at] ^= 0x10;
+        fs::write(&path, &bytes).unwrap();
+        let run = ccvault(&dir, &["interactions", "--format", "csv"]);
+        run.assert_no_panic();
+        assert!(
+            run.code == 0
+                || (run.code == 1
+                    && run.stderr.contains("damaged")
+                    && run.stderr.contains("run `ccvault rebuild`")),
+            "byte {at} (exit {}): {}",
+            run.code,
+            run.stderr
+        );
+    }
     ccvault(&dir, &["rebuild"]).ok();
     ccvault(&dir, &["report", "--format", "csv"]).ok();
 }

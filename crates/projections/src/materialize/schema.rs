@@ -538,9 +538,15 @@ impl Projections {
     /// Where the last catch-up or rebuild stopped scanning, and the record
     /// it found there, if recorded.
     pub(super) fn scan_anchor(&self) -> Result<Option<Anchor>> {
-        let txn = self.read_txn()?;
-        let meta = txn.open_table(META).at(&self.path)?;
-        Anchor::stored_in(&meta, &self.path)
+        // Guarded as every read of the file: a damaged page makes redb
+        // panic, which is the file's damage, not this process's (until
+        // 2026-12-07 a flipped byte of the `meta` page ended every read
+        // command with a panic: an outside audit).
+        guarded(&self.path, || {
+            let txn = self.read_txn()?;
+            let meta = txn.open_table(META).at(&self.path)?;
+            Anchor::stored_in(&meta, &self.path)
+        })
     }
 
     /// Writes a rebuild's summary rows (each interaction new to the store),
