@@ -497,6 +497,19 @@ fn projections_of_a_lost_tail_are_rebuilt_by_the_next_read_and_verify_says_so() 
         "{}",
         run.stdout_str()
     );
+    // The same tail lost again, from the same offset: another loss, whose
+    // projections are as stale (it was called damage while the loss was
+    // known by its offset alone: an outside audit).
+    cut_file(&seg_path(&dir, last_seg), cut);
+    import(&dir, &[&empty], &[]);
+    let run = ccvault(&dir, &["verify"]);
+    assert_eq!(run.code, 0, "{}", run.stdout_str());
+    assert!(
+        run.stdout_str()
+            .contains("of which the log has since lost some"),
+        "{}",
+        run.stdout_str()
+    );
 }
 
 /// The Parquet export's `events` files of `dir`, by path, byte for byte.

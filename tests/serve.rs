@@ -1450,6 +1450,20 @@ fn a_browser_signs_out_and_its_session_admits_no_one_after() {
         http::get_with(server.addr, "/api/wallboard", &[("Cookie", &leaving)]).status,
         200
     );
+    // The same origin, its default port written on one side only (as a
+    // proxy's `Host: $host:$server_port` has it).
+    for (origin, host) in [
+        ("http://localhost", "localhost:80"),
+        ("https://ccvault.example:443", "ccvault.example"),
+    ] {
+        let other = sign_in();
+        let r = http::post_with(
+            server.addr,
+            "/logout",
+            &[("Cookie", &other), ("Origin", origin), ("Host", host)],
+        );
+        assert_eq!(r.status, 303, "{origin} {host}");
+    }
     let r = http::post_with(
         server.addr,
         "/logout",

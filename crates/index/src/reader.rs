@@ -217,11 +217,12 @@ impl IndexReader {
         self.meta("tally.offset")
     }
 
-    /// Where the log last lost records an index had seen (the first lost
-    /// offset), as the writer that recovered it recorded; `None` when no
-    /// loss was recorded since this index was built.
-    pub fn lost_from(&self) -> Result<Option<u64>> {
-        self.meta("lost.from")
+    /// The last loss of records an index had seen that the writer which
+    /// recovered the log recorded: the first lost offset, and the loss's
+    /// identity (`IndexWriter::set_lost`); `None` when no loss was recorded
+    /// since this index was built.
+    pub fn lost(&self) -> Result<Option<(u64, u64)>> {
+        Ok(self.meta("lost.from")?.zip(self.meta("lost.id")?))
     }
 
     /// The log's compressed segments as the last commit that recorded them

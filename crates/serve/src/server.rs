@@ -986,13 +986,22 @@ fn posted_from_elsewhere(headers: &HeaderMap) -> bool {
     if text("sec-fetch-site").is_some_and(|v| v.eq_ignore_ascii_case("cross-site")) {
         return true;
     }
-    let Some(authority) = text("origin")
-        .and_then(|o| o.split_once("://"))
-        .map(|(_, a)| a)
-    else {
+    let Some((scheme, authority)) = text("origin").and_then(|o| o.split_once("://")) else {
         return false;
     };
-    !text("host").is_some_and(|h| h.eq_ignore_ascii_case(authority))
+    // The scheme's own port may be written or not on either side (a proxy
+    // that sets `Host: $host:$server_port`, a browser that leaves `:80`
+    // out of `Origin`: an outside audit).
+    let default = if scheme.eq_ignore_ascii_case("https") {
+        ":443"
+    } else {
+        ":80"
+    };
+    let bare = |a: &str| -> String {
+        let a = a.to_ascii_lowercase();
+        a.strip_suffix(default).map_or(a.clone(), str::to_owned)
+    };
+    text("host").is_none_or(|h| bare(h) != bare(authority))
 }
 
 /// Refuses (400, naming it) a query parameter the route does not take,

@@ -409,9 +409,10 @@ struct Unindexed {
     /// removed again if that fails.
     placeholder: bool,
     /// The first offset of the records the log lost that the index had
-    /// seen: recorded in the rebuilt index, for the projections to tell
-    /// theirs made before the loss ([`ccvault_index::IndexReader::lost_from`]).
-    lost_from: Option<u64>,
+    /// seen, and the loss's identity: recorded in the rebuilt index, for
+    /// the projections to tell theirs made before the loss
+    /// ([`ccvault_index::IndexReader::lost`]).
+    lost: Option<(u64, u64)>,
 }
 
 impl Archive {
@@ -426,7 +427,7 @@ impl Archive {
         // for the log's index.
         let indexed = if todo.rebuild || todo.placeholder {
             report.index_rebuilt |= todo.rebuild;
-            archive.rebuild_index_noting(todo.lost_from)
+            archive.rebuild_index_noting(todo.lost)
         } else {
             archive.index_tail(todo.resume_from, archive.options.index_commit_records, None)
         };
@@ -637,7 +638,15 @@ impl Archive {
             resume_from: scan_from,
             rebuild: unusable || lost.is_some() || misfit.is_some(),
             placeholder,
-            lost_from: lost.map(|_| archive.log.next_offset()),
+            // Its identity: when it was recovered, in nanoseconds (two
+            // losses may start at the same offset; never at the same
+            // instant).
+            lost: lost.map(|_| {
+                let id = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(1, |d| d.as_nanos() as u64);
+                (archive.log.next_offset(), id)
+            }),
         };
         Ok((archive, report, todo))
     }

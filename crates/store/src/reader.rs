@@ -436,12 +436,12 @@ impl ArchiveReader {
         &self.index
     }
 
-    /// The first offset of the records the log last lost that its index
-    /// had seen, as the writer that recovered the log recorded it (`None`:
-    /// no loss since the index was built). Derived data made before that
-    /// loss is stale, not damaged.
-    pub fn log_lost_from(&self) -> Result<Option<u64>> {
-        Ok(self.index.lost_from()?)
+    /// The identity of the last loss of records the index had seen that
+    /// the writer which recovered the log recorded (`None`: no loss since
+    /// the index was built). Derived data made before that loss is stale,
+    /// not damaged.
+    pub fn log_loss(&self) -> Result<Option<u64>> {
+        Ok(self.index.lost()?.map(|(_, id)| id))
     }
 
     /// Why this reader's index does not describe its log (`fit`), if it

@@ -56,9 +56,9 @@ pub struct IndexWriter {
     pub(super) tally_offset: Option<u64>,
     /// The log's compressed segments to record with this commit.
     pub(super) packed: Option<PackedTotals>,
-    /// Where the log lost records an index had seen, to record with this
-    /// commit ([`IndexWriter::set_lost_from`]).
-    pub(super) lost_from: Option<u64>,
+    /// Where the log lost records an index had seen, and that loss's
+    /// identity, to record with this commit ([`IndexWriter::set_lost`]).
+    pub(super) lost: Option<(u64, u64)>,
     pub(super) guid: KeyMap<ChunkBuilder>,
     /// The snapshot's postings of each GUID looked up during this commit.
     /// An interaction's events arrive close together, so one B-tree lookup
@@ -129,7 +129,7 @@ impl IndexWriter {
             counters,
             tally_offset: None,
             packed: None,
-            lost_from: None,
+            lost: None,
             guid: key_map(0),
             committed_guid: key_map(0),
             agent: key_map(0),
@@ -311,11 +311,12 @@ impl IndexWriter {
 
     /// Records that the log lost the records an index had seen from
     /// `offset` on (the writer that recovered the log, in the index it
-    /// rebuilt): derived data made before the loss is told from derived
-    /// data damaged since ([`crate::IndexReader::lost_from`]). The latest
-    /// loss is kept.
-    pub fn set_lost_from(&mut self, offset: u64) {
-        self.lost_from = Some(offset);
+    /// rebuilt), as the loss `id`, which no other loss of this log has
+    /// (two losses may start at the same offset): derived data made before
+    /// the loss is told from derived data damaged since
+    /// ([`crate::IndexReader::lost`]). The latest loss is kept.
+    pub fn set_lost(&mut self, offset: u64, id: u64) {
+        self.lost = Some((offset, id));
     }
 
     /// Sets counts that no tally of the log holds: those of an index of a

@@ -200,8 +200,9 @@ impl Index {
                     meta.push(("damaged.segment", segment));
                     meta.push(("damaged.pos", u64::from(pos)));
                 }
-                if let Some(offset) = w.lost_from {
+                if let Some((offset, id)) = w.lost {
                     meta.push(("lost.from", offset));
+                    meta.push(("lost.id", id));
                 }
                 if let Some(p) = w.packed {
                     meta.push(("packed.count", p.count));

@@ -156,16 +156,19 @@ impl Projections {
         let consumed = consumed.map_or(0, |c| c.max(0) as u64);
         if consumed > 0 {
             if let Some(a) = &anchor {
-                // Made before the log lost records, as the writer that
-                // recovered it recorded: the next read rebuilds them.
-                if a.loss_since(reader) {
-                    return Ok(Checked::Superseded { consumed });
-                }
-                // No loss since, yet the record they stopped at is not the
-                // log's: damage, or another archive's file.
+                // The record they stopped at is not the log's: made before
+                // a loss the writer that recovered the log recorded (the
+                // next read rebuilds them), else damage or another
+                // archive's file. (Where it is the log's they are compared,
+                // whatever the records of losses say: those are history, and
+                // a damaged one can cost a needless rebuild, never an
+                // answer.)
                 if !a.holds(reader, consumed) {
+                    if a.loss_since(reader) {
+                        return Ok(Checked::Superseded { consumed });
+                    }
                     return Ok(Checked::NotOfThisLog(format!(
-                        "meta: the record they stopped at ({} in segment {}) is not the one this log holds there, and the log lost no records since they were made: damaged, or another archive's file; run `ccvault rebuild` (the next read rebuilds them too)",
+                        "meta: the record they stopped at ({} in segment {}) is not the one this log holds there, and the index records no loss of the log's records since they were made: damaged, or another archive's file; run `ccvault rebuild` (the next read rebuilds them too)",
                         a.record
                             .map_or("a record".to_owned(), |(o, _)| format!("offset {o}")),
                         a.pos.segment
@@ -220,7 +223,7 @@ impl Projections {
             {
                 let mut meta = txn.open_table(schema::META).at(&scratch)?;
                 match seen {
-                    Some(offset) => drop(meta.insert("lost_seen", offset as i64).at(&scratch)?),
+                    Some(id) => drop(meta.insert("lost_seen", id as i64).at(&scratch)?),
                     None => drop(meta.remove("lost_seen").at(&scratch)?),
                 }
             }

@@ -305,8 +305,8 @@ pub(super) struct Anchor {
     /// up from, not rebuilt: an outside audit).
     pub(super) ingest_ms: Option<i64>,
     /// The last loss of the log's records its index had recorded when
-    /// these projections were made (`ArchiveReader::log_lost_from`): a
-    /// loss recorded since makes them stale, not damaged, so that `verify`
+    /// these projections were made (`ArchiveReader::log_loss`): a loss
+    /// recorded since makes them stale, not damaged, so that `verify`
     /// tells an anchor the log lost from one damaged or of another archive
     /// (since 2026-12-07: an outside audit saw both called stale).
     pub(super) lost_seen: Option<u64>,
@@ -348,7 +348,7 @@ impl Anchor {
             ingest_ms: found.map(|r| r.ingest_ms),
             // Unread, it is taken for none, and a recorded loss makes the
             // projections stale: rebuilt, never wrong.
-            lost_seen: reader.log_lost_from().ok().flatten(),
+            lost_seen: reader.log_loss().ok().flatten(),
         }
     }
 
@@ -357,7 +357,7 @@ impl Anchor {
     /// rebuilt since, which records none, says nothing either way.)
     pub(super) fn loss_since(&self, reader: &ArchiveReader) -> bool {
         reader
-            .log_lost_from()
+            .log_loss()
             .ok()
             .flatten()
             .is_some_and(|lost| self.lost_seen != Some(lost))
@@ -931,8 +931,8 @@ impl Projections {
             if let Some(at) = a.ingest_ms {
                 put("scan_ingest_ms", at)?;
             }
-            if let Some(offset) = a.lost_seen {
-                put("lost_seen", offset as i64)?;
+            if let Some(id) = a.lost_seen {
+                put("lost_seen", id as i64)?;
             }
         }
         if let Some(m) = own_max_time_ms {

@@ -53,8 +53,9 @@ impl Archive {
     }
 
     /// [`Archive::rebuild_index`], recording in the new index that the log
-    /// lost the records from `lost_from` on (`IndexWriter::set_lost_from`).
-    pub(crate) fn rebuild_index_noting(&mut self, lost_from: Option<u64>) -> Result<u64> {
+    /// lost the records from `lost.0` on, as the loss `lost.1`
+    /// (`IndexWriter::set_lost`).
+    pub(crate) fn rebuild_index_noting(&mut self, lost: Option<(u64, u64)>) -> Result<u64> {
         self.commit_index()?;
         let path = self.layout.index_path();
         let scratch = self.layout.scratch_index_path();
@@ -69,7 +70,7 @@ impl Archive {
         drop(old);
         remove_file_if_exists(&scratch)?;
         create_private_file(&scratch)?;
-        let built = self.fill_scratch_index(&path, &scratch, untallied, lost_from);
+        let built = self.fill_scratch_index(&path, &scratch, untallied, lost);
         if built.is_err() {
             // Not left to fill a disk that is already full: the index it
             // was to replace is still in place.
@@ -88,7 +89,7 @@ impl Archive {
         path: &Path,
         scratch: &Path,
         untallied: Option<ccvault_index::Counters>,
-        lost_from: Option<u64>,
+        lost: Option<(u64, u64)>,
     ) -> Result<u64> {
         let fresh = Index::create_scratch(scratch)?;
         drop(std::mem::replace(&mut self.index, Arc::new(fresh)));
@@ -104,13 +105,13 @@ impl Archive {
             Some(c) if self.index.reader()?.tally_offset()?.is_none() => Some(c),
             _ => None,
         };
-        if untallied.is_some() || lost_from.is_some() {
+        if untallied.is_some() || lost.is_some() {
             let mut w = self.index.begin()?;
             if let Some(c) = untallied {
                 w.keep_untallied(c.duplicates, c.control);
             }
-            if let Some(offset) = lost_from {
-                w.set_lost_from(offset);
+            if let Some((offset, id)) = lost {
+                w.set_lost(offset, id);
             }
             self.index.commit(w, None)?;
         }
