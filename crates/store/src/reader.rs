@@ -436,12 +436,28 @@ impl ArchiveReader {
         &self.index
     }
 
-    /// The identity of the last loss of records the index had seen that
-    /// the writer which recovered the log recorded (`None`: no loss since
-    /// the index was built). Derived data made before that loss is stale,
+    /// The last loss of records the index had seen that the writer which
+    /// recovered the log recorded: the first offset lost, and the loss's
+    /// identity (`None`: no loss since the index was built). Derived data
+    /// made from records at or past that offset before that loss is stale,
     /// not damaged.
-    pub fn log_loss(&self) -> Result<Option<u64>> {
-        Ok(self.index.lost()?.map(|(_, id)| id))
+    pub fn log_loss(&self) -> Result<Option<(u64, u64)>> {
+        Ok(self.index.lost()?)
+    }
+
+    /// Whether the log holds a record (a message or a tally) at `offset`
+    /// or past it, read from `from` on, whether or not the index has seen
+    /// it yet.
+    pub fn log_reaches(&self, from: Position, offset: u64) -> bool {
+        let mut scan = self.log.scan(from);
+        while let Some(item) = scan.next_ref() {
+            match item {
+                Ok(ScanRef::Record(_, rec)) if rec.offset >= offset => return true,
+                Ok(_) => {}
+                Err(_) => return false,
+            }
+        }
+        false
     }
 
     /// Why this reader's index does not describe its log (`fit`), if it

@@ -154,26 +154,24 @@ impl Projections {
             return Ok(Checked::OtherVersion(version));
         }
         let consumed = consumed.map_or(0, |c| c.max(0) as u64);
-        if consumed > 0 {
-            if let Some(a) = &anchor {
-                // The record they stopped at is not the log's: made before
-                // a loss the writer that recovered the log recorded (the
-                // next read rebuilds them), else damage or another
-                // archive's file. (Where it is the log's they are compared,
-                // whatever the records of losses say: those are history, and
-                // a damaged one can cost a needless rebuild, never an
-                // answer.)
-                if !a.holds(reader, consumed) {
-                    if a.loss_since(reader) {
-                        return Ok(Checked::Superseded { consumed });
-                    }
-                    return Ok(Checked::NotOfThisLog(format!(
-                        "meta: the record they stopped at ({} in segment {}) is not the one this log holds there, and the index records no loss of the log's records since they were made: damaged, or another archive's file; run `ccvault rebuild` (the next read rebuilds them too)",
-                        a.record
-                            .map_or("a record".to_owned(), |(o, _)| format!("offset {o}")),
-                        a.pos.segment
-                    )));
+        if let Some(a) = &anchor {
+            // The record they stopped at is not the log's: made before
+            // a loss the writer that recovered the log recorded (the
+            // next read rebuilds them), else damage or another
+            // archive's file. (Where it is the log's they are compared,
+            // whatever the records of losses say: those are history, and
+            // a damaged one can cost a needless rebuild, never an
+            // answer.)
+            if !a.holds(reader, consumed) {
+                if a.loss_since(reader, consumed) {
+                    return Ok(Checked::Superseded { consumed });
                 }
+                return Ok(Checked::NotOfThisLog(format!(
+                    "meta: where they say they stopped ({} in segment {}, records below offset {consumed} applied) is not what this log holds, and the index records no loss of records they applied: damaged, or another archive's file; run `ccvault rebuild` (the next read rebuilds them too)",
+                    a.record
+                        .map_or("a record".to_owned(), |(o, _)| format!("offset {o}")),
+                    a.pos.segment
+                )));
             }
         }
         // Still there, past the index commit `reader` sees: another process

@@ -348,27 +348,32 @@ impl Anchor {
             ingest_ms: found.map(|r| r.ingest_ms),
             // Unread, it is taken for none, and a recorded loss makes the
             // projections stale: rebuilt, never wrong.
-            lost_seen: reader.log_loss().ok().flatten(),
+            lost_seen: reader.log_loss().ok().flatten().map(|(_, id)| id),
         }
     }
 
     /// Whether the index has recorded a loss of the log's records that
-    /// the projections that stopped here were made before. (An index
-    /// rebuilt since, which records none, says nothing either way.)
-    pub(super) fn loss_since(&self, reader: &ArchiveReader) -> bool {
+    /// the projections that stopped here, having applied the records below
+    /// `consumed`, were made before, and that took records they applied
+    /// (its first offset below `consumed`). (An index rebuilt since, which
+    /// records none, says nothing either way.)
+    pub(super) fn loss_since(&self, reader: &ArchiveReader, consumed: u64) -> bool {
         reader
             .log_loss()
             .ok()
             .flatten()
-            .is_some_and(|lost| self.lost_seen != Some(lost))
+            .is_some_and(|(from, id)| self.lost_seen != Some(id) && from < consumed)
     }
 
     /// Whether the log holds the anchor's record at its place (an anchor
-    /// that names none: nothing to compare, yes), and nothing but tallies
-    /// after it below `consumed`, as when the projections were made: a
-    /// message there took the offset of a lost tally, and a catch-up,
-    /// which goes on from `consumed`, would never read it (until
-    /// 2026-12-07: an outside audit).
+    /// that names none: nothing to compare, yes), below `consumed`, with
+    /// records up to `consumed` and nothing but tallies after it below
+    /// `consumed`, as when the projections were made: a message there took
+    /// the offset of a lost tally, and a catch-up, which goes on from
+    /// `consumed`, would never read it (until 2026-12-07: an outside
+    /// audit); a `consumed` at or below the anchor's record, or past the
+    /// log's end, is damage (a catch-up from it applied records twice, or
+    /// none: an outside audit).
     pub(super) fn holds(&self, reader: &ArchiveReader, consumed: u64) -> bool {
         let Some(want) = self.record else {
             return true;
@@ -376,11 +381,13 @@ impl Anchor {
         let found = Anchor::at(reader, self.pos);
         let same = found.record == Some(want)
             && self.ingest_ms.is_none_or(|at| found.ingest_ms == Some(at));
-        same && (want.0 + 1 >= consumed
-            || reader
-                .records()
-                .next_message_after(self.pos, want.0)
-                .is_ok_and(|next| next.is_none_or(|o| o >= consumed)))
+        same && want.0 < consumed
+            && reader.log_reaches(self.pos, consumed - 1)
+            && (want.0 + 1 >= consumed
+                || reader
+                    .records()
+                    .next_message_after(self.pos, want.0)
+                    .is_ok_and(|next| next.is_none_or(|o| o >= consumed)))
     }
 
     /// Whether projections that applied the records below `consumed` and
@@ -394,8 +401,7 @@ impl Anchor {
         consumed: u64,
     ) -> bool {
         consumed > reader.visible_end()
-            || (consumed > 0
-                && anchor.is_some_and(|a| a.loss_since(reader) || !a.holds(reader, consumed)))
+            || anchor.is_some_and(|a| a.loss_since(reader, consumed) || !a.holds(reader, consumed))
     }
 }
 

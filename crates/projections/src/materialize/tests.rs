@@ -905,7 +905,21 @@ fn a_damaged_anchor_is_no_loss_of_the_log() {
     import_lines(d, &lines);
     catch_up(d);
     let healthy = dump(&Projections::open(d).unwrap());
-    for key in ["scan_hash", "scan_offset", "scan_ingest_ms", "scan_pos"] {
+    // Each damage: the key, and its new value (`None`: the key gone).
+    type Damage = (&'static str, fn(i64) -> Option<i64>);
+    let damages: [Damage; 7] = [
+        ("scan_hash", |v| Some(v ^ 1)),
+        ("scan_offset", |v| Some(v ^ 1)),
+        ("scan_ingest_ms", |v| Some(v ^ 1)),
+        ("scan_pos", |v| Some(v ^ 1)),
+        // Applied past the log's end, or not the records below the one
+        // they stopped at, or nothing: a catch-up from there applied
+        // records twice (an outside audit saw tenants' counts doubled).
+        ("consumed", |v| Some(v + 2)),
+        ("consumed", |v| Some(v / 2)),
+        ("consumed", |_| None),
+    ];
+    for (key, damage) in damages {
         {
             let p = Projections::open(d).unwrap();
             let db = p.writable().unwrap();
@@ -916,7 +930,10 @@ fn a_damaged_anchor_is_no_loss_of_the_log() {
                     .unwrap()
                     .unwrap()
                     .value();
-                meta.insert(key, v ^ 1).unwrap();
+                match damage(v) {
+                    Some(w) => drop(meta.insert(key, w).unwrap()),
+                    None => drop(meta.remove(key).unwrap()),
+                }
             }
             txn.commit().unwrap();
         }
