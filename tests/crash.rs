@@ -1088,7 +1088,7 @@ fn reads_started_together_after_a_sigkill_all_answer() {
             .map(|args| {
                 command(&dir, args)
                     .stdin(Stdio::null())
-                    .stdout(Stdio::null())
+                    .stdout(Stdio::piped())
                     .stderr(Stdio::piped())
                     .spawn()
                     .unwrap()
@@ -1097,9 +1097,14 @@ fn reads_started_together_after_a_sigkill_all_answer() {
         for (args, child) in reads.iter().zip(children) {
             let out = child.wait_with_output().unwrap();
             let stderr = String::from_utf8_lossy(&out.stderr);
+            // `verify` says what it found on stdout.
+            let said = match args[0] {
+                "verify" => String::from_utf8_lossy(&out.stdout),
+                _ => "".into(),
+            };
             assert!(
                 out.status.success() && !stderr.contains("repair aborted"),
-                "round {round}, {args:?} beside the others after the kill: {}\n{stderr}",
+                "round {round}, {args:?} beside the others after the kill: {}\n{said}{stderr}",
                 out.status
             );
         }

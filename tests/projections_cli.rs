@@ -359,6 +359,14 @@ fn bad_flag_values_are_clear_errors() {
     for (args, needle) in [
         (vec!["report", "--from", "yesterday"], "RFC 3339"),
         (vec!["report", "--sla", "20q"], "invalid duration"),
+        // A negative value after a space names itself, as after `=` (it
+        // was "unexpected argument '-5'": an outside audit).
+        (vec!["report", "--sla", "-5s"], "'-5s' for '--sla"),
+        (
+            vec!["report", "--short-abandon", "-5s"],
+            "must not be negative",
+        ),
+        (vec!["wallboard", "--sla", "-5s"], "'-5s' for '--sla"),
         (
             vec!["report", "--short-abandon", "4999.5ms"],
             "whole milliseconds",

@@ -42,7 +42,7 @@ pub use input::EventInput;
 pub use live::{could_be_in_progress, live_stage, AgentNow, Live, Stage};
 pub use materialize::{
     record_input, Access, Applied, InteractionFilter, ProjectionError, Projections, RebuildOptions,
-    TenantStats, Touched, PROJECTION_VERSION,
+    SkippedDamage, TenantStats, Touched, PROJECTION_VERSION,
 };
 pub use report::{GroupBy, GroupKey, Interval, Report, ReportOptions, ReportRow};
 pub use summary::{summarize, Anomaly, Direction, LegKind, Outcome, Summary};

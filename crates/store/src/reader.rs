@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use ccvault_event::parse_event;
 use ccvault_index::{Counters, Hit, IndexError, IndexReader, INDEX_VERSION};
 use ccvault_log::{
-    LogError, LogReader, Position, Record, RecordKind, RecordRef, ScanRef, SourceKind,
+    Damage, LogError, LogReader, Position, Record, RecordKind, RecordRef, ScanRef, SourceKind,
 };
 
 use crate::archive::{check_private_files, Archive, ArchiveOptions};
@@ -590,7 +590,15 @@ impl ArchiveReader {
     /// How many damaged places of the log the index's indexing skipped (0
     /// when it met none, or does not say).
     pub fn index_damaged_places(&self) -> u64 {
-        self.index.counters().map_or(0, |c| c.damaged_places)
+        self.index_damage().0
+    }
+
+    /// How many damaged places of the log the index's indexing skipped, and
+    /// the first (segment base, byte position).
+    pub fn index_damage(&self) -> (u64, Option<(u64, u32)>) {
+        self.index
+            .counters()
+            .map_or((0, None), |c| (c.damaged_places, c.first_damage))
     }
 
     fn note_of_index_damage(&self, c: &ccvault_index::Counters) -> Option<String> {
@@ -836,8 +844,9 @@ impl ArchiveReader {
 /// below the reader's visible end is passed exactly once, in offset order
 /// (records before the start position are not), and none at or above it;
 /// tally records are never passed (offsets may skip them); damaged ranges
-/// are skipped (the scan resynchronises after them; reporting them is
-/// `verify`'s job).
+/// are skipped (the scan resynchronises after them), and
+/// [`VisibleRecords::scan_noting_damage`] says which of them lay among the
+/// records it passed.
 #[derive(Clone, Copy)]
 pub struct VisibleRecords<'a> {
     log: &'a LogReader,
@@ -880,24 +889,54 @@ impl VisibleRecords<'_> {
     pub fn scan<B>(
         &self,
         from: Position,
+        f: impl FnMut(Position, RecordRef<'_>) -> ControlFlow<B>,
+    ) -> Result<ControlFlow<B>> {
+        self.scan_noting_damage(from, f, |_| {})
+    }
+
+    /// [`VisibleRecords::scan`], also calling `damaged` with each damaged
+    /// place it skipped among the visible records: one with a visible
+    /// record after it, or, at the scan's end, one after which visible
+    /// offsets never came (the log's last visible records damaged). Bytes
+    /// past the last visible record that no visible offset was in (a
+    /// torn tail, or the frame a running writer is appending) are not
+    /// among them.
+    pub fn scan_noting_damage<B>(
+        &self,
+        from: Position,
         mut f: impl FnMut(Position, RecordRef<'_>) -> ControlFlow<B>,
+        mut damaged: impl FnMut(&Damage),
     ) -> Result<ControlFlow<B>> {
         let end = self.end;
         let mut broke = None;
         let mut order = OffsetOrder::default();
+        let mut pending: Vec<Damage> = Vec::new();
+        // One past the last offset read below `end`, of any kind of record.
+        let mut next_offset = None;
         self.log
             .scan_with(from, |item| -> std::result::Result<_, LogError> {
-                let ScanRef::Record(pos, rec) = item else {
-                    return Ok(ControlFlow::Continue(()));
+                let (pos, rec) = match item {
+                    ScanRef::Record(pos, rec) => (pos, rec),
+                    ScanRef::Damage(d) => {
+                        pending.push(d);
+                        return Ok(ControlFlow::Continue(()));
+                    }
                 };
                 if rec.offset >= end {
                     return Ok(ControlFlow::Break(()));
                 }
+                if !pending.is_empty() {
+                    pending.drain(..).for_each(|d| damaged(&d));
+                }
+                next_offset = Some(rec.offset.saturating_add(1));
                 if !order.admits(rec.offset) || rec.kind != RecordKind::Message {
                     return Ok(ControlFlow::Continue(()));
                 }
                 Ok(f(pos, rec).map_break(|b| broke = Some(b)))
             })?;
+        if broke.is_none() && next_offset.is_some_and(|next| next < end) {
+            pending.iter().for_each(&mut damaged);
+        }
         Ok(match broke {
             Some(b) => ControlFlow::Break(b),
             None => ControlFlow::Continue(()),

@@ -139,10 +139,10 @@ pub struct ReportArgs {
     #[arg(long, value_name = "queue,agent,channel", value_parser = parse_group)]
     pub by: Option<GroupBy>,
     /// Service-level threshold on waitMs of inbound legs: one (20s, 1m30s, 1.5s) or one per channel (phone=20s,chat=60s,email=4h,*=30s).
-    #[arg(long, default_value = "20s", value_name = "DURATION|CHANNEL=DURATION,...", value_parser = parse_sla)]
+    #[arg(long, default_value = "20s", value_name = "DURATION|CHANNEL=DURATION,...", value_parser = parse_sla, allow_hyphen_values = true)]
     pub sla: Sla,
     /// Abandons with abandonMs below this are short (excluded from service level and abandon rate).
-    #[arg(long, default_value = "5s", value_name = "DURATION", value_parser = parse_duration_ms)]
+    #[arg(long, default_value = "5s", value_name = "DURATION", value_parser = parse_duration_ms, allow_hyphen_values = true)]
     pub short_abandon: i64,
     /// Also write a self-contained HTML page with charts of volume, service level, ASA and abandons (`-`: only the page, on stdout).
     #[arg(long, value_name = "FILE")]
@@ -241,7 +241,34 @@ const BUILD_POLL: Duration = Duration::from_millis(100);
 
 pub(crate) fn up_to_date(cli: &Cli) -> Result<Projections> {
     let mut reader = open_reader(cli)?;
-    if let Some(p) = already_current(cli, &reader) {
+    let p = caught_up(cli, &mut reader)?;
+    warn_skipped_damage(&p, &reader);
+    Ok(p)
+}
+
+/// Says on stderr, once a process and even with `-q` (what follows lacks
+/// records), that the projections were built around damaged places of
+/// the log, unless the index's warning (`warn_index_damage`) has said the
+/// same places.
+fn warn_skipped_damage(p: &Projections, reader: &ArchiveReader) {
+    static WARNED: std::sync::Once = std::sync::Once::new();
+    let Ok(skipped) = p.skipped_damage() else {
+        return;
+    };
+    let Some(note) = skipped.note() else {
+        return;
+    };
+    let (places, first) = reader.index_damage();
+    if places >= skipped.places && first.map(|(s, pos)| (s, u64::from(pos))) == skipped.first {
+        return;
+    }
+    WARNED.call_once(|| crate::output::error_line(format_args!("ccvault: warning: {note}")));
+}
+
+/// The projections holding every record `reader` shows, caught up here
+/// where they can be, else as another process holds them (said).
+fn caught_up(cli: &Cli, reader: &mut ArchiveReader) -> Result<Projections> {
+    if let Some(p) = already_current(cli, reader) {
         return Ok(p);
     }
     let open = || {
@@ -270,7 +297,7 @@ pub(crate) fn up_to_date(cli: &Cli) -> Result<Projections> {
     match p.access() {
         Access::Writable => {
             let bar = progress_bar(reader.visible_end(), "projections");
-            let applied = p.catch_up(&mut reader, &mut on_progress(&bar))?;
+            let applied = p.catch_up(reader, &mut on_progress(&bar))?;
             if let Some(bar) = bar {
                 bar.finish_and_clear();
             }

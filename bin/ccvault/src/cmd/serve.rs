@@ -30,10 +30,10 @@ use crate::{Cli, HumanJsonArg};
 #[derive(clap::Args, Debug, Clone)]
 pub struct WallboardFlags {
     /// Service-level threshold on waitMs: one (20s) or one per channel (phone=20s,chat=60s,*=30s), as `report --sla`.
-    #[arg(long, default_value = "20s", value_name = "DURATION|CHANNEL=DURATION,...", value_parser = parse_sla)]
+    #[arg(long, default_value = "20s", value_name = "DURATION|CHANNEL=DURATION,...", value_parser = parse_sla, allow_hyphen_values = true)]
     pub sla: Sla,
     /// Abandons with abandonMs below this are short, as `report --short-abandon`.
-    #[arg(long, default_value = "5s", value_name = "DURATION", value_parser = parse_duration_ms)]
+    #[arg(long, default_value = "5s", value_name = "DURATION", value_parser = parse_duration_ms, allow_hyphen_values = true)]
     pub short_abandon: i64,
     /// Names of agent state codes, e.g. "0=logged out,1=logged in,5=available".
     #[arg(long, value_name = "CODE=NAME,...", value_parser = parse_state_names)]

@@ -12,7 +12,7 @@ use redb::Durability;
 
 use super::project::{project_records, ArchivedEvent, Projected, Want};
 use super::rebuild::{RebuildOptions, WORK_RECORDS};
-use super::schema::Anchor;
+use super::schema::{Anchor, SkippedDamage};
 use super::{
     guarded, refused_write, Applied, AtPath, Progress, Projections, Result, PROJECTION_VERSION,
 };
@@ -121,23 +121,28 @@ impl Projections {
             let mut last_pos = stored_pos;
             let mut records = 0u64;
             let mut projected = Projected::default();
-            let scanned = records_seen.scan(start, |pos, rec| {
-                if rec.offset < state.consumed {
-                    return ControlFlow::Continue(());
-                }
-                last_pos = Some(pos);
-                records += 1;
-                if rec.quarantined {
-                    return ControlFlow::Continue(());
-                }
-                new_recs.push(ArchivedEvent::of_ref(&rec));
-                if new_recs.len() >= WORK_RECORDS {
-                    if let Err(e) = collect_new(&mut new_recs, &mut touched, &mut projected) {
-                        return ControlFlow::Break(e);
+            let mut skipped = SkippedDamage::default();
+            let scanned = records_seen.scan_noting_damage(
+                start,
+                |pos, rec| {
+                    if rec.offset < state.consumed {
+                        return ControlFlow::Continue(());
                     }
-                }
-                ControlFlow::Continue(())
-            })?;
+                    last_pos = Some(pos);
+                    records += 1;
+                    if rec.quarantined {
+                        return ControlFlow::Continue(());
+                    }
+                    new_recs.push(ArchivedEvent::of_ref(&rec));
+                    if new_recs.len() >= WORK_RECORDS {
+                        if let Err(e) = collect_new(&mut new_recs, &mut touched, &mut projected) {
+                            return ControlFlow::Break(e);
+                        }
+                    }
+                    ControlFlow::Continue(())
+                },
+                |damage| skipped.add(damage),
+            )?;
             if let ControlFlow::Break(e) = scanned {
                 return Err(e).at(&self.path);
             }
@@ -176,7 +181,8 @@ impl Projections {
             self.put_copies(&txn, &projected.copies)?;
             let max_time = state.own_max_time_ms.max(projected.own_max_ms);
             let anchor = last_pos.map(|p| Anchor::at(reader, p));
-            self.put_meta(&txn, end, anchor, max_time)?;
+            let skipped = self.skipped_damage()?.and(skipped);
+            self.put_meta(&txn, end, anchor, max_time, skipped)?;
             txn.set_durability(Durability::Immediate).at(&self.path)?;
             txn.commit().at(&self.path)?;
             Ok(Applied {

@@ -8,7 +8,10 @@
 //!   messages, where the next catch-up starts scanning) with
 //!   `scan_offset`/`scan_hash` (that record's offset and payload hash: a
 //!   catch-up goes on only while the log holds that record there, else it
-//!   rebuilds, `schema::Anchor`) and `max_own_time_ms` (the largest t(e) that
+//!   rebuilds, `schema::Anchor`), `damage_places`/`damage_segment`/
+//!   `damage_pos` (the damaged places of the log skipped among the records
+//!   applied, `schema::SkippedDamage`: reads warn of them) and
+//!   `max_own_time_ms` (the largest t(e) that
 //!   an event's own payload gives, rules 1–3, of any event below
 //!   `consumed`; absent when there is none).
 //! - `copy_best`/`copy_times`: for each event below `consumed` whose payload
@@ -112,6 +115,7 @@ pub use catch_up::Touched;
 pub use check::Checked;
 pub use project::record_input;
 pub use query::{InteractionFilter, TenantStats};
+pub use schema::SkippedDamage;
 
 /// Bump whenever a stored value or a rule of docs/METRICS.md changes: a store
 /// written with another version is rebuilt on the next catch-up.

@@ -27,7 +27,9 @@ use super::group_window::{GroupWindow, Taken};
 use super::project::{
     project_records, ArchivedEvent, ArchivedGroup, Projected, SummaryRow, TenantFacts, Want,
 };
-use super::schema::{create_private, io_error, scratch_builder, Anchor, SortedTables};
+use super::schema::{
+    create_private, io_error, scratch_builder, Anchor, SkippedDamage, SortedTables,
+};
 use super::{
     guarded, scratch_path, Applied, AtPath, Db, Progress, ProjectionError, Projections, Result,
 };
@@ -300,7 +302,7 @@ impl Projections {
         let mut txn = db.begin_write().at(&self.path)?;
         self.put_sorted(db, &txn, sorted)?;
         let anchor = outcome.last_pos.map(|p| Anchor::at(reader, p));
-        self.put_meta(&txn, end, anchor, max_time)?;
+        self.put_meta(&txn, end, anchor, max_time, outcome.skipped)?;
         txn.set_durability(Durability::Immediate).at(&self.path)?;
         txn.commit().at(&self.path)?;
         progress(Progress {
@@ -460,6 +462,7 @@ struct ScanResult {
     interactions: u64,
     agents: u64,
     own_max_ms: Option<i64>,
+    skipped: SkippedDamage,
 }
 
 /// The log reader of a rebuild: one sequential scan; hands each group to
@@ -497,81 +500,86 @@ fn scan_groups(
             .send(std::mem::take(batch))
             .map_err(|_| ProjectionError::Worker("workers stopped".into()))
     };
-    let scanned = records_seen.scan(Position::START, |pos, rec| {
-        records += 1;
-        last_pos = Some(pos);
-        if records & 4095 == 0 {
-            records_read.store(records, Ordering::Relaxed);
-        }
-        if rec.quarantined {
-            return ControlFlow::Continue(());
-        }
-        let group = match groups.take(rec.offset) {
-            Ok(group) => group,
-            Err(e) => return ControlFlow::Break(e),
-        };
-        match group {
-            None => {
-                loose.push(&rec);
-                if loose.len() >= WORK_RECORDS {
-                    batch_records += loose.len();
-                    let next = take_spare(&mut spare, spares).unwrap_or_default();
-                    batch.push(Work::Loose(std::mem::replace(&mut loose, next)));
-                }
+    let mut skipped = SkippedDamage::default();
+    let scanned = records_seen.scan_noting_damage(
+        Position::START,
+        |pos, rec| {
+            records += 1;
+            last_pos = Some(pos);
+            if records & 4095 == 0 {
+                records_read.store(records, Ordering::Relaxed);
             }
-            Some(taken) if deferred_set.contains(&taken.gid) => {}
-            Some(Taken {
-                gid,
-                left,
-                size,
-                guid_hash,
-            }) => {
-                let entry = inflight.entry(gid).or_insert_with(|| {
-                    by_age.push_back(gid);
-                    let reused = take_spare(&mut spare, spares);
-                    (
-                        rec.offset,
-                        0,
-                        ArchivedGroup::for_records(size as usize, &rec, reused, guid_hash),
-                    )
-                });
-                let before = entry.2.footprint();
-                entry.2.push(&rec);
-                let grown = entry.2.footprint().saturating_sub(before) + 64;
-                entry.1 += grown;
-                buffered += grown;
-                if left == 0 {
-                    if let Some((_, bytes, recs)) = inflight.remove(&gid) {
-                        buffered -= bytes;
-                        batch_records += recs.len();
-                        batch.push(Work::Group(recs));
+            if rec.quarantined {
+                return ControlFlow::Continue(());
+            }
+            let group = match groups.take(rec.offset) {
+                Ok(group) => group,
+                Err(e) => return ControlFlow::Break(e),
+            };
+            match group {
+                None => {
+                    loose.push(&rec);
+                    if loose.len() >= WORK_RECORDS {
+                        batch_records += loose.len();
+                        let next = take_spare(&mut spare, spares).unwrap_or_default();
+                        batch.push(Work::Loose(std::mem::replace(&mut loose, next)));
                     }
                 }
-                while buffered > buffer_bytes {
-                    let Some(old) = by_age.pop_front() else {
-                        break;
-                    };
-                    // Completed groups are skipped: each group enters
-                    // `inflight` once, so one absent from it is done.
-                    if let Some((_, bytes, _)) = inflight.remove(&old) {
-                        buffered -= bytes;
-                        deferred.push(old);
-                        deferred_set.insert(old);
+                Some(taken) if deferred_set.contains(&taken.gid) => {}
+                Some(Taken {
+                    gid,
+                    left,
+                    size,
+                    guid_hash,
+                }) => {
+                    let entry = inflight.entry(gid).or_insert_with(|| {
+                        by_age.push_back(gid);
+                        let reused = take_spare(&mut spare, spares);
+                        (
+                            rec.offset,
+                            0,
+                            ArchivedGroup::for_records(size as usize, &rec, reused, guid_hash),
+                        )
+                    });
+                    let before = entry.2.footprint();
+                    entry.2.push(&rec);
+                    let grown = entry.2.footprint().saturating_sub(before) + 64;
+                    entry.1 += grown;
+                    buffered += grown;
+                    if left == 0 {
+                        if let Some((_, bytes, recs)) = inflight.remove(&gid) {
+                            buffered -= bytes;
+                            batch_records += recs.len();
+                            batch.push(Work::Group(recs));
+                        }
+                    }
+                    while buffered > buffer_bytes {
+                        let Some(old) = by_age.pop_front() else {
+                            break;
+                        };
+                        // Completed groups are skipped: each group enters
+                        // `inflight` once, so one absent from it is done.
+                        if let Some((_, bytes, _)) = inflight.remove(&old) {
+                            buffered -= bytes;
+                            deferred.push(old);
+                            deferred_set.insert(old);
+                        }
+                    }
+                    if by_age.len() > 2 * inflight.len() + 1024 {
+                        by_age.retain(|g| inflight.contains_key(g));
                     }
                 }
-                if by_age.len() > 2 * inflight.len() + 1024 {
-                    by_age.retain(|g| inflight.contains_key(g));
+            }
+            if batch_records >= WORK_RECORDS {
+                if let Err(e) = send(&mut batch) {
+                    return ControlFlow::Break(e);
                 }
+                batch_records = 0;
             }
-        }
-        if batch_records >= WORK_RECORDS {
-            if let Err(e) = send(&mut batch) {
-                return ControlFlow::Break(e);
-            }
-            batch_records = 0;
-        }
-        ControlFlow::Continue(())
-    })?;
+            ControlFlow::Continue(())
+        },
+        |damage| skipped.add(damage),
+    )?;
     if let ControlFlow::Break(e) = scanned {
         return Err(e);
     }
@@ -598,6 +606,7 @@ fn scan_groups(
         interactions: 0,
         agents: 0,
         own_max_ms: None,
+        skipped,
     })
 }
 

@@ -285,6 +285,90 @@ pub(super) fn create_private(path: &Path) -> Result<()> {
     })
 }
 
+/// The damaged places of the log that the rebuild and catch-ups skipped
+/// among the records they applied (`VisibleRecords::scan_noting_damage`):
+/// whatever records were there are in no projection, and every read says
+/// so. `meta` keys `damage_places` and `damage_segment`/`damage_pos` (the
+/// first in log order); none when there were none. Damage that came to
+/// the log after the records it hit were applied is not here (their
+/// projections hold them); `verify` compares these keys as any other, so
+/// after such damage it names `meta` too, beside the log's damage.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SkippedDamage {
+    pub places: u64,
+    /// The first: (segment base, byte position).
+    pub first: Option<(u64, u64)>,
+}
+
+impl SkippedDamage {
+    pub(super) fn add(&mut self, damage: &ccvault_store::Damage) {
+        self.places += 1;
+        let at = (damage.segment, damage.pos);
+        if self.first.is_none_or(|first| at < first) {
+            self.first = Some(at);
+        }
+    }
+
+    /// Both files' places: a catch-up's added to the stored ones.
+    pub(super) fn and(self, more: SkippedDamage) -> SkippedDamage {
+        let mut both = SkippedDamage {
+            places: self.places + more.places,
+            first: self.first,
+        };
+        if let Some(at) = more.first.filter(|&at| both.first.is_none_or(|f| at < f)) {
+            both.first = Some(at);
+        }
+        both
+    }
+
+    pub(super) fn stored_in(
+        meta: &impl ReadableTable<&'static str, i64>,
+        path: &Path,
+    ) -> Result<SkippedDamage> {
+        let get = |k: &str| -> Result<Option<i64>> { Ok(meta.get(k).at(path)?.map(|v| v.value())) };
+        Ok(SkippedDamage {
+            places: get("damage_places")?.map_or(0, |n| n.max(0) as u64),
+            first: match (get("damage_segment")?, get("damage_pos")?) {
+                (Some(segment), Some(pos)) => Some((segment.max(0) as u64, pos.max(0) as u64)),
+                _ => None,
+            },
+        })
+    }
+
+    pub(super) fn put(
+        &self,
+        meta: &mut redb::Table<'_, &'static str, i64>,
+        path: &Path,
+    ) -> Result<()> {
+        let keys = ["damage_places", "damage_segment", "damage_pos"];
+        match self.first.filter(|_| self.places > 0) {
+            Some((segment, pos)) => {
+                let values =
+                    [self.places, segment, pos].map(|v| i64::try_from(v).unwrap_or(i64::MAX));
+                for (k, v) in keys.into_iter().zip(values) {
+                    meta.insert(k, v).at(path)?;
+                }
+            }
+            None => {
+                for k in keys {
+                    meta.remove(k).at(path)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The sentence a read of these projections says on stderr; `None`
+    /// when they skipped nothing.
+    pub fn note(&self) -> Option<String> {
+        let (segment, pos) = self.first.filter(|_| self.places > 0)?;
+        Some(format!(
+            "the projections were built around {} damaged place(s) of the log (the first in segment {segment:020} at byte {pos}): whatever records were there are in no interaction, report or agent state; `ccvault verify` names each place",
+            self.places
+        ))
+    }
+}
+
 /// Where the last catch-up or rebuild stopped scanning (the record at
 /// `consumed - 1`, or the last readable one before it) and that record's
 /// offset and payload hash. A catch-up goes on from it only while the log
@@ -538,6 +622,18 @@ impl Projections {
                 own_max_time_ms,
                 interactions,
             })
+        })
+    }
+
+    /// The damaged places of the log these projections were built around.
+    pub fn skipped_damage(&self) -> Result<SkippedDamage> {
+        guarded(&self.path, || {
+            let txn = self.read_txn()?;
+            match txn.open_table(META) {
+                Ok(meta) => SkippedDamage::stored_in(&meta, &self.path),
+                Err(redb::TableError::TableDoesNotExist(_)) => Ok(SkippedDamage::default()),
+                Err(e) => Err(e).at(&self.path),
+            }
         })
     }
 
@@ -919,8 +1015,10 @@ impl Projections {
         consumed: u64,
         anchor: Option<Anchor>,
         own_max_time_ms: Option<i64>,
+        skipped: SkippedDamage,
     ) -> Result<()> {
         let mut t = txn.open_table(META).at(&self.path)?;
+        skipped.put(&mut t, &self.path)?;
         let mut put = |k: &str, v: i64| t.insert(k, v).map(drop).at(&self.path);
         put("version", PROJECTION_VERSION)?;
         put("consumed", i64::try_from(consumed).unwrap_or(i64::MAX))?;
