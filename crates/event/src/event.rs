@@ -351,8 +351,9 @@ pub(crate) enum Top<'a> {
     },
     Other(&'static str),
     /// A transport control message, not an event: a Pulsar control frame
-    /// (a `type` field and no `payload`, e.g. `{"type": "isEndOfTopic"}`)
-    /// or the legacy API's `ClientCheck` heartbeat.
+    /// (a `type` or `endOfTopic` field that is no object, no `payload`, and
+    /// no key but those and `messageId`/`context`, e.g. `{"type":
+    /// "isEndOfTopic"}`) or the legacy API's `ClientCheck` heartbeat.
     Control,
 }
 
@@ -388,6 +389,50 @@ struct TopVisitor;
 enum Slot<'a> {
     Body(EventBody<'a>),
     NotObject,
+}
+
+/// Whether a value is a JSON object, its content skipped.
+struct IsObject(bool);
+
+impl<'de> Deserialize<'de> for IsObject {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(IsObjectVisitor)
+    }
+}
+
+struct IsObjectVisitor;
+
+impl<'de> Visitor<'de> for IsObjectVisitor {
+    type Value = IsObject;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+        Ok(IsObject(true))
+    }
+    fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(IsObject(false))
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(IsObject(false))
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+        Ok(IsObject(false))
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+        Ok(IsObject(false))
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+        Ok(IsObject(false))
+    }
+    fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
+        Ok(IsObject(false))
+    }
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(IsObject(false))
+    }
 }
 
 impl<'de> Deserialize<'de> for Slot<'de> {
@@ -454,13 +499,24 @@ impl<'de> Visitor<'de> for TopVisitor {
         let mut first: Option<(Cow<'de, str>, Slot<'de>)> = None;
         let (mut message_id, mut payload, mut publish_time) =
             (Lenient::Null, Lenient::Null, Lenient::Null);
-        let mut has_payload_key = false;
+        let mut payloads = 0u32;
+        // A key beside an envelope's payload whose value is an object
+        // (`properties` apart): an event the envelope would drop.
+        let mut object_beside = false;
         let mut control_frame = false;
+        // A key no control frame has: with it, the message is kept (an
+        // event with a stray `"type":"note"` beside its family was counted
+        // as control and dropped until 2026-12-07: an outside audit).
+        let mut other_key = false;
         while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
             keys += 1;
+            other_key |= !matches!(
+                key.as_ref(),
+                "type" | "endOfTopic" | "messageId" | "context" | "payload"
+            );
             match key.as_ref() {
                 "payload" => {
-                    has_payload_key = true;
+                    payloads += 1;
                     payload = map.next_value()?;
                 }
                 // A Pulsar frame's `type`, or the `endOfTopic` answer to an
@@ -477,21 +533,37 @@ impl<'de> Visitor<'de> for TopVisitor {
                 "publishTime" => publish_time = map.next_value()?,
                 _ if keys == 1 => {
                     let slot: Slot<'de> = map.next_value()?;
+                    object_beside |= key != "properties" && matches!(slot, Slot::Body(_));
                     first = Some((key, slot));
                 }
-                _ => {
+                "properties" => {
                     map.next_value::<IgnoredAny>()?;
+                }
+                _ => {
+                    object_beside |= map.next_value::<IsObject>()?.0;
                 }
             }
         }
-        if has_payload_key {
+        // An envelope is kept as received, and quarantined, unless its
+        // payload is all it carries (until 2026-12-07 a second `payload`,
+        // or an event beside one, was dropped without a trace: an outside
+        // audit).
+        if payloads > 1 {
+            return Ok(Top::Other("an envelope with more than one payload"));
+        }
+        if payloads == 1 && object_beside {
+            return Ok(Top::Other(
+                "an envelope's payload beside another object (an event the envelope would hide)",
+            ));
+        }
+        if payloads == 1 {
             return Ok(Top::Envelope {
                 message_id,
                 payload,
                 publish_time,
             });
         }
-        if control_frame {
+        if control_frame && !other_key {
             return Ok(Top::Control);
         }
         match (keys, first) {

@@ -300,6 +300,45 @@ mod tests {
         assert!(d.outcome.unwrap_err().contains("not JSON"));
     }
 
+    /// An envelope whose payload is not all it carries is kept as
+    /// received and quarantined: a second payload, or an event beside
+    /// one, would be lost with the envelope's bytes.
+    #[test]
+    fn an_envelope_that_would_hide_an_event_is_quarantined() {
+        let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+        let a = r#"{"Interaction":{"event":"InteractionCreated","interactionGUID":"a"}}"#;
+        let b = r#"{"Interaction":{"event":"InteractionCreated","interactionGUID":"b"}}"#;
+        for raw in [
+            format!(
+                r#"{{"messageId":"m","payload":"{}","payload":"{}"}}"#,
+                b64(a),
+                b64(b)
+            ),
+            format!(
+                r#"{{"Interaction":{{"event":"X","interactionGUID":"a"}},"payload":"{}"}}"#,
+                b64(b)
+            ),
+            format!(
+                r#"{{"payload":"{}","AgentStatus":{{"agentId":"x"}}}}"#,
+                b64(b)
+            ),
+        ] {
+            let d = decode_message(raw.as_bytes());
+            assert!(!d.control, "{raw}");
+            assert_eq!(d.payload.as_ref(), raw.as_bytes(), "{raw}");
+            assert!(d.outcome.unwrap_err().contains("envelope"), "{raw}");
+        }
+        // `properties` (an object) and Pulsar's other keys beside the one
+        // payload are an envelope, in any order.
+        let raw = format!(
+            r#"{{"properties":{{"k":"v"}},"messageId":"m","payload":"{}","publishTime":"2025-11-24T10:00:00Z","redeliveryCount":0,"key":"k"}}"#,
+            b64(a)
+        );
+        let d = decode_message(raw.as_bytes());
+        assert_eq!(d.payload.as_ref(), a.as_bytes());
+        assert!(d.outcome.is_ok());
+    }
+
     #[test]
     fn control_messages_are_recognized_and_nothing_else() {
         for raw in [
@@ -326,6 +365,11 @@ mod tests {
             br#"{"Interaction":{"event":"X","type":"y"}}"#,
             br#"{"kind":"isEndOfTopic"}"#,
             br#"{"endOfTopic":{"event":"X"}}"#,
+            // An event, or a message, beside a control frame's key: kept
+            // (quarantined: more than one top-level key), never dropped.
+            br#"{"Interaction":{"event":"InteractionCreated","interactionGUID":"g"},"type":"note"}"#,
+            br#"{"endOfTopic":false,"AgentStatus":{"agentId":"a"}}"#,
+            br#"{"type":"error","message":"quota exceeded"}"#,
         ] {
             assert!(
                 !decode_message(raw).control,

@@ -21,7 +21,13 @@ pub enum Lenient<'a> {
     Null,
     Bool(bool),
     Int(i64),
-    /// A JSON number that is not an `i64` (fraction, exponent, or too large).
+    /// A JSON integer above `i64::MAX` that fits a `u64`: its text is
+    /// exact, and it is no number of the contract's (none fits an `i64`).
+    /// Until 2026-12-07 it was read as a float, so two ids that differ in
+    /// their last digits had one text (an outside audit).
+    Big(u64),
+    /// A JSON number that is neither (fraction, exponent, or beyond the
+    /// `u64` range, whose text is then the nearest double's).
     Float(f64),
     Text(Cow<'a, str>),
     /// An object or array.
@@ -81,6 +87,7 @@ impl<'a> Lenient<'a> {
         match self {
             Lenient::Text(t) if !t.is_empty() => Some(Cow::Borrowed(t.as_ref())),
             Lenient::Int(n) => Some(Cow::Owned(n.to_string())),
+            Lenient::Big(n) => Some(Cow::Owned(n.to_string())),
             Lenient::Float(f) => Some(Cow::Owned(f.to_string())),
             Lenient::Bool(b) => Some(Cow::Borrowed(if *b { "true" } else { "false" })),
             _ => None,
@@ -93,6 +100,7 @@ impl<'a> Lenient<'a> {
             Lenient::Null => Lenient::Null,
             Lenient::Bool(b) => Lenient::Bool(b),
             Lenient::Int(n) => Lenient::Int(n),
+            Lenient::Big(n) => Lenient::Big(n),
             Lenient::Float(f) => Lenient::Float(f),
             Lenient::Text(t) => Lenient::Text(Cow::Owned(t.into_owned())),
             Lenient::Nested => Lenient::Nested,
@@ -132,7 +140,7 @@ impl<'de> Visitor<'de> for LenientVisitor {
     fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
         Ok(match i64::try_from(v) {
             Ok(n) => Lenient::Int(n),
-            Err(_) => Lenient::Float(v as f64),
+            Err(_) => Lenient::Big(v),
         })
     }
     fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
@@ -169,6 +177,23 @@ mod tests {
 
     fn v(json: &str) -> Lenient<'_> {
         serde_json::from_str(json).unwrap()
+    }
+
+    #[test]
+    fn integers_past_i64_keep_their_digits_up_to_u64() {
+        let max = v("18446744073709551615");
+        assert_eq!(max.as_text().as_deref(), Some("18446744073709551615"));
+        assert_eq!(
+            v("18446744073709551614").as_text().as_deref(),
+            Some("18446744073709551614")
+        );
+        assert_eq!(
+            v("9223372036854775808").as_text().as_deref(),
+            Some("9223372036854775808")
+        );
+        assert_eq!(max.as_i64(), None);
+        assert_eq!(max.as_bool(), None);
+        assert!(max.is_present());
     }
 
     #[test]
