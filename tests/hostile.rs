@@ -9,7 +9,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use base64::Engine;
-use common::{ccvault, import, is_root, stats, Run, Stream};
+use common::{ccvault, ccvault_stdin, import, is_root, stats, Run, Stream};
 
 /// A Pulsar envelope around `payload` with the given metadata.
 fn envelope(message_id: &str, publish_time: &str, payload: &str) -> String {
@@ -644,6 +644,64 @@ fn a_bom_crlf_and_a_truncated_gzip_lose_nothing_readable() {
             run.stderr
         );
         assert_eq!(stats(&dir).events, 3, "{name}");
+    }
+}
+
+/// A gzip feed on a pipe says its damage and its trailing bytes as the
+/// same bytes in a file do: until 2026-12-07 the watch for the pipe's
+/// pauses dropped the decoder's error, and the feed ended there as if
+/// complete, exit 0 (`cat a.gz b.ndjson | ccvault import -` archived a's
+/// lines alone and said "all durable": an outside audit).
+#[test]
+fn a_gzip_feed_on_a_pipe_says_its_damage_as_a_file_does() {
+    use std::io::Write;
+    let tmp = tempfile::tempdir().unwrap();
+    let s = Stream {
+        events: 40,
+        interactions: 8,
+        line_len: 300,
+    };
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(s.text(0..30).as_bytes()).unwrap();
+    let whole = gz.finish().unwrap();
+    let mut crc = whole.clone();
+    let at = crc.len() - 8;
+    crc[at] ^= 1;
+    let mut then_plain = whole.clone();
+    then_plain.extend(s.text(30..40).as_bytes());
+    for (name, bytes, says) in [
+        (
+            "cut",
+            &whole[..whole.len() * 2 / 3],
+            "may hold damaged bytes",
+        ),
+        ("crc", &crc[..], "matching checksum"),
+        (
+            "then-plain",
+            &then_plain[..],
+            "after its last complete gzip member (member 1)",
+        ),
+    ] {
+        for how in ["pipe", "file"] {
+            let dir = tmp.path().join(format!("{name}-{how}"));
+            let run = match how {
+                "pipe" => ccvault_stdin(&dir, &["import", "-"], bytes),
+                _ => {
+                    let file = tmp.path().join(format!("{name}.gz"));
+                    fs::write(&file, bytes).unwrap();
+                    ccvault(&dir, &["import", file.to_str().unwrap()])
+                }
+            };
+            run.assert_no_panic();
+            assert_eq!(run.code, 3, "{name} on a {how}: {}", run.stderr);
+            assert!(
+                run.stderr
+                    .contains("cannot read the rest of the input after byte ")
+                    && run.stderr.contains(says),
+                "{name} on a {how}: {}",
+                run.stderr
+            );
+        }
     }
 }
 

@@ -146,6 +146,12 @@ pub struct LineWatch<R> {
     /// `inner` decompresses: the bytes the probe sees buffered may give
     /// nothing yet (the end of a flush), and reading them could wait.
     decompressing: bool,
+    /// The error a read made while looking for a pause, for the reader of
+    /// the bytes once it has read those before it: a gzip feed's damage or
+    /// trailing bytes, which the decoder says once (until 2026-12-07 the
+    /// look dropped it, and the feed ended there as if complete: an
+    /// outside audit).
+    failed: Option<std::io::Error>,
 }
 
 impl<R: Read> LineWatch<R> {
@@ -159,6 +165,7 @@ impl<R: Read> LineWatch<R> {
             scratch: Vec::new(),
             probe,
             decompressing,
+            failed: None,
         }
     }
 
@@ -181,7 +188,11 @@ impl<R: Read> LineWatch<R> {
                 return true;
             }
             match self.take_more() {
-                Ok(0) | Err(_) => return false,
+                Ok(0) => return false,
+                Err(e) => {
+                    self.failed = Some(e);
+                    return false;
+                }
                 Ok(_) => {}
             }
         }
@@ -230,6 +241,9 @@ impl<R: Read> LineWatch<R> {
     /// Appends one read of `inner` to the buffer (what is there: the caller
     /// knows a read would not wait); 0 at the end of input.
     fn take_more(&mut self) -> std::io::Result<usize> {
+        if let Some(e) = self.failed.take() {
+            return Err(e);
+        }
         if self.pos > 0 {
             self.buf.drain(..self.pos);
             self.searched = self.searched.saturating_sub(self.pos);
