@@ -487,6 +487,23 @@ fn a_capture_in_utf16_is_refused_naming_the_encoding() {
         assert_eq!(stats(&dir).records, 3, "{name}");
         assert_eq!(stats(&dir).quarantined, 0, "{name}");
     }
+    // One stray NUL byte before UTF-8 lines is no UTF-16: the line holding
+    // it is quarantined, the others archived (until 2026-12-07 the file
+    // was refused as UTF-16BE, with advice that garbled it: an outside
+    // audit).
+    for (name, stray, archived) in [("nul.json", &b"\0"[..], 2), ("nul-line.json", b"\0\n", 3)] {
+        let file = tmp.path().join(name);
+        std::fs::write(&file, [stray, text.as_bytes()].concat()).unwrap();
+        let dir = tmp.path().join(format!("a-{name}"));
+        ccvault(&dir, &["import", file.to_str().unwrap()]).expect_code(0);
+        let st = stats(&dir);
+        assert_eq!(
+            (st.events, st.quarantined),
+            (archived, 1),
+            "{name}: {:?}",
+            st.json
+        );
+    }
 }
 
 /// A pretty-printed capture whose first value is longer than the block

@@ -221,22 +221,43 @@ fn with_whole_magic<R: BufRead>(
 }
 
 /// The encoding of JSON text in UTF-16 or UTF-32 (PowerShell 5's `>`
-/// writes UTF-16), told by its byte order mark or by the NUL bytes around
-/// its first character: JSON in UTF-8 never holds a NUL byte outside a
-/// string's escapes, so no UTF-8 input is mistaken for one.
+/// writes UTF-16), told by its byte order mark or by the NUL bytes of its
+/// first characters: each of the first two (or up to four) is an ASCII
+/// character in a code unit of NULs, the first one opening JSON. One stray
+/// NUL byte before UTF-8 text is not that (until 2026-12-07 a NUL beside
+/// the first character sufficed, and such a file was refused as UTF-16,
+/// with advice that garbled it: an outside audit); it is read as UTF-8,
+/// and the line holding it quarantined.
 fn wide_text(head: &[u8]) -> Option<(&'static str, &'static str)> {
     if let Some(&(_, encoding)) = WIDE_MARKS.iter().find(|(mark, _)| head.starts_with(mark)) {
         return Some((encoding, "its byte order mark"));
     }
     let opens = |b: u8| matches!(b, b'{' | b'[' | b' ' | b'\t' | b'\r' | b'\n');
-    let encoding = match head {
-        [0, 0, 0, c, ..] if opens(*c) => "UTF-32BE",
-        [c, 0, 0, 0, ..] if opens(*c) => "UTF-32LE",
-        [0, c, ..] if opens(*c) => "UTF-16BE",
-        [c, 0, ..] if opens(*c) => "UTF-16LE",
-        _ => return None,
+    // The code units of `width` bytes, the character at `at` in each.
+    let wide = |width: usize, at: usize| {
+        let units: Vec<&[u8]> = head.chunks_exact(width).take(4).collect();
+        units.len() >= 2
+            && units.first().is_some_and(|u| opens(u[at]))
+            && units.iter().all(|u| {
+                u.iter().enumerate().all(|(i, &b)| {
+                    if i == at {
+                        b != 0 && b.is_ascii()
+                    } else {
+                        b == 0
+                    }
+                })
+            })
     };
-    Some((encoding, "a NUL byte beside its first character"))
+    let encoding = [
+        ("UTF-32BE", 4, 3),
+        ("UTF-32LE", 4, 0),
+        ("UTF-16BE", 2, 1),
+        ("UTF-16LE", 2, 0),
+    ]
+    .into_iter()
+    .find(|&(_, width, at)| wide(width, at))?
+    .0;
+    Some((encoding, "the NUL bytes of its first characters"))
 }
 
 /// The compression (and the command that undoes it) whose magic bytes
