@@ -182,6 +182,27 @@ fn every_try_next_line_works_as_printed() {
         assert!(line.starts_with("ccvault "), "{line}");
         run_as_printed(line, tmp.path(), &path);
     }
+    // An archive whose name starts with `-` is named so that it is not
+    // read as an option (`--data-dir -dash stats` was a usage error: an
+    // outside audit).
+    let out = Command::new(bin)
+        .args(["demo", "--seed", "5", "--into=-dash"])
+        .current_dir(tmp.path())
+        .output()
+        .expect("run demo");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stats = stdout
+        .lines()
+        .map(str::trim)
+        .find(|l| l.ends_with(" stats"))
+        .expect("a stats line");
+    assert_eq!(stats, "ccvault --data-dir=-dash stats");
+    run_as_printed(stats, tmp.path(), &path);
 }
 
 /// The README's quick start: its first two commands run the demo and the

@@ -65,20 +65,19 @@ fn hidden_or_reordering(c: char) -> bool {
 }
 
 /// Renders rows under headers, columns padded to their widest cell; columns
-/// flagged in `right` are right-aligned (numbers).
+/// flagged in `right` are right-aligned (numbers). Cells are given as
+/// they are and escaped once, by [`line`] (until 2026-12-07 they were
+/// escaped here too: a tenant `a\u{202e}` printed `a\\u{202e}`, which
+/// names none: an outside audit).
 pub(crate) fn table(headers: &[&str], rows: &[Vec<String>], right: &[bool]) -> String {
-    let rows: Vec<Vec<String>> = rows
-        .iter()
-        .map(|row| row.iter().map(|c| for_terminal(c).into_owned()).collect())
-        .collect();
     let mut widths = widths_of(headers);
-    for row in &rows {
+    for row in rows {
         widen(&mut widths, row);
     }
     let mut out = String::new();
     let header: Vec<String> = headers.iter().map(|h| h.to_string()).collect();
     push_row(&mut out, &header, &widths, right);
-    for row in &rows {
+    for row in rows {
         push_row(&mut out, row, &widths, right);
     }
     out
@@ -194,5 +193,13 @@ mod tests {
         );
         assert_eq!(out.lines().count(), 3, "{out}");
         assert!(!out.contains('\u{1b}'), "{out}");
+        // Escaped once, as everywhere else: the text the reader can type
+        // back (`--tenant`) for the value.
+        let out = table(&["T"], &[vec!["a\u{202e}\\b".into()]], &[false]);
+        assert_eq!(
+            out.lines().nth(1),
+            Some(for_terminal("a\u{202e}\\b").as_ref())
+        );
+        assert_eq!(out.lines().nth(1), Some("a\\u{202e}\\\\b"));
     }
 }

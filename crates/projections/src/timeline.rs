@@ -148,7 +148,7 @@ pub fn render_text(timeline: &Timeline, tz: Option<&TimeZone>) -> String {
                 e.delta_ms
                     .map_or_else(String::new, |d| format!("+{}", format_duration(d))),
                 e.event_type.clone(),
-                or_dash(e.agent_id.as_deref()),
+                e.agent_id.clone().unwrap_or_else(|| "-".to_owned()),
                 detail.join(", "),
             ]
         })

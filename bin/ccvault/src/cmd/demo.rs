@@ -56,21 +56,28 @@ fn shell_word(path: &std::path::Path) -> String {
 /// the directory the demo ran in; `contact_leg` is a leg of a contact of
 /// several legs, when the day has one.
 pub fn try_next(dir: &std::path::Path, guid: &str, contact_leg: Option<&str>) -> Vec<String> {
-    let d = shell_word(dir);
+    // A name that starts with `-` would be read as an option after a
+    // space (an outside audit ran `demo --into=-dash`).
+    let word = shell_word(dir);
+    let d = if word.starts_with('-') {
+        format!("={word}")
+    } else {
+        format!(" {word}")
+    };
     let mut lines = vec![
-        format!("ccvault --data-dir {d} stats"),
-        format!("ccvault --data-dir {d} show {guid}"),
-        format!("ccvault --data-dir {d} show {guid} --raw"),
+        format!("ccvault --data-dir{d} stats"),
+        format!("ccvault --data-dir{d} show {guid}"),
+        format!("ccvault --data-dir{d} show {guid} --raw"),
     ];
     if let Some(leg) = contact_leg {
-        lines.push(format!("ccvault --data-dir {d} show {leg}"));
+        lines.push(format!("ccvault --data-dir{d} show {leg}"));
     }
     lines.extend([
-        format!("ccvault --data-dir {d} report --interval 15m --by queue --tz Europe/London --sla 30s"),
-        format!("ccvault --data-dir {d} interactions --outcome abandoned --format json | head -3"),
-        format!("ccvault --data-dir {d} agents --format csv"),
-        format!("ccvault --data-dir {d} quarantine"),
-        format!("ccvault --data-dir {d} verify"),
+        format!("ccvault --data-dir{d} report --interval 15m --by queue --tz Europe/London --sla 30s"),
+        format!("ccvault --data-dir{d} interactions --outcome abandoned --format json | head -3"),
+        format!("ccvault --data-dir{d} agents --format csv"),
+        format!("ccvault --data-dir{d} quarantine"),
+        format!("ccvault --data-dir{d} verify"),
         "ccvault simulate --interactions 200 --seed 1 > sample.ndjson && ccvault import sample.ndjson".to_string(),
     ]);
     lines
