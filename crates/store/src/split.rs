@@ -528,6 +528,18 @@ fn key_hash(key: &[u8]) -> u32 {
     key.iter().fold(KEY_HASH_START, |h, &b| key_hash_step(h, b))
 }
 
+/// [`key_hash`] of an envelope's first key, `messageId`.
+const MESSAGE_ID_HASH: u32 = {
+    let key = b"messageId";
+    let mut hash = KEY_HASH_START;
+    let mut i = 0;
+    while i < key.len() {
+        hash = (hash ^ key[i] as u32).wrapping_mul(0x0100_0193);
+        i += 1;
+    }
+    hash
+};
+
 impl Value {
     /// Where the value ends in `chunk`, if it does. `known`: the hashes
     /// ([`key_hash`]) of the keys a resync that needs one may have.
@@ -631,7 +643,19 @@ impl Value {
                 }
                 // A key the stream's values may begin with, where one is
                 // needed: else a nested object, no business of ours.
-                (4, b':') if !self.resync_needs_key || known.contains(&self.resync_hash) => {
+                //
+                // An envelope's `messageId` may well be nested on its line
+                // (a producer property `{"messageId": …}` in `properties`:
+                // until 2026-12-07 such valid lines were cut in pieces and
+                // the file taken for a one-line stream: an outside audit):
+                // it ends a broken value there only where no well-formed
+                // value has it (after a closing bracket, in a string, at a
+                // key's place) or on a line of its own.
+                (4, b':')
+                    if !self.resync_needs_key
+                        || (known.contains(&self.resync_hash)
+                            && (self.resync_own_line || self.resync_hash != MESSAGE_ID_HASH)) =>
+                {
                     found = Some((usize::from(self.resync_len), self.resync_needs_key));
                     0
                 }
@@ -1079,6 +1103,26 @@ mod tests {
         assert_eq!(got.len(), 3, "{got:?}");
         for (text, ..) in &got {
             serde_json::from_str::<serde_json::Value>(text).unwrap();
+        }
+        // An envelope's `properties` may nest a `messageId` (a producer's
+        // property), in lines or back to back: those values are whole,
+        // and lines of them are NDJSON (until 2026-12-07 each was cut in
+        // pieces: an outside audit).
+        let envelope = |i: u32| {
+            format!(
+                r#"{{"messageId":"CAEQAQ==","payload":"e30=","properties":{{"messageId":"orig-{i}"}},"publishTime":"2025-11-23T12:13:20.000Z"}}"#
+            )
+        };
+        let lines: String = (0..3).map(|i| envelope(i) + "\n").collect();
+        assert_eq!(detect(lines.as_bytes()), Ok(InputFormat::Ndjson));
+        let back_to_back: String = (0..3).map(envelope).collect();
+        for format in [InputFormat::Auto, InputFormat::JsonStream] {
+            let got = split_in_blocks(format, back_to_back.as_bytes(), 1000, 4096);
+            assert_eq!(
+                texts(&got),
+                (0..3).map(envelope).collect::<Vec<_>>(),
+                "{format:?}"
+            );
         }
     }
 
