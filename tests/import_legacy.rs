@@ -5,6 +5,7 @@
 //! with its own bytes; quarantine reasons naming the byte offset; XML
 //! refused.
 
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use common::{ccvault, ccvault_stdin, docs_fixture, import, scan, stats};
@@ -476,6 +477,33 @@ fn a_capture_in_utf16_is_refused_naming_the_encoding() {
             "{name} on stdin: {}",
             run.stderr
         );
+        // A pipe whose first write is 1 to 3 bytes (these were read as
+        // text until 2026-12-07: an outside audit).
+        for first in 1..=3 {
+            let mut child = common::command(&dir, &["import", "-"])
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap();
+            let mut stdin = child.stdin.take().unwrap();
+            stdin.write_all(&bytes[..first]).unwrap();
+            stdin.flush().unwrap();
+            std::thread::sleep(std::time::Duration::from_millis(300));
+            let _ = stdin.write_all(&bytes[first..]);
+            drop(stdin);
+            let out = child.wait_with_output().unwrap();
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(
+                out.status.code(),
+                Some(1),
+                "{name}, first write {first}: {stderr}"
+            );
+            assert!(
+                stderr.contains(encoding),
+                "{name}, first write {first}: {stderr}"
+            );
+        }
     }
     // The same lines in UTF-8, with or without its byte order mark, are
     // archived.

@@ -183,10 +183,17 @@ const OTHER_COMPRESSIONS: [(&[u8], &str, &str); 6] = [
 
 /// Whether `head` may still become a magic number an input is told by
 /// (gzip's, another compression's, a byte order mark): it is a strict
-/// prefix of one.
+/// prefix of one; or wide text ([`wide_text`], after a UTF-8 byte order
+/// mark too), told by the NULs of its first two code units: one byte, or
+/// fewer than the 8 bytes of two
+/// UTF-32 units with a NUL among them (a pipe's first write of 1 to 3
+/// bytes of UTF-16 was read as text until 2026-12-07: an outside audit).
 fn cuts_a_magic(head: &[u8]) -> bool {
     let cut = |magic: &[u8]| head.len() < magic.len() && magic.starts_with(head);
-    cut(&GZIP_MAGIC)
+    let text = head.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(head);
+    let wide_so_far = text.len() < 2 || (text.len() < 8 && text.contains(&0));
+    wide_so_far
+        || cut(&GZIP_MAGIC)
         || cut(b"\xEF\xBB\xBF")
         || WIDE_MARKS.iter().any(|(m, _)| cut(m))
         || OTHER_COMPRESSIONS.iter().any(|(m, ..)| cut(m))
