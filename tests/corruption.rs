@@ -949,6 +949,42 @@ fn reads_of_projections_built_around_damage_say_so() {
     }
 }
 
+/// A flipped byte in the log's last record (the tally an import ends
+/// with) hides its offset; projections that applied it are still this
+/// log's: `verify` reports the log's damage, not the projections as
+/// another archive's (until 2026-12-07 it did, and no `rebuild` changed
+/// it: an outside audit).
+#[test]
+fn damage_in_the_last_record_leaves_the_projections_the_logs() {
+    let p = Pristine::build();
+    let dir = p.copy("last-record");
+    // Imported again: every line a duplicate, counted in a tally at the end.
+    import(&dir, &[&p.input], &[]);
+    let log = LogReader::open(&dir.join("log")).unwrap();
+    let last = log
+        .scan(Position::START)
+        .filter_map(|item| match item.unwrap() {
+            ScanItem::Record(at, rec) => Some((at, rec.kind)),
+            ScanItem::Damage(_) => None,
+        })
+        .last()
+        .unwrap();
+    assert_eq!(last.1, ccvault_log::RecordKind::Tally);
+    ccvault(&dir, &["-q", "interactions"]).ok();
+    flip(&seg_path(&dir, last.0.segment), u64::from(last.0.pos) + 20);
+    for _ in 0..2 {
+        let run = ccvault(&dir, &["verify"]);
+        let said = run.stdout_str();
+        assert_eq!(run.code, 1, "{said}{}", run.stderr);
+        assert!(said.contains("DAMAGE"), "{said}");
+        assert!(
+            !said.contains("PROJ") && !said.contains("not of this log"),
+            "{said}"
+        );
+        ccvault(&dir, &["-q", "rebuild"]).ok();
+    }
+}
+
 /// Issue 15 item 7: `verify` run again and again in one process while an
 /// `import` of a large file runs in another (rolling small segments) never
 /// reports the writer's unfinished tail, or anything else, as damage or as

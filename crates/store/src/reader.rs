@@ -447,17 +447,23 @@ impl ArchiveReader {
 
     /// Whether the log holds a record (a message or a tally) at `offset`
     /// or past it, read from `from` on, whether or not the index has seen
-    /// it yet.
+    /// it yet; or may hold it in a damaged place after its last readable
+    /// record (a flipped byte in the last record: its offset cannot be
+    /// read, and until 2026-12-07 projections that had applied it were
+    /// called another archive's, which no `rebuild` changed: an outside
+    /// audit).
     pub fn log_reaches(&self, from: Position, offset: u64) -> bool {
         let mut scan = self.log.scan(from);
+        let mut damage_last = false;
         while let Some(item) = scan.next_ref() {
             match item {
                 Ok(ScanRef::Record(_, rec)) if rec.offset >= offset => return true,
-                Ok(_) => {}
+                Ok(ScanRef::Record(..)) => damage_last = false,
+                Ok(ScanRef::Damage(_)) => damage_last = true,
                 Err(_) => return false,
             }
         }
-        false
+        damage_last
     }
 
     /// Why this reader's index does not describe its log (`fit`), if it

@@ -27,7 +27,7 @@ use std::time::Instant;
 use ccvault_store::{ArchiveReader, Layout};
 use redb::{ReadTransaction, ReadableTable, TableDefinition};
 
-use super::schema::{self, create_private, scratch_builder, Anchor};
+use super::schema::{self, create_private, scratch_builder, Anchor, SkippedDamage};
 use super::{
     guarded, refused_write, scratch_path, AtPath, Db, ProjectionError, Projections, RebuildOptions,
     Result, PROJECTION_VERSION,
@@ -129,21 +129,24 @@ impl Projections {
         let snapshot = {
             guarded(&path, || {
                 let txn = stored.read_txn()?;
-                let (version, consumed, anchor) = match txn.open_table(schema::META) {
+                let (version, consumed, anchor, skipped) = match txn.open_table(schema::META) {
                     Ok(meta) => {
                         let get = |k: &str| -> Result<Option<i64>> {
                             Ok(meta.get(k).at(&path)?.map(|v| v.value()))
                         };
                         let anchor = Anchor::stored_in(&meta, &path)?;
-                        (get("version")?, get("consumed")?, anchor)
+                        let skipped = SkippedDamage::stored_in(&meta, &path)?;
+                        (get("version")?, get("consumed")?, anchor, skipped)
                     }
-                    Err(redb::TableError::TableDoesNotExist(_)) => (None, None, None),
+                    Err(redb::TableError::TableDoesNotExist(_)) => {
+                        (None, None, None, SkippedDamage::default())
+                    }
                     Err(e) => return Err(e).at(&path),
                 };
-                Ok((txn, version, consumed, anchor))
+                Ok((txn, version, consumed, anchor, skipped))
             })
         };
-        let (stored_txn, version, consumed, anchor) = match snapshot {
+        let (stored_txn, version, consumed, anchor, skipped) = match snapshot {
             Ok(s) => s,
             Err(e @ ProjectionError::Damaged { .. }) => {
                 return Ok(Checked::Unreadable(e.to_string()))
@@ -212,8 +215,12 @@ impl Projections {
                 return scratch_refused(&path, e);
             }
         };
-        // Which recorded loss the stored file saw is its history, not a
-        // function of the log's records: the recompute is given the same.
+        // Which recorded loss the stored file saw, and which damaged places
+        // of the log it was built around, are its history, not a function
+        // of the log's records: the recompute is given the same (damage
+        // that came to the log after the records it hit were applied made
+        // `meta` differ, where only the log was damaged: an outside audit;
+        // records the damage hid still make the tables differ).
         let seen = anchor.and_then(|a| a.lost_seen);
         let given = guarded(&scratch, || {
             let db = fresh.writable()?;
@@ -224,6 +231,7 @@ impl Projections {
                     Some(id) => drop(meta.insert("lost_seen", id as i64).at(&scratch)?),
                     None => drop(meta.remove("lost_seen").at(&scratch)?),
                 }
+                skipped.put(&mut meta, &scratch)?;
             }
             txn.commit().at(&scratch)
         });

@@ -291,8 +291,8 @@ pub(super) fn create_private(path: &Path) -> Result<()> {
 /// so. `meta` keys `damage_places` and `damage_segment`/`damage_pos` (the
 /// first in log order); none when there were none. Damage that came to
 /// the log after the records it hit were applied is not here (their
-/// projections hold them); `verify` compares these keys as any other, so
-/// after such damage it names `meta` too, beside the log's damage.
+/// projections hold them). Like `lost_seen`, a record of how the file was
+/// made: `verify` gives its recompute the stored values.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct SkippedDamage {
     pub places: u64,
