@@ -420,6 +420,12 @@ fn control_characters_in_event_values_never_reach_the_terminal() {
         "{\"Interaction\": \u{1b}[31m not json".to_string(),
         // A tenant (the GUID's last part) that is an escape sequence.
         r#"{"Interaction":{"event":"InteractionCreated","interactionGUID":"int-2-\u001b[31mred\u0007","msgInfo":{"timestamp":1763900000000}}}"#.to_string(),
+        // A leg transferred from the first, with a line feed in its GUID:
+        // `show` of a contact heads each leg with its GUID (printed raw
+        // until 2026-12-07: an outside audit).
+        format!(
+            r#"{{"Interaction":{{"event":"InteractionCreated","interactionGUID":"int-3-\nFORGED LEG-g1","originalInteractionGuid":"{guid}","msgInfo":{{"timestamp":1763900010000}}}}}}"#
+        ),
     ];
     let input = tmp.path().join("in.ndjson");
     fs::write(&input, events.join("\n") + "\n").unwrap();
@@ -427,6 +433,7 @@ fn control_characters_in_event_values_never_reach_the_terminal() {
     let decoded_guid = "int-\u{1b}]0;pwned\u{7}-g1";
     for args in [
         vec!["show", decoded_guid],
+        vec!["show", "int-3-\nFORGED LEG-g1"],
         vec!["interactions"],
         vec!["agents"],
         vec!["report", "--by", "agent"],

@@ -289,6 +289,13 @@ fn every_route_answers_and_the_api_is_the_clis_json() {
     let r = server.get("/search?q=nobody-at-all");
     assert!(r.text().contains("0 legs"), "{}", r.text());
     assert_eq!(server.get("/search?queue=three").status, 400);
+    // A value that is no UTF-8 is named, as the API names it (it searched
+    // for U+FFFD and found "0 legs": an outside audit).
+    for query in ["agent=%ff", "q=%ff%fe", "channel=%ff"] {
+        let r = server.get(&format!("/search?{query}"));
+        assert_eq!(r.status, 400, "{query}");
+        assert!(r.text().contains("is not UTF-8"), "{query}: {}", r.text());
+    }
     assert_type(&server.get("/search"), "text/html");
     // Blanks are no question: the empty form, as with nothing typed (they
     // ran a search of every leg).

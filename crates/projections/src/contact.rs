@@ -11,7 +11,7 @@ use std::fmt::Write as _;
 
 use jiff::tz::TimeZone;
 
-use crate::text::table;
+use crate::text::{for_terminal, table};
 use crate::timefmt::format_opt_duration;
 use crate::timeline::Timeline;
 
@@ -96,6 +96,9 @@ pub fn render_text(legs: &[LegText<'_>], tz: Option<&TimeZone>) -> String {
         .iter()
         .position(|l| l.asked)
         .map_or_else(String::new, |i| format!(", leg {} asked", i + 1));
+    // Values from events are escaped outside the table as in it (the
+    // headings printed GUIDs raw: an outside audit).
+    let contact = for_terminal(contact);
     let _ = writeln!(out, "Contact {contact}: {} legs{asked}\n", legs.len());
     let dash = |v: Option<String>| v.unwrap_or_else(|| "-".to_string());
     let rows: Vec<Vec<String>> = legs
@@ -145,7 +148,7 @@ pub fn render_text(legs: &[LegText<'_>], tz: Option<&TimeZone>) -> String {
             "\n== Leg {} of {}: {} (legIndex {}{}) ==\n",
             i + 1,
             legs.len(),
-            l.timeline.interaction_guid.as_deref().unwrap_or("-"),
+            for_terminal(l.timeline.interaction_guid.as_deref().unwrap_or("-")),
             l.timeline.summary.leg_index,
             if l.asked { ", asked" } else { "" }
         );

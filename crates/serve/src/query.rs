@@ -86,15 +86,11 @@ pub const REPORT_PARAMS: &[&str] = &["from", "to", "interval", "by", "sla", "sho
 /// `/api/contact/{guid}`, `/contact/{guid}/events.ndjson`).
 pub const NO_PARAMS: &[&str] = &[];
 
-/// A data route's query that names a parameter the route does not take is
-/// refused, naming it: a misspelt filter (`quue=313`) would otherwise be
-/// ignored and the answer be about everything. Names are compared decoded
-/// (percent escapes and `+`, as the parameters' values are read), so
-/// `fr%6Fm` is `from`.
-pub fn only_known_params(uri: &axum::http::Uri, known: &[&str]) -> Result<(), String> {
-    // A value whose percent escapes are no UTF-8 (`agent=%ff%fe`) is
-    // refused, as the same bytes in a path are: the decoding below would
-    // make it U+FFFD and the answer an empty 200 (an outside audit).
+/// A query whose values' percent escapes are no UTF-8 (`agent=%ff%fe`) is
+/// refused, naming the parameter, as the same bytes in a path are: axum's
+/// decoding would make them U+FFFD and the answer an empty 200 (an outside
+/// audit; the `/search` page answered so until 2026-12-07, another).
+pub fn only_utf8_values(uri: &axum::http::Uri) -> Result<(), String> {
     for pair in uri.query().unwrap_or_default().split('&') {
         let decoded: Vec<u8> = percent_encoding::percent_decode_str(pair).collect();
         if std::str::from_utf8(&decoded).is_err() {
@@ -105,6 +101,16 @@ pub fn only_known_params(uri: &axum::http::Uri, known: &[&str]) -> Result<(), St
             ));
         }
     }
+    Ok(())
+}
+
+/// A data route's query that names a parameter the route does not take is
+/// refused, naming it: a misspelt filter (`quue=313`) would otherwise be
+/// ignored and the answer be about everything. Names are compared decoded
+/// (percent escapes and `+`, as the parameters' values are read), so
+/// `fr%6Fm` is `from`.
+pub fn only_known_params(uri: &axum::http::Uri, known: &[&str]) -> Result<(), String> {
+    only_utf8_values(uri)?;
     // axum's own query decoding (serde_urlencoded over form_urlencoded),
     // the one the routes read their parameters with.
     let axum::extract::Query(pairs) =

@@ -37,7 +37,7 @@ use tokio_stream::wrappers::WatchStream;
 use crate::contact::{contact_json, read_legs, timelines, write_raw, ShownLeg};
 use crate::live::{is_no_archive, json_line, Live};
 use crate::query::{
-    only_known_params, InteractionsQuery, ReportQuery, INTERACTIONS_PARAMS, NO_PARAMS,
+    only_known_params, only_utf8_values, InteractionsQuery, ReportQuery, INTERACTIONS_PARAMS, NO_PARAMS,
     REPORT_PARAMS,
 };
 use crate::security::{
@@ -758,6 +758,7 @@ struct SearchQuery {
 
 async fn search_page(
     State(s): State<AppState>,
+    uri: axum::http::Uri,
     Query(q): Query<SearchQuery>,
 ) -> Result<Response, Problem> {
     let live = s.live.clone();
@@ -779,6 +780,10 @@ async fn search_page(
             .any(|(_, _, v)| v.is_some_and(|v| !v.trim().is_empty()));
         if !asked {
             return Ok(html(pages::search(&params, None, &tz, sign_out)));
+        }
+        if let Err(e) = only_utf8_values(&uri) {
+            let page = pages::search(&params, Some(Err(e)), &tz, sign_out);
+            return Ok((StatusCode::BAD_REQUEST, html(page)).into_response());
         }
         let filter = match f.filter(&tz) {
             Ok(filter) => filter,
