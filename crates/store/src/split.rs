@@ -86,6 +86,9 @@ pub(crate) struct Splitter {
     /// the start of the next value is at hand even when the broken one
     /// outgrew the buffer.
     tail: Vec<u8>,
+    /// Bytes of a byte order mark between values that the last block
+    /// ended inside of, the rest expected at the next one's start.
+    mark_begun: usize,
 }
 
 /// How many first keys of top-level objects a stream remembers.
@@ -146,6 +149,7 @@ impl Splitter {
             key_hashes: STREAM_KEYS.iter().map(|k| key_hash(k)).collect(),
             carry: Vec::new(),
             tail: Vec::new(),
+            mark_begun: 0,
         }))
     }
 
@@ -288,9 +292,33 @@ impl Splitter {
         loop {
             let chunk = fill(input)?;
             let mut i = 0;
+            // The rest of a byte order mark the last block ended inside of.
+            let rest = BYTE_ORDER_MARK.get(std::mem::take(&mut self.mark_begun)..);
+            if let Some(rest) = rest.filter(|r| !r.is_empty() && chunk.starts_with(r)) {
+                i = rest.len();
+            }
             while let Some(&b) = chunk.get(i) {
                 let separator = match b {
-                    b' ' | b'\t' | b'\r' | b'\n' | 0xEF | 0xBB | 0xBF => true,
+                    b' ' | b'\t' | b'\r' | b'\n' => true,
+                    // A whole byte order mark (a file with one joined to
+                    // the last), or one the block ends inside of (then
+                    // taken for one: the block boundary leaves no way to
+                    // look further); its bytes alone are no separator but
+                    // the next value's (until 2026-12-07 each was: stray
+                    // bytes vanished, an outside audit).
+                    0xEF => {
+                        let here = chunk.get(i..).unwrap_or_default();
+                        if here.starts_with(BYTE_ORDER_MARK) {
+                            i += BYTE_ORDER_MARK.len() - 1;
+                            true
+                        } else if BYTE_ORDER_MARK.starts_with(here) {
+                            self.mark_begun = here.len();
+                            i += here.len() - 1;
+                            true
+                        } else {
+                            false
+                        }
+                    }
                     b'[' if self.array => {
                         if self.open_arrays == 0 {
                             let before = chunk.get(..i).unwrap_or_default();
@@ -1123,6 +1151,45 @@ mod tests {
                 (0..3).map(envelope).collect::<Vec<_>>(),
                 "{format:?}"
             );
+        }
+    }
+
+    /// A byte order mark between values (a file that has one joined to
+    /// another) is a separator, whole or split between blocks; a stray
+    /// byte of one is not, and is kept with what follows it.
+    #[test]
+    fn a_byte_order_mark_between_values_is_a_separator_and_its_bytes_alone_are_not() {
+        let messages = |input: &[u8], block: usize| -> Vec<Vec<u8>> {
+            let mut r = BufReader::with_capacity(block, input);
+            let mut s = Splitter::new(InputFormat::JsonStream, &mut r)
+                .unwrap()
+                .unwrap();
+            let mut buf = Vec::new();
+            let mut out = Vec::new();
+            while let Some(_p) = s.next(&mut r, &mut buf, 1000).unwrap() {
+                out.push(std::mem::take(&mut buf));
+            }
+            out
+        };
+        for block in [2, 3, 4, 5, 64] {
+            let got = messages(
+                b"{\"A\":1}\xEF\xBB\xBF{\"A\":2}\n\xEF\xBB\xBF{\"A\":3}",
+                block,
+            );
+            assert_eq!(
+                got,
+                [&b"{\"A\":1}"[..], b"{\"A\":2}", b"{\"A\":3}"],
+                "block {block}"
+            );
+        }
+        // Stray bytes of a mark within a block (one that ends inside what
+        // could be a mark's start takes it for one: the block boundary
+        // leaves no way to look further).
+        for stray in [&b"\xBB"[..], b"\xBF", b"\xEF", b"\xEF\xBB"] {
+            let input = [&b"{\"A\":1} "[..], stray, b"{\"A\":2}"].concat();
+            let got = messages(&input, 64);
+            let kept: usize = got.iter().map(Vec::len).sum();
+            assert_eq!(kept, input.len() - 1, "{stray:?}: {got:?}");
         }
     }
 
