@@ -37,8 +37,8 @@ use tokio_stream::wrappers::WatchStream;
 use crate::contact::{contact_json, read_legs, timelines, write_raw, ShownLeg};
 use crate::live::{is_no_archive, json_line, Live};
 use crate::query::{
-    only_known_params, only_utf8_values, InteractionsQuery, ReportQuery, INTERACTIONS_PARAMS, NO_PARAMS,
-    REPORT_PARAMS,
+    only_known_params, only_utf8_values, InteractionsQuery, ReportQuery, INTERACTIONS_PARAMS,
+    NO_PARAMS, REPORT_PARAMS,
 };
 use crate::security::{
     csp_for_page, is_loopback_host, Token, CSP, SESSION_COOKIE, SESSION_LIFETIME,
