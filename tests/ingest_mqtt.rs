@@ -751,6 +751,13 @@ fn the_human_summary_goes_to_stderr_and_quiet_silences_it() {
             !quiet,
             "quiet {quiet}: {said}"
         );
+        // Every outcome a message may have is on the line, control too
+        // (a Pulsar control frame looked unaccounted for: an outside audit).
+        assert_eq!(
+            said.contains("duplicates 0, control 0, rejected 0"),
+            !quiet,
+            "quiet {quiet}: {said}"
+        );
     }
 }
 

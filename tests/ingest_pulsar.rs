@@ -685,6 +685,9 @@ fn a_wrong_api_key_is_a_clear_error_without_a_retry_storm() {
     assert!(started.elapsed() < Duration::from_secs(10));
     let err = ingest.stderr();
     assert!(err.contains("401") && err.contains("API key"), "{err}");
+    // The last words name the endpoint (an outside audit found no URL).
+    assert!(err.contains(&server.url()), "{err}");
+    assert!(!err.contains("no API key was given"), "{err}");
     assert!(
         !err.contains("XYZZY") && !stdout.contains("XYZZY"),
         "the key leaked:\n{err}"

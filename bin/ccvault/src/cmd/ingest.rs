@@ -439,12 +439,13 @@ fn finish(
         )?,
         // A summary, as import's: on stderr, and not with -q.
         HumanJson::Human => crate::status!(
-            "ingest {source} {}: received {}, archived {}, quarantined {}, duplicates {}, rejected {}, acknowledged {}, reconnects {}",
+            "ingest {source} {}: received {}, archived {}, quarantined {}, duplicates {}, control {}, rejected {}, acknowledged {}, reconnects {}",
             if result.is_ok() { "stopped" } else { "failed" },
             s.received,
             s.archived,
             s.quarantined,
             s.duplicates,
+            s.control,
             s.rejected,
             s.acked,
             s.reconnects

@@ -298,8 +298,20 @@ impl Source for PulsarSource {
         )
         .await
         .map_err(|e| match e {
-            ConnectError::Auth(why) => Failure::Fatal(IngestError::Auth(why)),
-            ConnectError::Refused(why) => Failure::Fatal(IngestError::Refused(why)),
+            // Said once, as the process's last words: they name the
+            // endpoint (credentials redacted), as the retried failures'
+            // warnings do, and whether a key was sent (an outside audit
+            // found neither).
+            ConnectError::Auth(why) => {
+                let key = match self.api_key {
+                    Some(_) => "",
+                    None => " (no API key was given)",
+                };
+                Failure::Fatal(IngestError::Auth(format!("{}{key}: {why}", self.peer())))
+            }
+            ConnectError::Refused(why) => {
+                Failure::Fatal(IngestError::Refused(format!("{}: {why}", self.peer())))
+            }
             ConnectError::Config(why) => Failure::Fatal(IngestError::Config(why)),
             ConnectError::Transient(why) => Failure::Lost(why),
         })?;
@@ -362,7 +374,7 @@ impl Source for PulsarSource {
                 // A control frame included: the sink counts it as control,
                 // anything else is archived or quarantined.
                 tracing::warn!(
-                    "a Pulsar frame without messageId: handed to the archive, but it cannot be acknowledged"
+                    "a Pulsar frame without messageId: it cannot be acknowledged (an event in it is archived, a control frame counted)"
                 )
             }
         }
