@@ -213,8 +213,8 @@ impl Projections {
 /// A catch-up rebuilds instead once it touches more than one interaction
 /// per this many records of the log (see its use): recomputing one
 /// interaction whose records are scattered took ~0.4 ms, a rebuild ~6 µs
-/// a record of a shuffled log (docs/BENCHMARKS.md, "A catch-up that
-/// touches most interactions").
+/// a record of a shuffled log (docs/BENCHMARKS.md, section "At `ae3724f`,
+/// 1M").
 const REBUILD_PAST: u64 = 64;
 /// ... and at least this many: below it a catch-up takes a second at most.
 const REBUILD_FROM: u64 = 2048;
