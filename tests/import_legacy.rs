@@ -417,6 +417,26 @@ fn a_tar_archive_or_a_capture_gzipped_twice_is_refused_naming_the_command() {
     assert_eq!(stats(&dir).records, 20);
 }
 
+/// `import -` of `bytes` from a pipe written twice: its first `first`
+/// bytes, then, a pause later, the rest (a live feed's first write may be
+/// short). The rest may find the pipe closed, by an import that refused
+/// the input.
+fn import_in_two_writes(dir: &Path, bytes: &[u8], first: usize) -> std::process::Output {
+    let mut child = common::command(dir, &["import", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(&bytes[..first]).unwrap();
+    stdin.flush().unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let _ = stdin.write_all(&bytes[first..]);
+    drop(stdin);
+    child.wait_with_output().unwrap()
+}
+
 /// A capture in UTF-16 or UTF-32 (PowerShell 5's `>` writes UTF-16LE) is
 /// refused before anything is archived, naming the file, the encoding and
 /// the command that converts it: read as UTF-8 each of its lines was a
@@ -480,19 +500,7 @@ fn a_capture_in_utf16_is_refused_naming_the_encoding() {
         // A pipe whose first write is 1 to 3 bytes (these were read as
         // text until 2026-12-07: an outside audit).
         for first in 1..=3 {
-            let mut child = common::command(&dir, &["import", "-"])
-                .stdin(std::process::Stdio::piped())
-                .stdout(std::process::Stdio::piped())
-                .stderr(std::process::Stdio::piped())
-                .spawn()
-                .unwrap();
-            let mut stdin = child.stdin.take().unwrap();
-            stdin.write_all(&bytes[..first]).unwrap();
-            stdin.flush().unwrap();
-            std::thread::sleep(std::time::Duration::from_millis(300));
-            let _ = stdin.write_all(&bytes[first..]);
-            drop(stdin);
-            let out = child.wait_with_output().unwrap();
+            let out = import_in_two_writes(&dir, &bytes, first);
             let stderr = String::from_utf8_lossy(&out.stderr);
             assert_eq!(
                 out.status.code(),
@@ -765,7 +773,6 @@ fn a_value_cut_off_in_an_indented_array_loses_only_itself() {
 /// audit).
 #[test]
 fn a_magic_number_cut_by_a_pipes_first_write_is_told_whole() {
-    use std::io::Write;
     let tmp = tempfile::tempdir().unwrap();
     let s = common::Stream {
         events: 3,
@@ -786,19 +793,7 @@ fn a_magic_number_cut_by_a_pipes_first_write_is_told_whole() {
     let xz = [&b"\xFD7zXZ\x00"[..], &[7u8; 64]].concat();
     for (name, bytes, cut, code) in [("gzip", &gz[..], 1, 0), ("xz", &xz[..], 3, 1)] {
         let dir = tmp.path().join(name);
-        let mut child = common::command(&dir, &["import", "-"])
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut stdin = child.stdin.take().unwrap();
-        stdin.write_all(&bytes[..cut]).unwrap();
-        stdin.flush().unwrap();
-        std::thread::sleep(std::time::Duration::from_millis(200));
-        stdin.write_all(&bytes[cut..]).unwrap();
-        drop(stdin);
-        let out = child.wait_with_output().unwrap();
+        let out = import_in_two_writes(&dir, bytes, cut);
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(code), "{name}: {stderr}");
         if name == "gzip" {
