@@ -1,6 +1,24 @@
 //! `ccvault demo`, the README's first command, end to end with the built binary.
 
+use std::path::Path;
 use std::process::Command;
+
+/// The stdout of `ccvault ARGS` run in `cwd` without `CCVAULT_DATA`,
+/// which must succeed.
+fn succeeds(args: &[&str], cwd: &Path) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_ccvault"))
+        .args(args)
+        .current_dir(cwd)
+        .env_remove("CCVAULT_DATA")
+        .output()
+        .expect("run ccvault");
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
 
 /// `demo --tz` prints the day and the interaction in that zone (it was
 /// accepted and ignored: every time UTC).
@@ -8,17 +26,18 @@ use std::process::Command;
 fn demo_prints_its_times_in_the_zone_asked_for() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let dir = tmp.path().join("demo");
-    let out = Command::new(env!("CARGO_BIN_EXE_ccvault"))
-        .args(["demo", "--seed", "3", "--tz", "America/New_York", "--into"])
-        .arg(&dir)
-        .output()
-        .expect("run demo");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let stdout = succeeds(
+        &[
+            "demo",
+            "--seed",
+            "3",
+            "--tz",
+            "America/New_York",
+            "--into",
+            dir.to_str().unwrap(),
+        ],
+        tmp.path(),
     );
-    let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         stdout.contains("The day by hour (all queues, America/New_York,"),
         "{stdout}"
@@ -155,21 +174,9 @@ fn run_as_printed(line: &str, dir: &std::path::Path, path: &str) {
 #[test]
 fn every_try_next_line_works_as_printed() {
     let tmp = tempfile::tempdir().expect("tempdir");
-    let bin = std::path::Path::new(env!("CARGO_BIN_EXE_ccvault"));
     let path = path_with_ccvault();
     // The default directory: ./ccvault-demo-<time>, relative to where it ran.
-    let out = Command::new(bin)
-        .args(["demo", "--seed", "5"])
-        .current_dir(tmp.path())
-        .env_remove("CCVAULT_DATA")
-        .output()
-        .expect("run demo");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stdout = succeeds(&["demo", "--seed", "5"], tmp.path());
     let (_, next) = stdout.split_once("Try next:\n").expect("Try next");
     let lines: Vec<&str> = next
         .lines()
@@ -185,17 +192,7 @@ fn every_try_next_line_works_as_printed() {
     // An archive whose name starts with `-` is named so that it is not
     // read as an option (`--data-dir -dash stats` was a usage error: an
     // outside audit).
-    let out = Command::new(bin)
-        .args(["demo", "--seed", "5", "--into=-dash"])
-        .current_dir(tmp.path())
-        .output()
-        .expect("run demo");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stdout = succeeds(&["demo", "--seed", "5", "--into=-dash"], tmp.path());
     let stats = stdout
         .lines()
         .map(str::trim)
