@@ -1049,6 +1049,90 @@ fn a_stop_while_a_fifo_waits_for_its_writer_keeps_what_came_before() {
     assert_eq!(exit_code_within(&mut child, "SIGINT"), Some(130));
 }
 
+/// After a read is SIGKILLed while it rebuilds the projections (its new
+/// records touched most interactions), reads started together all answer:
+/// the first to take `projections.redb` repairs what the kill left, and
+/// the others wait for it, then read its stored state or their own. Until
+/// 2026-12-07 all but that one failed with "Database repair aborted" (an
+/// outside audit).
+#[test]
+fn reads_started_together_after_a_killed_rebuild_all_answer() {
+    let tmp = tempfile::tempdir().unwrap();
+    // Each interaction's events spread over the whole stream: the second
+    // half touches every interaction, so the read after it rebuilds.
+    let stream = Stream {
+        events: 120_000,
+        interactions: 12_000,
+        line_len: 300,
+    };
+    let (first, second) = (tmp.path().join("first"), tmp.path().join("second"));
+    std::fs::write(&first, stream.text(0..60_000)).unwrap();
+    std::fs::write(&second, stream.text(60_000..120_000)).unwrap();
+    let template = tmp.path().join("template");
+    import(&template, &[&first], &[]);
+    ccvault(&template, &["-q", "report"]).ok();
+    import(&template, &[&second], &[]);
+    let reads: [&[&str]; 4] = [
+        &["report", "--format", "json"],
+        &["interactions", "--format", "json"],
+        &["agents", "--format", "json"],
+        &["stats"],
+    ];
+    let mut rng = Rng::seeded().0;
+    let mut killed_rounds = 0;
+    for round in 0..8 {
+        if killed_rounds == 3 {
+            break;
+        }
+        let dir = tmp.path().join(format!("k{round}"));
+        copy_dir(&template, &dir);
+        let mut read = command(&dir, &["-q", "report"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let scratch = dir.join("projections.redb.rebuild");
+        let waited = Instant::now();
+        while !scratch.exists() && waited.elapsed() < Duration::from_secs(30) {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        std::thread::sleep(Duration::from_millis(rng.below(300)));
+        read.kill().unwrap();
+        read.wait().unwrap();
+        if !scratch.exists() {
+            std::fs::remove_dir_all(&dir).unwrap();
+            continue;
+        }
+        killed_rounds += 1;
+        let children: Vec<_> = reads
+            .iter()
+            .map(|args| {
+                command(&dir, args)
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        for (args, child) in reads.iter().zip(children) {
+            let out = child.wait_with_output().unwrap();
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert!(
+                out.status.success() && !stderr.contains("repair aborted"),
+                "round {round}, {args:?} beside the others after the kill: {}\n{stderr}",
+                out.status
+            );
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+    assert!(
+        killed_rounds >= 2,
+        "only {killed_rounds} reads were killed while they rebuilt"
+    );
+}
+
 /// After an import is SIGKILLed, reads started together (a dashboard,
 /// cron jobs, an operator's shell) all answer: the first to take the
 /// writer lock repairs the index the crash left, and the others wait for

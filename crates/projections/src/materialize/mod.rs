@@ -350,6 +350,11 @@ impl std::ops::Deref for Snapshot {
     }
 }
 
+/// How long an open waits for another process to repair the file (see
+/// [`Projections::open_on_disk`]): redb's repair reads the whole file,
+/// well under this at 50M events.
+const REPAIR_WAIT: Duration = Duration::from_secs(30);
+
 /// The refusal of a write by the file system that reads may work around by
 /// keeping the projections in memory: a full disk, a quota, a read-only
 /// file system, the file size limit, a file or directory this user may not
@@ -385,13 +390,31 @@ impl Projections {
     }
 
     /// [`Projections::open`] without the fallback to memory.
+    ///
+    /// A file another process holds, left needing redb's repair by a
+    /// process killed while it wrote (a read's catch-up or rebuild), is
+    /// waited for: the holder's open repairs it, and only then can it be
+    /// read. Until 2026-12-07 reads started together after such a kill
+    /// failed with "Database repair aborted", all but the one that took
+    /// the file (an outside audit).
     fn open_on_disk(path: &Path) -> Result<Projections> {
-        match guarded(path, || Self::open_writable(path)) {
-            Err(ProjectionError::Redb {
-                source: redb::Error::DatabaseAlreadyOpen,
-                ..
-            }) => guarded(path, || Self::open_read_only(path)),
-            other => other,
+        let started = std::time::Instant::now();
+        loop {
+            match guarded(path, || Self::open_writable(path)) {
+                Err(ProjectionError::Redb {
+                    source: redb::Error::DatabaseAlreadyOpen,
+                    ..
+                }) => match guarded(path, || Self::open_read_only(path)) {
+                    Err(ProjectionError::Redb {
+                        source: redb::Error::RepairAborted,
+                        ..
+                    }) if started.elapsed() < REPAIR_WAIT => {
+                        std::thread::sleep(Duration::from_millis(20));
+                    }
+                    other => return other,
+                },
+                other => return other,
+            }
         }
     }
 
