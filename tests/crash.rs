@@ -1049,6 +1049,36 @@ fn a_stop_while_a_fifo_waits_for_its_writer_keeps_what_came_before() {
     assert_eq!(exit_code_within(&mut child, "SIGINT"), Some(130));
 }
 
+/// Starts `reads` on `dir` together and asserts that each answers (exit
+/// 0, and no "repair aborted"), saying `verify`'s findings if it fails.
+fn all_answer_together(dir: &std::path::Path, reads: &[&[&str]], round: usize) {
+    let children: Vec<_> = reads
+        .iter()
+        .map(|args| {
+            command(dir, args)
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for (args, child) in reads.iter().zip(children) {
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        // `verify` says what it found on stdout.
+        let said = match args[0] {
+            "verify" => String::from_utf8_lossy(&out.stdout),
+            _ => "".into(),
+        };
+        assert!(
+            out.status.success() && !stderr.contains("repair aborted"),
+            "round {round}, {args:?} beside the others after the kill: {}\n{said}{stderr}",
+            out.status
+        );
+    }
+}
+
 /// After a read is SIGKILLed while it rebuilds the projections (its new
 /// records touched most interactions), reads started together all answer:
 /// the first to take `projections.redb` repairs what the kill left, and
@@ -1105,26 +1135,7 @@ fn reads_started_together_after_a_killed_rebuild_all_answer() {
             continue;
         }
         killed_rounds += 1;
-        let children: Vec<_> = reads
-            .iter()
-            .map(|args| {
-                command(&dir, args)
-                    .stdin(Stdio::null())
-                    .stdout(Stdio::null())
-                    .stderr(Stdio::piped())
-                    .spawn()
-                    .unwrap()
-            })
-            .collect();
-        for (args, child) in reads.iter().zip(children) {
-            let out = child.wait_with_output().unwrap();
-            let stderr = String::from_utf8_lossy(&out.stderr);
-            assert!(
-                out.status.success() && !stderr.contains("repair aborted"),
-                "round {round}, {args:?} beside the others after the kill: {}\n{stderr}",
-                out.status
-            );
-        }
+        all_answer_together(&dir, &reads, round);
         std::fs::remove_dir_all(&dir).unwrap();
     }
     assert!(
@@ -1167,31 +1178,7 @@ fn reads_started_together_after_a_sigkill_all_answer() {
             continue;
         }
         killed_rounds += 1;
-        let children: Vec<_> = reads
-            .iter()
-            .map(|args| {
-                command(&dir, args)
-                    .stdin(Stdio::null())
-                    .stdout(Stdio::piped())
-                    .stderr(Stdio::piped())
-                    .spawn()
-                    .unwrap()
-            })
-            .collect();
-        for (args, child) in reads.iter().zip(children) {
-            let out = child.wait_with_output().unwrap();
-            let stderr = String::from_utf8_lossy(&out.stderr);
-            // `verify` says what it found on stdout.
-            let said = match args[0] {
-                "verify" => String::from_utf8_lossy(&out.stdout),
-                _ => "".into(),
-            };
-            assert!(
-                out.status.success() && !stderr.contains("repair aborted"),
-                "round {round}, {args:?} beside the others after the kill: {}\n{said}{stderr}",
-                out.status
-            );
-        }
+        all_answer_together(&dir, &reads, round);
         std::fs::remove_dir_all(&dir).unwrap();
     }
     assert!(
