@@ -735,18 +735,28 @@ pub fn rebuild(cli: &Cli, format: HumanJson) -> Result<ExitCode> {
             &json!({
                 "records": applied.records, "interactions": applied.interactions,
                 "agentChanges": applied.agent_changes, "deferred": applied.deferred,
+                "rescans": applied.rescans,
                 "seconds": (secs * 1000.0).round() / 1000.0,
                 "eventsPerSec": applied.records_per_sec().round(),
                 "peakRssKiB": crate::output::peak_rss_kib(),
             }),
         )?,
-        HumanJson::Human => status!(
-            "rebuilt projections from {} records in {secs:.2}s ({:.0} events/s): {} interactions, {} agent status changes",
-            applied.records,
-            applied.records_per_sec(),
-            applied.interactions,
-            applied.agent_changes
-        ),
+        HumanJson::Human => {
+            status!(
+                "rebuilt projections from {} records in {secs:.2}s ({:.0} events/s): {} interactions, {} agent status changes",
+                applied.records,
+                applied.records_per_sec(),
+                applied.interactions,
+                applied.agent_changes
+            );
+            if applied.deferred > 0 {
+                status!(
+                    "{} interactions were spread too far through the log to hold at once and were recomputed apart ({} more scans of the log)",
+                    applied.deferred,
+                    applied.rescans
+                );
+            }
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -203,6 +203,7 @@ impl Projections {
                 interactions,
                 agent_changes,
                 deferred: 0,
+                rescans: 0,
                 elapsed: started.elapsed(),
                 consumed: end,
             })

@@ -297,9 +297,12 @@ pub struct Applied {
     pub interactions: u64,
     /// Agent status changes added.
     pub agent_changes: u64,
-    /// Interactions set aside during a rebuild (their records spread too
-    /// far through the log to buffer) and recomputed from the index.
+    /// Interactions set aside during a rebuild's first scan of the log
+    /// (their records spread too far through it to buffer), recomputed by
+    /// further scans and, those that no scan could take, from the index.
     pub deferred: u64,
+    /// The further scans of the log a rebuild made for them.
+    pub rescans: u64,
     pub elapsed: Duration,
     /// `consumed` after the run.
     pub consumed: u64,

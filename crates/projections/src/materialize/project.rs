@@ -152,6 +152,9 @@ pub(super) struct GroupEvent<'a> {
 }
 
 impl ArchivedGroup {
+    /// What a group holds for each record besides its bytes.
+    pub(super) const PER_RECORD: usize = std::mem::size_of::<GroupRec>();
+
     /// A group expected to hold `records` records like `first`, in `spare`
     /// (an emptied group whose buffers are reused) or in new buffers.
     pub(super) fn for_records(

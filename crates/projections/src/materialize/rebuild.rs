@@ -3,7 +3,8 @@
 //! threads project complete groups, this thread gathers their output into
 //! batches and one more thread writes and commits each batch. Interactions
 //! spread too far through the log to buffer are set aside and recomputed
-//! from the index at the end, so memory stays bounded.
+//! by further scans, each taking a buffer's worth of them, and (those no
+//! scan can hold) through the index at the end, so memory stays bounded.
 //!
 //! Memory does not grow with the archive: which group each record belongs
 //! to is known for one window of the log at a time ([`GroupWindow`], 4
@@ -11,7 +12,7 @@
 //! index fills the first and sets the later ones aside on scratch files);
 //! everything else is a bounded buffer or queue.
 
-use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::ops::ControlFlow;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -19,7 +20,8 @@ use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use ccvault_store::{ArchiveReader, Hit, Position, StoreError, VisibleRecords};
+use ccvault_store::{ArchiveReader, Hit, IndexReader, Position, StoreError, VisibleRecords};
+use fixedbitset::FixedBitSet;
 use redb::backends::InMemoryBackend;
 use redb::Durability;
 
@@ -69,6 +71,10 @@ const DEFAULT_WINDOW_RECORDS: u64 = 1 << 24;
 /// most 32 MiB; a few MiB at a time in practice.
 const SPARE_GROUPS: usize = 512;
 const SPARE_BYTES: usize = 64 << 10;
+
+/// A later scan of the log for the interactions set aside is followed by
+/// another only if it completed at least 1/this of the log's records.
+const RESCAN_PAYS_FROM: u64 = 128;
 
 /// Tuning of a rebuild (tests shrink the buffer to exercise deferral, and
 /// the window to cross many).
@@ -190,84 +196,64 @@ impl Projections {
     ) -> Result<Applied> {
         let mut sorted = SortedTables::new(scratch);
         let end = reader.visible_end();
-        // Both passes over the groups (each window's, and the deferred
-        // interactions') go through one handle, so that they number the
-        // groups alike; a newer snapshot than the reader's is harmless, as
-        // records at or past `end` are left out of all of them. When the
-        // file cannot be opened twice, the reader's own handle serves.
+        // Every pass over the groups (each scan's windows, and the
+        // interactions read through the index) goes through one handle, so
+        // that they number the groups alike; a newer snapshot than the
+        // reader's is harmless, as records at or past `end` are left out of
+        // all of them. When the file cannot be opened twice, the reader's
+        // own handle serves.
         let own_index = reader.index().reopen_with_cache(INDEX_CACHE_BYTES).ok();
         let index = own_index.as_ref().unwrap_or(reader.index());
-        let groups = GroupWindow::new(
+        let pass = Pass {
+            reader: &*reader,
             index,
-            &self.path,
-            scratch.is_some(),
+            opts,
             end,
-            opts.window_records,
-        );
-
-        let records_read = AtomicU64::new(0);
-        let failed = AtomicBool::new(false);
-        let workers = opts.workers.max(1);
-        let (work_tx, work_rx) = mpsc::sync_channel::<Vec<Work>>(workers * 4);
-        let work_rx = Arc::new(Mutex::new(work_rx));
-        let (out_tx, out_rx) = mpsc::sync_channel::<Result<Projected, CodecError>>(workers * 4);
-
+            started,
+            scratch: scratch.is_some(),
+        };
+        let first = self.scan_pass(&pass, None, progress, &mut sorted)?;
         let mut applied = Applied {
             rebuilt: true,
             consumed: end,
+            records: first.records,
+            interactions: first.interactions,
+            agent_changes: first.agents,
+            deferred: first.deferred.len() as u64,
             ..Applied::default()
         };
-        let records_seen = reader.records();
-        let spares = Mutex::new(Vec::new());
-        let (records_read, failed, spares) = (&records_read, &failed, &spares);
-        let outcome = std::thread::scope(|scope| -> Result<ScanResult> {
-            let scan = scope.spawn(move || {
-                scan_groups(
-                    records_seen,
-                    groups,
-                    opts.buffer_bytes,
-                    work_tx,
-                    records_read,
-                    failed,
-                    spares,
-                )
-            });
-            for _ in 0..workers {
-                let rx = Arc::clone(&work_rx);
-                let tx = out_tx.clone();
-                scope.spawn(move || compute_worker(&rx, &tx, failed, spares));
-            }
-            // Only the workers hold the receiving end: if they all stop, the
-            // reader's sends fail instead of blocking.
-            drop(work_rx);
-            drop(out_tx);
-            let written =
-                self.write_outputs(&out_rx, records_read, end, started, progress, &mut sorted);
-            if written.is_err() {
-                failed.store(true, Ordering::Relaxed);
-                // Unblock the workers so the scope can end.
-                while out_rx.recv().is_ok() {}
-            }
-            let scan_result = scan
-                .join()
-                .map_err(|_| ProjectionError::Worker("the log reader panicked".into()))?;
-            let (interactions, agents, max_time) = written?;
-            let mut r = scan_result?;
-            r.interactions = interactions;
-            r.agents = agents;
-            r.own_max_ms = r.own_max_ms.max(max_time);
-            Ok(r)
-        })?;
-        applied.records = outcome.records;
-        applied.interactions = outcome.interactions;
-        applied.agent_changes = outcome.agents;
-        applied.deferred = outcome.deferred.len() as u64;
-        let mut max_time = outcome.own_max_ms;
+        let mut max_time = first.own_max_ms;
 
-        // Interactions set aside: recompute each from the index, like a
-        // catch-up does.
-        if !outcome.deferred.is_empty() {
-            let deferred: BTreeSet<u32> = outcome.deferred.iter().copied().collect();
+        // Interactions set aside: further scans of the log, each taking
+        // only those of them that fit the buffer, for as long as a scan
+        // completes some; what is left then (an interaction larger than the
+        // buffer) is read through the index, like a catch-up does. A scan
+        // is sequential, decompressing each segment once; reading a
+        // scattered interaction through the index decompresses a block a
+        // record, so a log out of time order, where most interactions are
+        // set aside, took minutes that way (docs/BENCHMARKS.md).
+        let mut waiting = first.deferred;
+        while !waiting.is_empty() {
+            let only: FixedBitSet = waiting.iter().map(|&gid| gid as usize).collect();
+            let again = self.scan_pass(&pass, Some(&only), &mut |_| {}, &mut sorted)?;
+            applied.rescans += 1;
+            applied.interactions += again.interactions;
+            applied.agent_changes += again.agents;
+            max_time = max_time.max(again.own_max_ms);
+            // A scan costs about as much as reading the whole log; reading
+            // records through the index ~100 times as much a record. Another
+            // scan pays while it completes more than a hundredth or so of the
+            // log (a log out of time order: a buffer's worth of interactions
+            // a scan), not when it completes next to nothing (interactions
+            // larger than the buffer, which no scan can take).
+            let worth_another = again.grouped * RESCAN_PAYS_FROM >= first.records;
+            waiting = again.deferred;
+            if !worth_another {
+                break;
+            }
+        }
+        if !waiting.is_empty() {
+            let deferred: BTreeSet<u32> = waiting.iter().copied().collect();
             let mut groups: Vec<Vec<Hit>> = Vec::new();
             let mut gid = 0u32;
             index
@@ -297,12 +283,11 @@ impl Projections {
             self.put_projected(&txn, std::slice::from_ref(&all), &mut sorted)?;
             txn.commit().at(&self.path)?;
         }
-
         let db = self.writable()?;
         let mut txn = db.begin_write().at(&self.path)?;
         self.put_sorted(db, &txn, sorted)?;
-        let anchor = outcome.last_pos.map(|p| Anchor::at(reader, p));
-        self.put_meta(&txn, end, anchor, max_time, outcome.skipped)?;
+        let anchor = first.last_pos.map(|p| Anchor::at(reader, p));
+        self.put_meta(&txn, end, anchor, max_time, first.skipped)?;
         txn.set_durability(Durability::Immediate).at(&self.path)?;
         txn.commit().at(&self.path)?;
         progress(Progress {
@@ -311,6 +296,79 @@ impl Projections {
             elapsed: started.elapsed(),
         });
         Ok(applied)
+    }
+
+    /// One scan of the log through fresh group windows: the groups it
+    /// completes projected and written, the ones set aside returned.
+    /// `only`: a later scan, for these groups alone, taking a group only
+    /// while the buffer has room for it (the first scan takes every group
+    /// and sets the oldest aside when over budget).
+    fn scan_pass(
+        &self,
+        pass: &Pass<'_, '_>,
+        only: Option<&FixedBitSet>,
+        progress: &mut dyn FnMut(Progress),
+        sorted: &mut SortedTables,
+    ) -> Result<ScanResult> {
+        let Pass {
+            opts, end, started, ..
+        } = *pass;
+        let groups = GroupWindow::new(
+            pass.index,
+            &self.path,
+            pass.scratch,
+            end,
+            opts.window_records,
+        );
+        let records_read = AtomicU64::new(0);
+        let failed = AtomicBool::new(false);
+        let workers = opts.workers.max(1);
+        let (work_tx, work_rx) = mpsc::sync_channel::<Vec<Work>>(workers * 4);
+        let work_rx = Arc::new(Mutex::new(work_rx));
+        let (out_tx, out_rx) = mpsc::sync_channel::<Result<Projected, CodecError>>(workers * 4);
+        let records_seen = pass.reader.records();
+        let spares = Mutex::new(Vec::new());
+        let (records_read, failed, spares) = (&records_read, &failed, &spares);
+        std::thread::scope(|scope| -> Result<ScanResult> {
+            let scan = scope.spawn(move || {
+                scan_groups(
+                    records_seen,
+                    groups,
+                    Budget {
+                        bytes: opts.buffer_bytes,
+                        only,
+                    },
+                    work_tx,
+                    records_read,
+                    failed,
+                    spares,
+                )
+            });
+            for _ in 0..workers {
+                let rx = Arc::clone(&work_rx);
+                let tx = out_tx.clone();
+                scope.spawn(move || compute_worker(&rx, &tx, failed, spares));
+            }
+            // Only the workers hold the receiving end: if they all stop, the
+            // reader's sends fail instead of blocking.
+            drop(work_rx);
+            drop(out_tx);
+            let written = self.write_outputs(&out_rx, records_read, end, started, progress, sorted);
+            if written.is_err() {
+                failed.store(true, Ordering::Relaxed);
+                // Unblock the workers so the scope can end.
+                while out_rx.recv().is_ok() {}
+            }
+            let scan_result = scan
+                .join()
+                .map_err(|_| ProjectionError::Worker("the log reader panicked".into()))?;
+            let (interactions, agents, max_time) = written?;
+            let mut r = scan_result?;
+            r.interactions = interactions;
+            r.agents = agents;
+            r.own_max_ms = r.own_max_ms.max(max_time);
+            Ok(r)
+        })
     }
 
     /// The writer side of a rebuild: stores what the workers project, in
@@ -448,6 +506,24 @@ impl Projections {
     }
 }
 
+/// What every scan of one rebuild shares.
+struct Pass<'r, 'i> {
+    reader: &'r ArchiveReader,
+    index: &'i IndexReader,
+    opts: RebuildOptions,
+    end: u64,
+    started: Instant,
+    /// Whether the group windows' buckets go to scratch files.
+    scratch: bool,
+}
+
+/// What a scan may buffer: `bytes` of records of groups not complete yet,
+/// and, for a later scan, only the groups in `only`.
+struct Budget<'a> {
+    bytes: usize,
+    only: Option<&'a FixedBitSet>,
+}
+
 /// A unit of rebuild work: the complete records of one interaction group,
 /// or records outside any interaction (status changes and the like).
 enum Work {
@@ -457,6 +533,8 @@ enum Work {
 
 struct ScanResult {
     records: u64,
+    /// Records of the groups it completed.
+    grouped: u64,
     last_pos: Option<Position>,
     deferred: Vec<u32>,
     interactions: u64,
@@ -470,7 +548,7 @@ struct ScanResult {
 fn scan_groups(
     records_seen: VisibleRecords<'_>,
     mut groups: GroupWindow<'_>,
-    buffer_bytes: usize,
+    budget: Budget<'_>,
     work_tx: SyncSender<Vec<Work>>,
     records_read: &AtomicU64,
     failed: &AtomicBool,
@@ -485,12 +563,13 @@ fn scan_groups(
     // flight): a sorted map's insert and remove a group cost more.
     let mut by_age: VecDeque<u32> = VecDeque::new();
     let mut deferred: Vec<u32> = Vec::new();
-    let mut deferred_set: HashSet<u32> = HashSet::new();
+    let mut deferred_set = FixedBitSet::new();
     let mut buffered = 0usize;
     let mut batch: Vec<Work> = Vec::new();
     let mut batch_records = 0usize;
     let mut loose = ArchivedGroup::default();
     let mut records = 0u64;
+    let mut grouped = 0u64;
     let mut last_pos = None;
     let send = |batch: &mut Vec<Work>| -> Result<()> {
         if failed.load(Ordering::Relaxed) {
@@ -517,6 +596,9 @@ fn scan_groups(
                 Err(e) => return ControlFlow::Break(e),
             };
             match group {
+                // A later scan: records outside interactions were
+                // projected by the first.
+                None if budget.only.is_some() => {}
                 None => {
                     loose.push(&rec);
                     if loose.len() >= WORK_RECORDS {
@@ -525,13 +607,32 @@ fn scan_groups(
                         batch.push(Work::Loose(std::mem::replace(&mut loose, next)));
                     }
                 }
-                Some(taken) if deferred_set.contains(&taken.gid) => {}
+                Some(taken)
+                    if deferred_set.contains(taken.gid as usize)
+                        || budget
+                            .only
+                            .is_some_and(|only| !only.contains(taken.gid as usize)) => {}
                 Some(Taken {
                     gid,
                     left,
                     size,
                     guid_hash,
                 }) => {
+                    let is_new = !inflight.contains_key(&gid);
+                    // A later scan takes a group only if what it is
+                    // expected to hold (its records, each the size of its
+                    // first) fits beside the groups taken: the first scan
+                    // set these aside for want of room, and taking them
+                    // all again would set most aside again.
+                    if is_new
+                        && budget.only.is_some()
+                        && !inflight.is_empty()
+                        && buffered + expected_bytes(size, &rec) > budget.bytes
+                    {
+                        deferred.push(gid);
+                        deferred_set.grow_and_insert(gid as usize);
+                        return ControlFlow::Continue(());
+                    }
                     let entry = inflight.entry(gid).or_insert_with(|| {
                         by_age.push_back(gid);
                         let reused = take_spare(&mut spare, spares);
@@ -541,7 +642,10 @@ fn scan_groups(
                             ArchivedGroup::for_records(size as usize, &rec, reused, guid_hash),
                         )
                     });
-                    let before = entry.2.footprint();
+                    // A new group counts the room reserved for it too: it
+                    // is held from now on (left out, a log out of time
+                    // order buffered most of itself, issue 12).
+                    let before = if is_new { 0 } else { entry.2.footprint() };
                     entry.2.push(&rec);
                     let grown = entry.2.footprint().saturating_sub(before) + 64;
                     entry.1 += grown;
@@ -550,10 +654,11 @@ fn scan_groups(
                         if let Some((_, bytes, recs)) = inflight.remove(&gid) {
                             buffered -= bytes;
                             batch_records += recs.len();
+                            grouped += recs.len() as u64;
                             batch.push(Work::Group(recs));
                         }
                     }
-                    while buffered > buffer_bytes {
+                    while buffered > budget.bytes {
                         let Some(old) = by_age.pop_front() else {
                             break;
                         };
@@ -562,7 +667,7 @@ fn scan_groups(
                         if let Some((_, bytes, _)) = inflight.remove(&old) {
                             buffered -= bytes;
                             deferred.push(old);
-                            deferred_set.insert(old);
+                            deferred_set.grow_and_insert(old as usize);
                         }
                     }
                     if by_age.len() > 2 * inflight.len() + 1024 {
@@ -601,6 +706,7 @@ fn scan_groups(
     deferred.sort_unstable();
     Ok(ScanResult {
         records,
+        grouped,
         last_pos,
         deferred,
         interactions: 0,
@@ -608,6 +714,13 @@ fn scan_groups(
         own_max_ms: None,
         skipped,
     })
+}
+
+/// What a group of `records` records like `first` is expected to take in
+/// a scan's buffer (as [`scan_groups`] counts it).
+fn expected_bytes(records: u32, first: &ccvault_store::RecordRef<'_>) -> usize {
+    let each = first.payload.len() + first.publish_time.len() + 64 + ArchivedGroup::PER_RECORD;
+    (records.max(1) as usize).saturating_mul(each)
 }
 
 /// An emptied group buffer for the log reader to fill, from its own

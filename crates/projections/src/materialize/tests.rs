@@ -610,10 +610,9 @@ fn rebuild_and_incremental_catch_up_agree() {
 /// interaction from records scattered over the log (25 to 80 times a
 /// rebuild's time: an outside audit); a few late events are caught up.
 /// Either way the projections are the oracle's.
-#[test]
-fn new_records_touching_most_interactions_rebuild() {
-    let mut lines = sim_lines(12, 2600);
-    // Shuffled: every interaction has records in both halves.
+/// `lines` in an order of their own (the same every run): every
+/// interaction's records spread through the whole log.
+fn shuffle(lines: &mut [Vec<u8>]) {
     let mut x = 0x9e37_79b9_7f4a_7c15u64;
     for i in (1..lines.len()).rev() {
         x ^= x << 13;
@@ -621,6 +620,61 @@ fn new_records_touching_most_interactions_rebuild() {
         x ^= x << 17;
         lines.swap(i, (x % (i as u64 + 1)) as usize);
     }
+}
+
+/// A log out of time order (a capture imported shuffled): the first scan
+/// can hold few interactions at once and sets most aside; further scans,
+/// each taking a buffer's worth, recompute them, and what no scan can
+/// take (an interaction larger than the buffer) is read through the index.
+#[test]
+fn a_log_out_of_time_order_is_rebuilt_by_further_scans() {
+    let mut lines = sim_lines(13, 700);
+    shuffle(&mut lines);
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    import_lines(d, &lines);
+    let expected = oracle(d);
+    let bytes: usize = lines.iter().map(Vec::len).sum();
+    let mut reader = ArchiveReader::open(d).unwrap();
+    let mut p = Projections::open(d).unwrap();
+    let mut rebuild = |buffer_bytes| {
+        let applied = p
+            .rebuild(
+                &mut reader,
+                RebuildOptions {
+                    workers: 2,
+                    buffer_bytes,
+                    ..RebuildOptions::default()
+                },
+                &mut |_| {},
+            )
+            .unwrap();
+        (applied, dump(&p))
+    };
+    let (roomy, all_at_once) = rebuild(4 * bytes);
+    assert_eq!((roomy.deferred, roomy.rescans), (0, 0), "{roomy:?}");
+    assert_eq!(all_at_once, expected);
+
+    // An eighth of the log's bytes: a few scans.
+    let (tight, rescanned) = rebuild(bytes / 8);
+    assert!(tight.deferred > roomy.interactions / 2, "{tight:?}");
+    assert!((2..=16).contains(&tight.rescans), "{tight:?}");
+    assert_eq!(tight.interactions, roomy.interactions);
+    assert_eq!(rescanned, expected, "rebuilt by further scans");
+
+    // No interaction fits: one further scan completes none, and every
+    // interaction set aside is read through the index.
+    let (none_fit, through_index) = rebuild(1);
+    assert_eq!(none_fit.rescans, 1, "{none_fit:?}");
+    assert_eq!(none_fit.interactions, roomy.interactions);
+    assert_eq!(through_index, expected, "rebuilt through the index");
+}
+
+#[test]
+fn new_records_touching_most_interactions_rebuild() {
+    let mut lines = sim_lines(12, 2600);
+    // Shuffled: every interaction has records in both halves.
+    shuffle(&mut lines);
     let half = lines.len() / 2;
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
