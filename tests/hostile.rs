@@ -880,6 +880,38 @@ fn verify_over_a_zeroed_index_reports_the_rebuild() {
     assert_eq!(stats(&dir).records, 1);
 }
 
+/// An `index.redb` of no bytes (cut to nothing, `: > index.redb`) is
+/// damage like a zeroed one, reported by the command that rebuilds it,
+/// `verify` or another (redb took it for a new database, and the log was
+/// indexed into it in silence: an outside audit).
+#[test]
+fn an_empty_index_is_reported_as_rebuilt() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (dir, _) = small_archive(tmp.path());
+    let index = dir.join("index.redb");
+    fs::write(&index, b"").unwrap();
+    let run = ccvault(&dir, &["verify"]);
+    run.assert_no_panic();
+    assert_eq!(run.code, 1, "{}", run.stdout_str());
+    assert!(
+        run.stdout_str().contains("was rebuilt from the log"),
+        "{}",
+        run.stdout_str()
+    );
+    ccvault(&dir, &["verify"]).ok();
+    assert_eq!(stats(&dir).records, 1);
+
+    fs::write(&index, b"").unwrap();
+    let read = ccvault(&dir, &["stats"]).ok();
+    assert!(
+        read.stderr
+            .contains("is empty: 0 bytes); rebuilding it from the log"),
+        "{}",
+        read.stderr
+    );
+    assert_eq!(stats(&dir).records, 1);
+}
+
 /// An `index.redb` cut short opens (its header is whole) but fails where a
 /// read reaches past its end: `verify` reports it as an index problem that
 /// names `ccvault reindex` and still checks the whole log (the projections,

@@ -484,8 +484,20 @@ impl Archive {
         remove_file_if_exists(&layout.scratch_index_path())?;
         let index_path = layout.index_path();
         let missing = matches!(std::fs::symlink_metadata(&index_path), Err(e) if e.kind() == std::io::ErrorKind::NotFound);
+        // An index file of no bytes (cut to nothing, `: > index.redb`):
+        // redb would take it for a new database, and the log's records
+        // were indexed into it as a tail in silence (an outside audit:
+        // `verify` said clean). Rebuilt and reported as damage when the
+        // log holds records (below), not when a crash cut the creation of
+        // a new archive's index.
+        let emptied = !missing && std::fs::metadata(&index_path).is_ok_and(|m| m.len() == 0);
         let opened = match if missing {
             create_index(&index_path)
+        } else if emptied {
+            Err(StoreError::Index(ccvault_index::IndexError::Corrupt {
+                path: index_path.display().to_string(),
+                what: "the file is empty (0 bytes)".into(),
+            }))
         } else {
             open_index(&index_path)
         } {
@@ -501,6 +513,7 @@ impl Archive {
         };
         let untallied = match &opened {
             Ok(_) => None,
+            Err(_) if emptied => None,
             Err(e) => {
                 match e {
                     StoreError::Index(ccvault_index::IndexError::Version { found, .. })
@@ -563,6 +576,13 @@ impl Archive {
                 offset,
                 "counts of dropped messages of the old index written into the log"
             );
+        }
+        if emptied && log.next_offset() > 0 {
+            tracing::warn!(
+                "index unusable ({} is empty: 0 bytes); rebuilding it from the log",
+                index_path.display()
+            );
+            report.index_rebuilt = true;
         }
         // Rebuilt as a whole (`rebuild_index`), not indexed as a tail into
         // the new file: that also rewrites every sealed segment's facts,
