@@ -597,6 +597,113 @@ fn an_envelope_with_oversized_metadata_is_quarantined_and_the_stream_goes_on() {
     assert_eq!((&records[1].0, records[1].1), (&after, false));
 }
 
+/// Messages of the edges an operator meets: one over `--max-record-bytes`
+/// is a warning (the stream goes on; an `error:` line would say the
+/// command ended); one led by a UTF-8 byte order mark is
+/// its event, archived as received; `{"a":1}` is quarantined with a reason
+/// that names no family.
+#[test]
+fn oversized_marked_and_familyless_messages_each_get_their_outcome() {
+    let broker = Broker::start("allow_anonymous true");
+    let work = tempfile::tempdir().unwrap();
+    let data = work.path().join("data");
+    let url = broker.url();
+    let mut ingest = start_ingest(
+        &data,
+        work.path(),
+        0,
+        &[
+            "--url",
+            url.as_str(),
+            "--client-id",
+            "ccvault-test-edges",
+            "--max-record-bytes",
+            "4KiB",
+        ],
+        &[],
+    );
+    ingest.wait_for_log("subscribed", Duration::from_secs(20));
+    std::thread::sleep(Duration::from_millis(200));
+    let oversized = format!("{}{}", " ".repeat(5000), event(1)).into_bytes();
+    let marked = [&b"\xEF\xBB\xBF"[..], event(2).as_bytes()].concat();
+    let familyless = br#"{"a":1}"#.to_vec();
+    let after = event(3).into_bytes();
+    publish_all(
+        broker.port,
+        vec![
+            ("acme/event-v1/all".into(), oversized),
+            ("acme/event-v1/all".into(), marked.clone()),
+            ("acme/event-v1/all".into(), familyless.clone()),
+            ("acme/event-v1/all".into(), after.clone()),
+        ],
+    );
+    ingest.wait_records(&data, 3, Duration::from_secs(20));
+    let (status, stdout) = ingest.terminate();
+    let stderr = ingest.stderr();
+    assert!(status.success(), "exit {status}:\n{stderr}");
+    let s = summary(&stdout);
+    assert_eq!(
+        (
+            s["archived"].as_u64(),
+            s["quarantined"].as_u64(),
+            s["rejected"].as_u64()
+        ),
+        (Some(2), Some(1), Some(1)),
+        "{s}"
+    );
+    // Logged to a file: tracing's own levels, not `ccvault: warning:`.
+    assert!(
+        stderr.contains(
+            "WARN ccvault_store::loss: message not archived (acknowledged, so not sent again)"
+        ),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("ERROR"), "{stderr}");
+    let reader = ArchiveReader::open(&data).unwrap();
+    let mut records = Vec::new();
+    reader
+        .for_each_record(
+            |r| {
+                records.push((r.payload, r.quarantined, r.quarantine_reason));
+                Ok(())
+            },
+            |d| panic!("{d}"),
+        )
+        .unwrap();
+    assert_eq!(records.len(), 3, "{records:?}");
+    assert_eq!((&records[0].0, records[0].1), (&marked, false));
+    assert_eq!((&records[1].0, records[1].1), (&familyless, true));
+    assert!(
+        records[1]
+            .2
+            .contains("one key whose value is not an object"),
+        "{}",
+        records[1].2
+    );
+    assert_eq!((&records[2].0, records[2].1), (&after, false));
+}
+
+/// `mqtts://` at a plain listener, the likeliest slip: the retried
+/// connection says the handshake failed before any certificate and asks
+/// whether the port speaks TLS.
+#[test]
+fn mqtts_at_a_plain_listener_says_so_while_it_retries() {
+    let broker = Broker::start("allow_anonymous true");
+    let work = tempfile::tempdir().unwrap();
+    let data = work.path().join("data");
+    let url = format!("mqtts://127.0.0.1:{}", broker.port);
+    let mut ingest = start_ingest(
+        &data,
+        work.path(),
+        0,
+        &["--url", url.as_str(), "--client-id", "ccvault-test-plain"],
+        &[],
+    );
+    ingest.wait_for_log("is this port one that speaks TLS?", Duration::from_secs(20));
+    let (status, _) = ingest.terminate();
+    assert!(status.success(), "{}", ingest.stderr());
+}
+
 #[test]
 fn mqtts_verifies_the_broker_and_presents_a_client_certificate() {
     let work = tempfile::tempdir().unwrap();

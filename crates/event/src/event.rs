@@ -323,6 +323,12 @@ pub fn parse_event_serde(payload: &[u8]) -> Result<Event<'_>, NotAnEvent> {
 /// is read again with those values absent (`crate::unrepresentable`); the
 /// result then owns its text. Any other refusal keeps serde_json's error.
 pub(crate) fn parse_top(text: &str) -> Result<Top<'_>, serde_json::Error> {
+    // A UTF-8 byte order mark before the document is not part of it (RFC
+    // 8259 §8.1 lets a parser ignore one): a message or line sent with one
+    // is its event, its bytes kept as received (until 2026-12-07 it was
+    // quarantined, "not JSON", from MQTT or a later line of a file: an
+    // outside audit).
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let first = match serde_json::from_str::<Top<'_>>(text) {
         Ok(top) => return Ok(top),
         Err(e) => e,
@@ -569,7 +575,11 @@ impl<'de> Visitor<'de> for TopVisitor {
         match (keys, first) {
             (1, Some((family, _))) if family == "ClientCheck" => Ok(Top::Control),
             (1, Some((family, Slot::Body(body)))) => Ok(Top::Event(Event { family, body })),
-            (1, _) => Ok(Top::Other("the family key's value is not an object")),
+            // Not "the family key's": `{"a":1}` names no family (an outside
+            // audit found that reason misleading).
+            (1, _) => Ok(Top::Other(
+                "one key whose value is not an object (an event is an object under one key naming its family)",
+            )),
             (0, _) => Ok(Top::Other("empty object")),
             _ => Ok(Top::Other(
                 "an event has exactly one top-level key naming its family",

@@ -211,6 +211,36 @@ mod tests {
         assert_eq!(keys.times.own.map(|t| t.ms), Some(1_763_900_000_000));
     }
 
+    /// A byte order mark before the document is not part of it: the event
+    /// is read, its bytes archived as received, mark and all; one anywhere
+    /// else is not JSON.
+    #[test]
+    fn a_byte_order_mark_before_the_event_is_read_past() {
+        let event = br#"{"Interaction":{"event":"InteractionCreated","interactionGUID":"int-a-northwind01","agentId":"ag1","interactionEventTS":1763900000}}"#;
+        let raw = [&b"\xEF\xBB\xBF"[..], event].concat();
+        let d = decode_message(&raw);
+        assert_eq!(d.payload.as_ref(), raw.as_slice());
+        let keys = d.outcome.unwrap();
+        assert_eq!(keys.interaction_guid.as_deref(), Some("int-a-northwind01"));
+        assert_eq!(keys.times.own.map(|t| t.ms), Some(1_763_900_000_000));
+        assert_eq!(
+            crate::parse_event(&raw).unwrap().event_type(),
+            crate::parse_event(event).unwrap().event_type()
+        );
+        let b64 = base64::engine::general_purpose::STANDARD.encode(&raw);
+        let enveloped = format!(
+            r#"{{"messageId":"CAEQAQ==","payload":"{b64}","properties":{{}},"publishTime":"2025-11-23T12:13:20.000Z"}}"#
+        );
+        assert!(decode_message(enveloped.as_bytes()).outcome.is_ok());
+        for misplaced in [
+            [&b"\xEF\xBB\xBF\xEF\xBB\xBF"[..], event].concat(),
+            [&b" \xEF\xBB\xBF"[..], event].concat(),
+        ] {
+            let reason = decode_message(&misplaced).outcome.unwrap_err();
+            assert!(reason.contains("not JSON"), "{reason}");
+        }
+    }
+
     #[test]
     fn envelope_is_archived_as_its_decoded_payload() {
         let event = br#"{"AgentStatusChange":{"agentId":"ag1","newState":1}}"#;
@@ -230,6 +260,10 @@ mod tests {
         for (raw, why) in [
             (&b"not json at all"[..], "not JSON"),
             (b"[1,2,3]", "no recognizable event"),
+            (
+                br#"{"a":1}"#,
+                "no recognizable event: one key whose value is not an object",
+            ),
             (b"{\"Interaction\": {\"event\": \"X\"", "not JSON"),
             (b"\xff\xfe", "not UTF-8"),
             (

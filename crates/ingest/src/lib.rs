@@ -284,6 +284,23 @@ pub(crate) fn explain_tls(why: String) -> String {
             "{why} (the server's TLS certificate is outside the dates it is valid for: \
              it must be renewed on the server, or this machine's clock is wrong)"
         )
+    } else if why.contains("TLS")
+        && says(&[
+            "Connection reset",
+            "InvalidContentType",
+            "corrupt message",
+            "UnexpectedEof",
+            "unexpected EOF",
+            "early eof",
+        ])
+    {
+        // The peer dropped or answered the handshake with something not
+        // TLS: a plain listener, most likely (an outside audit: `mqtts://`
+        // at a plain MQTT port retried for ever with no hint).
+        format!(
+            "{why} (the TLS handshake failed before any certificate: is this port one that \
+             speaks TLS? mqtt:// and ws:// URLs are plain, mqtts:// and wss:// TLS)"
+        )
     } else if why.contains("invalid peer certificate") {
         format!(
             "{why} (the server's TLS certificate is not trusted: give the CA that signed it \
