@@ -1233,6 +1233,98 @@ fn a_missing_segment_file_is_said_before_and_after_a_reindex() {
     assert_eq!(stats(&dir).json["damagedPlaces"].as_u64(), Some(1));
 }
 
+/// Segment files renamed or copied into `log/`, or an empty one named
+/// like the next segment: no writer touches the log (a `reindex` left the
+/// swapped files' records out for good, a copy's offsets were taken up by
+/// the next import, an empty file was adopted with a gap: an outside
+/// audit), it names the file and what to do; put right, every record is
+/// there.
+#[test]
+fn segment_files_renamed_copied_or_made_up_stop_every_writer_untouched() {
+    let p = Pristine::build();
+    let complete = |dir: &Path| {
+        ccvault(dir, &["verify"]).ok();
+        assert_eq!(stats(dir).records, p.stream.events as u64);
+    };
+    let files = |dir: &Path| -> Vec<(PathBuf, Vec<u8>)> {
+        let mut all: Vec<(PathBuf, Vec<u8>)> = fs::read_dir(dir.join("log"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            // The lock file holds its last holder's pid.
+            .filter(|p| p.file_name().is_some_and(|n| n != "writer.lock"))
+            .map(|p| (p.clone(), fs::read(&p).unwrap()))
+            .collect();
+        all.sort();
+        all
+    };
+    let (a, b) = (p.segments[2].0, p.segments[3].0);
+
+    let swapped = p.copy("swapped");
+    let (pa, pb) = (seg_path(&swapped, a), seg_path(&swapped, b));
+    let moved = swapped.join("moved");
+    fs::rename(&pa, &moved).unwrap();
+    fs::rename(&pb, &pa).unwrap();
+    fs::rename(&moved, &pb).unwrap();
+    let before = files(&swapped);
+    for args in [&["-q", "reindex"][..], &["-q", "import"]] {
+        let mut args = args.to_vec();
+        let input = p.input.to_str().unwrap();
+        if args.contains(&"import") {
+            args.push(input);
+        }
+        let run = ccvault(&swapped, &args);
+        assert_eq!(run.code, 1, "{args:?}: {}", run.stderr);
+        let said = format!(
+            "{} holds the segment of base offset {b} (its header says so)",
+            pa.display()
+        );
+        assert!(run.stderr.contains(&said), "{args:?}: {}", run.stderr);
+        assert!(files(&swapped) == before, "{args:?} changed the log");
+    }
+    fs::rename(&pa, &moved).unwrap();
+    fs::rename(&pb, &pa).unwrap();
+    fs::rename(&moved, &pb).unwrap();
+    ccvault(&swapped, &["-q", "reindex"]).ok();
+    complete(&swapped);
+
+    let last = p.segments.last().unwrap().0;
+    let copied = p.copy("copied");
+    let copy = seg_path(&copied, last + 100_000);
+    fs::copy(seg_path(&copied, a), &copy).unwrap();
+    let before = files(&copied);
+    let run = ccvault(&copied, &["-q", "import", p.input.to_str().unwrap()]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(
+        run.stderr.contains(&format!(
+            "{} holds the segment of base offset {a}",
+            copy.display()
+        )),
+        "{}",
+        run.stderr
+    );
+    assert!(files(&copied) == before, "the import changed the log");
+    fs::remove_file(&copy).unwrap();
+    complete(&copied);
+
+    let made_up = p.copy("made-up");
+    let stray = seg_path(&made_up, last + 100_000);
+    fs::write(&stray, b"").unwrap();
+    let run = ccvault(&made_up, &["-q", "import", p.input.to_str().unwrap()]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("its name does not continue the log"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(
+        fs::metadata(&stray).unwrap().len(),
+        0,
+        "the stray file was written"
+    );
+    fs::remove_file(&stray).unwrap();
+    complete(&made_up);
+}
+
 /// A sealed segment kept uncompressed (`--no-compress`) removed, or cut to
 /// its header: the index counts only compressed segments, so nothing else
 /// says it. The export says which offsets it lacks, even with `-q` (it

@@ -62,6 +62,27 @@ pub enum LogError {
         supported: u16,
     },
 
+    /// A segment file whose well-formed header states another segment than
+    /// its name: files renamed, or one copied into the log directory.
+    /// Opening for writing would take its records for damage (their
+    /// offsets repeat or go back) and a `reindex` would leave them out.
+    #[error(
+        "{} holds the segment of base offset {holds} (its header says so), not the one its name gives: \
+         segment files renamed, or a file copied into the log directory; nothing was changed: \
+         rename it to {} (or, if that file exists and this is a copy, move this one out of the \
+         log directory) and open again",
+        file.display(),
+        rightful.display()
+    )]
+    Misnamed {
+        /// The file.
+        file: PathBuf,
+        /// The base its header states.
+        holds: u64,
+        /// The name it should have.
+        rightful: PathBuf,
+    },
+
     /// Another writer holds the log directory.
     #[error("log {} is already open for writing by another writer ({holder}); only one writer may run at a time", dir.display())]
     Locked {

@@ -558,6 +558,17 @@ pub(crate) enum HeaderProblem {
     Version(u16),
 }
 
+/// The base offset a well-formed segment header states (magic and CRC
+/// hold), whatever the file's name; `None` for anything else.
+pub(crate) fn stated_base(bytes: &[u8]) -> Option<u64> {
+    let h = bytes.get(..HEADER_LEN as usize)?;
+    let crc = u32::from_le_bytes(h.get(28..32)?.try_into().ok()?);
+    if h.get(..8)? != SEGMENT_MAGIC || crc32fast::hash(h.get(..28)?) != crc {
+        return None;
+    }
+    Some(u64::from_le_bytes(h.get(12..20)?.try_into().ok()?))
+}
+
 /// Checks a segment header against the base offset from the file name and
 /// returns its format version (one this build reads).
 pub(crate) fn check_header(bytes: &[u8], base: u64) -> Result<u16, HeaderProblem> {

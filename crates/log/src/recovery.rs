@@ -93,10 +93,10 @@ fn run(cur: &mut SegCursor, win: &mut Window) -> Result<Pass> {
     }
 }
 
-/// The offset after the last record of the sealed `.segz` of `base`, the
-/// last file of the log: where a new segment after it starts. Refused when
-/// the `.segz` ends in damage, which may have held later offsets.
-pub(crate) fn next_offset_after_packed(vfs: &Arc<dyn Vfs>, dir: &Path, base: u64) -> Result<u64> {
+/// The offset after the last readable record of segment `base` (either
+/// kind), and the damage after that record, if any (the segment's end is
+/// then unknown: the damage may have held later offsets).
+fn scan_to_end(vfs: &Arc<dyn Vfs>, dir: &Path, base: u64) -> Result<(u64, Option<Damage>)> {
     let mut scan = Scan::single(Arc::clone(vfs), dir.to_path_buf(), base, HEADER_LEN);
     let mut next = base;
     let mut damage_after: Option<Damage> = None;
@@ -109,9 +109,23 @@ pub(crate) fn next_offset_after_packed(vfs: &Arc<dyn Vfs>, dir: &Path, base: u64
             ScanRef::Damage(d) => damage_after = Some(d),
         }
     }
-    match damage_after {
-        None => Ok(next),
-        Some(d) => Err(LogError::Corrupt {
+    Ok((next, damage_after))
+}
+
+/// The offset after the last record of segment `base`, or `None` when its
+/// end is damaged.
+pub(crate) fn end_of_segment(vfs: &Arc<dyn Vfs>, dir: &Path, base: u64) -> Result<Option<u64>> {
+    let (next, damage_after) = scan_to_end(vfs, dir, base)?;
+    Ok(damage_after.is_none().then_some(next))
+}
+
+/// The offset after the last record of the sealed `.segz` of `base`, the
+/// last file of the log: where a new segment after it starts. Refused when
+/// the `.segz` ends in damage, which may have held later offsets.
+pub(crate) fn next_offset_after_packed(vfs: &Arc<dyn Vfs>, dir: &Path, base: u64) -> Result<u64> {
+    match scan_to_end(vfs, dir, base)? {
+        (next, None) => Ok(next),
+        (next, Some(d)) => Err(LogError::Corrupt {
             file: segz_path(dir, base),
             pos: d.pos,
             what: format!(
@@ -149,11 +163,16 @@ fn first_nonzero(file: &dyn VfsFile, path: &Path, from: u64, to: u64) -> Result<
 }
 
 /// Recovers segment `base` of `dir`, the last one of the log.
+///
+/// `previous_end`: the offset after the last readable record of the
+/// segment before it, asked only of a last segment whose creation looks
+/// torn (`None`: none before it, or unknown).
 pub(crate) fn recover_last(
     vfs: &dyn Vfs,
     dir: &Path,
     base: u64,
     scan_from: Option<Position>,
+    previous_end: &dyn Fn() -> Result<Option<u64>>,
 ) -> Result<Recovered> {
     let path = segment_path(dir, base);
     let file = vfs.open(&path, OpenMode::ReadWrite, "opening")?;
@@ -207,6 +226,22 @@ pub(crate) fn recover_last(
                      and {} bytes of other data: not a segment this log wrote, and not overwritten; \
                      move it out of the log directory (keep it if it is someone's file) and open again",
                     old_len.saturating_sub(u64::from(HEADER_LEN))
+                ),
+            });
+        }
+        // A segment is created at the offset after its predecessor's last
+        // record: an empty file named otherwise was not created by this
+        // log (`: > log/…90000.seg`), and adopting it left a gap of
+        // offsets for good (an outside audit).
+        if let Some(end) = previous_end()?.filter(|&end| end != base) {
+            return Err(LogError::Corrupt {
+                file: path,
+                pos: 0,
+                what: format!(
+                    "named as the log's last segment, but it has no valid segment header and no record, \
+                     and its name does not continue the log (the segment before it ends before offset {end}): \
+                     not a segment this log created; nothing was changed: move it out of the log directory \
+                     and open again"
                 ),
             });
         }

@@ -320,6 +320,17 @@ enum HeaderCheck {
     Version(u16),
 }
 
+/// The base offset a well-formed `.segz` header states (magic and CRC
+/// hold), whatever the file's name; `None` for anything else.
+pub(crate) fn stated_base(bytes: &[u8]) -> Option<u64> {
+    let h = bytes.get(..SEGZ_HEADER_LEN as usize)?;
+    let crc = u32::from_le_bytes(h.get(76..80)?.try_into().ok()?);
+    if h.get(..8)? != SEGZ_MAGIC || crc32fast::hash(h.get(..76)?) != crc {
+        return None;
+    }
+    Some(u64::from_le_bytes(h.get(12..20)?.try_into().ok()?))
+}
+
 fn check_header(bytes: &[u8], base: u64) -> HeaderCheck {
     let Some(h) = bytes.get(..SEGZ_HEADER_LEN as usize) else {
         return HeaderCheck::Damaged("file shorter than its header");

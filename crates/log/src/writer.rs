@@ -44,10 +44,10 @@ use crate::format::{
 };
 use crate::options::{FsyncPolicy, LogOptions};
 use crate::reader::LogReader;
-use crate::recovery::{next_offset_after_packed, recover_last, Recovery};
+use crate::recovery::{end_of_segment, next_offset_after_packed, recover_last, Recovery};
 use crate::segment::{
-    create_segment, list_segment_file_lens, list_segment_files, rewrite_empty_segment,
-    segment_path, Kind, PackedSegments,
+    check_named_rightly, create_segment, list_segment_file_lens, list_segment_files,
+    rewrite_empty_segment, segment_path, Kind, PackedSegments,
 };
 use crate::segz::Compression;
 use crate::vfs::{create_dir_durably, LockGuard, StdVfs, Vfs};
@@ -140,6 +140,14 @@ impl Log {
         // compress, and the `.segz` already there (tidied above: no base
         // has both files now, and none goes away while the lock is held).
         let files = list_segment_file_lens(vfs.as_ref(), dir)?;
+        // Each file is the segment its name says, or nothing is touched: a
+        // renamed or copied segment's records would be taken for damage
+        // (offsets going back), the last one's successor for missing, and
+        // a `reindex` would leave them out for good (an outside audit).
+        // One header read a segment.
+        for &(base, kind, _) in &files {
+            check_named_rightly(vfs.as_ref(), dir, base, kind)?;
+        }
         let packed = Arc::new(Mutex::new(PackedSegments::of_listing(&files)));
         let (base, file, written, recovery) = match files.last().map(|f| (f.0, f.1)) {
             None => {
@@ -165,7 +173,12 @@ impl Log {
                 (next, file, u64::from(HEADER_LEN), recovery)
             }
             Some((base, Kind::Plain)) => {
-                let r = recover_last(vfs.as_ref(), dir, base, scan_from)?;
+                let previous = files.iter().rev().map(|f| f.0).find(|&b| b < base);
+                let previous_end = || match previous {
+                    Some(p) => end_of_segment(&vfs, dir, p),
+                    None => Ok(None),
+                };
+                let r = recover_last(vfs.as_ref(), dir, base, scan_from, &previous_end)?;
                 let mut recovery = r.recovery;
                 match r.version {
                     Some(version) if version < FORMAT_VERSION => {
