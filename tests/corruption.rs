@@ -1233,6 +1233,41 @@ fn a_missing_segment_file_is_said_before_and_after_a_reindex() {
     assert_eq!(stats(&dir).json["damagedPlaces"].as_u64(), Some(1));
 }
 
+/// An interaction every record of which is damaged: `show` says it was
+/// archived and its records cannot be read now, not that its contact's
+/// first leg was never archived (naming this same leg to show instead).
+#[test]
+fn show_of_an_interaction_whose_every_record_is_damaged_says_so() {
+    let p = Pristine::build();
+    let dir = p.copy("all-damaged");
+    let g = 7;
+    let mine: Vec<&Frame> = p
+        .frames
+        .iter()
+        .filter(|f| f.line % p.stream.interactions == g)
+        .collect();
+    assert!(mine.len() >= 2, "{mine:?}");
+    for f in &mine {
+        flip(&seg_path(&dir, f.segment), f.start + 20);
+    }
+    let guid = p.stream.guid(g);
+    let run = ccvault(&dir, &["show", &guid]);
+    run.assert_no_panic();
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains(&format!("no readable events of interaction {guid:?}"))
+            && run.stderr.contains("in damaged places of the log"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        !run.stderr.contains("first leg was never archived"),
+        "{}",
+        run.stderr
+    );
+}
+
 /// Segment files renamed or copied into `log/`, or an empty one named
 /// like the next segment: no writer touches the log (a `reindex` left the
 /// swapped files' records out for good, a copy's offsets were taken up by

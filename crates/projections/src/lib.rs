@@ -41,8 +41,8 @@ pub use agents::{AgentSpan, AgentStateTime, AgentStates, AgentWindow, SpanChange
 pub use input::EventInput;
 pub use live::{could_be_in_progress, live_stage, AgentNow, Live, Stage};
 pub use materialize::{
-    record_input, Access, Applied, InteractionFilter, ProjectionError, Projections, RebuildOptions,
-    SkippedDamage, TenantStats, Touched, PROJECTION_VERSION,
+    record_input, Access, Applied, InteractionFilter, NoEvents, ProjectionError, Projections,
+    RebuildOptions, SkippedDamage, TenantStats, Touched, PROJECTION_VERSION, UNREADABLE,
 };
 pub use report::{GroupBy, GroupKey, Interval, Report, ReportOptions, ReportRow};
 pub use summary::{summarize, Anomaly, Direction, LegKind, Outcome, Summary};

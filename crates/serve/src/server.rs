@@ -30,7 +30,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post, MethodRouter};
 use axum::{Form, Router};
-use ccvault_projections::Projections;
+use ccvault_projections::{NoEvents, Projections, UNREADABLE};
 use serde::Deserialize;
 use tokio_stream::wrappers::WatchStream;
 
@@ -422,12 +422,23 @@ async fn with_contact(
             }
             // A contactId whose first leg never reached the archive: name
             // the legs that did (as `show` does), and link them on a page.
-            let legs: Vec<String> = live
-                .with_projections(|p| Ok(p.contact_legs(&guid)?))
-                .unwrap_or_default()
-                .into_iter()
-                .filter_map(|s| s.interaction_guid)
-                .collect();
+            // One whose own records are all in damaged places says so.
+            let known = if reader.damage_met().is_empty() {
+                live.with_projections(|p| Ok(p.no_events_of(&guid, None)?))
+                    .unwrap_or(NoEvents::Unknown)
+            } else {
+                NoEvents::Unreadable
+            };
+            let legs = match known {
+                NoEvents::OtherLegs(legs) => legs,
+                NoEvents::Unreadable => {
+                    message = format!(
+                        "no readable events of interaction {guid:?} in the archive: {UNREADABLE}"
+                    );
+                    Vec::new()
+                }
+                NoEvents::Unknown => Vec::new(),
+            };
             if legs.is_empty() {
                 not_found(answer, message)
             } else {

@@ -32,8 +32,8 @@ use ccvault_projections::report::{self, GroupBy, Interval, ReportOptions, Report
 use ccvault_projections::summary::{self, SUMMARY_COLUMNS};
 use ccvault_projections::timefmt::zone_for_display;
 use ccvault_projections::{
-    agents, timeline, Access, Applied, InteractionFilter, LegKind, Outcome, Projections,
-    StateNames, Summary, PROJECTION_VERSION,
+    agents, timeline, Access, Applied, InteractionFilter, LegKind, NoEvents, Outcome, Projections,
+    StateNames, Summary, PROJECTION_VERSION, UNREADABLE,
 };
 use ccvault_store::ArchiveReader;
 use serde_json::json;
@@ -388,28 +388,27 @@ pub fn show(
         shown.retain(|l| l.asked || l.timeline.summary.tenant.as_deref() == Some(tenant));
     }
     let Some(asked) = shown.iter().find(|l| l.asked) else {
-        // A contactId whose first leg never reached the archive: name the
-        // legs that did, which `show` can show.
-        let legs = match &store {
-            Some(p) => p.contact_legs(guid)?,
-            None => Vec::new(),
+        let searched = searched(&reader, &cli.data_dir);
+        let known = match &store {
+            // Records left out of what was read: this leg's.
+            _ if !reader.damage_met().is_empty() => NoEvents::Unreadable,
+            Some(p) => p.no_events_of(guid, tenant)?,
+            None => NoEvents::Unknown,
         };
-        let legs: Vec<&str> = legs
-            .iter()
-            .filter(|s| tenant.is_none_or(|t| s.tenant.as_deref() == Some(t)))
-            .filter_map(|s| s.interaction_guid.as_deref())
-            .collect();
-        if !legs.is_empty() {
-            bail!(
-                "no events of interaction {guid:?} in {}; it names a contact whose first leg was never archived, and these legs of it were: {} (show any of them)",
-                searched(&reader, &cli.data_dir),
+        match known {
+            // Not sent to the legs of its contact, this one among them (an
+            // outside audit found that answer contradicting itself).
+            NoEvents::Unreadable => bail!(
+                "no readable events of interaction {guid:?} in {searched}: {UNREADABLE}"
+            ),
+            // A contactId whose first leg never reached the archive: name
+            // the legs that did, which `show` can show.
+            NoEvents::OtherLegs(legs) => bail!(
+                "no events of interaction {guid:?} in {searched}; it names a contact whose first leg was never archived, and these legs of it were: {} (show any of them)",
                 legs.join(", ")
-            );
+            ),
+            NoEvents::Unknown => bail!("no events of interaction {guid:?} in {searched}"),
         }
-        bail!(
-            "no events of interaction {guid:?} in {}",
-            searched(&reader, &cli.data_dir)
-        );
     };
     let tz = cli.tz();
     if let Some(path) = html {

@@ -114,7 +114,7 @@ mod schema;
 pub use catch_up::Touched;
 pub use check::Checked;
 pub use project::record_input;
-pub use query::{InteractionFilter, TenantStats};
+pub use query::{InteractionFilter, NoEvents, TenantStats, UNREADABLE};
 pub use schema::SkippedDamage;
 
 /// Bump whenever a stored value or a rule of docs/METRICS.md changes: a store

@@ -74,6 +74,23 @@ struct SummaryTables {
     by_offered: ReadOnlyTable<(i64, &'static [u8]), &'static [u8]>,
 }
 
+/// Why an interaction the log gave no event of shows nothing, when its
+/// records are unreadable ([`NoEvents::Unreadable`]), for `show` and `serve`.
+pub const UNREADABLE: &str = "it was archived, but none of its records can be read now: they are in damaged places of the log (`ccvault verify` lists them)";
+
+/// What the projections say of an interaction the log gave no event of
+/// ([`Projections::no_events_of`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NoEvents {
+    /// Nothing: an interaction never archived.
+    Unknown,
+    /// Its leg is summarized: its records were read once and cannot be now
+    /// (damaged places of the log).
+    Unreadable,
+    /// A contact whose first leg was never archived: the legs that were.
+    OtherLegs(Vec<String>),
+}
+
 impl Projections {
     /// Opens the summary tables; `None` before anything was stored.
     fn summary_tables(&self, txn: &ReadTransaction) -> Result<Option<SummaryTables>> {
@@ -118,6 +135,30 @@ impl Projections {
             };
             self.place_in_contact(&mut s, &t)?;
             Ok(Some(s))
+        })
+    }
+
+    /// What the projections say of `guid`, of which the log gave no event:
+    /// its own leg summarized (its records were readable once, and are in
+    /// damaged places now), or the legs of the contact it names (its first
+    /// leg never archived), of `tenant`'s when given.
+    pub fn no_events_of(&self, guid: &str, tenant: Option<&str>) -> Result<NoEvents> {
+        let legs = self.contact_legs(guid)?;
+        if legs
+            .iter()
+            .any(|s| s.interaction_guid.as_deref() == Some(guid))
+        {
+            return Ok(NoEvents::Unreadable);
+        }
+        let legs: Vec<String> = legs
+            .into_iter()
+            .filter(|s| tenant.is_none_or(|t| s.tenant.as_deref() == Some(t)))
+            .filter_map(|s| s.interaction_guid)
+            .collect();
+        Ok(if legs.is_empty() {
+            NoEvents::Unknown
+        } else {
+            NoEvents::OtherLegs(legs)
         })
     }
 
