@@ -1301,6 +1301,16 @@ fn segment_files_renamed_copied_or_made_up_stop_every_writer_untouched() {
     fs::rename(&pb, &pa).unwrap();
     fs::rename(&moved, &pb).unwrap();
     let before = files(&swapped);
+    // `verify` says it in a line a file, not one a record.
+    let checked = ccvault(&swapped, &["verify", "--no-projections"]);
+    assert_eq!(checked.code, 1, "{}", checked.stdout_str());
+    let said = checked.stdout_str();
+    let damage: Vec<&str> = said.lines().filter(|l| l.starts_with("DAMAGE")).collect();
+    assert_eq!(damage.len(), 3, "{damage:#?}");
+    assert!(
+        damage[0].contains(&format!("the file holds the segment of base offset {b}")),
+        "{damage:#?}"
+    );
     for args in [&["-q", "reindex"][..], &["-q", "import"]] {
         let mut args = args.to_vec();
         let input = p.input.to_str().unwrap();

@@ -64,6 +64,13 @@ pub enum DamageReason {
         /// The offset found.
         found: u64,
     },
+    /// The file's well-formed header states another segment than its name
+    /// (files renamed, or one copied into the log directory): its records
+    /// are not read at this place (`verify` only; a writer refuses to open).
+    Misnamed {
+        /// The base its header states.
+        holds: u64,
+    },
     /// Part of a compressed segment (`.segz`) is damaged: a block (its
     /// records are lost), or its header or block index (nothing lost when
     /// the walk over the block headers found every block: 0 bytes skipped).
@@ -97,6 +104,12 @@ impl fmt::Display for DamageReason {
             DamageReason::OffsetNotIncreasing { expected, found } => write!(
                 f,
                 "offset not increasing: expected {expected}, found {found}"
+            ),
+            DamageReason::Misnamed { holds } => write!(
+                f,
+                "the file holds the segment of base offset {holds} (its header says so), not the one its \
+                 name gives: renamed, or copied into the log directory; its records are not read here \
+                 (rename it to the name of offset {holds}, or move a copy out)"
             ),
             DamageReason::Compressed { file_pos, what } => {
                 write!(f, "{what} (at byte {file_pos} of the compressed file)")

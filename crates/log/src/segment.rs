@@ -220,15 +220,21 @@ pub(crate) fn open_segment(vfs: &dyn Vfs, dir: &Path, base: u64) -> Result<Optio
     Ok(None)
 }
 
-/// [`LogError::Misnamed`] for segment file `base` of `kind` when its header
-/// is well formed and states another base than its name. Damaged headers
-/// pass: they are damage, found and reported by the scans.
-pub(crate) fn check_named_rightly(vfs: &dyn Vfs, dir: &Path, base: u64, kind: Kind) -> Result<()> {
-    let path = match kind {
-        Kind::Plain => segment_path(dir, base),
-        Kind::Packed => segz_path(dir, base),
+/// The base the header of segment file `base` of `kind` states when it is
+/// well formed and states another one than its name (a file renamed or
+/// copied into the log directory). Damaged headers give `None`: they are
+/// damage, found and reported by the scans.
+pub(crate) fn misnamed(vfs: &dyn Vfs, dir: &Path, base: u64, kind: Kind) -> Result<Option<u64>> {
+    let path = kind_path(dir, base, kind);
+    let file = match vfs.open(&path, OpenMode::Read, "opening") {
+        Ok(f) => f,
+        // Compressed meanwhile (a `.seg` renamed away by a writer beside a
+        // `verify`): a writer runs only on a log of rightly named files.
+        Err(LogError::Io { source, .. }) if source.kind() == ErrorKind::NotFound => {
+            return Ok(None)
+        }
+        Err(e) => return Err(e),
     };
-    let file = vfs.open(&path, OpenMode::Read, "opening")?;
     let mut h = [0u8; crate::segz::SEGZ_HEADER_LEN as usize];
     let got = read_full_at(file.as_ref(), &path, &mut h, 0)?;
     let head = h.get(..got).unwrap_or_default();
@@ -236,16 +242,26 @@ pub(crate) fn check_named_rightly(vfs: &dyn Vfs, dir: &Path, base: u64, kind: Ki
         Kind::Plain => crate::format::stated_base(head),
         Kind::Packed => crate::segz::stated_base(head),
     };
-    match stated {
-        Some(holds) if holds != base => Err(LogError::Misnamed {
-            rightful: match kind {
-                Kind::Plain => segment_path(dir, holds),
-                Kind::Packed => segz_path(dir, holds),
-            },
-            file: path,
+    Ok(stated.filter(|&holds| holds != base))
+}
+
+/// [`LogError::Misnamed`] for segment file `base` of `kind` when it is
+/// [`misnamed`].
+pub(crate) fn check_named_rightly(vfs: &dyn Vfs, dir: &Path, base: u64, kind: Kind) -> Result<()> {
+    match misnamed(vfs, dir, base, kind)? {
+        Some(holds) => Err(LogError::Misnamed {
+            file: kind_path(dir, base, kind),
             holds,
+            rightful: kind_path(dir, holds, kind),
         }),
-        _ => Ok(()),
+        None => Ok(()),
+    }
+}
+
+fn kind_path(dir: &Path, base: u64, kind: Kind) -> PathBuf {
+    match kind {
+        Kind::Plain => segment_path(dir, base),
+        Kind::Packed => segz_path(dir, base),
     }
 }
 
