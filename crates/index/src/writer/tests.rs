@@ -27,6 +27,42 @@ fn offsets(hits: &[Hit]) -> Vec<u64> {
     hits.iter().map(|h| h.offset).collect()
 }
 
+/// One interaction with many records, a few payloads each many times,
+/// across commits: the candidates of a payload are exactly its records,
+/// committed and collected, in offset order (kept by payload hash for an
+/// interaction this large: an import was quadratic in its size).
+#[test]
+fn an_interaction_of_many_records_has_exactly_its_payloads_candidates() {
+    let dir = tempfile::tempdir().unwrap();
+    let index = Index::open(&dir.path().join("index.redb")).unwrap();
+    let payloads: [&[u8]; 4] = [b"one", b"two", b"three", b"four"];
+    let mut offset = 0u64;
+    let expect = |w: &mut IndexWriter, upto: u64| {
+        for (k, p) in payloads.iter().enumerate() {
+            let found = w
+                .duplicate_candidates(payload_hash(p), Some("g-big"), None)
+                .unwrap();
+            let want: Vec<u64> = (0..upto).filter(|o| o % 4 == k as u64).collect();
+            assert_eq!(offsets(&found), want, "payload {k} after {upto} records");
+        }
+    };
+    for _commit in 0..3 {
+        let mut w = index.begin().unwrap();
+        for _ in 0..150 {
+            let p = payloads[(offset % 4) as usize];
+            w.add_all(&[entry(offset, p, Some("g-big"))]).unwrap();
+            offset += 1;
+            if offset.is_multiple_of(37) {
+                expect(&mut w, offset);
+            }
+        }
+        expect(&mut w, offset);
+        index.commit(w, None).unwrap();
+    }
+    let mut w = index.begin().unwrap();
+    expect(&mut w, offset);
+}
+
 #[test]
 fn postings_counters_and_checkpoint_commit_together() {
     let dir = tempfile::tempdir().unwrap();
