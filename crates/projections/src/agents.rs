@@ -9,7 +9,6 @@
 
 use std::cmp::Ordering;
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 
 use ccvault_event::{
     event_time, lifecycle_rank, parse_event, CanonicalKey, Event, EventTime, TimeSource,
@@ -18,7 +17,6 @@ use serde::{Deserialize, Serialize};
 
 use crate::columns::{Cell, Column, Show};
 use crate::input::{dedupe_in_canonical_order, Canonical, EventInput};
-use crate::text::table;
 use crate::timefmt::format_duration;
 
 /// The window of an agents report.
@@ -450,67 +448,84 @@ impl StateNames {
     }
 }
 
+const TEXT_HEADERS: [&str; 6] = ["AGENT", "CHANGES", "UNTIMED", "STATE", "TIME", "SHARE"];
+const TEXT_RIGHT: [bool; 6] = [false, true, true, false, true, true];
+
 /// Human output: one line per agent and state.
 pub fn render_text(agents: &[AgentStateTime], names: &StateNames) -> String {
+    let mut out = Vec::new();
+    // Writing into memory cannot fail.
+    let _ = write_text(agents, names, &mut out);
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// [`render_text`] written to `out` line by line: the rows are made twice,
+/// once to measure the columns and once to print, never all held (an
+/// archive of 1M agents held ~0.8 GB of them: an outside audit).
+pub fn write_text(
+    agents: &[AgentStateTime],
+    names: &StateNames,
+    out: &mut dyn std::io::Write,
+) -> std::io::Result<()> {
     if agents.is_empty() {
-        return "no agent status changes\n".to_string();
+        return out.write_all(b"no agent status changes\n");
     }
-    let mut rows = Vec::new();
+    let mut widths = crate::text::widths_of(&TEXT_HEADERS);
     for a in agents {
-        let total: i64 = a
-            .state_ms
-            .values()
-            .fold(0i64, |t, ms| t.saturating_add(*ms));
-        if a.state_ms.is_empty() {
-            rows.push(vec![
-                a.agent_id.clone(),
-                a.changes.to_string(),
-                a.untimed.to_string(),
-                "-".into(),
-                "-".into(),
-                "-".into(),
-            ]);
-        }
-        for (i, (code, ms)) in a.state_ms.iter().enumerate() {
-            let share = if total > 0 {
-                format!("{:.1}%", *ms as f64 * 100.0 / total as f64)
-            } else {
-                "-".into()
-            };
-            let first = i == 0;
-            rows.push(vec![
-                if first {
-                    a.agent_id.clone()
-                } else {
-                    String::new()
-                },
-                if first {
-                    a.changes.to_string()
-                } else {
-                    String::new()
-                },
-                if first {
-                    a.untimed.to_string()
-                } else {
-                    String::new()
-                },
-                format!("{} ({code})", names.name(*code)),
-                format_duration(*ms),
-                share,
-            ]);
-        }
+        text_rows(a, names, |row| {
+            crate::text::widen(&mut widths, row);
+            Ok(())
+        })?;
     }
-    let mut out = String::new();
-    let _ = write!(
-        out,
-        "{}",
-        table(
-            &["AGENT", "CHANGES", "UNTIMED", "STATE", "TIME", "SHARE"],
-            &rows,
-            &[false, true, true, false, true, true],
-        )
-    );
-    out
+    let header: Vec<String> = TEXT_HEADERS.iter().map(|h| h.to_string()).collect();
+    writeln!(out, "{}", crate::text::line(&header, &widths, &TEXT_RIGHT))?;
+    for a in agents {
+        text_rows(a, names, |row| {
+            writeln!(out, "{}", crate::text::line(row, &widths, &TEXT_RIGHT))
+        })?;
+    }
+    Ok(())
+}
+
+/// The table rows of one agent: one a state, the agent's own cells on the
+/// first (or one row of dashes when it has no timed state).
+fn text_rows(
+    a: &AgentStateTime,
+    names: &StateNames,
+    mut row: impl FnMut(&[String]) -> std::io::Result<()>,
+) -> std::io::Result<()> {
+    let total: i64 = a
+        .state_ms
+        .values()
+        .fold(0i64, |t, ms| t.saturating_add(*ms));
+    if a.state_ms.is_empty() {
+        row(&[
+            a.agent_id.clone(),
+            a.changes.to_string(),
+            a.untimed.to_string(),
+            "-".into(),
+            "-".into(),
+            "-".into(),
+        ])?;
+    }
+    for (i, (code, ms)) in a.state_ms.iter().enumerate() {
+        let share = if total > 0 {
+            format!("{:.1}%", *ms as f64 * 100.0 / total as f64)
+        } else {
+            "-".into()
+        };
+        let first = i == 0;
+        let own = |cell: String| if first { cell } else { String::new() };
+        row(&[
+            own(a.agent_id.clone()),
+            own(a.changes.to_string()),
+            own(a.untimed.to_string()),
+            format!("{} ({code})", names.name(*code)),
+            format_duration(*ms),
+            share,
+        ])?;
+    }
+    Ok(())
 }
 
 mod span_runs;

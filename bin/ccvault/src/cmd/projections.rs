@@ -674,7 +674,7 @@ pub fn agents(cli: &Cli, args: &AgentsArgs) -> Result<ExitCode> {
         &mut out,
     )? {
         let names = args.state_names.clone().unwrap_or_default();
-        out.write_all(agents::render_text(&states, &names).as_bytes())?;
+        agents::write_text(&states, &names, &mut out)?;
     }
     out.flush()?;
     Ok(ExitCode::SUCCESS)
