@@ -68,8 +68,14 @@ pub struct ChunkBuilder {
     /// and each of its events decoded the whole chunk, an import quadratic
     /// in the interaction's size (400,000 events: 95 s against 3 s, an
     /// outside audit).
-    by_payload: Option<HashMap<u64, Vec<Posting>>>,
+    by_payload: Option<Box<ByPayload>>,
 }
+
+/// A chunk's postings by payload hash (boxed: most chunks, of an
+/// interaction's few events or an agent's, never have one, and a commit
+/// holds a chunk for every key it saw).
+#[derive(Debug, Clone, Default)]
+struct ByPayload(HashMap<u64, Vec<Posting>>);
 
 /// Postings of one chunk past which it keeps them by payload hash too.
 const INDEXED_FROM: u32 = 64;
@@ -96,7 +102,7 @@ impl ChunkBuilder {
         if self.with_hash {
             self.bytes.extend_from_slice(&p.payload_hash.to_le_bytes());
             self.payload_bits |= payload_bit(p.payload_hash);
-            if let Some(map) = &mut self.by_payload {
+            if let Some(ByPayload(map)) = self.by_payload.as_deref_mut() {
                 map.entry(p.payload_hash).or_default().push(*p);
             }
         }
@@ -109,7 +115,7 @@ impl ChunkBuilder {
                 for q in all {
                     map.entry(q.payload_hash).or_default().push(q);
                 }
-                self.by_payload = Some(map);
+                self.by_payload = Some(Box::new(ByPayload(map)));
             }
         }
     }
@@ -124,7 +130,7 @@ impl ChunkBuilder {
         if !self.may_hold_payload(payload_hash) {
             return Ok(());
         }
-        if let Some(map) = &self.by_payload {
+        if let Some(ByPayload(map)) = self.by_payload.as_deref() {
             out.extend(map.get(&payload_hash).into_iter().flatten().copied());
             return Ok(());
         }
