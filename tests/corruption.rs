@@ -1266,6 +1266,20 @@ fn show_of_an_interaction_whose_every_record_is_damaged_says_so() {
         "{}",
         run.stderr
     );
+
+    // Once the index is rebuilt around the damage no lookup meets it:
+    // the answer says the records may have been in those places.
+    ccvault(&dir, &["-q", "reindex"]).ok();
+    let run = ccvault(&dir, &["show", &guid]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(
+        run.stderr.contains(&format!(
+            "the index was built around {} damaged place(s) of the log: its records may have been there",
+            mine.len()
+        )),
+        "{}",
+        run.stderr
+    );
 }
 
 /// Segment files renamed or copied into `log/`, or an empty one named

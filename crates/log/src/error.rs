@@ -68,9 +68,10 @@ pub enum LogError {
     /// offsets repeat or go back) and a `reindex` would leave them out.
     #[error(
         "{} holds the segment of base offset {holds} (its header says so), not the one its name gives: \
-         segment files renamed, or a file copied into the log directory; nothing was changed: \
-         rename it to {} (or, if that file exists and this is a copy, move this one out of the \
-         log directory) and open again",
+         segment files renamed, or a file copied into the log directory; the log's files were left as \
+         they are: rename it to {} (if that name is taken by a file holding another segment, the two \
+         were swapped: rename both; if by the same segment, this one is a copy: move it out of the log \
+         directory) and open again",
         file.display(),
         rightful.display()
     )]

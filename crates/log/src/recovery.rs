@@ -240,8 +240,8 @@ pub(crate) fn recover_last(
                 what: format!(
                     "named as the log's last segment, but it has no valid segment header and no record, \
                      and its name does not continue the log (the segment before it ends before offset {end}): \
-                     not a segment this log created; nothing was changed: move it out of the log directory \
-                     and open again"
+                     not a segment this log created; the log's files were left as they are: move it out of \
+                     the log directory and open again"
                 ),
             });
         }

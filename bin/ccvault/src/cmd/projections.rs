@@ -367,6 +367,17 @@ fn projections_for_show(cli: &Cli) -> Option<Projections> {
     }
 }
 
+/// `` (the index was built around N damaged places of the log…)`` when it
+/// was: an interaction found in none of its postings may have been there.
+fn index_damage_aside(reader: &ArchiveReader) -> String {
+    match reader.index_damage().0 {
+        0 => String::new(),
+        n => format!(
+            " (the index was built around {n} damaged place(s) of the log: its records may have been there; `ccvault verify` lists them)"
+        ),
+    }
+}
+
 /// `show GUID` (not `--raw`): the timeline of every leg of the contact the
 /// interaction belongs to (docs/METRICS.md §3), the asked one marked; one leg
 /// prints as it always did.
@@ -402,12 +413,19 @@ pub fn show(
                 "no readable events of interaction {guid:?} in {searched}: {UNREADABLE}"
             ),
             // A contactId whose first leg never reached the archive: name
-            // the legs that did, which `show` can show.
+            // the legs that did, which `show` can show. An index built
+            // around damage cannot tell that leg from one whose records
+            // were all there: said (an outside audit, after a `reindex`).
             NoEvents::OtherLegs(legs) => bail!(
-                "no events of interaction {guid:?} in {searched}; it names a contact whose first leg was never archived, and these legs of it were: {} (show any of them)",
+                "no events of interaction {guid:?} in {searched}{}; it names a contact whose first leg was never archived{}, and these legs of it were: {} (show any of them)",
+                index_damage_aside(&reader),
+                if reader.index_damage().0 > 0 { " or is in those places" } else { "" },
                 legs.join(", ")
             ),
-            NoEvents::Unknown => bail!("no events of interaction {guid:?} in {searched}"),
+            NoEvents::Unknown => bail!(
+                "no events of interaction {guid:?} in {searched}{}",
+                index_damage_aside(&reader)
+            ),
         }
     };
     let tz = cli.tz();
