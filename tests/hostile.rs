@@ -1026,25 +1026,49 @@ fn a_copied_or_misnamed_segment_is_reported_and_never_served_twice() {
             .stdout_str(),
         interactions
     );
-    // A reindex skips the copy's records as one damaged place: none is
-    // indexed twice or out of order (until 2026-12-06 each was, and a
-    // debug build's index writer panicked).
+    // A reindex, like every writer, refuses the copy by name and leaves
+    // the log's files as they are (until 2026-12-07 it skipped the copy's
+    // records as damage, and a swapped pair's for good; until 2026-12-06
+    // each was indexed twice); with the copy moved out it is clean.
     // (On a copy: a writer compresses the sealed segments.)
     let reindexed = tmp.path().join("reindexed");
     common::copy_dir(&dir, &reindexed);
     let records = common::stats(&dir).records;
-    let reindex = ccvault(&reindexed, &["reindex"]).ok();
+    let log_files = |d: &Path| {
+        let mut files: Vec<(String, Vec<u8>)> = fs::read_dir(d.join("log"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.file_name().is_some_and(|n| n != "writer.lock"))
+            .map(|p| (p.display().to_string(), fs::read(&p).unwrap()))
+            .collect();
+        files.sort();
+        files
+    };
+    let before = log_files(&reindexed);
+    let reindex = ccvault(&reindexed, &["reindex"]);
+    assert_eq!(reindex.code, 1, "{}", reindex.stderr);
     assert!(
-        reindex.stderr.contains("repeat or go back"),
+        reindex
+            .stderr
+            .contains("00000000000000999999.seg holds the segment of base offset"),
         "{}",
         reindex.stderr
     );
+    assert!(
+        log_files(&reindexed) == before,
+        "the reindex changed the log"
+    );
+    fs::rename(
+        reindexed.join("log").join(format!("{:020}.seg", 999_999)),
+        tmp.path().join("the-copy.seg"),
+    )
+    .unwrap();
+    ccvault(&reindexed, &["reindex"]).ok();
     let after = common::stats(&reindexed);
     assert_eq!(after.records, records);
-    // The copy's header, and its records.
     assert_eq!(
         after.json["damagedPlaces"].as_u64(),
-        Some(2),
+        Some(0),
         "{}",
         after.json
     );

@@ -226,17 +226,18 @@ pub(crate) fn open_segment(vfs: &dyn Vfs, dir: &Path, base: u64) -> Result<Optio
 /// damage, found and reported by the scans.
 pub(crate) fn misnamed(vfs: &dyn Vfs, dir: &Path, base: u64, kind: Kind) -> Result<Option<u64>> {
     let path = kind_path(dir, base, kind);
-    let file = match vfs.open(&path, OpenMode::Read, "opening") {
-        Ok(f) => f,
-        // Compressed meanwhile (a `.seg` renamed away by a writer beside a
-        // `verify`): a writer runs only on a log of rightly named files.
-        Err(LogError::Io { source, .. }) if source.kind() == ErrorKind::NotFound => {
-            return Ok(None)
-        }
-        Err(e) => return Err(e),
+    // A file that cannot be read says nothing of its name: it is the
+    // reads' error where they need it (a sector gone bad in an old segment
+    // must not keep a live ingest from starting). One not found was
+    // compressed meanwhile (a `.seg` renamed away by a writer beside a
+    // `verify`): a writer runs only on a log of rightly named files.
+    let Ok(file) = vfs.open(&path, OpenMode::Read, "opening") else {
+        return Ok(None);
     };
     let mut h = [0u8; crate::segz::SEGZ_HEADER_LEN as usize];
-    let got = read_full_at(file.as_ref(), &path, &mut h, 0)?;
+    let Ok(got) = read_full_at(file.as_ref(), &path, &mut h, 0) else {
+        return Ok(None);
+    };
     let head = h.get(..got).unwrap_or_default();
     let stated = match kind {
         Kind::Plain => crate::format::stated_base(head),

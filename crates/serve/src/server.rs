@@ -413,13 +413,6 @@ async fn with_contact(
             // A leg whose records all lie in damaged places of the log is
             // not absent: the 404 says so (as `show` warns on stderr) and
             // carries the same headers as an answer would.
-            let mut message = format!("no events of interaction {guid:?} in the archive");
-            if let Some(unseen) = reader.not_searched() {
-                message = format!("{message} as far as it is indexed: {unseen}");
-            }
-            if let Some(note) = note {
-                message = format!("{message} ({note})");
-            }
             // A contactId whose first leg never reached the archive: name
             // the legs that did (as `show` does), and link them on a page.
             // One whose own records are all in damaged places says so.
@@ -429,15 +422,21 @@ async fn with_contact(
             } else {
                 NoEvents::Unreadable
             };
+            let mut message = match known {
+                NoEvents::Unreadable => {
+                    format!("no readable events of interaction {guid:?} in the archive: {UNREADABLE}")
+                }
+                _ => format!("no events of interaction {guid:?} in the archive"),
+            };
+            if let Some(unseen) = reader.not_searched() {
+                message = format!("{message} as far as it is indexed: {unseen}");
+            }
+            if let Some(note) = note {
+                message = format!("{message} ({note})");
+            }
             let legs = match known {
                 NoEvents::OtherLegs(legs) => legs,
-                NoEvents::Unreadable => {
-                    message = format!(
-                        "no readable events of interaction {guid:?} in the archive: {UNREADABLE}"
-                    );
-                    Vec::new()
-                }
-                NoEvents::Unknown => Vec::new(),
+                NoEvents::Unreadable | NoEvents::Unknown => Vec::new(),
             };
             if legs.is_empty() {
                 not_found(answer, message)
