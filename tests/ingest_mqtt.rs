@@ -704,6 +704,43 @@ fn mqtts_at_a_plain_listener_says_so_while_it_retries() {
     assert!(status.success(), "{}", ingest.stderr());
 }
 
+/// The other slip: `mqtt://` at a port that speaks TLS only. The broker
+/// drops the connection before answering, and the retried connection
+/// asks the same question.
+#[test]
+fn mqtt_at_a_tls_listener_says_so_while_it_retries() {
+    let work = tempfile::tempdir().unwrap();
+    let pki = Pki::new(work.path());
+    let tls_port = free_port();
+    let _broker = Broker::start(&format!(
+        "allow_anonymous true\nlistener {tls_port} 127.0.0.1\ncafile {}\ncertfile {}\nkeyfile {}\n",
+        pki.ca.display(),
+        pki.server_cert.display(),
+        pki.server_key.display()
+    ));
+    wait_listening(tls_port);
+    let data = work.path().join("data");
+    let url = format!("mqtt://127.0.0.1:{tls_port}");
+    let mut ingest = start_ingest(
+        &data,
+        work.path(),
+        0,
+        &[
+            "--url",
+            url.as_str(),
+            "--client-id",
+            "ccvault-test-tls-port",
+        ],
+        &[],
+    );
+    ingest.wait_for_log(
+        "dropped before the broker answered: is this port one that speaks TLS?",
+        Duration::from_secs(20),
+    );
+    let (status, _) = ingest.terminate();
+    assert!(status.success(), "{}", ingest.stderr());
+}
+
 #[test]
 fn mqtts_verifies_the_broker_and_presents_a_client_certificate() {
     let work = tempfile::tempdir().unwrap();

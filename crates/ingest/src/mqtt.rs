@@ -434,7 +434,23 @@ impl Source for MqttSource {
             None => self.retry.notify_one(),
         }
         loop {
-            if let Event::Incoming(Packet::ConnAck(ack)) = self.poll().await? {
+            let event = match self.poll().await {
+                Ok(event) => event,
+                // Dropped before the broker's answer on a plain URL: the
+                // likeliest cause is a port that speaks TLS (the other
+                // slip than `mqtts://` at a plain port, which says so).
+                Err(Failure::Lost(why))
+                    if self.peer.starts_with("mqtt://")
+                        && (why.contains("Connection reset") || why.contains("eof")) =>
+                {
+                    return Err(Failure::Lost(format!(
+                        "{why} (dropped before the broker answered: is this port one that speaks TLS? \
+                         mqtts:// URLs are TLS, mqtt:// plain)"
+                    )));
+                }
+                Err(e) => return Err(e),
+            };
+            if let Event::Incoming(Packet::ConnAck(ack)) = event {
                 self.generation += 1;
                 self.live.store(self.generation, Ordering::SeqCst);
                 tracing::info!(session_present = ack.session_present, "MQTT session");
