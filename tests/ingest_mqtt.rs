@@ -690,16 +690,20 @@ fn oversized_marked_and_familyless_messages_each_get_their_outcome() {
 fn mqtts_at_a_plain_listener_says_so_while_it_retries() {
     let broker = Broker::start("allow_anonymous true");
     let work = tempfile::tempdir().unwrap();
-    let data = work.path().join("data");
     let url = format!("mqtts://127.0.0.1:{}", broker.port);
+    says_while_retrying(work.path(), &url, "is this port one that speaks TLS?");
+}
+
+/// `ingest` from `url` says `needle` while it retries, and stops cleanly.
+fn says_while_retrying(work: &Path, url: &str, needle: &str) {
     let mut ingest = start_ingest(
-        &data,
-        work.path(),
+        &work.join("data"),
+        work,
         0,
-        &["--url", url.as_str(), "--client-id", "ccvault-test-plain"],
+        &["--url", url, "--client-id", "ccvault-test-wrong-url"],
         &[],
     );
-    ingest.wait_for_log("is this port one that speaks TLS?", Duration::from_secs(20));
+    ingest.wait_for_log(needle, Duration::from_secs(20));
     let (status, _) = ingest.terminate();
     assert!(status.success(), "{}", ingest.stderr());
 }
@@ -719,26 +723,11 @@ fn mqtt_at_a_tls_listener_says_so_while_it_retries() {
         pki.server_key.display()
     ));
     wait_listening(tls_port);
-    let data = work.path().join("data");
-    let url = format!("mqtt://127.0.0.1:{tls_port}");
-    let mut ingest = start_ingest(
-        &data,
+    says_while_retrying(
         work.path(),
-        0,
-        &[
-            "--url",
-            url.as_str(),
-            "--client-id",
-            "ccvault-test-tls-port",
-        ],
-        &[],
-    );
-    ingest.wait_for_log(
+        &format!("mqtt://127.0.0.1:{tls_port}"),
         "dropped before the broker answered: is this port one that speaks TLS?",
-        Duration::from_secs(20),
     );
-    let (status, _) = ingest.terminate();
-    assert!(status.success(), "{}", ingest.stderr());
 }
 
 #[test]
