@@ -49,6 +49,23 @@ fn event(i: usize) -> String {
     )
 }
 
+/// Each record of the archive in log order: its payload, whether it is
+/// quarantined, and why.
+fn records_of(data: &Path) -> Vec<(Vec<u8>, bool, String)> {
+    let reader = ArchiveReader::open(data).unwrap();
+    let mut records = Vec::new();
+    reader
+        .for_each_record(
+            |r| {
+                records.push((r.payload, r.quarantined, r.quarantine_reason));
+                Ok(())
+            },
+            |d| panic!("{d}"),
+        )
+        .unwrap();
+    records
+}
+
 /// The archive's records: payload -> count, read at library level.
 fn archived(data: &Path) -> (BTreeMap<Vec<u8>, usize>, ccvault_store::Stats) {
     let reader = ArchiveReader::open(data).unwrap();
@@ -580,17 +597,7 @@ fn an_envelope_with_oversized_metadata_is_quarantined_and_the_stream_goes_on() {
         (Some(1), Some(1)),
         "{s}"
     );
-    let reader = ArchiveReader::open(&data).unwrap();
-    let mut records = Vec::new();
-    reader
-        .for_each_record(
-            |r| {
-                records.push((r.payload, r.quarantined, r.quarantine_reason));
-                Ok(())
-            },
-            |d| panic!("{d}"),
-        )
-        .unwrap();
+    let records = records_of(&data);
     assert_eq!(records.len(), 2, "{records:?}");
     assert_eq!((&records[0].0, records[0].1), (&oversized, true));
     assert!(records[0].2.contains("messageId"), "{}", records[0].2);
@@ -659,17 +666,7 @@ fn oversized_marked_and_familyless_messages_each_get_their_outcome() {
         "{stderr}"
     );
     assert!(!stderr.contains("ERROR"), "{stderr}");
-    let reader = ArchiveReader::open(&data).unwrap();
-    let mut records = Vec::new();
-    reader
-        .for_each_record(
-            |r| {
-                records.push((r.payload, r.quarantined, r.quarantine_reason));
-                Ok(())
-            },
-            |d| panic!("{d}"),
-        )
-        .unwrap();
+    let records = records_of(&data);
     assert_eq!(records.len(), 3, "{records:?}");
     assert_eq!((&records[0].0, records[0].1), (&marked, false));
     assert_eq!((&records[1].0, records[1].1), (&familyless, true));
