@@ -1382,6 +1382,28 @@ fn segment_files_renamed_copied_or_made_up_stop_every_writer_untouched() {
     );
     fs::remove_file(&stray).unwrap();
     complete(&made_up);
+
+    // An empty compressed segment past the last: no file the log wrote
+    // (each `.segz` is written whole, then renamed), not a segment whose
+    // end was lost, so not "put the missing segment back".
+    let stray = made_up
+        .join("log")
+        .join(ccvault_log::segz_file_name(last + 100_000));
+    fs::write(&stray, b"").unwrap();
+    let before = files(&made_up);
+    let run = ccvault(&made_up, &["-q", "import", p.input.to_str().unwrap()]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("it is 0 bytes long, shorter than the header")
+            && run.stderr.contains("move it out of the log directory")
+            && !run.stderr.contains("put the missing segment back"),
+        "{}",
+        run.stderr
+    );
+    assert!(files(&made_up) == before, "the import changed the log");
+    fs::remove_file(&stray).unwrap();
+    complete(&made_up);
 }
 
 /// A sealed segment kept uncompressed (`--no-compress`) removed, or cut to
@@ -1820,4 +1842,65 @@ fn a_lost_tally_whose_offset_a_new_record_took_is_read_by_projections_and_export
     assert_eq!(caught_up, agents(&rebuilt));
     ccvault(&dir, &["verify"]).ok();
     assert_since_last_refused(&dir, &out);
+}
+
+/// A compressed segment whose header is damaged, every block intact: all
+/// its records are read, `verify` names the one damaged part and what puts
+/// it right, and `reindex` writes the header and block index again from
+/// the blocks, the file's bytes as they were, after which the archive
+/// verifies clean.
+#[test]
+fn a_damaged_segz_header_is_written_again_by_reindex() {
+    let p = Pristine::build();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("archive");
+    import(&dir, &[&p.input], &["--segment-bytes", "65536"]);
+    let mut packed: Vec<PathBuf> = fs::read_dir(dir.join("log"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "segz"))
+        .collect();
+    packed.sort();
+    assert!(packed.len() >= 3, "{packed:?}");
+    let damaged = &packed[1];
+    let name = damaged.file_name().unwrap().to_str().unwrap().to_owned();
+    let original = fs::read(damaged).unwrap();
+    let export = ccvault(&dir, &["-q", "export"]).ok().stdout;
+    flip(damaged, 30); // the header's count of blocks
+
+    let run = ccvault(&dir, &["verify"]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    let out = run.stdout_str();
+    let damage: Vec<&str> = out.lines().filter(|l| l.starts_with("DAMAGE")).collect();
+    assert_eq!(damage.len(), 1, "{out}");
+    assert!(
+        damage[0].contains(&name)
+            && damage[0].contains(".segz header CRC mismatch")
+            && damage[0].contains("`ccvault reindex` writes the header and block index again"),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!("{} readable records", p.stream.events)),
+        "{out}"
+    );
+    assert_eq!(ccvault(&dir, &["-q", "export"]).ok().stdout, export);
+
+    let run = ccvault(&dir, &["reindex"]).ok();
+    assert!(
+        run.stderr.contains(&format!(
+            "wrote the header and block index of {name} again from its blocks (.segz header CRC mismatch)"
+        )),
+        "{}",
+        run.stderr
+    );
+    assert!(!run.stderr.contains("skipping damaged"), "{}", run.stderr);
+    assert!(
+        fs::read(damaged).unwrap() == original,
+        "{name} differs from the file before the flip"
+    );
+    ccvault(&dir, &["verify"]).ok();
+    assert_eq!(ccvault(&dir, &["-q", "export"]).ok().stdout, export);
+    // Once whole, a reindex leaves it alone.
+    let run = ccvault(&dir, &["reindex"]).ok();
+    assert!(!run.stderr.contains("wrote the header"), "{}", run.stderr);
 }

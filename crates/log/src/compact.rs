@@ -26,7 +26,7 @@ use std::sync::{Arc, Mutex};
 use crate::direct::DirectAppender;
 use crate::error::{LogError, Result};
 use crate::format::HEADER_LEN;
-use crate::scan::{SegCursor, Step};
+use crate::scan::{DamageReason, SegCursor, Step};
 use crate::segment::read_full_at;
 use crate::segment::{list_segment_files, segment_path, segz_path, sync_dir, Kind, PackedSegments};
 use crate::segz::{self, Compression, Encoder};
@@ -119,7 +119,7 @@ pub(crate) fn compact_segment(
     let mut src = Src::from_file(Arc::clone(&file), seg.clone(), base, false)?;
     src.direct = vfs.open_direct(&seg, false);
     let seg_len = src.len;
-    let mut cur = SegCursor::new(src, 0);
+    let cur = SegCursor::new(src, 0);
     if cur.header_damage()?.is_some() {
         return Ok(Compacted::Damaged);
     }
@@ -127,6 +127,59 @@ pub(crate) fn compact_segment(
     if read_full_at(file.as_ref(), &seg, &mut seg_header, 0)? != seg_header.len() {
         return Ok(Compacted::Damaged);
     }
+    let (segz_len, out_len) = match write_segz(vfs, dir, cur, &seg_header, c, stop, work, false)? {
+        Written::Done { segz_len, out_len } => (segz_len, out_len),
+        Written::Damaged => return Ok(Compacted::Damaged),
+        Written::Stopped => return Ok(Compacted::Stopped),
+    };
+    // Counted once its `.segz` is durable, before the `.seg` goes: whoever
+    // sees the `.seg` gone (a listing, then an index commit) finds it
+    // counted. Counted after the removal, a commit in between counted one
+    // fewer than the listing showed.
+    packed
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .add(base, segz_len);
+    vfs.remove_file(&seg)
+        .map_err(|e| LogError::io("removing", &seg, e))?;
+    sync_dir(vfs, dir)?;
+    Ok(Compacted::Done {
+        seg_bytes: seg_len,
+        segz_bytes: out_len,
+    })
+}
+
+/// What [`write_segz`] did.
+enum Written {
+    /// The `.segz` is in place, durably: `segz_len` bytes as the file
+    /// system reports them, `out_len` written.
+    Done { segz_len: u64, out_len: u64 },
+    /// A frame was damaged: nothing written.
+    Damaged,
+    /// `stop` was set: nothing written.
+    Stopped,
+}
+
+/// Encodes every frame `cur` reads (from the start of its segment) and puts
+/// the `.segz` of its base in place, durably: written to a temporary name,
+/// synced, renamed over any `.segz` of that base, the directory synced.
+/// Any damage the scan meets means nothing is written, except, with
+/// `past_container_notes`, the notes of a damaged `.segz` header or block
+/// index that lose nothing (read from the `.segz` being written again).
+#[allow(clippy::too_many_arguments)]
+fn write_segz(
+    vfs: &dyn Vfs,
+    dir: &Path,
+    mut cur: SegCursor,
+    seg_header: &[u8; HEADER_LEN as usize],
+    c: Compression,
+    stop: &AtomicBool,
+    work: &mut Compactor,
+    past_container_notes: bool,
+) -> Result<Written> {
+    let base = cur.src.base;
+    let seg = cur.src.path.clone();
+    let seg_len = cur.src.len;
     let Compactor {
         win,
         enc,
@@ -140,7 +193,7 @@ pub(crate) fn compact_segment(
         .map_err(|e| LogError::io("compressing", &seg, e))?;
     loop {
         if stop.load(Ordering::Relaxed) {
-            return Ok(Compacted::Stopped);
+            return Ok(Written::Stopped);
         }
         match cur.step(win)? {
             Step::Record { pos, len, offset } => {
@@ -151,12 +204,22 @@ pub(crate) fn compact_segment(
                 })?;
                 enc.push(&seg, at, win.slice(&cur.src, pos, len as usize)?, offset)?;
             }
-            Step::Damage(_) => return Ok(Compacted::Damaged),
+            Step::Damage(d)
+                if past_container_notes
+                    && d.len_skipped == 0
+                    && matches!(
+                        d.reason,
+                        DamageReason::Compressed {
+                            rewritable: true,
+                            ..
+                        }
+                    ) => {}
+            Step::Damage(_) => return Ok(Written::Damaged),
             Step::End => break,
         }
     }
     drop(cur);
-    let out = enc.finish(&seg, base, seg_len, &seg_header)?;
+    let out = enc.finish(&seg, base, seg_len, seg_header)?;
     let tmp = temp_path(dir, base);
     remove_if_present(vfs, &tmp)?;
     let f = vfs.open(&tmp, OpenMode::CreateNew, "creating")?;
@@ -186,21 +249,54 @@ pub(crate) fn compact_segment(
     vfs.rename(&tmp, &segz)
         .map_err(|e| LogError::io("renaming", &tmp, e))?;
     sync_dir(vfs, dir)?;
-    // Counted once its `.segz` is durable, before the `.seg` goes: whoever
-    // sees the `.seg` gone (a listing, then an index commit) finds it
-    // counted. Counted after the removal, a commit in between counted one
-    // fewer than the listing showed.
-    packed
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .add(base, segz_len);
-    vfs.remove_file(&seg)
-        .map_err(|e| LogError::io("removing", &seg, e))?;
-    sync_dir(vfs, dir)?;
-    Ok(Compacted::Done {
-        seg_bytes: seg_len,
-        segz_bytes: out.len() as u64,
+    Ok(Written::Done {
+        segz_len,
+        out_len: out.len() as u64,
     })
+}
+
+/// Writes the `.segz` of sealed segment `base` again when its header or
+/// block index is damaged but its file shows every block was found and
+/// every block reads back (docs/FORMAT.md §1.7): the same frames at the
+/// same positions, so the index and every record stay as they were.
+/// Returns what was wrong, or `None` if
+/// nothing was rewritten: the file is whole, or lost records (a `verify`
+/// names them; only a backup brings them back).
+pub(crate) fn restore_container(
+    vfs: &dyn Vfs,
+    dir: &Path,
+    base: u64,
+    c: Compression,
+    work: &mut Compactor,
+) -> Result<Option<&'static str>> {
+    let path = segz_path(dir, base);
+    let file = vfs.open(&path, OpenMode::Read, "opening")?;
+    // The header and block index alone, unless they are damaged.
+    let table = segz::load_table(file.as_ref(), &path, base)?;
+    let Some(note) = table.holes.first().filter(|h| h.rewritable) else {
+        return Ok(None);
+    };
+    let what = note.what;
+    drop(file);
+    // Its `.seg` header as a read of it gives it: the copy the old header
+    // kept, or a new one (`segz::Table::seg_header`).
+    let src = Src::open(vfs, dir, base, false)?;
+    let mut seg_header = [0u8; HEADER_LEN as usize];
+    read_full_at(src.file.as_ref(), &path, &mut seg_header, 0)?;
+    let cur = SegCursor::new(src, 0);
+    match write_segz(
+        vfs,
+        dir,
+        cur,
+        &seg_header,
+        c,
+        &AtomicBool::new(false),
+        work,
+        true,
+    )? {
+        Written::Done { .. } => Ok(Some(what)),
+        Written::Damaged | Written::Stopped => Ok(None),
+    }
 }
 
 /// Whether the `.segz` of `base` reads back whole: header, index, every

@@ -23,6 +23,7 @@ use crate::scan::{Damage, DamageReason, Scan, ScanRef, SegCursor, Step};
 use crate::segment::{
     read_full_at, read_header, rewrite_empty_segment, segment_path, segz_path, HeaderState,
 };
+use crate::segz::SEGZ_HEADER_LEN;
 use crate::vfs::{OpenMode, Vfs, VfsFile};
 use crate::window::{Src, Window};
 use crate::Position;
@@ -123,20 +124,45 @@ pub(crate) fn end_of_segment(vfs: &Arc<dyn Vfs>, dir: &Path, base: u64) -> Resul
 /// last file of the log: where a new segment after it starts. Refused when
 /// the `.segz` ends in damage, which may have held later offsets.
 pub(crate) fn next_offset_after_packed(vfs: &Arc<dyn Vfs>, dir: &Path, base: u64) -> Result<u64> {
-    match scan_to_end(vfs, dir, base)? {
-        (next, None) => Ok(next),
-        (next, Some(d)) => Err(LogError::Corrupt {
-            file: segz_path(dir, base),
-            pos: d.pos,
+    let (next, damage) = scan_to_end(vfs, dir, base)?;
+    let Some(d) = damage else {
+        return Ok(next);
+    };
+    let path = segz_path(dir, base);
+    // A `.segz` is written whole under another name, synced, then renamed:
+    // one shorter than its own header is no file the log wrote
+    // (`: > log/….segz`), not a segment that lost its end.
+    let len = packed_len(vfs.as_ref(), &path)?;
+    if next == base && len < u64::from(SEGZ_HEADER_LEN) {
+        return Err(LogError::Corrupt {
+            file: path,
+            pos: 0,
             what: format!(
-                "the log's last file is this sealed segment, with no {} after it, and its end is damaged ({}): \
-                 the next offset is unknown, so nothing can be appended; put the missing segment back, \
-                 or copy the readable events out with `ccvault export` into a new archive",
-                segment_path(dir, next).display(),
-                d.reason
+                "named as the log's last segment, but it is {len} bytes long, shorter than the header \
+                 of any compressed segment the log writes ({SEGZ_HEADER_LEN} bytes): not a segment this \
+                 log wrote; the log's files were left as they are: move it out of the log directory \
+                 and open again"
             ),
-        }),
+        });
     }
+    Err(LogError::Corrupt {
+        file: path,
+        pos: d.pos,
+        what: format!(
+            "the log's last file is this sealed segment, with no {} after it, and its end is damaged ({}): \
+             the next offset is unknown, so nothing can be appended; put the missing segment back, \
+             or copy the readable events out with `ccvault export` into a new archive",
+            segment_path(dir, next).display(),
+            d.reason
+        ),
+    })
+}
+
+/// The length of the file at `path`.
+fn packed_len(vfs: &dyn Vfs, path: &Path) -> Result<u64> {
+    vfs.open(path, OpenMode::Read, "opening")?
+        .size()
+        .map_err(|e| LogError::io("reading metadata of", path, e))
 }
 
 /// The position of the first byte of `file` in `from..to` that is not

@@ -79,6 +79,10 @@ pub enum DamageReason {
         file_pos: u64,
         /// What is wrong.
         what: &'static str,
+        /// A damaged header or block index, the file showing that every
+        /// block was found: `reindex` writes them again
+        /// (docs/FORMAT.md §1.7).
+        rewritable: bool,
     },
 }
 
@@ -111,8 +115,19 @@ impl fmt::Display for DamageReason {
                  name gives: renamed, or copied into the log directory; its records are not read here \
                  (rename it to the name of offset {holds}, or move a copy out)"
             ),
-            DamageReason::Compressed { file_pos, what } => {
-                write!(f, "{what} (at byte {file_pos} of the compressed file)")
+            DamageReason::Compressed {
+                file_pos,
+                what,
+                rewritable,
+            } => {
+                write!(f, "{what} (at byte {file_pos} of the compressed file)")?;
+                if *rewritable {
+                    f.write_str(
+                        "; every block was found by its own header: `ccvault reindex` \
+                         writes the header and block index again from them",
+                    )?;
+                }
+                Ok(())
             }
         }
     }
@@ -396,6 +411,7 @@ impl SegCursor {
                     DamageReason::Compressed {
                         file_pos: h.file_pos,
                         what: h.what,
+                        rewritable: h.rewritable,
                     },
                 );
                 self.next_hole += 1;

@@ -103,13 +103,20 @@ pub(crate) struct Hole {
     /// Where in the `.segz` file the damage is.
     pub file_pos: u64,
     pub what: &'static str,
+    /// A damaged header or block index (nothing lost by itself) whose file
+    /// shows that every block was found: the container can be written
+    /// again from the blocks ([`crate::compact::restore_container`]).
+    pub rewritable: bool,
 }
 
 /// The layout of a `.segz`: where each block is and what is damaged.
 #[derive(Clone, Debug)]
 pub(crate) struct Table {
-    /// The `.seg` header the frames came with (zeros if the `.segz` header
-    /// is damaged: then it reads as a damaged segment header).
+    /// The `.seg` header the frames came with. When the `.segz` header is
+    /// damaged: its copy of it if that copy passes its own checks, else a
+    /// header of the current format version for the file's base, which
+    /// reads every frame a segment of either version holds (the damage is
+    /// reported once, as the `.segz` header's).
     pub seg_header: [u8; HEADER_LEN as usize],
     /// Length of the original `.seg` (the end of the segment positions).
     pub seg_len: u64,
@@ -550,6 +557,7 @@ fn walk(bytes: &[u8], end: u64, seg_len: Option<u64>) -> (Vec<Block>, Vec<Hole>)
                 raw_len: u64::from(b.raw_pos) - raw,
                 file_pos: file,
                 what: "block lost: its block header is damaged",
+                rewritable: false,
             });
         }
         raw = b.raw_end();
@@ -561,6 +569,7 @@ fn walk(bytes: &[u8], end: u64, seg_len: Option<u64>) -> (Vec<Block>, Vec<Hole>)
             raw_len: seg_len - raw,
             file_pos: file,
             what: "block lost: its block header is damaged",
+            rewritable: false,
         });
     }
     (blocks, holes)
@@ -605,6 +614,14 @@ pub(crate) fn load_table(file: &dyn VfsFile, path: &Path, base: u64) -> Result<T
         .as_ref()
         .map_or(file_len, |h| h.index_pos.min(file_len));
     let (blocks, mut holes) = walk(&bytes, end, header.as_ref().map(|h| h.seg_len));
+    // Nothing is lost if the walk found blocks covering every position:
+    // up to the header's `seg_len`, or, the header damaged, up to the end
+    // of the last block the intact index at the end of the file names.
+    let rewritable = holes.is_empty()
+        && match &header {
+            Some(_) => true,
+            None => index_names_all(file, path, &blocks, file_len)?,
+        };
     holes.insert(
         0,
         Hole {
@@ -616,18 +633,56 @@ pub(crate) fn load_table(file: &dyn VfsFile, path: &Path, base: u64) -> Result<T
             raw_len: 0,
             file_pos: note.0,
             what: note.1,
+            rewritable,
         },
     );
-    let seg_len = match &header {
-        Some(h) => h.seg_len,
-        None => blocks.last().map_or(u64::from(HEADER_LEN), Block::raw_end),
+    let (seg_len, seg_header) = match header {
+        Some(h) => (h.seg_len, h.seg_header),
+        None => (
+            blocks.last().map_or(u64::from(HEADER_LEN), Block::raw_end),
+            copied_seg_header(hb.get(..got).unwrap_or(&[]), base)
+                .unwrap_or_else(|| crate::format::encode_header(base)),
+        ),
     };
     Ok(Table {
-        seg_header: header.map_or([0; HEADER_LEN as usize], |h| h.seg_header),
+        seg_header,
         seg_len,
         blocks,
         holes,
     })
+}
+
+/// The `.seg` header copied into a `.segz` header that failed its own
+/// checks, if that copy passes its own (magic, CRC, base): it keeps the
+/// frames' format version.
+fn copied_seg_header(segz_header: &[u8], base: u64) -> Option<[u8; HEADER_LEN as usize]> {
+    let copy: [u8; HEADER_LEN as usize] = segz_header
+        .get(40..40 + HEADER_LEN as usize)?
+        .try_into()
+        .ok()?;
+    crate::format::check_header(&copy, base).ok().map(|_| copy)
+}
+
+/// Whether the file of a damaged header ends with an intact block index
+/// naming exactly `blocks`, the ones a walk found. Without a header to give
+/// the segment's length, only the index shows that no block after the
+/// last one found was lost.
+fn index_names_all(
+    file: &dyn VfsFile,
+    path: &Path,
+    blocks: &[Block],
+    file_len: u64,
+) -> Result<bool> {
+    let (Some(last), Ok(count)) = (blocks.last(), u32::try_from(blocks.len())) else {
+        return Ok(false);
+    };
+    let claimed = Header {
+        seg_len: last.raw_end(),
+        blocks: count,
+        index_pos: last.file_end(),
+        seg_header: [0; HEADER_LEN as usize],
+    };
+    Ok(read_index(file, path, &claimed, file_len)?.is_ok_and(|indexed| indexed == blocks))
 }
 
 /// Most bytes one byte of a zstd frame can decompress to: every zstd block
@@ -810,6 +865,7 @@ pub(crate) fn lazy(bytes: Vec<u8>, path: &Path, base: u64) -> Result<(Lazy, Vec<
                 raw_len: u64::from(b.raw_len),
                 file_pos: b.file_pos,
                 what,
+                rewritable: false,
             }),
         }
     }
@@ -957,6 +1013,7 @@ impl Lazy {
                     raw_len: u64::from(b.raw_len),
                     file_pos: b.file_pos,
                     what,
+                    rewritable: false,
                 });
                 Ok(false)
             }

@@ -32,7 +32,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex, RwLock};
 
-use crate::compact::{compact_segment, Compacted, Compactor};
+use crate::compact::{compact_segment, restore_container, Compacted, Compactor};
 use crate::compressor::{Compressor, Drainer};
 use crate::direct::FrameBuf;
 use crate::error::{LogError, Result};
@@ -431,6 +431,29 @@ impl Log {
                         &self.packed,
                     )?,
                 ));
+            }
+        }
+        Ok(done)
+    }
+
+    /// Writes again the header and block index of every sealed `.segz`
+    /// whose header or index is damaged while its file shows that every
+    /// block was found and every block reads back
+    /// ([`crate::compact::restore_container`]): the same frames at the same
+    /// positions. Returns each such segment's base and what was wrong.
+    /// A `.segz` that lost records is left as it is.
+    pub fn restore_compressed(&mut self) -> Result<Vec<(u64, &'static str)>> {
+        let c = self.opts.compression.unwrap_or_default();
+        let mut work = Compactor::new(self.opts.direct_io);
+        let mut done = Vec::new();
+        for (base, kind) in list_segment_files(self.vfs.as_ref(), &self.dir)? {
+            if kind == Kind::Packed && base < self.base {
+                let _turn = self.compact_turn.write().unwrap_or_else(|e| e.into_inner());
+                if let Some(what) =
+                    restore_container(self.vfs.as_ref(), &self.dir, base, c, &mut work)?
+                {
+                    done.push((base, what));
+                }
             }
         }
         Ok(done)

@@ -255,6 +255,10 @@ pub struct OpenReport {
     pub reindexed_tail: u64,
     /// The index was ahead of the log or unreadable and was rebuilt.
     pub index_rebuilt: bool,
+    /// Compressed segments whose damaged header or block index a reindex
+    /// wrote again from their blocks (base offset, what was wrong), their
+    /// records unchanged ([`ccvault_log::Log::restore_compressed`]).
+    pub rewritten_containers: Vec<(u64, &'static str)>,
 }
 
 /// The single writer of an archive directory.
@@ -444,7 +448,8 @@ impl Archive {
         dir: &Path,
         options: ArchiveOptions,
     ) -> Result<(Archive, OpenReport, u64)> {
-        let (mut archive, report, todo) = Archive::open_unindexed(dir, options)?;
+        let (mut archive, mut report, todo) = Archive::open_unindexed(dir, options)?;
+        report.rewritten_containers = archive.log.restore_compressed()?;
         let indexed = archive.rebuild_index();
         let indexed = archive.unless_placeholder_left(&todo, indexed)?;
         archive.tally_untallied_counts()?;

@@ -55,8 +55,8 @@ pub use ccvault_log::format::{
 pub use ccvault_log::vfs::is_write_refusal;
 pub use ccvault_log::SEGZ_VERSION;
 pub use ccvault_log::{
-    Compression, Damage, FsyncPolicy, Position, Record, RecordKind, RecordRef, SourceKind,
-    LOCK_GRACE,
+    segz_file_name, Compression, Damage, FsyncPolicy, Position, Record, RecordKind, RecordRef,
+    SourceKind, LOCK_GRACE,
 };
 pub use error::{Result, StoreError};
 pub use import::{

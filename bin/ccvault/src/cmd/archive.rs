@@ -87,6 +87,12 @@ fn report_open(cli: &Cli, report: &OpenReport) {
             report.reindexed_tail
         );
     }
+    for (base, what) in &report.rewritten_containers {
+        status!(
+            "wrote the header and block index of {} again from its blocks ({what}): its records are unchanged",
+            ccvault_store::segz_file_name(*base)
+        );
+    }
 }
 
 pub fn open_reader(cli: &Cli) -> Result<ArchiveReader> {
@@ -888,6 +894,8 @@ pub fn reindex(cli: &Cli, format: HumanJson) -> Result<ExitCode> {
             &json!({"records": n, "seconds": (secs * 1000.0).round() / 1000.0,
                     "recordsPerSec": rate.round(),
                     "projectionsRebuilt": projections.is_some(),
+                    "rewrittenContainers": report.rewritten_containers.iter()
+                        .map(|(base, _)| ccvault_store::segz_file_name(*base)).collect::<Vec<_>>(),
                     "peakRssKiB": crate::output::peak_rss_kib()}),
         )?,
         HumanJson::Human => {
