@@ -222,7 +222,27 @@ pub enum PostingKind {
     Payload = 2,
 }
 
+/// The table's name in the file (docs/FORMAT.md §3), as messages name it.
+impl std::fmt::Display for PostingKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            PostingKind::Guid => "by_guid",
+            PostingKind::Agent => "by_agent",
+            PostingKind::Payload => "by_payload",
+        })
+    }
+}
+
 impl PostingKind {
+    /// What a key of the table is, for messages: "interaction GUID "…"".
+    pub fn describe_key(self, key: &[u8]) -> String {
+        match self {
+            PostingKind::Guid => format!("interaction GUID {:?}", String::from_utf8_lossy(key)),
+            PostingKind::Agent => format!("agent {:?}", String::from_utf8_lossy(key)),
+            PostingKind::Payload => format!("payload hash {:016x}", xxh3_64(key)),
+        }
+    }
+
     pub(crate) fn hash(self, key: &[u8]) -> u64 {
         match self {
             PostingKind::Guid => xxh3_64_with_seed(key, GUID_SEED),

@@ -553,7 +553,7 @@ fn index_problems(reader: &ArchiveReader, catch_up: CatchUp) -> Result<(Vec<Stri
             differing.push(kind);
             if have.count != want.count {
                 problems.push(format!(
-                    "{kind:?} postings: the index has {}, the log's records call for {}",
+                    "`{kind}` postings: the index has {}, the log's records call for {}",
                     have.count, want.count
                 ));
             }
@@ -580,12 +580,16 @@ fn index_problems(reader: &ArchiveReader, catch_up: CatchUp) -> Result<(Vec<Stri
                     Some(p) => {
                         named += 1;
                         problems.push(format!(
-                            "{kind:?} posting of offset {offset} says position {p}, the log has it at {pos}"
+                            "`{kind}` posting of offset {offset} ({}) says position {p}, the log has it at {pos}",
+                            kind.describe_key(key)
                         ))
                     }
                     None => {
                         named += 1;
-                        problems.push(format!("{kind:?} posting of offset {offset} is missing"))
+                        problems.push(format!(
+                            "`{kind}` posting of offset {offset} ({}) is missing",
+                            kind.describe_key(key)
+                        ))
                     }
                 }
                 Ok(())
@@ -593,8 +597,10 @@ fn index_problems(reader: &ArchiveReader, catch_up: CatchUp) -> Result<(Vec<Stri
             Ok(batch)
         })?;
         if named == 0 {
+            let tables: Vec<String> = differing.iter().map(|k| format!("`{k}`")).collect();
             problems.push(format!(
-                "{differing:?} postings: the index holds entries that no record of the log calls for, or a posting's payload hash is not its record's (the duplicate check would miss that record's copies); `ccvault reindex` rebuilds the index"
+                "{} postings: the index holds entries that no record of the log calls for, or a posting's payload hash is not its record's (the duplicate check would miss that record's copies); `ccvault reindex` rebuilds the index",
+                tables.join(", ")
             ));
         }
     }

@@ -66,7 +66,7 @@ fn a_posting_the_log_does_not_call_for_is_reported() {
     assert!(!report.is_clean());
     let text = report.index_problems.join("\n");
     assert!(
-        text.contains("Guid postings: the index has 51, the log's records call for 50"),
+        text.contains("`by_guid` postings: the index has 51, the log's records call for 50"),
         "{text}"
     );
     assert!(text.contains("no record of the log calls for"), "{text}");
@@ -130,14 +130,47 @@ fn a_posting_with_a_wrong_position_is_named() {
     let report = verify(dir.path()).unwrap();
     let text = report.index_problems.join("\n");
     assert!(
-        text.contains("Guid posting of offset 7 says position 3, the log has it at"),
+        text.contains(
+            "`by_guid` posting of offset 7 (interaction GUID \"int-7-t\") says position 3, the log has it at"
+        ),
         "{text}"
     );
-    assert!(!text.contains("Guid postings: the index has"), "{text}");
     assert!(
-        text.contains("Agent postings: the index has 51, the log's records call for 50"),
+        !text.contains("`by_guid` postings: the index has"),
         "{text}"
     );
+    assert!(
+        text.contains("`by_agent` postings: the index has 51, the log's records call for 50"),
+        "{text}"
+    );
+}
+
+/// Postings no record of the log calls for cannot be named by a record:
+/// the line names the tables, as the file does.
+#[test]
+fn postings_no_record_calls_for_name_their_tables() {
+    let dir = archive_with(50);
+    tamper(
+        dir.path(),
+        Entry {
+            offset: 60,
+            pos: 3,
+            payload_hash: payload_hash(b"no such record"),
+            interaction_guid: Some("int-60-t"),
+            agent_id: Some("ag1"),
+            time_ms: 0,
+            timed: true,
+            quarantined: false,
+            payload_time: None,
+        },
+    );
+    let report = verify(dir.path()).unwrap();
+    let text = report.index_problems.join("\n");
+    assert!(
+        text.contains("`by_guid`, `by_agent` postings: the index holds entries that no record of the log calls for"),
+        "{text}"
+    );
+    assert!(!report.is_clean());
 }
 
 /// Many small index commits, while appending and while rebuilding: every
