@@ -439,7 +439,7 @@ impl Log {
     /// Writes again the header and block index of every sealed `.segz`
     /// whose header or index is damaged while its file shows that every
     /// block was found and every block reads back
-    /// ([`crate::compact::restore_container`]): the same frames at the same
+    /// (docs/FORMAT.md §1.7): the same frames at the same
     /// positions. Returns each such segment's base and what was wrong.
     /// A `.segz` that lost records is left as it is.
     pub fn restore_compressed(&mut self) -> Result<Vec<(u64, &'static str)>> {
