@@ -1903,4 +1903,36 @@ fn a_damaged_segz_header_is_written_again_by_reindex() {
     // Once whole, a reindex leaves it alone.
     let run = ccvault(&dir, &["reindex"]).ok();
     assert!(!run.stderr.contains("wrote the header"), "{}", run.stderr);
+
+    // A copy of a compressed segment under another name: its header is
+    // intact and states another base. That is a file put in the log, not
+    // damage to rewrite, and its records are no index's concern: `verify`
+    // says so in one line, offers no rewrite and finds no index problem.
+    let last: u64 = packed
+        .last()
+        .and_then(|p| p.file_stem()?.to_str()?.parse().ok())
+        .unwrap();
+    let copy = dir
+        .join("log")
+        .join(ccvault_log::segz_file_name(last + 100_000));
+    fs::copy(&packed[0], &copy).unwrap();
+    let run = ccvault(&dir, &["verify", "--no-projections"]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    let out = run.stdout_str();
+    let damage: Vec<&str> = out.lines().filter(|l| l.starts_with("DAMAGE")).collect();
+    assert_eq!(damage.len(), 1, "{out}");
+    assert!(
+        damage[0].contains("the file holds the segment of base offset 0"),
+        "{out}"
+    );
+    assert!(!out.contains("ccvault reindex` writes"), "{out}");
+    assert!(!out.contains("INDEX"), "{out}");
+    let run = ccvault(&dir, &["export"]).ok();
+    assert!(
+        !run.stderr.contains("ccvault reindex` writes"),
+        "{}",
+        run.stderr
+    );
+    fs::remove_file(&copy).unwrap();
+    ccvault(&dir, &["verify"]).ok();
 }

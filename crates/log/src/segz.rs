@@ -461,18 +461,31 @@ fn read_index(
     if read_full_at(file, path, &mut buf, h.index_pos)? != buf.len() {
         return Ok(Err("the block index is cut off"));
     }
-    let (entries, crc) = buf.split_at(buf.len() - 4);
-    let crc = Cursor { bytes: crc }.u32().unwrap_or(0);
-    if crc32fast::hash(entries) != crc {
-        return Ok(Err("block index CRC mismatch"));
+    Ok(parse_index(&buf, h.index_pos).and_then(|blocks| {
+        if consistent(&blocks, h.seg_len, h.index_pos) {
+            Ok(blocks)
+        } else {
+            Err("the block index does not match the blocks")
+        }
+    }))
+}
+
+/// The blocks a block index names: `index` is the index's bytes (its
+/// entries, then their CRC), found at `index_pos` of the file.
+fn parse_index(index: &[u8], index_pos: u64) -> std::result::Result<Vec<Block>, &'static str> {
+    let Some((entries, crc)) = index.split_last_chunk::<4>() else {
+        return Err("the block index is cut off");
+    };
+    if crc32fast::hash(entries) != u32::from_le_bytes(*crc) {
+        return Err("block index CRC mismatch");
     }
-    let mut blocks: Vec<Block> = Vec::with_capacity(n as usize);
+    let mut blocks: Vec<Block> = Vec::with_capacity(entries.len() / INDEX_ENTRY_LEN as usize);
     let mut c = Cursor { bytes: entries };
     while !c.bytes.is_empty() {
         let (Some(file_pos), Some(raw_pos), Some(raw_len), Some(first_offset)) =
             (c.u64(), c.u32(), c.u32(), c.u64())
         else {
-            return Ok(Err("the block index is cut off"));
+            return Err("the block index is cut off");
         };
         blocks.push(Block {
             file_pos,
@@ -488,7 +501,7 @@ fn read_index(
         .iter()
         .skip(1)
         .map(|b| b.file_pos)
-        .chain([h.index_pos])
+        .chain([index_pos])
         .collect();
     for (b, end) in blocks.iter_mut().zip(ends) {
         let len = end
@@ -496,13 +509,47 @@ fn read_index(
             .and_then(|l| u32::try_from(l).ok());
         match len {
             Some(l) => b.comp_len = l,
-            None => return Ok(Err("the block index does not match the blocks")),
+            None => return Err("the block index does not match the blocks"),
         }
     }
-    if !consistent(&blocks, h.seg_len, h.index_pos) {
-        return Ok(Err("the block index does not match the blocks"));
+    Ok(blocks)
+}
+
+/// The block index ending `bytes` (a file whose header is damaged, so
+/// that its position is unknown), searched from `from` on: where it
+/// starts and the blocks it names, covering the segment back to back. An
+/// index's first entry names the first block, at the end of the header
+/// and at the first segment position after the `.seg` header, which only
+/// the few candidates that pass have their CRC computed.
+fn trailing_index(bytes: &[u8], from: u64) -> Option<(u64, Vec<Block>)> {
+    let len = bytes.len() as u64;
+    let entry = u64::from(INDEX_ENTRY_LEN);
+    let last = len.checked_sub(4 + entry)?;
+    let from = from.max(u64::from(SEGZ_HEADER_LEN));
+    if from > last {
+        return None;
     }
-    Ok(Ok(blocks))
+    let mut p = from + (last - from) % entry;
+    while p <= last {
+        let head = bytes.get(p as usize..(p + 12) as usize)?;
+        if head.get(..8) == Some(&u64::from(SEGZ_HEADER_LEN).to_le_bytes()[..])
+            && head.get(8..12) == Some(&HEADER_LEN.to_le_bytes()[..])
+        {
+            let found = bytes
+                .get(p as usize..)
+                .and_then(|index| parse_index(index, p).ok())
+                .filter(|blocks| {
+                    blocks
+                        .last()
+                        .is_some_and(|b| consistent(blocks, b.raw_end(), p))
+                });
+            if let Some(blocks) = found {
+                return Some((p, blocks));
+            }
+        }
+        p += entry;
+    }
+    None
 }
 
 /// Reads the whole file (a `.segz` is small: a compressed segment).
@@ -610,17 +657,39 @@ pub(crate) fn load_table(file: &dyn VfsFile, path: &Path, base: u64) -> Result<T
         HeaderCheck::Damaged(what) => (None, (0, what)),
     };
     let bytes = read_all(file, path)?;
-    let end = header
-        .as_ref()
-        .map_or(file_len, |h| h.index_pos.min(file_len));
-    let (blocks, mut holes) = walk(&bytes, end, header.as_ref().map(|h| h.seg_len));
-    // Nothing is lost if the walk found blocks covering every position:
-    // up to the header's `seg_len`, or, the header damaged, up to the end
-    // of the last block the intact index at the end of the file names.
+    let file_len = file_len.min(bytes.len() as u64);
+    // Where the blocks end and the segment's length, as far as known: from
+    // an intact header; else from an intact block index at the end of the
+    // file, which also names a lost last block; else up to the last block
+    // a walk finds.
+    let (end, seg_len, indexed) = match &header {
+        Some(h) => (h.index_pos.min(file_len), Some(h.seg_len), None),
+        None => {
+            let (found, _) = walk(&bytes, file_len, None);
+            let from = found
+                .last()
+                .map_or(u64::from(SEGZ_HEADER_LEN), Block::file_end);
+            match trailing_index(&bytes, from) {
+                Some((at, blocks)) => (at, blocks.last().map(Block::raw_end), Some(blocks)),
+                None => (file_len, None, None),
+            }
+        }
+    };
+    let (blocks, mut holes) = walk(&bytes, end, seg_len);
+    // Nothing is lost, and the container can be written again from the
+    // blocks, only if the blocks found cover the segment as the header or
+    // the index at the end says and the file holds no other block (a
+    // header whose fields lie with a valid CRC must not drop one). A
+    // well-formed header of another base is no damage but a file renamed
+    // or copied into the log (a writer refuses it): never written again.
+    let other_base = stated_base(hb.get(..got).unwrap_or(&[])).is_some_and(|b| b != base);
     let rewritable = holes.is_empty()
-        && match &header {
-            Some(_) => true,
-            None => index_names_all(file, path, &blocks, file_len)?,
+        && !other_base
+        && walk(&bytes, file_len, None).0 == blocks
+        && match (&header, &indexed) {
+            (Some(h), _) => consistent(&blocks, h.seg_len, h.index_pos),
+            (None, Some(named)) => *named == blocks,
+            (None, None) => false,
         };
     holes.insert(
         0,
@@ -636,17 +705,15 @@ pub(crate) fn load_table(file: &dyn VfsFile, path: &Path, base: u64) -> Result<T
             rewritable,
         },
     );
-    let (seg_len, seg_header) = match header {
-        Some(h) => (h.seg_len, h.seg_header),
-        None => (
-            blocks.last().map_or(u64::from(HEADER_LEN), Block::raw_end),
-            copied_seg_header(hb.get(..got).unwrap_or(&[]), base)
-                .unwrap_or_else(|| crate::format::encode_header(base)),
-        ),
+    let seg_header = match &header {
+        Some(h) => h.seg_header,
+        None => copied_seg_header(hb.get(..got).unwrap_or(&[]), base)
+            .unwrap_or_else(|| crate::format::encode_header(base)),
     };
     Ok(Table {
         seg_header,
-        seg_len,
+        seg_len: seg_len
+            .unwrap_or_else(|| blocks.last().map_or(u64::from(HEADER_LEN), Block::raw_end)),
         blocks,
         holes,
     })
@@ -663,26 +730,21 @@ fn copied_seg_header(segz_header: &[u8], base: u64) -> Option<[u8; HEADER_LEN as
     crate::format::check_header(&copy, base).ok().map(|_| copy)
 }
 
-/// Whether the file of a damaged header ends with an intact block index
-/// naming exactly `blocks`, the ones a walk found. Without a header to give
-/// the segment's length, only the index shows that no block after the
-/// last one found was lost.
-fn index_names_all(
-    file: &dyn VfsFile,
-    path: &Path,
-    blocks: &[Block],
-    file_len: u64,
-) -> Result<bool> {
-    let (Some(last), Ok(count)) = (blocks.last(), u32::try_from(blocks.len())) else {
-        return Ok(false);
+/// Whether every block of `blocks` (whose headers and CRCs were checked)
+/// decompresses to its length.
+fn all_decompress(bytes: &[u8], blocks: &[Block]) -> bool {
+    let Ok(mut z) = zstd::bulk::Decompressor::new() else {
+        return false;
     };
-    let claimed = Header {
-        seg_len: last.raw_end(),
-        blocks: count,
-        index_pos: last.file_end(),
-        seg_header: [0; HEADER_LEN as usize],
-    };
-    Ok(read_index(file, path, &claimed, file_len)?.is_ok_and(|indexed| indexed == blocks))
+    let mut raw = Vec::new();
+    blocks.iter().all(|b| {
+        bytes
+            .get(b.file_pos as usize..)
+            .ok_or("block cut off by the end of the file")
+            .and_then(|from| block_data(from, b))
+            .and_then(|data| decompress(&mut z, data, b, &mut raw))
+            .is_ok()
+    })
 }
 
 /// Most bytes one byte of a zstd frame can decompress to: every zstd block
@@ -870,6 +932,13 @@ pub(crate) fn lazy(bytes: Vec<u8>, path: &Path, base: u64) -> Result<(Lazy, Vec<
         }
     }
     holes.sort_by_key(|h| (h.raw_pos, h.raw_len));
+    // A damaged header or index is written again only if nothing is lost:
+    // every block whole, which for such a (rare) file is checked now, not
+    // when a scan reaches each block.
+    let lossy = holes.iter().any(|h| h.raw_len > 0);
+    if let Some(note) = holes.iter_mut().find(|h| h.rewritable) {
+        note.rewritable = !lossy && all_decompress(&bytes, &blocks);
+    }
     let state = LazyState {
         ok: vec![None; blocks.len()],
         held: None,

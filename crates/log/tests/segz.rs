@@ -358,10 +358,11 @@ fn small_compression() -> ccvault_log::LogOptions {
 
 #[test]
 fn a_damaged_header_beside_a_lost_block_is_not_written_again() {
-    // With the header damaged, a lost block (its header damaged too) is
-    // seen only by the block index that ends the file: a container written
-    // again from the blocks found would make that loss silent. So nothing
-    // is rewritten, and `verify` goes on naming the lost records.
+    // With the header damaged, a lost block is seen by the walk's gap or,
+    // the last one, only by the block index that ends the file: a
+    // container written again from the blocks found would make that loss
+    // silent. So nothing is rewritten, `verify` names the lost records in
+    // this file and does not offer the rewrite, and goes on naming them.
     let f = compressed(200);
     let segs = LogReader::open(&f.dir).unwrap().segments();
     let seg = segs[0];
@@ -372,11 +373,14 @@ fn a_damaged_header_beside_a_lost_block_is_not_written_again() {
     let (first, _, _) = layout[0];
     let (middle, _, _) = layout[layout.len() / 2];
     let (last, _, _) = layout[layout.len() - 1];
-    for lost_block in [first, middle, last] {
+    // A block's magic (the walk misses it) or a byte of its compressed
+    // data (found, but its CRC fails).
+    for (lost_block, at) in [(first, 1), (middle, 1), (last, 1), (middle, 40), (last, 40)] {
         let mut bytes = original.clone();
         bytes[78] ^= 0x01; // the header's CRC
-        bytes[lost_block as usize + 1] ^= 0x01; // the block's magic
+        bytes[(lost_block + at) as usize] ^= 0x01;
         fs::write(&path, &bytes).unwrap();
+        let case = format!("block at {lost_block}, byte {at}");
         let before = verify(&f.dir).unwrap();
         assert!(
             before.damage.iter().all(|d| !matches!(
@@ -385,29 +389,65 @@ fn a_damaged_header_beside_a_lost_block_is_not_written_again() {
                     rewritable: true,
                     ..
                 }
-            )),
-            "block at {lost_block}: {:?}",
+            ) && !d.to_string().contains("ccvault reindex")),
+            "{case}: {:?}",
+            before.damage
+        );
+        assert!(
+            before
+                .damage
+                .iter()
+                .any(|d| d.segment == seg && d.len_skipped > 0),
+            "{case}: the lost block is not said in its own file: {:?}",
             before.damage
         );
 
         let (mut log, _) = Log::open(&f.dir, small_compression(), None).unwrap();
-        assert!(
-            log.restore_compressed().unwrap().is_empty(),
-            "block at {lost_block}"
-        );
+        assert!(log.restore_compressed().unwrap().is_empty(), "{case}");
         drop(log);
-        assert!(
-            fs::read(&path).unwrap() == bytes,
-            "block at {lost_block}: rewritten"
-        );
+        assert!(fs::read(&path).unwrap() == bytes, "{case}: rewritten");
         let after = verify(&f.dir).unwrap();
-        assert_eq!(after.records, before.records, "block at {lost_block}");
-        assert!(
-            after.records < 200,
-            "block at {lost_block}: {}",
-            after.records
-        );
+        assert_eq!(after.records, before.records, "{case}");
+        assert!(after.records < 200, "{case}: {}", after.records);
     }
+}
+
+#[test]
+fn a_header_whose_fields_lie_with_a_valid_crc_is_not_written_again() {
+    // FORMAT §1.7: a header's lengths are claims even when its CRC holds.
+    // One that says the segment ends before its last block must not have
+    // the container written again without that block.
+    let f = compressed(200);
+    let segs = LogReader::open(&f.dir).unwrap().segments();
+    let seg = segs[0];
+    let path = f.dir.join(segz_file_name(seg));
+    let original = fs::read(&path).unwrap();
+    let layout = blocks(&original);
+    let (_, last_raw_pos, _) = layout[layout.len() - 1];
+    let index_pos = u64_at(&original, 32);
+    let shorter = |seg_len: u64, index_at: u64| {
+        let mut bytes = original.clone();
+        bytes[20..28].copy_from_slice(&seg_len.to_le_bytes());
+        bytes[32..40].copy_from_slice(&index_at.to_le_bytes());
+        let crc = crc32fast::hash(&bytes[..76]);
+        bytes[76..80].copy_from_slice(&crc.to_le_bytes());
+        bytes
+    };
+    let (last_file_pos, _, _) = layout[layout.len() - 1];
+    // Its length alone, and its length and index position together (as if
+    // the file ended before the last block).
+    for bytes in [
+        shorter(last_raw_pos, index_pos),
+        shorter(last_raw_pos, last_file_pos),
+    ] {
+        fs::write(&path, &bytes).unwrap();
+        let (mut log, _) = Log::open(&f.dir, small_compression(), None).unwrap();
+        assert!(log.restore_compressed().unwrap().is_empty());
+        drop(log);
+        assert!(fs::read(&path).unwrap() == bytes, "rewritten");
+    }
+    fs::write(&path, &original).unwrap();
+    assert!(verify(&f.dir).unwrap().is_clean());
 }
 
 #[test]
