@@ -43,8 +43,8 @@ enum Which {
 impl Which {
     fn name(self) -> String {
         match self {
-            Which::Generation(g, kind) => format!("{kind:?} filter of generation {g}"),
-            Which::Span(s, kind) => format!("{kind:?} span filter of span {s}"),
+            Which::Generation(g, kind) => format!("`{kind}` filter of generation {g}"),
+            Which::Span(s, kind) => format!("`{kind}` span filter of span {s}"),
             Which::GuidBlocks(s, g) => format!("GUID blocks of span {s} (generation {g})"),
         }
     }

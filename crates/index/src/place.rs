@@ -228,7 +228,7 @@ impl IndexReader {
                         Some(Some(_)) => None,
                     };
                     if let Some(p) = problem {
-                        problems.push(format!("{kind:?} key range of generation {g} {p}"));
+                        problems.push(format!("`{kind}` key range of generation {g} {p}"));
                     }
                 }
             }

@@ -178,6 +178,21 @@ impl IndexReader {
         }
     }
 
+    /// [`IndexReader::corrupt`] for a posting chunk: which table, and the
+    /// key of its entry.
+    fn corrupt_chunk(
+        &self,
+        kind: PostingKind,
+        generation: u64,
+        hash: u64,
+        first: u64,
+        what: String,
+    ) -> IndexError {
+        self.corrupt(format!(
+            "`{kind}` entry (generation {generation}, key hash {hash:016x}, first offset {first}): {what}"
+        ))
+    }
+
     /// A table of the snapshot, or `None` while no commit has created it
     /// (an empty index answers every lookup with nothing).
     /// `gens`, or `None` when it names no generation: a lookup in none
@@ -428,8 +443,9 @@ impl IndexReader {
             for g in gens {
                 for item in t.range((g, hash, 0)..=(g, hash, u64::MAX)).at(&self.path)? {
                     let (k, v) = item.at(&self.path)?;
-                    chunk::decode(k.value().2, v.value(), kind == PostingKind::Guid, &mut out)
-                        .map_err(|w| self.corrupt(w))?;
+                    let (generation, _, first) = k.value();
+                    chunk::decode(first, v.value(), kind == PostingKind::Guid, &mut out)
+                        .map_err(|w| self.corrupt_chunk(kind, generation, hash, first, w))?;
                 }
             }
             Ok(out)
@@ -584,8 +600,12 @@ impl IndexReader {
         self.merge_guid_generations(hashes, |h, chunk| {
             match chunk {
                 Some((first, bytes)) => {
-                    chunk::decode(first, bytes, true, &mut postings)
-                        .map_err(|w| self.corrupt(w))?;
+                    chunk::decode(first, bytes, true, &mut postings).map_err(|w| {
+                        self.corrupt(format!(
+                            "`{}` entry (key hash {h:016x}, first offset {first}): {w}",
+                            PostingKind::Guid
+                        ))
+                    })?;
                 }
                 None => {
                     hits.clear();
@@ -716,10 +736,10 @@ impl IndexReader {
             let mut buf = Vec::new();
             for item in t.iter().at(&self.path)? {
                 let (k, v) = item.at(&self.path)?;
-                let (_, hash, first) = k.value();
+                let (generation, hash, first) = k.value();
                 buf.clear();
                 chunk::decode(first, v.value(), with_hash, &mut buf)
-                    .map_err(|w| self.corrupt(w))?;
+                    .map_err(|w| self.corrupt_chunk(kind, generation, hash, first, w))?;
                 for p in &buf {
                     let payload_hash = if with_hash { p.payload_hash } else { 0 };
                     digest.add(kind, hash, p.offset, p.pos, payload_hash);

@@ -83,9 +83,9 @@ fn a_key_range_narrower_than_its_keys_or_damaged_is_named() {
     let cases = [
         (
             narrow,
-            "Guid key range of generation 0 holds places 1000..=1000, its keys need places 0..=",
+            "`by_guid` key range of generation 0 holds places 1000..=1000, its keys need places 0..=",
         ),
-        (vec![9u8; 18], "Guid key range of generation 0 is damaged"),
+        (vec![9u8; 18], "`by_guid` key range of generation 0 is damaged"),
     ];
     for (stored, named) in cases {
         let dir = archive_with(50);
@@ -171,6 +171,36 @@ fn postings_no_record_calls_for_name_their_tables() {
         "{text}"
     );
     assert!(!report.is_clean());
+}
+
+/// A posting chunk whose bytes do not decode is named by its table and
+/// key, as the file names them.
+#[test]
+fn a_malformed_posting_chunk_names_its_table_and_key() {
+    let dir = archive_with(50);
+    let db = redb::Database::open(dir.path().join("index.redb")).unwrap();
+    let by_guid: redb::TableDefinition<(u64, u64, u64), &[u8]> =
+        redb::TableDefinition::new("by_guid");
+    let txn = db.begin_write().unwrap();
+    {
+        let mut t = txn.open_table(by_guid).unwrap();
+        let key = {
+            use redb::ReadableTable;
+            t.first().unwrap().unwrap().0.value()
+        };
+        t.insert(key, [0xFFu8; 3].as_slice()).unwrap();
+    }
+    txn.commit().unwrap();
+    drop(db);
+    let said = match verify(dir.path()) {
+        Ok(report) => report.index_problems.join("\n"),
+        Err(e) => e.to_string(),
+    };
+    assert!(
+        said.contains("`by_guid` entry (generation 0, key hash ")
+            && said.contains("malformed posting chunk at byte 0 of 3"),
+        "{said}"
+    );
 }
 
 /// Many small index commits, while appending and while rebuilding: every

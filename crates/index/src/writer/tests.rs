@@ -1007,7 +1007,7 @@ fn stored_filters_that_reject_their_keys_or_are_damaged_are_named() {
                 t.insert((3, PostingKind::Guid as u8), inverted(&old, 20).as_slice())
                     .unwrap();
             }),
-            vec!["the Guid filter of generation 3 rejects 1 of the 1 keys it holds"],
+            vec!["the `by_guid` filter of generation 3 rejects 1 of the 1 keys it holds"],
         ),
         (
             Box::new(|txn| {
@@ -1018,8 +1018,8 @@ fn stored_filters_that_reject_their_keys_or_are_damaged_are_named() {
                     .unwrap();
             }),
             vec![
-                "the Payload filter of generation 5 rejects 1 of the 1 keys it holds",
-                "the Payload filter of generation 6 is damaged",
+                "the `by_payload` filter of generation 5 rejects 1 of the 1 keys it holds",
+                "the `by_payload` filter of generation 6 is damaged",
             ],
         ),
         (
@@ -1035,7 +1035,7 @@ fn stored_filters_that_reject_their_keys_or_are_damaged_are_named() {
                     .unwrap();
             }),
             vec![Box::leak(
-                format!("the Guid span filter of span 0 rejects {S} of the {S} keys it holds")
+                format!("the `by_guid` span filter of span 0 rejects {S} of the {S} keys it holds")
                     .into_boxed_str(),
             )],
         ),
