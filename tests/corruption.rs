@@ -1188,12 +1188,7 @@ fn a_missing_segment_file_is_said_before_and_after_a_reindex() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("archive");
     import(&dir, &[&p.input], &["--segment-bytes", "65536"]);
-    let mut packed: Vec<PathBuf> = fs::read_dir(dir.join("log"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|x| x == "segz"))
-        .collect();
-    packed.sort();
+    let mut packed = common::log_files(&dir, "segz");
     assert!(packed.len() >= 3, "{packed:?}");
     let gone = packed.remove(packed.len() / 2);
     let base: u64 = gone.file_stem().unwrap().to_str().unwrap().parse().unwrap();
@@ -1855,12 +1850,7 @@ fn a_damaged_segz_header_is_written_again_by_reindex() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("archive");
     import(&dir, &[&p.input], &["--segment-bytes", "65536"]);
-    let mut packed: Vec<PathBuf> = fs::read_dir(dir.join("log"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|x| x == "segz"))
-        .collect();
-    packed.sort();
+    let packed = common::log_files(&dir, "segz");
     assert!(packed.len() >= 3, "{packed:?}");
     let damaged = &packed[1];
     let name = damaged.file_name().unwrap().to_str().unwrap().to_owned();

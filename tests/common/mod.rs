@@ -464,10 +464,16 @@ pub fn tallies(dir: &Path) -> Vec<(u64, ccvault_log::Tally, u64)> {
 
 /// The segment files of an archive, sorted.
 pub fn segment_files(dir: &Path) -> Vec<PathBuf> {
+    log_files(dir, "seg")
+}
+
+/// The files of an archive's log with extension `ext` (`seg`, `segz`),
+/// sorted.
+pub fn log_files(dir: &Path, ext: &str) -> Vec<PathBuf> {
     let mut files: Vec<PathBuf> = fs::read_dir(dir.join("log"))
         .unwrap()
         .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "seg"))
+        .filter(|p| p.extension().is_some_and(|e| e == ext))
         .collect();
     files.sort();
     files

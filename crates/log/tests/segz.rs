@@ -67,6 +67,16 @@ fn compressed(n: u64) -> Fixture {
     }
 }
 
+impl Fixture {
+    /// The `i`-th segment's base, the path of its `.segz` and its bytes.
+    fn segz(&self, i: usize) -> (u64, PathBuf, Vec<u8>) {
+        let seg = LogReader::open(&self.dir).unwrap().segments()[i];
+        let path = self.dir.join(segz_file_name(seg));
+        let bytes = fs::read(&path).unwrap();
+        (seg, path, bytes)
+    }
+}
+
 fn names(dir: &Path) -> Vec<String> {
     let mut v: Vec<String> = fs::read_dir(dir)
         .unwrap()
@@ -223,10 +233,7 @@ fn a_damaged_sealed_segment_stays_plain() {
 #[test]
 fn flipped_bytes_in_a_block_lose_only_that_block() {
     let f = compressed(200);
-    let segs = LogReader::open(&f.dir).unwrap().segments();
-    let seg = segs[1];
-    let path = f.dir.join(segz_file_name(seg));
-    let original = fs::read(&path).unwrap();
+    let (seg, path, original) = f.segz(1);
     let bl = blocks(&original);
     assert!(bl.len() >= 3, "{bl:?}");
     let (file_pos, raw_pos, raw_len) = bl[1];
@@ -286,10 +293,7 @@ fn flipped_bytes_in_a_block_lose_only_that_block() {
 #[test]
 fn a_damaged_block_index_or_header_loses_nothing_and_is_written_again() {
     let f = compressed(200);
-    let segs = LogReader::open(&f.dir).unwrap().segments();
-    let seg = segs[0];
-    let path = f.dir.join(segz_file_name(seg));
-    let original = fs::read(&path).unwrap();
+    let (seg, path, original) = f.segz(0);
     let index = u64_at(&original, 32) as usize;
     // A byte of the block index, of its CRC, of the header (its base, its
     // index position, the copy of the `.seg` header, reserved bytes), and
@@ -364,10 +368,7 @@ fn a_damaged_header_beside_a_lost_block_is_not_written_again() {
     // silent. So nothing is rewritten, `verify` names the lost records in
     // this file and does not offer the rewrite, and goes on naming them.
     let f = compressed(200);
-    let segs = LogReader::open(&f.dir).unwrap().segments();
-    let seg = segs[0];
-    let path = f.dir.join(segz_file_name(seg));
-    let original = fs::read(&path).unwrap();
+    let (seg, path, original) = f.segz(0);
     let layout = blocks(&original);
     assert!(layout.len() >= 3, "{layout:?}");
     let (first, _, _) = layout[0];
@@ -418,10 +419,7 @@ fn a_header_whose_fields_lie_with_a_valid_crc_is_not_written_again() {
     // One that says the segment ends before its last block must not have
     // the container written again without that block.
     let f = compressed(200);
-    let segs = LogReader::open(&f.dir).unwrap().segments();
-    let seg = segs[0];
-    let path = f.dir.join(segz_file_name(seg));
-    let original = fs::read(&path).unwrap();
+    let (_, path, original) = f.segz(0);
     let layout = blocks(&original);
     let (_, last_raw_pos, _) = layout[layout.len() - 1];
     let index_pos = u64_at(&original, 32);
@@ -455,10 +453,7 @@ fn every_byte_flip_of_a_compressed_segment_is_caught() {
     // Each byte of a small .segz flipped in turn: verify notices, scans and
     // reads never panic and never serve a record that differs.
     let f = compressed(150);
-    let segs = LogReader::open(&f.dir).unwrap().segments();
-    let seg = segs[1];
-    let path = f.dir.join(segz_file_name(seg));
-    let original = fs::read(&path).unwrap();
+    let (_, path, original) = f.segz(1);
     let step = (original.len() / 200).max(1);
     for at in (0..original.len()).step_by(step) {
         let mut bytes = original.clone();
@@ -674,10 +669,7 @@ fn a_block_that_does_not_decompress_is_reported_where_the_scan_meets_it() {
     // still reported in its place, between the records before and after it,
     // and verify still finds it.
     let f = compressed(200);
-    let segs = LogReader::open(&f.dir).unwrap().segments();
-    let seg = segs[1];
-    let path = f.dir.join(segz_file_name(seg));
-    let mut bytes = fs::read(&path).unwrap();
+    let (seg, path, mut bytes) = f.segz(1);
     let bl = blocks(&bytes);
     assert!(bl.len() >= 3, "{bl:?}");
     let (file_pos, raw_pos, raw_len) = bl[1];

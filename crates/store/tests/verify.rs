@@ -30,6 +30,27 @@ fn archive_of(n: u64, options: ArchiveOptions) -> tempfile::TempDir {
 }
 
 /// Adds one posting to the index behind the archive's back.
+/// A timed record's entry naming `guid` (and `agent`), for [`tamper`].
+fn posting<'a>(
+    offset: u64,
+    pos: u32,
+    payload: &[u8],
+    guid: &'a str,
+    agent: Option<&'a str>,
+) -> Entry<'a> {
+    Entry {
+        offset,
+        pos,
+        payload_hash: payload_hash(payload),
+        interaction_guid: Some(guid),
+        agent_id: agent,
+        time_ms: 0,
+        timed: true,
+        quarantined: false,
+        payload_time: None,
+    }
+}
+
 fn tamper(dir: &std::path::Path, entry: Entry) {
     let index = Index::open(&dir.join("index.redb")).unwrap();
     let mut w = index.begin().unwrap();
@@ -48,20 +69,7 @@ fn a_clean_archive_verifies_clean() {
 #[test]
 fn a_posting_the_log_does_not_call_for_is_reported() {
     let dir = archive_with(50);
-    tamper(
-        dir.path(),
-        Entry {
-            offset: 10_000,
-            pos: 32,
-            payload_hash: payload_hash(b"ghost"),
-            interaction_guid: Some("int-ghost"),
-            agent_id: None,
-            time_ms: 0,
-            timed: true,
-            quarantined: false,
-            payload_time: None,
-        },
-    );
+    tamper(dir.path(), posting(10_000, 32, b"ghost", "int-ghost", None));
     let report = verify(dir.path()).unwrap();
     assert!(!report.is_clean());
     let text = report.index_problems.join("\n");
@@ -115,17 +123,7 @@ fn a_posting_with_a_wrong_position_is_named() {
     // one: same count, wrong position. For agent ag1 it is an extra posting.
     tamper(
         dir.path(),
-        Entry {
-            offset: 7,
-            pos: 3,
-            payload_hash: payload_hash(event(7).as_bytes()),
-            interaction_guid: Some("int-7-t"),
-            agent_id: Some("ag1"),
-            time_ms: 0,
-            timed: true,
-            quarantined: false,
-            payload_time: None,
-        },
+        posting(7, 3, event(7).as_bytes(), "int-7-t", Some("ag1")),
     );
     let report = verify(dir.path()).unwrap();
     let text = report.index_problems.join("\n");
@@ -152,17 +150,7 @@ fn postings_no_record_calls_for_name_their_tables() {
     let dir = archive_with(50);
     tamper(
         dir.path(),
-        Entry {
-            offset: 60,
-            pos: 3,
-            payload_hash: payload_hash(b"no such record"),
-            interaction_guid: Some("int-60-t"),
-            agent_id: Some("ag1"),
-            time_ms: 0,
-            timed: true,
-            quarantined: false,
-            payload_time: None,
-        },
+        posting(60, 3, b"no such record", "int-60-t", Some("ag1")),
     );
     let report = verify(dir.path()).unwrap();
     let text = report.index_problems.join("\n");
