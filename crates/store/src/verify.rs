@@ -208,7 +208,7 @@ impl FactsCheck {
                 Ok(f) => f.map(SegmentFacts::into_cursor),
                 Err(e) => {
                     self.problems.push(format!(
-                        "{e}: not used (the facts are derived; readers parse those events, and removing the file is safe)"
+                        "{e}: not used (the facts are derived: readers parse those events; `ccvault reindex` writes the file again, and removing it is safe)"
                     ));
                     None
                 }
@@ -229,7 +229,8 @@ impl FactsCheck {
             && keys.times == fact.times;
         if !agrees {
             self.problems.push(format!(
-                "the facts of segment {segment} disagree with the payload of offset {offset}:                  they say {fact:?}, the payload parses to {names:?} {keys:?}"
+                "the facts of segment {segment} disagree with the payload of offset {offset}: \
+                 they say {fact:?}, the payload parses to {names:?} {keys:?}"
             ));
         }
     }
