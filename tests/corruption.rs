@@ -1924,6 +1924,73 @@ fn a_damaged_segz_header_is_written_again_by_reindex() {
         "{}",
         run.stderr
     );
+
+    // The same copy with its header damaged too: it cannot be told by its
+    // header, but its blocks start at another offset than its name's, so
+    // no rewrite is offered; and the log's last file now, it does not
+    // continue the log, so a writer refuses it, leaving every file as it
+    // is (it adopted it and appended after it: a gap of offsets for good).
+    flip(&copy, 21);
+    let run = ccvault(&dir, &["verify", "--no-projections"]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(
+        !run.stdout_str().contains("ccvault reindex` writes"),
+        "{}",
+        run.stdout_str()
+    );
+    let logged = |dir: &Path| -> Vec<(PathBuf, Vec<u8>)> {
+        let mut all: Vec<(PathBuf, Vec<u8>)> = fs::read_dir(dir.join("log"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.file_name().is_some_and(|n| n != "writer.lock"))
+            .map(|p| (p.clone(), fs::read(&p).unwrap()))
+            .collect();
+        all.sort();
+        all
+    };
+    let before = logged(&dir);
+    for args in [
+        &["-q", "reindex"][..],
+        &["-q", "import", p.input.to_str().unwrap()],
+    ] {
+        let run = ccvault(&dir, args);
+        assert_eq!(run.code, 1, "{args:?}: {}", run.stderr);
+        assert!(
+            run.stderr.contains("its name does not continue the log"),
+            "{args:?}: {}",
+            run.stderr
+        );
+        assert!(logged(&dir) == before, "{args:?} changed the log");
+    }
     fs::remove_file(&copy).unwrap();
+    ccvault(&dir, &["verify"]).ok();
+
+    // A copy under the name of the active segment, beside its `.seg`: no
+    // leftover of a compression, so not removed as one; a writer refuses
+    // it, and `verify` reads the `.seg` and finds no index problem.
+    let active = common::segment_files(&dir).pop().unwrap();
+    let base: u64 = active
+        .file_stem()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let beside = dir.join("log").join(ccvault_log::segz_file_name(base));
+    fs::copy(&packed[0], &beside).unwrap();
+    let run = ccvault(&dir, &["verify", "--no-projections"]);
+    assert!(!run.stdout_str().contains("INDEX"), "{}", run.stdout_str());
+    let run = ccvault(&dir, &["-q", "reindex"]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("holds the segment of base offset 0"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        beside.exists(),
+        "the copy beside the active segment was removed"
+    );
+    fs::remove_file(&beside).unwrap();
     ccvault(&dir, &["verify"]).ok();
 }

@@ -57,7 +57,7 @@ impl IndexReader {
         }
         if missed > 0 {
             problems.push(format!(
-                "{missed} of the {entries} entries of the index's {} table are not found by a lookup of their own key (a damaged page routes lookups past them: duplicates of their records would be archived again, and reads miss them); `ccvault reindex` rebuilds the index",
+                "{missed} of the {entries} entries of the index's `{}` table are not found by a lookup of their own key (a damaged page routes lookups past them: duplicates of their records would be archived again, and reads miss them); `ccvault reindex` rebuilds the index",
                 def.name()
             ));
         }

@@ -341,7 +341,11 @@ pub(crate) fn tidy(vfs: &dyn Vfs, dir: &Path) -> Result<()> {
     let files = list_segment_files(vfs, dir)?;
     for pair in files.windows(2) {
         if let [(a, Kind::Plain), (b, Kind::Packed)] = *pair {
-            if a == b {
+            // A file whose header states another base is no leftover of a
+            // compression but one renamed or copied in: neither is removed
+            // (the writer then refuses it, naming it).
+            let put_in = |kind| crate::segment::misnamed(vfs, dir, a, kind).map(|m| m.is_some());
+            if a == b && !put_in(Kind::Plain)? && !put_in(Kind::Packed)? {
                 let loser = if segz_is_whole(vfs, dir, a)? {
                     segment_path(dir, a)
                 } else {

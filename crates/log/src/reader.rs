@@ -191,9 +191,12 @@ impl LogReader {
     /// (`DamageReason::Misnamed`).
     pub fn misnamed_segments(&self) -> Result<Vec<u64>> {
         let vfs = self.inner.vfs.as_ref();
+        let files = list_segment_files(vfs, &self.inner.dir)?;
         let mut out = Vec::new();
-        for (base, kind) in list_segment_files(vfs, &self.inner.dir)? {
-            if misnamed(vfs, &self.inner.dir, base, kind)?.is_some() {
+        for &(base, kind) in &files {
+            // Of a base held twice, readers read the `.seg`.
+            let read = kind == Kind::Plain || !files.contains(&(base, Kind::Plain));
+            if read && misnamed(vfs, &self.inner.dir, base, kind)?.is_some() {
                 out.push(base);
             }
         }

@@ -123,17 +123,22 @@ pub(crate) fn end_of_segment(vfs: &Arc<dyn Vfs>, dir: &Path, base: u64) -> Resul
 /// The offset after the last record of the sealed `.segz` of `base`, the
 /// last file of the log: where a new segment after it starts. Refused when
 /// the `.segz` ends in damage, which may have held later offsets.
-pub(crate) fn next_offset_after_packed(vfs: &Arc<dyn Vfs>, dir: &Path, base: u64) -> Result<u64> {
-    let (next, damage) = scan_to_end(vfs, dir, base)?;
-    let Some(d) = damage else {
-        return Ok(next);
-    };
+///
+/// `previous_end`: the offset after the last readable record of the
+/// segment before it (`None`: none before it, or unknown); a `.segz` whose
+/// name does not continue it is refused, left as it is.
+pub(crate) fn next_offset_after_packed(
+    vfs: &Arc<dyn Vfs>,
+    dir: &Path,
+    base: u64,
+    previous_end: &dyn Fn() -> Result<Option<u64>>,
+) -> Result<u64> {
     let path = segz_path(dir, base);
     // A `.segz` is written whole under another name, synced, then renamed:
     // one shorter than its own header is no file the log wrote
     // (`: > log/….segz`), not a segment that lost its end.
     let len = packed_len(vfs.as_ref(), &path)?;
-    if next == base && len < u64::from(SEGZ_HEADER_LEN) {
+    if len < u64::from(SEGZ_HEADER_LEN) {
         return Err(LogError::Corrupt {
             file: path,
             pos: 0,
@@ -145,6 +150,13 @@ pub(crate) fn next_offset_after_packed(vfs: &Arc<dyn Vfs>, dir: &Path, base: u64
             ),
         });
     }
+    if let Some(end) = previous_end()?.filter(|&end| end != base) {
+        return Err(does_not_continue(path, end));
+    }
+    let (next, damage) = scan_to_end(vfs, dir, base)?;
+    let Some(d) = damage else {
+        return Ok(next);
+    };
     Err(LogError::Corrupt {
         file: path,
         pos: d.pos,
@@ -156,6 +168,23 @@ pub(crate) fn next_offset_after_packed(vfs: &Arc<dyn Vfs>, dir: &Path, base: u64
             d.reason
         ),
     })
+}
+
+/// The refusal of a last segment file whose name does not continue the
+/// log: the segment before it ends before offset `end`. A segment is
+/// created at the offset after its predecessor's last record, so such a
+/// file was not created by this log (`: > log/…`, or a copy), and
+/// adopting it left a gap of offsets for good (an outside audit).
+fn does_not_continue(file: std::path::PathBuf, end: u64) -> LogError {
+    LogError::Corrupt {
+        file,
+        pos: 0,
+        what: format!(
+            "named as the log's last segment, but its name does not continue the log (the segment \
+             before it ends before offset {end}): not a segment this log created; the log's files \
+             were left as they are: move it out of the log directory and open again"
+        ),
+    }
 }
 
 /// The length of the file at `path`.
@@ -260,16 +289,7 @@ pub(crate) fn recover_last(
         // log (`: > log/…90000.seg`), and adopting it left a gap of
         // offsets for good (an outside audit).
         if let Some(end) = previous_end()?.filter(|&end| end != base) {
-            return Err(LogError::Corrupt {
-                file: path,
-                pos: 0,
-                what: format!(
-                    "named as the log's last segment, but it has no valid segment header and no record, \
-                     and its name does not continue the log (the segment before it ends before offset {end}): \
-                     not a segment this log created; the log's files were left as they are: move it out of \
-                     the log directory and open again"
-                ),
-            });
+            return Err(does_not_continue(path, end));
         }
         rewrite_empty_segment(file.as_ref(), &path, base)?;
         recovery.truncated_bytes = old_len.saturating_sub(u64::from(HEADER_LEN));

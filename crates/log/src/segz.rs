@@ -683,8 +683,11 @@ pub(crate) fn load_table(file: &dyn VfsFile, path: &Path, base: u64) -> Result<T
     // well-formed header of another base is no damage but a file renamed
     // or copied into the log (a writer refuses it): never written again.
     let other_base = stated_base(hb.get(..got).unwrap_or(&[])).is_some_and(|b| b != base);
+    // A segment's first record has its base offset: blocks of a copy of
+    // another segment, put in under this name, start elsewhere.
     let rewritable = holes.is_empty()
         && !other_base
+        && blocks.first().is_some_and(|b| b.first_offset == base)
         && walk(&bytes, file_len, None).0 == blocks
         && match (&header, &indexed) {
             (Some(h), _) => consistent(&blocks, h.seg_len, h.index_pos),

@@ -149,6 +149,12 @@ impl Log {
             check_named_rightly(vfs.as_ref(), dir, base, kind)?;
         }
         let packed = Arc::new(Mutex::new(PackedSegments::of_listing(&files)));
+        let last = files.last().map(|f| f.0);
+        let previous = files.iter().rev().map(|f| f.0).find(|&b| Some(b) < last);
+        let previous_end = || match previous {
+            Some(p) => end_of_segment(&vfs, dir, p),
+            None => Ok(None),
+        };
         let (base, file, written, recovery) = match files.last().map(|f| (f.0, f.1)) {
             None => {
                 let file = create_segment(vfs.as_ref(), dir, 0)?;
@@ -159,7 +165,7 @@ impl Log {
                 // successor exists durably: the active `.seg` was removed.
                 // The `.segz` stays as it is; appends go to a new segment
                 // after its last record.
-                let next = next_offset_after_packed(&vfs, dir, base)?;
+                let next = next_offset_after_packed(&vfs, dir, base, &previous_end)?;
                 let file = create_segment(vfs.as_ref(), dir, next)?;
                 let recovery = Recovery {
                     next_offset: next,
@@ -173,11 +179,6 @@ impl Log {
                 (next, file, u64::from(HEADER_LEN), recovery)
             }
             Some((base, Kind::Plain)) => {
-                let previous = files.iter().rev().map(|f| f.0).find(|&b| b < base);
-                let previous_end = || match previous {
-                    Some(p) => end_of_segment(&vfs, dir, p),
-                    None => Ok(None),
-                };
                 let r = recover_last(vfs.as_ref(), dir, base, scan_from, &previous_end)?;
                 let mut recovery = r.recovery;
                 match r.version {
