@@ -833,6 +833,11 @@ impl ArchiveReader {
                         f(at, rec)?;
                     }
                 }
+                // A `.segz` header or block index damaged, its blocks found:
+                // nothing is left out.
+                ScanRef::Damage(d)
+                    if d.len_skipped == 0
+                        && matches!(d.reason, ccvault_log::DamageReason::Compressed { .. }) => {}
                 ScanRef::Damage(d) => {
                     damage_since_last = true;
                     on_damage(d.to_string())
