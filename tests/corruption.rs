@@ -153,6 +153,20 @@ fn cut_file(path: &Path, len: u64) {
         .unwrap();
 }
 
+/// Every file of the log and its bytes, sorted by path (to show a command
+/// left them as they were).
+fn log_contents(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut all: Vec<(PathBuf, Vec<u8>)> = fs::read_dir(dir.join("log"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        // The lock file holds its last holder's pid.
+        .filter(|p| p.file_name().is_some_and(|n| n != "writer.lock"))
+        .map(|p| (p.clone(), fs::read(&p).unwrap()))
+        .collect();
+    all.sort();
+    all
+}
+
 fn flip(path: &Path, pos: u64) {
     let mut bytes = fs::read(path).unwrap();
     bytes[pos as usize] ^= 0x5A;
@@ -1291,17 +1305,7 @@ fn segment_files_renamed_copied_or_made_up_stop_every_writer_untouched() {
         ccvault(dir, &["verify"]).ok();
         assert_eq!(stats(dir).records, p.stream.events as u64);
     };
-    let files = |dir: &Path| -> Vec<(PathBuf, Vec<u8>)> {
-        let mut all: Vec<(PathBuf, Vec<u8>)> = fs::read_dir(dir.join("log"))
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            // The lock file holds its last holder's pid.
-            .filter(|p| p.file_name().is_some_and(|n| n != "writer.lock"))
-            .map(|p| (p.clone(), fs::read(&p).unwrap()))
-            .collect();
-        all.sort();
-        all
-    };
+    let files = log_contents;
     let (a, b) = (p.segments[2].0, p.segments[3].0);
 
     let swapped = p.copy("swapped");
@@ -1941,17 +1945,7 @@ fn a_damaged_segz_header_is_written_again_by_reindex() {
         "{}",
         run.stdout_str()
     );
-    let logged = |dir: &Path| -> Vec<(PathBuf, Vec<u8>)> {
-        let mut all: Vec<(PathBuf, Vec<u8>)> = fs::read_dir(dir.join("log"))
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .filter(|p| p.file_name().is_some_and(|n| n != "writer.lock"))
-            .map(|p| (p.clone(), fs::read(&p).unwrap()))
-            .collect();
-        all.sort();
-        all
-    };
-    let before = logged(&dir);
+    let before = log_contents(&dir);
     for args in [
         &["-q", "reindex"][..],
         &["-q", "import", p.input.to_str().unwrap()],
@@ -1963,7 +1957,7 @@ fn a_damaged_segz_header_is_written_again_by_reindex() {
             "{args:?}: {}",
             run.stderr
         );
-        assert!(logged(&dir) == before, "{args:?} changed the log");
+        assert!(log_contents(&dir) == before, "{args:?} changed the log");
     }
     fs::remove_file(&copy).unwrap();
     ccvault(&dir, &["verify"]).ok();
