@@ -41,6 +41,16 @@ fn start_ingest(
     Daemon::spawn(cmd, logdir.join(format!("ingest-{n}.log")))
 }
 
+/// An ingest process once it has subscribed, and a moment more: the
+/// broker routes to a new subscription a little after its SUBACK, and a
+/// message published before that is not delivered to it.
+fn subscribed_ingest(data: &Path, logdir: &Path, n: usize, args: &[&str]) -> Daemon {
+    let mut ingest = start_ingest(data, logdir, n, args, &[]);
+    ingest.wait_for_log("subscribed", Duration::from_secs(20));
+    std::thread::sleep(Duration::from_millis(200));
+    ingest
+}
+
 fn event(i: usize) -> String {
     format!(
         r#"{{"Interaction":{{"event":"InteractionCreated","interactionGUID":"int-{i:06}-test-acme","queueId":"7","interactionEventTS":{},"msgInfo":{{"sequenceId":{i},"timestamp":{}}}}}}}"#,
@@ -292,9 +302,7 @@ fn a_long_ingest_holds_no_segment_it_compressed_away() {
         "--segment-bytes",
         "16KiB",
     ];
-    let mut ingest = start_ingest(&data, work.path(), 0, &args, &[]);
-    ingest.wait_for_log("subscribed", Duration::from_secs(20));
-    std::thread::sleep(Duration::from_millis(200));
+    let mut ingest = subscribed_ingest(&data, work.path(), 0, &args);
     // ~2 KB each: ~150 segments sealed, and the compressor may still
     // work through some once the stream is quiet.
     let note = "x".repeat(2_000);
@@ -405,9 +413,7 @@ fn topics_tenants_dedup_quarantine_metrics_and_clean_shutdown() {
         "--metrics-addr",
         metrics_addr.as_str(),
     ];
-    let mut ingest = start_ingest(&data, work.path(), 0, &args, &[]);
-    ingest.wait_for_log("subscribed", Duration::from_secs(20));
-    std::thread::sleep(Duration::from_millis(200));
+    let mut ingest = subscribed_ingest(&data, work.path(), 0, &args);
 
     let ev = br#"{"AgentStatusChange":{"agentId":"agA","newState":5,"statusEventTS":1763900000}}"#
         .to_vec();
@@ -560,7 +566,7 @@ fn an_envelope_with_oversized_metadata_is_quarantined_and_the_stream_goes_on() {
     let work = tempfile::tempdir().unwrap();
     let data = work.path().join("data");
     let url = broker.url();
-    let mut ingest = start_ingest(
+    let mut ingest = subscribed_ingest(
         &data,
         work.path(),
         0,
@@ -570,10 +576,7 @@ fn an_envelope_with_oversized_metadata_is_quarantined_and_the_stream_goes_on() {
             "--client-id",
             "ccvault-test-oversized",
         ],
-        &[],
     );
-    ingest.wait_for_log("subscribed", Duration::from_secs(20));
-    std::thread::sleep(Duration::from_millis(200));
     let oversized = format!(
         r#"{{"messageId":"{}","publishTime":"2025-11-23T12:13:20.000Z","payload":"{}"}}"#,
         "M".repeat(70_000),
@@ -615,7 +618,7 @@ fn oversized_marked_and_familyless_messages_each_get_their_outcome() {
     let work = tempfile::tempdir().unwrap();
     let data = work.path().join("data");
     let url = broker.url();
-    let mut ingest = start_ingest(
+    let mut ingest = subscribed_ingest(
         &data,
         work.path(),
         0,
@@ -627,10 +630,7 @@ fn oversized_marked_and_familyless_messages_each_get_their_outcome() {
             "--max-record-bytes",
             "4KiB",
         ],
-        &[],
     );
-    ingest.wait_for_log("subscribed", Duration::from_secs(20));
-    std::thread::sleep(Duration::from_millis(200));
     let oversized = format!("{}{}", " ".repeat(5000), event(1)).into_bytes();
     let marked = [&b"\xEF\xBB\xBF"[..], event(2).as_bytes()].concat();
     let familyless = br#"{"a":1}"#.to_vec();
