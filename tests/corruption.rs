@@ -1325,6 +1325,21 @@ fn segment_files_renamed_copied_or_made_up_stop_every_writer_untouched() {
         damage[0].contains(&format!("the file holds the segment of base offset {b}")),
         "{damage:#?}"
     );
+    // The readers read what `verify` counts: the pair's records are left
+    // out as if the files were not there (until 2026-12-07 `export`
+    // printed the first file's records, read from under the other's name,
+    // where `verify` said they were not read).
+    let without = p.copy("without");
+    fs::remove_file(seg_path(&without, a)).unwrap();
+    fs::remove_file(seg_path(&without, b)).unwrap();
+    let exported = |dir: &Path| {
+        let run = ccvault(dir, &["export"]);
+        assert_eq!(run.code, 0, "{}", run.stderr);
+        run.stdout_str()
+    };
+    let left = exported(&without);
+    assert!(left.lines().count() < p.stream.events, "{}", left.len());
+    assert!(exported(&swapped) == left, "export read the swapped pair");
     for args in [&["-q", "reindex"][..], &["-q", "import"]] {
         let mut args = args.to_vec();
         let input = p.input.to_str().unwrap();

@@ -32,7 +32,7 @@ use crate::format::{
 };
 use crate::scan::{Scan, ScanRef};
 use crate::segment::{
-    list_segment_file_lens, list_segment_files, misnamed, open_segment, read_full_at, read_header,
+    list_segment_file_lens, list_segment_files, open_segment, read_full_at, read_header,
     segment_path, segz_path, Kind, PackedSegments,
 };
 use crate::segz::{self, Table};
@@ -182,25 +182,6 @@ impl LogReader {
     /// The log directory.
     pub fn dir(&self) -> &Path {
         &self.inner.dir
-    }
-
-    /// Base offsets of the segment files whose well-formed header states
-    /// another segment than their name (renamed, or copied into the log
-    /// directory): their records are not the log's at that place, so a
-    /// check that reads the log skips them, as `verify` does
-    /// (`DamageReason::Misnamed`).
-    pub fn misnamed_segments(&self) -> Result<Vec<u64>> {
-        let vfs = self.inner.vfs.as_ref();
-        let files = list_segment_files(vfs, &self.inner.dir)?;
-        let mut out = Vec::new();
-        for &(base, kind) in &files {
-            // Of a base held twice, readers read the `.seg`.
-            let read = kind == Kind::Plain || !files.contains(&(base, Kind::Plain));
-            if read && misnamed(vfs, &self.inner.dir, base, kind)?.is_some() {
-                out.push(base);
-            }
-        }
-        Ok(out)
     }
 
     /// Base offsets of the segments, sorted, freshly listed from the directory.

@@ -12,8 +12,8 @@ use std::path::Path;
 
 use crate::error::Result;
 use crate::format::RecordKind;
-use crate::scan::{Damage, DamageReason, SegCursor, Step};
-use crate::segment::{list_segments, listed_between, misnamed, Kind};
+use crate::scan::{misnamed_damage, Damage, DamageReason, SegCursor, Step};
+use crate::segment::{list_segments, listed_between};
 use crate::vfs::{StdVfs, Vfs};
 use crate::window::{Src, Window};
 
@@ -77,21 +77,10 @@ pub fn verify_with(vfs: &dyn Vfs, dir: &Path) -> Result<VerifyReport> {
         report.segments += 1;
         let src = Src::open(vfs, dir, base, i == segments.len())?;
         report.bytes += src.file_bytes;
-        let kind = if src.packed {
-            Kind::Packed
-        } else {
-            Kind::Plain
-        };
         // One line for the file, not one a record for offsets going back
         // (7,396 for two swapped segments: an outside audit).
-        if let Some(holds) = misnamed(vfs, dir, base, kind)? {
-            report.damage.push(Damage {
-                segment: base,
-                pos: 0,
-                len_skipped: src.file_bytes,
-                reason: DamageReason::Misnamed { holds },
-                compressed: src.packed,
-            });
+        if let Some(d) = misnamed_damage(vfs, dir, &src)? {
+            report.damage.push(d);
             continue;
         }
         let mut cur = SegCursor::new(src, 0);

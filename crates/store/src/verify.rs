@@ -103,15 +103,11 @@ fn scan_batches(
     mut each: impl FnMut(Batch) -> Result<Batch>,
 ) -> Result<Seen> {
     let visible_end = reader.visible_end();
-    // A file copied or renamed into the log holds other segments' records:
-    // the log verification says so in one line and counts none of them.
-    let misnamed = reader.log().misnamed_segments()?;
     let mut seen = Seen::default();
     let mut batch = Batch::default();
     let mut scan = reader.log().scan(Position { segment: 0, pos: 0 });
     while let Some(item) = scan.next_ref() {
         let (at, rec) = match item? {
-            ScanRef::Record(at, _) if misnamed.contains(&at.segment) => continue,
             ScanRef::Record(at, rec) => (at, rec),
             ScanRef::Damage(_) => continue, // reported by the log verification
         };
