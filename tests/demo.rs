@@ -136,6 +136,40 @@ fn demo_archives_a_day_and_prints_the_report_and_a_timeline() {
     assert!(String::from_utf8_lossy(&again.stderr).contains("already exists"));
 }
 
+/// The interaction the demo pictures is placed in its contact as `show`
+/// places it. The default seed's is a transferred leg, which the demo
+/// showed as its own contact, leg 0, from its parent: its records alone
+/// cannot tell where it sits (an outside audit, 2026-12-07).
+#[test]
+fn the_pictured_interaction_sits_in_its_contact_as_show_says() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let stdout = succeeds(&["demo", "--into", "d"], tmp.path());
+    let mut lines = stdout
+        .lines()
+        .skip_while(|l| !l.starts_with("Interaction "));
+    let guid = lines
+        .next()
+        .and_then(|l| l.strip_prefix("Interaction "))
+        .expect("the pictured interaction");
+    let placed = lines
+        .find(|l| l.starts_with("kind "))
+        .expect("its kind and contact");
+    let shown = succeeds(
+        &["--data-dir", "d", "show", guid, "--format", "json"],
+        tmp.path(),
+    );
+    let shown: serde_json::Value = serde_json::from_str(&shown).expect("show's JSON");
+    let s = &shown["summary"];
+    assert!(s["legIndex"].as_i64() > Some(0), "not a later leg: {s}");
+    let expected = format!(
+        "contact {}  legIndex {}  from {}",
+        s["contactId"].as_str().expect("a contact"),
+        s["legIndex"],
+        s["parentGuid"].as_str().unwrap_or("-")
+    );
+    assert!(placed.contains(&expected), "{placed}\nshow: {expected}");
+}
+
 /// PATH with the built `ccvault` first, as after `cargo install`.
 fn path_with_ccvault() -> String {
     let bin = std::path::Path::new(env!("CARGO_BIN_EXE_ccvault"));

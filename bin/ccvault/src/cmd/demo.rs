@@ -11,7 +11,7 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
-use ccvault_projections::{materialize::record_input, timeline, Projections, ReportOptions};
+use ccvault_projections::{timeline, Projections, ReportOptions};
 use ccvault_sim::{SimConfig, Truth};
 use ccvault_store::{import_stream, Archive, ArchiveOptions, ArchiveReader, SourceKind};
 
@@ -332,21 +332,24 @@ fn build(
     let Some((_, guid)) = best else {
         bail!("the simulated day has no interactions");
     };
-    let records = reader.interaction_records(&guid)?;
-    let inputs: Vec<_> = records.iter().map(record_input).collect();
-    let Some(tl) = timeline::build(&inputs) else {
+    // Placed in its contact by the projections, as `show` places it: its
+    // own records alone make a transferred leg its own contact, leg 0.
+    let legs = contact::read_legs(&mut reader, Some(&projections), &guid)?;
+    let shown = contact::timelines(&legs);
+    let Some(asked) = shown.iter().find(|leg| leg.asked) else {
         bail!("interaction {guid} has no events");
     };
+    let (tl, inputs) = (&asked.timeline, &asked.inputs);
     writeln!(
         text,
         "An interaction with rejected offers and holds, as a support engineer sees it:\n"
     )?;
     let shown_tz = ccvault_projections::timefmt::zone_for_display(&tz);
-    writeln!(text, "{}", timeline::render_text(&tl, shown_tz))?;
+    writeln!(text, "{}", timeline::render_text(tl, shown_tz))?;
     let timeline_html = dir.join("timeline.html");
     write_private(
         &timeline_html,
-        ccvault_html::render_timeline(&tl, &inputs, &tz).as_bytes(),
+        ccvault_html::render_timeline(tl, inputs, &tz).as_bytes(),
     )?;
 
     // 5. A customer's call across legs, as `show` pictures it.
