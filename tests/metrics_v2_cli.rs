@@ -102,6 +102,61 @@ fn show_names_each_event_time_source() {
     assert_eq!(shown["summary"]["queuedAt"], 1_763_900_000_000i64);
 }
 
+/// A time written with a fraction is the payload's own time, read to the
+/// millisecond: until 2026-12-07 it read as no time, so the queued event
+/// took its import time (today) and the leg's wait and queue time were
+/// negative (an outside audit).
+#[test]
+fn a_time_with_a_fraction_is_the_events_own_to_the_millisecond() {
+    let dir = tempfile::tempdir().unwrap();
+    let guid = "int-frac-1-phone-00-acme01";
+    let ev = |event: &str, time: &str| {
+        format!(
+            r#"{{"Interaction":{{"event":"{event}","interactionGUID":"{guid}","direction":"in","queueId":311,"agentId":"A",{time}}}}}"#
+        )
+    };
+    let stream = [
+        ev("InteractionCreated", r#""interactionEventTS":1763900000.0"#),
+        ev("InteractionQueued", r#""interactionEventTS":1763900003.5"#),
+        ev(
+            "InteractionAssigned",
+            r#""interactionEventTS":1.763900005e9"#,
+        ),
+        ev(
+            "InteractionAccepted",
+            r#""msgInfo":{"timestamp":1763900007000.25}"#,
+        ),
+        ev("InteractionDeleted", r#""interactionEventTS":1763900020"#),
+    ]
+    .join("\n");
+    import_stdin(dir.path(), &format!("{stream}\n"));
+    let shown = one_json(dir.path(), &["show", guid, "--format", "json"]);
+    let times: Vec<(i64, &str)> = shown["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["t"].as_i64().unwrap(), e["timeSource"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        times,
+        [
+            (1_763_900_000_000, "interactionEventTS"),
+            (1_763_900_003_500, "interactionEventTS"),
+            (1_763_900_005_000, "interactionEventTS"),
+            (1_763_900_007_000, "msgInfo.timestamp"),
+            (1_763_900_020_000, "interactionEventTS"),
+        ]
+    );
+    let s = &shown["summary"];
+    assert_eq!(s["queuedAt"], 1_763_900_003_500i64);
+    assert_eq!(s["queueMs"], 1_500);
+    assert_eq!(s["waitMs"], 3_500);
+    let report = one_json(dir.path(), &["report", "--format", "json"]);
+    // 2025-11-23T12:00Z, not today.
+    assert_eq!(report["intervalStart"], 1_763_899_200_000i64, "{report}");
+    assert_eq!(report["answeredInSla"], 1, "{report}");
+}
+
 #[test]
 fn agent_time_without_to_ends_at_the_last_timed_event() {
     let dir = tempfile::tempdir().unwrap();

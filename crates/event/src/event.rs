@@ -12,7 +12,7 @@ use std::fmt;
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde::Deserialize;
 
-use crate::time::{payload_instant, EventTime, PayloadTimes, TimeSource};
+use crate::time::{payload_time_ms, EventTime, PayloadTimes, TimeSource};
 use crate::unrepresentable::absent_unrepresentable;
 use crate::value::Lenient;
 
@@ -212,22 +212,18 @@ impl<'a> Event<'a> {
 
     /// What the payload says about the event's time: the first of
     /// `interactionEventTS`, `statusEventTS` (seconds) and
-    /// `msgInfo.timestamp` (ms) that is an instant ([`payload_instant`]:
+    /// `msgInfo.timestamp` (ms) that is an instant ([`payload_time_ms`]:
     /// positive and no later than the year 9999), and `eventTS`. The
     /// record's metadata ranks between the two: see [`crate::resolve_time`].
     pub fn payload_times(&self) -> PayloadTimes {
         let b = &self.body;
-        let secs = |v: &Lenient| v.as_i64().and_then(|s| payload_instant(s, 1000));
+        let secs = |v: &Lenient| payload_time_ms(v, 1000);
         let at = |source| move |ms| EventTime { ms, source };
         let own = secs(&b.interaction_event_ts)
             .map(at(TimeSource::InteractionEventTs))
             .or_else(|| secs(&b.status_event_ts).map(at(TimeSource::StatusEventTs)))
             .or_else(|| {
-                b.msg_info
-                    .timestamp
-                    .as_i64()
-                    .and_then(|ms| payload_instant(ms, 1))
-                    .map(at(TimeSource::MsgInfoTimestamp))
+                payload_time_ms(&b.msg_info.timestamp, 1).map(at(TimeSource::MsgInfoTimestamp))
             });
         PayloadTimes {
             own,

@@ -33,8 +33,8 @@ pub use input::{decode_message, Decoded, Keys, NameSpans};
 pub use order::{event_time, lifecycle_rank, CanonicalKey};
 pub use scan::scan_event;
 pub use time::{
-    parse_publish_time, payload_instant, resolve_time, timestamp_of, Arrival, EventTime,
-    PayloadTimes, TimeSource, LATEST_MS,
+    parse_publish_time, payload_instant, payload_time_ms, resolve_time, timestamp_of, Arrival,
+    EventTime, PayloadTimes, TimeSource, LATEST_MS,
 };
 pub use topic::{parse_topic, Topic, TopicKind};
 pub use value::Lenient;

@@ -7,6 +7,8 @@
 //! to event) and the import time are *weak*: they order events but never
 //! extend a window or a time range.
 
+use crate::value::Lenient;
+
 /// The rule that gave an event its time, best first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum TimeSource {
@@ -149,6 +151,50 @@ pub fn payload_instant(value: i64, unit_ms: i64) -> Option<i64> {
         .filter(|ms| (1..=LATEST_MS).contains(ms))
 }
 
+/// A payload's time field (`unit_ms`: 1000 for seconds, 1 for ms) as an
+/// instant in whole ms ([`payload_instant`]). A JSON number with a fraction
+/// is a number (docs/METRICS.md §1): `1763900003.5` seconds is
+/// 1763900003500 ms. Digits past the millisecond are dropped, as
+/// JavaScript's `Date` drops them; the fraction is read from the shortest
+/// decimal that reads back as the same double, so `1763900003.123` is
+/// …123 ms, and `1095465718.215` …215 ms, not the …214.9999 its double
+/// times 1000 gives. Until 2026-12-07 a
+/// fraction made the field absent, and the event fell to a later rule,
+/// often its import time (an outside audit).
+pub fn payload_time_ms(value: &Lenient<'_>, unit_ms: i64) -> Option<i64> {
+    let ms = match value {
+        Lenient::Float(f) if f.fract() != 0.0 => fraction_ms(*f, unit_ms),
+        other => other.as_i64()?.checked_mul(unit_ms),
+    };
+    payload_instant(ms?, 1)
+}
+
+/// `value` × `unit_ms` (a power of ten), cut to whole ms toward zero, for
+/// a positive `value` with a fraction (the others are no instant).
+fn fraction_ms(value: f64, unit_ms: i64) -> Option<i64> {
+    if value <= 0.0 || !value.is_finite() {
+        return None;
+    }
+    // Rust prints a double as its shortest round-trip decimal, never with
+    // an exponent: "1763900003.123".
+    let text = value.to_string();
+    let (whole, fraction) = text.split_once('.').unwrap_or((&text, ""));
+    let places = unit_ms.checked_ilog10()? as usize;
+    let kept: String = fraction
+        .bytes()
+        .chain(std::iter::repeat(b'0'))
+        .take(places)
+        .map(char::from)
+        .collect();
+    let whole: i64 = whole.parse().ok()?;
+    let part: i64 = if kept.is_empty() {
+        0
+    } else {
+        kept.parse().ok()?
+    };
+    whole.checked_mul(unit_ms)?.checked_add(part)
+}
+
 /// What an event's payload says about its time: the first of rules 1–3
 /// that is present, > 0 and no later than [`LATEST_MS`], and rule 6
 /// (`eventTS`), which ranks below the record's metadata.
@@ -263,6 +309,40 @@ mod tests {
         // The last instant is one.
         let raw = br#"{"Interaction":{"event":"X","msgInfo":{"timestamp":253402207200999}}}"#;
         assert_eq!(t(raw, None, false).ms, LATEST_MS);
+    }
+
+    #[test]
+    fn a_time_with_a_fraction_is_read_to_the_millisecond() {
+        let own = |raw: &[u8]| {
+            let got = t(raw, PT, false);
+            (got.ms, got.source)
+        };
+        let secs = |v: &str| {
+            own(format!(r#"{{"Interaction":{{"event":"X","interactionEventTS":{v}}}}}"#).as_bytes())
+        };
+        let at = 1_763_900_003_000;
+        let source = TimeSource::InteractionEventTs;
+        assert_eq!(secs("1763900003.5"), (at + 500, source));
+        assert_eq!(secs("1.7639000035e9"), (at + 500, source));
+        assert_eq!(secs("1763900003.123"), (at + 123, source));
+        // The decimal as written, not its double: × 1000 in floating point
+        // gives 1095465718214.9999.
+        let got = secs("1095465718.215");
+        assert_eq!(got, (1_095_465_718_215, source));
+        assert_eq!(secs("1763900003.001"), (at + 1, source));
+        // Past the millisecond: dropped.
+        assert_eq!(secs("1763900003.1239"), (at + 123, source));
+        assert_eq!(secs("0.5"), (500, source));
+        // No instant: the next rule (here `publishTime`).
+        for none in ["0.0004", "-1.5", "1e300", "253402207201.5"] {
+            assert_eq!(secs(none).1, TimeSource::PublishTime, "{none}");
+        }
+        let ms = own(br#"{"Interaction":{"event":"X","msgInfo":{"timestamp":1763900007000.7}}}"#);
+        assert_eq!(ms, (1_763_900_007_000, TimeSource::MsgInfoTimestamp));
+        let status = own(br#"{"AgentStatusChange":{"statusEventTS":1763900003.25}}"#);
+        assert_eq!(status, (at + 250, TimeSource::StatusEventTs));
+        // Text stays digits only (§1): "1763900003.5" is no number.
+        assert_eq!(secs(r#""1763900003.5""#).1, TimeSource::PublishTime);
     }
 
     #[test]

@@ -55,8 +55,10 @@ pub(crate) const META: TableDefinition<&str, u64> = TableDefinition::new("meta")
 /// Bumped when the tables change meaning; an index of another version is
 /// rebuilt from the log. 6 (2026-12-06): a payload time past the year 9999
 /// is no time (docs/METRICS.md §2), which moves such a record's time
-/// postings and the archive's time range.
-pub const INDEX_VERSION: u64 = 6;
+/// postings and the archive's time range. 7 (2026-12-07): a payload time
+/// with a fraction is read to the millisecond (docs/METRICS.md §1), where
+/// it was no time.
+pub const INDEX_VERSION: u64 = 7;
 
 /// Records per generation of the posting tables: a commit touches the
 /// B-tree pages of at most this many records (plus a boundary), so its cost

@@ -43,7 +43,9 @@ pub const FACTS_MAGIC: [u8; 8] = *b"CCVFACTS";
 /// The facts version this build reads and writes. 2 (2026-12-06): a
 /// payload time past the year 9999 is no time (docs/METRICS.md §2); the
 /// index rebuild that its version bump brings rewrites every segment's.
-pub const FACTS_VERSION: u16 = 2;
+/// 3 (2026-12-07): a payload time with a fraction is read to the
+/// millisecond (docs/METRICS.md §1), where it was no time.
+pub const FACTS_VERSION: u16 = 3;
 /// Length of the header; the compressed body follows.
 const HEADER_LEN: usize = 40;
 /// zstd level of the body: its names and deltas compress ~2× even at the

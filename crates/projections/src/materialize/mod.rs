@@ -119,7 +119,7 @@ pub use schema::SkippedDamage;
 
 /// Bump whenever a stored value or a rule of docs/METRICS.md changes: a store
 /// written with another version is rebuilt on the next catch-up.
-pub const PROJECTION_VERSION: i64 = 15;
+pub const PROJECTION_VERSION: i64 = 16;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProjectionError {
