@@ -621,7 +621,7 @@ impl IndexReader {
     /// The number of distinct GUID hashes in `by_guid`: the interactions of
     /// the log, counted in one pass over the table (a rebuild's count, with
     /// no lookup per GUID).
-    pub(crate) fn distinct_guids(&self) -> Result<u64> {
+    pub fn distinct_guids(&self) -> Result<u64> {
         let mut n = 0u64;
         self.merge_guid_generations(0..=u64::MAX, |_, chunk| {
             n += u64::from(chunk.is_none());

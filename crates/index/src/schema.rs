@@ -178,7 +178,7 @@ impl Counters {
     }
 
     /// Counts one record's time in the timed or the untimed range.
-    pub(crate) fn add_time(&mut self, ms: i64, timed: bool) {
+    pub fn add_time(&mut self, ms: i64, timed: bool) {
         let (min, max) = if timed {
             (&mut self.min_time_ms, &mut self.max_time_ms)
         } else {

@@ -9,7 +9,9 @@
 //! payload hash each GUID posting keeps for the duplicate check must be
 //! its record's; every entry of the index's tables must be found by a
 //! lookup of its own key (`IndexReader::lookup_problems`); the index's counts of
-//! dropped messages must be those of the log's last readable tally. An
+//! dropped messages must be those of the log's last readable tally, and
+//! every other count `stats` prints (records, events, quarantined,
+//! interactions, untimed, the time ranges) the log's records' own. An
 //! index behind the log with no writer running is a problem (readers did
 //! not see durable records): it is reported, and indexed, so the run exits
 //! non-zero once and the next is clean. A running writer's uncommitted records are not a problem, and the
@@ -19,13 +21,16 @@
 use std::path::Path;
 use std::sync::mpsc;
 
-use ccvault_event::{parse_event, Keys};
+use ccvault_event::{parse_event, resolve_time, Arrival, Keys};
 use ccvault_index::{
-    guid_place, payload_hash, time_place, ExpectedRanges, PostingDigest, PostingKind, INDEX_VERSION,
+    guid_place, payload_hash, time_place, Counters, ExpectedRanges, PostingDigest, PostingKind,
+    INDEX_VERSION,
 };
-use ccvault_log::{verify as verify_log, DamageReason, Position, ScanRef, StdVfs, Tally};
+use ccvault_log::{
+    verify as verify_log, DamageReason, Position, RecordRef, ScanRef, SourceKind, StdVfs, Tally,
+};
 
-use crate::archive::payload_time;
+use crate::archive::{arrival, payload_time};
 use crate::error::{Result, StoreError};
 use crate::facts::{FactsCursor, SegmentFacts};
 use crate::reader::{ArchiveReader, CatchUp};
@@ -76,22 +81,63 @@ struct Batch {
     /// Each message's offset, place in the log, whether it is
     /// quarantined, and where its payload ends in `payloads`.
     messages: Vec<(u64, Position, bool, usize)>,
+    /// Each message's ingest time, source kind, and where its envelope's
+    /// `publishTime` ends in `publish_times`: what its event time may come
+    /// from.
+    arrivals: Vec<(i64, SourceKind, usize)>,
+    publish_times: String,
+}
+
+/// One message of a [`Batch`].
+struct Message<'b> {
+    offset: u64,
+    at: Position,
+    quarantined: bool,
+    payload: &'b [u8],
+    arrival: Arrival<'b>,
 }
 
 /// Payload bytes after which a batch is handed on.
 const BATCH_BYTES: usize = 1 << 20;
 
 impl Batch {
-    /// Each message: its offset, place, quarantine flag and payload.
-    fn messages(&self) -> impl Iterator<Item = (u64, Position, bool, &[u8])> {
-        let mut start = 0;
-        self.messages
-            .iter()
-            .map(move |&(offset, pos, quarantined, end)| {
+    fn push(&mut self, at: Position, rec: &RecordRef<'_>) {
+        self.payloads.extend_from_slice(rec.payload);
+        let end = self.payloads.len();
+        self.messages.push((rec.offset, at, rec.quarantined, end));
+        self.publish_times.push_str(rec.publish_time);
+        let publish_end = self.publish_times.len();
+        self.arrivals
+            .push((rec.ingest_ms, rec.source_kind, publish_end));
+    }
+
+    fn clear(&mut self) {
+        self.payloads.clear();
+        self.messages.clear();
+        self.arrivals.clear();
+        self.publish_times.clear();
+    }
+
+    /// Each message, in log order.
+    fn messages(&self) -> impl Iterator<Item = Message<'_>> {
+        let (mut start, mut publish_start) = (0, 0);
+        self.messages.iter().zip(&self.arrivals).map(
+            move |(&(offset, at, quarantined, end), &(ingest_ms, kind, publish_end))| {
                 let payload = self.payloads.get(start..end).unwrap_or_default();
-                start = end;
-                (offset, pos, quarantined, payload)
-            })
+                let publish_time = self
+                    .publish_times
+                    .get(publish_start..publish_end)
+                    .filter(|t| !t.is_empty());
+                (start, publish_start) = (end, publish_end);
+                Message {
+                    offset,
+                    at,
+                    quarantined,
+                    payload,
+                    arrival: arrival(publish_time, ingest_ms, kind),
+                }
+            },
+        )
     }
 }
 
@@ -120,13 +166,10 @@ fn scan_batches(
         }
         seen.messages += 1;
         seen.quarantined += u64::from(rec.quarantined);
-        batch.payloads.extend_from_slice(rec.payload);
-        let end = batch.payloads.len();
-        batch.messages.push((rec.offset, at, rec.quarantined, end));
-        if end >= BATCH_BYTES {
+        batch.push(at, &rec);
+        if batch.payloads.len() >= BATCH_BYTES {
             batch = each(batch)?;
-            batch.payloads.clear();
-            batch.messages.clear();
+            batch.clear();
         }
     }
     if !batch.messages.is_empty() {
@@ -143,9 +186,17 @@ fn scan_batches(
 fn batch_postings(
     batch: &Batch,
     mut facts: Option<&mut FactsCheck>,
+    mut times: Option<&mut Counters>,
     mut f: impl FnMut(PostingKind, &[u8], u64, u32, Option<u64>, u64) -> Result<()>,
 ) -> Result<()> {
-    for (offset, at, quarantined, payload) in batch.messages() {
+    for message in batch.messages() {
+        let Message {
+            offset,
+            at,
+            quarantined,
+            payload,
+            arrival,
+        } = message;
         let pos = at.pos;
         let keys = if quarantined {
             Keys::default()
@@ -156,6 +207,11 @@ fn batch_postings(
         };
         if let (Some(check), false) = (facts.as_deref_mut(), quarantined) {
             check.message(offset, at.segment, payload, &keys);
+        }
+        if let Some(times) = times.as_deref_mut() {
+            // The time indexing gave the record (`index_entry`).
+            let t = resolve_time(keys.times, arrival);
+            times.add_time(t.ms, t.is_timed());
         }
         match &keys.interaction_guid {
             Some(guid) => f(
@@ -258,6 +314,9 @@ struct Expected {
     digests: [PostingDigest; 3],
     places: ExpectedRanges,
     facts: FactsCheck,
+    /// The records' time ranges and untimed count, as indexing counts
+    /// them (the rest of `Counters` unused).
+    times: Counters,
 }
 
 /// The digests of the postings the visible records call for, and their
@@ -274,10 +333,12 @@ fn expected_digests(reader: &ArchiveReader) -> Result<(Seen, Expected)> {
             let mut expected = [PostingDigest::default(); 3];
             let mut places = ExpectedRanges::default();
             let mut facts = FactsCheck::new(facts_dir);
+            let mut times = Counters::default();
             for batch in batches {
                 batch_postings(
                     &batch,
                     Some(&mut facts),
+                    Some(&mut times),
                     |kind, key, offset, pos, place, hash| {
                         expected[kind as usize].add_key(kind, key, offset, pos, hash);
                         places.add(kind, offset, place);
@@ -292,6 +353,7 @@ fn expected_digests(reader: &ArchiveReader) -> Result<(Seen, Expected)> {
                 digests: expected,
                 places,
                 facts,
+                times,
             })
         };
         let parser = std::thread::Builder::new()
@@ -494,6 +556,60 @@ fn report_of(
     }
 }
 
+/// The counts of the index's `meta` that `stats` prints and that differ
+/// from what the log's records give: `interactions` (the distinct GUID
+/// hashes of `by_guid`, itself checked against the log), and `times`, the
+/// records' times as indexing counts them.
+fn counter_problems(
+    index: &Counters,
+    seen: &Seen,
+    interactions: u64,
+    times: &Counters,
+) -> Vec<String> {
+    let range = |min: Option<i64>, max: Option<i64>| {
+        let end = |ms: Option<i64>| ms.map_or("none".to_owned(), |ms| ms.to_string());
+        match (min, max) {
+            (None, None) => "none".to_owned(),
+            _ => format!("{}..{} ms", end(min), end(max)),
+        }
+    };
+    let counts = [
+        ("events", index.events, seen.messages - seen.quarantined),
+        ("quarantined", index.quarantined, seen.quarantined),
+        ("interactions", index.interactions, interactions),
+        ("untimed", index.untimed, times.untimed),
+    ];
+    let ranges = [
+        (
+            "timed records' time range",
+            (index.min_time_ms, index.max_time_ms),
+            (times.min_time_ms, times.max_time_ms),
+        ),
+        (
+            "untimed records' time range",
+            (index.untimed_min_ms, index.untimed_max_ms),
+            (times.untimed_min_ms, times.untimed_max_ms),
+        ),
+    ];
+    let counted = counts
+        .into_iter()
+        .filter(|(_, have, want)| have != want)
+        .map(|(what, have, want)| (what, have.to_string(), want.to_string()));
+    let ranged = ranges
+        .into_iter()
+        .filter(|(_, have, want)| have != want)
+        .map(|(what, have, want)| (what, range(have.0, have.1), range(want.0, want.1)));
+    counted
+        .chain(ranged)
+        .map(|(what, have, want)| {
+            format!(
+                "`meta` {what}: the index says {have}, the log's records give {want} \
+                 (`stats` prints the index's); `ccvault reindex` rebuilds the index"
+            )
+        })
+        .collect()
+}
+
 /// The last segment file of `log_dir` and its length, when it is a `.seg`
 /// (the one a writer appends to and an open repairs).
 fn last_segment_length(log_dir: &Path) -> Option<(std::path::PathBuf, u64)> {
@@ -544,6 +660,7 @@ fn index_problems(reader: &ArchiveReader, catch_up: CatchUp) -> Result<(Vec<Stri
             digests: expected,
             places,
             facts,
+            times,
         },
     ) = expected_digests(reader)?;
     let mut differing = Vec::new();
@@ -572,7 +689,7 @@ fn index_problems(reader: &ArchiveReader, catch_up: CatchUp) -> Result<(Vec<Stri
     if !differing.is_empty() {
         let mut named = 0usize;
         scan_batches(reader, |batch| {
-            batch_postings(&batch, None, |kind, key, offset, pos, _, _| {
+            batch_postings(&batch, None, None, |kind, key, offset, pos, _, _| {
                 if !differing.contains(&kind) {
                     return Ok(());
                 }
@@ -619,6 +736,17 @@ fn index_problems(reader: &ArchiveReader, catch_up: CatchUp) -> Result<(Vec<Stri
             "the index counts {} records below its checkpoint {visible_end}; the log has {} readable ones",
             counters.records, seen.messages
         ));
+    } else {
+        // With the records agreeing, every other count `stats` prints is
+        // the log's too (an outside audit: one flipped byte of the index's
+        // `meta` made `stats` say 0 interactions, with `verify` clean).
+        let interactions = match differing.contains(&PostingKind::Guid) {
+            // Reported above: the count of a `by_guid` that is not the log's
+            // says nothing more.
+            true => counters.interactions,
+            false => index.distinct_guids()?,
+        };
+        problems.extend(counter_problems(&counters, &seen, interactions, &times));
     }
     problems.extend(tally_problem(
         index.tally_offset()?,

@@ -7,7 +7,8 @@
 mod common;
 
 use ccvault_index::{payload_hash, Entry, Index};
-use ccvault_store::{verify, Archive, ArchiveOptions, Incoming};
+use ccvault_store::facts::FACTS_VERSION;
+use ccvault_store::{verify, Archive, ArchiveOptions, Incoming, INDEX_VERSION};
 use common::{event, incoming};
 
 fn archive_with(n: u64) -> tempfile::TempDir {
@@ -191,6 +192,65 @@ fn a_malformed_posting_chunk_names_its_table_and_key() {
     );
 }
 
+/// Every count of the index's `meta` that `stats` prints is checked
+/// against the log's records: until 2026-12-07 only `records` was, and
+/// one flipped byte made `stats` say 0 interactions, or 70368744177721
+/// untimed records, with `verify` clean (an outside audit).
+#[test]
+fn every_count_stats_prints_is_checked_against_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut archive, _) = Archive::open(dir.path(), ArchiveOptions::default()).unwrap();
+    let mut lines: Vec<String> = (0..20).map(event).collect();
+    // An event with no time of its own (untimed: its import time), and a
+    // message that is no event (quarantined).
+    lines.push(
+        r#"{"Interaction":{"event":"InteractionDeleted","interactionGUID":"int-0-t"}}"#.into(),
+    );
+    lines.push("not json".into());
+    let batch: Vec<Incoming> = lines
+        .iter()
+        .enumerate()
+        .map(|(i, l)| incoming(l, i as u64 + 1))
+        .collect();
+    archive.append_batch(&batch).unwrap();
+    archive.close().unwrap();
+    let report = verify(dir.path()).unwrap();
+    assert!(report.is_clean(), "{report:?}");
+    let meta: redb::TableDefinition<&str, u64> = redb::TableDefinition::new("meta");
+    let read = |key: &str| {
+        use redb::ReadableDatabase;
+        let db = redb::Database::open(dir.path().join("index.redb")).unwrap();
+        let txn = db.begin_read().unwrap();
+        let t = txn.open_table(meta).unwrap();
+        t.get(key).unwrap().map(|v| v.value())
+    };
+    let write = |key: &str, value: u64| {
+        let db = redb::Database::open(dir.path().join("index.redb")).unwrap();
+        let txn = db.begin_write().unwrap();
+        txn.open_table(meta).unwrap().insert(key, value).unwrap();
+        txn.commit().unwrap();
+    };
+    for (key, said) in [
+        ("events", "`meta` events: the index says 22, the log's records give 21"),
+        ("quarantined", "`meta` quarantined: the index says 2, the log's records give 1"),
+        ("interactions", "`meta` interactions: the index says 21, the log's records give 20"),
+        ("untimed", "`meta` untimed: the index says 3, the log's records give 2"),
+        ("min_time_ms", "`meta` timed records' time range: the index says 1763900000001..1763900019000 ms"),
+        ("max_time_ms", "`meta` timed records' time range: the index says 1763900000000..1763900019001 ms"),
+        ("untimed_min_ms", "`meta` untimed records' time range: the index says 2..1 ms, the log's records give 1..1 ms"),
+        ("untimed_max_ms", "`meta` untimed records' time range: the index says 1..2 ms, the log's records give 1..1 ms"),
+    ] {
+        let was = read(key).unwrap_or_else(|| panic!("no {key}"));
+        write(key, was + 1);
+        let problems = verify(dir.path()).unwrap().index_problems;
+        assert_eq!(problems.len(), 1, "{key}: {problems:#?}");
+        assert!(problems[0].contains(said), "{key}: {problems:#?}");
+        assert!(problems[0].ends_with("`ccvault reindex` rebuilds the index"));
+        write(key, was);
+    }
+    assert!(verify(dir.path()).unwrap().is_clean());
+}
+
 /// Many small index commits, while appending and while rebuilding: every
 /// counter and posting must survive the hand-over between commits.
 #[test]
@@ -244,8 +304,8 @@ fn an_upgraded_index_brings_the_segments_facts_up_to_date() {
         ..ArchiveOptions::default()
     };
     let dir = archive_of(200, options.clone());
-    // Facts of version 1 (checksum made again, so only the version is old),
-    // and an index of version 5.
+    // Facts of the version before this build's (checksum made again, so
+    // only the version is old), and an index of the version before.
     let facts: Vec<_> = std::fs::read_dir(dir.path().join("facts"))
         .unwrap()
         .map(|e| e.unwrap().path())
@@ -254,14 +314,14 @@ fn an_upgraded_index_brings_the_segments_facts_up_to_date() {
     let version_of = |bytes: &[u8]| u16::from_le_bytes([bytes[8], bytes[9]]);
     for f in &facts {
         let mut bytes = std::fs::read(f).unwrap();
-        bytes[8..10].copy_from_slice(&1u16.to_le_bytes());
+        bytes[8..10].copy_from_slice(&(FACTS_VERSION - 1).to_le_bytes());
         let mut crc = crc32fast::Hasher::new();
         crc.update(&bytes[..36]);
         crc.update(&bytes[40..]);
         bytes[36..40].copy_from_slice(&crc.finalize().to_le_bytes());
         std::fs::write(f, bytes).unwrap();
     }
-    common::set_index_version(dir.path(), 5);
+    common::set_index_version(dir.path(), INDEX_VERSION - 1);
     let upgraded = dir.path().join("copy");
     std::fs::create_dir(&upgraded).unwrap();
     for sub in ["log", "facts"] {
@@ -283,7 +343,12 @@ fn an_upgraded_index_brings_the_segments_facts_up_to_date() {
         .collect();
     assert!(rewritten.len() + 1 >= facts.len(), "{rewritten:?}");
     for f in &rewritten {
-        assert_eq!(version_of(&std::fs::read(f).unwrap()), 2, "{}", f.display());
+        assert_eq!(
+            version_of(&std::fs::read(f).unwrap()),
+            FACTS_VERSION,
+            "{}",
+            f.display()
+        );
     }
     let after = verify(dir.path()).unwrap();
     assert!(after.is_clean(), "{after:?}");
@@ -294,11 +359,6 @@ fn an_upgraded_index_brings_the_segments_facts_up_to_date() {
     let first = verify(&upgraded).unwrap();
     assert!(first.is_clean(), "{first:?}");
     assert_eq!(first.facts_checked, after.facts_checked);
-    assert!(
-        first
-            .notes
-            .iter()
-            .any(|n| n.contains("index was of version 5")),
-        "{first:?}"
-    );
+    let note = format!("index was of version {}", INDEX_VERSION - 1);
+    assert!(first.notes.iter().any(|n| n.contains(&note)), "{first:?}");
 }
