@@ -17,9 +17,13 @@ fn archive_with(n: u64) -> tempfile::TempDir {
 
 /// An archive of `n` events written with `options`, its writer closed.
 fn archive_of(n: u64, options: ArchiveOptions) -> tempfile::TempDir {
+    archive_of_lines(&(0..n).map(event).collect::<Vec<_>>(), options)
+}
+
+/// An archive of the messages `lines`, its writer closed.
+fn archive_of_lines(lines: &[String], options: ArchiveOptions) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     let (mut archive, _) = Archive::open(dir.path(), options).unwrap();
-    let lines: Vec<String> = (0..n).map(event).collect();
     let batch: Vec<Incoming> = lines
         .iter()
         .enumerate()
@@ -198,8 +202,6 @@ fn a_malformed_posting_chunk_names_its_table_and_key() {
 /// untimed records, with `verify` clean (an outside audit).
 #[test]
 fn every_count_stats_prints_is_checked_against_the_log() {
-    let dir = tempfile::tempdir().unwrap();
-    let (mut archive, _) = Archive::open(dir.path(), ArchiveOptions::default()).unwrap();
     let mut lines: Vec<String> = (0..20).map(event).collect();
     // An event with no time of its own (untimed: its import time), and a
     // message that is no event (quarantined).
@@ -207,13 +209,7 @@ fn every_count_stats_prints_is_checked_against_the_log() {
         r#"{"Interaction":{"event":"InteractionDeleted","interactionGUID":"int-0-t"}}"#.into(),
     );
     lines.push("not json".into());
-    let batch: Vec<Incoming> = lines
-        .iter()
-        .enumerate()
-        .map(|(i, l)| incoming(l, i as u64 + 1))
-        .collect();
-    archive.append_batch(&batch).unwrap();
-    archive.close().unwrap();
+    let dir = archive_of_lines(&lines, ArchiveOptions::default());
     let report = verify(dir.path()).unwrap();
     assert!(report.is_clean(), "{report:?}");
     let meta: redb::TableDefinition<&str, u64> = redb::TableDefinition::new("meta");
