@@ -69,7 +69,7 @@ pub use segment::{segment_file_name, segz_file_name, PackedSegments};
 pub use segz::{Compression, SEGZ_VERSION};
 pub use verify::{verify, verify_with, VerifyReport};
 pub use vfs::{OpenMode, StdVfs, Vfs, VfsFile};
-pub use writer::{Log, WRITE_BUFFER_BYTES};
+pub use writer::{Log, RewrittenHeader, WRITE_BUFFER_BYTES};
 
 /// Where a record lives: the segment (by base offset) and the byte position of the
 /// record's frame in that segment file. Ordered like the log.

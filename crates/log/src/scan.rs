@@ -34,6 +34,10 @@ use crate::Position;
 pub enum DamageReason {
     /// The segment header is damaged (bad magic, CRC, or base offset).
     SegmentHeader(&'static str),
+    /// A `.seg` header whose bytes are damaged (magic or CRC) while its
+    /// first record names its base: `reindex` writes it again
+    /// (docs/FORMAT.md §1.5; `verify` only, the scans say `SegmentHeader`).
+    RewritableHeader(&'static str),
     /// No record magic where a record should start.
     BadMagic,
     /// The length field is outside `MIN_BODY_LEN..=MAX_BODY_LEN`.
@@ -91,6 +95,11 @@ impl fmt::Display for DamageReason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             DamageReason::SegmentHeader(what) => write!(f, "bad segment header: {what}"),
+            DamageReason::RewritableHeader(what) => write!(
+                f,
+                "bad segment header: {what}; its first record names this segment: \
+                 `ccvault reindex` writes the header again"
+            ),
             DamageReason::BadMagic => f.write_str("bad record magic"),
             DamageReason::BadLength(len) => write!(f, "impossible record length {len}"),
             DamageReason::LengthPastEnd(len) => {

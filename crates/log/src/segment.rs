@@ -18,8 +18,10 @@ use std::sync::Arc;
 
 use crate::error::{LogError, Result};
 use crate::format::{
-    check_header, encode_header, HeaderProblem, FORMAT_VERSION, HEADER_LEN, OLDEST_READABLE_VERSION,
+    check_header, encode_header, encode_header_version, stated_base, HeaderProblem, FORMAT_VERSION,
+    HEADER_LEN, OLDEST_READABLE_VERSION,
 };
+use crate::scan::{Scan, ScanRef};
 use crate::vfs::{OpenMode, Vfs, VfsFile};
 
 /// File name of the segment with base offset `base`.
@@ -293,6 +295,65 @@ pub(crate) fn rewrite_empty_segment(file: &dyn VfsFile, path: &Path, base: u64) 
         .map_err(|e| LogError::io("writing segment header to", path, e))?;
     file.sync_all()
         .map_err(|e| LogError::io("fsyncing", path, e))
+}
+
+/// Writes again the header of the `.seg` of `base` when its bytes are
+/// damaged (its magic or CRC does not hold) and the file shows which
+/// header it had: a valid record at byte 32 whose offset is `base`, as
+/// the first record of a segment of that name is. A header is its base
+/// and format version and nothing else (docs/FORMAT.md §1.3): the
+/// version it states when that is one this build reads, else this
+/// build's. Written in place and synced, the frames untouched: a write cut
+/// short leaves a damaged header again, nothing else. Returns what was
+/// wrong, or `None` when nothing was written: the header is whole, or
+/// well formed with another base (a file renamed into the log), or the
+/// file does not show its base (its first record lost too).
+pub(crate) fn restore_plain_header(
+    vfs: &Arc<dyn Vfs>,
+    dir: &Path,
+    base: u64,
+) -> Result<Option<&'static str>> {
+    let path = segment_path(dir, base);
+    let file = vfs.open(&path, OpenMode::ReadWrite, "opening")?;
+    let Some((what, h)) = damaged_header_bytes(file.as_ref(), &path, base)? else {
+        return Ok(None);
+    };
+    let mut scan = Scan::single(Arc::clone(vfs), dir.to_owned(), base, HEADER_LEN);
+    let shows_base = matches!(
+        scan.next_ref(),
+        Some(Ok(ScanRef::Record(at, rec))) if at.pos == HEADER_LEN && rec.offset == base
+    );
+    if !shows_base {
+        return Ok(None);
+    }
+    let stated = u16::from_le_bytes([h[8], h[9]]);
+    let version = if (OLDEST_READABLE_VERSION..=FORMAT_VERSION).contains(&stated) {
+        stated
+    } else {
+        FORMAT_VERSION
+    };
+    file.write_all_at(&encode_header_version(base, version), 0)
+        .map_err(|e| LogError::io("writing segment header to", &path, e))?;
+    file.sync_data()
+        .map_err(|e| LogError::io("fsyncing", &path, e))?;
+    Ok(Some(what))
+}
+
+/// What is wrong with the header of the `.seg` `file` of `base` when its
+/// bytes are damaged (magic or CRC), with those bytes; `None` for a whole
+/// header, a short file, or a well-formed header that states another base
+/// or length (a file renamed into the log, or made so).
+pub(crate) fn damaged_header_bytes(
+    file: &dyn VfsFile,
+    path: &Path,
+    base: u64,
+) -> Result<Option<(&'static str, [u8; HEADER_LEN as usize])>> {
+    let mut h = [0u8; HEADER_LEN as usize];
+    let got = read_full_at(file, path, &mut h, 0)?;
+    match check_header(h.get(..got).unwrap_or_default(), base) {
+        Err(HeaderProblem::Damaged(what)) if stated_base(&h).is_none() => Ok(Some((what, h))),
+        _ => Ok(None),
+    }
 }
 
 /// Reads up to `buf.len()` bytes at `pos`, stopping early only at end of file.

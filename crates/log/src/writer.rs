@@ -47,11 +47,33 @@ use crate::reader::LogReader;
 use crate::recovery::{end_of_segment, next_offset_after_packed, recover_last, Recovery};
 use crate::segment::{
     check_named_rightly, create_segment, list_segment_file_lens, list_segment_files,
-    rewrite_empty_segment, segment_path, Kind, PackedSegments,
+    restore_plain_header, rewrite_empty_segment, segment_path, Kind, PackedSegments,
 };
 use crate::segz::Compression;
 use crate::vfs::{create_dir_durably, LockGuard, StdVfs, Vfs};
 use crate::Position;
+
+/// A segment file whose damaged header (and, for a `.segz`, block index)
+/// [`Log::restore_headers`] wrote again from what the file shows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RewrittenHeader {
+    /// The segment's base offset.
+    pub base: u64,
+    /// A `.segz` (header and block index written again), else a `.seg`.
+    pub compressed: bool,
+    /// What was wrong.
+    pub what: &'static str,
+}
+
+impl RewrittenHeader {
+    /// The file's name in the log directory.
+    pub fn file_name(&self) -> String {
+        match self.compressed {
+            true => crate::segz_file_name(self.base),
+            false => crate::segment_file_name(self.base),
+        }
+    }
+}
 
 /// Size of the in-memory append buffer; it is written out when it fills up.
 pub const WRITE_BUFFER_BYTES: usize = 1 << 20;
@@ -437,24 +459,34 @@ impl Log {
         Ok(done)
     }
 
-    /// Writes again the header and block index of every sealed `.segz`
-    /// whose header or index is damaged while its file shows that every
-    /// block was found and every block reads back
-    /// (docs/FORMAT.md §1.7): the same frames at the same
-    /// positions. Returns each such segment's base and what was wrong.
-    /// A `.segz` that lost records is left as it is.
-    pub fn restore_compressed(&mut self) -> Result<Vec<(u64, &'static str)>> {
+    /// Writes again the damaged headers the files show, their records
+    /// unchanged: of every sealed `.segz` whose header or block index is
+    /// damaged while its file shows that every block was found and every
+    /// block reads back (docs/FORMAT.md §1.7: the same frames at the same
+    /// positions), and of every `.seg` whose header bytes are damaged while
+    /// its first record names its base (§1.3). A file that lost records
+    /// is left as it is.
+    pub fn restore_headers(&mut self) -> Result<Vec<RewrittenHeader>> {
         let c = self.opts.compression.unwrap_or_default();
         let mut work = Compactor::new(self.opts.direct_io);
         let mut done = Vec::new();
+        // Not beside the compressor, which reads sealed `.seg`s and renames
+        // `.segz`s into place: the listing stays true while the lock is held.
+        let _turn = self.compact_turn.write().unwrap_or_else(|e| e.into_inner());
         for (base, kind) in list_segment_files(self.vfs.as_ref(), &self.dir)? {
-            if kind == Kind::Packed && base < self.base {
-                let _turn = self.compact_turn.write().unwrap_or_else(|e| e.into_inner());
-                if let Some(what) =
+            let what = match kind {
+                Kind::Packed if base < self.base => {
                     restore_container(self.vfs.as_ref(), &self.dir, base, c, &mut work)?
-                {
-                    done.push((base, what));
                 }
+                Kind::Packed => None,
+                Kind::Plain => restore_plain_header(&self.vfs, &self.dir, base)?,
+            };
+            if let Some(what) = what {
+                done.push(RewrittenHeader {
+                    base,
+                    compressed: kind == Kind::Packed,
+                    what,
+                });
             }
         }
         Ok(done)

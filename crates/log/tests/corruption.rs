@@ -257,3 +257,60 @@ fn scanning_resumes_after_a_zeroed_region() {
         }
     );
 }
+
+/// A flipped byte anywhere in a `.seg` header, sealed or the last one,
+/// loses no record: `verify` says `reindex` writes it again, and a
+/// writer's `restore_headers` writes the header it had, byte for byte
+/// (until 2026-12-07 nothing did, and the log stayed NOT CLEAN for good:
+/// an outside audit). With the first record damaged too, the file does
+/// not show its base, and nothing is written.
+#[test]
+fn a_damaged_seg_header_is_written_again_from_its_first_record() {
+    let f = fixture(2048, 80, 120);
+    let segs = LogReader::open(&f.dir).unwrap().segments();
+    let rewritable = |d: &ccvault_log::Damage| {
+        matches!(d.reason, ccvault_log::DamageReason::RewritableHeader(_))
+    };
+    for seg in [segs[1], segs[segs.len() - 1]] {
+        let path = f.dir.join(ccvault_log::segment_file_name(seg));
+        let original = std::fs::read(&path).unwrap();
+        for at in 0..HEADER_LEN as usize {
+            let mut data = original.clone();
+            data[at] ^= 0x01;
+            std::fs::write(&path, &data).unwrap();
+            let report = verify(&f.dir).unwrap();
+            assert_eq!(report.records, f.n, "flip at {at}");
+            let [d] = &report.damage[..] else {
+                panic!("flip at {at}: {:?}", report.damage);
+            };
+            assert!(rewritable(d), "flip at {at}: {d}");
+            assert!(
+                d.to_string()
+                    .contains("`ccvault reindex` writes the header again"),
+                "{d}"
+            );
+            let (mut log, _) = Log::open(&f.dir, opts(2048), None).unwrap();
+            let rewritten = log.restore_headers().unwrap();
+            let named: Vec<_> = rewritten.iter().map(|h| (h.base, h.compressed)).collect();
+            assert_eq!(named, [(seg, false)], "flip at {at}");
+            assert!(log.restore_headers().unwrap().is_empty(), "twice");
+            drop(log);
+            assert!(std::fs::read(&path).unwrap() == original, "flip at {at}");
+            assert!(verify(&f.dir).unwrap().is_clean(), "flip at {at}");
+        }
+    }
+    // The first frame's magic too: the base is not shown.
+    let path = f.dir.join(ccvault_log::segment_file_name(segs[1]));
+    let original = std::fs::read(&path).unwrap();
+    let mut data = original.clone();
+    data[3] ^= 0x01;
+    data[HEADER_LEN as usize] ^= 0x01;
+    std::fs::write(&path, &data).unwrap();
+    let report = verify(&f.dir).unwrap();
+    assert_eq!(report.records, f.n - 1);
+    assert!(!report.damage.iter().any(rewritable), "{:?}", report.damage);
+    let (mut log, _) = Log::open(&f.dir, opts(2048), None).unwrap();
+    assert!(log.restore_headers().unwrap().is_empty());
+    drop(log);
+    assert!(std::fs::read(&path).unwrap() == data, "written");
+}

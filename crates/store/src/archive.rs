@@ -255,10 +255,10 @@ pub struct OpenReport {
     pub reindexed_tail: u64,
     /// The index was ahead of the log or unreadable and was rebuilt.
     pub index_rebuilt: bool,
-    /// Compressed segments whose damaged header or block index a reindex
-    /// wrote again from their blocks (base offset, what was wrong), their
-    /// records unchanged ([`ccvault_log::Log::restore_compressed`]).
-    pub rewritten_containers: Vec<(u64, &'static str)>,
+    /// Segment files whose damaged header (and a `.segz`'s block index) a
+    /// reindex wrote again from what the file shows, their records
+    /// unchanged ([`ccvault_log::Log::restore_headers`]).
+    pub rewritten_headers: Vec<ccvault_log::RewrittenHeader>,
 }
 
 /// The single writer of an archive directory.
@@ -449,7 +449,7 @@ impl Archive {
         options: ArchiveOptions,
     ) -> Result<(Archive, OpenReport, u64)> {
         let (mut archive, mut report, todo) = Archive::open_unindexed(dir, options)?;
-        report.rewritten_containers = archive.log.restore_compressed()?;
+        report.rewritten_headers = archive.log.restore_headers()?;
         let indexed = archive.rebuild_index();
         let indexed = archive.unless_placeholder_left(&todo, indexed)?;
         archive.tally_untallied_counts()?;

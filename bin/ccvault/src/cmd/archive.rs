@@ -87,11 +87,13 @@ fn report_open(cli: &Cli, report: &OpenReport) {
             report.reindexed_tail
         );
     }
-    for (base, what) in &report.rewritten_containers {
-        status!(
-            "wrote the header and block index of {} again from its blocks ({what}): its records are unchanged",
-            ccvault_store::segz_file_name(*base)
-        );
+    for header in &report.rewritten_headers {
+        let (name, what) = (header.file_name(), header.what);
+        if header.compressed {
+            status!("wrote the header and block index of {name} again from its blocks ({what}): its records are unchanged");
+        } else {
+            status!("wrote the header of {name} again from its first record ({what}): its records are unchanged");
+        }
     }
 }
 
@@ -894,8 +896,8 @@ pub fn reindex(cli: &Cli, format: HumanJson) -> Result<ExitCode> {
             &json!({"records": n, "seconds": (secs * 1000.0).round() / 1000.0,
                     "recordsPerSec": rate.round(),
                     "projectionsRebuilt": projections.is_some(),
-                    "rewrittenContainers": report.rewritten_containers.iter()
-                        .map(|(base, _)| ccvault_store::segz_file_name(*base)).collect::<Vec<_>>(),
+                    "rewrittenHeaders": report.rewritten_headers.iter()
+                        .map(|h| h.file_name()).collect::<Vec<_>>(),
                     "peakRssKiB": crate::output::peak_rss_kib()}),
         )?,
         HumanJson::Human => {
