@@ -1706,6 +1706,43 @@ fn the_wallboard_of_a_simulated_instant_is_the_simulators_truth() {
     );
 }
 
+/// A `--data-dir` that no archive can appear at (a file) is an error, exit
+/// 1, as for every command: until 2026-12-07 the server ran on, warning at
+/// every refresh (an outside audit).
+#[test]
+fn a_server_over_a_file_says_so_and_exits() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("afile");
+    std::fs::write(&file, b"").unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_ccvault"))
+        .arg("--data-dir")
+        .arg(&file)
+        .args(["serve", "--addr", "127.0.0.1:0"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            child.kill().unwrap();
+            panic!("serve over a file is still running");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let mut said = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut said).unwrap();
+    assert_eq!(status.code(), Some(1), "{said}");
+    assert!(
+        said.contains("is a file, not an archive directory"),
+        "{said}"
+    );
+    assert!(!said.contains("serving"), "{said}");
+}
+
 /// A server started before its archive exists (before the ingest that
 /// creates it) says so once on stderr, answers 503, and serves the archive
 /// as soon as an import has made it.

@@ -185,18 +185,24 @@ pub fn announce(addr: SocketAddr, tls: bool) {
 
 pub fn serve(cli: &Cli, args: &ServeArgs) -> Result<ExitCode> {
     crate::cmd::no_format(cli, "serve")?;
-    let opts = args.options()?;
     // Serving before the archive exists is allowed (a server started before
     // the ingest that creates it), but said once, not only in the warnings
-    // of every refresh.
-    if let Err(ccvault_store::StoreError::NoArchive(dir)) =
-        ccvault_store::require_archive(&cli.data_dir)
-    {
-        crate::status!(
+    // of every refresh. A path no archive can appear at (a file, a dangling
+    // link, one that cannot be read) is an error, as for every command:
+    // until 2026-12-07 the server ran on, warning at every refresh.
+    match ccvault_store::require_archive(&cli.data_dir) {
+        Ok(_) => {}
+        Err(ccvault_store::StoreError::NoArchive(dir)) => crate::status!(
             "no archive at {} yet: the wallboard and the search page say so, and the other pages and /api/* answer 503, until an import or an ingest creates one",
             dir.display()
-        );
+        ),
+        Err(e) => {
+            return Err(e).with_context(|| {
+                format!("cannot serve archive {}", cli.data_dir.display())
+            })
+        }
     }
+    let opts = args.options()?;
     let live = args.live(cli)?;
     let runtime = super::runtime()?;
     runtime.block_on(async {
