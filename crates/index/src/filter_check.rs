@@ -90,7 +90,13 @@ impl IndexReader {
     pub fn filter_problems(&self) -> Result<Vec<String>> {
         guarded(&self.path, || {
             let path = &self.path;
-            let sealed = self.meta("sealed_generations")?.unwrap_or(0);
+            let (stated, sealed) = self.sealed_generations()?;
+            let mut problems = Vec::new();
+            if stated != sealed {
+                problems.push(format!(
+                    "`meta` sealed_generations says {stated} generations are complete, but the index's records fill at most {sealed}; `ccvault reindex` rebuilds the index"
+                ));
+            }
             // A table no commit created holds no keys.
             let (guid, payload) = (self.table(BY_GUID)?, self.table(BY_PAYLOAD)?);
             let gen_filters = self.table(FILTERS)?;
@@ -167,10 +173,12 @@ impl IndexReader {
                     }
                 }
             }
-            Ok(tallies
-                .into_iter()
-                .filter_map(|(which, t)| problem(which, &t))
-                .collect())
+            problems.extend(
+                tallies
+                    .into_iter()
+                    .filter_map(|(which, t)| problem(which, &t)),
+            );
+            Ok(problems)
         })
     }
 }

@@ -25,7 +25,7 @@ use crate::schema::{
 };
 use crate::{
     agent_hash, guid_hash, Checkpoint, Counters, Hit, IndexError, PackedTotals, PostingDigest,
-    PostingKind, Result, INDEX_VERSION,
+    PostingKind, Result, GENERATION_RECORDS, INDEX_VERSION,
 };
 
 /// A snapshot of the index as of one commit.
@@ -258,6 +258,17 @@ impl IndexReader {
         }))
     }
 
+    /// `sealed_generations` as stored, and as far as it can be true: a
+    /// generation is complete only once the index holds a record past it,
+    /// so no more than the checkpoint's offsets fill. A damaged value
+    /// (one flipped bit made it 2^40) would have every pass over the
+    /// generations run, and allocate, without end.
+    pub(crate) fn sealed_generations(&self) -> Result<(u64, u64)> {
+        let stored = self.meta("sealed_generations")?.unwrap_or(0);
+        let next = self.checkpoint()?.map_or(0, |c| c.next_offset);
+        Ok((stored, stored.min(next.div_ceil(GENERATION_RECORDS))))
+    }
+
     pub fn checkpoint(&self) -> Result<Option<Checkpoint>> {
         let Some(next_offset) = self.meta("checkpoint.next_offset")? else {
             return Ok(None);
@@ -301,7 +312,7 @@ impl IndexReader {
     pub(crate) fn filters(&self) -> Result<Filters> {
         guarded(&self.path, || {
             let mut filters = Filters::default();
-            let sealed = self.meta("sealed_generations")?.unwrap_or(0);
+            let (_, sealed) = self.sealed_generations()?;
             let Some(t) = self.table(FILTERS)? else {
                 return Ok(filters);
             };
@@ -385,7 +396,7 @@ impl IndexReader {
     /// a generation; exact, as a filter never rejects a key it holds.
     pub(crate) fn guid_generations(&self, hash: u64, gens: u64) -> Result<Vec<u64>> {
         guarded(&self.path, || {
-            let sealed = self.meta("sealed_generations")?.unwrap_or(0).min(gens);
+            let sealed = self.sealed_generations()?.1.min(gens);
             let blocks = match sealed {
                 0 => None,
                 _ => self.table(GUID_BLOCKS)?,

@@ -18,8 +18,8 @@ use std::sync::Arc;
 
 use crate::error::{LogError, Result};
 use crate::format::{
-    check_header, encode_header, encode_header_version, stated_base, HeaderProblem, FORMAT_VERSION,
-    HEADER_LEN, OLDEST_READABLE_VERSION,
+    check_header, encode_header, encode_header_version, stated_base, HeaderProblem, RecordKind,
+    FORMAT_VERSION, HEADER_LEN, OLDEST_READABLE_VERSION,
 };
 use crate::scan::{Scan, ScanRef};
 use crate::vfs::{OpenMode, Vfs, VfsFile};
@@ -326,9 +326,19 @@ pub(crate) fn restore_plain_header(
     if !shows_base {
         return Ok(None);
     }
+    // Version 1 holds no tally (§1.3): one that states it over a tally
+    // (2 with two bits flipped) was 2.
     let stated = u16::from_le_bytes([h[8], h[9]]);
-    let version = if (OLDEST_READABLE_VERSION..=FORMAT_VERSION).contains(&stated) {
-        stated
+    let mut holds_tally = || {
+        std::iter::from_fn(|| {
+            scan.next_ref().map(
+                |item| matches!(item, Ok(ScanRef::Record(_, rec)) if rec.kind == RecordKind::Tally),
+            )
+        })
+        .any(|tally| tally)
+    };
+    let version = if stated == 1 && !holds_tally() {
+        1
     } else {
         FORMAT_VERSION
     };

@@ -299,9 +299,21 @@ fn a_damaged_seg_header_is_written_again_from_its_first_record() {
             assert!(verify(&f.dir).unwrap().is_clean(), "flip at {at}");
         }
     }
-    // The first frame's magic too: the base is not shown.
+    // Version 2 read as 1 (two bits): version 1 holds no tally, so a
+    // segment with one gets 2 back, byte for byte.
     let path = f.dir.join(ccvault_log::segment_file_name(segs[1]));
     let original = std::fs::read(&path).unwrap();
+    let (first, end) = (segs[1], segs[2]);
+    assert!((first..end).any(TestRec::is_tally), "{first}..{end}");
+    let mut data = original.clone();
+    data[8] ^= 0x03;
+    std::fs::write(&path, &data).unwrap();
+    let (mut log, _) = Log::open(&f.dir, opts(2048), None).unwrap();
+    assert_eq!(log.restore_headers().unwrap().len(), 1);
+    drop(log);
+    assert!(std::fs::read(&path).unwrap() == original, "version 1");
+
+    // The first frame's magic too: the base is not shown.
     let mut data = original.clone();
     data[3] ^= 0x01;
     data[HEADER_LEN as usize] ^= 0x01;

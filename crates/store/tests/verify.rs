@@ -220,12 +220,7 @@ fn every_count_stats_prints_is_checked_against_the_log() {
         let t = txn.open_table(meta).unwrap();
         t.get(key).unwrap().map(|v| v.value())
     };
-    let write = |key: &str, value: u64| {
-        let db = redb::Database::open(dir.path().join("index.redb")).unwrap();
-        let txn = db.begin_write().unwrap();
-        txn.open_table(meta).unwrap().insert(key, value).unwrap();
-        txn.commit().unwrap();
-    };
+    let write = |key: &str, value: u64| common::set_index_meta(dir.path(), key, value);
     for (key, said) in [
         ("events", "`meta` events: the index says 22, the log's records give 21"),
         ("quarantined", "`meta` quarantined: the index says 2, the log's records give 1"),
@@ -245,6 +240,26 @@ fn every_count_stats_prints_is_checked_against_the_log() {
         write(key, was);
     }
     assert!(verify(dir.path()).unwrap().is_clean());
+}
+
+/// A `sealed_generations` no index's records can fill (one flipped bit
+/// made it 2^40, and `verify` grew without end, as would every writer's
+/// open: an outside audit) is named, and nothing runs over it.
+#[test]
+fn an_impossible_count_of_sealed_generations_is_named_and_bounded() {
+    let dir = archive_with(50);
+    common::set_index_meta(dir.path(), "sealed_generations", 1 << 40);
+    let problems = verify(dir.path()).unwrap().index_problems;
+    assert_eq!(problems.len(), 1, "{problems:#?}");
+    assert!(
+        problems[0].contains(&format!(
+            "`meta` sealed_generations says {} generations are complete, but the index's records fill at most 1",
+            1u64 << 40
+        )),
+        "{problems:#?}"
+    );
+    let (archive, _) = Archive::open(dir.path(), ArchiveOptions::default()).unwrap();
+    archive.close().unwrap();
 }
 
 /// Many small index commits, while appending and while rebuilding: every

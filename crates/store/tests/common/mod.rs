@@ -30,14 +30,18 @@ pub fn incoming(raw: &str, line: u64) -> Incoming<'_> {
 /// otherwise, which is what makes an index unusable).
 #[allow(dead_code)] // Not every test file uses it.
 pub fn set_index_version(dir: &std::path::Path, version: u64) {
+    set_index_meta(dir, "version", version);
+}
+
+/// Writes `value` under `key` in the index's meta table, behind the
+/// archive's back.
+#[allow(dead_code)] // Not every test file uses it.
+pub fn set_index_meta(dir: &std::path::Path, key: &str, value: u64) {
     let db = redb::Database::open(dir.join("index.redb")).unwrap();
     let txn = db.begin_write().unwrap();
     {
         let meta: redb::TableDefinition<&str, u64> = redb::TableDefinition::new("meta");
-        txn.open_table(meta)
-            .unwrap()
-            .insert("version", version)
-            .unwrap();
+        txn.open_table(meta).unwrap().insert(key, value).unwrap();
     }
     txn.commit().unwrap();
 }
