@@ -1349,12 +1349,36 @@ fn segment_files_renamed_copied_or_made_up_stop_every_writer_untouched() {
         let run = ccvault(&swapped, &args);
         assert_eq!(run.code, 1, "{args:?}: {}", run.stderr);
         let said = format!(
-            "{} holds the segment of base offset {b} (its header says so)",
+            "{} holds the segment of base offset {b} (its header says so",
             pa.display()
         );
         assert!(run.stderr.contains(&said), "{args:?}: {}", run.stderr);
         assert!(files(&swapped) == before, "{args:?} changed the log");
     }
+    // The same with a byte of each header flipped: each file's first
+    // record says which segment it holds (until 2026-12-07 such a pair was
+    // read in place, reindexed without the first file's records for good,
+    // and a copy past the last segment was appended to: an outside audit).
+    flip(&pa, 0);
+    flip(&pb, 0);
+    let before = files(&swapped);
+    let said = ccvault(&swapped, &["verify", "--no-projections"]).stdout_str();
+    let misnamed = said
+        .lines()
+        .filter(|l| l.starts_with("DAMAGE") && l.contains("the file holds the segment"))
+        .count();
+    assert_eq!(misnamed, 2, "{said}");
+    assert!(exported(&swapped) == left, "export read the damaged pair");
+    for args in [
+        &["-q", "reindex"][..],
+        &["-q", "import", p.input.to_str().unwrap()],
+    ] {
+        let run = ccvault(&swapped, args);
+        assert_eq!(run.code, 1, "{args:?}: {}", run.stderr);
+        assert!(files(&swapped) == before, "{args:?} changed the log");
+    }
+    flip(&pa, 0);
+    flip(&pb, 0);
     fs::rename(&pa, &moved).unwrap();
     fs::rename(&pb, &pa).unwrap();
     fs::rename(&moved, &pb).unwrap();
@@ -1365,6 +1389,20 @@ fn segment_files_renamed_copied_or_made_up_stop_every_writer_untouched() {
     let copied = p.copy("copied");
     let copy = seg_path(&copied, last + 100_000);
     fs::copy(seg_path(&copied, a), &copy).unwrap();
+    let before = files(&copied);
+    let run = ccvault(&copied, &["-q", "import", p.input.to_str().unwrap()]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(
+        run.stderr.contains(&format!(
+            "{} holds the segment of base offset {a}",
+            copy.display()
+        )),
+        "{}",
+        run.stderr
+    );
+    assert!(files(&copied) == before, "the import changed the log");
+    // A copy with its header damaged: its first record says what it holds.
+    flip(&copy, 3);
     let before = files(&copied);
     let run = ccvault(&copied, &["-q", "import", p.input.to_str().unwrap()]);
     assert_eq!(run.code, 1, "{}", run.stderr);
@@ -1984,19 +2022,18 @@ fn a_damaged_segz_header_is_written_again_by_reindex() {
         run.stderr
     );
 
-    // The same copy with its header damaged too: it cannot be told by its
-    // header, but its blocks start at another offset than its name's, so
-    // no rewrite is offered; and the log's last file now, it does not
-    // continue the log, so a writer refuses it, leaving every file as it
-    // is (it adopted it and appended after it: a gap of offsets for good).
+    // The same copy with its header damaged too: the copy of its `.seg`
+    // header it keeps says which segment it holds (since 2026-12-07), so
+    // it is named as a copy, no rewrite is offered, and a writer refuses
+    // it, leaving every file as it is (it adopted it and appended after
+    // it: a gap of offsets for good).
     flip(&copy, 21);
-    let run = ccvault(&dir, &["verify", "--no-projections"]);
-    assert_eq!(run.code, 1, "{}", run.stderr);
+    let (out, damage) = the_damage_line(&dir, &["verify", "--no-projections"]);
     assert!(
-        !run.stdout_str().contains("ccvault reindex` writes"),
-        "{}",
-        run.stdout_str()
+        damage.contains("the file holds the segment of base offset 0"),
+        "{out}"
     );
+    assert!(!out.contains("ccvault reindex` writes"), "{out}");
     let before = log_contents(&dir);
     for args in [
         &["-q", "reindex"][..],
@@ -2005,7 +2042,7 @@ fn a_damaged_segz_header_is_written_again_by_reindex() {
         let run = ccvault(&dir, args);
         assert_eq!(run.code, 1, "{args:?}: {}", run.stderr);
         assert!(
-            run.stderr.contains("its name does not continue the log"),
+            run.stderr.contains("holds the segment of base offset 0"),
             "{args:?}: {}",
             run.stderr
         );

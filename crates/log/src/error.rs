@@ -67,7 +67,7 @@ pub enum LogError {
     /// Opening for writing would take its records for damage (their
     /// offsets repeat or go back) and a `reindex` would leave them out.
     #[error(
-        "{} holds the segment of base offset {holds} (its header says so), not the one its name gives: \
+        "{} holds the segment of base offset {holds} (its header says so, or its first record where the header is damaged), not the one its name gives: \
          segment files renamed, or a file copied into the log directory; the log's files were left as \
          they are: rename it to {} (if that name is taken by a file holding another segment, the two \
          were swapped: rename both; if by the same segment, this one is a copy: move it out of the log \

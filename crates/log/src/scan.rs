@@ -121,7 +121,7 @@ impl fmt::Display for DamageReason {
             ),
             DamageReason::Misnamed { holds } => write!(
                 f,
-                "the file holds the segment of base offset {holds} (its header says so), not the one its \
+                "the file holds the segment of base offset {holds} (its header says so, or its first record where the header is damaged), not the one its \
                  name gives: renamed, or copied into the log directory; its records are not read here \
                  (rename it to the name of offset {holds}, or move a copy out)"
             ),

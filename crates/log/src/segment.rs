@@ -18,8 +18,9 @@ use std::sync::Arc;
 
 use crate::error::{LogError, Result};
 use crate::format::{
-    check_header, encode_header, encode_header_version, stated_base, HeaderProblem, RecordKind,
-    FORMAT_VERSION, HEADER_LEN, OLDEST_READABLE_VERSION,
+    check_header, decode_body, encode_header, encode_header_version, frame_crc, frame_header,
+    stated_base, HeaderProblem, RecordKind, FORMAT_VERSION, FRAME_HEADER_LEN, HEADER_LEN,
+    MAX_BODY_LEN, MIN_BODY_LEN, OLDEST_READABLE_VERSION, RECORD_MAGIC,
 };
 use crate::scan::{Scan, ScanRef};
 use crate::vfs::{OpenMode, Vfs, VfsFile};
@@ -222,10 +223,14 @@ pub(crate) fn open_segment(vfs: &dyn Vfs, dir: &Path, base: u64) -> Result<Optio
     Ok(None)
 }
 
-/// The base the header of segment file `base` of `kind` states when it is
-/// well formed and states another one than its name (a file renamed or
-/// copied into the log directory). Damaged headers give `None`: they are
-/// damage, found and reported by the scans.
+/// The base segment file `base` of `kind` holds when that is another one
+/// than its name (a file renamed or copied into the log directory): the
+/// base its header states when the header is well formed; else, its bytes
+/// damaged, the base the file shows otherwise (a `.seg`'s first record at
+/// byte 32, a `.segz`'s copy of its `.seg` header; until 2026-12-07 a
+/// copy or a swap with a flipped header byte was read in place, and a
+/// writer appended to such a copy: an outside audit). A file that shows
+/// none gives `None`: it is damage, found and reported by the scans.
 pub(crate) fn misnamed(vfs: &dyn Vfs, dir: &Path, base: u64, kind: Kind) -> Result<Option<u64>> {
     let path = kind_path(dir, base, kind);
     // A file that cannot be read says nothing of its name: it is the
@@ -241,11 +246,46 @@ pub(crate) fn misnamed(vfs: &dyn Vfs, dir: &Path, base: u64, kind: Kind) -> Resu
         return Ok(None);
     };
     let head = h.get(..got).unwrap_or_default();
-    let stated = match kind {
-        Kind::Plain => crate::format::stated_base(head),
-        Kind::Packed => crate::segz::stated_base(head),
+    let holds = match kind {
+        Kind::Plain => match crate::format::stated_base(head) {
+            Some(stated) => Some(stated),
+            None => first_record_offset(file.as_ref(), &path)?,
+        },
+        Kind::Packed => crate::segz::stated_base(head).or_else(|| {
+            let copy = head.get(SEGZ_SEG_HEADER_AT..SEGZ_SEG_HEADER_AT + HEADER_LEN as usize)?;
+            crate::format::stated_base(copy)
+        }),
     };
-    Ok(stated.filter(|&holds| holds != base))
+    Ok(holds.filter(|&holds| holds != base))
+}
+
+/// Where a `.segz` header keeps a copy of its `.seg` header (FORMAT §1.7).
+const SEGZ_SEG_HEADER_AT: usize = 40;
+
+/// The offset of the valid record at byte 32 of the `.seg` `file`, if one
+/// starts there: the base of the segment the file holds.
+fn first_record_offset(file: &dyn VfsFile, path: &Path) -> Result<Option<u64>> {
+    let mut head = [0u8; FRAME_HEADER_LEN as usize];
+    let at = u64::from(HEADER_LEN);
+    if read_full_at(file, path, &mut head, at)? < head.len() {
+        return Ok(None);
+    }
+    let Some((magic, len, crc)) = frame_header(&head) else {
+        return Ok(None);
+    };
+    if magic != RECORD_MAGIC || !(MIN_BODY_LEN..=MAX_BODY_LEN).contains(&len) {
+        return Ok(None);
+    }
+    let mut body = vec![0u8; len as usize];
+    if read_full_at(file, path, &mut body, at + u64::from(FRAME_HEADER_LEN))? < body.len() {
+        return Ok(None);
+    }
+    let valid = head
+        .get(4..8)
+        .is_some_and(|len_bytes| frame_crc(len_bytes, &body) == crc);
+    Ok(valid
+        .then(|| decode_body(&body).ok().map(|r| r.offset))
+        .flatten())
 }
 
 /// [`LogError::Misnamed`] for segment file `base` of `kind` when it is
