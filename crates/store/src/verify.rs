@@ -681,6 +681,12 @@ fn index_problems(reader: &ArchiveReader, catch_up: CatchUp) -> Result<(Vec<Stri
     // Through the small cache too: one pass over each generation's keys.
     problems.extend(digests.filter_problems()?);
     problems.extend(digests.lookup_problems()?);
+    // The interactions `by_guid` holds, when it is the log's (else
+    // reported above), through the small cache too.
+    let guids = match differing.contains(&PostingKind::Guid) {
+        true => None,
+        false => Some(digests.distinct_guids()?),
+    };
     drop(small);
     problems.extend(index.key_range_problems(&places)?);
 
@@ -740,12 +746,8 @@ fn index_problems(reader: &ArchiveReader, catch_up: CatchUp) -> Result<(Vec<Stri
         // With the records agreeing, every other count `stats` prints is
         // the log's too (an outside audit: one flipped byte of the index's
         // `meta` made `stats` say 0 interactions, with `verify` clean).
-        let interactions = match differing.contains(&PostingKind::Guid) {
-            // Reported above: the count of a `by_guid` that is not the log's
-            // says nothing more.
-            true => counters.interactions,
-            false => index.distinct_guids()?,
-        };
+        // A `by_guid` that is not the log's says nothing more.
+        let interactions = guids.unwrap_or(counters.interactions);
         problems.extend(counter_problems(&counters, &seen, interactions, &times));
     }
     problems.extend(tally_problem(
