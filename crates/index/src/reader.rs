@@ -260,13 +260,17 @@ impl IndexReader {
 
     /// `sealed_generations` as stored, and as far as it can be true: a
     /// generation is complete only once the index holds a record past it,
-    /// so no more than the checkpoint's offsets fill. A damaged value
-    /// (one flipped bit made it 2^40) would have every pass over the
-    /// generations run, and allocate, without end.
+    /// so no more than the checkpoint's offsets fill (an index committed
+    /// without a checkpoint, as tests commit, is taken at its word). A
+    /// damaged value (one flipped bit made it 2^40) would have every pass
+    /// over the generations run, and allocate, without end.
     pub(crate) fn sealed_generations(&self) -> Result<(u64, u64)> {
         let stored = self.meta("sealed_generations")?.unwrap_or(0);
-        let next = self.checkpoint()?.map_or(0, |c| c.next_offset);
-        Ok((stored, stored.min(next.div_ceil(GENERATION_RECORDS))))
+        let bound = match self.checkpoint()? {
+            Some(c) => c.next_offset.div_ceil(GENERATION_RECORDS),
+            None => stored,
+        };
+        Ok((stored, stored.min(bound)))
     }
 
     pub fn checkpoint(&self) -> Result<Option<Checkpoint>> {
