@@ -230,6 +230,14 @@ impl LogReader {
         })
     }
 
+    /// The compressed segments of a fresh listing, as a writer counts them
+    /// ([`crate::Log::packed_segments`]): what `verify` holds the index's
+    /// record of them to.
+    pub fn packed_listed(&self) -> Result<PackedSegments> {
+        let files = list_segment_file_lens(self.inner.vfs.as_ref(), &self.inner.dir)?;
+        Ok(PackedSegments::of_listing(&files))
+    }
+
     /// Total size in bytes of all segment files, as stored (a compressed
     /// segment counts its compressed length).
     pub fn total_bytes(&self) -> u64 {

@@ -23,11 +23,12 @@ use std::sync::mpsc;
 
 use ccvault_event::{parse_event, resolve_time, Arrival, Keys};
 use ccvault_index::{
-    guid_place, payload_hash, time_place, Counters, ExpectedRanges, PostingDigest, PostingKind,
-    INDEX_VERSION,
+    guid_place, payload_hash, time_place, Counters, ExpectedRanges, PackedTotals, PostingDigest,
+    PostingKind, INDEX_VERSION,
 };
 use ccvault_log::{
-    verify as verify_log, DamageReason, Position, RecordRef, ScanRef, SourceKind, StdVfs, Tally,
+    verify as verify_log, DamageReason, PackedSegments, Position, RecordRef, ScanRef, SourceKind,
+    StdVfs, Tally,
 };
 
 use crate::archive::{arrival, payload_time};
@@ -610,6 +611,40 @@ fn counter_problems(
         .collect()
 }
 
+/// Where the index's record of the compressed segments (`meta` packed.*)
+/// says what their files do not: more of them than there are (every read
+/// then warns that the rest are missing), or, as many, other lengths
+/// (`stats` prints the log's size from it) or other bases. Fewer is a
+/// commit that had not yet seen the latest compression: nothing wrong.
+fn packed_problem(recorded: Option<PackedTotals>, listed: PackedSegments) -> Option<String> {
+    let recorded = recorded?;
+    let fix = "`ccvault reindex` writes it again";
+    if recorded.count > listed.count {
+        return Some(format!(
+            "`meta` packed.count: the index counts {} compressed segment files, the log directory \
+             holds {} (every read warns that the rest are missing); if none is, {fix}",
+            recorded.count, listed.count
+        ));
+    }
+    if recorded.count < listed.count {
+        return None;
+    }
+    let (field, have, want, effect) = if recorded.bytes != listed.bytes {
+        let effect = "`stats` prints the log's size from it";
+        ("bytes", recorded.bytes, listed.bytes, effect)
+    } else if recorded.bases != listed.bases {
+        let effect = "`stats` then lists the log to size it";
+        ("bases", recorded.bases, listed.bases, effect)
+    } else {
+        return None;
+    };
+    Some(format!(
+        "`meta` packed.{field}: the index says {have}, the {} compressed segment files give \
+         {want} ({effect}); {fix}",
+        listed.count
+    ))
+}
+
 /// The last segment file of `log_dir` and its length, when it is a `.seg`
 /// (the one a writer appends to and an open repairs).
 fn last_segment_length(log_dir: &Path) -> Option<(std::path::PathBuf, u64)> {
@@ -750,6 +785,10 @@ fn index_problems(reader: &ArchiveReader, catch_up: CatchUp) -> Result<(Vec<Stri
         let interactions = guids.unwrap_or(counters.interactions);
         problems.extend(counter_problems(&counters, &seen, interactions, &times));
     }
+    problems.extend(packed_problem(
+        index.packed()?,
+        reader.log().packed_listed()?,
+    ));
     problems.extend(tally_problem(
         index.tally_offset()?,
         (counters.duplicates, counters.control),

@@ -165,3 +165,73 @@ fn a_reads_repair_leaves_the_segments_as_they_are() {
     std::thread::sleep(std::time::Duration::from_millis(300));
     assert_eq!(plain(dir), before);
 }
+
+/// `verify` holds the index's record of the compressed segments to their
+/// files: a flipped `packed.count` made every read warn of missing files,
+/// and a flipped `packed.bytes` made `stats` misreport the log's size,
+/// with `verify` clean (an outside audit). A count behind the files (a
+/// compression no commit recorded yet) is no problem.
+#[test]
+fn verify_checks_the_record_of_compressed_segments() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let options = ArchiveOptions {
+        segment_bytes: 16 << 10,
+        index_commit_records: 1_000,
+        ..ArchiveOptions::default()
+    };
+    let (mut archive, _) = Archive::open(dir, options.clone()).unwrap();
+    append(&mut archive, 0, 3_000);
+    archive.close().unwrap();
+    let (archive, _) = Archive::open(dir, options.clone()).unwrap();
+    wait_compressed(dir);
+    drop(archive);
+    let report = ccvault_store::verify(dir).unwrap();
+    assert!(report.is_clean(), "behind the files: {report:?}");
+
+    let (mut archive, _) = Archive::open(dir, options).unwrap();
+    archive.rebuild_index().unwrap();
+    archive.close().unwrap();
+    assert!(ccvault_store::verify(dir).unwrap().is_clean());
+    let packed = ArchiveReader::open_brief(dir)
+        .unwrap()
+        .index()
+        .packed()
+        .unwrap()
+        .unwrap();
+    assert!(packed.count > 1, "{packed:?}");
+    for (key, was, said) in [
+        (
+            "packed.count",
+            packed.count,
+            format!(
+                "`meta` packed.count: the index counts {} compressed segment files, the log directory holds {}",
+                packed.count + 1,
+                packed.count
+            ),
+        ),
+        (
+            "packed.bytes",
+            packed.bytes,
+            format!(
+                "`meta` packed.bytes: the index says {}, the {} compressed segment files give {} (`stats` prints the log's size from it)",
+                packed.bytes + 1,
+                packed.count,
+                packed.bytes
+            ),
+        ),
+        (
+            "packed.bases",
+            packed.bases,
+            "`meta` packed.bases: the index says".to_owned(),
+        ),
+    ] {
+        common::set_index_meta(dir, key, was.wrapping_add(1));
+        let problems = ccvault_store::verify(dir).unwrap().index_problems;
+        assert_eq!(problems.len(), 1, "{key}: {problems:#?}");
+        assert!(problems[0].starts_with(&said), "{key}: {problems:#?}");
+        assert!(problems[0].ends_with("`ccvault reindex` writes it again"));
+        common::set_index_meta(dir, key, was);
+    }
+    assert!(ccvault_store::verify(dir).unwrap().is_clean());
+}
