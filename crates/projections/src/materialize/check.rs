@@ -263,7 +263,9 @@ impl Projections {
         )?;
         compare(
             "interactions_by_offered",
-            guarded(&path, || same_table(a, b, schema::BY_OFFERED, at)),
+            guarded(&path, || {
+                same_table_shown(a, b, schema::BY_OFFERED, at, by_offered_key)
+            }),
         )?;
         compare(
             "interaction_offered",
@@ -335,6 +337,20 @@ fn same_table<K: redb::Key + 'static, V: redb::Value + 'static>(
     def: TableDefinition<K, V>,
     (path_a, path_b): (&Path, &Path),
 ) -> Result<Option<String>> {
+    same_table_shown(a, b, def, (path_a, path_b), |bytes| {
+        format!("{:?}", K::from_bytes(bytes))
+    })
+}
+
+/// [`same_table`], its first differing key written by `shown` (from the
+/// key's bytes).
+fn same_table_shown<K: redb::Key + 'static, V: redb::Value + 'static>(
+    a: &ReadTransaction,
+    b: &ReadTransaction,
+    def: TableDefinition<K, V>,
+    (path_a, path_b): (&Path, &Path),
+    shown: impl Fn(&[u8]) -> String,
+) -> Result<Option<String>> {
     let entries =
         |txn: &ReadTransaction, path: &Path| -> Result<Option<redb::ReadOnlyTable<K, V>>> {
             match txn.open_table(def) {
@@ -365,8 +381,6 @@ fn same_table<K: redb::Key + 'static, V: redb::Value + 'static>(
         let value_bytes = V::as_bytes(&value).as_ref().to_vec();
         Ok(Some((key_bytes, value_bytes)))
     }
-    // The key as redb prints it, for the first difference only.
-    let shown = |bytes: &[u8]| format!("{:?}", K::from_bytes(bytes));
     let (mut ea, mut eb) = (next(&mut ia, path_a)?, next(&mut ib, path_b)?);
     let mut differing = 0u64;
     let mut first: Option<String> = None;
@@ -414,6 +428,17 @@ fn same_table<K: redb::Key + 'static, V: redb::Value + 'static>(
             "{differing} entries differ from a recompute from the log (first: {first}); run `ccvault rebuild`"
         )
     }))
+}
+
+/// A key of `interactions_by_offered` as an operator knows it: the
+/// offered time and the GUID, not the GUID's stored bytes (as redb prints
+/// them: a list of numbers); those bytes where they do not decode.
+fn by_offered_key(bytes: &[u8]) -> String {
+    let (offered_at, guid) = <(i64, &[u8]) as redb::Value>::from_bytes(bytes);
+    match crate::codec::decode_guid(guid, offered_at) {
+        Ok(guid) => format!("(offered {offered_at} ms, GUID {guid:?})"),
+        Err(_) => format!("{:?}", (offered_at, guid)),
+    }
 }
 
 /// A key as printed, cut to a length a message can hold.

@@ -1031,6 +1031,51 @@ fn a_damaged_anchor_is_no_loss_of_the_log() {
     }
 }
 
+/// A summary that differs from the log's is named by its offered time and
+/// GUID, not by the GUID's stored bytes (until 2026-12-08 `verify` printed
+/// them as a list of numbers: an outside audit).
+#[test]
+fn a_differing_summary_is_named_by_its_guid() {
+    let lines = sim_lines(6, 60);
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    import_lines(d, &lines);
+    catch_up(d);
+    let (offered_at, guid) = {
+        let p = Projections::open(d).unwrap();
+        let db = p.writable().unwrap();
+        let txn = db.begin_write().unwrap();
+        let key = {
+            let mut t = txn.open_table(schema::BY_OFFERED).unwrap();
+            let (offered_at, stored) = {
+                let (k, _) = redb::ReadableTable::first(&t).unwrap().unwrap();
+                let (offered_at, stored) = k.value();
+                (offered_at, stored.to_vec())
+            };
+            t.insert((offered_at, &stored[..]), &[0u8][..]).unwrap();
+            (
+                offered_at,
+                crate::codec::decode_guid(&stored, offered_at).unwrap(),
+            )
+        };
+        txn.commit().unwrap();
+        key
+    };
+    let mut reader = ArchiveReader::open(d).unwrap();
+    match Projections::check(d, &mut reader, RebuildOptions::default()).unwrap() {
+        Checked::Compared { problems, .. } => {
+            assert_eq!(problems.len(), 1, "{problems:#?}");
+            assert!(
+                problems[0].contains(&format!(
+                    "the value of key (offered {offered_at} ms, GUID {guid:?}) is not the log's"
+                )),
+                "{problems:#?}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
 #[test]
 fn a_version_change_rebuilds() {
     let lines = sim_lines(3, 60);
