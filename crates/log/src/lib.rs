@@ -59,7 +59,10 @@ pub use format::{
     TALLY_PAYLOAD_LEN,
 };
 pub use input::{DirectInput, DIRECT_CHUNK};
-pub use lock::{lock_dir, lock_dir_waiting, writer_running, DirLock, LOCK_FILE_NAME, LOCK_GRACE};
+pub use lock::{
+    held_for, lock_dir, lock_dir_for, lock_dir_waiting, writer_running, DirLock, LOCK_FILE_NAME,
+    LOCK_GRACE,
+};
 pub use options::{FsyncPolicy, LogOptions, DEFAULT_SEGMENT_BYTES};
 pub use private::{check_private_dir, create_private_file, open_private, private_options};
 pub use reader::{LogReader, ScanControl};

@@ -46,6 +46,12 @@ pub fn lock_dir(dir: &Path) -> Result<DirLock> {
 /// [`lock_dir`], waiting up to `wait` for a holder to let go. Also used by
 /// the store for the archive directory as a whole.
 pub fn lock_dir_waiting(dir: &Path, wait: std::time::Duration) -> Result<DirLock> {
+    lock_dir_for(dir, wait, None)
+}
+
+/// [`lock_dir_waiting`], the lock file naming what the holder took it for
+/// after its pid (`role`), for others to read with [`held_for`].
+pub fn lock_dir_for(dir: &Path, wait: std::time::Duration, role: Option<&str>) -> Result<DirLock> {
     let path = dir.join(LOCK_FILE_NAME);
     let mut file = open_private(
         private_options()
@@ -81,7 +87,10 @@ pub fn lock_dir_waiting(dir: &Path, wait: std::time::Duration) -> Result<DirLock
         }
         Err(TryLockError::Error(e)) => return Err(LogError::io("locking", &path, e)),
     }
-    let note = format!("pid {}\n", std::process::id());
+    let note = match role {
+        Some(role) => format!("pid {}, {role}\n", std::process::id()),
+        None => format!("pid {}\n", std::process::id()),
+    };
     file.set_len(0)
         .and_then(|()| file.write_all_at(note.as_bytes(), 0))
         .and_then(|()| file.flush())
@@ -109,9 +118,54 @@ pub fn writer_running(dir: &Path) -> Result<bool> {
     }
 }
 
+/// Whether the process holding the lock of `dir` took it for `role`
+/// ([`lock_dir_for`]), as its lock file says. A file naming a process
+/// that is gone is the last holder's note, which the holder that has just
+/// taken the lock is about to replace: read again for a moment (200 ms).
+/// A holder that names no role, or that cannot be read, is not.
+pub fn held_for(dir: &Path, role: &str) -> bool {
+    let path = dir.join(LOCK_FILE_NAME);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_millis(200);
+    loop {
+        let note = std::fs::read_to_string(&path).unwrap_or_default();
+        let mut words = note.trim().splitn(3, ' ');
+        let pid = match (words.next(), words.next()) {
+            (Some("pid"), Some(pid)) => pid.trim_end_matches(',').parse::<u32>().ok(),
+            _ => None,
+        };
+        let alive = pid.is_some_and(|pid| Path::new("/proc").join(pid.to_string()).exists());
+        if alive || std::time::Instant::now() >= deadline {
+            return alive && words.next() == Some(role);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A holder's role is read from its note while it holds the lock; a
+    /// note left by a process that is gone names no holder.
+    #[test]
+    fn the_role_a_holder_took_the_lock_for_is_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let lock =
+            lock_dir_for(dir.path(), std::time::Duration::ZERO, Some("a test's role")).unwrap();
+        assert!(held_for(dir.path(), "a test's role"));
+        assert!(!held_for(dir.path(), "another role"));
+        drop(lock);
+        let lock = lock_dir(dir.path()).unwrap();
+        assert!(!held_for(dir.path(), "a test's role"));
+        drop(lock);
+        // No process has pid 2^22 + 1 (Linux's pid_max is at most 2^22).
+        std::fs::write(
+            dir.path().join(LOCK_FILE_NAME),
+            "pid 4194305, a test's role\n",
+        )
+        .unwrap();
+        assert!(!held_for(dir.path(), "a test's role"));
+    }
 
     /// A reader's probe (a shared lock, held here for 300 ms) delays a
     /// writer; it does not refuse it.

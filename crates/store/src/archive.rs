@@ -104,7 +104,16 @@ pub struct ArchiveOptions {
     /// command's attempt to catch the index up, which a running writer
     /// answers).
     pub lock_wait: Duration,
+    /// What the archive's lock file says this writer took it for, after
+    /// its pid (`None`: a writer the user started). A read command that
+    /// brings the index up to the log says so ([`INDEXING_FOR_A_READ`]),
+    /// and other reads wait for it rather than answer without the records
+    /// it is indexing.
+    pub lock_role: Option<&'static str>,
 }
+
+/// The [`ArchiveOptions::lock_role`] of a read command's writer open.
+pub const INDEXING_FOR_A_READ: &str = "a read command indexing the log's tail";
 
 impl Default for ArchiveOptions {
     fn default() -> Self {
@@ -117,6 +126,7 @@ impl Default for ArchiveOptions {
             rebuild_commit_bytes: 32 << 20,
             compression: LogOptions::default().compression,
             lock_wait: Duration::ZERO,
+            lock_role: None,
         }
     }
 }
@@ -475,13 +485,16 @@ impl Archive {
         crate::reader::refuse_a_file(dir)?;
         create_private_dir(dir)?;
         check_private_files(dir)?;
-        let lock = ccvault_log::lock_dir_waiting(dir, options.lock_wait).map_err(|e| match e {
-            ccvault_log::LogError::Locked { holder, .. } => StoreError::Locked {
-                dir: dir.to_path_buf(),
-                holder: format!(" ({holder})"),
-            },
-            other => StoreError::Log(other),
-        })?;
+        let lock =
+            ccvault_log::lock_dir_for(dir, options.lock_wait, options.lock_role).map_err(|e| {
+                match e {
+                    ccvault_log::LogError::Locked { holder, .. } => StoreError::Locked {
+                        dir: dir.to_path_buf(),
+                        holder: format!(" ({holder})"),
+                    },
+                    other => StoreError::Log(other),
+                }
+            })?;
         let layout = Layout::new(dir);
         create_private_dir(&layout.log_dir())?;
         let mut report = OpenReport::default();

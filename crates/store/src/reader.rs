@@ -21,7 +21,7 @@ use ccvault_log::{
     Damage, LogError, LogReader, Position, Record, RecordKind, RecordRef, ScanRef, SourceKind,
 };
 
-use crate::archive::{check_private_files, Archive, ArchiveOptions};
+use crate::archive::{check_private_files, Archive, ArchiveOptions, INDEXING_FOR_A_READ};
 use crate::error::{Result, StoreError};
 use crate::layout::Layout;
 use crate::segments::{packed_segments, SegmentMap};
@@ -85,6 +85,7 @@ pub enum CatchUp {
 fn repair_options() -> ArchiveOptions {
     ArchiveOptions {
         compression: None,
+        lock_role: Some(INDEXING_FOR_A_READ),
         ..ArchiveOptions::default()
     }
 }
@@ -141,6 +142,16 @@ impl ArchiveReader {
         dir: &Path,
         cache_bytes: Option<usize>,
     ) -> Result<(ArchiveReader, CatchUp)> {
+        Self::open_catching_up_after(dir, cache_bytes, false)
+    }
+
+    /// [`ArchiveReader::open_catching_up_with`]; `waited`: this open
+    /// follows a wait for another read's catch-up, and does not wait again.
+    fn open_catching_up_after(
+        dir: &Path,
+        cache_bytes: Option<usize>,
+        waited: bool,
+    ) -> Result<(ArchiveReader, CatchUp)> {
         let (reader, rebuilt) = Self::open_reporting_rebuild(dir, cache_bytes)?;
         if let Some(rebuilt) = rebuilt {
             return Ok((reader, rebuilt));
@@ -180,6 +191,20 @@ impl ArchiveReader {
                     ));
                 }
             }
+            // Another read indexing the same records (reads started
+            // together after a crash): waited for, then looked at again.
+            // Until 2026-12-08 this read answered without them, exit 0, an
+            // `export` beside another one empty (an outside audit).
+            Err(StoreError::Locked { .. })
+                if !waited
+                    && ccvault_log::held_for(dir, INDEXING_FOR_A_READ)
+                    && lock_let_go(dir)? =>
+            {
+                drop(reader);
+                return Self::open_catching_up_after(dir, cache_bytes, true);
+            }
+            // A writer: it indexes its records itself, and commits them
+            // as it goes.
             Err(StoreError::Locked { .. }) => {
                 let mut reader = reader;
                 reader.unindexed_from = Some(first);
@@ -1001,6 +1026,19 @@ const REPAIR_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 /// The index at `path` opened with `open` once the writer lock's holder
 /// has repaired it, polled for up to [`REPAIR_WAIT`]; past it, an error
 /// saying what is waited for.
+/// Waits up to [`REPAIR_WAIT`] for the holder of `dir`'s lock to let it
+/// go: whether it did.
+fn lock_let_go(dir: &Path) -> Result<bool> {
+    let started = std::time::Instant::now();
+    while started.elapsed() < REPAIR_WAIT {
+        if !ccvault_log::writer_running(dir)? {
+            return Ok(true);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    Ok(false)
+}
+
 fn wait_for_repair(
     path: &Path,
     open: impl Fn(&Path) -> std::result::Result<IndexReader, IndexError>,
