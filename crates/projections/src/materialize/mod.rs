@@ -171,13 +171,133 @@ pub(super) fn scratch_path(path: &Path) -> PathBuf {
     path.with_extension("redb.rebuild")
 }
 
+/// Where a new projections file is made before it is linked in at `path`.
+fn fresh_path(path: &Path) -> PathBuf {
+    path.with_extension("redb.new")
+}
+
+/// Makes sure a projections file is at `path`, made whole before it is
+/// linked in there: redb writes a new file's magic number last, so a
+/// process killed while it made one in place left a file that every read
+/// then called damaged, "not a redb database" (an outside audit, killing
+/// reads that built the projections the first time). A file of no bytes
+/// (a build before this one killed right after creating it) is made anew.
+///
+/// Processes doing this at once share the one [`fresh_path`] file: redb's
+/// lock on it lets one make it at a time, the others find it made; the
+/// link never replaces a file already at `path`. One left by a process
+/// killed while it made it (no magic number yet) is made anew.
+fn create_whole(path: &Path) -> Result<()> {
+    let fresh = fresh_path(path);
+    let io = |source| ProjectionError::Io {
+        path: fresh.display().to_string(),
+        source,
+    };
+    let started = std::time::Instant::now();
+    loop {
+        match std::fs::symlink_metadata(path) {
+            Ok(m) => {
+                // What is there is checked as ever: a symbolic link, or a
+                // file others may write, is refused, never followed.
+                schema::create_private(path)?;
+                if m.len() > 0 {
+                    return Ok(());
+                }
+                std::fs::remove_file(path)
+                    .or_else(not_found_is_done)
+                    .map_err(io)?
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(source) => {
+                return Err(ProjectionError::Io {
+                    path: path.display().to_string(),
+                    source,
+                })
+            }
+        }
+        // Never followed: a link planted there goes, as a rebuild's
+        // scratch file does.
+        if std::fs::symlink_metadata(&fresh).is_ok_and(|m| !m.is_file()) {
+            std::fs::remove_file(&fresh)
+                .or_else(not_found_is_done)
+                .map_err(io)?;
+        }
+        schema::create_private(&fresh)?;
+        match guarded(&fresh, || schema::builder().create(&fresh).at(&fresh)) {
+            Ok(db) => drop(db),
+            Err(ProjectionError::Redb {
+                source: redb::Error::DatabaseAlreadyOpen,
+                ..
+            }) if started.elapsed() < REPAIR_WAIT => {
+                std::thread::sleep(Duration::from_millis(20));
+                continue;
+            }
+            Err(ProjectionError::Damaged { .. }) if started.elapsed() < REPAIR_WAIT => {
+                std::fs::remove_file(&fresh)
+                    .or_else(not_found_is_done)
+                    .map_err(io)?;
+                continue;
+            }
+            Err(e) => {
+                // Half a header (a full disk): not left for the next try.
+                if refused_write(&e).is_some() {
+                    let _ = std::fs::remove_file(&fresh);
+                }
+                return Err(e);
+            }
+        }
+        match std::fs::hard_link(&fresh, path) {
+            Ok(()) => {}
+            // Another process linked it in first, or took `fresh` away
+            // once it had: look again.
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::AlreadyExists | std::io::ErrorKind::NotFound
+                ) =>
+            {
+                continue
+            }
+            Err(source) => {
+                return Err(ProjectionError::Io {
+                    path: path.display().to_string(),
+                    source,
+                })
+            }
+        }
+        std::fs::remove_file(&fresh)
+            .or_else(not_found_is_done)
+            .map_err(io)?;
+        if let Some(dir) = path.parent() {
+            if let Ok(d) = std::fs::File::open(dir) {
+                let _ = d.sync_all();
+            }
+        }
+        return Ok(());
+    }
+}
+
+/// A file to remove that is gone already.
+fn not_found_is_done(e: std::io::Error) -> std::io::Result<()> {
+    match e.kind() {
+        std::io::ErrorKind::NotFound => Ok(()),
+        _ => Err(e),
+    }
+}
+
 /// Removes the scratch file a killed rebuild left beside `path` (as large as
 /// the projections it was building), if any. Called only while holding
 /// `path`'s write lock, which a rebuild holds from before it creates its
 /// scratch file until after it renames it in, so no rebuild is using the
 /// file. Best effort: one that stays is removed by the next holder.
+///
+/// Also the [`fresh_path`] file a process killed after linking it in left
+/// (a second name of a file a rebuild may have replaced since, which it
+/// would keep on disk): a process still making it, having found no file
+/// at `path`, finds its file gone and then the file at `path`.
 fn remove_stale_scratch(path: &Path) {
     let _ = std::fs::remove_file(scratch_path(path));
+    let _ = std::fs::remove_file(fresh_path(path));
 }
 
 /// Runs `f`, turning a panic of redb on a damaged `projections.redb` into
@@ -498,20 +618,8 @@ impl Projections {
     }
 
     fn open_writable(path: &Path) -> Result<Projections> {
-        let had_data = std::fs::symlink_metadata(path).is_ok_and(|m| m.len() > 0);
-        schema::create_private(path)?;
-        let db = match schema::builder().create(path).at(path) {
-            Ok(db) => db,
-            Err(e) => {
-                // A file this call created and redb could not initialize
-                // (a full disk) is half a header: left there, it would read
-                // as "not a redb database" until someone deleted it.
-                if !had_data && refused_write(&e).is_some() {
-                    let _ = std::fs::remove_file(path);
-                }
-                return Err(e);
-            }
-        };
+        create_whole(path)?;
+        let db = schema::builder().create(path).at(path)?;
         remove_stale_scratch(path);
         Ok(Projections {
             path: path.to_path_buf(),
