@@ -25,6 +25,15 @@ fn append(archive: &mut Archive, from: u64, to: u64) {
     }
 }
 
+/// Segments of 16 KiB, and index commits of 1,000 records.
+fn small_segments() -> ArchiveOptions {
+    ArchiveOptions {
+        segment_bytes: 16 << 10,
+        index_commit_records: 1_000,
+        ..ArchiveOptions::default()
+    }
+}
+
 /// Segments and bytes of the log directory, each file sized now (a base
 /// with both files counts its `.seg`).
 fn listed(dir: &Path) -> (u64, u64) {
@@ -58,11 +67,7 @@ fn stats(dir: &Path) -> ((u64, u64), u64) {
 fn stats_sizes_the_log_as_a_fresh_listing_does() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
-    let options = ArchiveOptions {
-        segment_bytes: 16 << 10,
-        index_commit_records: 1_000,
-        ..ArchiveOptions::default()
-    };
+    let options = small_segments();
     assert!(options.compression.is_some());
 
     // An import: its commits record the segments compressed so far; a
@@ -175,11 +180,7 @@ fn a_reads_repair_leaves_the_segments_as_they_are() {
 fn verify_checks_the_record_of_compressed_segments() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
-    let options = ArchiveOptions {
-        segment_bytes: 16 << 10,
-        index_commit_records: 1_000,
-        ..ArchiveOptions::default()
-    };
+    let options = small_segments();
     let (mut archive, _) = Archive::open(dir, options.clone()).unwrap();
     append(&mut archive, 0, 3_000);
     archive.close().unwrap();

@@ -479,6 +479,26 @@ fn catch_up(dir: &Path) -> Applied {
     p.catch_up(&mut reader, &mut |_| {}).unwrap()
 }
 
+/// `verify`'s check of the projections of `dir` through `reader` compares
+/// them and finds nothing.
+fn assert_checks_clean(dir: &Path, reader: &mut ArchiveReader) {
+    assert_eq!(
+        Projections::check(dir, reader, RebuildOptions::default()).unwrap(),
+        Checked::Compared {
+            consumed: reader.visible_end(),
+            problems: vec![]
+        }
+    );
+}
+
+/// An archive of `lines`, its projections caught up.
+fn archive_caught_up(lines: Vec<Vec<u8>>) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    import_lines(dir.path(), &lines);
+    catch_up(dir.path());
+    dir
+}
+
 #[test]
 fn rebuild_and_incremental_catch_up_agree() {
     let lines = sim_lines(7, 400);
@@ -968,13 +988,7 @@ fn a_check_behind_projections_caught_up_meanwhile_compares_nothing() {
             consumed: reader.visible_end()
         }
     );
-    assert_eq!(
-        Projections::check(d, &mut reader, RebuildOptions::default()).unwrap(),
-        Checked::Compared {
-            consumed: reader.visible_end(),
-            problems: vec![]
-        }
-    );
+    assert_checks_clean(d, &mut reader);
 }
 
 /// Where they stopped, damaged, on a log that lost nothing: not called
@@ -983,11 +997,8 @@ fn a_check_behind_projections_caught_up_meanwhile_compares_nothing() {
 /// rebuilds them.
 #[test]
 fn a_damaged_anchor_is_no_loss_of_the_log() {
-    let lines = sim_lines(5, 60);
-    let dir = tempfile::tempdir().unwrap();
+    let dir = archive_caught_up(sim_lines(5, 60));
     let d = dir.path();
-    import_lines(d, &lines);
-    catch_up(d);
     let healthy = dump(&Projections::open(d).unwrap());
     // Each damage: the key, and its new value (`None`: the key gone).
     type Damage = (&'static str, fn(i64) -> Option<i64>);
@@ -1036,11 +1047,8 @@ fn a_damaged_anchor_is_no_loss_of_the_log() {
 /// them as a list of numbers: an outside audit).
 #[test]
 fn a_differing_summary_is_named_by_its_guid() {
-    let lines = sim_lines(6, 60);
-    let dir = tempfile::tempdir().unwrap();
+    let dir = archive_caught_up(sim_lines(6, 60));
     let d = dir.path();
-    import_lines(d, &lines);
-    catch_up(d);
     let (offered_at, guid) = {
         let p = Projections::open(d).unwrap();
         let db = p.writable().unwrap();
@@ -1112,22 +1120,13 @@ fn a_projections_file_killed_while_made_is_made_again() {
     assert!(!fresh.exists(), "the second name is gone");
     assert_eq!(dump(&Projections::open(d).unwrap()), made);
     let mut reader = ArchiveReader::open(d).unwrap();
-    assert_eq!(
-        Projections::check(d, &mut reader, RebuildOptions::default()).unwrap(),
-        Checked::Compared {
-            consumed: reader.visible_end(),
-            problems: vec![]
-        }
-    );
+    assert_checks_clean(d, &mut reader);
 }
 
 #[test]
 fn a_version_change_rebuilds() {
-    let lines = sim_lines(3, 60);
-    let dir = tempfile::tempdir().unwrap();
+    let dir = archive_caught_up(sim_lines(3, 60));
     let d = dir.path();
-    import_lines(d, &lines);
-    catch_up(d);
     {
         let p = Projections::open(d).unwrap();
         let db = p.writable().unwrap();
@@ -1156,11 +1155,8 @@ fn a_version_change_rebuilds() {
 
 #[test]
 fn a_second_process_reads_read_only() {
-    let lines = sim_lines(5, 30);
-    let dir = tempfile::tempdir().unwrap();
+    let dir = archive_caught_up(sim_lines(5, 30));
     let d = dir.path();
-    import_lines(d, &lines);
-    catch_up(d);
     let holder = Projections::open(d).unwrap();
     assert_eq!(holder.access(), Access::Writable);
     // redb refuses a second writable handle in one process just as across
