@@ -1026,12 +1026,14 @@ const REPAIR_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 /// The index at `path` opened with `open` once the writer lock's holder
 /// has repaired it, polled for up to [`REPAIR_WAIT`]; past it, an error
 /// saying what is waited for.
-/// Waits up to [`REPAIR_WAIT`] for the holder of `dir`'s lock to let it
-/// go: whether it did.
+/// Waits up to [`REPAIR_WAIT`] for the read command indexing the log's
+/// tail to let go of `dir`'s lock: whether it did (the lock free, or held
+/// by another since, such as a writer started meanwhile, which a new look
+/// answers without waiting).
 fn lock_let_go(dir: &Path) -> Result<bool> {
     let started = std::time::Instant::now();
     while started.elapsed() < REPAIR_WAIT {
-        if !ccvault_log::writer_running(dir)? {
+        if !ccvault_log::writer_running(dir)? || !ccvault_log::held_for(dir, INDEXING_FOR_A_READ) {
             return Ok(true);
         }
         std::thread::sleep(std::time::Duration::from_millis(20));
