@@ -1790,6 +1790,43 @@ fn a_server_started_before_its_archive_says_so_and_serves_it_once_made() {
     assert!(!said.contains("cannot refresh the wallboard"), "{said}");
 }
 
+/// An archive removed (or moved away) while it is served: every route says
+/// it is gone, as the CLI would, and follows it once it is there again.
+/// Until 2026-12-08 the listing and the report went on answering from the
+/// projections the server held open, 200, for as long as it ran (an
+/// outside audit, 13 minutes after the `rm`).
+#[test]
+fn an_archive_removed_while_served_is_gone_on_every_route_until_made_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    import(&data, &[&sample("events.ndjson")], &[]);
+    let server = Server::start(&data, &dir.path().join("serve.log"), &["--at", AT]);
+    let routes = ["/api/interactions", "/api/report", "/api/wallboard"];
+    let all_answer = |status: u16| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let got: Vec<u16> = routes.iter().map(|r| server.get(r).status).collect();
+            if got.iter().all(|&s| s == status) {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{routes:?} still answer {got:?}, not {status}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    all_answer(200);
+    std::fs::remove_dir_all(&data).unwrap();
+    all_answer(503);
+    assert!(server
+        .get("/api/interactions")
+        .text()
+        .contains(&format!("no archive at {}", data.display())));
+    import(&data, &[&sample("events.ndjson")], &[]);
+    all_answer(200);
+}
+
 /// An archive of 40 events of 4 interactions in `.seg` files (whose bytes
 /// the damage tests flip), and the stream it holds.
 fn small_uncompressed_archive(tmp: &std::path::Path) -> (std::path::PathBuf, common::Stream) {

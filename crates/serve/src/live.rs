@@ -232,6 +232,20 @@ impl Live {
         }
     }
 
+    /// Lets go of the projections held open: the archive is gone (removed,
+    /// or moved away), and every page says so, as the CLI would, until one
+    /// is there again. Until 2026-12-08 the listing and the report went on
+    /// answering from the file held open, 200, for as long as the server
+    /// ran (an outside audit).
+    fn forget_projections(&self) {
+        if let Ok(mut guard) = self.projections.write() {
+            *guard = None;
+        }
+        if let Ok(mut tracked) = self.floor.lock() {
+            *tracked = None;
+        }
+    }
+
     /// A reader of the archive's last index commit.
     pub fn reader(&self) -> Result<ArchiveReader> {
         ArchiveReader::open(&self.dir)
@@ -276,7 +290,15 @@ impl Live {
     /// process caught the projections up from the state's end, else from
     /// scratch.
     fn refresh(&self) -> Result<(Wallboard, u64)> {
-        let mut reader = self.reader()?;
+        let mut reader = match self.reader() {
+            Ok(reader) => reader,
+            Err(e) => {
+                if is_no_archive(&e) {
+                    self.forget_projections();
+                }
+                return Err(e);
+            }
+        };
         let mut options = self.options.clone();
         options.now_ms = self.clock.now_ms();
         let mut tracked = self

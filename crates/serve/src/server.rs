@@ -97,17 +97,30 @@ struct AppState {
     /// How long the sign-in form's body may take to arrive
     /// ([`ServeOptions::header_timeout`]).
     body_timeout: Duration,
-    /// Contact answers being built ([`CONTACTS_AT_ONCE`]).
-    contacts: Arc<tokio::sync::Semaphore>,
+    /// Answers being built whole ([`WHOLE_AT_ONCE`]).
+    whole: Arc<tokio::sync::Semaphore>,
 }
 
-/// Contact answers built at once; the others wait their turn. A contact
-/// is read and rendered whole (every event of every leg: ~90 MB of HTML
-/// for 40,000 events), so eight at once took 1.8 GB; with this bound the
-/// server's memory follows the largest contacts, not the requests.
-const CONTACTS_AT_ONCE: usize = 2;
+/// Answers built whole at once, contacts and reports; the others wait
+/// their turn. A contact is read and rendered whole (every event of every
+/// leg: ~90 MB of HTML for 40,000 events), so eight at once took 1.8 GB;
+/// a report's rows are computed whole (27 MB of JSON by queue and agent
+/// over 1M events), and twenty at once took 1.24 GB (an outside audit).
+/// With this bound the server's memory follows the largest answers, not
+/// the requests.
+const WHOLE_AT_ONCE: usize = 2;
 
 impl AppState {
+    /// A turn to build an answer whole, held until it is built (and
+    /// spilled, [`spilled`]), not while it is sent.
+    async fn turn_to_build_whole(&self) -> Result<tokio::sync::OwnedSemaphorePermit, Problem> {
+        self.whole
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|e| internal(e.into()))
+    }
+
     /// Whether the pages show a sign-out button: a server with a token,
     /// whose browsers sign in.
     fn sign_out(&self) -> bool {
@@ -387,14 +400,7 @@ async fn with_contact(
         + 'static,
 ) -> Result<Response, Problem> {
     let live = s.live.clone();
-    // Held until the answer is built (and spilled, [`spilled`]), not while
-    // it is sent.
-    let _turn = s
-        .contacts
-        .clone()
-        .acquire_owned()
-        .await
-        .map_err(|e| internal(e.into()))?;
+    let _turn = s.turn_to_build_whole().await?;
     blocking(move || {
         let mut reader = live.reader().map_err(internal)?;
         let legs = live
@@ -711,16 +717,21 @@ async fn api_report(
     Query(q): Query<ReportQuery>,
 ) -> Result<Response, Problem> {
     let live = s.live.clone();
+    let _turn = s.turn_to_build_whole().await?;
     blocking(move || {
         let opts = q.options(live.options()).map_err(bad_request)?;
         let rows = live
             .with_projections(|p| report_rows(p, opts))
             .map_err(internal)?;
-        let mut out = String::new();
-        for r in &rows {
-            out.push_str(&json_line(r).map_err(internal)?);
-        }
-        Ok(body(NDJSON, out))
+        // Sent from a file, as a listing is: a slow client holds no copy.
+        let report = spilled(live.dir(), "the report", |out| {
+            for r in &rows {
+                out.write_all(json_line(r)?.as_bytes())?;
+            }
+            Ok(())
+        })
+        .map_err(internal)?;
+        Ok(body(NDJSON, report))
     })
     .await
 }
@@ -731,6 +742,7 @@ async fn report_page(
 ) -> Result<Response, Problem> {
     let live = s.live.clone();
     let sign_out = s.sign_out();
+    let _turn = s.turn_to_build_whole().await?;
     blocking(move || {
         let form = pages::report_form(&[
             ("from", "from", q.from.as_deref()),
@@ -1188,7 +1200,7 @@ fn app(live: Arc<Live>, opts: &ServeOptions) -> Router {
         secure_cookie: opts.tls.is_some(),
         requests: Arc::new(RequestCounts::default()),
         body_timeout: opts.header_timeout,
-        contacts: Arc::new(tokio::sync::Semaphore::new(CONTACTS_AT_ONCE)),
+        whole: Arc::new(tokio::sync::Semaphore::new(WHOLE_AT_ONCE)),
     };
     Router::new()
         .route("/", get(index))
