@@ -1449,6 +1449,35 @@ fn segment_files_renamed_copied_or_made_up_stop_every_writer_untouched() {
     assert!(files(&made_up) == before, "the import changed the log");
     fs::remove_file(&stray).unwrap();
     complete(&made_up);
+
+    // A compressed segment copied in beside the `.seg` of its name's base
+    // (the last one, which stays `.seg`): readers read the `.seg`, and a
+    // writer refuses the pair; `verify` names the copy (until 2026-12-08
+    // it said clean: an outside audit).
+    let beside = p.copy("beside");
+    let empty = beside.join("empty.ndjson");
+    fs::write(&empty, b"").unwrap();
+    ccvault(&beside, &["-q", "import", empty.to_str().unwrap()]).ok();
+    let packed = beside.join("log").join(ccvault_log::segz_file_name(a));
+    let copy = beside.join("log").join(ccvault_log::segz_file_name(last));
+    assert!(seg_path(&beside, last).exists() && packed.exists());
+    fs::copy(&packed, &copy).unwrap();
+    let checked = ccvault(&beside, &["verify", "--no-projections"]);
+    assert_eq!(checked.code, 1, "{}", checked.stdout_str());
+    let said = checked.stdout_str();
+    let damage: Vec<&str> = said.lines().filter(|l| l.starts_with("DAMAGE")).collect();
+    assert_eq!(damage.len(), 1, "{said}");
+    assert!(
+        damage[0].contains(&ccvault_log::segz_file_name(last))
+            && damage[0].contains(&format!("the file holds the segment of base offset {a}")),
+        "{said}"
+    );
+    let before = files(&beside);
+    let run = ccvault(&beside, &["-q", "import", empty.to_str().unwrap()]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(files(&beside) == before, "the import changed the log");
+    fs::remove_file(&copy).unwrap();
+    complete(&beside);
 }
 
 /// A sealed segment kept uncompressed (`--no-compress`) removed, or cut to
