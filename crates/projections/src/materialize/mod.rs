@@ -171,9 +171,22 @@ pub(super) fn scratch_path(path: &Path) -> PathBuf {
     path.with_extension("redb.rebuild")
 }
 
-/// Where a new projections file is made before it is linked in at `path`.
+/// Where this process makes a new projections file before it links it in
+/// at `path`: a name of its own (`projections.redb.new.PID`), so that no
+/// other process's file, half made or planted, is ever opened as it.
 fn fresh_path(path: &Path) -> PathBuf {
-    path.with_extension("redb.new")
+    path.with_extension(format!("redb.new.{}", std::process::id()))
+}
+
+/// Whether `name` is a [`fresh_path`] name beside `path` (of any process).
+fn is_fresh_name(path: &Path, name: &std::ffi::OsStr) -> bool {
+    let Some(stem) = path.file_name().and_then(|n| n.to_str()) else {
+        return false;
+    };
+    name.to_str()
+        .and_then(|n| n.strip_prefix(stem))
+        .and_then(|n| n.strip_prefix(".new."))
+        .is_some_and(|pid| !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit()))
 }
 
 /// Makes sure a projections file is at `path`, made whole before it is
@@ -183,17 +196,18 @@ fn fresh_path(path: &Path) -> PathBuf {
 /// reads that built the projections the first time). A file of no bytes
 /// (a build before this one killed right after creating it) is made anew.
 ///
-/// Processes doing this at once share the one [`fresh_path`] file: redb's
-/// lock on it lets one make it at a time, the others find it made; the
-/// link never replaces a file already at `path`. One left by a process
-/// killed while it made it (no magic number yet) is made anew.
+/// Each process makes its own file ([`fresh_path`]), created new; the link
+/// never replaces a file already at `path`, so of processes doing this at
+/// once the first to link wins and the others open its file. What a
+/// killed one leaves is removed by the next writable open
+/// ([`remove_stale_scratch`]).
 fn create_whole(path: &Path) -> Result<()> {
+    use std::os::unix::fs::OpenOptionsExt as _;
     let fresh = fresh_path(path);
-    let io = |source| ProjectionError::Io {
-        path: fresh.display().to_string(),
-        source,
+    let io = |at: &Path| {
+        let at = at.display().to_string();
+        move |source| ProjectionError::Io { path: at, source }
     };
-    let started = std::time::Instant::now();
     loop {
         match std::fs::symlink_metadata(path) {
             Ok(m) => {
@@ -205,75 +219,40 @@ fn create_whole(path: &Path) -> Result<()> {
                 }
                 std::fs::remove_file(path)
                     .or_else(not_found_is_done)
-                    .map_err(io)?
+                    .map_err(io(path))?;
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(source) => {
-                return Err(ProjectionError::Io {
-                    path: path.display().to_string(),
-                    source,
-                })
-            }
+            Err(source) => return Err(io(path)(source)),
         }
-        // Never followed: a link planted there goes, as a rebuild's
-        // scratch file does.
-        if std::fs::symlink_metadata(&fresh).is_ok_and(|m| !m.is_file()) {
-            std::fs::remove_file(&fresh)
-                .or_else(not_found_is_done)
-                .map_err(io)?;
-        }
-        schema::create_private(&fresh)?;
-        match guarded(&fresh, || schema::builder().create(&fresh).at(&fresh)) {
-            Ok(db) => drop(db),
-            Err(ProjectionError::Redb {
-                source: redb::Error::DatabaseAlreadyOpen,
-                ..
-            }) if started.elapsed() < REPAIR_WAIT => {
-                std::thread::sleep(Duration::from_millis(20));
-                continue;
-            }
-            Err(ProjectionError::Damaged { .. }) if started.elapsed() < REPAIR_WAIT => {
-                std::fs::remove_file(&fresh)
-                    .or_else(not_found_is_done)
-                    .map_err(io)?;
-                continue;
-            }
-            Err(e) => {
-                // Half a header (a full disk): not left for the next try.
-                if refused_write(&e).is_some() {
-                    let _ = std::fs::remove_file(&fresh);
-                }
-                return Err(e);
-            }
-        }
-        match std::fs::hard_link(&fresh, path) {
-            Ok(()) => {}
-            // Another process linked it in first, or took `fresh` away
-            // once it had: look again.
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::AlreadyExists | std::io::ErrorKind::NotFound
-                ) =>
-            {
-                continue
-            }
-            Err(source) => {
-                return Err(ProjectionError::Io {
-                    path: path.display().to_string(),
-                    source,
-                })
-            }
-        }
+        // A file left under this process's name (a pid used again) goes.
         std::fs::remove_file(&fresh)
             .or_else(not_found_is_done)
-            .map_err(io)?;
-        if let Some(dir) = path.parent() {
-            if let Ok(d) = std::fs::File::open(dir) {
-                let _ = d.sync_all();
-            }
+            .map_err(io(&fresh))?;
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&fresh)
+            .map_err(io(&fresh))?;
+        if let Err(e) = guarded(&fresh, || schema::builder().create(&fresh).at(&fresh)).map(drop) {
+            let _ = std::fs::remove_file(&fresh);
+            return Err(e);
         }
-        return Ok(());
+        let linked = std::fs::hard_link(&fresh, path);
+        let _ = std::fs::remove_file(&fresh);
+        match linked {
+            Ok(()) => {
+                if let Some(dir) = path.parent() {
+                    if let Ok(d) = std::fs::File::open(dir) {
+                        let _ = d.sync_all();
+                    }
+                }
+                return Ok(());
+            }
+            // Another process linked its own in first: that one is opened.
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(source) => return Err(io(path)(source)),
+        }
     }
 }
 
@@ -291,13 +270,21 @@ fn not_found_is_done(e: std::io::Error) -> std::io::Result<()> {
 /// scratch file until after it renames it in, so no rebuild is using the
 /// file. Best effort: one that stays is removed by the next holder.
 ///
-/// Also the [`fresh_path`] file a process killed after linking it in left
-/// (a second name of a file a rebuild may have replaced since, which it
-/// would keep on disk): a process still making it, having found no file
-/// at `path`, finds its file gone and then the file at `path`.
+/// Also the [`fresh_path`] files of processes killed while they made
+/// them, or after they linked them in (a second name of a file a rebuild
+/// may have replaced since, which it would keep on disk): a process still
+/// making one, having found no file at `path`, finds its file gone and
+/// then the file at `path`.
 fn remove_stale_scratch(path: &Path) {
     let _ = std::fs::remove_file(scratch_path(path));
-    let _ = std::fs::remove_file(fresh_path(path));
+    let Some(Ok(entries)) = path.parent().map(std::fs::read_dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        if is_fresh_name(path, &entry.file_name()) {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
 }
 
 /// Runs `f`, turning a panic of redb on a damaged `projections.redb` into

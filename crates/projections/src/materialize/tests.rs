@@ -1089,7 +1089,8 @@ fn a_differing_summary_is_named_by_its_guid() {
 /// one in place left a file every later read called damaged (an outside
 /// audit). What a killed making leaves (a half-made file beside, no file,
 /// a file of no bytes, or the made file under both names) is made good
-/// by the next open, which answers as the oracle does.
+/// by the next open, which answers as the oracle does; a file planted
+/// under such a name (another redb file, linked) is never opened.
 #[test]
 fn a_projections_file_killed_while_made_is_made_again() {
     let lines = sim_lines(8, 60);
@@ -1097,15 +1098,16 @@ fn a_projections_file_killed_while_made_is_made_again() {
     let d = dir.path();
     import_lines(d, &lines);
     let path = Layout::new(d).projections_path();
-    let fresh = fresh_path(&path);
+    // Another process's name: no process has pid 2^22 + 1.
+    let stale = path.with_extension("redb.new.4194305");
     // Half made: a redb file whose magic number is not written yet.
-    drop(schema::builder().create(&fresh).unwrap());
-    let mut bytes = std::fs::read(&fresh).unwrap();
+    drop(schema::builder().create(&stale).unwrap());
+    let mut bytes = std::fs::read(&stale).unwrap();
     bytes[..9].fill(0);
-    std::fs::write(&fresh, &bytes).unwrap();
+    std::fs::write(&stale, &bytes).unwrap();
     assert!(!path.exists());
     catch_up(d);
-    assert!(!fresh.exists(), "the half-made file is gone");
+    assert!(!stale.exists(), "the half-made file is gone");
     let made = dump(&Projections::open(d).unwrap());
     assert_eq!(made, oracle(d));
 
@@ -1115,10 +1117,25 @@ fn a_projections_file_killed_while_made_is_made_again() {
     assert_eq!(dump(&Projections::open(d).unwrap()), made);
 
     // Linked in, the process killed before it removed its other name.
-    std::fs::hard_link(&path, &fresh).unwrap();
+    std::fs::hard_link(&path, &stale).unwrap();
     catch_up(d);
-    assert!(!fresh.exists(), "the second name is gone");
+    assert!(!stale.exists(), "the second name is gone");
     assert_eq!(dump(&Projections::open(d).unwrap()), made);
+
+    // The index linked under this process's name and another's: neither
+    // is opened as the projections, and the index is untouched.
+    let index = Layout::new(d).index_path();
+    let index_bytes = std::fs::read(&index).unwrap();
+    std::fs::remove_file(&path).unwrap();
+    std::fs::hard_link(&index, fresh_path(&path)).unwrap();
+    std::fs::hard_link(&index, &stale).unwrap();
+    catch_up(d);
+    assert_eq!(dump(&Projections::open(d).unwrap()), made);
+    assert!(!stale.exists() && !fresh_path(&path).exists());
+    assert!(
+        std::fs::read(&index).unwrap() == index_bytes,
+        "the index was written"
+    );
     let mut reader = ArchiveReader::open(d).unwrap();
     assert_checks_clean(d, &mut reader);
 }
