@@ -1148,6 +1148,42 @@ fn reads_started_together_after_a_killed_rebuild_all_answer() {
     );
 }
 
+/// Reads started together after an import into an archive whose
+/// projections exist: one brings the projections up to the new records,
+/// the others wait for it and answer from them. Until 2026-12-08 the
+/// others answered at once from the state before the import, exit 0, and
+/// with `-q` without a word (an outside audit, after a killed import and
+/// after a clean one).
+#[test]
+fn reads_started_together_after_an_import_answer_with_its_records() {
+    let tmp = tempfile::tempdir().unwrap();
+    let stream = Stream {
+        events: 200_000,
+        interactions: 40_000,
+        line_len: 300,
+    };
+    let (first, second) = (tmp.path().join("first"), tmp.path().join("second"));
+    std::fs::write(&first, stream.text(0..50_000)).unwrap();
+    std::fs::write(&second, stream.text(50_000..200_000)).unwrap();
+    let dir = tmp.path().join("archive");
+    import(&dir, &[&first], &[]);
+    ccvault(&dir, &["-q", "report"]).ok();
+    import(&dir, &[&second], &[]);
+    let reads: [&[&str]; 3] = [
+        &["-q", "report", "--format", "json"],
+        &["-q", "interactions", "--format", "json"],
+        &["-q", "report", "--format", "json", "--by", "queue"],
+    ];
+    let outputs = all_answer_together(&dir, &reads, 0);
+    for (args, output) in reads.iter().zip(&outputs) {
+        let after = ccvault(&dir, args).ok().stdout;
+        assert!(
+            *output == after,
+            "{args:?} beside the others answered otherwise than after them"
+        );
+    }
+}
+
 /// After an import is SIGKILLed, reads started together (a dashboard,
 /// cron jobs, an operator's shell) all answer: the first to take the
 /// writer lock repairs the index the crash left, and the others wait for

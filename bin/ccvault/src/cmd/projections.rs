@@ -238,6 +238,11 @@ pub(crate) fn no_such_tenant(p: &Projections, tenant: &str, cli: &Cli) -> Result
 /// docs/BENCHMARKS.md), and how often it looks.
 const BUILD_WAIT: Duration = Duration::from_secs(600);
 const BUILD_POLL: Duration = Duration::from_millis(100);
+/// How long a read waits for another process holding the projections to
+/// bring them up to the records it sees (`serve` does at its next refresh,
+/// about a second; another read when its catch-up ends), before it shows
+/// them as they are, saying so.
+const CATCH_UP_WAIT: Duration = Duration::from_secs(60);
 
 pub(crate) fn up_to_date(cli: &Cli) -> Result<Projections> {
     let mut reader = open_reader(cli)?;
@@ -278,17 +283,35 @@ fn caught_up(cli: &Cli, reader: &mut ArchiveReader) -> Result<Projections> {
     let mut p = open()?;
     // Another process building them (the first reads after an import,
     // started together) is waited for, where this one failed with "being
-    // built by another process" until 2026-12-07 (an outside audit).
+    // built by another process" until 2026-12-07 (an outside audit); and
+    // one bringing them up to this read's records (reads started together
+    // after an import, `serve` at its next refresh), where until
+    // 2026-12-08 this one answered from the state before them, exit 0
+    // (an outside audit: with `-q`, without a word).
     let waited = Instant::now();
-    while p.access() == Access::ReadOnly
-        && p.state()?.version != Some(PROJECTION_VERSION)
-        && waited.elapsed() < BUILD_WAIT
-    {
-        if waited.elapsed() < BUILD_POLL {
-            status!(
-                "ccvault: note: waiting for the process building {}",
-                p.path().display()
-            );
+    let mut said = false;
+    while p.access() == Access::ReadOnly {
+        let building = p.state()?.version != Some(PROJECTION_VERSION);
+        let wait = match building {
+            true => BUILD_WAIT,
+            // Up to this read's records, or past them (`serve` beside a
+            // live ingest): what it shows holds every record this one sees.
+            false if p.state()?.consumed >= reader.visible_end() => break,
+            false => CATCH_UP_WAIT,
+        };
+        if waited.elapsed() >= wait {
+            break;
+        }
+        if !said {
+            said = true;
+            let path = p.path().display();
+            match building {
+                true => status!("ccvault: note: waiting for the process building {path}"),
+                false => status!(
+                    "ccvault: note: waiting for the process holding {path} to bring it up to offset {}",
+                    reader.visible_end()
+                ),
+            }
         }
         drop(p);
         std::thread::sleep(BUILD_POLL);
@@ -332,12 +355,17 @@ fn caught_up(cli: &Cli, reader: &mut ArchiveReader) -> Result<Projections> {
                 ),
                 Some(_) => {}
             }
-            status!(
-                "ccvault: note: {} is held by another process; showing its stored state (records below offset {} of {})",
+            if st.consumed >= reader.visible_end() {
+                return Ok(p);
+            }
+            // What follows lacks records: said even with `-q`.
+            crate::output::error_line(format_args!(
+                "ccvault: warning: {} is held by another process that has not brought it up to the archive in {}s; showing its stored state (records below offset {} of {})",
                 p.path().display(),
+                CATCH_UP_WAIT.as_secs(),
                 st.consumed,
                 reader.visible_end()
-            );
+            ));
         }
     }
     Ok(p)
