@@ -115,6 +115,10 @@ pub struct ArchiveOptions {
 /// The [`ArchiveOptions::lock_role`] of a read command's writer open.
 pub const INDEXING_FOR_A_READ: &str = "a read command indexing the log's tail";
 
+/// How long a writer the user started waits for a read command indexing
+/// the log's tail ([`INDEXING_FOR_A_READ`]) to let go of the lock.
+const READ_CATCH_UP_WAIT: Duration = Duration::from_secs(60);
+
 impl Default for ArchiveOptions {
     fn default() -> Self {
         ArchiveOptions {
@@ -485,16 +489,26 @@ impl Archive {
         crate::reader::refuse_a_file(dir)?;
         create_private_dir(dir)?;
         check_private_files(dir)?;
-        let lock =
-            ccvault_log::lock_dir_for(dir, options.lock_wait, options.lock_role).map_err(|e| {
-                match e {
-                    ccvault_log::LogError::Locked { holder, .. } => StoreError::Locked {
-                        dir: dir.to_path_buf(),
-                        holder: format!(" ({holder})"),
-                    },
-                    other => StoreError::Log(other),
-                }
-            })?;
+        let lock = match ccvault_log::lock_dir_for(dir, options.lock_wait, options.lock_role) {
+            // A writer the user started waits out a read command indexing
+            // the log's tail, however long that takes here (up to
+            // `READ_CATCH_UP_WAIT`): until 2026-12-08 an import started
+            // beside a slow one was refused after its 2 s (an outside audit).
+            Err(ccvault_log::LogError::Locked { .. })
+                if !options.lock_wait.is_zero()
+                    && ccvault_log::held_for(dir, INDEXING_FOR_A_READ) =>
+            {
+                ccvault_log::lock_dir_for(dir, READ_CATCH_UP_WAIT, options.lock_role)
+            }
+            taken => taken,
+        }
+        .map_err(|e| match e {
+            ccvault_log::LogError::Locked { holder, .. } => StoreError::Locked {
+                dir: dir.to_path_buf(),
+                holder: format!(" ({holder})"),
+            },
+            other => StoreError::Log(other),
+        })?;
         let layout = Layout::new(dir);
         create_private_dir(&layout.log_dir())?;
         let mut report = OpenReport::default();
@@ -1525,5 +1539,47 @@ pub(crate) fn arrival(publish_time: Option<&str>, ingest_ms: i64, kind: SourceKi
         publish_time,
         ingest_ms,
         live: kind.is_live(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A writer the user started waits out a read command indexing the
+    /// log's tail past its usual grace (an outside audit: an import
+    /// started beside a slow one was refused after 2 s), and is refused at
+    /// once by any other holder after the grace.
+    #[test]
+    fn a_writer_waits_out_a_reads_catch_up() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(Archive::open(dir.path(), ArchiveOptions::default()).unwrap());
+        let user = ArchiveOptions {
+            lock_wait: Duration::from_millis(300),
+            ..ArchiveOptions::default()
+        };
+        let hold = |role| ccvault_log::lock_dir_for(dir.path(), Duration::ZERO, role).unwrap();
+        let released = |lock: ccvault_log::DirLock| {
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(900));
+                drop(lock);
+            })
+        };
+
+        let by_a_read = released(hold(Some(INDEXING_FOR_A_READ)));
+        let started = std::time::Instant::now();
+        let opened = Archive::open(dir.path(), user.clone());
+        assert!(opened.is_ok(), "{:?}", opened.err());
+        assert!(started.elapsed() >= Duration::from_millis(800));
+        drop(opened);
+        by_a_read.join().unwrap();
+
+        let by_another = released(hold(None));
+        let refused = Archive::open(dir.path(), user).err();
+        assert!(
+            matches!(refused, Some(StoreError::Locked { .. })),
+            "{refused:?}"
+        );
+        by_another.join().unwrap();
     }
 }
