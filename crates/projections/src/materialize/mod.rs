@@ -228,13 +228,20 @@ fn create_whole(path: &Path) -> Result<()> {
         std::fs::remove_file(&fresh)
             .or_else(not_found_is_done)
             .map_err(io(&fresh))?;
-        std::fs::OpenOptions::new()
+        // Made through this descriptor, not the name: another process may
+        // remove the name meanwhile (below), and the file stays this one.
+        let file = std::fs::OpenOptions::new()
+            .read(true)
             .write(true)
             .create_new(true)
             .mode(0o600)
             .open(&fresh)
             .map_err(io(&fresh))?;
-        if let Err(e) = guarded(&fresh, || schema::builder().create(&fresh).at(&fresh)).map(drop) {
+        let made = guarded(&fresh, || {
+            let backend = redb::backends::FileBackend::new(file).at(&fresh)?;
+            schema::builder().create_with_backend(backend).at(&fresh)
+        });
+        if let Err(e) = made.map(drop) {
             let _ = std::fs::remove_file(&fresh);
             return Err(e);
         }
@@ -249,8 +256,14 @@ fn create_whole(path: &Path) -> Result<()> {
                 }
                 return Ok(());
             }
-            // Another process linked its own in first: that one is opened.
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            // Another process linked its own in first (that one is
+            // opened), or, having done so, removed this one's as a killed
+            // process's (`remove_stale_scratch`): look again.
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::AlreadyExists | std::io::ErrorKind::NotFound
+                ) => {}
             Err(source) => return Err(io(path)(source)),
         }
     }
