@@ -39,7 +39,7 @@ mod verify;
 pub use archive::{
     create_private_file, message_bound, now_ms, open_private_file, records_indexed_from_log,
     Archive, ArchiveOptions, BatchReport, Incoming, OpenReport, Outcome, Prepared,
-    LARGEST_RECORD_LIMIT,
+    INDEXING_FOR_A_READ, LARGEST_RECORD_LIMIT,
 };
 pub use ccvault_index::overlay::Overlay;
 pub use ccvault_index::{
