@@ -857,7 +857,8 @@ fn a_leg_ended_before_its_last_events_leaves_the_running_board() {
 }
 
 /// Beside a server that holds the projections and has not caught them up
-/// with an import, `ccvault wallboard` shows the floor of the records the
+/// with an import (and does not within the 5 s a read waits for it: its
+/// poll is 60 s), `ccvault wallboard` shows the floor of the records the
 /// projections hold, as an archive of only those records shows it: the
 /// stages of the legs in progress come from those records too. Until
 /// 2026-12-07 they came from every record the index showed, later ones
