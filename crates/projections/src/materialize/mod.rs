@@ -172,10 +172,13 @@ pub(super) fn scratch_path(path: &Path) -> PathBuf {
 }
 
 /// Where this process makes a new projections file before it links it in
-/// at `path`: a name of its own (`projections.redb.new.PID`), so that no
-/// other process's file, half made or planted, is ever opened as it.
+/// at `path`: a name of its own (`projections.redb.new.PID-N`, N counting
+/// this process's makings: two threads never share one), so that no other
+/// file, half made or planted, is ever opened as it.
 fn fresh_path(path: &Path) -> PathBuf {
-    path.with_extension(format!("redb.new.{}", std::process::id()))
+    static MADE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = MADE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    path.with_extension(format!("redb.new.{}-{n}", std::process::id()))
 }
 
 /// Whether `name` is a [`fresh_path`] name beside `path` (of any process).
@@ -186,7 +189,11 @@ fn is_fresh_name(path: &Path, name: &std::ffi::OsStr) -> bool {
     name.to_str()
         .and_then(|n| n.strip_prefix(stem))
         .and_then(|n| n.strip_prefix(".new."))
-        .is_some_and(|pid| !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit()))
+        .and_then(|n| n.split_once('-'))
+        .is_some_and(|(pid, n)| {
+            let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+            digits(pid) && digits(n)
+        })
 }
 
 /// Makes sure a projections file is at `path`, made whole before it is
@@ -224,7 +231,7 @@ fn create_whole(path: &Path) -> Result<()> {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(source) => return Err(io(path)(source)),
         }
-        // A file left under this process's name (a pid used again) goes.
+        // A file left under this name (a pid used again) goes.
         std::fs::remove_file(&fresh)
             .or_else(not_found_is_done)
             .map_err(io(&fresh))?;

@@ -1099,7 +1099,7 @@ fn a_projections_file_killed_while_made_is_made_again() {
     import_lines(d, &lines);
     let path = Layout::new(d).projections_path();
     // Another process's name: no process has pid 2^22 + 1.
-    let stale = path.with_extension("redb.new.4194305");
+    let stale = path.with_extension("redb.new.4194305-0");
     // Half made: a redb file whose magic number is not written yet.
     drop(schema::builder().create(&stale).unwrap());
     let mut bytes = std::fs::read(&stale).unwrap();
@@ -1122,16 +1122,17 @@ fn a_projections_file_killed_while_made_is_made_again() {
     assert!(!stale.exists(), "the second name is gone");
     assert_eq!(dump(&Projections::open(d).unwrap()), made);
 
-    // The index linked under this process's name and another's: neither
+    // The index linked under names of this process and another: neither
     // is opened as the projections, and the index is untouched.
     let index = Layout::new(d).index_path();
     let index_bytes = std::fs::read(&index).unwrap();
     std::fs::remove_file(&path).unwrap();
-    std::fs::hard_link(&index, fresh_path(&path)).unwrap();
+    let own = path.with_extension(format!("redb.new.{}-0", std::process::id()));
+    std::fs::hard_link(&index, &own).unwrap();
     std::fs::hard_link(&index, &stale).unwrap();
     catch_up(d);
     assert_eq!(dump(&Projections::open(d).unwrap()), made);
-    assert!(!stale.exists() && !fresh_path(&path).exists());
+    assert!(!stale.exists() && !own.exists());
     assert!(
         std::fs::read(&index).unwrap() == index_bytes,
         "the index was written"
